@@ -1,0 +1,42 @@
+// Rendering of the desired state: DPDK testpmd `flow create` syntax (so an
+// operator can paste a rule into testpmd on the real NIC) and JSON.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "nicoffload/flowrules/planner.h"
+
+namespace nicoffload::flowrules {
+
+// DPDK ethdev port ids of the switch ports, as testpmd numbers them when
+// started with "-a <PF>,representor=vf[0-N]": the PF first, then vf0, vf1...
+struct PortNumbering {
+  std::uint16_t uplink = 0;            // also the transfer proxy port the rules are created on
+  std::uint16_t first_representor = 1;
+  std::uint16_t of(const PortRef& p) const {
+    return p.kind == PortRef::Kind::kUplink ? uplink
+                                            : static_cast<std::uint16_t>(first_representor + p.vf);
+  }
+  static PortNumbering fromHost(const model::HostConfig& host) {
+    return {host.uplink_port_id, host.first_representor_port_id};
+  }
+};
+
+// The testpmd commands for one rule: a "set vxlan ..." line first for rules
+// with VXLAN_ENCAP, then the "flow create ..." line.
+std::vector<std::string> renderTestpmd(const FlowRule& rule, const PortNumbering& ports);
+
+// JSON forms (stable field names; documented in README.md).
+nlohmann::json toJson(const FlowRule& rule, const model::HwProfile& profile);
+nlohmann::json toJson(const SoftwarePathState& sw);
+nlohmann::json toJson(const DesiredState& state, const model::HwProfile& profile,
+                      const PortNumbering& ports);
+
+// Text lines for the software-path objects, in `ip`/`bridge`-like notation
+// (for reading only: nicoffload never runs these commands).
+std::vector<std::string> describeSoftwarePath(const SoftwarePathState& sw);
+
+}  // namespace nicoffload::flowrules

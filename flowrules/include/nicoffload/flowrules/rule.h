@@ -1,0 +1,193 @@
+// The flow-rule IR: close to rte_flow (attributes, pattern items, actions),
+// compact (inline storage, no heap per rule) because a host holds 100 k+ of
+// them, and comparable, so diff can tell changed rules from unchanged ones.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+
+#include "nicoffload/common/net_types.h"
+#include "nicoffload/model/hw_profile.h"
+
+namespace nicoffload::flowrules {
+
+using model::ActionType;
+using model::ItemType;
+
+// Fixed-capacity vector with inline storage.
+template <class T, std::size_t N>
+class InlineVec {
+ public:
+  void push_back(const T& v) { data_[size_++] = v; }  // caller keeps size < N (planner invariant)
+  std::size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  const T* begin() const { return data_.data(); }
+  const T* end() const { return data_.data() + size_; }
+  const T& operator[](std::size_t i) const { return data_[i]; }
+  static constexpr std::size_t capacity() { return N; }
+  bool operator==(const InlineVec& o) const {
+    if (size_ != o.size_) return false;
+    for (std::size_t i = 0; i < size_; ++i)
+      if (!(data_[i] == o.data_[i])) return false;
+    return true;
+  }
+
+ private:
+  std::array<T, N> data_{};
+  std::uint8_t size_ = 0;
+};
+
+// A port of the embedded switch: the uplink (PF / wire side) or a VF.
+struct PortRef {
+  enum class Kind : std::uint8_t { kUplink, kVf };
+  Kind kind = Kind::kUplink;
+  std::uint16_t vf = 0;  // VF index; only for kVf
+
+  static PortRef uplink() { return {Kind::kUplink, 0}; }
+  static PortRef vfPort(std::uint16_t index) { return {Kind::kVf, index}; }
+  std::string str() const { return kind == Kind::kUplink ? "uplink" : "vf" + std::to_string(vf); }
+  bool operator==(const PortRef&) const = default;
+};
+
+// --- pattern items (each field is matched exactly when its bit is set) ---
+struct PortItem {           // REPRESENTED_PORT: packet entered the switch from this port
+  PortRef port;
+  bool operator==(const PortItem&) const = default;
+};
+struct EthItem {            // ETH (IEEE 802.3)
+  static constexpr std::uint8_t kSrc = 1, kDst = 2, kType = 4;
+  std::uint8_t fields = 0;
+  MacAddr src, dst;
+  std::uint16_t ether_type = 0;  // 0x0800 IPv4, 0x0806 ARP (IEEE registry)
+  bool operator==(const EthItem&) const = default;
+};
+struct Ipv4Item {           // IPV4 (RFC 791)
+  static constexpr std::uint8_t kSrc = 1, kDst = 2;
+  std::uint8_t fields = 0;
+  Ipv4Addr src, dst;
+  bool operator==(const Ipv4Item&) const = default;
+};
+struct UdpItem {            // UDP (RFC 768)
+  static constexpr std::uint8_t kDst = 1;
+  std::uint8_t fields = 0;
+  std::uint16_t dst_port = 0;
+  bool operator==(const UdpItem&) const = default;
+};
+struct VxlanItem {          // VXLAN (RFC 7348)
+  std::uint32_t vni = 0;    // 24 bits, always matched
+  bool operator==(const VxlanItem&) const = default;
+};
+
+using FlowItem = std::variant<PortItem, EthItem, Ipv4Item, UdpItem, VxlanItem>;
+ItemType itemType(const FlowItem& item);
+
+// --- actions ---
+struct SetMacSrcAction { MacAddr mac; bool operator==(const SetMacSrcAction&) const = default; };
+struct SetMacDstAction { MacAddr mac; bool operator==(const SetMacDstAction&) const = default; };
+struct DecTtlAction { bool operator==(const DecTtlAction&) const = default; };
+// Send out of the port (to the VF's guest, or to the wire for the uplink).
+struct RepresentedPortAction { PortRef port; bool operator==(const RepresentedPortAction&) const = default; };
+// Send to the port's representor netdev (the kernel, i.e. the software path).
+struct PortRepresentorAction { PortRef port; bool operator==(const PortRepresentorAction&) const = default; };
+// VXLAN encapsulation; the outer headers are FlowRule::encap.
+struct VxlanEncapAction { bool operator==(const VxlanEncapAction&) const = default; };
+struct VxlanDecapAction { bool operator==(const VxlanDecapAction&) const = default; };
+struct JumpAction { std::uint32_t group = 0; bool operator==(const JumpAction&) const = default; };
+struct CountAction { bool operator==(const CountAction&) const = default; };
+struct DropAction { bool operator==(const DropAction&) const = default; };
+
+using FlowAction =
+    std::variant<SetMacSrcAction, SetMacDstAction, DecTtlAction, RepresentedPortAction,
+                 PortRepresentorAction, VxlanEncapAction, VxlanDecapAction, JumpAction,
+                 CountAction, DropAction>;
+ActionType actionType(const FlowAction& action);
+
+// Outer headers of a VXLAN encapsulation (RFC 7348 §5).
+struct VxlanEncap {
+  MacAddr eth_src;            // this host's uplink MAC
+  MacAddr eth_dst;            // underlay next hop towards the remote VTEP
+  Ipv4Addr ipv4_src;          // local VTEP
+  Ipv4Addr ipv4_dst;          // remote VTEP
+  std::uint16_t udp_src = 0;  // fixed per destination, for ECMP entropy (49152..65535)
+  std::uint16_t udp_dst = 4789;
+  std::uint32_t vni = 0;      // 24 bits
+  bool operator==(const VxlanEncap&) const = default;
+};
+
+struct FlowAttr {
+  std::uint32_t group = 0;     // 0 = root table
+  std::uint32_t priority = 0;  // lower value = matched first
+  bool ingress = false;
+  bool transfer = true;        // eswitch (FDB) domain
+  bool operator==(const FlowAttr&) const = default;
+};
+
+// The rule classes of DESIGN.md.
+enum class RuleClass : std::uint8_t {
+  kLocalDelivery,
+  kRoutedEgress,
+  kVxlanEgress,
+  kVxlanIngress,
+  kArpTrap,
+  kAntiSpoofing,
+};
+const char* toString(RuleClass c);
+const char* idPrefix(RuleClass c);  // "ld", "re", "ve", "vi", "arp", "as"
+
+enum class Placement : std::uint8_t { kHw, kSw };
+const char* toString(Placement p);
+
+// Why a rule sits where it does. Compact and comparable; text is rendered
+// with describeReason() against the profile that decided.
+struct PlacementReason {
+  enum class Code : std::uint8_t {
+    kNone,                // placed hw: the profile supports every item and action
+    kItemUnsupported,     // detail = ItemType
+    kActionUnsupported,   // detail = ActionType
+    kUdpPortUnsupported,  // detail = ItemType/ActionType carrying it (see on_action), port = requested
+    kNextHopUnresolved,   // no MAC known for the underlay next hop `address`
+    kTableFull,           // group `group` holds at most `capacity` rules
+    kFollows,             // must follow rule `rule` (placed sw) or it would shadow/strand it
+    kDeviceRefused,       // the device refused it at apply time (message kept by the backend)
+  };
+  Code code = Code::kNone;
+  bool on_action = false;       // for kUdpPortUnsupported: detail is an ActionType
+  std::uint8_t detail = 0;
+  std::uint16_t port = 0;
+  std::uint32_t group = 0;
+  std::uint32_t capacity = 0;
+  Ipv4Addr address;
+  std::uint64_t rule = 0;
+  bool operator==(const PlacementReason&) const = default;
+};
+
+using RuleId = std::uint64_t;
+using OwnerId = std::uint64_t;
+
+struct FlowRule {
+  RuleId id = 0;       // stable: derived from the intent that produced the rule
+  OwnerId owner = 0;   // the port / remote / VNI / host the rule belongs to
+  RuleClass cls = RuleClass::kLocalDelivery;
+  Placement placement = Placement::kHw;
+  PlacementReason reason;
+  FlowAttr attr;
+  InlineVec<FlowItem, 5> pattern;
+  InlineVec<FlowAction, 6> actions;
+  std::optional<VxlanEncap> encap;  // set iff actions hold VxlanEncapAction
+
+  // Everything but the id (diff uses it to find modified rules).
+  bool sameContent(const FlowRule& o) const {
+    return owner == o.owner && cls == o.cls && placement == o.placement && reason == o.reason &&
+           attr == o.attr && pattern == o.pattern && actions == o.actions && encap == o.encap;
+  }
+};
+
+// "ld-00c0ffee12345678": class prefix + 16 hex digits.
+std::string formatRuleId(RuleClass cls, RuleId id);
+// Accepts "ld-<16 hex>" or "<16 hex>"; nullopt otherwise.
+std::optional<RuleId> parseRuleId(std::string_view text);
+
+}  // namespace nicoffload::flowrules

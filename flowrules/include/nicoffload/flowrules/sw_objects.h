@@ -1,0 +1,112 @@
+// The software path (Linux kernel) as data: what the kernel must hold so that
+// traffic the hardware does not carry still flows. The planner emits these;
+// the SoftwarePath backend (offload/) programs them over netlink.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "nicoffload/common/net_types.h"
+#include "nicoffload/flowrules/rule.h"
+
+namespace nicoffload::flowrules {
+
+// A /proc/sys/net value, e.g. path "ipv4/conf/pf0vf3/proxy_arp", value "1".
+struct SysctlSetting {
+  std::string path;   // relative to /proc/sys/net/
+  std::string value;
+  OwnerId owner = 0;
+  auto key() const { return std::tie(path); }
+  bool operator==(const SysctlSetting&) const = default;
+};
+
+// Settings of a netdev we do not create (a representor): MAC and state.
+struct LinkSetting {
+  std::string dev;
+  MacAddr mac;        // the gateway MAC, so proxy-ARP answers carry it
+  bool up = true;
+  OwnerId owner = 0;
+  auto key() const { return std::tie(dev); }
+  bool operator==(const LinkSetting&) const = default;
+};
+
+// An address on a local netdev (the gateway /32 on "lo").
+struct AddressEntry {
+  std::string dev;
+  Ipv4Prefix prefix;
+  OwnerId owner = 0;
+  auto key() const { return std::tie(dev, prefix); }
+  bool operator==(const AddressEntry&) const = default;
+};
+
+// An IPv4 route (rtnetlink RTM_NEWROUTE).
+struct RouteEntry {
+  Ipv4Prefix dst;                 // always a /32 here
+  std::string dev;                // output device; may be empty for routed remotes
+  std::optional<Ipv4Addr> via;    // gateway; empty = directly connected (scope link)
+  bool onlink = false;            // RTNH_F_ONLINK: gateway reachable on dev without a subnet
+  std::uint32_t table = 254;
+  std::uint8_t protocol = 0;      // rtm_protocol, so FRR can `redistribute kernel`
+  OwnerId owner = 0;
+  auto key() const { return std::tie(table, dst); }
+  bool operator==(const RouteEntry&) const = default;
+};
+
+// A neighbour (ARP) entry (RTM_NEWNEIGH, NUD_PERMANENT).
+struct NeighbourEntry {
+  std::string dev;
+  Ipv4Addr ip;
+  MacAddr mac;
+  OwnerId owner = 0;
+  auto key() const { return std::tie(dev, ip); }
+  bool operator==(const NeighbourEntry&) const = default;
+};
+
+// A VXLAN netdev (one per VNI), learning off.
+struct VxlanDevice {
+  std::string name;           // "vxlan<vni>"
+  std::uint32_t vni = 0;
+  Ipv4Addr local;             // local VTEP
+  std::uint16_t dst_port = 4789;
+  MacAddr mac;                // router MAC derived from the local VTEP
+  std::string underlay_dev;   // optional lower device (the uplink)
+  OwnerId owner = 0;
+  auto key() const { return std::tie(name); }
+  bool operator==(const VxlanDevice&) const = default;
+};
+
+// A VXLAN FDB entry (bridge fdb append MAC dev vxlanN dst VTEP).
+struct FdbEntry {
+  std::string dev;
+  MacAddr mac;
+  Ipv4Addr dst;               // remote VTEP
+  OwnerId owner = 0;
+  auto key() const { return std::tie(dev, mac, dst); }
+  bool operator==(const FdbEntry&) const = default;
+};
+
+// Every kind sorted by key.
+struct SoftwarePathState {
+  std::vector<SysctlSetting> sysctls;
+  std::vector<LinkSetting> links;
+  std::vector<AddressEntry> addresses;
+  std::vector<VxlanDevice> vxlan_devices;
+  std::vector<FdbEntry> fdb;
+  std::vector<NeighbourEntry> neighbours;
+  std::vector<RouteEntry> routes;
+
+  std::size_t size() const {
+    return sysctls.size() + links.size() + addresses.size() + vxlan_devices.size() + fdb.size() +
+           neighbours.size() + routes.size();
+  }
+};
+
+// The router MAC of a VTEP in the VXLAN underlay: 02:00 + the four octets of
+// the VTEP address (locally administered, unicast). Every hypervisor derives
+// its peers' MACs the same way, so no control protocol is needed for them.
+MacAddr routerMacForVtep(Ipv4Addr vtep);
+
+}  // namespace nicoffload::flowrules

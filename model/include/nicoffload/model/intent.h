@@ -1,0 +1,116 @@
+// The host's network intent: host config, ports (one per VM NIC) and remote
+// endpoints. Pure data; parsing and validation live in model/parse.h.
+#pragma once
+
+#include <compare>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nicoffload/common/net_types.h"
+
+namespace nicoffload::model {
+
+enum class UnderlayMode : std::uint8_t {
+  kRouted,  // pure L3 underlay: remote /32s via an underlay next hop
+  kVxlan,   // overlay: remote /32s behind remote VTEPs (RFC 7348)
+};
+
+enum class FlowBackendKind : std::uint8_t { kSim, kDpdk };
+enum class SoftwarePathKind : std::uint8_t { kKernel, kNone };
+enum class VdpaKind : std::uint8_t { kNone, kKernel, kDpdk, kSim };
+enum class NicBackendKind : std::uint8_t { kSim, kSysfs };
+
+// An underlay neighbour whose MAC the hardware rules may write as the
+// destination MAC of routed (or encapsulated) packets.
+struct UnderlayNextHop {
+  Ipv4Addr ipv4;
+  MacAddr mac;
+};
+
+struct HostConfig {
+  std::string name;                  // hypervisor name, for logs and ids
+  std::string uplink_pci;            // PCI address of the uplink PF, "0000:03:00.0"
+  std::string uplink_netdev;         // kernel netdev of the uplink (software path); may be empty
+  std::uint16_t vf_count = 0;        // SR-IOV VFs to create on the PF
+  std::string hw_profile = "sim";    // profile name in hw-profiles/, a path, or "auto"
+
+  Ipv4Addr gateway_ipv4;             // gateway address every VM uses (e.g. 169.254.1.1)
+  MacAddr gateway_mac;               // MAC the VMs see for the gateway
+
+  UnderlayMode underlay = UnderlayMode::kRouted;
+  MacAddr uplink_mac;                // source MAC of packets sent to the underlay
+  std::vector<UnderlayNextHop> next_hops;      // known underlay neighbours
+  std::optional<Ipv4Addr> default_next_hop;    // next hop for remotes that name none
+  std::optional<Ipv4Addr> vtep_ipv4;           // local VTEP (VXLAN underlay)
+  std::uint16_t vxlan_udp_port = 4789;         // IANA VXLAN port (RFC 7348 §5)
+  std::optional<std::uint32_t> default_vni;    // VNI for ports that name none (24 bits)
+
+  std::uint8_t route_protocol = 240;  // rtm_protocol of the kernel routes we install
+  std::uint32_t route_table = 254;    // kernel routing table (254 = main)
+
+  FlowBackendKind flow_backend = FlowBackendKind::kSim;
+  SoftwarePathKind software_path = SoftwarePathKind::kKernel;
+  VdpaKind vdpa_backend = VdpaKind::kSim;
+  NicBackendKind nic_backend = NicBackendKind::kSim;
+
+  // DPDK ethdev port numbering, used to render rules for testpmd and by the
+  // DPDK backend: the PF (uplink) port and the port of representor vf0; vfN
+  // is first_representor_port_id + N (the order of "representor=vf[0-N]").
+  std::uint16_t uplink_port_id = 0;
+  std::uint16_t first_representor_port_id = 1;
+
+  std::string socket_path = "/run/nicoffload/nicoffloadd.sock";
+  std::string state_dir = "/var/lib/nicoffload";
+};
+
+// Identity of a port: the VM (libvirt domain UUID) and the index of the NIC in
+// the domain's interface list.
+struct PortKey {
+  std::string vm;          // RFC 4122 UUID, lower case
+  std::uint16_t nic = 0;
+
+  std::string str() const { return vm + "/" + std::to_string(nic); }
+  auto operator<=>(const PortKey&) const = default;
+};
+
+struct Port {
+  PortKey key;
+  MacAddr mac;                           // the guest's MAC
+  std::vector<Ipv4Addr> addresses;       // each a /32 host route
+  std::uint16_t mtu = 1500;              // bytes, L3 MTU of the guest NIC
+  std::uint16_t queues = 1;              // virtqueue pairs
+  std::optional<std::uint32_t> vni;      // VXLAN network identifier (24 bits)
+  std::optional<std::uint16_t> vf;       // VF index on the uplink PF
+  std::string representor;               // representor netdev; empty = "pf0vf<vf>"
+  std::optional<VdpaKind> vdpa;          // vDPA flavour; unset = host default
+
+  // The representor netdev name used by the software path.
+  std::string representorName() const {
+    if (!representor.empty()) return representor;
+    return vf ? "pf0vf" + std::to_string(*vf) : std::string();
+  }
+};
+
+// Another hypervisor's VM address, learned from FRR's kernel routes or config.
+struct RemoteEndpoint {
+  Ipv4Addr address;                      // the remote VM's /32
+  std::optional<Ipv4Addr> next_hop;      // routed underlay: underlay next hop
+  std::optional<Ipv4Addr> vtep;          // VXLAN underlay: remote VTEP
+  std::optional<std::uint32_t> vni;      // VXLAN underlay: VNI
+};
+
+struct Intent {
+  HostConfig host;
+  std::vector<Port> ports;
+  std::vector<RemoteEndpoint> remotes;
+};
+
+const char* toString(UnderlayMode mode);
+const char* toString(VdpaKind kind);
+const char* toString(FlowBackendKind kind);
+const char* toString(SoftwarePathKind kind);
+const char* toString(NicBackendKind kind);
+
+}  // namespace nicoffload::model

@@ -1,0 +1,563 @@
+// Host config, port and remote endpoint parsing, and whole-intent validation.
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <unordered_map>
+
+#include "json_reader.h"
+#include "nicoffload/model/parse.h"
+
+namespace nicoffload::model {
+namespace {
+
+using detail::ObjectReader;
+using nlohmann::json;
+
+constexpr std::int64_t kMaxVni = (1 << 24) - 1;  // RFC 7348 §5: 24-bit VNI
+
+bool validPci(const std::string& s) {
+  // Domain:bus:device.function, "0000:03:00.0" (lspci -D form).
+  if (s.size() != 12 || s[4] != ':' || s[7] != ':' || s[10] != '.') return false;
+  for (std::size_t i : {0u, 1u, 2u, 3u, 5u, 6u, 8u, 9u})
+    if (!std::isxdigit(static_cast<unsigned char>(s[i]))) return false;
+  return s[11] >= '0' && s[11] <= '7';
+}
+
+// Linux netdev names: 1..15 bytes (IFNAMSIZ-1), no '/', ':' or whitespace,
+// not "." or "..".
+bool validIfName(const std::string& s) {
+  if (s.empty() || s.size() > 15 || s == "." || s == "..") return false;
+  for (char c : s)
+    if (c == '/' || c == ':' || std::isspace(static_cast<unsigned char>(c)) || c == '\0')
+      return false;
+  return true;
+}
+
+bool validUuid(const std::string& s) {
+  if (s.size() != 36) return false;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (s[i] != '-') return false;
+    } else if (!std::isxdigit(static_cast<unsigned char>(s[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// A VM or remote address must be a usable unicast host address.
+std::optional<std::string> unusableHostAddress(Ipv4Addr a) {
+  if (a.isUnspecified()) return "0.0.0.0 is not a host address";
+  if (a.isMulticast()) return "a multicast address cannot be a host address";
+  if (a.isBroadcast()) return "the broadcast address cannot be a host address";
+  if (a.isLoopback()) return "a loopback address cannot be a VM address";
+  return std::nullopt;
+}
+
+// Parses "a.b.c.d" or "a.b.c.d/32" into a host address; other prefix lengths
+// are refused.
+bool readHostAddress(ObjectReader& r, const json& v, const std::string& path, Ipv4Addr& out) {
+  if (!v.is_string())
+    return r.fail(makeError(ErrorCode::kWrongType, path, detail::shortValue(v),
+                            std::string("must be an IPv4 /32 string, got ") + detail::typeName(v)));
+  const auto text = v.get<std::string>();
+  auto prefix = Ipv4Prefix::parse(text);
+  if (!prefix)
+    return r.fail(makeError(ErrorCode::kInvalidValue, path, text,
+                            "'" + text + "' is not an IPv4 address or prefix (expected a.b.c.d/32)"));
+  if (prefix->len != 32)
+    return r.fail(makeError(ErrorCode::kInvalidValue, path, text,
+                            "'" + text + "' is not a /32 host prefix: every VM address is a /32 host "
+                            "route (use " + prefix->addr.str() + "/32)"));
+  if (auto why = unusableHostAddress(prefix->addr))
+    return r.fail(makeError(ErrorCode::kInvalidValue, path, text, *why));
+  out = prefix->addr;
+  return true;
+}
+
+template <class Enum>
+bool readEnum(ObjectReader& r, std::string_view key, Enum& out,
+              std::initializer_list<std::pair<const char*, Enum>> choices) {
+  std::string text;
+  const json* v = r.member(key, false);
+  if (!v) return r.ok();
+  if (!r.string(key, text, false)) return false;
+  std::string names;
+  for (const auto& [name, value] : choices) {
+    if (text == name) {
+      out = value;
+      return true;
+    }
+    if (!names.empty()) names += ", ";
+    names += name;
+  }
+  return r.fail(ErrorCode::kInvalidValue, key, *v,
+                "'" + text + "' is not one of: " + names);
+}
+
+bool readNextHops(ObjectReader& r, const json& arr, HostConfig& host) {
+  const std::string base = r.field("next_hops");
+  for (std::size_t i = 0; i < arr.size(); ++i) {
+    ObjectReader nh(arr[i], detail::indexPath(base, i));
+    std::optional<Ipv4Addr> ip;
+    UnderlayNextHop hop;
+    nh.ipv4("ipv4", ip, true) && nh.mac("mac", hop.mac, true) && nh.finish();
+    if (!nh.ok()) return r.fail(nh.error());
+    hop.ipv4 = *ip;
+    if (hop.mac.isZero() || hop.mac.isMulticast())
+      return r.fail(makeError(ErrorCode::kInvalidValue, nh.field("mac"), hop.mac.str(),
+                              "a next hop MAC must be a non-zero unicast MAC"));
+    for (const auto& other : host.next_hops)
+      if (other.ipv4 == hop.ipv4)
+        return r.fail(makeError(ErrorCode::kDuplicate, nh.field("ipv4"), hop.ipv4.str(),
+                                "next hop " + hop.ipv4.str() + " is listed twice"));
+    host.next_hops.push_back(hop);
+  }
+  return true;
+}
+
+}  // namespace
+
+const char* toString(UnderlayMode mode) {
+  return mode == UnderlayMode::kRouted ? "routed" : "vxlan";
+}
+const char* toString(VdpaKind kind) {
+  switch (kind) {
+    case VdpaKind::kNone: return "none";
+    case VdpaKind::kKernel: return "kernel";
+    case VdpaKind::kDpdk: return "dpdk";
+    case VdpaKind::kSim: return "sim";
+  }
+  return "?";
+}
+const char* toString(FlowBackendKind kind) {
+  return kind == FlowBackendKind::kSim ? "sim" : "dpdk";
+}
+const char* toString(SoftwarePathKind kind) {
+  return kind == SoftwarePathKind::kKernel ? "kernel" : "none";
+}
+const char* toString(NicBackendKind kind) {
+  return kind == NicBackendKind::kSim ? "sim" : "sysfs";
+}
+
+Result<HostConfig> parseHostConfig(const json& doc) {
+  HostConfig host;
+  ObjectReader r(doc, "");
+  std::int64_t n = 0;
+  std::optional<Ipv4Addr> ip;
+  const json* obj = nullptr;
+
+  r.string("name", host.name, true);
+  if (r.ok() && host.name.empty())
+    r.fail(ErrorCode::kInvalidValue, "name", doc["name"], "must not be empty");
+  r.string("hw_profile", host.hw_profile, false);
+  r.string("socket", host.socket_path, false);
+  r.string("state_dir", host.state_dir, false);
+  if (r.ok() && (host.socket_path.empty() || host.socket_path[0] != '/'))
+    r.fail(ErrorCode::kInvalidValue, "socket", host.socket_path, "must be an absolute path");
+  if (r.ok() && (host.state_dir.empty() || host.state_dir[0] != '/'))
+    r.fail(ErrorCode::kInvalidValue, "state_dir", host.state_dir, "must be an absolute path");
+
+  if (r.object("uplink", obj, true) && obj) {
+    ObjectReader u(*obj, "uplink");
+    if (u.string("pci", host.uplink_pci, true) && !validPci(host.uplink_pci))
+      u.fail(ErrorCode::kInvalidValue, "pci", host.uplink_pci,
+             "'" + host.uplink_pci + "' is not a PCI address (expected DDDD:BB:DD.F, e.g. 0000:03:00.0)");
+    if (u.string("netdev", host.uplink_netdev, false) && !host.uplink_netdev.empty() &&
+        !validIfName(host.uplink_netdev))
+      u.fail(ErrorCode::kInvalidValue, "netdev", host.uplink_netdev,
+             "'" + host.uplink_netdev + "' is not a valid interface name (1-15 bytes, no '/', ':' or spaces)");
+    u.mac("mac", host.uplink_mac, true);
+    if (u.integer("vf_count", 0, 65535, n, true, "SR-IOV VFs to create")) host.vf_count = static_cast<std::uint16_t>(n);
+    u.finish();
+    if (!u.ok()) r.fail(u.error());
+  }
+
+  if (r.ok() && r.object("gateway", obj, true) && obj) {
+    ObjectReader g(*obj, "gateway");
+    if (g.ipv4("ipv4", ip, true) && ip) {
+      host.gateway_ipv4 = *ip;
+      if (ip->isUnspecified() || ip->isMulticast() || ip->isBroadcast())
+        g.fail(ErrorCode::kInvalidValue, "ipv4", (*obj)["ipv4"], "must be a unicast address");
+    }
+    if (g.mac("mac", host.gateway_mac, true) &&
+        (host.gateway_mac.isZero() || host.gateway_mac.isMulticast()))
+      g.fail(ErrorCode::kInvalidValue, "mac", (*obj)["mac"], "must be a non-zero unicast MAC");
+    g.finish();
+    if (!g.ok()) r.fail(g.error());
+  }
+
+  if (r.ok() && r.object("underlay", obj, true) && obj) {
+    ObjectReader u(*obj, "underlay");
+    if (!u.member("mode", false) && u.ok())
+      u.fail(makeError(ErrorCode::kMissingField, u.field("mode"), "",
+                       "required field is missing (routed or vxlan)"));
+    readEnum(u, "mode", host.underlay,
+             {{"routed", UnderlayMode::kRouted}, {"vxlan", UnderlayMode::kVxlan}});
+    const json* hops = nullptr;
+    if (u.array("next_hops", hops, false) && hops) readNextHops(u, *hops, host);
+    ip.reset();
+    if (u.ipv4("default_next_hop", ip, false) && ip) host.default_next_hop = ip;
+    ip.reset();
+    if (u.ipv4("vtep", ip, host.underlay == UnderlayMode::kVxlan) && ip) {
+      host.vtep_ipv4 = ip;
+      if (ip->isUnspecified() || ip->isMulticast() || ip->isBroadcast() || ip->isLoopback())
+        u.fail(ErrorCode::kInvalidValue, "vtep", (*obj)["vtep"], "must be a unicast, non-loopback address");
+    }
+    if (u.integer("vxlan_udp_port", 1, 65535, n, false, "UDP destination port of VXLAN, IANA 4789"))
+      if (u.member("vxlan_udp_port", false)) host.vxlan_udp_port = static_cast<std::uint16_t>(n);
+    if (u.integer("default_vni", 0, kMaxVni, n, false, "a VNI is 24 bits") &&
+        u.member("default_vni", false))
+      host.default_vni = static_cast<std::uint32_t>(n);
+    u.finish();
+    if (!u.ok()) r.fail(u.error());
+  }
+
+  if (r.ok() && r.object("kernel", obj, false) && obj) {
+    ObjectReader k(*obj, "kernel");
+    if (k.integer("route_protocol", 5, 255, n, false, "0-4 are the kernel's own") &&
+        k.member("route_protocol", false)) {
+      // FRR's zebra maps these protocol numbers to its own daemons and would
+      // not treat our routes as "kernel" routes for `redistribute kernel`.
+      if (n == 11 || n == 42 || (n >= 186 && n <= 198))
+        k.fail(ErrorCode::kInvalidValue, "route_protocol", (*obj)["route_protocol"],
+               std::to_string(n) + " is used by FRR for its own routes (11, 42, 186-198); "
+               "`redistribute kernel` would not see ours: pick another, e.g. 240");
+      else
+        host.route_protocol = static_cast<std::uint8_t>(n);
+    }
+    if (k.integer("route_table", 1, 0xFFFFFFFFLL, n, false) && k.member("route_table", false)) {
+      if (n == 255 || n == 0)
+        k.fail(ErrorCode::kInvalidValue, "route_table", (*obj)["route_table"],
+               "tables 0 (unspec) and 255 (local) are not for host routes");
+      else
+        host.route_table = static_cast<std::uint32_t>(n);
+    }
+    k.finish();
+    if (!k.ok()) r.fail(k.error());
+  }
+
+  if (r.ok() && r.object("backends", obj, false) && obj) {
+    ObjectReader b(*obj, "backends");
+    readEnum(b, "flow", host.flow_backend,
+             {{"sim", FlowBackendKind::kSim}, {"dpdk", FlowBackendKind::kDpdk}});
+    readEnum(b, "software_path", host.software_path,
+             {{"kernel", SoftwarePathKind::kKernel}, {"none", SoftwarePathKind::kNone}});
+    readEnum(b, "vdpa", host.vdpa_backend,
+             {{"none", VdpaKind::kNone}, {"kernel", VdpaKind::kKernel}, {"dpdk", VdpaKind::kDpdk},
+              {"sim", VdpaKind::kSim}});
+    readEnum(b, "nic", host.nic_backend,
+             {{"sim", NicBackendKind::kSim}, {"sysfs", NicBackendKind::kSysfs}});
+    b.finish();
+    if (!b.ok()) r.fail(b.error());
+  }
+
+  if (r.ok() && r.object("dpdk", obj, false) && obj) {
+    ObjectReader d(*obj, "dpdk");
+    if (d.integer("uplink_port_id", 0, 65534, n, false) && d.member("uplink_port_id", false))
+      host.uplink_port_id = static_cast<std::uint16_t>(n);
+    if (d.integer("first_representor_port_id", 0, 65534, n, false) &&
+        d.member("first_representor_port_id", false))
+      host.first_representor_port_id = static_cast<std::uint16_t>(n);
+    d.finish();
+    if (!d.ok()) r.fail(d.error());
+  }
+
+  r.finish();
+  if (!r.ok()) return r.error();
+  return host;
+}
+
+Result<Port> parsePort(const json& doc, const std::string& path) {
+  Port port;
+  ObjectReader r(doc, path);
+  std::int64_t n = 0;
+
+  if (r.string("vm", port.key.vm, true) && !validUuid(port.key.vm))
+    r.fail(ErrorCode::kInvalidValue, "vm", doc["vm"],
+           "'" + port.key.vm + "' is not a VM UUID (expected 8-4-4-4-12 hex digits)");
+  port.key.vm = lower(port.key.vm);
+  if (r.integer("nic", 0, 65535, n, true, "index of the NIC in the domain")) port.key.nic = static_cast<std::uint16_t>(n);
+  if (r.mac("mac", port.mac, true)) {
+    if (port.mac.isZero())
+      r.fail(ErrorCode::kInvalidValue, "mac", doc["mac"], "00:00:00:00:00:00 is not a usable MAC");
+    else if (port.mac.isMulticast())
+      r.fail(ErrorCode::kInvalidValue, "mac", doc["mac"],
+             "'" + port.mac.str() + "' is a multicast MAC (lowest bit of the first octet set); a NIC needs a unicast MAC");
+  }
+  const json* addrs = nullptr;
+  if (r.array("addresses", addrs, true) && addrs) {
+    if (addrs->empty())
+      r.fail(ErrorCode::kInvalidValue, "addresses", *addrs, "must list at least one /32 address");
+    const std::string base = r.field("addresses");
+    for (std::size_t i = 0; i < addrs->size() && r.ok(); ++i) {
+      Ipv4Addr a;
+      if (!readHostAddress(r, (*addrs)[i], detail::indexPath(base, i), a)) break;
+      for (const auto& other : port.addresses)
+        if (other == a)
+          r.fail(makeError(ErrorCode::kDuplicate, detail::indexPath(base, i), a.str(),
+                           a.str() + " is listed twice"));
+      port.addresses.push_back(a);
+    }
+  }
+  if (r.integer("mtu", 68, 9216, n, false, "RFC 791 minimum 68, jumbo maximum 9216") && r.member("mtu", false))
+    port.mtu = static_cast<std::uint16_t>(n);
+  if (r.integer("queues", 1, 256, n, false, "virtqueue pairs") && r.member("queues", false))
+    port.queues = static_cast<std::uint16_t>(n);
+  if (r.integer("vni", 0, kMaxVni, n, false, "a VNI is 24 bits") && r.member("vni", false))
+    port.vni = static_cast<std::uint32_t>(n);
+  if (r.integer("vf", 0, 65534, n, false) && r.member("vf", false))
+    port.vf = static_cast<std::uint16_t>(n);
+  if (r.string("representor", port.representor, false) && !port.representor.empty() &&
+      !validIfName(port.representor))
+    r.fail(ErrorCode::kInvalidValue, "representor", doc["representor"],
+           "'" + port.representor + "' is not a valid interface name (1-15 bytes, no '/', ':' or spaces)");
+  VdpaKind vdpa = VdpaKind::kNone;
+  if (r.member("vdpa", false) && r.ok()) {
+    readEnum(r, "vdpa", vdpa,
+             {{"none", VdpaKind::kNone}, {"kernel", VdpaKind::kKernel}, {"dpdk", VdpaKind::kDpdk},
+              {"sim", VdpaKind::kSim}});
+    port.vdpa = vdpa;
+  }
+  r.finish();
+  if (!r.ok()) return r.error();
+  return port;
+}
+
+Result<RemoteEndpoint> parseRemote(const json& doc, const std::string& path) {
+  RemoteEndpoint remote;
+  ObjectReader r(doc, path);
+  std::int64_t n = 0;
+  if (const json* a = r.member("address", true)) readHostAddress(r, *a, r.field("address"), remote.address);
+  r.ipv4("next_hop", remote.next_hop, false);
+  r.ipv4("vtep", remote.vtep, false);
+  if (r.integer("vni", 0, kMaxVni, n, false, "a VNI is 24 bits") && r.member("vni", false))
+    remote.vni = static_cast<std::uint32_t>(n);
+  r.finish();
+  if (!r.ok()) return r.error();
+  return remote;
+}
+
+Status parsePortsFile(const json& doc, Intent& intent) {
+  ObjectReader r(doc, "");
+  const json* ports = nullptr;
+  const json* remotes = nullptr;
+  r.array("ports", ports, true);
+  r.array("remotes", remotes, false);
+  r.finish();
+  if (!r.ok()) return r.error();
+  std::vector<Port> parsed_ports;
+  parsed_ports.reserve(ports->size());
+  for (std::size_t i = 0; i < ports->size(); ++i) {
+    auto p = parsePort((*ports)[i], detail::indexPath("ports", i));
+    if (!p) return p.error();
+    parsed_ports.push_back(std::move(p).value());
+  }
+  std::vector<RemoteEndpoint> parsed_remotes;
+  if (remotes) {
+    parsed_remotes.reserve(remotes->size());
+    for (std::size_t i = 0; i < remotes->size(); ++i) {
+      auto rem = parseRemote((*remotes)[i], detail::indexPath("remotes", i));
+      if (!rem) return rem.error();
+      parsed_remotes.push_back(std::move(rem).value());
+    }
+  }
+  intent.ports = std::move(parsed_ports);
+  intent.remotes = std::move(parsed_remotes);
+  return Status::success();
+}
+
+namespace {
+
+// Per-port checks against the host config only.
+Status checkPortAgainstHost(const HostConfig& host, const Port& port, const std::string& path) {
+  if (port.vf && *port.vf >= host.vf_count)
+    return makeError(ErrorCode::kInvalidValue, path + ".vf", std::to_string(*port.vf),
+                     "VF " + std::to_string(*port.vf) + " does not exist: uplink " +
+                         host.uplink_pci + " has " + std::to_string(host.vf_count) +
+                         " VFs (0.." + std::to_string(host.vf_count ? host.vf_count - 1 : 0) + ")");
+  for (std::size_t i = 0; i < port.addresses.size(); ++i) {
+    const auto a = port.addresses[i];
+    const auto field = path + ".addresses[" + std::to_string(i) + "]";
+    if (a == host.gateway_ipv4)
+      return makeError(ErrorCode::kConflict, field, a.str(),
+                       a.str() + " is the gateway address (gateway.ipv4) that every VM uses");
+    if (host.vtep_ipv4 && a == *host.vtep_ipv4)
+      return makeError(ErrorCode::kConflict, field, a.str(),
+                       a.str() + " is this host's VTEP address (underlay.vtep)");
+  }
+  if (port.mac == host.gateway_mac)
+    return makeError(ErrorCode::kConflict, path + ".mac", port.mac.str(),
+                     "the port MAC equals the gateway MAC (gateway.mac)");
+  if (host.underlay == UnderlayMode::kVxlan && !port.vni && !host.default_vni)
+    return makeError(ErrorCode::kMissingField, path + ".vni", "",
+                     "the underlay is vxlan and neither the port nor underlay.default_vni gives a VNI");
+  if (host.underlay == UnderlayMode::kRouted && port.vni)
+    return makeError(ErrorCode::kConflict, path + ".vni", std::to_string(*port.vni),
+                     "a VNI is set but underlay.mode is routed; remove it or switch the host to vxlan");
+  return Status::success();
+}
+
+struct PortIndex {
+  std::unordered_map<Ipv4Addr, const Port*> by_ip;
+  std::unordered_map<MacAddr, const Port*> by_mac;
+  std::unordered_map<std::uint16_t, const Port*> by_vf;
+  std::unordered_map<std::string, const Port*> by_rep;
+
+  // Adds `port`, or returns the error naming the first collision.
+  Status add(const Port& port, const std::string& path) {
+    for (std::size_t i = 0; i < port.addresses.size(); ++i) {
+      auto [it, fresh] = by_ip.emplace(port.addresses[i], &port);
+      if (!fresh)
+        return makeError(ErrorCode::kDuplicate, path + ".addresses[" + std::to_string(i) + "]",
+                         port.addresses[i].str(),
+                         port.addresses[i].str() + " is already the address of port " +
+                             it->second->key.str());
+    }
+    if (auto [it, fresh] = by_mac.emplace(port.mac, &port); !fresh)
+      return makeError(ErrorCode::kDuplicate, path + ".mac", port.mac.str(),
+                       port.mac.str() + " is already the MAC of port " + it->second->key.str());
+    if (port.vf) {
+      if (auto [it, fresh] = by_vf.emplace(*port.vf, &port); !fresh)
+        return makeError(ErrorCode::kDuplicate, path + ".vf", std::to_string(*port.vf),
+                         "VF " + std::to_string(*port.vf) + " already backs port " +
+                             it->second->key.str());
+    }
+    const auto rep = port.representorName();
+    if (!rep.empty()) {
+      if (auto [it, fresh] = by_rep.emplace(rep, &port); !fresh)
+        return makeError(ErrorCode::kDuplicate, path + ".representor", rep,
+                         "representor " + rep + " already belongs to port " + it->second->key.str());
+    }
+    return Status::success();
+  }
+};
+
+Status checkRemote(const HostConfig& host, const RemoteEndpoint& r, const std::string& path) {
+  if (host.underlay == UnderlayMode::kRouted) {
+    if (r.vtep || r.vni)
+      return makeError(ErrorCode::kConflict, path + (r.vtep ? ".vtep" : ".vni"),
+                       r.vtep ? r.vtep->str() : std::to_string(*r.vni),
+                       "the underlay is routed: a remote takes next_hop, not vtep/vni");
+    if (!r.next_hop && !host.default_next_hop)
+      return makeError(ErrorCode::kMissingField, path + ".next_hop", "",
+                       "no next_hop and no underlay.default_next_hop to reach " + r.address.str());
+  } else {
+    if (r.next_hop)
+      return makeError(ErrorCode::kConflict, path + ".next_hop", r.next_hop->str(),
+                       "the underlay is vxlan: a remote takes vtep and vni, not next_hop");
+    if (!r.vtep)
+      return makeError(ErrorCode::kMissingField, path + ".vtep", "",
+                       "the underlay is vxlan and the remote names no VTEP");
+    if (host.vtep_ipv4 && *r.vtep == *host.vtep_ipv4)
+      return makeError(ErrorCode::kConflict, path + ".vtep", r.vtep->str(),
+                       "the remote VTEP is this host's own VTEP (underlay.vtep)");
+    if (!r.vni && !host.default_vni)
+      return makeError(ErrorCode::kMissingField, path + ".vni", "",
+                       "the remote names no VNI and underlay.default_vni is not set");
+  }
+  if (r.address == host.gateway_ipv4)
+    return makeError(ErrorCode::kConflict, path + ".address", r.address.str(),
+                     "the remote address is the gateway address");
+  return Status::success();
+}
+
+}  // namespace
+
+Status validateIntent(const Intent& intent) {
+  PortIndex index;
+  std::map<PortKey, std::size_t> keys;
+  for (std::size_t i = 0; i < intent.ports.size(); ++i) {
+    const auto& port = intent.ports[i];
+    const auto path = "ports[" + std::to_string(i) + "]";
+    if (auto [it, fresh] = keys.emplace(port.key, i); !fresh)
+      return makeError(ErrorCode::kDuplicate, path, port.key.str(),
+                       "port " + port.key.str() + " is listed twice (also ports[" +
+                           std::to_string(it->second) + "])");
+    if (auto s = checkPortAgainstHost(intent.host, port, path); !s) return s;
+    if (auto s = index.add(port, path); !s) return s;
+  }
+  std::unordered_map<Ipv4Addr, std::size_t> remote_seen;
+  remote_seen.reserve(intent.remotes.size());
+  for (std::size_t i = 0; i < intent.remotes.size(); ++i) {
+    const auto& r = intent.remotes[i];
+    const auto path = "remotes[" + std::to_string(i) + "]";
+    if (auto s = checkRemote(intent.host, r, path); !s) return s;
+    if (auto it = index.by_ip.find(r.address); it != index.by_ip.end())
+      return makeError(ErrorCode::kConflict, path + ".address", r.address.str(),
+                       r.address.str() + " is a local VM address (port " + it->second->key.str() + ")");
+    if (auto [it, fresh] = remote_seen.emplace(r.address, i); !fresh)
+      return makeError(ErrorCode::kDuplicate, path + ".address", r.address.str(),
+                       r.address.str() + " is listed twice (also remotes[" +
+                           std::to_string(it->second) + "])");
+  }
+  return Status::success();
+}
+
+Status validatePortAgainst(const Intent& intent, const Port& port) {
+  if (auto s = checkPortAgainstHost(intent.host, port, "port"); !s) return s;
+  PortIndex index;
+  for (const auto& other : intent.ports) {
+    if (other.key == port.key) continue;  // replacing: the old version does not count
+    if (auto s = index.add(other, "ports"); !s) return s;
+  }
+  if (auto s = index.add(port, "port"); !s) return s;
+  for (const auto& r : intent.remotes)
+    for (std::size_t i = 0; i < port.addresses.size(); ++i)
+      if (r.address == port.addresses[i])
+        return makeError(ErrorCode::kConflict, "port.addresses[" + std::to_string(i) + "]",
+                         r.address.str(), r.address.str() + " is routed to a remote hypervisor");
+  return Status::success();
+}
+
+Result<json> readJsonFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in)
+    return makeError(ErrorCode::kIo, path, "", "cannot open: " + std::string(std::strerror(errno)));
+  std::stringstream buf;
+  buf << in.rdbuf();
+  try {
+    return json::parse(buf.str());
+  } catch (const json::parse_error& e) {
+    return makeError(ErrorCode::kInvalidValue, path, "",
+                     "not valid JSON at byte " + std::to_string(e.byte) + ": " + e.what());
+  }
+}
+
+Result<HostConfig> loadHostConfig(const std::string& path) {
+  auto doc = readJsonFile(path);
+  if (!doc) return doc.error();
+  auto host = parseHostConfig(*doc);
+  if (!host) {
+    Error e = host.error();
+    e.field = path + ": " + e.field;
+    return e;
+  }
+  return host;
+}
+
+Result<std::string> resolveProfilePath(const std::string& setting, const std::string& profile_dir) {
+  if (setting == "auto")
+    return makeError(ErrorCode::kUnsupported, "hw_profile", setting,
+                     "'auto' needs the NIC backend to read the device; name a profile instead");
+  if (setting.empty())
+    return makeError(ErrorCode::kInvalidValue, "hw_profile", setting, "must not be empty");
+  if (setting.find('/') != std::string::npos ||
+      (setting.size() > 5 && setting.compare(setting.size() - 5, 5, ".json") == 0))
+    return setting;
+  for (char c : setting)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_'))
+      return makeError(ErrorCode::kInvalidValue, "hw_profile", setting,
+                       "'" + setting + "' is neither a profile name ([a-z0-9_-]) nor a path");
+  return profile_dir + "/" + setting + ".json";
+}
+
+}  // namespace nicoffload::model
