@@ -503,19 +503,64 @@ Status validateIntent(const Intent& intent) {
 }
 
 Status validatePortAgainst(const Intent& intent, const Port& port) {
-  if (auto s = checkPortAgainstHost(intent.host, port, "port"); !s) return s;
-  PortIndex index;
-  for (const auto& other : intent.ports) {
-    if (other.key == port.key) continue;  // replacing: the old version does not count
-    if (auto s = index.add(other, "ports"); !s) return s;
+  return IntentIndex(intent).checkPort(port);
+}
+
+IntentIndex::IntentIndex(const Intent& intent) : host_(intent.host) {
+  for (const auto& port : intent.ports) upsertPort(port);
+  remotes_.reserve(intent.remotes.size());
+  for (const auto& r : intent.remotes) remotes_.insert(r.address);
+}
+
+Status IntentIndex::checkPort(const Port& port) const {
+  if (auto s = checkPortAgainstHost(host_, port, "port"); !s) return s;
+  auto taken = [&](const auto& map, const auto& key) -> const PortKey* {
+    auto it = map.find(key);
+    return it != map.end() && !(it->second == port.key) ? &it->second : nullptr;
+  };
+  for (std::size_t i = 0; i < port.addresses.size(); ++i) {
+    const auto a = port.addresses[i];
+    const auto field = "port.addresses[" + std::to_string(i) + "]";
+    if (const PortKey* other = taken(by_ip_, a))
+      return makeError(ErrorCode::kDuplicate, field, a.str(),
+                       a.str() + " is already the address of port " + other->str());
+    if (remotes_.count(a))
+      return makeError(ErrorCode::kConflict, field, a.str(),
+                       a.str() + " is routed to a remote hypervisor");
   }
-  if (auto s = index.add(port, "port"); !s) return s;
-  for (const auto& r : intent.remotes)
-    for (std::size_t i = 0; i < port.addresses.size(); ++i)
-      if (r.address == port.addresses[i])
-        return makeError(ErrorCode::kConflict, "port.addresses[" + std::to_string(i) + "]",
-                         r.address.str(), r.address.str() + " is routed to a remote hypervisor");
+  if (const PortKey* other = taken(by_mac_, port.mac))
+    return makeError(ErrorCode::kDuplicate, "port.mac", port.mac.str(),
+                     port.mac.str() + " is already the MAC of port " + other->str());
+  if (port.vf)
+    if (const PortKey* other = taken(by_vf_, *port.vf))
+      return makeError(ErrorCode::kDuplicate, "port.vf", std::to_string(*port.vf),
+                       "VF " + std::to_string(*port.vf) + " already backs port " + other->str());
+  const auto rep = port.representorName();
+  if (!rep.empty())
+    if (const PortKey* other = taken(by_rep_, rep))
+      return makeError(ErrorCode::kDuplicate, "port.representor", rep,
+                       "representor " + rep + " already belongs to port " + other->str());
   return Status::success();
+}
+
+void IntentIndex::removePort(const PortKey& key) {
+  auto it = ports_.find(key);
+  if (it == ports_.end()) return;
+  const Port& old = it->second;
+  for (const auto a : old.addresses) by_ip_.erase(a);
+  by_mac_.erase(old.mac);
+  if (old.vf) by_vf_.erase(*old.vf);
+  by_rep_.erase(old.representorName());
+  ports_.erase(it);
+}
+
+void IntentIndex::upsertPort(const Port& port) {
+  removePort(port.key);
+  for (const auto a : port.addresses) by_ip_[a] = port.key;
+  by_mac_[port.mac] = port.key;
+  if (port.vf) by_vf_[*port.vf] = port.key;
+  if (auto rep = port.representorName(); !rep.empty()) by_rep_[rep] = port.key;
+  ports_.emplace(port.key, port);
 }
 
 Result<json> readJsonFile(const std::string& path) {

@@ -150,6 +150,10 @@ int main(int argc, char** argv) {
   CLI::App app{"nicoffloadctl: control the nicoffload SmartNIC / vDPA offload controller"};
   app.set_version_flag("--version", std::string("nicoffloadctl ") + NICOFFLOAD_VERSION);
   app.require_subcommand(1);
+  app.footer(
+      "Exit status: 0 success; 2 bad input (config, ports, profile: the message names the file and\n"
+      "field); 3 rule not found; 105-110 command-line usage errors.\n"
+      "Named profiles are read from --profile-dir, $NICOFFLOAD_PROFILE_DIR or " NICOFFLOAD_PROFILE_INSTALL_DIR ".");
 
   PlanInputs plan_in;
   bool json_out = false;
@@ -160,7 +164,6 @@ int main(int argc, char** argv) {
   plan_cmd->add_flag("--json", json_out, "print the plan as JSON");
   plan_cmd->add_flag("--testpmd", testpmd_only,
                      "print only the testpmd commands (to paste into dpdk-testpmd)");
-  plan_cmd->excludes(plan_cmd->get_option("--testpmd"));
 
   PlanInputs explain_in;
   std::string rule_id;

@@ -5,7 +5,10 @@
 // silently. Schemas: README.md (host, ports) and hw-profiles/README.md.
 #pragma once
 
+#include <map>
 #include <string>
+#include <unordered_map>
+#include <unordered_set>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -43,6 +46,29 @@ Status validateIntent(const Intent& intent);
 // replaced, when its key exists): the same checks as validateIntent, for
 // admission control. `intent` is not modified.
 Status validatePortAgainst(const Intent& intent, const Port& port);
+
+// The indexes behind validatePortAgainst(), kept between calls: a one-port
+// change is checked in O(addresses of the port) instead of O(intent). Built
+// from a valid intent; kept in step with upsertPort/removePort.
+class IntentIndex {
+ public:
+  explicit IntentIndex(const Intent& intent);
+
+  // The same checks and errors as validatePortAgainst(intent, port).
+  Status checkPort(const Port& port) const;
+  // Records `port` (replacing the version with the same key). Call after checkPort.
+  void upsertPort(const Port& port);
+  void removePort(const PortKey& key);
+
+ private:
+  HostConfig host_;
+  std::map<PortKey, Port> ports_;
+  std::unordered_map<Ipv4Addr, PortKey> by_ip_;
+  std::unordered_map<MacAddr, PortKey> by_mac_;
+  std::unordered_map<std::uint16_t, PortKey> by_vf_;
+  std::unordered_map<std::string, PortKey> by_rep_;
+  std::unordered_set<Ipv4Addr> remotes_;
+};
 
 // File helpers: read and parse a JSON file; errors name the path and, for
 // syntax errors, the byte offset.
