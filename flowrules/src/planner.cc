@@ -5,6 +5,7 @@
 #include <set>
 #include <span>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "nicoffload/common/stable_hash.h"
 #include "nicoffload/model/parse.h"
@@ -31,8 +32,16 @@ enum Sub : std::uint8_t {
   kSubUplinkEntry = 8,
 };
 
+// The owner id is already a stable 64-bit hash; for one owner, distinct
+// (class, sub, extra) give distinct inputs, and the splitmix64 finaliser is a
+// bijection, so the rules of one owner never collide.
 RuleId makeId(RuleClass cls, OwnerId owner, Sub sub, std::uint32_t extra = 0) {
-  return StableHasher().u8(static_cast<std::uint8_t>(cls)).u64(owner).u8(sub).u32(extra).finish();
+  std::uint64_t z = owner * 0x9e3779b97f4a7c15ULL +
+                    ((std::uint64_t{static_cast<std::uint8_t>(cls)} << 40) |
+                     (std::uint64_t{sub} << 32) | extra);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
 }
 
 FlowRule makeRule(RuleClass cls, OwnerId owner, Sub sub, std::uint32_t extra, std::uint32_t group,
@@ -206,17 +215,50 @@ void emitPortRules(const Context& ctx, const Port& port, std::vector<FlowRule>& 
   coupleAntiSpoofing(std::span<FlowRule>(out).subspan(first));
 }
 
-void emitRemoteRule(const Context& ctx, const RemoteEndpoint& remote, std::vector<FlowRule>& out) {
+// The egress rules of all remotes share one shape (items, actions, UDP
+// port), so the profile's verdict is computed once, on a template.
+struct RemoteTemplate {
+  FlowRule rule;
+  PlacementReason capability;
+};
+
+RemoteTemplate remoteTemplate(const Context& ctx) {
   const auto& host = ctx.host;
-  const OwnerId owner = remoteOwner(remote.address);
   const bool vxlan = host.underlay == UnderlayMode::kVxlan;
-  auto r = makeRule(vxlan ? RuleClass::kVxlanEgress : RuleClass::kRoutedEgress, owner, kSubEgress,
-                    0, kFibGroup, 0);
+  RemoteTemplate t;
+  auto& r = t.rule;
+  r.cls = vxlan ? RuleClass::kVxlanEgress : RuleClass::kRoutedEgress;
+  r.attr.group = kFibGroup;
+  r.attr.transfer = true;
   r.pattern.push_back(EthItem{});
   Ipv4Item ip;
   ip.fields = Ipv4Item::kDst;
-  ip.dst = remote.address;
   r.pattern.push_back(ip);
+  r.actions.push_back(SetMacSrcAction{vxlan ? routerMacForVtep(*host.vtep_ipv4) : host.uplink_mac});
+  r.actions.push_back(SetMacDstAction{});
+  r.actions.push_back(DecTtlAction{});
+  if (vxlan) {
+    r.actions.push_back(VxlanEncapAction{});
+    VxlanEncap encap;
+    encap.eth_src = host.uplink_mac;
+    encap.ipv4_src = *host.vtep_ipv4;
+    encap.udp_dst = host.vxlan_udp_port;
+    r.encap = encap;
+  }
+  r.actions.push_back(RepresentedPortAction{PortRef::uplink()});
+  r.actions.push_back(CountAction{});
+  t.capability = capabilityReason(r, ctx.profile);
+  return t;
+}
+
+void emitRemoteRule(const Context& ctx, const RemoteTemplate& tmpl, const RemoteEndpoint& remote,
+                    OwnerId owner, std::vector<FlowRule>& out) {
+  const auto& host = ctx.host;
+  const bool vxlan = host.underlay == UnderlayMode::kVxlan;
+  FlowRule& r = out.emplace_back(tmpl.rule);
+  r.owner = owner;
+  r.id = makeId(r.cls, owner, kSubEgress, 0);
+  r.pattern.at<Ipv4Item>(1).dst = remote.address;
 
   // The underlay neighbour the packet goes to, and its MAC if configured.
   Ipv4Addr hop;
@@ -228,40 +270,24 @@ void emitRemoteRule(const Context& ctx, const RemoteEndpoint& remote, std::vecto
       hop = *host.default_next_hop;
       hop_mac = ctx.macOf(hop);
     }
+    r.actions.at<SetMacDstAction>(1).mac = routerMacForVtep(*remote.vtep);
+    auto& encap = *r.encap;
+    encap.eth_dst = hop_mac.value_or(MacAddr{});
+    encap.ipv4_dst = *remote.vtep;
+    encap.udp_src = static_cast<std::uint16_t>(49152 + (owner >> 7) % 16384);  // stable, per destination
+    encap.vni = remote.vni ? *remote.vni : *host.default_vni;
   } else {
     hop = remote.next_hop ? *remote.next_hop : *host.default_next_hop;
     hop_mac = ctx.macOf(hop);
+    r.actions.at<SetMacDstAction>(1).mac = hop_mac.value_or(MacAddr{});
   }
-  if (!hop_mac) {
+  if (tmpl.capability.code != PlacementReason::Code::kNone) {
+    r.reason = tmpl.capability;
+  } else if (!hop_mac) {
     r.reason.code = PlacementReason::Code::kNextHopUnresolved;
     r.reason.address = hop;
   }
-
-  if (vxlan) {
-    const Ipv4Addr local = *host.vtep_ipv4;
-    r.actions.push_back(SetMacSrcAction{routerMacForVtep(local)});
-    r.actions.push_back(SetMacDstAction{routerMacForVtep(*remote.vtep)});
-    r.actions.push_back(DecTtlAction{});
-    r.actions.push_back(VxlanEncapAction{});
-    VxlanEncap encap;
-    encap.eth_src = host.uplink_mac;
-    encap.eth_dst = hop_mac.value_or(MacAddr{});
-    encap.ipv4_src = local;
-    encap.ipv4_dst = *remote.vtep;
-    encap.udp_src = static_cast<std::uint16_t>(
-        49152 + StableHasher().u32(remote.address.value).finish() % 16384);
-    encap.udp_dst = host.vxlan_udp_port;
-    encap.vni = remote.vni ? *remote.vni : *host.default_vni;
-    r.encap = encap;
-  } else {
-    r.actions.push_back(SetMacSrcAction{host.uplink_mac});
-    r.actions.push_back(SetMacDstAction{hop_mac.value_or(MacAddr{})});
-    r.actions.push_back(DecTtlAction{});
-  }
-  r.actions.push_back(RepresentedPortAction{PortRef::uplink()});
-  r.actions.push_back(CountAction{});
-  placeByCapability(r, ctx.profile);
-  out.push_back(r);
+  r.placement = r.reason.code == PlacementReason::Code::kNone ? Placement::kHw : Placement::kSw;
 }
 
 FlowRule uplinkEntryRule(const Context& ctx) {
@@ -327,15 +353,84 @@ void applyCapacity(std::vector<FlowRule>& rules, const HwProfile& p) {
   }
 }
 
+// LSD radix sort of (64-bit key, index) pairs on the key bits from `low_bit`
+// up: passes of 16 bits, stable; a pass whose digit is the same for every
+// element is skipped (e.g. the routing table number of all routes).
+using KeyIndex = std::pair<std::uint64_t, std::uint32_t>;
+void radixSort(std::vector<KeyIndex>& v, int low_bit = 0) {
+  std::vector<KeyIndex> tmp(v.size());
+  std::vector<std::uint32_t> count(1 << 16);
+  for (int shift = low_bit; shift < 64; shift += 16) {
+    std::fill(count.begin(), count.end(), 0);
+    for (const auto& e : v) ++count[(e.first >> shift) & 0xFFFF];
+    if (count[(v.empty() ? 0 : v[0].first >> shift) & 0xFFFF] == v.size()) continue;
+    std::uint32_t sum = 0;
+    for (auto& c : count) {
+      const auto n = c;
+      c = sum;
+      sum += n;
+    }
+    for (const auto& e : v) tmp[count[(e.first >> shift) & 0xFFFF]++] = e;
+    v.swap(tmp);
+  }
+}
+
+// Sorts runs of equal (key >> low_bit) by the full key and then `less`.
+template <class Less>
+void fixRuns(std::vector<KeyIndex>& v, int low_bit, Less less) {
+  for (std::size_t i = 0; i < v.size();) {
+    std::size_t j = i + 1;
+    while (j < v.size() && (v[j].first >> low_bit) == (v[i].first >> low_bit)) ++j;
+    if (j - i > 1)
+      std::sort(v.begin() + static_cast<std::ptrdiff_t>(i), v.begin() + static_cast<std::ptrdiff_t>(j),
+                [&](const KeyIndex& a, const KeyIndex& b) {
+                  return a.first != b.first ? a.first < b.first : less(a.second, b.second);
+                });
+    i = j;
+  }
+}
+
+// Reorders items in place so that items[k] becomes the old items[order[k].second]
+// (cycle following: no second copy of a large vector).
+template <class T>
+void permute(std::vector<T>& items, std::vector<KeyIndex>& order) {
+  for (std::size_t k = 0; k < order.size(); ++k) {
+    if (order[k].second == k || order[k].second == UINT32_MAX) continue;
+    T held = std::move(items[k]);
+    std::size_t dst = k;
+    while (true) {
+      const std::size_t src = order[dst].second;
+      order[dst].second = UINT32_MAX;  // done
+      if (src == k) {
+        items[dst] = std::move(held);
+        break;
+      }
+      items[dst] = std::move(items[src]);
+      dst = src;
+    }
+  }
+}
+
+// Ids are uniform hashes: two radix passes on the top 32 bits order them
+// but for (rare) equal top halves, which fixRuns settles.
 void sortById(std::vector<FlowRule>& rules) {
-  std::vector<std::pair<RuleId, std::uint32_t>> keys;
+  std::vector<KeyIndex> keys;
   keys.reserve(rules.size());
   for (std::uint32_t i = 0; i < rules.size(); ++i) keys.emplace_back(rules[i].id, i);
-  std::sort(keys.begin(), keys.end());
-  std::vector<FlowRule> sorted;
-  sorted.reserve(rules.size());
-  for (const auto& [id, i] : keys) sorted.push_back(rules[i]);
-  rules.swap(sorted);
+  radixSort(keys, 32);
+  fixRuns(keys, 32, [](std::uint32_t, std::uint32_t) { return false; });
+  permute(rules, keys);
+}
+
+// Routes by (table, dst): radix on (table, address), then prefix length.
+void sortRoutes(std::vector<RouteEntry>& routes) {
+  std::vector<KeyIndex> keys;
+  keys.reserve(routes.size());
+  for (std::uint32_t i = 0; i < routes.size(); ++i)
+    keys.emplace_back((std::uint64_t{routes[i].table} << 32) | routes[i].dst.addr.value, i);
+  radixSort(keys);
+  fixRuns(keys, 0, [&](std::uint32_t a, std::uint32_t b) { return routes[a].dst.len < routes[b].dst.len; });
+  permute(routes, keys);
 }
 
 template <class T>
@@ -347,9 +442,15 @@ std::uint32_t portVni(const HostConfig& host, const Port& port) {
   return port.vni ? *port.vni : host.default_vni.value_or(0);
 }
 
-void emitSoftwarePath(const model::Intent& intent, SoftwarePathState& sw) {
+void emitSoftwarePath(const model::Intent& intent, const std::vector<OwnerId>& remote_owners,
+                      SoftwarePathState& sw) {
   const auto& host = intent.host;
   const OwnerId host_owner = hostOwner();
+  std::size_t addresses = 0;
+  for (const auto& port : intent.ports) addresses += port.addresses.size();
+  sw.routes.reserve(addresses + intent.remotes.size());
+  sw.neighbours.reserve(addresses);
+  sw.sysctls.reserve(1 + 4 * intent.ports.size());
   sw.sysctls.push_back({"ipv4/ip_forward", "1", host_owner});
   // The gateway address is local, so the kernel answers ARP for it on every
   // representor (arp_ignore=0); proxy_arp answers for everything it routes.
@@ -372,10 +473,11 @@ void emitSoftwarePath(const model::Intent& intent, SoftwarePathState& sw) {
   }
 
   if (host.underlay == UnderlayMode::kRouted) {
-    for (const auto& r : intent.remotes) {
+    for (std::size_t i = 0; i < intent.remotes.size(); ++i) {
+      const auto& r = intent.remotes[i];
       const Ipv4Addr via = r.next_hop ? *r.next_hop : *host.default_next_hop;
       sw.routes.push_back({Ipv4Prefix{r.address, 32}, host.uplink_netdev, via, false,
-                           host.route_table, host.route_protocol, remoteOwner(r.address)});
+                           host.route_table, host.route_protocol, remote_owners[i]});
     }
     return;
   }
@@ -384,15 +486,23 @@ void emitSoftwarePath(const model::Intent& intent, SoftwarePathState& sw) {
   // for its router MAC; per remote /32 a route via the VTEP, onlink.
   std::set<std::uint32_t> vnis;
   for (const auto& port : intent.ports) vnis.insert(portVni(host, port));
-  std::set<std::pair<std::uint32_t, Ipv4Addr>> vteps;
-  for (const auto& r : intent.remotes) {
+  std::unordered_set<std::uint64_t> vtep_keys;  // (vni << 32) | vtep
+  std::unordered_map<std::uint32_t, std::string> dev_of_vni;
+  for (std::size_t i = 0; i < intent.remotes.size(); ++i) {
+    const auto& r = intent.remotes[i];
     const std::uint32_t vni = r.vni ? *r.vni : *host.default_vni;
-    vnis.insert(vni);
-    vteps.emplace(vni, *r.vtep);
-    const std::string dev = "vxlan" + std::to_string(vni);
-    sw.routes.push_back({Ipv4Prefix{r.address, 32}, dev, *r.vtep, true, host.route_table,
-                         host.route_protocol, remoteOwner(r.address)});
+    auto [it, fresh] = dev_of_vni.try_emplace(vni);
+    if (fresh) {
+      it->second = "vxlan" + std::to_string(vni);
+      vnis.insert(vni);
+    }
+    vtep_keys.insert((std::uint64_t{vni} << 32) | r.vtep->value);
+    sw.routes.push_back({Ipv4Prefix{r.address, 32}, it->second, *r.vtep, true, host.route_table,
+                         host.route_protocol, remote_owners[i]});
   }
+  std::set<std::pair<std::uint32_t, Ipv4Addr>> vteps;
+  for (const auto k : vtep_keys)
+    vteps.emplace(static_cast<std::uint32_t>(k >> 32), Ipv4Addr{static_cast<std::uint32_t>(k)});
   for (const auto vni : vnis) {
     VxlanDevice dev;
     dev.name = "vxlan" + std::to_string(vni);
@@ -439,12 +549,22 @@ Status checkPortForPlan(const HostConfig& host, const HwProfile& profile, const 
 OwnerId portOwner(const model::PortKey& key) {
   return StableHasher().str("port").str(key.vm).u16(key.nic).finish();
 }
-OwnerId remoteOwner(Ipv4Addr address) { return StableHasher().str("remote").u32(address.value).finish(); }
+OwnerId remoteOwner(Ipv4Addr address) {
+  static const StableHasher kSeed = StableHasher().str("remote");  // same value, prefix hashed once
+  return StableHasher(kSeed).u32(address.value).finish();
+}
 OwnerId vniOwner(std::uint32_t vni) { return StableHasher().str("vni").u32(vni).finish(); }
 OwnerId hostOwner() { return StableHasher().str("host").finish(); }
 
 Result<DesiredState> plan(const model::Intent& intent, const HwProfile& profile,
                           const PlanOptions& options) {
+  DesiredState out;
+  if (auto s = planInto(intent, profile, options, out); !s) return s.error();
+  return out;
+}
+
+Status planInto(const model::Intent& intent, const HwProfile& profile, const PlanOptions& options,
+                DesiredState& out) {
   if (!options.skip_validation)
     if (auto s = model::validateIntent(intent); !s) return s.error();
   if (auto s = checkHostAgainstProfile(intent.host, profile); !s) return s.error();
@@ -455,7 +575,17 @@ Result<DesiredState> plan(const model::Intent& intent, const HwProfile& profile,
       return s.error();
 
   const Context ctx(intent.host, profile);
-  DesiredState out;
+  out.rules.clear();
+  out.sw.sysctls.clear();
+  out.sw.links.clear();
+  out.sw.addresses.clear();
+  out.sw.vxlan_devices.clear();
+  out.sw.fdb.clear();
+  out.sw.neighbours.clear();
+  out.sw.routes.clear();
+  out.vdpa_devices.clear();
+  out.vfs.clear();
+  out.counts = {};
   auto& rules = out.rules;
   std::size_t estimate = intent.remotes.size() + 2;
   for (const auto& p : intent.ports) estimate += 3 + 2 * p.addresses.size();
@@ -471,7 +601,12 @@ Result<DesiredState> plan(const model::Intent& intent, const HwProfile& profile,
         if (rules[i].cls == RuleClass::kLocalDelivery) list.push_back(i);
     }
   }
-  for (const auto& remote : intent.remotes) emitRemoteRule(ctx, remote, rules);
+  std::vector<OwnerId> remote_owners;
+  remote_owners.reserve(intent.remotes.size());
+  for (const auto& remote : intent.remotes) remote_owners.push_back(remoteOwner(remote.address));
+  const RemoteTemplate remote_template = remoteTemplate(ctx);
+  for (std::size_t i = 0; i < intent.remotes.size(); ++i)
+    emitRemoteRule(ctx, remote_template, intent.remotes[i], remote_owners[i], rules);
   std::map<std::uint32_t, std::size_t> decap_idx;
   if (intent.host.underlay == UnderlayMode::kRouted) {
     rules.push_back(uplinkEntryRule(ctx));
@@ -518,14 +653,14 @@ Result<DesiredState> plan(const model::Intent& intent, const HwProfile& profile,
   }
 
   if (intent.host.software_path == model::SoftwarePathKind::kKernel) {
-    emitSoftwarePath(intent, out.sw);
+    emitSoftwarePath(intent, remote_owners, out.sw);
     sortByKey(out.sw.sysctls);
     sortByKey(out.sw.links);
     sortByKey(out.sw.addresses);
     sortByKey(out.sw.vxlan_devices);
     sortByKey(out.sw.fdb);
     sortByKey(out.sw.neighbours);
-    sortByKey(out.sw.routes);
+    sortRoutes(out.sw.routes);
   }
 
   for (const auto& port : intent.ports) {
@@ -539,7 +674,7 @@ Result<DesiredState> plan(const model::Intent& intent, const HwProfile& profile,
             [](const auto& a, const auto& b) { return a.vf < b.vf; });
   std::sort(out.vdpa_devices.begin(), out.vdpa_devices.end(),
             [](const auto& a, const auto& b) { return a.port < b.port; });
-  return out;
+  return Status::success();
 }
 
 Result<std::vector<FlowRule>> planPortRules(const HostConfig& host, const HwProfile& profile,

@@ -54,7 +54,16 @@ std::string formatRuleId(RuleClass cls, RuleId id) {
 }
 
 std::optional<RuleId> parseRuleId(std::string_view text) {
-  if (auto dash = text.find('-'); dash != std::string_view::npos) text = text.substr(dash + 1);
+  if (auto dash = text.find('-'); dash != std::string_view::npos) {
+    // Only a class prefix may precede the dash ("ld-", "arp-", ...).
+    const auto prefix = text.substr(0, dash);
+    bool known = false;
+    for (auto c : {RuleClass::kLocalDelivery, RuleClass::kRoutedEgress, RuleClass::kVxlanEgress,
+                   RuleClass::kVxlanIngress, RuleClass::kArpTrap, RuleClass::kAntiSpoofing})
+      known = known || prefix == idPrefix(c);
+    if (!known) return std::nullopt;
+    text = text.substr(dash + 1);
+  }
   if (text.size() != 16) return std::nullopt;
   RuleId id = 0;
   for (char c : text) {

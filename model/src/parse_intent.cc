@@ -441,7 +441,15 @@ struct PortIndex {
   }
 };
 
-Status checkRemote(const HostConfig& host, const RemoteEndpoint& r, const std::string& path) {
+Status checkRemote(const HostConfig& host, const RemoteEndpoint& r, std::size_t index) {
+  // Fast path first: the common valid remote costs no string building.
+  const bool routed = host.underlay == UnderlayMode::kRouted;
+  if (r.address != host.gateway_ipv4 &&
+      (routed ? (!r.vtep && !r.vni && (r.next_hop || host.default_next_hop))
+              : (!r.next_hop && r.vtep && (!host.vtep_ipv4 || *r.vtep != *host.vtep_ipv4) &&
+                 (r.vni || host.default_vni))))
+    return Status::success();
+  const std::string path = "remotes[" + std::to_string(index) + "]";
   if (host.underlay == UnderlayMode::kRouted) {
     if (r.vtep || r.vni)
       return makeError(ErrorCode::kConflict, path + (r.vtep ? ".vtep" : ".vni"),
@@ -485,19 +493,31 @@ Status validateIntent(const Intent& intent) {
     if (auto s = checkPortAgainstHost(intent.host, port, path); !s) return s;
     if (auto s = index.add(port, path); !s) return s;
   }
-  std::unordered_map<Ipv4Addr, std::size_t> remote_seen;
-  remote_seen.reserve(intent.remotes.size());
+  // Open-addressing set of remote addresses -> first index (no node
+  // allocation per remote: there may be 100 k+ of them).
+  std::size_t slots = 16;
+  while (slots < intent.remotes.size() * 2) slots <<= 1;
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> seen(slots, {0, 0});  // (addr, index+1)
+  auto firstIndexOf = [&](Ipv4Addr a, std::size_t i) -> std::optional<std::size_t> {
+    std::size_t h = (a.value * 0x9E3779B1u) & (slots - 1);
+    while (seen[h].second != 0) {
+      if (seen[h].first == a.value) return seen[h].second - 1;
+      h = (h + 1) & (slots - 1);
+    }
+    seen[h] = {a.value, static_cast<std::uint32_t>(i + 1)};
+    return std::nullopt;
+  };
   for (std::size_t i = 0; i < intent.remotes.size(); ++i) {
     const auto& r = intent.remotes[i];
-    const auto path = "remotes[" + std::to_string(i) + "]";
-    if (auto s = checkRemote(intent.host, r, path); !s) return s;
+    if (auto s = checkRemote(intent.host, r, i); !s) return s;
+    const auto path = [i] { return "remotes[" + std::to_string(i) + "]"; };
     if (auto it = index.by_ip.find(r.address); it != index.by_ip.end())
-      return makeError(ErrorCode::kConflict, path + ".address", r.address.str(),
+      return makeError(ErrorCode::kConflict, path() + ".address", r.address.str(),
                        r.address.str() + " is a local VM address (port " + it->second->key.str() + ")");
-    if (auto [it, fresh] = remote_seen.emplace(r.address, i); !fresh)
-      return makeError(ErrorCode::kDuplicate, path + ".address", r.address.str(),
+    if (auto first = firstIndexOf(r.address, i))
+      return makeError(ErrorCode::kDuplicate, path() + ".address", r.address.str(),
                        r.address.str() + " is listed twice (also remotes[" +
-                           std::to_string(it->second) + "])");
+                           std::to_string(*first) + "])");
   }
   return Status::success();
 }

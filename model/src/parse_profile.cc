@@ -61,11 +61,13 @@ bool readCapability(ObjectReader& parent, std::string_view name, bool udp_ports_
     } else {
       for (std::size_t i = 0; i < ports->size() && r.ok(); ++i) {
         const auto& p = (*ports)[i];
-        if (!p.is_number_unsigned() || p.get<std::uint64_t>() < 1 || p.get<std::uint64_t>() > 65535)
+        // A non-negative integer is number_unsigned when parsed from text but
+        // number_integer when built in code: accept both, by value.
+        if (!p.is_number_integer() || p.get<std::int64_t>() < 1 || p.get<std::int64_t>() > 65535)
           r.fail(makeError(ErrorCode::kInvalidValue, detail::indexPath(r.field("udp_dst_ports"), i),
                            detail::shortValue(p), "must be a UDP port 1..65535"));
         else
-          cap.udp_dst_ports.push_back(static_cast<std::uint16_t>(p.get<std::uint64_t>()));
+          cap.udp_dst_ports.push_back(static_cast<std::uint16_t>(p.get<std::int64_t>()));
       }
     }
   }

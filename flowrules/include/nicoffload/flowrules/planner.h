@@ -65,6 +65,12 @@ struct PlanOptions {
 Result<DesiredState> plan(const model::Intent& intent, const model::HwProfile& profile,
                           const PlanOptions& options = {});
 
+// The same, planning into `out` and reusing its buffers (the daemon re-plans
+// continuously: 100 k rules are ~28 MB that need not be fresh pages each
+// time). `out` is overwritten; on error its content is unspecified.
+Status planInto(const model::Intent& intent, const model::HwProfile& profile,
+                const PlanOptions& options, DesiredState& out);
+
 // Emits the rules one port owns (ARP trap, anti-spoofing, local delivery),
 // placed by capability only (no table-capacity pass), sorted by id. Used for
 // incremental re-planning after a port change: diff the result against the

@@ -28,6 +28,9 @@ class InlineVec {
   const T* end() const { return data_.data() + size_; }
   const T& operator[](std::size_t i) const { return data_[i]; }
   static constexpr std::size_t capacity() { return N; }
+  // The element at i as alternative U of a variant element type.
+  template <class U>
+  U& at(std::size_t i) { return std::get<U>(data_[i]); }
   bool operator==(const InlineVec& o) const {
     if (size_ != o.size_) return false;
     for (std::size_t i = 0; i < size_; ++i)
