@@ -5,7 +5,9 @@
 // the counts per placement; `explain` says why a rule sits in hw or sw.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <tuple>
 #include <iostream>
 #include <string>
 
@@ -114,7 +116,15 @@ void printPlanText(const Planned& p, bool testpmd_only) {
     std::printf("# testpmd port numbering: uplink/proxy port %u, vfN = port %u+N\n", ports.uplink,
                 ports.first_representor);
   }
-  for (const auto& rule : p.state.rules) {
+  // Display order: table by table, most specific first; within a class by id.
+  std::vector<const flowrules::FlowRule*> order;
+  for (const auto& rule : p.state.rules) order.push_back(&rule);
+  std::stable_sort(order.begin(), order.end(), [](const auto* a, const auto* b) {
+    return std::tie(a->attr.group, a->attr.priority, a->cls) <
+           std::tie(b->attr.group, b->attr.priority, b->cls);
+  });
+  for (const auto* rule_ptr : order) {
+    const auto& rule = *rule_ptr;
     if (!testpmd_only) {
       std::printf("\n# %s %s %s", flowrules::formatRuleId(rule.cls, rule.id).c_str(),
                   flowrules::toString(rule.cls), flowrules::toString(rule.placement));
