@@ -493,7 +493,7 @@ void emitSoftwarePath(const model::Intent& intent, const std::vector<OwnerId>& r
     const std::uint32_t vni = r.vni ? *r.vni : *host.default_vni;
     auto [it, fresh] = dev_of_vni.try_emplace(vni);
     if (fresh) {
-      it->second = "vxlan" + std::to_string(vni);
+      it->second = vxlanDeviceName(vni);
       vnis.insert(vni);
     }
     vtep_keys.insert((std::uint64_t{vni} << 32) | r.vtep->value);
@@ -505,7 +505,7 @@ void emitSoftwarePath(const model::Intent& intent, const std::vector<OwnerId>& r
     vteps.emplace(static_cast<std::uint32_t>(k >> 32), Ipv4Addr{static_cast<std::uint32_t>(k)});
   for (const auto vni : vnis) {
     VxlanDevice dev;
-    dev.name = "vxlan" + std::to_string(vni);
+    dev.name = vxlanDeviceName(vni);
     dev.vni = vni;
     dev.local = *host.vtep_ipv4;
     dev.dst_port = host.vxlan_udp_port;
@@ -515,7 +515,7 @@ void emitSoftwarePath(const model::Intent& intent, const std::vector<OwnerId>& r
     sw.vxlan_devices.push_back(dev);
   }
   for (const auto& [vni, vtep] : vteps) {
-    const std::string dev = "vxlan" + std::to_string(vni);
+    const std::string dev = vxlanDeviceName(vni);
     const OwnerId owner = StableHasher().str("vtep").u32(vni).u32(vtep.value).finish();
     sw.fdb.push_back({dev, routerMacForVtep(vtep), vtep, owner});
     sw.neighbours.push_back({dev, vtep, routerMacForVtep(vtep), owner});
@@ -545,6 +545,8 @@ Status checkPortForPlan(const HostConfig& host, const HwProfile& profile, const 
 }
 
 }  // namespace
+
+std::string vxlanDeviceName(std::uint32_t vni) { return std::string(kVxlanDevicePrefix) + std::to_string(vni); }
 
 OwnerId portOwner(const model::PortKey& key) {
   return StableHasher().str("port").str(key.vm).u16(key.nic).finish();

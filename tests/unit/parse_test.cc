@@ -31,13 +31,6 @@ Mutation erase(std::string pointer) {
   };
 }
 
-Mutation both(Mutation a, Mutation b) {
-  return [a = std::move(a), b = std::move(b)](json& doc) {
-    a(doc);
-    b(doc);
-  };
-}
-
 // Where an error surfaced.
 enum class Stage { kHost, kPorts, kValidate, kNone };
 

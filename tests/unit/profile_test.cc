@@ -247,6 +247,21 @@ TEST(HwProfiles, MistakesAreRefusedNamingTheField) {
   }
 }
 
+TEST(HwProfiles, UdpPortListBuiltInCode) {
+  // Ports written in code are signed JSON integers (parsed text gives
+  // unsigned ones): both forms are the same ports.
+  json doc = test::profileJson("connectx-5");
+  doc["items"]["vxlan"]["udp_dst_ports"] = {4789, 8472};
+  const auto p = model::parseHwProfile(doc, "connectx-5");
+  ASSERT_TRUE(p.ok()) << p.error().describe();
+  EXPECT_EQ(p->item(ItemType::kVxlan).udp_dst_ports, (std::vector<std::uint16_t>{4789, 8472}));
+
+  doc["items"]["vxlan"]["udp_dst_ports"] = {-4789};
+  const auto neg = model::parseHwProfile(doc, "connectx-5");
+  ASSERT_FALSE(neg.ok());
+  EXPECT_EQ(neg.error().field, "items.vxlan.udp_dst_ports[0]");
+}
+
 TEST(HwProfiles, LoadChecksTheFileName) {
   // A copy of the connectx-6dx profile saved under another name is refused,
   // and the error names the file.

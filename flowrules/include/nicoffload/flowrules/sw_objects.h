@@ -20,7 +20,9 @@ struct SysctlSetting {
   std::string value;
   OwnerId owner = 0;
   auto key() const { return std::tie(path); }
-  bool operator==(const SysctlSetting&) const = default;
+  auto state() const { return std::tie(path, value); }
+  // Same object in the same state; `owner` is bookkeeping the kernel does not hold.
+  bool operator==(const SysctlSetting& o) const { return state() == o.state(); }
 };
 
 // Settings of a netdev we do not create (a representor): MAC and state.
@@ -30,7 +32,9 @@ struct LinkSetting {
   bool up = true;
   OwnerId owner = 0;
   auto key() const { return std::tie(dev); }
-  bool operator==(const LinkSetting&) const = default;
+  auto state() const { return std::tie(dev, mac, up); }
+  // Same object in the same state; `owner` is bookkeeping the kernel does not hold.
+  bool operator==(const LinkSetting& o) const { return state() == o.state(); }
 };
 
 // An address on a local netdev (the gateway /32 on "lo").
@@ -39,7 +43,9 @@ struct AddressEntry {
   Ipv4Prefix prefix;
   OwnerId owner = 0;
   auto key() const { return std::tie(dev, prefix); }
-  bool operator==(const AddressEntry&) const = default;
+  auto state() const { return std::tie(dev, prefix); }
+  // Same object in the same state; `owner` is bookkeeping the kernel does not hold.
+  bool operator==(const AddressEntry& o) const { return state() == o.state(); }
 };
 
 // An IPv4 route (rtnetlink RTM_NEWROUTE).
@@ -52,7 +58,9 @@ struct RouteEntry {
   std::uint8_t protocol = 0;      // rtm_protocol, so FRR can `redistribute kernel`
   OwnerId owner = 0;
   auto key() const { return std::tie(table, dst); }
-  bool operator==(const RouteEntry&) const = default;
+  auto state() const { return std::tie(dst, dev, via, onlink, table, protocol); }
+  // Same object in the same state; `owner` is bookkeeping the kernel does not hold.
+  bool operator==(const RouteEntry& o) const { return state() == o.state(); }
 };
 
 // A neighbour (ARP) entry (RTM_NEWNEIGH, NUD_PERMANENT).
@@ -62,12 +70,14 @@ struct NeighbourEntry {
   MacAddr mac;
   OwnerId owner = 0;
   auto key() const { return std::tie(dev, ip); }
-  bool operator==(const NeighbourEntry&) const = default;
+  auto state() const { return std::tie(dev, ip, mac); }
+  // Same object in the same state; `owner` is bookkeeping the kernel does not hold.
+  bool operator==(const NeighbourEntry& o) const { return state() == o.state(); }
 };
 
 // A VXLAN netdev (one per VNI), learning off.
 struct VxlanDevice {
-  std::string name;           // "vxlan<vni>"
+  std::string name;           // vxlanDeviceName(vni): "nfo-vx<vni>"
   std::uint32_t vni = 0;
   Ipv4Addr local;             // local VTEP
   std::uint16_t dst_port = 4789;
@@ -75,7 +85,9 @@ struct VxlanDevice {
   std::string underlay_dev;   // optional lower device (the uplink)
   OwnerId owner = 0;
   auto key() const { return std::tie(name); }
-  bool operator==(const VxlanDevice&) const = default;
+  auto state() const { return std::tie(name, vni, local, dst_port, mac, underlay_dev); }
+  // Same object in the same state; `owner` is bookkeeping the kernel does not hold.
+  bool operator==(const VxlanDevice& o) const { return state() == o.state(); }
 };
 
 // A VXLAN FDB entry (bridge fdb append MAC dev vxlanN dst VTEP).
@@ -85,10 +97,13 @@ struct FdbEntry {
   Ipv4Addr dst;               // remote VTEP
   OwnerId owner = 0;
   auto key() const { return std::tie(dev, mac, dst); }
-  bool operator==(const FdbEntry&) const = default;
+  auto state() const { return std::tie(dev, mac, dst); }
+  // Same object in the same state; `owner` is bookkeeping the kernel does not hold.
+  bool operator==(const FdbEntry& o) const { return state() == o.state(); }
 };
 
-// Every kind sorted by key.
+// Every kind sorted by key. Equality ignores `owner`: it is the planner's
+// bookkeeping (which intent produced the object), not state the kernel keeps.
 struct SoftwarePathState {
   std::vector<SysctlSetting> sysctls;
   std::vector<LinkSetting> links;
@@ -103,6 +118,12 @@ struct SoftwarePathState {
            neighbours.size() + routes.size();
   }
 };
+
+// VXLAN devices nicoffload creates are named "nfo-vx<VNI>" (at most 14
+// bytes): the prefix marks them as ours, so read-back and clean-up never
+// touch a VXLAN device an operator made.
+inline constexpr const char* kVxlanDevicePrefix = "nfo-vx";
+std::string vxlanDeviceName(std::uint32_t vni);
 
 // The router MAC of a VTEP in the VXLAN underlay: 02:00 + the four octets of
 // the VTEP address (locally administered, unicast). Every hypervisor derives
