@@ -17,6 +17,8 @@
 #include "nicoffload/flowrules/planner.h"
 #include "nicoffload/flowrules/render.h"
 #include "nicoffload/model/parse.h"
+#include "nicoffload/offload/netns.h"
+#include "nicoffload/offload/software_path.h"
 
 namespace {
 
@@ -25,6 +27,7 @@ using namespace nicoffload;
 constexpr int kExitOk = 0;
 constexpr int kExitInput = 2;  // bad input: config, ports, profile
 constexpr int kExitNotFound = 3;
+constexpr int kExitPartial = 4;  // some objects failed; the others are in place
 
 struct PlanInputs {
   std::string host_file;
@@ -154,6 +157,95 @@ void printPlanText(const Planned& p, bool testpmd_only) {
   std::printf("\n");
 }
 
+template <class T>
+void countDiff(nlohmann::json& j, const char* kind, const flowrules::ObjectDiff<T>& d) {
+  j[kind] = {{"add", d.add.size()}, {"modify", d.modify.size()}, {"remove", d.remove.size()}};
+}
+
+nlohmann::json failuresJson(const offload::SwApplyReport& r) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& f : r.failures)
+    out.push_back({{"object", f.object}, {"error", errorInfo(f.error.code).name}, {"message", f.error.message}});
+  return out;
+}
+
+std::optional<std::unique_ptr<offload::SoftwarePath>> openSwPath(const std::string& netns, int& rc) {
+  auto path = offload::openKernelSoftwarePath({.netns = netns});
+  if (!path) {
+    rc = fail(path.error());
+    return std::nullopt;
+  }
+  return std::move(path).value();
+}
+
+int runApply(const Planned& p, const std::string& netns, bool json_out) {
+  int rc = kExitOk;
+  auto path = openSwPath(netns, rc);
+  if (!path) return rc;
+  offload::ReadBackScope scope{p.intent.host.route_table, p.intent.host.route_protocol};
+  auto report = offload::converge(**path, p.state.sw, scope);
+  if (!report) return fail(report.error());
+  const auto& d = report->diff;
+  nlohmann::json j;
+  j["netns"] = netns.empty() ? "(current)" : netns;
+  j["objects"] = p.state.sw.size();
+  nlohmann::json changes;
+  countDiff(changes, "sysctls", d.sysctls);
+  countDiff(changes, "links", d.links);
+  countDiff(changes, "addresses", d.addresses);
+  countDiff(changes, "vxlan_devices", d.vxlan_devices);
+  countDiff(changes, "fdb", d.fdb);
+  countDiff(changes, "neighbours", d.neighbours);
+  countDiff(changes, "routes", d.routes);
+  j["changes"] = changes;
+  j["failures"] = failuresJson(report->applied);
+  for (auto& f : failuresJson(report->removed)) j["failures"].push_back(f);
+  if (json_out) {
+    std::cout << j.dump(2) << "\n";
+  } else {
+    std::printf("software path of %s in namespace %s: %zu objects desired, %zu differed "
+                "(added %zu, changed %zu, removed %zu)\n",
+                p.intent.host.name.c_str(), netns.empty() ? "(current)" : netns.c_str(),
+                p.state.sw.size(), d.size(),
+                d.sysctls.add.size() + d.links.add.size() + d.addresses.add.size() +
+                    d.vxlan_devices.add.size() + d.fdb.add.size() + d.neighbours.add.size() + d.routes.add.size(),
+                d.sysctls.modify.size() + d.links.modify.size() + d.addresses.modify.size() +
+                    d.vxlan_devices.modify.size() + d.fdb.modify.size() + d.neighbours.modify.size() + d.routes.modify.size(),
+                d.sysctls.remove.size() + d.links.remove.size() + d.addresses.remove.size() +
+                    d.vxlan_devices.remove.size() + d.fdb.remove.size() + d.neighbours.remove.size() + d.routes.remove.size());
+    for (const auto* r : {&report->applied, &report->removed})
+      for (const auto& f : r->failures)
+        std::fprintf(stderr, "nicoffloadctl: failed: %s: %s\n", f.object.c_str(), f.error.message.c_str());
+  }
+  return report->ok() ? kExitOk : kExitPartial;
+}
+
+int runRemove(const Planned& p, const std::string& netns, bool json_out) {
+  int rc = kExitOk;
+  auto path = openSwPath(netns, rc);
+  if (!path) return rc;
+  const auto report = (*path)->remove(p.state.sw);
+  if (json_out) {
+    std::cout << nlohmann::json{{"removed", report.succeeded}, {"failures", failuresJson(report)}}.dump(2) << "\n";
+  } else {
+    std::printf("software path of %s removed from namespace %s: %zu objects\n",
+                p.intent.host.name.c_str(), netns.empty() ? "(current)" : netns.c_str(), report.succeeded);
+    for (const auto& f : report.failures)
+      std::fprintf(stderr, "nicoffloadctl: failed: %s: %s\n", f.object.c_str(), f.error.message.c_str());
+  }
+  return report.ok() ? kExitOk : kExitPartial;
+}
+
+int runReadBack(const Planned& p, const std::string& netns) {
+  int rc = kExitOk;
+  auto path = openSwPath(netns, rc);
+  if (!path) return rc;
+  auto installed = (*path)->readBack(p.state.sw, {p.intent.host.route_table, p.intent.host.route_protocol});
+  if (!installed) return fail(installed.error());
+  std::cout << flowrules::toJson(*installed).dump(2) << "\n";
+  return kExitOk;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -162,7 +254,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.footer(
       "Exit status: 0 success; 2 bad input (config, ports, profile: the message names the file and\n"
-      "field); 3 rule not found; 105-110 command-line usage errors.\n"
+      "field); 3 rule not found; 4 some kernel objects failed (each is named, the others are in place);\n"
+      "105-110 command-line usage errors.\n"
       "Named profiles are read from --profile-dir, $NICOFFLOAD_PROFILE_DIR or " NICOFFLOAD_PROFILE_INSTALL_DIR ".");
 
   PlanInputs plan_in;
@@ -190,9 +283,53 @@ int main(int argc, char** argv) {
       ->required()
       ->check(CLI::ExistingFile);
 
+  // Software path: apply (converge), remove, read back.
+  struct SwCommand {
+    PlanInputs in;
+    std::string netns;
+    bool sw_only = false;
+    bool json = false;
+  };
+  SwCommand apply_in, remove_in, readback_in;
+  auto addSwOptions = [&](CLI::App* cmd, SwCommand& c, bool needs_sw_only) {
+    addPlanOptions(cmd, c.in);
+    cmd->add_option("--netns", c.netns, "network namespace (a name under /run/netns) to program; default: the current one");
+    if (needs_sw_only)
+      cmd->add_flag("--sw-only", c.sw_only,
+                    "act on the kernel software path only (required: the flow backends come with the daemon)");
+  };
+  auto* apply_cmd = app.add_subcommand(
+      "apply", "converge the kernel software path to the plan: add what is missing, fix what differs, "
+               "remove what is ours and no longer planned (needs root)");
+  addSwOptions(apply_cmd, apply_in, true);
+  apply_cmd->add_flag("--json", apply_in.json, "print the changes and failures as JSON");
+  auto* remove_cmd = app.add_subcommand("remove", "remove every software-path object of the plan (needs root)");
+  addSwOptions(remove_cmd, remove_in, true);
+  remove_cmd->add_flag("--json", remove_in.json, "print the result as JSON");
+  auto* readback_cmd = app.add_subcommand(
+      "readback", "print, as JSON, the software-path objects the kernel holds for this plan (needs root)");
+  addSwOptions(readback_cmd, readback_in, false);
+
   CLI11_PARSE(app, argc, argv);
 
   int rc = kExitOk;
+  for (auto [cmd, c] : {std::pair{apply_cmd, &apply_in}, std::pair{remove_cmd, &remove_in},
+                        std::pair{readback_cmd, &readback_in}}) {
+    if (!*cmd) continue;
+    if (cmd != readback_cmd && !c->sw_only) {
+      std::fprintf(stderr, "nicoffloadctl: error: --sw-only is required: this version applies the kernel "
+                           "software path only (the flow backends come with the daemon)\n");
+      return kExitInput;
+    }
+    if (!c->netns.empty())
+      if (auto s = offload::checkNetnsName(c->netns); !s) return fail(s.error());
+    auto p = loadAndPlan(c->in, rc);
+    if (!p) return rc;
+    if (cmd == apply_cmd) return runApply(*p, c->netns, c->json);
+    if (cmd == remove_cmd) return runRemove(*p, c->netns, c->json);
+    return runReadBack(*p, c->netns);
+  }
+
   if (*plan_cmd) {
     if (json_out && testpmd_only) {
       std::fprintf(stderr, "nicoffloadctl: error: --json and --testpmd exclude each other\n");

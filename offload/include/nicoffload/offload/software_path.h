@@ -1,0 +1,87 @@
+// The software path backend: programs the kernel objects the planner emits
+// (flowrules/sw_objects.h) and reads them back. One injected seam
+// (STYLE.md point 2): the daemon and the CLI take a SoftwarePath; the kernel
+// implementation talks netlink (libnl), tests may use another.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nicoffload/common/error.h"
+#include "nicoffload/flowrules/diff.h"
+#include "nicoffload/flowrules/sw_objects.h"
+
+namespace nicoffload::offload {
+
+// One object the kernel refused, with the kernel's own words.
+struct SwObjectFailure {
+  std::string object;  // e.g. "route 10.0.0.5/32 dev rep11 table 254"
+  Error error;         // code from errno; message carries strerror and the extended ACK text
+};
+
+struct SwApplyReport {
+  std::size_t succeeded = 0;
+  std::vector<SwObjectFailure> failures;
+  bool ok() const { return failures.empty(); }
+};
+
+// What read-back looks at besides the objects of a desired state: routes are
+// ours when they carry our protocol in our table; VXLAN devices are ours by
+// their name prefix; a device is one of ours when it is named in the desired
+// state or carries one of our routes.
+struct ReadBackScope {
+  std::uint32_t route_table = 254;
+  std::uint8_t route_protocol = 240;
+};
+
+class SoftwarePath {
+ public:
+  virtual ~SoftwarePath() = default;
+
+  // Adds or updates every object; idempotent (what exists and matches is a
+  // success). Objects are applied in dependency order: devices, settings,
+  // addresses, FDB and neighbours, routes. A failure of one object does not
+  // stop the others; each is reported.
+  //   Errors per object: kNotFound (unknown interface), kConflict (a /32 is
+  //   already routed by someone else: never replaced), kInvalidValue,
+  //   kBusy, kIo (netlink I/O).
+  virtual SwApplyReport apply(const flowrules::SoftwarePathState& objects) = 0;
+
+  // Removes every object (reverse order); removing what is gone succeeds.
+  // Device settings are restored to the namespace's defaults; a device's
+  // MAC and link state are left as they are.
+  virtual SwApplyReport remove(const flowrules::SoftwarePathState& objects) = 0;
+
+  // What the kernel holds: the objects keyed like `desired`, plus every
+  // object that is ours by the markers of ReadBackScope.
+  virtual Result<flowrules::SoftwarePathState> readBack(const flowrules::SoftwarePathState& desired,
+                                                        const ReadBackScope& scope) = 0;
+};
+
+// Converges the kernel to `desired`: reads back, diffs, applies what is
+// missing or different, removes what is ours and no longer desired.
+struct ConvergeReport {
+  flowrules::SoftwarePathDiff diff;  // what was found to differ
+  SwApplyReport applied;
+  SwApplyReport removed;
+  bool ok() const { return applied.ok() && removed.ok(); }
+};
+Result<ConvergeReport> converge(SoftwarePath& path, const flowrules::SoftwarePathState& desired,
+                                const ReadBackScope& scope);
+
+struct KernelSoftwarePathOptions {
+  std::string netns;  // name under /run/netns; empty = the caller's namespace
+  // Netlink messages per batch written to the socket in one send, and the
+  // most messages awaiting their ACK.
+  std::size_t batch_messages = 128;
+  std::size_t window = 4096;
+};
+
+// The Linux kernel software path over rtnetlink (libnl-3 route).
+// Errors: kNotFound when the namespace does not exist, kIo when the netlink
+// socket cannot be opened.
+Result<std::unique_ptr<SoftwarePath>> openKernelSoftwarePath(const KernelSoftwarePathOptions& options);
+
+}  // namespace nicoffload::offload

@@ -1,0 +1,878 @@
+// The Linux kernel software path over rtnetlink, with libnl-3 route.
+//
+// Objects and how they are programmed:
+//   VxlanDevice     RTM_NEWLINK kind vxlan (id, local, dstport, nolearning, MAC, up)
+//   LinkSetting     RTM_NEWLINK change of an existing device (MAC, up)
+//   SysctlSetting   ipv4/conf/<dev>/{forwarding,proxy_arp,rp_filter}: IFLA_INET_CONF
+//                   ipv4/neigh/<dev>/proxy_delay: RTM_SETNEIGHTBL
+//                   anything else (ipv4/ip_forward): /proc/sys/net/<path>, inside the namespace
+//   AddressEntry    RTM_NEWADDR
+//   FdbEntry        RTM_NEWNEIGH AF_BRIDGE, NTF_SELF, NUD_PERMANENT, NDA_DST = remote VTEP
+//   NeighbourEntry  RTM_NEWNEIGH AF_INET, NUD_PERMANENT
+//   RouteEntry      RTM_NEWROUTE with NLM_F_EXCL first; a /32 that exists is replaced
+//                   only when it carries our protocol, else reported as a conflict
+// No `ip`, `bridge` or `sysctl` command is ever run.
+#include <fcntl.h>
+#include <linux/ip.h>
+#include <linux/neighbour.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
+#include <netlink/addr.h>
+#include <netlink/cache.h>
+#include <netlink/route/addr.h>
+#include <netlink/route/link.h>
+#include <netlink/route/link/inet.h>
+#include <netlink/route/link/vxlan.h>
+#include <netlink/route/neighbour.h>
+#include <netlink/route/neightbl.h>
+#include <netlink/route/nexthop.h>
+#include <netlink/route/route.h>
+#include <netlink/route/rtnl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "netlink_batch.h"
+#include "nicoffload/offload/netns.h"
+#include "nicoffload/offload/software_path.h"
+
+namespace nicoffload::offload {
+namespace {
+
+using namespace flowrules;
+using detail::NetlinkBatch;
+using detail::NetlinkOutcome;
+
+template <class T, void (*F)(T*)>
+struct Deleter {
+  void operator()(T* p) const {
+    if (p) F(p);
+  }
+};
+using SockPtr = std::unique_ptr<nl_sock, Deleter<nl_sock, nl_socket_free>>;
+using CachePtr = std::unique_ptr<nl_cache, Deleter<nl_cache, nl_cache_free>>;
+using MsgPtr = std::unique_ptr<nl_msg, Deleter<nl_msg, nlmsg_free>>;
+using AddrPtr = std::unique_ptr<nl_addr, Deleter<nl_addr, nl_addr_put>>;
+using LinkPtr = std::unique_ptr<rtnl_link, Deleter<rtnl_link, rtnl_link_put>>;
+using RoutePtr = std::unique_ptr<rtnl_route, Deleter<rtnl_route, rtnl_route_put>>;
+using NeighPtr = std::unique_ptr<rtnl_neigh, Deleter<rtnl_neigh, rtnl_neigh_put>>;
+using IfAddrPtr = std::unique_ptr<rtnl_addr, Deleter<rtnl_addr, rtnl_addr_put>>;
+
+AddrPtr ipv4Addr(Ipv4Addr a, int prefix_len = 32) {
+  const std::uint32_t be = htonl(a.value);
+  AddrPtr addr(nl_addr_build(AF_INET, &be, sizeof be));
+  nl_addr_set_prefixlen(addr.get(), prefix_len);
+  return addr;
+}
+AddrPtr macAddr(const MacAddr& m) { return AddrPtr(nl_addr_build(AF_LLC, m.bytes.data(), 6)); }
+
+// IPv4 bytes of an address. Length decides, not family: libnl labels the
+// NDA_DST of a bridge FDB entry AF_BRIDGE.
+Ipv4Addr fromNl(const nl_addr* a) {
+  std::uint32_t be = 0;
+  if (a && nl_addr_get_len(a) == 4)
+    std::memcpy(&be, nl_addr_get_binary_addr(a), 4);
+  return Ipv4Addr{ntohl(be)};
+}
+MacAddr macFromNl(const nl_addr* a) {
+  MacAddr m;
+  if (a && nl_addr_get_len(a) == 6) std::memcpy(m.bytes.data(), nl_addr_get_binary_addr(a), 6);
+  return m;
+}
+
+ErrorCode codeOf(int err) {
+  switch (err) {
+    case ENODEV:
+    case ENOENT:
+    case ESRCH:
+    case ENXIO: return ErrorCode::kNotFound;
+    case EEXIST: return ErrorCode::kConflict;
+    case EBUSY:
+    case EAGAIN: return ErrorCode::kBusy;
+    case EINVAL:
+    case ERANGE:
+    case EOPNOTSUPP:
+    case EAFNOSUPPORT:
+    case ENETUNREACH: return ErrorCode::kInvalidValue;
+    default: return ErrorCode::kIo;
+  }
+}
+
+Error kernelError(int err, const std::string& object, const std::string& ext_ack = {}) {
+  std::string msg = "kernel: " + std::string(std::strerror(err));
+  if (!ext_ack.empty()) msg += " (" + ext_ack + ")";
+  return makeError(codeOf(err), object, "", msg);
+}
+
+// --- object names for reports ---
+std::string describe(const RouteEntry& r) {
+  std::string s = "route " + r.dst.str();
+  if (r.via) s += " via " + r.via->str();
+  if (!r.dev.empty()) s += " dev " + r.dev;
+  return s + " table " + std::to_string(r.table);
+}
+std::string describe(const NeighbourEntry& n) { return "neigh " + n.ip.str() + " dev " + n.dev; }
+std::string describe(const FdbEntry& f) { return "fdb " + f.mac.str() + " dev " + f.dev + " dst " + f.dst.str(); }
+std::string describe(const AddressEntry& a) { return "address " + a.prefix.str() + " dev " + a.dev; }
+std::string describe(const VxlanDevice& v) { return "vxlan device " + v.name; }
+std::string describe(const LinkSetting& l) { return "link " + l.dev; }
+std::string describe(const SysctlSetting& s) { return "sysctl net/" + s.path; }
+
+// A sysctl path we set over netlink: ipv4/conf/<dev>/<key> or ipv4/neigh/<dev>/proxy_delay.
+struct DevSysctl {
+  enum class Kind { kDevconf, kProxyDelay, kProc } kind = Kind::kProc;
+  std::string dev;
+  int devconf_id = 0;  // IPV4_DEVCONF_*
+  std::string key;
+};
+DevSysctl classify(const std::string& path) {
+  DevSysctl d;
+  auto split = [&](const std::string& prefix) -> bool {
+    if (path.rfind(prefix, 0) != 0) return false;
+    const auto rest = path.substr(prefix.size());
+    const auto slash = rest.find('/');
+    if (slash == std::string::npos || slash == 0) return false;
+    d.dev = rest.substr(0, slash);
+    d.key = rest.substr(slash + 1);
+    return d.dev != "all" && d.dev != "default";
+  };
+  if (split("ipv4/conf/")) {
+    static const std::map<std::string, int> kIds = {{"forwarding", IPV4_DEVCONF_FORWARDING},
+                                                    {"proxy_arp", IPV4_DEVCONF_PROXY_ARP},
+                                                    {"rp_filter", IPV4_DEVCONF_RP_FILTER}};
+    if (auto it = kIds.find(d.key); it != kIds.end()) {
+      d.kind = DevSysctl::Kind::kDevconf;
+      d.devconf_id = it->second;
+      return d;
+    }
+  } else if (split("ipv4/neigh/") && d.key == "proxy_delay") {
+    d.kind = DevSysctl::Kind::kProxyDelay;
+    return d;
+  }
+  d = DevSysctl{};
+  return d;
+}
+
+bool safeSysctlPath(const std::string& path) {
+  if (path.empty() || path.find("..") != std::string::npos || path[0] == '/') return false;
+  for (char c : path)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '/' || c == '_' || c == '-' || c == '.'))
+      return false;
+  return true;
+}
+
+class KernelSoftwarePath final : public SoftwarePath {
+ public:
+  KernelSoftwarePath(SockPtr sock, KernelSoftwarePathOptions options, std::size_t window)
+      : sock_(std::move(sock)), options_(std::move(options)), window_(window) {}
+
+  SwApplyReport apply(const SoftwarePathState& objects) override;
+  SwApplyReport remove(const SoftwarePathState& objects) override;
+  Result<SoftwarePathState> readBack(const SoftwarePathState& desired,
+                                     const ReadBackScope& scope) override;
+
+ private:
+  // One report line per object.
+  struct Reporter {
+    SwApplyReport& report;
+    void ok() { ++report.succeeded; }
+    void fail(const std::string& object, Error e) {
+      e.field = object;
+      report.failures.push_back({object, std::move(e)});
+    }
+  };
+
+  Status refreshLinks();
+  int ifindex(const std::string& name) const {
+    return links_ ? rtnl_link_name2i(links_.get(), name.c_str()) : 0;
+  }
+  NetlinkBatch newBatch() { return NetlinkBatch(sock_.get(), options_.batch_messages, window_); }
+
+  // Runs `build` for every object, sends them all in batches, and reports;
+  // errors in `ignore` count as success (idempotent removal).
+  template <class T>
+  void runBatch(const std::vector<T>& objects, Reporter& rep,
+                const std::function<Result<MsgPtr>(const T&)>& build,
+                std::initializer_list<int> ignore = {},
+                std::vector<std::size_t>* eexist = nullptr);
+
+  void applyVxlan(const std::vector<VxlanDevice>& devs, Reporter& rep);
+  void applyLinks(const std::vector<LinkSetting>& links, Reporter& rep);
+  void applySysctls(const std::vector<SysctlSetting>& sysctls, Reporter& rep, bool restore);
+  void applyRoutes(const std::vector<RouteEntry>& routes, Reporter& rep);
+
+  Result<std::string> readProc(const std::string& path);
+  Status writeProc(const std::string& path, const std::string& value);
+
+  SockPtr sock_;
+  KernelSoftwarePathOptions options_;
+  std::size_t window_;
+  CachePtr links_;
+};
+
+Status KernelSoftwarePath::refreshLinks() {
+  nl_cache* cache = nullptr;
+  if (int err = rtnl_link_alloc_cache(sock_.get(), AF_UNSPEC, &cache); err < 0)
+    return makeError(ErrorCode::kIo, "links", "", std::string("cannot dump links: ") + nl_geterror(err));
+  links_.reset(cache);
+  return Status::success();
+}
+
+template <class T>
+void KernelSoftwarePath::runBatch(const std::vector<T>& objects, Reporter& rep,
+                                  const std::function<Result<MsgPtr>(const T&)>& build,
+                                  std::initializer_list<int> ignore,
+                                  std::vector<std::size_t>* eexist) {
+  NetlinkBatch batch = newBatch();
+  std::vector<bool> sent(objects.size(), false);
+  for (std::size_t i = 0; i < objects.size(); ++i) {
+    auto msg = build(objects[i]);
+    if (!msg) {
+      rep.fail(describe(objects[i]), msg.error());
+      continue;
+    }
+    if (!*msg) {  // nothing to send: already as wanted
+      rep.ok();
+      continue;
+    }
+    batch.add(msg->get(), i);
+    sent[i] = true;
+  }
+  batch.finish();
+  for (std::size_t i = 0; i < objects.size(); ++i) {
+    if (!sent[i]) continue;
+    auto it = batch.outcomes().find(i);
+    const NetlinkOutcome outcome = it == batch.outcomes().end() ? NetlinkOutcome{EIO, "no ACK"} : it->second;
+    if (outcome.err == 0 || std::find(ignore.begin(), ignore.end(), outcome.err) != ignore.end()) {
+      rep.ok();
+    } else if (outcome.err == EEXIST && eexist) {
+      eexist->push_back(i);
+    } else {
+      rep.fail(describe(objects[i]), kernelError(outcome.err, describe(objects[i]), outcome.ext_ack));
+    }
+  }
+}
+
+// libnl 3.7 takes a neighbour message's family from its destination address;
+// an FDB entry of a VXLAN device must go out as AF_BRIDGE with an IPv4 NDA_DST.
+void forceBridgeFamily(nl_msg* msg) {
+  auto* ndm = static_cast<ndmsg*>(nlmsg_data(nlmsg_hdr(msg)));
+  ndm->ndm_family = AF_BRIDGE;
+}
+
+Error unknownDevice(const std::string& dev) {
+  return makeError(ErrorCode::kNotFound, "dev", dev,
+                   "unknown interface '" + dev + "' (no such netdev in this namespace)");
+}
+
+void KernelSoftwarePath::applyVxlan(const std::vector<VxlanDevice>& devs, Reporter& rep) {
+  // Existing devices that differ are deleted first, then created anew.
+  std::vector<VxlanDevice> stale;
+  for (const auto& d : devs) {
+    rtnl_link* l = rtnl_link_get_by_name(links_.get(), d.name.c_str());
+    if (!l) continue;
+    LinkPtr link(l);
+    std::uint32_t vni = 0, port = 0;
+    nl_addr* local = nullptr;
+    const char* type = rtnl_link_get_type(link.get());
+    const bool is_vxlan = type && std::strcmp(type, "vxlan") == 0;
+    if (!is_vxlan || rtnl_link_vxlan_get_id(link.get(), &vni) < 0 || vni != d.vni ||
+        rtnl_link_vxlan_get_port(link.get(), &port) < 0 || port != d.dst_port ||
+        rtnl_link_vxlan_get_local(link.get(), &local) < 0 || fromNl(local) != d.local)
+      stale.push_back(d);
+    if (local) nl_addr_put(local);
+  }
+  SwApplyReport ignored;
+  Reporter quiet{ignored};
+  runBatch<VxlanDevice>(stale, quiet, [&](const VxlanDevice& d) -> Result<MsgPtr> {
+    LinkPtr link(rtnl_link_alloc());
+    rtnl_link_set_name(link.get(), d.name.c_str());
+    nl_msg* msg = nullptr;
+    if (int err = rtnl_link_build_delete_request(link.get(), &msg); err < 0)
+      return makeError(ErrorCode::kInternal, d.name, "", nl_geterror(err));
+    return MsgPtr(msg);
+  }, {ENODEV});
+
+  (void)refreshLinks();
+  // Create the missing ones (EXCL: an existing, matching device is fine).
+  runBatch<VxlanDevice>(devs, rep, [&](const VxlanDevice& d) -> Result<MsgPtr> {
+    if (ifindex(d.name) > 0) return MsgPtr();  // exists and matches: settings below
+    LinkPtr link(rtnl_link_vxlan_alloc());
+    rtnl_link_set_name(link.get(), d.name.c_str());
+    rtnl_link_vxlan_set_id(link.get(), d.vni);
+    auto local = ipv4Addr(d.local);
+    rtnl_link_vxlan_set_local(link.get(), local.get());
+    rtnl_link_vxlan_set_port(link.get(), d.dst_port);
+    rtnl_link_vxlan_set_learning(link.get(), 0);
+    auto mac = macAddr(d.mac);
+    rtnl_link_set_addr(link.get(), mac.get());
+    if (!d.underlay_dev.empty()) {
+      const int lower = ifindex(d.underlay_dev);
+      if (lower <= 0) return unknownDevice(d.underlay_dev);
+      rtnl_link_vxlan_set_link(link.get(), static_cast<std::uint32_t>(lower));
+    }
+    nl_msg* msg = nullptr;
+    if (int err = rtnl_link_build_add_request(link.get(), NLM_F_CREATE | NLM_F_EXCL, &msg); err < 0)
+      return makeError(ErrorCode::kInternal, d.name, "", nl_geterror(err));
+    return MsgPtr(msg);
+  });
+  (void)refreshLinks();
+  // MAC and up, for new and existing devices alike.
+  std::vector<LinkSetting> settings;
+  for (const auto& d : devs) settings.push_back({d.name, d.mac, true, d.owner});
+  SwApplyReport settings_report;
+  Reporter settings_rep{settings_report};
+  applyLinks(settings, settings_rep);
+  for (auto& f : settings_report.failures) rep.report.failures.push_back(std::move(f));
+}
+
+void KernelSoftwarePath::applyLinks(const std::vector<LinkSetting>& links, Reporter& rep) {
+  runBatch<LinkSetting>(links, rep, [&](const LinkSetting& l) -> Result<MsgPtr> {
+    rtnl_link* cur = rtnl_link_get_by_name(links_.get(), l.dev.c_str());
+    if (!cur) return unknownDevice(l.dev);
+    LinkPtr orig(cur);
+    const bool mac_ok = macFromNl(rtnl_link_get_addr(orig.get())) == l.mac;
+    const bool up_ok = ((rtnl_link_get_flags(orig.get()) & IFF_UP) != 0) == l.up;
+    if (mac_ok && up_ok) return MsgPtr();
+    LinkPtr change(rtnl_link_alloc());
+    auto mac = macAddr(l.mac);
+    if (!mac_ok) rtnl_link_set_addr(change.get(), mac.get());
+    if (l.up)
+      rtnl_link_set_flags(change.get(), IFF_UP);
+    else
+      rtnl_link_unset_flags(change.get(), IFF_UP);
+    nl_msg* msg = nullptr;
+    if (int err = rtnl_link_build_change_request(orig.get(), change.get(), 0, &msg); err < 0)
+      return makeError(ErrorCode::kInternal, l.dev, "", nl_geterror(err));
+    return MsgPtr(msg);
+  });
+}
+
+Result<std::string> KernelSoftwarePath::readProc(const std::string& path) {
+  NetnsGuard ns(options_.netns);
+  if (!ns.ok()) return ns.error();
+  std::ifstream in("/proc/sys/net/" + path);
+  std::string value;
+  if (!in || !(in >> value))
+    return makeError(ErrorCode::kNotFound, "sysctl net/" + path, "", "cannot read /proc/sys/net/" + path);
+  return value;
+}
+
+Status KernelSoftwarePath::writeProc(const std::string& path, const std::string& value) {
+  if (!safeSysctlPath(path))
+    return makeError(ErrorCode::kInvalidValue, "sysctl", path, "'" + path + "' is not a sysctl path under net/");
+  for (char c : value)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-')
+      return makeError(ErrorCode::kInvalidValue, "sysctl net/" + path, value, "value must be a word or number");
+  NetnsGuard ns(options_.netns);
+  if (!ns.ok()) return ns.error();
+  const std::string file = "/proc/sys/net/" + path;
+  const int fd = ::open(file.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return kernelError(errno, "sysctl net/" + path, "cannot open " + file);
+  const std::string line = value + "\n";
+  const ssize_t n = ::write(fd, line.data(), line.size());
+  const int err = errno;
+  ::close(fd);
+  if (n != static_cast<ssize_t>(line.size())) return kernelError(err, "sysctl net/" + path, "writing " + file);
+  return Status::success();
+}
+
+void KernelSoftwarePath::applySysctls(const std::vector<SysctlSetting>& sysctls, Reporter& rep,
+                                      bool restore) {
+  std::vector<SysctlSetting> netlink_ones;
+  std::vector<std::string> values;  // value to set, per netlink_ones entry
+  for (const auto& s : sysctls) {
+    const auto d = classify(s.path);
+    std::string value = s.value;
+    if (restore) {
+      if (d.kind == DevSysctl::Kind::kProc) {  // global settings (ip_forward) are left as they are
+        rep.ok();
+        continue;
+      }
+      // Back to the namespace's default for new devices. Namespaces other
+      // than the first have no neigh/default: "lo" carries the default there.
+      auto def = readProc(d.kind == DevSysctl::Kind::kDevconf ? "ipv4/conf/default/" + d.key
+                                                              : "ipv4/neigh/default/proxy_delay");
+      if (!def && d.kind == DevSysctl::Kind::kProxyDelay) def = readProc("ipv4/neigh/lo/proxy_delay");
+      if (!def) {
+        rep.fail(describe(s), def.error());
+        continue;
+      }
+      value = *def;
+      if (d.kind == DevSysctl::Kind::kProxyDelay) value = std::to_string(std::stoll(value) * 10);  // ticks -> ms
+    }
+    if (d.kind == DevSysctl::Kind::kProc) {
+      if (auto st = writeProc(s.path, value); st)
+        rep.ok();
+      else
+        rep.fail(describe(s), st.error());
+      continue;
+    }
+    netlink_ones.push_back(s);
+    values.push_back(value);
+  }
+  std::map<const SysctlSetting*, std::string> value_of;
+  for (std::size_t i = 0; i < netlink_ones.size(); ++i) value_of[&netlink_ones[i]] = values[i];
+  runBatch<SysctlSetting>(netlink_ones, rep, [&](const SysctlSetting& s) -> Result<MsgPtr> {
+    const auto d = classify(s.path);
+    const std::string& value = value_of.at(&s);
+    long long v = 0;
+    try {
+      v = std::stoll(value);
+    } catch (...) {
+      return makeError(ErrorCode::kInvalidValue, describe(s), value, "value must be a number");
+    }
+    rtnl_link* cur = rtnl_link_get_by_name(links_.get(), d.dev.c_str());
+    if (!cur) return unknownDevice(d.dev);
+    LinkPtr orig(cur);
+    nl_msg* msg = nullptr;
+    if (d.kind == DevSysctl::Kind::kDevconf) {
+      std::uint32_t now = 0;
+      if (rtnl_link_inet_get_conf(orig.get(), static_cast<unsigned>(d.devconf_id), &now) == 0 &&
+          now == static_cast<std::uint32_t>(v))
+        return MsgPtr();
+      LinkPtr change(rtnl_link_alloc());
+      if (rtnl_link_inet_set_conf(change.get(), static_cast<unsigned>(d.devconf_id),
+                                  static_cast<std::uint32_t>(v)) < 0)
+        return makeError(ErrorCode::kInternal, describe(s), "", "libnl refused the devconf id");
+      if (int err = rtnl_link_build_change_request(orig.get(), change.get(), 0, &msg); err < 0)
+        return makeError(ErrorCode::kInternal, describe(s), "", nl_geterror(err));
+      return MsgPtr(msg);
+    }
+    // proxy_delay: neighbour table parameters of this device (milliseconds).
+    std::unique_ptr<rtnl_neightbl, Deleter<rtnl_neightbl, rtnl_neightbl_put>> tbl(rtnl_neightbl_alloc());
+    rtnl_neightbl_set_family(tbl.get(), AF_INET);
+    rtnl_neightbl_set_name(tbl.get(), "arp_cache");
+    rtnl_neightbl_set_dev(tbl.get(), rtnl_link_get_ifindex(orig.get()));
+    rtnl_neightbl_set_proxy_delay(tbl.get(), static_cast<std::uint64_t>(v));
+    if (int err = rtnl_neightbl_build_change_request(tbl.get(), tbl.get(), &msg); err < 0)
+      return makeError(ErrorCode::kInternal, describe(s), "", nl_geterror(err));
+    return MsgPtr(msg);
+  }, restore ? std::initializer_list<int>{ENODEV} : std::initializer_list<int>{});
+}
+
+Result<MsgPtr> buildRoute(const RouteEntry& r, int ifindex, int flags, bool del) {
+  RoutePtr route(rtnl_route_alloc());
+  rtnl_route_set_family(route.get(), AF_INET);
+  rtnl_route_set_table(route.get(), r.table);
+  rtnl_route_set_protocol(route.get(), r.protocol);
+  auto dst = ipv4Addr(r.dst.addr, r.dst.len);
+  rtnl_route_set_dst(route.get(), dst.get());
+  rtnl_route_set_type(route.get(), RTN_UNICAST);
+  if (!del) {
+    rtnl_route_set_scope(route.get(), r.via ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK);
+    rtnl_nexthop* nh = rtnl_route_nh_alloc();
+    if (ifindex > 0) rtnl_route_nh_set_ifindex(nh, ifindex);
+    AddrPtr gw;
+    if (r.via) {
+      gw = ipv4Addr(*r.via);
+      rtnl_route_nh_set_gateway(nh, gw.get());
+    }
+    if (r.onlink) rtnl_route_nh_set_flags(nh, RTNH_F_ONLINK);
+    rtnl_route_add_nexthop(route.get(), nh);  // route owns nh now
+  } else {
+    rtnl_route_set_scope(route.get(), RT_SCOPE_NOWHERE);  // wildcard for deletion
+  }
+  nl_msg* msg = nullptr;
+  const int err = del ? rtnl_route_build_del_request(route.get(), flags, &msg)
+                      : rtnl_route_build_add_request(route.get(), flags, &msg);
+  if (err < 0) return makeError(ErrorCode::kInternal, describe(r), "", nl_geterror(err));
+  return MsgPtr(msg);
+}
+
+void KernelSoftwarePath::applyRoutes(const std::vector<RouteEntry>& routes, Reporter& rep) {
+  auto build = [&](int flags) {
+    return [this, flags](const RouteEntry& r) -> Result<MsgPtr> {
+      int idx = 0;
+      if (!r.dev.empty() && (idx = ifindex(r.dev)) <= 0) return unknownDevice(r.dev);
+      return buildRoute(r, idx, flags, false);
+    };
+  };
+  std::vector<std::size_t> exists;
+  runBatch<RouteEntry>(routes, rep, build(NLM_F_CREATE | NLM_F_EXCL), {}, &exists);
+  if (exists.empty()) return;
+
+  // The /32 is already in the table. Ours (same protocol): replace it.
+  // Someone else's: refuse, never take over a route we did not make.
+  std::map<std::pair<std::uint32_t, Ipv4Prefix>, std::pair<int, std::string>> present;  // -> protocol, text
+  nl_cache* cache = nullptr;
+  if (int err = rtnl_route_alloc_cache(sock_.get(), AF_INET, 0, &cache); err < 0) {
+    for (auto i : exists)
+      rep.fail(describe(routes[i]), makeError(ErrorCode::kIo, describe(routes[i]), "",
+                                              std::string("cannot dump routes: ") + nl_geterror(err)));
+    return;
+  }
+  CachePtr routes_cache(cache);
+  for (nl_object* o = nl_cache_get_first(cache); o; o = nl_cache_get_next(o)) {
+    auto* rt = reinterpret_cast<rtnl_route*>(o);
+    const nl_addr* dst = rtnl_route_get_dst(rt);
+    Ipv4Prefix p{fromNl(dst), static_cast<std::uint8_t>(nl_addr_get_prefixlen(dst))};
+    std::string text = "proto " + std::to_string(rtnl_route_get_protocol(rt));
+    if (rtnl_route_get_nnexthops(rt) > 0) {
+      rtnl_nexthop* nh = rtnl_route_nexthop_n(rt, 0);
+      char name[IF_NAMESIZE] = "";
+      if (rtnl_link_i2name(links_.get(), rtnl_route_nh_get_ifindex(nh), name, sizeof name))
+        text = "dev " + std::string(name) + " " + text;
+      if (const nl_addr* gw = rtnl_route_nh_get_gateway(nh)) text = "via " + fromNl(gw).str() + " " + text;
+    }
+    present[{rtnl_route_get_table(rt), p}] = {rtnl_route_get_protocol(rt), text};
+  }
+  std::vector<RouteEntry> replace;
+  for (auto i : exists) {
+    const auto& r = routes[i];
+    auto it = present.find({r.table, r.dst});
+    if (it != present.end() && it->second.first != r.protocol) {
+      rep.fail(describe(r), makeError(ErrorCode::kConflict, describe(r), r.dst.str(),
+                                      r.dst.str() + " is already routed (" + it->second.second +
+                                          ") by someone else in table " + std::to_string(r.table) +
+                                          "; nicoffload does not replace routes it did not make"));
+      continue;
+    }
+    replace.push_back(r);
+  }
+  runBatch<RouteEntry>(replace, rep, build(NLM_F_CREATE | NLM_F_REPLACE));
+}
+
+SwApplyReport KernelSoftwarePath::apply(const SoftwarePathState& o) {
+  SwApplyReport report;
+  Reporter rep{report};
+  if (auto s = refreshLinks(); !s) {
+    rep.fail("links", s.error());
+    return report;
+  }
+  applyVxlan(o.vxlan_devices, rep);
+  applyLinks(o.links, rep);
+  (void)refreshLinks();
+  applySysctls(o.sysctls, rep, false);
+  runBatch<AddressEntry>(o.addresses, rep, [&](const AddressEntry& a) -> Result<MsgPtr> {
+    const int idx = ifindex(a.dev);
+    if (idx <= 0) return unknownDevice(a.dev);
+    IfAddrPtr addr(rtnl_addr_alloc());
+    rtnl_addr_set_ifindex(addr.get(), idx);
+    auto local = ipv4Addr(a.prefix.addr, a.prefix.len);
+    rtnl_addr_set_local(addr.get(), local.get());
+    nl_msg* msg = nullptr;
+    if (int err = rtnl_addr_build_add_request(addr.get(), NLM_F_CREATE | NLM_F_REPLACE, &msg); err < 0)
+      return makeError(ErrorCode::kInternal, describe(a), "", nl_geterror(err));
+    return MsgPtr(msg);
+  });
+  runBatch<FdbEntry>(o.fdb, rep, [&](const FdbEntry& f) -> Result<MsgPtr> {
+    const int idx = ifindex(f.dev);
+    if (idx <= 0) return unknownDevice(f.dev);
+    NeighPtr n(rtnl_neigh_alloc());
+    // The IPv4 destination first: libnl refuses it once the family is AF_BRIDGE.
+    auto dst = ipv4Addr(f.dst);
+    if (rtnl_neigh_set_dst(n.get(), dst.get()) < 0)
+      return makeError(ErrorCode::kInternal, describe(f), "", "libnl refused the FDB destination");
+    rtnl_neigh_set_family(n.get(), AF_BRIDGE);
+    rtnl_neigh_set_ifindex(n.get(), idx);
+    auto ll = macAddr(f.mac);
+    rtnl_neigh_set_lladdr(n.get(), ll.get());
+    rtnl_neigh_set_state(n.get(), NUD_PERMANENT);
+    rtnl_neigh_set_flags(n.get(), NTF_SELF);
+    nl_msg* msg = nullptr;
+    if (int err = rtnl_neigh_build_add_request(n.get(), NLM_F_CREATE | NLM_F_REPLACE, &msg); err < 0)
+      return makeError(ErrorCode::kInternal, describe(f), "", nl_geterror(err));
+    forceBridgeFamily(msg);
+    return MsgPtr(msg);
+  });
+  runBatch<NeighbourEntry>(o.neighbours, rep, [&](const NeighbourEntry& e) -> Result<MsgPtr> {
+    const int idx = ifindex(e.dev);
+    if (idx <= 0) return unknownDevice(e.dev);
+    NeighPtr n(rtnl_neigh_alloc());
+    auto dst = ipv4Addr(e.ip);
+    if (rtnl_neigh_set_dst(n.get(), dst.get()) < 0)
+      return makeError(ErrorCode::kInternal, describe(e), "", "libnl refused the destination");
+    rtnl_neigh_set_ifindex(n.get(), idx);
+    auto ll = macAddr(e.mac);
+    rtnl_neigh_set_lladdr(n.get(), ll.get());
+    rtnl_neigh_set_state(n.get(), NUD_PERMANENT);
+    nl_msg* msg = nullptr;
+    if (int err = rtnl_neigh_build_add_request(n.get(), NLM_F_CREATE | NLM_F_REPLACE, &msg); err < 0)
+      return makeError(ErrorCode::kInternal, describe(e), "", nl_geterror(err));
+    return MsgPtr(msg);
+  });
+  applyRoutes(o.routes, rep);
+  return report;
+}
+
+SwApplyReport KernelSoftwarePath::remove(const SoftwarePathState& o) {
+  SwApplyReport report;
+  Reporter rep{report};
+  if (auto s = refreshLinks(); !s) {
+    rep.fail("links", s.error());
+    return report;
+  }
+  // Reverse dependency order. Whatever is gone already counts as removed.
+  runBatch<RouteEntry>(o.routes, rep, [&](const RouteEntry& r) -> Result<MsgPtr> {
+    return buildRoute(r, 0, 0, true);
+  }, {ESRCH, ENOENT, ENODEV});
+  auto neighMsg = [&](int family, const std::string& dev, Ipv4Addr ip, const MacAddr* mac,
+                      const std::string& what) -> Result<MsgPtr> {
+    const int idx = ifindex(dev);
+    if (idx <= 0) return MsgPtr();  // the device is gone, and its entries with it
+    NeighPtr n(rtnl_neigh_alloc());
+    auto dst = ipv4Addr(ip);
+    if (rtnl_neigh_set_dst(n.get(), dst.get()) < 0)
+      return makeError(ErrorCode::kInternal, what, "", "libnl refused the destination");
+    rtnl_neigh_set_family(n.get(), family);
+    rtnl_neigh_set_ifindex(n.get(), idx);
+    AddrPtr ll;
+    if (mac) {
+      ll = macAddr(*mac);
+      rtnl_neigh_set_lladdr(n.get(), ll.get());
+      rtnl_neigh_set_flags(n.get(), NTF_SELF);
+    }
+    nl_msg* msg = nullptr;
+    if (int err = rtnl_neigh_build_delete_request(n.get(), 0, &msg); err < 0)
+      return makeError(ErrorCode::kInternal, what, "", nl_geterror(err));
+    if (family == AF_BRIDGE) forceBridgeFamily(msg);
+    return MsgPtr(msg);
+  };
+  runBatch<NeighbourEntry>(o.neighbours, rep, [&](const NeighbourEntry& e) {
+    return neighMsg(AF_INET, e.dev, e.ip, nullptr, describe(e));
+  }, {ENOENT, ENODEV});
+  runBatch<FdbEntry>(o.fdb, rep, [&](const FdbEntry& f) {
+    return neighMsg(AF_BRIDGE, f.dev, f.dst, &f.mac, describe(f));
+  }, {ENOENT, ENODEV});
+  runBatch<AddressEntry>(o.addresses, rep, [&](const AddressEntry& a) -> Result<MsgPtr> {
+    const int idx = ifindex(a.dev);
+    if (idx <= 0) return MsgPtr();
+    IfAddrPtr addr(rtnl_addr_alloc());
+    rtnl_addr_set_ifindex(addr.get(), idx);
+    auto local = ipv4Addr(a.prefix.addr, a.prefix.len);
+    rtnl_addr_set_local(addr.get(), local.get());
+    nl_msg* msg = nullptr;
+    if (int err = rtnl_addr_build_delete_request(addr.get(), 0, &msg); err < 0)
+      return makeError(ErrorCode::kInternal, describe(a), "", nl_geterror(err));
+    return MsgPtr(msg);
+  }, {EADDRNOTAVAIL, ENODEV, ENOENT});
+  runBatch<VxlanDevice>(o.vxlan_devices, rep, [&](const VxlanDevice& d) -> Result<MsgPtr> {
+    if (ifindex(d.name) <= 0) return MsgPtr();
+    LinkPtr link(rtnl_link_alloc());
+    rtnl_link_set_name(link.get(), d.name.c_str());
+    nl_msg* msg = nullptr;
+    if (int err = rtnl_link_build_delete_request(link.get(), &msg); err < 0)
+      return makeError(ErrorCode::kInternal, d.name, "", nl_geterror(err));
+    return MsgPtr(msg);
+  }, {ENODEV});
+  // Device settings go back to the namespace defaults; a device that is gone is fine.
+  std::vector<SysctlSetting> present;
+  for (const auto& s : o.sysctls) {
+    const auto d = classify(s.path);
+    if (d.kind != DevSysctl::Kind::kProc && ifindex(d.dev) <= 0) {
+      rep.ok();
+      continue;
+    }
+    present.push_back(s);
+  }
+  applySysctls(present, rep, true);
+  // A device's MAC and state are not ours to undo (we do not know what they were).
+  for (std::size_t i = 0; i < o.links.size(); ++i) rep.ok();
+  return report;
+}
+
+Result<SoftwarePathState> KernelSoftwarePath::readBack(const SoftwarePathState& desired,
+                                                       const ReadBackScope& scope) {
+  if (auto s = refreshLinks(); !s) return s.error();
+  SoftwarePathState out;
+  auto nameOf = [&](int idx) -> std::string {
+    char name[IF_NAMESIZE] = "";
+    return rtnl_link_i2name(links_.get(), idx, name, sizeof name) ? std::string(name) : std::string();
+  };
+
+  // Routes: ours by table + protocol.
+  std::set<std::string> devices;  // devices of interest
+  for (const auto& l : desired.links) devices.insert(l.dev);
+  for (const auto& n : desired.neighbours) devices.insert(n.dev);
+  for (const auto& s : desired.sysctls)
+    if (auto d = classify(s.path); d.kind != DevSysctl::Kind::kProc) devices.insert(d.dev);
+  std::map<std::pair<std::uint32_t, Ipv4Prefix>, const RouteEntry*> desired_routes;
+  for (const auto& r : desired.routes) desired_routes[{r.table, r.dst}] = &r;
+
+  nl_cache* cache = nullptr;
+  if (int err = rtnl_route_alloc_cache(sock_.get(), AF_INET, 0, &cache); err < 0)
+    return makeError(ErrorCode::kIo, "routes", "", std::string("cannot dump routes: ") + nl_geterror(err));
+  CachePtr routes(cache);
+  for (nl_object* o = nl_cache_get_first(cache); o; o = nl_cache_get_next(o)) {
+    auto* rt = reinterpret_cast<rtnl_route*>(o);
+    if (rtnl_route_get_table(rt) != scope.route_table || rtnl_route_get_protocol(rt) != scope.route_protocol)
+      continue;
+    RouteEntry r;
+    const nl_addr* dst = rtnl_route_get_dst(rt);
+    r.dst = {fromNl(dst), static_cast<std::uint8_t>(nl_addr_get_prefixlen(dst))};
+    r.table = rtnl_route_get_table(rt);
+    r.protocol = static_cast<std::uint8_t>(rtnl_route_get_protocol(rt));
+    if (rtnl_route_get_nnexthops(rt) > 0) {
+      rtnl_nexthop* nh = rtnl_route_nexthop_n(rt, 0);
+      r.dev = nameOf(rtnl_route_nh_get_ifindex(nh));
+      if (const nl_addr* gw = rtnl_route_nh_get_gateway(nh)) r.via = fromNl(gw);
+      r.onlink = (rtnl_route_nh_get_flags(nh) & RTNH_F_ONLINK) != 0;
+    }
+    if (!r.via && !r.dev.empty()) devices.insert(r.dev);  // a device carrying a VM route is ours
+    if (auto it = desired_routes.find({r.table, r.dst}); it != desired_routes.end() && it->second->dev.empty())
+      r.dev.clear();  // the plan left the device to the kernel
+    out.routes.push_back(std::move(r));
+  }
+
+  // VXLAN devices: ours by name.
+  std::set<std::string> vxlan_names;
+  for (nl_object* o = nl_cache_get_first(links_.get()); o; o = nl_cache_get_next(o)) {
+    auto* l = reinterpret_cast<rtnl_link*>(o);
+    const char* name = rtnl_link_get_name(l);
+    const char* type = rtnl_link_get_type(l);
+    if (!name || !type || std::strcmp(type, "vxlan") != 0 ||
+        std::strncmp(name, kVxlanDevicePrefix, std::strlen(kVxlanDevicePrefix)) != 0)
+      continue;
+    VxlanDevice d;
+    d.name = name;
+    std::uint32_t v = 0;
+    if (rtnl_link_vxlan_get_id(l, &v) == 0) d.vni = v;
+    nl_addr* local = nullptr;
+    if (rtnl_link_vxlan_get_local(l, &local) == 0) {
+      d.local = fromNl(local);
+      nl_addr_put(local);
+    }
+    if (rtnl_link_vxlan_get_port(l, &v) == 0) d.dst_port = static_cast<std::uint16_t>(v);
+    d.mac = macFromNl(rtnl_link_get_addr(l));
+    if (rtnl_link_vxlan_get_link(l, &v) == 0 && v) d.underlay_dev = nameOf(static_cast<int>(v));
+    vxlan_names.insert(d.name);
+    out.vxlan_devices.push_back(std::move(d));
+  }
+
+  // Device settings of the devices of interest (VXLAN devices excluded: their
+  // MAC and state belong to VxlanDevice).
+  for (const auto& dev : devices) {
+    rtnl_link* l = rtnl_link_get_by_name(links_.get(), dev.c_str());
+    if (!l) continue;
+    LinkPtr link(l);
+    if (vxlan_names.count(dev)) continue;
+    out.links.push_back({dev, macFromNl(rtnl_link_get_addr(link.get())),
+                         (rtnl_link_get_flags(link.get()) & IFF_UP) != 0, 0});
+    for (const auto& [key, id] : {std::pair{"forwarding", IPV4_DEVCONF_FORWARDING},
+                                  std::pair{"proxy_arp", IPV4_DEVCONF_PROXY_ARP},
+                                  std::pair{"rp_filter", IPV4_DEVCONF_RP_FILTER}}) {
+      std::uint32_t v = 0;
+      if (rtnl_link_inet_get_conf(link.get(), static_cast<unsigned>(id), &v) == 0)
+        out.sysctls.push_back({"ipv4/conf/" + dev + "/" + key, std::to_string(v), 0});
+    }
+    if (auto ticks = readProc("ipv4/neigh/" + dev + "/proxy_delay"))
+      out.sysctls.push_back({"ipv4/neigh/" + dev + "/proxy_delay", std::to_string(std::stoll(*ticks) * 10), 0});
+  }
+  for (const auto& s : desired.sysctls)
+    if (classify(s.path).kind == DevSysctl::Kind::kProc)
+      if (auto v = readProc(s.path)) out.sysctls.push_back({s.path, *v, 0});
+
+  // Addresses: only those the plan names (an operator's own /32s are not ours).
+  std::set<std::pair<std::string, Ipv4Prefix>> wanted_addrs;
+  for (const auto& a : desired.addresses) wanted_addrs.insert({a.dev, a.prefix});
+  if (!wanted_addrs.empty()) {
+    nl_cache* acache = nullptr;
+    if (int err = rtnl_addr_alloc_cache(sock_.get(), &acache); err < 0)
+      return makeError(ErrorCode::kIo, "addresses", "", std::string("cannot dump addresses: ") + nl_geterror(err));
+    CachePtr addrs(acache);
+    for (nl_object* o = nl_cache_get_first(acache); o; o = nl_cache_get_next(o)) {
+      auto* a = reinterpret_cast<rtnl_addr*>(o);
+      if (rtnl_addr_get_family(a) != AF_INET) continue;
+      const nl_addr* local = rtnl_addr_get_local(a);
+      AddressEntry e{nameOf(rtnl_addr_get_ifindex(a)),
+                     {fromNl(local), static_cast<std::uint8_t>(rtnl_addr_get_prefixlen(a))}, 0};
+      if (wanted_addrs.count({e.dev, e.prefix})) out.addresses.push_back(std::move(e));
+    }
+  }
+
+  // Neighbours (permanent, IPv4) on devices of interest and our VXLAN
+  // devices; FDB entries with a remote on our VXLAN devices.
+  nl_cache* ncache = nullptr;
+  if (int err = rtnl_neigh_alloc_cache(sock_.get(), &ncache); err < 0)
+    return makeError(ErrorCode::kIo, "neighbours", "", std::string("cannot dump neighbours: ") + nl_geterror(err));
+  CachePtr neighs(ncache);
+  for (nl_object* o = nl_cache_get_first(ncache); o; o = nl_cache_get_next(o)) {
+    auto* n = reinterpret_cast<rtnl_neigh*>(o);
+    const std::string dev = nameOf(rtnl_neigh_get_ifindex(n));
+    if (rtnl_neigh_get_family(n) == AF_INET && (rtnl_neigh_get_state(n) & NUD_PERMANENT) &&
+        (devices.count(dev) || vxlan_names.count(dev)))
+      out.neighbours.push_back({dev, fromNl(rtnl_neigh_get_dst(n)), macFromNl(rtnl_neigh_get_lladdr(n)), 0});
+  }
+  if (!vxlan_names.empty()) {
+    // Bridge FDB entries only come with a per-family dump.
+    nl_cache* fcache = nullptr;
+    if (int err = rtnl_neigh_alloc_cache_flags(sock_.get(), &fcache, NL_CACHE_AF_ITER); err < 0)
+      return makeError(ErrorCode::kIo, "fdb", "", std::string("cannot dump the FDB: ") + nl_geterror(err));
+    CachePtr fdb(fcache);
+    for (nl_object* o = nl_cache_get_first(fcache); o; o = nl_cache_get_next(o)) {
+      auto* n = reinterpret_cast<rtnl_neigh*>(o);
+      const std::string dev = nameOf(rtnl_neigh_get_ifindex(n));
+      if (rtnl_neigh_get_family(n) != AF_BRIDGE || !vxlan_names.count(dev) || !rtnl_neigh_get_dst(n)) continue;
+      const Ipv4Addr dst = fromNl(rtnl_neigh_get_dst(n));
+      const MacAddr mac = macFromNl(rtnl_neigh_get_lladdr(n));
+      if (!dst.isUnspecified() && !mac.isZero()) out.fdb.push_back({dev, mac, dst, 0});
+    }
+  }
+
+  auto sortByKey = [](auto& v) {
+    std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.key() < b.key(); });
+  };
+  sortByKey(out.sysctls);
+  sortByKey(out.links);
+  sortByKey(out.addresses);
+  sortByKey(out.vxlan_devices);
+  sortByKey(out.fdb);
+  sortByKey(out.neighbours);
+  sortByKey(out.routes);
+  return out;
+}
+
+}  // namespace
+
+Result<ConvergeReport> converge(SoftwarePath& path, const SoftwarePathState& desired,
+                                const ReadBackScope& scope) {
+  auto installed = path.readBack(desired, scope);
+  if (!installed) return installed.error();
+  ConvergeReport report;
+  report.diff = flowrules::diff(desired, *installed);
+  const auto& d = report.diff;
+  SoftwarePathState to_apply;
+  auto take = [](auto& dst, const auto& od) {
+    dst.insert(dst.end(), od.add.begin(), od.add.end());
+    dst.insert(dst.end(), od.modify.begin(), od.modify.end());
+  };
+  take(to_apply.sysctls, d.sysctls);
+  take(to_apply.links, d.links);
+  take(to_apply.addresses, d.addresses);
+  take(to_apply.vxlan_devices, d.vxlan_devices);
+  take(to_apply.fdb, d.fdb);
+  take(to_apply.neighbours, d.neighbours);
+  take(to_apply.routes, d.routes);
+  SoftwarePathState to_remove;
+  to_remove.sysctls = d.sysctls.remove;
+  to_remove.links = d.links.remove;
+  to_remove.addresses = d.addresses.remove;
+  to_remove.vxlan_devices = d.vxlan_devices.remove;
+  to_remove.fdb = d.fdb.remove;
+  to_remove.neighbours = d.neighbours.remove;
+  to_remove.routes = d.routes.remove;
+  // Removal first: a route that moved must leave before it can come back.
+  report.removed = path.remove(to_remove);
+  report.applied = path.apply(to_apply);
+  return report;
+}
+
+Result<std::unique_ptr<SoftwarePath>> openKernelSoftwarePath(const KernelSoftwarePathOptions& options) {
+  NetnsGuard ns(options.netns);
+  if (!ns.ok()) return ns.error();
+  SockPtr sock(nl_socket_alloc());
+  if (!sock) return makeError(ErrorCode::kIo, "netlink", "", "cannot allocate a netlink socket");
+  if (int err = nl_connect(sock.get(), NETLINK_ROUTE); err < 0)
+    return makeError(ErrorCode::kIo, "netlink", "", std::string("cannot open rtnetlink: ") + nl_geterror(err));
+  const std::size_t window = detail::configureSocket(sock.get(), options.window);
+  return std::unique_ptr<SoftwarePath>(new KernelSoftwarePath(std::move(sock), options, window));
+}
+
+}  // namespace nicoffload::offload

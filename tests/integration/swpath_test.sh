@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# The kernel software path, proven with real packets (needs root).
+#
+# Two "hypervisors" (network namespaces hv1, hv2) joined by a veth underlay
+# (uplink0, 192.0.2.0/24), each with two "VMs" (namespaces with one veth as
+# their virtio NIC, a /32 address and a default route to the gateway
+# 169.254.1.1). The VM's veth peer in the hypervisor stands for the
+# representor. nicoffloadctl programs each hypervisor's kernel; the test
+# builds the world with `ip` (the product never runs it) and sends traffic
+# only inside its own namespaces.
+set -uo pipefail
+ctl=$1
+root=$2
+[ "$(id -u)" -eq 0 ] || { echo "FAIL: needs root (CI runs as root)"; exit 1; }
+command -v ping >/dev/null || { echo "FAIL: ping missing (tools/bootstrap installs iputils-ping)"; exit 1; }
+
+T=nfo-it$$            # namespace prefix, unique per run
+work=$(mktemp -d)
+NS=()
+cleanup() {
+  for ns in "${NS[@]}"; do ip netns del "$ns" 2>/dev/null; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+pass=0 fail=0
+ok()   { pass=$((pass + 1)); }
+bad()  { echo "FAIL: $*"; fail=$((fail + 1)); }
+check() {
+  local what=$1 out; shift
+  if out=$("$@" 2>&1); then ok; else bad "$what"; printf '    %s\n' "$(tail -n 5 <<<"$out")"; fi
+}
+check_not() { local what=$1; shift; if "$@" >/dev/null 2>&1; then bad "$what"; else ok; fi; }
+in_ns() { local ns=$1; shift; ip netns exec "$T-$ns" "$@"; }
+reach() { in_ns "$1" ping -c 1 -W 1 "$2"; }   # reach VM ADDRESS
+
+mkns() { ip netns add "$T-$1"; NS+=("$T-$1"); ip -n "$T-$1" link set lo up; }
+
+# --- the world ---
+mkns hv1; mkns hv2
+ip -n "$T-hv1" link add uplink0 type veth peer name uplink0 netns "$T-hv2"
+ip -n "$T-hv1" addr add 192.0.2.1/24 dev uplink0; ip -n "$T-hv1" link set uplink0 up
+ip -n "$T-hv2" addr add 192.0.2.2/24 dev uplink0; ip -n "$T-hv2" link set uplink0 up
+
+declare -A VM_IP VM_MAC
+mkvm() {  # hv index, vm index
+  local h=$1 v=$2 vm="vm$1$2"
+  mkns "$vm"
+  VM_IP[$vm]="10.$h.$v.1"
+  VM_MAC[$vm]="52:54:00:0$h:0$v:01"
+  ip -n "$T-hv$h" link add "rep$h$v" type veth peer name eth0 netns "$T-$vm"
+  ip -n "$T-$vm" link set eth0 address "${VM_MAC[$vm]}" up
+  ip -n "$T-$vm" addr add "${VM_IP[$vm]}/32" dev eth0
+  ip -n "$T-$vm" route add 169.254.1.1 dev eth0 scope link
+  ip -n "$T-$vm" route add default via 169.254.1.1 dev eth0
+}
+mkvm 1 1; mkvm 1 2; mkvm 2 1; mkvm 2 2
+
+# --- configs, written by the test for its own world ---
+host() {  # hv index, underlay mode, peer address
+  local h=$1 mode=$2 peer=$3 extra
+  if [ "$mode" = routed ]; then
+    extra="\"default_next_hop\": \"$peer\""
+  else
+    extra="\"vtep\": \"192.0.2.$h\", \"default_vni\": 100, \"default_next_hop\": \"$peer\""
+  fi
+  cat > "$work/host$h-$mode.json" <<EOF
+{ "name": "hv$h", "hw_profile": "sim",
+  "uplink": { "pci": "0000:03:00.0", "netdev": "uplink0", "mac": "0c:42:a1:00:00:0$h", "vf_count": 8 },
+  "gateway": { "ipv4": "169.254.1.1", "mac": "ee:ee:ee:ee:ee:ee" },
+  "underlay": { "mode": "$mode", $extra },
+  "backends": { "vdpa": "none" } }
+EOF
+}
+port() {  # vm, vf [, addresses json] [, representor]
+  local vm=$1 vf=$2 addrs=${3:-"[\"${VM_IP[$1]}/32\"]"} rep=${4:-rep${1#vm}}
+  printf '{ "vm": "00000000-0000-4000-8000-0000000000%s", "nic": 0, "mac": "%s", "addresses": %s, "vf": %s, "representor": "%s" }' \
+    "${vm#vm}" "${VM_MAC[$vm]}" "$addrs" "$vf" "$rep"
+}
+remote() {  # vm, mode, hv of the vm
+  if [ "$2" = routed ]; then printf '{ "address": "%s/32" }' "${VM_IP[$1]}"
+  else printf '{ "address": "%s/32", "vtep": "192.0.2.%s", "vni": 100 }' "${VM_IP[$1]}" "$3"; fi
+}
+ports() {  # file, ports..., --, remotes...
+  local file=$1; shift; local p=() r=()
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do p+=("$1"); shift; done
+  [ $# -gt 0 ] && shift
+  r=("$@")
+  { echo '{ "ports": ['; (IFS=,; echo "${p[*]}"); echo '], "remotes": ['; (IFS=,; echo "${r[*]}"); echo '] }'; } > "$file"
+}
+
+apply() {  # hv, host file, ports file [, extra args]
+  local h=$1 hostf=$2 portsf=$3; shift 3
+  "$ctl" apply --sw-only --netns "$T-hv$h" --host "$hostf" --ports "$portsf" --profile-dir "$root/hw-profiles" "$@"
+}
+
+run_underlay() {
+  local mode=$1
+  echo "--- $mode underlay ---"
+  host 1 "$mode" 192.0.2.2; host 2 "$mode" 192.0.2.1
+  ports "$work/p1-$mode.json" "$(port vm11 0)" "$(port vm12 1)" -- "$(remote vm21 "$mode" 2)" "$(remote vm22 "$mode" 2)"
+  ports "$work/p2-$mode.json" "$(port vm21 0)" "$(port vm22 1)" -- "$(remote vm11 "$mode" 1)" "$(remote vm12 "$mode" 1)"
+  check "$mode: apply hv1" apply 1 "$work/host1-$mode.json" "$work/p1-$mode.json"
+  check "$mode: apply hv2" apply 2 "$work/host2-$mode.json" "$work/p2-$mode.json"
+
+  check "$mode: vm11 -> vm12 (same hypervisor)" reach vm11 10.1.2.1
+  check "$mode: vm11 -> vm21 (across)" reach vm11 10.2.1.1
+  check "$mode: vm22 -> vm12 (across)" reach vm22 10.1.2.1
+  check "$mode: vm21 -> vm22 (same hypervisor)" reach vm21 10.2.2.1
+  # ARP for the gateway was answered by the hypervisor, with the gateway MAC.
+  check "$mode: vm11 learnt the gateway MAC by ARP" bash -c \
+    "ip -n $T-vm11 neigh show 169.254.1.1 | grep -q 'lladdr ee:ee:ee:ee:ee:ee'"
+  # Proxy ARP: a VM that ARPs for another VM's address gets the gateway MAC.
+  in_ns vm11 ip route add 10.1.2.1/32 dev eth0 scope link
+  check "$mode: proxy ARP answers for a routed VM address" reach vm11 10.1.2.1
+  check "$mode: ... with the gateway MAC" bash -c \
+    "ip -n $T-vm11 neigh show 10.1.2.1 | grep -q 'lladdr ee:ee:ee:ee:ee:ee'"
+  in_ns vm11 ip route del 10.1.2.1/32 dev eth0 scope link
+
+  # Anti-spoofing: a source the port does not own is dropped (strict rp_filter).
+  in_ns vm11 ip addr add 10.1.9.9/32 dev eth0
+  check_not "$mode: spoofed source from vm11 must be dropped" in_ns vm11 ping -c 1 -W 1 -I 10.1.9.9 10.1.2.1
+  check "$mode: vm11's own source still passes" in_ns vm11 ping -c 1 -W 1 -I 10.1.1.1 10.1.2.1
+  in_ns vm11 ip addr del 10.1.9.9/32 dev eth0
+
+  # Applying the same plan twice changes nothing; read-back shows the same objects.
+  "$ctl" readback --netns "$T-hv1" --host "$work/host1-$mode.json" --ports "$work/p1-$mode.json" --profile-dir "$root/hw-profiles" > "$work/rb1.json"
+  local out; out=$(apply 1 "$work/host1-$mode.json" "$work/p1-$mode.json" --json)
+  check "$mode: second apply changes nothing" python3 -c "
+import json,sys; j=json.loads(sys.argv[1])
+assert all(v['add']==0 and v['modify']==0 and v['remove']==0 for v in j['changes'].values()), j['changes']
+assert not j['failures'], j['failures']" "$out"
+  "$ctl" readback --netns "$T-hv1" --host "$work/host1-$mode.json" --ports "$work/p1-$mode.json" --profile-dir "$root/hw-profiles" > "$work/rb2.json"
+  check "$mode: read-back identical after the second apply" cmp -s "$work/rb1.json" "$work/rb2.json"
+  check "$mode: read-back holds the routes with our protocol" python3 -c "
+import json,sys; j=json.load(open(sys.argv[1]))
+got={r['dst'] for r in j['routes'] if r['protocol']==240}
+want={'10.1.1.1/32','10.1.2.1/32','10.2.1.1/32','10.2.2.1/32'}
+assert got==want, got" "$work/rb1.json"
+
+  # Removing one VM's port removes exactly its objects; the others keep working.
+  ports "$work/p1-less.json" "$(port vm11 0)" -- "$(remote vm21 "$mode" 2)" "$(remote vm22 "$mode" 2)"
+  check "$mode: apply without vm12" apply 1 "$work/host1-$mode.json" "$work/p1-less.json"
+  check_not "$mode: vm12's route is gone" bash -c "ip -n $T-hv1 route show 10.1.2.1 | grep -q ."
+  check_not "$mode: vm12's neighbour is gone" bash -c "ip -n $T-hv1 neigh show 10.1.2.1 nud permanent | grep -q ."
+  check "$mode: vm12's proxy_arp is back to the default" bash -c \
+    "[ \"\$(ip netns exec $T-hv1 cat /proc/sys/net/ipv4/conf/rep12/proxy_arp)\" = 0 ]"
+  check_not "$mode: vm11 -> vm12 stops" reach vm11 10.1.2.1
+  check "$mode: vm11 -> vm21 keeps working" reach vm11 10.2.1.1
+  check "$mode: vm11's route is still there" bash -c "ip -n $T-hv1 route show 10.1.1.1 | grep -q rep11"
+  check "$mode: put vm12 back" apply 1 "$work/host1-$mode.json" "$work/p1-$mode.json"
+  check "$mode: vm11 -> vm12 again" reach vm11 10.1.2.1
+
+  # Bad input: an unknown interface fails with a clear error, the rest stays.
+  ports "$work/p1-bad.json" "$(port vm11 0)" "$(port vm12 1)" \
+    "$(printf '{ "vm": "00000000-0000-4000-8000-000000000099", "nic": 0, "mac": "52:54:00:09:09:09", "addresses": ["10.1.7.7/32"], "vf": 5, "representor": "nosuchdev" }')" \
+    -- "$(remote vm21 "$mode" 2)" "$(remote vm22 "$mode" 2)"
+  local err rc
+  err=$(apply 1 "$work/host1-$mode.json" "$work/p1-bad.json" 2>&1 >/dev/null); rc=$?
+  check "$mode: unknown interface -> exit 4 (partial)" test "$rc" -eq 4
+  check "$mode: ... naming the interface" grep -q "unknown interface 'nosuchdev'" <<<"$err"
+  check "$mode: ... others still reachable" reach vm11 10.2.1.1
+  check "$mode: ... same-host still reachable" reach vm11 10.1.2.1
+
+  # An address already routed by someone else is never taken over.
+  ip -n "$T-hv1" route add 10.1.5.5/32 dev uplink0
+  ports "$work/p1-taken.json" "$(port vm11 0 '["10.1.1.1/32", "10.1.5.5/32"]')" "$(port vm12 1)" \
+    -- "$(remote vm21 "$mode" 2)" "$(remote vm22 "$mode" 2)"
+  err=$(apply 1 "$work/host1-$mode.json" "$work/p1-taken.json" 2>&1 >/dev/null); rc=$?
+  check "$mode: address routed elsewhere -> exit 4" test "$rc" -eq 4
+  check "$mode: ... says so" grep -q "10.1.5.5/32 is already routed (dev uplink0" <<<"$err"
+  check "$mode: ... the foreign route is untouched" bash -c "ip -n $T-hv1 route show 10.1.5.5 | grep -q uplink0"
+  check "$mode: ... the others stay installed" reach vm11 10.2.1.1
+  ip -n "$T-hv1" route del 10.1.5.5/32 dev uplink0
+
+  # VXLAN specifics.
+  if [ "$mode" = vxlan ]; then
+    check "vxlan: nfo-vx100 exists, VNI 100, learning off" bash -c \
+      "ip -d -n $T-hv1 link show nfo-vx100 | grep -q 'vxlan id 100 local 192.0.2.1.*dstport 4789.*nolearning'"
+    check "vxlan: FDB entry for hv2's router MAC" bash -c \
+      "ip netns exec $T-hv1 bridge fdb show dev nfo-vx100 | grep -q '02:00:c0:00:02:02 dst 192.0.2.2'"
+  fi
+
+  # Tear down: remove everything this plan put in.
+  check "$mode: remove hv1" "$ctl" remove --sw-only --netns "$T-hv1" --host "$work/host1-$mode.json" --ports "$work/p1-$mode.json" --profile-dir "$root/hw-profiles"
+  check "$mode: remove hv2" "$ctl" remove --sw-only --netns "$T-hv2" --host "$work/host2-$mode.json" --ports "$work/p2-$mode.json" --profile-dir "$root/hw-profiles"
+  check_not "$mode: no route of ours left on hv1" bash -c "ip -n $T-hv1 route show proto 240 | grep -q ."
+  check_not "$mode: no nfo-vx device left" bash -c "ip -n $T-hv1 link show | grep -q nfo-vx"
+  check "$mode: removing again succeeds (idempotent)" "$ctl" remove --sw-only --netns "$T-hv1" --host "$work/host1-$mode.json" --ports "$work/p1-$mode.json" --profile-dir "$root/hw-profiles"
+  check_not "$mode: after removal vm11 -> vm21 stops" reach vm11 10.2.1.1
+}
+
+run_underlay routed
+run_underlay vxlan
+
+# Errors before any kernel work.
+err=$("$ctl" apply --sw-only --netns "$T-nonexistent" --host "$work/host1-routed.json" --ports "$work/p1-routed.json" --profile-dir "$root/hw-profiles" 2>&1); rc=$?
+check "missing namespace -> exit 2" test "$rc" -eq 2
+check "... named" grep -q "no such network namespace" <<<"$err"
+err=$("$ctl" apply --netns "$T-hv1" --host "$work/host1-routed.json" --ports "$work/p1-routed.json" 2>&1); rc=$?
+check "apply without --sw-only is refused" test "$rc" -eq 2
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
