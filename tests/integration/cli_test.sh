@@ -26,7 +26,7 @@ host=$root/examples/host.json
 ports=$root/examples/ports.json
 profiles=$root/hw-profiles
 
-for cmd in "" plan explain profile-check; do
+for cmd in "" plan explain profile-check apply remove readback; do
   check "--help $cmd" bash -c "'$ctl' $cmd --help | grep -q 'Usage'"
 done
 check "plan prints counts" bash -c "'$ctl' plan --host '$host' --ports '$ports' --profile-dir '$profiles' | grep -q '^# rules: 27 (hw 27, sw 0)'"
