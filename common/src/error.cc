@@ -5,7 +5,7 @@
 namespace nicoffload {
 namespace {
 
-constexpr std::array<ErrorInfo, 12> kCatalogue{{
+constexpr std::array<ErrorInfo, kErrorCodeCount> kCatalogue{{
     {"invalid-value", "Invalid value",
      "A value does not parse or lies outside the range the field allows.",
      "Correct the named field; the message gives the expected form."},
@@ -32,12 +32,20 @@ constexpr std::array<ErrorInfo, 12> kCatalogue{{
      "Check the path, its permissions and free space."},
     {"internal", "Internal error", "An invariant of nicoffload broke: this is a bug.",
      "Report it with the log lines around it."},
+    {"permission-denied", "Permission denied", "The caller is not allowed to do this.",
+     "The control socket is for root; run the command as root."},
 }};
 
 }  // namespace
 
 const ErrorInfo& errorInfo(ErrorCode code) {
   return kCatalogue[static_cast<std::size_t>(code)];
+}
+
+std::optional<ErrorCode> errorCodeFromName(std::string_view name) {
+  for (std::size_t i = 0; i < kCatalogue.size(); ++i)
+    if (kCatalogue[i].name == name) return static_cast<ErrorCode>(i);
+  return std::nullopt;
 }
 
 std::string Error::describe() const {

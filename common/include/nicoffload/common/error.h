@@ -28,7 +28,9 @@ enum class ErrorCode : unsigned char {
   kNotFound,       // the object does not exist
   kIo,             // reading or writing a file failed
   kInternal,       // an invariant broke: a bug in nicoffload
+  kPermissionDenied,  // the caller may not do this (control socket peer check)
 };
+inline constexpr std::size_t kErrorCodeCount = 13;
 
 // One entry of the error catalogue (FRR zebra_errors.c style).
 struct ErrorInfo {
@@ -39,6 +41,8 @@ struct ErrorInfo {
 };
 
 const ErrorInfo& errorInfo(ErrorCode code);
+// The code whose catalogue name is `name` ("invalid-value"), if any.
+std::optional<ErrorCode> errorCodeFromName(std::string_view name);
 
 struct Error {
   ErrorCode code = ErrorCode::kInternal;

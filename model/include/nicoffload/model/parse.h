@@ -70,6 +70,11 @@ class IntentIndex {
   std::unordered_set<Ipv4Addr> remotes_;
 };
 
+// The JSON forms parsePort / parseRemote read (for the state file and the
+// control API): toJson then parse gives the same object back.
+nlohmann::json toJson(const Port& port);
+nlohmann::json toJson(const RemoteEndpoint& remote);
+
 // File helpers: read and parse a JSON file; errors name the path and, for
 // syntax errors, the byte offset.
 Result<nlohmann::json> readJsonFile(const std::string& path);
