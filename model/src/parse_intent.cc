@@ -1,4 +1,5 @@
 // Host config, port and remote endpoint parsing, and whole-intent validation.
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
@@ -241,8 +242,39 @@ Result<HostConfig> parseHostConfig(const json& doc) {
       else
         host.route_table = static_cast<std::uint32_t>(n);
     }
+    if (k.string("netns", host.kernel_netns, false) && !host.kernel_netns.empty() &&
+        (host.kernel_netns.find('/') != std::string::npos || host.kernel_netns == "." ||
+         host.kernel_netns == ".." || host.kernel_netns.size() > 64))
+      k.fail(ErrorCode::kInvalidValue, "netns", (*obj)["netns"],
+             "'" + host.kernel_netns + "' is not a namespace name (a file name under /run/netns)");
     k.finish();
     if (!k.ok()) r.fail(k.error());
+  }
+
+  if (r.ok() && r.object("daemon", obj, false) && obj) {
+    ObjectReader d(*obj, "daemon");
+    if (d.string("metrics_listen", host.metrics_listen, false) && !host.metrics_listen.empty()) {
+      const auto colon = host.metrics_listen.rfind(':');
+      const std::string hostpart = colon == std::string::npos ? "" : host.metrics_listen.substr(0, colon);
+      const std::string portpart = colon == std::string::npos ? "" : host.metrics_listen.substr(colon + 1);
+      const bool port_ok = !portpart.empty() && portpart.size() <= 5 &&
+                           std::all_of(portpart.begin(), portpart.end(), ::isdigit) && std::stoi(portpart) > 0 &&
+                           std::stoi(portpart) < 65536;
+      if ((hostpart != "127.0.0.1" && hostpart != "localhost" && hostpart != "[::1]") || !port_ok)
+        d.fail(ErrorCode::kInvalidValue, "metrics_listen", (*obj)["metrics_listen"],
+               "'" + host.metrics_listen + "' must be 127.0.0.1:PORT or [::1]:PORT (metrics stay on loopback), or \"\" to turn them off");
+    }
+    if (d.integer("reconcile_interval_ms", 100, 86400000, n, false, "periodic full pass") &&
+        d.member("reconcile_interval_ms", false))
+      host.reconcile_interval_ms = static_cast<std::uint32_t>(n);
+    if (d.integer("max_request_bytes", 4096, 64 << 20, n, false, "control API request size limit") &&
+        d.member("max_request_bytes", false))
+      host.max_request_bytes = static_cast<std::uint32_t>(n);
+    if (d.string("sim_device_dir", host.sim_device_dir, false) &&
+        (host.sim_device_dir.empty() || host.sim_device_dir[0] != '/'))
+      d.fail(ErrorCode::kInvalidValue, "sim_device_dir", (*obj)["sim_device_dir"], "must be an absolute path");
+    d.finish();
+    if (!d.ok()) r.fail(d.error());
   }
 
   if (r.ok() && r.object("backends", obj, false) && obj) {

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <functional>
 #include <tuple>
 #include <iostream>
 #include <string>
@@ -17,6 +18,7 @@
 #include "nicoffload/flowrules/planner.h"
 #include "nicoffload/flowrules/render.h"
 #include "nicoffload/model/parse.h"
+#include "nicoffload/offload/control.h"
 #include "nicoffload/offload/netns.h"
 #include "nicoffload/offload/software_path.h"
 
@@ -28,6 +30,7 @@ constexpr int kExitOk = 0;
 constexpr int kExitInput = 2;  // bad input: config, ports, profile
 constexpr int kExitNotFound = 3;
 constexpr int kExitPartial = 4;  // some objects failed; the others are in place
+constexpr int kExitNotRunning = 5;  // nicoffloadd is not running
 
 struct PlanInputs {
   std::string host_file;
@@ -42,13 +45,13 @@ std::string defaultProfileDir() {
   return NICOFFLOAD_PROFILE_SOURCE_DIR;
 }
 
-void addPlanOptions(CLI::App* cmd, PlanInputs& in) {
+void addPlanOptions(CLI::App* cmd, PlanInputs& in, bool required = true) {
   cmd->add_option("--host", in.host_file, "host config (JSON), e.g. /etc/nicoffload/host.json")
-      ->required()
+      ->required(required)
       ->check(CLI::ExistingFile);
   cmd->add_option("--ports", in.ports_file,
                   "ports file (JSON): {\"ports\": [...], \"remotes\": [...]}")
-      ->required()
+      ->required(required)
       ->check(CLI::ExistingFile);
   cmd->add_option("--profile", in.profile_file,
                   "hardware profile file; default: the host config's hw_profile")
@@ -246,6 +249,59 @@ int runReadBack(const Planned& p, const std::string& netns) {
   return kExitOk;
 }
 
+// --- talking to nicoffloadd ---
+
+struct DaemonOptions {
+  std::string socket;
+  std::string config;  // host config to take the socket path from
+  int timeout_ms = 10000;
+  bool json = false;
+};
+
+std::string socketPath(const DaemonOptions& d) {
+  if (!d.socket.empty()) return d.socket;
+  if (const char* env = std::getenv("NICOFFLOAD_SOCKET"); env && *env) return env;
+  if (!d.config.empty())
+    if (auto host = model::loadHostConfig(d.config)) return host->socket_path;
+  if (::access("/etc/nicoffload/host.json", R_OK) == 0)
+    if (auto host = model::loadHostConfig("/etc/nicoffload/host.json")) return host->socket_path;
+  return model::HostConfig{}.socket_path;
+}
+
+// Sends one request; prints the error and returns nullopt on failure.
+std::optional<nlohmann::json> callDaemon(const DaemonOptions& d, const nlohmann::json& request, int& rc) {
+  const auto path = socketPath(d);
+  auto client = offload::control::Client::connect(path, d.timeout_ms);
+  if (!client) {
+    std::fprintf(stderr, "nicoffloadctl: %s\n", client.error().message.c_str());
+    rc = client.error().code == ErrorCode::kNotFound ? kExitNotRunning : kExitInput;
+    return std::nullopt;
+  }
+  auto reply = (*client)->call(request, d.timeout_ms);
+  if (!reply) {
+    const auto& e = reply.error();
+    std::fprintf(stderr, "nicoffloadctl: error: %s\n", e.describe().c_str());
+    const auto& info = errorInfo(e.code);
+    if (!info.suggestion.empty()) std::fprintf(stderr, "  (%s: %s)\n", std::string(info.title).c_str(), std::string(info.suggestion).c_str());
+    rc = e.code == ErrorCode::kNotFound ? kExitNotFound : kExitInput;
+    return std::nullopt;
+  }
+  return std::move(reply).value();
+}
+
+void printTable(const nlohmann::json& rows, std::initializer_list<std::pair<const char*, const char*>> cols) {
+  for (const auto& [title, key] : cols) std::printf("%-24s", title);
+  std::printf("\n");
+  for (const auto& row : rows) {
+    for (const auto& [title, key] : cols) {
+      const auto ptr = nlohmann::json::json_pointer(key);
+      const auto v = row.contains(ptr) ? row[ptr] : nlohmann::json();
+      std::printf("%-24s", v.is_string() ? v.get<std::string>().c_str() : v.dump().c_str());
+    }
+    std::printf("\n");
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -254,8 +310,10 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.footer(
       "Exit status: 0 success; 2 bad input (config, ports, profile: the message names the file and\n"
-      "field); 3 rule not found; 4 some kernel objects failed (each is named, the others are in place);\n"
-      "105-110 command-line usage errors.\n"
+      "field); 3 not found (rule, port); 4 some kernel objects failed (each is named, the others are in\n"
+      "place); 5 nicoffloadd is not running; 105-110 command-line usage errors.\n"
+      "Commands that talk to nicoffloadd use --socket, else $NICOFFLOAD_SOCKET, else the socket of\n"
+      "/etc/nicoffload/host.json, else /run/nicoffload/nicoffloadd.sock.\n"
       "Named profiles are read from --profile-dir, $NICOFFLOAD_PROFILE_DIR or " NICOFFLOAD_PROFILE_INSTALL_DIR ".");
 
   PlanInputs plan_in;
@@ -271,10 +329,11 @@ int main(int argc, char** argv) {
   PlanInputs explain_in;
   std::string rule_id;
   bool explain_json = false;
-  auto* explain_cmd = app.add_subcommand("explain", "say why a rule is placed in hw or sw");
+  auto* explain_cmd = app.add_subcommand(
+      "explain", "say why a rule is placed in hw or sw: offline with --host and --ports, else asking nicoffloadd");
   explain_cmd->add_option("RULE-ID", rule_id, "rule id as printed by plan, e.g. ld-0123456789abcdef")
       ->required();
-  addPlanOptions(explain_cmd, explain_in);
+  addPlanOptions(explain_cmd, explain_in, false);
   explain_cmd->add_flag("--json", explain_json, "print the rule and its reason as JSON");
 
   std::vector<std::string> profile_files;
@@ -310,9 +369,183 @@ int main(int argc, char** argv) {
       "readback", "print, as JSON, the software-path objects the kernel holds for this plan (needs root)");
   addSwOptions(readback_cmd, readback_in, false);
 
+  // Daemon commands.
+  DaemonOptions daemon;
+  auto addDaemonOptions = [&](CLI::App* cmd) {
+    cmd->add_option("--socket", daemon.socket, "nicoffloadd control socket");
+    cmd->add_option("--config", daemon.config, "host config to read the socket path from")->check(CLI::ExistingFile);
+    cmd->add_option("--timeout", daemon.timeout_ms, "milliseconds to wait for nicoffloadd")->capture_default_str();
+    cmd->add_flag("--json", daemon.json, "print the reply as JSON");
+  };
+  auto* status_cmd = app.add_subcommand("status", "show nicoffloadd's state: host, backends, ports, rules");
+  addDaemonOptions(status_cmd);
+  auto* port_cmd = app.add_subcommand("port", "manage ports (VM NICs) in nicoffloadd");
+  port_cmd->require_subcommand(1);
+  struct PortArgs {
+    std::string vm, mac, representor, vdpa, file;
+    int nic = 0, mtu = 0, queues = 0;
+    long long vni = -1, vf = -1;
+    std::vector<std::string> addresses;
+  } pa;
+  auto* port_add = port_cmd->add_subcommand("add", "add or update a port (idempotent)");
+  addDaemonOptions(port_add);
+  port_add->add_option("--vm", pa.vm, "VM (libvirt domain) UUID");
+  port_add->add_option("--nic", pa.nic, "NIC index in the domain");
+  port_add->add_option("--mac", pa.mac, "guest MAC");
+  port_add->add_option("--address", pa.addresses, "a /32 of the VM (repeat for more)");
+  port_add->add_option("--vni", pa.vni, "VXLAN VNI (vxlan underlay)");
+  port_add->add_option("--vf", pa.vf, "VF index (default: the lowest free VF)");
+  port_add->add_option("--representor", pa.representor, "representor netdev (default pf0vf<vf>)");
+  port_add->add_option("--mtu", pa.mtu, "MTU");
+  port_add->add_option("--queues", pa.queues, "virtqueue pairs");
+  port_add->add_option("--vdpa", pa.vdpa, "none, kernel, dpdk or sim (default: the host's)");
+  port_add->add_option("--file", pa.file, "the port as a JSON object (instead of the options)")->check(CLI::ExistingFile);
+  auto* port_del = port_cmd->add_subcommand("del", "remove a port (removing a port that is gone succeeds)");
+  addDaemonOptions(port_del);
+  port_del->add_option("--vm", pa.vm, "VM UUID")->required();
+  port_del->add_option("--nic", pa.nic, "NIC index")->required();
+  auto* port_show = port_cmd->add_subcommand("show", "show one port: its rules and their placement");
+  addDaemonOptions(port_show);
+  port_show->add_option("--vm", pa.vm, "VM UUID")->required();
+  port_show->add_option("--nic", pa.nic, "NIC index")->required();
+  auto* port_list = port_cmd->add_subcommand("list", "list the ports");
+  addDaemonOptions(port_list);
+  auto* remote_cmd = app.add_subcommand("remote", "manage remote endpoints (other hypervisors' VM /32s)");
+  remote_cmd->require_subcommand(1);
+  std::string remote_address, remote_next_hop, remote_vtep;
+  long long remote_vni = -1;
+  auto* remote_add = remote_cmd->add_subcommand("add", "add or update a remote endpoint");
+  addDaemonOptions(remote_add);
+  remote_add->add_option("--address", remote_address, "the remote VM's /32")->required();
+  remote_add->add_option("--next-hop", remote_next_hop, "underlay next hop (routed underlay)");
+  remote_add->add_option("--vtep", remote_vtep, "remote VTEP (vxlan underlay)");
+  remote_add->add_option("--vni", remote_vni, "VNI (vxlan underlay)");
+  auto* remote_del = remote_cmd->add_subcommand("del", "remove a remote endpoint");
+  addDaemonOptions(remote_del);
+  remote_del->add_option("--address", remote_address, "the remote /32")->required();
+  auto* remote_list = remote_cmd->add_subcommand("list", "list remote endpoints");
+  addDaemonOptions(remote_list);
+  bool rules_testpmd = false;
+  auto* rules_cmd = app.add_subcommand("rules", "list the installed rules with their placement and reason");
+  addDaemonOptions(rules_cmd);
+  rules_cmd->add_flag("--testpmd", rules_testpmd, "print each rule in testpmd syntax too");
+  auto* counters_cmd = app.add_subcommand("counters", "show per-backend counters");
+  addDaemonOptions(counters_cmd);
+  auto* reconcile_cmd = app.add_subcommand("reconcile", "run a full reconcile pass now");
+  addDaemonOptions(reconcile_cmd);
+  explain_cmd->add_option("--socket", daemon.socket, "ask nicoffloadd (the default when --host/--ports are not given)");
+
   CLI11_PARSE(app, argc, argv);
 
   int rc = kExitOk;
+  auto printReply = [&](const nlohmann::json& reply, const std::function<void()>& text) {
+    if (daemon.json)
+      std::cout << reply.dump(2) << "\n";
+    else
+      text();
+    return kExitOk;
+  };
+  if (*status_cmd) {
+    auto r = callDaemon(daemon, {{"op", "status"}}, rc);
+    if (!r) return rc;
+    return printReply(*r, [&] {
+      for (auto it = r->begin(); it != r->end(); ++it)
+        std::printf("%-16s %s\n", it.key().c_str(), it->is_string() ? it->get<std::string>().c_str() : it->dump().c_str());
+    });
+  }
+  if (*port_cmd) {
+    nlohmann::json req;
+    if (*port_add) {
+      nlohmann::json port;
+      if (!pa.file.empty()) {
+        auto doc = model::readJsonFile(pa.file);
+        if (!doc) return fail(doc.error());
+        port = *doc;
+      } else {
+        port = {{"vm", pa.vm}, {"nic", pa.nic}, {"mac", pa.mac}, {"addresses", pa.addresses}};
+        if (pa.vni >= 0) port["vni"] = pa.vni;
+        if (pa.vf >= 0) port["vf"] = pa.vf;
+        if (!pa.representor.empty()) port["representor"] = pa.representor;
+        if (pa.mtu) port["mtu"] = pa.mtu;
+        if (pa.queues) port["queues"] = pa.queues;
+        if (!pa.vdpa.empty()) port["vdpa"] = pa.vdpa;
+      }
+      req = {{"op", "port.add"}, {"port", port}};
+    } else if (*port_del) {
+      req = {{"op", "port.remove"}, {"vm", pa.vm}, {"nic", pa.nic}};
+    } else if (*port_show) {
+      req = {{"op", "port.get"}, {"vm", pa.vm}, {"nic", pa.nic}};
+    } else {
+      req = {{"op", "port.list"}};
+    }
+    auto r = callDaemon(daemon, req, rc);
+    if (!r) return rc;
+    return printReply(*r, [&] {
+      if (*port_list) {
+        printTable(*r, {{"VM/NIC", "/port/vm"}, {"NIC", "/port/nic"}, {"MAC", "/port/mac"}, {"VF", "/port/vf"},
+                        {"STATE", "/state"}, {"HW", "/rules/hw"}, {"SW", "/rules/sw"}});
+      } else if (*port_del) {
+        std::printf("%s %s\n", (*r)["port"].get<std::string>().c_str(), (*r)["removed"].get<bool>() ? "removed" : "was not there");
+      } else {
+        const auto& st = r->contains("status") ? (*r)["status"] : *r;
+        std::printf("port %s/%s: %s, vf %s, rules hw %s sw %s\n", st["port"]["vm"].get<std::string>().c_str(),
+                    st["port"]["nic"].dump().c_str(), st["state"].get<std::string>().c_str(),
+                    st["port"].value("vf", nlohmann::json()).dump().c_str(), st["rules"]["hw"].dump().c_str(),
+                    st["rules"]["sw"].dump().c_str());
+        if (st["rules"].contains("list"))
+          for (const auto& rule : st["rules"]["list"])
+            std::printf("  %s %-14s %s  %s\n", rule["id"].get<std::string>().c_str(), rule["class"].get<std::string>().c_str(),
+                        rule["placement"].get<std::string>().c_str(), rule["reason"].get<std::string>().c_str());
+        for (const auto& f : st["software_path_failures"])
+          std::printf("  kernel object failing: %s: %s\n", f["object"].get<std::string>().c_str(),
+                      f["error"]["message"].get<std::string>().c_str());
+      }
+    });
+  }
+  if (*remote_cmd) {
+    nlohmann::json req;
+    if (*remote_add) {
+      nlohmann::json remote = {{"address", remote_address}};
+      if (!remote_next_hop.empty()) remote["next_hop"] = remote_next_hop;
+      if (!remote_vtep.empty()) remote["vtep"] = remote_vtep;
+      if (remote_vni >= 0) remote["vni"] = remote_vni;
+      req = {{"op", "remote.add"}, {"remote", remote}};
+    } else if (*remote_del) {
+      req = {{"op", "remote.remove"}, {"address", remote_address}};
+    } else {
+      req = {{"op", "remote.list"}};
+    }
+    auto r = callDaemon(daemon, req, rc);
+    if (!r) return rc;
+    return printReply(*r, [&] { std::cout << r->dump(2) << "\n"; });
+  }
+  if (*rules_cmd) {
+    auto r = callDaemon(daemon, {{"op", "rules"}, {"testpmd", rules_testpmd}}, rc);
+    if (!r) return rc;
+    return printReply(*r, [&] {
+      for (const auto& rule : *r) {
+        std::printf("%s %-14s %s  %s\n", rule["id"].get<std::string>().c_str(), rule["class"].get<std::string>().c_str(),
+                    rule["placement"].get<std::string>().c_str(), rule["reason"].get<std::string>().c_str());
+        if (rule.contains("testpmd"))
+          for (const auto& line : rule["testpmd"]) std::printf("    %s\n", line.get<std::string>().c_str());
+      }
+    });
+  }
+  if (*counters_cmd || *reconcile_cmd) {
+    auto r = callDaemon(daemon, {{"op", *counters_cmd ? "counters" : "reconcile"}}, rc);
+    if (!r) return rc;
+    return printReply(*r, [&] { std::cout << r->dump(2) << "\n"; });
+  }
+  if (*explain_cmd && explain_in.host_file.empty() && explain_in.ports_file.empty()) {
+    daemon.json = explain_json;
+    auto r = callDaemon(daemon, {{"op", "explain"}, {"rule", rule_id}}, rc);
+    if (!r) return rc;
+    return printReply(*r, [&] {
+      std::printf("%s\n  device/placement: %s\n", (*r)["explanation"].get<std::string>().c_str(),
+                  (*r)["reason"].get<std::string>().c_str());
+      for (const auto& line : (*r)["testpmd"]) std::printf("  %s\n", line.get<std::string>().c_str());
+    });
+  }
   for (auto [cmd, c] : {std::pair{apply_cmd, &apply_in}, std::pair{remove_cmd, &remove_in},
                         std::pair{readback_cmd, &readback_in}}) {
     if (!*cmd) continue;
@@ -345,6 +578,10 @@ int main(int argc, char** argv) {
     return kExitOk;
   }
   if (*explain_cmd) {
+    if (explain_in.host_file.empty() != explain_in.ports_file.empty()) {
+      std::fprintf(stderr, "nicoffloadctl: error: explain offline needs both --host and --ports\n");
+      return kExitInput;
+    }
     auto id = flowrules::parseRuleId(rule_id);
     if (!id) {
       std::fprintf(stderr,

@@ -63,6 +63,18 @@ struct HostConfig {
 
   std::string socket_path = "/run/nicoffload/nicoffloadd.sock";
   std::string state_dir = "/var/lib/nicoffload";
+
+  // The network namespace the software path programs (a name under
+  // /run/netns); empty = the daemon's own.
+  std::string kernel_netns;
+
+  // Daemon settings.
+  std::string metrics_listen = "127.0.0.1:9478";  // Prometheus /metrics on loopback; "" = off
+  std::uint32_t reconcile_interval_ms = 30000;    // periodic full pass
+  std::uint32_t max_request_bytes = 1 << 20;      // control API request size limit
+  // Where the simulated NIC keeps its rules, like a device keeps them while
+  // the controller restarts (tmpfs: gone at reboot, as on real hardware).
+  std::string sim_device_dir = "/run/nicoffload/simnic";
 };
 
 // Identity of a port: the VM (libvirt domain UUID) and the index of the NIC in
