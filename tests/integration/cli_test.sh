@@ -70,5 +70,8 @@ expect_error "missing --host" 106 "--host is required" -- "$ctl" plan --ports "$
 echo '{"schema_version": 1, "name": "x"}' > "$work/x.json"
 expect_error "broken profile" 2 "x.json: model: required field is missing" -- "$ctl" profile-check "$work/x.json"
 
+# The shipped default config parses and plans.
+check "packaging/host.json plans" bash -c "'$ctl' plan --host '$root/packaging/host.json' --ports '$root/examples/ports-routed.json' --profile-dir '$profiles' | grep -q '^# rules: '"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
