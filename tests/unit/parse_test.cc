@@ -31,7 +31,7 @@ Mutation erase(std::string pointer) {
   };
 }
 
-Mutation both(Mutation a, Mutation b) {
+[[maybe_unused]] Mutation both(Mutation a, Mutation b) {
   return [a = std::move(a), b = std::move(b)](json& doc) {
     a(doc);
     b(doc);

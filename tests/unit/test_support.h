@@ -87,7 +87,7 @@ inline void dropVdpa(model::Intent& intent) {
   for (auto& p : intent.ports) p.vdpa.reset();
 }
 
-inline model::DesiredState planOrThrow(const model::Intent& intent, const model::HwProfile& profile) {
+inline flowrules::DesiredState planOrThrow(const model::Intent& intent, const model::HwProfile& profile) {
   return unwrap(flowrules::plan(intent, profile), "plan with " + profile.name);
 }
 
