@@ -726,8 +726,12 @@ std::string describeReason(const PlacementReason& reason, const HwProfile& p) {
         std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(reason.rule));
         return std::string(buf);
       }() + ", which is in software: keeping this one in hardware would shadow or strand it";
-    case Code::kDeviceRefused:
-      return "the device refused the rule at install time";
+    case Code::kDeviceRefused:  // detail = the ErrorCode of the refusal (HwApplier)
+      return "the device refused the rule at install time (" +
+             std::string(reason.detail <= static_cast<std::uint8_t>(ErrorCode::kInternal)
+                             ? errorInfo(static_cast<ErrorCode>(reason.detail)).name
+                             : "unknown") +
+             "); the software path carries it";
   }
   return "?";
 }
