@@ -91,14 +91,17 @@ std::vector<RuleDependency> ruleDependencies(const model::Intent& intent,
         if (leads) deps.push_back({drop->id, leader->id});
       }
     }
-    if (intent.host.underlay != model::UnderlayMode::kVxlan) continue;
-    const auto vni = port.vni ? port.vni : intent.host.default_vni;
-    if (!vni) continue;
-    for (const FlowRule* decap : rulesOf(vniOwner(*vni))) {
-      if (decap->cls != RuleClass::kVxlanIngress) continue;
-      for (const FlowRule* delivery : own)
-        if (delivery->cls == RuleClass::kLocalDelivery) deps.push_back({decap->id, delivery->id});
+  }
+  // The FIB (group 1) is shared by every VNI: a decapsulated packet of any
+  // VNI may be for any local VM, so each decap follows every delivery rule.
+  if (intent.host.underlay == model::UnderlayMode::kVxlan) {
+    std::vector<const FlowRule*> decaps, deliveries;
+    for (const auto& r : rules) {
+      if (r.cls == RuleClass::kVxlanIngress) decaps.push_back(&r);
+      if (r.cls == RuleClass::kLocalDelivery && r.attr.group == kFibGroup) deliveries.push_back(&r);
     }
+    for (const FlowRule* decap : decaps)
+      for (const FlowRule* delivery : deliveries) deps.push_back({decap->id, delivery->id});
   }
   std::sort(deps.begin(), deps.end(), [](const RuleDependency& a, const RuleDependency& b) {
     return a.follower != b.follower ? a.follower < b.follower : a.leader < b.leader;

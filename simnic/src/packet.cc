@@ -20,7 +20,7 @@ std::uint16_t ipv4HeaderChecksum(const Ipv4Header& h) {
       (0x45u << 8) | h.tos,
       h.total_length,
       h.id,
-      0,  // flags + fragment offset
+      h.flags_fragment,
       (std::uint32_t{h.ttl} << 8) | h.protocol,
       0,  // checksum
       h.src.value >> 16,

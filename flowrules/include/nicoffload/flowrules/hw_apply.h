@@ -46,8 +46,8 @@ struct RuleDependency {
 
 // The dependencies among the planned rules of `intent`: per port, the IPv4
 // drop follows each anti-spoofing allow rule and the ARP drop follows the ARP
-// trap; in a VXLAN underlay the decap rule of a VNI follows the local
-// delivery rules of every port in that VNI. Pure; sorted by (follower, leader).
+// trap; in a VXLAN underlay every decap rule follows every local delivery
+// rule (the FIB is shared by all VNIs). Pure; sorted by (follower, leader).
 std::vector<RuleDependency> ruleDependencies(const model::Intent& intent,
                                              std::span<const FlowRule> rules);
 

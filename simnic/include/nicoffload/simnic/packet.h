@@ -35,6 +35,7 @@ struct Ipv4Header {
   std::uint8_t tos = 0;
   std::uint16_t total_length = 0;  // bytes: this header and everything after it
   std::uint16_t id = 0;
+  std::uint16_t flags_fragment = 0;  // 3 flag bits (0x4000 = DF) and the fragment offset
   std::uint8_t ttl = 64;
   std::uint8_t protocol = 0;
   std::uint16_t checksum = 0;      // RFC 1071 one's complement sum over the header
