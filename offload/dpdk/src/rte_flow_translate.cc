@@ -262,6 +262,7 @@ ErrorCode errorCodeFromErrno(int err) {
     case EBUSY:
     case EAGAIN: return ErrorCode::kBusy;
     case ENOENT: return ErrorCode::kNotFound;
+    case EEXIST: return ErrorCode::kConflict;  // e.g. an overlapping rule
     default: return ErrorCode::kInternal;
   }
 }

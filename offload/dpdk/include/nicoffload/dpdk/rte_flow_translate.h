@@ -89,7 +89,8 @@ Result<RteFlowRule> translate(const flowrules::FlowRule& rule, const SwitchPorts
 
 // errno of an rte_flow call -> ErrorCode: EINVAL -> kInvalidValue, ENOTSUP
 // and ENOSYS -> kUnsupported, ENOSPC and ENOMEM -> kTableFull, EBUSY and
-// EAGAIN -> kBusy, ENOENT -> kNotFound, anything else -> kInternal.
+// EAGAIN -> kBusy, ENOENT -> kNotFound, EEXIST -> kConflict (an overlapping
+// rule), anything else -> kInternal.
 ErrorCode errorCodeFromErrno(int err);
 
 // Our Error for a failed rte_flow call on `rule`: the code from `ret`
