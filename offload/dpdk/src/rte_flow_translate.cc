@@ -199,7 +199,7 @@ Result<RteFlowRule> translate(const fr::FlowRule& rule, const SwitchPorts& ports
                                "vxlan_encap without its definition (FlowRule::encap is empty)");
       const auto& e = *rule.encap;
       // The outer headers (RFC 7348 §5), spec and full mask as testpmd's
-      // "set vxlan" builds them.
+      // "set vxlan-tos-ttl" builds them (the TTL is kVxlanEncapTtl, as rendered).
       rte_flow_item_eth eth{}, eth_mask{};
       copyMac(eth.hdr.src_addr, e.eth_src);
       copyMac(eth.hdr.dst_addr, e.eth_dst);
