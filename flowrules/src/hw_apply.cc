@@ -145,11 +145,12 @@ bool HwApplier::retryable(const AppliedRule& e) const {
 Status HwApplier::destroyOnDevice(AppliedRule& e) {
   ++counters_.destructions;
   Status s = backend_->destroy(e.handle);
-  if (!s && s.error().code != ErrorCode::kNotFound) {  // kNotFound: already gone, which is what we want
+  if (!s &&
+      s.error().code != ErrorCode::kNotFound) {  // kNotFound: already gone, which is what we want
     ++counters_.destroy_failures;
     Error err = s.error();
-    err.message = "destroying " + formatRuleId(e.rule.cls, e.rule.id) + " failed, it stays on the device: " +
-                  err.message;
+    err.message = "destroying " + formatRuleId(e.rule.cls, e.rule.id) +
+                  " failed, it stays on the device: " + err.message;
     return err;
   }
   room_freed_ = true;
@@ -209,8 +210,9 @@ void HwApplier::cascade(HwApplyReport& report) {
     if (f == installed_.end() || f->second.placement != Placement::kHw) continue;
     todo.push_back(&f->second);
   }
-  std::sort(todo.begin(), todo.end(),
-            [](const AppliedRule* a, const AppliedRule* b) { return destroyBefore(a->rule, b->rule); });
+  std::sort(todo.begin(), todo.end(), [](const AppliedRule* a, const AppliedRule* b) {
+    return destroyBefore(a->rule, b->rule);
+  });
   for (AppliedRule* e : todo) {
     for (const RuleId leader : leaders_[e->rule.id]) {
       auto li = installed_.find(leader);
@@ -250,8 +252,9 @@ HwApplyReport HwApplier::apply(std::span<const FlowRule> desired,
       to_erase.push_back(id);
     }
   }
-  std::sort(to_destroy.begin(), to_destroy.end(),
-            [](const AppliedRule* a, const AppliedRule* b) { return destroyBefore(a->rule, b->rule); });
+  std::sort(to_destroy.begin(), to_destroy.end(), [](const AppliedRule* a, const AppliedRule* b) {
+    return destroyBefore(a->rule, b->rule);
+  });
   std::unordered_set<RuleId> stuck;  // destroy failed: the old content stays on the device
   for (AppliedRule* e : to_destroy) {
     if (Status s = destroyOnDevice(*e); !s) {
@@ -335,16 +338,16 @@ std::vector<FlowRule> HwApplier::effectiveRules() const {
   std::vector<FlowRule> out;
   out.reserve(installed_.size());
   for (const auto& [id, e] : installed_) out.push_back(e.effective());
-  std::sort(out.begin(), out.end(), [](const FlowRule& a, const FlowRule& b) { return a.id < b.id; });
+  std::sort(out.begin(), out.end(),
+            [](const FlowRule& a, const FlowRule& b) { return a.id < b.id; });
   return out;
 }
 
 std::string describeApplied(const AppliedRule& rule, const model::HwProfile& profile) {
   if (rule.reason.code == Code::kDeviceRefused && rule.device_error) {
     const auto& err = *rule.device_error;
-    return "the device refused the rule at install time (" +
-           std::string(errorInfo(err.code).name) + "): " + err.describe() +
-           "; the software path carries it";
+    return "the device refused the rule at install time (" + std::string(errorInfo(err.code).name) +
+           "): " + err.describe() + "; the software path carries it";
   }
   return describeReason(rule.reason, profile);
 }

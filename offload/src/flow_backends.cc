@@ -5,7 +5,8 @@
 
 namespace nicoffload::offload {
 
-Result<OpenedFlowBackend> openFlowBackend(const model::HostConfig& host, const model::HwProfile& profile) {
+Result<OpenedFlowBackend> openFlowBackend(const model::HostConfig& host,
+                                          const model::HwProfile& profile) {
   OpenedFlowBackend out;
   if (host.flow_backend == model::FlowBackendKind::kSim) {
     auto nic = simnic::SimNic::create(profile, host.vf_count);

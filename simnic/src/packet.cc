@@ -71,7 +71,9 @@ struct HeaderText {
   std::string operator()(const UdpHeader& h) const {
     return "udp " + std::to_string(h.src_port) + ">" + std::to_string(h.dst_port);
   }
-  std::string operator()(const VxlanHeader& h) const { return "vxlan vni " + std::to_string(h.vni); }
+  std::string operator()(const VxlanHeader& h) const {
+    return "vxlan vni " + std::to_string(h.vni);
+  }
   std::string operator()(const ArpHeader& h) const {
     return std::string(h.op == ArpHeader::kRequest ? "arp who-has " : "arp reply ") + h.tpa.str() +
            " tell " + h.spa.str() + " (" + h.sha.str() + ")";

@@ -60,11 +60,16 @@ bool itemMatchesHeader(const fr::FlowItem& item, const Header& h) {
 
 bool headerOfItem(const fr::FlowItem& item, const Header& h) {
   switch (fr::itemType(item)) {
-    case ItemType::kEth: return headerIs<EthHeader>(h);
-    case ItemType::kIpv4: return headerIs<Ipv4Header>(h);
-    case ItemType::kUdp: return headerIs<UdpHeader>(h);
-    case ItemType::kVxlan: return headerIs<VxlanHeader>(h);
-    default: return false;
+    case ItemType::kEth:
+      return headerIs<EthHeader>(h);
+    case ItemType::kIpv4:
+      return headerIs<Ipv4Header>(h);
+    case ItemType::kUdp:
+      return headerIs<UdpHeader>(h);
+    case ItemType::kVxlan:
+      return headerIs<VxlanHeader>(h);
+    default:
+      return false;
   }
 }
 
@@ -90,8 +95,9 @@ bool matches(const FlowRule& rule, const Packet& p, PortRef ingress) {
 }
 
 bool hasCount(const FlowRule& r) {
-  return std::any_of(r.actions.begin(), r.actions.end(),
-                     [](const fr::FlowAction& a) { return std::holds_alternative<fr::CountAction>(a); });
+  return std::any_of(r.actions.begin(), r.actions.end(), [](const fr::FlowAction& a) {
+    return std::holds_alternative<fr::CountAction>(a);
+  });
 }
 
 void decTtl(Packet& p) {
@@ -107,8 +113,8 @@ void vxlanDecap(Packet& p) {
 }
 
 void vxlanEncap(Packet& p, const fr::VxlanEncap& e) {
-  Packet outer = vxlanEncapsulated(p, e.eth_src, e.eth_dst, e.ipv4_src, e.ipv4_dst, e.vni, e.udp_src,
-                                   e.udp_dst);
+  Packet outer = vxlanEncapsulated(p, e.eth_src, e.eth_dst, e.ipv4_src, e.ipv4_dst, e.vni,
+                                   e.udp_src, e.udp_dst);
   auto* ip = outer.at<Ipv4Header>(1);
   ip->ttl = fr::kVxlanEncapTtl;
   ip->checksum = ipv4HeaderChecksum(*ip);
@@ -120,10 +126,12 @@ void vxlanEncap(Packet& p, const fr::VxlanEncap& e) {
 std::string Delivery::str() const {
   switch (kind) {
     case Kind::kPort:
-      return port.kind == PortRef::Kind::kUplink ? "out of the uplink (wire)" : "out of " + port.str();
+      return port.kind == PortRef::Kind::kUplink ? "out of the uplink (wire)"
+                                                 : "out of " + port.str();
     case Kind::kRepresentor:
       return "to the representor of " + port.str() + (miss ? " (miss)" : "");
-    case Kind::kDrop: return "dropped";
+    case Kind::kDrop:
+      return "dropped";
   }
   return "?";
 }
@@ -132,7 +140,8 @@ SimNic::SimNic(model::HwProfile profile, std::uint16_t vf_count)
     : profile_(std::move(profile)), vf_count_(vf_count) {
   caps_.backend = "sim";
   caps_.device = profile_.name;
-  for (std::size_t i = 0; i < model::kItemTypeCount; ++i) caps_.items[i] = profile_.items[i].supported;
+  for (std::size_t i = 0; i < model::kItemTypeCount; ++i)
+    caps_.items[i] = profile_.items[i].supported;
   for (std::size_t i = 0; i < model::kActionTypeCount; ++i)
     caps_.actions[i] = profile_.actions[i].supported;
   caps_.max_groups = profile_.max_groups;
@@ -145,8 +154,8 @@ SimNic::SimNic(model::HwProfile profile, std::uint16_t vf_count)
 Result<std::unique_ptr<SimNic>> SimNic::create(model::HwProfile profile, std::uint16_t vf_count) {
   if (vf_count > profile.max_vfs)
     return makeError(ErrorCode::kUnsupported, "uplink.vf_count", std::to_string(vf_count),
-                     std::to_string(vf_count) + " VFs requested, but the simulated " + profile.name +
-                         " has at most " + std::to_string(profile.max_vfs) + " (" +
+                     std::to_string(vf_count) + " VFs requested, but the simulated " +
+                         profile.name + " has at most " + std::to_string(profile.max_vfs) + " (" +
                          profile.max_vfs_source + ")");
   if (std::find(profile.eswitch_modes.begin(), profile.eswitch_modes.end(),
                 model::EswitchMode::kSwitchdev) == profile.eswitch_modes.end())
@@ -177,9 +186,11 @@ void SimNic::clearFaults() {
   full_ = false;
 }
 
-Status SimNic::checkPort(const FlowRule& rule, PortRef port, bool is_item, std::size_t index) const {
+Status SimNic::checkPort(const FlowRule& rule, PortRef port, bool is_item,
+                         std::size_t index) const {
   if (port.kind == PortRef::Kind::kVf && port.vf >= vf_count_) {
-    std::string msg = port.str() + " does not exist: the NIC has " + std::to_string(vf_count_) + " VFs";
+    std::string msg =
+        port.str() + " does not exist: the NIC has " + std::to_string(vf_count_) + " VFs";
     return is_item ? itemError(ErrorCode::kInvalidValue, rule, index, msg)
                    : actionError(ErrorCode::kInvalidValue, rule, index, msg);
   }
@@ -210,8 +221,8 @@ Status SimNic::check(const FlowRule& r) const {
     const ItemType t = fr::itemType(item);
     if (!p.item(t).supported)
       return itemError(ErrorCode::kUnsupported, r, i,
-                       "profile " + p.name + " cannot match item " + std::string(model::itemName(t)) +
-                           " (" + p.item(t).source + ")");
+                       "profile " + p.name + " cannot match item " +
+                           std::string(model::itemName(t)) + " (" + p.item(t).source + ")");
     if (const auto* port = std::get_if<fr::PortItem>(&item)) {
       if (has_port)
         return itemError(ErrorCode::kInvalidValue, r, i, "more than one represented_port item");
@@ -238,7 +249,8 @@ Status SimNic::check(const FlowRule& r) const {
       udp_dst = (udp->fields & fr::UdpItem::kDst) ? std::optional(udp->dst_port) : std::nullopt;
     if (t == ItemType::kVxlan) {
       has_vxlan = true;
-      const std::uint16_t port = udp_dst.value_or(kVxlanPort);  // mlx5: VXLAN without a UDP port = 4789
+      const std::uint16_t port =
+          udp_dst.value_or(kVxlanPort);  // mlx5: VXLAN without a UDP port = 4789
       if (!portAllowed(p.item(t).udp_dst_ports, port))
         return itemError(ErrorCode::kUnsupported, r, i,
                          p.name + " matches VXLAN only on UDP port " +
@@ -259,23 +271,27 @@ Status SimNic::check(const FlowRule& r) const {
     if (auto f = failing_actions_.find(t); f != failing_actions_.end())
       return actionError(f->second, r, i, "injected fault: every rule with " + name + " fails");
     if (!p.action(t).supported)
-      return actionError(ErrorCode::kUnsupported, r, i,
-                         "profile " + p.name + " has no action " + name + " (" + p.action(t).source + ")");
+      return actionError(
+          ErrorCode::kUnsupported, r, i,
+          "profile " + p.name + " has no action " + name + " (" + p.action(t).source + ")");
     switch (t) {
       case ActionType::kSetMacSrc:
       case ActionType::kSetMacDst:
         if (!has_eth) return actionError(ErrorCode::kInvalidValue, r, i, "no L2 item in pattern");
         break;
       case ActionType::kDecTtl:
-        if (!has_ipv4) return actionError(ErrorCode::kInvalidValue, r, i, "no IP protocol in pattern");
+        if (!has_ipv4)
+          return actionError(ErrorCode::kInvalidValue, r, i, "no IP protocol in pattern");
         break;
       case ActionType::kRepresentedPort:
         ++fates;
-        if (auto s = checkPort(r, std::get<fr::RepresentedPortAction>(action).port, false, i); !s) return s;
+        if (auto s = checkPort(r, std::get<fr::RepresentedPortAction>(action).port, false, i); !s)
+          return s;
         break;
       case ActionType::kPortRepresentor:
         ++fates;
-        if (auto s = checkPort(r, std::get<fr::PortRepresentorAction>(action).port, false, i); !s) return s;
+        if (auto s = checkPort(r, std::get<fr::PortRepresentorAction>(action).port, false, i); !s)
+          return s;
         break;
       case ActionType::kVxlanEncap: {
         if (!r.encap)
@@ -308,7 +324,8 @@ Status SimNic::check(const FlowRule& r) const {
         ++fates;
         const auto target = std::get<fr::JumpAction>(action).group;
         if (target == 0)
-          return actionError(ErrorCode::kUnsupported, r, i, "the root table (group 0) cannot be a jump target");
+          return actionError(ErrorCode::kUnsupported, r, i,
+                             "the root table (group 0) cannot be a jump target");
         if (target == r.attr.group)
           return actionError(ErrorCode::kInvalidValue, r, i,
                              "jump to its own group " + std::to_string(target) + " would loop");
@@ -319,15 +336,17 @@ Status SimNic::check(const FlowRule& r) const {
         break;
       }
       case ActionType::kCount:
-        if (++counts > 1) return actionError(ErrorCode::kInvalidValue, r, i, "more than one count action");
+        if (++counts > 1)
+          return actionError(ErrorCode::kInvalidValue, r, i, "more than one count action");
         break;
       case ActionType::kDrop:
         ++fates;
         break;
     }
     if (fates > 1)
-      return actionError(ErrorCode::kInvalidValue, r, i,
-                         "a rule takes one fate action (represented_port, port_representor, jump or drop)");
+      return actionError(
+          ErrorCode::kInvalidValue, r, i,
+          "a rule takes one fate action (represented_port, port_representor, jump or drop)");
   }
   if (fates == 0)
     return makeError(ErrorCode::kInvalidValue, ruleName(r) + ".actions", "",
@@ -418,8 +437,9 @@ const InstalledFlow* SimNic::find(FlowHandle handle) const {
 
 Result<Delivery> SimNic::evaluate(const Packet& packet, PortRef ingress) {
   if (ingress.kind == PortRef::Kind::kVf && ingress.vf >= vf_count_)
-    return makeError(ErrorCode::kInvalidValue, "ingress", ingress.str(),
-                     ingress.str() + " does not exist: the NIC has " + std::to_string(vf_count_) + " VFs");
+    return makeError(
+        ErrorCode::kInvalidValue, "ingress", ingress.str(),
+        ingress.str() + " does not exist: the NIC has " + std::to_string(vf_count_) + " VFs");
   Delivery d;
   d.packet = packet;
   std::uint32_t group = 0;

@@ -5,15 +5,13 @@
 //
 // What only a ConnectX NIC can show (rules accepted in the eswitch, counters
 // that count, representor discovery through devargs) is listed in README.md.
+#include <gtest/gtest.h>
+#include <rte_dev.h>
+#include <rte_ethdev.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <set>
-
-#include <gtest/gtest.h>
-
-#include <rte_dev.h>
-#include <rte_ethdev.h>
 
 #include "nicoffload/dpdk/dpdk_flow_backend.h"
 #include "nicoffload/dpdk/eal.h"
@@ -34,10 +32,26 @@ std::string prefix() { return "nfo-dpdk-" + std::to_string(::getpid()); }
 class EalEnvironment : public testing::Environment {
  public:
   void SetUp() override {
-    auto eal = Eal::start({"nicoffload-dpdk-test", "--no-huge", "--no-pci", "-m", "512", "--no-shconf",
-                           "--file-prefix", prefix(), "--no-telemetry", "--log-level=*:error", "--vdev",
-                           "net_null0", "--vdev", "net_null1", "--vdev", "net_null2", "--vdev", "net_null3",
-                           "--vdev", "net_ring0"});
+    auto eal = Eal::start({"nicoffload-dpdk-test",
+                           "--no-huge",
+                           "--no-pci",
+                           "-m",
+                           "512",
+                           "--no-shconf",
+                           "--file-prefix",
+                           prefix(),
+                           "--no-telemetry",
+                           "--log-level=*:error",
+                           "--vdev",
+                           "net_null0",
+                           "--vdev",
+                           "net_null1",
+                           "--vdev",
+                           "net_null2",
+                           "--vdev",
+                           "net_null3",
+                           "--vdev",
+                           "net_ring0"});
     ASSERT_TRUE(eal.ok()) << eal.error().describe();
     eal_ = std::move(eal).value();
   }
@@ -84,7 +98,8 @@ TEST(DpdkPorts, NumberedPortsAndTheTransferProxy) {
   EXPECT_EQ(ports->uplink, 0);
   EXPECT_EQ(ports->proxy, 0) << "net_null has no transfer proxy: the port itself";
   ASSERT_EQ(ports->vf.size(), 6u);
-  for (std::uint16_t n = 0; n < 4; ++n) EXPECT_EQ(ports->vf[n], std::optional<std::uint16_t>(1 + n));
+  for (std::uint16_t n = 0; n < 4; ++n)
+    EXPECT_EQ(ports->vf[n], std::optional<std::uint16_t>(1 + n));
   EXPECT_FALSE(ports->vf[4].has_value()) << "port 5 does not exist";
   ASSERT_EQ(notes.size(), 1u);
   EXPECT_NE(notes[0].find("no transfer proxy"), std::string::npos) << notes[0];
@@ -157,14 +172,18 @@ TEST(DpdkBackend, PortsWithoutFlowSupportRefuseEveryRuleClassIntoSoftware) {
       EXPECT_EQ(a->reason.code, Code::kDeviceRefused);
       ASSERT_TRUE(a->device_error.has_value());
       EXPECT_EQ(a->device_error->code, ErrorCode::kUnsupported);
-      EXPECT_EQ(a->device_error->message, "Function not implemented (rte_flow_validate on port 0: ENOSYS)");
-      EXPECT_NE(describeApplied(*a, test::loadProfile("connectx-6dx")).find("Function not implemented"),
-                std::string::npos);
+      EXPECT_EQ(a->device_error->message,
+                "Function not implemented (rte_flow_validate on port 0: ENOSYS)");
+      EXPECT_NE(
+          describeApplied(*a, test::loadProfile("connectx-6dx")).find("Function not implemented"),
+          std::string::npos);
     }
     const auto& c = applier.counters();
     EXPECT_EQ(c.hw, 0u);
-    EXPECT_EQ(c.refused_by_code[static_cast<std::size_t>(ErrorCode::kUnsupported)], planned_hw - report.followed);
-    EXPECT_EQ(c.validations, planned_hw - report.followed) << "validate before create, for every rule";
+    EXPECT_EQ(c.refused_by_code[static_cast<std::size_t>(ErrorCode::kUnsupported)],
+              planned_hw - report.followed);
+    EXPECT_EQ(c.validations, planned_hw - report.followed)
+        << "validate before create, for every rule";
     EXPECT_EQ(c.creations, 0u) << "nothing the device refused was created";
     if (e == test::Example::kVxlan) {
       EXPECT_TRUE(classes.count(RuleClass::kVxlanEgress));
@@ -187,7 +206,8 @@ TEST(DpdkBackend, EveryRuleClassIsTranslatedAndValidatedByThePmd) {
       const Status v = b->validate(r);
       ASSERT_FALSE(v.ok()) << formatRuleId(r.cls, r.id) << ": net_null has no rte_flow";
       EXPECT_EQ(v.error().code, ErrorCode::kUnsupported);
-      EXPECT_EQ(v.error().message, "Function not implemented (rte_flow_validate on port 0: ENOSYS)");
+      EXPECT_EQ(v.error().message,
+                "Function not implemented (rte_flow_validate on port 0: ENOSYS)");
       auto h = b->create(r);
       ASSERT_FALSE(h.ok());
       EXPECT_EQ(h.error().code, ErrorCode::kUnsupported);
@@ -208,11 +228,13 @@ TEST(DpdkBackend, ATranslationErrorIsARefusalNamingTheAction) {
   std::size_t seen = 0;
   for (const auto& r : plan.rules) {
     const AppliedRule* a = applier.find(r.id);
-    if (!a->device_error || a->device_error->message.find("vf3 has no representor port") == std::string::npos)
+    if (!a->device_error ||
+        a->device_error->message.find("vf3 has no representor port") == std::string::npos)
       continue;
     ++seen;
     EXPECT_EQ(a->device_error->code, ErrorCode::kInvalidValue);
-    EXPECT_TRUE(a->device_error->value == "represented_port" || a->device_error->value == "port_representor");
+    EXPECT_TRUE(a->device_error->value == "represented_port" ||
+                a->device_error->value == "port_representor");
   }
   EXPECT_GT(seen, 0u);
 }
@@ -229,7 +251,8 @@ TEST(DpdkBackend, UnknownHandlesAndFlush) {
 // the real PMD.
 TEST(DpdkBackend, TapRefusesTransferWithItsOwnMessage) {
   const std::string iface = "nfo" + std::to_string(::getpid() % 1000000);
-  ASSERT_EQ(rte_dev_probe(("net_tap0,iface=" + iface).c_str()), 0) << "net_tap needs root and /dev/net/tun";
+  ASSERT_EQ(rte_dev_probe(("net_tap0,iface=" + iface).c_str()), 0)
+      << "net_tap needs root and /dev/net/tun";
   DpdkFlowConfig c;
   c.pf_devargs = "net_tap0";
   auto ports = discoverPorts(c);
@@ -245,8 +268,8 @@ TEST(DpdkBackend, TapRefusesTransferWithItsOwnMessage) {
   const auto plan = test::planOrThrow(intent, test::loadProfile("connectx-6dx"));
   const auto report = applier.apply(plan.rules, ruleDependencies(intent, plan.rules));
   EXPECT_EQ(report.created, 0u);
-  const std::string expected =
-      "transfer is not supported (rte_flow_validate on port " + std::to_string(ports->uplink) + ": ENOTSUP)";
+  const std::string expected = "transfer is not supported (rte_flow_validate on port " +
+                               std::to_string(ports->uplink) + ": ENOTSUP)";
   std::size_t refused = 0;
   for (const auto& r : plan.rules) {
     const AppliedRule* a = applier.find(r.id);

@@ -1,18 +1,16 @@
 // The EAL's lifecycle: it starts once per process, from arguments; stop
 // closes every port and cleans up; it cannot start again. Each check runs in
 // a child process (a gtest death test), since the EAL starts once per process.
+#include "nicoffload/dpdk/eal.h"
+
+#include <gtest/gtest.h>
+#include <rte_ethdev.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
-
-#include <gtest/gtest.h>
-
-#include <rte_ethdev.h>
-
-#include "nicoffload/dpdk/eal.h"
 
 namespace nicoffload::dpdk {
 namespace {
@@ -24,8 +22,20 @@ namespace {
 }
 
 std::vector<std::string> args(const std::string& prefix) {
-  return {"nicoffload-eal-test", "--no-huge", "--no-pci", "-m", "512", "--no-shconf", "--file-prefix",
-          prefix, "--no-telemetry", "--log-level=*:error", "--vdev", "net_null0", "--vdev", "net_ring0"};
+  return {"nicoffload-eal-test",
+          "--no-huge",
+          "--no-pci",
+          "-m",
+          "512",
+          "--no-shconf",
+          "--file-prefix",
+          prefix,
+          "--no-telemetry",
+          "--log-level=*:error",
+          "--vdev",
+          "net_null0",
+          "--vdev",
+          "net_ring0"};
 }
 
 void startStopIsCleanAndOnce() {
@@ -38,7 +48,8 @@ void startStopIsCleanAndOnce() {
   if (rte_eth_dev_count_avail() != 2) fail("expected the 2 vdev ports");
   if (!std::filesystem::exists(run)) fail("no runtime directory " + run.string());
   auto again = Eal::start(args(prefix + "-again"));
-  if (again.ok() || again.error().code != ErrorCode::kBusy) fail("a second start while running must be kBusy");
+  if (again.ok() || again.error().code != ErrorCode::kBusy)
+    fail("a second start while running must be kBusy");
   if (!(*eal)->stop().ok()) fail("stop");
   if ((*eal)->running()) fail("running after stop");
   if (rte_eth_dev_count_avail() != 0) fail("ports left after stop");
@@ -58,9 +69,12 @@ void badArgumentsAreRefused() {
                          "--no-such-eal-option"});
   std::filesystem::remove_all("/var/run/dpdk/" + prefix);
   if (eal.ok()) fail("an unknown EAL option was accepted");
-  if (eal.error().code != ErrorCode::kInvalidValue) fail("expected kInvalidValue: " + eal.error().describe());
-  if (eal.error().message.find("rte_eal_init failed") == std::string::npos) fail(eal.error().describe());
-  if (eal.error().value.find("--no-such-eal-option") == std::string::npos) fail("the arguments are named");
+  if (eal.error().code != ErrorCode::kInvalidValue)
+    fail("expected kInvalidValue: " + eal.error().describe());
+  if (eal.error().message.find("rte_eal_init failed") == std::string::npos)
+    fail(eal.error().describe());
+  if (eal.error().value.find("--no-such-eal-option") == std::string::npos)
+    fail("the arguments are named");
   std::exit(0);
 }
 

@@ -2,13 +2,12 @@
 // mask, every action's conf, in network byte order, for every rule class the
 // planner emits; the error mapping (errno, cause -> item/action); the EAL
 // arguments from the host config. No EAL needed.
-#include <cerrno>
-#include <cstring>
-
 #include <gtest/gtest.h>
-
 #include <netinet/in.h>
 #include <rte_byteorder.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include "nicoffload/dpdk/eal.h"
 #include "nicoffload/dpdk/rte_flow_translate.h"
@@ -112,23 +111,30 @@ void expectAction(const rte_flow_action& got, const FlowAction& want, const Flow
                   const SwitchPorts& ports) {
   if (const auto* m = std::get_if<SetMacSrcAction>(&want)) {
     ASSERT_EQ(got.type, RTE_FLOW_ACTION_TYPE_SET_MAC_SRC);
-    EXPECT_EQ(std::memcmp(static_cast<const rte_flow_action_set_mac*>(got.conf)->mac_addr, m->mac.bytes.data(), 6), 0);
+    EXPECT_EQ(std::memcmp(static_cast<const rte_flow_action_set_mac*>(got.conf)->mac_addr,
+                          m->mac.bytes.data(), 6),
+              0);
   } else if (const auto* m = std::get_if<SetMacDstAction>(&want)) {
     ASSERT_EQ(got.type, RTE_FLOW_ACTION_TYPE_SET_MAC_DST);
-    EXPECT_EQ(std::memcmp(static_cast<const rte_flow_action_set_mac*>(got.conf)->mac_addr, m->mac.bytes.data(), 6), 0);
+    EXPECT_EQ(std::memcmp(static_cast<const rte_flow_action_set_mac*>(got.conf)->mac_addr,
+                          m->mac.bytes.data(), 6),
+              0);
   } else if (std::holds_alternative<DecTtlAction>(want)) {
     EXPECT_EQ(got.type, RTE_FLOW_ACTION_TYPE_DEC_TTL);
     EXPECT_EQ(got.conf, nullptr);
   } else if (const auto* p = std::get_if<RepresentedPortAction>(&want)) {
     ASSERT_EQ(got.type, RTE_FLOW_ACTION_TYPE_REPRESENTED_PORT);
-    EXPECT_EQ(static_cast<const rte_flow_action_ethdev*>(got.conf)->port_id, *ports.portOf(p->port));
+    EXPECT_EQ(static_cast<const rte_flow_action_ethdev*>(got.conf)->port_id,
+              *ports.portOf(p->port));
   } else if (const auto* p = std::get_if<PortRepresentorAction>(&want)) {
     ASSERT_EQ(got.type, RTE_FLOW_ACTION_TYPE_PORT_REPRESENTOR);
-    EXPECT_EQ(static_cast<const rte_flow_action_ethdev*>(got.conf)->port_id, *ports.portOf(p->port));
+    EXPECT_EQ(static_cast<const rte_flow_action_ethdev*>(got.conf)->port_id,
+              *ports.portOf(p->port));
   } else if (std::holds_alternative<VxlanEncapAction>(want)) {
     ASSERT_EQ(got.type, RTE_FLOW_ACTION_TYPE_VXLAN_ENCAP);
     const auto& e = *rule.encap;
-    const rte_flow_item* def = static_cast<const rte_flow_action_vxlan_encap*>(got.conf)->definition;
+    const rte_flow_item* def =
+        static_cast<const rte_flow_action_vxlan_encap*>(got.conf)->definition;
     ASSERT_NE(def, nullptr);
     ASSERT_EQ(def[0].type, RTE_FLOW_ITEM_TYPE_ETH);
     const auto* eth = static_cast<const rte_flow_item_eth*>(def[0].spec);
@@ -177,8 +183,10 @@ void expectTranslation(const FlowRule& r, const RteFlowRule& t, const SwitchPort
   ASSERT_EQ(t.actionsSize(), r.actions.size());
   EXPECT_EQ(t.pattern()[t.patternSize()].type, RTE_FLOW_ITEM_TYPE_END);
   EXPECT_EQ(t.actions()[t.actionsSize()].type, RTE_FLOW_ACTION_TYPE_END);
-  for (std::size_t i = 0; i < r.pattern.size(); ++i) expectItem(t.pattern()[i], r.pattern[i], ports);
-  for (std::size_t i = 0; i < r.actions.size(); ++i) expectAction(t.actions()[i], r.actions[i], r, ports);
+  for (std::size_t i = 0; i < r.pattern.size(); ++i)
+    expectItem(t.pattern()[i], r.pattern[i], ports);
+  for (std::size_t i = 0; i < r.actions.size(); ++i)
+    expectAction(t.actions()[i], r.actions[i], r, ports);
 }
 
 TEST(Translate, EveryRuleClassOfBothExamples) {
@@ -193,7 +201,8 @@ TEST(Translate, EveryRuleClassOfBothExamples) {
       seen.insert(r.cls);
     }
   }
-  EXPECT_EQ(seen.size(), 6u) << "local delivery, routed and VXLAN egress, VXLAN ingress, ARP, anti-spoofing";
+  EXPECT_EQ(seen.size(), 6u)
+      << "local delivery, routed and VXLAN egress, VXLAN ingress, ARP, anti-spoofing";
 }
 
 TEST(Translate, ByteOrderOfAKnownRule) {
@@ -216,7 +225,8 @@ TEST(Translate, ByteOrderOfAKnownRule) {
   r.actions.push_back(JumpAction{1});
   auto t = translate(r, testPorts());
   ASSERT_TRUE(t.ok());
-  const auto* ip4 = static_cast<const std::uint8_t*>(t->pattern()[2].spec) + offsetof(rte_ipv4_hdr, dst_addr);
+  const auto* ip4 =
+      static_cast<const std::uint8_t*>(t->pattern()[2].spec) + offsetof(rte_ipv4_hdr, dst_addr);
   EXPECT_EQ(ip4[0], 192);
   EXPECT_EQ(ip4[3], 1);
   const auto* port = reinterpret_cast<const std::uint8_t*>(
@@ -228,12 +238,14 @@ TEST(Translate, ByteOrderOfAKnownRule) {
   EXPECT_EQ(vni[0], 0x12);
   EXPECT_EQ(vni[1], 0x34);
   EXPECT_EQ(vni[2], 0x56);
-  EXPECT_TRUE(allZero(&static_cast<const rte_flow_item_vxlan*>(t->pattern()[4].mask)->hdr.vx_flags, 4))
+  EXPECT_TRUE(
+      allZero(&static_cast<const rte_flow_item_vxlan*>(t->pattern()[4].mask)->hdr.vx_flags, 4))
       << "flags are not matched";
 }
 
 TEST(Translate, StorageSurvivesAMove) {
-  const auto plan = test::planOrThrow(test::exampleIntent(test::Example::kVxlan), test::loadProfile("sim"));
+  const auto plan =
+      test::planOrThrow(test::exampleIntent(test::Example::kVxlan), test::loadProfile("sim"));
   const FlowRule* egress = nullptr;
   for (const auto& r : plan.rules)
     if (r.cls == RuleClass::kVxlanEgress) egress = &r;
@@ -243,7 +255,8 @@ TEST(Translate, StorageSurvivesAMove) {
   const rte_flow_item* pattern = t->pattern();
   RteFlowRule moved = std::move(t).value();
   std::vector<RteFlowRule> many;
-  for (int i = 0; i < 50; ++i) many.push_back(test::unwrap(translate(*egress, testPorts()), "translate"));
+  for (int i = 0; i < 50; ++i)
+    many.push_back(test::unwrap(translate(*egress, testPorts()), "translate"));
   EXPECT_EQ(moved.pattern(), pattern) << "the arrays do not move with the object";
   expectTranslation(*egress, moved, testPorts());
   for (const auto& m : many) expectTranslation(*egress, m, testPorts());
@@ -252,7 +265,8 @@ TEST(Translate, StorageSurvivesAMove) {
 }
 
 TEST(Translate, AVfWithoutARepresentorPortIsRefusedNamingTheItemOrAction) {
-  const auto plan = test::planOrThrow(test::exampleIntent(test::Example::kVxlan), test::loadProfile("sim"));
+  const auto plan =
+      test::planOrThrow(test::exampleIntent(test::Example::kVxlan), test::loadProfile("sim"));
   const auto ports = testPorts(2);  // representors of vf0 and vf1 only
   std::size_t refused = 0;
   for (const auto& r : plan.rules) {
@@ -295,7 +309,8 @@ TEST(Translate, ErrnoToErrorCode) {
 }
 
 TEST(Translate, RteFlowErrorCauseNamesTheItemOrAction) {
-  const auto plan = test::planOrThrow(test::exampleIntent(test::Example::kVxlan), test::loadProfile("sim"));
+  const auto plan =
+      test::planOrThrow(test::exampleIntent(test::Example::kVxlan), test::loadProfile("sim"));
   const FlowRule* egress = nullptr;
   for (const auto& r : plan.rules)
     if (r.cls == RuleClass::kVxlanEgress) egress = &r;
@@ -341,7 +356,8 @@ TEST(Translate, RteFlowErrorCauseNamesTheItemOrAction) {
 }
 
 TEST(Translate, LocateMapsEveryPointerOfTheArrays) {
-  const auto plan = test::planOrThrow(test::exampleIntent(test::Example::kVxlan), test::loadProfile("sim"));
+  const auto plan =
+      test::planOrThrow(test::exampleIntent(test::Example::kVxlan), test::loadProfile("sim"));
   for (const auto& r : plan.rules) {
     auto t = test::unwrap(translate(r, testPorts()), "translate");
     for (std::size_t i = 0; i < t.patternSize(); ++i) {

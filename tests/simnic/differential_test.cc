@@ -11,10 +11,10 @@
 //    same destination as the software path alone, on every packet, also when
 //    rules sit in software (ConnectX-5 with VXLAN on 8472, refusals, tables
 //    too small).
+#include <gtest/gtest.h>
+
 #include <functional>
 #include <set>
-
-#include <gtest/gtest.h>
 
 #include "nicoffload/flowrules/planner.h"
 #include "nicoffload/simnic/sim_nic.h"
@@ -46,7 +46,8 @@ std::set<std::uint32_t> localVnis(const model::Intent& intent) {
 std::vector<Probe> probes(const model::Intent& intent) {
   const auto& host = intent.host;
   std::vector<Ipv4Addr> dsts;
-  for (const auto& p : intent.ports) dsts.insert(dsts.end(), p.addresses.begin(), p.addresses.end());
+  for (const auto& p : intent.ports)
+    dsts.insert(dsts.end(), p.addresses.begin(), p.addresses.end());
   for (const auto& r : intent.remotes) dsts.push_back(r.address);
   std::vector<Ipv4Addr> inner_dsts = dsts;  // local and remote VMs
   inner_dsts.push_back(ip("198.51.100.7"));
@@ -60,23 +61,32 @@ std::vector<Probe> probes(const model::Intent& intent) {
     const std::string who = "vf" + std::to_string(*port.vf) + " ";
     for (const auto dst : dsts) {
       for (const auto src : port.addresses)
-        out.push_back({who + src.str() + ">" + dst.str(), simnic::udpPacket(port.mac, host.gateway_mac, src, dst), vf});
+        out.push_back({who + src.str() + ">" + dst.str(),
+                       simnic::udpPacket(port.mac, host.gateway_mac, src, dst), vf});
       out.push_back({who + "spoofed ip >" + dst.str(),
                      simnic::udpPacket(port.mac, host.gateway_mac, ip("10.99.0.1"), dst), vf});
       out.push_back({who + "spoofed mac >" + dst.str(),
                      simnic::udpPacket(stranger, host.gateway_mac, port.addresses[0], dst), vf});
     }
-    out.push_back({who + "arp", simnic::arpRequest(port.mac, port.addresses[0], host.gateway_ipv4), vf});
-    out.push_back({who + "arp spoofed mac", simnic::arpRequest(stranger, port.addresses[0], host.gateway_ipv4), vf});
+    out.push_back(
+        {who + "arp", simnic::arpRequest(port.mac, port.addresses[0], host.gateway_ipv4), vf});
+    out.push_back({who + "arp spoofed mac",
+                   simnic::arpRequest(stranger, port.addresses[0], host.gateway_ipv4), vf});
     out.push_back({who + "ipv6 frame",
-                   PacketBuilder().eth(port.mac, host.gateway_mac, simnic::kEtherTypeIpv6).payload(60).build(), vf});
+                   PacketBuilder()
+                       .eth(port.mac, host.gateway_mac, simnic::kEtherTypeIpv6)
+                       .payload(60)
+                       .build(),
+                   vf});
   }
 
   const PortRef uplink = PortRef::uplink();
   const MacAddr router = host.next_hops.empty() ? stranger : host.next_hops[0].mac;
   for (const auto dst : dsts)
-    out.push_back({"wire ipv4 >" + dst.str(), simnic::udpPacket(router, host.uplink_mac, ip("10.20.1.1"), dst), uplink});
-  out.push_back({"wire arp", simnic::arpRequest(router, ip("192.0.2.254"), host.gateway_ipv4), uplink});
+    out.push_back({"wire ipv4 >" + dst.str(),
+                   simnic::udpPacket(router, host.uplink_mac, ip("10.20.1.1"), dst), uplink});
+  out.push_back(
+      {"wire arp", simnic::arpRequest(router, ip("192.0.2.254"), host.gateway_ipv4), uplink});
   if (host.underlay == model::UnderlayMode::kVxlan) {
     std::set<std::uint32_t> vnis = localVnis(intent);
     for (const auto& r : intent.remotes) vnis.insert(r.vni ? *r.vni : *host.default_vni);
@@ -90,8 +100,8 @@ std::vector<Probe> probes(const model::Intent& intent) {
                                                    ip("10.20.1.1"), dst);
             out.push_back({"wire vxlan vni " + std::to_string(vni) + " to " + vtep.str() + ":" +
                                std::to_string(udp) + " >" + dst.str(),
-                           simnic::vxlanEncapsulated(inner, router, host.uplink_mac, ip("192.0.2.9"), vtep,
-                                                     vni, 50000, udp),
+                           simnic::vxlanEncapsulated(inner, router, host.uplink_mac,
+                                                     ip("192.0.2.9"), vtep, vni, 50000, udp),
                            uplink});
           }
   }
@@ -126,14 +136,31 @@ std::vector<Scenario> scenarios() {
       {"routed on sim", routed, "sim", {}, {}},
       {"routed on connectx-6dx", routed, "connectx-6dx", {}, {}},
       {"hv1 on connectx-5 with VXLAN on 8472", cx5_8472, "connectx-5", {}, {}},
-      {"hv1, device refuses dec_ttl", hv1Intent(), "sim", {},
+      {"hv1, device refuses dec_ttl",
+       hv1Intent(),
+       "sim",
+       {},
        [](simnic::SimNic& n) { n.failAction(model::ActionType::kDecTtl); }},
-      {"hv1, device refuses drop", hv1Intent(), "sim", {},
+      {"hv1, device refuses drop",
+       hv1Intent(),
+       "sim",
+       {},
        [](simnic::SimNic& n) { n.failAction(model::ActionType::kDrop); }},
-      {"hv1, device refuses jump", hv1Intent(), "sim", {},
+      {"hv1, device refuses jump",
+       hv1Intent(),
+       "sim",
+       {},
        [](simnic::SimNic& n) { n.failAction(model::ActionType::kJump); }},
-      {"hv1, FIB of 4 rules", hv1Intent(), "sim", [](model::HwProfile& p) { p.rules_per_group = 4; }, {}},
-      {"routed, FIB of 2 rules", routed, "sim", [](model::HwProfile& p) { p.rules_per_group = 2; }, {}},
+      {"hv1, FIB of 4 rules",
+       hv1Intent(),
+       "sim",
+       [](model::HwProfile& p) { p.rules_per_group = 4; },
+       {}},
+      {"routed, FIB of 2 rules",
+       routed,
+       "sim",
+       [](model::HwProfile& p) { p.rules_per_group = 2; },
+       {}},
   };
 }
 
@@ -153,7 +180,8 @@ TEST(Differential, HardwareAloneDecidesLikeTheSoftwarePath) {
       // in sw, the kernel resolves it), and VXLAN of a VNI no local port is
       // in (no decap rule in hardware: the kernel's vxlan device takes it).
       const auto* vx = p.packet.at<simnic::VxlanHeader>(3);
-      const bool unresolved = expected.kind == Destination::Kind::kUplink && !expected.vtep && !expected.next_hop_mac;
+      const bool unresolved =
+          expected.kind == Destination::Kind::kUplink && !expected.vtep && !expected.next_hop_mac;
       const bool foreign_vni = p.ingress == PortRef::uplink() && vx && !vnis.count(vx->vni);
       if (unresolved || foreign_vni) {
         Destination kernel;
@@ -188,7 +216,8 @@ TEST(Differential, HardwareThenSoftwareAgreesWithTheSoftwarePathOnEveryPacket) {
       const Destination got = hwThenSw(*h, sw, p);
       if (got != expected) {
         ++mismatches;
-        ADD_FAILURE() << p.what << ": hardware+software " << got.str() << "; software path " << expected.str();
+        ADD_FAILURE() << p.what << ": hardware+software " << got.str() << "; software path "
+                      << expected.str();
       }
     }
     EXPECT_EQ(mismatches, 0u) << "of " << all.size() << " packets";
@@ -240,9 +269,10 @@ TEST(Differential, TheTestCatchesADecapWithoutItsDeliveryRule) {
   // refuses the delivery rules. The decap stays in hardware, decapsulates and
   // then misses: the kernel gets an inner packet on the uplink it cannot
   // route as VXLAN. The differential check must see it.
-  auto h = SimHost::start(hv1Intent(), loadProfile("sim"),
-                          [](simnic::SimNic& n) { n.failAction(model::ActionType::kDecTtl); },
-                          /*with_dependencies=*/false);
+  auto h = SimHost::start(
+      hv1Intent(), loadProfile("sim"),
+      [](simnic::SimNic& n) { n.failAction(model::ActionType::kDecTtl); },
+      /*with_dependencies=*/false);
   const SoftwarePathModel sw(h->intent, h->plan.sw);
   std::size_t mismatches = 0;
   for (const auto& p : probes(h->intent))

@@ -29,7 +29,8 @@ class TwoHypervisors : public testing::Test {
   // A VM on `h` with `src` sends a UDP packet to `dst`.
   Delivery vmSends(SimHost& h, const char* src, const char* dst, std::uint8_t ttl = 64) {
     const auto& port = h.portWith(ip(src));
-    return h.send(test::fromVm(port, ip(src), ip(dst), h.intent.host, ttl), PortRef::vfPort(*port.vf));
+    return h.send(test::fromVm(port, ip(src), ip(dst), h.intent.host, ttl),
+                  PortRef::vfPort(*port.vf));
   }
 
   // The underlay: what leaves one host's uplink enters the host whose VTEP
@@ -147,10 +148,14 @@ TEST_F(TwoHypervisors, SpoofedSourcesAreDropped) {
     Packet packet;
   };
   const Row rows[] = {
-      {"an address nobody owns", udpPacket(port.mac, host.gateway_mac, ip("10.10.1.99"), ip("10.10.1.2"))},
-      {"another VM's address", udpPacket(port.mac, host.gateway_mac, ip("10.10.1.2"), ip("10.20.1.1"))},
-      {"another MAC", udpPacket(mac("52:54:00:99:99:99"), host.gateway_mac, ip("10.10.1.1"), ip("10.10.1.2"))},
-      {"ARP from another MAC", arpRequest(mac("52:54:00:99:99:99"), ip("10.10.1.1"), host.gateway_ipv4)},
+      {"an address nobody owns",
+       udpPacket(port.mac, host.gateway_mac, ip("10.10.1.99"), ip("10.10.1.2"))},
+      {"another VM's address",
+       udpPacket(port.mac, host.gateway_mac, ip("10.10.1.2"), ip("10.20.1.1"))},
+      {"another MAC",
+       udpPacket(mac("52:54:00:99:99:99"), host.gateway_mac, ip("10.10.1.1"), ip("10.10.1.2"))},
+      {"ARP from another MAC",
+       arpRequest(mac("52:54:00:99:99:99"), ip("10.10.1.1"), host.gateway_ipv4)},
   };
   for (const auto& row : rows) {
     const auto d = hv1->send(row.packet, vf);
@@ -166,8 +171,8 @@ TEST_F(TwoHypervisors, MissesGoToTheRepresentorOfTheSourcePort) {
   EXPECT_EQ(unknown.packet.at<Ipv4Header>(1)->ttl, 64) << "nothing rewritten on a miss";
 
   // From the wire: a VNI this host does not serve, or another VTEP.
-  const Packet inner = udpPacket(mac("02:00:c0:00:02:02"), mac("02:00:c0:00:02:01"), ip("10.20.1.1"),
-                                 ip("10.10.1.1"));
+  const Packet inner = udpPacket(mac("02:00:c0:00:02:02"), mac("02:00:c0:00:02:01"),
+                                 ip("10.20.1.1"), ip("10.10.1.1"));
   for (auto [vni, vtep] : {std::pair{999u, "192.0.2.1"}, std::pair{100u, "192.0.2.77"}}) {
     const Packet p = vxlanEncapsulated(inner, mac("0c:42:a1:ff:ff:fe"), mac("0c:42:a1:00:00:01"),
                                        ip("192.0.2.2"), ip(vtep), vni);
@@ -183,7 +188,8 @@ TEST(RoutedHypervisor, EgressRewritesToTheNextHopAndIngressIsDelivered) {
   auto h = SimHost::start(test::exampleIntent(test::Example::kRouted), test::loadProfile("sim"));
   const auto& host = h->intent.host;
   const auto& port = h->portWith(ip("10.10.1.1"));
-  const auto out = h->send(test::fromVm(port, ip("10.10.1.1"), ip("10.20.1.1"), host), PortRef::vfPort(*port.vf));
+  const auto out = h->send(test::fromVm(port, ip("10.10.1.1"), ip("10.20.1.1"), host),
+                           PortRef::vfPort(*port.vf));
   ASSERT_EQ(out.kind, Kind::kPort) << out.str();
   EXPECT_EQ(out.port, PortRef::uplink());
   ASSERT_EQ(out.packet.headers.size(), 3u);
@@ -194,13 +200,14 @@ TEST(RoutedHypervisor, EgressRewritesToTheNextHopAndIngressIsDelivered) {
 
   // 10.20.1.2's next hop has no known MAC: its rule is in software, the
   // packet reaches the kernel through the VF's representor.
-  const auto unresolved =
-      h->send(test::fromVm(port, ip("10.10.1.1"), ip("10.20.1.2"), host), PortRef::vfPort(*port.vf));
+  const auto unresolved = h->send(test::fromVm(port, ip("10.10.1.1"), ip("10.20.1.2"), host),
+                                  PortRef::vfPort(*port.vf));
   EXPECT_EQ(unresolved.kind, Kind::kRepresentor);
   EXPECT_TRUE(unresolved.miss);
 
   // From the wire, to a local VM.
-  const Packet in = udpPacket(mac("0c:42:a1:ff:ff:fe"), host.uplink_mac, ip("10.20.1.1"), ip("10.10.2.2"));
+  const Packet in =
+      udpPacket(mac("0c:42:a1:ff:ff:fe"), host.uplink_mac, ip("10.20.1.1"), ip("10.10.2.2"));
   expectDeliveredToVm(h->send(in, PortRef::uplink()), *h, "10.10.2.2", 63);
 }
 

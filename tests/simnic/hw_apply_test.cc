@@ -1,13 +1,14 @@
 // Apply-time placement (HwApplier) over the simulated NIC, with the sim's
 // fault injection: refusals go to sw with the device's reason, installed
 // state follows the device, counters add up, dependencies hold.
+#include "nicoffload/flowrules/hw_apply.h"
+
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <map>
 #include <optional>
 
-#include <gtest/gtest.h>
-
-#include "nicoffload/flowrules/hw_apply.h"
 #include "nicoffload/flowrules/planner.h"
 #include "nicoffload/simnic/sim_nic.h"
 #include "sim_support.h"
@@ -21,9 +22,9 @@ using test::SimHost;
 using Code = PlacementReason::Code;
 
 std::size_t hwPlanned(const DesiredState& plan) {
-  return static_cast<std::size_t>(std::count_if(plan.rules.begin(), plan.rules.end(), [](const FlowRule& r) {
-    return r.placement == Placement::kHw;
-  }));
+  return static_cast<std::size_t>(
+      std::count_if(plan.rules.begin(), plan.rules.end(),
+                    [](const FlowRule& r) { return r.placement == Placement::kHw; }));
 }
 
 bool hasAction(const FlowRule& r, model::ActionType t) {
@@ -95,7 +96,8 @@ TEST(HwApply, RemovedAndChangedRulesAreDestroyedThenRecreated) {
   // delivery rewrites to it; the drops do not mention it.
   std::size_t mac_rules = 0;
   for (const auto& r : plan.rules)
-    if (r.owner == changed && r.placement == Placement::kHw && !hasAction(r, model::ActionType::kDrop))
+    if (r.owner == changed && r.placement == Placement::kHw &&
+        !hasAction(r, model::ActionType::kDrop))
       ++mac_rules;
   EXPECT_EQ(report.destroyed, gone_rules + mac_rules);
   EXPECT_EQ(report.created, mac_rules);
@@ -125,7 +127,8 @@ TEST(HwApply, RefusedRulesGoToSoftwareWithTheDevicesReason) {
     EXPECT_EQ(a->device_error->value, "vxlan_encap");
     EXPECT_EQ(a->device_error->field, formatRuleId(r.cls, r.id) + ".actions[3]");
     const std::string why = describeApplied(*a, h->profile);
-    EXPECT_NE(why.find("injected fault: every rule with vxlan_encap fails"), std::string::npos) << why;
+    EXPECT_NE(why.find("injected fault: every rule with vxlan_encap fails"), std::string::npos)
+        << why;
     EXPECT_NE(why.find("unsupported"), std::string::npos) << why;
     EXPECT_NE(describeReason(a->effective().reason, h->profile).find("refused"), std::string::npos);
   }
@@ -145,7 +148,8 @@ TEST(HwApply, RefusedRulesGoToSoftwareWithTheDevicesReason) {
 
 TEST(HwApply, BusyRefusalsAreRetriedOnTheNextPass) {
   auto h = SimHost::start(test::hv1Intent(), test::loadProfile("sim"), [](SimNic& nic) {
-    nic.failNthOperation(1, makeError(ErrorCode::kBusy, "device", "", "EBUSY: firmware command in flight"));
+    nic.failNthOperation(
+        1, makeError(ErrorCode::kBusy, "device", "", "EBUSY: firmware command in flight"));
   });
   ASSERT_EQ(h->report.refused, 1u);
   const auto& c = h->applier->counters();
@@ -158,7 +162,8 @@ TEST(HwApply, BusyRefusalsAreRetriedOnTheNextPass) {
 }
 
 TEST(HwApply, TableFullRefusalsAreRetriedOnceRoomIsFreed) {
-  auto h = SimHost::start(test::hv1Intent(), test::loadProfile("sim"), [](SimNic& nic) { nic.setFull(true); });
+  auto h = SimHost::start(test::hv1Intent(), test::loadProfile("sim"),
+                          [](SimNic& nic) { nic.setFull(true); });
   EXPECT_EQ(h->applier->counters().hw, 0u);
   EXPECT_EQ(h->applier->counters().refused_by_code[static_cast<std::size_t>(ErrorCode::kTableFull)],
             hwPlanned(h->plan) - h->report.followed);
@@ -181,7 +186,9 @@ TEST(HwApply, NthOperationFailureHitsExactlyOneRule) {
       nic.failNthOperation(n, makeError(ErrorCode::kInvalidValue, "x", "", "injected"));
     });
     EXPECT_EQ(h->report.refused, 1u);
-    EXPECT_EQ(h->applier->counters().refused_by_code[static_cast<std::size_t>(ErrorCode::kInvalidValue)], 1u);
+    EXPECT_EQ(
+        h->applier->counters().refused_by_code[static_cast<std::size_t>(ErrorCode::kInvalidValue)],
+        1u);
     EXPECT_EQ(h->applier->counters().hw + 1 + h->report.followed, hwPlanned(h->plan));
     expectConsistent(*h);
   }
@@ -313,7 +320,8 @@ TEST(HwApply, QueryReadsTheDeviceCountersOfARule) {
   const auto& src = h->intent.ports[0];
   const auto& dst = h->portWith(ip("10.10.1.2"));
   for (int i = 0; i < 3; ++i)
-    h->send(test::fromVm(src, src.addresses[0], ip("10.10.1.2"), h->intent.host), PortRef::vfPort(*src.vf));
+    h->send(test::fromVm(src, src.addresses[0], ip("10.10.1.2"), h->intent.host),
+            PortRef::vfPort(*src.vf));
   std::optional<FlowCounters> counters;
   for (const auto& r : h->plan.rules)
     if (r.cls == RuleClass::kLocalDelivery && r.owner == portOwner(dst.key) &&

@@ -1,7 +1,8 @@
 // The packet model: sizes, lengths, checksums, builders.
+#include "nicoffload/simnic/packet.h"
+
 #include <gtest/gtest.h>
 
-#include "nicoffload/simnic/packet.h"
 #include "test_support.h"
 
 namespace nicoffload::simnic {

@@ -1,10 +1,10 @@
 // The simulated NIC enforces its hardware profile and rte_flow's rules:
 // table-driven per shipped profile, plus the profile's tables and VF count,
 // and agreement with the planner's placement.
+#include <gtest/gtest.h>
+
 #include <functional>
 #include <optional>
-
-#include <gtest/gtest.h>
 
 #include "nicoffload/flowrules/hw_apply.h"
 #include "nicoffload/flowrules/planner.h"
@@ -129,60 +129,70 @@ const std::vector<Case>& cases() {
        [](auto&) { return refuse(ErrorCode::kInvalidValue, ".actions[3]", "represented_port"); }},
       {"decap on 4789", [] { return decap(4789); }, [](auto&) { return ok(); }},
       {"decap on 8472", [] { return decap(8472); },
-       [](auto& p) { return isCx5(p) ? refuse(ErrorCode::kUnsupported, ".pattern[4]", "vxlan") : ok(); }},
+       [](auto& p) {
+         return isCx5(p) ? refuse(ErrorCode::kUnsupported, ".pattern[4]", "vxlan") : ok();
+       }},
       {"encap to 4789", [] { return encap(4789); }, [](auto&) { return ok(); }},
       {"encap to 8472", [] { return encap(8472); },
        [](auto& p) {
          return isCx5(p) ? refuse(ErrorCode::kUnsupported, ".actions[3]", "vxlan_encap") : ok();
        }},
       {"drop", [] { return drop(); }, [](auto&) { return ok(); }},
-      {"group beyond the profile", [] {
+      {"group beyond the profile",
+       [] {
          FlowRule r = drop();
          r.attr.group = 70000;
          return r;
        },
        [](auto&) { return refuse(ErrorCode::kUnsupported, ".attr"); }},
-      {"ingress together with transfer", [] {
+      {"ingress together with transfer",
+       [] {
          FlowRule r = drop();
          r.attr.ingress = true;
          return r;
        },
        [](auto&) { return refuse(ErrorCode::kInvalidValue, ".attr"); }},
-      {"not a transfer rule", [] {
+      {"not a transfer rule",
+       [] {
          FlowRule r = drop();
          r.attr.transfer = false;
          r.attr.ingress = true;
          return r;
        },
        [](auto&) { return refuse(ErrorCode::kUnsupported, ".attr"); }},
-      {"no fate action", [] {
+      {"no fate action",
+       [] {
          FlowRule r = drop();
          r.actions = {};
          r.actions.push_back(CountAction{});
          return r;
        },
        [](auto&) { return refuse(ErrorCode::kInvalidValue, ".actions"); }},
-      {"two fate actions", [] {
+      {"two fate actions",
+       [] {
          FlowRule r = drop();
          r.actions.push_back(RepresentedPortAction{PortRef::uplink()});
          return r;
        },
        [](auto&) { return refuse(ErrorCode::kInvalidValue, ".actions[1]", "represented_port"); }},
-      {"jump to the root table", [] {
+      {"jump to the root table",
+       [] {
          FlowRule r = baseRule(1);
          r.pattern.push_back(EthItem{});
          r.actions.push_back(JumpAction{0});
          return r;
        },
        [](auto&) { return refuse(ErrorCode::kUnsupported, ".actions[0]", "jump"); }},
-      {"jump to its own group", [] {
+      {"jump to its own group",
+       [] {
          FlowRule r = baseRule(1);
          r.pattern.push_back(EthItem{});
          r.actions.push_back(JumpAction{1});
          return r;
        },
        [](auto&) { return refuse(ErrorCode::kInvalidValue, ".actions[0]", "jump"); }},
-      {"set_mac_src without an eth item", [] {
+      {"set_mac_src without an eth item",
+       [] {
          FlowRule r = baseRule(1);
          r.pattern.push_back(ipDst("10.0.0.1"));
          r.actions.push_back(SetMacSrcAction{});
@@ -190,7 +200,8 @@ const std::vector<Case>& cases() {
          return r;
        },
        [](auto&) { return refuse(ErrorCode::kInvalidValue, ".actions[0]", "set_mac_src"); }},
-      {"dec_ttl without an ipv4 item", [] {
+      {"dec_ttl without an ipv4 item",
+       [] {
          FlowRule r = baseRule(1);
          r.pattern.push_back(EthItem{});
          r.actions.push_back(DecTtlAction{});
@@ -198,7 +209,8 @@ const std::vector<Case>& cases() {
          return r;
        },
        [](auto&) { return refuse(ErrorCode::kInvalidValue, ".actions[0]", "dec_ttl"); }},
-      {"decap without a vxlan item", [] {
+      {"decap without a vxlan item",
+       [] {
          FlowRule r = decap(4789);
          FlowRule s = baseRule(0);
          for (std::size_t i = 0; i + 1 < r.pattern.size(); ++i) s.pattern.push_back(r.pattern[i]);
@@ -206,13 +218,15 @@ const std::vector<Case>& cases() {
          return s;
        },
        [](auto&) { return refuse(ErrorCode::kInvalidValue, ".actions[0]", "vxlan_decap"); }},
-      {"encap without its definition", [] {
+      {"encap without its definition",
+       [] {
          FlowRule r = encap(4789);
          r.encap.reset();
          return r;
        },
        [](auto&) { return refuse(ErrorCode::kInvalidValue, ".actions[3]", "vxlan_encap"); }},
-      {"udp right after eth", [] {
+      {"udp right after eth",
+       [] {
          FlowRule r = baseRule(1);
          r.pattern.push_back(EthItem{});
          r.pattern.push_back(udpDst(53));
@@ -220,20 +234,23 @@ const std::vector<Case>& cases() {
          return r;
        },
        [](auto&) { return refuse(ErrorCode::kInvalidValue, ".pattern[1]", "udp"); }},
-      {"two count actions", [] {
+      {"two count actions",
+       [] {
          FlowRule r = drop();
          r.actions.push_back(CountAction{});
          r.actions.push_back(CountAction{});
          return r;
        },
        [](auto&) { return refuse(ErrorCode::kInvalidValue, ".actions[2]", "count"); }},
-      {"two represented_port items", [] {
+      {"two represented_port items",
+       [] {
          FlowRule r = drop();
          r.pattern.push_back(PortItem{PortRef::vfPort(1)});
          return r;
        },
        [](auto&) { return refuse(ErrorCode::kInvalidValue, ".pattern[1]", "represented_port"); }},
-      {"match on a VF the NIC lacks", [] {
+      {"match on a VF the NIC lacks",
+       [] {
          FlowRule r = drop();
          r.pattern = {};
          r.pattern.push_back(PortItem{PortRef::vfPort(200)});
@@ -277,8 +294,8 @@ TEST_P(SimProfileTable, ValidateAndCreateFollowTheProfile) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(ShippedProfiles, SimProfileTable, testing::ValuesIn(test::shippedProfiles()),
-                         [](const auto& info) {
+INSTANTIATE_TEST_SUITE_P(ShippedProfiles, SimProfileTable,
+                         testing::ValuesIn(test::shippedProfiles()), [](const auto& info) {
                            std::string n = info.param;
                            for (auto& ch : n)
                              if (ch == '-') ch = '_';
@@ -321,9 +338,11 @@ TEST(SimProfile, TablesHoldWhatTheProfileSaysPerGroup) {
   auto third = nic->create(drop());
   ASSERT_FALSE(third.ok());
   EXPECT_EQ(third.error().code, ErrorCode::kTableFull);
-  EXPECT_NE(third.error().message.find("group 0 is full"), std::string::npos) << third.error().message;
+  EXPECT_NE(third.error().message.find("group 0 is full"), std::string::npos)
+      << third.error().message;
   EXPECT_EQ(nic->validate(drop()).error().code, ErrorCode::kTableFull);
-  for (int i = 0; i < 3; ++i) EXPECT_TRUE(nic->create(delivery()).ok()) << "group 1 has its own room";
+  for (int i = 0; i < 3; ++i)
+    EXPECT_TRUE(nic->create(delivery()).ok()) << "group 1 has its own room";
   EXPECT_EQ(nic->create(delivery()).error().code, ErrorCode::kTableFull);
   EXPECT_EQ(nic->groupSize(0), 2u);
   EXPECT_EQ(nic->groupSize(1), 3u);
@@ -387,7 +406,8 @@ TEST(SimProfile, AgreesWithThePlannerOnEveryPlannedRule) {
         using Code = PlacementReason::Code;
         if (r.placement == Placement::kHw) {
           EXPECT_TRUE(v.ok()) << formatRuleId(r.cls, r.id) << ": " << v.error().describe();
-        } else if (r.reason.code == Code::kItemUnsupported || r.reason.code == Code::kActionUnsupported ||
+        } else if (r.reason.code == Code::kItemUnsupported ||
+                   r.reason.code == Code::kActionUnsupported ||
                    r.reason.code == Code::kUdpPortUnsupported) {
           ASSERT_FALSE(v.ok()) << formatRuleId(r.cls, r.id) << " planned sw but the sim takes it";
           EXPECT_EQ(v.error().code, ErrorCode::kUnsupported);
@@ -405,7 +425,8 @@ TEST(SimProfile, AgreesWithThePlannerOnTableCapacity) {
   auto intent = test::exampleIntent(test::Example::kVxlan);
   auto host = test::SimHost::start(intent, profile);
   const auto& plan = host->plan;
-  ASSERT_GT(plan.counts.sw_by_reason[static_cast<std::size_t>(PlacementReason::Code::kTableFull)], 0u);
+  ASSERT_GT(plan.counts.sw_by_reason[static_cast<std::size_t>(PlacementReason::Code::kTableFull)],
+            0u);
   EXPECT_EQ(host->report.refused, 0u) << "the planner already kept within the tables";
   EXPECT_EQ(host->nic->groupSize(1), 3u);
   for (const auto& r : plan.rules) {

@@ -3,12 +3,12 @@
 // two-hypervisor example, and packet shorthands.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include "nicoffload/flowrules/hw_apply.h"
 #include "nicoffload/flowrules/planner.h"
@@ -44,9 +44,10 @@ struct SimHost {
   // `before_apply` may inject faults into the NIC before the first apply;
   // `with_dependencies` = false applies without the rule dependencies (a
   // negative control for the differential test).
-  static std::unique_ptr<SimHost> start(model::Intent intent, model::HwProfile profile,
-                                        const std::function<void(simnic::SimNic&)>& before_apply = {},
-                                        bool with_dependencies = true) {
+  static std::unique_ptr<SimHost> start(
+      model::Intent intent, model::HwProfile profile,
+      const std::function<void(simnic::SimNic&)>& before_apply = {},
+      bool with_dependencies = true) {
     auto h = std::make_unique<SimHost>();
     h->intent = std::move(intent);
     h->profile = std::move(profile);
@@ -74,8 +75,8 @@ struct SimHost {
 };
 
 // A packet from a VM: its MAC to the gateway MAC, UDP.
-inline Packet fromVm(const model::Port& port, Ipv4Addr src, Ipv4Addr dst, const model::HostConfig& host,
-                     std::uint8_t ttl = 64) {
+inline Packet fromVm(const model::Port& port, Ipv4Addr src, Ipv4Addr dst,
+                     const model::HostConfig& host, std::uint8_t ttl = 64) {
   return simnic::udpPacket(port.mac, host.gateway_mac, src, dst, 64, ttl);
 }
 

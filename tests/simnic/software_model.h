@@ -23,21 +23,27 @@ namespace nicoffload::test {
 struct Destination {
   enum class Kind { kVf, kUplink, kKernel, kDrop };
   Kind kind = Kind::kDrop;
-  std::uint16_t vf = 0;                   // kVf
-  flowrules::PortRef kernel_port;         // kKernel: the representor it arrives on
-  std::optional<Ipv4Addr> vtep;           // kUplink, VXLAN: the remote VTEP
-  std::optional<std::uint32_t> vni;       // kUplink, VXLAN
-  std::optional<MacAddr> next_hop_mac;    // kUplink, routed: the next hop (nullopt: unresolved)
+  std::uint16_t vf = 0;                 // kVf
+  flowrules::PortRef kernel_port;       // kKernel: the representor it arrives on
+  std::optional<Ipv4Addr> vtep;         // kUplink, VXLAN: the remote VTEP
+  std::optional<std::uint32_t> vni;     // kUplink, VXLAN
+  std::optional<MacAddr> next_hop_mac;  // kUplink, routed: the next hop (nullopt: unresolved)
 
   bool operator==(const Destination&) const = default;
   std::string str() const {
     switch (kind) {
-      case Kind::kVf: return "to vf" + std::to_string(vf);
+      case Kind::kVf:
+        return "to vf" + std::to_string(vf);
       case Kind::kUplink:
-        if (vtep) return "to the uplink, VXLAN to " + vtep->str() + " VNI " + std::to_string(vni.value_or(0));
-        return "to the uplink, next hop " + (next_hop_mac ? next_hop_mac->str() : std::string("unresolved"));
-      case Kind::kKernel: return "to the kernel via the representor of " + kernel_port.str();
-      case Kind::kDrop: return "dropped";
+        if (vtep)
+          return "to the uplink, VXLAN to " + vtep->str() + " VNI " +
+                 std::to_string(vni.value_or(0));
+        return "to the uplink, next hop " +
+               (next_hop_mac ? next_hop_mac->str() : std::string("unresolved"));
+      case Kind::kKernel:
+        return "to the kernel via the representor of " + kernel_port.str();
+      case Kind::kDrop:
+        return "dropped";
     }
     return "?";
   }
@@ -47,7 +53,8 @@ inline void PrintTo(const Destination& d, std::ostream* os) { *os << d.str(); }
 
 class SoftwarePathModel {
  public:
-  SoftwarePathModel(const model::Intent& intent, const flowrules::SoftwarePathState& sw) : host_(intent.host) {
+  SoftwarePathModel(const model::Intent& intent, const flowrules::SoftwarePathState& sw)
+      : host_(intent.host) {
     for (const auto& p : intent.ports) {
       vf_of_rep_[p.representorName()] = *p.vf;
       rep_of_vf_[*p.vf] = p.representorName();
@@ -112,7 +119,8 @@ class SoftwarePathModel {
       return ownsMac(eth->src) ? kernel(port) : Destination{};
     if (eth->ether_type != simnic::kEtherTypeIpv4) return kernel(port);
     const auto* ip = p.at<simnic::Ipv4Header>(1);
-    if (!ip || !legit(ip->src, eth->src)) return Destination{};  // anti-spoofing: rp_filter + neighbours
+    if (!ip || !legit(ip->src, eth->src))
+      return Destination{};  // anti-spoofing: rp_filter + neighbours
     if (auto d = route(ip->dst)) return *d;
     return kernel(port);
   }
@@ -133,8 +141,8 @@ class SoftwarePathModel {
     const auto* udp = p.at<simnic::UdpHeader>(2);
     const auto* vx = p.at<simnic::VxlanHeader>(3);
     const auto* inner = p.at<simnic::Ipv4Header>(5);
-    if (ip->dst != *host_.vtep_ipv4 || !udp || udp->dst_port != host_.vxlan_udp_port || !vx || !inner ||
-        !vni_dev_.count(vx->vni))
+    if (ip->dst != *host_.vtep_ipv4 || !udp || udp->dst_port != host_.vxlan_udp_port || !vx ||
+        !inner || !vni_dev_.count(vx->vni))
       return kernel(uplink);
     auto d = route(inner->dst);
     return d ? *d : kernel(uplink);

@@ -1,14 +1,14 @@
 #include "nicoffload/dpdk/dpdk_flow_backend.h"
 
-#include <algorithm>
-#include <cerrno>
-#include <cstring>
-
 #include <rte_errno.h>
 #include <rte_ethdev.h>
 #include <rte_flow.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 namespace nicoffload::dpdk {
 namespace fr = flowrules;
@@ -41,7 +41,8 @@ rte_mempool* flowPool() {
                                  static_cast<int>(rte_socket_id()));
 }
 
-Error deviceError(int ret, const rte_flow_error& e, std::string field, const char* call, std::uint16_t port) {
+Error deviceError(int ret, const rte_flow_error& e, std::string field, const char* call,
+                  std::uint16_t port) {
   const int err = ret < 0 ? -ret : ret;
   std::string message = e.message && *e.message ? e.message : std::strerror(err);
   message += " (" + std::string(call) + " on port " + std::to_string(port) + ")";
@@ -66,15 +67,17 @@ Result<SwitchPorts> discoverPorts(const DpdkFlowConfig& config, std::vector<std:
     const std::string device = config.pf_devargs.substr(0, config.pf_devargs.find(','));
     auto pf = firstMatching(device);
     if (!pf)
-      return makeError(ErrorCode::kNotFound, "dpdk.pf_devargs", config.pf_devargs,
-                       "no ethdev port for " + device +
-                           ": the EAL did not probe it (is it bound to its driver and allowed with -a?)");
+      return makeError(
+          ErrorCode::kNotFound, "dpdk.pf_devargs", config.pf_devargs,
+          "no ethdev port for " + device +
+              ": the EAL did not probe it (is it bound to its driver and allowed with -a?)");
     ports.uplink = *pf;
     for (std::uint16_t n = 0; n < config.vf_count; ++n)
       ports.vf[n] = firstMatching(device + ",representor=vf" + std::to_string(n));
   } else {
     if (!rte_eth_dev_is_valid_port(config.uplink_port_id))
-      return makeError(ErrorCode::kNotFound, "dpdk.uplink_port_id", std::to_string(config.uplink_port_id),
+      return makeError(ErrorCode::kNotFound, "dpdk.uplink_port_id",
+                       std::to_string(config.uplink_port_id),
                        "no ethdev port " + std::to_string(config.uplink_port_id) + " (" +
                            std::to_string(rte_eth_dev_count_avail()) + " ports available)");
     ports.uplink = config.uplink_port_id;
@@ -108,8 +111,10 @@ Result<std::unique_ptr<DpdkFlowBackend>> DpdkFlowBackend::open(const DpdkFlowCon
   auto& caps = b->caps_;
   caps.backend = "dpdk";
   caps.device = config.pf_devargs.empty() ? portName(b->ports_.uplink) : config.pf_devargs;
-  for (std::size_t i = 0; i < model::kItemTypeCount; ++i) caps.items[i] = profile.items[i].supported;
-  for (std::size_t i = 0; i < model::kActionTypeCount; ++i) caps.actions[i] = profile.actions[i].supported;
+  for (std::size_t i = 0; i < model::kItemTypeCount; ++i)
+    caps.items[i] = profile.items[i].supported;
+  for (std::size_t i = 0; i < model::kActionTypeCount; ++i)
+    caps.actions[i] = profile.actions[i].supported;
   caps.max_groups = profile.max_groups;
   caps.root_table_rules = profile.root_table_rules;
   caps.rules_per_group = profile.rules_per_group;
@@ -137,7 +142,8 @@ void DpdkFlowBackend::startPort(std::uint16_t port) {
   // Isolated mode: the port's queues get only what rules send there; all
   // else stays with the kernel (bifurcated driver). Must precede configure.
   if (const int rc = rte_flow_isolate(port, 1, &err); rc != 0)
-    notes_.push_back(who + ": rte_flow_isolate: " + (err.message ? err.message : std::strerror(-rc)));
+    notes_.push_back(who +
+                     ": rte_flow_isolate: " + (err.message ? err.message : std::strerror(-rc)));
   rte_eth_conf conf{};
   if (const int rc = rte_eth_dev_configure(port, 1, 1, &conf); rc != 0) {
     notes_.push_back(who + ": left as it is (rte_eth_dev_configure: " + std::strerror(-rc) + ")");
@@ -176,7 +182,9 @@ Result<fr::FlowHandle> DpdkFlowBackend::create(const fr::FlowRule& rule) {
   rte_flow_error err{};
   rte_errno = 0;
   rte_flow* flow = rte_flow_create(ports_.proxy, &t->attr(), t->pattern(), t->actions(), &err);
-  if (!flow) return flowError(-(rte_errno ? rte_errno : EINVAL), err, rule, &*t, "rte_flow_create", ports_.proxy);
+  if (!flow)
+    return flowError(-(rte_errno ? rte_errno : EINVAL), err, rule, &*t, "rte_flow_create",
+                     ports_.proxy);
   const fr::FlowHandle h = next_handle_++;
   flows_.emplace(h, Installed{flow, rule, t->countAction() != nullptr});
   return h;
@@ -189,8 +197,8 @@ Status DpdkFlowBackend::destroy(fr::FlowHandle handle) {
                      "no rule with handle " + std::to_string(handle) + " on " + caps_.device);
   rte_flow_error err{};
   if (const int rc = rte_flow_destroy(ports_.proxy, it->second.flow, &err); rc != 0)
-    return deviceError(rc, err, fr::formatRuleId(it->second.rule.cls, it->second.rule.id), "rte_flow_destroy",
-                       ports_.proxy);
+    return deviceError(rc, err, fr::formatRuleId(it->second.rule.cls, it->second.rule.id),
+                       "rte_flow_destroy", ports_.proxy);
   flows_.erase(it);
   return Status::success();
 }
@@ -202,7 +210,9 @@ Result<fr::FlowCounters> DpdkFlowBackend::query(fr::FlowHandle handle) {
                      "no rule with handle " + std::to_string(handle) + " on " + caps_.device);
   const auto& f = it->second;
   const std::string id = fr::formatRuleId(f.rule.cls, f.rule.id);
-  if (!f.counted) return makeError(ErrorCode::kUnsupported, id + ".actions", "count", "the rule has no count action");
+  if (!f.counted)
+    return makeError(ErrorCode::kUnsupported, id + ".actions", "count",
+                     "the rule has no count action");
   rte_flow_action count[2]{};
   count[0].type = RTE_FLOW_ACTION_TYPE_COUNT;
   count[1].type = RTE_FLOW_ACTION_TYPE_END;
@@ -219,8 +229,11 @@ Result<fr::FlowCounters> DpdkFlowBackend::query(fr::FlowHandle handle) {
 Status DpdkFlowBackend::flush() {
   rte_flow_error err{};
   const int rc = rte_flow_flush(ports_.proxy, &err);
-  if (rc == -ENOSYS && flows_.empty()) return Status::success();  // no flow support: nothing can be there
-  if (rc != 0) return deviceError(rc, err, "port " + std::to_string(ports_.proxy), "rte_flow_flush", ports_.proxy);
+  if (rc == -ENOSYS && flows_.empty())
+    return Status::success();  // no flow support: nothing can be there
+  if (rc != 0)
+    return deviceError(rc, err, "port " + std::to_string(ports_.proxy), "rte_flow_flush",
+                       ports_.proxy);
   flows_.clear();
   return Status::success();
 }

@@ -1,11 +1,11 @@
 #include "nicoffload/dpdk/eal.h"
 
-#include <atomic>
-#include <cerrno>
-
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
+
+#include <atomic>
+#include <cerrno>
 
 namespace nicoffload::dpdk {
 namespace {
@@ -15,10 +15,14 @@ std::atomic<int> g_eal_state{0};
 
 ErrorCode ealErrorCode(int err) {
   switch (err) {
-    case EALREADY: return ErrorCode::kBusy;
-    case EINVAL: return ErrorCode::kInvalidValue;
-    case ENOTSUP: return ErrorCode::kUnsupported;
-    default: return ErrorCode::kIo;
+    case EALREADY:
+      return ErrorCode::kBusy;
+    case EINVAL:
+      return ErrorCode::kInvalidValue;
+    case ENOTSUP:
+      return ErrorCode::kUnsupported;
+    default:
+      return ErrorCode::kIo;
   }
 }
 
@@ -39,8 +43,9 @@ Result<std::unique_ptr<Eal>> Eal::start(std::vector<std::string> args) {
   int expected = 0;
   if (!g_eal_state.compare_exchange_strong(expected, 1))
     return makeError(ErrorCode::kBusy, "dpdk.eal_args", "",
-                     expected == 1 ? "the DPDK EAL already runs in this process; it starts once"
-                                   : "the DPDK EAL of this process was stopped; DPDK cannot start it again");
+                     expected == 1
+                         ? "the DPDK EAL already runs in this process; it starts once"
+                         : "the DPDK EAL of this process was stopped; DPDK cannot start it again");
   std::unique_ptr<Eal> eal(new Eal(std::move(args)));
   for (auto& a : eal->args_) eal->argv_.push_back(a.data());
   eal->argv_.push_back(nullptr);
@@ -68,7 +73,8 @@ Status Eal::stop() {
   running_ = false;
   g_eal_state = 2;
   if (rc < 0)
-    return makeError(ErrorCode::kIo, "eal", "", std::string("rte_eal_cleanup failed: ") + rte_strerror(-rc));
+    return makeError(ErrorCode::kIo, "eal", "",
+                     std::string("rte_eal_cleanup failed: ") + rte_strerror(-rc));
   return Status::success();
 }
 

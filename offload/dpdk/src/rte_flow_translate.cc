@@ -1,12 +1,12 @@
 #include "nicoffload/dpdk/rte_flow_translate.h"
 
+#include <netinet/in.h>
+#include <rte_byteorder.h>
+
 #include <array>
 #include <cerrno>
 #include <cstring>
 #include <deque>
-
-#include <netinet/in.h>
-#include <rte_byteorder.h>
 
 #include "nicoffload/flowrules/flow_backend.h"
 
@@ -74,8 +74,9 @@ RteFlowRule::Cause RteFlowRule::locate(const void* cause) const {
 Result<std::uint16_t> SwitchPorts::portOf(const fr::PortRef& p) const {
   if (p.kind == fr::PortRef::Kind::kUplink) return uplink;
   if (p.vf < vf.size() && vf[p.vf]) return *vf[p.vf];
-  return makeError(ErrorCode::kNotFound, p.str(), p.str(),
-                   p.str() + " has no representor port (the PF devargs need representor=vf[...] covering it)");
+  return makeError(
+      ErrorCode::kNotFound, p.str(), p.str(),
+      p.str() + " has no representor port (the PF devargs need representor=vf[...] covering it)");
 }
 
 namespace {
@@ -164,7 +165,8 @@ Result<RteFlowRule> translate(const fr::FlowRule& rule, const SwitchPorts& ports
       rte_flow_item_vxlan spec{}, mask{};
       spec.hdr.vx_vni = rte_cpu_to_be_32(v->vni << 8);  // VNI (24) + reserved (8)
       mask.hdr.vx_vni = rte_cpu_to_be_32(0xffffff00);
-      s.items.push_back(item(RTE_FLOW_ITEM_TYPE_VXLAN, s.keep(s.vxlan, spec), s.keep(s.vxlan, mask)));
+      s.items.push_back(
+          item(RTE_FLOW_ITEM_TYPE_VXLAN, s.keep(s.vxlan, spec), s.keep(s.vxlan, mask)));
     }
   }
   s.items.push_back(item(RTE_FLOW_ITEM_TYPE_END, nullptr, nullptr));
@@ -186,13 +188,15 @@ Result<RteFlowRule> translate(const fr::FlowRule& rule, const SwitchPorts& ports
       if (!port) return fr::actionError(ErrorCode::kInvalidValue, rule, i, port.error().message);
       rte_flow_action_ethdev conf{};
       conf.port_id = *port;
-      s.actions.push_back(action(RTE_FLOW_ACTION_TYPE_REPRESENTED_PORT, s.keep(s.ethdev_actions, conf)));
+      s.actions.push_back(
+          action(RTE_FLOW_ACTION_TYPE_REPRESENTED_PORT, s.keep(s.ethdev_actions, conf)));
     } else if (const auto* p = std::get_if<fr::PortRepresentorAction>(&a)) {
       auto port = ports.portOf(p->port);
       if (!port) return fr::actionError(ErrorCode::kInvalidValue, rule, i, port.error().message);
       rte_flow_action_ethdev conf{};
       conf.port_id = *port;
-      s.actions.push_back(action(RTE_FLOW_ACTION_TYPE_PORT_REPRESENTOR, s.keep(s.ethdev_actions, conf)));
+      s.actions.push_back(
+          action(RTE_FLOW_ACTION_TYPE_PORT_REPRESENTOR, s.keep(s.ethdev_actions, conf)));
     } else if (std::holds_alternative<fr::VxlanEncapAction>(a)) {
       if (!rule.encap)
         return fr::actionError(ErrorCode::kInvalidValue, rule, i,
@@ -243,7 +247,8 @@ Result<RteFlowRule> translate(const fr::FlowRule& rule, const SwitchPorts& ports
       s.actions.push_back(action(RTE_FLOW_ACTION_TYPE_JUMP, s.keep(s.jump, conf)));
     } else if (std::holds_alternative<fr::CountAction>(a)) {
       s.count_index = s.actions.size();
-      s.actions.push_back(action(RTE_FLOW_ACTION_TYPE_COUNT, s.keep(s.count, rte_flow_action_count{})));
+      s.actions.push_back(
+          action(RTE_FLOW_ACTION_TYPE_COUNT, s.keep(s.count, rte_flow_action_count{})));
     } else if (std::holds_alternative<fr::DropAction>(a)) {
       s.actions.push_back(action(RTE_FLOW_ACTION_TYPE_DROP, nullptr));
     }
@@ -254,16 +259,23 @@ Result<RteFlowRule> translate(const fr::FlowRule& rule, const SwitchPorts& ports
 
 ErrorCode errorCodeFromErrno(int err) {
   switch (err) {
-    case EINVAL: return ErrorCode::kInvalidValue;
+    case EINVAL:
+      return ErrorCode::kInvalidValue;
     case ENOTSUP:
-    case ENOSYS: return ErrorCode::kUnsupported;
+    case ENOSYS:
+      return ErrorCode::kUnsupported;
     case ENOSPC:
-    case ENOMEM: return ErrorCode::kTableFull;
+    case ENOMEM:
+      return ErrorCode::kTableFull;
     case EBUSY:
-    case EAGAIN: return ErrorCode::kBusy;
-    case ENOENT: return ErrorCode::kNotFound;
-    case EEXIST: return ErrorCode::kConflict;  // e.g. an overlapping rule
-    default: return ErrorCode::kInternal;
+    case EAGAIN:
+      return ErrorCode::kBusy;
+    case ENOENT:
+      return ErrorCode::kNotFound;
+    case EEXIST:
+      return ErrorCode::kConflict;  // e.g. an overlapping rule
+    default:
+      return ErrorCode::kInternal;
   }
 }
 
@@ -271,30 +283,49 @@ namespace {
 
 std::string errnoName(int err) {
   switch (err) {
-    case EINVAL: return "EINVAL";
-    case ENOTSUP: return "ENOTSUP";
-    case ENOSYS: return "ENOSYS";
-    case ENOSPC: return "ENOSPC";
-    case ENOMEM: return "ENOMEM";
-    case EBUSY: return "EBUSY";
-    case EAGAIN: return "EAGAIN";
-    case ENOENT: return "ENOENT";
-    case EEXIST: return "EEXIST";
-    case ENODEV: return "ENODEV";
-    case EIO: return "EIO";
-    case EPERM: return "EPERM";
-    default: return "errno " + std::to_string(err);
+    case EINVAL:
+      return "EINVAL";
+    case ENOTSUP:
+      return "ENOTSUP";
+    case ENOSYS:
+      return "ENOSYS";
+    case ENOSPC:
+      return "ENOSPC";
+    case ENOMEM:
+      return "ENOMEM";
+    case EBUSY:
+      return "EBUSY";
+    case EAGAIN:
+      return "EAGAIN";
+    case ENOENT:
+      return "ENOENT";
+    case EEXIST:
+      return "EEXIST";
+    case ENODEV:
+      return "ENODEV";
+    case EIO:
+      return "EIO";
+    case EPERM:
+      return "EPERM";
+    default:
+      return "errno " + std::to_string(err);
   }
 }
 
 const char* attrName(rte_flow_error_type t) {
   switch (t) {
-    case RTE_FLOW_ERROR_TYPE_ATTR_GROUP: return "group";
-    case RTE_FLOW_ERROR_TYPE_ATTR_PRIORITY: return "priority";
-    case RTE_FLOW_ERROR_TYPE_ATTR_INGRESS: return "ingress";
-    case RTE_FLOW_ERROR_TYPE_ATTR_EGRESS: return "egress";
-    case RTE_FLOW_ERROR_TYPE_ATTR_TRANSFER: return "transfer";
-    default: return "attr";
+    case RTE_FLOW_ERROR_TYPE_ATTR_GROUP:
+      return "group";
+    case RTE_FLOW_ERROR_TYPE_ATTR_PRIORITY:
+      return "priority";
+    case RTE_FLOW_ERROR_TYPE_ATTR_INGRESS:
+      return "ingress";
+    case RTE_FLOW_ERROR_TYPE_ATTR_EGRESS:
+      return "egress";
+    case RTE_FLOW_ERROR_TYPE_ATTR_TRANSFER:
+      return "transfer";
+    default:
+      return "attr";
   }
 }
 
@@ -304,7 +335,8 @@ Error flowError(int ret, const rte_flow_error& error, const fr::FlowRule& rule,
                 const RteFlowRule* translated, const char* call, std::uint16_t port) {
   const int err = ret < 0 ? -ret : ret;
   std::string message = error.message && *error.message ? error.message : std::strerror(err);
-  message += " (" + std::string(call) + " on port " + std::to_string(port) + ": " + errnoName(err) + ")";
+  message +=
+      " (" + std::string(call) + " on port " + std::to_string(port) + ": " + errnoName(err) + ")";
   const ErrorCode code = errorCodeFromErrno(err);
   switch (error.type) {
     case RTE_FLOW_ERROR_TYPE_ATTR_GROUP:
@@ -314,7 +346,8 @@ Error flowError(int ret, const rte_flow_error& error, const fr::FlowRule& rule,
     case RTE_FLOW_ERROR_TYPE_ATTR_TRANSFER:
     case RTE_FLOW_ERROR_TYPE_ATTR:
       return fr::attrError(code, rule, attrName(error.type), std::move(message));
-    default: break;
+    default:
+      break;
   }
   if (translated) {
     const auto cause = translated->locate(error.cause);

@@ -62,7 +62,7 @@ struct FlowBackendCapabilities {
   std::uint32_t root_table_rules = 0;  // rules group 0 holds
   std::uint32_t rules_per_group = 0;   // rules every other group holds
   std::uint16_t vf_count = 0;          // VF ports rules may name: vf0..vf<vf_count-1>
-  bool enforced = false;  // true: the backend itself refuses what lies beyond these
+  bool enforced = false;               // true: the backend itself refuses what lies beyond these
 
   bool supports(ItemType t) const { return items[static_cast<std::size_t>(t)]; }
   bool supports(ActionType t) const { return actions[static_cast<std::size_t>(t)]; }

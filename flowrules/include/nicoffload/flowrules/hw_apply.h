@@ -53,11 +53,11 @@ std::vector<RuleDependency> ruleDependencies(const model::Intent& intent,
 
 // One rule as the applier holds it.
 struct AppliedRule {
-  FlowRule rule;                       // as planned: placement and reason are the planner's
+  FlowRule rule;                         // as planned: placement and reason are the planner's
   Placement placement = Placement::kSw;  // in effect: kHw only while the device holds it
-  PlacementReason reason;              // in effect
-  FlowHandle handle = kNoHandle;       // the device's handle; set iff placement == kHw
-  std::optional<Error> device_error;   // the device's last refusal of this rule
+  PlacementReason reason;                // in effect
+  FlowHandle handle = kNoHandle;         // the device's handle; set iff placement == kHw
+  std::optional<Error> device_error;     // the device's last refusal of this rule
 
   // The rule with the placement and reason in effect (for rendering/explain).
   FlowRule effective() const {
@@ -73,13 +73,14 @@ struct HwApplyCounters {
   std::size_t hw = 0;
   std::size_t sw = 0;
   std::array<std::size_t, kPlacementReasonCount> sw_by_reason{};  // index: PlacementReason::Code
-  std::array<std::size_t, kErrorCodeCount> refused_by_code{};      // sw because the device refused; index: ErrorCode
+  std::array<std::size_t, kErrorCodeCount>
+      refused_by_code{};  // sw because the device refused; index: ErrorCode
   // Device operations since construction.
   std::uint64_t validations = 0;
   std::uint64_t creations = 0;
   std::uint64_t destructions = 0;
-  std::uint64_t refusals = 0;         // validate/create refused: the rule went to sw
-  std::uint64_t destroy_failures = 0; // the rule stayed on the device
+  std::uint64_t refusals = 0;          // validate/create refused: the rule went to sw
+  std::uint64_t destroy_failures = 0;  // the rule stayed on the device
   std::uint64_t flushes = 0;
   std::uint64_t flush_failures = 0;
 
@@ -93,10 +94,10 @@ struct HwApplyCounters {
 
 // What one apply() pass did.
 struct HwApplyReport {
-  std::size_t created = 0;    // rules the device accepted in this pass
-  std::size_t destroyed = 0;  // rules removed from the device in this pass
-  std::size_t refused = 0;    // rules the device refused in this pass (now sw, kDeviceRefused)
-  std::size_t followed = 0;   // hw-planned rules kept in sw because a leader is in sw
+  std::size_t created = 0;      // rules the device accepted in this pass
+  std::size_t destroyed = 0;    // rules removed from the device in this pass
+  std::size_t refused = 0;      // rules the device refused in this pass (now sw, kDeviceRefused)
+  std::size_t followed = 0;     // hw-planned rules kept in sw because a leader is in sw
   std::vector<Error> failures;  // destroy failures: those rules stay on the device as they were
   bool clean() const { return failures.empty(); }
 };
@@ -150,7 +151,8 @@ class HwApplier {
   std::unordered_map<RuleId, AppliedRule> installed_;
   std::unordered_map<RuleId, std::vector<RuleId>> leaders_;  // follower -> leaders
   HwApplyCounters counters_;
-  bool room_freed_ = false;  // a rule left the device since the last pass: retry kTableFull refusals
+  bool room_freed_ =
+      false;  // a rule left the device since the last pass: retry kTableFull refusals
 };
 
 // Why a rule sits where it does, including the device's own message when

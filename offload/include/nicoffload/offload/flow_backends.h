@@ -28,6 +28,7 @@ struct OpenedFlowBackend {
 // dpdk: starts the EAL (ealArguments(host)) and opens DpdkFlowBackend on the
 // PF; `profile` gives the capabilities it reports.
 // Errors: those of SimNic::create, Eal::start and DpdkFlowBackend::open.
-Result<OpenedFlowBackend> openFlowBackend(const model::HostConfig& host, const model::HwProfile& profile);
+Result<OpenedFlowBackend> openFlowBackend(const model::HostConfig& host,
+                                          const model::HwProfile& profile);
 
 }  // namespace nicoffload::offload

@@ -17,8 +17,8 @@ namespace nicoffload::simnic {
 inline constexpr std::uint16_t kEtherTypeIpv4 = 0x0800;  // IEEE EtherType registry
 inline constexpr std::uint16_t kEtherTypeArp = 0x0806;
 inline constexpr std::uint16_t kEtherTypeIpv6 = 0x86DD;
-inline constexpr std::uint8_t kIpProtoUdp = 17;          // IANA protocol numbers
-inline constexpr std::uint16_t kVxlanPort = 4789;        // IANA, RFC 7348 §5
+inline constexpr std::uint8_t kIpProtoUdp = 17;    // IANA protocol numbers
+inline constexpr std::uint16_t kVxlanPort = 4789;  // IANA, RFC 7348 §5
 
 // Ethernet II (IEEE 802.3), 14 bytes, no VLAN tag.
 struct EthHeader {
@@ -38,7 +38,7 @@ struct Ipv4Header {
   std::uint16_t flags_fragment = 0;  // 3 flag bits (0x4000 = DF) and the fragment offset
   std::uint8_t ttl = 64;
   std::uint8_t protocol = 0;
-  std::uint16_t checksum = 0;      // RFC 1071 one's complement sum over the header
+  std::uint16_t checksum = 0;  // RFC 1071 one's complement sum over the header
   Ipv4Addr src;
   Ipv4Addr dst;
   bool operator==(const Ipv4Header&) const = default;
@@ -67,10 +67,10 @@ struct ArpHeader {
   static constexpr std::size_t kSize = 28;
   static constexpr std::uint16_t kRequest = 1, kReply = 2;
   std::uint16_t op = kRequest;
-  MacAddr sha;  // sender hardware address
-  Ipv4Addr spa; // sender protocol address
-  MacAddr tha;  // target hardware address
-  Ipv4Addr tpa; // target protocol address
+  MacAddr sha;   // sender hardware address
+  Ipv4Addr spa;  // sender protocol address
+  MacAddr tha;   // target hardware address
+  Ipv4Addr tpa;  // target protocol address
   bool operator==(const ArpHeader&) const = default;
 };
 
@@ -79,7 +79,7 @@ using Header = std::variant<EthHeader, Ipv4Header, UdpHeader, VxlanHeader, ArpHe
 std::size_t headerSize(const Header& h);
 
 struct Packet {
-  std::vector<Header> headers;    // outermost first
+  std::vector<Header> headers;  // outermost first
   std::uint32_t payload_bytes = 0;
 
   // Bytes on the wire, without preamble and FCS.
@@ -128,7 +128,8 @@ std::string describe(const Packet& p);
 // lengths, types and checksums (fixOuterHeaders over every header).
 class PacketBuilder {
  public:
-  PacketBuilder& eth(MacAddr src, MacAddr dst, std::uint16_t ether_type = 0);  // 0 = from the next header
+  PacketBuilder& eth(MacAddr src, MacAddr dst,
+                     std::uint16_t ether_type = 0);  // 0 = from the next header
   PacketBuilder& ipv4(Ipv4Addr src, Ipv4Addr dst, std::uint8_t ttl = 64);
   PacketBuilder& udp(std::uint16_t src_port, std::uint16_t dst_port);
   PacketBuilder& vxlan(std::uint32_t vni);

@@ -47,7 +47,8 @@ struct DpdkFlowConfig {
 // Needs a running EAL. Errors: kNotFound when the PF (devargs) or the
 // configured uplink port does not exist. A VF without a representor port is
 // not an error here: rules that name it fail to translate (kInvalidValue).
-Result<SwitchPorts> discoverPorts(const DpdkFlowConfig& config, std::vector<std::string>* notes = nullptr);
+Result<SwitchPorts> discoverPorts(const DpdkFlowConfig& config,
+                                  std::vector<std::string>* notes = nullptr);
 
 class DpdkFlowBackend final : public flowrules::FlowBackend {
  public:

@@ -26,13 +26,13 @@
 // tunnel-offload API (rte_flow_tunnel_decap_set) is deliberately not used.
 #pragma once
 
+#include <rte_flow.h>
+
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <rte_flow.h>
 
 #include "nicoffload/common/error.h"
 #include "nicoffload/flowrules/rule.h"
@@ -41,8 +41,8 @@ namespace nicoffload::dpdk {
 
 // The ethdev ports of the embedded switch.
 struct SwitchPorts {
-  std::uint16_t proxy = 0;   // the transfer proxy: flow rules are created on it
-  std::uint16_t uplink = 0;  // the PF port (its REPRESENTED_PORT is the wire)
+  std::uint16_t proxy = 0;                       // the transfer proxy: flow rules are created on it
+  std::uint16_t uplink = 0;                      // the PF port (its REPRESENTED_PORT is the wire)
   std::vector<std::optional<std::uint16_t>> vf;  // vf[n]: port of VF n's representor
 
   // The ethdev port of a switch port. Errors: kNotFound for a VF without a
