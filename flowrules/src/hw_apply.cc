@@ -125,7 +125,7 @@ void HwApplier::count(const AppliedRule& e, int sign) {
 }
 
 void HwApplier::setState(AppliedRule& e, Placement placement, const PlacementReason& reason,
-                         std::optional<Error> error) {
+                         std::unique_ptr<const Error> error) {
   count(e, -1);
   e.placement = placement;
   e.reason = reason;
@@ -167,14 +167,14 @@ void HwApplier::place(const FlowRule& rule, HwApplyReport& report) {
   }
   e.rule = rule;
   if (rule.placement != Placement::kHw) {
-    setState(e, Placement::kSw, rule.reason, std::nullopt);
+    setState(e, Placement::kSw, rule.reason, nullptr);
     return;
   }
   if (auto l = leaders_.find(rule.id); l != leaders_.end()) {
     for (const RuleId leader : l->second) {
       auto li = installed_.find(leader);
       if (li != installed_.end() && li->second.placement != Placement::kHw) {
-        setState(e, Placement::kSw, follows(leader), std::nullopt);
+        setState(e, Placement::kSw, follows(leader), nullptr);
         ++report.followed;
         return;
       }
@@ -184,7 +184,7 @@ void HwApplier::place(const FlowRule& rule, HwApplyReport& report) {
   if (Status v = backend_->validate(rule); !v) {
     ++counters_.refusals;
     ++report.refused;
-    setState(e, Placement::kSw, refused(v.error().code), v.error());
+    setState(e, Placement::kSw, refused(v.error().code), std::make_unique<const Error>(v.error()));
     return;
   }
   ++counters_.creations;
@@ -192,10 +192,11 @@ void HwApplier::place(const FlowRule& rule, HwApplyReport& report) {
   if (!handle) {
     ++counters_.refusals;
     ++report.refused;
-    setState(e, Placement::kSw, refused(handle.error().code), handle.error());
+    setState(e, Placement::kSw, refused(handle.error().code),
+             std::make_unique<const Error>(handle.error()));
     return;
   }
-  setState(e, Placement::kHw, rule.reason, std::nullopt);
+  setState(e, Placement::kHw, rule.reason, nullptr);
   e.handle = *handle;
   ++report.created;
 }
@@ -222,7 +223,7 @@ void HwApplier::cascade(HwApplyReport& report) {
       } else {
         ++report.destroyed;
         ++report.followed;
-        setState(*e, Placement::kSw, follows(leader), std::nullopt);
+        setState(*e, Placement::kSw, follows(leader), nullptr);
       }
       break;
     }
@@ -266,7 +267,7 @@ HwApplyReport HwApplier::apply(std::span<const FlowRule> desired,
     if (!want.count(e->rule.id)) {
       to_erase.push_back(e->rule.id);
     } else {
-      setState(*e, Placement::kSw, e->rule.reason, std::nullopt);  // re-created below
+      setState(*e, Placement::kSw, e->rule.reason, nullptr);  // re-created below
     }
   }
   for (const RuleId id : to_erase) {

@@ -122,7 +122,7 @@ TEST(HwApply, RefusedRulesGoToSoftwareWithTheDevicesReason) {
     EXPECT_EQ(a->placement, Placement::kSw);
     EXPECT_EQ(a->reason.code, Code::kDeviceRefused);
     EXPECT_EQ(a->handle, kNoHandle);
-    ASSERT_TRUE(a->device_error.has_value());
+    ASSERT_NE(a->device_error, nullptr);
     EXPECT_EQ(a->device_error->code, ErrorCode::kUnsupported);
     EXPECT_EQ(a->device_error->value, "vxlan_encap");
     EXPECT_EQ(a->device_error->field, formatRuleId(r.cls, r.id) + ".actions[3]");
