@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <tuple>
 #include <unordered_set>
 
 #include "nicoffload/flowrules/planner.h"
@@ -88,23 +89,18 @@ std::vector<RuleDependency> ruleDependencies(const model::Intent& intent,
       for (const FlowRule* leader : own) {
         const bool leads = type == kEtherTypeArp ? leader->cls == RuleClass::kArpTrap
                                                  : isAllow(*leader) && type == kEtherTypeIpv4;
-        if (leads) deps.push_back({drop->id, leader->id});
+        if (leads) deps.push_back({drop->id, leader->id, std::nullopt});
       }
     }
   }
   // The FIB (group 1) is shared by every VNI: a decapsulated packet of any
   // VNI may be for any local VM, so each decap follows every delivery rule.
-  if (intent.host.underlay == model::UnderlayMode::kVxlan) {
-    std::vector<const FlowRule*> decaps, deliveries;
-    for (const auto& r : rules) {
-      if (r.cls == RuleClass::kVxlanIngress) decaps.push_back(&r);
-      if (r.cls == RuleClass::kLocalDelivery && r.attr.group == kFibGroup) deliveries.push_back(&r);
-    }
-    for (const FlowRule* decap : decaps)
-      for (const FlowRule* delivery : deliveries) deps.push_back({decap->id, delivery->id});
-  }
+  if (intent.host.underlay == model::UnderlayMode::kVxlan)
+    for (const auto& r : rules)
+      if (r.cls == RuleClass::kVxlanIngress) deps.push_back({r.id, 0, RuleClass::kLocalDelivery});
   std::sort(deps.begin(), deps.end(), [](const RuleDependency& a, const RuleDependency& b) {
-    return a.follower != b.follower ? a.follower < b.follower : a.leader < b.leader;
+    return std::tie(a.follower, a.leader, a.leader_class) <
+           std::tie(b.follower, b.leader, b.leader_class);
   });
   deps.erase(std::unique(deps.begin(), deps.end()), deps.end());
   return deps;
@@ -120,6 +116,12 @@ void HwApplier::count(const AppliedRule& e, int sign) {
   }
   add(counters_.sw);
   add(counters_.sw_by_reason[static_cast<std::size_t>(e.reason.code)]);
+  auto& by_class = sw_by_class_[static_cast<std::size_t>(e.rule.cls)];
+  if (sign > 0) {
+    by_class.insert(e.rule.id);
+  } else {
+    by_class.erase(e.rule.id);
+  }
   if (e.reason.code == Code::kDeviceRefused && e.device_error)
     add(counters_.refused_by_code[static_cast<std::size_t>(e.device_error->code)]);
 }
@@ -161,24 +163,23 @@ void HwApplier::place(const FlowRule& rule, HwApplyReport& report) {
   auto [it, fresh] = installed_.try_emplace(rule.id);
   AppliedRule& e = it->second;
   if (fresh) {
+    e.rule = rule;
     e.placement = Placement::kSw;  // counted as sw until the device confirms
     e.reason = rule.reason;
     count(e, +1);
+  } else {
+    count(e, -1);
+    e.rule = rule;
+    count(e, +1);
   }
-  e.rule = rule;
   if (rule.placement != Placement::kHw) {
     setState(e, Placement::kSw, rule.reason, nullptr);
     return;
   }
-  if (auto l = leaders_.find(rule.id); l != leaders_.end()) {
-    for (const RuleId leader : l->second) {
-      auto li = installed_.find(leader);
-      if (li != installed_.end() && li->second.placement != Placement::kHw) {
-        setState(e, Placement::kSw, follows(leader), nullptr);
-        ++report.followed;
-        return;
-      }
-    }
+  if (auto leader = leaderInSoftware(rule.id)) {
+    setState(e, Placement::kSw, follows(*leader), nullptr);
+    ++report.followed;
+    return;
   }
   ++counters_.validations;
   if (Status v = backend_->validate(rule); !v) {
@@ -215,26 +216,38 @@ void HwApplier::cascade(HwApplyReport& report) {
     return destroyBefore(a->rule, b->rule);
   });
   for (AppliedRule* e : todo) {
-    for (const RuleId leader : leaders_[e->rule.id]) {
-      auto li = installed_.find(leader);
-      if (li == installed_.end() || li->second.placement == Placement::kHw) continue;
-      if (Status s = destroyOnDevice(*e); !s) {
-        report.failures.push_back(s.error());
-      } else {
-        ++report.destroyed;
-        ++report.followed;
-        setState(*e, Placement::kSw, follows(leader), nullptr);
-      }
-      break;
+    const auto leader = leaderInSoftware(e->rule.id);
+    if (!leader) continue;
+    if (Status s = destroyOnDevice(*e); !s) {
+      report.failures.push_back(s.error());
+    } else {
+      ++report.destroyed;
+      ++report.followed;
+      setState(*e, Placement::kSw, follows(*leader), nullptr);
     }
   }
+}
+
+std::optional<RuleId> HwApplier::leaderInSoftware(RuleId follower) const {
+  auto l = leaders_.find(follower);
+  if (l == leaders_.end()) return std::nullopt;
+  for (const auto& d : l->second) {
+    if (d.leader_class) {
+      const auto& sw = sw_by_class_[static_cast<std::size_t>(*d.leader_class)];
+      if (!sw.empty()) return *std::min_element(sw.begin(), sw.end());  // the same one each time
+      continue;
+    }
+    auto li = installed_.find(d.leader);
+    if (li != installed_.end() && li->second.placement != Placement::kHw) return d.leader;
+  }
+  return std::nullopt;
 }
 
 HwApplyReport HwApplier::apply(std::span<const FlowRule> desired,
                                std::span<const RuleDependency> dependencies) {
   HwApplyReport report;
   leaders_.clear();
-  for (const auto& d : dependencies) leaders_[d.follower].push_back(d.leader);
+  for (const auto& d : dependencies) leaders_[d.follower].push_back(d);
 
   std::unordered_map<RuleId, const FlowRule*> want;
   want.reserve(desired.size());
@@ -306,6 +319,7 @@ Status HwApplier::flush() {
     return s;
   }
   installed_.clear();
+  for (auto& c : sw_by_class_) c.clear();
   const auto ops = counters_;
   counters_ = HwApplyCounters{};
   counters_.validations = ops.validations;

@@ -20,6 +20,7 @@
 #include <span>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "nicoffload/common/error.h"
@@ -33,21 +34,25 @@ namespace nicoffload::flowrules {
 inline constexpr std::size_t kPlacementReasonCount = 8;  // PlacementReason::Code values
 inline constexpr std::size_t kErrorCodeCount = 12;       // ErrorCode values
 
-// `follower` may sit in hardware only while `leader` does. A hardware
-// follower without its leader would shadow or strand traffic: an
+// `follower` may sit in hardware only while `leader` does, or, when
+// `leader_class` is set, only while every rule of that class does. A
+// hardware follower without its leader would shadow or strand traffic: an
 // anti-spoofing drop would catch the legitimate packets its allow rule (in
 // software) should pass; a VXLAN decap would hand the kernel a decapsulated
-// packet it cannot deliver when the delivery rule is in software.
+// packet it cannot deliver when a delivery rule is in software.
 struct RuleDependency {
   RuleId follower = 0;
-  RuleId leader = 0;
+  RuleId leader = 0;                      // unused when leader_class is set
+  std::optional<RuleClass> leader_class;  // every rule of this class leads
   bool operator==(const RuleDependency&) const = default;
 };
 
 // The dependencies among the planned rules of `intent`: per port, the IPv4
 // drop follows each anti-spoofing allow rule and the ARP drop follows the ARP
-// trap; in a VXLAN underlay every decap rule follows every local delivery
-// rule (the FIB is shared by all VNIs). Pure; sorted by (follower, leader).
+// trap; in a VXLAN underlay every decap rule follows the class of local
+// delivery rules (the FIB is shared by all VNIs: one delivery rule in
+// software sends every decap to software). Linear in the rules. Pure; sorted
+// by follower.
 std::vector<RuleDependency> ruleDependencies(const model::Intent& intent,
                                              std::span<const FlowRule> rules);
 
@@ -148,10 +153,13 @@ class HwApplier {
   void place(const FlowRule& rule, HwApplyReport& report);
   Status destroyOnDevice(AppliedRule& e);
   void cascade(HwApplyReport& report);
+  // A leader of `follower` that is not in hardware now, if any.
+  std::optional<RuleId> leaderInSoftware(RuleId follower) const;
 
   std::unique_ptr<FlowBackend> backend_;
   std::unordered_map<RuleId, AppliedRule> installed_;
-  std::unordered_map<RuleId, std::vector<RuleId>> leaders_;  // follower -> leaders
+  std::unordered_map<RuleId, std::vector<RuleDependency>> leaders_;  // by follower
+  std::array<std::unordered_set<RuleId>, 6> sw_by_class_;  // rules in effect sw, per RuleClass
   HwApplyCounters counters_;
   bool room_freed_ =
       false;  // a rule left the device since the last pass: retry kTableFull refusals
