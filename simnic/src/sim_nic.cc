@@ -381,7 +381,7 @@ Result<FlowHandle> SimNic::create(const FlowRule& rule) {
   f.rule = rule;
   f.sequence = next_sequence_++;
   flows_.emplace(h, std::move(f));
-  by_group_[rule.attr.group].push_back(h);
+  by_group_[rule.attr.group].insert(h);
   return h;
 }
 
@@ -391,8 +391,7 @@ Status SimNic::destroy(FlowHandle handle) {
   if (it == flows_.end())
     return makeError(ErrorCode::kNotFound, "handle", std::to_string(handle),
                      "no rule with handle " + std::to_string(handle) + " on the simulated NIC");
-  auto& group = by_group_[it->second.rule.attr.group];
-  group.erase(std::find(group.begin(), group.end(), handle));
+  by_group_[it->second.rule.attr.group].erase(handle);
   flows_.erase(it);
   return Status::success();
 }

@@ -128,7 +128,8 @@ class SimNic final : public flowrules::FlowBackend {
   flowrules::FlowBackendCapabilities caps_;
 
   std::map<FlowHandle, InstalledFlow> flows_;
-  std::map<std::uint32_t, std::vector<FlowHandle>> by_group_;  // creation order
+  // Per group, the handles in creation order (handles only grow).
+  std::map<std::uint32_t, std::set<FlowHandle>> by_group_;
   FlowHandle next_handle_ = 1;
   std::uint64_t next_sequence_ = 0;
 
