@@ -632,13 +632,17 @@ Status planInto(const model::Intent& intent, const HwProfile& profile, const Pla
   }
   // A decapsulated packet whose delivery rule is in software would miss in
   // the FIB and reach the uplink representor without its VXLAN header: the
-  // kernel could not deliver it. Decap that VNI in software too.
-  for (const auto& [vni, idx] : decap_idx)
-    for (const auto d : delivery_by_vni[vni])
-      if (rules[d].placement == Placement::kSw) {
-        follow(rules[idx], rules[d]);
-        break;
-      }
+  // kernel could not deliver it. The FIB (group 1) is shared by every VNI, so
+  // a packet of any VNI can reach any local delivery rule: one delivery rule
+  // in software sends every decap to software (found by the simulated NIC's
+  // differential test: VNI 100 traffic to a VNI 200 VM whose delivery rule
+  // was beyond the table).
+  const FlowRule* sw_delivery = nullptr;
+  for (const auto& [vni, list] : delivery_by_vni)
+    for (const auto d : list)
+      if (!sw_delivery && rules[d].placement == Placement::kSw) sw_delivery = &rules[d];
+  if (sw_delivery)
+    for (const auto& [vni, idx] : decap_idx) follow(rules[idx], *sw_delivery);
 
   sortById(rules);
   for (std::size_t i = 1; i < rules.size(); ++i)
@@ -728,8 +732,12 @@ std::string describeReason(const PlacementReason& reason, const HwProfile& p) {
         std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(reason.rule));
         return std::string(buf);
       }() + ", which is in software: keeping this one in hardware would shadow or strand it";
-    case Code::kDeviceRefused:
-      return "the device refused the rule at install time";
+    case Code::kDeviceRefused:  // detail = the ErrorCode of the refusal (HwApplier)
+      return "the device refused the rule at install time (" +
+             std::string(reason.detail <= static_cast<std::uint8_t>(ErrorCode::kInternal)
+                             ? errorInfo(static_cast<ErrorCode>(reason.detail)).name
+                             : "unknown") +
+             "); the software path carries it";
   }
   return "?";
 }

@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "nicoffload/flowrules/flow_backend.h"
+
 namespace nicoffload::flowrules {
 namespace {
 
@@ -118,8 +120,11 @@ std::vector<std::string> renderTestpmd(const FlowRule& rule, const PortNumbering
   std::vector<std::string> lines;
   if (rule.encap) {
     const auto& e = *rule.encap;
-    lines.push_back("set vxlan ip-version ipv4 vni " + std::to_string(e.vni) + " udp-src " +
+    // vxlan-tos-ttl: the outer TTL the backends write (kVxlanEncapTtl), not
+    // testpmd's own default, so that the pasted rule is the installed one.
+    lines.push_back("set vxlan-tos-ttl ip-version ipv4 vni " + std::to_string(e.vni) + " udp-src " +
                     std::to_string(e.udp_src) + " udp-dst " + std::to_string(e.udp_dst) +
+                    " ip-tos 0 ip-ttl " + std::to_string(kVxlanEncapTtl) +
                     " ip-src " + e.ipv4_src.str() + " ip-dst " + e.ipv4_dst.str() + " eth-src " +
                     e.eth_src.str() + " eth-dst " + e.eth_dst.str());
   }

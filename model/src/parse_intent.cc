@@ -125,6 +125,66 @@ bool readNextHops(ObjectReader& r, const json& arr, HostConfig& host) {
   return true;
 }
 
+// EAL arguments from config: strings the EAL parses (rte_eal_init). Refused:
+// empty ones, control characters, "--" (it would end the EAL's options) and
+// -h/--help (the EAL prints its usage and exits the process).
+constexpr std::size_t kMaxEalArgs = 64;
+constexpr std::size_t kMaxEalArgLength = 1024;
+
+bool readEalArgs(ObjectReader& r, const json& arr, HostConfig& host) {
+  const std::string base = r.field("eal_args");
+  if (arr.size() > kMaxEalArgs)
+    return r.fail(makeError(ErrorCode::kInvalidValue, base, std::to_string(arr.size()) + " arguments",
+                            "at most " + std::to_string(kMaxEalArgs) + " EAL arguments"));
+  for (std::size_t i = 0; i < arr.size(); ++i) {
+    const std::string path = detail::indexPath(base, i);
+    if (!arr[i].is_string())
+      return r.fail(makeError(ErrorCode::kWrongType, path, detail::shortValue(arr[i]),
+                              std::string("must be a string, got ") + detail::typeName(arr[i])));
+    const auto a = arr[i].get<std::string>();
+    std::string why;
+    if (a.empty()) why = "an EAL argument must not be empty";
+    else if (a.size() > kMaxEalArgLength) why = "longer than " + std::to_string(kMaxEalArgLength) + " bytes";
+    else if (a == "--") why = "'--' would end the EAL's options; give EAL options only";
+    else if (a == "-h" || a == "--help") why = "'" + a + "' makes the EAL print its usage and exit the process";
+    else
+      for (char c : a)
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) why = "control characters are not allowed";
+    if (!why.empty()) return r.fail(makeError(ErrorCode::kInvalidValue, path, a, why));
+    host.dpdk_eal_args.push_back(a);
+  }
+  return true;
+}
+
+// "0000:03:00.0,representor=vf[0-15],dv_flow_en=1": a PCI address in full
+// form (it must be uplink.pci) or a vdev name ("net_ring0", for tests), then
+// driver/ethdev options. No spaces: the EAL takes it as one argument.
+bool checkPfDevargs(ObjectReader& r, const json& v, const HostConfig& host) {
+  const std::string& s = host.dpdk_pf_devargs;
+  const auto fail = [&](std::string why) { return r.fail(ErrorCode::kInvalidValue, "pf_devargs", v, std::move(why)); };
+  if (s.empty()) return fail("must not be empty (leave the key out to number the ports instead)");
+  if (s.size() > 512) return fail("longer than 512 bytes");
+  for (char c : s)
+    if (std::isspace(static_cast<unsigned char>(c)) || static_cast<unsigned char>(c) < 0x20)
+      return fail("'" + s + "' contains whitespace or control characters");
+  const std::string dev = s.substr(0, s.find(','));
+  if (validPci(dev)) {
+    if (!host.uplink_pci.empty() && lower(dev) != lower(host.uplink_pci))
+      return r.fail(makeError(ErrorCode::kConflict, r.field("pf_devargs"), s,
+                              "the devargs name PCI device " + dev + ", but uplink.pci is " +
+                                  host.uplink_pci + "; they must be the same PF"));
+    return true;
+  }
+  const bool vdev = dev.size() > 4 && dev.compare(0, 4, "net_") == 0 &&
+                    std::all_of(dev.begin(), dev.end(), [](char c) {
+                      return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+                    });
+  if (!vdev)
+    return fail("'" + dev + "' is neither a PCI address in full form (DDDD:BB:DD.F, e.g. 0000:03:00.0) "
+                "nor a virtual device name (net_<driver><n>)");
+  return true;
+}
+
 }  // namespace
 
 const char* toString(UnderlayMode mode) {
@@ -299,6 +359,10 @@ Result<HostConfig> parseHostConfig(const json& doc) {
     if (d.integer("first_representor_port_id", 0, 65534, n, false) &&
         d.member("first_representor_port_id", false))
       host.first_representor_port_id = static_cast<std::uint16_t>(n);
+    const json* args = nullptr;
+    if (d.array("eal_args", args, false) && args) readEalArgs(d, *args, host);
+    if (d.string("pf_devargs", host.dpdk_pf_devargs, false) && d.member("pf_devargs", false))
+      checkPfDevargs(d, (*obj)["pf_devargs"], host);
     d.finish();
     if (!d.ok()) r.fail(d.error());
   }

@@ -2,7 +2,9 @@
 //
 // At this stage it plans offline: host config + ports file + hardware profile
 // -> rules (testpmd syntax or JSON), software-path objects, vDPA devices, and
-// the counts per placement; `explain` says why a rule sits in hw or sw.
+// the counts per placement; `explain` says why a rule sits in hw or sw;
+// `device-check` runs the plan through the host's flow backend (the simulated
+// NIC, or rte_flow on the real PF) and reports what the device accepted.
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,12 +17,14 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "nicoffload/flowrules/hw_apply.h"
 #include "nicoffload/flowrules/planner.h"
 #include "nicoffload/flowrules/render.h"
 #include "nicoffload/model/parse.h"
 #include "nicoffload/offload/control.h"
 #include "nicoffload/offload/netns.h"
 #include "nicoffload/offload/software_path.h"
+#include "nicoffload/offload/flow_backends.h"
 
 namespace {
 
@@ -31,6 +35,7 @@ constexpr int kExitInput = 2;  // bad input: config, ports, profile
 constexpr int kExitNotFound = 3;
 constexpr int kExitPartial = 4;  // some objects failed; the others are in place
 constexpr int kExitNotRunning = 5;  // nicoffloadd is not running
+constexpr int kExitDevice = 4;  // the flow backend cannot be opened, or the device failed
 
 struct PlanInputs {
   std::string host_file;
@@ -110,6 +115,10 @@ std::optional<Planned> loadAndPlan(const PlanInputs& in, int& rc) {
   return p;
 }
 
+const char* const kReasonNames[] = {"none", "item-unsupported", "action-unsupported",
+                                    "udp-port-unsupported", "next-hop-unresolved", "table-full",
+                                    "follows", "device-refused"};
+
 void printPlanText(const Planned& p, bool testpmd_only) {
   const auto ports = flowrules::PortNumbering::fromHost(p.intent.host);
   const auto& c = p.state.counts;
@@ -152,9 +161,6 @@ void printPlanText(const Planned& p, bool testpmd_only) {
                 model::toString(d.kind), d.vf, d.port.str().c_str(), d.mac.str().c_str(), d.mtu,
                 d.max_vqp);
   std::printf("\n# placement: hw %zu, sw %zu", c.hw, c.sw);
-  static const char* kReasonNames[] = {"none", "item-unsupported", "action-unsupported",
-                                       "udp-port-unsupported", "next-hop-unresolved", "table-full",
-                                       "follows", "device-refused"};
   for (std::size_t i = 1; i < c.sw_by_reason.size(); ++i)
     if (c.sw_by_reason[i]) std::printf(", %s %zu", kReasonNames[i], c.sw_by_reason[i]);
   std::printf("\n");
@@ -300,6 +306,87 @@ void printTable(const nlohmann::json& rows, std::initializer_list<std::pair<cons
     }
     std::printf("\n");
   }
+// device-check: validate and create the planned rules on the host's flow
+// backend, report the placement in effect, then remove them again.
+int deviceCheck(const Planned& p, bool json_out) {
+  auto opened = offload::openFlowBackend(p.intent.host, p.profile);
+  if (!opened) {
+    std::fprintf(stderr, "nicoffloadctl: error: flow backend %s: %s\n",
+                 model::toString(p.intent.host.flow_backend), opened.error().describe().c_str());
+    return kExitDevice;
+  }
+  int rc = kExitOk;
+  {
+    const auto caps = opened->backend->capabilities();
+    flowrules::HwApplier applier(std::move(opened->backend));  // destroyed before the EAL
+    const auto report = applier.apply(p.state.rules, flowrules::ruleDependencies(p.intent, p.state.rules));
+    const auto& c = applier.counters();
+    std::vector<const flowrules::AppliedRule*> order;
+    for (const auto& r : p.state.rules) order.push_back(applier.find(r.id));
+    std::stable_sort(order.begin(), order.end(), [](const auto* a, const auto* b) {
+      return std::tie(a->rule.attr.group, a->rule.attr.priority, a->rule.cls) <
+             std::tie(b->rule.attr.group, b->rule.attr.priority, b->rule.cls);
+    });
+    if (json_out) {
+      nlohmann::json rules = nlohmann::json::array();
+      for (const auto* a : order) {
+        nlohmann::json j = {{"id", flowrules::formatRuleId(a->rule.cls, a->rule.id)},
+                            {"class", flowrules::toString(a->rule.cls)},
+                            {"planned", flowrules::toString(a->rule.placement)},
+                            {"placement", flowrules::toString(a->placement)},
+                            {"reason", flowrules::describeApplied(*a, p.profile)}};
+        if (a->device_error)
+          j["device_error"] = {{"code", std::string(errorInfo(a->device_error->code).name)},
+                               {"field", a->device_error->field},
+                               {"value", a->device_error->value},
+                               {"message", a->device_error->message}};
+        rules.push_back(std::move(j));
+      }
+      nlohmann::json refused = nlohmann::json::object();
+      for (std::size_t i = 0; i < c.refused_by_code.size(); ++i)
+        if (c.refused_by_code[i]) refused[std::string(errorInfo(static_cast<ErrorCode>(i)).name)] = c.refused_by_code[i];
+      std::cout << nlohmann::json{{"backend", caps.backend},
+                                  {"device", caps.device},
+                                  {"notes", opened->notes},
+                                  {"rules", rules},
+                                  {"counts", {{"hw", c.hw}, {"sw", c.sw}, {"refused", refused}}}}
+                       .dump(2)
+                << "\n";
+    } else {
+      std::printf("# nicoffload device-check: host %s, flow backend %s (%s), profile %s\n",
+                  p.intent.host.name.c_str(), caps.backend.c_str(), caps.device.c_str(), p.profile.name.c_str());
+      for (const auto& n : opened->notes) std::printf("# note: %s\n", n.c_str());
+      for (const auto* a : order) {
+        std::printf("%s %s planned %s, in effect %s", flowrules::formatRuleId(a->rule.cls, a->rule.id).c_str(),
+                    flowrules::toString(a->rule.cls), flowrules::toString(a->rule.placement),
+                    flowrules::toString(a->placement));
+        if (a->placement == flowrules::Placement::kSw)
+          std::printf(": %s", flowrules::describeApplied(*a, p.profile).c_str());
+        std::printf("\n");
+      }
+      std::printf("# in effect: hw %zu, sw %zu", c.hw, c.sw);
+      for (std::size_t i = 1; i < c.sw_by_reason.size(); ++i)
+        if (c.sw_by_reason[i]) std::printf(", %s %zu", kReasonNames[i], c.sw_by_reason[i]);
+      std::printf("\n# refused by the device:");
+      bool any = false;
+      for (std::size_t i = 0; i < c.refused_by_code.size(); ++i)
+        if (c.refused_by_code[i]) {
+          std::printf(" %s %zu", std::string(errorInfo(static_cast<ErrorCode>(i)).name).c_str(), c.refused_by_code[i]);
+          any = true;
+        }
+      std::printf("%s\n", any ? "" : " none");
+    }
+    for (const auto& f : report.failures) {
+      std::fprintf(stderr, "nicoffloadctl: error: %s\n", f.describe().c_str());
+      rc = kExitDevice;
+    }
+    if (auto s = applier.flush(); !s) {
+      std::fprintf(stderr, "nicoffloadctl: error: removing the rules: %s\n", s.error().describe().c_str());
+      rc = kExitDevice;
+    }
+  }
+  if (opened->eal) (void)opened->eal->stop();
+  return rc;
 }
 
 }  // namespace
@@ -310,8 +397,9 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.footer(
       "Exit status: 0 success; 2 bad input (config, ports, profile: the message names the file and\n"
-      "field); 3 not found (rule, port); 4 some kernel objects failed (each is named, the others are in\n"
-      "place); 5 nicoffloadd is not running; 105-110 command-line usage errors.\n"
+      "field); 3 not found (rule, port); 4 some objects failed: kernel objects (each is named, the\n"
+      "others are in place), or the flow backend/device (device-check); 5 nicoffloadd is not running;\n"
+      "105-110 command-line usage errors.\n"
       "Commands that talk to nicoffloadd use --socket, else $NICOFFLOAD_SOCKET, else the socket of\n"
       "/etc/nicoffload/host.json, else /run/nicoffload/nicoffloadd.sock.\n"
       "Named profiles are read from --profile-dir, $NICOFFLOAD_PROFILE_DIR or " NICOFFLOAD_PROFILE_INSTALL_DIR ".");
@@ -335,6 +423,16 @@ int main(int argc, char** argv) {
       ->required();
   addPlanOptions(explain_cmd, explain_in, false);
   explain_cmd->add_flag("--json", explain_json, "print the rule and its reason as JSON");
+
+  PlanInputs device_in;
+  bool device_json = false;
+  auto* device_cmd = app.add_subcommand(
+      "device-check",
+      "plan, then validate and create every hw rule on the host's flow backend (backends.flow: the "
+      "simulated NIC, or rte_flow on the PF with dpdk.eal_args/pf_devargs) and report what the device "
+      "accepted; the rules are removed again before the command exits");
+  addPlanOptions(device_cmd, device_in);
+  device_cmd->add_flag("--json", device_json, "print the placement in effect as JSON");
 
   std::vector<std::string> profile_files;
   auto* check_cmd = app.add_subcommand("profile-check", "check hardware profile files against the schema");
@@ -609,6 +707,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "nicoffloadctl: error: RULE-ID: no rule %s in the plan of %s\n",
                  rule_id.c_str(), explain_in.host_file.c_str());
     return kExitNotFound;
+  }
+  if (*device_cmd) {
+    auto p = loadAndPlan(device_in, rc);
+    if (!p) return rc;
+    return deviceCheck(*p, device_json);
   }
   if (*check_cmd) {
     for (const auto& f : profile_files) {

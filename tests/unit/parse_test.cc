@@ -31,6 +31,13 @@ Mutation erase(std::string pointer) {
   };
 }
 
+[[maybe_unused]] Mutation both(Mutation a, Mutation b) {
+  return [a = std::move(a), b = std::move(b)](json& doc) {
+    a(doc);
+    b(doc);
+  };
+}
+
 // Where an error surfaced.
 enum class Stage { kHost, kPorts, kValidate, kNone };
 

@@ -123,7 +123,7 @@ TEST_F(RenderTestpmd, VxlanEgressSetsTheEncapFirst) {
   // udp-src is fixed per remote address by the stable hash (49152..65535), so
   // it is the same on every build.
   EXPECT_EQ(render(UnderlayMode::kVxlan, classIs(RuleClass::kVxlanEgress)),
-            (Lines{"set vxlan ip-version ipv4 vni 100 udp-src 64186 udp-dst 4789 "
+            (Lines{"set vxlan-tos-ttl ip-version ipv4 vni 100 udp-src 64186 udp-dst 4789 ip-tos 0 ip-ttl 64 "
                    "ip-src 192.0.2.1 ip-dst 192.0.2.2 "
                    "eth-src 0c:42:a1:00:00:01 eth-dst 0c:42:a1:ff:ff:fe",
                    "flow create 0 group 1 transfer pattern eth / ipv4 dst is 10.20.0.1 / end "

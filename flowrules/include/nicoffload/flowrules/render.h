@@ -25,7 +25,7 @@ struct PortNumbering {
   }
 };
 
-// The testpmd commands for one rule: a "set vxlan ..." line first for rules
+// The testpmd commands for one rule: a "set vxlan-tos-ttl ..." line first for rules
 // with VXLAN_ENCAP, then the "flow create ..." line.
 std::vector<std::string> renderTestpmd(const FlowRule& rule, const PortNumbering& ports);
 

@@ -60,6 +60,16 @@ struct HostConfig {
   // is first_representor_port_id + N (the order of "representor=vf[0-N]").
   std::uint16_t uplink_port_id = 0;
   std::uint16_t first_representor_port_id = 1;
+  // DPDK flow backend (backends.flow = "dpdk"). Extra EAL arguments, after
+  // the program name and before "-a <dpdk_pf_devargs>", e.g. {"-l", "0",
+  // "--file-prefix", "nicoffload"}.
+  std::vector<std::string> dpdk_eal_args;
+  // The uplink PF's devargs, passed to the EAL as "-a": its PCI address (or
+  // a vdev name), the representors, driver options, e.g.
+  // "0000:03:00.0,representor=vf[0-15],dv_flow_en=1". When set, the PF port
+  // and the port of each representor are found from it (rte_eth_iterator);
+  // when empty, uplink_port_id and first_representor_port_id number them.
+  std::string dpdk_pf_devargs;
 
   std::string socket_path = "/run/nicoffload/nicoffloadd.sock";
   std::string state_dir = "/var/lib/nicoffload";

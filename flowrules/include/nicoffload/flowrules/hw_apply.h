@@ -1,0 +1,172 @@
+// Placement at apply time. The planner places each rule hw or sw from the
+// hardware profile; the device decides last. HwApplier takes the planned
+// rules and a FlowBackend, validates and creates the hw ones, keeps the
+// handle of each rule the device accepted, and moves every rule the device
+// refuses (validate or create fails: invalid, unsupported, table full, busy)
+// to sw with PlacementReason::kDeviceRefused and the device's message. The
+// software path then carries that traffic: a packet that misses in hardware
+// reaches the representor of its source port.
+//
+// Installed state follows the hardware (STYLE.md point 6): a rule counts as
+// hw only after the backend confirmed create(); a rule leaves hw only after
+// destroy() succeeded (or the backend says the handle is already gone).
+// Pure: no I/O besides the injected backend.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "nicoffload/common/error.h"
+#include "nicoffload/flowrules/flow_backend.h"
+#include "nicoffload/flowrules/rule.h"
+#include "nicoffload/model/hw_profile.h"
+#include "nicoffload/model/intent.h"
+
+namespace nicoffload::flowrules {
+
+inline constexpr std::size_t kPlacementReasonCount = 8;  // PlacementReason::Code values
+inline constexpr std::size_t kErrorCodeCount = 12;       // ErrorCode values
+
+// `follower` may sit in hardware only while `leader` does, or, when
+// `leader_class` is set, only while every rule of that class does. A
+// hardware follower without its leader would shadow or strand traffic: an
+// anti-spoofing drop would catch the legitimate packets its allow rule (in
+// software) should pass; a VXLAN decap would hand the kernel a decapsulated
+// packet it cannot deliver when a delivery rule is in software.
+struct RuleDependency {
+  RuleId follower = 0;
+  RuleId leader = 0;                      // unused when leader_class is set
+  std::optional<RuleClass> leader_class;  // every rule of this class leads
+  bool operator==(const RuleDependency&) const = default;
+};
+
+// The dependencies among the planned rules of `intent`: per port, the IPv4
+// drop follows each anti-spoofing allow rule and the ARP drop follows the ARP
+// trap; in a VXLAN underlay every decap rule follows the class of local
+// delivery rules (the FIB is shared by all VNIs: one delivery rule in
+// software sends every decap to software). Linear in the rules. Pure; sorted
+// by follower.
+std::vector<RuleDependency> ruleDependencies(const model::Intent& intent,
+                                             std::span<const FlowRule> rules);
+
+// One rule as the applier holds it.
+struct AppliedRule {
+  FlowRule rule;                         // as planned: placement and reason are the planner's
+  Placement placement = Placement::kSw;  // in effect: kHw only while the device holds it
+  PlacementReason reason;                // in effect
+  FlowHandle handle = kNoHandle;         // the device's handle; set iff placement == kHw
+  // The device's last refusal of this rule (null when none; held apart so
+  // that the common case, a rule the device took, costs 8 bytes).
+  std::unique_ptr<const Error> device_error;
+
+  // The rule with the placement and reason in effect (for rendering/explain).
+  FlowRule effective() const {
+    FlowRule r = rule;
+    r.placement = placement;
+    r.reason = reason;
+    return r;
+  }
+};
+
+struct HwApplyCounters {
+  // Rules in effect now.
+  std::size_t hw = 0;
+  std::size_t sw = 0;
+  std::array<std::size_t, kPlacementReasonCount> sw_by_reason{};  // index: PlacementReason::Code
+  std::array<std::size_t, kErrorCodeCount>
+      refused_by_code{};  // sw because the device refused; index: ErrorCode
+  // Device operations since construction.
+  std::uint64_t validations = 0;
+  std::uint64_t creations = 0;
+  std::uint64_t destructions = 0;
+  std::uint64_t refusals = 0;          // validate/create refused: the rule went to sw
+  std::uint64_t destroy_failures = 0;  // the rule stayed on the device
+  std::uint64_t flushes = 0;
+  std::uint64_t flush_failures = 0;
+
+  std::size_t total() const { return hw + sw; }
+  std::size_t refused() const {
+    std::size_t n = 0;
+    for (auto c : refused_by_code) n += c;
+    return n;
+  }
+};
+
+// What one apply() pass did.
+struct HwApplyReport {
+  std::size_t created = 0;      // rules the device accepted in this pass
+  std::size_t destroyed = 0;    // rules removed from the device in this pass
+  std::size_t refused = 0;      // rules the device refused in this pass (now sw, kDeviceRefused)
+  std::size_t followed = 0;     // hw-planned rules kept in sw because a leader is in sw
+  std::vector<Error> failures;  // destroy failures: those rules stay on the device as they were
+  bool clean() const { return failures.empty(); }
+};
+
+class HwApplier {
+ public:
+  explicit HwApplier(std::unique_ptr<FlowBackend> backend);
+
+  // Brings the device to `desired` (the planner's rules, unique ids):
+  //  1. destroys the hardware rules that are no longer desired or whose
+  //     content changed (group 0 first, within a group the highest priority
+  //     value first, so that drops go before the allows they back);
+  //  2. creates the new and changed hw-planned rules, FIB (group 1) first and
+  //     within a group the lowest priority value first, so that a leader is
+  //     in place before its followers: validate(), then create();
+  //     a refusal places the rule sw with kDeviceRefused, the Error kept in
+  //     AppliedRule::device_error;
+  //  3. moves to sw (destroying them if needed) the hw rules whose leader
+  //     (per `dependencies`) is in sw, with kFollows.
+  // Rules refused as kBusy are retried on every pass, kTableFull ones after a
+  // rule left the device; refusals for invalid or unsupported rules are not
+  // retried until the rule changes. sw-planned rules never reach the device.
+  HwApplyReport apply(std::span<const FlowRule> desired,
+                      std::span<const RuleDependency> dependencies = {});
+
+  // FlowBackend::flush(). On success nothing is installed any more (the
+  // next apply() installs everything again); on error nothing changes.
+  Status flush();
+
+  // The COUNT readings of a rule in hardware. Errors: kNotFound when the
+  // rule is unknown or not in hardware; the backend's errors.
+  Result<FlowCounters> query(RuleId id);
+
+  const AppliedRule* find(RuleId id) const;
+  std::size_t size() const { return installed_.size(); }
+  // Every rule with the placement in effect, sorted by id.
+  std::vector<FlowRule> effectiveRules() const;
+  const HwApplyCounters& counters() const { return counters_; }
+  FlowBackend& backend() { return *backend_; }
+
+ private:
+  void count(const AppliedRule& e, int sign);
+  void setState(AppliedRule& e, Placement placement, const PlacementReason& reason,
+                std::unique_ptr<const Error> error);
+  bool retryable(const AppliedRule& e) const;
+  void place(const FlowRule& rule, HwApplyReport& report);
+  Status destroyOnDevice(AppliedRule& e);
+  void cascade(HwApplyReport& report);
+  // A leader of `follower` that is not in hardware now, if any.
+  std::optional<RuleId> leaderInSoftware(RuleId follower) const;
+
+  std::unique_ptr<FlowBackend> backend_;
+  std::unordered_map<RuleId, AppliedRule> installed_;
+  std::unordered_map<RuleId, std::vector<RuleDependency>> leaders_;  // by follower
+  std::array<std::unordered_set<RuleId>, 6> sw_by_class_;  // rules in effect sw, per RuleClass
+  HwApplyCounters counters_;
+  bool room_freed_ =
+      false;  // a rule left the device since the last pass: retry kTableFull refusals
+};
+
+// Why a rule sits where it does, including the device's own message when
+// the device refused it.
+std::string describeApplied(const AppliedRule& rule, const model::HwProfile& profile);
+
+}  // namespace nicoffload::flowrules

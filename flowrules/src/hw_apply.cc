@@ -1,0 +1,370 @@
+#include "nicoffload/flowrules/hw_apply.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <tuple>
+#include <unordered_set>
+
+#include "nicoffload/flowrules/planner.h"
+
+namespace nicoffload::flowrules {
+namespace {
+
+using Code = PlacementReason::Code;
+
+PlacementReason follows(RuleId leader) {
+  PlacementReason r;
+  r.code = Code::kFollows;
+  r.rule = leader;
+  return r;
+}
+
+PlacementReason refused(ErrorCode code) {
+  PlacementReason r;
+  r.code = Code::kDeviceRefused;
+  r.detail = static_cast<std::uint8_t>(code);
+  return r;
+}
+
+// The ethertype an anti-spoofing drop matches (0 when it matches none).
+std::uint16_t matchedEtherType(const FlowRule& r) {
+  for (const auto& item : r.pattern)
+    if (const auto* eth = std::get_if<EthItem>(&item); eth && (eth->fields & EthItem::kType))
+      return eth->ether_type;
+  return 0;
+}
+
+bool isAllow(const FlowRule& r) {
+  return r.cls == RuleClass::kAntiSpoofing &&
+         std::any_of(r.actions.begin(), r.actions.end(),
+                     [](const FlowAction& a) { return std::holds_alternative<JumpAction>(a); });
+}
+
+bool isDrop(const FlowRule& r) {
+  return r.cls == RuleClass::kAntiSpoofing &&
+         std::any_of(r.actions.begin(), r.actions.end(),
+                     [](const FlowAction& a) { return std::holds_alternative<DropAction>(a); });
+}
+
+// Destroy order: group 0 first; within a group the highest priority value
+// (drops) first.
+bool destroyBefore(const FlowRule& a, const FlowRule& b) {
+  if (a.attr.group != b.attr.group) return a.attr.group < b.attr.group;
+  if (a.attr.priority != b.attr.priority) return a.attr.priority > b.attr.priority;
+  return a.id < b.id;
+}
+
+// Create order: the reverse: the FIB first, then within a group the lowest
+// priority value (allow rules and traps, the leaders) first.
+bool createBefore(const FlowRule& a, const FlowRule& b) {
+  if (a.attr.group != b.attr.group) return a.attr.group > b.attr.group;
+  if (a.attr.priority != b.attr.priority) return a.attr.priority < b.attr.priority;
+  return a.id < b.id;
+}
+
+std::string hexId(RuleId id) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(id));
+  return buf;
+}
+
+}  // namespace
+
+std::vector<RuleDependency> ruleDependencies(const model::Intent& intent,
+                                             std::span<const FlowRule> rules) {
+  std::unordered_map<OwnerId, std::vector<const FlowRule*>> by_owner;
+  for (const auto& r : rules) by_owner[r.owner].push_back(&r);
+  const auto rulesOf = [&](OwnerId owner) -> const std::vector<const FlowRule*>& {
+    static const std::vector<const FlowRule*> kNone;
+    auto it = by_owner.find(owner);
+    return it == by_owner.end() ? kNone : it->second;
+  };
+
+  std::vector<RuleDependency> deps;
+  for (const auto& port : intent.ports) {
+    const auto& own = rulesOf(portOwner(port.key));
+    for (const FlowRule* drop : own) {
+      if (!isDrop(*drop)) continue;
+      const std::uint16_t type = matchedEtherType(*drop);
+      for (const FlowRule* leader : own) {
+        const bool leads = type == kEtherTypeArp ? leader->cls == RuleClass::kArpTrap
+                                                 : isAllow(*leader) && type == kEtherTypeIpv4;
+        if (leads) deps.push_back({drop->id, leader->id, std::nullopt});
+      }
+    }
+  }
+  // The FIB (group 1) is shared by every VNI: a decapsulated packet of any
+  // VNI may be for any local VM, so each decap follows every delivery rule.
+  if (intent.host.underlay == model::UnderlayMode::kVxlan)
+    for (const auto& r : rules)
+      if (r.cls == RuleClass::kVxlanIngress) deps.push_back({r.id, 0, RuleClass::kLocalDelivery});
+  std::sort(deps.begin(), deps.end(), [](const RuleDependency& a, const RuleDependency& b) {
+    return std::tie(a.follower, a.leader, a.leader_class) <
+           std::tie(b.follower, b.leader, b.leader_class);
+  });
+  deps.erase(std::unique(deps.begin(), deps.end()), deps.end());
+  return deps;
+}
+
+HwApplier::HwApplier(std::unique_ptr<FlowBackend> backend) : backend_(std::move(backend)) {}
+
+void HwApplier::count(const AppliedRule& e, int sign) {
+  const auto add = [sign](std::size_t& n) { n = sign > 0 ? n + 1 : n - 1; };
+  if (e.placement == Placement::kHw) {
+    add(counters_.hw);
+    return;
+  }
+  add(counters_.sw);
+  add(counters_.sw_by_reason[static_cast<std::size_t>(e.reason.code)]);
+  auto& by_class = sw_by_class_[static_cast<std::size_t>(e.rule.cls)];
+  if (sign > 0) {
+    by_class.insert(e.rule.id);
+  } else {
+    by_class.erase(e.rule.id);
+  }
+  if (e.reason.code == Code::kDeviceRefused && e.device_error)
+    add(counters_.refused_by_code[static_cast<std::size_t>(e.device_error->code)]);
+}
+
+void HwApplier::setState(AppliedRule& e, Placement placement, const PlacementReason& reason,
+                         std::unique_ptr<const Error> error) {
+  count(e, -1);
+  e.placement = placement;
+  e.reason = reason;
+  e.device_error = std::move(error);
+  if (placement != Placement::kHw) e.handle = kNoHandle;
+  count(e, +1);
+}
+
+bool HwApplier::retryable(const AppliedRule& e) const {
+  if (e.rule.placement != Placement::kHw || e.placement == Placement::kHw) return false;
+  if (e.reason.code == Code::kFollows) return true;  // the leader may be in hardware now
+  if (e.reason.code != Code::kDeviceRefused || !e.device_error) return false;
+  return e.device_error->code == ErrorCode::kBusy ||
+         (e.device_error->code == ErrorCode::kTableFull && room_freed_);
+}
+
+Status HwApplier::destroyOnDevice(AppliedRule& e) {
+  ++counters_.destructions;
+  Status s = backend_->destroy(e.handle);
+  if (!s &&
+      s.error().code != ErrorCode::kNotFound) {  // kNotFound: already gone, which is what we want
+    ++counters_.destroy_failures;
+    Error err = s.error();
+    err.message = "destroying " + formatRuleId(e.rule.cls, e.rule.id) +
+                  " failed, it stays on the device: " + err.message;
+    return err;
+  }
+  room_freed_ = true;
+  return Status::success();
+}
+
+void HwApplier::place(const FlowRule& rule, HwApplyReport& report) {
+  auto [it, fresh] = installed_.try_emplace(rule.id);
+  AppliedRule& e = it->second;
+  if (fresh) {
+    e.rule = rule;
+    e.placement = Placement::kSw;  // counted as sw until the device confirms
+    e.reason = rule.reason;
+    count(e, +1);
+  } else {
+    count(e, -1);
+    e.rule = rule;
+    count(e, +1);
+  }
+  if (rule.placement != Placement::kHw) {
+    setState(e, Placement::kSw, rule.reason, nullptr);
+    return;
+  }
+  if (auto leader = leaderInSoftware(rule.id)) {
+    setState(e, Placement::kSw, follows(*leader), nullptr);
+    ++report.followed;
+    return;
+  }
+  ++counters_.validations;
+  if (Status v = backend_->validate(rule); !v) {
+    ++counters_.refusals;
+    ++report.refused;
+    setState(e, Placement::kSw, refused(v.error().code), std::make_unique<const Error>(v.error()));
+    return;
+  }
+  ++counters_.creations;
+  auto handle = backend_->create(rule);
+  if (!handle) {
+    ++counters_.refusals;
+    ++report.refused;
+    setState(e, Placement::kSw, refused(handle.error().code),
+             std::make_unique<const Error>(handle.error()));
+    return;
+  }
+  setState(e, Placement::kHw, rule.reason, nullptr);
+  e.handle = *handle;
+  ++report.created;
+}
+
+void HwApplier::cascade(HwApplyReport& report) {
+  // Followers in hardware whose leader ended in software (refused, or a
+  // changed leader the device no longer takes). One pass: leaders never
+  // follow anything.
+  std::vector<AppliedRule*> todo;
+  for (const auto& [follower, leaders] : leaders_) {
+    auto f = installed_.find(follower);
+    if (f == installed_.end() || f->second.placement != Placement::kHw) continue;
+    todo.push_back(&f->second);
+  }
+  std::sort(todo.begin(), todo.end(), [](const AppliedRule* a, const AppliedRule* b) {
+    return destroyBefore(a->rule, b->rule);
+  });
+  for (AppliedRule* e : todo) {
+    const auto leader = leaderInSoftware(e->rule.id);
+    if (!leader) continue;
+    if (Status s = destroyOnDevice(*e); !s) {
+      report.failures.push_back(s.error());
+    } else {
+      ++report.destroyed;
+      ++report.followed;
+      setState(*e, Placement::kSw, follows(*leader), nullptr);
+    }
+  }
+}
+
+std::optional<RuleId> HwApplier::leaderInSoftware(RuleId follower) const {
+  auto l = leaders_.find(follower);
+  if (l == leaders_.end()) return std::nullopt;
+  for (const auto& d : l->second) {
+    if (d.leader_class) {
+      const auto& sw = sw_by_class_[static_cast<std::size_t>(*d.leader_class)];
+      if (!sw.empty()) return *std::min_element(sw.begin(), sw.end());  // the same one each time
+      continue;
+    }
+    auto li = installed_.find(d.leader);
+    if (li != installed_.end() && li->second.placement != Placement::kHw) return d.leader;
+  }
+  return std::nullopt;
+}
+
+HwApplyReport HwApplier::apply(std::span<const FlowRule> desired,
+                               std::span<const RuleDependency> dependencies) {
+  HwApplyReport report;
+  leaders_.clear();
+  for (const auto& d : dependencies) leaders_[d.follower].push_back(d);
+
+  std::unordered_map<RuleId, const FlowRule*> want;
+  want.reserve(desired.size());
+  for (const auto& r : desired) want.emplace(r.id, &r);
+
+  // 1. Destroy what is no longer wanted, or wanted with other content.
+  std::vector<AppliedRule*> to_destroy;
+  std::vector<RuleId> to_erase;
+  for (auto& [id, e] : installed_) {
+    auto w = want.find(id);
+    const bool gone = w == want.end();
+    if (!gone && e.rule.sameContent(*w->second)) continue;
+    if (e.placement == Placement::kHw) {
+      to_destroy.push_back(&e);
+    } else if (gone) {
+      to_erase.push_back(id);
+    }
+  }
+  std::sort(to_destroy.begin(), to_destroy.end(), [](const AppliedRule* a, const AppliedRule* b) {
+    return destroyBefore(a->rule, b->rule);
+  });
+  std::unordered_set<RuleId> stuck;  // destroy failed: the old content stays on the device
+  for (AppliedRule* e : to_destroy) {
+    if (Status s = destroyOnDevice(*e); !s) {
+      report.failures.push_back(s.error());
+      stuck.insert(e->rule.id);
+      continue;
+    }
+    ++report.destroyed;
+    if (!want.count(e->rule.id)) {
+      to_erase.push_back(e->rule.id);
+    } else {
+      setState(*e, Placement::kSw, e->rule.reason, nullptr);  // re-created below
+    }
+  }
+  for (const RuleId id : to_erase) {
+    auto it = installed_.find(id);
+    count(it->second, -1);
+    installed_.erase(it);
+  }
+
+  // 2. Create the new, changed and retryable rules, leaders first.
+  std::vector<const FlowRule*> queue;
+  for (const auto& r : desired) {
+    auto it = installed_.find(r.id);
+    if (it == installed_.end()) {
+      queue.push_back(&r);
+    } else if (stuck.count(r.id)) {
+      continue;
+    } else if (!it->second.rule.sameContent(r) || retryable(it->second)) {
+      queue.push_back(&r);
+    }
+  }
+  std::sort(queue.begin(), queue.end(),
+            [](const FlowRule* a, const FlowRule* b) { return createBefore(*a, *b); });
+  for (const FlowRule* r : queue) place(*r, report);
+  room_freed_ = false;
+
+  // 3. Followers whose leader is in software leave the hardware.
+  cascade(report);
+  return report;
+}
+
+Status HwApplier::flush() {
+  ++counters_.flushes;
+  Status s = backend_->flush();
+  if (!s) {
+    ++counters_.flush_failures;
+    return s;
+  }
+  installed_.clear();
+  for (auto& c : sw_by_class_) c.clear();
+  const auto ops = counters_;
+  counters_ = HwApplyCounters{};
+  counters_.validations = ops.validations;
+  counters_.creations = ops.creations;
+  counters_.destructions = ops.destructions;
+  counters_.refusals = ops.refusals;
+  counters_.destroy_failures = ops.destroy_failures;
+  counters_.flushes = ops.flushes;
+  counters_.flush_failures = ops.flush_failures;
+  room_freed_ = true;
+  return Status::success();
+}
+
+Result<FlowCounters> HwApplier::query(RuleId id) {
+  auto it = installed_.find(id);
+  if (it == installed_.end())
+    return makeError(ErrorCode::kNotFound, hexId(id), "", "no such rule is installed");
+  const AppliedRule& e = it->second;
+  if (e.placement != Placement::kHw)
+    return makeError(ErrorCode::kNotFound, formatRuleId(e.rule.cls, id), "sw",
+                     "the rule is not in hardware; the software path carries it");
+  return backend_->query(e.handle);
+}
+
+const AppliedRule* HwApplier::find(RuleId id) const {
+  auto it = installed_.find(id);
+  return it == installed_.end() ? nullptr : &it->second;
+}
+
+std::vector<FlowRule> HwApplier::effectiveRules() const {
+  std::vector<FlowRule> out;
+  out.reserve(installed_.size());
+  for (const auto& [id, e] : installed_) out.push_back(e.effective());
+  std::sort(out.begin(), out.end(),
+            [](const FlowRule& a, const FlowRule& b) { return a.id < b.id; });
+  return out;
+}
+
+std::string describeApplied(const AppliedRule& rule, const model::HwProfile& profile) {
+  if (rule.reason.code == Code::kDeviceRefused && rule.device_error) {
+    const auto& err = *rule.device_error;
+    return "the device refused the rule at install time (" + std::string(errorInfo(err.code).name) +
+           "): " + err.describe() + "; the software path carries it";
+  }
+  return describeReason(rule.reason, profile);
+}
+
+}  // namespace nicoffload::flowrules

@@ -1,0 +1,27 @@
+#include "nicoffload/offload/flow_backends.h"
+
+#include "nicoffload/dpdk/dpdk_flow_backend.h"
+#include "nicoffload/simnic/sim_nic.h"
+
+namespace nicoffload::offload {
+
+Result<OpenedFlowBackend> openFlowBackend(const model::HostConfig& host,
+                                          const model::HwProfile& profile) {
+  OpenedFlowBackend out;
+  if (host.flow_backend == model::FlowBackendKind::kSim) {
+    auto nic = simnic::SimNic::create(profile, host.vf_count);
+    if (!nic) return nic.error();
+    out.backend = std::move(nic).value();
+    return out;
+  }
+  auto eal = dpdk::Eal::start(dpdk::ealArguments(host, "nicoffload"));
+  if (!eal) return eal.error();
+  out.eal = std::move(eal).value();
+  auto backend = dpdk::DpdkFlowBackend::open(dpdk::DpdkFlowConfig::fromHost(host), profile);
+  if (!backend) return backend.error();
+  out.notes = (*backend)->notes();
+  out.backend = std::move(backend).value();
+  return out;
+}
+
+}  // namespace nicoffload::offload

@@ -1,0 +1,498 @@
+#include "nicoffload/simnic/sim_nic.h"
+
+#include <algorithm>
+
+namespace nicoffload::simnic {
+namespace {
+
+using flowrules::actionError;
+using flowrules::attrError;
+using flowrules::itemError;
+using model::ActionType;
+using model::ItemType;
+namespace fr = flowrules;
+
+bool portAllowed(const std::vector<std::uint16_t>& allowed, std::uint16_t port) {
+  return allowed.empty() || std::find(allowed.begin(), allowed.end(), port) != allowed.end();
+}
+
+std::string portList(const std::vector<std::uint16_t>& ports) {
+  std::string s;
+  for (auto p : ports) s += (s.empty() ? "" : ", ") + std::to_string(p);
+  return s;
+}
+
+std::string ruleName(const FlowRule& r) { return fr::formatRuleId(r.cls, r.id); }
+
+// Which header an item matches.
+template <class H>
+bool headerIs(const Header& h) {
+  return std::holds_alternative<H>(h);
+}
+
+bool itemMatchesHeader(const fr::FlowItem& item, const Header& h) {
+  if (const auto* e = std::get_if<fr::EthItem>(&item)) {
+    const auto* eh = std::get_if<EthHeader>(&h);
+    if (!eh) return false;
+    if ((e->fields & fr::EthItem::kSrc) && eh->src != e->src) return false;
+    if ((e->fields & fr::EthItem::kDst) && eh->dst != e->dst) return false;
+    if ((e->fields & fr::EthItem::kType) && eh->ether_type != e->ether_type) return false;
+    return true;
+  }
+  if (const auto* i = std::get_if<fr::Ipv4Item>(&item)) {
+    const auto* ih = std::get_if<Ipv4Header>(&h);
+    if (!ih) return false;
+    if ((i->fields & fr::Ipv4Item::kSrc) && ih->src != i->src) return false;
+    if ((i->fields & fr::Ipv4Item::kDst) && ih->dst != i->dst) return false;
+    return true;
+  }
+  if (const auto* u = std::get_if<fr::UdpItem>(&item)) {
+    const auto* uh = std::get_if<UdpHeader>(&h);
+    if (!uh) return false;
+    return !(u->fields & fr::UdpItem::kDst) || uh->dst_port == u->dst_port;
+  }
+  if (const auto* v = std::get_if<fr::VxlanItem>(&item)) {
+    const auto* vh = std::get_if<VxlanHeader>(&h);
+    return vh && vh->vni == v->vni;
+  }
+  return false;
+}
+
+bool headerOfItem(const fr::FlowItem& item, const Header& h) {
+  switch (fr::itemType(item)) {
+    case ItemType::kEth:
+      return headerIs<EthHeader>(h);
+    case ItemType::kIpv4:
+      return headerIs<Ipv4Header>(h);
+    case ItemType::kUdp:
+      return headerIs<UdpHeader>(h);
+    case ItemType::kVxlan:
+      return headerIs<VxlanHeader>(h);
+    default:
+      return false;
+  }
+}
+
+// rte_flow pattern semantics: meta items (REPRESENTED_PORT) match where the
+// packet came from; protocol items stack: the first one matches the
+// outermost header of its type, each next one the header right after.
+bool matches(const FlowRule& rule, const Packet& p, PortRef ingress) {
+  std::size_t pos = 0;
+  bool started = false;
+  for (const auto& item : rule.pattern) {
+    if (const auto* port = std::get_if<fr::PortItem>(&item)) {
+      if (!(port->port == ingress)) return false;
+      continue;
+    }
+    if (!started) {
+      while (pos < p.headers.size() && !headerOfItem(item, p.headers[pos])) ++pos;
+      started = true;
+    }
+    if (pos >= p.headers.size() || !itemMatchesHeader(item, p.headers[pos])) return false;
+    ++pos;
+  }
+  return true;
+}
+
+bool hasCount(const FlowRule& r) {
+  return std::any_of(r.actions.begin(), r.actions.end(), [](const fr::FlowAction& a) {
+    return std::holds_alternative<fr::CountAction>(a);
+  });
+}
+
+void decTtl(Packet& p) {
+  if (auto* ip = p.first<Ipv4Header>()) {
+    if (ip->ttl > 0) --ip->ttl;
+    ip->checksum = ipv4HeaderChecksum(*ip);
+  }
+}
+
+void vxlanDecap(Packet& p) {
+  if (p.at<EthHeader>(0) && p.at<Ipv4Header>(1) && p.at<UdpHeader>(2) && p.at<VxlanHeader>(3))
+    p.headers.erase(p.headers.begin(), p.headers.begin() + 4);
+}
+
+void vxlanEncap(Packet& p, const fr::VxlanEncap& e) {
+  Packet outer = vxlanEncapsulated(p, e.eth_src, e.eth_dst, e.ipv4_src, e.ipv4_dst, e.vni,
+                                   e.udp_src, e.udp_dst);
+  auto* ip = outer.at<Ipv4Header>(1);
+  ip->ttl = fr::kVxlanEncapTtl;
+  ip->checksum = ipv4HeaderChecksum(*ip);
+  p = std::move(outer);
+}
+
+}  // namespace
+
+std::string Delivery::str() const {
+  switch (kind) {
+    case Kind::kPort:
+      return port.kind == PortRef::Kind::kUplink ? "out of the uplink (wire)"
+                                                 : "out of " + port.str();
+    case Kind::kRepresentor:
+      return "to the representor of " + port.str() + (miss ? " (miss)" : "");
+    case Kind::kDrop:
+      return "dropped";
+  }
+  return "?";
+}
+
+SimNic::SimNic(model::HwProfile profile, std::uint16_t vf_count)
+    : profile_(std::move(profile)), vf_count_(vf_count) {
+  caps_.backend = "sim";
+  caps_.device = profile_.name;
+  for (std::size_t i = 0; i < model::kItemTypeCount; ++i)
+    caps_.items[i] = profile_.items[i].supported;
+  for (std::size_t i = 0; i < model::kActionTypeCount; ++i)
+    caps_.actions[i] = profile_.actions[i].supported;
+  caps_.max_groups = profile_.max_groups;
+  caps_.root_table_rules = profile_.root_table_rules;
+  caps_.rules_per_group = profile_.rules_per_group;
+  caps_.vf_count = vf_count_;
+  caps_.enforced = true;
+}
+
+Result<std::unique_ptr<SimNic>> SimNic::create(model::HwProfile profile, std::uint16_t vf_count) {
+  if (vf_count > profile.max_vfs)
+    return makeError(ErrorCode::kUnsupported, "uplink.vf_count", std::to_string(vf_count),
+                     std::to_string(vf_count) + " VFs requested, but the simulated " +
+                         profile.name + " has at most " + std::to_string(profile.max_vfs) + " (" +
+                         profile.max_vfs_source + ")");
+  if (std::find(profile.eswitch_modes.begin(), profile.eswitch_modes.end(),
+                model::EswitchMode::kSwitchdev) == profile.eswitch_modes.end())
+    return makeError(ErrorCode::kUnsupported, "hw_profile", profile.name,
+                     "profile " + profile.name + " has no switchdev mode: no transfer rules");
+  return std::unique_ptr<SimNic>(new SimNic(std::move(profile), vf_count));
+}
+
+Status SimNic::tick() {
+  ++operations_;
+  if (fail_at_ && operations_ == *fail_at_) {
+    fail_at_.reset();
+    return fail_error_;
+  }
+  return Status::success();
+}
+
+void SimNic::failNthOperation(std::uint64_t n, Error error) {
+  fail_at_ = operations_ + std::max<std::uint64_t>(n, 1);
+  fail_error_ = std::move(error);
+}
+
+void SimNic::failAction(model::ActionType type, ErrorCode code) { failing_actions_[type] = code; }
+
+void SimNic::clearFaults() {
+  fail_at_.reset();
+  failing_actions_.clear();
+  full_ = false;
+}
+
+Status SimNic::checkPort(const FlowRule& rule, PortRef port, bool is_item,
+                         std::size_t index) const {
+  if (port.kind == PortRef::Kind::kVf && port.vf >= vf_count_) {
+    std::string msg =
+        port.str() + " does not exist: the NIC has " + std::to_string(vf_count_) + " VFs";
+    return is_item ? itemError(ErrorCode::kInvalidValue, rule, index, msg)
+                   : actionError(ErrorCode::kInvalidValue, rule, index, msg);
+  }
+  return Status::success();
+}
+
+Status SimNic::check(const FlowRule& r) const {
+  const auto& p = profile_;
+  // Attributes (rte_flow.c refuses ingress/egress together with transfer).
+  if (r.attr.transfer && r.attr.ingress)
+    return attrError(ErrorCode::kInvalidValue, r, "ingress transfer",
+                     "cannot use attr ingress/egress with attr transfer");
+  if (!r.attr.transfer)
+    return attrError(ErrorCode::kUnsupported, r, "ingress",
+                     "the simulated eswitch holds transfer (FDB) rules only");
+  if (r.attr.group >= p.max_groups)
+    return attrError(ErrorCode::kUnsupported, r, "group " + std::to_string(r.attr.group),
+                     "group " + std::to_string(r.attr.group) + " is beyond the " +
+                         std::to_string(p.max_groups) + " groups of " + p.name + " (" +
+                         p.tables_source + ")");
+
+  // Pattern: supported items, stacked in protocol order.
+  std::optional<ItemType> prev;
+  std::optional<std::uint16_t> udp_dst;
+  bool has_eth = false, has_ipv4 = false, has_vxlan = false, has_port = false;
+  for (std::size_t i = 0; i < r.pattern.size(); ++i) {
+    const auto& item = r.pattern[i];
+    const ItemType t = fr::itemType(item);
+    if (!p.item(t).supported)
+      return itemError(ErrorCode::kUnsupported, r, i,
+                       "profile " + p.name + " cannot match item " +
+                           std::string(model::itemName(t)) + " (" + p.item(t).source + ")");
+    if (const auto* port = std::get_if<fr::PortItem>(&item)) {
+      if (has_port)
+        return itemError(ErrorCode::kInvalidValue, r, i, "more than one represented_port item");
+      has_port = true;
+      if (auto s = checkPort(r, port->port, true, i); !s) return s;
+      continue;
+    }
+    static constexpr struct {
+      ItemType item;
+      std::optional<ItemType> after;
+    } kStack[] = {{ItemType::kEth, ItemType::kVxlan},
+                  {ItemType::kIpv4, ItemType::kEth},
+                  {ItemType::kUdp, ItemType::kIpv4},
+                  {ItemType::kVxlan, ItemType::kUdp}};
+    for (const auto& s : kStack)
+      if (s.item == t && prev && *prev != *s.after)
+        return itemError(ErrorCode::kInvalidValue, r, i,
+                         std::string(model::itemName(t)) + " cannot follow " +
+                             std::string(model::itemName(*prev)) + " in a pattern");
+    prev = t;
+    has_eth = has_eth || t == ItemType::kEth;
+    has_ipv4 = has_ipv4 || t == ItemType::kIpv4;
+    if (const auto* udp = std::get_if<fr::UdpItem>(&item))
+      udp_dst = (udp->fields & fr::UdpItem::kDst) ? std::optional(udp->dst_port) : std::nullopt;
+    if (t == ItemType::kVxlan) {
+      has_vxlan = true;
+      const std::uint16_t port =
+          udp_dst.value_or(kVxlanPort);  // mlx5: VXLAN without a UDP port = 4789
+      if (!portAllowed(p.item(t).udp_dst_ports, port))
+        return itemError(ErrorCode::kUnsupported, r, i,
+                         p.name + " matches VXLAN only on UDP port " +
+                             portList(p.item(t).udp_dst_ports) + ", not " + std::to_string(port) +
+                             " (" + p.item(t).source + ")");
+      if (std::get<fr::VxlanItem>(item).vni > 0xFFFFFF)
+        return itemError(ErrorCode::kInvalidValue, r, i, "a VNI has 24 bits");
+    }
+  }
+
+  // Actions.
+  int fates = 0;
+  int counts = 0;
+  for (std::size_t i = 0; i < r.actions.size(); ++i) {
+    const auto& action = r.actions[i];
+    const ActionType t = fr::actionType(action);
+    const std::string name(model::actionName(t));
+    if (auto f = failing_actions_.find(t); f != failing_actions_.end())
+      return actionError(f->second, r, i, "injected fault: every rule with " + name + " fails");
+    if (!p.action(t).supported)
+      return actionError(
+          ErrorCode::kUnsupported, r, i,
+          "profile " + p.name + " has no action " + name + " (" + p.action(t).source + ")");
+    switch (t) {
+      case ActionType::kSetMacSrc:
+      case ActionType::kSetMacDst:
+        if (!has_eth) return actionError(ErrorCode::kInvalidValue, r, i, "no L2 item in pattern");
+        break;
+      case ActionType::kDecTtl:
+        if (!has_ipv4)
+          return actionError(ErrorCode::kInvalidValue, r, i, "no IP protocol in pattern");
+        break;
+      case ActionType::kRepresentedPort:
+        ++fates;
+        if (auto s = checkPort(r, std::get<fr::RepresentedPortAction>(action).port, false, i); !s)
+          return s;
+        break;
+      case ActionType::kPortRepresentor:
+        ++fates;
+        if (auto s = checkPort(r, std::get<fr::PortRepresentorAction>(action).port, false, i); !s)
+          return s;
+        break;
+      case ActionType::kVxlanEncap: {
+        if (!r.encap)
+          return actionError(ErrorCode::kInvalidValue, r, i,
+                             "vxlan_encap without its definition (outer headers)");
+        const auto& cap = p.action(t);
+        if (!portAllowed(cap.udp_dst_ports, r.encap->udp_dst))
+          return actionError(ErrorCode::kUnsupported, r, i,
+                             p.name + " encapsulates VXLAN only to UDP port " +
+                                 portList(cap.udp_dst_ports) + ", not " +
+                                 std::to_string(r.encap->udp_dst) + " (" + cap.source + ")");
+        if (r.encap->vni > 0xFFFFFF)
+          return actionError(ErrorCode::kInvalidValue, r, i, "a VNI has 24 bits");
+        break;
+      }
+      case ActionType::kVxlanDecap: {
+        if (!has_vxlan)
+          return actionError(ErrorCode::kInvalidValue, r, i,
+                             "vxlan_decap needs a vxlan item in the pattern");
+        const auto& cap = p.action(t);
+        const std::uint16_t port = udp_dst.value_or(kVxlanPort);
+        if (!portAllowed(cap.udp_dst_ports, port))
+          return actionError(ErrorCode::kUnsupported, r, i,
+                             p.name + " decapsulates VXLAN only on UDP port " +
+                                 portList(cap.udp_dst_ports) + ", not " + std::to_string(port) +
+                                 " (" + cap.source + ")");
+        break;
+      }
+      case ActionType::kJump: {
+        ++fates;
+        const auto target = std::get<fr::JumpAction>(action).group;
+        if (target == 0)
+          return actionError(ErrorCode::kUnsupported, r, i,
+                             "the root table (group 0) cannot be a jump target");
+        if (target == r.attr.group)
+          return actionError(ErrorCode::kInvalidValue, r, i,
+                             "jump to its own group " + std::to_string(target) + " would loop");
+        if (target >= p.max_groups)
+          return actionError(ErrorCode::kUnsupported, r, i,
+                             "jump target group " + std::to_string(target) + " is beyond the " +
+                                 std::to_string(p.max_groups) + " groups of " + p.name);
+        break;
+      }
+      case ActionType::kCount:
+        if (++counts > 1)
+          return actionError(ErrorCode::kInvalidValue, r, i, "more than one count action");
+        break;
+      case ActionType::kDrop:
+        ++fates;
+        break;
+    }
+    if (fates > 1)
+      return actionError(
+          ErrorCode::kInvalidValue, r, i,
+          "a rule takes one fate action (represented_port, port_representor, jump or drop)");
+  }
+  if (fates == 0)
+    return makeError(ErrorCode::kInvalidValue, ruleName(r) + ".actions", "",
+                     "no fate action (represented_port, port_representor, jump or drop)");
+  return checkRoom(r);
+}
+
+Status SimNic::checkRoom(const FlowRule& r) const {
+  if (full_)
+    return attrError(ErrorCode::kTableFull, r, "group " + std::to_string(r.attr.group),
+                     "injected fault: the flow tables are full");
+  const std::uint32_t cap = profile_.groupCapacity(r.attr.group);
+  if (groupSize(r.attr.group) >= cap)
+    return attrError(ErrorCode::kTableFull, r, "group " + std::to_string(r.attr.group),
+                     "group " + std::to_string(r.attr.group) + " is full: it holds " +
+                         std::to_string(cap) + " rules on " + profile_.name + " (" +
+                         profile_.tables_source + ")");
+  return Status::success();
+}
+
+Status SimNic::validate(const FlowRule& rule) {
+  if (auto s = tick(); !s) return s;
+  return check(rule);
+}
+
+Result<FlowHandle> SimNic::create(const FlowRule& rule) {
+  if (auto s = tick(); !s) return s.error();
+  if (auto s = check(rule); !s) return s.error();
+  const FlowHandle h = next_handle_++;
+  InstalledFlow f;
+  f.handle = h;
+  f.rule = rule;
+  f.sequence = next_sequence_++;
+  flows_.emplace(h, std::move(f));
+  by_group_[rule.attr.group].insert(h);
+  return h;
+}
+
+Status SimNic::destroy(FlowHandle handle) {
+  if (auto s = tick(); !s) return s;
+  auto it = flows_.find(handle);
+  if (it == flows_.end())
+    return makeError(ErrorCode::kNotFound, "handle", std::to_string(handle),
+                     "no rule with handle " + std::to_string(handle) + " on the simulated NIC");
+  by_group_[it->second.rule.attr.group].erase(handle);
+  flows_.erase(it);
+  return Status::success();
+}
+
+Result<FlowCounters> SimNic::query(FlowHandle handle) {
+  if (auto s = tick(); !s) return s.error();
+  auto it = flows_.find(handle);
+  if (it == flows_.end())
+    return makeError(ErrorCode::kNotFound, "handle", std::to_string(handle),
+                     "no rule with handle " + std::to_string(handle) + " on the simulated NIC");
+  if (!hasCount(it->second.rule))
+    return makeError(ErrorCode::kUnsupported, ruleName(it->second.rule) + ".actions", "count",
+                     "the rule has no count action");
+  return it->second.counters;
+}
+
+Status SimNic::flush() {
+  if (auto s = tick(); !s) return s;
+  flows_.clear();
+  by_group_.clear();
+  return Status::success();
+}
+
+std::size_t SimNic::groupSize(std::uint32_t group) const {
+  auto it = by_group_.find(group);
+  return it == by_group_.end() ? 0 : it->second.size();
+}
+
+std::vector<InstalledFlow> SimNic::flows() const {
+  std::vector<InstalledFlow> out;
+  out.reserve(flows_.size());
+  for (const auto& [h, f] : flows_) out.push_back(f);
+  std::sort(out.begin(), out.end(),
+            [](const InstalledFlow& a, const InstalledFlow& b) { return a.sequence < b.sequence; });
+  return out;
+}
+
+const InstalledFlow* SimNic::find(FlowHandle handle) const {
+  auto it = flows_.find(handle);
+  return it == flows_.end() ? nullptr : &it->second;
+}
+
+Result<Delivery> SimNic::evaluate(const Packet& packet, PortRef ingress) {
+  if (ingress.kind == PortRef::Kind::kVf && ingress.vf >= vf_count_)
+    return makeError(
+        ErrorCode::kInvalidValue, "ingress", ingress.str(),
+        ingress.str() + " does not exist: the NIC has " + std::to_string(vf_count_) + " VFs");
+  Delivery d;
+  d.packet = packet;
+  std::uint32_t group = 0;
+  for (std::uint32_t hops = 0;; ++hops) {
+    if (hops > profile_.max_groups)
+      return makeError(ErrorCode::kInternal, "group", std::to_string(group),
+                       "the rules jump in a loop (" + std::to_string(hops) + " jumps)");
+    InstalledFlow* best = nullptr;
+    if (auto g = by_group_.find(group); g != by_group_.end()) {
+      for (const FlowHandle h : g->second) {  // creation order: the first created wins a tie
+        InstalledFlow& f = flows_.at(h);
+        if ((!best || f.rule.attr.priority < best->rule.attr.priority) &&
+            matches(f.rule, d.packet, ingress))
+          best = &f;
+      }
+    }
+    if (!best) {  // switchdev: a miss goes to the representor of the source port
+      d.kind = Delivery::Kind::kRepresentor;
+      d.port = ingress;
+      d.miss = true;
+      return d;
+    }
+    d.path.push_back(best->handle);
+    if (hasCount(best->rule)) {
+      ++best->counters.hits;
+      best->counters.bytes += d.packet.size();
+    }
+    std::optional<std::uint32_t> jump;
+    for (const auto& action : best->rule.actions) {
+      if (const auto* a = std::get_if<fr::SetMacSrcAction>(&action)) {
+        if (auto* eth = d.packet.at<EthHeader>(0)) eth->src = a->mac;
+      } else if (const auto* a = std::get_if<fr::SetMacDstAction>(&action)) {
+        if (auto* eth = d.packet.at<EthHeader>(0)) eth->dst = a->mac;
+      } else if (std::holds_alternative<fr::DecTtlAction>(action)) {
+        decTtl(d.packet);
+      } else if (std::holds_alternative<fr::VxlanDecapAction>(action)) {
+        vxlanDecap(d.packet);
+      } else if (std::holds_alternative<fr::VxlanEncapAction>(action)) {
+        vxlanEncap(d.packet, *best->rule.encap);
+      } else if (const auto* a = std::get_if<fr::RepresentedPortAction>(&action)) {
+        d.kind = Delivery::Kind::kPort;
+        d.port = a->port;
+      } else if (const auto* a = std::get_if<fr::PortRepresentorAction>(&action)) {
+        d.kind = Delivery::Kind::kRepresentor;
+        d.port = a->port;
+      } else if (std::holds_alternative<fr::DropAction>(action)) {
+        d.kind = Delivery::Kind::kDrop;
+      } else if (const auto* a = std::get_if<fr::JumpAction>(&action)) {
+        jump = a->group;
+      }
+    }
+    if (!jump) return d;
+    group = *jump;
+  }
+}
+
+}  // namespace nicoffload::simnic
