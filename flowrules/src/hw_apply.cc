@@ -311,6 +311,49 @@ HwApplyReport HwApplier::apply(std::span<const FlowRule> desired,
   return report;
 }
 
+HwApplier::AdoptReport HwApplier::adoptInstalled() {
+  AdoptReport report;
+  for (auto& held : backend_->installed()) {
+    auto it = installed_.find(held.rule.id);
+    if (it != installed_.end()) {
+      if (it->second.handle == held.handle) continue;  // already ours
+      // The same rule twice on the device: keep the first, destroy this one.
+      if (Status s = backend_->destroy(held.handle); s) {
+        ++report.destroyed;
+        ++counters_.destructions;
+      } else {
+        report.failures.push_back(s.error());
+        ++counters_.destroy_failures;
+      }
+      continue;
+    }
+    AppliedRule e;
+    e.rule = held.rule;
+    e.placement = Placement::kHw;
+    e.reason = held.rule.reason;
+    e.handle = held.handle;
+    count(e, +1);
+    installed_.emplace(held.rule.id, std::move(e));
+    ++report.adopted;
+  }
+  return report;
+}
+
+std::size_t HwApplier::verifyInstalled() {
+  std::vector<RuleId> vanished;
+  for (auto& [id, e] : installed_) {
+    if (e.placement != Placement::kHw) continue;
+    auto q = backend_->query(e.handle);
+    if (!q && q.error().code == ErrorCode::kNotFound) vanished.push_back(id);
+  }
+  for (const RuleId id : vanished) {
+    auto it = installed_.find(id);
+    count(it->second, -1);
+    installed_.erase(it);
+  }
+  return vanished.size();
+}
+
 Status HwApplier::flush() {
   ++counters_.flushes;
   Status s = backend_->flush();

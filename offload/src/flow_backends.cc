@@ -5,11 +5,15 @@
 
 namespace nicoffload::offload {
 
+std::string simDeviceDir(const model::HostConfig& host) { return host.sim_device_dir + "/" + host.uplink_pci; }
+
 Result<OpenedFlowBackend> openFlowBackend(const model::HostConfig& host,
-                                          const model::HwProfile& profile) {
+                                          const model::HwProfile& profile, const FlowBackendOptions& options) {
   OpenedFlowBackend out;
   if (host.flow_backend == model::FlowBackendKind::kSim) {
-    auto nic = simnic::SimNic::create(profile, host.vf_count);
+    auto nic = options.persistent_sim
+                   ? simnic::SimNic::open(profile, host.vf_count, simDeviceDir(host))
+                   : simnic::SimNic::create(profile, host.vf_count);
     if (!nic) return nic.error();
     out.backend = std::move(nic).value();
     return out;

@@ -306,6 +306,8 @@ void printTable(const nlohmann::json& rows, std::initializer_list<std::pair<cons
     }
     std::printf("\n");
   }
+}
+
 // device-check: validate and create the planned rules on the host's flow
 // backend, report the placement in effect, then remove them again.
 int deviceCheck(const Planned& p, bool json_out) {

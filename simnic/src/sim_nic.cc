@@ -1,5 +1,13 @@
 #include "nicoffload/simnic/sim_nic.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <type_traits>
+
 #include <algorithm>
 
 namespace nicoffload::simnic {
@@ -380,8 +388,10 @@ Result<FlowHandle> SimNic::create(const FlowRule& rule) {
   f.handle = h;
   f.rule = rule;
   f.sequence = next_sequence_++;
-  flows_.emplace(h, std::move(f));
+  auto [it, fresh] = flows_.emplace(h, std::move(f));
+  (void)fresh;
   by_group_[rule.attr.group].insert(h);
+  journal(kJournalCreate, &it->second, h);
   return h;
 }
 
@@ -393,6 +403,7 @@ Status SimNic::destroy(FlowHandle handle) {
                      "no rule with handle " + std::to_string(handle) + " on the simulated NIC");
   by_group_[it->second.rule.attr.group].erase(handle);
   flows_.erase(it);
+  journal(kJournalDestroy, nullptr, handle);
   return Status::success();
 }
 
@@ -412,6 +423,7 @@ Status SimNic::flush() {
   if (auto s = tick(); !s) return s;
   flows_.clear();
   by_group_.clear();
+  journal(kJournalFlush, nullptr, flowrules::kNoHandle);
   return Status::success();
 }
 
@@ -493,6 +505,177 @@ Result<Delivery> SimNic::evaluate(const Packet& packet, PortRef ingress) {
     if (!jump) return d;
     group = *jump;
   }
+}
+
+}  // namespace nicoffload::simnic
+
+// --- device persistence ---
+//
+// The journal: a header (magic, the byte size of a FlowRule, so that a
+// journal of another build is refused rather than misread), then records of
+// {type, handle, sequence, rule bytes for creates}. Appended on every change;
+// replayed on open, then compacted to the live rules. A record cut short by a
+// kill -9 is dropped on replay (the operation it records never returned).
+// No fsync: like a real device, the sim loses its rules with the host, not
+// with the controller.
+namespace nicoffload::simnic {
+namespace {
+
+static_assert(std::is_trivially_copyable_v<FlowRule>, "the journal stores rules as bytes");
+constexpr char kJournalMagic[8] = {'N', 'F', 'O', 'S', 'I', 'M', '0', '1'};
+
+struct JournalRecord {
+  std::uint8_t type;
+  std::uint8_t pad[7];
+  std::uint64_t handle;
+  std::uint64_t sequence;
+};
+
+bool writeAll(int fd, const void* data, std::size_t len) {
+  const auto* p = static_cast<const char*>(data);
+  while (len > 0) {
+    const ssize_t n = ::write(fd, p, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    p += n;
+    len -= static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+}  // namespace
+
+void SimNic::journal(std::uint8_t type, const InstalledFlow* flow, FlowHandle handle) {
+  if (journal_fd_ < 0) return;
+  std::vector<char> buf(sizeof(JournalRecord) + (flow ? sizeof(FlowRule) : 0));
+  JournalRecord rec{};
+  rec.type = type;
+  rec.handle = handle;
+  rec.sequence = flow ? flow->sequence : 0;
+  std::memcpy(buf.data(), &rec, sizeof rec);
+  if (flow) std::memcpy(buf.data() + sizeof rec, &flow->rule, sizeof(FlowRule));
+  // One write() per record: O_APPEND keeps records whole between processes.
+  (void)writeAll(journal_fd_, buf.data(), buf.size());
+  ++journal_records_;
+}
+
+std::vector<flowrules::HeldRule> SimNic::installed() const {
+  std::vector<const InstalledFlow*> order;
+  order.reserve(flows_.size());
+  for (const auto& [h, f] : flows_) order.push_back(&f);
+  std::sort(order.begin(), order.end(), [](const auto* a, const auto* b) { return a->sequence < b->sequence; });
+  std::vector<flowrules::HeldRule> out;
+  out.reserve(order.size());
+  for (const auto* f : order) out.push_back({f->handle, f->rule});
+  return out;
+}
+
+SimNic::~SimNic() {
+  if (journal_fd_ >= 0) ::close(journal_fd_);
+}
+
+Result<std::vector<InstalledFlow>> SimNic::readDevice(const std::string& device_dir) {
+  const std::string path = device_dir + "/rules.journal";
+  std::map<FlowHandle, InstalledFlow> flows;
+  const int rfd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (rfd < 0) {
+    if (errno == ENOENT) return std::vector<InstalledFlow>{};
+    return makeError(ErrorCode::kIo, "sim_device_dir", path, "cannot read " + path + ": " + std::strerror(errno));
+  }
+  std::vector<char> data;
+  char chunk[1 << 16];
+  ssize_t got;
+  while ((got = ::read(rfd, chunk, sizeof chunk)) > 0) data.insert(data.end(), chunk, chunk + got);
+  ::close(rfd);
+  const std::size_t header = sizeof kJournalMagic + sizeof(std::uint32_t);
+  if (data.size() >= header) {
+    std::uint32_t rule_size = 0;
+    std::memcpy(&rule_size, data.data() + sizeof kJournalMagic, sizeof rule_size);
+    if (std::memcmp(data.data(), kJournalMagic, sizeof kJournalMagic) != 0 || rule_size != sizeof(FlowRule))
+      return makeError(ErrorCode::kInvalidValue, "sim_device_dir", path,
+                       "the simulated NIC's journal is of another nicoffload build; remove " + path +
+                           " (the sim's rules are then gone, as after a device reset)");
+    std::size_t pos = header;
+    while (pos + sizeof(JournalRecord) <= data.size()) {
+      JournalRecord rec;
+      std::memcpy(&rec, data.data() + pos, sizeof rec);
+      if (rec.type == kJournalCreate) {
+        if (pos + sizeof rec + sizeof(FlowRule) > data.size()) break;  // cut short
+        InstalledFlow f;
+        f.handle = rec.handle;
+        f.sequence = rec.sequence;
+        std::memcpy(&f.rule, data.data() + pos + sizeof rec, sizeof(FlowRule));
+        flows[f.handle] = f;
+        pos += sizeof rec + sizeof(FlowRule);
+      } else if (rec.type == kJournalDestroy) {
+        flows.erase(rec.handle);
+        pos += sizeof rec;
+      } else if (rec.type == kJournalFlush) {
+        flows.clear();
+        pos += sizeof rec;
+      } else {
+        break;
+      }
+    }
+  }
+  std::vector<InstalledFlow> out;
+  out.reserve(flows.size());
+  for (auto& [h, f] : flows) out.push_back(std::move(f));
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.sequence < b.sequence; });
+  return out;
+}
+
+Result<std::unique_ptr<SimNic>> SimNic::open(model::HwProfile profile, std::uint16_t vf_count,
+                                             const std::string& device_dir) {
+  auto nic = create(std::move(profile), vf_count);
+  if (!nic) return nic.error();
+  auto& n = **nic;
+  auto ioError = [&](const std::string& what, const std::string& path) {
+    return makeError(ErrorCode::kIo, "sim_device_dir", path, what + " " + path + ": " + std::strerror(errno));
+  };
+  // Create the directory chain (root-only).
+  for (std::size_t pos = 1; pos != std::string::npos;) {
+    pos = device_dir.find('/', pos + 1);
+    const std::string part = device_dir.substr(0, pos);
+    if (::mkdir(part.c_str(), 0700) != 0 && errno != EEXIST) return ioError("cannot create", part);
+  }
+  n.journal_path_ = device_dir + "/rules.journal";
+
+  // Replay.
+  auto held = readDevice(device_dir);
+  if (!held) return held.error();
+  for (auto& f : *held) {
+    n.by_group_[f.rule.attr.group].insert(f.handle);
+    n.next_handle_ = std::max(n.next_handle_, f.handle + 1);
+    n.next_sequence_ = std::max(n.next_sequence_, f.sequence + 1);
+    n.flows_[f.handle] = std::move(f);
+  }
+
+  // Compact: rewrite the live rules, then append from there on.
+  const std::string tmp = n.journal_path_ + ".tmp";
+  const int wfd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (wfd < 0) return ioError("cannot write", tmp);
+  const std::uint32_t rule_size = sizeof(FlowRule);
+  std::vector<char> out(kJournalMagic, kJournalMagic + sizeof kJournalMagic);
+  out.insert(out.end(), reinterpret_cast<const char*>(&rule_size),
+             reinterpret_cast<const char*>(&rule_size) + sizeof rule_size);
+  for (const auto& held : n.installed()) {
+    JournalRecord rec{};
+    rec.type = kJournalCreate;
+    rec.handle = held.handle;
+    rec.sequence = n.flows_.at(held.handle).sequence;
+    out.insert(out.end(), reinterpret_cast<const char*>(&rec), reinterpret_cast<const char*>(&rec) + sizeof rec);
+    out.insert(out.end(), reinterpret_cast<const char*>(&held.rule),
+               reinterpret_cast<const char*>(&held.rule) + sizeof(FlowRule));
+  }
+  const bool written = writeAll(wfd, out.data(), out.size());
+  ::close(wfd);
+  if (!written || ::rename(tmp.c_str(), n.journal_path_.c_str()) != 0) return ioError("cannot write", n.journal_path_);
+  n.journal_fd_ = ::open(n.journal_path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (n.journal_fd_ < 0) return ioError("cannot open", n.journal_path_);
+  return nic;
 }
 
 }  // namespace nicoffload::simnic

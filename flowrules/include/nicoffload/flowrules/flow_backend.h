@@ -27,6 +27,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "nicoffload/common/error.h"
 #include "nicoffload/flowrules/rule.h"
@@ -80,9 +81,22 @@ Error actionError(ErrorCode code, const FlowRule& rule, std::size_t index, std::
 // An error about the attributes (group, priority, transfer) of `rule`.
 Error attrError(ErrorCode code, const FlowRule& rule, std::string value, std::string message);
 
+// A rule as the device holds it (see FlowBackend::installed()).
+struct HeldRule {
+  FlowHandle handle = kNoHandle;
+  FlowRule rule;
+};
+
 class FlowBackend {
  public:
   virtual ~FlowBackend() = default;
+
+  // The rules the device holds that this backend can name, oldest first:
+  // what a restarted controller adopts instead of installing again. The
+  // simulated NIC keeps its rules across controller restarts (as a device
+  // does); rte_flow rules live as long as the DPDK process that made them, so
+  // the DPDK backend lists only what it created itself. Never fails.
+  virtual std::vector<HeldRule> installed() const = 0;
 
   // What the device can do (see FlowBackendCapabilities). Never fails.
   virtual const FlowBackendCapabilities& capabilities() const = 0;

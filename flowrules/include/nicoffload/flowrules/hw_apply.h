@@ -130,6 +130,23 @@ class HwApplier {
   HwApplyReport apply(std::span<const FlowRule> desired,
                       std::span<const RuleDependency> dependencies = {});
 
+  // Takes over the rules the device already holds (FlowBackend::installed(),
+  // e.g. after a restart of the controller), before the first apply(): each
+  // becomes a hardware rule with its handle, so that apply() keeps the ones
+  // still desired (no churn) and destroys the others. A second copy of the
+  // same rule id on the device is destroyed at once.
+  struct AdoptReport {
+    std::size_t adopted = 0;
+    std::size_t destroyed = 0;      // duplicates
+    std::vector<Error> failures;    // duplicates the device would not destroy
+  };
+  AdoptReport adoptInstalled();
+
+  // Checks that every hardware rule is still on the device (query of its
+  // COUNT): a port restart loses them. Each one that vanished is forgotten, so
+  // that the next apply() installs it again. Returns how many vanished.
+  std::size_t verifyInstalled();
+
   // FlowBackend::flush(). On success nothing is installed any more (the
   // next apply() installs everything again); on error nothing changes.
   Status flush();

@@ -24,11 +24,23 @@ struct OpenedFlowBackend {
   std::vector<std::string> notes;  // what opening found worth saying
 };
 
+struct FlowBackendOptions {
+  // sim: keep the simulated NIC's rules in simDeviceDir(host), so that they
+  // outlive the process (the daemon's device); false: in memory (tools that
+  // must not touch the daemon's device, such as device-check).
+  bool persistent_sim = false;
+};
+
+// Where the persistent simulated NIC of this host keeps its rules:
+// <daemon.sim_device_dir>/<uplink PCI address>.
+std::string simDeviceDir(const model::HostConfig& host);
+
 // sim: a SimNic that enforces `profile` with the host's VF count.
 // dpdk: starts the EAL (ealArguments(host)) and opens DpdkFlowBackend on the
 // PF; `profile` gives the capabilities it reports.
 // Errors: those of SimNic::create, Eal::start and DpdkFlowBackend::open.
 Result<OpenedFlowBackend> openFlowBackend(const model::HostConfig& host,
-                                          const model::HwProfile& profile);
+                                          const model::HwProfile& profile,
+                                          const FlowBackendOptions& options = {});
 
 }  // namespace nicoffload::offload

@@ -72,6 +72,8 @@ struct InstalledFlow {
   std::uint64_t sequence = 0;  // creation order: breaks priority ties
 };
 
+inline constexpr std::uint8_t kJournalCreate = 1, kJournalDestroy = 2, kJournalFlush = 3;
+
 class SimNic final : public flowrules::FlowBackend {
  public:
   // A NIC with `vf_count` VFs that enforces `profile`. Errors: kUnsupported
@@ -79,8 +81,21 @@ class SimNic final : public flowrules::FlowBackend {
   // switchdev eswitch mode (transfer rules need it).
   static Result<std::unique_ptr<SimNic>> create(model::HwProfile profile, std::uint16_t vf_count);
 
+  // A NIC whose rules persist in `device_dir` (a journal, replayed here), so
+  // they survive a restart of the controller the way a real device's do.
+  // Errors: those of create(); kIo when the directory or journal cannot be
+  // read or written; kInvalidValue for a journal of another build.
+  static Result<std::unique_ptr<SimNic>> open(model::HwProfile profile, std::uint16_t vf_count,
+                                              const std::string& device_dir);
+  ~SimNic() override;
+
+  // What the device in `device_dir` holds, read without touching it (the
+  // controller may be running). Errors: kIo, kInvalidValue as open().
+  static Result<std::vector<InstalledFlow>> readDevice(const std::string& device_dir);
+
   // --- FlowBackend (errors as documented in flow_backend.h) ---
   const flowrules::FlowBackendCapabilities& capabilities() const override { return caps_; }
+  std::vector<flowrules::HeldRule> installed() const override;
   Status validate(const FlowRule& rule) override;
   Result<FlowHandle> create(const FlowRule& rule) override;
   Status destroy(FlowHandle handle) override;
@@ -117,6 +132,7 @@ class SimNic final : public flowrules::FlowBackend {
 
  private:
   SimNic(model::HwProfile profile, std::uint16_t vf_count);
+  void journal(std::uint8_t type, const InstalledFlow* flow, FlowHandle handle);
 
   Status tick();  // counts one operation; the injected n-th failure fires here
   Status check(const FlowRule& rule) const;
@@ -132,6 +148,10 @@ class SimNic final : public flowrules::FlowBackend {
   std::map<std::uint32_t, std::set<FlowHandle>> by_group_;
   FlowHandle next_handle_ = 1;
   std::uint64_t next_sequence_ = 0;
+
+  int journal_fd_ = -1;          // device persistence; -1 = in memory only
+  std::string journal_path_;
+  std::uint64_t journal_records_ = 0;
 
   std::uint64_t operations_ = 0;
   std::optional<std::uint64_t> fail_at_;  // operation number that fails

@@ -72,6 +72,11 @@ class DpdkFlowBackend final : public flowrules::FlowBackend {
 
   const SwitchPorts& ports() const { return ports_; }
   std::size_t size() const { return flows_.size(); }
+  std::vector<flowrules::HeldRule> installed() const override {
+    std::vector<flowrules::HeldRule> out;
+    for (const auto& [h, f] : flows_) out.push_back({h, f.rule});
+    return out;
+  }
   // What opening found worth saying (no transfer proxy, isolate refused...).
   const std::vector<std::string>& notes() const { return notes_; }
 

@@ -1,0 +1,149 @@
+// The controller behind nicoffloadd: the intent (ports, remotes), its
+// persistence, and the reconciliation of every backend with the plan.
+//
+// Requests arrive in batches (all that came in since the last loop turn).
+// Mutations are admitted one by one against the intent as it stands, then
+// persisted once, then reconciled once, then answered: a port is acknowledged
+// only after it is on disk and the backends were driven. Reads are answered
+// from memory.
+//
+// Reconciliation: the planner's desired state against what each backend
+// holds. Hardware rules go through HwApplier (validate before create;
+// refusals placed in software with the device's reason; safe order). The
+// kernel software path is diffed against what was last read back. Failures
+// are retried with exponential backoff; a periodic full pass re-reads every
+// backend, reinstalls what vanished and removes what nobody asked for.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "nicoffload/common/error.h"
+#include "nicoffload/flowrules/flow_backend.h"
+#include "nicoffload/flowrules/hw_apply.h"
+#include "nicoffload/flowrules/planner.h"
+#include "nicoffload/model/hw_profile.h"
+#include "nicoffload/model/intent.h"
+#include "nicoffload/model/parse.h"
+#include "nicoffload/offload/control.h"
+#include "nicoffload/offload/metrics.h"
+#include "nicoffload/offload/software_path.h"
+#include "nicoffload/offload/state_store.h"
+
+namespace nicoffload::offload {
+
+using SteadyClock = std::chrono::steady_clock;
+
+struct ControllerOptions {
+  std::chrono::milliseconds reconcile_interval{30000};  // periodic full pass
+  std::chrono::milliseconds retry_min{100};             // first retry after a failure
+  std::chrono::milliseconds retry_max{30000};           // backoff ceiling
+  std::function<SteadyClock::time_point()> now = [] { return SteadyClock::now(); };
+};
+
+struct Backends {
+  std::unique_ptr<flowrules::FlowBackend> flow;  // sim or dpdk; required
+  std::unique_ptr<SoftwarePath> software_path;   // kernel, or null when backends.software_path is none
+};
+
+// Status of one port, as the API shows it.
+enum class PortState : std::uint8_t {
+  kInstalled,  // every rule placed, every kernel object in place
+  kDegraded,   // some objects failed; retried with backoff; traffic may take the software path
+};
+
+class Controller {
+ public:
+  // Loads the persisted intent (errors name the state file), adopts what the
+  // backends already hold, and runs a first full reconciliation.
+  static Result<std::unique_ptr<Controller>> start(model::HostConfig host, model::HwProfile profile,
+                                                   Backends backends, StateStore store,
+                                                   ControllerOptions options = {});
+
+  // Answers a batch of requests, one reply per request, in order.
+  std::vector<nlohmann::json> handle(const std::vector<control::Request>& batch);
+
+  // Runs what is due: retries, the periodic full pass.
+  void tick();
+  // How long the loop may sleep before tick() has work.
+  std::chrono::milliseconds untilNextTick() const;
+
+  // Forces a full pass now (also the "reconcile" op).
+  nlohmann::json reconcileAll();
+
+  const model::Intent& intent() const { return intent_; }
+  const flowrules::HwApplier& applier() const { return *applier_; }
+  std::string metricsText(const control::ServerCounters* server) const;
+
+  // Counters (also exported as metrics).
+  struct Counters {
+    std::uint64_t reconcile_passes = 0;
+    std::uint64_t full_passes = 0;
+    std::uint64_t retries = 0;
+    std::uint64_t sw_ops = 0;
+    std::uint64_t sw_failures = 0;
+    std::uint64_t state_saves = 0;
+    std::uint64_t state_save_failures = 0;
+    std::uint64_t ports_added = 0;
+    std::uint64_t ports_removed = 0;
+    std::uint64_t requests_refused = 0;
+  };
+  const Counters& counters() const { return counters_; }
+
+ private:
+  Controller(model::HostConfig host, model::HwProfile profile, Backends backends, StateStore store,
+             ControllerOptions options);
+
+  // Admission of one mutation against the working intent; modifies it on success.
+  Result<nlohmann::json> admitPortAdd(const nlohmann::json& request, model::Intent& working,
+                                      model::IntentIndex& index, std::vector<std::string>& changed);
+  Result<nlohmann::json> admitPortRemove(const nlohmann::json& request, model::Intent& working,
+                                         model::IntentIndex& index, std::vector<std::string>& changed);
+  Result<nlohmann::json> admitRemote(const nlohmann::json& request, bool add, model::Intent& working,
+                                     model::IntentIndex& index, std::vector<std::string>& changed);
+
+  nlohmann::json read(const nlohmann::json& request, Error& error);
+  nlohmann::json portJson(const model::Port& port) const;
+  nlohmann::json statusJson() const;
+
+  // Plans the intent and drives every backend; full = re-read the kernel first.
+  struct PassResult {
+    std::size_t failures = 0;
+    std::vector<std::string> messages;
+  };
+  // verify: check first that the device still holds every hardware rule.
+  PassResult reconcile(bool full, bool verify = true);
+  void scheduleRetry(bool failed);
+  Status persist(const model::Intent& intent);
+
+  model::HostConfig host_;
+  model::HwProfile profile_;
+  Backends backends_;
+  std::unique_ptr<flowrules::HwApplier> applier_;
+  StateStore store_;
+  ControllerOptions options_;
+
+  model::Intent intent_;
+  std::unique_ptr<model::IntentIndex> index_;
+  flowrules::DesiredState desired_;
+  flowrules::SoftwarePathState sw_installed_;
+  std::map<std::string, Error> sw_failures_;  // object -> last error (kernel path)
+  std::vector<flowrules::RuleDependency> dependencies_;
+
+  SteadyClock::time_point started_;
+  SteadyClock::time_point next_full_;
+  SteadyClock::time_point next_retry_ = SteadyClock::time_point::max();
+  std::chrono::milliseconds backoff_{0};
+  std::size_t consecutive_failures_ = 0;
+  std::string last_pass_summary_;
+  Counters counters_;
+};
+
+}  // namespace nicoffload::offload

@@ -1,0 +1,598 @@
+#include "nicoffload/offload/controller.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <set>
+
+#include "nicoffload/flowrules/render.h"
+
+namespace nicoffload::offload {
+namespace {
+
+using nlohmann::json;
+
+Error requestError(ErrorCode code, const std::string& field, const std::string& value, std::string msg) {
+  return makeError(code, field, value, std::move(msg));
+}
+
+// Refuses request keys the op does not know (typos must not pass silently).
+Status onlyKeys(const json& request, std::initializer_list<const char*> keys) {
+  for (auto it = request.begin(); it != request.end(); ++it) {
+    if (it.key() == "op") continue;
+    if (std::none_of(keys.begin(), keys.end(), [&](const char* k) { return it.key() == k; })) {
+      std::string known;
+      for (const char* k : keys) known += (known.empty() ? "" : ", ") + std::string(k);
+      return requestError(ErrorCode::kUnknownField, it.key(), it.key(),
+                          "unknown field '" + it.key() + "' for op '" + request["op"].get<std::string>() +
+                              "' (known: " + (known.empty() ? "none" : known) + ")");
+    }
+  }
+  return Status::success();
+}
+
+Result<model::PortKey> portKeyOf(const json& request) {
+  const json* vm = request.contains("vm") ? &request["vm"] : nullptr;
+  const json* nic = request.contains("nic") ? &request["nic"] : nullptr;
+  if (!vm) return requestError(ErrorCode::kMissingField, "vm", "", "required field is missing (the VM UUID)");
+  if (!vm->is_string()) return requestError(ErrorCode::kWrongType, "vm", vm->dump(), "must be a string");
+  if (!nic) return requestError(ErrorCode::kMissingField, "nic", "", "required field is missing (the NIC index)");
+  if (!nic->is_number_unsigned() || nic->get<std::uint64_t>() > 65535)
+    return requestError(ErrorCode::kWrongType, "nic", nic->dump(), "must be an integer 0..65535");
+  model::PortKey key{vm->get<std::string>(), static_cast<std::uint16_t>(nic->get<std::uint64_t>())};
+  std::transform(key.vm.begin(), key.vm.end(), key.vm.begin(), [](unsigned char c) { return std::tolower(c); });
+  return key;
+}
+
+model::Port* findPort(model::Intent& intent, const model::PortKey& key) {
+  for (auto& p : intent.ports)
+    if (p.key == key) return &p;
+  return nullptr;
+}
+
+std::string ruleId(const flowrules::FlowRule& r) { return flowrules::formatRuleId(r.cls, r.id); }
+
+}  // namespace
+
+Controller::Controller(model::HostConfig host, model::HwProfile profile, Backends backends, StateStore store,
+                       ControllerOptions options)
+    : host_(std::move(host)), profile_(std::move(profile)), backends_(std::move(backends)),
+      store_(std::move(store)), options_(std::move(options)) {
+  applier_ = std::make_unique<flowrules::HwApplier>(std::move(backends_.flow));
+  intent_.host = host_;
+  started_ = options_.now();
+  next_full_ = started_ + options_.reconcile_interval;
+}
+
+Result<std::unique_ptr<Controller>> Controller::start(model::HostConfig host, model::HwProfile profile,
+                                                      Backends backends, StateStore store,
+                                                      ControllerOptions options) {
+  if (!backends.flow)
+    return makeError(ErrorCode::kInternal, "backends.flow", "", "a flow backend is required");
+  std::unique_ptr<Controller> c(new Controller(std::move(host), std::move(profile), std::move(backends),
+                                               std::move(store), std::move(options)));
+  auto state = c->store_.load();
+  if (!state) return state.error();
+  c->intent_.ports = std::move(state->ports);
+  c->intent_.remotes = std::move(state->remotes);
+  if (auto s = model::validateIntent(c->intent_); !s) {
+    Error e = s.error();
+    e.field = c->store_.path() + ": " + e.field;
+    return e;
+  }
+  c->index_ = std::make_unique<model::IntentIndex>(c->intent_);
+  spdlog::info("state loaded from {}: {} ports, {} remotes", c->store_.path(), c->intent_.ports.size(),
+               c->intent_.remotes.size());
+  // What the devices already hold (a restart): adopt it, so that nothing is
+  // installed twice and nothing unchanged is touched.
+  const auto adopted = c->applier_->adoptInstalled();
+  if (adopted.adopted || adopted.destroyed)
+    spdlog::info("flow backend: adopted {} rules the device already held, removed {} stale ones",
+                 adopted.adopted, adopted.destroyed);
+  // Just adopted from the device: no need to ask it again rule by rule.
+  const auto pass = c->reconcile(true, false);
+  c->scheduleRetry(pass.failures > 0);
+  return c;
+}
+
+Status Controller::persist(const model::Intent& intent) {
+  PersistedState s;
+  s.ports = intent.ports;
+  s.remotes = intent.remotes;
+  auto st = store_.save(s);
+  if (st) {
+    ++counters_.state_saves;
+  } else {
+    ++counters_.state_save_failures;
+    spdlog::error("state: {}", st.error().describe());
+  }
+  return st;
+}
+
+// --- admission ---
+
+Result<json> Controller::admitPortAdd(const json& request, model::Intent& working, model::IntentIndex& index,
+                                      std::vector<std::string>& changed) {
+  if (auto s = onlyKeys(request, {"port"}); !s) return s.error();
+  if (!request.contains("port")) return requestError(ErrorCode::kMissingField, "port", "", "required field is missing");
+  auto parsed = model::parsePort(request["port"], "port");
+  if (!parsed) return parsed.error();
+  model::Port port = std::move(parsed).value();
+  model::Port* existing = findPort(working, port.key);
+  if (!port.vf) {
+    if (existing && existing->vf) {
+      port.vf = existing->vf;  // a port keeps its VF across updates
+    } else {
+      std::set<std::uint16_t> used;
+      for (const auto& p : working.ports)
+        if (p.vf && !(p.key == port.key)) used.insert(*p.vf);
+      for (std::uint16_t vf = 0; vf < host_.vf_count && !port.vf; ++vf)
+        if (!used.count(vf)) port.vf = vf;
+      if (!port.vf)
+        return requestError(ErrorCode::kTableFull, "port.vf", "",
+                            "no free VF on PF " + host_.uplink_pci + ": all " + std::to_string(host_.vf_count) +
+                                " VFs are assigned");
+    }
+  }
+  if (auto s = index.checkPort(port); !s) return s.error();
+  if (auto rules = flowrules::planPortRules(host_, profile_, port); !rules) return rules.error();
+  if (existing && model::toJson(*existing) == model::toJson(port))
+    return json{{"port", model::toJson(port)}, {"changed", false}};
+  index.upsertPort(port);
+  if (existing) {
+    *existing = port;
+  } else {
+    working.ports.push_back(port);
+  }
+  changed.push_back((existing ? "port update " : "port add ") + port.key.str() + " mac " + port.mac.str() +
+                    " vf " + std::to_string(*port.vf));
+  return json{{"port", model::toJson(port)}, {"changed", true}};
+}
+
+Result<json> Controller::admitPortRemove(const json& request, model::Intent& working, model::IntentIndex& index,
+                                         std::vector<std::string>& changed) {
+  if (auto s = onlyKeys(request, {"vm", "nic"}); !s) return s.error();
+  auto key = portKeyOf(request);
+  if (!key) return key.error();
+  auto it = std::find_if(working.ports.begin(), working.ports.end(), [&](const auto& p) { return p.key == *key; });
+  if (it == working.ports.end()) return json{{"removed", false}, {"port", key->str()}};  // idempotent
+  index.removePort(*key);
+  working.ports.erase(it);
+  changed.push_back("port remove " + key->str());
+  return json{{"removed", true}, {"port", key->str()}};
+}
+
+Result<json> Controller::admitRemote(const json& request, bool add, model::Intent& working,
+                                     model::IntentIndex& index, std::vector<std::string>& changed) {
+  if (add) {
+    if (auto s = onlyKeys(request, {"remote"}); !s) return s.error();
+    if (!request.contains("remote"))
+      return requestError(ErrorCode::kMissingField, "remote", "", "required field is missing");
+    auto r = model::parseRemote(request["remote"], "remote");
+    if (!r) return r.error();
+    model::Intent probe;
+    probe.host = working.host;
+    probe.ports = working.ports;
+    probe.remotes = {*r};
+    if (auto s = model::validateIntent(probe); !s) {
+      Error e = s.error();
+      if (e.field.rfind("remotes[0]", 0) == 0) e.field = "remote" + e.field.substr(10);
+      return e;
+    }
+    auto it = std::find_if(working.remotes.begin(), working.remotes.end(),
+                           [&](const auto& x) { return x.address == r->address; });
+    if (it != working.remotes.end()) {
+      if (model::toJson(*it) == model::toJson(*r)) return json{{"remote", model::toJson(*r)}, {"changed", false}};
+      *it = *r;
+    } else {
+      working.remotes.push_back(*r);
+    }
+    index = model::IntentIndex(working);
+    changed.push_back("remote add " + r->address.str());
+    return json{{"remote", model::toJson(*r)}, {"changed", true}};
+  }
+  if (auto s = onlyKeys(request, {"address"}); !s) return s.error();
+  if (!request.contains("address") || !request["address"].is_string())
+    return requestError(ErrorCode::kMissingField, "address", "", "required string field is missing");
+  auto p = Ipv4Prefix::parse(request["address"].get<std::string>());
+  if (!p || p->len != 32)
+    return requestError(ErrorCode::kInvalidValue, "address", request["address"].get<std::string>(),
+                        "must be an IPv4 /32");
+  auto it = std::find_if(working.remotes.begin(), working.remotes.end(),
+                         [&](const auto& x) { return x.address == p->addr; });
+  if (it == working.remotes.end()) return json{{"removed", false}};
+  working.remotes.erase(it);
+  index = model::IntentIndex(working);
+  changed.push_back("remote remove " + p->addr.str());
+  return json{{"removed", true}};
+}
+
+// --- requests ---
+
+std::vector<json> Controller::handle(const std::vector<control::Request>& batch) {
+  std::vector<json> replies(batch.size());
+  model::Intent working = intent_;
+  model::IntentIndex index = *index_;
+  std::vector<std::string> changed;
+  std::vector<std::size_t> accepted;  // mutations admitted into `working`
+  std::vector<json> accepted_results;
+
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    const json& req = batch[i].body;
+    const std::string op = req["op"].get<std::string>();
+    Result<json> result = json();
+    bool mutation = true;
+    if (op == "port.add") {
+      result = admitPortAdd(req, working, index, changed);
+    } else if (op == "port.remove") {
+      result = admitPortRemove(req, working, index, changed);
+    } else if (op == "remote.add") {
+      result = admitRemote(req, true, working, index, changed);
+    } else if (op == "remote.remove") {
+      result = admitRemote(req, false, working, index, changed);
+    } else {
+      mutation = false;
+    }
+    if (!mutation) continue;  // reads are answered after the mutations of this batch
+    if (!result) {
+      ++counters_.requests_refused;
+      spdlog::warn("refused {}: {}", op, result.error().describe());
+      replies[i] = control::errorReply(result.error());
+      continue;
+    }
+    accepted.push_back(i);
+    accepted_results.push_back(std::move(result).value());
+  }
+
+  if (!changed.empty()) {
+    if (auto s = persist(working); !s) {
+      for (auto i : accepted) replies[i] = control::errorReply(s.error());
+      accepted.clear();
+    } else {
+      intent_ = std::move(working);
+      index_ = std::make_unique<model::IntentIndex>(std::move(index));
+      for (const auto& c : changed) spdlog::info("{}", c);
+      const auto pass = reconcile(false);
+      scheduleRetry(pass.failures > 0);
+    }
+  }
+  for (std::size_t k = 0; k < accepted.size(); ++k) {
+    json result = accepted_results[k];
+    if (result.contains("port") && result["port"].is_object()) {
+      auto key = portKeyOf(result["port"]);
+      if (key)
+        if (const auto* p = findPort(intent_, *key)) result["status"] = portJson(*p);
+    }
+    replies[accepted[k]] = control::okReply(std::move(result));
+  }
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    if (!replies[i].is_null()) continue;
+    Error error;
+    json result = read(batch[i].body, error);
+    replies[i] = result.is_null() ? control::errorReply(error) : control::okReply(std::move(result));
+  }
+  return replies;
+}
+
+json Controller::portJson(const model::Port& port) const {
+  const auto owner = flowrules::portOwner(port.key);
+  json rules = json::array();
+  std::size_t hw = 0, sw = 0, errors = 0;
+  for (const auto& r : desired_.rules) {
+    if (r.owner != owner) continue;
+    const auto* applied = applier_->find(r.id);
+    const auto placement = applied ? applied->placement : r.placement;
+    (placement == flowrules::Placement::kHw ? hw : sw) += 1;
+    if (applied && applied->device_error) ++errors;
+    rules.push_back({{"id", ruleId(r)},
+                     {"class", flowrules::toString(r.cls)},
+                     {"placement", flowrules::toString(placement)},
+                     {"reason", applied ? flowrules::describeApplied(*applied, profile_)
+                                        : flowrules::describeReason(r.reason, profile_)}});
+  }
+  json sw_objects = json::array();
+  std::size_t sw_failed = 0;
+  const std::string rep = port.representorName();
+  for (const auto& [object, error] : sw_failures_) {
+    if (object.find(" " + rep) == std::string::npos && object.find("/" + rep + "/") == std::string::npos) continue;
+    ++sw_failed;
+    sw_objects.push_back({{"object", object}, {"error", control::errorJson(error)}});
+  }
+  const bool degraded = sw_failed > 0;
+  return {{"port", model::toJson(port)},
+          {"state", degraded ? "degraded" : "installed"},
+          {"rules", {{"hw", hw}, {"sw", sw}, {"device_refusals", errors}, {"list", rules}}},
+          {"software_path_failures", sw_objects}};
+}
+
+json Controller::statusJson() const {
+  const auto& c = applier_->counters();
+  const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(options_.now() - started_).count();
+  std::size_t degraded = 0;
+  for (const auto& p : intent_.ports)
+    if (portJson(p)["state"] == "degraded") ++degraded;
+  return {{"host", host_.name},
+          {"profile", profile_.name},
+          {"underlay", model::toString(host_.underlay)},
+          {"backends", {{"flow", applier_->backend().capabilities().backend},
+                        {"software_path", backends_.software_path ? "kernel" : "none"}}},
+          {"ports", intent_.ports.size()},
+          {"ports_degraded", degraded},
+          {"remotes", intent_.remotes.size()},
+          {"rules", {{"hw", c.hw}, {"sw", c.sw}, {"refused", c.refused()}}},
+          {"software_path", {{"objects", desired_.sw.size()}, {"failed", sw_failures_.size()}}},
+          {"last_pass", last_pass_summary_},
+          {"uptime_s", uptime},
+          {"state_file", store_.path()}};
+}
+
+json Controller::read(const json& req, Error& error) {
+  const std::string op = req["op"].get<std::string>();
+  auto fail = [&](Error e) {
+    error = std::move(e);
+    return json();
+  };
+  if (op == "status") {
+    if (auto s = onlyKeys(req, {}); !s) return fail(s.error());
+    return statusJson();
+  }
+  if (op == "port.get") {
+    if (auto s = onlyKeys(req, {"vm", "nic"}); !s) return fail(s.error());
+    auto key = portKeyOf(req);
+    if (!key) return fail(key.error());
+    const auto* p = findPort(intent_, *key);
+    if (!p) return fail(requestError(ErrorCode::kNotFound, "port", key->str(), "no port " + key->str()));
+    return portJson(*p);
+  }
+  if (op == "port.list") {
+    if (auto s = onlyKeys(req, {}); !s) return fail(s.error());
+    json out = json::array();
+    for (const auto& p : intent_.ports) {
+      json j = portJson(p);
+      j.erase("rules");
+      j["rules"] = portJson(p)["rules"];
+      j["rules"].erase("list");
+      out.push_back(std::move(j));
+    }
+    return out;
+  }
+  if (op == "remote.list") {
+    if (auto s = onlyKeys(req, {}); !s) return fail(s.error());
+    json out = json::array();
+    for (const auto& r : intent_.remotes) out.push_back(model::toJson(r));
+    return out;
+  }
+  if (op == "rules") {
+    if (auto s = onlyKeys(req, {"testpmd"}); !s) return fail(s.error());
+    const auto ports = flowrules::PortNumbering::fromHost(host_);
+    json out = json::array();
+    for (const auto& r : applier_->effectiveRules()) {
+      json j = flowrules::toJson(r, profile_);
+      if (const auto* a = applier_->find(r.id)) j["reason"] = flowrules::describeApplied(*a, profile_);
+      if (req.value("testpmd", false)) j["testpmd"] = flowrules::renderTestpmd(r, ports);
+      out.push_back(std::move(j));
+    }
+    return out;
+  }
+  if (op == "explain") {
+    if (auto s = onlyKeys(req, {"rule"}); !s) return fail(s.error());
+    if (!req.contains("rule") || !req["rule"].is_string())
+      return fail(requestError(ErrorCode::kMissingField, "rule", "", "required string field is missing (a rule id)"));
+    const auto text = req["rule"].get<std::string>();
+    auto id = flowrules::parseRuleId(text);
+    if (!id) return fail(requestError(ErrorCode::kInvalidValue, "rule", text, "'" + text + "' is not a rule id"));
+    const auto* a = applier_->find(*id);
+    if (!a) return fail(requestError(ErrorCode::kNotFound, "rule", text, "no rule " + text));
+    const auto eff = a->effective();
+    return {{"rule", flowrules::toJson(eff, profile_)},
+            {"explanation", flowrules::explainRule(eff, profile_)},
+            {"reason", flowrules::describeApplied(*a, profile_)},
+            {"testpmd", flowrules::renderTestpmd(eff, flowrules::PortNumbering::fromHost(host_))}};
+  }
+  if (op == "counters") {
+    if (auto s = onlyKeys(req, {}); !s) return fail(s.error());
+    const auto& c = applier_->counters();
+    json by_reason = json::object();
+    static const char* kReasons[] = {"none", "item-unsupported", "action-unsupported", "udp-port-unsupported",
+                                     "next-hop-unresolved", "table-full", "follows", "device-refused"};
+    for (std::size_t i = 1; i < c.sw_by_reason.size(); ++i) by_reason[kReasons[i]] = c.sw_by_reason[i];
+    return {{"flow", {{"backend", applier_->backend().capabilities().backend},
+                      {"rules_hw", c.hw}, {"rules_sw", c.sw}, {"sw_by_reason", by_reason},
+                      {"validations", c.validations}, {"creations", c.creations},
+                      {"destructions", c.destructions}, {"refusals", c.refusals},
+                      {"destroy_failures", c.destroy_failures}}},
+            {"software_path", {{"operations", counters_.sw_ops}, {"failures", counters_.sw_failures},
+                               {"objects_failed_now", sw_failures_.size()}}},
+            {"controller", {{"reconcile_passes", counters_.reconcile_passes}, {"full_passes", counters_.full_passes},
+                            {"retries", counters_.retries}, {"state_saves", counters_.state_saves},
+                            {"state_save_failures", counters_.state_save_failures},
+                            {"requests_refused", counters_.requests_refused}}}};
+  }
+  if (op == "reconcile") {
+    if (auto s = onlyKeys(req, {}); !s) return fail(s.error());
+    return reconcileAll();
+  }
+  return fail(requestError(ErrorCode::kInvalidValue, "op", op,
+                           "unknown op '" + op + "' (ops: status, port.add, port.remove, port.get, port.list, "
+                           "remote.add, remote.remove, remote.list, rules, explain, counters, reconcile)"));
+}
+
+// --- reconciliation ---
+
+Controller::PassResult Controller::reconcile(bool full, bool verify) {
+  PassResult result;
+  ++counters_.reconcile_passes;
+  if (full) ++counters_.full_passes;
+  if (auto s = flowrules::planInto(intent_, profile_, {.skip_validation = true}, desired_); !s) {
+    // The intent was admitted port by port; a plan error here is a bug.
+    spdlog::error("plan failed: {}", s.error().describe());
+    result.failures = 1;
+    last_pass_summary_ = "plan failed: " + s.error().describe();
+    return result;
+  }
+  dependencies_ = flowrules::ruleDependencies(intent_, desired_.rules);
+  if (full && verify) {
+    const auto vanished = applier_->verifyInstalled();
+    if (vanished) spdlog::warn("flow backend: {} rules vanished from the device; reinstalling", vanished);
+  }
+  const auto hw = applier_->apply(desired_.rules, dependencies_);
+  for (const auto& e : hw.failures) {
+    ++result.failures;
+    spdlog::error("flow: {}", e.describe());
+  }
+  if (hw.created || hw.destroyed || hw.refused)
+    spdlog::info("flow: {} created, {} destroyed, {} refused by the device (now sw)", hw.created, hw.destroyed,
+                 hw.refused);
+
+  if (backends_.software_path) {
+    auto& path = *backends_.software_path;
+    const ReadBackScope scope{host_.route_table, host_.route_protocol};
+    if (full) {
+      auto rb = path.readBack(desired_.sw, scope);
+      if (rb) {
+        sw_installed_ = std::move(rb).value();
+      } else {
+        ++result.failures;
+        spdlog::error("software path read-back: {}", rb.error().describe());
+      }
+    }
+    const auto d = flowrules::diff(desired_.sw, sw_installed_);
+    if (!d.empty()) {
+      flowrules::SoftwarePathState to_apply, to_remove;
+      auto take = [](auto& dst, const auto& od) {
+        dst.insert(dst.end(), od.add.begin(), od.add.end());
+        dst.insert(dst.end(), od.modify.begin(), od.modify.end());
+      };
+      take(to_apply.sysctls, d.sysctls);
+      take(to_apply.links, d.links);
+      take(to_apply.addresses, d.addresses);
+      take(to_apply.vxlan_devices, d.vxlan_devices);
+      take(to_apply.fdb, d.fdb);
+      take(to_apply.neighbours, d.neighbours);
+      take(to_apply.routes, d.routes);
+      to_remove.sysctls = d.sysctls.remove;
+      to_remove.links = d.links.remove;
+      to_remove.addresses = d.addresses.remove;
+      to_remove.vxlan_devices = d.vxlan_devices.remove;
+      to_remove.fdb = d.fdb.remove;
+      to_remove.neighbours = d.neighbours.remove;
+      to_remove.routes = d.routes.remove;
+      const auto removed = path.remove(to_remove);
+      const auto applied = path.apply(to_apply);
+      counters_.sw_ops += removed.succeeded + applied.succeeded + removed.failures.size() + applied.failures.size();
+      sw_failures_.clear();
+      for (const auto* r : {&removed, &applied})
+        for (const auto& f : r->failures) {
+          ++counters_.sw_failures;
+          ++result.failures;
+          sw_failures_[f.object] = f.error;
+          spdlog::error("software path: {}: {}", f.object, f.error.message);
+        }
+      spdlog::info("software path: {} objects changed ({} failed)", d.size(), sw_failures_.size());
+      if (sw_failures_.empty()) {
+        sw_installed_ = desired_.sw;
+      } else if (auto rb = path.readBack(desired_.sw, scope)) {
+        sw_installed_ = std::move(rb).value();  // know exactly what holds, for the retry
+      }
+    } else if (full) {
+      sw_failures_.clear();
+    }
+  }
+  const auto& c = applier_->counters();
+  last_pass_summary_ = std::string(full ? "full" : "incremental") + " pass: rules hw " + std::to_string(c.hw) +
+                       ", sw " + std::to_string(c.sw) + "; kernel objects " + std::to_string(desired_.sw.size()) +
+                       ", failed " + std::to_string(sw_failures_.size());
+  return result;
+}
+
+void Controller::scheduleRetry(bool failed) {
+  if (!failed) {
+    consecutive_failures_ = 0;
+    backoff_ = std::chrono::milliseconds(0);
+    next_retry_ = SteadyClock::time_point::max();
+    return;
+  }
+  ++consecutive_failures_;
+  backoff_ = backoff_.count() == 0 ? options_.retry_min : std::min(backoff_ * 2, options_.retry_max);
+  next_retry_ = options_.now() + backoff_;
+  spdlog::warn("reconcile left failures; retry #{} in {} ms", consecutive_failures_, backoff_.count());
+}
+
+void Controller::tick() {
+  const auto now = options_.now();
+  if (now >= next_full_) {
+    next_full_ = now + options_.reconcile_interval;
+    const auto pass = reconcile(true);
+    scheduleRetry(pass.failures > 0);
+    return;
+  }
+  if (now >= next_retry_) {
+    ++counters_.retries;
+    const auto pass = reconcile(true);
+    scheduleRetry(pass.failures > 0);
+  }
+}
+
+std::chrono::milliseconds Controller::untilNextTick() const {
+  const auto now = options_.now();
+  const auto next = std::min(next_full_, next_retry_);
+  if (next <= now) return std::chrono::milliseconds(0);
+  return std::chrono::duration_cast<std::chrono::milliseconds>(next - now);
+}
+
+json Controller::reconcileAll() {
+  const auto pass = reconcile(true);
+  scheduleRetry(pass.failures > 0);
+  next_full_ = options_.now() + options_.reconcile_interval;
+  return {{"failures", pass.failures}, {"summary", last_pass_summary_}};
+}
+
+std::string Controller::metricsText(const control::ServerCounters* server) const {
+  MetricsRegistry m;
+  const auto& c = applier_->counters();
+  m.describe("nicoffload_ports", "gauge", "Ports (VM NICs) in the intent.");
+  m.set("nicoffload_ports", "", static_cast<double>(intent_.ports.size()));
+  m.describe("nicoffload_remotes", "gauge", "Remote endpoints in the intent.");
+  m.set("nicoffload_remotes", "", static_cast<double>(intent_.remotes.size()));
+  m.describe("nicoffload_rules", "gauge", "Flow rules in effect by placement.");
+  m.set("nicoffload_rules", "placement=\"hw\"", static_cast<double>(c.hw));
+  m.set("nicoffload_rules", "placement=\"sw\"", static_cast<double>(c.sw));
+  m.describe("nicoffload_rules_sw", "gauge", "Flow rules in the software path by reason.");
+  static const char* kReasons[] = {"none", "item-unsupported", "action-unsupported", "udp-port-unsupported",
+                                   "next-hop-unresolved", "table-full", "follows", "device-refused"};
+  for (std::size_t i = 1; i < c.sw_by_reason.size(); ++i)
+    m.set("nicoffload_rules_sw", std::string("reason=\"") + kReasons[i] + "\"", static_cast<double>(c.sw_by_reason[i]));
+  const std::string be = "backend=\"" + applier_->backend().capabilities().backend + "\"";
+  m.describe("nicoffload_flow_operations_total", "counter", "Flow backend operations.");
+  m.set("nicoffload_flow_operations_total", be + ",op=\"validate\"", static_cast<double>(c.validations));
+  m.set("nicoffload_flow_operations_total", be + ",op=\"create\"", static_cast<double>(c.creations));
+  m.set("nicoffload_flow_operations_total", be + ",op=\"destroy\"", static_cast<double>(c.destructions));
+  m.describe("nicoffload_flow_failures_total", "counter", "Flow backend refusals and failures.");
+  m.set("nicoffload_flow_failures_total", be + ",kind=\"refused\"", static_cast<double>(c.refusals));
+  m.set("nicoffload_flow_failures_total", be + ",kind=\"destroy\"", static_cast<double>(c.destroy_failures));
+  m.describe("nicoffload_software_path_operations_total", "counter", "Kernel objects programmed or removed.");
+  m.set("nicoffload_software_path_operations_total", "", static_cast<double>(counters_.sw_ops));
+  m.describe("nicoffload_software_path_failures_total", "counter", "Kernel objects the kernel refused.");
+  m.set("nicoffload_software_path_failures_total", "", static_cast<double>(counters_.sw_failures));
+  m.describe("nicoffload_software_path_objects_failed", "gauge", "Kernel objects failing now (retried).");
+  m.set("nicoffload_software_path_objects_failed", "", static_cast<double>(sw_failures_.size()));
+  m.describe("nicoffload_reconcile_passes_total", "counter", "Reconcile passes by kind.");
+  m.set("nicoffload_reconcile_passes_total", "kind=\"any\"", static_cast<double>(counters_.reconcile_passes));
+  m.set("nicoffload_reconcile_passes_total", "kind=\"full\"", static_cast<double>(counters_.full_passes));
+  m.describe("nicoffload_retries_total", "counter", "Reconcile retries after failures.");
+  m.set("nicoffload_retries_total", "", static_cast<double>(counters_.retries));
+  m.describe("nicoffload_state_saves_total", "counter", "State file writes by result.");
+  m.set("nicoffload_state_saves_total", "result=\"ok\"", static_cast<double>(counters_.state_saves));
+  m.set("nicoffload_state_saves_total", "result=\"failed\"", static_cast<double>(counters_.state_save_failures));
+  if (server) {
+    m.describe("nicoffload_control_requests_total", "counter", "Control socket requests by outcome.");
+    m.set("nicoffload_control_requests_total", "outcome=\"served\"", static_cast<double>(server->requests));
+    m.set("nicoffload_control_requests_total", "outcome=\"malformed\"", static_cast<double>(server->malformed));
+    m.set("nicoffload_control_requests_total", "outcome=\"oversized\"", static_cast<double>(server->oversized));
+    m.set("nicoffload_control_requests_total", "outcome=\"peer_refused\"", static_cast<double>(server->refused_peers));
+    m.set("nicoffload_control_requests_total", "outcome=\"refused\"", static_cast<double>(counters_.requests_refused));
+  }
+  return m.render();
+}
+
+}  // namespace nicoffload::offload

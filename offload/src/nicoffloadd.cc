@@ -1,0 +1,159 @@
+// nicoffloadd: the nicoffload controller daemon.
+//
+// Loads the host config and hardware profile, opens the backends (flow: sim
+// or dpdk; software path: kernel or none), loads the persisted intent,
+// adopts what the backends already hold, converges, and serves the control
+// API on a root-only unix socket. Logs go to stderr (journald), one line per
+// state change; metrics to a Prometheus endpoint on loopback.
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "nicoffload/model/parse.h"
+#include "nicoffload/offload/flow_backends.h"
+#include "nicoffload/offload/software_path.h"
+#include "nicoffload/offload/control.h"
+#include "nicoffload/offload/controller.h"
+#include "nicoffload/offload/metrics.h"
+
+namespace {
+
+std::atomic<int> g_signal{0};
+void onSignal(int sig) { g_signal = sig; }
+
+std::string defaultProfileDir() {
+  if (const char* env = std::getenv("NICOFFLOAD_PROFILE_DIR"); env && *env) return env;
+  if (::access(NICOFFLOAD_PROFILE_INSTALL_DIR, R_OK) == 0) return NICOFFLOAD_PROFILE_INSTALL_DIR;
+  return NICOFFLOAD_PROFILE_SOURCE_DIR;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace nicoffload;
+  CLI::App app{"nicoffloadd: the nicoffload SmartNIC / vDPA offload controller daemon"};
+  app.set_version_flag("--version", std::string("nicoffloadd ") + NICOFFLOAD_VERSION);
+  std::string config = "/etc/nicoffload/host.json";
+  std::string profile_dir;
+  std::string log_level = "info";
+  bool check_only = false;
+  app.add_option("-c,--config", config, "host config (JSON)")->check(CLI::ExistingFile)->capture_default_str();
+  app.add_option("--profile-dir", profile_dir,
+                 "directory of named hardware profiles (default: $NICOFFLOAD_PROFILE_DIR, else " +
+                     std::string(NICOFFLOAD_PROFILE_INSTALL_DIR) + ")");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
+      ->capture_default_str();
+  app.add_flag("--check", check_only, "load the config, the profile and the state, print them, and exit");
+  app.footer("Signals: SIGTERM/SIGINT stop (installed state stays and is adopted at the next start);\n"
+             "SIGHUP runs a full reconcile pass. Exit status: 0 stopped cleanly; 1 cannot start (the\n"
+             "log line says why).");
+  CLI11_PARSE(app, argc, argv);
+
+  auto logger = spdlog::stderr_logger_mt("nicoffloadd");
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  spdlog::flush_on(spdlog::level::info);
+
+  auto fatal = [](const Error& e) {
+    spdlog::critical("cannot start: {}", e.describe());
+    return 1;
+  };
+
+  auto host = model::loadHostConfig(config);
+  if (!host) return fatal(host.error());
+  auto profile_path = model::resolveProfilePath(host->hw_profile, profile_dir.empty() ? defaultProfileDir() : profile_dir);
+  if (!profile_path) return fatal(profile_path.error());
+  auto profile = model::loadHwProfile(*profile_path);
+  if (!profile) return fatal(profile.error());
+  spdlog::info("host {}: profile {} ({}), underlay {}, flow backend {}, software path {}", host->name,
+               profile->name, profile->model, model::toString(host->underlay), model::toString(host->flow_backend),
+               model::toString(host->software_path));
+
+  offload::StateStore store(host->state_dir);
+  if (check_only) {
+    auto state = store.load();
+    if (!state) return fatal(state.error());
+    std::printf("config %s ok; profile %s; state %s: %zu ports, %zu remotes\n", config.c_str(),
+                profile_path->c_str(), store.path().c_str(), state->ports.size(), state->remotes.size());
+    return 0;
+  }
+
+  // The flow backend (and, for DPDK, the EAL, which must outlive it: it is
+  // declared first, so it is destroyed last).
+  auto flow = offload::openFlowBackend(*host, *profile, {.persistent_sim = true});
+  if (!flow) return fatal(flow.error());
+  std::unique_ptr<dpdk::Eal> eal = std::move(flow->eal);
+  for (const auto& note : flow->notes) spdlog::info("flow backend: {}", note);
+  offload::Backends backends;
+  backends.flow = std::move(flow->backend);
+  if (host->software_path == model::SoftwarePathKind::kKernel) {
+    auto sw = offload::openKernelSoftwarePath({.netns = host->kernel_netns});
+    if (!sw) return fatal(sw.error());
+    backends.software_path = std::move(sw).value();
+    spdlog::info("software path: kernel{}", host->kernel_netns.empty() ? "" : " in namespace " + host->kernel_netns);
+  }
+
+  offload::ControllerOptions options;
+  options.reconcile_interval = std::chrono::milliseconds(host->reconcile_interval_ms);
+  auto controller = offload::Controller::start(*host, *profile, std::move(backends), store, options);
+  if (!controller) return fatal(controller.error());
+
+  offload::control::Server::Options sopts;
+  sopts.socket_path = host->socket_path;
+  sopts.max_request_bytes = host->max_request_bytes;
+  sopts.allowed_uids = {0};
+  if (::geteuid() != 0) sopts.allowed_uids.push_back(::geteuid());
+  auto server = offload::control::Server::open(sopts);
+  if (!server) return fatal(server.error());
+
+  std::unique_ptr<offload::MetricsServer> metrics;
+  if (!host->metrics_listen.empty()) {
+    const auto colon = host->metrics_listen.rfind(':');
+    std::string mhost = host->metrics_listen.substr(0, colon);
+    if (mhost == "[::1]") mhost = "::1";
+    auto m = offload::MetricsServer::start(mhost, std::stoi(host->metrics_listen.substr(colon + 1)));
+    if (!m) return fatal(m.error());
+    metrics = std::move(m).value();
+    spdlog::info("metrics on http://{}/metrics", host->metrics_listen);
+  }
+
+  struct sigaction sa {};
+  sa.sa_handler = onSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGHUP, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  spdlog::info("ready: control socket {}", host->socket_path);
+  auto& ctl = **controller;
+  auto& srv = **server;
+  if (metrics) metrics->publish(ctl.metricsText(&srv.counters()));
+  while (true) {
+    const int sig = g_signal.exchange(0);
+    if (sig == SIGTERM || sig == SIGINT) break;
+    if (sig == SIGHUP) {
+      spdlog::info("SIGHUP: full reconcile pass");
+      ctl.reconcileAll();
+    }
+    const auto wait = std::min<long long>(ctl.untilNextTick().count(), 1000);
+    auto requests = srv.poll(static_cast<int>(wait));
+    if (!requests.empty()) {
+      const auto replies = ctl.handle(requests);
+      for (std::size_t i = 0; i < requests.size(); ++i) srv.reply(requests[i].connection, replies[i]);
+    }
+    ctl.tick();
+    if (metrics) metrics->publish(ctl.metricsText(&srv.counters()));
+  }
+  spdlog::info("stopping; installed state stays in place and is adopted at the next start");
+  return 0;
+}
