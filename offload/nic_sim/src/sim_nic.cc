@@ -693,6 +693,7 @@ std::unique_ptr<NicBackend> SimNic::makeBackend() const {
 }
 
 std::unique_ptr<SysfsIo> SimNic::sysfs() const { return std::make_unique<SimSysfsIo>(kernel_); }
+std::unique_ptr<EswitchControl> SimNic::eswitch() const { return std::make_unique<SimEswitch>(kernel_); }
 
 std::vector<std::string> SimNic::vdpaMgmtDevs() const { return kernel_->vdpaMgmtDevs(); }
 Status SimNic::vdpaDevNew(const SimVdpaDevice& device) { return kernel_->vdpaDevNew(device); }

@@ -39,6 +39,7 @@
 #include "nicoffload/model/hw_profile.h"
 #include "nicoffload/offload/nic_backend.h"
 #include "nicoffload/offload/sysfs_io.h"
+#include "nicoffload/offload/sysfs_nic_backend.h"
 
 namespace nicoffload::offload {
 
@@ -83,6 +84,9 @@ class SimNic {
 
   // This NIC's sysfs (reads from the tree, writes through the kernel).
   std::unique_ptr<SysfsIo> sysfs() const;
+
+  // This NIC's devlink eswitch control (what the backend uses).
+  std::unique_ptr<EswitchControl> eswitch() const;
 
   // The `vdpa` generic netlink family of the simulated kernel. Errors are
   // those of the kernel: kNotFound (ENODEV: no such device / management
