@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "../support/fake_sysfs.h"
+#include "../support/logging_sysfs.h"
 #include "nicoffload/offload/sysfs_nic_backend.h"
 
 namespace nicoffload::offload {
@@ -27,26 +28,8 @@ constexpr const char* kSwitchId = "b8cef60300aa01e2";
 std::string vfAddr(unsigned i) { return "0000:03:00." + std::to_string(2 + i); }
 
 // The order of everything the backend did: sysfs writes and devlink calls.
-using Log = std::vector<std::string>;
-
-class LoggingSysfs : public SysfsIo {
- public:
-  LoggingSysfs(std::string root, Log& log) : fs_(std::move(root)), log_(log) {}
-  const std::string& root() const override { return fs_.root(); }
-  Result<std::string> read(const std::string& rel) override { return fs_.read(rel); }
-  Status write(const std::string& rel, std::string_view value) override {
-    log_.push_back(rel + " <- " + std::string(value));
-    return fs_.write(rel, value);
-  }
-  Result<std::string> linkName(const std::string& rel) override { return fs_.linkName(rel); }
-  Result<std::string> canonical(const std::string& rel) override { return fs_.canonical(rel); }
-  std::vector<std::string> list(const std::string& rel) override { return fs_.list(rel); }
-  bool exists(const std::string& rel) override { return fs_.exists(rel); }
-
- private:
-  FsSysfsIo fs_;
-  Log& log_;
-};
+using test::Log;
+using test::LoggingSysfs;
 
 class FakeEswitch : public EswitchControl {
  public:

@@ -129,16 +129,23 @@ class SimKernel {
     Status s;
     if (is({"bus", "pci", "devices", nullptr, "sriov_numvfs"}) && p[3] == opt_.pf_pci)
       s = setNumVfs(value);
-    else if (is({"bus", "pci", "devices", nullptr, "sriov_drivers_autoprobe"}) && p[3] == opt_.pf_pci)
+    else if (is({"bus", "pci", "devices", nullptr, "sriov_drivers_autoprobe"}) && p[3] == opt_.pf_pci) {
       autoprobe_ = value != "0";
-    else if (is({"bus", "pci", "devices", nullptr, "driver_override"}) && vfIndex(p[3]))
-      vfs_[*vfIndex(p[3])].override = value == "(null)" ? std::string() : value;
+      file(pciDir(opt_.pf_pci) + "/sriov_drivers_autoprobe", autoprobe_ ? "1" : "0");
+    }
+    else if (is({"bus", "pci", "devices", nullptr, "driver_override"}) && vfIndex(p[3])) {
+      auto& vf = vfs_[*vfIndex(p[3])];
+      vf.override = value == "(null)" ? std::string() : value;
+      file(pciDir(p[3]) + "/driver_override", vf.override.empty() ? "(null)" : vf.override);
+    }
     else if (is({"bus", "pci", "drivers", nullptr, "bind"}))
       s = bindVf(p[3], value);
     else if (is({"bus", "pci", "drivers", nullptr, "unbind"}))
       s = unbindVf(p[3], value);
-    else if (is({"bus", "vdpa", "devices", nullptr, "driver_override"}) && vdpa_.count(p[3]))
+    else if (is({"bus", "vdpa", "devices", nullptr, "driver_override"}) && vdpa_.count(p[3])) {
       vdpa_[p[3]].override = value;
+      file(vdpaDir(vdpa_[p[3]]) + "/driver_override", value.empty() ? "(null)" : value);
+    }
     else if (is({"bus", "vdpa", "drivers", nullptr, "bind"}))
       s = bindVdpa(p[3], value);
     else if (is({"bus", "vdpa", "drivers", nullptr, "unbind"}))
@@ -529,8 +536,8 @@ class SimKernel {
   }
 
   // --- persistence
+  // Saves the state; the tree was updated by the operation itself.
   Status commit() {
-    renderPf();
     nlohmann::json vfs = nlohmann::json::array();
     for (const auto& v : vfs_)
       vfs.push_back({{"driver", v.driver}, {"override", v.override}, {"mac", v.mac.str()},

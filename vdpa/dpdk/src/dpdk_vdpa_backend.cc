@@ -50,8 +50,9 @@ Status start(const std::string& path) {
 Status unregisterSocket(const std::string& path) {
   (void)rte_vhost_driver_unregister(path.c_str());  // -1: not registered, which is fine
   std::error_code ec;
-  if (fs::is_socket(path, ec)) fs::remove(path, ec);
-  if (ec) return makeError(ErrorCode::kIo, path, "", "cannot remove vhost-user socket " + path + ": " + ec.message());
+  if (!fs::is_socket(fs::symlink_status(path, ec))) return Status::success();  // none (left)
+  if (!fs::remove(path, ec) && ec)
+    return makeError(ErrorCode::kIo, path, "", "cannot remove vhost-user socket " + path + ": " + ec.message());
   return Status::success();
 }
 

@@ -31,7 +31,7 @@ struct DpdkVdpaOptions {
 
 // rte_vhost calls as values. Errors name the socket path.
 namespace vhost {
-// rte_vhost_driver_register. kBusy when the path is registered already.
+// rte_vhost_driver_register. kBusy when rte_vhost refuses the path.
 Status registerSocket(const std::string& path, std::uint64_t flags);
 // rte_vdpa_find_device_by_name + rte_vhost_driver_attach_vdpa_device.
 // kNotFound when DPDK has no vDPA device of that name (the VF was not probed
