@@ -1,15 +1,14 @@
 // The NIC backend's netlink messages, built and parsed back attribute by
 // attribute; the devlink family lookup on this kernel; rtnetlink VF settings
 // against a real netdev without VFs (lo).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <linux/devlink.h>
 #include <linux/if_link.h>
 #include <linux/rtnetlink.h>
 #include <netlink/attr.h>
 #include <netlink/genl/genl.h>
 #include <netlink/msg.h>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include <cstring>
 #include <set>
@@ -44,7 +43,8 @@ std::string nulString(const nlattr* a) {
 }
 
 TEST(DevlinkMsg, EswitchSetCarriesHandleAndMode) {
-  for (auto [mode, wire] : {std::pair{model::EswitchMode::kSwitchdev, 1}, std::pair{model::EswitchMode::kLegacy, 0}}) {
+  for (auto [mode, wire] :
+       {std::pair{model::EswitchMode::kSwitchdev, 1}, std::pair{model::EswitchMode::kLegacy, 0}}) {
     auto m = msg::devlinkEswitchSet(kFamily, "pci", "0000:03:00.0", mode);
     ASSERT_TRUE(m);
     nlmsghdr* h = nlmsg_hdr(m.get());
@@ -62,7 +62,8 @@ TEST(DevlinkMsg, EswitchSetCarriesHandleAndMode) {
     EXPECT_EQ(nulString(tb[DEVLINK_ATTR_DEV_NAME]), "0000:03:00.0");
     EXPECT_EQ(nla_len(tb[DEVLINK_ATTR_ESWITCH_MODE]), 2) << "u16";
     EXPECT_EQ(nla_get_u16(tb[DEVLINK_ATTR_ESWITCH_MODE]), wire);
-    EXPECT_EQ(genlAttrTypes(h), (std::set<int>{DEVLINK_ATTR_BUS_NAME, DEVLINK_ATTR_DEV_NAME, DEVLINK_ATTR_ESWITCH_MODE}));
+    EXPECT_EQ(genlAttrTypes(h), (std::set<int>{DEVLINK_ATTR_BUS_NAME, DEVLINK_ATTR_DEV_NAME,
+                                               DEVLINK_ATTR_ESWITCH_MODE}));
     EXPECT_EQ(DEVLINK_ATTR_BUS_NAME, 1);
     EXPECT_EQ(DEVLINK_ATTR_DEV_NAME, 2);
     EXPECT_EQ(DEVLINK_ATTR_ESWITCH_MODE, 25);
@@ -107,8 +108,10 @@ TEST(DevlinkFamily, LookupOnThisKernelAgreesWithTheKernel) {
   ASSERT_FALSE(mode.ok()) << "no PF 0000:03:00.0 here, so no eswitch mode either";
   if (!has) {
     EXPECT_EQ(mode.error().code, ErrorCode::kUnsupported);
-    EXPECT_THAT(mode.error().message,
-                HasSubstr("generic netlink family 'devlink' not found: this kernel has no devlink support"));
+    EXPECT_THAT(
+        mode.error().message,
+        HasSubstr(
+            "generic netlink family 'devlink' not found: this kernel has no devlink support"));
     auto set = eswitch->setMode("0000:03:00.0", model::EswitchMode::kSwitchdev);
     ASSERT_FALSE(set.ok());
     EXPECT_EQ(set.error().code, ErrorCode::kUnsupported);
@@ -233,7 +236,8 @@ TEST(RtnlVfLink, RealKernelAnswersForANetdevWithoutVfs) {
   auto vfs = link->vfs("lo");
   ASSERT_TRUE(vfs.ok()) << vfs.error().describe();
   EXPECT_TRUE(vfs->empty());
-  auto set = link->setVf("lo", {0, *MacAddr::parse("52:54:00:00:00:01"), std::nullopt, std::nullopt});
+  auto set =
+      link->setVf("lo", {0, *MacAddr::parse("52:54:00:00:00:01"), std::nullopt, std::nullopt});
   ASSERT_FALSE(set.ok()) << "lo has no VFs: the kernel must refuse";
   EXPECT_THAT(set.error().message, HasSubstr("rtnetlink set VF 0 of lo"));
   // EOPNOTSUPP: lo has no ndo_set_vf_mac (the tests run as root, so not EPERM).

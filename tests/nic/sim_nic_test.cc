@@ -1,5 +1,7 @@
 // The simulated NIC: the production SysfsNicBackend driven over the
 // simulated kernel and its sysfs tree, with the profile enforced.
+#include "nicoffload/offload/sim_nic.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -7,7 +9,6 @@
 
 #include "../support/fake_sysfs.h"
 #include "../unit/test_support.h"
-#include "nicoffload/offload/sim_nic.h"
 #include "nicoffload/offload/sysfs_nic_backend.h"
 
 namespace nicoffload::offload {
@@ -56,10 +57,11 @@ TEST(SimNic, SwitchdevWithVfsAndRepresentorsThenIdempotent) {
   auto r = nic->ensureSwitchdev(4);
   ASSERT_TRUE(r.ok()) << r.error().describe();
   EXPECT_TRUE(r->changed);
-  EXPECT_THAT(r->steps, ElementsAre("sriov_drivers_autoprobe=0", "sriov_numvfs=4", "devlink eswitch mode switchdev",
-                                    "bind 0000:03:00.2 to mlx5_core", "bind 0000:03:00.3 to mlx5_core",
-                                    "bind 0000:03:00.4 to mlx5_core", "bind 0000:03:00.5 to mlx5_core",
-                                    "sriov_drivers_autoprobe=1"));
+  EXPECT_THAT(r->steps,
+              ElementsAre("sriov_drivers_autoprobe=0", "sriov_numvfs=4",
+                          "devlink eswitch mode switchdev", "bind 0000:03:00.2 to mlx5_core",
+                          "bind 0000:03:00.3 to mlx5_core", "bind 0000:03:00.4 to mlx5_core",
+                          "bind 0000:03:00.5 to mlx5_core", "sriov_drivers_autoprobe=1"));
   auto st = nic->status();
   ASSERT_TRUE(st.ok());
   EXPECT_EQ(st->eswitch_mode, EswitchMode::kSwitchdev);
@@ -87,8 +89,9 @@ TEST(SimNic, SwitchdevWithVfsAndRepresentorsThenIdempotent) {
 
   auto more = nic->ensureSwitchdev(6);
   ASSERT_TRUE(more.ok()) << more.error().describe();
-  EXPECT_THAT(more->steps, ::testing::IsSupersetOf({"sriov_numvfs=0", "devlink eswitch mode legacy",
-                                                    "sriov_numvfs=6", "devlink eswitch mode switchdev"}));
+  EXPECT_THAT(more->steps,
+              ::testing::IsSupersetOf({"sriov_numvfs=0", "devlink eswitch mode legacy",
+                                       "sriov_numvfs=6", "devlink eswitch mode switchdev"}));
   EXPECT_EQ(nic->status()->vfs.size(), 6u);
 }
 
@@ -100,7 +103,8 @@ TEST(SimNic, EnforcesTheProfile) {
   auto r = nic->ensureSwitchdev(static_cast<std::uint16_t>(max + 1));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ErrorCode::kInvalidValue);
-  EXPECT_THAT(r.error().message, HasSubstr("profile connectx-6dx allows at most " + std::to_string(max)));
+  EXPECT_THAT(r.error().message,
+              HasSubstr("profile connectx-6dx allows at most " + std::to_string(max)));
 
   // Straight to the kernel, past the backend: the sim kernel refuses too.
   auto io = sim->sysfs();
@@ -111,7 +115,8 @@ TEST(SimNic, EnforcesTheProfile) {
   ASSERT_TRUE(io->write("bus/pci/devices/0000:03:00.0/sriov_numvfs", "2").ok());
   w = io->write("bus/pci/devices/0000:03:00.0/sriov_numvfs", "3");
   ASSERT_FALSE(w.ok());
-  EXPECT_EQ(w.error().code, ErrorCode::kBusy) << "the kernel changes the VF count only from and to 0";
+  EXPECT_EQ(w.error().code, ErrorCode::kBusy)
+      << "the kernel changes the VF count only from and to 0";
 }
 
 TEST(SimNic, LegacyOnlyProfileHasNoSwitchdev) {
@@ -146,7 +151,8 @@ TEST(SimNic, VfPassedThroughWithVfioPciBlocksTheSwitch) {
   auto r = nic->ensureSwitchdev(5);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ErrorCode::kBusy);
-  EXPECT_THAT(r.error().message, HasSubstr("VF 1 (0000:03:00.3) of PF 0000:03:00.0 is bound to vfio-pci"));
+  EXPECT_THAT(r.error().message,
+              HasSubstr("VF 1 (0000:03:00.3) of PF 0000:03:00.0 is bound to vfio-pci"));
   EXPECT_EQ(nic->status()->num_vfs, 3) << "nothing changed";
   // Still in switchdev with 3 VFs: that VM keeps its VF, the call is a no-op.
   auto same = nic->ensureSwitchdev(3);
@@ -164,7 +170,8 @@ TEST(SimNic, KernelRefusingTheModeChangeLeavesVfsBound) {
   auto r = nic->ensureSwitchdev(2);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ErrorCode::kBusy);
-  EXPECT_THAT(r.error().message, HasSubstr("PF 0000:03:00.0: switching the eswitch to switchdev failed"));
+  EXPECT_THAT(r.error().message,
+              HasSubstr("PF 0000:03:00.0: switching the eswitch to switchdev failed"));
   EXPECT_THAT(r.error().message, HasSubstr("sim kernel: firmware busy"));
   auto st = nic->status();
   EXPECT_EQ(st->eswitch_mode, EswitchMode::kLegacy);
@@ -210,7 +217,8 @@ TEST(SimNic, VfSettingsAndRelease) {
   auto mc = nic->setVfMac(1, *MacAddr::parse("01:00:5e:00:00:01"));
   ASSERT_FALSE(mc.ok());
   EXPECT_EQ(mc.error().code, ErrorCode::kInvalidValue);
-  EXPECT_THAT(mc.error().message, HasSubstr("PF 0000:03:00.0 VF 1 (0000:03:00.3): setting the MAC failed"));
+  EXPECT_THAT(mc.error().message,
+              HasSubstr("PF 0000:03:00.0 VF 1 (0000:03:00.3): setting the MAC failed"));
   ASSERT_TRUE(nic->releaseVf(1).ok());
   st = nic->status();
   EXPECT_EQ(st->vfs[1].mac, MacAddr{});

@@ -1,9 +1,10 @@
 // sysfs access and layout helpers against a fake tree.
+#include "nicoffload/offload/sysfs_io.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "../support/fake_sysfs.h"
-#include "nicoffload/offload/sysfs_io.h"
 
 namespace nicoffload::offload {
 namespace {
@@ -21,7 +22,8 @@ TEST(PhysPortName, Mlx5Forms) {
   EXPECT_EQ(sysfs::parsePhysPortName("c1pf0vf3"), (PhysPortName{1u, 0u, 3u, {}, {}}));
   EXPECT_EQ(sysfs::parsePhysPortName("pf0sf88"), (PhysPortName{{}, 0u, {}, 88u, {}}));
   EXPECT_EQ(sysfs::parsePhysPortName("pf0"), (PhysPortName{{}, 0u, {}, {}, {}}));
-  for (const char* bad : {"", "p", "pf", "pfvf1", "pf0vf", "pf0vf3x", "vf3", "eth0", "c1", "pf0xf1", "p0vf1"})
+  for (const char* bad :
+       {"", "p", "pf", "pfvf1", "pf0vf", "pf0vf3x", "vf3", "eth0", "c1", "pf0xf1", "p0vf1"})
     EXPECT_FALSE(sysfs::parsePhysPortName(bad).has_value()) << bad;
 }
 

@@ -39,7 +39,8 @@ class FakeEswitch : public EswitchControl {
     return mode_;
   }
   Status setMode(const std::string& pf, EswitchMode m) override {
-    log_.push_back(std::string("devlink ") + pf + " " + (m == EswitchMode::kSwitchdev ? "switchdev" : "legacy"));
+    log_.push_back(std::string("devlink ") + pf + " " +
+                   (m == EswitchMode::kSwitchdev ? "switchdev" : "legacy"));
     if (refuse) return *refuse;
     mode_ = m;
     return Status::success();
@@ -55,7 +56,8 @@ class FakeVfLink : public VfLinkControl {
  public:
   explicit FakeVfLink(Log& log) : log_(log) {}
   Result<std::vector<VfLinkInfo>> vfs(const std::string& netdev) override {
-    if (netdev != "enp3s0f0np0") return makeError(ErrorCode::kNotFound, netdev, "", "no such netdev");
+    if (netdev != "enp3s0f0np0")
+      return makeError(ErrorCode::kNotFound, netdev, "", "no such netdev");
     return links;
   }
   Status setVf(const std::string& netdev, const VfSettings& s) override {
@@ -79,7 +81,8 @@ struct Fixture {
   FakeEswitch* eswitch = nullptr;
   FakeVfLink* vf_link = nullptr;
 
-  std::unique_ptr<SysfsNicBackend> backend(EswitchMode mode, std::optional<model::HwProfile> profile = {}) {
+  std::unique_ptr<SysfsNicBackend> backend(EswitchMode mode,
+                                           std::optional<model::HwProfile> profile = {}) {
     SysfsNicOptions o;
     o.pf_pci = kPf;
     o.profile = std::move(profile);
@@ -88,8 +91,8 @@ struct Fixture {
     auto v = std::make_unique<FakeVfLink>(log);
     eswitch = e.get();
     vf_link = v.get();
-    return std::make_unique<SysfsNicBackend>(o, std::make_unique<LoggingSysfs>(dir.path(), log), std::move(e),
-                                             std::move(v));
+    return std::make_unique<SysfsNicBackend>(o, std::make_unique<LoggingSysfs>(dir.path(), log),
+                                             std::move(e), std::move(v));
   }
 
   // The PF in legacy mode (its netdev has no port name / switch id), `n` VFs
@@ -103,14 +106,17 @@ struct Fixture {
   void representors(unsigned n, unsigned skip = 99) {
     tree.netdevOf(kPf, "enp3s0f0np0", "p0", kSwitchId);
     for (unsigned i = 0; i < n; ++i)
-      if (i != skip) tree.netdevOf(kPf, "enp3s0f0npf0vf" + std::to_string(i), "pf0vf" + std::to_string(i), kSwitchId);
+      if (i != skip)
+        tree.netdevOf(kPf, "enp3s0f0npf0vf" + std::to_string(i), "pf0vf" + std::to_string(i),
+                      kSwitchId);
   }
 };
 
 std::string unbind(unsigned i) { return "bus/pci/drivers/mlx5_core/unbind <- " + vfAddr(i); }
 std::string bind(unsigned i) { return "bus/pci/drivers/mlx5_core/bind <- " + vfAddr(i); }
 const std::string kNumvfs = std::string("bus/pci/devices/") + kPf + "/sriov_numvfs <- ";
-const std::string kAutoprobe = std::string("bus/pci/devices/") + kPf + "/sriov_drivers_autoprobe <- ";
+const std::string kAutoprobe =
+    std::string("bus/pci/devices/") + kPf + "/sriov_drivers_autoprobe <- ";
 const std::string kToSwitchdev = std::string("devlink ") + kPf + " switchdev";
 const std::string kToLegacy = std::string("devlink ") + kPf + " legacy";
 
@@ -122,14 +128,15 @@ TEST(SysfsNic, FromLegacyWithoutVfsRunsTheMlx5Sequence) {
   auto r = nic->ensureSwitchdev(4);
   ASSERT_TRUE(r.ok()) << r.error().describe();
   EXPECT_TRUE(r->changed);
-  EXPECT_THAT(f.log, ElementsAre(kAutoprobe + "0", kNumvfs + "4", kToSwitchdev, bind(0), bind(1), bind(2), bind(3),
-                                 kAutoprobe + "1"));
+  EXPECT_THAT(f.log, ElementsAre(kAutoprobe + "0", kNumvfs + "4", kToSwitchdev, bind(0), bind(1),
+                                 bind(2), bind(3), kAutoprobe + "1"));
   EXPECT_EQ(r->steps.front(), "sriov_drivers_autoprobe=0");
   EXPECT_EQ(r->steps[1], "sriov_numvfs=4");
   EXPECT_EQ(r->steps[2], "devlink eswitch mode switchdev");
   EXPECT_EQ(r->steps[3], "bind 0000:03:00.2 to mlx5_core");
   EXPECT_EQ(f.tree.read(std::string("devices/pci0000:00/") + kPf + "/sriov_numvfs"), "4");
-  EXPECT_EQ(f.tree.read(std::string("devices/pci0000:00/") + kPf + "/sriov_drivers_autoprobe"), "1");
+  EXPECT_EQ(f.tree.read(std::string("devices/pci0000:00/") + kPf + "/sriov_drivers_autoprobe"),
+            "1");
   EXPECT_EQ(f.tree.read("bus/pci/drivers/mlx5_core/bind"), vfAddr(3));  // the last one written
 }
 
@@ -140,7 +147,8 @@ TEST(SysfsNic, LegacyWithBoundVfsUnbindsSwitchesAndRebinds) {
   auto nic = f.backend(EswitchMode::kLegacy);
   auto r = nic->ensureSwitchdev(3);
   ASSERT_TRUE(r.ok()) << r.error().describe();
-  EXPECT_THAT(f.log, ElementsAre(unbind(0), unbind(1), unbind(2), kToSwitchdev, bind(0), bind(1), bind(2)));
+  EXPECT_THAT(
+      f.log, ElementsAre(unbind(0), unbind(1), unbind(2), kToSwitchdev, bind(0), bind(1), bind(2)));
 }
 
 TEST(SysfsNic, ChangingTheVfCountInSwitchdevGoesThroughZeroAndLegacy) {
@@ -150,8 +158,9 @@ TEST(SysfsNic, ChangingTheVfCountInSwitchdevGoesThroughZeroAndLegacy) {
   auto nic = f.backend(EswitchMode::kSwitchdev);
   auto r = nic->ensureSwitchdev(4);
   ASSERT_TRUE(r.ok()) << r.error().describe();
-  EXPECT_THAT(f.log, ElementsAre(kAutoprobe + "0", kNumvfs + "0", kToLegacy, kNumvfs + "4", kToSwitchdev, bind(0),
-                                 bind(1), bind(2), bind(3), kAutoprobe + "1"));
+  EXPECT_THAT(f.log,
+              ElementsAre(kAutoprobe + "0", kNumvfs + "0", kToLegacy, kNumvfs + "4", kToSwitchdev,
+                          bind(0), bind(1), bind(2), bind(3), kAutoprobe + "1"));
 }
 
 TEST(SysfsNic, AlreadyInSwitchdevIsNotTouched) {
@@ -187,7 +196,8 @@ TEST(SysfsNic, VfBoundToVfioPciRefusesTheSwitch) {
   auto r = nic->ensureSwitchdev(4);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ErrorCode::kBusy);
-  EXPECT_THAT(r.error().message, HasSubstr("VF 2 (0000:03:00.4) of PF 0000:03:00.0 is bound to vfio-pci"));
+  EXPECT_THAT(r.error().message,
+              HasSubstr("VF 2 (0000:03:00.4) of PF 0000:03:00.0 is bound to vfio-pci"));
   EXPECT_THAT(r.error().message, HasSubstr("in use"));
   EXPECT_TRUE(f.log.empty()) << "nothing may be written before the refusal: " << f.log.front();
 }
@@ -200,7 +210,9 @@ TEST(SysfsNic, VfBackingAVdpaDeviceRefusesTheSwitch) {
   auto r = nic->ensureSwitchdev(2);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ErrorCode::kBusy);
-  EXPECT_THAT(r.error().message, HasSubstr("VF 1 (0000:03:00.3) of PF 0000:03:00.0 backs vDPA device nfo0123456789ab"));
+  EXPECT_THAT(
+      r.error().message,
+      HasSubstr("VF 1 (0000:03:00.3) of PF 0000:03:00.0 backs vDPA device nfo0123456789ab"));
   EXPECT_TRUE(f.log.empty());
 }
 
@@ -209,13 +221,15 @@ TEST(SysfsNic, ModeSwitchRefusedByTheKernelRebindsTheVfs) {
   f.legacyPf(2, 2, "mlx5_core");
   f.representors(2);
   auto nic = f.backend(EswitchMode::kLegacy);
-  f.eswitch->refuse = makeError(ErrorCode::kBusy, "devlink", "",
-                                "devlink eswitch set pci/0000:03:00.0 mode switchdev: Device or resource busy "
-                                "(kernel: Can't change mode while VFs are in use)");
+  f.eswitch->refuse =
+      makeError(ErrorCode::kBusy, "devlink", "",
+                "devlink eswitch set pci/0000:03:00.0 mode switchdev: Device or resource busy "
+                "(kernel: Can't change mode while VFs are in use)");
   auto r = nic->ensureSwitchdev(2);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ErrorCode::kBusy);
-  EXPECT_THAT(r.error().message, HasSubstr("PF 0000:03:00.0: switching the eswitch to switchdev failed"));
+  EXPECT_THAT(r.error().message,
+              HasSubstr("PF 0000:03:00.0: switching the eswitch to switchdev failed"));
   EXPECT_THAT(r.error().message, HasSubstr("Can't change mode while VFs are in use"));
   EXPECT_THAT(r.error().message, HasSubstr("bound again"));
   EXPECT_THAT(f.log, ElementsAre(unbind(0), unbind(1), kToSwitchdev, bind(0), bind(1)));
@@ -229,7 +243,8 @@ TEST(SysfsNic, KernelRefusalAfterCreatingVfsRestoresAutoprobe) {
   auto r = nic->ensureSwitchdev(2);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(f.log.back(), kAutoprobe + "1");
-  EXPECT_EQ(f.tree.read(std::string("devices/pci0000:00/") + kPf + "/sriov_drivers_autoprobe"), "1");
+  EXPECT_EQ(f.tree.read(std::string("devices/pci0000:00/") + kPf + "/sriov_drivers_autoprobe"),
+            "1");
 }
 
 TEST(SysfsNic, MissingRepresentorIsNamed) {
@@ -240,7 +255,8 @@ TEST(SysfsNic, MissingRepresentorIsNamed) {
   auto r = nic->ensureSwitchdev(4);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ErrorCode::kNotFound);
-  EXPECT_THAT(r.error().message, HasSubstr("representor of VF 2 (0000:03:00.4) on PF 0000:03:00.0 not found"));
+  EXPECT_THAT(r.error().message,
+              HasSubstr("representor of VF 2 (0000:03:00.4) on PF 0000:03:00.0 not found"));
   EXPECT_THAT(r.error().message, HasSubstr(std::string("phys_switch_id ") + kSwitchId));
   EXPECT_THAT(r.error().message, HasSubstr("phys_port_name pf0vf2"));
   auto rep = nic->representorOf(2);
@@ -255,8 +271,9 @@ TEST(SysfsNic, RepresentorOfAnotherSwitchOrPfIsNotTaken) {
   Fixture f;
   f.legacyPf(1, 1, "mlx5_core");
   f.representors(0);
-  f.tree.netdevOf("0000:03:00.1", "enp3s0f1npf1vf0", "pf1vf0", kSwitchId);      // the other PF's VF 0
-  f.tree.netdevOf("0000:81:00.0", "enp129s0f0npf0vf0", "pf0vf0", "1111222233334444");  // another NIC
+  f.tree.netdevOf("0000:03:00.1", "enp3s0f1npf1vf0", "pf1vf0", kSwitchId);  // the other PF's VF 0
+  f.tree.netdevOf("0000:81:00.0", "enp129s0f0npf0vf0", "pf0vf0",
+                  "1111222233334444");  // another NIC
   auto nic = f.backend(EswitchMode::kSwitchdev);
   auto rep = nic->representorOf(0);
   ASSERT_FALSE(rep.ok());
@@ -273,7 +290,8 @@ TEST(SysfsNic, TooManyVfsAreRefused) {
   auto r = nic->ensureSwitchdev(9);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ErrorCode::kInvalidValue);
-  EXPECT_THAT(r.error().message, HasSubstr("PF 0000:03:00.0 supports at most 8 VFs (sriov_totalvfs), 9 asked"));
+  EXPECT_THAT(r.error().message,
+              HasSubstr("PF 0000:03:00.0 supports at most 8 VFs (sriov_totalvfs), 9 asked"));
 
   model::HwProfile p;
   p.name = "tiny";
@@ -312,7 +330,8 @@ TEST(SysfsNic, MissingPfAndMissingSriov) {
   ASSERT_FALSE(st.ok());
   EXPECT_EQ(st.error().code, ErrorCode::kNotFound);
   EXPECT_THAT(st.error().message, HasSubstr("PF 0000:03:00.0 not found"));
-  f.tree.link(std::string("bus/pci/devices/") + kPf, std::string("../../../devices/pci0000:00/") + kPf);
+  f.tree.link(std::string("bus/pci/devices/") + kPf,
+              std::string("../../../devices/pci0000:00/") + kPf);
   f.tree.file(std::string("devices/pci0000:00/") + kPf + "/vendor", "0x15b3\n");
   auto r = nic->ensureSwitchdev(1);
   ASSERT_FALSE(r.ok());
@@ -387,9 +406,10 @@ TEST(SysfsNic, VfSettingsGoToThePfNetdevAndReleaseScrubs) {
   ASSERT_TRUE(nic->setVfTrust(1, true).ok());
   ASSERT_TRUE(nic->setVfSpoofCheck(0, true).ok());
   ASSERT_TRUE(nic->releaseVf(1).ok());
-  EXPECT_THAT(f.log, ElementsAre("vf-set enp3s0f0np0 vf 1 mac 52:54:00:12:34:56", "vf-set enp3s0f0np0 vf 1 trust on",
-                                 "vf-set enp3s0f0np0 vf 0 spoofchk on",
-                                 "vf-set enp3s0f0np0 vf 1 mac 00:00:00:00:00:00 trust off spoofchk on"));
+  EXPECT_THAT(f.log,
+              ElementsAre("vf-set enp3s0f0np0 vf 1 mac 52:54:00:12:34:56",
+                          "vf-set enp3s0f0np0 vf 1 trust on", "vf-set enp3s0f0np0 vf 0 spoofchk on",
+                          "vf-set enp3s0f0np0 vf 1 mac 00:00:00:00:00:00 trust off spoofchk on"));
   auto bad = nic->setVfMac(5, *MacAddr::parse("52:54:00:12:34:56"));
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.error().code, ErrorCode::kNotFound);

@@ -57,7 +57,9 @@ class FakeSysfs {
     ss << in.rdbuf();
     return ss.str();
   }
-  bool exists(const std::string& rel) const { return fs::exists(fs::symlink_status(root_ + "/" + rel)); }
+  bool exists(const std::string& rel) const {
+    return fs::exists(fs::symlink_status(root_ + "/" + rel));
+  }
   void link(const std::string& rel, const std::string& target) const {
     fs::create_directories(fs::path(root_ + "/" + rel).parent_path());
     std::error_code ec;
@@ -128,7 +130,9 @@ class FakeSysfs {
       vdpaDriver(driver);
       link(d + "/driver", "../../../../../bus/vdpa/drivers/" + driver);
     }
-    if (minor >= 0) file(d + "/vhost-vdpa-" + std::to_string(minor) + "/dev", "508:" + std::to_string(minor) + "\n");
+    if (minor >= 0)
+      file(d + "/vhost-vdpa-" + std::to_string(minor) + "/dev",
+           "508:" + std::to_string(minor) + "\n");
   }
 
  private:

@@ -40,7 +40,8 @@ inline bool kernelHasGenlFamily(const std::string& name) {
   alignas(4) char reply[8192];
   const ssize_t n = recv(fd, reply, sizeof reply, 0);
   close(fd);
-  if (n < static_cast<ssize_t>(NLMSG_HDRLEN)) throw std::runtime_error("no CTRL_CMD_GETFAMILY reply");
+  if (n < static_cast<ssize_t>(NLMSG_HDRLEN))
+    throw std::runtime_error("no CTRL_CMD_GETFAMILY reply");
   const auto* r = reinterpret_cast<const nlmsghdr*>(reply);
   if (r->nlmsg_type == NLMSG_ERROR) {
     const auto* e = reinterpret_cast<const nlmsgerr*>(reply + NLMSG_HDRLEN);

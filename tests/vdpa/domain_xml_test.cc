@@ -1,10 +1,10 @@
 // The libvirt <interface> elements, parsed back with pugixml.
+#include "nicoffload/vdpa/domain_xml.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <pugixml.hpp>
-
-#include "nicoffload/vdpa/domain_xml.h"
 
 namespace nicoffload::vdpa {
 namespace {
@@ -71,7 +71,8 @@ TEST(DomainXml, ValuesAreEscapedNotConcatenated) {
   pugi::xml_document doc;
   auto iface = parse(doc, *xml);
   EXPECT_EQ(std::string(iface.child("source").attribute("path").value()), hostile);
-  EXPECT_EQ(std::distance(doc.children().begin(), doc.children().end()), 1) << "one element, nothing injected";
+  EXPECT_EQ(std::distance(doc.children().begin(), doc.children().end()), 1)
+      << "one element, nothing injected";
 }
 
 TEST(DomainXml, RelativePathsAreRefused) {

@@ -5,14 +5,13 @@
 // Attaching a real mlx5 vDPA device is left to the hardware validation suite.
 //
 // Its own executable: the EAL can be initialised once per process.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include <cstring>
 #include <filesystem>
@@ -62,7 +61,8 @@ TEST(DpdkVhost, StartRefusesAnUnusablePath) {
   auto s = vhost::start(path);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.error().code, ErrorCode::kIo);
-  EXPECT_THAT(s.error().message, HasSubstr("rte_vhost_driver_start failed for vhost-user socket " + path));
+  EXPECT_THAT(s.error().message,
+              HasSubstr("rte_vhost_driver_start failed for vhost-user socket " + path));
   ASSERT_TRUE(vhost::unregisterSocket(path).ok());
 }
 
@@ -109,7 +109,8 @@ TEST(DpdkVdpaBackend, NoVdpaDeviceForTheVfIsAClearErrorAndLeavesNothing) {
   auto r = b.create(spec(1));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ErrorCode::kNotFound);
-  EXPECT_THAT(r.error().message, HasSubstr("vDPA device nfo0123456789ab on VF 1 of PF 0000:03:00.0"));
+  EXPECT_THAT(r.error().message,
+              HasSubstr("vDPA device nfo0123456789ab on VF 1 of PF 0000:03:00.0"));
   EXPECT_THAT(r.error().message, HasSubstr("DPDK has no vDPA device '0000:03:00.3'"));
   EXPECT_THAT(r.error().message, HasSubstr("the socket was unregistered again"));
   const std::string path = b.socketPath("nfo0123456789ab");
@@ -163,9 +164,17 @@ int main(int argc, char** argv) {
   // gtest_discover_tests lists the tests without running them: no EAL then.
   if (::testing::GTEST_FLAG(list_tests)) return RUN_ALL_TESTS();
   const std::string prefix = "nfo-vhost-" + std::to_string(getpid());
-  std::vector<std::string> args = {"nicoffload_dpdk_vhost_tests", "--no-huge", "--no-pci", "-m", "512",
-                                   "--no-shconf", "--no-telemetry", "--log-level", "lib.eal:error",
-                                   "--file-prefix", prefix};
+  std::vector<std::string> args = {"nicoffload_dpdk_vhost_tests",
+                                   "--no-huge",
+                                   "--no-pci",
+                                   "-m",
+                                   "512",
+                                   "--no-shconf",
+                                   "--no-telemetry",
+                                   "--log-level",
+                                   "lib.eal:error",
+                                   "--file-prefix",
+                                   prefix};
   std::vector<char*> eal_argv;
   for (auto& a : args) eal_argv.push_back(a.data());
   if (rte_eal_init(static_cast<int>(eal_argv.size()), eal_argv.data()) < 0) {

@@ -42,7 +42,8 @@ class FakeVdpaFamily : public VdpaNetlink {
 
   Status devDel(const std::string& name) override {
     log_.push_back("dev del " + name);
-    if (!devices.erase(name)) return makeError(ErrorCode::kNotFound, name, "", "vdpa dev del " + name + ": No such device");
+    if (!devices.erase(name))
+      return makeError(ErrorCode::kNotFound, name, "", "vdpa dev del " + name + ": No such device");
     tree_.remove("bus/vdpa/devices/" + name);
     return Status::success();
   }
@@ -89,8 +90,8 @@ struct Fixture {
     auto f = std::make_unique<FakeVdpaFamily>(tree, log);
     f->mgmt = {{"pci", "0000:03:00.2"}, {"pci", "0000:03:00.3"}};
     family = f.get();
-    return std::make_unique<KernelVdpaBackend>(o, std::move(f),
-                                               std::make_unique<test::LoggingSysfs>(tree.root(), log));
+    return std::make_unique<KernelVdpaBackend>(
+        o, std::move(f), std::make_unique<test::LoggingSysfs>(tree.root(), log));
   }
 
   void devNode(int minor) const { std::ofstream(dev_dir + "/vhost-vdpa-" + std::to_string(minor)); }
@@ -141,8 +142,10 @@ TEST(KernelVdpa, NoManagementDeviceOnTheVf) {
   auto d = b->create(spec());
   ASSERT_FALSE(d.ok());
   EXPECT_EQ(d.error().code, ErrorCode::kNotFound);
-  EXPECT_THAT(d.error().message,
-              HasSubstr("no vDPA management device pci/0000:03:00.3 for VF 1 (0000:03:00.3) of PF 0000:03:00.0"));
+  EXPECT_THAT(
+      d.error().message,
+      HasSubstr(
+          "no vDPA management device pci/0000:03:00.3 for VF 1 (0000:03:00.3) of PF 0000:03:00.0"));
   EXPECT_THAT(d.error().message, HasSubstr("mlx5_vdpa"));
   EXPECT_TRUE(f.family->requests.empty());
 }
@@ -154,7 +157,8 @@ TEST(KernelVdpa, VhostVdpaNotLoadedDeletesTheNewDevice) {
   auto d = b->create(spec());
   ASSERT_FALSE(d.ok());
   EXPECT_EQ(d.error().code, ErrorCode::kUnsupported);
-  EXPECT_THAT(d.error().message, HasSubstr("vDPA device " + kName + ": the vhost_vdpa driver is not loaded"));
+  EXPECT_THAT(d.error().message,
+              HasSubstr("vDPA device " + kName + ": the vhost_vdpa driver is not loaded"));
   EXPECT_THAT(d.error().message, HasSubstr("deleted again"));
   EXPECT_EQ(f.log.back(), "dev del " + kName);
   EXPECT_TRUE(f.family->devices.empty()) << "nothing left behind";
@@ -166,7 +170,8 @@ TEST(KernelVdpa, DevNodeMissingIsNamedAndRolledBack) {
   auto d = b->create(spec());
   ASSERT_FALSE(d.ok());
   EXPECT_EQ(d.error().code, ErrorCode::kNotFound);
-  EXPECT_THAT(d.error().message, HasSubstr("is vhost-vdpa-7 in sysfs, but " + f.dev_dir + "/vhost-vdpa-7 does not exist"));
+  EXPECT_THAT(d.error().message, HasSubstr("is vhost-vdpa-7 in sysfs, but " + f.dev_dir +
+                                           "/vhost-vdpa-7 does not exist"));
   EXPECT_TRUE(f.family->devices.empty());
 }
 
@@ -213,23 +218,28 @@ TEST(KernelVdpa, ChangedConfigReplacesTheDevice) {
 TEST(KernelVdpa, VfWithAnotherDeviceIsBusy) {
   Fixture f;
   auto b = f.backend();
-  f.family->devices["nfoffffffffffff"] = {"nfoffffffffffff", {"pci", "0000:03:00.3"}, std::nullopt, std::nullopt,
-                                          std::nullopt};
+  f.family->devices["nfoffffffffffff"] = {
+      "nfoffffffffffff", {"pci", "0000:03:00.3"}, std::nullopt, std::nullopt, std::nullopt};
   auto d = b->create(spec());
   ASSERT_FALSE(d.ok());
   EXPECT_EQ(d.error().code, ErrorCode::kBusy);
-  EXPECT_THAT(d.error().message, HasSubstr("VF 1 (0000:03:00.3) of PF 0000:03:00.0 already backs vDPA device nfoffffffffffff"));
+  EXPECT_THAT(
+      d.error().message,
+      HasSubstr(
+          "VF 1 (0000:03:00.3) of PF 0000:03:00.0 already backs vDPA device nfoffffffffffff"));
 }
 
 TEST(KernelVdpa, KernelRefusalCarriesContext) {
   Fixture f;
   auto b = f.backend();
-  f.family->refuse_new = makeError(ErrorCode::kUnsupported, "vdpa", "",
-                                   "vdpa dev add: Operation not supported (kernel: All provided attributes are not supported)");
+  f.family->refuse_new = makeError(
+      ErrorCode::kUnsupported, "vdpa", "",
+      "vdpa dev add: Operation not supported (kernel: All provided attributes are not supported)");
   auto d = b->create(spec());
   ASSERT_FALSE(d.ok());
   EXPECT_EQ(d.error().code, ErrorCode::kUnsupported);
-  EXPECT_THAT(d.error().message, HasSubstr("creating vDPA device " + kName + " on VF 1 (0000:03:00.3) of PF 0000:03:00.0"));
+  EXPECT_THAT(d.error().message, HasSubstr("creating vDPA device " + kName +
+                                           " on VF 1 (0000:03:00.3) of PF 0000:03:00.0"));
   EXPECT_THAT(d.error().message, HasSubstr("All provided attributes are not supported"));
 }
 
@@ -266,7 +276,8 @@ TEST(KernelVdpa, DestroyIsIdempotentAndListReadsBack) {
   f.devNode(7);
   ASSERT_TRUE(b->create(spec()).ok());
   f.tree.vdpaDevice("0000:03:00.3", 1, kName, "vhost_vdpa", 7);
-  f.family->devices["foreign0"] = {"foreign0", {"", "vdpasim_net"}, std::nullopt, 1500, std::nullopt};
+  f.family->devices["foreign0"] = {
+      "foreign0", {"", "vdpasim_net"}, std::nullopt, 1500, std::nullopt};
   auto all = b->list();
   ASSERT_TRUE(all.ok()) << all.error().describe();
   ASSERT_EQ(all->size(), 2u);

@@ -3,9 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <pugixml.hpp>
-
 #include <filesystem>
+#include <pugixml.hpp>
 
 #include "../support/fake_sysfs.h"
 #include "../unit/test_support.h"
@@ -35,7 +34,8 @@ VdpaDeviceSpec specFor(const model::Port& p, std::uint16_t vf) {
 }
 
 // What the daemon will do for a port: VF from the pool, VF settings, vDPA device.
-VdpaDevice bringUp(offload::NicBackend& nic, VdpaBackend& vdpa, VfPool& pool, const model::Port& p) {
+VdpaDevice bringUp(offload::NicBackend& nic, VdpaBackend& vdpa, VfPool& pool,
+                   const model::Port& p) {
   const auto vf = test::unwrap(pool.assign(p.key, p.vf), "assign");
   test::check(nic.setVfMac(vf, p.mac), "vf mac");
   test::check(nic.setVfSpoofCheck(vf, true), "spoofchk");
@@ -67,8 +67,9 @@ TEST(SimEndToEnd, SwitchdevVfsVdpaPerPortAndXml) {
   VfPool pool(host.uplink_pci, host.vf_count);
   auto changes = pool.sync(ports);
   ASSERT_TRUE(changes.ok()) << changes.error().describe();
-  EXPECT_THAT(pool.assignments(), ElementsAre(::testing::Pair(0, ports[0].key), ::testing::Pair(1, ports[1].key),
-                                              ::testing::Pair(2, ports[2].key)));
+  EXPECT_THAT(pool.assignments(),
+              ElementsAre(::testing::Pair(0, ports[0].key), ::testing::Pair(1, ports[1].key),
+                          ::testing::Pair(2, ports[2].key)));
 
   std::vector<VdpaDevice> devices;
   for (const auto& p : ports) devices.push_back(bringUp(*nic, *vdpa, pool, p));
@@ -112,7 +113,8 @@ TEST(SimEndToEnd, SwitchdevVfsVdpaPerPortAndXml) {
   ASSERT_TRUE(listed.ok());
   ASSERT_EQ(listed->size(), 3u);
   for (const auto& d : *listed) {
-    const auto it = std::find_if(devices.begin(), devices.end(), [&](const VdpaDevice& x) { return x.name == d.name; });
+    const auto it = std::find_if(devices.begin(), devices.end(),
+                                 [&](const VdpaDevice& x) { return x.name == d.name; });
     ASSERT_NE(it, devices.end());
     EXPECT_EQ(d, *it) << "read-back equals what create returned";
   }
@@ -194,7 +196,8 @@ TEST(SimEndToEnd, VfExhaustion) {
   auto r = pool.sync(ports);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ErrorCode::kTableFull);
-  EXPECT_THAT(r.error().message, HasSubstr("no free VF on PF 0000:03:00.0: all 2 VFs are assigned"));
+  EXPECT_THAT(r.error().message,
+              HasSubstr("no free VF on PF 0000:03:00.0: all 2 VFs are assigned"));
 }
 
 TEST(SimEndToEnd, UnbindingTheVfTakesItsVdpaDeviceAway) {

@@ -1,12 +1,11 @@
 // The `vdpa` generic netlink messages, built and parsed back attribute by
 // attribute, and the family lookup on this kernel.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <linux/vdpa.h>
 #include <netlink/attr.h>
 #include <netlink/genl/genl.h>
 #include <netlink/msg.h>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include <cstring>
 #include <set>
@@ -27,13 +26,16 @@ std::set<int> attrTypes(nlmsghdr* h) {
   auto* g = static_cast<genlmsghdr*>(nlmsg_data(h));
   nlattr* a = nullptr;
   int rem = 0;
-  nla_for_each_attr(a, genlmsg_attrdata(g, 0), genlmsg_attrlen(g, 0), rem) { out.insert(nla_type(a)); }
+  nla_for_each_attr(a, genlmsg_attrdata(g, 0), genlmsg_attrlen(g, 0), rem) {
+    out.insert(nla_type(a));
+  }
   return out;
 }
 
 std::string nulString(const nlattr* a) {
   const auto* p = static_cast<const char*>(nla_data(a));
-  EXPECT_EQ(p[nla_len(a) - 1], '\0') << "NUL-terminated (VDPA_ATTR_MGMTDEV_BUS_NAME is NLA_NUL_STRING)";
+  EXPECT_EQ(p[nla_len(a) - 1], '\0')
+      << "NUL-terminated (VDPA_ATTR_MGMTDEV_BUS_NAME is NLA_NUL_STRING)";
   return std::string(p, static_cast<std::size_t>(nla_len(a) - 1));
 }
 
@@ -54,7 +56,8 @@ TEST(VdpaMsg, UapiNumbers) {
 }
 
 TEST(VdpaMsg, DevNewCarriesEveryField) {
-  VdpaDevNewRequest r{"nfo0123456789ab", {"pci", "0000:03:00.2"}, *MacAddr::parse("52:54:00:0a:0b:0c"), 9000, 4};
+  VdpaDevNewRequest r{
+      "nfo0123456789ab", {"pci", "0000:03:00.2"}, *MacAddr::parse("52:54:00:0a:0b:0c"), 9000, 4};
   auto m = msg::vdpaDevNew(kFamily, r);
   ASSERT_TRUE(m);
   nlmsghdr* h = nlmsg_hdr(m.get());
@@ -64,28 +67,32 @@ TEST(VdpaMsg, DevNewCarriesEveryField) {
   EXPECT_EQ(g->version, VDPA_GENL_VERSION);
   nlattr* tb[VDPA_ATTR_MAX + 1] = {};
   ASSERT_EQ(genlmsg_parse(h, 0, tb, VDPA_ATTR_MAX, nullptr), 0);
-  ASSERT_TRUE(tb[VDPA_ATTR_DEV_NAME] && tb[VDPA_ATTR_MGMTDEV_BUS_NAME] && tb[VDPA_ATTR_MGMTDEV_DEV_NAME] &&
-              tb[VDPA_ATTR_DEV_NET_CFG_MACADDR] && tb[VDPA_ATTR_DEV_NET_CFG_MTU] && tb[VDPA_ATTR_DEV_NET_CFG_MAX_VQP]);
+  ASSERT_TRUE(tb[VDPA_ATTR_DEV_NAME] && tb[VDPA_ATTR_MGMTDEV_BUS_NAME] &&
+              tb[VDPA_ATTR_MGMTDEV_DEV_NAME] && tb[VDPA_ATTR_DEV_NET_CFG_MACADDR] &&
+              tb[VDPA_ATTR_DEV_NET_CFG_MTU] && tb[VDPA_ATTR_DEV_NET_CFG_MAX_VQP]);
   EXPECT_EQ(nulString(tb[VDPA_ATTR_DEV_NAME]), "nfo0123456789ab");
   EXPECT_EQ(nulString(tb[VDPA_ATTR_MGMTDEV_BUS_NAME]), "pci");
   EXPECT_EQ(nulString(tb[VDPA_ATTR_MGMTDEV_DEV_NAME]), "0000:03:00.2");
-  ASSERT_EQ(nla_len(tb[VDPA_ATTR_DEV_NET_CFG_MACADDR]), 6) << "NLA_POLICY_ETH_ADDR wants exactly 6 bytes";
+  ASSERT_EQ(nla_len(tb[VDPA_ATTR_DEV_NET_CFG_MACADDR]), 6)
+      << "NLA_POLICY_ETH_ADDR wants exactly 6 bytes";
   const unsigned char mac[6] = {0x52, 0x54, 0x00, 0x0a, 0x0b, 0x0c};
   EXPECT_EQ(std::memcmp(nla_data(tb[VDPA_ATTR_DEV_NET_CFG_MACADDR]), mac, 6), 0);
   EXPECT_EQ(nla_len(tb[VDPA_ATTR_DEV_NET_CFG_MTU]), 2);
   EXPECT_EQ(nla_get_u16(tb[VDPA_ATTR_DEV_NET_CFG_MTU]), 9000);
   EXPECT_EQ(nla_len(tb[VDPA_ATTR_DEV_NET_CFG_MAX_VQP]), 2);
   EXPECT_EQ(nla_get_u16(tb[VDPA_ATTR_DEV_NET_CFG_MAX_VQP]), 4);
-  EXPECT_EQ(attrTypes(h), (std::set<int>{VDPA_ATTR_DEV_NAME, VDPA_ATTR_MGMTDEV_BUS_NAME, VDPA_ATTR_MGMTDEV_DEV_NAME,
-                                         VDPA_ATTR_DEV_NET_CFG_MACADDR, VDPA_ATTR_DEV_NET_CFG_MTU,
-                                         VDPA_ATTR_DEV_NET_CFG_MAX_VQP}));
+  EXPECT_EQ(attrTypes(h),
+            (std::set<int>{VDPA_ATTR_DEV_NAME, VDPA_ATTR_MGMTDEV_BUS_NAME,
+                           VDPA_ATTR_MGMTDEV_DEV_NAME, VDPA_ATTR_DEV_NET_CFG_MACADDR,
+                           VDPA_ATTR_DEV_NET_CFG_MTU, VDPA_ATTR_DEV_NET_CFG_MAX_VQP}));
 }
 
 TEST(VdpaMsg, DevNewLeavesOutWhatIsUnset) {
   VdpaDevNewRequest r{"d1", {"", "vdpasim_net"}, std::nullopt, std::nullopt, std::nullopt};
   auto m = msg::vdpaDevNew(kFamily, r);
   ASSERT_TRUE(m);
-  EXPECT_EQ(attrTypes(nlmsg_hdr(m.get())), (std::set<int>{VDPA_ATTR_DEV_NAME, VDPA_ATTR_MGMTDEV_DEV_NAME}));
+  EXPECT_EQ(attrTypes(nlmsg_hdr(m.get())),
+            (std::set<int>{VDPA_ATTR_DEV_NAME, VDPA_ATTR_MGMTDEV_DEV_NAME}));
 }
 
 TEST(VdpaMsg, DevDelAndDumps) {
@@ -97,9 +104,10 @@ TEST(VdpaMsg, DevDelAndDumps) {
   nlattr* tb[VDPA_ATTR_MAX + 1] = {};
   ASSERT_EQ(genlmsg_parse(h, 0, tb, VDPA_ATTR_MAX, nullptr), 0);
   EXPECT_EQ(nulString(tb[VDPA_ATTR_DEV_NAME]), "nfo0123456789ab");
-  const std::pair<offload::nl::MsgPtr (*)(int), int> dumps[] = {{msg::vdpaMgmtdevGet, VDPA_CMD_MGMTDEV_GET},
-                                                                {msg::vdpaDevGet, VDPA_CMD_DEV_GET},
-                                                                {msg::vdpaDevConfigGet, VDPA_CMD_DEV_CONFIG_GET}};
+  const std::pair<offload::nl::MsgPtr (*)(int), int> dumps[] = {
+      {msg::vdpaMgmtdevGet, VDPA_CMD_MGMTDEV_GET},
+      {msg::vdpaDevGet, VDPA_CMD_DEV_GET},
+      {msg::vdpaDevConfigGet, VDPA_CMD_DEV_CONFIG_GET}};
   for (const auto& [build, cmd] : dumps) {
     auto m = build(kFamily);
     ASSERT_TRUE(m);
@@ -145,9 +153,10 @@ TEST(VdpaFamily, LookupOnThisKernelAgreesWithTheKernel) {
   if (!has) {
     ASSERT_FALSE(mgmt.ok());
     EXPECT_EQ(mgmt.error().code, ErrorCode::kUnsupported);
-    EXPECT_THAT(mgmt.error().message,
-                HasSubstr("generic netlink family 'vdpa' not found: this kernel has no vdpa support "
-                          "(modprobe vdpa, mlx5_vdpa"));
+    EXPECT_THAT(
+        mgmt.error().message,
+        HasSubstr("generic netlink family 'vdpa' not found: this kernel has no vdpa support "
+                  "(modprobe vdpa, mlx5_vdpa"));
     auto del = nl->devDel("nfo0123456789ab");
     ASSERT_FALSE(del.ok());
     EXPECT_EQ(del.error().code, ErrorCode::kUnsupported);

@@ -1,11 +1,11 @@
 // The VF pool: assignment, stability, explicit VFs, exhaustion, release,
 // sync against the port set, and the state-file JSON.
+#include "nicoffload/vdpa/vf_pool.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
-
-#include "nicoffload/vdpa/vf_pool.h"
 
 namespace nicoffload::vdpa {
 namespace {
@@ -52,7 +52,8 @@ TEST(VfPool, ExhaustionNamesThePfAndTheCount) {
   auto r = pool.assign(key(99), std::nullopt);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ErrorCode::kTableFull);
-  EXPECT_THAT(r.error().message, HasSubstr("no free VF on PF 0000:03:00.0: all 8 VFs are assigned"));
+  EXPECT_THAT(r.error().message,
+              HasSubstr("no free VF on PF 0000:03:00.0: all 8 VFs are assigned"));
   EXPECT_EQ(r.error().field, key(99).str() + ".vf");
   EXPECT_EQ(pool.assignedCount(), 8u) << "a refusal changes nothing";
 }
@@ -64,11 +65,13 @@ TEST(VfPool, ExplicitVfs) {
   auto taken = pool.assign(key(3), 3);
   ASSERT_FALSE(taken.ok());
   EXPECT_EQ(taken.error().code, ErrorCode::kDuplicate);
-  EXPECT_THAT(taken.error().message, HasSubstr("VF 3 on PF 0000:03:00.0 is already assigned to port " + key(1).str()));
+  EXPECT_THAT(taken.error().message,
+              HasSubstr("VF 3 on PF 0000:03:00.0 is already assigned to port " + key(1).str()));
   auto beyond = pool.assign(key(3), 4);
   ASSERT_FALSE(beyond.ok());
   EXPECT_EQ(beyond.error().code, ErrorCode::kInvalidValue);
-  EXPECT_THAT(beyond.error().message, HasSubstr("VF 4 does not exist on PF 0000:03:00.0: it has 4 VFs (0..3)"));
+  EXPECT_THAT(beyond.error().message,
+              HasSubstr("VF 4 does not exist on PF 0000:03:00.0: it has 4 VFs (0..3)"));
   EXPECT_EQ(*pool.assign(key(1), 2), 2) << "a port naming another VF moves to it";
   EXPECT_FALSE(pool.portOf(3).has_value());
   EXPECT_EQ(*pool.assign(key(3), 3), 3);
@@ -123,12 +126,14 @@ TEST(VfPool, JsonErrorsNameTheField) {
   auto other_pf = VfPool::fromJson(doc, "0000:81:00.0", 8);
   ASSERT_FALSE(other_pf.ok());
   EXPECT_EQ(other_pf.error().code, ErrorCode::kConflict);
-  EXPECT_THAT(other_pf.error().message, HasSubstr("is for PF 0000:03:00.0, but the host config names PF 0000:81:00.0"));
+  EXPECT_THAT(other_pf.error().message,
+              HasSubstr("is for PF 0000:03:00.0, but the host config names PF 0000:81:00.0"));
   auto shrunk = VfPool::fromJson(doc, kPf, 4);
   ASSERT_FALSE(shrunk.ok());
   EXPECT_EQ(shrunk.error().code, ErrorCode::kConflict);
   EXPECT_EQ(shrunk.error().field, "vf_pool.assignments[0].vf");
-  EXPECT_THAT(shrunk.error().message, HasSubstr("holds VF 6 of PF 0000:03:00.0, but uplink.vf_count is now 4"));
+  EXPECT_THAT(shrunk.error().message,
+              HasSubstr("holds VF 6 of PF 0000:03:00.0, but uplink.vf_count is now 4"));
   auto dup = doc;
   dup["assignments"].push_back(doc["assignments"][0]);
   auto d = VfPool::fromJson(dup, kPf, 8);

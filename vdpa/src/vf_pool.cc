@@ -1,7 +1,6 @@
 #include "nicoffload/vdpa/vf_pool.h"
 
 #include <nlohmann/json.hpp>
-
 #include <set>
 
 namespace nicoffload::vdpa {
@@ -104,7 +103,8 @@ Result<VfPoolChanges> VfPool::sync(const std::vector<model::Port>& ports) {
 
 nlohmann::json VfPool::toJson() const {
   nlohmann::json list = nlohmann::json::array();
-  for (const auto& [vf, key] : by_vf_) list.push_back({{"vm", key.vm}, {"nic", key.nic}, {"vf", vf}});
+  for (const auto& [vf, key] : by_vf_)
+    list.push_back({{"vm", key.vm}, {"nic", key.nic}, {"vf", vf}});
   return {{"pf", pf_pci_}, {"vf_count", vf_count_}, {"assignments", std::move(list)}};
 }
 
@@ -123,12 +123,13 @@ Result<VfPool> VfPool::fromJson(const nlohmann::json& doc, const std::string& pf
   for (const char* key : {"pf", "assignments"})
     if (!doc.contains(key))
       return fieldError(ErrorCode::kMissingField, base + "." + key, "is required");
-  if (!doc["pf"].is_string()) return fieldError(ErrorCode::kWrongType, base + ".pf", "must be a string");
+  if (!doc["pf"].is_string())
+    return fieldError(ErrorCode::kWrongType, base + ".pf", "must be a string");
   const auto stored_pf = doc["pf"].get<std::string>();
   if (stored_pf != pf_pci)
-    return makeError(ErrorCode::kConflict, base + ".pf", stored_pf,
-                     "the VF pool state is for PF " + stored_pf + ", but the host config names PF " +
-                         pf_pci);
+    return makeError(
+        ErrorCode::kConflict, base + ".pf", stored_pf,
+        "the VF pool state is for PF " + stored_pf + ", but the host config names PF " + pf_pci);
   const auto& list = doc["assignments"];
   if (!list.is_array())
     return fieldError(ErrorCode::kWrongType, base + ".assignments", "must be an array");
@@ -147,8 +148,8 @@ Result<VfPool> VfPool::fromJson(const nlohmann::json& doc, const std::string& pf
     const auto vf = a["vf"].get<std::uint16_t>();
     if (vf >= vf_count)
       return makeError(ErrorCode::kConflict, field + ".vf", std::to_string(vf),
-                       "port " + key.str() + " holds VF " + std::to_string(vf) + " of PF " + pf_pci +
-                           ", but uplink.vf_count is now " + std::to_string(vf_count) +
+                       "port " + key.str() + " holds VF " + std::to_string(vf) + " of PF " +
+                           pf_pci + ", but uplink.vf_count is now " + std::to_string(vf_count) +
                            "; remove the port first or raise vf_count again");
     if (pool.by_vf_.count(vf) || pool.by_port_.count(key))
       return makeError(ErrorCode::kDuplicate, field, std::to_string(vf),

@@ -29,12 +29,14 @@ void MsgDeleter::operator()(nl_msg* msg) const {
 MsgPtr newGenlMsg(int family, std::uint8_t cmd, std::uint8_t version) {
   MsgPtr msg(nlmsg_alloc());
   if (!msg) return msg;
-  if (!genlmsg_put(msg.get(), NL_AUTO_PORT, NL_AUTO_SEQ, family, 0, 0, cmd, version)) return nullptr;
+  if (!genlmsg_put(msg.get(), NL_AUTO_PORT, NL_AUTO_SEQ, family, 0, 0, cmd, version))
+    return nullptr;
   return msg;
 }
 
 Channel::Channel(nl_sock* sock) : sock_(sock) {}
-Channel::Channel(Channel&& other) noexcept : sock_(std::exchange(other.sock_, nullptr)), seq_(other.seq_) {}
+Channel::Channel(Channel&& other) noexcept
+    : sock_(std::exchange(other.sock_, nullptr)), seq_(other.seq_) {}
 Channel& Channel::operator=(Channel&& other) noexcept {
   if (this != &other) {
     if (sock_) nl_socket_free(sock_);
@@ -81,8 +83,8 @@ std::string extAck(const nlmsghdr* hdr) {
   // without it (NLM_F_CAPPED unset) the whole request is.
   std::size_t echoed = sizeof(nlmsghdr);
   if (!(hdr->nlmsg_flags & NLM_F_CAPPED)) echoed = NLMSG_ALIGN(err->msg.nlmsg_len);
-  const auto* attrs = reinterpret_cast<const nlattr*>(reinterpret_cast<const char*>(err) +
-                                                       sizeof(int) + echoed);
+  const auto* attrs =
+      reinterpret_cast<const nlattr*>(reinterpret_cast<const char*>(err) + sizeof(int) + echoed);
   const int len = static_cast<int>(hdr->nlmsg_len) - NLMSG_HDRLEN - static_cast<int>(sizeof(int)) -
                   static_cast<int>(echoed);
   if (len <= 0) return {};

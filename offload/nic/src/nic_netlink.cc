@@ -21,10 +21,11 @@ namespace msg {
 namespace {
 std::uint16_t devlinkMode(model::EswitchMode mode) {
   return mode == model::EswitchMode::kSwitchdev ? DEVLINK_ESWITCH_MODE_SWITCHDEV
-                                                 : DEVLINK_ESWITCH_MODE_LEGACY;
+                                                : DEVLINK_ESWITCH_MODE_LEGACY;
 }
 
-nl::MsgPtr devlinkHandleMsg(int family, std::uint8_t cmd, std::string_view bus, std::string_view dev) {
+nl::MsgPtr devlinkHandleMsg(int family, std::uint8_t cmd, std::string_view bus,
+                            std::string_view dev) {
   nl::MsgPtr m = nl::newGenlMsg(family, cmd, DEVLINK_GENL_VERSION);
   if (!m) return m;
   const std::string b(bus), d(dev);
@@ -49,13 +50,16 @@ nl::MsgPtr devlinkEswitchGet(int family, std::string_view bus, std::string_view 
 Result<model::EswitchMode> parseDevlinkEswitchMode(const nlmsghdr* reply) {
   nlattr* tb[DEVLINK_ATTR_MAX + 1] = {};
   if (genlmsg_parse(const_cast<nlmsghdr*>(reply), 0, tb, DEVLINK_ATTR_MAX, nullptr) < 0)
-    return makeError(ErrorCode::kInvalidValue, "devlink reply", "", "malformed devlink eswitch reply");
+    return makeError(ErrorCode::kInvalidValue, "devlink reply", "",
+                     "malformed devlink eswitch reply");
   if (!tb[DEVLINK_ATTR_ESWITCH_MODE])
     return makeError(ErrorCode::kInvalidValue, "devlink reply", "",
                      "devlink eswitch reply without DEVLINK_ATTR_ESWITCH_MODE");
   switch (nla_get_u16(tb[DEVLINK_ATTR_ESWITCH_MODE])) {
-    case DEVLINK_ESWITCH_MODE_LEGACY: return model::EswitchMode::kLegacy;
-    case DEVLINK_ESWITCH_MODE_SWITCHDEV: return model::EswitchMode::kSwitchdev;
+    case DEVLINK_ESWITCH_MODE_LEGACY:
+      return model::EswitchMode::kLegacy;
+    case DEVLINK_ESWITCH_MODE_SWITCHDEV:
+      return model::EswitchMode::kSwitchdev;
     default: {
       const auto v = nla_get_u16(tb[DEVLINK_ATTR_ESWITCH_MODE]);
       return makeError(ErrorCode::kInvalidValue, "devlink reply", std::to_string(v),
@@ -112,7 +116,8 @@ nl::MsgPtr rtnlGetLinkVfs(int ifindex) {
 Result<std::vector<VfLinkInfo>> parseVfInfoList(const nlmsghdr* reply) {
   nlattr* tb[IFLA_MAX + 1] = {};
   if (nlmsg_parse(const_cast<nlmsghdr*>(reply), sizeof(ifinfomsg), tb, IFLA_MAX, nullptr) < 0)
-    return makeError(ErrorCode::kInvalidValue, "rtnetlink reply", "", "malformed RTM_NEWLINK reply");
+    return makeError(ErrorCode::kInvalidValue, "rtnetlink reply", "",
+                     "malformed RTM_NEWLINK reply");
   std::vector<VfLinkInfo> out;
   if (!tb[IFLA_VFINFO_LIST]) return out;
   nlattr* info = nullptr;
@@ -130,12 +135,14 @@ Result<std::vector<VfLinkInfo>> parseVfInfoList(const nlmsghdr* reply) {
     v.vf = mac.vf;
     std::memcpy(v.mac.bytes.data(), mac.mac, 6);
     // The kernel reports -1 (all ones) when the driver does not say.
-    if (vf[IFLA_VF_SPOOFCHK] && nla_len(vf[IFLA_VF_SPOOFCHK]) >= static_cast<int>(sizeof(ifla_vf_spoofchk))) {
+    if (vf[IFLA_VF_SPOOFCHK] &&
+        nla_len(vf[IFLA_VF_SPOOFCHK]) >= static_cast<int>(sizeof(ifla_vf_spoofchk))) {
       ifla_vf_spoofchk s{};
       std::memcpy(&s, nla_data(vf[IFLA_VF_SPOOFCHK]), sizeof s);
       if (s.setting != 0xFFFFFFFFu) v.spoofchk = s.setting != 0;
     }
-    if (vf[IFLA_VF_TRUST] && nla_len(vf[IFLA_VF_TRUST]) >= static_cast<int>(sizeof(ifla_vf_trust))) {
+    if (vf[IFLA_VF_TRUST] &&
+        nla_len(vf[IFLA_VF_TRUST]) >= static_cast<int>(sizeof(ifla_vf_trust))) {
       ifla_vf_trust t{};
       std::memcpy(&t, nla_data(vf[IFLA_VF_TRUST]), sizeof t);
       if (t.setting != 0xFFFFFFFFu) v.trust = t.setting != 0;
@@ -166,8 +173,8 @@ class DevlinkEswitchControl : public EswitchControl {
     nl::MsgPtr m = msg::devlinkEswitchGet(*family, "pci", pf_pci);
     if (!m) return outOfMemory(what);
     std::optional<Result<model::EswitchMode>> got;
-    auto s = channel_->transact(m.get(), false,
-                                [&](nlmsghdr* h) { got = msg::parseDevlinkEswitchMode(h); }, what);
+    auto s = channel_->transact(
+        m.get(), false, [&](nlmsghdr* h) { got = msg::parseDevlinkEswitchMode(h); }, what);
     if (!s) return s.error();
     if (!got) return makeError(ErrorCode::kIo, what, "", what + ": the kernel sent no reply");
     return *got;
@@ -180,7 +187,8 @@ class DevlinkEswitchControl : public EswitchControl {
                              (mode == model::EswitchMode::kSwitchdev ? "switchdev" : "legacy");
     nl::MsgPtr m = msg::devlinkEswitchSet(*family, "pci", pf_pci, mode);
     if (!m) return outOfMemory(what);
-    return channel_->transact(m.get(), false, [](nlmsghdr*) {}, what);
+    return channel_->transact(
+        m.get(), false, [](nlmsghdr*) {}, what);
   }
 
  private:
@@ -211,11 +219,12 @@ class RtnlVfLinkControl : public VfLinkControl {
     nl::MsgPtr m = msg::rtnlGetLinkVfs(*ifindex);
     if (!m) return outOfMemory(what);
     std::optional<Result<std::vector<VfLinkInfo>>> got;
-    auto s = channel_->transact(m.get(), false,
-                                [&](nlmsghdr* h) {
-                                  if (h->nlmsg_type == RTM_NEWLINK) got = msg::parseVfInfoList(h);
-                                },
-                                what);
+    auto s = channel_->transact(
+        m.get(), false,
+        [&](nlmsghdr* h) {
+          if (h->nlmsg_type == RTM_NEWLINK) got = msg::parseVfInfoList(h);
+        },
+        what);
     if (!s) return s.error();
     if (!got) return std::vector<VfLinkInfo>{};
     return *got;
@@ -228,7 +237,8 @@ class RtnlVfLinkControl : public VfLinkControl {
     const std::string what = "rtnetlink set VF " + std::to_string(settings.vf) + " of " + pf_netdev;
     nl::MsgPtr m = msg::rtnlSetVf(*ifindex, settings);
     if (!m) return outOfMemory(what);
-    return channel_->transact(m.get(), false, [](nlmsghdr*) {}, what);
+    return channel_->transact(
+        m.get(), false, [](nlmsghdr*) {}, what);
   }
 
  private:

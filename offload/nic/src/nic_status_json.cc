@@ -25,7 +25,8 @@ nlohmann::json toJson(const PfStatus& s) {
           {"netdev", s.netdev},
           {"eswitch_mode", opt(s.eswitch_mode,
                                [](model::EswitchMode m) {
-                                 return m == model::EswitchMode::kSwitchdev ? "switchdev" : "legacy";
+                                 return m == model::EswitchMode::kSwitchdev ? "switchdev"
+                                                                            : "legacy";
                                })},
           {"total_vfs", s.total_vfs},
           {"num_vfs", s.num_vfs},

@@ -10,7 +10,6 @@ namespace {
 
 using model::EswitchMode;
 
-
 Result<std::uint16_t> readU16(SysfsIo& io, const std::string& rel) {
   auto text = io.read(rel);
   if (!text) return text.error();
@@ -32,8 +31,11 @@ Error withContext(Error e, const std::string& prefix) {
 SysfsNicBackend::SysfsNicBackend(SysfsNicOptions options, std::unique_ptr<SysfsIo> io,
                                  std::unique_ptr<EswitchControl> eswitch,
                                  std::unique_ptr<VfLinkControl> vf_link, std::string backend_name)
-    : opt_(std::move(options)), io_(std::move(io)), eswitch_(std::move(eswitch)),
-      vf_link_(std::move(vf_link)), name_(std::move(backend_name)) {}
+    : opt_(std::move(options)),
+      io_(std::move(io)),
+      eswitch_(std::move(eswitch)),
+      vf_link_(std::move(vf_link)),
+      name_(std::move(backend_name)) {}
 
 Status SysfsNicBackend::checkPf() {
   if (!sysfs::isPciAddress(opt_.pf_pci))
@@ -85,7 +87,8 @@ std::vector<std::string> SysfsNicBackend::scanRepresentors(std::size_t vf_count)
     auto ppn = io_->read("class/net/" + n + "/phys_port_name");
     if (!ppn) continue;
     auto parsed = sysfs::parsePhysPortName(*ppn);
-    if (!parsed || !parsed->vf || parsed->pf != pfnum || parsed->controller != opt_.controller) continue;
+    if (!parsed || !parsed->vf || parsed->pf != pfnum || parsed->controller != opt_.controller)
+      continue;
     if (*parsed->vf < vf_count) out[*parsed->vf] = n;
   }
   return out;
@@ -105,9 +108,10 @@ Status SysfsNicBackend::waitForRepresentors(std::size_t vf_count) {
           ErrorCode::kNotFound, "vf " + std::to_string(vf), pci ? *pci : std::string(),
           "representor of VF " + std::to_string(vf) + " (" + (pci ? *pci : std::string("?")) +
               ") on PF " + opt_.pf_pci + " not found: no netdev in " + io_->root() +
-              "/class/net with phys_switch_id " + (sid.empty() ? std::string("(PF has none)") : sid) +
-              " and phys_port_name " + (opt_.controller ? "c" + std::to_string(*opt_.controller) : "") +
-              "pf" + std::to_string(sysfs::pciFunction(opt_.pf_pci).value_or(0)) + "vf" +
+              "/class/net with phys_switch_id " +
+              (sid.empty() ? std::string("(PF has none)") : sid) + " and phys_port_name " +
+              (opt_.controller ? "c" + std::to_string(*opt_.controller) : "") + "pf" +
+              std::to_string(sysfs::pciFunction(opt_.pf_pci).value_or(0)) + "vf" +
               std::to_string(vf));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -121,13 +125,13 @@ Result<std::string> SysfsNicBackend::representorOf(std::uint16_t vf) {
   auto reps = scanRepresentors(static_cast<std::size_t>(vf) + 1);
   if (!reps[vf].empty()) return reps[vf];
   const std::string sid = switchId();
-  return makeError(ErrorCode::kNotFound, "vf " + std::to_string(vf), *pci,
-                   "representor of VF " + std::to_string(vf) + " (" + *pci + ") on PF " + opt_.pf_pci +
-                       " not found: no netdev in " + io_->root() + "/class/net with phys_switch_id " +
-                       (sid.empty() ? std::string("(the PF has none: legacy mode?)") : sid) +
-                       " and phys_port_name pf" +
-                       std::to_string(sysfs::pciFunction(opt_.pf_pci).value_or(0)) + "vf" +
-                       std::to_string(vf));
+  return makeError(
+      ErrorCode::kNotFound, "vf " + std::to_string(vf), *pci,
+      "representor of VF " + std::to_string(vf) + " (" + *pci + ") on PF " + opt_.pf_pci +
+          " not found: no netdev in " + io_->root() + "/class/net with phys_switch_id " +
+          (sid.empty() ? std::string("(the PF has none: legacy mode?)") : sid) +
+          " and phys_port_name pf" + std::to_string(sysfs::pciFunction(opt_.pf_pci).value_or(0)) +
+          "vf" + std::to_string(vf));
 }
 
 Result<PfStatus> SysfsNicBackend::status() {
@@ -135,22 +139,32 @@ Result<PfStatus> SysfsNicBackend::status() {
   PfStatus st;
   st.pci = opt_.pf_pci;
   const std::string dev = sysfs::pciDevice(opt_.pf_pci);
-  if (auto nd = pfNetdev()) st.netdev = *nd;
-  else st.warnings.push_back(nd.error().message);
-  if (auto v = readU16(*io_, dev + "/sriov_totalvfs")) st.total_vfs = *v;
-  else st.warnings.push_back("sriov_totalvfs: " + v.error().message);
-  if (auto v = readU16(*io_, dev + "/sriov_numvfs")) st.num_vfs = *v;
-  else st.warnings.push_back("sriov_numvfs: " + v.error().message);
+  if (auto nd = pfNetdev())
+    st.netdev = *nd;
+  else
+    st.warnings.push_back(nd.error().message);
+  if (auto v = readU16(*io_, dev + "/sriov_totalvfs"))
+    st.total_vfs = *v;
+  else
+    st.warnings.push_back("sriov_totalvfs: " + v.error().message);
+  if (auto v = readU16(*io_, dev + "/sriov_numvfs"))
+    st.num_vfs = *v;
+  else
+    st.warnings.push_back("sriov_numvfs: " + v.error().message);
   if (auto v = io_->read(dev + "/sriov_drivers_autoprobe")) st.drivers_autoprobe = *v != "0";
-  if (auto m = eswitch_->mode(opt_.pf_pci)) st.eswitch_mode = *m;
-  else st.warnings.push_back(m.error().message);
+  if (auto m = eswitch_->mode(opt_.pf_pci))
+    st.eswitch_mode = *m;
+  else
+    st.warnings.push_back(m.error().message);
   st.switch_id = switchId();
   const auto pcis = sysfs::vfPcis(*io_, opt_.pf_pci);
   const auto reps = scanRepresentors(pcis.size());
   std::vector<VfLinkInfo> links;
   if (!st.netdev.empty() && !pcis.empty()) {
-    if (auto l = vf_link_->vfs(st.netdev)) links = std::move(*l);
-    else st.warnings.push_back(l.error().message);
+    if (auto l = vf_link_->vfs(st.netdev))
+      links = std::move(*l);
+    else
+      st.warnings.push_back(l.error().message);
   }
   for (std::size_t i = 0; i < pcis.size(); ++i) {
     if (pcis[i].empty()) {
@@ -225,7 +239,8 @@ Result<SwitchdevReport> SysfsNicBackend::ensureSwitchdev(std::uint16_t vf_count)
       if (i >= pcis.size() || pcis[i].empty())
         return makeError(ErrorCode::kNotFound, "vf " + std::to_string(i), "",
                          "PF " + pf + ": VF " + std::to_string(i) + " is missing " + after +
-                             " (no " + io_->root() + "/" + dev + "/virtfn" + std::to_string(i) + ")");
+                             " (no " + io_->root() + "/" + dev + "/virtfn" + std::to_string(i) +
+                             ")");
     return Status::success();
   };
 
@@ -251,7 +266,8 @@ Result<SwitchdevReport> SysfsNicBackend::ensureSwitchdev(std::uint16_t vf_count)
       return makeError(ErrorCode::kBusy, "vf " + std::to_string(i), pcis[i],
                        what + " is bound to " + d +
                            ": it is in use (by a VM?); the eswitch mode and VF count cannot change "
-                           "until it is released (stop the VM, or unbind it from " + d + ")");
+                           "until it is released (stop the VM, or unbind it from " +
+                           d + ")");
     if (auto v = sysfs::vdpaDevicesOn(*io_, pcis[i]); !v.empty())
       return makeError(ErrorCode::kBusy, "vf " + std::to_string(i), pcis[i],
                        what + " backs vDPA device " + v.front() +
@@ -289,8 +305,8 @@ Result<SwitchdevReport> SysfsNicBackend::ensureSwitchdev(std::uint16_t vf_count)
     }
     if (vf_count != 0) {
       if (auto s = io_->write(dev + "/sriov_numvfs", std::to_string(vf_count)); !s)
-        return rollback(withContext(s.error(), "PF " + pf + ": creating " +
-                                                   std::to_string(vf_count) + " VFs failed: "));
+        return rollback(withContext(
+            s.error(), "PF " + pf + ": creating " + std::to_string(vf_count) + " VFs failed: "));
       report.steps.push_back("sriov_numvfs=" + std::to_string(vf_count));
     }
     pcis = sysfs::vfPcis(*io_, pf);
@@ -313,8 +329,9 @@ Result<SwitchdevReport> SysfsNicBackend::ensureSwitchdev(std::uint16_t vf_count)
 
   if (*mode != EswitchMode::kSwitchdev) {
     if (auto s = eswitch_->setMode(pf, EswitchMode::kSwitchdev); !s)
-      return rollback(withContext(s.error(), "PF " + pf + ": switching the eswitch to switchdev "
-                                             "failed: "));
+      return rollback(withContext(s.error(), "PF " + pf +
+                                                 ": switching the eswitch to switchdev "
+                                                 "failed: "));
     report.steps.push_back("devlink eswitch mode switchdev");
   }
   unbound_by_us.clear();  // bound again below, in the new mode
@@ -360,8 +377,10 @@ Status SysfsNicBackend::releaseVf(std::uint16_t vf) {
                "the scrubbed MAC, trust off and spoof-check on");
 }
 
-std::unique_ptr<NicBackend> makeSysfsNicBackend(SysfsNicOptions options, const std::string& sysfs_root) {
-  return std::make_unique<SysfsNicBackend>(std::move(options), std::make_unique<FsSysfsIo>(sysfs_root),
+std::unique_ptr<NicBackend> makeSysfsNicBackend(SysfsNicOptions options,
+                                                const std::string& sysfs_root) {
+  return std::make_unique<SysfsNicBackend>(std::move(options),
+                                           std::make_unique<FsSysfsIo>(sysfs_root),
                                            makeDevlinkEswitchControl(), makeRtnlVfLinkControl());
 }
 

@@ -1,7 +1,5 @@
 #include "nicoffload/offload/sim_nic.h"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
@@ -11,6 +9,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "nicoffload/common/stable_hash.h"
@@ -37,7 +36,8 @@ Error kernelError(int err, const std::string& what, const std::string& text) {
 }
 
 std::string trim(std::string_view v) {
-  while (!v.empty() && (v.back() == '\n' || v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  while (!v.empty() && (v.back() == '\n' || v.back() == ' ' || v.back() == '\t'))
+    v.remove_suffix(1);
   while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
   return std::string(v);
 }
@@ -47,7 +47,8 @@ std::vector<std::string> split(const std::string& rel) {
   std::size_t start = 0;
   while (start <= rel.size()) {
     const std::size_t end = rel.find('/', start);
-    const std::string part = rel.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    const std::string part =
+        rel.substr(start, end == std::string::npos ? std::string::npos : end - start);
     if (!part.empty()) out.push_back(part);
     if (end == std::string::npos) break;
     start = end + 1;
@@ -100,7 +101,9 @@ class SimKernel {
     std::lock_guard lock(mu_);
     std::error_code ec;
     fs::create_directories(opt_.dir, ec);
-    if (ec) return makeError(ErrorCode::kIo, opt_.dir, "", "cannot create the sim NIC directory: " + ec.message());
+    if (ec)
+      return makeError(ErrorCode::kIo, opt_.dir, "",
+                       "cannot create the sim NIC directory: " + ec.message());
     if (fs::exists(statePath())) {
       if (auto s = load(); !s) return s;
     }
@@ -129,24 +132,22 @@ class SimKernel {
     Status s;
     if (is({"bus", "pci", "devices", nullptr, "sriov_numvfs"}) && p[3] == opt_.pf_pci)
       s = setNumVfs(value);
-    else if (is({"bus", "pci", "devices", nullptr, "sriov_drivers_autoprobe"}) && p[3] == opt_.pf_pci) {
+    else if (is({"bus", "pci", "devices", nullptr, "sriov_drivers_autoprobe"}) &&
+             p[3] == opt_.pf_pci) {
       autoprobe_ = value != "0";
       file(pciDir(opt_.pf_pci) + "/sriov_drivers_autoprobe", autoprobe_ ? "1" : "0");
-    }
-    else if (is({"bus", "pci", "devices", nullptr, "driver_override"}) && vfIndex(p[3])) {
+    } else if (is({"bus", "pci", "devices", nullptr, "driver_override"}) && vfIndex(p[3])) {
       auto& vf = vfs_[*vfIndex(p[3])];
       vf.override = value == "(null)" ? std::string() : value;
       file(pciDir(p[3]) + "/driver_override", vf.override.empty() ? "(null)" : vf.override);
-    }
-    else if (is({"bus", "pci", "drivers", nullptr, "bind"}))
+    } else if (is({"bus", "pci", "drivers", nullptr, "bind"}))
       s = bindVf(p[3], value);
     else if (is({"bus", "pci", "drivers", nullptr, "unbind"}))
       s = unbindVf(p[3], value);
     else if (is({"bus", "vdpa", "devices", nullptr, "driver_override"}) && vdpa_.count(p[3])) {
       vdpa_[p[3]].override = value;
       file(vdpaDir(vdpa_[p[3]]) + "/driver_override", value.empty() ? "(null)" : value);
-    }
-    else if (is({"bus", "vdpa", "drivers", nullptr, "bind"}))
+    } else if (is({"bus", "vdpa", "drivers", nullptr, "bind"}))
       s = bindVdpa(p[3], value);
     else if (is({"bus", "vdpa", "drivers", nullptr, "unbind"}))
       s = unbindVdpa(p[3], value);
@@ -159,7 +160,8 @@ class SimKernel {
   // --- devlink
   Result<EswitchMode> mode(const std::string& pf) {
     std::lock_guard lock(mu_);
-    if (pf != opt_.pf_pci) return kernelError(ENODEV, "devlink eswitch get pci/" + pf, "no devlink instance");
+    if (pf != opt_.pf_pci)
+      return kernelError(ENODEV, "devlink eswitch get pci/" + pf, "no devlink instance");
     return mode_;
   }
 
@@ -171,13 +173,15 @@ class SimKernel {
     if (auto f = fault("eswitch")) return kernelError(f->first, what, f->second);
     const auto& modes = opt_.profile.eswitch_modes;
     if (std::find(modes.begin(), modes.end(), mode) == modes.end())
-      return kernelError(EOPNOTSUPP, what, "profile " + opt_.profile.name + " has no such eswitch mode");
+      return kernelError(EOPNOTSUPP, what,
+                         "profile " + opt_.profile.name + " has no such eswitch mode");
     if (mode == mode_) return Status::success();
     for (std::size_t i = 0; i < vfs_.size(); ++i)
       if (!vfs_[i].driver.empty())
         return kernelError(EBUSY, what,
-                           "VF " + std::to_string(i) + " (" + vfAddress(opt_.pf_pci, static_cast<unsigned>(i)) +
-                               ") is bound to " + vfs_[i].driver +
+                           "VF " + std::to_string(i) + " (" +
+                               vfAddress(opt_.pf_pci, static_cast<unsigned>(i)) + ") is bound to " +
+                               vfs_[i].driver +
                                "; unbind the VFs before changing the eswitch mode");
     mode_ = mode;
     for (std::size_t i = 0; i < vfs_.size(); ++i)
@@ -219,7 +223,8 @@ class SimKernel {
     std::vector<std::string> out;
     if (!hasVdpa()) return out;
     for (std::size_t i = 0; i < vfs_.size(); ++i)
-      if (vfs_[i].driver == kNicDriver) out.push_back(vfAddress(opt_.pf_pci, static_cast<unsigned>(i)));
+      if (vfs_[i].driver == kNicDriver)
+        out.push_back(vfAddress(opt_.pf_pci, static_cast<unsigned>(i)));
     return out;
   }
 
@@ -229,8 +234,8 @@ class SimKernel {
     if (auto f = fault("vdpa-new")) return kernelError(f->first, what, f->second);
     if (!hasVdpa())
       return kernelError(EOPNOTSUPP, what,
-                         "profile " + opt_.profile.name + " (" + opt_.profile.model + ") has no vDPA: " +
-                             opt_.profile.vdpa_source);
+                         "profile " + opt_.profile.name + " (" + opt_.profile.model +
+                             ") has no vDPA: " + opt_.profile.vdpa_source);
     const auto vf = vfIndex(d.mgmt_dev);
     if (!vf || vfs_[*vf].driver != kNicDriver)
       return kernelError(ENODEV, what, "Fail to find the specified management device");
@@ -241,7 +246,11 @@ class SimKernel {
       if (v.vf == *vf) return kernelError(EBUSY, what, "VF already has vDPA device " + name);
     if (d.mtu < 68) return kernelError(EINVAL, what, "MTU below 68");
     if (d.max_vqp == 0) return kernelError(EINVAL, what, "max_vqp must be at least 1");
-    SimVdpa v{d, static_cast<std::uint16_t>(*vf), kVirtioVdpa, {}, std::nullopt};  // the first vDPA bus driver loaded
+    SimVdpa v{d,
+              static_cast<std::uint16_t>(*vf),
+              kVirtioVdpa,
+              {},
+              std::nullopt};  // the first vDPA bus driver loaded
     vdpa_[d.name] = v;
     renderVdpa(d.name);
     return commit();
@@ -345,9 +354,11 @@ class SimKernel {
     link(d + "/driver", up(d + "/x") + "bus/pci/drivers/" + kNicDriver);
     link("bus/pci/devices/" + opt_.pf_pci, up("bus/pci/devices/x") + d);
     for (const char* drv : {kNicDriver, kVfioDriver})
-      for (const char* f : {"bind", "unbind"}) file(std::string("bus/pci/drivers/") + drv + "/" + f, "");
+      for (const char* f : {"bind", "unbind"})
+        file(std::string("bus/pci/drivers/") + drv + "/" + f, "");
     for (const char* drv : {kVirtioVdpa, kVhostVdpa})
-      for (const char* f : {"bind", "unbind"}) file(std::string("bus/vdpa/drivers/") + drv + "/" + f, "");
+      for (const char* f : {"bind", "unbind"})
+        file(std::string("bus/vdpa/drivers/") + drv + "/" + f, "");
     std::error_code ec;
     fs::create_directories(abs("bus/vdpa/devices"), ec);
     fs::create_directories(abs("dev"), ec);
@@ -438,15 +449,19 @@ class SimKernel {
                              opt_.pf_pci + "/sriov_numvfs";
     unsigned n = 0;
     const auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-    if (ec != std::errc() || p != value.data() + value.size()) return kernelError(EINVAL, what, "not a number");
+    if (ec != std::errc() || p != value.data() + value.size())
+      return kernelError(EINVAL, what, "not a number");
     if (auto f = fault("sriov_numvfs")) return kernelError(f->first, what, f->second);
     if (n > opt_.profile.max_vfs)
-      return kernelError(ERANGE, what, std::to_string(n) + " VFs exceed sriov_totalvfs " +
-                                            std::to_string(opt_.profile.max_vfs));
+      return kernelError(
+          ERANGE, what,
+          std::to_string(n) + " VFs exceed sriov_totalvfs " + std::to_string(opt_.profile.max_vfs));
     if (n == vfs_.size()) return Status::success();
     if (n != 0 && !vfs_.empty())
-      return kernelError(EBUSY, what, std::to_string(vfs_.size()) + " VFs already enabled. Disable before enabling " +
-                                          std::to_string(n) + " VFs");
+      return kernelError(EBUSY, what,
+                         std::to_string(vfs_.size()) +
+                             " VFs already enabled. Disable before enabling " + std::to_string(n) +
+                             " VFs");
     if (n == 0) {
       for (auto it = vdpa_.begin(); it != vdpa_.end();) {
         removeVdpa(it->first);
@@ -467,25 +482,30 @@ class SimKernel {
   }
 
   Status bindVf(const std::string& driver, const std::string& pci) {
-    const std::string what = "writing '" + pci + "' to " + opt_.dir + "/bus/pci/drivers/" + driver + "/bind";
-    if (driver != kNicDriver && driver != kVfioDriver) return kernelError(ENOENT, what, "no such driver");
+    const std::string what =
+        "writing '" + pci + "' to " + opt_.dir + "/bus/pci/drivers/" + driver + "/bind";
+    if (driver != kNicDriver && driver != kVfioDriver)
+      return kernelError(ENOENT, what, "no such driver");
     if (auto f = fault("bind")) return kernelError(f->first, what, f->second);
     const auto i = vfIndex(pci);
     if (!i) return kernelError(ENODEV, what, "no such device");
     auto& vf = vfs_[*i];
     if (!vf.driver.empty()) return kernelError(EBUSY, what, "already bound to " + vf.driver);
     if (!vf.override.empty() ? vf.override != driver : driver != kNicDriver)
-      return kernelError(ENODEV, what, "driver does not match the device (driver_override '" + vf.override + "')");
+      return kernelError(
+          ENODEV, what, "driver does not match the device (driver_override '" + vf.override + "')");
     vf.driver = driver;
     renderVf(*i);
     return Status::success();
   }
 
   Status unbindVf(const std::string& driver, const std::string& pci) {
-    const std::string what = "writing '" + pci + "' to " + opt_.dir + "/bus/pci/drivers/" + driver + "/unbind";
+    const std::string what =
+        "writing '" + pci + "' to " + opt_.dir + "/bus/pci/drivers/" + driver + "/unbind";
     if (auto f = fault("unbind")) return kernelError(f->first, what, f->second);
     const auto i = vfIndex(pci);
-    if (!i || vfs_[*i].driver != driver) return kernelError(ENODEV, what, "device not bound to " + driver);
+    if (!i || vfs_[*i].driver != driver)
+      return kernelError(ENODEV, what, "device not bound to " + driver);
     // The NIC driver's auxiliary devices go with it, and the vDPA devices on them.
     for (auto it = vdpa_.begin(); it != vdpa_.end();) {
       if (it->second.vf == *i) {
@@ -501,8 +521,10 @@ class SimKernel {
   }
 
   Status bindVdpa(const std::string& driver, const std::string& name) {
-    const std::string what = "writing '" + name + "' to " + opt_.dir + "/bus/vdpa/drivers/" + driver + "/bind";
-    if (driver != kVirtioVdpa && driver != kVhostVdpa) return kernelError(ENOENT, what, "no such driver");
+    const std::string what =
+        "writing '" + name + "' to " + opt_.dir + "/bus/vdpa/drivers/" + driver + "/bind";
+    if (driver != kVirtioVdpa && driver != kVhostVdpa)
+      return kernelError(ENOENT, what, "no such driver");
     if (auto f = fault("bind")) return kernelError(f->first, what, f->second);
     const auto it = vdpa_.find(name);
     if (it == vdpa_.end()) return kernelError(ENODEV, what, "no such device");
@@ -524,7 +546,8 @@ class SimKernel {
   }
 
   Status unbindVdpa(const std::string& driver, const std::string& name) {
-    const std::string what = "writing '" + name + "' to " + opt_.dir + "/bus/vdpa/drivers/" + driver + "/unbind";
+    const std::string what =
+        "writing '" + name + "' to " + opt_.dir + "/bus/vdpa/drivers/" + driver + "/unbind";
     const auto it = vdpa_.find(name);
     if (it == vdpa_.end() || it->second.driver != driver)
       return kernelError(ENODEV, what, "device not bound to " + driver);
@@ -540,20 +563,29 @@ class SimKernel {
   Status commit() {
     nlohmann::json vfs = nlohmann::json::array();
     for (const auto& v : vfs_)
-      vfs.push_back({{"driver", v.driver}, {"override", v.override}, {"mac", v.mac.str()},
-                     {"trust", v.trust}, {"spoofchk", v.spoofchk}});
+      vfs.push_back({{"driver", v.driver},
+                     {"override", v.override},
+                     {"mac", v.mac.str()},
+                     {"trust", v.trust},
+                     {"spoofchk", v.spoofchk}});
     nlohmann::json vdpa = nlohmann::json::array();
     for (const auto& [name, v] : vdpa_) {
-      nlohmann::json j = {{"name", name}, {"vf", v.vf}, {"mac", v.dev.mac.str()}, {"mtu", v.dev.mtu},
-                          {"max_vqp", v.dev.max_vqp}, {"driver", v.driver}, {"override", v.override}};
+      nlohmann::json j = {{"name", name},
+                          {"vf", v.vf},
+                          {"mac", v.dev.mac.str()},
+                          {"mtu", v.dev.mtu},
+                          {"max_vqp", v.dev.max_vqp},
+                          {"driver", v.driver},
+                          {"override", v.override}};
       if (v.minor) j["minor"] = *v.minor;
       vdpa.push_back(std::move(j));
     }
-    const nlohmann::json doc = {{"pf", opt_.pf_pci},
-                                {"eswitch_mode", mode_ == EswitchMode::kSwitchdev ? "switchdev" : "legacy"},
-                                {"autoprobe", autoprobe_},
-                                {"vfs", std::move(vfs)},
-                                {"vdpa", std::move(vdpa)}};
+    const nlohmann::json doc = {
+        {"pf", opt_.pf_pci},
+        {"eswitch_mode", mode_ == EswitchMode::kSwitchdev ? "switchdev" : "legacy"},
+        {"autoprobe", autoprobe_},
+        {"vfs", std::move(vfs)},
+        {"vdpa", std::move(vdpa)}};
     std::error_code ec;
     fs::create_directories(statePath().parent_path(), ec);
     const fs::path tmp = statePath().string() + ".tmp";
@@ -577,9 +609,10 @@ class SimKernel {
       std::ifstream in(statePath());
       const auto doc = nlohmann::json::parse(in);
       if (doc.at("pf").get<std::string>() != opt_.pf_pci)
-        return makeError(ErrorCode::kConflict, statePath().string(), doc.at("pf").get<std::string>(),
-                         "the sim NIC in " + opt_.dir + " is PF " + doc.at("pf").get<std::string>() +
-                             ", not " + opt_.pf_pci);
+        return makeError(ErrorCode::kConflict, statePath().string(),
+                         doc.at("pf").get<std::string>(),
+                         "the sim NIC in " + opt_.dir + " is PF " +
+                             doc.at("pf").get<std::string>() + ", not " + opt_.pf_pci);
       mode_ = doc.at("eswitch_mode").get<std::string>() == "switchdev" ? EswitchMode::kSwitchdev
                                                                        : EswitchMode::kLegacy;
       autoprobe_ = doc.at("autoprobe").get<bool>();
@@ -635,9 +668,13 @@ class SimSysfsIo : public SysfsIo {
   explicit SimSysfsIo(std::shared_ptr<SimKernel> k) : k_(std::move(k)) {}
   const std::string& root() const override { return k_->fsio().root(); }
   Result<std::string> read(const std::string& rel) override { return k_->fsio().read(rel); }
-  Status write(const std::string& rel, std::string_view value) override { return k_->write(rel, value); }
+  Status write(const std::string& rel, std::string_view value) override {
+    return k_->write(rel, value);
+  }
   Result<std::string> linkName(const std::string& rel) override { return k_->fsio().linkName(rel); }
-  Result<std::string> canonical(const std::string& rel) override { return k_->fsio().canonical(rel); }
+  Result<std::string> canonical(const std::string& rel) override {
+    return k_->fsio().canonical(rel);
+  }
   std::vector<std::string> list(const std::string& rel) override { return k_->fsio().list(rel); }
   bool exists(const std::string& rel) override { return k_->fsio().exists(rel); }
 
@@ -658,8 +695,12 @@ class SimEswitch : public EswitchControl {
 class SimVfLink : public VfLinkControl {
  public:
   explicit SimVfLink(std::shared_ptr<SimKernel> k) : k_(std::move(k)) {}
-  Result<std::vector<VfLinkInfo>> vfs(const std::string& netdev) override { return k_->vfLinks(netdev); }
-  Status setVf(const std::string& netdev, const VfSettings& s) override { return k_->setVf(netdev, s); }
+  Result<std::vector<VfLinkInfo>> vfs(const std::string& netdev) override {
+    return k_->vfLinks(netdev);
+  }
+  Status setVf(const std::string& netdev, const VfSettings& s) override {
+    return k_->setVf(netdev, s);
+  }
 
  private:
   std::shared_ptr<SimKernel> k_;
@@ -674,7 +715,8 @@ Result<std::unique_ptr<SimNic>> SimNic::open(SimNicOptions options) {
   if (options.dir.empty())
     return makeError(ErrorCode::kInvalidValue, "sim.dir", "", "the sim NIC needs a directory");
   if (options.pf_netdev.empty())
-    return makeError(ErrorCode::kInvalidValue, "uplink.netdev", "", "the sim NIC needs a PF netdev name");
+    return makeError(ErrorCode::kInvalidValue, "uplink.netdev", "",
+                     "the sim NIC needs a PF netdev name");
   auto kernel = std::make_shared<SimKernel>(std::move(options));
   if (auto s = kernel->init(); !s) return s.error();
   return std::unique_ptr<SimNic>(new SimNic(std::move(kernel)));
@@ -700,7 +742,9 @@ std::unique_ptr<NicBackend> SimNic::makeBackend() const {
 }
 
 std::unique_ptr<SysfsIo> SimNic::sysfs() const { return std::make_unique<SimSysfsIo>(kernel_); }
-std::unique_ptr<EswitchControl> SimNic::eswitch() const { return std::make_unique<SimEswitch>(kernel_); }
+std::unique_ptr<EswitchControl> SimNic::eswitch() const {
+  return std::make_unique<SimEswitch>(kernel_);
+}
 
 std::vector<std::string> SimNic::vdpaMgmtDevs() const { return kernel_->vdpaMgmtDevs(); }
 Status SimNic::vdpaDevNew(const SimVdpaDevice& device) { return kernel_->vdpaDevNew(device); }

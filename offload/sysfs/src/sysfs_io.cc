@@ -21,19 +21,26 @@ ErrorCode errorCodeForErrno(int err) {
   switch (err) {
     case ENOENT:
     case ENODEV:
-    case ENXIO: return ErrorCode::kNotFound;
+    case ENXIO:
+      return ErrorCode::kNotFound;
     case EBUSY:
-    case EAGAIN: return ErrorCode::kBusy;
+    case EAGAIN:
+      return ErrorCode::kBusy;
     case EINVAL:
-    case ERANGE: return ErrorCode::kInvalidValue;
+    case ERANGE:
+      return ErrorCode::kInvalidValue;
     case EOPNOTSUPP:
 #if EOPNOTSUPP != ENOTSUP
     case ENOTSUP:
 #endif
-    case EPROTONOSUPPORT: return ErrorCode::kUnsupported;
-    case EEXIST: return ErrorCode::kDuplicate;
-    case ENOSPC: return ErrorCode::kTableFull;
-    default: return ErrorCode::kIo;
+    case EPROTONOSUPPORT:
+      return ErrorCode::kUnsupported;
+    case EEXIST:
+      return ErrorCode::kDuplicate;
+    case ENOSPC:
+      return ErrorCode::kTableFull;
+    default:
+      return ErrorCode::kIo;
   }
 }
 
@@ -46,7 +53,8 @@ Result<std::string> FsSysfsIo::read(const std::string& rel) {
   const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     const int err = errno;
-    return makeError(errorCodeForErrno(err), p, "", std::string("cannot open: ") + std::strerror(err));
+    return makeError(errorCodeForErrno(err), p, "",
+                     std::string("cannot open: ") + std::strerror(err));
   }
   std::string out;
   char buf[4096];
@@ -56,7 +64,8 @@ Result<std::string> FsSysfsIo::read(const std::string& rel) {
       if (errno == EINTR) continue;
       const int err = errno;
       ::close(fd);
-      return makeError(errorCodeForErrno(err), p, "", std::string("cannot read: ") + std::strerror(err));
+      return makeError(errorCodeForErrno(err), p, "",
+                       std::string("cannot read: ") + std::strerror(err));
     }
     if (n == 0) break;
     out.append(buf, static_cast<std::size_t>(n));
@@ -122,7 +131,8 @@ namespace sysfs {
 namespace {
 
 bool allHex(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isxdigit(c); });
+  return !s.empty() &&
+         std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isxdigit(c); });
 }
 
 std::optional<unsigned> parseUnsigned(std::string_view s) {
@@ -167,8 +177,9 @@ Result<std::string> vfPci(SysfsIo& io, const std::string& pf_pci, std::uint16_t 
   if (target && isPciAddress(*target)) return *target;
   auto numvfs = io.read(pciDevice(pf_pci) + "/sriov_numvfs");
   return makeError(ErrorCode::kNotFound, "vf " + std::to_string(vf), std::to_string(vf),
-                   "VF " + std::to_string(vf) + " of PF " + pf_pci + " does not exist (no " + io.root() +
-                       "/" + link + "; sriov_numvfs is " + (numvfs ? *numvfs : "unreadable") + ")");
+                   "VF " + std::to_string(vf) + " of PF " + pf_pci + " does not exist (no " +
+                       io.root() + "/" + link + "; sriov_numvfs is " +
+                       (numvfs ? *numvfs : "unreadable") + ")");
 }
 
 std::string driverOf(SysfsIo& io, const std::string& pci) {

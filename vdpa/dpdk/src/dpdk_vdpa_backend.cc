@@ -34,8 +34,9 @@ Status attachVdpaDevice(const std::string& path, const std::string& vdpa_device)
                          ",class=vdpa) on a NIC with vDPA (ConnectX-6 Dx or newer)");
   if (rte_vhost_driver_attach_vdpa_device(path.c_str(), dev) != 0)
     return makeError(ErrorCode::kIo, path, vdpa_device,
-                     "rte_vhost_driver_attach_vdpa_device refused to attach vDPA device '" + vdpa_device +
-                         "' to vhost-user socket " + path + " (socket not registered?)");
+                     "rte_vhost_driver_attach_vdpa_device refused to attach vDPA device '" +
+                         vdpa_device + "' to vhost-user socket " + path +
+                         " (socket not registered?)");
   return Status::success();
 }
 
@@ -52,7 +53,8 @@ Status unregisterSocket(const std::string& path) {
   std::error_code ec;
   if (!fs::is_socket(fs::symlink_status(path, ec))) return Status::success();  // none (left)
   if (!fs::remove(path, ec) && ec)
-    return makeError(ErrorCode::kIo, path, "", "cannot remove vhost-user socket " + path + ": " + ec.message());
+    return makeError(ErrorCode::kIo, path, "",
+                     "cannot remove vhost-user socket " + path + ": " + ec.message());
   return Status::success();
 }
 
@@ -74,14 +76,16 @@ Result<VdpaDevice> DpdkVdpaBackend::create(const VdpaDeviceSpec& spec) {
   if (opt_.profile)
     if (auto s = checkSupport(*opt_.profile, model::VdpaKind::kDpdk, field); !s) return s.error();
   if (spec.name.empty() || spec.name.find('/') != std::string::npos)
-    return makeError(ErrorCode::kInvalidValue, field, spec.name, "bad vDPA device name '" + spec.name + "'");
+    return makeError(ErrorCode::kInvalidValue, field, spec.name,
+                     "bad vDPA device name '" + spec.name + "'");
   if (spec.max_vqp == 0)
     return makeError(ErrorCode::kInvalidValue, field + ".queues", "0",
                      "vDPA device " + spec.name + " needs at least one virtqueue pair");
   const std::string path = socketPath(spec.name);
   if (path.size() >= sizeof(sockaddr_un::sun_path))
-    return makeError(ErrorCode::kInvalidValue, "runtime_dir", opt_.runtime_dir,
-                     "vhost-user socket path " + path + " is longer than a unix socket path may be");
+    return makeError(
+        ErrorCode::kInvalidValue, "runtime_dir", opt_.runtime_dir,
+        "vhost-user socket path " + path + " is longer than a unix socket path may be");
   offload::FsSysfsIo io(opt_.sysfs_root);
   auto vf_pci = offload::sysfs::vfPci(io, opt_.pf_pci, spec.vf);
   if (!vf_pci) {
@@ -93,7 +97,8 @@ Result<VdpaDevice> DpdkVdpaBackend::create(const VdpaDeviceSpec& spec) {
   std::lock_guard lock(mu_);
   if (const auto it = devices_.find(spec.name); it != devices_.end()) {
     const VdpaDevice& d = it->second;
-    if (d.vf == spec.vf && d.mac == spec.mac && d.mtu == spec.mtu && d.max_vqp == spec.max_vqp) return d;
+    if (d.vf == spec.vf && d.mac == spec.mac && d.mtu == spec.mtu && d.max_vqp == spec.max_vqp)
+      return d;
     if (auto s = destroyLocked(spec.name); !s) return s.error();
   }
   for (const auto& [name, d] : devices_)
@@ -104,14 +109,16 @@ Result<VdpaDevice> DpdkVdpaBackend::create(const VdpaDeviceSpec& spec) {
   std::error_code ec;
   fs::create_directories(opt_.runtime_dir, ec);
   if (ec)
-    return makeError(ErrorCode::kIo, "runtime_dir", opt_.runtime_dir,
-                     "cannot create the vhost-user runtime directory " + opt_.runtime_dir + ": " + ec.message());
-  if (auto s = vhost::unregisterSocket(path); !s) return s.error();  // a stale socket of a crashed run
+    return makeError(
+        ErrorCode::kIo, "runtime_dir", opt_.runtime_dir,
+        "cannot create the vhost-user runtime directory " + opt_.runtime_dir + ": " + ec.message());
+  if (auto s = vhost::unregisterSocket(path); !s)
+    return s.error();  // a stale socket of a crashed run
   if (auto s = vhost::registerSocket(path, opt_.vhost_flags); !s) return s.error();
   auto undo = [&](Error e) -> Error {
     (void)vhost::unregisterSocket(path);
-    e.message = "vDPA device " + spec.name + " on VF " + std::to_string(spec.vf) + " of PF " + opt_.pf_pci +
-                ": " + e.message + "; the socket was unregistered again";
+    e.message = "vDPA device " + spec.name + " on VF " + std::to_string(spec.vf) + " of PF " +
+                opt_.pf_pci + ": " + e.message + "; the socket was unregistered again";
     return e;
   };
   if (auto s = vhost::attachVdpaDevice(path, *vf_pci); !s) return undo(s.error());
@@ -150,7 +157,8 @@ Result<std::vector<VdpaDevice>> DpdkVdpaBackend::list() {
   return out;
 }
 
-Result<std::string> DpdkVdpaBackend::interfaceXml(const VdpaDevice& device, const model::Port& port) const {
+Result<std::string> DpdkVdpaBackend::interfaceXml(const VdpaDevice& device,
+                                                  const model::Port& port) const {
   if (device.socket_path.empty())
     return makeError(ErrorCode::kInvalidValue, port.key.str(), device.name,
                      "vDPA device " + device.name + " has no vhost-user socket");

@@ -34,7 +34,8 @@ bool sameConfig(const VdpaDevInfo& d, const VdpaDeviceSpec& spec) {
 
 }  // namespace
 
-KernelVdpaBackend::KernelVdpaBackend(KernelVdpaOptions options, std::unique_ptr<VdpaNetlink> netlink,
+KernelVdpaBackend::KernelVdpaBackend(KernelVdpaOptions options,
+                                     std::unique_ptr<VdpaNetlink> netlink,
                                      std::unique_ptr<offload::SysfsIo> sysfs)
     : opt_(std::move(options)), nl_(std::move(netlink)), io_(std::move(sysfs)) {}
 
@@ -47,11 +48,13 @@ Status KernelVdpaBackend::bindVhostVdpa(const std::string& name) {
     return withContext(s.error(), "vDPA device " + name + ": setting driver_override failed: ");
   if (!drv.empty())
     if (auto s = io_->write(sysfs::vdpaDriver(drv) + "/unbind", name); !s)
-      return withContext(s.error(), "vDPA device " + name + ": unbinding it from " + drv + " failed: ");
+      return withContext(s.error(),
+                         "vDPA device " + name + ": unbinding it from " + drv + " failed: ");
   if (!io_->exists(sysfs::vdpaDriver(kVhostVdpa)))
     return makeError(ErrorCode::kUnsupported, name, kVhostVdpa,
-                     "vDPA device " + name + ": the vhost_vdpa driver is not loaded (no " + io_->root() +
-                         "/" + sysfs::vdpaDriver(kVhostVdpa) + "; modprobe vhost_vdpa)");
+                     "vDPA device " + name + ": the vhost_vdpa driver is not loaded (no " +
+                         io_->root() + "/" + sysfs::vdpaDriver(kVhostVdpa) +
+                         "; modprobe vhost_vdpa)");
   if (auto s = io_->write(sysfs::vdpaDriver(kVhostVdpa) + "/bind", name); !s)
     return withContext(s.error(), "vDPA device " + name + ": binding it to vhost_vdpa failed: ");
   return Status::success();
@@ -70,12 +73,13 @@ Result<std::string> KernelVdpaBackend::vhostPath(const std::string& name) {
     if (one && std::filesystem::exists(path, ec)) return path;
     if (std::chrono::steady_clock::now() >= deadline) {
       if (nodes.size() > 1)
-        return makeError(ErrorCode::kInternal, name, "",
-                         "vDPA device " + name + " has several vhost-vdpa nodes in " + io_->root() + "/" + dev);
+        return makeError(
+            ErrorCode::kInternal, name, "",
+            "vDPA device " + name + " has several vhost-vdpa nodes in " + io_->root() + "/" + dev);
       if (!one)
         return makeError(ErrorCode::kNotFound, name, "",
-                         "vDPA device " + name + " is bound to vhost_vdpa but " + io_->root() + "/" + dev +
-                             " has no vhost-vdpa-N entry");
+                         "vDPA device " + name + " is bound to vhost_vdpa but " + io_->root() +
+                             "/" + dev + " has no vhost-vdpa-N entry");
       return makeError(ErrorCode::kNotFound, name, path,
                        "vDPA device " + name + " is " + nodes.front() + " in sysfs, but " + path +
                            " does not exist (udev did not create it?)");
@@ -99,7 +103,8 @@ Result<VdpaDevice> KernelVdpaBackend::create(const VdpaDeviceSpec& spec) {
                      "vDPA device " + spec.name + " needs at least one virtqueue pair");
   auto vf_pci = sysfs::vfPci(*io_, opt_.pf_pci, spec.vf);
   if (!vf_pci) return withContext(vf_pci.error(), "vDPA device " + spec.name + ": ");
-  const std::string where = "VF " + std::to_string(spec.vf) + " (" + *vf_pci + ") of PF " + opt_.pf_pci;
+  const std::string where =
+      "VF " + std::to_string(spec.vf) + " (" + *vf_pci + ") of PF " + opt_.pf_pci;
 
   auto devs = nl_->devs();
   if (!devs) return devs.error();
@@ -121,8 +126,9 @@ Result<VdpaDevice> KernelVdpaBackend::create(const VdpaDeviceSpec& spec) {
       if (auto s = nl_->devDel(d.name); !s && s.error().code != ErrorCode::kNotFound)
         return withContext(s.error(), "replacing vDPA device " + d.name + ": ");
     } else if (d.mgmt.dev == *vf_pci) {
-      return makeError(ErrorCode::kBusy, field, d.name,
-                       where + " already backs vDPA device " + d.name + "; cannot create " + spec.name);
+      return makeError(
+          ErrorCode::kBusy, field, d.name,
+          where + " already backs vDPA device " + d.name + "; cannot create " + spec.name);
     }
   }
 
@@ -187,14 +193,17 @@ Result<std::vector<VdpaDevice>> KernelVdpaBackend::list() {
   return out;
 }
 
-Result<std::string> KernelVdpaBackend::interfaceXml(const VdpaDevice& device, const model::Port& port) const {
+Result<std::string> KernelVdpaBackend::interfaceXml(const VdpaDevice& device,
+                                                    const model::Port& port) const {
   if (device.vhost_vdpa_path.empty())
-    return makeError(ErrorCode::kInvalidValue, port.key.str(), device.name,
-                     "vDPA device " + device.name + " has no /dev/vhost-vdpa-N path (not bound to vhost_vdpa)");
+    return makeError(
+        ErrorCode::kInvalidValue, port.key.str(), device.name,
+        "vDPA device " + device.name + " has no /dev/vhost-vdpa-N path (not bound to vhost_vdpa)");
   return vdpaInterfaceXml(device.vhost_vdpa_path, port);
 }
 
-std::unique_ptr<VdpaBackend> makeKernelVdpaBackend(KernelVdpaOptions options, const std::string& sysfs_root) {
+std::unique_ptr<VdpaBackend> makeKernelVdpaBackend(KernelVdpaOptions options,
+                                                   const std::string& sysfs_root) {
   return std::make_unique<KernelVdpaBackend>(std::move(options), makeGenlVdpaNetlink(),
                                              std::make_unique<offload::FsSysfsIo>(sysfs_root));
 }

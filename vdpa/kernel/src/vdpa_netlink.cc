@@ -34,12 +34,15 @@ MsgPtr vdpaDevNew(int family, const VdpaDevNewRequest& r) {
   MsgPtr m = plain(family, VDPA_CMD_DEV_NEW);
   if (!m) return m;
   if (nla_put_string(m.get(), VDPA_ATTR_DEV_NAME, r.name.c_str()) < 0) return nullptr;
-  if (!r.mgmt.bus.empty() && nla_put_string(m.get(), VDPA_ATTR_MGMTDEV_BUS_NAME, r.mgmt.bus.c_str()) < 0)
+  if (!r.mgmt.bus.empty() &&
+      nla_put_string(m.get(), VDPA_ATTR_MGMTDEV_BUS_NAME, r.mgmt.bus.c_str()) < 0)
     return nullptr;
   if (nla_put_string(m.get(), VDPA_ATTR_MGMTDEV_DEV_NAME, r.mgmt.dev.c_str()) < 0) return nullptr;
-  if (r.mac && nla_put(m.get(), VDPA_ATTR_DEV_NET_CFG_MACADDR, 6, r.mac->bytes.data()) < 0) return nullptr;
+  if (r.mac && nla_put(m.get(), VDPA_ATTR_DEV_NET_CFG_MACADDR, 6, r.mac->bytes.data()) < 0)
+    return nullptr;
   if (r.mtu && nla_put_u16(m.get(), VDPA_ATTR_DEV_NET_CFG_MTU, *r.mtu) < 0) return nullptr;
-  if (r.max_vqp && nla_put_u16(m.get(), VDPA_ATTR_DEV_NET_CFG_MAX_VQP, *r.max_vqp) < 0) return nullptr;
+  if (r.max_vqp && nla_put_u16(m.get(), VDPA_ATTR_DEV_NET_CFG_MAX_VQP, *r.max_vqp) < 0)
+    return nullptr;
   return m;
 }
 
@@ -77,7 +80,8 @@ Result<VdpaDevInfo> parseVdpaDev(const nlmsghdr* reply) {
     std::memcpy(mac.bytes.data(), nla_data(a), 6);
     d.mac = mac;
   }
-  if (const nlattr* a = tb[VDPA_ATTR_DEV_NET_CFG_MTU]; a && nla_len(a) >= 2) d.mtu = nla_get_u16(const_cast<nlattr*>(a));
+  if (const nlattr* a = tb[VDPA_ATTR_DEV_NET_CFG_MTU]; a && nla_len(a) >= 2)
+    d.mtu = nla_get_u16(const_cast<nlattr*>(a));
   if (const nlattr* a = tb[VDPA_ATTR_DEV_NET_CFG_MAX_VQP]; a && nla_len(a) >= 2)
     d.max_vqp = nla_get_u16(const_cast<nlattr*>(a));
   return d;
@@ -104,12 +108,15 @@ class GenlVdpaNetlink : public VdpaNetlink {
     if (!m) return outOfMemory(what);
     std::vector<VdpaMgmtDev> out;
     std::optional<Error> bad;
-    auto s = ch_->transact(m.get(), true,
-                           [&](nlmsghdr* h) {
-                             if (auto d = msg::parseVdpaMgmtdev(h)) out.push_back(*d);
-                             else bad = d.error();
-                           },
-                           what);
+    auto s = ch_->transact(
+        m.get(), true,
+        [&](nlmsghdr* h) {
+          if (auto d = msg::parseVdpaMgmtdev(h))
+            out.push_back(*d);
+          else
+            bad = d.error();
+        },
+        what);
     if (!s) return s.error();
     if (bad) return *bad;
     return out;
@@ -122,7 +129,8 @@ class GenlVdpaNetlink : public VdpaNetlink {
                              (r.mgmt.bus.empty() ? "" : r.mgmt.bus + "/") + r.mgmt.dev;
     MsgPtr m = msg::vdpaDevNew(*fam, r);
     if (!m) return outOfMemory(what);
-    return ch_->transact(m.get(), false, [](nlmsghdr*) {}, what);
+    return ch_->transact(
+        m.get(), false, [](nlmsghdr*) {}, what);
   }
 
   Status devDel(const std::string& name) override {
@@ -131,7 +139,8 @@ class GenlVdpaNetlink : public VdpaNetlink {
     const std::string what = "vdpa dev del " + name;
     MsgPtr m = msg::vdpaDevDel(*fam, name);
     if (!m) return outOfMemory(what);
-    return ch_->transact(m.get(), false, [](nlmsghdr*) {}, what);
+    return ch_->transact(
+        m.get(), false, [](nlmsghdr*) {}, what);
   }
 
   Result<std::vector<VdpaDevInfo>> devs() override {
@@ -141,29 +150,33 @@ class GenlVdpaNetlink : public VdpaNetlink {
     std::optional<Error> bad;
     MsgPtr get = msg::vdpaDevGet(*fam);
     if (!get) return outOfMemory("vdpa dev show");
-    auto s = ch_->transact(get.get(), true,
-                           [&](nlmsghdr* h) {
-                             if (auto d = msg::parseVdpaDev(h)) by_name[d->name] = *d;
-                             else bad = d.error();
-                           },
-                           "vdpa dev show");
+    auto s = ch_->transact(
+        get.get(), true,
+        [&](nlmsghdr* h) {
+          if (auto d = msg::parseVdpaDev(h))
+            by_name[d->name] = *d;
+          else
+            bad = d.error();
+        },
+        "vdpa dev show");
     if (!s) return s.error();
     MsgPtr cfg = msg::vdpaDevConfigGet(*fam);
     if (!cfg) return outOfMemory("vdpa dev config show");
-    s = ch_->transact(cfg.get(), true,
-                      [&](nlmsghdr* h) {
-                        auto d = msg::parseVdpaDev(h);
-                        if (!d) {
-                          bad = d.error();
-                          return;
-                        }
-                        auto& e = by_name[d->name];
-                        e.name = d->name;
-                        e.mac = d->mac;
-                        e.mtu = d->mtu;
-                        e.max_vqp = d->max_vqp;
-                      },
-                      "vdpa dev config show");
+    s = ch_->transact(
+        cfg.get(), true,
+        [&](nlmsghdr* h) {
+          auto d = msg::parseVdpaDev(h);
+          if (!d) {
+            bad = d.error();
+            return;
+          }
+          auto& e = by_name[d->name];
+          e.name = d->name;
+          e.mac = d->mac;
+          e.mtu = d->mtu;
+          e.max_vqp = d->max_vqp;
+        },
+        "vdpa dev config show");
     if (!s) return s.error();
     if (bad) return *bad;
     std::vector<VdpaDevInfo> out;

@@ -20,8 +20,8 @@ class SimVdpaNetlink : public VdpaNetlink {
   Status devNew(const VdpaDevNewRequest& r) override {
     if (r.mgmt.bus != "pci")
       return makeError(ErrorCode::kNotFound, r.name, r.mgmt.bus,
-                       "vdpa dev add name " + r.name + " mgmtdev " + r.mgmt.bus + "/" + r.mgmt.dev + ": " +
-                           std::strerror(ENODEV));
+                       "vdpa dev add name " + r.name + " mgmtdev " + r.mgmt.bus + "/" + r.mgmt.dev +
+                           ": " + std::strerror(ENODEV));
     offload::SimVdpaDevice d;
     d.name = r.name;
     d.mgmt_dev = r.mgmt.dev;
@@ -35,7 +35,8 @@ class SimVdpaNetlink : public VdpaNetlink {
 
   Result<std::vector<VdpaDevInfo>> devs() override {
     std::vector<VdpaDevInfo> out;
-    for (const auto& d : nic_.vdpaDevs()) out.push_back({d.name, {"pci", d.mgmt_dev}, d.mac, d.mtu, d.max_vqp});
+    for (const auto& d : nic_.vdpaDevs())
+      out.push_back({d.name, {"pci", d.mgmt_dev}, d.mac, d.mtu, d.max_vqp});
     return out;
   }
 

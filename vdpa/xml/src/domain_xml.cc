@@ -1,7 +1,6 @@
 #include "nicoffload/vdpa/domain_xml.h"
 
 #include <pugixml.hpp>
-
 #include <sstream>
 
 namespace nicoffload::vdpa {
@@ -25,7 +24,8 @@ pugi::xml_node interfaceNode(pugi::xml_document& doc, const char* type, const mo
 
 std::string render(const pugi::xml_document& doc) {
   std::ostringstream out;
-  doc.save(out, "  ", pugi::format_indent | pugi::format_no_declaration | pugi::format_attribute_single_quote);
+  doc.save(out, "  ",
+           pugi::format_indent | pugi::format_no_declaration | pugi::format_attribute_single_quote);
   return out.str();
 }
 
@@ -52,8 +52,10 @@ Result<std::string> vhostUserInterfaceXml(const std::string& socket_path, const 
   reconnect.append_attribute("enabled") = "yes";
   reconnect.append_attribute("timeout") = 5;
   iface.append_child("model").append_attribute("type") = "virtio";
-  if (port.mtu != 1500) iface.append_child("mtu").append_attribute("size") = static_cast<unsigned>(port.mtu);
-  if (port.queues > 1) iface.append_child("driver").append_attribute("queues") = static_cast<unsigned>(port.queues);
+  if (port.mtu != 1500)
+    iface.append_child("mtu").append_attribute("size") = static_cast<unsigned>(port.mtu);
+  if (port.queues > 1)
+    iface.append_child("driver").append_attribute("queues") = static_cast<unsigned>(port.queues);
   return render(doc);
 }
 

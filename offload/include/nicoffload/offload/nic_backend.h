@@ -27,25 +27,25 @@ namespace nicoffload::offload {
 
 // One SR-IOV virtual function of the PF, as read back.
 struct VfStatus {
-  std::uint16_t index = 0;            // VF number: virtfn<index> of the PF
-  std::string pci;                    // PCI address "DDDD:BB:DD.F"
-  std::string driver;                 // bound PCI driver ("mlx5_core", "vfio-pci"); empty = unbound
-  std::string netdev;                 // the VF's own netdev when bound to the NIC driver; may be empty
-  std::string representor;            // representor netdev (switchdev); empty when not found
-  std::optional<MacAddr> mac;         // administrative MAC the PF holds for the VF (IFLA_VF_MAC)
-  std::optional<bool> trust;          // IFLA_VF_TRUST
-  std::optional<bool> spoofchk;       // IFLA_VF_SPOOFCHK
+  std::uint16_t index = 0;       // VF number: virtfn<index> of the PF
+  std::string pci;               // PCI address "DDDD:BB:DD.F"
+  std::string driver;            // bound PCI driver ("mlx5_core", "vfio-pci"); empty = unbound
+  std::string netdev;            // the VF's own netdev when bound to the NIC driver; may be empty
+  std::string representor;       // representor netdev (switchdev); empty when not found
+  std::optional<MacAddr> mac;    // administrative MAC the PF holds for the VF (IFLA_VF_MAC)
+  std::optional<bool> trust;     // IFLA_VF_TRUST
+  std::optional<bool> spoofchk;  // IFLA_VF_SPOOFCHK
   std::vector<std::string> vdpa_devices;  // vDPA devices whose parent is this VF
 };
 
 // The PF as read back.
 struct PfStatus {
-  std::string pci;                    // PCI address of the PF
-  std::string netdev;                 // the PF's uplink netdev; may be empty when unknown
+  std::string pci;     // PCI address of the PF
+  std::string netdev;  // the PF's uplink netdev; may be empty when unknown
   std::optional<model::EswitchMode> eswitch_mode;  // unset when it could not be read (see warnings)
-  std::uint16_t total_vfs = 0;        // sriov_totalvfs
-  std::uint16_t num_vfs = 0;          // sriov_numvfs
-  bool drivers_autoprobe = true;      // sriov_drivers_autoprobe
+  std::uint16_t total_vfs = 0;                     // sriov_totalvfs
+  std::uint16_t num_vfs = 0;                       // sriov_numvfs
+  bool drivers_autoprobe = true;                   // sriov_drivers_autoprobe
   std::string switch_id;              // phys_switch_id of the uplink (hex); empty in legacy mode
   std::vector<VfStatus> vfs;          // in index order
   std::vector<std::string> warnings;  // what could not be read, one sentence each

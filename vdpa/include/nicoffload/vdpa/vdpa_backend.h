@@ -23,15 +23,15 @@ namespace nicoffload::vdpa {
 
 // A vDPA device as created or read back.
 struct VdpaDevice {
-  std::string name;                     // deviceName(port): "nfo" + 12 hex
+  std::string name;  // deviceName(port): "nfo" + 12 hex
   model::VdpaKind kind = model::VdpaKind::kNone;
-  std::optional<std::uint16_t> vf;      // VF index on the PF; unset when read back from a foreign VF
-  std::string vf_pci;                   // PCI address of the VF the device sits on
-  std::string vhost_vdpa_path;          // kernel / sim: "/dev/vhost-vdpa-N" (N read from sysfs)
-  std::string socket_path;              // dpdk: the vhost-user socket
-  std::optional<MacAddr> mac;           // virtio-net config MAC
-  std::optional<std::uint16_t> mtu;     // bytes
-  std::optional<std::uint16_t> max_vqp; // virtqueue pairs
+  std::optional<std::uint16_t> vf;   // VF index on the PF; unset when read back from a foreign VF
+  std::string vf_pci;                // PCI address of the VF the device sits on
+  std::string vhost_vdpa_path;       // kernel / sim: "/dev/vhost-vdpa-N" (N read from sysfs)
+  std::string socket_path;           // dpdk: the vhost-user socket
+  std::optional<MacAddr> mac;        // virtio-net config MAC
+  std::optional<std::uint16_t> mtu;  // bytes
+  std::optional<std::uint16_t> max_vqp;  // virtqueue pairs
   bool operator==(const VdpaDevice&) const = default;
 };
 

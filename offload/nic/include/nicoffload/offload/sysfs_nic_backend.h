@@ -68,11 +68,11 @@ class VfLinkControl {
 };
 
 struct SysfsNicOptions {
-  std::string pf_pci;                 // the uplink PF, "0000:03:00.0"
-  std::string pf_netdev;              // empty: found under the PF's net/ in sysfs
-  std::string vf_driver = "mlx5_core";  // the NIC driver VFs are bound to
+  std::string pf_pci;                       // the uplink PF, "0000:03:00.0"
+  std::string pf_netdev;                    // empty: found under the PF's net/ in sysfs
+  std::string vf_driver = "mlx5_core";      // the NIC driver VFs are bound to
   std::optional<model::HwProfile> profile;  // when set: max_vfs and eswitch modes enforced
-  std::optional<unsigned> controller;  // representors named c<N>pf..vf..; unset: none
+  std::optional<unsigned> controller;       // representors named c<N>pf..vf..; unset: none
   // How long to wait for representors to appear (udev renames them right
   // after the mode change).
   std::chrono::milliseconds representor_wait{3000};

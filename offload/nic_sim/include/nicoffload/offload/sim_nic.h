@@ -44,16 +44,16 @@
 namespace nicoffload::offload {
 
 struct SimNicOptions {
-  std::string dir;                       // root of the simulated tree; created when absent
-  model::HwProfile profile;              // max_vfs, eswitch modes, vDPA support
-  std::string pf_pci = "0000:03:00.0";   // the PF's PCI address
-  std::string pf_netdev = "simpf0";      // the PF's uplink netdev
+  std::string dir;                      // root of the simulated tree; created when absent
+  model::HwProfile profile;             // max_vfs, eswitch modes, vDPA support
+  std::string pf_pci = "0000:03:00.0";  // the PF's PCI address
+  std::string pf_netdev = "simpf0";     // the PF's uplink netdev
 };
 
 // A vDPA device of the simulated kernel (the `vdpa` netlink family's view).
 struct SimVdpaDevice {
   std::string name;
-  std::string mgmt_dev;        // the VF's PCI address (management device pci/<vf>)
+  std::string mgmt_dev;  // the VF's PCI address (management device pci/<vf>)
   MacAddr mac;
   std::uint16_t mtu = 1500;
   std::uint16_t max_vqp = 1;

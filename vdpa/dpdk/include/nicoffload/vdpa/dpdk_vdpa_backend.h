@@ -22,11 +22,11 @@
 namespace nicoffload::vdpa {
 
 struct DpdkVdpaOptions {
-  std::string pf_pci;                                // the PF whose VFs carry the devices
-  std::string runtime_dir = "/run/nicoffload/vhost"; // where the sockets are made
-  std::string sysfs_root = "/sys";                   // to read the VFs' PCI addresses
-  std::uint64_t vhost_flags = 0;                     // RTE_VHOST_USER_*; 0 = server socket
-  std::optional<model::HwProfile> profile;           // when set: checkSupport(profile, kDpdk)
+  std::string pf_pci;                                 // the PF whose VFs carry the devices
+  std::string runtime_dir = "/run/nicoffload/vhost";  // where the sockets are made
+  std::string sysfs_root = "/sys";                    // to read the VFs' PCI addresses
+  std::uint64_t vhost_flags = 0;                      // RTE_VHOST_USER_*; 0 = server socket
+  std::optional<model::HwProfile> profile;            // when set: checkSupport(profile, kDpdk)
 };
 
 // rte_vhost calls as values. Errors name the socket path.
@@ -53,7 +53,8 @@ class DpdkVdpaBackend : public VdpaBackend {
   Result<VdpaDevice> create(const VdpaDeviceSpec& spec) override;
   Status destroy(const std::string& name) override;
   Result<std::vector<VdpaDevice>> list() override;
-  Result<std::string> interfaceXml(const VdpaDevice& device, const model::Port& port) const override;
+  Result<std::string> interfaceXml(const VdpaDevice& device,
+                                   const model::Port& port) const override;
 
   std::string socketPath(const std::string& name) const;
 

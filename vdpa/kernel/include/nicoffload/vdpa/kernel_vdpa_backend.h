@@ -77,9 +77,9 @@ class VdpaNetlink {
 std::unique_ptr<VdpaNetlink> makeGenlVdpaNetlink();
 
 struct KernelVdpaOptions {
-  std::string pf_pci;                    // the PF whose VFs carry the devices
-  std::string dev_dir = "/dev";          // where vhost-vdpa-N appear
-  std::chrono::milliseconds node_wait{2000};  // how long to wait for /dev/vhost-vdpa-N
+  std::string pf_pci;                               // the PF whose VFs carry the devices
+  std::string dev_dir = "/dev";                     // where vhost-vdpa-N appear
+  std::chrono::milliseconds node_wait{2000};        // how long to wait for /dev/vhost-vdpa-N
   model::VdpaKind kind = model::VdpaKind::kKernel;  // reported kind (kSim over the sim NIC)
   // When set, create() first asks checkSupport(profile, kind): a NIC without
   // vDPA (ConnectX-5) is answered with the profile's source, not a kernel error.
@@ -95,7 +95,8 @@ class KernelVdpaBackend : public VdpaBackend {
   Result<VdpaDevice> create(const VdpaDeviceSpec& spec) override;
   Status destroy(const std::string& name) override;
   Result<std::vector<VdpaDevice>> list() override;
-  Result<std::string> interfaceXml(const VdpaDevice& device, const model::Port& port) const override;
+  Result<std::string> interfaceXml(const VdpaDevice& device,
+                                   const model::Port& port) const override;
 
  private:
   Status bindVhostVdpa(const std::string& name);
