@@ -259,6 +259,19 @@ TEST(KernelVdpa, BadInputAndMissingVf) {
   EXPECT_TRUE(f.family->requests.empty());
 }
 
+TEST(KernelVdpa, ASpecOfAnotherKindIsRefused) {
+  Fixture f;
+  auto b = f.backend();
+  auto s = spec();
+  s.kind = model::VdpaKind::kDpdk;
+  auto r = b->create(s);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidValue);
+  EXPECT_THAT(r.error().message,
+              HasSubstr("is asked as 'dpdk', but this backend makes 'kernel' devices"));
+  EXPECT_TRUE(f.family->requests.empty());
+}
+
 TEST(KernelVdpa, ConnectX5HasNoVdpa) {
   Fixture f;
   auto b = f.backend(test::loadProfile("connectx-5"));

@@ -75,6 +75,11 @@ Result<VdpaDevice> DpdkVdpaBackend::create(const VdpaDeviceSpec& spec) {
   const std::string field = spec.port.vm.empty() ? spec.name : spec.port.str();
   if (opt_.profile)
     if (auto s = checkSupport(*opt_.profile, model::VdpaKind::kDpdk, field); !s) return s.error();
+  if (spec.kind != model::VdpaKind::kNone && spec.kind != model::VdpaKind::kDpdk)
+    return makeError(ErrorCode::kInvalidValue, field + ".vdpa", model::toString(spec.kind),
+                     "vDPA device " + spec.name + " is asked as '" + model::toString(spec.kind) +
+                         "', but this backend makes '" + model::toString(model::VdpaKind::kDpdk) +
+                         "' devices");
   if (spec.name.empty() || spec.name.find('/') != std::string::npos)
     return makeError(ErrorCode::kInvalidValue, field, spec.name,
                      "bad vDPA device name '" + spec.name + "'");

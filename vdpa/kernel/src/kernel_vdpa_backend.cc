@@ -94,6 +94,10 @@ Result<VdpaDevice> KernelVdpaBackend::create(const VdpaDeviceSpec& spec) {
     return makeError(ErrorCode::kInvalidValue, field, "", "a vDPA device needs a name");
   if (opt_.profile)
     if (auto s = checkSupport(*opt_.profile, opt_.kind, field); !s) return s.error();
+  if (spec.kind != model::VdpaKind::kNone && spec.kind != opt_.kind)
+    return makeError(ErrorCode::kInvalidValue, field + ".vdpa", model::toString(spec.kind),
+                     "vDPA device " + spec.name + " is asked as '" + model::toString(spec.kind) +
+                         "', but this backend makes '" + model::toString(opt_.kind) + "' devices");
   if (spec.mtu < 68)
     return makeError(ErrorCode::kInvalidValue, field + ".mtu", std::to_string(spec.mtu),
                      "vDPA device " + spec.name + ": MTU " + std::to_string(spec.mtu) +

@@ -78,6 +78,7 @@ struct SysfsNicOptions {
   std::chrono::milliseconds representor_wait{3000};
 };
 
+// Not thread-safe: one caller at a time (the daemon's reconciler).
 class SysfsNicBackend : public NicBackend {
  public:
   SysfsNicBackend(SysfsNicOptions options, std::unique_ptr<SysfsIo> io,

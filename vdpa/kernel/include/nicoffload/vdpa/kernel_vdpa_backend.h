@@ -86,6 +86,7 @@ struct KernelVdpaOptions {
   std::optional<model::HwProfile> profile;
 };
 
+// Not thread-safe: one caller at a time (the daemon's reconciler).
 class KernelVdpaBackend : public VdpaBackend {
  public:
   KernelVdpaBackend(KernelVdpaOptions options, std::unique_ptr<VdpaNetlink> netlink,
