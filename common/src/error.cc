@@ -23,8 +23,10 @@ constexpr std::array<ErrorInfo, kErrorCodeCount> kCatalogue{{
     {"unsupported", "Unsupported by the hardware",
      "The hardware profile or the device cannot do what was asked.",
      "Pick a profile/NIC that supports it, or let the software path carry the traffic."},
-    {"table-full", "Hardware table full", "The hardware flow table has no room left.",
-     "Rules beyond the limit run in the software path; raise the table size if the NIC allows."},
+    {"table-full", "Hardware table full",
+     "A hardware table has no room left: the flow table, or the PF's VFs (all assigned).",
+     "Rules beyond the limit run in the software path; raise the table size if the NIC allows. "
+     "For VFs: remove a port or raise uplink.vf_count."},
     {"busy", "Busy", "The resource is in use.", "Retry later; the reconciler retries on its own."},
     {"not-found", "Not found", "The named object does not exist.",
      "Check the name with the list command."},

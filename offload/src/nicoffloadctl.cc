@@ -23,8 +23,10 @@
 #include "nicoffload/model/parse.h"
 #include "nicoffload/offload/control.h"
 #include "nicoffload/offload/netns.h"
+#include "nicoffload/offload/nic_status_json.h"
 #include "nicoffload/offload/software_path.h"
 #include "nicoffload/offload/flow_backends.h"
+#include "nicoffload/offload/sysfs_nic_backend.h"
 
 namespace {
 
@@ -391,6 +393,40 @@ int deviceCheck(const Planned& p, bool json_out) {
   return rc;
 }
 
+// `nic status`: the PF, its eswitch mode, VFs and representors, read-only.
+int runNicStatus(const std::string& pci, const std::string& netdev, const std::string& sysfs_root, bool json) {
+  offload::SysfsNicOptions o;
+  o.pf_pci = pci;
+  o.pf_netdev = netdev;
+  auto nic = offload::makeSysfsNicBackend(o, sysfs_root);
+  auto st = nic->status();
+  if (!st) {
+    fail(st.error());
+    return st.error().code == ErrorCode::kNotFound ? kExitNotFound : kExitInput;
+  }
+  if (json) {
+    std::cout << offload::toJson(*st).dump(2) << "\n";
+    return kExitOk;
+  }
+  const char* mode = !st->eswitch_mode ? "unknown"
+                     : *st->eswitch_mode == model::EswitchMode::kSwitchdev ? "switchdev" : "legacy";
+  std::printf("PF %s netdev %s: eswitch %s, VFs %u of %u, autoprobe %s%s%s\n", st->pci.c_str(),
+              st->netdev.empty() ? "-" : st->netdev.c_str(), mode, st->num_vfs, st->total_vfs,
+              st->drivers_autoprobe ? "on" : "off", st->switch_id.empty() ? "" : ", switch id ",
+              st->switch_id.c_str());
+  auto flag = [](const std::optional<bool>& b) { return !b ? "?" : *b ? "on" : "off"; };
+  for (const auto& v : st->vfs) {
+    std::string vdpa;
+    for (const auto& d : v.vdpa_devices) vdpa += (vdpa.empty() ? "" : ",") + d;
+    std::printf("  vf%-3u %s driver %s netdev %s representor %s mac %s trust %s spoofchk %s vdpa %s\n", v.index,
+                v.pci.c_str(), v.driver.empty() ? "-" : v.driver.c_str(), v.netdev.empty() ? "-" : v.netdev.c_str(),
+                v.representor.empty() ? "-" : v.representor.c_str(), v.mac ? v.mac->str().c_str() : "?",
+                flag(v.trust), flag(v.spoofchk), vdpa.empty() ? "-" : vdpa.c_str());
+  }
+  for (const auto& w : st->warnings) std::printf("warning: %s\n", w.c_str());
+  return kExitOk;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -534,8 +570,21 @@ int main(int argc, char** argv) {
   auto* reconcile_cmd = app.add_subcommand("reconcile", "run a full reconcile pass now");
   addDaemonOptions(reconcile_cmd);
   explain_cmd->add_option("--socket", daemon.socket, "ask nicoffloadd (the default when --host/--ports are not given)");
+  // NIC management (read-only here; the daemon changes the NIC).
+  std::string nic_pci, nic_netdev, nic_sysfs = "/sys";
+  bool nic_json = false;
+  auto* nic_cmd = app.add_subcommand("nic", "the uplink PF: SR-IOV, eswitch mode, VFs, representors");
+  nic_cmd->require_subcommand(1);
+  auto* nic_status_cmd = nic_cmd->add_subcommand(
+      "status", "print the PF's eswitch mode, VFs (PCI address, driver, MAC, representor, vDPA devices)");
+  nic_status_cmd->add_option("--pci", nic_pci, "PCI address of the uplink PF, e.g. 0000:03:00.0")->required();
+  nic_status_cmd->add_option("--netdev", nic_netdev, "the PF's netdev; default: found in sysfs");
+  nic_status_cmd->add_option("--sysfs-root", nic_sysfs, "where sysfs is mounted (default /sys)");
+  nic_status_cmd->add_flag("--json", nic_json, "print the status as JSON");
 
   CLI11_PARSE(app, argc, argv);
+
+  if (*nic_status_cmd) return runNicStatus(nic_pci, nic_netdev, nic_sysfs, nic_json);
 
   int rc = kExitOk;
   auto printReply = [&](const nlohmann::json& reply, const std::function<void()>& text) {

@@ -23,7 +23,7 @@ enum class ErrorCode : unsigned char {
   kDuplicate,      // the same IP/MAC/VF/key used twice
   kConflict,       // two valid values that cannot hold together
   kUnsupported,    // the hardware profile or device cannot do it
-  kTableFull,      // a hardware table has no room left
+  kTableFull,      // a hardware table has no room left (flow rules; a PF's VFs)
   kBusy,           // the resource is in use, try later
   kNotFound,       // the object does not exist
   kIo,             // reading or writing a file failed

@@ -1,0 +1,757 @@
+#include "nicoffload/offload/sim_nic.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "nicoffload/common/stable_hash.h"
+#include "nicoffload/offload/sysfs_nic_backend.h"
+
+namespace nicoffload::offload {
+
+namespace fs = std::filesystem;
+using model::EswitchMode;
+
+namespace {
+
+constexpr const char* kNicDriver = "mlx5_core";
+constexpr const char* kVfioDriver = "vfio-pci";
+constexpr const char* kVirtioVdpa = "virtio_vdpa";
+constexpr const char* kVhostVdpa = "vhost_vdpa";
+constexpr unsigned kFirstVfOffset = 2;  // sriov_offset of a ConnectX PF
+constexpr unsigned kVfStride = 1;       // sriov_stride
+
+Error kernelError(int err, const std::string& what, const std::string& text) {
+  std::string message = what + ": " + std::strerror(err);
+  if (!text.empty()) message += " (sim kernel: " + text + ")";
+  return makeError(errorCodeForErrno(err), what, "", std::move(message));
+}
+
+std::string trim(std::string_view v) {
+  while (!v.empty() && (v.back() == '\n' || v.back() == ' ' || v.back() == '\t'))
+    v.remove_suffix(1);
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+  return std::string(v);
+}
+
+std::vector<std::string> split(const std::string& rel) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= rel.size()) {
+    const std::size_t end = rel.find('/', start);
+    const std::string part =
+        rel.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    if (!part.empty()) out.push_back(part);
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return out;
+}
+
+// "DDDD:BB:DD.F" of VF `i` of `pf`: routing ID = PF's + offset + i * stride.
+std::string vfAddress(const std::string& pf, unsigned i) {
+  unsigned domain = 0, bus = 0, dev = 0, fn = 0;
+  std::sscanf(pf.c_str(), "%x:%x:%x.%x", &domain, &bus, &dev, &fn);
+  const unsigned rid = (bus << 8 | dev << 3 | fn) + kFirstVfOffset + i * kVfStride;
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%04x:%02x:%02x.%x", domain, (rid >> 8) & 0xFF, (rid >> 3) & 0x1F,
+                rid & 7);
+  return buf;
+}
+
+struct SimVf {
+  std::string driver;    // bound driver; empty = unbound
+  std::string override;  // driver_override; empty = none
+  MacAddr mac;
+  bool trust = false;
+  bool spoofchk = false;  // mlx5 VFs start with spoof checking off
+};
+
+struct SimVdpa {
+  SimVdpaDevice dev;
+  std::uint16_t vf = 0;
+  std::string driver;  // virtio_vdpa, vhost_vdpa, or empty
+  std::string override;
+  std::optional<unsigned> minor;  // vhost-vdpa-<minor> when bound to vhost_vdpa
+};
+
+}  // namespace
+
+// The simulated kernel. Every public operation locks; the tree on disk and
+// state.json are updated before the operation returns.
+class SimKernel {
+ public:
+  explicit SimKernel(SimNicOptions opt) : opt_(std::move(opt)), fs_(opt_.dir) {
+    pfn_ = *sysfs::pciFunction(opt_.pf_pci);
+    const auto h = StableHasher().str("sim-switch").str(opt_.pf_pci).finish();
+    char buf[20];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+    switch_id_ = buf;
+  }
+
+  Status init() {
+    std::lock_guard lock(mu_);
+    std::error_code ec;
+    fs::create_directories(opt_.dir, ec);
+    if (ec)
+      return makeError(ErrorCode::kIo, opt_.dir, "",
+                       "cannot create the sim NIC directory: " + ec.message());
+    if (fs::exists(statePath())) {
+      if (auto s = load(); !s) return s;
+    }
+    return renderAll();
+  }
+
+  // --- accessors
+  const SimNicOptions& opt() const { return opt_; }
+  FsSysfsIo& fsio() { return fs_; }
+  std::mutex& mu() { return mu_; }
+
+  // --- sysfs writes
+  Status write(const std::string& rel, std::string_view raw) {
+    std::lock_guard lock(mu_);
+    const std::string value = trim(raw);
+    const auto p = split(rel);
+    auto is = [&](std::initializer_list<const char*> prefix) {
+      if (p.size() != prefix.size()) return false;
+      std::size_t i = 0;
+      for (const char* s : prefix) {
+        if (s && p[i] != s) return false;
+        ++i;
+      }
+      return true;
+    };
+    Status s;
+    if (is({"bus", "pci", "devices", nullptr, "sriov_numvfs"}) && p[3] == opt_.pf_pci)
+      s = setNumVfs(value);
+    else if (is({"bus", "pci", "devices", nullptr, "sriov_drivers_autoprobe"}) &&
+             p[3] == opt_.pf_pci) {
+      autoprobe_ = value != "0";
+      file(pciDir(opt_.pf_pci) + "/sriov_drivers_autoprobe", autoprobe_ ? "1" : "0");
+    } else if (is({"bus", "pci", "devices", nullptr, "driver_override"}) && vfIndex(p[3])) {
+      auto& vf = vfs_[*vfIndex(p[3])];
+      vf.override = value == "(null)" ? std::string() : value;
+      file(pciDir(p[3]) + "/driver_override", vf.override.empty() ? "(null)" : vf.override);
+    } else if (is({"bus", "pci", "drivers", nullptr, "bind"}))
+      s = bindVf(p[3], value);
+    else if (is({"bus", "pci", "drivers", nullptr, "unbind"}))
+      s = unbindVf(p[3], value);
+    else if (is({"bus", "vdpa", "devices", nullptr, "driver_override"}) && vdpa_.count(p[3])) {
+      vdpa_[p[3]].override = value;
+      file(vdpaDir(vdpa_[p[3]]) + "/driver_override", value.empty() ? "(null)" : value);
+    } else if (is({"bus", "vdpa", "drivers", nullptr, "bind"}))
+      s = bindVdpa(p[3], value);
+    else if (is({"bus", "vdpa", "drivers", nullptr, "unbind"}))
+      s = unbindVdpa(p[3], value);
+    else
+      return fs_.write(rel, raw);  // any other attribute: a plain file
+    if (!s) return s;
+    return commit();
+  }
+
+  // --- devlink
+  Result<EswitchMode> mode(const std::string& pf) {
+    std::lock_guard lock(mu_);
+    if (pf != opt_.pf_pci)
+      return kernelError(ENODEV, "devlink eswitch get pci/" + pf, "no devlink instance");
+    return mode_;
+  }
+
+  Status setMode(const std::string& pf, EswitchMode mode) {
+    std::lock_guard lock(mu_);
+    const std::string what = std::string("devlink eswitch set pci/") + pf + " mode " +
+                             (mode == EswitchMode::kSwitchdev ? "switchdev" : "legacy");
+    if (pf != opt_.pf_pci) return kernelError(ENODEV, what, "no devlink instance");
+    if (auto f = fault("eswitch")) return kernelError(f->first, what, f->second);
+    const auto& modes = opt_.profile.eswitch_modes;
+    if (std::find(modes.begin(), modes.end(), mode) == modes.end())
+      return kernelError(EOPNOTSUPP, what,
+                         "profile " + opt_.profile.name + " has no such eswitch mode");
+    if (mode == mode_) return Status::success();
+    for (std::size_t i = 0; i < vfs_.size(); ++i)
+      if (!vfs_[i].driver.empty())
+        return kernelError(EBUSY, what,
+                           "VF " + std::to_string(i) + " (" +
+                               vfAddress(opt_.pf_pci, static_cast<unsigned>(i)) + ") is bound to " +
+                               vfs_[i].driver +
+                               "; unbind the VFs before changing the eswitch mode");
+    mode_ = mode;
+    for (std::size_t i = 0; i < vfs_.size(); ++i)
+      mode_ == EswitchMode::kSwitchdev ? renderRep(i) : removeRep(i);
+    renderPfNetdev();
+    return commit();
+  }
+
+  // --- rtnetlink VF settings
+  Result<std::vector<VfLinkInfo>> vfLinks(const std::string& netdev) {
+    std::lock_guard lock(mu_);
+    if (netdev != opt_.pf_netdev)
+      return kernelError(ENODEV, "rtnetlink get VFs of " + netdev, "no such netdev");
+    std::vector<VfLinkInfo> out;
+    for (std::size_t i = 0; i < vfs_.size(); ++i)
+      out.push_back({static_cast<std::uint32_t>(i), vfs_[i].mac, vfs_[i].trust, vfs_[i].spoofchk});
+    return out;
+  }
+
+  Status setVf(const std::string& netdev, const VfSettings& s) {
+    std::lock_guard lock(mu_);
+    const std::string what = "rtnetlink set VF " + std::to_string(s.vf) + " of " + netdev;
+    if (netdev != opt_.pf_netdev) return kernelError(ENODEV, what, "no such netdev");
+    if (auto f = fault("vf-set")) return kernelError(f->first, what, f->second);
+    if (s.vf >= vfs_.size()) return kernelError(EINVAL, what, "no VF " + std::to_string(s.vf));
+    auto& vf = vfs_[s.vf];
+    if (s.mac) {
+      if (s.mac->isMulticast()) return kernelError(EINVAL, what, "multicast MAC");
+      vf.mac = *s.mac;
+    }
+    if (s.trust) vf.trust = *s.trust;
+    if (s.spoofchk) vf.spoofchk = *s.spoofchk;
+    return commit();
+  }
+
+  // --- vdpa netlink
+  std::vector<std::string> vdpaMgmtDevs() {
+    std::lock_guard lock(mu_);
+    std::vector<std::string> out;
+    if (!hasVdpa()) return out;
+    for (std::size_t i = 0; i < vfs_.size(); ++i)
+      if (vfs_[i].driver == kNicDriver)
+        out.push_back(vfAddress(opt_.pf_pci, static_cast<unsigned>(i)));
+    return out;
+  }
+
+  Status vdpaDevNew(const SimVdpaDevice& d) {
+    std::lock_guard lock(mu_);
+    const std::string what = "vdpa dev add name " + d.name + " mgmtdev pci/" + d.mgmt_dev;
+    if (auto f = fault("vdpa-new")) return kernelError(f->first, what, f->second);
+    if (!hasVdpa())
+      return kernelError(EOPNOTSUPP, what,
+                         "profile " + opt_.profile.name + " (" + opt_.profile.model +
+                             ") has no vDPA: " + opt_.profile.vdpa_source);
+    const auto vf = vfIndex(d.mgmt_dev);
+    if (!vf || vfs_[*vf].driver != kNicDriver)
+      return kernelError(ENODEV, what, "Fail to find the specified management device");
+    if (d.name.empty() || d.name.size() > 31 || d.name.find('/') != std::string::npos)
+      return kernelError(EINVAL, what, "bad device name");
+    if (vdpa_.count(d.name)) return kernelError(EEXIST, what, "device name in use");
+    for (const auto& [name, v] : vdpa_)
+      if (v.vf == *vf) return kernelError(EBUSY, what, "VF already has vDPA device " + name);
+    if (d.mtu < 68) return kernelError(EINVAL, what, "MTU below 68");
+    if (d.max_vqp == 0) return kernelError(EINVAL, what, "max_vqp must be at least 1");
+    SimVdpa v{d,
+              static_cast<std::uint16_t>(*vf),
+              kVirtioVdpa,
+              {},
+              std::nullopt};  // the first vDPA bus driver loaded
+    vdpa_[d.name] = v;
+    renderVdpa(d.name);
+    return commit();
+  }
+
+  Status vdpaDevDel(const std::string& name) {
+    std::lock_guard lock(mu_);
+    const std::string what = "vdpa dev del " + name;
+    if (auto f = fault("vdpa-del")) return kernelError(f->first, what, f->second);
+    if (!vdpa_.count(name)) return kernelError(ENODEV, what, "device not found");
+    removeVdpa(name);
+    vdpa_.erase(name);
+    return commit();
+  }
+
+  std::vector<SimVdpaDevice> vdpaDevs() {
+    std::lock_guard lock(mu_);
+    std::vector<SimVdpaDevice> out;
+    for (const auto& [name, v] : vdpa_) out.push_back(v.dev);
+    return out;
+  }
+
+  void failNext(const std::string& op, int err, const std::string& text) {
+    std::lock_guard lock(mu_);
+    faults_[op] = {err, text};
+  }
+
+ private:
+  // --- paths
+  std::string pciDir(const std::string& pci) const { return "devices/pci0000:00/" + pci; }
+  fs::path abs(const std::string& rel) const { return fs::path(opt_.dir) / rel; }
+  fs::path statePath() const { return abs("nicoffload-sim/state.json"); }
+  std::string repName(std::size_t vf) const {
+    return "pf" + std::to_string(pfn_) + "vf" + std::to_string(vf);
+  }
+  std::string vfNetdev(std::size_t vf) const { return opt_.pf_netdev + "v" + std::to_string(vf); }
+
+  std::optional<std::size_t> vfIndex(const std::string& pci) const {
+    for (std::size_t i = 0; i < vfs_.size(); ++i)
+      if (vfAddress(opt_.pf_pci, static_cast<unsigned>(i)) == pci) return i;
+    return std::nullopt;
+  }
+  bool hasVdpa() const { return opt_.profile.vdpa_kernel || opt_.profile.vdpa_dpdk; }
+
+  std::optional<std::pair<int, std::string>> fault(const std::string& op) {
+    const auto it = faults_.find(op);
+    if (it == faults_.end()) return std::nullopt;
+    auto f = it->second;
+    faults_.erase(it);
+    return f;
+  }
+
+  // --- tree primitives (errors collected in io_error_)
+  void file(const std::string& rel, const std::string& content) {
+    std::error_code ec;
+    fs::create_directories(abs(rel).parent_path(), ec);
+    std::ofstream out(abs(rel), std::ios::trunc);
+    out << content << '\n';
+    if (!out) io_error_ = "cannot write " + abs(rel).string();
+  }
+  void link(const std::string& rel, const std::string& target) {
+    std::error_code ec;
+    fs::create_directories(abs(rel).parent_path(), ec);
+    fs::remove(abs(rel), ec);
+    fs::create_symlink(target, abs(rel), ec);
+    if (ec) io_error_ = "cannot link " + abs(rel).string() + ": " + ec.message();
+  }
+  void remove(const std::string& rel) {
+    std::error_code ec;
+    fs::remove_all(abs(rel), ec);
+  }
+  // "../" repeated for the depth of `rel`'s directory, to reach the root.
+  static std::string up(const std::string& rel) {
+    std::string out;
+    for (std::size_t i = 1; i < split(rel).size(); ++i) out += "../";
+    return out;
+  }
+
+  // --- rendering
+  void renderPfNetdev() {
+    const std::string n = pciDir(opt_.pf_pci) + "/net/" + opt_.pf_netdev;
+    file(n + "/address", "0c:42:a1:00:00:01");
+    const bool sw = mode_ == EswitchMode::kSwitchdev;
+    file(n + "/phys_port_name", sw ? "p" + std::to_string(pfn_) : "");
+    file(n + "/phys_switch_id", sw ? switch_id_ : "");
+    link("class/net/" + opt_.pf_netdev, up("class/net/x") + n);
+  }
+
+  void renderPf() {
+    const std::string d = pciDir(opt_.pf_pci);
+    file(d + "/vendor", "0x15b3");
+    if (!opt_.profile.pci_ids.empty()) {
+      const auto& id = opt_.profile.pci_ids.front();
+      file(d + "/device", "0x" + id.substr(id.find(':') + 1));
+    }
+    file(d + "/sriov_totalvfs", std::to_string(opt_.profile.max_vfs));
+    file(d + "/sriov_numvfs", std::to_string(vfs_.size()));
+    file(d + "/sriov_drivers_autoprobe", autoprobe_ ? "1" : "0");
+    file(d + "/sriov_offset", std::to_string(kFirstVfOffset));
+    file(d + "/sriov_stride", std::to_string(kVfStride));
+    link(d + "/driver", up(d + "/x") + "bus/pci/drivers/" + kNicDriver);
+    link("bus/pci/devices/" + opt_.pf_pci, up("bus/pci/devices/x") + d);
+    for (const char* drv : {kNicDriver, kVfioDriver})
+      for (const char* f : {"bind", "unbind"})
+        file(std::string("bus/pci/drivers/") + drv + "/" + f, "");
+    for (const char* drv : {kVirtioVdpa, kVhostVdpa})
+      for (const char* f : {"bind", "unbind"})
+        file(std::string("bus/vdpa/drivers/") + drv + "/" + f, "");
+    std::error_code ec;
+    fs::create_directories(abs("bus/vdpa/devices"), ec);
+    fs::create_directories(abs("dev"), ec);
+    renderPfNetdev();
+  }
+
+  void renderVf(std::size_t i) {
+    const std::string pci = vfAddress(opt_.pf_pci, static_cast<unsigned>(i));
+    const std::string d = pciDir(pci);
+    const auto& vf = vfs_[i];
+    file(d + "/vendor", "0x15b3");
+    file(d + "/driver_override", vf.override.empty() ? "(null)" : vf.override);
+    link(d + "/physfn", "../" + opt_.pf_pci);
+    link(pciDir(opt_.pf_pci) + "/virtfn" + std::to_string(i), "../" + pci);
+    link("bus/pci/devices/" + pci, up("bus/pci/devices/x") + d);
+    remove(d + "/driver");
+    remove(d + "/net");
+    if (!vf.driver.empty()) link(d + "/driver", up(d + "/x") + "bus/pci/drivers/" + vf.driver);
+    if (vf.driver == kNicDriver) {
+      file(d + "/net/" + vfNetdev(i) + "/address", vf.mac.str());
+      link("class/net/" + vfNetdev(i), up("class/net/x") + d + "/net/" + vfNetdev(i));
+    } else {
+      remove("class/net/" + vfNetdev(i));
+    }
+  }
+
+  void removeVf(std::size_t i) {
+    const std::string pci = vfAddress(opt_.pf_pci, static_cast<unsigned>(i));
+    remove(pciDir(pci));
+    remove(pciDir(opt_.pf_pci) + "/virtfn" + std::to_string(i));
+    remove("bus/pci/devices/" + pci);
+    remove("class/net/" + vfNetdev(i));
+    removeRep(i);
+  }
+
+  void renderRep(std::size_t i) {
+    const std::string n = pciDir(opt_.pf_pci) + "/net/" + repName(i);
+    file(n + "/phys_port_name", repName(i));
+    file(n + "/phys_switch_id", switch_id_);
+    link("class/net/" + repName(i), up("class/net/x") + n);
+  }
+
+  void removeRep(std::size_t i) {
+    remove(pciDir(opt_.pf_pci) + "/net/" + repName(i));
+    remove("class/net/" + repName(i));
+  }
+
+  std::string vdpaDir(const SimVdpa& v) const {
+    return pciDir(vfAddress(opt_.pf_pci, v.vf)) + "/mlx5_core.vnet." + std::to_string(v.vf) + "/" +
+           v.dev.name;
+  }
+
+  void renderVdpa(const std::string& name) {
+    const auto& v = vdpa_.at(name);
+    const std::string d = vdpaDir(v);
+    remove(d);
+    file(d + "/driver_override", v.override.empty() ? "(null)" : v.override);
+    link("bus/vdpa/devices/" + name, up("bus/vdpa/devices/x") + d);
+    if (!v.driver.empty()) link(d + "/driver", up(d + "/x") + "bus/vdpa/drivers/" + v.driver);
+    if (v.minor) {
+      const std::string node = "vhost-vdpa-" + std::to_string(*v.minor);
+      file(d + "/" + node + "/dev", "508:" + std::to_string(*v.minor));
+      file("dev/" + node, "");
+    }
+  }
+
+  void removeVdpa(const std::string& name) {
+    const auto& v = vdpa_.at(name);
+    if (v.minor) remove("dev/vhost-vdpa-" + std::to_string(*v.minor));
+    remove(pciDir(vfAddress(opt_.pf_pci, v.vf)) + "/mlx5_core.vnet." + std::to_string(v.vf));
+    remove("bus/vdpa/devices/" + name);
+  }
+
+  Status renderAll() {
+    for (const char* top : {"devices", "bus", "class", "dev"}) remove(top);
+    renderPf();
+    for (std::size_t i = 0; i < vfs_.size(); ++i) {
+      renderVf(i);
+      if (mode_ == EswitchMode::kSwitchdev) renderRep(i);
+    }
+    for (const auto& [name, v] : vdpa_) renderVdpa(name);
+    return commit();
+  }
+
+  // --- kernel reactions
+  Status setNumVfs(const std::string& value) {
+    const std::string what = "writing '" + value + "' to " + opt_.dir + "/bus/pci/devices/" +
+                             opt_.pf_pci + "/sriov_numvfs";
+    unsigned n = 0;
+    const auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+    if (ec != std::errc() || p != value.data() + value.size())
+      return kernelError(EINVAL, what, "not a number");
+    if (auto f = fault("sriov_numvfs")) return kernelError(f->first, what, f->second);
+    if (n > opt_.profile.max_vfs)
+      return kernelError(
+          ERANGE, what,
+          std::to_string(n) + " VFs exceed sriov_totalvfs " + std::to_string(opt_.profile.max_vfs));
+    if (n == vfs_.size()) return Status::success();
+    if (n != 0 && !vfs_.empty())
+      return kernelError(EBUSY, what,
+                         std::to_string(vfs_.size()) +
+                             " VFs already enabled. Disable before enabling " + std::to_string(n) +
+                             " VFs");
+    if (n == 0) {
+      for (auto it = vdpa_.begin(); it != vdpa_.end();) {
+        removeVdpa(it->first);
+        it = vdpa_.erase(it);
+      }
+      for (std::size_t i = 0; i < vfs_.size(); ++i) removeVf(i);
+      vfs_.clear();
+    } else {
+      vfs_.assign(n, SimVf{});
+      for (std::size_t i = 0; i < n; ++i) {
+        if (autoprobe_) vfs_[i].driver = kNicDriver;
+        renderVf(i);
+        if (mode_ == EswitchMode::kSwitchdev) renderRep(i);
+      }
+    }
+    file(pciDir(opt_.pf_pci) + "/sriov_numvfs", std::to_string(vfs_.size()));
+    return Status::success();
+  }
+
+  Status bindVf(const std::string& driver, const std::string& pci) {
+    const std::string what =
+        "writing '" + pci + "' to " + opt_.dir + "/bus/pci/drivers/" + driver + "/bind";
+    if (driver != kNicDriver && driver != kVfioDriver)
+      return kernelError(ENOENT, what, "no such driver");
+    if (auto f = fault("bind")) return kernelError(f->first, what, f->second);
+    const auto i = vfIndex(pci);
+    if (!i) return kernelError(ENODEV, what, "no such device");
+    auto& vf = vfs_[*i];
+    if (!vf.driver.empty()) return kernelError(EBUSY, what, "already bound to " + vf.driver);
+    if (!vf.override.empty() ? vf.override != driver : driver != kNicDriver)
+      return kernelError(
+          ENODEV, what, "driver does not match the device (driver_override '" + vf.override + "')");
+    vf.driver = driver;
+    renderVf(*i);
+    return Status::success();
+  }
+
+  Status unbindVf(const std::string& driver, const std::string& pci) {
+    const std::string what =
+        "writing '" + pci + "' to " + opt_.dir + "/bus/pci/drivers/" + driver + "/unbind";
+    if (auto f = fault("unbind")) return kernelError(f->first, what, f->second);
+    const auto i = vfIndex(pci);
+    if (!i || vfs_[*i].driver != driver)
+      return kernelError(ENODEV, what, "device not bound to " + driver);
+    // The NIC driver's auxiliary devices go with it, and the vDPA devices on them.
+    for (auto it = vdpa_.begin(); it != vdpa_.end();) {
+      if (it->second.vf == *i) {
+        removeVdpa(it->first);
+        it = vdpa_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    vfs_[*i].driver.clear();
+    renderVf(*i);
+    return Status::success();
+  }
+
+  Status bindVdpa(const std::string& driver, const std::string& name) {
+    const std::string what =
+        "writing '" + name + "' to " + opt_.dir + "/bus/vdpa/drivers/" + driver + "/bind";
+    if (driver != kVirtioVdpa && driver != kVhostVdpa)
+      return kernelError(ENOENT, what, "no such driver");
+    if (auto f = fault("bind")) return kernelError(f->first, what, f->second);
+    const auto it = vdpa_.find(name);
+    if (it == vdpa_.end()) return kernelError(ENODEV, what, "no such device");
+    auto& v = it->second;
+    if (!v.driver.empty()) return kernelError(EBUSY, what, "already bound to " + v.driver);
+    if (!v.override.empty() && v.override != driver)
+      return kernelError(ENODEV, what, "driver_override is '" + v.override + "'");
+    v.driver = driver;
+    if (driver == kVhostVdpa) {
+      std::set<unsigned> used;
+      for (const auto& [n, o] : vdpa_)
+        if (o.minor) used.insert(*o.minor);
+      unsigned minor = 0;
+      while (used.count(minor)) ++minor;
+      v.minor = minor;
+    }
+    renderVdpa(name);
+    return Status::success();
+  }
+
+  Status unbindVdpa(const std::string& driver, const std::string& name) {
+    const std::string what =
+        "writing '" + name + "' to " + opt_.dir + "/bus/vdpa/drivers/" + driver + "/unbind";
+    const auto it = vdpa_.find(name);
+    if (it == vdpa_.end() || it->second.driver != driver)
+      return kernelError(ENODEV, what, "device not bound to " + driver);
+    if (it->second.minor) remove("dev/vhost-vdpa-" + std::to_string(*it->second.minor));
+    it->second.driver.clear();
+    it->second.minor.reset();
+    renderVdpa(name);
+    return Status::success();
+  }
+
+  // --- persistence
+  // Saves the state; the tree was updated by the operation itself.
+  Status commit() {
+    nlohmann::json vfs = nlohmann::json::array();
+    for (const auto& v : vfs_)
+      vfs.push_back({{"driver", v.driver},
+                     {"override", v.override},
+                     {"mac", v.mac.str()},
+                     {"trust", v.trust},
+                     {"spoofchk", v.spoofchk}});
+    nlohmann::json vdpa = nlohmann::json::array();
+    for (const auto& [name, v] : vdpa_) {
+      nlohmann::json j = {{"name", name},
+                          {"vf", v.vf},
+                          {"mac", v.dev.mac.str()},
+                          {"mtu", v.dev.mtu},
+                          {"max_vqp", v.dev.max_vqp},
+                          {"driver", v.driver},
+                          {"override", v.override}};
+      if (v.minor) j["minor"] = *v.minor;
+      vdpa.push_back(std::move(j));
+    }
+    const nlohmann::json doc = {
+        {"pf", opt_.pf_pci},
+        {"eswitch_mode", mode_ == EswitchMode::kSwitchdev ? "switchdev" : "legacy"},
+        {"autoprobe", autoprobe_},
+        {"vfs", std::move(vfs)},
+        {"vdpa", std::move(vdpa)}};
+    std::error_code ec;
+    fs::create_directories(statePath().parent_path(), ec);
+    const fs::path tmp = statePath().string() + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::trunc);
+      out << doc.dump(1) << '\n';
+      if (!out) io_error_ = "cannot write " + tmp.string();
+    }
+    fs::rename(tmp, statePath(), ec);
+    if (ec) io_error_ = "cannot replace " + statePath().string() + ": " + ec.message();
+    if (!io_error_.empty()) {
+      std::string e;
+      std::swap(e, io_error_);
+      return makeError(ErrorCode::kIo, opt_.dir, "", "sim NIC: " + e);
+    }
+    return Status::success();
+  }
+
+  Status load() {
+    try {
+      std::ifstream in(statePath());
+      const auto doc = nlohmann::json::parse(in);
+      if (doc.at("pf").get<std::string>() != opt_.pf_pci)
+        return makeError(ErrorCode::kConflict, statePath().string(),
+                         doc.at("pf").get<std::string>(),
+                         "the sim NIC in " + opt_.dir + " is PF " +
+                             doc.at("pf").get<std::string>() + ", not " + opt_.pf_pci);
+      mode_ = doc.at("eswitch_mode").get<std::string>() == "switchdev" ? EswitchMode::kSwitchdev
+                                                                       : EswitchMode::kLegacy;
+      autoprobe_ = doc.at("autoprobe").get<bool>();
+      vfs_.clear();
+      for (const auto& j : doc.at("vfs")) {
+        SimVf v;
+        v.driver = j.at("driver").get<std::string>();
+        v.override = j.at("override").get<std::string>();
+        v.mac = MacAddr::parse(j.at("mac").get<std::string>()).value_or(MacAddr{});
+        v.trust = j.at("trust").get<bool>();
+        v.spoofchk = j.at("spoofchk").get<bool>();
+        vfs_.push_back(v);
+      }
+      vdpa_.clear();
+      for (const auto& j : doc.at("vdpa")) {
+        SimVdpa v;
+        v.vf = j.at("vf").get<std::uint16_t>();
+        v.dev.name = j.at("name").get<std::string>();
+        v.dev.mgmt_dev = vfAddress(opt_.pf_pci, v.vf);
+        v.dev.mac = MacAddr::parse(j.at("mac").get<std::string>()).value_or(MacAddr{});
+        v.dev.mtu = j.at("mtu").get<std::uint16_t>();
+        v.dev.max_vqp = j.at("max_vqp").get<std::uint16_t>();
+        v.driver = j.at("driver").get<std::string>();
+        v.override = j.at("override").get<std::string>();
+        if (j.contains("minor")) v.minor = j.at("minor").get<unsigned>();
+        vdpa_[v.dev.name] = v;
+      }
+    } catch (const std::exception& e) {
+      return makeError(ErrorCode::kIo, statePath().string(), "",
+                       std::string("the sim NIC state cannot be read: ") + e.what());
+    }
+    return Status::success();
+  }
+
+  SimNicOptions opt_;
+  FsSysfsIo fs_;
+  unsigned pfn_ = 0;
+  std::string switch_id_;
+  std::mutex mu_;
+  EswitchMode mode_ = EswitchMode::kLegacy;
+  bool autoprobe_ = true;
+  std::vector<SimVf> vfs_;
+  std::map<std::string, SimVdpa> vdpa_;
+  std::map<std::string, std::pair<int, std::string>> faults_;
+  std::string io_error_;
+};
+
+namespace {
+
+// Reads from the tree; writes through the simulated kernel.
+class SimSysfsIo : public SysfsIo {
+ public:
+  explicit SimSysfsIo(std::shared_ptr<SimKernel> k) : k_(std::move(k)) {}
+  const std::string& root() const override { return k_->fsio().root(); }
+  Result<std::string> read(const std::string& rel) override { return k_->fsio().read(rel); }
+  Status write(const std::string& rel, std::string_view value) override {
+    return k_->write(rel, value);
+  }
+  Result<std::string> linkName(const std::string& rel) override { return k_->fsio().linkName(rel); }
+  Result<std::string> canonical(const std::string& rel) override {
+    return k_->fsio().canonical(rel);
+  }
+  std::vector<std::string> list(const std::string& rel) override { return k_->fsio().list(rel); }
+  bool exists(const std::string& rel) override { return k_->fsio().exists(rel); }
+
+ private:
+  std::shared_ptr<SimKernel> k_;
+};
+
+class SimEswitch : public EswitchControl {
+ public:
+  explicit SimEswitch(std::shared_ptr<SimKernel> k) : k_(std::move(k)) {}
+  Result<EswitchMode> mode(const std::string& pf) override { return k_->mode(pf); }
+  Status setMode(const std::string& pf, EswitchMode m) override { return k_->setMode(pf, m); }
+
+ private:
+  std::shared_ptr<SimKernel> k_;
+};
+
+class SimVfLink : public VfLinkControl {
+ public:
+  explicit SimVfLink(std::shared_ptr<SimKernel> k) : k_(std::move(k)) {}
+  Result<std::vector<VfLinkInfo>> vfs(const std::string& netdev) override {
+    return k_->vfLinks(netdev);
+  }
+  Status setVf(const std::string& netdev, const VfSettings& s) override {
+    return k_->setVf(netdev, s);
+  }
+
+ private:
+  std::shared_ptr<SimKernel> k_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<SimNic>> SimNic::open(SimNicOptions options) {
+  if (!sysfs::isPciAddress(options.pf_pci))
+    return makeError(ErrorCode::kInvalidValue, "uplink.pci", options.pf_pci,
+                     "'" + options.pf_pci + "' is not a PCI address (expected DDDD:BB:DD.F)");
+  if (options.dir.empty())
+    return makeError(ErrorCode::kInvalidValue, "sim.dir", "", "the sim NIC needs a directory");
+  if (options.pf_netdev.empty())
+    return makeError(ErrorCode::kInvalidValue, "uplink.netdev", "",
+                     "the sim NIC needs a PF netdev name");
+  auto kernel = std::make_shared<SimKernel>(std::move(options));
+  if (auto s = kernel->init(); !s) return s.error();
+  return std::unique_ptr<SimNic>(new SimNic(std::move(kernel)));
+}
+
+SimNic::SimNic(std::shared_ptr<SimKernel> kernel) : kernel_(std::move(kernel)) {}
+SimNic::~SimNic() = default;
+
+const std::string& SimNic::root() const { return kernel_->fsio().root(); }
+std::string SimNic::devDir() const { return root() + "/dev"; }
+const std::string& SimNic::pfPci() const { return kernel_->opt().pf_pci; }
+const model::HwProfile& SimNic::profile() const { return kernel_->opt().profile; }
+
+std::unique_ptr<NicBackend> SimNic::makeBackend() const {
+  SysfsNicOptions o;
+  o.pf_pci = kernel_->opt().pf_pci;
+  o.pf_netdev = kernel_->opt().pf_netdev;
+  o.profile = kernel_->opt().profile;
+  o.representor_wait = std::chrono::milliseconds(0);
+  return std::make_unique<SysfsNicBackend>(std::move(o), std::make_unique<SimSysfsIo>(kernel_),
+                                           std::make_unique<SimEswitch>(kernel_),
+                                           std::make_unique<SimVfLink>(kernel_), "sim");
+}
+
+std::unique_ptr<SysfsIo> SimNic::sysfs() const { return std::make_unique<SimSysfsIo>(kernel_); }
+std::unique_ptr<EswitchControl> SimNic::eswitch() const {
+  return std::make_unique<SimEswitch>(kernel_);
+}
+
+std::vector<std::string> SimNic::vdpaMgmtDevs() const { return kernel_->vdpaMgmtDevs(); }
+Status SimNic::vdpaDevNew(const SimVdpaDevice& device) { return kernel_->vdpaDevNew(device); }
+Status SimNic::vdpaDevDel(const std::string& name) { return kernel_->vdpaDevDel(name); }
+std::vector<SimVdpaDevice> SimNic::vdpaDevs() const { return kernel_->vdpaDevs(); }
+void SimNic::failNext(const std::string& op, int err, const std::string& text) {
+  kernel_->failNext(op, err, text);
+}
+
+}  // namespace nicoffload::offload

@@ -1,0 +1,264 @@
+// The simulated NIC: the production SysfsNicBackend driven over the
+// simulated kernel and its sysfs tree, with the profile enforced.
+#include "nicoffload/offload/sim_nic.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cerrno>
+
+#include "../support/fake_sysfs.h"
+#include "../unit/test_support.h"
+#include "nicoffload/offload/sysfs_nic_backend.h"
+
+namespace nicoffload::offload {
+namespace {
+
+using model::EswitchMode;
+using test::TempDir;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+std::unique_ptr<SimNic> openSim(const std::string& dir, const std::string& profile = "sim") {
+  SimNicOptions o;
+  o.dir = dir;
+  o.profile = test::loadProfile(profile);
+  auto nic = SimNic::open(std::move(o));
+  if (!nic) throw std::runtime_error(nic.error().describe());
+  return std::move(*nic);
+}
+
+std::string readFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+TEST(SimNic, StartsInLegacyWithoutVfs) {
+  TempDir dir("nfo-sim");
+  auto sim = openSim(dir.path());
+  auto st = sim->makeBackend()->status();
+  ASSERT_TRUE(st.ok()) << st.error().describe();
+  EXPECT_EQ(st->eswitch_mode, EswitchMode::kLegacy);
+  EXPECT_EQ(st->total_vfs, sim->profile().max_vfs);
+  EXPECT_EQ(st->num_vfs, 0);
+  EXPECT_EQ(st->netdev, "simpf0");
+  EXPECT_TRUE(st->switch_id.empty());
+  EXPECT_TRUE(st->vfs.empty());
+  EXPECT_TRUE(st->warnings.empty()) << st->warnings.front();
+}
+
+TEST(SimNic, SwitchdevWithVfsAndRepresentorsThenIdempotent) {
+  TempDir dir("nfo-sim");
+  auto sim = openSim(dir.path());
+  auto nic = sim->makeBackend();
+  EXPECT_EQ(nic->name(), "sim");
+  auto r = nic->ensureSwitchdev(4);
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  EXPECT_TRUE(r->changed);
+  EXPECT_THAT(r->steps,
+              ElementsAre("sriov_drivers_autoprobe=0", "sriov_numvfs=4",
+                          "devlink eswitch mode switchdev", "bind 0000:03:00.2 to mlx5_core",
+                          "bind 0000:03:00.3 to mlx5_core", "bind 0000:03:00.4 to mlx5_core",
+                          "bind 0000:03:00.5 to mlx5_core", "sriov_drivers_autoprobe=1"));
+  auto st = nic->status();
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->eswitch_mode, EswitchMode::kSwitchdev);
+  EXPECT_EQ(st->num_vfs, 4);
+  EXPECT_FALSE(st->switch_id.empty());
+  ASSERT_EQ(st->vfs.size(), 4u);
+  for (unsigned i = 0; i < 4; ++i) {
+    EXPECT_EQ(st->vfs[i].driver, "mlx5_core");
+    EXPECT_EQ(st->vfs[i].representor, "pf0vf" + std::to_string(i));
+    EXPECT_EQ(st->vfs[i].netdev, "simpf0v" + std::to_string(i));
+    EXPECT_EQ(st->vfs[i].mac, MacAddr{});
+  }
+  // The tree is what production code reads in /sys.
+  EXPECT_EQ(readFile(dir / "class/net/pf0vf2/phys_port_name"), "pf0vf2\n");
+  EXPECT_EQ(readFile(dir / "class/net/simpf0/phys_port_name"), "p0\n");
+  EXPECT_EQ(readFile(dir / "bus/pci/devices/0000:03:00.0/sriov_numvfs"), "4\n");
+  auto rep = nic->representorOf(3);
+  ASSERT_TRUE(rep.ok());
+  EXPECT_EQ(*rep, "pf0vf3");
+
+  auto again = nic->ensureSwitchdev(4);
+  ASSERT_TRUE(again.ok()) << again.error().describe();
+  EXPECT_FALSE(again->changed);
+  EXPECT_TRUE(again->steps.empty());
+
+  auto more = nic->ensureSwitchdev(6);
+  ASSERT_TRUE(more.ok()) << more.error().describe();
+  EXPECT_THAT(more->steps,
+              ::testing::IsSupersetOf({"sriov_numvfs=0", "devlink eswitch mode legacy",
+                                       "sriov_numvfs=6", "devlink eswitch mode switchdev"}));
+  EXPECT_EQ(nic->status()->vfs.size(), 6u);
+}
+
+TEST(SimNic, EnforcesTheProfile) {
+  TempDir dir("nfo-sim");
+  auto sim = openSim(dir.path(), "connectx-6dx");
+  auto nic = sim->makeBackend();
+  const auto max = sim->profile().max_vfs;
+  auto r = nic->ensureSwitchdev(static_cast<std::uint16_t>(max + 1));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidValue);
+  EXPECT_THAT(r.error().message,
+              HasSubstr("profile connectx-6dx allows at most " + std::to_string(max)));
+
+  // Straight to the kernel, past the backend: the sim kernel refuses too.
+  auto io = sim->sysfs();
+  auto w = io->write("bus/pci/devices/0000:03:00.0/sriov_numvfs", std::to_string(max + 1));
+  ASSERT_FALSE(w.ok());
+  EXPECT_EQ(w.error().code, ErrorCode::kInvalidValue);
+  EXPECT_THAT(w.error().message, HasSubstr("exceed sriov_totalvfs"));
+  ASSERT_TRUE(io->write("bus/pci/devices/0000:03:00.0/sriov_numvfs", "2").ok());
+  w = io->write("bus/pci/devices/0000:03:00.0/sriov_numvfs", "3");
+  ASSERT_FALSE(w.ok());
+  EXPECT_EQ(w.error().code, ErrorCode::kBusy)
+      << "the kernel changes the VF count only from and to 0";
+}
+
+TEST(SimNic, LegacyOnlyProfileHasNoSwitchdev) {
+  TempDir dir("nfo-sim");
+  SimNicOptions o;
+  o.dir = dir.path();
+  o.profile = test::loadProfile("sim");
+  o.profile.eswitch_modes = {EswitchMode::kLegacy};
+  o.profile.eswitch_source = "test: legacy only";
+  auto sim = SimNic::open(o);
+  ASSERT_TRUE(sim.ok());
+  auto r = (*sim)->makeBackend()->ensureSwitchdev(2);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kUnsupported);
+  EXPECT_THAT(r.error().message, HasSubstr("no switchdev eswitch mode (test: legacy only)"));
+}
+
+TEST(SimNic, VfPassedThroughWithVfioPciBlocksTheSwitch) {
+  TempDir dir("nfo-sim");
+  auto sim = openSim(dir.path());
+  auto nic = sim->makeBackend();
+  ASSERT_TRUE(nic->ensureSwitchdev(3).ok());
+  // What an operator (or libvirt's managed hostdev) does for passthrough.
+  auto io = sim->sysfs();
+  auto no_override = io->write("bus/pci/drivers/vfio-pci/bind", "0000:03:00.3");
+  ASSERT_FALSE(no_override.ok()) << "vfio-pci takes a VF only through driver_override";
+  ASSERT_TRUE(io->write("bus/pci/drivers/mlx5_core/unbind", "0000:03:00.3").ok());
+  ASSERT_TRUE(io->write("bus/pci/devices/0000:03:00.3/driver_override", "vfio-pci").ok());
+  ASSERT_TRUE(io->write("bus/pci/drivers/vfio-pci/bind", "0000:03:00.3").ok());
+  auto st = nic->status();
+  EXPECT_EQ(st->vfs[1].driver, "vfio-pci");
+  auto r = nic->ensureSwitchdev(5);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kBusy);
+  EXPECT_THAT(r.error().message,
+              HasSubstr("VF 1 (0000:03:00.3) of PF 0000:03:00.0 is bound to vfio-pci"));
+  EXPECT_EQ(nic->status()->num_vfs, 3) << "nothing changed";
+  // Still in switchdev with 3 VFs: that VM keeps its VF, the call is a no-op.
+  auto same = nic->ensureSwitchdev(3);
+  ASSERT_TRUE(same.ok()) << same.error().describe();
+  EXPECT_FALSE(same->changed);
+}
+
+TEST(SimNic, KernelRefusingTheModeChangeLeavesVfsBound) {
+  TempDir dir("nfo-sim");
+  auto sim = openSim(dir.path());
+  auto nic = sim->makeBackend();
+  ASSERT_TRUE(sim->sysfs()->write("bus/pci/devices/0000:03:00.0/sriov_numvfs", "2").ok());
+  EXPECT_EQ(nic->status()->vfs[0].driver, "mlx5_core") << "autoprobe binds new VFs";
+  sim->failNext("eswitch", EBUSY, "firmware busy");
+  auto r = nic->ensureSwitchdev(2);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kBusy);
+  EXPECT_THAT(r.error().message,
+              HasSubstr("PF 0000:03:00.0: switching the eswitch to switchdev failed"));
+  EXPECT_THAT(r.error().message, HasSubstr("sim kernel: firmware busy"));
+  auto st = nic->status();
+  EXPECT_EQ(st->eswitch_mode, EswitchMode::kLegacy);
+  for (const auto& vf : st->vfs) EXPECT_EQ(vf.driver, "mlx5_core") << vf.pci;
+  // The same call succeeds once the kernel agrees.
+  auto ok = nic->ensureSwitchdev(2);
+  ASSERT_TRUE(ok.ok()) << ok.error().describe();
+  EXPECT_EQ(nic->status()->eswitch_mode, EswitchMode::kSwitchdev);
+}
+
+TEST(SimNic, ModeChangeWithBoundVfsIsRefusedByTheSimKernel) {
+  TempDir dir("nfo-sim");
+  auto sim = openSim(dir.path());
+  ASSERT_TRUE(sim->sysfs()->write("bus/pci/devices/0000:03:00.0/sriov_numvfs", "2").ok());
+  // devlink straight, skipping the unbind step of the sequence.
+  auto devlink = sim->eswitch();
+  auto s = devlink->setMode("0000:03:00.0", EswitchMode::kSwitchdev);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, ErrorCode::kBusy);
+  EXPECT_THAT(s.error().message, HasSubstr("unbind the VFs before changing the eswitch mode"));
+  // A failing unbind inside the sequence is reported; nothing is switched.
+  auto nic = sim->makeBackend();
+  sim->failNext("unbind", EIO, "stuck");
+  auto r = nic->ensureSwitchdev(2);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.error().message, HasSubstr("unbinding VF 0000:03:00.2"));
+  EXPECT_THAT(r.error().message, HasSubstr("sim kernel: stuck"));
+  EXPECT_EQ(nic->status()->eswitch_mode, EswitchMode::kLegacy);
+}
+
+TEST(SimNic, VfSettingsAndRelease) {
+  TempDir dir("nfo-sim");
+  auto sim = openSim(dir.path());
+  auto nic = sim->makeBackend();
+  ASSERT_TRUE(nic->ensureSwitchdev(2).ok());
+  ASSERT_TRUE(nic->setVfMac(1, *MacAddr::parse("52:54:00:00:00:11")).ok());
+  ASSERT_TRUE(nic->setVfTrust(1, true).ok());
+  ASSERT_TRUE(nic->setVfSpoofCheck(1, true).ok());
+  auto st = nic->status();
+  EXPECT_EQ(st->vfs[1].mac, MacAddr::parse("52:54:00:00:00:11"));
+  EXPECT_EQ(st->vfs[1].trust, true);
+  EXPECT_EQ(st->vfs[1].spoofchk, true);
+  auto mc = nic->setVfMac(1, *MacAddr::parse("01:00:5e:00:00:01"));
+  ASSERT_FALSE(mc.ok());
+  EXPECT_EQ(mc.error().code, ErrorCode::kInvalidValue);
+  EXPECT_THAT(mc.error().message,
+              HasSubstr("PF 0000:03:00.0 VF 1 (0000:03:00.3): setting the MAC failed"));
+  ASSERT_TRUE(nic->releaseVf(1).ok());
+  st = nic->status();
+  EXPECT_EQ(st->vfs[1].mac, MacAddr{});
+  EXPECT_EQ(st->vfs[1].trust, false);
+  EXPECT_EQ(st->vfs[1].spoofchk, true);
+  ASSERT_TRUE(nic->releaseVf(1).ok()) << "idempotent";
+}
+
+TEST(SimNic, StateSurvivesAReopen) {
+  TempDir dir("nfo-sim");
+  {
+    auto sim = openSim(dir.path());
+    auto nic = sim->makeBackend();
+    ASSERT_TRUE(nic->ensureSwitchdev(3).ok());
+    ASSERT_TRUE(nic->setVfMac(2, *MacAddr::parse("52:54:00:00:00:22")).ok());
+  }
+  auto sim = openSim(dir.path());
+  auto nic = sim->makeBackend();
+  auto st = nic->status();
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->eswitch_mode, EswitchMode::kSwitchdev);
+  ASSERT_EQ(st->vfs.size(), 3u);
+  EXPECT_EQ(st->vfs[2].mac, MacAddr::parse("52:54:00:00:00:22"));
+  EXPECT_EQ(st->vfs[2].representor, "pf0vf2");
+  auto r = nic->ensureSwitchdev(3);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->changed);
+}
+
+TEST(SimNic, RefusesABadPfAddress) {
+  TempDir dir("nfo-sim");
+  SimNicOptions o;
+  o.dir = dir.path();
+  o.profile = test::loadProfile("sim");
+  o.pf_pci = "03:00.0";
+  auto sim = SimNic::open(o);
+  ASSERT_FALSE(sim.ok());
+  EXPECT_EQ(sim.error().code, ErrorCode::kInvalidValue);
+  EXPECT_THAT(sim.error().message, HasSubstr("'03:00.0' is not a PCI address"));
+}
+
+}  // namespace
+}  // namespace nicoffload::offload
