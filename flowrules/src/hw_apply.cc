@@ -48,7 +48,8 @@ bool isDrop(const FlowRule& r) {
 
 // Destroy order: group 0 first; within a group the highest priority value
 // (drops) first.
-bool destroyBefore(const FlowRule& a, const FlowRule& b) {
+template <class R>
+bool destroyBefore(const R& a, const R& b) {
   if (a.attr.group != b.attr.group) return a.attr.group < b.attr.group;
   if (a.attr.priority != b.attr.priority) return a.attr.priority > b.attr.priority;
   return a.id < b.id;
@@ -56,7 +57,8 @@ bool destroyBefore(const FlowRule& a, const FlowRule& b) {
 
 // Create order: the reverse: the FIB first, then within a group the lowest
 // priority value (allow rules and traps, the leaders) first.
-bool createBefore(const FlowRule& a, const FlowRule& b) {
+template <class R>
+bool createBefore(const R& a, const R& b) {
   if (a.attr.group != b.attr.group) return a.attr.group > b.attr.group;
   if (a.attr.priority != b.attr.priority) return a.attr.priority < b.attr.priority;
   return a.id < b.id;
@@ -163,13 +165,13 @@ void HwApplier::place(const FlowRule& rule, HwApplyReport& report) {
   auto [it, fresh] = installed_.try_emplace(rule.id);
   AppliedRule& e = it->second;
   if (fresh) {
-    e.rule = rule;
+    e.rule = RuleSummary::of(rule);
     e.placement = Placement::kSw;  // counted as sw until the device confirms
     e.reason = rule.reason;
     count(e, +1);
   } else {
     count(e, -1);
-    e.rule = rule;
+    e.rule = RuleSummary::of(rule);
     count(e, +1);
   }
   if (rule.placement != Placement::kHw) {
@@ -328,7 +330,7 @@ HwApplier::AdoptReport HwApplier::adoptInstalled() {
       continue;
     }
     AppliedRule e;
-    e.rule = held.rule;
+    e.rule = RuleSummary::of(held.rule);
     e.placement = Placement::kHw;
     e.reason = held.rule.reason;
     e.handle = held.handle;
@@ -392,12 +394,12 @@ const AppliedRule* HwApplier::find(RuleId id) const {
   return it == installed_.end() ? nullptr : &it->second;
 }
 
-std::vector<FlowRule> HwApplier::effectiveRules() const {
-  std::vector<FlowRule> out;
+std::vector<RuleSummary> HwApplier::effectiveRules() const {
+  std::vector<RuleSummary> out;
   out.reserve(installed_.size());
   for (const auto& [id, e] : installed_) out.push_back(e.effective());
   std::sort(out.begin(), out.end(),
-            [](const FlowRule& a, const FlowRule& b) { return a.id < b.id; });
+            [](const RuleSummary& a, const RuleSummary& b) { return a.id < b.id; });
   return out;
 }
 

@@ -77,6 +77,90 @@ std::optional<RuleId> parseRuleId(std::string_view text) {
   return id;
 }
 
+namespace {
+
+struct Digest {
+  std::uint64_t h = 0x9e3779b97f4a7c15ULL;
+  void add(std::uint64_t v) {
+    h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+  }
+  void mac(const MacAddr& m) {
+    std::uint64_t v = 0;
+    for (auto b : m.bytes) v = (v << 8) | b;
+    add(v);
+  }
+  void port(const PortRef& p) { add((static_cast<std::uint64_t>(p.kind) << 16) | p.vf); }
+};
+
+struct ItemDigest {
+  Digest& d;
+  void operator()(const PortItem& i) const { d.port(i.port); }
+  void operator()(const EthItem& i) const {
+    d.add(i.fields);
+    d.mac(i.src);
+    d.mac(i.dst);
+    d.add(i.ether_type);
+  }
+  void operator()(const Ipv4Item& i) const {
+    d.add(i.fields);
+    d.add((static_cast<std::uint64_t>(i.src.value) << 32) | i.dst.value);
+  }
+  void operator()(const UdpItem& i) const { d.add((static_cast<std::uint64_t>(i.fields) << 16) | i.dst_port); }
+  void operator()(const VxlanItem& i) const { d.add(i.vni); }
+};
+
+struct ActionDigest {
+  Digest& d;
+  void operator()(const SetMacSrcAction& a) const { d.mac(a.mac); }
+  void operator()(const SetMacDstAction& a) const { d.mac(a.mac); }
+  void operator()(const DecTtlAction&) const {}
+  void operator()(const RepresentedPortAction& a) const { d.port(a.port); }
+  void operator()(const PortRepresentorAction& a) const { d.port(a.port); }
+  void operator()(const VxlanEncapAction&) const {}
+  void operator()(const VxlanDecapAction&) const {}
+  void operator()(const JumpAction& a) const { d.add(a.group); }
+  void operator()(const CountAction&) const {}
+  void operator()(const DropAction&) const {}
+};
+
+}  // namespace
+
+std::uint64_t contentHash(const FlowRule& r) {
+  Digest d;
+  d.add(r.owner);
+  d.add((static_cast<std::uint64_t>(r.cls) << 8) | static_cast<std::uint64_t>(r.placement));
+  d.add((static_cast<std::uint64_t>(r.attr.group) << 32) | r.attr.priority);
+  d.add((r.attr.ingress ? 1u : 0u) | (r.attr.transfer ? 2u : 0u));
+  const auto& why = r.reason;
+  d.add((static_cast<std::uint64_t>(why.code) << 40) | (static_cast<std::uint64_t>(why.on_action) << 32) |
+        (static_cast<std::uint64_t>(why.detail) << 16) | why.port);
+  d.add((static_cast<std::uint64_t>(why.group) << 32) | why.capacity);
+  d.add(why.address.value);
+  d.add(why.rule);
+  d.add(r.pattern.size());
+  for (const auto& item : r.pattern) {
+    d.add(item.index());
+    std::visit(ItemDigest{d}, item);
+  }
+  d.add(r.actions.size());
+  for (const auto& action : r.actions) {
+    d.add(action.index());
+    std::visit(ActionDigest{d}, action);
+  }
+  if (r.encap) {
+    const auto& e = *r.encap;
+    d.mac(e.eth_src);
+    d.mac(e.eth_dst);
+    d.add((static_cast<std::uint64_t>(e.ipv4_src.value) << 32) | e.ipv4_dst.value);
+    d.add((static_cast<std::uint64_t>(e.udp_src) << 48) | (static_cast<std::uint64_t>(e.udp_dst) << 32) | e.vni);
+  } else {
+    d.add(0xE9CA95ULL);
+  }
+  return d.h;
+}
+
 MacAddr routerMacForVtep(Ipv4Addr vtep) {
   MacAddr m;
   m.bytes = {0x02, 0x00, static_cast<std::uint8_t>(vtep.value >> 24),

@@ -275,20 +275,21 @@ std::vector<json> Controller::handle(const std::vector<control::Request>& batch)
 }
 
 json Controller::portJson(const model::Port& port) const {
-  const auto owner = flowrules::portOwner(port.key);
+  // The port's rules re-planned (cheap: a handful), joined with the device.
   json rules = json::array();
   std::size_t hw = 0, sw = 0, errors = 0;
-  for (const auto& r : desired_.rules) {
-    if (r.owner != owner) continue;
-    const auto* applied = applier_->find(r.id);
-    const auto placement = applied ? applied->placement : r.placement;
-    (placement == flowrules::Placement::kHw ? hw : sw) += 1;
-    if (applied && applied->device_error) ++errors;
-    rules.push_back({{"id", ruleId(r)},
-                     {"class", flowrules::toString(r.cls)},
-                     {"placement", flowrules::toString(placement)},
-                     {"reason", applied ? flowrules::describeApplied(*applied, profile_)
-                                        : flowrules::describeReason(r.reason, profile_)}});
+  if (auto planned = flowrules::planPortRules(host_, profile_, port)) {
+    for (const auto& r : *planned) {
+      const auto* applied = applier_->find(r.id);
+      const auto placement = applied ? applied->placement : r.placement;
+      (placement == flowrules::Placement::kHw ? hw : sw) += 1;
+      if (applied && applied->device_error) ++errors;
+      rules.push_back({{"id", ruleId(r)},
+                       {"class", flowrules::toString(r.cls)},
+                       {"placement", flowrules::toString(placement)},
+                       {"reason", applied ? flowrules::describeApplied(*applied, profile_)
+                                          : flowrules::describeReason(r.reason, profile_)}});
+    }
   }
   json sw_objects = json::array();
   std::size_t sw_failed = 0;
@@ -303,6 +304,12 @@ json Controller::portJson(const model::Port& port) const {
           {"state", degraded ? "degraded" : "installed"},
           {"rules", {{"hw", hw}, {"sw", sw}, {"device_refusals", errors}, {"list", rules}}},
           {"software_path_failures", sw_objects}};
+}
+
+std::vector<flowrules::FlowRule> Controller::plannedRules() const {
+  flowrules::DesiredState plan;
+  if (auto s = flowrules::planInto(intent_, profile_, {.skip_validation = true}, plan); !s) return {};
+  return std::move(plan.rules);
 }
 
 json Controller::statusJson() const {
@@ -366,9 +373,11 @@ json Controller::read(const json& req, Error& error) {
     if (auto s = onlyKeys(req, {"testpmd"}); !s) return fail(s.error());
     const auto ports = flowrules::PortNumbering::fromHost(host_);
     json out = json::array();
-    for (const auto& r : applier_->effectiveRules()) {
+    for (const auto& planned : plannedRules()) {
+      const auto* a = applier_->find(planned.id);
+      const auto r = a ? a->effective(planned) : planned;
       json j = flowrules::toJson(r, profile_);
-      if (const auto* a = applier_->find(r.id)) j["reason"] = flowrules::describeApplied(*a, profile_);
+      if (a) j["reason"] = flowrules::describeApplied(*a, profile_);
       if (req.value("testpmd", false)) j["testpmd"] = flowrules::renderTestpmd(r, ports);
       out.push_back(std::move(j));
     }
@@ -383,7 +392,10 @@ json Controller::read(const json& req, Error& error) {
     if (!id) return fail(requestError(ErrorCode::kInvalidValue, "rule", text, "'" + text + "' is not a rule id"));
     const auto* a = applier_->find(*id);
     if (!a) return fail(requestError(ErrorCode::kNotFound, "rule", text, "no rule " + text));
-    const auto eff = a->effective();
+    const auto planned = plannedRules();
+    auto it = std::find_if(planned.begin(), planned.end(), [&](const auto& r) { return r.id == *id; });
+    if (it == planned.end()) return fail(requestError(ErrorCode::kNotFound, "rule", text, "no rule " + text));
+    const auto eff = a->effective(*it);
     return {{"rule", flowrules::toJson(eff, profile_)},
             {"explanation", flowrules::explainRule(eff, profile_)},
             {"reason", flowrules::describeApplied(*a, profile_)},
@@ -436,6 +448,9 @@ Controller::PassResult Controller::reconcile(bool full, bool verify) {
     if (vanished) spdlog::warn("flow backend: {} rules vanished from the device; reinstalling", vanished);
   }
   const auto hw = applier_->apply(desired_.rules, dependencies_);
+  // The applier keeps a summary of each rule; the full rules are re-planned
+  // when shown. Releasing them keeps the controller's memory per rule low.
+  std::vector<flowrules::FlowRule>().swap(desired_.rules);
   for (const auto& e : hw.failures) {
     ++result.failures;
     spdlog::error("flow: {}", e.describe());

@@ -58,7 +58,8 @@ std::vector<RuleDependency> ruleDependencies(const model::Intent& intent,
 
 // One rule as the applier holds it.
 struct AppliedRule {
-  FlowRule rule;                         // as planned: placement and reason are the planner's
+  RuleSummary rule;                      // as planned: placement and reason are the planner's;
+                                         // the content only as a digest (memory: 100 k+ rules)
   Placement placement = Placement::kSw;  // in effect: kHw only while the device holds it
   PlacementReason reason;                // in effect
   FlowHandle handle = kNoHandle;         // the device's handle; set iff placement == kHw
@@ -66,9 +67,17 @@ struct AppliedRule {
   // that the common case, a rule the device took, costs 8 bytes).
   std::unique_ptr<const Error> device_error;
 
-  // The rule with the placement and reason in effect (for rendering/explain).
-  FlowRule effective() const {
-    FlowRule r = rule;
+  // The rule's summary with the placement and reason in effect.
+  RuleSummary effective() const {
+    RuleSummary r = rule;
+    r.placement = placement;
+    r.reason = reason;
+    return r;
+  }
+  // `planned` (the full rule, from the planner) with the placement and
+  // reason in effect, for rendering and explain.
+  FlowRule effective(const FlowRule& planned) const {
+    FlowRule r = planned;
     r.placement = placement;
     r.reason = reason;
     return r;
@@ -158,7 +167,7 @@ class HwApplier {
   const AppliedRule* find(RuleId id) const;
   std::size_t size() const { return installed_.size(); }
   // Every rule with the placement in effect, sorted by id.
-  std::vector<FlowRule> effectiveRules() const;
+  std::vector<RuleSummary> effectiveRules() const;
   const HwApplyCounters& counters() const { return counters_; }
   FlowBackend& backend() { return *backend_; }
 

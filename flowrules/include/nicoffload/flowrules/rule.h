@@ -188,6 +188,31 @@ struct FlowRule {
   }
 };
 
+// A 64-bit digest of everything in a rule but its id (pattern, actions,
+// encap, attributes, class, owner, planned placement and reason). Equal rules
+// have equal digests; different ones differ but with negligible probability.
+// For one process only: not stable across builds, never persisted.
+std::uint64_t contentHash(const FlowRule& rule);
+
+// What a holder of installed rules keeps of each (HwApplier): the identity,
+// ordering attributes and planned placement of a rule, and the digest of its
+// content in place of the content (~70 bytes instead of ~280). The full rule
+// is re-planned when it must be shown: the planner is deterministic.
+struct RuleSummary {
+  RuleId id = 0;
+  OwnerId owner = 0;
+  std::uint64_t content = 0;  // contentHash()
+  FlowAttr attr;
+  PlacementReason reason;     // as planned
+  RuleClass cls = RuleClass::kLocalDelivery;
+  Placement placement = Placement::kHw;  // as planned
+
+  static RuleSummary of(const FlowRule& r) {
+    return {r.id, r.owner, contentHash(r), r.attr, r.reason, r.cls, r.placement};
+  }
+  bool sameContent(const FlowRule& r) const { return owner == r.owner && content == contentHash(r); }
+};
+
 // "ld-00c0ffee12345678": class prefix + 16 hex digits.
 std::string formatRuleId(RuleClass cls, RuleId id);
 // Accepts "ld-<16 hex>" or "<16 hex>"; nullopt otherwise.

@@ -111,6 +111,7 @@ class Controller {
 
   nlohmann::json read(const nlohmann::json& request, Error& error);
   nlohmann::json portJson(const model::Port& port) const;
+  std::vector<flowrules::FlowRule> plannedRules() const;  // re-planned on demand
   nlohmann::json statusJson() const;
 
   // Plans the intent and drives every backend; full = re-read the kernel first.
