@@ -37,9 +37,10 @@ Result<model::PortKey> portKeyOf(const json& request) {
   if (!vm) return requestError(ErrorCode::kMissingField, "vm", "", "required field is missing (the VM UUID)");
   if (!vm->is_string()) return requestError(ErrorCode::kWrongType, "vm", vm->dump(), "must be a string");
   if (!nic) return requestError(ErrorCode::kMissingField, "nic", "", "required field is missing (the NIC index)");
-  if (!nic->is_number_unsigned() || nic->get<std::uint64_t>() > 65535)
-    return requestError(ErrorCode::kWrongType, "nic", nic->dump(), "must be an integer 0..65535");
-  model::PortKey key{vm->get<std::string>(), static_cast<std::uint16_t>(nic->get<std::uint64_t>())};
+  if (!nic->is_number_integer()) return requestError(ErrorCode::kWrongType, "nic", nic->dump(), "must be an integer 0..65535");
+  const auto n = nic->get<std::int64_t>();
+  if (n < 0 || n > 65535) return requestError(ErrorCode::kInvalidValue, "nic", nic->dump(), "must be 0..65535");
+  model::PortKey key{vm->get<std::string>(), static_cast<std::uint16_t>(n)};
   std::transform(key.vm.begin(), key.vm.end(), key.vm.begin(), [](unsigned char c) { return std::tolower(c); });
   return key;
 }

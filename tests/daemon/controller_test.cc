@@ -1,0 +1,298 @@
+// The controller's reconciler with the simulated NIC (fault injection), an
+// in-memory software path that can fail on command, and an injected clock.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+
+#include "nicoffload/model/parse.h"
+#include "nicoffload/offload/controller.h"
+#include "nicoffload/simnic/sim_nic.h"
+#include "temp_dirs.h"
+
+namespace nicoffload::offload {
+namespace {
+
+using nlohmann::json;
+using std::chrono::milliseconds;
+
+// A software path held in memory, a first-class SoftwarePath: each kind of
+// object kept by key; failures on command (the next N objects whose
+// description contains a word fail, as the kernel would refuse them).
+class MemorySoftwarePath final : public SoftwarePath {
+ public:
+  SwApplyReport apply(const flowrules::SoftwarePathState& o) override {
+    SwApplyReport r;
+    upsert(o.sysctls, held_.sysctls, r);
+    upsert(o.links, held_.links, r);
+    upsert(o.addresses, held_.addresses, r);
+    upsert(o.vxlan_devices, held_.vxlan_devices, r);
+    upsert(o.fdb, held_.fdb, r);
+    upsert(o.neighbours, held_.neighbours, r);
+    upsert(o.routes, held_.routes, r);
+    return r;
+  }
+  SwApplyReport remove(const flowrules::SoftwarePathState& o) override {
+    SwApplyReport r;  // removing what is gone succeeds
+    erase(o.sysctls, held_.sysctls, r);
+    erase(o.links, held_.links, r);
+    erase(o.addresses, held_.addresses, r);
+    erase(o.vxlan_devices, held_.vxlan_devices, r);
+    erase(o.fdb, held_.fdb, r);
+    erase(o.neighbours, held_.neighbours, r);
+    erase(o.routes, held_.routes, r);
+    return r;
+  }
+  Result<flowrules::SoftwarePathState> readBack(const flowrules::SoftwarePathState&, const ReadBackScope&) override {
+    return held_;
+  }
+  void failNext(const std::string& word, int times) {
+    fail_word_ = word;
+    fail_left_ = times;
+  }
+  bool hasRoute(const std::string& dst, const std::string& dev) const {
+    for (const auto& r : held_.routes)
+      if (r.dst.str() == dst && r.dev == dev) return true;
+    return false;
+  }
+
+ private:
+  static std::string describe(const flowrules::RouteEntry& x) { return "route " + x.dst.str() + " dev " + x.dev; }
+  static std::string describe(const flowrules::NeighbourEntry& x) { return "neigh " + x.ip.str() + " dev " + x.dev; }
+  static std::string describe(const flowrules::SysctlSetting& x) { return "sysctl net/" + x.path; }
+  static std::string describe(const flowrules::LinkSetting& x) { return "link " + x.dev; }
+  static std::string describe(const flowrules::AddressEntry& x) { return "address " + x.prefix.str() + " dev " + x.dev; }
+  static std::string describe(const flowrules::VxlanDevice& x) { return "vxlan device " + x.name; }
+  static std::string describe(const flowrules::FdbEntry& x) { return "fdb " + x.mac.str() + " dev " + x.dev; }
+
+  template <class T>
+  void upsert(const std::vector<T>& in, std::vector<T>& held, SwApplyReport& r) {
+    for (const auto& x : in) {
+      const auto what = describe(x);
+      if (!fail_word_.empty() && fail_left_ > 0 && what.find(fail_word_) != std::string::npos) {
+        --fail_left_;
+        r.failures.push_back({what, makeError(ErrorCode::kNotFound, what, "", "kernel: No such device")});
+        continue;
+      }
+      auto it = std::find_if(held.begin(), held.end(), [&](const T& h) { return h.key() == x.key(); });
+      if (it == held.end()) {
+        held.push_back(x);
+      } else {
+        *it = x;
+      }
+      std::sort(held.begin(), held.end(), [](const T& a, const T& b) { return a.key() < b.key(); });
+      ++r.succeeded;
+    }
+  }
+  template <class T>
+  void erase(const std::vector<T>& in, std::vector<T>& held, SwApplyReport& r) {
+    for (const auto& x : in) {
+      held.erase(std::remove_if(held.begin(), held.end(), [&](const T& h) { return h.key() == x.key(); }), held.end());
+      ++r.succeeded;
+    }
+  }
+
+  flowrules::SoftwarePathState held_;
+  std::string fail_word_;
+  int fail_left_ = 0;
+};
+
+struct Fixture {
+  std::string dir = testing::makeTempDir("nfo-ctrl");
+  model::HostConfig host;
+  model::HwProfile profile;
+  simnic::SimNic* nic = nullptr;         // owned by the controller
+  MemorySoftwarePath* sw = nullptr;      // owned by the controller
+  SteadyClock::time_point now{};
+  std::unique_ptr<Controller> ctl;
+
+  Fixture() {
+    auto h = model::loadHostConfig(std::string(NICOFFLOAD_SOURCE_DIR) + "/examples/host-routed.json");
+    EXPECT_TRUE(h.ok());
+    host = *h;
+    host.state_dir = dir + "/state";
+    host.sim_device_dir = dir + "/simnic";
+    host.vdpa_backend = model::VdpaKind::kNone;
+    auto p = model::loadHwProfile(std::string(NICOFFLOAD_SOURCE_DIR) + "/hw-profiles/sim.json");
+    EXPECT_TRUE(p.ok());
+    profile = *p;
+  }
+
+  void start(bool with_sw = true) {
+    auto n = simnic::SimNic::open(profile, host.vf_count, host.sim_device_dir);
+    ASSERT_TRUE(n.ok()) << n.error().describe();
+    nic = n->get();
+    Backends b;
+    b.flow = std::move(n).value();
+    if (with_sw) {
+      auto s = std::make_unique<MemorySoftwarePath>();
+      sw = s.get();
+      b.software_path = std::move(s);
+    }
+    ControllerOptions o;
+    o.retry_min = milliseconds(100);
+    o.retry_max = milliseconds(800);
+    o.reconcile_interval = milliseconds(60000);
+    o.now = [this] { return now; };
+    auto c = Controller::start(host, profile, std::move(b), StateStore(host.state_dir), o);
+    ASSERT_TRUE(c.ok()) << c.error().describe();
+    ctl = std::move(c).value();
+  }
+
+  json call(json req) {
+    std::vector<control::Request> batch{{1, std::move(req), 0}};
+    return ctl->handle(batch)[0];
+  }
+
+  static json port(int i, json extra = json::object()) {
+    json p = {{"vm", "00000000-0000-4000-8000-00000000000" + std::to_string(i)},
+              {"nic", 0},
+              {"mac", "52:54:00:00:00:0" + std::to_string(i)},
+              {"addresses", {"10.0." + std::to_string(i) + ".1/32"}},
+              {"representor", "rep" + std::to_string(i)}};
+    for (auto it = extra.begin(); it != extra.end(); ++it) p[it.key()] = it.value();
+    return p;
+  }
+};
+
+TEST(Controller, PortAddInstallsRulesOnTheDeviceInSafeOrder) {
+  Fixture f;
+  f.start();
+  const auto before = f.nic->size();
+  auto r = f.call({{"op", "port.add"}, {"port", Fixture::port(1)}});
+  ASSERT_TRUE(r["ok"]) << r.dump();
+  EXPECT_EQ(r["result"]["status"]["state"], "installed");
+  EXPECT_EQ(f.nic->size(), before + 5u) << "arp trap, allow, 2 drops, delivery";
+  // Ordering: the FIB rule (jump target) before the allow that jumps to it,
+  // the allow before the drops that back it.
+  std::map<std::string, std::uint64_t> seq;
+  for (const auto& fl : f.nic->flows()) {
+    if (fl.rule.owner != flowrules::portOwner({Fixture::port(1)["vm"], 0})) continue;
+    const std::string k = std::string(flowrules::toString(fl.rule.cls)) + "/" + std::to_string(fl.rule.attr.priority);
+    seq.emplace(k, fl.sequence);
+  }
+  ASSERT_EQ(seq.count("local-delivery/0"), 1u);
+  EXPECT_LT(seq["local-delivery/0"], seq["anti-spoofing/0"]);
+  EXPECT_LT(seq["anti-spoofing/0"], seq["anti-spoofing/1"]);
+  EXPECT_TRUE(f.sw->hasRoute("10.0.1.1/32", "rep1"));
+}
+
+TEST(Controller, FailingCreateLeavesTheRuleOutOfHardwareAndARetrySucceedsLater) {
+  Fixture f;
+  f.start();
+  // The device is busy for every rule that jumps: they must not be counted hw.
+  f.nic->failAction(model::ActionType::kJump, ErrorCode::kBusy);
+  auto r = f.call({{"op", "port.add"}, {"port", Fixture::port(2)}});
+  ASSERT_TRUE(r["ok"]) << r.dump();
+  std::size_t refused = 0;
+  for (const auto& rule : r["result"]["status"]["rules"]["list"])
+    if (rule["class"] == "anti-spoofing" && rule["placement"] == "sw") ++refused;
+  EXPECT_GE(refused, 1u) << r.dump(1);
+  const auto hw_before = f.ctl->applier().counters().hw;
+  EXPECT_EQ(f.nic->size(), hw_before) << "installed state follows the device";
+  // The device recovers; a retry (the periodic pass here) installs them.
+  f.nic->clearFaults();
+  f.now += milliseconds(60001);
+  f.ctl->tick();
+  EXPECT_GT(f.ctl->applier().counters().hw, hw_before);
+  EXPECT_EQ(f.nic->size(), f.ctl->applier().counters().hw);
+}
+
+TEST(Controller, KernelFailureRetriesWithExponentialBackoff) {
+  Fixture f;
+  f.start();
+  f.sw->failNext("rep3", 14);  // 7 objects name rep3: the first pass and one retry fail
+  auto r = f.call({{"op", "port.add"}, {"port", Fixture::port(3)}});
+  ASSERT_TRUE(r["ok"]) << r.dump();
+  EXPECT_EQ(r["result"]["status"]["state"], "degraded");
+  EXPECT_EQ(f.ctl->untilNextTick(), milliseconds(100));
+  f.now += milliseconds(100);
+  f.ctl->tick();  // retry 1: still failing
+  EXPECT_EQ(f.ctl->untilNextTick(), milliseconds(200)) << "backoff doubles";
+  f.now += milliseconds(200);
+  f.ctl->tick();  // retry 2: the kernel takes them now
+  EXPECT_GE(f.ctl->counters().retries, 2u);
+  auto g = f.call({{"op", "port.get"}, {"vm", Fixture::port(3)["vm"]}, {"nic", 0}});
+  EXPECT_EQ(g["result"]["state"], "installed") << g.dump(1);
+  EXPECT_TRUE(f.sw->hasRoute("10.0.3.1/32", "rep3"));
+}
+
+TEST(Controller, DeleteOfWhatIsGoneSucceeds) {
+  Fixture f;
+  f.start();
+  ASSERT_TRUE(f.call({{"op", "port.add"}, {"port", Fixture::port(4)}})["ok"]);
+  // Someone flushed the device behind our back (a port restart does that).
+  ASSERT_TRUE(f.nic->flush().ok());
+  auto r = f.call({{"op", "port.remove"}, {"vm", Fixture::port(4)["vm"]}, {"nic", 0}});
+  ASSERT_TRUE(r["ok"]) << r.dump();
+  EXPECT_TRUE(r["result"]["removed"]);
+  r = f.call({{"op", "port.remove"}, {"vm", Fixture::port(4)["vm"]}, {"nic", 0}});
+  ASSERT_TRUE(r["ok"]);
+  EXPECT_FALSE(r["result"]["removed"]) << "idempotent";
+}
+
+TEST(Controller, PeriodicPassReinstallsWhatVanished) {
+  Fixture f;
+  f.start();
+  ASSERT_TRUE(f.call({{"op", "port.add"}, {"port", Fixture::port(5)}})["ok"]);
+  const auto hw = f.ctl->applier().counters().hw;
+  ASSERT_TRUE(f.nic->flush().ok());
+  EXPECT_EQ(f.nic->size(), 0u);
+  f.now += milliseconds(60001);
+  f.ctl->tick();
+  EXPECT_EQ(f.nic->size(), hw) << "every hw rule is back";
+}
+
+TEST(Controller, RestartAdoptsWithoutChurnAndKeepsThePorts) {
+  Fixture f;
+  f.start();
+  ASSERT_TRUE(f.call({{"op", "port.add"}, {"port", Fixture::port(6)}})["ok"]);
+  ASSERT_TRUE(f.call({{"op", "port.add"}, {"port", Fixture::port(7)}})["ok"]);
+  const auto held = f.nic->size();
+  f.ctl.reset();  // stop
+  f.start();
+  EXPECT_EQ(f.ctl->intent().ports.size(), 2u);
+  EXPECT_EQ(f.ctl->applier().counters().creations, 0u);
+  EXPECT_EQ(f.ctl->applier().counters().destructions, 0u);
+  EXPECT_EQ(f.nic->size(), held);
+}
+
+TEST(Controller, RefusedMutationChangesNothingAndIsNotPersisted) {
+  Fixture f;
+  f.start();
+  ASSERT_TRUE(f.call({{"op", "port.add"}, {"port", Fixture::port(8)}})["ok"]);
+  const auto held = f.nic->size();
+  auto r = f.call({{"op", "port.add"}, {"port", Fixture::port(9, {{"addresses", {"10.0.8.1/32"}}})}});
+  ASSERT_FALSE(r["ok"]);
+  EXPECT_EQ(r["error"]["code"], "duplicate");
+  EXPECT_EQ(r["error"]["field"], "port.addresses[0]");
+  EXPECT_EQ(f.nic->size(), held);
+  auto state = StateStore(f.host.state_dir).load();
+  ASSERT_TRUE(state.ok());
+  EXPECT_EQ(state->ports.size(), 1u);
+  // A batch: the good request lands even though its neighbour is refused.
+  std::vector<control::Request> batch{
+      {1, {{"op", "port.add"}, {"port", Fixture::port(9, {{"mac", "zz"}})}}, 0},
+      {2, {{"op", "port.add"}, {"port", Fixture::port(9)}}, 0}};
+  auto replies = f.ctl->handle(batch);
+  EXPECT_FALSE(replies[0]["ok"]);
+  EXPECT_EQ(replies[0]["error"]["field"], "port.mac");
+  EXPECT_TRUE(replies[1]["ok"]) << replies[1].dump();
+  EXPECT_EQ(StateStore(f.host.state_dir).load()->ports.size(), 2u);
+}
+
+TEST(Controller, VfExhaustionNamesThePfAndItsVfCount) {
+  Fixture f;
+  f.host.vf_count = 1;
+  f.start();
+  ASSERT_TRUE(f.call({{"op", "port.add"}, {"port", Fixture::port(1)}})["ok"]);
+  auto r = f.call({{"op", "port.add"}, {"port", Fixture::port(2)}});
+  ASSERT_FALSE(r["ok"]);
+  EXPECT_EQ(r["error"]["code"], "table-full");
+  EXPECT_NE(r["error"]["message"].get<std::string>().find("no free VF on PF 0000:03:00.0: all 1 VFs"),
+            std::string::npos)
+      << r.dump();
+}
+
+}  // namespace
+}  // namespace nicoffload::offload
