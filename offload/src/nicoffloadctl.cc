@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <tuple>
 #include <iostream>
@@ -298,14 +299,23 @@ std::optional<nlohmann::json> callDaemon(const DaemonOptions& d, const nlohmann:
 }
 
 void printTable(const nlohmann::json& rows, std::initializer_list<std::pair<const char*, const char*>> cols) {
-  for (const auto& [title, key] : cols) std::printf("%-24s", title);
+  auto cell = [](const nlohmann::json& row, const char* key) {
+    const auto ptr = nlohmann::json::json_pointer(key);
+    const auto v = row.contains(ptr) ? row[ptr] : nlohmann::json();
+    return v.is_string() ? v.get<std::string>() : v.is_null() ? std::string("-") : v.dump();
+  };
+  std::vector<std::size_t> width;
+  for (const auto& [title, key] : cols) {
+    std::size_t w = std::strlen(title);
+    for (const auto& row : rows) w = std::max(w, cell(row, key).size());
+    width.push_back(w + 2);
+  }
+  std::size_t i = 0;
+  for (const auto& [title, key] : cols) std::printf("%-*s", static_cast<int>(width[i++]), title);
   std::printf("\n");
   for (const auto& row : rows) {
-    for (const auto& [title, key] : cols) {
-      const auto ptr = nlohmann::json::json_pointer(key);
-      const auto v = row.contains(ptr) ? row[ptr] : nlohmann::json();
-      std::printf("%-24s", v.is_string() ? v.get<std::string>().c_str() : v.dump().c_str());
-    }
+    i = 0;
+    for (const auto& [title, key] : cols) std::printf("%-*s", static_cast<int>(width[i++]), cell(row, key).c_str());
     std::printf("\n");
   }
 }
@@ -631,7 +641,7 @@ int main(int argc, char** argv) {
     if (!r) return rc;
     return printReply(*r, [&] {
       if (*port_list) {
-        printTable(*r, {{"VM/NIC", "/port/vm"}, {"NIC", "/port/nic"}, {"MAC", "/port/mac"}, {"VF", "/port/vf"},
+        printTable(*r, {{"VM", "/port/vm"}, {"NIC", "/port/nic"}, {"MAC", "/port/mac"}, {"VF", "/port/vf"},
                         {"STATE", "/state"}, {"HW", "/rules/hw"}, {"SW", "/rules/sw"}});
       } else if (*port_del) {
         std::printf("%s %s\n", (*r)["port"].get<std::string>().c_str(), (*r)["removed"].get<bool>() ? "removed" : "was not there");
