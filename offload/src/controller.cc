@@ -474,27 +474,9 @@ Controller::PassResult Controller::reconcile(bool full, bool verify) {
     }
     const auto d = flowrules::diff(desired_.sw, sw_installed_);
     if (!d.empty()) {
-      flowrules::SoftwarePathState to_apply, to_remove;
-      auto take = [](auto& dst, const auto& od) {
-        dst.insert(dst.end(), od.add.begin(), od.add.end());
-        dst.insert(dst.end(), od.modify.begin(), od.modify.end());
-      };
-      take(to_apply.sysctls, d.sysctls);
-      take(to_apply.links, d.links);
-      take(to_apply.addresses, d.addresses);
-      take(to_apply.vxlan_devices, d.vxlan_devices);
-      take(to_apply.fdb, d.fdb);
-      take(to_apply.neighbours, d.neighbours);
-      take(to_apply.routes, d.routes);
-      to_remove.sysctls = d.sysctls.remove;
-      to_remove.links = d.links.remove;
-      to_remove.addresses = d.addresses.remove;
-      to_remove.vxlan_devices = d.vxlan_devices.remove;
-      to_remove.fdb = d.fdb.remove;
-      to_remove.neighbours = d.neighbours.remove;
-      to_remove.routes = d.routes.remove;
-      const auto removed = path.remove(to_remove);
-      const auto applied = path.apply(to_apply);
+      const auto changes = splitDiff(d);
+      const auto removed = path.remove(changes.remove);
+      const auto applied = path.apply(changes.apply);
       counters_.sw_ops += removed.succeeded + applied.succeeded + removed.failures.size() + applied.failures.size();
       sw_failures_.clear();
       for (const auto* r : {&removed, &applied})

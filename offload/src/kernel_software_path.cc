@@ -831,36 +831,39 @@ Result<SoftwarePathState> KernelSoftwarePath::readBack(const SoftwarePathState& 
 
 }  // namespace
 
+SwChanges splitDiff(const flowrules::SoftwarePathDiff& d) {
+  SwChanges c;
+  auto take = [](auto& dst, const auto& od) {
+    dst.insert(dst.end(), od.add.begin(), od.add.end());
+    dst.insert(dst.end(), od.modify.begin(), od.modify.end());
+  };
+  take(c.apply.sysctls, d.sysctls);
+  take(c.apply.links, d.links);
+  take(c.apply.addresses, d.addresses);
+  take(c.apply.vxlan_devices, d.vxlan_devices);
+  take(c.apply.fdb, d.fdb);
+  take(c.apply.neighbours, d.neighbours);
+  take(c.apply.routes, d.routes);
+  c.remove.sysctls = d.sysctls.remove;
+  c.remove.links = d.links.remove;
+  c.remove.addresses = d.addresses.remove;
+  c.remove.vxlan_devices = d.vxlan_devices.remove;
+  c.remove.fdb = d.fdb.remove;
+  c.remove.neighbours = d.neighbours.remove;
+  c.remove.routes = d.routes.remove;
+  return c;
+}
+
 Result<ConvergeReport> converge(SoftwarePath& path, const SoftwarePathState& desired,
                                 const ReadBackScope& scope) {
   auto installed = path.readBack(desired, scope);
   if (!installed) return installed.error();
   ConvergeReport report;
   report.diff = flowrules::diff(desired, *installed);
-  const auto& d = report.diff;
-  SoftwarePathState to_apply;
-  auto take = [](auto& dst, const auto& od) {
-    dst.insert(dst.end(), od.add.begin(), od.add.end());
-    dst.insert(dst.end(), od.modify.begin(), od.modify.end());
-  };
-  take(to_apply.sysctls, d.sysctls);
-  take(to_apply.links, d.links);
-  take(to_apply.addresses, d.addresses);
-  take(to_apply.vxlan_devices, d.vxlan_devices);
-  take(to_apply.fdb, d.fdb);
-  take(to_apply.neighbours, d.neighbours);
-  take(to_apply.routes, d.routes);
-  SoftwarePathState to_remove;
-  to_remove.sysctls = d.sysctls.remove;
-  to_remove.links = d.links.remove;
-  to_remove.addresses = d.addresses.remove;
-  to_remove.vxlan_devices = d.vxlan_devices.remove;
-  to_remove.fdb = d.fdb.remove;
-  to_remove.neighbours = d.neighbours.remove;
-  to_remove.routes = d.routes.remove;
+  const auto changes = splitDiff(report.diff);
   // Removal first: a route that moved must leave before it can come back.
-  report.removed = path.remove(to_remove);
-  report.applied = path.apply(to_apply);
+  report.removed = path.remove(changes.remove);
+  report.applied = path.apply(changes.apply);
   return report;
 }
 

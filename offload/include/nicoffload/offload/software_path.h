@@ -60,6 +60,14 @@ class SoftwarePath {
                                                         const ReadBackScope& scope) = 0;
 };
 
+// A diff split into what to apply (added and changed objects) and what to
+// remove, ready for SoftwarePath::apply / remove.
+struct SwChanges {
+  flowrules::SoftwarePathState apply;
+  flowrules::SoftwarePathState remove;
+};
+SwChanges splitDiff(const flowrules::SoftwarePathDiff& d);
+
 // Converges the kernel to `desired`: reads back, diffs, applies what is
 // missing or different, removes what is ours and no longer desired.
 struct ConvergeReport {
