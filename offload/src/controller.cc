@@ -58,7 +58,7 @@ std::string ruleId(const flowrules::FlowRule& r) { return flowrules::formatRuleI
 Controller::Controller(model::HostConfig host, model::HwProfile profile, Backends backends, StateStore store,
                        ControllerOptions options)
     : host_(std::move(host)), profile_(std::move(profile)), backends_(std::move(backends)),
-      store_(std::move(store)), options_(std::move(options)) {
+      store_(std::move(store)), options_(std::move(options)), vf_pool_(host_.uplink_pci, host_.vf_count) {
   applier_ = std::make_unique<flowrules::HwApplier>(std::move(backends_.flow));
   intent_.host = host_;
   started_ = options_.now();
@@ -82,6 +82,13 @@ Result<std::unique_ptr<Controller>> Controller::start(model::HostConfig host, mo
     return e;
   }
   c->index_ = std::make_unique<model::IntentIndex>(c->intent_);
+  // The ports carry their VFs; the pool is rebuilt from them (the copy in
+  // the state file is for operators and tools).
+  if (auto synced = c->vf_pool_.sync(c->intent_.ports); !synced) {
+    Error e = synced.error();
+    e.field = c->store_.path() + ": " + e.field;
+    return e;
+  }
   spdlog::info("state loaded from {}: {} ports, {} remotes", c->store_.path(), c->intent_.ports.size(),
                c->intent_.remotes.size());
   // What the devices already hold (a restart): adopt it, so that nothing is
@@ -96,10 +103,11 @@ Result<std::unique_ptr<Controller>> Controller::start(model::HostConfig host, mo
   return c;
 }
 
-Status Controller::persist(const model::Intent& intent) {
+Status Controller::persist(const model::Intent& intent, const vdpa::VfPool& pool) {
   PersistedState s;
   s.ports = intent.ports;
   s.remotes = intent.remotes;
+  s.extra["vf_pool"] = pool.toJson();
   auto st = store_.save(s);
   if (st) {
     ++counters_.state_saves;
@@ -113,32 +121,29 @@ Status Controller::persist(const model::Intent& intent) {
 // --- admission ---
 
 Result<json> Controller::admitPortAdd(const json& request, model::Intent& working, model::IntentIndex& index,
-                                      std::vector<std::string>& changed) {
+                                      vdpa::VfPool& pool, std::vector<std::string>& changed) {
   if (auto s = onlyKeys(request, {"port"}); !s) return s.error();
   if (!request.contains("port")) return requestError(ErrorCode::kMissingField, "port", "", "required field is missing");
   auto parsed = model::parsePort(request["port"], "port");
   if (!parsed) return parsed.error();
   model::Port port = std::move(parsed).value();
   model::Port* existing = findPort(working, port.key);
-  if (!port.vf) {
-    if (existing && existing->vf) {
-      port.vf = existing->vf;  // a port keeps its VF across updates
-    } else {
-      std::set<std::uint16_t> used;
-      for (const auto& p : working.ports)
-        if (p.vf && !(p.key == port.key)) used.insert(*p.vf);
-      for (std::uint16_t vf = 0; vf < host_.vf_count && !port.vf; ++vf)
-        if (!used.count(vf)) port.vf = vf;
-      if (!port.vf)
-        return requestError(ErrorCode::kTableFull, "port.vf", "",
-                            "no free VF on PF " + host_.uplink_pci + ": all " + std::to_string(host_.vf_count) +
-                                " VFs are assigned");
-    }
+  // The VF: the one the port names, else the one it holds, else the lowest
+  // free one (vdpa::VfPool). Checked on a copy: the pool changes only with
+  // the rest of the admission.
+  vdpa::VfPool trial = pool;
+  auto vf = trial.assign(port.key, port.vf);
+  if (!vf) {
+    Error e = vf.error();
+    e.field = "port.vf";
+    return e;
   }
+  port.vf = *vf;
   if (auto s = index.checkPort(port); !s) return s.error();
   if (auto rules = flowrules::planPortRules(host_, profile_, port); !rules) return rules.error();
   if (existing && model::toJson(*existing) == model::toJson(port))
     return json{{"port", model::toJson(port)}, {"changed", false}};
+  pool = std::move(trial);
   index.upsertPort(port);
   if (existing) {
     *existing = port;
@@ -151,15 +156,16 @@ Result<json> Controller::admitPortAdd(const json& request, model::Intent& workin
 }
 
 Result<json> Controller::admitPortRemove(const json& request, model::Intent& working, model::IntentIndex& index,
-                                         std::vector<std::string>& changed) {
+                                         vdpa::VfPool& pool, std::vector<std::string>& changed) {
   if (auto s = onlyKeys(request, {"vm", "nic"}); !s) return s.error();
   auto key = portKeyOf(request);
   if (!key) return key.error();
   auto it = std::find_if(working.ports.begin(), working.ports.end(), [&](const auto& p) { return p.key == *key; });
   if (it == working.ports.end()) return json{{"removed", false}, {"port", key->str()}};  // idempotent
   index.removePort(*key);
+  const auto released = pool.release(*key);
   working.ports.erase(it);
-  changed.push_back("port remove " + key->str());
+  changed.push_back("port remove " + key->str() + (released ? " (VF " + std::to_string(*released) + " released)" : ""));
   return json{{"removed", true}, {"port", key->str()}};
 }
 
@@ -214,6 +220,7 @@ std::vector<json> Controller::handle(const std::vector<control::Request>& batch)
   std::vector<json> replies(batch.size());
   model::Intent working = intent_;
   model::IntentIndex index = *index_;
+  vdpa::VfPool pool = vf_pool_;
   std::vector<std::string> changed;
   std::vector<std::size_t> accepted;  // mutations admitted into `working`
   std::vector<json> accepted_results;
@@ -224,9 +231,9 @@ std::vector<json> Controller::handle(const std::vector<control::Request>& batch)
     Result<json> result = json();
     bool mutation = true;
     if (op == "port.add") {
-      result = admitPortAdd(req, working, index, changed);
+      result = admitPortAdd(req, working, index, pool, changed);
     } else if (op == "port.remove") {
-      result = admitPortRemove(req, working, index, changed);
+      result = admitPortRemove(req, working, index, pool, changed);
     } else if (op == "remote.add") {
       result = admitRemote(req, true, working, index, changed);
     } else if (op == "remote.remove") {
@@ -246,12 +253,13 @@ std::vector<json> Controller::handle(const std::vector<control::Request>& batch)
   }
 
   if (!changed.empty()) {
-    if (auto s = persist(working); !s) {
+    if (auto s = persist(working, pool); !s) {
       for (auto i : accepted) replies[i] = control::errorReply(s.error());
       accepted.clear();
     } else {
       intent_ = std::move(working);
       index_ = std::make_unique<model::IntentIndex>(std::move(index));
+      vf_pool_ = std::move(pool);
       for (const auto& c : changed) spdlog::info("{}", c);
       const auto pass = reconcile(false);
       scheduleRetry(pass.failures > 0);
@@ -327,6 +335,7 @@ json Controller::statusJson() const {
           {"ports", intent_.ports.size()},
           {"ports_degraded", degraded},
           {"remotes", intent_.remotes.size()},
+          {"vfs", {{"pf", vf_pool_.pfPci()}, {"assigned", vf_pool_.assignedCount()}, {"free", vf_pool_.freeCount()}}},
           {"rules", {{"hw", c.hw}, {"sw", c.sw}, {"refused", c.refused()}}},
           {"software_path", {{"objects", desired_.sw.size()}, {"failed", sw_failures_.size()}}},
           {"last_pass", last_pass_summary_},

@@ -294,5 +294,35 @@ TEST(Controller, VfExhaustionNamesThePfAndItsVfCount) {
       << r.dump();
 }
 
+TEST(Controller, VfPoolAssignsReleasesAndIsPersisted) {
+  Fixture f;
+  f.start();
+  auto a = f.call({{"op", "port.add"}, {"port", Fixture::port(1)}});
+  auto b = f.call({{"op", "port.add"}, {"port", Fixture::port(2)}});
+  ASSERT_TRUE(a["ok"] && b["ok"]);
+  EXPECT_EQ(a["result"]["port"]["vf"], 0);
+  EXPECT_EQ(b["result"]["port"]["vf"], 1);
+  // A port naming a VF another port holds is refused, naming the field.
+  auto c = f.call({{"op", "port.add"}, {"port", Fixture::port(3, {{"vf", 1}})}});
+  ASSERT_FALSE(c["ok"]);
+  EXPECT_EQ(c["error"]["field"], "port.vf");
+  EXPECT_EQ(c["error"]["code"], "duplicate");
+  // Removing port 1 releases VF 0; the next port gets it.
+  ASSERT_TRUE(f.call({{"op", "port.remove"}, {"vm", Fixture::port(1)["vm"]}, {"nic", 0}})["ok"]);
+  auto d = f.call({{"op", "port.add"}, {"port", Fixture::port(3)}});
+  ASSERT_TRUE(d["ok"]) << d.dump();
+  EXPECT_EQ(d["result"]["port"]["vf"], 0);
+  // Updating a port keeps its VF.
+  auto e = f.call({{"op", "port.add"}, {"port", Fixture::port(2, {{"mtu", 9000}})}});
+  ASSERT_TRUE(e["ok"]);
+  EXPECT_EQ(e["result"]["port"]["vf"], 1);
+  auto state = StateStore(f.host.state_dir).load();
+  ASSERT_TRUE(state.ok());
+  const auto& pool = state->extra["vf_pool"];
+  ASSERT_TRUE(pool.contains("assignments")) << state->extra.dump();
+  EXPECT_EQ(pool["assignments"].size(), 2u);
+  EXPECT_EQ(pool["pf"], "0000:03:00.0");
+}
+
 }  // namespace
 }  // namespace nicoffload::offload

@@ -36,6 +36,7 @@
 #include "nicoffload/offload/metrics.h"
 #include "nicoffload/offload/software_path.h"
 #include "nicoffload/offload/state_store.h"
+#include "nicoffload/vdpa/vf_pool.h"
 
 namespace nicoffload::offload {
 
@@ -103,9 +104,11 @@ class Controller {
 
   // Admission of one mutation against the working intent; modifies it on success.
   Result<nlohmann::json> admitPortAdd(const nlohmann::json& request, model::Intent& working,
-                                      model::IntentIndex& index, std::vector<std::string>& changed);
+                                      model::IntentIndex& index, vdpa::VfPool& pool,
+                                      std::vector<std::string>& changed);
   Result<nlohmann::json> admitPortRemove(const nlohmann::json& request, model::Intent& working,
-                                         model::IntentIndex& index, std::vector<std::string>& changed);
+                                         model::IntentIndex& index, vdpa::VfPool& pool,
+                                         std::vector<std::string>& changed);
   Result<nlohmann::json> admitRemote(const nlohmann::json& request, bool add, model::Intent& working,
                                      model::IntentIndex& index, std::vector<std::string>& changed);
 
@@ -122,7 +125,7 @@ class Controller {
   // verify: check first that the device still holds every hardware rule.
   PassResult reconcile(bool full, bool verify = true);
   void scheduleRetry(bool failed);
-  Status persist(const model::Intent& intent);
+  Status persist(const model::Intent& intent, const vdpa::VfPool& pool);
 
   model::HostConfig host_;
   model::HwProfile profile_;
@@ -133,6 +136,7 @@ class Controller {
 
   model::Intent intent_;
   std::unique_ptr<model::IntentIndex> index_;
+  vdpa::VfPool vf_pool_;  // which port holds which VF; persisted with the intent
   flowrules::DesiredState desired_;
   flowrules::SoftwarePathState sw_installed_;
   std::map<std::string, Error> sw_failures_;  // object -> last error (kernel path)
