@@ -91,6 +91,25 @@ Result<std::unique_ptr<Controller>> Controller::start(model::HostConfig host, mo
   }
   spdlog::info("state loaded from {}: {} ports, {} remotes", c->store_.path(), c->intent_.ports.size(),
                c->intent_.remotes.size());
+  // The NIC: switchdev with the configured VFs (idempotent: a PF already so
+  // is not touched); the VF MACs it holds are adopted.
+  if (c->backends_.nic) {
+    auto sw = c->backends_.nic->ensureSwitchdev(c->host_.vf_count);
+    if (!sw) {
+      Error e = sw.error();
+      e.message = "NIC " + c->host_.uplink_pci + ": " + e.message;
+      return e;
+    }
+    for (const auto& step : sw->steps) spdlog::info("nic: {}", step);
+    if (auto st = c->backends_.nic->status())
+      for (const auto& vf : st->vfs)
+        if (vf.mac && !vf.mac->isZero()) c->vf_macs_[vf.index] = *vf.mac;
+  }
+  if (c->backends_.vdpa) {
+    if (auto held = c->backends_.vdpa->list())
+      for (auto& d : *held)
+        if (d.name.rfind("nfo", 0) == 0) c->vdpa_devices_[d.name] = d;
+  }
   // What the devices already hold (a restart): adopt it, so that nothing is
   // installed twice and nothing unchanged is touched.
   const auto adopted = c->applier_->adoptInstalled();
@@ -308,9 +327,21 @@ json Controller::portJson(const model::Port& port) const {
     ++sw_failed;
     sw_objects.push_back({{"object", object}, {"error", control::errorJson(error)}});
   }
+  json devices = json::object();
+  const std::string vdpa_name = vdpa::deviceName(port.key);
+  if (auto it = vdpa_devices_.find(vdpa_name); it != vdpa_devices_.end())
+    devices["vdpa"] = {{"name", vdpa_name},
+                       {"path", it->second.vhost_vdpa_path.empty() ? it->second.socket_path : it->second.vhost_vdpa_path}};
+  for (const auto& what : {"vdpa " + vdpa_name, port.vf ? "vf " + std::to_string(*port.vf) : std::string()}) {
+    if (auto it = device_failures_.find(what); !what.empty() && it != device_failures_.end()) {
+      ++sw_failed;
+      sw_objects.push_back({{"object", what}, {"error", control::errorJson(it->second)}});
+    }
+  }
   const bool degraded = sw_failed > 0;
   return {{"port", model::toJson(port)},
           {"state", degraded ? "degraded" : "installed"},
+          {"devices", devices},
           {"rules", {{"hw", hw}, {"sw", sw}, {"device_refusals", errors}, {"list", rules}}},
           {"software_path_failures", sw_objects}};
 }
@@ -425,6 +456,11 @@ json Controller::read(const json& req, Error& error) {
                       {"destroy_failures", c.destroy_failures}}},
             {"software_path", {{"operations", counters_.sw_ops}, {"failures", counters_.sw_failures},
                                {"objects_failed_now", sw_failures_.size()}}},
+            {"nic", {{"managed", backends_.nic != nullptr}, {"operations", counters_.nic_ops},
+                     {"failures", counters_.nic_failures}, {"vf_macs_set", vf_macs_.size()}}},
+            {"vdpa", {{"backend", backends_.vdpa ? model::toString(backends_.vdpa->kind()) : "none"},
+                      {"operations", counters_.vdpa_ops}, {"failures", counters_.vdpa_failures},
+                      {"devices", vdpa_devices_.size()}}},
             {"controller", {{"reconcile_passes", counters_.reconcile_passes}, {"full_passes", counters_.full_passes},
                             {"retries", counters_.retries}, {"state_saves", counters_.state_saves},
                             {"state_save_failures", counters_.state_save_failures},
@@ -505,11 +541,94 @@ Controller::PassResult Controller::reconcile(bool full, bool verify) {
       sw_failures_.clear();
     }
   }
+  reconcileDevices(result);
   const auto& c = applier_->counters();
   last_pass_summary_ = std::string(full ? "full" : "incremental") + " pass: rules hw " + std::to_string(c.hw) +
                        ", sw " + std::to_string(c.sw) + "; kernel objects " + std::to_string(desired_.sw.size()) +
                        ", failed " + std::to_string(sw_failures_.size());
   return result;
+}
+
+// VF settings and vDPA devices: desired_.vfs / desired_.vdpa_devices
+// against what the NIC and the vDPA backend hold.
+void Controller::reconcileDevices(PassResult& result) {
+  device_failures_.clear();
+  auto failed = [&](const std::string& what, const Error& e, std::uint64_t& counter) {
+    ++counter;
+    ++result.failures;
+    device_failures_[what] = e;
+    spdlog::error("{}: {}", what, e.describe());
+  };
+  if (backends_.nic) {
+    std::map<std::uint16_t, MacAddr> want;
+    for (const auto& v : desired_.vfs) want[v.vf] = v.mac;
+    for (const auto& [vf, mac] : want) {
+      auto it = vf_macs_.find(vf);
+      if (it != vf_macs_.end() && it->second == mac) continue;
+      ++counters_.nic_ops;
+      if (auto s = backends_.nic->setVfMac(vf, mac); !s) {
+        failed("vf " + std::to_string(vf), s.error(), counters_.nic_failures);
+        continue;
+      }
+      spdlog::info("nic: vf {} mac {}", vf, mac.str());
+      vf_macs_[vf] = mac;
+    }
+    for (auto it = vf_macs_.begin(); it != vf_macs_.end();) {
+      if (want.count(it->first)) {
+        ++it;
+        continue;
+      }
+      ++counters_.nic_ops;
+      if (auto s = backends_.nic->releaseVf(it->first); !s) {
+        failed("vf " + std::to_string(it->first), s.error(), counters_.nic_failures);
+        ++it;
+        continue;
+      }
+      spdlog::info("nic: vf {} released (MAC scrubbed)", it->first);
+      it = vf_macs_.erase(it);
+    }
+  }
+  if (backends_.vdpa) {
+    std::map<std::string, const vdpa::VdpaDeviceSpec*> want;
+    for (const auto& d : desired_.vdpa_devices) want[d.name] = &d;
+    for (auto it = vdpa_devices_.begin(); it != vdpa_devices_.end();) {  // gone or changed first
+      auto w = want.find(it->first);
+      const bool keep = w != want.end() && it->second.vf == w->second->vf &&
+                        (!it->second.mac || *it->second.mac == w->second->mac);
+      if (keep) {
+        ++it;
+        continue;
+      }
+      ++counters_.vdpa_ops;
+      if (auto s = backends_.vdpa->destroy(it->first); !s) {
+        failed("vdpa " + it->first, s.error(), counters_.vdpa_failures);
+        ++it;
+        continue;
+      }
+      spdlog::info("vdpa: {} destroyed", it->first);
+      it = vdpa_devices_.erase(it);
+    }
+    for (const auto& [name, spec] : want) {
+      if (vdpa_devices_.count(name)) continue;
+      if (spec->kind != backends_.vdpa->kind()) {
+        failed("vdpa " + name,
+               makeError(ErrorCode::kUnsupported, "port.vdpa", model::toString(spec->kind),
+                         std::string("port ") + spec->port.str() + " asks for vDPA '" + model::toString(spec->kind) +
+                             "' but this host runs the '" + model::toString(backends_.vdpa->kind()) + "' backend"),
+               counters_.vdpa_failures);
+        continue;
+      }
+      ++counters_.vdpa_ops;
+      auto dev = backends_.vdpa->create(*spec);
+      if (!dev) {
+        failed("vdpa " + name, dev.error(), counters_.vdpa_failures);
+        continue;
+      }
+      spdlog::info("vdpa: {} created on vf {} ({})", name, spec->vf,
+                   dev->vhost_vdpa_path.empty() ? dev->socket_path : dev->vhost_vdpa_path);
+      vdpa_devices_[name] = std::move(dev).value();
+    }
+  }
 }
 
 void Controller::scheduleRetry(bool failed) {
@@ -583,6 +702,14 @@ std::string Controller::metricsText(const control::ServerCounters* server) const
   m.set("nicoffload_software_path_failures_total", "", static_cast<double>(counters_.sw_failures));
   m.describe("nicoffload_software_path_objects_failed", "gauge", "Kernel objects failing now (retried).");
   m.set("nicoffload_software_path_objects_failed", "", static_cast<double>(sw_failures_.size()));
+  m.describe("nicoffload_device_operations_total", "counter", "NIC (VF settings) and vDPA operations.");
+  m.set("nicoffload_device_operations_total", "backend=\"nic\"", static_cast<double>(counters_.nic_ops));
+  m.set("nicoffload_device_operations_total", "backend=\"vdpa\"", static_cast<double>(counters_.vdpa_ops));
+  m.describe("nicoffload_device_failures_total", "counter", "NIC and vDPA operations that failed.");
+  m.set("nicoffload_device_failures_total", "backend=\"nic\"", static_cast<double>(counters_.nic_failures));
+  m.set("nicoffload_device_failures_total", "backend=\"vdpa\"", static_cast<double>(counters_.vdpa_failures));
+  m.describe("nicoffload_vdpa_devices", "gauge", "vDPA devices backing ports.");
+  m.set("nicoffload_vdpa_devices", "", static_cast<double>(vdpa_devices_.size()));
   m.describe("nicoffload_reconcile_passes_total", "counter", "Reconcile passes by kind.");
   m.set("nicoffload_reconcile_passes_total", "kind=\"any\"", static_cast<double>(counters_.reconcile_passes));
   m.set("nicoffload_reconcile_passes_total", "kind=\"full\"", static_cast<double>(counters_.full_passes));

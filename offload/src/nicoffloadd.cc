@@ -18,7 +18,11 @@
 
 #include "nicoffload/model/parse.h"
 #include "nicoffload/offload/flow_backends.h"
+#include "nicoffload/offload/sim_nic.h"
 #include "nicoffload/offload/software_path.h"
+#include "nicoffload/offload/sysfs_nic_backend.h"
+#include "nicoffload/vdpa/kernel_vdpa_backend.h"
+#include "nicoffload/vdpa/sim_vdpa_backend.h"
 #include "nicoffload/offload/control.h"
 #include "nicoffload/offload/controller.h"
 #include "nicoffload/offload/metrics.h"
@@ -101,6 +105,42 @@ int main(int argc, char** argv) {
     backends.software_path = std::move(sw).value();
     spdlog::info("software path: kernel{}", host->kernel_netns.empty() ? "" : " in namespace " + host->kernel_netns);
   }
+
+  // NIC management (SR-IOV, eswitch, VF settings) and vDPA devices. The
+  // simulated NIC keeps a /sys-shaped tree next to the simulated flow table.
+  std::unique_ptr<offload::SimNic> sim_nic;
+  if (host->nic_backend == model::NicBackendKind::kSim) {
+    auto sn = offload::SimNic::open({host->sim_device_dir + "/nic-" + host->uplink_pci, *profile, host->uplink_pci,
+                                     host->uplink_netdev.empty() ? "simpf0" : host->uplink_netdev});
+    if (!sn) return fatal(sn.error());
+    sim_nic = std::move(sn).value();
+    backends.nic = sim_nic->makeBackend();
+  } else {
+    offload::SysfsNicOptions no;
+    no.pf_pci = host->uplink_pci;
+    no.pf_netdev = host->uplink_netdev;
+    no.profile = *profile;
+    backends.nic = offload::makeSysfsNicBackend(no);
+  }
+  switch (host->vdpa_backend) {
+    case model::VdpaKind::kNone: break;
+    case model::VdpaKind::kSim:
+      if (!sim_nic) return fatal(makeError(ErrorCode::kConflict, "backends.vdpa", "sim", "vDPA 'sim' needs backends.nic 'sim'"));
+      backends.vdpa = vdpa::makeSimVdpaBackend(*sim_nic);
+      break;
+    case model::VdpaKind::kKernel: {
+      vdpa::KernelVdpaOptions vo;
+      vo.pf_pci = host->uplink_pci;
+      vo.profile = *profile;
+      backends.vdpa = vdpa::makeKernelVdpaBackend(vo);
+      break;
+    }
+    case model::VdpaKind::kDpdk:
+      return fatal(makeError(ErrorCode::kUnsupported, "backends.vdpa", "dpdk",
+                             "the DPDK vDPA backend (vhost-user) is not driven by nicoffloadd yet; use 'kernel', "
+                             "'sim' or 'none'"));
+  }
+  spdlog::info("nic backend {}, vdpa backend {}", model::toString(host->nic_backend), model::toString(host->vdpa_backend));
 
   offload::ControllerOptions options;
   options.reconcile_interval = std::chrono::milliseconds(host->reconcile_interval_ms);

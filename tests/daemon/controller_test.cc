@@ -7,7 +7,9 @@
 
 #include "nicoffload/model/parse.h"
 #include "nicoffload/offload/controller.h"
+#include "nicoffload/offload/sim_nic.h"
 #include "nicoffload/simnic/sim_nic.h"
+#include "nicoffload/vdpa/sim_vdpa_backend.h"
 #include "temp_dirs.h"
 
 namespace nicoffload::offload {
@@ -118,7 +120,9 @@ struct Fixture {
     profile = *p;
   }
 
-  void start(bool with_sw = true) {
+  std::unique_ptr<offload::SimNic> nic_mgmt;  // SR-IOV / eswitch / vDPA simulation, when devices = true
+
+  void start(bool with_sw = true, bool devices = false) {
     auto n = simnic::SimNic::open(profile, host.vf_count, host.sim_device_dir);
     ASSERT_TRUE(n.ok()) << n.error().describe();
     nic = n->get();
@@ -128,6 +132,15 @@ struct Fixture {
       auto s = std::make_unique<MemorySoftwarePath>();
       sw = s.get();
       b.software_path = std::move(s);
+    }
+    if (devices) {
+      if (!nic_mgmt) {
+        auto m = offload::SimNic::open({dir + "/nicmgmt", profile, host.uplink_pci, "simpf0"});
+        ASSERT_TRUE(m.ok()) << m.error().describe();
+        nic_mgmt = std::move(m).value();
+      }
+      b.nic = nic_mgmt->makeBackend();
+      b.vdpa = vdpa::makeSimVdpaBackend(*nic_mgmt);
     }
     ControllerOptions o;
     o.retry_min = milliseconds(100);
@@ -322,6 +335,45 @@ TEST(Controller, VfPoolAssignsReleasesAndIsPersisted) {
   ASSERT_TRUE(pool.contains("assignments")) << state->extra.dump();
   EXPECT_EQ(pool["assignments"].size(), 2u);
   EXPECT_EQ(pool["pf"], "0000:03:00.0");
+}
+
+TEST(Controller, DrivesTheNicAndVdpaBackends) {
+  Fixture f;
+  f.host.vdpa_backend = model::VdpaKind::kSim;
+  f.start(true, true);
+  // Start put the simulated PF in switchdev with the configured VFs.
+  auto st = f.nic_mgmt->makeBackend()->status();
+  ASSERT_TRUE(st.ok()) << st.error().describe();
+  ASSERT_TRUE(st->eswitch_mode.has_value());
+  EXPECT_EQ(*st->eswitch_mode, model::EswitchMode::kSwitchdev);
+  EXPECT_EQ(st->num_vfs, f.host.vf_count);
+
+  auto r = f.call({{"op", "port.add"}, {"port", Fixture::port(1)}});
+  ASSERT_TRUE(r["ok"]) << r.dump();
+  EXPECT_EQ(r["result"]["status"]["state"], "installed") << r.dump(1);
+  const auto vf = r["result"]["port"]["vf"].get<int>();
+  st = f.nic_mgmt->makeBackend()->status();
+  ASSERT_TRUE(st.ok());
+  ASSERT_TRUE(st->vfs.at(vf).mac.has_value());
+  EXPECT_EQ(st->vfs.at(vf).mac->str(), "52:54:00:00:00:01") << "the VF carries the guest MAC";
+  const auto name = vdpa::deviceName({Fixture::port(1)["vm"], 0});
+  EXPECT_EQ(r["result"]["status"]["devices"]["vdpa"]["name"], name);
+  EXPECT_NE(r["result"]["status"]["devices"]["vdpa"]["path"].get<std::string>().find("vhost-vdpa-"), std::string::npos);
+  ASSERT_EQ(f.nic_mgmt->vdpaDevs().size(), 1u);
+  EXPECT_EQ(f.nic_mgmt->vdpaDevs()[0].name, name);
+
+  // A restart adopts the device and the VF MAC: nothing created again.
+  f.ctl.reset();
+  f.start(true, true);
+  EXPECT_EQ(f.ctl->counters().vdpa_ops, 0u);
+  EXPECT_EQ(f.ctl->counters().nic_ops, 0u);
+
+  // Removal destroys the vDPA device and scrubs the VF.
+  ASSERT_TRUE(f.call({{"op", "port.remove"}, {"vm", Fixture::port(1)["vm"]}, {"nic", 0}})["ok"]);
+  EXPECT_TRUE(f.nic_mgmt->vdpaDevs().empty());
+  st = f.nic_mgmt->makeBackend()->status();
+  ASSERT_TRUE(st.ok());
+  EXPECT_TRUE(!st->vfs.at(vf).mac || st->vfs.at(vf).mac->isZero()) << "MAC scrubbed";
 }
 
 }  // namespace

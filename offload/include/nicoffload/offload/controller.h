@@ -36,6 +36,8 @@
 #include "nicoffload/offload/metrics.h"
 #include "nicoffload/offload/software_path.h"
 #include "nicoffload/offload/state_store.h"
+#include "nicoffload/offload/nic_backend.h"
+#include "nicoffload/vdpa/vdpa_backend.h"
 #include "nicoffload/vdpa/vf_pool.h"
 
 namespace nicoffload::offload {
@@ -52,6 +54,8 @@ struct ControllerOptions {
 struct Backends {
   std::unique_ptr<flowrules::FlowBackend> flow;  // sim or dpdk; required
   std::unique_ptr<SoftwarePath> software_path;   // kernel, or null when backends.software_path is none
+  std::unique_ptr<NicBackend> nic;               // SR-IOV, eswitch, VF settings; null = not managed
+  std::unique_ptr<vdpa::VdpaBackend> vdpa;       // vDPA devices; null = none
 };
 
 // Status of one port, as the API shows it.
@@ -95,6 +99,10 @@ class Controller {
     std::uint64_t ports_added = 0;
     std::uint64_t ports_removed = 0;
     std::uint64_t requests_refused = 0;
+    std::uint64_t nic_ops = 0;
+    std::uint64_t nic_failures = 0;
+    std::uint64_t vdpa_ops = 0;
+    std::uint64_t vdpa_failures = 0;
   };
   const Counters& counters() const { return counters_; }
 
@@ -140,6 +148,10 @@ class Controller {
   flowrules::DesiredState desired_;
   flowrules::SoftwarePathState sw_installed_;
   std::map<std::string, Error> sw_failures_;  // object -> last error (kernel path)
+  std::map<std::uint16_t, MacAddr> vf_macs_;  // VF MACs the NIC holds (set by us or read back)
+  std::map<std::string, vdpa::VdpaDevice> vdpa_devices_;  // by device name, as created / read back
+  std::map<std::string, Error> device_failures_;  // "vf 3" / "vdpa nfo..." -> last error
+  void reconcileDevices(PassResult& result);
   std::vector<flowrules::RuleDependency> dependencies_;
 
   SteadyClock::time_point started_;
