@@ -50,33 +50,43 @@ class Run {
     json port;  // the daemon's view of the port (VF assigned, representor)
   };
 
-  // port.add for every port. Returns false after having reported a failure.
+  // port.add for every port, pipelined. Returns false after having reported
+  // a failure (the first port that failed, in metadata order).
   bool addAll(const Domain& d, bool undo_on_failure, std::vector<Added>& added) {
+    std::vector<json> requests;
+    for (const auto& port : d.ports) requests.push_back(json{{"op", "port.add"}, {"port", model::toJson(port)}});
+    const auto replies = daemon_.callAll(requests);
+    const DaemonReply* failed = nullptr;
+    const model::Port* failed_port = nullptr;
     for (std::size_t i = 0; i < d.ports.size(); ++i) {
       const auto& port = d.ports[i];
-      DaemonReply r = daemon_.call(json{{"op", "port.add"}, {"port", model::toJson(port)}});
+      const DaemonReply& r = replies.at(i);
       if (r.kind == DaemonReply::Kind::kOk) {
         added.push_back({port.key, r.result.value("port", json::object())});
         if (r.result.contains("status") && r.result["status"].value("state", "") == "degraded")
           warn("warning: port " + port.mac.str() + " (interface " + std::to_string(port.key.nic) +
                ") is degraded: part of its software path failed; nicoffloadd retries");
-        continue;
+      } else if (!failed) {
+        failed = &r;
+        failed_port = &port;
       }
-      if (undo_on_failure) undo(added);
-      if (r.kind == DaemonReply::Kind::kUnavailable) {
-        daemonDown(r.error);
-        return false;
-      }
-      fail("port " + port.mac.str() + " (interface " + std::to_string(port.key.nic) +
-           ") refused by nicoffloadd: " + r.error.describe());
+    }
+    if (!failed) return true;
+    if (undo_on_failure) undo(added);
+    if (failed->kind == DaemonReply::Kind::kUnavailable) {
+      daemonDown(failed->error);
       return false;
     }
-    return true;
+    fail("port " + failed_port->mac.str() + " (interface " + std::to_string(failed_port->key.nic) +
+         ") refused by nicoffloadd: " + failed->error.describe());
+    return false;
   }
 
   void undo(const std::vector<Added>& added) {
+    std::vector<json> requests;
     for (auto it = added.rbegin(); it != added.rend(); ++it)
-      daemon_.call(json{{"op", "port.remove"}, {"vm", it->key.vm}, {"nic", it->key.nic}});
+      requests.push_back(json{{"op", "port.remove"}, {"vm", it->key.vm}, {"nic", it->key.nic}});
+    daemon_.callAll(requests);
   }
 
   // Removes the domain's ports: those the metadata names and every port
@@ -97,14 +107,18 @@ class Run {
           nics.insert(static_cast<std::uint16_t>(p["nic"].get<long long>()));
       }
     }
-    for (auto nic : nics) {
-      DaemonReply r = daemon_.call(json{{"op", "port.remove"}, {"vm", uuid}, {"nic", nic}});
+    std::vector<json> requests;
+    for (auto nic : nics) requests.push_back(json{{"op", "port.remove"}, {"vm", uuid}, {"nic", nic}});
+    const auto replies = daemon_.callAll(requests);
+    for (std::size_t i = 0; i < replies.size(); ++i) {
+      const DaemonReply& r = replies[i];
       if (r.kind == DaemonReply::Kind::kUnavailable) {
         daemonDown(r.error);
         return;
       }
       if (r.kind == DaemonReply::Kind::kRefused)
-        warn("warning: removing port " + uuid + "/" + std::to_string(nic) + ": " + r.error.describe());
+        warn("warning: removing port " + requests[i]["vm"].get<std::string>() + "/" +
+             std::to_string(requests[i]["nic"].get<int>()) + ": " + r.error.describe());
     }
   }
 

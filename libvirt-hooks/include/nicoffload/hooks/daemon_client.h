@@ -3,6 +3,8 @@
 // unit tests inject a fake.
 #pragma once
 
+#include <vector>
+
 #include <nlohmann/json.hpp>
 
 #include "nicoffload/common/error.h"
@@ -30,6 +32,17 @@ class DaemonClient {
   // Sends one request ({"op": ...}) and returns its outcome. Must return
   // within the hook's time bound.
   virtual DaemonReply call(const nlohmann::json& request) = 0;
+
+  // Sends every request, then collects the replies (in request order). A
+  // client over the socket pipelines them, so that nicoffloadd admits them in
+  // one batch (one state write instead of one per port). The default sends
+  // them one by one.
+  virtual std::vector<DaemonReply> callAll(const std::vector<nlohmann::json>& requests) {
+    std::vector<DaemonReply> out;
+    out.reserve(requests.size());
+    for (const auto& r : requests) out.push_back(call(r));
+    return out;
+  }
 };
 
 }  // namespace nicoffload::hooks
