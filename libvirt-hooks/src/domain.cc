@@ -243,7 +243,9 @@ Result<std::string> interfaceXmlFor(const model::Port& port, const std::string& 
   iface.append_child("mac").append_attribute("address") = port.mac.str().c_str();
   pugi::xml_node target = iface.append_child("target");
   target.append_attribute("dev") = dev.c_str();
-  target.append_attribute("managed") = "no";
+  // libvirt creates the tap, which stands for the representor (simulation,
+  // tests). On a real hypervisor the VM's NIC is vdpa or vhostuser.
+  target.append_attribute("managed") = "yes";
   iface.append_child("model").append_attribute("type") = "virtio";
   if (port.mtu != 1500) iface.append_child("mtu").append_attribute("size") = static_cast<unsigned>(port.mtu);
   return render(doc);

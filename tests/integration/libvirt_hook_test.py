@@ -14,7 +14,7 @@ program kernel objects into namespaces it owns. The software path itself is
 covered by swpath_namespaces_packets and daemon_socket_lifecycle; here the
 kernel object checked is libvirt's tap.
 
-usage: libvirt_hook_test.py NICOFFLOADD NICOFFLOAD_HOOK SOURCE_DIR"""
+usage: libvirt_hook_test.py NICOFFLOADD NICOFFLOAD_HOOK NICOFFLOADCTL SOURCE_DIR"""
 
 import json
 import os
@@ -71,7 +71,7 @@ def link_exists(name):
 
 
 def main():
-    daemon_bin, hook_bin, root = sys.argv[1], sys.argv[2], sys.argv[3]
+    daemon_bin, hook_bin, ctl, root = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
     if os.geteuid() != 0:
         print("FAIL: needs root (CI runs as root)")
         return 1
@@ -167,6 +167,28 @@ def main():
         t.check("rules gone after destroy", delivered(rules) == [] and not any(
             x["class"] == "anti-spoofing" for x in rules), rules)
         t.check("taps gone after destroy", not any(link_exists(x) for x in tap_a))
+
+        # --- a domain defined from what `nicoffloadctl domain-xml` prints ---
+        c_name, c_uuid, c_tap = f"nfo-hook-c-{pid}", str(uuid.uuid4()), f"nfc{pid}0"
+        out = run(ctl, "domain-xml", "--vm", c_uuid, "--mac", "52:54:00:7c:00:01", "--address", "10.77.5.1/32",
+                  "--source", c_tap, check=False)
+        t.check("nicoffloadctl domain-xml", out.returncode == 0 and "<metadata>" in out.stdout, out.stderr)
+        iface, _, meta = out.stdout.partition("<metadata>")
+        c_path = f"{world.dir}/{c_name}.xml"
+        with open(c_path, "w") as f:
+            f.write(f"<domain type='qemu'><name>{c_name}</name><uuid>{c_uuid}</uuid><metadata>{meta}"
+                    "<memory unit='MiB'>64</memory><vcpu>1</vcpu>"
+                    "<os><type arch='x86_64' machine='pc'>hvm</type></os>"
+                    f"<devices>{iface}<console type='pty'/></devices></domain>")
+        r = virsh("define", c_path)
+        if r.returncode == 0:
+            domains.append(c_name)
+        t.check("libvirt accepts the domain-xml snippets", r.returncode == 0, r.stderr)
+        r = virsh("start", c_name)
+        t.check("the domain-xml domain starts with its port", r.returncode == 0 and ports_of(c_uuid) == [(0, c_tap)],
+                r.stderr + str(ports_of(c_uuid)))
+        virsh("destroy", c_name)
+        t.check("and stops without it", ports_of(c_uuid) == [])
 
         # --- a port nicoffloadd refuses: the start fails with the hook's message ---
         r = virsh("start", a)

@@ -81,8 +81,10 @@ Result<std::string> rewriteInterfaces(std::string_view xml, const std::vector<In
 
 // nicoffloadctl domain-xml: the <interface> and <metadata> to put into a
 // domain definition for `port`.
-//  kind "ethernet": <interface type='ethernet'> with <target dev=representor>
-//                   (the port's representor name; required);
+//  kind "ethernet": <interface type='ethernet'> with <target dev=X managed='yes'>,
+//                   X = `source`, else the port's representor name: a tap
+//                   libvirt creates that stands for the representor (tests,
+//                   simulation);
 //  kind "vdpa":     <interface type='vdpa'> with <source dev=source> (absolute);
 //  kind "vhostuser":<interface type='vhostuser'> with the socket `source`.
 // Errors: kInvalidValue for an unknown kind or a missing/relative source.
