@@ -50,75 +50,28 @@ def hook(binary, env, name, op, sub, xml):
         raise RuntimeError(f"hook {op} {name}: exit {r.returncode}: {r.stderr.strip()}")
 
 
-def hook_latency(hook_bin, env, rounds):
-    doms = []
+def spawn_bench(spawner, hook_bin, env, rounds, files):
+    """Runs the C++ spawner: (samples, p50, p99, max, prepare p50, prepare p99)."""
+    r = subprocess.run([spawner, hook_bin, str(rounds)] + files, capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        raise RuntimeError(f"spawner: {r.stderr.strip()}")
+    f = r.stdout.split()
+    return int(f[0]), *map(float, f[1:])
+
+
+def hook_latency(spawner, hook_bin, env, rounds, workdir):
+    ours, bare = [], []
     for v in range(CONCURRENCY):
         nics = [(f"52:54:00:bb:{v:02x}:{n:02x}", f"bt{v}n{n}", f"10.88.{v}.{n + 1}/32") for n in range(NICS)]
-        name = f"bench-{v}"
-        doms.append((name, domain_xml(name, str(uuid.uuid4()), nics)))
-    lat, prep = [], []
-    lock = threading.Lock()
-    errors = []
-
-    def vm(name, xml, barrier):
-        try:
-            barrier.wait()
-            t0 = time.perf_counter()
-            hook(hook_bin, env, name, "prepare", "begin", xml)
-            t1 = time.perf_counter()
-            hook(hook_bin, env, name, "start", "begin", xml)
-            t2 = time.perf_counter()
-            with lock:
-                lat.append((t2 - t0) * 1000)
-                prep.append((t1 - t0) * 1000)
-        except Exception as e:  # noqa: BLE001
-            errors.append(str(e))
-
-    for _ in range(rounds):
-        barrier = threading.Barrier(CONCURRENCY)
-        threads = [threading.Thread(target=vm, args=(n, x, barrier)) for n, x in doms]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-        if errors:
-            raise RuntimeError(errors[0])
-        # Untimed: release, so that every round starts from the same state.
-        rel = [threading.Thread(target=hook, args=(hook_bin, env, n, "release", "end", x)) for n, x in doms]
-        for th in rel:
-            th.start()
-        for th in rel:
-            th.join()
-    # The hook process alone: the same 32 x 2 runs on a domain without
-    # nicoffload metadata (no daemon call): what spawning the hook costs.
-    bare, bare_lock = [], threading.Lock()
-
-    def bare_vm(xml, barrier):
-        x = xml.replace(NS, "http://example.org/not-ours")
-        barrier.wait()
-        t0 = time.perf_counter()
-        hook(hook_bin, env, "bare", "prepare", "begin", x)
-        hook(hook_bin, env, "bare", "start", "begin", x)
-        with bare_lock:
-            bare.append((time.perf_counter() - t0) * 1000)
-
-    for _ in range(max(1, rounds // 3)):
-        barrier = threading.Barrier(CONCURRENCY)
-        threads = [threading.Thread(target=bare_vm, args=(x, barrier)) for _, x in doms]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-    # One domain alone, as a reference without contention.
-    solo = []
-    for _ in range(rounds * 4):
-        name, xml = doms[0]
-        t0 = time.perf_counter()
-        hook(hook_bin, env, name, "prepare", "begin", xml)
-        hook(hook_bin, env, name, "start", "begin", xml)
-        solo.append((time.perf_counter() - t0) * 1000)
-        hook(hook_bin, env, name, "release", "end", xml)
-    return lat, prep, solo, bare
+        xml = domain_xml(f"bench-{v}", str(uuid.uuid4()), nics)
+        for lst, tag, text in ((ours, "ours", xml), (bare, "bare", xml.replace(NS, "http://example.org/not-ours"))):
+            path = f"{workdir}/{tag}-{v}.xml"
+            with open(path, "w") as f:
+                f.write(text)
+            lst.append(path)
+    return (spawn_bench(spawner, hook_bin, env, rounds, ours),
+            spawn_bench(spawner, hook_bin, env, rounds, bare),
+            spawn_bench(spawner, hook_bin, env, rounds * 8, ours[:1]))
 
 
 def virsh(*args):
@@ -150,21 +103,22 @@ def virsh_start_times(root, hook_bin, hook_cfg, workdir, n):
     with open(path, "w") as f:
         f.write(domain_xml(name, str(uuid.uuid4()), [("52:54:00:bc:00:01", tap, "10.89.0.1/32")]))
     virsh("define", path)
-    out = {}
+    out = {"without hook": [], "with hook": []}
     try:
-        for label in ("without hook", "with hook"):
-            if label == "with hook":
-                run(installer, "--binary", hook_bin, "--config", hook_cfg)
-                time.sleep(1)
-            times = []
-            for _ in range(n):
+        # Interleaved, so that the load of the machine hits both alike.
+        for _ in range(n):
+            for label in ("without hook", "with hook"):
+                if label == "with hook":
+                    run(installer, "--binary", hook_bin, "--config", hook_cfg)
+                else:
+                    run(installer, "--uninstall")
+                time.sleep(0.5)  # libvirtd re-reads its hook directory on SIGHUP
                 t0 = time.perf_counter()
                 r = virsh("start", name)
                 if r.returncode != 0:
                     raise RuntimeError(f"virsh start: {r.stderr.strip()}")
-                times.append((time.perf_counter() - t0) * 1000)
+                out[label].append((time.perf_counter() - t0) * 1000)
                 virsh("destroy", name)
-            out[label] = times
     finally:
         virsh("destroy", name)
         virsh("undefine", name)
@@ -196,20 +150,20 @@ def main():
         with open(hook_cfg, "w") as f:
             json.dump({"socket": cfg["socket"], "timeout_ms": 5000}, f)
         env = dict(os.environ, NICOFFLOAD_HOOK_CONFIG=hook_cfg)
-        lat, prep, solo, bare = hook_latency(hook_bin, env, rounds)
-        print(f"hook prepare+start, {NICS} NICs, {CONCURRENCY} domains at once, {rounds} rounds "
-              f"({len(lat)} samples): p50 {pct(lat, 50):.2f} ms, p99 {pct(lat, 99):.2f} ms, "
-              f"max {max(lat):.2f} ms (target p99 <= 10 ms)")
-        print(f"  of which prepare: p50 {pct(prep, 50):.2f} ms, p99 {pct(prep, 99):.2f} ms")
-        print(f"  the same 32 x (prepare+start) without metadata (hook processes only, no daemon call): "
-              f"p50 {pct(bare, 50):.2f} ms, p99 {pct(bare, 99):.2f} ms")
-        print(f"hook prepare+start, one domain alone ({len(solo)} samples): p50 {pct(solo, 50):.2f} ms, "
-              f"p99 {pct(solo, 99):.2f} ms")
+        spawner = os.path.join(os.path.dirname(hook_bin), "..", "bench", "nicoffload_hook_spawn_bench")
+        (n, p50, p99, mx, pp50, pp99), bare, solo = hook_latency(spawner, hook_bin, env, rounds, world.dir)
+        print(f"hook prepare+start, {NICS} NICs, {CONCURRENCY} domains at once, {rounds} rounds ({n} samples): "
+              f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {mx:.2f} ms (target p99 <= 10 ms)")
+        print(f"  of which prepare: p50 {pp50:.2f} ms, p99 {pp99:.2f} ms")
+        print(f"  the same without nicoffload metadata (hook processes only, no daemon call): "
+              f"p50 {bare[1]:.2f} ms, p99 {bare[2]:.2f} ms")
+        print(f"hook prepare+start, one domain alone ({solo[0]} samples): p50 {solo[1]:.2f} ms, "
+              f"p99 {solo[2]:.2f} ms")
         if "--no-virsh" not in rest:
             v = virsh_start_times(root, hook_bin, hook_cfg, world.dir, 10)
             if v:
                 a, b = statistics.median(v["without hook"]), statistics.median(v["with hook"])
-                print(f"virsh start (diskless TCG, 1 NIC), median of 10: without hook {a:.0f} ms, "
+                print(f"virsh start (diskless TCG, 1 NIC), median of 10, interleaved: without hook {a:.0f} ms, "
                       f"with hook {b:.0f} ms, difference {b - a:+.0f} ms")
     finally:
         if daemon:
