@@ -24,7 +24,8 @@ extern char** environ;
 
 namespace {
 
-bool runHook(const std::string& hook, const std::string& xml_file, const char* op, const char* sub) {
+bool runHook(const std::string& hook, const std::string& xml_file, const char* op,
+             const char* sub) {
   const int fd = ::open(xml_file.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return false;
   posix_spawn_file_actions_t fa;
@@ -32,7 +33,8 @@ bool runHook(const std::string& hook, const std::string& xml_file, const char* o
   posix_spawn_file_actions_adddup2(&fa, fd, 0);
   const std::string name = "bench";
   std::vector<char*> argv{const_cast<char*>(hook.c_str()), const_cast<char*>(name.c_str()),
-                          const_cast<char*>(op), const_cast<char*>(sub), const_cast<char*>("-"), nullptr};
+                          const_cast<char*>(op),           const_cast<char*>(sub),
+                          const_cast<char*>("-"),          nullptr};
   pid_t pid = 0;
   const int rc = posix_spawn(&pid, hook.c_str(), &fa, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&fa);
@@ -45,7 +47,8 @@ bool runHook(const std::string& hook, const std::string& xml_file, const char* o
 
 double pct(std::vector<double> v, double p) {
   std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<std::size_t>(p / 100.0 * static_cast<double>(v.size() - 1) + 0.5))];
+  return v[std::min(v.size() - 1,
+                    static_cast<std::size_t>(p / 100.0 * static_cast<double>(v.size() - 1) + 0.5))];
 }
 
 }  // namespace
@@ -80,7 +83,8 @@ int main(int argc, char** argv) {
       });
     for (auto& t : threads) t.join();
     threads.clear();
-    for (const auto& f : files) threads.emplace_back([&, f] { runHook(hook, f, "release", "end"); });
+    for (const auto& f : files)
+      threads.emplace_back([&, f] { runHook(hook, f, "release", "end"); });
     for (auto& t : threads) t.join();
   }
   if (!ok) {

@@ -3,11 +3,10 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
-#include <set>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
 #include <pugixml.hpp>
+#include <set>
+#include <sstream>
 
 #include "nicoffload/model/parse.h"
 #include "nicoffload/vdpa/domain_xml.h"
@@ -48,19 +47,20 @@ std::string localName(pugi::xml_node node) {
 }
 
 bool isOurs(pugi::xml_node node, const char* local) {
-  return node.type() == pugi::node_element && localName(node) == local && namespaceOf(node) == kMetadataNamespace;
+  return node.type() == pugi::node_element && localName(node) == local &&
+         namespaceOf(node) == kMetadataNamespace;
 }
 
 Result<pugi::xml_document*> load(pugi::xml_document& doc, std::string_view xml) {
   const auto r = doc.load_buffer(xml.data(), xml.size(), pugi::parse_default, pugi::encoding_utf8);
   if (!r)
     return makeError(ErrorCode::kInvalidValue, "domain XML", "",
-                     std::string("the domain XML is not well-formed: ") + r.description() + " at byte " +
-                         std::to_string(r.offset));
+                     std::string("the domain XML is not well-formed: ") + r.description() +
+                         " at byte " + std::to_string(r.offset));
   if (std::string_view(doc.document_element().name()) != "domain")
-    return makeError(ErrorCode::kInvalidValue, "domain XML", doc.document_element().name(),
-                     std::string("the root element is <") + doc.document_element().name() +
-                         ">, not <domain>");
+    return makeError(
+        ErrorCode::kInvalidValue, "domain XML", doc.document_element().name(),
+        std::string("the root element is <") + doc.document_element().name() + ">, not <domain>");
   return &doc;
 }
 
@@ -105,7 +105,8 @@ Result<json> numberAttr(const std::string& field, const char* text) {
 Error renamePortField(Error e, const std::string& path) {
   // parsePort speaks JSON ("addresses[0]", "vm"); the metadata speaks XML.
   const std::string addresses = path + ".addresses";
-  if (e.field.rfind(addresses, 0) == 0) e.field = path + ".address" + e.field.substr(addresses.size());
+  if (e.field.rfind(addresses, 0) == 0)
+    e.field = path + ".address" + e.field.substr(addresses.size());
   if (e.field == path + ".vm") e.field = "uuid";
   return e;
 }
@@ -121,7 +122,8 @@ Status readPorts(pugi::xml_node domain, Domain& out) {
       const std::string path = "nfo:port[" + std::to_string(count) + "]";
       if (!isOurs(node, "port"))
         return makeError(ErrorCode::kUnknownField, "nfo:ports", node.name(),
-                         std::string("unknown element <") + node.name() + "> in <nfo:ports> (expected <nfo:port>)");
+                         std::string("unknown element <") + node.name() +
+                             "> in <nfo:ports> (expected <nfo:port>)");
       ++count;
       json doc{{"vm", out.uuid}, {"nic", 0}};
       for (pugi::xml_attribute a : node.attributes()) {
@@ -142,13 +144,15 @@ Status readPorts(pugi::xml_node domain, Domain& out) {
         }
       }
       if (!doc.contains("mac"))
-        return makeError(ErrorCode::kMissingField, path + ".mac", "", "the port has no mac attribute");
+        return makeError(ErrorCode::kMissingField, path + ".mac", "",
+                         "the port has no mac attribute");
       json addresses = json::array();
       for (pugi::xml_node child : node.children()) {
         if (child.type() == pugi::node_pcdata && trim(child.value()).empty()) continue;
         if (!isOurs(child, "address"))
           return makeError(ErrorCode::kUnknownField, path, child.name(),
-                           std::string("unknown content <") + child.name() + "> in a port (expected <nfo:address>)");
+                           std::string("unknown content <") + child.name() +
+                               "> in a port (expected <nfo:address>)");
         addresses.push_back(trim(child.child_value()));
       }
       if (addresses.empty())
@@ -160,7 +164,8 @@ Status readPorts(pugi::xml_node domain, Domain& out) {
       if (!port) return renamePortField(port.error(), path);
       const std::string mac = port->mac.str();
       if (!macs.insert(mac).second)
-        return makeError(ErrorCode::kDuplicate, path + ".mac", mac, "two ports name the MAC " + mac);
+        return makeError(ErrorCode::kDuplicate, path + ".mac", mac,
+                         "two ports name the MAC " + mac);
       const auto it = std::find_if(out.interfaces.begin(), out.interfaces.end(),
                                    [&](const DomainInterface& i) { return i.mac == mac; });
       if (it == out.interfaces.end())
@@ -178,7 +183,8 @@ Status readPorts(pugi::xml_node domain, Domain& out) {
 
 std::string render(const pugi::xml_document& doc) {
   std::ostringstream out;
-  doc.save(out, "  ", pugi::format_indent | pugi::format_no_declaration | pugi::format_attribute_single_quote);
+  doc.save(out, "  ",
+           pugi::format_indent | pugi::format_no_declaration | pugi::format_attribute_single_quote);
   return out.str();
 }
 
@@ -203,10 +209,12 @@ Result<Domain> parseDomainXml(std::string_view xml) {
   return out;
 }
 
-Result<std::string> rewriteInterfaces(std::string_view xml, const std::vector<InterfaceRewrite>& rewrites) {
+Result<std::string> rewriteInterfaces(std::string_view xml,
+                                      const std::vector<InterfaceRewrite>& rewrites) {
   pugi::xml_document doc;
   if (auto r = load(doc, xml); !r) return r.error();
-  auto setAttr = [](pugi::xml_node parent, const char* child, const char* attr, const std::string& value) {
+  auto setAttr = [](pugi::xml_node parent, const char* child, const char* attr,
+                    const std::string& value) {
     pugi::xml_node c = parent.child(child);
     if (!c) c = parent.append_child(child);
     pugi::xml_attribute a = c.attribute(attr);
@@ -219,24 +227,29 @@ Result<std::string> rewriteInterfaces(std::string_view xml, const std::vector<In
     for (const auto& r : rewrites) {
       if (r.mac != mac->str()) continue;
       const std::string type = iface.attribute("type").value();
-      if (type == "ethernet" && !r.target_dev.empty()) setAttr(iface, "target", "dev", r.target_dev);
+      if (type == "ethernet" && !r.target_dev.empty())
+        setAttr(iface, "target", "dev", r.target_dev);
       if (type == "vdpa" && !r.vdpa_dev.empty()) setAttr(iface, "source", "dev", r.vdpa_dev);
-      if (type == "vhostuser" && !r.vhostuser_path.empty()) setAttr(iface, "source", "path", r.vhostuser_path);
+      if (type == "vhostuser" && !r.vhostuser_path.empty())
+        setAttr(iface, "source", "path", r.vhostuser_path);
     }
   }
   return render(doc);
 }
 
-Result<std::string> interfaceXmlFor(const model::Port& port, const std::string& kind, const std::string& source) {
+Result<std::string> interfaceXmlFor(const model::Port& port, const std::string& kind,
+                                    const std::string& source) {
   if (kind == "vdpa") return vdpa::vdpaInterfaceXml(source, port);
   if (kind == "vhostuser") return vdpa::vhostUserInterfaceXml(source, port);
   if (kind != "ethernet")
-    return makeError(ErrorCode::kInvalidValue, "kind", kind,
-                     "'" + kind + "' is not an interface kind (expected ethernet, vdpa or vhostuser)");
+    return makeError(
+        ErrorCode::kInvalidValue, "kind", kind,
+        "'" + kind + "' is not an interface kind (expected ethernet, vdpa or vhostuser)");
   const std::string dev = source.empty() ? port.representorName() : source;
   if (dev.empty())
     return makeError(ErrorCode::kMissingField, "representor", "",
-                     "an ethernet interface needs the representor (tap) name: give --representor, --vf or --source");
+                     "an ethernet interface needs the representor (tap) name: give --representor, "
+                     "--vf or --source");
   pugi::xml_document doc;
   pugi::xml_node iface = doc.append_child("interface");
   iface.append_attribute("type") = "ethernet";
@@ -247,7 +260,8 @@ Result<std::string> interfaceXmlFor(const model::Port& port, const std::string& 
   // tests). On a real hypervisor the VM's NIC is vdpa or vhostuser.
   target.append_attribute("managed") = "yes";
   iface.append_child("model").append_attribute("type") = "virtio";
-  if (port.mtu != 1500) iface.append_child("mtu").append_attribute("size") = static_cast<unsigned>(port.mtu);
+  if (port.mtu != 1500)
+    iface.append_child("mtu").append_attribute("size") = static_cast<unsigned>(port.mtu);
   return render(doc);
 }
 
@@ -265,7 +279,8 @@ std::string metadataXmlFor(const std::vector<model::Port>& ports) {
     if (p.mtu != 1500) n.append_attribute("mtu") = static_cast<unsigned>(p.mtu);
     if (p.queues != 1) n.append_attribute("queues") = static_cast<unsigned>(p.queues);
     if (p.vdpa) n.append_attribute("vdpa") = model::toString(*p.vdpa);
-    for (const auto& a : p.addresses) n.append_child("nfo:address").text() = (a.str() + "/32").c_str();
+    for (const auto& a : p.addresses)
+      n.append_child("nfo:address").text() = (a.str() + "/32").c_str();
   }
   return render(doc);
 }

@@ -24,7 +24,9 @@ class Run {
 
   HookOutcome outcome;
 
-  void warn(const std::string& msg) { outcome.err += "nicoffload: " + inv_.domain + ": " + oneLine(msg) + "\n"; }
+  void warn(const std::string& msg) {
+    outcome.err += "nicoffload: " + inv_.domain + ": " + oneLine(msg) + "\n";
+  }
   // A failure: exactly one line, libvirt shows it to the user.
   void fail(const std::string& msg) {
     outcome.exit_code = 1;
@@ -32,11 +34,14 @@ class Run {
     outcome.err = "nicoffload: " + inv_.domain + ": " + oneLine(msg) + "\n";
   }
 
-  bool allowWhenDown() const { return config_ && config_->on_daemon_down == DaemonDownPolicy::kAllow; }
+  bool allowWhenDown() const {
+    return config_ && config_->on_daemon_down == DaemonDownPolicy::kAllow;
+  }
 
   void daemonDown(const Error& e) {
     if (mustNotFail(inv_.op)) {
-      warn("warning: nicoffloadd unavailable during " + std::string(toString(inv_.op)) + ": " + e.message);
+      warn("warning: nicoffloadd unavailable during " + std::string(toString(inv_.op)) + ": " +
+           e.message);
     } else if (allowWhenDown()) {
       warn("warning: nicoffloadd unavailable (" + e.message +
            "): the domain runs without offload (on_daemon_down=allow)");
@@ -54,7 +59,8 @@ class Run {
   // a failure (the first port that failed, in metadata order).
   bool addAll(const Domain& d, bool undo_on_failure, std::vector<Added>& added) {
     std::vector<json> requests;
-    for (const auto& port : d.ports) requests.push_back(json{{"op", "port.add"}, {"port", model::toJson(port)}});
+    for (const auto& port : d.ports)
+      requests.push_back(json{{"op", "port.add"}, {"port", model::toJson(port)}});
     const auto replies = daemon_.callAll(requests);
     const DaemonReply* failed = nullptr;
     const model::Port* failed_port = nullptr;
@@ -108,7 +114,8 @@ class Run {
       }
     }
     std::vector<json> requests;
-    for (auto nic : nics) requests.push_back(json{{"op", "port.remove"}, {"vm", uuid}, {"nic", nic}});
+    for (auto nic : nics)
+      requests.push_back(json{{"op", "port.remove"}, {"vm", uuid}, {"nic", nic}});
     const auto replies = daemon_.callAll(requests);
     for (std::size_t i = 0; i < replies.size(); ++i) {
       const DaemonReply& r = replies[i];
@@ -139,7 +146,8 @@ std::vector<InterfaceRewrite> rewritesFor(const Domain& d, const std::vector<Run
       r.target_dev = "pf0vf" + std::to_string(p["vf"].get<unsigned>());
     }
     // Set by nicoffloadd once it manages vDPA devices; absent today.
-    if (p.contains("vdpa_dev") && p["vdpa_dev"].is_string()) r.vdpa_dev = p["vdpa_dev"].get<std::string>();
+    if (p.contains("vdpa_dev") && p["vdpa_dev"].is_string())
+      r.vdpa_dev = p["vdpa_dev"].get<std::string>();
     if (p.contains("vhostuser_path") && p["vhostuser_path"].is_string())
       r.vhostuser_path = p["vhostuser_path"].get<std::string>();
     out.push_back(std::move(r));
@@ -154,8 +162,8 @@ bool mustNotFail(Operation op) {
          op == Operation::kAttach;
 }
 
-HookOutcome runHook(const Invocation& inv, std::string_view domain_xml, const Result<HookConfig>& config,
-                    DaemonClient& daemon) {
+HookOutcome runHook(const Invocation& inv, std::string_view domain_xml,
+                    const Result<HookConfig>& config, DaemonClient& daemon) {
   Run run(inv, config, daemon);
   const Action action = actionFor(inv.op);
   if (action == Action::kNone) return run.outcome;

@@ -4,25 +4,27 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 namespace nicoffload::hooks {
 
 Result<HookConfig> parseHookConfig(const nlohmann::json& doc) {
   if (!doc.is_object())
-    return makeError(ErrorCode::kWrongType, "hook.json", doc.dump(), "the hook config must be a JSON object");
+    return makeError(ErrorCode::kWrongType, "hook.json", doc.dump(),
+                     "the hook config must be a JSON object");
   HookConfig c;
   for (const auto& [key, value] : doc.items()) {
     if (key == "socket") {
-      if (!value.is_string()) return makeError(ErrorCode::kWrongType, key, value.dump(), "must be a string");
+      if (!value.is_string())
+        return makeError(ErrorCode::kWrongType, key, value.dump(), "must be a string");
       c.socket = value.get<std::string>();
       if (c.socket.empty() || c.socket.front() != '/')
         return makeError(ErrorCode::kInvalidValue, key, c.socket, "must be an absolute path");
     } else if (key == "timeout_ms") {
       if (!value.is_number_integer())
-        return makeError(ErrorCode::kWrongType, key, value.dump(), "must be an integer (milliseconds)");
+        return makeError(ErrorCode::kWrongType, key, value.dump(),
+                         "must be an integer (milliseconds)");
       const auto ms = value.get<long long>();
       if (ms < 1 || ms > 60000)
         return makeError(ErrorCode::kInvalidValue, key, value.dump(),

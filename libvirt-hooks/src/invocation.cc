@@ -4,7 +4,8 @@ namespace nicoffload::hooks {
 
 Result<Invocation> parseArgv(const std::vector<std::string>& argv) {
   if (argv.size() < 4)
-    return makeError(ErrorCode::kMissingField, "argv", std::to_string(argv.empty() ? 0 : argv.size() - 1),
+    return makeError(ErrorCode::kMissingField, "argv",
+                     std::to_string(argv.empty() ? 0 : argv.size() - 1),
                      "usage: nicoffload-hook <domain> <operation> <sub-operation> [<extra>] "
                      "(run by libvirt as a qemu hook, domain XML on stdin)");
   Invocation inv;
@@ -20,10 +21,10 @@ Result<Invocation> parseArgv(const std::vector<std::string>& argv) {
     Operation value;
   };
   static constexpr Entry kTable[] = {
-      {"prepare", "begin", Operation::kPrepare},     {"start", "begin", Operation::kStart},
-      {"started", "begin", Operation::kStarted},     {"stopped", "end", Operation::kStopped},
-      {"release", "end", Operation::kRelease},       {"migrate", "begin", Operation::kMigrate},
-      {"restore", "begin", Operation::kRestore},     {"reconnect", "begin", Operation::kReconnect},
+      {"prepare", "begin", Operation::kPrepare}, {"start", "begin", Operation::kStart},
+      {"started", "begin", Operation::kStarted}, {"stopped", "end", Operation::kStopped},
+      {"release", "end", Operation::kRelease},   {"migrate", "begin", Operation::kMigrate},
+      {"restore", "begin", Operation::kRestore}, {"reconnect", "begin", Operation::kReconnect},
       {"attach", "begin", Operation::kAttach},
   };
   for (const auto& e : kTable)
@@ -33,32 +34,48 @@ Result<Invocation> parseArgv(const std::vector<std::string>& argv) {
 
 Action actionFor(Operation op) {
   switch (op) {
-    case Operation::kPrepare: return Action::kAdd;
+    case Operation::kPrepare:
+      return Action::kAdd;
     case Operation::kStart:
-    case Operation::kStarted: return Action::kConfirm;
+    case Operation::kStarted:
+      return Action::kConfirm;
     case Operation::kStopped:
-    case Operation::kRelease: return Action::kRemove;
+    case Operation::kRelease:
+      return Action::kRemove;
     case Operation::kMigrate:
-    case Operation::kRestore: return Action::kFilter;
+    case Operation::kRestore:
+      return Action::kFilter;
     case Operation::kReconnect:
-    case Operation::kAttach: return Action::kReassert;
-    case Operation::kOther: return Action::kNone;
+    case Operation::kAttach:
+      return Action::kReassert;
+    case Operation::kOther:
+      return Action::kNone;
   }
   return Action::kNone;
 }
 
 const char* toString(Operation op) {
   switch (op) {
-    case Operation::kPrepare: return "prepare";
-    case Operation::kStart: return "start";
-    case Operation::kStarted: return "started";
-    case Operation::kStopped: return "stopped";
-    case Operation::kRelease: return "release";
-    case Operation::kMigrate: return "migrate";
-    case Operation::kRestore: return "restore";
-    case Operation::kReconnect: return "reconnect";
-    case Operation::kAttach: return "attach";
-    case Operation::kOther: return "other";
+    case Operation::kPrepare:
+      return "prepare";
+    case Operation::kStart:
+      return "start";
+    case Operation::kStarted:
+      return "started";
+    case Operation::kStopped:
+      return "stopped";
+    case Operation::kRelease:
+      return "release";
+    case Operation::kMigrate:
+      return "migrate";
+    case Operation::kRestore:
+      return "restore";
+    case Operation::kReconnect:
+      return "reconnect";
+    case Operation::kAttach:
+      return "attach";
+    case Operation::kOther:
+      return "other";
   }
   return "other";
 }

@@ -13,7 +13,8 @@
 
 namespace nicoffload::hooks {
 
-SocketDaemonClient::SocketDaemonClient(std::string socket_path, std::chrono::steady_clock::time_point deadline)
+SocketDaemonClient::SocketDaemonClient(std::string socket_path,
+                                       std::chrono::steady_clock::time_point deadline)
     : socket_path_(std::move(socket_path)), deadline_(deadline) {}
 
 SocketDaemonClient::~SocketDaemonClient() {
@@ -21,8 +22,9 @@ SocketDaemonClient::~SocketDaemonClient() {
 }
 
 int SocketDaemonClient::msLeft() const {
-  const auto ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - std::chrono::steady_clock::now()).count();
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      deadline_ - std::chrono::steady_clock::now())
+                      .count();
   return static_cast<int>(std::max<long long>(ms, 0));
 }
 
@@ -41,7 +43,9 @@ Status SocketDaemonClient::connect() {
     return makeError(ErrorCode::kInvalidValue, "socket", socket_path_, "not a usable socket path");
   std::memcpy(addr.sun_path, socket_path_.c_str(), socket_path_.size() + 1);
   const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return makeError(ErrorCode::kIo, "socket", "", std::string("socket(): ") + std::strerror(errno));
+  if (fd < 0)
+    return makeError(ErrorCode::kIo, "socket", "",
+                     std::string("socket(): ") + std::strerror(errno));
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     const int err = errno;
     ::close(fd);
@@ -50,8 +54,9 @@ Status SocketDaemonClient::connect() {
                        "nicoffloadd is not running (nothing listens on " + socket_path_ + ": " +
                            std::strerror(err) + ")");
     if (err == EACCES)
-      return makeError(ErrorCode::kPermissionDenied, "socket", socket_path_,
-                       "permission denied on " + socket_path_ + " (the control socket is for root)");
+      return makeError(
+          ErrorCode::kPermissionDenied, "socket", socket_path_,
+          "permission denied on " + socket_path_ + " (the control socket is for root)");
     return makeError(ErrorCode::kIo, "socket", socket_path_,
                      "cannot connect to " + socket_path_ + ": " + std::strerror(err));
   }
@@ -59,7 +64,9 @@ Status SocketDaemonClient::connect() {
   return Status::success();
 }
 
-DaemonReply SocketDaemonClient::call(const nlohmann::json& request) { return callAll({request}).front(); }
+DaemonReply SocketDaemonClient::call(const nlohmann::json& request) {
+  return callAll({request}).front();
+}
 
 std::vector<DaemonReply> SocketDaemonClient::callAll(const std::vector<nlohmann::json>& requests) {
   std::vector<DaemonReply> replies;
@@ -71,10 +78,12 @@ std::vector<DaemonReply> SocketDaemonClient::callAll(const std::vector<nlohmann:
     return replies;
   };
   if (requests.empty()) return {};
-  if (down_) return std::vector<DaemonReply>(requests.size(), DaemonReply::unavailable(down_error_));
+  if (down_)
+    return std::vector<DaemonReply>(requests.size(), DaemonReply::unavailable(down_error_));
   const auto timeout = [&] {
-    return makeError(ErrorCode::kBusy, "timeout_ms", "",
-                     "nicoffloadd did not answer within the hook's time bound (hook.json timeout_ms)");
+    return makeError(
+        ErrorCode::kBusy, "timeout_ms", "",
+        "nicoffloadd did not answer within the hook's time bound (hook.json timeout_ms)");
   };
   if (msLeft() <= 0) return allDown(timeout());
   if (fd_ < 0)
@@ -84,7 +93,8 @@ std::vector<DaemonReply> SocketDaemonClient::callAll(const std::vector<nlohmann:
   for (const auto& r : requests) out += r.dump() + "\n";
   std::size_t sent = 0;
   while (sent < out.size()) {
-    const ssize_t n = ::send(fd_, out.data() + sent, out.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+    const ssize_t n =
+        ::send(fd_, out.data() + sent, out.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n > 0) {
       sent += static_cast<std::size_t>(n);
       continue;
@@ -105,9 +115,11 @@ std::vector<DaemonReply> SocketDaemonClient::callAll(const std::vector<nlohmann:
       const auto reply = nlohmann::json::parse(buffer_.substr(0, nl), nullptr, false);
       buffer_.erase(0, nl + 1);
       if (reply.is_discarded() || !reply.is_object())
-        return allDown(makeError(ErrorCode::kInternal, "reply", "", "nicoffloadd sent a reply that is not JSON"));
+        return allDown(makeError(ErrorCode::kInternal, "reply", "",
+                                 "nicoffloadd sent a reply that is not JSON"));
       if (reply.value("ok", false)) {
-        replies.push_back(DaemonReply::ok(reply.contains("result") ? reply["result"] : nlohmann::json()));
+        replies.push_back(
+            DaemonReply::ok(reply.contains("result") ? reply["result"] : nlohmann::json()));
       } else {
         replies.push_back(DaemonReply::refused(
             offload::control::errorFromJson(reply.value("error", nlohmann::json::object()))));

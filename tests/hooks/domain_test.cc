@@ -1,9 +1,10 @@
+#include "nicoffload/hooks/domain.h"
+
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 
 #include "fixtures.h"
-#include "nicoffload/hooks/domain.h"
 #include "nicoffload/model/parse.h"
 
 namespace nicoffload::hooks {
@@ -34,7 +35,7 @@ TEST(DomainXml, ParsesInterfacesOfEveryKindAndThePortsOfTheMetadata) {
   ASSERT_EQ(d->ports.size(), 2u);
   const auto& eth = d->ports[0];
   EXPECT_EQ(eth.key.vm, kUuid);
-  EXPECT_EQ(eth.key.nic, 3);  // matched by MAC
+  EXPECT_EQ(eth.key.nic, 3);              // matched by MAC
   EXPECT_EQ(eth.representor, "nfotap4");  // the tap stands for the representor
   ASSERT_TRUE(eth.vni);
   EXPECT_EQ(*eth.vni, 100u);
@@ -72,9 +73,9 @@ TEST(DomainXml, TheNamespacePrefixIsFree) {
   EXPECT_EQ(d->ports[0].key.nic, 4);
   EXPECT_TRUE(d->ports[0].representor.empty());  // a bridge's tap is not a representor
   // Default namespace on the element.
-  auto dflt = parseDomainXml(domainXml(
-      "<ports xmlns='http://nicoffload.org/xmlns/ports/1'><port mac='52:54:00:aa:00:02'>"
-      "<address>10.9.9.8</address></port></ports>"));
+  auto dflt = parseDomainXml(
+      domainXml("<ports xmlns='http://nicoffload.org/xmlns/ports/1'><port mac='52:54:00:aa:00:02'>"
+                "<address>10.9.9.8</address></port></ports>"));
   ASSERT_TRUE(dflt) << dflt.error().describe();
   ASSERT_EQ(dflt->ports.size(), 1u);
   EXPECT_EQ(dflt->ports[0].key.nic, 1);
@@ -105,41 +106,46 @@ struct BadMetadata {
   const char* message_part;
 };
 
-std::string port(const std::string& attrs, const std::string& body = "<nfo:address>10.0.0.4/32</nfo:address>") {
-  return "<nfo:ports xmlns:nfo='http://nicoffload.org/xmlns/ports/1'><nfo:port " + attrs + ">" + body +
-         "</nfo:port></nfo:ports>";
+std::string port(const std::string& attrs,
+                 const std::string& body = "<nfo:address>10.0.0.4/32</nfo:address>") {
+  return "<nfo:ports xmlns:nfo='http://nicoffload.org/xmlns/ports/1'><nfo:port " + attrs + ">" +
+         body + "</nfo:port></nfo:ports>";
 }
 
 TEST(DomainXml, BadMetadataIsRefusedNamingTheField) {
   const std::vector<BadMetadata> cases = {
-      {"vni not a number", port("mac='52:54:00:aa:00:04' vni='abc'"), ErrorCode::kInvalidValue, "nfo:port[0].vni",
-       "not a non-negative integer"},
-      {"vni beyond 24 bits", port("mac='52:54:00:aa:00:04' vni='16777216'"), ErrorCode::kInvalidValue,
-       "nfo:port[0].vni", ""},
-      {"negative vf", port("mac='52:54:00:aa:00:04' vf='-1'"), ErrorCode::kInvalidValue, "nfo:port[0].vf", ""},
+      {"vni not a number", port("mac='52:54:00:aa:00:04' vni='abc'"), ErrorCode::kInvalidValue,
+       "nfo:port[0].vni", "not a non-negative integer"},
+      {"vni beyond 24 bits", port("mac='52:54:00:aa:00:04' vni='16777216'"),
+       ErrorCode::kInvalidValue, "nfo:port[0].vni", ""},
+      {"negative vf", port("mac='52:54:00:aa:00:04' vf='-1'"), ErrorCode::kInvalidValue,
+       "nfo:port[0].vf", ""},
       {"address not /32", port("mac='52:54:00:aa:00:04'", "<nfo:address>10.0.0.0/24</nfo:address>"),
        ErrorCode::kInvalidValue, "nfo:port[0].address[0]", ""},
       {"address not IPv4", port("mac='52:54:00:aa:00:04'", "<nfo:address>10.0.0.300</nfo:address>"),
        ErrorCode::kInvalidValue, "nfo:port[0].address[0]", ""},
-      {"no address", port("mac='52:54:00:aa:00:04'", ""), ErrorCode::kMissingField, "nfo:port[0].address", ""},
+      {"no address", port("mac='52:54:00:aa:00:04'", ""), ErrorCode::kMissingField,
+       "nfo:port[0].address", ""},
       {"no mac", port("vni='1'"), ErrorCode::kMissingField, "nfo:port[0].mac", ""},
       {"bad mac", port("mac='52:54:00:zz:00:04'"), ErrorCode::kInvalidValue, "nfo:port[0].mac", ""},
-      {"mac of no interface", port("mac='52:54:00:aa:00:99'"), ErrorCode::kNotFound, "nfo:port[0].mac",
-       "no <interface>"},
+      {"mac of no interface", port("mac='52:54:00:aa:00:99'"), ErrorCode::kNotFound,
+       "nfo:port[0].mac", "no <interface>"},
       {"unknown attribute", port("mac='52:54:00:aa:00:04' vnii='5'"), ErrorCode::kUnknownField,
        "nfo:port[0].vnii", "unknown attribute"},
       {"unknown element", port("mac='52:54:00:aa:00:04'", "<nfo:addr>10.0.0.4</nfo:addr>"),
        ErrorCode::kUnknownField, "nfo:port[0]", "nfo:addr"},
       {"bad vdpa kind", port("mac='52:54:00:aa:00:04' vdpa='fast'"), ErrorCode::kInvalidValue,
        "nfo:port[0].vdpa", ""},
-      {"bad representor", port("mac='52:54:00:aa:00:04' representor='a/b'"), ErrorCode::kInvalidValue,
-       "nfo:port[0].representor", ""},
+      {"bad representor", port("mac='52:54:00:aa:00:04' representor='a/b'"),
+       ErrorCode::kInvalidValue, "nfo:port[0].representor", ""},
       {"duplicate mac",
        "<nfo:ports xmlns:nfo='http://nicoffload.org/xmlns/ports/1'>"
        "<nfo:port mac='52:54:00:aa:00:04'><nfo:address>10.0.0.4</nfo:address></nfo:port>"
-       "<nfo:port mac='52:54:00:AA:00:04'><nfo:address>10.0.0.5</nfo:address></nfo:port></nfo:ports>",
+       "<nfo:port "
+       "mac='52:54:00:AA:00:04'><nfo:address>10.0.0.5</nfo:address></nfo:port></nfo:ports>",
        ErrorCode::kDuplicate, "nfo:port[1].mac", ""},
-      {"stray element", "<nfo:ports xmlns:nfo='http://nicoffload.org/xmlns/ports/1'><nfo:nic/></nfo:ports>",
+      {"stray element",
+       "<nfo:ports xmlns:nfo='http://nicoffload.org/xmlns/ports/1'><nfo:nic/></nfo:ports>",
        ErrorCode::kUnknownField, "nfo:ports", "nfo:nic"},
   };
   for (const auto& c : cases) {
@@ -147,7 +153,8 @@ TEST(DomainXml, BadMetadataIsRefusedNamingTheField) {
     ASSERT_FALSE(d) << c.what;
     EXPECT_EQ(d.error().code, c.code) << c.what << ": " << d.error().describe();
     EXPECT_EQ(d.error().field, c.field) << c.what << ": " << d.error().describe();
-    EXPECT_NE(d.error().message.find(c.message_part), std::string::npos) << c.what << ": " << d.error().describe();
+    EXPECT_NE(d.error().message.find(c.message_part), std::string::npos)
+        << c.what << ": " << d.error().describe();
   }
   // A bad UUID is named as the domain's <uuid>.
   auto bad_uuid = parseDomainXml(domainXml(twoPorts(), "not-a-uuid"));
@@ -185,9 +192,10 @@ TEST(DomainXml, GeneratedSnippetsParseBackToThePort) {
   ASSERT_TRUE(iface) << iface.error().describe();
   EXPECT_NE(iface->find("<target dev='pf0vf2'"), std::string::npos) << *iface;
   const std::string meta = metadataXmlFor({p});
-  EXPECT_NE(meta.find("xmlns:nfo='http://nicoffload.org/xmlns/ports/1'"), std::string::npos) << meta;
-  const std::string dom = "<domain type='qemu'><name>g</name><uuid>" + std::string(kUuid) + "</uuid>" + meta +
-                          "<devices>" + *iface + "</devices></domain>";
+  EXPECT_NE(meta.find("xmlns:nfo='http://nicoffload.org/xmlns/ports/1'"), std::string::npos)
+      << meta;
+  const std::string dom = "<domain type='qemu'><name>g</name><uuid>" + std::string(kUuid) +
+                          "</uuid>" + meta + "<devices>" + *iface + "</devices></domain>";
   auto d = parseDomainXml(dom);
   ASSERT_TRUE(d) << d.error().describe() << "\n" << dom;
   ASSERT_EQ(d->ports.size(), 1u);

@@ -9,13 +9,16 @@ namespace nicoffload::hooks::testing {
 inline const char* kUuid = "6f1e2d3c-4b5a-4978-8a6b-5c4d3e2f1a0b";
 
 // Five interface kinds; metadata for the ethernet (index 3) and vdpa (0) ones.
-inline std::string domainXml(const std::string& metadata_ports, const std::string& uuid = "6F1E2D3C-4B5A-4978-8A6B-5C4D3E2F1A0B") {
+inline std::string domainXml(const std::string& metadata_ports,
+                             const std::string& uuid = "6F1E2D3C-4B5A-4978-8A6B-5C4D3E2F1A0B") {
   return R"(<domain type='kvm' id='7'>
   <name>vm-web-1</name>
-  <uuid>)" + uuid + R"(</uuid>
+  <uuid>)" +
+         uuid + R"(</uuid>
   <metadata>
     <ovirt-tune:qos xmlns:ovirt-tune='http://ovirt.org/vm/tune/1.0'/>
-)" + metadata_ports + R"(
+)" + metadata_ports +
+         R"(
   </metadata>
   <memory unit='KiB'>65536</memory>
   <vcpu placement='static'>1</vcpu>

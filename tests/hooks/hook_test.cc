@@ -1,3 +1,5 @@
+#include "nicoffload/hooks/hook.h"
+
 #include <gtest/gtest.h>
 
 #include <functional>
@@ -5,7 +7,6 @@
 
 #include "fixtures.h"
 #include "nicoffload/hooks/domain.h"
-#include "nicoffload/hooks/hook.h"
 
 namespace nicoffload::hooks {
 namespace {
@@ -26,7 +27,9 @@ class FakeDaemon : public DaemonClient {
 
   DaemonReply call(const json& request) override {
     requests.push_back(request);
-    if (down) return DaemonReply::unavailable(makeError(ErrorCode::kNotFound, "socket", "/x", "nicoffloadd is not running"));
+    if (down)
+      return DaemonReply::unavailable(
+          makeError(ErrorCode::kNotFound, "socket", "/x", "nicoffloadd is not running"));
     if (intercept)
       if (auto r = intercept(request)) return *r;
     const std::string op = request["op"];
@@ -34,7 +37,8 @@ class FakeDaemon : public DaemonClient {
       json p = request["port"];
       if (!p.contains("vf")) p["vf"] = static_cast<int>(ports.size());
       ports[{p["vm"], p["nic"]}] = p;
-      return DaemonReply::ok({{"port", p}, {"changed", true}, {"status", {{"state", "installed"}}}});
+      return DaemonReply::ok(
+          {{"port", p}, {"changed", true}, {"status", {{"state", "installed"}}}});
     }
     if (op == "port.remove") {
       const bool removed = ports.erase({request["vm"], request["nic"]}) > 0;
@@ -55,7 +59,9 @@ class FakeDaemon : public DaemonClient {
   }
 };
 
-Invocation inv(const char* op, const char* sub) { return *parseArgv({"hook", "vm-web-1", op, sub, "-"}); }
+Invocation inv(const char* op, const char* sub) {
+  return *parseArgv({"hook", "vm-web-1", op, sub, "-"});
+}
 
 Result<HookConfig> config(DaemonDownPolicy policy = DaemonDownPolicy::kFail) {
   HookConfig c;
@@ -88,7 +94,8 @@ TEST(Hook, PrepareAddsEveryPortAndStartConfirms) {
 }
 
 TEST(Hook, DomainsWithoutMetadataAreLeftAlone) {
-  for (const char* op : {"prepare", "start", "started", "migrate", "restore", "reconnect", "attach"}) {
+  for (const char* op :
+       {"prepare", "start", "started", "migrate", "restore", "reconnect", "attach"}) {
     FakeDaemon d;
     auto out = runHook(inv(op, "begin"), domainXml(""), config(), d);
     EXPECT_EQ(out.exit_code, 0) << op;
@@ -110,7 +117,8 @@ TEST(Hook, DomainsWithoutMetadataAreLeftAlone) {
 
 TEST(Hook, UnhandledOperationsDoNothing) {
   FakeDaemon d;
-  for (auto [op, sub] : {std::pair{"prepare", "end"}, {"shutdown", "begin"}, {"stopped", "begin"}}) {
+  for (auto [op, sub] :
+       {std::pair{"prepare", "end"}, {"shutdown", "begin"}, {"stopped", "begin"}}) {
     auto out = runHook(inv(op, sub), domainXml(twoPorts()), config(), d);
     EXPECT_EQ(out.exit_code, 0);
   }
@@ -138,7 +146,8 @@ TEST(Hook, RefusedPortFailsPrepareWithOneLineAndLeavesNothingBehind) {
 
 TEST(Hook, BadMetadataFailsStartButNeverCleanup) {
   const std::string bad = domainXml(
-      "<nfo:ports xmlns:nfo='http://nicoffload.org/xmlns/ports/1'><nfo:port mac='52:54:00:aa:00:04' vni='x'>"
+      "<nfo:ports xmlns:nfo='http://nicoffload.org/xmlns/ports/1'><nfo:port "
+      "mac='52:54:00:aa:00:04' vni='x'>"
       "<nfo:address>10.0.0.4</nfo:address></nfo:port></nfo:ports>");
   FakeDaemon d;
   auto out = runHook(inv("prepare", "begin"), bad, config(), d);
@@ -151,7 +160,8 @@ TEST(Hook, BadMetadataFailsStartButNeverCleanup) {
   auto rel = runHook(inv("release", "end"), bad, config(), d);
   EXPECT_EQ(rel.exit_code, 0);
   EXPECT_TRUE(d.ports.empty());
-  auto mal = runHook(inv("prepare", "begin"), "<domain xmlns:nfo='http://nicoffload.org/xmlns/ports/1'>", config(), d);
+  auto mal = runHook(inv("prepare", "begin"),
+                     "<domain xmlns:nfo='http://nicoffload.org/xmlns/ports/1'>", config(), d);
   EXPECT_EQ(mal.exit_code, 1);
   EXPECT_NE(mal.err.find("not well-formed"), std::string::npos) << mal.err;
 }
@@ -159,19 +169,25 @@ TEST(Hook, BadMetadataFailsStartButNeverCleanup) {
 TEST(Hook, DaemonDownPolicy) {
   FakeDaemon d;
   d.down = true;
-  auto fail = runHook(inv("prepare", "begin"), domainXml(twoPorts()), config(DaemonDownPolicy::kFail), d);
+  auto fail =
+      runHook(inv("prepare", "begin"), domainXml(twoPorts()), config(DaemonDownPolicy::kFail), d);
   EXPECT_EQ(fail.exit_code, 1);
   EXPECT_EQ(lines(fail.err), 1);
   EXPECT_NE(fail.err.find("nicoffloadd unavailable"), std::string::npos) << fail.err;
   EXPECT_NE(fail.err.find("on_daemon_down=fail"), std::string::npos) << fail.err;
-  auto allow = runHook(inv("prepare", "begin"), domainXml(twoPorts()), config(DaemonDownPolicy::kAllow), d);
+  auto allow =
+      runHook(inv("prepare", "begin"), domainXml(twoPorts()), config(DaemonDownPolicy::kAllow), d);
   EXPECT_EQ(allow.exit_code, 0);
   EXPECT_NE(allow.err.find("without offload"), std::string::npos) << allow.err;
-  auto mig = runHook(inv("migrate", "begin"), domainXml(twoPorts()), config(DaemonDownPolicy::kAllow), d);
+  auto mig =
+      runHook(inv("migrate", "begin"), domainXml(twoPorts()), config(DaemonDownPolicy::kAllow), d);
   EXPECT_EQ(mig.exit_code, 0);
   EXPECT_EQ(mig.out, "");  // XML unchanged
   // Cleanup and reconnect never fail because the daemon is down.
-  for (auto [op, sub] : {std::pair{"stopped", "end"}, {"release", "end"}, {"reconnect", "begin"}, {"attach", "begin"}}) {
+  for (auto [op, sub] : {std::pair{"stopped", "end"},
+                         {"release", "end"},
+                         {"reconnect", "begin"},
+                         {"attach", "begin"}}) {
     auto out = runHook(inv(op, sub), domainXml(twoPorts()), config(DaemonDownPolicy::kFail), d);
     EXPECT_EQ(out.exit_code, 0) << op;
     EXPECT_NE(out.err.find("unavailable"), std::string::npos) << op;
@@ -196,7 +212,8 @@ TEST(Hook, StoppedAndReleaseRemoveEveryPortOfTheDomainIdempotently) {
   EXPECT_EQ(d.ports.size(), 1u);
   // A refusal during cleanup is reported, never fatal.
   d.intercept = [](const json& r) -> std::optional<DaemonReply> {
-    if (r["op"] == "port.remove") return DaemonReply::refused(makeError(ErrorCode::kBusy, "port", "", "busy"));
+    if (r["op"] == "port.remove")
+      return DaemonReply::refused(makeError(ErrorCode::kBusy, "port", "", "busy"));
     return std::nullopt;
   };
   auto busy = runHook(inv("release", "end"), domainXml(twoPorts()), config(), d);
@@ -216,7 +233,8 @@ TEST(Hook, ReconnectToleratesDegradedButNotRefusedPorts) {
   EXPECT_NE(degraded.err.find("degraded"), std::string::npos);
   d.intercept = [](const json& r) -> std::optional<DaemonReply> {
     if (r["op"] == "port.add")
-      return DaemonReply::refused(makeError(ErrorCode::kDuplicate, "port.mac", "", "MAC used by another port"));
+      return DaemonReply::refused(
+          makeError(ErrorCode::kDuplicate, "port.mac", "", "MAC used by another port"));
     return std::nullopt;
   };
   auto refused = runHook(inv("reconnect", "begin"), domainXml(twoPorts()), config(), d);
@@ -259,7 +277,8 @@ TEST(Hook, MigrateAndRestorePrepareAndPrintTheRewrittenXml) {
 }
 
 TEST(Hook, BadConfigFailsOnlyOurDomainsAndNeverCleanup) {
-  Result<HookConfig> bad = makeError(ErrorCode::kUnknownField, "/etc/nicoffload/hook.json: sockt", "", "unknown key");
+  Result<HookConfig> bad =
+      makeError(ErrorCode::kUnknownField, "/etc/nicoffload/hook.json: sockt", "", "unknown key");
   FakeDaemon d;
   EXPECT_EQ(runHook(inv("prepare", "begin"), domainXml(""), bad, d).exit_code, 0);
   auto out = runHook(inv("prepare", "begin"), domainXml(twoPorts()), bad, d);

@@ -1,13 +1,13 @@
+#include "nicoffload/hooks/invocation.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-
 #include <nlohmann/json.hpp>
 
 #include "nicoffload/hooks/hook_config.h"
-#include "nicoffload/hooks/invocation.h"
 
 namespace nicoffload::hooks {
 namespace {
@@ -68,7 +68,8 @@ TEST(HookConfig, DefaultsAndEveryKey) {
   EXPECT_EQ(d->socket, "/run/nicoffload/nicoffloadd.sock");
   EXPECT_EQ(d->timeout_ms, 3000);
   EXPECT_EQ(d->on_daemon_down, DaemonDownPolicy::kFail);
-  auto c = parseHookConfig({{"socket", "/tmp/x.sock"}, {"timeout_ms", 250}, {"on_daemon_down", "allow"}});
+  auto c = parseHookConfig(
+      {{"socket", "/tmp/x.sock"}, {"timeout_ms", 250}, {"on_daemon_down", "allow"}});
   ASSERT_TRUE(c) << c.error().describe();
   EXPECT_EQ(c->socket, "/tmp/x.sock");
   EXPECT_EQ(c->timeout_ms, 250);
@@ -94,7 +95,8 @@ TEST(HookConfig, BadValuesAreRefusedNamingTheKey) {
 }
 
 TEST(HookConfig, FileAbsentGivesDefaultsBadFileNamesThePath) {
-  const auto dir = std::filesystem::temp_directory_path() / ("nfo-hookcfg-" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("nfo-hookcfg-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   auto absent = loadHookConfig((dir / "none.json").string());
   ASSERT_TRUE(absent);

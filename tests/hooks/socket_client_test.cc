@@ -1,6 +1,8 @@
 // SocketDaemonClient against a real control::Server on a temp socket:
 // pipelining, refusals as values, a daemon that is not running, one that
 // does not answer (the deadline holds).
+#include "nicoffload/hooks/socket_client.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -10,7 +12,6 @@
 #include <filesystem>
 #include <thread>
 
-#include "nicoffload/hooks/socket_client.h"
 #include "nicoffload/offload/control.h"
 
 namespace nicoffload::hooks {
@@ -46,8 +47,9 @@ class TestServer {
           if (r.body["op"] == "ping")
             server_->reply(r.connection, control::okReply({{"n", r.body.value("n", 0)}}));
           else
-            server_->reply(r.connection, control::errorReply(makeError(ErrorCode::kDuplicate, "port.mac",
-                                                                       "52:54:00:00:00:01", "MAC in use")));
+            server_->reply(r.connection,
+                           control::errorReply(makeError(ErrorCode::kDuplicate, "port.mac",
+                                                         "52:54:00:00:00:01", "MAC in use")));
         }
       }
     });

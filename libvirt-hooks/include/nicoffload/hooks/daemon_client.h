@@ -3,9 +3,8 @@
 // unit tests inject a fake.
 #pragma once
 
-#include <vector>
-
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "nicoffload/common/error.h"
 

@@ -34,20 +34,20 @@ inline constexpr std::string_view kMetadataNamespace = "http://nicoffload.org/xm
 
 // One <interface> of <devices>.
 struct DomainInterface {
-  std::size_t index = 0;     // position among the domain's <interface> elements
-  std::string type;          // type attribute: vdpa, vhostuser, hostdev, ethernet, bridge, network ...
-  std::string mac;           // <mac address>, lower case; empty when absent
-  std::string target_dev;    // <target dev>; empty when absent
-  std::string source_dev;    // <source dev> (vdpa, direct), or <source bridge/network/path>
+  std::size_t index = 0;  // position among the domain's <interface> elements
+  std::string type;       // type attribute: vdpa, vhostuser, hostdev, ethernet, bridge, network ...
+  std::string mac;        // <mac address>, lower case; empty when absent
+  std::string target_dev;  // <target dev>; empty when absent
+  std::string source_dev;  // <source dev> (vdpa, direct), or <source bridge/network/path>
 };
 
 struct Domain {
-  std::string name;                        // <name>
-  std::string uuid;                        // <uuid>, lower case
+  std::string name;  // <name>
+  std::string uuid;  // <uuid>, lower case
   std::vector<DomainInterface> interfaces;
-  bool has_metadata = false;               // an <nfo:ports> element is present
-  std::vector<model::Port> ports;          // validated ports, in metadata order
-  std::vector<std::size_t> port_interface; // for each port, its index in `interfaces`
+  bool has_metadata = false;                // an <nfo:ports> element is present
+  std::vector<model::Port> ports;           // validated ports, in metadata order
+  std::vector<std::size_t> port_interface;  // for each port, its index in `interfaces`
 };
 
 // Parses a domain XML document. Errors (kInvalidValue unless said otherwise):
@@ -69,15 +69,16 @@ Result<Domain> parseDomainIdentity(std::string_view xml);
 // What this host offers for one port, to rewrite the domain's <interface>
 // when libvirt asks the hook to filter the XML (migrate, restore).
 struct InterfaceRewrite {
-  std::string mac;              // the <interface> to change (lower case)
-  std::string target_dev;       // ethernet: the tap/representor name; empty = keep
-  std::string vdpa_dev;         // vdpa: <source dev>; empty = keep
-  std::string vhostuser_path;   // vhostuser: <source path>; empty = keep
+  std::string mac;             // the <interface> to change (lower case)
+  std::string target_dev;      // ethernet: the tap/representor name; empty = keep
+  std::string vdpa_dev;        // vdpa: <source dev>; empty = keep
+  std::string vhostuser_path;  // vhostuser: <source path>; empty = keep
 };
 
 // Returns the domain XML with the matching interfaces rewritten (every other
 // byte of meaning kept). Errors: kInvalidValue for malformed XML.
-Result<std::string> rewriteInterfaces(std::string_view xml, const std::vector<InterfaceRewrite>& rewrites);
+Result<std::string> rewriteInterfaces(std::string_view xml,
+                                      const std::vector<InterfaceRewrite>& rewrites);
 
 // nicoffloadctl domain-xml: the <interface> and <metadata> to put into a
 // domain definition for `port`.
@@ -88,7 +89,8 @@ Result<std::string> rewriteInterfaces(std::string_view xml, const std::vector<In
 //  kind "vdpa":     <interface type='vdpa'> with <source dev=source> (absolute);
 //  kind "vhostuser":<interface type='vhostuser'> with the socket `source`.
 // Errors: kInvalidValue for an unknown kind or a missing/relative source.
-Result<std::string> interfaceXmlFor(const model::Port& port, const std::string& kind, const std::string& source);
+Result<std::string> interfaceXmlFor(const model::Port& port, const std::string& kind,
+                                    const std::string& source);
 std::string metadataXmlFor(const std::vector<model::Port>& ports);
 
 }  // namespace nicoffload::hooks

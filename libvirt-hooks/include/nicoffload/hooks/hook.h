@@ -33,8 +33,8 @@ struct HookOutcome {
 
 // `config` may be an error (a bad hook.json): it is reported only for domains
 // that carry nicoffload metadata.
-HookOutcome runHook(const Invocation& inv, std::string_view domain_xml, const Result<HookConfig>& config,
-                    DaemonClient& daemon);
+HookOutcome runHook(const Invocation& inv, std::string_view domain_xml,
+                    const Result<HookConfig>& config, DaemonClient& daemon);
 
 // Whether a failure of this operation must not fail the hook.
 bool mustNotFail(Operation op);

@@ -6,9 +6,8 @@
 // Every key is optional; unknown keys are refused.
 #pragma once
 
-#include <string>
-
 #include <nlohmann/json_fwd.hpp>
+#include <string>
 
 #include "nicoffload/common/error.h"
 
