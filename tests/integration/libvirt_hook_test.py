@@ -5,7 +5,8 @@ rules in nicoffloadd; destroy and check they are gone; a port nicoffloadd
 refuses makes `virsh start` fail with the hook's message and leaves nothing
 behind; a slow and a dead daemon give a bounded, clear failure (and "allow"
 lets the domain start); a libvirtd restart runs `reconnect`, which re-asserts
-the ports and keeps the domain running. Needs root, libvirtd, virtlogd and
+the ports and keeps the domain running; `virsh save` + `virsh restore` runs
+the `restore` XML filter. (`migrate` needs a second host: unit tests only.) Needs root, libvirtd, virtlogd and
 qemu-system-x86 (tools/bootstrap installs them).
 
 The daemon runs with backends.software_path "none": libvirt creates the taps
@@ -221,6 +222,17 @@ def main():
         t.check("reconnect re-asserted the ports", ports_of(a_uuid) == [(0, tap_a[0]), (1, tap_a[1])],
                 ports_of(a_uuid))
         t.check("the domain survived the reconnect", virsh("domstate", a).stdout.strip() == "running")
+
+        # --- save / restore: `restore begin` is an XML filter (as `migrate begin`) ---
+        save = f"{world.dir}/a.save"
+        r = virsh("save", a, save)
+        t.check("virsh save", r.returncode == 0, r.stderr)
+        t.check("ports gone while the domain is saved", ports_of(a_uuid) == [], ports_of(a_uuid))
+        r = virsh("restore", save)
+        t.check("virsh restore through the hook's XML filter", r.returncode == 0, r.stderr)
+        t.check("ports back after restore", ports_of(a_uuid) == [(0, tap_a[0]), (1, tap_a[1])], ports_of(a_uuid))
+        t.check("the restored domain runs", virsh("domstate", a).stdout.strip() == "running")
+        os.unlink(save)
 
         # --- a slow daemon: bounded failure ---
         virsh("destroy", a)
