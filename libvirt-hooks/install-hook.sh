@@ -58,10 +58,11 @@ mkdir -p "$hooks_dir/qemu.d"
 tmp=$(mktemp "$hooks_dir/qemu.d/.50-nicoffload.XXXXXX")
 if [ -n "$config" ]; then
   case "$config" in /*) ;; *) echo "install-hook: --config must be an absolute path" >&2; rm -f "$tmp"; exit 2 ;; esac
-  # %q quotes the paths: nothing from the command line is run as shell code.
-  printf '#!/bin/sh\nNICOFFLOAD_HOOK_CONFIG=%q exec %q "$@"\n' "$config" "$binary" >"$tmp"
+  # %q quotes the paths (bash syntax, hence bash): nothing from the command
+  # line is run as shell code.
+  printf '#!/bin/bash\nNICOFFLOAD_HOOK_CONFIG=%q exec %q "$@"\n' "$config" "$binary" >"$tmp"
 else
-  printf '#!/bin/sh\nexec %q "$@"\n' "$binary" >"$tmp"
+  printf '#!/bin/bash\nexec %q "$@"\n' "$binary" >"$tmp"
 fi
 chmod 0755 "$tmp"
 mv -f "$tmp" "$target"
