@@ -21,6 +21,7 @@
 #include "nicoffload/flowrules/hw_apply.h"
 #include "nicoffload/flowrules/planner.h"
 #include "nicoffload/flowrules/render.h"
+#include "nicoffload/hooks/domain.h"
 #include "nicoffload/model/parse.h"
 #include "nicoffload/offload/control.h"
 #include "nicoffload/offload/netns.h"
@@ -437,6 +438,34 @@ int runNicStatus(const std::string& pci, const std::string& netdev, const std::s
   return kExitOk;
 }
 
+// domain-xml: the <interface> and <metadata> a domain definition needs for
+// one port (libvirt-hooks/README.md). Offline; nothing is sent to the daemon.
+struct DomainXmlArgs {
+  std::string vm, mac, representor, vdpa, kind = "ethernet", source;
+  int nic = 0, mtu = 0, queues = 0;
+  long long vni = -1, vf = -1;
+  std::vector<std::string> addresses;
+};
+
+int runDomainXml(const DomainXmlArgs& a) {
+  nlohmann::json doc{{"vm", a.vm}, {"nic", a.nic}, {"mac", a.mac}, {"addresses", a.addresses}};
+  if (a.vni >= 0) doc["vni"] = a.vni;
+  if (a.vf >= 0) doc["vf"] = a.vf;
+  if (a.mtu > 0) doc["mtu"] = a.mtu;
+  if (a.queues > 0) doc["queues"] = a.queues;
+  if (!a.representor.empty()) doc["representor"] = a.representor;
+  if (!a.vdpa.empty()) doc["vdpa"] = a.vdpa;
+  auto port = model::parsePort(doc, "port");
+  if (!port) return fail(port.error());
+  auto iface = hooks::interfaceXmlFor(*port, a.kind, a.source);
+  if (!iface) return fail(iface.error());
+  std::printf("<!-- in <devices>: interface %d of the domain (the port key is its position) -->\n%s", a.nic,
+              iface->c_str());
+  std::printf("<!-- in the domain, <uuid>%s</uuid>: -->\n%s", port->key.vm.c_str(),
+              hooks::metadataXmlFor({*port}).c_str());
+  return kExitOk;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -592,7 +621,27 @@ int main(int argc, char** argv) {
   nic_status_cmd->add_option("--sysfs-root", nic_sysfs, "where sysfs is mounted (default /sys)");
   nic_status_cmd->add_flag("--json", nic_json, "print the status as JSON");
 
+  DomainXmlArgs dx;
+  auto* domain_xml_cmd = app.add_subcommand(
+      "domain-xml", "print the libvirt <interface> and <metadata> XML of a port, for a domain definition");
+  domain_xml_cmd->add_option("--vm", dx.vm, "the domain's UUID")->required();
+  domain_xml_cmd->add_option("--nic", dx.nic, "position of the interface among the domain's interfaces");
+  domain_xml_cmd->add_option("--mac", dx.mac, "guest MAC")->required();
+  domain_xml_cmd->add_option("--address", dx.addresses, "a /32 of the VM (repeat for more)")->required();
+  domain_xml_cmd->add_option("--vni", dx.vni, "VXLAN VNI");
+  domain_xml_cmd->add_option("--vf", dx.vf, "VF index");
+  domain_xml_cmd->add_option("--representor", dx.representor, "representor netdev");
+  domain_xml_cmd->add_option("--mtu", dx.mtu, "MTU");
+  domain_xml_cmd->add_option("--queues", dx.queues, "virtqueue pairs");
+  domain_xml_cmd->add_option("--vdpa", dx.vdpa, "none, kernel, dpdk or sim");
+  domain_xml_cmd->add_option("--kind", dx.kind, "interface type: ethernet (default), vdpa or vhostuser");
+  domain_xml_cmd->add_option("--source", dx.source,
+                             "ethernet: the tap (default the representor); vdpa: /dev/vhost-vdpa-N; "
+                             "vhostuser: the socket path");
+
   CLI11_PARSE(app, argc, argv);
+
+  if (*domain_xml_cmd) return runDomainXml(dx);
 
   if (*nic_status_cmd) return runNicStatus(nic_pci, nic_netdev, nic_sysfs, nic_json);
 

@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""Hook latency: `prepare` + `start` of a 4-NIC domain, run as libvirt runs
+it (a fresh nicoffload-hook process per operation, domain XML on stdin),
+against nicoffloadd on the simulated NIC (software path "none"), 32 domains
+at once; p50 / p99 over many rounds. Then, if libvirtd and QEMU are there,
+`virsh start` of a diskless TCG domain with and without the hook, in the same
+run. Needs root. Prints the figures (docs/benchmarks.md).
+
+usage: hook_bench.py NICOFFLOADD NICOFFLOAD_HOOK SOURCE_DIR [ROUNDS] [--no-virsh]"""
+
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "integration"))
+from nfo_testlib import Daemon, World, run, write_host  # noqa: E402
+
+NS = "http://nicoffload.org/xmlns/ports/1"
+CONCURRENCY = 32
+NICS = 4
+
+
+def domain_xml(name, dom_uuid, nics):
+    ifaces = "".join(
+        f"<interface type='ethernet'><mac address='{mac}'/><target dev='{tap}' managed='yes'/>"
+        f"<model type='virtio'/></interface>" for mac, tap, _ in nics)
+    ports = "".join(f"<nfo:port mac='{mac}'><nfo:address>{a}</nfo:address></nfo:port>" for mac, _, a in nics)
+    return (f"<domain type='qemu'><name>{name}</name><uuid>{dom_uuid}</uuid>"
+            f"<metadata><nfo:ports xmlns:nfo='{NS}'>{ports}</nfo:ports></metadata>"
+            "<memory unit='MiB'>64</memory><vcpu>1</vcpu>"
+            "<os><type arch='x86_64' machine='pc'>hvm</type></os>"
+            f"<devices>{ifaces}<console type='pty'/></devices></domain>")
+
+
+def pct(samples, p):
+    s = sorted(samples)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+def hook(binary, env, name, op, sub, xml):
+    r = subprocess.run([binary, name, op, sub, "-"], input=xml, capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        raise RuntimeError(f"hook {op} {name}: exit {r.returncode}: {r.stderr.strip()}")
+
+
+def spawn_bench(spawner, hook_bin, env, rounds, files):
+    """Runs the C++ spawner: (samples, p50, p99, max, prepare p50, prepare p99)."""
+    r = subprocess.run([spawner, hook_bin, str(rounds)] + files, capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        raise RuntimeError(f"spawner: {r.stderr.strip()}")
+    f = r.stdout.split()
+    return int(f[0]), *map(float, f[1:])
+
+
+def hook_latency(spawner, hook_bin, env, rounds, workdir):
+    ours, bare = [], []
+    for v in range(CONCURRENCY):
+        nics = [(f"52:54:00:bb:{v:02x}:{n:02x}", f"bt{v}n{n}", f"10.88.{v}.{n + 1}/32") for n in range(NICS)]
+        xml = domain_xml(f"bench-{v}", str(uuid.uuid4()), nics)
+        for lst, tag, text in ((ours, "ours", xml), (bare, "bare", xml.replace(NS, "http://example.org/not-ours"))):
+            path = f"{workdir}/{tag}-{v}.xml"
+            with open(path, "w") as f:
+                f.write(text)
+            lst.append(path)
+    return (spawn_bench(spawner, hook_bin, env, rounds, ours),
+            spawn_bench(spawner, hook_bin, env, rounds, bare),
+            spawn_bench(spawner, hook_bin, env, rounds * 8, ours[:1]))
+
+
+def virsh(*args):
+    return subprocess.run(["virsh", "-c", "qemu:///system"] + list(args), capture_output=True, text=True,
+                          timeout=120)
+
+
+def virsh_start_times(root, hook_bin, hook_cfg, workdir, n):
+    started = []
+    if not shutil.which("libvirtd") or not shutil.which("qemu-system-x86_64"):
+        print("virsh start: libvirtd or QEMU missing, not measured")
+        return None
+    for d in ("virtlogd", "libvirtd"):
+        if not run("pidof", d, check=False).stdout.strip():
+            run(d, "-d")
+            started.append(d)
+    for _ in range(100):
+        if virsh("list").returncode == 0:
+            break
+        time.sleep(0.2)
+    installer = f"{root}/libvirt-hooks/install-hook.sh"
+    hook_path = "/etc/libvirt/hooks/qemu.d/50-nicoffload"
+    if os.path.lexists(hook_path):
+        print("virsh start: a hook is installed already, not measured")
+        return None
+    name = f"nfo-bench-{os.getpid()}"
+    tap = f"nfbench{os.getpid() % 10000}"
+    path = f"{workdir}/{name}.xml"
+    with open(path, "w") as f:
+        f.write(domain_xml(name, str(uuid.uuid4()), [("52:54:00:bc:00:01", tap, "10.89.0.1/32")]))
+    virsh("define", path)
+    out = {"without hook": [], "with hook": []}
+    try:
+        # Interleaved, so that the load of the machine hits both alike.
+        for _ in range(n):
+            for label in ("without hook", "with hook"):
+                if label == "with hook":
+                    run(installer, "--binary", hook_bin, "--config", hook_cfg)
+                else:
+                    run(installer, "--uninstall")
+                time.sleep(0.5)  # libvirtd re-reads its hook directory on SIGHUP
+                t0 = time.perf_counter()
+                r = virsh("start", name)
+                if r.returncode != 0:
+                    raise RuntimeError(f"virsh start: {r.stderr.strip()}")
+                out[label].append((time.perf_counter() - t0) * 1000)
+                virsh("destroy", name)
+    finally:
+        virsh("destroy", name)
+        virsh("undefine", name)
+        run(installer, "--uninstall", check=False)
+        for d in started:
+            for p in run("pidof", d, check=False).stdout.split():
+                os.kill(int(p), signal.SIGTERM)
+    return out
+
+
+def main():
+    daemon_bin, hook_bin, root = sys.argv[1], sys.argv[2], sys.argv[3]
+    rest = sys.argv[4:]
+    rounds = int(rest[0]) if rest and rest[0].isdigit() else 50
+    world = World("hbench")
+    daemon = None
+    try:
+        profile = json.load(open(f"{root}/hw-profiles/sim.json"))
+        profile["sriov"]["max_vfs"] = 256  # 32 domains x 4 NICs need 128 VFs
+        profile_path = f"{world.dir}/sim.json"
+        with open(profile_path, "w") as f:
+            json.dump(profile, f)
+        host, cfg = write_host(world, hw_profile=profile_path,
+                               uplink={"pci": "0000:03:00.0", "mac": "0c:42:a1:00:00:01", "vf_count": 256},
+                               backends={"flow": "sim", "software_path": "none", "vdpa": "none"})
+        daemon = Daemon(daemon_bin, host, f"{root}/hw-profiles", f"{world.dir}/daemon.log")
+        daemon.start()
+        hook_cfg = f"{world.dir}/hook.json"
+        with open(hook_cfg, "w") as f:
+            json.dump({"socket": cfg["socket"], "timeout_ms": 5000}, f)
+        env = dict(os.environ, NICOFFLOAD_HOOK_CONFIG=hook_cfg)
+        spawner = os.path.join(os.path.dirname(hook_bin), "..", "bench", "nicoffload_hook_spawn_bench")
+        (n, p50, p99, mx, pp50, pp99), bare, solo = hook_latency(spawner, hook_bin, env, rounds, world.dir)
+        print(f"hook prepare+start, {NICS} NICs, {CONCURRENCY} domains at once, {rounds} rounds ({n} samples): "
+              f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {mx:.2f} ms (target p99 <= 10 ms)")
+        print(f"  of which prepare: p50 {pp50:.2f} ms, p99 {pp99:.2f} ms")
+        print(f"  the same without nicoffload metadata (hook processes only, no daemon call): "
+              f"p50 {bare[1]:.2f} ms, p99 {bare[2]:.2f} ms")
+        print(f"hook prepare+start, one domain alone ({solo[0]} samples): p50 {solo[1]:.2f} ms, "
+              f"p99 {solo[2]:.2f} ms")
+        if "--no-virsh" not in rest:
+            v = virsh_start_times(root, hook_bin, hook_cfg, world.dir, 10)
+            if v:
+                a, b = statistics.median(v["without hook"]), statistics.median(v["with hook"])
+                print(f"virsh start (diskless TCG, 1 NIC), median of 10, interleaved: without hook {a:.0f} ms, "
+                      f"with hook {b:.0f} ms, difference {b - a:+.0f} ms")
+    finally:
+        if daemon:
+            daemon.stop()
+        world.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

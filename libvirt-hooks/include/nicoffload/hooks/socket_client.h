@@ -1,0 +1,41 @@
+// DaemonClient over nicoffloadd's control socket (the protocol of
+// offload/control.h: one JSON request or reply per line), bounded by one
+// deadline for the whole hook run. Requests of callAll() are pipelined on one
+// connection.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "nicoffload/hooks/daemon_client.h"
+
+namespace nicoffload::hooks {
+
+class SocketDaemonClient : public DaemonClient {
+ public:
+  SocketDaemonClient(std::string socket_path, std::chrono::steady_clock::time_point deadline);
+  ~SocketDaemonClient() override;
+  SocketDaemonClient(const SocketDaemonClient&) = delete;
+  SocketDaemonClient& operator=(const SocketDaemonClient&) = delete;
+
+  // Connects on the first call and keeps the connection. Unavailable (with
+  // the reason) when nothing listens ("nicoffloadd is not running"), when the
+  // socket refuses us, when the connection breaks, or when no reply came
+  // before the deadline; after that every call fails at once.
+  DaemonReply call(const nlohmann::json& request) override;
+  std::vector<DaemonReply> callAll(const std::vector<nlohmann::json>& requests) override;
+
+ private:
+  Status connect();
+  int msLeft() const;
+  DaemonReply down(Error e);
+
+  std::string socket_path_;
+  std::chrono::steady_clock::time_point deadline_;
+  int fd_ = -1;
+  std::string buffer_;
+  bool down_ = false;
+  Error down_error_;
+};
+
+}  // namespace nicoffload::hooks
