@@ -266,6 +266,37 @@ void forceBridgeFamily(nl_msg* msg) {
   ndm->ndm_family = AF_BRIDGE;
 }
 
+// An RTM_NEWNEIGH (add, NUD_PERMANENT, replacing) or RTM_DELNEIGH request:
+// an IPv4 neighbour (AF_INET: ip -> mac) or a VXLAN FDB entry (AF_BRIDGE,
+// NTF_SELF: mac -> remote VTEP ip). `mac` may be null for an AF_INET delete.
+Result<MsgPtr> neighRequest(bool add, int family, int ifindex, Ipv4Addr ip, const MacAddr* mac,
+                            const std::string& what) {
+  NeighPtr n(rtnl_neigh_alloc());
+  // The IPv4 destination first: libnl refuses it once the family is AF_BRIDGE.
+  auto dst = ipv4Addr(ip);
+  if (rtnl_neigh_set_dst(n.get(), dst.get()) < 0)
+    return makeError(ErrorCode::kInternal, what, "", "libnl refused the destination");
+  rtnl_neigh_set_family(n.get(), family);
+  rtnl_neigh_set_ifindex(n.get(), ifindex);
+  AddrPtr ll;
+  if (mac) {
+    ll = macAddr(*mac);
+    rtnl_neigh_set_lladdr(n.get(), ll.get());
+  }
+  if (family == AF_BRIDGE) rtnl_neigh_set_flags(n.get(), NTF_SELF);
+  nl_msg* msg = nullptr;
+  int err = 0;
+  if (add) {
+    rtnl_neigh_set_state(n.get(), NUD_PERMANENT);
+    err = rtnl_neigh_build_add_request(n.get(), NLM_F_CREATE | NLM_F_REPLACE, &msg);
+  } else {
+    err = rtnl_neigh_build_delete_request(n.get(), 0, &msg);
+  }
+  if (err < 0) return makeError(ErrorCode::kInternal, what, "", nl_geterror(err));
+  if (family == AF_BRIDGE) forceBridgeFamily(msg);
+  return MsgPtr(msg);
+}
+
 Error unknownDevice(const std::string& dev) {
   return makeError(ErrorCode::kNotFound, "dev", dev,
                    "unknown interface '" + dev + "' (no such netdev in this namespace)");
@@ -565,38 +596,12 @@ SwApplyReport KernelSoftwarePath::apply(const SoftwarePathState& o) {
   runBatch<FdbEntry>(o.fdb, rep, [&](const FdbEntry& f) -> Result<MsgPtr> {
     const int idx = ifindex(f.dev);
     if (idx <= 0) return unknownDevice(f.dev);
-    NeighPtr n(rtnl_neigh_alloc());
-    // The IPv4 destination first: libnl refuses it once the family is AF_BRIDGE.
-    auto dst = ipv4Addr(f.dst);
-    if (rtnl_neigh_set_dst(n.get(), dst.get()) < 0)
-      return makeError(ErrorCode::kInternal, describe(f), "", "libnl refused the FDB destination");
-    rtnl_neigh_set_family(n.get(), AF_BRIDGE);
-    rtnl_neigh_set_ifindex(n.get(), idx);
-    auto ll = macAddr(f.mac);
-    rtnl_neigh_set_lladdr(n.get(), ll.get());
-    rtnl_neigh_set_state(n.get(), NUD_PERMANENT);
-    rtnl_neigh_set_flags(n.get(), NTF_SELF);
-    nl_msg* msg = nullptr;
-    if (int err = rtnl_neigh_build_add_request(n.get(), NLM_F_CREATE | NLM_F_REPLACE, &msg); err < 0)
-      return makeError(ErrorCode::kInternal, describe(f), "", nl_geterror(err));
-    forceBridgeFamily(msg);
-    return MsgPtr(msg);
+    return neighRequest(true, AF_BRIDGE, idx, f.dst, &f.mac, describe(f));
   });
   runBatch<NeighbourEntry>(o.neighbours, rep, [&](const NeighbourEntry& e) -> Result<MsgPtr> {
     const int idx = ifindex(e.dev);
     if (idx <= 0) return unknownDevice(e.dev);
-    NeighPtr n(rtnl_neigh_alloc());
-    auto dst = ipv4Addr(e.ip);
-    if (rtnl_neigh_set_dst(n.get(), dst.get()) < 0)
-      return makeError(ErrorCode::kInternal, describe(e), "", "libnl refused the destination");
-    rtnl_neigh_set_ifindex(n.get(), idx);
-    auto ll = macAddr(e.mac);
-    rtnl_neigh_set_lladdr(n.get(), ll.get());
-    rtnl_neigh_set_state(n.get(), NUD_PERMANENT);
-    nl_msg* msg = nullptr;
-    if (int err = rtnl_neigh_build_add_request(n.get(), NLM_F_CREATE | NLM_F_REPLACE, &msg); err < 0)
-      return makeError(ErrorCode::kInternal, describe(e), "", nl_geterror(err));
-    return MsgPtr(msg);
+    return neighRequest(true, AF_INET, idx, e.ip, &e.mac, describe(e));
   });
   applyRoutes(o.routes, rep);
   return report;
@@ -617,23 +622,7 @@ SwApplyReport KernelSoftwarePath::remove(const SoftwarePathState& o) {
                       const std::string& what) -> Result<MsgPtr> {
     const int idx = ifindex(dev);
     if (idx <= 0) return MsgPtr();  // the device is gone, and its entries with it
-    NeighPtr n(rtnl_neigh_alloc());
-    auto dst = ipv4Addr(ip);
-    if (rtnl_neigh_set_dst(n.get(), dst.get()) < 0)
-      return makeError(ErrorCode::kInternal, what, "", "libnl refused the destination");
-    rtnl_neigh_set_family(n.get(), family);
-    rtnl_neigh_set_ifindex(n.get(), idx);
-    AddrPtr ll;
-    if (mac) {
-      ll = macAddr(*mac);
-      rtnl_neigh_set_lladdr(n.get(), ll.get());
-      rtnl_neigh_set_flags(n.get(), NTF_SELF);
-    }
-    nl_msg* msg = nullptr;
-    if (int err = rtnl_neigh_build_delete_request(n.get(), 0, &msg); err < 0)
-      return makeError(ErrorCode::kInternal, what, "", nl_geterror(err));
-    if (family == AF_BRIDGE) forceBridgeFamily(msg);
-    return MsgPtr(msg);
+    return neighRequest(false, family, idx, ip, mac, what);
   };
   runBatch<NeighbourEntry>(o.neighbours, rep, [&](const NeighbourEntry& e) {
     return neighMsg(AF_INET, e.dev, e.ip, nullptr, describe(e));
