@@ -530,7 +530,7 @@ int main(int argc, char** argv) {
     cmd->add_option("--netns", c.netns, "network namespace (a name under /run/netns) to program; default: the current one");
     if (needs_sw_only)
       cmd->add_flag("--sw-only", c.sw_only,
-                    "act on the kernel software path only (required: the flow backends come with the daemon)");
+                    "act on the kernel software path only (required: flow rules belong to nicoffloadd; device-check tries them)");
   };
   auto* apply_cmd = app.add_subcommand(
       "apply", "converge the kernel software path to the plan: add what is missing, fix what differs, "
@@ -759,7 +759,7 @@ int main(int argc, char** argv) {
     if (!*cmd) continue;
     if (cmd != readback_cmd && !c->sw_only) {
       std::fprintf(stderr, "nicoffloadctl: error: --sw-only is required: this version applies the kernel "
-                           "software path only (the flow backends come with the daemon)\n");
+                           "software path only (flow rules belong to nicoffloadd; device-check tries them on the device)\n");
       return kExitInput;
     }
     if (!c->netns.empty())
