@@ -68,7 +68,12 @@ class Run {
       const auto& port = d.ports[i];
       const DaemonReply& r = replies.at(i);
       if (r.kind == DaemonReply::Kind::kOk) {
-        added.push_back({port.key, r.result.value("port", json::object())});
+        json view = r.result.value("port", json::object());
+        // nicoffloadd reports the port's vDPA device in status.devices.vdpa.path.
+        const json::json_pointer vdpa_path("/status/devices/vdpa/path");
+        if (r.result.contains(vdpa_path) && r.result[vdpa_path].is_string())
+          view["vdpa_dev"] = r.result[vdpa_path];
+        added.push_back({port.key, std::move(view)});
         if (r.result.contains("status") && r.result["status"].value("state", "") == "degraded")
           warn("warning: port " + port.mac.str() + " (interface " + std::to_string(port.key.nic) +
                ") is degraded: part of its software path failed; nicoffloadd retries");
@@ -145,7 +150,8 @@ std::vector<InterfaceRewrite> rewritesFor(const Domain& d, const std::vector<Run
     } else if (p.contains("vf") && p["vf"].is_number_unsigned()) {
       r.target_dev = "pf0vf" + std::to_string(p["vf"].get<unsigned>());
     }
-    // Set by nicoffloadd once it manages vDPA devices; absent today.
+    // From status.devices.vdpa.path of the daemon's reply (addAll). The
+    // daemon does not drive the DPDK vhost-user backend yet: no socket path.
     if (p.contains("vdpa_dev") && p["vdpa_dev"].is_string())
       r.vdpa_dev = p["vdpa_dev"].get<std::string>();
     if (p.contains("vhostuser_path") && p["vhostuser_path"].is_string())

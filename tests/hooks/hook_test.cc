@@ -251,8 +251,10 @@ TEST(Hook, MigrateAndRestorePrepareAndPrintTheRewrittenXml) {
       if (r["op"] != "port.add") return std::nullopt;
       json p = r["port"];
       if (p["nic"] == 3) p["representor"] = "nfotap4";
-      if (p["nic"] == 0) p["vdpa_dev"] = "/dev/vhost-vdpa-5";
-      return DaemonReply::ok({{"port", p}, {"status", {{"state", "installed"}}}});
+      json status = {{"state", "installed"}, {"devices", json::object()}};
+      // As nicoffloadd reports a port's vDPA device.
+      if (p["nic"] == 0) status["devices"]["vdpa"] = {{"name", "nfo0123456789ab"}, {"path", "/dev/vhost-vdpa-5"}};
+      return DaemonReply::ok({{"port", p}, {"status", status}});
     };
     const std::string in = domainXml(twoPorts());
     auto out = runHook(inv(op, "begin"), in, config(), d);
