@@ -297,6 +297,16 @@ Result<MsgPtr> neighRequest(bool add, int family, int ifindex, Ipv4Addr ip, cons
   return MsgPtr(msg);
 }
 
+// RTM_DELLINK of a device by name.
+Result<MsgPtr> linkDeleteRequest(const std::string& name) {
+  LinkPtr link(rtnl_link_alloc());
+  rtnl_link_set_name(link.get(), name.c_str());
+  nl_msg* msg = nullptr;
+  if (int err = rtnl_link_build_delete_request(link.get(), &msg); err < 0)
+    return makeError(ErrorCode::kInternal, name, "", nl_geterror(err));
+  return MsgPtr(msg);
+}
+
 Error unknownDevice(const std::string& dev) {
   return makeError(ErrorCode::kNotFound, "dev", dev,
                    "unknown interface '" + dev + "' (no such netdev in this namespace)");
@@ -322,12 +332,7 @@ void KernelSoftwarePath::applyVxlan(const std::vector<VxlanDevice>& devs, Report
   SwApplyReport ignored;
   Reporter quiet{ignored};
   runBatch<VxlanDevice>(stale, quiet, [&](const VxlanDevice& d) -> Result<MsgPtr> {
-    LinkPtr link(rtnl_link_alloc());
-    rtnl_link_set_name(link.get(), d.name.c_str());
-    nl_msg* msg = nullptr;
-    if (int err = rtnl_link_build_delete_request(link.get(), &msg); err < 0)
-      return makeError(ErrorCode::kInternal, d.name, "", nl_geterror(err));
-    return MsgPtr(msg);
+    return linkDeleteRequest(d.name);
   }, {ENODEV});
 
   (void)refreshLinks();
@@ -644,12 +649,7 @@ SwApplyReport KernelSoftwarePath::remove(const SoftwarePathState& o) {
   }, {EADDRNOTAVAIL, ENODEV, ENOENT});
   runBatch<VxlanDevice>(o.vxlan_devices, rep, [&](const VxlanDevice& d) -> Result<MsgPtr> {
     if (ifindex(d.name) <= 0) return MsgPtr();
-    LinkPtr link(rtnl_link_alloc());
-    rtnl_link_set_name(link.get(), d.name.c_str());
-    nl_msg* msg = nullptr;
-    if (int err = rtnl_link_build_delete_request(link.get(), &msg); err < 0)
-      return makeError(ErrorCode::kInternal, d.name, "", nl_geterror(err));
-    return MsgPtr(msg);
+    return linkDeleteRequest(d.name);
   }, {ENODEV});
   // Device settings go back to the namespace defaults; a device that is gone is fine.
   std::vector<SysctlSetting> present;

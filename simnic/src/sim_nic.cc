@@ -146,15 +146,9 @@ std::string Delivery::str() const {
 
 SimNic::SimNic(model::HwProfile profile, std::uint16_t vf_count)
     : profile_(std::move(profile)), vf_count_(vf_count) {
+  caps_ = flowrules::FlowBackendCapabilities::fromProfile(profile_);
   caps_.backend = "sim";
   caps_.device = profile_.name;
-  for (std::size_t i = 0; i < model::kItemTypeCount; ++i)
-    caps_.items[i] = profile_.items[i].supported;
-  for (std::size_t i = 0; i < model::kActionTypeCount; ++i)
-    caps_.actions[i] = profile_.actions[i].supported;
-  caps_.max_groups = profile_.max_groups;
-  caps_.root_table_rules = profile_.root_table_rules;
-  caps_.rules_per_group = profile_.rules_per_group;
   caps_.vf_count = vf_count_;
   caps_.enforced = true;
 }

@@ -109,15 +109,9 @@ Result<std::unique_ptr<DpdkFlowBackend>> DpdkFlowBackend::open(const DpdkFlowCon
   b->ports_ = std::move(ports).value();
 
   auto& caps = b->caps_;
+  caps = flowrules::FlowBackendCapabilities::fromProfile(profile);
   caps.backend = "dpdk";
   caps.device = config.pf_devargs.empty() ? portName(b->ports_.uplink) : config.pf_devargs;
-  for (std::size_t i = 0; i < model::kItemTypeCount; ++i)
-    caps.items[i] = profile.items[i].supported;
-  for (std::size_t i = 0; i < model::kActionTypeCount; ++i)
-    caps.actions[i] = profile.actions[i].supported;
-  caps.max_groups = profile.max_groups;
-  caps.root_table_rules = profile.root_table_rules;
-  caps.rules_per_group = profile.rules_per_group;
   caps.vf_count = static_cast<std::uint16_t>(std::count_if(
       b->ports_.vf.begin(), b->ports_.vf.end(), [](const auto& p) { return p.has_value(); }));
   caps.enforced = false;

@@ -65,6 +65,18 @@ struct FlowBackendCapabilities {
   std::uint16_t vf_count = 0;          // VF ports rules may name: vf0..vf<vf_count-1>
   bool enforced = false;               // true: the backend itself refuses what lies beyond these
 
+  // The profile's claims: items, actions and table sizes (backend, device,
+  // vf_count and enforced are the caller's to set).
+  static FlowBackendCapabilities fromProfile(const model::HwProfile& profile) {
+    FlowBackendCapabilities c;
+    for (std::size_t i = 0; i < model::kItemTypeCount; ++i) c.items[i] = profile.items[i].supported;
+    for (std::size_t i = 0; i < model::kActionTypeCount; ++i) c.actions[i] = profile.actions[i].supported;
+    c.max_groups = profile.max_groups;
+    c.root_table_rules = profile.root_table_rules;
+    c.rules_per_group = profile.rules_per_group;
+    return c;
+  }
+
   bool supports(ItemType t) const { return items[static_cast<std::size_t>(t)]; }
   bool supports(ActionType t) const { return actions[static_cast<std::size_t>(t)]; }
 };
