@@ -15,7 +15,7 @@ import signal
 import statistics
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 import uuid
 
@@ -135,6 +135,11 @@ def main():
     rounds = int(rest[0]) if rest and rest[0].isdigit() else 50
     world = World("hbench")
     daemon = None
+    # The simulated NIC's tree stands for sysfs and device state, which live
+    # in memory on a real host (its default, /run/nicoffload/simnic, is on
+    # tmpfs): keep it on tmpfs here too. The daemon's own state file stays on
+    # disk, written with fsync as on a real host.
+    sim_dir = tempfile.mkdtemp(prefix="nfo-hbench-sim-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     try:
         profile = json.load(open(f"{root}/hw-profiles/sim.json"))
         profile["sriov"]["max_vfs"] = 256  # 32 domains x 4 NICs need 128 VFs
@@ -143,7 +148,9 @@ def main():
             json.dump(profile, f)
         host, cfg = write_host(world, hw_profile=profile_path,
                                uplink={"pci": "0000:03:00.0", "mac": "0c:42:a1:00:00:01", "vf_count": 256},
-                               backends={"flow": "sim", "software_path": "none", "vdpa": "none"})
+                               backends={"flow": "sim", "software_path": "none", "nic": "sim", "vdpa": "sim"},
+                               daemon={"metrics_listen": "", "reconcile_interval_ms": 60000,
+                                       "sim_device_dir": sim_dir, "max_request_bytes": 65536})
         daemon = Daemon(daemon_bin, host, f"{root}/hw-profiles", f"{world.dir}/daemon.log")
         daemon.start()
         hook_cfg = f"{world.dir}/hook.json"
@@ -169,6 +176,7 @@ def main():
         if daemon:
             daemon.stop()
         world.close()
+        shutil.rmtree(sim_dir, ignore_errors=True)
     return 0
 
 

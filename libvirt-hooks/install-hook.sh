@@ -7,7 +7,9 @@
 # --binary    the hook executable (default: nicoffload-hook next to this
 #             script's install prefix, else on PATH)
 # --config    a hook.json other than /etc/nicoffload/hook.json: the installed
-#             hook is then a two-line wrapper that sets NICOFFLOAD_HOOK_CONFIG
+#             hook is then a two-line bash wrapper that sets
+#             NICOFFLOAD_HOOK_CONFIG (it costs a bash start per hook call;
+#             without --config the hook is a symlink to the binary)
 # --hooks-dir libvirt's hook directory (default /etc/libvirt/hooks)
 #
 # libvirtd reads its hook directory at start and on SIGHUP: a running
@@ -55,16 +57,18 @@ fi
 binary=$(cd "$(dirname "$binary")" && pwd)/$(basename "$binary")
 
 mkdir -p "$hooks_dir/qemu.d"
-tmp=$(mktemp "$hooks_dir/qemu.d/.50-nicoffload.XXXXXX")
 if [ -n "$config" ]; then
-  case "$config" in /*) ;; *) echo "install-hook: --config must be an absolute path" >&2; rm -f "$tmp"; exit 2 ;; esac
+  case "$config" in /*) ;; *) echo "install-hook: --config must be an absolute path" >&2; exit 2 ;; esac
+  tmp=$(mktemp "$hooks_dir/qemu.d/.50-nicoffload.XXXXXX")
   # %q quotes the paths (bash syntax, hence bash): nothing from the command
   # line is run as shell code.
   printf '#!/bin/bash\nNICOFFLOAD_HOOK_CONFIG=%q exec %q "$@"\n' "$config" "$binary" >"$tmp"
+  chmod 0755 "$tmp"
+  mv -f "$tmp" "$target"
 else
-  printf '#!/bin/bash\nexec %q "$@"\n' "$binary" >"$tmp"
+  # A symlink: libvirt execs the binary itself, no shell in between.
+  ln -sfn "$binary" "$hooks_dir/qemu.d/.50-nicoffload.new"
+  mv -fT "$hooks_dir/qemu.d/.50-nicoffload.new" "$target"
 fi
-chmod 0755 "$tmp"
-mv -f "$tmp" "$target"
 echo "install-hook: installed $target -> $binary${config:+ (config $config)}"
 reload_libvirtd

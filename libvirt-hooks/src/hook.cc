@@ -105,7 +105,7 @@ class Run {
   void removeAll(const std::string& uuid, const std::vector<model::Port>& ports) {
     std::set<std::uint16_t> nics;
     for (const auto& p : ports) nics.insert(p.key.nic);
-    DaemonReply list = daemon_.call(json{{"op", "port.list"}});
+    DaemonReply list = daemon_.call(json{{"op", "port.list"}, {"vm", uuid}});
     if (list.kind == DaemonReply::Kind::kUnavailable) {
       daemonDown(list.error);
       return;

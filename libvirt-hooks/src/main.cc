@@ -4,10 +4,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
-#include <iostream>
-#include <iterator>
 #include <string>
 #include <vector>
 
@@ -51,7 +50,18 @@ int main(int argc, char** argv) {
 
   // libvirt writes the domain XML to stdin for every operation; read it all
   // even when the operation is not ours, so libvirt's write never fails.
-  std::string xml((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+  // read(2), not iostreams: the hook's start-up time is part of every
+  // domain operation.
+  std::string xml;
+  char buf[65536];
+  while (true) {
+    const ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
+    if (n > 0) {
+      xml.append(buf, static_cast<std::size_t>(n));
+    } else if (n == 0 || errno != EINTR) {
+      break;
+    }
+  }
 
   hooks::SocketDaemonClient daemon(config ? config->socket : hooks::HookConfig{}.socket, deadline);
   const auto out = hooks::runHook(*inv, xml, config, daemon);

@@ -236,6 +236,9 @@ Result<json> Controller::admitRemote(const json& request, bool add, model::Inten
 // --- requests ---
 
 std::vector<json> Controller::handle(const std::vector<control::Request>& batch) {
+  using Micros = std::chrono::duration<double, std::micro>;
+  const auto t_start = SteadyClock::now();
+  auto t_persisted = t_start, t_reconciled = t_start;
   std::vector<json> replies(batch.size());
   model::Intent working = intent_;
   model::IntentIndex index = *index_;
@@ -271,9 +274,12 @@ std::vector<json> Controller::handle(const std::vector<control::Request>& batch)
     accepted_results.push_back(std::move(result).value());
   }
 
+  const auto t_admitted = SteadyClock::now();
   if (!changed.empty()) {
-    if (auto s = persist(working, pool); !s) {
-      for (auto i : accepted) replies[i] = control::errorReply(s.error());
+    const auto st = persist(working, pool);
+    t_persisted = t_reconciled = SteadyClock::now();
+    if (!st) {
+      for (auto i : accepted) replies[i] = control::errorReply(st.error());
       accepted.clear();
     } else {
       intent_ = std::move(working);
@@ -282,6 +288,7 @@ std::vector<json> Controller::handle(const std::vector<control::Request>& batch)
       for (const auto& c : changed) spdlog::info("{}", c);
       const auto pass = reconcile(false);
       scheduleRetry(pass.failures > 0);
+      t_reconciled = SteadyClock::now();
     }
   }
   for (std::size_t k = 0; k < accepted.size(); ++k) {
@@ -299,10 +306,17 @@ std::vector<json> Controller::handle(const std::vector<control::Request>& batch)
     json result = read(batch[i].body, error);
     replies[i] = result.is_null() ? control::errorReply(error) : control::okReply(std::move(result));
   }
+  if (spdlog::should_log(spdlog::level::debug))
+    spdlog::debug("batch of {} requests ({} changes): admit {:.0f} us, persist {:.0f} us, reconcile {:.0f} us, "
+                  "replies {:.0f} us",
+                  batch.size(), changed.size(), Micros(t_admitted - t_start).count(),
+                  changed.empty() ? 0.0 : Micros(t_persisted - t_admitted).count(),
+                  changed.empty() ? 0.0 : Micros(t_reconciled - t_persisted).count(),
+                  Micros(SteadyClock::now() - (changed.empty() ? t_admitted : t_reconciled)).count());
   return replies;
 }
 
-json Controller::portJson(const model::Port& port) const {
+json Controller::portJson(const model::Port& port, bool rule_list) const {
   // The port's rules re-planned (cheap: a handful), joined with the device.
   json rules = json::array();
   std::size_t hw = 0, sw = 0, errors = 0;
@@ -312,7 +326,8 @@ json Controller::portJson(const model::Port& port) const {
       const auto placement = applied ? applied->placement : r.placement;
       (placement == flowrules::Placement::kHw ? hw : sw) += 1;
       if (applied && applied->device_error) ++errors;
-      rules.push_back({{"id", ruleId(r)},
+      if (rule_list)
+        rules.push_back({{"id", ruleId(r)},
                        {"class", flowrules::toString(r.cls)},
                        {"placement", flowrules::toString(placement)},
                        {"reason", applied ? flowrules::describeApplied(*applied, profile_)
@@ -342,7 +357,8 @@ json Controller::portJson(const model::Port& port) const {
   return {{"port", model::toJson(port)},
           {"state", degraded ? "degraded" : "installed"},
           {"devices", devices},
-          {"rules", {{"hw", hw}, {"sw", sw}, {"device_refusals", errors}, {"list", rules}}},
+          {"rules", rule_list ? json{{"hw", hw}, {"sw", sw}, {"device_refusals", errors}, {"list", rules}}
+                              : json{{"hw", hw}, {"sw", sw}, {"device_refusals", errors}}},
           {"software_path_failures", sw_objects}};
 }
 
@@ -357,7 +373,7 @@ json Controller::statusJson() const {
   const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(options_.now() - started_).count();
   std::size_t degraded = 0;
   for (const auto& p : intent_.ports)
-    if (portJson(p)["state"] == "degraded") ++degraded;
+    if (portJson(p, false)["state"] == "degraded") ++degraded;
   return {{"host", host_.name},
           {"profile", profile_.name},
           {"underlay", model::toString(host_.underlay)},
@@ -393,15 +409,17 @@ json Controller::read(const json& req, Error& error) {
     return portJson(*p);
   }
   if (op == "port.list") {
-    if (auto s = onlyKeys(req, {}); !s) return fail(s.error());
-    json out = json::array();
-    for (const auto& p : intent_.ports) {
-      json j = portJson(p);
-      j.erase("rules");
-      j["rules"] = portJson(p)["rules"];
-      j["rules"].erase("list");
-      out.push_back(std::move(j));
+    // Optional "vm": only that domain's ports (the hook's release path).
+    if (auto s = onlyKeys(req, {"vm"}); !s) return fail(s.error());
+    std::optional<std::string> vm;
+    if (req.contains("vm")) {
+      if (!req["vm"].is_string())
+        return fail(requestError(ErrorCode::kWrongType, "vm", req["vm"].dump(), "must be a string (a domain UUID)"));
+      vm = req["vm"].get<std::string>();
     }
+    json out = json::array();
+    for (const auto& p : intent_.ports)
+      if (!vm || p.key.vm == *vm) out.push_back(portJson(p, false));
     return out;
   }
   if (op == "remote.list") {
@@ -478,6 +496,8 @@ json Controller::read(const json& req, Error& error) {
 // --- reconciliation ---
 
 Controller::PassResult Controller::reconcile(bool full, bool verify) {
+  using Micros = std::chrono::duration<double, std::micro>;
+  const auto t0 = SteadyClock::now();
   PassResult result;
   ++counters_.reconcile_passes;
   if (full) ++counters_.full_passes;
@@ -493,7 +513,9 @@ Controller::PassResult Controller::reconcile(bool full, bool verify) {
     const auto vanished = applier_->verifyInstalled();
     if (vanished) spdlog::warn("flow backend: {} rules vanished from the device; reinstalling", vanished);
   }
+  const auto t_planned = SteadyClock::now();
   const auto hw = applier_->apply(desired_.rules, dependencies_);
+  const auto t_flows = SteadyClock::now();
   // The applier keeps a summary of each rule; the full rules are re-planned
   // when shown. Releasing them keeps the controller's memory per rule low.
   std::vector<flowrules::FlowRule>().swap(desired_.rules);
@@ -541,7 +563,12 @@ Controller::PassResult Controller::reconcile(bool full, bool verify) {
       sw_failures_.clear();
     }
   }
+  const auto t_kernel = SteadyClock::now();
   reconcileDevices(result);
+  if (spdlog::should_log(spdlog::level::debug))
+    spdlog::debug("{} pass: plan {:.0f} us, flows {:.0f} us, kernel {:.0f} us, devices {:.0f} us",
+                  full ? "full" : "incremental", Micros(t_planned - t0).count(), Micros(t_flows - t_planned).count(),
+                  Micros(t_kernel - t_flows).count(), Micros(SteadyClock::now() - t_kernel).count());
   const auto& c = applier_->counters();
   last_pass_summary_ = std::string(full ? "full" : "incremental") + " pass: rules hw " + std::to_string(c.hw) +
                        ", sw " + std::to_string(c.sw) + "; kernel objects " + std::to_string(desired_.sw.size()) +

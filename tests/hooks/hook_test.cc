@@ -44,9 +44,11 @@ class FakeDaemon : public DaemonClient {
       const bool removed = ports.erase({request["vm"], request["nic"]}) > 0;
       return DaemonReply::ok({{"removed", removed}});
     }
-    if (op == "port.list") {
+    if (op == "port.list") {  // as nicoffloadd: an optional "vm" filter
       json out = json::array();
-      for (const auto& [k, p] : ports) out.push_back({{"port", p}, {"state", "installed"}});
+      for (const auto& [k, p] : ports)
+        if (!request.contains("vm") || request["vm"] == k.first)
+          out.push_back({{"port", p}, {"state", "installed"}});
       return DaemonReply::ok(out);
     }
     return DaemonReply::refused(makeError(ErrorCode::kInvalidValue, "op", op, "unknown op"));
@@ -157,9 +159,15 @@ TEST(Hook, BadMetadataFailsStartButNeverCleanup) {
   EXPECT_TRUE(d.requests.empty());
   // On release the hook still removes what nicoffloadd holds for the UUID.
   d.ports[{kUuid, 3}] = json{{"vm", kUuid}, {"nic", 3}};
+  const std::string other = "0f0e0d0c-0b0a-4908-8706-050403020100";
+  d.ports[{other, 0}] = json{{"vm", other}, {"nic", 0}};
+  d.requests.clear();
   auto rel = runHook(inv("release", "end"), bad, config(), d);
   EXPECT_EQ(rel.exit_code, 0);
-  EXPECT_TRUE(d.ports.empty());
+  ASSERT_FALSE(d.requests.empty());
+  EXPECT_EQ(d.requests[0], (json{{"op", "port.list"}, {"vm", kUuid}})) << "only this domain's ports are listed";
+  EXPECT_EQ(d.ports.size(), 1u) << "another domain's port stays";
+  EXPECT_TRUE(d.ports.count({other, 0}));
   auto mal = runHook(inv("prepare", "begin"),
                      "<domain xmlns:nfo='http://nicoffload.org/xmlns/ports/1'>", config(), d);
   EXPECT_EQ(mal.exit_code, 1);

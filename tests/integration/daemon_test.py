@@ -52,6 +52,12 @@ def main():
         t.check("port.get lists its rules", r["ok"] and r["result"]["rules"]["hw"] == 5, r)
         r = c.call({"op": "port.list"})
         t.check("port.list has 2", r["ok"] and len(r["result"]) == 2, r)
+        t.check("port.list: counts, no rule list", r["ok"] and all(
+            set(p["rules"]) == {"hw", "sw", "device_refusals"} for p in r["result"]), r)
+        r = c.call({"op": "port.list", "vm": port(2)["vm"]})
+        t.check("port.list vm filter", r["ok"] and [p["port"]["vm"] for p in r["result"]] == [port(2)["vm"]], r)
+        r = c.call({"op": "port.list", "vm": 7})
+        t.check("port.list vm must be a string", not r["ok"] and r["error"]["field"] == "vm", r)
         rules = c.call({"op": "rules"})["result"]
         ld = [x for x in rules if x["class"] == "local-delivery" and x["pattern"][1]["spec"].get("dst") == "10.0.2.1"]
         t.check("local delivery rule for port 2 in hw", len(ld) == 1 and ld[0]["placement"] == "hw", ld)

@@ -88,8 +88,9 @@ def write_host(world, **overrides):
 
 
 class Daemon:
-    def __init__(self, binary, config, profile_dir, log):
+    def __init__(self, binary, config, profile_dir, log, extra_args=()):
         self.binary = binary
+        self.extra_args = list(extra_args)
         self.config = config
         self.profile_dir = profile_dir
         self.log = log
@@ -100,7 +101,8 @@ class Daemon:
             sock = json.load(f)["socket"]
         self.socket = sock
         logf = open(self.log, "a")
-        self.proc = subprocess.Popen([self.binary, "--config", self.config, "--profile-dir", self.profile_dir],
+        self.proc = subprocess.Popen([self.binary, "--config", self.config, "--profile-dir", self.profile_dir]
+                                     + self.extra_args,
                                      stdout=logf, stderr=logf)
         deadline = time.time() + timeout
         while time.time() < deadline:

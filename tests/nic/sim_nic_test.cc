@@ -5,7 +5,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <fstream>
+#include <sstream>
 
 #include "../support/fake_sysfs.h"
 #include "../unit/test_support.h"
@@ -246,6 +249,111 @@ TEST(SimNic, StateSurvivesAReopen) {
   auto r = nic->ensureSwitchdev(3);
   ASSERT_TRUE(r.ok());
   EXPECT_FALSE(r->changed);
+}
+
+// Each operation appends one line to state.journal; state.json (the
+// snapshot) is rewritten only at open and when the journal grows long.
+TEST(SimNic, OperationsAreJournalledAndReplayed) {
+  TempDir dir("nfo-sim");
+  const std::string snap = dir.path() + "/nicoffload-sim/state.json";
+  const std::string journal = dir.path() + "/nicoffload-sim/state.journal";
+  {
+    auto sim = openSim(dir.path());
+    auto nic = sim->makeBackend();
+    ASSERT_TRUE(nic->ensureSwitchdev(4).ok());
+    const std::string snapshot_before = readFile(snap);
+    const std::string journal_before = readFile(journal);
+    ASSERT_TRUE(nic->setVfMac(1, *MacAddr::parse("52:54:00:00:00:11")).ok());
+    ASSERT_TRUE(sim->vdpaDevNew({"vdpa1", sim->vdpaMgmtDevs().at(1), *MacAddr::parse("52:54:00:00:00:11"), 1500, 1}).ok());
+    ASSERT_TRUE(sim->vdpaDevNew({"vdpa3", sim->vdpaMgmtDevs().at(3), *MacAddr::parse("52:54:00:00:00:33"), 9000, 2}).ok());
+    ASSERT_TRUE(sim->vdpaDevDel("vdpa3").ok());
+    EXPECT_EQ(readFile(snap), snapshot_before) << "no snapshot per operation";
+    const std::string j = readFile(journal);
+    ASSERT_EQ(j.substr(0, journal_before.size()), journal_before) << "appended, never rewritten";
+    const std::string added = j.substr(journal_before.size());
+    EXPECT_EQ(std::count(added.begin(), added.end(), '\n'), 4) << added;
+    EXPECT_THAT(j, HasSubstr("\"vdpa_del\":[\"vdpa3\"]"));
+  }
+  auto sim = openSim(dir.path());
+  auto st = sim->makeBackend()->status();
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->eswitch_mode, EswitchMode::kSwitchdev);
+  ASSERT_EQ(st->vfs.size(), 4u);
+  EXPECT_EQ(st->vfs[1].mac, MacAddr::parse("52:54:00:00:00:11"));
+  const auto devs = sim->vdpaDevs();
+  ASSERT_EQ(devs.size(), 1u);
+  EXPECT_EQ(devs[0].name, "vdpa1");
+  EXPECT_EQ(devs[0].mgmt_dev, sim->vdpaMgmtDevs().at(1));
+  EXPECT_EQ(readFile(journal), "") << "the replayed journal was compacted into the snapshot at open";
+}
+
+// A controller killed in the middle of an append leaves a cut last line: the
+// operation never happened, the ones before it did.
+TEST(SimNic, ACutJournalLineIsIgnored) {
+  TempDir dir("nfo-sim");
+  const std::string journal = dir.path() + "/nicoffload-sim/state.journal";
+  {
+    auto sim = openSim(dir.path());
+    auto nic = sim->makeBackend();
+    ASSERT_TRUE(nic->ensureSwitchdev(2).ok());
+    ASSERT_TRUE(nic->setVfMac(0, *MacAddr::parse("52:54:00:00:00:a0")).ok());
+  }
+  {
+    std::ofstream out(journal, std::ios::app);
+    out << "{\"gen\":999,\"vfs\":{\"0\":{\"driver\":\"mlx5_core\",\"mac\":\"52:54";
+  }
+  auto sim = openSim(dir.path());
+  auto st = sim->makeBackend()->status();
+  ASSERT_TRUE(st.ok());
+  ASSERT_EQ(st->vfs.size(), 2u);
+  EXPECT_EQ(st->vfs[0].mac, MacAddr::parse("52:54:00:00:00:a0"));
+}
+
+// Killed between writing a snapshot and emptying the journal: the journal's
+// lines are older than the snapshot and are skipped.
+TEST(SimNic, JournalLinesOlderThanTheSnapshotAreSkipped) {
+  TempDir dir("nfo-sim");
+  const std::string journal = dir.path() + "/nicoffload-sim/state.journal";
+  std::string stale;
+  {
+    auto sim = openSim(dir.path());
+    auto nic = sim->makeBackend();
+    ASSERT_TRUE(nic->ensureSwitchdev(2).ok());
+    ASSERT_TRUE(nic->setVfMac(0, *MacAddr::parse("52:54:00:00:00:01")).ok());
+    stale = readFile(journal);
+  }
+  {
+    auto sim = openSim(dir.path());  // snapshot now holds MAC :01; journal empty
+    auto nic = sim->makeBackend();
+    ASSERT_TRUE(nic->setVfMac(0, *MacAddr::parse("52:54:00:00:00:02")).ok());
+  }
+  {
+    auto sim = openSim(dir.path());  // snapshot: :02
+  }
+  {
+    std::ofstream out(journal, std::ios::trunc);
+    out << stale;  // lines that set :01, with generations the snapshot has passed
+  }
+  auto sim = openSim(dir.path());
+  auto st = sim->makeBackend()->status();
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->vfs[0].mac, MacAddr::parse("52:54:00:00:00:02"));
+}
+
+TEST(SimNic, ALongJournalIsCompacted) {
+  TempDir dir("nfo-sim");
+  const std::string journal = dir.path() + "/nicoffload-sim/state.journal";
+  auto sim = openSim(dir.path());
+  auto nic = sim->makeBackend();
+  ASSERT_TRUE(nic->ensureSwitchdev(2).ok());
+  for (int i = 0; i < 5000; ++i)
+    ASSERT_TRUE(nic->setVfMac(1, *MacAddr::parse(i % 2 ? "52:54:00:00:00:01" : "52:54:00:00:00:02")).ok());
+  const std::string j = readFile(journal);
+  EXPECT_LT(std::count(j.begin(), j.end(), '\n'), 4096);
+  auto again = openSim(dir.path());
+  auto st = again->makeBackend()->status();
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->vfs[1].mac, MacAddr::parse("52:54:00:00:00:01"));
 }
 
 TEST(SimNic, RefusesABadPfAddress) {

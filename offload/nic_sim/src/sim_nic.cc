@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <charconv>
 #include <cstdio>
 #include <cstring>
@@ -73,6 +76,7 @@ struct SimVf {
   MacAddr mac;
   bool trust = false;
   bool spoofchk = false;  // mlx5 VFs start with spoof checking off
+  bool operator==(const SimVf&) const = default;
 };
 
 struct SimVdpa {
@@ -81,14 +85,103 @@ struct SimVdpa {
   std::string driver;  // virtio_vdpa, vhost_vdpa, or empty
   std::string override;
   std::optional<unsigned> minor;  // vhost-vdpa-<minor> when bound to vhost_vdpa
+  bool operator==(const SimVdpa&) const = default;
 };
+
+// The state as persisted: what a snapshot holds and a journal record changes.
+struct SimState {
+  EswitchMode mode = EswitchMode::kLegacy;
+  bool autoprobe = true;
+  std::vector<SimVf> vfs;
+  std::map<std::string, SimVdpa> vdpa;
+};
+
+nlohmann::json vfJson(const SimVf& v) {
+  return {{"driver", v.driver},
+          {"override", v.override},
+          {"mac", v.mac.str()},
+          {"trust", v.trust},
+          {"spoofchk", v.spoofchk}};
+}
+
+SimVf vfFromJson(const nlohmann::json& j) {
+  SimVf v;
+  v.driver = j.at("driver").get<std::string>();
+  v.override = j.at("override").get<std::string>();
+  v.mac = MacAddr::parse(j.at("mac").get<std::string>()).value_or(MacAddr{});
+  v.trust = j.at("trust").get<bool>();
+  v.spoofchk = j.at("spoofchk").get<bool>();
+  return v;
+}
+
+nlohmann::json vdpaJson(const std::string& name, const SimVdpa& v) {
+  nlohmann::json j = {{"name", name},
+                      {"vf", v.vf},
+                      {"mac", v.dev.mac.str()},
+                      {"mtu", v.dev.mtu},
+                      {"max_vqp", v.dev.max_vqp},
+                      {"driver", v.driver},
+                      {"override", v.override}};
+  if (v.minor) j["minor"] = *v.minor;
+  return j;
+}
+
+SimVdpa vdpaFromJson(const nlohmann::json& j, const std::string& pf) {
+  SimVdpa v;
+  v.vf = j.at("vf").get<std::uint16_t>();
+  v.dev.name = j.at("name").get<std::string>();
+  v.dev.mgmt_dev = vfAddress(pf, v.vf);
+  v.dev.mac = MacAddr::parse(j.at("mac").get<std::string>()).value_or(MacAddr{});
+  v.dev.mtu = j.at("mtu").get<std::uint16_t>();
+  v.dev.max_vqp = j.at("max_vqp").get<std::uint16_t>();
+  v.driver = j.at("driver").get<std::string>();
+  v.override = j.at("override").get<std::string>();
+  if (j.contains("minor")) v.minor = j.at("minor").get<unsigned>();
+  return v;
+}
+
+// Applies one journal record (absolute values, so replaying is exact).
+void applyRecord(const nlohmann::json& r, SimState& st, const std::string& pf) {
+  if (r.contains("mode"))
+    st.mode = r["mode"].get<std::string>() == "switchdev" ? EswitchMode::kSwitchdev
+                                                          : EswitchMode::kLegacy;
+  if (r.contains("autoprobe")) st.autoprobe = r["autoprobe"].get<bool>();
+  if (r.contains("numvfs")) st.vfs.resize(r["numvfs"].get<std::size_t>());
+  if (r.contains("vfs"))
+    for (const auto& [index, vf] : r["vfs"].items()) {
+      const auto i = static_cast<std::size_t>(std::stoul(index));
+      if (i >= st.vfs.size()) st.vfs.resize(i + 1);
+      st.vfs[i] = vfFromJson(vf);
+    }
+  if (r.contains("vdpa_del"))
+    for (const auto& name : r["vdpa_del"]) st.vdpa.erase(name.get<std::string>());
+  if (r.contains("vdpa"))
+    for (const auto& j : r["vdpa"]) {
+      auto v = vdpaFromJson(j, pf);
+      st.vdpa[v.dev.name] = std::move(v);
+    }
+}
+
+// Journal records between snapshots; past this many, the next commit writes a
+// snapshot and empties the journal.
+constexpr std::size_t kJournalCompactAfter = 4096;
 
 }  // namespace
 
 // The simulated kernel. Every public operation locks; the tree on disk and
-// state.json are updated before the operation returns.
+// the persisted state are updated before the operation returns.
+//
+// Persistence: state.json is a snapshot (with its generation); state.journal
+// holds one line per operation since, each with the next generation and the
+// new values of what the operation changed (one O_APPEND write, so a killed
+// controller leaves whole lines; a cut last line is ignored). Opening replays
+// the lines newer than the snapshot. An operation costs a line, not a rewrite
+// of every VF.
 class SimKernel {
  public:
+  ~SimKernel() {
+    if (journal_fd_ >= 0) ::close(journal_fd_);
+  }
   explicit SimKernel(SimNicOptions opt) : opt_(std::move(opt)), fs_(opt_.dir) {
     pfn_ = *sysfs::pciFunction(opt_.pf_pci);
     const auto h = StableHasher().str("sim-switch").str(opt_.pf_pci).finish();
@@ -107,6 +200,7 @@ class SimKernel {
     if (fs::exists(statePath())) {
       if (auto s = load(); !s) return s;
     }
+    force_snapshot_ = true;  // compacts the journal replayed by load()
     return renderAll();
   }
 
@@ -283,6 +377,7 @@ class SimKernel {
   std::string pciDir(const std::string& pci) const { return "devices/pci0000:00/" + pci; }
   fs::path abs(const std::string& rel) const { return fs::path(opt_.dir) / rel; }
   fs::path statePath() const { return abs("nicoffload-sim/state.json"); }
+  fs::path journalPath() const { return abs("nicoffload-sim/state.journal"); }
   std::string repName(std::size_t vf) const {
     return "pf" + std::to_string(pfn_) + "vf" + std::to_string(vf);
   }
@@ -559,29 +654,70 @@ class SimKernel {
   }
 
   // --- persistence
-  // Saves the state; the tree was updated by the operation itself.
-  Status commit() {
-    nlohmann::json vfs = nlohmann::json::array();
-    for (const auto& v : vfs_)
-      vfs.push_back({{"driver", v.driver},
-                     {"override", v.override},
-                     {"mac", v.mac.str()},
-                     {"trust", v.trust},
-                     {"spoofchk", v.spoofchk}});
-    nlohmann::json vdpa = nlohmann::json::array();
+  SimState current() const { return {mode_, autoprobe_, vfs_, vdpa_}; }
+
+  // The changes since the last commit, as one journal record (null: none).
+  nlohmann::json delta() const {
+    nlohmann::json r = nlohmann::json::object();
+    if (mode_ != persisted_.mode) r["mode"] = mode_ == EswitchMode::kSwitchdev ? "switchdev" : "legacy";
+    if (autoprobe_ != persisted_.autoprobe) r["autoprobe"] = autoprobe_;
+    if (vfs_.size() != persisted_.vfs.size()) r["numvfs"] = vfs_.size();
+    nlohmann::json vfs = nlohmann::json::object();
+    for (std::size_t i = 0; i < vfs_.size(); ++i)
+      if (i >= persisted_.vfs.size() || !(vfs_[i] == persisted_.vfs[i]))
+        vfs[std::to_string(i)] = vfJson(vfs_[i]);
+    if (!vfs.empty()) r["vfs"] = std::move(vfs);
+    nlohmann::json del = nlohmann::json::array(), upd = nlohmann::json::array();
+    for (const auto& [name, v] : persisted_.vdpa)
+      if (!vdpa_.count(name)) del.push_back(name);
     for (const auto& [name, v] : vdpa_) {
-      nlohmann::json j = {{"name", name},
-                          {"vf", v.vf},
-                          {"mac", v.dev.mac.str()},
-                          {"mtu", v.dev.mtu},
-                          {"max_vqp", v.dev.max_vqp},
-                          {"driver", v.driver},
-                          {"override", v.override}};
-      if (v.minor) j["minor"] = *v.minor;
-      vdpa.push_back(std::move(j));
+      const auto it = persisted_.vdpa.find(name);
+      if (it == persisted_.vdpa.end() || !(it->second == v)) upd.push_back(vdpaJson(name, v));
     }
+    if (!del.empty()) r["vdpa_del"] = std::move(del);
+    if (!upd.empty()) r["vdpa"] = std::move(upd);
+    return r;
+  }
+
+  // Persists the state; the tree was updated by the operation itself.
+  Status commit() {
+    if (io_error_.empty()) {
+      if (force_snapshot_ || journal_fd_ < 0 || journal_records_ >= kJournalCompactAfter) {
+        snapshot();
+      } else {
+        nlohmann::json r = delta();
+        if (!r.empty()) {
+          r["gen"] = generation_ + 1;
+          const std::string line = r.dump() + '\n';
+          // One write(): O_APPEND keeps the line whole if the controller dies.
+          const ssize_t n = ::write(journal_fd_, line.data(), line.size());
+          if (n != static_cast<ssize_t>(line.size())) {
+            io_error_ = "cannot append to " + journalPath().string() + ": " + std::strerror(errno);
+          } else {
+            ++generation_;
+            ++journal_records_;
+            persisted_ = current();
+          }
+        }
+      }
+    }
+    if (!io_error_.empty()) {
+      std::string e;
+      std::swap(e, io_error_);
+      return makeError(ErrorCode::kIo, opt_.dir, "", "sim NIC: " + e);
+    }
+    return Status::success();
+  }
+
+  // state.json (atomically, by rename), then an empty journal.
+  void snapshot() {
+    nlohmann::json vfs = nlohmann::json::array();
+    for (const auto& v : vfs_) vfs.push_back(vfJson(v));
+    nlohmann::json vdpa = nlohmann::json::array();
+    for (const auto& [name, v] : vdpa_) vdpa.push_back(vdpaJson(name, v));
     const nlohmann::json doc = {
         {"pf", opt_.pf_pci},
+        {"generation", generation_},
         {"eswitch_mode", mode_ == EswitchMode::kSwitchdev ? "switchdev" : "legacy"},
         {"autoprobe", autoprobe_},
         {"vfs", std::move(vfs)},
@@ -592,19 +728,31 @@ class SimKernel {
     {
       std::ofstream out(tmp, std::ios::trunc);
       out << doc.dump(1) << '\n';
-      if (!out) io_error_ = "cannot write " + tmp.string();
+      if (!out) {
+        io_error_ = "cannot write " + tmp.string();
+        return;
+      }
     }
     fs::rename(tmp, statePath(), ec);
-    if (ec) io_error_ = "cannot replace " + statePath().string() + ": " + ec.message();
-    if (!io_error_.empty()) {
-      std::string e;
-      std::swap(e, io_error_);
-      return makeError(ErrorCode::kIo, opt_.dir, "", "sim NIC: " + e);
+    if (ec) {
+      io_error_ = "cannot replace " + statePath().string() + ": " + ec.message();
+      return;
     }
-    return Status::success();
+    // Lines of the old journal that survive a kill here carry generations
+    // the snapshot already holds: load() skips them.
+    if (journal_fd_ >= 0) ::close(journal_fd_);
+    journal_fd_ = ::open(journalPath().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    if (journal_fd_ < 0) {
+      io_error_ = "cannot open " + journalPath().string() + ": " + std::strerror(errno);
+      return;
+    }
+    journal_records_ = 0;
+    force_snapshot_ = false;
+    persisted_ = current();
   }
 
   Status load() {
+    SimState st;
     try {
       std::ifstream in(statePath());
       const auto doc = nlohmann::json::parse(in);
@@ -613,37 +761,38 @@ class SimKernel {
                          doc.at("pf").get<std::string>(),
                          "the sim NIC in " + opt_.dir + " is PF " +
                              doc.at("pf").get<std::string>() + ", not " + opt_.pf_pci);
-      mode_ = doc.at("eswitch_mode").get<std::string>() == "switchdev" ? EswitchMode::kSwitchdev
-                                                                       : EswitchMode::kLegacy;
-      autoprobe_ = doc.at("autoprobe").get<bool>();
-      vfs_.clear();
-      for (const auto& j : doc.at("vfs")) {
-        SimVf v;
-        v.driver = j.at("driver").get<std::string>();
-        v.override = j.at("override").get<std::string>();
-        v.mac = MacAddr::parse(j.at("mac").get<std::string>()).value_or(MacAddr{});
-        v.trust = j.at("trust").get<bool>();
-        v.spoofchk = j.at("spoofchk").get<bool>();
-        vfs_.push_back(v);
-      }
-      vdpa_.clear();
+      generation_ = doc.value("generation", std::uint64_t{0});
+      st.mode = doc.at("eswitch_mode").get<std::string>() == "switchdev" ? EswitchMode::kSwitchdev
+                                                                         : EswitchMode::kLegacy;
+      st.autoprobe = doc.at("autoprobe").get<bool>();
+      for (const auto& j : doc.at("vfs")) st.vfs.push_back(vfFromJson(j));
       for (const auto& j : doc.at("vdpa")) {
-        SimVdpa v;
-        v.vf = j.at("vf").get<std::uint16_t>();
-        v.dev.name = j.at("name").get<std::string>();
-        v.dev.mgmt_dev = vfAddress(opt_.pf_pci, v.vf);
-        v.dev.mac = MacAddr::parse(j.at("mac").get<std::string>()).value_or(MacAddr{});
-        v.dev.mtu = j.at("mtu").get<std::uint16_t>();
-        v.dev.max_vqp = j.at("max_vqp").get<std::uint16_t>();
-        v.driver = j.at("driver").get<std::string>();
-        v.override = j.at("override").get<std::string>();
-        if (j.contains("minor")) v.minor = j.at("minor").get<unsigned>();
-        vdpa_[v.dev.name] = v;
+        auto v = vdpaFromJson(j, opt_.pf_pci);
+        st.vdpa[v.dev.name] = std::move(v);
       }
     } catch (const std::exception& e) {
       return makeError(ErrorCode::kIo, statePath().string(), "",
                        std::string("the sim NIC state cannot be read: ") + e.what());
     }
+    std::ifstream journal(journalPath());
+    std::string line;
+    while (std::getline(journal, line)) {
+      const auto r = nlohmann::json::parse(line, nullptr, false);
+      if (r.is_discarded() || !r.is_object()) break;  // cut short by a kill: the rest never happened
+      const auto gen = r.value("gen", std::uint64_t{0});
+      if (gen <= generation_) continue;  // already in the snapshot
+      try {
+        applyRecord(r, st, opt_.pf_pci);
+      } catch (const std::exception& e) {
+        return makeError(ErrorCode::kIo, journalPath().string(), "",
+                         std::string("the sim NIC journal cannot be replayed: ") + e.what());
+      }
+      generation_ = gen;
+    }
+    mode_ = st.mode;
+    autoprobe_ = st.autoprobe;
+    vfs_ = std::move(st.vfs);
+    vdpa_ = std::move(st.vdpa);
     return Status::success();
   }
 
@@ -658,6 +807,11 @@ class SimKernel {
   std::map<std::string, SimVdpa> vdpa_;
   std::map<std::string, std::pair<int, std::string>> faults_;
   std::string io_error_;
+  SimState persisted_;  // what state.json + state.journal hold
+  std::uint64_t generation_ = 0;
+  int journal_fd_ = -1;
+  std::size_t journal_records_ = 0;
+  bool force_snapshot_ = true;
 };
 
 namespace {

@@ -121,7 +121,9 @@ class Controller {
                                      model::IntentIndex& index, std::vector<std::string>& changed);
 
   nlohmann::json read(const nlohmann::json& request, Error& error);
-  nlohmann::json portJson(const model::Port& port) const;
+  // The port's status; `rule_list` adds every rule with its placement and
+  // reason (port.get, port.add replies), else only the counts (port.list).
+  nlohmann::json portJson(const model::Port& port, bool rule_list = true) const;
   std::vector<flowrules::FlowRule> plannedRules() const;  // re-planned on demand
   nlohmann::json statusJson() const;
 

@@ -21,8 +21,9 @@
 //    to virtio_vdpa; binding it to vhost_vdpa (driver_override) creates
 //    vhost-vdpa-N with the lowest free N.
 // The state survives a restart of the controller: it is kept in
-// <dir>/nicoffload-sim/state.json, and SimNic::open() on the same directory
-// picks it up, as real hardware keeps its state when the daemon restarts.
+// <dir>/nicoffload-sim/ (state.json, a snapshot, and state.journal, a line
+// per operation since), and SimNic::open() on the same directory picks it up,
+// as real hardware keeps its state when the daemon restarts.
 //
 // Fault injection: failNext(op, errno) makes the next such operation fail as
 // the kernel would.
