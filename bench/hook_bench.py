@@ -50,28 +50,46 @@ def hook(binary, env, name, op, sub, xml):
         raise RuntimeError(f"hook {op} {name}: exit {r.returncode}: {r.stderr.strip()}")
 
 
-def spawn_bench(spawner, hook_bin, env, rounds, files):
+def spawn_bench(spawner, args, env):
     """Runs the C++ spawner: (samples, p50, p99, max, prepare p50, prepare p99)."""
-    r = subprocess.run([spawner, hook_bin, str(rounds)] + files, capture_output=True, text=True, env=env)
+    r = subprocess.run([spawner] + [str(a) for a in args], capture_output=True, text=True, env=env)
     if r.returncode != 0:
         raise RuntimeError(f"spawner: {r.stderr.strip()}")
     f = r.stdout.split()
     return int(f[0]), *map(float, f[1:])
 
 
-def hook_latency(spawner, hook_bin, env, rounds, workdir):
-    ours, bare = [], []
+def hook_latency(spawner, noop, hook_bin, env, socket_path, rounds, workdir):
+    """The hook against nicoffloadd; the same hook processes on domains that
+    are not ours (no daemon call); a static no-op spawned alike (what starting
+    the processes costs on this machine); the daemon's requests alone over
+    the socket, no process (the daemon's share); one domain alone."""
+    ours, bare, direct = [], [], []
     for v in range(CONCURRENCY):
         nics = [(f"52:54:00:bb:{v:02x}:{n:02x}", f"bt{v}n{n}", f"10.88.{v}.{n + 1}/32") for n in range(NICS)]
-        xml = domain_xml(f"bench-{v}", str(uuid.uuid4()), nics)
+        dom_uuid = str(uuid.uuid4())
+        xml = domain_xml(f"bench-{v}", dom_uuid, nics)
         for lst, tag, text in ((ours, "ours", xml), (bare, "bare", xml.replace(NS, "http://example.org/not-ours"))):
             path = f"{workdir}/{tag}-{v}.xml"
             with open(path, "w") as f:
                 f.write(text)
             lst.append(path)
-    return (spawn_bench(spawner, hook_bin, env, rounds, ours),
-            spawn_bench(spawner, hook_bin, env, rounds, bare),
-            spawn_bench(spawner, hook_bin, env, rounds * 8, ours[:1]))
+        # What the hook sends: port.add per NIC (prepare, and again to confirm
+        # at start), port.remove per NIC at release.
+        prefix = f"{workdir}/direct-{v}"
+        with open(prefix + ".add", "w") as f:
+            for n, (mac, _, addr) in enumerate(nics):
+                port = {"vm": dom_uuid, "nic": n, "mac": mac, "addresses": [addr]}
+                f.write(json.dumps({"op": "port.add", "port": port}) + "\n")
+        with open(prefix + ".remove", "w") as f:
+            for n in range(NICS):
+                f.write(json.dumps({"op": "port.remove", "vm": dom_uuid, "nic": n}) + "\n")
+        direct.append(prefix)
+    return {"ours": spawn_bench(spawner, [hook_bin, rounds] + ours, env),
+            "bare": spawn_bench(spawner, [hook_bin, rounds] + bare, env),
+            "noop": spawn_bench(spawner, [noop, rounds] + bare, env),
+            "direct": spawn_bench(spawner, ["--socket", socket_path, rounds] + direct, env),
+            "solo": spawn_bench(spawner, [hook_bin, rounds * 8] + ours[:1], env)}
 
 
 def virsh(*args):
@@ -151,19 +169,29 @@ def main():
                                backends={"flow": "sim", "software_path": "none", "nic": "sim", "vdpa": "sim"},
                                daemon={"metrics_listen": "", "reconcile_interval_ms": 60000,
                                        "sim_device_dir": sim_dir, "max_request_bytes": 65536})
-        daemon = Daemon(daemon_bin, host, f"{root}/hw-profiles", f"{world.dir}/daemon.log")
+        daemon = Daemon(daemon_bin, host, f"{root}/hw-profiles", f"{world.dir}/daemon.log",
+                        ["--log-level", os.environ.get("NFO_BENCH_LOG_LEVEL", "info")])
         daemon.start()
         hook_cfg = f"{world.dir}/hook.json"
         with open(hook_cfg, "w") as f:
             json.dump({"socket": cfg["socket"], "timeout_ms": 5000}, f)
         env = dict(os.environ, NICOFFLOAD_HOOK_CONFIG=hook_cfg)
-        spawner = os.path.join(os.path.dirname(hook_bin), "..", "bench", "nicoffload_hook_spawn_bench")
-        (n, p50, p99, mx, pp50, pp99), bare, solo = hook_latency(spawner, hook_bin, env, rounds, world.dir)
+        bench_dir = os.path.join(os.path.dirname(hook_bin), "..", "bench")
+        spawner = os.path.join(bench_dir, "nicoffload_hook_spawn_bench")
+        noop = os.path.join(bench_dir, "nicoffload_noop_static")
+        r = hook_latency(spawner, noop, hook_bin, env, cfg["socket"], rounds, world.dir)
+        n, p50, p99, mx, pp50, pp99 = r["ours"]
         print(f"hook prepare+start, {NICS} NICs, {CONCURRENCY} domains at once, {rounds} rounds ({n} samples): "
               f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {mx:.2f} ms (target p99 <= 10 ms)")
         print(f"  of which prepare: p50 {pp50:.2f} ms, p99 {pp99:.2f} ms")
-        print(f"  the same without nicoffload metadata (hook processes only, no daemon call): "
-              f"p50 {bare[1]:.2f} ms, p99 {bare[2]:.2f} ms")
+        print(f"  the same hook processes on domains without nicoffload metadata (no daemon call): "
+              f"p50 {r['bare'][1]:.2f} ms, p99 {r['bare'][2]:.2f} ms")
+        print(f"  a static no-op executable spawned alike (this machine's floor for 2 x {CONCURRENCY} processes): "
+              f"p50 {r['noop'][1]:.2f} ms, p99 {r['noop'][2]:.2f} ms")
+        print(f"  the daemon alone: the same requests over the socket from {CONCURRENCY} clients at once, "
+              f"no process: p50 {r['direct'][1]:.2f} ms, p99 {r['direct'][2]:.2f} ms "
+              f"(prepare p50 {r['direct'][4]:.2f}, p99 {r['direct'][5]:.2f})")
+        solo = r["solo"]
         print(f"hook prepare+start, one domain alone ({solo[0]} samples): p50 {solo[1]:.2f} ms, "
               f"p99 {solo[2]:.2f} ms")
         if "--no-virsh" not in rest:
@@ -175,6 +203,8 @@ def main():
     finally:
         if daemon:
             daemon.stop()
+            if os.environ.get("NFO_BENCH_KEEP_LOG"):
+                shutil.copy(f"{world.dir}/daemon.log", os.environ["NFO_BENCH_KEEP_LOG"])
         world.close()
         shutil.rmtree(sim_dir, ignore_errors=True)
     return 0

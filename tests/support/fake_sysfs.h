@@ -91,7 +91,11 @@ class FakeSysfs {
     link("bus/pci/devices/" + pci, "../../../" + d);
     pciDriver("mlx5_core");
     link(d + "/driver", "../../../bus/pci/drivers/mlx5_core");
-    netdevOf(pci, netdev, switch_id.empty() ? "" : "p" + pci.substr(11), switch_id);
+    // (phys_port_name "p<F>"; built with append(), which GCC 12's -Wrestrict
+    // does not misread at -O3 as it does `"p" + substr()`.)
+    std::string port_name;
+    if (!switch_id.empty()) port_name.append("p").append(pci, 11);
+    netdevOf(pci, netdev, port_name, switch_id);
   }
 
   // VF `index` of `pf` at `vf_pci`, bound to `driver` (empty: unbound).

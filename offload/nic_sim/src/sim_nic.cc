@@ -399,23 +399,37 @@ class SimKernel {
   }
 
   // --- tree primitives (errors collected in io_error_)
-  void file(const std::string& rel, const std::string& content) {
+  // Directories known to exist (the tree is the simulated kernel's own: only
+  // remove() takes directories away), so that a file costs one open().
+  void ensureDir(const fs::path& dir) {
+    if (dirs_.count(dir.string())) return;
     std::error_code ec;
-    fs::create_directories(abs(rel).parent_path(), ec);
+    fs::create_directories(dir, ec);
+    dirs_.insert(dir.string());
+  }
+  void file(const std::string& rel, const std::string& content) {
+    ensureDir(abs(rel).parent_path());
     std::ofstream out(abs(rel), std::ios::trunc);
     out << content << '\n';
     if (!out) io_error_ = "cannot write " + abs(rel).string();
   }
   void link(const std::string& rel, const std::string& target) {
+    ensureDir(abs(rel).parent_path());
+    const std::string path = abs(rel).string();
+    if (::symlink(target.c_str(), path.c_str()) == 0) return;
     std::error_code ec;
-    fs::create_directories(abs(rel).parent_path(), ec);
-    fs::remove(abs(rel), ec);
-    fs::create_symlink(target, abs(rel), ec);
-    if (ec) io_error_ = "cannot link " + abs(rel).string() + ": " + ec.message();
+    fs::remove(path, ec);
+    fs::create_symlink(target, path, ec);
+    if (ec) io_error_ = "cannot link " + path + ": " + ec.message();
   }
   void remove(const std::string& rel) {
     std::error_code ec;
-    fs::remove_all(abs(rel), ec);
+    if (fs::remove_all(abs(rel), ec) > 0) {
+      // Forget the known directories at and below it.
+      const std::string gone = abs(rel).string();
+      for (auto it = dirs_.lower_bound(gone); it != dirs_.end() && it->compare(0, gone.size(), gone) == 0;)
+        it = dirs_.erase(it);
+    }
   }
   // "../" repeated for the depth of `rel`'s directory, to reach the root.
   static std::string up(const std::string& rel) {
@@ -509,9 +523,17 @@ class SimKernel {
   void renderVdpa(const std::string& name) {
     const auto& v = vdpa_.at(name);
     const std::string d = vdpaDir(v);
-    remove(d);
+    // Updated in place: the driver link and the vhost-vdpa-N node follow the
+    // binding; the rest stays.
+    const std::string node_now = v.minor ? "vhost-vdpa-" + std::to_string(*v.minor) : std::string();
+    std::error_code ec;
+    for (fs::directory_iterator it(abs(d), ec), end; !ec && it != end; it.increment(ec)) {
+      const std::string entry = it->path().filename().string();
+      if (entry.rfind("vhost-vdpa-", 0) == 0 && entry != node_now) remove(d + "/" + entry);
+    }
     file(d + "/driver_override", v.override.empty() ? "(null)" : v.override);
     link("bus/vdpa/devices/" + name, up("bus/vdpa/devices/x") + d);
+    fs::remove(abs(d + "/driver"), ec);
     if (!v.driver.empty()) link(d + "/driver", up(d + "/x") + "bus/vdpa/drivers/" + v.driver);
     if (v.minor) {
       const std::string node = "vhost-vdpa-" + std::to_string(*v.minor);
@@ -807,6 +829,7 @@ class SimKernel {
   std::map<std::string, SimVdpa> vdpa_;
   std::map<std::string, std::pair<int, std::string>> faults_;
   std::string io_error_;
+  std::set<std::string> dirs_;  // ensureDir()
   SimState persisted_;  // what state.json + state.journal hold
   std::uint64_t generation_ = 0;
   int journal_fd_ = -1;
