@@ -1,10 +1,16 @@
 #!/usr/bin/env python3
 """Hook latency: `prepare` + `start` of a 4-NIC domain, run as libvirt runs
 it (a fresh nicoffload-hook process per operation, domain XML on stdin),
-against nicoffloadd on the simulated NIC (software path "none"), 32 domains
-at once; p50 / p99 over many rounds. Then, if libvirtd and QEMU are there,
-`virsh start` of a diskless TCG domain with and without the hook, in the same
-run. Needs root. Prints the figures (docs/benchmarks.md).
+against nicoffloadd on the simulated NIC (NIC and vDPA backends `sim`, the
+simulated device tree on tmpfs as /sys is; software path "none"; the state
+file on disk with fsync), 32 domains at once; p50 / p99 over many rounds.
+Reference rows in the same run: the same hook processes on domains that are
+not ours (no daemon call), a static no-op executable spawned alike (what
+starting the processes costs on this machine), and the hook's requests sent
+straight over the socket by 32 clients (the daemon's share, no process).
+Then, if libvirtd and QEMU are there, `virsh start` of a diskless TCG domain
+with and without the hook, in the same run. Needs root. Prints the figures
+(docs/benchmarks.md).
 
 usage: hook_bench.py NICOFFLOADD NICOFFLOAD_HOOK SOURCE_DIR [ROUNDS] [--no-virsh]"""
 
@@ -195,11 +201,13 @@ def main():
         print(f"hook prepare+start, one domain alone ({solo[0]} samples): p50 {solo[1]:.2f} ms, "
               f"p99 {solo[2]:.2f} ms")
         if "--no-virsh" not in rest:
-            v = virsh_start_times(root, hook_bin, hook_cfg, world.dir, 10)
+            v = virsh_start_times(root, hook_bin, hook_cfg, world.dir, 12)
             if v:
                 a, b = statistics.median(v["without hook"]), statistics.median(v["with hook"])
-                print(f"virsh start (diskless TCG, 1 NIC), median of 10, interleaved: without hook {a:.0f} ms, "
-                      f"with hook {b:.0f} ms, difference {b - a:+.0f} ms")
+                spread = {k: f"min {min(x):.0f}, max {max(x):.0f}" for k, x in v.items()}
+                print(f"virsh start (diskless TCG, 1 NIC), 12 each, interleaved: without hook median {a:.0f} ms "
+                      f"({spread['without hook']}), with hook median {b:.0f} ms ({spread['with hook']}), "
+                      f"difference of medians {b - a:+.0f} ms")
     finally:
         if daemon:
             daemon.stop()
