@@ -326,8 +326,8 @@ json Controller::portJson(const model::Port& port, bool rule_list) const {
       const auto placement = applied ? applied->placement : r.placement;
       (placement == flowrules::Placement::kHw ? hw : sw) += 1;
       if (applied && applied->device_error) ++errors;
-      if (rule_list)
-        rules.push_back({{"id", ruleId(r)},
+      if (!rule_list) continue;
+      rules.push_back({{"id", ruleId(r)},
                        {"class", flowrules::toString(r.cls)},
                        {"placement", flowrules::toString(placement)},
                        {"reason", applied ? flowrules::describeApplied(*applied, profile_)

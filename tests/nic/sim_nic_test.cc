@@ -264,8 +264,12 @@ TEST(SimNic, OperationsAreJournalledAndReplayed) {
     const std::string snapshot_before = readFile(snap);
     const std::string journal_before = readFile(journal);
     ASSERT_TRUE(nic->setVfMac(1, *MacAddr::parse("52:54:00:00:00:11")).ok());
-    ASSERT_TRUE(sim->vdpaDevNew({"vdpa1", sim->vdpaMgmtDevs().at(1), *MacAddr::parse("52:54:00:00:00:11"), 1500, 1}).ok());
-    ASSERT_TRUE(sim->vdpaDevNew({"vdpa3", sim->vdpaMgmtDevs().at(3), *MacAddr::parse("52:54:00:00:00:33"), 9000, 2}).ok());
+    ASSERT_TRUE(sim->vdpaDevNew({"vdpa1", sim->vdpaMgmtDevs().at(1),
+                                 *MacAddr::parse("52:54:00:00:00:11"), 1500, 1})
+                    .ok());
+    ASSERT_TRUE(sim->vdpaDevNew({"vdpa3", sim->vdpaMgmtDevs().at(3),
+                                 *MacAddr::parse("52:54:00:00:00:33"), 9000, 2})
+                    .ok());
     ASSERT_TRUE(sim->vdpaDevDel("vdpa3").ok());
     EXPECT_EQ(readFile(snap), snapshot_before) << "no snapshot per operation";
     const std::string j = readFile(journal);
@@ -284,7 +288,8 @@ TEST(SimNic, OperationsAreJournalledAndReplayed) {
   ASSERT_EQ(devs.size(), 1u);
   EXPECT_EQ(devs[0].name, "vdpa1");
   EXPECT_EQ(devs[0].mgmt_dev, sim->vdpaMgmtDevs().at(1));
-  EXPECT_EQ(readFile(journal), "") << "the replayed journal was compacted into the snapshot at open";
+  EXPECT_EQ(readFile(journal), "")
+      << "the replayed journal was compacted into the snapshot at open";
 }
 
 // A controller killed in the middle of an append leaves a cut last line: the
@@ -347,7 +352,8 @@ TEST(SimNic, ALongJournalIsCompacted) {
   auto nic = sim->makeBackend();
   ASSERT_TRUE(nic->ensureSwitchdev(2).ok());
   for (int i = 0; i < 5000; ++i)
-    ASSERT_TRUE(nic->setVfMac(1, *MacAddr::parse(i % 2 ? "52:54:00:00:00:01" : "52:54:00:00:00:02")).ok());
+    ASSERT_TRUE(
+        nic->setVfMac(1, *MacAddr::parse(i % 2 ? "52:54:00:00:00:01" : "52:54:00:00:00:02")).ok());
   const std::string j = readFile(journal);
   EXPECT_LT(std::count(j.begin(), j.end(), '\n'), 4096);
   auto again = openSim(dir.path());

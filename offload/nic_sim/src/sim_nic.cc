@@ -1,10 +1,10 @@
 #include "nicoffload/offload/sim_nic.h"
 
-#include <algorithm>
-#include <cerrno>
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <cstdio>
 #include <cstring>
@@ -427,7 +427,8 @@ class SimKernel {
     if (fs::remove_all(abs(rel), ec) > 0) {
       // Forget the known directories at and below it.
       const std::string gone = abs(rel).string();
-      for (auto it = dirs_.lower_bound(gone); it != dirs_.end() && it->compare(0, gone.size(), gone) == 0;)
+      for (auto it = dirs_.lower_bound(gone);
+           it != dirs_.end() && it->compare(0, gone.size(), gone) == 0;)
         it = dirs_.erase(it);
     }
   }
@@ -681,7 +682,8 @@ class SimKernel {
   // The changes since the last commit, as one journal record (null: none).
   nlohmann::json delta() const {
     nlohmann::json r = nlohmann::json::object();
-    if (mode_ != persisted_.mode) r["mode"] = mode_ == EswitchMode::kSwitchdev ? "switchdev" : "legacy";
+    if (mode_ != persisted_.mode)
+      r["mode"] = mode_ == EswitchMode::kSwitchdev ? "switchdev" : "legacy";
     if (autoprobe_ != persisted_.autoprobe) r["autoprobe"] = autoprobe_;
     if (vfs_.size() != persisted_.vfs.size()) r["numvfs"] = vfs_.size();
     nlohmann::json vfs = nlohmann::json::object();
@@ -763,7 +765,8 @@ class SimKernel {
     // Lines of the old journal that survive a kill here carry generations
     // the snapshot already holds: load() skips them.
     if (journal_fd_ >= 0) ::close(journal_fd_);
-    journal_fd_ = ::open(journalPath().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    journal_fd_ =
+        ::open(journalPath().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
     if (journal_fd_ < 0) {
       io_error_ = "cannot open " + journalPath().string() + ": " + std::strerror(errno);
       return;
@@ -800,7 +803,8 @@ class SimKernel {
     std::string line;
     while (std::getline(journal, line)) {
       const auto r = nlohmann::json::parse(line, nullptr, false);
-      if (r.is_discarded() || !r.is_object()) break;  // cut short by a kill: the rest never happened
+      if (r.is_discarded() || !r.is_object())
+        break;  // cut short by a kill: the rest never happened
       const auto gen = r.value("gen", std::uint64_t{0});
       if (gen <= generation_) continue;  // already in the snapshot
       try {
@@ -830,7 +834,7 @@ class SimKernel {
   std::map<std::string, std::pair<int, std::string>> faults_;
   std::string io_error_;
   std::set<std::string> dirs_;  // ensureDir()
-  SimState persisted_;  // what state.json + state.journal hold
+  SimState persisted_;          // what state.json + state.journal hold
   std::uint64_t generation_ = 0;
   int journal_fd_ = -1;
   std::size_t journal_records_ = 0;
