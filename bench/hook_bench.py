@@ -45,17 +45,6 @@ def domain_xml(name, dom_uuid, nics):
             f"<devices>{ifaces}<console type='pty'/></devices></domain>")
 
 
-def pct(samples, p):
-    s = sorted(samples)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
-
-
-def hook(binary, env, name, op, sub, xml):
-    r = subprocess.run([binary, name, op, sub, "-"], input=xml, capture_output=True, text=True, env=env)
-    if r.returncode != 0:
-        raise RuntimeError(f"hook {op} {name}: exit {r.returncode}: {r.stderr.strip()}")
-
-
 def spawn_bench(spawner, args, env):
     """Runs the C++ spawner: (samples, p50, p99, max, prepare p50, prepare p99)."""
     r = subprocess.run([spawner] + [str(a) for a in args], capture_output=True, text=True, env=env)
