@@ -3,9 +3,13 @@
 namespace nicoffload::model::detail {
 
 std::string shortValue(const json& j) {
-  std::string s = j.is_string() ? j.get<std::string>() : j.dump();
-  if (s.size() > 80) s = s.substr(0, 77) + "...";
-  return s;
+  if (j.is_string()) return printable(j.get_ref<const std::string&>());
+  // Containers are echoed by their start only: dumping a large one whole to
+  // cut it afterwards costs its full size.
+  if ((j.is_array() || j.is_object()) && j.size() > 16)
+    return std::string(j.is_array() ? "[" : "{") + "... " + std::to_string(j.size()) + " items" +
+           (j.is_array() ? "]" : "}");
+  return printable(j.dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
 std::string joinPath(const std::string& base, std::string_view key) {

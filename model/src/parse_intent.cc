@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include "json_reader.h"
+#include "nicoffload/model/json_input.h"
 #include "nicoffload/model/parse.h"
 
 namespace nicoffload::model {
@@ -685,12 +686,7 @@ Result<json> readJsonFile(const std::string& path) {
     return makeError(ErrorCode::kIo, path, "", "cannot open: " + std::string(std::strerror(errno)));
   std::stringstream buf;
   buf << in.rdbuf();
-  try {
-    return json::parse(buf.str());
-  } catch (const json::parse_error& e) {
-    return makeError(ErrorCode::kInvalidValue, path, "",
-                     "not valid JSON at byte " + std::to_string(e.byte) + ": " + e.what());
-  }
+  return parseJsonInput(buf.str(), path);
 }
 
 Result<HostConfig> loadHostConfig(const std::string& path) {

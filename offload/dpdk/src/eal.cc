@@ -56,7 +56,7 @@ Result<std::unique_ptr<Eal>> Eal::start(std::vector<std::string> args) {
     std::string joined;
     for (const auto& a : eal->args_) joined += (joined.empty() ? "" : " ") + a;
     return makeError(ealErrorCode(err), "dpdk.eal_args", joined,
-                     std::string("rte_eal_init failed: ") + rte_strerror(err));
+                     std::string("rte_eal_init failed: ") + rte_strerror(err) + " (arguments: " + joined + ")");
   }
   eal->running_ = true;
   return eal;

@@ -13,6 +13,8 @@
 #include <utility>
 #include <variant>
 
+#include "nicoffload/common/text.h"
+
 namespace nicoffload {
 
 enum class ErrorCode : unsigned char {
@@ -95,9 +97,17 @@ class [[nodiscard]] Status {
   std::optional<Error> error_;
 };
 
+// The longest message an Error keeps (bytes); longer ones are cut.
+inline constexpr std::size_t kMaxErrorMessageBytes = 1024;
+
+// Builds an Error whose field, value and message are always printable and
+// serialisable, whatever the input they echo: the value is cut to
+// kMaxEchoedValueBytes, the message to kMaxErrorMessageBytes, control bytes
+// and invalid UTF-8 are escaped (text.h, printable()).
 inline Error makeError(ErrorCode code, std::string field, std::string value,
                        std::string message) {
-  return Error{code, std::move(field), std::move(value), std::move(message)};
+  return Error{code, printable(field, kMaxErrorMessageBytes), printable(value),
+               printable(message, kMaxErrorMessageBytes)};
 }
 
 }  // namespace nicoffload
