@@ -8,6 +8,7 @@
 #include <set>
 #include <sstream>
 
+#include "nicoffload/common/text.h"
 #include "nicoffload/model/parse.h"
 #include "nicoffload/vdpa/domain_xml.h"
 
@@ -51,6 +52,23 @@ bool isOurs(pugi::xml_node node, const char* local) {
          namespaceOf(node) == kMetadataNamespace;
 }
 
+// A namespace URI that looks meant for nicoffload but is not ours exactly
+// (".../ports/1/", ".../ports/2", "HTTP://NICOFFLOAD.ORG/..."): libvirt keeps
+// such metadata and the hook would ignore it in silence.
+bool almostOurs(std::string_view uri) {
+  return uri != kMetadataNamespace &&
+         lower(std::string(uri)).find("nicoffload") != std::string::npos;
+}
+
+bool validUuid(std::string_view s) {
+  if (s.size() != 36) return false;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? s[i] != '-' : !std::isxdigit(static_cast<unsigned char>(s[i]))) return false;
+  }
+  return true;
+}
+
 Result<pugi::xml_document*> load(pugi::xml_document& doc, std::string_view xml) {
   const auto r = doc.load_buffer(xml.data(), xml.size(), pugi::parse_default, pugi::encoding_utf8);
   if (!r)
@@ -69,6 +87,12 @@ Status readIdentity(pugi::xml_node domain, Domain& out) {
   out.uuid = lower(trim(domain.child_value("uuid")));
   if (out.uuid.empty())
     return makeError(ErrorCode::kMissingField, "uuid", "", "the domain XML has no <uuid>");
+  // The UUID is the port key's vm: it travels to nicoffloadd in JSON, where
+  // invalid UTF-8 cannot go.
+  if (!validUuid(out.uuid))
+    return makeError(
+        ErrorCode::kInvalidValue, "uuid", out.uuid,
+        "<uuid> '" + printable(out.uuid) + "' is not a UUID (expected 8-4-4-4-12 hex digits)");
   return Status::success();
 }
 
@@ -90,6 +114,14 @@ void readInterfaces(pugi::xml_node domain, Domain& out) {
       }
     out.interfaces.push_back(std::move(i));
   }
+}
+
+// Attribute values and text go into JSON towards nicoffloadd: refuse what
+// JSON cannot carry before it gets there (dump() throws on invalid UTF-8).
+Status utf8Text(const std::string& field, const char* text) {
+  if (isValidUtf8(text)) return Status::success();
+  return makeError(ErrorCode::kInvalidValue, field, text,
+                   "'" + printable(text) + "' is not valid UTF-8");
 }
 
 Result<json> numberAttr(const std::string& field, const char* text) {
@@ -115,7 +147,16 @@ Status readPorts(pugi::xml_node domain, Domain& out) {
   std::size_t count = 0;
   std::set<std::string> macs;
   for (pugi::xml_node ports : domain.child("metadata").children()) {
-    if (!isOurs(ports, "ports")) continue;
+    if (ports.type() != pugi::node_element) continue;
+    if (!isOurs(ports, "ports")) {
+      if (const std::string uri = namespaceOf(ports); almostOurs(uri))
+        out.warnings.push_back(printable(
+            std::string("<metadata> element <") + ports.name() + "> is in the namespace '" + uri +
+                "', not '" + std::string(kMetadataNamespace) +
+                "': nicoffload ignores it (no port is offloaded from it)",
+            kMaxErrorMessageBytes));
+      continue;
+    }
     out.has_metadata = true;
     for (pugi::xml_node node : ports.children()) {
       if (node.type() != pugi::node_element) continue;
@@ -129,6 +170,7 @@ Status readPorts(pugi::xml_node domain, Domain& out) {
       for (pugi::xml_attribute a : node.attributes()) {
         const std::string name = a.name();
         const std::string field = path + "." + name;
+        if (auto s = utf8Text(field, a.value()); !s) return s.error();
         if (name == "mac" || name == "representor" || name == "vdpa") {
           doc[name] = a.value();
         } else if (name == "vni" || name == "vf" || name == "mtu" || name == "queues") {
@@ -153,6 +195,7 @@ Status readPorts(pugi::xml_node domain, Domain& out) {
           return makeError(ErrorCode::kUnknownField, path, child.name(),
                            std::string("unknown content <") + child.name() +
                                "> in a port (expected <nfo:address>)");
+        if (auto s = utf8Text(path + ".address", child.child_value()); !s) return s.error();
         addresses.push_back(trim(child.child_value()));
       }
       if (addresses.empty())
@@ -171,9 +214,26 @@ Status readPorts(pugi::xml_node domain, Domain& out) {
       if (it == out.interfaces.end())
         return makeError(ErrorCode::kNotFound, path + ".mac", mac,
                          "no <interface> of the domain has the MAC " + mac);
+      if (it->index > kMaxInterfaceIndex)
+        return makeError(ErrorCode::kInvalidValue, path + ".mac", mac,
+                         "the <interface> with the MAC " + mac + " is the domain's interface " +
+                             std::to_string(it->index) + "; nicoffload numbers a domain's " +
+                             "interfaces 0.." + std::to_string(kMaxInterfaceIndex));
       port->key.nic = static_cast<std::uint16_t>(it->index);
-      if (port->representor.empty() && it->type == "ethernet" && !it->target_dev.empty())
+      if (port->representor.empty() && it->type == "ethernet" && !it->target_dev.empty()) {
+        // The tap stands for the representor: it must pass the checks a
+        // representor in the metadata passes (nicoffloadd would refuse it).
+        const std::string target_field = "interface[" + std::to_string(it->index) + "].target.dev";
+        if (auto s = utf8Text(target_field, it->target_dev.c_str()); !s) return s.error();
+        json with_representor = doc;
+        with_representor["representor"] = it->target_dev;
+        auto checked = model::parsePort(with_representor, path);
+        if (!checked)
+          return makeError(checked.error().code, target_field, it->target_dev,
+                           "the <target dev> of the ethernet <interface> with the MAC " + mac +
+                               " would be the port's representor: " + checked.error().message);
         port->representor = it->target_dev;
+      }
       out.ports.push_back(std::move(port).value());
       out.port_interface.push_back(it->index);
     }

@@ -1,15 +1,15 @@
 #include "nicoffload/hooks/socket_client.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-
-#include "nicoffload/offload/control.h"
 
 namespace nicoffload::hooks {
 
@@ -36,29 +36,102 @@ DaemonReply SocketDaemonClient::down(Error e) {
   return DaemonReply::unavailable(down_error_);
 }
 
+namespace {
+
+Error connectError(int err, const std::string& path) {
+  if (err == ENOENT || err == ECONNREFUSED)
+    return makeError(
+        ErrorCode::kNotFound, "socket", path,
+        "nicoffloadd is not running (nothing listens on " + path + ": " + std::strerror(err) + ")");
+  if (err == EACCES)
+    return makeError(ErrorCode::kPermissionDenied, "socket", path,
+                     "permission denied on " + path + " (the control socket is for root)");
+  return makeError(ErrorCode::kIo, "socket", path,
+                   "cannot connect to " + path + ": " + std::strerror(err));
+}
+
+bool setNonBlocking(int fd, bool on) {
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0) return false;
+  return ::fcntl(fd, F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK) == 0;
+}
+
+}  // namespace
+
 Status SocketDaemonClient::connect() {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (socket_path_.empty() || socket_path_.size() >= sizeof addr.sun_path)
     return makeError(ErrorCode::kInvalidValue, "socket", socket_path_, "not a usable socket path");
   std::memcpy(addr.sun_path, socket_path_.c_str(), socket_path_.size() + 1);
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0)
     return makeError(ErrorCode::kIo, "socket", "",
                      std::string("socket(): ") + std::strerror(errno));
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    const int err = errno;
+  const auto timeout = [&] {
     ::close(fd);
-    if (err == ENOENT || err == ECONNREFUSED)
-      return makeError(ErrorCode::kNotFound, "socket", socket_path_,
-                       "nicoffloadd is not running (nothing listens on " + socket_path_ + ": " +
-                           std::strerror(err) + ")");
-    if (err == EACCES)
-      return makeError(
-          ErrorCode::kPermissionDenied, "socket", socket_path_,
-          "permission denied on " + socket_path_ + " (the control socket is for root)");
-    return makeError(ErrorCode::kIo, "socket", socket_path_,
-                     "cannot connect to " + socket_path_ + ": " + std::strerror(err));
+    return makeError(ErrorCode::kBusy, "timeout_ms", "",
+                     "nicoffloadd did not accept the connection on " + socket_path_ +
+                         " within the hook's time bound (hook.json timeout_ms): its listen "
+                         "queue is full");
+  };
+  const auto* address = reinterpret_cast<const sockaddr*>(&addr);
+  int rc = ::connect(fd, address, sizeof addr);
+  while (rc != 0) {
+    int err = errno;
+    if (err == EINTR) {
+      rc = ::connect(fd, address, sizeof addr);
+      continue;
+    }
+    if (err == EAGAIN) {
+      // A unix socket whose listener's queue is full: Linux neither queues a
+      // non-blocking connect nor reports EINPROGRESS (there is nothing to
+      // poll for); only a blocking connect waits for room, for as long as
+      // SO_SNDTIMEO allows (unix_stream_connect). So wait that way, bounded
+      // by the hook's deadline; accept() on the daemon's side wakes us.
+      const int ms = msLeft();
+      if (ms <= 0) return timeout();
+      timeval tv{ms / 1000, (ms % 1000) * 1000};
+      if (::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0 ||
+          !setNonBlocking(fd, false)) {
+        err = errno;
+        ::close(fd);
+        return connectError(err, socket_path_);
+      }
+      rc = ::connect(fd, address, sizeof addr);
+      const int connect_errno = errno;
+      const timeval none{0, 0};
+      const bool restored = ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof none) == 0 &&
+                            setNonBlocking(fd, true);
+      if (!restored) {
+        err = errno;
+        ::close(fd);
+        return connectError(err, socket_path_);
+      }
+      errno = connect_errno;
+      continue;
+    }
+    if (err == EINPROGRESS) {
+      // Not what AF_UNIX does today, but the portable non-blocking protocol:
+      // wait for POLLOUT, then SO_ERROR says how the connect ended.
+      int ready = -1;
+      while (ready < 0) {
+        const int ms = msLeft();
+        if (ms <= 0) return timeout();
+        pollfd p{fd, POLLOUT, 0};
+        ready = ::poll(&p, 1, ms);
+        if (ready < 0 && errno != EINTR) break;
+        if (ready < 0) continue;
+        if (ready == 0) return timeout();
+      }
+      int so_error = 0;
+      socklen_t len = sizeof so_error;
+      if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len) != 0) so_error = errno;
+      if (so_error == 0) break;
+      err = so_error;
+    }
+    ::close(fd);
+    return connectError(err, socket_path_);
   }
   fd_ = fd;
   return Status::success();
@@ -112,26 +185,26 @@ std::vector<DaemonReply> SocketDaemonClient::callAll(const std::vector<nlohmann:
 
   while (replies.size() < requests.size()) {
     if (auto nl = buffer_.find('\n'); nl != std::string::npos) {
-      const auto reply = nlohmann::json::parse(buffer_.substr(0, nl), nullptr, false);
+      auto reply = parseDaemonReply(std::string_view(buffer_).substr(0, nl));
       buffer_.erase(0, nl + 1);
-      if (reply.is_discarded() || !reply.is_object())
-        return allDown(makeError(ErrorCode::kInternal, "reply", "",
-                                 "nicoffloadd sent a reply that is not JSON"));
-      if (reply.value("ok", false)) {
-        replies.push_back(
-            DaemonReply::ok(reply.contains("result") ? reply["result"] : nlohmann::json()));
-      } else {
-        replies.push_back(DaemonReply::refused(
-            offload::control::errorFromJson(reply.value("error", nlohmann::json::object()))));
-      }
+      // One line answers one request, so the replies that follow are still
+      // in step: an unreadable one fails its own request only.
+      replies.push_back(
+          reply ? std::move(reply).value()
+                : DaemonReply::refused(makeError(
+                      ErrorCode::kInternal, reply.error().field, reply.error().value,
+                      "nicoffloadd sent a reply the hook cannot read: " + reply.error().message)));
       continue;
     }
+    if (buffer_.size() > kMaxReplyBytes)
+      return allDown(makeError(ErrorCode::kIo, "reply", "",
+                               "nicoffloadd sent a reply line longer than " +
+                                   std::to_string(kMaxReplyBytes) + " bytes"));
     const int ms = msLeft();
     if (ms <= 0) return allDown(timeout());
     pollfd p{fd_, POLLIN, 0};
     const int r = ::poll(&p, 1, ms);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) continue;
+    if (r <= 0) continue;  // EINTR or the deadline: the loop checks
     char buf[65536];
     const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
     if (n < 0 && errno == EINTR) continue;

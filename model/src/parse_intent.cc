@@ -29,12 +29,15 @@ bool validPci(const std::string& s) {
 }
 
 // Linux netdev names: 1..15 bytes (IFNAMSIZ-1), no '/', ':' or whitespace,
-// not "." or "..".
+// not "." or ".." (the kernel's dev_valid_name()). The kernel takes any other
+// byte; we take printable ASCII only, because the name travels in JSON
+// (invalid UTF-8 makes dump() throw) and in every log and error line.
 bool validIfName(const std::string& s) {
   if (s.empty() || s.size() > 15 || s == "." || s == "..") return false;
-  for (char c : s)
-    if (c == '/' || c == ':' || std::isspace(static_cast<unsigned char>(c)) || c == '\0')
-      return false;
+  for (char c : s) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte <= 0x20 || byte >= 0x7f || c == '/' || c == ':') return false;
+  }
   return true;
 }
 
@@ -236,7 +239,7 @@ Result<HostConfig> parseHostConfig(const json& doc) {
     if (u.string("netdev", host.uplink_netdev, false) && !host.uplink_netdev.empty() &&
         !validIfName(host.uplink_netdev))
       u.fail(ErrorCode::kInvalidValue, "netdev", host.uplink_netdev,
-             "'" + host.uplink_netdev + "' is not a valid interface name (1-15 bytes, no '/', ':' or spaces)");
+             "'" + host.uplink_netdev + "' is not a valid interface name (1-15 printable ASCII characters, no '/', ':' or spaces)");
     u.mac("mac", host.uplink_mac, true);
     if (u.integer("vf_count", 0, 65535, n, true, "SR-IOV VFs to create")) host.vf_count = static_cast<std::uint16_t>(n);
     u.finish();
@@ -416,7 +419,7 @@ Result<Port> parsePort(const json& doc, const std::string& path) {
   if (r.string("representor", port.representor, false) && !port.representor.empty() &&
       !validIfName(port.representor))
     r.fail(ErrorCode::kInvalidValue, "representor", doc["representor"],
-           "'" + port.representor + "' is not a valid interface name (1-15 bytes, no '/', ':' or spaces)");
+           "'" + port.representor + "' is not a valid interface name (1-15 printable ASCII characters, no '/', ':' or spaces)");
   VdpaKind vdpa = VdpaKind::kNone;
   if (r.member("vdpa", false) && r.ok()) {
     readEnum(r, "vdpa", vdpa,

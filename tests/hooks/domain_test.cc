@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fixtures.h"
+#include "nicoffload/common/text.h"
 #include "nicoffload/model/parse.h"
 
 namespace nicoffload::hooks {
@@ -160,6 +161,108 @@ TEST(DomainXml, BadMetadataIsRefusedNamingTheField) {
   auto bad_uuid = parseDomainXml(domainXml(twoPorts(), "not-a-uuid"));
   ASSERT_FALSE(bad_uuid);
   EXPECT_EQ(bad_uuid.error().field, "uuid");
+}
+
+// Whatever bytes the XML holds, the ports that come out can be sent as JSON
+// and every error can be printed (a representor 'rep\xff' used to pass
+// validIfName and abort the hook in dump()).
+TEST(DomainXml, InvalidUtf8AndNonAsciiNamesAreRefusedNamingTheField) {
+  const std::vector<BadMetadata> cases = {
+      {"representor not UTF-8", port("mac='52:54:00:aa:00:04' representor='rep\xff'"),
+       ErrorCode::kInvalidValue, "nfo:port[0].representor", "not valid UTF-8"},
+      {"representor not ASCII", port("mac='52:54:00:aa:00:04' representor='r\xc3\xa9seau'"),
+       ErrorCode::kInvalidValue, "nfo:port[0].representor", "printable ASCII"},
+      {"representor with DEL", port("mac='52:54:00:aa:00:04' representor='tap\x7f'"),
+       ErrorCode::kInvalidValue, "nfo:port[0].representor", "not a valid interface name"},
+      {"representor with a tab", port("mac='52:54:00:aa:00:04' representor='ta&#9;p'"),
+       ErrorCode::kInvalidValue, "nfo:port[0].representor", "not a valid interface name"},
+      {"representor of 16 bytes", port("mac='52:54:00:aa:00:04' representor='abcdefghijklmnop'"),
+       ErrorCode::kInvalidValue, "nfo:port[0].representor", "not a valid interface name"},
+      {"vdpa not UTF-8", port("mac='52:54:00:aa:00:04' vdpa='\xc3'"), ErrorCode::kInvalidValue,
+       "nfo:port[0].vdpa", "not valid UTF-8"},
+      {"mac not UTF-8", port("mac='52:54:00:aa:00:0\xed\xa0\x80'"), ErrorCode::kInvalidValue,
+       "nfo:port[0].mac", "not valid UTF-8"},
+      {"address not UTF-8",
+       port("mac='52:54:00:aa:00:04'", "<nfo:address>10.0.0.4\xff</nfo:address>"),
+       ErrorCode::kInvalidValue, "nfo:port[0].address", "not valid UTF-8"},
+  };
+  for (const auto& c : cases) {
+    auto d = parseDomainXml(domainXml(c.ports));
+    ASSERT_FALSE(d) << c.what;
+    EXPECT_EQ(d.error().code, c.code) << c.what << ": " << d.error().describe();
+    EXPECT_EQ(d.error().field, c.field) << c.what << ": " << d.error().describe();
+    EXPECT_NE(d.error().message.find(c.message_part), std::string::npos)
+        << c.what << ": " << d.error().describe();
+    EXPECT_TRUE(isValidUtf8(d.error().describe())) << c.what;
+  }
+  for (const char* uuid : {"6f1e2d3c-4b5a-4978-8a6b-5c4d3e2f1a\xff\xfe",
+                           "6f1e2d3c-4b5a-4978-8a6b-5c4d3e2f1a0b0", "g f1e2d3c"}) {
+    for (auto parse : {parseDomainXml, parseDomainIdentity}) {
+      auto d = parse(domainXml(twoPorts(), uuid));
+      ASSERT_FALSE(d) << uuid;
+      EXPECT_EQ(d.error().field, "uuid");
+      EXPECT_TRUE(isValidUtf8(d.error().describe())) << d.error().describe();
+    }
+  }
+}
+
+TEST(DomainXml, AnEthernetTargetDevIsCheckedAsTheRepresentorItBecomes) {
+  std::string e60;
+  for (int i = 0; i < 60; ++i) e60 += "\xc3\xa9";  // é, valid UTF-8, 120 bytes
+  for (const std::string& tap : {e60, std::string("abcdefghijklmnop"), std::string("a/b")}) {
+    std::string xml = domainXml(twoPorts());
+    xml.replace(xml.find("nfotap4"), 7, tap);
+    auto d = parseDomainXml(xml);
+    ASSERT_FALSE(d) << tap;
+    EXPECT_EQ(d.error().code, ErrorCode::kInvalidValue);
+    EXPECT_EQ(d.error().field, "interface[3].target.dev") << d.error().describe();
+    EXPECT_NE(d.error().message.find("representor"), std::string::npos) << d.error().describe();
+    EXPECT_LE(d.error().value.size(), kMaxEchoedValueBytes + 3) << "cut short";
+    EXPECT_TRUE(isValidUtf8(d.error().describe()));
+    // A representor named in the metadata wins: the tap is then not used.
+    std::string named_xml = domainXml(port("mac='52:54:00:aa:00:04' representor='rep0'"));
+    named_xml.replace(named_xml.find("nfotap4"), 7, tap);
+    auto named = parseDomainXml(named_xml);
+    ASSERT_TRUE(named) << named.error().describe();
+    EXPECT_EQ(named->ports[0].representor, "rep0");
+  }
+}
+
+TEST(DomainXml, AnInterfaceBeyondIndex65535IsRefusedNotWrapped) {
+  auto xml = [](std::size_t index) {
+    std::string devices;
+    for (std::size_t i = 0; i < index; ++i) devices += "<interface type='user'/>";
+    devices += "<interface type='ethernet'><mac address='52:54:00:bb:00:01'/></interface>";
+    return std::string("<domain><name>big</name><uuid>") + kUuid + "</uuid><metadata>" +
+           port("mac='52:54:00:bb:00:01'") + "</metadata><devices>" + devices +
+           "</devices></domain>";
+  };
+  auto last = parseDomainXml(xml(kMaxInterfaceIndex));
+  ASSERT_TRUE(last) << last.error().describe();
+  EXPECT_EQ(last->ports[0].key.nic, 65535);
+  for (std::size_t index : {std::size_t{65536}, std::size_t{65538}}) {
+    auto beyond = parseDomainXml(xml(index));
+    ASSERT_FALSE(beyond) << index << " became nic " << beyond->ports[0].key.nic;
+    EXPECT_EQ(beyond.error().field, "nfo:port[0].mac");
+    EXPECT_NE(beyond.error().message.find("interface " + std::to_string(index)), std::string::npos)
+        << beyond.error().describe();
+    EXPECT_NE(beyond.error().message.find("0..65535"), std::string::npos);
+  }
+}
+
+TEST(DomainXml, AMetadataNamespaceThatIsAlmostOursGivesAWarning) {
+  const std::string uri = "http://nicoffload.org/xmlns/ports/1/";
+  auto d = parseDomainXml(domainXml("<nfo:ports xmlns:nfo='" + uri +
+                                    "'><nfo:port mac='52:54:00:aa:00:04'/></nfo:ports>"));
+  ASSERT_TRUE(d) << d.error().describe();
+  EXPECT_FALSE(d->has_metadata);
+  ASSERT_EQ(d->warnings.size(), 1u);
+  EXPECT_NE(d->warnings[0].find("'" + uri + "'"), std::string::npos) << d->warnings[0];
+  EXPECT_NE(d->warnings[0].find("'" + std::string(kMetadataNamespace) + "'"), std::string::npos);
+  EXPECT_NE(d->warnings[0].find("<nfo:ports>"), std::string::npos) << d->warnings[0];
+  // Ours, and other people's, give none.
+  EXPECT_TRUE(parseDomainXml(domainXml(twoPorts()))->warnings.empty());
+  EXPECT_TRUE(parseDomainXml(domainXml(""))->warnings.empty());
 }
 
 TEST(DomainXml, RewriteSetsTheSourceOfMatchingInterfacesOnly) {

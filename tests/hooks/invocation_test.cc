@@ -94,6 +94,35 @@ TEST(HookConfig, BadValuesAreRefusedNamingTheKey) {
   EXPECT_FALSE(parseHookConfig(nlohmann::json::array()));
 }
 
+// hook.json goes through parseJsonInput like every JSON input: no input
+// bytes throw, duplicate keys and deep nesting are refused.
+TEST(HookConfig, TextOfAnyShapeGivesAConfigOrAClearError) {
+  auto c = parseHookConfigText(R"({"socket": "/run/x.sock", "timeout_ms": 1000})");
+  ASSERT_TRUE(c) << c.error().describe();
+  EXPECT_EQ(c->timeout_ms, 1000);
+  const std::pair<std::string, std::string> bad[] = {
+      {R"({"timeout_ms": 1000, "timeout_ms": 5})", "hook.json: timeout_ms"},
+      {std::string(200, '[') + std::string(200, ']'), "hook.json"},
+      {"{\"socket\": \"/run/\xff.sock\"}", "hook.json"},
+      {R"({"socket": "/run/a\u0000b.sock"})", "hook.json: socket"},
+      {R"({"socket": "/)" + std::string(120, 'a') + R"("})", "hook.json: socket"},
+      {R"({"timeout_ms": 18446744073709551615})", "hook.json: timeout_ms"},
+      {R"({"timeout_ms": -1})", "hook.json: timeout_ms"},
+      {R"({"on_daemon_down": ["allow"]})", "hook.json: on_daemon_down"},
+      {R"([])", "hook.json: hook.json"},
+      {"", "hook.json"},
+  };
+  for (const auto& [text, field] : bad) {
+    Result<HookConfig> r = HookConfig{};
+    ASSERT_NO_THROW(r = parseHookConfigText(text)) << text;
+    ASSERT_FALSE(r) << text;
+    EXPECT_EQ(r.error().field, field) << text << ": " << r.error().describe();
+  }
+  auto named = parseHookConfigText("{", "/etc/nicoffload/hook.json");
+  ASSERT_FALSE(named);
+  EXPECT_EQ(named.error().field, "/etc/nicoffload/hook.json");
+}
+
 TEST(HookConfig, FileAbsentGivesDefaultsBadFileNamesThePath) {
   const auto dir =
       std::filesystem::temp_directory_path() / ("nfo-hookcfg-" + std::to_string(::getpid()));

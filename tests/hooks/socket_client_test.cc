@@ -1,17 +1,27 @@
 // SocketDaemonClient against a real control::Server on a temp socket:
 // pipelining, refusals as values, a daemon that is not running, one that
-// does not answer (the deadline holds).
+// does not answer (the deadline holds), one whose listen queue is full
+// (connect is bounded too), and one that answers with lines of the wrong
+// shape (a raw socket server).
 #include "nicoffload/hooks/socket_client.h"
 
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <thread>
 
+#include "fixtures.h"
+#include "nicoffload/hooks/hook.h"
 #include "nicoffload/offload/control.h"
 
 namespace nicoffload::hooks {
@@ -120,6 +130,180 @@ TEST(SocketDaemonClient, ASilentDaemonCostsNoMoreThanTheDeadline) {
   const auto t1 = std::chrono::steady_clock::now();
   EXPECT_EQ(client.call({{"op", "ping"}}).kind, DaemonReply::Kind::kUnavailable);
   EXPECT_LT(std::chrono::steady_clock::now() - t1, 50ms);
+}
+
+sockaddr_un addressOf(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  return addr;
+}
+
+int listenOn(const std::string& path, int backlog) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const sockaddr_un addr = addressOf(path);
+  EXPECT_EQ(::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0)
+      << std::strerror(errno);
+  EXPECT_EQ(::listen(fd, backlog), 0) << std::strerror(errno);
+  return fd;
+}
+
+// A listener that never accepts, its queue filled up (listen(fd, 0), then
+// connections until one would block): a daemon too busy to accept, the way
+// nicoffloadd is when 32 VMs start at once on a slow host.
+class FullListener {
+ public:
+  FullListener() : path_(tempSocket()), fd_(listenOn(path_, 0)) {
+    const sockaddr_un addr = addressOf(path_);
+    for (int i = 0; i < 1000 && !full_; ++i) {
+      const int c = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+      if (::connect(c, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) {
+        queued_.push_back(c);
+        continue;
+      }
+      const int err = errno;
+      ::close(c);
+      EXPECT_EQ(err, EAGAIN) << std::strerror(err);
+      full_ = true;
+    }
+    EXPECT_TRUE(full_) << "the listen queue never filled";
+  }
+  ~FullListener() {
+    for (int c : queued_) ::close(c);
+    ::close(fd_);
+    std::filesystem::remove_all(std::filesystem::path(path_).parent_path());
+  }
+  const std::string& path() const { return path_; }
+  // Makes room for one connection (a daemon catching up).
+  int acceptOne() { return ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC); }
+
+ private:
+  std::string path_;
+  int fd_;
+  std::vector<int> queued_;
+  bool full_ = false;
+};
+
+TEST(SocketDaemonClient, AFullListenQueueCostsNoMoreThanTheDeadline) {
+  FullListener listener;
+  const auto t0 = std::chrono::steady_clock::now();
+  SocketDaemonClient client(listener.path(), t0 + 1000ms);
+  auto r = client.call({{"op", "status"}});
+  const auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_EQ(r.kind, DaemonReply::Kind::kUnavailable);
+  EXPECT_NE(r.error.message.find("listen queue is full"), std::string::npos) << r.error.message;
+  EXPECT_GE(took, 900ms);
+  EXPECT_LT(took, 1500ms) << "timeout_ms 1000 means about one second";
+  const auto t1 = std::chrono::steady_clock::now();
+  EXPECT_EQ(client.call({{"op", "status"}}).kind, DaemonReply::Kind::kUnavailable);
+  EXPECT_LT(std::chrono::steady_clock::now() - t1, 50ms);
+}
+
+TEST(SocketDaemonClient, ConnectGetsInAsSoonAsTheDaemonAcceptsWithinTheDeadline) {
+  FullListener listener;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::thread daemon([&] {
+    std::this_thread::sleep_for(200ms);
+    const int accepted = listener.acceptOne();
+    std::this_thread::sleep_for(1500ms);  // accepted, never answered
+    ::close(accepted);
+  });
+  SocketDaemonClient client(listener.path(), t0 + 1000ms);
+  auto r = client.call({{"op", "status"}});
+  daemon.join();
+  EXPECT_EQ(r.kind, DaemonReply::Kind::kUnavailable);
+  // Connected once there was room; then it waited for the answer.
+  EXPECT_NE(r.error.message.find("did not answer"), std::string::npos) << r.error.message;
+}
+
+TEST(SocketDaemonClient, TheHookHonoursItsPolicyWhenTheListenQueueIsFull) {
+  FullListener listener;
+  for (auto policy : {DaemonDownPolicy::kAllow, DaemonDownPolicy::kFail}) {
+    HookConfig config;
+    config.socket = listener.path();
+    config.timeout_ms = 1000;
+    config.on_daemon_down = policy;
+    const auto t0 = std::chrono::steady_clock::now();
+    SocketDaemonClient client(config.socket, t0 + std::chrono::milliseconds(config.timeout_ms));
+    const auto inv = parseArgv({"hook", "vm-web-1", "prepare", "begin", "-"});
+    ASSERT_TRUE(inv);
+    auto out = runHook(*inv, testing::domainXml(testing::twoPorts()), config, client);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 1500ms);
+    if (policy == DaemonDownPolicy::kAllow) {
+      EXPECT_EQ(out.exit_code, 0) << out.err;
+      EXPECT_EQ(out.err.rfind("nicoffload: vm-web-1: warning: nicoffloadd unavailable", 0), 0u)
+          << out.err;
+      EXPECT_NE(out.err.find("on_daemon_down=allow"), std::string::npos) << out.err;
+    } else {
+      EXPECT_EQ(out.exit_code, 1) << out.err;
+      EXPECT_EQ(out.err.rfind("nicoffload: vm-web-1: nicoffloadd unavailable", 0), 0u) << out.err;
+    }
+    EXPECT_NE(out.err.find("listen queue is full"), std::string::npos) << out.err;
+  }
+}
+
+// Reads `replies.size()` request lines from one connection, then writes the
+// scripted reply lines, as they are: a daemon of another shape.
+class RawServer {
+ public:
+  explicit RawServer(std::vector<std::string> replies)
+      : path_(tempSocket()), fd_(listenOn(path_, 8)) {
+    thread_ = std::thread([this, replies = std::move(replies)] {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 5000) != 1) return;
+      const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      std::size_t lines = 0;
+      char buf[4096];
+      while (lines < replies.size()) {
+        const ssize_t n = ::recv(c, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        lines += static_cast<std::size_t>(std::count(buf, buf + n, '\n'));
+      }
+      std::string out;
+      for (const auto& r : replies) out += r + "\n";
+      EXPECT_EQ(::send(c, out.data(), out.size(), MSG_NOSIGNAL), static_cast<ssize_t>(out.size()));
+      while (::recv(c, buf, sizeof buf, 0) > 0) {
+      }
+      ::close(c);
+    });
+  }
+  ~RawServer() {
+    thread_.join();
+    ::close(fd_);
+    std::filesystem::remove_all(std::filesystem::path(path_).parent_path());
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  int fd_;
+  std::thread thread_;
+};
+
+TEST(SocketDaemonClient, RepliesThatCannotBeReadFailTheirOwnRequestOnly) {
+  RawServer server({R"({"ok":"yes"})", "\xff", R"({"ok":true})", R"({"ok":true,"result":[1]})",
+                    R"({"ok":false,"error":{"code":"table-full","message":"no free VF"}})",
+                    R"({"ok":false,"error":{"code":7}})", R"({"ok":true,"result":{"n":5}})"});
+  std::vector<DaemonReply> r;
+  {
+    SocketDaemonClient client(server.path(), std::chrono::steady_clock::now() + 5s);
+    std::vector<json> requests(7, json{{"op", "port.add"}});
+    ASSERT_NO_THROW(r = client.callAll(requests));
+  }
+  ASSERT_EQ(r.size(), 7u);
+  for (int i : {0, 1, 2, 5}) {
+    EXPECT_EQ(r[i].kind, DaemonReply::Kind::kRefused) << i;
+    EXPECT_EQ(r[i].error.code, ErrorCode::kInternal) << i;
+    EXPECT_NE(r[i].error.message.find("cannot read"), std::string::npos) << r[i].error.describe();
+  }
+  EXPECT_EQ(r[0].error.field, "reply.ok");
+  EXPECT_EQ(r[2].error.field, "reply.result");
+  ASSERT_EQ(r[3].kind, DaemonReply::Kind::kOk);  // the shape of a result is the caller's to check
+  EXPECT_TRUE(r[3].result.is_array());
+  ASSERT_EQ(r[4].kind, DaemonReply::Kind::kRefused);
+  EXPECT_EQ(r[4].error.code, ErrorCode::kTableFull);
+  ASSERT_EQ(r[6].kind, DaemonReply::Kind::kOk);
+  EXPECT_EQ(r[6].result, (json{{"n", 5}}));
 }
 
 }  // namespace

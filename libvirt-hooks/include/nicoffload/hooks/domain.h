@@ -17,7 +17,8 @@
 // port key is (domain UUID, index of that interface among the <interface>
 // elements of <devices>, from 0). For an <interface type='ethernet'> whose
 // <target dev='X'/> is set, X is the representor when the port names none: the
-// tap stands for the VF's representor, so the software path goes on it.
+// tap stands for the VF's representor, so the software path goes on it; it
+// is validated as a representor named in the metadata would be.
 #pragma once
 
 #include <cstddef>
@@ -31,6 +32,11 @@
 namespace nicoffload::hooks {
 
 inline constexpr std::string_view kMetadataNamespace = "http://nicoffload.org/xmlns/ports/1";
+
+// The highest interface index a port key can carry: model::PortKey::nic is
+// 16 bits and nicoffloadd's parsePort accepts "nic" in 0..65535. A port on a
+// later interface is refused rather than wrapped onto another one.
+inline constexpr std::size_t kMaxInterfaceIndex = 65535;
 
 // One <interface> of <devices>.
 struct DomainInterface {
@@ -48,22 +54,34 @@ struct Domain {
   bool has_metadata = false;                // an <nfo:ports> element is present
   std::vector<model::Port> ports;           // validated ports, in metadata order
   std::vector<std::size_t> port_interface;  // for each port, its index in `interfaces`
+  // Things the operator should know that do not stop the parse, one sentence
+  // each (printable): a <metadata> element in a namespace that is almost ours
+  // (another version, a trailing slash, other case), which is ignored.
+  std::vector<std::string> warnings;
 };
 
-// Parses a domain XML document. Errors (kInvalidValue unless said otherwise):
+// Parses a domain XML document (the bytes libvirt writes to the hook's
+// stdin). Pure: never throws (std::bad_alloc aside) and takes any bytes; a
+// fuzz target calls it directly. Errors (kInvalidValue unless said otherwise):
 //  - the text is not well-formed XML (the message carries pugixml's
 //    description and the byte offset);
-//  - the root is not <domain>, or <uuid> is missing/invalid (kMissingField);
+//  - the root is not <domain>; <uuid> is missing (kMissingField) or not an
+//    RFC 4122 UUID (8-4-4-4-12 hex digits);
 //  - metadata errors name the field, e.g. "nfo:port[1].vni": unknown attribute
-//    or element (kUnknownField), a value that is not a number, a MAC that no
-//    <interface> carries (kNotFound), a MAC given twice (kDuplicate), a port
-//    without <nfo:address> (kMissingField), and everything model::parsePort
-//    refuses (bad MAC, address not a /32, VNI beyond 24 bits, ...).
+//    or element (kUnknownField), an attribute or address that is not valid
+//    UTF-8, a value that is not a number, a MAC that no <interface> carries
+//    (kNotFound), a MAC given twice (kDuplicate), a port without
+//    <nfo:address> (kMissingField), a port on an interface whose index
+//    exceeds kMaxInterfaceIndex, an ethernet <target dev> that is not a valid
+//    representor name (field "interface[N].target.dev"), and everything
+//    model::parsePort refuses (bad MAC, address not a /32, VNI beyond 24 bits,
+//    a representor that is not 1-15 printable ASCII characters, ...).
 // A domain without <nfo:ports> parses with has_metadata == false and no ports.
+// Every value an error echoes is printable (makeError).
 Result<Domain> parseDomainXml(std::string_view xml);
 
 // Only the name and UUID, for cleanup when the metadata itself is bad.
-// Errors: as parseDomainXml for malformed XML and a missing <uuid>.
+// Errors: as parseDomainXml for malformed XML and a missing or invalid <uuid>.
 Result<Domain> parseDomainIdentity(std::string_view xml);
 
 // What this host offers for one port, to rewrite the domain's <interface>

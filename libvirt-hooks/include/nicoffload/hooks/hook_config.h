@@ -6,8 +6,10 @@
 // Every key is optional; unknown keys are refused.
 #pragma once
 
+#include <cstddef>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
+#include <string_view>
 
 #include "nicoffload/common/error.h"
 
@@ -23,12 +25,25 @@ struct HookConfig {
   DaemonDownPolicy on_daemon_down = DaemonDownPolicy::kFail;
 };
 
-// Errors name the field: kUnknownField, kWrongType, kInvalidValue.
+// Errors name the field: kUnknownField, kWrongType, kInvalidValue (a socket
+// path that is relative, holds control bytes or does not fit sun_path; a
+// timeout outside 1..60000; a policy other than "fail" / "allow").
 Result<HookConfig> parseHookConfig(const nlohmann::json& doc);
 
-// Reads `path`; an absent file gives the defaults. Errors: kIo (unreadable),
-// kInvalidValue (not JSON), and those of parseHookConfig, prefixed by the path.
+// Parses the text of a hook.json: model::parseJsonInput (nesting limit,
+// duplicate keys and invalid UTF-8 refused), then parseHookConfig. `source`
+// names the input in errors (the file's path). Never throws (std::bad_alloc
+// aside); any bytes may be given (a fuzz target calls it directly).
+// Errors: kInvalidValue (not JSON, too deep), kDuplicate (a key given twice),
+// and those of parseHookConfig; each field is prefixed by "<source>: ".
+Result<HookConfig> parseHookConfigText(std::string_view text,
+                                       std::string_view source = "hook.json");
+
+// Reads `path` (at most kMaxHookConfigBytes); an absent file gives the
+// defaults. Errors: kIo (unreadable), kInvalidValue (too large), and those of
+// parseHookConfigText with `path` as the source.
 Result<HookConfig> loadHookConfig(const std::string& path);
+inline constexpr std::size_t kMaxHookConfigBytes = 64 * 1024;
 
 // $NICOFFLOAD_HOOK_CONFIG if set and not empty, else kDefaultHookConfigPath.
 std::string hookConfigPath();
