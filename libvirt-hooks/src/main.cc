@@ -75,6 +75,9 @@ int runMain(int argc, char** argv) {
   }
   const bool must_not_fail = hooks::mustNotFail(inv->op);
   g_exit_code_on_crash = must_not_fail ? 0 : 1;
+  // A libvirtd that stopped reading our output must not turn into a death by
+  // SIGPIPE (a non-zero status); write() reports EPIPE instead.
+  ::signal(SIGPIPE, SIG_IGN);
   const std::string config_path = hooks::hookConfigPath();
   const auto config = hooks::loadHookConfig(config_path);
   const int timeout_ms = config ? config->timeout_ms : hooks::HookConfig{}.timeout_ms;

@@ -23,6 +23,7 @@
 #include "fixtures.h"
 #include "nicoffload/hooks/hook.h"
 #include "nicoffload/offload/control.h"
+#include "test_servers.h"
 
 namespace nicoffload::hooks {
 namespace {
@@ -30,12 +31,9 @@ namespace {
 using nlohmann::json;
 using namespace std::chrono_literals;
 namespace control = offload::control;
-
-std::string tempSocket() {
-  char tmpl[] = "/tmp/nfo-hooksock-XXXXXX";
-  const char* dir = ::mkdtemp(tmpl);
-  return std::string(dir ? dir : "/tmp") + "/ctl.sock";
-}
+using testing::FullListener;
+using testing::RawServer;
+using testing::tempSocket;
 
 // Answers "ping" with its "n", anything else with an invalid-value error;
 // records the size of every batch poll() returned. `silent` never answers.
@@ -132,58 +130,6 @@ TEST(SocketDaemonClient, ASilentDaemonCostsNoMoreThanTheDeadline) {
   EXPECT_LT(std::chrono::steady_clock::now() - t1, 50ms);
 }
 
-sockaddr_un addressOf(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  return addr;
-}
-
-int listenOn(const std::string& path, int backlog) {
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  const sockaddr_un addr = addressOf(path);
-  EXPECT_EQ(::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0)
-      << std::strerror(errno);
-  EXPECT_EQ(::listen(fd, backlog), 0) << std::strerror(errno);
-  return fd;
-}
-
-// A listener that never accepts, its queue filled up (listen(fd, 0), then
-// connections until one would block): a daemon too busy to accept, the way
-// nicoffloadd is when 32 VMs start at once on a slow host.
-class FullListener {
- public:
-  FullListener() : path_(tempSocket()), fd_(listenOn(path_, 0)) {
-    const sockaddr_un addr = addressOf(path_);
-    for (int i = 0; i < 1000 && !full_; ++i) {
-      const int c = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-      if (::connect(c, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) {
-        queued_.push_back(c);
-        continue;
-      }
-      const int err = errno;
-      ::close(c);
-      EXPECT_EQ(err, EAGAIN) << std::strerror(err);
-      full_ = true;
-    }
-    EXPECT_TRUE(full_) << "the listen queue never filled";
-  }
-  ~FullListener() {
-    for (int c : queued_) ::close(c);
-    ::close(fd_);
-    std::filesystem::remove_all(std::filesystem::path(path_).parent_path());
-  }
-  const std::string& path() const { return path_; }
-  // Makes room for one connection (a daemon catching up).
-  int acceptOne() { return ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC); }
-
- private:
-  std::string path_;
-  int fd_;
-  std::vector<int> queued_;
-  bool full_ = false;
-};
-
 TEST(SocketDaemonClient, AFullListenQueueCostsNoMoreThanTheDeadline) {
   FullListener listener;
   const auto t0 = std::chrono::steady_clock::now();
@@ -241,44 +187,6 @@ TEST(SocketDaemonClient, TheHookHonoursItsPolicyWhenTheListenQueueIsFull) {
     EXPECT_NE(out.err.find("listen queue is full"), std::string::npos) << out.err;
   }
 }
-
-// Reads `replies.size()` request lines from one connection, then writes the
-// scripted reply lines, as they are: a daemon of another shape.
-class RawServer {
- public:
-  explicit RawServer(std::vector<std::string> replies)
-      : path_(tempSocket()), fd_(listenOn(path_, 8)) {
-    thread_ = std::thread([this, replies = std::move(replies)] {
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, 5000) != 1) return;
-      const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-      std::size_t lines = 0;
-      char buf[4096];
-      while (lines < replies.size()) {
-        const ssize_t n = ::recv(c, buf, sizeof buf, 0);
-        if (n <= 0) break;
-        lines += static_cast<std::size_t>(std::count(buf, buf + n, '\n'));
-      }
-      std::string out;
-      for (const auto& r : replies) out += r + "\n";
-      EXPECT_EQ(::send(c, out.data(), out.size(), MSG_NOSIGNAL), static_cast<ssize_t>(out.size()));
-      while (::recv(c, buf, sizeof buf, 0) > 0) {
-      }
-      ::close(c);
-    });
-  }
-  ~RawServer() {
-    thread_.join();
-    ::close(fd_);
-    std::filesystem::remove_all(std::filesystem::path(path_).parent_path());
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-  int fd_;
-  std::thread thread_;
-};
 
 TEST(SocketDaemonClient, RepliesThatCannotBeReadFailTheirOwnRequestOnly) {
   RawServer server({R"({"ok":"yes"})", "\xff", R"({"ok":true})", R"({"ok":true,"result":[1]})",
