@@ -13,7 +13,8 @@ namespace nicoffload::hooks {
 struct DaemonReply {
   enum class Kind {
     kOk,           // `result` holds the reply's result
-    kRefused,      // nicoffloadd answered with an error (`error`)
+    kRefused,      // nicoffloadd answered with an error, or with a reply the hook
+                   // cannot read (ErrorCode::kInternal) (`error`)
     kUnavailable,  // no answer: not running, socket refused us, or too slow (`error`)
   };
   Kind kind = Kind::kOk;
@@ -29,7 +30,9 @@ class DaemonClient {
  public:
   virtual ~DaemonClient() = default;
   // Sends one request ({"op": ...}) and returns its outcome. Must return
-  // within the hook's time bound.
+  // within the hook's time bound. `result` is whatever JSON the daemon sent:
+  // read it with daemon_replies.h, never with nlohmann's throwing accessors.
+  // An exception thrown here is caught by runHook (an "internal error").
   virtual DaemonReply call(const nlohmann::json& request) = 0;
 
   // Sends every request, then collects the replies (in request order). A
