@@ -375,12 +375,13 @@ void Controller::handleBatch(const std::vector<control::Request>& batch,
     std::vector<std::string> changed;
     std::vector<std::size_t> accepted;  // mutations admitted into `working`
     std::vector<json> accepted_results;
+    std::uint64_t refused = 0;  // counted once admission is final
   };
   std::optional<Admission> adm;
   std::vector<bool> failed_internally(batch.size(), false);
   for (bool again = true; again;) {
     again = false;
-    adm.emplace(Admission{intent_, *index_, vf_pool_, {}, {}, {}});
+    adm.emplace(Admission{intent_, *index_, vf_pool_, {}, {}, {}, 0});
     for (std::size_t i = 0; i < batch.size(); ++i) {
       if (failed_internally[i]) continue;
       replies[i] = json();
@@ -413,7 +414,7 @@ void Controller::handleBatch(const std::vector<control::Request>& batch,
         break;
       }
       if (!result) {
-        ++counters_.requests_refused;
+        ++adm->refused;
         spdlog::warn("refused {}: {}", op, result.error().describe());
         replies[i] = control::errorReply(result.error());
         continue;
@@ -423,6 +424,7 @@ void Controller::handleBatch(const std::vector<control::Request>& batch,
     }
   }
 
+  counters_.requests_refused += adm->refused;
   const auto t_admitted = SteadyClock::now();
   auto& changed = adm->changed;
   auto& accepted = adm->accepted;
