@@ -192,6 +192,7 @@ void Server::sendNow(std::uint64_t id, const nlohmann::json& reply, bool then_cl
   c.closing = c.closing || then_close;
   if (!c.queued.empty()) {  // after the replies owed to earlier requests
     c.queued.emplace_back(serialiseReply(reply));
+    watch(id);  // closing: read no more
     return;
   }
   if (c.out.empty()) c.output_since = Clock::now();
@@ -333,7 +334,7 @@ void Server::readFrom(std::uint64_t id, std::vector<Request>& out) {
     std::size_t start = 0;
     for (std::size_t nl; (nl = c.in.find('\n', start)) != std::string::npos; start = nl + 1) {
       // `in` is not touched while a line is handled; a false return means
-      // the connection (and `in`) is gone.
+      // reading stops: the connection is gone or closing.
       if (!handleLine(id, std::string_view(c.in.data() + start, nl - start), out)) return;
     }
     auto& cc = conns_.at(id);

@@ -67,7 +67,8 @@ int run(int argc, char** argv) {
   app.footer(
       "Signals: SIGTERM/SIGINT stop (installed state stays and is adopted at the next start);\n"
       "SIGHUP runs a full reconcile pass. Exit status: 0 stopped cleanly; 1 cannot start (the\n"
-      "log line says why).");
+      "log line says why; among the reasons: another nicoffloadd holds the device or the state\n"
+      "directory, its pid named) or stopped on an unexpected error (logged; socket removed).");
   CLI11_PARSE(app, argc, argv);
 
   auto logger = spdlog::stderr_logger_mt("nicoffloadd");
