@@ -387,8 +387,8 @@ void Controller::handleBatch(const std::vector<control::Request>& batch,
       replies[i] = json();
       const json& req = batch[i].body;
       const auto op_it = req.is_object() ? req.find("op") : req.end();
-      if (op_it == req.end() ||
-          !op_it->is_string()) {  // the server checks; a caller of this API may not
+      // The server checks this; a caller of this API may not.
+      if (op_it == req.end() || !op_it->is_string()) {
         replies[i] = control::errorReply(requestError(ErrorCode::kInvalidValue, "op", "",
                                                       "the request has no string field \"op\""));
         continue;
