@@ -5,27 +5,34 @@
 // adopts what the backends already hold, converges, and serves the control
 // API on a root-only unix socket. Logs go to stderr (journald), one line per
 // state change; metrics to a Prometheus endpoint on loopback.
+//
+// One daemon per host: before any backend is opened it takes the exclusive
+// locks of its device and its state directory (instance_lock.h) and checks
+// that no daemon answers on its socket; a second instance stops there,
+// having touched nothing. Exceptions stop at main(): logged, the socket file
+// removed (the server's destructor runs as the stack unwinds), exit 1.
 #include <signal.h>
-#include <unistd.h>
-
-#include <atomic>
-#include <cstdio>
-#include <string>
-
-#include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <cstdio>
+#include <exception>
+#include <string>
 
 #include "nicoffload/model/parse.h"
+#include "nicoffload/offload/control.h"
+#include "nicoffload/offload/controller.h"
 #include "nicoffload/offload/flow_backends.h"
+#include "nicoffload/offload/instance_lock.h"
+#include "nicoffload/offload/metrics.h"
 #include "nicoffload/offload/sim_nic.h"
 #include "nicoffload/offload/software_path.h"
 #include "nicoffload/offload/sysfs_nic_backend.h"
 #include "nicoffload/vdpa/kernel_vdpa_backend.h"
 #include "nicoffload/vdpa/sim_vdpa_backend.h"
-#include "nicoffload/offload/control.h"
-#include "nicoffload/offload/controller.h"
-#include "nicoffload/offload/metrics.h"
 
 namespace {
 
@@ -38,9 +45,7 @@ std::string defaultProfileDir() {
   return NICOFFLOAD_PROFILE_SOURCE_DIR;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   using namespace nicoffload;
   CLI::App app{"nicoffloadd: the nicoffload SmartNIC / vDPA offload controller daemon"};
   app.set_version_flag("--version", std::string("nicoffloadd ") + NICOFFLOAD_VERSION);
@@ -48,17 +53,22 @@ int main(int argc, char** argv) {
   std::string profile_dir;
   std::string log_level = "info";
   bool check_only = false;
-  app.add_option("-c,--config", config, "host config (JSON)")->check(CLI::ExistingFile)->capture_default_str();
+  app.add_option("-c,--config", config, "host config (JSON)")
+      ->check(CLI::ExistingFile)
+      ->capture_default_str();
   app.add_option("--profile-dir", profile_dir,
                  "directory of named hardware profiles (default: $NICOFFLOAD_PROFILE_DIR, else " +
                      std::string(NICOFFLOAD_PROFILE_INSTALL_DIR) + ")");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();
-  app.add_flag("--check", check_only, "load the config, the profile and the state, print them, and exit");
-  app.footer("Signals: SIGTERM/SIGINT stop (installed state stays and is adopted at the next start);\n"
-             "SIGHUP runs a full reconcile pass. Exit status: 0 stopped cleanly; 1 cannot start (the\n"
-             "log line says why).");
+  app.add_flag("--check", check_only,
+               "load the config, the profile and the state, print them, and exit");
+  app.footer(
+      "Signals: SIGTERM/SIGINT stop (installed state stays and is adopted at the next start);\n"
+      "SIGHUP runs a full reconcile pass. Exit status: 0 stopped cleanly; 1 cannot start (the\n"
+      "log line says why; among the reasons: another nicoffloadd holds the device or the state\n"
+      "directory, its pid named) or stopped on an unexpected error (logged; socket removed).");
   CLI11_PARSE(app, argc, argv);
 
   auto logger = spdlog::stderr_logger_mt("nicoffloadd");
@@ -74,22 +84,32 @@ int main(int argc, char** argv) {
 
   auto host = model::loadHostConfig(config);
   if (!host) return fatal(host.error());
-  auto profile_path = model::resolveProfilePath(host->hw_profile, profile_dir.empty() ? defaultProfileDir() : profile_dir);
+  auto profile_path = model::resolveProfilePath(
+      host->hw_profile, profile_dir.empty() ? defaultProfileDir() : profile_dir);
   if (!profile_path) return fatal(profile_path.error());
   auto profile = model::loadHwProfile(*profile_path);
   if (!profile) return fatal(profile.error());
-  spdlog::info("host {}: profile {} ({}), underlay {}, flow backend {}, software path {}", host->name,
-               profile->name, profile->model, model::toString(host->underlay), model::toString(host->flow_backend),
-               model::toString(host->software_path));
+  spdlog::info("host {}: profile {} ({}), underlay {}, flow backend {}, software path {}",
+               host->name, profile->name, profile->model, model::toString(host->underlay),
+               model::toString(host->flow_backend), model::toString(host->software_path));
 
   offload::StateStore store(host->state_dir);
   if (check_only) {
     auto state = store.load();
     if (!state) return fatal(state.error());
     std::printf("config %s ok; profile %s; state %s: %zu ports, %zu remotes\n", config.c_str(),
-                profile_path->c_str(), store.path().c_str(), state->ports.size(), state->remotes.size());
+                profile_path->c_str(), store.path().c_str(), state->ports.size(),
+                state->remotes.size());
     return 0;
   }
+
+  // One daemon per host, decided before any backend is opened: a second
+  // instance must not adopt (and so rewrite) the first one's device.
+  auto locks = offload::acquireInstanceLocks(*host);
+  if (!locks) return fatal(locks.error());
+  if (auto alone = offload::control::ensureNoDaemonListens(host->socket_path); !alone)
+    return fatal(alone.error());
+  for (const auto& lock : *locks) spdlog::info("holding {}", lock.path());
 
   // The flow backend (and, for DPDK, the EAL, which must outlive it: it is
   // declared first, so it is destroyed last).
@@ -103,14 +123,16 @@ int main(int argc, char** argv) {
     auto sw = offload::openKernelSoftwarePath({.netns = host->kernel_netns});
     if (!sw) return fatal(sw.error());
     backends.software_path = std::move(sw).value();
-    spdlog::info("software path: kernel{}", host->kernel_netns.empty() ? "" : " in namespace " + host->kernel_netns);
+    spdlog::info("software path: kernel{}",
+                 host->kernel_netns.empty() ? "" : " in namespace " + host->kernel_netns);
   }
 
   // NIC management (SR-IOV, eswitch, VF settings) and vDPA devices. The
   // simulated NIC keeps a /sys-shaped tree next to the simulated flow table.
   std::unique_ptr<offload::SimNic> sim_nic;
   if (host->nic_backend == model::NicBackendKind::kSim) {
-    auto sn = offload::SimNic::open({host->sim_device_dir + "/nic-" + host->uplink_pci, *profile, host->uplink_pci,
+    auto sn = offload::SimNic::open({host->sim_device_dir + "/nic-" + host->uplink_pci, *profile,
+                                     host->uplink_pci,
                                      host->uplink_netdev.empty() ? "simpf0" : host->uplink_netdev});
     if (!sn) return fatal(sn.error());
     sim_nic = std::move(sn).value();
@@ -123,9 +145,12 @@ int main(int argc, char** argv) {
     backends.nic = offload::makeSysfsNicBackend(no);
   }
   switch (host->vdpa_backend) {
-    case model::VdpaKind::kNone: break;
+    case model::VdpaKind::kNone:
+      break;
     case model::VdpaKind::kSim:
-      if (!sim_nic) return fatal(makeError(ErrorCode::kConflict, "backends.vdpa", "sim", "vDPA 'sim' needs backends.nic 'sim'"));
+      if (!sim_nic)
+        return fatal(makeError(ErrorCode::kConflict, "backends.vdpa", "sim",
+                               "vDPA 'sim' needs backends.nic 'sim'"));
       backends.vdpa = vdpa::makeSimVdpaBackend(*sim_nic);
       break;
     case model::VdpaKind::kKernel: {
@@ -136,15 +161,18 @@ int main(int argc, char** argv) {
       break;
     }
     case model::VdpaKind::kDpdk:
-      return fatal(makeError(ErrorCode::kUnsupported, "backends.vdpa", "dpdk",
-                             "the DPDK vDPA backend (vhost-user) is not driven by nicoffloadd yet; use 'kernel', "
-                             "'sim' or 'none'"));
+      return fatal(makeError(
+          ErrorCode::kUnsupported, "backends.vdpa", "dpdk",
+          "the DPDK vDPA backend (vhost-user) is not driven by nicoffloadd yet; use 'kernel', "
+          "'sim' or 'none'"));
   }
-  spdlog::info("nic backend {}, vdpa backend {}", model::toString(host->nic_backend), model::toString(host->vdpa_backend));
+  spdlog::info("nic backend {}, vdpa backend {}", model::toString(host->nic_backend),
+               model::toString(host->vdpa_backend));
 
   offload::ControllerOptions options;
   options.reconcile_interval = std::chrono::milliseconds(host->reconcile_interval_ms);
-  auto controller = offload::Controller::start(*host, *profile, std::move(backends), store, options);
+  auto controller =
+      offload::Controller::start(*host, *profile, std::move(backends), store, options);
   if (!controller) return fatal(controller.error());
 
   offload::control::Server::Options sopts;
@@ -160,7 +188,8 @@ int main(int argc, char** argv) {
     const auto colon = host->metrics_listen.rfind(':');
     std::string mhost = host->metrics_listen.substr(0, colon);
     if (mhost == "[::1]") mhost = "::1";
-    auto m = offload::MetricsServer::start(mhost, std::stoi(host->metrics_listen.substr(colon + 1)));
+    auto m =
+        offload::MetricsServer::start(mhost, std::stoi(host->metrics_listen.substr(colon + 1)));
     if (!m) return fatal(m.error());
     metrics = std::move(m).value();
     spdlog::info("metrics on http://{}/metrics", host->metrics_listen);
@@ -189,11 +218,38 @@ int main(int argc, char** argv) {
     auto requests = srv.poll(static_cast<int>(wait));
     if (!requests.empty()) {
       const auto replies = ctl.handle(requests);
-      for (std::size_t i = 0; i < requests.size(); ++i) srv.reply(requests[i].connection, replies[i]);
+      for (std::size_t i = 0; i < requests.size(); ++i)
+        srv.reply(requests[i].connection, replies[i]);
     }
     ctl.tick();
     if (metrics) metrics->publish(ctl.metricsText(&srv.counters()));
   }
   spdlog::info("stopping; installed state stays in place and is adopted at the next start");
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // The process's edge: nothing may escape as std::terminate (which would
+  // leave the socket file behind and say nothing useful).
+  std::string what;
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+    what = "an exception of unknown type";
+  }
+  try {
+    if (auto logger = spdlog::get("nicoffloadd")) {
+      logger->critical("stopping on an unexpected error (a bug in nicoffloadd): {}", what);
+      logger->flush();
+      return 1;
+    }
+  } catch (...) {  // NOLINT(bugprone-empty-catch): fall back to plain stderr
+  }
+  std::fprintf(stderr, "nicoffloadd: stopping on an unexpected error (a bug in nicoffloadd): %s\n",
+               what.c_str());
+  return 1;
 }

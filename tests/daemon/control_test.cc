@@ -1,7 +1,9 @@
+#include "nicoffload/offload/control.h"
+
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <netinet/in.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,8 +12,8 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <vector>
 
-#include "nicoffload/offload/control.h"
 #include "nicoffload/offload/metrics.h"
 #include "temp_dirs.h"
 
@@ -33,8 +35,9 @@ class EchoServer {
           if (r.body["op"] == "echo")
             server_->reply(r.connection, okReply(r.body));
           else
-            server_->reply(r.connection, errorReply(makeError(ErrorCode::kInvalidValue, "op",
-                                                              r.body["op"].get<std::string>(), "unknown op")));
+            server_->reply(r.connection,
+                           errorReply(makeError(ErrorCode::kInvalidValue, "op",
+                                                r.body["op"].get<std::string>(), "unknown op")));
         }
       }
     });
@@ -51,13 +54,52 @@ class EchoServer {
   std::thread thread_;
 };
 
-// Sends raw bytes and reads one reply line.
-std::string rawExchange(const std::string& path, const std::string& bytes) {
+// A connected client socket with a 5 s receive timeout (a test that waits
+// for a reply the server never sends fails instead of hanging), or -1.
+int connectTo(const std::string& path) {
   const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   std::strcpy(addr.sun_path, path.c_str());
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return "connect failed";
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+void sendAll(int fd, const std::string& bytes) {
+  std::size_t sent = 0;
+  while (sent < bytes.size()) {
+    const ssize_t n = ::send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) return;
+    sent += static_cast<std::size_t>(n);
+  }
+}
+
+// Everything the server sends until it closes (or 5 s of silence).
+std::string readToEnd(int fd) {
+  std::string got;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) got.append(buf, static_cast<std::size_t>(n));
+  return got;
+}
+
+std::vector<nlohmann::json> replyLines(const std::string& text) {
+  std::vector<nlohmann::json> out;
+  std::size_t start = 0;
+  for (std::size_t nl; (nl = text.find('\n', start)) != std::string::npos; start = nl + 1)
+    out.push_back(nlohmann::json::parse(text.substr(start, nl - start), nullptr, false));
+  return out;
+}
+
+// Sends raw bytes and reads one reply line.
+std::string rawExchange(const std::string& path, const std::string& bytes) {
+  const int fd = connectTo(path);
+  if (fd < 0) return "connect failed";
   std::size_t sent = 0;
   while (sent < bytes.size()) {
     const ssize_t n = ::send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
@@ -74,7 +116,7 @@ std::string rawExchange(const std::string& path, const std::string& bytes) {
 TEST(ControlSocket, RequestReplyAndSocketMode) {
   const auto path = tempSocket();
   EchoServer s({path});
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::stat(path.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   auto c = Client::connect(path, 1000);
@@ -147,7 +189,8 @@ TEST(ControlSocket, NonRootPeerIsRefused) {
   int status = 0;
   ::waitpid(pid, &status, 0);
   ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0) << "child exit code 10: setuid failed, 11: connect failed, 12: served, 13: wrong error";
+  EXPECT_EQ(WEXITSTATUS(status), 0)
+      << "child exit code 10: setuid failed, 11: connect failed, 12: served, 13: wrong error";
   EXPECT_EQ(s.server().counters().refused_peers, 1u);
 }
 
@@ -170,6 +213,157 @@ TEST(ControlSocket, SecondServerOnTheSamePathIsRefusedAndStaleSocketIsReplaced) 
   auto c = Client::connect(path, 1000);
   ASSERT_TRUE(c.ok());
   EXPECT_TRUE((*c)->call({{"op", "echo"}}, 2000).ok());
+}
+
+// Issue 11: invalid UTF-8 in a request line (or a line whose 60th byte
+// falls inside a character) made the error reply unserialisable and
+// aborted the daemon; deep nesting and repeated keys were not refused.
+TEST(ControlSocket, HostileLinesGetClearErrorsAndTheServerLives) {
+  const auto path = tempSocket();
+  EchoServer s({path});
+  std::string e_acute_60;
+  for (int i = 0; i < 60; ++i) e_acute_60 += "\xc3\xa9";
+  const struct {
+    std::string line;
+    std::string field;
+    std::string needle;
+  } cases[] = {
+      {"\xff", "request", "not valid JSON"},
+      {"{\"op\":\"\xed\xa0\x80\"}", "request", "not valid JSON"},
+      {"{\"op\":\"echo\",\"x\":\"\xc0\xaf\"}", "request", "not valid JSON"},
+      {"x" + e_acute_60, "request", "not valid JSON"},                 // byte 60 mid-character
+      {"\"" + e_acute_60 + "\"", "request", "must be a JSON object"},  // valid JSON, not an object
+      {std::string(100000, '['), "request", "nested deeper than the limit of 64"},
+      {"{\"op\":\"echo\",\"op\":\"x\"}", "op", "appears twice"},
+      {"{\"op\":\"echo\",\"port\":{\"vm\":1,\"vm\":2}}", "port.vm", "appears twice"},
+      {"{\"op\":\"echo\",\"nul\":\"a\\u0000b\"}", "",
+       ""},  // valid: echoed back, NUL escaped in JSON
+  };
+  for (const auto& c : cases) {
+    const auto reply = rawExchange(path, c.line + "\n");
+    const auto j = nlohmann::json::parse(reply, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << "not one JSON reply for " << printable(c.line) << ": "
+                               << printable(reply);
+    if (c.field.empty()) {
+      EXPECT_TRUE(j["ok"].get<bool>()) << reply;
+      continue;
+    }
+    EXPECT_FALSE(j["ok"].get<bool>()) << reply;
+    EXPECT_EQ(j["error"]["field"], c.field) << reply;
+    EXPECT_NE(j["error"]["message"].get<std::string>().find(c.needle), std::string::npos) << reply;
+    EXPECT_LE(j["error"]["value"].get<std::string>().size(), 90u) << "values are cut: " << reply;
+  }
+  auto client = Client::connect(path, 1000);
+  ASSERT_TRUE(client.ok());
+  EXPECT_TRUE((*client)->call({{"op", "echo"}}, 2000).ok()) << "the server must live";
+}
+
+TEST(ControlSocket, EmptyLineGetsAnErrorNamingTheRequestAsEmpty) {
+  const auto path = tempSocket();
+  EchoServer s({path});
+  for (const std::string line : {"\n", "  \r\n"}) {
+    const auto reply = nlohmann::json::parse(rawExchange(path, line), nullptr, false);
+    ASSERT_TRUE(reply.is_object()) << "an empty line must get a reply";
+    EXPECT_FALSE(reply["ok"].get<bool>());
+    EXPECT_EQ(reply["error"]["field"], "request");
+    EXPECT_NE(reply["error"]["message"].get<std::string>().find("empty request"), std::string::npos)
+        << reply;
+  }
+}
+
+// Issue 11: `nc -N` and socat send their requests and then shutdown(SHUT_WR);
+// the server dropped the connection at end of input with the replies queued.
+TEST(ControlSocket, HalfClosedClientGetsEveryReplyIncludingAnUnterminatedLastLine) {
+  const auto path = tempSocket();
+  EchoServer s({path});
+  const int fd = connectTo(path);
+  ASSERT_GE(fd, 0);
+  sendAll(fd, "{\"op\":\"echo\",\"n\":1}\n\n{\"op\":\"echo\",\"n\":2}\n{\"op\":\"echo\",\"n\":3}");
+  ASSERT_EQ(::shutdown(fd, SHUT_WR), 0);
+  const auto text = readToEnd(fd);
+  ::close(fd);
+  const auto replies = replyLines(text);
+  ASSERT_EQ(replies.size(), 4u) << "two requests, an empty line, a last line without its newline: "
+                                << text;
+  EXPECT_EQ(replies[0]["result"]["n"], 1);
+  EXPECT_FALSE(replies[1]["ok"].get<bool>()) << "the empty line";
+  EXPECT_EQ(replies[2]["result"]["n"], 2);
+  EXPECT_EQ(replies[3]["result"]["n"], 3) << "the unterminated last line is a request";
+}
+
+// Issue 11: connections holding a partial request were never timed out; a
+// few hundred of them locked every other client out with `busy`.
+TEST(ControlSocket, PartialRequestsTimeOutAndFreeTheirSlots) {
+  const auto path = tempSocket();
+  Server::Options o{path};
+  o.max_connections = 20;
+  o.partial_request_timeout = std::chrono::milliseconds(300);
+  EchoServer s(o);
+  std::vector<int> slow;
+  for (int i = 0; i < 30; ++i) {  // more than the server takes
+    const int fd = connectTo(path);
+    ASSERT_GE(fd, 0);
+    sendAll(fd, "{\"op\":\"echo\",");
+    slow.push_back(fd);
+  }
+  auto locked_out = Client::connect(path, 1000);
+  ASSERT_TRUE(locked_out.ok());
+  auto busy = (*locked_out)->call({{"op", "echo"}}, 2000);
+  ASSERT_FALSE(busy.ok()) << "every slot is held";
+  EXPECT_EQ(busy.error().code, ErrorCode::kBusy);
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  auto client = Client::connect(path, 1000);
+  ASSERT_TRUE(client.ok());
+  auto served = (*client)->call({{"op", "echo"}}, 2000);
+  EXPECT_TRUE(served.ok()) << "after the timeout the slots are free: " << served.error().describe();
+  std::size_t told = 0;
+  for (const int fd : slow) {
+    const auto text = readToEnd(fd);  // closed by the server: returns at once
+    if (text.find("incomplete request") != std::string::npos) ++told;
+    ::close(fd);
+  }
+  EXPECT_EQ(told, 20u) << "each slow client held a slot and is told why it is closed";
+  EXPECT_GE(s.server().counters().timed_out, 20u);
+}
+
+TEST(ControlSocket, IdleConnectionsAreClosedAfterTheIdleTimeout) {
+  const auto path = tempSocket();
+  Server::Options o{path};
+  o.idle_timeout = std::chrono::milliseconds(200);
+  EchoServer s(o);
+  const int fd = connectTo(path);
+  ASSERT_GE(fd, 0);
+  sendAll(fd, "{\"op\":\"echo\"}\n");
+  const auto start = std::chrono::steady_clock::now();
+  const auto replies = replyLines(readToEnd(fd));  // the reply, then EOF when idle
+  ::close(fd);
+  EXPECT_EQ(replies.size(), 1u);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3))
+      << "closed by the server";
+}
+
+TEST(ControlSocket, RepliesAreSerialisedWhateverTheyHold) {
+  const nlohmann::json reply = {{"ok", true},
+                                {"result", {{"name", std::string("rep\xff\xed\xa0\x80")}}}};
+  std::string line;
+  ASSERT_NO_THROW(line = serialiseReply(reply));
+  ASSERT_FALSE(line.empty());
+  EXPECT_EQ(line.back(), '\n');
+  const auto back = nlohmann::json::parse(line, nullptr, false);
+  ASSERT_TRUE(back.is_object()) << line;
+  EXPECT_EQ(back["result"]["name"].get<std::string>().substr(0, 3), "rep");
+}
+
+TEST(ControlSocket, ErrorFromJsonToleratesAnyShape) {
+  for (const auto& j :
+       {nlohmann::json::parse(R"({"code": 5, "field": [], "message": {"a": 1}})"),
+        nlohmann::json::parse(R"("just text")"), nlohmann::json::parse("null"),
+        nlohmann::json{{"code", "no-such-code"}, {"message", std::string("bad \xff")}}}) {
+    Error e;
+    ASSERT_NO_THROW(e = errorFromJson(j)) << j.dump();
+    EXPECT_EQ(e.code, ErrorCode::kInternal);
+    EXPECT_NO_THROW((void)errorReply(e).dump()) << "the error is printable";
+  }
 }
 
 TEST(ControlSocket, ClientSaysWhenTheDaemonIsNotRunning) {
@@ -199,7 +393,8 @@ TEST(Metrics, RendersPrometheusTextAndServesItOnLoopback) {
   a.sin_port = htons(static_cast<std::uint16_t>((*s)->port()));
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   std::string got;
-  for (int attempt = 0; attempt < 50 && ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0; ++attempt)
+  for (int attempt = 0;
+       attempt < 50 && ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0; ++attempt)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   const std::string req = "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
   ASSERT_EQ(::send(fd, req.data(), req.size(), 0), static_cast<ssize_t>(req.size()));

@@ -1,12 +1,15 @@
 // The controller's reconciler with the simulated NIC (fault injection), an
 // in-memory software path that can fail on command, and an injected clock.
+#include "nicoffload/offload/controller.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <map>
+#include <stdexcept>
+#include <utility>
 
 #include "nicoffload/model/parse.h"
-#include "nicoffload/offload/controller.h"
 #include "nicoffload/offload/sim_nic.h"
 #include "nicoffload/simnic/sim_nic.h"
 #include "nicoffload/vdpa/sim_vdpa_backend.h"
@@ -24,6 +27,7 @@ using std::chrono::milliseconds;
 class MemorySoftwarePath final : public SoftwarePath {
  public:
   SwApplyReport apply(const flowrules::SoftwarePathState& o) override {
+    if (std::exchange(throw_on_apply_, false)) throw std::runtime_error("injected: apply threw");
     SwApplyReport r;
     upsert(o.sysctls, held_.sysctls, r);
     upsert(o.links, held_.links, r);
@@ -45,9 +49,15 @@ class MemorySoftwarePath final : public SoftwarePath {
     erase(o.routes, held_.routes, r);
     return r;
   }
-  Result<flowrules::SoftwarePathState> readBack(const flowrules::SoftwarePathState&, const ReadBackScope&) override {
+  Result<flowrules::SoftwarePathState> readBack(const flowrules::SoftwarePathState&,
+                                                const ReadBackScope&) override {
+    if (std::exchange(throw_on_read_back_, false))
+      throw std::out_of_range("injected: readBack threw");
     return held_;
   }
+  // The next apply() (or readBack()) throws, as a bug or a library might.
+  void throwOnApply() { throw_on_apply_ = true; }
+  void throwOnReadBack() { throw_on_read_back_ = true; }
   void failNext(const std::string& word, int times) {
     fail_word_ = word;
     fail_left_ = times;
@@ -59,13 +69,21 @@ class MemorySoftwarePath final : public SoftwarePath {
   }
 
  private:
-  static std::string describe(const flowrules::RouteEntry& x) { return "route " + x.dst.str() + " dev " + x.dev; }
-  static std::string describe(const flowrules::NeighbourEntry& x) { return "neigh " + x.ip.str() + " dev " + x.dev; }
+  static std::string describe(const flowrules::RouteEntry& x) {
+    return "route " + x.dst.str() + " dev " + x.dev;
+  }
+  static std::string describe(const flowrules::NeighbourEntry& x) {
+    return "neigh " + x.ip.str() + " dev " + x.dev;
+  }
   static std::string describe(const flowrules::SysctlSetting& x) { return "sysctl net/" + x.path; }
   static std::string describe(const flowrules::LinkSetting& x) { return "link " + x.dev; }
-  static std::string describe(const flowrules::AddressEntry& x) { return "address " + x.prefix.str() + " dev " + x.dev; }
+  static std::string describe(const flowrules::AddressEntry& x) {
+    return "address " + x.prefix.str() + " dev " + x.dev;
+  }
   static std::string describe(const flowrules::VxlanDevice& x) { return "vxlan device " + x.name; }
-  static std::string describe(const flowrules::FdbEntry& x) { return "fdb " + x.mac.str() + " dev " + x.dev; }
+  static std::string describe(const flowrules::FdbEntry& x) {
+    return "fdb " + x.mac.str() + " dev " + x.dev;
+  }
 
   template <class T>
   void upsert(const std::vector<T>& in, std::vector<T>& held, SwApplyReport& r) {
@@ -73,10 +91,12 @@ class MemorySoftwarePath final : public SoftwarePath {
       const auto what = describe(x);
       if (!fail_word_.empty() && fail_left_ > 0 && what.find(fail_word_) != std::string::npos) {
         --fail_left_;
-        r.failures.push_back({what, makeError(ErrorCode::kNotFound, what, "", "kernel: No such device")});
+        r.failures.push_back(
+            {what, makeError(ErrorCode::kNotFound, what, "", "kernel: No such device")});
         continue;
       }
-      auto it = std::find_if(held.begin(), held.end(), [&](const T& h) { return h.key() == x.key(); });
+      auto it =
+          std::find_if(held.begin(), held.end(), [&](const T& h) { return h.key() == x.key(); });
       if (it == held.end()) {
         held.push_back(x);
       } else {
@@ -89,12 +109,16 @@ class MemorySoftwarePath final : public SoftwarePath {
   template <class T>
   void erase(const std::vector<T>& in, std::vector<T>& held, SwApplyReport& r) {
     for (const auto& x : in) {
-      held.erase(std::remove_if(held.begin(), held.end(), [&](const T& h) { return h.key() == x.key(); }), held.end());
+      held.erase(
+          std::remove_if(held.begin(), held.end(), [&](const T& h) { return h.key() == x.key(); }),
+          held.end());
       ++r.succeeded;
     }
   }
 
   flowrules::SoftwarePathState held_;
+  bool throw_on_apply_ = false;
+  bool throw_on_read_back_ = false;
   std::string fail_word_;
   int fail_left_ = 0;
 };
@@ -103,13 +127,14 @@ struct Fixture {
   std::string dir = testing::makeTempDir("nfo-ctrl");
   model::HostConfig host;
   model::HwProfile profile;
-  simnic::SimNic* nic = nullptr;         // owned by the controller
-  MemorySoftwarePath* sw = nullptr;      // owned by the controller
+  simnic::SimNic* nic = nullptr;     // owned by the controller
+  MemorySoftwarePath* sw = nullptr;  // owned by the controller
   SteadyClock::time_point now{};
   std::unique_ptr<Controller> ctl;
 
   Fixture() {
-    auto h = model::loadHostConfig(std::string(NICOFFLOAD_SOURCE_DIR) + "/examples/host-routed.json");
+    auto h =
+        model::loadHostConfig(std::string(NICOFFLOAD_SOURCE_DIR) + "/examples/host-routed.json");
     EXPECT_TRUE(h.ok());
     host = *h;
     host.state_dir = dir + "/state";
@@ -120,7 +145,8 @@ struct Fixture {
     profile = *p;
   }
 
-  std::unique_ptr<offload::SimNic> nic_mgmt;  // SR-IOV / eswitch / vDPA simulation, when devices = true
+  std::unique_ptr<offload::SimNic>
+      nic_mgmt;  // SR-IOV / eswitch / vDPA simulation, when devices = true
 
   void start(bool with_sw = true, bool devices = false) {
     auto n = simnic::SimNic::open(profile, host.vf_count, host.sim_device_dir);
@@ -181,7 +207,8 @@ TEST(Controller, PortAddInstallsRulesOnTheDeviceInSafeOrder) {
   std::map<std::string, std::uint64_t> seq;
   for (const auto& fl : f.nic->flows()) {
     if (fl.rule.owner != flowrules::portOwner({Fixture::port(1)["vm"], 0})) continue;
-    const std::string k = std::string(flowrules::toString(fl.rule.cls)) + "/" + std::to_string(fl.rule.attr.priority);
+    const std::string k =
+        std::string(flowrules::toString(fl.rule.cls)) + "/" + std::to_string(fl.rule.attr.priority);
     seq.emplace(k, fl.sequence);
   }
   ASSERT_EQ(seq.count("local-delivery/0"), 1u);
@@ -275,7 +302,8 @@ TEST(Controller, RefusedMutationChangesNothingAndIsNotPersisted) {
   f.start();
   ASSERT_TRUE(f.call({{"op", "port.add"}, {"port", Fixture::port(8)}})["ok"]);
   const auto held = f.nic->size();
-  auto r = f.call({{"op", "port.add"}, {"port", Fixture::port(9, {{"addresses", {"10.0.8.1/32"}}})}});
+  auto r =
+      f.call({{"op", "port.add"}, {"port", Fixture::port(9, {{"addresses", {"10.0.8.1/32"}}})}});
   ASSERT_FALSE(r["ok"]);
   EXPECT_EQ(r["error"]["code"], "duplicate");
   EXPECT_EQ(r["error"]["field"], "port.addresses[0]");
@@ -302,8 +330,9 @@ TEST(Controller, VfExhaustionNamesThePfAndItsVfCount) {
   auto r = f.call({{"op", "port.add"}, {"port", Fixture::port(2)}});
   ASSERT_FALSE(r["ok"]);
   EXPECT_EQ(r["error"]["code"], "table-full");
-  EXPECT_NE(r["error"]["message"].get<std::string>().find("no free VF on PF 0000:03:00.0: all 1 VFs"),
-            std::string::npos)
+  EXPECT_NE(
+      r["error"]["message"].get<std::string>().find("no free VF on PF 0000:03:00.0: all 1 VFs"),
+      std::string::npos)
       << r.dump();
 }
 
@@ -358,7 +387,8 @@ TEST(Controller, DrivesTheNicAndVdpaBackends) {
   EXPECT_EQ(st->vfs.at(vf).mac->str(), "52:54:00:00:00:01") << "the VF carries the guest MAC";
   const auto name = vdpa::deviceName({Fixture::port(1)["vm"], 0});
   EXPECT_EQ(r["result"]["status"]["devices"]["vdpa"]["name"], name);
-  EXPECT_NE(r["result"]["status"]["devices"]["vdpa"]["path"].get<std::string>().find("vhost-vdpa-"), std::string::npos);
+  EXPECT_NE(r["result"]["status"]["devices"]["vdpa"]["path"].get<std::string>().find("vhost-vdpa-"),
+            std::string::npos);
   ASSERT_EQ(f.nic_mgmt->vdpaDevs().size(), 1u);
   EXPECT_EQ(f.nic_mgmt->vdpaDevs()[0].name, name);
 
@@ -374,6 +404,110 @@ TEST(Controller, DrivesTheNicAndVdpaBackends) {
   st = f.nic_mgmt->makeBackend()->status();
   ASSERT_TRUE(st.ok());
   EXPECT_TRUE(!st->vfs.at(vf).mac || st->vfs.at(vf).mac->isZero()) << "MAC scrubbed";
+}
+
+// Issue 11: `{"op":"rules","testpmd":1}` threw nlohmann::type_error out of
+// the daemon. Every optional field of the wrong type is refused, naming it.
+TEST(Controller, WrongTypedFieldsAreRefusedNamingTheField) {
+  Fixture f;
+  f.start();
+  ASSERT_TRUE(f.call({{"op", "port.add"}, {"port", Fixture::port(1)}})["ok"]);
+  const struct {
+    json request;
+    std::string code;
+    std::string field;
+  } cases[] = {
+      {{{"op", "rules"}, {"testpmd", 1}}, "wrong-type", "testpmd"},
+      {{{"op", "rules"}, {"testpmd", "yes"}}, "wrong-type", "testpmd"},
+      {{{"op", "explain"}, {"rule", 7}}, "wrong-type", "rule"},
+      {{{"op", "explain"}}, "missing-field", "rule"},
+      {{{"op", "remote.remove"}, {"address", {1, 2}}}, "wrong-type", "address"},
+      {{{"op", "port.list"}, {"vm", json::object()}}, "wrong-type", "vm"},
+      {{{"op", "port.get"}, {"vm", "x"}, {"nic", "0"}}, "wrong-type", "nic"},
+      {{{"op", "port.get"}, {"vm", "x"}, {"nic", 18446744073709551615u}}, "invalid-value", "nic"},
+      {{{"op", "port.remove"}, {"vm", true}, {"nic", 0}}, "wrong-type", "vm"},
+  };
+  for (const auto& c : cases) {
+    json r;
+    ASSERT_NO_THROW(r = f.call(c.request)) << c.request.dump();
+    EXPECT_FALSE(r["ok"]) << c.request.dump();
+    EXPECT_EQ(r["error"]["code"], c.code) << c.request.dump() << " -> " << r.dump();
+    EXPECT_EQ(r["error"]["field"], c.field) << c.request.dump() << " -> " << r.dump();
+  }
+  auto ok = f.call({{"op", "rules"}, {"testpmd", true}});
+  ASSERT_TRUE(ok["ok"]) << ok.dump();
+  EXPECT_TRUE(ok["result"][0].contains("testpmd"));
+}
+
+// Issue 11: a `port.remove` whose `vm` was deeply nested arrays was dumped
+// whole into the error (and overflowed the stack). Echoed values are bounded.
+TEST(Controller, LargeOrNestedValuesAreEchoedInBoundedSize) {
+  Fixture f;
+  f.start();
+  json nested = json::array();
+  for (int i = 0; i < 60; ++i) nested = json::array({nested, std::string(1000, 'x')});
+  json wide = json::array();
+  for (int i = 0; i < 100000; ++i) wide.push_back(i);
+  for (const auto& req : {json{{"op", "port.remove"}, {"vm", nested}, {"nic", 0}},
+                          json{{"op", "port.get"}, {"vm", "x"}, {"nic", wide}},
+                          json{{"op", "port.list"}, {"vm", wide}}}) {
+    const auto r = f.call(req);
+    ASSERT_FALSE(r["ok"]);
+    EXPECT_EQ(r["error"]["code"], "wrong-type");
+    EXPECT_LE(r["error"]["value"].get<std::string>().size(), 90u) << r["error"]["value"];
+    // Described by its shape, not dumped: the cost does not grow with it.
+    EXPECT_NE(r["error"]["value"].get<std::string>().find("(an array of "), std::string::npos)
+        << r["error"]["value"];
+  }
+  // A long non-ASCII value, refused: the reply is serialisable (the value is
+  // cut at a character boundary).
+  std::string vm;
+  for (int i = 0; i < 60; ++i) vm += "\xc3\xa9";
+  const auto r = f.call({{"op", "port.add"}, {"port", Fixture::port(1, {{"vm", vm}})}});
+  ASSERT_FALSE(r["ok"]);
+  EXPECT_NO_THROW((void)r.dump()) << "a refusal must serialise";
+}
+
+// The request boundary: an exception while handling a request is answered
+// as an internal error, counted, and the controller keeps serving.
+TEST(Controller, ExceptionsBecomeInternalErrorRepliesAndTheControllerCarriesOn) {
+  Fixture f;
+  f.start();
+  // A mutation whose reconcile throws, in a batch with a read.
+  f.sw->throwOnApply();
+  std::vector<control::Request> batch{{1, {{"op", "port.add"}, {"port", Fixture::port(1)}}, 0},
+                                      {2, {{"op", "status"}}, 0}};
+  std::vector<json> replies;
+  ASSERT_NO_THROW(replies = f.ctl->handle(batch));
+  ASSERT_EQ(replies.size(), 2u);
+  EXPECT_FALSE(replies[0]["ok"]);
+  EXPECT_EQ(replies[0]["error"]["code"], "internal");
+  EXPECT_EQ(replies[0]["error"]["value"], "port.add");
+  EXPECT_NE(replies[0]["error"]["message"].get<std::string>().find("injected: apply threw"),
+            std::string::npos)
+      << replies[0].dump();
+  EXPECT_FALSE(replies[1].is_null()) << "every request gets a reply";
+  // A read whose work throws.
+  f.sw->throwOnReadBack();
+  auto r = f.call({{"op", "reconcile"}});
+  EXPECT_EQ(r["error"]["code"], "internal") << r.dump();
+  EXPECT_NE(r["error"]["message"].get<std::string>().find("injected: readBack threw"),
+            std::string::npos);
+  // A request that is not an object with an "op" (the server checks; the
+  // controller does not rely on it).
+  r = f.call(json::array({1, 2}));
+  EXPECT_EQ(r["error"]["field"], "op") << r.dump();
+  EXPECT_EQ(f.ctl->counters().internal_errors, 2u);
+  EXPECT_NE(f.ctl->metricsText(nullptr).find("nicoffload_internal_errors_total 2"),
+            std::string::npos);
+  // Still serving; the retry scheduled after the failure converges.
+  EXPECT_TRUE(f.call({{"op", "status"}})["ok"]);
+  f.now += milliseconds(200);
+  f.ctl->tick();
+  auto g = f.call({{"op", "port.get"}, {"vm", Fixture::port(1)["vm"]}, {"nic", 0}});
+  ASSERT_TRUE(g["ok"]) << g.dump();
+  EXPECT_EQ(g["result"]["state"], "installed") << g.dump(1);
+  EXPECT_TRUE(f.sw->hasRoute("10.0.1.1/32", "rep1"));
 }
 
 }  // namespace

@@ -1,3 +1,5 @@
+#include "nicoffload/offload/state_store.h"
+
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -7,7 +9,6 @@
 #include <string>
 
 #include "nicoffload/model/parse.h"
-#include "nicoffload/offload/state_store.h"
 #include "temp_dirs.h"
 
 namespace nicoffload::offload {
@@ -57,7 +58,7 @@ TEST(StateStore, RoundTripKeepsEveryField) {
   ASSERT_EQ(out->remotes.size(), 1u);
   EXPECT_EQ(model::toJson(out->remotes[0]), model::toJson(r));
   EXPECT_EQ(out->extra, in.extra);
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::stat(store.path().c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
 }
@@ -82,7 +83,8 @@ TEST(StateStore, TornTemporaryFileFromACrashIsIgnored) {
   PersistedState a;
   a.ports = {port(1)};
   ASSERT_TRUE(store.save(a).ok());
-  std::ofstream(store.path() + ".tmp") << "{\"version\": 1, \"ports\": [ {\"vm\": ";  // crash mid-write
+  std::ofstream(store.path() + ".tmp")
+      << "{\"version\": 1, \"ports\": [ {\"vm\": ";  // crash mid-write
   auto out = store.load();
   ASSERT_TRUE(out.ok());
   ASSERT_EQ(out->ports.size(), 1u);

@@ -20,10 +20,9 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "nicoffload/common/error.h"
 #include "nicoffload/flowrules/flow_backend.h"
@@ -34,9 +33,9 @@
 #include "nicoffload/model/parse.h"
 #include "nicoffload/offload/control.h"
 #include "nicoffload/offload/metrics.h"
+#include "nicoffload/offload/nic_backend.h"
 #include "nicoffload/offload/software_path.h"
 #include "nicoffload/offload/state_store.h"
-#include "nicoffload/offload/nic_backend.h"
 #include "nicoffload/vdpa/vdpa_backend.h"
 #include "nicoffload/vdpa/vf_pool.h"
 
@@ -53,9 +52,10 @@ struct ControllerOptions {
 
 struct Backends {
   std::unique_ptr<flowrules::FlowBackend> flow;  // sim or dpdk; required
-  std::unique_ptr<SoftwarePath> software_path;   // kernel, or null when backends.software_path is none
-  std::unique_ptr<NicBackend> nic;               // SR-IOV, eswitch, VF settings; null = not managed
-  std::unique_ptr<vdpa::VdpaBackend> vdpa;       // vDPA devices; null = none
+  std::unique_ptr<SoftwarePath>
+      software_path;                        // kernel, or null when backends.software_path is none
+  std::unique_ptr<NicBackend> nic;          // SR-IOV, eswitch, VF settings; null = not managed
+  std::unique_ptr<vdpa::VdpaBackend> vdpa;  // vDPA devices; null = none
 };
 
 // Status of one port, as the API shows it.
@@ -72,7 +72,10 @@ class Controller {
                                                    Backends backends, StateStore store,
                                                    ControllerOptions options = {});
 
-  // Answers a batch of requests, one reply per request, in order.
+  // Answers a batch of requests, one reply per request, in order. Never
+  // throws: an exception while handling a request (a bug) is answered with
+  // kInternal naming the op, counted (Counters::internal_errors), and the
+  // rest of the batch is answered as usual.
   std::vector<nlohmann::json> handle(const std::vector<control::Request>& batch);
 
   // Runs what is due: retries, the periodic full pass.
@@ -99,6 +102,7 @@ class Controller {
     std::uint64_t ports_added = 0;
     std::uint64_t ports_removed = 0;
     std::uint64_t requests_refused = 0;
+    std::uint64_t internal_errors = 0;  // exceptions caught at the request boundary
     std::uint64_t nic_ops = 0;
     std::uint64_t nic_failures = 0;
     std::uint64_t vdpa_ops = 0;
@@ -110,6 +114,19 @@ class Controller {
   Controller(model::HostConfig host, model::HwProfile profile, Backends backends, StateStore store,
              ControllerOptions options);
 
+  // handle() without its exception boundary; fills `replies` as it goes.
+  void handleBatch(const std::vector<control::Request>& batch,
+                   std::vector<nlohmann::json>& replies);
+  // Answers each request of `batch` not answered yet as a read.
+  void answerReads(const std::vector<control::Request>& batch,
+                   std::vector<nlohmann::json>& replies);
+  static bool isMutation(const nlohmann::json& request);
+  // Counts and logs an exception caught for `request`, schedules a retry
+  // pass; the reply to send.
+  nlohmann::json internalErrorReply(const nlohmann::json& request, const std::string& what);
+  // The message of the exception being handled (call inside a catch).
+  static std::string describeCurrentException();
+
   // Admission of one mutation against the working intent; modifies it on success.
   Result<nlohmann::json> admitPortAdd(const nlohmann::json& request, model::Intent& working,
                                       model::IntentIndex& index, vdpa::VfPool& pool,
@@ -117,8 +134,9 @@ class Controller {
   Result<nlohmann::json> admitPortRemove(const nlohmann::json& request, model::Intent& working,
                                          model::IntentIndex& index, vdpa::VfPool& pool,
                                          std::vector<std::string>& changed);
-  Result<nlohmann::json> admitRemote(const nlohmann::json& request, bool add, model::Intent& working,
-                                     model::IntentIndex& index, std::vector<std::string>& changed);
+  Result<nlohmann::json> admitRemote(const nlohmann::json& request, bool add,
+                                     model::Intent& working, model::IntentIndex& index,
+                                     std::vector<std::string>& changed);
 
   nlohmann::json read(const nlohmann::json& request, Error& error);
   // The port's status; `rule_list` adds every rule with its placement and
@@ -152,7 +170,7 @@ class Controller {
   std::map<std::string, Error> sw_failures_;  // object -> last error (kernel path)
   std::map<std::uint16_t, MacAddr> vf_macs_;  // VF MACs the NIC holds (set by us or read back)
   std::map<std::string, vdpa::VdpaDevice> vdpa_devices_;  // by device name, as created / read back
-  std::map<std::string, Error> device_failures_;  // "vf 3" / "vdpa nfo..." -> last error
+  std::map<std::string, Error> device_failures_;          // "vf 3" / "vdpa nfo..." -> last error
   void reconcileDevices(PassResult& result);
   std::vector<flowrules::RuleDependency> dependencies_;
 
