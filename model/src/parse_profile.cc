@@ -263,4 +263,14 @@ Result<HwProfile> loadHwProfile(const std::string& path) {
   return profile;
 }
 
+Result<HwProfile> parseHwProfileText(std::string_view text, const std::string& name) {
+  try {
+    auto doc = parseJsonInput(text, "hardware profile");
+    if (!doc) return doc.error();
+    return parseHwProfile(*doc, name);
+  } catch (const std::exception& e) {  // a bug, not an input error: never let it cross
+    return makeError(ErrorCode::kInternal, "hardware profile", "", std::string("unexpected exception: ") + e.what());
+  }
+}
+
 }  // namespace nicoffload::model
