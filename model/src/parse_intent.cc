@@ -496,6 +496,11 @@ namespace {
 // take the underlay's traffic).
 Status checkPortAgainstHost(const HostConfig& host, const UnderlayAddresses& underlay, const Port& port,
                             const std::string& path) {
+  // Blame the host config, not the port: no port could get a VF.
+  if (host.vf_count == 0)
+    return makeError(ErrorCode::kInvalidValue, "uplink.vf_count", "0",
+                     "is 0: the uplink " + host.uplink_pci + " gets no VFs, but port " + port.key.str() + " (" +
+                         path + ") needs one; set uplink.vf_count to the number of VFs to create");
   if (port.vf && *port.vf >= host.vf_count)
     return makeError(ErrorCode::kInvalidValue, path + ".vf", std::to_string(*port.vf),
                      "VF " + std::to_string(*port.vf) + " does not exist: uplink " +

@@ -4,6 +4,7 @@
 #include <regex>
 
 #include "json_reader.h"
+#include "nicoffload/model/json_input.h"
 #include "nicoffload/model/parse.h"
 
 namespace nicoffload::model {

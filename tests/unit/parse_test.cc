@@ -376,6 +376,8 @@ const std::vector<BadInput>& badInputs() {
        Stage::kHost, E::kConflict, "underlay.next_hops[0].ipv4", "gateway"},
       {"next hop is the host VTEP", V, true, set("/underlay/next_hops/0/ipv4", "192.0.2.1"),
        Stage::kHost, E::kConflict, "underlay.next_hops[0].ipv4", "underlay.vtep"},
+      {"vf_count 0 blames the host config", V, true, set("/uplink/vf_count", 0), Stage::kValidate,
+       E::kInvalidValue, "uplink.vf_count", "(ports[0]) needs one"},
       // Integers beyond 64 bits (nlohmann reads them as doubles) are out of
       // range, not "a number with a fraction".
       {"nic beyond 64 bits", V, false, set("/ports/0/nic", 1e20), Stage::kPorts, E::kInvalidValue,
