@@ -1,10 +1,9 @@
 #include "nicoffload/flowrules/render.h"
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <ostream>
-
-#include <nlohmann/json.hpp>
 
 #include "nicoffload/flowrules/flow_backend.h"
 
@@ -153,7 +152,8 @@ std::vector<std::string> renderTestpmdForPaste(const FlowRule& rule, const PortN
   std::vector<std::string> out;
   out.reserve(lines.size() + 1);
   std::string reason = describeReason(rule.reason, profile);
-  std::replace(reason.begin(), reason.end(), '\n', ' ');  // one comment line, whatever the profile says
+  // One comment line, whatever the profile's text holds.
+  std::replace(reason.begin(), reason.end(), '\n', ' ');
   out.push_back("# sw, not for the hardware: " + reason);
   for (auto& line : lines) out.push_back("# " + line);
   return out;
@@ -189,11 +189,16 @@ void visitSoftwarePathJson(const SoftwarePathState& sw, Section&& section, Eleme
   for (const auto& a : sw.addresses) element(json{{"dev", a.dev}, {"prefix", a.prefix.str()}});
   section("vxlan_devices");
   for (const auto& v : sw.vxlan_devices)
-    element(json{{"name", v.name}, {"vni", v.vni}, {"local", v.local.str()},
-                 {"dst_port", v.dst_port}, {"mac", v.mac.str()},
-                 {"underlay_dev", v.underlay_dev}, {"learning", false}});
+    element(json{{"name", v.name},
+                 {"vni", v.vni},
+                 {"local", v.local.str()},
+                 {"dst_port", v.dst_port},
+                 {"mac", v.mac.str()},
+                 {"underlay_dev", v.underlay_dev},
+                 {"learning", false}});
   section("fdb");
-  for (const auto& f : sw.fdb) element(json{{"dev", f.dev}, {"mac", f.mac.str()}, {"dst", f.dst.str()}});
+  for (const auto& f : sw.fdb)
+    element(json{{"dev", f.dev}, {"mac", f.mac.str()}, {"dst", f.dst.str()}});
   section("neighbours");
   for (const auto& n : sw.neighbours)
     element(json{{"dev", n.dev}, {"ip", n.ip.str()}, {"mac", n.mac.str()}, {"state", "permanent"}});
@@ -207,16 +212,24 @@ void visitSoftwarePathJson(const SoftwarePathState& sw, Section&& section, Eleme
   }
 }
 
-const char* const kReasonJsonNames[] = {"none", "item-unsupported", "action-unsupported",
-                                        "udp-port-unsupported", "next-hop-unresolved", "table-full",
-                                        "follows", "device-refused"};
+const char* const kReasonJsonNames[] = {"none",
+                                        "item-unsupported",
+                                        "action-unsupported",
+                                        "udp-port-unsupported",
+                                        "next-hop-unresolved",
+                                        "table-full",
+                                        "follows",
+                                        "device-refused"};
 
 json countsJson(const DesiredState& state) {
   json by_reason = json::object();
   for (std::size_t i = 1; i < state.counts.sw_by_reason.size(); ++i)
     if (state.counts.sw_by_reason[i]) by_reason[kReasonJsonNames[i]] = state.counts.sw_by_reason[i];
-  return {{"rules", state.counts.total()}, {"hw", state.counts.hw}, {"sw", state.counts.sw},
-          {"sw_by_reason", by_reason}, {"software_path_objects", state.sw.size()}};
+  return {{"rules", state.counts.total()},
+          {"hw", state.counts.hw},
+          {"sw", state.counts.sw},
+          {"sw_by_reason", by_reason},
+          {"software_path_objects", state.sw.size()}};
 }
 
 json ruleJson(const FlowRule& r, const model::HwProfile& profile, const PortNumbering& ports) {
@@ -226,11 +239,14 @@ json ruleJson(const FlowRule& r, const model::HwProfile& profile, const PortNumb
 }
 
 json vdpaJson(const vdpa::VdpaDeviceSpec& d) {
-  return {{"name", d.name}, {"port", d.port.str()}, {"kind", model::toString(d.kind)},
-          {"vf", d.vf}, {"mac", d.mac.str()}, {"mtu", d.mtu}, {"max_vqp", d.max_vqp}};
+  return {{"name", d.name},      {"port", d.port.str()}, {"kind", model::toString(d.kind)},
+          {"vf", d.vf},          {"mac", d.mac.str()},   {"mtu", d.mtu},
+          {"max_vqp", d.max_vqp}};
 }
 
-json vfJson(const vdpa::VfAssignment& v) { return {{"vf", v.vf}, {"port", v.port.str()}, {"mac", v.mac.str()}}; }
+json vfJson(const vdpa::VfAssignment& v) {
+  return {{"vf", v.vf}, {"port", v.port.str()}, {"mac", v.mac.str()}};
+}
 
 // Streams a JSON array: "[", one element a line at `indent`, "]".
 class ArrayWriter {
@@ -280,9 +296,11 @@ json toJson(const DesiredState& state, const model::HwProfile& profile, const Po
 
 void writeJson(std::ostream& out, const DesiredState& state, const model::HwProfile& profile,
                const PortNumbering& ports) {
-  const auto dump = [](const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); };
-  out << "{\n  \"counts\": " << dump(countsJson(state)) << ",\n  \"profile\": " << dump(profile.name)
-      << ",\n  \"rules\": ";
+  const auto dump = [](const json& j) {
+    return j.dump(-1, ' ', false, json::error_handler_t::replace);
+  };
+  out << "{\n  \"counts\": " << dump(countsJson(state))
+      << ",\n  \"profile\": " << dump(profile.name) << ",\n  \"rules\": ";
   ArrayWriter rules(out, "    ");
   for (const auto& r : state.rules) rules.add(ruleJson(r, profile, ports));
   rules.close("  ");

@@ -276,8 +276,9 @@ Result<HostConfig> parseHostConfig(const json& doc) {
     }
     if (u.ok() && host.vtep_ipv4 && *host.vtep_ipv4 == host.gateway_ipv4)
       u.fail(makeError(ErrorCode::kConflict, u.field("vtep"), host.vtep_ipv4->str(),
-                       host.vtep_ipv4->str() + " is the gateway address (gateway.ipv4) that every VM uses; "
-                       "the VTEP must be an underlay address of this host"));
+                       host.vtep_ipv4->str() +
+                           " is the gateway address (gateway.ipv4) that every VM uses; "
+                           "the VTEP must be an underlay address of this host"));
     for (std::size_t i = 0; i < host.next_hops.size() && u.ok(); ++i) {
       const auto hop = host.next_hops[i].ipv4;
       const auto field = detail::indexPath(u.field("next_hops"), i) + ".ipv4";
@@ -285,12 +286,15 @@ Result<HostConfig> parseHostConfig(const json& doc) {
         u.fail(makeError(ErrorCode::kConflict, field, hop.str(),
                          hop.str() + " is the gateway address (gateway.ipv4) that every VM uses"));
       else if (host.vtep_ipv4 && hop == *host.vtep_ipv4)
-        u.fail(makeError(ErrorCode::kConflict, field, hop.str(),
-                         hop.str() + " is this host's VTEP address (underlay.vtep), not a neighbour"));
+        u.fail(
+            makeError(ErrorCode::kConflict, field, hop.str(),
+                      hop.str() + " is this host's VTEP address (underlay.vtep), not a neighbour"));
     }
     if (u.ok() && host.default_next_hop && *host.default_next_hop == host.gateway_ipv4)
-      u.fail(makeError(ErrorCode::kConflict, u.field("default_next_hop"), host.default_next_hop->str(),
-                       host.default_next_hop->str() + " is the gateway address (gateway.ipv4) that every VM uses"));
+      u.fail(makeError(ErrorCode::kConflict, u.field("default_next_hop"),
+                       host.default_next_hop->str(),
+                       host.default_next_hop->str() +
+                           " is the gateway address (gateway.ipv4) that every VM uses"));
     if (u.integer("vxlan_udp_port", 1, 65535, n, false, "UDP destination port of VXLAN, IANA 4789"))
       if (u.member("vxlan_udp_port", false)) host.vxlan_udp_port = static_cast<std::uint16_t>(n);
     if (u.integer("default_vni", 0, kMaxVni, n, false, "a VNI is 24 bits") &&
@@ -494,13 +498,14 @@ namespace {
 // Per-port checks against the host config and the addresses the underlay
 // uses (a VM address equal to one of them would get a /32 towards a VF and
 // take the underlay's traffic).
-Status checkPortAgainstHost(const HostConfig& host, const UnderlayAddresses& underlay, const Port& port,
-                            const std::string& path) {
+Status checkPortAgainstHost(const HostConfig& host, const UnderlayAddresses& underlay,
+                            const Port& port, const std::string& path) {
   // Blame the host config, not the port: no port could get a VF.
   if (host.vf_count == 0)
     return makeError(ErrorCode::kInvalidValue, "uplink.vf_count", "0",
-                     "is 0: the uplink " + host.uplink_pci + " gets no VFs, but port " + port.key.str() + " (" +
-                         path + ") needs one; set uplink.vf_count to the number of VFs to create");
+                     "is 0: the uplink " + host.uplink_pci + " gets no VFs, but port " +
+                         port.key.str() + " (" + path +
+                         ") needs one; set uplink.vf_count to the number of VFs to create");
   if (port.vf && *port.vf >= host.vf_count)
     return makeError(ErrorCode::kInvalidValue, path + ".vf", std::to_string(*port.vf),
                      "VF " + std::to_string(*port.vf) + " does not exist: uplink " +
@@ -509,8 +514,8 @@ Status checkPortAgainstHost(const HostConfig& host, const UnderlayAddresses& und
   for (std::size_t i = 0; i < port.addresses.size(); ++i) {
     const auto a = port.addresses[i];
     if (const UnderlayUse* use = underlay.find(a))
-      return makeError(ErrorCode::kConflict, path + ".addresses[" + std::to_string(i) + "]", a.str(),
-                       a.str() + " is " + use->describe());
+      return makeError(ErrorCode::kConflict, path + ".addresses[" + std::to_string(i) + "]",
+                       a.str(), a.str() + " is " + use->describe());
   }
   if (port.mac == host.gateway_mac)
     return makeError(ErrorCode::kConflict, path + ".mac", port.mac.str(),
@@ -563,8 +568,8 @@ struct PortIndex {
 // VTEP against the gateway and this host's VTEP. `path` is "remotes[3]" or
 // "remote"; called only for a remote that failed the fast path or whose
 // address is an underlay address.
-Status checkRemoteUnderlay(const HostConfig& host, const UnderlayAddresses& underlay, const RemoteEndpoint& r,
-                           const std::string& path) {
+Status checkRemoteUnderlay(const HostConfig& host, const UnderlayAddresses& underlay,
+                           const RemoteEndpoint& r, const std::string& path) {
   if (const UnderlayUse* use = underlay.find(r.address))
     return makeError(ErrorCode::kConflict, path + ".address", r.address.str(),
                      "the remote address " + r.address.str() + " is " + use->describe());
@@ -574,9 +579,10 @@ Status checkRemoteUnderlay(const HostConfig& host, const UnderlayAddresses& unde
       return makeError(ErrorCode::kConflict, path + "." + name, hop->str(),
                        hop->str() + " is the gateway address (gateway.ipv4) that every VM uses");
     if (host.vtep_ipv4 && *hop == *host.vtep_ipv4)
-      return makeError(ErrorCode::kConflict, path + "." + name, hop->str(),
-                       std::string(std::strcmp(name, "vtep") == 0 ? "the remote VTEP" : "the next hop") +
-                           " is this host's own VTEP (underlay.vtep)");
+      return makeError(
+          ErrorCode::kConflict, path + "." + name, hop->str(),
+          std::string(std::strcmp(name, "vtep") == 0 ? "the remote VTEP" : "the next hop") +
+              " is this host's own VTEP (underlay.vtep)");
   }
   return Status::success();
 }
@@ -623,11 +629,16 @@ Status checkRemote(const HostConfig& host, const RemoteEndpoint& r, std::size_t 
 std::string UnderlayUse::describe() const {
   const std::string i = std::to_string(index);
   switch (kind) {
-    case Kind::kGateway: return "the gateway address (gateway.ipv4) that every VM uses";
-    case Kind::kHostVtep: return "this host's VTEP address (underlay.vtep)";
-    case Kind::kNextHop: return "the underlay next hop underlay.next_hops[" + i + "]";
-    case Kind::kDefaultNextHop: return "the underlay's default next hop (underlay.default_next_hop)";
-    case Kind::kRemoteVtep: return "the VTEP of remote " + remote.str() + " (remotes[" + i + "].vtep)";
+    case Kind::kGateway:
+      return "the gateway address (gateway.ipv4) that every VM uses";
+    case Kind::kHostVtep:
+      return "this host's VTEP address (underlay.vtep)";
+    case Kind::kNextHop:
+      return "the underlay next hop underlay.next_hops[" + i + "]";
+    case Kind::kDefaultNextHop:
+      return "the underlay's default next hop (underlay.default_next_hop)";
+    case Kind::kRemoteVtep:
+      return "the VTEP of remote " + remote.str() + " (remotes[" + i + "].vtep)";
     case Kind::kRemoteNextHop:
       return "the underlay next hop of remote " + remote.str() + " (remotes[" + i + "].next_hop)";
   }
@@ -639,8 +650,10 @@ UnderlayAddresses::UnderlayAddresses(const HostConfig& host) {
   uses_.emplace(host.gateway_ipv4, UnderlayUse{Kind::kGateway, 0, {}});
   if (host.vtep_ipv4) uses_.emplace(*host.vtep_ipv4, UnderlayUse{Kind::kHostVtep, 0, {}});
   for (std::size_t i = 0; i < host.next_hops.size(); ++i)
-    uses_.emplace(host.next_hops[i].ipv4, UnderlayUse{Kind::kNextHop, static_cast<std::uint32_t>(i), {}});
-  if (host.default_next_hop) uses_.emplace(*host.default_next_hop, UnderlayUse{Kind::kDefaultNextHop, 0, {}});
+    uses_.emplace(host.next_hops[i].ipv4,
+                  UnderlayUse{Kind::kNextHop, static_cast<std::uint32_t>(i), {}});
+  if (host.default_next_hop)
+    uses_.emplace(*host.default_next_hop, UnderlayUse{Kind::kDefaultNextHop, 0, {}});
 }
 
 void UnderlayAddresses::addRemote(const RemoteEndpoint& remote, std::size_t index) {
@@ -648,13 +661,15 @@ void UnderlayAddresses::addRemote(const RemoteEndpoint& remote, std::size_t inde
   const auto i = static_cast<std::uint32_t>(index);
   // Remotes share a handful of VTEPs and next hops: emplace keeps the first.
   if (remote.vtep) uses_.emplace(*remote.vtep, UnderlayUse{Kind::kRemoteVtep, i, remote.address});
-  if (remote.next_hop) uses_.emplace(*remote.next_hop, UnderlayUse{Kind::kRemoteNextHop, i, remote.address});
+  if (remote.next_hop)
+    uses_.emplace(*remote.next_hop, UnderlayUse{Kind::kRemoteNextHop, i, remote.address});
 }
 
 namespace {
 
 // Whether checkRemoteUnderlay() has anything to say about `r` (no strings built).
-bool touchesUnderlay(const HostConfig& host, const UnderlayAddresses& underlay, const RemoteEndpoint& r) {
+bool touchesUnderlay(const HostConfig& host, const UnderlayAddresses& underlay,
+                     const RemoteEndpoint& r) {
   const auto hits = [&](const std::optional<Ipv4Addr>& a) {
     return a && (*a == host.gateway_ipv4 || (host.vtep_ipv4 && *a == *host.vtep_ipv4));
   };
@@ -728,7 +743,8 @@ IntentIndex::IntentIndex(const Intent& intent) : host_(intent.host), underlay_(i
 Status IntentIndex::checkRemote(const RemoteEndpoint& remote) const {
   if (touchesUnderlay(host_, underlay_, remote))
     if (auto s = checkRemoteUnderlay(host_, underlay_, remote, "remote"); !s) return s;
-  for (const auto& [hop, name] : {std::pair{remote.next_hop, "next_hop"}, std::pair{remote.vtep, "vtep"}}) {
+  for (const auto& [hop, name] :
+       {std::pair{remote.next_hop, "next_hop"}, std::pair{remote.vtep, "vtep"}}) {
     if (!hop) continue;
     if (auto it = by_ip_.find(*hop); it != by_ip_.end())
       return makeError(ErrorCode::kConflict, std::string("remote.") + name, hop->str(),
@@ -843,7 +859,8 @@ Result<HostConfig> parseHostConfigText(std::string_view text) {
     if (!doc) return doc.error();
     return parseHostConfig(*doc);
   } catch (const std::exception& e) {  // a bug, not an input error: never let it cross
-    return makeError(ErrorCode::kInternal, "host config", "", std::string("unexpected exception: ") + e.what());
+    return makeError(ErrorCode::kInternal, "host config", "",
+                     std::string("unexpected exception: ") + e.what());
   }
 }
 
@@ -853,7 +870,8 @@ Status parsePortsFileText(std::string_view text, Intent& intent) {
     if (!doc) return doc.error();
     return parsePortsFile(*doc, intent);
   } catch (const std::exception& e) {
-    return makeError(ErrorCode::kInternal, "ports file", "", std::string("unexpected exception: ") + e.what());
+    return makeError(ErrorCode::kInternal, "ports file", "",
+                     std::string("unexpected exception: ") + e.what());
   }
 }
 
@@ -879,7 +897,8 @@ Status checkAdmissionText(std::string_view host_text, std::string_view ports_tex
     }
     return Status::success();
   } catch (const std::exception& e) {
-    return makeError(ErrorCode::kInternal, "admission", "", std::string("unexpected exception: ") + e.what());
+    return makeError(ErrorCode::kInternal, "admission", "",
+                     std::string("unexpected exception: ") + e.what());
   }
 }
 

@@ -270,7 +270,8 @@ Result<HwProfile> parseHwProfileText(std::string_view text, const std::string& n
     if (!doc) return doc.error();
     return parseHwProfile(*doc, name);
   } catch (const std::exception& e) {  // a bug, not an input error: never let it cross
-    return makeError(ErrorCode::kInternal, "hardware profile", "", std::string("unexpected exception: ") + e.what());
+    return makeError(ErrorCode::kInternal, "hardware profile", "",
+                     std::string("unexpected exception: ") + e.what());
   }
 }
 

@@ -121,10 +121,11 @@ std::optional<Planned> loadAndPlan(const PlanInputs& in, int& rc) {
   if (!profile && profile.error().code == ErrorCode::kIo && in.profile_file.empty()) {
     // The host config named a profile that is not there: blame its field,
     // not only the path it resolved to.
-    return rc = fail(makeError(ErrorCode::kNotFound, in.host_file + ": hw_profile", p.intent.host.hw_profile,
-                               "no hardware profile '" + p.intent.host.hw_profile + "': " +
-                                   profile.error().describe() + " (named profiles are read from " + profile_dir +
-                                   "; see --profile-dir)")),
+    return rc = fail(makeError(
+               ErrorCode::kNotFound, in.host_file + ": hw_profile", p.intent.host.hw_profile,
+               "no hardware profile '" + p.intent.host.hw_profile +
+                   "': " + profile.error().describe() + " (named profiles are read from " +
+                   profile_dir + "; see --profile-dir)")),
            std::nullopt;
   }
   if (!profile) return rc = fail(profile.error()), std::nullopt;
@@ -310,7 +311,8 @@ std::optional<nlohmann::json> callDaemon(const DaemonOptions& d, const nlohmann:
   const auto path = socketPath(d);
   auto client = offload::control::Client::connect(path, d.timeout_ms);
   if (!client) {
-    std::fprintf(stderr, "nicoffloadctl: %s\n", printable(client.error().message, kMaxErrorLineBytes).c_str());
+    std::fprintf(stderr, "nicoffloadctl: %s\n",
+                 printable(client.error().message, kMaxErrorLineBytes).c_str());
     rc = client.error().code == ErrorCode::kNotFound ? kExitNotRunning : kExitInput;
     return std::nullopt;
   }
@@ -583,8 +585,9 @@ int run(int argc, char** argv) {
   } pa;
   auto* port_add = port_cmd->add_subcommand(
       "add", "add or update a port (idempotent): give --file, or --vm, --nic, --mac and --address");
-  port_add->footer("Required: either --file FILE (the port as a JSON object), or --vm, --nic, --mac and at\n"
-                   "least one --address; the other options only go with the latter.");
+  port_add->footer(
+      "Required: either --file FILE (the port as a JSON object), or --vm, --nic, --mac and at\n"
+      "least one --address; the other options only go with the latter.");
   addDaemonOptions(port_add);
   port_add->add_option("--vm", pa.vm, "VM (libvirt domain) UUID");
   port_add->add_option("--nic", pa.nic, "NIC index in the domain");
@@ -596,10 +599,11 @@ int run(int argc, char** argv) {
   port_add->add_option("--mtu", pa.mtu, "MTU");
   port_add->add_option("--queues", pa.queues, "virtqueue pairs");
   port_add->add_option("--vdpa", pa.vdpa, "none, kernel, dpdk or sim (default: the host's)");
-  auto* port_file_opt = port_add->add_option("--file", pa.file, "the port as a JSON object (instead of the options)")
-                            ->check(CLI::ExistingFile);
-  for (const char* name : {"--vm", "--nic", "--mac", "--address", "--vni", "--vf", "--representor", "--mtu",
-                           "--queues", "--vdpa"})
+  auto* port_file_opt =
+      port_add->add_option("--file", pa.file, "the port as a JSON object (instead of the options)")
+          ->check(CLI::ExistingFile);
+  for (const char* name : {"--vm", "--nic", "--mac", "--address", "--vni", "--vf", "--representor",
+                           "--mtu", "--queues", "--vdpa"})
     port_file_opt->excludes(port_add->get_option(name));
   auto* port_del = port_cmd->add_subcommand("del", "remove a port (removing a port that is gone succeeds)");
   addDaemonOptions(port_del);
@@ -668,14 +672,16 @@ int run(int argc, char** argv) {
   // Set last: CLI11 copies a parent's footer into each subcommand added
   // after it, and the long footer belongs to the top-level --help only.
   app.footer(
-      "Exit status: 0 success; 2 bad input (config, ports, profile: the message names the file and\n"
-      "field); 3 not found (rule, port); 4 some objects failed: kernel objects (each is named, the\n"
-      "others are in place), or the flow backend/device (device-check); 5 nicoffloadd is not running;\n"
-      "6 internal error (an unexpected reply from nicoffloadd, or a bug); 105-110 command-line usage\n"
-      "errors. Errors are printed as \"nicoffloadctl: error: <field>: <message>\".\n"
-      "Commands that talk to nicoffloadd use --socket, else $NICOFFLOAD_SOCKET, else the socket of\n"
-      "/etc/nicoffload/host.json, else /run/nicoffload/nicoffloadd.sock.\n"
-      "Named profiles are read from --profile-dir, $NICOFFLOAD_PROFILE_DIR or " NICOFFLOAD_PROFILE_INSTALL_DIR ".");
+      "Exit status: 0 success; 2 bad input (config, ports, profile: the message names\n"
+      "the file and field); 3 not found (rule, port); 4 some objects failed: kernel\n"
+      "objects (each is named, the others are in place), or the flow backend/device\n"
+      "(device-check); 5 nicoffloadd is not running; 6 internal error (an unexpected\n"
+      "reply from nicoffloadd, or a bug); 105-110 command-line usage errors.\n"
+      "Errors are printed as \"nicoffloadctl: error: <field>: <message>\".\n"
+      "Commands that talk to nicoffloadd use --socket, else $NICOFFLOAD_SOCKET, else the\n"
+      "socket of /etc/nicoffload/host.json, else /run/nicoffload/nicoffloadd.sock.\n"
+      "Named profiles are read from --profile-dir, $NICOFFLOAD_PROFILE_DIR "
+      "or\n" NICOFFLOAD_PROFILE_INSTALL_DIR ".");
 
   CLI11_PARSE(app, argc, argv);
 
@@ -706,12 +712,14 @@ int run(int argc, char** argv) {
       if (pa.file.empty()) {
         std::string missing;
         for (const char* name : {"--vm", "--nic", "--mac", "--address"})
-          if (port_add->count(name) == 0) missing += std::string(missing.empty() ? "" : ", ") + name;
+          if (port_add->count(name) == 0)
+            missing += std::string(missing.empty() ? "" : ", ") + name;
         if (!missing.empty()) {
-          std::fprintf(stderr,
-                       "nicoffloadctl: error: port add: give --file, or --vm, --nic, --mac and --address "
-                       "(missing: %s)\n",
-                       missing.c_str());
+          std::fprintf(
+              stderr,
+              "nicoffloadctl: error: port add: give --file, or --vm, --nic, --mac and --address "
+              "(missing: %s)\n",
+              missing.c_str());
           return kExitInput;
         }
       }
@@ -829,7 +837,8 @@ int run(int argc, char** argv) {
     auto p = loadAndPlan(plan_in, rc);
     if (!p) return rc;
     if (json_out)
-      flowrules::writeJson(std::cout, p->state, p->profile, flowrules::PortNumbering::fromHost(p->intent.host));
+      flowrules::writeJson(std::cout, p->state, p->profile,
+                           flowrules::PortNumbering::fromHost(p->intent.host));
     else
       printPlanText(*p, testpmd_only);
     return kExitOk;
@@ -893,7 +902,8 @@ int main(int argc, char** argv) {
   try {
     return run(argc, argv);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "nicoffloadctl: error: %s\n", printable(std::string("internal: ") + e.what()).c_str());
+    std::fprintf(stderr, "nicoffloadctl: error: %s\n",
+                 printable(std::string("internal: ") + e.what()).c_str());
   } catch (...) {
     std::fprintf(stderr, "nicoffloadctl: error: internal: unknown exception\n");
   }

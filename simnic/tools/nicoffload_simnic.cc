@@ -11,10 +11,9 @@
 #include <cstring>
 #include <exception>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 #include "nicoffload/simnic/sim_nic.h"
 
@@ -63,9 +62,11 @@ int dump(const std::string& dir) {
       }
       ::closedir(d);
     }
-    return fail(dir, "holds no simulated NIC (no rules.journal)" +
-                         (devices.empty() ? std::string("; a device directory is <sim_device_dir>/<PF PCI address>")
-                                          : "; the device directories in it: " + devices));
+    return fail(dir,
+                "holds no simulated NIC (no rules.journal)" +
+                    (devices.empty()
+                         ? std::string("; a device directory is <sim_device_dir>/<PF PCI address>")
+                         : "; the device directories in it: " + devices));
   }
   auto flows = simnic::SimNic::readDevice(dir);
   if (!flows) return fail(flows.error().field, flows.error().message);
@@ -104,7 +105,8 @@ int main(int argc, char** argv) {
   try {
     return run(argc, argv);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "nicoffload-simnic: error: internal: %s\n", nicoffload::printable(e.what()).c_str());
+    std::fprintf(stderr, "nicoffload-simnic: error: internal: %s\n",
+                 nicoffload::printable(e.what()).c_str());
   } catch (...) {
     std::fprintf(stderr, "nicoffload-simnic: error: internal: unknown exception\n");
   }

@@ -255,8 +255,8 @@ const std::vector<BadInput>& badInputs() {
        "uplink.vfcount", "vfcount"},
       {"unknown port key", V, false, set("/ports/2/adresses", json::array()), Stage::kPorts,
        E::kUnknownField, "ports[2].adresses", "adresses"},
-      {"unknown remote key", V, false, set("/remotes/1/vnid", 100), Stage::kPorts,
-       E::kUnknownField, "remotes[1].vnid", "vnid"},
+      {"unknown remote key", V, false, set("/remotes/1/vnid", 100), Stage::kPorts, E::kUnknownField,
+       "remotes[1].vnid", "vnid"},
       {"unknown ports-file key", V, false, set("/remote", json::array()), Stage::kPorts,
        E::kUnknownField, "remote", "remote"},
       // Missing required fields
@@ -321,8 +321,8 @@ const std::vector<BadInput>& badInputs() {
        Stage::kHost, E::kDuplicate, "underlay.next_hops[1].ipv4", "192.0.2.254"},
       {"port without VNI and no default_vni", V, true, erase("/underlay/default_vni"),
        Stage::kValidate, E::kMissingField, "ports[0].vni", "default_vni"},
-      {"VNI on a routed host", R, false, set("/ports/1/vni", 100), Stage::kValidate,
-       E::kConflict, "ports[1].vni", "100"},
+      {"VNI on a routed host", R, false, set("/ports/1/vni", 100), Stage::kValidate, E::kConflict,
+       "ports[1].vni", "100"},
       {"vtep remote on a routed host", R, false, set("/remotes/0/vtep", "192.0.2.2"),
        Stage::kValidate, E::kConflict, "remotes[0].vtep", "192.0.2.2"},
       {"next_hop remote on a vxlan host", V, false, set("/remotes/0/next_hop", "192.0.2.254"),
@@ -338,8 +338,9 @@ const std::vector<BadInput>& badInputs() {
        Stage::kValidate, E::kConflict, "remotes[0].address", "169.254.1.1"},
       {"duplicate remotes", V, false, set("/remotes/2/address", "10.20.1.1/32"), Stage::kValidate,
        E::kDuplicate, "remotes[2].address", "10.20.1.1"},
-      {"routed remote without next hop and no default", R, true, erase("/underlay/default_next_hop"),
-       Stage::kValidate, E::kMissingField, "remotes[0].next_hop", "10.20.1.1"},
+      {"routed remote without next hop and no default", R, true,
+       erase("/underlay/default_next_hop"), Stage::kValidate, E::kMissingField,
+       "remotes[0].next_hop", "10.20.1.1"},
       // Addresses the underlay uses are never a VM or remote /32 (issue 11):
       // each error names the field and the other use of the address.
       {"port address is a next hop", R, false, set("/ports/0/addresses/0", "192.0.2.254/32"),
@@ -355,19 +356,23 @@ const std::vector<BadInput>& badInputs() {
       {"port address is the gateway names it", V, false, set("/ports/2/addresses/0", "169.254.1.1"),
        Stage::kValidate, E::kConflict, "ports[2].addresses[0]", "gateway.ipv4"},
       {"remote is the own VTEP", V, false, set("/remotes/2/address", "192.0.2.1/32"),
-       Stage::kValidate, E::kConflict, "remotes[2].address", "this host's VTEP address (underlay.vtep)"},
+       Stage::kValidate, E::kConflict, "remotes[2].address",
+       "this host's VTEP address (underlay.vtep)"},
       {"remote is a later remote's VTEP", V, false, set("/remotes/0/address", "192.0.2.3/32"),
-       Stage::kValidate, E::kConflict, "remotes[0].address", "the VTEP of remote 10.20.2.1 (remotes[2].vtep)"},
+       Stage::kValidate, E::kConflict, "remotes[0].address",
+       "the VTEP of remote 10.20.2.1 (remotes[2].vtep)"},
       {"remote is a next hop", R, false, set("/remotes/0/address", "192.0.2.254"), Stage::kValidate,
        E::kConflict, "remotes[0].address", "underlay.next_hops[0]"},
       {"remote is another remote's next hop", R, false, set("/remotes/0/address", "192.0.2.253"),
        Stage::kValidate, E::kConflict, "remotes[0].address", "(remotes[1].next_hop)"},
       // The same conflicts seen from the other side: the VM's or the remote's
       // /32 is named, with the VTEP that uses it.
-      {"remote VTEP is a VM address", V, false, set("/remotes/2/vtep", "10.10.2.1"), Stage::kValidate,
-       E::kConflict, "ports[2].addresses[0]", "the VTEP of remote 10.20.2.1 (remotes[2].vtep)"},
-      {"remote VTEP is another remote", V, false, set("/remotes/0/vtep", "10.20.2.1"), Stage::kValidate,
-       E::kConflict, "remotes[2].address", "the VTEP of remote 10.20.1.1 (remotes[0].vtep)"},
+      {"remote VTEP is a VM address", V, false, set("/remotes/2/vtep", "10.10.2.1"),
+       Stage::kValidate, E::kConflict, "ports[2].addresses[0]",
+       "the VTEP of remote 10.20.2.1 (remotes[2].vtep)"},
+      {"remote VTEP is another remote", V, false, set("/remotes/0/vtep", "10.20.2.1"),
+       Stage::kValidate, E::kConflict, "remotes[2].address",
+       "the VTEP of remote 10.20.1.1 (remotes[0].vtep)"},
       {"remote next hop is the gateway", R, false, set("/remotes/1/next_hop", "169.254.1.1"),
        Stage::kValidate, E::kConflict, "remotes[1].next_hop", "gateway"},
       {"host VTEP is the gateway", V, true, set("/underlay/vtep", "169.254.1.1"), Stage::kHost,
@@ -578,7 +583,8 @@ TEST_F(ValidatePortAgainst, UnderlayAddressesAreRefusedOneRemoteAtATime) {
     const char* needle;
   } kCases[] = {
       {remote("192.0.2.1", "192.0.2.2"), "remote.address", "this host's VTEP"},
-      {remote("192.0.2.3", "192.0.2.2"), "remote.address", "the VTEP of remote 10.20.2.1 (remotes[2].vtep)"},
+      {remote("192.0.2.3", "192.0.2.2"), "remote.address",
+       "the VTEP of remote 10.20.2.1 (remotes[2].vtep)"},
       {remote("192.0.2.254", "192.0.2.2"), "remote.address", "underlay.next_hops[0]"},
       {remote("10.20.9.9", "10.10.1.2"), "remote.vtep", "local VM address"},
       {remote("10.20.9.9", "10.20.1.2"), "remote.vtep", "another remote"},
@@ -610,8 +616,13 @@ TEST(ParseText, EntryPointsTurnAnyBytesIntoErrors) {
   ASSERT_TRUE(model::parseHwProfileText(profile, "sim").ok());
 
   const std::string deep = std::string(100000, '[') + std::string(100000, ']');
-  const std::string inputs[] = {"",       "\xff",  "{\"name\": \"\xed\xa0\x80\"}", deep,
-                                "[1, 2]", "null",  R"({"name": 1, "name": 2})",
+  const std::string inputs[] = {"",
+                                "\xff",
+                                "{\"name\": \"\xed\xa0\x80\"}",
+                                deep,
+                                "[1, 2]",
+                                "null",
+                                R"({"name": 1, "name": 2})",
                                 R"({"ports": [{"nic": 99999999999999999999}]})"};
   for (const auto& in : inputs) {
     SCOPED_TRACE(in.substr(0, 40));
@@ -623,15 +634,18 @@ TEST(ParseText, EntryPointsTurnAnyBytesIntoErrors) {
     EXPECT_FALSE(model::checkAdmissionText(host, in).ok());
   }
   Intent scratch;
-  const auto big = model::parsePortsFileText(R"({"ports": [{"nic": 99999999999999999999}]})", scratch);
+  const auto big =
+      model::parsePortsFileText(R"({"ports": [{"nic": 99999999999999999999}]})", scratch);
   ASSERT_FALSE(big.ok());
   EXPECT_EQ(big.error().field, "ports[0].vm");  // vm comes first; nic is checked below
   const auto nic = model::parsePortsFileText(
-      R"({"ports": [{"vm": "6f1c2a9e-3b41-4f0a-9c5e-2d7b8a1e0001", "nic": 99999999999999999999}]})", scratch);
+      R"({"ports": [{"vm": "6f1c2a9e-3b41-4f0a-9c5e-2d7b8a1e0001", "nic": 99999999999999999999}]})",
+      scratch);
   ASSERT_FALSE(nic.ok());
   EXPECT_EQ(nic.error().code, ErrorCode::kInvalidValue);
   EXPECT_EQ(nic.error().field, "ports[0].nic");
-  EXPECT_NE(nic.error().message.find("out of range: must be an integer between 0 and 65535"), std::string::npos)
+  EXPECT_NE(nic.error().message.find("out of range: must be an integer between 0 and 65535"),
+            std::string::npos)
       << nic.error().describe();
 }
 

@@ -1,13 +1,14 @@
 // Rendering: testpmd `flow create` lines (exact strings, one rule of each
 // class), the JSON form of a rule, and the software-path description.
-#include <algorithm>
-#include <functional>
-#include <sstream>
+#include "nicoffload/flowrules/render.h"
 
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
-#include "nicoffload/flowrules/render.h"
+#include <algorithm>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
 #include "test_support.h"
 
 namespace nicoffload {
@@ -270,10 +271,12 @@ TEST(RenderTestpmdForPaste, SwRulesAreCommentedWithTheirReason) {
     }
     ++sw;
     ASSERT_EQ(lines.size(), plain.size() + 1);
-    EXPECT_EQ(lines[0], "# sw, not for the hardware: " + flowrules::describeReason(rule.reason, sim));
+    EXPECT_EQ(lines[0],
+              "# sw, not for the hardware: " + flowrules::describeReason(rule.reason, sim));
     EXPECT_NE(lines[0].find("192.0.2.253"), std::string::npos) << lines[0];
     for (std::size_t i = 0; i < plain.size(); ++i) EXPECT_EQ(lines[i + 1], "# " + plain[i]);
-    EXPECT_NE(lines.back().find("set_mac_dst mac_addr 00:00:00:00:00:00"), std::string::npos) << lines.back();
+    EXPECT_NE(lines.back().find("set_mac_dst mac_addr 00:00:00:00:00:00"), std::string::npos)
+        << lines.back();
   }
   EXPECT_EQ(sw, 1u);
 }
