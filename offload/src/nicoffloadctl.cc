@@ -178,8 +178,11 @@ void printPlanText(const Planned& p, bool testpmd_only) {
     // sw rules come out commented, with their reason: pasted into testpmd
     // they would install what the plan keeps out of hardware (an unresolved
     // next hop renders as set_mac_dst 00:00:00:00:00:00 and black-holes).
-    for (const auto& line : flowrules::renderTestpmdForPaste(rule, ports, p.profile))
-      std::printf("%s\n", line.c_str());
+    const auto lines = flowrules::renderTestpmdForPaste(rule, ports, p.profile);
+    // The full plan's header line above already gave a sw rule's reason.
+    const bool skip_reason = !testpmd_only && rule.placement == flowrules::Placement::kSw;
+    for (std::size_t i = skip_reason ? 1 : 0; i < lines.size(); ++i)
+      std::printf("%s\n", lines[i].c_str());
   }
   if (testpmd_only) return;
   std::printf("\n# software path (kernel)\n");
