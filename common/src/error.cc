@@ -23,10 +23,8 @@ constexpr std::array<ErrorInfo, kErrorCodeCount> kCatalogue{{
     {"unsupported", "Unsupported by the hardware",
      "The hardware profile or the device cannot do what was asked.",
      "Pick a profile/NIC that supports it, or let the software path carry the traffic."},
-    {"table-full", "Hardware table full",
-     "A hardware table has no room left: the flow table, or the PF's VFs (all assigned).",
-     "Rules beyond the limit run in the software path; raise the table size if the NIC allows. "
-     "For VFs: remove a port or raise uplink.vf_count."},
+    {"table-full", "Hardware table full", "A hardware flow table has no room left.",
+     "Rules beyond the limit run in the software path; raise the table size if the NIC allows."},
     {"busy", "Busy", "The resource is in use.", "Retry later; the reconciler retries on its own."},
     {"not-found", "Not found", "The named object does not exist.",
      "Check the name with the list command."},
@@ -36,6 +34,9 @@ constexpr std::array<ErrorInfo, kErrorCodeCount> kCatalogue{{
      "Report it with the log lines around it."},
     {"permission-denied", "Permission denied", "The caller is not allowed to do this.",
      "The control socket is for root; run the command as root."},
+    {"exhausted", "Resource exhausted",
+     "A pool has nothing left to hand out: every VF of the PF is assigned to a port.",
+     "Remove a port, or raise uplink.vf_count (up to the NIC's max_vfs) and restart nicoffloadd."},
 }};
 
 }  // namespace

@@ -1,6 +1,9 @@
 #include "nicoffload/flowrules/render.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <ostream>
 
 #include "nicoffload/flowrules/flow_backend.h"
 
@@ -142,6 +145,20 @@ std::vector<std::string> renderTestpmd(const FlowRule& rule, const PortNumbering
   return lines;
 }
 
+std::vector<std::string> renderTestpmdForPaste(const FlowRule& rule, const PortNumbering& ports,
+                                               const model::HwProfile& profile) {
+  auto lines = renderTestpmd(rule, ports);
+  if (rule.placement == Placement::kHw) return lines;
+  std::vector<std::string> out;
+  out.reserve(lines.size() + 1);
+  std::string reason = describeReason(rule.reason, profile);
+  // One comment line, whatever the profile's text holds.
+  std::replace(reason.begin(), reason.end(), '\n', ' ');
+  out.push_back("# sw, not for the hardware: " + reason);
+  for (auto& line : lines) out.push_back("# " + line);
+  return out;
+}
+
 json toJson(const FlowRule& rule, const model::HwProfile& profile) {
   json pattern = json::array();
   for (const auto& item : rule.pattern) pattern.push_back(std::visit(ItemJson{}, item));
@@ -158,61 +175,157 @@ json toJson(const FlowRule& rule, const model::HwProfile& profile) {
           {"actions", actions}};
 }
 
-json toJson(const SoftwarePathState& sw) {
-  json j;
-  j["sysctls"] = json::array();
-  for (const auto& s : sw.sysctls) j["sysctls"].push_back({{"path", "net/" + s.path}, {"value", s.value}});
-  j["links"] = json::array();
-  for (const auto& l : sw.links) j["links"].push_back({{"dev", l.dev}, {"mac", l.mac.str()}, {"up", l.up}});
-  j["addresses"] = json::array();
-  for (const auto& a : sw.addresses) j["addresses"].push_back({{"dev", a.dev}, {"prefix", a.prefix.str()}});
-  j["vxlan_devices"] = json::array();
+namespace {
+
+// The software-path objects as JSON, section by section ("sysctls", ...) and
+// object by object: toJson() collects them, writeJson() streams them.
+template <class Section, class Element>
+void visitSoftwarePathJson(const SoftwarePathState& sw, Section&& section, Element&& element) {
+  section("sysctls");
+  for (const auto& s : sw.sysctls) element(json{{"path", "net/" + s.path}, {"value", s.value}});
+  section("links");
+  for (const auto& l : sw.links) element(json{{"dev", l.dev}, {"mac", l.mac.str()}, {"up", l.up}});
+  section("addresses");
+  for (const auto& a : sw.addresses) element(json{{"dev", a.dev}, {"prefix", a.prefix.str()}});
+  section("vxlan_devices");
   for (const auto& v : sw.vxlan_devices)
-    j["vxlan_devices"].push_back({{"name", v.name}, {"vni", v.vni}, {"local", v.local.str()},
-                                  {"dst_port", v.dst_port}, {"mac", v.mac.str()},
-                                  {"underlay_dev", v.underlay_dev}, {"learning", false}});
-  j["fdb"] = json::array();
-  for (const auto& f : sw.fdb) j["fdb"].push_back({{"dev", f.dev}, {"mac", f.mac.str()}, {"dst", f.dst.str()}});
-  j["neighbours"] = json::array();
+    element(json{{"name", v.name},
+                 {"vni", v.vni},
+                 {"local", v.local.str()},
+                 {"dst_port", v.dst_port},
+                 {"mac", v.mac.str()},
+                 {"underlay_dev", v.underlay_dev},
+                 {"learning", false}});
+  section("fdb");
+  for (const auto& f : sw.fdb)
+    element(json{{"dev", f.dev}, {"mac", f.mac.str()}, {"dst", f.dst.str()}});
+  section("neighbours");
   for (const auto& n : sw.neighbours)
-    j["neighbours"].push_back({{"dev", n.dev}, {"ip", n.ip.str()}, {"mac", n.mac.str()}, {"state", "permanent"}});
-  j["routes"] = json::array();
+    element(json{{"dev", n.dev}, {"ip", n.ip.str()}, {"mac", n.mac.str()}, {"state", "permanent"}});
+  section("routes");
   for (const auto& r : sw.routes) {
     json route = {{"dst", r.dst.str()}, {"table", r.table}, {"protocol", r.protocol}};
     if (!r.dev.empty()) route["dev"] = r.dev;
     if (r.via) route["via"] = r.via->str();
     if (r.onlink) route["onlink"] = true;
-    j["routes"].push_back(route);
+    element(std::move(route));
   }
+}
+
+const char* const kReasonJsonNames[] = {"none",
+                                        "item-unsupported",
+                                        "action-unsupported",
+                                        "udp-port-unsupported",
+                                        "next-hop-unresolved",
+                                        "table-full",
+                                        "follows",
+                                        "device-refused"};
+
+json countsJson(const DesiredState& state) {
+  json by_reason = json::object();
+  for (std::size_t i = 1; i < state.counts.sw_by_reason.size(); ++i)
+    if (state.counts.sw_by_reason[i]) by_reason[kReasonJsonNames[i]] = state.counts.sw_by_reason[i];
+  return {{"rules", state.counts.total()},
+          {"hw", state.counts.hw},
+          {"sw", state.counts.sw},
+          {"sw_by_reason", by_reason},
+          {"software_path_objects", state.sw.size()}};
+}
+
+json ruleJson(const FlowRule& r, const model::HwProfile& profile, const PortNumbering& ports) {
+  json jr = toJson(r, profile);
+  jr["testpmd"] = renderTestpmd(r, ports);
+  return jr;
+}
+
+json vdpaJson(const vdpa::VdpaDeviceSpec& d) {
+  return {{"name", d.name},      {"port", d.port.str()}, {"kind", model::toString(d.kind)},
+          {"vf", d.vf},          {"mac", d.mac.str()},   {"mtu", d.mtu},
+          {"max_vqp", d.max_vqp}};
+}
+
+json vfJson(const vdpa::VfAssignment& v) {
+  return {{"vf", v.vf}, {"port", v.port.str()}, {"mac", v.mac.str()}};
+}
+
+// Streams a JSON array: "[", one element a line at `indent`, "]".
+class ArrayWriter {
+ public:
+  ArrayWriter(std::ostream& out, const char* indent) : out_(out), indent_(indent) { out_ << '['; }
+  void add(const json& element) {
+    out_ << (first_ ? "\n" : ",\n") << indent_
+         << element.dump(-1, ' ', false, json::error_handler_t::replace);
+    first_ = false;
+  }
+  void close(const char* closing_indent) {
+    if (!first_) out_ << '\n' << closing_indent;
+    out_ << ']';
+  }
+
+ private:
+  std::ostream& out_;
+  const char* indent_;
+  bool first_ = true;
+};
+
+}  // namespace
+
+json toJson(const SoftwarePathState& sw) {
+  json j = json::object();
+  json* current = nullptr;
+  visitSoftwarePathJson(
+      sw, [&](const char* name) { current = &(j[name] = json::array()); },
+      [&](json&& element) { current->push_back(std::move(element)); });
   return j;
 }
 
 json toJson(const DesiredState& state, const model::HwProfile& profile, const PortNumbering& ports) {
   json rules = json::array();
-  for (const auto& r : state.rules) {
-    json jr = toJson(r, profile);
-    jr["testpmd"] = renderTestpmd(r, ports);
-    rules.push_back(std::move(jr));
-  }
+  for (const auto& r : state.rules) rules.push_back(ruleJson(r, profile, ports));
   json vdpa = json::array();
-  for (const auto& d : state.vdpa_devices)
-    vdpa.push_back({{"name", d.name}, {"port", d.port.str()}, {"kind", model::toString(d.kind)},
-                    {"vf", d.vf}, {"mac", d.mac.str()}, {"mtu", d.mtu}, {"max_vqp", d.max_vqp}});
+  for (const auto& d : state.vdpa_devices) vdpa.push_back(vdpaJson(d));
   json vfs = json::array();
-  for (const auto& v : state.vfs) vfs.push_back({{"vf", v.vf}, {"port", v.port.str()}, {"mac", v.mac.str()}});
-  json by_reason = json::object();
-  static const char* kReasonNames[] = {"none", "item-unsupported", "action-unsupported",
-                                       "udp-port-unsupported", "next-hop-unresolved", "table-full",
-                                       "follows", "device-refused"};
-  for (std::size_t i = 1; i < state.counts.sw_by_reason.size(); ++i)
-    if (state.counts.sw_by_reason[i]) by_reason[kReasonNames[i]] = state.counts.sw_by_reason[i];
+  for (const auto& v : state.vfs) vfs.push_back(vfJson(v));
   return {{"profile", profile.name},
-          {"counts", {{"rules", state.counts.total()}, {"hw", state.counts.hw}, {"sw", state.counts.sw},
-                      {"sw_by_reason", by_reason}, {"software_path_objects", state.sw.size()}}},
+          {"counts", countsJson(state)},
           {"rules", rules},
           {"software_path", toJson(state.sw)},
           {"vfs", vfs},
           {"vdpa_devices", vdpa}};
+}
+
+void writeJson(std::ostream& out, const DesiredState& state, const model::HwProfile& profile,
+               const PortNumbering& ports) {
+  const auto dump = [](const json& j) {
+    return j.dump(-1, ' ', false, json::error_handler_t::replace);
+  };
+  out << "{\n  \"counts\": " << dump(countsJson(state))
+      << ",\n  \"profile\": " << dump(profile.name) << ",\n  \"rules\": ";
+  ArrayWriter rules(out, "    ");
+  for (const auto& r : state.rules) rules.add(ruleJson(r, profile, ports));
+  rules.close("  ");
+  out << ",\n  \"software_path\": {";
+  std::optional<ArrayWriter> section;
+  const char* separator = "\n    ";
+  visitSoftwarePathJson(
+      state.sw,
+      [&](const char* name) {
+        if (section) section->close("    ");
+        out << separator << '"' << name << "\": ";
+        separator = ",\n    ";
+        section.emplace(out, "      ");
+      },
+      [&](json&& element) { section->add(element); });
+  if (section) section->close("    ");
+  out << "\n  },\n  \"vdpa_devices\": ";
+  ArrayWriter vdpa(out, "    ");
+  for (const auto& d : state.vdpa_devices) vdpa.add(vdpaJson(d));
+  vdpa.close("  ");
+  out << ",\n  \"vfs\": ";
+  ArrayWriter vfs(out, "    ");
+  for (const auto& v : state.vfs) vfs.add(vfJson(v));
+  vfs.close("  ");
+  out << "\n}\n";
 }
 
 std::vector<std::string> describeSoftwarePath(const SoftwarePathState& sw) {

@@ -1,5 +1,7 @@
 #include "json_reader.h"
 
+#include <cmath>
+
 namespace nicoffload::model::detail {
 
 std::string shortValue(const json& j) {
@@ -90,9 +92,23 @@ bool ObjectReader::integer(std::string_view key, std::int64_t min, std::int64_t 
                            std::int64_t& out, bool required, std::string_view range_hint) {
   const json* v = member(key, required);
   if (!v) return ok();
+  const std::string range = std::to_string(min) + " and " + std::to_string(max);
+  if (v->is_number_float()) {
+    // nlohmann reads an integer beyond 64 bits (99999999999999999999) as a
+    // double: that is an integer out of range, not "a number with a fraction".
+    const double d = v->get<double>();
+    if (std::isfinite(d) && std::trunc(d) == d) {
+      if (d < static_cast<double>(min) || d > static_cast<double>(max))
+        return fail(ErrorCode::kInvalidValue, key, *v,
+                    "is out of range: must be an integer between " + range);
+      return fail(ErrorCode::kWrongType, key, *v,
+                  "must be an integer between " + range +
+                      " written in digits only (no fraction or exponent)");
+    }
+  }
   if (!v->is_number_integer())
     return fail(ErrorCode::kWrongType, key, *v,
-                std::string("must be an integer, got ") + typeName(*v));
+                "must be an integer between " + range + ", got " + typeName(*v));
   bool in_range;
   std::int64_t value = 0;
   if (v->is_number_unsigned()) {

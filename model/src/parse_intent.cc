@@ -277,6 +277,27 @@ Result<HostConfig> parseHostConfig(const json& doc) {
       if (ip->isUnspecified() || ip->isMulticast() || ip->isBroadcast() || ip->isLoopback())
         u.fail(ErrorCode::kInvalidValue, "vtep", (*obj)["vtep"], "must be a unicast, non-loopback address");
     }
+    if (u.ok() && host.vtep_ipv4 && *host.vtep_ipv4 == host.gateway_ipv4)
+      u.fail(makeError(ErrorCode::kConflict, u.field("vtep"), host.vtep_ipv4->str(),
+                       host.vtep_ipv4->str() +
+                           " is the gateway address (gateway.ipv4) that every VM uses; "
+                           "the VTEP must be an underlay address of this host"));
+    for (std::size_t i = 0; i < host.next_hops.size() && u.ok(); ++i) {
+      const auto hop = host.next_hops[i].ipv4;
+      const auto field = detail::indexPath(u.field("next_hops"), i) + ".ipv4";
+      if (hop == host.gateway_ipv4)
+        u.fail(makeError(ErrorCode::kConflict, field, hop.str(),
+                         hop.str() + " is the gateway address (gateway.ipv4) that every VM uses"));
+      else if (host.vtep_ipv4 && hop == *host.vtep_ipv4)
+        u.fail(
+            makeError(ErrorCode::kConflict, field, hop.str(),
+                      hop.str() + " is this host's VTEP address (underlay.vtep), not a neighbour"));
+    }
+    if (u.ok() && host.default_next_hop && *host.default_next_hop == host.gateway_ipv4)
+      u.fail(makeError(ErrorCode::kConflict, u.field("default_next_hop"),
+                       host.default_next_hop->str(),
+                       host.default_next_hop->str() +
+                           " is the gateway address (gateway.ipv4) that every VM uses"));
     if (u.integer("vxlan_udp_port", 1, 65535, n, false, "UDP destination port of VXLAN, IANA 4789"))
       if (u.member("vxlan_udp_port", false)) host.vxlan_udp_port = static_cast<std::uint16_t>(n);
     if (u.integer("default_vni", 0, kMaxVni, n, false, "a VNI is 24 bits") &&
@@ -477,8 +498,17 @@ Status parsePortsFile(const json& doc, Intent& intent) {
 
 namespace {
 
-// Per-port checks against the host config only.
-Status checkPortAgainstHost(const HostConfig& host, const Port& port, const std::string& path) {
+// Per-port checks against the host config and the addresses the underlay
+// uses (a VM address equal to one of them would get a /32 towards a VF and
+// take the underlay's traffic).
+Status checkPortAgainstHost(const HostConfig& host, const UnderlayAddresses& underlay,
+                            const Port& port, const std::string& path) {
+  // Blame the host config, not the port: no port could get a VF.
+  if (host.vf_count == 0)
+    return makeError(ErrorCode::kInvalidValue, "uplink.vf_count", "0",
+                     "is 0: the uplink " + host.uplink_pci + " gets no VFs, but port " +
+                         port.key.str() + " (" + path +
+                         ") needs one; set uplink.vf_count to the number of VFs to create");
   if (port.vf && *port.vf >= host.vf_count)
     return makeError(ErrorCode::kInvalidValue, path + ".vf", std::to_string(*port.vf),
                      "VF " + std::to_string(*port.vf) + " does not exist: uplink " +
@@ -486,13 +516,9 @@ Status checkPortAgainstHost(const HostConfig& host, const Port& port, const std:
                          " VFs (0.." + std::to_string(host.vf_count ? host.vf_count - 1 : 0) + ")");
   for (std::size_t i = 0; i < port.addresses.size(); ++i) {
     const auto a = port.addresses[i];
-    const auto field = path + ".addresses[" + std::to_string(i) + "]";
-    if (a == host.gateway_ipv4)
-      return makeError(ErrorCode::kConflict, field, a.str(),
-                       a.str() + " is the gateway address (gateway.ipv4) that every VM uses");
-    if (host.vtep_ipv4 && a == *host.vtep_ipv4)
-      return makeError(ErrorCode::kConflict, field, a.str(),
-                       a.str() + " is this host's VTEP address (underlay.vtep)");
+    if (const UnderlayUse* use = underlay.find(a))
+      return makeError(ErrorCode::kConflict, path + ".addresses[" + std::to_string(i) + "]",
+                       a.str(), a.str() + " is " + use->describe());
   }
   if (port.mac == host.gateway_mac)
     return makeError(ErrorCode::kConflict, path + ".mac", port.mac.str(),
@@ -541,6 +567,29 @@ struct PortIndex {
   }
 };
 
+// A remote's address against the underlay's addresses, and its next hop /
+// VTEP against the gateway and this host's VTEP. `path` is "remotes[3]" or
+// "remote"; called only for a remote that failed the fast path or whose
+// address is an underlay address.
+Status checkRemoteUnderlay(const HostConfig& host, const UnderlayAddresses& underlay,
+                           const RemoteEndpoint& r, const std::string& path) {
+  if (const UnderlayUse* use = underlay.find(r.address))
+    return makeError(ErrorCode::kConflict, path + ".address", r.address.str(),
+                     "the remote address " + r.address.str() + " is " + use->describe());
+  for (const auto& [hop, name] : {std::pair{r.next_hop, "next_hop"}, std::pair{r.vtep, "vtep"}}) {
+    if (!hop) continue;
+    if (*hop == host.gateway_ipv4)
+      return makeError(ErrorCode::kConflict, path + "." + name, hop->str(),
+                       hop->str() + " is the gateway address (gateway.ipv4) that every VM uses");
+    if (host.vtep_ipv4 && *hop == *host.vtep_ipv4)
+      return makeError(
+          ErrorCode::kConflict, path + "." + name, hop->str(),
+          std::string(std::strcmp(name, "vtep") == 0 ? "the remote VTEP" : "the next hop") +
+              " is this host's own VTEP (underlay.vtep)");
+  }
+  return Status::success();
+}
+
 Status checkRemote(const HostConfig& host, const RemoteEndpoint& r, std::size_t index) {
   // Fast path first: the common valid remote costs no string building.
   const bool routed = host.underlay == UnderlayMode::kRouted;
@@ -580,7 +629,64 @@ Status checkRemote(const HostConfig& host, const RemoteEndpoint& r, std::size_t 
 
 }  // namespace
 
+std::string UnderlayUse::describe() const {
+  const std::string i = std::to_string(index);
+  switch (kind) {
+    case Kind::kGateway:
+      return "the gateway address (gateway.ipv4) that every VM uses";
+    case Kind::kHostVtep:
+      return "this host's VTEP address (underlay.vtep)";
+    case Kind::kNextHop:
+      return "the underlay next hop underlay.next_hops[" + i + "]";
+    case Kind::kDefaultNextHop:
+      return "the underlay's default next hop (underlay.default_next_hop)";
+    case Kind::kRemoteVtep:
+      return "the VTEP of remote " + remote.str() + " (remotes[" + i + "].vtep)";
+    case Kind::kRemoteNextHop:
+      return "the underlay next hop of remote " + remote.str() + " (remotes[" + i + "].next_hop)";
+  }
+  return "an underlay address";
+}
+
+UnderlayAddresses::UnderlayAddresses(const HostConfig& host) {
+  using Kind = UnderlayUse::Kind;
+  uses_.emplace(host.gateway_ipv4, UnderlayUse{Kind::kGateway, 0, {}});
+  if (host.vtep_ipv4) uses_.emplace(*host.vtep_ipv4, UnderlayUse{Kind::kHostVtep, 0, {}});
+  for (std::size_t i = 0; i < host.next_hops.size(); ++i)
+    uses_.emplace(host.next_hops[i].ipv4,
+                  UnderlayUse{Kind::kNextHop, static_cast<std::uint32_t>(i), {}});
+  if (host.default_next_hop)
+    uses_.emplace(*host.default_next_hop, UnderlayUse{Kind::kDefaultNextHop, 0, {}});
+}
+
+void UnderlayAddresses::addRemote(const RemoteEndpoint& remote, std::size_t index) {
+  using Kind = UnderlayUse::Kind;
+  const auto i = static_cast<std::uint32_t>(index);
+  // Remotes share a handful of VTEPs and next hops: emplace keeps the first.
+  if (remote.vtep) uses_.emplace(*remote.vtep, UnderlayUse{Kind::kRemoteVtep, i, remote.address});
+  if (remote.next_hop)
+    uses_.emplace(*remote.next_hop, UnderlayUse{Kind::kRemoteNextHop, i, remote.address});
+}
+
+namespace {
+
+// Whether checkRemoteUnderlay() has anything to say about `r` (no strings built).
+bool touchesUnderlay(const HostConfig& host, const UnderlayAddresses& underlay,
+                     const RemoteEndpoint& r) {
+  const auto hits = [&](const std::optional<Ipv4Addr>& a) {
+    return a && (*a == host.gateway_ipv4 || (host.vtep_ipv4 && *a == *host.vtep_ipv4));
+  };
+  return underlay.find(r.address) || hits(r.next_hop) || hits(r.vtep);
+}
+
+}  // namespace
+
 Status validateIntent(const Intent& intent) {
+  // Every remote's VTEP and next hop first, so that a VM or remote /32 equal
+  // to one of them is refused wherever it sits in the lists (this also
+  // covers a VTEP or next hop that is a VM or remote /32).
+  UnderlayAddresses underlay(intent.host);
+  for (std::size_t i = 0; i < intent.remotes.size(); ++i) underlay.addRemote(intent.remotes[i], i);
   PortIndex index;
   std::map<PortKey, std::size_t> keys;
   for (std::size_t i = 0; i < intent.ports.size(); ++i) {
@@ -590,7 +696,7 @@ Status validateIntent(const Intent& intent) {
       return makeError(ErrorCode::kDuplicate, path, port.key.str(),
                        "port " + port.key.str() + " is listed twice (also ports[" +
                            std::to_string(it->second) + "])");
-    if (auto s = checkPortAgainstHost(intent.host, port, path); !s) return s;
+    if (auto s = checkPortAgainstHost(intent.host, underlay, port, path); !s) return s;
     if (auto s = index.add(port, path); !s) return s;
   }
   // Open-addressing set of remote addresses -> first index (no node
@@ -611,6 +717,8 @@ Status validateIntent(const Intent& intent) {
     const auto& r = intent.remotes[i];
     if (auto s = checkRemote(intent.host, r, i); !s) return s;
     const auto path = [i] { return "remotes[" + std::to_string(i) + "]"; };
+    if (touchesUnderlay(intent.host, underlay, r))
+      if (auto s = checkRemoteUnderlay(intent.host, underlay, r, path()); !s) return s;
     if (auto it = index.by_ip.find(r.address); it != index.by_ip.end())
       return makeError(ErrorCode::kConflict, path() + ".address", r.address.str(),
                        r.address.str() + " is a local VM address (port " + it->second->key.str() + ")");
@@ -626,14 +734,38 @@ Status validatePortAgainst(const Intent& intent, const Port& port) {
   return IntentIndex(intent).checkPort(port);
 }
 
-IntentIndex::IntentIndex(const Intent& intent) : host_(intent.host) {
+IntentIndex::IntentIndex(const Intent& intent) : host_(intent.host), underlay_(intent.host) {
   for (const auto& port : intent.ports) upsertPort(port);
   remotes_.reserve(intent.remotes.size());
-  for (const auto& r : intent.remotes) remotes_.insert(r.address);
+  for (std::size_t i = 0; i < intent.remotes.size(); ++i) {
+    remotes_.insert(intent.remotes[i].address);
+    underlay_.addRemote(intent.remotes[i], i);
+  }
+}
+
+Status IntentIndex::checkRemote(const RemoteEndpoint& remote) const {
+  if (touchesUnderlay(host_, underlay_, remote))
+    if (auto s = checkRemoteUnderlay(host_, underlay_, remote, "remote"); !s) return s;
+  for (const auto& [hop, name] :
+       {std::pair{remote.next_hop, "next_hop"}, std::pair{remote.vtep, "vtep"}}) {
+    if (!hop) continue;
+    if (auto it = by_ip_.find(*hop); it != by_ip_.end())
+      return makeError(ErrorCode::kConflict, std::string("remote.") + name, hop->str(),
+                       hop->str() + " is a local VM address (port " + it->second.str() + ")");
+    if (*hop != remote.address && remotes_.count(*hop))
+      return makeError(ErrorCode::kConflict, std::string("remote.") + name, hop->str(),
+                       hop->str() + " is the address of another remote endpoint");
+  }
+  return Status::success();
+}
+
+void IntentIndex::addRemote(const RemoteEndpoint& remote) {
+  underlay_.addRemote(remote, remotes_.size());
+  remotes_.insert(remote.address);
 }
 
 Status IntentIndex::checkPort(const Port& port) const {
-  if (auto s = checkPortAgainstHost(host_, port, "port"); !s) return s;
+  if (auto s = checkPortAgainstHost(host_, underlay_, port, "port"); !s) return s;
   auto taken = [&](const auto& map, const auto& key) -> const PortKey* {
     auto it = map.find(key);
     return it != map.end() && !(it->second == port.key) ? &it->second : nullptr;
@@ -718,6 +850,59 @@ Result<std::string> resolveProfilePath(const std::string& setting, const std::st
       return makeError(ErrorCode::kInvalidValue, "hw_profile", setting,
                        "'" + setting + "' is neither a profile name ([a-z0-9_-]) nor a path");
   return profile_dir + "/" + setting + ".json";
+}
+
+}  // namespace nicoffload::model
+
+namespace nicoffload::model {
+
+Result<HostConfig> parseHostConfigText(std::string_view text) {
+  try {
+    auto doc = parseJsonInput(text, "host config");
+    if (!doc) return doc.error();
+    return parseHostConfig(*doc);
+  } catch (const std::exception& e) {  // a bug, not an input error: never let it cross
+    return makeError(ErrorCode::kInternal, "host config", "",
+                     std::string("unexpected exception: ") + e.what());
+  }
+}
+
+Status parsePortsFileText(std::string_view text, Intent& intent) {
+  try {
+    auto doc = parseJsonInput(text, "ports file");
+    if (!doc) return doc.error();
+    return parsePortsFile(*doc, intent);
+  } catch (const std::exception& e) {
+    return makeError(ErrorCode::kInternal, "ports file", "",
+                     std::string("unexpected exception: ") + e.what());
+  }
+}
+
+Status checkAdmissionText(std::string_view host_text, std::string_view ports_text) {
+  try {
+    Intent intent;
+    auto host = parseHostConfigText(host_text);
+    if (!host) return host.error();
+    intent.host = std::move(host).value();
+    if (auto s = parsePortsFileText(ports_text, intent); !s) return s;
+    if (auto s = validateIntent(intent); !s) return s;
+    // The daemon's path: one request at a time against what is admitted.
+    Intent admitted;
+    admitted.host = intent.host;
+    IntentIndex index(admitted);
+    for (const auto& port : intent.ports) {
+      if (auto s = index.checkPort(port); !s) return s;
+      index.upsertPort(port);
+    }
+    for (const auto& remote : intent.remotes) {  // unique addresses: validateIntent passed
+      if (auto s = index.checkRemote(remote); !s) return s;
+      index.addRemote(remote);
+    }
+    return Status::success();
+  } catch (const std::exception& e) {
+    return makeError(ErrorCode::kInternal, "admission", "",
+                     std::string("unexpected exception: ") + e.what());
+  }
 }
 
 }  // namespace nicoffload::model

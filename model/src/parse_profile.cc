@@ -4,6 +4,7 @@
 #include <regex>
 
 #include "json_reader.h"
+#include "nicoffload/model/json_input.h"
 #include "nicoffload/model/parse.h"
 
 namespace nicoffload::model {
@@ -261,6 +262,17 @@ Result<HwProfile> loadHwProfile(const std::string& path) {
     return e;
   }
   return profile;
+}
+
+Result<HwProfile> parseHwProfileText(std::string_view text, const std::string& name) {
+  try {
+    auto doc = parseJsonInput(text, "hardware profile");
+    if (!doc) return doc.error();
+    return parseHwProfile(*doc, name);
+  } catch (const std::exception& e) {  // a bug, not an input error: never let it cross
+    return makeError(ErrorCode::kInternal, "hardware profile", "",
+                     std::string("unexpected exception: ") + e.what());
+  }
 }
 
 }  // namespace nicoffload::model

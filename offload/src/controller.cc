@@ -264,6 +264,9 @@ Result<json> Controller::admitRemote(const json& request, bool add, model::Inten
       if (e.field.rfind("remotes[0]", 0) == 0) e.field = "remote" + e.field.substr(10);
       return e;
     }
+    // Against the other remotes too: its /32 must not be their VTEP or next
+    // hop, its VTEP or next hop not a VM's or a remote's /32.
+    if (auto s = index.checkRemote(*r); !s) return s.error();
     auto it = std::find_if(working.remotes.begin(), working.remotes.end(),
                            [&](const auto& x) { return x.address == r->address; });
     if (it != working.remotes.end()) {

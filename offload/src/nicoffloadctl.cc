@@ -40,6 +40,7 @@ constexpr int kExitNotFound = 3;
 constexpr int kExitPartial = 4;  // some objects failed; the others are in place
 constexpr int kExitNotRunning = 5;  // nicoffloadd is not running
 constexpr int kExitDevice = 4;  // the flow backend cannot be opened, or the device failed
+constexpr int kExitInternal = 6;  // an unexpected reply from nicoffloadd, or a bug: never an abort
 
 struct PlanInputs {
   std::string host_file;
@@ -70,8 +71,17 @@ void addPlanOptions(CLI::App* cmd, PlanInputs& in, bool required = true) {
                       std::string(NICOFFLOAD_PROFILE_INSTALL_DIR) + " if present, else the source tree's)");
 }
 
+// The longest error line printed (bytes): a field and a message, each cut
+// by makeError, plus the file name put in front of the field.
+constexpr std::size_t kMaxErrorLineBytes = 4 * kMaxErrorMessageBytes;
+
+// Errors are printed through printable() whatever built them (a file name
+// put in front of a field, an Error decoded from a reply of nicoffloadd):
+// cut, control bytes and invalid UTF-8 escaped.
+std::string printableError(const Error& e) { return printable(e.describe(), kMaxErrorLineBytes); }
+
 int fail(const Error& e) {
-  std::fprintf(stderr, "nicoffloadctl: error: %s\n", e.describe().c_str());
+  std::fprintf(stderr, "nicoffloadctl: error: %s\n", printableError(e).c_str());
   return kExitInput;
 }
 
@@ -97,13 +107,27 @@ std::optional<Planned> loadAndPlan(const PlanInputs& in, int& rc) {
   }
 
   std::string profile_path = in.profile_file;
+  const std::string profile_dir = in.profile_dir.empty() ? defaultProfileDir() : in.profile_dir;
   if (profile_path.empty()) {
-    auto resolved = model::resolveProfilePath(
-        p.intent.host.hw_profile, in.profile_dir.empty() ? defaultProfileDir() : in.profile_dir);
-    if (!resolved) return rc = fail(resolved.error()), std::nullopt;
+    auto resolved = model::resolveProfilePath(p.intent.host.hw_profile, profile_dir);
+    if (!resolved) {
+      Error e = resolved.error();
+      e.field = in.host_file + ": " + e.field;
+      return rc = fail(e), std::nullopt;
+    }
     profile_path = *resolved;
   }
   auto profile = model::loadHwProfile(profile_path);
+  if (!profile && profile.error().code == ErrorCode::kIo && in.profile_file.empty()) {
+    // The host config named a profile that is not there: blame its field,
+    // not only the path it resolved to.
+    return rc = fail(makeError(
+               ErrorCode::kNotFound, in.host_file + ": hw_profile", p.intent.host.hw_profile,
+               "no hardware profile '" + p.intent.host.hw_profile +
+                   "': " + profile.error().describe() + " (named profiles are read from " +
+                   profile_dir + "; see --profile-dir)")),
+           std::nullopt;
+  }
   if (!profile) return rc = fail(profile.error()), std::nullopt;
   p.profile = std::move(profile).value();
 
@@ -151,7 +175,14 @@ void printPlanText(const Planned& p, bool testpmd_only) {
         std::printf(": %s", flowrules::describeReason(rule.reason, p.profile).c_str());
       std::printf("\n");
     }
-    for (const auto& line : flowrules::renderTestpmd(rule, ports)) std::printf("%s\n", line.c_str());
+    // sw rules come out commented, with their reason: pasted into testpmd
+    // they would install what the plan keeps out of hardware (an unresolved
+    // next hop renders as set_mac_dst 00:00:00:00:00:00 and black-holes).
+    const auto lines = flowrules::renderTestpmdForPaste(rule, ports, p.profile);
+    // The full plan's header line above already gave a sw rule's reason.
+    const bool skip_reason = !testpmd_only && rule.placement == flowrules::Placement::kSw;
+    for (std::size_t i = skip_reason ? 1 : 0; i < lines.size(); ++i)
+      std::printf("%s\n", lines[i].c_str());
   }
   if (testpmd_only) return;
   std::printf("\n# software path (kernel)\n");
@@ -283,14 +314,15 @@ std::optional<nlohmann::json> callDaemon(const DaemonOptions& d, const nlohmann:
   const auto path = socketPath(d);
   auto client = offload::control::Client::connect(path, d.timeout_ms);
   if (!client) {
-    std::fprintf(stderr, "nicoffloadctl: %s\n", client.error().message.c_str());
+    std::fprintf(stderr, "nicoffloadctl: %s\n",
+                 printable(client.error().message, kMaxErrorLineBytes).c_str());
     rc = client.error().code == ErrorCode::kNotFound ? kExitNotRunning : kExitInput;
     return std::nullopt;
   }
   auto reply = (*client)->call(request, d.timeout_ms);
   if (!reply) {
     const auto& e = reply.error();
-    std::fprintf(stderr, "nicoffloadctl: error: %s\n", e.describe().c_str());
+    std::fprintf(stderr, "nicoffloadctl: error: %s\n", printableError(e).c_str());
     const auto& info = errorInfo(e.code);
     if (!info.suggestion.empty()) std::fprintf(stderr, "  (%s: %s)\n", std::string(info.title).c_str(), std::string(info.suggestion).c_str());
     rc = e.code == ErrorCode::kNotFound ? kExitNotFound : kExitInput;
@@ -468,18 +500,10 @@ int runDomainXml(const DomainXmlArgs& a) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   CLI::App app{"nicoffloadctl: control the nicoffload SmartNIC / vDPA offload controller"};
   app.set_version_flag("--version", std::string("nicoffloadctl ") + NICOFFLOAD_VERSION);
   app.require_subcommand(1);
-  app.footer(
-      "Exit status: 0 success; 2 bad input (config, ports, profile: the message names the file and\n"
-      "field); 3 not found (rule, port); 4 some objects failed: kernel objects (each is named, the\n"
-      "others are in place), or the flow backend/device (device-check); 5 nicoffloadd is not running;\n"
-      "105-110 command-line usage errors.\n"
-      "Commands that talk to nicoffloadd use --socket, else $NICOFFLOAD_SOCKET, else the socket of\n"
-      "/etc/nicoffload/host.json, else /run/nicoffload/nicoffloadd.sock.\n"
-      "Named profiles are read from --profile-dir, $NICOFFLOAD_PROFILE_DIR or " NICOFFLOAD_PROFILE_INSTALL_DIR ".");
 
   PlanInputs plan_in;
   bool json_out = false;
@@ -562,7 +586,11 @@ int main(int argc, char** argv) {
     long long vni = -1, vf = -1;
     std::vector<std::string> addresses;
   } pa;
-  auto* port_add = port_cmd->add_subcommand("add", "add or update a port (idempotent)");
+  auto* port_add = port_cmd->add_subcommand(
+      "add", "add or update a port (idempotent): give --file, or --vm, --nic, --mac and --address");
+  port_add->footer(
+      "Required: either --file FILE (the port as a JSON object), or --vm, --nic, --mac and at\n"
+      "least one --address; the other options only go with the latter.");
   addDaemonOptions(port_add);
   port_add->add_option("--vm", pa.vm, "VM (libvirt domain) UUID");
   port_add->add_option("--nic", pa.nic, "NIC index in the domain");
@@ -574,7 +602,12 @@ int main(int argc, char** argv) {
   port_add->add_option("--mtu", pa.mtu, "MTU");
   port_add->add_option("--queues", pa.queues, "virtqueue pairs");
   port_add->add_option("--vdpa", pa.vdpa, "none, kernel, dpdk or sim (default: the host's)");
-  port_add->add_option("--file", pa.file, "the port as a JSON object (instead of the options)")->check(CLI::ExistingFile);
+  auto* port_file_opt =
+      port_add->add_option("--file", pa.file, "the port as a JSON object (instead of the options)")
+          ->check(CLI::ExistingFile);
+  for (const char* name : {"--vm", "--nic", "--mac", "--address", "--vni", "--vf", "--representor",
+                           "--mtu", "--queues", "--vdpa"})
+    port_file_opt->excludes(port_add->get_option(name));
   auto* port_del = port_cmd->add_subcommand("del", "remove a port (removing a port that is gone succeeds)");
   addDaemonOptions(port_del);
   port_del->add_option("--vm", pa.vm, "VM UUID")->required();
@@ -639,6 +672,20 @@ int main(int argc, char** argv) {
                              "ethernet: the tap (default the representor); vdpa: /dev/vhost-vdpa-N; "
                              "vhostuser: the socket path");
 
+  // Set last: CLI11 copies a parent's footer into each subcommand added
+  // after it, and the long footer belongs to the top-level --help only.
+  app.footer(
+      "Exit status: 0 success; 2 bad input (config, ports, profile: the message names\n"
+      "the file and field); 3 not found (rule, port); 4 some objects failed: kernel\n"
+      "objects (each is named, the others are in place), or the flow backend/device\n"
+      "(device-check); 5 nicoffloadd is not running; 6 internal error (an unexpected\n"
+      "reply from nicoffloadd, or a bug); 105-110 command-line usage errors.\n"
+      "Errors are printed as \"nicoffloadctl: error: <field>: <message>\".\n"
+      "Commands that talk to nicoffloadd use --socket, else $NICOFFLOAD_SOCKET, else the\n"
+      "socket of /etc/nicoffload/host.json, else /run/nicoffload/nicoffloadd.sock.\n"
+      "Named profiles are read from --profile-dir, $NICOFFLOAD_PROFILE_DIR "
+      "or\n" NICOFFLOAD_PROFILE_INSTALL_DIR ".");
+
   CLI11_PARSE(app, argc, argv);
 
   if (*domain_xml_cmd) return runDomainXml(dx);
@@ -665,6 +712,20 @@ int main(int argc, char** argv) {
     nlohmann::json req;
     if (*port_add) {
       nlohmann::json port;
+      if (pa.file.empty()) {
+        std::string missing;
+        for (const char* name : {"--vm", "--nic", "--mac", "--address"})
+          if (port_add->count(name) == 0)
+            missing += std::string(missing.empty() ? "" : ", ") + name;
+        if (!missing.empty()) {
+          std::fprintf(
+              stderr,
+              "nicoffloadctl: error: port add: give --file, or --vm, --nic, --mac and --address "
+              "(missing: %s)\n",
+              missing.c_str());
+          return kExitInput;
+        }
+      }
       if (!pa.file.empty()) {
         auto doc = model::readJsonFile(pa.file);
         if (!doc) return fail(doc.error());
@@ -779,8 +840,8 @@ int main(int argc, char** argv) {
     auto p = loadAndPlan(plan_in, rc);
     if (!p) return rc;
     if (json_out)
-      std::cout << flowrules::toJson(p->state, p->profile, flowrules::PortNumbering::fromHost(p->intent.host)).dump(2)
-                << "\n";
+      flowrules::writeJson(std::cout, p->state, p->profile,
+                           flowrules::PortNumbering::fromHost(p->intent.host));
     else
       printPlanText(*p, testpmd_only);
     return kExitOk;
@@ -795,7 +856,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr,
                    "nicoffloadctl: error: RULE-ID: '%s' is not a rule id (expected e.g. "
                    "ld-0123456789abcdef, as printed by plan)\n",
-                   rule_id.c_str());
+                   printable(rule_id).c_str());
       return kExitInput;
     }
     auto p = loadAndPlan(explain_in, rc);
@@ -808,14 +869,14 @@ int main(int argc, char** argv) {
         std::cout << j.dump(2) << "\n";
       } else {
         std::printf("%s\n", flowrules::explainRule(rule, p->profile).c_str());
-        for (const auto& line :
-             flowrules::renderTestpmd(rule, flowrules::PortNumbering::fromHost(p->intent.host)))
+        for (const auto& line : flowrules::renderTestpmdForPaste(
+                 rule, flowrules::PortNumbering::fromHost(p->intent.host), p->profile))
           std::printf("  %s\n", line.c_str());
       }
       return kExitOk;
     }
     std::fprintf(stderr, "nicoffloadctl: error: RULE-ID: no rule %s in the plan of %s\n",
-                 rule_id.c_str(), explain_in.host_file.c_str());
+                 printable(rule_id).c_str(), printable(explain_in.host_file).c_str());
     return kExitNotFound;
   }
   if (*device_cmd) {
@@ -835,4 +896,19 @@ int main(int argc, char** argv) {
     return rc;
   }
   return kExitOk;
+}
+
+// The command edge: whatever a command meets (a reply of an unexpected shape
+// from nicoffloadd, a library exception, a bug) becomes the documented error
+// line and exit status, never an abort.
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "nicoffloadctl: error: %s\n",
+                 printable(std::string("internal: ") + e.what()).c_str());
+  } catch (...) {
+    std::fprintf(stderr, "nicoffloadctl: error: internal: unknown exception\n");
+  }
+  return kExitInternal;
 }

@@ -3,25 +3,73 @@
 // check the controller against the device, not against itself).
 //
 //   nicoffload-simnic dump DEVICE_DIR    # JSON: {"rules": [{"handle", "id", "class", "group", "priority"}]}
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <iostream>
-
 #include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
 
 #include "nicoffload/simnic/sim_nic.h"
 
-int main(int argc, char** argv) {
-  using namespace nicoffload;
-  if (argc != 3 || std::strcmp(argv[1], "dump") != 0) {
-    std::fprintf(stderr, "usage: %s dump DEVICE_DIR\n  prints, as JSON, the rules the simulated NIC in DEVICE_DIR holds\n", argv[0]);
-    return 2;
+namespace {
+
+using namespace nicoffload;
+
+constexpr int kExitOk = 0;
+constexpr int kExitError = 1;  // the directory holds no simulated NIC, or it cannot be read
+constexpr int kExitUsage = 2;
+constexpr int kExitInternal = 6;
+
+constexpr const char* kUsage =
+    "usage: nicoffload-simnic dump DEVICE_DIR\n"
+    "  prints, as JSON, the rules the simulated NIC in DEVICE_DIR holds:\n"
+    "  {\"rules\": [{\"handle\", \"id\", \"class\", \"group\", \"priority\"}]}\n"
+    "  DEVICE_DIR is <daemon.sim_device_dir>/<uplink PCI address>, e.g.\n"
+    "  /run/nicoffload/simnic/0000:03:00.0\n"
+    "exit status: 0 success; 1 DEVICE_DIR holds no simulated NIC or cannot be read; 2 usage\n";
+
+bool isDirectory(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+// A device directory holds the journal the simulated NIC keeps (SimNic::open
+// writes it at once, empty or not). An empty list for a directory without it
+// would read as "the NIC holds no rules" when no NIC is there at all.
+int fail(const std::string& field, const std::string& message) {
+  std::fprintf(stderr, "nicoffload-simnic: error: %s: %s\n", printable(field).c_str(),
+               printable(message, kMaxErrorMessageBytes).c_str());
+  return kExitError;
+}
+
+int dump(const std::string& dir) {
+  if (!isDirectory(dir)) return fail(dir, "not a directory");
+  if (::access((dir + "/rules.journal").c_str(), F_OK) != 0) {
+    // The usual mistake is the parent, sim_device_dir: name the devices in it.
+    std::string devices;
+    if (DIR* d = ::opendir(dir.c_str())) {
+      while (const dirent* e = ::readdir(d)) {
+        const std::string name = e->d_name;
+        if (name == "." || name == "..") continue;
+        if (::access((dir + "/" + name + "/rules.journal").c_str(), F_OK) == 0)
+          devices += (devices.empty() ? "" : ", ") + dir + "/" + name;
+      }
+      ::closedir(d);
+    }
+    return fail(dir,
+                "holds no simulated NIC (no rules.journal)" +
+                    (devices.empty()
+                         ? std::string("; a device directory is <sim_device_dir>/<PF PCI address>")
+                         : "; the device directories in it: " + devices));
   }
-  auto flows = simnic::SimNic::readDevice(argv[2]);
-  if (!flows) {
-    std::fprintf(stderr, "nicoffload-simnic: %s\n", flows.error().describe().c_str());
-    return 1;
-  }
+  auto flows = simnic::SimNic::readDevice(dir);
+  if (!flows) return fail(flows.error().field, flows.error().message);
   nlohmann::json rules = nlohmann::json::array();
   for (const auto& f : *flows) {
     char id[17];
@@ -30,5 +78,37 @@ int main(int argc, char** argv) {
                      {"group", f.rule.attr.group}, {"priority", f.rule.attr.priority}});
   }
   std::cout << nlohmann::json{{"rules", rules}}.dump() << "\n";
-  return 0;
+  return kExitOk;
+}
+
+int run(int argc, char** argv) {
+  if (argc == 2 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0)) {
+    std::fputs(kUsage, stdout);
+    return kExitOk;
+  }
+  if (argc == 3 && std::strcmp(argv[1], "dump") == 0 &&
+      (std::strcmp(argv[2], "--help") == 0 || std::strcmp(argv[2], "-h") == 0)) {
+    std::fputs(kUsage, stdout);
+    return kExitOk;
+  }
+  if (argc != 3 || std::strcmp(argv[1], "dump") != 0) {
+    std::fputs(kUsage, stderr);
+    return kExitUsage;
+  }
+  return dump(argv[2]);
+}
+
+}  // namespace
+
+// The process edge: nothing escapes as an abort.
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "nicoffload-simnic: error: internal: %s\n",
+                 nicoffload::printable(e.what()).c_str());
+  } catch (...) {
+    std::fprintf(stderr, "nicoffload-simnic: error: internal: unknown exception\n");
+  }
+  return kExitInternal;
 }

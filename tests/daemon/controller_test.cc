@@ -329,10 +329,9 @@ TEST(Controller, VfExhaustionNamesThePfAndItsVfCount) {
   ASSERT_TRUE(f.call({{"op", "port.add"}, {"port", Fixture::port(1)}})["ok"]);
   auto r = f.call({{"op", "port.add"}, {"port", Fixture::port(2)}});
   ASSERT_FALSE(r["ok"]);
-  EXPECT_EQ(r["error"]["code"], "table-full");
-  EXPECT_NE(
-      r["error"]["message"].get<std::string>().find("no free VF on PF 0000:03:00.0: all 1 VFs"),
-      std::string::npos)
+  EXPECT_EQ(r["error"]["code"], "exhausted");
+  EXPECT_NE(r["error"]["message"].get<std::string>().find("no free VF on PF 0000:03:00.0: all 1 VFs"),
+            std::string::npos)
       << r.dump();
 }
 

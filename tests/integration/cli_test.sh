@@ -4,6 +4,7 @@
 set -uo pipefail
 ctl=$1
 root=$2
+simnic=${3:-}  # nicoffload-simnic, optional: its checks are skipped without it
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 pass=0 fail=0
@@ -72,6 +73,134 @@ expect_error "broken profile" 2 "x.json: model: required field is missing" -- "$
 
 # The shipped default config parses and plans.
 check "packaging/host.json plans" bash -c "'$ctl' plan --host '$root/packaging/host.json' --ports '$root/examples/ports-routed.json' --profile-dir '$profiles' | grep -q '^# rules: '"
+
+# --- issue 11: no input crashes the CLI; each error names the field ---
+routed_host=$root/examples/host-routed.json
+routed_ports=$root/examples/ports-routed.json
+# edit IN OUT PYTHON: OUT = IN as JSON, changed by the Python statement on `d`.
+edit() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); $3; json.dump(d, open(sys.argv[2],'w'))" "$1" "$2"; }
+
+# Nesting: 100 000 nested arrays/objects are refused with a clear error, not SIGSEGV.
+python3 -c "print('[' * 100000 + ']' * 100000)" > "$work/deep-arrays.json"
+python3 -c "print('{\"a\":' * 100000 + '1' + '}' * 100000)" > "$work/deep-objects.json"
+expect_error "100 000 nested arrays as ports" 2 "deep-arrays.json: JSON nested deeper than the limit of 64 levels" -- \
+  "$ctl" plan --host "$host" --ports "$work/deep-arrays.json" --profile-dir "$profiles"
+expect_error "100 000 nested objects as host" 2 "deep-objects.json: JSON nested deeper than the limit of 64 levels" -- \
+  "$ctl" plan --host "$work/deep-objects.json" --ports "$ports" --profile-dir "$profiles"
+expect_error "100 000 nested arrays as profile" 2 "nested deeper than the limit" -- \
+  "$ctl" profile-check "$work/deep-arrays.json"
+
+# Duplicate keys are refused, naming the key (they were accepted, last wins).
+sed 's/"name": "hv1",/"name": "hv1", "name": "hv2",/' "$host" > "$work/dupkey-host.json"
+expect_error "duplicate key in host.json" 2 'dupkey-host.json: name: key "name" appears twice' -- \
+  "$ctl" plan --host "$work/dupkey-host.json" --ports "$ports" --profile-dir "$profiles"
+sed '0,/"mac": "52:54:00:00:01:01",/s//"mac": "52:54:00:00:01:01", "mac": "52:54:00:00:09:09",/' "$ports" > "$work/dupkey-ports.json"
+expect_error "duplicate key in the ports file" 2 'dupkey-ports.json: ports[0].mac: key "mac" appears twice' -- \
+  "$ctl" plan --host "$host" --ports "$work/dupkey-ports.json" --profile-dir "$profiles"
+
+# Huge values are cut in the message, a NUL does not cut it short.
+python3 -c "
+import json, sys
+d = json.load(open(sys.argv[1])); d['ports'][0]['mac'] = 'x' * 50_000_000
+json.dump(d, open(sys.argv[2], 'w'))" "$ports" "$work/huge-mac.json"
+err=$("$ctl" plan --host "$host" --ports "$work/huge-mac.json" --profile-dir "$profiles" 2>&1 >/dev/null)
+check "a 50 MB value gives a short message" test "${#err}" -lt 5000
+check "the cut message still names the field" grep -qF "ports[0].mac: '" <<<"$err"
+edit "$ports" "$work/nul-mac.json" "d['ports'][0]['mac'] = '52:54\u0000:00:00:01:01'"
+expect_error "a NUL in a value is escaped, the message goes on" 2 '52:54\x00:00:00:01:01'"' is not a MAC address" -- \
+  "$ctl" plan --host "$host" --ports "$work/nul-mac.json" --profile-dir "$profiles"
+
+# Integers: out of range, not "a number with a fraction".
+sed '0,/"nic": 0,/s//"nic": 99999999999999999999,/' "$ports" > "$work/bignic.json"
+expect_error "nic beyond 64 bits" 2 "ports[0].nic: is out of range: must be an integer between 0 and 65535" -- \
+  "$ctl" plan --host "$host" --ports "$work/bignic.json" --profile-dir "$profiles"
+
+# vf_count 0 blames the host config, an unknown hw_profile names the field.
+edit "$host" "$work/host-novf.json" "d['uplink']['vf_count'] = 0"
+expect_error "vf_count 0 blames the host config" 2 "host-novf.json: uplink.vf_count:" -- \
+  "$ctl" plan --host "$work/host-novf.json" --ports "$ports" --profile-dir "$profiles"
+edit "$host" "$work/host-noprofile.json" "d['hw_profile'] = 'connectx-99'"
+expect_error "unknown hw_profile names the field" 2 "host-noprofile.json: hw_profile: no hardware profile 'connectx-99'" -- \
+  "$ctl" plan --host "$work/host-noprofile.json" --ports "$ports" --profile-dir "$profiles"
+
+# Underlay addresses are never VM or remote /32s; the error names both uses.
+edit "$routed_ports" "$work/port-is-nexthop.json" "d['ports'][0]['addresses'].append('192.0.2.254/32')"
+expect_error "port address is the next hop" 2 "ports[0].addresses[1]: 192.0.2.254 is the underlay next hop underlay.next_hops[0]" -- \
+  "$ctl" plan --host "$routed_host" --ports "$work/port-is-nexthop.json" --profile-dir "$profiles"
+edit "$ports" "$work/port-is-remote-vtep.json" "d['ports'][1]['addresses'].append('192.0.2.3/32')"
+expect_error "port address is a remote VTEP" 2 "ports[1].addresses[2]: 192.0.2.3 is the VTEP of remote 10.20.2.1 (remotes[2].vtep)" -- \
+  "$ctl" plan --host "$host" --ports "$work/port-is-remote-vtep.json" --profile-dir "$profiles"
+edit "$ports" "$work/remote-is-own-vtep.json" "d['remotes'][0]['address'] = '192.0.2.1/32'"
+expect_error "remote is the own VTEP" 2 "remotes[0].address: the remote address 192.0.2.1 is this host's VTEP address (underlay.vtep)" -- \
+  "$ctl" plan --host "$host" --ports "$work/remote-is-own-vtep.json" --profile-dir "$profiles"
+edit "$ports" "$work/remote-is-vtep.json" "d['remotes'][0]['address'] = '192.0.2.3/32'"
+expect_error "remote is another remote's VTEP" 2 "remotes[0].address: the remote address 192.0.2.3 is the VTEP of remote 10.20.2.1 (remotes[2].vtep)" -- \
+  "$ctl" plan --host "$host" --ports "$work/remote-is-vtep.json" --profile-dir "$profiles"
+edit "$routed_ports" "$work/remote-is-nexthop.json" "d['remotes'][0]['address'] = '192.0.2.254/32'"
+expect_error "remote is the next hop" 2 "remotes[0].address: the remote address 192.0.2.254 is the underlay next hop underlay.next_hops[0]" -- \
+  "$ctl" plan --host "$routed_host" --ports "$work/remote-is-nexthop.json" --profile-dir "$profiles"
+edit "$host" "$work/vtep-is-gateway.json" "d['underlay']['vtep'] = '169.254.1.1'"
+expect_error "host VTEP is the gateway" 2 "vtep-is-gateway.json: underlay.vtep: 169.254.1.1 is the gateway address (gateway.ipv4)" -- \
+  "$ctl" plan --host "$work/vtep-is-gateway.json" --ports "$ports" --profile-dir "$profiles"
+
+# plan --testpmd: hardware rules only as commands; sw rules commented with
+# their reason (an unresolved next hop rendered set_mac_dst 00:00:00:00:00:00).
+edit "$routed_ports" "$work/unresolved.json" "d['remotes'][1]['next_hop'] = '192.0.2.77'"
+"$ctl" plan --host "$routed_host" --ports "$work/unresolved.json" --profile-dir "$profiles" --testpmd > "$work/unresolved.txt"
+check "testpmd: no zero MAC outside a comment" bash -c "! grep -v '^#' '$work/unresolved.txt' | grep -q '00:00:00:00:00:00'"
+check "testpmd: the unresolved next hop's rule is commented with its reason" \
+  bash -c "grep -q '^# sw, not for the hardware: .*192.0.2.77' '$work/unresolved.txt' && grep -q '^# flow create .*set_mac_dst mac_addr 00:00:00:00:00:00' '$work/unresolved.txt'"
+check "testpmd: every other line is a command" bash -c "grep -v '^#' '$work/unresolved.txt' | grep -qv '^flow create\|^set vxlan' && exit 1 || true"
+check "testpmd: hardware rules are still commands" grep -q '^flow create' "$work/unresolved.txt"
+check "text plan comments sw rules too" bash -c "! '$ctl' plan --host '$routed_host' --ports '$work/unresolved.json' --profile-dir '$profiles' | grep -v '^#' | grep -q '00:00:00:00:00:00'"
+
+# plan --json streams the same document (100 remotes here; the benchmark is in the report).
+edit "$routed_ports" "$work/ports-100.json" "d['remotes'] = [{'address': '10.30.0.%d/32' % i} for i in range(1, 101)]"
+check "plan --json is one JSON document with every rule" bash -c "'$ctl' plan --host '$routed_host' --ports '$work/ports-100.json' --profile-dir '$profiles' --json | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+assert d[\"counts\"][\"rules\"] == len(d[\"rules\"]), d[\"counts\"]
+assert len([r for r in d[\"rules\"] if r[\"class\"] == \"routed-egress\"]) == 100
+assert set(d) == {\"counts\", \"profile\", \"rules\", \"software_path\", \"vdpa_devices\", \"vfs\"}, set(d)
+assert len(d[\"software_path\"][\"routes\"]) >= 100'"
+
+# Help: port add says what it needs; the long footer only at the top level.
+check "port add --help names the required options" bash -c "'$ctl' port add --help | grep -qF 'give --file, or --vm, --nic, --mac and --address'"
+expect_error "port add without a port" 2 "port add: give --file, or --vm, --nic, --mac and --address (missing: --vm, --nic, --mac, --address)" -- \
+  "$ctl" port add --socket "$work/none.sock"
+expect_error "port add with --file and --vm" 108 "excludes" -- "$ctl" port add --file "$ports" --vm x --socket "$work/none.sock"
+check "top-level --help has the footer" bash -c "'$ctl' --help | grep -q '^Exit status'"
+for cmd in plan "port add" "remote add" status explain; do
+  check "$cmd --help has no footer" bash -c "! '$ctl' $cmd --help | grep -q 'Exit status'"
+done
+
+# The command edge: a reply of an unexpected shape is an error line and exit 6, not an abort.
+python3 - "$work/fake.sock" <<'PY' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(8)
+for reply in [b'{"ok":true,"result":{"port":7,"removed":"yes"}}\n', b'{"ok":true,"result":{"status":[]}}\n']:
+    c, _ = s.accept(); c.recv(65536); c.sendall(reply); c.close()
+PY
+fake=$!
+for _ in $(seq 50); do [ -S "$work/fake.sock" ] && break; sleep 0.1; done
+expect_error "port del: unexpected reply shape" 6 "nicoffloadctl: error: internal: " -- \
+  "$ctl" port del --vm 6f1c2a9e-3b41-4f0a-9c5e-2d7b8a1e0001 --nic 0 --socket "$work/fake.sock"
+expect_error "port show: unexpected reply shape" 6 "nicoffloadctl: error: internal: " -- \
+  "$ctl" port show --vm 6f1c2a9e-3b41-4f0a-9c5e-2d7b8a1e0001 --nic 0 --socket "$work/fake.sock"
+kill "$fake" 2>/dev/null; wait "$fake" 2>/dev/null
+
+# nicoffload-simnic: --help exits 0; dump on a directory that is no device is an error.
+if [ -n "$simnic" ]; then
+  check "nicoffload-simnic --help exits 0" bash -c "'$simnic' --help | grep -q 'usage: nicoffload-simnic dump DEVICE_DIR'"
+  expect_error "nicoffload-simnic without arguments" 2 "usage:" -- "$simnic"
+  # A device directory as the simulated NIC leaves it: <sim_device_dir>/<PF>/rules.journal
+  # (an empty journal holds no rules).
+  mkdir -p "$work/simnic/0000:03:00.0" && : > "$work/simnic/0000:03:00.0/rules.journal"
+  check "dump of the device dir is a rule list" bash -c "'$simnic' dump '$work/simnic/0000:03:00.0' | python3 -c 'import json,sys; assert json.load(sys.stdin)[\"rules\"] == []'"
+  expect_error "dump of sim_device_dir names the device in it" 1 "holds no simulated NIC (no rules.journal); the device directories in it: $work/simnic/0000:03:00.0" -- \
+    "$simnic" dump "$work/simnic"
+  expect_error "dump of a missing dir" 1 "not a directory" -- "$simnic" dump "$work/nowhere"
+fi
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -255,8 +255,8 @@ const std::vector<BadInput>& badInputs() {
        "uplink.vfcount", "vfcount"},
       {"unknown port key", V, false, set("/ports/2/adresses", json::array()), Stage::kPorts,
        E::kUnknownField, "ports[2].adresses", "adresses"},
-      {"unknown remote key", V, false, set("/remotes/1/vnid", 100), Stage::kPorts,
-       E::kUnknownField, "remotes[1].vnid", "vnid"},
+      {"unknown remote key", V, false, set("/remotes/1/vnid", 100), Stage::kPorts, E::kUnknownField,
+       "remotes[1].vnid", "vnid"},
       {"unknown ports-file key", V, false, set("/remote", json::array()), Stage::kPorts,
        E::kUnknownField, "remote", "remote"},
       // Missing required fields
@@ -321,8 +321,8 @@ const std::vector<BadInput>& badInputs() {
        Stage::kHost, E::kDuplicate, "underlay.next_hops[1].ipv4", "192.0.2.254"},
       {"port without VNI and no default_vni", V, true, erase("/underlay/default_vni"),
        Stage::kValidate, E::kMissingField, "ports[0].vni", "default_vni"},
-      {"VNI on a routed host", R, false, set("/ports/1/vni", 100), Stage::kValidate,
-       E::kConflict, "ports[1].vni", "100"},
+      {"VNI on a routed host", R, false, set("/ports/1/vni", 100), Stage::kValidate, E::kConflict,
+       "ports[1].vni", "100"},
       {"vtep remote on a routed host", R, false, set("/remotes/0/vtep", "192.0.2.2"),
        Stage::kValidate, E::kConflict, "remotes[0].vtep", "192.0.2.2"},
       {"next_hop remote on a vxlan host", V, false, set("/remotes/0/next_hop", "192.0.2.254"),
@@ -338,8 +338,59 @@ const std::vector<BadInput>& badInputs() {
        Stage::kValidate, E::kConflict, "remotes[0].address", "169.254.1.1"},
       {"duplicate remotes", V, false, set("/remotes/2/address", "10.20.1.1/32"), Stage::kValidate,
        E::kDuplicate, "remotes[2].address", "10.20.1.1"},
-      {"routed remote without next hop and no default", R, true, erase("/underlay/default_next_hop"),
-       Stage::kValidate, E::kMissingField, "remotes[0].next_hop", "10.20.1.1"},
+      {"routed remote without next hop and no default", R, true,
+       erase("/underlay/default_next_hop"), Stage::kValidate, E::kMissingField,
+       "remotes[0].next_hop", "10.20.1.1"},
+      // Addresses the underlay uses are never a VM or remote /32 (issue 11):
+      // each error names the field and the other use of the address.
+      {"port address is a next hop", R, false, set("/ports/0/addresses/0", "192.0.2.254/32"),
+       Stage::kValidate, E::kConflict, "ports[0].addresses[0]",
+       "192.0.2.254 is the underlay next hop underlay.next_hops[0]"},
+      {"port address is the host VTEP", V, false, set("/ports/1/addresses/1", "192.0.2.1"),
+       Stage::kValidate, E::kConflict, "ports[1].addresses[1]", "(underlay.vtep)"},
+      {"port address is a remote VTEP", V, false, set("/ports/0/addresses/0", "192.0.2.2"),
+       Stage::kValidate, E::kConflict, "ports[0].addresses[0]",
+       "the VTEP of remote 10.20.1.1 (remotes[0].vtep)"},
+      {"port address is a remote's next hop", R, false, set("/ports/1/addresses/1", "192.0.2.253"),
+       Stage::kValidate, E::kConflict, "ports[1].addresses[1]", "(remotes[1].next_hop)"},
+      {"port address is the gateway names it", V, false, set("/ports/2/addresses/0", "169.254.1.1"),
+       Stage::kValidate, E::kConflict, "ports[2].addresses[0]", "gateway.ipv4"},
+      {"remote is the own VTEP", V, false, set("/remotes/2/address", "192.0.2.1/32"),
+       Stage::kValidate, E::kConflict, "remotes[2].address",
+       "this host's VTEP address (underlay.vtep)"},
+      {"remote is a later remote's VTEP", V, false, set("/remotes/0/address", "192.0.2.3/32"),
+       Stage::kValidate, E::kConflict, "remotes[0].address",
+       "the VTEP of remote 10.20.2.1 (remotes[2].vtep)"},
+      {"remote is a next hop", R, false, set("/remotes/0/address", "192.0.2.254"), Stage::kValidate,
+       E::kConflict, "remotes[0].address", "underlay.next_hops[0]"},
+      {"remote is another remote's next hop", R, false, set("/remotes/0/address", "192.0.2.253"),
+       Stage::kValidate, E::kConflict, "remotes[0].address", "(remotes[1].next_hop)"},
+      // The same conflicts seen from the other side: the VM's or the remote's
+      // /32 is named, with the VTEP that uses it.
+      {"remote VTEP is a VM address", V, false, set("/remotes/2/vtep", "10.10.2.1"),
+       Stage::kValidate, E::kConflict, "ports[2].addresses[0]",
+       "the VTEP of remote 10.20.2.1 (remotes[2].vtep)"},
+      {"remote VTEP is another remote", V, false, set("/remotes/0/vtep", "10.20.2.1"),
+       Stage::kValidate, E::kConflict, "remotes[2].address",
+       "the VTEP of remote 10.20.1.1 (remotes[0].vtep)"},
+      {"remote next hop is the gateway", R, false, set("/remotes/1/next_hop", "169.254.1.1"),
+       Stage::kValidate, E::kConflict, "remotes[1].next_hop", "gateway"},
+      {"host VTEP is the gateway", V, true, set("/underlay/vtep", "169.254.1.1"), Stage::kHost,
+       E::kConflict, "underlay.vtep", "gateway address (gateway.ipv4)"},
+      {"next hop is the gateway", R, true, set("/underlay/next_hops/0/ipv4", "169.254.1.1"),
+       Stage::kHost, E::kConflict, "underlay.next_hops[0].ipv4", "gateway"},
+      {"next hop is the host VTEP", V, true, set("/underlay/next_hops/0/ipv4", "192.0.2.1"),
+       Stage::kHost, E::kConflict, "underlay.next_hops[0].ipv4", "underlay.vtep"},
+      {"vf_count 0 blames the host config", V, true, set("/uplink/vf_count", 0), Stage::kValidate,
+       E::kInvalidValue, "uplink.vf_count", "(ports[0]) needs one"},
+      // Integers beyond 64 bits (nlohmann reads them as doubles) are out of
+      // range, not "a number with a fraction".
+      {"nic beyond 64 bits", V, false, set("/ports/0/nic", 1e20), Stage::kPorts, E::kInvalidValue,
+       "ports[0].nic", "out of range: must be an integer between 0 and 65535"},
+      {"vf_count beyond 64 bits", V, true, set("/uplink/vf_count", -1e20), Stage::kHost,
+       E::kInvalidValue, "uplink.vf_count", "out of range"},
+      {"nic with an exponent", V, false, set("/ports/0/nic", 1e3), Stage::kPorts, E::kWrongType,
+       "ports[0].nic", "no fraction or exponent"},
   };
   return kCases;
 }
@@ -355,6 +406,11 @@ TEST(ParseIntent, BadInputsNameTheField) {
     if (out.stage == Stage::kNone) continue;
     EXPECT_EQ(out.error.code, c.code) << errorInfo(out.error.code).name << ": " << out.error.describe();
     EXPECT_EQ(out.error.field, c.field) << out.error.describe();
+    // The raw-text entry points (fuzzing, admission) give the same error.
+    const auto text = model::checkAdmissionText(host.dump(), ports.dump());
+    ASSERT_FALSE(text.ok());
+    EXPECT_EQ(text.error().code, out.error.code) << text.error().describe();
+    EXPECT_EQ(text.error().field, out.error.field) << text.error().describe();
     const std::string haystack = out.error.value + " | " + out.error.message;
     EXPECT_NE(haystack.find(c.needle), std::string::npos)
         << "'" << c.needle << "' not in value '" << out.error.value << "' nor message '"
@@ -487,6 +543,112 @@ TEST_F(ValidatePortAgainst, HostLevelChecksApply) {
   EXPECT_EQ(s.error().field, "port.vni");
 }
 
+// The daemon admits one port or remote at a time through IntentIndex: the
+// underlay addresses are refused there too, naming "port." / "remote." fields.
+TEST_F(ValidatePortAgainst, UnderlayAddressesAreRefusedOnePortAtATime) {
+  const struct {
+    const char* address;
+    const char* needle;
+  } kCases[] = {
+      {"192.0.2.254", "the underlay next hop underlay.next_hops[0]"},
+      {"192.0.2.1", "this host's VTEP address (underlay.vtep)"},
+      {"192.0.2.3", "the VTEP of remote 10.20.2.1 (remotes[2].vtep)"},
+      {"169.254.1.1", "the gateway address (gateway.ipv4)"},
+  };
+  const model::IntentIndex index(intent);
+  for (const auto& c : kCases) {
+    SCOPED_TRACE(c.address);
+    model::Port p = newPort();
+    p.addresses.push_back(test::ip(c.address));
+    const auto s = index.checkPort(p);
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.error().code, ErrorCode::kConflict);
+    EXPECT_EQ(s.error().field, "port.addresses[1]");
+    EXPECT_NE(s.error().message.find(c.needle), std::string::npos) << s.error().message;
+  }
+}
+
+TEST_F(ValidatePortAgainst, UnderlayAddressesAreRefusedOneRemoteAtATime) {
+  const model::IntentIndex index(intent);
+  auto remote = [](const char* address, const char* vtep) {
+    model::RemoteEndpoint r;
+    r.address = test::ip(address);
+    r.vtep = test::ip(vtep);
+    r.vni = 100;
+    return r;
+  };
+  const struct {
+    model::RemoteEndpoint remote;
+    const char* field;
+    const char* needle;
+  } kCases[] = {
+      {remote("192.0.2.1", "192.0.2.2"), "remote.address", "this host's VTEP"},
+      {remote("192.0.2.3", "192.0.2.2"), "remote.address",
+       "the VTEP of remote 10.20.2.1 (remotes[2].vtep)"},
+      {remote("192.0.2.254", "192.0.2.2"), "remote.address", "underlay.next_hops[0]"},
+      {remote("10.20.9.9", "10.10.1.2"), "remote.vtep", "local VM address"},
+      {remote("10.20.9.9", "10.20.1.2"), "remote.vtep", "another remote"},
+      {remote("10.20.9.9", "169.254.1.1"), "remote.vtep", "gateway"},
+  };
+  for (const auto& c : kCases) {
+    SCOPED_TRACE(c.remote.address.str());
+    const auto s = index.checkRemote(c.remote);
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.error().code, ErrorCode::kConflict);
+    EXPECT_EQ(s.error().field, c.field);
+    EXPECT_NE(s.error().message.find(c.needle), std::string::npos) << s.error().message;
+  }
+  EXPECT_TRUE(index.checkRemote(remote("10.20.9.9", "192.0.2.4")).ok());
+  // Replacing a remote with itself is no conflict with its own VTEP.
+  EXPECT_TRUE(index.checkRemote(intent.remotes[2]).ok());
+}
+
+// The raw-text entry points never throw, whatever the bytes.
+TEST(ParseText, EntryPointsTurnAnyBytesIntoErrors) {
+  const std::string host = exampleHost(Example::kVxlan).dump();
+  const std::string ports = examplePorts(Example::kVxlan).dump();
+  ASSERT_TRUE(model::parseHostConfigText(host).ok());
+  Intent intent;
+  ASSERT_TRUE(model::parsePortsFileText(ports, intent).ok());
+  EXPECT_EQ(intent.ports.size(), 4u);
+  ASSERT_TRUE(model::checkAdmissionText(host, ports).ok());
+  const std::string profile = test::readJson("hw-profiles/sim.json").dump();
+  ASSERT_TRUE(model::parseHwProfileText(profile, "sim").ok());
+
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  const std::string inputs[] = {"",
+                                "\xff",
+                                "{\"name\": \"\xed\xa0\x80\"}",
+                                deep,
+                                "[1, 2]",
+                                "null",
+                                R"({"name": 1, "name": 2})",
+                                R"({"ports": [{"nic": 99999999999999999999}]})"};
+  for (const auto& in : inputs) {
+    SCOPED_TRACE(in.substr(0, 40));
+    EXPECT_FALSE(model::parseHostConfigText(in).ok());
+    Intent scratch;
+    EXPECT_FALSE(model::parsePortsFileText(in, scratch).ok());
+    EXPECT_FALSE(model::parseHwProfileText(in, "x").ok());
+    EXPECT_FALSE(model::checkAdmissionText(in, ports).ok());
+    EXPECT_FALSE(model::checkAdmissionText(host, in).ok());
+  }
+  Intent scratch;
+  const auto big =
+      model::parsePortsFileText(R"({"ports": [{"nic": 99999999999999999999}]})", scratch);
+  ASSERT_FALSE(big.ok());
+  EXPECT_EQ(big.error().field, "ports[0].vm");  // vm comes first; nic is checked below
+  const auto nic = model::parsePortsFileText(
+      R"({"ports": [{"vm": "6f1c2a9e-3b41-4f0a-9c5e-2d7b8a1e0001", "nic": 99999999999999999999}]})",
+      scratch);
+  ASSERT_FALSE(nic.ok());
+  EXPECT_EQ(nic.error().code, ErrorCode::kInvalidValue);
+  EXPECT_EQ(nic.error().field, "ports[0].nic");
+  EXPECT_NE(nic.error().message.find("out of range: must be an integer between 0 and 65535"),
+            std::string::npos)
+      << nic.error().describe();
+}
+
 TEST(ParseIntent, ResolveProfilePath) {
   const auto named = model::resolveProfilePath("connectx-5", "/usr/share/p");
   ASSERT_TRUE(named.ok());
@@ -511,6 +673,16 @@ TEST(ErrorCatalogue, EveryCodeHasAnEntry) {
   }
   EXPECT_EQ(errorInfo(ErrorCode::kDuplicate).name, "duplicate");
   EXPECT_EQ(errorInfo(ErrorCode::kTableFull).name, "table-full");
+  // "no free VF" has its own entry, not "Hardware table full" (issue 11).
+  EXPECT_EQ(errorInfo(ErrorCode::kExhausted).name, "exhausted");
+  EXPECT_EQ(errorInfo(ErrorCode::kExhausted).title, "Resource exhausted");
+  EXPECT_EQ(errorInfo(ErrorCode::kTableFull).description.find("VF"), std::string_view::npos);
+  // Every name maps back to its code: the daemon and its clients exchange names.
+  for (std::size_t c = 0; c < kErrorCodeCount; ++c) {
+    const auto code = static_cast<ErrorCode>(c);
+    EXPECT_FALSE(errorInfo(code).title.empty()) << c;
+    EXPECT_EQ(errorCodeFromName(errorInfo(code).name), code) << errorInfo(code).name;
+  }
   EXPECT_EQ(makeError(ErrorCode::kInvalidValue, "ports[1].mac", "x", "bad").describe(),
             "ports[1].mac: bad");
   EXPECT_EQ(makeError(ErrorCode::kInvalidValue, "", "x", "bad").describe(), "bad");

@@ -1,12 +1,14 @@
 // Rendering: testpmd `flow create` lines (exact strings, one rule of each
 // class), the JSON form of a rule, and the software-path description.
-#include <algorithm>
-#include <functional>
+#include "nicoffload/flowrules/render.h"
 
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
-#include "nicoffload/flowrules/render.h"
+#include <algorithm>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
 #include "test_support.h"
 
 namespace nicoffload {
@@ -229,6 +231,54 @@ TEST(RenderJson, DesiredStateCounts) {
   EXPECT_EQ(j["vfs"].size(), 2u);
   EXPECT_EQ(j["vdpa_devices"].size(), 2u);
   EXPECT_EQ(j["vdpa_devices"][0]["kind"], "sim");
+}
+
+// writeJson streams the very document toJson builds (issue 11: one document
+// of 100 k remotes took 1.3 GB).
+TEST(RenderJson, StreamedPlanEqualsTheDocument) {
+  for (auto e : {test::Example::kRouted, test::Example::kVxlan}) {
+    SCOPED_TRACE(test::toString(e));
+    const model::HwProfile sim = test::loadProfile("sim");
+    const Intent intent = test::exampleIntent(e);
+    const DesiredState st = test::planOrThrow(intent, sim);
+    const auto ports = PortNumbering::fromHost(intent.host);
+    std::ostringstream out;
+    flowrules::writeJson(out, st, sim, ports);
+    const auto streamed = nlohmann::json::parse(out.str());
+    EXPECT_EQ(streamed, flowrules::toJson(st, sim, ports));
+  }
+  std::ostringstream empty;
+  flowrules::writeJson(empty, DesiredState{}, test::loadProfile("sim"), PortNumbering{});
+  EXPECT_EQ(nlohmann::json::parse(empty.str())["rules"], nlohmann::json::array());
+  EXPECT_EQ(nlohmann::json::parse(empty.str())["software_path"]["routes"], nlohmann::json::array());
+}
+
+// For pasting into testpmd: a sw rule (here the routed example's remote
+// whose next hop has no MAC: set_mac_dst 00:00:00:00:00:00) comes out
+// commented, after its reason; hw rules as they are.
+TEST(RenderTestpmdForPaste, SwRulesAreCommentedWithTheirReason) {
+  const model::HwProfile sim = test::loadProfile("sim");
+  const Intent intent = test::exampleIntent(test::Example::kRouted);
+  const DesiredState st = test::planOrThrow(intent, sim);
+  const auto ports = PortNumbering::fromHost(intent.host);
+  std::size_t sw = 0;
+  for (const auto& rule : st.rules) {
+    const Lines lines = flowrules::renderTestpmdForPaste(rule, ports, sim);
+    const Lines plain = flowrules::renderTestpmd(rule, ports);
+    if (rule.placement == flowrules::Placement::kHw) {
+      EXPECT_EQ(lines, plain);
+      continue;
+    }
+    ++sw;
+    ASSERT_EQ(lines.size(), plain.size() + 1);
+    EXPECT_EQ(lines[0],
+              "# sw, not for the hardware: " + flowrules::describeReason(rule.reason, sim));
+    EXPECT_NE(lines[0].find("192.0.2.253"), std::string::npos) << lines[0];
+    for (std::size_t i = 0; i < plain.size(); ++i) EXPECT_EQ(lines[i + 1], "# " + plain[i]);
+    EXPECT_NE(lines.back().find("set_mac_dst mac_addr 00:00:00:00:00:00"), std::string::npos)
+        << lines.back();
+  }
+  EXPECT_EQ(sw, 1u);
 }
 
 TEST(DescribeSoftwarePath, ReadableLines) {

@@ -195,7 +195,7 @@ TEST(SimEndToEnd, VfExhaustion) {
   }
   auto r = pool.sync(ports);
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.error().code, ErrorCode::kTableFull);
+  EXPECT_EQ(r.error().code, ErrorCode::kExhausted);
   EXPECT_THAT(r.error().message,
               HasSubstr("no free VF on PF 0000:03:00.0: all 2 VFs are assigned"));
 }

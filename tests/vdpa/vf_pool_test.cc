@@ -51,7 +51,7 @@ TEST(VfPool, ExhaustionNamesThePfAndTheCount) {
   for (int i = 0; i < 8; ++i) ASSERT_TRUE(pool.assign(key(i), std::nullopt).ok());
   auto r = pool.assign(key(99), std::nullopt);
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.error().code, ErrorCode::kTableFull);
+  EXPECT_EQ(r.error().code, ErrorCode::kExhausted);
   EXPECT_THAT(r.error().message,
               HasSubstr("no free VF on PF 0000:03:00.0: all 8 VFs are assigned"));
   EXPECT_EQ(r.error().field, key(99).str() + ".vf");
@@ -98,7 +98,7 @@ TEST(VfPool, SyncIsAllOrNothing) {
   ASSERT_TRUE(pool.assign(key(1), std::nullopt).ok());
   auto r = pool.sync({port(1), port(2), port(3)});
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.error().code, ErrorCode::kTableFull);
+  EXPECT_EQ(r.error().code, ErrorCode::kExhausted);
   EXPECT_THAT(r.error().message, HasSubstr("all 2 VFs are assigned"));
   EXPECT_THAT(pool.assignments(), ElementsAre(Pair(0, key(1))));
 }

@@ -38,7 +38,7 @@ Result<std::uint16_t> VfPool::assign(const model::PortKey& port,
     ++vf;
   }
   if (vf >= vf_count_)
-    return makeError(ErrorCode::kTableFull, port.str() + ".vf", "",
+    return makeError(ErrorCode::kExhausted, port.str() + ".vf", "",
                      "no free VF on PF " + pf_pci_ + ": all " + std::to_string(vf_count_) +
                          " VFs are assigned (remove a port or raise uplink.vf_count)");
   by_vf_[vf] = port;

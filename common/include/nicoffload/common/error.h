@@ -18,21 +18,24 @@
 namespace nicoffload {
 
 enum class ErrorCode : unsigned char {
-  kInvalidValue,   // a value that does not parse or is out of range
-  kMissingField,   // a required field is absent
-  kUnknownField,   // a key the schema does not know (typo protection)
-  kWrongType,      // e.g. a string where a number is expected
-  kDuplicate,      // the same IP/MAC/VF/key used twice
-  kConflict,       // two valid values that cannot hold together
-  kUnsupported,    // the hardware profile or device cannot do it
-  kTableFull,      // a hardware table has no room left (flow rules; a PF's VFs)
-  kBusy,           // the resource is in use, try later
-  kNotFound,       // the object does not exist
-  kIo,             // reading or writing a file failed
-  kInternal,       // an invariant broke: a bug in nicoffload
+  kInvalidValue,      // a value that does not parse or is out of range
+  kMissingField,      // a required field is absent
+  kUnknownField,      // a key the schema does not know (typo protection)
+  kWrongType,         // e.g. a string where a number is expected
+  kDuplicate,         // the same IP/MAC/VF/key used twice
+  kConflict,          // two valid values that cannot hold together
+  kUnsupported,       // the hardware profile or device cannot do it
+  kTableFull,         // a hardware table has no room left (flow rules)
+  kBusy,              // the resource is in use, try later
+  kNotFound,          // the object does not exist
+  kIo,                // reading or writing a file failed
+  kInternal,          // an invariant broke: a bug in nicoffload
   kPermissionDenied,  // the caller may not do this (control socket peer check)
+  kExhausted,         // a pool has nothing left to hand out: no free VF on the PF
 };
-inline constexpr std::size_t kErrorCodeCount = 13;
+// Codes are appended, never renumbered: counters are indexed by code, and
+// the daemon and its clients exchange the catalogue names.
+inline constexpr std::size_t kErrorCodeCount = 14;
 
 // One entry of the error catalogue (FRR zebra_errors.c style).
 struct ErrorInfo {

@@ -32,7 +32,9 @@
 namespace nicoffload::flowrules {
 
 inline constexpr std::size_t kPlacementReasonCount = 8;  // PlacementReason::Code values
-inline constexpr std::size_t kErrorCodeCount = 12;       // ErrorCode values
+// ErrorCode values: the catalogue's count, so a new code can never index past
+// refused_by_code (it was a copy, 12, while ErrorCode had 13).
+inline constexpr std::size_t kErrorCodeCount = nicoffload::kErrorCodeCount;
 
 // `follower` may sit in hardware only while `leader` does, or, when
 // `leader_class` is set, only while every rule of that class does. A

@@ -5,12 +5,13 @@
 // silently. Schemas: README.md (host, ports) and hw-profiles/README.md.
 #pragma once
 
+#include <cstdint>
 #include <map>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "nicoffload/common/error.h"
 #include "nicoffload/model/hw_profile.h"
@@ -37,9 +38,51 @@ Status parsePortsFile(const nlohmann::json& doc, Intent& intent);
 // document's "name" must match it.
 Result<HwProfile> parseHwProfile(const nlohmann::json& doc, const std::string& name);
 
+// What the underlay uses an address for, to name it in errors: an address
+// the underlay uses must never be a VM or remote /32 (a /32 towards a VF or a
+// remote would take the underlay's own traffic).
+struct UnderlayUse {
+  enum class Kind : std::uint8_t {
+    kGateway,         // gateway.ipv4
+    kHostVtep,        // underlay.vtep
+    kNextHop,         // underlay.next_hops[index].ipv4
+    kDefaultNextHop,  // underlay.default_next_hop
+    kRemoteVtep,      // remotes[index].vtep
+    kRemoteNextHop,   // remotes[index].next_hop
+  };
+  Kind kind = Kind::kGateway;
+  std::uint32_t index = 0;  // into next_hops or remotes
+  Ipv4Addr remote;          // the remote's /32, for kRemoteVtep and kRemoteNextHop
+
+  // "the underlay next hop underlay.next_hops[0]", "the VTEP of remote
+  // 10.20.1.1 (remotes[2].vtep)".
+  std::string describe() const;
+};
+
+// The addresses the underlay uses, each with its first use.
+class UnderlayAddresses {
+ public:
+  // Gateway, host VTEP, next hops and the default next hop.
+  explicit UnderlayAddresses(const HostConfig& host);
+  // The remote's VTEP and next hop (when it names them); `index` is its
+  // position in the remotes list.
+  void addRemote(const RemoteEndpoint& remote, std::size_t index);
+  // The first use of `address`, or nullptr when the underlay does not use it.
+  const UnderlayUse* find(Ipv4Addr address) const {
+    auto it = uses_.find(address);
+    return it == uses_.end() ? nullptr : &it->second;
+  }
+
+ private:
+  std::unordered_map<Ipv4Addr, UnderlayUse> uses_;
+};
+
 // Cross-object checks of a whole intent: duplicate IP/MAC/VF/port key across
 // ports, VF beyond vf_count, VNI needed in VXLAN mode, remote addresses that
-// collide with local ones, remotes without next hop / VTEP.
+// collide with local ones, remotes without next hop / VTEP, and addresses
+// the underlay uses (gateway, VTEPs, next hops) given as a VM or remote /32,
+// or a remote's VTEP / next hop that is a VM or remote /32 (kConflict, the
+// error names both uses).
 Status validateIntent(const Intent& intent);
 
 // Checks one port against the rest of the intent as if it were added (or
@@ -56,6 +99,15 @@ class IntentIndex {
 
   // The same checks and errors as validatePortAgainst(intent, port).
   Status checkPort(const Port& port) const;
+  // Checks a remote (added, or replacing the one with its address) against
+  // the rest: its address against the underlay's addresses (of the host and
+  // of the other remotes), its VTEP / next hop against the VM and remote
+  // /32s. Fields are named "remote.<key>". kConflict.
+  Status checkRemote(const RemoteEndpoint& remote) const;
+  // Records a remote whose address the index does not hold yet (call after
+  // checkRemote). A remote that replaces another is recorded by rebuilding
+  // the index: the replaced one's VTEP and next hop would stay counted.
+  void addRemote(const RemoteEndpoint& remote);
   // Records `port` (replacing the version with the same key). Call after checkPort.
   void upsertPort(const Port& port);
   void removePort(const PortKey& key);
@@ -68,12 +120,27 @@ class IntentIndex {
   std::unordered_map<std::uint16_t, PortKey> by_vf_;
   std::unordered_map<std::string, PortKey> by_rep_;
   std::unordered_set<Ipv4Addr> remotes_;
+  UnderlayAddresses underlay_;
 };
 
 // The JSON forms parsePort / parseRemote read (for the state file and the
 // control API): toJson then parse gives the same object back.
 nlohmann::json toJson(const Port& port);
 nlohmann::json toJson(const RemoteEndpoint& remote);
+
+// Entry points on raw text, for untrusted input and fuzzing: never throw,
+// whatever the bytes (invalid UTF-8, nesting, duplicate keys, huge numbers
+// are refused as errors by parseJsonInput). Errors as the document versions
+// above, field names without a file prefix.
+Result<HostConfig> parseHostConfigText(std::string_view text);
+// Fills ports and remotes of `intent`, as parsePortsFile.
+Status parsePortsFileText(std::string_view text, Intent& intent);
+Result<HwProfile> parseHwProfileText(std::string_view text, const std::string& name);
+// A whole admission batch, as the daemon admits it: the host config and a
+// ports file parsed, validateIntent on the whole, and each port and remote
+// through IntentIndex one by one (the daemon's incremental admission path).
+// Returns the first error.
+Status checkAdmissionText(std::string_view host_text, std::string_view ports_text);
 
 // File helpers: read and parse a JSON file; errors name the path and, for
 // syntax errors, the byte offset.

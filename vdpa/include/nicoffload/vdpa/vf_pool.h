@@ -8,9 +8,8 @@
 //  - an assignment never moves on its own: a VF held by a running VM is
 //    never taken from it to satisfy another port.
 //
-// Exhaustion is kTableFull (the VF table of the PF is full, like a full
-// hardware table: nothing frees itself, an operator must remove a port or
-// raise uplink.vf_count), not kBusy (which says "retry later"). The message
+// Exhaustion is kExhausted (nothing frees itself, an operator must remove a
+// port or raise uplink.vf_count), not kBusy (which says "retry later"). The message
 // names the PF and its VF count: "no free VF on PF 0000:03:00.0: all 8 VFs
 // are assigned".
 #pragma once
@@ -47,7 +46,7 @@ class VfPool {
   // holds, else the lowest free one. Asking again returns the same VF.
   // A port that holds a VF and names another moves to it.
   // Errors: kInvalidValue (wanted >= vf_count), kDuplicate (wanted is held by
-  // another port), kTableFull (no free VF).
+  // another port), kExhausted (no free VF).
   Result<std::uint16_t> assign(const model::PortKey& port, std::optional<std::uint16_t> wanted);
 
   // Frees the port's VF and returns it; nullopt when the port held none
