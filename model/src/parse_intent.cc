@@ -852,6 +852,22 @@ Result<std::string> resolveProfilePath(const std::string& setting, const std::st
   return profile_dir + "/" + setting + ".json";
 }
 
+Result<HwProfile> loadHostProfile(const std::string& setting, const std::string& host_file,
+                                  const std::string& profile_dir) {
+  auto path = resolveProfilePath(setting, profile_dir);
+  if (!path) {
+    Error e = path.error();
+    e.field = host_file + ": " + e.field;
+    return e;
+  }
+  auto profile = loadHwProfile(*path);
+  if (!profile && profile.error().code == ErrorCode::kIo)
+    return makeError(ErrorCode::kNotFound, host_file + ": hw_profile", setting,
+                     "no hardware profile '" + setting + "': " + profile.error().describe() +
+                         " (named profiles are read from " + profile_dir + "; see --profile-dir)");
+  return profile;
+}
+
 }  // namespace nicoffload::model
 
 namespace nicoffload::model {

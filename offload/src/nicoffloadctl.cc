@@ -106,28 +106,10 @@ std::optional<Planned> loadAndPlan(const PlanInputs& in, int& rc) {
     return rc = fail(e), std::nullopt;
   }
 
-  std::string profile_path = in.profile_file;
   const std::string profile_dir = in.profile_dir.empty() ? defaultProfileDir() : in.profile_dir;
-  if (profile_path.empty()) {
-    auto resolved = model::resolveProfilePath(p.intent.host.hw_profile, profile_dir);
-    if (!resolved) {
-      Error e = resolved.error();
-      e.field = in.host_file + ": " + e.field;
-      return rc = fail(e), std::nullopt;
-    }
-    profile_path = *resolved;
-  }
-  auto profile = model::loadHwProfile(profile_path);
-  if (!profile && profile.error().code == ErrorCode::kIo && in.profile_file.empty()) {
-    // The host config named a profile that is not there: blame its field,
-    // not only the path it resolved to.
-    return rc = fail(makeError(
-               ErrorCode::kNotFound, in.host_file + ": hw_profile", p.intent.host.hw_profile,
-               "no hardware profile '" + p.intent.host.hw_profile +
-                   "': " + profile.error().describe() + " (named profiles are read from " +
-                   profile_dir + "; see --profile-dir)")),
-           std::nullopt;
-  }
+  auto profile = in.profile_file.empty()
+                     ? model::loadHostProfile(p.intent.host.hw_profile, in.host_file, profile_dir)
+                     : model::loadHwProfile(in.profile_file);
   if (!profile) return rc = fail(profile.error()), std::nullopt;
   p.profile = std::move(profile).value();
 

@@ -84,10 +84,8 @@ int run(int argc, char** argv) {
 
   auto host = model::loadHostConfig(config);
   if (!host) return fatal(host.error());
-  auto profile_path = model::resolveProfilePath(
-      host->hw_profile, profile_dir.empty() ? defaultProfileDir() : profile_dir);
-  if (!profile_path) return fatal(profile_path.error());
-  auto profile = model::loadHwProfile(*profile_path);
+  auto profile = model::loadHostProfile(host->hw_profile, config,
+                                       profile_dir.empty() ? defaultProfileDir() : profile_dir);
   if (!profile) return fatal(profile.error());
   spdlog::info("host {}: profile {} ({}), underlay {}, flow backend {}, software path {}",
                host->name, profile->name, profile->model, model::toString(host->underlay),
@@ -98,7 +96,7 @@ int run(int argc, char** argv) {
     auto state = store.load();
     if (!state) return fatal(state.error());
     std::printf("config %s ok; profile %s; state %s: %zu ports, %zu remotes\n", config.c_str(),
-                profile_path->c_str(), store.path().c_str(), state->ports.size(),
+                profile->name.c_str(), store.path().c_str(), state->ports.size(),
                 state->remotes.size());
     return 0;
   }

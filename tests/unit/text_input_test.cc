@@ -7,6 +7,7 @@
 #include "nicoffload/common/error.h"
 #include "nicoffload/common/text.h"
 #include "nicoffload/model/json_input.h"
+#include "nicoffload/model/parse.h"
 
 namespace nicoffload {
 namespace {
@@ -89,3 +90,21 @@ TEST(JsonInput, InvalidUtf8IsNotJson) {
 
 }  // namespace
 }  // namespace nicoffload
+
+namespace nicoffload::model {
+namespace {
+
+TEST(LoadHostProfile, AMissingProfileIsBlamedOnTheHostField) {
+  auto r = loadHostProfile("no-such-nic", "/etc/nicoffload/host.json", NICOFFLOAD_SOURCE_DIR "/hw-profiles");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(r.error().field, "/etc/nicoffload/host.json: hw_profile");
+  EXPECT_EQ(r.error().value, "no-such-nic");
+  auto bad = loadHostProfile("bad name!", "h.json", "/tmp");  // neither a name nor a path
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().field, "h.json: hw_profile");
+  EXPECT_TRUE(loadHostProfile("sim", "h.json", NICOFFLOAD_SOURCE_DIR "/hw-profiles").ok());
+}
+
+}  // namespace
+}  // namespace nicoffload::model

@@ -153,4 +153,12 @@ Result<HwProfile> loadHwProfile(const std::string& path);
 // <profile_dir>/<name>.json. "auto" needs the NIC backend and is refused here.
 Result<std::string> resolveProfilePath(const std::string& setting, const std::string& profile_dir);
 
+// The host config's hardware profile: `setting` (its hw_profile) resolved in
+// profile_dir and loaded. A setting that names no usable profile is blamed
+// on "<host_file>: hw_profile" (kNotFound when the file is missing), not
+// only on the path it resolved to; errors inside the profile name the
+// profile file.
+Result<HwProfile> loadHostProfile(const std::string& setting, const std::string& host_file,
+                                  const std::string& profile_dir);
+
 }  // namespace nicoffload::model
