@@ -1,6 +1,6 @@
 // A whole admission batch: each input line is one request (as the socket
-// delivers them), all answered by one Controller::handle() call on a fresh
-// daemon over simulated backends; every reply is then serialised as the
+// delivers them), all answered by one Controller::handle() call on a
+// daemon over simulated backends (daemon_fixture.h); every reply is then serialised as the
 // server does before it writes it.
 #include <vector>
 
@@ -24,8 +24,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     batch.push_back({batch.size() + 1, std::move(body).value(), 0});
   }
   if (batch.empty()) return 0;
-  auto daemon = fuzz::startSimDaemon();
-  for (const auto& reply : daemon.controller->handle(batch)) (void)reply.dump();
-  daemon.controller->tick();
+  auto& daemon = fuzz::daemonForNextInput();
+  for (const auto& reply : daemon.handle(batch)) (void)reply.dump();
+  daemon.tick();
   return 0;
 }

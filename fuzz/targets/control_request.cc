@@ -48,7 +48,7 @@ void drain(int fd) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   auto& srv = server();
-  auto daemon = fuzz::startSimDaemon();
+  auto& daemon = fuzz::daemonForNextInput();
   const int fd = connectClient(srv.path());
   std::size_t sent = 0;
   bool half_closed = false;
@@ -65,7 +65,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     // Entry: the server's line handling (Server::readFrom / sendNow).
     const auto requests = srv.poll(0);
     if (!requests.empty()) {
-      const auto replies = daemon.controller->handle(requests);
+      const auto replies = daemon.handle(requests);
       for (std::size_t i = 0; i < requests.size(); ++i) srv.reply(requests[i].connection, replies[i]);
     }
     drain(fd);

@@ -17,10 +17,11 @@ inline std::string_view asText(const std::uint8_t* data, std::size_t size) {
   return {reinterpret_cast<const char*>(data), size};
 }
 
-// A directory under /tmp for this process, removed when it exits.
+// A directory under /dev/shm (or /tmp) for this process, removed when it exits.
 inline const std::string& scratchDir() {
   static const std::string dir = [] {
-    std::string tmpl = "/tmp/nfo-fuzz-XXXXXX";
+    // tmpfs when there is one: the daemon targets fsync their state per input.
+    std::string tmpl = std::filesystem::is_directory("/dev/shm") ? "/dev/shm/nfo-fuzz-XXXXXX" : "/tmp/nfo-fuzz-XXXXXX";
     std::string d = ::mkdtemp(tmpl.data());
     static std::string keep = d;
     std::atexit([] {
