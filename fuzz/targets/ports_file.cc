@@ -1,6 +1,8 @@
 // The ports file ({"ports": [...], "remotes": [...]}), checked as a whole
 // intent against the example host config, as `nicoffloadctl plan` does.
 #include "fuzz_support.h"
+#include <nlohmann/json.hpp>
+
 #include "nicoffload/model/parse.h"
 
 using namespace nicoffload;
