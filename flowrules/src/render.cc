@@ -212,19 +212,10 @@ void visitSoftwarePathJson(const SoftwarePathState& sw, Section&& section, Eleme
   }
 }
 
-const char* const kReasonJsonNames[] = {"none",
-                                        "item-unsupported",
-                                        "action-unsupported",
-                                        "udp-port-unsupported",
-                                        "next-hop-unresolved",
-                                        "table-full",
-                                        "follows",
-                                        "device-refused"};
-
 json countsJson(const DesiredState& state) {
   json by_reason = json::object();
   for (std::size_t i = 1; i < state.counts.sw_by_reason.size(); ++i)
-    if (state.counts.sw_by_reason[i]) by_reason[kReasonJsonNames[i]] = state.counts.sw_by_reason[i];
+    if (state.counts.sw_by_reason[i]) by_reason[reasonCodeName(i)] = state.counts.sw_by_reason[i];
   return {{"rules", state.counts.total()},
           {"hw", state.counts.hw},
           {"sw", state.counts.sw},

@@ -7,45 +7,70 @@
 namespace nicoffload::flowrules {
 
 ItemType itemType(const FlowItem& item) {
-  static constexpr ItemType kTypes[] = {ItemType::kRepresentedPort, ItemType::kEth,
-                                        ItemType::kIpv4, ItemType::kUdp, ItemType::kVxlan};
+  static constexpr ItemType kTypes[] = {ItemType::kRepresentedPort, ItemType::kEth, ItemType::kIpv4,
+                                        ItemType::kUdp, ItemType::kVxlan};
   return kTypes[item.index()];
 }
 
 ActionType actionType(const FlowAction& action) {
   static constexpr ActionType kTypes[] = {
-      ActionType::kSetMacSrc,  ActionType::kSetMacDst,       ActionType::kDecTtl,
-      ActionType::kRepresentedPort, ActionType::kPortRepresentor, ActionType::kVxlanEncap,
-      ActionType::kVxlanDecap, ActionType::kJump,            ActionType::kCount,
-      ActionType::kDrop};
+      ActionType::kSetMacSrc,       ActionType::kSetMacDst,
+      ActionType::kDecTtl,          ActionType::kRepresentedPort,
+      ActionType::kPortRepresentor, ActionType::kVxlanEncap,
+      ActionType::kVxlanDecap,      ActionType::kJump,
+      ActionType::kCount,           ActionType::kDrop};
   return kTypes[action.index()];
 }
 
 const char* toString(RuleClass c) {
   switch (c) {
-    case RuleClass::kLocalDelivery: return "local-delivery";
-    case RuleClass::kRoutedEgress: return "routed-egress";
-    case RuleClass::kVxlanEgress: return "vxlan-egress";
-    case RuleClass::kVxlanIngress: return "vxlan-ingress";
-    case RuleClass::kArpTrap: return "arp-trap";
-    case RuleClass::kAntiSpoofing: return "anti-spoofing";
+    case RuleClass::kLocalDelivery:
+      return "local-delivery";
+    case RuleClass::kRoutedEgress:
+      return "routed-egress";
+    case RuleClass::kVxlanEgress:
+      return "vxlan-egress";
+    case RuleClass::kVxlanIngress:
+      return "vxlan-ingress";
+    case RuleClass::kArpTrap:
+      return "arp-trap";
+    case RuleClass::kAntiSpoofing:
+      return "anti-spoofing";
   }
   return "?";
 }
 
 const char* idPrefix(RuleClass c) {
   switch (c) {
-    case RuleClass::kLocalDelivery: return "ld";
-    case RuleClass::kRoutedEgress: return "re";
-    case RuleClass::kVxlanEgress: return "ve";
-    case RuleClass::kVxlanIngress: return "vi";
-    case RuleClass::kArpTrap: return "arp";
-    case RuleClass::kAntiSpoofing: return "as";
+    case RuleClass::kLocalDelivery:
+      return "ld";
+    case RuleClass::kRoutedEgress:
+      return "re";
+    case RuleClass::kVxlanEgress:
+      return "ve";
+    case RuleClass::kVxlanIngress:
+      return "vi";
+    case RuleClass::kArpTrap:
+      return "arp";
+    case RuleClass::kAntiSpoofing:
+      return "as";
   }
   return "?";
 }
 
 const char* toString(Placement p) { return p == Placement::kHw ? "hw" : "sw"; }
+
+const char* reasonCodeName(std::size_t code) {
+  static constexpr const char* kNames[kPlacementReasonCodeCount] = {"none",
+                                                                    "item-unsupported",
+                                                                    "action-unsupported",
+                                                                    "udp-port-unsupported",
+                                                                    "next-hop-unresolved",
+                                                                    "table-full",
+                                                                    "follows",
+                                                                    "device-refused"};
+  return code < kPlacementReasonCodeCount ? kNames[code] : "unknown";
+}
 
 std::string formatRuleId(RuleClass cls, RuleId id) {
   char buf[24];
@@ -68,10 +93,14 @@ std::optional<RuleId> parseRuleId(std::string_view text) {
   RuleId id = 0;
   for (char c : text) {
     int v;
-    if (c >= '0' && c <= '9') v = c - '0';
-    else if (c >= 'a' && c <= 'f') v = c - 'a' + 10;
-    else if (c >= 'A' && c <= 'F') v = c - 'A' + 10;
-    else return std::nullopt;
+    if (c >= '0' && c <= '9')
+      v = c - '0';
+    else if (c >= 'a' && c <= 'f')
+      v = c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F')
+      v = c - 'A' + 10;
+    else
+      return std::nullopt;
     id = (id << 4) | static_cast<RuleId>(v);
   }
   return id;
@@ -107,7 +136,9 @@ struct ItemDigest {
     d.add(i.fields);
     d.add((static_cast<std::uint64_t>(i.src.value) << 32) | i.dst.value);
   }
-  void operator()(const UdpItem& i) const { d.add((static_cast<std::uint64_t>(i.fields) << 16) | i.dst_port); }
+  void operator()(const UdpItem& i) const {
+    d.add((static_cast<std::uint64_t>(i.fields) << 16) | i.dst_port);
+  }
   void operator()(const VxlanItem& i) const { d.add(i.vni); }
 };
 
@@ -134,7 +165,8 @@ std::uint64_t contentHash(const FlowRule& r) {
   d.add((static_cast<std::uint64_t>(r.attr.group) << 32) | r.attr.priority);
   d.add((r.attr.ingress ? 1u : 0u) | (r.attr.transfer ? 2u : 0u));
   const auto& why = r.reason;
-  d.add((static_cast<std::uint64_t>(why.code) << 40) | (static_cast<std::uint64_t>(why.on_action) << 32) |
+  d.add((static_cast<std::uint64_t>(why.code) << 40) |
+        (static_cast<std::uint64_t>(why.on_action) << 32) |
         (static_cast<std::uint64_t>(why.detail) << 16) | why.port);
   d.add((static_cast<std::uint64_t>(why.group) << 32) | why.capacity);
   d.add(why.address.value);
@@ -154,7 +186,8 @@ std::uint64_t contentHash(const FlowRule& r) {
     d.mac(e.eth_src);
     d.mac(e.eth_dst);
     d.add((static_cast<std::uint64_t>(e.ipv4_src.value) << 32) | e.ipv4_dst.value);
-    d.add((static_cast<std::uint64_t>(e.udp_src) << 48) | (static_cast<std::uint64_t>(e.udp_dst) << 32) | e.vni);
+    d.add((static_cast<std::uint64_t>(e.udp_src) << 48) |
+          (static_cast<std::uint64_t>(e.udp_dst) << 32) | e.vni);
   } else {
     d.add(0xE9CA95ULL);
   }
@@ -163,8 +196,11 @@ std::uint64_t contentHash(const FlowRule& r) {
 
 MacAddr routerMacForVtep(Ipv4Addr vtep) {
   MacAddr m;
-  m.bytes = {0x02, 0x00, static_cast<std::uint8_t>(vtep.value >> 24),
-             static_cast<std::uint8_t>(vtep.value >> 16), static_cast<std::uint8_t>(vtep.value >> 8),
+  m.bytes = {0x02,
+             0x00,
+             static_cast<std::uint8_t>(vtep.value >> 24),
+             static_cast<std::uint8_t>(vtep.value >> 16),
+             static_cast<std::uint8_t>(vtep.value >> 8),
              static_cast<std::uint8_t>(vtep.value)};
   return m;
 }

@@ -634,16 +634,8 @@ json Controller::read(const json& req, Error& error) {
     if (auto s = onlyKeys(req, {}); !s) return fail(s.error());
     const auto& c = applier_->counters();
     json by_reason = json::object();
-    static const char* kReasons[] = {"none",
-                                     "item-unsupported",
-                                     "action-unsupported",
-                                     "udp-port-unsupported",
-                                     "next-hop-unresolved",
-                                     "table-full",
-                                     "follows",
-                                     "device-refused"};
     for (std::size_t i = 1; i < c.sw_by_reason.size(); ++i)
-      by_reason[kReasons[i]] = c.sw_by_reason[i];
+      by_reason[flowrules::reasonCodeName(i)] = c.sw_by_reason[i];
     return {{"flow",
              {{"backend", applier_->backend().capabilities().backend},
               {"rules_hw", c.hw},
@@ -913,16 +905,8 @@ std::string Controller::metricsText(const control::ServerCounters* server) const
   m.set("nicoffload_rules", "placement=\"hw\"", static_cast<double>(c.hw));
   m.set("nicoffload_rules", "placement=\"sw\"", static_cast<double>(c.sw));
   m.describe("nicoffload_rules_sw", "gauge", "Flow rules in the software path by reason.");
-  static const char* kReasons[] = {"none",
-                                   "item-unsupported",
-                                   "action-unsupported",
-                                   "udp-port-unsupported",
-                                   "next-hop-unresolved",
-                                   "table-full",
-                                   "follows",
-                                   "device-refused"};
   for (std::size_t i = 1; i < c.sw_by_reason.size(); ++i)
-    m.set("nicoffload_rules_sw", std::string("reason=\"") + kReasons[i] + "\"",
+    m.set("nicoffload_rules_sw", std::string("reason=\"") + flowrules::reasonCodeName(i) + "\"",
           static_cast<double>(c.sw_by_reason[i]));
   const std::string be = "backend=\"" + applier_->backend().capabilities().backend + "\"";
   m.describe("nicoffload_flow_operations_total", "counter", "Flow backend operations.");

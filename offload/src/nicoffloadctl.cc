@@ -125,10 +125,6 @@ std::optional<Planned> loadAndPlan(const PlanInputs& in, int& rc) {
   return p;
 }
 
-const char* const kReasonNames[] = {"none", "item-unsupported", "action-unsupported",
-                                    "udp-port-unsupported", "next-hop-unresolved", "table-full",
-                                    "follows", "device-refused"};
-
 void printPlanText(const Planned& p, bool testpmd_only) {
   const auto ports = flowrules::PortNumbering::fromHost(p.intent.host);
   const auto& c = p.state.counts;
@@ -179,7 +175,7 @@ void printPlanText(const Planned& p, bool testpmd_only) {
                 d.max_vqp);
   std::printf("\n# placement: hw %zu, sw %zu", c.hw, c.sw);
   for (std::size_t i = 1; i < c.sw_by_reason.size(); ++i)
-    if (c.sw_by_reason[i]) std::printf(", %s %zu", kReasonNames[i], c.sw_by_reason[i]);
+    if (c.sw_by_reason[i]) std::printf(", %s %zu", flowrules::reasonCodeName(i), c.sw_by_reason[i]);
   std::printf("\n");
 }
 
@@ -395,7 +391,7 @@ int deviceCheck(const Planned& p, bool json_out) {
       }
       std::printf("# in effect: hw %zu, sw %zu", c.hw, c.sw);
       for (std::size_t i = 1; i < c.sw_by_reason.size(); ++i)
-        if (c.sw_by_reason[i]) std::printf(", %s %zu", kReasonNames[i], c.sw_by_reason[i]);
+        if (c.sw_by_reason[i]) std::printf(", %s %zu", flowrules::reasonCodeName(i), c.sw_by_reason[i]);
       std::printf("\n# refused by the device:");
       bool any = false;
       for (std::size_t i = 0; i < c.refused_by_code.size(); ++i)

@@ -31,7 +31,7 @@
 
 namespace nicoffload::flowrules {
 
-inline constexpr std::size_t kPlacementReasonCount = 8;  // PlacementReason::Code values
+inline constexpr std::size_t kPlacementReasonCount = kPlacementReasonCodeCount;
 // ErrorCode values: the catalogue's count, so a new code can never index past
 // refused_by_code (it was a copy, 12, while ErrorCode had 13).
 inline constexpr std::size_t kErrorCodeCount = nicoffload::kErrorCodeCount;

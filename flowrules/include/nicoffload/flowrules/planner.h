@@ -41,7 +41,7 @@ struct PlacementCounts {
   std::size_t hw = 0;
   std::size_t sw = 0;
   // sw rules per PlacementReason::Code (index = code).
-  std::array<std::size_t, 8> sw_by_reason{};
+  std::array<std::size_t, kPlacementReasonCodeCount> sw_by_reason{};
   std::size_t total() const { return hw + sw; }
 };
 

@@ -166,6 +166,10 @@ struct PlacementReason {
   std::uint64_t rule = 0;
   bool operator==(const PlacementReason&) const = default;
 };
+inline constexpr std::size_t kPlacementReasonCodeCount = 8;
+// The stable name of a reason code ("next-hop-unresolved"): JSON keys,
+// metric labels and CLI counts use it. Index: PlacementReason::Code.
+const char* reasonCodeName(std::size_t code);
 
 using RuleId = std::uint64_t;
 using OwnerId = std::uint64_t;
