@@ -454,9 +454,17 @@ Result<std::unique_ptr<Client>> Client::connect(const std::string& socket_path, 
     return makeError(ErrorCode::kInvalidValue, "socket", socket_path, "not a usable socket path");
   const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return sysError(ErrorCode::kIo, "socket", "socket()", errno);
+  // A blocking connect on a unix socket waits while the daemon's listen
+  // queue is full; SO_SNDTIMEO bounds that wait (EAGAIN when it runs out).
+  timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     const int err = errno;
     ::close(fd);
+    if (err == EAGAIN || err == EINPROGRESS)
+      return makeError(ErrorCode::kBusy, "socket", socket_path,
+                       "nicoffloadd did not accept the connection within " + std::to_string(timeout_ms) +
+                           " ms (its listen queue is full); retry");
     if (err == ENOENT || err == ECONNREFUSED)
       return makeError(ErrorCode::kNotFound, "socket", socket_path,
                        "nicoffloadd is not running (nothing listens on " + socket_path + ": " +
@@ -466,8 +474,6 @@ Result<std::unique_ptr<Client>> Client::connect(const std::string& socket_path, 
                        "permission denied on " + socket_path + " (the control socket is for root)");
     return sysError(ErrorCode::kIo, "socket", "cannot connect to " + socket_path, err);
   }
-  timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   return std::unique_ptr<Client>(new Client(fd, socket_path));
 }
 

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -371,6 +372,38 @@ TEST(ControlSocket, ClientSaysWhenTheDaemonIsNotRunning) {
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.error().code, ErrorCode::kNotFound);
   EXPECT_NE(c.error().message.find("nicoffloadd is not running"), std::string::npos);
+}
+
+TEST(ControlSocket, ClientConnectIsBoundedWhenTheListenQueueIsFull) {
+  // A listener that never accepts, with a backlog of 0: connects queue until
+  // one would block. Client::connect must give up after its timeout.
+  const std::string path = tempSocket();
+  const int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(listener, 0), 0);
+  std::vector<int> fillers;
+  for (int i = 0; i < 64; ++i) {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      ::close(fd);
+      break;  // the queue is full
+    }
+    fillers.push_back(fd);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  auto c = Client::connect(path, 300);
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().code, ErrorCode::kBusy) << c.error().describe();
+  EXPECT_NE(c.error().message.find("listen queue is full"), std::string::npos);
+  EXPECT_LT(took, std::chrono::seconds(3));
+  for (int fd : fillers) ::close(fd);
+  ::close(listener);
+  ::unlink(path.c_str());
 }
 
 TEST(Metrics, RendersPrometheusTextAndServesItOnLoopback) {

@@ -148,7 +148,8 @@ class Server {
 class Client {
  public:
   // Errors: kNotFound "nicoffloadd is not running" when nothing listens on
-  // the path; kPermissionDenied when the socket refuses us; kIo otherwise.
+  // the path; kPermissionDenied when the socket refuses us; kBusy when the
+  // daemon's listen queue stays full for timeout_ms; kIo otherwise.
   static Result<std::unique_ptr<Client>> connect(const std::string& socket_path, int timeout_ms);
   ~Client();
 
