@@ -21,7 +21,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nfo_testlib import Checks, Client, Daemon, World, port, run, write_host  # noqa: E402
+from nfo_testlib import Checks, Client, Daemon, World, port, run, tear_down, write_host  # noqa: E402
 
 PORTS = 6
 
@@ -128,11 +128,7 @@ def main():
     except Exception as e:  # noqa: BLE001
         t.check("test ran to the end", False, repr(e))
     finally:
-        if daemon:
-            daemon.stop(signal.SIGKILL)
-            if t.failed:
-                print(open(daemon.log).read()[-4000:])
-        world.close()
+        tear_down(t, daemon, world, log_tail=4000)
     return t.finish()
 
 

@@ -9,13 +9,12 @@ usage: daemon_input_test.py NICOFFLOADD SOURCE_DIR"""
 
 import json
 import os
-import signal
 import socket
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nfo_testlib import Checks, Client, Daemon, World, port, write_host  # noqa: E402
+from nfo_testlib import Checks, Client, Daemon, World, port, tear_down, write_host  # noqa: E402
 
 # nicoffloadd's default (control::Server::Options::partial_request_timeout).
 PARTIAL_REQUEST_TIMEOUT_S = 5.0
@@ -162,11 +161,7 @@ def main():
     except Exception as e:  # noqa: BLE001
         t.check("test ran to the end", False, repr(e))
     finally:
-        if daemon:
-            daemon.stop(signal.SIGKILL)
-            if t.failed:
-                print(open(daemon.log).read()[-3000:])
-        world.close()
+        tear_down(t, daemon, world)
     return t.finish()
 
 

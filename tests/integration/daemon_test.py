@@ -12,7 +12,7 @@ import sys
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nfo_testlib import Checks, Client, Daemon, World, port, run, write_host  # noqa: E402
+from nfo_testlib import Checks, Client, Daemon, World, port, run, tear_down, write_host  # noqa: E402
 
 
 def main():
@@ -138,11 +138,7 @@ def main():
     except Exception as e:  # noqa: BLE001
         t.check("test ran to the end", False, repr(e))
     finally:
-        if daemon:
-            daemon.stop(signal.SIGKILL)
-            if t.failed:
-                print(open(daemon.log).read()[-3000:])
-        world.close()
+        tear_down(t, daemon, world)
     return t.finish()
 
 

@@ -154,3 +154,13 @@ def port(i, rep=None, **kw):
         p["representor"] = rep
     p.update(kw)
     return p
+
+
+def tear_down(t, daemon, world, log_tail=3000):
+    """The end of every daemon test: SIGKILL the daemon if it still runs,
+    print the end of its log when a check failed, remove the test's world."""
+    if daemon:
+        daemon.stop(signal.SIGKILL)
+        if t.failed:
+            print(open(daemon.log).read()[-log_tail:])
+    world.close()
