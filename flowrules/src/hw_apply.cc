@@ -72,39 +72,61 @@ std::string hexId(RuleId id) {
 
 }  // namespace
 
-std::vector<RuleDependency> ruleDependencies(const model::Intent& intent,
-                                             std::span<const FlowRule> rules) {
-  std::unordered_map<OwnerId, std::vector<const FlowRule*>> by_owner;
-  for (const auto& r : rules) by_owner[r.owner].push_back(&r);
-  const auto rulesOf = [&](OwnerId owner) -> const std::vector<const FlowRule*>& {
-    static const std::vector<const FlowRule*> kNone;
-    auto it = by_owner.find(owner);
-    return it == by_owner.end() ? kNone : it->second;
-  };
+namespace {
 
-  std::vector<RuleDependency> deps;
-  for (const auto& port : intent.ports) {
-    const auto& own = rulesOf(portOwner(port.key));
-    for (const FlowRule* drop : own) {
-      if (!isDrop(*drop)) continue;
-      const std::uint16_t type = matchedEtherType(*drop);
-      for (const FlowRule* leader : own) {
-        const bool leads = type == kEtherTypeArp ? leader->cls == RuleClass::kArpTrap
-                                                 : isAllow(*leader) && type == kEtherTypeIpv4;
-        if (leads) deps.push_back({drop->id, leader->id, std::nullopt});
-      }
+// Appends the dependencies among the rules of one port.
+template <class Rules>
+void appendPortDependencies(const Rules& own, std::vector<RuleDependency>& deps) {
+  for (const FlowRule* drop : own) {
+    if (!isDrop(*drop)) continue;
+    const std::uint16_t type = matchedEtherType(*drop);
+    for (const FlowRule* leader : own) {
+      const bool leads = type == kEtherTypeArp ? leader->cls == RuleClass::kArpTrap
+                                               : isAllow(*leader) && type == kEtherTypeIpv4;
+      if (leads) deps.push_back({drop->id, leader->id, std::nullopt});
     }
   }
-  // The FIB (group 1) is shared by every VNI: a decapsulated packet of any
-  // VNI may be for any local VM, so each decap follows every delivery rule.
-  if (intent.host.underlay == model::UnderlayMode::kVxlan)
-    for (const auto& r : rules)
-      if (r.cls == RuleClass::kVxlanIngress) deps.push_back({r.id, 0, RuleClass::kLocalDelivery});
+}
+
+void sortUnique(std::vector<RuleDependency>& deps) {
   std::sort(deps.begin(), deps.end(), [](const RuleDependency& a, const RuleDependency& b) {
     return std::tie(a.follower, a.leader, a.leader_class) <
            std::tie(b.follower, b.leader, b.leader_class);
   });
   deps.erase(std::unique(deps.begin(), deps.end()), deps.end());
+}
+
+}  // namespace
+
+std::vector<RuleDependency> portRuleDependencies(std::span<const FlowRule> port_rules) {
+  std::vector<const FlowRule*> own;
+  own.reserve(port_rules.size());
+  for (const auto& r : port_rules) own.push_back(&r);
+  std::vector<RuleDependency> deps;
+  appendPortDependencies(own, deps);
+  sortUnique(deps);
+  return deps;
+}
+
+RuleDependency decapDependency(const FlowRule& decap) {
+  return {decap.id, 0, RuleClass::kLocalDelivery};
+}
+
+std::vector<RuleDependency> ruleDependencies(const model::Intent& intent,
+                                             std::span<const FlowRule> rules) {
+  std::unordered_map<OwnerId, std::vector<const FlowRule*>> by_owner;
+  for (const auto& r : rules) by_owner[r.owner].push_back(&r);
+  std::vector<RuleDependency> deps;
+  for (const auto& port : intent.ports) {
+    auto it = by_owner.find(portOwner(port.key));
+    if (it != by_owner.end()) appendPortDependencies(it->second, deps);
+  }
+  // The FIB (group 1) is shared by every VNI: a decapsulated packet of any
+  // VNI may be for any local VM, so each decap follows every delivery rule.
+  if (intent.host.underlay == model::UnderlayMode::kVxlan)
+    for (const auto& r : rules)
+      if (r.cls == RuleClass::kVxlanIngress) deps.push_back(decapDependency(r));
+  sortUnique(deps);
   return deps;
 }
 
@@ -311,6 +333,78 @@ HwApplyReport HwApplier::apply(std::span<const FlowRule> desired,
   // 3. Followers whose leader is in software leave the hardware.
   cascade(report);
   return report;
+}
+
+HwApplyReport HwApplier::applyDelta(std::span<const FlowRule> upsert,
+                                     std::span<const RuleId> remove,
+                                     std::span<const RuleDependency> dependencies) {
+  HwApplyReport report;
+  for (const auto& r : upsert) leaders_.erase(r.id);
+  for (const RuleId id : remove) leaders_.erase(id);
+  for (const auto& d : dependencies) leaders_[d.follower].push_back(d);
+
+  // 1. Destroy what goes away, and the hardware rules whose content changes.
+  std::vector<AppliedRule*> to_destroy;
+  std::vector<RuleId> to_erase;
+  std::unordered_set<RuleId> removed(remove.begin(), remove.end());
+  for (const RuleId id : remove) {
+    auto it = installed_.find(id);
+    if (it == installed_.end()) continue;
+    if (it->second.placement == Placement::kHw) {
+      to_destroy.push_back(&it->second);
+    } else {
+      to_erase.push_back(id);
+    }
+  }
+  for (const auto& r : upsert) {
+    auto it = installed_.find(r.id);
+    if (it != installed_.end() && it->second.placement == Placement::kHw &&
+        !it->second.rule.sameContent(r) && !removed.count(r.id))
+      to_destroy.push_back(&it->second);
+  }
+  std::sort(to_destroy.begin(), to_destroy.end(), [](const AppliedRule* a, const AppliedRule* b) {
+    return destroyBefore(a->rule, b->rule);
+  });
+  std::unordered_set<RuleId> stuck;
+  for (AppliedRule* e : to_destroy) {
+    if (Status s = destroyOnDevice(*e); !s) {
+      report.failures.push_back(s.error());
+      stuck.insert(e->rule.id);
+      continue;
+    }
+    ++report.destroyed;
+    if (removed.count(e->rule.id)) {
+      to_erase.push_back(e->rule.id);
+    } else {
+      setState(*e, Placement::kSw, e->rule.reason, nullptr);  // re-created below
+    }
+  }
+  for (const RuleId id : to_erase) {
+    auto it = installed_.find(id);
+    count(it->second, -1);
+    installed_.erase(it);
+  }
+
+  // 2. Create, leaders first.
+  std::vector<const FlowRule*> queue;
+  for (const auto& r : upsert) {
+    if (removed.count(r.id) || stuck.count(r.id)) continue;
+    auto it = installed_.find(r.id);
+    if (it == installed_.end() || !it->second.rule.sameContent(r) || retryable(it->second))
+      queue.push_back(&r);
+  }
+  std::sort(queue.begin(), queue.end(),
+            [](const FlowRule* a, const FlowRule* b) { return createBefore(*a, *b); });
+  for (const FlowRule* r : queue) place(*r, report);
+
+  // 3. Followers whose leader is in software leave the hardware.
+  cascade(report);
+  return report;
+}
+
+bool HwApplier::wantsRetry(RuleId id) const {
+  auto it = installed_.find(id);
+  return it != installed_.end() && retryable(it->second);
 }
 
 HwApplier::AdoptReport HwApplier::adoptInstalled() {

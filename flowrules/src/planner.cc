@@ -442,84 +442,97 @@ std::uint32_t portVni(const HostConfig& host, const Port& port) {
   return port.vni ? *port.vni : host.default_vni.value_or(0);
 }
 
+void emitHostObjects(const HostConfig& host, SoftwarePathState& sw) {
+  const OwnerId host_owner = hostOwner();
+  sw.sysctls.push_back({"ipv4/ip_forward", "1", host_owner});
+  // The gateway address is local, so the kernel answers ARP for it on every
+  // representor (arp_ignore=0); proxy_arp answers for everything it routes.
+  sw.addresses.push_back({"lo", Ipv4Prefix{host.gateway_ipv4, 32}, host_owner});
+}
+
+void emitPortObjects(const HostConfig& host, const Port& port, SoftwarePathState& sw) {
+  const OwnerId owner = portOwner(port.key);
+  const std::string rep = port.representorName();
+  const std::string conf = "ipv4/conf/" + rep + "/";
+  sw.sysctls.push_back({conf + "forwarding", "1", owner});
+  sw.sysctls.push_back({conf + "proxy_arp", "1", owner});
+  sw.sysctls.push_back({conf + "rp_filter", "1", owner});  // strict (RFC 3704): anti-spoofing
+  sw.sysctls.push_back({"ipv4/neigh/" + rep + "/proxy_delay", "0", owner});
+  sw.links.push_back({rep, host.gateway_mac, true, owner});
+  for (const auto a : port.addresses) {
+    sw.routes.push_back({Ipv4Prefix{a, 32}, rep, std::nullopt, false, host.route_table,
+                         host.route_protocol, owner});
+    sw.neighbours.push_back({rep, a, port.mac, owner});
+  }
+}
+
+std::uint32_t remoteVni(const HostConfig& host, const RemoteEndpoint& r) {
+  return r.vni ? *r.vni : host.default_vni.value_or(0);
+}
+
+// The route of one remote /32: via its next hop on the uplink (routed), or
+// via its VTEP, onlink, on the VXLAN device of its VNI.
+void emitRemoteObjects(const HostConfig& host, const RemoteEndpoint& r, OwnerId owner,
+                       SoftwarePathState& sw) {
+  if (host.underlay == UnderlayMode::kRouted) {
+    const Ipv4Addr via = r.next_hop ? *r.next_hop : *host.default_next_hop;
+    sw.routes.push_back({Ipv4Prefix{r.address, 32}, host.uplink_netdev, via, false,
+                         host.route_table, host.route_protocol, owner});
+    return;
+  }
+  sw.routes.push_back({Ipv4Prefix{r.address, 32}, vxlanDeviceName(remoteVni(host, r)), *r.vtep,
+                       true, host.route_table, host.route_protocol, owner});
+}
+
+void emitVniObjects(const HostConfig& host, std::uint32_t vni, SoftwarePathState& sw) {
+  VxlanDevice dev;
+  dev.name = vxlanDeviceName(vni);
+  dev.vni = vni;
+  dev.local = *host.vtep_ipv4;
+  dev.dst_port = host.vxlan_udp_port;
+  dev.mac = routerMacForVtep(*host.vtep_ipv4);
+  dev.underlay_dev = host.uplink_netdev;
+  dev.owner = vniOwner(vni);
+  sw.vxlan_devices.push_back(dev);
+}
+
+// Per remote VTEP (and VNI): a neighbour + FDB entry for its router MAC.
+void emitVtepObjects(std::uint32_t vni, Ipv4Addr vtep, SoftwarePathState& sw) {
+  const std::string dev = vxlanDeviceName(vni);
+  const OwnerId owner = StableHasher().str("vtep").u32(vni).u32(vtep.value).finish();
+  sw.fdb.push_back({dev, routerMacForVtep(vtep), vtep, owner});
+  sw.neighbours.push_back({dev, vtep, routerMacForVtep(vtep), owner});
+}
+
 void emitSoftwarePath(const model::Intent& intent, const std::vector<OwnerId>& remote_owners,
                       SoftwarePathState& sw) {
   const auto& host = intent.host;
-  const OwnerId host_owner = hostOwner();
   std::size_t addresses = 0;
   for (const auto& port : intent.ports) addresses += port.addresses.size();
   sw.routes.reserve(addresses + intent.remotes.size());
   sw.neighbours.reserve(addresses);
   sw.sysctls.reserve(1 + 4 * intent.ports.size());
-  sw.sysctls.push_back({"ipv4/ip_forward", "1", host_owner});
-  // The gateway address is local, so the kernel answers ARP for it on every
-  // representor (arp_ignore=0); proxy_arp answers for everything it routes.
-  sw.addresses.push_back({"lo", Ipv4Prefix{host.gateway_ipv4, 32}, host_owner});
+  emitHostObjects(host, sw);
+  for (const auto& port : intent.ports) emitPortObjects(host, port, sw);
+  for (std::size_t i = 0; i < intent.remotes.size(); ++i)
+    emitRemoteObjects(host, intent.remotes[i], remote_owners[i], sw);
+  if (host.underlay == UnderlayMode::kRouted) return;
 
-  for (const auto& port : intent.ports) {
-    const OwnerId owner = portOwner(port.key);
-    const std::string rep = port.representorName();
-    const std::string conf = "ipv4/conf/" + rep + "/";
-    sw.sysctls.push_back({conf + "forwarding", "1", owner});
-    sw.sysctls.push_back({conf + "proxy_arp", "1", owner});
-    sw.sysctls.push_back({conf + "rp_filter", "1", owner});  // strict (RFC 3704): anti-spoofing
-    sw.sysctls.push_back({"ipv4/neigh/" + rep + "/proxy_delay", "0", owner});
-    sw.links.push_back({rep, host.gateway_mac, true, owner});
-    for (const auto a : port.addresses) {
-      sw.routes.push_back({Ipv4Prefix{a, 32}, rep, std::nullopt, false, host.route_table,
-                           host.route_protocol, owner});
-      sw.neighbours.push_back({rep, a, port.mac, owner});
-    }
-  }
-
-  if (host.underlay == UnderlayMode::kRouted) {
-    for (std::size_t i = 0; i < intent.remotes.size(); ++i) {
-      const auto& r = intent.remotes[i];
-      const Ipv4Addr via = r.next_hop ? *r.next_hop : *host.default_next_hop;
-      sw.routes.push_back({Ipv4Prefix{r.address, 32}, host.uplink_netdev, via, false,
-                           host.route_table, host.route_protocol, remote_owners[i]});
-    }
-    return;
-  }
-
-  // VXLAN: one device per VNI in use; per remote VTEP a neighbour + FDB entry
-  // for its router MAC; per remote /32 a route via the VTEP, onlink.
+  // VXLAN: one device per VNI in use (by a port or a remote), one FDB entry
+  // and neighbour per (VNI, remote VTEP).
   std::set<std::uint32_t> vnis;
   for (const auto& port : intent.ports) vnis.insert(portVni(host, port));
   std::unordered_set<std::uint64_t> vtep_keys;  // (vni << 32) | vtep
-  std::unordered_map<std::uint32_t, std::string> dev_of_vni;
-  for (std::size_t i = 0; i < intent.remotes.size(); ++i) {
-    const auto& r = intent.remotes[i];
-    const std::uint32_t vni = r.vni ? *r.vni : *host.default_vni;
-    auto [it, fresh] = dev_of_vni.try_emplace(vni);
-    if (fresh) {
-      it->second = vxlanDeviceName(vni);
-      vnis.insert(vni);
-    }
+  for (const auto& r : intent.remotes) {
+    const std::uint32_t vni = remoteVni(host, r);
+    vnis.insert(vni);
     vtep_keys.insert((std::uint64_t{vni} << 32) | r.vtep->value);
-    sw.routes.push_back({Ipv4Prefix{r.address, 32}, it->second, *r.vtep, true, host.route_table,
-                         host.route_protocol, remote_owners[i]});
   }
   std::set<std::pair<std::uint32_t, Ipv4Addr>> vteps;
   for (const auto k : vtep_keys)
     vteps.emplace(static_cast<std::uint32_t>(k >> 32), Ipv4Addr{static_cast<std::uint32_t>(k)});
-  for (const auto vni : vnis) {
-    VxlanDevice dev;
-    dev.name = vxlanDeviceName(vni);
-    dev.vni = vni;
-    dev.local = *host.vtep_ipv4;
-    dev.dst_port = host.vxlan_udp_port;
-    dev.mac = routerMacForVtep(*host.vtep_ipv4);
-    dev.underlay_dev = host.uplink_netdev;
-    dev.owner = vniOwner(vni);
-    sw.vxlan_devices.push_back(dev);
-  }
-  for (const auto& [vni, vtep] : vteps) {
-    const std::string dev = vxlanDeviceName(vni);
-    const OwnerId owner = StableHasher().str("vtep").u32(vni).u32(vtep.value).finish();
-    sw.fdb.push_back({dev, routerMacForVtep(vtep), vtep, owner});
-    sw.neighbours.push_back({dev, vtep, routerMacForVtep(vtep), owner});
-  }
+  for (const auto vni : vnis) emitVniObjects(host, vni, sw);
+  for (const auto& [vni, vtep] : vteps) emitVtepObjects(vni, vtep, sw);
 }
 
 Status checkHostAgainstProfile(const HostConfig& host, const HwProfile& profile) {
@@ -669,6 +682,13 @@ Status planInto(const model::Intent& intent, const HwProfile& profile, const Pla
     sortRoutes(out.sw.routes);
   }
 
+  planDevices(intent, out);
+  return Status::success();
+}
+
+void planDevices(const model::Intent& intent, DesiredState& out) {
+  out.vfs.clear();
+  out.vdpa_devices.clear();
   for (const auto& port : intent.ports) {
     out.vfs.push_back({*port.vf, port.key, port.mac});
     const auto kind = vdpa::effectiveKind(intent.host, port);
@@ -680,7 +700,6 @@ Status planInto(const model::Intent& intent, const HwProfile& profile, const Pla
             [](const auto& a, const auto& b) { return a.vf < b.vf; });
   std::sort(out.vdpa_devices.begin(), out.vdpa_devices.end(),
             [](const auto& a, const auto& b) { return a.port < b.port; });
-  return Status::success();
 }
 
 Result<std::vector<FlowRule>> planPortRules(const HostConfig& host, const HwProfile& profile,
@@ -692,6 +711,72 @@ Result<std::vector<FlowRule>> planPortRules(const HostConfig& host, const HwProf
   std::sort(rules.begin(), rules.end(),
             [](const FlowRule& a, const FlowRule& b) { return a.id < b.id; });
   return rules;
+}
+
+struct OwnerPlanner::Impl {
+  HostConfig host;
+  HwProfile profile;
+  Context ctx;
+  RemoteTemplate remote_template;
+  Impl(HostConfig h, HwProfile p)
+      : host(std::move(h)), profile(std::move(p)), ctx(host, profile),
+        remote_template(remoteTemplate(ctx)) {}
+};
+
+OwnerPlanner::OwnerPlanner(HostConfig host, HwProfile profile)
+    : impl_(std::make_unique<Impl>(std::move(host), std::move(profile))) {}
+OwnerPlanner::~OwnerPlanner() = default;
+
+const HostConfig& OwnerPlanner::host() const { return impl_->host; }
+const HwProfile& OwnerPlanner::profile() const { return impl_->profile; }
+
+Result<std::vector<FlowRule>> OwnerPlanner::portRules(const Port& port) const {
+  if (auto s = checkPortForPlan(impl_->host, impl_->profile, port, "port"); !s) return s.error();
+  std::vector<FlowRule> rules;
+  emitPortRules(impl_->ctx, port, rules);
+  std::sort(rules.begin(), rules.end(),
+            [](const FlowRule& a, const FlowRule& b) { return a.id < b.id; });
+  return rules;
+}
+
+FlowRule OwnerPlanner::remoteRule(const RemoteEndpoint& remote) const {
+  std::vector<FlowRule> out;
+  emitRemoteRule(impl_->ctx, impl_->remote_template, remote, remoteOwner(remote.address), out);
+  return std::move(out.front());
+}
+
+FlowRule OwnerPlanner::decapRule(std::uint32_t vni) const {
+  return flowrules::decapRule(impl_->ctx, vni);
+}
+FlowRule OwnerPlanner::uplinkEntryRule() const { return flowrules::uplinkEntryRule(impl_->ctx); }
+
+std::vector<FlowRule> OwnerPlanner::hostRules(std::span<const std::uint32_t> port_vnis) const {
+  std::vector<FlowRule> out;
+  if (impl_->host.underlay == UnderlayMode::kRouted) {
+    out.push_back(uplinkEntryRule());
+  } else {
+    for (const auto vni : port_vnis) out.push_back(decapRule(vni));
+  }
+  return out;
+}
+
+std::uint32_t OwnerPlanner::vniOf(const Port& port) const { return portVni(impl_->host, port); }
+std::uint32_t OwnerPlanner::vniOf(const RemoteEndpoint& remote) const {
+  return remoteVni(impl_->host, remote);
+}
+
+void OwnerPlanner::hostObjects(SoftwarePathState& out) const { emitHostObjects(impl_->host, out); }
+void OwnerPlanner::portObjects(const Port& port, SoftwarePathState& out) const {
+  emitPortObjects(impl_->host, port, out);
+}
+void OwnerPlanner::remoteObjects(const RemoteEndpoint& remote, SoftwarePathState& out) const {
+  emitRemoteObjects(impl_->host, remote, remoteOwner(remote.address), out);
+}
+void OwnerPlanner::vniObjects(std::uint32_t vni, SoftwarePathState& out) const {
+  emitVniObjects(impl_->host, vni, out);
+}
+void OwnerPlanner::vtepObjects(std::uint32_t vni, Ipv4Addr vtep, SoftwarePathState& out) const {
+  emitVtepObjects(vni, vtep, out);
 }
 
 std::string describeReason(const PlacementReason& reason, const HwProfile& p) {

@@ -453,6 +453,18 @@ Result<Port> parsePort(const json& doc, const std::string& path) {
   return port;
 }
 
+Status checkOriginName(const std::string& origin, const std::string& field) {
+  const bool ok = !origin.empty() && origin.size() <= kMaxOriginBytes &&
+                  std::all_of(origin.begin(), origin.end(), [](unsigned char c) {
+                    return std::islower(c) || std::isdigit(c) || c == '-' || c == '_' || c == '.';
+                  });
+  if (!ok)
+    return makeError(ErrorCode::kInvalidValue, field, origin,
+                     "an origin is 1.." + std::to_string(kMaxOriginBytes) +
+                         " characters of [a-z0-9._-], e.g. \"api\" or \"bgp\"");
+  return Status::success();
+}
+
 Result<RemoteEndpoint> parseRemote(const json& doc, const std::string& path) {
   RemoteEndpoint remote;
   ObjectReader r(doc, path);
@@ -462,6 +474,8 @@ Result<RemoteEndpoint> parseRemote(const json& doc, const std::string& path) {
   r.ipv4("vtep", remote.vtep, false);
   if (r.integer("vni", 0, kMaxVni, n, false, "a VNI is 24 bits") && r.member("vni", false))
     remote.vni = static_cast<std::uint32_t>(n);
+  if (r.string("origin", remote.origin, false))
+    if (auto s = checkOriginName(remote.origin, r.field("origin")); !s) return s.error();
   r.finish();
   if (!r.ok()) return r.error();
   return remote;
@@ -641,9 +655,13 @@ std::string UnderlayUse::describe() const {
     case Kind::kDefaultNextHop:
       return "the underlay's default next hop (underlay.default_next_hop)";
     case Kind::kRemoteVtep:
-      return "the VTEP of remote " + remote.str() + " (remotes[" + i + "].vtep)";
-    case Kind::kRemoteNextHop:
-      return "the underlay next hop of remote " + remote.str() + " (remotes[" + i + "].next_hop)";
+    case Kind::kRemoteNextHop: {
+      const bool vtep = kind == Kind::kRemoteVtep;
+      std::string out = vtep ? "the VTEP of " : "the underlay next hop of ";
+      out += remote.value == 0 ? "other remote endpoints" : "remote " + remote.str();
+      if (index != kNoIndex) out += " (remotes[" + i + (vtep ? "].vtep)" : "].next_hop)");
+      return out;
+    }
   }
   return "an underlay address";
 }
@@ -661,11 +679,34 @@ UnderlayAddresses::UnderlayAddresses(const HostConfig& host) {
 
 void UnderlayAddresses::addRemote(const RemoteEndpoint& remote, std::size_t index) {
   using Kind = UnderlayUse::Kind;
-  const auto i = static_cast<std::uint32_t>(index);
+  const auto i = static_cast<std::uint32_t>(std::min<std::size_t>(index, UnderlayUse::kNoIndex));
   // Remotes share a handful of VTEPs and next hops: emplace keeps the first.
-  if (remote.vtep) uses_.emplace(*remote.vtep, UnderlayUse{Kind::kRemoteVtep, i, remote.address});
-  if (remote.next_hop)
+  if (remote.vtep) {
+    ++remote_refs_[*remote.vtep];
+    uses_.emplace(*remote.vtep, UnderlayUse{Kind::kRemoteVtep, i, remote.address});
+  }
+  if (remote.next_hop) {
+    ++remote_refs_[*remote.next_hop];
     uses_.emplace(*remote.next_hop, UnderlayUse{Kind::kRemoteNextHop, i, remote.address});
+  }
+}
+
+void UnderlayAddresses::removeRemote(const RemoteEndpoint& remote) {
+  for (const auto& hop : {remote.vtep, remote.next_hop}) {
+    if (!hop) continue;
+    auto ref = remote_refs_.find(*hop);
+    if (ref == remote_refs_.end()) continue;
+    auto use = uses_.find(*hop);
+    const bool remote_use = use != uses_.end() && (use->second.kind == UnderlayUse::Kind::kRemoteVtep ||
+                                                   use->second.kind == UnderlayUse::Kind::kRemoteNextHop);
+    if (--ref->second == 0) {
+      remote_refs_.erase(ref);
+      if (remote_use) uses_.erase(use);
+    } else if (remote_use && use->second.remote == remote.address) {
+      use->second.remote = Ipv4Addr{};  // still used, by remotes not recorded here
+      use->second.index = UnderlayUse::kNoIndex;
+    }
+  }
 }
 
 namespace {
@@ -738,12 +779,21 @@ IntentIndex::IntentIndex(const Intent& intent) : host_(intent.host), underlay_(i
   for (const auto& port : intent.ports) upsertPort(port);
   remotes_.reserve(intent.remotes.size());
   for (std::size_t i = 0; i < intent.remotes.size(); ++i) {
-    remotes_.insert(intent.remotes[i].address);
+    // Named by their place in the list they were read from.
     underlay_.addRemote(intent.remotes[i], i);
+    remotes_[intent.remotes[i].address] = static_cast<std::uint32_t>(i);
   }
 }
 
 Status IntentIndex::checkRemote(const RemoteEndpoint& remote) const {
+  if (auto s = model::checkRemote(host_, remote, 0); !s) {
+    Error e = s.error();
+    if (e.field.rfind("remotes[0]", 0) == 0) e.field = "remote" + e.field.substr(10);
+    return e;
+  }
+  if (auto it = by_ip_.find(remote.address); it != by_ip_.end())
+    return makeError(ErrorCode::kConflict, "remote.address", remote.address.str(),
+                     remote.address.str() + " is a local VM address (port " + it->second.str() + ")");
   if (touchesUnderlay(host_, underlay_, remote))
     if (auto s = checkRemoteUnderlay(host_, underlay_, remote, "remote"); !s) return s;
   for (const auto& [hop, name] :
@@ -759,9 +809,24 @@ Status IntentIndex::checkRemote(const RemoteEndpoint& remote) const {
   return Status::success();
 }
 
-void IntentIndex::addRemote(const RemoteEndpoint& remote) {
-  underlay_.addRemote(remote, remotes_.size());
-  remotes_.insert(remote.address);
+void IntentIndex::addRemote(const RemoteEndpoint& remote, std::size_t position) {
+  underlay_.addRemote(remote, UnderlayUse::kNoIndex);
+  remotes_[remote.address] = static_cast<std::uint32_t>(position);
+}
+
+void IntentIndex::removeRemote(const RemoteEndpoint& remote) {
+  if (remotes_.erase(remote.address)) underlay_.removeRemote(remote);
+}
+
+void IntentIndex::moveRemote(Ipv4Addr address, std::size_t position) {
+  if (auto it = remotes_.find(address); it != remotes_.end())
+    it->second = static_cast<std::uint32_t>(position);
+}
+
+std::optional<std::size_t> IntentIndex::findRemote(Ipv4Addr address) const {
+  auto it = remotes_.find(address);
+  if (it == remotes_.end()) return std::nullopt;
+  return it->second;
 }
 
 Status IntentIndex::checkPort(const Port& port) const {
@@ -910,9 +975,9 @@ Status checkAdmissionText(std::string_view host_text, std::string_view ports_tex
       if (auto s = index.checkPort(port); !s) return s;
       index.upsertPort(port);
     }
-    for (const auto& remote : intent.remotes) {  // unique addresses: validateIntent passed
-      if (auto s = index.checkRemote(remote); !s) return s;
-      index.addRemote(remote);
+    for (std::size_t i = 0; i < intent.remotes.size(); ++i) {  // unique: validateIntent passed
+      if (auto s = index.checkRemote(intent.remotes[i]); !s) return s;
+      index.addRemote(intent.remotes[i], i);
     }
     return Status::success();
   } catch (const std::exception& e) {

@@ -26,6 +26,7 @@ nlohmann::json toJson(const RemoteEndpoint& remote) {
   if (remote.next_hop) j["next_hop"] = remote.next_hop->str();
   if (remote.vtep) j["vtep"] = remote.vtep->str();
   if (remote.vni) j["vni"] = *remote.vni;
+  if (remote.origin != RemoteEndpoint::kDefaultRemoteOrigin) j["origin"] = remote.origin;
   return j;
 }
 

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <optional>
 #include <set>
+#include <stdexcept>
+#include <unordered_set>
 
 #include "nicoffload/flowrules/render.h"
 
@@ -69,6 +71,37 @@ Status onlyKeys(const json& request, std::initializer_list<const char*> keys) {
   return Status::success();
 }
 
+// Pagination of a large read: "offset" and "limit" (both optional; with
+// neither, the whole list as an array, as before pages existed).
+struct Page {
+  std::size_t offset = 0;
+  std::size_t limit = SIZE_MAX;
+  bool paged = false;
+};
+inline constexpr std::size_t kMaxPageSize = 100000;
+
+Result<Page> pageOf(const json& request) {
+  Page page;
+  for (const auto& [key, max] : {std::pair{"offset", std::size_t{UINT32_MAX}},
+                                 std::pair{"limit", kMaxPageSize}}) {
+    const auto it = request.find(key);
+    if (it == request.end()) continue;
+    page.paged = true;
+    const bool limit = std::string_view(key) == "limit";
+    if (!it->is_number_unsigned() && !(it->is_number_integer() && it->get<std::int64_t>() >= 0))
+      return requestError(ErrorCode::kWrongType, key, echoOf(*it),
+                          "must be an integer 0.." + std::to_string(max));
+    const auto v = it->get<std::uint64_t>();
+    if (v > max || (limit && v == 0))
+      return requestError(ErrorCode::kInvalidValue, key, echoOf(*it),
+                          std::string("must be ") + (limit ? "1" : "0") + ".." +
+                              std::to_string(max));
+    (limit ? page.limit : page.offset) = static_cast<std::size_t>(v);
+  }
+  if (page.paged && page.limit == SIZE_MAX) page.limit = 1000;
+  return page;
+}
+
 Result<model::PortKey> portKeyOf(const json& request) {
   const json* vm = request.contains("vm") ? &request["vm"] : nullptr;
   const json* nic = request.contains("nic") ? &request["nic"] : nullptr;
@@ -93,12 +126,6 @@ Result<model::PortKey> portKeyOf(const json& request) {
   return key;
 }
 
-model::Port* findPort(model::Intent& intent, const model::PortKey& key) {
-  for (auto& p : intent.ports)
-    if (p.key == key) return &p;
-  return nullptr;
-}
-
 std::string ruleId(const flowrules::FlowRule& r) { return flowrules::formatRuleId(r.cls, r.id); }
 
 }  // namespace
@@ -112,6 +139,7 @@ Controller::Controller(model::HostConfig host, model::HwProfile profile, Backend
       options_(std::move(options)),
       vf_pool_(host_.uplink_pci, host_.vf_count) {
   applier_ = std::make_unique<flowrules::HwApplier>(std::move(backends_.flow));
+  planner_ = std::make_unique<flowrules::OwnerPlanner>(host_, profile_);
   intent_.host = host_;
   started_ = options_.now();
   next_full_ = started_ + options_.reconcile_interval;
@@ -135,6 +163,17 @@ Result<std::unique_ptr<Controller>> Controller::start(model::HostConfig host,
     return e;
   }
   c->index_ = std::make_unique<model::IntentIndex>(c->intent_);
+  if (c->host_.underlay == model::UnderlayMode::kVxlan) {
+    for (const auto& p : c->intent_.ports) {
+      ++c->port_vni_refs_[c->planner_->vniOf(p)];
+      ++c->vni_refs_[c->planner_->vniOf(p)];
+    }
+    for (const auto& r : c->intent_.remotes) {
+      const auto vni = c->planner_->vniOf(r);
+      ++c->vni_refs_[vni];
+      ++c->vtep_refs_[(std::uint64_t{vni} << 32) | r.vtep->value];
+    }
+  }
   // The ports carry their VFs; the pool is rebuilt from them (the copy in
   // the state file is for operators and tools).
   if (auto synced = c->vf_pool_.sync(c->intent_.ports); !synced) {
@@ -175,11 +214,11 @@ Result<std::unique_ptr<Controller>> Controller::start(model::HostConfig host,
   return c;
 }
 
-Status Controller::persist(const model::Intent& intent, const vdpa::VfPool& pool) {
+Status Controller::persist() {
   PersistedState s;
-  s.ports = intent.ports;
-  s.remotes = intent.remotes;
-  s.extra["vf_pool"] = pool.toJson();
+  s.ports = intent_.ports;
+  s.remotes = intent_.remotes;
+  s.extra["vf_pool"] = vf_pool_.toJson();
   auto st = store_.save(s);
   if (st) {
     ++counters_.state_saves;
@@ -192,107 +231,366 @@ Status Controller::persist(const model::Intent& intent, const vdpa::VfPool& pool
 
 // --- admission ---
 
-Result<json> Controller::admitPortAdd(const json& request, model::Intent& working,
-                                      model::IntentIndex& index, vdpa::VfPool& pool,
-                                      std::vector<std::string>& changed) {
+model::Port* Controller::findPort(const model::PortKey& key) {
+  for (auto& p : intent_.ports)
+    if (p.key == key) return &p;
+  return nullptr;
+}
+
+const model::Port* Controller::findPort(const model::PortKey& key) const {
+  for (const auto& p : intent_.ports)
+    if (p.key == key) return &p;
+  return nullptr;
+}
+
+const model::RemoteEndpoint* Controller::findRemote(Ipv4Addr address) const {
+  const auto pos = index_->findRemote(address);
+  return pos ? &intent_.remotes[*pos] : nullptr;
+}
+
+void Controller::touchPort(const model::PortKey& key) {
+  if (touched_ports_.count(key)) return;
+  const auto* p = findPort(key);
+  touched_ports_.emplace(key, p ? std::optional<model::Port>(*p) : std::nullopt);
+}
+
+void Controller::touchRemote(Ipv4Addr address) {
+  if (touched_remotes_.count(address)) return;
+  const auto* r = findRemote(address);
+  touched_remotes_.emplace(address,
+                           r ? std::optional<model::RemoteEndpoint>(*r) : std::nullopt);
+}
+
+// The primitives: each logs its undo first. The VF pool follows the ports
+// (a port's VF is in Port::vf), so undoing a port undoes its VF too.
+void Controller::putPort(model::Port port) {
+  touchPort(port.key);
+  model::Port* existing = findPort(port.key);
+  Undo u;
+  u.kind = Undo::Kind::kPortPut;
+  u.key = port.key;
+  if (existing) u.port = *existing;
+  undo_.push_back(std::move(u));
+  index_->upsertPort(port);
+  if (existing) {
+    *existing = std::move(port);
+  } else {
+    intent_.ports.push_back(std::move(port));
+  }
+}
+
+void Controller::erasePort(const model::PortKey& key) {
+  auto it = std::find_if(intent_.ports.begin(), intent_.ports.end(),
+                         [&](const auto& p) { return p.key == key; });
+  if (it == intent_.ports.end()) return;
+  touchPort(key);
+  Undo u;
+  u.kind = Undo::Kind::kPortErase;
+  u.port = *it;
+  u.position = static_cast<std::size_t>(it - intent_.ports.begin());
+  undo_.push_back(std::move(u));
+  index_->removePort(key);
+  vf_pool_.release(key);
+  intent_.ports.erase(it);
+}
+
+void Controller::putRemote(model::RemoteEndpoint remote) {
+  touchRemote(remote.address);
+  Undo u;
+  u.kind = Undo::Kind::kRemotePut;
+  u.address = remote.address;
+  if (const auto pos = index_->findRemote(remote.address)) {
+    auto& slot = intent_.remotes[*pos];
+    u.remote = slot;
+    index_->removeRemote(slot);
+    index_->addRemote(remote, *pos);
+    slot = std::move(remote);
+  } else {
+    index_->addRemote(remote, intent_.remotes.size());
+    intent_.remotes.push_back(std::move(remote));
+  }
+  undo_.push_back(std::move(u));
+}
+
+// Removal swaps the last remote into the hole: O(1), the order of the list
+// is not part of the intent.
+void Controller::eraseRemote(Ipv4Addr address) {
+  const auto pos = index_->findRemote(address);
+  if (!pos) return;
+  touchRemote(address);
+  Undo u;
+  u.kind = Undo::Kind::kRemoteErase;
+  u.position = *pos;
+  u.remote = intent_.remotes[*pos];
+  undo_.push_back(std::move(u));
+  index_->removeRemote(intent_.remotes[*pos]);
+  if (*pos + 1 != intent_.remotes.size()) {
+    intent_.remotes[*pos] = std::move(intent_.remotes.back());
+    index_->moveRemote(intent_.remotes[*pos].address, *pos);
+  }
+  intent_.remotes.pop_back();
+}
+
+void Controller::rollback(const Marks& to) {
+  while (undo_.size() > to.undo) {
+    Undo u = std::move(undo_.back());
+    undo_.pop_back();
+    switch (u.kind) {
+      case Undo::Kind::kPortPut: {
+        vf_pool_.release(u.key);
+        if (u.port) {
+          index_->upsertPort(*u.port);
+          if (u.port->vf) (void)vf_pool_.assign(u.key, u.port->vf);
+          *findPort(u.key) = std::move(*u.port);
+        } else {
+          index_->removePort(u.key);
+          intent_.ports.pop_back();  // it was appended: the undo runs in reverse order
+        }
+        break;
+      }
+      case Undo::Kind::kPortErase: {
+        index_->upsertPort(*u.port);
+        if (u.port->vf) (void)vf_pool_.assign(u.port->key, u.port->vf);
+        intent_.ports.insert(intent_.ports.begin() + static_cast<std::ptrdiff_t>(u.position),
+                             std::move(*u.port));
+        break;
+      }
+      case Undo::Kind::kRemotePut: {
+        const auto pos = *index_->findRemote(u.address);
+        index_->removeRemote(intent_.remotes[pos]);
+        if (u.remote) {
+          index_->addRemote(*u.remote, pos);
+          intent_.remotes[pos] = std::move(*u.remote);
+        } else {
+          intent_.remotes.pop_back();  // it was appended
+        }
+        break;
+      }
+      case Undo::Kind::kRemoteErase: {
+        if (u.position < intent_.remotes.size()) {  // the one swapped in goes back to the end
+          intent_.remotes.push_back(std::move(intent_.remotes[u.position]));
+          index_->moveRemote(intent_.remotes.back().address, intent_.remotes.size() - 1);
+          index_->addRemote(*u.remote, u.position);
+          intent_.remotes[u.position] = std::move(*u.remote);
+        } else {
+          index_->addRemote(*u.remote, intent_.remotes.size());
+          intent_.remotes.push_back(std::move(*u.remote));
+        }
+        break;
+      }
+    }
+  }
+  mutations_.resize(std::min(mutations_.size(), to.mutations));
+}
+
+Result<json> Controller::admit(const json& request) {
+  const std::string& op = request["op"].get_ref<const std::string&>();
+  if (op == "port.add") return admitPortAdd(request);
+  if (op == "port.remove") return admitPortRemove(request);
+  if (op == "remote.add") return admitRemoteAdd(request);
+  if (op == "remote.remove") return admitRemoteRemove(request);
+  if (op == "remote.sync") return admitRemoteSync(request);
+  if (op == "batch") return admitBatch(request);
+  return makeError(ErrorCode::kInternal, "op", op, "not a mutation");
+}
+
+Result<json> Controller::admitPortAdd(const json& request) {
   if (auto s = onlyKeys(request, {"port"}); !s) return s.error();
   if (!request.contains("port"))
     return requestError(ErrorCode::kMissingField, "port", "", "required field is missing");
   auto parsed = model::parsePort(request["port"], "port");
   if (!parsed) return parsed.error();
   model::Port port = std::move(parsed).value();
-  model::Port* existing = findPort(working, port.key);
+  const model::Port* existing = findPort(port.key);
   // The VF: the one the port names, else the one it holds, else the lowest
-  // free one (vdpa::VfPool). Checked on a copy: the pool changes only with
-  // the rest of the admission.
-  vdpa::VfPool trial = pool;
-  auto vf = trial.assign(port.key, port.vf);
+  // free one (vdpa::VfPool). Given back if the port is refused.
+  const auto held = vf_pool_.vfOf(port.key);
+  auto vf = vf_pool_.assign(port.key, port.vf);
   if (!vf) {
     Error e = vf.error();
     e.field = "port.vf";
     return e;
   }
+  auto give_back = [&] {
+    vf_pool_.release(port.key);
+    if (held) (void)vf_pool_.assign(port.key, held);
+  };
   port.vf = *vf;
-  if (auto s = index.checkPort(port); !s) return s.error();
-  if (auto rules = flowrules::planPortRules(host_, profile_, port); !rules) return rules.error();
-  if (existing && model::toJson(*existing) == model::toJson(port))
-    return json{{"port", model::toJson(port)}, {"changed", false}};
-  pool = std::move(trial);
-  index.upsertPort(port);
-  if (existing) {
-    *existing = port;
-  } else {
-    working.ports.push_back(port);
+  if (auto s = index_->checkPort(port); !s) {
+    give_back();
+    return s.error();
   }
-  changed.push_back((existing ? "port update " : "port add ") + port.key.str() + " mac " +
-                    port.mac.str() + " vf " + std::to_string(*port.vf));
-  return json{{"port", model::toJson(port)}, {"changed", true}};
+  if (auto rules = planner_->portRules(port); !rules) {
+    give_back();
+    return rules.error();
+  }
+  json port_json = model::toJson(port);
+  if (existing && model::toJson(*existing) == port_json)
+    return json{{"port", std::move(port_json)}, {"changed", false}};
+  mutations_.push_back((existing ? "port update " : "port add ") + port.key.str() + " mac " +
+                       port.mac.str() + " vf " + std::to_string(*port.vf));
+  putPort(std::move(port));
+  return json{{"port", std::move(port_json)}, {"changed", true}};
 }
 
-Result<json> Controller::admitPortRemove(const json& request, model::Intent& working,
-                                         model::IntentIndex& index, vdpa::VfPool& pool,
-                                         std::vector<std::string>& changed) {
+Result<json> Controller::admitPortRemove(const json& request) {
   if (auto s = onlyKeys(request, {"vm", "nic"}); !s) return s.error();
   auto key = portKeyOf(request);
   if (!key) return key.error();
-  auto it = std::find_if(working.ports.begin(), working.ports.end(),
-                         [&](const auto& p) { return p.key == *key; });
-  if (it == working.ports.end())
-    return json{{"removed", false}, {"port", key->str()}};  // idempotent
-  index.removePort(*key);
-  const auto released = pool.release(*key);
-  working.ports.erase(it);
-  changed.push_back("port remove " + key->str() +
-                    (released ? " (VF " + std::to_string(*released) + " released)" : ""));
+  const model::Port* p = findPort(*key);
+  if (!p) return json{{"removed", false}, {"port", key->str()}};  // idempotent
+  mutations_.push_back("port remove " + key->str() +
+                       (p->vf ? " (VF " + std::to_string(*p->vf) + " released)" : ""));
+  erasePort(*key);
   return json{{"removed", true}, {"port", key->str()}};
 }
 
-Result<json> Controller::admitRemote(const json& request, bool add, model::Intent& working,
-                                     model::IntentIndex& index, std::vector<std::string>& changed) {
-  if (add) {
-    if (auto s = onlyKeys(request, {"remote"}); !s) return s.error();
-    if (!request.contains("remote"))
-      return requestError(ErrorCode::kMissingField, "remote", "", "required field is missing");
-    auto r = model::parseRemote(request["remote"], "remote");
-    if (!r) return r.error();
-    model::Intent probe;
-    probe.host = working.host;
-    probe.ports = working.ports;
-    probe.remotes = {*r};
-    if (auto s = model::validateIntent(probe); !s) {
-      Error e = s.error();
-      if (e.field.rfind("remotes[0]", 0) == 0) e.field = "remote" + e.field.substr(10);
-      return e;
-    }
-    // Against the other remotes too: its /32 must not be their VTEP or next
-    // hop, its VTEP or next hop not a VM's or a remote's /32.
-    if (auto s = index.checkRemote(*r); !s) return s.error();
-    auto it = std::find_if(working.remotes.begin(), working.remotes.end(),
-                           [&](const auto& x) { return x.address == r->address; });
-    if (it != working.remotes.end()) {
-      if (model::toJson(*it) == model::toJson(*r))
-        return json{{"remote", model::toJson(*r)}, {"changed", false}};
-      *it = *r;
-    } else {
-      working.remotes.push_back(*r);
-    }
-    index = model::IntentIndex(working);
-    changed.push_back("remote add " + r->address.str());
-    return json{{"remote", model::toJson(*r)}, {"changed", true}};
-  }
+Result<json> Controller::admitRemoteAdd(const json& request) {
+  if (auto s = onlyKeys(request, {"remote"}); !s) return s.error();
+  if (!request.contains("remote"))
+    return requestError(ErrorCode::kMissingField, "remote", "", "required field is missing");
+  auto r = model::parseRemote(request["remote"], "remote");
+  if (!r) return r.error();
+  const model::RemoteEndpoint* existing = findRemote(r->address);
+  if (existing && model::toJson(*existing) == model::toJson(*r))
+    return json{{"remote", model::toJson(*r)}, {"changed", false}};
+  // Checked against everything but the version it replaces.
+  const auto pos = index_->findRemote(r->address);
+  if (pos) index_->removeRemote(*existing);
+  const Status checked = index_->checkRemote(*r);
+  if (pos) index_->addRemote(*existing, *pos);
+  if (!checked) return checked.error();
+  mutations_.push_back("remote add " + r->address.str());
+  json out{{"remote", model::toJson(*r)}, {"changed", true}};
+  putRemote(std::move(r).value());
+  return out;
+}
+
+Result<json> Controller::admitRemoteRemove(const json& request) {
   if (auto s = onlyKeys(request, {"address"}); !s) return s.error();
   auto address = requiredString(request, "address", "the remote's IPv4 /32");
   if (!address) return address.error();
   auto p = Ipv4Prefix::parse(*address);
   if (!p || p->len != 32)
     return requestError(ErrorCode::kInvalidValue, "address", *address, "must be an IPv4 /32");
-  auto it = std::find_if(working.remotes.begin(), working.remotes.end(),
-                         [&](const auto& x) { return x.address == p->addr; });
-  if (it == working.remotes.end()) return json{{"removed", false}};
-  working.remotes.erase(it);
-  index = model::IntentIndex(working);
-  changed.push_back("remote remove " + p->addr.str());
+  if (!findRemote(p->addr)) return json{{"removed", false}};
+  mutations_.push_back("remote remove " + p->addr.str());
+  eraseRemote(p->addr);
   return json{{"removed", true}};
+}
+
+// The whole set of remotes of one origin: what the list holds is added or
+// updated, what the origin held and the list does not is removed. All or
+// nothing; an address another origin holds is refused (remove it there
+// first), so that two controllers never fight over a route in silence.
+Result<json> Controller::admitRemoteSync(const json& request) {
+  if (auto s = onlyKeys(request, {"origin", "remotes"}); !s) return s.error();
+  auto origin = requiredString(request, "origin", "the name of the set, e.g. \"bgp-ctl\"");
+  if (!origin) return origin.error();
+  if (auto s = model::checkOriginName(*origin, "origin"); !s) return s.error();
+  const auto list = request.find("remotes");
+  if (list == request.end())
+    return requestError(ErrorCode::kMissingField, "remotes", "",
+                        "required field is missing (the origin's whole set; [] removes it)");
+  if (!list->is_array())
+    return requestError(ErrorCode::kWrongType, "remotes", echoOf(*list),
+                        std::string("must be an array of remotes, got ") + list->type_name());
+  std::size_t added = 0, updated = 0, unchanged = 0, removed = 0;
+  std::unordered_set<Ipv4Addr> listed;
+  listed.reserve(list->size());
+  const Marks mark = marks();
+  auto refuse = [&](Error e) {
+    rollback(mark);
+    return e;
+  };
+  for (std::size_t i = 0; i < list->size(); ++i) {
+    const std::string path = "remotes[" + std::to_string(i) + "]";
+    auto r = model::parseRemote((*list)[i], path);
+    if (!r) return refuse(r.error());
+    if ((*list)[i].contains("origin") && r->origin != *origin)
+      return refuse(requestError(ErrorCode::kConflict, path + ".origin", r->origin,
+                                 "a remote in the sync of origin '" + *origin +
+                                     "' names another origin"));
+    r->origin = *origin;
+    if (!listed.insert(r->address).second)
+      return refuse(requestError(ErrorCode::kDuplicate, path + ".address", r->address.str(),
+                                 r->address.str() + " is listed twice"));
+    const model::RemoteEndpoint* existing = findRemote(r->address);
+    if (existing && existing->origin != *origin)
+      return refuse(requestError(
+          ErrorCode::kConflict, path + ".address", r->address.str(),
+          r->address.str() + " is held by origin '" + existing->origin +
+              "'; remove it there first (remote.remove, or a sync of that origin without it)"));
+    if (existing && existing->next_hop == r->next_hop && existing->vtep == r->vtep &&
+        existing->vni == r->vni) {
+      ++unchanged;
+      continue;
+    }
+    const auto pos = index_->findRemote(r->address);
+    if (pos) index_->removeRemote(*existing);
+    Status checked = index_->checkRemote(*r);
+    if (pos) index_->addRemote(*existing, *pos);
+    if (!checked) {
+      Error e = checked.error();
+      if (e.field.rfind("remote", 0) == 0) e.field = path + e.field.substr(6);
+      return refuse(e);
+    }
+    ++(existing ? updated : added);
+    putRemote(std::move(r).value());
+  }
+  std::vector<Ipv4Addr> gone;
+  for (const auto& r : intent_.remotes)
+    if (r.origin == *origin && !listed.count(r.address)) gone.push_back(r.address);
+  for (const auto a : gone) eraseRemote(a);
+  removed = gone.size();
+  if (added || updated || removed)
+    mutations_.push_back("remote sync " + *origin + ": " + std::to_string(added) + " added, " +
+                         std::to_string(updated) + " updated, " + std::to_string(removed) +
+                         " removed");
+  return json{{"origin", *origin},     {"added", added},
+              {"updated", updated},    {"removed", removed},
+              {"unchanged", unchanged}, {"changed", added + updated + removed > 0}};
+}
+
+// Several mutations in one request, all or nothing: the first refusal
+// undoes the ones before it and names its position.
+Result<json> Controller::admitBatch(const json& request) {
+  if (auto s = onlyKeys(request, {"ops"}); !s) return s.error();
+  const auto ops = request.find("ops");
+  if (ops == request.end())
+    return requestError(ErrorCode::kMissingField, "ops", "",
+                        "required field is missing (an array of mutation requests)");
+  if (!ops->is_array())
+    return requestError(ErrorCode::kWrongType, "ops", echoOf(*ops),
+                        std::string("must be an array of requests, got ") + ops->type_name());
+  const Marks mark = marks();
+  json results = json::array();
+  for (std::size_t i = 0; i < ops->size(); ++i) {
+    const json& op = (*ops)[i];
+    const std::string path = "ops[" + std::to_string(i) + "]";
+    const auto name = op.is_object() ? op.find("op") : op.end();
+    static const std::set<std::string> kAllowed = {"port.add", "port.remove", "remote.add",
+                                                   "remote.remove", "remote.sync"};
+    if (name == op.end() || !name->is_string() ||
+        !kAllowed.count(name->get_ref<const std::string&>())) {
+      rollback(mark);
+      return requestError(ErrorCode::kInvalidValue, path + ".op",
+                          name != op.end() ? echoOf(*name) : "",
+                          "each op of a batch is a mutation: port.add, port.remove, remote.add, "
+                          "remote.remove or remote.sync");
+    }
+    auto r = admit(op);
+    if (!r) {
+      rollback(mark);
+      Error e = r.error();
+      e.field = path + "." + e.field;
+      e.message = path + " (" + name->get<std::string>() + "): " + e.message +
+                  "; nothing of the batch was applied";
+      return e;
+    }
+    results.push_back(std::move(r).value());
+  }
+  return json{{"results", std::move(results)}};
 }
 
 // --- requests ---
@@ -321,7 +619,7 @@ bool Controller::isMutation(const json& request) {
   if (op == request.end() || !op->is_string()) return false;
   const auto& name = op->get_ref<const std::string&>();
   return name == "port.add" || name == "port.remove" || name == "remote.add" ||
-         name == "remote.remove";
+         name == "remote.remove" || name == "remote.sync" || name == "batch";
 }
 
 void Controller::answerReads(const std::vector<control::Request>& batch,
@@ -367,92 +665,78 @@ void Controller::handleBatch(const std::vector<control::Request>& batch,
   using Micros = std::chrono::duration<double, std::micro>;
   const auto t_start = SteadyClock::now();
   auto t_persisted = t_start, t_reconciled = t_start;
+  undo_.clear();
+  mutations_.clear();
+  touched_ports_.clear();
+  touched_remotes_.clear();
 
-  // Admission, on copies. A request whose admission throws may leave the
-  // copies half-changed: it is answered with an internal error and the
-  // admission starts over without it (rare; costs nothing otherwise).
-  struct Admission {
-    model::Intent working;
-    model::IntentIndex index;
-    vdpa::VfPool pool;
-    std::vector<std::string> changed;
-    std::vector<std::size_t> accepted;  // mutations admitted into `working`
-    std::vector<json> accepted_results;
-    std::uint64_t refused = 0;  // counted once admission is final
-  };
-  std::optional<Admission> adm;
-  std::vector<bool> failed_internally(batch.size(), false);
-  for (bool again = true; again;) {
-    again = false;
-    adm.emplace(Admission{intent_, *index_, vf_pool_, {}, {}, {}, 0});
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      if (failed_internally[i]) continue;
-      replies[i] = json();
-      const json& req = batch[i].body;
-      const auto op_it = req.is_object() ? req.find("op") : req.end();
-      // The server checks this; a caller of this API may not.
-      if (op_it == req.end() || !op_it->is_string()) {
-        replies[i] = control::errorReply(requestError(ErrorCode::kInvalidValue, "op", "",
-                                                      "the request has no string field \"op\""));
-        continue;
-      }
-      const std::string& op = op_it->get_ref<const std::string&>();
-      Result<json> result = json();
-      try {
-        if (op == "port.add") {
-          result = admitPortAdd(req, adm->working, adm->index, adm->pool, adm->changed);
-        } else if (op == "port.remove") {
-          result = admitPortRemove(req, adm->working, adm->index, adm->pool, adm->changed);
-        } else if (op == "remote.add") {
-          result = admitRemote(req, true, adm->working, adm->index, adm->changed);
-        } else if (op == "remote.remove") {
-          result = admitRemote(req, false, adm->working, adm->index, adm->changed);
-        } else {
-          continue;  // reads are answered after the mutations of this batch
-        }
-      } catch (...) {
-        failed_internally[i] = true;
-        replies[i] = internalErrorReply(req, describeCurrentException());
-        again = true;
-        break;
-      }
-      if (!result) {
-        ++adm->refused;
-        spdlog::warn("refused {}: {}", op, result.error().describe());
-        replies[i] = control::errorReply(result.error());
-        continue;
-      }
-      adm->accepted.push_back(i);
-      adm->accepted_results.push_back(std::move(result).value());
+  // Admission, in place: each request is admitted against the intent as the
+  // ones before it left it; a refused one (or one whose admission threw)
+  // leaves nothing behind (rollback to its mark).
+  std::vector<std::size_t> accepted;  // mutations admitted
+  std::vector<json> accepted_results;
+  std::uint64_t refused = 0;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    const json& req = batch[i].body;
+    const auto op_it = req.is_object() ? req.find("op") : req.end();
+    // The server checks this; a caller of this API may not.
+    if (op_it == req.end() || !op_it->is_string()) {
+      replies[i] = control::errorReply(requestError(ErrorCode::kInvalidValue, "op", "",
+                                                    "the request has no string field \"op\""));
+      continue;
     }
+    if (!isMutation(req)) continue;  // reads are answered after the mutations of this batch
+    const std::string& op = op_it->get_ref<const std::string&>();
+    const Marks mark = marks();
+    Result<json> result = json();
+    try {
+      result = admit(req);
+    } catch (...) {
+      rollback(mark);
+      replies[i] = internalErrorReply(req, describeCurrentException());
+      continue;
+    }
+    if (!result) {
+      rollback(mark);
+      ++refused;
+      spdlog::warn("refused {}: {}", op, result.error().describe());
+      replies[i] = control::errorReply(result.error());
+      continue;
+    }
+    accepted.push_back(i);
+    accepted_results.push_back(std::move(result).value());
   }
 
-  counters_.requests_refused += adm->refused;
+  counters_.requests_refused += refused;
   const auto t_admitted = SteadyClock::now();
-  auto& changed = adm->changed;
-  auto& accepted = adm->accepted;
-  if (!changed.empty()) {
-    const auto st = persist(adm->working, adm->pool);
+  const bool changed = !undo_.empty();
+  if (changed) {
+    Status st = Status::success();
+    try {
+      st = persist();
+    } catch (...) {
+      rollback({});  // nothing reached the disk: the intent stays as it was
+      throw;
+    }
     t_persisted = t_reconciled = SteadyClock::now();
     if (!st) {
+      rollback({});
       for (auto i : accepted) replies[i] = control::errorReply(st.error());
       accepted.clear();
     } else {
-      intent_ = std::move(adm->working);
-      index_ = std::make_unique<model::IntentIndex>(std::move(adm->index));
-      vf_pool_ = std::move(adm->pool);
-      for (const auto& c : changed) spdlog::info("{}", c);
-      const auto pass = reconcile(false);
+      for (const auto& c : mutations_) spdlog::info("{}", c);
+      const auto pass = reconcileTouched();
       scheduleRetry(pass.failures > 0);
       t_reconciled = SteadyClock::now();
     }
   }
+  undo_.clear();
   for (std::size_t k = 0; k < accepted.size(); ++k) {
-    json result = std::move(adm->accepted_results[k]);
+    json result = std::move(accepted_results[k]);
     if (result.contains("port") && result["port"].is_object()) {
       auto key = portKeyOf(result["port"]);
       if (key)
-        if (const auto* p = findPort(intent_, *key)) result["status"] = portJson(*p);
+        if (const auto* p = findPort(*key)) result["status"] = portJson(*p);
     }
     replies[accepted[k]] = control::okReply(std::move(result));
   }
@@ -460,12 +744,11 @@ void Controller::handleBatch(const std::vector<control::Request>& batch,
   if (spdlog::should_log(spdlog::level::debug))
     spdlog::debug(
         "batch of {} requests ({} changes): admit {:.0f} us, persist {:.0f} us, reconcile {:.0f} "
-        "us, "
-        "replies {:.0f} us",
-        batch.size(), changed.size(), Micros(t_admitted - t_start).count(),
-        changed.empty() ? 0.0 : Micros(t_persisted - t_admitted).count(),
-        changed.empty() ? 0.0 : Micros(t_reconciled - t_persisted).count(),
-        Micros(SteadyClock::now() - (changed.empty() ? t_admitted : t_reconciled)).count());
+        "us, replies {:.0f} us",
+        batch.size(), mutations_.size(), Micros(t_admitted - t_start).count(),
+        changed ? Micros(t_persisted - t_admitted).count() : 0.0,
+        changed ? Micros(t_reconciled - t_persisted).count() : 0.0,
+        Micros(SteadyClock::now() - (changed ? t_reconciled : t_admitted)).count());
 }
 
 json Controller::portJson(const model::Port& port, bool rule_list) const {
@@ -519,11 +802,67 @@ json Controller::portJson(const model::Port& port, bool rule_list) const {
           {"software_path_failures", sw_objects}};
 }
 
-std::vector<flowrules::FlowRule> Controller::plannedRules() const {
-  flowrules::DesiredState plan;
-  if (auto s = flowrules::planInto(intent_, profile_, {.skip_validation = true}, plan); !s)
-    return {};
-  return std::move(plan.rules);
+std::vector<std::uint32_t> Controller::portVnis() const {
+  std::vector<std::uint32_t> out;
+  for (const auto& [vni, n] : port_vni_refs_) out.push_back(vni);
+  return out;
+}
+
+std::size_t Controller::plannedRuleCount() const {
+  std::size_t n = planner_->hostRules(portVnis()).size() + intent_.remotes.size();
+  for (const auto& p : intent_.ports)
+    if (auto r = planner_->portRules(p)) n += r->size();
+  return n;
+}
+
+std::vector<flowrules::FlowRule> Controller::plannedRules(std::size_t offset,
+                                                          std::size_t limit) const {
+  std::vector<flowrules::FlowRule> out;
+  auto take = [&](std::vector<flowrules::FlowRule>& rules) {
+    for (auto& r : rules) {
+      if (out.size() >= limit) return;
+      if (offset > 0) {
+        --offset;
+        continue;
+      }
+      out.push_back(std::move(r));
+    }
+  };
+  for (const auto& p : intent_.ports) {
+    if (out.size() >= limit) return out;
+    if (auto r = planner_->portRules(p)) {
+      if (offset >= r->size()) {
+        offset -= r->size();
+        continue;
+      }
+      take(*r);
+    }
+  }
+  auto host = planner_->hostRules(portVnis());
+  take(host);
+  if (offset >= intent_.remotes.size()) return out;
+  for (std::size_t i = offset; i < intent_.remotes.size() && out.size() < limit; ++i)
+    out.push_back(planner_->remoteRule(intent_.remotes[i]));
+  return out;
+}
+
+std::optional<flowrules::FlowRule> Controller::plannedRule(flowrules::RuleId id) const {
+  const auto* applied = applier_->find(id);
+  if (!applied) return std::nullopt;
+  const auto owner = applied->rule.owner;
+  for (const auto& p : intent_.ports)
+    if (flowrules::portOwner(p.key) == owner)
+      if (auto rules = planner_->portRules(p))
+        for (auto& r : *rules)
+          if (r.id == id) return std::move(r);
+  for (auto& r : planner_->hostRules(portVnis()))
+    if (r.id == id) return std::move(r);
+  for (const auto& remote : intent_.remotes)
+    if (flowrules::remoteOwner(remote.address) == owner) {
+      auto r = planner_->remoteRule(remote);
+      if (r.id == id) return r;
+    }
+  return std::nullopt;
 }
 
 json Controller::statusJson() const {
@@ -547,7 +886,7 @@ json Controller::statusJson() const {
             {"assigned", vf_pool_.assignedCount()},
             {"free", vf_pool_.freeCount()}}},
           {"rules", {{"hw", c.hw}, {"sw", c.sw}, {"refused", c.refused()}}},
-          {"software_path", {{"objects", desired_.sw.size()}, {"failed", sw_failures_.size()}}},
+          {"software_path", {{"objects", sw_objects_}, {"failed", sw_failures_.size()}}},
           {"last_pass", last_pass_summary_},
           {"uptime_s", uptime},
           {"state_file", store_.path()}};
@@ -567,7 +906,7 @@ json Controller::read(const json& req, Error& error) {
     if (auto s = onlyKeys(req, {"vm", "nic"}); !s) return fail(s.error());
     auto key = portKeyOf(req);
     if (!key) return fail(key.error());
-    const auto* p = findPort(intent_, *key);
+    const auto* p = findPort(*key);
     if (!p)
       return fail(requestError(ErrorCode::kNotFound, "port", key->str(), "no port " + key->str()));
     return portJson(*p);
@@ -587,26 +926,56 @@ json Controller::read(const json& req, Error& error) {
     return out;
   }
   if (op == "remote.list") {
-    if (auto s = onlyKeys(req, {}); !s) return fail(s.error());
-    json out = json::array();
-    for (const auto& r : intent_.remotes) out.push_back(model::toJson(r));
-    return out;
+    if (auto s = onlyKeys(req, {"offset", "limit", "origin"}); !s) return fail(s.error());
+    auto page = pageOf(req);
+    if (!page) return fail(page.error());
+    std::optional<std::string> origin;
+    if (req.contains("origin")) {
+      auto o = requiredString(req, "origin", "an origin name");
+      if (!o) return fail(o.error());
+      origin = std::move(o).value();
+    }
+    json list = json::array();
+    std::size_t skipped = 0, i = 0;
+    for (; i < intent_.remotes.size() && list.size() < page->limit; ++i) {
+      const auto& r = intent_.remotes[i];
+      if (origin && r.origin != *origin) continue;
+      if (skipped < page->offset) {
+        ++skipped;
+        continue;
+      }
+      json j = model::toJson(r);
+      j["origin"] = r.origin;
+      list.push_back(std::move(j));
+    }
+    if (!page->paged) return list;
+    const bool more = origin ? i < intent_.remotes.size() : page->offset + list.size() < intent_.remotes.size();
+    return {{"remotes", std::move(list)},
+            {"next", more ? json(page->offset + list.size()) : json()},
+            {"total", origin ? json() : json(intent_.remotes.size())}};
   }
   if (op == "rules") {
-    if (auto s = onlyKeys(req, {"testpmd"}); !s) return fail(s.error());
+    if (auto s = onlyKeys(req, {"testpmd", "offset", "limit"}); !s) return fail(s.error());
     const auto testpmd = optionalBool(req, "testpmd", false);
     if (!testpmd) return fail(testpmd.error());
+    auto page = pageOf(req);
+    if (!page) return fail(page.error());
     const auto ports = flowrules::PortNumbering::fromHost(host_);
-    json out = json::array();
-    for (const auto& planned : plannedRules()) {
+    json list = json::array();
+    for (const auto& planned : plannedRules(page->offset, page->limit)) {
       const auto* a = applier_->find(planned.id);
       const auto r = a ? a->effective(planned) : planned;
       json j = flowrules::toJson(r, profile_);
       if (a) j["reason"] = flowrules::describeApplied(*a, profile_);
       if (*testpmd) j["testpmd"] = flowrules::renderTestpmd(r, ports);
-      out.push_back(std::move(j));
+      list.push_back(std::move(j));
     }
-    return out;
+    if (!page->paged) return list;
+    const std::size_t total = plannedRuleCount();
+    const std::size_t next = page->offset + list.size();
+    return {{"rules", std::move(list)},
+            {"next", next < total ? json(next) : json()},
+            {"total", total}};
   }
   if (op == "explain") {
     if (auto s = onlyKeys(req, {"rule"}); !s) return fail(s.error());
@@ -619,12 +988,9 @@ json Controller::read(const json& req, Error& error) {
           requestError(ErrorCode::kInvalidValue, "rule", text, "'" + text + "' is not a rule id"));
     const auto* a = applier_->find(*id);
     if (!a) return fail(requestError(ErrorCode::kNotFound, "rule", text, "no rule " + text));
-    const auto planned = plannedRules();
-    auto it =
-        std::find_if(planned.begin(), planned.end(), [&](const auto& r) { return r.id == *id; });
-    if (it == planned.end())
-      return fail(requestError(ErrorCode::kNotFound, "rule", text, "no rule " + text));
-    const auto eff = a->effective(*it);
+    const auto planned = plannedRule(*id);
+    if (!planned) return fail(requestError(ErrorCode::kNotFound, "rule", text, "no rule " + text));
+    const auto eff = a->effective(*planned);
     return {{"rule", flowrules::toJson(eff, profile_)},
             {"explanation", flowrules::explainRule(eff, profile_)},
             {"reason", flowrules::describeApplied(*a, profile_)},
@@ -676,8 +1042,8 @@ json Controller::read(const json& req, Error& error) {
   return fail(requestError(
       ErrorCode::kInvalidValue, "op", op,
       "unknown op '" + op +
-          "' (ops: status, port.add, port.remove, port.get, port.list, "
-          "remote.add, remote.remove, remote.list, rules, explain, counters, reconcile)"));
+          "' (ops: status, port.add, port.remove, port.get, port.list, remote.add, remote.remove, "
+          "remote.sync, remote.list, batch, rules, explain, counters, reconcile)"));
 }
 
 // --- reconciliation ---
@@ -696,6 +1062,7 @@ Controller::PassResult Controller::reconcile(bool full, bool verify) {
     return result;
   }
   dependencies_ = flowrules::ruleDependencies(intent_, desired_.rules);
+  recount(desired_);
   if (full && verify) {
     const auto vanished = applier_->verifyInstalled();
     if (vanished)
@@ -707,6 +1074,7 @@ Controller::PassResult Controller::reconcile(bool full, bool verify) {
   // The applier keeps a summary of each rule; the full rules are re-planned
   // when shown. Releasing them keeps the controller's memory per rule low.
   std::vector<flowrules::FlowRule>().swap(desired_.rules);
+  std::vector<flowrules::RuleDependency>().swap(dependencies_);
   for (const auto& e : hw.failures) {
     ++result.failures;
     spdlog::error("flow: {}", e.describe());
@@ -752,6 +1120,10 @@ Controller::PassResult Controller::reconcile(bool full, bool verify) {
       sw_failures_.clear();
     }
   }
+  // Between full passes the kernel is driven by differences only: neither
+  // copy is needed until the next read-back.
+  desired_.sw = {};
+  sw_installed_ = {};
   const auto t_kernel = SteadyClock::now();
   reconcileDevices(result);
   if (spdlog::should_log(spdlog::level::debug))
@@ -762,8 +1134,228 @@ Controller::PassResult Controller::reconcile(bool full, bool verify) {
   const auto& c = applier_->counters();
   last_pass_summary_ = std::string(full ? "full" : "incremental") + " pass: rules hw " +
                        std::to_string(c.hw) + ", sw " + std::to_string(c.sw) + "; kernel objects " +
-                       std::to_string(desired_.sw.size()) + ", failed " +
+                       std::to_string(sw_objects_) + ", failed " +
                        std::to_string(sw_failures_.size());
+  return result;
+}
+
+// --- incremental reconciliation ---
+
+namespace {
+
+template <class T>
+void sortKind(std::vector<T>& v) {
+  std::sort(v.begin(), v.end(), [](const T& a, const T& b) { return a.key() < b.key(); });
+}
+
+void sortState(flowrules::SoftwarePathState& s) {
+  sortKind(s.sysctls);
+  sortKind(s.links);
+  sortKind(s.addresses);
+  sortKind(s.vxlan_devices);
+  sortKind(s.fdb);
+  sortKind(s.neighbours);
+  sortKind(s.routes);
+}
+
+std::uint64_t vtepKey(std::uint32_t vni, Ipv4Addr vtep) {
+  return (std::uint64_t{vni} << 32) | vtep.value;
+}
+
+}  // namespace
+
+bool Controller::coupled() const {
+  for (const auto& [group, n] : hw_placeable_by_group_) {
+    const std::uint32_t cap = group >= profile_.max_groups ? 0 : profile_.groupCapacity(group);
+    if (n > cap) return true;
+  }
+  return host_.underlay == model::UnderlayMode::kVxlan && sw_delivery_rules_ > 0;
+}
+
+void Controller::recount(const flowrules::DesiredState& plan) {
+  using Code = flowrules::PlacementReason::Code;
+  hw_placeable_by_group_.clear();
+  sw_delivery_rules_ = 0;
+  for (const auto& r : plan.rules) {
+    if (r.placement == flowrules::Placement::kHw || r.reason.code == Code::kTableFull)
+      ++hw_placeable_by_group_[r.attr.group];
+    else if (r.cls == flowrules::RuleClass::kLocalDelivery && r.attr.group == flowrules::kFibGroup &&
+             r.reason.code != Code::kFollows)
+      ++sw_delivery_rules_;
+  }
+  sw_objects_ = plan.sw.size();
+}
+
+// Plans the owners the batch touched, before and after, and drives each
+// backend with the difference only. What plan() derives from many owners is
+// kept as counts: the VNIs local ports use (decap rules), the VNIs in use
+// and the remote VTEPs (VXLAN devices, FDB entries), the rules each table
+// would hold. When plan() would couple owners (a table over its capacity,
+// a delivery rule in software with VXLAN) the whole intent is planned.
+Controller::PassResult Controller::reconcileTouched() {
+  using flowrules::FlowRule;
+  using flowrules::Placement;
+  using Code = flowrules::PlacementReason::Code;
+  const bool was_coupled = coupled();
+  const bool vxlan = host_.underlay == model::UnderlayMode::kVxlan;
+  std::vector<FlowRule> upsert;
+  std::vector<flowrules::RuleId> remove;
+  std::vector<flowrules::RuleDependency> deps;
+  flowrules::SoftwarePathState sw_old, sw_new;  // kernel objects of the touched owners
+
+  auto count = [&](const FlowRule& r, int sign) {
+    const auto add = [sign](auto& n) { n = sign > 0 ? n + 1 : n - 1; };
+    if (r.placement == Placement::kHw) {
+      add(hw_placeable_by_group_[r.attr.group]);
+    } else if (r.cls == flowrules::RuleClass::kLocalDelivery &&
+               r.attr.group == flowrules::kFibGroup && r.reason.code != Code::kFollows) {
+      add(sw_delivery_rules_);
+    }
+  };
+  auto change = [&](std::vector<FlowRule> old_rules, std::vector<FlowRule> new_rules) {
+    for (const auto& r : old_rules) count(r, -1);
+    for (const auto& r : new_rules) count(r, +1);
+    for (const auto& r : old_rules)
+      if (std::none_of(new_rules.begin(), new_rules.end(),
+                       [&](const FlowRule& n) { return n.id == r.id; }))
+        remove.push_back(r.id);
+    for (auto& r : new_rules) upsert.push_back(std::move(r));
+  };
+  std::map<std::uint32_t, int> port_vni_delta, vni_delta;
+  std::unordered_map<std::uint64_t, int> vtep_delta;
+
+  for (const auto& [key, before] : touched_ports_) {
+    const model::Port* now = findPort(key);
+    std::vector<FlowRule> old_rules, new_rules;
+    if (before) {
+      if (auto r = planner_->portRules(*before)) old_rules = std::move(r).value();
+      planner_->portObjects(*before, sw_old);
+      if (vxlan) {
+        --port_vni_delta[planner_->vniOf(*before)];
+        --vni_delta[planner_->vniOf(*before)];
+      }
+    }
+    if (now) {
+      auto r = planner_->portRules(*now);
+      if (!r) throw std::runtime_error("planning admitted port " + key.str() + ": " +
+                                       r.error().describe());
+      new_rules = std::move(r).value();
+      for (auto& d : flowrules::portRuleDependencies(new_rules)) deps.push_back(d);
+      planner_->portObjects(*now, sw_new);
+      if (vxlan) {
+        ++port_vni_delta[planner_->vniOf(*now)];
+        ++vni_delta[planner_->vniOf(*now)];
+      }
+    }
+    change(std::move(old_rules), std::move(new_rules));
+  }
+  for (const auto& [address, before] : touched_remotes_) {
+    const model::RemoteEndpoint* now = findRemote(address);
+    std::vector<FlowRule> old_rules, new_rules;
+    if (before) {
+      old_rules.push_back(planner_->remoteRule(*before));
+      planner_->remoteObjects(*before, sw_old);
+      if (vxlan) {
+        --vni_delta[planner_->vniOf(*before)];
+        --vtep_delta[vtepKey(planner_->vniOf(*before), *before->vtep)];
+      }
+    }
+    if (now) {
+      new_rules.push_back(planner_->remoteRule(*now));
+      planner_->remoteObjects(*now, sw_new);
+      if (vxlan) {
+        ++vni_delta[planner_->vniOf(*now)];
+        ++vtep_delta[vtepKey(planner_->vniOf(*now), *now->vtep)];
+      }
+    }
+    change(std::move(old_rules), std::move(new_rules));
+  }
+  // What appears or disappears with the first or last user of a VNI / VTEP.
+  auto refs = [](auto& map, auto key, int delta, auto&& appear, auto&& vanish) {
+    if (delta == 0) return;
+    const std::int64_t before = map.count(key) ? map[key] : 0;
+    const std::int64_t after = before + delta;
+    if (after <= 0) {
+      map.erase(key);
+    } else {
+      map[key] = static_cast<std::uint32_t>(after);
+    }
+    if (before == 0 && after > 0) appear();
+    if (before > 0 && after <= 0) vanish();
+  };
+  for (const auto& [vni, delta] : port_vni_delta)
+    refs(
+        port_vni_refs_, vni, delta,
+        [&, vni = vni] {
+          auto r = planner_->decapRule(vni);
+          count(r, +1);
+          deps.push_back(flowrules::decapDependency(r));
+          upsert.push_back(std::move(r));
+        },
+        [&, vni = vni] {
+          auto r = planner_->decapRule(vni);
+          count(r, -1);
+          remove.push_back(r.id);
+        });
+  for (const auto& [vni, delta] : vni_delta)
+    refs(
+        vni_refs_, vni, delta, [&, vni = vni] { planner_->vniObjects(vni, sw_new); },
+        [&, vni = vni] { planner_->vniObjects(vni, sw_old); });
+  for (const auto& [key, delta] : vtep_delta) {
+    const auto vni = static_cast<std::uint32_t>(key >> 32);
+    const Ipv4Addr vtep{static_cast<std::uint32_t>(key)};
+    refs(
+        vtep_refs_, key, delta, [&] { planner_->vtepObjects(vni, vtep, sw_new); },
+        [&] { planner_->vtepObjects(vni, vtep, sw_old); });
+  }
+
+  if (was_coupled || coupled()) {
+    spdlog::info("a hardware table is at its capacity{}: planning the whole intent",
+                 vxlan && sw_delivery_rules_ ? " or a delivery rule is in software" : "");
+    return reconcile(true, false);
+  }
+
+  PassResult result;
+  ++counters_.reconcile_passes;
+  const auto hw = applier_->applyDelta(upsert, remove, deps);
+  for (const auto& e : hw.failures) {
+    ++result.failures;
+    spdlog::error("flow: {}", e.describe());
+  }
+  if (hw.created || hw.destroyed || hw.refused)
+    spdlog::info("flow: {} created, {} destroyed, {} refused by the device (now sw)", hw.created,
+                 hw.destroyed, hw.refused);
+
+  if (backends_.software_path && host_.software_path == model::SoftwarePathKind::kKernel) {
+    sortState(sw_old);
+    sortState(sw_new);
+    sw_objects_ += sw_new.size();
+    sw_objects_ -= std::min(sw_objects_, sw_old.size());
+    const auto d = flowrules::diff(sw_new, sw_old);
+    if (!d.empty()) {
+      auto& path = *backends_.software_path;
+      const auto changes = splitDiff(d);
+      const auto removed = path.remove(changes.remove);
+      const auto applied = path.apply(changes.apply);
+      counters_.sw_ops +=
+          removed.succeeded + applied.succeeded + removed.failures.size() + applied.failures.size();
+      for (const auto* r : {&removed, &applied})
+        for (const auto& f : r->failures) {
+          ++counters_.sw_failures;
+          ++result.failures;
+          sw_failures_[f.object] = f.error;
+          spdlog::error("software path: {}: {}", f.object, f.error.message);
+        }
+      spdlog::info("software path: {} objects changed ({} failed)", d.size(),
+                   result.failures - hw.failures.size());
+    }
+  }
+  flowrules::planDevices(intent_, desired_);
+  reconcileDevices(result);
+  const auto& c = applier_->counters();
+  last_pass_summary_ = "incremental pass: rules hw " + std::to_string(c.hw) + ", sw " +
+                       std::to_string(c.sw) + "; kernel objects " + std::to_string(sw_objects_) +
+                       ", failed " + std::to_string(sw_failures_.size());
   return result;
 }
 

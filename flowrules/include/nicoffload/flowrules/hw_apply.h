@@ -58,6 +58,12 @@ struct RuleDependency {
 std::vector<RuleDependency> ruleDependencies(const model::Intent& intent,
                                              std::span<const FlowRule> rules);
 
+// The dependencies among one port's rules (as portRules() emits them), as
+// ruleDependencies() gives them for that port; and the dependency of a VXLAN
+// decap rule on the class of local delivery rules.
+std::vector<RuleDependency> portRuleDependencies(std::span<const FlowRule> port_rules);
+RuleDependency decapDependency(const FlowRule& decap);
+
 // One rule as the applier holds it.
 struct AppliedRule {
   RuleSummary rule;                      // as planned: placement and reason are the planner's;
@@ -140,6 +146,20 @@ class HwApplier {
   // retried until the rule changes. sw-planned rules never reach the device.
   HwApplyReport apply(std::span<const FlowRule> desired,
                       std::span<const RuleDependency> dependencies = {});
+
+  // The same for only the rules a change touched: `upsert` holds new and
+  // changed rules (and rules to retry), `remove` the ids no longer desired.
+  // `dependencies` gives the leaders of the followers among `upsert` (they
+  // replace what was known for those rules); removed rules lose theirs.
+  // Same order and placement rules as apply(); rules not named are left as
+  // they are, except hardware followers whose leader is now in software.
+  // O(rules named + dependencies held).
+  HwApplyReport applyDelta(std::span<const FlowRule> upsert, std::span<const RuleId> remove,
+                           std::span<const RuleDependency> dependencies);
+
+  // Whether apply() would place `id` again (a refusal worth retrying, or a
+  // follower whose leader may be back): for a full pass computed elsewhere.
+  bool wantsRetry(RuleId id) const;
 
   // Takes over the rules the device already holds (FlowBackend::installed(),
   // e.g. after a restart of the controller), before the first apply(): each

@@ -13,6 +13,8 @@
 #pragma once
 
 #include <array>
+#include <memory>
+#include <span>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -71,6 +73,10 @@ Result<DesiredState> plan(const model::Intent& intent, const model::HwProfile& p
 Status planInto(const model::Intent& intent, const model::HwProfile& profile,
                 const PlanOptions& options, DesiredState& out);
 
+// The VF assignments and vDPA devices of the intent's ports, sorted
+// (DesiredState::vfs, vdpa_devices): a part of plan(), O(ports).
+void planDevices(const model::Intent& intent, DesiredState& out);
+
 // Emits the rules one port owns (ARP trap, anti-spoofing, local delivery),
 // placed by capability only (no table-capacity pass), sorted by id. Used for
 // incremental re-planning after a port change: diff the result against the
@@ -78,6 +84,50 @@ Status planInto(const model::Intent& intent, const model::HwProfile& profile,
 Result<std::vector<FlowRule>> planPortRules(const model::HostConfig& host,
                                             const model::HwProfile& profile,
                                             const model::Port& port);
+
+// Incremental planning: the rules and kernel objects of one piece of intent,
+// exactly as plan() emits them for it, so that the daemon re-plans only what
+// a batch touched. Two things in plan() couple owners, and the caller must
+// re-plan the whole intent when either applies (OwnerPlanner::coupled()):
+// a group whose hardware-placeable rules exceed its capacity (plan() cuts by
+// class rank), and, in a VXLAN underlay, a local delivery rule in software
+// (every decap rule then follows it).
+class OwnerPlanner {
+ public:
+  OwnerPlanner(model::HostConfig host, model::HwProfile profile);
+  ~OwnerPlanner();
+  OwnerPlanner(const OwnerPlanner&) = delete;
+  OwnerPlanner& operator=(const OwnerPlanner&) = delete;
+
+  // planPortRules().
+  Result<std::vector<FlowRule>> portRules(const model::Port& port) const;
+  // The egress rule of one remote (routed or VXLAN by the host's underlay).
+  FlowRule remoteRule(const model::RemoteEndpoint& remote) const;
+  // VXLAN: the decap rule of a VNI local ports use. Routed: the uplink's entry rule.
+  FlowRule decapRule(std::uint32_t vni) const;
+  FlowRule uplinkEntryRule() const;
+  // The host's own rules for `port_vnis` (the VNIs local ports use): the
+  // uplink entry (routed) or one decap rule per VNI (VXLAN).
+  std::vector<FlowRule> hostRules(std::span<const std::uint32_t> port_vnis) const;
+  // The VNI a port or a remote is in (VXLAN underlay).
+  std::uint32_t vniOf(const model::Port& port) const;
+  std::uint32_t vniOf(const model::RemoteEndpoint& remote) const;
+
+  // Kernel objects (software_path kernel), appended to `out` unsorted:
+  void hostObjects(SoftwarePathState& out) const;  // ip_forward, the gateway /32 on lo
+  void portObjects(const model::Port& port, SoftwarePathState& out) const;
+  void remoteObjects(const model::RemoteEndpoint& remote, SoftwarePathState& out) const;
+  void vniObjects(std::uint32_t vni, SoftwarePathState& out) const;  // the VXLAN device
+  void vtepObjects(std::uint32_t vni, Ipv4Addr vtep,
+                   SoftwarePathState& out) const;  // FDB entry + neighbour of a remote VTEP
+
+  const model::HostConfig& host() const;
+  const model::HwProfile& profile() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 // Human text for a placement reason, e.g. "connectx-5: vxlan_encap only on UDP
 // ports 4789, rule needs 8472 (dpdk-mlx5-guide: ...)".

@@ -121,6 +121,11 @@ struct RemoteEndpoint {
   std::optional<Ipv4Addr> next_hop;      // routed underlay: underlay next hop
   std::optional<Ipv4Addr> vtep;          // VXLAN underlay: remote VTEP
   std::optional<std::uint32_t> vni;      // VXLAN underlay: VNI
+  // Who declared it: "api" (remote.add, the default) or the origin a
+  // remote.sync names (an external controller's set, replaced as a whole).
+  std::string origin = kDefaultRemoteOrigin;
+
+  static constexpr const char* kDefaultRemoteOrigin = "api";
 };
 
 struct Intent {

@@ -50,6 +50,7 @@ struct UnderlayUse {
     kRemoteVtep,      // remotes[index].vtep
     kRemoteNextHop,   // remotes[index].next_hop
   };
+  static constexpr std::uint32_t kNoIndex = UINT32_MAX;  // a remote outside any file (the daemon)
   Kind kind = Kind::kGateway;
   std::uint32_t index = 0;  // into next_hops or remotes
   Ipv4Addr remote;          // the remote's /32, for kRemoteVtep and kRemoteNextHop
@@ -67,6 +68,8 @@ class UnderlayAddresses {
   // The remote's VTEP and next hop (when it names them); `index` is its
   // position in the remotes list.
   void addRemote(const RemoteEndpoint& remote, std::size_t index);
+  // Forgets one remote's VTEP and next hop (each counted per remote).
+  void removeRemote(const RemoteEndpoint& remote);
   // The first use of `address`, or nullptr when the underlay does not use it.
   const UnderlayUse* find(Ipv4Addr address) const {
     auto it = uses_.find(address);
@@ -75,6 +78,7 @@ class UnderlayAddresses {
 
  private:
   std::unordered_map<Ipv4Addr, UnderlayUse> uses_;
+  std::unordered_map<Ipv4Addr, std::uint32_t> remote_refs_;  // remotes using the address
 };
 
 // Cross-object checks of a whole intent: duplicate IP/MAC/VF/port key across
@@ -99,15 +103,22 @@ class IntentIndex {
 
   // The same checks and errors as validatePortAgainst(intent, port).
   Status checkPort(const Port& port) const;
-  // Checks a remote (added, or replacing the one with its address) against
-  // the rest: its address against the underlay's addresses (of the host and
-  // of the other remotes), its VTEP / next hop against the VM and remote
-  // /32s. Fields are named "remote.<key>". kConflict.
+  // Checks a remote (added, or replacing the one with its address: remove
+  // that one first) against the host and the rest: the remote's own fields
+  // (as validateIntent), its address against the VM /32s and the underlay's
+  // addresses (of the host and of the other remotes), its VTEP / next hop
+  // against the VM and remote /32s. Fields are named "remote.<key>".
   Status checkRemote(const RemoteEndpoint& remote) const;
-  // Records a remote whose address the index does not hold yet (call after
-  // checkRemote). A remote that replaces another is recorded by rebuilding
-  // the index: the replaced one's VTEP and next hop would stay counted.
-  void addRemote(const RemoteEndpoint& remote);
+  // Records a remote at `position` of the intent's remotes (call after
+  // checkRemote, with no remote of that address recorded).
+  void addRemote(const RemoteEndpoint& remote, std::size_t position);
+  // Forgets a recorded remote (its VTEP and next hop uses included).
+  void removeRemote(const RemoteEndpoint& remote);
+  // The remote at `address` changed position (a removal moved it).
+  void moveRemote(Ipv4Addr address, std::size_t position);
+  // The position of the remote with this address, if recorded.
+  std::optional<std::size_t> findRemote(Ipv4Addr address) const;
+  std::size_t remoteCount() const { return remotes_.size(); }
   // Records `port` (replacing the version with the same key). Call after checkPort.
   void upsertPort(const Port& port);
   void removePort(const PortKey& key);
@@ -119,9 +130,13 @@ class IntentIndex {
   std::unordered_map<MacAddr, PortKey> by_mac_;
   std::unordered_map<std::uint16_t, PortKey> by_vf_;
   std::unordered_map<std::string, PortKey> by_rep_;
-  std::unordered_set<Ipv4Addr> remotes_;
+  std::unordered_map<Ipv4Addr, std::uint32_t> remotes_;  // address -> position
   UnderlayAddresses underlay_;
 };
+
+// An origin name (RemoteEndpoint::origin): 1..32 of [a-z0-9._-].
+inline constexpr std::size_t kMaxOriginBytes = 32;
+Status checkOriginName(const std::string& origin, const std::string& field);
 
 // The JSON forms parsePort / parseRemote read (for the state file and the
 // control API): toJson then parse gives the same object back.

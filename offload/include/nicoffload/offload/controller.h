@@ -21,7 +21,9 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "nicoffload/common/error.h"
@@ -127,22 +129,58 @@ class Controller {
   // The message of the exception being handled (call inside a catch).
   static std::string describeCurrentException();
 
-  // Admission of one mutation against the working intent; modifies it on success.
-  Result<nlohmann::json> admitPortAdd(const nlohmann::json& request, model::Intent& working,
-                                      model::IntentIndex& index, vdpa::VfPool& pool,
-                                      std::vector<std::string>& changed);
-  Result<nlohmann::json> admitPortRemove(const nlohmann::json& request, model::Intent& working,
-                                         model::IntentIndex& index, vdpa::VfPool& pool,
-                                         std::vector<std::string>& changed);
-  Result<nlohmann::json> admitRemote(const nlohmann::json& request, bool add,
-                                     model::Intent& working, model::IntentIndex& index,
-                                     std::vector<std::string>& changed);
+  // --- admission: in place, with an undo log ---
+  // Every change to the intent, its index and the VF pool goes through the
+  // four primitives below, which log how to undo it; a refused request (or a
+  // batch op, or a failed persist) rolls the log back to its mark.
+  struct Undo {
+    enum class Kind : std::uint8_t { kPortPut, kPortErase, kRemotePut, kRemoteErase };
+    Kind kind = Kind::kPortPut;
+    std::optional<model::Port> port;              // the port before (put), the erased port
+    model::PortKey key;                           // kPortPut
+    std::size_t position = 0;                     // kPortErase, kRemoteErase: where it stood
+    std::optional<model::RemoteEndpoint> remote;  // the remote before (put), the erased remote
+    Ipv4Addr address;                             // kRemotePut
+  };
+  struct Marks {
+    std::size_t undo = 0;
+    std::size_t mutations = 0;
+  };
+  Marks marks() const { return {undo_.size(), mutations_.size()}; }
+  void rollback(const Marks& to);
+  void putPort(model::Port port);
+  void erasePort(const model::PortKey& key);
+  void putRemote(model::RemoteEndpoint remote);
+  void eraseRemote(Ipv4Addr address);
+  // Records the state of a port / remote before this batch first touched it.
+  void touchPort(const model::PortKey& key);
+  void touchRemote(Ipv4Addr address);
+
+  // Admission of one mutation request against the intent as it stands;
+  // changes it on success (and only then: a refusal leaves it as it was).
+  Result<nlohmann::json> admit(const nlohmann::json& request);
+  Result<nlohmann::json> admitPortAdd(const nlohmann::json& request);
+  Result<nlohmann::json> admitPortRemove(const nlohmann::json& request);
+  Result<nlohmann::json> admitRemoteAdd(const nlohmann::json& request);
+  Result<nlohmann::json> admitRemoteRemove(const nlohmann::json& request);
+  Result<nlohmann::json> admitRemoteSync(const nlohmann::json& request);
+  Result<nlohmann::json> admitBatch(const nlohmann::json& request);
+  model::Port* findPort(const model::PortKey& key);
+  const model::Port* findPort(const model::PortKey& key) const;
+  const model::RemoteEndpoint* findRemote(Ipv4Addr address) const;
 
   nlohmann::json read(const nlohmann::json& request, Error& error);
   // The port's status; `rule_list` adds every rule with its placement and
   // reason (port.get, port.add replies), else only the counts (port.list).
   nlohmann::json portJson(const model::Port& port, bool rule_list = true) const;
-  std::vector<flowrules::FlowRule> plannedRules() const;  // re-planned on demand
+  // The rules as planned, in a stable order (ports in intent order, the
+  // host's rules, remotes in intent order), `offset` first, at most `limit`;
+  // re-planned on demand from the owners (the applier keeps summaries only).
+  std::vector<flowrules::FlowRule> plannedRules(std::size_t offset, std::size_t limit) const;
+  std::size_t plannedRuleCount() const;
+  // The planned rule with this id, found through its owner.
+  std::optional<flowrules::FlowRule> plannedRule(flowrules::RuleId id) const;
+  std::vector<std::uint32_t> portVnis() const;  // VNIs local ports use (VXLAN), sorted
   nlohmann::json statusJson() const;
 
   // Plans the intent and drives every backend; full = re-read the kernel first.
@@ -152,8 +190,15 @@ class Controller {
   };
   // verify: check first that the device still holds every hardware rule.
   PassResult reconcile(bool full, bool verify = true);
+  // Plans and applies only what this batch touched (touched_ports_,
+  // touched_remotes_); the whole intent when plan() would couple owners.
+  PassResult reconcileTouched();
+  // The counts reconcileTouched() keeps to know whether plan() couples
+  // owners, recomputed from a whole plan.
+  void recount(const flowrules::DesiredState& plan);
+  bool coupled() const;
   void scheduleRetry(bool failed);
-  Status persist(const model::Intent& intent, const vdpa::VfPool& pool);
+  Status persist();
 
   model::HostConfig host_;
   model::HwProfile profile_;
@@ -164,6 +209,18 @@ class Controller {
 
   model::Intent intent_;
   std::unique_ptr<model::IntentIndex> index_;
+  std::unique_ptr<flowrules::OwnerPlanner> planner_;
+  std::vector<Undo> undo_;                      // of the batch being admitted
+  std::vector<std::string> mutations_;          // admitted changes of the batch, for the log
+  std::map<model::PortKey, std::optional<model::Port>> touched_ports_;  // state before the batch
+  std::unordered_map<Ipv4Addr, std::optional<model::RemoteEndpoint>> touched_remotes_;
+  // Kept per change, so that a batch is planned in O(change):
+  std::map<std::uint32_t, std::uint32_t> hw_placeable_by_group_;  // rules plan() would put in hw
+  std::size_t sw_delivery_rules_ = 0;  // local delivery rules placed sw by capability
+  std::map<std::uint32_t, std::uint32_t> port_vni_refs_;       // VXLAN: ports per VNI
+  std::map<std::uint32_t, std::uint32_t> vni_refs_;            // VXLAN: ports + remotes per VNI
+  std::unordered_map<std::uint64_t, std::uint32_t> vtep_refs_;  // VXLAN: remotes per (VNI, VTEP)
+  std::size_t sw_objects_ = 0;                                  // kernel objects desired
   vdpa::VfPool vf_pool_;  // which port holds which VF; persisted with the intent
   flowrules::DesiredState desired_;
   flowrules::SoftwarePathState sw_installed_;
