@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <map>
+#include <random>
+#include <tuple>
 #include <stdexcept>
 #include <utility>
 
@@ -62,6 +64,7 @@ class MemorySoftwarePath final : public SoftwarePath {
     fail_word_ = word;
     fail_left_ = times;
   }
+  const flowrules::SoftwarePathState& held() const { return held_; }
   bool hasRoute(const std::string& dst, const std::string& dev) const {
     for (const auto& r : held_.routes)
       if (r.dst.str() == dst && r.dev == dev) return true;
@@ -176,6 +179,15 @@ struct Fixture {
     auto c = Controller::start(host, profile, std::move(b), StateStore(host.state_dir), o);
     ASSERT_TRUE(c.ok()) << c.error().describe();
     ctl = std::move(c).value();
+  }
+
+  void useHostFile(const std::string& name) {
+    auto h = model::loadHostConfig(std::string(NICOFFLOAD_SOURCE_DIR) + "/examples/" + name);
+    ASSERT_TRUE(h.ok());
+    host = *h;
+    host.state_dir = dir + "/state";
+    host.sim_device_dir = dir + "/simnic";
+    host.vdpa_backend = model::VdpaKind::kNone;
   }
 
   json call(json req) {
@@ -507,6 +519,266 @@ TEST(Controller, ExceptionsBecomeInternalErrorRepliesAndTheControllerCarriesOn) 
   ASSERT_TRUE(g["ok"]) << g.dump();
   EXPECT_EQ(g["result"]["state"], "installed") << g.dump(1);
   EXPECT_TRUE(f.sw->hasRoute("10.0.1.1/32", "rep1"));
+}
+
+// --- incremental planning: every batch plans only what it touched, and
+// what the devices and the kernel then hold is exactly what a whole plan of
+// the resulting intent asks for. ---
+
+// Checks the flow backend and the kernel against plan(intent).
+void expectMatchesWholePlan(const Fixture& f, const std::string& when) {
+  SCOPED_TRACE(when);
+  model::Intent intent = f.ctl->intent();
+  auto plan = flowrules::plan(intent, f.profile, {.skip_validation = true});
+  ASSERT_TRUE(plan.ok()) << plan.error().describe();
+  const auto held = f.ctl->applier().effectiveRules();
+  ASSERT_EQ(held.size(), plan->rules.size());
+  for (std::size_t i = 0; i < held.size(); ++i) {
+    const auto& want = plan->rules[i];
+    ASSERT_EQ(held[i].id, want.id) << flowrules::formatRuleId(want.cls, want.id);
+    EXPECT_TRUE(held[i].sameContent(want)) << flowrules::formatRuleId(want.cls, want.id);
+    EXPECT_EQ(held[i].placement, want.placement) << flowrules::formatRuleId(want.cls, want.id);
+  }
+  EXPECT_EQ(f.nic->size(), plan->counts.hw) << "the device holds every hw rule, nothing else";
+  const auto& sw = f.sw->held();
+  EXPECT_EQ(sw.sysctls, plan->sw.sysctls);
+  EXPECT_EQ(sw.links, plan->sw.links);
+  EXPECT_EQ(sw.addresses, plan->sw.addresses);
+  EXPECT_EQ(sw.vxlan_devices, plan->sw.vxlan_devices);
+  EXPECT_EQ(sw.fdb, plan->sw.fdb);
+  EXPECT_EQ(sw.neighbours, plan->sw.neighbours);
+  EXPECT_EQ(sw.routes.size(), plan->sw.routes.size());
+  EXPECT_TRUE(sw.routes == plan->sw.routes);
+}
+
+class IncrementalPlanning : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(IncrementalPlanning, RandomBatchesLeaveExactlyWhatAWholePlanAsks) {
+  Fixture f;
+  f.useHostFile(GetParam());
+  f.start();
+  const bool vxlan = f.host.underlay == model::UnderlayMode::kVxlan;
+  std::mt19937 rng(12345);
+  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
+  auto remote = [&](int i) {
+    json r = {{"address", "10.20." + std::to_string(i / 200) + "." + std::to_string(i % 200 + 1) +
+                              "/32"}};
+    if (vxlan) {
+      r["vtep"] = "192.0.2." + std::to_string(10 + pick(4));
+      if (pick(2)) r["vni"] = 100 + pick(3);
+    } else if (pick(2)) {
+      r["next_hop"] = pick(2) ? "192.0.2.254" : "192.0.2.77";  // the second has no MAC: sw
+    }
+    return r;
+  };
+  auto portReq = [&](int i) {
+    json p = Fixture::port(i);
+    json addresses = json::array();
+    for (int a = 0, n = 1 + pick(3); a < n; ++a)
+      addresses.push_back("10.0." + std::to_string(i) + "." + std::to_string(1 + pick(5)) + "/32");
+    p["addresses"] = addresses;
+    if (vxlan && pick(2)) p["vni"] = 100 + pick(3);
+    return p;
+  };
+  std::size_t accepted = 0;
+  for (int round = 0; round < 120; ++round) {
+    std::vector<control::Request> batch;
+    for (int k = 0, n = 1 + pick(6); k < n; ++k) {
+      json req;
+      switch (pick(6)) {
+        case 0: req = {{"op", "port.add"}, {"port", portReq(1 + pick(6))}}; break;
+        case 1: req = {{"op", "port.remove"}, {"vm", Fixture::port(1 + pick(6))["vm"]}, {"nic", 0}}; break;
+        case 2:
+        case 3: req = {{"op", "remote.add"}, {"remote", remote(pick(60))}}; break;
+        case 4:
+          req = {{"op", "remote.remove"}, {"address", remote(pick(60))["address"]}};
+          break;
+        default: {
+          json list = json::array();
+          for (int i = 0, n = pick(20); i < n; ++i) list.push_back(remote(60 + pick(40)));
+          req = {{"op", "remote.sync"}, {"origin", "ctl"}, {"remotes", list}};
+        }
+      }
+      batch.push_back({static_cast<std::uint64_t>(k), req, 0});
+    }
+    for (const auto& reply : f.ctl->handle(batch)) accepted += reply["ok"] ? 1 : 0;
+    expectMatchesWholePlan(f, "round " + std::to_string(round));
+    if (HasFatalFailure()) return;
+  }
+  EXPECT_GT(accepted, 200u) << "the sequence must mostly be accepted to test anything";
+  EXPECT_GT(f.ctl->intent().remotes.size(), 10u);
+  // The periodic full pass finds nothing to change.
+  const auto ops = f.ctl->applier().counters();
+  f.now += milliseconds(60001);
+  f.ctl->tick();
+  EXPECT_EQ(f.ctl->applier().counters().creations, ops.creations);
+  EXPECT_EQ(f.ctl->applier().counters().destructions, ops.destructions);
+  expectMatchesWholePlan(f, "after a full pass");
+}
+
+INSTANTIATE_TEST_SUITE_P(Underlays, IncrementalPlanning,
+                         ::testing::Values("host-routed.json", "host.json"));
+
+// A table at its capacity couples owners (plan() cuts by class rank): the
+// batch is planned as a whole, and the result is still exactly plan()'s.
+TEST(Controller, ATableAtItsCapacityIsPlannedAsAWhole) {
+  Fixture f;
+  f.profile.rules_per_group = 6;  // the FIB: delivery and egress rules
+  f.start();
+  ASSERT_TRUE(f.call({{"op", "port.add"}, {"port", Fixture::port(1)}})["ok"]);
+  for (int i = 1; i <= 8; ++i)
+    ASSERT_TRUE(f.call({{"op", "remote.add"},
+                        {"remote", {{"address", "10.30.0." + std::to_string(i) + "/32"}}}})["ok"]);
+  expectMatchesWholePlan(f, "over capacity");
+  EXPECT_GT(f.ctl->applier().counters().sw_by_reason[static_cast<std::size_t>(
+                flowrules::PlacementReason::Code::kTableFull)],
+            0u);
+  for (int i = 1; i <= 8; ++i)
+    ASSERT_TRUE(f.call({{"op", "remote.remove"},
+                        {"address", "10.30.0." + std::to_string(i) + "/32"}})["ok"]);
+  expectMatchesWholePlan(f, "back under capacity");
+}
+
+TEST(Controller, RemoteSyncReplacesTheSetOfItsOriginOnly) {
+  Fixture f;
+  f.start();
+  auto r = f.call({{"op", "remote.add"}, {"remote", {{"address", "10.40.0.1/32"}}}});
+  ASSERT_TRUE(r["ok"]) << r.dump();
+  auto sync = [&](json list) {
+    return f.call({{"op", "remote.sync"}, {"origin", "bgp-ctl"}, {"remotes", list}});
+  };
+  r = sync({{{"address", "10.40.1.1/32"}}, {{"address", "10.40.1.2/32"}}});
+  ASSERT_TRUE(r["ok"]) << r.dump();
+  EXPECT_EQ(r["result"]["added"], 2);
+  r = sync({{{"address", "10.40.1.2/32"}, {"next_hop", "192.0.2.77"}}, {{"address", "10.40.1.3/32"}}});
+  ASSERT_TRUE(r["ok"]) << r.dump();
+  EXPECT_EQ(r["result"]["added"], 1);
+  EXPECT_EQ(r["result"]["updated"], 1);
+  EXPECT_EQ(r["result"]["removed"], 1);
+  EXPECT_EQ(r["result"]["unchanged"], 0);
+  r = sync({{{"address", "10.40.1.2/32"}, {"next_hop", "192.0.2.77"}}, {{"address", "10.40.1.3/32"}}});
+  EXPECT_EQ(r["result"]["unchanged"], 2);
+  EXPECT_FALSE(r["result"]["changed"]);
+  expectMatchesWholePlan(f, "after syncs");
+  // The origin is kept and shown; the manual remote is untouched.
+  auto list = f.call({{"op", "remote.list"}});
+  ASSERT_EQ(list["result"].size(), 3u) << list.dump();
+  std::map<std::string, std::string> origin;
+  for (const auto& x : list["result"]) origin[x["address"]] = x["origin"];
+  EXPECT_EQ(origin["10.40.0.1/32"], "api");
+  EXPECT_EQ(origin["10.40.1.3/32"], "bgp-ctl");
+  // All or nothing: an address another origin holds, a duplicate, a bad
+  // entry: refused, naming the entry, and nothing changes.
+  const auto before = f.ctl->intent().remotes.size();
+  const auto ops = f.ctl->applier().counters().creations;
+  for (const auto& [list_json, field, code] :
+       {std::tuple{json{{{"address", "10.40.1.9/32"}}, {{"address", "10.40.0.1/32"}}},
+                   "remotes[1].address", "conflict"},
+        std::tuple{json{{{"address", "10.40.1.9/32"}}, {{"address", "10.40.1.9/32"}}},
+                   "remotes[1].address", "duplicate"},
+        std::tuple{json{{{"address", "10.40.1.9/32"}}, {{"address", "192.0.2.254/32"}}},
+                   "remotes[1].address", "conflict"},
+        std::tuple{json{{{"address", "10.40.1.9/32"}}, {{"address", "nope"}}},
+                   "remotes[1].address", "invalid-value"}}) {
+    r = sync(list_json);
+    ASSERT_FALSE(r["ok"]) << r.dump();
+    EXPECT_EQ(r["error"]["field"], field) << r.dump();
+    EXPECT_EQ(r["error"]["code"], code) << r.dump();
+    EXPECT_EQ(f.ctl->intent().remotes.size(), before);
+    EXPECT_EQ(f.ctl->applier().counters().creations, ops);
+  }
+  r = f.call({{"op", "remote.sync"}, {"origin", "Bad Name"}, {"remotes", json::array()}});
+  EXPECT_EQ(r["error"]["field"], "origin") << r.dump();
+  // An empty set removes the origin's remotes.
+  r = sync(json::array());
+  EXPECT_EQ(r["result"]["removed"], 2);
+  EXPECT_EQ(f.ctl->intent().remotes.size(), 1u);
+  expectMatchesWholePlan(f, "after the empty sync");
+  // Persisted with its origin.
+  auto state = StateStore(f.host.state_dir).load();
+  ASSERT_TRUE(state.ok());
+  ASSERT_EQ(state->remotes.size(), 1u);
+  EXPECT_EQ(state->remotes[0].origin, "api");
+}
+
+TEST(Controller, BatchIsAllOrNothingAndNamesTheRefusedOp) {
+  Fixture f;
+  f.start();
+  ASSERT_TRUE(f.call({{"op", "port.add"}, {"port", Fixture::port(1)}})["ok"]);
+  ASSERT_TRUE(f.call({{"op", "remote.add"}, {"remote", {{"address", "10.50.0.1/32"}}}})["ok"]);
+  const model::Intent before = f.ctl->intent();
+  const auto vfs = f.ctl->intent().ports[0].vf;
+  // Several changes, then a refusal: everything before it is undone.
+  auto r = f.call({{"op", "batch"},
+                   {"ops",
+                    {{{"op", "port.remove"}, {"vm", Fixture::port(1)["vm"]}, {"nic", 0}},
+                     {{"op", "port.add"}, {"port", Fixture::port(2)}},
+                     {{"op", "remote.remove"}, {"address", "10.50.0.1/32"}},
+                     {{"op", "remote.add"}, {"remote", {{"address", "10.50.0.2/32"}}}},
+                     {{"op", "port.add"}, {"port", Fixture::port(3, {{"mac", "nope"}})}}}}});
+  ASSERT_FALSE(r["ok"]) << r.dump();
+  EXPECT_EQ(r["error"]["field"], "ops[4].port.mac") << r.dump();
+  EXPECT_NE(r["error"]["message"].get<std::string>().find("nothing of the batch was applied"),
+            std::string::npos);
+  EXPECT_EQ(model::toJson(f.ctl->intent().ports[0]), model::toJson(before.ports[0]));
+  EXPECT_EQ(f.ctl->intent().ports.size(), 1u);
+  EXPECT_EQ(f.ctl->intent().ports[0].vf, vfs);
+  ASSERT_EQ(f.ctl->intent().remotes.size(), 1u);
+  EXPECT_EQ(f.ctl->intent().remotes[0].address.str(), "10.50.0.1");
+  expectMatchesWholePlan(f, "after the refused batch");
+  // Reads and nested batches are not batch ops.
+  r = f.call({{"op", "batch"}, {"ops", {{{"op", "status"}}}}});
+  EXPECT_EQ(r["error"]["field"], "ops[0].op") << r.dump();
+  // The same changes without the bad one land together.
+  r = f.call({{"op", "batch"},
+              {"ops",
+               {{{"op", "port.remove"}, {"vm", Fixture::port(1)["vm"]}, {"nic", 0}},
+                {{"op", "port.add"}, {"port", Fixture::port(2)}},
+                {{"op", "remote.remove"}, {"address", "10.50.0.1/32"}},
+                {{"op", "remote.add"}, {"remote", {{"address", "10.50.0.2/32"}}}}}}});
+  ASSERT_TRUE(r["ok"]) << r.dump();
+  EXPECT_EQ(r["result"]["results"].size(), 4u);
+  EXPECT_EQ(f.ctl->intent().ports.size(), 1u);
+  EXPECT_EQ(f.ctl->intent().ports[0].vf, vfs) << "port 1's VF went free, port 2 took it";
+  expectMatchesWholePlan(f, "after the batch");
+}
+
+TEST(Controller, LargeReadsArePaginated) {
+  Fixture f;
+  f.start();
+  ASSERT_TRUE(f.call({{"op", "port.add"}, {"port", Fixture::port(1)}})["ok"]);
+  json list = json::array();
+  for (int i = 1; i <= 25; ++i) list.push_back({{"address", "10.60.0." + std::to_string(i) + "/32"}});
+  ASSERT_TRUE(f.call({{"op", "remote.sync"}, {"origin", "x"}, {"remotes", list}})["ok"]);
+  const auto all = f.call({{"op", "rules"}})["result"];
+  ASSERT_TRUE(all.is_array());
+  std::vector<std::string> paged;
+  json next = 0;
+  std::size_t pages = 0;
+  while (!next.is_null()) {
+    auto r = f.call({{"op", "rules"}, {"offset", next}, {"limit", 7}});
+    ASSERT_TRUE(r["ok"]) << r.dump();
+    EXPECT_EQ(r["result"]["total"], all.size());
+    EXPECT_LE(r["result"]["rules"].size(), 7u);
+    for (const auto& x : r["result"]["rules"]) paged.push_back(x["id"]);
+    next = r["result"]["next"];
+    ASSERT_LT(++pages, 100u);
+  }
+  ASSERT_EQ(paged.size(), all.size());
+  for (std::size_t i = 0; i < paged.size(); ++i) EXPECT_EQ(paged[i], all[i]["id"]);
+  EXPECT_EQ(all.size(), f.ctl->applier().size());
+  auto r = f.call({{"op", "remote.list"}, {"offset", 20}, {"limit", 10}});
+  EXPECT_EQ(r["result"]["remotes"].size(), 5u);
+  EXPECT_TRUE(r["result"]["next"].is_null());
+  r = f.call({{"op", "rules"}, {"limit", 0}});
+  EXPECT_EQ(r["error"]["field"], "limit");
+  r = f.call({{"op", "rules"}, {"offset", -1}});
+  EXPECT_EQ(r["error"]["field"], "offset");
+  // explain finds a remote's rule through its owner.
+  const std::string id = all.back()["id"];
+  r = f.call({{"op", "explain"}, {"rule", id}});
+  ASSERT_TRUE(r["ok"]) << r.dump();
+  EXPECT_EQ(r["result"]["rule"]["id"], id);
 }
 
 }  // namespace
