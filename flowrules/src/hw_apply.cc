@@ -450,6 +450,36 @@ std::size_t HwApplier::verifyInstalled() {
   return vanished.size();
 }
 
+std::size_t HwApplier::verifyInstalled(std::span<const RuleId> ids) {
+  std::size_t vanished = 0;
+  for (const RuleId id : ids) {
+    auto it = installed_.find(id);
+    if (it == installed_.end() || it->second.placement != Placement::kHw) continue;
+    auto q = backend_->query(it->second.handle);
+    if (q || q.error().code != ErrorCode::kNotFound) continue;
+    count(it->second, -1);
+    installed_.erase(it);
+    ++vanished;
+  }
+  return vanished;
+}
+
+std::vector<RuleId> HwApplier::hardwareRuleIds() const {
+  std::vector<RuleId> out;
+  out.reserve(counters_.hw);
+  for (const auto& [id, e] : installed_)
+    if (e.placement == Placement::kHw) out.push_back(id);
+  return out;
+}
+
+std::vector<HwApplier::HeldRule> HwApplier::heldRules() const {
+  std::vector<HeldRule> out;
+  out.reserve(installed_.size());
+  for (const auto& [id, e] : installed_)
+    out.push_back({id, e.rule.owner, e.rule.content, e.rule.cls, retryable(e)});
+  return out;
+}
+
 Status HwApplier::flush() {
   ++counters_.flushes;
   Status s = backend_->flush();

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <future>
 #include <optional>
 #include <set>
 #include <stdexcept>
@@ -209,7 +210,7 @@ Result<std::unique_ptr<Controller>> Controller::start(model::HostConfig host,
     spdlog::info("flow backend: adopted {} rules the device already held, removed {} stale ones",
                  adopted.adopted, adopted.destroyed);
   // Just adopted from the device: no need to ask it again rule by rule.
-  const auto pass = c->reconcile(true, false);
+  const auto pass = c->reconcile(false);
   c->scheduleRetry(pass.failures > 0);
   return c;
 }
@@ -1048,33 +1049,248 @@ json Controller::read(const json& req, Error& error) {
 
 // --- reconciliation ---
 
-Controller::PassResult Controller::reconcile(bool full, bool verify) {
-  using Micros = std::chrono::duration<double, std::micro>;
-  const auto t0 = SteadyClock::now();
+// --- the full pass: the safety net ---
+//
+// Re-reads every backend and repairs whatever differs from a whole plan of
+// the intent: rules that vanished from the device, refusals worth retrying,
+// kernel objects someone changed. It must not stall requests at fleet scale
+// (100 k rules), so it runs in three phases:
+//   1. verify: the device is asked about each hardware rule, in slices of
+//      ControllerOptions::slice_budget per loop turn (the backend is not
+//      thread-safe);
+//   2. compute: on a worker thread, against a copy of the intent and of the
+//      applier's digests: the whole plan, the kernel read back (its own
+//      netlink socket), and both diffs;
+//   3. repair (loop thread): what the worker found, minus what a batch
+//      touched meanwhile (those owners were planned and applied by the
+//      batch itself, from newer intent).
+// With background_full_pass off (tests, start, the "reconcile" op, a table
+// at its capacity) the same phases run at once, in order.
+
+struct Controller::FullPassComputed {
+  Status planned = Status::success();
+  std::vector<flowrules::FlowRule> upsert;
+  std::vector<flowrules::HwApplier::HeldRule> remove;
+  std::vector<flowrules::RuleDependency> dependencies;
+  std::optional<SwChanges> sw;  // null: no software path, or the read-back failed
+  std::optional<Error> read_back_error;
+  std::map<std::uint32_t, std::uint32_t> hw_placeable_by_group;
+  std::size_t sw_delivery_rules = 0;
+  std::size_t sw_objects = 0;
+  std::size_t rules = 0;
+};
+
+struct Controller::FullPass {
+  enum class Phase : std::uint8_t { kVerify, kCompute, kRepair };
+  Phase phase = Phase::kVerify;
+  bool verify = true;
+  std::vector<flowrules::RuleId> to_verify;
+  std::size_t cursor = 0;
+  std::size_t vanished = 0;
+  std::future<FullPassComputed> computed;
+  // Touched by batches since the worker's copy was taken.
+  std::unordered_set<flowrules::OwnerId> owners;
+  std::unordered_set<Ipv4Addr> addresses;
+  std::unordered_set<std::string> devices;
+  bool derived = false;  // a VNI or a remote VTEP appeared or vanished
+  std::size_t batch_failures = 0;
+  bool copied = false;  // the worker's copy was taken: record what batches touch
+  SteadyClock::time_point started;
+};
+
+namespace {
+
+// The netdev a sysctl path names: "ipv4/conf/<dev>/x", "ipv4/neigh/<dev>/x".
+std::string_view sysctlDevice(std::string_view path) {
+  for (std::string_view prefix : {"ipv4/conf/", "ipv4/neigh/"}) {
+    if (path.substr(0, prefix.size()) != prefix) continue;
+    const auto rest = path.substr(prefix.size());
+    return rest.substr(0, rest.find('/'));
+  }
+  return {};
+}
+
+bool isVxlanDevice(std::string_view dev) {
+  return dev.substr(0, std::string_view(flowrules::kVxlanDevicePrefix).size()) ==
+         flowrules::kVxlanDevicePrefix;
+}
+
+}  // namespace
+
+Controller::FullPassComputed Controller::computeFullPass(
+    const model::Intent& intent, const model::HwProfile& profile,
+    const std::vector<flowrules::HwApplier::HeldRule>& held, SoftwarePath* path,
+    ReadBackScope scope) {
+  using Code = flowrules::PlacementReason::Code;
+  FullPassComputed out;
+  flowrules::DesiredState plan;
+  out.planned = flowrules::planInto(intent, profile, {.skip_validation = true}, plan);
+  if (!out.planned) return out;
+  out.rules = plan.rules.size();
+  for (const auto& r : plan.rules) {
+    if (r.placement == flowrules::Placement::kHw || r.reason.code == Code::kTableFull)
+      ++out.hw_placeable_by_group[r.attr.group];
+    else if (r.cls == flowrules::RuleClass::kLocalDelivery &&
+             r.attr.group == flowrules::kFibGroup && r.reason.code != Code::kFollows)
+      ++out.sw_delivery_rules;
+  }
+  out.sw_objects = plan.sw.size();
+  std::unordered_map<flowrules::RuleId, const flowrules::HwApplier::HeldRule*> by_id;
+  by_id.reserve(held.size());
+  for (const auto& h : held) by_id.emplace(h.id, &h);
+  std::unordered_set<flowrules::RuleId> upserted;
+  for (auto& r : plan.rules) {
+    const auto it = by_id.find(r.id);
+    if (it != by_id.end() && !it->second->retry && it->second->owner == r.owner &&
+        it->second->content == flowrules::contentHash(r)) {
+      by_id.erase(it);
+      continue;
+    }
+    if (it != by_id.end()) by_id.erase(it);
+    upserted.insert(r.id);
+    out.upsert.push_back(std::move(r));
+  }
+  for (const auto& [id, h] : by_id) out.remove.push_back(*h);  // held, not planned
+  if (!out.upsert.empty()) {
+    // Dependencies are derived from the rules: plan() again is not needed,
+    // the ids suffice (the upserted ones are all that changes).
+    for (const auto& d : flowrules::ruleDependencies(intent, out.upsert))
+      if (upserted.count(d.follower)) out.dependencies.push_back(d);
+  }
+  if (path) {
+    auto rb = path->readBack(plan.sw, scope);
+    if (rb) {
+      out.sw = splitDiff(flowrules::diff(plan.sw, *rb));
+    } else {
+      out.read_back_error = rb.error();
+    }
+  }
+  return out;
+}
+
+Controller::~Controller() { full_pass_.reset(); }  // before the backends its worker uses
+
+bool Controller::fullPassRunning() const { return full_pass_ != nullptr; }
+
+void Controller::startFullPass(bool verify) {
+  if (full_pass_) return;
+  full_pass_ = std::make_unique<FullPass>();
+  full_pass_->verify = verify;
+  full_pass_->started = SteadyClock::now();
+  if (verify) full_pass_->to_verify = applier_->hardwareRuleIds();
+}
+
+// Runs the pass until it is done (inline) or its slice of this loop turn is
+// used up (background). Returns the pass's result once it is over.
+std::optional<Controller::PassResult> Controller::stepFullPass(bool inline_all) {
+  auto& pass = *full_pass_;
+  const auto deadline = SteadyClock::now() + options_.slice_budget;
+  if (pass.phase == FullPass::Phase::kVerify) {
+    constexpr std::size_t kChunk = 256;
+    while (pass.cursor < pass.to_verify.size()) {
+      const auto n = std::min(kChunk, pass.to_verify.size() - pass.cursor);
+      pass.vanished += applier_->verifyInstalled(
+          std::span<const flowrules::RuleId>(pass.to_verify).subspan(pass.cursor, n));
+      pass.cursor += n;
+      if (!inline_all && SteadyClock::now() >= deadline) return std::nullopt;
+    }
+    std::vector<flowrules::RuleId>().swap(pass.to_verify);
+    if (pass.vanished)
+      spdlog::warn("flow backend: {} rules vanished from the device; reinstalling", pass.vanished);
+    pass.phase = FullPass::Phase::kCompute;
+    pass.copied = true;
+    SoftwarePath* path = backends_.software_path.get();
+    const ReadBackScope scope{host_.route_table, host_.route_protocol};
+    if (inline_all || !options_.background_full_pass) {
+      std::promise<FullPassComputed> done;
+      try {
+        done.set_value(computeFullPass(intent_, profile_, applier_->heldRules(), path, scope));
+      } catch (...) {
+        done.set_exception(std::current_exception());  // rethrown below, as a worker's would be
+      }
+      pass.computed = done.get_future();
+    } else {
+      pass.computed = std::async(
+          std::launch::async,
+          [intent = intent_, profile = profile_, held = applier_->heldRules(), path, scope] {
+            return computeFullPass(intent, profile, held, path, scope);
+          });
+    }
+  }
+  if (pass.phase == FullPass::Phase::kCompute) {
+    if (!inline_all &&
+        pass.computed.wait_for(std::chrono::seconds(0)) != std::future_status::ready)
+      return std::nullopt;
+    pass.phase = FullPass::Phase::kRepair;
+  }
+  std::optional<PassResult> result;
+  try {
+    result = repairFullPass(pass.computed.get());  // get() rethrows what the worker threw
+  } catch (...) {
+    full_pass_.reset();
+    throw;
+  }
+  full_pass_.reset();
+  return result;
+}
+
+// Records what a batch touched while a full pass's copy is out, so that the
+// repair leaves it alone.
+void Controller::noteTouchedDuringFullPass(const flowrules::SoftwarePathState& sw_old,
+                                           const flowrules::SoftwarePathState& sw_new,
+                                           bool derived, std::size_t failures) {
+  if (!full_pass_ || !full_pass_->copied) return;
+  auto& pass = *full_pass_;
+  for (const auto& [key, before] : touched_ports_) {
+    pass.owners.insert(flowrules::portOwner(key));
+    for (const model::Port* p : {before ? &*before : nullptr, static_cast<const model::Port*>(findPort(key))}) {
+      if (!p) continue;
+      for (const auto a : p->addresses) pass.addresses.insert(a);
+      pass.devices.insert(p->representorName());
+    }
+  }
+  for (const auto& [address, before] : touched_remotes_) {
+    pass.owners.insert(flowrules::remoteOwner(address));
+    pass.addresses.insert(address);
+  }
+  for (const auto* s : {&sw_old, &sw_new})
+    for (const auto& r : s->routes) pass.addresses.insert(r.dst.addr);
+  pass.derived = pass.derived || derived;
+  pass.batch_failures += failures;
+}
+
+Controller::PassResult Controller::repairFullPass(FullPassComputed computed) {
   PassResult result;
   ++counters_.reconcile_passes;
-  if (full) ++counters_.full_passes;
-  if (auto s = flowrules::planInto(intent_, profile_, {.skip_validation = true}, desired_); !s) {
-    // The intent was admitted port by port; a plan error here is a bug.
-    spdlog::error("plan failed: {}", s.error().describe());
+  ++counters_.full_passes;
+  if (!computed.planned) {
+    // The intent was admitted piece by piece; a plan error here is a bug.
+    spdlog::error("plan failed: {}", computed.planned.error().describe());
     result.failures = 1;
-    last_pass_summary_ = "plan failed: " + s.error().describe();
+    last_pass_summary_ = "plan failed: " + computed.planned.error().describe();
     return result;
   }
-  dependencies_ = flowrules::ruleDependencies(intent_, desired_.rules);
-  recount(desired_);
-  if (full && verify) {
-    const auto vanished = applier_->verifyInstalled();
-    if (vanished)
-      spdlog::warn("flow backend: {} rules vanished from the device; reinstalling", vanished);
-  }
-  const auto t_planned = SteadyClock::now();
-  const auto hw = applier_->apply(desired_.rules, dependencies_);
-  const auto t_flows = SteadyClock::now();
-  // The applier keeps a summary of each rule; the full rules are re-planned
-  // when shown. Releasing them keeps the controller's memory per rule low.
-  std::vector<flowrules::FlowRule>().swap(desired_.rules);
-  std::vector<flowrules::RuleDependency>().swap(dependencies_);
+  auto& pass = *full_pass_;
+  const bool quiet = pass.owners.empty() && !pass.derived;  // nothing changed meanwhile
+  auto skipRule = [&](flowrules::OwnerId owner, flowrules::RuleClass cls) {
+    return pass.owners.count(owner) ||
+           (pass.derived && (cls == flowrules::RuleClass::kVxlanIngress));
+  };
+  std::vector<flowrules::FlowRule> upsert;
+  std::unordered_set<flowrules::RuleId> kept;
+  for (auto& r : computed.upsert)
+    if (!skipRule(r.owner, r.cls)) {
+      kept.insert(r.id);
+      upsert.push_back(std::move(r));
+    }
+  std::vector<flowrules::RuleId> remove;
+  for (const auto& h : computed.remove)
+    if (!skipRule(h.owner, h.cls)) remove.push_back(h.id);
+  std::vector<flowrules::RuleDependency> deps;
+  for (const auto& d : computed.dependencies)
+    if (kept.count(d.follower)) deps.push_back(d);
+  const auto hw = applier_->applyDelta(upsert, remove, deps);
+  applier_->fullPassDone();
   for (const auto& e : hw.failures) {
     ++result.failures;
     spdlog::error("flow: {}", e.describe());
@@ -1082,27 +1298,39 @@ Controller::PassResult Controller::reconcile(bool full, bool verify) {
   if (hw.created || hw.destroyed || hw.refused)
     spdlog::info("flow: {} created, {} destroyed, {} refused by the device (now sw)", hw.created,
                  hw.destroyed, hw.refused);
+  if (quiet) {
+    hw_placeable_by_group_ = std::move(computed.hw_placeable_by_group);
+    sw_delivery_rules_ = computed.sw_delivery_rules;
+    sw_objects_ = computed.sw_objects;
+  }
 
-  if (backends_.software_path) {
-    auto& path = *backends_.software_path;
-    const ReadBackScope scope{host_.route_table, host_.route_protocol};
-    if (full) {
-      auto rb = path.readBack(desired_.sw, scope);
-      if (rb) {
-        sw_installed_ = std::move(rb).value();
-      } else {
-        ++result.failures;
-        spdlog::error("software path read-back: {}", rb.error().describe());
-      }
-    }
-    const auto d = flowrules::diff(desired_.sw, sw_installed_);
-    if (!d.empty()) {
-      const auto changes = splitDiff(d);
-      const auto removed = path.remove(changes.remove);
-      const auto applied = path.apply(changes.apply);
+  if (computed.read_back_error) {
+    ++result.failures;
+    spdlog::error("software path read-back: {}", computed.read_back_error->describe());
+  } else if (computed.sw && backends_.software_path) {
+    auto skipDev = [&](std::string_view dev) {
+      return pass.devices.count(std::string(dev)) > 0 || (pass.derived && isVxlanDevice(dev));
+    };
+    auto keep = [&](flowrules::SoftwarePathState& s) {
+      auto erase = [](auto& v, auto&& drop) { std::erase_if(v, drop); };
+      erase(s.routes, [&](const auto& r) { return pass.addresses.count(r.dst.addr) > 0; });
+      erase(s.neighbours,
+            [&](const auto& n) { return pass.addresses.count(n.ip) > 0 || skipDev(n.dev); });
+      erase(s.sysctls, [&](const auto& x) { return skipDev(sysctlDevice(x.path)); });
+      erase(s.links, [&](const auto& x) { return skipDev(x.dev); });
+      erase(s.vxlan_devices, [&](const auto&) { return pass.derived; });
+      erase(s.fdb, [&](const auto&) { return pass.derived; });
+    };
+    keep(computed.sw->apply);
+    keep(computed.sw->remove);
+    sw_failures_.clear();
+    const std::size_t changes = computed.sw->apply.size() + computed.sw->remove.size();
+    if (changes) {
+      auto& path = *backends_.software_path;
+      const auto removed = path.remove(computed.sw->remove);
+      const auto applied = path.apply(computed.sw->apply);
       counters_.sw_ops +=
           removed.succeeded + applied.succeeded + removed.failures.size() + applied.failures.size();
-      sw_failures_.clear();
       for (const auto* r : {&removed, &applied})
         for (const auto& f : r->failures) {
           ++counters_.sw_failures;
@@ -1110,33 +1338,29 @@ Controller::PassResult Controller::reconcile(bool full, bool verify) {
           sw_failures_[f.object] = f.error;
           spdlog::error("software path: {}: {}", f.object, f.error.message);
         }
-      spdlog::info("software path: {} objects changed ({} failed)", d.size(), sw_failures_.size());
-      if (sw_failures_.empty()) {
-        sw_installed_ = desired_.sw;
-      } else if (auto rb = path.readBack(desired_.sw, scope)) {
-        sw_installed_ = std::move(rb).value();  // know exactly what holds, for the retry
-      }
-    } else if (full) {
-      sw_failures_.clear();
+      spdlog::info("software path: {} objects repaired ({} failed)", changes,
+                   sw_failures_.size());
     }
   }
-  // Between full passes the kernel is driven by differences only: neither
-  // copy is needed until the next read-back.
-  desired_.sw = {};
-  sw_installed_ = {};
-  const auto t_kernel = SteadyClock::now();
+  result.failures += pass.batch_failures;  // keep their retry
+  flowrules::planDevices(intent_, desired_);
   reconcileDevices(result);
-  if (spdlog::should_log(spdlog::level::debug))
-    spdlog::debug("{} pass: plan {:.0f} us, flows {:.0f} us, kernel {:.0f} us, devices {:.0f} us",
-                  full ? "full" : "incremental", Micros(t_planned - t0).count(),
-                  Micros(t_flows - t_planned).count(), Micros(t_kernel - t_flows).count(),
-                  Micros(SteadyClock::now() - t_kernel).count());
   const auto& c = applier_->counters();
-  last_pass_summary_ = std::string(full ? "full" : "incremental") + " pass: rules hw " +
-                       std::to_string(c.hw) + ", sw " + std::to_string(c.sw) + "; kernel objects " +
-                       std::to_string(sw_objects_) + ", failed " +
-                       std::to_string(sw_failures_.size());
+  last_pass_summary_ =
+      "full pass: rules hw " + std::to_string(c.hw) + ", sw " + std::to_string(c.sw) +
+      "; kernel objects " + std::to_string(sw_objects_) + ", failed " +
+      std::to_string(sw_failures_.size()) + "; took " +
+      std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() -
+                                                                         pass.started)
+                         .count()) +
+      " ms";
   return result;
+}
+
+Controller::PassResult Controller::reconcile(bool verify) {
+  full_pass_.reset();  // a pass in flight is replaced (its worker is waited for)
+  startFullPass(verify);
+  return *stepFullPass(true);
 }
 
 // --- incremental reconciliation ---
@@ -1271,7 +1495,8 @@ Controller::PassResult Controller::reconcileTouched() {
     change(std::move(old_rules), std::move(new_rules));
   }
   // What appears or disappears with the first or last user of a VNI / VTEP.
-  auto refs = [](auto& map, auto key, int delta, auto&& appear, auto&& vanish) {
+  bool derived = false;  // a VNI or a remote VTEP appeared or vanished
+  auto refs = [&derived](auto& map, auto key, int delta, auto&& appear, auto&& vanish) {
     if (delta == 0) return;
     const std::int64_t before = map.count(key) ? map[key] : 0;
     const std::int64_t after = before + delta;
@@ -1280,8 +1505,14 @@ Controller::PassResult Controller::reconcileTouched() {
     } else {
       map[key] = static_cast<std::uint32_t>(after);
     }
-    if (before == 0 && after > 0) appear();
-    if (before > 0 && after <= 0) vanish();
+    if (before == 0 && after > 0) {
+      derived = true;
+      appear();
+    }
+    if (before > 0 && after <= 0) {
+      derived = true;
+      vanish();
+    }
   };
   for (const auto& [vni, delta] : port_vni_delta)
     refs(
@@ -1312,7 +1543,7 @@ Controller::PassResult Controller::reconcileTouched() {
   if (was_coupled || coupled()) {
     spdlog::info("a hardware table is at its capacity{}: planning the whole intent",
                  vxlan && sw_delivery_rules_ ? " or a delivery rule is in software" : "");
-    return reconcile(true, false);
+    return reconcile(false);
   }
 
   PassResult result;
@@ -1352,6 +1583,7 @@ Controller::PassResult Controller::reconcileTouched() {
   }
   flowrules::planDevices(intent_, desired_);
   reconcileDevices(result);
+  noteTouchedDuringFullPass(sw_old, sw_new, derived, result.failures);
   const auto& c = applier_->counters();
   last_pass_summary_ = "incremental pass: rules hw " + std::to_string(c.hw) + ", sw " +
                        std::to_string(c.sw) + "; kernel objects " + std::to_string(sw_objects_) +
@@ -1459,25 +1691,30 @@ void Controller::scheduleRetry(bool failed) {
 
 void Controller::tick() {
   const auto now = options_.now();
-  if (now >= next_full_) {
-    next_full_ = now + options_.reconcile_interval;
-    const auto pass = reconcile(true);
-    scheduleRetry(pass.failures > 0);
-    return;
+  if (!full_pass_) {
+    if (now >= next_full_) {
+      next_full_ = now + options_.reconcile_interval;
+      startFullPass(true);
+    } else if (now >= next_retry_) {
+      ++counters_.retries;
+      next_retry_ = SteadyClock::time_point::max();
+      startFullPass(true);
+    } else {
+      return;
+    }
   }
-  if (now >= next_retry_) {
-    ++counters_.retries;
-    const auto pass = reconcile(true);
-    scheduleRetry(pass.failures > 0);
-  }
+  if (auto pass = stepFullPass(!options_.background_full_pass)) scheduleRetry(pass->failures > 0);
 }
 
 std::chrono::milliseconds Controller::untilNextTick() const {
+  if (full_pass_) return std::chrono::milliseconds(1);  // its next slice, or its worker's result
   const auto now = options_.now();
   const auto next = std::min(next_full_, next_retry_);
   if (next <= now) return std::chrono::milliseconds(0);
   return std::chrono::duration_cast<std::chrono::milliseconds>(next - now);
 }
+
+void Controller::requestFullPass() { next_full_ = options_.now(); }
 
 json Controller::reconcileAll() {
   const auto pass = reconcile(true);

@@ -66,7 +66,7 @@ int run(int argc, char** argv) {
                "load the config, the profile and the state, print them, and exit");
   app.footer(
       "Signals: SIGTERM/SIGINT stop (installed state stays and is adopted at the next start);\n"
-      "SIGHUP runs a full reconcile pass. Exit status: 0 stopped cleanly; 1 cannot start (the\n"
+      "SIGHUP starts a full pass (in the background). Exit status: 0 stopped cleanly; 1 cannot start (the\n"
       "log line says why; among the reasons: another nicoffloadd holds the device or the state\n"
       "directory, its pid named) or stopped on an unexpected error (logged; socket removed).");
   CLI11_PARSE(app, argc, argv);
@@ -209,8 +209,8 @@ int run(int argc, char** argv) {
     const int sig = g_signal.exchange(0);
     if (sig == SIGTERM || sig == SIGINT) break;
     if (sig == SIGHUP) {
-      spdlog::info("SIGHUP: full reconcile pass");
-      ctl.reconcileAll();
+      spdlog::info("SIGHUP: a full pass starts (in the background)");
+      ctl.requestFullPass();
     }
     const auto wait = std::min<long long>(ctl.untilNextTick().count(), 1000);
     auto requests = srv.poll(static_cast<int>(wait));

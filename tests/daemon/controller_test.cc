@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <map>
+#include <mutex>
 #include <random>
 #include <tuple>
 #include <stdexcept>
@@ -28,8 +30,10 @@ using std::chrono::milliseconds;
 // description contains a word fail, as the kernel would refuse them).
 class MemorySoftwarePath final : public SoftwarePath {
  public:
+  // Thread-safe as the kernel path is: a full pass reads back from its worker.
   SwApplyReport apply(const flowrules::SoftwarePathState& o) override {
-    if (std::exchange(throw_on_apply_, false)) throw std::runtime_error("injected: apply threw");
+    if (throw_on_apply_.exchange(false)) throw std::runtime_error("injected: apply threw");
+    const std::lock_guard lock(mutex_);
     SwApplyReport r;
     upsert(o.sysctls, held_.sysctls, r);
     upsert(o.links, held_.links, r);
@@ -41,6 +45,7 @@ class MemorySoftwarePath final : public SoftwarePath {
     return r;
   }
   SwApplyReport remove(const flowrules::SoftwarePathState& o) override {
+    const std::lock_guard lock(mutex_);
     SwApplyReport r;  // removing what is gone succeeds
     erase(o.sysctls, held_.sysctls, r);
     erase(o.links, held_.links, r);
@@ -53,8 +58,9 @@ class MemorySoftwarePath final : public SoftwarePath {
   }
   Result<flowrules::SoftwarePathState> readBack(const flowrules::SoftwarePathState&,
                                                 const ReadBackScope&) override {
-    if (std::exchange(throw_on_read_back_, false))
+    if (throw_on_read_back_.exchange(false))
       throw std::out_of_range("injected: readBack threw");
+    const std::lock_guard lock(mutex_);
     return held_;
   }
   // The next apply() (or readBack()) throws, as a bug or a library might.
@@ -119,9 +125,10 @@ class MemorySoftwarePath final : public SoftwarePath {
     }
   }
 
+  std::mutex mutex_;
   flowrules::SoftwarePathState held_;
-  bool throw_on_apply_ = false;
-  bool throw_on_read_back_ = false;
+  std::atomic<bool> throw_on_apply_ = false;
+  std::atomic<bool> throw_on_read_back_ = false;
   std::string fail_word_;
   int fail_left_ = 0;
 };
@@ -134,6 +141,7 @@ struct Fixture {
   MemorySoftwarePath* sw = nullptr;  // owned by the controller
   SteadyClock::time_point now{};
   std::unique_ptr<Controller> ctl;
+  bool background_full_pass = false;  // tick() runs a due full pass at once
 
   Fixture() {
     auto h =
@@ -176,6 +184,7 @@ struct Fixture {
     o.retry_max = milliseconds(800);
     o.reconcile_interval = milliseconds(60000);
     o.now = [this] { return now; };
+    o.background_full_pass = background_full_pass;
     auto c = Controller::start(host, profile, std::move(b), StateStore(host.state_dir), o);
     ASSERT_TRUE(c.ok()) << c.error().describe();
     ctl = std::move(c).value();
@@ -779,6 +788,41 @@ TEST(Controller, LargeReadsArePaginated) {
   r = f.call({{"op", "explain"}, {"rule", id}});
   ASSERT_TRUE(r["ok"]) << r.dump();
   EXPECT_EQ(r["result"]["rule"]["id"], id);
+}
+
+// A full pass in the background: the device is checked in slices, the plan
+// and the kernel read-back are computed on a worker thread, and batches
+// served meanwhile are neither undone nor redone by its repairs.
+TEST(Controller, BackgroundFullPassRepairsWithoutUndoingBatchesServedMeanwhile) {
+  Fixture f;
+  f.background_full_pass = true;
+  f.start();
+  for (int i = 1; i <= 4; ++i)
+    ASSERT_TRUE(f.call({{"op", "port.add"}, {"port", Fixture::port(i)}})["ok"]);
+  json list = json::array();
+  for (int i = 1; i <= 50; ++i) list.push_back({{"address", "10.70.0." + std::to_string(i) + "/32"}});
+  ASSERT_TRUE(f.call({{"op", "remote.sync"}, {"origin", "x"}, {"remotes", list}})["ok"]);
+  // Damage to repair: the device lost its rules.
+  ASSERT_TRUE(f.nic->flush().ok());
+  f.now += milliseconds(60001);
+  f.ctl->tick();
+  ASSERT_TRUE(f.ctl->fullPassRunning());
+  // Batches while the pass runs: a port goes, a port comes, remotes change.
+  ASSERT_TRUE(f.call({{"op", "port.remove"}, {"vm", Fixture::port(2)["vm"]}, {"nic", 0}})["ok"]);
+  ASSERT_TRUE(f.call({{"op", "port.add"}, {"port", Fixture::port(5)}})["ok"]);
+  ASSERT_TRUE(f.call({{"op", "remote.remove"}, {"address", "10.70.0.3/32"}})["ok"]);
+  ASSERT_TRUE(f.call({{"op", "remote.add"}, {"remote", {{"address", "10.70.1.1/32"}}}})["ok"]);
+  for (int turn = 0; f.ctl->fullPassRunning(); ++turn) {
+    ASSERT_LT(turn, 100000) << "the pass must end";
+    f.ctl->tick();
+    if (turn % 3 == 0) {  // and more batches between its slices
+      ASSERT_TRUE(f.call({{"op", "remote.add"},
+                          {"remote", {{"address", "10.70.2." + std::to_string(turn % 250 + 1) +
+                                                      "/32"}}}})["ok"]);
+    }
+  }
+  EXPECT_EQ(f.ctl->counters().full_passes, 2u) << "the one at start, this one";
+  expectMatchesWholePlan(f, "after the background pass");
 }
 
 }  // namespace

@@ -178,6 +178,25 @@ class HwApplier {
   // that the next apply() installs it again. Returns how many vanished.
   std::size_t verifyInstalled();
 
+  // The same for the rules named (those no longer in hardware are skipped),
+  // so that a caller can check a large device in slices.
+  std::size_t verifyInstalled(std::span<const RuleId> ids);
+  std::vector<RuleId> hardwareRuleIds() const;
+
+  // What a full pass computed elsewhere (another thread) needs to know of
+  // each rule held: its digest, and whether apply() would place it again.
+  struct HeldRule {
+    RuleId id = 0;
+    OwnerId owner = 0;
+    std::uint64_t content = 0;
+    RuleClass cls = RuleClass::kLocalDelivery;
+    bool retry = false;
+  };
+  std::vector<HeldRule> heldRules() const;
+  // A full pass through applyDelta() is over: refusals for a full table wait
+  // again for a rule to leave the device (apply() does this itself).
+  void fullPassDone() { room_freed_ = false; }
+
   // FlowBackend::flush(). On success nothing is installed any more (the
   // next apply() installs everything again); on error nothing changes.
   Status flush();

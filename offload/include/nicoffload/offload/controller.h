@@ -50,6 +50,11 @@ struct ControllerOptions {
   std::chrono::milliseconds retry_min{100};             // first retry after a failure
   std::chrono::milliseconds retry_max{30000};           // backoff ceiling
   std::function<SteadyClock::time_point()> now = [] { return SteadyClock::now(); };
+  // Full passes (periodic, retries) run their heavy part on a worker thread
+  // and check the device in slices of slice_budget per loop turn, so that
+  // requests never wait behind them; off = each runs at once (tests).
+  bool background_full_pass = true;
+  std::chrono::milliseconds slice_budget{10};
 };
 
 struct Backends {
@@ -85,8 +90,15 @@ class Controller {
   // How long the loop may sleep before tick() has work.
   std::chrono::milliseconds untilNextTick() const;
 
-  // Forces a full pass now (also the "reconcile" op).
+  // A full pass now, answered when it is over (the "reconcile" op).
   nlohmann::json reconcileAll();
+  // A full pass at the next tick(), in the background (SIGHUP).
+  void requestFullPass();
+  bool fullPassRunning() const;
+
+  ~Controller();  // waits for a full pass's worker, if one runs
+  Controller(const Controller&) = delete;
+  Controller& operator=(const Controller&) = delete;
 
   const model::Intent& intent() const { return intent_; }
   const flowrules::HwApplier& applier() const { return *applier_; }
@@ -188,8 +200,22 @@ class Controller {
     std::size_t failures = 0;
     std::vector<std::string> messages;
   };
-  // verify: check first that the device still holds every hardware rule.
-  PassResult reconcile(bool full, bool verify = true);
+  // A full pass, inline; verify: check first that the device still holds
+  // every hardware rule.
+  PassResult reconcile(bool verify);
+  struct FullPassComputed;
+  struct FullPass;
+  static FullPassComputed computeFullPass(const model::Intent& intent,
+                                          const model::HwProfile& profile,
+                                          const std::vector<flowrules::HwApplier::HeldRule>& held,
+                                          SoftwarePath* path, ReadBackScope scope);
+  void startFullPass(bool verify);
+  std::optional<PassResult> stepFullPass(bool inline_all);
+  PassResult repairFullPass(FullPassComputed computed);
+  void noteTouchedDuringFullPass(const flowrules::SoftwarePathState& sw_old,
+                                 const flowrules::SoftwarePathState& sw_new, bool derived,
+                                 std::size_t failures);
+  std::unique_ptr<FullPass> full_pass_;
   // Plans and applies only what this batch touched (touched_ports_,
   // touched_remotes_); the whole intent when plan() would couple owners.
   PassResult reconcileTouched();
@@ -223,13 +249,11 @@ class Controller {
   std::size_t sw_objects_ = 0;                                  // kernel objects desired
   vdpa::VfPool vf_pool_;  // which port holds which VF; persisted with the intent
   flowrules::DesiredState desired_;
-  flowrules::SoftwarePathState sw_installed_;
   std::map<std::string, Error> sw_failures_;  // object -> last error (kernel path)
   std::map<std::uint16_t, MacAddr> vf_macs_;  // VF MACs the NIC holds (set by us or read back)
   std::map<std::string, vdpa::VdpaDevice> vdpa_devices_;  // by device name, as created / read back
   std::map<std::string, Error> device_failures_;          // "vf 3" / "vdpa nfo..." -> last error
   void reconcileDevices(PassResult& result);
-  std::vector<flowrules::RuleDependency> dependencies_;
 
   SteadyClock::time_point started_;
   SteadyClock::time_point next_full_;
