@@ -1,6 +1,10 @@
 #include "nicoffload/offload/controller.h"
 
+#include <malloc.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cstdio>
 
 #include <algorithm>
 #include <future>
@@ -866,6 +870,28 @@ std::optional<flowrules::FlowRule> Controller::plannedRule(flowrules::RuleId id)
   return std::nullopt;
 }
 
+namespace {
+
+// The process's memory: resident set (/proc/self/statm) and the heap in
+// use (glibc's mallinfo2: the controller's own state, the simulated
+// devices' when they run in-process).
+json memoryJson() {
+  json out = json::object();
+  std::FILE* f = std::fopen("/proc/self/statm", "re");
+  if (f) {
+    unsigned long size = 0, resident = 0;
+    if (std::fscanf(f, "%lu %lu", &size, &resident) == 2)
+      out["rss_bytes"] = static_cast<std::uint64_t>(resident) *
+                         static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+    std::fclose(f);
+  }
+  const struct mallinfo2 mi = ::mallinfo2();
+  out["heap_bytes"] = static_cast<std::uint64_t>(mi.uordblks + mi.hblkhd);
+  return out;
+}
+
+}  // namespace
+
 json Controller::statusJson() const {
   const auto& c = applier_->counters();
   const auto uptime =
@@ -889,6 +915,8 @@ json Controller::statusJson() const {
           {"rules", {{"hw", c.hw}, {"sw", c.sw}, {"refused", c.refused()}}},
           {"software_path", {{"objects", sw_objects_}, {"failed", sw_failures_.size()}}},
           {"last_pass", last_pass_summary_},
+          {"full_pass_running", full_pass_ != nullptr},
+          {"memory", memoryJson()},
           {"uptime_s", uptime},
           {"state_file", store_.path()}};
 }

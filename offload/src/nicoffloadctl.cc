@@ -13,6 +13,7 @@
 #include <functional>
 #include <tuple>
 #include <iostream>
+#include <sstream>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -22,6 +23,7 @@
 #include "nicoffload/flowrules/planner.h"
 #include "nicoffload/flowrules/render.h"
 #include "nicoffload/hooks/domain.h"
+#include "nicoffload/model/json_input.h"
 #include "nicoffload/model/parse.h"
 #include "nicoffload/offload/control.h"
 #include "nicoffload/offload/netns.h"
@@ -307,6 +309,42 @@ std::optional<nlohmann::json> callDaemon(const DaemonOptions& d, const nlohmann:
     return std::nullopt;
   }
   return std::move(reply).value();
+}
+
+// A large read, page by page on one connection (the daemon serves other
+// clients between pages): `request` with "offset"/"limit", each item of the
+// reply's `key` list handed to `each` as it arrives.
+bool callDaemonPaged(const DaemonOptions& d, nlohmann::json request, const char* key,
+                     const std::function<void(const nlohmann::json&)>& each, int& rc) {
+  constexpr std::size_t kPage = 2000;
+  const auto path = socketPath(d);
+  auto client = offload::control::Client::connect(path, d.timeout_ms);
+  if (!client) {
+    std::fprintf(stderr, "nicoffloadctl: %s\n",
+                 printable(client.error().message, kMaxErrorLineBytes).c_str());
+    rc = client.error().code == ErrorCode::kNotFound ? kExitNotRunning : kExitInput;
+    return false;
+  }
+  nlohmann::json next = 0;
+  while (!next.is_null()) {
+    request["offset"] = next;
+    request["limit"] = kPage;
+    auto reply = (*client)->call(request, d.timeout_ms);
+    if (!reply) {
+      std::fprintf(stderr, "nicoffloadctl: error: %s\n", printableError(reply.error()).c_str());
+      rc = reply.error().code == ErrorCode::kNotFound ? kExitNotFound : kExitInput;
+      return false;
+    }
+    const auto& page = *reply;
+    if (!page.is_object() || !page.contains(key) || !page[key].is_array() || !page.contains("next")) {
+      std::fprintf(stderr, "nicoffloadctl: error: unexpected reply from nicoffloadd (no page of %s)\n", key);
+      rc = kExitInternal;
+      return false;
+    }
+    for (const auto& item : page[key]) each(item);
+    next = page["next"];
+  }
+  return true;
 }
 
 void printTable(const nlohmann::json& rows, std::initializer_list<std::pair<const char*, const char*>> cols) {
@@ -609,8 +647,19 @@ int run(int argc, char** argv) {
   auto* remote_del = remote_cmd->add_subcommand("del", "remove a remote endpoint");
   addDaemonOptions(remote_del);
   remote_del->add_option("--address", remote_address, "the remote /32")->required();
-  auto* remote_list = remote_cmd->add_subcommand("list", "list remote endpoints");
+  std::string remote_origin, remote_file;
+  remote_add->add_option("--origin", remote_origin, "who declares it (default: api)");
+  auto* remote_list = remote_cmd->add_subcommand("list", "list remote endpoints (page by page)");
   addDaemonOptions(remote_list);
+  remote_list->add_option("--origin", remote_origin, "only the remotes of this origin");
+  auto* remote_sync = remote_cmd->add_subcommand(
+      "sync", "make the remotes of one origin exactly those of a file (added, updated, removed)");
+  addDaemonOptions(remote_sync);
+  remote_sync->add_option("--origin", remote_origin, "the origin whose set this is, e.g. bgp-ctl")
+      ->required();
+  remote_sync->add_option("--file", remote_file,
+                          "JSON: an array of remotes, or {\"remotes\": [...]}; - reads stdin")
+      ->required();
   bool rules_testpmd = false;
   auto* rules_cmd = app.add_subcommand("rules", "list the installed rules with their placement and reason");
   addDaemonOptions(rules_cmd);
@@ -756,27 +805,59 @@ int run(int argc, char** argv) {
       if (!remote_next_hop.empty()) remote["next_hop"] = remote_next_hop;
       if (!remote_vtep.empty()) remote["vtep"] = remote_vtep;
       if (remote_vni >= 0) remote["vni"] = remote_vni;
+      if (!remote_origin.empty()) remote["origin"] = remote_origin;
       req = {{"op", "remote.add"}, {"remote", remote}};
     } else if (*remote_del) {
       req = {{"op", "remote.remove"}, {"address", remote_address}};
+    } else if (*remote_sync) {
+      Result<nlohmann::json> doc = nlohmann::json();
+      if (remote_file == "-") {
+        std::stringstream in;
+        in << std::cin.rdbuf();
+        doc = model::parseJsonInput(in.str(), "stdin");
+      } else {
+        doc = model::readJsonFile(remote_file);
+      }
+      if (!doc) return fail(doc.error());
+      const nlohmann::json list = doc->is_object() && doc->contains("remotes") ? (*doc)["remotes"] : *doc;
+      req = {{"op", "remote.sync"}, {"origin", remote_origin}, {"remotes", list}};
     } else {
       req = {{"op", "remote.list"}};
+      if (!remote_origin.empty()) req["origin"] = remote_origin;
+      nlohmann::json all = nlohmann::json::array();
+      const bool ok = callDaemonPaged(daemon, req, "remotes", [&](const nlohmann::json& x) {
+        if (daemon.json) {
+          all.push_back(x);
+          return;
+        }
+        std::printf("%-18s %-16s %-16s %-9s %s\n", x.value("address", "").c_str(), x.value("next_hop", "").c_str(),
+                    x.value("vtep", "").c_str(), x.contains("vni") ? x["vni"].dump().c_str() : "",
+                    x.value("origin", "").c_str());
+      }, rc);
+      if (!ok) return rc;
+      if (daemon.json) std::cout << all.dump(2) << "\n";
+      return kExitOk;
     }
     auto r = callDaemon(daemon, req, rc);
     if (!r) return rc;
     return printReply(*r, [&] { std::cout << r->dump(2) << "\n"; });
   }
   if (*rules_cmd) {
-    auto r = callDaemon(daemon, {{"op", "rules"}, {"testpmd", rules_testpmd}}, rc);
-    if (!r) return rc;
-    return printReply(*r, [&] {
-      for (const auto& rule : *r) {
-        std::printf("%s %-14s %s  %s\n", rule["id"].get<std::string>().c_str(), rule["class"].get<std::string>().c_str(),
-                    rule["placement"].get<std::string>().c_str(), rule["reason"].get<std::string>().c_str());
-        if (rule.contains("testpmd"))
-          for (const auto& line : rule["testpmd"]) std::printf("    %s\n", line.get<std::string>().c_str());
+    nlohmann::json all = nlohmann::json::array();
+    const bool ok = callDaemonPaged(daemon, {{"op", "rules"}, {"testpmd", rules_testpmd}}, "rules",
+                                    [&](const nlohmann::json& rule) {
+      if (daemon.json) {
+        all.push_back(rule);
+        return;
       }
-    });
+      std::printf("%s %-14s %s  %s\n", rule["id"].get<std::string>().c_str(), rule["class"].get<std::string>().c_str(),
+                  rule["placement"].get<std::string>().c_str(), rule["reason"].get<std::string>().c_str());
+      if (rule.contains("testpmd"))
+        for (const auto& line : rule["testpmd"]) std::printf("    %s\n", line.get<std::string>().c_str());
+    }, rc);
+    if (!ok) return rc;
+    if (daemon.json) std::cout << all.dump(2) << "\n";
+    return kExitOk;
   }
   if (*counters_cmd || *reconcile_cmd) {
     auto r = callDaemon(daemon, {{"op", *counters_cmd ? "counters" : "reconcile"}}, rc);

@@ -36,7 +36,7 @@
 
 namespace nicoffload::offload::control {
 
-inline constexpr std::size_t kDefaultMaxRequestBytes = 1 << 20;  // 1 MiB
+inline constexpr std::size_t kDefaultMaxRequestBytes = 16 << 20;  // 16 MiB: a remote.sync of 100 k remotes
 
 nlohmann::json errorJson(const Error& e);
 Error errorFromJson(const nlohmann::json& j);
