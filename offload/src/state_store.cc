@@ -641,12 +641,12 @@ Result<PersistedState> StateStore::load() {
       RecordView rec = readRecord(text, off);
       if (rec.kind != RecordView::Kind::kOk) {
         // A crash mid-append leaves a prefix of the last record of the last
-        // segment (and a power loss may leave garbage without a newline, or
-        // the final line garbled). Anything followed by another line is not
-        // a torn tail.
+        // segment, which holds no newline (the JSON payload has none); a
+        // power loss may leave garbage without one, or the final line
+        // garbled. Anything followed by another line is not a torn tail
+        // (e.g. a corrupt length that points past the end of the file).
         const std::size_t nl = text.find('\n', off);
-        const bool at_tail = rec.kind == RecordView::Kind::kIncomplete ||
-                             nl == std::string_view::npos || nl + 1 == text.size();
+        const bool at_tail = nl == std::string_view::npos || nl + 1 == text.size();
         if (!last || !at_tail)
           return corruptJournal(p, off,
                                 text.size(), rec.kind == RecordView::Kind::kIncomplete
