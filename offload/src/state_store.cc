@@ -137,7 +137,8 @@ void deleteSegmentsBelow(const std::string& dir, std::uint64_t seq) {
     if (s >= seq) break;
     const std::string p = dir + "/" + segmentName(s);
     if (::unlink(p.c_str()) != 0 && errno != ENOENT)
-      spdlog::warn("state: cannot delete {} (already in the snapshot): {}", p, std::strerror(errno));
+      spdlog::warn("state: cannot delete {} (already in the snapshot): {}", p,
+                   std::strerror(errno));
   }
 }
 
@@ -198,7 +199,8 @@ Result<Mutation> decode(const json& j, const std::string& path) {
   }
   if (op == "port.remove") {
     if (!j.contains("vm") || !j["vm"].is_string()) return bad(".vm", "missing or not a string");
-    if (!j.contains("nic") || !j["nic"].is_number_unsigned() || j["nic"].get<std::uint64_t>() > 0xFFFF)
+    if (!j.contains("nic") || !j["nic"].is_number_unsigned() ||
+        j["nic"].get<std::uint64_t>() > 0xFFFF)
       return bad(".nic", "missing or not a NIC index");
     return Mutation::portRemove(
         model::PortKey{j["vm"].get<std::string>(), j["nic"].get<std::uint16_t>()});
@@ -457,8 +459,8 @@ struct StateStore::Impl {
   StateStoreOptions options;
 
   // The loop's thread only.
-  bool opened = false;  // load() or save() ran: the fields below are valid
-  bool broken = false;  // a failed append could not be cut back
+  bool opened = false;             // load() or save() ran: the fields below are valid
+  bool broken = false;             // a failed append could not be cut back
   std::uint64_t current_seq = 1;   // the segment append() writes to
   bool current_exists = false;     // its file exists (created lazily)
   std::uint64_t current_size = 0;  // its valid bytes
@@ -571,7 +573,8 @@ Result<PersistedState> StateStore::load() {
     if (j.contains("extra")) base.extra = j["extra"];
     if (!j.contains("journal_seq")) {
       old_format = true;
-    } else if (!j["journal_seq"].is_number_unsigned() || j["journal_seq"].get<std::uint64_t>() < 1) {
+    } else if (!j["journal_seq"].is_number_unsigned() ||
+               j["journal_seq"].get<std::uint64_t>() < 1) {
       return bad("journal_seq", "not a journal segment number (an integer >= 1)");
     } else {
       snapshot_seq = j["journal_seq"].get<std::uint64_t>();
@@ -590,9 +593,10 @@ Result<PersistedState> StateStore::load() {
     snapshot_seq = segs->empty() ? 1 : segs->back() + 1;
     if (auto s = writeSnapshot(im.dir, base, snapshot_seq); !s) return s.error();
     deleteSegmentsBelow(im.dir, snapshot_seq);
-    spdlog::info("state: {} had no journal_seq (written before the journal): rewritten with "
-                 "journal_seq {}",
-                 snap, snapshot_seq);
+    spdlog::info(
+        "state: {} had no journal_seq (written before the journal): rewritten with "
+        "journal_seq {}",
+        snap, snapshot_seq);
     segs->clear();
   }
 
@@ -648,13 +652,14 @@ Result<PersistedState> StateStore::load() {
         const std::size_t nl = text.find('\n', off);
         const bool at_tail = nl == std::string_view::npos || nl + 1 == text.size();
         if (!last || !at_tail)
-          return corruptJournal(p, off,
-                                text.size(), rec.kind == RecordView::Kind::kIncomplete
-                                                 ? "cut short, in a segment that is not the last"
-                                                 : rec.why);
-        spdlog::warn("state: {}: ignoring a torn record at byte {} ({} bytes; a crash during an "
-                     "append that was never acknowledged); cutting it off",
-                     p, off, text.size() - off);
+          return corruptJournal(p, off, text.size(),
+                                rec.kind == RecordView::Kind::kIncomplete
+                                    ? "cut short, in a segment that is not the last"
+                                    : rec.why);
+        spdlog::warn(
+            "state: {}: ignoring a torn record at byte {} ({} bytes; a crash during an "
+            "append that was never acknowledged); cutting it off",
+            p, off, text.size() - off);
         const int fd = ::open(p.c_str(), O_WRONLY | O_CLOEXEC);
         if (fd < 0) return ioError("cannot open to cut off a torn record", p, errno);
         if (::ftruncate(fd, static_cast<off_t>(off)) != 0 || ::fdatasync(fd) != 0) {
@@ -803,9 +808,10 @@ void StateStore::compactInBackground(PersistedState state) {
       }
     }
     if (s) {
-      spdlog::info("state: compacted {} ports, {} remotes into {}/intent.json in {:.1f} ms "
-                   "(journal from segment {})",
-                   state.ports.size(), state.remotes.size(), im.dir, ms, seq);
+      spdlog::info(
+          "state: compacted {} ports, {} remotes into {}/intent.json in {:.1f} ms "
+          "(journal from segment {})",
+          state.ports.size(), state.remotes.size(), im.dir, ms, seq);
     } else {
       spdlog::warn("state: compaction failed (the journal keeps every change): {}",
                    s.error().describe());

@@ -4,9 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "nicoffload/model/parse.h"
 #include "nicoffload/offload/state_store.h"
@@ -23,8 +22,9 @@ inline model::Port makePort(unsigned i, unsigned mtu = 1500) {
   auto p = model::parsePort({{"vm", vm},
                              {"nic", 0},
                              {"mac", mac},
-                             {"addresses", {"10.0." + std::to_string((i >> 8) & 0xFF) + "." +
-                                            std::to_string((i & 0xFF) % 250 + 1) + "/32"}},
+                             {"addresses",
+                              {"10.0." + std::to_string((i >> 8) & 0xFF) + "." +
+                               std::to_string((i & 0xFF) % 250 + 1) + "/32"}},
                              {"vf", i % 4096},
                              {"vni", 100},
                              {"mtu", mtu},
@@ -36,8 +36,8 @@ inline model::Port makePort(unsigned i, unsigned mtu = 1500) {
 // A remote at 10.1.x.y (`i` < 62500) behind VTEP 192.0.2.<vtep>.
 inline model::RemoteEndpoint makeRemote(unsigned i, unsigned vtep = 1, std::uint32_t vni = 100) {
   model::RemoteEndpoint r;
-  r.address = *Ipv4Addr::parse("10.1." + std::to_string(i / 250) + "." +
-                               std::to_string(i % 250 + 1));
+  r.address =
+      *Ipv4Addr::parse("10.1." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1));
   r.vtep = *Ipv4Addr::parse("192.0.2." + std::to_string(vtep % 250 + 1));
   r.vni = vni;
   return r;

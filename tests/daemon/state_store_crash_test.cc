@@ -153,12 +153,12 @@ TEST(StateStoreCrash, KillNineAtRandomMomentsLosesNoAcknowledgedBatch) {
     persisted = on_disk;
     ASSERT_EQ(dump(*out), dump(expected)) << "round " << round;
   }
-  const double secs =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("%d kills in %.1f s: %llu batches persisted, %d kills while a compaction was "
-              "running, %d in-flight batches found persisted, %llu torn records cut off\n",
-              kKills, secs, static_cast<unsigned long long>(persisted), kills_during_compaction,
-              in_flight_persisted, static_cast<unsigned long long>(torn));
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf(
+      "%d kills in %.1f s: %llu batches persisted, %d kills while a compaction was "
+      "running, %d in-flight batches found persisted, %llu torn records cut off\n",
+      kKills, secs, static_cast<unsigned long long>(persisted), kills_during_compaction,
+      in_flight_persisted, static_cast<unsigned long long>(torn));
   EXPECT_GT(persisted, static_cast<std::uint64_t>(kKills)) << "the children made progress";
   EXPECT_GT(kills_during_compaction, 0) << "no kill landed during a compaction";
 }

@@ -1,20 +1,19 @@
 #include "nicoffload/offload/state_store.h"
 
 #include <gtest/gtest.h>
-#include <sys/stat.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
-
-#include <csignal>
-#include <filesystem>
-#include <vector>
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "nicoffload/model/parse.h"
 #include "state_fixtures.h"
@@ -118,7 +117,6 @@ TEST(StateStore, CorruptFileIsAnErrorNamingThePath) {
   EXPECT_NE(out.error().message.find("version 1"), std::string::npos);
 }
 
-
 // --- the journal ---
 
 using state_fixtures::dump;
@@ -189,8 +187,9 @@ TEST(StateStoreJournal, AppendsReplayWithEveryField) {
   routed.next_hop = *Ipv4Addr::parse("192.0.2.200");
   appendBoth(store, expected, {Mutation::portPut(p), Mutation::portPut(makePort(2))});
   appendBoth(store, expected, {Mutation::remotePut(makeRemote(1)), Mutation::remotePut(routed)});
-  appendBoth(store, expected, {Mutation::portRemove(makePort(2).key),
-                               Mutation::remoteRemove(makeRemote(1).address)});
+  appendBoth(
+      store, expected,
+      {Mutation::portRemove(makePort(2).key), Mutation::remoteRemove(makeRemote(1).address)});
   ASSERT_TRUE(store.append({}).ok());  // an empty batch writes nothing
   EXPECT_EQ(store.stats().appends, 3u);
   EXPECT_EQ(store.stats().records, 6u);
@@ -213,17 +212,21 @@ TEST(StateStoreJournal, ReplayKeepsFirstInsertionOrderReplacesInPlaceErasesRemov
   const std::string dir = tempDir();
   StateStore store(dir);
   ASSERT_TRUE(store.load().ok());
-  ASSERT_TRUE(store.append(std::vector<Mutation>{
-      Mutation::remotePut(makeRemote(1)), Mutation::remotePut(makeRemote(2)),
-      Mutation::remotePut(makeRemote(3)), Mutation::portPut(makePort(1)),
-      Mutation::portPut(makePort(2)), Mutation::portPut(makePort(3))}).ok());
-  ASSERT_TRUE(store.append(std::vector<Mutation>{
-      Mutation::remotePut(makeRemote(2, 9)),  // replaced in place
-      Mutation::remoteRemove(makeRemote(1).address),
-      Mutation::remotePut(makeRemote(1, 7)),  // re-added: at the end
-      Mutation::remoteRemove(makeRemote(42).address),  // absent: no-op
-      Mutation::portPut(makePort(2, 9000)), Mutation::portRemove(makePort(1).key),
-      Mutation::portPut(makePort(1, 1400))}).ok());
+  ASSERT_TRUE(store
+                  .append(std::vector<Mutation>{
+                      Mutation::remotePut(makeRemote(1)), Mutation::remotePut(makeRemote(2)),
+                      Mutation::remotePut(makeRemote(3)), Mutation::portPut(makePort(1)),
+                      Mutation::portPut(makePort(2)), Mutation::portPut(makePort(3))})
+                  .ok());
+  ASSERT_TRUE(store
+                  .append(std::vector<Mutation>{
+                      Mutation::remotePut(makeRemote(2, 9)),  // replaced in place
+                      Mutation::remoteRemove(makeRemote(1).address),
+                      Mutation::remotePut(makeRemote(1, 7)),           // re-added: at the end
+                      Mutation::remoteRemove(makeRemote(42).address),  // absent: no-op
+                      Mutation::portPut(makePort(2, 9000)), Mutation::portRemove(makePort(1).key),
+                      Mutation::portPut(makePort(1, 1400))})
+                  .ok());
   PersistedState expected;
   expected.remotes = {makeRemote(2, 9), makeRemote(3), makeRemote(1, 7)};
   expected.ports = {makePort(2, 9000), makePort(3), makePort(1, 1400)};
@@ -241,8 +244,9 @@ TEST(StateStoreJournal, EveryTornTailIsIgnoredCountedAndCutOff) {
     ASSERT_TRUE(store.load().ok());
     appendBoth(store, first, {Mutation::portPut(makePort(1)), Mutation::remotePut(makeRemote(1))});
     first_end = fileSize(store.segmentPath(1));
-    ASSERT_TRUE(store.append(std::vector<Mutation>{Mutation::remotePut(makeRemote(2)),
-                                                   Mutation::portRemove(makePort(1).key)})
+    ASSERT_TRUE(store
+                    .append(std::vector<Mutation>{Mutation::remotePut(makeRemote(2)),
+                                                  Mutation::portRemove(makePort(1).key)})
                     .ok());
     segment = readAll(store.segmentPath(1));
   }
@@ -346,7 +350,8 @@ TEST(StateStoreJournal, RecordFramingIsLengthCrc32Payload) {
   EXPECT_EQ(bitwiseCrc32("123456789"), 0xCBF43926u);  // the CRC-32 check value
   const std::string dir = tempDir();
   StateStore store(dir);
-  ASSERT_TRUE(store.append(std::vector<Mutation>{Mutation::remoteRemove(makeRemote(1).address)}).ok());
+  ASSERT_TRUE(
+      store.append(std::vector<Mutation>{Mutation::remoteRemove(makeRemote(1).address)}).ok());
   const std::string line = readAll(store.segmentPath(1));
   const std::string payload = R"([{"address":"10.1.0.2","op":"remote.remove"}])";
   char head[32];
@@ -361,12 +366,14 @@ TEST(StateStoreJournal, CompactionThenMoreAppendsThenLoad) {
   PersistedState expected;
   expected.extra["vf_pool"] = {{"0000:03:00.0", {1}}};
   for (unsigned i = 0; !store.compactionDue(); ++i)
-    appendBoth(store, expected, {Mutation::remotePut(makeRemote(i)), Mutation::portPut(makePort(i % 3))});
+    appendBoth(store, expected,
+               {Mutation::remotePut(makeRemote(i)), Mutation::portPut(makePort(i % 3))});
   store.compactInBackground(expected);
   // Appends go on meanwhile, into the next segment.
   for (unsigned i = 100; i < 110; ++i)
-    appendBoth(store, expected, {Mutation::remotePut(makeRemote(i)),
-                                 Mutation::remoteRemove(makeRemote(i - 100).address)});
+    appendBoth(
+        store, expected,
+        {Mutation::remotePut(makeRemote(i)), Mutation::remoteRemove(makeRemote(i - 100).address)});
   store.waitForCompaction();
   EXPECT_FALSE(store.compacting());
   const auto stats = store.stats();
@@ -463,7 +470,7 @@ TEST(StateStoreJournal, FailedAppendCountsForNothing) {
   for (unsigned i = 10; i < 1010; ++i) big.push_back(Mutation::remotePut(makeRemote(i)));
 
   const auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
-  rlimit old_limit {};
+  rlimit old_limit{};
   ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old_limit), 0);
   rlimit limit = old_limit;
   limit.rlim_cur = before + 4096;  // part of the batch fits
@@ -576,11 +583,12 @@ TEST(StateStoreJournal, HundredThousandRemotesAppendReplayCompact) {
   const double snapshot_load_ms = ms(Clock::now() - t);
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(dump(*again), dump(expected));
-  std::printf("append p50 (fdatasync included): 1-port batch %.2f ms, 1000-remote batch %.2f ms\n"
-              "replay of 100 050 puts (%.1f MB of journal): %.0f ms; compaction of 100 k remotes "
-              "+ 50 ports: %.0f ms; load of that snapshot: %.0f ms\n",
-              p50(one_port), p50(thousand), static_cast<double>(journal_bytes) / 1e6, replay_ms,
-              replay.stats().last_compaction_ms, snapshot_load_ms);
+  std::printf(
+      "append p50 (fdatasync included): 1-port batch %.2f ms, 1000-remote batch %.2f ms\n"
+      "replay of 100 050 puts (%.1f MB of journal): %.0f ms; compaction of 100 k remotes "
+      "+ 50 ports: %.0f ms; load of that snapshot: %.0f ms\n",
+      p50(one_port), p50(thousand), static_cast<double>(journal_bytes) / 1e6, replay_ms,
+      replay.stats().last_compaction_ms, snapshot_load_ms);
 }
 
 }  // namespace

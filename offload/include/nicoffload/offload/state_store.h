@@ -42,11 +42,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <span>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "nicoffload/common/error.h"
 #include "nicoffload/model/intent.h"
@@ -151,11 +150,11 @@ class StateStore {
   Status save(const PersistedState& state);
 
   struct Stats {
-    std::uint64_t journal_bytes = 0;         // bytes in the live segments
-    std::uint64_t appends = 0;               // successful append() calls (= records written)
-    std::uint64_t records = 0;               // mutations in those appends
-    std::uint64_t append_failures = 0;       // append() calls that returned kIo
-    std::uint64_t compactions = 0;           // snapshots written by compactInBackground()
+    std::uint64_t journal_bytes = 0;    // bytes in the live segments
+    std::uint64_t appends = 0;          // successful append() calls (= records written)
+    std::uint64_t records = 0;          // mutations in those appends
+    std::uint64_t append_failures = 0;  // append() calls that returned kIo
+    std::uint64_t compactions = 0;      // snapshots written by compactInBackground()
     std::uint64_t compaction_failures = 0;
     std::uint64_t replayed_records = 0;      // mutations replayed by the last load()
     std::uint64_t torn_records_ignored = 0;  // torn tail records cut off by load()
