@@ -497,14 +497,22 @@ struct StateStore::Impl {
   }
 
   // Starts a new segment after the current one when the current one holds
-  // records (or an unknown tail); the seq the next snapshot must name.
+  // records; the seq the next snapshot must name.
   Result<std::uint64_t> rotate() {
-    if (!current_exists || (current_size == 0 && !broken)) return current_seq;
+    if (broken) {
+      // Cut the failed append off first: a segment that is not the last
+      // must end with a whole record, or load() refuses it.
+      const std::string p = segmentPath(current_seq);
+      if (fd < 0) return ioError("cannot cut back a failed append before rotating", p, EBADF);
+      if (::ftruncate(fd, static_cast<off_t>(current_size)) != 0 || ::fdatasync(fd) != 0)
+        return ioError("cannot cut back a failed append before rotating", p, errno);
+      broken = false;
+    }
+    if (!current_exists || current_size == 0) return current_seq;
     closeSegment();
     ++current_seq;
     current_exists = false;
     current_size = 0;
-    broken = false;
     if (auto s = openSegment(); !s) return s.error();
     return current_seq;
   }

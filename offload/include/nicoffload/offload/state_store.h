@@ -120,7 +120,9 @@ class StateStore {
   // Errors: kIo naming the segment and the failing step; then nothing of the
   // batch counts as persisted: the segment is cut back to its previous size.
   // If even that fails, the store refuses every later append (kIo) until it
-  // is loaded again (restart), because the journal's tail is then unknown.
+  // is loaded again (restart) or save() succeeds, because the journal's tail
+  // is then unknown (a compaction retries the cut before rotating, and does
+  // not start when it fails again).
   // Calls load() first (and discards its result) when neither load() nor
   // save() was called on this object.
   Status append(std::span<const Mutation> batch);
