@@ -591,5 +591,36 @@ TEST(StateStoreJournal, HundredThousandRemotesAppendReplayCompact) {
       replay.stats().last_compaction_ms, snapshot_load_ms);
 }
 
+TEST(StateStoreJournal, FailedCompactionLosesNothingAndIsCounted) {
+  const std::string dir = tempDir();
+  StateStore store(dir, StateStoreOptions{.compact_journal_bytes = 40});
+  ASSERT_TRUE(store.load().ok());
+  PersistedState expected;
+  appendBoth(store, expected, {Mutation::remotePut(makeRemote(1))});
+  ASSERT_TRUE(store.compactionDue());
+  // The snapshot's temporary file cannot be created (a directory in its
+  // way: works as root too).
+  ASSERT_EQ(::mkdir((store.path() + ".tmp").c_str(), 0700), 0);
+  store.compactInBackground(expected);
+  appendBoth(store, expected, {Mutation::remotePut(makeRemote(2))});
+  store.waitForCompaction();
+  EXPECT_EQ(store.stats().compactions, 0u);
+  EXPECT_EQ(store.stats().compaction_failures, 1u);
+  EXPECT_TRUE(store.compactionDue()) << "the journal still holds everything";
+  const Status saved = store.save(expected);
+  ASSERT_FALSE(saved.ok());
+  EXPECT_EQ(saved.error().code, ErrorCode::kIo);
+  EXPECT_NE(saved.error().describe().find(store.path() + ".tmp"), std::string::npos);
+  appendBoth(store, expected, {Mutation::remoteRemove(makeRemote(1).address)});
+  EXPECT_EQ(dump(loadFresh(dir)), dump(expected));
+
+  ASSERT_EQ(::rmdir((store.path() + ".tmp").c_str()), 0);
+  store.compactInBackground(expected);
+  store.waitForCompaction();
+  EXPECT_EQ(store.stats().compactions, 1u);
+  EXPECT_FALSE(store.compactionDue());
+  EXPECT_EQ(dump(loadFresh(dir)), dump(expected));
+}
+
 }  // namespace
 }  // namespace nicoffload::offload
