@@ -119,10 +119,11 @@ class StateStore {
   // Success means the batch survives a crash. An empty batch writes nothing.
   // Errors: kIo naming the segment and the failing step; then nothing of the
   // batch counts as persisted: the segment is cut back to its previous size.
-  // If even that fails, the store refuses every later append (kIo) until it
-  // is loaded again (restart) or save() succeeds, because the journal's tail
-  // is then unknown (a compaction retries the cut before rotating, and does
-  // not start when it fails again).
+  // If the cut fails too, the store refuses every later append (kIo) until
+  // it is loaded again (restart) or save() succeeds, because the journal's
+  // tail is then unknown (a compaction retries the cut before rotating, and
+  // does not start when it fails again). kInternal: a field JSON cannot hold
+  // (invalid UTF-8); nothing is written.
   // Calls load() first (and discards its result) when neither load() nor
   // save() was called on this object.
   Status append(std::span<const Mutation> batch);
@@ -155,7 +156,7 @@ class StateStore {
     std::uint64_t journal_bytes = 0;    // bytes in the live segments
     std::uint64_t appends = 0;          // successful append() calls (= records written)
     std::uint64_t records = 0;          // mutations in those appends
-    std::uint64_t append_failures = 0;  // append() calls that returned kIo
+    std::uint64_t append_failures = 0;  // append() calls that returned an error
     std::uint64_t compactions = 0;      // snapshots written by compactInBackground()
     std::uint64_t compaction_failures = 0;
     std::uint64_t replayed_records = 0;      // mutations replayed by the last load()
