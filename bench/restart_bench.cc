@@ -82,8 +82,7 @@ Run run(std::size_t rules, const model::HwProfile& profile) {
   char tmpl[] = "/tmp/nfo-restart-XXXXXX";
   const std::string dir = mkdtemp(tmpl);
   auto h = host(dir);
-  offload::StateStore store(h.state_dir);
-  (void)store.save(intent(rules));
+  (void)offload::StateStore(h.state_dir).save(intent(rules));
 
   {  // First start: installs everything.
     auto nic = simnic::SimNic::open(profile, h.vf_count, h.sim_device_dir);
@@ -91,7 +90,7 @@ Run run(std::size_t rules, const model::HwProfile& profile) {
     offload::Backends b;
     b.flow = std::move(nic).value();
     const auto t0 = Clock::now();
-    auto c = offload::Controller::start(h, profile, std::move(b), store);
+    auto c = offload::Controller::start(h, profile, std::move(b), offload::StateStore(h.state_dir));
     out.first_start_s = std::chrono::duration<double>(Clock::now() - t0).count();
     if (!c) {
       std::fprintf(stderr, "start failed: %s\n", c.error().describe().c_str());
@@ -109,7 +108,7 @@ Run run(std::size_t rules, const model::HwProfile& profile) {
   offload::Backends b;
   b.flow = std::move(nic).value();
   const auto t0 = Clock::now();
-  auto c = offload::Controller::start(h, profile, std::move(b), store);
+  auto c = offload::Controller::start(h, profile, std::move(b), offload::StateStore(h.state_dir));
   out.restart_s = std::chrono::duration<double>(Clock::now() - t0).count();
   if (!c) std::abort();
   const std::size_t heap_after = heapBytes();

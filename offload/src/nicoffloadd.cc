@@ -170,7 +170,7 @@ int run(int argc, char** argv) {
   offload::ControllerOptions options;
   options.reconcile_interval = std::chrono::milliseconds(host->reconcile_interval_ms);
   auto controller =
-      offload::Controller::start(*host, *profile, std::move(backends), store, options);
+      offload::Controller::start(*host, *profile, std::move(backends), std::move(store), options);
   if (!controller) return fatal(controller.error());
 
   offload::control::Server::Options sopts;
