@@ -349,6 +349,10 @@ Result<HostConfig> parseHostConfig(const json& doc) {
         d.fail(ErrorCode::kInvalidValue, "metrics_listen", (*obj)["metrics_listen"],
                "'" + host.metrics_listen + "' must be 127.0.0.1:PORT or [::1]:PORT (metrics stay on loopback), or \"\" to turn them off");
     }
+    if (d.integer("journal_compact_bytes", 4096, std::int64_t{1} << 40, n, false,
+                  "state journal size that triggers a snapshot") &&
+        d.member("journal_compact_bytes", false))
+      host.journal_compact_bytes = static_cast<std::uint64_t>(n);
     if (d.integer("reconcile_interval_ms", 100, 86400000, n, false, "periodic full pass") &&
         d.member("reconcile_interval_ms", false))
       host.reconcile_interval_ms = static_cast<std::uint32_t>(n);

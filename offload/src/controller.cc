@@ -186,8 +186,12 @@ Result<std::unique_ptr<Controller>> Controller::start(model::HostConfig host,
     e.field = c->store_.path() + ": " + e.field;
     return e;
   }
-  spdlog::info("state loaded from {}: {} ports, {} remotes", c->store_.path(),
-               c->intent_.ports.size(), c->intent_.remotes.size());
+  const auto loaded = c->store_.stats();
+  spdlog::info("state loaded from {}: {} ports, {} remotes ({} changes replayed from the journal{})",
+               c->store_.path(), c->intent_.ports.size(), c->intent_.remotes.size(),
+               loaded.replayed_records,
+               loaded.torn_records_ignored ? ", a torn last record ignored" : "");
+  if (c->store_.compactionDue()) c->compactState();
   // The NIC: switchdev with the configured VFs (idempotent: a PF already so
   // is not touched); the VF MACs it holds are adopted.
   if (c->backends_.nic) {
@@ -219,19 +223,27 @@ Result<std::unique_ptr<Controller>> Controller::start(model::HostConfig host,
   return c;
 }
 
+// The batch's changes, appended to the journal with one fdatasync (the
+// batch is the group that shares it); a snapshot is written in the
+// background once the journal has grown enough.
 Status Controller::persist() {
+  auto st = store_.append(journal_);
+  if (!st) {
+    ++counters_.state_save_failures;
+    spdlog::error("state: {}", st.error().describe());
+    return st;
+  }
+  ++counters_.state_saves;
+  if (store_.compactionDue()) compactState();
+  return st;
+}
+
+void Controller::compactState() {
   PersistedState s;
   s.ports = intent_.ports;
   s.remotes = intent_.remotes;
   s.extra["vf_pool"] = vf_pool_.toJson();
-  auto st = store_.save(s);
-  if (st) {
-    ++counters_.state_saves;
-  } else {
-    ++counters_.state_save_failures;
-    spdlog::error("state: {}", st.error().describe());
-  }
-  return st;
+  store_.compactInBackground(std::move(s));
 }
 
 // --- admission ---
@@ -277,6 +289,7 @@ void Controller::putPort(model::Port port) {
   if (existing) u.port = *existing;
   undo_.push_back(std::move(u));
   index_->upsertPort(port);
+  journal_.push_back(Mutation::portPut(port));
   if (existing) {
     *existing = std::move(port);
   } else {
@@ -297,6 +310,7 @@ void Controller::erasePort(const model::PortKey& key) {
   index_->removePort(key);
   vf_pool_.release(key);
   intent_.ports.erase(it);
+  journal_.push_back(Mutation::portRemove(key));
 }
 
 void Controller::putRemote(model::RemoteEndpoint remote) {
@@ -314,6 +328,7 @@ void Controller::putRemote(model::RemoteEndpoint remote) {
     index_->addRemote(remote, intent_.remotes.size());
     intent_.remotes.push_back(std::move(remote));
   }
+  journal_.push_back(Mutation::remotePut(intent_.remotes[*index_->findRemote(u.address)]));
   undo_.push_back(std::move(u));
 }
 
@@ -334,6 +349,7 @@ void Controller::eraseRemote(Ipv4Addr address) {
     index_->moveRemote(intent_.remotes[*pos].address, *pos);
   }
   intent_.remotes.pop_back();
+  journal_.push_back(Mutation::remoteRemove(address));
 }
 
 void Controller::rollback(const Marks& to) {
@@ -386,6 +402,7 @@ void Controller::rollback(const Marks& to) {
     }
   }
   mutations_.resize(std::min(mutations_.size(), to.mutations));
+  journal_.resize(std::min(journal_.size(), to.journal));
 }
 
 Result<json> Controller::admit(const json& request) {
@@ -672,6 +689,7 @@ void Controller::handleBatch(const std::vector<control::Request>& batch,
   auto t_persisted = t_start, t_reconciled = t_start;
   undo_.clear();
   mutations_.clear();
+  journal_.clear();
   touched_ports_.clear();
   touched_remotes_.clear();
 
@@ -918,7 +936,12 @@ json Controller::statusJson() const {
           {"full_pass_running", full_pass_ != nullptr},
           {"memory", memoryJson()},
           {"uptime_s", uptime},
-          {"state_file", store_.path()}};
+          {"state_file", store_.path()},
+          {"state_journal",
+           {{"bytes", store_.stats().journal_bytes},
+            {"compactions", store_.stats().compactions},
+            {"compaction_failures", store_.stats().compaction_failures},
+            {"last_compaction_ms", store_.stats().last_compaction_ms}}}};
 }
 
 json Controller::read(const json& req, Error& error) {
@@ -1807,11 +1830,22 @@ std::string Controller::metricsText(const control::ServerCounters* server) const
         static_cast<double>(counters_.full_passes));
   m.describe("nicoffload_retries_total", "counter", "Reconcile retries after failures.");
   m.set("nicoffload_retries_total", "", static_cast<double>(counters_.retries));
-  m.describe("nicoffload_state_saves_total", "counter", "State file writes by result.");
+  m.describe("nicoffload_state_saves_total", "counter",
+             "Batches appended to the state journal (one fdatasync each), by result.");
   m.set("nicoffload_state_saves_total", "result=\"ok\"",
         static_cast<double>(counters_.state_saves));
   m.set("nicoffload_state_saves_total", "result=\"failed\"",
         static_cast<double>(counters_.state_save_failures));
+  const auto journal = store_.stats();
+  m.describe("nicoffload_state_journal_bytes", "gauge",
+             "Bytes of journal since the last snapshot of the state.");
+  m.set("nicoffload_state_journal_bytes", "", static_cast<double>(journal.journal_bytes));
+  m.describe("nicoffload_state_compactions_total", "counter",
+             "Snapshots of the state written in the background, by result.");
+  m.set("nicoffload_state_compactions_total", "result=\"ok\"",
+        static_cast<double>(journal.compactions));
+  m.set("nicoffload_state_compactions_total", "result=\"failed\"",
+        static_cast<double>(journal.compaction_failures));
   m.describe("nicoffload_internal_errors_total", "counter",
              "Requests answered with an internal error (an exception caught at the request "
              "boundary: a bug).");

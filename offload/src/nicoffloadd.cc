@@ -91,7 +91,7 @@ int run(int argc, char** argv) {
                host->name, profile->name, profile->model, model::toString(host->underlay),
                model::toString(host->flow_backend), model::toString(host->software_path));
 
-  offload::StateStore store(host->state_dir);
+  offload::StateStore store(host->state_dir, {.compact_journal_bytes = host->journal_compact_bytes});
   if (check_only) {
     auto state = store.load();
     if (!state) return fatal(state.error());

@@ -24,14 +24,26 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nfo_testlib import Checks, Client, Daemon, World, port, run, tear_down, write_host  # noqa: E402
 
 PORTS = 6
+REMOTES = 8
+
+
+def remote(i):
+    return {"address": f"10.99.0.{i}/32"}
 
 
 def worker(client, stop, acked, inflight, lock, rng):
+    # Keys: port index i (int), or ("r", i) for remote i.
     while not stop.is_set():
-        i = rng.randrange(1, PORTS + 1)
         add = rng.random() < 0.6
-        req = ({"op": "port.add", "port": port(i, f"rep{i}")} if add
-               else {"op": "port.remove", "vm": port(i)["vm"], "nic": 0})
+        if rng.random() < 0.5:
+            i = rng.randrange(1, PORTS + 1)
+            req = ({"op": "port.add", "port": port(i, f"rep{i}")} if add
+                   else {"op": "port.remove", "vm": port(i)["vm"], "nic": 0})
+        else:
+            n = rng.randrange(1, REMOTES + 1)
+            i = ("r", n)
+            req = ({"op": "remote.add", "remote": remote(n)} if add
+                   else {"op": "remote.remove", "address": remote(n)["address"]})
         with lock:
             inflight[i] = add
         try:
@@ -59,7 +71,19 @@ def main():
     try:
         for i in range(1, PORTS + 1):
             world.add_rep(f"rep{i}")
+        # A tiny journal limit: a snapshot is written in the background every
+        # few batches, so that kills also land during compactions.
+        # The uplink for the remotes' routes: a veth whose peer stays in the
+        # namespace, on the underlay subnet of the next hop.
+        run("ip", "-n", world.ns, "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink0p")
+        run("ip", "-n", world.ns, "addr", "add", "192.0.2.1/24", "dev", "uplink0")
+        for dev in ("uplink0", "uplink0p"):
+            run("ip", "-n", world.ns, "link", "set", dev, "up")
         host, cfg = write_host(world)
+        cfg["uplink"]["netdev"] = "uplink0"
+        cfg["daemon"]["journal_compact_bytes"] = 4096
+        with open(host, "w") as f:
+            json.dump(cfg, f)
         profiles = f"{root}/hw-profiles"
         daemon = Daemon(daemon_bin, host, profiles, f"{world.dir}/daemon.log")
         daemon.start()
@@ -93,6 +117,19 @@ def main():
                     t.check(f"kill {k}: port {i} present={present}, expected one of {allowed}", False)
                 acked[i] = present  # what holds now is the truth going forward
             t.check(f"kill {k}: no acknowledged port lost", ok)
+            listed_r = {r["address"] for r in Client(cfg["socket"]).call({"op": "remote.list"})["result"]}
+            ok = True
+            for n in range(1, REMOTES + 1):
+                key = ("r", n)
+                present = remote(n)["address"] in listed_r
+                allowed = {acked.get(key, False)}
+                if key in inflight:
+                    allowed.add(inflight[key])
+                if present not in allowed:
+                    ok = False
+                    t.check(f"kill {k}: remote {n} present={present}, expected one of {allowed}", False)
+                acked[key] = present
+            t.check(f"kill {k}: no acknowledged remote lost", ok)
 
             # Desired: the offline plan of exactly these ports.
             ports = [port(i, f"rep{i}") for i in range(1, PORTS + 1) if acked[i]]
@@ -100,8 +137,9 @@ def main():
                 got = Client(cfg["socket"]).call({"op": "port.get", "vm": p["vm"], "nic": 0})["result"]
                 p["vf"] = got["port"]["vf"]
             pf = f"{world.dir}/ports-now.json"
+            remotes = [remote(n) for n in range(1, REMOTES + 1) if acked[("r", n)]]
             with open(pf, "w") as f:
-                json.dump({"ports": ports, "remotes": []}, f)
+                json.dump({"ports": ports, "remotes": remotes}, f)
             plan = json.loads(run(ctl, "plan", "--host", host, "--ports", pf, "--profile-dir", profiles, "--json").stdout)
             want_hw = sorted(r["id"].split("-", 1)[1] for r in plan["rules"] if r["placement"] == "hw")
 
@@ -122,8 +160,16 @@ def main():
             want_nb = sorted((n["dev"], n["ip"]) for n in plan["software_path"]["neighbours"])
             got_nb = sorted((n["dev"], n["ip"]) for n in rb["neighbours"])
             t.check(f"kill {k}: kernel neighbours = plan", got_nb == want_nb, f"{got_nb} vs {want_nb}")
+        compactions = 0
+        try:
+            compactions = Client(cfg["socket"]).call({"op": "status"})["result"]["state_journal"]["compactions"]
+        except (OSError, KeyError, TypeError):
+            pass
+        segments = [f for f in os.listdir(cfg["state_dir"]) if f.startswith("journal.")]
         print(f"{kills} SIGKILLs ({killed_in_flight} with a request in flight), "
-              f"final ports: {sorted(i for i in acked if acked[i])}")
+              f"final ports: {sorted(i for i in acked if isinstance(i, int) and acked[i])}, "
+              f"remotes: {sorted(n for (_, n) in (k for k in acked if isinstance(k, tuple)) if acked[('r', n)])}, "
+              f"journal segments now {len(segments)}, compactions since the last start {compactions}")
         t.check("some kills hit a request in flight", killed_in_flight >= kills // 4, killed_in_flight)
     except Exception as e:  # noqa: BLE001
         t.check("test ran to the end", False, repr(e))

@@ -81,6 +81,8 @@ struct HostConfig {
   // Daemon settings.
   std::string metrics_listen = "127.0.0.1:9478";  // Prometheus /metrics on loopback; "" = off
   std::uint32_t reconcile_interval_ms = 30000;    // periodic full pass
+  // The state journal's size that triggers a snapshot (compaction).
+  std::uint64_t journal_compact_bytes = 64ull << 20;
   std::uint32_t max_request_bytes = 16 << 20;     // control API request size limit (a 100 k remote.sync is ~6 MiB)
   // Where the simulated NIC keeps its rules, like a device keeps them while
   // the controller restarts (tmpfs: gone at reboot, as on real hardware).

@@ -157,8 +157,9 @@ class Controller {
   struct Marks {
     std::size_t undo = 0;
     std::size_t mutations = 0;
+    std::size_t journal = 0;
   };
-  Marks marks() const { return {undo_.size(), mutations_.size()}; }
+  Marks marks() const { return {undo_.size(), mutations_.size(), journal_.size()}; }
   void rollback(const Marks& to);
   void putPort(model::Port port);
   void erasePort(const model::PortKey& key);
@@ -225,6 +226,7 @@ class Controller {
   bool coupled() const;
   void scheduleRetry(bool failed);
   Status persist();
+  void compactState();  // a snapshot of the intent, written in the background
 
   model::HostConfig host_;
   model::HwProfile profile_;
@@ -238,6 +240,7 @@ class Controller {
   std::unique_ptr<flowrules::OwnerPlanner> planner_;
   std::vector<Undo> undo_;                      // of the batch being admitted
   std::vector<std::string> mutations_;          // admitted changes of the batch, for the log
+  std::vector<Mutation> journal_;               // the same, as the state store records them
   std::map<model::PortKey, std::optional<model::Port>> touched_ports_;  // state before the batch
   std::unordered_map<Ipv4Addr, std::optional<model::RemoteEndpoint>> touched_remotes_;
   // Kept per change, so that a batch is planned in O(change):
