@@ -88,6 +88,7 @@ struct Options {
   double idle_seconds = 10;
   std::string log_level = "info";
   bool keep = false;
+  std::string tmp_dir = "/tmp";
 };
 
 // --- deterministic data -----------------------------------------------------
@@ -170,6 +171,20 @@ std::optional<double> vmRssBytes(pid_t pid) {
   while (std::getline(f, line))
     if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) * 1024.0;
   return std::nullopt;
+}
+
+// The filesystem type of `path` from /proc/self/mounts (the longest mount
+// point that prefixes it): the state's fsyncs cost what it makes them cost.
+std::string filesystemOf(const std::string& path) {
+  std::ifstream f("/proc/self/mounts");
+  std::string dev, mnt, type, rest, best_type = "?";
+  std::size_t best = 0;
+  while (f >> dev >> mnt >> type && std::getline(f, rest))
+    if (path.rfind(mnt, 0) == 0 && mnt.size() >= best) {
+      best = mnt.size();
+      best_type = type;
+    }
+  return best_type;
 }
 
 // Runs argv (no shell); stdin from `input` when not empty. Returns the exit status.
@@ -596,11 +611,16 @@ void makeNetns(const Options& o, Setup& s) {
   s.netns = "nfo-bench" + std::to_string(::getpid());
   if (runCommand({"ip", "netns", "add", s.netns}) != 0)
     fail("cannot create network namespace " + s.netns + " (--kernel needs root)");
-  // The uplink and one dummy device per representor the ports name (pf0vf<vf>).
-  std::string batch = "link set lo up\nlink add uplink0 type dummy\nlink set uplink0 up\n";
-  for (int i = 0; i < o.ports + 8; ++i)
-    batch += "link add pf0vf" + std::to_string(i) + " type dummy\nlink set pf0vf" +
-             std::to_string(i) + " up\n";
+  // The uplink and one device per representor the ports name (pf0vf<vf>).
+  // veth pairs, both ends in the namespace and up (the dummy driver may be
+  // missing from the kernel).
+  std::string batch = "link set lo up\n";
+  auto pair = [&](const std::string& name, const std::string& peer) {
+    batch += "link add " + name + " type veth peer name " + peer + "\nlink set " + name +
+             " up\nlink set " + peer + " up\n";
+  };
+  pair("uplink0", "uplink0p");
+  for (int i = 0; i < o.ports + 8; ++i) pair("pf0vf" + std::to_string(i), "vm" + std::to_string(i));
   if (runCommand({"ip", "-n", s.netns, "-batch", "-"}, batch) != 0)
     fail("cannot create the devices in " + s.netns);
 }
@@ -633,8 +653,8 @@ void appendToStateFile(const Setup& s, const Underlay& u, int from, int to) {
 int runVariant(const Options& o, const Variant& v) {
   Underlay u{o.underlay == "vxlan", o.vteps};
   Setup s;
-  char tmpl[] = "/tmp/nfo-dbench-XXXXXX";
-  if (!::mkdtemp(tmpl)) fail("mkdtemp failed");
+  std::string tmpl = o.tmp_dir + "/nfo-dbench-XXXXXX";
+  if (!::mkdtemp(tmpl.data())) fail("mkdtemp in " + o.tmp_dir + " failed");
   s.dir = tmpl;
   s.socket = s.dir + "/ctl.sock";
   s.config = s.dir + "/host.json";
@@ -662,7 +682,8 @@ int runVariant(const Options& o, const Variant& v) {
               v.name.c_str(), o.ports, o.addresses, o.remotes, o.underlay.c_str(), o.vteps,
               u.vxlan ? "VTEPs" : "next hops", v.kernel ? "kernel in netns " : "none",
               v.kernel ? s.netns.c_str() : "");
-  std::printf("temp dir %s; daemon log %s\n", s.dir.c_str(), s.log.c_str());
+  std::printf("temp dir %s (filesystem %s); daemon log %s\n", s.dir.c_str(),
+              filesystemOf(s.dir).c_str(), s.log.c_str());
   const double first_start = d.start(s.socket);
   info("start to ready, empty state", first_start * 1e3, "ms");
   const double rss_empty = vmRssBytes(d.pid()).value_or(0);
@@ -917,6 +938,10 @@ int runVariant(const Options& o, const Variant& v) {
     const double rules = st["rules"]["hw"].get<double>() + st["rules"]["sw"].get<double>();
     info("rules (status.rules hw + sw)", rules, "rules",
          "hw " + st["rules"]["hw"].dump() + ", sw " + st["rules"]["sw"].dump());
+    if (v.kernel)
+      info("software path objects (status.software_path)",
+           st["software_path"].value("objects", 0.0), "objects",
+           "failed " + st["software_path"].value("failed", json(0)).dump());
     double rss = 0;
     std::optional<double> heap;
     if (st.contains("memory") && st["memory"].is_object()) {
@@ -970,6 +995,11 @@ int main(int argc, char** argv) {
   app.add_option("--idle-seconds", o.idle_seconds, "idle CPU window")->capture_default_str();
   app.add_option("--log-level", o.log_level, "the daemon's --log-level")->capture_default_str();
   app.add_flag("--keep", o.keep, "keep the temp dir (daemon log, state)");
+  app.add_option("--tmp-dir", o.tmp_dir,
+                 "where the temp dir (state, socket, sim device) goes: its filesystem decides "
+                 "what an fsync costs")
+      ->check(CLI::ExistingDirectory)
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (o.quick) {
     o.ports = 8;
@@ -985,6 +1015,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   ::signal(SIGPIPE, SIG_IGN);
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   std::vector<Variant> variants{{"sim", false}};
   if (o.kernel) variants.push_back({"kernel", true});
   try {
