@@ -81,6 +81,7 @@ struct Options {
   int vteps = 200;
   std::string underlay = "vxlan";
   bool kernel = false;
+  bool skip_sim = false;
   int samples = 200;
   bool quick = false;
   double max_load_seconds = 300;
@@ -997,6 +998,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--kernel", o.kernel,
                "also run with the kernel software path in a network namespace (root)");
+  app.add_flag("--skip-sim", o.skip_sim, "with --kernel: run only the kernel-path variant");
   app.add_option("--samples", o.samples, "samples of each single op")->capture_default_str();
   app.add_flag("--quick", o.quick, "smoke scale: 8 ports, 2000 remotes, 20 samples, 1 s idle");
   app.add_option("--max-load-seconds", o.max_load_seconds,
@@ -1029,7 +1031,8 @@ int main(int argc, char** argv) {
   }
   ::signal(SIGPIPE, SIG_IGN);
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
-  std::vector<Variant> variants{{"sim", false}};
+  std::vector<Variant> variants;
+  if (!(o.kernel && o.skip_sim)) variants.push_back({"sim", false});
   if (o.kernel) variants.push_back({"kernel", true});
   try {
     for (const auto& v : variants) runVariant(o, v);
