@@ -42,6 +42,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -391,7 +392,7 @@ class Daemon {
       if (::waitpid(pid_, &status, WNOHANG) == pid_) {
         pid_ = -1;
         fail("nicoffloadd exited during start (status " + std::to_string(status) +
-             "); log: " + log_);
+             "); log: " + log_ + " (kept with --keep)");
       }
       if (auto c = Conn::tryConnect(socket)) {
         try {
@@ -424,7 +425,7 @@ class Daemon {
     int status = 0;
     if (pid_ > 0 && ::waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
-      fail("nicoffloadd died (status " + std::to_string(status) + "); log: " + log_);
+      fail("nicoffloadd died (status " + std::to_string(status) + "); log: " + log_ + " (kept with --keep)");
     }
   }
 
@@ -654,6 +655,18 @@ void appendToStateFile(const Setup& s, const Underlay& u, int from, int to) {
   fs::rename(tmp, path);
 }
 
+// The last `lines` lines of a file (the daemon's log, shown when the bench
+// fails: the temp dir goes with it unless --keep).
+std::string tailOf(const std::string& path, std::size_t lines) {
+  std::ifstream f(path);
+  std::vector<std::string> all;
+  for (std::string line; std::getline(f, line);) all.push_back(line);
+  std::string out;
+  for (std::size_t i = all.size() > lines ? all.size() - lines : 0; i < all.size(); ++i)
+    out += "  | " + all[i] + "\n";
+  return out;
+}
+
 int runVariant(const Options& o, const Variant& v) {
   Underlay u{o.underlay == "vxlan", o.vteps};
   Setup s;
@@ -669,6 +682,9 @@ int runVariant(const Options& o, const Variant& v) {
     const Setup& s;
     bool keep;
     ~Cleanup() {
+      if (std::uncaught_exceptions() > 0 && fs::exists(s.log))
+        std::fprintf(stderr, "last lines of the daemon's log (%s):\n%s", s.log.c_str(),
+                     tailOf(s.log, 15).c_str());
       if (!s.netns.empty()) runCommand({"ip", "netns", "del", s.netns});
       if (!keep) {
         std::error_code ec;
