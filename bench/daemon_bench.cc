@@ -30,6 +30,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -233,6 +234,8 @@ int runCommand(const std::vector<std::string>& argv, const std::string& input = 
 
 // --- the control socket ---------------------------------------------------------
 
+inline constexpr int kReplyTimeoutSeconds = 900;
+
 class Conn {
  public:
   // Connects; nullopt when nothing answers on the path (yet).
@@ -246,6 +249,10 @@ class Conn {
       ::close(fd);
       return std::nullopt;
     }
+    // A daemon that stops answering fails the bench instead of hanging it.
+    timeval tv{};
+    tv.tv_sec = kReplyTimeoutSeconds;
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     return Conn(fd);
   }
   static Conn connect(const std::string& path) {
@@ -285,6 +292,8 @@ class Conn {
       char chunk[1 << 16];
       const ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
       if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        fail("no reply from the daemon within " + std::to_string(kReplyTimeoutSeconds) + " s");
       if (n <= 0) fail("the daemon closed the control connection");
       buf_.append(chunk, static_cast<std::size_t>(n));
     }
