@@ -175,12 +175,162 @@ bool safeSysctlPath(const std::string& path) {
   return true;
 }
 
+// --- read-back: dumps parsed straight into the objects (no libnl cache) ---
+
+// What read-back keeps of a link: its name, flags, MAC, kind, VXLAN
+// parameters and IPv4 devconf.
+struct LinkInfo {
+  std::string name;
+  unsigned flags = 0;  // ifi_flags (IFF_UP)
+  MacAddr mac;
+  std::string kind;  // IFLA_INFO_KIND: "vxlan", "veth", ...
+  std::optional<std::uint32_t> vxlan_id, vxlan_link;
+  std::optional<Ipv4Addr> vxlan_local;
+  std::optional<std::uint16_t> vxlan_port;  // host order
+  std::vector<std::uint32_t> inet_conf;     // IFLA_INET_CONF: [IPV4_DEVCONF_* - 1]
+};
+
+Ipv4Addr ipv4Of(const nlattr* a) {
+  std::uint32_t be = 0;
+  if (a && nla_len(a) == 4) std::memcpy(&be, nla_data(a), 4);
+  return Ipv4Addr{ntohl(be)};
+}
+MacAddr macOf(const nlattr* a) {
+  MacAddr m;
+  if (a && nla_len(a) == 6) std::memcpy(m.bytes.data(), nla_data(a), 6);
+  return m;
+}
+// Attributes of a message after its family header, by type (up to `max`).
+template <std::size_t N>
+bool parseAttrs(const nlmsghdr* h, std::size_t hdrlen, std::array<nlattr*, N>& tb) {
+  return nlmsg_parse(const_cast<nlmsghdr*>(h), static_cast<int>(hdrlen), tb.data(),
+                     static_cast<int>(N - 1), nullptr) == 0;
+}
+template <std::size_t N>
+bool parseNested(const nlattr* a, std::array<nlattr*, N>& tb) {
+  return nla_parse_nested(tb.data(), static_cast<int>(N - 1), const_cast<nlattr*>(a), nullptr) == 0;
+}
+
+std::optional<std::pair<int, LinkInfo>> parseLink(const nlmsghdr* h) {
+  if (h->nlmsg_type != RTM_NEWLINK || h->nlmsg_len < NLMSG_LENGTH(sizeof(ifinfomsg))) return std::nullopt;
+  const auto* ifi = static_cast<const ifinfomsg*>(nlmsg_data(h));
+  std::array<nlattr*, IFLA_MAX + 1> tb{};
+  if (!parseAttrs(h, sizeof(ifinfomsg), tb) || !tb[IFLA_IFNAME]) return std::nullopt;
+  LinkInfo l;
+  l.name.assign(static_cast<const char*>(nla_data(tb[IFLA_IFNAME])),
+                strnlen(static_cast<const char*>(nla_data(tb[IFLA_IFNAME])), nla_len(tb[IFLA_IFNAME])));
+  l.flags = ifi->ifi_flags;
+  l.mac = macOf(tb[IFLA_ADDRESS]);
+  if (tb[IFLA_LINKINFO]) {
+    std::array<nlattr*, IFLA_INFO_MAX + 1> info{};
+    if (parseNested(tb[IFLA_LINKINFO], info) && info[IFLA_INFO_KIND]) {
+      l.kind.assign(static_cast<const char*>(nla_data(info[IFLA_INFO_KIND])),
+                    strnlen(static_cast<const char*>(nla_data(info[IFLA_INFO_KIND])),
+                            nla_len(info[IFLA_INFO_KIND])));
+      std::array<nlattr*, IFLA_VXLAN_MAX + 1> vx{};
+      if (l.kind == "vxlan" && info[IFLA_INFO_DATA] && parseNested(info[IFLA_INFO_DATA], vx)) {
+        if (vx[IFLA_VXLAN_ID]) l.vxlan_id = nla_get_u32(vx[IFLA_VXLAN_ID]);
+        if (vx[IFLA_VXLAN_LINK]) l.vxlan_link = nla_get_u32(vx[IFLA_VXLAN_LINK]);
+        if (vx[IFLA_VXLAN_LOCAL]) l.vxlan_local = ipv4Of(vx[IFLA_VXLAN_LOCAL]);
+        if (vx[IFLA_VXLAN_PORT]) l.vxlan_port = ntohs(nla_get_u16(vx[IFLA_VXLAN_PORT]));
+      }
+    }
+  }
+  if (tb[IFLA_AF_SPEC]) {
+    nlattr* af = nullptr;
+    int rem = 0;
+    nla_for_each_nested(af, tb[IFLA_AF_SPEC], rem) {
+      if (nla_type(af) != AF_INET) continue;
+      std::array<nlattr*, IFLA_INET_MAX + 1> in{};
+      if (parseNested(af, in) && in[IFLA_INET_CONF]) {
+        // The kernel writes the devconf array as it is (inet_fill_link_af).
+        l.inet_conf.resize(static_cast<std::size_t>(nla_len(in[IFLA_INET_CONF])) / 4);
+        std::memcpy(l.inet_conf.data(), nla_data(in[IFLA_INET_CONF]), l.inet_conf.size() * 4);
+      }
+    }
+  }
+  return std::pair{ifi->ifi_index, std::move(l)};
+}
+
+// An RTM_GET* dump request with its family header (zeroed but for what the
+// caller sets).
+template <class Header>
+MsgPtr dumpRequest(int type, const Header& header) {
+  MsgPtr msg(nlmsg_alloc_simple(type, NLM_F_REQUEST | NLM_F_DUMP));
+  if (msg && nlmsg_append(msg.get(), const_cast<Header*>(&header), sizeof header, NLMSG_ALIGNTO) < 0)
+    msg.reset();
+  return msg;
+}
+
+// One IPv4 route of a dump, with its first next hop (a multipath route's
+// first, else the route's own).
+struct RouteMsg {
+  std::uint32_t table = 0;
+  std::uint8_t protocol = 0;
+  Ipv4Prefix dst;
+  int oif = 0;
+  std::optional<Ipv4Addr> via;
+  bool onlink = false;  // RTNH_F_ONLINK
+};
+
+std::optional<RouteMsg> parseRoute(const nlmsghdr* h) {
+  if (h->nlmsg_type != RTM_NEWROUTE || h->nlmsg_len < NLMSG_LENGTH(sizeof(rtmsg))) return std::nullopt;
+  const auto* m = static_cast<const rtmsg*>(nlmsg_data(h));
+  if (m->rtm_family != AF_INET) return std::nullopt;
+  std::array<nlattr*, RTA_MAX + 1> tb{};
+  if (!parseAttrs(h, sizeof(rtmsg), tb)) return std::nullopt;
+  RouteMsg r;
+  r.table = tb[RTA_TABLE] ? nla_get_u32(tb[RTA_TABLE]) : m->rtm_table;
+  r.protocol = m->rtm_protocol;
+  r.dst = {ipv4Of(tb[RTA_DST]), m->rtm_dst_len};
+  const nlattr* gw = nullptr;
+  unsigned nh_flags = m->rtm_flags;
+  if (tb[RTA_MULTIPATH] && nla_len(tb[RTA_MULTIPATH]) >= static_cast<int>(sizeof(rtnexthop))) {
+    const auto* nh = static_cast<const rtnexthop*>(nla_data(tb[RTA_MULTIPATH]));
+    r.oif = nh->rtnh_ifindex;
+    nh_flags = nh->rtnh_flags;
+    const int attrs_len = std::min<int>(nh->rtnh_len, nla_len(tb[RTA_MULTIPATH])) - static_cast<int>(RTNH_LENGTH(0));
+    if (attrs_len > 0)
+      gw = nla_find(reinterpret_cast<const nlattr*>(reinterpret_cast<const char*>(nh) + RTNH_LENGTH(0)),
+                    attrs_len, RTA_GATEWAY);
+  } else {
+    if (tb[RTA_OIF]) r.oif = static_cast<int>(nla_get_u32(tb[RTA_OIF]));
+    gw = tb[RTA_GATEWAY];
+  }
+  if (gw && nla_len(gw) == 4) r.via = ipv4Of(gw);
+  r.onlink = (nh_flags & RTNH_F_ONLINK) != 0;
+  return r;
+}
+
+// Dumps the IPv4 routes of `table` (and of `protocol`, unless 0), filtered
+// by the kernel where it can (strict checking) and here in any case.
+// Returns 0, or a positive errno; ENOENT when the table does not exist.
+int dumpRoutes(detail::DumpSocket& sock, std::uint32_t table, std::uint8_t protocol,
+               const std::function<void(const RouteMsg&)>& each, const std::function<void()>& restart) {
+  rtmsg rtm{};
+  rtm.rtm_family = AF_INET;
+  rtm.rtm_table = table < 256 ? static_cast<unsigned char>(table) : RT_TABLE_UNSPEC;
+  rtm.rtm_protocol = protocol;
+  auto req = dumpRequest(RTM_GETROUTE, rtm);
+  if (!req || nla_put_u32(req.get(), RTA_TABLE, table) < 0) return ENOMEM;
+  return sock.dump(req.get(), [&](const nlmsghdr* h) {
+    auto r = parseRoute(h);
+    if (r && r->table == table && (protocol == 0 || r->protocol == protocol)) each(*r);
+  }, restart);
+}
+
+Error dumpError(const char* what, int err) {
+  return makeError(ErrorCode::kIo, what, "",
+                   std::string("cannot dump ") + what + ": " + std::strerror(err));
+}
+
 class KernelSoftwarePath final : public SoftwarePath {
  public:
-  KernelSoftwarePath(SockPtr sock, std::unique_ptr<detail::DumpSocket> dump_sock,
-                     KernelSoftwarePathOptions options, std::size_t window)
-      : sock_(std::move(sock)), options_(std::move(options)), window_(window),
-        dump_sock_(std::move(dump_sock)) {}
+  KernelSoftwarePath(SockPtr sock, std::unique_ptr<detail::DumpSocket> check_sock,
+                     std::unique_ptr<detail::DumpSocket> dump_sock, KernelSoftwarePathOptions options,
+                     std::size_t window)
+      : sock_(std::move(sock)), check_sock_(std::move(check_sock)), options_(std::move(options)),
+        window_(window), dump_sock_(std::move(dump_sock)) {}
 
   SwApplyReport apply(const SoftwarePathState& objects) override;
   SwApplyReport remove(const SoftwarePathState& objects) override;
@@ -224,6 +374,7 @@ class KernelSoftwarePath final : public SoftwarePath {
 
   // apply() and remove(): one caller at a time (software_path.h).
   SockPtr sock_;
+  std::unique_ptr<detail::DumpSocket> check_sock_;  // apply's dumps (routes already present)
   const KernelSoftwarePathOptions options_;
   const std::size_t window_;
   CachePtr links_;
@@ -557,29 +708,32 @@ void KernelSoftwarePath::applyRoutes(const std::vector<RouteEntry>& routes, Repo
   if (exists.empty()) return;
 
   // The /32 is already in the table. Ours (same protocol): replace it.
-  // Someone else's: refuse, never take over a route we did not make.
+  // Someone else's: refuse, never take over a route we did not make. The
+  // tables concerned are dumped on apply's own dump socket, the routes
+  // parsed as they come (no libnl cache: issue 12), only those asked kept.
   std::map<std::pair<std::uint32_t, Ipv4Prefix>, std::pair<int, std::string>> present;  // -> protocol, text
-  nl_cache* cache = nullptr;
-  if (int err = rtnl_route_alloc_cache(sock_.get(), AF_INET, 0, &cache); err < 0) {
-    for (auto i : exists)
-      rep.fail(describe(routes[i]), makeError(ErrorCode::kIo, describe(routes[i]), "",
-                                              std::string("cannot dump routes: ") + nl_geterror(err)));
-    return;
+  std::set<std::pair<std::uint32_t, Ipv4Prefix>> asked;
+  std::set<std::uint32_t> tables;
+  for (auto i : exists) {
+    asked.insert({routes[i].table, routes[i].dst});
+    tables.insert(routes[i].table);
   }
-  CachePtr routes_cache(cache);
-  for (nl_object* o = nl_cache_get_first(cache); o; o = nl_cache_get_next(o)) {
-    auto* rt = reinterpret_cast<rtnl_route*>(o);
-    const nl_addr* dst = rtnl_route_get_dst(rt);
-    Ipv4Prefix p{fromNl(dst), static_cast<std::uint8_t>(nl_addr_get_prefixlen(dst))};
-    std::string text = "proto " + std::to_string(rtnl_route_get_protocol(rt));
-    if (rtnl_route_get_nnexthops(rt) > 0) {
-      rtnl_nexthop* nh = rtnl_route_nexthop_n(rt, 0);
+  for (const auto table : tables) {
+    const int err = dumpRoutes(*check_sock_, table, 0, [&](const RouteMsg& m) {
+      if (!asked.count({m.table, m.dst})) return;
+      std::string text = "proto " + std::to_string(m.protocol);
       char name[IF_NAMESIZE] = "";
-      if (rtnl_link_i2name(links_.get(), rtnl_route_nh_get_ifindex(nh), name, sizeof name))
+      if (m.oif && rtnl_link_i2name(links_.get(), m.oif, name, sizeof name))
         text = "dev " + std::string(name) + " " + text;
-      if (const nl_addr* gw = rtnl_route_nh_get_gateway(nh)) text = "via " + fromNl(gw).str() + " " + text;
+      if (m.via) text = "via " + m.via->str() + " " + text;
+      present[{m.table, m.dst}] = {m.protocol, text};
+    }, [&] { present.clear(); });
+    if (err && err != ENOENT) {
+      for (auto i : exists)
+        rep.fail(describe(routes[i]), makeError(ErrorCode::kIo, describe(routes[i]), "",
+                                                std::string("cannot dump routes: ") + std::strerror(err)));
+      return;
     }
-    present[{rtnl_route_get_table(rt), p}] = {rtnl_route_get_protocol(rt), text};
   }
   std::vector<RouteEntry> replace;
   for (auto i : exists) {
@@ -689,98 +843,6 @@ SwApplyReport KernelSoftwarePath::remove(const SoftwarePathState& o) {
   return report;
 }
 
-// --- read-back: dumps parsed straight into the objects (no libnl cache) ---
-
-// What read-back keeps of a link: its name, flags, MAC, kind, VXLAN
-// parameters and IPv4 devconf.
-struct LinkInfo {
-  std::string name;
-  unsigned flags = 0;  // ifi_flags (IFF_UP)
-  MacAddr mac;
-  std::string kind;  // IFLA_INFO_KIND: "vxlan", "veth", ...
-  std::optional<std::uint32_t> vxlan_id, vxlan_link;
-  std::optional<Ipv4Addr> vxlan_local;
-  std::optional<std::uint16_t> vxlan_port;  // host order
-  std::vector<std::uint32_t> inet_conf;     // IFLA_INET_CONF: [IPV4_DEVCONF_* - 1]
-};
-
-Ipv4Addr ipv4Of(const nlattr* a) {
-  std::uint32_t be = 0;
-  if (a && nla_len(a) == 4) std::memcpy(&be, nla_data(a), 4);
-  return Ipv4Addr{ntohl(be)};
-}
-MacAddr macOf(const nlattr* a) {
-  MacAddr m;
-  if (a && nla_len(a) == 6) std::memcpy(m.bytes.data(), nla_data(a), 6);
-  return m;
-}
-// Attributes of a message after its family header, by type (up to `max`).
-template <std::size_t N>
-bool parseAttrs(const nlmsghdr* h, std::size_t hdrlen, std::array<nlattr*, N>& tb) {
-  return nlmsg_parse(const_cast<nlmsghdr*>(h), static_cast<int>(hdrlen), tb.data(),
-                     static_cast<int>(N - 1), nullptr) == 0;
-}
-template <std::size_t N>
-bool parseNested(const nlattr* a, std::array<nlattr*, N>& tb) {
-  return nla_parse_nested(tb.data(), static_cast<int>(N - 1), const_cast<nlattr*>(a), nullptr) == 0;
-}
-
-std::optional<std::pair<int, LinkInfo>> parseLink(const nlmsghdr* h) {
-  if (h->nlmsg_type != RTM_NEWLINK || h->nlmsg_len < NLMSG_LENGTH(sizeof(ifinfomsg))) return std::nullopt;
-  const auto* ifi = static_cast<const ifinfomsg*>(nlmsg_data(h));
-  std::array<nlattr*, IFLA_MAX + 1> tb{};
-  if (!parseAttrs(h, sizeof(ifinfomsg), tb) || !tb[IFLA_IFNAME]) return std::nullopt;
-  LinkInfo l;
-  l.name.assign(static_cast<const char*>(nla_data(tb[IFLA_IFNAME])),
-                strnlen(static_cast<const char*>(nla_data(tb[IFLA_IFNAME])), nla_len(tb[IFLA_IFNAME])));
-  l.flags = ifi->ifi_flags;
-  l.mac = macOf(tb[IFLA_ADDRESS]);
-  if (tb[IFLA_LINKINFO]) {
-    std::array<nlattr*, IFLA_INFO_MAX + 1> info{};
-    if (parseNested(tb[IFLA_LINKINFO], info) && info[IFLA_INFO_KIND]) {
-      l.kind.assign(static_cast<const char*>(nla_data(info[IFLA_INFO_KIND])),
-                    strnlen(static_cast<const char*>(nla_data(info[IFLA_INFO_KIND])),
-                            nla_len(info[IFLA_INFO_KIND])));
-      std::array<nlattr*, IFLA_VXLAN_MAX + 1> vx{};
-      if (l.kind == "vxlan" && info[IFLA_INFO_DATA] && parseNested(info[IFLA_INFO_DATA], vx)) {
-        if (vx[IFLA_VXLAN_ID]) l.vxlan_id = nla_get_u32(vx[IFLA_VXLAN_ID]);
-        if (vx[IFLA_VXLAN_LINK]) l.vxlan_link = nla_get_u32(vx[IFLA_VXLAN_LINK]);
-        if (vx[IFLA_VXLAN_LOCAL]) l.vxlan_local = ipv4Of(vx[IFLA_VXLAN_LOCAL]);
-        if (vx[IFLA_VXLAN_PORT]) l.vxlan_port = ntohs(nla_get_u16(vx[IFLA_VXLAN_PORT]));
-      }
-    }
-  }
-  if (tb[IFLA_AF_SPEC]) {
-    nlattr* af = nullptr;
-    int rem = 0;
-    nla_for_each_nested(af, tb[IFLA_AF_SPEC], rem) {
-      if (nla_type(af) != AF_INET) continue;
-      std::array<nlattr*, IFLA_INET_MAX + 1> in{};
-      if (parseNested(af, in) && in[IFLA_INET_CONF]) {
-        // The kernel writes the devconf array as it is (inet_fill_link_af).
-        l.inet_conf.resize(static_cast<std::size_t>(nla_len(in[IFLA_INET_CONF])) / 4);
-        std::memcpy(l.inet_conf.data(), nla_data(in[IFLA_INET_CONF]), l.inet_conf.size() * 4);
-      }
-    }
-  }
-  return std::pair{ifi->ifi_index, std::move(l)};
-}
-
-// An RTM_GET* dump request with its family header (zeroed but for what the
-// caller sets).
-template <class Header>
-MsgPtr dumpRequest(int type, const Header& header) {
-  MsgPtr msg(nlmsg_alloc_simple(type, NLM_F_REQUEST | NLM_F_DUMP));
-  if (msg && nlmsg_append(msg.get(), const_cast<Header*>(&header), sizeof header, NLMSG_ALIGNTO) < 0)
-    msg.reset();
-  return msg;
-}
-
-Error dumpError(const char* what, int err) {
-  return makeError(codeOf(err) == ErrorCode::kNotFound ? ErrorCode::kIo : codeOf(err), what, "",
-                   std::string("cannot dump ") + what + ": " + std::strerror(err));
-}
-
 Result<SoftwarePathState> KernelSoftwarePath::readBack(const SoftwarePathState& desired,
                                                        const ReadBackScope& scope) {
   // Its own socket, under its own lock: never sock_ or links_, which
@@ -822,48 +884,18 @@ Result<SoftwarePathState> KernelSoftwarePath::readBack(const SoftwarePathState& 
     if (r.dev.empty()) deviceless_routes.insert(routeKey(r.table, r.dst));
 
   // Routes: ours by table + protocol. The kernel filters on both (strict
-  // dump checking); the same test below keeps older kernels right.
+  // dump checking); dumpRoutes tests them again for older kernels.
   {
-    rtmsg rtm{};
-    rtm.rtm_family = AF_INET;
-    rtm.rtm_table = scope.route_table < 256 ? static_cast<unsigned char>(scope.route_table) : RT_TABLE_UNSPEC;
-    rtm.rtm_protocol = scope.route_protocol;
-    auto req = dumpRequest(RTM_GETROUTE, rtm);
-    if (!req || nla_put_u32(req.get(), RTA_TABLE, scope.route_table) < 0)
-      return makeError(ErrorCode::kInternal, "routes", "", "cannot build the route dump request");
     std::unordered_set<int> route_devs;  // by index: names once, after the dump
-    const int err = sock.dump(req.get(), [&](const nlmsghdr* h) {
-      if (h->nlmsg_type != RTM_NEWROUTE || h->nlmsg_len < NLMSG_LENGTH(sizeof(rtmsg))) return;
-      const auto* m = static_cast<const rtmsg*>(nlmsg_data(h));
-      if (m->rtm_family != AF_INET || m->rtm_protocol != scope.route_protocol) return;
-      std::array<nlattr*, RTA_MAX + 1> tb{};
-      if (!parseAttrs(h, sizeof(rtmsg), tb)) return;
-      const std::uint32_t table = tb[RTA_TABLE] ? nla_get_u32(tb[RTA_TABLE]) : m->rtm_table;
-      if (table != scope.route_table) return;
+    const int err = dumpRoutes(sock, scope.route_table, scope.route_protocol, [&](const RouteMsg& m) {
       RouteEntry r;
-      r.dst = {ipv4Of(tb[RTA_DST]), m->rtm_dst_len};
-      r.table = table;
-      r.protocol = m->rtm_protocol;
-      // The first next hop: a multipath route's first, else the route's own.
-      int oif = 0;
-      const nlattr* gw = nullptr;
-      unsigned nh_flags = m->rtm_flags;
-      if (tb[RTA_MULTIPATH] && nla_len(tb[RTA_MULTIPATH]) >= static_cast<int>(sizeof(rtnexthop))) {
-        const auto* nh = static_cast<const rtnexthop*>(nla_data(tb[RTA_MULTIPATH]));
-        oif = nh->rtnh_ifindex;
-        nh_flags = nh->rtnh_flags;
-        const int attrs_len = std::min<int>(nh->rtnh_len, nla_len(tb[RTA_MULTIPATH])) - static_cast<int>(RTNH_LENGTH(0));
-        if (attrs_len > 0)
-          gw = nla_find(reinterpret_cast<const nlattr*>(reinterpret_cast<const char*>(nh) + RTNH_LENGTH(0)),
-                        attrs_len, RTA_GATEWAY);
-      } else {
-        if (tb[RTA_OIF]) oif = static_cast<int>(nla_get_u32(tb[RTA_OIF]));
-        gw = tb[RTA_GATEWAY];
-      }
-      if (oif) r.dev = nameOf(oif);
-      if (gw && nla_len(gw) == 4) r.via = ipv4Of(gw);
-      r.onlink = (nh_flags & RTNH_F_ONLINK) != 0;
-      if (!r.via && !r.dev.empty()) route_devs.insert(oif);  // a device carrying a VM route is ours
+      r.dst = m.dst;
+      r.table = m.table;
+      r.protocol = m.protocol;
+      if (m.oif) r.dev = nameOf(m.oif);
+      r.via = m.via;
+      r.onlink = m.onlink;
+      if (!r.via && !r.dev.empty()) route_devs.insert(m.oif);  // a device carrying a VM route is ours
       if (!deviceless_routes.empty() && deviceless_routes.count(routeKey(r.table, r.dst)))
         r.dev.clear();  // the plan left the device to the kernel
       out.routes.push_back(std::move(r));
@@ -1039,11 +1071,14 @@ Result<std::unique_ptr<SoftwarePath>> openKernelSoftwarePath(const KernelSoftwar
   if (int err = nl_connect(sock.get(), NETLINK_ROUTE); err < 0)
     return makeError(ErrorCode::kIo, "netlink", "", std::string("cannot open rtnetlink: ") + nl_geterror(err));
   const std::size_t window = detail::configureSocket(sock.get(), options.window);
-  // Read-back's own socket, opened here so that it lives in the namespace.
+  // Dump sockets, opened here so that they live in the namespace: one for
+  // apply, one of read-back's own.
+  auto check = detail::DumpSocket::open();
+  if (!check) return check.error();
   auto dump = detail::DumpSocket::open();
   if (!dump) return dump.error();
-  return std::unique_ptr<SoftwarePath>(
-      new KernelSoftwarePath(std::move(sock), std::move(dump).value(), options, window));
+  return std::unique_ptr<SoftwarePath>(new KernelSoftwarePath(
+      std::move(sock), std::move(check).value(), std::move(dump).value(), options, window));
 }
 
 }  // namespace nicoffload::offload
