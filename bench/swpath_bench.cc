@@ -95,7 +95,7 @@ int main(int argc, char** argv) {
     }
   }
 
-  std::vector<double> ours_add, ours_del, ip_add, ip_del, read_back;
+  std::vector<double> ours_add, ours_del, ip_add, ip_del, read_back, read_back_foreign;
   bool ok = true;
   for (int t = 0; t < trials && ok; ++t) {
     // nicoffload backend
@@ -122,6 +122,13 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "read-back returned %zu routes, %zu expected\n", rb ? rb->routes.size() : 0, n);
         ok = false;
       }
+    }
+    {  // The same table read back for another protocol: the kernel filters
+       // (NETLINK_GET_STRICT_CHK), so none of the 100 k routes is sent.
+      t0 = Clock::now();
+      auto rb = (*path)->readBack({}, {254, 241});
+      read_back_foreign.push_back(seconds(Clock::now() - t0));
+      if (!rb || !rb->routes.empty()) ok = false;
     }
     t0 = Clock::now();
     rep = (*path)->remove(state);
@@ -154,7 +161,8 @@ int main(int argc, char** argv) {
   std::printf("remove:  nicoffload %.3f s (%.0f routes/s)   ip -batch %.3f s (%.0f routes/s)   ratio %.2f  [target >= 1.0: %s]\n",
               od, n / od, id, n / id, id / od, id / od >= 1.0 ? "MET" : "MISSED");
   const double rb = median(read_back);
-  std::printf("read-back: nicoffload %.3f s for %zu routes  [target <= 0.150 s at 100 k: %s]\n", rb, n,
-              n > 100000 || rb <= 0.150 ? "MET" : "MISSED");
+  std::printf("read-back: nicoffload %.3f s for %zu routes  [target <= 0.150 s at 100 k: %s]; "
+              "%.3f s when none of them is of our protocol (filtered by the kernel)\n",
+              rb, n, n > 100000 || rb <= 0.150 ? "MET" : "MISSED", median(read_back_foreign));
   return (ia / oa >= 1.0 && id / od >= 1.0 && (n > 100000 || rb <= 0.150)) ? 0 : 2;
 }
