@@ -105,7 +105,9 @@ def main():
             json.dump(cfg, f)
         log = open(f"{work}/daemon.log", "w")
         t0 = time.time()
-        proc = subprocess.Popen([daemon, "--config", f"{work}/host.json", "--profile-dir", f"{work}/profiles"],
+        # --log-level debug logs each pass's plan / flows / kernel / devices times.
+        extra = ["--log-level", os.environ["NFO_LOG_LEVEL"]] if os.environ.get("NFO_LOG_LEVEL") else []
+        proc = subprocess.Popen([daemon, "--config", f"{work}/host.json", "--profile-dir", f"{work}/profiles"] + extra,
                                 stdout=log, stderr=log)
         while not ready(cfg["socket"]):
             if proc.poll() is not None:
@@ -128,6 +130,9 @@ def main():
               f"ready after {start_s:.1f} s")
         print(f"idle CPU over {w1 - w0:.0f} s: {c1 - c0:.2f} s = {share:.2f} % of a core "
               f"[target <= 1 %: {'MET' if share <= 1.0 else 'MISSED'}]")
+        for line in open(f"{work}/daemon.log"):
+            if " pass: plan " in line:
+                print("  " + line.strip())
         if os.environ.get("NFO_SHOW_LOG"):
             print(open(f"{work}/daemon.log").read()[-4000:])
         return 0 if share <= 1.0 else 2
