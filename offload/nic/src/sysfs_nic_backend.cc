@@ -70,15 +70,22 @@ Result<std::string> SysfsNicBackend::pfNetdev() {
 
 std::string SysfsNicBackend::switchId() {
   auto nd = pfNetdev();
-  if (!nd) return {};
-  auto id = io_->read(sysfs::pciDevice(opt_.pf_pci) + "/net/" + *nd + "/phys_switch_id");
-  if (!id) id = io_->read("class/net/" + *nd + "/phys_switch_id");
+  return nd ? switchIdOf(*nd) : std::string();
+}
+
+std::string SysfsNicBackend::switchIdOf(const std::string& pf_netdev) {
+  auto id = io_->read(sysfs::pciDevice(opt_.pf_pci) + "/net/" + pf_netdev + "/phys_switch_id");
+  if (!id) id = io_->read("class/net/" + pf_netdev + "/phys_switch_id");
   return id ? *id : std::string();
 }
 
 std::vector<std::string> SysfsNicBackend::scanRepresentors(std::size_t vf_count) {
+  return scanRepresentors(vf_count, switchId());
+}
+
+std::vector<std::string> SysfsNicBackend::scanRepresentors(std::size_t vf_count,
+                                                           const std::string& sid) {
   std::vector<std::string> out(vf_count);
-  const std::string sid = switchId();
   const auto pfnum = sysfs::pciFunction(opt_.pf_pci);
   if (sid.empty() || !pfnum || vf_count == 0) return out;
   for (const auto& n : io_->list("class/net")) {
@@ -156,9 +163,12 @@ Result<PfStatus> SysfsNicBackend::status() {
     st.eswitch_mode = *m;
   else
     st.warnings.push_back(m.error().message);
-  st.switch_id = switchId();
+  // The PF netdev was found once above: its switch ID and the
+  // representors follow from it (each lookup of it reads the phys_port_name
+  // of every representor).
+  st.switch_id = st.netdev.empty() ? std::string() : switchIdOf(st.netdev);
   const auto pcis = sysfs::vfPcis(*io_, opt_.pf_pci);
-  const auto reps = scanRepresentors(pcis.size());
+  const auto reps = scanRepresentors(pcis.size(), st.switch_id);
   std::vector<VfLinkInfo> links;
   if (!st.netdev.empty() && !pcis.empty()) {
     if (auto l = vf_link_->vfs(st.netdev))
