@@ -411,9 +411,19 @@ class SimKernel {
   }
   void file(const std::string& rel, const std::string& content) {
     ensureDir(abs(rel).parent_path());
+    if (holds(rel, content + '\n')) return;  // re-rendering in place: unchanged
     std::ofstream out(abs(rel), std::ios::trunc);
     out << content << '\n';
     if (!out) io_error_ = "cannot write " + abs(rel).string();
+  }
+  // Whether the file `rel` exists with exactly `content`.
+  bool holds(const std::string& rel, const std::string& content) const {
+    const int fd = ::open(abs(rel).c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    std::string now(content.size() + 1, '\0');
+    const ssize_t n = ::read(fd, now.data(), now.size());
+    ::close(fd);
+    return n == static_cast<ssize_t>(content.size()) && now.compare(0, content.size(), content) == 0;
   }
   void link(const std::string& rel, const std::string& target) {
     ensureDir(abs(rel).parent_path());
