@@ -60,6 +60,12 @@ int main(int argc, char** argv) {
       vdpa::VdpaDeviceSpec spec{vdpa::deviceName(key), key, model::VdpaKind::kSim,
                                 static_cast<std::uint16_t>(i), MacAddr{}, 1500, 1};
       spec.mac.bytes = {0x52, 0x54, 0, 0, static_cast<std::uint8_t>(i >> 8), static_cast<std::uint8_t>(i)};
+      // As the daemon brings a port up: VF settings, then the vDPA device.
+      const auto vf = static_cast<std::uint16_t>(i);
+      if (!nic->setVfMac(vf, spec.mac) || !nic->setVfSpoofCheck(vf, true) || !nic->setVfTrust(vf, false)) {
+        std::fprintf(stderr, "VF %zu settings failed\n", i);
+        return 1;
+      }
       if (auto d = vd->create(spec); !d) {
         std::fprintf(stderr, "vdpa create %zu: %s\n", i, d.error().describe().c_str());
         return 1;
