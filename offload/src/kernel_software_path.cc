@@ -12,6 +12,13 @@
 //   RouteEntry      RTM_NEWROUTE with NLM_F_EXCL first; a /32 that exists is replaced
 //                   only when it carries our protocol, else reported as a conflict
 // No `ip`, `bridge` or `sysctl` command is ever run.
+//
+// Read-back (and apply's check of routes already present) does not use
+// libnl's caches: RTM_GET* dumps go out on sockets of their own
+// (netlink_dump.h, NETLINK_GET_STRICT_CHK, so that the kernel filters routes
+// by table and protocol) and each answer is parsed as it arrives straight
+// into the objects. readBack() has its own socket and lock, and may run on
+// another thread than apply() and remove() (software_path.h).
 #include <fcntl.h>
 #include <linux/if_link.h>
 #include <linux/ip.h>
@@ -35,15 +42,15 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
-#include <mutex>
-#include <optional>
-#include <unordered_map>
-#include <unordered_set>
 #include <fstream>
 #include <functional>
 #include <map>
+#include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "netlink_batch.h"
 #include "netlink_dump.h"
@@ -200,7 +207,8 @@ MacAddr macOf(const nlattr* a) {
   if (a && nla_len(a) == 6) std::memcpy(m.bytes.data(), nla_data(a), 6);
   return m;
 }
-// Attributes of a message after its family header, by type (up to `max`).
+// Attributes of a message after its family header, by type (types above
+// N - 1 are ignored).
 template <std::size_t N>
 bool parseAttrs(const nlmsghdr* h, std::size_t hdrlen, std::array<nlattr*, N>& tb) {
   return nlmsg_parse(const_cast<nlmsghdr*>(h), static_cast<int>(hdrlen), tb.data(),
