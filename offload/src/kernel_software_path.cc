@@ -317,7 +317,7 @@ int dumpRoutes(detail::DumpSocket& sock, std::uint32_t table, std::uint8_t proto
                const std::function<void(const RouteMsg&)>& each, const std::function<void()>& restart) {
   rtmsg rtm{};
   rtm.rtm_family = AF_INET;
-  rtm.rtm_table = table < 256 ? static_cast<unsigned char>(table) : RT_TABLE_UNSPEC;
+  rtm.rtm_table = static_cast<unsigned char>(table < 256 ? table : static_cast<std::uint32_t>(RT_TABLE_UNSPEC));
   rtm.rtm_protocol = protocol;
   auto req = dumpRequest(RTM_GETROUTE, rtm);
   if (!req || nla_put_u32(req.get(), RTA_TABLE, table) < 0) return ENOMEM;

@@ -81,8 +81,11 @@ TEST(SysfsLayout, VdpaDevicesOfManyFunctionsAtOnce) {
   EXPECT_TRUE(each[2].empty());
   EXPECT_THAT(each[3], ElementsAre("nfo000000000002"));
   EXPECT_TRUE(each[4].empty()) << "a function that does not exist has none";
-  for (std::size_t i = 0; i < pcis.size(); ++i)
-    if (!pcis[i].empty()) EXPECT_EQ(each[i], sysfs::vdpaDevicesOn(io, pcis[i])) << pcis[i];
+  for (std::size_t i = 0; i < pcis.size(); ++i) {
+    if (!pcis[i].empty()) {
+      EXPECT_EQ(each[i], sysfs::vdpaDevicesOn(io, pcis[i])) << pcis[i];
+    }
+  }
 }
 
 TEST(SysfsIo, ReadWriteAndErrors) {
