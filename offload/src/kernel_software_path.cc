@@ -12,12 +12,21 @@
 //   RouteEntry      RTM_NEWROUTE with NLM_F_EXCL first; a /32 that exists is replaced
 //                   only when it carries our protocol, else reported as a conflict
 // No `ip`, `bridge` or `sysctl` command is ever run.
+//
+// Read-back (and apply's check of routes already present) does not use
+// libnl's caches: RTM_GET* dumps go out on sockets of their own
+// (netlink_dump.h, NETLINK_GET_STRICT_CHK, so that the kernel filters routes
+// by table and protocol) and each answer is parsed as it arrives straight
+// into the objects. readBack() has its own socket and lock, and may run on
+// another thread than apply() and remove() (software_path.h).
 #include <fcntl.h>
+#include <linux/if_link.h>
 #include <linux/ip.h>
 #include <linux/neighbour.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <netlink/addr.h>
+#include <netlink/attr.h>
 #include <netlink/cache.h>
 #include <netlink/route/addr.h>
 #include <netlink/route/link.h>
@@ -30,15 +39,21 @@
 #include <netlink/route/rtnl.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <functional>
 #include <map>
+#include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "netlink_batch.h"
+#include "netlink_dump.h"
 #include "nicoffload/offload/netns.h"
 #include "nicoffload/offload/software_path.h"
 
@@ -167,10 +182,163 @@ bool safeSysctlPath(const std::string& path) {
   return true;
 }
 
+// --- read-back: dumps parsed straight into the objects (no libnl cache) ---
+
+// What read-back keeps of a link: its name, flags, MAC, kind, VXLAN
+// parameters and IPv4 devconf.
+struct LinkInfo {
+  std::string name;
+  unsigned flags = 0;  // ifi_flags (IFF_UP)
+  MacAddr mac;
+  std::string kind;  // IFLA_INFO_KIND: "vxlan", "veth", ...
+  std::optional<std::uint32_t> vxlan_id, vxlan_link;
+  std::optional<Ipv4Addr> vxlan_local;
+  std::optional<std::uint16_t> vxlan_port;  // host order
+  std::vector<std::uint32_t> inet_conf;     // IFLA_INET_CONF: [IPV4_DEVCONF_* - 1]
+};
+
+Ipv4Addr ipv4Of(const nlattr* a) {
+  std::uint32_t be = 0;
+  if (a && nla_len(a) == 4) std::memcpy(&be, nla_data(a), 4);
+  return Ipv4Addr{ntohl(be)};
+}
+MacAddr macOf(const nlattr* a) {
+  MacAddr m;
+  if (a && nla_len(a) == 6) std::memcpy(m.bytes.data(), nla_data(a), 6);
+  return m;
+}
+// Attributes of a message after its family header, by type (types above
+// N - 1 are ignored).
+template <std::size_t N>
+bool parseAttrs(const nlmsghdr* h, std::size_t hdrlen, std::array<nlattr*, N>& tb) {
+  return nlmsg_parse(const_cast<nlmsghdr*>(h), static_cast<int>(hdrlen), tb.data(),
+                     static_cast<int>(N - 1), nullptr) == 0;
+}
+template <std::size_t N>
+bool parseNested(const nlattr* a, std::array<nlattr*, N>& tb) {
+  return nla_parse_nested(tb.data(), static_cast<int>(N - 1), const_cast<nlattr*>(a), nullptr) == 0;
+}
+
+std::optional<std::pair<int, LinkInfo>> parseLink(const nlmsghdr* h) {
+  if (h->nlmsg_type != RTM_NEWLINK || h->nlmsg_len < NLMSG_LENGTH(sizeof(ifinfomsg))) return std::nullopt;
+  const auto* ifi = static_cast<const ifinfomsg*>(nlmsg_data(h));
+  std::array<nlattr*, IFLA_MAX + 1> tb{};
+  if (!parseAttrs(h, sizeof(ifinfomsg), tb) || !tb[IFLA_IFNAME]) return std::nullopt;
+  LinkInfo l;
+  l.name.assign(static_cast<const char*>(nla_data(tb[IFLA_IFNAME])),
+                strnlen(static_cast<const char*>(nla_data(tb[IFLA_IFNAME])), nla_len(tb[IFLA_IFNAME])));
+  l.flags = ifi->ifi_flags;
+  l.mac = macOf(tb[IFLA_ADDRESS]);
+  if (tb[IFLA_LINKINFO]) {
+    std::array<nlattr*, IFLA_INFO_MAX + 1> info{};
+    if (parseNested(tb[IFLA_LINKINFO], info) && info[IFLA_INFO_KIND]) {
+      l.kind.assign(static_cast<const char*>(nla_data(info[IFLA_INFO_KIND])),
+                    strnlen(static_cast<const char*>(nla_data(info[IFLA_INFO_KIND])),
+                            nla_len(info[IFLA_INFO_KIND])));
+      std::array<nlattr*, IFLA_VXLAN_MAX + 1> vx{};
+      if (l.kind == "vxlan" && info[IFLA_INFO_DATA] && parseNested(info[IFLA_INFO_DATA], vx)) {
+        if (vx[IFLA_VXLAN_ID]) l.vxlan_id = nla_get_u32(vx[IFLA_VXLAN_ID]);
+        if (vx[IFLA_VXLAN_LINK]) l.vxlan_link = nla_get_u32(vx[IFLA_VXLAN_LINK]);
+        if (vx[IFLA_VXLAN_LOCAL]) l.vxlan_local = ipv4Of(vx[IFLA_VXLAN_LOCAL]);
+        if (vx[IFLA_VXLAN_PORT]) l.vxlan_port = ntohs(nla_get_u16(vx[IFLA_VXLAN_PORT]));
+      }
+    }
+  }
+  if (tb[IFLA_AF_SPEC]) {
+    nlattr* af = nullptr;
+    int rem = 0;
+    nla_for_each_nested(af, tb[IFLA_AF_SPEC], rem) {
+      if (nla_type(af) != AF_INET) continue;
+      std::array<nlattr*, IFLA_INET_MAX + 1> in{};
+      if (parseNested(af, in) && in[IFLA_INET_CONF]) {
+        // The kernel writes the devconf array as it is (inet_fill_link_af).
+        l.inet_conf.resize(static_cast<std::size_t>(nla_len(in[IFLA_INET_CONF])) / 4);
+        std::memcpy(l.inet_conf.data(), nla_data(in[IFLA_INET_CONF]), l.inet_conf.size() * 4);
+      }
+    }
+  }
+  return std::pair{ifi->ifi_index, std::move(l)};
+}
+
+// An RTM_GET* dump request with its family header (zeroed but for what the
+// caller sets).
+template <class Header>
+MsgPtr dumpRequest(int type, const Header& header) {
+  MsgPtr msg(nlmsg_alloc_simple(type, NLM_F_REQUEST | NLM_F_DUMP));
+  if (msg && nlmsg_append(msg.get(), const_cast<Header*>(&header), sizeof header, NLMSG_ALIGNTO) < 0)
+    msg.reset();
+  return msg;
+}
+
+// One IPv4 route of a dump, with its first next hop (a multipath route's
+// first, else the route's own).
+struct RouteMsg {
+  std::uint32_t table = 0;
+  std::uint8_t protocol = 0;
+  Ipv4Prefix dst;
+  int oif = 0;
+  std::optional<Ipv4Addr> via;
+  bool onlink = false;  // RTNH_F_ONLINK
+};
+
+std::optional<RouteMsg> parseRoute(const nlmsghdr* h) {
+  if (h->nlmsg_type != RTM_NEWROUTE || h->nlmsg_len < NLMSG_LENGTH(sizeof(rtmsg))) return std::nullopt;
+  const auto* m = static_cast<const rtmsg*>(nlmsg_data(h));
+  if (m->rtm_family != AF_INET) return std::nullopt;
+  std::array<nlattr*, RTA_MAX + 1> tb{};
+  if (!parseAttrs(h, sizeof(rtmsg), tb)) return std::nullopt;
+  RouteMsg r;
+  r.table = tb[RTA_TABLE] ? nla_get_u32(tb[RTA_TABLE]) : m->rtm_table;
+  r.protocol = m->rtm_protocol;
+  r.dst = {ipv4Of(tb[RTA_DST]), m->rtm_dst_len};
+  const nlattr* gw = nullptr;
+  unsigned nh_flags = m->rtm_flags;
+  if (tb[RTA_MULTIPATH] && nla_len(tb[RTA_MULTIPATH]) >= static_cast<int>(sizeof(rtnexthop))) {
+    const auto* nh = static_cast<const rtnexthop*>(nla_data(tb[RTA_MULTIPATH]));
+    r.oif = nh->rtnh_ifindex;
+    nh_flags = nh->rtnh_flags;
+    const int attrs_len = std::min<int>(nh->rtnh_len, nla_len(tb[RTA_MULTIPATH])) - static_cast<int>(RTNH_LENGTH(0));
+    if (attrs_len > 0)
+      gw = nla_find(reinterpret_cast<const nlattr*>(reinterpret_cast<const char*>(nh) + RTNH_LENGTH(0)),
+                    attrs_len, RTA_GATEWAY);
+  } else {
+    if (tb[RTA_OIF]) r.oif = static_cast<int>(nla_get_u32(tb[RTA_OIF]));
+    gw = tb[RTA_GATEWAY];
+  }
+  if (gw && nla_len(gw) == 4) r.via = ipv4Of(gw);
+  r.onlink = (nh_flags & RTNH_F_ONLINK) != 0;
+  return r;
+}
+
+// Dumps the IPv4 routes of `table` (and of `protocol`, unless 0), filtered
+// by the kernel where it can (strict checking) and here in any case.
+// Returns 0, or a positive errno; ENOENT when the table does not exist.
+int dumpRoutes(detail::DumpSocket& sock, std::uint32_t table, std::uint8_t protocol,
+               const std::function<void(const RouteMsg&)>& each, const std::function<void()>& restart) {
+  rtmsg rtm{};
+  rtm.rtm_family = AF_INET;
+  rtm.rtm_table = static_cast<unsigned char>(table < 256 ? table : static_cast<std::uint32_t>(RT_TABLE_UNSPEC));
+  rtm.rtm_protocol = protocol;
+  auto req = dumpRequest(RTM_GETROUTE, rtm);
+  if (!req || nla_put_u32(req.get(), RTA_TABLE, table) < 0) return ENOMEM;
+  return sock.dump(req.get(), [&](const nlmsghdr* h) {
+    auto r = parseRoute(h);
+    if (r && r->table == table && (protocol == 0 || r->protocol == protocol)) each(*r);
+  }, restart);
+}
+
+Error dumpError(const char* what, int err) {
+  return makeError(ErrorCode::kIo, what, "",
+                   std::string("cannot dump ") + what + ": " + std::strerror(err));
+}
+
 class KernelSoftwarePath final : public SoftwarePath {
  public:
-  KernelSoftwarePath(SockPtr sock, KernelSoftwarePathOptions options, std::size_t window)
-      : sock_(std::move(sock)), options_(std::move(options)), window_(window) {}
+  KernelSoftwarePath(SockPtr sock, std::unique_ptr<detail::DumpSocket> check_sock,
+                     std::unique_ptr<detail::DumpSocket> dump_sock, KernelSoftwarePathOptions options,
+                     std::size_t window)
+      : sock_(std::move(sock)), check_sock_(std::move(check_sock)), options_(std::move(options)),
+        window_(window), dump_sock_(std::move(dump_sock)) {}
 
   SwApplyReport apply(const SoftwarePathState& objects) override;
   SwApplyReport remove(const SoftwarePathState& objects) override;
@@ -208,12 +376,21 @@ class KernelSoftwarePath final : public SoftwarePath {
   void applyRoutes(const std::vector<RouteEntry>& routes, Reporter& rep);
 
   Result<std::string> readProc(const std::string& path);
+  // readProc for a caller already in the namespace (a NetnsGuard of its own).
+  static Result<std::string> readProcHere(const std::string& path);
   Status writeProc(const std::string& path, const std::string& value);
 
+  // apply() and remove(): one caller at a time (software_path.h).
   SockPtr sock_;
-  KernelSoftwarePathOptions options_;
-  std::size_t window_;
+  std::unique_ptr<detail::DumpSocket> check_sock_;  // apply's dumps (routes already present)
+  const KernelSoftwarePathOptions options_;
+  const std::size_t window_;
   CachePtr links_;
+  // readBack(): its own socket under its own lock, so that it may run on
+  // another thread than apply() and remove(); it touches nothing above but
+  // the constant options_.
+  std::mutex dump_mu_;
+  std::unique_ptr<detail::DumpSocket> dump_sock_;
 };
 
 Status KernelSoftwarePath::refreshLinks() {
@@ -393,6 +570,10 @@ void KernelSoftwarePath::applyLinks(const std::vector<LinkSetting>& links, Repor
 Result<std::string> KernelSoftwarePath::readProc(const std::string& path) {
   NetnsGuard ns(options_.netns);
   if (!ns.ok()) return ns.error();
+  return readProcHere(path);
+}
+
+Result<std::string> KernelSoftwarePath::readProcHere(const std::string& path) {
   std::ifstream in("/proc/sys/net/" + path);
   std::string value;
   if (!in || !(in >> value))
@@ -535,29 +716,32 @@ void KernelSoftwarePath::applyRoutes(const std::vector<RouteEntry>& routes, Repo
   if (exists.empty()) return;
 
   // The /32 is already in the table. Ours (same protocol): replace it.
-  // Someone else's: refuse, never take over a route we did not make.
+  // Someone else's: refuse, never take over a route we did not make. The
+  // tables concerned are dumped on apply's own dump socket, the routes
+  // parsed as they come (no libnl cache: issue 12), only those asked kept.
   std::map<std::pair<std::uint32_t, Ipv4Prefix>, std::pair<int, std::string>> present;  // -> protocol, text
-  nl_cache* cache = nullptr;
-  if (int err = rtnl_route_alloc_cache(sock_.get(), AF_INET, 0, &cache); err < 0) {
-    for (auto i : exists)
-      rep.fail(describe(routes[i]), makeError(ErrorCode::kIo, describe(routes[i]), "",
-                                              std::string("cannot dump routes: ") + nl_geterror(err)));
-    return;
+  std::set<std::pair<std::uint32_t, Ipv4Prefix>> asked;
+  std::set<std::uint32_t> tables;
+  for (auto i : exists) {
+    asked.insert({routes[i].table, routes[i].dst});
+    tables.insert(routes[i].table);
   }
-  CachePtr routes_cache(cache);
-  for (nl_object* o = nl_cache_get_first(cache); o; o = nl_cache_get_next(o)) {
-    auto* rt = reinterpret_cast<rtnl_route*>(o);
-    const nl_addr* dst = rtnl_route_get_dst(rt);
-    Ipv4Prefix p{fromNl(dst), static_cast<std::uint8_t>(nl_addr_get_prefixlen(dst))};
-    std::string text = "proto " + std::to_string(rtnl_route_get_protocol(rt));
-    if (rtnl_route_get_nnexthops(rt) > 0) {
-      rtnl_nexthop* nh = rtnl_route_nexthop_n(rt, 0);
+  for (const auto table : tables) {
+    const int err = dumpRoutes(*check_sock_, table, 0, [&](const RouteMsg& m) {
+      if (!asked.count({m.table, m.dst})) return;
+      std::string text = "proto " + std::to_string(m.protocol);
       char name[IF_NAMESIZE] = "";
-      if (rtnl_link_i2name(links_.get(), rtnl_route_nh_get_ifindex(nh), name, sizeof name))
+      if (m.oif && rtnl_link_i2name(links_.get(), m.oif, name, sizeof name))
         text = "dev " + std::string(name) + " " + text;
-      if (const nl_addr* gw = rtnl_route_nh_get_gateway(nh)) text = "via " + fromNl(gw).str() + " " + text;
+      if (m.via) text = "via " + m.via->str() + " " + text;
+      present[{m.table, m.dst}] = {m.protocol, text};
+    }, [&] { present.clear(); });
+    if (err && err != ENOENT) {
+      for (auto i : exists)
+        rep.fail(describe(routes[i]), makeError(ErrorCode::kIo, describe(routes[i]), "",
+                                                std::string("cannot dump routes: ") + std::strerror(err)));
+      return;
     }
-    present[{rtnl_route_get_table(rt), p}] = {rtnl_route_get_protocol(rt), text};
   }
   std::vector<RouteEntry> replace;
   for (auto i : exists) {
@@ -669,140 +853,171 @@ SwApplyReport KernelSoftwarePath::remove(const SoftwarePathState& o) {
 
 Result<SoftwarePathState> KernelSoftwarePath::readBack(const SoftwarePathState& desired,
                                                        const ReadBackScope& scope) {
-  if (auto s = refreshLinks(); !s) return s.error();
+  // Its own socket, under its own lock: never sock_ or links_, which
+  // apply() and remove() use (software_path.h: readBack may run on another
+  // thread).
+  std::lock_guard lock(dump_mu_);
+  auto& sock = *dump_sock_;
   SoftwarePathState out;
+
+  // Links, by index.
+  std::unordered_map<int, LinkInfo> links;
+  {
+    ifinfomsg ifi{};
+    ifi.ifi_family = AF_UNSPEC;
+    auto req = dumpRequest(RTM_GETLINK, ifi);
+    if (!req) return makeError(ErrorCode::kInternal, "links", "", "cannot build the link dump request");
+    if (int err = sock.dump(req.get(), [&](const nlmsghdr* h) {
+          if (auto l = parseLink(h)) links[l->first] = std::move(l->second);
+        }, [&] { links.clear(); }))
+      return dumpError("links", err);
+  }
   auto nameOf = [&](int idx) -> std::string {
-    char name[IF_NAMESIZE] = "";
-    return rtnl_link_i2name(links_.get(), idx, name, sizeof name) ? std::string(name) : std::string();
+    const auto it = links.find(idx);
+    return it == links.end() ? std::string() : it->second.name;
   };
 
-  // Routes: ours by table + protocol.
   std::set<std::string> devices;  // devices of interest
   for (const auto& l : desired.links) devices.insert(l.dev);
   for (const auto& n : desired.neighbours) devices.insert(n.dev);
   for (const auto& s : desired.sysctls)
     if (auto d = classify(s.path); d.kind != DevSysctl::Kind::kProc) devices.insert(d.dev);
-  std::map<std::pair<std::uint32_t, Ipv4Prefix>, const RouteEntry*> desired_routes;
-  for (const auto& r : desired.routes) desired_routes[{r.table, r.dst}] = &r;
+  // Desired routes the plan left without a device, by table and
+  // destination (hashed: 100 000 of them cost a tree dozens of ms).
+  auto routeKey = [](std::uint32_t table, const Ipv4Prefix& p) {
+    return (static_cast<std::uint64_t>(table) << 40) | (static_cast<std::uint64_t>(p.len) << 32) | p.addr.value;
+  };
+  std::unordered_set<std::uint64_t> deviceless_routes;
+  for (const auto& r : desired.routes)
+    if (r.dev.empty()) deviceless_routes.insert(routeKey(r.table, r.dst));
 
-  nl_cache* cache = nullptr;
-  if (int err = rtnl_route_alloc_cache(sock_.get(), AF_INET, 0, &cache); err < 0)
-    return makeError(ErrorCode::kIo, "routes", "", std::string("cannot dump routes: ") + nl_geterror(err));
-  CachePtr routes(cache);
-  for (nl_object* o = nl_cache_get_first(cache); o; o = nl_cache_get_next(o)) {
-    auto* rt = reinterpret_cast<rtnl_route*>(o);
-    if (rtnl_route_get_table(rt) != scope.route_table || rtnl_route_get_protocol(rt) != scope.route_protocol)
-      continue;
-    RouteEntry r;
-    const nl_addr* dst = rtnl_route_get_dst(rt);
-    r.dst = {fromNl(dst), static_cast<std::uint8_t>(nl_addr_get_prefixlen(dst))};
-    r.table = rtnl_route_get_table(rt);
-    r.protocol = static_cast<std::uint8_t>(rtnl_route_get_protocol(rt));
-    if (rtnl_route_get_nnexthops(rt) > 0) {
-      rtnl_nexthop* nh = rtnl_route_nexthop_n(rt, 0);
-      r.dev = nameOf(rtnl_route_nh_get_ifindex(nh));
-      if (const nl_addr* gw = rtnl_route_nh_get_gateway(nh)) r.via = fromNl(gw);
-      r.onlink = (rtnl_route_nh_get_flags(nh) & RTNH_F_ONLINK) != 0;
-    }
-    if (!r.via && !r.dev.empty()) devices.insert(r.dev);  // a device carrying a VM route is ours
-    if (auto it = desired_routes.find({r.table, r.dst}); it != desired_routes.end() && it->second->dev.empty())
-      r.dev.clear();  // the plan left the device to the kernel
-    out.routes.push_back(std::move(r));
+  // Routes: ours by table + protocol. The kernel filters on both (strict
+  // dump checking); dumpRoutes tests them again for older kernels.
+  {
+    std::unordered_set<int> route_devs;  // by index: names once, after the dump
+    const int err = dumpRoutes(sock, scope.route_table, scope.route_protocol, [&](const RouteMsg& m) {
+      RouteEntry r;
+      r.dst = m.dst;
+      r.table = m.table;
+      r.protocol = m.protocol;
+      if (m.oif) r.dev = nameOf(m.oif);
+      r.via = m.via;
+      r.onlink = m.onlink;
+      if (!r.via && !r.dev.empty()) route_devs.insert(m.oif);  // a device carrying a VM route is ours
+      if (!deviceless_routes.empty() && deviceless_routes.count(routeKey(r.table, r.dst)))
+        r.dev.clear();  // the plan left the device to the kernel
+      out.routes.push_back(std::move(r));
+    }, [&] {
+      out.routes.clear();
+      route_devs.clear();
+    });
+    // ENOENT: the table does not exist (yet), so it holds none of ours.
+    if (err && err != ENOENT) return dumpError("routes", err);
+    for (const int idx : route_devs) devices.insert(nameOf(idx));
   }
 
   // VXLAN devices: ours by name.
   std::set<std::string> vxlan_names;
-  for (nl_object* o = nl_cache_get_first(links_.get()); o; o = nl_cache_get_next(o)) {
-    auto* l = reinterpret_cast<rtnl_link*>(o);
-    const char* name = rtnl_link_get_name(l);
-    const char* type = rtnl_link_get_type(l);
-    if (!name || !type || std::strcmp(type, "vxlan") != 0 ||
-        std::strncmp(name, kVxlanDevicePrefix, std::strlen(kVxlanDevicePrefix)) != 0)
-      continue;
+  const std::size_t prefix_len = std::strlen(kVxlanDevicePrefix);
+  for (const auto& [idx, l] : links) {
+    if (l.kind != "vxlan" || l.name.compare(0, prefix_len, kVxlanDevicePrefix) != 0) continue;
     VxlanDevice d;
-    d.name = name;
-    std::uint32_t v = 0;
-    if (rtnl_link_vxlan_get_id(l, &v) == 0) d.vni = v;
-    nl_addr* local = nullptr;
-    if (rtnl_link_vxlan_get_local(l, &local) == 0) {
-      d.local = fromNl(local);
-      nl_addr_put(local);
-    }
-    if (rtnl_link_vxlan_get_port(l, &v) == 0) d.dst_port = static_cast<std::uint16_t>(v);
-    d.mac = macFromNl(rtnl_link_get_addr(l));
-    if (rtnl_link_vxlan_get_link(l, &v) == 0 && v) d.underlay_dev = nameOf(static_cast<int>(v));
+    d.name = l.name;
+    if (l.vxlan_id) d.vni = *l.vxlan_id;
+    if (l.vxlan_local) d.local = *l.vxlan_local;
+    if (l.vxlan_port) d.dst_port = *l.vxlan_port;
+    d.mac = l.mac;
+    if (l.vxlan_link && *l.vxlan_link) d.underlay_dev = nameOf(static_cast<int>(*l.vxlan_link));
     vxlan_names.insert(d.name);
     out.vxlan_devices.push_back(std::move(d));
   }
 
   // Device settings of the devices of interest (VXLAN devices excluded: their
   // MAC and state belong to VxlanDevice).
-  for (const auto& dev : devices) {
-    rtnl_link* l = rtnl_link_get_by_name(links_.get(), dev.c_str());
-    if (!l) continue;
-    LinkPtr link(l);
-    if (vxlan_names.count(dev)) continue;
-    out.links.push_back({dev, macFromNl(rtnl_link_get_addr(link.get())),
-                         (rtnl_link_get_flags(link.get()) & IFF_UP) != 0, 0});
-    for (const auto& [key, id] : {std::pair{"forwarding", IPV4_DEVCONF_FORWARDING},
-                                  std::pair{"proxy_arp", IPV4_DEVCONF_PROXY_ARP},
-                                  std::pair{"rp_filter", IPV4_DEVCONF_RP_FILTER}}) {
-      std::uint32_t v = 0;
-      if (rtnl_link_inet_get_conf(link.get(), static_cast<unsigned>(id), &v) == 0)
-        out.sysctls.push_back({"ipv4/conf/" + dev + "/" + key, std::to_string(v), 0});
+  std::unordered_map<std::string, const LinkInfo*> by_name;
+  by_name.reserve(links.size());
+  for (const auto& [idx, l] : links) by_name.emplace(l.name, &l);
+  {
+    // One entry into the namespace for every /proc read, not one per file.
+    NetnsGuard ns(options_.netns);
+    if (!ns.ok()) return ns.error();
+    for (const auto& dev : devices) {
+      const auto it = by_name.find(dev);
+      if (it == by_name.end() || vxlan_names.count(dev)) continue;
+      const LinkInfo& l = *it->second;
+      out.links.push_back({dev, l.mac, (l.flags & IFF_UP) != 0, 0});
+      for (const auto& [key, id] : {std::pair{"forwarding", IPV4_DEVCONF_FORWARDING},
+                                    std::pair{"proxy_arp", IPV4_DEVCONF_PROXY_ARP},
+                                    std::pair{"rp_filter", IPV4_DEVCONF_RP_FILTER}})
+        if (static_cast<std::size_t>(id) <= l.inet_conf.size())
+          out.sysctls.push_back({"ipv4/conf/" + dev + "/" + key,
+                                 std::to_string(l.inet_conf[static_cast<std::size_t>(id) - 1]), 0});
+      if (auto ticks = readProcHere("ipv4/neigh/" + dev + "/proxy_delay"))
+        out.sysctls.push_back({"ipv4/neigh/" + dev + "/proxy_delay", std::to_string(std::stoll(*ticks) * 10), 0});
     }
-    if (auto ticks = readProc("ipv4/neigh/" + dev + "/proxy_delay"))
-      out.sysctls.push_back({"ipv4/neigh/" + dev + "/proxy_delay", std::to_string(std::stoll(*ticks) * 10), 0});
+    for (const auto& s : desired.sysctls)
+      if (classify(s.path).kind == DevSysctl::Kind::kProc)
+        if (auto v = readProcHere(s.path)) out.sysctls.push_back({s.path, *v, 0});
   }
-  for (const auto& s : desired.sysctls)
-    if (classify(s.path).kind == DevSysctl::Kind::kProc)
-      if (auto v = readProc(s.path)) out.sysctls.push_back({s.path, *v, 0});
 
   // Addresses: only those the plan names (an operator's own /32s are not ours).
   std::set<std::pair<std::string, Ipv4Prefix>> wanted_addrs;
   for (const auto& a : desired.addresses) wanted_addrs.insert({a.dev, a.prefix});
   if (!wanted_addrs.empty()) {
-    nl_cache* acache = nullptr;
-    if (int err = rtnl_addr_alloc_cache(sock_.get(), &acache); err < 0)
-      return makeError(ErrorCode::kIo, "addresses", "", std::string("cannot dump addresses: ") + nl_geterror(err));
-    CachePtr addrs(acache);
-    for (nl_object* o = nl_cache_get_first(acache); o; o = nl_cache_get_next(o)) {
-      auto* a = reinterpret_cast<rtnl_addr*>(o);
-      if (rtnl_addr_get_family(a) != AF_INET) continue;
-      const nl_addr* local = rtnl_addr_get_local(a);
-      AddressEntry e{nameOf(rtnl_addr_get_ifindex(a)),
-                     {fromNl(local), static_cast<std::uint8_t>(rtnl_addr_get_prefixlen(a))}, 0};
-      if (wanted_addrs.count({e.dev, e.prefix})) out.addresses.push_back(std::move(e));
-    }
+    ifaddrmsg ifa{};
+    ifa.ifa_family = AF_INET;
+    auto req = dumpRequest(RTM_GETADDR, ifa);
+    if (!req) return makeError(ErrorCode::kInternal, "addresses", "", "cannot build the address dump request");
+    if (int err = sock.dump(req.get(), [&](const nlmsghdr* h) {
+          if (h->nlmsg_type != RTM_NEWADDR || h->nlmsg_len < NLMSG_LENGTH(sizeof(ifaddrmsg))) return;
+          const auto* m = static_cast<const ifaddrmsg*>(nlmsg_data(h));
+          if (m->ifa_family != AF_INET) return;
+          std::array<nlattr*, IFA_MAX + 1> tb{};
+          if (!parseAttrs(h, sizeof(ifaddrmsg), tb)) return;
+          const nlattr* local = tb[IFA_LOCAL] ? tb[IFA_LOCAL] : tb[IFA_ADDRESS];
+          AddressEntry e{nameOf(static_cast<int>(m->ifa_index)), {ipv4Of(local), m->ifa_prefixlen}, 0};
+          if (wanted_addrs.count({e.dev, e.prefix})) out.addresses.push_back(std::move(e));
+        }, [&] { out.addresses.clear(); }))
+      return dumpError("addresses", err);
   }
 
   // Neighbours (permanent, IPv4) on devices of interest and our VXLAN
   // devices; FDB entries with a remote on our VXLAN devices.
-  nl_cache* ncache = nullptr;
-  if (int err = rtnl_neigh_alloc_cache(sock_.get(), &ncache); err < 0)
-    return makeError(ErrorCode::kIo, "neighbours", "", std::string("cannot dump neighbours: ") + nl_geterror(err));
-  CachePtr neighs(ncache);
-  for (nl_object* o = nl_cache_get_first(ncache); o; o = nl_cache_get_next(o)) {
-    auto* n = reinterpret_cast<rtnl_neigh*>(o);
-    const std::string dev = nameOf(rtnl_neigh_get_ifindex(n));
-    if (rtnl_neigh_get_family(n) == AF_INET && (rtnl_neigh_get_state(n) & NUD_PERMANENT) &&
-        (devices.count(dev) || vxlan_names.count(dev)))
-      out.neighbours.push_back({dev, fromNl(rtnl_neigh_get_dst(n)), macFromNl(rtnl_neigh_get_lladdr(n)), 0});
+  {
+    ndmsg ndm{};
+    ndm.ndm_family = AF_INET;
+    auto req = dumpRequest(RTM_GETNEIGH, ndm);
+    if (!req) return makeError(ErrorCode::kInternal, "neighbours", "", "cannot build the neighbour dump request");
+    if (int err = sock.dump(req.get(), [&](const nlmsghdr* h) {
+          if (h->nlmsg_type != RTM_NEWNEIGH || h->nlmsg_len < NLMSG_LENGTH(sizeof(ndmsg))) return;
+          const auto* m = static_cast<const ndmsg*>(nlmsg_data(h));
+          if (m->ndm_family != AF_INET || !(m->ndm_state & NUD_PERMANENT)) return;
+          const std::string dev = nameOf(m->ndm_ifindex);
+          if (!devices.count(dev) && !vxlan_names.count(dev)) return;
+          std::array<nlattr*, NDA_MAX + 1> tb{};
+          if (!parseAttrs(h, sizeof(ndmsg), tb)) return;
+          out.neighbours.push_back({dev, ipv4Of(tb[NDA_DST]), macOf(tb[NDA_LLADDR]), 0});
+        }, [&] { out.neighbours.clear(); }))
+      return dumpError("neighbours", err);
   }
   if (!vxlan_names.empty()) {
-    // Bridge FDB entries only come with a per-family dump.
-    nl_cache* fcache = nullptr;
-    if (int err = rtnl_neigh_alloc_cache_flags(sock_.get(), &fcache, NL_CACHE_AF_ITER); err < 0)
-      return makeError(ErrorCode::kIo, "fdb", "", std::string("cannot dump the FDB: ") + nl_geterror(err));
-    CachePtr fdb(fcache);
-    for (nl_object* o = nl_cache_get_first(fcache); o; o = nl_cache_get_next(o)) {
-      auto* n = reinterpret_cast<rtnl_neigh*>(o);
-      const std::string dev = nameOf(rtnl_neigh_get_ifindex(n));
-      if (rtnl_neigh_get_family(n) != AF_BRIDGE || !vxlan_names.count(dev) || !rtnl_neigh_get_dst(n)) continue;
-      const Ipv4Addr dst = fromNl(rtnl_neigh_get_dst(n));
-      const MacAddr mac = macFromNl(rtnl_neigh_get_lladdr(n));
-      if (!dst.isUnspecified() && !mac.isZero()) out.fdb.push_back({dev, mac, dst, 0});
-    }
+    ndmsg ndm{};
+    ndm.ndm_family = AF_BRIDGE;  // bridge FDB entries only come with a per-family dump
+    auto req = dumpRequest(RTM_GETNEIGH, ndm);
+    if (!req) return makeError(ErrorCode::kInternal, "fdb", "", "cannot build the FDB dump request");
+    if (int err = sock.dump(req.get(), [&](const nlmsghdr* h) {
+          if (h->nlmsg_type != RTM_NEWNEIGH || h->nlmsg_len < NLMSG_LENGTH(sizeof(ndmsg))) return;
+          const auto* m = static_cast<const ndmsg*>(nlmsg_data(h));
+          if (m->ndm_family != AF_BRIDGE) return;
+          const std::string dev = nameOf(m->ndm_ifindex);
+          if (!vxlan_names.count(dev)) return;
+          std::array<nlattr*, NDA_MAX + 1> tb{};
+          if (!parseAttrs(h, sizeof(ndmsg), tb) || !tb[NDA_DST] || nla_len(tb[NDA_DST]) != 4) return;
+          const Ipv4Addr dst = ipv4Of(tb[NDA_DST]);
+          const MacAddr mac = macOf(tb[NDA_LLADDR]);
+          if (!dst.isUnspecified() && !mac.isZero()) out.fdb.push_back({dev, mac, dst, 0});
+        }, [&] { out.fdb.clear(); }))
+      return dumpError("fdb", err);
   }
 
   auto sortByKey = [](auto& v) {
@@ -864,7 +1079,14 @@ Result<std::unique_ptr<SoftwarePath>> openKernelSoftwarePath(const KernelSoftwar
   if (int err = nl_connect(sock.get(), NETLINK_ROUTE); err < 0)
     return makeError(ErrorCode::kIo, "netlink", "", std::string("cannot open rtnetlink: ") + nl_geterror(err));
   const std::size_t window = detail::configureSocket(sock.get(), options.window);
-  return std::unique_ptr<SoftwarePath>(new KernelSoftwarePath(std::move(sock), options, window));
+  // Dump sockets, opened here so that they live in the namespace: one for
+  // apply, one of read-back's own.
+  auto check = detail::DumpSocket::open();
+  if (!check) return check.error();
+  auto dump = detail::DumpSocket::open();
+  if (!dump) return dump.error();
+  return std::unique_ptr<SoftwarePath>(new KernelSoftwarePath(
+      std::move(sock), std::move(check).value(), std::move(dump).value(), options, window));
 }
 
 }  // namespace nicoffload::offload

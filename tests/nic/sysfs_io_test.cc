@@ -60,6 +60,34 @@ TEST(SysfsLayout, VfsDriversNetdevsAndVdpa) {
   EXPECT_TRUE(sysfs::vdpaDevicesOn(io, "0000:03:00.4").empty());
 }
 
+// vdpaDevicesOnEach answers as vdpaDevicesOn per function, in one walk.
+TEST(SysfsLayout, VdpaDevicesOfManyFunctionsAtOnce) {
+  TempDir dir("nfo-sysfs");
+  FakeSysfs t(dir.path());
+  t.pf("0000:03:00.0", "enp3s0f0np0", 8, 4);
+  t.vf("0000:03:00.0", 0, "0000:03:00.2", "mlx5_core");
+  t.vf("0000:03:00.0", 1, "0000:03:00.3", "mlx5_core");
+  t.vf("0000:03:00.0", 2, "0000:03:00.4");
+  t.vf("0000:03:00.0", 3, "0000:03:00.5", "mlx5_core");
+  t.vdpaDevice("0000:03:00.2", 0, "nfo000000000001", "vhost_vdpa", 3);
+  t.vdpaDevice("0000:03:00.5", 1, "nfo000000000002", "vhost_vdpa", 4);
+  FsSysfsIo io(dir.path());
+  const std::vector<std::string> pcis = {"0000:03:00.2", "", "0000:03:00.4", "0000:03:00.5",
+                                         "0000:03:00.9"};
+  const auto each = sysfs::vdpaDevicesOnEach(io, pcis);
+  ASSERT_EQ(each.size(), pcis.size());
+  EXPECT_THAT(each[0], ElementsAre("nfo000000000001"));
+  EXPECT_TRUE(each[1].empty());
+  EXPECT_TRUE(each[2].empty());
+  EXPECT_THAT(each[3], ElementsAre("nfo000000000002"));
+  EXPECT_TRUE(each[4].empty()) << "a function that does not exist has none";
+  for (std::size_t i = 0; i < pcis.size(); ++i) {
+    if (!pcis[i].empty()) {
+      EXPECT_EQ(each[i], sysfs::vdpaDevicesOn(io, pcis[i])) << pcis[i];
+    }
+  }
+}
+
 TEST(SysfsIo, ReadWriteAndErrors) {
   TempDir dir("nfo-sysfs");
   FakeSysfs t(dir.path());

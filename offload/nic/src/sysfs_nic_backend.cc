@@ -70,15 +70,22 @@ Result<std::string> SysfsNicBackend::pfNetdev() {
 
 std::string SysfsNicBackend::switchId() {
   auto nd = pfNetdev();
-  if (!nd) return {};
-  auto id = io_->read(sysfs::pciDevice(opt_.pf_pci) + "/net/" + *nd + "/phys_switch_id");
-  if (!id) id = io_->read("class/net/" + *nd + "/phys_switch_id");
+  return nd ? switchIdOf(*nd) : std::string();
+}
+
+std::string SysfsNicBackend::switchIdOf(const std::string& pf_netdev) {
+  auto id = io_->read(sysfs::pciDevice(opt_.pf_pci) + "/net/" + pf_netdev + "/phys_switch_id");
+  if (!id) id = io_->read("class/net/" + pf_netdev + "/phys_switch_id");
   return id ? *id : std::string();
 }
 
 std::vector<std::string> SysfsNicBackend::scanRepresentors(std::size_t vf_count) {
+  return scanRepresentors(vf_count, switchId());
+}
+
+std::vector<std::string> SysfsNicBackend::scanRepresentors(std::size_t vf_count,
+                                                           const std::string& sid) {
   std::vector<std::string> out(vf_count);
-  const std::string sid = switchId();
   const auto pfnum = sysfs::pciFunction(opt_.pf_pci);
   if (sid.empty() || !pfnum || vf_count == 0) return out;
   for (const auto& n : io_->list("class/net")) {
@@ -156,9 +163,12 @@ Result<PfStatus> SysfsNicBackend::status() {
     st.eswitch_mode = *m;
   else
     st.warnings.push_back(m.error().message);
-  st.switch_id = switchId();
+  // The PF netdev was found once above: its switch ID and the
+  // representors follow from it (each lookup of it reads the phys_port_name
+  // of every representor).
+  st.switch_id = st.netdev.empty() ? std::string() : switchIdOf(st.netdev);
   const auto pcis = sysfs::vfPcis(*io_, opt_.pf_pci);
-  const auto reps = scanRepresentors(pcis.size());
+  const auto reps = scanRepresentors(pcis.size(), st.switch_id);
   std::vector<VfLinkInfo> links;
   if (!st.netdev.empty() && !pcis.empty()) {
     if (auto l = vf_link_->vfs(st.netdev))
@@ -166,6 +176,12 @@ Result<PfStatus> SysfsNicBackend::status() {
     else
       st.warnings.push_back(l.error().message);
   }
+  // One walk of the vDPA bus for all VFs (issue 12: a walk per VF made
+  // status N x M realpaths, 5 s at 500 VFs and 500 devices).
+  auto vdpa = sysfs::vdpaDevicesOnEach(*io_, pcis);
+  std::vector<const VfLinkInfo*> link_of(pcis.size(), nullptr);
+  for (const auto& l : links)
+    if (l.vf < link_of.size() && !link_of[l.vf]) link_of[l.vf] = &l;
   for (std::size_t i = 0; i < pcis.size(); ++i) {
     if (pcis[i].empty()) {
       st.warnings.push_back("virtfn" + std::to_string(i) + " is missing");
@@ -177,13 +193,12 @@ Result<PfStatus> SysfsNicBackend::status() {
     vf.driver = sysfs::driverOf(*io_, vf.pci);
     if (auto nets = sysfs::netdevsOf(*io_, vf.pci); !nets.empty()) vf.netdev = nets.front();
     vf.representor = reps[i];
-    for (const auto& l : links)
-      if (l.vf == i) {
-        vf.mac = l.mac;
-        vf.trust = l.trust;
-        vf.spoofchk = l.spoofchk;
-      }
-    vf.vdpa_devices = sysfs::vdpaDevicesOn(*io_, vf.pci);
+    if (const VfLinkInfo* l = link_of[i]) {
+      vf.mac = l->mac;
+      vf.trust = l->trust;
+      vf.spoofchk = l->spoofchk;
+    }
+    vf.vdpa_devices = std::move(vdpa[i]);
     st.vfs.push_back(std::move(vf));
   }
   return st;
@@ -258,6 +273,7 @@ Result<SwitchdevReport> SysfsNicBackend::ensureSwitchdev(std::uint16_t vf_count)
   }
 
   // Something changes: refuse while a VF is in use by a VM.
+  const auto vdpa_on = sysfs::vdpaDevicesOnEach(*io_, pcis);
   for (std::size_t i = 0; i < pcis.size(); ++i) {
     if (pcis[i].empty()) continue;
     const std::string d = sysfs::driverOf(*io_, pcis[i]);
@@ -268,7 +284,7 @@ Result<SwitchdevReport> SysfsNicBackend::ensureSwitchdev(std::uint16_t vf_count)
                            ": it is in use (by a VM?); the eswitch mode and VF count cannot change "
                            "until it is released (stop the VM, or unbind it from " +
                            d + ")");
-    if (auto v = sysfs::vdpaDevicesOn(*io_, pcis[i]); !v.empty())
+    if (const auto& v = vdpa_on[i]; !v.empty())
       return makeError(ErrorCode::kBusy, "vf " + std::to_string(i), pcis[i],
                        what + " backs vDPA device " + v.front() +
                            ": remove the vDPA device (its VM's port) before changing the eswitch "

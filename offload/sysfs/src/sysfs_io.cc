@@ -12,6 +12,7 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <unordered_map>
 
 namespace nicoffload::offload {
 
@@ -199,6 +200,30 @@ std::vector<std::string> vdpaDevicesOn(SysfsIo& io, const std::string& pci) {
   for (const auto& name : io.list("bus/vdpa/devices")) {
     auto p = io.canonical(vdpaDevice(name));
     if (p && p->rfind(prefix, 0) == 0) out.push_back(name);
+  }
+  return out;
+}
+
+std::vector<std::vector<std::string>> vdpaDevicesOnEach(SysfsIo& io,
+                                                       const std::vector<std::string>& pcis) {
+  std::vector<std::vector<std::string>> out(pcis.size());
+  // Canonical path of each function -> its indexes in `pcis`.
+  std::unordered_map<std::string, std::vector<std::size_t>> by_path;
+  for (std::size_t i = 0; i < pcis.size(); ++i)
+    if (!pcis[i].empty())
+      if (auto dev = io.canonical(pciDevice(pcis[i]))) by_path[*dev].push_back(i);
+  if (by_path.empty()) return out;
+  for (const auto& name : io.list("bus/vdpa/devices")) {
+    auto p = io.canonical(vdpaDevice(name));
+    if (!p) continue;
+    // Every ancestor directory of the device's path: a function the device
+    // runs through is one of them (directly, or through an auxiliary device).
+    for (auto slash = p->rfind('/'); slash != std::string::npos && slash > 0;
+         slash = p->rfind('/', slash - 1)) {
+      const auto it = by_path.find(p->substr(0, slash));
+      if (it == by_path.end()) continue;
+      for (const auto i : it->second) out[i].push_back(name);
+    }
   }
   return out;
 }

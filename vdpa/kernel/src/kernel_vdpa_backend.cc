@@ -119,7 +119,7 @@ Result<VdpaDevice> KernelVdpaBackend::create(const VdpaDeviceSpec& spec) {
         if (auto s = bindVhostVdpa(spec.name); !s) return s.error();
         auto path = vhostPath(spec.name);
         if (!path) return path.error();
-        VdpaDevice out = fromInfo(d);
+        VdpaDevice out = fromInfo(d, sysfs::vfPcis(*io_, opt_.pf_pci));
         out.vhost_vdpa_path = *path;
         out.mac = spec.mac;
         out.mtu = spec.mtu;
@@ -173,12 +173,12 @@ Status KernelVdpaBackend::destroy(const std::string& name) {
   return s;
 }
 
-VdpaDevice KernelVdpaBackend::fromInfo(const VdpaDevInfo& info) {
+VdpaDevice KernelVdpaBackend::fromInfo(const VdpaDevInfo& info,
+                                       const std::vector<std::string>& pcis) {
   VdpaDevice d;
   d.name = info.name;
   d.kind = opt_.kind;
   d.vf_pci = info.mgmt.dev;
-  const auto pcis = sysfs::vfPcis(*io_, opt_.pf_pci);
   if (const auto it = std::find(pcis.begin(), pcis.end(), info.mgmt.dev); it != pcis.end())
     d.vf = static_cast<std::uint16_t>(it - pcis.begin());
   for (const auto& e : io_->list(sysfs::vdpaDevice(info.name)))
@@ -192,8 +192,12 @@ VdpaDevice KernelVdpaBackend::fromInfo(const VdpaDevInfo& info) {
 Result<std::vector<VdpaDevice>> KernelVdpaBackend::list() {
   auto devs = nl_->devs();
   if (!devs) return devs.error();
+  // The PF's virtfn links are read once for all devices (issue 12: they
+  // were read again per device, N x N readlinks at restart).
+  const auto pcis = sysfs::vfPcis(*io_, opt_.pf_pci);
   std::vector<VdpaDevice> out;
-  for (const auto& d : *devs) out.push_back(fromInfo(d));
+  out.reserve(devs->size());
+  for (const auto& d : *devs) out.push_back(fromInfo(d, pcis));
   return out;
 }
 

@@ -36,6 +36,16 @@ struct ReadBackScope {
   std::uint8_t route_protocol = 240;
 };
 
+// Threads: apply() and remove() are called by one thread at a time (they
+// share the backend's netlink socket and link cache). readBack() may run on
+// another thread at the same time as apply() or remove() on the same
+// object: an implementation gives it state of its own (the kernel path: its
+// own netlink socket, opened in the namespace, and a lock of its own, so
+// that concurrent readBack() calls run one after the other) and shares
+// nothing mutable with apply() and remove(). A read-back that overlaps
+// changes sees each object either before or after its change; the kernel
+// path runs a dump again (up to 4 times) when the kernel reports it
+// interrupted by a change (NLM_F_DUMP_INTR).
 class SoftwarePath {
  public:
   virtual ~SoftwarePath() = default;
@@ -55,7 +65,10 @@ class SoftwarePath {
   virtual SwApplyReport remove(const flowrules::SoftwarePathState& objects) = 0;
 
   // What the kernel holds: the objects keyed like `desired`, plus every
-  // object that is ours by the markers of ReadBackScope.
+  // object that is ours by the markers of ReadBackScope. Safe to call from
+  // another thread while apply() or remove() runs (see above).
+  //   Errors: kIo (a dump failed: the socket, or the kernel refused it),
+  //   kNotFound (the namespace went away, for the /proc reads).
   virtual Result<flowrules::SoftwarePathState> readBack(const flowrules::SoftwarePathState& desired,
                                                         const ReadBackScope& scope) = 0;
 };
@@ -87,7 +100,10 @@ struct KernelSoftwarePathOptions {
   std::size_t window = 4096;
 };
 
-// The Linux kernel software path over rtnetlink (libnl-3 route).
+// The Linux kernel software path over rtnetlink (libnl-3 route). Read-back
+// parses the kernel's dumps as they arrive (no libnl cache) on a socket of
+// its own with NETLINK_GET_STRICT_CHK, so that the kernel itself leaves out
+// the routes of other tables and protocols.
 // Errors: kNotFound when the namespace does not exist, kIo when the netlink
 // socket cannot be opened.
 Result<std::unique_ptr<SoftwarePath>> openKernelSoftwarePath(const KernelSoftwarePathOptions& options);

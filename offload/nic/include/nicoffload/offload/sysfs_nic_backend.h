@@ -99,8 +99,12 @@ class SysfsNicBackend : public NicBackend {
   Status checkPf();
   Result<std::string> pfNetdev();
   std::string switchId();
+  // switchId of a PF netdev already known (status() finds it once).
+  std::string switchIdOf(const std::string& pf_netdev);
   // VF index -> representor netdev, from one scan of class/net.
   std::vector<std::string> scanRepresentors(std::size_t vf_count);
+  // scanRepresentors with the switch ID already read.
+  std::vector<std::string> scanRepresentors(std::size_t vf_count, const std::string& switch_id);
   Status waitForRepresentors(std::size_t vf_count);
   Status setVf(const VfSettings& settings, const char* what);
   Status bindVfs(const std::vector<std::string>& pcis, SwitchdevReport& report);

@@ -105,6 +105,14 @@ std::vector<std::string> netdevsOf(SysfsIo& io, const std::string& pci);
 // such as mlx5_core.vnet.N) is that function.
 std::vector<std::string> vdpaDevicesOn(SysfsIo& io, const std::string& pci);
 
+// vdpaDevicesOn for many PCI functions at once: the vDPA bus is listed once
+// and each device's and each function's path resolved once (N + M
+// canonical paths, not N x M), so that listing the vDPA devices of every VF
+// of a PF costs one pass. The result is indexed like `pcis`; an empty entry
+// of `pcis` gets an empty list. Names are sorted, as vdpaDevicesOn gives them.
+std::vector<std::vector<std::string>> vdpaDevicesOnEach(SysfsIo& io,
+                                                       const std::vector<std::string>& pcis);
+
 // A switchdev port name (phys_port_name). mlx5 forms: "p0" (uplink),
 // "pf0vf3" (VF representor), "pf0sf88" (SF), "c1pf0vf3" (with controller),
 // "pf0" (host PF on a SmartNIC).

@@ -102,7 +102,9 @@ class KernelVdpaBackend : public VdpaBackend {
  private:
   Status bindVhostVdpa(const std::string& name);
   Result<std::string> vhostPath(const std::string& name);
-  VdpaDevice fromInfo(const VdpaDevInfo& info);
+  // `vf_pcis`: the PF's VFs by index (sysfs::vfPcis), listed once by the
+  // caller so that list() walks the PF's virtfn links once, not per device.
+  VdpaDevice fromInfo(const VdpaDevInfo& info, const std::vector<std::string>& vf_pcis);
 
   KernelVdpaOptions opt_;
   std::unique_ptr<VdpaNetlink> nl_;
