@@ -75,6 +75,7 @@ struct Run {
   double first_start_s = 0, restart_s = 0;
   std::uint64_t restart_ops = 0, restart_creates = 0, restart_destroys = 0;
   double bytes_per_rule = 0;
+  double device_bytes_per_rule = 0;  // the simulated device's own heap (on a NIC: device memory)
 };
 
 Run run(std::size_t rules, const model::HwProfile& profile) {
@@ -100,6 +101,7 @@ Run run(std::size_t rules, const model::HwProfile& profile) {
   }  // "stop": the controller goes; the device keeps its journal.
 
   // Restart. The device first (a NIC does not restart with the controller).
+  const std::size_t heap_empty = heapBytes();
   auto nic = simnic::SimNic::open(profile, h.vf_count, h.sim_device_dir);
   if (!nic) std::abort();
   auto* sim = nic->get();
@@ -116,6 +118,8 @@ Run run(std::size_t rules, const model::HwProfile& profile) {
   out.restart_creates = (*c)->applier().counters().creations;
   out.restart_destroys = (*c)->applier().counters().destructions;
   out.bytes_per_rule = static_cast<double>(heap_after - heap_before) / static_cast<double>(out.rules);
+  out.device_bytes_per_rule =
+      static_cast<double>(heap_before - heap_empty) / static_cast<double>(out.rules);
   c->reset();
   std::filesystem::remove_all(dir);
   return out;
@@ -138,11 +142,13 @@ int main(int argc, char** argv) {
     const bool mem_ok = r.bytes_per_rule <= 300.0;
     std::printf("%zu rules: first start (installs all) %.2f s; restart to converged %.3f s [target <= 1 s%s: %s]; "
                 "device operations during restart %llu (creates %llu, destroys %llu) [zero churn: %s]; "
-                "controller memory %.0f bytes/rule [target <= 300: %s]\n",
+                "controller memory %.0f bytes/rule [target <= 300: %s]; "
+                "the simulated device's memory (in this process; on hardware the NIC's) %.0f bytes/rule\n",
                 r.rules, r.first_start_s, r.restart_s, n > 100000 ? " at 100 k" : "",
                 time_ok ? "MET" : "MISSED", static_cast<unsigned long long>(r.restart_ops),
                 static_cast<unsigned long long>(r.restart_creates), static_cast<unsigned long long>(r.restart_destroys),
-                churn_ok ? "MET" : "MISSED", r.bytes_per_rule, mem_ok ? "MET" : "MISSED");
+                churn_ok ? "MET" : "MISSED", r.bytes_per_rule, mem_ok ? "MET" : "MISSED",
+                r.device_bytes_per_rule);
     if (!time_ok || !churn_ok || !mem_ok) rc = 2;
   }
   return rc;

@@ -686,15 +686,19 @@ Status planInto(const model::Intent& intent, const HwProfile& profile, const Pla
   return Status::success();
 }
 
+std::optional<vdpa::VdpaDeviceSpec> planVdpaDevice(const HostConfig& host, const Port& port) {
+  const auto kind = vdpa::effectiveKind(host, port);
+  if (kind == model::VdpaKind::kNone) return std::nullopt;
+  return vdpa::VdpaDeviceSpec{vdpa::deviceName(port.key), port.key, kind, *port.vf, port.mac,
+                              port.mtu, port.queues};
+}
+
 void planDevices(const model::Intent& intent, DesiredState& out) {
   out.vfs.clear();
   out.vdpa_devices.clear();
   for (const auto& port : intent.ports) {
     out.vfs.push_back({*port.vf, port.key, port.mac});
-    const auto kind = vdpa::effectiveKind(intent.host, port);
-    if (kind == model::VdpaKind::kNone) continue;
-    out.vdpa_devices.push_back({vdpa::deviceName(port.key), port.key, kind, *port.vf, port.mac,
-                                port.mtu, port.queues});
+    if (auto spec = planVdpaDevice(intent.host, port)) out.vdpa_devices.push_back(std::move(*spec));
   }
   std::sort(out.vfs.begin(), out.vfs.end(),
             [](const auto& a, const auto& b) { return a.vf < b.vf; });

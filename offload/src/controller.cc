@@ -133,6 +133,9 @@ Result<model::PortKey> portKeyOf(const json& request) {
 
 std::string ruleId(const flowrules::FlowRule& r) { return flowrules::formatRuleId(r.cls, r.id); }
 
+// Changes in one batch beyond which its transient memory is given back.
+constexpr std::size_t kLargeBatch = 1000;
+
 }  // namespace
 
 Controller::Controller(model::HostConfig host, model::HwProfile profile, Backends backends,
@@ -754,6 +757,10 @@ void Controller::handleBatch(const std::vector<control::Request>& batch,
     }
   }
   undo_.clear();
+  // A large batch (a remote.sync of 100 k) leaves megabytes of parsed
+  // requests and plans freed: give them back to the system, so that the
+  // process's size follows what it holds.
+  if (journal_.size() >= kLargeBatch) ::malloc_trim(0);
   for (std::size_t k = 0; k < accepted.size(); ++k) {
     json result = std::move(accepted_results[k]);
     if (result.contains("port") && result["port"].is_object()) {
@@ -1394,8 +1401,8 @@ Controller::PassResult Controller::repairFullPass(FullPassComputed computed) {
     }
   }
   result.failures += pass.batch_failures;  // keep their retry
-  flowrules::planDevices(intent_, desired_);
-  reconcileDevices(result);
+  ::malloc_trim(0);  // the whole plan and the read-back were transient
+  reconcileDevices(result, nullptr);
   const auto& c = applier_->counters();
   last_pass_summary_ =
       "full pass: rules hw " + std::to_string(c.hw) + ", sw " + std::to_string(c.sw) +
@@ -1632,8 +1639,7 @@ Controller::PassResult Controller::reconcileTouched() {
                    result.failures - hw.failures.size());
     }
   }
-  flowrules::planDevices(intent_, desired_);
-  reconcileDevices(result);
+  reconcileDevices(result, &touched_ports_);
   noteTouchedDuringFullPass(sw_old, sw_new, derived, result.failures);
   const auto& c = applier_->counters();
   last_pass_summary_ = "incremental pass: rules hw " + std::to_string(c.hw) + ", sw " +
@@ -1642,10 +1648,33 @@ Controller::PassResult Controller::reconcileTouched() {
   return result;
 }
 
-// VF settings and vDPA devices: desired_.vfs / desired_.vdpa_devices
-// against what the NIC and the vDPA backend hold.
-void Controller::reconcileDevices(PassResult& result) {
-  device_failures_.clear();
+// VF settings and vDPA devices against what the NIC and the vDPA backend
+// hold: all of them (a full pass), or, with `touched` ports, only the VFs
+// and devices those ports held or hold (a batch: O(change)).
+void Controller::reconcileDevices(PassResult& result, const TouchedPorts* touched) {
+  std::map<std::uint16_t, MacAddr> want_vfs;
+  std::map<std::string, vdpa::VdpaDeviceSpec> want_devices;
+  std::set<std::uint16_t> vf_scope;    // with `touched`: the VFs looked at
+  std::set<std::string> device_scope;  // with `touched`: the devices looked at
+  if (touched) {
+    for (const auto& [key, before] : *touched) {
+      if (before && before->vf) vf_scope.insert(*before->vf);
+      device_scope.insert(vdpa::deviceName(key));
+      const model::Port* now = findPort(key);
+      if (!now) continue;
+      vf_scope.insert(*now->vf);
+      want_vfs[*now->vf] = now->mac;
+      if (auto spec = flowrules::planVdpaDevice(host_, *now)) want_devices[spec->name] = *spec;
+    }
+    for (const auto vf : vf_scope) device_failures_.erase("vf " + std::to_string(vf));
+    for (const auto& name : device_scope) device_failures_.erase("vdpa " + name);
+  } else {
+    flowrules::DesiredState devices;
+    flowrules::planDevices(intent_, devices);
+    for (const auto& v : devices.vfs) want_vfs[v.vf] = v.mac;
+    for (auto& d : devices.vdpa_devices) want_devices[d.name] = std::move(d);
+    device_failures_.clear();
+  }
   auto failed = [&](const std::string& what, const Error& e, std::uint64_t& counter) {
     ++counter;
     ++result.failures;
@@ -1653,9 +1682,7 @@ void Controller::reconcileDevices(PassResult& result) {
     spdlog::error("{}: {}", what, e.describe());
   };
   if (backends_.nic) {
-    std::map<std::uint16_t, MacAddr> want;
-    for (const auto& v : desired_.vfs) want[v.vf] = v.mac;
-    for (const auto& [vf, mac] : want) {
+    for (const auto& [vf, mac] : want_vfs) {
       auto it = vf_macs_.find(vf);
       if (it != vf_macs_.end() && it->second == mac) continue;
       ++counters_.nic_ops;
@@ -1666,59 +1693,64 @@ void Controller::reconcileDevices(PassResult& result) {
       spdlog::info("nic: vf {} mac {}", vf, mac.str());
       vf_macs_[vf] = mac;
     }
-    for (auto it = vf_macs_.begin(); it != vf_macs_.end();) {
-      if (want.count(it->first)) {
-        ++it;
-        continue;
-      }
+    std::vector<std::uint16_t> unwanted;
+    if (touched) {
+      for (const auto vf : vf_scope)
+        if (!want_vfs.count(vf) && vf_macs_.count(vf)) unwanted.push_back(vf);
+    } else {
+      for (const auto& [vf, mac] : vf_macs_)
+        if (!want_vfs.count(vf)) unwanted.push_back(vf);
+    }
+    for (const auto vf : unwanted) {
       ++counters_.nic_ops;
-      if (auto s = backends_.nic->releaseVf(it->first); !s) {
-        failed("vf " + std::to_string(it->first), s.error(), counters_.nic_failures);
-        ++it;
+      if (auto s = backends_.nic->releaseVf(vf); !s) {
+        failed("vf " + std::to_string(vf), s.error(), counters_.nic_failures);
         continue;
       }
-      spdlog::info("nic: vf {} released (MAC scrubbed)", it->first);
-      it = vf_macs_.erase(it);
+      spdlog::info("nic: vf {} released (MAC scrubbed)", vf);
+      vf_macs_.erase(vf);
     }
   }
   if (backends_.vdpa) {
-    std::map<std::string, const vdpa::VdpaDeviceSpec*> want;
-    for (const auto& d : desired_.vdpa_devices) want[d.name] = &d;
-    for (auto it = vdpa_devices_.begin(); it != vdpa_devices_.end();) {  // gone or changed first
-      auto w = want.find(it->first);
-      const bool keep = w != want.end() && it->second.vf == w->second->vf &&
-                        (!it->second.mac || *it->second.mac == w->second->mac);
-      if (keep) {
-        ++it;
-        continue;
-      }
-      ++counters_.vdpa_ops;
-      if (auto s = backends_.vdpa->destroy(it->first); !s) {
-        failed("vdpa " + it->first, s.error(), counters_.vdpa_failures);
-        ++it;
-        continue;
-      }
-      spdlog::info("vdpa: {} destroyed", it->first);
-      it = vdpa_devices_.erase(it);
+    std::vector<std::string> names;  // held, in scope
+    if (touched) {
+      for (const auto& name : device_scope)
+        if (vdpa_devices_.count(name)) names.push_back(name);
+    } else {
+      for (const auto& [name, dev] : vdpa_devices_) names.push_back(name);
     }
-    for (const auto& [name, spec] : want) {
+    for (const auto& name : names) {  // gone or changed first
+      const auto& held = vdpa_devices_.at(name);
+      auto w = want_devices.find(name);
+      const bool keep = w != want_devices.end() && held.vf == w->second.vf &&
+                        (!held.mac || *held.mac == w->second.mac);
+      if (keep) continue;
+      ++counters_.vdpa_ops;
+      if (auto s = backends_.vdpa->destroy(name); !s) {
+        failed("vdpa " + name, s.error(), counters_.vdpa_failures);
+        continue;
+      }
+      spdlog::info("vdpa: {} destroyed", name);
+      vdpa_devices_.erase(name);
+    }
+    for (const auto& [name, spec] : want_devices) {
       if (vdpa_devices_.count(name)) continue;
-      if (spec->kind != backends_.vdpa->kind()) {
+      if (spec.kind != backends_.vdpa->kind()) {
         failed("vdpa " + name,
-               makeError(ErrorCode::kUnsupported, "port.vdpa", model::toString(spec->kind),
-                         std::string("port ") + spec->port.str() + " asks for vDPA '" +
-                             model::toString(spec->kind) + "' but this host runs the '" +
+               makeError(ErrorCode::kUnsupported, "port.vdpa", model::toString(spec.kind),
+                         std::string("port ") + spec.port.str() + " asks for vDPA '" +
+                             model::toString(spec.kind) + "' but this host runs the '" +
                              model::toString(backends_.vdpa->kind()) + "' backend"),
                counters_.vdpa_failures);
         continue;
       }
       ++counters_.vdpa_ops;
-      auto dev = backends_.vdpa->create(*spec);
+      auto dev = backends_.vdpa->create(spec);
       if (!dev) {
         failed("vdpa " + name, dev.error(), counters_.vdpa_failures);
         continue;
       }
-      spdlog::info("vdpa: {} created on vf {} ({})", name, spec->vf,
+      spdlog::info("vdpa: {} created on vf {} ({})", name, spec.vf,
                    dev->vhost_vdpa_path.empty() ? dev->socket_path : dev->vhost_vdpa_path);
       vdpa_devices_[name] = std::move(dev).value();
     }

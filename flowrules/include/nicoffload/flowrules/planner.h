@@ -14,6 +14,7 @@
 
 #include <array>
 #include <memory>
+#include <optional>
 #include <span>
 #include <cstdint>
 #include <string>
@@ -76,6 +77,9 @@ Status planInto(const model::Intent& intent, const model::HwProfile& profile,
 // The VF assignments and vDPA devices of the intent's ports, sorted
 // (DesiredState::vfs, vdpa_devices): a part of plan(), O(ports).
 void planDevices(const model::Intent& intent, DesiredState& out);
+// The vDPA device of one port, when its vDPA kind is not none.
+std::optional<vdpa::VdpaDeviceSpec> planVdpaDevice(const model::HostConfig& host,
+                                                   const model::Port& port);
 
 // Emits the rules one port owns (ARP trap, anti-spoofing, local delivery),
 // placed by capability only (no table-capacity pass), sorted by id. Used for

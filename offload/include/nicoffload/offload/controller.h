@@ -251,12 +251,12 @@ class Controller {
   std::unordered_map<std::uint64_t, std::uint32_t> vtep_refs_;  // VXLAN: remotes per (VNI, VTEP)
   std::size_t sw_objects_ = 0;                                  // kernel objects desired
   vdpa::VfPool vf_pool_;  // which port holds which VF; persisted with the intent
-  flowrules::DesiredState desired_;
   std::map<std::string, Error> sw_failures_;  // object -> last error (kernel path)
   std::map<std::uint16_t, MacAddr> vf_macs_;  // VF MACs the NIC holds (set by us or read back)
   std::map<std::string, vdpa::VdpaDevice> vdpa_devices_;  // by device name, as created / read back
   std::map<std::string, Error> device_failures_;          // "vf 3" / "vdpa nfo..." -> last error
-  void reconcileDevices(PassResult& result);
+  using TouchedPorts = std::map<model::PortKey, std::optional<model::Port>>;
+  void reconcileDevices(PassResult& result, const TouchedPorts* touched);
 
   SteadyClock::time_point started_;
   SteadyClock::time_point next_full_;
