@@ -340,6 +340,7 @@ class KernelSoftwarePath final : public SoftwarePath {
       : sock_(std::move(sock)), check_sock_(std::move(check_sock)), options_(std::move(options)),
         window_(window), dump_sock_(std::move(dump_sock)) {}
 
+  void setLookupSocket(SockPtr sock) { lookup_sock_ = std::move(sock); }
   SwApplyReport apply(const SoftwarePathState& objects) override;
   SwApplyReport remove(const SoftwarePathState& objects) override;
   Result<SoftwarePathState> readBack(const SoftwarePathState& desired,
@@ -356,9 +357,24 @@ class KernelSoftwarePath final : public SoftwarePath {
     }
   };
 
-  Status refreshLinks();
-  int ifindex(const std::string& name) const {
-    return links_ ? rtnl_link_name2i(links_.get(), name.c_str()) : 0;
+  // Links are looked up by name when an object names them (RTM_GETLINK of
+  // that one device, on a socket of their own), and remembered until the
+  // next refreshLinks(): a change costs what it names, not a dump of every
+  // netdev (a hypervisor has a representor per VF, and more).
+  Status refreshLinks() {
+    link_by_name_.clear();
+    return Status::success();
+  }
+  rtnl_link* linkByName(const std::string& name);  // borrowed; null when there is none
+  LinkPtr linkRef(const std::string& name) {        // a reference of the caller's own
+    rtnl_link* l = linkByName(name);
+    if (l) nl_object_get(OBJ_CAST(l));
+    return LinkPtr(l);
+  }
+  std::string linkName(int ifindex);
+  int ifindex(const std::string& name) {
+    rtnl_link* l = linkByName(name);
+    return l ? rtnl_link_get_ifindex(l) : 0;
   }
   NetlinkBatch newBatch() { return NetlinkBatch(sock_.get(), options_.batch_messages, window_); }
 
@@ -385,7 +401,8 @@ class KernelSoftwarePath final : public SoftwarePath {
   std::unique_ptr<detail::DumpSocket> check_sock_;  // apply's dumps (routes already present)
   const KernelSoftwarePathOptions options_;
   const std::size_t window_;
-  CachePtr links_;
+  SockPtr lookup_sock_;  // link lookups by name or index, outside any batch
+  std::map<std::string, LinkPtr> link_by_name_;  // null: no such device
   // readBack(): its own socket under its own lock, so that it may run on
   // another thread than apply() and remove(); it touches nothing above but
   // the constant options_.
@@ -393,12 +410,25 @@ class KernelSoftwarePath final : public SoftwarePath {
   std::unique_ptr<detail::DumpSocket> dump_sock_;
 };
 
-Status KernelSoftwarePath::refreshLinks() {
-  nl_cache* cache = nullptr;
-  if (int err = rtnl_link_alloc_cache(sock_.get(), AF_UNSPEC, &cache); err < 0)
-    return makeError(ErrorCode::kIo, "links", "", std::string("cannot dump links: ") + nl_geterror(err));
-  links_.reset(cache);
-  return Status::success();
+rtnl_link* KernelSoftwarePath::linkByName(const std::string& name) {
+  auto it = link_by_name_.find(name);
+  if (it == link_by_name_.end()) {
+    rtnl_link* link = nullptr;
+    if (name.empty() || name.size() >= IF_NAMESIZE ||
+        rtnl_link_get_kernel(lookup_sock_.get(), 0, name.c_str(), &link) < 0)
+      link = nullptr;
+    it = link_by_name_.emplace(name, LinkPtr(link)).first;
+  }
+  return it->second.get();
+}
+
+std::string KernelSoftwarePath::linkName(int index) {
+  rtnl_link* link = nullptr;
+  if (index <= 0 || rtnl_link_get_kernel(lookup_sock_.get(), index, nullptr, &link) < 0)
+    return {};
+  LinkPtr held(link);
+  const char* name = rtnl_link_get_name(held.get());
+  return name ? name : "";
 }
 
 template <class T>
@@ -493,9 +523,8 @@ void KernelSoftwarePath::applyVxlan(const std::vector<VxlanDevice>& devs, Report
   // Existing devices that differ are deleted first, then created anew.
   std::vector<VxlanDevice> stale;
   for (const auto& d : devs) {
-    rtnl_link* l = rtnl_link_get_by_name(links_.get(), d.name.c_str());
-    if (!l) continue;
-    LinkPtr link(l);
+    LinkPtr link = linkRef(d.name);
+    if (!link) continue;
     std::uint32_t vni = 0, port = 0;
     nl_addr* local = nullptr;
     const char* type = rtnl_link_get_type(link.get());
@@ -547,9 +576,8 @@ void KernelSoftwarePath::applyVxlan(const std::vector<VxlanDevice>& devs, Report
 
 void KernelSoftwarePath::applyLinks(const std::vector<LinkSetting>& links, Reporter& rep) {
   runBatch<LinkSetting>(links, rep, [&](const LinkSetting& l) -> Result<MsgPtr> {
-    rtnl_link* cur = rtnl_link_get_by_name(links_.get(), l.dev.c_str());
-    if (!cur) return unknownDevice(l.dev);
-    LinkPtr orig(cur);
+    LinkPtr orig = linkRef(l.dev);
+    if (!orig) return unknownDevice(l.dev);
     const bool mac_ok = macFromNl(rtnl_link_get_addr(orig.get())) == l.mac;
     const bool up_ok = ((rtnl_link_get_flags(orig.get()) & IFF_UP) != 0) == l.up;
     if (mac_ok && up_ok) return MsgPtr();
@@ -645,9 +673,8 @@ void KernelSoftwarePath::applySysctls(const std::vector<SysctlSetting>& sysctls,
     } catch (...) {
       return makeError(ErrorCode::kInvalidValue, describe(s), value, "value must be a number");
     }
-    rtnl_link* cur = rtnl_link_get_by_name(links_.get(), d.dev.c_str());
-    if (!cur) return unknownDevice(d.dev);
-    LinkPtr orig(cur);
+    LinkPtr orig = linkRef(d.dev);
+    if (!orig) return unknownDevice(d.dev);
     nl_msg* msg = nullptr;
     if (d.kind == DevSysctl::Kind::kDevconf) {
       std::uint32_t now = 0;
@@ -730,9 +757,8 @@ void KernelSoftwarePath::applyRoutes(const std::vector<RouteEntry>& routes, Repo
     const int err = dumpRoutes(*check_sock_, table, 0, [&](const RouteMsg& m) {
       if (!asked.count({m.table, m.dst})) return;
       std::string text = "proto " + std::to_string(m.protocol);
-      char name[IF_NAMESIZE] = "";
-      if (m.oif && rtnl_link_i2name(links_.get(), m.oif, name, sizeof name))
-        text = "dev " + std::string(name) + " " + text;
+      if (m.oif)
+        if (const auto name = linkName(m.oif); !name.empty()) text = "dev " + name + " " + text;
       if (m.via) text = "via " + m.via->str() + " " + text;
       present[{m.table, m.dst}] = {m.protocol, text};
     }, [&] { present.clear(); });
@@ -853,7 +879,7 @@ SwApplyReport KernelSoftwarePath::remove(const SoftwarePathState& o) {
 
 Result<SoftwarePathState> KernelSoftwarePath::readBack(const SoftwarePathState& desired,
                                                        const ReadBackScope& scope) {
-  // Its own socket, under its own lock: never sock_ or links_, which
+  // Its own socket, under its own lock: never sock_ or the link lookups, which
   // apply() and remove() use (software_path.h: readBack may run on another
   // thread).
   std::lock_guard lock(dump_mu_);
@@ -1085,8 +1111,14 @@ Result<std::unique_ptr<SoftwarePath>> openKernelSoftwarePath(const KernelSoftwar
   if (!check) return check.error();
   auto dump = detail::DumpSocket::open();
   if (!dump) return dump.error();
-  return std::unique_ptr<SoftwarePath>(new KernelSoftwarePath(
+  SockPtr lookup(nl_socket_alloc());
+  if (!lookup) return makeError(ErrorCode::kIo, "netlink", "", "cannot allocate a netlink socket");
+  if (int err = nl_connect(lookup.get(), NETLINK_ROUTE); err < 0)
+    return makeError(ErrorCode::kIo, "netlink", "", std::string("cannot open rtnetlink: ") + nl_geterror(err));
+  auto path = std::unique_ptr<KernelSoftwarePath>(new KernelSoftwarePath(
       std::move(sock), std::move(check).value(), std::move(dump).value(), options, window));
+  path->setLookupSocket(std::move(lookup));
+  return std::unique_ptr<SoftwarePath>(std::move(path));
 }
 
 }  // namespace nicoffload::offload
