@@ -771,8 +771,21 @@ Status StateStore::append(std::span<const Mutation> batch) {
 
 bool StateStore::compactionDue() const {
   if (impl_->compacting.load()) return false;
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  return impl_->stats.journal_bytes >= impl_->options.compact_journal_bytes;
+  std::uint64_t journal = 0;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    journal = impl_->stats.journal_bytes;
+  }
+  if (journal >= impl_->options.compact_journal_bytes) return true;
+  // Also once the journal reaches half the snapshot (and 1 MiB): a start then
+  // replays at most half of what it loads, whatever the size of the state.
+  constexpr std::uint64_t kMinRelative = 1 << 20;
+  if (journal < kMinRelative) return false;
+  struct stat st {};
+  const std::string snapshot = impl_->dir + "/intent.json";
+  const std::uint64_t snapshot_bytes =
+      ::stat(snapshot.c_str(), &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
+  return journal >= snapshot_bytes / 2;
 }
 
 bool StateStore::compacting() const { return impl_->compacting.load(); }

@@ -128,8 +128,9 @@ class StateStore {
   // save() was called on this object.
   Status append(std::span<const Mutation> batch);
 
-  // True when the live journal reached StateStoreOptions::compact_journal_bytes
-  // and no compaction is running.
+  // True when no compaction is running and the live journal reached
+  // StateStoreOptions::compact_journal_bytes, or half the snapshot's size
+  // (at least 1 MiB: a start replays at most half of what it loads).
   bool compactionDue() const;
 
   // Rotates the journal to a new segment on the calling thread (later
