@@ -13,7 +13,7 @@
 #include <string>
 
 #include "nicoffload/model/parse.h"
-#include "nicoffload/offload/sim_nic.h"
+#include "nicoffload/offload/sim_pf.h"
 #include "nicoffload/vdpa/sim_vdpa_backend.h"
 
 using namespace nicoffload;
@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
   if (!dir) return 1;
   int rc = 0;
   {
-    auto sim = offload::SimNic::open({dir, *profile, "0000:03:00.0", "simpf0"});
+    auto sim = offload::SimPf::open({dir, *profile, "0000:03:00.0", "simpf0"});
     if (!sim) {
       std::fprintf(stderr, "%s\n", sim.error().describe().c_str());
       return 1;
@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
     // own cost, which real hardware does not have; measured apart).
     const auto t_reopen = Clock::now();
     {
-      auto again = offload::SimNic::open({dir, *profile, "0000:03:00.0", "simpf0"});
+      auto again = offload::SimPf::open({dir, *profile, "0000:03:00.0", "simpf0"});
       if (!again) {
         std::fprintf(stderr, "%s\n", again.error().describe().c_str());
         return 1;

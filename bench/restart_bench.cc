@@ -1,7 +1,7 @@
 // Restart benchmark (issue: daemon).
 //
 // With N rules installed in the simulated NIC and nothing changed, restart
-// the controller: a new SimNic over the same device directory (its journal
+// the controller: a new SimEswitch over the same device directory (its journal
 // replayed, as a device keeps its rules) and a new Controller over the same
 // state directory. Measured: time from the state load to converged, and the
 // device operations the restart issued (target: <= 1 s and zero rule churn,
@@ -18,8 +18,8 @@
 #include <string>
 
 #include "nicoffload/model/parse.h"
-#include "nicoffload/offload/controller.h"
-#include "nicoffload/simnic/sim_nic.h"
+#include "nicoffload/daemon/controller.h"
+#include "nicoffload/simnic/sim_eswitch.h"
 #include "spdlog/spdlog.h"
 
 using namespace nicoffload;
@@ -86,7 +86,7 @@ Run run(std::size_t rules, const model::HwProfile& profile) {
   (void)offload::StateStore(h.state_dir).save(intent(rules));
 
   {  // First start: installs everything.
-    auto nic = simnic::SimNic::open(profile, h.vf_count, h.sim_device_dir);
+    auto nic = simnic::SimEswitch::open(profile, h.vf_count, h.sim_device_dir);
     if (!nic) std::abort();
     offload::Backends b;
     b.flow = std::move(nic).value();
@@ -102,7 +102,7 @@ Run run(std::size_t rules, const model::HwProfile& profile) {
 
   // Restart. The device first (a NIC does not restart with the controller).
   const std::size_t heap_empty = heapBytes();
-  auto nic = simnic::SimNic::open(profile, h.vf_count, h.sim_device_dir);
+  auto nic = simnic::SimEswitch::open(profile, h.vf_count, h.sim_device_dir);
   if (!nic) std::abort();
   auto* sim = nic->get();
   const auto ops_before = sim->operations();

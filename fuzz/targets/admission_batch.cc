@@ -6,7 +6,7 @@
 
 #include "daemon_fixture.h"
 #include "nicoffload/model/json_input.h"
-#include "nicoffload/offload/control.h"
+#include "nicoffload/daemon/control.h"
 
 using namespace nicoffload;
 

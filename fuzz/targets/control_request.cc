@@ -11,7 +11,7 @@
 #include <cstring>
 
 #include "daemon_fixture.h"
-#include "nicoffload/offload/control.h"
+#include "nicoffload/daemon/control.h"
 
 using namespace nicoffload;
 

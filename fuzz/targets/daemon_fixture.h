@@ -10,15 +10,15 @@
 
 #include "fuzz_support.h"
 #include "nicoffload/model/parse.h"
-#include "nicoffload/offload/controller.h"
-#include "nicoffload/offload/sim_nic.h"
-#include "nicoffload/simnic/sim_nic.h"
+#include "nicoffload/daemon/controller.h"
+#include "nicoffload/offload/sim_pf.h"
+#include "nicoffload/simnic/sim_eswitch.h"
 #include "nicoffload/vdpa/sim_vdpa_backend.h"
 
 namespace nicoffload::fuzz {
 
 struct SimDaemon {
-  std::unique_ptr<offload::SimNic> nic_mgmt;  // outlives the controller's backends
+  std::unique_ptr<offload::SimPf> nic_mgmt;  // outlives the controller's backends
   std::unique_ptr<offload::Controller> controller;
 };
 
@@ -40,10 +40,10 @@ inline SimDaemon startSimDaemon() {
 
   spdlog::set_level(spdlog::level::off);  // a line per refusal would be most of the run
   SimDaemon d;
-  auto m = offload::SimNic::open({dir + "/nicmgmt", profile, host.uplink_pci, "simpf0"});
+  auto m = offload::SimPf::open({dir + "/nicmgmt", profile, host.uplink_pci, "simpf0"});
   if (!m) std::abort();
   d.nic_mgmt = std::move(m).value();
-  auto flow = simnic::SimNic::open(profile, host.vf_count, host.sim_device_dir);
+  auto flow = simnic::SimEswitch::open(profile, host.vf_count, host.sim_device_dir);
   if (!flow) std::abort();
   offload::Backends b;
   b.flow = std::move(flow).value();

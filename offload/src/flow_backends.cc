@@ -1,7 +1,7 @@
 #include "nicoffload/offload/flow_backends.h"
 
 #include "nicoffload/dpdk/dpdk_flow_backend.h"
-#include "nicoffload/simnic/sim_nic.h"
+#include "nicoffload/simnic/sim_eswitch.h"
 
 namespace nicoffload::offload {
 
@@ -12,8 +12,8 @@ Result<OpenedFlowBackend> openFlowBackend(const model::HostConfig& host,
   OpenedFlowBackend out;
   if (host.flow_backend == model::FlowBackendKind::kSim) {
     auto nic = options.persistent_sim
-                   ? simnic::SimNic::open(profile, host.vf_count, simDeviceDir(host))
-                   : simnic::SimNic::create(profile, host.vf_count);
+                   ? simnic::SimEswitch::open(profile, host.vf_count, simDeviceDir(host))
+                   : simnic::SimEswitch::create(profile, host.vf_count);
     if (!nic) return nic.error();
     out.backend = std::move(nic).value();
     return out;

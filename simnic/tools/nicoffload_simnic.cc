@@ -15,7 +15,7 @@
 #include <string>
 #include <string_view>
 
-#include "nicoffload/simnic/sim_nic.h"
+#include "nicoffload/simnic/sim_eswitch.h"
 
 namespace {
 
@@ -39,7 +39,7 @@ bool isDirectory(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-// A device directory holds the journal the simulated NIC keeps (SimNic::open
+// A device directory holds the journal the simulated NIC keeps (SimEswitch::open
 // writes it at once, empty or not). An empty list for a directory without it
 // would read as "the NIC holds no rules" when no NIC is there at all.
 int fail(const std::string& field, const std::string& message) {
@@ -68,7 +68,7 @@ int dump(const std::string& dir) {
                          ? std::string("; a device directory is <sim_device_dir>/<PF PCI address>")
                          : "; the device directories in it: " + devices));
   }
-  auto flows = simnic::SimNic::readDevice(dir);
+  auto flows = simnic::SimEswitch::readDevice(dir);
   if (!flows) return fail(flows.error().field, flows.error().message);
   nlohmann::json rules = nlohmann::json::array();
   for (const auto& f : *flows) {

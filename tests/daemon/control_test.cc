@@ -1,4 +1,4 @@
-#include "nicoffload/offload/control.h"
+#include "nicoffload/daemon/control.h"
 
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -15,7 +15,7 @@
 #include <thread>
 #include <vector>
 
-#include "nicoffload/offload/metrics.h"
+#include "nicoffload/daemon/metrics.h"
 #include "temp_dirs.h"
 
 namespace nicoffload::offload::control {

@@ -1,6 +1,6 @@
 // The controller's reconciler with the simulated NIC (fault injection), an
 // in-memory software path that can fail on command, and an injected clock.
-#include "nicoffload/offload/controller.h"
+#include "nicoffload/daemon/controller.h"
 
 #include <gtest/gtest.h>
 
@@ -14,8 +14,8 @@
 #include <utility>
 
 #include "nicoffload/model/parse.h"
-#include "nicoffload/offload/sim_nic.h"
-#include "nicoffload/simnic/sim_nic.h"
+#include "nicoffload/offload/sim_pf.h"
+#include "nicoffload/simnic/sim_eswitch.h"
 #include "nicoffload/vdpa/sim_vdpa_backend.h"
 #include "temp_dirs.h"
 
@@ -137,7 +137,7 @@ struct Fixture {
   std::string dir = testing::makeTempDir("nfo-ctrl");
   model::HostConfig host;
   model::HwProfile profile;
-  simnic::SimNic* nic = nullptr;     // owned by the controller
+  simnic::SimEswitch* nic = nullptr;     // owned by the controller
   MemorySoftwarePath* sw = nullptr;  // owned by the controller
   SteadyClock::time_point now{};
   std::unique_ptr<Controller> ctl;
@@ -156,11 +156,11 @@ struct Fixture {
     profile = *p;
   }
 
-  std::unique_ptr<offload::SimNic>
+  std::unique_ptr<offload::SimPf>
       nic_mgmt;  // SR-IOV / eswitch / vDPA simulation, when devices = true
 
   void start(bool with_sw = true, bool devices = false) {
-    auto n = simnic::SimNic::open(profile, host.vf_count, host.sim_device_dir);
+    auto n = simnic::SimEswitch::open(profile, host.vf_count, host.sim_device_dir);
     ASSERT_TRUE(n.ok()) << n.error().describe();
     nic = n->get();
     Backends b;
@@ -172,7 +172,7 @@ struct Fixture {
     }
     if (devices) {
       if (!nic_mgmt) {
-        auto m = offload::SimNic::open({dir + "/nicmgmt", profile, host.uplink_pci, "simpf0"});
+        auto m = offload::SimPf::open({dir + "/nicmgmt", profile, host.uplink_pci, "simpf0"});
         ASSERT_TRUE(m.ok()) << m.error().describe();
         nic_mgmt = std::move(m).value();
       }

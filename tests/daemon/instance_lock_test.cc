@@ -1,6 +1,6 @@
 // One daemon per host: the locks nicoffloadd takes before it opens any
 // backend (the process-level test is tests/integration/single_instance_test.py).
-#include "nicoffload/offload/instance_lock.h"
+#include "nicoffload/daemon/instance_lock.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "nicoffload/model/parse.h"
-#include "nicoffload/offload/state_store.h"
+#include "nicoffload/daemon/state_store.h"
 
 namespace nicoffload::offload::state_fixtures {
 

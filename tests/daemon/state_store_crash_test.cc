@@ -14,7 +14,7 @@
 #include <thread>
 #include <vector>
 
-#include "nicoffload/offload/state_store.h"
+#include "nicoffload/daemon/state_store.h"
 #include "state_fixtures.h"
 #include "temp_dirs.h"
 

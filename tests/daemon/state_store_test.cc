@@ -1,4 +1,4 @@
-#include "nicoffload/offload/state_store.h"
+#include "nicoffload/daemon/state_store.h"
 
 #include <gtest/gtest.h>
 #include <sys/resource.h>

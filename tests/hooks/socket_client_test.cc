@@ -22,7 +22,7 @@
 
 #include "fixtures.h"
 #include "nicoffload/hooks/hook.h"
-#include "nicoffload/offload/control.h"
+#include "nicoffload/daemon/control.h"
 #include "test_servers.h"
 
 namespace nicoffload::hooks {

@@ -17,7 +17,7 @@
 #include <set>
 
 #include "nicoffload/flowrules/planner.h"
-#include "nicoffload/simnic/sim_nic.h"
+#include "nicoffload/simnic/sim_eswitch.h"
 #include "sim_support.h"
 #include "software_model.h"
 
@@ -122,7 +122,7 @@ struct Scenario {
   model::Intent intent;
   std::string profile;
   std::function<void(model::HwProfile&)> tweak_profile;
-  std::function<void(simnic::SimNic&)> faults;
+  std::function<void(simnic::SimEswitch&)> faults;
 };
 
 std::vector<Scenario> scenarios() {
@@ -140,17 +140,17 @@ std::vector<Scenario> scenarios() {
        hv1Intent(),
        "sim",
        {},
-       [](simnic::SimNic& n) { n.failAction(model::ActionType::kDecTtl); }},
+       [](simnic::SimEswitch& n) { n.failAction(model::ActionType::kDecTtl); }},
       {"hv1, device refuses drop",
        hv1Intent(),
        "sim",
        {},
-       [](simnic::SimNic& n) { n.failAction(model::ActionType::kDrop); }},
+       [](simnic::SimEswitch& n) { n.failAction(model::ActionType::kDrop); }},
       {"hv1, device refuses jump",
        hv1Intent(),
        "sim",
        {},
-       [](simnic::SimNic& n) { n.failAction(model::ActionType::kJump); }},
+       [](simnic::SimEswitch& n) { n.failAction(model::ActionType::kJump); }},
       {"hv1, FIB of 4 rules",
        hv1Intent(),
        "sim",
@@ -271,7 +271,7 @@ TEST(Differential, TheTestCatchesADecapWithoutItsDeliveryRule) {
   // route as VXLAN. The differential check must see it.
   auto h = SimHost::start(
       hv1Intent(), loadProfile("sim"),
-      [](simnic::SimNic& n) { n.failAction(model::ActionType::kDecTtl); },
+      [](simnic::SimEswitch& n) { n.failAction(model::ActionType::kDecTtl); },
       /*with_dependencies=*/false);
   const SoftwarePathModel sw(h->intent, h->plan.sw);
   std::size_t mismatches = 0;

@@ -5,7 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "nicoffload/flowrules/planner.h"
-#include "nicoffload/simnic/sim_nic.h"
+#include "nicoffload/simnic/sim_eswitch.h"
 #include "sim_support.h"
 
 namespace nicoffload::simnic {

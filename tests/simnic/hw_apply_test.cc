@@ -10,13 +10,13 @@
 #include <optional>
 
 #include "nicoffload/flowrules/planner.h"
-#include "nicoffload/simnic/sim_nic.h"
+#include "nicoffload/simnic/sim_eswitch.h"
 #include "sim_support.h"
 
 namespace nicoffload::flowrules {
 namespace {
 
-using simnic::SimNic;
+using simnic::SimEswitch;
 using test::ip;
 using test::SimHost;
 using Code = PlacementReason::Code;
@@ -109,7 +109,7 @@ TEST(HwApply, RemovedAndChangedRulesAreDestroyedThenRecreated) {
 
 TEST(HwApply, RefusedRulesGoToSoftwareWithTheDevicesReason) {
   // The device refuses every VXLAN_ENCAP: the VXLAN egress rules go sw.
-  auto h = SimHost::start(test::hv1Intent(), test::loadProfile("sim"), [](SimNic& nic) {
+  auto h = SimHost::start(test::hv1Intent(), test::loadProfile("sim"), [](SimEswitch& nic) {
     nic.failAction(model::ActionType::kVxlanEncap, ErrorCode::kUnsupported);
   });
   std::size_t egress = 0;
@@ -147,7 +147,7 @@ TEST(HwApply, RefusedRulesGoToSoftwareWithTheDevicesReason) {
 }
 
 TEST(HwApply, BusyRefusalsAreRetriedOnTheNextPass) {
-  auto h = SimHost::start(test::hv1Intent(), test::loadProfile("sim"), [](SimNic& nic) {
+  auto h = SimHost::start(test::hv1Intent(), test::loadProfile("sim"), [](SimEswitch& nic) {
     nic.failNthOperation(
         1, makeError(ErrorCode::kBusy, "device", "", "EBUSY: firmware command in flight"));
   });
@@ -163,7 +163,7 @@ TEST(HwApply, BusyRefusalsAreRetriedOnTheNextPass) {
 
 TEST(HwApply, TableFullRefusalsAreRetriedOnceRoomIsFreed) {
   auto h = SimHost::start(test::hv1Intent(), test::loadProfile("sim"),
-                          [](SimNic& nic) { nic.setFull(true); });
+                          [](SimEswitch& nic) { nic.setFull(true); });
   EXPECT_EQ(h->applier->counters().hw, 0u);
   EXPECT_EQ(h->applier->counters().refused_by_code[static_cast<std::size_t>(ErrorCode::kTableFull)],
             hwPlanned(h->plan) - h->report.followed);
@@ -182,7 +182,7 @@ TEST(HwApply, TableFullRefusalsAreRetriedOnceRoomIsFreed) {
 TEST(HwApply, NthOperationFailureHitsExactlyOneRule) {
   for (std::uint64_t n : {1u, 2u, 7u, 20u}) {
     SCOPED_TRACE("operation " + std::to_string(n));
-    auto h = SimHost::start(test::hv1Intent(), test::loadProfile("sim"), [n](SimNic& nic) {
+    auto h = SimHost::start(test::hv1Intent(), test::loadProfile("sim"), [n](SimEswitch& nic) {
       nic.failNthOperation(n, makeError(ErrorCode::kInvalidValue, "x", "", "injected"));
     });
     EXPECT_EQ(h->report.refused, 1u);
@@ -220,7 +220,7 @@ TEST(HwApply, DropsFollowTheirAllowRulesIntoSoftware) {
   // IPv4 drops must not stay in hardware, or they would drop the VMs'
   // legitimate traffic. The ARP drops stay: their ARP trap is in hardware.
   auto h = SimHost::start(test::hv1Intent(), test::loadProfile("sim"),
-                          [](SimNic& nic) { nic.failAction(model::ActionType::kJump); });
+                          [](SimEswitch& nic) { nic.failAction(model::ActionType::kJump); });
   std::size_t ipv4_drops = 0, arp_drops = 0;
   for (const auto& r : h->plan.rules) {
     if (r.cls != RuleClass::kAntiSpoofing || !hasAction(r, model::ActionType::kDrop)) continue;

@@ -8,7 +8,7 @@
 
 #include "nicoffload/flowrules/hw_apply.h"
 #include "nicoffload/flowrules/planner.h"
-#include "nicoffload/simnic/sim_nic.h"
+#include "nicoffload/simnic/sim_eswitch.h"
 #include "sim_support.h"
 
 namespace nicoffload::simnic {
@@ -265,7 +265,7 @@ class SimProfileTable : public testing::TestWithParam<std::string> {};
 
 TEST_P(SimProfileTable, ValidateAndCreateFollowTheProfile) {
   const auto profile = test::loadProfile(GetParam());
-  auto nic = test::unwrap(SimNic::create(profile, kVfs), "sim");
+  auto nic = test::unwrap(SimEswitch::create(profile, kVfs), "sim");
   for (const auto& c : cases()) {
     SCOPED_TRACE(std::string(c.name) + " on " + profile.name);
     const FlowRule rule = c.rule();
@@ -304,7 +304,7 @@ INSTANTIATE_TEST_SUITE_P(ShippedProfiles, SimProfileTable,
 
 TEST(SimProfile, CapabilitiesComeFromTheProfile) {
   auto profile = test::loadProfile("connectx-5");
-  auto nic = test::unwrap(SimNic::create(profile, 16), "sim");
+  auto nic = test::unwrap(SimEswitch::create(profile, 16), "sim");
   const auto& caps = nic->capabilities();
   EXPECT_EQ(caps.backend, "sim");
   EXPECT_EQ(caps.device, "connectx-5");
@@ -318,7 +318,7 @@ TEST(SimProfile, CapabilitiesComeFromTheProfile) {
 TEST(SimProfile, AnActionTheProfileLacksIsRefusedNamingIt) {
   auto profile = test::loadProfile("sim");
   profile.actions[static_cast<std::size_t>(model::ActionType::kVxlanEncap)].supported = false;
-  auto nic = test::unwrap(SimNic::create(profile, kVfs), "sim");
+  auto nic = test::unwrap(SimEswitch::create(profile, kVfs), "sim");
   const Status s = nic->validate(encap(4789));
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.error().code, ErrorCode::kUnsupported);
@@ -332,7 +332,7 @@ TEST(SimProfile, TablesHoldWhatTheProfileSaysPerGroup) {
   auto profile = test::loadProfile("sim");
   profile.root_table_rules = 2;
   profile.rules_per_group = 3;
-  auto nic = test::unwrap(SimNic::create(profile, kVfs), "sim");
+  auto nic = test::unwrap(SimEswitch::create(profile, kVfs), "sim");
   std::vector<FlowHandle> root;
   for (int i = 0; i < 2; ++i) root.push_back(test::unwrap(nic->create(drop()), "root rule"));
   auto third = nic->create(drop());
@@ -352,15 +352,15 @@ TEST(SimProfile, TablesHoldWhatTheProfileSaysPerGroup) {
 
 TEST(SimProfile, VfCountIsBoundedByTheProfile) {
   const auto profile = test::loadProfile("sim");
-  auto too_many = SimNic::create(profile, static_cast<std::uint16_t>(profile.max_vfs + 1));
+  auto too_many = SimEswitch::create(profile, static_cast<std::uint16_t>(profile.max_vfs + 1));
   ASSERT_FALSE(too_many.ok());
   EXPECT_EQ(too_many.error().code, ErrorCode::kUnsupported);
   EXPECT_EQ(too_many.error().field, "uplink.vf_count");
-  EXPECT_TRUE(SimNic::create(profile, profile.max_vfs).ok());
+  EXPECT_TRUE(SimEswitch::create(profile, profile.max_vfs).ok());
 }
 
 TEST(SimProfile, DestroyQueryFlushAndUnknownHandles) {
-  auto nic = test::unwrap(SimNic::create(test::loadProfile("sim"), kVfs), "sim");
+  auto nic = test::unwrap(SimEswitch::create(test::loadProfile("sim"), kVfs), "sim");
   const FlowHandle counted = test::unwrap(nic->create(delivery()), "create");
   const FlowHandle uncounted = test::unwrap(nic->create(drop()), "create");
   EXPECT_NE(counted, uncounted);
@@ -400,7 +400,7 @@ TEST(SimProfile, AgreesWithThePlannerOnEveryPlannedRule) {
     for (const auto& s : scenarios) {
       SCOPED_TRACE(s.name + " on " + name);
       const auto plan = test::unwrap(flowrules::plan(s.intent, profile), "plan");
-      auto nic = test::unwrap(SimNic::create(profile, s.intent.host.vf_count), "sim");
+      auto nic = test::unwrap(SimEswitch::create(profile, s.intent.host.vf_count), "sim");
       for (const auto& r : plan.rules) {
         const Status v = nic->validate(r);
         using Code = PlacementReason::Code;

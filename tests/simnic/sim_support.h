@@ -1,5 +1,5 @@
 // Helpers of the simulated-NIC tests: a hypervisor in simulation (intent ->
-// plan -> HwApplier over a SimNic), the second hypervisor of the
+// plan -> HwApplier over a SimEswitch), the second hypervisor of the
 // two-hypervisor example, and packet shorthands.
 #pragma once
 
@@ -13,7 +13,7 @@
 #include "nicoffload/flowrules/hw_apply.h"
 #include "nicoffload/flowrules/planner.h"
 #include "nicoffload/simnic/packet.h"
-#include "nicoffload/simnic/sim_nic.h"
+#include "nicoffload/simnic/sim_eswitch.h"
 #include "test_support.h"
 
 namespace nicoffload::test {
@@ -32,12 +32,12 @@ inline model::Intent hv2Intent() {
 }
 
 // One hypervisor in simulation: the intent planned for a profile and applied
-// through an HwApplier to a SimNic with the host's VF count.
+// through an HwApplier to a SimEswitch with the host's VF count.
 struct SimHost {
   model::Intent intent;
   model::HwProfile profile;
   flowrules::DesiredState plan;
-  simnic::SimNic* nic = nullptr;  // owned by applier
+  simnic::SimEswitch* nic = nullptr;  // owned by applier
   std::unique_ptr<flowrules::HwApplier> applier;
   flowrules::HwApplyReport report;
 
@@ -46,13 +46,13 @@ struct SimHost {
   // negative control for the differential test).
   static std::unique_ptr<SimHost> start(
       model::Intent intent, model::HwProfile profile,
-      const std::function<void(simnic::SimNic&)>& before_apply = {},
+      const std::function<void(simnic::SimEswitch&)>& before_apply = {},
       bool with_dependencies = true) {
     auto h = std::make_unique<SimHost>();
     h->intent = std::move(intent);
     h->profile = std::move(profile);
     h->plan = unwrap(flowrules::plan(h->intent, h->profile), "plan");
-    auto nic = unwrap(simnic::SimNic::create(h->profile, h->intent.host.vf_count), "sim NIC");
+    auto nic = unwrap(simnic::SimEswitch::create(h->profile, h->intent.host.vf_count), "sim NIC");
     h->nic = nic.get();
     h->applier = std::make_unique<flowrules::HwApplier>(std::move(nic));
     if (before_apply) before_apply(*h->nic);

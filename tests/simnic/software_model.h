@@ -15,7 +15,7 @@
 #include "nicoffload/flowrules/sw_objects.h"
 #include "nicoffload/model/intent.h"
 #include "nicoffload/simnic/packet.h"
-#include "nicoffload/simnic/sim_nic.h"
+#include "nicoffload/simnic/sim_eswitch.h"
 
 namespace nicoffload::test {
 

@@ -8,23 +8,23 @@
 
 #include "../support/fake_sysfs.h"
 #include "../unit/test_support.h"
-#include "nicoffload/offload/sim_nic.h"
+#include "nicoffload/offload/sim_pf.h"
 #include "nicoffload/vdpa/sim_vdpa_backend.h"
 #include "nicoffload/vdpa/vf_pool.h"
 
 namespace nicoffload::vdpa {
 namespace {
 
-using offload::SimNic;
+using offload::SimPf;
 using test::TempDir;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-std::unique_ptr<SimNic> openSim(const std::string& dir, const std::string& profile) {
-  offload::SimNicOptions o;
+std::unique_ptr<SimPf> openSim(const std::string& dir, const std::string& profile) {
+  offload::SimPfOptions o;
   o.dir = dir;
   o.profile = test::loadProfile(profile);
-  auto nic = SimNic::open(o);
+  auto nic = SimPf::open(o);
   if (!nic) throw std::runtime_error(nic.error().describe());
   return std::move(*nic);
 }

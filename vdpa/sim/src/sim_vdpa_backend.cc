@@ -9,7 +9,7 @@ namespace {
 
 class SimVdpaNetlink : public VdpaNetlink {
  public:
-  explicit SimVdpaNetlink(offload::SimNic nic) : nic_(std::move(nic)) {}
+  explicit SimVdpaNetlink(offload::SimPf nic) : nic_(std::move(nic)) {}
 
   Result<std::vector<VdpaMgmtDev>> mgmtdevs() override {
     std::vector<VdpaMgmtDev> out;
@@ -41,16 +41,16 @@ class SimVdpaNetlink : public VdpaNetlink {
   }
 
  private:
-  offload::SimNic nic_;
+  offload::SimPf nic_;
 };
 
 }  // namespace
 
-std::unique_ptr<VdpaNetlink> makeSimVdpaNetlink(const offload::SimNic& nic) {
+std::unique_ptr<VdpaNetlink> makeSimVdpaNetlink(const offload::SimPf& nic) {
   return std::make_unique<SimVdpaNetlink>(nic);
 }
 
-std::unique_ptr<VdpaBackend> makeSimVdpaBackend(const offload::SimNic& nic) {
+std::unique_ptr<VdpaBackend> makeSimVdpaBackend(const offload::SimPf& nic) {
   KernelVdpaOptions o;
   o.pf_pci = nic.pfPci();
   o.dev_dir = nic.devDir();

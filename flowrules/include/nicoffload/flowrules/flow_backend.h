@@ -3,7 +3,7 @@
 // from create, create returns a handle, destroy(handle), query(handle) for
 // the COUNT action, flush, and the device's capabilities.
 //
-// Implementations: simnic::SimNic (the simulated ConnectX eswitch, a
+// Implementations: simnic::SimEswitch (the simulated ConnectX eswitch, a
 // first-class backend that enforces a hardware profile and evaluates
 // packets) and dpdk::DpdkFlowBackend (rte_flow on the real device).
 //

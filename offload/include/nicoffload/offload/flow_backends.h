@@ -35,10 +35,10 @@ struct FlowBackendOptions {
 // <daemon.sim_device_dir>/<uplink PCI address>.
 std::string simDeviceDir(const model::HostConfig& host);
 
-// sim: a SimNic that enforces `profile` with the host's VF count.
+// sim: a SimEswitch that enforces `profile` with the host's VF count.
 // dpdk: starts the EAL (ealArguments(host)) and opens DpdkFlowBackend on the
 // PF; `profile` gives the capabilities it reports.
-// Errors: those of SimNic::create, Eal::start and DpdkFlowBackend::open.
+// Errors: those of SimEswitch::create, Eal::start and DpdkFlowBackend::open.
 Result<OpenedFlowBackend> openFlowBackend(const model::HostConfig& host,
                                           const model::HwProfile& profile,
                                           const FlowBackendOptions& options = {});

@@ -5,7 +5,7 @@
 // Pure interface (no libnl, no sysfs code here). Implementations:
 //   nicoffload_nic_sysfs  SysfsNicBackend: sysfs under a configurable root,
 //                         devlink over generic netlink, VF settings over rtnetlink
-//   nicoffload_nic_sim    SimNic: the same SysfsNicBackend driven over a
+//   nicoffload_nic_sim    SimPf: the same SysfsNicBackend driven over a
 //                         simulated kernel that keeps a sysfs-shaped tree in a
 //                         directory and enforces a hardware profile
 //

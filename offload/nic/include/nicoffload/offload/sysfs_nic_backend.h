@@ -8,7 +8,7 @@
 //   VF settings  rtnetlink IFLA_VFINFO_LIST on the PF netdev (MAC, trust,
 //                spoof-check), through the VfLinkControl seam
 //
-// No `ip`, `devlink` or `echo` is ever run. The simulated NIC (sim_nic.h)
+// No `ip`, `devlink` or `echo` is ever run. The simulated NIC (sim_pf.h)
 // drives this same class over a simulated kernel.
 #pragma once
 

@@ -7,16 +7,16 @@
 
 #include <memory>
 
-#include "nicoffload/offload/sim_nic.h"
+#include "nicoffload/offload/sim_pf.h"
 #include "nicoffload/vdpa/kernel_vdpa_backend.h"
 
 namespace nicoffload::vdpa {
 
 // The simulated kernel's `vdpa` family as a VdpaNetlink.
-std::unique_ptr<VdpaNetlink> makeSimVdpaNetlink(const offload::SimNic& nic);
+std::unique_ptr<VdpaNetlink> makeSimVdpaNetlink(const offload::SimPf& nic);
 
 // A VdpaBackend over the simulated NIC; /dev/vhost-vdpa-N appear under
 // nic.devDir(). The backend shares the NIC and may outlive `nic`.
-std::unique_ptr<VdpaBackend> makeSimVdpaBackend(const offload::SimNic& nic);
+std::unique_ptr<VdpaBackend> makeSimVdpaBackend(const offload::SimPf& nic);
 
 }  // namespace nicoffload::vdpa

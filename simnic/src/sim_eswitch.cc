@@ -1,4 +1,4 @@
-#include "nicoffload/simnic/sim_nic.h"
+#include "nicoffload/simnic/sim_eswitch.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -144,7 +144,7 @@ std::string Delivery::str() const {
   return "?";
 }
 
-SimNic::SimNic(model::HwProfile profile, std::uint16_t vf_count)
+SimEswitch::SimEswitch(model::HwProfile profile, std::uint16_t vf_count)
     : profile_(std::move(profile)), vf_count_(vf_count) {
   caps_ = flowrules::FlowBackendCapabilities::fromProfile(profile_);
   caps_.backend = "sim";
@@ -153,7 +153,7 @@ SimNic::SimNic(model::HwProfile profile, std::uint16_t vf_count)
   caps_.enforced = true;
 }
 
-Result<std::unique_ptr<SimNic>> SimNic::create(model::HwProfile profile, std::uint16_t vf_count) {
+Result<std::unique_ptr<SimEswitch>> SimEswitch::create(model::HwProfile profile, std::uint16_t vf_count) {
   if (vf_count > profile.max_vfs)
     return makeError(ErrorCode::kUnsupported, "uplink.vf_count", std::to_string(vf_count),
                      std::to_string(vf_count) + " VFs requested, but the simulated " +
@@ -163,10 +163,10 @@ Result<std::unique_ptr<SimNic>> SimNic::create(model::HwProfile profile, std::ui
                 model::EswitchMode::kSwitchdev) == profile.eswitch_modes.end())
     return makeError(ErrorCode::kUnsupported, "hw_profile", profile.name,
                      "profile " + profile.name + " has no switchdev mode: no transfer rules");
-  return std::unique_ptr<SimNic>(new SimNic(std::move(profile), vf_count));
+  return std::unique_ptr<SimEswitch>(new SimEswitch(std::move(profile), vf_count));
 }
 
-Status SimNic::tick() {
+Status SimEswitch::tick() {
   ++operations_;
   if (fail_at_ && operations_ == *fail_at_) {
     fail_at_.reset();
@@ -175,20 +175,20 @@ Status SimNic::tick() {
   return Status::success();
 }
 
-void SimNic::failNthOperation(std::uint64_t n, Error error) {
+void SimEswitch::failNthOperation(std::uint64_t n, Error error) {
   fail_at_ = operations_ + std::max<std::uint64_t>(n, 1);
   fail_error_ = std::move(error);
 }
 
-void SimNic::failAction(model::ActionType type, ErrorCode code) { failing_actions_[type] = code; }
+void SimEswitch::failAction(model::ActionType type, ErrorCode code) { failing_actions_[type] = code; }
 
-void SimNic::clearFaults() {
+void SimEswitch::clearFaults() {
   fail_at_.reset();
   failing_actions_.clear();
   full_ = false;
 }
 
-Status SimNic::checkPort(const FlowRule& rule, PortRef port, bool is_item,
+Status SimEswitch::checkPort(const FlowRule& rule, PortRef port, bool is_item,
                          std::size_t index) const {
   if (port.kind == PortRef::Kind::kVf && port.vf >= vf_count_) {
     std::string msg =
@@ -199,7 +199,7 @@ Status SimNic::checkPort(const FlowRule& rule, PortRef port, bool is_item,
   return Status::success();
 }
 
-Status SimNic::check(const FlowRule& r) const {
+Status SimEswitch::check(const FlowRule& r) const {
   const auto& p = profile_;
   // Attributes (rte_flow.c refuses ingress/egress together with transfer).
   if (r.attr.transfer && r.attr.ingress)
@@ -356,7 +356,7 @@ Status SimNic::check(const FlowRule& r) const {
   return checkRoom(r);
 }
 
-Status SimNic::checkRoom(const FlowRule& r) const {
+Status SimEswitch::checkRoom(const FlowRule& r) const {
   if (full_)
     return attrError(ErrorCode::kTableFull, r, "group " + std::to_string(r.attr.group),
                      "injected fault: the flow tables are full");
@@ -369,12 +369,12 @@ Status SimNic::checkRoom(const FlowRule& r) const {
   return Status::success();
 }
 
-Status SimNic::validate(const FlowRule& rule) {
+Status SimEswitch::validate(const FlowRule& rule) {
   if (auto s = tick(); !s) return s;
   return check(rule);
 }
 
-Result<FlowHandle> SimNic::create(const FlowRule& rule) {
+Result<FlowHandle> SimEswitch::create(const FlowRule& rule) {
   if (auto s = tick(); !s) return s.error();
   if (auto s = check(rule); !s) return s.error();
   const FlowHandle h = next_handle_++;
@@ -389,7 +389,7 @@ Result<FlowHandle> SimNic::create(const FlowRule& rule) {
   return h;
 }
 
-Status SimNic::destroy(FlowHandle handle) {
+Status SimEswitch::destroy(FlowHandle handle) {
   if (auto s = tick(); !s) return s;
   auto it = flows_.find(handle);
   if (it == flows_.end())
@@ -401,7 +401,7 @@ Status SimNic::destroy(FlowHandle handle) {
   return Status::success();
 }
 
-Result<FlowCounters> SimNic::query(FlowHandle handle) {
+Result<FlowCounters> SimEswitch::query(FlowHandle handle) {
   if (auto s = tick(); !s) return s.error();
   auto it = flows_.find(handle);
   if (it == flows_.end())
@@ -413,7 +413,7 @@ Result<FlowCounters> SimNic::query(FlowHandle handle) {
   return it->second.counters;
 }
 
-Status SimNic::flush() {
+Status SimEswitch::flush() {
   if (auto s = tick(); !s) return s;
   flows_.clear();
   by_group_.clear();
@@ -421,12 +421,12 @@ Status SimNic::flush() {
   return Status::success();
 }
 
-std::size_t SimNic::groupSize(std::uint32_t group) const {
+std::size_t SimEswitch::groupSize(std::uint32_t group) const {
   auto it = by_group_.find(group);
   return it == by_group_.end() ? 0 : it->second.size();
 }
 
-std::vector<InstalledFlow> SimNic::flows() const {
+std::vector<InstalledFlow> SimEswitch::flows() const {
   std::vector<InstalledFlow> out;
   out.reserve(flows_.size());
   for (const auto& [h, f] : flows_) out.push_back(f);
@@ -435,12 +435,12 @@ std::vector<InstalledFlow> SimNic::flows() const {
   return out;
 }
 
-const InstalledFlow* SimNic::find(FlowHandle handle) const {
+const InstalledFlow* SimEswitch::find(FlowHandle handle) const {
   auto it = flows_.find(handle);
   return it == flows_.end() ? nullptr : &it->second;
 }
 
-Result<Delivery> SimNic::evaluate(const Packet& packet, PortRef ingress) {
+Result<Delivery> SimEswitch::evaluate(const Packet& packet, PortRef ingress) {
   if (ingress.kind == PortRef::Kind::kVf && ingress.vf >= vf_count_)
     return makeError(
         ErrorCode::kInvalidValue, "ingress", ingress.str(),
@@ -541,7 +541,7 @@ bool writeAll(int fd, const void* data, std::size_t len) {
 
 }  // namespace
 
-void SimNic::journal(std::uint8_t type, const InstalledFlow* flow, FlowHandle handle) {
+void SimEswitch::journal(std::uint8_t type, const InstalledFlow* flow, FlowHandle handle) {
   if (journal_fd_ < 0) return;
   std::vector<char> buf(sizeof(JournalRecord) + (flow ? sizeof(FlowRule) : 0));
   JournalRecord rec{};
@@ -555,7 +555,7 @@ void SimNic::journal(std::uint8_t type, const InstalledFlow* flow, FlowHandle ha
   ++journal_records_;
 }
 
-std::vector<flowrules::HeldRule> SimNic::installed() const {
+std::vector<flowrules::HeldRule> SimEswitch::installed() const {
   std::vector<const InstalledFlow*> order;
   order.reserve(flows_.size());
   for (const auto& [h, f] : flows_) order.push_back(&f);
@@ -566,11 +566,11 @@ std::vector<flowrules::HeldRule> SimNic::installed() const {
   return out;
 }
 
-SimNic::~SimNic() {
+SimEswitch::~SimEswitch() {
   if (journal_fd_ >= 0) ::close(journal_fd_);
 }
 
-Result<std::vector<InstalledFlow>> SimNic::readDevice(const std::string& device_dir) {
+Result<std::vector<InstalledFlow>> SimEswitch::readDevice(const std::string& device_dir) {
   const std::string path = device_dir + "/rules.journal";
   std::map<FlowHandle, InstalledFlow> flows;
   const int rfd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -621,7 +621,7 @@ Result<std::vector<InstalledFlow>> SimNic::readDevice(const std::string& device_
   return out;
 }
 
-Result<std::unique_ptr<SimNic>> SimNic::open(model::HwProfile profile, std::uint16_t vf_count,
+Result<std::unique_ptr<SimEswitch>> SimEswitch::open(model::HwProfile profile, std::uint16_t vf_count,
                                              const std::string& device_dir) {
   auto nic = create(std::move(profile), vf_count);
   if (!nic) return nic.error();

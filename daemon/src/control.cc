@@ -1,4 +1,4 @@
-#include "nicoffload/offload/control.h"
+#include "nicoffload/daemon/control.h"
 
 #include <fcntl.h>
 #include <poll.h>

@@ -25,7 +25,7 @@
 #include "nicoffload/hooks/domain.h"
 #include "nicoffload/model/json_input.h"
 #include "nicoffload/model/parse.h"
-#include "nicoffload/offload/control.h"
+#include "nicoffload/daemon/control.h"
 #include "nicoffload/offload/netns.h"
 #include "nicoffload/offload/nic_status_json.h"
 #include "nicoffload/offload/software_path.h"

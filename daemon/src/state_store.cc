@@ -1,4 +1,4 @@
-#include "nicoffload/offload/state_store.h"
+#include "nicoffload/daemon/state_store.h"
 
 #include <dirent.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-#include "nicoffload/offload/metrics.h"
+#include "nicoffload/daemon/metrics.h"
 
 #include <httplib.h>
 

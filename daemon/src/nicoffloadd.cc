@@ -23,12 +23,12 @@
 #include <string>
 
 #include "nicoffload/model/parse.h"
-#include "nicoffload/offload/control.h"
-#include "nicoffload/offload/controller.h"
+#include "nicoffload/daemon/control.h"
+#include "nicoffload/daemon/controller.h"
 #include "nicoffload/offload/flow_backends.h"
-#include "nicoffload/offload/instance_lock.h"
-#include "nicoffload/offload/metrics.h"
-#include "nicoffload/offload/sim_nic.h"
+#include "nicoffload/daemon/instance_lock.h"
+#include "nicoffload/daemon/metrics.h"
+#include "nicoffload/offload/sim_pf.h"
 #include "nicoffload/offload/software_path.h"
 #include "nicoffload/offload/sysfs_nic_backend.h"
 #include "nicoffload/vdpa/kernel_vdpa_backend.h"
@@ -127,9 +127,9 @@ int run(int argc, char** argv) {
 
   // NIC management (SR-IOV, eswitch, VF settings) and vDPA devices. The
   // simulated NIC keeps a /sys-shaped tree next to the simulated flow table.
-  std::unique_ptr<offload::SimNic> sim_nic;
+  std::unique_ptr<offload::SimPf> sim_nic;
   if (host->nic_backend == model::NicBackendKind::kSim) {
-    auto sn = offload::SimNic::open({host->sim_device_dir + "/nic-" + host->uplink_pci, *profile,
+    auto sn = offload::SimPf::open({host->sim_device_dir + "/nic-" + host->uplink_pci, *profile,
                                      host->uplink_pci,
                                      host->uplink_netdev.empty() ? "simpf0" : host->uplink_netdev});
     if (!sn) return fatal(sn.error());

@@ -1,4 +1,4 @@
-#include "nicoffload/offload/sim_nic.h"
+#include "nicoffload/offload/sim_pf.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -184,7 +184,7 @@ class SimKernel {
   ~SimKernel() {
     if (journal_fd_ >= 0) ::close(journal_fd_);
   }
-  explicit SimKernel(SimNicOptions opt) : opt_(std::move(opt)), fs_(opt_.dir) {
+  explicit SimKernel(SimPfOptions opt) : opt_(std::move(opt)), fs_(opt_.dir) {
     pfn_ = *sysfs::pciFunction(opt_.pf_pci);
     const auto h = StableHasher().str("sim-switch").str(opt_.pf_pci).finish();
     char buf[20];
@@ -207,7 +207,7 @@ class SimKernel {
   }
 
   // --- accessors
-  const SimNicOptions& opt() const { return opt_; }
+  const SimPfOptions& opt() const { return opt_; }
   FsSysfsIo& fsio() { return fs_; }
   std::mutex& mu() { return mu_; }
 
@@ -873,7 +873,7 @@ class SimKernel {
     return Status::success();
   }
 
-  SimNicOptions opt_;
+  SimPfOptions opt_;
   FsSysfsIo fs_;
   unsigned pfn_ = 0;
   std::string switch_id_;
@@ -940,7 +940,7 @@ class SimVfLink : public VfLinkControl {
 
 }  // namespace
 
-Result<std::unique_ptr<SimNic>> SimNic::open(SimNicOptions options) {
+Result<std::unique_ptr<SimPf>> SimPf::open(SimPfOptions options) {
   if (!sysfs::isPciAddress(options.pf_pci))
     return makeError(ErrorCode::kInvalidValue, "uplink.pci", options.pf_pci,
                      "'" + options.pf_pci + "' is not a PCI address (expected DDDD:BB:DD.F)");
@@ -951,18 +951,18 @@ Result<std::unique_ptr<SimNic>> SimNic::open(SimNicOptions options) {
                      "the sim NIC needs a PF netdev name");
   auto kernel = std::make_shared<SimKernel>(std::move(options));
   if (auto s = kernel->init(); !s) return s.error();
-  return std::unique_ptr<SimNic>(new SimNic(std::move(kernel)));
+  return std::unique_ptr<SimPf>(new SimPf(std::move(kernel)));
 }
 
-SimNic::SimNic(std::shared_ptr<SimKernel> kernel) : kernel_(std::move(kernel)) {}
-SimNic::~SimNic() = default;
+SimPf::SimPf(std::shared_ptr<SimKernel> kernel) : kernel_(std::move(kernel)) {}
+SimPf::~SimPf() = default;
 
-const std::string& SimNic::root() const { return kernel_->fsio().root(); }
-std::string SimNic::devDir() const { return root() + "/dev"; }
-const std::string& SimNic::pfPci() const { return kernel_->opt().pf_pci; }
-const model::HwProfile& SimNic::profile() const { return kernel_->opt().profile; }
+const std::string& SimPf::root() const { return kernel_->fsio().root(); }
+std::string SimPf::devDir() const { return root() + "/dev"; }
+const std::string& SimPf::pfPci() const { return kernel_->opt().pf_pci; }
+const model::HwProfile& SimPf::profile() const { return kernel_->opt().profile; }
 
-std::unique_ptr<NicBackend> SimNic::makeBackend() const {
+std::unique_ptr<NicBackend> SimPf::makeBackend() const {
   SysfsNicOptions o;
   o.pf_pci = kernel_->opt().pf_pci;
   o.pf_netdev = kernel_->opt().pf_netdev;
@@ -973,16 +973,16 @@ std::unique_ptr<NicBackend> SimNic::makeBackend() const {
                                            std::make_unique<SimVfLink>(kernel_), "sim");
 }
 
-std::unique_ptr<SysfsIo> SimNic::sysfs() const { return std::make_unique<SimSysfsIo>(kernel_); }
-std::unique_ptr<EswitchControl> SimNic::eswitch() const {
+std::unique_ptr<SysfsIo> SimPf::sysfs() const { return std::make_unique<SimSysfsIo>(kernel_); }
+std::unique_ptr<EswitchControl> SimPf::eswitch() const {
   return std::make_unique<SimEswitch>(kernel_);
 }
 
-std::vector<std::string> SimNic::vdpaMgmtDevs() const { return kernel_->vdpaMgmtDevs(); }
-Status SimNic::vdpaDevNew(const SimVdpaDevice& device) { return kernel_->vdpaDevNew(device); }
-Status SimNic::vdpaDevDel(const std::string& name) { return kernel_->vdpaDevDel(name); }
-std::vector<SimVdpaDevice> SimNic::vdpaDevs() const { return kernel_->vdpaDevs(); }
-void SimNic::failNext(const std::string& op, int err, const std::string& text) {
+std::vector<std::string> SimPf::vdpaMgmtDevs() const { return kernel_->vdpaMgmtDevs(); }
+Status SimPf::vdpaDevNew(const SimVdpaDevice& device) { return kernel_->vdpaDevNew(device); }
+Status SimPf::vdpaDevDel(const std::string& name) { return kernel_->vdpaDevDel(name); }
+std::vector<SimVdpaDevice> SimPf::vdpaDevs() const { return kernel_->vdpaDevs(); }
+void SimPf::failNext(const std::string& op, int err, const std::string& text) {
   kernel_->failNext(op, err, text);
 }
 

@@ -1,4 +1,4 @@
-#include "nicoffload/offload/instance_lock.h"
+#include "nicoffload/daemon/instance_lock.h"
 
 #include <fcntl.h>
 #include <sys/file.h>

@@ -1,6 +1,6 @@
 // The simulated NIC: the production SysfsNicBackend driven over the
 // simulated kernel and its sysfs tree, with the profile enforced.
-#include "nicoffload/offload/sim_nic.h"
+#include "nicoffload/offload/sim_pf.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -22,11 +22,11 @@ using test::TempDir;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-std::unique_ptr<SimNic> openSim(const std::string& dir, const std::string& profile = "sim") {
-  SimNicOptions o;
+std::unique_ptr<SimPf> openSim(const std::string& dir, const std::string& profile = "sim") {
+  SimPfOptions o;
   o.dir = dir;
   o.profile = test::loadProfile(profile);
-  auto nic = SimNic::open(std::move(o));
+  auto nic = SimPf::open(std::move(o));
   if (!nic) throw std::runtime_error(nic.error().describe());
   return std::move(*nic);
 }
@@ -38,7 +38,7 @@ std::string readFile(const std::string& path) {
   return ss.str();
 }
 
-TEST(SimNic, StartsInLegacyWithoutVfs) {
+TEST(SimPf, StartsInLegacyWithoutVfs) {
   TempDir dir("nfo-sim");
   auto sim = openSim(dir.path());
   auto st = sim->makeBackend()->status();
@@ -52,7 +52,7 @@ TEST(SimNic, StartsInLegacyWithoutVfs) {
   EXPECT_TRUE(st->warnings.empty()) << st->warnings.front();
 }
 
-TEST(SimNic, SwitchdevWithVfsAndRepresentorsThenIdempotent) {
+TEST(SimPf, SwitchdevWithVfsAndRepresentorsThenIdempotent) {
   TempDir dir("nfo-sim");
   auto sim = openSim(dir.path());
   auto nic = sim->makeBackend();
@@ -98,7 +98,7 @@ TEST(SimNic, SwitchdevWithVfsAndRepresentorsThenIdempotent) {
   EXPECT_EQ(nic->status()->vfs.size(), 6u);
 }
 
-TEST(SimNic, EnforcesTheProfile) {
+TEST(SimPf, EnforcesTheProfile) {
   TempDir dir("nfo-sim");
   auto sim = openSim(dir.path(), "connectx-6dx");
   auto nic = sim->makeBackend();
@@ -122,14 +122,14 @@ TEST(SimNic, EnforcesTheProfile) {
       << "the kernel changes the VF count only from and to 0";
 }
 
-TEST(SimNic, LegacyOnlyProfileHasNoSwitchdev) {
+TEST(SimPf, LegacyOnlyProfileHasNoSwitchdev) {
   TempDir dir("nfo-sim");
-  SimNicOptions o;
+  SimPfOptions o;
   o.dir = dir.path();
   o.profile = test::loadProfile("sim");
   o.profile.eswitch_modes = {EswitchMode::kLegacy};
   o.profile.eswitch_source = "test: legacy only";
-  auto sim = SimNic::open(o);
+  auto sim = SimPf::open(o);
   ASSERT_TRUE(sim.ok());
   auto r = (*sim)->makeBackend()->ensureSwitchdev(2);
   ASSERT_FALSE(r.ok());
@@ -137,7 +137,7 @@ TEST(SimNic, LegacyOnlyProfileHasNoSwitchdev) {
   EXPECT_THAT(r.error().message, HasSubstr("no switchdev eswitch mode (test: legacy only)"));
 }
 
-TEST(SimNic, VfPassedThroughWithVfioPciBlocksTheSwitch) {
+TEST(SimPf, VfPassedThroughWithVfioPciBlocksTheSwitch) {
   TempDir dir("nfo-sim");
   auto sim = openSim(dir.path());
   auto nic = sim->makeBackend();
@@ -163,7 +163,7 @@ TEST(SimNic, VfPassedThroughWithVfioPciBlocksTheSwitch) {
   EXPECT_FALSE(same->changed);
 }
 
-TEST(SimNic, KernelRefusingTheModeChangeLeavesVfsBound) {
+TEST(SimPf, KernelRefusingTheModeChangeLeavesVfsBound) {
   TempDir dir("nfo-sim");
   auto sim = openSim(dir.path());
   auto nic = sim->makeBackend();
@@ -185,7 +185,7 @@ TEST(SimNic, KernelRefusingTheModeChangeLeavesVfsBound) {
   EXPECT_EQ(nic->status()->eswitch_mode, EswitchMode::kSwitchdev);
 }
 
-TEST(SimNic, ModeChangeWithBoundVfsIsRefusedByTheSimKernel) {
+TEST(SimPf, ModeChangeWithBoundVfsIsRefusedByTheSimKernel) {
   TempDir dir("nfo-sim");
   auto sim = openSim(dir.path());
   ASSERT_TRUE(sim->sysfs()->write("bus/pci/devices/0000:03:00.0/sriov_numvfs", "2").ok());
@@ -205,7 +205,7 @@ TEST(SimNic, ModeChangeWithBoundVfsIsRefusedByTheSimKernel) {
   EXPECT_EQ(nic->status()->eswitch_mode, EswitchMode::kLegacy);
 }
 
-TEST(SimNic, VfSettingsAndRelease) {
+TEST(SimPf, VfSettingsAndRelease) {
   TempDir dir("nfo-sim");
   auto sim = openSim(dir.path());
   auto nic = sim->makeBackend();
@@ -230,7 +230,7 @@ TEST(SimNic, VfSettingsAndRelease) {
   ASSERT_TRUE(nic->releaseVf(1).ok()) << "idempotent";
 }
 
-TEST(SimNic, StateSurvivesAReopen) {
+TEST(SimPf, StateSurvivesAReopen) {
   TempDir dir("nfo-sim");
   {
     auto sim = openSim(dir.path());
@@ -253,7 +253,7 @@ TEST(SimNic, StateSurvivesAReopen) {
 
 // Each operation appends one line to state.journal; state.json (the
 // snapshot) is rewritten only at open and when the journal grows long.
-TEST(SimNic, OperationsAreJournalledAndReplayed) {
+TEST(SimPf, OperationsAreJournalledAndReplayed) {
   TempDir dir("nfo-sim");
   const std::string snap = dir.path() + "/nicoffload-sim/state.json";
   const std::string journal = dir.path() + "/nicoffload-sim/state.journal";
@@ -294,7 +294,7 @@ TEST(SimNic, OperationsAreJournalledAndReplayed) {
 
 // A controller killed in the middle of an append leaves a cut last line: the
 // operation never happened, the ones before it did.
-TEST(SimNic, ACutJournalLineIsIgnored) {
+TEST(SimPf, ACutJournalLineIsIgnored) {
   TempDir dir("nfo-sim");
   const std::string journal = dir.path() + "/nicoffload-sim/state.journal";
   {
@@ -316,7 +316,7 @@ TEST(SimNic, ACutJournalLineIsIgnored) {
 
 // Killed between writing a snapshot and emptying the journal: the journal's
 // lines are older than the snapshot and are skipped.
-TEST(SimNic, JournalLinesOlderThanTheSnapshotAreSkipped) {
+TEST(SimPf, JournalLinesOlderThanTheSnapshotAreSkipped) {
   TempDir dir("nfo-sim");
   const std::string journal = dir.path() + "/nicoffload-sim/state.journal";
   std::string stale;
@@ -345,7 +345,7 @@ TEST(SimNic, JournalLinesOlderThanTheSnapshotAreSkipped) {
   EXPECT_EQ(st->vfs[0].mac, MacAddr::parse("52:54:00:00:00:02"));
 }
 
-TEST(SimNic, ALongJournalIsCompacted) {
+TEST(SimPf, ALongJournalIsCompacted) {
   TempDir dir("nfo-sim");
   const std::string journal = dir.path() + "/nicoffload-sim/state.journal";
   auto sim = openSim(dir.path());
@@ -362,13 +362,13 @@ TEST(SimNic, ALongJournalIsCompacted) {
   EXPECT_EQ(st->vfs[1].mac, MacAddr::parse("52:54:00:00:00:01"));
 }
 
-TEST(SimNic, RefusesABadPfAddress) {
+TEST(SimPf, RefusesABadPfAddress) {
   TempDir dir("nfo-sim");
-  SimNicOptions o;
+  SimPfOptions o;
   o.dir = dir.path();
   o.profile = test::loadProfile("sim");
   o.pf_pci = "03:00.0";
-  auto sim = SimNic::open(o);
+  auto sim = SimPf::open(o);
   ASSERT_FALSE(sim.ok());
   EXPECT_EQ(sim.error().code, ErrorCode::kInvalidValue);
   EXPECT_THAT(sim.error().message, HasSubstr("'03:00.0' is not a PCI address"));

@@ -74,20 +74,20 @@ struct InstalledFlow {
 
 inline constexpr std::uint8_t kJournalCreate = 1, kJournalDestroy = 2, kJournalFlush = 3;
 
-class SimNic final : public flowrules::FlowBackend {
+class SimEswitch final : public flowrules::FlowBackend {
  public:
   // A NIC with `vf_count` VFs that enforces `profile`. Errors: kUnsupported
   // when vf_count exceeds the profile's max_vfs or the profile has no
   // switchdev eswitch mode (transfer rules need it).
-  static Result<std::unique_ptr<SimNic>> create(model::HwProfile profile, std::uint16_t vf_count);
+  static Result<std::unique_ptr<SimEswitch>> create(model::HwProfile profile, std::uint16_t vf_count);
 
   // A NIC whose rules persist in `device_dir` (a journal, replayed here), so
   // they survive a restart of the controller the way a real device's do.
   // Errors: those of create(); kIo when the directory or journal cannot be
   // read or written; kInvalidValue for a journal of another build.
-  static Result<std::unique_ptr<SimNic>> open(model::HwProfile profile, std::uint16_t vf_count,
+  static Result<std::unique_ptr<SimEswitch>> open(model::HwProfile profile, std::uint16_t vf_count,
                                               const std::string& device_dir);
-  ~SimNic() override;
+  ~SimEswitch() override;
 
   // What the device in `device_dir` holds, read without touching it (the
   // controller may be running). Errors: kIo, kInvalidValue as open().
@@ -131,7 +131,7 @@ class SimNic final : public flowrules::FlowBackend {
   const model::HwProfile& profile() const { return profile_; }
 
  private:
-  SimNic(model::HwProfile profile, std::uint16_t vf_count);
+  SimEswitch(model::HwProfile profile, std::uint16_t vf_count);
   void journal(std::uint8_t type, const InstalledFlow* flow, FlowHandle handle);
 
   Status tick();  // counts one operation; the injected n-th failure fires here

@@ -22,7 +22,7 @@
 //    vhost-vdpa-N with the lowest free N.
 // The state survives a restart of the controller: it is kept in
 // <dir>/nicoffload-sim/ (state.json, a snapshot, and state.journal, a line
-// per operation since), and SimNic::open() on the same directory picks it up,
+// per operation since), and SimPf::open() on the same directory picks it up,
 // as real hardware keeps its state when the daemon restarts.
 //
 // Fault injection: failNext(op, errno) makes the next such operation fail as
@@ -44,7 +44,7 @@
 
 namespace nicoffload::offload {
 
-struct SimNicOptions {
+struct SimPfOptions {
   std::string dir;                      // root of the simulated tree; created when absent
   model::HwProfile profile;             // max_vfs, eswitch modes, vDPA support
   std::string pf_pci = "0000:03:00.0";  // the PF's PCI address
@@ -61,17 +61,17 @@ struct SimVdpaDevice {
   bool operator==(const SimVdpaDevice&) const = default;
 };
 
-class SimKernel;  // sim_nic.cc
+class SimKernel;  // sim_pf.cc
 
-class SimNic {
+class SimPf {
  public:
-  // Creates the tree (or picks up the state of an earlier SimNic on `dir`).
+  // Creates the tree (or picks up the state of an earlier SimPf on `dir`).
   // Errors: kInvalidValue (PF address), kIo (the directory).
-  static Result<std::unique_ptr<SimNic>> open(SimNicOptions options);
-  ~SimNic();
+  static Result<std::unique_ptr<SimPf>> open(SimPfOptions options);
+  ~SimPf();
   // Copies share the same simulated NIC.
-  SimNic(const SimNic&) = default;
-  SimNic& operator=(const SimNic&) = default;
+  SimPf(const SimPf&) = default;
+  SimPf& operator=(const SimPf&) = default;
 
   const std::string& root() const;
   std::string devDir() const;  // <root>/dev: where vhost-vdpa-N appear
@@ -104,7 +104,7 @@ class SimNic {
   void failNext(const std::string& op, int err, const std::string& text = {});
 
  private:
-  explicit SimNic(std::shared_ptr<SimKernel> kernel);
+  explicit SimPf(std::shared_ptr<SimKernel> kernel);
   std::shared_ptr<SimKernel> kernel_;
 };
 

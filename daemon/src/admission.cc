@@ -1,0 +1,387 @@
+// Controller: admission: the intent changed in place, undone when a request is refused.
+#include <malloc.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <future>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <unordered_set>
+
+#include "controller_types.h"
+#include "nicoffload/daemon/controller.h"
+#include "nicoffload/flowrules/render.h"
+#include "request_fields.h"
+
+namespace nicoffload::offload {
+
+model::Port* Controller::findPort(const model::PortKey& key) {
+  for (auto& p : intent_.ports)
+    if (p.key == key) return &p;
+  return nullptr;
+}
+
+const model::Port* Controller::findPort(const model::PortKey& key) const {
+  for (const auto& p : intent_.ports)
+    if (p.key == key) return &p;
+  return nullptr;
+}
+
+const model::RemoteEndpoint* Controller::findRemote(Ipv4Addr address) const {
+  const auto pos = index_->findRemote(address);
+  return pos ? &intent_.remotes[*pos] : nullptr;
+}
+
+void Controller::touchPort(const model::PortKey& key) {
+  if (touched_ports_.count(key)) return;
+  const auto* p = findPort(key);
+  touched_ports_.emplace(key, p ? std::optional<model::Port>(*p) : std::nullopt);
+}
+
+void Controller::touchRemote(Ipv4Addr address) {
+  if (touched_remotes_.count(address)) return;
+  const auto* r = findRemote(address);
+  touched_remotes_.emplace(address, r ? std::optional<model::RemoteEndpoint>(*r) : std::nullopt);
+}
+
+// The primitives: each logs its undo first. The VF pool follows the ports
+// (a port's VF is in Port::vf), so undoing a port undoes its VF too.
+void Controller::putPort(model::Port port) {
+  touchPort(port.key);
+  model::Port* existing = findPort(port.key);
+  Undo u;
+  u.kind = Undo::Kind::kPortPut;
+  u.key = port.key;
+  if (existing) u.port = *existing;
+  undo_.push_back(std::move(u));
+  index_->upsertPort(port);
+  journal_.push_back(Mutation::portPut(port));
+  if (existing) {
+    *existing = std::move(port);
+  } else {
+    intent_.ports.push_back(std::move(port));
+  }
+}
+
+void Controller::erasePort(const model::PortKey& key) {
+  auto it = std::find_if(intent_.ports.begin(), intent_.ports.end(),
+                         [&](const auto& p) { return p.key == key; });
+  if (it == intent_.ports.end()) return;
+  touchPort(key);
+  Undo u;
+  u.kind = Undo::Kind::kPortErase;
+  u.port = *it;
+  u.position = static_cast<std::size_t>(it - intent_.ports.begin());
+  undo_.push_back(std::move(u));
+  index_->removePort(key);
+  vf_pool_.release(key);
+  intent_.ports.erase(it);
+  journal_.push_back(Mutation::portRemove(key));
+}
+
+void Controller::putRemote(model::RemoteEndpoint remote) {
+  touchRemote(remote.address);
+  Undo u;
+  u.kind = Undo::Kind::kRemotePut;
+  u.address = remote.address;
+  if (const auto pos = index_->findRemote(remote.address)) {
+    auto& slot = intent_.remotes[*pos];
+    u.remote = slot;
+    index_->removeRemote(slot);
+    index_->addRemote(remote, *pos);
+    slot = std::move(remote);
+  } else {
+    index_->addRemote(remote, intent_.remotes.size());
+    intent_.remotes.push_back(std::move(remote));
+  }
+  journal_.push_back(Mutation::remotePut(intent_.remotes[*index_->findRemote(u.address)]));
+  undo_.push_back(std::move(u));
+}
+
+// Removal swaps the last remote into the hole: O(1), the order of the list
+// is not part of the intent.
+void Controller::eraseRemote(Ipv4Addr address) {
+  const auto pos = index_->findRemote(address);
+  if (!pos) return;
+  touchRemote(address);
+  Undo u;
+  u.kind = Undo::Kind::kRemoteErase;
+  u.position = *pos;
+  u.remote = intent_.remotes[*pos];
+  undo_.push_back(std::move(u));
+  index_->removeRemote(intent_.remotes[*pos]);
+  if (*pos + 1 != intent_.remotes.size()) {
+    intent_.remotes[*pos] = std::move(intent_.remotes.back());
+    index_->moveRemote(intent_.remotes[*pos].address, *pos);
+  }
+  intent_.remotes.pop_back();
+  journal_.push_back(Mutation::remoteRemove(address));
+}
+
+void Controller::rollback(const Marks& to) {
+  while (undo_.size() > to.undo) {
+    Undo u = std::move(undo_.back());
+    undo_.pop_back();
+    switch (u.kind) {
+      case Undo::Kind::kPortPut: {
+        vf_pool_.release(u.key);
+        if (u.port) {
+          index_->upsertPort(*u.port);
+          if (u.port->vf) (void)vf_pool_.assign(u.key, u.port->vf);
+          *findPort(u.key) = std::move(*u.port);
+        } else {
+          index_->removePort(u.key);
+          intent_.ports.pop_back();  // it was appended: the undo runs in reverse order
+        }
+        break;
+      }
+      case Undo::Kind::kPortErase: {
+        index_->upsertPort(*u.port);
+        if (u.port->vf) (void)vf_pool_.assign(u.port->key, u.port->vf);
+        intent_.ports.insert(intent_.ports.begin() + static_cast<std::ptrdiff_t>(u.position),
+                             std::move(*u.port));
+        break;
+      }
+      case Undo::Kind::kRemotePut: {
+        const auto pos = *index_->findRemote(u.address);
+        index_->removeRemote(intent_.remotes[pos]);
+        if (u.remote) {
+          index_->addRemote(*u.remote, pos);
+          intent_.remotes[pos] = std::move(*u.remote);
+        } else {
+          intent_.remotes.pop_back();  // it was appended
+        }
+        break;
+      }
+      case Undo::Kind::kRemoteErase: {
+        if (u.position < intent_.remotes.size()) {  // the one swapped in goes back to the end
+          intent_.remotes.push_back(std::move(intent_.remotes[u.position]));
+          index_->moveRemote(intent_.remotes.back().address, intent_.remotes.size() - 1);
+          index_->addRemote(*u.remote, u.position);
+          intent_.remotes[u.position] = std::move(*u.remote);
+        } else {
+          index_->addRemote(*u.remote, intent_.remotes.size());
+          intent_.remotes.push_back(std::move(*u.remote));
+        }
+        break;
+      }
+    }
+  }
+  mutations_.resize(std::min(mutations_.size(), to.mutations));
+  journal_.resize(std::min(journal_.size(), to.journal));
+}
+
+Result<json> Controller::admit(const json& request) {
+  const std::string& op = request["op"].get_ref<const std::string&>();
+  if (op == "port.add") return admitPortAdd(request);
+  if (op == "port.remove") return admitPortRemove(request);
+  if (op == "remote.add") return admitRemoteAdd(request);
+  if (op == "remote.remove") return admitRemoteRemove(request);
+  if (op == "remote.sync") return admitRemoteSync(request);
+  if (op == "batch") return admitBatch(request);
+  return makeError(ErrorCode::kInternal, "op", op, "not a mutation");
+}
+
+Result<json> Controller::admitPortAdd(const json& request) {
+  if (auto s = onlyKeys(request, {"port"}); !s) return s.error();
+  if (!request.contains("port"))
+    return requestError(ErrorCode::kMissingField, "port", "", "required field is missing");
+  auto parsed = model::parsePort(request["port"], "port");
+  if (!parsed) return parsed.error();
+  model::Port port = std::move(parsed).value();
+  const model::Port* existing = findPort(port.key);
+  // The VF: the one the port names, else the one it holds, else the lowest
+  // free one (vdpa::VfPool). Given back if the port is refused.
+  const auto held = vf_pool_.vfOf(port.key);
+  auto vf = vf_pool_.assign(port.key, port.vf);
+  if (!vf) {
+    Error e = vf.error();
+    e.field = "port.vf";
+    return e;
+  }
+  auto give_back = [&] {
+    vf_pool_.release(port.key);
+    if (held) (void)vf_pool_.assign(port.key, held);
+  };
+  port.vf = *vf;
+  if (auto s = index_->checkPort(port); !s) {
+    give_back();
+    return s.error();
+  }
+  if (auto rules = planner_->portRules(port); !rules) {
+    give_back();
+    return rules.error();
+  }
+  json port_json = model::toJson(port);
+  if (existing && model::toJson(*existing) == port_json)
+    return json{{"port", std::move(port_json)}, {"changed", false}};
+  mutations_.push_back((existing ? "port update " : "port add ") + port.key.str() + " mac " +
+                       port.mac.str() + " vf " + std::to_string(*port.vf));
+  putPort(std::move(port));
+  return json{{"port", std::move(port_json)}, {"changed", true}};
+}
+
+Result<json> Controller::admitPortRemove(const json& request) {
+  if (auto s = onlyKeys(request, {"vm", "nic"}); !s) return s.error();
+  auto key = portKeyOf(request);
+  if (!key) return key.error();
+  const model::Port* p = findPort(*key);
+  if (!p) return json{{"removed", false}, {"port", key->str()}};  // idempotent
+  mutations_.push_back("port remove " + key->str() +
+                       (p->vf ? " (VF " + std::to_string(*p->vf) + " released)" : ""));
+  erasePort(*key);
+  return json{{"removed", true}, {"port", key->str()}};
+}
+
+Result<json> Controller::admitRemoteAdd(const json& request) {
+  if (auto s = onlyKeys(request, {"remote"}); !s) return s.error();
+  if (!request.contains("remote"))
+    return requestError(ErrorCode::kMissingField, "remote", "", "required field is missing");
+  auto r = model::parseRemote(request["remote"], "remote");
+  if (!r) return r.error();
+  const model::RemoteEndpoint* existing = findRemote(r->address);
+  if (existing && model::toJson(*existing) == model::toJson(*r))
+    return json{{"remote", model::toJson(*r)}, {"changed", false}};
+  // Checked against everything but the version it replaces.
+  const auto pos = index_->findRemote(r->address);
+  if (pos) index_->removeRemote(*existing);
+  const Status checked = index_->checkRemote(*r);
+  if (pos) index_->addRemote(*existing, *pos);
+  if (!checked) return checked.error();
+  mutations_.push_back("remote add " + r->address.str());
+  json out{{"remote", model::toJson(*r)}, {"changed", true}};
+  putRemote(std::move(r).value());
+  return out;
+}
+
+Result<json> Controller::admitRemoteRemove(const json& request) {
+  if (auto s = onlyKeys(request, {"address"}); !s) return s.error();
+  auto address = requiredString(request, "address", "the remote's IPv4 /32");
+  if (!address) return address.error();
+  auto p = Ipv4Prefix::parse(*address);
+  if (!p || p->len != 32)
+    return requestError(ErrorCode::kInvalidValue, "address", *address, "must be an IPv4 /32");
+  if (!findRemote(p->addr)) return json{{"removed", false}};
+  mutations_.push_back("remote remove " + p->addr.str());
+  eraseRemote(p->addr);
+  return json{{"removed", true}};
+}
+
+// The whole set of remotes of one origin: what the list holds is added or
+// updated, what the origin held and the list does not is removed. All or
+// nothing; an address another origin holds is refused (remove it there
+// first), so that two controllers never fight over a route in silence.
+Result<json> Controller::admitRemoteSync(const json& request) {
+  if (auto s = onlyKeys(request, {"origin", "remotes"}); !s) return s.error();
+  auto origin = requiredString(request, "origin", "the name of the set, e.g. \"bgp-ctl\"");
+  if (!origin) return origin.error();
+  if (auto s = model::checkOriginName(*origin, "origin"); !s) return s.error();
+  const auto list = request.find("remotes");
+  if (list == request.end())
+    return requestError(ErrorCode::kMissingField, "remotes", "",
+                        "required field is missing (the origin's whole set; [] removes it)");
+  if (!list->is_array())
+    return requestError(ErrorCode::kWrongType, "remotes", echoOf(*list),
+                        std::string("must be an array of remotes, got ") + list->type_name());
+  std::size_t added = 0, updated = 0, unchanged = 0, removed = 0;
+  std::unordered_set<Ipv4Addr> listed;
+  listed.reserve(list->size());
+  const Marks mark = marks();
+  auto refuse = [&](Error e) {
+    rollback(mark);
+    return e;
+  };
+  for (std::size_t i = 0; i < list->size(); ++i) {
+    const std::string path = "remotes[" + std::to_string(i) + "]";
+    auto r = model::parseRemote((*list)[i], path);
+    if (!r) return refuse(r.error());
+    if ((*list)[i].contains("origin") && r->origin != *origin)
+      return refuse(
+          requestError(ErrorCode::kConflict, path + ".origin", r->origin,
+                       "a remote in the sync of origin '" + *origin + "' names another origin"));
+    r->origin = *origin;
+    if (!listed.insert(r->address).second)
+      return refuse(requestError(ErrorCode::kDuplicate, path + ".address", r->address.str(),
+                                 r->address.str() + " is listed twice"));
+    const model::RemoteEndpoint* existing = findRemote(r->address);
+    if (existing && existing->origin != *origin)
+      return refuse(requestError(
+          ErrorCode::kConflict, path + ".address", r->address.str(),
+          r->address.str() + " is held by origin '" + existing->origin +
+              "'; remove it there first (remote.remove, or a sync of that origin without it)"));
+    if (existing && existing->next_hop == r->next_hop && existing->vtep == r->vtep &&
+        existing->vni == r->vni) {
+      ++unchanged;
+      continue;
+    }
+    const auto pos = index_->findRemote(r->address);
+    if (pos) index_->removeRemote(*existing);
+    Status checked = index_->checkRemote(*r);
+    if (pos) index_->addRemote(*existing, *pos);
+    if (!checked) {
+      Error e = checked.error();
+      if (e.field.rfind("remote", 0) == 0) e.field = path + e.field.substr(6);
+      return refuse(e);
+    }
+    ++(existing ? updated : added);
+    putRemote(std::move(r).value());
+  }
+  std::vector<Ipv4Addr> gone;
+  for (const auto& r : intent_.remotes)
+    if (r.origin == *origin && !listed.count(r.address)) gone.push_back(r.address);
+  for (const auto a : gone) eraseRemote(a);
+  removed = gone.size();
+  if (added || updated || removed)
+    mutations_.push_back("remote sync " + *origin + ": " + std::to_string(added) + " added, " +
+                         std::to_string(updated) + " updated, " + std::to_string(removed) +
+                         " removed");
+  return json{{"origin", *origin},      {"added", added},
+              {"updated", updated},     {"removed", removed},
+              {"unchanged", unchanged}, {"changed", added + updated + removed > 0}};
+}
+
+// Several mutations in one request, all or nothing: the first refusal
+// undoes the ones before it and names its position.
+Result<json> Controller::admitBatch(const json& request) {
+  if (auto s = onlyKeys(request, {"ops"}); !s) return s.error();
+  const auto ops = request.find("ops");
+  if (ops == request.end())
+    return requestError(ErrorCode::kMissingField, "ops", "",
+                        "required field is missing (an array of mutation requests)");
+  if (!ops->is_array())
+    return requestError(ErrorCode::kWrongType, "ops", echoOf(*ops),
+                        std::string("must be an array of requests, got ") + ops->type_name());
+  const Marks mark = marks();
+  json results = json::array();
+  for (std::size_t i = 0; i < ops->size(); ++i) {
+    const json& op = (*ops)[i];
+    const std::string path = "ops[" + std::to_string(i) + "]";
+    const auto name = op.is_object() ? op.find("op") : op.end();
+    static const std::set<std::string> kAllowed = {"port.add", "port.remove", "remote.add",
+                                                   "remote.remove", "remote.sync"};
+    if (name == op.end() || !name->is_string() ||
+        !kAllowed.count(name->get_ref<const std::string&>())) {
+      rollback(mark);
+      return requestError(ErrorCode::kInvalidValue, path + ".op",
+                          name != op.end() ? echoOf(*name) : "",
+                          "each op of a batch is a mutation: port.add, port.remove, remote.add, "
+                          "remote.remove or remote.sync");
+    }
+    auto r = admit(op);
+    if (!r) {
+      rollback(mark);
+      Error e = r.error();
+      e.field = path + "." + e.field;
+      e.message = path + " (" + name->get<std::string>() + "): " + e.message +
+                  "; nothing of the batch was applied";
+      return e;
+    }
+    results.push_back(std::move(r).value());
+  }
+  return json{{"results", std::move(results)}};
+}
+
+}  // namespace nicoffload::offload

@@ -1,0 +1,418 @@
+// Controller: start-up, requests and batches (handle/handleBatch), the timer (tick) and metrics.
+// Admission, reconciliation and the read ops: admission.cc, reconcile.cc, reads.cc; the helpers
+// they share: request_fields.h.
+#include "nicoffload/daemon/controller.h"
+
+#include <malloc.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <future>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <unordered_set>
+
+#include "controller_types.h"
+#include "nicoffload/flowrules/render.h"
+#include "request_fields.h"
+
+namespace nicoffload::offload {
+
+Controller::Controller(model::HostConfig host, model::HwProfile profile, Backends backends,
+                       StateStore store, ControllerOptions options)
+    : host_(std::move(host)),
+      profile_(std::move(profile)),
+      backends_(std::move(backends)),
+      store_(std::move(store)),
+      options_(std::move(options)),
+      vf_pool_(host_.uplink_pci, host_.vf_count) {
+  applier_ = std::make_unique<flowrules::HwApplier>(std::move(backends_.flow));
+  planner_ = std::make_unique<flowrules::OwnerPlanner>(host_, profile_);
+  intent_.host = host_;
+  started_ = options_.now();
+  next_full_ = started_ + options_.reconcile_interval;
+}
+
+Result<std::unique_ptr<Controller>> Controller::start(model::HostConfig host,
+                                                      model::HwProfile profile, Backends backends,
+                                                      StateStore store, ControllerOptions options) {
+  if (!backends.flow)
+    return makeError(ErrorCode::kInternal, "backends.flow", "", "a flow backend is required");
+  std::unique_ptr<Controller> c(new Controller(std::move(host), std::move(profile),
+                                               std::move(backends), std::move(store),
+                                               std::move(options)));
+  auto state = c->store_.load();
+  if (!state) return state.error();
+  c->intent_.ports = std::move(state->ports);
+  c->intent_.remotes = std::move(state->remotes);
+  if (auto s = model::validateIntent(c->intent_); !s) {
+    Error e = s.error();
+    e.field = c->store_.path() + ": " + e.field;
+    return e;
+  }
+  c->index_ = std::make_unique<model::IntentIndex>(c->intent_);
+  if (c->host_.underlay == model::UnderlayMode::kVxlan) {
+    for (const auto& p : c->intent_.ports) {
+      ++c->port_vni_refs_[c->planner_->vniOf(p)];
+      ++c->vni_refs_[c->planner_->vniOf(p)];
+    }
+    for (const auto& r : c->intent_.remotes) {
+      const auto vni = c->planner_->vniOf(r);
+      ++c->vni_refs_[vni];
+      ++c->vtep_refs_[(std::uint64_t{vni} << 32) | r.vtep->value];
+    }
+  }
+  // The ports carry their VFs; the pool is rebuilt from them (the copy in
+  // the state file is for operators and tools).
+  if (auto synced = c->vf_pool_.sync(c->intent_.ports); !synced) {
+    Error e = synced.error();
+    e.field = c->store_.path() + ": " + e.field;
+    return e;
+  }
+  const auto loaded = c->store_.stats();
+  spdlog::info(
+      "state loaded from {}: {} ports, {} remotes ({} changes replayed from the journal{})",
+      c->store_.path(), c->intent_.ports.size(), c->intent_.remotes.size(), loaded.replayed_records,
+      loaded.torn_records_ignored ? ", a torn last record ignored" : "");
+  if (c->store_.compactionDue()) c->compactState();
+  // The NIC: switchdev with the configured VFs (idempotent: a PF already so
+  // is not touched); the VF MACs it holds are adopted.
+  if (c->backends_.nic) {
+    auto sw = c->backends_.nic->ensureSwitchdev(c->host_.vf_count);
+    if (!sw) {
+      Error e = sw.error();
+      e.message = "NIC " + c->host_.uplink_pci + ": " + e.message;
+      return e;
+    }
+    for (const auto& step : sw->steps) spdlog::info("nic: {}", step);
+    if (auto st = c->backends_.nic->status())
+      for (const auto& vf : st->vfs)
+        if (vf.mac && !vf.mac->isZero()) c->vf_macs_[vf.index] = *vf.mac;
+  }
+  if (c->backends_.vdpa) {
+    if (auto held = c->backends_.vdpa->list())
+      for (auto& d : *held)
+        if (d.name.rfind("nfo", 0) == 0) c->vdpa_devices_[d.name] = d;
+  }
+  // What the devices already hold (a restart): adopt it, so that nothing is
+  // installed twice and nothing unchanged is touched.
+  const auto adopted = c->applier_->adoptInstalled();
+  if (adopted.adopted || adopted.destroyed)
+    spdlog::info("flow backend: adopted {} rules the device already held, removed {} stale ones",
+                 adopted.adopted, adopted.destroyed);
+  // Just adopted from the device: no need to ask it again rule by rule.
+  const auto pass = c->reconcile(false);
+  c->scheduleRetry(pass.failures > 0);
+  return c;
+}
+
+// The batch's changes, appended to the journal with one fdatasync (the
+// batch is the group that shares it); a snapshot is written in the
+// background once the journal has grown enough.
+Status Controller::persist() {
+  auto st = store_.append(journal_);
+  if (!st) {
+    ++counters_.state_save_failures;
+    spdlog::error("state: {}", st.error().describe());
+    return st;
+  }
+  ++counters_.state_saves;
+  if (store_.compactionDue()) compactState();
+  return st;
+}
+
+void Controller::compactState() {
+  PersistedState s;
+  s.ports = intent_.ports;
+  s.remotes = intent_.remotes;
+  s.extra["vf_pool"] = vf_pool_.toJson();
+  store_.compactInBackground(std::move(s));
+}
+
+std::vector<json> Controller::handle(const std::vector<control::Request>& batch) {
+  // The request boundary: whatever throws below (a bug, a library, a
+  // backend) becomes an internal error reply for each request it left
+  // unanswered; the daemon carries on.
+  std::vector<json> replies(batch.size());
+  try {
+    handleBatch(batch, replies);
+  } catch (...) {
+    // Past admission (persisting, reconciling): the mutations not yet
+    // answered share the failure; the reads are still answered.
+    const std::string what = describeCurrentException();
+    for (std::size_t i = 0; i < batch.size(); ++i)
+      if (replies[i].is_null() && isMutation(batch[i].body))
+        replies[i] = internalErrorReply(batch[i].body, what);
+    answerReads(batch, replies);
+  }
+  return replies;
+}
+
+bool Controller::isMutation(const json& request) {
+  const auto op = request.is_object() ? request.find("op") : request.end();
+  if (op == request.end() || !op->is_string()) return false;
+  const auto& name = op->get_ref<const std::string&>();
+  return name == "port.add" || name == "port.remove" || name == "remote.add" ||
+         name == "remote.remove" || name == "remote.sync" || name == "batch";
+}
+
+void Controller::answerReads(const std::vector<control::Request>& batch,
+                             std::vector<json>& replies) {
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    if (!replies[i].is_null()) continue;
+    try {
+      Error error;
+      json result = read(batch[i].body, error);
+      replies[i] =
+          result.is_null() ? control::errorReply(error) : control::okReply(std::move(result));
+    } catch (...) {
+      replies[i] = internalErrorReply(batch[i].body, describeCurrentException());
+    }
+  }
+}
+
+json Controller::internalErrorReply(const json& request, const std::string& what) {
+  ++counters_.internal_errors;
+  const auto op = request.is_object() ? request.find("op") : request.end();
+  const std::string name = op != request.end() && op->is_string() ? op->get<std::string>() : "";
+  Error e = makeError(ErrorCode::kInternal, "op", name,
+                      "nicoffloadd failed on this request and carries on: " + what);
+  spdlog::error("internal error in {}: {}", name.empty() ? "a request" : printable(name),
+                e.message);
+  // Whatever it interrupted (a pass half-way, say): check every backend again soon.
+  scheduleRetry(true);
+  return control::errorReply(e);
+}
+
+std::string Controller::describeCurrentException() {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "an exception of unknown type";
+  }
+}
+
+void Controller::handleBatch(const std::vector<control::Request>& batch,
+                             std::vector<json>& replies) {
+  using Micros = std::chrono::duration<double, std::micro>;
+  const auto t_start = SteadyClock::now();
+  auto t_persisted = t_start, t_reconciled = t_start;
+  undo_.clear();
+  mutations_.clear();
+  journal_.clear();
+  touched_ports_.clear();
+  touched_remotes_.clear();
+
+  // Admission, in place: each request is admitted against the intent as the
+  // ones before it left it; a refused one (or one whose admission threw)
+  // leaves nothing behind (rollback to its mark).
+  std::vector<std::size_t> accepted;  // mutations admitted
+  std::vector<json> accepted_results;
+  std::uint64_t refused = 0;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    const json& req = batch[i].body;
+    const auto op_it = req.is_object() ? req.find("op") : req.end();
+    // The server checks this; a caller of this API may not.
+    if (op_it == req.end() || !op_it->is_string()) {
+      replies[i] = control::errorReply(requestError(ErrorCode::kInvalidValue, "op", "",
+                                                    "the request has no string field \"op\""));
+      continue;
+    }
+    if (!isMutation(req)) continue;  // reads are answered after the mutations of this batch
+    const std::string& op = op_it->get_ref<const std::string&>();
+    const Marks mark = marks();
+    Result<json> result = json();
+    try {
+      result = admit(req);
+    } catch (...) {
+      rollback(mark);
+      replies[i] = internalErrorReply(req, describeCurrentException());
+      continue;
+    }
+    if (!result) {
+      rollback(mark);
+      ++refused;
+      spdlog::warn("refused {}: {}", op, result.error().describe());
+      replies[i] = control::errorReply(result.error());
+      continue;
+    }
+    accepted.push_back(i);
+    accepted_results.push_back(std::move(result).value());
+  }
+
+  counters_.requests_refused += refused;
+  const auto t_admitted = SteadyClock::now();
+  const bool changed = !undo_.empty();
+  if (changed) {
+    Status st = Status::success();
+    try {
+      st = persist();
+    } catch (...) {
+      rollback({});  // nothing reached the disk: the intent stays as it was
+      throw;
+    }
+    t_persisted = t_reconciled = SteadyClock::now();
+    if (!st) {
+      rollback({});
+      for (auto i : accepted) replies[i] = control::errorReply(st.error());
+      accepted.clear();
+    } else {
+      for (const auto& c : mutations_) spdlog::info("{}", c);
+      const auto pass = reconcileTouched();
+      scheduleRetry(pass.failures > 0);
+      t_reconciled = SteadyClock::now();
+    }
+  }
+  undo_.clear();
+  // A large batch (a remote.sync of 100 k) leaves megabytes of parsed
+  // requests and plans freed: give them back to the system, so that the
+  // process's size follows what it holds.
+  if (journal_.size() >= kLargeBatch) ::malloc_trim(0);
+  for (std::size_t k = 0; k < accepted.size(); ++k) {
+    json result = std::move(accepted_results[k]);
+    if (result.contains("port") && result["port"].is_object()) {
+      auto key = portKeyOf(result["port"]);
+      if (key)
+        if (const auto* p = findPort(*key)) result["status"] = portJson(*p);
+    }
+    replies[accepted[k]] = control::okReply(std::move(result));
+  }
+  answerReads(batch, replies);
+  if (spdlog::should_log(spdlog::level::debug))
+    spdlog::debug(
+        "batch of {} requests ({} changes): admit {:.0f} us, persist {:.0f} us, reconcile {:.0f} "
+        "us, replies {:.0f} us",
+        batch.size(), mutations_.size(), Micros(t_admitted - t_start).count(),
+        changed ? Micros(t_persisted - t_admitted).count() : 0.0,
+        changed ? Micros(t_reconciled - t_persisted).count() : 0.0,
+        Micros(SteadyClock::now() - (changed ? t_reconciled : t_admitted)).count());
+}
+
+Controller::~Controller() { full_pass_.reset(); }  // before the backends its worker uses
+
+void Controller::tick() {
+  const auto now = options_.now();
+  if (!full_pass_) {
+    if (now >= next_full_) {
+      next_full_ = now + options_.reconcile_interval;
+      startFullPass(true);
+    } else if (now >= next_retry_) {
+      ++counters_.retries;
+      next_retry_ = SteadyClock::time_point::max();
+      startFullPass(true);
+    } else {
+      return;
+    }
+  }
+  if (auto pass = stepFullPass(!options_.background_full_pass)) scheduleRetry(pass->failures > 0);
+}
+
+std::chrono::milliseconds Controller::untilNextTick() const {
+  if (full_pass_) return std::chrono::milliseconds(1);  // its next slice, or its worker's result
+  const auto now = options_.now();
+  const auto next = std::min(next_full_, next_retry_);
+  if (next <= now) return std::chrono::milliseconds(0);
+  return std::chrono::duration_cast<std::chrono::milliseconds>(next - now);
+}
+
+std::string Controller::metricsText(const control::ServerCounters* server) const {
+  MetricsRegistry m;
+  const auto& c = applier_->counters();
+  m.describe("nicoffload_ports", "gauge", "Ports (VM NICs) in the intent.");
+  m.set("nicoffload_ports", "", static_cast<double>(intent_.ports.size()));
+  m.describe("nicoffload_remotes", "gauge", "Remote endpoints in the intent.");
+  m.set("nicoffload_remotes", "", static_cast<double>(intent_.remotes.size()));
+  m.describe("nicoffload_rules", "gauge", "Flow rules in effect by placement.");
+  m.set("nicoffload_rules", "placement=\"hw\"", static_cast<double>(c.hw));
+  m.set("nicoffload_rules", "placement=\"sw\"", static_cast<double>(c.sw));
+  m.describe("nicoffload_rules_sw", "gauge", "Flow rules in the software path by reason.");
+  for (std::size_t i = 1; i < c.sw_by_reason.size(); ++i)
+    m.set("nicoffload_rules_sw", std::string("reason=\"") + flowrules::reasonCodeName(i) + "\"",
+          static_cast<double>(c.sw_by_reason[i]));
+  const std::string be = "backend=\"" + applier_->backend().capabilities().backend + "\"";
+  m.describe("nicoffload_flow_operations_total", "counter", "Flow backend operations.");
+  m.set("nicoffload_flow_operations_total", be + ",op=\"validate\"",
+        static_cast<double>(c.validations));
+  m.set("nicoffload_flow_operations_total", be + ",op=\"create\"",
+        static_cast<double>(c.creations));
+  m.set("nicoffload_flow_operations_total", be + ",op=\"destroy\"",
+        static_cast<double>(c.destructions));
+  m.describe("nicoffload_flow_failures_total", "counter", "Flow backend refusals and failures.");
+  m.set("nicoffload_flow_failures_total", be + ",kind=\"refused\"",
+        static_cast<double>(c.refusals));
+  m.set("nicoffload_flow_failures_total", be + ",kind=\"destroy\"",
+        static_cast<double>(c.destroy_failures));
+  m.describe("nicoffload_software_path_operations_total", "counter",
+             "Kernel objects programmed or removed.");
+  m.set("nicoffload_software_path_operations_total", "", static_cast<double>(counters_.sw_ops));
+  m.describe("nicoffload_software_path_failures_total", "counter",
+             "Kernel objects the kernel refused.");
+  m.set("nicoffload_software_path_failures_total", "", static_cast<double>(counters_.sw_failures));
+  m.describe("nicoffload_software_path_objects_failed", "gauge",
+             "Kernel objects failing now (retried).");
+  m.set("nicoffload_software_path_objects_failed", "", static_cast<double>(sw_failures_.size()));
+  m.describe("nicoffload_device_operations_total", "counter",
+             "NIC (VF settings) and vDPA operations.");
+  m.set("nicoffload_device_operations_total", "backend=\"nic\"",
+        static_cast<double>(counters_.nic_ops));
+  m.set("nicoffload_device_operations_total", "backend=\"vdpa\"",
+        static_cast<double>(counters_.vdpa_ops));
+  m.describe("nicoffload_device_failures_total", "counter", "NIC and vDPA operations that failed.");
+  m.set("nicoffload_device_failures_total", "backend=\"nic\"",
+        static_cast<double>(counters_.nic_failures));
+  m.set("nicoffload_device_failures_total", "backend=\"vdpa\"",
+        static_cast<double>(counters_.vdpa_failures));
+  m.describe("nicoffload_vdpa_devices", "gauge", "vDPA devices backing ports.");
+  m.set("nicoffload_vdpa_devices", "", static_cast<double>(vdpa_devices_.size()));
+  m.describe("nicoffload_reconcile_passes_total", "counter", "Reconcile passes by kind.");
+  m.set("nicoffload_reconcile_passes_total", "kind=\"any\"",
+        static_cast<double>(counters_.reconcile_passes));
+  m.set("nicoffload_reconcile_passes_total", "kind=\"full\"",
+        static_cast<double>(counters_.full_passes));
+  m.describe("nicoffload_retries_total", "counter", "Reconcile retries after failures.");
+  m.set("nicoffload_retries_total", "", static_cast<double>(counters_.retries));
+  m.describe("nicoffload_state_saves_total", "counter",
+             "Batches appended to the state journal (one fdatasync each), by result.");
+  m.set("nicoffload_state_saves_total", "result=\"ok\"",
+        static_cast<double>(counters_.state_saves));
+  m.set("nicoffload_state_saves_total", "result=\"failed\"",
+        static_cast<double>(counters_.state_save_failures));
+  const auto journal = store_.stats();
+  m.describe("nicoffload_state_journal_bytes", "gauge",
+             "Bytes of journal since the last snapshot of the state.");
+  m.set("nicoffload_state_journal_bytes", "", static_cast<double>(journal.journal_bytes));
+  m.describe("nicoffload_state_compactions_total", "counter",
+             "Snapshots of the state written in the background, by result.");
+  m.set("nicoffload_state_compactions_total", "result=\"ok\"",
+        static_cast<double>(journal.compactions));
+  m.set("nicoffload_state_compactions_total", "result=\"failed\"",
+        static_cast<double>(journal.compaction_failures));
+  m.describe("nicoffload_internal_errors_total", "counter",
+             "Requests answered with an internal error (an exception caught at the request "
+             "boundary: a bug).");
+  m.set("nicoffload_internal_errors_total", "", static_cast<double>(counters_.internal_errors));
+  if (server) {
+    m.describe("nicoffload_control_requests_total", "counter",
+               "Control socket requests by outcome.");
+    m.set("nicoffload_control_requests_total", "outcome=\"served\"",
+          static_cast<double>(server->requests));
+    m.set("nicoffload_control_requests_total", "outcome=\"malformed\"",
+          static_cast<double>(server->malformed));
+    m.set("nicoffload_control_requests_total", "outcome=\"oversized\"",
+          static_cast<double>(server->oversized));
+    m.set("nicoffload_control_requests_total", "outcome=\"peer_refused\"",
+          static_cast<double>(server->refused_peers));
+    m.set("nicoffload_control_requests_total", "outcome=\"refused\"",
+          static_cast<double>(counters_.requests_refused));
+    m.set("nicoffload_control_requests_total", "outcome=\"timed_out\"",
+          static_cast<double>(server->timed_out));
+  }
+  return m.render();
+}
+
+}  // namespace nicoffload::offload

@@ -1,0 +1,345 @@
+// Controller: the read ops: status, ports, planned rules, memory.
+#include <malloc.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <future>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <unordered_set>
+
+#include "controller_types.h"
+#include "nicoffload/daemon/controller.h"
+#include "nicoffload/flowrules/render.h"
+#include "request_fields.h"
+
+namespace nicoffload::offload {
+
+json Controller::portJson(const model::Port& port, bool rule_list) const {
+  // The port's rules re-planned (cheap: a handful), joined with the device.
+  json rules = json::array();
+  std::size_t hw = 0, sw = 0, errors = 0;
+  if (auto planned = flowrules::planPortRules(host_, profile_, port)) {
+    for (const auto& r : *planned) {
+      const auto* applied = applier_->find(r.id);
+      const auto placement = applied ? applied->placement : r.placement;
+      (placement == flowrules::Placement::kHw ? hw : sw) += 1;
+      if (applied && applied->device_error) ++errors;
+      if (!rule_list) continue;
+      rules.push_back({{"id", ruleId(r)},
+                       {"class", flowrules::toString(r.cls)},
+                       {"placement", flowrules::toString(placement)},
+                       {"reason", applied ? flowrules::describeApplied(*applied, profile_)
+                                          : flowrules::describeReason(r.reason, profile_)}});
+    }
+  }
+  json sw_objects = json::array();
+  std::size_t sw_failed = 0;
+  const std::string rep = port.representorName();
+  for (const auto& [object, error] : sw_failures_) {
+    if (object.find(" " + rep) == std::string::npos &&
+        object.find("/" + rep + "/") == std::string::npos)
+      continue;
+    ++sw_failed;
+    sw_objects.push_back({{"object", object}, {"error", control::errorJson(error)}});
+  }
+  json devices = json::object();
+  const std::string vdpa_name = vdpa::deviceName(port.key);
+  if (auto it = vdpa_devices_.find(vdpa_name); it != vdpa_devices_.end())
+    devices["vdpa"] = {{"name", vdpa_name},
+                       {"path", it->second.vhost_vdpa_path.empty() ? it->second.socket_path
+                                                                   : it->second.vhost_vdpa_path}};
+  for (const auto& what :
+       {"vdpa " + vdpa_name, port.vf ? "vf " + std::to_string(*port.vf) : std::string()}) {
+    if (auto it = device_failures_.find(what); !what.empty() && it != device_failures_.end()) {
+      ++sw_failed;
+      sw_objects.push_back({{"object", what}, {"error", control::errorJson(it->second)}});
+    }
+  }
+  const bool degraded = sw_failed > 0;
+  return {{"port", model::toJson(port)},
+          {"state", degraded ? "degraded" : "installed"},
+          {"devices", devices},
+          {"rules", rule_list
+                        ? json{{"hw", hw}, {"sw", sw}, {"device_refusals", errors}, {"list", rules}}
+                        : json{{"hw", hw}, {"sw", sw}, {"device_refusals", errors}}},
+          {"software_path_failures", sw_objects}};
+}
+
+std::vector<std::uint32_t> Controller::portVnis() const {
+  std::vector<std::uint32_t> out;
+  for (const auto& [vni, n] : port_vni_refs_) out.push_back(vni);
+  return out;
+}
+
+std::size_t Controller::plannedRuleCount() const {
+  std::size_t n = planner_->hostRules(portVnis()).size() + intent_.remotes.size();
+  for (const auto& p : intent_.ports)
+    if (auto r = planner_->portRules(p)) n += r->size();
+  return n;
+}
+
+std::vector<flowrules::FlowRule> Controller::plannedRules(std::size_t offset,
+                                                          std::size_t limit) const {
+  std::vector<flowrules::FlowRule> out;
+  auto take = [&](std::vector<flowrules::FlowRule>& rules) {
+    for (auto& r : rules) {
+      if (out.size() >= limit) return;
+      if (offset > 0) {
+        --offset;
+        continue;
+      }
+      out.push_back(std::move(r));
+    }
+  };
+  for (const auto& p : intent_.ports) {
+    if (out.size() >= limit) return out;
+    if (auto r = planner_->portRules(p)) {
+      if (offset >= r->size()) {
+        offset -= r->size();
+        continue;
+      }
+      take(*r);
+    }
+  }
+  auto host = planner_->hostRules(portVnis());
+  take(host);
+  if (offset >= intent_.remotes.size()) return out;
+  for (std::size_t i = offset; i < intent_.remotes.size() && out.size() < limit; ++i)
+    out.push_back(planner_->remoteRule(intent_.remotes[i]));
+  return out;
+}
+
+std::optional<flowrules::FlowRule> Controller::plannedRule(flowrules::RuleId id) const {
+  const auto* applied = applier_->find(id);
+  if (!applied) return std::nullopt;
+  const auto owner = applied->rule.owner;
+  for (const auto& p : intent_.ports)
+    if (flowrules::portOwner(p.key) == owner)
+      if (auto rules = planner_->portRules(p))
+        for (auto& r : *rules)
+          if (r.id == id) return std::move(r);
+  for (auto& r : planner_->hostRules(portVnis()))
+    if (r.id == id) return std::move(r);
+  for (const auto& remote : intent_.remotes)
+    if (flowrules::remoteOwner(remote.address) == owner) {
+      auto r = planner_->remoteRule(remote);
+      if (r.id == id) return r;
+    }
+  return std::nullopt;
+}
+
+namespace {
+
+// The process's memory: resident set (/proc/self/statm) and the heap in
+// use (glibc's mallinfo2: the controller's own state, the simulated
+// devices' when they run in-process).
+json memoryJson() {
+  json out = json::object();
+  std::FILE* f = std::fopen("/proc/self/statm", "re");
+  if (f) {
+    unsigned long size = 0, resident = 0;
+    if (std::fscanf(f, "%lu %lu", &size, &resident) == 2)
+      out["rss_bytes"] = static_cast<std::uint64_t>(resident) *
+                         static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+    std::fclose(f);
+  }
+  const struct mallinfo2 mi = ::mallinfo2();
+  out["heap_bytes"] = static_cast<std::uint64_t>(mi.uordblks + mi.hblkhd);
+  return out;
+}
+
+}  // namespace
+
+json Controller::statusJson() const {
+  const auto& c = applier_->counters();
+  const auto uptime =
+      std::chrono::duration_cast<std::chrono::seconds>(options_.now() - started_).count();
+  std::size_t degraded = 0;
+  for (const auto& p : intent_.ports)
+    if (portJson(p, false)["state"] == "degraded") ++degraded;
+  return {{"host", host_.name},
+          {"profile", profile_.name},
+          {"underlay", model::toString(host_.underlay)},
+          {"backends",
+           {{"flow", applier_->backend().capabilities().backend},
+            {"software_path", backends_.software_path ? "kernel" : "none"}}},
+          {"ports", intent_.ports.size()},
+          {"ports_degraded", degraded},
+          {"remotes", intent_.remotes.size()},
+          {"vfs",
+           {{"pf", vf_pool_.pfPci()},
+            {"assigned", vf_pool_.assignedCount()},
+            {"free", vf_pool_.freeCount()}}},
+          {"rules", {{"hw", c.hw}, {"sw", c.sw}, {"refused", c.refused()}}},
+          {"software_path", {{"objects", sw_objects_}, {"failed", sw_failures_.size()}}},
+          {"last_pass", last_pass_summary_},
+          {"full_pass_running", full_pass_ != nullptr},
+          {"memory", memoryJson()},
+          {"uptime_s", uptime},
+          {"state_file", store_.path()},
+          {"state_journal",
+           {{"bytes", store_.stats().journal_bytes},
+            {"compactions", store_.stats().compactions},
+            {"compaction_failures", store_.stats().compaction_failures},
+            {"last_compaction_ms", store_.stats().last_compaction_ms}}}};
+}
+
+json Controller::read(const json& req, Error& error) {
+  const std::string op = req["op"].get<std::string>();
+  auto fail = [&](Error e) {
+    error = std::move(e);
+    return json();
+  };
+  if (op == "status") {
+    if (auto s = onlyKeys(req, {}); !s) return fail(s.error());
+    return statusJson();
+  }
+  if (op == "port.get") {
+    if (auto s = onlyKeys(req, {"vm", "nic"}); !s) return fail(s.error());
+    auto key = portKeyOf(req);
+    if (!key) return fail(key.error());
+    const auto* p = findPort(*key);
+    if (!p)
+      return fail(requestError(ErrorCode::kNotFound, "port", key->str(), "no port " + key->str()));
+    return portJson(*p);
+  }
+  if (op == "port.list") {
+    // Optional "vm": only that domain's ports (the hook's release path).
+    if (auto s = onlyKeys(req, {"vm"}); !s) return fail(s.error());
+    std::optional<std::string> vm;
+    if (req.contains("vm")) {
+      auto uuid = requiredString(req, "vm", "a domain UUID");
+      if (!uuid) return fail(uuid.error());
+      vm = std::move(uuid).value();
+    }
+    json out = json::array();
+    for (const auto& p : intent_.ports)
+      if (!vm || p.key.vm == *vm) out.push_back(portJson(p, false));
+    return out;
+  }
+  if (op == "remote.list") {
+    if (auto s = onlyKeys(req, {"offset", "limit", "origin"}); !s) return fail(s.error());
+    auto page = pageOf(req);
+    if (!page) return fail(page.error());
+    std::optional<std::string> origin;
+    if (req.contains("origin")) {
+      auto o = requiredString(req, "origin", "an origin name");
+      if (!o) return fail(o.error());
+      origin = std::move(o).value();
+    }
+    json list = json::array();
+    std::size_t skipped = 0, i = 0;
+    for (; i < intent_.remotes.size() && list.size() < page->limit; ++i) {
+      const auto& r = intent_.remotes[i];
+      if (origin && r.origin != *origin) continue;
+      if (skipped < page->offset) {
+        ++skipped;
+        continue;
+      }
+      json j = model::toJson(r);
+      j["origin"] = r.origin;
+      list.push_back(std::move(j));
+    }
+    if (!page->paged) return list;
+    const bool more =
+        origin ? i < intent_.remotes.size() : page->offset + list.size() < intent_.remotes.size();
+    return {{"remotes", std::move(list)},
+            {"next", more ? json(page->offset + list.size()) : json()},
+            {"total", origin ? json() : json(intent_.remotes.size())}};
+  }
+  if (op == "rules") {
+    if (auto s = onlyKeys(req, {"testpmd", "offset", "limit"}); !s) return fail(s.error());
+    const auto testpmd = optionalBool(req, "testpmd", false);
+    if (!testpmd) return fail(testpmd.error());
+    auto page = pageOf(req);
+    if (!page) return fail(page.error());
+    const auto ports = flowrules::PortNumbering::fromHost(host_);
+    json list = json::array();
+    for (const auto& planned : plannedRules(page->offset, page->limit)) {
+      const auto* a = applier_->find(planned.id);
+      const auto r = a ? a->effective(planned) : planned;
+      json j = flowrules::toJson(r, profile_);
+      if (a) j["reason"] = flowrules::describeApplied(*a, profile_);
+      if (*testpmd) j["testpmd"] = flowrules::renderTestpmd(r, ports);
+      list.push_back(std::move(j));
+    }
+    if (!page->paged) return list;
+    const std::size_t total = plannedRuleCount();
+    const std::size_t next = page->offset + list.size();
+    return {
+        {"rules", std::move(list)}, {"next", next < total ? json(next) : json()}, {"total", total}};
+  }
+  if (op == "explain") {
+    if (auto s = onlyKeys(req, {"rule"}); !s) return fail(s.error());
+    auto rule = requiredString(req, "rule", "a rule id");
+    if (!rule) return fail(rule.error());
+    const std::string text = std::move(rule).value();
+    auto id = flowrules::parseRuleId(text);
+    if (!id)
+      return fail(
+          requestError(ErrorCode::kInvalidValue, "rule", text, "'" + text + "' is not a rule id"));
+    const auto* a = applier_->find(*id);
+    if (!a) return fail(requestError(ErrorCode::kNotFound, "rule", text, "no rule " + text));
+    const auto planned = plannedRule(*id);
+    if (!planned) return fail(requestError(ErrorCode::kNotFound, "rule", text, "no rule " + text));
+    const auto eff = a->effective(*planned);
+    return {{"rule", flowrules::toJson(eff, profile_)},
+            {"explanation", flowrules::explainRule(eff, profile_)},
+            {"reason", flowrules::describeApplied(*a, profile_)},
+            {"testpmd", flowrules::renderTestpmd(eff, flowrules::PortNumbering::fromHost(host_))}};
+  }
+  if (op == "counters") {
+    if (auto s = onlyKeys(req, {}); !s) return fail(s.error());
+    const auto& c = applier_->counters();
+    json by_reason = json::object();
+    for (std::size_t i = 1; i < c.sw_by_reason.size(); ++i)
+      by_reason[flowrules::reasonCodeName(i)] = c.sw_by_reason[i];
+    return {{"flow",
+             {{"backend", applier_->backend().capabilities().backend},
+              {"rules_hw", c.hw},
+              {"rules_sw", c.sw},
+              {"sw_by_reason", by_reason},
+              {"validations", c.validations},
+              {"creations", c.creations},
+              {"destructions", c.destructions},
+              {"refusals", c.refusals},
+              {"destroy_failures", c.destroy_failures}}},
+            {"software_path",
+             {{"operations", counters_.sw_ops},
+              {"failures", counters_.sw_failures},
+              {"objects_failed_now", sw_failures_.size()}}},
+            {"nic",
+             {{"managed", backends_.nic != nullptr},
+              {"operations", counters_.nic_ops},
+              {"failures", counters_.nic_failures},
+              {"vf_macs_set", vf_macs_.size()}}},
+            {"vdpa",
+             {{"backend", backends_.vdpa ? model::toString(backends_.vdpa->kind()) : "none"},
+              {"operations", counters_.vdpa_ops},
+              {"failures", counters_.vdpa_failures},
+              {"devices", vdpa_devices_.size()}}},
+            {"controller",
+             {{"reconcile_passes", counters_.reconcile_passes},
+              {"full_passes", counters_.full_passes},
+              {"retries", counters_.retries},
+              {"state_saves", counters_.state_saves},
+              {"state_save_failures", counters_.state_save_failures},
+              {"requests_refused", counters_.requests_refused},
+              {"internal_errors", counters_.internal_errors}}}};
+  }
+  if (op == "reconcile") {
+    if (auto s = onlyKeys(req, {}); !s) return fail(s.error());
+    return reconcileAll();
+  }
+  return fail(requestError(
+      ErrorCode::kInvalidValue, "op", op,
+      "unknown op '" + op +
+          "' (ops: status, port.add, port.remove, port.get, port.list, remote.add, remote.remove, "
+          "remote.sync, remote.list, batch, rules, explain, counters, reconcile)"));
+}
+
+}  // namespace nicoffload::offload

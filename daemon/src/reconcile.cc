@@ -1,0 +1,641 @@
+// Controller: reconciliation: the incremental pass over what a batch touched, and the full pass,
+// the safety net.
+#include <malloc.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <future>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <unordered_set>
+
+#include "controller_types.h"
+#include "nicoffload/daemon/controller.h"
+#include "nicoffload/flowrules/render.h"
+#include "request_fields.h"
+
+namespace nicoffload::offload {
+
+namespace {
+
+// The netdev a sysctl path names: "ipv4/conf/<dev>/x", "ipv4/neigh/<dev>/x".
+std::string_view sysctlDevice(std::string_view path) {
+  for (std::string_view prefix : {"ipv4/conf/", "ipv4/neigh/"}) {
+    if (path.substr(0, prefix.size()) != prefix) continue;
+    const auto rest = path.substr(prefix.size());
+    return rest.substr(0, rest.find('/'));
+  }
+  return {};
+}
+
+bool isVxlanDevice(std::string_view dev) {
+  return dev.substr(0, std::string_view(flowrules::kVxlanDevicePrefix).size()) ==
+         flowrules::kVxlanDevicePrefix;
+}
+
+}  // namespace
+
+Controller::FullPassComputed Controller::computeFullPass(
+    const model::Intent& intent, const model::HwProfile& profile,
+    const std::vector<flowrules::HwApplier::HeldRule>& held, SoftwarePath* path,
+    ReadBackScope scope) {
+  using Code = flowrules::PlacementReason::Code;
+  FullPassComputed out;
+  flowrules::DesiredState plan;
+  out.planned = flowrules::planInto(intent, profile, {.skip_validation = true}, plan);
+  if (!out.planned) return out;
+  out.rules = plan.rules.size();
+  for (const auto& r : plan.rules) {
+    if (r.placement == flowrules::Placement::kHw || r.reason.code == Code::kTableFull)
+      ++out.hw_placeable_by_group[r.attr.group];
+    else if (r.cls == flowrules::RuleClass::kLocalDelivery &&
+             r.attr.group == flowrules::kFibGroup && r.reason.code != Code::kFollows)
+      ++out.sw_delivery_rules;
+  }
+  out.sw_objects = plan.sw.size();
+  std::unordered_map<flowrules::RuleId, const flowrules::HwApplier::HeldRule*> by_id;
+  by_id.reserve(held.size());
+  for (const auto& h : held) by_id.emplace(h.id, &h);
+  std::unordered_set<flowrules::RuleId> upserted;
+  for (auto& r : plan.rules) {
+    const auto it = by_id.find(r.id);
+    if (it != by_id.end() && !it->second->retry && it->second->owner == r.owner &&
+        it->second->content == flowrules::contentHash(r)) {
+      by_id.erase(it);
+      continue;
+    }
+    if (it != by_id.end()) by_id.erase(it);
+    upserted.insert(r.id);
+    out.upsert.push_back(std::move(r));
+  }
+  for (const auto& [id, h] : by_id) out.remove.push_back(*h);  // held, not planned
+  if (!out.upsert.empty()) {
+    // Dependencies are derived from the rules: plan() again is not needed,
+    // the ids suffice (the upserted ones are all that changes).
+    for (const auto& d : flowrules::ruleDependencies(intent, out.upsert))
+      if (upserted.count(d.follower)) out.dependencies.push_back(d);
+  }
+  if (path) {
+    auto rb = path->readBack(plan.sw, scope);
+    if (rb) {
+      out.sw = splitDiff(flowrules::diff(plan.sw, *rb));
+    } else {
+      out.read_back_error = rb.error();
+    }
+  }
+  return out;
+}
+
+bool Controller::fullPassRunning() const { return full_pass_ != nullptr; }
+
+void Controller::startFullPass(bool verify) {
+  if (full_pass_) return;
+  full_pass_ = std::make_unique<FullPass>();
+  full_pass_->verify = verify;
+  full_pass_->started = SteadyClock::now();
+  if (verify) full_pass_->to_verify = applier_->hardwareRuleIds();
+}
+
+// Runs the pass until it is done (inline) or its slice of this loop turn is
+// used up (background). Returns the pass's result once it is over.
+std::optional<Controller::PassResult> Controller::stepFullPass(bool inline_all) {
+  auto& pass = *full_pass_;
+  const auto deadline = SteadyClock::now() + options_.slice_budget;
+  if (pass.phase == FullPass::Phase::kVerify) {
+    constexpr std::size_t kChunk = 256;
+    while (pass.cursor < pass.to_verify.size()) {
+      const auto n = std::min(kChunk, pass.to_verify.size() - pass.cursor);
+      pass.vanished += applier_->verifyInstalled(
+          std::span<const flowrules::RuleId>(pass.to_verify).subspan(pass.cursor, n));
+      pass.cursor += n;
+      if (!inline_all && SteadyClock::now() >= deadline) return std::nullopt;
+    }
+    std::vector<flowrules::RuleId>().swap(pass.to_verify);
+    if (pass.vanished)
+      spdlog::warn("flow backend: {} rules vanished from the device; reinstalling", pass.vanished);
+    pass.phase = FullPass::Phase::kCompute;
+    pass.copied = true;
+    SoftwarePath* path = backends_.software_path.get();
+    const ReadBackScope scope{host_.route_table, host_.route_protocol};
+    if (inline_all || !options_.background_full_pass) {
+      std::promise<FullPassComputed> done;
+      try {
+        done.set_value(computeFullPass(intent_, profile_, applier_->heldRules(), path, scope));
+      } catch (...) {
+        done.set_exception(std::current_exception());  // rethrown below, as a worker's would be
+      }
+      pass.computed = done.get_future();
+    } else {
+      pass.computed = std::async(std::launch::async, [intent = intent_, profile = profile_,
+                                                      held = applier_->heldRules(), path, scope] {
+        return computeFullPass(intent, profile, held, path, scope);
+      });
+    }
+  }
+  if (pass.phase == FullPass::Phase::kCompute) {
+    if (!inline_all && pass.computed.wait_for(std::chrono::seconds(0)) != std::future_status::ready)
+      return std::nullopt;
+    pass.phase = FullPass::Phase::kRepair;
+  }
+  std::optional<PassResult> result;
+  try {
+    result = repairFullPass(pass.computed.get());  // get() rethrows what the worker threw
+  } catch (...) {
+    full_pass_.reset();
+    throw;
+  }
+  full_pass_.reset();
+  return result;
+}
+
+// Records what a batch touched while a full pass's copy is out, so that the
+// repair leaves it alone.
+void Controller::noteTouchedDuringFullPass(const flowrules::SoftwarePathState& sw_old,
+                                           const flowrules::SoftwarePathState& sw_new, bool derived,
+                                           std::size_t failures) {
+  if (!full_pass_ || !full_pass_->copied) return;
+  auto& pass = *full_pass_;
+  for (const auto& [key, before] : touched_ports_) {
+    pass.owners.insert(flowrules::portOwner(key));
+    for (const model::Port* p :
+         {before ? &*before : nullptr, static_cast<const model::Port*>(findPort(key))}) {
+      if (!p) continue;
+      for (const auto a : p->addresses) pass.addresses.insert(a);
+      pass.devices.insert(p->representorName());
+    }
+  }
+  for (const auto& [address, before] : touched_remotes_) {
+    pass.owners.insert(flowrules::remoteOwner(address));
+    pass.addresses.insert(address);
+  }
+  for (const auto* s : {&sw_old, &sw_new})
+    for (const auto& r : s->routes) pass.addresses.insert(r.dst.addr);
+  pass.derived = pass.derived || derived;
+  pass.batch_failures += failures;
+}
+
+Controller::PassResult Controller::repairFullPass(FullPassComputed computed) {
+  PassResult result;
+  ++counters_.reconcile_passes;
+  ++counters_.full_passes;
+  if (!computed.planned) {
+    // The intent was admitted piece by piece; a plan error here is a bug.
+    spdlog::error("plan failed: {}", computed.planned.error().describe());
+    result.failures = 1;
+    last_pass_summary_ = "plan failed: " + computed.planned.error().describe();
+    return result;
+  }
+  auto& pass = *full_pass_;
+  const bool quiet = pass.owners.empty() && !pass.derived;  // nothing changed meanwhile
+  auto skipRule = [&](flowrules::OwnerId owner, flowrules::RuleClass cls) {
+    return pass.owners.count(owner) ||
+           (pass.derived && (cls == flowrules::RuleClass::kVxlanIngress));
+  };
+  std::vector<flowrules::FlowRule> upsert;
+  std::unordered_set<flowrules::RuleId> kept;
+  for (auto& r : computed.upsert)
+    if (!skipRule(r.owner, r.cls)) {
+      kept.insert(r.id);
+      upsert.push_back(std::move(r));
+    }
+  std::vector<flowrules::RuleId> remove;
+  for (const auto& h : computed.remove)
+    if (!skipRule(h.owner, h.cls)) remove.push_back(h.id);
+  std::vector<flowrules::RuleDependency> deps;
+  for (const auto& d : computed.dependencies)
+    if (kept.count(d.follower)) deps.push_back(d);
+  const auto hw = applier_->applyDelta(upsert, remove, deps);
+  applier_->fullPassDone();
+  for (const auto& e : hw.failures) {
+    ++result.failures;
+    spdlog::error("flow: {}", e.describe());
+  }
+  if (hw.created || hw.destroyed || hw.refused)
+    spdlog::info("flow: {} created, {} destroyed, {} refused by the device (now sw)", hw.created,
+                 hw.destroyed, hw.refused);
+  if (quiet) {
+    hw_placeable_by_group_ = std::move(computed.hw_placeable_by_group);
+    sw_delivery_rules_ = computed.sw_delivery_rules;
+    sw_objects_ = computed.sw_objects;
+  }
+
+  if (computed.read_back_error) {
+    ++result.failures;
+    spdlog::error("software path read-back: {}", computed.read_back_error->describe());
+  } else if (computed.sw && backends_.software_path) {
+    auto skipDev = [&](std::string_view dev) {
+      return pass.devices.count(std::string(dev)) > 0 || (pass.derived && isVxlanDevice(dev));
+    };
+    auto keep = [&](flowrules::SoftwarePathState& s) {
+      auto erase = [](auto& v, auto&& drop) { std::erase_if(v, drop); };
+      erase(s.routes, [&](const auto& r) { return pass.addresses.count(r.dst.addr) > 0; });
+      erase(s.neighbours,
+            [&](const auto& n) { return pass.addresses.count(n.ip) > 0 || skipDev(n.dev); });
+      erase(s.sysctls, [&](const auto& x) { return skipDev(sysctlDevice(x.path)); });
+      erase(s.links, [&](const auto& x) { return skipDev(x.dev); });
+      erase(s.vxlan_devices, [&](const auto&) { return pass.derived; });
+      erase(s.fdb, [&](const auto&) { return pass.derived; });
+    };
+    keep(computed.sw->apply);
+    keep(computed.sw->remove);
+    sw_failures_.clear();
+    const std::size_t changes = computed.sw->apply.size() + computed.sw->remove.size();
+    if (changes) {
+      auto& path = *backends_.software_path;
+      const auto removed = path.remove(computed.sw->remove);
+      const auto applied = path.apply(computed.sw->apply);
+      counters_.sw_ops +=
+          removed.succeeded + applied.succeeded + removed.failures.size() + applied.failures.size();
+      for (const auto* r : {&removed, &applied})
+        for (const auto& f : r->failures) {
+          ++counters_.sw_failures;
+          ++result.failures;
+          sw_failures_[f.object] = f.error;
+          spdlog::error("software path: {}: {}", f.object, f.error.message);
+        }
+      spdlog::info("software path: {} objects repaired ({} failed)", changes, sw_failures_.size());
+    }
+  }
+  result.failures += pass.batch_failures;  // keep their retry
+  ::malloc_trim(0);                        // the whole plan and the read-back were transient
+  reconcileDevices(result, nullptr);
+  const auto& c = applier_->counters();
+  last_pass_summary_ = "full pass: rules hw " + std::to_string(c.hw) + ", sw " +
+                       std::to_string(c.sw) + "; kernel objects " + std::to_string(sw_objects_) +
+                       ", failed " + std::to_string(sw_failures_.size()) + "; took " +
+                       std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          SteadyClock::now() - pass.started)
+                                          .count()) +
+                       " ms";
+  return result;
+}
+
+Controller::PassResult Controller::reconcile(bool verify) {
+  full_pass_.reset();  // a pass in flight is replaced (its worker is waited for)
+  startFullPass(verify);
+  return *stepFullPass(true);
+}
+
+namespace {
+
+template <class T>
+void sortKind(std::vector<T>& v) {
+  std::sort(v.begin(), v.end(), [](const T& a, const T& b) { return a.key() < b.key(); });
+}
+
+void sortState(flowrules::SoftwarePathState& s) {
+  sortKind(s.sysctls);
+  sortKind(s.links);
+  sortKind(s.addresses);
+  sortKind(s.vxlan_devices);
+  sortKind(s.fdb);
+  sortKind(s.neighbours);
+  sortKind(s.routes);
+}
+
+std::uint64_t vtepKey(std::uint32_t vni, Ipv4Addr vtep) {
+  return (std::uint64_t{vni} << 32) | vtep.value;
+}
+
+}  // namespace
+
+bool Controller::coupled() const {
+  for (const auto& [group, n] : hw_placeable_by_group_) {
+    const std::uint32_t cap = group >= profile_.max_groups ? 0 : profile_.groupCapacity(group);
+    if (n > cap) return true;
+  }
+  return host_.underlay == model::UnderlayMode::kVxlan && sw_delivery_rules_ > 0;
+}
+
+void Controller::recount(const flowrules::DesiredState& plan) {
+  using Code = flowrules::PlacementReason::Code;
+  hw_placeable_by_group_.clear();
+  sw_delivery_rules_ = 0;
+  for (const auto& r : plan.rules) {
+    if (r.placement == flowrules::Placement::kHw || r.reason.code == Code::kTableFull)
+      ++hw_placeable_by_group_[r.attr.group];
+    else if (r.cls == flowrules::RuleClass::kLocalDelivery &&
+             r.attr.group == flowrules::kFibGroup && r.reason.code != Code::kFollows)
+      ++sw_delivery_rules_;
+  }
+  sw_objects_ = plan.sw.size();
+}
+
+// Plans the owners the batch touched, before and after, and drives each
+// backend with the difference only. What plan() derives from many owners is
+// kept as counts: the VNIs local ports use (decap rules), the VNIs in use
+// and the remote VTEPs (VXLAN devices, FDB entries), the rules each table
+// would hold. When plan() would couple owners (a table over its capacity,
+// a delivery rule in software with VXLAN) the whole intent is planned.
+Controller::PassResult Controller::reconcileTouched() {
+  using flowrules::FlowRule;
+  using flowrules::Placement;
+  using Code = flowrules::PlacementReason::Code;
+  const bool was_coupled = coupled();
+  const bool vxlan = host_.underlay == model::UnderlayMode::kVxlan;
+  std::vector<FlowRule> upsert;
+  std::vector<flowrules::RuleId> remove;
+  std::vector<flowrules::RuleDependency> deps;
+  flowrules::SoftwarePathState sw_old, sw_new;  // kernel objects of the touched owners
+
+  auto count = [&](const FlowRule& r, int sign) {
+    const auto add = [sign](auto& n) { n = sign > 0 ? n + 1 : n - 1; };
+    if (r.placement == Placement::kHw) {
+      add(hw_placeable_by_group_[r.attr.group]);
+    } else if (r.cls == flowrules::RuleClass::kLocalDelivery &&
+               r.attr.group == flowrules::kFibGroup && r.reason.code != Code::kFollows) {
+      add(sw_delivery_rules_);
+    }
+  };
+  auto change = [&](std::vector<FlowRule> old_rules, std::vector<FlowRule> new_rules) {
+    for (const auto& r : old_rules) count(r, -1);
+    for (const auto& r : new_rules) count(r, +1);
+    for (const auto& r : old_rules)
+      if (std::none_of(new_rules.begin(), new_rules.end(),
+                       [&](const FlowRule& n) { return n.id == r.id; }))
+        remove.push_back(r.id);
+    for (auto& r : new_rules) upsert.push_back(std::move(r));
+  };
+  std::map<std::uint32_t, int> port_vni_delta, vni_delta;
+  std::unordered_map<std::uint64_t, int> vtep_delta;
+
+  for (const auto& [key, before] : touched_ports_) {
+    const model::Port* now = findPort(key);
+    std::vector<FlowRule> old_rules, new_rules;
+    if (before) {
+      if (auto r = planner_->portRules(*before)) old_rules = std::move(r).value();
+      planner_->portObjects(*before, sw_old);
+      if (vxlan) {
+        --port_vni_delta[planner_->vniOf(*before)];
+        --vni_delta[planner_->vniOf(*before)];
+      }
+    }
+    if (now) {
+      auto r = planner_->portRules(*now);
+      if (!r)
+        throw std::runtime_error("planning admitted port " + key.str() + ": " +
+                                 r.error().describe());
+      new_rules = std::move(r).value();
+      for (auto& d : flowrules::portRuleDependencies(new_rules)) deps.push_back(d);
+      planner_->portObjects(*now, sw_new);
+      if (vxlan) {
+        ++port_vni_delta[planner_->vniOf(*now)];
+        ++vni_delta[planner_->vniOf(*now)];
+      }
+    }
+    change(std::move(old_rules), std::move(new_rules));
+  }
+  for (const auto& [address, before] : touched_remotes_) {
+    const model::RemoteEndpoint* now = findRemote(address);
+    std::vector<FlowRule> old_rules, new_rules;
+    if (before) {
+      old_rules.push_back(planner_->remoteRule(*before));
+      planner_->remoteObjects(*before, sw_old);
+      if (vxlan) {
+        --vni_delta[planner_->vniOf(*before)];
+        --vtep_delta[vtepKey(planner_->vniOf(*before), *before->vtep)];
+      }
+    }
+    if (now) {
+      new_rules.push_back(planner_->remoteRule(*now));
+      planner_->remoteObjects(*now, sw_new);
+      if (vxlan) {
+        ++vni_delta[planner_->vniOf(*now)];
+        ++vtep_delta[vtepKey(planner_->vniOf(*now), *now->vtep)];
+      }
+    }
+    change(std::move(old_rules), std::move(new_rules));
+  }
+  // What appears or disappears with the first or last user of a VNI / VTEP.
+  bool derived = false;  // a VNI or a remote VTEP appeared or vanished
+  auto refs = [&derived](auto& map, auto key, int delta, auto&& appear, auto&& vanish) {
+    if (delta == 0) return;
+    const std::int64_t before = map.count(key) ? map[key] : 0;
+    const std::int64_t after = before + delta;
+    if (after <= 0) {
+      map.erase(key);
+    } else {
+      map[key] = static_cast<std::uint32_t>(after);
+    }
+    if (before == 0 && after > 0) {
+      derived = true;
+      appear();
+    }
+    if (before > 0 && after <= 0) {
+      derived = true;
+      vanish();
+    }
+  };
+  for (const auto& [vni, delta] : port_vni_delta)
+    refs(
+        port_vni_refs_, vni, delta,
+        [&, vni = vni] {
+          auto r = planner_->decapRule(vni);
+          count(r, +1);
+          deps.push_back(flowrules::decapDependency(r));
+          upsert.push_back(std::move(r));
+        },
+        [&, vni = vni] {
+          auto r = planner_->decapRule(vni);
+          count(r, -1);
+          remove.push_back(r.id);
+        });
+  for (const auto& [vni, delta] : vni_delta)
+    refs(
+        vni_refs_, vni, delta, [&, vni = vni] { planner_->vniObjects(vni, sw_new); },
+        [&, vni = vni] { planner_->vniObjects(vni, sw_old); });
+  for (const auto& [key, delta] : vtep_delta) {
+    const auto vni = static_cast<std::uint32_t>(key >> 32);
+    const Ipv4Addr vtep{static_cast<std::uint32_t>(key)};
+    refs(
+        vtep_refs_, key, delta, [&] { planner_->vtepObjects(vni, vtep, sw_new); },
+        [&] { planner_->vtepObjects(vni, vtep, sw_old); });
+  }
+
+  if (was_coupled || coupled()) {
+    spdlog::info("a hardware table is at its capacity{}: planning the whole intent",
+                 vxlan && sw_delivery_rules_ ? " or a delivery rule is in software" : "");
+    return reconcile(false);
+  }
+
+  PassResult result;
+  ++counters_.reconcile_passes;
+  const auto hw = applier_->applyDelta(upsert, remove, deps);
+  for (const auto& e : hw.failures) {
+    ++result.failures;
+    spdlog::error("flow: {}", e.describe());
+  }
+  if (hw.created || hw.destroyed || hw.refused)
+    spdlog::info("flow: {} created, {} destroyed, {} refused by the device (now sw)", hw.created,
+                 hw.destroyed, hw.refused);
+
+  if (backends_.software_path && host_.software_path == model::SoftwarePathKind::kKernel) {
+    sortState(sw_old);
+    sortState(sw_new);
+    sw_objects_ += sw_new.size();
+    sw_objects_ -= std::min(sw_objects_, sw_old.size());
+    const auto d = flowrules::diff(sw_new, sw_old);
+    if (!d.empty()) {
+      auto& path = *backends_.software_path;
+      const auto changes = splitDiff(d);
+      const auto removed = path.remove(changes.remove);
+      const auto applied = path.apply(changes.apply);
+      counters_.sw_ops +=
+          removed.succeeded + applied.succeeded + removed.failures.size() + applied.failures.size();
+      for (const auto* r : {&removed, &applied})
+        for (const auto& f : r->failures) {
+          ++counters_.sw_failures;
+          ++result.failures;
+          sw_failures_[f.object] = f.error;
+          spdlog::error("software path: {}: {}", f.object, f.error.message);
+        }
+      spdlog::info("software path: {} objects changed ({} failed)", d.size(),
+                   result.failures - hw.failures.size());
+    }
+  }
+  reconcileDevices(result, &touched_ports_);
+  noteTouchedDuringFullPass(sw_old, sw_new, derived, result.failures);
+  const auto& c = applier_->counters();
+  last_pass_summary_ = "incremental pass: rules hw " + std::to_string(c.hw) + ", sw " +
+                       std::to_string(c.sw) + "; kernel objects " + std::to_string(sw_objects_) +
+                       ", failed " + std::to_string(sw_failures_.size());
+  return result;
+}
+
+// VF settings and vDPA devices against what the NIC and the vDPA backend
+// hold: all of them (a full pass), or, with `touched` ports, only the VFs
+// and devices those ports held or hold (a batch: O(change)).
+void Controller::reconcileDevices(PassResult& result, const TouchedPorts* touched) {
+  std::map<std::uint16_t, MacAddr> want_vfs;
+  std::map<std::string, vdpa::VdpaDeviceSpec> want_devices;
+  std::set<std::uint16_t> vf_scope;    // with `touched`: the VFs looked at
+  std::set<std::string> device_scope;  // with `touched`: the devices looked at
+  if (touched) {
+    for (const auto& [key, before] : *touched) {
+      if (before && before->vf) vf_scope.insert(*before->vf);
+      device_scope.insert(vdpa::deviceName(key));
+      const model::Port* now = findPort(key);
+      if (!now) continue;
+      vf_scope.insert(*now->vf);
+      want_vfs[*now->vf] = now->mac;
+      if (auto spec = flowrules::planVdpaDevice(host_, *now)) want_devices[spec->name] = *spec;
+    }
+    for (const auto vf : vf_scope) device_failures_.erase("vf " + std::to_string(vf));
+    for (const auto& name : device_scope) device_failures_.erase("vdpa " + name);
+  } else {
+    flowrules::DesiredState devices;
+    flowrules::planDevices(intent_, devices);
+    for (const auto& v : devices.vfs) want_vfs[v.vf] = v.mac;
+    for (auto& d : devices.vdpa_devices) want_devices[d.name] = std::move(d);
+    device_failures_.clear();
+  }
+  auto failed = [&](const std::string& what, const Error& e, std::uint64_t& counter) {
+    ++counter;
+    ++result.failures;
+    device_failures_[what] = e;
+    spdlog::error("{}: {}", what, e.describe());
+  };
+  if (backends_.nic) {
+    for (const auto& [vf, mac] : want_vfs) {
+      auto it = vf_macs_.find(vf);
+      if (it != vf_macs_.end() && it->second == mac) continue;
+      ++counters_.nic_ops;
+      if (auto s = backends_.nic->setVfMac(vf, mac); !s) {
+        failed("vf " + std::to_string(vf), s.error(), counters_.nic_failures);
+        continue;
+      }
+      spdlog::info("nic: vf {} mac {}", vf, mac.str());
+      vf_macs_[vf] = mac;
+    }
+    std::vector<std::uint16_t> unwanted;
+    if (touched) {
+      for (const auto vf : vf_scope)
+        if (!want_vfs.count(vf) && vf_macs_.count(vf)) unwanted.push_back(vf);
+    } else {
+      for (const auto& [vf, mac] : vf_macs_)
+        if (!want_vfs.count(vf)) unwanted.push_back(vf);
+    }
+    for (const auto vf : unwanted) {
+      ++counters_.nic_ops;
+      if (auto s = backends_.nic->releaseVf(vf); !s) {
+        failed("vf " + std::to_string(vf), s.error(), counters_.nic_failures);
+        continue;
+      }
+      spdlog::info("nic: vf {} released (MAC scrubbed)", vf);
+      vf_macs_.erase(vf);
+    }
+  }
+  if (backends_.vdpa) {
+    std::vector<std::string> names;  // held, in scope
+    if (touched) {
+      for (const auto& name : device_scope)
+        if (vdpa_devices_.count(name)) names.push_back(name);
+    } else {
+      for (const auto& [name, dev] : vdpa_devices_) names.push_back(name);
+    }
+    for (const auto& name : names) {  // gone or changed first
+      const auto& held = vdpa_devices_.at(name);
+      auto w = want_devices.find(name);
+      const bool keep = w != want_devices.end() && held.vf == w->second.vf &&
+                        (!held.mac || *held.mac == w->second.mac);
+      if (keep) continue;
+      ++counters_.vdpa_ops;
+      if (auto s = backends_.vdpa->destroy(name); !s) {
+        failed("vdpa " + name, s.error(), counters_.vdpa_failures);
+        continue;
+      }
+      spdlog::info("vdpa: {} destroyed", name);
+      vdpa_devices_.erase(name);
+    }
+    for (const auto& [name, spec] : want_devices) {
+      if (vdpa_devices_.count(name)) continue;
+      if (spec.kind != backends_.vdpa->kind()) {
+        failed("vdpa " + name,
+               makeError(ErrorCode::kUnsupported, "port.vdpa", model::toString(spec.kind),
+                         std::string("port ") + spec.port.str() + " asks for vDPA '" +
+                             model::toString(spec.kind) + "' but this host runs the '" +
+                             model::toString(backends_.vdpa->kind()) + "' backend"),
+               counters_.vdpa_failures);
+        continue;
+      }
+      ++counters_.vdpa_ops;
+      auto dev = backends_.vdpa->create(spec);
+      if (!dev) {
+        failed("vdpa " + name, dev.error(), counters_.vdpa_failures);
+        continue;
+      }
+      spdlog::info("vdpa: {} created on vf {} ({})", name, spec.vf,
+                   dev->vhost_vdpa_path.empty() ? dev->socket_path : dev->vhost_vdpa_path);
+      vdpa_devices_[name] = std::move(dev).value();
+    }
+  }
+}
+
+void Controller::scheduleRetry(bool failed) {
+  if (!failed) {
+    consecutive_failures_ = 0;
+    backoff_ = std::chrono::milliseconds(0);
+    next_retry_ = SteadyClock::time_point::max();
+    return;
+  }
+  ++consecutive_failures_;
+  backoff_ =
+      backoff_.count() == 0 ? options_.retry_min : std::min(backoff_ * 2, options_.retry_max);
+  next_retry_ = options_.now() + backoff_;
+  spdlog::warn("reconcile left failures; retry #{} in {} ms", consecutive_failures_,
+               backoff_.count());
+}
+
+void Controller::requestFullPass() { next_full_ = options_.now(); }
+
+json Controller::reconcileAll() {
+  const auto pass = reconcile(true);
+  scheduleRetry(pass.failures > 0);
+  next_full_ = options_.now() + options_.reconcile_interval;
+  return {{"failures", pass.failures}, {"summary", last_pass_summary_}};
+}
+
+}  // namespace nicoffload::offload
