@@ -131,7 +131,11 @@ std::optional<Controller::PassResult> Controller::stepFullPass(bool inline_all) 
     } else {
       pass.computed = std::async(std::launch::async, [intent = intent_, profile = profile_,
                                                       held = applier_->heldRules(), path, scope] {
-        return computeFullPass(intent, profile, held, path, scope);
+        auto computed = computeFullPass(intent, profile, held, path, scope);
+            // The whole plan and the read-back were transient: give their
+            // pages back here, off the loop's thread.
+            ::malloc_trim(0);
+            return computed;
       });
     }
   }
@@ -260,7 +264,6 @@ Controller::PassResult Controller::repairFullPass(FullPassComputed computed) {
     }
   }
   result.failures += pass.batch_failures;  // keep their retry
-  ::malloc_trim(0);                        // the whole plan and the read-back were transient
   reconcileDevices(result, nullptr);
   const auto& c = applier_->counters();
   last_pass_summary_ = "full pass: rules hw " + std::to_string(c.hw) + ", sw " +

@@ -226,16 +226,25 @@ void HwApplier::place(const FlowRule& rule, HwApplyReport& report) {
   ++report.created;
 }
 
-void HwApplier::cascade(HwApplyReport& report) {
+void HwApplier::cascade(HwApplyReport& report, const std::vector<RuleId>* candidates) {
   // Followers in hardware whose leader ended in software (refused, or a
   // changed leader the device no longer takes). One pass: leaders never
-  // follow anything.
+  // follow anything. `candidates`: only these followers (applyDelta: the
+  // rules it placed, and the followers of a class), else every one.
   std::vector<AppliedRule*> todo;
-  for (const auto& [follower, leaders] : leaders_) {
+  auto consider = [&](RuleId follower) {
     auto f = installed_.find(follower);
-    if (f == installed_.end() || f->second.placement != Placement::kHw) continue;
+    if (f == installed_.end() || f->second.placement != Placement::kHw) return;
     todo.push_back(&f->second);
+  };
+  if (candidates) {
+    for (const RuleId id : *candidates)
+      if (leaders_.count(id)) consider(id);
+  } else {
+    for (const auto& [follower, leaders] : leaders_) consider(follower);
   }
+  std::sort(todo.begin(), todo.end());
+  todo.erase(std::unique(todo.begin(), todo.end()), todo.end());
   std::sort(todo.begin(), todo.end(), [](const AppliedRule* a, const AppliedRule* b) {
     return destroyBefore(a->rule, b->rule);
   });
@@ -271,7 +280,11 @@ HwApplyReport HwApplier::apply(std::span<const FlowRule> desired,
                                std::span<const RuleDependency> dependencies) {
   HwApplyReport report;
   leaders_.clear();
-  for (const auto& d : dependencies) leaders_[d.follower].push_back(d);
+  class_followers_.clear();
+  for (const auto& d : dependencies) {
+    leaders_[d.follower].push_back(d);
+    if (d.leader_class) class_followers_.insert(d.follower);
+  }
 
   std::unordered_map<RuleId, const FlowRule*> want;
   want.reserve(desired.size());
@@ -331,7 +344,7 @@ HwApplyReport HwApplier::apply(std::span<const FlowRule> desired,
   room_freed_ = false;
 
   // 3. Followers whose leader is in software leave the hardware.
-  cascade(report);
+  cascade(report, nullptr);
   return report;
 }
 
@@ -339,9 +352,18 @@ HwApplyReport HwApplier::applyDelta(std::span<const FlowRule> upsert,
                                      std::span<const RuleId> remove,
                                      std::span<const RuleDependency> dependencies) {
   HwApplyReport report;
-  for (const auto& r : upsert) leaders_.erase(r.id);
-  for (const RuleId id : remove) leaders_.erase(id);
-  for (const auto& d : dependencies) leaders_[d.follower].push_back(d);
+  for (const auto& r : upsert) {
+    leaders_.erase(r.id);
+    class_followers_.erase(r.id);
+  }
+  for (const RuleId id : remove) {
+    leaders_.erase(id);
+    class_followers_.erase(id);
+  }
+  for (const auto& d : dependencies) {
+    leaders_[d.follower].push_back(d);
+    if (d.leader_class) class_followers_.insert(d.follower);
+  }
 
   // 1. Destroy what goes away, and the hardware rules whose content changes.
   std::vector<AppliedRule*> to_destroy;
@@ -397,8 +419,14 @@ HwApplyReport HwApplier::applyDelta(std::span<const FlowRule> upsert,
             [](const FlowRule* a, const FlowRule* b) { return createBefore(*a, *b); });
   for (const FlowRule* r : queue) place(*r, report);
 
-  // 3. Followers whose leader is in software leave the hardware.
-  cascade(report);
+  // 3. Followers whose leader is in software leave the hardware: those
+  // placed here, and the followers of a whole class (a decap follows every
+  // delivery rule), which any change may concern. O(change + VNIs).
+  std::vector<RuleId> candidates;
+  candidates.reserve(upsert.size() + class_followers_.size());
+  for (const auto& r : upsert) candidates.push_back(r.id);
+  candidates.insert(candidates.end(), class_followers_.begin(), class_followers_.end());
+  cascade(report, &candidates);
   return report;
 }
 

@@ -219,13 +219,14 @@ class HwApplier {
   bool retryable(const AppliedRule& e) const;
   void place(const FlowRule& rule, HwApplyReport& report);
   Status destroyOnDevice(AppliedRule& e);
-  void cascade(HwApplyReport& report);
+  void cascade(HwApplyReport& report, const std::vector<RuleId>* candidates);
   // A leader of `follower` that is not in hardware now, if any.
   std::optional<RuleId> leaderInSoftware(RuleId follower) const;
 
   std::unique_ptr<FlowBackend> backend_;
   std::unordered_map<RuleId, AppliedRule> installed_;
   std::unordered_map<RuleId, std::vector<RuleDependency>> leaders_;  // by follower
+  std::unordered_set<RuleId> class_followers_;  // followers of a whole class (decap rules)
   std::array<std::unordered_set<RuleId>, 6> sw_by_class_;  // rules in effect sw, per RuleClass
   HwApplyCounters counters_;
   bool room_freed_ =
