@@ -342,7 +342,15 @@ bool callDaemonPaged(const DaemonOptions& d, nlohmann::json request, const char*
       return false;
     }
     for (const auto& item : page[key]) each(item);
-    next = page["next"];
+    const auto& after = page["next"];
+    if (!after.is_null() &&
+        (!after.is_number_unsigned() || after.get<std::uint64_t>() <= next.get<std::uint64_t>())) {
+      std::fprintf(stderr, "nicoffloadctl: error: unexpected reply from nicoffloadd (page %s after %s)\n",
+                   after.dump().c_str(), next.dump().c_str());
+      rc = kExitInternal;
+      return false;
+    }
+    next = after;
   }
   return true;
 }

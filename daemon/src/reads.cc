@@ -245,10 +245,10 @@ json Controller::read(const json& req, Error& error) {
       list.push_back(std::move(j));
     }
     if (!page->paged) return list;
-    const bool more =
-        origin ? i < intent_.remotes.size() : page->offset + list.size() < intent_.remotes.size();
+    const std::size_t next = page->offset + list.size();  // before `list` is moved below
+    const bool more = origin ? i < intent_.remotes.size() : next < intent_.remotes.size();
     return {{"remotes", std::move(list)},
-            {"next", more ? json(page->offset + list.size()) : json()},
+            {"next", more ? json(next) : json()},
             {"total", origin ? json() : json(intent_.remotes.size())}};
   }
   if (op == "rules") {

@@ -786,6 +786,12 @@ TEST(Controller, LargeReadsArePaginated) {
   auto r = f.call({{"op", "remote.list"}, {"offset", 20}, {"limit", 10}});
   EXPECT_EQ(r["result"]["remotes"].size(), 5u);
   EXPECT_TRUE(r["result"]["next"].is_null());
+  r = f.call({{"op", "remote.list"}, {"offset", 10}, {"limit", 4}});
+  EXPECT_EQ(r["result"]["remotes"].size(), 4u);
+  EXPECT_EQ(r["result"]["next"], 14) << r.dump();
+  EXPECT_EQ(r["result"]["total"], 25);
+  r = f.call({{"op", "remote.list"}, {"origin", "x"}, {"offset", 0}, {"limit", 10}});
+  EXPECT_EQ(r["result"]["next"], 10) << r.dump();
   r = f.call({{"op", "rules"}, {"limit", 0}});
   EXPECT_EQ(r["error"]["field"], "limit");
   r = f.call({{"op", "rules"}, {"offset", -1}});
