@@ -290,16 +290,22 @@ std::string socketPath(const DaemonOptions& d) {
 }
 
 // Sends one request; prints the error and returns nullopt on failure.
-std::optional<nlohmann::json> callDaemon(const DaemonOptions& d, const nlohmann::json& request, int& rc) {
-  const auto path = socketPath(d);
-  auto client = offload::control::Client::connect(path, d.timeout_ms);
+// Connects to nicoffloadd; on failure says why and sets the exit status.
+std::unique_ptr<offload::control::Client> connectDaemon(const DaemonOptions& d, int& rc) {
+  auto client = offload::control::Client::connect(socketPath(d), d.timeout_ms);
   if (!client) {
     std::fprintf(stderr, "nicoffloadctl: %s\n",
                  printable(client.error().message, kMaxErrorLineBytes).c_str());
     rc = client.error().code == ErrorCode::kNotFound ? kExitNotRunning : kExitInput;
-    return std::nullopt;
+    return nullptr;
   }
-  auto reply = (*client)->call(request, d.timeout_ms);
+  return std::move(client).value();
+}
+
+std::optional<nlohmann::json> callDaemon(const DaemonOptions& d, const nlohmann::json& request, int& rc) {
+  auto client = connectDaemon(d, rc);
+  if (!client) return std::nullopt;
+  auto reply = client->call(request, d.timeout_ms);
   if (!reply) {
     const auto& e = reply.error();
     std::fprintf(stderr, "nicoffloadctl: error: %s\n", printableError(e).c_str());
@@ -317,19 +323,13 @@ std::optional<nlohmann::json> callDaemon(const DaemonOptions& d, const nlohmann:
 bool callDaemonPaged(const DaemonOptions& d, nlohmann::json request, const char* key,
                      const std::function<void(const nlohmann::json&)>& each, int& rc) {
   constexpr std::size_t kPage = 2000;
-  const auto path = socketPath(d);
-  auto client = offload::control::Client::connect(path, d.timeout_ms);
-  if (!client) {
-    std::fprintf(stderr, "nicoffloadctl: %s\n",
-                 printable(client.error().message, kMaxErrorLineBytes).c_str());
-    rc = client.error().code == ErrorCode::kNotFound ? kExitNotRunning : kExitInput;
-    return false;
-  }
+  auto client = connectDaemon(d, rc);
+  if (!client) return false;
   nlohmann::json next = 0;
   while (!next.is_null()) {
     request["offset"] = next;
     request["limit"] = kPage;
-    auto reply = (*client)->call(request, d.timeout_ms);
+    auto reply = client->call(request, d.timeout_ms);
     if (!reply) {
       std::fprintf(stderr, "nicoffloadctl: error: %s\n", printableError(reply.error()).c_str());
       rc = reply.error().code == ErrorCode::kNotFound ? kExitNotFound : kExitInput;

@@ -38,6 +38,36 @@ bool isVxlanDevice(std::string_view dev) {
 
 }  // namespace
 
+// Removes, then applies, kernel objects; each failure is counted, kept for
+// the port's status and logged. Returns how many failed.
+std::size_t Controller::driveKernel(const SwChanges& changes, PassResult& result) {
+  auto& path = *backends_.software_path;
+  const auto removed = path.remove(changes.remove);
+  const auto applied = path.apply(changes.apply);
+  counters_.sw_ops +=
+      removed.succeeded + applied.succeeded + removed.failures.size() + applied.failures.size();
+  std::size_t failed = 0;
+  for (const auto* r : {&removed, &applied})
+    for (const auto& f : r->failures) {
+      ++counters_.sw_failures;
+      ++result.failures;
+      ++failed;
+      sw_failures_[f.object] = f.error;
+      spdlog::error("software path: {}: {}", f.object, f.error.message);
+    }
+  return failed;
+}
+
+void Controller::noteFlowReport(const flowrules::HwApplyReport& hw, PassResult& result) {
+  for (const auto& e : hw.failures) {
+    ++result.failures;
+    spdlog::error("flow: {}", e.describe());
+  }
+  if (hw.created || hw.destroyed || hw.refused)
+    spdlog::info("flow: {} created, {} destroyed, {} refused by the device (now sw)", hw.created,
+                 hw.destroyed, hw.refused);
+}
+
 Controller::FullPassComputed Controller::computeFullPass(
     const model::Intent& intent, const model::HwProfile& profile,
     const std::vector<flowrules::HwApplier::HeldRule>& held, SoftwarePath* path,
@@ -213,13 +243,7 @@ Controller::PassResult Controller::repairFullPass(FullPassComputed computed) {
     if (kept.count(d.follower)) deps.push_back(d);
   const auto hw = applier_->applyDelta(upsert, remove, deps);
   applier_->fullPassDone();
-  for (const auto& e : hw.failures) {
-    ++result.failures;
-    spdlog::error("flow: {}", e.describe());
-  }
-  if (hw.created || hw.destroyed || hw.refused)
-    spdlog::info("flow: {} created, {} destroyed, {} refused by the device (now sw)", hw.created,
-                 hw.destroyed, hw.refused);
+  noteFlowReport(hw, result);
   if (quiet) {
     hw_placeable_by_group_ = std::move(computed.hw_placeable_by_group);
     sw_delivery_rules_ = computed.sw_delivery_rules;
@@ -248,19 +272,8 @@ Controller::PassResult Controller::repairFullPass(FullPassComputed computed) {
     sw_failures_.clear();
     const std::size_t changes = computed.sw->apply.size() + computed.sw->remove.size();
     if (changes) {
-      auto& path = *backends_.software_path;
-      const auto removed = path.remove(computed.sw->remove);
-      const auto applied = path.apply(computed.sw->apply);
-      counters_.sw_ops +=
-          removed.succeeded + applied.succeeded + removed.failures.size() + applied.failures.size();
-      for (const auto* r : {&removed, &applied})
-        for (const auto& f : r->failures) {
-          ++counters_.sw_failures;
-          ++result.failures;
-          sw_failures_[f.object] = f.error;
-          spdlog::error("software path: {}: {}", f.object, f.error.message);
-        }
-      spdlog::info("software path: {} objects repaired ({} failed)", changes, sw_failures_.size());
+      const auto failed = driveKernel(*computed.sw, result);
+      spdlog::info("software path: {} objects repaired ({} failed)", changes, failed);
     }
   }
   result.failures += pass.batch_failures;  // keep their retry
@@ -467,13 +480,7 @@ Controller::PassResult Controller::reconcileTouched() {
   PassResult result;
   ++counters_.reconcile_passes;
   const auto hw = applier_->applyDelta(upsert, remove, deps);
-  for (const auto& e : hw.failures) {
-    ++result.failures;
-    spdlog::error("flow: {}", e.describe());
-  }
-  if (hw.created || hw.destroyed || hw.refused)
-    spdlog::info("flow: {} created, {} destroyed, {} refused by the device (now sw)", hw.created,
-                 hw.destroyed, hw.refused);
+  noteFlowReport(hw, result);
 
   if (backends_.software_path && host_.software_path == model::SoftwarePathKind::kKernel) {
     sortState(sw_old);
@@ -482,21 +489,8 @@ Controller::PassResult Controller::reconcileTouched() {
     sw_objects_ -= std::min(sw_objects_, sw_old.size());
     const auto d = flowrules::diff(sw_new, sw_old);
     if (!d.empty()) {
-      auto& path = *backends_.software_path;
-      const auto changes = splitDiff(d);
-      const auto removed = path.remove(changes.remove);
-      const auto applied = path.apply(changes.apply);
-      counters_.sw_ops +=
-          removed.succeeded + applied.succeeded + removed.failures.size() + applied.failures.size();
-      for (const auto* r : {&removed, &applied})
-        for (const auto& f : r->failures) {
-          ++counters_.sw_failures;
-          ++result.failures;
-          sw_failures_[f.object] = f.error;
-          spdlog::error("software path: {}: {}", f.object, f.error.message);
-        }
-      spdlog::info("software path: {} objects changed ({} failed)", d.size(),
-                   result.failures - hw.failures.size());
+      const auto failed = driveKernel(splitDiff(d), result);
+      spdlog::info("software path: {} objects changed ({} failed)", d.size(), failed);
     }
   }
   reconcileDevices(result, &touched_ports_);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <functional>
 #include <tuple>
 #include <unordered_set>
 
@@ -276,6 +277,39 @@ std::optional<RuleId> HwApplier::leaderInSoftware(RuleId follower) const {
   return std::nullopt;
 }
 
+// Destroys `to_destroy` (hardware rules) in safe order, then forgets the
+// rules in `to_erase` and the destroyed ones no longer `wanted`; a wanted one
+// stays, in software until it is created again. Returns the rules whose
+// destroy failed (their old content stays on the device).
+std::unordered_set<RuleId> HwApplier::destroyAndErase(std::vector<AppliedRule*>& to_destroy,
+                                                      std::vector<RuleId> to_erase,
+                                                      const std::function<bool(RuleId)>& wanted,
+                                                      HwApplyReport& report) {
+  std::sort(to_destroy.begin(), to_destroy.end(), [](const AppliedRule* a, const AppliedRule* b) {
+    return destroyBefore(a->rule, b->rule);
+  });
+  std::unordered_set<RuleId> stuck;
+  for (AppliedRule* e : to_destroy) {
+    if (Status s = destroyOnDevice(*e); !s) {
+      report.failures.push_back(s.error());
+      stuck.insert(e->rule.id);
+      continue;
+    }
+    ++report.destroyed;
+    if (!wanted(e->rule.id)) {
+      to_erase.push_back(e->rule.id);
+    } else {
+      setState(*e, Placement::kSw, e->rule.reason, nullptr);  // re-created by the caller
+    }
+  }
+  for (const RuleId id : to_erase) {
+    auto it = installed_.find(id);
+    count(it->second, -1);
+    installed_.erase(it);
+  }
+  return stuck;
+}
+
 HwApplyReport HwApplier::apply(std::span<const FlowRule> desired,
                                std::span<const RuleDependency> dependencies) {
   HwApplyReport report;
@@ -303,28 +337,8 @@ HwApplyReport HwApplier::apply(std::span<const FlowRule> desired,
       to_erase.push_back(id);
     }
   }
-  std::sort(to_destroy.begin(), to_destroy.end(), [](const AppliedRule* a, const AppliedRule* b) {
-    return destroyBefore(a->rule, b->rule);
-  });
-  std::unordered_set<RuleId> stuck;  // destroy failed: the old content stays on the device
-  for (AppliedRule* e : to_destroy) {
-    if (Status s = destroyOnDevice(*e); !s) {
-      report.failures.push_back(s.error());
-      stuck.insert(e->rule.id);
-      continue;
-    }
-    ++report.destroyed;
-    if (!want.count(e->rule.id)) {
-      to_erase.push_back(e->rule.id);
-    } else {
-      setState(*e, Placement::kSw, e->rule.reason, nullptr);  // re-created below
-    }
-  }
-  for (const RuleId id : to_erase) {
-    auto it = installed_.find(id);
-    count(it->second, -1);
-    installed_.erase(it);
-  }
+  const auto stuck = destroyAndErase(to_destroy, std::move(to_erase),
+                                     [&](RuleId id) { return want.count(id) > 0; }, report);
 
   // 2. Create the new, changed and retryable rules, leaders first.
   std::vector<const FlowRule*> queue;
@@ -384,28 +398,8 @@ HwApplyReport HwApplier::applyDelta(std::span<const FlowRule> upsert,
         !it->second.rule.sameContent(r) && !removed.count(r.id))
       to_destroy.push_back(&it->second);
   }
-  std::sort(to_destroy.begin(), to_destroy.end(), [](const AppliedRule* a, const AppliedRule* b) {
-    return destroyBefore(a->rule, b->rule);
-  });
-  std::unordered_set<RuleId> stuck;
-  for (AppliedRule* e : to_destroy) {
-    if (Status s = destroyOnDevice(*e); !s) {
-      report.failures.push_back(s.error());
-      stuck.insert(e->rule.id);
-      continue;
-    }
-    ++report.destroyed;
-    if (removed.count(e->rule.id)) {
-      to_erase.push_back(e->rule.id);
-    } else {
-      setState(*e, Placement::kSw, e->rule.reason, nullptr);  // re-created below
-    }
-  }
-  for (const RuleId id : to_erase) {
-    auto it = installed_.find(id);
-    count(it->second, -1);
-    installed_.erase(it);
-  }
+  const auto stuck = destroyAndErase(to_destroy, std::move(to_erase),
+                                     [&](RuleId id) { return removed.count(id) == 0; }, report);
 
   // 2. Create, leaders first.
   std::vector<const FlowRule*> queue;

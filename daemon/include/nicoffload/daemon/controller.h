@@ -225,6 +225,8 @@ class Controller {
   void recount(const flowrules::DesiredState& plan);
   bool coupled() const;
   void scheduleRetry(bool failed);
+  std::size_t driveKernel(const SwChanges& changes, PassResult& result);
+  void noteFlowReport(const flowrules::HwApplyReport& hw, PassResult& result);
   Status persist();
   void compactState();  // a snapshot of the intent, written in the background
 

@@ -15,6 +15,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -220,6 +221,10 @@ class HwApplier {
   void place(const FlowRule& rule, HwApplyReport& report);
   Status destroyOnDevice(AppliedRule& e);
   void cascade(HwApplyReport& report, const std::vector<RuleId>* candidates);
+  std::unordered_set<RuleId> destroyAndErase(std::vector<AppliedRule*>& to_destroy,
+                                             std::vector<RuleId> to_erase,
+                                             const std::function<bool(RuleId)>& wanted,
+                                             HwApplyReport& report);
   // A leader of `follower` that is not in hardware now, if any.
   std::optional<RuleId> leaderInSoftware(RuleId follower) const;
 
