@@ -108,13 +108,20 @@ def main():
         t0 = time.time()
         # --log-level debug logs each pass's plan / flows / kernel / devices times.
         extra = ["--log-level", os.environ["NFO_LOG_LEVEL"]] if os.environ.get("NFO_LOG_LEVEL") else []
-        proc = subprocess.Popen([daemon, "--config", f"{work}/host.json", "--profile-dir", f"{work}/profiles"] + extra,
-                                stdout=log, stderr=log)
-        while not ready(cfg["socket"]):
-            if proc.poll() is not None:
-                print(open(f"{work}/daemon.log").read()[-3000:])
-                return 1
-            time.sleep(0.02)
+
+        def start_daemon():
+            """Starts nicoffloadd and waits until it answers; None (log shown) if it died."""
+            p = subprocess.Popen([daemon, "--config", f"{work}/host.json", "--profile-dir", f"{work}/profiles"]
+                                 + extra, stdout=log, stderr=log)
+            while not ready(cfg["socket"]):
+                if p.poll() is not None:
+                    print(open(f"{work}/daemon.log").read()[-3000:])
+                    return None
+                time.sleep(0.02)
+            return p
+        proc = start_daemon()
+        if proc is None:
+            return 1
         start_s = time.time() - t0
         routes = subprocess.run(["ip", "-n", ns, "route", "show", "proto", "240"], capture_output=True,
                                 text=True).stdout.count("\n")
@@ -135,13 +142,9 @@ def main():
         proc.terminate()
         proc.wait(timeout=60)
         t0 = time.time()
-        proc = subprocess.Popen([daemon, "--config", f"{work}/host.json", "--profile-dir", f"{work}/profiles"] + extra,
-                                stdout=log, stderr=log)
-        while not ready(cfg["socket"]):
-            if proc.poll() is not None:
-                print(open(f"{work}/daemon.log").read()[-3000:])
-                return 1
-            time.sleep(0.02)
+        proc = start_daemon()
+        if proc is None:
+            return 1
         restart_s = time.time() - t0
         print(f"restart to ready (vdpa {cfg['backends']['vdpa']}): {restart_s:.2f} s "
               f"[target <= 1 s: {'MET' if restart_s <= 1.0 else 'MISSED'}]")

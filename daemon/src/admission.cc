@@ -236,6 +236,18 @@ Result<json> Controller::admitPortRemove(const json& request) {
   return json{{"removed", true}, {"port", key->str()}};
 }
 
+// IntentIndex::checkRemote against everything but the version `remote`
+// replaces (the index is left as it was).
+Status Controller::checkRemoteReplacing(const model::RemoteEndpoint& remote) {
+  const auto pos = index_->findRemote(remote.address);
+  if (!pos) return index_->checkRemote(remote);
+  const model::RemoteEndpoint& existing = intent_.remotes[*pos];
+  index_->removeRemote(existing);
+  Status checked = index_->checkRemote(remote);
+  index_->addRemote(existing, *pos);
+  return checked;
+}
+
 Result<json> Controller::admitRemoteAdd(const json& request) {
   if (auto s = onlyKeys(request, {"remote"}); !s) return s.error();
   if (!request.contains("remote"))
@@ -245,12 +257,7 @@ Result<json> Controller::admitRemoteAdd(const json& request) {
   const model::RemoteEndpoint* existing = findRemote(r->address);
   if (existing && model::toJson(*existing) == model::toJson(*r))
     return json{{"remote", model::toJson(*r)}, {"changed", false}};
-  // Checked against everything but the version it replaces.
-  const auto pos = index_->findRemote(r->address);
-  if (pos) index_->removeRemote(*existing);
-  const Status checked = index_->checkRemote(*r);
-  if (pos) index_->addRemote(*existing, *pos);
-  if (!checked) return checked.error();
+  if (auto checked = checkRemoteReplacing(*r); !checked) return checked.error();
   mutations_.push_back("remote add " + r->address.str());
   json out{{"remote", model::toJson(*r)}, {"changed", true}};
   putRemote(std::move(r).value());
@@ -279,13 +286,9 @@ Result<json> Controller::admitRemoteSync(const json& request) {
   auto origin = requiredString(request, "origin", "the name of the set, e.g. \"bgp-ctl\"");
   if (!origin) return origin.error();
   if (auto s = model::checkOriginName(*origin, "origin"); !s) return s.error();
-  const auto list = request.find("remotes");
-  if (list == request.end())
-    return requestError(ErrorCode::kMissingField, "remotes", "",
-                        "required field is missing (the origin's whole set; [] removes it)");
-  if (!list->is_array())
-    return requestError(ErrorCode::kWrongType, "remotes", echoOf(*list),
-                        std::string("must be an array of remotes, got ") + list->type_name());
+  const auto remotes = requiredArray(request, "remotes", "the origin's whole set; [] removes it");
+  if (!remotes) return remotes.error();
+  const json* list = *remotes;
   std::size_t added = 0, updated = 0, unchanged = 0, removed = 0;
   std::unordered_set<Ipv4Addr> listed;
   listed.reserve(list->size());
@@ -317,11 +320,7 @@ Result<json> Controller::admitRemoteSync(const json& request) {
       ++unchanged;
       continue;
     }
-    const auto pos = index_->findRemote(r->address);
-    if (pos) index_->removeRemote(*existing);
-    Status checked = index_->checkRemote(*r);
-    if (pos) index_->addRemote(*existing, *pos);
-    if (!checked) {
+    if (auto checked = checkRemoteReplacing(*r); !checked) {
       Error e = checked.error();
       if (e.field.rfind("remote", 0) == 0) e.field = path + e.field.substr(6);
       return refuse(e);
@@ -347,13 +346,9 @@ Result<json> Controller::admitRemoteSync(const json& request) {
 // undoes the ones before it and names its position.
 Result<json> Controller::admitBatch(const json& request) {
   if (auto s = onlyKeys(request, {"ops"}); !s) return s.error();
-  const auto ops = request.find("ops");
-  if (ops == request.end())
-    return requestError(ErrorCode::kMissingField, "ops", "",
-                        "required field is missing (an array of mutation requests)");
-  if (!ops->is_array())
-    return requestError(ErrorCode::kWrongType, "ops", echoOf(*ops),
-                        std::string("must be an array of requests, got ") + ops->type_name());
+  const auto found = requiredArray(request, "ops", "mutation requests");
+  if (!found) return found.error();
+  const json* ops = *found;
   const Marks mark = marks();
   json results = json::array();
   for (std::size_t i = 0; i < ops->size(); ++i) {

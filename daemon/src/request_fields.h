@@ -65,6 +65,19 @@ inline Result<std::string> requiredString(const json& request, const char* key,
   return it->get<std::string>();
 }
 
+// The required array `key` of a request, the same way.
+inline Result<const json*> requiredArray(const json& request, const char* key,
+                                         const std::string& what) {
+  const auto it = request.find(key);
+  if (it == request.end())
+    return requestError(ErrorCode::kMissingField, key, "",
+                        "required field is missing (" + what + ")");
+  if (!it->is_array())
+    return requestError(ErrorCode::kWrongType, key, echoOf(*it),
+                        "must be an array (" + what + "), got " + std::string(it->type_name()));
+  return &*it;
+}
+
 // Refuses request keys the op does not know (typos must not pass silently).
 inline Status onlyKeys(const json& request, std::initializer_list<const char*> keys) {
   for (auto it = request.begin(); it != request.end(); ++it) {

@@ -178,6 +178,7 @@ class Controller {
   Result<nlohmann::json> admitRemoteRemove(const nlohmann::json& request);
   Result<nlohmann::json> admitRemoteSync(const nlohmann::json& request);
   Result<nlohmann::json> admitBatch(const nlohmann::json& request);
+  Status checkRemoteReplacing(const model::RemoteEndpoint& remote);
   model::Port* findPort(const model::PortKey& key);
   const model::Port* findPort(const model::PortKey& key) const;
   const model::RemoteEndpoint* findRemote(Ipv4Addr address) const;
