@@ -233,6 +233,7 @@ class SimKernel {
       autoprobe_ = value != "0";
       file(pciDir(opt_.pf_pci) + "/sriov_drivers_autoprobe", autoprobe_ ? "1" : "0");
     } else if (is({"bus", "pci", "devices", nullptr, "driver_override"}) && vfIndex(p[3])) {
+      touchVf(*vfIndex(p[3]));
       auto& vf = vfs_[*vfIndex(p[3])];
       vf.override = value == "(null)" ? std::string() : value;
       file(pciDir(p[3]) + "/driver_override", vf.override.empty() ? "(null)" : vf.override);
@@ -241,6 +242,7 @@ class SimKernel {
     else if (is({"bus", "pci", "drivers", nullptr, "unbind"}))
       s = unbindVf(p[3], value);
     else if (is({"bus", "vdpa", "devices", nullptr, "driver_override"}) && vdpa_.count(p[3])) {
+      touchVdpa(p[3]);
       vdpa_[p[3]].override = value;
       file(vdpaDir(vdpa_[p[3]]) + "/driver_override", value.empty() ? "(null)" : value);
     } else if (is({"bus", "vdpa", "drivers", nullptr, "bind"}))
@@ -303,6 +305,7 @@ class SimKernel {
     if (netdev != opt_.pf_netdev) return kernelError(ENODEV, what, "no such netdev");
     if (auto f = fault("vf-set")) return kernelError(f->first, what, f->second);
     if (s.vf >= vfs_.size()) return kernelError(EINVAL, what, "no VF " + std::to_string(s.vf));
+    touchVf(s.vf);
     auto& vf = vfs_[s.vf];
     if (s.mac) {
       if (s.mac->isMulticast()) return kernelError(EINVAL, what, "multicast MAC");
@@ -347,6 +350,7 @@ class SimKernel {
               kVirtioVdpa,
               {},
               std::nullopt};  // the first vDPA bus driver loaded
+    touchVdpa(d.name);
     vdpa_[d.name] = v;
     renderVdpa(d.name);
     return commit();
@@ -358,6 +362,7 @@ class SimKernel {
     if (auto f = fault("vdpa-del")) return kernelError(f->first, what, f->second);
     if (!vdpa_.count(name)) return kernelError(ENODEV, what, "device not found");
     removeVdpa(name);
+    touchVdpa(name);
     vdpa_.erase(name);
     return commit();
   }
@@ -631,6 +636,7 @@ class SimKernel {
                          std::to_string(vfs_.size()) +
                              " VFs already enabled. Disable before enabling " + std::to_string(n) +
                              " VFs");
+    dirty_all_ = true;  // every VF and device changes: the record compares all
     if (n == 0) {
       for (auto it = vdpa_.begin(); it != vdpa_.end();) {
         removeVdpa(it->first);
@@ -660,6 +666,7 @@ class SimKernel {
     if (!i) return kernelError(ENODEV, what, "no such device");
     auto& vf = vfs_[*i];
     if (!vf.driver.empty()) return kernelError(EBUSY, what, "already bound to " + vf.driver);
+    touchVf(*i);
     if (!vf.override.empty() ? vf.override != driver : driver != kNicDriver)
       return kernelError(
           ENODEV, what, "driver does not match the device (driver_override '" + vf.override + "')");
@@ -679,11 +686,13 @@ class SimKernel {
     for (auto it = vdpa_.begin(); it != vdpa_.end();) {
       if (it->second.vf == *i) {
         removeVdpa(it->first);
+        touchVdpa(it->first);
         it = vdpa_.erase(it);
       } else {
         ++it;
       }
     }
+    touchVf(*i);
     vfs_[*i].driver.clear();
     renderVf(*i);
     return Status::success();
@@ -699,6 +708,7 @@ class SimKernel {
     if (it == vdpa_.end()) return kernelError(ENODEV, what, "no such device");
     auto& v = it->second;
     if (!v.driver.empty()) return kernelError(EBUSY, what, "already bound to " + v.driver);
+    touchVdpa(name);
     if (!v.override.empty() && v.override != driver)
       return kernelError(ENODEV, what, "driver_override is '" + v.override + "'");
     v.driver = driver;
@@ -720,6 +730,7 @@ class SimKernel {
     const auto it = vdpa_.find(name);
     if (it == vdpa_.end() || it->second.driver != driver)
       return kernelError(ENODEV, what, "device not bound to " + driver);
+    touchVdpa(name);
     if (it->second.minor) remove("dev/vhost-vdpa-" + std::to_string(*it->second.minor));
     it->second.driver.clear();
     it->second.minor.reset();
@@ -730,7 +741,13 @@ class SimKernel {
   // --- persistence
   SimState current() const { return {mode_, autoprobe_, vfs_, vdpa_}; }
 
-  // The changes since the last commit, as one journal record (null: none).
+  // Marks what an operation is about to change: the next record compares
+  // (and persisted_ follows) only these, so an operation costs its own
+  // VFs and devices, not all of them.
+  void touchVf(std::size_t i) { dirty_vfs_.insert(i); }
+  void touchVdpa(const std::string& name) { dirty_vdpa_.insert(name); }
+
+  // The changes since the last commit, as one journal record (empty: none).
   nlohmann::json delta() const {
     nlohmann::json r = nlohmann::json::object();
     if (mode_ != persisted_.mode)
@@ -738,20 +755,59 @@ class SimKernel {
     if (autoprobe_ != persisted_.autoprobe) r["autoprobe"] = autoprobe_;
     if (vfs_.size() != persisted_.vfs.size()) r["numvfs"] = vfs_.size();
     nlohmann::json vfs = nlohmann::json::object();
-    for (std::size_t i = 0; i < vfs_.size(); ++i)
-      if (i >= persisted_.vfs.size() || !(vfs_[i] == persisted_.vfs[i]))
-        vfs[std::to_string(i)] = vfJson(vfs_[i]);
-    if (!vfs.empty()) r["vfs"] = std::move(vfs);
+    auto vfChanged = [&](std::size_t i) {
+      return i < vfs_.size() && (i >= persisted_.vfs.size() || !(vfs_[i] == persisted_.vfs[i]));
+    };
     nlohmann::json del = nlohmann::json::array(), upd = nlohmann::json::array();
-    for (const auto& [name, v] : persisted_.vdpa)
-      if (!vdpa_.count(name)) del.push_back(name);
-    for (const auto& [name, v] : vdpa_) {
-      const auto it = persisted_.vdpa.find(name);
-      if (it == persisted_.vdpa.end() || !(it->second == v)) upd.push_back(vdpaJson(name, v));
+    auto vdpaChanged = [&](const std::string& name) {
+      const auto now = vdpa_.find(name);
+      const auto was = persisted_.vdpa.find(name);
+      if (now == vdpa_.end()) {
+        if (was != persisted_.vdpa.end()) del.push_back(name);
+      } else if (was == persisted_.vdpa.end() || !(was->second == now->second)) {
+        upd.push_back(vdpaJson(name, now->second));
+      }
+    };
+    if (dirty_all_) {
+      for (std::size_t i = 0; i < vfs_.size(); ++i)
+        if (vfChanged(i)) vfs[std::to_string(i)] = vfJson(vfs_[i]);
+      for (const auto& [name, v] : persisted_.vdpa)
+        if (!vdpa_.count(name)) del.push_back(name);
+      for (const auto& [name, v] : vdpa_) vdpaChanged(name);
+    } else {
+      for (const auto i : dirty_vfs_)
+        if (vfChanged(i)) vfs[std::to_string(i)] = vfJson(vfs_[i]);
+      for (const auto& name : dirty_vdpa_) vdpaChanged(name);
     }
+    if (!vfs.empty()) r["vfs"] = std::move(vfs);
     if (!del.empty()) r["vdpa_del"] = std::move(del);
     if (!upd.empty()) r["vdpa"] = std::move(upd);
     return r;
+  }
+
+  // persisted_ catches up with what the last record wrote.
+  void persisted() {
+    if (dirty_all_) {
+      persisted_ = current();
+    } else {
+      persisted_.mode = mode_;
+      persisted_.autoprobe = autoprobe_;
+      for (const auto i : dirty_vfs_)
+        if (i < vfs_.size()) {
+          if (i >= persisted_.vfs.size()) persisted_.vfs.resize(i + 1);
+          persisted_.vfs[i] = vfs_[i];
+        }
+      for (const auto& name : dirty_vdpa_) {
+        const auto now = vdpa_.find(name);
+        if (now == vdpa_.end())
+          persisted_.vdpa.erase(name);
+        else
+          persisted_.vdpa[name] = now->second;
+      }
+    }
+    dirty_all_ = false;
+    dirty_vfs_.clear();
+    dirty_vdpa_.clear();
   }
 
   // Persists the state; the tree was updated by the operation itself.
@@ -771,8 +827,10 @@ class SimKernel {
           } else {
             ++generation_;
             ++journal_records_;
-            persisted_ = current();
+            persisted();
           }
+        } else {
+          persisted();  // nothing changed: forget what was touched
         }
       }
     }
@@ -825,6 +883,9 @@ class SimKernel {
     journal_records_ = 0;
     force_snapshot_ = false;
     persisted_ = current();
+    dirty_all_ = false;
+    dirty_vfs_.clear();
+    dirty_vdpa_.clear();
   }
 
   Status load() {
@@ -886,6 +947,9 @@ class SimKernel {
   std::string io_error_;
   std::set<std::string> dirs_;  // ensureDir()
   SimState persisted_;          // what state.json + state.journal hold
+  bool dirty_all_ = false;      // since the last record: the VF count changed
+  std::set<std::size_t> dirty_vfs_;     // ... these VFs may have changed
+  std::set<std::string> dirty_vdpa_;    // ... these vDPA devices may have changed
   std::uint64_t generation_ = 0;
   int journal_fd_ = -1;
   std::size_t journal_records_ = 0;
