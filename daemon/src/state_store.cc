@@ -470,6 +470,10 @@ struct StateStore::Impl {
   std::atomic<bool> compacting{false};
   mutable std::mutex mu;
   Stats stats;  // under mu
+  // Under mu: mutations in the live journal segments (replayed at load plus
+  // appended since), and the ports + remotes the snapshot holds.
+  std::uint64_t journal_mutations = 0;
+  std::uint64_t snapshot_objects = 0;
 
   std::string segmentPath(std::uint64_t seq) const { return dir + "/" + segmentName(seq); }
 
@@ -638,6 +642,7 @@ Result<PersistedState> StateStore::load() {
     }
   }
 
+  const std::uint64_t snapshot_objects = base.ports.size() + base.remotes.size();
   Replayer replayer(std::move(base));
   std::uint64_t replayed = 0;
   std::uint64_t torn = 0;
@@ -704,6 +709,8 @@ Result<PersistedState> StateStore::load() {
     std::lock_guard<std::mutex> lock(im.mu);
     im.stats.journal_bytes = journal_bytes;
     im.stats.replayed_records = replayed;
+    im.journal_mutations = replayed;
+    im.snapshot_objects = snapshot_objects;
     im.stats.torn_records_ignored += torn;
   }
   if (!live.empty())
@@ -766,17 +773,25 @@ Status StateStore::append(std::span<const Mutation> batch) {
   im.stats.journal_bytes += line.size();
   ++im.stats.appends;
   im.stats.records += batch.size();
+  im.journal_mutations += batch.size();
   return Status::success();
 }
 
 bool StateStore::compactionDue() const {
   if (impl_->compacting.load()) return false;
-  std::uint64_t journal = 0;
+  std::uint64_t journal = 0, mutations = 0, objects = 0;
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
     journal = impl_->stats.journal_bytes;
+    mutations = impl_->journal_mutations;
+    objects = impl_->snapshot_objects;
   }
   if (journal >= impl_->options.compact_journal_bytes) return true;
+  // Or once the journal holds as many changes as half the snapshot's objects
+  // (and 10 000): removals are small records, yet a start would load every
+  // object they removed and then replay each removal.
+  constexpr std::uint64_t kMinMutations = 10000;
+  if (mutations >= kMinMutations && mutations >= objects / 2) return true;
   // Also once the journal reaches half the snapshot (and 1 MiB): a start then
   // replays at most half of what it loads, whatever the size of the state.
   constexpr std::uint64_t kMinRelative = 1 << 20;
@@ -807,13 +822,16 @@ void StateStore::compactInBackground(PersistedState state) {
   }
   auto seq = im.rotate();
   if (!seq) return failed(seq.error());
-  std::uint64_t covered = 0;  // every byte so far is in segments < *seq
+  std::uint64_t covered = 0;            // every byte so far is in segments < *seq
+  std::uint64_t covered_mutations = 0;  // ... and every mutation
   {
     std::lock_guard<std::mutex> lock(im.mu);
     covered = im.stats.journal_bytes;
+    covered_mutations = im.journal_mutations;
   }
   im.compacting.store(true);
-  im.compactor = std::thread([&im, state = std::move(state), seq = *seq, covered] {
+  im.compactor = std::thread([&im, state = std::move(state), seq = *seq, covered,
+                              covered_mutations] {
     const auto t0 = std::chrono::steady_clock::now();
     Status s = writeSnapshot(im.dir, state, seq);
     if (s) deleteSegmentsBelow(im.dir, seq);
@@ -824,6 +842,8 @@ void StateStore::compactInBackground(PersistedState state) {
       if (s) {
         ++im.stats.compactions;
         im.stats.journal_bytes -= std::min(covered, im.stats.journal_bytes);
+        im.journal_mutations -= std::min(covered_mutations, im.journal_mutations);
+        im.snapshot_objects = state.ports.size() + state.remotes.size();
         im.stats.last_compaction_ms = ms;
       } else {
         ++im.stats.compaction_failures;
@@ -868,6 +888,8 @@ Status StateStore::save(const PersistedState& state) {
   deleteSegmentsBelow(im.dir, seq);
   std::lock_guard<std::mutex> lock(im.mu);
   im.stats.journal_bytes = im.current_size;
+  im.journal_mutations = 0;
+  im.snapshot_objects = state.ports.size() + state.remotes.size();
   return Status::success();
 }
 

@@ -404,6 +404,39 @@ TEST(StateStoreJournal, CompactionThenMoreAppendsThenLoad) {
   EXPECT_EQ(dump(loadFresh(dir)), dump(expected));
 }
 
+// Removals are small records: a journal that removed half of what the
+// snapshot holds is due for compaction long before it is large, here and
+// after a restart that replayed it.
+TEST(StateStoreJournal, CompactionIsDueOnceTheJournalChangedHalfTheSnapshot) {
+  const std::string dir = tempDir();
+  PersistedState expected;
+  {
+    StateStore store(dir);
+    ASSERT_TRUE(store.load().ok());
+    for (unsigned i = 0; i < 24000; ++i) expected.remotes.push_back(makeRemote(i));
+    ASSERT_TRUE(store.save(expected).ok());
+    std::vector<Mutation> gone;
+    for (unsigned i = 0; i < 11999; ++i)
+      gone.push_back(Mutation::remoteRemove(makeRemote(i).address));
+    appendBoth(store, expected, gone);
+    EXPECT_LT(store.stats().journal_bytes, 1u << 20) << "small: the byte rules do not apply";
+    EXPECT_FALSE(store.compactionDue()) << "11 999 changes < half of 24 000";
+    appendBoth(store, expected, {Mutation::remoteRemove(makeRemote(11999).address)});
+    EXPECT_TRUE(store.compactionDue()) << "12 000 changes = half of 24 000";
+  }
+  StateStore again(dir);
+  auto st = again.load();
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(again.stats().replayed_records, 12000u);
+  EXPECT_TRUE(again.compactionDue()) << "the replayed changes count";
+  again.compactInBackground(*st);
+  again.waitForCompaction();
+  EXPECT_FALSE(again.compactionDue());
+  StateStore::Stats loaded;
+  EXPECT_EQ(dump(loadFresh(dir, &loaded)), dump(expected));
+  EXPECT_EQ(loaded.replayed_records, 0u);
+}
+
 TEST(StateStoreJournal, SaveDropsOlderSegmentsAndAppendsFollowIt) {
   const std::string dir = tempDir();
   StateStore store(dir);
