@@ -38,13 +38,15 @@ Controller::Controller(model::HostConfig host, model::HwProfile profile, Backend
 
 Result<std::unique_ptr<Controller>> Controller::start(model::HostConfig host,
                                                       model::HwProfile profile, Backends backends,
-                                                      StateStore store, ControllerOptions options) {
+                                                      StateStore store, ControllerOptions options,
+                                                      std::optional<PersistedState> preloaded) {
   if (!backends.flow)
     return makeError(ErrorCode::kInternal, "backends.flow", "", "a flow backend is required");
   std::unique_ptr<Controller> c(new Controller(std::move(host), std::move(profile),
                                                std::move(backends), std::move(store),
                                                std::move(options)));
-  auto state = c->store_.load();
+  Result<PersistedState> state =
+      preloaded ? Result<PersistedState>(std::move(*preloaded)) : c->store_.load();
   if (!state) return state.error();
   c->intent_.ports = std::move(state->ports);
   c->intent_.remotes = std::move(state->remotes);

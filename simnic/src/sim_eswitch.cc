@@ -570,50 +570,75 @@ SimEswitch::~SimEswitch() {
   if (journal_fd_ >= 0) ::close(journal_fd_);
 }
 
-Result<std::vector<InstalledFlow>> SimEswitch::readDevice(const std::string& device_dir) {
-  const std::string path = device_dir + "/rules.journal";
-  std::map<FlowHandle, InstalledFlow> flows;
+namespace {
+
+// What a replay of the journal found.
+struct Replayed {
+  bool exists = false;     // the file exists
+  std::size_t size = 0;    // its size in bytes
+  std::size_t end = 0;     // the end of the last whole record (0: no valid header)
+  std::uint64_t dead = 0;  // records that no longer describe a live rule
+};
+
+// Replays `path` into `flows` (handle -> rule). Creates come in handle order,
+// so each lands at the end of the map.
+Result<Replayed> replayJournal(const std::string& path, std::map<FlowHandle, InstalledFlow>& flows) {
+  Replayed out;
   const int rfd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (rfd < 0) {
-    if (errno == ENOENT) return std::vector<InstalledFlow>{};
+    if (errno == ENOENT) return out;
     return makeError(ErrorCode::kIo, "sim_device_dir", path, "cannot read " + path + ": " + std::strerror(errno));
   }
+  out.exists = true;
   std::vector<char> data;
+  struct stat st {};
+  if (::fstat(rfd, &st) == 0) data.reserve(static_cast<std::size_t>(st.st_size));
   char chunk[1 << 16];
   ssize_t got;
   while ((got = ::read(rfd, chunk, sizeof chunk)) > 0) data.insert(data.end(), chunk, chunk + got);
   ::close(rfd);
+  out.size = data.size();
   const std::size_t header = sizeof kJournalMagic + sizeof(std::uint32_t);
-  if (data.size() >= header) {
-    std::uint32_t rule_size = 0;
-    std::memcpy(&rule_size, data.data() + sizeof kJournalMagic, sizeof rule_size);
-    if (std::memcmp(data.data(), kJournalMagic, sizeof kJournalMagic) != 0 || rule_size != sizeof(FlowRule))
-      return makeError(ErrorCode::kInvalidValue, "sim_device_dir", path,
-                       "the simulated NIC's journal is of another nicoffload build; remove " + path +
-                           " (the sim's rules are then gone, as after a device reset)");
-    std::size_t pos = header;
-    while (pos + sizeof(JournalRecord) <= data.size()) {
-      JournalRecord rec;
-      std::memcpy(&rec, data.data() + pos, sizeof rec);
-      if (rec.type == kJournalCreate) {
-        if (pos + sizeof rec + sizeof(FlowRule) > data.size()) break;  // cut short
-        InstalledFlow f;
-        f.handle = rec.handle;
-        f.sequence = rec.sequence;
-        std::memcpy(&f.rule, data.data() + pos + sizeof rec, sizeof(FlowRule));
-        flows[f.handle] = f;
-        pos += sizeof rec + sizeof(FlowRule);
-      } else if (rec.type == kJournalDestroy) {
-        flows.erase(rec.handle);
-        pos += sizeof rec;
-      } else if (rec.type == kJournalFlush) {
-        flows.clear();
-        pos += sizeof rec;
-      } else {
-        break;
-      }
+  if (data.size() < header) return out;
+  std::uint32_t rule_size = 0;
+  std::memcpy(&rule_size, data.data() + sizeof kJournalMagic, sizeof rule_size);
+  if (std::memcmp(data.data(), kJournalMagic, sizeof kJournalMagic) != 0 || rule_size != sizeof(FlowRule))
+    return makeError(ErrorCode::kInvalidValue, "sim_device_dir", path,
+                     "the simulated NIC's journal is of another nicoffload build; remove " + path +
+                         " (the sim's rules are then gone, as after a device reset)");
+  std::size_t pos = header;
+  while (pos + sizeof(JournalRecord) <= data.size()) {
+    JournalRecord rec;
+    std::memcpy(&rec, data.data() + pos, sizeof rec);
+    if (rec.type == kJournalCreate) {
+      if (pos + sizeof rec + sizeof(FlowRule) > data.size()) break;  // cut short
+      auto it = flows.emplace_hint(flows.end(), rec.handle, InstalledFlow{});
+      it->second.handle = rec.handle;
+      it->second.sequence = rec.sequence;
+      std::memcpy(&it->second.rule, data.data() + pos + sizeof rec, sizeof(FlowRule));
+      pos += sizeof rec + sizeof(FlowRule);
+    } else if (rec.type == kJournalDestroy) {
+      if (flows.erase(rec.handle)) ++out.dead;  // its create record is dead
+      ++out.dead;
+      pos += sizeof rec;
+    } else if (rec.type == kJournalFlush) {
+      out.dead += flows.size() + 1;  // their creates and the flush
+      flows.clear();
+      pos += sizeof rec;
+    } else {
+      break;
     }
   }
+  out.end = pos;
+  return out;
+}
+
+}  // namespace
+
+Result<std::vector<InstalledFlow>> SimEswitch::readDevice(const std::string& device_dir) {
+  std::map<FlowHandle, InstalledFlow> flows;
+  auto replayed = replayJournal(device_dir + "/rules.journal", flows);
+  if (!replayed) return replayed.error();
   std::vector<InstalledFlow> out;
   out.reserve(flows.size());
   for (auto& [h, f] : flows) out.push_back(std::move(f));
@@ -638,35 +663,49 @@ Result<std::unique_ptr<SimEswitch>> SimEswitch::open(model::HwProfile profile, s
   n.journal_path_ = device_dir + "/rules.journal";
 
   // Replay.
-  auto held = readDevice(device_dir);
-  if (!held) return held.error();
-  for (auto& f : *held) {
-    n.by_group_[f.rule.attr.group].insert(f.handle);
-    n.next_handle_ = std::max(n.next_handle_, f.handle + 1);
+  auto replayed = replayJournal(n.journal_path_, n.flows_);
+  if (!replayed) return replayed.error();
+  for (const auto& [h, f] : n.flows_) {
+    n.by_group_[f.rule.attr.group].insert(h);
+    n.next_handle_ = std::max(n.next_handle_, h + 1);
     n.next_sequence_ = std::max(n.next_sequence_, f.sequence + 1);
-    n.flows_[f.handle] = std::move(f);
   }
 
-  // Compact: rewrite the live rules, then append from there on.
-  const std::string tmp = n.journal_path_ + ".tmp";
-  const int wfd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (wfd < 0) return ioError("cannot write", tmp);
-  const std::uint32_t rule_size = sizeof(FlowRule);
-  std::vector<char> out(kJournalMagic, kJournalMagic + sizeof kJournalMagic);
-  out.insert(out.end(), reinterpret_cast<const char*>(&rule_size),
-             reinterpret_cast<const char*>(&rule_size) + sizeof rule_size);
-  for (const auto& held : n.installed()) {
-    JournalRecord rec{};
-    rec.type = kJournalCreate;
-    rec.handle = held.handle;
-    rec.sequence = n.flows_.at(held.handle).sequence;
-    out.insert(out.end(), reinterpret_cast<const char*>(&rec), reinterpret_cast<const char*>(&rec) + sizeof rec);
-    out.insert(out.end(), reinterpret_cast<const char*>(&held.rule),
-               reinterpret_cast<const char*>(&held.rule) + sizeof(FlowRule));
+  // A journal mostly of live rules is kept as it is (a record cut short by a
+  // kill is cut off), so a restart reads the device without rewriting it;
+  // one with as many dead records as live ones is compacted to the live rules.
+  const bool compact = replayed->end == 0 || replayed->dead > n.flows_.size() + 1024;
+  if (!compact) {
+    if (replayed->end < replayed->size && ::truncate(n.journal_path_.c_str(), static_cast<off_t>(replayed->end)) != 0)
+      return ioError("cannot cut off the torn tail of", n.journal_path_);
+    n.journal_records_ = n.flows_.size() + replayed->dead;
+  } else {
+    const std::string tmp = n.journal_path_ + ".tmp";
+    const int wfd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (wfd < 0) return ioError("cannot write", tmp);
+    const std::uint32_t rule_size = sizeof(FlowRule);
+    std::vector<char> out(kJournalMagic, kJournalMagic + sizeof kJournalMagic);
+    out.insert(out.end(), reinterpret_cast<const char*>(&rule_size),
+               reinterpret_cast<const char*>(&rule_size) + sizeof rule_size);
+    out.reserve(out.size() + n.flows_.size() * (sizeof(JournalRecord) + sizeof(FlowRule)));
+    std::vector<const InstalledFlow*> order;
+    order.reserve(n.flows_.size());
+    for (const auto& [h, f] : n.flows_) order.push_back(&f);
+    std::sort(order.begin(), order.end(), [](const auto* a, const auto* b) { return a->sequence < b->sequence; });
+    for (const InstalledFlow* f : order) {
+      JournalRecord rec{};
+      rec.type = kJournalCreate;
+      rec.handle = f->handle;
+      rec.sequence = f->sequence;
+      out.insert(out.end(), reinterpret_cast<const char*>(&rec), reinterpret_cast<const char*>(&rec) + sizeof rec);
+      out.insert(out.end(), reinterpret_cast<const char*>(&f->rule),
+                 reinterpret_cast<const char*>(&f->rule) + sizeof(FlowRule));
+    }
+    const bool written = writeAll(wfd, out.data(), out.size());
+    ::close(wfd);
+    if (!written || ::rename(tmp.c_str(), n.journal_path_.c_str()) != 0) return ioError("cannot write", n.journal_path_);
+    n.journal_records_ = n.flows_.size();
   }
-  const bool written = writeAll(wfd, out.data(), out.size());
-  ::close(wfd);
-  if (!written || ::rename(tmp.c_str(), n.journal_path_.c_str()) != 0) return ioError("cannot write", n.journal_path_);
   n.journal_fd_ = ::open(n.journal_path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
   if (n.journal_fd_ < 0) return ioError("cannot open", n.journal_path_);
   return nic;

@@ -3,12 +3,15 @@
 // and agreement with the planner's placement.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <optional>
 
 #include "nicoffload/flowrules/hw_apply.h"
 #include "nicoffload/flowrules/planner.h"
 #include "nicoffload/simnic/sim_eswitch.h"
+#include "../support/fake_sysfs.h"
 #include "sim_support.h"
 
 namespace nicoffload::simnic {
@@ -372,6 +375,60 @@ TEST(SimProfile, DestroyQueryFlushAndUnknownHandles) {
   EXPECT_TRUE(nic->flush().ok());
   EXPECT_EQ(nic->size(), 0u);
   EXPECT_EQ(nic->query(counted).error().code, ErrorCode::kNotFound);
+}
+
+// The device persists its rules in a journal: a reopen holds exactly what
+// the device held, keeps a journal of mostly live rules as it is (a restart
+// reads the device without rewriting it), cuts off a record torn by a kill,
+// and compacts a journal with more dead records than live rules.
+TEST(SimProfile, ThePersistentDeviceReopensWithItsRules) {
+  test::TempDir dir("nfo-simdev");
+  const std::string journal = dir.path() + "/rules.journal";
+  auto handles = [](const SimEswitch& n) {
+    std::vector<std::pair<FlowHandle, std::uint32_t>> out;
+    for (const auto& f : n.flows()) out.emplace_back(f.handle, f.rule.actions.size());
+    return out;
+  };
+  auto fileSize = [&] { return std::filesystem::file_size(journal); };
+  std::vector<std::pair<FlowHandle, std::uint32_t>> held;
+  {
+    auto nic = test::unwrap(SimEswitch::open(test::loadProfile("sim"), kVfs, dir.path()), "open");
+    for (int i = 0; i < 300; ++i) {
+      test::unwrap(nic->create(delivery(static_cast<std::uint16_t>(i % kVfs))), "create");
+      test::unwrap(nic->create(drop()), "create");
+    }
+    for (FlowHandle h = 2; h <= 600; h += 4) ASSERT_TRUE(nic->destroy(h).ok());
+    held = handles(*nic);
+  }
+  ASSERT_EQ(held.size(), 450u);
+  const auto before = fileSize();
+  {
+    auto nic = test::unwrap(SimEswitch::open(test::loadProfile("sim"), kVfs, dir.path()), "reopen");
+    EXPECT_EQ(handles(*nic), held);
+    EXPECT_EQ(fileSize(), before) << "150 dead records among 450 live rules: kept as it is";
+    const FlowHandle next = test::unwrap(nic->create(drop()), "create");
+    EXPECT_EQ(next, 601u) << "handles go on growing after a reopen";
+    held = handles(*nic);
+  }
+  {
+    std::ofstream(journal, std::ios::binary | std::ios::app) << std::string(40, '\x01');
+  }
+  {
+    auto nic = test::unwrap(SimEswitch::open(test::loadProfile("sim"), kVfs, dir.path()), "torn");
+    EXPECT_EQ(handles(*nic), held) << "the torn record never happened";
+    ASSERT_TRUE(nic->destroy(held.back().first).ok());
+    held.pop_back();
+    for (int i = 0; i < 3000; ++i) {
+      const FlowHandle h = test::unwrap(nic->create(drop()), "create");
+      ASSERT_TRUE(nic->destroy(h).ok());
+    }
+  }
+  const auto grown = fileSize();
+  auto nic = test::unwrap(SimEswitch::open(test::loadProfile("sim"), kVfs, dir.path()), "compact");
+  EXPECT_EQ(handles(*nic), held);
+  EXPECT_LT(fileSize(), grown / 4) << "6000 dead records: compacted to the 450 live rules";
+  EXPECT_EQ(handles(*test::unwrap(SimEswitch::open(test::loadProfile("sim"), kVfs, dir.path()), "again")),
+            held);
 }
 
 // The planner places rules from the profile; the sim enforces the same

@@ -74,10 +74,13 @@ enum class PortState : std::uint8_t {
 class Controller {
  public:
   // Loads the persisted intent (errors name the state file), adopts what the
-  // backends already hold, and runs a first full reconciliation.
+  // backends already hold, and runs a first full reconciliation. `loaded`:
+  // what store.load() already returned (nicoffloadd loads the state while it
+  // opens the backends); otherwise start() loads it.
   static Result<std::unique_ptr<Controller>> start(model::HostConfig host, model::HwProfile profile,
                                                    Backends backends, StateStore store,
-                                                   ControllerOptions options = {});
+                                                   ControllerOptions options = {},
+                                                   std::optional<PersistedState> loaded = {});
 
   // Answers a batch of requests, one reply per request, in order. Never
   // throws: an exception while handling a request (a bug) is answered with
