@@ -30,10 +30,15 @@ std::optional<MacAddr> MacAddr::parse(std::string_view text) {
 }
 
 std::string MacAddr::str() const {
-  char buf[18];
-  std::snprintf(buf, sizeof buf, "%02x:%02x:%02x:%02x:%02x:%02x", bytes[0], bytes[1],
-                bytes[2], bytes[3], bytes[4], bytes[5]);
-  return buf;
+  // Formatted by hand: this runs for every rule and state record written
+  // (snprintf was a visible share of a 100 k remote.sync).
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out(17, ':');
+  for (int i = 0; i < 6; ++i) {
+    out[static_cast<std::size_t>(i * 3)] = kHex[bytes[i] >> 4];
+    out[static_cast<std::size_t>(i * 3 + 1)] = kHex[bytes[i] & 0xF];
+  }
+  return out;
 }
 
 bool MacAddr::isZero() const {
@@ -65,10 +70,16 @@ std::optional<Ipv4Addr> Ipv4Addr::parse(std::string_view text) {
 }
 
 std::string Ipv4Addr::str() const {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "%u.%u.%u.%u", value >> 24, (value >> 16) & 0xFF,
-                (value >> 8) & 0xFF, value & 0xFF);
-  return buf;
+  std::string out;
+  out.reserve(15);
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    const unsigned octet = (value >> shift) & 0xFF;
+    if (octet >= 100) out += static_cast<char>('0' + octet / 100);
+    if (octet >= 10) out += static_cast<char>('0' + octet / 10 % 10);
+    out += static_cast<char>('0' + octet % 10);
+    if (shift) out += '.';
+  }
+  return out;
 }
 
 std::optional<Ipv4Prefix> Ipv4Prefix::parse(std::string_view text) {

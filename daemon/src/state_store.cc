@@ -738,9 +738,14 @@ Status StateStore::append(std::span<const Mutation> batch) {
 
   std::string line;
   try {
-    json payload = json::array();
-    for (const auto& m : batch) payload.push_back(encode(m));
-    const std::string text = payload.dump();
+    // The payload is a JSON array; each element is dumped as it is encoded,
+    // so a 100 k batch never holds a tree of 100 k objects.
+    std::string text = "[";
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      if (i) text += ',';
+      text += encode(batch[i]).dump();
+    }
+    text += ']';
     char head[32];
     std::snprintf(head, sizeof head, "%zu %08" PRIx32 " ", text.size(), crc32(text));
     line.reserve(std::strlen(head) + text.size() + 1);

@@ -366,6 +366,7 @@ HwApplyReport HwApplier::applyDelta(std::span<const FlowRule> upsert,
                                      std::span<const RuleId> remove,
                                      std::span<const RuleDependency> dependencies) {
   HwApplyReport report;
+  installed_.reserve(installed_.size() + upsert.size());  // one rehash for a 100 k sync
   for (const auto& r : upsert) {
     leaders_.erase(r.id);
     class_followers_.erase(r.id);

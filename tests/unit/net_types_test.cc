@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <random>
+
 #include "nicoffload/common/net_types.h"
 
 namespace nicoffload {
@@ -22,6 +25,35 @@ TEST(MacAddr, ParsesCanonicalForms) {
     if (mac && c.ok) {
       EXPECT_EQ(mac->str(), c.canonical);
     }
+  }
+}
+
+// str() is formatted by hand: it must print what printf's canonical forms
+// print, and parse back, for any value.
+TEST(MacAddr, FormatsLowerCaseColonHexAndRoundTrips) {
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 2000; ++i) {
+    MacAddr m;
+    const std::uint64_t v = i == 0 ? 0 : i == 1 ? ~0ull : rng();
+    for (int b = 0; b < 6; ++b) m.bytes[b] = static_cast<std::uint8_t>(v >> (8 * b));
+    char want[18];
+    std::snprintf(want, sizeof want, "%02x:%02x:%02x:%02x:%02x:%02x", m.bytes[0], m.bytes[1],
+                  m.bytes[2], m.bytes[3], m.bytes[4], m.bytes[5]);
+    ASSERT_EQ(m.str(), want);
+    ASSERT_EQ(MacAddr::parse(m.str()), m);
+  }
+}
+
+TEST(Ipv4Addr, FormatsDottedQuadAndRoundTrips) {
+  std::mt19937 rng(7);
+  for (int i = 0; i < 2000; ++i) {
+    const std::uint32_t v = i == 0 ? 0 : i == 1 ? ~0u : i == 2 ? 0x0A000001u : rng();
+    const Ipv4Addr a{v};
+    char want[16];
+    std::snprintf(want, sizeof want, "%u.%u.%u.%u", v >> 24, (v >> 16) & 0xFF, (v >> 8) & 0xFF,
+                  v & 0xFF);
+    ASSERT_EQ(a.str(), want);
+    ASSERT_EQ(Ipv4Addr::parse(a.str()), a);
   }
 }
 
