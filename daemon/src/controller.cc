@@ -265,6 +265,7 @@ void Controller::handleBatch(const std::vector<control::Request>& batch,
       accepted.clear();
     } else {
       for (const auto& c : mutations_) spdlog::info("{}", c);
+      ++generation_;
       const auto pass = reconcileTouched();
       scheduleRetry(pass.failures > 0);
       t_reconciled = SteadyClock::now();
@@ -376,6 +377,8 @@ std::string Controller::metricsText(const control::ServerCounters* server) const
         static_cast<double>(counters_.reconcile_passes));
   m.set("nicoffload_reconcile_passes_total", "kind=\"full\"",
         static_cast<double>(counters_.full_passes));
+  m.set("nicoffload_reconcile_passes_total", "kind=\"full_quiet\"",
+        static_cast<double>(counters_.quiet_passes));
   m.describe("nicoffload_retries_total", "counter", "Reconcile retries after failures.");
   m.set("nicoffload_retries_total", "", static_cast<double>(counters_.retries));
   m.describe("nicoffload_state_saves_total", "counter",

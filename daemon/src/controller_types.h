@@ -66,6 +66,8 @@ struct Controller::FullPass {
   std::size_t batch_failures = 0;
   bool copied = false;  // the worker's copy was taken: record what batches touch
   SteadyClock::time_point started;
+  std::uint64_t generation = 0;  // the controller's generation_ when the pass started
+  bool force = false;            // SIGHUP, the reconcile op: never a quiet pass
 };
 
 }  // namespace nicoffload::offload

@@ -325,6 +325,7 @@ json Controller::read(const json& req, Error& error) {
             {"controller",
              {{"reconcile_passes", counters_.reconcile_passes},
               {"full_passes", counters_.full_passes},
+              {"quiet_full_passes", counters_.quiet_passes},
               {"retries", counters_.retries},
               {"state_saves", counters_.state_saves},
               {"state_save_failures", counters_.state_save_failures},

@@ -126,6 +126,9 @@ void Controller::startFullPass(bool verify) {
   full_pass_ = std::make_unique<FullPass>();
   full_pass_->verify = verify;
   full_pass_->started = SteadyClock::now();
+  full_pass_->generation = generation_;
+  full_pass_->force = force_full_compute_;
+  force_full_compute_ = false;
   if (verify) full_pass_->to_verify = applier_->hardwareRuleIds();
 }
 
@@ -146,6 +149,20 @@ std::optional<Controller::PassResult> Controller::stepFullPass(bool inline_all) 
     std::vector<flowrules::RuleId>().swap(pass.to_verify);
     if (pass.vanished)
       spdlog::warn("flow backend: {} rules vanished from the device; reinstalling", pass.vanished);
+    // Nothing changed since the last clean pass: its plan and read-back
+    // would find what it found. (The software path is asked every time, so
+    // that what it reports covers the span since the previous pass.)
+    SoftwarePath* sw = backends_.software_path.get();
+    const bool sw_changed = !sw || sw->changedSinceLastAsked();
+    if (pass.verify && !pass.force && pass.vanished == 0 && clean_generation_ == generation_ &&
+        pass.generation == generation_ && (sw == nullptr || !sw_changed) &&
+        quiet_in_a_row_ + 1 < options_.full_compute_every) {
+      ++quiet_in_a_row_;
+      auto result = quietFullPass();
+      full_pass_.reset();
+      return result;
+    }
+    quiet_in_a_row_ = 0;
     pass.phase = FullPass::Phase::kCompute;
     pass.copied = true;
     SoftwarePath* path = backends_.software_path.get();
@@ -209,6 +226,28 @@ void Controller::noteTouchedDuringFullPass(const flowrules::SoftwarePathState& s
     for (const auto& r : s->routes) pass.addresses.insert(r.dst.addr);
   pass.derived = pass.derived || derived;
   pass.batch_failures += failures;
+}
+
+Controller::PassResult Controller::quietFullPass() {
+  PassResult result;
+  ++counters_.reconcile_passes;
+  ++counters_.full_passes;
+  ++counters_.quiet_passes;
+  applier_->fullPassDone();
+  reconcileDevices(result, nullptr);
+  const auto& c = applier_->counters();
+  last_pass_summary_ =
+      "full pass: nothing changed since the last one (device verified: rules hw " +
+      std::to_string(c.hw) + ", sw " + std::to_string(c.sw) + "); took " +
+      std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                         SteadyClock::now() - full_pass_->started)
+                         .count()) +
+      " ms";
+  if (result.failures == 0)
+    clean_generation_ = generation_;
+  else
+    clean_generation_.reset();
+  return result;
 }
 
 Controller::PassResult Controller::repairFullPass(FullPassComputed computed) {
@@ -278,6 +317,15 @@ Controller::PassResult Controller::repairFullPass(FullPassComputed computed) {
   }
   result.failures += pass.batch_failures;  // keep their retry
   reconcileDevices(result, nullptr);
+  // Clean: nothing to repair, nothing failed, no batch meanwhile. The next
+  // pass may then skip its plan (stepFullPass).
+  const bool sw_clean = !computed.read_back_error &&
+                        (!computed.sw || (computed.sw->apply.size() + computed.sw->remove.size()) == 0);
+  if (quiet && result.failures == 0 && computed.upsert.empty() && computed.remove.empty() &&
+      sw_clean && pass.vanished == 0 && pass.generation == generation_)
+    clean_generation_ = pass.generation;
+  else
+    clean_generation_.reset();
   const auto& c = applier_->counters();
   last_pass_summary_ = "full pass: rules hw " + std::to_string(c.hw) + ", sw " +
                        std::to_string(c.sw) + "; kernel objects " + std::to_string(sw_objects_) +
@@ -291,6 +339,7 @@ Controller::PassResult Controller::repairFullPass(FullPassComputed computed) {
 
 Controller::PassResult Controller::reconcile(bool verify) {
   full_pass_.reset();  // a pass in flight is replaced (its worker is waited for)
+  force_full_compute_ = true;
   startFullPass(verify);
   return *stepFullPass(true);
 }
@@ -626,7 +675,10 @@ void Controller::scheduleRetry(bool failed) {
                backoff_.count());
 }
 
-void Controller::requestFullPass() { next_full_ = options_.now(); }
+void Controller::requestFullPass() {
+  next_full_ = options_.now();
+  force_full_compute_ = true;  // asked for: plan and read back in full
+}
 
 json Controller::reconcileAll() {
   const auto pass = reconcile(true);

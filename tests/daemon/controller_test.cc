@@ -34,6 +34,7 @@ class MemorySoftwarePath final : public SoftwarePath {
   SwApplyReport apply(const flowrules::SoftwarePathState& o) override {
     if (throw_on_apply_.exchange(false)) throw std::runtime_error("injected: apply threw");
     const std::lock_guard lock(mutex_);
+    changed_ = true;  // the kernel notifies our own changes too
     SwApplyReport r;
     upsert(o.sysctls, held_.sysctls, r);
     upsert(o.links, held_.links, r);
@@ -46,6 +47,7 @@ class MemorySoftwarePath final : public SoftwarePath {
   }
   SwApplyReport remove(const flowrules::SoftwarePathState& o) override {
     const std::lock_guard lock(mutex_);
+    changed_ = true;
     SwApplyReport r;  // removing what is gone succeeds
     erase(o.sysctls, held_.sysctls, r);
     erase(o.links, held_.links, r);
@@ -61,7 +63,24 @@ class MemorySoftwarePath final : public SoftwarePath {
     if (throw_on_read_back_.exchange(false))
       throw std::out_of_range("injected: readBack threw");
     const std::lock_guard lock(mutex_);
+    ++read_backs;
     return held_;
+  }
+  // With reports_changes, says what the kernel path's notifications say:
+  // whether apply(), remove() or a drift(notified) happened since the last
+  // call. Without it (the default), always yes.
+  bool changedSinceLastAsked() override {
+    if (!reports_changes) return true;
+    return changed_.exchange(false);
+  }
+  std::atomic<bool> reports_changes = false;
+  std::atomic<int> read_backs = 0;
+  // Someone else removes every route; `notified`: the kernel says so (a
+  // route), or not (what sysctls do).
+  void drift(bool notified) {
+    const std::lock_guard lock(mutex_);
+    held_.routes.clear();
+    if (notified) changed_ = true;
   }
   // The next apply() (or readBack()) throws, as a bug or a library might.
   void throwOnApply() { throw_on_apply_ = true; }
@@ -127,6 +146,7 @@ class MemorySoftwarePath final : public SoftwarePath {
 
   std::mutex mutex_;
   flowrules::SoftwarePathState held_;
+  std::atomic<bool> changed_ = true;
   std::atomic<bool> throw_on_apply_ = false;
   std::atomic<bool> throw_on_read_back_ = false;
   std::string fail_word_;
@@ -302,6 +322,62 @@ TEST(Controller, PeriodicPassReinstallsWhatVanished) {
   f.now += milliseconds(60001);
   f.ctl->tick();
   EXPECT_EQ(f.nic->size(), hw) << "every hw rule is back";
+}
+
+// A periodic pass that finds nothing changed since the last clean one only
+// verifies the device: no plan, no read-back. Whatever changed makes the
+// next pass compute in full: a batch, a rule gone from the device, a
+// notified kernel change, SIGHUP; an unnotified drift waits for every
+// full_compute_every-th pass.
+TEST(Controller, AnIdleFullPassOnlyVerifiesUnlessSomethingChanged) {
+  Fixture f;
+  f.start();
+  f.sw->reports_changes = true;
+  ASSERT_TRUE(f.call({{"op", "port.add"}, {"port", Fixture::port(5)}})["ok"]);
+  const auto hw = f.ctl->applier().counters().hw;
+  auto pass = [&] {
+    const int before = f.sw->read_backs;
+    f.now += milliseconds(60001);
+    f.ctl->tick();
+    return f.sw->read_backs > before ? "full" : "quiet";
+  };
+  EXPECT_STREQ(pass(), "full") << "the first pass after a batch";
+  EXPECT_STREQ(pass(), "quiet");
+  EXPECT_STREQ(pass(), "quiet");
+  EXPECT_EQ(f.ctl->counters().quiet_passes, 2u);
+
+  ASSERT_TRUE(f.nic->flush().ok());
+  EXPECT_STREQ(pass(), "full") << "rules vanished from the device";
+  EXPECT_EQ(f.nic->size(), hw);
+  EXPECT_STREQ(pass(), "full") << "the repair's own changes";
+  EXPECT_STREQ(pass(), "quiet");
+
+  f.sw->drift(true);
+  EXPECT_FALSE(f.sw->hasRoute("10.0.5.1/32", "rep5"));
+  EXPECT_STREQ(pass(), "full") << "a notified kernel change";
+  EXPECT_TRUE(f.sw->hasRoute("10.0.5.1/32", "rep5"));
+  EXPECT_STREQ(pass(), "full") << "the repair's own changes";
+
+  f.ctl->requestFullPass();
+  f.ctl->tick();
+  EXPECT_STREQ(pass(), "quiet") << "a quiet one";
+  f.ctl->requestFullPass();
+  int before = f.sw->read_backs;
+  f.ctl->tick();
+  EXPECT_GT(f.sw->read_backs, before) << "SIGHUP computes in full";
+
+  ASSERT_TRUE(f.call({{"op", "port.add"}, {"port", Fixture::port(6)}})["ok"]);
+  EXPECT_STREQ(pass(), "full") << "a batch";
+
+  f.sw->drift(false);
+  int passes = 0;
+  while (!f.sw->hasRoute("10.0.5.1/32", "rep5") && passes < 20) {
+    pass();
+    ++passes;
+  }
+  EXPECT_TRUE(f.sw->hasRoute("10.0.5.1/32", "rep5")) << "repaired by the every-Nth pass";
+  EXPECT_LE(passes, 10) << "full_compute_every = 10";
+  EXPECT_GE(passes, 2) << "the unnotified drift is not seen by a quiet pass";
 }
 
 TEST(Controller, RestartAdoptsWithoutChurnAndKeepsThePorts) {

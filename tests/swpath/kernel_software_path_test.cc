@@ -120,6 +120,30 @@ TEST_F(KernelSoftwarePathTest, ReadsBackOnlyRoutesOfOurProtocolInOurTable) {
   EXPECT_TRUE(none->routes.empty());
 }
 
+// The namespace's notifications tell an idle full pass whether anything
+// changed: our own changes, anyone else's (route, neighbour, link, address),
+// and a flood that overflows the socket (ENOBUFS) all count; a quiet
+// namespace does not.
+TEST_F(KernelSoftwarePathTest, ChangesInTheNamespaceAreNoticedAndQuietIsQuiet) {
+  (void)path_->changedSinceLastAsked();  // whatever the setup did
+  EXPECT_FALSE(path_->changedSinceLastAsked()) << "nothing happened";
+  ASSERT_TRUE(path_->apply(routes(0, 2)).ok());
+  EXPECT_TRUE(path_->changedSinceLastAsked()) << "our own routes";
+  EXPECT_FALSE(path_->changedSinceLastAsked()) << "drained";
+  for (const char* cmd : {"route add 10.9.0.1/32 dev d0 proto static",
+                          "neigh add 10.9.0.2 lladdr 02:00:00:00:00:02 dev d0",
+                          "addr add 192.0.2.1/24 dev d0", "link set d1 mtu 1400",
+                          "route del 10.0.0.1/32 dev d0 proto 240"}) {
+    ASSERT_TRUE(Namespace::sh(ns_->ip(cmd))) << cmd;
+    EXPECT_TRUE(path_->changedSinceLastAsked()) << cmd;
+    EXPECT_FALSE(path_->changedSinceLastAsked()) << "drained after " << cmd;
+  }
+  // More notifications than the socket holds: some are lost, which is a change.
+  ASSERT_TRUE(path_->apply(routes(100, 20100)).ok());
+  EXPECT_TRUE(path_->changedSinceLastAsked());
+  EXPECT_FALSE(path_->changedSinceLastAsked());
+}
+
 TEST_F(KernelSoftwarePathTest, ReadsBackTwentyThousandRoutesExactly) {
   const auto want = routes(0, 20000);
   const auto applied = path_->apply(want);

@@ -25,6 +25,7 @@
 #include <linux/neighbour.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
+#include <sys/socket.h>
 #include <netlink/addr.h>
 #include <netlink/attr.h>
 #include <netlink/cache.h>
@@ -340,7 +341,32 @@ class KernelSoftwarePath final : public SoftwarePath {
       : sock_(std::move(sock)), check_sock_(std::move(check_sock)), options_(std::move(options)),
         window_(window), dump_sock_(std::move(dump_sock)) {}
 
+  ~KernelSoftwarePath() override {
+    if (watch_fd_ >= 0) ::close(watch_fd_);
+  }
+  KernelSoftwarePath(const KernelSoftwarePath&) = delete;
+  KernelSoftwarePath& operator=(const KernelSoftwarePath&) = delete;
+
   void setLookupSocket(SockPtr sock) { lookup_sock_ = std::move(sock); }
+  void setWatchSocket(int fd) { watch_fd_ = fd; }
+
+  // Drains the notifications queued since the last call: any message, or a
+  // lost one (ENOBUFS), is a change. Without the socket: always a change.
+  bool changedSinceLastAsked() override {
+    if (watch_fd_ < 0) return true;
+    bool changed = false;
+    std::array<char, 1 << 16> buf;
+    for (;;) {
+      const ssize_t n = ::recv(watch_fd_, buf.data(), buf.size(), MSG_DONTWAIT);
+      if (n > 0 || (n < 0 && errno == ENOBUFS)) {
+        changed = true;
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return true;  // cannot tell
+      return changed;
+    }
+  }
   SwApplyReport apply(const SoftwarePathState& objects) override;
   SwApplyReport remove(const SoftwarePathState& objects) override;
   Result<SoftwarePathState> readBack(const SoftwarePathState& desired,
@@ -402,6 +428,7 @@ class KernelSoftwarePath final : public SoftwarePath {
   const KernelSoftwarePathOptions options_;
   const std::size_t window_;
   SockPtr lookup_sock_;  // link lookups by name or index, outside any batch
+  int watch_fd_ = -1;    // rtnetlink notifications of the namespace (changedSinceLastAsked)
   std::map<std::string, LinkPtr> link_by_name_;  // null: no such device
   // readBack(): its own socket under its own lock, so that it may run on
   // another thread than apply() and remove(); it touches nothing above but
@@ -1118,6 +1145,17 @@ Result<std::unique_ptr<SoftwarePath>> openKernelSoftwarePath(const KernelSoftwar
   auto path = std::unique_ptr<KernelSoftwarePath>(new KernelSoftwarePath(
       std::move(sock), std::move(check).value(), std::move(dump).value(), options, window));
   path->setLookupSocket(std::move(lookup));
+  // Change notifications of the namespace (links, addresses, neighbours and
+  // FDB entries, IPv4 routes): an idle full pass reads the kernel back only
+  // when something arrived. Without them every pass reads back.
+  const int watch = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE);
+  sockaddr_nl groups{};
+  groups.nl_family = AF_NETLINK;
+  groups.nl_groups = RTMGRP_LINK | RTMGRP_NEIGH | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE;
+  if (watch >= 0 && ::bind(watch, reinterpret_cast<const sockaddr*>(&groups), sizeof groups) == 0)
+    path->setWatchSocket(watch);
+  else if (watch >= 0)
+    ::close(watch);  // changedSinceLastAsked() then always says yes
   return std::unique_ptr<SoftwarePath>(std::move(path));
 }
 

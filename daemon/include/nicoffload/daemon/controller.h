@@ -55,6 +55,12 @@ struct ControllerOptions {
   // requests never wait behind them; off = each runs at once (tests).
   bool background_full_pass = true;
   std::chrono::milliseconds slice_budget{10};
+  // A periodic full pass that finds nothing changed since the last clean one
+  // (no batch, no vanished rule, no failure, the software path unchanged)
+  // only verifies the device: the plan of an unchanged intent is the same.
+  // Every full_compute_every-th pass plans and reads back in full anyway
+  // (0: every pass does).
+  unsigned full_compute_every = 10;
 };
 
 struct Backends {
@@ -111,6 +117,7 @@ class Controller {
   struct Counters {
     std::uint64_t reconcile_passes = 0;
     std::uint64_t full_passes = 0;
+    std::uint64_t quiet_passes = 0;  // full passes that found nothing changed: device verified only
     std::uint64_t retries = 0;
     std::uint64_t sw_ops = 0;
     std::uint64_t sw_failures = 0;
@@ -221,6 +228,13 @@ class Controller {
                                  const flowrules::SoftwarePathState& sw_new, bool derived,
                                  std::size_t failures);
   std::unique_ptr<FullPass> full_pass_;
+  PassResult quietFullPass();
+  // Bumped by every batch that changed the intent; a full pass that found
+  // nothing to repair records the generation it saw (clean_generation_).
+  std::uint64_t generation_ = 0;
+  std::optional<std::uint64_t> clean_generation_;
+  unsigned quiet_in_a_row_ = 0;
+  bool force_full_compute_ = false;  // requestFullPass(), reconcile(): the next pass in full
   // Plans and applies only what this batch touched (touched_ports_,
   // touched_remotes_); the whole intent when plan() would couple owners.
   PassResult reconcileTouched();

@@ -71,6 +71,15 @@ class SoftwarePath {
   //   kNotFound (the namespace went away, for the /proc reads).
   virtual Result<flowrules::SoftwarePathState> readBack(const flowrules::SoftwarePathState& desired,
                                                         const ReadBackScope& scope) = 0;
+
+  // Whether what the path holds may have changed since the last call, by
+  // anyone (ourselves included). Main thread only. A full pass that finds
+  // nothing else changed skips its plan and read-back when this says no;
+  // the default cannot tell, and says yes. The kernel path listens to the
+  // namespace's link, address, neighbour and route notifications (a lost
+  // one, ENOBUFS, counts as a change); sysctls send none, which is why
+  // every Nth pass computes in full anyway (ControllerOptions).
+  virtual bool changedSinceLastAsked() { return true; }
 };
 
 // A diff split into what to apply (added and changed objects) and what to
