@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
@@ -23,11 +24,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
-
-#include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
 
 #include "nicoffload/model/parse.h"
 #include "nicoffload/offload/netns.h"
@@ -106,15 +105,17 @@ struct Lines {
   void add(std::string id, std::string check, CheckStatus status, bool required, std::string found,
            std::string fix = {}) {
     if (status == CheckStatus::kOk) fix.clear();
-    v.push_back({std::move(id), std::move(check), status, required, std::move(found), std::move(fix)});
+    v.push_back(
+        {std::move(id), std::move(check), status, required, std::move(found), std::move(fix)});
   }
 };
 
-void checkModule(Lines& out, const HostRoots& roots, const std::string& module, const std::string& why,
-                 const std::string& fix) {
+void checkModule(Lines& out, const HostRoots& roots, const std::string& module,
+                 const std::string& why, const std::string& fix) {
   const bool loaded = isDir(roots.sys + "/module/" + module);
   out.add("module." + module, "kernel module " + module + " (" + why + ")",
-          loaded ? CheckStatus::kOk : CheckStatus::kMissing, true, loaded ? "loaded" : "not loaded", fix);
+          loaded ? CheckStatus::kOk : CheckStatus::kMissing, true, loaded ? "loaded" : "not loaded",
+          fix);
 }
 
 void checkGenl(Lines& out, HostProbe& probe, const std::string& family, const std::string& why,
@@ -130,20 +131,24 @@ void checkGenl(Lines& out, HostProbe& probe, const std::string& family, const st
           *has ? "present" : "not in this kernel", fix);
 }
 
-void checkVersion(Lines& out, const std::string& id, const std::string& name, Result<std::string> version,
-                  bool need_vdpa, int major, int minor, const std::string& install_fix) {
+void checkVersion(Lines& out, const std::string& id, const std::string& name,
+                  Result<std::string> version, bool need_vdpa, int major, int minor,
+                  const std::string& install_fix) {
   const std::string min = std::to_string(major) + "." + std::to_string(minor);
-  const std::string check = name + (need_vdpa ? " >= " + min + " (vDPA interfaces)" : " (the libvirt hook)");
+  const std::string check =
+      name + (need_vdpa ? " >= " + min + " (vDPA interfaces)" : " (the libvirt hook)");
   if (!version) {
     const bool absent = version.error().code == ErrorCode::kNotFound;
     out.add(id, check, CheckStatus::kMissing, need_vdpa,
-            absent ? "not installed" : "cannot read its version: " + version.error().message, install_fix);
+            absent ? "not installed" : "cannot read its version: " + version.error().message,
+            install_fix);
     return;
   }
   if (need_vdpa && !versionAtLeast(*version, major, minor)) {
     out.add(id, check, CheckStatus::kWrong, true, *version,
-            "upgrade " + name + " to " + min + " or later, or set backends.vdpa "
-            "to dpdk or none");
+            "upgrade " + name + " to " + min +
+                " or later, or set backends.vdpa "
+                "to dpdk or none");
     return;
   }
   out.add(id, check, CheckStatus::kOk, need_vdpa, *version);
@@ -153,9 +158,12 @@ void checkVersion(Lines& out, const std::string& id, const std::string& name, Re
 
 const char* toString(CheckStatus s) {
   switch (s) {
-    case CheckStatus::kOk: return "ok";
-    case CheckStatus::kMissing: return "missing";
-    case CheckStatus::kWrong: return "wrong";
+    case CheckStatus::kOk:
+      return "ok";
+    case CheckStatus::kMissing:
+      return "missing";
+    case CheckStatus::kWrong:
+      return "wrong";
   }
   return "?";
 }
@@ -163,7 +171,8 @@ const char* toString(CheckStatus s) {
 std::string extractVersion(const std::string& text) {
   for (std::size_t i = 0; i < text.size(); ++i) {
     if (!std::isdigit(static_cast<unsigned char>(text[i]))) continue;
-    if (i > 0 && (std::isalnum(static_cast<unsigned char>(text[i - 1])) || text[i - 1] == '.')) continue;
+    if (i > 0 && (std::isalnum(static_cast<unsigned char>(text[i - 1])) || text[i - 1] == '.'))
+      continue;
     std::size_t j = i;
     int dots = 0;
     while (j < text.size() && (std::isdigit(static_cast<unsigned char>(text[j])) ||
@@ -228,29 +237,35 @@ std::vector<CheckLine> runHostChecks(const model::HostConfig& host, const model:
       out.add("pf.pci", check, CheckStatus::kMissing, true, "no such PCI device",
               "set uplink.pci to the ConnectX PF (lspci -D -d 15b3:) and load mlx5_core");
     } else {
-      const std::string id =
-          pciIdPart(readFirstLine(pf_dir + "/vendor")) + ":" + pciIdPart(readFirstLine(pf_dir + "/device"));
+      const std::string id = pciIdPart(readFirstLine(pf_dir + "/vendor")) + ":" +
+                             pciIdPart(readFirstLine(pf_dir + "/device"));
       if (!profile) {
         out.add("pf.pci", check, CheckStatus::kOk, true, id + " (not compared: no profile loaded)");
-      } else if (std::find(profile->pci_ids.begin(), profile->pci_ids.end(), id) == profile->pci_ids.end()) {
+      } else if (std::find(profile->pci_ids.begin(), profile->pci_ids.end(), id) ==
+                 profile->pci_ids.end()) {
         std::string ids;
         for (const auto& p : profile->pci_ids) ids += (ids.empty() ? "" : ", ") + p;
-        out.add("pf.pci", check, CheckStatus::kWrong, true,
-                id + ", but profile " + profile->name + " is for " + (ids.empty() ? "no PCI id" : ids),
-                "set hw_profile to the profile of this NIC (hw-profiles/*.json, pci_ids), or uplink.pci "
-                "to the NIC profile " + profile->name + " describes");
+        out.add(
+            "pf.pci", check, CheckStatus::kWrong, true,
+            id + ", but profile " + profile->name + " is for " + (ids.empty() ? "no PCI id" : ids),
+            "set hw_profile to the profile of this NIC (hw-profiles/*.json, pci_ids), or "
+            "uplink.pci "
+            "to the NIC profile " +
+                profile->name + " describes");
       } else {
         out.add("pf.pci", check, CheckStatus::kOk, true, id + " (" + profile->model + ")");
       }
     }
   }
   if (real_nic) {
-    const std::string check = "SR-IOV on " + pf + " (uplink.vf_count = " + std::to_string(host.vf_count) + ")";
+    const std::string check =
+        "SR-IOV on " + pf + " (uplink.vf_count = " + std::to_string(host.vf_count) + ")";
     const std::string total = readFirstLine(pf_dir + "/sriov_totalvfs");
     if (total.empty()) {
       out.add("pf.sriov", check, CheckStatus::kMissing, true, "no sriov_totalvfs",
               "enable SR-IOV in the BIOS and the NIC firmware (mlxconfig -d " + pf +
-                  " set SRIOV_EN=1 NUM_OF_VFS=" + std::to_string(host.vf_count) + ", then a cold reboot)");
+                  " set SRIOV_EN=1 NUM_OF_VFS=" + std::to_string(host.vf_count) +
+                  ", then a cold reboot)");
     } else if (std::strtoul(total.c_str(), nullptr, 10) < host.vf_count) {
       out.add("pf.sriov", check, CheckStatus::kWrong, true, "sriov_totalvfs = " + total,
               "raise NUM_OF_VFS in the firmware (mlxconfig -d " + pf + " set NUM_OF_VFS=" +
@@ -276,18 +291,21 @@ std::vector<CheckLine> runHostChecks(const model::HostConfig& host, const model:
             "iommu=pt (AMD)");
   }
   if (dpdk_flow || dpdk_vdpa) {
-    const bool no_huge = std::find(host.dpdk_eal_args.begin(), host.dpdk_eal_args.end(), "--no-huge") !=
-                         host.dpdk_eal_args.end();
-    const std::string check = "hugepages (DPDK, backends." + std::string(dpdk_flow ? "flow" : "vdpa") + " = dpdk)";
+    const bool no_huge = std::find(host.dpdk_eal_args.begin(), host.dpdk_eal_args.end(),
+                                   "--no-huge") != host.dpdk_eal_args.end();
+    const std::string check =
+        "hugepages (DPDK, backends." + std::string(dpdk_flow ? "flow" : "vdpa") + " = dpdk)";
     const long long total = meminfoValue(roots.proc, "HugePages_Total");
     const long long free = meminfoValue(roots.proc, "HugePages_Free");
     if (no_huge && !dpdk_vdpa) {
-      out.add("hugepages", check, CheckStatus::kOk, true, "not needed: dpdk.eal_args has --no-huge");
+      out.add("hugepages", check, CheckStatus::kOk, true,
+              "not needed: dpdk.eal_args has --no-huge");
     } else if (total <= 0) {
       out.add("hugepages", check, CheckStatus::kMissing, true,
               total < 0 ? "no HugePages_Total in /proc/meminfo" : "HugePages_Total = 0",
               "reserve them: hugepagesz=1G hugepages=N on the kernel command line, or "
-              "echo N > /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages; hugetlbfs on /dev/hugepages");
+              "echo N > /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages; hugetlbfs on "
+              "/dev/hugepages");
     } else if (free <= 0) {
       out.add("hugepages", check, CheckStatus::kWrong, true,
               "HugePages_Total = " + std::to_string(total) + ", none free",
@@ -300,14 +318,18 @@ std::vector<CheckLine> runHostChecks(const model::HostConfig& host, const model:
 
   checkVersion(out, "libvirt", "libvirt", probe.libvirtVersion(), kernel_vdpa, kLibvirtVdpaMajor,
                kLibvirtVdpaMinor, "apt-get install libvirt-daemon-system");
-  checkVersion(out, "qemu", "QEMU", probe.qemuVersion(), kernel_vdpa, kQemuVdpaMajor, kQemuVdpaMinor,
+  checkVersion(out, "qemu", "QEMU", probe.qemuVersion(), kernel_vdpa, kQemuVdpaMajor,
+               kQemuVdpaMinor,
                "apt-get install qemu-system-x86 (or your architecture's qemu-system package)");
 
   {
     const bool zebra = isExecutable(roots.frr_dir + "/zebra");
     const bool bgpd = isExecutable(roots.frr_dir + "/bgpd");
     std::string found = zebra && bgpd ? "zebra and bgpd in " + roots.frr_dir
-                                      : std::string("no ") + (zebra ? "bgpd" : bgpd ? "zebra" : "zebra, bgpd") +
+                                      : std::string("no ") +
+                                            (zebra  ? "bgpd"
+                                             : bgpd ? "zebra"
+                                                    : "zebra, bgpd") +
                                             " in " + roots.frr_dir;
     out.add("frr", "FRR (only when remote /32s are learned by BGP: `redistribute kernel`)",
             zebra && bgpd ? CheckStatus::kOk : CheckStatus::kMissing, false, found,
@@ -320,17 +342,20 @@ std::vector<CheckLine> runHostChecks(const model::HostConfig& host, const model:
     const std::string check = "ip rule for kernel.route_table " + table + where;
     auto tables = probe.ipv4RuleTables(host.kernel_netns);
     if (!tables) {
-      out.add("ip_rule", check, CheckStatus::kMissing, true, "cannot read the rules: " + tables.error().describe(),
-              host.kernel_netns.empty() ? "run host-check as root" : "create the namespace: ip netns add " +
-                                                                          host.kernel_netns);
+      out.add("ip_rule", check, CheckStatus::kMissing, true,
+              "cannot read the rules: " + tables.error().describe(),
+              host.kernel_netns.empty()
+                  ? "run host-check as root"
+                  : "create the namespace: ip netns add " + host.kernel_netns);
     } else if (std::find(tables->begin(), tables->end(), host.route_table) != tables->end()) {
       out.add("ip_rule", check, CheckStatus::kOk, true, "a rule looks up table " + table);
     } else {
       out.add("ip_rule", check, CheckStatus::kMissing, true, "no rule looks up table " + table,
               host.route_table == kMainTable
                   ? "restore the default rule: ip rule add priority 32766 lookup main"
-                  : "ip rule add priority 1000 lookup " + table + " (and make it persistent in your "
-                    "network config), or set kernel.route_table to 254");
+                  : "ip rule add priority 1000 lookup " + table +
+                        " (and make it persistent in your "
+                        "network config), or set kernel.route_table to 254");
     }
   }
 
@@ -349,11 +374,13 @@ std::vector<CheckLine> runHostChecks(const model::HostConfig& host, const model:
       // systemd's StateDirectory= (the unit) makes /var/lib/nicoffload; the
       // daemon makes any other one when its parent is writable.
       const std::string parent = std::filesystem::path(host.state_dir).parent_path().string();
-      auto w = isDir(parent) ? probeWritable(parent)
-                             : Status(makeError(ErrorCode::kNotFound, "state_dir", parent, "no such directory"));
+      auto w =
+          isDir(parent)
+              ? probeWritable(parent)
+              : Status(makeError(ErrorCode::kNotFound, "state_dir", parent, "no such directory"));
       out.add("state_dir", check, w ? CheckStatus::kOk : CheckStatus::kMissing, true,
-              w ? "absent; " + parent + " is writable, so it can be made" : "absent, and " + parent +
-                                                                              " is not writable",
+              w ? "absent; " + parent + " is writable, so it can be made"
+                : "absent, and " + parent + " is not writable",
               "mkdir -p -m 0700 " + host.state_dir);
     }
   }
@@ -361,15 +388,19 @@ std::vector<CheckLine> runHostChecks(const model::HostConfig& host, const model:
 }
 
 bool hostReady(const std::vector<CheckLine>& lines) {
-  return std::all_of(lines.begin(), lines.end(),
-                     [](const CheckLine& l) { return !l.required || l.status == CheckStatus::kOk; });
+  return std::all_of(lines.begin(), lines.end(), [](const CheckLine& l) {
+    return !l.required || l.status == CheckStatus::kOk;
+  });
 }
 
 nlohmann::json toJson(const std::vector<CheckLine>& lines, const std::string& config_path) {
   nlohmann::json checks = nlohmann::json::array();
   for (const auto& l : lines) {
-    nlohmann::json j = {{"id", l.id},         {"check", l.check}, {"status", toString(l.status)},
-                        {"required", l.required}, {"found", l.found}};
+    nlohmann::json j = {{"id", l.id},
+                        {"check", l.check},
+                        {"status", toString(l.status)},
+                        {"required", l.required},
+                        {"found", l.found}};
     if (!l.fix.empty()) j["fix"] = l.fix;
     checks.push_back(std::move(j));
   }
@@ -386,8 +417,8 @@ std::string renderText(const std::vector<CheckLine>& lines) {
     s += head + l.check + ": " + l.found + (l.required ? "" : " (optional)") + "\n";
     if (!l.fix.empty()) s += "        fix: " + l.fix + "\n";
   }
-  s += "host-check: " + std::to_string(counts[0]) + " ok, " + std::to_string(counts[1]) + " missing, " +
-       std::to_string(counts[2]) + " wrong; " +
+  s += "host-check: " + std::to_string(counts[0]) + " ok, " + std::to_string(counts[1]) +
+       " missing, " + std::to_string(counts[2]) + " wrong; " +
        (hostReady(lines) ? "ready" : "NOT ready (a required line is not ok)") + "\n";
   return s;
 }
@@ -400,9 +431,11 @@ namespace {
 // stdin and stderr on /dev/null and returns its stdout, at most 64 KiB, within
 // kVersionTimeoutMs. kNotFound when argv[0] is not an executable file.
 Result<std::string> runForOutput(const std::vector<std::string>& argv) {
-  if (!isExecutable(argv.at(0))) return makeError(ErrorCode::kNotFound, "program", argv[0], "not installed");
+  if (!isExecutable(argv.at(0)))
+    return makeError(ErrorCode::kNotFound, "program", argv[0], "not installed");
   int pipefd[2];
-  if (::pipe2(pipefd, O_CLOEXEC) != 0) return makeError(ErrorCode::kIo, "program", argv[0], std::strerror(errno));
+  if (::pipe2(pipefd, O_CLOEXEC) != 0)
+    return makeError(ErrorCode::kIo, "program", argv[0], std::strerror(errno));
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
@@ -419,13 +452,16 @@ Result<std::string> runForOutput(const std::vector<std::string>& argv) {
   ::close(pipefd[1]);
   if (rc != 0) {
     ::close(pipefd[0]);
-    return makeError(ErrorCode::kIo, "program", argv[0], std::string("cannot run: ") + std::strerror(rc));
+    return makeError(ErrorCode::kIo, "program", argv[0],
+                     std::string("cannot run: ") + std::strerror(rc));
   }
   std::string out;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kVersionTimeoutMs);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(kVersionTimeoutMs);
   bool timed_out = false;
   for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       timed_out = true;
       break;
@@ -448,14 +484,16 @@ Result<std::string> runForOutput(const std::vector<std::string>& argv) {
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  if (timed_out) return makeError(ErrorCode::kBusy, "program", argv[0], "no answer to --version in 5 s");
+  if (timed_out)
+    return makeError(ErrorCode::kBusy, "program", argv[0], "no answer to --version in 5 s");
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
     return makeError(ErrorCode::kIo, "program", argv[0], "--version failed");
   return out;
 }
 
 Result<std::string> firstVersionOf(const std::vector<std::string>& programs) {
-  Result<std::string> last = makeError(ErrorCode::kNotFound, "program", programs.front(), "not installed");
+  Result<std::string> last =
+      makeError(ErrorCode::kNotFound, "program", programs.front(), "not installed");
   for (const auto& p : programs) {
     auto out = runForOutput({p, "--version"});
     if (!out) {
@@ -463,7 +501,9 @@ Result<std::string> firstVersionOf(const std::vector<std::string>& programs) {
       continue;
     }
     auto v = extractVersion(*out);
-    if (v.empty()) return makeError(ErrorCode::kInvalidValue, "program", p, "no version in its --version output");
+    if (v.empty())
+      return makeError(ErrorCode::kInvalidValue, "program", p,
+                       "no version in its --version output");
     return v;
   }
   return last;
@@ -489,7 +529,8 @@ class SystemHostProbe final : public HostProbe {
   Result<std::string> qemuVersion() override {
     utsname u{};
     std::string machine = ::uname(&u) == 0 ? u.machine : "x86_64";
-    return firstVersionOf({"/usr/bin/qemu-system-" + machine, "/usr/libexec/qemu-kvm", "/usr/bin/kvm"});
+    return firstVersionOf(
+        {"/usr/bin/qemu-system-" + machine, "/usr/libexec/qemu-kvm", "/usr/bin/kvm"});
   }
 
   Result<std::vector<std::uint32_t>> ipv4RuleTables(const std::string& netns) override {
@@ -503,7 +544,8 @@ class SystemHostProbe final : public HostProbe {
     if (err >= 0) err = rtnl_rule_alloc_cache(sock, AF_INET, &cache);
     if (err < 0) {
       nl_socket_free(sock);
-      return makeError(ErrorCode::kIo, "ip rule", "", std::string("FIB rule dump failed: ") + nl_geterror(err));
+      return makeError(ErrorCode::kIo, "ip rule", "",
+                       std::string("FIB rule dump failed: ") + nl_geterror(err));
     }
     for (nl_object* o = nl_cache_get_first(cache); o; o = nl_cache_get_next(o)) {
       tables.push_back(rtnl_rule_get_table(reinterpret_cast<rtnl_rule*>(o)));
@@ -521,16 +563,18 @@ std::unique_ptr<HostProbe> makeSystemHostProbe() { return std::make_unique<Syste
 // --- the subcommand ------------------------------------------------------------
 
 CLI::App* addHostCheckCommand(CLI::App& app, HostCheckArgs& args) {
-  auto* cmd = app.add_subcommand(
-      "host-check",
-      "preflight: does this host have what the host config needs (modules, devlink/vdpa, the PF, SR-IOV, "
-      "IOMMU, hugepages, libvirt/QEMU, FRR, ip rule, state dir)? Exit 1 when a required line is not ok");
+  auto* cmd = app.add_subcommand("host-check",
+                                 "preflight: does this host have what the host config needs "
+                                 "(modules, devlink/vdpa, the PF, SR-IOV, "
+                                 "IOMMU, hugepages, libvirt/QEMU, FRR, ip rule, state dir)? Exit 1 "
+                                 "when a required line is not ok");
   cmd->add_option("--config", args.config, "host config (JSON)")->capture_default_str();
   cmd->add_option("--profile-dir", args.profile_dir, "directory of named hardware profiles");
   cmd->add_flag("--json", args.json, "print the report as JSON");
   cmd->add_option("--sysfs-root", args.roots.sys, "where sysfs is mounted")->capture_default_str();
   cmd->add_option("--proc-root", args.roots.proc, "where procfs is mounted")->capture_default_str();
-  cmd->add_option("--frr-dir", args.roots.frr_dir, "where FRR's daemons are")->capture_default_str();
+  cmd->add_option("--frr-dir", args.roots.frr_dir, "where FRR's daemons are")
+      ->capture_default_str();
   return cmd;
 }
 
@@ -542,8 +586,9 @@ int runHostCheckCommand(const HostCheckArgs& args, const std::string& default_pr
   }
   std::optional<model::HwProfile> profile;
   if (host->hw_profile != "auto") {
-    auto p = model::loadHostProfile(host->hw_profile, args.config,
-                                    args.profile_dir.empty() ? default_profile_dir : args.profile_dir);
+    auto p =
+        model::loadHostProfile(host->hw_profile, args.config,
+                               args.profile_dir.empty() ? default_profile_dir : args.profile_dir);
     if (!p) {
       std::fprintf(stderr, "nicoffloadctl: error: %s\n", p.error().describe().c_str());
       return 2;
@@ -556,8 +601,9 @@ int runHostCheckCommand(const HostCheckArgs& args, const std::string& default_pr
     std::printf("%s\n", toJson(lines, args.config).dump(2).c_str());
   } else {
     std::printf("host %s (%s): flow %s, software path %s, vdpa %s, nic %s\n", host->name.c_str(),
-                args.config.c_str(), model::toString(host->flow_backend), model::toString(host->software_path),
-                model::toString(host->vdpa_backend), model::toString(host->nic_backend));
+                args.config.c_str(), model::toString(host->flow_backend),
+                model::toString(host->software_path), model::toString(host->vdpa_backend),
+                model::toString(host->nic_backend));
     std::printf("%s", renderText(lines).c_str());
   }
   return hostReady(lines) ? 0 : 1;

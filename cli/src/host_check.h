@@ -18,10 +18,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "nicoffload/common/error.h"
 #include "nicoffload/model/hw_profile.h"
@@ -37,12 +36,12 @@ enum class CheckStatus : std::uint8_t { kOk, kMissing, kWrong };
 const char* toString(CheckStatus s);
 
 struct CheckLine {
-  std::string id;       // stable key for scripts, e.g. "module.mlx5_core", "genl.devlink"
-  std::string check;    // what is checked, e.g. "kernel module mlx5_core"
+  std::string id;     // stable key for scripts, e.g. "module.mlx5_core", "genl.devlink"
+  std::string check;  // what is checked, e.g. "kernel module mlx5_core"
   CheckStatus status = CheckStatus::kOk;
-  bool required = true; // a required line that is not ok fails the check
-  std::string found;    // what the host has, e.g. "loaded", "15b3:1017", "not in this kernel"
-  std::string fix;      // what to do; empty when ok
+  bool required = true;  // a required line that is not ok fails the check
+  std::string found;     // what the host has, e.g. "loaded", "15b3:1017", "not in this kernel"
+  std::string fix;       // what to do; empty when ok
 };
 
 // What host-check asks the host beyond files. Errors are the probe's own

@@ -48,7 +48,8 @@ class FakeProbe : public HostProbe {
 void writeFile(const fs::path& p, const std::string& content, bool exec = false) {
   fs::create_directories(p.parent_path());
   std::ofstream(p) << content;
-  if (exec) fs::permissions(p, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+  if (exec)
+    fs::permissions(p, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
 }
 
 class HostCheckTest : public ::testing::Test {
@@ -107,8 +108,8 @@ class HostCheckTest : public ::testing::Test {
 
 TEST_F(HostCheckTest, AllSimulatedNeedsNoHardwareLines) {
   auto lines = run();
-  for (const char* id : {"module.mlx5_core", "genl.devlink", "genl.vdpa", "pf.pci", "pf.sriov", "iommu",
-                         "hugepages", "ip_rule"})
+  for (const char* id : {"module.mlx5_core", "genl.devlink", "genl.vdpa", "pf.pci", "pf.sriov",
+                         "iommu", "hugepages", "ip_rule"})
     EXPECT_EQ(line(lines, id), nullptr) << id;
   ASSERT_NE(line(lines, "state_dir"), nullptr);
   EXPECT_EQ(line(lines, "state_dir")->status, CheckStatus::kOk);
@@ -155,7 +156,8 @@ TEST_F(HostCheckTest, GenlFamilies) {
   EXPECT_FALSE(line(lines, "genl.vdpa")->fix.empty());
 
   probe_.genl.erase("devlink");
-  probe_.genl.emplace("devlink", Result<bool>(makeError(ErrorCode::kIo, "netlink", "", "no socket")));
+  probe_.genl.emplace("devlink",
+                      Result<bool>(makeError(ErrorCode::kIo, "netlink", "", "no socket")));
   auto l = get("genl.devlink");
   EXPECT_EQ(l.status, CheckStatus::kMissing);
   EXPECT_NE(l.found.find("cannot ask the kernel"), std::string::npos) << l.found;
@@ -214,7 +216,8 @@ TEST_F(HostCheckTest, Iommu) {
 }
 
 TEST_F(HostCheckTest, HugepagesOnlyForDpdk) {
-  writeFile(roots_.proc + "/meminfo", "MemTotal: 1000 kB\nHugePages_Total:       0\nHugePages_Free:        0\n");
+  writeFile(roots_.proc + "/meminfo",
+            "MemTotal: 1000 kB\nHugePages_Total:       0\nHugePages_Free:        0\n");
   EXPECT_EQ(line(run(), "hugepages"), nullptr);  // flow sim: not asked
 
   host_.flow_backend = FlowBackendKind::kDpdk;
@@ -247,7 +250,8 @@ TEST_F(HostCheckTest, LibvirtAndQemuVersionsForKernelVdpa) {
 
   probe_.qemu = std::string("5.0.1");
   EXPECT_EQ(get("qemu").status, CheckStatus::kWrong);
-  probe_.qemu = Result<std::string>(makeError(ErrorCode::kNotFound, "program", "qemu", "not installed"));
+  probe_.qemu =
+      Result<std::string>(makeError(ErrorCode::kNotFound, "program", "qemu", "not installed"));
   l = get("qemu");
   EXPECT_EQ(l.status, CheckStatus::kMissing);
   EXPECT_EQ(l.found, "not installed");
@@ -284,7 +288,8 @@ TEST_F(HostCheckTest, IpRuleForTheRouteTable) {
   EXPECT_EQ(get("ip_rule").status, CheckStatus::kOk);
 
   host_.kernel_netns = "hv1";
-  probe_.tables = Result<std::vector<std::uint32_t>>(makeError(ErrorCode::kNotFound, "netns", "hv1", "no such namespace"));
+  probe_.tables = Result<std::vector<std::uint32_t>>(
+      makeError(ErrorCode::kNotFound, "netns", "hv1", "no such namespace"));
   l = get("ip_rule");
   EXPECT_EQ(probe_.rules_netns_asked, "hv1");
   EXPECT_EQ(l.status, CheckStatus::kMissing);
@@ -320,8 +325,8 @@ TEST_F(HostCheckTest, JsonAndTextReport) {
   EXPECT_EQ(j["checks"].size(), lines.size());
   bool saw_devlink = false;
   for (const auto& c : j["checks"]) {
-    EXPECT_TRUE(c.contains("id") && c.contains("check") && c.contains("status") && c.contains("required") &&
-                c.contains("found"));
+    EXPECT_TRUE(c.contains("id") && c.contains("check") && c.contains("status") &&
+                c.contains("required") && c.contains("found"));
     EXPECT_EQ(c.contains("fix"), c["status"] != "ok") << c.dump();
     if (c["id"] == "genl.devlink") {
       saw_devlink = true;
@@ -337,7 +342,8 @@ TEST_F(HostCheckTest, JsonAndTextReport) {
 
 TEST(HostCheckVersions, ExtractAndCompare) {
   EXPECT_EQ(extractVersion("libvirtd (libvirt) 9.0.0\n"), "9.0.0");
-  EXPECT_EQ(extractVersion("QEMU emulator version 7.2.19 (Debian 1:7.2+dfsg-7+deb12u16)\n"), "7.2.19");
+  EXPECT_EQ(extractVersion("QEMU emulator version 7.2.19 (Debian 1:7.2+dfsg-7+deb12u16)\n"),
+            "7.2.19");
   EXPECT_EQ(extractVersion("x86_64 build 10.1"), "10.1");  // not "86"
   EXPECT_EQ(extractVersion("no version here 42"), "");
   EXPECT_TRUE(versionAtLeast("6.9.0", 6, 9));
@@ -375,8 +381,10 @@ TEST(HostCheckRealHost, GenlFamiliesTellTheTruth) {
     const auto& l = by_id.at(std::string("genl.") + family);
     EXPECT_EQ(l.status == CheckStatus::kOk, test::kernelHasGenlFamily(family)) << l.found;
   }
-  EXPECT_EQ(by_id.at("pf.pci").status == CheckStatus::kMissing, !fs::exists("/sys/bus/pci/devices/0000:03:00.0"));
-  EXPECT_EQ(by_id.at("module.mlx5_core").status == CheckStatus::kOk, fs::exists("/sys/module/mlx5_core"));
+  EXPECT_EQ(by_id.at("pf.pci").status == CheckStatus::kMissing,
+            !fs::exists("/sys/bus/pci/devices/0000:03:00.0"));
+  EXPECT_EQ(by_id.at("module.mlx5_core").status == CheckStatus::kOk,
+            fs::exists("/sys/module/mlx5_core"));
   EXPECT_EQ(by_id.at("ip_rule").status, CheckStatus::kOk);  // every kernel has "lookup main"
   EXPECT_EQ(by_id.at("state_dir").status, CheckStatus::kOk);
   if (!test::kernelHasGenlFamily("devlink")) {
