@@ -19,12 +19,14 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "host_check.h"
 #include "nicoffload/flowrules/hw_apply.h"
 #include "nicoffload/flowrules/planner.h"
 #include "nicoffload/flowrules/render.h"
 #include "nicoffload/hooks/domain.h"
 #include "nicoffload/model/json_input.h"
 #include "nicoffload/model/parse.h"
+#include "nicoffload/model/profile_dirs.h"
 #include "nicoffload/daemon/control.h"
 #include "nicoffload/offload/netns.h"
 #include "nicoffload/offload/nic_status_json.h"
@@ -52,9 +54,7 @@ struct PlanInputs {
 };
 
 std::string defaultProfileDir() {
-  if (const char* env = std::getenv("NICOFFLOAD_PROFILE_DIR"); env && *env) return env;
-  if (::access(NICOFFLOAD_PROFILE_INSTALL_DIR, R_OK) == 0) return NICOFFLOAD_PROFILE_INSTALL_DIR;
-  return NICOFFLOAD_PROFILE_SOURCE_DIR;
+  return nicoffload::model::defaultProfileDir(NICOFFLOAD_PROFILE_INSTALL_DIR, NICOFFLOAD_PROFILE_SOURCE_DIR);
 }
 
 void addPlanOptions(CLI::App* cmd, PlanInputs& in, bool required = true) {
@@ -707,13 +707,16 @@ int run(int argc, char** argv) {
                              "ethernet: the tap (default the representor); vdpa: /dev/vhost-vdpa-N; "
                              "vhostuser: the socket path");
 
+  cli::HostCheckArgs host_check;
+  auto* host_check_cmd = cli::addHostCheckCommand(app, host_check);
+
   // Set last: CLI11 copies a parent's footer into each subcommand added
   // after it, and the long footer belongs to the top-level --help only.
   app.footer(
       "Exit status: 0 success; 2 bad input (config, ports, profile: the message names\n"
       "the file and field); 3 not found (rule, port); 4 some objects failed: kernel\n"
       "objects (each is named, the others are in place), or the flow backend/device\n"
-      "(device-check); 5 nicoffloadd is not running; 6 internal error (an unexpected\n"
+      "(device-check); 5 nicoffloadd is not running; host-check: 1 a required line is not ok; 6 internal error (an unexpected\n"
       "reply from nicoffloadd, or a bug); 105-110 command-line usage errors.\n"
       "Errors are printed as \"nicoffloadctl: error: <field>: <message>\".\n"
       "Commands that talk to nicoffloadd use --socket, else $NICOFFLOAD_SOCKET, else the\n"
@@ -724,6 +727,7 @@ int run(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   if (*domain_xml_cmd) return runDomainXml(dx);
+  if (*host_check_cmd) return cli::runHostCheckCommand(host_check, defaultProfileDir());
 
   if (*nic_status_cmd) return runNicStatus(nic_pci, nic_netdev, nic_sysfs, nic_json);
 

@@ -25,6 +25,7 @@
 #include <string>
 
 #include "nicoffload/model/parse.h"
+#include "nicoffload/model/profile_dirs.h"
 #include "nicoffload/daemon/control.h"
 #include "nicoffload/daemon/controller.h"
 #include "nicoffload/offload/flow_backends.h"
@@ -42,9 +43,7 @@ std::atomic<int> g_signal{0};
 void onSignal(int sig) { g_signal = sig; }
 
 std::string defaultProfileDir() {
-  if (const char* env = std::getenv("NICOFFLOAD_PROFILE_DIR"); env && *env) return env;
-  if (::access(NICOFFLOAD_PROFILE_INSTALL_DIR, R_OK) == 0) return NICOFFLOAD_PROFILE_INSTALL_DIR;
-  return NICOFFLOAD_PROFILE_SOURCE_DIR;
+  return nicoffload::model::defaultProfileDir(NICOFFLOAD_PROFILE_INSTALL_DIR, NICOFFLOAD_PROFILE_SOURCE_DIR);
 }
 
 int run(int argc, char** argv) {

@@ -26,7 +26,7 @@ bootstrap=${bootstrap:-$src/tools/bootstrap}
 
 # Programs the tests and tools run (tests/, tools/, fuzz/).
 programs=(ip bridge ping timeout virsh libvirtd virtlogd qemu-system-x86_64 dpdk-testpmd python3
-  cmake ctest clang clang++)
+  cmake ctest clang clang++ cpack dpkg-shlibdeps dpkg-deb lintian systemd-analyze apt-get help2man)
 
 # The PACKAGES=(...) array, read by bash itself (comments and line breaks as
 # bash sees them), without running the rest of the script.
