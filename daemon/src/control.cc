@@ -330,9 +330,11 @@ void Server::readFrom(std::uint64_t id, std::vector<Request>& out) {
     const auto now = Clock::now();
     c.last_activity = now;
     const bool partial_before = !c.in.empty();
+    const std::size_t scanned = c.in.size();  // holds no '\n': only the new bytes are searched
     c.in.append(buf, static_cast<std::size_t>(n));
     std::size_t start = 0;
-    for (std::size_t nl; (nl = c.in.find('\n', start)) != std::string::npos; start = nl + 1) {
+    for (std::size_t nl; (nl = c.in.find('\n', start ? start : scanned)) != std::string::npos;
+         start = nl + 1) {
       // `in` is not touched while a line is handled; a false return means
       // reading stops: the connection is gone or closing.
       if (!handleLine(id, std::string_view(c.in.data() + start, nl - start), out)) return;
