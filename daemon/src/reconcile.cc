@@ -154,14 +154,22 @@ std::optional<Controller::PassResult> Controller::stepFullPass(bool inline_all) 
     // that what it reports covers the span since the previous pass.)
     SoftwarePath* sw = backends_.software_path.get();
     const bool sw_changed = !sw || sw->changedSinceLastAsked();
-    if (pass.verify && !pass.force && pass.vanished == 0 && clean_generation_ == generation_ &&
-        pass.generation == generation_ && (sw == nullptr || !sw_changed) &&
-        quiet_in_a_row_ + 1 < options_.full_compute_every) {
+    const char* why = pass.force                          ? "asked for"
+                      : !pass.verify                      ? "the first after adoption"
+                      : pass.vanished                     ? "rules vanished from the device"
+                      : clean_generation_ != generation_  ? "no clean pass since the last change"
+                      : pass.generation != generation_    ? "a batch during the pass"
+                      : sw && sw_changed                  ? "the software path changed"
+                      : quiet_in_a_row_ + 1 >= options_.full_compute_every
+                          ? "every Nth pass computes in full"
+                          : nullptr;
+    if (!why) {
       ++quiet_in_a_row_;
       auto result = quietFullPass();
       full_pass_.reset();
       return result;
     }
+    spdlog::debug("full pass: planning and reading back in full ({})", why);
     quiet_in_a_row_ = 0;
     pass.phase = FullPass::Phase::kCompute;
     pass.copied = true;

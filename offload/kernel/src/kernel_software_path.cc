@@ -350,16 +350,40 @@ class KernelSoftwarePath final : public SoftwarePath {
   void setLookupSocket(SockPtr sock) { lookup_sock_ = std::move(sock); }
   void setWatchSocket(int fd) { watch_fd_ = fd; }
 
-  // Drains the notifications queued since the last call: any message, or a
-  // lost one (ENOBUFS), is a change. Without the socket: always a change.
+  // Whether a datagram of notifications holds one read-back would see. The
+  // kernel makes and expires neighbour entries of its own all the time (NOARP
+  // ones on the VXLAN devices, ARP and NDP entries): read-back keeps only
+  // permanent IPv4 neighbours and FDB entries, so only those count.
+  static bool relevant(const char* data, std::size_t len) {
+    for (auto* h = reinterpret_cast<const nlmsghdr*>(data); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
+      if (h->nlmsg_type == RTM_NEWNEIGH || h->nlmsg_type == RTM_DELNEIGH) {
+        if (h->nlmsg_len < NLMSG_LENGTH(sizeof(ndmsg))) return true;
+        const auto* nd = static_cast<const ndmsg*>(NLMSG_DATA(h));
+        if ((nd->ndm_family == AF_INET || nd->ndm_family == AF_BRIDGE) &&
+            (nd->ndm_state & NUD_PERMANENT))
+          return true;
+        continue;
+      }
+      return true;  // links, IPv4 addresses, IPv4 routes
+    }
+    return false;
+  }
+
+  // Drains the notifications queued since the last call: a message about
+  // what read-back would see, or a lost one (ENOBUFS), is a change. Without
+  // the socket: always a change.
   bool changedSinceLastAsked() override {
     if (watch_fd_ < 0) return true;
     bool changed = false;
-    std::array<char, 1 << 16> buf;
+    alignas(nlmsghdr) std::array<char, 1 << 16> buf;
     for (;;) {
       const ssize_t n = ::recv(watch_fd_, buf.data(), buf.size(), MSG_DONTWAIT);
-      if (n > 0 || (n < 0 && errno == ENOBUFS)) {
+      if (n < 0 && errno == ENOBUFS) {
         changed = true;
+        continue;
+      }
+      if (n > 0) {
+        if (!changed) changed = relevant(buf.data(), static_cast<std::size_t>(n));
         continue;
       }
       if (n < 0 && errno == EINTR) continue;
