@@ -25,6 +25,7 @@
 #include <linux/neighbour.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
+#include <linux/filter.h>
 #include <sys/socket.h>
 #include <netlink/addr.h>
 #include <netlink/attr.h>
@@ -41,6 +42,8 @@
 #include <unistd.h>
 
 #include <array>
+#include <bit>
+#include <cstddef>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -1176,6 +1179,34 @@ Result<std::unique_ptr<SoftwarePath>> openKernelSoftwarePath(const KernelSoftwar
   sockaddr_nl groups{};
   groups.nl_family = AF_NETLINK;
   groups.nl_groups = RTMGRP_LINK | RTMGRP_NEIGH | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE;
+  if (watch >= 0) {
+    // The kernel's own neighbour entries churn (NOARP ones on the VXLAN
+    // devices are made and expired in thousands): dropped in the kernel by a
+    // socket filter, so that they neither wake nor overflow the socket
+    // between two passes. Offsets for a little-endian host (nlmsg_type and
+    // ndm_state are host-order; classic BPF loads bytes); elsewhere the
+    // same test runs in relevant() only.
+    if constexpr (std::endian::native == std::endian::little) {
+      static sock_filter code[] = {
+          BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 4),  // nlmsg_type (its low byte)
+          BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, RTM_NEWNEIGH, 1, 0),
+          BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, RTM_DELNEIGH, 0, 6),  // not a neighbour: keep
+          BPF_STMT(BPF_LD | BPF_B | BPF_ABS, NLMSG_HDRLEN + offsetof(ndmsg, ndm_family)),
+          BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_INET, 1, 0),
+          BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_BRIDGE, 0, 2),  // another family: drop
+          BPF_STMT(BPF_LD | BPF_B | BPF_ABS, NLMSG_HDRLEN + offsetof(ndmsg, ndm_state)),
+          BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, NUD_PERMANENT, 1, 0),
+          BPF_STMT(BPF_RET | BPF_K, 0),           // drop
+          BPF_STMT(BPF_RET | BPF_K, 0xFFFFFFFF),  // keep
+      };
+      const sock_fprog prog{static_cast<unsigned short>(std::size(code)), code};
+      (void)::setsockopt(watch, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog);
+    }
+    // Room for bursts of what counts (ours); an overflow is a change anyway.
+    const int bytes = 4 << 20;
+    if (::setsockopt(watch, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes) != 0)
+      (void)::setsockopt(watch, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
+  }
   if (watch >= 0 && ::bind(watch, reinterpret_cast<const sockaddr*>(&groups), sizeof groups) == 0)
     path->setWatchSocket(watch);
   else if (watch >= 0)
