@@ -11,6 +11,7 @@
 // that no daemon answers on its socket; a second instance stops there,
 // having touched nothing. Exceptions stop at main(): logged, the socket file
 // removed (the server's destructor runs as the stack unwinds), exit 1.
+#include <malloc.h>
 #include <signal.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
@@ -257,6 +258,11 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // One malloc arena for the few threads there are (the loop, the full
+  // pass's worker, the state compactor): what one frees is trimmed with the
+  // rest (malloc_trim), instead of staying in a per-thread arena of its own,
+  // and the heap figures in `status` (mallinfo2) cover all of it.
+  ::mallopt(M_ARENA_MAX, 1);
   // The process's edge: nothing may escape as std::terminate (which would
   // leave the socket file behind and say nothing useful).
   std::string what;

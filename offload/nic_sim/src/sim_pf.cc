@@ -15,6 +15,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <unordered_map>
 #include <string_view>
 
 #include "nicoffload/common/stable_hash.h"
@@ -186,6 +187,10 @@ class SimKernel {
   }
   explicit SimKernel(SimPfOptions opt) : opt_(std::move(opt)), fs_(opt_.dir) {
     pfn_ = *sysfs::pciFunction(opt_.pf_pci);
+    for (unsigned i = 0; i < opt_.profile.max_vfs; ++i) {
+      vf_addresses_.push_back(vfAddress(opt_.pf_pci, i));
+      vf_by_address_.emplace(vf_addresses_.back(), i);
+    }
     const auto h = StableHasher().str("sim-switch").str(opt_.pf_pci).finish();
     char buf[20];
     std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
@@ -278,7 +283,7 @@ class SimKernel {
       if (!vfs_[i].driver.empty())
         return kernelError(EBUSY, what,
                            "VF " + std::to_string(i) + " (" +
-                               vfAddress(opt_.pf_pci, static_cast<unsigned>(i)) + ") is bound to " +
+                               vfAddr(i) + ") is bound to " +
                                vfs_[i].driver +
                                "; unbind the VFs before changing the eswitch mode");
     mode_ = mode;
@@ -323,7 +328,7 @@ class SimKernel {
     if (!hasVdpa()) return out;
     for (std::size_t i = 0; i < vfs_.size(); ++i)
       if (vfs_[i].driver == kNicDriver)
-        out.push_back(vfAddress(opt_.pf_pci, static_cast<unsigned>(i)));
+        out.push_back(vfAddr(i));
     return out;
   }
 
@@ -390,10 +395,14 @@ class SimKernel {
   }
   std::string vfNetdev(std::size_t vf) const { return opt_.pf_netdev + "v" + std::to_string(vf); }
 
+  // The VFs' PCI addresses, computed once for every VF the profile allows
+  // (an operation looks VFs up by address; formatting them each time was
+  // most of a port operation's cost on a PF with 500 VFs).
+  const std::string& vfAddr(std::size_t i) const { return vf_addresses_.at(i); }
   std::optional<std::size_t> vfIndex(const std::string& pci) const {
-    for (std::size_t i = 0; i < vfs_.size(); ++i)
-      if (vfAddress(opt_.pf_pci, static_cast<unsigned>(i)) == pci) return i;
-    return std::nullopt;
+    const auto it = vf_by_address_.find(pci);
+    if (it == vf_by_address_.end() || it->second >= vfs_.size()) return std::nullopt;
+    return it->second;
   }
   bool hasVdpa() const { return opt_.profile.vdpa_kernel || opt_.profile.vdpa_dpdk; }
 
@@ -498,7 +507,7 @@ class SimKernel {
   }
 
   void renderVf(std::size_t i) {
-    const std::string pci = vfAddress(opt_.pf_pci, static_cast<unsigned>(i));
+    const std::string pci = vfAddr(i);
     const std::string d = pciDir(pci);
     const auto& vf = vfs_[i];
     file(d + "/vendor", "0x15b3");
@@ -521,7 +530,7 @@ class SimKernel {
   }
 
   void removeVf(std::size_t i) {
-    const std::string pci = vfAddress(opt_.pf_pci, static_cast<unsigned>(i));
+    const std::string pci = vfAddr(i);
     remove(pciDir(pci));
     remove(pciDir(opt_.pf_pci) + "/virtfn" + std::to_string(i));
     remove("bus/pci/devices/" + pci);
@@ -542,7 +551,7 @@ class SimKernel {
   }
 
   std::string vdpaDir(const SimVdpa& v) const {
-    return pciDir(vfAddress(opt_.pf_pci, v.vf)) + "/mlx5_core.vnet." + std::to_string(v.vf) + "/" +
+    return pciDir(vfAddr(v.vf)) + "/mlx5_core.vnet." + std::to_string(v.vf) + "/" +
            v.dev.name;
   }
 
@@ -571,7 +580,7 @@ class SimKernel {
   void removeVdpa(const std::string& name) {
     const auto& v = vdpa_.at(name);
     if (v.minor) remove("dev/vhost-vdpa-" + std::to_string(*v.minor));
-    remove(pciDir(vfAddress(opt_.pf_pci, v.vf)) + "/mlx5_core.vnet." + std::to_string(v.vf));
+    remove(pciDir(vfAddr(v.vf)) + "/mlx5_core.vnet." + std::to_string(v.vf));
     remove("bus/vdpa/devices/" + name);
   }
 
@@ -943,6 +952,8 @@ class SimKernel {
   bool autoprobe_ = true;
   std::vector<SimVf> vfs_;
   std::map<std::string, SimVdpa> vdpa_;
+  std::vector<std::string> vf_addresses_;                       // by VF index
+  std::unordered_map<std::string, std::size_t> vf_by_address_;  // the reverse
   std::map<std::string, std::pair<int, std::string>> faults_;
   std::string io_error_;
   std::set<std::string> dirs_;  // ensureDir()
