@@ -408,7 +408,8 @@ Controller::PassResult Controller::reconcileTouched() {
     const model::RemoteEndpoint* now = findRemote(address);
     std::vector<FlowRule> old_rules, new_rules;
     if (before) {
-      old_rules.push_back(planner_->remoteRule(*before));
+      // A next hop's MAC changed: the rule as it was planned before.
+      old_rules.push_back((previous_planner_ ? *previous_planner_ : *planner_).remoteRule(*before));
       planner_->remoteObjects(*before, sw_old);
       if (vxlan) {
         --vni_delta[planner_->vniOf(*before)];
