@@ -65,6 +65,9 @@ struct Controller::Learned {
   std::chrono::system_clock::time_point last_resync_wall{};
   static constexpr std::chrono::seconds kRateWindow{10};
   std::deque<std::pair<SteadyClock::time_point, std::size_t>> window;  // events per poll
+  // learnedStatusJson(false): the last one computed, and when.
+  mutable nlohmann::json status_cache;
+  mutable SteadyClock::time_point status_cached_at{};
 
   // The MAC of an underlay next hop: the static override, else the kernel's.
   std::optional<MacAddr> macOf(Ipv4Addr hop) const;

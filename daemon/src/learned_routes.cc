@@ -227,9 +227,12 @@ void Controller::reinstateLearned() {
   undo_.clear();
 }
 
-json Controller::learnedStatusJson() const {
+json Controller::learnedStatusJson(bool fresh) const {
   if (!learned_) return json{{"enabled", false}};
   const auto& l = *learned_;
+  if (!fresh && !l.status_cache.is_null() &&
+      options_.now() - l.status_cached_at < std::chrono::seconds(1))
+    return l.status_cache;
   std::map<std::string, std::size_t> by_origin;
   std::map<Ipv4Addr, std::size_t> hop_use;  // remotes per next hop
   std::size_t learned = 0;
@@ -268,7 +271,7 @@ json Controller::learnedStatusJson() const {
             {"unix_time", std::chrono::duration_cast<std::chrono::seconds>(
                               l.last_resync_wall.time_since_epoch())
                               .count()}};
-  return {{"enabled", true},
+  json out{{"enabled", true},
           {"learned", learned},
           {"by_protocol", protocols},
           {"routes_in_kernel", l.routes.size()},
@@ -282,11 +285,14 @@ json Controller::learnedStatusJson() const {
           {"route_events", l.route_events},
           {"neighbour_events", l.neighbour_events},
           {"events_per_second", l.eventsPerSecond(now)}};
+  l.status_cache = out;
+  l.status_cached_at = now;
+  return out;
 }
 
 void Controller::learnedMetrics(MetricsRegistry& m) const {
   if (!learned_) return;
-  const json s = learnedStatusJson();
+  const json s = learnedStatusJson(false);
   m.describe("nicoffload_learned_remotes", "gauge",
              "Remotes learned from the kernel's routing table, by route protocol.");
   for (const auto& [p, n] : s["by_protocol"].items())

@@ -210,7 +210,9 @@ class Controller {
   void beginInternalBatch();
   void applyLearned(Ipv4Addr address);
   void reinstateLearned();
-  nlohmann::json learnedStatusJson() const;
+  // fresh = false (metrics, published every loop turn): at most 1 s old,
+  // so that a loop turn does not walk 100 000 remotes.
+  nlohmann::json learnedStatusJson(bool fresh = true) const;
   void learnedMetrics(MetricsRegistry& m) const;
   nlohmann::json learnedExplain(Ipv4Addr address) const;  // null: not a learned route
   // The port's status; `rule_list` adds every rule with its placement and
