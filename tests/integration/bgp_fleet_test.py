@@ -103,8 +103,12 @@ class Fleet:
         shutil.chown(vty, "frr", "frr")
         for d in daemons:
             pid = os.path.join(vty, f"{d}.pid")
+            # zebra's netlink receive buffer as Debian's /etc/frr/daemons sets it
+            # (zebra_options "-s 90000000"): zebra does not resync after an
+            # overrun, and a burst of kernel routes overruns its default.
+            extra = ["-s", "90000000"] if d == "zebra" else []
             run("ip", "netns", "exec", ns, f"{FRR}/{d}", "-f", conf, "-i", pid, "-z",
-                os.path.join(vty, "zserv.api"), "--vty_socket", vty, "-P", "0", "-d")
+                os.path.join(vty, "zserv.api"), "--vty_socket", vty, "-P", "0", "-d", *extra)
             self.frr[(ns, d)] = pid
             if d == "zebra":
                 wait_for(lambda: os.path.exists(os.path.join(vty, "zserv.api")), 10)
@@ -237,6 +241,7 @@ def main():
         print(f"FAIL: FRR is not installed ({FRR}/bgpd); tools/bootstrap installs it")
         return 1
     t = Checks()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # clean up on the way out
     fleet = Fleet(binary, simnic, src)
     try:
         fleet.build()
