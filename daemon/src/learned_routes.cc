@@ -163,9 +163,11 @@ void Controller::applyRouteEvents(const RouteEvents& events, bool reconcile_now)
     // The planner writes next-hop MACs from the host's next_hops: the static
     // ones (overrides) and the kernel's.
     std::vector<model::UnderlayNextHop> hops = l.static_hops;
-    for (const auto& [ip, mac] : l.neighbours)
+    for (const auto& [address, mac] : l.neighbours) {
+      const Ipv4Addr ip = address;  // a structured binding is not captured before C++20
       if (std::none_of(hops.begin(), hops.end(), [&](const auto& s) { return s.ipv4 == ip; }))
         hops.push_back({ip, mac});
+    }
     std::sort(hops.begin(), hops.end(),
               [](const auto& a, const auto& b) { return a.ipv4 < b.ipv4; });
     host_.next_hops = hops;
@@ -250,7 +252,8 @@ json Controller::learnedStatusJson(bool fresh) const {
   json protocols = json::object();
   for (const auto& [p, n] : by_origin) protocols[p] = n;
   json hops = json::array(), unresolved = json::array();
-  for (const auto& [hop, n] : hop_use) {
+  for (const auto& [address, n] : hop_use) {
+    const Ipv4Addr hop = address;  // a structured binding is not captured before C++20
     const auto mac = l.macOf(hop);
     const bool fixed = std::any_of(l.static_hops.begin(), l.static_hops.end(),
                                    [&](const auto& s) { return s.ipv4 == hop; });

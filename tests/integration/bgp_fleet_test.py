@@ -261,6 +261,17 @@ def main():
                     st["by_protocol"].get("bgp") == len(expected(h, vms)) and
                     st["unresolved_next_hops"] == [] and st["last_resync"]["reason"] == "start",
                     json.dumps(st))
+        # A restart of hv3's daemon: the kernel's routes are read before the
+        # first pass, so the rules the device holds are adopted, not redone.
+        before3 = fleet.device_egress(3)
+        fleet.daemons[3].stop()
+        fleet.daemons[3].start()
+        flow = fleet.call(3, {"op": "counters"})["result"]["flow"]
+        t.check("hv3: a restart adopts the learned rules: no device operation",
+                flow["creations"] == 0 and flow["destructions"] == 0, json.dumps(flow))
+        t.check("hv3: the same rules after the restart", fleet.device_egress(3) == before3,
+                f"{fleet.device_egress(3)} != {before3}")
+
         # Every VM pings every other, inside the test's namespaces.
         for h, lst in VMS.items():
             for i, _ in lst:

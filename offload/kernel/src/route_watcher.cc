@@ -406,8 +406,8 @@ Result<RouteEvents> RouteWatcher::poll(std::size_t max_messages) {
     if (n == 0) break;
     if (peer.nl_pid != 0) continue;  // not from the kernel
     int remaining = static_cast<int>(n);
-    for (auto* h = reinterpret_cast<const nlmsghdr*>(buffer_.data()); NLMSG_OK(h, remaining);
-         h = NLMSG_NEXT(h, remaining)) {
+    for (auto* h = reinterpret_cast<nlmsghdr*>(buffer_.data()); nlmsg_ok(h, remaining);
+         h = nlmsg_next(h, &remaining)) {
       ++counters_.messages;
       ++read;
       applyMessage(h);
