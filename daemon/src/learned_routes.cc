@@ -94,7 +94,7 @@ void Controller::applyLearned(Ipv4Addr address) {
   auto& l = *learned_;
   const model::RemoteEndpoint* current = findRemote(address);
   const auto route = l.routes.find(address);
-  if (route == l.routes.end()) {
+  if (route == l.routes.end() || route->second.next_hops.empty()) {
     l.refused.erase(address);
     if (current && current->learned()) eraseRemote(address);
     return;
@@ -249,6 +249,9 @@ json Controller::learnedStatusJson(bool fresh) const {
       if (via) ++hop_use[*via];
     }
   }
+  std::size_t shadowed = 0;
+  for (const auto& [address, route] : l.routes)
+    if (const auto* r = findRemote(address); r && !r->learned()) ++shadowed;
   json protocols = json::object();
   for (const auto& [p, n] : by_origin) protocols[p] = n;
   json hops = json::array(), unresolved = json::array();
@@ -278,7 +281,7 @@ json Controller::learnedStatusJson(bool fresh) const {
           {"learned", learned},
           {"by_protocol", protocols},
           {"routes_in_kernel", l.routes.size()},
-          {"shadowed", l.routes.size() - learned - l.refused.size()},
+          {"shadowed", shadowed},
           {"refused", l.refused.size()},
           {"next_hops", hops},
           {"unresolved_next_hops", unresolved},
