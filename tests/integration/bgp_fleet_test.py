@@ -264,7 +264,9 @@ def main():
         # A restart of hv3's daemon: the kernel's routes are read before the
         # first pass, so the rules the device holds are adopted, not redone.
         before3 = fleet.device_egress(3)
-        fleet.daemons[3].stop()
+        rc = fleet.daemons[3].stop()
+        t.check("hv3: nicoffloadd stops cleanly on SIGTERM (exit 0; sanitizer reports fail it)",
+                rc == 0, f"exit {rc}")
         fleet.daemons[3].start()
         flow = fleet.call(3, {"op": "counters"})["result"]["flow"]
         t.check("hv3: a restart adopts the learned rules: no device operation",
