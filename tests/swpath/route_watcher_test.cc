@@ -75,6 +75,10 @@ class RouteWatcherTest : public ::testing::Test {
   // before it returns, so "nothing readable" means "caught up").
   RouteEvents drain() {
     RouteEvents all;
+    if (!watcher_) {
+      ADD_FAILURE() << "no watcher";
+      return all;
+    }
     for (;;) {
       auto ev = watcher_->poll(1000);
       EXPECT_TRUE(ev) << (ev ? "" : ev.error().describe());
@@ -94,7 +98,7 @@ class RouteWatcherTest : public ::testing::Test {
 TEST_F(RouteWatcherTest, StartDumpReportsWhatTheTableAlreadyHolds) {
   ASSERT_TRUE(ns_->run("route add 10.1.0.1/32 via 192.168.0.2 dev up0 proto bgp"));
   ASSERT_TRUE(ns_->run("neigh add 192.168.0.2 lladdr 02:00:00:00:00:02 dev up0 nud permanent"));
-  open();
+  ASSERT_NO_FATAL_FAILURE(open());
   const auto ev = drain();
   EXPECT_TRUE(ev.resynced);
   EXPECT_EQ(ev.resync_reason, "start");
@@ -109,7 +113,7 @@ TEST_F(RouteWatcherTest, StartDumpReportsWhatTheTableAlreadyHolds) {
 }
 
 TEST_F(RouteWatcherTest, FollowsAddChangeAndWithdraw) {
-  open();
+  ASSERT_NO_FATAL_FAILURE(open());
   EXPECT_TRUE(drain().routes.empty());
   ASSERT_TRUE(ns_->run("route add 10.1.0.1/32 via 192.168.0.2 dev up0 proto bgp"));
   auto ev = drain();
@@ -137,7 +141,7 @@ TEST_F(RouteWatcherTest, FollowsAddChangeAndWithdraw) {
 }
 
 TEST_F(RouteWatcherTest, LearnsOnlyRoutingDaemonHostRoutesThroughTheUplink) {
-  open();
+  ASSERT_NO_FATAL_FAILURE(open());
   drain();
   // Not learned: our own protocol, the kernel's, a /24, another table,
   // another device, no gateway, a blackhole.
@@ -169,7 +173,7 @@ TEST_F(RouteWatcherTest, LearnsOnlyRoutingDaemonHostRoutesThroughTheUplink) {
 TEST_F(RouteWatcherTest, ConfiguredProtocolsOnly) {
   RouteWatcherOptions o;
   o.protocols = {186};
-  open(o);
+  ASSERT_NO_FATAL_FAILURE(open(o));
   drain();
   ASSERT_TRUE(ns_->run("route add 10.3.0.1/32 via 192.168.0.2 dev up0 proto static"));
   ASSERT_TRUE(ns_->run("route add 10.3.0.2/32 via 192.168.0.2 dev up0 proto bgp"));
@@ -179,7 +183,7 @@ TEST_F(RouteWatcherTest, ConfiguredProtocolsOnly) {
 }
 
 TEST_F(RouteWatcherTest, LowestMetricWins) {
-  open();
+  ASSERT_NO_FATAL_FAILURE(open());
   drain();
   ASSERT_TRUE(ns_->run("route add 10.4.0.1/32 via 192.168.0.2 dev up0 proto bgp metric 20"));
   ASSERT_TRUE(ns_->run("route add 10.4.0.1/32 via 192.168.0.3 dev up0 proto ospf metric 10"));
@@ -195,7 +199,7 @@ TEST_F(RouteWatcherTest, LowestMetricWins) {
 }
 
 TEST_F(RouteWatcherTest, EcmpNextHopsAndTheLossOfOne) {
-  open();
+  ASSERT_NO_FATAL_FAILURE(open());
   drain();
   ASSERT_TRUE(ns_->run("route add 10.5.0.1/32 proto bgp nexthop via 192.168.0.3 dev up0 "
                        "nexthop via 192.168.0.2 dev up0 nexthop via 192.168.5.2 dev other0"));
@@ -212,7 +216,7 @@ TEST_F(RouteWatcherTest, EcmpNextHopsAndTheLossOfOne) {
 }
 
 TEST_F(RouteWatcherTest, NeighbourMacsOnTheUplink) {
-  open();
+  ASSERT_NO_FATAL_FAILURE(open());
   drain();
   ASSERT_TRUE(ns_->run("neigh add 192.168.0.2 lladdr 02:00:00:00:00:02 dev up0 nud reachable"));
   ASSERT_TRUE(ns_->run("neigh add 192.168.5.2 lladdr 02:00:00:00:05:02 dev other0 nud permanent"));
@@ -241,7 +245,7 @@ TEST_F(RouteWatcherTest, OverrunResynchronisesExactly) {
   ASSERT_TRUE(ns_->run("route add 10.9.255.1/32 via 192.168.0.2 dev up0 proto bgp"));
   RouteWatcherOptions o;
   o.receive_buffer_bytes = 4096;  // the kernel's minimum is about this
-  open(o);
+  ASSERT_NO_FATAL_FAILURE(open(o));
   drain();
   const std::string batch = "/tmp/nfo-rwt-" + std::to_string(::getpid()) + ".batch";
   std::map<Ipv4Addr, Ipv4Addr> expected;
