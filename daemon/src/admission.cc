@@ -271,7 +271,14 @@ Result<json> Controller::admitRemoteRemove(const json& request) {
   auto p = Ipv4Prefix::parse(*address);
   if (!p || p->len != 32)
     return requestError(ErrorCode::kInvalidValue, "address", *address, "must be an IPv4 /32");
-  if (!findRemote(p->addr)) return json{{"removed", false}};
+  const model::RemoteEndpoint* existing = findRemote(p->addr);
+  if (!existing) return json{{"removed", false}};
+  if (existing->learned())
+    return requestError(ErrorCode::kConflict, "address", p->addr.str(),
+                        p->addr.str() + " was learned from the kernel's routing table (origin " +
+                            existing->origin +
+                            "); withdraw it in the routing daemon, or add a remote of your own "
+                            "that wins over it");
   mutations_.push_back("remote remove " + p->addr.str());
   eraseRemote(p->addr);
   return json{{"removed", true}};
@@ -310,7 +317,7 @@ Result<json> Controller::admitRemoteSync(const json& request) {
       return refuse(requestError(ErrorCode::kDuplicate, path + ".address", r->address.str(),
                                  r->address.str() + " is listed twice"));
     const model::RemoteEndpoint* existing = findRemote(r->address);
-    if (existing && existing->origin != *origin)
+    if (existing && existing->origin != *origin && !existing->learned())
       return refuse(requestError(
           ErrorCode::kConflict, path + ".address", r->address.str(),
           r->address.str() + " is held by origin '" + existing->origin +

@@ -21,6 +21,7 @@ namespace nicoffload::offload::control {
 namespace {
 
 constexpr std::uint64_t kListenTag = 0;
+constexpr std::uint64_t kExternalTag = ~std::uint64_t{0};  // watchFd(): poll() returns early
 
 Error sysError(ErrorCode code, const std::string& field, const std::string& what, int err) {
   return makeError(code, field, "", what + ": " + std::strerror(err));
@@ -405,6 +406,15 @@ int Server::expire(int timeout_ms) {
   return static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(next).count());
 }
 
+Status Server::watchFd(int fd) {
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = kExternalTag;
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0)
+    return sysError(ErrorCode::kIo, "epoll", "cannot watch descriptor " + std::to_string(fd), errno);
+  return Status::success();
+}
+
 std::vector<Request> Server::poll(int timeout_ms) {
   std::vector<Request> out;
   epoll_event events[64];
@@ -415,6 +425,7 @@ std::vector<Request> Server::poll(int timeout_ms) {
       accept();
       continue;
     }
+    if (id == kExternalTag) continue;  // the caller reads it
     if (events[i].events & EPOLLOUT) flush(id);
     auto it = conns_.find(id);
     if (it == conns_.end()) continue;

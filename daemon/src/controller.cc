@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <limits>
 #include <cstdio>
 #include <future>
 #include <optional>
@@ -56,6 +57,17 @@ Result<std::unique_ptr<Controller>> Controller::start(model::HostConfig host,
     return e;
   }
   c->index_ = std::make_unique<model::IntentIndex>(c->intent_);
+  if (c->host_.learn_routes || c->backends_.routes) {
+    c->learned_ = std::make_unique<Learned>();
+    c->learned_->static_hops = c->host_.next_hops;
+  }
+  if (c->backends_.routes) {
+    // The kernel's routes before the first pass: what the device holds for
+    // them is adopted, not removed and created again.
+    auto first = c->backends_.routes->poll(std::numeric_limits<std::size_t>::max());
+    if (!first) return first.error();
+    c->applyRouteEvents(*first, false);
+  }
   if (c->host_.underlay == model::UnderlayMode::kVxlan) {
     for (const auto& p : c->intent_.ports) {
       ++c->port_vni_refs_[c->planner_->vniOf(p)];
@@ -129,7 +141,9 @@ Status Controller::persist() {
 void Controller::compactState() {
   PersistedState s;
   s.ports = intent_.ports;
-  s.remotes = intent_.remotes;
+  s.remotes.reserve(intent_.remotes.size());
+  for (const auto& r : intent_.remotes)
+    if (!r.learned()) s.remotes.push_back(r);  // the kernel is their source
   s.extra["vf_pool"] = vf_pool_.toJson();
   store_.compactInBackground(std::move(s));
 }
@@ -141,6 +155,7 @@ std::vector<json> Controller::handle(const std::vector<control::Request>& batch)
   std::vector<json> replies(batch.size());
   try {
     handleBatch(batch, replies);
+    reinstateLearned();
   } catch (...) {
     // Past admission (persisting, reconciling): the mutations not yet
     // answered share the failure; the reads are still answered.
@@ -265,7 +280,6 @@ void Controller::handleBatch(const std::vector<control::Request>& batch,
       accepted.clear();
     } else {
       for (const auto& c : mutations_) spdlog::info("{}", c);
-      ++generation_;
       const auto pass = reconcileTouched();
       scheduleRetry(pass.failures > 0);
       t_reconciled = SteadyClock::now();
@@ -417,6 +431,7 @@ std::string Controller::metricsText(const control::ServerCounters* server) const
     m.set("nicoffload_control_requests_total", "outcome=\"timed_out\"",
           static_cast<double>(server->timed_out));
   }
+  learnedMetrics(m);
   return m.render();
 }
 

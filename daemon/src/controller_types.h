@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <deque>
 #include <cstdio>
 #include <future>
 #include <optional>
@@ -48,6 +49,32 @@ struct Controller::FullPassComputed {
   std::size_t sw_delivery_rules = 0;
   std::size_t sw_objects = 0;
   std::size_t rules = 0;
+};
+
+// Routes and next hops learned from the kernel (learned_routes.cc).
+struct Controller::Learned {
+  std::vector<model::UnderlayNextHop> static_hops;  // underlay.next_hops: overrides
+  std::unordered_map<Ipv4Addr, LearnedRoute> routes;  // as the kernel holds them
+  std::unordered_map<Ipv4Addr, MacAddr> neighbours;   // resolved uplink neighbours
+  std::unordered_map<Ipv4Addr, std::string> refused;  // learned, not followed: why
+  std::uint64_t route_events = 0;
+  std::uint64_t neighbour_events = 0;
+  std::uint64_t resyncs = 0;
+  std::string last_resync_reason;
+  SteadyClock::time_point last_resync{};
+  std::chrono::system_clock::time_point last_resync_wall{};
+  static constexpr std::chrono::seconds kRateWindow{10};
+  std::deque<std::pair<SteadyClock::time_point, std::size_t>> window;  // events per poll
+  // learnedStatusJson(false): the last one computed, and when.
+  mutable nlohmann::json status_cache;
+  mutable SteadyClock::time_point status_cached_at{};
+
+  // The MAC of an underlay next hop: the static override, else the kernel's.
+  std::optional<MacAddr> macOf(Ipv4Addr hop) const;
+  // The next hop a route's remote goes through (ECMP: see learned_routes.cc).
+  Ipv4Addr choose(const LearnedRoute& route) const;
+  void noteEvents(SteadyClock::time_point now, std::size_t n);
+  double eventsPerSecond(SteadyClock::time_point now) const;
 };
 
 struct Controller::FullPass {

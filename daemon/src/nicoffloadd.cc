@@ -193,6 +193,21 @@ int run(int argc, char** argv) {
   spdlog::info("nic backend {}, vdpa backend {}", model::toString(host->nic_backend),
                model::toString(host->vdpa_backend));
 
+  if (host->learn_routes) {
+    offload::RouteWatcherOptions ro;
+    ro.netns = host->kernel_netns;
+    ro.uplink = host->uplink_netdev;
+    ro.table = host->route_table;
+    ro.own_protocol = host->route_protocol;
+    ro.protocols = host->learn_protocols;
+    auto watcher = offload::RouteWatcher::open(ro);
+    if (!watcher) return fatal(watcher.error());
+    backends.routes = std::move(watcher).value();
+    spdlog::info("routes: learning /32 routes of table {} through {} from the kernel{}",
+                 host->route_table, host->uplink_netdev,
+                 host->kernel_netns.empty() ? "" : " in namespace " + host->kernel_netns);
+  }
+
   offload::ControllerOptions options;
   options.reconcile_interval = std::chrono::milliseconds(host->reconcile_interval_ms);
   auto loaded = loading.get();
@@ -208,6 +223,8 @@ int run(int argc, char** argv) {
   if (::geteuid() != 0) sopts.allowed_uids.push_back(::geteuid());
   auto server = offload::control::Server::open(sopts);
   if (!server) return fatal(server.error());
+  if (const int fd = (*controller)->routeWatcherFd(); fd >= 0)
+    if (auto s = (*server)->watchFd(fd); !s) return fatal(s.error());
 
   std::unique_ptr<offload::MetricsServer> metrics;
   if (!host->metrics_listen.empty()) {
@@ -248,6 +265,7 @@ int run(int argc, char** argv) {
       for (std::size_t i = 0; i < requests.size(); ++i)
         srv.reply(requests[i].connection, replies[i]);
     }
+    ctl.pollRoutes();
     ctl.tick();
     if (metrics) metrics->publish(ctl.metricsText(&srv.counters()));
   }

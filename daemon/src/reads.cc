@@ -177,6 +177,7 @@ json Controller::statusJson() const {
           {"rules", {{"hw", c.hw}, {"sw", c.sw}, {"refused", c.refused()}}},
           {"software_path", {{"objects", sw_objects_}, {"failed", sw_failures_.size()}}},
           {"last_pass", last_pass_summary_},
+          {"routes", learnedStatusJson()},
           {"full_pass_running", full_pass_ != nullptr},
           {"memory", memoryJson()},
           {"uptime_s", uptime},
@@ -287,10 +288,15 @@ json Controller::read(const json& req, Error& error) {
     const auto planned = plannedRule(*id);
     if (!planned) return fail(requestError(ErrorCode::kNotFound, "rule", text, "no rule " + text));
     const auto eff = a->effective(*planned);
-    return {{"rule", flowrules::toJson(eff, profile_)},
-            {"explanation", flowrules::explainRule(eff, profile_)},
-            {"reason", flowrules::describeApplied(*a, profile_)},
-            {"testpmd", flowrules::renderTestpmd(eff, flowrules::PortNumbering::fromHost(host_))}};
+    json out{{"rule", flowrules::toJson(eff, profile_)},
+             {"explanation", flowrules::explainRule(eff, profile_)},
+             {"reason", flowrules::describeApplied(*a, profile_)},
+             {"testpmd", flowrules::renderTestpmd(eff, flowrules::PortNumbering::fromHost(host_))}};
+    // A remote's egress rule: where its route came from and which next hop.
+    if (eff.cls == flowrules::RuleClass::kRoutedEgress && eff.pattern.size() > 1)
+      if (const auto* ip = std::get_if<flowrules::Ipv4Item>(&eff.pattern[1]))
+        if (json route = learnedExplain(ip->dst); !route.is_null()) out["route"] = std::move(route);
+    return out;
   }
   if (op == "counters") {
     if (auto s = onlyKeys(req, {}); !s) return fail(s.error());

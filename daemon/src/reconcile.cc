@@ -404,6 +404,7 @@ void Controller::recount(const flowrules::DesiredState& plan) {
 // would hold. When plan() would couple owners (a table over its capacity,
 // a delivery rule in software with VXLAN) the whole intent is planned.
 Controller::PassResult Controller::reconcileTouched() {
+  ++generation_;  // something changed: the next full pass plans in full (stepFullPass)
   using flowrules::FlowRule;
   using flowrules::Placement;
   using Code = flowrules::PlacementReason::Code;
@@ -465,7 +466,8 @@ Controller::PassResult Controller::reconcileTouched() {
     const model::RemoteEndpoint* now = findRemote(address);
     std::vector<FlowRule> old_rules, new_rules;
     if (before) {
-      old_rules.push_back(planner_->remoteRule(*before));
+      // A next hop's MAC changed: the rule as it was planned before.
+      old_rules.push_back((previous_planner_ ? *previous_planner_ : *planner_).remoteRule(*before));
       planner_->remoteObjects(*before, sw_old);
       if (vxlan) {
         --vni_delta[planner_->vniOf(*before)];

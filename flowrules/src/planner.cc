@@ -474,6 +474,9 @@ std::uint32_t remoteVni(const HostConfig& host, const RemoteEndpoint& r) {
 // via its VTEP, onlink, on the VXLAN device of its VNI.
 void emitRemoteObjects(const HostConfig& host, const RemoteEndpoint& r, OwnerId owner,
                        SoftwarePathState& sw) {
+  // A remote learned from the kernel's routing table has its route there
+  // already (the routing daemon's): a route of ours would shadow or fight it.
+  if (r.learned()) return;
   if (host.underlay == UnderlayMode::kRouted) {
     const Ipv4Addr via = r.next_hop ? *r.next_hop : *host.default_next_hop;
     sw.routes.push_back({Ipv4Prefix{r.address, 32}, host.uplink_netdev, via, false,
@@ -811,7 +814,8 @@ std::string describeReason(const PlacementReason& reason, const HwProfile& p) {
     }
     case Code::kNextHopUnresolved:
       return "no MAC known for underlay next hop " + reason.address.str() +
-             " (add it to underlay.next_hops); the kernel resolves it";
+             " (unresolved in the kernel's neighbour table, and not in underlay.next_hops); "
+             "the kernel path carries it until it resolves";
     case Code::kTableFull:
       return "hardware table full: group " + std::to_string(reason.group) + " holds at most " +
              std::to_string(reason.capacity) + " rules on " + p.name + " (" + p.tables_source + ")";

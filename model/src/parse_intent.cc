@@ -108,6 +108,45 @@ bool readEnum(ObjectReader& r, std::string_view key, Enum& out,
                 "'" + text + "' is not one of: " + names);
 }
 
+// kernel.learn_protocols: names of rtnetlink protocols (rtnetlink.h
+// RTPROT_*, /etc/iproute2/rt_protos) or numbers 3-255. The kernel's own
+// (0 unspec, 1 redirect, 2 kernel) never count: they are not a routing
+// daemon's routes.
+bool readLearnProtocols(ObjectReader& r, const json& arr, HostConfig& host) {
+  static const std::pair<const char*, int> kNames[] = {
+      {"boot", 3},   {"static", 4},  {"gated", 8},  {"ra", 9},     {"mrt", 10},
+      {"zebra", 11}, {"bird", 12},   {"dnrouted", 13}, {"xorp", 14}, {"ntk", 15},
+      {"dhcp", 16},  {"keepalived", 18}, {"babel", 42}, {"openr", 99}, {"bgp", 186},
+      {"isis", 187}, {"ospf", 188},  {"rip", 189},  {"eigrp", 192}};
+  const std::string base = r.field("learn_protocols");
+  for (std::size_t i = 0; i < arr.size(); ++i) {
+    const json& v = arr[i];
+    const std::string field = detail::indexPath(base, i);
+    int proto = -1;
+    if (v.is_number_integer()) {
+      const auto n = v.get<std::int64_t>();
+      if (n >= 3 && n <= 255) proto = static_cast<int>(n);
+    } else if (v.is_string()) {
+      for (const auto& [name, number] : kNames)
+        if (v.get_ref<const std::string&>() == name) proto = number;
+    }
+    if (proto < 0)
+      return r.fail(makeError(ErrorCode::kInvalidValue, field, detail::shortValue(v),
+                              "not a route protocol: a number 3-255 or one of boot, static, "
+                              "zebra, bird, babel, bgp, isis, ospf, rip, eigrp, dhcp, ..."));
+    if (proto == host.route_protocol)
+      return r.fail(makeError(ErrorCode::kConflict, field, detail::shortValue(v),
+                              "protocol " + std::to_string(proto) +
+                                  " is ours (kernel.route_protocol): our own routes are never "
+                                  "learned back"));
+    const auto p8 = static_cast<std::uint8_t>(proto);
+    if (std::find(host.learn_protocols.begin(), host.learn_protocols.end(), p8) ==
+        host.learn_protocols.end())
+      host.learn_protocols.push_back(p8);
+  }
+  return true;
+}
+
 bool readNextHops(ObjectReader& r, const json& arr, HostConfig& host) {
   const std::string base = r.field("next_hops");
   for (std::size_t i = 0; i < arr.size(); ++i) {
@@ -327,6 +366,10 @@ Result<HostConfig> parseHostConfig(const json& doc) {
       else
         host.route_table = static_cast<std::uint32_t>(n);
     }
+    bool learn = false;
+    if (k.boolean("learn_routes", learn, false)) host.learn_routes = learn;
+    const json* protos = nullptr;
+    if (k.array("learn_protocols", protos, false) && protos) readLearnProtocols(k, *protos, host);
     if (k.string("netns", host.kernel_netns, false) && !host.kernel_netns.empty() &&
         (host.kernel_netns.find('/') != std::string::npos || host.kernel_netns == "." ||
          host.kernel_netns == ".." || host.kernel_netns.size() > 64))
@@ -394,6 +437,18 @@ Result<HostConfig> parseHostConfig(const json& doc) {
       checkPfDevargs(d, (*obj)["pf_devargs"], host);
     d.finish();
     if (!d.ok()) r.fail(d.error());
+  }
+
+  if (r.ok() && host.learn_routes) {
+    const auto refuse = [&](const std::string& why) {
+      r.fail(makeError(ErrorCode::kConflict, "kernel.learn_routes", "true", why));
+    };
+    if (host.underlay != UnderlayMode::kRouted)
+      refuse("routes are learned in a routed underlay only (underlay.mode routed)");
+    else if (host.software_path != SoftwarePathKind::kKernel)
+      refuse("learning routes reads the kernel: backends.software_path must be kernel");
+    else if (host.uplink_netdev.empty())
+      refuse("learned routes go through the uplink: uplink.netdev is required");
   }
 
   r.finish();

@@ -914,5 +914,230 @@ TEST(Controller, BackgroundFullPassRepairsWithoutUndoingBatchesServedMeanwhile) 
   expectMatchesWholePlan(f, "after the background pass");
 }
 
+// --- routes learned from the kernel (issue 13), events injected as the
+// RouteWatcher reports them ---
+
+LearnedRoute learnedRoute(const char* address, std::vector<const char*> hops,
+                          std::uint8_t protocol = 186) {
+  LearnedRoute r;
+  r.address = *Ipv4Addr::parse(address);
+  r.protocol = protocol;
+  for (const auto* h : hops) r.next_hops.push_back(*Ipv4Addr::parse(h));
+  std::sort(r.next_hops.begin(), r.next_hops.end());
+  return r;
+}
+
+RouteEvents routeEvent(const char* address, std::optional<LearnedRoute> route) {
+  RouteEvents ev;
+  ev.routes.emplace_back(*Ipv4Addr::parse(address), std::move(route));
+  return ev;
+}
+
+RouteEvents neighEvent(const char* address, const char* mac) {
+  RouteEvents ev;
+  ev.neighbours.emplace_back(*Ipv4Addr::parse(address),
+                             mac ? MacAddr::parse(mac) : std::optional<MacAddr>());
+  return ev;
+}
+
+// The egress rule of a remote on the device, if it holds one.
+std::optional<flowrules::FlowRule> egressOnDevice(const Fixture& f, const char* address) {
+  const auto owner = flowrules::remoteOwner(*Ipv4Addr::parse(address));
+  for (const auto& fl : f.nic->flows())
+    if (fl.rule.owner == owner) return fl.rule;
+  return std::nullopt;
+}
+
+std::string dstMac(const flowrules::FlowRule& r) {
+  for (const auto& a : r.actions)
+    if (const auto* m = std::get_if<flowrules::SetMacDstAction>(&a)) return m->mac.str();
+  return "";
+}
+
+void learningHost(Fixture& f) {
+  f.host.learn_routes = true;
+  f.host.next_hops.clear();  // MACs from the kernel's neighbour table
+  f.host.default_next_hop.reset();
+}
+
+TEST(ControllerLearned, RouteThroughAResolvedNextHopGoesToHardwareNotToTheJournal) {
+  Fixture f;
+  learningHost(f);
+  f.start();
+  f.ctl->applyRouteEvents(neighEvent("192.0.2.1", "02:00:00:00:00:01"));
+  f.ctl->applyRouteEvents(routeEvent("10.8.0.1", learnedRoute("10.8.0.1", {"192.0.2.1"})));
+  const auto rule = egressOnDevice(f, "10.8.0.1");
+  ASSERT_TRUE(rule);
+  EXPECT_EQ(dstMac(*rule), "02:00:00:00:00:01");
+  const auto list = f.call({{"op", "remote.list"}});
+  ASSERT_EQ(list["result"].size(), 1u) << list.dump();
+  EXPECT_EQ(list["result"][0]["origin"], "kernel:bgp");
+  EXPECT_EQ(list["result"][0]["next_hop"], "192.0.2.1");
+  // No kernel route of ours for it: the routing daemon's is there.
+  EXPECT_FALSE(f.sw->hasRoute("10.8.0.1/32", "uplink0"));
+  // Not persisted: a restart without the route has no such remote.
+  f.ctl.reset();
+  f.start();
+  EXPECT_EQ(f.call({{"op", "remote.list"}})["result"].size(), 0u);
+  EXPECT_FALSE(egressOnDevice(f, "10.8.0.1")) << "removed by the first pass: nobody asks for it";
+}
+
+TEST(ControllerLearned, UnresolvedNextHopKeepsTheRuleInSoftwareUntilItResolves) {
+  Fixture f;
+  learningHost(f);
+  f.start();
+  f.ctl->applyRouteEvents(routeEvent("10.8.0.2", learnedRoute("10.8.0.2", {"192.0.2.1"})));
+  EXPECT_FALSE(egressOnDevice(f, "10.8.0.2"));
+  auto rules = f.call({{"op", "rules"}});
+  bool sw = false;
+  for (const auto& r : rules["result"])
+    if (r["class"] == "routed-egress") {
+      sw = r["placement"] == "sw";
+      EXPECT_NE(r.dump().find("unresolved"), std::string::npos) << r.dump();
+    }
+  EXPECT_TRUE(sw) << rules.dump();
+  auto st = f.call({{"op", "status"}})["result"]["routes"];
+  EXPECT_EQ(st["unresolved_next_hops"], json::array({"192.0.2.1"})) << st.dump();
+  EXPECT_EQ(st["by_protocol"]["bgp"], 1);
+  // It resolves: the rule moves to hardware; its MAC changes: rewritten.
+  f.ctl->applyRouteEvents(neighEvent("192.0.2.1", "02:00:00:00:00:01"));
+  ASSERT_TRUE(egressOnDevice(f, "10.8.0.2"));
+  f.ctl->applyRouteEvents(neighEvent("192.0.2.1", "02:00:00:00:00:77"));
+  ASSERT_TRUE(egressOnDevice(f, "10.8.0.2"));
+  EXPECT_EQ(dstMac(*egressOnDevice(f, "10.8.0.2")), "02:00:00:00:00:77");
+  EXPECT_EQ(f.ctl->applier().counters().hw, f.nic->size());
+  // Lost again: back to software, off the device.
+  f.ctl->applyRouteEvents(neighEvent("192.0.2.1", nullptr));
+  EXPECT_FALSE(egressOnDevice(f, "10.8.0.2"));
+  EXPECT_EQ(f.ctl->applier().counters().hw, f.nic->size());
+}
+
+TEST(ControllerLearned, AMacChangeRewritesOnlyTheRulesThroughThatHop) {
+  Fixture f;
+  learningHost(f);
+  f.start();
+  RouteEvents ev;
+  ev.neighbours.emplace_back(*Ipv4Addr::parse("192.0.2.1"), MacAddr::parse("02:00:00:00:00:01"));
+  ev.neighbours.emplace_back(*Ipv4Addr::parse("192.0.2.2"), MacAddr::parse("02:00:00:00:00:02"));
+  for (int i = 1; i <= 20; ++i) {
+    const std::string a = "10.8.1." + std::to_string(i);
+    const char* hop = i % 2 ? "192.0.2.1" : "192.0.2.2";
+    ev.routes.emplace_back(*Ipv4Addr::parse(a), learnedRoute(a.c_str(), {hop}));
+  }
+  f.ctl->applyRouteEvents(ev);
+  EXPECT_EQ(f.ctl->intent().remotes.size(), 20u);
+  const auto creations = f.ctl->applier().counters().creations;
+  const auto destructions = f.ctl->applier().counters().destructions;
+  f.ctl->applyRouteEvents(neighEvent("192.0.2.2", "02:00:00:00:00:22"));
+  const auto& c = f.ctl->applier().counters();
+  // Ten rules rewritten (the sim rewrites as destroy + create), none else.
+  EXPECT_EQ(c.creations - creations, 10u);
+  EXPECT_EQ(c.destructions - destructions, 10u);
+  for (int i = 1; i <= 20; ++i) {
+    const std::string a = "10.8.1." + std::to_string(i);
+    const auto rule = egressOnDevice(f, a.c_str());
+    ASSERT_TRUE(rule);
+    EXPECT_EQ(dstMac(*rule), i % 2 ? "02:00:00:00:00:01" : "02:00:00:00:00:22");
+  }
+}
+
+TEST(ControllerLearned, EcmpChoiceIsDeterministicExplainedAndFollowsTheLossOfAHop) {
+  Fixture f;
+  learningHost(f);
+  f.start();
+  RouteEvents ev;
+  ev.neighbours.emplace_back(*Ipv4Addr::parse("192.0.2.1"), MacAddr::parse("02:00:00:00:00:01"));
+  ev.neighbours.emplace_back(*Ipv4Addr::parse("192.0.2.2"), MacAddr::parse("02:00:00:00:00:02"));
+  std::map<std::string, int> per_hop;
+  for (int i = 1; i <= 40; ++i) {
+    const std::string a = "10.8.2." + std::to_string(i);
+    ev.routes.emplace_back(*Ipv4Addr::parse(a),
+                           learnedRoute(a.c_str(), {"192.0.2.1", "192.0.2.2"}));
+  }
+  f.ctl->applyRouteEvents(ev);
+  std::map<std::string, std::string> chosen;
+  for (const auto& r : f.ctl->intent().remotes) {
+    chosen[r.address.str()] = r.next_hop->str();
+    ++per_hop[r.next_hop->str()];
+  }
+  EXPECT_EQ(per_hop.size(), 2u) << "spread over both top-of-rack switches";
+  // The same choice again from scratch (a restart).
+  f.ctl.reset();
+  f.start();
+  f.ctl->applyRouteEvents(ev);
+  for (const auto& r : f.ctl->intent().remotes)
+    EXPECT_EQ(chosen[r.address.str()], r.next_hop->str());
+  // explain says which and why.
+  const auto rule = egressOnDevice(f, "10.8.2.1");
+  ASSERT_TRUE(rule);
+  const auto ex = f.call({{"op", "explain"}, {"rule", flowrules::formatRuleId(rule->cls, rule->id)}});
+  ASSERT_TRUE(ex["ok"]) << ex.dump();
+  EXPECT_EQ(ex["result"]["route"]["chosen"], chosen["10.8.2.1"]);
+  EXPECT_EQ(ex["result"]["route"]["next_hops"].size(), 2u);
+  EXPECT_NE(ex["result"]["route"]["why"].get<std::string>().find("ECMP"), std::string::npos);
+  // 192.0.2.1 is lost (unresolved): every route moves to 192.0.2.2.
+  f.ctl->applyRouteEvents(neighEvent("192.0.2.1", nullptr));
+  for (const auto& r : f.ctl->intent().remotes) EXPECT_EQ(r.next_hop->str(), "192.0.2.2");
+  for (int i = 1; i <= 40; ++i) {
+    const std::string a = "10.8.2." + std::to_string(i);
+    const auto on = egressOnDevice(f, a.c_str());
+    ASSERT_TRUE(on) << a;
+    EXPECT_EQ(dstMac(*on), "02:00:00:00:00:02");
+  }
+  // The routing daemon drops 192.0.2.2 from the routes: they follow.
+  RouteEvents loss;
+  for (int i = 1; i <= 40; ++i) {
+    const std::string a = "10.8.2." + std::to_string(i);
+    loss.routes.emplace_back(*Ipv4Addr::parse(a), learnedRoute(a.c_str(), {"192.0.2.1"}));
+  }
+  f.ctl->applyRouteEvents(loss);
+  for (const auto& r : f.ctl->intent().remotes) EXPECT_EQ(r.next_hop->str(), "192.0.2.1");
+}
+
+TEST(ControllerLearned, ManualRemoteWinsAndTheLearnedOneComesBackWhenItGoes) {
+  Fixture f;
+  learningHost(f);
+  f.start();
+  f.ctl->applyRouteEvents(neighEvent("192.0.2.1", "02:00:00:00:00:01"));
+  f.ctl->applyRouteEvents(neighEvent("192.0.2.9", "02:00:00:00:00:09"));
+  f.ctl->applyRouteEvents(routeEvent("10.8.3.1", learnedRoute("10.8.3.1", {"192.0.2.1"})));
+  // A learned remote cannot be removed through the API.
+  auto r = f.call({{"op", "remote.remove"}, {"address", "10.8.3.1/32"}});
+  EXPECT_FALSE(r["ok"]) << r.dump();
+  r = f.call({{"op", "remote.add"}, {"remote", {{"address", "10.8.3.1/32"}, {"next_hop", "192.0.2.9"}}}});
+  ASSERT_TRUE(r["ok"]) << r.dump();
+  EXPECT_EQ(dstMac(*egressOnDevice(f, "10.8.3.1")), "02:00:00:00:00:09");
+  // A route change under it does not take it over.
+  f.ctl->applyRouteEvents(routeEvent("10.8.3.1", learnedRoute("10.8.3.1", {"192.0.2.1"}, 188)));
+  EXPECT_EQ(f.call({{"op", "remote.list"}})["result"][0]["next_hop"], "192.0.2.9");
+  EXPECT_EQ(f.call({{"op", "status"}})["result"]["routes"]["shadowed"], 1);
+  r = f.call({{"op", "remote.remove"}, {"address", "10.8.3.1/32"}});
+  ASSERT_TRUE(r["ok"]) << r.dump();
+  const auto list = f.call({{"op", "remote.list"}})["result"];
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0]["origin"], "kernel:ospf");
+  EXPECT_EQ(dstMac(*egressOnDevice(f, "10.8.3.1")), "02:00:00:00:00:01");
+  // Withdrawn: gone from the intent and the device.
+  f.ctl->applyRouteEvents(routeEvent("10.8.3.1", std::nullopt));
+  EXPECT_EQ(f.call({{"op", "remote.list"}})["result"].size(), 0u);
+  EXPECT_FALSE(egressOnDevice(f, "10.8.3.1"));
+}
+
+TEST(ControllerLearned, ARouteToALocalAddressIsNotFollowed) {
+  Fixture f;
+  learningHost(f);
+  f.start();
+  ASSERT_TRUE(f.call({{"op", "port.add"}, {"port", Fixture::port(1)}})["ok"]);
+  f.ctl->applyRouteEvents(neighEvent("192.0.2.1", "02:00:00:00:00:01"));
+  f.ctl->applyRouteEvents(routeEvent("10.0.1.1", learnedRoute("10.0.1.1", {"192.0.2.1"})));
+  EXPECT_EQ(f.call({{"op", "remote.list"}})["result"].size(), 0u);
+  const auto st = f.call({{"op", "status"}})["result"]["routes"];
+  EXPECT_EQ(st["refused"], 1) << st.dump();
+  const auto metrics = f.ctl->metricsText(nullptr);
+  EXPECT_NE(metrics.find("nicoffload_learned_routes_not_followed{why=\"refused\"} 1"),
+            std::string::npos)
+      << metrics;
+}
+
 }  // namespace
 }  // namespace nicoffload::offload

@@ -121,6 +121,28 @@ TEST(ParseIntent, VxlanExampleValues) {
   EXPECT_EQ(intent.remotes[2].vni, std::optional<std::uint32_t>(200));
 }
 
+TEST(ParseIntent, LearnRoutesAndProtocols) {
+  json host = exampleHost(Example::kRouted);
+  EXPECT_FALSE(model::parseHostConfig(host)->learn_routes) << "off by default";
+  EXPECT_TRUE(model::parseHostConfig(host)->learn_protocols.empty()) << "empty: any but ours";
+  host["kernel"] = {{"learn_routes", true}, {"learn_protocols", {"bgp", 188, "ospf", "bird"}}};
+  host["uplink"]["netdev"] = "uplink0";
+  auto h = model::parseHostConfig(host);
+  ASSERT_TRUE(h) << h.error().describe();
+  EXPECT_TRUE(h->learn_routes);
+  EXPECT_EQ(h->learn_protocols, (std::vector<std::uint8_t>{186, 188, 12}));
+  // Learned routes go through the uplink and are read from the kernel.
+  for (const auto& [pointer, value] :
+       {std::pair<const char*, json>{"/uplink/netdev", ""}, {"/backends/software_path", "none"}}) {
+    json bad = host;
+    bad[json::json_pointer(pointer)] = value;
+    auto r = model::parseHostConfig(bad);
+    ASSERT_FALSE(r) << pointer;
+    EXPECT_EQ(r.error().field, "kernel.learn_routes") << r.error().describe();
+    EXPECT_EQ(r.error().code, ErrorCode::kConflict);
+  }
+}
+
 TEST(ParseIntent, RoutedExampleValuesAndDefaults) {
   const Intent intent = test::exampleIntent(Example::kRouted);
   const auto& h = intent.host;
@@ -309,6 +331,17 @@ const std::vector<BadInput>& badInputs() {
        E::kInvalidValue, "kernel.route_protocol", "42"},
       {"route_protocol 4 (kernel)", V, true, set("/kernel/route_protocol", 4), Stage::kHost,
        E::kInvalidValue, "kernel.route_protocol", "4"},
+      // Routes learned from the kernel (issue 13)
+      {"learn_routes in a vxlan underlay", V, true, set("/kernel/learn_routes", true),
+       Stage::kHost, E::kConflict, "kernel.learn_routes", "true"},
+      {"learn_protocols names ours", R, true, set("/kernel/learn_protocols", json::array({240})),
+       Stage::kHost, E::kConflict, "kernel.learn_protocols[0]", "240"},
+      {"learn_protocols: the kernel's own", R, true,
+       set("/kernel/learn_protocols", json::array({"bgp", 2})), Stage::kHost, E::kInvalidValue,
+       "kernel.learn_protocols[1]", "2"},
+      {"learn_protocols: no such name", R, true,
+       set("/kernel/learn_protocols", json::array({"bgpd"})), Stage::kHost, E::kInvalidValue,
+       "kernel.learn_protocols[0]", "bgpd"},
       {"route_table 255 (local)", V, true, set("/kernel/route_table", 255), Stage::kHost,
        E::kInvalidValue, "kernel.route_table", "255"},
       {"vxlan_udp_port 0", V, true, set("/underlay/vxlan_udp_port", 0), Stage::kHost,

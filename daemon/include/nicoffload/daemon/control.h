@@ -95,6 +95,9 @@ class Server {
   // Returns early (possibly empty) when a signal interrupts the wait or a
   // connection's timeout is due. Each returned request is owed a reply().
   std::vector<Request> poll(int timeout_ms);
+  // Makes poll() return early when `fd` (another source of work of the
+  // loop, e.g. the route watcher) is readable; the caller reads it.
+  Status watchFd(int fd);
 
   // Queues the reply to the oldest request of `connection` poll() handed
   // out and not answered yet: replies to one connection must be given in

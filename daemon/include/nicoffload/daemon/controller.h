@@ -36,6 +36,7 @@
 #include "nicoffload/daemon/control.h"
 #include "nicoffload/daemon/metrics.h"
 #include "nicoffload/offload/nic_backend.h"
+#include "nicoffload/offload/route_watcher.h"
 #include "nicoffload/offload/software_path.h"
 #include "nicoffload/daemon/state_store.h"
 #include "nicoffload/vdpa/vdpa_backend.h"
@@ -69,6 +70,9 @@ struct Backends {
       software_path;                        // kernel, or null when backends.software_path is none
   std::unique_ptr<NicBackend> nic;          // SR-IOV, eswitch, VF settings; null = not managed
   std::unique_ptr<vdpa::VdpaBackend> vdpa;  // vDPA devices; null = none
+  // kernel.learn_routes: the kernel's routes and the uplink's neighbours
+  // (learned_routes.cc); null = off.
+  std::unique_ptr<RouteWatcher> routes;
 };
 
 // Status of one port, as the API shows it.
@@ -108,6 +112,19 @@ class Controller {
   ~Controller();  // waits for a full pass's worker, if one runs
   Controller(const Controller&) = delete;
   Controller& operator=(const Controller&) = delete;
+
+  // --- routes learned from the kernel (learned_routes.cc) ---
+  // The route watcher's descriptor (-1 without one): when it is readable,
+  // call pollRoutes().
+  int routeWatcherFd() const;
+  // Reads what the watcher has and applies it (at most
+  // kRouteMessagesPerTurn notifications: call again while readable).
+  void pollRoutes();
+  // Applies route and neighbour changes: learned remotes (origin
+  // "kernel:<protocol>", never persisted) and next-hop MACs; reconcile_now
+  // false only on start, before the first pass.
+  void applyRouteEvents(const RouteEvents& events, bool reconcile_now = true);
+  static constexpr std::size_t kRouteMessagesPerTurn = 1u << 17;
 
   const model::Intent& intent() const { return intent_; }
   const flowrules::HwApplier& applier() const { return *applier_; }
@@ -194,6 +211,20 @@ class Controller {
   const model::RemoteEndpoint* findRemote(Ipv4Addr address) const;
 
   nlohmann::json read(const nlohmann::json& request, Error& error);
+
+  // --- learned routes (learned_routes.cc) ---
+  struct Learned;
+  std::unique_ptr<Learned> learned_;  // null: no route watcher
+  // The planner before a next hop's MAC changed, for the rules as they were.
+  std::unique_ptr<flowrules::OwnerPlanner> previous_planner_;
+  void beginInternalBatch();
+  void applyLearned(Ipv4Addr address);
+  void reinstateLearned();
+  // fresh = false (metrics, published every loop turn): at most 1 s old,
+  // so that a loop turn does not walk 100 000 remotes.
+  nlohmann::json learnedStatusJson(bool fresh = true) const;
+  void learnedMetrics(MetricsRegistry& m) const;
+  nlohmann::json learnedExplain(Ipv4Addr address) const;  // null: not a learned route
   // The port's status; `rule_list` adds every rule with its placement and
   // reason (port.get, port.add replies), else only the counts (port.list).
   nlohmann::json portJson(const model::Port& port, bool rule_list = true) const;

@@ -50,6 +50,17 @@ struct HostConfig {
   std::uint8_t route_protocol = 240;  // rtm_protocol of the kernel routes we install
   std::uint32_t route_table = 254;    // kernel routing table (254 = main)
 
+  // Routes learned from the kernel (issue 13, routed underlay only): the /32
+  // routes a routing daemon (FRR, BIRD, ...) installs in route_table through
+  // a next hop on the uplink become remote endpoints, and the underlay next
+  // hops' MACs come from the kernel's neighbour table (next_hops[].mac, when
+  // given, overrides it). Off by default.
+  bool learn_routes = false;
+  // The rtm_protocol values whose routes count (rtnetlink.h RTPROT_*, e.g.
+  // 186 bgp, 188 ospf); empty = any but the kernel's own (0-2) and ours
+  // (route_protocol), which never counts.
+  std::vector<std::uint8_t> learn_protocols;
+
   FlowBackendKind flow_backend = FlowBackendKind::kSim;
   SoftwarePathKind software_path = SoftwarePathKind::kKernel;
   VdpaKind vdpa_backend = VdpaKind::kSim;
@@ -128,6 +139,11 @@ struct RemoteEndpoint {
   std::string origin = kDefaultRemoteOrigin;
 
   static constexpr const char* kDefaultRemoteOrigin = "api";
+  // Origins of remotes learned from the kernel's routing table start with
+  // this ("kernel:bgp"): the kernel is their source, so they are neither
+  // persisted nor programmed as kernel routes (the route is already there).
+  static constexpr const char* kKernelOriginPrefix = "kernel:";
+  bool learned() const { return origin.rfind(kKernelOriginPrefix, 0) == 0; }
 };
 
 struct Intent {
