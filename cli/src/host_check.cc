@@ -331,9 +331,15 @@ std::vector<CheckLine> runHostChecks(const model::HostConfig& host, const model:
                                              : bgpd ? "zebra"
                                                     : "zebra, bgpd") +
                                             " in " + roots.frr_dir;
-    out.add("frr", "FRR (only when remote /32s are learned by BGP: `redistribute kernel`)",
-            zebra && bgpd ? CheckStatus::kOk : CheckStatus::kMissing, false, found,
-            "apt-get install frr, then enable bgpd in /etc/frr/daemons");
+    // Required when the host learns routes from the kernel (kernel.learn_routes):
+    // FRR is what installs and announces them (packaging/frr/frr.conf). Another
+    // routing daemon would do too, which the fix says.
+    out.add("frr", "FRR (required with kernel.learn_routes: bgpd learns the other hosts' /32s, "
+                   "zebra installs them and announces ours)",
+            zebra && bgpd ? CheckStatus::kOk : CheckStatus::kMissing, host.learn_routes, found,
+            "apt-get install frr, enable bgpd in /etc/frr/daemons and install "
+            "/usr/share/nicoffload/packaging/frr/frr.conf (or run the routing daemon you use "
+            "instead, and ignore this line)");
   }
 
   if (host.software_path == SoftwarePathKind::kKernel) {

@@ -265,10 +265,15 @@ TEST_F(HostCheckTest, LibvirtAndQemuVersionsForKernelVdpa) {
   EXPECT_TRUE(hostReady(lines));
 }
 
-TEST_F(HostCheckTest, FrrIsOptional) {
+TEST_F(HostCheckTest, FrrIsRequiredOnlyWhenRoutesAreLearned) {
   auto l = get("frr");
   EXPECT_EQ(l.status, CheckStatus::kMissing);
   EXPECT_FALSE(l.required);
+  host_.learn_routes = true;
+  auto lines = run();
+  EXPECT_TRUE(line(lines, "frr")->required);
+  EXPECT_FALSE(hostReady(lines)) << "kernel.learn_routes without FRR";
+  host_.learn_routes = false;
   writeFile(roots_.frr_dir + "/zebra", "#!/bin/sh\n", true);
   l = get("frr");
   EXPECT_EQ(l.status, CheckStatus::kMissing);
