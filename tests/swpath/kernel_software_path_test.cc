@@ -14,6 +14,7 @@
 #include <string>
 #include <thread>
 
+#include "../support/test_netns.h"
 #include "nicoffload/flowrules/diff.h"
 #include "nicoffload/offload/software_path.h"
 
@@ -27,26 +28,11 @@ constexpr std::uint32_t kTable = 254;
 constexpr std::uint8_t kProto = 240;
 
 // A network namespace of the test's own, with a veth pair d0/d1 (up).
-class Namespace {
+class Namespace : public test::TestNetns {
  public:
-  Namespace() {
-    static int counter = 0;
-    name_ = "nfo-swt" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
-    ok_ = sh("ip netns add " + name_) && sh(ip("link set lo up")) &&
-          sh(ip("link add d0 type veth peer name d1")) && sh(ip("link set d0 up")) &&
-          sh(ip("link set d1 up"));
-  }
-  ~Namespace() { sh("ip netns del " + name_); }
-  Namespace(const Namespace&) = delete;
-  Namespace& operator=(const Namespace&) = delete;
-  bool ok() const { return ok_; }
-  const std::string& name() const { return name_; }
-  std::string ip(const std::string& args) const { return "ip -n " + name_ + " " + args; }
-  static bool sh(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()) == 0; }
-
- private:
-  std::string name_;
-  bool ok_ = false;
+  Namespace()
+      : TestNetns("nfo-swt", {"link set lo up", "link add d0 type veth peer name d1",
+                              "link set d0 up", "link set d1 up"}) {}
 };
 
 Ipv4Addr nth(std::size_t i) { return Ipv4Addr{0x0A000000u + static_cast<std::uint32_t>(i) + 1}; }

@@ -15,6 +15,7 @@
 #include <set>
 #include <string>
 
+#include "../support/test_netns.h"
 #include "nicoffload/offload/route_watcher.h"
 
 namespace nicoffload::offload {
@@ -22,32 +23,15 @@ namespace {
 
 // A namespace with the uplink "up0" (a veth, 192.168.0.1/24, its peer in
 // the same namespace, no address) and "other0" (a veth too, 192.168.5.1/24).
-class Namespace {
+class Namespace : public test::TestNetns {
  public:
-  Namespace() {
-    static int counter = 0;
-    name_ = "nfo-rwt" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
-    ok_ = sh("ip netns add " + name_) && sh(ip("link set lo up")) &&
-          sh(ip("link add up0 type veth peer name up0p")) && sh(ip("link set up0 up")) &&
-          sh(ip("link set up0p up")) && sh(ip("addr add 192.168.0.1/24 dev up0")) &&
-          sh(ip("link add other0 type veth peer name other0p")) && sh(ip("link set other0 up")) &&
-          sh(ip("link set other0p up")) &&
-          sh(ip("addr add 192.168.5.1/24 dev other0"));
-  }
-  ~Namespace() { sh("ip netns del " + name_); }
-  Namespace(const Namespace&) = delete;
-  Namespace& operator=(const Namespace&) = delete;
-  bool ok() const { return ok_; }
-  const std::string& name() const { return name_; }
-  std::string ip(const std::string& args) const { return "ip -n " + name_ + " " + args; }
-  bool run(const std::string& args) const { return sh(ip(args)); }
-  static bool sh(const std::string& cmd) {
-    return std::system((cmd + " >/dev/null 2>&1").c_str()) == 0;
-  }
-
- private:
-  std::string name_;
-  bool ok_ = false;
+  Namespace()
+      : TestNetns("nfo-rwt", {"link set lo up", "link add up0 type veth peer name up0p",
+                              "link set up0 up", "link set up0p up",
+                              "addr add 192.168.0.1/24 dev up0",
+                              "link add other0 type veth peer name other0p",
+                              "link set other0 up", "link set other0p up",
+                              "addr add 192.168.5.1/24 dev other0"}) {}
 };
 
 Ipv4Addr A(const char* s) { return *Ipv4Addr::parse(s); }

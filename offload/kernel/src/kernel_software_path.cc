@@ -264,15 +264,7 @@ std::optional<std::pair<int, LinkInfo>> parseLink(const nlmsghdr* h) {
   return std::pair{ifi->ifi_index, std::move(l)};
 }
 
-// An RTM_GET* dump request with its family header (zeroed but for what the
-// caller sets).
-template <class Header>
-MsgPtr dumpRequest(int type, const Header& header) {
-  MsgPtr msg(nlmsg_alloc_simple(type, NLM_F_REQUEST | NLM_F_DUMP));
-  if (msg && nlmsg_append(msg.get(), const_cast<Header*>(&header), sizeof header, NLMSG_ALIGNTO) < 0)
-    msg.reset();
-  return msg;
-}
+using detail::dumpRequest;
 
 // One IPv4 route of a dump, with its first next hop (a multipath route's
 // first, else the route's own).

@@ -19,6 +19,23 @@
 
 namespace nicoffload::offload::detail {
 
+struct NlMsgFree {
+  void operator()(nl_msg* m) const {
+    if (m) nlmsg_free(m);
+  }
+};
+using DumpRequestPtr = std::unique_ptr<nl_msg, NlMsgFree>;
+
+// An RTM_GET* dump request with its family header (zeroed but for what the
+// caller sets); null when it cannot be allocated.
+template <class Header>
+DumpRequestPtr dumpRequest(int type, const Header& header) {
+  DumpRequestPtr msg(nlmsg_alloc_simple(type, NLM_F_REQUEST | NLM_F_DUMP));
+  if (msg && nlmsg_append(msg.get(), const_cast<Header*>(&header), sizeof header, NLMSG_ALIGNTO) < 0)
+    msg.reset();
+  return msg;
+}
+
 // A NETLINK_ROUTE socket for dumps only, opened in the calling thread's
 // network namespace, with NETLINK_GET_STRICT_CHK set so that the kernel
 // applies the filters a request carries (rtm_table/RTA_TABLE, rtm_protocol

@@ -23,18 +23,7 @@ namespace {
 #define SOL_NETLINK 270
 #endif
 
-struct MsgFree {
-  void operator()(nl_msg* m) const { nlmsg_free(m); }
-};
-using MsgPtr = std::unique_ptr<nl_msg, MsgFree>;
-
-template <class Header>
-MsgPtr dumpRequest(int type, const Header& header) {
-  MsgPtr msg(nlmsg_alloc_simple(type, NLM_F_REQUEST | NLM_F_DUMP));
-  if (msg && nlmsg_append(msg.get(), const_cast<Header*>(&header), sizeof header, NLMSG_ALIGNTO) < 0)
-    msg.reset();
-  return msg;
-}
+using detail::dumpRequest;
 
 Ipv4Addr addrOf(const rtattr* a) {
   std::uint32_t be = 0;
