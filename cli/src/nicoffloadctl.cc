@@ -33,6 +33,7 @@
 #include "nicoffload/offload/software_path.h"
 #include "nicoffload/offload/flow_backends.h"
 #include "nicoffload/offload/sysfs_nic_backend.h"
+#include "nicoffload/vdpa/vdpa_device.h"
 
 namespace {
 
@@ -498,6 +499,7 @@ int runNicStatus(const std::string& pci, const std::string& netdev, const std::s
 // one port (libvirt-hooks/README.md). Offline; nothing is sent to the daemon.
 struct DomainXmlArgs {
   std::string vm, mac, representor, vdpa, kind = "ethernet", source;
+  std::string link_dir = "/run/nicoffload/vdpa";
   int nic = 0, mtu = 0, queues = 0;
   long long vni = -1, vf = -1;
   std::vector<std::string> addresses;
@@ -513,7 +515,13 @@ int runDomainXml(const DomainXmlArgs& a) {
   if (!a.vdpa.empty()) doc["vdpa"] = a.vdpa;
   auto port = model::parsePort(doc, "port");
   if (!port) return fail(port.error());
-  auto iface = hooks::interfaceXmlFor(*port, a.kind, a.source);
+  // vdpa / vhostuser without --source: the stable link nicoffloadd keeps
+  // for the port (vdpa.link_dir, default /run/nicoffload/vdpa), which a
+  // domain definition can name before the device exists.
+  std::string source = a.source;
+  if (source.empty() && (a.kind == "vdpa" || a.kind == "vhostuser"))
+    source = a.link_dir + "/" + vdpa::deviceName(port->key);
+  auto iface = hooks::interfaceXmlFor(*port, a.kind, source);
   if (!iface) return fail(iface.error());
   std::printf("<!-- in <devices>: interface %d of the domain (the port key is its position) -->\n%s", a.nic,
               iface->c_str());
@@ -704,8 +712,11 @@ int run(int argc, char** argv) {
   domain_xml_cmd->add_option("--vdpa", dx.vdpa, "none, kernel, dpdk or sim");
   domain_xml_cmd->add_option("--kind", dx.kind, "interface type: ethernet (default), vdpa or vhostuser");
   domain_xml_cmd->add_option("--source", dx.source,
-                             "ethernet: the tap (default the representor); vdpa: /dev/vhost-vdpa-N; "
-                             "vhostuser: the socket path");
+                             "ethernet: the tap (default the representor); vdpa and vhostuser: the "
+                             "device node or socket (default the stable link nicoffloadd keeps for the "
+                             "port, <--link-dir>/nfo<12 hex>)");
+  domain_xml_cmd->add_option("--link-dir", dx.link_dir,
+                             "nicoffloadd's vdpa.link_dir (default /run/nicoffload/vdpa)");
 
   cli::HostCheckArgs host_check;
   auto* host_check_cmd = cli::addHostCheckCommand(app, host_check);

@@ -196,7 +196,12 @@ Result<json> Controller::admitPortAdd(const json& request) {
   // The VF: the one the port names, else the one it holds, else the lowest
   // free one (vdpa::VfPool). Given back if the port is refused.
   const auto held = vf_pool_.vfOf(port.key);
-  auto vf = vf_pool_.assign(port.key, port.vf);
+  // A port whose device the pool can give (its vDPA kind, the pool's MTU,
+  // one queue pair) takes a VF that has a ready device.
+  const bool pool_fits = poolEnabled() && !pool_vfs_.empty() &&
+                         vdpa::effectiveKind(host_, port) == backends_.vdpa->kind() &&
+                         port.mtu == host_.vdpa_pool_mtu && port.queues == 1;
+  auto vf = vf_pool_.assign(port.key, port.vf, pool_fits ? &pool_vfs_ : nullptr);
   if (!vf) {
     Error e = vf.error();
     e.field = "port.vf";

@@ -109,7 +109,7 @@ Result<std::unique_ptr<Controller>> Controller::start(model::HostConfig host,
   if (c->backends_.vdpa) {
     if (auto held = c->backends_.vdpa->list())
       for (auto& d : *held)
-        if (d.name.rfind("nfo", 0) == 0) c->vdpa_devices_[d.name] = d;
+        if (d.name.rfind("nfo", 0) == 0) c->holdDevice(d);
   }
   // What the devices already hold (a restart): adopt it, so that nothing is
   // installed twice and nothing unchanged is touched.
@@ -120,6 +120,10 @@ Result<std::unique_ptr<Controller>> Controller::start(model::HostConfig host,
   // Just adopted from the device: no need to ask it again rule by rule.
   const auto pass = c->reconcile(false);
   c->scheduleRetry(pass.failures > 0);
+  // A fresh pool fills to its size; one adopted from a run before follows
+  // the low-water rule, so that a restart with nothing changed makes no
+  // device operation.
+  c->pool_fill_at_start_ = c->pool_vfs_.empty();
   return c;
 }
 
@@ -314,6 +318,8 @@ Controller::~Controller() { full_pass_.reset(); }  // before the backends its wo
 
 void Controller::tick() {
   const auto now = options_.now();
+  // The warm vDPA pool refills between requests, a few devices per turn.
+  if (!full_pass_ && poolWantsWork()) refillPool(kPoolCreatesPerTick);
   if (!full_pass_) {
     if (now >= next_full_) {
       next_full_ = now + options_.reconcile_interval;
@@ -331,6 +337,7 @@ void Controller::tick() {
 
 std::chrono::milliseconds Controller::untilNextTick() const {
   if (full_pass_) return std::chrono::milliseconds(1);  // its next slice, or its worker's result
+  if (poolWantsWork()) return std::chrono::milliseconds(0);
   const auto now = options_.now();
   const auto next = std::min(next_full_, next_retry_);
   if (next <= now) return std::chrono::milliseconds(0);
@@ -384,8 +391,22 @@ std::string Controller::metricsText(const control::ServerCounters* server) const
         static_cast<double>(counters_.nic_failures));
   m.set("nicoffload_device_failures_total", "backend=\"vdpa\"",
         static_cast<double>(counters_.vdpa_failures));
-  m.describe("nicoffload_vdpa_devices", "gauge", "vDPA devices backing ports.");
+  m.describe("nicoffload_vdpa_devices", "gauge", "vDPA devices held (ports' and the pool's).");
   m.set("nicoffload_vdpa_devices", "", static_cast<double>(vdpa_devices_.size()));
+  m.describe("nicoffload_vdpa_pool_ready", "gauge",
+             "vDPA devices of the warm pool ready for a port (vdpa.pool).");
+  m.set("nicoffload_vdpa_pool_ready", "", static_cast<double>(pool_vfs_.size()));
+  m.describe("nicoffload_vdpa_pool_size", "gauge", "The warm pool's configured size (0: off).");
+  m.set("nicoffload_vdpa_pool_size", "", poolEnabled() ? host_.vdpa_pool_size : 0.0);
+  m.describe("nicoffload_vdpa_port_devices_total", "counter",
+             "Ports given a vDPA device: from the pool, or created on demand while the pool was on.");
+  m.set("nicoffload_vdpa_port_devices_total", "source=\"pool\"",
+        static_cast<double>(counters_.vdpa_pool_claims));
+  m.set("nicoffload_vdpa_port_devices_total", "source=\"on_demand\"",
+        static_cast<double>(counters_.vdpa_pool_misses));
+  m.describe("nicoffload_vdpa_pool_refills_total", "counter", "Pool devices made ahead.");
+  m.set("nicoffload_vdpa_pool_refills_total", "",
+        static_cast<double>(counters_.vdpa_pool_refills));
   m.describe("nicoffload_reconcile_passes_total", "counter", "Reconcile passes by kind.");
   m.set("nicoffload_reconcile_passes_total", "kind=\"any\"",
         static_cast<double>(counters_.reconcile_passes));

@@ -35,6 +35,7 @@
 #include "nicoffload/offload/sim_pf.h"
 #include "nicoffload/offload/software_path.h"
 #include "nicoffload/offload/sysfs_nic_backend.h"
+#include "nicoffload/vdpa/dpdk_vdpa_backend.h"
 #include "nicoffload/vdpa/kernel_vdpa_backend.h"
 #include "nicoffload/vdpa/sim_vdpa_backend.h"
 
@@ -42,6 +43,14 @@ namespace {
 
 std::atomic<int> g_signal{0};
 void onSignal(int sig) { g_signal = sig; }
+
+// The vhost-user sockets of backends.vdpa dpdk: "vhost" beside the control
+// socket (/run/nicoffload/vhost for the default socket path).
+std::string vdpaRuntimeDir(const nicoffload::model::HostConfig& host) {
+  const auto slash = host.socket_path.rfind('/');
+  return (slash == std::string::npos ? std::string(".") : host.socket_path.substr(0, slash)) +
+         "/vhost";
+}
 
 std::string defaultProfileDir() {
   return nicoffload::model::defaultProfileDir(NICOFFLOAD_PROFILE_INSTALL_DIR, NICOFFLOAD_PROFILE_SOURCE_DIR);
@@ -184,11 +193,28 @@ int run(int argc, char** argv) {
       backends.vdpa = vdpa::makeKernelVdpaBackend(vo);
       break;
     }
-    case model::VdpaKind::kDpdk:
-      return fatal(makeError(
-          ErrorCode::kUnsupported, "backends.vdpa", "dpdk",
-          "the DPDK vDPA backend (vhost-user) is not driven by nicoffloadd yet; use 'kernel', "
-          "'sim' or 'none'"));
+    case model::VdpaKind::kDpdk: {
+      // vhost-user sockets served by this process, each attached to its VF's
+      // mlx5 vDPA device, in the EAL of the DPDK flow backend when there is
+      // one (an EAL starts once per process), else in one started here.
+      if (!eal) {
+        auto started = dpdk::Eal::start(dpdk::ealArguments(*host, "nicoffload"));
+        if (!started) {
+          Error e = started.error();
+          e.message = "backends.vdpa dpdk: starting the DPDK EAL (dpdk.eal_args): " + e.message;
+          return fatal(e);
+        }
+        eal = std::move(started).value();
+        spdlog::info("vdpa: DPDK EAL started for the vhost-user backend");
+      }
+      vdpa::DpdkVdpaOptions vo;
+      vo.pf_pci = host->uplink_pci;
+      vo.runtime_dir = vdpaRuntimeDir(*host);
+      vo.profile = *profile;
+      if (sim_nic) vo.sysfs_root = sim_nic->root();  // the VFs' addresses are the sim's
+      backends.vdpa = std::make_unique<vdpa::DpdkVdpaBackend>(vo);
+      break;
+    }
   }
   spdlog::info("nic backend {}, vdpa backend {}", model::toString(host->nic_backend),
                model::toString(host->vdpa_backend));

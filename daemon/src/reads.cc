@@ -47,13 +47,16 @@ json Controller::portJson(const model::Port& port, bool rule_list) const {
     sw_objects.push_back({{"object", object}, {"error", control::errorJson(error)}});
   }
   json devices = json::object();
-  const std::string vdpa_name = vdpa::deviceName(port.key);
-  if (auto it = vdpa_devices_.find(vdpa_name); it != vdpa_devices_.end())
-    devices["vdpa"] = {{"name", vdpa_name},
-                       {"path", it->second.vhost_vdpa_path.empty() ? it->second.socket_path
-                                                                   : it->second.vhost_vdpa_path}};
-  for (const auto& what :
-       {"vdpa " + vdpa_name, port.vf ? "vf " + std::to_string(*port.vf) : std::string()}) {
+  const vdpa::VdpaDevice* dev = port.vf ? deviceOnVf(*port.vf) : nullptr;
+  if (dev && vdpa::effectiveKind(host_, port) != model::VdpaKind::kNone)
+    devices["vdpa"] = {
+        {"name", dev->name},
+        {"path", dev->vhost_vdpa_path.empty() ? dev->socket_path : dev->vhost_vdpa_path},
+        {"kind", dev->vhost_vdpa_path.empty() ? "vhostuser" : "vdpa"},
+        {"link", portLinkPath(port.key)}};
+  const std::string vf_text = port.vf ? std::to_string(*port.vf) : std::string();
+  for (const auto& what : {port.vf ? "vdpa vf " + vf_text : std::string(),
+                           port.vf ? "vf " + vf_text : std::string()}) {
     if (auto it = device_failures_.find(what); !what.empty() && it != device_failures_.end()) {
       ++sw_failed;
       sw_objects.push_back({{"object", what}, {"error", control::errorJson(it->second)}});
@@ -174,6 +177,7 @@ json Controller::statusJson() const {
            {{"pf", vf_pool_.pfPci()},
             {"assigned", vf_pool_.assignedCount()},
             {"free", vf_pool_.freeCount()}}},
+          {"vdpa_pool", poolJson()},
           {"rules", {{"hw", c.hw}, {"sw", c.sw}, {"refused", c.refused()}}},
           {"software_path", {{"objects", sw_objects_}, {"failed", sw_failures_.size()}}},
           {"last_pass", last_pass_summary_},
@@ -327,7 +331,8 @@ json Controller::read(const json& req, Error& error) {
              {{"backend", backends_.vdpa ? model::toString(backends_.vdpa->kind()) : "none"},
               {"operations", counters_.vdpa_ops},
               {"failures", counters_.vdpa_failures},
-              {"devices", vdpa_devices_.size()}}},
+              {"devices", vdpa_devices_.size()},
+              {"pool", poolJson()}}},
             {"controller",
              {{"reconcile_passes", counters_.reconcile_passes},
               {"full_passes", counters_.full_passes},
@@ -347,6 +352,37 @@ json Controller::read(const json& req, Error& error) {
       "unknown op '" + op +
           "' (ops: status, port.add, port.remove, port.get, port.list, remote.add, remote.remove, "
           "remote.sync, remote.list, batch, rules, explain, counters, reconcile)"));
+}
+
+}  // namespace nicoffload::offload
+
+namespace nicoffload::offload {
+
+// status.vdpa_pool: what the warm pool holds and what it did.
+nlohmann::json Controller::poolJson() const {
+  std::string state;
+  if (host_.vdpa_pool_size == 0 || !backends_.vdpa) {
+    state = "off";
+  } else if (pool_cannot_set_mac_) {
+    state = "unsupported";  // the backend cannot re-MAC a device: created on demand
+  } else if (poolWantsWork()) {
+    state = pool_vfs_.empty() ? "empty, refilling" : "refilling";
+  } else if (pool_vfs_.empty()) {
+    state = "empty";  // ports get devices created on demand
+  } else {
+    state = "ready";
+  }
+  nlohmann::json vfs = nlohmann::json::array();
+  for (const auto vf : pool_vfs_) vfs.push_back(vf);
+  return {{"size", host_.vdpa_pool_size},
+          {"low_water", host_.vdpa_pool_low_water},
+          {"mtu", host_.vdpa_pool_mtu},
+          {"ready", pool_vfs_.size()},
+          {"state", state},
+          {"vfs", std::move(vfs)},
+          {"claimed", counters_.vdpa_pool_claims},
+          {"created_on_demand", counters_.vdpa_pool_misses},
+          {"made_ahead", counters_.vdpa_pool_refills}};
 }
 
 }  // namespace nicoffload::offload

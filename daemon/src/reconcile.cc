@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <future>
 #include <optional>
 #include <set>
@@ -568,27 +569,29 @@ void Controller::reconcileDevices(PassResult& result, const TouchedPorts* touche
   std::map<std::uint16_t, MacAddr> want_vfs;
   std::map<std::string, vdpa::VdpaDeviceSpec> want_devices;
   std::set<std::uint16_t> vf_scope;    // with `touched`: the VFs looked at
-  std::set<std::string> device_scope;  // with `touched`: the devices looked at
   if (touched) {
     for (const auto& [key, before] : *touched) {
       if (before && before->vf) vf_scope.insert(*before->vf);
-      device_scope.insert(vdpa::deviceName(key));
       const model::Port* now = findPort(key);
       if (!now) continue;
       vf_scope.insert(*now->vf);
       want_vfs[*now->vf] = now->mac;
       if (auto spec = flowrules::planVdpaDevice(host_, *now)) want_devices[spec->name] = *spec;
     }
-    for (const auto vf : vf_scope) device_failures_.erase("vf " + std::to_string(vf));
-    for (const auto& name : device_scope) device_failures_.erase("vdpa " + name);
+    for (const auto vf : vf_scope) {
+      device_failures_.erase("vf " + std::to_string(vf));
+      device_failures_.erase("vdpa vf " + std::to_string(vf));
+    }
   } else {
     flowrules::DesiredState devices;
     flowrules::planDevices(intent_, devices);
     for (const auto& v : devices.vfs) want_vfs[v.vf] = v.mac;
     for (auto& d : devices.vdpa_devices) want_devices[d.name] = std::move(d);
     device_failures_.clear();
+    pool_failed_vfs_.clear();  // a full pass tries them again
   }
-  auto failed = [&](const std::string& what, const Error& e, std::uint64_t& counter) {
+  pool_stalled_ = false;  // VFs may have freed up: the pool may refill
+  const FailFn failed = [&](const std::string& what, const Error& e, std::uint64_t& counter) {
     ++counter;
     ++result.failures;
     device_failures_[what] = e;
@@ -624,50 +627,304 @@ void Controller::reconcileDevices(PassResult& result, const TouchedPorts* touche
       vf_macs_.erase(vf);
     }
   }
-  if (backends_.vdpa) {
-    std::vector<std::string> names;  // held, in scope
-    if (touched) {
-      for (const auto& name : device_scope)
-        if (vdpa_devices_.count(name)) names.push_back(name);
-    } else {
-      for (const auto& [name, dev] : vdpa_devices_) names.push_back(name);
-    }
-    for (const auto& name : names) {  // gone or changed first
-      const auto& held = vdpa_devices_.at(name);
-      auto w = want_devices.find(name);
-      const bool keep = w != want_devices.end() && held.vf == w->second.vf &&
-                        (!held.mac || *held.mac == w->second.mac);
-      if (keep) continue;
+  if (backends_.vdpa) reconcileVdpa(want_devices, touched ? &vf_scope : nullptr, failed);
+}
+
+bool Controller::poolEnabled() const {
+  return host_.vdpa_pool_size > 0 && backends_.vdpa && !pool_cannot_set_mac_;
+}
+
+bool Controller::poolFits(const vdpa::VdpaDevice& d) const {
+  return d.kind == backends_.vdpa->kind() && (!d.mtu || *d.mtu == host_.vdpa_pool_mtu) &&
+         (!d.max_vqp || *d.max_vqp == 1);
+}
+
+void Controller::holdDevice(vdpa::VdpaDevice d) {
+  if (d.vf) vdpa_by_vf_[*d.vf] = d.name;
+  vdpa_devices_[d.name] = std::move(d);
+}
+
+void Controller::dropDevice(const std::string& name) {
+  const auto it = vdpa_devices_.find(name);
+  if (it == vdpa_devices_.end()) return;
+  if (it->second.vf) {
+    const auto v = vdpa_by_vf_.find(*it->second.vf);
+    if (v != vdpa_by_vf_.end() && v->second == name) vdpa_by_vf_.erase(v);
+    pool_vfs_.erase(*it->second.vf);
+  }
+  vdpa_devices_.erase(it);
+}
+
+const vdpa::VdpaDevice* Controller::deviceOnVf(std::uint16_t vf) const {
+  const auto it = vdpa_by_vf_.find(vf);
+  if (it == vdpa_by_vf_.end()) return nullptr;
+  const auto d = vdpa_devices_.find(it->second);
+  return d == vdpa_devices_.end() ? nullptr : &d->second;
+}
+
+// The vDPA devices of the VFs in `scope` (a batch), or of every VF (a full
+// pass), against the ports that want one (`want`, by name) and the warm pool.
+// One device per VF: a device is matched to a port by the VF it sits on,
+// whatever its name, so that a pool device ("nfovf<N>") a port claimed, or
+// a device made before the pool existed ("nfo" + 12 hex), is kept.
+void Controller::reconcileVdpa(const std::map<std::string, vdpa::VdpaDeviceSpec>& want,
+                               const std::set<std::uint16_t>* scope, const FailFn& failed) {
+  auto& backend = *backends_.vdpa;
+  std::map<std::uint16_t, const vdpa::VdpaDeviceSpec*> want_by_vf;
+  for (const auto& [name, spec] : want) want_by_vf[spec.vf] = &spec;
+  std::set<std::uint16_t> vfs;
+  if (scope) {
+    vfs = *scope;
+  } else {
+    // A full pass: every VF that holds or wants a device; and devices on a VF
+    // that is not the PF's (read back from elsewhere) are not ours to keep.
+    std::vector<std::string> stray;
+    for (const auto& [name, d] : vdpa_devices_)
+      if (d.vf)
+        vfs.insert(*d.vf);
+      else
+        stray.push_back(name);
+    for (const auto& [vf, _] : want_by_vf) vfs.insert(vf);
+    for (const auto& name : stray) {
       ++counters_.vdpa_ops;
-      if (auto s = backends_.vdpa->destroy(name); !s) {
+      if (auto s = backend.destroy(name); !s) {
         failed("vdpa " + name, s.error(), counters_.vdpa_failures);
         continue;
       }
-      spdlog::info("vdpa: {} destroyed", name);
-      vdpa_devices_.erase(name);
-    }
-    for (const auto& [name, spec] : want_devices) {
-      if (vdpa_devices_.count(name)) continue;
-      if (spec.kind != backends_.vdpa->kind()) {
-        failed("vdpa " + name,
-               makeError(ErrorCode::kUnsupported, "port.vdpa", model::toString(spec.kind),
-                         std::string("port ") + spec.port.str() + " asks for vDPA '" +
-                             model::toString(spec.kind) + "' but this host runs the '" +
-                             model::toString(backends_.vdpa->kind()) + "' backend"),
-               counters_.vdpa_failures);
-        continue;
-      }
-      ++counters_.vdpa_ops;
-      auto dev = backends_.vdpa->create(spec);
-      if (!dev) {
-        failed("vdpa " + name, dev.error(), counters_.vdpa_failures);
-        continue;
-      }
-      spdlog::info("vdpa: {} created on vf {} ({})", name, spec.vf,
-                   dev->vhost_vdpa_path.empty() ? dev->socket_path : dev->vhost_vdpa_path);
-      vdpa_devices_[name] = std::move(dev).value();
+      spdlog::info("vdpa: {} destroyed (not on one of the PF's VFs)", name);
+      dropDevice(name);
     }
   }
+  auto destroy = [&](const std::string& name, std::uint16_t vf, const char* why) {
+    ++counters_.vdpa_ops;
+    if (auto s = backend.destroy(name); !s) {
+      failed("vdpa vf " + std::to_string(vf), s.error(), counters_.vdpa_failures);
+      return false;
+    }
+    spdlog::info("vdpa: {} on vf {} destroyed ({})", name, vf, why);
+    dropDevice(name);
+    return true;
+  };
+  // Sets the MAC of a device in place; false when the backend cannot (the
+  // caller recreates the device) or failed (reported).
+  auto set_mac = [&](vdpa::VdpaDevice& d, const MacAddr& mac, bool& unsupported) {
+    ++counters_.vdpa_ops;
+    auto s = backend.setMac(d.name, mac);
+    if (!s) {
+      if (s.error().code == ErrorCode::kUnsupported) {
+        unsupported = true;
+        if (host_.vdpa_pool_size > 0 && !pool_cannot_set_mac_) {
+          pool_cannot_set_mac_ = true;
+          spdlog::warn(
+              "vdpa pool: the vDPA backend cannot change a device's MAC ({}); the pool is off "
+              "and every port's device is created on demand",
+              s.error().message);
+        }
+      } else {
+        failed("vdpa vf " + std::to_string(*d.vf), s.error(), counters_.vdpa_failures);
+      }
+      return false;
+    }
+    d.mac = mac;
+    return true;
+  };
+  for (const auto vf : vfs) {
+    const std::string what = "vdpa vf " + std::to_string(vf);
+    const auto w = want_by_vf.find(vf);
+    const vdpa::VdpaDevice* held = deviceOnVf(vf);
+    if (w == want_by_vf.end()) {
+      // No port wants a device here: back to the pool, or gone.
+      if (!held) continue;
+      const std::string name = held->name;
+      const bool free_vf = !vf_pool_.portOf(vf);
+      const bool pool = poolEnabled() && free_vf && poolFits(*held) &&
+                        (pool_vfs_.count(vf) || pool_vfs_.size() < host_.vdpa_pool_size);
+      if (pool) {
+        auto& d = vdpa_devices_.at(name);
+        bool unsupported = false;
+        if (d.mac && !d.mac->isZero()) {
+          if (!set_mac(d, MacAddr{}, unsupported)) {
+            if (unsupported) destroy(name, vf, "it cannot be scrubbed for the pool");
+            continue;
+          }
+          spdlog::info("vdpa: {} on vf {} scrubbed and back in the pool", name, vf);
+        }
+        pool_vfs_.insert(vf);
+        continue;
+      }
+      destroy(name, vf, free_vf ? "the pool is full" : "its port needs none");
+      continue;
+    }
+    const vdpa::VdpaDeviceSpec& spec = *w->second;
+    if (spec.kind != backend.kind()) {
+      if (held) destroy(held->name, vf, "the port asks for another vDPA kind");
+      failed(what,
+             makeError(ErrorCode::kUnsupported, "port.vdpa", model::toString(spec.kind),
+                       std::string("port ") + spec.port.str() + " asks for vDPA '" +
+                           model::toString(spec.kind) + "' but this host runs the '" +
+                           model::toString(backend.kind()) + "' backend"),
+             counters_.vdpa_failures);
+      continue;
+    }
+    const bool warm = pool_vfs_.count(vf) > 0;
+    if (held) {
+      auto& d = vdpa_devices_.at(held->name);
+      const bool fits = d.kind == spec.kind && (!d.mtu || *d.mtu == spec.mtu) &&
+                        (!d.max_vqp || *d.max_vqp == spec.max_vqp);
+      bool unsupported = false;
+      if (fits && (!d.mac || *d.mac == spec.mac || set_mac(d, spec.mac, unsupported))) {
+        if (warm) {
+          pool_vfs_.erase(vf);
+          ++counters_.vdpa_pool_claims;
+          spdlog::info("vdpa: port {} claimed pool device {} on vf {}", spec.port.str(), d.name,
+                       vf);
+        }
+        updatePortLink(spec.port, d);
+        continue;
+      }
+      if (fits && !unsupported) continue;  // setting the MAC failed: reported, retried
+      if (!destroy(d.name, vf, fits ? "its MAC cannot be changed" : "the port wants another "
+                                                                    "MTU or queue count"))
+        continue;
+    }
+    // Created on demand: named after the port, unless a device elsewhere
+    // already has that name (it went back to the pool with its port's name).
+    vdpa::VdpaDeviceSpec create = spec;
+    if (vdpa_devices_.count(create.name)) create.name = vdpa::poolDeviceName(vf);
+    if (poolEnabled()) {
+      ++counters_.vdpa_pool_misses;
+      spdlog::warn("vdpa pool: no ready device for port {} on vf {}; creating {} on demand",
+                   spec.port.str(), vf, create.name);
+    }
+    ++counters_.vdpa_ops;
+    auto dev = backend.create(create);
+    if (!dev) {
+      failed(what, dev.error(), counters_.vdpa_failures);
+      continue;
+    }
+    spdlog::info("vdpa: {} created on vf {} ({})", create.name, vf,
+                 dev->vhost_vdpa_path.empty() ? dev->socket_path : dev->vhost_vdpa_path);
+    const std::string name = dev->name;
+    holdDevice(std::move(dev).value());
+    updatePortLink(spec.port, vdpa_devices_.at(name));
+  }
+  // Links of ports that are gone (in scope) go with them.
+  if (scope) {
+    for (const auto& [key, before] : touched_ports_)
+      if (!findPort(key)) removePortLink(key);
+  }
+}
+
+std::size_t Controller::poolReady() const { return pool_vfs_.size(); }
+
+// Makes pool devices on free VFs, at most `max_creates` per call (tick()
+// calls it between requests, so a request waits behind at most that many
+// device creations), until the pool has vdpa.pool.size devices; it starts
+// when fewer than low_water are ready (and at start, when below size).
+void Controller::refillPool(std::size_t max_creates) {
+  if (!poolEnabled()) return;
+  if (!pool_refilling_) {
+    if (pool_vfs_.size() >= host_.vdpa_pool_low_water && !pool_fill_at_start_) return;
+    if (pool_vfs_.size() >= host_.vdpa_pool_size) {
+      pool_fill_at_start_ = false;
+      return;
+    }
+    pool_refilling_ = true;
+    if (pool_short_logged_)  // said already: the pool cannot be filled now
+      spdlog::debug("vdpa pool: {} of {} devices ready; trying to refill", pool_vfs_.size(),
+                    host_.vdpa_pool_size);
+    else
+      spdlog::info("vdpa pool: {} of {} devices ready; refilling", pool_vfs_.size(),
+                   host_.vdpa_pool_size);
+  }
+  auto& backend = *backends_.vdpa;
+  std::size_t made = 0;
+  for (std::uint16_t vf = 0; vf < host_.vf_count && made < max_creates &&
+                             pool_vfs_.size() < host_.vdpa_pool_size;
+       ++vf) {
+    if (vf_pool_.portOf(vf) || vdpa_by_vf_.count(vf) || pool_failed_vfs_.count(vf)) continue;
+    vdpa::VdpaDeviceSpec spec;
+    spec.name = vdpa::poolDeviceName(vf);
+    spec.kind = backend.kind();
+    spec.vf = vf;
+    spec.mtu = host_.vdpa_pool_mtu;
+    spec.max_vqp = 1;
+    ++made;
+    ++counters_.vdpa_ops;
+    auto dev = backend.create(spec);
+    if (!dev) {
+      ++counters_.vdpa_failures;
+      pool_failed_vfs_.insert(vf);  // not retried before the next full pass
+      device_failures_["vdpa vf " + std::to_string(vf)] = dev.error();
+      spdlog::error("vdpa pool: making {} on vf {}: {}", spec.name, vf, dev.error().describe());
+      continue;
+    }
+    ++counters_.vdpa_pool_refills;
+    holdDevice(std::move(dev).value());
+    pool_vfs_.insert(vf);
+  }
+  if (pool_vfs_.size() >= host_.vdpa_pool_size || made == 0) {
+    // Nothing more can be made now (no free VF without a device, or each
+    // failed): wait for a VF to free up or the next full pass.
+    pool_stalled_ = made == 0 && pool_vfs_.size() < host_.vdpa_pool_size;
+    if (pool_stalled_ && !pool_short_logged_) {
+      spdlog::warn("vdpa pool: only {} of {} devices could be made (no free VF without a device, "
+                   "or creating failed); ports get devices created on demand",
+                   pool_vfs_.size(), host_.vdpa_pool_size);
+      pool_short_logged_ = true;
+    }
+    if (pool_vfs_.size() >= host_.vdpa_pool_size) {
+      spdlog::info("vdpa pool: {} devices ready", pool_vfs_.size());
+      pool_short_logged_ = false;
+    }
+    pool_refilling_ = false;
+    pool_fill_at_start_ = false;
+  }
+}
+
+bool Controller::poolWantsWork() const {
+  if (!poolEnabled() || pool_stalled_) return false;
+  if (pool_refilling_) return true;
+  return (pool_fill_at_start_ && pool_vfs_.size() < host_.vdpa_pool_size) ||
+         pool_vfs_.size() < host_.vdpa_pool_low_water;
+}
+
+std::string Controller::portLinkPath(const model::PortKey& key) const {
+  return vdpaLinkDir() + "/" + vdpa::deviceName(key);
+}
+
+std::string Controller::vdpaLinkDir() const {
+  if (!host_.vdpa_link_dir.empty()) return host_.vdpa_link_dir;
+  const auto slash = host_.socket_path.rfind('/');
+  return (slash == std::string::npos ? std::string(".") : host_.socket_path.substr(0, slash)) +
+         "/vdpa";
+}
+
+// A stable name for the port's device: QEMU is given the link (a domain
+// definition can name it before the device exists), which points at
+// /dev/vhost-vdpa-N or the vhost-user socket. Replaced atomically (a new
+// link renamed over the old one).
+void Controller::updatePortLink(const model::PortKey& key, const vdpa::VdpaDevice& d) {
+  const std::string& target = d.vhost_vdpa_path.empty() ? d.socket_path : d.vhost_vdpa_path;
+  if (target.empty()) return;
+  const std::string link = portLinkPath(key);
+  std::error_code ec;
+  if (std::filesystem::read_symlink(link, ec) == target && !ec) return;
+  std::filesystem::create_directories(vdpaLinkDir(), ec);
+  const std::string tmp = link + ".new";
+  std::filesystem::remove(tmp, ec);
+  std::filesystem::create_symlink(target, tmp, ec);
+  if (!ec) std::filesystem::rename(tmp, link, ec);
+  if (ec) {
+    spdlog::warn("vdpa: cannot link {} to {}: {} (the reply's device path still works)", link,
+                 target, ec.message());
+    std::filesystem::remove(tmp, ec);
+  }
+}
+
+void Controller::removePortLink(const model::PortKey& key) {
+  std::error_code ec;
+  std::filesystem::remove(portLinkPath(key), ec);
 }
 
 void Controller::scheduleRetry(bool failed) {

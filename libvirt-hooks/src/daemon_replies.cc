@@ -121,6 +121,20 @@ Result<PortAddView> readPortAddResult(const json& result) {
                 optionalString(*vdpa, "path", "result.status.devices.vdpa.path", view.vdpa_dev);
             !s)
           return s.error();
+        // "vdpa" (/dev/vhost-vdpa-N) or "vhostuser" (a socket); absent from
+        // daemons before issue 14: a path under /dev is a vhost-vdpa node.
+        std::string kind;
+        if (auto s = optionalString(*vdpa, "kind", "result.status.devices.vdpa.kind", kind); !s)
+          return s.error();
+        if (kind.empty()) kind = view.vdpa_dev.rfind("/dev/", 0) == 0 ? "vdpa" : "vhostuser";
+        if (kind != "vdpa" && kind != "vhostuser")
+          return makeError(ErrorCode::kInvalidValue, "result.status.devices.vdpa.kind", kind,
+                           "nicoffloadd named an unknown vDPA device kind '" + kind +
+                               "' (expected vdpa or vhostuser)");
+        if (kind == "vhostuser" && !view.vdpa_dev.empty()) {
+          view.vhostuser_path = view.vdpa_dev;
+          view.vdpa_dev.clear();
+        }
       }
     }
   }

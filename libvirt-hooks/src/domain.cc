@@ -289,9 +289,24 @@ Result<std::string> rewriteInterfaces(std::string_view xml,
       const std::string type = iface.attribute("type").value();
       if (type == "ethernet" && !r.target_dev.empty())
         setAttr(iface, "target", "dev", r.target_dev);
-      if (type == "vdpa" && !r.vdpa_dev.empty()) setAttr(iface, "source", "dev", r.vdpa_dev);
-      if (type == "vhostuser" && !r.vhostuser_path.empty())
-        setAttr(iface, "source", "path", r.vhostuser_path);
+      if (type != "vdpa" && type != "vhostuser") continue;
+      if (!r.vdpa_dev.empty()) {
+        iface.attribute("type").set_value("vdpa");
+        iface.remove_child("source");
+        iface.insert_child_after("source", iface.child("mac"))
+            .append_attribute("dev")
+            .set_value(r.vdpa_dev.c_str());
+      } else if (!r.vhostuser_path.empty()) {
+        iface.attribute("type").set_value("vhostuser");
+        iface.remove_child("source");
+        pugi::xml_node source = iface.insert_child_after("source", iface.child("mac"));
+        source.append_attribute("type") = "unix";
+        source.append_attribute("path") = r.vhostuser_path.c_str();
+        source.append_attribute("mode") = "client";
+        pugi::xml_node reconnect = source.append_child("reconnect");
+        reconnect.append_attribute("enabled") = "yes";
+        reconnect.append_attribute("timeout") = 5;
+      }
     }
   }
   return render(doc);

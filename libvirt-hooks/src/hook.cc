@@ -199,8 +199,8 @@ std::vector<InterfaceRewrite> rewritesFor(const Domain& d, const std::vector<Run
     } else if (p.vf) {
       r.target_dev = "pf0vf" + std::to_string(*p.vf);
     }
-    // From status.devices.vdpa.path of the daemon's reply. The daemon does
-    // not drive the DPDK vhost-user backend yet: no socket path.
+    // From status.devices.vdpa (path and kind) of the daemon's reply: a
+    // vhost-vdpa node, or the vhost-user socket nicoffloadd serves (DPDK).
     r.vdpa_dev = p.vdpa_dev;
     r.vhostuser_path = p.vhostuser_path;
     out.push_back(std::move(r));

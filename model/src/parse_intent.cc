@@ -424,6 +424,47 @@ Result<HostConfig> parseHostConfig(const json& doc) {
     if (!b.ok()) r.fail(b.error());
   }
 
+  if (r.ok() && r.object("vdpa", obj, false) && obj) {
+    ObjectReader v(*obj, "vdpa");
+    const json* pool = nullptr;
+    if (v.object("pool", pool, false) && pool) {
+      ObjectReader p(*pool, "vdpa.pool");
+      if (p.integer("size", 0, 4096, n, false, "vDPA devices made ahead on free VFs") &&
+          p.member("size", false))
+        host.vdpa_pool_size = static_cast<std::uint16_t>(n);
+      if (p.integer("low_water", 0, 4096, n, false, "refill below this many ready devices") &&
+          p.member("low_water", false))
+        host.vdpa_pool_low_water = static_cast<std::uint16_t>(n);
+      else if (!p.member("low_water", false))
+        host.vdpa_pool_low_water = static_cast<std::uint16_t>((host.vdpa_pool_size + 1) / 2);
+      if (p.integer("mtu", 68, 65535, n, false, "MTU of the pool's devices") && p.member("mtu", false))
+        host.vdpa_pool_mtu = static_cast<std::uint16_t>(n);
+      if (p.ok() && host.vdpa_pool_low_water > host.vdpa_pool_size)
+        p.fail(ErrorCode::kInvalidValue, "low_water", (*pool)["low_water"],
+               "low_water " + std::to_string(host.vdpa_pool_low_water) + " is above the pool size " +
+                   std::to_string(host.vdpa_pool_size));
+      p.finish();
+      if (!p.ok()) v.fail(p.error());
+    }
+    if (v.ok() && v.member("link_dir", false) && v.string("link_dir", host.vdpa_link_dir, false) &&
+        (host.vdpa_link_dir.size() < 2 || host.vdpa_link_dir[0] != '/' ||
+         host.vdpa_link_dir.size() > 80))
+      v.fail(ErrorCode::kInvalidValue, "link_dir", (*obj)["link_dir"],
+             "must be an absolute directory path of at most 80 bytes (a unix socket path is "
+             "at most 107)");
+    v.finish();
+    if (!v.ok()) r.fail(v.error());
+    if (r.ok() && host.vdpa_pool_size > host.vf_count)
+      r.fail(makeError(ErrorCode::kInvalidValue, "vdpa.pool.size",
+                       std::to_string(host.vdpa_pool_size),
+                       "a pool of " + std::to_string(host.vdpa_pool_size) +
+                           " vDPA devices needs as many free VFs, but uplink.vf_count is " +
+                           std::to_string(host.vf_count)));
+    if (r.ok() && host.vdpa_pool_size > 0 && host.vdpa_backend == VdpaKind::kNone)
+      r.fail(makeError(ErrorCode::kConflict, "vdpa.pool.size", std::to_string(host.vdpa_pool_size),
+                       "a vDPA pool needs a vDPA backend, but backends.vdpa is none"));
+  }
+
   if (r.ok() && r.object("dpdk", obj, false) && obj) {
     ObjectReader d(*obj, "dpdk");
     if (d.integer("uplink_port_id", 0, 65534, n, false) && d.member("uplink_port_id", false))

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include <algorithm>
 #include <atomic>
 #include <map>
@@ -170,6 +172,7 @@ struct Fixture {
     host = *h;
     host.state_dir = dir + "/state";
     host.sim_device_dir = dir + "/simnic";
+    host.socket_path = dir + "/ctl.sock";  // the vDPA links go beside it
     host.vdpa_backend = model::VdpaKind::kNone;
     auto p = model::loadHwProfile(std::string(NICOFFLOAD_SOURCE_DIR) + "/hw-profiles/sim.json");
     EXPECT_TRUE(p.ok());
@@ -216,6 +219,7 @@ struct Fixture {
     host = *h;
     host.state_dir = dir + "/state";
     host.sim_device_dir = dir + "/simnic";
+    host.socket_path = dir + "/ctl.sock";
     host.vdpa_backend = model::VdpaKind::kNone;
   }
 
@@ -507,6 +511,132 @@ TEST(Controller, DrivesTheNicAndVdpaBackends) {
   st = f.nic_mgmt->makeBackend()->status();
   ASSERT_TRUE(st.ok());
   EXPECT_TRUE(!st->vfs.at(vf).mac || st->vfs.at(vf).mac->isZero()) << "MAC scrubbed";
+}
+
+// Issue 14: the warm vDPA pool. Devices are made ahead on free VFs (in
+// tick(), between requests); a new port claims one (only its MAC is set: no
+// device is created on the request's path); a removed port's device is
+// scrubbed back into the pool, or destroyed above the pool's size; a restart
+// adopts the pool; an empty pool degrades to create-on-demand and says so.
+TEST(ControllerVdpaPool, PortsClaimWarmDevicesAndGiveThemBack) {
+  Fixture f;
+  f.host.vdpa_backend = model::VdpaKind::kSim;
+  f.host.vdpa_pool_size = 3;
+  f.host.vdpa_pool_low_water = 1;
+  f.start(true, true);
+  auto names = [&] {
+    std::map<std::string, SimVdpaDevice> out;
+    for (const auto& d : f.nic_mgmt->vdpaDevs()) out[d.name] = d;
+    return out;
+  };
+  EXPECT_TRUE(names().empty()) << "start does not wait for the pool";
+  for (int i = 0; i < 10 && f.ctl->untilNextTick().count() == 0; ++i) f.ctl->tick();
+  auto pool = f.call({{"op", "status"}})["result"]["vdpa_pool"];
+  EXPECT_EQ(pool["ready"], 3) << pool.dump();
+  EXPECT_EQ(pool["state"], "ready") << pool.dump();
+  ASSERT_EQ(names().size(), 3u);
+  for (const auto* n : {"nfovf0", "nfovf1", "nfovf2"}) {
+    ASSERT_EQ(names().count(n), 1u) << n;
+    EXPECT_TRUE(names()[n].mac.isZero()) << n << " is made without a MAC";
+  }
+  EXPECT_EQ(f.ctl->untilNextTick().count() > 0, true) << "a full pool asks for no work";
+
+  // A port claims a pool device: one MAC change, no device created.
+  const auto ops = f.ctl->counters().vdpa_ops;
+  auto r = f.call({{"op", "port.add"}, {"port", Fixture::port(1)}});
+  ASSERT_TRUE(r["ok"]) << r.dump();
+  EXPECT_EQ(r["result"]["status"]["state"], "installed") << r.dump(1);
+  const auto& dev = r["result"]["status"]["devices"]["vdpa"];
+  EXPECT_EQ(dev["name"], "nfovf0") << dev.dump();
+  EXPECT_EQ(r["result"]["port"]["vf"], 0);
+  EXPECT_EQ(f.ctl->counters().vdpa_ops, ops + 1) << "the MAC set only";
+  EXPECT_EQ(names()["nfovf0"].mac.str(), "52:54:00:00:00:01");
+  EXPECT_EQ(f.ctl->counters().vdpa_pool_claims, 1u);
+  // The stable link beside the socket points at the device's node.
+  const std::string link = dev["link"];
+  EXPECT_EQ(link, f.dir + "/vdpa/" + vdpa::deviceName({Fixture::port(1)["vm"], 0}));
+  EXPECT_EQ(std::filesystem::read_symlink(link).string(), dev["path"].get<std::string>());
+  // 2 ready, not below low_water 1: no refill.
+  EXPECT_GT(f.ctl->untilNextTick().count(), 0);
+
+  // Idempotent: the same port again changes nothing.
+  ASSERT_TRUE(f.call({{"op", "port.add"}, {"port", Fixture::port(1)}})["ok"]);
+  EXPECT_EQ(f.ctl->counters().vdpa_ops, ops + 1);
+
+  // Removed: scrubbed (zero MAC) and back in the pool, the link gone.
+  ASSERT_TRUE(f.call({{"op", "port.remove"}, {"vm", Fixture::port(1)["vm"]}, {"nic", 0}})["ok"]);
+  EXPECT_TRUE(names()["nfovf0"].mac.isZero());
+  EXPECT_EQ(names().size(), 3u);
+  EXPECT_FALSE(std::filesystem::exists(std::filesystem::symlink_status(link)));
+  EXPECT_EQ(f.call({{"op", "status"}})["result"]["vdpa_pool"]["ready"], 3);
+
+  // Four ports at once: three claim, one is created on demand (counted),
+  // and the empty pool refills in the background up to its size.
+  std::vector<control::Request> batch;
+  for (int i = 1; i <= 4; ++i)
+    batch.push_back({static_cast<std::uint64_t>(i), {{"op", "port.add"}, {"port", Fixture::port(i)}}, 0});
+  for (const auto& reply : f.ctl->handle(batch)) ASSERT_TRUE(reply["ok"]) << reply.dump();
+  EXPECT_EQ(f.ctl->counters().vdpa_pool_claims, 4u);
+  EXPECT_EQ(f.ctl->counters().vdpa_pool_misses, 1u);
+  pool = f.call({{"op", "status"}})["result"]["vdpa_pool"];
+  EXPECT_EQ(pool["ready"], 0);
+  EXPECT_EQ(pool["state"], "empty, refilling") << pool.dump();
+  EXPECT_EQ(f.ctl->untilNextTick().count(), 0);
+  for (int i = 0; i < 10 && f.ctl->untilNextTick().count() == 0; ++i) f.ctl->tick();
+  pool = f.call({{"op", "status"}})["result"]["vdpa_pool"];
+  EXPECT_EQ(pool["ready"], 3) << pool.dump();
+  EXPECT_EQ(pool["vfs"], json({4, 5, 6})) << pool.dump();
+  EXPECT_EQ(names().size(), 7u);
+
+  // Above the pool's size, a removed port's device is destroyed.
+  ASSERT_TRUE(f.call({{"op", "port.remove"}, {"vm", Fixture::port(4)["vm"]}, {"nic", 0}})["ok"]);
+  EXPECT_EQ(names().size(), 6u);
+
+  // A port that the pool's devices do not fit (MTU) gets its own device.
+  r = f.call({{"op", "port.add"}, {"port", Fixture::port(5, {{"mtu", 9000}})}});
+  ASSERT_TRUE(r["ok"]) << r.dump();
+  EXPECT_EQ(r["result"]["status"]["state"], "installed") << r.dump(1);
+  EXPECT_EQ(r["result"]["status"]["devices"]["vdpa"]["name"],
+            vdpa::deviceName({Fixture::port(5)["vm"], 0}));
+  EXPECT_EQ(f.call({{"op", "status"}})["result"]["vdpa_pool"]["ready"], 3);
+
+  // A restart adopts the pool and the ports' devices: no device operation.
+  f.ctl.reset();
+  f.start(true, true);
+  EXPECT_EQ(f.ctl->counters().vdpa_ops, 0u);
+  EXPECT_GT(f.ctl->untilNextTick().count(), 0) << "the adopted pool is full";
+  EXPECT_EQ(f.call({{"op", "status"}})["result"]["vdpa_pool"]["ready"], 3);
+  r = f.call({{"op", "port.get"}, {"vm", Fixture::port(2)["vm"]}, {"nic", 0}});
+  EXPECT_EQ(r["result"]["devices"]["vdpa"]["name"], "nfovf1") << r.dump();
+}
+
+// A backend that cannot change a device's MAC (a kernel before 6.12) turns
+// the pool off, says so in status, and every port still gets its device.
+TEST(ControllerVdpaPool, BackendWithoutSetMacFallsBackToCreateOnDemand) {
+  Fixture f;
+  f.host.vdpa_backend = model::VdpaKind::kSim;
+  f.host.vdpa_pool_size = 2;
+  f.host.vdpa_pool_low_water = 1;
+  f.start(true, true);
+  for (int i = 0; i < 10 && f.ctl->untilNextTick().count() == 0; ++i) f.ctl->tick();
+  ASSERT_EQ(f.nic_mgmt->vdpaDevs().size(), 2u);
+  f.nic_mgmt->failNext("vdpa-set", EOPNOTSUPP, "Operation not supported");
+  auto r = f.call({{"op", "port.add"}, {"port", Fixture::port(1)}});
+  ASSERT_TRUE(r["ok"]) << r.dump();
+  EXPECT_EQ(r["result"]["status"]["state"], "installed") << r.dump(1);
+  // The pool device on its VF was replaced by one made with the port's MAC.
+  bool found = false;
+  for (const auto& d : f.nic_mgmt->vdpaDevs())
+    if (d.name == r["result"]["status"]["devices"]["vdpa"]["name"]) {
+      found = true;
+      EXPECT_EQ(d.mac.str(), "52:54:00:00:00:01");
+    }
+  EXPECT_TRUE(found);
+  auto pool = f.call({{"op", "status"}})["result"]["vdpa_pool"];
+  EXPECT_EQ(pool["state"], "unsupported") << pool.dump();
+  // The rest of the pool is not handed out any more: a full pass removes it.
+  ASSERT_TRUE(f.call({{"op", "reconcile"}})["ok"]);
+  EXPECT_EQ(f.nic_mgmt->vdpaDevs().size(), 1u);
 }
 
 // Issue 11: `{"op":"rules","testpmd":1}` threw nlohmann::type_error out of

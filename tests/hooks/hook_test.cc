@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <pugixml.hpp>
+
 #include <functional>
 #include <map>
 #include <stdexcept>
@@ -501,6 +503,51 @@ TEST(Hook, MigrateAndRestorePrepareAndPrintTheRewrittenXml) {
   EXPECT_EQ(out.exit_code, 1);
   EXPECT_EQ(out.out, "");
   EXPECT_TRUE(d.ports.empty());  // the first port was undone
+}
+
+// Issue 14: a domain migrating (or restored) onto a host whose vDPA backend
+// is DPDK: its vdpa interface becomes a vhostuser one on the socket the
+// destination's nicoffloadd serves (QEMU the client, with reconnect); and
+// back to vdpa on a kernel-vDPA host. Other interfaces are untouched.
+TEST(Hook, MigrateTurnsTheInterfaceIntoTheDestinationsDeviceKind) {
+  for (const bool dpdk : {true, false}) {
+    FakeDaemon d;
+    d.intercept = [dpdk](const json& r) -> std::optional<DaemonReply> {
+      if (r["op"] != "port.add") return std::nullopt;
+      json status = {{"state", "installed"}, {"devices", json::object()}};
+      if (r["port"]["nic"] == 0)
+        status["devices"]["vdpa"] =
+            dpdk ? json{{"name", "nfovf3"}, {"path", "/run/nicoffload/vhost/nfovf3.sock"},
+                        {"kind", "vhostuser"}}
+                 : json{{"name", "nfovf3"}, {"path", "/dev/vhost-vdpa-9"}, {"kind", "vdpa"}};
+      return DaemonReply::ok({{"port", r["port"]}, {"status", status}});
+    };
+    auto out = runHook(inv("migrate", "begin"), domainXml(twoPorts()), config(), d);
+    ASSERT_EQ(out.exit_code, 0) << out.err;
+    pugi::xml_document doc;
+    ASSERT_TRUE(doc.load_string(out.out.c_str())) << out.out;
+    const auto iface = doc.select_node("//interface[mac/@address='52:54:00:AA:00:01']").node();
+    ASSERT_TRUE(iface) << out.out;
+    if (dpdk) {
+      EXPECT_STREQ(iface.attribute("type").value(), "vhostuser") << out.out;
+      EXPECT_STREQ(iface.child("source").attribute("type").value(), "unix");
+      EXPECT_STREQ(iface.child("source").attribute("path").value(),
+                   "/run/nicoffload/vhost/nfovf3.sock");
+      EXPECT_STREQ(iface.child("source").attribute("mode").value(), "client");
+      EXPECT_STREQ(iface.child("source").child("reconnect").attribute("enabled").value(), "yes");
+      EXPECT_FALSE(iface.child("source").attribute("dev")) << "no vdpa source left";
+    } else {
+      EXPECT_STREQ(iface.attribute("type").value(), "vdpa") << out.out;
+      EXPECT_STREQ(iface.child("source").attribute("dev").value(), "/dev/vhost-vdpa-9");
+    }
+    EXPECT_STREQ(iface.child("model").attribute("type").value(), "virtio");
+    EXPECT_STREQ(iface.child("alias").attribute("name").value(), "net0") << "the rest is kept";
+    // The vhostuser interface of another MAC and the others stay as they were.
+    EXPECT_TRUE(doc.select_node("//interface[@type='hostdev']"));
+    EXPECT_TRUE(doc.select_node("//interface[@type='bridge']/source[@bridge='br0']"));
+    EXPECT_TRUE(doc.select_node(
+        "//interface[mac/@address='52:54:00:aa:00:02']/source[@path='/run/nicoffload/vhost/nfo0.sock']"));
+  }
 }
 
 TEST(Hook, BadConfigFailsOnlyOurDomainsAndNeverCleanup) {

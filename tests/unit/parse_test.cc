@@ -143,6 +143,52 @@ TEST(ParseIntent, LearnRoutesAndProtocols) {
   }
 }
 
+// Issue 14: vdpa.pool and vdpa.link_dir; each bad value names its field.
+TEST(ParseIntent, VdpaPoolAndItsErrors) {
+  json host = exampleHost(Example::kRouted);
+  auto plain = model::parseHostConfig(host);
+  ASSERT_TRUE(plain) << plain.error().describe();
+  EXPECT_EQ(plain->vdpa_pool_size, 0) << "no pool by default";
+  EXPECT_TRUE(plain->vdpa_link_dir.empty()) << "empty: beside the control socket";
+  host["backends"]["vdpa"] = "sim";
+  host["vdpa"] = {{"pool", {{"size", 6}}}, {"link_dir", "/run/x/vdpa"}};
+  auto h = model::parseHostConfig(host);
+  ASSERT_TRUE(h) << h.error().describe();
+  EXPECT_EQ(h->vdpa_pool_size, 6);
+  EXPECT_EQ(h->vdpa_pool_low_water, 3) << "default: half the size, rounded up";
+  EXPECT_EQ(h->vdpa_pool_mtu, 1500);
+  EXPECT_EQ(h->vdpa_link_dir, "/run/x/vdpa");
+  host["vdpa"]["pool"] = {{"size", 4}, {"low_water", 1}, {"mtu", 9000}};
+  h = model::parseHostConfig(host);
+  ASSERT_TRUE(h) << h.error().describe();
+  EXPECT_EQ(h->vdpa_pool_low_water, 1);
+  EXPECT_EQ(h->vdpa_pool_mtu, 9000);
+  const struct {
+    const char* pointer;
+    json value;
+    ErrorCode code;
+    const char* field;
+  } cases[] = {
+      {"/vdpa/pool/size", -1, ErrorCode::kInvalidValue, "vdpa.pool.size"},
+      {"/vdpa/pool/size", "4", ErrorCode::kWrongType, "vdpa.pool.size"},
+      {"/vdpa/pool/size", 9, ErrorCode::kInvalidValue, "vdpa.pool.size"},  // vf_count 8
+      {"/vdpa/pool/low_water", 5, ErrorCode::kInvalidValue, "vdpa.pool.low_water"},
+      {"/vdpa/pool/mtu", 60, ErrorCode::kInvalidValue, "vdpa.pool.mtu"},
+      {"/vdpa/pool/sise", 1, ErrorCode::kUnknownField, "vdpa.pool.sise"},
+      {"/vdpa/link_dir", "relative/dir", ErrorCode::kInvalidValue, "vdpa.link_dir"},
+      {"/vdpa/colour", 1, ErrorCode::kUnknownField, "vdpa.colour"},
+      {"/backends/vdpa", "none", ErrorCode::kConflict, "vdpa.pool.size"},
+  };
+  for (const auto& c : cases) {
+    json bad = host;
+    bad[json::json_pointer(c.pointer)] = c.value;
+    auto r = model::parseHostConfig(bad);
+    ASSERT_FALSE(r) << c.pointer << " = " << c.value;
+    EXPECT_EQ(r.error().field, c.field) << r.error().describe();
+    EXPECT_EQ(r.error().code, c.code) << r.error().describe();
+  }
+}
+
 TEST(ParseIntent, RoutedExampleValuesAndDefaults) {
   const Intent intent = test::exampleIntent(Example::kRouted);
   const auto& h = intent.host;

@@ -95,6 +95,25 @@ TEST(VdpaMsg, DevNewLeavesOutWhatIsUnset) {
             (std::set<int>{VDPA_ATTR_DEV_NAME, VDPA_ATTR_MGMTDEV_DEV_NAME}));
 }
 
+// VDPA_CMD_DEV_ATTR_SET (Linux 6.12): the device's name and the MAC only.
+TEST(VdpaMsg, DevSetMacCarriesNameAndMac) {
+  auto m = msg::vdpaDevSetMac(kFamily, "nfovf3", *MacAddr::parse("52:54:00:0a:0b:0c"));
+  ASSERT_TRUE(m);
+  nlmsghdr* h = nlmsg_hdr(m.get());
+  EXPECT_EQ(h->nlmsg_type, kFamily);
+  const auto* g = static_cast<genlmsghdr*>(nlmsg_data(h));
+  EXPECT_EQ(g->cmd, 8) << "VDPA_CMD_DEV_ATTR_SET follows VDPA_CMD_DEV_VSTATS_GET (7)";
+  EXPECT_EQ(g->version, VDPA_GENL_VERSION);
+  EXPECT_EQ(attrTypes(h),
+            (std::set<int>{VDPA_ATTR_DEV_NAME, VDPA_ATTR_DEV_NET_CFG_MACADDR}));
+  nlattr* tb[VDPA_ATTR_MAX + 1] = {};
+  ASSERT_EQ(genlmsg_parse(h, 0, tb, VDPA_ATTR_MAX, nullptr), 0);
+  EXPECT_EQ(nulString(tb[VDPA_ATTR_DEV_NAME]), "nfovf3");
+  ASSERT_EQ(nla_len(tb[VDPA_ATTR_DEV_NET_CFG_MACADDR]), 6);
+  const unsigned char mac[6] = {0x52, 0x54, 0x00, 0x0a, 0x0b, 0x0c};
+  EXPECT_EQ(std::memcmp(nla_data(tb[VDPA_ATTR_DEV_NET_CFG_MACADDR]), mac, 6), 0);
+}
+
 TEST(VdpaMsg, DevDelAndDumps) {
   auto del = msg::vdpaDevDel(kFamily, "nfo0123456789ab");
   ASSERT_TRUE(del);

@@ -46,6 +46,21 @@ TEST(VfPool, LowestFreeAndStable) {
   EXPECT_FALSE(pool.vfOf(key(1)).has_value());
 }
 
+// Issue 14: a port that names no VF and holds none takes a preferred VF
+// (one whose warm vDPA device is ready) when one is free.
+TEST(VfPool, PreferredVfsFirst) {
+  VfPool pool(kPf, 8);
+  const std::set<std::uint16_t> warm{5, 6};
+  EXPECT_EQ(*pool.assign(key(1), std::nullopt, &warm), 5);
+  EXPECT_EQ(*pool.assign(key(2), std::nullopt, &warm), 6);
+  EXPECT_EQ(*pool.assign(key(3), std::nullopt, &warm), 0) << "none free: the lowest free VF";
+  EXPECT_EQ(*pool.assign(key(1), std::nullopt, &warm), 5) << "a port keeps its VF";
+  EXPECT_EQ(pool.assign(key(4), 6, &warm).error().code, ErrorCode::kDuplicate);
+  EXPECT_EQ(*pool.assign(key(5), 2, &warm), 2) << "a port that names its VF gets it";
+  const std::set<std::uint16_t> beyond{9};
+  EXPECT_EQ(*pool.assign(key(6), std::nullopt, &beyond), 1) << "a VF past vf_count is skipped";
+}
+
 TEST(VfPool, ExhaustionNamesThePfAndTheCount) {
   VfPool pool(kPf, 8);
   for (int i = 0; i < 8; ++i) ASSERT_TRUE(pool.assign(key(i), std::nullopt).ok());

@@ -6,6 +6,8 @@
 
 namespace nicoffload::vdpa {
 
+std::string poolDeviceName(std::uint16_t vf) { return "nfovf" + std::to_string(vf); }
+
 std::string deviceName(const model::PortKey& port) {
   const auto h = StableHasher().str("vdpa").str(port.vm).u16(port.nic).finish();
   char buf[16];

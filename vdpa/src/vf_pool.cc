@@ -9,7 +9,8 @@ VfPool::VfPool(std::string pf_pci, std::uint16_t vf_count)
     : pf_pci_(std::move(pf_pci)), vf_count_(vf_count) {}
 
 Result<std::uint16_t> VfPool::assign(const model::PortKey& port,
-                                     std::optional<std::uint16_t> wanted) {
+                                     std::optional<std::uint16_t> wanted,
+                                     const std::set<std::uint16_t>* prefer) {
   const auto held = by_port_.find(port);
   if (wanted) {
     if (*wanted >= vf_count_)
@@ -32,6 +33,13 @@ Result<std::uint16_t> VfPool::assign(const model::PortKey& port,
     return *wanted;
   }
   if (held != by_port_.end()) return held->second;
+  if (prefer)
+    for (const auto v : *prefer)
+      if (v < vf_count_ && !by_vf_.count(v)) {
+        by_vf_[v] = port;
+        by_port_[port] = v;
+        return v;
+      }
   std::uint16_t vf = 0;
   for (const auto& [used, _] : by_vf_) {  // ordered: the first gap is the lowest free VF
     if (used != vf) break;

@@ -372,6 +372,19 @@ class SimKernel {
     return commit();
   }
 
+  Status vdpaDevSetMac(const std::string& name, const MacAddr& mac) {
+    std::lock_guard lock(mu_);
+    const std::string what = "vdpa dev set " + name + " mac " + mac.str();
+    if (auto f = fault("vdpa-set")) return kernelError(f->first, what, f->second);
+    const auto it = vdpa_.find(name);
+    if (it == vdpa_.end()) return kernelError(ENODEV, what, "device not found");
+    if (it->second.dev.mac == mac) return Status::success();
+    touchVdpa(name);
+    it->second.dev.mac = mac;
+    renderVdpa(name);
+    return commit();
+  }
+
   std::vector<SimVdpaDevice> vdpaDevs() {
     std::lock_guard lock(mu_);
     std::vector<SimVdpaDevice> out;
@@ -1056,6 +1069,9 @@ std::unique_ptr<EswitchControl> SimPf::eswitch() const {
 std::vector<std::string> SimPf::vdpaMgmtDevs() const { return kernel_->vdpaMgmtDevs(); }
 Status SimPf::vdpaDevNew(const SimVdpaDevice& device) { return kernel_->vdpaDevNew(device); }
 Status SimPf::vdpaDevDel(const std::string& name) { return kernel_->vdpaDevDel(name); }
+Status SimPf::vdpaDevSetMac(const std::string& name, const MacAddr& mac) {
+  return kernel_->vdpaDevSetMac(name, mac);
+}
 std::vector<SimVdpaDevice> SimPf::vdpaDevs() const { return kernel_->vdpaDevs(); }
 void SimPf::failNext(const std::string& op, int err, const std::string& text) {
   kernel_->failNext(op, err, text);

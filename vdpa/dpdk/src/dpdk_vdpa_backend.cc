@@ -1,5 +1,7 @@
 #include "nicoffload/vdpa/dpdk_vdpa_backend.h"
 
+#include <rte_dev.h>
+#include <rte_errno.h>
 #include <rte_vdpa.h>
 #include <rte_vhost.h>
 #include <sys/un.h>
@@ -38,6 +40,19 @@ Status attachVdpaDevice(const std::string& path, const std::string& vdpa_device)
                          vdpa_device + "' to vhost-user socket " + path +
                          " (socket not registered?)");
   return Status::success();
+}
+
+Status probeVdpaDevice(const std::string& vf_pci) {
+  if (rte_vdpa_find_device_by_name(vf_pci.c_str())) return Status::success();
+  const std::string devargs = vf_pci + ",class=vdpa";
+  const int rc = rte_dev_probe(devargs.c_str());
+  if (rc == 0 && rte_vdpa_find_device_by_name(vf_pci.c_str())) return Status::success();
+  return makeError(ErrorCode::kNotFound, vf_pci, devargs,
+                   "DPDK could not probe VF " + vf_pci + " as a vDPA device (rte_dev_probe(\"" +
+                       devargs + "\"): " + (rc == 0 ? "probed, but no vDPA device of that name"
+                                                   : std::string(rte_strerror(-rc))) +
+                       "): the VF must be an mlx5 VF with vDPA (ConnectX-6 Dx or newer) bound to "
+                       "a DPDK-usable driver, and the EAL must see PCI devices (no --no-pci)");
 }
 
 Status start(const std::string& path) {
@@ -117,6 +132,15 @@ Result<VdpaDevice> DpdkVdpaBackend::create(const VdpaDeviceSpec& spec) {
     return makeError(
         ErrorCode::kIo, "runtime_dir", opt_.runtime_dir,
         "cannot create the vhost-user runtime directory " + opt_.runtime_dir + ": " + ec.message());
+  // The VF's DPDK vDPA device first (probed once, then kept by the EAL):
+  // nothing is registered for a VF that has none.
+  if (auto s = vhost::probeVdpaDevice(*vf_pci); !s) {
+    Error e = s.error();
+    e.field = field;
+    e.message = "vDPA device " + spec.name + " on VF " + std::to_string(spec.vf) + " of PF " +
+                opt_.pf_pci + ": " + e.message;
+    return e;
+  }
   if (auto s = vhost::unregisterSocket(path); !s)
     return s.error();  // a stale socket of a crashed run
   if (auto s = vhost::registerSocket(path, opt_.vhost_flags); !s) return s.error();
@@ -153,6 +177,15 @@ Status DpdkVdpaBackend::destroyLocked(const std::string& name) {
 Status DpdkVdpaBackend::destroy(const std::string& name) {
   std::lock_guard lock(mu_);
   return destroyLocked(name);
+}
+
+Status DpdkVdpaBackend::setMac(const std::string& name, const MacAddr& mac) {
+  std::lock_guard lock(mu_);
+  const auto it = devices_.find(name);
+  if (it == devices_.end())
+    return makeError(ErrorCode::kNotFound, name, "", "no vhost-user vDPA device " + name);
+  it->second.mac = mac;
+  return Status::success();
 }
 
 Result<std::vector<VdpaDevice>> DpdkVdpaBackend::list() {

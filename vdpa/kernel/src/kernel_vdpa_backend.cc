@@ -144,7 +144,11 @@ Result<VdpaDevice> KernelVdpaBackend::create(const VdpaDeviceSpec& spec) {
                      "no vDPA management device pci/" + *vf_pci + " for " + where +
                          ": load mlx5_vdpa, and bind the VF to mlx5_core (in switchdev mode)");
 
-  VdpaDevNewRequest req{spec.name, wanted, spec.mac, spec.mtu, spec.max_vqp};
+  // A pool device is made without a MAC (the zero MAC): the port that
+  // claims it sets one.
+  VdpaDevNewRequest req{spec.name, wanted,
+                        spec.mac.isZero() ? std::nullopt : std::optional<MacAddr>(spec.mac),
+                        spec.mtu, spec.max_vqp};
   if (auto s = nl_->devNew(req); !s)
     return withContext(s.error(), "creating vDPA device " + spec.name + " on " + where + ": ");
   auto undo = [&](Error e) -> Error {
@@ -171,6 +175,10 @@ Status KernelVdpaBackend::destroy(const std::string& name) {
   auto s = nl_->devDel(name);
   if (!s && s.error().code == ErrorCode::kNotFound) return Status::success();  // already gone
   return s;
+}
+
+Status KernelVdpaBackend::setMac(const std::string& name, const MacAddr& mac) {
+  return nl_->devSetMac(name, mac);
 }
 
 VdpaDevice KernelVdpaBackend::fromInfo(const VdpaDevInfo& info,

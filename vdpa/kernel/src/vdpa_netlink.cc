@@ -46,6 +46,18 @@ MsgPtr vdpaDevNew(int family, const VdpaDevNewRequest& r) {
   return m;
 }
 
+static_assert(VDPA_CMD_DEV_VSTATS_GET + 1 == kVdpaCmdDevAttrSet,
+              "VDPA_CMD_DEV_ATTR_SET follows VDPA_CMD_DEV_VSTATS_GET");
+
+MsgPtr vdpaDevSetMac(int family, std::string_view name, const MacAddr& mac) {
+  MsgPtr m = plain(family, kVdpaCmdDevAttrSet);
+  const std::string n(name);
+  if (!m || nla_put_string(m.get(), VDPA_ATTR_DEV_NAME, n.c_str()) < 0 ||
+      nla_put(m.get(), VDPA_ATTR_DEV_NET_CFG_MACADDR, 6, mac.bytes.data()) < 0)
+    return nullptr;
+  return m;
+}
+
 MsgPtr vdpaDevDel(int family, std::string_view name) {
   MsgPtr m = plain(family, VDPA_CMD_DEV_DEL);
   const std::string n(name);
@@ -141,6 +153,25 @@ class GenlVdpaNetlink : public VdpaNetlink {
     if (!m) return outOfMemory(what);
     return ch_->transact(
         m.get(), false, [](nlmsghdr*) {}, what);
+  }
+
+  Status devSetMac(const std::string& name, const MacAddr& mac) override {
+    auto fam = ensure();
+    if (!fam) return fam.error();
+    const std::string what = "vdpa dev set " + name + " mac " + mac.str();
+    MsgPtr m = msg::vdpaDevSetMac(*fam, name, mac);
+    if (!m) return outOfMemory(what);
+    auto s = ch_->transact(
+        m.get(), false, [](nlmsghdr*) {}, what);
+    // A kernel before 6.12 does not know the command (EOPNOTSUPP); one whose
+    // parent driver has no dev_set_attr answers EOPNOTSUPP too.
+    if (!s && s.error().code == ErrorCode::kUnsupported) {
+      Error e = s.error();
+      e.message += " (changing a vDPA device's MAC needs Linux 6.12 or newer and a parent driver "
+                   "that supports it, as mlx5_vdpa does)";
+      return e;
+    }
+    return s;
   }
 
   Result<std::vector<VdpaDevInfo>> devs() override {

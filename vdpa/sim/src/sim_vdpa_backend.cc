@@ -33,6 +33,10 @@ class SimVdpaNetlink : public VdpaNetlink {
 
   Status devDel(const std::string& name) override { return nic_.vdpaDevDel(name); }
 
+  Status devSetMac(const std::string& name, const MacAddr& mac) override {
+    return nic_.vdpaDevSetMac(name, mac);
+  }
+
   Result<std::vector<VdpaDevInfo>> devs() override {
     std::vector<VdpaDevInfo> out;
     for (const auto& d : nic_.vdpaDevs())

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -125,6 +126,9 @@ class Controller {
   // false only on start, before the first pass.
   void applyRouteEvents(const RouteEvents& events, bool reconcile_now = true);
   static constexpr std::size_t kRouteMessagesPerTurn = 1u << 17;
+  // Pool devices made per tick(): a request arriving meanwhile waits behind
+  // at most this many creations.
+  static constexpr std::size_t kPoolCreatesPerTick = 2;
 
   const model::Intent& intent() const { return intent_; }
   const flowrules::HwApplier& applier() const { return *applier_; }
@@ -148,6 +152,9 @@ class Controller {
     std::uint64_t nic_failures = 0;
     std::uint64_t vdpa_ops = 0;
     std::uint64_t vdpa_failures = 0;
+    std::uint64_t vdpa_pool_claims = 0;   // ports given a ready pool device
+    std::uint64_t vdpa_pool_misses = 0;   // ports whose device was created on demand (pool on)
+    std::uint64_t vdpa_pool_refills = 0;  // pool devices made ahead
   };
   const Counters& counters() const { return counters_; }
 
@@ -308,6 +315,32 @@ class Controller {
   std::map<std::string, Error> device_failures_;          // "vf 3" / "vdpa nfo..." -> last error
   using TouchedPorts = std::map<model::PortKey, std::optional<model::Port>>;
   void reconcileDevices(PassResult& result, const TouchedPorts* touched);
+  using FailFn = std::function<void(const std::string&, const Error&, std::uint64_t&)>;
+  void reconcileVdpa(const std::map<std::string, vdpa::VdpaDeviceSpec>& want,
+                     const std::set<std::uint16_t>* scope, const FailFn& failed);
+
+  // --- vDPA devices by VF, and the warm pool (vdpa.pool) ---
+  std::map<std::uint16_t, std::string> vdpa_by_vf_;  // VF -> the device on it (vdpa_devices_)
+  std::set<std::uint16_t> pool_vfs_;         // free VFs whose device is ready for a port
+  std::set<std::uint16_t> pool_failed_vfs_;  // pool creation failed: skipped until a full pass
+  bool pool_cannot_set_mac_ = false;         // the backend cannot change a MAC: no pool
+  bool pool_refilling_ = false;
+  bool pool_fill_at_start_ = true;  // an empty pool at start fills to size, whatever low_water says
+  bool pool_short_logged_ = false;
+  bool pool_stalled_ = false;  // nothing could be made: wait for a change
+  void holdDevice(vdpa::VdpaDevice d);
+  void dropDevice(const std::string& name);
+  const vdpa::VdpaDevice* deviceOnVf(std::uint16_t vf) const;
+  bool poolEnabled() const;
+  bool poolFits(const vdpa::VdpaDevice& d) const;
+  std::size_t poolReady() const;
+  bool poolWantsWork() const;
+  void refillPool(std::size_t max_creates);
+  nlohmann::json poolJson() const;
+  std::string vdpaLinkDir() const;
+  std::string portLinkPath(const model::PortKey& key) const;
+  void updatePortLink(const model::PortKey& key, const vdpa::VdpaDevice& d);
+  void removePortLink(const model::PortKey& key);
 
   SteadyClock::time_point started_;
   SteadyClock::time_point next_full_;

@@ -44,8 +44,10 @@ Result<DaemonReply> parseDaemonReply(std::string_view line);
 struct PortAddView {
   std::string representor;          // port.representor; empty when absent
   std::optional<std::uint16_t> vf;  // port.vf (VF index on the uplink PF)
-  std::string vdpa_dev;             // status.devices.vdpa.path; empty when absent
-  std::string vhostuser_path;       // port.vhostuser_path; empty when absent
+  // status.devices.vdpa.path by its kind: a vhost-vdpa node (kind "vdpa")
+  // or a vhost-user socket (kind "vhostuser"); empty when absent.
+  std::string vdpa_dev;
+  std::string vhostuser_path;
   bool degraded = false;            // status.state == "degraded"
 };
 

@@ -94,7 +94,12 @@ struct InterfaceRewrite {
 };
 
 // Returns the domain XML with the matching interfaces rewritten (every other
-// byte of meaning kept). Errors: kInvalidValue for malformed XML.
+// byte of meaning kept). An interface of type vdpa or vhostuser takes the
+// type of the device this host gives the port: type='vdpa' with
+// <source dev>, or type='vhostuser' with <source type='unix' path mode='client'>
+// (QEMU connects to the socket nicoffloadd serves) and reconnect, so a domain
+// moves between hosts whose vDPA backends differ. Ethernet interfaces only
+// get their target. Errors: kInvalidValue for malformed XML.
 Result<std::string> rewriteInterfaces(std::string_view xml,
                                       const std::vector<InterfaceRewrite>& rewrites);
 

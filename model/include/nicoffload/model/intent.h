@@ -66,6 +66,22 @@ struct HostConfig {
   VdpaKind vdpa_backend = VdpaKind::kSim;
   NicBackendKind nic_backend = NicBackendKind::kSim;
 
+  // vdpa.pool: vDPA devices made ahead on free VFs, so that a new port
+  // claims one (its MAC is set) instead of waiting for a device to be
+  // created. size 0 = no pool (every device is created on demand). When
+  // fewer than low_water devices are ready, the daemon makes more in the
+  // background, up to size. Pool devices have MTU pool_mtu and one
+  // virtqueue pair: a port asking for another MTU or more queues gets a
+  // device created for it.
+  std::uint16_t vdpa_pool_size = 0;
+  std::uint16_t vdpa_pool_low_water = 0;
+  std::uint16_t vdpa_pool_mtu = 1500;  // bytes
+  // Where nicoffloadd keeps one stable link per port to the port's vDPA
+  // device (/dev/vhost-vdpa-N or the vhost-user socket): the name a domain
+  // definition can use before the device exists ("<dir>/<nfo + 12 hex>").
+  // Empty: "vdpa" beside the control socket (/run/nicoffload/vdpa).
+  std::string vdpa_link_dir;
+
   // DPDK ethdev port numbering, used to render rules for testpmd and by the
   // DPDK backend: the PF (uplink) port and the port of representor vf0; vfN
   // is first_representor_port_id + N (the order of "representor=vf[0-N]").

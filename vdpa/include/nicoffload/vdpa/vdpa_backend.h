@@ -56,6 +56,13 @@ class VdpaBackend {
   // Removes device `name`. Deleting what is gone succeeds.
   virtual Status destroy(const std::string& name) = 0;
 
+  // Gives device `name` another virtio-net config MAC: how a pool device is
+  // claimed by a port (its MAC) and scrubbed when the port goes (the zero
+  // MAC). The MTU and queue count of a device cannot change.
+  // Errors: kNotFound (no such device), kUnsupported (the kernel or driver
+  // cannot: the caller recreates the device instead), kIo.
+  virtual Status setMac(const std::string& name, const MacAddr& mac) = 0;
+
   // Every vDPA device this backend can see (kernel: all of the host's; dpdk:
   // the sockets this process serves; sim: the simulated NIC's).
   virtual Result<std::vector<VdpaDevice>> list() = 0;

@@ -37,6 +37,11 @@ struct VdpaDeviceSpec {
 // port, the same on every run, and short enough for any name field.
 std::string deviceName(const model::PortKey& port);
 
+// "nfovf" + the VF index: the name of a device made ahead on a free VF for
+// the warm pool (vdpa.pool), which keeps that name when a port claims it.
+// One device per VF, so the name is unique on the PF.
+std::string poolDeviceName(std::uint16_t vf);
+
 // The vDPA flavour a port gets: its own setting, else the host default.
 model::VdpaKind effectiveKind(const model::HostConfig& host, const model::Port& port);
 

@@ -18,6 +18,7 @@
 #include <map>
 #include <nlohmann/json_fwd.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -47,7 +48,10 @@ class VfPool {
   // A port that holds a VF and names another moves to it.
   // Errors: kInvalidValue (wanted >= vf_count), kDuplicate (wanted is held by
   // another port), kExhausted (no free VF).
-  Result<std::uint16_t> assign(const model::PortKey& port, std::optional<std::uint16_t> wanted);
+  // `prefer` (optional): VFs to take first when the port names none and
+  // holds none, lowest first, if free (the VFs of the warm vDPA pool).
+  Result<std::uint16_t> assign(const model::PortKey& port, std::optional<std::uint16_t> wanted,
+                               const std::set<std::uint16_t>* prefer = nullptr);
 
   // Frees the port's VF and returns it; nullopt when the port held none
   // (releasing twice is not an error).

@@ -96,11 +96,13 @@ class SimPf {
   std::vector<std::string> vdpaMgmtDevs() const;  // VF PCI addresses
   Status vdpaDevNew(const SimVdpaDevice& device);
   Status vdpaDevDel(const std::string& name);
+  // VDPA_CMD_DEV_ATTR_SET with a MAC (Linux 6.12, mlx5_vdpa).
+  Status vdpaDevSetMac(const std::string& name, const MacAddr& mac);
   std::vector<SimVdpaDevice> vdpaDevs() const;
 
   // The next operation `op` fails with `err` (an errno) and kernel text
   // `text`. Ops: "sriov_numvfs", "bind", "unbind", "eswitch", "vf-set",
-  // "vdpa-new", "vdpa-del".
+  // "vdpa-new", "vdpa-del", "vdpa-set".
   void failNext(const std::string& op, int err, const std::string& text = {});
 
  private:

@@ -37,6 +37,10 @@ Status registerSocket(const std::string& path, std::uint64_t flags);
 // kNotFound when DPDK has no vDPA device of that name (the VF was not probed
 // with class=vdpa), kIo when the attach is refused.
 Status attachVdpaDevice(const std::string& path, const std::string& vdpa_device);
+// The DPDK vDPA device of a VF (named by its PCI address): found, or
+// hot-plugged with rte_dev_probe("<VF>,class=vdpa") (the mlx5 vDPA driver).
+// kNotFound, with the EAL's reason, when there is none.
+Status probeVdpaDevice(const std::string& vf_pci);
 // rte_vhost_driver_start: a server socket starts listening.
 Status start(const std::string& path);
 // rte_vhost_driver_unregister, then removes a leftover socket file.
@@ -52,6 +56,9 @@ class DpdkVdpaBackend : public VdpaBackend {
   model::VdpaKind kind() const override { return model::VdpaKind::kDpdk; }
   Result<VdpaDevice> create(const VdpaDeviceSpec& spec) override;
   Status destroy(const std::string& name) override;
+  // Records the MAC only: with vhost-user the guest's MAC is QEMU's (the
+  // domain's <mac>); the VF's own MAC is the NIC backend's.
+  Status setMac(const std::string& name, const MacAddr& mac) override;
   Result<std::vector<VdpaDevice>> list() override;
   Result<std::string> interfaceXml(const VdpaDevice& device,
                                    const model::Port& port) const override;

@@ -69,6 +69,13 @@ class VdpaNetlink {
   virtual Status devNew(const VdpaDevNewRequest& request) = 0;
   // kNotFound when there is no such device.
   virtual Status devDel(const std::string& name) = 0;
+  // VDPA_CMD_DEV_ATTR_SET with the MAC. kNotFound (no such device),
+  // kUnsupported (a kernel before 6.12, or a parent driver without it).
+  virtual Status devSetMac(const std::string& name, const MacAddr& mac) {
+    (void)mac;
+    return makeError(ErrorCode::kUnsupported, name, "",
+                     "this vdpa netlink cannot change a device's MAC");
+  }
   // Every device with its config.
   virtual Result<std::vector<VdpaDevInfo>> devs() = 0;
 };
@@ -95,6 +102,7 @@ class KernelVdpaBackend : public VdpaBackend {
   model::VdpaKind kind() const override { return opt_.kind; }
   Result<VdpaDevice> create(const VdpaDeviceSpec& spec) override;
   Status destroy(const std::string& name) override;
+  Status setMac(const std::string& name, const MacAddr& mac) override;
   Result<std::vector<VdpaDevice>> list() override;
   Result<std::string> interfaceXml(const VdpaDevice& device,
                                    const model::Port& port) const override;

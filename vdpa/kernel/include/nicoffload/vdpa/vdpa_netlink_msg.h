@@ -12,6 +12,9 @@
 //   DEV_GET (dump)      -> VDPA_ATTR_DEV_NAME, VDPA_ATTR_MGMTDEV_BUS_NAME / _DEV_NAME
 //   DEV_CONFIG_GET      -> VDPA_ATTR_DEV_NAME, VDPA_ATTR_DEV_NET_CFG_MACADDR,
 //     (dump)               VDPA_ATTR_DEV_NET_CFG_MTU, VDPA_ATTR_DEV_NET_CFG_MAX_VQP
+//   DEV_ATTR_SET        VDPA_ATTR_DEV_NAME, VDPA_ATTR_DEV_NET_CFG_MACADDR (Linux 6.12,
+//                       "vdpa: support set mac address from vdpa tool"; the MAC
+//                       only: the MTU cannot be changed on a device)
 #pragma once
 
 #include <string_view>
@@ -27,6 +30,12 @@ offload::nl::MsgPtr vdpaDevNew(int family, const VdpaDevNewRequest& request);
 offload::nl::MsgPtr vdpaDevDel(int family, std::string_view name);
 offload::nl::MsgPtr vdpaDevGet(int family);
 offload::nl::MsgPtr vdpaDevConfigGet(int family);
+offload::nl::MsgPtr vdpaDevSetMac(int family, std::string_view name, const MacAddr& mac);
+
+// VDPA_CMD_DEV_ATTR_SET: the command after VDPA_CMD_DEV_VSTATS_GET in
+// include/uapi/linux/vdpa.h since Linux 6.12 (Debian 12's headers, 6.1,
+// stop before it).
+inline constexpr std::uint8_t kVdpaCmdDevAttrSet = 8;
 
 // One MGMTDEV_GET reply. kInvalidValue without VDPA_ATTR_MGMTDEV_DEV_NAME.
 Result<VdpaMgmtDev> parseVdpaMgmtdev(const nlmsghdr* reply);
