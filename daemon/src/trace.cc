@@ -4,6 +4,8 @@
 // software path in its namespace. Read-only: nothing installed changes.
 #include "nicoffload/simnic/trace.h"
 
+#include <set>
+
 #include "nicoffload/offload/kernel_trace.h"
 #include "request_fields.h"
 
@@ -28,13 +30,26 @@ json Controller::traceRead(const json& req, Error& error) const {
 
   // The rules the applier holds, each with the placement in effect: a rule
   // the device refused or that follows one in software is sw here, so the
-  // evaluation sees what the device holds.
+  // evaluation sees what the device holds. Every port's and the host's rules
+  // (a few per port), but of the remotes' egress rules only those for an
+  // IPv4 address the packet carries: they match on it and no action
+  // rewrites an address, so the others cannot match, and a trace stays
+  // O(ports) at 100 k remotes instead of re-planning every remote.
+  std::vector<flowrules::FlowRule> planned;
+  for (const auto& p : intent_.ports)
+    if (auto r = planner_->portRules(p)) planned.insert(planned.end(), r->begin(), r->end());
+  for (auto& r : planner_->hostRules(portVnis())) planned.push_back(std::move(r));
+  std::set<Ipv4Addr> addresses;
+  for (const auto& h : input->packet.headers)
+    if (const auto* ip = std::get_if<simnic::Ipv4Header>(&h)) addresses.insert({ip->src, ip->dst});
+  for (const Ipv4Addr a : addresses)
+    if (const auto* remote = findRemote(a)) planned.push_back(planner_->remoteRule(*remote));
   std::vector<simnic::TraceRule> rules;
-  rules.reserve(applier_->size());
-  for (auto& planned : plannedRules(0, SIZE_MAX)) {
-    const auto* a = applier_->find(planned.id);
+  rules.reserve(planned.size());
+  for (const auto& r : planned) {
+    const auto* a = applier_->find(r.id);
     if (!a) continue;  // planned, not applied yet: neither on the device nor in its place
-    rules.push_back({a->effective(planned), flowrules::describeApplied(*a, profile_), a->handle});
+    rules.push_back({a->effective(r), flowrules::describeApplied(*a, profile_), a->handle});
   }
 
   simnic::TraceContext ctx;

@@ -214,13 +214,14 @@ def main():
                 and out.stdout.rstrip().splitlines()[-1].startswith("leaves"), out.stdout)
 
         # 7. Bad input: a clear error naming the field, non-zero exit.
-        for args, field in ((["--in", vm1, "--dst-ip", "10.0.2.1", "--src-mac", "52:54:zz"], "packet.src_mac"),
-                            (["--in", "nosuch", "--dst-ip", "10.0.2.1"], "packet.in"),
-                            (["--in", "uplink", "--outer-src-ip", "192.0.2.2", "--vni", "16777216",
-                              "--src-ip", "10.9.9.9", "--dst-ip", "10.0.1.1"], "packet.vni"),
-                            (["--in", vm1, "--dst-ip", "10.0.2.300"], "packet.dst_ip")):
+        for args, field, code in ((["--in", vm1, "--dst-ip", "10.0.2.1", "--src-mac", "52:54:zz"], "packet.src_mac", 2),
+                                  (["--in", "nosuch", "--dst-ip", "10.0.2.1"], "packet.in", 3),
+                                  (["--in", "uplink", "--outer-src-ip", "192.0.2.2", "--vni", "16777216",
+                                    "--src-ip", "10.9.9.9", "--dst-ip", "10.0.1.1"], "packet.vni", 2),
+                                  (["--in", vm1, "--dst-ip", "10.0.2.300"], "packet.dst_ip", 2)):
             out = run(ctl, "trace", *sock, *args, check=False)
-            t.check(f"error names {field}", out.returncode != 0 and field in out.stderr, (out.returncode, out.stderr))
+            t.check(f"error names {field}, exit {code}", out.returncode == code and field in out.stderr,
+                    (out.returncode, out.stderr))
         r = c.call({"op": "trace", "packet": {"in": vm1, "dst_ip": "10.0.2.1"}, "extra": 1})
         t.check("trace op: unknown request field refused", not r["ok"] and r["error"]["field"] == "extra", r)
         r = c.call({"op": "trace"})
