@@ -97,6 +97,7 @@ def main():
     t = Checks()
     world = World("trc")
     daemon = None
+    dpdk_dirs = []
     try:
         # No IPv6 chatter (router solicitations, MLD) on the counted devices.
         run("ip", "netns", "exec", world.ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
@@ -232,10 +233,46 @@ def main():
         t.check("kernel routes unchanged by traces", world.routes() == routes_before)
         st = c.call({"op": "status"})
         t.check("daemon still answers", st["ok"], st)
+        daemon.stop()
+
+        # 8. The same host on backends.flow = dpdk (DPDK EAL on net_null
+        #    vdevs, whose PMD refuses every rule): trace evaluates the rules
+        #    as the daemon holds them, all in software now, whatever the backend.
+        prefix = f"nfotrc{os.getpid()}"
+        dpdk_dirs.append(f"/var/run/dpdk/{prefix}")
+        eal = ["--no-huge", "--no-pci", "-m", "512", "--no-shconf", "--file-prefix", prefix, "--no-telemetry",
+               "--log-level=*:error"] + sum((["--vdev", f"net_null{i}"] for i in range(5)), [])
+        host2, cfg2 = write_host(world, hw_profile="sim",
+                                 uplink={"pci": "0000:03:00.0", "mac": "0c:42:a1:00:00:01", "vf_count": 4},
+                                 backends={"flow": "dpdk", "software_path": "kernel", "vdpa": "none"},
+                                 dpdk={"eal_args": eal, "uplink_port_id": 0, "first_representor_port_id": 1},
+                                 socket=f"{world.dir}/ctl2.sock", state_dir=f"{world.dir}/state2")
+        daemon = Daemon(daemon_bin, host2, profiles, f"{world.dir}/daemon2.log")
+        daemon.start(timeout=60)
+        c = Client(cfg2["socket"])
+        for p in (p1, p2):
+            r = c.call({"op": "port.add", "port": p})
+            t.check(f"dpdk: port.add {p['addresses'][0]}", r["ok"], r)
+        out = run(ctl, "trace", "--socket", cfg2["socket"], "--json", "--in", vm1, "--dst-ip", "10.0.2.1",
+                  check=False)
+        t.check("dpdk: trace exits 0", out.returncode == 0, out.stderr)
+        if out.returncode == 0:
+            tr = json.loads(out.stdout)
+            hw = tr["hardware"]
+            t.check("dpdk: the backend is named", hw["backend"] == "dpdk", hw["backend"])
+            byp = hw["steps"][0]["bypassed"] if hw["steps"] else []
+            t.check("dpdk: group 0 misses; its anti-spoofing rule is sw, refused by the device",
+                    len(hw["steps"]) == 1 and hw["steps"][0]["rule"] is None
+                    and any(b["class"] == "anti-spoofing" and b["placement"] == "sw"
+                            and "refused" in b["reason"] for b in byp), hw)
+            t.check("dpdk: the kernel routes it via rep2", tr["kernel"]["verdict"].get("dev") == "rep2",
+                    tr["kernel"])
     except Exception as e:  # noqa: BLE001 - reported as a failure, with the daemon's log
         t.check("the test ran to its end", False, repr(e))
     finally:
         tear_down(t, daemon, world)
+        for d in dpdk_dirs:
+            shutil.rmtree(d, ignore_errors=True)
     return t.finish()
 
 
