@@ -18,8 +18,7 @@ usage: trace_test.py NICOFFLOADD NICOFFLOADCTL SOURCE_DIR"""
 import json
 import os
 import shutil
-import socket
-import struct
+import subprocess
 import sys
 import time
 
@@ -87,6 +86,31 @@ def real_arp(world, rep, p, tpa):
               "eth0", p["mac"], p["addresses"][0].split("/")[0], tpa, check=False)
     mac = out.stdout.strip()
     return None if mac in ("", "none") else mac
+
+
+SNIFF_SCRIPT = r"""
+import socket, struct, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+s.bind((sys.argv[1], 0))
+s.settimeout(0.2)
+print('ready', flush=True)
+deadline = time.time() + float(sys.argv[2])
+while time.time() < deadline:
+    try:
+        f = s.recv(2048)
+    except socket.timeout:
+        continue
+    ihl = (f[14] & 0x0f) * 4
+    if len(f) < 14 + ihl + 16 or f[23] != 17:
+        continue
+    udp = 14 + ihl
+    dport = struct.unpack('!H', f[udp + 2:udp + 4])[0]
+    vni = int.from_bytes(f[udp + 12:udp + 15], 'big')
+    inner_ip = udp + 16 + 14
+    print(socket.inet_ntoa(f[30:34]), dport, vni, socket.inet_ntoa(f[inner_ip + 16:inner_ip + 20]), flush=True)
+    sys.exit(0)
+print('none', flush=True)
+"""
 
 
 def main():
@@ -235,7 +259,59 @@ def main():
         t.check("daemon still answers", st["ok"], st)
         daemon.stop()
 
-        # 8. The same host on backends.flow = dpdk (DPDK EAL on net_null
+        # 8. VXLAN on UDP 8472 with the ConnectX-5 profile: the egress rule is
+        #    in software (the profile encapsulates on 4789 only); the kernel
+        #    routes via the VNI's VXLAN device, whose FDB names the remote
+        #    VTEP, and a real packet leaves the uplink encapsulated to it.
+        peer = f"{world.ns}-peer"
+        run("ip", "netns", "add", peer)
+        world.vm_ns.append(peer)
+        run("ip", "-n", world.ns, "link", "add", "uplink0", "type", "veth", "peer", "name", "eth0", "netns", peer)
+        run("ip", "-n", world.ns, "addr", "add", "192.0.2.1/24", "dev", "uplink0")
+        run("ip", "-n", world.ns, "link", "set", "uplink0", "up")
+        run("ip", "-n", peer, "addr", "add", "192.0.2.2/24", "dev", "eth0")
+        run("ip", "-n", peer, "link", "set", "eth0", "up")
+        host3, cfg3 = write_host(
+            world, hw_profile="connectx-5",
+            uplink={"pci": "0000:03:00.0", "netdev": "uplink0", "mac": "0c:42:a1:00:00:01", "vf_count": 8},
+            underlay={"mode": "vxlan", "vtep": "192.0.2.1", "vxlan_udp_port": 8472, "default_vni": 100,
+                      "default_next_hop": "192.0.2.254",
+                      "next_hops": [{"ipv4": "192.0.2.254", "mac": "0c:42:a1:ff:ff:fe"}]},
+            socket=f"{world.dir}/ctl3.sock", state_dir=f"{world.dir}/state3")
+        daemon = Daemon(daemon_bin, host3, profiles, f"{world.dir}/daemon3.log")
+        daemon.start()
+        c = Client(cfg3["socket"])
+        for p in (p1, p2):
+            r = c.call({"op": "port.add", "port": p})
+            t.check(f"vxlan: port.add {p['addresses'][0]}", r["ok"], r)
+        r = c.call({"op": "remote.add", "remote": {"address": "10.20.1.1/32", "vtep": "192.0.2.2", "vni": 100}})
+        t.check("vxlan: remote.add", r["ok"], r)
+        out = run(ctl, "trace", "--socket", cfg3["socket"], "--json", "--in", vm1, "--dst-ip", "10.20.1.1",
+                  check=False)
+        t.check("vxlan: trace exits 0", out.returncode == 0, out.stderr)
+        if out.returncode == 0:
+            tr = json.loads(out.stdout)
+            byp = tr["hardware"]["steps"][-1]["bypassed"]
+            t.check("vxlan: the egress rule is sw for UDP 8472",
+                    len(byp) == 1 and byp[0]["class"] == "vxlan-egress" and "8472" in byp[0]["reason"], byp)
+            v = tr["kernel"]["verdict"]
+            t.check("vxlan: kernel route via nfo-vx100 to VTEP 192.0.2.2",
+                    v.get("dev") == "nfo-vx100" and v.get("remote_vtep") == "192.0.2.2", tr["kernel"])
+            fdb = [s for s in tr["kernel"]["steps"] if s["step"] == "fdb"]
+            t.check("vxlan: the FDB step names the VTEP", len(fdb) == 1 and fdb[0]["remote_vteps"] == ["192.0.2.2"],
+                    tr["kernel"]["steps"])
+            sniff = subprocess.Popen(["ip", "netns", "exec", peer, sys.executable, "-c", SNIFF_SCRIPT, "eth0", "4"],
+                                     stdout=subprocess.PIPE, text=True)
+            sniff.stdout.readline()  # ready
+            run("ip", "netns", "exec", vm_ns(world, "rep1"), "ping", "-c", "2", "-i", "0.2", "-W", "1",
+                "10.20.1.1", check=False)
+            seen = sniff.stdout.readline().split()
+            sniff.wait(timeout=10)
+            t.check("vxlan: a real packet leaves encapsulated to the trace's VTEP, port and VNI, inner dst intact",
+                    seen == [v.get("remote_vtep"), "8472", "100", "10.20.1.1"], seen)
+        daemon.stop()
+
+        # 9. The same host on backends.flow = dpdk (DPDK EAL on net_null
         #    vdevs, whose PMD refuses every rule): trace evaluates the rules
         #    as the daemon holds them, all in software now, whatever the backend.
         prefix = f"nfotrc{os.getpid()}"
