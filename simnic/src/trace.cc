@@ -394,7 +394,10 @@ std::string errnoText(int err) {
     case EHOSTUNREACH:
       return "no route (host unreachable; is forwarding on?)";
     case EINVAL:
-      return "martian address (the kernel refuses it as source or destination)";
+      // Kernels since the drop-reason rework (6.13) answer EINVAL for every
+      // input-route refusal, reverse-path filter included.
+      return "refused at input: reverse-path filter (the source is not routed back through the "
+             "device it came in on) or a martian address";
     default:
       return std::strerror(err);
   }
@@ -495,7 +498,7 @@ struct KernelWalk {
           {"src", ip->src.str()},
           {"route", routeJson(*route)}});
     if (route->error) {
-      finish(route->error == EXDEV ? "dropped" : "no-route",
+      finish(route->error == EXDEV || route->error == EINVAL ? "dropped" : "no-route",
              "dropped by the kernel: " + errnoText(route->error));
       return;
     }

@@ -113,6 +113,32 @@ print('none', flush=True)
 """
 
 
+UDP_SCRIPT = r"""
+import socket, struct, sys
+ifname, src_mac, dst_mac, src, dst, count = sys.argv[1:7]
+def csum(b):
+    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+udp = struct.pack('!HHHH', 40000, 5001, 8 + 32, 0) + b'x' * 32
+ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, socket.inet_aton(src), socket.inet_aton(dst))
+ip = ip[:10] + struct.pack('!H', csum(ip)) + ip[12:]
+frame = bytes.fromhex(dst_mac.replace(':', '')) + bytes.fromhex(src_mac.replace(':', '')) + b'\x08\x00' + ip + udp
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((ifname, 0))
+for _ in range(int(count)):
+    s.send(frame)
+"""
+
+
+def send_udp(world, rep, p, src, dst, count=5):
+    """Real UDP frames from the VM's NIC, with the source address given."""
+    run("ip", "netns", "exec", vm_ns(world, rep), sys.executable, "-c", UDP_SCRIPT, "eth0", p["mac"],
+        GATEWAY_MAC, src, dst, str(count))
+    time.sleep(0.3)
+
+
 def main():
     daemon_bin, ctl, root = sys.argv[1], sys.argv[2], sys.argv[3]
     if os.geteuid() != 0:
@@ -343,6 +369,22 @@ def main():
                             and "refused" in b["reason"] for b in byp), hw)
             t.check("dpdk: the kernel routes it via rep2", tr["kernel"]["verdict"].get("dev") == "rep2",
                     tr["kernel"])
+        # A spoofed source: no hardware rule drops it here, the kernel's
+        # strict reverse-path filter does; real frames agree.
+        out = run(ctl, "trace", "--socket", cfg2["socket"], "--json", "--in", vm1, "--src-ip", "10.0.7.7",
+                  "--dst-ip", "10.0.2.1", check=False)
+        t.check("dpdk spoofed: trace exits 0", out.returncode == 0, out.stderr)
+        if out.returncode == 0:
+            v = json.loads(out.stdout)["kernel"]["verdict"]
+            t.check("dpdk spoofed: dropped by the kernel", v["kind"] == "dropped" and "reverse-path" in v["text"], v)
+            before = tx_packets(world.ns, "rep2")
+            send_udp(world, "rep1", p1, "10.0.7.7", "10.0.2.1")
+            spoofed_out = tx_packets(world.ns, "rep2") - before
+            before = tx_packets(world.ns, "rep2")
+            send_udp(world, "rep1", p1, "10.0.1.1", "10.0.2.1")
+            legit_out = tx_packets(world.ns, "rep2") - before
+            t.check("dpdk spoofed: real spoofed frames are dropped, legitimate ones pass",
+                    spoofed_out == 0 and legit_out >= 5, (spoofed_out, legit_out))
     except Exception as e:  # noqa: BLE001 - reported as a failure, with the daemon's log
         t.check("the test ran to its end", False, repr(e))
     finally:
