@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <tuple>
 #include <iostream>
 #include <sstream>
@@ -33,6 +34,7 @@
 #include "nicoffload/offload/software_path.h"
 #include "nicoffload/offload/flow_backends.h"
 #include "nicoffload/offload/sysfs_nic_backend.h"
+#include "nicoffload/simnic/trace.h"
 #include "nicoffload/vdpa/vdpa_device.h"
 
 namespace {
@@ -684,6 +686,40 @@ int run(int argc, char** argv) {
   addDaemonOptions(counters_cmd);
   auto* reconcile_cmd = app.add_subcommand("reconcile", "run a full reconcile pass now");
   addDaemonOptions(reconcile_cmd);
+  // trace: each option is a field of the daemon's packet spec (simnic/trace.h).
+  std::map<std::string, std::string> trace_fields;
+  auto* trace_cmd = app.add_subcommand(
+      "trace",
+      "where one packet goes: through the rules the device holds, group by group (rule, class, "
+      "placement and reason, actions, the packet as rewritten), then, when the hardware hands it "
+      "to a representor, through the kernel software path (route lookup in the software path's "
+      "namespace, proxy ARP, neighbour, VXLAN FDB); read-only, asks nicoffloadd");
+  addDaemonOptions(trace_cmd);
+  for (const auto& [key, help] : std::initializer_list<std::pair<const char*, const char*>>{
+           {"in", "where the packet enters: uplink, a port <vm uuid>/<nic>, its representor or vf<N> (required)"},
+           {"src-mac", "source MAC (default: the port's MAC; from the uplink, the next hop's)"},
+           {"dst-mac", "destination MAC (default: the gateway MAC; from the uplink, the uplink's)"},
+           {"ethertype", "ipv4 (default), arp, or an EtherType number such as 0x86dd"},
+           {"src-ip", "IPv4 source (default: the port's first address)"},
+           {"dst-ip", "IPv4 destination (required for IPv4)"},
+           {"proto", "udp (default), tcp or icmp"},
+           {"src-port", "UDP/TCP source port (default 40000)"},
+           {"dst-port", "UDP/TCP destination port (default 5001 UDP, 80 TCP)"},
+           {"ttl", "IPv4 TTL (default 64)"},
+           {"payload", "payload bytes (default 64)"},
+           {"arp-op", "ARP operation: request (default) or reply"},
+           {"spa", "ARP sender protocol address (default: the port's first address)"},
+           {"tpa", "ARP target protocol address (required for ARP; implies --ethertype arp)"},
+           {"vni", "VXLAN: the VNI; the fields above then describe the inner packet"},
+           {"outer-src-ip", "VXLAN: the sending VTEP (required for VXLAN)"},
+           {"outer-dst-ip", "VXLAN: the receiving VTEP (default: this host's)"},
+           {"outer-src-mac", "VXLAN: outer source MAC"},
+           {"outer-dst-mac", "VXLAN: outer destination MAC (default: the uplink's)"},
+           {"vxlan-port", "VXLAN: outer UDP destination port (default: the host's)"}}) {
+    std::string field = key;
+    std::replace(field.begin(), field.end(), '-', '_');
+    trace_cmd->add_option(std::string("--") + key, trace_fields[field], help);
+  }
   explain_cmd->add_option("--socket", daemon.socket, "ask nicoffloadd (the default when --host/--ports are not given)");
   // NIC management (read-only here; the daemon changes the NIC).
   std::string nic_pci, nic_netdev, nic_sysfs = "/sys";
@@ -886,6 +922,19 @@ int run(int argc, char** argv) {
     auto r = callDaemon(daemon, {{"op", *counters_cmd ? "counters" : "reconcile"}}, rc);
     if (!r) return rc;
     return printReply(*r, [&] { std::cout << r->dump(2) << "\n"; });
+  }
+  if (*trace_cmd) {
+    nlohmann::json packet = nlohmann::json::object();
+    for (const auto& [field, value] : trace_fields) {
+      std::string key = field;
+      std::replace(key.begin(), key.end(), '_', '-');
+      if (trace_cmd->get_option("--" + key)->count() > 0) packet[field] = value;
+    }
+    auto r = callDaemon(daemon, {{"op", "trace"}, {"packet", packet}}, rc);
+    if (!r) return rc;
+    return printReply(*r, [&] {
+      for (const auto& line : simnic::traceText(*r)) std::printf("%s\n", line.c_str());
+    });
   }
   if (*explain_cmd && explain_in.host_file.empty() && explain_in.ports_file.empty()) {
     daemon.json = explain_json;

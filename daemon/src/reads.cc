@@ -343,6 +343,7 @@ json Controller::read(const json& req, Error& error) {
               {"requests_refused", counters_.requests_refused},
               {"internal_errors", counters_.internal_errors}}}};
   }
+  if (op == "trace") return traceRead(req, error);
   if (op == "reconcile") {
     if (auto s = onlyKeys(req, {}); !s) return fail(s.error());
     return reconcileAll();
@@ -351,7 +352,7 @@ json Controller::read(const json& req, Error& error) {
       ErrorCode::kInvalidValue, "op", op,
       "unknown op '" + op +
           "' (ops: status, port.add, port.remove, port.get, port.list, remote.add, remote.remove, "
-          "remote.sync, remote.list, batch, rules, explain, counters, reconcile)"));
+          "remote.sync, remote.list, batch, rules, explain, trace, counters, reconcile)"));
 }
 
 }  // namespace nicoffload::offload

@@ -46,6 +46,8 @@ void fixOuterHeaders(Packet& p, std::size_t count) {
         if (std::holds_alternative<ArpHeader>(*next)) eth->ether_type = kEtherTypeArp;
       } else if (auto* ip = std::get_if<Ipv4Header>(&p.headers[i])) {
         if (next && std::holds_alternative<UdpHeader>(*next)) ip->protocol = kIpProtoUdp;
+        if (next && std::holds_alternative<TcpHeader>(*next)) ip->protocol = kIpProtoTcp;
+        if (next && std::holds_alternative<IcmpHeader>(*next)) ip->protocol = kIpProtoIcmp;
         ip->total_length = static_cast<std::uint16_t>(Ipv4Header::kSize + rest);
         ip->checksum = ipv4HeaderChecksum(*ip);
       } else if (auto* udp = std::get_if<UdpHeader>(&p.headers[i])) {
@@ -70,6 +72,14 @@ struct HeaderText {
   }
   std::string operator()(const UdpHeader& h) const {
     return "udp " + std::to_string(h.src_port) + ">" + std::to_string(h.dst_port);
+  }
+  std::string operator()(const TcpHeader& h) const {
+    return "tcp " + std::to_string(h.src_port) + ">" + std::to_string(h.dst_port);
+  }
+  std::string operator()(const IcmpHeader& h) const {
+    if (h.type == IcmpHeader::kEchoRequest) return "icmp echo-request";
+    if (h.type == IcmpHeader::kEchoReply) return "icmp echo-reply";
+    return "icmp type " + std::to_string(h.type) + " code " + std::to_string(h.code);
   }
   std::string operator()(const VxlanHeader& h) const {
     return "vxlan vni " + std::to_string(h.vni);
@@ -107,6 +117,19 @@ PacketBuilder& PacketBuilder::udp(std::uint16_t src_port, std::uint16_t dst_port
   u.src_port = src_port;
   u.dst_port = dst_port;
   p_.headers.emplace_back(u);
+  return *this;
+}
+
+PacketBuilder& PacketBuilder::tcp(std::uint16_t src_port, std::uint16_t dst_port) {
+  TcpHeader t;
+  t.src_port = src_port;
+  t.dst_port = dst_port;
+  p_.headers.emplace_back(t);
+  return *this;
+}
+
+PacketBuilder& PacketBuilder::icmp(std::uint8_t type, std::uint8_t code) {
+  p_.headers.emplace_back(IcmpHeader{type, code});
   return *this;
 }
 

@@ -32,117 +32,13 @@ std::string portList(const std::vector<std::uint16_t>& ports) {
 
 std::string ruleName(const FlowRule& r) { return fr::formatRuleId(r.cls, r.id); }
 
-// Which header an item matches.
-template <class H>
-bool headerIs(const Header& h) {
-  return std::holds_alternative<H>(h);
-}
-
-bool itemMatchesHeader(const fr::FlowItem& item, const Header& h) {
-  if (const auto* e = std::get_if<fr::EthItem>(&item)) {
-    const auto* eh = std::get_if<EthHeader>(&h);
-    if (!eh) return false;
-    if ((e->fields & fr::EthItem::kSrc) && eh->src != e->src) return false;
-    if ((e->fields & fr::EthItem::kDst) && eh->dst != e->dst) return false;
-    if ((e->fields & fr::EthItem::kType) && eh->ether_type != e->ether_type) return false;
-    return true;
-  }
-  if (const auto* i = std::get_if<fr::Ipv4Item>(&item)) {
-    const auto* ih = std::get_if<Ipv4Header>(&h);
-    if (!ih) return false;
-    if ((i->fields & fr::Ipv4Item::kSrc) && ih->src != i->src) return false;
-    if ((i->fields & fr::Ipv4Item::kDst) && ih->dst != i->dst) return false;
-    return true;
-  }
-  if (const auto* u = std::get_if<fr::UdpItem>(&item)) {
-    const auto* uh = std::get_if<UdpHeader>(&h);
-    if (!uh) return false;
-    return !(u->fields & fr::UdpItem::kDst) || uh->dst_port == u->dst_port;
-  }
-  if (const auto* v = std::get_if<fr::VxlanItem>(&item)) {
-    const auto* vh = std::get_if<VxlanHeader>(&h);
-    return vh && vh->vni == v->vni;
-  }
-  return false;
-}
-
-bool headerOfItem(const fr::FlowItem& item, const Header& h) {
-  switch (fr::itemType(item)) {
-    case ItemType::kEth:
-      return headerIs<EthHeader>(h);
-    case ItemType::kIpv4:
-      return headerIs<Ipv4Header>(h);
-    case ItemType::kUdp:
-      return headerIs<UdpHeader>(h);
-    case ItemType::kVxlan:
-      return headerIs<VxlanHeader>(h);
-    default:
-      return false;
-  }
-}
-
-// rte_flow pattern semantics: meta items (REPRESENTED_PORT) match where the
-// packet came from; protocol items stack: the first one matches the
-// outermost header of its type, each next one the header right after.
-bool matches(const FlowRule& rule, const Packet& p, PortRef ingress) {
-  std::size_t pos = 0;
-  bool started = false;
-  for (const auto& item : rule.pattern) {
-    if (const auto* port = std::get_if<fr::PortItem>(&item)) {
-      if (!(port->port == ingress)) return false;
-      continue;
-    }
-    if (!started) {
-      while (pos < p.headers.size() && !headerOfItem(item, p.headers[pos])) ++pos;
-      started = true;
-    }
-    if (pos >= p.headers.size() || !itemMatchesHeader(item, p.headers[pos])) return false;
-    ++pos;
-  }
-  return true;
-}
-
 bool hasCount(const FlowRule& r) {
   return std::any_of(r.actions.begin(), r.actions.end(), [](const fr::FlowAction& a) {
     return std::holds_alternative<fr::CountAction>(a);
   });
 }
 
-void decTtl(Packet& p) {
-  if (auto* ip = p.first<Ipv4Header>()) {
-    if (ip->ttl > 0) --ip->ttl;
-    ip->checksum = ipv4HeaderChecksum(*ip);
-  }
-}
-
-void vxlanDecap(Packet& p) {
-  if (p.at<EthHeader>(0) && p.at<Ipv4Header>(1) && p.at<UdpHeader>(2) && p.at<VxlanHeader>(3))
-    p.headers.erase(p.headers.begin(), p.headers.begin() + 4);
-}
-
-void vxlanEncap(Packet& p, const fr::VxlanEncap& e) {
-  Packet outer = vxlanEncapsulated(p, e.eth_src, e.eth_dst, e.ipv4_src, e.ipv4_dst, e.vni,
-                                   e.udp_src, e.udp_dst);
-  auto* ip = outer.at<Ipv4Header>(1);
-  ip->ttl = fr::kVxlanEncapTtl;
-  ip->checksum = ipv4HeaderChecksum(*ip);
-  p = std::move(outer);
-}
-
 }  // namespace
-
-std::string Delivery::str() const {
-  switch (kind) {
-    case Kind::kPort:
-      return port.kind == PortRef::Kind::kUplink ? "out of the uplink (wire)"
-                                                 : "out of " + port.str();
-    case Kind::kRepresentor:
-      return "to the representor of " + port.str() + (miss ? " (miss)" : "");
-    case Kind::kDrop:
-      return "dropped";
-  }
-  return "?";
-}
 
 SimEswitch::SimEswitch(model::HwProfile profile, std::uint16_t vf_count)
     : profile_(std::move(profile)), vf_count_(vf_count) {
@@ -440,65 +336,46 @@ const InstalledFlow* SimEswitch::find(FlowHandle handle) const {
   return it == flows_.end() ? nullptr : &it->second;
 }
 
+namespace {
+
+// The installed rules as the evaluator sees them: per group, in creation
+// order (handles only grow), every one in hardware.
+class InstalledRuleSet final : public RuleSet {
+ public:
+  InstalledRuleSet(const std::map<FlowHandle, InstalledFlow>& flows,
+                   const std::map<std::uint32_t, std::set<FlowHandle>>& by_group)
+      : flows_(flows), by_group_(by_group) {}
+  void forEachInGroup(std::uint32_t group,
+                      const std::function<void(const CandidateRule&)>& each) const override {
+    const auto g = by_group_.find(group);
+    if (g == by_group_.end()) return;
+    for (const FlowHandle h : g->second) each({&flows_.at(h).rule, h, Placement::kHw});
+  }
+
+ private:
+  const std::map<FlowHandle, InstalledFlow>& flows_;
+  const std::map<std::uint32_t, std::set<FlowHandle>>& by_group_;
+};
+
+}  // namespace
+
 Result<Delivery> SimEswitch::evaluate(const Packet& packet, PortRef ingress) {
   if (ingress.kind == PortRef::Kind::kVf && ingress.vf >= vf_count_)
     return makeError(
         ErrorCode::kInvalidValue, "ingress", ingress.str(),
         ingress.str() + " does not exist: the NIC has " + std::to_string(vf_count_) + " VFs");
-  Delivery d;
-  d.packet = packet;
-  std::uint32_t group = 0;
-  for (std::uint32_t hops = 0;; ++hops) {
-    if (hops > profile_.max_groups)
-      return makeError(ErrorCode::kInternal, "group", std::to_string(group),
-                       "the rules jump in a loop (" + std::to_string(hops) + " jumps)");
-    InstalledFlow* best = nullptr;
-    if (auto g = by_group_.find(group); g != by_group_.end()) {
-      for (const FlowHandle h : g->second) {  // creation order: the first created wins a tie
-        InstalledFlow& f = flows_.at(h);
-        if ((!best || f.rule.attr.priority < best->rule.attr.priority) &&
-            matches(f.rule, d.packet, ingress))
-          best = &f;
-      }
-    }
-    if (!best) {  // switchdev: a miss goes to the representor of the source port
-      d.kind = Delivery::Kind::kRepresentor;
-      d.port = ingress;
-      d.miss = true;
-      return d;
-    }
-    d.path.push_back(best->handle);
-    if (hasCount(best->rule)) {
-      ++best->counters.hits;
-      best->counters.bytes += d.packet.size();
-    }
-    std::optional<std::uint32_t> jump;
-    for (const auto& action : best->rule.actions) {
-      if (const auto* a = std::get_if<fr::SetMacSrcAction>(&action)) {
-        if (auto* eth = d.packet.at<EthHeader>(0)) eth->src = a->mac;
-      } else if (const auto* a = std::get_if<fr::SetMacDstAction>(&action)) {
-        if (auto* eth = d.packet.at<EthHeader>(0)) eth->dst = a->mac;
-      } else if (std::holds_alternative<fr::DecTtlAction>(action)) {
-        decTtl(d.packet);
-      } else if (std::holds_alternative<fr::VxlanDecapAction>(action)) {
-        vxlanDecap(d.packet);
-      } else if (std::holds_alternative<fr::VxlanEncapAction>(action)) {
-        vxlanEncap(d.packet, *best->rule.encap);
-      } else if (const auto* a = std::get_if<fr::RepresentedPortAction>(&action)) {
-        d.kind = Delivery::Kind::kPort;
-        d.port = a->port;
-      } else if (const auto* a = std::get_if<fr::PortRepresentorAction>(&action)) {
-        d.kind = Delivery::Kind::kRepresentor;
-        d.port = a->port;
-      } else if (std::holds_alternative<fr::DropAction>(action)) {
-        d.kind = Delivery::Kind::kDrop;
-      } else if (const auto* a = std::get_if<fr::JumpAction>(&action)) {
-        jump = a->group;
-      }
-    }
-    if (!jump) return d;
-    group = *jump;
+  auto ev =
+      evaluateRules(InstalledRuleSet(flows_, by_group_), packet, ingress, profile_.max_groups);
+  if (!ev) return ev.error();
+  // COUNT: each matched rule counts the packet as it matched it.
+  for (const auto& step : ev->steps) {
+    if (!step.matched) continue;
+    InstalledFlow& f = flows_.at(step.matched->handle);
+    if (!hasCount(f.rule)) continue;
+    ++f.counters.hits;
+    f.counters.bytes += step.before.size();
   }
+  return std::move(ev->delivery);
 }
 
 }  // namespace nicoffload::simnic

@@ -218,6 +218,8 @@ class Controller {
   const model::RemoteEndpoint* findRemote(Ipv4Addr address) const;
 
   nlohmann::json read(const nlohmann::json& request, Error& error);
+  // The "trace" op (trace.cc): read-only.
+  nlohmann::json traceRead(const nlohmann::json& request, Error& error) const;
 
   // --- learned routes (learned_routes.cc) ---
   struct Learned;

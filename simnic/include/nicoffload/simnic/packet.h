@@ -17,7 +17,9 @@ namespace nicoffload::simnic {
 inline constexpr std::uint16_t kEtherTypeIpv4 = 0x0800;  // IEEE EtherType registry
 inline constexpr std::uint16_t kEtherTypeArp = 0x0806;
 inline constexpr std::uint16_t kEtherTypeIpv6 = 0x86DD;
-inline constexpr std::uint8_t kIpProtoUdp = 17;    // IANA protocol numbers
+inline constexpr std::uint8_t kIpProtoIcmp = 1;  // IANA protocol numbers
+inline constexpr std::uint8_t kIpProtoTcp = 6;
+inline constexpr std::uint8_t kIpProtoUdp = 17;
 inline constexpr std::uint16_t kVxlanPort = 4789;  // IANA, RFC 7348 §5
 
 // Ethernet II (IEEE 802.3), 14 bytes, no VLAN tag.
@@ -54,6 +56,25 @@ struct UdpHeader {
   bool operator==(const UdpHeader&) const = default;
 };
 
+// TCP (RFC 9293), 20 bytes, no options. The rules never match TCP; the
+// packet carries it so that a trace shows what an operator asked about.
+struct TcpHeader {
+  static constexpr std::size_t kSize = 20;
+  std::uint16_t src_port = 0;
+  std::uint16_t dst_port = 0;
+  std::uint8_t flags = 0x02;  // SYN
+  bool operator==(const TcpHeader&) const = default;
+};
+
+// ICMP (RFC 792), the 8-byte header of an echo request or reply.
+struct IcmpHeader {
+  static constexpr std::size_t kSize = 8;
+  static constexpr std::uint8_t kEchoReply = 0, kEchoRequest = 8;
+  std::uint8_t type = kEchoRequest;
+  std::uint8_t code = 0;
+  bool operator==(const IcmpHeader&) const = default;
+};
+
 // VXLAN (RFC 7348 §5), 8 bytes.
 struct VxlanHeader {
   static constexpr std::size_t kSize = 8;
@@ -74,7 +95,8 @@ struct ArpHeader {
   bool operator==(const ArpHeader&) const = default;
 };
 
-using Header = std::variant<EthHeader, Ipv4Header, UdpHeader, VxlanHeader, ArpHeader>;
+using Header =
+    std::variant<EthHeader, Ipv4Header, UdpHeader, VxlanHeader, ArpHeader, TcpHeader, IcmpHeader>;
 
 std::size_t headerSize(const Header& h);
 
@@ -116,7 +138,7 @@ std::uint16_t ipv4HeaderChecksum(const Ipv4Header& h);
 bool ipv4ChecksumOk(const Ipv4Header& h);
 
 // Fills in, for headers[0..count), what the headers after them determine:
-// Ethernet type (when 0) from the next header, IPv4 protocol (UDP) and
+// Ethernet type (when 0) from the next header, IPv4 protocol (UDP, TCP, ICMP) and
 // total length and checksum, UDP length. Headers from `count` on are left
 // as they are (the inner packet of an encapsulation).
 void fixOuterHeaders(Packet& p, std::size_t count);
@@ -132,6 +154,8 @@ class PacketBuilder {
                      std::uint16_t ether_type = 0);  // 0 = from the next header
   PacketBuilder& ipv4(Ipv4Addr src, Ipv4Addr dst, std::uint8_t ttl = 64);
   PacketBuilder& udp(std::uint16_t src_port, std::uint16_t dst_port);
+  PacketBuilder& tcp(std::uint16_t src_port, std::uint16_t dst_port);
+  PacketBuilder& icmp(std::uint8_t type = IcmpHeader::kEchoRequest, std::uint8_t code = 0);
   PacketBuilder& vxlan(std::uint32_t vni);
   PacketBuilder& arp(std::uint16_t op, MacAddr sha, Ipv4Addr spa, MacAddr tha, Ipv4Addr tpa);
   PacketBuilder& payload(std::uint32_t bytes);

@@ -38,6 +38,7 @@
 #include "nicoffload/flowrules/flow_backend.h"
 #include "nicoffload/flowrules/rule.h"
 #include "nicoffload/model/hw_profile.h"
+#include "nicoffload/simnic/evaluator.h"
 #include "nicoffload/simnic/packet.h"
 
 namespace nicoffload::simnic {
@@ -46,23 +47,6 @@ using flowrules::FlowCounters;
 using flowrules::FlowHandle;
 using flowrules::FlowRule;
 using flowrules::PortRef;
-
-// Where the switch sent a packet.
-struct Delivery {
-  enum class Kind : std::uint8_t {
-    kPort,  // REPRESENTED_PORT: out of `port` (to the VM of a VF; to the wire for the uplink)
-    kRepresentor,  // PORT_REPRESENTOR or a miss: to the kernel through `port`'s representor
-    kDrop,         // DROP
-  };
-  Kind kind = Kind::kDrop;
-  PortRef port;
-  bool miss = false;  // no rule decided (switchdev default: representor of the source port)
-  Packet packet;      // as it leaves the switch
-  std::vector<FlowHandle> path;  // the rules that matched, in order
-
-  // "out of vf2", "out of the uplink (wire)", "to the representor of vf0 (miss)", "dropped"
-  std::string str() const;
-};
 
 // One rule held by the sim.
 struct InstalledFlow {

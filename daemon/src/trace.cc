@@ -1,0 +1,73 @@
+// Controller: the "trace" op. Where one packet goes on this host: through
+// the rules the device holds (the planned rules with the placement in effect,
+// evaluated on the IR whatever the backend), then through the kernel
+// software path in its namespace. Read-only: nothing installed changes.
+#include "nicoffload/simnic/trace.h"
+
+#include <set>
+
+#include "nicoffload/offload/kernel_trace.h"
+#include "request_fields.h"
+
+namespace nicoffload::offload {
+
+json Controller::traceRead(const json& req, Error& error) const {
+  auto fail = [&](Error e) {
+    error = std::move(e);
+    return json();
+  };
+  if (auto s = onlyKeys(req, {"packet"}); !s) return fail(s.error());
+  const auto it = req.find("packet");
+  if (it == req.end())
+    return fail(requestError(ErrorCode::kMissingField, "packet", "",
+                             "required field is missing (the packet spec: in, dst_ip, ...)"));
+  auto input = simnic::parseTraceSpec(*it, intent_);
+  if (!input) {
+    Error e = input.error();
+    e.field = "packet." + e.field;
+    return fail(std::move(e));
+  }
+
+  // The rules the applier holds, each with the placement in effect: a rule
+  // the device refused or that follows one in software is sw here, so the
+  // evaluation sees what the device holds. Every port's and the host's rules
+  // (a few per port), but of the remotes' egress rules only those for an
+  // IPv4 address the packet carries: they match on it and no action
+  // rewrites an address, so the others cannot match, and a trace stays
+  // O(ports) at 100 k remotes instead of re-planning every remote.
+  std::vector<flowrules::FlowRule> planned;
+  for (const auto& p : intent_.ports)
+    if (auto r = planner_->portRules(p)) planned.insert(planned.end(), r->begin(), r->end());
+  for (auto& r : planner_->hostRules(portVnis())) planned.push_back(std::move(r));
+  std::set<Ipv4Addr> addresses;
+  for (const auto& h : input->packet.headers)
+    if (const auto* ip = std::get_if<simnic::Ipv4Header>(&h)) addresses.insert({ip->src, ip->dst});
+  for (const Ipv4Addr a : addresses)
+    if (const auto* remote = findRemote(a)) planned.push_back(planner_->remoteRule(*remote));
+  std::vector<simnic::TraceRule> rules;
+  rules.reserve(planned.size());
+  for (const auto& r : planned) {
+    const auto* a = applier_->find(r.id);
+    if (!a) continue;  // planned, not applied yet: neither on the device nor in its place
+    rules.push_back({a->effective(r), flowrules::describeApplied(*a, profile_), a->handle});
+  }
+
+  simnic::TraceContext ctx;
+  ctx.intent = &intent_;
+  ctx.backend = applier_->backend().capabilities().backend;
+  ctx.max_jumps = profile_.max_groups;
+  std::unique_ptr<simnic::KernelView> kernel;
+  if (!backends_.software_path) {
+    ctx.kernel_unavailable = "backends.software_path is none";
+  } else if (auto view = openKernelTraceView(host_.kernel_netns)) {
+    kernel = std::move(view).value();
+    ctx.kernel = kernel.get();
+  } else {
+    ctx.kernel_unavailable = view.error().describe();
+  }
+  auto trace = simnic::tracePacket(*input, rules, ctx);
+  if (!trace) return fail(trace.error());
+  return std::move(trace).value();
+}
+
+}  // namespace nicoffload::offload
