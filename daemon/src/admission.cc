@@ -186,7 +186,11 @@ Result<json> Controller::admit(const json& request) {
 }
 
 Result<json> Controller::admitPortAdd(const json& request) {
-  if (auto s = onlyKeys(request, {"port"}); !s) return s.error();
+  if (auto s = onlyKeys(request, {"port", "brief"}); !s) return s.error();
+  // brief: the reply's status carries the rule counts, not every rule (what
+  // the libvirt hook asks for: it reads the VF, representor and device).
+  auto brief = optionalBool(request, "brief", false);
+  if (!brief) return brief.error();
   if (!request.contains("port"))
     return requestError(ErrorCode::kMissingField, "port", "", "required field is missing");
   auto parsed = model::parsePort(request["port"], "port");
@@ -212,6 +216,14 @@ Result<json> Controller::admitPortAdd(const json& request) {
     if (held) (void)vf_pool_.assign(port.key, held);
   };
   port.vf = *vf;
+  json port_json = model::toJson(port);
+  // Unchanged (a hook's confirm at start, a repeated call): nothing to
+  // check or plan again; the VF is the one it holds.
+  if (existing && model::toJson(*existing) == port_json) {
+    json out{{"port", std::move(port_json)}, {"changed", false}};
+    if (*brief) out["brief"] = true;
+    return out;
+  }
   if (auto s = index_->checkPort(port); !s) {
     give_back();
     return s.error();
@@ -220,13 +232,12 @@ Result<json> Controller::admitPortAdd(const json& request) {
     give_back();
     return rules.error();
   }
-  json port_json = model::toJson(port);
-  if (existing && model::toJson(*existing) == port_json)
-    return json{{"port", std::move(port_json)}, {"changed", false}};
   mutations_.push_back((existing ? "port update " : "port add ") + port.key.str() + " mac " +
                        port.mac.str() + " vf " + std::to_string(*port.vf));
   putPort(std::move(port));
-  return json{{"port", std::move(port_json)}, {"changed", true}};
+  json out{{"port", std::move(port_json)}, {"changed", true}};
+  if (*brief) out["brief"] = true;
+  return out;
 }
 
 Result<json> Controller::admitPortRemove(const json& request) {

@@ -130,18 +130,6 @@ Result<std::unique_ptr<Controller>> Controller::start(model::HostConfig host,
 // The batch's changes, appended to the journal with one fdatasync (the
 // batch is the group that shares it); a snapshot is written in the
 // background once the journal has grown enough.
-Status Controller::persist() {
-  auto st = store_.append(journal_);
-  if (!st) {
-    ++counters_.state_save_failures;
-    spdlog::error("state: {}", st.error().describe());
-    return st;
-  }
-  ++counters_.state_saves;
-  if (store_.compactionDue()) compactState();
-  return st;
-}
-
 void Controller::compactState() {
   PersistedState s;
   s.ports = intent_.ports;
@@ -270,24 +258,47 @@ void Controller::handleBatch(const std::vector<control::Request>& batch,
   const auto t_admitted = SteadyClock::now();
   const bool changed = !undo_.empty();
   if (changed) {
+    // The batch's journal record is written and fdatasync'ed on a worker
+    // while this thread programs the devices: the wait for the disk (most of
+    // a state write) overlaps the device work instead of adding to it. No
+    // reply leaves before both are done, so nothing is acknowledged that is
+    // not durable. If the write fails, the intent is rolled back and a full
+    // pass at once removes what the devices got for it (as after a crash
+    // between the two, where the restart's full pass does it).
+    // Reconciling touches neither store_ nor journal_.
+    auto saving = std::async(std::launch::async, [this] { return store_.append(journal_); });
+    for (const auto& c : mutations_) spdlog::info("{}", c);
+    std::optional<PassResult> pass;
+    std::exception_ptr reconcile_error;
+    try {
+      pass = reconcileTouched();
+    } catch (...) {
+      reconcile_error = std::current_exception();
+    }
+    t_reconciled = SteadyClock::now();
     Status st = Status::success();
     try {
-      st = persist();
+      st = saving.get();
     } catch (...) {
-      rollback({});  // nothing reached the disk: the intent stays as it was
+      rollback({});  // nothing acknowledged: the intent stays as it was
+      requestFullPass();
       throw;
     }
-    t_persisted = t_reconciled = SteadyClock::now();
+    t_persisted = SteadyClock::now();
     if (!st) {
+      ++counters_.state_save_failures;
+      spdlog::error("state: {}; the batch is refused and its device changes undone",
+                    st.error().describe());
       rollback({});
+      requestFullPass();
       for (auto i : accepted) replies[i] = control::errorReply(st.error());
       accepted.clear();
     } else {
-      for (const auto& c : mutations_) spdlog::info("{}", c);
-      const auto pass = reconcileTouched();
-      scheduleRetry(pass.failures > 0);
-      t_reconciled = SteadyClock::now();
+      ++counters_.state_saves;
+      if (store_.compactionDue()) compactState();
     }
+    if (reconcile_error) std::rethrow_exception(reconcile_error);
+    if (pass) scheduleRetry(pass->failures > 0);
   }
   undo_.clear();
   // A large batch (a remote.sync of 100 k) leaves megabytes of parsed
@@ -299,7 +310,10 @@ void Controller::handleBatch(const std::vector<control::Request>& batch,
     if (result.contains("port") && result["port"].is_object()) {
       auto key = portKeyOf(result["port"]);
       if (key)
-        if (const auto* p = findPort(*key)) result["status"] = portJson(*p);
+        if (const auto* p = findPort(*key)) {
+          const bool brief = result.contains("brief") && result["brief"] == true;
+          result["status"] = portJson(*p, !brief);
+        }
     }
     replies[accepted[k]] = control::okReply(std::move(result));
   }
@@ -309,9 +323,11 @@ void Controller::handleBatch(const std::vector<control::Request>& batch,
         "batch of {} requests ({} changes): admit {:.0f} us, persist {:.0f} us, reconcile {:.0f} "
         "us, replies {:.0f} us",
         batch.size(), mutations_.size(), Micros(t_admitted - t_start).count(),
-        changed ? Micros(t_persisted - t_admitted).count() : 0.0,
-        changed ? Micros(t_reconciled - t_persisted).count() : 0.0,
-        Micros(SteadyClock::now() - (changed ? t_reconciled : t_admitted)).count());
+        // persist: the wait for the state write beyond the device work it
+        // overlaps; reconcile: the device work.
+        changed ? Micros(t_persisted - t_reconciled).count() : 0.0,
+        changed ? Micros(t_reconciled - t_admitted).count() : 0.0,
+        Micros(SteadyClock::now() - (changed ? t_persisted : t_admitted)).count());
 }
 
 Controller::~Controller() { full_pass_.reset(); }  // before the backends its worker uses

@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <future>
 #include <optional>
@@ -908,23 +910,30 @@ void Controller::updatePortLink(const model::PortKey& key, const vdpa::VdpaDevic
   const std::string& target = d.vhost_vdpa_path.empty() ? d.socket_path : d.vhost_vdpa_path;
   if (target.empty()) return;
   const std::string link = portLinkPath(key);
-  std::error_code ec;
-  if (std::filesystem::read_symlink(link, ec) == target && !ec) return;
-  std::filesystem::create_directories(vdpaLinkDir(), ec);
+  // Plain syscalls: this runs for every new port, on the request's path.
+  char current[4096];
+  const ssize_t n = ::readlink(link.c_str(), current, sizeof current);
+  if (n >= 0 && static_cast<std::size_t>(n) == target.size() &&
+      target.compare(0, target.size(), current, static_cast<std::size_t>(n)) == 0)
+    return;
   const std::string tmp = link + ".new";
-  std::filesystem::remove(tmp, ec);
-  std::filesystem::create_symlink(target, tmp, ec);
-  if (!ec) std::filesystem::rename(tmp, link, ec);
-  if (ec) {
+  (void)::unlink(tmp.c_str());
+  int rc = ::symlink(target.c_str(), tmp.c_str());
+  if (rc != 0 && errno == ENOENT) {  // the directory is made on first use
+    std::error_code ec;
+    std::filesystem::create_directories(vdpaLinkDir(), ec);
+    rc = ::symlink(target.c_str(), tmp.c_str());
+  }
+  if (rc == 0) rc = ::rename(tmp.c_str(), link.c_str());
+  if (rc != 0) {
     spdlog::warn("vdpa: cannot link {} to {}: {} (the reply's device path still works)", link,
-                 target, ec.message());
-    std::filesystem::remove(tmp, ec);
+                 target, std::strerror(errno));
+    (void)::unlink(tmp.c_str());
   }
 }
 
 void Controller::removePortLink(const model::PortKey& key) {
-  std::error_code ec;
-  std::filesystem::remove(portLinkPath(key), ec);
+  (void)::unlink(portLinkPath(key).c_str());
 }
 
 void Controller::scheduleRetry(bool failed) {

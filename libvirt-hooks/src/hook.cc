@@ -79,7 +79,7 @@ class Run {
     std::vector<json> requests;
     requests.reserve(d.ports.size());
     for (const auto& port : d.ports)
-      requests.push_back(json{{"op", "port.add"}, {"port", model::toJson(port)}});
+      requests.push_back(json{{"op", "port.add"}, {"port", model::toJson(port)}, {"brief", true}});
     const auto replies = daemon_.callAll(requests);
 
     const Error* unavailable = nullptr;  // the first port nicoffloadd did not answer for

@@ -380,8 +380,7 @@ class SimKernel {
     if (it == vdpa_.end()) return kernelError(ENODEV, what, "device not found");
     if (it->second.dev.mac == mac) return Status::success();
     touchVdpa(name);
-    it->second.dev.mac = mac;
-    renderVdpa(name);
+    it->second.dev.mac = mac;  // the config MAC shows in netlink only, not in sysfs: no render
     return commit();
   }
 

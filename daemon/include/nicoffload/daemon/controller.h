@@ -285,7 +285,6 @@ class Controller {
   void scheduleRetry(bool failed);
   std::size_t driveKernel(const SwChanges& changes, PassResult& result);
   void noteFlowReport(const flowrules::HwApplyReport& hw, PassResult& result);
-  Status persist();
   void compactState();  // a snapshot of the intent, written in the background
 
   model::HostConfig host_;
