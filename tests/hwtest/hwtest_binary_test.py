@@ -109,7 +109,8 @@ def misconfigured(hwtest, src, tmp):
     real = json.loads(json.dumps(doc))
     real["actions"]["vxlan_encap"]["supported"] = False      # a capability removed
     real["tables"]["root_table_rules"] = 300                 # a table shrunk
-    device = os.path.join(tmp, "device.json")
+    device = os.path.join(tmp, "device", "sim.json")  # a profile's name is its file's stem
+    os.makedirs(os.path.dirname(device))
     json.dump(real, open(device, "w"))
     corrected = os.path.join(tmp, "corrected", "sim.json")
     os.makedirs(os.path.dirname(corrected))
@@ -191,7 +192,7 @@ def start_fill(hwtest, profile, device_dir, tmp, name, extra=()):
     # Wait until the device holds rules: the fill is under way.
     deadline = time.time() + 60
     while time.time() < deadline:
-        time.sleep(0.2)
+        time.sleep(0.05)
         if os.path.exists(device_dir) and p.poll() is None:
             try:
                 if sim_rules(SIMNIC, device_dir) > 1000:
@@ -203,7 +204,12 @@ def start_fill(hwtest, profile, device_dir, tmp, name, extra=()):
 
 
 def sigint(hwtest, src, tmp):
-    profile = os.path.join(src, "hw-profiles", "sim.json")  # 1 M rules in group 0: long enough
+    # 200 000 rules in group 0: a fill long enough to interrupt, short enough
+    # that the device's journal stays quick to read back.
+    doc = json.load(open(os.path.join(src, "hw-profiles", "sim.json")))
+    doc["tables"]["root_table_rules"] = 200000
+    profile = os.path.join(tmp, "sim.json")
+    json.dump(doc, open(profile, "w"))
     pf_dirs_before = set(glob.glob("/tmp/nicoffload-hwtest-*"))
     dev = os.path.join(tmp, "dev-int")
     p, js = start_fill(hwtest, profile, dev, tmp, "int")

@@ -195,6 +195,7 @@ int runSuiteCommand(const Options& o) {
   std::string sim_pf_dir;
   std::unique_ptr<dpdk::Eal> eal;
   std::unique_ptr<dpdk::DpdkFlowBackend> dpdk_backend;
+  std::string eal_run_dir;  // removed at the end: this run created it
 
   if (o.backend == "sim") {
     // What the simulated device really is: the tested profile, unless
@@ -270,6 +271,18 @@ int runSuiteCommand(const Options& o) {
       args.push_back("-a");
       args.push_back(o.pf_devargs);
     }
+    // The EAL's runtime directory (/var/run/dpdk/<file-prefix>) stays after
+    // rte_eal_cleanup; removed at the end only when this run created it, so a
+    // directory another DPDK process uses is never touched.
+    {
+      std::string prefix = "rte";
+      for (std::size_t i = 0; i + 1 < args.size(); ++i)
+        if (args[i] == "--file-prefix") prefix = args[i + 1];
+      for (const auto& a : args)
+        if (a.rfind("--file-prefix=", 0) == 0) prefix = a.substr(14);
+      const std::string run = "/var/run/dpdk/" + prefix;
+      if (!std::filesystem::exists(run)) eal_run_dir = run;
+    }
     auto e = dpdk::Eal::start(args);
     if (!e) {
       std::fprintf(stderr, "nicoffload-hwtest: error: DPDK EAL: %s\n", e.error().describe().c_str());
@@ -318,6 +331,10 @@ int runSuiteCommand(const Options& o) {
     dpdk_backend.reset();
   }
   if (eal) (void)eal->stop();
+  if (!eal_run_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(eal_run_dir, ec);
+  }
 
   if (!o.quiet) std::fputs(humanSummary(report).c_str(), stdout);
   bool wrote = true;
