@@ -205,6 +205,7 @@ TEST(HwtestSuite, ADeviceThatDoesMoreThanClaimedIsAFinding) {
                                                                {"class/anti-spoofing-drop", Outcome::kFinding},
                                                                {"class/arp-trap", Outcome::kFinding},
                                                                {"class/local-delivery", Outcome::kFinding},
+                                                               {"class/local-delivery-uplink-entry", Outcome::kFinding},
                                                                {"class/routed-egress", Outcome::kFinding},
                                                                {"class/vxlan-egress", Outcome::kFinding},
                                                                {"class/vxlan-ingress", Outcome::kFinding},
@@ -275,7 +276,7 @@ TEST(HwtestSuite, JunitXmlIsWellFormedAndCountsSkipsApart) {
   EXPECT_EQ(suite.attribute("tests").as_ullong(), report.cases.size());
   EXPECT_EQ(suite.attribute("skipped").as_ullong(), report.count(Outcome::kSkipped));
   const std::size_t disagreements = report.count(Outcome::kFail) + report.count(Outcome::kFinding);
-  EXPECT_EQ(disagreements, 8u);  // action/count and the 7 rule classes (see the finding test)
+  EXPECT_EQ(disagreements, 9u);  // action/count and the 8 rule classes (see the finding test)
   EXPECT_EQ(suite.attribute("failures").as_ullong(), disagreements);
   std::size_t cases = 0, skipped = 0, failures = 0;
   for (auto tc : suite.children("testcase")) {
@@ -288,7 +289,7 @@ TEST(HwtestSuite, JunitXmlIsWellFormedAndCountsSkipsApart) {
   EXPECT_GT(skipped, 0u);
   EXPECT_EQ(failures, disagreements);
   const auto json = toJson(report);
-  EXPECT_EQ(json["counts"]["finding"], 8);
+  EXPECT_EQ(json["counts"]["finding"], 9);
   EXPECT_EQ(json["exit_code"], kExitDisagree);
   EXPECT_EQ(json["cases"].size(), report.cases.size());
 }

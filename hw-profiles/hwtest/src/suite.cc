@@ -320,7 +320,7 @@ constexpr const char* kRoutedPorts = R"({
 })";
 
 struct PlannedClass {
-  std::string name;     // "local-delivery", "vxlan-egress", ... (+ "-routed" for the routed uplink entry)
+  std::string name;     // "local-delivery", "vxlan-egress", ..., "anti-spoofing-drop", "local-delivery-uplink-entry"
   fr::FlowRule rule;    // the first rule of that class, as planned
   std::string underlay;
 };
@@ -342,13 +342,9 @@ Result<std::vector<PlannedClass>> plannedClasses(const model::HwProfile& profile
     if (!state) return state.error();
     for (const auto& r : state->rules) {
       std::string name = fr::toString(r.cls);
-      // Classes whose rules differ between underlays get one case each.
-      if (r.cls == fr::RuleClass::kLocalDelivery || r.cls == fr::RuleClass::kArpTrap ||
-          r.cls == fr::RuleClass::kAntiSpoofing) {
-        if (std::string(underlay) == "routed") continue;
-      } else if (r.cls == fr::RuleClass::kVxlanIngress && std::string(underlay) == "routed") {
-        name = "uplink-entry-routed";
-      }
+      // The routed underlay's uplink entry (IPv4 from the wire -> jump to
+      // the FIB) is a local-delivery rule in the root table: a shape of its own.
+      if (r.cls == fr::RuleClass::kLocalDelivery && r.attr.group == fr::kRootGroup) name += "-uplink-entry";
       if (r.cls == fr::RuleClass::kAntiSpoofing) {
         // Two shapes: the allow (jump) and the drop.
         bool drop = false;
@@ -984,7 +980,7 @@ std::string humanSummary(const SuiteReport& report) {
       << report.device << ")\n";
   for (const auto& c : report.cases) {
     char head[128];
-    std::snprintf(head, sizeof head, "%-8s %-32s %9.3f s  ", toString(c.outcome), c.name.c_str(), c.seconds);
+    std::snprintf(head, sizeof head, "%-8s %-36s %8.3f s  ", toString(c.outcome), c.name.c_str(), c.seconds);
     out << head << c.summary << "\n";
     if (!c.device_message.empty() && c.outcome != Outcome::kPass) out << "         device: " << c.device_message << "\n";
   }
@@ -993,7 +989,7 @@ std::string humanSummary(const SuiteReport& report) {
   if (report.interrupted) out << "; INTERRUPTED (what was made is removed)";
   out << "\n";
   for (const auto& e : report.cleanup_errors) out << "# NOT REMOVED: " << e << "\n";
-  out << "# nothing here is validated on hardware unless backend is dpdk on a real ConnectX PF\n";
+  out << "# these results hold for the backend above only: a sim run says nothing about a real NIC\n";
   return out.str();
 }
 
