@@ -14,7 +14,8 @@ namespace {
 
 // Writes `value` into `width` bits at PRM bit offset `bit` (bit 0 = the most
 // significant bit of byte 0), as the device lays out its answers.
-void setBits(std::vector<std::uint8_t>& buf, std::size_t bit, std::size_t width, std::uint64_t value) {
+void setBits(std::vector<std::uint8_t>& buf, std::size_t bit, std::size_t width,
+             std::uint64_t value) {
   for (std::size_t i = 0; i < width; ++i) {
     const std::size_t b = bit + i;
     const std::uint8_t mask = static_cast<std::uint8_t>(0x80u >> (b % 8));
@@ -32,7 +33,8 @@ constexpr std::size_t kCap = 0x80;
 
 TEST(DevxCommand, QueryHcaCapInputBytes) {
   // opcode 0x0100 in bytes 0-1; op_mod = (cap type << 1) | GET_CUR in bytes 6-7.
-  const std::vector<std::uint8_t> general = {0x01, 0x00, 0, 0, 0, 0, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0, 0};
+  const std::vector<std::uint8_t> general = {0x01, 0x00, 0, 0, 0, 0, 0x00, 0x01,
+                                             0,    0,    0, 0, 0, 0, 0,    0};
   EXPECT_EQ(queryHcaCapCommand(CapType::kGeneral), general);
   const auto fdb = queryHcaCapCommand(CapType::kEswitchFlowTable);
   ASSERT_EQ(fdb.size(), 16u);
@@ -63,12 +65,12 @@ TEST(DevxBits, WriterAndReaderAgreeOnRandomFields) {
 
 TEST(DevxParse, GeneralCapsFromPrmOffsets) {
   auto out = answer();
-  setBits(out, kCap + 0x30, 16, 0x1234);  // vhca_id
-  setBits(out, kCap + 0x1a0, 1, 1);       // vport_group_manager
-  setBits(out, kCap + 0x1a7, 1, 1);       // eswitch_manager
-  setBits(out, kCap + 0x1b6, 2, 1);       // port_type Ethernet
+  setBits(out, kCap + 0x30, 16, 0x1234);       // vhca_id
+  setBits(out, kCap + 0x1a0, 1, 1);            // vport_group_manager
+  setBits(out, kCap + 0x1a7, 1, 1);            // eswitch_manager
+  setBits(out, kCap + 0x1b6, 2, 1);            // port_type Ethernet
   setBits(out, kCap + 0x400, 64, 1ull << 13);  // general_obj_types: VIRTIO_NET_Q
-  setBits(out, kCap + 0x61e, 1, 1);       // sw_owner_id
+  setBits(out, kCap + 0x61e, 1, 1);            // sw_owner_id
   const auto c = parseGeneralCaps(out);
   ASSERT_TRUE(c.ok()) << c.error().describe();
   EXPECT_EQ(c->vhca_id, 0x1234);
@@ -93,14 +95,14 @@ TEST(DevxParse, GeneralCapsFromPrmOffsets) {
 TEST(DevxParse, FlowTablePropsAtTheFdbOffset) {
   auto out = answer();
   const std::size_t fdb = kCap + 0x200;  // flow_table_properties_nic_esw_fdb
-  setBits(out, fdb + 0x00, 1, 1);  // ft_support
-  setBits(out, fdb + 0x02, 1, 1);  // flow_counter
-  setBits(out, fdb + 0x07, 1, 1);  // reformat
-  setBits(out, fdb + 0x08, 1, 1);  // decap
-  setBits(out, fdb + 0x22, 6, 23); // log_max_ft_size
-  setBits(out, fdb + 0x38, 8, 64); // max_ft_level
-  setBits(out, fdb + 0x78, 8, 20); // log_max_ft_num
-  setBits(out, fdb + 0x90, 8, 24); // log_max_flow_counter
+  setBits(out, fdb + 0x00, 1, 1);        // ft_support
+  setBits(out, fdb + 0x02, 1, 1);        // flow_counter
+  setBits(out, fdb + 0x07, 1, 1);        // reformat
+  setBits(out, fdb + 0x08, 1, 1);        // decap
+  setBits(out, fdb + 0x22, 6, 23);       // log_max_ft_size
+  setBits(out, fdb + 0x38, 8, 64);       // max_ft_level
+  setBits(out, fdb + 0x78, 8, 20);       // log_max_ft_num
+  setBits(out, fdb + 0x90, 8, 24);       // log_max_flow_counter
   // The ACL ingress properties right after (0x400) must not be read as FDB.
   setBits(out, kCap + 0x400 + 0x22, 6, 5);
   const auto c = parseFlowTableCaps(out);
@@ -210,9 +212,9 @@ TEST(DevxProfile, ACapableDeviceAgreesWithItsProfile) {
 TEST(DevxProfile, FindingsNameTheClaimAndTheCapability) {
   const auto profile = test::loadProfile("connectx-6dx");
   auto dev = capableDevice();
-  dev.fw_ver = "22.34.1002";              // older than xx.35.1012
-  dev.general->general_obj_types = 0;      // no virtio-net queues
-  dev.eswitch->vxlan_encap_decap = false;  // no VXLAN in the eswitch
+  dev.fw_ver = "22.34.1002";                       // older than xx.35.1012
+  dev.general->general_obj_types = 0;              // no virtio-net queues
+  dev.eswitch->vxlan_encap_decap = false;          // no VXLAN in the eswitch
   dev.fdb_flow_table->props.log_max_ft_size = 16;  // 65536 rules < 16 M claimed
   dev.pci_id = "15b3:1017";
   const auto fs = checkProfile(dev, profile);

@@ -4,16 +4,16 @@
 // action refused only at create time, a capability the profile denies): the
 // suite must report exactly those mismatches, propose the corrections, and
 // the corrected profile must agree with that device.
+#include "nicoffload/hwtest/suite.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <map>
+#include <pugixml.hpp>
 #include <set>
 
-#include <pugixml.hpp>
-
-#include "nicoffload/hwtest/suite.h"
 #include "nicoffload/offload/sim_pf.h"
 #include "nicoffload/simnic/sim_eswitch.h"
 #include "test_support.h"
@@ -62,7 +62,8 @@ SuiteOptions quick() {
 std::map<std::string, Outcome> notPassed(const SuiteReport& r, bool with_skipped = false) {
   std::map<std::string, Outcome> out;
   for (const auto& c : r.cases)
-    if (c.outcome != Outcome::kPass && (with_skipped || c.outcome != Outcome::kSkipped)) out[c.name] = c.outcome;
+    if (c.outcome != Outcome::kPass && (with_skipped || c.outcome != Outcome::kSkipped))
+      out[c.name] = c.outcome;
   return out;
 }
 
@@ -84,11 +85,14 @@ TEST(HwtestSuite, EveryShippedProfileAgreesWithASimThatIsWhatItClaims) {
     EXPECT_EQ(sim.eswitch->size(), 0u) << "every rule the suite made is destroyed";
     EXPECT_TRUE(sim.pf->vdpaDevs().empty());
     // The cases that ran for real, not skipped.
-    for (const char* c : {"item/eth", "item/vxlan", "action/vxlan_encap", "action/count", "class/local-delivery",
-                          "class/arp-trap", "table/groups", "nic/switchdev", "nic/vf-limit"})
-      EXPECT_EQ(caseNamed(report, c).outcome, Outcome::kPass) << c << ": " << caseNamed(report, c).summary;
+    for (const char* c :
+         {"item/eth", "item/vxlan", "action/vxlan_encap", "action/count", "class/local-delivery",
+          "class/arp-trap", "table/groups", "nic/switchdev", "nic/vf-limit"})
+      EXPECT_EQ(caseNamed(report, c).outcome, Outcome::kPass)
+          << c << ": " << caseNamed(report, c).summary;
     // Profiles without vDPA: creation refused, as claimed (a pass, not a skip).
-    EXPECT_EQ(caseNamed(report, "vdpa/create").outcome, Outcome::kPass) << caseNamed(report, "vdpa/create").summary;
+    EXPECT_EQ(caseNamed(report, "vdpa/create").outcome, Outcome::kPass)
+        << caseNamed(report, "vdpa/create").summary;
     // Skipped with their reason, never passed.
     const auto& arp = caseNamed(report, "item/arp_eth_ipv4");
     EXPECT_EQ(arp.outcome, Outcome::kSkipped);
@@ -124,10 +128,12 @@ TEST(HwtestSuite, TablesAreFilledToTheirSizeAndTheNextInsertIsRefused) {
   o.filter = std::regex("^table/");
   const auto report = runSuite(profile, sim.devices, o);
   ASSERT_EQ(report.cases.size(), 3u);
-  for (const auto& c : report.cases) EXPECT_EQ(c.outcome, Outcome::kPass) << c.name << ": " << c.summary;
+  for (const auto& c : report.cases)
+    EXPECT_EQ(c.outcome, Outcome::kPass) << c.name << ": " << c.summary;
   EXPECT_EQ(caseNamed(report, "table/group0-fill").figures["filled"], 300);
   EXPECT_EQ(caseNamed(report, "table/group1-fill").figures["filled"], 200);
-  EXPECT_NE(caseNamed(report, "table/group0-fill").device_message.find("is full"), std::string::npos);
+  EXPECT_NE(caseNamed(report, "table/group0-fill").device_message.find("is full"),
+            std::string::npos);
   EXPECT_EQ(sim.eswitch->size(), 0u);
 }
 
@@ -145,10 +151,10 @@ TEST(HwtestSuite, MisconfiguredSimReportsExactlyTheMismatches) {
   // Exactly these: the two actions, the root table, and the planner's rule
   // classes (and their rates) that use vxlan_encap or dec_ttl.
   const std::map<std::string, Outcome> expected = {
-      {"action/vxlan_encap", Outcome::kFail},   {"action/dec_ttl", Outcome::kFail},
-      {"table/group0-fill", Outcome::kFail},    {"class/local-delivery", Outcome::kFail},
-      {"class/routed-egress", Outcome::kFail},  {"class/vxlan-egress", Outcome::kFail},
-      {"rate/local-delivery", Outcome::kFail},  {"rate/routed-egress", Outcome::kFail},
+      {"action/vxlan_encap", Outcome::kFail},  {"action/dec_ttl", Outcome::kFail},
+      {"table/group0-fill", Outcome::kFail},   {"class/local-delivery", Outcome::kFail},
+      {"class/routed-egress", Outcome::kFail}, {"class/vxlan-egress", Outcome::kFail},
+      {"rate/local-delivery", Outcome::kFail}, {"rate/routed-egress", Outcome::kFail},
       {"rate/vxlan-egress", Outcome::kFail},
   };
   EXPECT_EQ(notPassed(report), expected);
@@ -157,14 +163,16 @@ TEST(HwtestSuite, MisconfiguredSimReportsExactlyTheMismatches) {
 
   // Each with the device's own message and the right correction.
   const auto& encap = caseNamed(report, "action/vxlan_encap");
-  EXPECT_NE(encap.device_message.find("has no action vxlan_encap"), std::string::npos) << encap.device_message;
+  EXPECT_NE(encap.device_message.find("has no action vxlan_encap"), std::string::npos)
+      << encap.device_message;
   EXPECT_NE(encap.summary.find("at validate"), std::string::npos);
   ASSERT_EQ(encap.corrections.size(), 1u);
   EXPECT_EQ(encap.corrections[0].path, "/actions/vxlan_encap/supported");
   EXPECT_EQ(encap.corrections[0].to, false);
   const auto& ttl = caseNamed(report, "action/dec_ttl");
   EXPECT_NE(ttl.summary.find("create refused"), std::string::npos) << ttl.summary;
-  EXPECT_NE(ttl.device_message.find("validate accepts it"), std::string::npos) << ttl.device_message;
+  EXPECT_NE(ttl.device_message.find("validate accepts it"), std::string::npos)
+      << ttl.device_message;
   const auto& fill = caseNamed(report, "table/group0-fill");
   EXPECT_EQ(fill.figures["accepted"], 250);
   ASSERT_EQ(fill.corrections.size(), 1u);
@@ -180,8 +188,9 @@ TEST(HwtestSuite, MisconfiguredSimReportsExactlyTheMismatches) {
   EXPECT_EQ(fixed_doc["actions"]["vxlan_encap"]["supported"], false);
   EXPECT_EQ(fixed_doc["actions"]["dec_ttl"]["supported"], false);
   EXPECT_EQ(fixed_doc["tables"]["root_table_rules"], 250);
-  EXPECT_NE(fixed_doc["actions"]["dec_ttl"]["source"].get<std::string>().find("nicoffload-hwtest: "),
-            std::string::npos);
+  EXPECT_NE(
+      fixed_doc["actions"]["dec_ttl"]["source"].get<std::string>().find("nicoffload-hwtest: "),
+      std::string::npos);
   EXPECT_TRUE(fixed_doc["sources"].contains("nicoffload-hwtest"));
   const auto fixed = unwrap(model::parseHwProfile(fixed_doc, "sim"), "corrected profile");
   Sim again(real);
@@ -200,17 +209,19 @@ TEST(HwtestSuite, ADeviceThatDoesMoreThanClaimedIsAFinding) {
   const auto report = runSuite(tested, sim.devices, quick());
   // Every rule the planner emits counts: without COUNT it places them all in
   // sw, and the device accepting them is a finding per class too.
-  EXPECT_EQ(notPassed(report), (std::map<std::string, Outcome>{{"action/count", Outcome::kFinding},
-                                                               {"class/anti-spoofing-allow", Outcome::kFinding},
-                                                               {"class/anti-spoofing-drop", Outcome::kFinding},
-                                                               {"class/arp-trap", Outcome::kFinding},
-                                                               {"class/local-delivery", Outcome::kFinding},
-                                                               {"class/local-delivery-uplink-entry", Outcome::kFinding},
-                                                               {"class/routed-egress", Outcome::kFinding},
-                                                               {"class/vxlan-egress", Outcome::kFinding},
-                                                               {"class/vxlan-ingress", Outcome::kFinding},
-                                                               {"vdpa/create", Outcome::kFinding}}));
-  EXPECT_NE(caseNamed(report, "class/arp-trap").summary.find("the planner puts this class in sw"), std::string::npos);
+  EXPECT_EQ(notPassed(report), (std::map<std::string, Outcome>{
+                                   {"action/count", Outcome::kFinding},
+                                   {"class/anti-spoofing-allow", Outcome::kFinding},
+                                   {"class/anti-spoofing-drop", Outcome::kFinding},
+                                   {"class/arp-trap", Outcome::kFinding},
+                                   {"class/local-delivery", Outcome::kFinding},
+                                   {"class/local-delivery-uplink-entry", Outcome::kFinding},
+                                   {"class/routed-egress", Outcome::kFinding},
+                                   {"class/vxlan-egress", Outcome::kFinding},
+                                   {"class/vxlan-ingress", Outcome::kFinding},
+                                   {"vdpa/create", Outcome::kFinding}}));
+  EXPECT_NE(caseNamed(report, "class/arp-trap").summary.find("the planner puts this class in sw"),
+            std::string::npos);
   // The rate cases of classes placed in sw are skipped, saying why.
   EXPECT_EQ(caseNamed(report, "rate/arp-trap").outcome, Outcome::kSkipped);
   const auto& c = caseNamed(report, "action/count");
@@ -227,14 +238,18 @@ class StoppingBackend final : public flowrules::FlowBackend {
   StoppingBackend(flowrules::FlowBackend& inner, std::atomic<bool>& stop, int after)
       : inner_(inner), stop_(stop), left_(after) {}
   std::vector<flowrules::HeldRule> installed() const override { return inner_.installed(); }
-  const flowrules::FlowBackendCapabilities& capabilities() const override { return inner_.capabilities(); }
+  const flowrules::FlowBackendCapabilities& capabilities() const override {
+    return inner_.capabilities();
+  }
   Status validate(const flowrules::FlowRule& r) override { return inner_.validate(r); }
   Result<flowrules::FlowHandle> create(const flowrules::FlowRule& r) override {
     if (--left_ == 0) stop_.store(true);
     return inner_.create(r);
   }
   Status destroy(flowrules::FlowHandle h) override { return inner_.destroy(h); }
-  Result<flowrules::FlowCounters> query(flowrules::FlowHandle h) override { return inner_.query(h); }
+  Result<flowrules::FlowCounters> query(flowrules::FlowHandle h) override {
+    return inner_.query(h);
+  }
   Status flush() override { return inner_.flush(); }
 
  private:

@@ -9,23 +9,25 @@ namespace {
 
 // Bit offsets (PRM numbering) of the fields read below; see caps.h for the
 // structures they come from (Linux 6.1 mlx5_ifc.h / mlx5_ifc_vdpa.h).
-constexpr std::size_t kCapBase = kQueryHcaCapOutHeaderBytes * 8;  // hca_cap_union in query_hca_cap_out
+constexpr std::size_t kCapBase =
+    kQueryHcaCapOutHeaderBytes * 8;  // hca_cap_union in query_hca_cap_out
 
 Status checkOut(std::span<const std::uint8_t> out, CapType type) {
   if (out.size() < kQueryHcaCapOutBytes)
-    return makeError(ErrorCode::kInvalidValue, std::string("query_hca_cap_out(") + toString(type) + ")",
+    return makeError(ErrorCode::kInvalidValue,
+                     std::string("query_hca_cap_out(") + toString(type) + ")",
                      std::to_string(out.size()),
                      "answer of " + std::to_string(out.size()) + " bytes, expected " +
                          std::to_string(kQueryHcaCapOutBytes));
   if (const auto status = getBits(out, 0x00, 8); status != 0)
-    return makeError(ErrorCode::kInvalidValue, "status", std::to_string(status),
-                     std::string("QUERY_HCA_CAP ") + toString(type) + " failed: status 0x" +
-                         [&] {
-                           char b[32];
-                           std::snprintf(b, sizeof b, "%02x, syndrome 0x%08x", static_cast<unsigned>(status),
-                                         static_cast<unsigned>(getBits(out, 0x20, 32)));
-                           return std::string(b);
-                         }());
+    return makeError(
+        ErrorCode::kInvalidValue, "status", std::to_string(status),
+        std::string("QUERY_HCA_CAP ") + toString(type) + " failed: status 0x" + [&] {
+          char b[32];
+          std::snprintf(b, sizeof b, "%02x, syndrome 0x%08x", static_cast<unsigned>(status),
+                        static_cast<unsigned>(getBits(out, 0x20, 32)));
+          return std::string(b);
+        }());
   return Status::success();
 }
 
@@ -54,7 +56,8 @@ std::optional<FwVersion> parseFw(const std::string& s) {
   std::size_t pos = 0;
   for (int i = 0; i < 3; ++i) {
     const auto dot = s.find('.', pos);
-    const std::string part = s.substr(pos, dot == std::string::npos ? std::string::npos : dot - pos);
+    const std::string part =
+        s.substr(pos, dot == std::string::npos ? std::string::npos : dot - pos);
     if (i == 0 && part == "xx") {
       parts[0] = 0;
     } else {
@@ -79,20 +82,28 @@ std::optional<FwVersion> parseFw(const std::string& s) {
 
 const char* toString(CapType type) {
   switch (type) {
-    case CapType::kGeneral: return "general";
-    case CapType::kNicFlowTable: return "nic-flow-table";
-    case CapType::kEswitchFlowTable: return "eswitch-flow-table";
-    case CapType::kEswitch: return "eswitch";
-    case CapType::kVirtioEmulation: return "virtio-emulation";
+    case CapType::kGeneral:
+      return "general";
+    case CapType::kNicFlowTable:
+      return "nic-flow-table";
+    case CapType::kEswitchFlowTable:
+      return "eswitch-flow-table";
+    case CapType::kEswitch:
+      return "eswitch";
+    case CapType::kVirtioEmulation:
+      return "virtio-emulation";
   }
   return "?";
 }
 
 const char* toString(ProbeFinding::Severity s) {
   switch (s) {
-    case ProbeFinding::Severity::kOk: return "ok";
-    case ProbeFinding::Severity::kFinding: return "finding";
-    case ProbeFinding::Severity::kUnknown: return "unknown";
+    case ProbeFinding::Severity::kOk:
+      return "ok";
+    case ProbeFinding::Severity::kFinding:
+      return "finding";
+    case ProbeFinding::Severity::kUnknown:
+      return "unknown";
   }
   return "?";
 }
@@ -102,7 +113,8 @@ std::vector<std::uint8_t> queryHcaCapCommand(CapType type) {
   // opcode: bits 0x00..0x0f (bytes 0-1); op_mod: bits 0x30..0x3f (bytes 6-7).
   in[0] = static_cast<std::uint8_t>(kOpQueryHcaCap >> 8);
   in[1] = static_cast<std::uint8_t>(kOpQueryHcaCap & 0xff);
-  const std::uint16_t op_mod = static_cast<std::uint16_t>((static_cast<std::uint16_t>(type) << 1) | 1);
+  const std::uint16_t op_mod =
+      static_cast<std::uint16_t>((static_cast<std::uint16_t>(type) << 1) | 1);
   in[6] = static_cast<std::uint8_t>(op_mod >> 8);
   in[7] = static_cast<std::uint8_t>(op_mod & 0xff);
   return in;
@@ -173,20 +185,24 @@ Result<model::HwProfile> chooseProfile(const std::string& pci_id,
     for (const auto& id : p.pci_ids)
       if (id == pci_id) {
         if (found && found->name != p.name)
-          return makeError(ErrorCode::kConflict, "pci_ids", pci_id,
-                           "profiles " + found->name + " and " + p.name + " both claim PCI id " + pci_id);
+          return makeError(
+              ErrorCode::kConflict, "pci_ids", pci_id,
+              "profiles " + found->name + " and " + p.name + " both claim PCI id " + pci_id);
         found = &p;
       }
   if (!found)
-    return makeError(ErrorCode::kNotFound, "pci_ids", pci_id,
-                     "no hardware profile lists PCI id " + pci_id + "; write one (hw-profiles/README.md)");
+    return makeError(
+        ErrorCode::kNotFound, "pci_ids", pci_id,
+        "no hardware profile lists PCI id " + pci_id + "; write one (hw-profiles/README.md)");
   return *found;
 }
 
 std::vector<ProbeFinding> checkProfile(const DeviceCaps& caps, const model::HwProfile& profile) {
   using S = ProbeFinding::Severity;
   std::vector<ProbeFinding> out;
-  auto add = [&](S s, std::string claim, std::string msg) { out.push_back({s, std::move(claim), std::move(msg)}); };
+  auto add = [&](S s, std::string claim, std::string msg) {
+    out.push_back({s, std::move(claim), std::move(msg)});
+  };
 
   // PCI id.
   if (!caps.pci_id.empty()) {
@@ -194,7 +210,8 @@ std::vector<ProbeFinding> checkProfile(const DeviceCaps& caps, const model::HwPr
     for (const auto& id : profile.pci_ids) listed = listed || id == caps.pci_id;
     add(listed ? S::kOk : S::kFinding, "pci_ids",
         listed ? "the device " + caps.pci_id + " is one the profile lists"
-               : "the device is " + caps.pci_id + ", which the profile " + profile.name + " does not list");
+               : "the device is " + caps.pci_id + ", which the profile " + profile.name +
+                     " does not list");
   }
 
   const bool claims_switchdev = [&] {
@@ -218,10 +235,12 @@ std::vector<ProbeFinding> checkProfile(const DeviceCaps& caps, const model::HwPr
     const auto at_least = firmwareAtLeast(caps.fw_ver, profile.hw_steering_min_firmware);
     if (!at_least)
       add(S::kUnknown, "steering.hw_steering",
-          "firmware '" + caps.fw_ver + "' or minimum '" + profile.hw_steering_min_firmware + "' does not parse");
+          "firmware '" + caps.fw_ver + "' or minimum '" + profile.hw_steering_min_firmware +
+              "' does not parse");
     else
       add(*at_least ? S::kOk : S::kFinding, "steering.hw_steering",
-          "firmware " + caps.fw_ver + (*at_least ? " >= " : " < ") + profile.hw_steering_min_firmware +
+          "firmware " + caps.fw_ver + (*at_least ? " >= " : " < ") +
+              profile.hw_steering_min_firmware +
               (*at_least ? "" : ": hardware steering (dv_flow_en=2) needs a firmware update"));
   }
   if (profile.sw_steering && caps.general)
@@ -233,19 +252,22 @@ std::vector<ProbeFinding> checkProfile(const DeviceCaps& caps, const model::HwPr
   const bool decap = profile.action(model::ActionType::kVxlanDecap).supported;
   if (encap || decap) {
     if (!caps.eswitch || !caps.fdb_flow_table) {
-      add(S::kUnknown, "actions.vxlan_encap/vxlan_decap", "eswitch or FDB capabilities could not be read");
+      add(S::kUnknown, "actions.vxlan_encap/vxlan_decap",
+          "eswitch or FDB capabilities could not be read");
     } else {
       const auto& f = caps.fdb_flow_table->props;
       if (encap) {
         const bool ok = caps.eswitch->vxlan_encap_decap && f.reformat;
         add(ok ? S::kOk : S::kFinding, "actions.vxlan_encap",
-            std::string("e_switch_cap.vxlan_encap_decap=") + (caps.eswitch->vxlan_encap_decap ? "1" : "0") +
+            std::string("e_switch_cap.vxlan_encap_decap=") +
+                (caps.eswitch->vxlan_encap_decap ? "1" : "0") +
                 " fdb.reformat=" + (f.reformat ? "1" : "0"));
       }
       if (decap) {
         const bool ok = caps.eswitch->vxlan_encap_decap && (f.decap || f.reformat_l3_tunnel_to_l2);
         add(ok ? S::kOk : S::kFinding, "actions.vxlan_decap",
-            std::string("e_switch_cap.vxlan_encap_decap=") + (caps.eswitch->vxlan_encap_decap ? "1" : "0") +
+            std::string("e_switch_cap.vxlan_encap_decap=") +
+                (caps.eswitch->vxlan_encap_decap ? "1" : "0") +
                 " fdb.decap=" + (f.decap ? "1" : "0"));
       }
     }
@@ -272,9 +294,11 @@ std::vector<ProbeFinding> checkProfile(const DeviceCaps& caps, const model::HwPr
       const bool q = caps.general->virtioNetQueues();
       const bool ok = q && caps.virtio && caps.virtio->max_num_virtio_queues > 0;
       add(ok ? S::kOk : S::kFinding, "vdpa",
-          std::string("general_obj_types VIRTIO_NET_Q=") + (q ? "1" : "0") + ", virtio_emulation_cap " +
-              (caps.virtio ? "max_num_virtio_queues=" + std::to_string(caps.virtio->max_num_virtio_queues)
-                           : std::string("not readable")));
+          std::string("general_obj_types VIRTIO_NET_Q=") + (q ? "1" : "0") +
+              ", virtio_emulation_cap " +
+              (caps.virtio
+                   ? "max_num_virtio_queues=" + std::to_string(caps.virtio->max_num_virtio_queues)
+                   : std::string("not readable")));
     }
   }
   return out;

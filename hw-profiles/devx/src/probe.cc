@@ -47,10 +47,12 @@ Error openError(int err, const std::string& ibdev) {
   switch (err) {
     case EOPNOTSUPP:  // == ENOTSUP on Linux
     case EPROTONOSUPPORT:
-      return makeError(ErrorCode::kUnsupported, "devx", ibdev, text + " (no devx in this kernel or firmware)");
+      return makeError(ErrorCode::kUnsupported, "devx", ibdev,
+                       text + " (no devx in this kernel or firmware)");
     case EPERM:
     case EACCES:
-      return makeError(ErrorCode::kPermissionDenied, "devx", ibdev, text + " (devx needs CAP_NET_RAW: run as root)");
+      return makeError(ErrorCode::kPermissionDenied, "devx", ibdev,
+                       text + " (devx needs CAP_NET_RAW: run as root)");
     default:
       return makeError(ErrorCode::kIo, "devx", ibdev, text);
   }
@@ -77,9 +79,10 @@ Result<DeviceCaps> probeDevice(const std::string& pci) {
   }
   if (!chosen)
     return makeError(ErrorCode::kNotFound, "pci", pci,
-                     pci.empty() ? "no mlx5 RDMA device on this host (ibv_get_device_list found none "
-                                   "the mlx5 provider drives; is mlx5_ib loaded?)"
-                                 : "no mlx5 RDMA device at PCI address " + pci);
+                     pci.empty()
+                         ? "no mlx5 RDMA device on this host (ibv_get_device_list found none "
+                           "the mlx5 provider drives; is mlx5_ib loaded?)"
+                         : "no mlx5 RDMA device at PCI address " + pci);
 
   mlx5dv_context_attr attr{};
   attr.flags = MLX5DV_CONTEXT_FLAGS_DEVX;
@@ -101,7 +104,8 @@ Result<DeviceCaps> probeDevice(const std::string& pci) {
   auto query = [&](CapType type) -> std::vector<std::uint8_t> {
     const auto in = queryHcaCapCommand(type);
     std::vector<std::uint8_t> out(kQueryHcaCapOutBytes, 0);
-    if (int rc = mlx5dv_devx_general_cmd(ctx, in.data(), in.size(), out.data(), out.size()); rc != 0) {
+    if (int rc = mlx5dv_devx_general_cmd(ctx, in.data(), in.size(), out.data(), out.size());
+        rc != 0) {
       caps.errors.push_back(std::string("QUERY_HCA_CAP ") + toString(type) + ": " +
                             std::strerror(rc < 0 ? -rc : (errno ? errno : rc)));
       return {};
@@ -112,14 +116,17 @@ Result<DeviceCaps> probeDevice(const std::string& pci) {
     if (parsed)
       slot = std::move(parsed).value();
     else
-      caps.errors.push_back(std::string("QUERY_HCA_CAP ") + toString(type) + ": " + parsed.error().describe());
+      caps.errors.push_back(std::string("QUERY_HCA_CAP ") + toString(type) + ": " +
+                            parsed.error().describe());
   };
-  if (auto b = query(CapType::kGeneral); !b.empty()) keep(parseGeneralCaps(b), caps.general, CapType::kGeneral);
+  if (auto b = query(CapType::kGeneral); !b.empty())
+    keep(parseGeneralCaps(b), caps.general, CapType::kGeneral);
   if (auto b = query(CapType::kNicFlowTable); !b.empty())
     keep(parseFlowTableCaps(b), caps.nic_flow_table, CapType::kNicFlowTable);
   if (auto b = query(CapType::kEswitchFlowTable); !b.empty())
     keep(parseFlowTableCaps(b), caps.fdb_flow_table, CapType::kEswitchFlowTable);
-  if (auto b = query(CapType::kEswitch); !b.empty()) keep(parseEswitchCaps(b), caps.eswitch, CapType::kEswitch);
+  if (auto b = query(CapType::kEswitch); !b.empty())
+    keep(parseEswitchCaps(b), caps.eswitch, CapType::kEswitch);
   if (auto b = query(CapType::kVirtioEmulation); !b.empty())
     keep(parseVirtioCaps(b), caps.virtio, CapType::kVirtioEmulation);
   return caps;

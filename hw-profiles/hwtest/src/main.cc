@@ -2,19 +2,20 @@
 // simulated NIC, or rte_flow on a PF under DPDK) and reports where they
 // agree; --probe reads an mlx5 PF's capabilities through rdma-core devx.
 // Usage and exit codes: --help, and hw-profiles/README.md.
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <sstream>
-
-#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "nicoffload/devx/caps.h"
 #include "nicoffload/devx/probe.h"
@@ -46,7 +47,8 @@ void installSignals() {
 const char* kExitText =
     "Exit status:\n"
     "  0  every case run agrees with the profile (skipped cases allowed; --probe: every check ok)\n"
-    "  1  the device and the profile disagree: a case failed or made a finding (--probe: a finding)\n"
+    "  1  the device and the profile disagree: a case failed or made a finding (--probe: a "
+    "finding)\n"
     "  2  bad options, or a profile that does not load\n"
     "  3  something the suite made (a rule, a vDPA device) could not be removed: see stderr\n"
     "  4  the device could not be opened, or it is busy (rules / VFs in use) without --allow-busy\n"
@@ -102,14 +104,38 @@ std::string profileDir(const Options& o) {
   return model::defaultProfileDir(NICOFFLOAD_PROFILE_INSTALL_DIR, NICOFFLOAD_PROFILE_SOURCE_DIR);
 }
 
+// What makes a real PF busy: a VF bound to a driver other than mlx5_core
+// (vfio-pci: passed to a VM), or a vDPA device on a VF (backing a VM's NIC).
+std::vector<std::string> busyReasons(const std::string& pf) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  const std::filesystem::path dev = "/sys/bus/pci/devices/" + pf;
+  for (const auto& e : std::filesystem::directory_iterator(dev, ec)) {
+    const auto name = e.path().filename().string();
+    if (name.rfind("virtfn", 0) != 0) continue;
+    const auto vf = std::filesystem::canonical(e.path(), ec);
+    if (ec) continue;
+    const auto driver = std::filesystem::read_symlink(vf / "driver", ec).filename().string();
+    if (!ec && !driver.empty() && driver != "mlx5_core")
+      out.push_back("VF " + vf.filename().string() + " is bound to " + driver +
+                    " (assigned to a VM?)");
+    for (const auto& c : std::filesystem::directory_iterator(vf, ec))
+      if (c.path().filename().string().rfind("vdpa", 0) == 0)
+        out.push_back("VF " + vf.filename().string() + " backs vDPA device " +
+                      c.path().filename().string());
+  }
+  return out;
+}
+
 // --- --probe -----------------------------------------------------------------
 
 int runProbe(const Options& o) {
   const auto devices = devx::listMlx5Devices();
   if (devices.empty()) {
-    std::printf("nicoffload-hwtest --probe: no mlx5 device on this host: rdma-core lists no RDMA device "
-                "that the mlx5 provider drives (no ConnectX/BlueField NIC, or mlx5_ib not loaded); "
-                "nothing probed\n");
+    std::printf(
+        "nicoffload-hwtest --probe: no mlx5 device on this host: rdma-core lists no RDMA device "
+        "that the mlx5 provider drives (no ConnectX/BlueField NIC, or mlx5_ib not loaded); "
+        "nothing probed\n");
     return kExitNoDevice;
   }
   for (const auto& d : devices)
@@ -119,21 +145,24 @@ int runProbe(const Options& o) {
     std::fprintf(stderr, "nicoffload-hwtest: --probe: %s\n", caps.error().describe().c_str());
     return caps.error().code == ErrorCode::kPermissionDenied ? kExitDevice : kExitNoDevice;
   }
-  std::printf("device %s (%s, %s), firmware %s\n", caps->pci.c_str(), caps->ibdev.c_str(), caps->pci_id.c_str(),
-              caps->fw_ver.c_str());
+  std::printf("device %s (%s, %s), firmware %s\n", caps->pci.c_str(), caps->ibdev.c_str(),
+              caps->pci_id.c_str(), caps->fw_ver.c_str());
   if (caps->general)
-    std::printf("general: vhca_id %u, eswitch_manager %d, vport_group_manager %d, nic_flow_table %d, "
-                "port_type %u, sw_owner_id %d, virtio_net_q %d\n",
-                caps->general->vhca_id, caps->general->eswitch_manager, caps->general->vport_group_manager,
-                caps->general->nic_flow_table, caps->general->port_type, caps->general->sw_owner_id,
-                caps->general->virtioNetQueues());
+    std::printf(
+        "general: vhca_id %u, eswitch_manager %d, vport_group_manager %d, nic_flow_table %d, "
+        "port_type %u, sw_owner_id %d, virtio_net_q %d\n",
+        caps->general->vhca_id, caps->general->eswitch_manager, caps->general->vport_group_manager,
+        caps->general->nic_flow_table, caps->general->port_type, caps->general->sw_owner_id,
+        caps->general->virtioNetQueues());
   if (caps->fdb_flow_table)
-    std::printf("eswitch FDB: ft_support %d, flow_counter %d, reformat %d, decap %d, log_max_ft_size %u, "
-                "max_ft_level %u\n",
-                caps->fdb_flow_table->props.ft_support, caps->fdb_flow_table->props.flow_counter,
-                caps->fdb_flow_table->props.reformat, caps->fdb_flow_table->props.decap,
-                caps->fdb_flow_table->props.log_max_ft_size, caps->fdb_flow_table->props.max_ft_level);
-  if (caps->eswitch) std::printf("eswitch: vxlan_encap_decap %d\n", caps->eswitch->vxlan_encap_decap);
+    std::printf(
+        "eswitch FDB: ft_support %d, flow_counter %d, reformat %d, decap %d, log_max_ft_size %u, "
+        "max_ft_level %u\n",
+        caps->fdb_flow_table->props.ft_support, caps->fdb_flow_table->props.flow_counter,
+        caps->fdb_flow_table->props.reformat, caps->fdb_flow_table->props.decap,
+        caps->fdb_flow_table->props.log_max_ft_size, caps->fdb_flow_table->props.max_ft_level);
+  if (caps->eswitch)
+    std::printf("eswitch: vxlan_encap_decap %d\n", caps->eswitch->vxlan_encap_decap);
   if (caps->virtio)
     std::printf("virtio emulation: max_num_virtio_queues %u, max_emulated_devices %u\n",
                 caps->virtio->max_num_virtio_queues, caps->virtio->max_emulated_devices);
@@ -176,7 +205,8 @@ int runSuiteCommand(const Options& o) {
     try {
       so.filter = std::regex(o.case_regex);
     } catch (const std::regex_error& e) {
-      std::fprintf(stderr, "nicoffload-hwtest: error: --case '%s': %s\n", o.case_regex.c_str(), e.what());
+      std::fprintf(stderr, "nicoffload-hwtest: error: --case '%s': %s\n", o.case_regex.c_str(),
+                   e.what());
       return kExitUsage;
     }
   }
@@ -196,6 +226,7 @@ int runSuiteCommand(const Options& o) {
   std::unique_ptr<dpdk::Eal> eal;
   std::unique_ptr<dpdk::DpdkFlowBackend> dpdk_backend;
   std::string eal_run_dir;  // removed at the end: this run created it
+  int lock_fd = -1;         // the PF's device lock (nicoffloadd's), held for the run
 
   if (o.backend == "sim") {
     // What the simulated device really is: the tested profile, unless
@@ -204,7 +235,8 @@ int runSuiteCommand(const Options& o) {
     if (!o.sim_profile_file.empty()) {
       auto p = model::loadHwProfile(o.sim_profile_file);
       if (!p) {
-        std::fprintf(stderr, "nicoffload-hwtest: error: --sim-profile: %s\n", p.error().describe().c_str());
+        std::fprintf(stderr, "nicoffload-hwtest: error: --sim-profile: %s\n",
+                     p.error().describe().c_str());
         return kExitUsage;
       }
       real = std::move(p).value();
@@ -212,24 +244,27 @@ int runSuiteCommand(const Options& o) {
     if (!o.sim_device_dir.empty()) {
       auto held = simnic::SimEswitch::readDevice(o.sim_device_dir);
       if (held && !held->empty() && !o.allow_busy) {
-        std::fprintf(stderr,
-                     "nicoffload-hwtest: error: the device in %s holds %zu rules (a controller uses it); "
-                     "refusing to test a busy device without --allow-busy\n",
-                     o.sim_device_dir.c_str(), held->size());
+        std::fprintf(
+            stderr,
+            "nicoffload-hwtest: error: the device in %s holds %zu rules (a controller uses it); "
+            "refusing to test a busy device without --allow-busy\n",
+            o.sim_device_dir.c_str(), held->size());
         return kExitDevice;
       }
     }
     auto nic = o.sim_device_dir.empty() ? simnic::SimEswitch::create(real, o.vfs)
                                         : simnic::SimEswitch::open(real, o.vfs, o.sim_device_dir);
     if (!nic) {
-      std::fprintf(stderr, "nicoffload-hwtest: error: simulated NIC: %s\n", nic.error().describe().c_str());
+      std::fprintf(stderr, "nicoffload-hwtest: error: simulated NIC: %s\n",
+                   nic.error().describe().c_str());
       return kExitDevice;
     }
     sim = std::move(nic).value();
     for (const auto& a : o.sim_fail_create) {
       auto t = model::actionFromName(a);
       if (!t) {
-        std::fprintf(stderr, "nicoffload-hwtest: error: --sim-fail-create: no action '%s'\n", a.c_str());
+        std::fprintf(stderr, "nicoffload-hwtest: error: --sim-fail-create: no action '%s'\n",
+                     a.c_str());
         return kExitUsage;
       }
       sim->failActionOnCreate(*t);
@@ -254,14 +289,31 @@ int runSuiteCommand(const Options& o) {
       devices.nic_unavailable = "no temporary directory for the simulated PF";
     }
   } else if (o.backend == "dpdk") {
-    if (!o.pf_pci.empty() && !o.allow_busy) {
-      std::ifstream numvfs("/sys/bus/pci/devices/" + o.pf_pci + "/sriov_numvfs");
-      unsigned n = 0;
-      if (numvfs >> n && n > 0) {
+    // The PF: --pf-pci, else the PCI address the devargs start with.
+    std::string pf = o.pf_pci;
+    if (pf.empty() && !o.pf_devargs.empty()) pf = o.pf_devargs.substr(0, o.pf_devargs.find(','));
+    if (!pf.empty() && !std::filesystem::exists("/sys/bus/pci/devices/" + pf))
+      pf.clear();  // a vdev
+    if (!pf.empty()) {
+      // Held for the whole run: nicoffloadd cannot start on this PF meanwhile.
+      const std::string lock = std::string("/run/nicoffload/") + pf + ".lock";
+      std::error_code ec;
+      std::filesystem::create_directories("/run/nicoffload", ec);
+      lock_fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+      if (lock_fd >= 0 && ::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        std::fprintf(
+            stderr,
+            "nicoffload-hwtest: error: %s is locked: nicoffloadd runs on PF %s; stop it first "
+            "(--allow-busy does not override this)\n",
+            lock.c_str(), pf.c_str());
+        return kExitDevice;
+      }
+      const auto busy = busyReasons(pf);
+      if (!busy.empty() && !o.allow_busy) {
+        for (const auto& b : busy) std::fprintf(stderr, "nicoffload-hwtest: busy: %s\n", b.c_str());
         std::fprintf(stderr,
-                     "nicoffload-hwtest: error: PF %s has %u VFs (VMs may be using them); refusing without "
-                     "--allow-busy\n",
-                     o.pf_pci.c_str(), n);
+                     "nicoffload-hwtest: error: PF %s carries VMs; refusing without --allow-busy\n",
+                     pf.c_str());
         return kExitDevice;
       }
     }
@@ -285,7 +337,8 @@ int runSuiteCommand(const Options& o) {
     }
     auto e = dpdk::Eal::start(args);
     if (!e) {
-      std::fprintf(stderr, "nicoffload-hwtest: error: DPDK EAL: %s\n", e.error().describe().c_str());
+      std::fprintf(stderr, "nicoffload-hwtest: error: DPDK EAL: %s\n",
+                   e.error().describe().c_str());
       return kExitDevice;
     }
     eal = std::move(e).value();
@@ -296,16 +349,20 @@ int runSuiteCommand(const Options& o) {
     cfg.vf_count = o.vfs;
     auto b = dpdk::DpdkFlowBackend::open(cfg, *profile);
     if (!b) {
-      std::fprintf(stderr, "nicoffload-hwtest: error: DPDK flow backend: %s\n", b.error().describe().c_str());
+      std::fprintf(stderr, "nicoffload-hwtest: error: DPDK flow backend: %s\n",
+                   b.error().describe().c_str());
       (void)eal->stop();
       return kExitDevice;
     }
     dpdk_backend = std::move(b).value();
-    for (const auto& n : dpdk_backend->notes()) std::fprintf(stderr, "nicoffload-hwtest: note: %s\n", n.c_str());
+    for (const auto& n : dpdk_backend->notes())
+      std::fprintf(stderr, "nicoffload-hwtest: note: %s\n", n.c_str());
     devices.flow = dpdk_backend.get();
     devices.nic_unavailable =
-        "not run with --backend dpdk: hwtest does not drive the real PF's SR-IOV, eswitch mode or vDPA "
-        "(changing them disrupts the host); check them with nicoffloadctl nic status and nicoffloadd";
+        "not run with --backend dpdk: hwtest does not drive the real PF's SR-IOV, eswitch mode or "
+        "vDPA "
+        "(changing them disrupts the host); check them with nicoffloadctl nic status and "
+        "nicoffloadd";
   } else {
     std::fprintf(stderr, "nicoffload-hwtest: error: --backend must be sim or dpdk\n");
     return kExitUsage;
@@ -327,7 +384,8 @@ int runSuiteCommand(const Options& o) {
   }
   if (dpdk_backend) {
     if (dpdk_backend->size() != 0)
-      report.cleanup_errors.push_back(std::to_string(dpdk_backend->size()) + " rte_flow rules still held");
+      report.cleanup_errors.push_back(std::to_string(dpdk_backend->size()) +
+                                      " rte_flow rules still held");
     dpdk_backend.reset();
   }
   if (eal) (void)eal->stop();
@@ -335,6 +393,8 @@ int runSuiteCommand(const Options& o) {
     std::error_code ec;
     std::filesystem::remove_all(eal_run_dir, ec);
   }
+
+  if (lock_fd >= 0) ::close(lock_fd);
 
   if (!o.quiet) std::fputs(humanSummary(report).c_str(), stdout);
   bool wrote = true;
@@ -350,13 +410,15 @@ int runSuiteCommand(const Options& o) {
       wrote = writeFile(o.write_profile_file, corrected.dump(2) + "\n") && wrote;
       const auto stem = std::filesystem::path(o.write_profile_file).stem().string();
       if (auto check = model::parseHwProfile(corrected, stem); !check)
-        std::fprintf(stderr,
-                     "nicoffload-hwtest: warning: the corrected profile does not pass the schema as it is "
-                     "(%s); edit it before use\n",
-                     check.error().describe().c_str());
+        std::fprintf(
+            stderr,
+            "nicoffload-hwtest: warning: the corrected profile does not pass the schema as it is "
+            "(%s); edit it before use\n",
+            check.error().describe().c_str());
     }
   }
-  for (const auto& e : report.cleanup_errors) std::fprintf(stderr, "nicoffload-hwtest: NOT REMOVED: %s\n", e.c_str());
+  for (const auto& e : report.cleanup_errors)
+    std::fprintf(stderr, "nicoffload-hwtest: NOT REMOVED: %s\n", e.c_str());
   if (!wrote) return kExitUsage;
   return exitCode(report);
 }
@@ -366,18 +428,20 @@ int runSuiteCommand(const Options& o) {
 int main(int argc, char** argv) {
   try {
     Options o;
-    CLI::App app{"nicoffload-hwtest: check a hardware profile against the device itself.\n"
-                 "Every claim of the profile becomes a case (items, actions, the planner's rule classes, "
-                 "table sizes, insert/delete rates, SR-IOV/switchdev/vDPA where a NIC backend exists); "
-                 "each case reports pass, fail (the device cannot do what the profile claims), finding "
-                 "(the device does more: the profile is too pessimistic) or skipped (with the reason). "
-                 "Every rule and device it makes is removed, also on SIGINT/SIGTERM.\n"
-                 "--backend sim runs against the simulated NIC (--sim-profile: what that device really "
-                 "is); --backend dpdk runs in-process under DPDK on the PF (--eal-args, --pf-devargs).\n"
-                 "--probe reads an mlx5 PF's capabilities through rdma-core devx (QUERY_HCA_CAP) and "
-                 "checks the profile chosen by PCI id (or --profile) against them.",
-                 "nicoffload-hwtest"};
+    CLI::App app{
+        "nicoffload-hwtest: check a hardware profile against the device itself.\n"
+        "Every claim of the profile becomes a case (items, actions, the planner's rule classes, "
+        "table sizes, insert/delete rates, SR-IOV/switchdev/vDPA where a NIC backend exists); "
+        "each case reports pass, fail (the device cannot do what the profile claims), finding "
+        "(the device does more: the profile is too pessimistic) or skipped (with the reason). "
+        "Every rule and device it makes is removed, also on SIGINT/SIGTERM.\n"
+        "--backend sim runs against the simulated NIC (--sim-profile: what that device really "
+        "is); --backend dpdk runs in-process under DPDK on the PF (--eal-args, --pf-devargs).\n"
+        "--probe reads an mlx5 PF's capabilities through rdma-core devx (QUERY_HCA_CAP) and "
+        "checks the profile chosen by PCI id (or --profile) against them.",
+        "nicoffload-hwtest"};
     app.footer(kExitText);
+    app.set_version_flag("--version", std::string("nicoffload-hwtest ") + NICOFFLOAD_VERSION);
     app.add_option("--profile", o.profile_file, "hardware profile to test (hw-profiles/*.json)")
         ->check(CLI::ExistingFile);
     app.add_option("--backend", o.backend, "sim (the simulated NIC) or dpdk (rte_flow on the PF)")
@@ -385,36 +449,52 @@ int main(int argc, char** argv) {
     app.add_option("--sim-profile", o.sim_profile_file,
                    "sim: the profile the simulated device really enforces (default: --profile)")
         ->check(CLI::ExistingFile);
-    app.add_option("--sim-fail-create", o.sim_fail_create,
-                   "sim: the device refuses rules with this action at create time only (repeatable)");
-    app.add_option("--sim-device-dir", o.sim_device_dir,
-                   "sim: test the persistent simulated device in DIR (a daemon's), busy check included");
+    app.add_option(
+        "--sim-fail-create", o.sim_fail_create,
+        "sim: the device refuses rules with this action at create time only (repeatable)");
+    app.add_option(
+        "--sim-device-dir", o.sim_device_dir,
+        "sim: test the persistent simulated device in DIR (a daemon's), busy check included");
     app.add_option("--vfs", o.vfs, "VFs the rules may name (vf0..); dpdk: representor ports")
         ->capture_default_str();
     app.add_option("--eal-args", o.eal_args, "dpdk: EAL arguments, blank-separated (no shell)");
     app.add_option("--pf-devargs", o.pf_devargs,
                    "dpdk: the PF's devargs, e.g. 0000:03:00.0,representor=vf[0-3],dv_flow_en=1");
-    app.add_option("--pf-pci", o.pf_pci, "dpdk: the PF's PCI address, for the busy check (sriov_numvfs)");
-    app.add_option("--uplink-port", o.uplink_port, "dpdk without --pf-devargs: the uplink's ethdev port")
+    app.add_option(
+        "--pf-pci", o.pf_pci,
+        "dpdk: the PF's PCI address for the busy check and lock (default: from --pf-devargs)");
+    app.add_option("--uplink-port", o.uplink_port,
+                   "dpdk without --pf-devargs: the uplink's ethdev port")
         ->capture_default_str();
     app.add_option("--first-representor-port", o.first_representor_port,
                    "dpdk without --pf-devargs: the ethdev port of vf0's representor")
         ->capture_default_str();
-    app.add_option("--case", o.case_regex, "run only cases whose name matches this regex (ECMAScript)");
+    app.add_option("--case", o.case_regex,
+                   "run only cases whose name matches this regex (ECMAScript)");
     app.add_flag("--list", o.list, "list the cases for the profile and exit");
-    app.add_flag("--allow-busy", o.allow_busy,
-                 "run on a device that holds rules (sim) or a PF with VFs (dpdk); refused by default");
+    app.add_flag(
+        "--allow-busy", o.allow_busy,
+        "run on a busy device, refused by default: sim, a --sim-device-dir that holds rules; dpdk, "
+        "a PF "
+        "whose VFs are bound to another driver than mlx5_core (vfio-pci) or back vDPA devices. "
+        "A PF whose nicoffloadd lock (/run/nicoffload/<PCI>.lock) is held is always refused");
     app.add_option("--junit", o.junit_file, "write a JUnit XML report to FILE");
     app.add_option("--json", o.json_file, "write a JSON report to FILE");
-    app.add_option("--write-profile", o.write_profile_file,
-                   "write the profile with every disagreement corrected, the device's message as source");
-    app.add_option("--fill-limit", o.fill_limit,
-                   "tables claimed larger than N rules are not filled (the case is skipped, saying so)")
+    app.add_option(
+        "--write-profile", o.write_profile_file,
+        "write the profile with every disagreement corrected, the device's message as source");
+    app.add_option(
+           "--fill-limit", o.fill_limit,
+           "tables claimed larger than N rules are not filled (the case is skipped, saying so)")
         ->capture_default_str();
-    app.add_option("--rate-rules", o.rate_rules, "rules inserted and deleted per rate case")->capture_default_str();
-    app.add_flag("--probe", o.probe, "read the mlx5 PF's capabilities (rdma-core devx) and check the profile");
-    app.add_option("--pci", o.pci, "--probe: the PF's PCI address (default: the first mlx5 device)");
-    app.add_option("--profile-dir", o.profile_dir, "--probe: where to choose the profile by PCI id");
+    app.add_option("--rate-rules", o.rate_rules, "rules inserted and deleted per rate case")
+        ->capture_default_str();
+    app.add_flag("--probe", o.probe,
+                 "read the mlx5 PF's capabilities (rdma-core devx) and check the profile");
+    app.add_option("--pci", o.pci,
+                   "--probe: the PF's PCI address (default: the first mlx5 device)");
+    app.add_option("--profile-dir", o.profile_dir,
+                   "--probe: where to choose the profile by PCI id");
     app.add_flag("-q,--quiet", o.quiet, "no summary on stdout");
     try {
       app.parse(argc, argv);

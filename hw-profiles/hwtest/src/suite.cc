@@ -5,10 +5,9 @@
 #include <cstdio>
 #include <functional>
 #include <map>
+#include <pugixml.hpp>
 #include <set>
 #include <sstream>
-
-#include <pugixml.hpp>
 
 #include "nicoffload/flowrules/planner.h"
 #include "nicoffload/model/parse.h"
@@ -63,7 +62,8 @@ class Made {
   Status destroy(fr::FlowHandle h) {
     handles_.erase(std::remove(handles_.begin(), handles_.end(), h), handles_.end());
     auto s = backend_.destroy(h);
-    if (!s) cleanup_errors_.push_back("rule handle " + std::to_string(h) + ": " + s.error().describe());
+    if (!s)
+      cleanup_errors_.push_back("rule handle " + std::to_string(h) + ": " + s.error().describe());
     return s;
   }
   void destroyAll() {
@@ -99,7 +99,8 @@ fr::FlowRule baseRule(fr::RuleId id) {
 // The pattern "from vf0, IPv4 to the VM address" (the port item only where
 // the profile has it, so that an item or action case does not fail on it).
 void vfIpv4Pattern(const model::HwProfile& p, fr::FlowRule& r) {
-  if (itemOk(p, ItemType::kRepresentedPort)) r.pattern.push_back(fr::PortItem{fr::PortRef::vfPort(0)});
+  if (itemOk(p, ItemType::kRepresentedPort))
+    r.pattern.push_back(fr::PortItem{fr::PortRef::vfPort(0)});
   fr::EthItem eth;
   eth.fields = fr::EthItem::kType;
   eth.ether_type = fr::kEtherTypeIpv4;
@@ -111,7 +112,8 @@ void vfIpv4Pattern(const model::HwProfile& p, fr::FlowRule& r) {
 }
 
 void vxlanPattern(const model::HwProfile& p, fr::FlowRule& r) {
-  if (itemOk(p, ItemType::kRepresentedPort)) r.pattern.push_back(fr::PortItem{fr::PortRef::uplink()});
+  if (itemOk(p, ItemType::kRepresentedPort))
+    r.pattern.push_back(fr::PortItem{fr::PortRef::uplink()});
   fr::EthItem eth;
   eth.fields = fr::EthItem::kType;
   eth.ether_type = fr::kEtherTypeIpv4;
@@ -160,7 +162,8 @@ std::optional<fr::FlowRule> itemRule(const model::HwProfile& p, ItemType t, std:
       r.pattern.push_back(fr::PortItem{fr::PortRef::vfPort(0)});
       break;
     case ItemType::kEth: {
-      if (itemOk(p, ItemType::kRepresentedPort)) r.pattern.push_back(fr::PortItem{fr::PortRef::vfPort(0)});
+      if (itemOk(p, ItemType::kRepresentedPort))
+        r.pattern.push_back(fr::PortItem{fr::PortRef::vfPort(0)});
       fr::EthItem eth;
       eth.fields = fr::EthItem::kSrc;
       eth.src = kVmMac;
@@ -182,14 +185,18 @@ std::optional<fr::FlowRule> itemRule(const model::HwProfile& p, ItemType t, std:
       vxlanPattern(p, r);
       break;
     case ItemType::kArpEthIpv4:
-      why = "the rule IR has no arp_eth_ipv4 item: the planner traps ARP by ethertype 0x0806 (class arp-trap), "
-            "so this claim decides nothing nicoffload does";
+      why =
+          "the rule IR has no arp_eth_ipv4 item: the planner traps ARP by ethertype 0x0806 (class "
+          "arp-trap), "
+          "so this claim decides nothing nicoffload does";
       return std::nullopt;
   }
   if (actionOk(p, ActionType::kCount)) r.actions.push_back(fr::CountAction{});
   auto fate = carrierFate(p, ActionType::kCount);
   if (!fate) {
-    why = "the profile supports no fate action (drop, port_representor, represented_port) to carry it";
+    why =
+        "the profile supports no fate action (drop, port_representor, represented_port) to carry "
+        "it";
     return std::nullopt;
   }
   r.actions.push_back(*fate);
@@ -269,7 +276,9 @@ std::optional<fr::FlowRule> actionRule(const model::HwProfile& p, ActionType t, 
   if (!fate_given) {
     auto fate = carrierFate(p, t);
     if (!fate) {
-      why = "the profile supports no fate action (drop, port_representor, represented_port) to carry it";
+      why =
+          "the profile supports no fate action (drop, port_representor, represented_port) to carry "
+          "it";
       return std::nullopt;
     }
     r.actions.push_back(*fate);
@@ -320,8 +329,9 @@ constexpr const char* kRoutedPorts = R"({
 })";
 
 struct PlannedClass {
-  std::string name;     // "local-delivery", "vxlan-egress", ..., "anti-spoofing-drop", "local-delivery-uplink-entry"
-  fr::FlowRule rule;    // the first rule of that class, as planned
+  std::string name;   // "local-delivery", "vxlan-egress", ..., "anti-spoofing-drop",
+                      // "local-delivery-uplink-entry"
+  fr::FlowRule rule;  // the first rule of that class, as planned
   std::string underlay;
 };
 
@@ -330,8 +340,8 @@ struct PlannedClass {
 Result<std::vector<PlannedClass>> plannedClasses(const model::HwProfile& profile) {
   std::vector<PlannedClass> out;
   std::set<std::string> seen;
-  for (auto [host_text, ports_text, underlay] :
-       {std::tuple{kVxlanHost, kVxlanPorts, "vxlan"}, std::tuple{kRoutedHost, kRoutedPorts, "routed"}}) {
+  for (auto [host_text, ports_text, underlay] : {std::tuple{kVxlanHost, kVxlanPorts, "vxlan"},
+                                                 std::tuple{kRoutedHost, kRoutedPorts, "routed"}}) {
     model::Intent intent;
     auto host = model::parseHostConfigText(host_text);
     if (!host) return host.error();
@@ -344,7 +354,8 @@ Result<std::vector<PlannedClass>> plannedClasses(const model::HwProfile& profile
       std::string name = fr::toString(r.cls);
       // The routed underlay's uplink entry (IPv4 from the wire -> jump to
       // the FIB) is a local-delivery rule in the root table: a shape of its own.
-      if (r.cls == fr::RuleClass::kLocalDelivery && r.attr.group == fr::kRootGroup) name += "-uplink-entry";
+      if (r.cls == fr::RuleClass::kLocalDelivery && r.attr.group == fr::kRootGroup)
+        name += "-uplink-entry";
       if (r.cls == fr::RuleClass::kAntiSpoofing) {
         // Two shapes: the allow (jump) and the drop.
         bool drop = false;
@@ -370,8 +381,9 @@ fr::FlowRule variant(const fr::FlowRule& r, std::uint32_t i, fr::RuleId id) {
   for (const auto& item : r.pattern) {
     fr::FlowItem it = item;
     if (!varied) {
-      if (auto* ip = std::get_if<fr::Ipv4Item>(&it); ip && (ip->fields & fr::Ipv4Item::kDst) &&
-                                                      !std::holds_alternative<fr::VxlanItem>(r.pattern[r.pattern.size() - 1])) {
+      if (auto* ip = std::get_if<fr::Ipv4Item>(&it);
+          ip && (ip->fields & fr::Ipv4Item::kDst) &&
+          !std::holds_alternative<fr::VxlanItem>(r.pattern[r.pattern.size() - 1])) {
         ip->dst.value = 0x0a800000u + i;  // 10.128.0.0/9, one address per rule
         varied = true;
       } else if (auto* vx = std::get_if<fr::VxlanItem>(&it)) {
@@ -388,8 +400,9 @@ fr::FlowRule variant(const fr::FlowRule& r, std::uint32_t i, fr::RuleId id) {
       fr::FlowItem it = item;
       if (auto* eth = std::get_if<fr::EthItem>(&it); eth && !varied) {
         eth->fields |= fr::EthItem::kSrc;
-        eth->src = MacAddr{{0x02, 0x00, static_cast<std::uint8_t>(i >> 24), static_cast<std::uint8_t>(i >> 16),
-                            static_cast<std::uint8_t>(i >> 8), static_cast<std::uint8_t>(i)}};
+        eth->src = MacAddr{{0x02, 0x00, static_cast<std::uint8_t>(i >> 24),
+                            static_cast<std::uint8_t>(i >> 16), static_cast<std::uint8_t>(i >> 8),
+                            static_cast<std::uint8_t>(i)}};
         varied = true;
       }
       again.pattern.push_back(it);
@@ -414,8 +427,9 @@ class Runner {
   std::vector<Case> cases();
 
  private:
-  void capabilityCase(CaseReport& c, const std::optional<fr::FlowRule>& rule, const std::string& why,
-                      bool claimed, const std::string& claim_path, const std::string& source_path);
+  void capabilityCase(CaseReport& c, const std::optional<fr::FlowRule>& rule,
+                      const std::string& why, bool claimed, const std::string& claim_path,
+                      const std::string& source_path);
   void classCase(CaseReport& c, const PlannedClass& pc);
   void fillCase(CaseReport& c, std::uint32_t group);
   void groupsCase(CaseReport& c);
@@ -434,8 +448,9 @@ class Runner {
 
 // The full life of a capability rule: validate, create, query, destroy,
 // destroy again (must be kNotFound: removed cleanly).
-void Runner::capabilityCase(CaseReport& c, const std::optional<fr::FlowRule>& rule, const std::string& why,
-                            bool claimed, const std::string& claim_path, const std::string& source_path) {
+void Runner::capabilityCase(CaseReport& c, const std::optional<fr::FlowRule>& rule,
+                            const std::string& why, bool claimed, const std::string& claim_path,
+                            const std::string& source_path) {
   c.claim = claimed ? "supported" : "not supported";
   if (!rule) {
     c.outcome = Outcome::kSkipped;
@@ -477,7 +492,8 @@ void Runner::capabilityCase(CaseReport& c, const std::optional<fr::FlowRule>& ru
     c.outcome = Outcome::kFail;
     c.device_message = quote(h.error());
     c.summary = "validate accepted it but create refused it; the profile claims it";
-    c.corrections.push_back({claim_path, source_path, true, false, "refused at create: " + h.error().describe()});
+    c.corrections.push_back(
+        {claim_path, source_path, true, false, "refused at create: " + h.error().describe()});
     return;
   }
   if (hasCount(*rule)) {
@@ -499,7 +515,8 @@ void Runner::capabilityCase(CaseReport& c, const std::optional<fr::FlowRule>& ru
   }
   if (auto again = backend_.destroy(*h); again || again.error().code != ErrorCode::kNotFound) {
     c.outcome = Outcome::kFail;
-    c.device_message = again ? "a second destroy of the same handle succeeded" : quote(again.error());
+    c.device_message =
+        again ? "a second destroy of the same handle succeeded" : quote(again.error());
     c.summary = "destroyed, but the handle is still known to the device";
     return;
   }
@@ -543,7 +560,8 @@ void Runner::classCase(CaseReport& c, const PlannedClass& pc) {
   if (h) {
     c.outcome = Outcome::kFinding;
     c.device_message = "rte_flow_validate and rte_flow_create succeeded";
-    c.summary = "profile too pessimistic: the planner puts this class in sw, the device accepted it";
+    c.summary =
+        "profile too pessimistic: the planner puts this class in sw, the device accepted it";
     return;
   }
   c.outcome = Outcome::kPass;
@@ -588,12 +606,13 @@ void Runner::fillCase(CaseReport& c, std::uint32_t group) {
     if (!h) {
       c.outcome = Outcome::kFail;
       c.device_message = quote(h.error());
-      c.summary = "the device refused rule " + std::to_string(i + 1) + " of the " + std::to_string(cap) +
-                  " the profile claims";
+      c.summary = "the device refused rule " + std::to_string(i + 1) + " of the " +
+                  std::to_string(cap) + " the profile claims";
       c.figures["accepted"] = i;
       if (h.error().code == ErrorCode::kTableFull)
-        c.corrections.push_back({"/tables/" + key, "/tables/source", cap, i,
-                                 "full after " + std::to_string(i) + " rules: " + h.error().describe()});
+        c.corrections.push_back(
+            {"/tables/" + key, "/tables/source", cap, i,
+             "full after " + std::to_string(i) + " rules: " + h.error().describe()});
       return;
     }
   }
@@ -619,7 +638,8 @@ void Runner::fillCase(CaseReport& c, std::uint32_t group) {
   made.destroyAll();
   c.figures["drain_seconds"] = secondsSince(t1);
   c.outcome = Outcome::kPass;
-  c.summary = "filled to " + std::to_string(cap) + " rules; the next insert was refused as table-full";
+  c.summary =
+      "filled to " + std::to_string(cap) + " rules; the next insert was refused as table-full";
 }
 
 void Runner::groupsCase(CaseReport& c) {
@@ -638,7 +658,8 @@ void Runner::groupsCase(CaseReport& c) {
   if (!h) {
     c.outcome = Outcome::kFail;
     c.device_message = quote(h.error());
-    c.summary = "a rule in group " + std::to_string(p_.max_groups - 1) + " (the last the profile claims) was refused";
+    c.summary = "a rule in group " + std::to_string(p_.max_groups - 1) +
+                " (the last the profile claims) was refused";
     return;
   }
   fr::FlowRule beyond = last;
@@ -653,12 +674,13 @@ void Runner::groupsCase(CaseReport& c) {
   }
   c.outcome = Outcome::kPass;
   c.device_message = quote(b.error());
-  c.summary = "group " + std::to_string(p_.max_groups - 1) + " accepted, group " + std::to_string(p_.max_groups) +
-              " refused";
+  c.summary = "group " + std::to_string(p_.max_groups - 1) + " accepted, group " +
+              std::to_string(p_.max_groups) + " refused";
 }
 
 void Runner::rateCase(CaseReport& c, const PlannedClass& pc) {
-  c.claim = "sync API (rte_flow_create / rte_flow_destroy), " + std::to_string(o_.rate_rules) + " rules";
+  c.claim =
+      "sync API (rte_flow_create / rte_flow_destroy), " + std::to_string(o_.rate_rules) + " rules";
   if (pc.rule.placement != fr::Placement::kHw) {
     c.outcome = Outcome::kSkipped;
     c.summary = "the planner places this class in sw on this profile";
@@ -669,7 +691,8 @@ void Runner::rateCase(CaseReport& c, const PlannedClass& pc) {
   Made made(backend_, rep_.cleanup_errors);
   std::vector<fr::FlowRule> rules;
   rules.reserve(n);
-  for (std::uint32_t i = 0; i < n; ++i) rules.push_back(variant(pc.rule, i, kIdBase + 0x100000 + i));
+  for (std::uint32_t i = 0; i < n; ++i)
+    rules.push_back(variant(pc.rule, i, kIdBase + 0x100000 + i));
   const auto t0 = Clock::now();
   for (std::uint32_t i = 0; i < n; ++i) {
     if ((i & 255) == 0 && stopped(o_)) {
@@ -736,22 +759,25 @@ void Runner::switchdevCase(CaseReport& c) {
   auto st = nic->status();
   if (!st || st->num_vfs != p_.max_vfs || st->eswitch_mode != model::EswitchMode::kSwitchdev) {
     c.outcome = Outcome::kFail;
-    c.device_message = st ? "read back: " + std::to_string(st->num_vfs) + " VFs" : quote(st.error());
+    c.device_message =
+        st ? "read back: " + std::to_string(st->num_vfs) + " VFs" : quote(st.error());
     c.summary = "the PF does not read back as switchdev with the VFs asked for";
     return;
   }
   std::size_t reps = 0;
   for (const auto& vf : st->vfs) reps += !vf.representor.empty();
   c.figures["representors"] = reps;
-  c.device_message = std::to_string(r->steps.size()) + " steps: " +
-                     (r->steps.empty() ? std::string("none") : r->steps.front() + " ... " + r->steps.back());
+  c.device_message =
+      std::to_string(r->steps.size()) + " steps: " +
+      (r->steps.empty() ? std::string("none") : r->steps.front() + " ... " + r->steps.back());
   if (!switchdev) {
     c.outcome = Outcome::kFinding;
     c.summary = "profile too pessimistic: switchdev worked";
     return;
   }
   c.outcome = reps == p_.max_vfs ? Outcome::kPass : Outcome::kFail;
-  c.summary = "switchdev with " + std::to_string(st->num_vfs) + " VFs and " + std::to_string(reps) + " representors";
+  c.summary = "switchdev with " + std::to_string(st->num_vfs) + " VFs and " + std::to_string(reps) +
+              " representors";
 }
 
 void Runner::vfLimitCase(CaseReport& c) {
@@ -805,8 +831,8 @@ void Runner::vdpaCase(CaseReport& c) {
     c.summary = claimed ? "the profile claims vDPA; no VF offers a vDPA management device"
                         : "no vDPA management device, as the profile says";
     if (claimed)
-      c.corrections.push_back({p_.vdpa_kernel ? "/vdpa/kernel" : "/vdpa/dpdk", "/vdpa/source", true, false,
-                               "no vDPA management device on the VFs"});
+      c.corrections.push_back({p_.vdpa_kernel ? "/vdpa/kernel" : "/vdpa/dpdk", "/vdpa/source", true,
+                               false, "no vDPA management device on the VFs"});
     return;
   }
   offload::SimVdpaDevice dev;
@@ -819,7 +845,8 @@ void Runner::vdpaCase(CaseReport& c) {
   if (!s) {
     c.device_message = quote(s.error());
     c.outcome = claimed ? Outcome::kFail : Outcome::kPass;
-    c.summary = claimed ? "vDPA device creation failed" : "vDPA device creation refused, as the profile says";
+    c.summary = claimed ? "vDPA device creation failed"
+                        : "vDPA device creation refused, as the profile says";
     return;
   }
   const auto t1 = Clock::now();
@@ -834,7 +861,8 @@ void Runner::vdpaCase(CaseReport& c) {
   }
   c.device_message = "vdpa dev add " + dev.name + " mgmtdev pci/" + dev.mgmt_dev + " succeeded";
   c.outcome = claimed ? Outcome::kPass : Outcome::kFinding;
-  c.summary = claimed ? "created and deleted a vDPA device" : "profile too pessimistic: a vDPA device was created";
+  c.summary = claimed ? "created and deleted a vDPA device"
+                      : "profile too pessimistic: a vDPA device was created";
 }
 
 std::vector<Case> Runner::cases() {
@@ -845,8 +873,8 @@ std::vector<Case> Runner::cases() {
     out.push_back({"item/" + name, [this, t, name](CaseReport& c) {
                      std::string why;
                      auto r = itemRule(p_, t, why);
-                     capabilityCase(c, r, why, p_.item(t).supported, "/items/" + name + "/supported",
-                                    "/items/" + name + "/source");
+                     capabilityCase(c, r, why, p_.item(t).supported,
+                                    "/items/" + name + "/supported", "/items/" + name + "/source");
                    }});
   }
   for (std::size_t i = 0; i < model::kActionTypeCount; ++i) {
@@ -855,7 +883,8 @@ std::vector<Case> Runner::cases() {
     out.push_back({"action/" + name, [this, t, name](CaseReport& c) {
                      std::string why;
                      auto r = actionRule(p_, t, why);
-                     capabilityCase(c, r, why, p_.action(t).supported, "/actions/" + name + "/supported",
+                     capabilityCase(c, r, why, p_.action(t).supported,
+                                    "/actions/" + name + "/supported",
                                     "/actions/" + name + "/source");
                    }});
   }
@@ -864,7 +893,8 @@ std::vector<Case> Runner::cases() {
     Error e = classes.error();
     out.push_back({"class/plan", [e](CaseReport& c) {
                      c.outcome = Outcome::kFail;
-                     c.summary = "the planner refused the suite's intent for this profile: " + e.describe();
+                     c.summary =
+                         "the planner refused the suite's intent for this profile: " + e.describe();
                    }});
   } else {
     for (const auto& pc : *classes)
@@ -872,18 +902,21 @@ std::vector<Case> Runner::cases() {
   }
   out.push_back({"table/groups", [this](CaseReport& c) { groupsCase(c); }});
   out.push_back({"table/group0-fill", [this](CaseReport& c) { fillCase(c, 0); }});
-  if (p_.max_groups >= 2) out.push_back({"table/group1-fill", [this](CaseReport& c) { fillCase(c, 1); }});
+  if (p_.max_groups >= 2)
+    out.push_back({"table/group1-fill", [this](CaseReport& c) { fillCase(c, 1); }});
   if (classes)
     for (const auto& pc : *classes)
       out.push_back({"rate/" + pc.name, [this, pc](CaseReport& c) { rateCase(c, pc); }});
   if (p_.hw_steering)
-    out.push_back({"rate/template-api", [](CaseReport& c) {
-                     c.claim = "hardware steering (dv_flow_en=2): template / async API";
-                     c.outcome = Outcome::kSkipped;
-                     c.summary = "not run: nicoffload's flow backends use the synchronous rte_flow API only "
-                                 "(rte_flow_create/destroy); the template API (rte_flow_template_table_create, "
-                                 "rte_flow_async_create) is not implemented, so its rate cannot be measured here";
-                   }});
+    out.push_back(
+        {"rate/template-api", [](CaseReport& c) {
+           c.claim = "hardware steering (dv_flow_en=2): template / async API";
+           c.outcome = Outcome::kSkipped;
+           c.summary =
+               "not run: nicoffload's flow backends use the synchronous rte_flow API only "
+               "(rte_flow_create/destroy); the template API (rte_flow_template_table_create, "
+               "rte_flow_async_create) is not implemented, so its rate cannot be measured here";
+         }});
   out.push_back({"nic/vf-limit", [this](CaseReport& c) { vfLimitCase(c); }});
   out.push_back({"nic/switchdev", [this](CaseReport& c) { switchdevCase(c); }});
   out.push_back({"vdpa/create", [this](CaseReport& c) { vdpaCase(c); }});
@@ -894,7 +927,8 @@ std::string xmlSafe(const std::string& s) {
   // pugixml escapes markup; control bytes other than tab/newline are not
   // allowed in XML 1.0 at all.
   std::string out;
-  for (unsigned char ch : s) out += (ch < 0x20 && ch != '\n' && ch != '\t') ? '?' : static_cast<char>(ch);
+  for (unsigned char ch : s)
+    out += (ch < 0x20 && ch != '\n' && ch != '\t') ? '?' : static_cast<char>(ch);
   return out;
 }
 
@@ -902,17 +936,21 @@ std::string xmlSafe(const std::string& s) {
 
 const char* toString(Outcome o) {
   switch (o) {
-    case Outcome::kPass: return "pass";
-    case Outcome::kFail: return "fail";
-    case Outcome::kFinding: return "finding";
-    case Outcome::kSkipped: return "skipped";
+    case Outcome::kPass:
+      return "pass";
+    case Outcome::kFail:
+      return "fail";
+    case Outcome::kFinding:
+      return "finding";
+    case Outcome::kSkipped:
+      return "skipped";
   }
   return "?";
 }
 
 std::size_t SuiteReport::count(Outcome o) const {
-  return static_cast<std::size_t>(
-      std::count_if(cases.begin(), cases.end(), [o](const CaseReport& c) { return c.outcome == o; }));
+  return static_cast<std::size_t>(std::count_if(
+      cases.begin(), cases.end(), [o](const CaseReport& c) { return c.outcome == o; }));
 }
 
 std::vector<std::string> caseNames(const model::HwProfile& profile, const SuiteOptions& options) {
@@ -938,7 +976,8 @@ std::vector<std::string> caseNames(const model::HwProfile& profile, const SuiteO
   return out;
 }
 
-SuiteReport runSuite(const model::HwProfile& profile, Devices& devices, const SuiteOptions& options) {
+SuiteReport runSuite(const model::HwProfile& profile, Devices& devices,
+                     const SuiteOptions& options) {
   SuiteReport rep;
   rep.profile = profile.name;
   rep.backend = devices.flow->capabilities().backend;
@@ -980,16 +1019,20 @@ std::string humanSummary(const SuiteReport& report) {
       << report.device << ")\n";
   for (const auto& c : report.cases) {
     char head[128];
-    std::snprintf(head, sizeof head, "%-8s %-36s %8.3f s  ", toString(c.outcome), c.name.c_str(), c.seconds);
+    std::snprintf(head, sizeof head, "%-8s %-36s %8.3f s  ", toString(c.outcome), c.name.c_str(),
+                  c.seconds);
     out << head << c.summary << "\n";
-    if (!c.device_message.empty() && c.outcome != Outcome::kPass) out << "         device: " << c.device_message << "\n";
+    if (!c.device_message.empty() && c.outcome != Outcome::kPass)
+      out << "         device: " << c.device_message << "\n";
   }
-  out << "# pass " << report.count(Outcome::kPass) << ", fail " << report.count(Outcome::kFail) << ", finding "
-      << report.count(Outcome::kFinding) << ", skipped " << report.count(Outcome::kSkipped);
+  out << "# pass " << report.count(Outcome::kPass) << ", fail " << report.count(Outcome::kFail)
+      << ", finding " << report.count(Outcome::kFinding) << ", skipped "
+      << report.count(Outcome::kSkipped);
   if (report.interrupted) out << "; INTERRUPTED (what was made is removed)";
   out << "\n";
   for (const auto& e : report.cleanup_errors) out << "# NOT REMOVED: " << e << "\n";
-  out << "# these results hold for the backend above only: a sim run says nothing about a real NIC\n";
+  out << "# these results hold for the backend above only: a sim run says nothing about a real "
+         "NIC\n";
   return out.str();
 }
 
@@ -1033,10 +1076,11 @@ std::string toJunitXml(const SuiteReport& report) {
   suite.append_attribute("name") = name.c_str();
   suite.append_attribute("tests") = static_cast<unsigned long long>(report.cases.size());
   // JUnit has no "finding": a disagreement either way is a failure for CI.
-  suite.append_attribute("failures") =
-      static_cast<unsigned long long>(report.count(Outcome::kFail) + report.count(Outcome::kFinding));
+  suite.append_attribute("failures") = static_cast<unsigned long long>(
+      report.count(Outcome::kFail) + report.count(Outcome::kFinding));
   suite.append_attribute("errors") = 0;
-  suite.append_attribute("skipped") = static_cast<unsigned long long>(report.count(Outcome::kSkipped));
+  suite.append_attribute("skipped") =
+      static_cast<unsigned long long>(report.count(Outcome::kSkipped));
   double total = 0;
   for (const auto& c : report.cases) total += c.seconds;
   suite.append_attribute("time") = total;
@@ -1045,7 +1089,8 @@ std::string toJunitXml(const SuiteReport& report) {
     tc.append_attribute("classname") = name.c_str();
     tc.append_attribute("name") = c.name.c_str();
     tc.append_attribute("time") = c.seconds;
-    const std::string text = xmlSafe(c.summary + (c.device_message.empty() ? "" : "\ndevice: " + c.device_message));
+    const std::string text =
+        xmlSafe(c.summary + (c.device_message.empty() ? "" : "\ndevice: " + c.device_message));
     switch (c.outcome) {
       case Outcome::kPass:
         break;
@@ -1064,7 +1109,9 @@ std::string toJunitXml(const SuiteReport& report) {
       }
     }
     if (!c.device_message.empty())
-      tc.append_child("system-out").append_child(pugi::node_pcdata).set_value(xmlSafe(c.device_message).c_str());
+      tc.append_child("system-out")
+          .append_child(pugi::node_pcdata)
+          .set_value(xmlSafe(c.device_message).c_str());
   }
   std::ostringstream out;
   doc.save(out, "  ");
@@ -1086,9 +1133,9 @@ nlohmann::json correctedProfile(nlohmann::json doc, const SuiteReport& report) {
       any = true;
     }
   if (any)
-    doc["sources"]["nicoffload-hwtest"] =
-        "nicoffload-hwtest run with backend " + report.backend + " on " + report.device +
-        " (hw-profiles/README.md, 'Hardware validation suite')";
+    doc["sources"]["nicoffload-hwtest"] = "nicoffload-hwtest run with backend " + report.backend +
+                                          " on " + report.device +
+                                          " (hw-profiles/README.md, 'Hardware validation suite')";
   return doc;
 }
 

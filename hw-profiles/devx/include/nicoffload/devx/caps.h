@@ -55,27 +55,27 @@ std::uint64_t getBits(std::span<const std::uint8_t> buf, std::size_t bit, std::s
 
 // cmd_hca_cap (op_mod general).
 struct GeneralCaps {
-  std::uint16_t vhca_id = 0;          // bit 0x30, 16
-  bool vport_group_manager = false;   // bit 0x1a0: may manage the eswitch vports
-  bool nic_flow_table = false;        // bit 0x1a6
-  bool eswitch_manager = false;       // bit 0x1a7: switchdev / FDB rules (E-Switch manager)
-  std::uint8_t port_type = 0;         // bit 0x1b6, 2: 0 InfiniBand, 1 Ethernet
+  std::uint16_t vhca_id = 0;            // bit 0x30, 16
+  bool vport_group_manager = false;     // bit 0x1a0: may manage the eswitch vports
+  bool nic_flow_table = false;          // bit 0x1a6
+  bool eswitch_manager = false;         // bit 0x1a7: switchdev / FDB rules (E-Switch manager)
+  std::uint8_t port_type = 0;           // bit 0x1b6, 2: 0 InfiniBand, 1 Ethernet
   std::uint64_t general_obj_types = 0;  // bit 0x400, 64: MLX5_GENERAL_OBJ_TYPES_CAP_*
-  bool sw_owner_id = false;           // bit 0x61e: software steering ownership (DV, dv_flow_en=1)
+  bool sw_owner_id = false;             // bit 0x61e: software steering ownership (DV, dv_flow_en=1)
   // MLX5_GENERAL_OBJ_TYPES_CAP_VIRTIO_NET_Q (1 << 13): virtio-net queue objects (vDPA).
   bool virtioNetQueues() const { return (general_obj_types >> 13) & 1; }
 };
 
 // flow_table_prop_layout (one per table type).
 struct FlowTableProps {
-  bool ft_support = false;     // bit 0x00
-  bool flow_counter = false;   // bit 0x02: COUNT
-  bool reformat = false;       // bit 0x07: packet reformat (encap)
-  bool decap = false;          // bit 0x08
+  bool ft_support = false;                // bit 0x00
+  bool flow_counter = false;              // bit 0x02: COUNT
+  bool reformat = false;                  // bit 0x07: packet reformat (encap)
+  bool decap = false;                     // bit 0x08
   bool reformat_l3_tunnel_to_l2 = false;  // bit 0x12
-  std::uint8_t log_max_ft_size = 0;  // bit 0x22, 6: a table holds 2^n rules
-  std::uint8_t max_ft_level = 0;     // bit 0x38, 8: levels of chained tables
-  std::uint8_t log_max_ft_num = 0;   // bit 0x78, 8
+  std::uint8_t log_max_ft_size = 0;       // bit 0x22, 6: a table holds 2^n rules
+  std::uint8_t max_ft_level = 0;          // bit 0x38, 8: levels of chained tables
+  std::uint8_t log_max_ft_num = 0;        // bit 0x78, 8
   std::uint8_t log_max_flow_counter = 0;  // bit 0x90, 8
 };
 
@@ -87,14 +87,14 @@ struct FlowTableCaps {
 
 // e_switch_cap (op_mod eswitch).
 struct EswitchCaps {
-  bool vxlan_encap_decap = false;  // bit 0x20
+  bool vxlan_encap_decap = false;             // bit 0x20
   std::uint8_t log_max_fdb_encap_uplink = 0;  // bit 0x23, 5
 };
 
 // virtio_emulation_cap (op_mod 0x13).
 struct VirtioCaps {
-  bool virtio_version_1_0 = false;    // bit 0x02
-  std::uint8_t max_emulated_devices = 0;  // bit 0x80, 8
+  bool virtio_version_1_0 = false;          // bit 0x02
+  std::uint8_t max_emulated_devices = 0;    // bit 0x80, 8
   std::uint32_t max_num_virtio_queues = 0;  // bit 0x88, 24
 };
 
@@ -109,10 +109,10 @@ Result<VirtioCaps> parseVirtioCaps(std::span<const std::uint8_t> out);
 // Everything a probe found on one PF. Optional parts are absent when the
 // query failed (the firmware refuses op_mods it lacks); `errors` says why.
 struct DeviceCaps {
-  std::string pci;          // "0000:03:00.0"
-  std::string pci_id;       // "15b3:101d" (vendor:device, sysfs)
-  std::string ibdev;        // "mlx5_0"
-  std::string fw_ver;       // ibv_query_device fw_ver, "22.35.1012"
+  std::string pci;     // "0000:03:00.0"
+  std::string pci_id;  // "15b3:101d" (vendor:device, sysfs)
+  std::string ibdev;   // "mlx5_0"
+  std::string fw_ver;  // ibv_query_device fw_ver, "22.35.1012"
   std::optional<GeneralCaps> general;
   std::optional<FlowTableCaps> nic_flow_table;
   std::optional<FlowTableCaps> fdb_flow_table;
@@ -130,8 +130,8 @@ std::optional<bool> firmwareAtLeast(const std::string& fw_ver, const std::string
 struct ProbeFinding {
   enum class Severity : std::uint8_t { kOk, kFinding, kUnknown };
   Severity severity = Severity::kOk;
-  std::string claim;     // "vdpa.kernel", "steering.hw_steering", ...
-  std::string message;   // what the device says, with the capability bit
+  std::string claim;    // "vdpa.kernel", "steering.hw_steering", ...
+  std::string message;  // what the device says, with the capability bit
 };
 const char* toString(ProbeFinding::Severity s);
 

@@ -19,12 +19,11 @@
 
 #include <atomic>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <regex>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "nicoffload/flowrules/flow_backend.h"
 #include "nicoffload/model/hw_profile.h"
@@ -36,11 +35,11 @@ class SimPf;
 namespace nicoffload::hwtest {
 
 // Exit status of nicoffload-hwtest (also in its --help and hw-profiles/README.md).
-inline constexpr int kExitAgree = 0;        // every case run agrees with the profile (skips allowed)
-inline constexpr int kExitDisagree = 1;     // at least one case failed or made a finding
-inline constexpr int kExitUsage = 2;        // bad options or a profile that does not load
-inline constexpr int kExitCleanup = 3;      // something the suite made could not be removed
-inline constexpr int kExitDevice = 4;       // the device could not be opened, or is busy (--allow-busy)
+inline constexpr int kExitAgree = 0;     // every case run agrees with the profile (skips allowed)
+inline constexpr int kExitDisagree = 1;  // at least one case failed or made a finding
+inline constexpr int kExitUsage = 2;     // bad options or a profile that does not load
+inline constexpr int kExitCleanup = 3;   // something the suite made could not be removed
+inline constexpr int kExitDevice = 4;  // the device could not be opened, or is busy (--allow-busy)
 inline constexpr int kExitInterrupted = 5;  // SIGINT/SIGTERM: stopped between cases, cleaned up
 inline constexpr int kExitInternal = 6;     // a bug: an exception reached main
 inline constexpr int kExitNoDevice = 7;     // --probe: no mlx5 device (or devx unavailable)
@@ -51,14 +50,15 @@ const char* toString(Outcome o);
 // A proposed change of one claim of the profile file.
 struct Correction {
   std::string path;         // JSON pointer of the claim, "/actions/vxlan_encap/supported"
-  std::string source_path;  // JSON pointer of the source quoting the evidence, "/actions/vxlan_encap/source"
+  std::string source_path;  // JSON pointer of the source quoting the evidence,
+                            // "/actions/vxlan_encap/source"
   nlohmann::json from, to;
-  std::string evidence;     // the device's own message
+  std::string evidence;  // the device's own message
 };
 
 struct CaseReport {
-  std::string name;            // "action/vxlan_encap", "table/group0-fill", "rate/local-delivery"
-  std::string claim;           // what the profile says, in words
+  std::string name;   // "action/vxlan_encap", "table/group0-fill", "rate/local-delivery"
+  std::string claim;  // what the profile says, in words
   Outcome outcome = Outcome::kSkipped;
   double seconds = 0;          // wall time of the case
   std::string summary;         // the suite's conclusion (for skipped: the reason)
@@ -105,7 +105,8 @@ std::vector<std::string> caseNames(const model::HwProfile& profile, const SuiteO
 // Runs the cases. Destroys every rule it created (by handle: the device's
 // other rules are never touched) and every vDPA device it made, also when
 // stopped. Never throws for device answers: they are case results.
-SuiteReport runSuite(const model::HwProfile& profile, Devices& devices, const SuiteOptions& options);
+SuiteReport runSuite(const model::HwProfile& profile, Devices& devices,
+                     const SuiteOptions& options);
 
 // The exit status for a report (kExitAgree ... kExitInterrupted).
 int exitCode(const SuiteReport& report);
