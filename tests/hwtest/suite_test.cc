@@ -14,6 +14,7 @@
 #include <pugixml.hpp>
 #include <set>
 
+#include "nicoffload/hwtest/busy.h"
 #include "nicoffload/offload/sim_pf.h"
 #include "nicoffload/simnic/sim_eswitch.h"
 #include "test_support.h"
@@ -323,6 +324,46 @@ TEST(HwtestSuite, CaseFilterAndList) {
   const auto all = caseNames(profile, o);
   EXPECT_NE(std::find(all.begin(), all.end(), "rate/template-api"), all.end());
   EXPECT_NE(std::find(all.begin(), all.end(), "class/vxlan-ingress"), all.end());
+}
+
+}  // namespace
+}  // namespace nicoffload::hwtest
+
+namespace nicoffload::hwtest {
+namespace {
+
+// A PF's sysfs as Linux lays it out: bus/pci/devices/<addr> -> the device
+// directory; virtfnN -> the VF's directory; the VF's driver -> the driver.
+TEST(HwtestBusy, AVfOnVfioOrBackingVdpaMakesThePfBusy) {
+  TempDir t;
+  namespace fs = std::filesystem;
+  const fs::path root = t.path;
+  const fs::path devices = root / "devices/pci0000:00";
+  fs::create_directories(root / "bus/pci/devices");
+  fs::create_directories(root / "bus/pci/drivers/mlx5_core");
+  fs::create_directories(root / "bus/pci/drivers/vfio-pci");
+  for (const char* d : {"0000:03:00.0", "0000:03:00.2", "0000:03:00.3", "0000:03:00.4"}) {
+    fs::create_directories(devices / d);
+    fs::create_directory_symlink(devices / d, root / "bus/pci/devices" / d);
+  }
+  fs::create_directory_symlink(devices / "0000:03:00.2", devices / "0000:03:00.0/virtfn0");
+  fs::create_directory_symlink(devices / "0000:03:00.3", devices / "0000:03:00.0/virtfn1");
+  fs::create_directory_symlink(devices / "0000:03:00.4", devices / "0000:03:00.0/virtfn2");
+  fs::create_directory_symlink(root / "bus/pci/drivers/mlx5_core", devices / "0000:03:00.2/driver");
+  fs::create_directory_symlink(root / "bus/pci/drivers/mlx5_core", devices / "0000:03:00.3/driver");
+  // VF 2 unbound: idle.
+  EXPECT_TRUE(pfBusyReasons(t.path, "0000:03:00.0").empty());
+
+  fs::remove(devices / "0000:03:00.3/driver");
+  fs::create_directory_symlink(root / "bus/pci/drivers/vfio-pci", devices / "0000:03:00.3/driver");
+  fs::create_directories(devices / "0000:03:00.2/vdpa0");
+  const auto busy = pfBusyReasons(t.path, "0000:03:00.0");
+  ASSERT_EQ(busy.size(), 2u);
+  std::set<std::string> got(busy.begin(), busy.end());
+  EXPECT_TRUE(got.count("VF 0000:03:00.3 is bound to vfio-pci (passed through to a VM?)"))
+      << busy[0];
+  EXPECT_TRUE(got.count("VF 0000:03:00.2 backs vDPA device vdpa0")) << busy[1];
+  EXPECT_TRUE(pfBusyReasons(t.path, "0000:09:00.0").empty());  // no such PF
 }
 
 }  // namespace

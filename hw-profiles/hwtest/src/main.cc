@@ -21,6 +21,7 @@
 #include "nicoffload/devx/probe.h"
 #include "nicoffload/dpdk/dpdk_flow_backend.h"
 #include "nicoffload/dpdk/eal.h"
+#include "nicoffload/hwtest/busy.h"
 #include "nicoffload/hwtest/suite.h"
 #include "nicoffload/model/parse.h"
 #include "nicoffload/model/profile_dirs.h"
@@ -102,29 +103,6 @@ std::vector<std::string> splitWords(const std::string& s) {
 std::string profileDir(const Options& o) {
   if (!o.profile_dir.empty()) return o.profile_dir;
   return model::defaultProfileDir(NICOFFLOAD_PROFILE_INSTALL_DIR, NICOFFLOAD_PROFILE_SOURCE_DIR);
-}
-
-// What makes a real PF busy: a VF bound to a driver other than mlx5_core
-// (vfio-pci: passed to a VM), or a vDPA device on a VF (backing a VM's NIC).
-std::vector<std::string> busyReasons(const std::string& pf) {
-  std::vector<std::string> out;
-  std::error_code ec;
-  const std::filesystem::path dev = "/sys/bus/pci/devices/" + pf;
-  for (const auto& e : std::filesystem::directory_iterator(dev, ec)) {
-    const auto name = e.path().filename().string();
-    if (name.rfind("virtfn", 0) != 0) continue;
-    const auto vf = std::filesystem::canonical(e.path(), ec);
-    if (ec) continue;
-    const auto driver = std::filesystem::read_symlink(vf / "driver", ec).filename().string();
-    if (!ec && !driver.empty() && driver != "mlx5_core")
-      out.push_back("VF " + vf.filename().string() + " is bound to " + driver +
-                    " (assigned to a VM?)");
-    for (const auto& c : std::filesystem::directory_iterator(vf, ec))
-      if (c.path().filename().string().rfind("vdpa", 0) == 0)
-        out.push_back("VF " + vf.filename().string() + " backs vDPA device " +
-                      c.path().filename().string());
-  }
-  return out;
 }
 
 // --- --probe -----------------------------------------------------------------
@@ -308,7 +286,7 @@ int runSuiteCommand(const Options& o) {
             lock.c_str(), pf.c_str());
         return kExitDevice;
       }
-      const auto busy = busyReasons(pf);
+      const auto busy = pfBusyReasons("/sys", pf);
       if (!busy.empty() && !o.allow_busy) {
         for (const auto& b : busy) std::fprintf(stderr, "nicoffload-hwtest: busy: %s\n", b.c_str());
         std::fprintf(stderr,
