@@ -176,6 +176,27 @@ def dpdk(hwtest, src, tmp):
         fail("EAL runtime directory left behind")
     print("dpdk: %d hardware cases failed with the device's refusal" % hardware)
 
+    # The same from a host config, as nicoffloadd opens the PF (--host): the
+    # backend, EAL arguments, port numbering, VF count and profile come from it.
+    host = json.load(open(os.path.join(src, "examples", "host-routed.json")))
+    host["hw_profile"] = "connectx-6dx"
+    host["uplink"]["vf_count"] = 2
+    host["backends"] = {"flow": "dpdk", "software_path": "kernel", "vdpa": "none", "nic": "sim"}
+    host["dpdk"] = {"uplink_port_id": 0, "first_representor_port_id": 1, "eal_args": eal.split()}
+    host_file = os.path.join(tmp, "host.json")
+    json.dump(host, open(host_file, "w"))
+    js = os.path.join(tmp, "host-run.json")
+    rc, out, err = run([hwtest, "--host", host_file, "--profile-dir", os.path.join(src, "hw-profiles"),
+                        "--case", "^(item|class)/", "--json", js])
+    report = json.load(open(js)) if os.path.exists(js) else {}
+    if rc != EXIT_DISAGREE or report.get("backend") != "dpdk" or report.get("profile") != "connectx-6dx":
+        fail("--host: exit %d, report %s\n%s\n%s" % (rc, {k: report.get(k) for k in ("backend", "profile")},
+                                                      out, err))
+    if report["counts"]["fail"] < 10 or report["counts"]["pass"] != 0:
+        fail("--host: %s" % report["counts"])
+    if os.path.exists("/var/run/dpdk/" + prefix):
+        fail("EAL runtime directory left behind (--host)")
+
 
 def sim_rules(simnic, device_dir):
     rc, out, err = run([simnic, "dump", device_dir])

@@ -65,6 +65,8 @@ struct Options {
   std::string sim_device_dir;
   std::uint16_t vfs = 4;
   std::string eal_args;
+  std::vector<std::string> eal_words;  // --eal-args split, or the host config's dpdk.eal_args
+  std::string host_file;
   std::string pf_devargs;
   std::string pf_pci;
   std::uint16_t uplink_port = 0;
@@ -296,7 +298,7 @@ int runSuiteCommand(const Options& o) {
       }
     }
     std::vector<std::string> args{"nicoffload-hwtest"};
-    for (auto& w : splitWords(o.eal_args)) args.push_back(w);
+    for (const auto& w : o.eal_words) args.push_back(w);
     if (!o.pf_devargs.empty()) {
       args.push_back("-a");
       args.push_back(o.pf_devargs);
@@ -435,6 +437,11 @@ int main(int argc, char** argv) {
         "sim: test the persistent simulated device in DIR (a daemon's), busy check included");
     app.add_option("--vfs", o.vfs, "VFs the rules may name (vf0..); dpdk: representor ports")
         ->capture_default_str();
+    app.add_option(
+           "--host", o.host_file,
+           "take the backend, DPDK EAL arguments, PF devargs, port numbers, VF count and profile "
+           "from this host config (as nicoffloadd opens the PF); options given here win")
+        ->check(CLI::ExistingFile);
     app.add_option("--eal-args", o.eal_args, "dpdk: EAL arguments, blank-separated (no shell)");
     app.add_option("--pf-devargs", o.pf_devargs,
                    "dpdk: the PF's devargs, e.g. 0000:03:00.0,representor=vf[0-3],dv_flow_en=1");
@@ -472,7 +479,8 @@ int main(int argc, char** argv) {
     app.add_option("--pci", o.pci,
                    "--probe: the PF's PCI address (default: the first mlx5 device)");
     app.add_option("--profile-dir", o.profile_dir,
-                   "--probe: where to choose the profile by PCI id");
+                   "where named profiles live (--host hw_profile, --probe by PCI id); default: the "
+                   "installed ones, else the source tree's");
     app.add_flag("-q,--quiet", o.quiet, "no summary on stdout");
     try {
       app.parse(argc, argv);
@@ -481,6 +489,34 @@ int main(int argc, char** argv) {
       return rc == 0 ? 0 : kExitUsage;
     }
     installSignals();
+    o.eal_words = splitWords(o.eal_args);
+    if (!o.host_file.empty()) {
+      // The host config the daemon would use: the same EAL arguments and
+      // devargs (dpdk::ealArguments), port numbering and VF count.
+      auto host = model::loadHostConfig(o.host_file);
+      if (!host) {
+        std::fprintf(stderr, "nicoffload-hwtest: error: %s\n", host.error().describe().c_str());
+        return kExitUsage;
+      }
+      if (o.profile_file.empty()) {
+        auto path = model::resolveProfilePath(host->hw_profile, profileDir(o));
+        if (!path) {
+          std::fprintf(stderr, "nicoffload-hwtest: error: %s: %s\n", o.host_file.c_str(),
+                       path.error().describe().c_str());
+          return kExitUsage;
+        }
+        o.profile_file = *path;
+      }
+      if (!app.count("--backend"))
+        o.backend = host->flow_backend == model::FlowBackendKind::kDpdk ? "dpdk" : "sim";
+      if (!app.count("--eal-args")) o.eal_words = host->dpdk_eal_args;
+      if (!app.count("--pf-devargs")) o.pf_devargs = host->dpdk_pf_devargs;
+      if (!app.count("--pf-pci")) o.pf_pci = host->uplink_pci;
+      if (!app.count("--uplink-port")) o.uplink_port = host->uplink_port_id;
+      if (!app.count("--first-representor-port"))
+        o.first_representor_port = host->first_representor_port_id;
+      if (!app.count("--vfs")) o.vfs = host->vf_count;
+    }
     if (o.probe) return runProbe(o);
     if (o.profile_file.empty()) {
       std::fprintf(stderr, "nicoffload-hwtest: error: --profile is required (or --probe)\n");
