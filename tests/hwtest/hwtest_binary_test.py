@@ -249,6 +249,7 @@ def sigint(hwtest, src, tmp):
     print("SIGINT: interrupted, device empty")
 
     # SIGTERM the same way.
+    dev = os.path.join(tmp, "dev-term")  # a fresh device: its journal starts empty
     p, js = start_fill(hwtest, profile, dev, tmp, "term")
     p.send_signal(signal.SIGTERM)
     p.communicate(timeout=300)
