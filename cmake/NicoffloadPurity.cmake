@@ -6,7 +6,7 @@
 # diff never reach DPDK, libnl, libvirt or sysfs code.
 set(NICOFFLOAD_PURE_ALLOWED
     nicoffload_common nicoffload_model nicoffload_vdpa_model nicoffload_flowrules
-    nicoffload_simnic nlohmann_json::nlohmann_json)
+    nicoffload_simnic nicoffload_devx_caps nlohmann_json::nlohmann_json)
 
 function(_nicoffload_collect_links target out)
   get_target_property(libs ${target} LINK_LIBRARIES)

@@ -1004,7 +1004,9 @@ Result<HostConfig> loadHostConfig(const std::string& path) {
 Result<std::string> resolveProfilePath(const std::string& setting, const std::string& profile_dir) {
   if (setting == "auto")
     return makeError(ErrorCode::kUnsupported, "hw_profile", setting,
-                     "'auto' needs the NIC backend to read the device; name a profile instead");
+                     "'auto' is not resolved by the daemon (it would open the PF through rdma-core "
+                     "before the lock and the backends); run 'nicoffload-hwtest --probe --pci <PF>' to "
+                     "see which profile the device matches, then name that profile");
   if (setting.empty())
     return makeError(ErrorCode::kInvalidValue, "hw_profile", setting, "must not be empty");
   if (setting.find('/') != std::string::npos ||

@@ -78,9 +78,12 @@ void SimEswitch::failNthOperation(std::uint64_t n, Error error) {
 
 void SimEswitch::failAction(model::ActionType type, ErrorCode code) { failing_actions_[type] = code; }
 
+void SimEswitch::failActionOnCreate(model::ActionType type, ErrorCode code) { failing_creates_[type] = code; }
+
 void SimEswitch::clearFaults() {
   fail_at_.reset();
   failing_actions_.clear();
+  failing_creates_.clear();
   full_ = false;
 }
 
@@ -273,6 +276,13 @@ Status SimEswitch::validate(const FlowRule& rule) {
 Result<FlowHandle> SimEswitch::create(const FlowRule& rule) {
   if (auto s = tick(); !s) return s.error();
   if (auto s = check(rule); !s) return s.error();
+  for (std::size_t i = 0; i < rule.actions.size(); ++i) {
+    const ActionType t = fr::actionType(rule.actions[i]);
+    if (auto f = failing_creates_.find(t); f != failing_creates_.end())
+      return actionError(f->second, rule, i,
+                         "injected fault: create of every rule with " + std::string(model::actionName(t)) +
+                             " fails (validate accepts it)");
+  }
   const FlowHandle h = next_handle_++;
   InstalledFlow f;
   f.handle = h;

@@ -155,6 +155,7 @@ def main():
             return t.finish()
         files = run("dpkg", "-L", PKG).stdout.split()
         for f in ("/usr/sbin/nicoffloadd", "/usr/sbin/nicoffloadctl", "/usr/sbin/nicoffload-hook",
+                  "/usr/sbin/nicoffload-hwtest", "/usr/share/man/man8/nicoffload-hwtest.8.gz",
                   "/usr/share/nicoffload/hw-profiles/connectx-6dx.json", "/usr/share/nicoffload/nicoffload-install-hook",
                   UNIT, "/etc/nicoffload/host.json", "/usr/share/doc/nicoffload/copyright"):
             t.check(f"installed: {f}", f in files and os.path.exists(f))

@@ -738,6 +738,7 @@ TEST(ParseIntent, ResolveProfilePath) {
   const auto autop = model::resolveProfilePath("auto", "/x");
   ASSERT_FALSE(autop.ok());
   EXPECT_EQ(autop.error().code, ErrorCode::kUnsupported);
+  EXPECT_NE(autop.error().message.find("nicoffload-hwtest --probe"), std::string::npos) << autop.error().message;
   const auto bad = model::resolveProfilePath("cx 5", "/x");
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.error().code, ErrorCode::kInvalidValue);

@@ -93,6 +93,12 @@ class SimEswitch final : public flowrules::FlowBackend {
   // From now on, validate and create of every rule with an action of `type`
   // fail with `code`, naming that action.
   void failAction(model::ActionType type, ErrorCode code = ErrorCode::kUnsupported);
+  // From now on, create (but not validate) of every rule with an action of
+  // `type` fails with `code`, naming that action: a device that accepts a
+  // rule at validate and refuses it when it programs it (mlx5 allocates some
+  // resources, such as encap contexts, only at create). nicoffload-hwtest's
+  // mis-configured runs use it.
+  void failActionOnCreate(model::ActionType type, ErrorCode code = ErrorCode::kUnsupported);
   // The tables are full: validate and create answer kTableFull; the rules in
   // place stay and still match.
   void setFull(bool full) { full_ = full; }
@@ -141,6 +147,7 @@ class SimEswitch final : public flowrules::FlowBackend {
   std::optional<std::uint64_t> fail_at_;  // operation number that fails
   Error fail_error_;
   std::map<model::ActionType, ErrorCode> failing_actions_;
+  std::map<model::ActionType, ErrorCode> failing_creates_;
   bool full_ = false;
 };
 
