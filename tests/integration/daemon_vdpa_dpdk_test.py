@@ -32,13 +32,15 @@ def eal_args(prefix, vdevs):
     return args
 
 
-def run_case(t, daemon_bin, root, tag, flow, vdevs):
+def run_case(t, daemon_bin, root, tag, flow, vdevs, pci):
     world = World(tag)
     daemon = None
     try:
         host, cfg = write_host(
             world,
-            uplink={"pci": "0000:03:00.0", "mac": "0c:42:a1:00:00:01", "vf_count": 4},
+            # A PCI address of its own: a daemon on DPDK takes the device lock
+            # /run/nicoffload/<PCI>.lock, and other tests may hold theirs.
+            uplink={"pci": pci, "mac": "0c:42:a1:00:00:01", "vf_count": 4},
             backends={"flow": flow, "software_path": "none", "nic": "sim", "vdpa": "dpdk"},
             vdpa={"pool": {"size": 2, "low_water": 1}},
             dpdk={"eal_args": eal_args(f"nfovd{tag}{os.getpid()}", vdevs),
@@ -95,9 +97,9 @@ def main():
         print("FAIL: needs root (CI runs as root)")
         return 1
     t = Checks()
-    run_case(t, daemon_bin, root, "vdsim", "sim", [])
+    run_case(t, daemon_bin, root, "vdsim", "sim", [], "0000:7e:00.0")
     run_case(t, daemon_bin, root, "vddpdk", "dpdk",
-              ["net_null0", "net_null1", "net_null2", "net_null3", "net_ring0"])
+             ["net_null0", "net_null1", "net_null2", "net_null3", "net_ring0"], "0000:7f:00.0")
     return t.finish()
 
 

@@ -344,8 +344,11 @@ def main():
         dpdk_dirs.append(f"/var/run/dpdk/{prefix}")
         eal = ["--no-huge", "--no-pci", "-m", "512", "--no-shconf", "--file-prefix", prefix, "--no-telemetry",
                "--log-level=*:error"] + sum((["--vdev", f"net_null{i}"] for i in range(5)), [])
+        # A PCI address of its own: a daemon on DPDK takes the real-hardware
+        # device lock (/run/nicoffload/<PCI>.lock), and other tests may run
+        # one at the same time.
         host2, cfg2 = write_host(world, hw_profile="sim",
-                                 uplink={"pci": "0000:03:00.0", "mac": "0c:42:a1:00:00:01", "vf_count": 4},
+                                 uplink={"pci": "0000:7d:00.0", "mac": "0c:42:a1:00:00:01", "vf_count": 4},
                                  backends={"flow": "dpdk", "software_path": "kernel", "vdpa": "none"},
                                  dpdk={"eal_args": eal, "uplink_port_id": 0, "first_representor_port_id": 1},
                                  socket=f"{world.dir}/ctl2.sock", state_dir=f"{world.dir}/state2")
