@@ -19,10 +19,11 @@
 namespace nicoffload::offload {
 
 json Controller::portJson(const model::Port& port, bool rule_list) const {
-  // The port's rules re-planned (cheap: a handful), joined with the device.
+  // The port's rules re-planned (cheap: a handful, with the planner's
+  // context built once), joined with the device.
   json rules = json::array();
   std::size_t hw = 0, sw = 0, errors = 0;
-  if (auto planned = flowrules::planPortRules(host_, profile_, port)) {
+  if (auto planned = planner_->portRules(port)) {
     for (const auto& r : *planned) {
       const auto* applied = applier_->find(r.id);
       const auto placement = applied ? applied->placement : r.placement;
