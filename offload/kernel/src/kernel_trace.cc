@@ -24,23 +24,9 @@ namespace {
 using simnic::KernelNeighbour;
 using simnic::KernelRoute;
 
-Ipv4Addr ipv4Of(const nlattr* a) {
-  std::uint32_t be = 0;
-  if (a && nla_len(a) == 4) std::memcpy(&be, nla_data(a), 4);
-  return Ipv4Addr{ntohl(be)};
-}
-
-MacAddr macOf(const nlattr* a) {
-  MacAddr m;
-  if (a && nla_len(a) == 6) std::memcpy(m.bytes.data(), nla_data(a), 6);
-  return m;
-}
-
-template <std::size_t N>
-bool parseAttrs(const nlmsghdr* h, std::size_t hdrlen, std::array<nlattr*, N>& tb) {
-  return nlmsg_parse(const_cast<nlmsghdr*>(h), static_cast<int>(hdrlen), tb.data(),
-                     static_cast<int>(N - 1), nullptr) == 0;
-}
+using detail::ipv4Of;
+using detail::macOf;
+using detail::parseAttrs;
 
 std::string neighbourState(std::uint16_t state) {
   if (state & NUD_PERMANENT) return "permanent";

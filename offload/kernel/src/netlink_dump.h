@@ -5,17 +5,23 @@
 // the kernel software path.
 #pragma once
 
+#include <arpa/inet.h>
 #include <linux/netlink.h>
+#include <netlink/attr.h>
 #include <netlink/msg.h>
 #include <netlink/netlink.h>
 #include <netlink/socket.h>
 
+#include <array>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <vector>
 
 #include "nicoffload/common/error.h"
+#include "nicoffload/common/net_types.h"
 
 namespace nicoffload::offload::detail {
 
@@ -73,5 +79,25 @@ class DumpSocket {
   std::uint32_t seq_ = 1;
   std::vector<char> buffer_;
 };
+
+// Attribute readers shared by the kernel path and the trace: an IPv4
+// address (network order on the wire) and a MAC; absent or short: zero.
+inline Ipv4Addr ipv4Of(const nlattr* a) {
+  std::uint32_t be = 0;
+  if (a && nla_len(a) == 4) std::memcpy(&be, nla_data(a), 4);
+  return Ipv4Addr{ntohl(be)};
+}
+inline MacAddr macOf(const nlattr* a) {
+  MacAddr m;
+  if (a && nla_len(a) == 6) std::memcpy(m.bytes.data(), nla_data(a), 6);
+  return m;
+}
+// Attributes of a message after its family header, by type (types above
+// N - 1 are ignored).
+template <std::size_t N>
+bool parseAttrs(const nlmsghdr* h, std::size_t hdrlen, std::array<nlattr*, N>& tb) {
+  return nlmsg_parse(const_cast<nlmsghdr*>(h), static_cast<int>(hdrlen), tb.data(),
+                     static_cast<int>(N - 1), nullptr) == 0;
+}
 
 }  // namespace nicoffload::offload::detail
