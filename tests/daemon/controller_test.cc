@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <csignal>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
@@ -164,6 +166,7 @@ struct Fixture {
   SteadyClock::time_point now{};
   std::unique_ptr<Controller> ctl;
   bool background_full_pass = false;  // tick() runs a due full pass at once
+  bool in_memory_flow = false;        // the simulated NIC keeps no files (RLIMIT_FSIZE tests)
 
   Fixture() {
     auto h =
@@ -183,7 +186,8 @@ struct Fixture {
       nic_mgmt;  // SR-IOV / eswitch / vDPA simulation, when devices = true
 
   void start(bool with_sw = true, bool devices = false) {
-    auto n = simnic::SimEswitch::open(profile, host.vf_count, host.sim_device_dir);
+    auto n = in_memory_flow ? simnic::SimEswitch::create(profile, host.vf_count)
+                            : simnic::SimEswitch::open(profile, host.vf_count, host.sim_device_dir);
     ASSERT_TRUE(n.ok()) << n.error().describe();
     nic = n->get();
     Backends b;
@@ -511,6 +515,48 @@ TEST(Controller, DrivesTheNicAndVdpaBackends) {
   st = f.nic_mgmt->makeBackend()->status();
   ASSERT_TRUE(st.ok());
   EXPECT_TRUE(!st->vfs.at(vf).mac || st->vfs.at(vf).mac->isZero()) << "MAC scrubbed";
+}
+
+// Issue 14: the state write runs while the devices are programmed. When it
+// fails (a full disk: RLIMIT_FSIZE makes the append fail with EFBIG, root
+// included), the batch is refused, the intent is as before, and the next
+// tick's full pass takes back what the devices got for it.
+TEST(Controller, AFailedStateWriteRefusesTheBatchAndUndoesItsDeviceChanges) {
+  Fixture f;
+  f.in_memory_flow = true;
+  f.start();
+  ASSERT_TRUE(f.call({{"op", "port.add"}, {"port", Fixture::port(1)}})["ok"]);
+  const auto rules_before = f.nic->size();
+  std::uintmax_t largest = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(f.host.state_dir))
+    if (e.is_regular_file()) largest = std::max<std::uintmax_t>(largest, e.file_size());
+  ASSERT_GT(largest, 0u);
+
+  const auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+  rlimit old_limit{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  rlimit limit = old_limit;
+  limit.rlim_cur = largest;  // no state file may grow
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &limit), 0);
+  const auto r = f.call({{"op", "port.add"}, {"port", Fixture::port(2)}});
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  std::signal(SIGXFSZ, old_handler);
+
+  ASSERT_FALSE(r["ok"]) << r.dump();
+  EXPECT_EQ(r["error"]["code"], "io") << r.dump();
+  EXPECT_EQ(f.ctl->counters().state_save_failures, 1u);
+  EXPECT_EQ(f.ctl->intent().ports.size(), 1u) << "the intent is as it was";
+  EXPECT_GT(f.nic->size(), rules_before) << "the devices got the port while the write ran";
+  // The full pass the failure asked for takes it back.
+  EXPECT_EQ(f.ctl->untilNextTick().count(), 0);
+  f.ctl->tick();
+  EXPECT_EQ(f.nic->size(), rules_before);
+  EXPECT_FALSE(f.sw->hasRoute("10.0.2.1/32", "rep2"));
+  EXPECT_TRUE(f.sw->hasRoute("10.0.1.1/32", "rep1"));
+  // And the same request succeeds once the disk has room.
+  auto ok = f.call({{"op", "port.add"}, {"port", Fixture::port(2)}});
+  ASSERT_TRUE(ok["ok"]) << ok.dump();
+  EXPECT_TRUE(f.sw->hasRoute("10.0.2.1/32", "rep2"));
 }
 
 // Issue 14: the warm vDPA pool. Devices are made ahead on free VFs (in
