@@ -44,6 +44,7 @@ model::HostConfig host(const std::string& dir) {
   h.vdpa_backend = model::VdpaKind::kNone;
   h.state_dir = dir + "/state";
   h.sim_device_dir = dir + "/simnic";
+  h.socket_path = dir + "/ctl.sock";  // nothing of the bench's goes to /run
   return h;
 }
 

@@ -36,6 +36,7 @@ inline SimDaemon startSimDaemon() {
   model::HostConfig host = *h;
   host.state_dir = dir + "/state";
   host.sim_device_dir = dir + "/simnic";
+  host.socket_path = dir + "/ctl.sock";  // the ports' vDPA links go beside it, not in /run
   host.vdpa_backend = model::VdpaKind::kSim;
 
   spdlog::set_level(spdlog::level::off);  // a line per refusal would be most of the run
