@@ -817,8 +817,6 @@ void Controller::reconcileVdpa(const std::map<std::string, vdpa::VdpaDeviceSpec>
   }
 }
 
-std::size_t Controller::poolReady() const { return pool_vfs_.size(); }
-
 // Makes pool devices on free VFs, at most `max_creates` per call (tick()
 // calls it between requests, so a request waits behind at most that many
 // device creations), until the pool has vdpa.pool.size devices; it starts

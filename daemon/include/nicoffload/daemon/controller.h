@@ -334,7 +334,6 @@ class Controller {
   const vdpa::VdpaDevice* deviceOnVf(std::uint16_t vf) const;
   bool poolEnabled() const;
   bool poolFits(const vdpa::VdpaDevice& d) const;
-  std::size_t poolReady() const;
   bool poolWantsWork() const;
   void refillPool(std::size_t max_creates);
   nlohmann::json poolJson() const;
