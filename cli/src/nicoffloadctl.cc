@@ -666,10 +666,16 @@ int run(int argc, char** argv) {
   addDaemonOptions(remote_del);
   remote_del->add_option("--address", remote_address, "the remote /32")->required();
   std::string remote_origin, remote_file;
-  remote_add->add_option("--origin", remote_origin, "who declares it (default: api)");
+  remote_add->add_option("--origin", remote_origin,
+                         "api (the default, and the only origin remote add takes: a named "
+                         "origin's set changes through remote sync)");
   auto* remote_list = remote_cmd->add_subcommand("list", "list remote endpoints (page by page)");
   addDaemonOptions(remote_list);
   remote_list->add_option("--origin", remote_origin, "only the remotes of this origin");
+  bool remote_refused = false;
+  remote_list->add_flag("--refused", remote_refused,
+                        "instead: the routes learned from the kernel that are not followed, each "
+                        "with its reason (an underlay address, kernel.learn_prefixes, ...)");
   auto* remote_sync = remote_cmd->add_subcommand(
       "sync", "make the remotes of one origin exactly those of a file (added, updated, removed)");
   addDaemonOptions(remote_sync);
@@ -883,10 +889,21 @@ int run(int argc, char** argv) {
     } else {
       req = {{"op", "remote.list"}};
       if (!remote_origin.empty()) req["origin"] = remote_origin;
+      if (remote_refused) req = {{"op", "remote.list"}, {"refused", true}};
+      if (remote_refused && !remote_origin.empty())
+        return fail(makeError(ErrorCode::kConflict, "--refused", "",
+                              "--refused lists the learned routes not followed; --origin does "
+                              "not apply"));
       nlohmann::json all = nlohmann::json::array();
-      const bool ok = callDaemonPaged(daemon, req, "remotes", [&](const nlohmann::json& x) {
+      const bool ok = callDaemonPaged(daemon, req, remote_refused ? "refused" : "remotes",
+                                      [&](const nlohmann::json& x) {
         if (daemon.json) {
           all.push_back(x);
+          return;
+        }
+        if (remote_refused) {
+          std::printf("%-18s %-12s %s\n", x.value("address", "").c_str(),
+                      x.value("origin", "").c_str(), x.value("reason", "").c_str());
           return;
         }
         std::printf("%-18s %-16s %-16s %-9s %s\n", x.value("address", "").c_str(), x.value("next_hop", "").c_str(),

@@ -254,12 +254,12 @@ Result<json> Controller::admitPortRemove(const json& request) {
 
 // IntentIndex::checkRemote against everything but the version `remote`
 // replaces (the index is left as it was).
-Status Controller::checkRemoteReplacing(const model::RemoteEndpoint& remote) {
+Status Controller::checkRemoteReplacing(const model::RemoteEndpoint& remote, bool learned) {
   const auto pos = index_->findRemote(remote.address);
-  if (!pos) return index_->checkRemote(remote);
+  if (!pos) return index_->checkRemote(remote, learned);
   const model::RemoteEndpoint& existing = intent_.remotes[*pos];
   index_->removeRemote(existing);
-  Status checked = index_->checkRemote(remote);
+  Status checked = index_->checkRemote(remote, learned);
   index_->addRemote(existing, *pos);
   return checked;
 }
@@ -270,12 +270,29 @@ Result<json> Controller::admitRemoteAdd(const json& request) {
     return requestError(ErrorCode::kMissingField, "remote", "", "required field is missing");
   auto r = model::parseRemote(request["remote"], "remote");
   if (!r) return r.error();
+  // remote.add speaks for the operator: origin "api". A named origin's set
+  // changes through remote.sync only, as a whole.
+  if (r->origin != model::RemoteEndpoint::kDefaultRemoteOrigin)
+    return requestError(ErrorCode::kConflict, "remote.origin", r->origin,
+                        "remote.add adds remotes of origin 'api'; the set of origin '" +
+                            r->origin + "' changes through remote.sync");
   const model::RemoteEndpoint* existing = findRemote(r->address);
-  if (existing && model::toJson(*existing) == model::toJson(*r))
+  if (existing && model::toJson(*existing) == model::toJson(*r) && existing->origin == r->origin)
     return json{{"remote", model::toJson(*r)}, {"changed", false}};
+  // Precedence: api and the remote.sync origins hold what they claimed
+  // first (never taken over in silence); both win over a learned route,
+  // which comes back when they let go.
+  if (existing && !existing->learned() && existing->origin != r->origin)
+    return requestError(ErrorCode::kConflict, "remote.address", r->address.str(),
+                        r->address.str() + " is held by origin '" + existing->origin +
+                            "'; a sync of that origin without it releases it");
+  if (auto use = learnedUnderlayUse(r->address); !use.empty())
+    return requestError(ErrorCode::kConflict, "remote.address", r->address.str(),
+                        r->address.str() + " is " + use + ", never a remote /32");
   if (auto checked = checkRemoteReplacing(*r); !checked) return checked.error();
   mutations_.push_back("remote add " + r->address.str());
   json out{{"remote", model::toJson(*r)}, {"changed", true}};
+  if (existing && existing->learned()) out["replaces"] = existing->origin;
   putRemote(std::move(r).value());
   return out;
 }
@@ -289,6 +306,10 @@ Result<json> Controller::admitRemoteRemove(const json& request) {
     return requestError(ErrorCode::kInvalidValue, "address", *address, "must be an IPv4 /32");
   const model::RemoteEndpoint* existing = findRemote(p->addr);
   if (!existing) return json{{"removed", false}};
+  if (!existing->learned() && existing->origin != model::RemoteEndpoint::kDefaultRemoteOrigin)
+    return requestError(ErrorCode::kConflict, "address", p->addr.str(),
+                        p->addr.str() + " is held by origin '" + existing->origin +
+                            "' (remote.sync); a sync of that origin without it removes it");
   if (existing->learned())
     return requestError(ErrorCode::kConflict, "address", p->addr.str(),
                         p->addr.str() + " was learned from the kernel's routing table (origin " +
@@ -301,9 +322,14 @@ Result<json> Controller::admitRemoteRemove(const json& request) {
 }
 
 // The whole set of remotes of one origin: what the list holds is added or
-// updated, what the origin held and the list does not is removed. All or
-// nothing; an address another origin holds is refused (remove it there
-// first), so that two controllers never fight over a route in silence.
+// updated, what the origin held and the list does not is removed. Malformed
+// input refuses the whole sync (nothing applied). An entry that overlaps
+// what someone else holds is not applied and is listed in `conflicts`,
+// the rest is: an address of another origin (api, another sync: the first
+// holder keeps it, so that two controllers never fight over a route in
+// silence), a local VM's address, an address the underlay uses. A learned
+// route's address is taken over (the origin wins over the kernel; the
+// learned route comes back when the origin lets go).
 Result<json> Controller::admitRemoteSync(const json& request) {
   if (auto s = onlyKeys(request, {"origin", "remotes"}); !s) return s.error();
   auto origin = requiredString(request, "origin", "the name of the set, e.g. \"bgp-ctl\"");
@@ -312,7 +338,19 @@ Result<json> Controller::admitRemoteSync(const json& request) {
   const auto remotes = requiredArray(request, "remotes", "the origin's whole set; [] removes it");
   if (!remotes) return remotes.error();
   const json* list = *remotes;
-  std::size_t added = 0, updated = 0, unchanged = 0, removed = 0;
+  std::size_t added = 0, updated = 0, unchanged = 0, removed = 0, taken_over = 0;
+  json conflicts = json::array();
+  std::size_t conflict_count = 0;
+  constexpr std::size_t kConflictsListed = 100;  // the reply lists the first ones, counts all
+  const auto conflict = [&](const std::string& path, Ipv4Addr address, const std::string& why,
+                            const std::string& held_by) {
+    ++conflict_count;
+    if (conflicts.size() < kConflictsListed) {
+      json c{{"field", path + ".address"}, {"address", address.str()}, {"reason", why}};
+      if (!held_by.empty()) c["held_by"] = held_by;
+      conflicts.push_back(std::move(c));
+    }
+  };
   std::unordered_set<Ipv4Addr> listed;
   listed.reserve(list->size());
   const Marks mark = marks();
@@ -333,21 +371,32 @@ Result<json> Controller::admitRemoteSync(const json& request) {
       return refuse(requestError(ErrorCode::kDuplicate, path + ".address", r->address.str(),
                                  r->address.str() + " is listed twice"));
     const model::RemoteEndpoint* existing = findRemote(r->address);
-    if (existing && existing->origin != *origin && !existing->learned())
-      return refuse(requestError(
-          ErrorCode::kConflict, path + ".address", r->address.str(),
-          r->address.str() + " is held by origin '" + existing->origin +
-              "'; remove it there first (remote.remove, or a sync of that origin without it)"));
-    if (existing && existing->next_hop == r->next_hop && existing->vtep == r->vtep &&
-        existing->vni == r->vni) {
+    if (existing && existing->origin != *origin && !existing->learned()) {
+      conflict(path, r->address,
+               r->address.str() + " is held by origin '" + existing->origin + "'",
+               existing->origin);
+      continue;
+    }
+    if (existing && existing->origin == *origin && existing->next_hop == r->next_hop &&
+        existing->vtep == r->vtep && existing->vni == r->vni) {
       ++unchanged;
+      continue;
+    }
+    if (auto use = learnedUnderlayUse(r->address); !use.empty()) {
+      conflict(path, r->address, r->address.str() + " is " + use + ", never a remote /32", "");
       continue;
     }
     if (auto checked = checkRemoteReplacing(*r); !checked) {
       Error e = checked.error();
       if (e.field.rfind("remote", 0) == 0) e.field = path + e.field.substr(6);
+      // An overlap (a VM's address, the underlay's): this entry only.
+      if (e.code == ErrorCode::kConflict || e.code == ErrorCode::kDuplicate) {
+        conflict(path, r->address, e.message, "");
+        continue;
+      }
       return refuse(e);
     }
+    if (existing && existing->learned()) ++taken_over;
     ++(existing ? updated : added);
     putRemote(std::move(r).value());
   }
@@ -358,11 +407,21 @@ Result<json> Controller::admitRemoteSync(const json& request) {
   removed = gone.size();
   if (added || updated || removed)
     mutations_.push_back("remote sync " + *origin + ": " + std::to_string(added) + " added, " +
-                         std::to_string(updated) + " updated, " + std::to_string(removed) +
-                         " removed");
-  return json{{"origin", *origin},      {"added", added},
-              {"updated", updated},     {"removed", removed},
-              {"unchanged", unchanged}, {"changed", added + updated + removed > 0}};
+                         std::to_string(updated) + " updated (" + std::to_string(taken_over) +
+                         " from the kernel), " + std::to_string(removed) + " removed, " +
+                         std::to_string(conflict_count) + " in conflict");
+  if (conflict_count)
+    spdlog::warn("remote sync {}: {} entries not applied (held elsewhere); first: {}", *origin,
+                 conflict_count, conflicts[0]["reason"].get<std::string>());
+  return json{{"origin", *origin},
+              {"added", added},
+              {"updated", updated},
+              {"taken_over", taken_over},
+              {"removed", removed},
+              {"unchanged", unchanged},
+              {"conflicts", std::move(conflicts)},
+              {"conflict_count", conflict_count},
+              {"changed", added + updated + removed > 0}};
 }
 
 // Several mutations in one request, all or nothing: the first refusal

@@ -57,6 +57,12 @@ struct Controller::Learned {
   std::unordered_map<Ipv4Addr, LearnedRoute> routes;  // as the kernel holds them
   std::unordered_map<Ipv4Addr, MacAddr> neighbours;   // resolved uplink neighbours
   std::unordered_map<Ipv4Addr, std::string> refused;  // learned, not followed: why
+  // The uplink's addresses (the subnets it is on), from the watcher.
+  std::vector<Ipv4Prefix> uplink_prefixes;
+  // Every next hop of every learned route (ECMP: all of them, not only the
+  // chosen one), with the number of routes listing it: the underlay's
+  // addresses, never remotes themselves, whatever the order they arrived in.
+  std::unordered_map<Ipv4Addr, std::uint32_t> hop_refs;
   std::uint64_t route_events = 0;
   std::uint64_t neighbour_events = 0;
   std::uint64_t resyncs = 0;
@@ -69,6 +75,9 @@ struct Controller::Learned {
   mutable nlohmann::json status_cache;
   mutable SteadyClock::time_point status_cached_at{};
 
+  // Why `a` is an address of the underlay (a next hop, a neighbour on the
+  // uplink, the uplink's own address or subnet), or empty.
+  std::string underlayUse(Ipv4Addr a, const model::HostConfig& host) const;
   // The MAC of an underlay next hop: the static override, else the kernel's.
   std::optional<MacAddr> macOf(Ipv4Addr hop) const;
   // The next hop a route's remote goes through (ECMP: see learned_routes.cc).

@@ -11,6 +11,14 @@
 //   - a remote of another origin (remote.add, remote.sync) wins over a
 //     learned one at the same address; the learned route comes back when
 //     that remote is removed;
+//   - a learned route is refused (not followed, kept with its reason for
+//     `remote list --refused`, status and metrics) when its address is not a
+//     usable host address (0.0.0.0, multicast, broadcast, loopback), when
+//     kernel.learn_prefixes excludes it, or when the underlay uses it: a
+//     next hop of any learned route, a neighbour on the uplink, the
+//     uplink's own address or subnet, a static next hop. The underlay wins
+//     whatever the order: a router's /32 learned first is dropped when a
+//     route through that router arrives, and comes back when none does;
 //   - ECMP: the next hop is chosen among those whose MAC is known (a
 //     static next_hops[].mac or the kernel's neighbour table), by a hash of
 //     the destination, so that remotes spread over the top-of-rack switches
@@ -38,6 +46,29 @@ std::size_t spread(Ipv4Addr address, std::size_t n) {
 }
 
 }  // namespace
+
+std::string Controller::Learned::underlayUse(Ipv4Addr a, const model::HostConfig& host) const {
+  if (auto it = hop_refs.find(a); it != hop_refs.end())
+    return "a next hop of " + std::to_string(it->second) +
+           (it->second == 1 ? " learned route" : " learned routes") + " (the underlay)";
+  for (const auto& s : static_hops)
+    if (s.ipv4 == a) return "an underlay next hop (underlay.next_hops)";
+  if (host.default_next_hop && *host.default_next_hop == a)
+    return "the underlay's default next hop (underlay.default_next_hop)";
+  for (const auto& p : uplink_prefixes) {
+    if (p.addr == a) return "this host's own address on the uplink (" + p.str() + ")";
+    if (p.len < 32 && p.contains(a))
+      return "on the uplink's subnet " + Ipv4Prefix{Ipv4Addr{a.value & ~(~std::uint32_t{0} >> p.len)}, p.len}.str() +
+             " (the underlay)";
+  }
+  if (neighbours.count(a)) return "a neighbour on the uplink (the underlay)";
+  return {};
+}
+
+std::string Controller::learnedUnderlayUse(Ipv4Addr address) const {
+  if (!learned_) return {};
+  return learned_->underlayUse(address, host_);
+}
 
 std::optional<MacAddr> Controller::Learned::macOf(Ipv4Addr hop) const {
   for (const auto& s : static_hops)
@@ -103,22 +134,34 @@ void Controller::applyLearned(Ipv4Addr address) {
     l.refused.erase(address);
     return;
   }
+  const auto refuse = [&](std::string why) {
+    auto [it, first] = l.refused.try_emplace(address);
+    if (first || it->second != why)
+      spdlog::warn("learned route {} ({}) not followed: {}", address.str(),
+                   routeProtocolName(route->second.protocol), why);
+    it->second = std::move(why);
+    if (current) eraseRemote(address);
+  };
+  // The checks remote.add applies, the operator's filter, then the underlay.
+  if (auto why = model::unusableHostAddress(address)) return refuse(*why);
+  for (const auto& p : host_.learn_deny)
+    if (p.contains(address)) return refuse("excluded by kernel.learn_prefixes.deny " + p.str());
+  if (!host_.learn_allow.empty() &&
+      std::none_of(host_.learn_allow.begin(), host_.learn_allow.end(),
+                   [&](const Ipv4Prefix& p) { return p.contains(address); }))
+    return refuse("not in kernel.learn_prefixes.allow");
+  if (auto use = l.underlayUse(address, host_); !use.empty())
+    return refuse(address.str() + " is " + use + ", never a remote /32");
   model::RemoteEndpoint r;
   r.address = address;
   r.next_hop = l.choose(route->second);
   r.origin = std::string(model::RemoteEndpoint::kKernelOriginPrefix) +
              routeProtocolName(route->second.protocol);
   if (current && current->next_hop == r.next_hop && current->origin == r.origin) return;
-  if (auto checked = checkRemoteReplacing(r); !checked) {
+  if (auto checked = checkRemoteReplacing(r, true); !checked) {
     // An address of a local port, the gateway, an underlay neighbour: the
     // route stays in the kernel, not in hardware.
-    const bool first = !l.refused.count(address);
-    l.refused[address] = checked.error().message;
-    if (first)
-      spdlog::warn("learned route {} ({}) not followed: {}", address.str(), r.origin,
-                   checked.error().message);
-    if (current) eraseRemote(address);
-    return;
+    return refuse(checked.error().message);
   }
   l.refused.erase(address);
   putRemote(std::move(r));
@@ -153,6 +196,7 @@ void Controller::applyRouteEvents(const RouteEvents& events, bool reconcile_now)
       l.neighbours.erase(hop);
     }
     const auto after = l.macOf(hop);
+    if (before.has_value() != after.has_value()) recheck.insert(hop);  // an underlay neighbour or not
     if (before != after) {
       moved.insert(hop);
       spdlog::info("next hop {}: {}", hop.str(),
@@ -187,15 +231,55 @@ void Controller::applyRouteEvents(const RouteEvents& events, bool reconcile_now)
                       [&](Ipv4Addr h) { return moved.count(h) > 0; }))
         recheck.insert(a);
   }
+  // Next hops counted over every route: an address that becomes (or stops
+  // being) one is checked again, wherever it is in the events.
+  std::unordered_set<Ipv4Addr> released;  // no longer a next hop: checked last
+  const auto countHops = [&](const LearnedRoute& r, int delta) {
+    for (const auto hop : r.next_hops) {
+      auto& n = l.hop_refs[hop];
+      if (delta > 0 && n++ == 0) recheck.insert(hop);
+      if (delta < 0 && --n == 0) {
+        l.hop_refs.erase(hop);
+        recheck.insert(hop);
+        released.insert(hop);
+      }
+    }
+  };
   for (const auto& [address, route] : events.routes) {
+    if (auto it = l.routes.find(address); it != l.routes.end()) countHops(it->second, -1);
     if (route) {
       l.routes[address] = *route;
+      countHops(*route, +1);
     } else {
       l.routes.erase(address);
     }
     recheck.insert(address);
   }
-  for (const auto a : recheck) applyLearned(a);
+  if (events.uplink_prefixes && *events.uplink_prefixes != l.uplink_prefixes) {
+    l.uplink_prefixes = *events.uplink_prefixes;
+    std::string list;
+    for (const auto& p : l.uplink_prefixes) list += (list.empty() ? "" : ", ") + p.str();
+    spdlog::info("uplink {} addresses: {}", host_.uplink_netdev, list.empty() ? "none" : list);
+    for (const auto& [a, _] : l.routes) recheck.insert(a);
+  }
+  // Underlay addresses first: their remotes go before a route through them
+  // is checked; addresses that stopped being next hops last, once the
+  // routes through them are gone or moved. So the result does not depend on
+  // the order of arrival.
+  for (const auto& [hop, n] : l.hop_refs) released.erase(hop);  // counted again since
+  std::vector<Ipv4Addr> later, last;
+  later.reserve(recheck.size());
+  for (const auto a : recheck) {
+    if (!l.underlayUse(a, host_).empty()) {
+      applyLearned(a);
+    } else if (released.count(a)) {
+      last.push_back(a);
+    } else {
+      later.push_back(a);
+    }
+  }
+  for (const auto a : later) applyLearned(a);
+  for (const auto a : last) applyLearned(a);
   journal_.clear();  // never persisted: the kernel is the source
   if (!touched_remotes_.empty() && reconcile_now) {
     const auto pass = reconcileTouched();
@@ -271,6 +355,8 @@ json Controller::learnedStatusJson(bool fresh) const {
   json last = nullptr;
   if (l.resyncs)
     last = {{"reason", l.last_resync_reason},
+            {"dump_ms", wc.last_dump_ms},
+            {"merge_ms", wc.last_merge_ms},
             {"seconds_ago",
              std::chrono::duration_cast<std::chrono::milliseconds>(now - l.last_resync).count() /
                  1000.0},
@@ -368,6 +454,59 @@ json Controller::learnedExplain(Ipv4Addr address) const {
                   "(all of them when none is known)";
   }
   return out;
+}
+
+}  // namespace nicoffload::offload
+
+namespace nicoffload::offload {
+
+// remote.list {"refused": true[, "offset", "limit"]}: every learned route
+// not followed, by address, with the reason; paged like remote.list.
+json Controller::refusedRoutesJson(const json& req, Error& error) const {
+  if (auto s = onlyKeys(req, {"refused", "offset", "limit"}); !s) {
+    error = s.error();
+    return nullptr;
+  }
+  const auto refused = optionalBool(req, "refused", false);
+  if (!refused) {
+    error = refused.error();
+    return nullptr;
+  }
+  if (!*refused) {
+    error = requestError(ErrorCode::kInvalidValue, "refused", "false",
+                         "refused: true lists the learned routes not followed; the remotes "
+                         "themselves are remote.list without the key");
+    return nullptr;
+  }
+  auto page = pageOf(req);
+  if (!page) {
+    error = page.error();
+    return nullptr;
+  }
+  std::vector<Ipv4Addr> addresses;
+  if (learned_) {
+    addresses.reserve(learned_->refused.size());
+    for (const auto& [a, _] : learned_->refused) addresses.push_back(a);
+  }
+  std::sort(addresses.begin(), addresses.end());
+  json list = json::array();
+  for (std::size_t i = page->offset; i < addresses.size() && list.size() < page->limit; ++i) {
+    const auto a = addresses[i];
+    json entry{{"address", a.str() + "/32"}, {"reason", learned_->refused.at(a)}};
+    if (auto it = learned_->routes.find(a); it != learned_->routes.end()) {
+      entry["origin"] = std::string(model::RemoteEndpoint::kKernelOriginPrefix) +
+                        routeProtocolName(it->second.protocol);
+      json hops = json::array();
+      for (const auto hop : it->second.next_hops) hops.push_back(hop.str());
+      entry["next_hops"] = std::move(hops);
+    }
+    list.push_back(std::move(entry));
+  }
+  if (!page->paged) return list;
+  const std::size_t next = page->offset + list.size();
+  return {{"refused", std::move(list)},
+          {"next", next < addresses.size() ? json(next) : json()},
+          {"total", addresses.size()}};
 }
 
 }  // namespace nicoffload::offload

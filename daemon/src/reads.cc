@@ -227,6 +227,11 @@ json Controller::read(const json& req, Error& error) {
       if (!vm || p.key.vm == *vm) out.push_back(portJson(p, false));
     return out;
   }
+  if (op == "remote.list" && req.contains("refused")) {  // learned routes not followed
+    json out = refusedRoutesJson(req, error);
+    if (out.is_null()) return json();
+    return out;
+  }
   if (op == "remote.list") {
     if (auto s = onlyKeys(req, {"offset", "limit", "origin"}); !s) return fail(s.error());
     auto page = pageOf(req);

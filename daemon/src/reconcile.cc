@@ -133,6 +133,11 @@ void Controller::startFullPass(bool verify) {
   full_pass_->force = force_full_compute_;
   force_full_compute_ = false;
   if (verify) full_pass_->to_verify = applier_->hardwareRuleIds();
+  // The kernel removes routes without a notification (an uplink down, a
+  // nexthop object deleted): what was learned is compared with a fresh
+  // dump, taken in the background; its differences arrive as route events.
+  // (Not the first pass: start has just dumped.)
+  if (backends_.routes && counters_.full_passes > 0) backends_.routes->requestResync("full pass");
 }
 
 // Runs the pass until it is done (inline) or its slice of this loop turn is
@@ -955,6 +960,15 @@ void Controller::requestFullPass() {
 }
 
 json Controller::reconcileAll() {
+  // Asked for by an operator: the learned routes are compared with a fresh
+  // dump first, inline, so that the answer covers them.
+  if (backends_.routes) {
+    if (auto ev = backends_.routes->resyncNow("reconcile")) {
+      applyRouteEvents(*ev);
+    } else {
+      spdlog::warn("reconcile: the routing table could not be read: {}", ev.error().describe());
+    }
+  }
   const auto pass = reconcile(true);
   scheduleRetry(pass.failures > 0);
   next_full_ = options_.now() + options_.reconcile_interval;

@@ -58,6 +58,8 @@ std::string lower(std::string s) {
   return s;
 }
 
+}  // namespace
+
 // A VM or remote address must be a usable unicast host address.
 std::optional<std::string> unusableHostAddress(Ipv4Addr a) {
   if (a.isUnspecified()) return "0.0.0.0 is not a host address";
@@ -66,6 +68,8 @@ std::optional<std::string> unusableHostAddress(Ipv4Addr a) {
   if (a.isLoopback()) return "a loopback address cannot be a VM address";
   return std::nullopt;
 }
+
+namespace {
 
 // Parses "a.b.c.d" or "a.b.c.d/32" into a host address; other prefix lengths
 // are refused.
@@ -143,6 +147,50 @@ bool readLearnProtocols(ObjectReader& r, const json& arr, HostConfig& host) {
     if (std::find(host.learn_protocols.begin(), host.learn_protocols.end(), p8) ==
         host.learn_protocols.end())
       host.learn_protocols.push_back(p8);
+  }
+  return true;
+}
+
+// kernel.learn_prefixes: {"allow": [prefix...], "deny": [prefix...]}, each
+// prefix "a.b.c.d/len" with no host bits set.
+bool readLearnPrefixes(ObjectReader& k, const json& v, HostConfig& host) {
+  const std::string base = k.field("learn_prefixes");
+  if (!v.is_object())
+    return k.fail(makeError(ErrorCode::kWrongType, base, detail::shortValue(v),
+                            std::string("must be an object {\"allow\": [...], \"deny\": [...]}, "
+                                        "got ") +
+                                detail::typeName(v)));
+  for (const auto& [key, list] : v.items()) {
+    const std::string field = base + "." + key;
+    std::vector<Ipv4Prefix>* out = key == "allow"  ? &host.learn_allow
+                                   : key == "deny" ? &host.learn_deny
+                                                   : nullptr;
+    if (!out)
+      return k.fail(makeError(ErrorCode::kUnknownField, field, key,
+                              "unknown key '" + key + "' (keys: allow, deny)"));
+    if (!list.is_array())
+      return k.fail(makeError(ErrorCode::kWrongType, field, detail::shortValue(list),
+                              std::string("must be an array of IPv4 prefixes, got ") +
+                                  detail::typeName(list)));
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      const std::string f = detail::indexPath(field, i);
+      const json& e = list[i];
+      if (!e.is_string())
+        return k.fail(makeError(ErrorCode::kWrongType, f, detail::shortValue(e),
+                                std::string("must be an IPv4 prefix string (a.b.c.d/len), got ") +
+                                    detail::typeName(e)));
+      const auto& text = e.get_ref<const std::string&>();
+      const auto p = Ipv4Prefix::parse(text);
+      if (!p || text.find('/') == std::string::npos)
+        return k.fail(makeError(ErrorCode::kInvalidValue, f, text,
+                                "'" + text + "' is not an IPv4 prefix (a.b.c.d/len)"));
+      const std::uint32_t mask = p->len == 0 ? 0u : ~(~std::uint32_t{0} >> p->len);
+      if ((p->addr.value & ~mask) != 0)
+        return k.fail(makeError(ErrorCode::kInvalidValue, f, text,
+                                "'" + text + "' has host bits set: the prefix is " +
+                                    Ipv4Prefix{Ipv4Addr{p->addr.value & mask}, p->len}.str()));
+      out->push_back(*p);
+    }
   }
   return true;
 }
@@ -370,6 +418,7 @@ Result<HostConfig> parseHostConfig(const json& doc) {
     if (k.boolean("learn_routes", learn, false)) host.learn_routes = learn;
     const json* protos = nullptr;
     if (k.array("learn_protocols", protos, false) && protos) readLearnProtocols(k, *protos, host);
+    if (const json* lp = k.member("learn_prefixes", false)) readLearnPrefixes(k, *lp, host);
     if (k.string("netns", host.kernel_netns, false) && !host.kernel_netns.empty() &&
         (host.kernel_netns.find('/') != std::string::npos || host.kernel_netns == "." ||
          host.kernel_netns == ".." || host.kernel_netns.size() > 64))
@@ -490,6 +539,11 @@ Result<HostConfig> parseHostConfig(const json& doc) {
       refuse("learning routes reads the kernel: backends.software_path must be kernel");
     else if (host.uplink_netdev.empty())
       refuse("learned routes go through the uplink: uplink.netdev is required");
+  }
+  if (r.ok() && !host.learn_routes && (!host.learn_allow.empty() || !host.learn_deny.empty())) {
+    r.fail(makeError(ErrorCode::kConflict, "kernel.learn_prefixes", "",
+                     "filters learned routes, but kernel.learn_routes is off: set it to true, or "
+                     "remove learn_prefixes"));
   }
 
   r.finish();
@@ -885,7 +939,7 @@ IntentIndex::IntentIndex(const Intent& intent) : host_(intent.host), underlay_(i
   }
 }
 
-Status IntentIndex::checkRemote(const RemoteEndpoint& remote) const {
+Status IntentIndex::checkRemote(const RemoteEndpoint& remote, bool hops_may_be_remotes) const {
   if (auto s = model::checkRemote(host_, remote, 0); !s) {
     Error e = s.error();
     if (e.field.rfind("remotes[0]", 0) == 0) e.field = "remote" + e.field.substr(10);
@@ -902,7 +956,7 @@ Status IntentIndex::checkRemote(const RemoteEndpoint& remote) const {
     if (auto it = by_ip_.find(*hop); it != by_ip_.end())
       return makeError(ErrorCode::kConflict, std::string("remote.") + name, hop->str(),
                        hop->str() + " is a local VM address (port " + it->second.str() + ")");
-    if (*hop != remote.address && remotes_.count(*hop))
+    if (*hop != remote.address && !hops_may_be_remotes && remotes_.count(*hop))
       return makeError(ErrorCode::kConflict, std::string("remote.") + name, hop->str(),
                        hop->str() + " is the address of another remote endpoint");
   }

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <map>
+#include <set>
 #include <mutex>
 #include <random>
 #include <tuple>
@@ -935,17 +936,14 @@ TEST(Controller, RemoteSyncReplacesTheSetOfItsOriginOnly) {
   for (const auto& x : list["result"]) origin[x["address"]] = x["origin"];
   EXPECT_EQ(origin["10.40.0.1/32"], "api");
   EXPECT_EQ(origin["10.40.1.3/32"], "bgp-ctl");
-  // All or nothing: an address another origin holds, a duplicate, a bad
-  // entry: refused, naming the entry, and nothing changes.
+  // Malformed input is all or nothing: a duplicate, a bad entry: refused,
+  // naming the entry, and nothing changes. (Overlaps with what others hold
+  // are per entry: RemoteSyncAppliesAllButItsConflicts.)
   const auto before = f.ctl->intent().remotes.size();
   const auto ops = f.ctl->applier().counters().creations;
   for (const auto& [list_json, field, code] :
-       {std::tuple{json{{{"address", "10.40.1.9/32"}}, {{"address", "10.40.0.1/32"}}},
-                   "remotes[1].address", "conflict"},
-        std::tuple{json{{{"address", "10.40.1.9/32"}}, {{"address", "10.40.1.9/32"}}},
+       {std::tuple{json{{{"address", "10.40.1.9/32"}}, {{"address", "10.40.1.9/32"}}},
                    "remotes[1].address", "duplicate"},
-        std::tuple{json{{{"address", "10.40.1.9/32"}}, {{"address", "192.0.2.254/32"}}},
-                   "remotes[1].address", "conflict"},
         std::tuple{json{{{"address", "10.40.1.9/32"}}, {{"address", "nope"}}},
                    "remotes[1].address", "invalid-value"}}) {
     r = sync(list_json);
@@ -1075,7 +1073,9 @@ TEST(Controller, BackgroundFullPassRepairsWithoutUndoingBatchesServedMeanwhile) 
   // Batches while the pass runs: a port goes, a port comes, remotes change.
   ASSERT_TRUE(f.call({{"op", "port.remove"}, {"vm", Fixture::port(2)["vm"]}, {"nic", 0}})["ok"]);
   ASSERT_TRUE(f.call({{"op", "port.add"}, {"port", Fixture::port(5)}})["ok"]);
-  ASSERT_TRUE(f.call({{"op", "remote.remove"}, {"address", "10.70.0.3/32"}})["ok"]);
+  json fewer = list;
+  fewer.erase(2);  // 10.70.0.3 leaves its origin's set (remote.remove cannot touch it)
+  ASSERT_TRUE(f.call({{"op", "remote.sync"}, {"origin", "x"}, {"remotes", fewer}})["ok"]);
   ASSERT_TRUE(f.call({{"op", "remote.add"}, {"remote", {{"address", "10.70.1.1/32"}}}})["ok"]);
   for (int turn = 0; f.ctl->fullPassRunning(); ++turn) {
     ASSERT_LT(turn, 100000) << "the pass must end";
@@ -1088,6 +1088,79 @@ TEST(Controller, BackgroundFullPassRepairsWithoutUndoingBatchesServedMeanwhile) 
   }
   EXPECT_EQ(f.ctl->counters().full_passes, 2u) << "the one at start, this one";
   expectMatchesWholePlan(f, "after the background pass");
+}
+
+// --- origins (issue 22): who holds an address, and what each op may do ---
+
+TEST(ControllerOrigins, RemoteSyncAppliesAllButItsConflicts) {
+  Fixture f;
+  f.start();
+  ASSERT_TRUE(f.call({{"op", "remote.add"}, {"remote", {{"address", "10.41.0.1/32"}}}})["ok"]);
+  ASSERT_TRUE(f.call({{"op", "port.add"}, {"port", Fixture::port(1)}})["ok"]);
+  // One address the operator holds, one a local VM's, one the gateway's:
+  // those three are listed as conflicts, the other two are applied.
+  auto r = f.call({{"op", "remote.sync"},
+                   {"origin", "ctl"},
+                   {"remotes",
+                    {{{"address", "10.41.1.1/32"}},
+                     {{"address", "10.41.0.1/32"}},
+                     {{"address", "10.0.1.1/32"}},
+                     {{"address", f.host.gateway_ipv4.str() + "/32"}},
+                     {{"address", "10.41.1.2/32"}}}}});
+  ASSERT_TRUE(r["ok"]) << r.dump();
+  EXPECT_EQ(r["result"]["added"], 2) << r.dump();
+  EXPECT_EQ(r["result"]["conflict_count"], 3) << r.dump();
+  ASSERT_EQ(r["result"]["conflicts"].size(), 3u);
+  EXPECT_EQ(r["result"]["conflicts"][0]["field"], "remotes[1].address");
+  EXPECT_EQ(r["result"]["conflicts"][0]["held_by"], "api");
+  EXPECT_EQ(r["result"]["conflicts"][1]["field"], "remotes[2].address");
+  EXPECT_EQ(r["result"]["conflicts"][2]["field"], "remotes[3].address");
+  std::map<std::string, std::string> origin;
+  const auto listed = f.call({{"op", "remote.list"}});
+  for (const auto& x : listed["result"]) origin[x["address"]] = x["origin"];
+  EXPECT_EQ(origin["10.41.0.1/32"], "api") << "the first holder keeps it";
+  EXPECT_EQ(origin["10.41.1.1/32"], "ctl");
+  EXPECT_EQ(origin["10.41.1.2/32"], "ctl");
+  // The operator lets go: the origin's next sync takes it.
+  ASSERT_TRUE(f.call({{"op", "remote.remove"}, {"address", "10.41.0.1/32"}})["result"]["removed"]);
+  r = f.call({{"op", "remote.sync"},
+              {"origin", "ctl"},
+              {"remotes", {{{"address", "10.41.1.1/32"}}, {{"address", "10.41.0.1/32"}}}}});
+  ASSERT_TRUE(r["ok"]) << r.dump();
+  EXPECT_EQ(r["result"]["conflict_count"], 0) << r.dump();
+  EXPECT_EQ(r["result"]["added"], 1);
+  EXPECT_EQ(r["result"]["removed"], 1);
+}
+
+TEST(ControllerOrigins, RemoteAddAndRemoveNeverTouchAnotherOriginsRemotes) {
+  Fixture f;
+  f.start();
+  ASSERT_TRUE(f.call({{"op", "remote.sync"},
+                      {"origin", "ctl"},
+                      {"remotes", {{{"address", "10.42.0.1/32"}}, {{"address", "10.42.0.2/32"}}}}})
+                  ["ok"]);
+  // remote.add cannot name another origin.
+  auto r = f.call({{"op", "remote.add"},
+                   {"remote", {{"address", "10.42.0.9/32"}, {"origin", "ctl"}}}});
+  ASSERT_FALSE(r["ok"]) << r.dump();
+  EXPECT_EQ(r["error"]["field"], "remote.origin");
+  EXPECT_EQ(r["error"]["value"], "ctl");
+  // Nor take over, nor delete, what the sync holds.
+  r = f.call({{"op", "remote.add"},
+              {"remote", {{"address", "10.42.0.1/32"}, {"next_hop", "192.0.2.77"}}}});
+  ASSERT_FALSE(r["ok"]) << r.dump();
+  EXPECT_EQ(r["error"]["code"], "conflict");
+  EXPECT_NE(r["error"]["message"].get<std::string>().find("'ctl'"), std::string::npos);
+  r = f.call({{"op", "remote.remove"}, {"address", "10.42.0.2/32"}});
+  ASSERT_FALSE(r["ok"]) << r.dump();
+  EXPECT_EQ(r["error"]["code"], "conflict");
+  auto list = f.call({{"op", "remote.list"}, {"origin", "ctl"}})["result"];
+  ASSERT_EQ(list.size(), 2u) << list.dump();
+  for (const auto& x : list) EXPECT_FALSE(x.contains("next_hop")) << x.dump();
+  // The origin's own next sync is not refused because of the attempts.
+  r = f.call({{"op", "remote.sync"}, {"origin", "ctl"}, {"remotes", {{{"address", "10.42.0.1/32"}}}}});
+  ASSERT_TRUE(r["ok"]) << r.dump();
+  EXPECT_EQ(r["result"]["removed"], 1);
 }
 
 // --- routes learned from the kernel (issue 13), events injected as the
@@ -1313,6 +1386,150 @@ TEST(ControllerLearned, ARouteToALocalAddressIsNotFollowed) {
   EXPECT_NE(metrics.find("nicoffload_learned_routes_not_followed{why=\"refused\"} 1"),
             std::string::npos)
       << metrics;
+}
+
+// issue 22: a sync of an address the kernel taught takes it over (it was
+// "unchanged" and stayed the kernel's): persisted with its origin, it
+// survives the route's withdrawal and a restart.
+TEST(ControllerLearned, ASyncTakesOverALearnedAddressAndKeepsItWhenTheRouteGoes) {
+  Fixture f;
+  learningHost(f);
+  f.start();
+  f.ctl->applyRouteEvents(neighEvent("192.0.2.1", "02:00:00:00:00:01"));
+  f.ctl->applyRouteEvents(routeEvent("10.8.5.1", learnedRoute("10.8.5.1", {"192.0.2.1"})));
+  auto r = f.call({{"op", "remote.sync"},
+                   {"origin", "ctl"},
+                   {"remotes", {{{"address", "10.8.5.1/32"}, {"next_hop", "192.0.2.1"}}}}});
+  ASSERT_TRUE(r["ok"]) << r.dump();
+  EXPECT_EQ(r["result"]["unchanged"], 0) << r.dump();
+  EXPECT_EQ(r["result"]["taken_over"], 1) << r.dump();
+  EXPECT_TRUE(r["result"]["changed"]);
+  EXPECT_EQ(f.call({{"op", "remote.list"}})["result"][0]["origin"], "ctl");
+  f.ctl->applyRouteEvents(routeEvent("10.8.5.1", std::nullopt));
+  auto list = f.call({{"op", "remote.list"}})["result"];
+  ASSERT_EQ(list.size(), 1u) << list.dump();
+  EXPECT_EQ(list[0]["origin"], "ctl");
+  ASSERT_TRUE(egressOnDevice(f, "10.8.5.1"));
+  f.ctl.reset();
+  f.start();
+  list = f.call({{"op", "remote.list"}})["result"];
+  ASSERT_EQ(list.size(), 1u) << list.dump();
+  EXPECT_EQ(list[0]["origin"], "ctl");
+  // An operator's remote.add over a learned one says what it replaces.
+  f.ctl->applyRouteEvents(routeEvent("10.8.5.2", learnedRoute("10.8.5.2", {"192.0.2.1"})));
+  r = f.call({{"op", "remote.add"}, {"remote", {{"address", "10.8.5.2/32"}, {"next_hop", "192.0.2.1"}}}});
+  ASSERT_TRUE(r["ok"]) << r.dump();
+  EXPECT_EQ(r["result"]["replaces"], "kernel:bgp");
+}
+
+// issue 22: learned routes get the checks remote.add applies, and the
+// host's own uplink address and subnet are never remotes.
+TEST(ControllerLearned, UnusableAndUplinkAddressesAreRefusedAndListedWithTheirReason) {
+  Fixture f;
+  learningHost(f);
+  f.start();
+  RouteEvents ev;
+  ev.uplink_prefixes = std::vector<Ipv4Prefix>{*Ipv4Prefix::parse("192.0.2.10/24")};
+  ev.neighbours.emplace_back(*Ipv4Addr::parse("192.0.2.1"), MacAddr::parse("02:00:00:00:00:01"));
+  for (const char* a : {"224.1.1.1", "255.255.255.255", "0.0.0.0", "127.0.0.2", "192.0.2.10",
+                        "192.0.2.77", "10.8.6.1"})
+    ev.routes.emplace_back(*Ipv4Addr::parse(a), learnedRoute(a, {"192.0.2.1"}));
+  f.ctl->applyRouteEvents(ev);
+  auto list = f.call({{"op", "remote.list"}})["result"];
+  ASSERT_EQ(list.size(), 1u) << list.dump();
+  EXPECT_EQ(list[0]["address"], "10.8.6.1/32");
+  for (const auto& fl : f.nic->flows())
+    for (const char* a : {"224.1.1.1", "255.255.255.255", "0.0.0.0", "127.0.0.2", "192.0.2.10"})
+      EXPECT_NE(fl.rule.owner, flowrules::remoteOwner(*Ipv4Addr::parse(a))) << a;
+  const auto refused = f.call({{"op", "remote.list"}, {"refused", true}});
+  ASSERT_TRUE(refused["ok"]) << refused.dump();
+  std::map<std::string, std::string> why;
+  for (const auto& x : refused["result"]) why[x["address"]] = x["reason"];
+  ASSERT_EQ(why.size(), 6u) << refused.dump();
+  EXPECT_NE(why["224.1.1.1/32"].find("multicast"), std::string::npos) << why["224.1.1.1/32"];
+  EXPECT_NE(why["255.255.255.255/32"].find("broadcast"), std::string::npos);
+  EXPECT_NE(why["0.0.0.0/32"].find("0.0.0.0"), std::string::npos);
+  EXPECT_NE(why["127.0.0.2/32"].find("loopback"), std::string::npos);
+  EXPECT_NE(why["192.0.2.10/32"].find("own address"), std::string::npos) << why["192.0.2.10/32"];
+  EXPECT_NE(why["192.0.2.77/32"].find("subnet 192.0.2.0/24"), std::string::npos)
+      << why["192.0.2.77/32"];
+  EXPECT_EQ(refused["result"][0]["origin"], "kernel:bgp");
+  // Paged: total and next.
+  const auto page = f.call({{"op", "remote.list"}, {"refused", true}, {"limit", 2}});
+  EXPECT_EQ(page["result"]["total"], 6) << page.dump();
+  EXPECT_EQ(page["result"]["next"], 2);
+  EXPECT_EQ(f.call({{"op", "status"}})["result"]["routes"]["refused"], 6);
+  // The uplink leaves the subnet: 192.0.2.77 is a remote again.
+  RouteEvents moved;
+  moved.uplink_prefixes = std::vector<Ipv4Prefix>{*Ipv4Prefix::parse("198.51.100.10/24")};
+  f.ctl->applyRouteEvents(moved);
+  list = f.call({{"op", "remote.list"}})["result"];
+  EXPECT_EQ(list.size(), 3u) << list.dump() << " (10.8.6.1, 192.0.2.77, 192.0.2.10)";
+}
+
+// issue 22: an underlay loopback (a switch's /32 in the same BGP session)
+// is kept out by kernel.learn_prefixes; a next hop is never a remote,
+// whatever the order the routes arrive in.
+TEST(ControllerLearned, PrefixFilterAndTheUnderlayWinWhateverTheOrder) {
+  for (const bool router_first : {true, false}) {
+    SCOPED_TRACE(router_first ? "the router's /32 first" : "the routes through it first");
+    Fixture f;
+    learningHost(f);
+    f.host.learn_deny = {*Ipv4Prefix::parse("10.255.0.0/16")};
+    f.host.learn_allow = {*Ipv4Prefix::parse("10.0.0.0/8")};
+    f.start();
+    f.ctl->applyRouteEvents(neighEvent("192.0.2.1", "02:00:00:00:00:01"));
+    // 10.9.0.254 is a router's /32, learned through the switch; then routes
+    // through it (a second tier).
+    const auto router = routeEvent("10.9.0.254", learnedRoute("10.9.0.254", {"192.0.2.1"}));
+    RouteEvents through;
+    for (int i = 1; i <= 5; ++i) {
+      const std::string a = "10.9.1." + std::to_string(i);
+      through.routes.emplace_back(*Ipv4Addr::parse(a), learnedRoute(a.c_str(), {"10.9.0.254"}));
+    }
+    if (router_first) {
+      f.ctl->applyRouteEvents(router);
+      EXPECT_EQ(f.ctl->intent().remotes.size(), 1u);
+      f.ctl->applyRouteEvents(through);
+    } else {
+      f.ctl->applyRouteEvents(through);
+      f.ctl->applyRouteEvents(router);
+    }
+    std::set<std::string> remotes;
+    for (const auto& r : f.ctl->intent().remotes) remotes.insert(r.address.str());
+    EXPECT_EQ(remotes, (std::set<std::string>{"10.9.1.1", "10.9.1.2", "10.9.1.3", "10.9.1.4",
+                                              "10.9.1.5"}));
+    const auto why = f.call({{"op", "remote.list"}, {"refused", true}})["result"];
+    ASSERT_EQ(why.size(), 1u) << why.dump();
+    EXPECT_NE(why[0]["reason"].get<std::string>().find("next hop of 5 learned routes"),
+              std::string::npos)
+        << why.dump();
+    // Filtered: a switch loopback, an address outside the allow list.
+    RouteEvents filtered;
+    filtered.routes.emplace_back(*Ipv4Addr::parse("10.255.0.1"),
+                                 learnedRoute("10.255.0.1", {"192.0.2.1"}));
+    filtered.routes.emplace_back(*Ipv4Addr::parse("172.16.0.1"),
+                                 learnedRoute("172.16.0.1", {"192.0.2.1"}));
+    f.ctl->applyRouteEvents(filtered);
+    EXPECT_EQ(f.ctl->intent().remotes.size(), 5u);
+    std::map<std::string, std::string> reasons;
+    const auto refused = f.call({{"op", "remote.list"}, {"refused", true}});
+    for (const auto& x : refused["result"]) reasons[x["address"]] = x["reason"];
+    EXPECT_NE(reasons["10.255.0.1/32"].find("learn_prefixes.deny 10.255.0.0/16"),
+              std::string::npos);
+    EXPECT_NE(reasons["172.16.0.1/32"].find("learn_prefixes.allow"), std::string::npos);
+    // An operator cannot add the router's /32 either.
+    auto r = f.call({{"op", "remote.add"}, {"remote", {{"address", "10.9.0.254/32"}}}});
+    EXPECT_FALSE(r["ok"]) << r.dump();
+    EXPECT_EQ(r["error"]["field"], "remote.address");
+    // The routes through it go: the router's /32 is a remote again.
+    RouteEvents gone;
+    for (int i = 1; i <= 5; ++i)
+      gone.routes.emplace_back(*Ipv4Addr::parse("10.9.1." + std::to_string(i)), std::nullopt);
+    f.ctl->applyRouteEvents(gone);
+    ASSERT_EQ(f.ctl->intent().remotes.size(), 1u);
+    EXPECT_EQ(f.ctl->intent().remotes[0].address.str(), "10.9.0.254");
+  }
 }
 
 }  // namespace

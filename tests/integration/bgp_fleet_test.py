@@ -9,7 +9,8 @@ holds a hardware egress rule for each remote VM learned over BGP, through
 the top-of-rack's MAC; a VM removed on one hypervisor leaves the others'
 rules; stopping one hypervisor's bgpd withdraws its VMs everywhere; a new
 top-of-rack MAC moves the rules; `ip route flush proto bgp` and zebra's
-reinstall converge to the same rules; a netlink overrun (a flood of routes
+reinstall converge to the same rules; an uplink flap (the kernel removes
+the routes without telling) leaves no stale rule; a netlink overrun (a flood of routes
 while the daemon is stopped) resynchronises exactly. Traffic stays inside the test's
 namespaces. Every daemon the test started is stopped, also on failure.
 
@@ -306,6 +307,29 @@ def main():
         run("ip", "netns", "exec", ns_name("hv1"), "ping", "-c1", "-W2", "192.168.1.254", check=False)
         got = converge(fleet, 1, expected(1, gone, NEW_TOR_MAC), 30)
         t.check("hv1: the rules move to the ToR's new MAC", got == expected(1, gone, NEW_TOR_MAC), str(got))
+
+        # hv1's uplink flaps (issue 22): the kernel removes the BGP routes
+        # through it without a RTM_DELROUTE; hv1 must drop every rule for
+        # them, and count what the kernel holds, not what it once learned.
+        hv1 = ns_name("hv1")
+        run("ip", "-n", hv1, "link", "set", "uplink0", "down")
+        got = converge(fleet, 1, {}, 20)
+        kernel_bgp = json.loads(run("ip", "-n", hv1, "-j", "route", "show", "proto", "bgp").stdout)
+        st = fleet.call(1, {"op": "status"})["result"]["routes"]
+        t.check("hv1: uplink down: no stale egress rule left", got == {} and kernel_bgp == [],
+                f"{got}; kernel: {kernel_bgp}")
+        t.check("hv1: uplink down: status counts the kernel's routes (0), not stale ones",
+                st["routes_in_kernel"] == 0 and st["learned"] == 0 and
+                "uplink uplink0 down" in (st["last_resync"] or {}).get("reason", ""),
+                json.dumps(st)[:600])
+        rules = fleet.call(1, {"op": "rules"})["result"]
+        t.check("hv1: uplink down: no routed-egress rule planned",
+                not any(r["class"] == "routed-egress" for r in rules),
+                str([r["id"] for r in rules if r["class"] == "routed-egress"]))
+        run("ip", "-n", hv1, "link", "set", "uplink0", "up")
+        got = converge(fleet, 1, expected(1, gone, NEW_TOR_MAC), 120)
+        t.check("hv1: uplink up again: BGP brings the routes back, and the rules",
+                got == expected(1, gone, NEW_TOR_MAC), str(got))
 
         # Flush the BGP routes on hv2; zebra reinstalls them; same rules.
         before = fleet.device_egress(2)

@@ -71,8 +71,11 @@ class RouteWatcherTest : public ::testing::Test {
       if (ev->resynced) all.resync_reason = ev->resync_reason;
       for (auto& r : ev->routes) all.routes.push_back(std::move(r));
       for (auto& n : ev->neighbours) all.neighbours.push_back(n);
+      if (ev->uplink_prefixes) all.uplink_prefixes = ev->uplink_prefixes;
+      // A dump in the background: caught up once it is merged.
       pollfd p{watcher_->fd(), POLLIN, 0};
-      if (::poll(&p, 1, 0) == 0) return all;
+      if (::poll(&p, 1, watcher_->resyncRunning() ? 1000 : 0) == 0 && !watcher_->resyncRunning())
+        return all;
     }
   }
   std::unique_ptr<Namespace> ns_;
@@ -271,6 +274,99 @@ TEST_F(RouteWatcherTest, OverrunResynchronisesExactly) {
   for (const auto& [a, r] : ev.routes)
     if (a == A("10.9.255.1")) withdrawn = !r;
   EXPECT_TRUE(withdrawn);
+}
+
+// issue 22: the kernel removes the routes through a link that goes down
+// without a RTM_DELROUTE; the watcher follows the link and resyncs.
+TEST_F(RouteWatcherTest, UplinkDownWithdrawsItsRoutesThoughTheKernelSendsNoDelRoute) {
+  ASSERT_NO_FATAL_FAILURE(open());
+  ASSERT_TRUE(ns_->run("route add 10.6.0.1/32 via 192.168.0.2 dev up0 proto bgp"));
+  ASSERT_TRUE(ns_->run("route add 10.6.0.2/32 via 192.168.0.3 dev up0 proto bgp"));
+  drain();
+  ASSERT_EQ(watcher_->routes().size(), 2u);
+  ASSERT_TRUE(ns_->run("link set up0 down"));
+  auto ev = drain();
+  EXPECT_TRUE(ev.resynced);
+  EXPECT_NE(ev.resync_reason.find("uplink up0 down"), std::string::npos) << ev.resync_reason;
+  EXPECT_TRUE(watcher_->routes().empty());
+  std::set<Ipv4Addr> withdrawn;
+  for (const auto& [a, r] : ev.routes)
+    if (!r) withdrawn.insert(a);
+  EXPECT_EQ(withdrawn, (std::set<Ipv4Addr>{A("10.6.0.1"), A("10.6.0.2")}));
+  // Up again, the routing daemon re-installs one; then the carrier goes (the
+  // peer down): the route stays in the table, marked linkdown: not learned.
+  ASSERT_TRUE(ns_->run("link set up0 up"));
+  drain();
+  ASSERT_TRUE(ns_->run("route add 10.6.0.1/32 via 192.168.0.2 dev up0 proto bgp"));
+  drain();
+  ASSERT_EQ(watcher_->routes().size(), 1u);
+  ASSERT_TRUE(ns_->run("link set up0p down"));
+  ev = drain();
+  EXPECT_TRUE(ev.resynced);
+  EXPECT_TRUE(watcher_->routes().empty()) << watcher_->routes().size();
+  ASSERT_TRUE(ns_->run("link set up0p up"));
+  ev = drain();
+  EXPECT_EQ(watcher_->routes().size(), 1u) << "the carrier back, the route counts again";
+  EXPECT_GE(watcher_->counters().link_messages, 2u);
+}
+
+// issue 22: `ip nexthop del` removes the routes using the object.
+TEST_F(RouteWatcherTest, ANexthopObjectDeletedTakesItsRoutesAlong) {
+  ASSERT_NO_FATAL_FAILURE(open());
+  ASSERT_TRUE(ns_->run("nexthop add id 71 via 192.168.0.2 dev up0"));
+  ASSERT_TRUE(ns_->run("route add 10.7.0.1/32 nhid 71 proto bgp"));
+  ASSERT_TRUE(ns_->run("route add 10.7.0.2/32 nhid 71 proto bgp"));
+  drain();
+  ASSERT_EQ(watcher_->routes().size(), 2u);
+  EXPECT_EQ(watcher_->routes().at(A("10.7.0.1")).next_hops, std::vector<Ipv4Addr>{A("192.168.0.2")});
+  ASSERT_TRUE(ns_->run("nexthop del id 71"));
+  const auto ev = drain();
+  EXPECT_TRUE(watcher_->routes().empty());
+  std::size_t withdrawn = 0;
+  for (const auto& [a, r] : ev.routes) withdrawn += !r;
+  EXPECT_EQ(withdrawn, 2u);
+  EXPECT_GE(watcher_->counters().nexthop_messages, 1u);
+}
+
+// issue 22: the uplink's addresses (its subnets: never remotes) are
+// reported at start and when they change.
+TEST_F(RouteWatcherTest, ReportsTheUplinksAddresses) {
+  ASSERT_NO_FATAL_FAILURE(open());
+  auto ev = drain();
+  ASSERT_TRUE(ev.uplink_prefixes);
+  EXPECT_EQ(*ev.uplink_prefixes, std::vector<Ipv4Prefix>{*Ipv4Prefix::parse("192.168.0.1/24")});
+  ASSERT_TRUE(ns_->run("addr add 198.51.100.7/31 dev up0"));
+  ev = drain();
+  ASSERT_TRUE(ev.uplink_prefixes);
+  EXPECT_EQ(ev.uplink_prefixes->size(), 2u);
+  ASSERT_TRUE(ns_->run("addr del 192.168.0.1/24 dev up0"));
+  ev = drain();
+  ASSERT_TRUE(ev.uplink_prefixes);
+  EXPECT_EQ(*ev.uplink_prefixes, std::vector<Ipv4Prefix>{*Ipv4Prefix::parse("198.51.100.7/31")});
+  EXPECT_EQ(watcher_->uplinkPrefixes(), *ev.uplink_prefixes);
+}
+
+// issue 22: the daemon's full pass compares what was learned with a fresh
+// dump (in the background), and the reconcile op does it inline.
+TEST_F(RouteWatcherTest, ARequestedResyncRunsInTheBackgroundAndResyncNowInline) {
+  ASSERT_TRUE(ns_->run("route add 10.8.0.1/32 via 192.168.0.2 dev up0 proto bgp"));
+  ASSERT_NO_FATAL_FAILURE(open());
+  drain();
+  watcher_->requestResync("full pass");
+  pollfd p{watcher_->fd(), POLLIN, 0};
+  EXPECT_EQ(::poll(&p, 1, 1000), 1) << "a request makes the descriptor readable";
+  auto ev = drain();
+  EXPECT_TRUE(ev.resynced);
+  EXPECT_EQ(ev.resync_reason, "full pass");
+  EXPECT_TRUE(ev.routes.empty()) << "nothing differs: nothing reported";
+  ASSERT_TRUE(ns_->run("route add 10.8.0.2/32 via 192.168.0.2 dev up0 proto bgp"));
+  auto now = watcher_->resyncNow("reconcile");
+  ASSERT_TRUE(now) << now.error().describe();
+  EXPECT_TRUE(now->resynced);
+  EXPECT_EQ(now->resync_reason, "reconcile");
+  ASSERT_EQ(now->routes.size(), 1u);
+  EXPECT_EQ(now->routes[0].first, A("10.8.0.2"));
+  EXPECT_EQ(watcher_->routes().size(), 2u);
 }
 
 TEST_F(RouteWatcherTest, RefusesAnUplinkThatDoesNotExist) {

@@ -143,6 +143,55 @@ TEST(ParseIntent, LearnRoutesAndProtocols) {
   }
 }
 
+// Issue 22: kernel.learn_prefixes (allow/deny), each bad value named.
+TEST(ParseIntent, LearnPrefixesAndTheirErrors) {
+  json host = exampleHost(Example::kRouted);
+  host["uplink"]["netdev"] = "uplink0";
+  host["kernel"] = {{"learn_routes", true},
+                    {"learn_prefixes", {{"allow", {"10.0.0.0/8", "172.16.0.0/12"}},
+                                        {"deny", {"10.255.0.0/16"}}}}};
+  auto h = model::parseHostConfig(host);
+  ASSERT_TRUE(h) << h.error().describe();
+  EXPECT_EQ(h->learn_allow.size(), 2u);
+  ASSERT_EQ(h->learn_deny.size(), 1u);
+  EXPECT_EQ(h->learn_deny[0].str(), "10.255.0.0/16");
+  EXPECT_TRUE(h->learn_deny[0].contains(*Ipv4Addr::parse("10.255.9.1")));
+  EXPECT_FALSE(h->learn_deny[0].contains(*Ipv4Addr::parse("10.254.9.1")));
+  struct Bad {
+    json prefixes;
+    const char* field;
+    const char* value;
+    ErrorCode code;
+  };
+  for (const auto& b : std::vector<Bad>{
+           {{{"allow", {"10.1.2.3/8"}}}, "kernel.learn_prefixes.allow[0]", "10.1.2.3/8",
+            ErrorCode::kInvalidValue},
+           {{{"deny", {"10.0.0.0"}}}, "kernel.learn_prefixes.deny[0]", "10.0.0.0",
+            ErrorCode::kInvalidValue},
+           {{{"deny", {"10.0.0.0/33"}}}, "kernel.learn_prefixes.deny[0]", "10.0.0.0/33",
+            ErrorCode::kInvalidValue},
+           {{{"deny", {7}}}, "kernel.learn_prefixes.deny[0]", "7", ErrorCode::kWrongType},
+           {{{"allow", "10.0.0.0/8"}}, "kernel.learn_prefixes.allow", "10.0.0.0/8",
+            ErrorCode::kWrongType},
+           {{{"permit", json::array()}}, "kernel.learn_prefixes.permit", "permit",
+            ErrorCode::kUnknownField},
+           {json::array(), "kernel.learn_prefixes", "[]", ErrorCode::kWrongType}}) {
+    json bad = host;
+    bad["kernel"]["learn_prefixes"] = b.prefixes;
+    auto r = model::parseHostConfig(bad);
+    ASSERT_FALSE(r) << b.prefixes.dump();
+    EXPECT_EQ(r.error().field, b.field) << r.error().describe();
+    EXPECT_EQ(r.error().code, b.code) << r.error().describe();
+    EXPECT_NE((r.error().value + " " + r.error().message).find(b.value), std::string::npos)
+        << r.error().value << " / " << r.error().message;
+  }
+  // Without learn_routes the filter would do nothing: said so.
+  host["kernel"]["learn_routes"] = false;
+  auto off = model::parseHostConfig(host);
+  ASSERT_FALSE(off);
+  EXPECT_EQ(off.error().field, "kernel.learn_prefixes");
+}
+
 // Issue 14: vdpa.pool and vdpa.link_dir; each bad value names its field.
 TEST(ParseIntent, VdpaPoolAndItsErrors) {
   json host = exampleHost(Example::kRouted);

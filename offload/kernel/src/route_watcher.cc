@@ -1,11 +1,14 @@
 #include "nicoffload/offload/route_watcher.h"
 
 #include <arpa/inet.h>
+#include <linux/if_addr.h>
 #include <linux/neighbour.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <netlink/msg.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -24,6 +27,9 @@ namespace {
 #endif
 
 using detail::dumpRequest;
+
+// linux/if.h IFF_LOWER_UP (carrier), which glibc's net/if.h does not define.
+constexpr unsigned kIffLowerUp = 1u << 16;
 
 Ipv4Addr addrOf(const rtattr* a) {
   std::uint32_t be = 0;
@@ -143,49 +149,81 @@ Result<std::unique_ptr<RouteWatcher>> RouteWatcher::open(RouteWatcherOptions opt
   if (::bind(w->fd_, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0)
     return makeError(ErrorCode::kIo, "netlink", "",
                      std::string("cannot bind a rtnetlink socket: ") + std::strerror(errno));
-  for (int group : {RTNLGRP_IPV4_ROUTE, RTNLGRP_NEIGH})
+  for (int group : {RTNLGRP_IPV4_ROUTE, RTNLGRP_NEIGH, RTNLGRP_LINK, RTNLGRP_NEXTHOP,
+                    RTNLGRP_IPV4_IFADDR})
     if (setsockopt(w->fd_, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof group) != 0)
       return makeError(ErrorCode::kIo, "netlink", std::to_string(group),
                        std::string("cannot join rtnetlink group: ") + std::strerror(errno));
+  w->wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  w->epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+  if (w->wake_fd_ < 0 || w->epoll_fd_ < 0)
+    return makeError(ErrorCode::kIo, "netlink", "",
+                     std::string("cannot make the watcher's wake-up descriptors: ") +
+                         std::strerror(errno));
+  for (const int fd : {w->fd_, w->wake_fd_}) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    if (::epoll_ctl(w->epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0)
+      return makeError(ErrorCode::kIo, "netlink", "",
+                       std::string("epoll_ctl: ") + std::strerror(errno));
+  }
   // Notifications are small; a recvmsg takes as many as fit.
   w->buffer_.resize(256 * 1024);
   // Subscribed first, dumped second: nothing that changes in between is lost
   // (a change then shows in both, and its notification is read after the
   // dump, which it repeats or supersedes).
-  if (auto s = w->resync(); !s) return s.error();
+  ++w->counters_.resyncs;
+  auto t = dumpTables(w->options_, w->uplink_index_);
+  if (!t) {
+    ++w->counters_.resync_failures;
+    return t.error();
+  }
+  w->merge(std::move(t).value());
   w->resync_reason_ = "start";  // reported by the first poll()
   return w;
 }
 
 RouteWatcher::~RouteWatcher() {
-  if (fd_ >= 0) ::close(fd_);
+  if (worker_thread_.joinable()) worker_thread_.join();  // it writes to wake_fd_
+  for (const int fd : {epoll_fd_, wake_fd_, fd_})
+    if (fd >= 0) ::close(fd);
 }
 
-bool RouteWatcher::counts(std::uint8_t protocol) const {
-  if (protocol == options_.own_protocol) return false;
-  if (options_.protocols.empty()) return protocol > RTPROT_KERNEL;
-  return std::find(options_.protocols.begin(), options_.protocols.end(), protocol) !=
-         options_.protocols.end();
+
+namespace {
+
+bool countsProtocol(const RouteWatcherOptions& o, std::uint8_t protocol) {
+  if (protocol == o.own_protocol) return false;
+  if (o.protocols.empty()) return protocol > RTPROT_KERNEL;
+  return std::find(o.protocols.begin(), o.protocols.end(), protocol) != o.protocols.end();
 }
 
-void RouteWatcher::applyMessage(const void* bytes) {
-  const auto* h = static_cast<const nlmsghdr*>(bytes);
+// What one message changed in a Tables.
+struct Change {
+  enum class Kind : std::uint8_t { kNone, kRoute, kNeigh, kPrefixes } kind = Kind::kNone;
+  Ipv4Addr key;
+};
+
+// Applies a route, neighbour or address message to `t` (the live set or a
+// dump's); other types change nothing.
+Change applyTo(RouteWatcher::Tables& t, const nlmsghdr* h, const RouteWatcherOptions& o) {
   switch (h->nlmsg_type) {
     case RTM_NEWROUTE:
     case RTM_DELROUTE: {
-      ++counters_.route_messages;
-      const ParsedRoute r = parseRoute(h, options_.table, uplink_index_);
+      const ParsedRoute r = parseRoute(h, o.table, t.uplink_index);
       if (!r.relevant) {
-        ++counters_.ignored_routes;
-        return;
+        ++t.ignored_routes;
+        return {};
       }
-      auto& list = candidates_[r.address];
+      auto& list = t.candidates[r.address];
       auto it = std::find_if(list.begin(), list.end(),
-                             [&](const Candidate& c) { return c.metric == r.metric; });
-      const bool learn = h->nlmsg_type == RTM_NEWROUTE && counts(r.protocol) && !r.next_hops.empty();
-      if (!learn) ++counters_.ignored_routes;
+                             [&](const auto& c) { return c.metric == r.metric; });
+      const bool learn =
+          h->nlmsg_type == RTM_NEWROUTE && countsProtocol(o, r.protocol) && !r.next_hops.empty();
+      if (!learn) ++t.ignored_routes;
       if (learn) {
-        Candidate c{r.metric, r.protocol, r.next_hops};
+        RouteWatcher::Candidate c{r.metric, r.protocol, r.next_hops};
         if (it != list.end()) {
           *it = std::move(c);
         } else {
@@ -197,21 +235,19 @@ void RouteWatcher::applyMessage(const void* bytes) {
         // metric is no longer a learned one.
         list.erase(it);
       } else {
-        if (list.empty()) candidates_.erase(r.address);
-        return;
+        if (list.empty()) t.candidates.erase(r.address);
+        return {};
       }
-      if (list.empty()) candidates_.erase(r.address);
-      dirty_routes_.insert(r.address);
-      return;
+      if (list.empty()) t.candidates.erase(r.address);
+      return {Change::Kind::kRoute, r.address};
     }
     case RTM_NEWNEIGH:
     case RTM_DELNEIGH: {
-      ++counters_.neigh_messages;
-      if (h->nlmsg_len < NLMSG_LENGTH(sizeof(ndmsg))) return;
+      if (h->nlmsg_len < NLMSG_LENGTH(sizeof(ndmsg))) return {};
       const auto* nd = static_cast<const ndmsg*>(NLMSG_DATA(h));
-      if (nd->ndm_family != AF_INET || nd->ndm_ifindex != uplink_index_ ||
+      if (nd->ndm_family != AF_INET || nd->ndm_ifindex != t.uplink_index ||
           (nd->ndm_flags & NTF_PROXY))
-        return;
+        return {};
       std::optional<Ipv4Addr> dst;
       std::optional<MacAddr> mac;
       int len = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof(ndmsg)));
@@ -225,92 +261,340 @@ void RouteWatcher::applyMessage(const void* bytes) {
           if (!m.isZero()) mac = m;
         }
       }
-      if (!dst) return;
+      if (!dst) return {};
       const bool resolved = h->nlmsg_type == RTM_NEWNEIGH && usable(nd->ndm_state) && mac;
-      auto it = neigh_.find(*dst);
+      auto it = t.neigh.find(*dst);
       if (resolved) {
-        if (it != neigh_.end() && it->second == *mac) return;
-        neigh_[*dst] = *mac;
+        if (it != t.neigh.end() && it->second == *mac) return {};
+        t.neigh[*dst] = *mac;
       } else {
-        if (it == neigh_.end()) return;
-        neigh_.erase(it);
+        if (it == t.neigh.end()) return {};
+        t.neigh.erase(it);
       }
-      dirty_neigh_.insert(*dst);
-      return;
+      return {Change::Kind::kNeigh, *dst};
+    }
+    case RTM_NEWADDR:
+    case RTM_DELADDR: {
+      if (h->nlmsg_len < NLMSG_LENGTH(sizeof(ifaddrmsg))) return {};
+      const auto* ifa = static_cast<const ifaddrmsg*>(NLMSG_DATA(h));
+      if (ifa->ifa_family != AF_INET || static_cast<int>(ifa->ifa_index) != t.uplink_index)
+        return {};
+      std::optional<Ipv4Addr> local, address;
+      int len = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof(ifaddrmsg)));
+      for (auto* a = reinterpret_cast<const rtattr*>(reinterpret_cast<const char*>(ifa) +
+                                                     NLMSG_ALIGN(sizeof(ifaddrmsg)));
+           RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+        if (a->rta_type == IFA_LOCAL && RTA_PAYLOAD(a) >= 4) local = addrOf(a);
+        if (a->rta_type == IFA_ADDRESS && RTA_PAYLOAD(a) >= 4) address = addrOf(a);
+      }
+      // IFA_LOCAL is the interface's own address (IFA_ADDRESS is the peer's
+      // on a point-to-point link).
+      const auto own = local ? local : address;
+      if (!own || ifa->ifa_prefixlen > 32) return {};
+      const Ipv4Prefix p{*own, ifa->ifa_prefixlen};
+      auto it = std::lower_bound(t.prefixes.begin(), t.prefixes.end(), p);
+      const bool present = it != t.prefixes.end() && *it == p;
+      if (h->nlmsg_type == RTM_NEWADDR) {
+        if (present) return {};
+        t.prefixes.insert(it, p);
+      } else {
+        if (!present) return {};
+        t.prefixes.erase(it);
+      }
+      return {Change::Kind::kPrefixes, {}};
     }
     default:
-      return;
+      return {};
   }
 }
 
-Status RouteWatcher::resync() {
-  ++counters_.resyncs;
+}  // namespace
+
+void RouteWatcher::applyMessage(const void* bytes) {
+  const auto* h = static_cast<const nlmsghdr*>(bytes);
+  switch (h->nlmsg_type) {
+    case RTM_NEWROUTE:
+    case RTM_DELROUTE:
+      ++counters_.route_messages;
+      break;
+    case RTM_NEWNEIGH:
+    case RTM_DELNEIGH:
+      ++counters_.neigh_messages;
+      break;
+    case RTM_NEWADDR:
+    case RTM_DELADDR:
+      ++counters_.address_messages;
+      // An address gone from the uplink takes its routes along, silently.
+      if (h->nlmsg_type == RTM_DELADDR && h->nlmsg_len >= NLMSG_LENGTH(sizeof(ifaddrmsg)) &&
+          static_cast<int>(static_cast<const ifaddrmsg*>(NLMSG_DATA(h))->ifa_index) ==
+              uplink_index_ &&
+          static_cast<const ifaddrmsg*>(NLMSG_DATA(h))->ifa_family == AF_INET)
+        requestResync("an address left " + options_.uplink);
+      break;
+    case RTM_NEWLINK:
+    case RTM_DELLINK: {
+      ++counters_.link_messages;
+      if (h->nlmsg_len < NLMSG_LENGTH(sizeof(ifinfomsg))) return;
+      const auto* ifi = static_cast<const ifinfomsg*>(NLMSG_DATA(h));
+      std::string name;
+      int len = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof(ifinfomsg)));
+      for (auto* a = reinterpret_cast<const rtattr*>(reinterpret_cast<const char*>(ifi) +
+                                                     NLMSG_ALIGN(sizeof(ifinfomsg)));
+           RTA_OK(a, len); a = RTA_NEXT(a, len))
+        if (a->rta_type == IFLA_IFNAME && RTA_PAYLOAD(a) > 0)
+          name.assign(static_cast<const char*>(RTA_DATA(a)),
+                      strnlen(static_cast<const char*>(RTA_DATA(a)), RTA_PAYLOAD(a)));
+      const bool ours = ifi->ifi_index == uplink_index_ || name == options_.uplink;
+      if (!ours) return;
+      if (h->nlmsg_type == RTM_DELLINK) {
+        uplink_flags_.reset();
+        requestResync("uplink " + options_.uplink + " deleted");
+        return;
+      }
+      const unsigned flags = ifi->ifi_flags & (IFF_UP | IFF_RUNNING | kIffLowerUp);
+      if (ifi->ifi_index != uplink_index_) {
+        requestResync("uplink " + options_.uplink + " re-created");
+      } else if (uplink_flags_ != flags) {
+        // Down or carrier lost: the kernel flushes or marks the routes
+        // through it without a notification; up again: they may be back.
+        requestResync("uplink " + options_.uplink + ((flags & IFF_UP) && (flags & kIffLowerUp)
+                                                         ? " up"
+                                                         : " down"));
+      }
+      uplink_flags_ = flags;
+      return;
+    }
+    case RTM_NEWNEXTHOP:
+    case RTM_DELNEXTHOP:
+      // Deleting or replacing a nexthop object changes the routes that use
+      // it, without a route notification on every kernel.
+      ++counters_.nexthop_messages;
+      requestResync("nexthop object changed");
+      return;
+    default:
+      return;
+  }
+  const std::uint64_t ignored = live_.ignored_routes;
+  const Change c = applyTo(live_, h, options_);
+  counters_.ignored_routes += live_.ignored_routes - ignored;
+  switch (c.kind) {
+    case Change::Kind::kRoute:
+      dirty_routes_.insert(c.key);
+      if (worker_.valid()) touched_routes_.insert(c.key);
+      break;
+    case Change::Kind::kNeigh:
+      dirty_neigh_.insert(c.key);
+      if (worker_.valid()) touched_neigh_.insert(c.key);
+      break;
+    case Change::Kind::kPrefixes:
+      dirty_prefixes_ = true;
+      if (worker_.valid()) touched_prefixes_ = true;
+      break;
+    case Change::Kind::kNone:
+      break;
+  }
+}
+
+Result<RouteWatcher::Tables> RouteWatcher::dumpTables(const RouteWatcherOptions& options,
+                                                      int uplink_index) {
+  Tables t;
+  t.uplink_index = uplink_index;
   std::unique_ptr<detail::DumpSocket> sock;
   {
-    NetnsGuard in(options_.netns);
+    NetnsGuard in(options.netns);
     if (!in.ok()) return in.error();
     // The uplink may have been re-created (a new ifindex).
-    if (const unsigned index = if_nametoindex(options_.uplink.c_str()))
-      uplink_index_ = static_cast<int>(index);
+    if (const unsigned index = if_nametoindex(options.uplink.c_str()))
+      t.uplink_index = static_cast<int>(index);
     auto s = detail::DumpSocket::open();
     if (!s) return s.error();
     sock = std::move(s).value();
   }
-  // The dump replaces what is held; every key on either side is compared
-  // at the next report, so that exactly what differs is reported.
-  for (const auto& [a, _] : candidates_) dirty_routes_.insert(a);
-  for (const auto& [a, _] : neigh_) dirty_neigh_.insert(a);
-  candidates_.clear();
-  neigh_.clear();
   const auto each = [&](const nlmsghdr* h) {
     const auto type = h->nlmsg_type;
-    if (type == RTM_NEWROUTE || type == RTM_NEWNEIGH) applyMessage(h);
+    if (type == RTM_NEWROUTE || type == RTM_NEWNEIGH || type == RTM_NEWADDR)
+      (void)applyTo(t, h, options);
   };
   rtmsg rtm{};
   rtm.rtm_family = AF_INET;
-  rtm.rtm_table = static_cast<unsigned char>(options_.table < 256 ? options_.table : RT_TABLE_UNSPEC);
+  rtm.rtm_table = static_cast<unsigned char>(options.table < 256 ? options.table : RT_TABLE_UNSPEC);
   auto req = dumpRequest(RTM_GETROUTE, rtm);
-  if (!req || nla_put_u32(req.get(), RTA_TABLE, options_.table) < 0) {
-    ++counters_.resync_failures;
+  if (!req || nla_put_u32(req.get(), RTA_TABLE, options.table) < 0)
     return makeError(ErrorCode::kIo, "netlink", "", "cannot build a route dump request");
-  }
-  const auto restart_routes = [&] {
-    for (const auto& [a, _] : candidates_) dirty_routes_.insert(a);
-    candidates_.clear();
-  };
-  if (const int err = sock->dump(req.get(), each, restart_routes)) {
-    ++counters_.resync_failures;
+  if (const int err = sock->dump(req.get(), each, [&] { t.candidates.clear(); }))
     return makeError(ErrorCode::kIo, "netlink", "",
                      std::string("cannot dump the routing table: ") + std::strerror(err));
-  }
   ndmsg ndm{};
   ndm.ndm_family = AF_INET;
   // Strict checking wants ndm_ifindex 0 and the filter as NDA_IFINDEX
-  // (net/core/neighbour.c neigh_valid_dump_req); applyMessage filters too.
+  // (net/core/neighbour.c neigh_valid_dump_req); applyTo filters too.
   auto nreq = dumpRequest(RTM_GETNEIGH, ndm);
-  if (nreq && nla_put_u32(nreq.get(), NDA_IFINDEX, static_cast<std::uint32_t>(uplink_index_)) < 0)
+  if (nreq && nla_put_u32(nreq.get(), NDA_IFINDEX, static_cast<std::uint32_t>(t.uplink_index)) < 0)
     nreq.reset();
-  const auto restart_neigh = [&] {
-    for (const auto& [a, _] : neigh_) dirty_neigh_.insert(a);
-    neigh_.clear();
-  };
-  if (!nreq) {
-    ++counters_.resync_failures;
-    return makeError(ErrorCode::kIo, "netlink", "", "cannot build a neighbour dump request");
-  }
-  if (const int err = sock->dump(nreq.get(), each, restart_neigh)) {
-    ++counters_.resync_failures;
+  if (!nreq) return makeError(ErrorCode::kIo, "netlink", "", "cannot build a neighbour dump request");
+  if (const int err = sock->dump(nreq.get(), each, [&] { t.neigh.clear(); }))
     return makeError(ErrorCode::kIo, "netlink", "",
                      std::string("cannot dump the neighbour table: ") + std::strerror(err));
+  // The uplink's state, so that only a change of it asks for a resync.
+  ifinfomsg ifi{};
+  ifi.ifi_family = AF_UNSPEC;
+  auto lreq = dumpRequest(RTM_GETLINK, ifi);
+  if (!lreq) return makeError(ErrorCode::kIo, "netlink", "", "cannot build a link dump request");
+  const auto link = [&](const nlmsghdr* h) {
+    if (h->nlmsg_type != RTM_NEWLINK || h->nlmsg_len < NLMSG_LENGTH(sizeof(ifinfomsg))) return;
+    const auto* m = static_cast<const ifinfomsg*>(NLMSG_DATA(h));
+    if (m->ifi_index == t.uplink_index)
+      t.uplink_flags = m->ifi_flags & (IFF_UP | IFF_RUNNING | kIffLowerUp);
+  };
+  if (const int err = sock->dump(lreq.get(), link))
+    return makeError(ErrorCode::kIo, "netlink", "",
+                     std::string("cannot dump the links: ") + std::strerror(err));
+  ifaddrmsg ifa{};
+  ifa.ifa_family = AF_INET;
+  ifa.ifa_index = static_cast<std::uint32_t>(t.uplink_index);  // strict checking filters on it
+  auto areq = dumpRequest(RTM_GETADDR, ifa);
+  if (!areq) return makeError(ErrorCode::kIo, "netlink", "", "cannot build an address dump request");
+  if (const int err = sock->dump(areq.get(), each, [&] { t.prefixes.clear(); }))
+    return makeError(ErrorCode::kIo, "netlink", "",
+                     std::string("cannot dump the uplink's addresses: ") + std::strerror(err));
+  return t;
+}
+
+void RouteWatcher::merge(Tables dumped) {
+  // Every key on either side is compared at the next report, so that
+  // exactly what differs is reported; a key a notification changed after
+  // the dump started keeps the notification's state (newer).
+  for (auto it = live_.candidates.begin(); it != live_.candidates.end();) {
+    if (touched_routes_.count(it->first) || dumped.candidates.count(it->first)) {
+      ++it;
+      continue;
+    }
+    dirty_routes_.insert(it->first);
+    it = live_.candidates.erase(it);
   }
-  return Status::success();
+  for (auto& [a, list] : dumped.candidates) {
+    if (touched_routes_.count(a)) continue;
+    auto& held = live_.candidates[a];
+    if (held == list) continue;  // the usual case: only what differs is reported
+    dirty_routes_.insert(a);
+    held = std::move(list);
+  }
+  for (auto it = live_.neigh.begin(); it != live_.neigh.end();) {
+    if (touched_neigh_.count(it->first) || dumped.neigh.count(it->first)) {
+      ++it;
+      continue;
+    }
+    dirty_neigh_.insert(it->first);
+    it = live_.neigh.erase(it);
+  }
+  for (const auto& [a, mac] : dumped.neigh) {
+    if (touched_neigh_.count(a)) continue;
+    auto [it, fresh] = live_.neigh.try_emplace(a, mac);
+    if (!fresh && it->second == mac) continue;
+    it->second = mac;
+    dirty_neigh_.insert(a);
+  }
+  if (!touched_prefixes_ && live_.prefixes != dumped.prefixes) {
+    live_.prefixes = std::move(dumped.prefixes);
+    dirty_prefixes_ = true;
+  }
+  uplink_index_ = dumped.uplink_index;
+  uplink_flags_ = dumped.uplink_flags;
+  live_.uplink_index = uplink_index_;
+  counters_.ignored_routes += dumped.ignored_routes;
+  touched_routes_.clear();
+  touched_neigh_.clear();
+  touched_prefixes_ = false;
+}
+
+void RouteWatcher::wake() {
+  const std::uint64_t one = 1;
+  if (wake_fd_ >= 0) (void)!::write(wake_fd_, &one, sizeof one);
+}
+
+void RouteWatcher::drainWake() {
+  std::uint64_t n = 0;
+  if (wake_fd_ >= 0) (void)!::read(wake_fd_, &n, sizeof n);
+}
+
+void RouteWatcher::requestResync(std::string reason) {
+  if (!resync_reason_) {
+    resync_reason_ = std::move(reason);
+  } else if (resync_reason_->find(reason) == std::string::npos && resync_reason_->size() < 200) {
+    *resync_reason_ += "; " + reason;
+  }
+  wake();
+}
+
+void RouteWatcher::startWorker() {
+  ++counters_.resyncs;
+  worker_reason_ = std::move(*resync_reason_);
+  resync_reason_.reset();
+  touched_routes_.clear();
+  touched_neigh_.clear();
+  touched_prefixes_ = false;
+  const int wake_fd = wake_fd_;
+  // A thread of its own rather than std::async: the promise is set before
+  // the wake-up is written, so that the poll() it wakes finds the result.
+  std::promise<Result<Tables>> done;
+  worker_ = done.get_future();
+  worker_thread_ = std::thread([this, done = std::move(done), options = options_,
+                                index = uplink_index_, wake_fd]() mutable {
+    const auto start = std::chrono::steady_clock::now();
+    auto t = dumpTables(options, index);
+    // Read by the loop's thread only after get() (the future synchronises).
+    worker_dump_ms_ =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    done.set_value(std::move(t));
+    const std::uint64_t one = 1;
+    (void)!::write(wake_fd, &one, sizeof one);
+  });
+}
+
+Result<RouteEvents> RouteWatcher::resyncNow(std::string reason) {
+  RouteEvents out;
+  std::optional<Error> failure;
+  if (worker_.valid()) {  // a background dump first: its result is older than ours
+    auto t = worker_.get();
+    if (worker_thread_.joinable()) worker_thread_.join();
+    if (t) merge(std::move(t).value());
+  }
+  // What is queued is applied first: the dump below is newer.
+  for (;;) {
+    std::size_t read = 0;
+    if (readQueued(1u << 16, read, failure) || failure) break;
+  }
+  if (failure) return *failure;
+  ++counters_.resyncs;
+  const auto start = std::chrono::steady_clock::now();
+  auto t = dumpTables(options_, uplink_index_);
+  if (!t) {
+    ++counters_.resync_failures;
+    return t.error();
+  }
+  const auto dumped = std::chrono::steady_clock::now();
+  touched_routes_.clear();
+  touched_neigh_.clear();
+  touched_prefixes_ = false;
+  merge(std::move(t).value());
+  counters_.last_dump_ms = std::chrono::duration<double, std::milli>(dumped - start).count();
+  counters_.last_merge_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - dumped).count();
+  if (resync_reason_) {  // what was asked for is done by this dump
+    reason += "; " + *resync_reason_;
+    resync_reason_.reset();
+  }
+  out.resynced = true;
+  out.resync_reason = std::move(reason);
+  collect(out);
+  return out;
 }
 
 void RouteWatcher::collect(RouteEvents& out) {
   out.routes.reserve(dirty_routes_.size());
   for (const auto a : dirty_routes_) {
     std::optional<LearnedRoute> now;
-    if (auto it = candidates_.find(a); it != candidates_.end() && !it->second.empty()) {
+    if (auto it = live_.candidates.find(a); it != live_.candidates.end() && !it->second.empty()) {
       const auto best = std::min_element(
           it->second.begin(), it->second.end(),
           [](const Candidate& x, const Candidate& y) { return x.metric < y.metric; });
@@ -329,7 +613,7 @@ void RouteWatcher::collect(RouteEvents& out) {
   dirty_routes_.clear();
   for (const auto a : dirty_neigh_) {
     std::optional<MacAddr> now;
-    if (auto it = neigh_.find(a); it != neigh_.end()) now = it->second;
+    if (auto it = live_.neigh.find(a); it != live_.neigh.end()) now = it->second;
     auto rep = reported_neigh_.find(a);
     if (now) {
       if (rep != reported_neigh_.end() && rep->second == *now) continue;
@@ -341,6 +625,13 @@ void RouteWatcher::collect(RouteEvents& out) {
     out.neighbours.emplace_back(a, now);
   }
   dirty_neigh_.clear();
+  if (dirty_prefixes_) {
+    dirty_prefixes_ = false;
+    if (live_.prefixes != reported_prefixes_ || out.resync_reason == "start") {
+      reported_prefixes_ = live_.prefixes;
+      out.uplink_prefixes = reported_prefixes_;
+    }
+  }
   // A stable order for the caller (and its logs): by address.
   std::sort(out.routes.begin(), out.routes.end(),
             [](const auto& x, const auto& y) { return x.first < y.first; });
@@ -360,10 +651,8 @@ void RouteWatcher::discardQueued() {
   }
 }
 
-Result<RouteEvents> RouteWatcher::poll(std::size_t max_messages) {
-  RouteEvents out;
-  std::optional<Error> failure;
-  std::size_t read = 0;
+bool RouteWatcher::readQueued(std::size_t max_messages, std::size_t& read,
+                              std::optional<Error>& failure) {
   while (read < max_messages) {
     iovec iov{buffer_.data(), buffer_.size()};
     sockaddr_nl peer{};
@@ -375,7 +664,7 @@ Result<RouteEvents> RouteWatcher::poll(std::size_t max_messages) {
     const ssize_t n = ::recvmsg(fd_, &mh, MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
       if (errno == ENOBUFS) {
         // The kernel dropped notifications. What is still queued is older
         // than what was dropped: applied after the dump, it could bring
@@ -385,14 +674,14 @@ Result<RouteEvents> RouteWatcher::poll(std::size_t max_messages) {
         // in order.
         ++counters_.overruns;
         discardQueued();
-        resync_reason_ = "overrun (ENOBUFS)";
-        break;
+        requestResync("overrun (ENOBUFS)");
+        return true;
       }
       failure = makeError(ErrorCode::kIo, "netlink", "",
                           std::string("route watcher: recvmsg: ") + std::strerror(errno));
-      break;
+      return false;
     }
-    if (n == 0) break;
+    if (n == 0) return true;
     if (peer.nl_pid != 0) continue;  // not from the kernel
     int remaining = static_cast<int>(n);
     for (auto* h = reinterpret_cast<nlmsghdr*>(buffer_.data()); nlmsg_ok(h, remaining);
@@ -402,22 +691,54 @@ Result<RouteEvents> RouteWatcher::poll(std::size_t max_messages) {
       applyMessage(h);
     }
   }
-  if (resync_reason_ && !failure) {
-    std::string reason = std::move(*resync_reason_);
-    resync_reason_.reset();
-    if (reason != "start") {  // open() has just dumped
-      if (auto s = resync(); !s) {
-        resync_reason_ = reason;  // again at the next poll
-        failure = s.error();
-      }
-    }
-    if (!failure) {
+  return false;  // more may wait
+}
+
+Result<RouteEvents> RouteWatcher::poll(std::size_t max_messages) {
+  RouteEvents out;
+  std::optional<Error> failure;
+  std::size_t read = 0;
+  drainWake();
+  const bool drained = readQueued(max_messages, read, failure);
+  // A background dump that is done: merged, reported as a resync.
+  if (worker_.valid() &&
+      worker_.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+    auto t = worker_.get();
+    if (worker_thread_.joinable()) worker_thread_.join();
+    if (t) {
+      const auto start = std::chrono::steady_clock::now();
+      merge(std::move(t).value());
+      counters_.last_merge_ms =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+              .count();
+      counters_.last_dump_ms = worker_dump_ms_;
       out.resynced = true;
-      out.resync_reason = std::move(reason);
+      out.resync_reason = worker_reason_;
+    } else {
+      ++counters_.resync_failures;
+      touched_routes_.clear();
+      touched_neigh_.clear();
+      touched_prefixes_ = false;
+      // Asked again: the next poll (a notification, the next full pass)
+      // tries once more.
+      if (!resync_reason_) resync_reason_ = worker_reason_;
+      failure = t.error();
     }
   }
+  if (resync_reason_ && resync_reason_->rfind("start", 0) == 0) {  // open() has just dumped
+    // What was asked for since (a link change...) still gets a dump of its own.
+    const auto rest = resync_reason_->size() > 7 ? resync_reason_->substr(7) : std::string();
+    resync_reason_.reset();
+    if (!rest.empty()) resync_reason_ = rest;
+    out.resynced = true;
+    out.resync_reason = "start";
+  }
+  // A new dump starts once the queue is empty (what is queued is older than
+  // the dump) and no other runs.
+  if (resync_reason_ && !worker_.valid() && drained && !failure) startWorker();
+  if (!drained && !failure) wake();  // more queued: the owner calls again
   collect(out);
-  if (failure && out.empty()) return *failure;
+  if (failure && out.empty() && !out.resynced) return *failure;
   return out;
 }
 

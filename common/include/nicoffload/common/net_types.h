@@ -52,6 +52,12 @@ struct Ipv4Prefix {
 
   static std::optional<Ipv4Prefix> parse(std::string_view text);
   std::string str() const;
+  // Whether `a` lies in the prefix (its first `len` bits equal addr's).
+  bool contains(Ipv4Addr a) const {
+    if (len == 0) return true;
+    const std::uint32_t mask = len >= 32 ? ~std::uint32_t{0} : ~(~std::uint32_t{0} >> len);
+    return (a.value & mask) == (addr.value & mask);
+  }
   auto operator<=>(const Ipv4Prefix&) const = default;
 };
 

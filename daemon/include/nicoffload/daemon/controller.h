@@ -212,7 +212,14 @@ class Controller {
   Result<nlohmann::json> admitRemoteRemove(const nlohmann::json& request);
   Result<nlohmann::json> admitRemoteSync(const nlohmann::json& request);
   Result<nlohmann::json> admitBatch(const nlohmann::json& request);
-  Status checkRemoteReplacing(const model::RemoteEndpoint& remote);
+  // learned: a route from the kernel (its next hops may be remotes'
+  // addresses: the underlay wins).
+  Status checkRemoteReplacing(const model::RemoteEndpoint& remote, bool learned = false);
+  // Why a remote of any origin may not take `address`: an address the
+  // underlay uses as the kernel shows it (learned next hops, uplink
+  // neighbours, the uplink's subnets); empty when it may. Cheap: called per
+  // remote of a sync.
+  std::string learnedUnderlayUse(Ipv4Addr address) const;
   model::Port* findPort(const model::PortKey& key);
   const model::Port* findPort(const model::PortKey& key) const;
   const model::RemoteEndpoint* findRemote(Ipv4Addr address) const;
@@ -234,6 +241,8 @@ class Controller {
   nlohmann::json learnedStatusJson(bool fresh = true) const;
   void learnedMetrics(MetricsRegistry& m) const;
   nlohmann::json learnedExplain(Ipv4Addr address) const;  // null: not a learned route
+  // remote.list {"refused": true}: the learned routes not followed, with why.
+  nlohmann::json refusedRoutesJson(const nlohmann::json& request, Error& error) const;
   // The port's status; `rule_list` adds every rule with its placement and
   // reason (port.get, port.add replies), else only the counts (port.list).
   nlohmann::json portJson(const model::Port& port, bool rule_list = true) const;

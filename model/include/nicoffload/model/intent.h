@@ -60,6 +60,12 @@ struct HostConfig {
   // 186 bgp, 188 ospf); empty = any but the kernel's own (0-2) and ours
   // (route_protocol), which never counts.
   std::vector<std::uint8_t> learn_protocols;
+  // kernel.learn_prefixes: which learned /32s may become remotes. A route is
+  // learned when its address lies in one of `allow` (empty: any) and in none
+  // of `deny` (deny wins). An underlay loopback (a switch's router id
+  // announced in the same BGP session) is kept out with a deny entry.
+  std::vector<Ipv4Prefix> learn_allow;
+  std::vector<Ipv4Prefix> learn_deny;
 
   FlowBackendKind flow_backend = FlowBackendKind::kSim;
   SoftwarePathKind software_path = SoftwarePathKind::kKernel;

@@ -108,7 +108,10 @@ class IntentIndex {
   // (as validateIntent), its address against the VM /32s and the underlay's
   // addresses (of the host and of the other remotes), its VTEP / next hop
   // against the VM and remote /32s. Fields are named "remote.<key>".
-  Status checkRemote(const RemoteEndpoint& remote) const;
+  // hops_may_be_remotes: a route learned from the kernel, whose next hop the
+  // routing daemon chose: the underlay wins, so a remote at that address is
+  // not a reason to refuse the route (learned_routes.cc refuses the remote).
+  Status checkRemote(const RemoteEndpoint& remote, bool hops_may_be_remotes = false) const;
   // Records a remote at `position` of the intent's remotes (call after
   // checkRemote, with no remote of that address recorded).
   void addRemote(const RemoteEndpoint& remote, std::size_t position);
@@ -137,6 +140,10 @@ class IntentIndex {
 // An origin name (RemoteEndpoint::origin): 1..32 of [a-z0-9._-].
 inline constexpr std::size_t kMaxOriginBytes = 32;
 Status checkOriginName(const std::string& origin, const std::string& field);
+
+// Why `a` cannot be a VM or remote host address (0.0.0.0, multicast,
+// broadcast, loopback), or nullopt when it can.
+std::optional<std::string> unusableHostAddress(Ipv4Addr a);
 
 // The JSON forms parsePort / parseRemote read (for the state file and the
 // control API): toJson then parse gives the same object back.

@@ -2,13 +2,25 @@
 // in the kernel, and the MACs of the underlay next hops they go through,
 // followed over rtnetlink (issue 13).
 //
-// One NETLINK_ROUTE socket subscribed to RTNLGRP_IPV4_ROUTE and
-// RTNLGRP_NEIGH, read without blocking from the daemon's loop; a full dump
-// (RTM_GETROUTE of the table, RTM_GETNEIGH of the uplink) on a socket of its
-// own at open() and whenever the subscription overran (recvmsg ENOBUFS: the
-// kernel dropped notifications, so the set is rebuilt from the tables
-// themselves, and what changed is reported, exactly). NETLINK_NO_ENOBUFS is
-// not set, on purpose: an overrun must be known.
+// One NETLINK_ROUTE socket subscribed to RTNLGRP_IPV4_ROUTE, RTNLGRP_NEIGH,
+// RTNLGRP_LINK, RTNLGRP_NEXTHOP and RTNLGRP_IPV4_IFADDR, read without
+// blocking from the daemon's loop. A full dump (RTM_GETROUTE of the table,
+// RTM_GETNEIGH and RTM_GETADDR of the uplink) on a socket of its own runs:
+//   - at open(), inline;
+//   - whenever the kernel may have changed routes without a RTM_DELROUTE:
+//     the uplink's state changed (down, carrier lost, re-created), a nexthop
+//     object changed or went (`ip nexthop del` flushes the routes using it),
+//     an address left the uplink; the kernel removes or marks such routes
+//     without notifying them (net/ipv4/fib_semantics.c fib_sync_down_dev);
+//   - whenever the subscription overran (recvmsg ENOBUFS: the kernel dropped
+//     notifications);
+//   - when the owner asks (requestResync(): the daemon's periodic full pass
+//     compares what it learned with a fresh dump; resyncNow(): inline).
+// Except at open() and resyncNow(), the dump runs on a worker thread so that
+// the loop keeps turning behind 100 000 routes; notifications read meanwhile
+// are newer than the dump for their keys and win over it, and every other
+// key takes the dump's state; what changed is reported, exactly.
+// NETLINK_NO_ENOBUFS is not set, on purpose: an overrun must be known.
 //
 // What counts as a learned route (everything else is ignored, counted):
 //   - IPv4, destination length 32, type unicast, in the configured table;
@@ -31,6 +43,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <future>
+#include <thread>
 #include <memory>
 #include <optional>
 #include <string>
@@ -73,19 +87,29 @@ struct RouteWatcherOptions {
 struct RouteEvents {
   std::vector<std::pair<Ipv4Addr, std::optional<LearnedRoute>>> routes;  // nullopt: withdrawn
   std::vector<std::pair<Ipv4Addr, std::optional<MacAddr>>> neighbours;   // nullopt: unresolved
+  // The uplink's IPv4 addresses with their prefix lengths (the subnets it
+  // is on), sorted; set when they changed (and always after the start dump).
+  std::optional<std::vector<Ipv4Prefix>> uplink_prefixes;
   bool resynced = false;    // a full dump ran during this poll
-  std::string resync_reason;  // "start", "overrun (ENOBUFS)", ...
-  bool empty() const { return routes.empty() && neighbours.empty(); }
+  std::string resync_reason;  // "start", "overrun (ENOBUFS)", "uplink up0 down", ...
+  bool empty() const { return routes.empty() && neighbours.empty() && !uplink_prefixes; }
 };
 
 struct RouteWatcherCounters {
   std::uint64_t messages = 0;        // notifications read
   std::uint64_t route_messages = 0;  // RTM_NEWROUTE / RTM_DELROUTE read (any route)
   std::uint64_t neigh_messages = 0;  // RTM_NEWNEIGH / RTM_DELNEIGH read (any neighbour)
+  std::uint64_t link_messages = 0;     // RTM_NEWLINK / RTM_DELLINK read (any link)
+  std::uint64_t nexthop_messages = 0;  // RTM_NEWNEXTHOP / RTM_DELNEXTHOP read
+  std::uint64_t address_messages = 0;  // RTM_NEWADDR / RTM_DELADDR read (IPv4, any link)
   std::uint64_t ignored_routes = 0;  // not learned: not /32, other table, protocol, no uplink hop
   std::uint64_t overruns = 0;        // recvmsg ENOBUFS
   std::uint64_t resyncs = 0;         // full dumps (start included)
   std::uint64_t resync_failures = 0;
+  // The last resync's cost: the dump (a worker thread's, but for open() and
+  // resyncNow()) and its merge into the live set (the caller's thread).
+  double last_dump_ms = 0;
+  double last_merge_ms = 0;
 };
 
 class RouteWatcher {
@@ -99,8 +123,9 @@ class RouteWatcher {
   RouteWatcher(const RouteWatcher&) = delete;
   RouteWatcher& operator=(const RouteWatcher&) = delete;
 
-  // Readable when notifications wait (poll/epoll it, then call poll()).
-  int fd() const { return fd_; }
+  // Readable when notifications wait or a background dump is done (an
+  // epoll descriptor: poll/epoll it, then call poll()).
+  int fd() const { return epoll_fd_; }
 
   // Reads every notification waiting (never blocks), resynchronises after
   // an overrun, and returns what changed since the previous call. At most
@@ -110,45 +135,90 @@ class RouteWatcher {
   // (it is retried at the next poll).
   Result<RouteEvents> poll(std::size_t max_messages = 1u << 20);
 
-  // Marks the set for a full dump at the next poll() (also: SIGHUP).
-  void requestResync(std::string reason) { resync_reason_ = std::move(reason); }
+  // Marks the set for a full dump, started by the next poll() on a worker
+  // thread (fd() becomes readable so that the owner's loop calls poll()).
+  // Several requests before it starts make one dump; a request while one
+  // runs makes another after it.
+  void requestResync(std::string reason);
+  // A full dump now, inline (what notifications queued is applied first):
+  // what changed since the previous report. The reconcile op uses it.
+  // Errors: kIo (the dump).
+  Result<RouteEvents> resyncNow(std::string reason);
+  // A background dump is running.
+  bool resyncRunning() const { return worker_.valid(); }
 
   // The learned routes and resolved neighbours as last reported by poll().
   const std::unordered_map<Ipv4Addr, LearnedRoute>& routes() const { return reported_routes_; }
   const std::unordered_map<Ipv4Addr, MacAddr>& neighbours() const { return reported_neigh_; }
+  const std::vector<Ipv4Prefix>& uplinkPrefixes() const { return reported_prefixes_; }
   const RouteWatcherCounters& counters() const { return counters_; }
   const RouteWatcherOptions& options() const { return options_; }
   int uplinkIndex() const { return uplink_index_; }
 
   // Internal, public for the parser's tests: applies one rtnetlink message
-  // (RTM_NEWROUTE, RTM_DELROUTE, RTM_NEWNEIGH, RTM_DELNEIGH) to the set.
+  // (RTM_NEWROUTE, RTM_DELROUTE, RTM_NEWNEIGH, RTM_DELNEIGH, RTM_NEWADDR,
+  // RTM_DELADDR; RTM_NEWLINK, RTM_DELLINK and RTM_*NEXTHOP ask for a resync)
+  // to the set.
   void applyMessage(const void* nlmsghdr_bytes);
 
- private:
-  explicit RouteWatcher(RouteWatcherOptions options) : options_(std::move(options)) {}
-  Status resync();
-  void discardQueued();  // after an overrun: the queue holds only stale news
-  bool counts(std::uint8_t protocol) const;
-  void collect(RouteEvents& out);
-
+  // The kernel's state as read (internal; public for the dump's helpers).
   struct Candidate {
     std::uint32_t metric = 0;
     std::uint8_t protocol = 0;
     std::vector<Ipv4Addr> next_hops;
+    bool operator==(const Candidate&) const = default;
   };
+  struct Tables {
+    std::unordered_map<Ipv4Addr, std::vector<Candidate>> candidates;  // one per metric
+    std::unordered_map<Ipv4Addr, MacAddr> neigh;
+    std::vector<Ipv4Prefix> prefixes;  // the uplink's addresses, sorted
+    int uplink_index = 0;
+    std::optional<unsigned> uplink_flags;  // IFF_UP | IFF_RUNNING | IFF_LOWER_UP, from the link dump
+    std::uint64_t ignored_routes = 0;
+  };
+
+ private:
+  explicit RouteWatcher(RouteWatcherOptions options) : options_(std::move(options)) {}
+  // A dump of the three tables into a fresh Tables, in the configured
+  // namespace; safe on any thread (its own socket, no member touched).
+  static Result<Tables> dumpTables(const RouteWatcherOptions& options, int uplink_index);
+  // Takes `dumped` as the kernel's state, except for the keys a
+  // notification changed since the dump started (touched_*: newer).
+  void merge(Tables dumped);
+  void startWorker();
+  void wake();        // makes fd() readable
+  void drainWake();
+  void discardQueued();  // after an overrun: the queue holds only stale news
+  // Reads what the socket holds, at most `max_messages`; false when the
+  // socket failed (failure set) or more messages wait.
+  bool readQueued(std::size_t max_messages, std::size_t& read, std::optional<Error>& failure);
+  void collect(RouteEvents& out);
+
   RouteWatcherOptions options_;
-  int fd_ = -1;
+  int fd_ = -1;        // the subscription
+  int wake_fd_ = -1;   // eventfd: a dump finished, a resync was requested
+  int epoll_fd_ = -1;  // both, for the owner
   int uplink_index_ = 0;
+  std::optional<unsigned> uplink_flags_;  // IFF_UP | IFF_RUNNING | IFF_LOWER_UP as last seen
   std::vector<char> buffer_;
   std::optional<std::string> resync_reason_;
-  // The kernel's state as read: routes per address (one per metric), neighbours.
-  std::unordered_map<Ipv4Addr, std::vector<Candidate>> candidates_;
-  std::unordered_map<Ipv4Addr, MacAddr> neigh_;
+  // The background dump, its reason, and the keys notifications changed
+  // since it started.
+  std::future<Result<Tables>> worker_;
+  std::thread worker_thread_;
+  std::string worker_reason_;
+  double worker_dump_ms_ = 0;  // written by the worker before get() returns
+  std::unordered_set<Ipv4Addr> touched_routes_;
+  std::unordered_set<Ipv4Addr> touched_neigh_;
+  bool touched_prefixes_ = false;
+  Tables live_;
   // Keys changed since the last report, and the state last reported.
   std::unordered_set<Ipv4Addr> dirty_routes_;
   std::unordered_set<Ipv4Addr> dirty_neigh_;
+  bool dirty_prefixes_ = false;
   std::unordered_map<Ipv4Addr, LearnedRoute> reported_routes_;
   std::unordered_map<Ipv4Addr, MacAddr> reported_neigh_;
+  std::vector<Ipv4Prefix> reported_prefixes_;
   RouteWatcherCounters counters_;
 };
 
