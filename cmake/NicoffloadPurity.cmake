@@ -4,6 +4,14 @@
 # another target) anything but the allowed libraries, or names a forbidden
 # header directory. This is how the build shows that the model, planner and
 # diff never reach DPDK, libnl, libvirt or sysfs code.
+#
+# Linking is not all: a pure source can call socket() or ioctl() from libc,
+# or include <linux/netlink.h>, with no library added. So it also adds the
+# target nicoffload_purity (built by default, after the pure libraries): it
+# runs NicoffloadPurityCheck.cmake on the targets' sources and headers
+# (#include lines) and on their static libraries (nm -u), and fails the build
+# on a forbidden include or symbol. The lists, and why file I/O stays
+# allowed, are in that script.
 set(NICOFFLOAD_PURE_ALLOWED
     nicoffload_common nicoffload_model nicoffload_vdpa_model nicoffload_flowrules
     nicoffload_simnic nicoffload_devx_caps nlohmann_json::nlohmann_json)
@@ -50,4 +58,55 @@ function(nicoffload_assert_pure)
     endforeach()
   endforeach()
   message(STATUS "nicoffload: pure core checked (${ARGN}): links only ${NICOFFLOAD_PURE_ALLOWED}")
+  _nicoffload_add_purity_check(${ARGN})
+endfunction()
+
+# The build-time half: sources and headers of the pure targets (their own
+# include directories in the tree and the directories of their sources), and
+# their archives.
+function(_nicoffload_add_purity_check)
+  set(sources "")
+  set(archives "")
+  foreach(target IN LISTS ARGN)
+    get_target_property(dir ${target} SOURCE_DIR)
+    get_target_property(srcs ${target} SOURCES)
+    foreach(s IN LISTS srcs)
+      if(s MATCHES "^\\$<")
+        continue()
+      endif()
+      cmake_path(ABSOLUTE_PATH s BASE_DIRECTORY "${dir}" NORMALIZE OUTPUT_VARIABLE abs)
+      list(APPEND sources "${abs}")
+      cmake_path(GET abs PARENT_PATH src_dir)
+      file(GLOB local_headers CONFIGURE_DEPENDS "${src_dir}/*.h" "${src_dir}/*.hpp")
+      list(APPEND sources ${local_headers})
+    endforeach()
+    get_target_property(incs ${target} INCLUDE_DIRECTORIES)
+    foreach(i IN LISTS incs)
+      if(i MATCHES "^\\$<" OR NOT IS_DIRECTORY "${i}")
+        continue()
+      endif()
+      cmake_path(IS_PREFIX PROJECT_SOURCE_DIR "${i}" NORMALIZE in_tree)
+      if(in_tree)
+        file(GLOB_RECURSE headers CONFIGURE_DEPENDS "${i}/*.h" "${i}/*.hpp")
+        list(APPEND sources ${headers})
+      endif()
+    endforeach()
+    list(APPEND archives "$<TARGET_FILE:${target}>")
+  endforeach()
+  list(REMOVE_DUPLICATES sources)
+  set(inputs "${PROJECT_BINARY_DIR}/nicoffload-purity-inputs.cmake")
+  set(stamp "${PROJECT_BINARY_DIR}/nicoffload-purity.stamp")
+  set(checker "${CMAKE_CURRENT_FUNCTION_LIST_DIR}/NicoffloadPurityCheck.cmake")
+  file(GENERATE OUTPUT "${inputs}"
+       CONTENT "set(SOURCES [==[${sources}]==])\nset(ARCHIVES [==[${archives}]==])\n")
+  set(nm "${CMAKE_NM}")
+  if(NOT nm)
+    set(nm nm)
+  endif()
+  add_custom_command(OUTPUT "${stamp}"
+    COMMAND "${CMAKE_COMMAND}" "-DINPUTS=${inputs}" "-DNM=${nm}" "-DSTAMP=${stamp}" -P "${checker}"
+    DEPENDS ${ARGN} ${sources} "${checker}" "${inputs}"
+    COMMENT "Checking the pure core's includes and undefined symbols (${ARGN})"
+    VERBATIM)
+  add_custom_target(nicoffload_purity ALL DEPENDS "${stamp}")
 endfunction()

@@ -8,6 +8,14 @@ daemon runs on the simulated backends (its own socket, state and netns) and
 the installed nicoffloadctl drives it; then apt-get purge, and nothing the
 package installed or made is left (files, directories, the unit, users).
 
+Removal and the libvirt hook (issue 22): `dpkg -r` takes out the --config
+wrapper that nicoffload-install-hook wrote in /etc/libvirt/hooks/qemu.d and
+nothing else there. It runs in a private mount and PID namespace where
+/etc/libvirt/hooks is an empty tmpfs, so the machine's own hooks and libvirt
+daemons are never touched. A wrapper left in another hooks directory, run as
+libvirt runs it once the package is gone, exits 0 (the domain may start) and
+says that nicoffload-hook is not installed.
+
 The installed binaries run in a private mount namespace where the source
 tree's hw-profiles/ is an empty tmpfs, so they can only have found the
 profiles in /usr/share/nicoffload/hw-profiles.
@@ -45,6 +53,33 @@ ENV["DEBIAN_FRONTEND"] = "noninteractive"
 # Capability numbers (linux/capability.h), for the daemon's CapBnd.
 CAPS = {"CAP_NET_ADMIN": 12, "CAP_NET_RAW": 13, "CAP_IPC_LOCK": 14, "CAP_SYS_RAWIO": 17, "CAP_SYS_ADMIN": 21,
         "CAP_SYS_NICE": 23}
+
+# A domain with nicoffload ports (so the hook has to reach the daemon).
+DOMAIN_XML = ("<domain type='qemu'><name>d</name><uuid>6f1e2d3c-4b5a-4978-8a6b-5c4d3e2f1a0b</uuid>"
+              "<metadata><nfo:ports xmlns:nfo='http://nicoffload.org/xmlns/ports/1'>"
+              "<nfo:port mac='52:54:00:aa:00:01'><nfo:address>10.0.0.1</nfo:address></nfo:port></nfo:ports>"
+              "</metadata><devices><interface type='ethernet'><mac address='52:54:00:aa:00:01'/></interface>"
+              "</devices></domain>")
+# dpkg -r with the hooks directory a private tmpfs (argv: the hook.json for
+# the wrapper). Fixed text: the path arrives as an argument, never as code.
+REMOVE_IN_NAMESPACE = r'''
+set -u
+cfg=$1
+h=/etc/libvirt/hooks
+mount -t tmpfs nfo-hooks "$h" || { echo "mount-failed"; exit 1; }
+mkdir -p "$h/qemu.d"
+printf '#!/bin/sh\nexit 0\n' >"$h/qemu"
+printf '#!/bin/sh\n# mine\nexit 0\n' >"$h/qemu.d/10-operator"
+chmod 0755 "$h/qemu" "$h/qemu.d/10-operator"
+/usr/share/nicoffload/nicoffload-install-hook --config "$cfg" >/dev/null
+[ -f "$h/qemu.d/50-nicoffload" ] && ! [ -L "$h/qemu.d/50-nicoffload" ] && echo "wrapper-installed"
+log=$(dpkg -r nicoffload 2>&1)
+rc=$?
+printf '%s\n' "$log" | sed 's/^/dpkg: /'
+echo "remove-exit=$rc"
+echo "left=$(cd "$h" && find . -mindepth 1 | sort | tr '\n' ' ')"
+[ "$(cat "$h/qemu.d/10-operator")" = "$(printf '#!/bin/sh\n# mine\nexit 0')" ] && echo "operator-hook-intact"
+'''
 
 libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNS, MS_REC, MS_PRIVATE = 0x00020000, 0x4000, 1 << 18
@@ -312,6 +347,48 @@ def main():
         t.check("nicoffload-install-hook links the installed hook",
                 r.returncode == 0 and os.path.islink(link) and os.readlink(link) == "/usr/sbin/nicoffload-hook",
                 r.stdout + r.stderr)
+
+        # --config: a wrapper, in another scratch directory, that outlives the
+        # package (the removal below only looks at /etc/libvirt/hooks).
+        hook_cfg = os.path.join(out, "hook.json")
+        hook_sock = os.path.join(out, "no-daemon.sock")
+        with open(hook_cfg, "w") as f:
+            json.dump({"socket": hook_sock, "timeout_ms": 1000}, f)
+        wrapper_hooks = os.path.join(out, "hooks-wrapper")
+        wrapper = os.path.join(wrapper_hooks, "qemu.d", "50-nicoffload")
+        r = installed("/usr/share/nicoffload/nicoffload-install-hook", "--hooks-dir", wrapper_hooks,
+                      "--config", hook_cfg)
+        t.check("nicoffload-install-hook --config writes a wrapper",
+                r.returncode == 0 and os.path.isfile(wrapper) and not os.path.islink(wrapper), r.stdout + r.stderr)
+        h = subprocess.run([wrapper, "d", "prepare", "begin", "-"], input=DOMAIN_XML, capture_output=True,
+                           text=True, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+        t.check("  it runs the installed hook (whose error names the configured socket)",
+                h.returncode == 1 and hook_sock in h.stderr, h.stderr)
+
+        # --- removal (issue 22): prerm takes our hook out of /etc/libvirt/hooks,
+        # and only ours. Private mount + PID namespace, the hooks dir a tmpfs.
+        if not os.path.isdir("/etc/libvirt/hooks"):
+            t.check("/etc/libvirt/hooks exists (libvirt-daemon-system; the removal check mounts over it)", False)
+        else:
+            r = subprocess.run(["unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--mount-proc",
+                                "bash", "-c", REMOVE_IN_NAMESPACE, "bash", hook_cfg],
+                               capture_output=True, text=True, env=ENV, timeout=300)
+            t.check("in the namespace, nicoffload-install-hook --config put its wrapper in /etc/libvirt/hooks",
+                    "wrapper-installed" in r.stdout, r.stdout + r.stderr)
+            t.check("dpkg -r nicoffload succeeds", "remove-exit=0" in r.stdout, r.stdout + r.stderr)
+            left = next((line[5:].split() for line in r.stdout.splitlines() if line.startswith("left=")), None)
+            t.check("prerm removed our wrapper and left the operator's hooks (qemu, qemu.d/10-operator)",
+                    left == ["./qemu", "./qemu.d", "./qemu.d/10-operator"], str(left))
+            t.check("  the operator's hook unchanged", "operator-hook-intact" in r.stdout, r.stdout)
+            state = run("dpkg-query", "-W", "-f=${Status}", PKG, check=False).stdout
+            t.check("the package is removed (config files left for purge)", "config-files" in state, state)
+            for op, sub in (("prepare", "begin"), ("start", "begin"), ("release", "end")):
+                h = subprocess.run([wrapper, "d", op, sub, "-"], input=DOMAIN_XML, capture_output=True, text=True,
+                                   env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+                t.check(f"the wrapper left behind, binary gone: '{op} {sub}' exits 0 (was 127: no domain could start)",
+                        h.returncode == 0, f"exit {h.returncode}: {h.stderr}")
+                t.check("  and says on stderr that nicoffload-hook is not installed, stdout empty",
+                        "nicoffload-hook is not installed" in h.stderr and h.stdout == "", h.stdout + h.stderr)
     finally:
         if daemon is not None and daemon.poll() is None:
             daemon.kill()
