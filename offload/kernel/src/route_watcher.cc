@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <linux/if_addr.h>
 #include <linux/neighbour.h>
+#include <linux/nexthop.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
@@ -207,6 +208,18 @@ struct Change {
 
 // Applies a route, neighbour or address message to `t` (the live set or a
 // dump's); other types change nothing.
+// NHA_ID of a RTM_*NEXTHOP message.
+std::optional<std::uint32_t> nexthopId(const nlmsghdr* h) {
+  if (h->nlmsg_len < NLMSG_LENGTH(sizeof(nhmsg))) return std::nullopt;
+  const auto* nh = static_cast<const nhmsg*>(NLMSG_DATA(h));
+  int len = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof(nhmsg)));
+  for (auto* a = reinterpret_cast<const rtattr*>(reinterpret_cast<const char*>(nh) +
+                                                 NLMSG_ALIGN(sizeof(nhmsg)));
+       RTA_OK(a, len); a = RTA_NEXT(a, len))
+    if (a->rta_type == NHA_ID && RTA_PAYLOAD(a) >= 4) return u32Of(a);
+  return std::nullopt;
+}
+
 Change applyTo(RouteWatcher::Tables& t, const nlmsghdr* h, const RouteWatcherOptions& o) {
   switch (h->nlmsg_type) {
     case RTM_NEWROUTE:
@@ -365,12 +378,22 @@ void RouteWatcher::applyMessage(const void* bytes) {
       return;
     }
     case RTM_NEWNEXTHOP:
-    case RTM_DELNEXTHOP:
+    case RTM_DELNEXTHOP: {
       // Deleting or replacing a nexthop object changes the routes that use
-      // it, without a route notification on every kernel.
+      // it, without a route notification on every kernel. A new object
+      // changes no route (routing daemons make one per next-hop set).
       ++counters_.nexthop_messages;
-      requestResync("nexthop object changed");
+      const auto id = nexthopId(h);
+      if (!id) return;
+      if (h->nlmsg_type == RTM_NEWNEXTHOP) {
+        if (live_.nexthop_ids.insert(*id).second) return;
+        requestResync("nexthop object " + std::to_string(*id) + " replaced");
+      } else {
+        live_.nexthop_ids.erase(*id);
+        requestResync("nexthop object " + std::to_string(*id) + " deleted");
+      }
       return;
+    }
     default:
       return;
   }
@@ -435,6 +458,21 @@ Result<RouteWatcher::Tables> RouteWatcher::dumpTables(const RouteWatcherOptions&
   if (const int err = sock->dump(nreq.get(), each, [&] { t.neigh.clear(); }))
     return makeError(ErrorCode::kIo, "netlink", "",
                      std::string("cannot dump the neighbour table: ") + std::strerror(err));
+  // The nexthop objects, so that a new one (no route uses it yet) asks for
+  // no resync, and a replaced or deleted one does.
+  nhmsg nhm{};
+  nhm.nh_family = AF_UNSPEC;
+  auto hreq = dumpRequest(RTM_GETNEXTHOP, nhm);
+  if (!hreq) return makeError(ErrorCode::kIo, "netlink", "", "cannot build a nexthop dump request");
+  const auto nexthop = [&](const nlmsghdr* h) {
+    if (h->nlmsg_type != RTM_NEWNEXTHOP) return;
+    if (const auto id = nexthopId(h)) t.nexthop_ids.insert(*id);
+  };
+  // Kernels without nexthop objects (before 5.3) answer EOPNOTSUPP: none.
+  if (const int err = sock->dump(hreq.get(), nexthop, [&] { t.nexthop_ids.clear(); });
+      err && err != EOPNOTSUPP && err != EINVAL)
+    return makeError(ErrorCode::kIo, "netlink", "",
+                     std::string("cannot dump the nexthop objects: ") + std::strerror(err));
   // The uplink's state, so that only a change of it asks for a resync.
   ifinfomsg ifi{};
   ifi.ifi_family = AF_UNSPEC;
@@ -500,6 +538,10 @@ void RouteWatcher::merge(Tables dumped) {
   }
   uplink_index_ = dumped.uplink_index;
   uplink_flags_ = dumped.uplink_flags;
+  // Objects made or deleted meanwhile were notified after the dump began:
+  // the union errs towards "known" (a replace then resyncs, a new object
+  // that is in fact unknown would only cost one more dump).
+  live_.nexthop_ids.insert(dumped.nexthop_ids.begin(), dumped.nexthop_ids.end());
   live_.uplink_index = uplink_index_;
   counters_.ignored_routes += dumped.ignored_routes;
   touched_routes_.clear();

@@ -9,8 +9,8 @@
 //   - at open(), inline;
 //   - whenever the kernel may have changed routes without a RTM_DELROUTE:
 //     the uplink's state changed (down, carrier lost, re-created), a nexthop
-//     object changed or went (`ip nexthop del` flushes the routes using it),
-//     an address left the uplink; the kernel removes or marks such routes
+//     object was replaced or went (`ip nexthop del` flushes the routes using
+//     it; a new object changes no route), an address left the uplink; the kernel removes or marks such routes
 //     without notifying them (net/ipv4/fib_semantics.c fib_sync_down_dev);
 //   - whenever the subscription overran (recvmsg ENOBUFS: the kernel dropped
 //     notifications);
@@ -174,6 +174,7 @@ class RouteWatcher {
     std::vector<Ipv4Prefix> prefixes;  // the uplink's addresses, sorted
     int uplink_index = 0;
     std::optional<unsigned> uplink_flags;  // IFF_UP | IFF_RUNNING | IFF_LOWER_UP, from the link dump
+    std::unordered_set<std::uint32_t> nexthop_ids;  // nexthop objects (NHA_ID) known
     std::uint64_t ignored_routes = 0;
   };
 
