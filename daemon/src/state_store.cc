@@ -21,6 +21,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "nicoffload/common/file_read.h"
 #include "nicoffload/model/parse.h"
 
 namespace nicoffload::offload {
@@ -142,31 +143,9 @@ void deleteSegmentsBelow(const std::string& dir, std::uint64_t seq) {
   }
 }
 
+// A state file (snapshot, journal segment): a regular file, bounded.
 Result<std::string> readFile(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ioError("cannot open", path, errno);
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int err = errno;
-    ::close(fd);
-    return ioError("cannot stat", path, err);
-  }
-  std::string data(static_cast<std::size_t>(st.st_size), '\0');
-  std::size_t done = 0;
-  while (done < data.size()) {
-    const ssize_t n = ::read(fd, data.data() + done, data.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      ::close(fd);
-      return ioError("cannot read", path, err);
-    }
-    if (n == 0) break;
-    done += static_cast<std::size_t>(n);
-  }
-  ::close(fd);
-  data.resize(done);
-  return data;
+  return readRegularFile(path, kMaxStateFileBytes);
 }
 
 json encode(const Mutation& m) {
@@ -563,7 +542,7 @@ Result<PersistedState> StateStore::load() {
   bool old_format = false;
   const std::string snap = path();
   if (::access(snap.c_str(), F_OK) == 0) {
-    auto doc = model::readJsonFile(snap);
+    auto doc = model::readJsonFile(snap, kMaxStateFileBytes);
     if (!doc) return doc.error();
     auto& j = *doc;
     auto bad = [&](const std::string& field, const std::string& msg) {

@@ -3,9 +3,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <map>
-#include <sstream>
 #include <unordered_map>
 
 #include "json_reader.h"
@@ -980,17 +978,15 @@ void IntentIndex::upsertPort(const Port& port) {
   ports_.emplace(port.key, port);
 }
 
-Result<json> readJsonFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in)
-    return makeError(ErrorCode::kIo, path, "", "cannot open: " + std::string(std::strerror(errno)));
-  std::stringstream buf;
-  buf << in.rdbuf();
-  return parseJsonInput(buf.str(), path);
+Result<json> readJsonFile(const std::string& path, std::size_t max_bytes,
+                          const std::string& field) {
+  auto text = readRegularFile(path, max_bytes, field);
+  if (!text) return text.error();
+  return parseJsonInput(*text, path);
 }
 
 Result<HostConfig> loadHostConfig(const std::string& path) {
-  auto doc = readJsonFile(path);
+  auto doc = readJsonFile(path, kMaxConfigFileBytes);
   if (!doc) return doc.error();
   auto host = parseHostConfig(*doc);
   if (!host) {
@@ -1027,10 +1023,13 @@ Result<HwProfile> loadHostProfile(const std::string& setting, const std::string&
     e.field = host_file + ": " + e.field;
     return e;
   }
-  auto profile = loadHwProfile(*path);
+  // Read errors blame the host config's hw_profile ("hw_profile": "/dev/zero"
+  // is refused as a device, not read without end); errors inside the
+  // profile name the profile file.
+  auto profile = loadHwProfile(*path, host_file + ": hw_profile");
   if (!profile && profile.error().code == ErrorCode::kIo)
     return makeError(ErrorCode::kNotFound, host_file + ": hw_profile", setting,
-                     "no hardware profile '" + setting + "': " + profile.error().describe() +
+                     "no hardware profile '" + setting + "': " + profile.error().message +
                          " (named profiles are read from " + profile_dir + "; see --profile-dir)");
   return profile;
 }

@@ -248,8 +248,8 @@ Result<HwProfile> parseHwProfile(const json& doc, const std::string& name) {
   return p;
 }
 
-Result<HwProfile> loadHwProfile(const std::string& path) {
-  auto doc = readJsonFile(path);
+Result<HwProfile> loadHwProfile(const std::string& path, const std::string& field) {
+  auto doc = readJsonFile(path, kMaxConfigFileBytes, field);
   if (!doc) return doc.error();
   std::string stem = path;
   if (auto slash = stem.rfind('/'); slash != std::string::npos) stem = stem.substr(slash + 1);

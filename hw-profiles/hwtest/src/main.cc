@@ -150,7 +150,7 @@ int runProbe(const Options& o) {
 
   Result<model::HwProfile> profile = makeError(ErrorCode::kNotFound, "profile", "", "none");
   if (!o.profile_file.empty()) {
-    profile = model::loadHwProfile(o.profile_file);
+    profile = model::loadHwProfile(o.profile_file, "--profile");
   } else {
     std::vector<model::HwProfile> all;
     std::error_code ec;
@@ -175,7 +175,7 @@ int runProbe(const Options& o) {
 // --- the suite ---------------------------------------------------------------
 
 int runSuiteCommand(const Options& o) {
-  auto profile = model::loadHwProfile(o.profile_file);
+  auto profile = model::loadHwProfile(o.profile_file, "--profile");
   if (!profile) {
     std::fprintf(stderr, "nicoffload-hwtest: error: %s\n", profile.error().describe().c_str());
     return kExitUsage;
@@ -213,7 +213,7 @@ int runSuiteCommand(const Options& o) {
     // --sim-profile says otherwise (a deliberately mis-configured run).
     model::HwProfile real = *profile;
     if (!o.sim_profile_file.empty()) {
-      auto p = model::loadHwProfile(o.sim_profile_file);
+      auto p = model::loadHwProfile(o.sim_profile_file, "--sim-profile");
       if (!p) {
         std::fprintf(stderr, "nicoffload-hwtest: error: --sim-profile: %s\n",
                      p.error().describe().c_str());
@@ -381,7 +381,7 @@ int runSuiteCommand(const Options& o) {
   if (!o.json_file.empty()) wrote = writeFile(o.json_file, toJson(report).dump(2) + "\n") && wrote;
   if (!o.junit_file.empty()) wrote = writeFile(o.junit_file, toJunitXml(report)) && wrote;
   if (!o.write_profile_file.empty()) {
-    auto doc = model::readJsonFile(o.profile_file);
+    auto doc = model::readJsonFile(o.profile_file, kMaxConfigFileBytes, "--profile");
     if (!doc) {
       std::fprintf(stderr, "nicoffload-hwtest: error: %s\n", doc.error().describe().c_str());
       wrote = false;

@@ -14,6 +14,7 @@
 #include <unordered_set>
 
 #include "nicoffload/common/error.h"
+#include "nicoffload/common/file_read.h"
 #include "nicoffload/model/hw_profile.h"
 #include "nicoffload/model/intent.h"
 
@@ -158,10 +159,17 @@ Result<HwProfile> parseHwProfileText(std::string_view text, const std::string& n
 Status checkAdmissionText(std::string_view host_text, std::string_view ports_text);
 
 // File helpers: read and parse a JSON file; errors name the path and, for
-// syntax errors, the byte offset.
-Result<nlohmann::json> readJsonFile(const std::string& path);
+// syntax errors, the byte offset. The file is read with readRegularFile()
+// (common/file_read.h): a directory, a device, a FIFO or a file larger than
+// `max_bytes` is refused (kInvalidValue) naming `field` (default: the path),
+// a file that cannot be opened is kIo. Host configs and profiles are capped
+// at kMaxConfigFileBytes.
+Result<nlohmann::json> readJsonFile(const std::string& path,
+                                    std::size_t max_bytes = kMaxInputFileBytes,
+                                    const std::string& field = {});
 Result<HostConfig> loadHostConfig(const std::string& path);
-Result<HwProfile> loadHwProfile(const std::string& path);
+// `field` names the setting the path came from in read errors (default: the path).
+Result<HwProfile> loadHwProfile(const std::string& path, const std::string& field = {});
 
 // Resolves a host's hw_profile setting to a file: a path containing '/' or
 // ending in ".json" is used as it is; a bare name is looked up as
