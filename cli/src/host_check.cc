@@ -605,6 +605,12 @@ int runHostCheckCommand(const HostCheckArgs& args, const std::string& default_pr
       std::fprintf(stderr, "nicoffloadctl: error: %s\n", p.error().describe().c_str());
       return 2;
     }
+    if (auto fits = model::checkHostForProfile(*host, *p); !fits) {
+      Error e = fits.error();
+      e.field = args.config + ": " + e.field;
+      std::fprintf(stderr, "nicoffloadctl: error: %s\n", e.describe().c_str());
+      return 2;
+    }
     profile = std::move(p).value();
   }
   auto probe = makeSystemHostProbe();

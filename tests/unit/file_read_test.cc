@@ -136,5 +136,57 @@ TEST(ReadRegularFile, HostConfigAndProfileOnADevice) {
   EXPECT_TRUE(has(too_big.error().message, "larger than 1 MiB")) << too_big.error().message;
 }
 
+// --- what a host config asks of its profile (nicoffloadd --check, host-check) ---
+
+TEST(HostForProfile, VfCountAboveMaxVfsIsRefused) {
+  auto intent = test::exampleIntent(test::Example::kRouted);
+  test::dropVdpa(intent);
+  const auto cx5 = test::loadProfile("connectx-5");
+  EXPECT_TRUE(model::checkHostForProfile(intent.host, cx5));
+  intent.host.vf_count = static_cast<std::uint16_t>(cx5.max_vfs + 1);
+  auto s = model::checkHostForProfile(intent.host, cx5);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code, ErrorCode::kUnsupported);
+  EXPECT_EQ(s.error().field, "uplink.vf_count");
+  EXPECT_EQ(s.error().value, std::to_string(cx5.max_vfs + 1));
+  EXPECT_TRUE(has(s.error().message, "at most " + std::to_string(cx5.max_vfs)))
+      << s.error().message;
+  intent.host.vf_count = cx5.max_vfs;
+  EXPECT_TRUE(model::checkHostForProfile(intent.host, cx5));
+}
+
+TEST(HostForProfile, VdpaTheProfileLacksIsRefused) {
+  auto host = test::exampleIntent(test::Example::kVxlan).host;
+  const auto cx5 = test::loadProfile("connectx-5");
+  host.vdpa_backend = model::VdpaKind::kSim;
+  auto s = model::checkHostForProfile(host, cx5);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().field, "backends.vdpa");
+  EXPECT_EQ(s.error().value, "sim");
+  EXPECT_TRUE(has(s.error().message, "connectx-5")) << s.error().message;
+
+  host.vdpa_backend = model::VdpaKind::kKernel;
+  host.vdpa_pool_size = 4;
+  s = model::checkHostForProfile(host, cx5);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().field, "vdpa.pool.size");
+  EXPECT_EQ(s.error().value, "4");
+
+  // BlueField-3: kernel vDPA, no DPDK vDPA (its profile's claim).
+  const auto bf3 = test::loadProfile("bluefield-3");
+  EXPECT_TRUE(model::checkHostForProfile(host, bf3));
+  host.vdpa_backend = model::VdpaKind::kDpdk;
+  s = model::checkHostForProfile(host, bf3);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().field, "vdpa.pool.size");
+  host.vdpa_pool_size = 0;
+  s = model::checkHostForProfile(host, bf3);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().field, "backends.vdpa");
+  EXPECT_EQ(s.error().value, "dpdk");
+  host.vdpa_backend = model::VdpaKind::kNone;
+  EXPECT_TRUE(model::checkHostForProfile(host, cx5)) << "VF passthrough needs no vDPA";
+}
+
 }  // namespace
 }  // namespace nicoffload

@@ -184,4 +184,16 @@ Result<std::string> resolveProfilePath(const std::string& setting, const std::st
 Result<HwProfile> loadHostProfile(const std::string& setting, const std::string& host_file,
                                   const std::string& profile_dir);
 
+// What a host config asks of its hardware profile, checked before anything
+// is opened or planned (nicoffloadd at start and with --check, nicoffloadctl
+// host-check), so that a config that cannot work is refused at once. Errors
+// (kUnsupported, the field and value named, the profile's source quoted):
+//  - "uplink.vf_count": more VFs than the profile's max_vfs;
+//  - "vdpa.pool.size": a vDPA pool on a profile without the vDPA flavour of
+//    backends.vdpa;
+//  - "backends.vdpa": a vDPA backend (kernel, dpdk, sim) the profile lacks
+//    (every port without its own "vdpa" would be refused).
+// The planner checks each port's own vDPA flavour (ports[i].vdpa).
+Status checkHostForProfile(const HostConfig& host, const HwProfile& profile);
+
 }  // namespace nicoffload::model
