@@ -188,5 +188,14 @@ TEST(HostForProfile, VdpaTheProfileLacksIsRefused) {
   EXPECT_TRUE(model::checkHostForProfile(host, cx5)) << "VF passthrough needs no vDPA";
 }
 
+TEST(EalArguments, HelpAndVersionInAnyFormAreRefused) {
+  for (const char* a : {"-h", "--help", "--he", "--hel", "--help=1", "--version", "--vers", "-vh",
+                        "--", "", "a\nb"})
+    EXPECT_FALSE(model::ealArgumentProblem(a).empty()) << a;
+  for (const char* a : {"--no-huge", "--no-pci", "-m", "512", "--file-prefix=x", "--huge-dir", "-v",
+                        "-l0-1", "-lh", "--vdev", "net_null0", "-a", "0000:03:00.0"})
+    EXPECT_EQ(model::ealArgumentProblem(a), "") << a;
+}
+
 }  // namespace
 }  // namespace nicoffload

@@ -55,7 +55,8 @@ const char* kExitText =
     "  4  the device could not be opened, or it is busy (rules / VFs in use) without --allow-busy\n"
     "  5  interrupted by SIGINT/SIGTERM: stopped between cases, everything made was removed\n"
     "  6  internal error\n"
-    "  7  --probe: no mlx5 device on this host (or none at --pci), or devx unavailable on it\n";
+    "  7  --probe: no mlx5 device on this host (or none at --pci), or devx unavailable on it\n"
+    "  8  no case ran (--case matched none, or every case was skipped): nothing was checked\n";
 
 struct Options {
   std::string profile_file;
@@ -399,6 +400,11 @@ int runSuiteCommand(const Options& o) {
   }
   for (const auto& e : report.cleanup_errors)
     std::fprintf(stderr, "nicoffload-hwtest: NOT REMOVED: %s\n", e.c_str());
+  if (exitCode(report) == kExitNothingRan)
+    std::fprintf(stderr,
+                 "nicoffload-hwtest: error: no case ran (%zu skipped%s): nothing was checked\n",
+                 report.count(Outcome::kSkipped),
+                 o.case_regex.empty() ? "" : (", --case '" + o.case_regex + "'").c_str());
   if (!wrote) return kExitUsage;
   return exitCode(report);
 }
@@ -517,6 +523,17 @@ int main(int argc, char** argv) {
         o.first_representor_port = host->first_representor_port_id;
       if (!app.count("--vfs")) o.vfs = host->vf_count;
     }
+    // Refused before anything opens: -h/--help/--version make rte_eal_init
+    // print and exit the process with status 0, which would read as "every
+    // case agrees" with no case run.
+    for (const auto& w : o.eal_words)
+      if (const auto why = model::ealArgumentProblem(w); !why.empty()) {
+        const bool mine = app.count("--eal-args") > 0;
+        std::fprintf(stderr, "nicoffload-hwtest: error: %s: %s\n",
+                     mine ? "--eal-args" : (o.host_file + ": dpdk.eal_args").c_str(),
+                     printable(why, kMaxErrorMessageBytes).c_str());
+        return kExitUsage;
+      }
     if (o.probe) return runProbe(o);
     if (o.profile_file.empty()) {
       std::fprintf(stderr, "nicoffload-hwtest: error: --profile is required (or --probe)\n");

@@ -184,6 +184,14 @@ Result<std::string> resolveProfilePath(const std::string& setting, const std::st
 Result<HwProfile> loadHostProfile(const std::string& setting, const std::string& host_file,
                                   const std::string& profile_dir);
 
+// Why one DPDK EAL argument (dpdk.eal_args, nicoffload-hwtest --eal-args)
+// must not reach rte_eal_init, or "" when it may: empty, control
+// characters, "--" (ends the EAL's options), and -h/--help/--version in
+// any form getopt accepts ("--he", "--help=x", "-vh"): the EAL prints its
+// usage and exits the whole process with status 0, so a run would end
+// "successfully" having done nothing.
+std::string ealArgumentProblem(std::string_view argument);
+
 // What a host config asks of its hardware profile, checked before anything
 // is opened or planned (nicoffloadd at start and with --check, nicoffloadctl
 // host-check), so that a config that cannot work is refused at once. Errors
