@@ -23,11 +23,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 
+#include "nicoffload/common/file_read.h"
 #include "nicoffload/model/parse.h"
 #include "nicoffload/offload/netns.h"
 #include "nicoffload/offload/nl_channel.h"
@@ -48,10 +48,14 @@ constexpr int kQemuVdpaMajor = 5, kQemuVdpaMinor = 1;
 constexpr std::uint32_t kMainTable = 254;  // RT_TABLE_MAIN
 constexpr int kVersionTimeoutMs = 5000;    // a --version run that hangs is "cannot run"
 
+// Files under --sysfs-root / --proc-root: read bounded (a FIFO or a device
+// planted there must not hang or fill the check).
+constexpr std::size_t kMaxProbeFileBytes = 1u << 20;
+
 std::string readFirstLine(const std::string& path) {
-  std::ifstream in(path);
-  std::string line;
-  if (!in || !std::getline(in, line)) return {};
+  auto text = readRegularFile(path, kMaxProbeFileBytes);
+  if (!text) return {};
+  std::string line = text->substr(0, text->find('\n'));
   while (!line.empty() && (line.back() == '\n' || line.back() == '\r' || line.back() == ' '))
     line.pop_back();
   return line;
@@ -77,7 +81,9 @@ std::string pciIdPart(const std::string& raw) {
 
 // A value from /proc/meminfo ("HugePages_Total:      16"), or -1.
 long long meminfoValue(const std::string& proc_root, const std::string& key) {
-  std::ifstream in(proc_root + "/meminfo");
+  auto text = readRegularFile(proc_root + "/meminfo", kMaxProbeFileBytes);
+  if (!text) return -1;
+  std::istringstream in(*text);
   std::string line;
   while (std::getline(in, line)) {
     if (line.rfind(key + ":", 0) != 0) continue;
@@ -597,6 +603,12 @@ int runHostCheckCommand(const HostCheckArgs& args, const std::string& default_pr
                                args.profile_dir.empty() ? default_profile_dir : args.profile_dir);
     if (!p) {
       std::fprintf(stderr, "nicoffloadctl: error: %s\n", p.error().describe().c_str());
+      return 2;
+    }
+    if (auto fits = model::checkHostForProfile(*host, *p); !fits) {
+      Error e = fits.error();
+      e.field = args.config + ": " + e.field;
+      std::fprintf(stderr, "nicoffloadctl: error: %s\n", e.describe().c_str());
       return 2;
     }
     profile = std::move(p).value();

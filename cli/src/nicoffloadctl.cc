@@ -14,13 +14,13 @@
 #include <map>
 #include <tuple>
 #include <iostream>
-#include <sstream>
 #include <string>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "host_check.h"
+#include "nicoffload/common/file_read.h"
 #include "nicoffload/flowrules/hw_apply.h"
 #include "nicoffload/flowrules/planner.h"
 #include "nicoffload/flowrules/render.h"
@@ -48,6 +48,13 @@ constexpr int kExitPartial = 4;  // some objects failed; the others are in place
 constexpr int kExitNotRunning = 5;  // nicoffloadd is not running
 constexpr int kExitDevice = 4;  // the flow backend cannot be opened, or the device failed
 constexpr int kExitInternal = 6;  // an unexpected reply from nicoffloadd, or a bug: never an abort
+// Command-line usage errors keep CLI11's codes for the kinds the footer
+// names (105 ValidationError ... 110 ConfigError); every other parse error
+// (a missing or unconvertible option value: ArgumentMismatch 114,
+// ConversionError 104, ...) is 105, the "bad option value" code.
+constexpr int kExitUsageFirst = 105;
+constexpr int kExitUsageLast = 110;
+constexpr int kExitUsageValue = 105;
 
 struct PlanInputs {
   std::string host_file;
@@ -90,6 +97,18 @@ int fail(const Error& e) {
   return kExitInput;
 }
 
+// A CLI11 parse error as the documented exit status: --help and --version
+// print and exit 0; a usage error is one error line naming the option.
+int usageExit(const CLI::App& app, const CLI::ParseError& e) {
+  if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);
+  std::fprintf(stderr,
+               "nicoffloadctl: error: command line: %s\n"
+               "  (run 'nicoffloadctl --help', or '<command> --help', for the options)\n",
+               printable(e.what(), kMaxErrorLineBytes).c_str());
+  const int code = e.get_exit_code();
+  return code >= kExitUsageFirst && code <= kExitUsageLast ? code : kExitUsageValue;
+}
+
 struct Planned {
   model::Intent intent;
   model::HwProfile profile;
@@ -103,7 +122,7 @@ std::optional<Planned> loadAndPlan(const PlanInputs& in, int& rc) {
   if (!host) return rc = fail(host.error()), std::nullopt;
   p.intent.host = std::move(host).value();
 
-  auto ports_doc = model::readJsonFile(in.ports_file);
+  auto ports_doc = model::readJsonFile(in.ports_file, kMaxInputFileBytes, "--ports");
   if (!ports_doc) return rc = fail(ports_doc.error()), std::nullopt;
   if (auto s = model::parsePortsFile(*ports_doc, p.intent); !s) {
     Error e = s.error();
@@ -532,6 +551,35 @@ int runDomainXml(const DomainXmlArgs& a) {
   return kExitOk;
 }
 
+// A remotes file (remote add --file, remote sync --file): a regular file of
+// at most kMaxInputFileBytes, or stdin for "-" (as much as one request may
+// carry).
+Result<nlohmann::json> readRemotesFile(const std::string& file) {
+  if (file != "-") return model::readJsonFile(file, kMaxInputFileBytes, "--file");
+  auto text = readBoundedFd(STDIN_FILENO, kMaxInputFileBytes, "stdin");
+  if (!text) return text.error();
+  return model::parseJsonInput(*text, "stdin");
+}
+
+// remote add --file: one remote (an object) is a remote.add; a list (an
+// array, or {"remotes": [...]}) is a batch of remote.add, all or nothing.
+Result<nlohmann::json> remoteAddRequest(const nlohmann::json& doc, const std::string& file) {
+  const bool wrapped = doc.is_object() && doc.contains("remotes");
+  if (doc.is_object() && !wrapped) return nlohmann::json{{"op", "remote.add"}, {"remote", doc}};
+  const nlohmann::json& list = wrapped ? doc["remotes"] : doc;
+  if (!list.is_array() || list.empty())
+    return makeError(ErrorCode::kInvalidValue, wrapped ? file + ": remotes" : file,
+                     list.is_array() ? "[]" : list.type_name(),
+                     "expected one remote (a JSON object) or a non-empty list of them (an array, "
+                     "or {\"remotes\": [...]})");
+  if (wrapped && doc.size() != 1)
+    return makeError(ErrorCode::kUnknownField, file, "",
+                     "a {\"remotes\": [...]} file holds the key \"remotes\" only");
+  nlohmann::json ops = nlohmann::json::array();
+  for (const auto& r : list) ops.push_back({{"op", "remote.add"}, {"remote", r}});
+  return nlohmann::json{{"op", "batch"}, {"ops", std::move(ops)}};
+}
+
 }  // namespace
 
 int run(int argc, char** argv) {
@@ -656,9 +704,15 @@ int run(int argc, char** argv) {
   remote_cmd->require_subcommand(1);
   std::string remote_address, remote_next_hop, remote_vtep;
   long long remote_vni = -1;
-  auto* remote_add = remote_cmd->add_subcommand("add", "add or update a remote endpoint");
+  std::string remote_add_file;
+  auto* remote_add = remote_cmd->add_subcommand(
+      "add", "add or update a remote endpoint (idempotent): give --file, or --address");
+  remote_add->footer(
+      "Required: either --file FILE (one remote as a JSON object, or a list of them: an array or\n"
+      "{\"remotes\": [...]}, added all or nothing in one batch), or --address; the other options\n"
+      "only go with the latter.");
   addDaemonOptions(remote_add);
-  remote_add->add_option("--address", remote_address, "the remote VM's /32")->required();
+  remote_add->add_option("--address", remote_address, "the remote VM's /32");
   remote_add->add_option("--next-hop", remote_next_hop, "underlay next hop (routed underlay)");
   remote_add->add_option("--vtep", remote_vtep, "remote VTEP (vxlan underlay)");
   remote_add->add_option("--vni", remote_vni, "VNI (vxlan underlay)");
@@ -669,6 +723,14 @@ int run(int argc, char** argv) {
   remote_add->add_option("--origin", remote_origin,
                          "api (the default, and the only origin remote add takes: a named "
                          "origin's set changes through remote sync)");
+  auto* remote_file_opt =
+      remote_add
+          ->add_option("--file", remote_add_file,
+                       "one remote (a JSON object) or a list of them (an array, or "
+                       "{\"remotes\": [...]}) instead of the options; - reads stdin")
+          ->check(CLI::ExistingFile | CLI::IsMember({"-"}));
+  for (const char* name : {"--address", "--next-hop", "--vtep", "--vni", "--origin"})
+    remote_file_opt->excludes(remote_add->get_option(name));
   auto* remote_list = remote_cmd->add_subcommand("list", "list remote endpoints (page by page)");
   addDaemonOptions(remote_list);
   remote_list->add_option("--origin", remote_origin, "only the remotes of this origin");
@@ -770,14 +832,20 @@ int run(int argc, char** argv) {
       "the file and field); 3 not found (rule, port); 4 some objects failed: kernel\n"
       "objects (each is named, the others are in place), or the flow backend/device\n"
       "(device-check); 5 nicoffloadd is not running; host-check: 1 a required line is not ok; 6 internal error (an unexpected\n"
-      "reply from nicoffloadd, or a bug); 105-110 command-line usage errors.\n"
+      "reply from nicoffloadd, or a bug); 105-110 command-line usage errors: 105 an option\n"
+      "value that is missing or invalid (also a file that does not exist), 106 a required option\n"
+      "is missing, 107/108 options that need/exclude each other, 109 an unexpected argument.\n"
       "Errors are printed as \"nicoffloadctl: error: <field>: <message>\".\n"
       "Commands that talk to nicoffloadd use --socket, else $NICOFFLOAD_SOCKET, else the\n"
       "socket of /etc/nicoffload/host.json, else /run/nicoffload/nicoffloadd.sock.\n"
       "Named profiles are read from --profile-dir, $NICOFFLOAD_PROFILE_DIR "
       "or\n" NICOFFLOAD_PROFILE_INSTALL_DIR ".");
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return usageExit(app, e);
+  }
 
   if (*domain_xml_cmd) return runDomainXml(dx);
   if (*host_check_cmd) return cli::runHostCheckCommand(host_check, defaultProfileDir());
@@ -819,7 +887,7 @@ int run(int argc, char** argv) {
         }
       }
       if (!pa.file.empty()) {
-        auto doc = model::readJsonFile(pa.file);
+        auto doc = model::readJsonFile(pa.file, kMaxInputFileBytes, "--file");
         if (!doc) return fail(doc.error());
         port = *doc;
       } else {
@@ -865,7 +933,19 @@ int run(int argc, char** argv) {
   }
   if (*remote_cmd) {
     nlohmann::json req;
-    if (*remote_add) {
+    if (*remote_add && !remote_add_file.empty()) {
+      auto doc = readRemotesFile(remote_add_file);
+      if (!doc) return fail(doc.error());
+      auto r = remoteAddRequest(*doc, remote_add_file);
+      if (!r) return fail(r.error());
+      req = std::move(r).value();
+    } else if (*remote_add) {
+      if (remote_add->count("--address") == 0) {
+        std::fprintf(stderr,
+                     "nicoffloadctl: error: remote add: give --file, or --address (missing: "
+                     "--address)\n");
+        return kExitInput;
+      }
       nlohmann::json remote = {{"address", remote_address}};
       if (!remote_next_hop.empty()) remote["next_hop"] = remote_next_hop;
       if (!remote_vtep.empty()) remote["vtep"] = remote_vtep;
@@ -875,14 +955,7 @@ int run(int argc, char** argv) {
     } else if (*remote_del) {
       req = {{"op", "remote.remove"}, {"address", remote_address}};
     } else if (*remote_sync) {
-      Result<nlohmann::json> doc = nlohmann::json();
-      if (remote_file == "-") {
-        std::stringstream in;
-        in << std::cin.rdbuf();
-        doc = model::parseJsonInput(in.str(), "stdin");
-      } else {
-        doc = model::readJsonFile(remote_file);
-      }
+      auto doc = readRemotesFile(remote_file);
       if (!doc) return fail(doc.error());
       const nlohmann::json list = doc->is_object() && doc->contains("remotes") ? (*doc)["remotes"] : *doc;
       req = {{"op", "remote.sync"}, {"origin", remote_origin}, {"remotes", list}};

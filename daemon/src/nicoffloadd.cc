@@ -98,6 +98,13 @@ int run(int argc, char** argv) {
   auto profile = model::loadHostProfile(host->hw_profile, config,
                                        profile_dir.empty() ? defaultProfileDir() : profile_dir);
   if (!profile) return fatal(profile.error());
+  // A config the profile cannot carry (vf_count above max_vfs, vDPA the NIC
+  // lacks) is refused here, --check included, not at the first plan.
+  if (auto fits = model::checkHostForProfile(*host, *profile); !fits) {
+    Error e = fits.error();
+    e.field = config + ": " + e.field;
+    return fatal(e);
+  }
   spdlog::info("host {}: profile {} ({}), underlay {}, flow backend {}, software path {}",
                host->name, profile->name, profile->model, model::toString(host->underlay),
                model::toString(host->flow_backend), model::toString(host->software_path));

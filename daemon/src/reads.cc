@@ -242,25 +242,30 @@ json Controller::read(const json& req, Error& error) {
       if (!o) return fail(o.error());
       origin = std::move(o).value();
     }
+    // With an origin, "offset" and "total" count that origin's remotes: the
+    // scan goes past the page to count them (no per-origin index is kept).
     json list = json::array();
-    std::size_t skipped = 0, i = 0;
-    for (; i < intent_.remotes.size() && list.size() < page->limit; ++i) {
-      const auto& r = intent_.remotes[i];
-      if (origin && r.origin != *origin) continue;
-      if (skipped < page->offset) {
-        ++skipped;
-        continue;
-      }
+    auto push = [&](const model::RemoteEndpoint& r) {
       json j = model::toJson(r);
       j["origin"] = r.origin;
       list.push_back(std::move(j));
+    };
+    std::size_t total = 0;
+    if (!origin) {
+      total = intent_.remotes.size();
+      for (std::size_t i = page->offset; i < total && list.size() < page->limit; ++i)
+        push(intent_.remotes[i]);
+    } else {
+      for (const auto& r : intent_.remotes) {
+        if (r.origin != *origin) continue;
+        if (total++ >= page->offset && list.size() < page->limit) push(r);
+      }
     }
     if (!page->paged) return list;
     const std::size_t next = page->offset + list.size();  // before `list` is moved below
-    const bool more = origin ? i < intent_.remotes.size() : next < intent_.remotes.size();
     return {{"remotes", std::move(list)},
-            {"next", more ? json(next) : json()},
-            {"total", origin ? json() : json(intent_.remotes.size())}};
+            {"next", next < total ? json(next) : json()},
+            {"total", total}};
   }
   if (op == "rules") {
     if (auto s = onlyKeys(req, {"testpmd", "offset", "limit"}); !s) return fail(s.error());

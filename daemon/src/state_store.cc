@@ -21,6 +21,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "nicoffload/common/file_read.h"
 #include "nicoffload/model/parse.h"
 
 namespace nicoffload::offload {
@@ -142,31 +143,9 @@ void deleteSegmentsBelow(const std::string& dir, std::uint64_t seq) {
   }
 }
 
+// A state file (snapshot, journal segment): a regular file, bounded.
 Result<std::string> readFile(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ioError("cannot open", path, errno);
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int err = errno;
-    ::close(fd);
-    return ioError("cannot stat", path, err);
-  }
-  std::string data(static_cast<std::size_t>(st.st_size), '\0');
-  std::size_t done = 0;
-  while (done < data.size()) {
-    const ssize_t n = ::read(fd, data.data() + done, data.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      ::close(fd);
-      return ioError("cannot read", path, err);
-    }
-    if (n == 0) break;
-    done += static_cast<std::size_t>(n);
-  }
-  ::close(fd);
-  data.resize(done);
-  return data;
+  return readRegularFile(path, kMaxStateFileBytes);
 }
 
 json encode(const Mutation& m) {
@@ -234,7 +213,12 @@ std::string snapshotText(const PersistedState& state, std::uint64_t journal_seq)
   return j.dump(1) + "\n";
 }
 
+// The snapshot being written, renamed over intent.json once it is whole.
+std::string snapshotTmpPath(const std::string& dir) { return dir + "/intent.json.tmp"; }
+
 // Atomically replaces dir/intent.json: tmp file, fsync, rename, fsync dir.
+// A failed attempt removes its tmp file: on a full disk, a partial snapshot
+// left behind would keep the disk full (and grow with the state).
 Status writeSnapshot(const std::string& dir, const PersistedState& state,
                      std::uint64_t journal_seq) {
   if (auto s = makeDirs(dir); !s) return s;
@@ -246,21 +230,27 @@ Status writeSnapshot(const std::string& dir, const PersistedState& state,
                      std::string("cannot serialise the state: ") + e.what());
   }
   const std::string path = dir + "/intent.json";
-  const std::string tmp = path + ".tmp";
+  const std::string tmp = snapshotTmpPath(dir);
+  auto failed = [&](const std::string& what, const std::string& where, int err) {
+    if (::unlink(tmp.c_str()) != 0 && errno != ENOENT)
+      spdlog::warn("state: cannot remove {} after a failed snapshot: {}", tmp,
+                   std::strerror(errno));
+    return ioError(what, where, err);
+  };
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return ioError("cannot create", tmp, errno);
+  if (fd < 0) return failed("cannot create", tmp, errno);
   if (const int err = writeAllAt(fd, text.data(), text.size(), 0); err != 0) {
     ::close(fd);
-    return ioError("cannot write", tmp, err);
+    return failed("cannot write", tmp, err);
   }
   if (::fsync(fd) != 0) {
     const int err = errno;
     ::close(fd);
-    return ioError("cannot fsync", tmp, err);
+    return failed("cannot fsync", tmp, err);
   }
-  ::close(fd);
+  if (::close(fd) != 0) return failed("cannot close", tmp, errno);
   if (::rename(tmp.c_str(), path.c_str()) != 0)
-    return ioError("cannot rename into place", path, errno);
+    return failed("cannot rename into place", path, errno);
   return fsyncDir(dir);
 }
 
@@ -558,12 +548,20 @@ Result<PersistedState> StateStore::load() {
   im.opened = false;
   im.broken = false;
 
+  // A snapshot a crash interrupted: never part of the state (load() reads
+  // intent.json only), and on a full disk the space it holds is what the
+  // next snapshot needs.
+  if (const std::string tmp = snapshotTmpPath(im.dir); ::unlink(tmp.c_str()) == 0)
+    spdlog::info("state: removed {}, a snapshot a crash left unfinished", tmp);
+  else if (errno != ENOENT && errno != ENOTDIR)
+    spdlog::warn("state: cannot remove {}: {}", tmp, std::strerror(errno));
+
   PersistedState base;
   std::uint64_t snapshot_seq = 1;
   bool old_format = false;
   const std::string snap = path();
   if (::access(snap.c_str(), F_OK) == 0) {
-    auto doc = model::readJsonFile(snap);
+    auto doc = model::readJsonFile(snap, kMaxStateFileBytes);
     if (!doc) return doc.error();
     auto& j = *doc;
     auto bad = [&](const std::string& field, const std::string& msg) {

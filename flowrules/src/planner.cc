@@ -581,8 +581,26 @@ Result<DesiredState> plan(const model::Intent& intent, const HwProfile& profile,
   return out;
 }
 
+namespace {
+Status planIntoUnchecked(const model::Intent& intent, const HwProfile& profile,
+                         const PlanOptions& options, DesiredState& out);
+}  // namespace
+
 Status planInto(const model::Intent& intent, const HwProfile& profile, const PlanOptions& options,
                 DesiredState& out) {
+  // A rule kind that outgrew FlowRule's capacities (InlineVec::push_back
+  // throws) is a bug, reported as one instead of crossing the planner's edge.
+  try {
+    return planIntoUnchecked(intent, profile, options, out);
+  } catch (const std::length_error& e) {
+    out.rules.clear();
+    return makeError(ErrorCode::kInternal, "plan", "", e.what());
+  }
+}
+
+namespace {
+Status planIntoUnchecked(const model::Intent& intent, const HwProfile& profile,
+                         const PlanOptions& options, DesiredState& out) {
   if (!options.skip_validation)
     if (auto s = model::validateIntent(intent); !s) return s.error();
   if (auto s = checkHostAgainstProfile(intent.host, profile); !s) return s.error();
@@ -688,6 +706,7 @@ Status planInto(const model::Intent& intent, const HwProfile& profile, const Pla
   planDevices(intent, out);
   return Status::success();
 }
+}  // namespace
 
 std::optional<vdpa::VdpaDeviceSpec> planVdpaDevice(const HostConfig& host, const Port& port) {
   const auto kind = vdpa::effectiveKind(host, port);

@@ -1,13 +1,14 @@
 #include "nicoffload/hooks/hook_config.h"
 
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "nicoffload/common/file_read.h"
 #include "nicoffload/model/json_input.h"
 
 namespace nicoffload::hooks {
@@ -93,21 +94,13 @@ Result<HookConfig> parseHookConfigText(std::string_view text, std::string_view s
 }
 
 Result<HookConfig> loadHookConfig(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    if (errno == ENOENT) return HookConfig{};
-    return makeError(ErrorCode::kIo, path, "", "cannot read " + path + ": " + std::strerror(errno));
-  }
-  std::string text(kMaxHookConfigBytes + 1, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  if (in.bad())
-    return makeError(ErrorCode::kIo, path, "", "cannot read " + path + ": " + std::strerror(errno));
-  text.resize(static_cast<std::size_t>(in.gcount()));
-  if (text.size() > kMaxHookConfigBytes)
-    return makeError(ErrorCode::kInvalidValue, path, "",
-                     path + " is larger than " + std::to_string(kMaxHookConfigBytes) +
-                         " bytes: not a hook config");
-  return parseHookConfigText(text, path);
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) return HookConfig{};
+  // A regular file of at most kMaxHookConfigBytes: a directory, a device or
+  // a FIFO at the path is an error naming it, never a hang of the hook.
+  auto text = readRegularFile(path, kMaxHookConfigBytes);
+  if (!text) return text.error();
+  return parseHookConfigText(*text, path);
 }
 
 std::string hookConfigPath() {

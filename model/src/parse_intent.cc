@@ -3,9 +3,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <map>
-#include <sstream>
 #include <unordered_map>
 
 #include "json_reader.h"
@@ -216,9 +214,8 @@ bool readNextHops(ObjectReader& r, const json& arr, HostConfig& host) {
   return true;
 }
 
-// EAL arguments from config: strings the EAL parses (rte_eal_init). Refused:
-// empty ones, control characters, "--" (it would end the EAL's options) and
-// -h/--help (the EAL prints its usage and exits the process).
+// EAL arguments from config: strings the EAL parses (rte_eal_init). Refused
+// as ealArgumentProblem() says, and longer than kMaxEalArgLength.
 constexpr std::size_t kMaxEalArgs = 64;
 constexpr std::size_t kMaxEalArgLength = 1024;
 
@@ -234,13 +231,10 @@ bool readEalArgs(ObjectReader& r, const json& arr, HostConfig& host) {
                               std::string("must be a string, got ") + detail::typeName(arr[i])));
     const auto a = arr[i].get<std::string>();
     std::string why;
-    if (a.empty()) why = "an EAL argument must not be empty";
-    else if (a.size() > kMaxEalArgLength) why = "longer than " + std::to_string(kMaxEalArgLength) + " bytes";
-    else if (a == "--") why = "'--' would end the EAL's options; give EAL options only";
-    else if (a == "-h" || a == "--help") why = "'" + a + "' makes the EAL print its usage and exit the process";
+    if (a.size() > kMaxEalArgLength)
+      why = "longer than " + std::to_string(kMaxEalArgLength) + " bytes";
     else
-      for (char c : a)
-        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) why = "control characters are not allowed";
+      why = ealArgumentProblem(a);
     if (!why.empty()) return r.fail(makeError(ErrorCode::kInvalidValue, path, a, why));
     host.dpdk_eal_args.push_back(a);
   }
@@ -1034,17 +1028,46 @@ void IntentIndex::upsertPort(const Port& port) {
   ports_.emplace(port.key, port);
 }
 
-Result<json> readJsonFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in)
-    return makeError(ErrorCode::kIo, path, "", "cannot open: " + std::string(std::strerror(errno)));
-  std::stringstream buf;
-  buf << in.rdbuf();
-  return parseJsonInput(buf.str(), path);
+std::string ealArgumentProblem(std::string_view a) {
+  if (a.empty()) return "an EAL argument must not be empty";
+  for (char c : a)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+      return "control characters are not allowed";
+  if (a == "--") return "'--' would end the EAL's options; give EAL options only";
+  const std::string shown = "'" + std::string(a) + "'";
+  // Long options: getopt_long takes any unambiguous prefix ("--he" is
+  // --help), with or without "=value".
+  if (a.size() > 2 && a.substr(0, 2) == "--") {
+    const std::string_view name = a.substr(0, a.find('='));
+    for (std::string_view opt : {"--help", "--version"})
+      if (name.size() >= 4 && opt.substr(0, name.size()) == name)
+        return shown + " is " + std::string(opt) +
+               ": the EAL would print its usage and exit the process (status 0) before "
+               "anything ran";
+    return {};
+  }
+  // Short options: "-h" alone or in a cluster of flags ("-vh"); the EAL's
+  // other short options take a value, which ends the cluster.
+  if (a.size() > 1 && a[0] == '-')
+    for (std::size_t i = 1; i < a.size(); ++i) {
+      if (a[i] == 'h')
+        return shown +
+               " holds -h: the EAL would print its usage and exit the process (status "
+               "0) before anything ran";
+      if (a[i] != 'v') break;
+    }
+  return {};
+}
+
+Result<json> readJsonFile(const std::string& path, std::size_t max_bytes,
+                          const std::string& field) {
+  auto text = readRegularFile(path, max_bytes, field);
+  if (!text) return text.error();
+  return parseJsonInput(*text, path);
 }
 
 Result<HostConfig> loadHostConfig(const std::string& path) {
-  auto doc = readJsonFile(path);
+  auto doc = readJsonFile(path, kMaxConfigFileBytes);
   if (!doc) return doc.error();
   auto host = parseHostConfig(*doc);
   if (!host) {
@@ -1081,10 +1104,13 @@ Result<HwProfile> loadHostProfile(const std::string& setting, const std::string&
     e.field = host_file + ": " + e.field;
     return e;
   }
-  auto profile = loadHwProfile(*path);
+  // Read errors blame the host config's hw_profile ("hw_profile": "/dev/zero"
+  // is refused as a device, not read without end); errors inside the
+  // profile name the profile file.
+  auto profile = loadHwProfile(*path, host_file + ": hw_profile");
   if (!profile && profile.error().code == ErrorCode::kIo)
     return makeError(ErrorCode::kNotFound, host_file + ": hw_profile", setting,
-                     "no hardware profile '" + setting + "': " + profile.error().describe() +
+                     "no hardware profile '" + setting + "': " + profile.error().message +
                          " (named profiles are read from " + profile_dir + "; see --profile-dir)");
   return profile;
 }

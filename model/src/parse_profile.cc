@@ -248,8 +248,8 @@ Result<HwProfile> parseHwProfile(const json& doc, const std::string& name) {
   return p;
 }
 
-Result<HwProfile> loadHwProfile(const std::string& path) {
-  auto doc = readJsonFile(path);
+Result<HwProfile> loadHwProfile(const std::string& path, const std::string& field) {
+  auto doc = readJsonFile(path, kMaxConfigFileBytes, field);
   if (!doc) return doc.error();
   std::string stem = path;
   if (auto slash = stem.rfind('/'); slash != std::string::npos) stem = stem.substr(slash + 1);
@@ -273,6 +273,48 @@ Result<HwProfile> parseHwProfileText(std::string_view text, const std::string& n
     return makeError(ErrorCode::kInternal, "hardware profile", "",
                      std::string("unexpected exception: ") + e.what());
   }
+}
+
+Status checkHostForProfile(const HostConfig& host, const HwProfile& profile) {
+  const std::string of = "profile " + profile.name + " (" + profile.model + ")";
+  if (host.vf_count > profile.max_vfs)
+    return makeError(ErrorCode::kUnsupported, "uplink.vf_count", std::to_string(host.vf_count),
+                     std::to_string(host.vf_count) + " VFs requested, but " + of +
+                         " allows at most " + std::to_string(profile.max_vfs) + " per PF (" +
+                         profile.max_vfs_source + ")");
+  // The vDPA flavour each backend needs of the NIC; the simulated backend
+  // stands in for either.
+  bool has = true;
+  std::string flavour;
+  switch (host.vdpa_backend) {
+    case VdpaKind::kNone:
+      return Status::success();
+    case VdpaKind::kKernel:
+      has = profile.vdpa_kernel;
+      flavour = "kernel vDPA";
+      break;
+    case VdpaKind::kDpdk:
+      has = profile.vdpa_dpdk;
+      flavour = "DPDK vDPA";
+      break;
+    case VdpaKind::kSim:
+      has = profile.vdpa_kernel || profile.vdpa_dpdk;
+      flavour = "vDPA";
+      break;
+  }
+  if (has) return Status::success();
+  const std::string backend = toString(host.vdpa_backend);
+  if (host.vdpa_pool_size > 0)
+    return makeError(ErrorCode::kUnsupported, "vdpa.pool.size", std::to_string(host.vdpa_pool_size),
+                     "a pool of " + std::to_string(host.vdpa_pool_size) +
+                         " vDPA devices (backends.vdpa " + backend + "), but " + of + " has no " +
+                         flavour + " (" + profile.vdpa_source +
+                         "); remove vdpa.pool and set backends.vdpa to none (VF passthrough), "
+                         "or use another NIC");
+  return makeError(ErrorCode::kUnsupported, "backends.vdpa", backend,
+                   "vDPA backend '" + backend + "', but " + of + " has no " + flavour + " (" +
+                       profile.vdpa_source +
+                       "); set backends.vdpa to none (VF passthrough), or use another NIC");
 }
 
 }  // namespace nicoffload::model

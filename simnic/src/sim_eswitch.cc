@@ -10,6 +10,8 @@
 
 #include <algorithm>
 
+#include "nicoffload/common/file_read.h"
+
 namespace nicoffload::simnic {
 namespace {
 
@@ -471,19 +473,14 @@ struct Replayed {
 // so each lands at the end of the map.
 Result<Replayed> replayJournal(const std::string& path, std::map<FlowHandle, InstalledFlow>& flows) {
   Replayed out;
-  const int rfd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (rfd < 0) {
-    if (errno == ENOENT) return out;
-    return makeError(ErrorCode::kIo, "sim_device_dir", path, "cannot read " + path + ": " + std::strerror(errno));
-  }
-  out.exists = true;
-  std::vector<char> data;
   struct stat st {};
-  if (::fstat(rfd, &st) == 0) data.reserve(static_cast<std::size_t>(st.st_size));
-  char chunk[1 << 16];
-  ssize_t got;
-  while ((got = ::read(rfd, chunk, sizeof chunk)) > 0) data.insert(data.end(), chunk, chunk + got);
-  ::close(rfd);
+  if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) return out;
+  // A regular file, bounded: the directory is named by a user (--sim-device-dir,
+  // nicoffload-simnic dump), and a device or FIFO there must not hang or fill us.
+  auto read = readRegularFile(path, kMaxStateFileBytes, "sim_device_dir");
+  if (!read) return read.error();
+  out.exists = true;
+  const std::string& data = *read;
   out.size = data.size();
   const std::size_t header = sizeof kJournalMagic + sizeof(std::uint32_t);
   if (data.size() < header) return out;

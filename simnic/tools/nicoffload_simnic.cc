@@ -3,6 +3,7 @@
 // check the controller against the device, not against itself).
 //
 //   nicoffload-simnic dump DEVICE_DIR    # JSON: {"rules": [{"handle", "id", "class", "group", "priority"}]}
+//   nicoffload-simnic dump DEVICE_DIR --verbose  # and each rule's match and actions
 #include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include <string>
 #include <string_view>
 
+#include "nicoffload/simnic/dump.h"
 #include "nicoffload/simnic/sim_eswitch.h"
 
 namespace {
@@ -27,9 +29,12 @@ constexpr int kExitUsage = 2;
 constexpr int kExitInternal = 6;
 
 constexpr const char* kUsage =
-    "usage: nicoffload-simnic dump DEVICE_DIR\n"
+    "usage: nicoffload-simnic dump DEVICE_DIR [--verbose]\n"
     "  prints, as JSON, the rules the simulated NIC in DEVICE_DIR holds:\n"
     "  {\"rules\": [{\"handle\", \"id\", \"class\", \"group\", \"priority\"}]}\n"
+    "  --verbose, -v: each rule also with what it matches and does: \"pattern\" and\n"
+    "  \"actions\" (the rule IR) and \"testpmd\" (its flow create line, ports numbered as\n"
+    "  nicoffloadd's defaults: uplink port 0, vfN = port 1+N)\n"
     "  DEVICE_DIR is <daemon.sim_device_dir>/<uplink PCI address>, e.g.\n"
     "  /run/nicoffload/simnic/0000:03:00.0\n"
     "exit status: 0 success; 1 DEVICE_DIR holds no simulated NIC or cannot be read; 2 usage\n";
@@ -48,7 +53,7 @@ int fail(const std::string& field, const std::string& message) {
   return kExitError;
 }
 
-int dump(const std::string& dir) {
+int dump(const std::string& dir, bool verbose) {
   if (!isDirectory(dir)) return fail(dir, "not a directory");
   if (::access((dir + "/rules.journal").c_str(), F_OK) != 0) {
     // The usual mistake is the parent, sim_device_dir: name the devices in it.
@@ -70,32 +75,45 @@ int dump(const std::string& dir) {
   }
   auto flows = simnic::SimEswitch::readDevice(dir);
   if (!flows) return fail(flows.error().field, flows.error().message);
-  nlohmann::json rules = nlohmann::json::array();
-  for (const auto& f : *flows) {
-    char id[17];
-    std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(f.rule.id));
-    rules.push_back({{"handle", f.handle}, {"id", id}, {"class", flowrules::toString(f.rule.cls)},
-                     {"group", f.rule.attr.group}, {"priority", f.rule.attr.priority}});
-  }
-  std::cout << nlohmann::json{{"rules", rules}}.dump() << "\n";
+  std::cout << simnic::deviceRulesJson(*flows, verbose).dump() << "\n";
   return kExitOk;
 }
 
 int run(int argc, char** argv) {
-  if (argc == 2 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0)) {
+  const auto isHelp = [](std::string_view a) { return a == "--help" || a == "-h"; };
+  if (argc == 2 && isHelp(argv[1])) {
     std::fputs(kUsage, stdout);
     return kExitOk;
   }
-  if (argc == 3 && std::strcmp(argv[1], "dump") == 0 &&
-      (std::strcmp(argv[2], "--help") == 0 || std::strcmp(argv[2], "-h") == 0)) {
-    std::fputs(kUsage, stdout);
-    return kExitOk;
-  }
-  if (argc != 3 || std::strcmp(argv[1], "dump") != 0) {
+  if (argc < 3 || std::strcmp(argv[1], "dump") != 0) {
     std::fputs(kUsage, stderr);
     return kExitUsage;
   }
-  return dump(argv[2]);
+  bool verbose = false;
+  std::string dir;
+  std::size_t dirs = 0;
+  for (int i = 2; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    if (isHelp(a)) {
+      std::fputs(kUsage, stdout);
+      return kExitOk;
+    }
+    if (a == "--verbose" || a == "-v") {
+      verbose = true;
+    } else if (!a.empty() && a[0] == '-') {
+      std::fprintf(stderr, "nicoffload-simnic: error: dump: unknown option '%s'\n%s",
+                   printable(a).c_str(), kUsage);
+      return kExitUsage;
+    } else {
+      dir = a;
+      ++dirs;
+    }
+  }
+  if (dirs != 1) {
+    std::fputs(kUsage, stderr);
+    return kExitUsage;
+  }
+  return dump(dir, verbose);
 }
 
 }  // namespace

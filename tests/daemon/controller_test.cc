@@ -1053,6 +1053,58 @@ TEST(Controller, LargeReadsArePaginated) {
   EXPECT_EQ(r["result"]["rule"]["id"], id);
 }
 
+TEST(Controller, RemoteListOfOneOriginPagesWithItsTotal) {
+  // Paging through one origin's remotes: "total" is that origin's count (it
+  // was null), and "next" ends with its last remote even when remotes of
+  // other origins follow it.
+  Fixture f;
+  f.start();
+  auto addApi = [&](int i) {
+    const json r = {{"address", "10.61.0." + std::to_string(i) + "/32"}};
+    ASSERT_TRUE(f.call({{"op", "remote.add"}, {"remote", r}})["ok"]);
+  };
+  addApi(1);
+  addApi(2);
+  json list = json::array();
+  for (int i = 1; i <= 25; ++i)
+    list.push_back({{"address", "10.60.0." + std::to_string(i) + "/32"}});
+  ASSERT_TRUE(f.call({{"op", "remote.sync"}, {"origin", "x"}, {"remotes", list}})["ok"]);
+  addApi(3);
+
+  std::vector<std::string> seen;
+  json next = 0;
+  std::size_t pages = 0;
+  while (!next.is_null()) {
+    auto r = f.call({{"op", "remote.list"}, {"origin", "x"}, {"offset", next}, {"limit", 7}});
+    ASSERT_TRUE(r["ok"]) << r.dump();
+    EXPECT_EQ(r["result"]["total"], 25) << r.dump();
+    EXPECT_FALSE(r["result"]["remotes"].empty()) << "no empty last page: " << r.dump();
+    for (const auto& x : r["result"]["remotes"]) {
+      EXPECT_EQ(x["origin"], "x");
+      seen.push_back(x["address"]);
+    }
+    next = r["result"]["next"];
+    ASSERT_LT(++pages, 10u);
+  }
+  EXPECT_EQ(pages, 4u);
+  ASSERT_EQ(seen.size(), 25u);
+  EXPECT_EQ(seen.front(), "10.60.0.1/32");
+  EXPECT_EQ(seen.back(), "10.60.0.25/32");
+
+  auto api = f.call({{"op", "remote.list"}, {"origin", "api"}, {"offset", 1}, {"limit", 1}});
+  EXPECT_EQ(api["result"]["total"], 3) << api.dump();
+  EXPECT_EQ(api["result"]["remotes"][0]["address"], "10.61.0.2/32");
+  EXPECT_EQ(api["result"]["next"], 2);
+  auto none = f.call({{"op", "remote.list"}, {"origin", "nobody"}, {"offset", 0}, {"limit", 5}});
+  EXPECT_EQ(none["result"]["total"], 0) << none.dump();
+  EXPECT_TRUE(none["result"]["next"].is_null());
+  EXPECT_TRUE(none["result"]["remotes"].empty());
+  auto all = f.call({{"op", "remote.list"}, {"offset", 26}, {"limit", 5}});
+  EXPECT_EQ(all["result"]["total"], 28) << all.dump();
+  EXPECT_EQ(all["result"]["remotes"].size(), 2u);
+  EXPECT_TRUE(all["result"]["next"].is_null());
+}
+
 // A full pass in the background: the device is checked in slices, the plan
 // and the kernel read-back are computed on a worker thread, and batches
 // served meanwhile are neither undone nor redone by its repairs.

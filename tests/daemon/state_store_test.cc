@@ -655,5 +655,53 @@ TEST(StateStoreJournal, FailedCompactionLosesNothingAndIsCounted) {
   EXPECT_EQ(dump(loadFresh(dir)), dump(expected));
 }
 
+TEST(StateStoreJournal, FailedSnapshotLeavesNoTemporaryFile) {
+  // A snapshot that fails part way (RLIMIT_FSIZE: EFBIG, as a full disk's
+  // ENOSPC would) removes its intent.json.tmp: left there, it would keep the
+  // disk full until the next start, and the one after.
+  const std::string dir = tempDir();
+  StateStore store(dir);
+  ASSERT_TRUE(store.load().ok());
+  PersistedState state;
+  for (unsigned i = 10; i < 1010; ++i) state.remotes.push_back(makeRemote(i));
+  const std::string tmp = store.path() + ".tmp";
+
+  const auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+  rlimit old_limit{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  rlimit limit = old_limit;
+  limit.rlim_cur = 4096;  // a part of the snapshot fits
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &limit), 0);
+  const Status saved = store.save(state);
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  std::signal(SIGXFSZ, old_handler);
+
+  ASSERT_FALSE(saved.ok());
+  EXPECT_EQ(saved.error().code, ErrorCode::kIo);
+  EXPECT_NE(saved.error().describe().find(tmp), std::string::npos) << saved.error().describe();
+  EXPECT_NE(::access(tmp.c_str(), F_OK), 0) << tmp << " was left behind";
+  EXPECT_NE(::access(store.path().c_str(), F_OK), 0) << "no snapshot replaced the old one";
+  ASSERT_TRUE(store.save(state).ok()) << "the next snapshot has the room";
+  EXPECT_EQ(dump(loadFresh(dir)), dump(state));
+}
+
+TEST(StateStoreJournal, StartRemovesATemporaryFileACrashLeft) {
+  const std::string dir = tempDir();
+  PersistedState expected;
+  {
+    StateStore store(dir);
+    ASSERT_TRUE(store.load().ok());
+    appendBoth(store, expected, {Mutation::remotePut(makeRemote(1))});
+    ASSERT_TRUE(store.save(expected).ok());
+    appendBoth(store, expected, {Mutation::remotePut(makeRemote(2))});
+  }
+  // A kill -9 during the next snapshot: its tmp file, cut short.
+  const std::string tmp = dir + "/intent.json.tmp";
+  std::ofstream(tmp) << "{\"version\": 1, \"journal_seq\": 2, \"ports\": [";
+  ASSERT_EQ(::access(tmp.c_str(), F_OK), 0);
+  EXPECT_EQ(dump(loadFresh(dir)), dump(expected)) << "the tmp file is no part of the state";
+  EXPECT_NE(::access(tmp.c_str(), F_OK), 0) << tmp << " is still there after a start";
+}
+
 }  // namespace
 }  // namespace nicoffload::offload

@@ -1,6 +1,7 @@
 #include "nicoffload/hooks/invocation.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -139,6 +140,27 @@ TEST(HookConfig, FileAbsentGivesDefaultsBadFileNamesThePath) {
   ASSERT_FALSE(typo);
   EXPECT_NE(typo.error().field.find("typo.json"), std::string::npos);
   EXPECT_EQ(typo.error().code, ErrorCode::kUnknownField);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(HookConfig, AFifoOrADirectoryAsTheConfigIsAnErrorNotAHang) {
+  // A FIFO at the config path blocked the hook's open (libvirt waits on the
+  // hook); a directory or a device is refused naming the path.
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("nfo-hookcfg-fifo-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto fifo = (dir / "hook.json").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  auto r = loadHookConfig(fifo);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("is a FIFO, not a regular file"), std::string::npos)
+      << r.error().message;
+  auto d = loadHookConfig(dir.string());
+  ASSERT_FALSE(d);
+  EXPECT_NE(d.error().message.find("is a directory"), std::string::npos) << d.error().message;
+  auto z = loadHookConfig("/dev/zero");
+  ASSERT_FALSE(z);
+  EXPECT_NE(z.error().message.find("character device"), std::string::npos) << z.error().message;
   std::filesystem::remove_all(dir);
 }
 

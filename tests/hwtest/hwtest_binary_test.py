@@ -4,7 +4,7 @@ its JSON and JUnit reports, its cleanup on SIGINT, and the probe without an
 mlx5 device.
 
 usage: hwtest_binary_test.py MODE HWTEST SOURCE_DIR [SIMNIC_TOOL]
-  MODE: all-profiles | misconfigured | dpdk | sigint | probe
+  MODE: all-profiles | misconfigured | dpdk | sigint | probe | nothing-ran
 """
 import glob
 import json
@@ -18,6 +18,7 @@ import xml.etree.ElementTree as ET
 
 EXIT_AGREE, EXIT_DISAGREE, EXIT_USAGE, EXIT_CLEANUP, EXIT_DEVICE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5
 EXIT_NO_DEVICE = 7
+EXIT_NOTHING_RAN = 8
 
 
 def fail(msg):
@@ -292,10 +293,49 @@ def probe(hwtest, src, tmp):
     print("probe: no device reported, exit 7")
 
 
+def nothing_ran(hwtest, src, tmp):
+    """A run that checked nothing never exits 0: EAL arguments that make
+    rte_eal_init print its usage and exit the process (status 0) are refused
+    before the EAL starts, naming --eal-args; --case matching no case exits 8."""
+    profile = os.path.join(src, "hw-profiles", "sim.json")
+    prefix = "nfo-hwtest-help-%d" % os.getpid()
+    base = "--no-huge --no-pci -m 512 --no-shconf --file-prefix %s --no-telemetry --vdev net_null0" % prefix
+    for eal in ("--help", "-h", "--version", base + " --help", base + " --hel", "-vh", "--help=1"):
+        rc, out, err = run([hwtest, "--profile", profile, "--backend", "dpdk", "--eal-args=" + eal,
+                            "--vfs", "1"], timeout=120)
+        if rc != EXIT_USAGE:
+            fail("--eal-args=%r: exit %d, expected %d (the EAL must not run)\n%s\n%s"
+                 % (eal, rc, EXIT_USAGE, out, err))
+        if "--eal-args" not in err or "exit the process" not in err:
+            fail("--eal-args=%r: the error does not name --eal-args and why: %r" % (eal, err))
+        if "pass " in out:
+            fail("--eal-args=%r: a summary was printed: %r" % (eal, out))
+    # The same refusal for the host config's dpdk.eal_args (read by --host).
+    host = json.load(open(os.path.join(src, "examples", "host.json")))
+    host["hw_profile"] = profile
+    host.setdefault("dpdk", {})["eal_args"] = ["--no-huge", "--he"]
+    host_file = os.path.join(tmp, "host-help.json")
+    json.dump(host, open(host_file, "w"))
+    rc, out, err = run([hwtest, "--host", host_file, "--backend", "dpdk"], timeout=120)
+    if rc != EXIT_USAGE or "dpdk.eal_args" not in err:
+        fail("--host with eal_args --he: exit %d, expected %d\n%s\n%s" % (rc, EXIT_USAGE, out, err))
+
+    js = os.path.join(tmp, "none.json")
+    rc, out, err = run([hwtest, "--profile", profile, "--case", "^no-such-case$", "--json", js])
+    if rc != EXIT_NOTHING_RAN:
+        fail("--case matching nothing: exit %d, expected %d\n%s\n%s" % (rc, EXIT_NOTHING_RAN, out, err))
+    if json.load(open(js))["exit_code"] != EXIT_NOTHING_RAN or "no case ran" not in err:
+        fail("--case matching nothing: report or message: %s %r" % (open(js).read(), err))
+    rc, out, err = run([hwtest, "--help"])
+    if rc != 0 or "8  no case ran" not in out:
+        fail("--help does not document exit 8: %s" % out)
+    print("nothing-ran: EAL --help/-h/--version refused (exit 2), no case run exits 8")
+
+
 if __name__ == "__main__":
     mode, HWTEST, SRC = sys.argv[1], sys.argv[2], sys.argv[3]
     SIMNIC = sys.argv[4] if len(sys.argv) > 4 else None
     with tempfile.TemporaryDirectory(prefix="nfo-hwtest-") as tmp:
         {"all-profiles": all_profiles, "misconfigured": misconfigured, "dpdk": dpdk, "sigint": sigint,
-         "probe": probe}[mode](HWTEST, SRC, tmp)
+         "probe": probe, "nothing-ran": nothing_ran}[mode](HWTEST, SRC, tmp)
     print("ok")

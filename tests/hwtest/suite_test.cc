@@ -74,6 +74,35 @@ const CaseReport& caseNamed(const SuiteReport& r, const std::string& name) {
   throw std::runtime_error("no case " + name);
 }
 
+TEST(HwtestSuite, ARunWithNoCaseIsNotAnAgreement) {
+  // --case matching nothing (or only skipped cases) checked nothing: that is
+  // its own exit status, never "every case agrees".
+  const auto profile = loadProfile("sim");
+  Sim sim(profile);
+  SuiteOptions o = quick();
+  o.filter = std::regex("^no-such-case$");
+  const auto none = runSuite(profile, sim.devices, o);
+  EXPECT_TRUE(none.cases.empty());
+  EXPECT_EQ(exitCode(none), kExitNothingRan);
+  EXPECT_NE(humanSummary(none).find("NO CASE RAN"), std::string::npos) << humanSummary(none);
+  EXPECT_EQ(toJson(none)["exit_code"], kExitNothingRan);
+
+  SuiteReport skipped;
+  CaseReport c;
+  c.name = "vdpa/kernel";
+  c.outcome = Outcome::kSkipped;
+  skipped.cases.push_back(c);
+  EXPECT_EQ(exitCode(skipped), kExitNothingRan);
+  c.name = "action/drop";
+  c.outcome = Outcome::kPass;
+  skipped.cases.push_back(c);
+  EXPECT_EQ(exitCode(skipped), kExitAgree);
+  SuiteReport stopped;
+  stopped.interrupted = true;
+  EXPECT_EQ(exitCode(stopped), kExitInterrupted)
+      << "interrupted before the first case: 5, not 8";
+}
+
 TEST(HwtestSuite, EveryShippedProfileAgreesWithASimThatIsWhatItClaims) {
   for (const auto& name : test::shippedProfiles()) {
     SCOPED_TRACE(name);

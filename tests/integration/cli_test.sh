@@ -189,14 +189,77 @@ expect_error "port show: unexpected reply shape" 6 "nicoffloadctl: error: intern
   "$ctl" port show --vm 6f1c2a9e-3b41-4f0a-9c5e-2d7b8a1e0001 --nic 0 --socket "$work/fake.sock"
 kill "$fake" 2>/dev/null; wait "$fake" 2>/dev/null
 
+# Issue 22: files a user names are read bounded, as regular files; a config
+# that its profile cannot carry is refused by host-check; usage errors exit
+# with the documented codes; remote add --file.
+expect_error "host-check --config /dev/zero" 2 "/dev/zero is a character device, not a regular file" -- \
+  timeout 20 "$ctl" host-check --config /dev/zero
+expect_error "plan --host /dev/zero" 2 "/dev/zero is a character device, not a regular file" -- \
+  timeout 20 "$ctl" plan --host /dev/zero --ports "$ports" --profile-dir "$profiles"
+edit "$host" "$work/host-devzero-profile.json" "d['hw_profile'] = '/dev/zero'"
+expect_error "hw_profile /dev/zero names the field" 2 "host-devzero-profile.json: hw_profile: /dev/zero is a character device" -- \
+  timeout 20 "$ctl" plan --host "$work/host-devzero-profile.json" --ports "$ports" --profile-dir "$profiles"
+edit "$host" "$work/host-dirprofile.json" "d['hw_profile'] = '$work/'"
+expect_error "hw_profile a directory says so" 2 "hw_profile: $work/ is a directory" -- \
+  timeout 20 "$ctl" host-check --config "$work/host-dirprofile.json" --profile-dir "$profiles"
+edit "$host" "$work/host-manyvfs.json" "d['uplink']['vf_count'] = 200; d['hw_profile'] = 'connectx-6dx'"
+expect_error "host-check: vf_count above max_vfs" 2 "host-manyvfs.json: uplink.vf_count: 200 VFs requested, but profile connectx-6dx" -- \
+  timeout 20 "$ctl" host-check --config "$work/host-manyvfs.json" --profile-dir "$profiles"
+edit "$host" "$work/host-cx5-simvdpa.json" "d['hw_profile'] = 'connectx-5'; d['backends']['vdpa'] = 'sim'"
+expect_error "host-check: vDPA backend on ConnectX-5" 2 "host-cx5-simvdpa.json: backends.vdpa: vDPA backend 'sim', but profile connectx-5" -- \
+  timeout 20 "$ctl" host-check --config "$work/host-cx5-simvdpa.json" --profile-dir "$profiles"
+edit "$host" "$work/host-cx5-pool.json" "d['hw_profile'] = 'connectx-5'; d['backends']['vdpa'] = 'kernel'; d['vdpa'] = {'pool': {'size': 2}}"
+expect_error "host-check: vDPA pool on ConnectX-5" 2 "host-cx5-pool.json: vdpa.pool.size: a pool of 2 vDPA devices" -- \
+  timeout 20 "$ctl" host-check --config "$work/host-cx5-pool.json" --profile-dir "$profiles"
+expect_error "a missing option value is a usage error" 105 "nicoffloadctl: error: command line: --timeout" -- \
+  "$ctl" status --timeout
+expect_error "a missing value of a subcommand option" 105 "command line:" -- "$ctl" remote list --origin
+expect_error "remote add without --address or --file" 2 "remote add: give --file, or --address" -- \
+  "$ctl" remote add --socket "$work/none.sock"
+expect_error "remote add --file /dev/zero" 2 "/dev/zero is a character device, not a regular file" -- \
+  timeout 20 "$ctl" remote add --file /dev/zero --socket "$work/none.sock"
+expect_error "remote add --file and --address" 108 "excludes" -- \
+  "$ctl" remote add --file "$ports" --address 10.1.1.1 --socket "$work/none.sock"
+check "remote add --help names --file" bash -c "'$ctl' remote add --help | grep -qF -- '--file'"
+# remote add --file sends one remote.add, or a batch of them for a list.
+printf '{"address": "10.70.0.1/32", "next_hop": "192.0.2.254"}' > "$work/one-remote.json"
+printf '{"remotes": [{"address": "10.70.0.2/32"}, {"address": "10.70.0.3/32"}]}' > "$work/two-remotes.json"
+python3 - "$work/rec.sock" "$work/requests" <<'PY' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(8)
+with open(sys.argv[2], "w") as out:
+    for _ in range(2):
+        c, _ = s.accept(); data = b""
+        while not data.endswith(b"\n"):
+            data += c.recv(65536)
+        out.write(data.decode()); out.flush()
+        c.sendall(b'{"ok":true,"result":{}}\n'); c.close()
+PY
+rec=$!
+for _ in $(seq 50); do [ -S "$work/rec.sock" ] && break; sleep 0.1; done
+check "remote add --file with one remote" "$ctl" remote add --file "$work/one-remote.json" --socket "$work/rec.sock"
+check "remote add --file with a list" "$ctl" remote add --file "$work/two-remotes.json" --socket "$work/rec.sock"
+wait "$rec" 2>/dev/null
+check "remote add --file: remote.add, then a batch of two remote.add" python3 -c "
+import json, sys
+reqs = [json.loads(l) for l in open(sys.argv[1])]
+assert reqs[0]['op'] == 'remote.add' and reqs[0]['remote']['address'] == '10.70.0.1/32', reqs[0]
+assert reqs[1]['op'] == 'batch', reqs[1]
+assert [o['op'] for o in reqs[1]['ops']] == ['remote.add'] * 2, reqs[1]
+assert [o['remote']['address'] for o in reqs[1]['ops']] == ['10.70.0.2/32', '10.70.0.3/32'], reqs[1]
+" "$work/requests"
+
 # nicoffload-simnic: --help exits 0; dump on a directory that is no device is an error.
 if [ -n "$simnic" ]; then
   check "nicoffload-simnic --help exits 0" bash -c "'$simnic' --help | grep -q 'usage: nicoffload-simnic dump DEVICE_DIR'"
+  check "nicoffload-simnic --help documents --verbose" bash -c "'$simnic' --help | grep -q -- '--verbose'"
+  expect_error "nicoffload-simnic dump with an unknown option" 2 "unknown option '--verbos'" -- "$simnic" dump --verbos "$work"
   expect_error "nicoffload-simnic without arguments" 2 "usage:" -- "$simnic"
   # A device directory as the simulated NIC leaves it: <sim_device_dir>/<PF>/rules.journal
   # (an empty journal holds no rules).
   mkdir -p "$work/simnic/0000:03:00.0" && : > "$work/simnic/0000:03:00.0/rules.journal"
   check "dump of the device dir is a rule list" bash -c "'$simnic' dump '$work/simnic/0000:03:00.0' | python3 -c 'import json,sys; assert json.load(sys.stdin)[\"rules\"] == []'"
+  check "dump --verbose of the device dir is a rule list" bash -c "'$simnic' dump '$work/simnic/0000:03:00.0' --verbose | python3 -c 'import json,sys; assert json.load(sys.stdin)[\"rules\"] == []'"
   expect_error "dump of sim_device_dir names the device in it" 1 "holds no simulated NIC (no rules.journal); the device directories in it: $work/simnic/0000:03:00.0" -- \
     "$simnic" dump "$work/simnic"
   expect_error "dump of a missing dir" 1 "not a directory" -- "$simnic" dump "$work/nowhere"

@@ -55,7 +55,8 @@ const char* kExitText =
     "  4  the device could not be opened, or it is busy (rules / VFs in use) without --allow-busy\n"
     "  5  interrupted by SIGINT/SIGTERM: stopped between cases, everything made was removed\n"
     "  6  internal error\n"
-    "  7  --probe: no mlx5 device on this host (or none at --pci), or devx unavailable on it\n";
+    "  7  --probe: no mlx5 device on this host (or none at --pci), or devx unavailable on it\n"
+    "  8  no case ran (--case matched none, or every case was skipped): nothing was checked\n";
 
 struct Options {
   std::string profile_file;
@@ -150,7 +151,7 @@ int runProbe(const Options& o) {
 
   Result<model::HwProfile> profile = makeError(ErrorCode::kNotFound, "profile", "", "none");
   if (!o.profile_file.empty()) {
-    profile = model::loadHwProfile(o.profile_file);
+    profile = model::loadHwProfile(o.profile_file, "--profile");
   } else {
     std::vector<model::HwProfile> all;
     std::error_code ec;
@@ -175,7 +176,7 @@ int runProbe(const Options& o) {
 // --- the suite ---------------------------------------------------------------
 
 int runSuiteCommand(const Options& o) {
-  auto profile = model::loadHwProfile(o.profile_file);
+  auto profile = model::loadHwProfile(o.profile_file, "--profile");
   if (!profile) {
     std::fprintf(stderr, "nicoffload-hwtest: error: %s\n", profile.error().describe().c_str());
     return kExitUsage;
@@ -213,7 +214,7 @@ int runSuiteCommand(const Options& o) {
     // --sim-profile says otherwise (a deliberately mis-configured run).
     model::HwProfile real = *profile;
     if (!o.sim_profile_file.empty()) {
-      auto p = model::loadHwProfile(o.sim_profile_file);
+      auto p = model::loadHwProfile(o.sim_profile_file, "--sim-profile");
       if (!p) {
         std::fprintf(stderr, "nicoffload-hwtest: error: --sim-profile: %s\n",
                      p.error().describe().c_str());
@@ -381,7 +382,7 @@ int runSuiteCommand(const Options& o) {
   if (!o.json_file.empty()) wrote = writeFile(o.json_file, toJson(report).dump(2) + "\n") && wrote;
   if (!o.junit_file.empty()) wrote = writeFile(o.junit_file, toJunitXml(report)) && wrote;
   if (!o.write_profile_file.empty()) {
-    auto doc = model::readJsonFile(o.profile_file);
+    auto doc = model::readJsonFile(o.profile_file, kMaxConfigFileBytes, "--profile");
     if (!doc) {
       std::fprintf(stderr, "nicoffload-hwtest: error: %s\n", doc.error().describe().c_str());
       wrote = false;
@@ -399,6 +400,11 @@ int runSuiteCommand(const Options& o) {
   }
   for (const auto& e : report.cleanup_errors)
     std::fprintf(stderr, "nicoffload-hwtest: NOT REMOVED: %s\n", e.c_str());
+  if (exitCode(report) == kExitNothingRan)
+    std::fprintf(stderr,
+                 "nicoffload-hwtest: error: no case ran (%zu skipped%s): nothing was checked\n",
+                 report.count(Outcome::kSkipped),
+                 o.case_regex.empty() ? "" : (", --case '" + o.case_regex + "'").c_str());
   if (!wrote) return kExitUsage;
   return exitCode(report);
 }
@@ -517,6 +523,17 @@ int main(int argc, char** argv) {
         o.first_representor_port = host->first_representor_port_id;
       if (!app.count("--vfs")) o.vfs = host->vf_count;
     }
+    // Refused before anything opens: -h/--help/--version make rte_eal_init
+    // print and exit the process with status 0, which would read as "every
+    // case agrees" with no case run.
+    for (const auto& w : o.eal_words)
+      if (const auto why = model::ealArgumentProblem(w); !why.empty()) {
+        const bool mine = app.count("--eal-args") > 0;
+        std::fprintf(stderr, "nicoffload-hwtest: error: %s: %s\n",
+                     mine ? "--eal-args" : (o.host_file + ": dpdk.eal_args").c_str(),
+                     printable(why, kMaxErrorMessageBytes).c_str());
+        return kExitUsage;
+      }
     if (o.probe) return runProbe(o);
     if (o.profile_file.empty()) {
       std::fprintf(stderr, "nicoffload-hwtest: error: --profile is required (or --probe)\n");

@@ -1024,6 +1024,7 @@ int exitCode(const SuiteReport& report) {
   if (!report.cleanup_errors.empty()) return kExitCleanup;
   if (report.interrupted) return kExitInterrupted;
   if (report.count(Outcome::kFail) || report.count(Outcome::kFinding)) return kExitDisagree;
+  if (report.count(Outcome::kPass) == 0) return kExitNothingRan;
   return kExitAgree;
 }
 
@@ -1044,6 +1045,7 @@ std::string humanSummary(const SuiteReport& report) {
       << report.count(Outcome::kSkipped);
   if (report.interrupted) out << "; INTERRUPTED (what was made is removed)";
   out << "\n";
+  if (exitCode(report) == kExitNothingRan) out << "# NO CASE RAN: nothing was checked\n";
   for (const auto& e : report.cleanup_errors) out << "# NOT REMOVED: " << e << "\n";
   out << "# these results hold for the backend above only: a sim run says nothing about a real "
          "NIC\n";

@@ -17,7 +17,8 @@
 //                        {"op":"port.remove","vm":"<uuid>","nic":0}
 //                        {"op":"remote.put","remote":{...}} (model::toJson(RemoteEndpoint))
 //                        {"op":"remote.remove","address":"10.0.0.1"}
-//   intent.json.tmp    a snapshot being written; ignored by load().
+//   intent.json.tmp    a snapshot being written; never read. A failed snapshot
+//                      removes it, and load() removes one a crash left.
 //
 // Start (load) = snapshot + replay of segments S, S+1, ... in order. Every
 // step keeps a kill -9 at any moment recoverable to exactly the acknowledged

@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <variant>
 
@@ -17,11 +18,24 @@ namespace nicoffload::flowrules {
 using model::ActionType;
 using model::ItemType;
 
-// Fixed-capacity vector with inline storage.
+// Fixed-capacity vector with inline storage. The capacities (FlowRule's
+// pattern and actions) are the largest rule kinds' needs: a push beyond them
+// is a bug in whoever builds the rule, and it throws instead of writing past
+// the storage.
 template <class T, std::size_t N>
 class InlineVec {
+  static_assert(N <= UINT8_MAX, "size_ is a uint8_t");
+
  public:
-  void push_back(const T& v) { data_[size_++] = v; }  // caller keeps size < N (planner invariant)
+  // Throws std::length_error when the vector is full (size() == capacity()):
+  // a check in every build type, not an assert. The vector is unchanged.
+  void push_back(const T& v) {
+    if (size_ >= N)
+      throw std::length_error("flow rule: more than " + std::to_string(N) +
+                              " pattern items or actions (the InlineVec's capacity); the rule "
+                              "kind needs a larger capacity");
+    data_[size_++] = v;
+  }
   std::size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
   const T* begin() const { return data_.data(); }
@@ -181,8 +195,15 @@ struct FlowRule {
   Placement placement = Placement::kHw;
   PlacementReason reason;
   FlowAttr attr;
-  InlineVec<FlowItem, 5> pattern;
-  InlineVec<FlowAction, 6> actions;
+  // Capacities: the largest rule kinds fill them. VXLAN ingress matches
+  // port, eth, ipv4, udp, vxlan (5 items); routed / VXLAN egress acts
+  // set_mac_src, set_mac_dst, dec_ttl, [vxlan_encap,] represented_port,
+  // count (6 actions). Raising one changes sizeof(FlowRule): the memory per
+  // rule, and the simulated NIC's journal format.
+  static constexpr std::size_t kMaxPatternItems = 5;
+  static constexpr std::size_t kMaxActions = 6;
+  InlineVec<FlowItem, kMaxPatternItems> pattern;
+  InlineVec<FlowAction, kMaxActions> actions;
   std::optional<VxlanEncap> encap;  // set iff actions hold VxlanEncapAction
 
   // Everything but the id (diff uses it to find modified rules).

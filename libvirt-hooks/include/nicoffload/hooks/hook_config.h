@@ -39,9 +39,10 @@ Result<HookConfig> parseHookConfig(const nlohmann::json& doc);
 Result<HookConfig> parseHookConfigText(std::string_view text,
                                        std::string_view source = "hook.json");
 
-// Reads `path` (at most kMaxHookConfigBytes); an absent file gives the
-// defaults. Errors: kIo (unreadable), kInvalidValue (too large), and those of
-// parseHookConfigText with `path` as the source.
+// Reads `path` (a regular file of at most kMaxHookConfigBytes, through
+// readRegularFile); an absent file gives the defaults. Errors: kIo
+// (unreadable), kInvalidValue (too large, a directory, a device, a FIFO),
+// and those of parseHookConfigText with `path` as the source.
 Result<HookConfig> loadHookConfig(const std::string& path);
 inline constexpr std::size_t kMaxHookConfigBytes = 64 * 1024;
 

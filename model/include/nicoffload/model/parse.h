@@ -14,6 +14,7 @@
 #include <unordered_set>
 
 #include "nicoffload/common/error.h"
+#include "nicoffload/common/file_read.h"
 #include "nicoffload/model/hw_profile.h"
 #include "nicoffload/model/intent.h"
 
@@ -165,10 +166,17 @@ Result<HwProfile> parseHwProfileText(std::string_view text, const std::string& n
 Status checkAdmissionText(std::string_view host_text, std::string_view ports_text);
 
 // File helpers: read and parse a JSON file; errors name the path and, for
-// syntax errors, the byte offset.
-Result<nlohmann::json> readJsonFile(const std::string& path);
+// syntax errors, the byte offset. The file is read with readRegularFile()
+// (common/file_read.h): a directory, a device, a FIFO or a file larger than
+// `max_bytes` is refused (kInvalidValue) naming `field` (default: the path),
+// a file that cannot be opened is kIo. Host configs and profiles are capped
+// at kMaxConfigFileBytes.
+Result<nlohmann::json> readJsonFile(const std::string& path,
+                                    std::size_t max_bytes = kMaxInputFileBytes,
+                                    const std::string& field = {});
 Result<HostConfig> loadHostConfig(const std::string& path);
-Result<HwProfile> loadHwProfile(const std::string& path);
+// `field` names the setting the path came from in read errors (default: the path).
+Result<HwProfile> loadHwProfile(const std::string& path, const std::string& field = {});
 
 // Resolves a host's hw_profile setting to a file: a path containing '/' or
 // ending in ".json" is used as it is; a bare name is looked up as
@@ -182,5 +190,25 @@ Result<std::string> resolveProfilePath(const std::string& setting, const std::st
 // profile file.
 Result<HwProfile> loadHostProfile(const std::string& setting, const std::string& host_file,
                                   const std::string& profile_dir);
+
+// Why one DPDK EAL argument (dpdk.eal_args, nicoffload-hwtest --eal-args)
+// must not reach rte_eal_init, or "" when it may: empty, control
+// characters, "--" (ends the EAL's options), and -h/--help/--version in
+// any form getopt accepts ("--he", "--help=x", "-vh"): the EAL prints its
+// usage and exits the whole process with status 0, so a run would end
+// "successfully" having done nothing.
+std::string ealArgumentProblem(std::string_view argument);
+
+// What a host config asks of its hardware profile, checked before anything
+// is opened or planned (nicoffloadd at start and with --check, nicoffloadctl
+// host-check), so that a config that cannot work is refused at once. Errors
+// (kUnsupported, the field and value named, the profile's source quoted):
+//  - "uplink.vf_count": more VFs than the profile's max_vfs;
+//  - "vdpa.pool.size": a vDPA pool on a profile without the vDPA flavour of
+//    backends.vdpa;
+//  - "backends.vdpa": a vDPA backend (kernel, dpdk, sim) the profile lacks
+//    (every port without its own "vdpa" would be refused).
+// The planner checks each port's own vDPA flavour (ports[i].vdpa).
+Status checkHostForProfile(const HostConfig& host, const HwProfile& profile);
 
 }  // namespace nicoffload::model

@@ -43,6 +43,9 @@ inline constexpr int kExitDevice = 4;  // the device could not be opened, or is 
 inline constexpr int kExitInterrupted = 5;  // SIGINT/SIGTERM: stopped between cases, cleaned up
 inline constexpr int kExitInternal = 6;     // a bug: an exception reached main
 inline constexpr int kExitNoDevice = 7;     // --probe: no mlx5 device (or devx unavailable)
+// No case ran (--case matched none, or every case was skipped): nothing was
+// checked, which must not read as "every case agrees".
+inline constexpr int kExitNothingRan = 8;
 
 enum class Outcome : std::uint8_t { kPass, kFail, kFinding, kSkipped };
 const char* toString(Outcome o);
@@ -108,7 +111,8 @@ std::vector<std::string> caseNames(const model::HwProfile& profile, const SuiteO
 SuiteReport runSuite(const model::HwProfile& profile, Devices& devices,
                      const SuiteOptions& options);
 
-// The exit status for a report (kExitAgree ... kExitInterrupted).
+// The exit status for a report (kExitAgree ... kExitInterrupted, or
+// kExitNothingRan when no case passed, failed or made a finding).
 int exitCode(const SuiteReport& report);
 
 // Renderings.
