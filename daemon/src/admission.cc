@@ -176,6 +176,9 @@ void Controller::rollback(const Marks& to) {
 
 Result<json> Controller::admit(const json& request) {
   const std::string& op = request["op"].get_ref<const std::string&>();
+  // Now, not when it arrived: a request that waited past its deadline is
+  // refused whole (a batch's ops each too).
+  if (auto s = checkDeadline(request, options_.now()); !s) return s.error();
   if (op == "port.add") return admitPortAdd(request);
   if (op == "port.remove") return admitPortRemove(request);
   if (op == "remote.add") return admitRemoteAdd(request);

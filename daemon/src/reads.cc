@@ -200,6 +200,7 @@ json Controller::read(const json& req, Error& error) {
     error = std::move(e);
     return json();
   };
+  if (auto s = checkDeadline(req, options_.now()); !s) return fail(s.error());
   if (op == "status") {
     if (auto s = onlyKeys(req, {}); !s) return fail(s.error());
     return statusJson();

@@ -232,6 +232,10 @@ struct Fixture {
     return ctl->handle(batch)[0];
   }
 
+  std::int64_t nowMs() const {
+    return std::chrono::duration_cast<milliseconds>(now.time_since_epoch()).count();
+  }
+
   static json port(int i, json extra = json::object()) {
     json p = {{"vm", "00000000-0000-4000-8000-00000000000" + std::to_string(i)},
               {"nic", 0},
@@ -1313,6 +1317,106 @@ TEST(ControllerLearned, ARouteToALocalAddressIsNotFollowed) {
   EXPECT_NE(metrics.find("nicoffload_learned_routes_not_followed{why=\"refused\"} 1"),
             std::string::npos)
       << metrics;
+}
+
+}  // namespace
+}  // namespace nicoffload::offload
+
+namespace nicoffload::offload {
+namespace {
+
+// Issue 22: a request whose client gave up (the hook's timeout) while it
+// waited in the queue of a stalled daemon is refused when the controller
+// comes to it, not applied: a ghost port nobody would ever remove.
+TEST(ControllerDeadline, ARequestHandledPastItsDeadlineIsRefusedAndChangesNothing) {
+  Fixture f;
+  f.now += std::chrono::hours(1);  // CLOCK_MONOTONIC is well past 0 on a real host
+  f.start();
+  const auto rules = f.nic->size();
+  // Sent with 3 s left; the daemon stalls 5 s before it handles it.
+  json add = {{"op", "port.add"}, {"port", Fixture::port(1)}, {"deadline_ms", f.nowMs() + 3000}};
+  f.now += milliseconds(5000);
+  auto r = f.call(add);
+  ASSERT_FALSE(r["ok"]) << r.dump();
+  EXPECT_EQ(r["error"]["code"], "deadline-exceeded") << r.dump();
+  EXPECT_EQ(r["error"]["field"], "deadline_ms");
+  EXPECT_NE(r["error"]["message"].get<std::string>().find("2000 ms"), std::string::npos) << r.dump();
+  EXPECT_TRUE(f.ctl->intent().ports.empty());
+  EXPECT_EQ(f.nic->size(), rules);
+  EXPECT_FALSE(f.sw->hasRoute("10.0.1.1/32", "rep1"));
+  EXPECT_EQ(f.ctl->counters().requests_refused, 1u);
+  // A batch past its deadline is refused whole; so is an op of a batch.
+  r = f.call({{"op", "batch"},
+              {"ops", {{{"op", "port.add"}, {"port", Fixture::port(2)}}}},
+              {"deadline_ms", f.nowMs() - 1}});
+  EXPECT_EQ(r["error"]["code"], "deadline-exceeded") << r.dump();
+  r = f.call({{"op", "batch"},
+              {"ops",
+               {{{"op", "port.add"}, {"port", Fixture::port(2)}},
+                {{"op", "port.add"}, {"port", Fixture::port(3)}, {"deadline_ms", f.nowMs() - 1}}}}});
+  EXPECT_EQ(r["error"]["code"], "deadline-exceeded") << r.dump();
+  EXPECT_EQ(r["error"]["field"], "ops[1].deadline_ms") << r.dump();
+  EXPECT_TRUE(f.ctl->intent().ports.empty());
+  // Not persisted either: a restart finds no port.
+  f.ctl.reset();
+  f.start();
+  EXPECT_TRUE(f.ctl->intent().ports.empty());
+  // Handled in time (the deadline itself included): applied.
+  add["deadline_ms"] = f.nowMs() + 3000;
+  f.now += milliseconds(3000);
+  r = f.call(add);
+  ASSERT_TRUE(r["ok"]) << r.dump();
+  EXPECT_EQ(f.ctl->intent().ports.size(), 1u);
+  EXPECT_TRUE(f.sw->hasRoute("10.0.1.1/32", "rep1"));
+}
+
+TEST(ControllerDeadline, EveryOpTakesTheFieldAndItIsValidated) {
+  Fixture f;
+  f.now += std::chrono::hours(1);
+  f.start();
+  const json later = f.nowMs() + 1000;
+  const std::string vm = Fixture::port(1)["vm"];
+  for (json req : std::vector<json>{
+           {{"op", "port.add"}, {"port", Fixture::port(1)}, {"brief", true}},
+           {{"op", "port.get"}, {"vm", vm}, {"nic", 0}},
+           {{"op", "port.list"}, {"vm", vm}},
+           {{"op", "remote.add"}, {"remote", {{"address", "10.9.0.1/32"}}}},
+           {{"op", "remote.list"}, {"limit", 10}},
+           {{"op", "remote.sync"}, {"origin", "bgp"}, {"remotes", json::array()}},
+           {{"op", "remote.remove"}, {"address", "10.9.0.1/32"}},
+           {{"op", "batch"}, {"ops", json::array()}},
+           {{"op", "rules"}, {"limit", 5}},
+           {{"op", "counters"}},
+           {{"op", "status"}},
+           {{"op", "reconcile"}},
+           {{"op", "trace"},
+            {"packet", {{"in", "uplink"}, {"src_ip", "10.9.9.9"}, {"dst_ip", "10.0.1.1"}}}},
+           {{"op", "port.remove"}, {"vm", vm}, {"nic", 0}},
+       }) {
+    req["deadline_ms"] = later;
+    auto r = f.call(req);
+    EXPECT_TRUE(r["ok"]) << req.dump() << " -> " << r.dump();
+  }
+  // A read past its deadline is refused too (its client is gone).
+  f.now += milliseconds(1001);
+  auto r = f.call({{"op", "status"}, {"deadline_ms", later}});
+  EXPECT_EQ(r["error"]["code"], "deadline-exceeded") << r.dump();
+  // Type and range, the field named.
+  for (const auto& [value, code] : std::vector<std::pair<json, std::string>>{
+           {"soon", "wrong-type"},
+           {1.5, "wrong-type"},
+           {json::array(), "wrong-type"},
+           {-1, "invalid-value"},
+           {std::uint64_t{1} << 60, "invalid-value"}}) {
+    for (const char* op : {"port.add", "status"}) {
+      json req = {{"op", op}, {"deadline_ms", value}};
+      if (std::string(op) == "port.add") req["port"] = Fixture::port(2);
+      r = f.call(req);
+      EXPECT_EQ(r["error"]["code"], code) << req.dump() << " -> " << r.dump();
+      EXPECT_EQ(r["error"]["field"], "deadline_ms") << r.dump();
+    }
+  }
+  EXPECT_EQ(f.ctl->intent().ports.size(), 0u);
 }
 
 }  // namespace
