@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -327,7 +328,16 @@ std::unique_ptr<offload::control::Client> connectDaemon(const DaemonOptions& d, 
 std::optional<nlohmann::json> callDaemon(const DaemonOptions& d, const nlohmann::json& request, int& rc) {
   auto client = connectDaemon(d, rc);
   if (!client) return std::nullopt;
-  auto reply = client->call(request, d.timeout_ms);
+  // deadline_ms (CLOCK_MONOTONIC ms): a request nicoffloadd only comes to
+  // after --timeout, when we no longer wait for it, is refused, not applied.
+  nlohmann::json stamped = request;
+  if (stamped.is_object() && !stamped.contains("deadline_ms"))
+    stamped["deadline_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 (std::chrono::steady_clock::now() +
+                                  std::chrono::milliseconds(d.timeout_ms))
+                                     .time_since_epoch())
+                                 .count();
+  auto reply = client->call(stamped, d.timeout_ms);
   if (!reply) {
     const auto& e = reply.error();
     std::fprintf(stderr, "nicoffloadctl: error: %s\n", printableError(e).c_str());

@@ -37,6 +37,11 @@ constexpr std::array<ErrorInfo, kErrorCodeCount> kCatalogue{{
     {"exhausted", "Resource exhausted",
      "A pool has nothing left to hand out: every VF of the PF is assigned to a port.",
      "Remove a port, or raise uplink.vf_count (up to the NIC's max_vfs) and restart nicoffloadd."},
+    {"deadline-exceeded", "Deadline exceeded",
+     "The request's deadline (deadline_ms) had passed when nicoffloadd came to handle it: its "
+     "client had stopped waiting, so nothing of it was applied.",
+     "Nothing changed; retry. If it repeats, nicoffloadd is stalled or overloaded: check its log "
+     "and `nicoffloadctl status`, or give the client more time (hook.json timeout_ms, --timeout)."},
 }};
 
 }  // namespace

@@ -176,6 +176,9 @@ void Controller::rollback(const Marks& to) {
 
 Result<json> Controller::admit(const json& request) {
   const std::string& op = request["op"].get_ref<const std::string&>();
+  // Now, not when it arrived: a request that waited past its deadline is
+  // refused whole (a batch's ops each too).
+  if (auto s = checkDeadline(request, options_.now()); !s) return s.error();
   if (op == "port.add") return admitPortAdd(request);
   if (op == "port.remove") return admitPortRemove(request);
   if (op == "remote.add") return admitRemoteAdd(request);
@@ -186,13 +189,21 @@ Result<json> Controller::admit(const json& request) {
 }
 
 Result<json> Controller::admitPortAdd(const json& request) {
-  if (auto s = onlyKeys(request, {"port", "brief"}); !s) return s.error();
+  if (auto s = onlyKeys(request, {"port", "brief", "tentative"}); !s) return s.error();
   // brief: the reply's status carries the rule counts, not every rule (what
   // the libvirt hook asks for: it reads the VF, representor and device).
   auto brief = optionalBool(request, "brief", false);
   if (!brief) return brief.error();
+  // tentative: a claim that expires (claims.cc) unless confirmed.
+  auto tentative = optionalBool(request, "tentative", false);
+  if (!tentative) return tentative.error();
   if (!request.contains("port"))
     return requestError(ErrorCode::kMissingField, "port", "", "required field is missing");
+  if (const json& p = request["port"]; p.is_object() && p.contains("tentative_until_ms"))
+    return requestError(ErrorCode::kUnknownField, "port.tentative_until_ms",
+                        echoOf(p["tentative_until_ms"]),
+                        "is set by nicoffloadd, not by a request: ask for a tentative port with "
+                        "\"tentative\": true");
   auto parsed = model::parsePort(request["port"], "port");
   if (!parsed) return parsed.error();
   model::Port port = std::move(parsed).value();
@@ -216,6 +227,12 @@ Result<json> Controller::admitPortAdd(const json& request) {
     if (held) (void)vf_pool_.assign(port.key, held);
   };
   port.vf = *vf;
+  // A tentative claim lasts daemon.tentative_ttl_ms; a repeated one renews
+  // it; a port.add without "tentative" confirms the port (clears it). A
+  // confirmed port stays confirmed: a running VM's port never expires.
+  if (*tentative && (!existing || existing->tentative_until_ms))
+    port.tentative_until_ms = claimClockMs() + static_cast<std::int64_t>(host_.tentative_ttl_ms);
+  const auto claim = port.tentative_until_ms;
   json port_json = model::toJson(port);
   // Unchanged (a hook's confirm at start, a repeated call): nothing to
   // check or plan again; the VF is the one it holds.
@@ -232,9 +249,13 @@ Result<json> Controller::admitPortAdd(const json& request) {
     give_back();
     return rules.error();
   }
-  mutations_.push_back((existing ? "port update " : "port add ") + port.key.str() + " mac " +
-                       port.mac.str() + " vf " + std::to_string(*port.vf));
+  mutations_.push_back(
+      (existing ? "port update " : "port add ") + port.key.str() + " mac " + port.mac.str() +
+      " vf " + std::to_string(*port.vf) +
+      (claim ? " (tentative for " + std::to_string(host_.tentative_ttl_ms / 1000) + " s)"
+             : existing && existing->tentative_until_ms ? " (confirmed)" : ""));
   putPort(std::move(port));
+  if (claim) noteClaim(*claim);
   json out{{"port", std::move(port_json)}, {"changed", true}};
   if (*brief) out["brief"] = true;
   return out;

@@ -34,6 +34,9 @@ Controller::Controller(model::HostConfig host, model::HwProfile profile, Backend
   planner_ = std::make_unique<flowrules::OwnerPlanner>(host_, profile_);
   intent_.host = host_;
   started_ = options_.now();
+  wall_base_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      options_.wall_now().time_since_epoch())
+                      .count();
   next_full_ = started_ + options_.reconcile_interval;
 }
 
@@ -124,6 +127,8 @@ Result<std::unique_ptr<Controller>> Controller::start(model::HostConfig host,
   // the low-water rule, so that a restart with nothing changed makes no
   // device operation.
   c->pool_fill_at_start_ = c->pool_vfs_.empty();
+  // Tentative ports held across the restart: the first tick() looks at them.
+  if (c->tentativeCount() > 0) c->next_claim_ = c->started_;
   return c;
 }
 
@@ -334,6 +339,7 @@ Controller::~Controller() { full_pass_.reset(); }  // before the backends its wo
 
 void Controller::tick() {
   const auto now = options_.now();
+  if (now >= next_claim_) expireClaims();
   // The warm vDPA pool refills between requests, a few devices per turn.
   if (!full_pass_ && poolWantsWork()) refillPool(kPoolCreatesPerTick);
   if (!full_pass_) {
@@ -355,7 +361,7 @@ std::chrono::milliseconds Controller::untilNextTick() const {
   if (full_pass_) return std::chrono::milliseconds(1);  // its next slice, or its worker's result
   if (poolWantsWork()) return std::chrono::milliseconds(0);
   const auto now = options_.now();
-  const auto next = std::min(next_full_, next_retry_);
+  const auto next = std::min({next_full_, next_retry_, next_claim_});
   if (next <= now) return std::chrono::milliseconds(0);
   return std::chrono::duration_cast<std::chrono::milliseconds>(next - now);
 }
@@ -423,6 +429,13 @@ std::string Controller::metricsText(const control::ServerCounters* server) const
   m.describe("nicoffload_vdpa_pool_refills_total", "counter", "Pool devices made ahead.");
   m.set("nicoffload_vdpa_pool_refills_total", "",
         static_cast<double>(counters_.vdpa_pool_refills));
+  m.describe("nicoffload_ports_tentative", "gauge",
+             "Ports held as tentative claims (the hook's migrate), not confirmed yet.");
+  m.set("nicoffload_ports_tentative", "", static_cast<double>(tentativeCount()));
+  m.describe("nicoffload_tentative_ports_expired_total", "counter",
+             "Tentative ports removed because nothing confirmed them in daemon.tentative_ttl_ms.");
+  m.set("nicoffload_tentative_ports_expired_total", "",
+        static_cast<double>(counters_.tentative_expired));
   m.describe("nicoffload_reconcile_passes_total", "counter", "Reconcile passes by kind.");
   m.set("nicoffload_reconcile_passes_total", "kind=\"any\"",
         static_cast<double>(counters_.reconcile_passes));

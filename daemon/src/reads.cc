@@ -64,13 +64,17 @@ json Controller::portJson(const model::Port& port, bool rule_list) const {
     }
   }
   const bool degraded = sw_failed > 0;
-  return {{"port", model::toJson(port)},
-          {"state", degraded ? "degraded" : "installed"},
-          {"devices", devices},
-          {"rules", rule_list
-                        ? json{{"hw", hw}, {"sw", sw}, {"device_refusals", errors}, {"list", rules}}
-                        : json{{"hw", hw}, {"sw", sw}, {"device_refusals", errors}}},
-          {"software_path_failures", sw_objects}};
+  json out = {{"port", model::toJson(port)},
+              {"state", degraded ? "degraded" : "installed"},
+              {"devices", devices},
+              {"rules", rule_list ? json{{"hw", hw},
+                                         {"sw", sw},
+                                         {"device_refusals", errors},
+                                         {"list", rules}}
+                                  : json{{"hw", hw}, {"sw", sw}, {"device_refusals", errors}}},
+              {"software_path_failures", sw_objects}};
+  if (port.tentative_until_ms) out["tentative"] = claimJson(port);
+  return out;
 }
 
 std::vector<std::uint32_t> Controller::portVnis() const {
@@ -173,6 +177,10 @@ json Controller::statusJson() const {
             {"software_path", backends_.software_path ? "kernel" : "none"}}},
           {"ports", intent_.ports.size()},
           {"ports_degraded", degraded},
+          {"ports_tentative",
+           {{"held", tentativeCount()},
+            {"ttl_s", host_.tentative_ttl_ms / 1000.0},
+            {"expired", counters_.tentative_expired}}},
           {"remotes", intent_.remotes.size()},
           {"vfs",
            {{"pf", vf_pool_.pfPci()},
@@ -200,6 +208,7 @@ json Controller::read(const json& req, Error& error) {
     error = std::move(e);
     return json();
   };
+  if (auto s = checkDeadline(req, options_.now()); !s) return fail(s.error());
   if (op == "status") {
     if (auto s = onlyKeys(req, {}); !s) return fail(s.error());
     return statusJson();
@@ -352,6 +361,7 @@ json Controller::read(const json& req, Error& error) {
               {"state_saves", counters_.state_saves},
               {"state_save_failures", counters_.state_save_failures},
               {"requests_refused", counters_.requests_refused},
+              {"tentative_ports_expired", counters_.tentative_expired},
               {"internal_errors", counters_.internal_errors}}}};
   }
   if (op == "trace") return traceRead(req, error);

@@ -78,13 +78,49 @@ inline Result<const json*> requiredArray(const json& request, const char* key,
   return &*it;
 }
 
+// "deadline_ms", which every op takes: when the client stops waiting for
+// the reply, in milliseconds of CLOCK_MONOTONIC (std::chrono::steady_clock
+// on Linux, Python's time.monotonic() * 1000). Both ends run on one host,
+// and that clock does not step with the wall clock. A request nicoffloadd
+// comes to handle after it (it waited in the queue of a stalled daemon) is
+// refused with kDeadlineExceeded and nothing of it is applied: its client
+// gave up and would never learn of, nor undo, what it did (issue 22).
+inline constexpr const char* kDeadlineField = "deadline_ms";
+inline constexpr std::uint64_t kMaxDeadlineMs = (std::uint64_t{1} << 53) - 1;
+
+inline Status checkDeadline(const json& request, SteadyClock::time_point now) {
+  const auto it = request.find(kDeadlineField);
+  if (it == request.end()) return Status::success();
+  const std::string range = "0.." + std::to_string(kMaxDeadlineMs);
+  if (!it->is_number_integer())
+    return requestError(ErrorCode::kWrongType, kDeadlineField, echoOf(*it),
+                        std::string("must be an integer ") + range +
+                            " (CLOCK_MONOTONIC milliseconds at which the client stops "
+                            "waiting), got " +
+                            it->type_name());
+  if ((!it->is_number_unsigned() && it->get<std::int64_t>() < 0) ||
+      it->get<std::uint64_t>() > kMaxDeadlineMs)
+    return requestError(ErrorCode::kInvalidValue, kDeadlineField, echoOf(*it),
+                        "must be " + range + " (CLOCK_MONOTONIC milliseconds)");
+  const auto deadline = static_cast<std::int64_t>(it->get<std::uint64_t>());
+  const std::int64_t now_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+  if (now_ms <= deadline) return Status::success();
+  return requestError(ErrorCode::kDeadlineExceeded, kDeadlineField, std::to_string(deadline),
+                      "the request's deadline had passed " + std::to_string(now_ms - deadline) +
+                          " ms before nicoffloadd came to handle it (its client stopped "
+                          "waiting): refused, nothing of it was applied");
+}
+
 // Refuses request keys the op does not know (typos must not pass silently).
+// "op" and "deadline_ms" are every op's.
 inline Status onlyKeys(const json& request, std::initializer_list<const char*> keys) {
   for (auto it = request.begin(); it != request.end(); ++it) {
-    if (it.key() == "op") continue;
+    if (it.key() == "op" || it.key() == kDeadlineField) continue;
     if (std::none_of(keys.begin(), keys.end(), [&](const char* k) { return it.key() == k; })) {
       std::string known;
       for (const char* k : keys) known += (known.empty() ? "" : ", ") + std::string(k);
+      known += std::string(known.empty() ? "" : ", ") + kDeadlineField;
       return requestError(ErrorCode::kUnknownField, it.key(), it.key(),
                           "unknown field '" + it.key() + "' for op '" +
                               request["op"].get<std::string>() +

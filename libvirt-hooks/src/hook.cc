@@ -74,12 +74,19 @@ class Run {
   // `tolerate_refusal` (reconnect, attach): the domain already runs and a
   // failing hook makes libvirt kill it, so a port nicoffloadd refuses, or
   // whose reply cannot be read, is reported degraded and the others go on.
+  //
+  // `tentative` (migrate): the ports are claims that nicoffloadd removes
+  // unless a later port.add without it (prepare, start, started) confirms
+  // them, as libvirt sends no stopped/release when an incoming migration
+  // fails before QEMU starts.
   bool addAll(const Domain& d, bool undo_on_failure, bool tolerate_refusal,
-              std::vector<Added>& added) {
+              std::vector<Added>& added, bool tentative = false) {
     std::vector<json> requests;
     requests.reserve(d.ports.size());
-    for (const auto& port : d.ports)
+    for (const auto& port : d.ports) {
       requests.push_back(json{{"op", "port.add"}, {"port", model::toJson(port)}, {"brief", true}});
+      if (tentative) requests.back()["tentative"] = true;
+    }
     const auto replies = daemon_.callAll(requests);
 
     const Error* unavailable = nullptr;  // the first port nicoffloadd did not answer for
@@ -247,7 +254,8 @@ void runOperation(Run& run, const Invocation& inv, std::string_view domain_xml,
       run.removeAll(domain->uuid, domain->ports);
       break;
     case Action::kFilter:
-      if (run.addAll(*domain, true, false, added)) {
+      if (run.addAll(*domain, true, false, added,
+                     /*tentative=*/inv.op == Operation::kMigrate)) {
         auto xml = rewriteInterfaces(domain_xml, rewritesFor(*domain, added));
         if (!xml) {
           run.undo(added);

@@ -15,7 +15,20 @@ namespace nicoffload::hooks {
 
 SocketDaemonClient::SocketDaemonClient(std::string socket_path,
                                        std::chrono::steady_clock::time_point deadline)
-    : socket_path_(std::move(socket_path)), deadline_(deadline) {}
+    : socket_path_(std::move(socket_path)), deadline_(deadline) {
+  const auto budget = std::max(deadline_ - std::chrono::steady_clock::now(),
+                               std::chrono::steady_clock::duration::zero());
+  request_deadline_ =
+      deadline_ - std::min<std::chrono::steady_clock::duration>(budget / 4, kReplyMargin);
+}
+
+// steady_clock is CLOCK_MONOTONIC (libstdc++ on Linux), the clock nicoffloadd
+// reads deadline_ms in.
+std::int64_t SocketDaemonClient::requestDeadlineMs() const {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             request_deadline_.time_since_epoch())
+      .count();
+}
 
 SocketDaemonClient::~SocketDaemonClient() {
   if (fd_ >= 0) ::close(fd_);
@@ -162,8 +175,19 @@ std::vector<DaemonReply> SocketDaemonClient::callAll(const std::vector<nlohmann:
   if (fd_ < 0)
     if (auto s = connect(); !s) return allDown(s.error());
 
+  // Each request carries the deadline (control API "deadline_ms"): a
+  // request the daemon only comes to after the hook gave up is refused, not
+  // applied behind libvirt's back (issue 22).
   std::string out;
-  for (const auto& r : requests) out += r.dump() + "\n";
+  for (const auto& r : requests) {
+    if (r.is_object() && !r.contains("deadline_ms")) {
+      nlohmann::json stamped = r;
+      stamped["deadline_ms"] = requestDeadlineMs();
+      out += stamped.dump() + "\n";
+    } else {
+      out += r.dump() + "\n";
+    }
+  }
   std::size_t sent = 0;
   while (sent < out.size()) {
     const ssize_t n =

@@ -445,6 +445,10 @@ Result<HostConfig> parseHostConfig(const json& doc) {
     if (d.integer("max_request_bytes", 4096, 64 << 20, n, false, "control API request size limit") &&
         d.member("max_request_bytes", false))
       host.max_request_bytes = static_cast<std::uint32_t>(n);
+    if (d.integer("tentative_ttl_ms", 1000, 86400000, n, false,
+                  "how long a tentative port lives unconfirmed, 1 s .. 1 day") &&
+        d.member("tentative_ttl_ms", false))
+      host.tentative_ttl_ms = static_cast<std::uint32_t>(n);
     if (d.string("sim_device_dir", host.sim_device_dir, false) &&
         (host.sim_device_dir.empty() || host.sim_device_dir[0] != '/'))
       d.fail(ErrorCode::kInvalidValue, "sim_device_dir", (*obj)["sim_device_dir"], "must be an absolute path");
@@ -596,6 +600,10 @@ Result<Port> parsePort(const json& doc, const std::string& path) {
               {"sim", VdpaKind::kSim}});
     port.vdpa = vdpa;
   }
+  if (r.integer("tentative_until_ms", 0, std::int64_t{1} << 53, n, false,
+                "milliseconds since the Unix epoch") &&
+      r.member("tentative_until_ms", false))
+    port.tentative_until_ms = n;
   r.finish();
   if (!r.ok()) return r.error();
   return port;

@@ -17,6 +17,7 @@ nlohmann::json toJson(const Port& port) {
   if (port.vf) j["vf"] = *port.vf;
   if (!port.representor.empty()) j["representor"] = port.representor;
   if (port.vdpa) j["vdpa"] = toString(*port.vdpa);
+  if (port.tentative_until_ms) j["tentative_until_ms"] = *port.tentative_until_ms;
   return j;
 }
 

@@ -165,6 +165,8 @@ struct Fixture {
   simnic::SimEswitch* nic = nullptr;     // owned by the controller
   MemorySoftwarePath* sw = nullptr;  // owned by the controller
   SteadyClock::time_point now{};
+  // The wall clock; tests of tentative ports move it with `now` (advance()).
+  std::chrono::system_clock::time_point wall{std::chrono::hours(24 * 365 * 56)};
   std::unique_ptr<Controller> ctl;
   bool background_full_pass = false;  // tick() runs a due full pass at once
   bool in_memory_flow = false;        // the simulated NIC keeps no files (RLIMIT_FSIZE tests)
@@ -212,6 +214,7 @@ struct Fixture {
     o.retry_max = milliseconds(800);
     o.reconcile_interval = milliseconds(60000);
     o.now = [this] { return now; };
+    o.wall_now = [this] { return wall; };
     o.background_full_pass = background_full_pass;
     auto c = Controller::start(host, profile, std::move(b), StateStore(host.state_dir), o);
     ASSERT_TRUE(c.ok()) << c.error().describe();
@@ -231,6 +234,15 @@ struct Fixture {
   json call(json req) {
     std::vector<control::Request> batch{{1, std::move(req), 0}};
     return ctl->handle(batch)[0];
+  }
+
+  // Time goes by, on both clocks.
+  void advance(milliseconds d) {
+    now += d;
+    wall += d;
+  }
+  std::int64_t nowMs() const {
+    return std::chrono::duration_cast<milliseconds>(now.time_since_epoch()).count();
   }
 
   static json port(int i, json extra = json::object()) {
@@ -1582,6 +1594,222 @@ TEST(ControllerLearned, PrefixFilterAndTheUnderlayWinWhateverTheOrder) {
     ASSERT_EQ(f.ctl->intent().remotes.size(), 1u);
     EXPECT_EQ(f.ctl->intent().remotes[0].address.str(), "10.9.0.254");
   }
+}
+
+}  // namespace
+}  // namespace nicoffload::offload
+
+namespace nicoffload::offload {
+namespace {
+
+// Issue 22: a request whose client gave up (the hook's timeout) while it
+// waited in the queue of a stalled daemon is refused when the controller
+// comes to it, not applied: a ghost port nobody would ever remove.
+TEST(ControllerDeadline, ARequestHandledPastItsDeadlineIsRefusedAndChangesNothing) {
+  Fixture f;
+  f.now += std::chrono::hours(1);  // CLOCK_MONOTONIC is well past 0 on a real host
+  f.start();
+  const auto rules = f.nic->size();
+  // Sent with 3 s left; the daemon stalls 5 s before it handles it.
+  json add = {{"op", "port.add"}, {"port", Fixture::port(1)}, {"deadline_ms", f.nowMs() + 3000}};
+  f.now += milliseconds(5000);
+  auto r = f.call(add);
+  ASSERT_FALSE(r["ok"]) << r.dump();
+  EXPECT_EQ(r["error"]["code"], "deadline-exceeded") << r.dump();
+  EXPECT_EQ(r["error"]["field"], "deadline_ms");
+  EXPECT_NE(r["error"]["message"].get<std::string>().find("2000 ms"), std::string::npos) << r.dump();
+  EXPECT_TRUE(f.ctl->intent().ports.empty());
+  EXPECT_EQ(f.nic->size(), rules);
+  EXPECT_FALSE(f.sw->hasRoute("10.0.1.1/32", "rep1"));
+  EXPECT_EQ(f.ctl->counters().requests_refused, 1u);
+  // A batch past its deadline is refused whole; so is an op of a batch.
+  r = f.call({{"op", "batch"},
+              {"ops", {{{"op", "port.add"}, {"port", Fixture::port(2)}}}},
+              {"deadline_ms", f.nowMs() - 1}});
+  EXPECT_EQ(r["error"]["code"], "deadline-exceeded") << r.dump();
+  r = f.call({{"op", "batch"},
+              {"ops",
+               {{{"op", "port.add"}, {"port", Fixture::port(2)}},
+                {{"op", "port.add"}, {"port", Fixture::port(3)}, {"deadline_ms", f.nowMs() - 1}}}}});
+  EXPECT_EQ(r["error"]["code"], "deadline-exceeded") << r.dump();
+  EXPECT_EQ(r["error"]["field"], "ops[1].deadline_ms") << r.dump();
+  EXPECT_TRUE(f.ctl->intent().ports.empty());
+  // Not persisted either: a restart finds no port.
+  f.ctl.reset();
+  f.start();
+  EXPECT_TRUE(f.ctl->intent().ports.empty());
+  // Handled in time (the deadline itself included): applied.
+  add["deadline_ms"] = f.nowMs() + 3000;
+  f.now += milliseconds(3000);
+  r = f.call(add);
+  ASSERT_TRUE(r["ok"]) << r.dump();
+  EXPECT_EQ(f.ctl->intent().ports.size(), 1u);
+  EXPECT_TRUE(f.sw->hasRoute("10.0.1.1/32", "rep1"));
+}
+
+TEST(ControllerDeadline, EveryOpTakesTheFieldAndItIsValidated) {
+  Fixture f;
+  f.now += std::chrono::hours(1);
+  f.start();
+  const json later = f.nowMs() + 1000;
+  const std::string vm = Fixture::port(1)["vm"];
+  for (json req : std::vector<json>{
+           {{"op", "port.add"}, {"port", Fixture::port(1)}, {"brief", true}},
+           {{"op", "port.get"}, {"vm", vm}, {"nic", 0}},
+           {{"op", "port.list"}, {"vm", vm}},
+           {{"op", "remote.add"}, {"remote", {{"address", "10.9.0.1/32"}}}},
+           {{"op", "remote.list"}, {"limit", 10}},
+           {{"op", "remote.sync"}, {"origin", "bgp"}, {"remotes", json::array()}},
+           {{"op", "remote.remove"}, {"address", "10.9.0.1/32"}},
+           {{"op", "batch"}, {"ops", json::array()}},
+           {{"op", "rules"}, {"limit", 5}},
+           {{"op", "counters"}},
+           {{"op", "status"}},
+           {{"op", "reconcile"}},
+           {{"op", "trace"},
+            {"packet", {{"in", "uplink"}, {"src_ip", "10.9.9.9"}, {"dst_ip", "10.0.1.1"}}}},
+           {{"op", "port.remove"}, {"vm", vm}, {"nic", 0}},
+       }) {
+    req["deadline_ms"] = later;
+    auto r = f.call(req);
+    EXPECT_TRUE(r["ok"]) << req.dump() << " -> " << r.dump();
+  }
+  // A read past its deadline is refused too (its client is gone).
+  f.now += milliseconds(1001);
+  auto r = f.call({{"op", "status"}, {"deadline_ms", later}});
+  EXPECT_EQ(r["error"]["code"], "deadline-exceeded") << r.dump();
+  // Type and range, the field named.
+  for (const auto& [value, code] : std::vector<std::pair<json, std::string>>{
+           {"soon", "wrong-type"},
+           {1.5, "wrong-type"},
+           {json::array(), "wrong-type"},
+           {-1, "invalid-value"},
+           {std::uint64_t{1} << 60, "invalid-value"}}) {
+    for (const char* op : {"port.add", "status"}) {
+      json req = {{"op", op}, {"deadline_ms", value}};
+      if (std::string(op) == "port.add") req["port"] = Fixture::port(2);
+      r = f.call(req);
+      EXPECT_EQ(r["error"]["code"], code) << req.dump() << " -> " << r.dump();
+      EXPECT_EQ(r["error"]["field"], "deadline_ms") << r.dump();
+    }
+  }
+  EXPECT_EQ(f.ctl->intent().ports.size(), 0u);
+}
+
+// Issue 22: the ports of an incoming migration that libvirt abandons before
+// QEMU starts (no stopped/release ever comes) must not leak: the hook's
+// migrate claims them tentatively, and an unconfirmed claim expires.
+TEST(ControllerClaims, AnUnconfirmedTentativePortExpiresAndGivesEverythingBack) {
+  Fixture f;
+  f.host.tentative_ttl_ms = 10000;
+  f.host.vdpa_backend = model::VdpaKind::kSim;
+  f.host.vdpa_pool_size = 2;
+  f.host.vdpa_pool_low_water = 1;
+  f.start(true, true);
+  for (int i = 0; i < 10 && f.ctl->untilNextTick().count() == 0; ++i) f.ctl->tick();
+  ASSERT_EQ(f.call({{"op", "status"}})["result"]["vdpa_pool"]["ready"], 2);
+  const auto rules = f.nic->size();
+  const std::string vm = Fixture::port(1)["vm"];
+
+  auto r = f.call({{"op", "port.add"}, {"port", Fixture::port(1)}, {"tentative", true}});
+  ASSERT_TRUE(r["ok"]) << r.dump();
+  EXPECT_EQ(r["result"]["status"]["tentative"]["expires_in_s"], 10.0) << r.dump(1);
+  EXPECT_EQ(r["result"]["status"]["devices"]["vdpa"]["name"], "nfovf0");
+  EXPECT_GT(f.nic->size(), rules);
+  EXPECT_TRUE(f.sw->hasRoute("10.0.1.1/32", "rep1"));
+  auto status = f.call({{"op", "status"}})["result"];
+  EXPECT_EQ(status["ports_tentative"]["held"], 1) << status.dump();
+  EXPECT_EQ(status["vdpa_pool"]["ready"], 1);
+  EXPECT_LE(f.ctl->untilNextTick(), milliseconds(10000));
+
+  f.advance(milliseconds(4000));
+  auto g = f.call({{"op", "port.list"}, {"vm", vm}});
+  ASSERT_EQ(g["result"].size(), 1u);
+  EXPECT_EQ(g["result"][0]["tentative"]["expires_in_s"], 6.0) << g.dump();
+  f.advance(milliseconds(5999));
+  f.ctl->tick();
+  EXPECT_EQ(f.ctl->intent().ports.size(), 1u) << "not yet";
+  EXPECT_EQ(f.ctl->untilNextTick(), milliseconds(1));
+
+  f.advance(milliseconds(2));
+  f.ctl->tick();
+  EXPECT_TRUE(f.ctl->intent().ports.empty());
+  EXPECT_EQ(f.ctl->counters().tentative_expired, 1u);
+  EXPECT_EQ(f.nic->size(), rules) << "its rules are gone";
+  EXPECT_FALSE(f.sw->hasRoute("10.0.1.1/32", "rep1"));
+  status = f.call({{"op", "status"}})["result"];
+  EXPECT_EQ(status["ports_tentative"]["held"], 0);
+  EXPECT_EQ(status["ports_tentative"]["expired"], 1);
+  EXPECT_EQ(status["vfs"]["assigned"], 0) << "the VF is free";
+  EXPECT_EQ(status["vdpa_pool"]["ready"], 2) << "the device is back in the pool";
+  EXPECT_EQ(f.call({{"op", "counters"}})["result"]["controller"]["tentative_ports_expired"], 1);
+  EXPECT_NE(f.ctl->metricsText(nullptr).find("nicoffload_tentative_ports_expired_total 1"),
+            std::string::npos);
+  EXPECT_GT(f.ctl->untilNextTick(), milliseconds(10000)) << "nothing left to expire";
+  // For good: a restart does not bring it back.
+  f.ctl.reset();
+  f.start(true, true);
+  EXPECT_TRUE(f.ctl->intent().ports.empty());
+}
+
+TEST(ControllerClaims, AConfirmKeepsThePortAndARestartKeepsTheExpiry) {
+  Fixture f;
+  f.host.tentative_ttl_ms = 10000;
+  f.start();
+  for (int i : {1, 2, 3})
+    ASSERT_TRUE(f.call({{"op", "port.add"}, {"port", Fixture::port(i)}, {"tentative", true}})["ok"]);
+  // The confirm (the hook's prepare/start/started: no "tentative").
+  f.advance(milliseconds(1000));
+  auto r = f.call({{"op", "port.add"}, {"port", Fixture::port(1)}});
+  ASSERT_TRUE(r["ok"]) << r.dump();
+  EXPECT_EQ(r["result"]["changed"], true);
+  EXPECT_FALSE(r["result"]["status"].contains("tentative")) << r.dump(1);
+  // Confirmed stays confirmed: a tentative claim on it changes nothing.
+  r = f.call({{"op", "port.add"}, {"port", Fixture::port(1)}, {"tentative", true}});
+  EXPECT_EQ(r["result"]["changed"], false) << r.dump();
+  // A repeated claim renews it (port 3: until 13 s from the start).
+  f.advance(milliseconds(2000));
+  ASSERT_TRUE(f.call({{"op", "port.add"}, {"port", Fixture::port(3)}, {"tentative", true}})["ok"]);
+
+  // kill -9 and restart 4 s later (both clocks moved on): the expiries hold.
+  f.ctl.reset();
+  f.advance(milliseconds(4000));  // t = 7 s
+  f.start();
+  auto held = f.call({{"op", "port.get"}, {"vm", Fixture::port(2)["vm"]}, {"nic", 0}});
+  EXPECT_EQ(held["result"]["tentative"]["expires_in_s"], 3.0) << held.dump(1);
+  f.advance(milliseconds(2999));  // t = 9.999 s
+  f.ctl->tick();
+  EXPECT_EQ(f.ctl->intent().ports.size(), 3u);
+  f.advance(milliseconds(2));  // t = 10.001 s: port 2 expires
+  f.ctl->tick();
+  EXPECT_EQ(f.ctl->intent().ports.size(), 2u);
+  EXPECT_EQ(f.ctl->counters().tentative_expired, 1u);
+
+  // Down past port 3's expiry (13 s): the first tick after the start removes it.
+  f.ctl.reset();
+  f.advance(milliseconds(60000));
+  f.start();
+  EXPECT_EQ(f.ctl->untilNextTick(), milliseconds(0));
+  f.ctl->tick();
+  ASSERT_EQ(f.ctl->intent().ports.size(), 1u);
+  EXPECT_EQ(f.ctl->intent().ports[0].key.vm, Fixture::port(1)["vm"]) << "the confirmed one stays";
+  EXPECT_FALSE(f.ctl->intent().ports[0].tentative_until_ms);
+  EXPECT_TRUE(f.sw->hasRoute("10.0.1.1/32", "rep1"));
+  EXPECT_FALSE(f.sw->hasRoute("10.0.3.1/32", "rep3"));
+}
+
+TEST(ControllerClaims, TheFieldsAreValidatedAndTheExpiryIsNotARequestField) {
+  Fixture f;
+  f.start();
+  auto r = f.call({{"op", "port.add"}, {"port", Fixture::port(1)}, {"tentative", "yes"}});
+  EXPECT_EQ(r["error"]["code"], "wrong-type") << r.dump();
+  EXPECT_EQ(r["error"]["field"], "tentative");
+  r = f.call({{"op", "port.add"}, {"port", Fixture::port(1, {{"tentative_until_ms", 1}})}});
+  EXPECT_EQ(r["error"]["code"], "unknown-field") << r.dump();
+  EXPECT_EQ(r["error"]["field"], "port.tentative_until_ms");
+  r = f.call({{"op", "port.remove"}, {"vm", Fixture::port(1)["vm"]}, {"nic", 0}, {"tentative", true}});
+  EXPECT_EQ(r["error"]["code"], "unknown-field") << r.dump();
+  EXPECT_TRUE(f.ctl->intent().ports.empty());
 }
 
 }  // namespace

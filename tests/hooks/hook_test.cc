@@ -505,6 +505,26 @@ TEST(Hook, MigrateAndRestorePrepareAndPrintTheRewrittenXml) {
   EXPECT_TRUE(d.ports.empty());  // the first port was undone
 }
 
+// Issue 22: libvirt sends no stopped/release when an incoming migration
+// fails before QEMU starts, so the ports `migrate` claims are tentative
+// (nicoffloadd removes them unless confirmed); prepare, start and started
+// confirm them (a port.add without "tentative"). restore and every other
+// operation claim for good.
+TEST(Hook, MigrateClaimsTentativelyAndPrepareStartStartedConfirm) {
+  FakeDaemon d;
+  auto out = runHook(inv("migrate", "begin"), domainXml(twoPorts()), config(), d);
+  ASSERT_EQ(out.exit_code, 0) << out.err;
+  ASSERT_EQ(d.ops(), (std::vector<std::string>{"port.add", "port.add"}));
+  for (const auto& r : d.requests) EXPECT_EQ(r.value("tentative", false), true) << r.dump();
+  for (const char* op : {"prepare", "start", "started", "restore", "reconnect", "attach"}) {
+    d.requests.clear();
+    auto s = runHook(inv(op, "begin"), domainXml(twoPorts()), config(), d);
+    EXPECT_EQ(s.exit_code, 0) << op << s.err;
+    ASSERT_EQ(d.ops(), (std::vector<std::string>{"port.add", "port.add"})) << op;
+    for (const auto& r : d.requests) EXPECT_FALSE(r.contains("tentative")) << op << r.dump();
+  }
+}
+
 // Issue 14: a domain migrating (or restored) onto a host whose vDPA backend
 // is DPDK: its vdpa interface becomes a vhostuser one on the socket the
 // destination's nicoffloadd serves (QEMU the client, with reconnect); and

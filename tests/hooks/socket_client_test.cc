@@ -53,7 +53,9 @@ class TestServer {
         if (silent) continue;
         for (const auto& r : batch) {
           if (r.body["op"] == "ping")
-            server_->reply(r.connection, control::okReply({{"n", r.body.value("n", 0)}}));
+            server_->reply(r.connection,
+                           control::okReply({{"n", r.body.value("n", 0)},
+                                             {"deadline_ms", r.body.value("deadline_ms", json())}}));
           else
             server_->reply(r.connection,
                            control::errorReply(makeError(ErrorCode::kDuplicate, "port.mac",
@@ -99,6 +101,36 @@ TEST(SocketDaemonClient, PipelinesRequestsAndKeepsReplyOrder) {
   auto again = client.call({{"op", "ping"}, {"n", 9}});
   ASSERT_EQ(again.kind, DaemonReply::Kind::kOk);
   EXPECT_EQ(again.result["n"], 9);
+}
+
+// Issue 22: every request carries the hook's deadline (CLOCK_MONOTONIC ms,
+// less the reply margin), so that nicoffloadd refuses what it only comes to
+// after the hook gave up; a request that names its own deadline keeps it.
+TEST(SocketDaemonClient, EveryRequestCarriesTheHooksDeadline) {
+  TestServer server;
+  const auto now_ms = [] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  };
+  const auto before = now_ms();
+  SocketDaemonClient client(server.path(), std::chrono::steady_clock::now() + 4s);
+  const auto after = now_ms();
+  EXPECT_GE(client.requestDeadlineMs(), before + 4000 - 250);
+  EXPECT_LE(client.requestDeadlineMs(), after + 4000 - 250);
+  auto replies = client.callAll({{{"op", "ping"}, {"n", 1}},
+                                 {{"op", "ping"}, {"n", 2}},
+                                 {{"op", "ping"}, {"n", 3}, {"deadline_ms", 42}}});
+  ASSERT_EQ(replies.size(), 3u);
+  for (const auto& r : replies) ASSERT_EQ(r.kind, DaemonReply::Kind::kOk) << r.error.describe();
+  EXPECT_EQ(replies[0].result["deadline_ms"], client.requestDeadlineMs());
+  EXPECT_EQ(replies[1].result["deadline_ms"], client.requestDeadlineMs());
+  EXPECT_EQ(replies[2].result["deadline_ms"], 42);
+  EXPECT_EQ(client.call({{"op", "ping"}}).result["deadline_ms"], client.requestDeadlineMs());
+  // A short budget keeps a quarter of itself for the reply, not 250 ms.
+  SocketDaemonClient quick(server.path(), std::chrono::steady_clock::now() + 100ms);
+  EXPECT_GE(quick.requestDeadlineMs(), before + 70);
+  EXPECT_LE(quick.requestDeadlineMs(), now_ms() + 75);
 }
 
 TEST(SocketDaemonClient, NothingListeningIsUnavailableAtOnce) {

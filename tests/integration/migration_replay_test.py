@@ -15,12 +15,21 @@ Checks: the destination claims a pool device at `migrate`, before QEMU
 starts, and its rewritten XML names that device; the later operations
 change nothing; the source keeps its device until `stopped`/`release`,
 which give it back to its pool; a failed migration leaves the source
-untouched and returns the destination's device to its pool. Needs root.
+untouched and returns the destination's device to its pool.
+
+Issue 22: an aborted migration where libvirt never sends `stopped`/
+`release` to the destination (it fails before QEMU starts): the ports
+`migrate` claimed are tentative and go away after the destination's
+daemon.tentative_ttl_ms (short here), a kill -9 of its daemon meanwhile
+included; and a hook that timed out against a stalled (SIGSTOP) daemon
+leaves no ghost port once the daemon resumes (the requests carry a
+deadline). Needs root.
 
 usage: migration_replay_test.py NICOFFLOADD NICOFFLOAD_HOOK SOURCE_DIR"""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -32,6 +41,7 @@ from nfo_testlib import Checks, Client, Daemon, World, tear_down, write_host  # 
 
 NS = "http://nicoffload.org/xmlns/ports/1"
 POOL = 4
+TTL_MS = 3000  # daemon.tentative_ttl_ms: how long an unconfirmed migrate claim lives
 
 
 def domain_xml(name, dom_uuid, nics):
@@ -54,7 +64,10 @@ class Hypervisor:
         self.host, self.cfg = write_host(
             self.world,
             backends={"flow": "sim", "software_path": "none", "nic": "sim", "vdpa": "sim"},
-            vdpa={"pool": {"size": POOL, "low_water": 1}})
+            vdpa={"pool": {"size": POOL, "low_water": 1}},
+            daemon={"metrics_listen": "", "reconcile_interval_ms": 60000,
+                    "sim_device_dir": f"{self.world.dir}/simnic", "max_request_bytes": 65536,
+                    "tentative_ttl_ms": TTL_MS})
         self.daemon = Daemon(daemon_bin, self.host, f"{root}/hw-profiles", f"{self.world.dir}/daemon.log")
         try:
             self.daemon.start()
@@ -89,9 +102,9 @@ class Hypervisor:
         r = self.client.call({"op": "port.get", "vm": vm, "nic": nic})
         return r["result"] if r["ok"] else None
 
-    def hook(self, hook_bin, domain, op, sub, xml):
+    def hook(self, hook_bin, domain, op, sub, xml, config=None):
         """The hook as libvirtd runs it: argv, the XML on stdin, a fresh process."""
-        env = dict(os.environ, NICOFFLOAD_HOOK_CONFIG=self.hook_cfg)
+        env = dict(os.environ, NICOFFLOAD_HOOK_CONFIG=config or self.hook_cfg)
         return subprocess.run([hook_bin, domain, op, sub, "-"], input=xml, capture_output=True, text=True,
                               env=env, timeout=30)
 
@@ -131,6 +144,9 @@ def main():
         t.check("destination migrate exits 0", r.returncode == 0, r.stderr)
         dst_ports = [dst.port(dom_uuid, i) for i in range(2)]
         t.check("destination ports exist after migrate", all(dst_ports), dst_ports)
+        t.check("migrate claims them tentatively, for the configured time",
+                all(p and 0 < p.get("tentative", {}).get("expires_in_s", 0) <= TTL_MS / 1000 for p in dst_ports),
+                dst_ports)
         dst_paths = [p["devices"]["vdpa"]["path"] for p in dst_ports] if all(dst_ports) else []
         t.check("destination devices came from its pool (a MAC set each, nothing created)",
                 dst.vdpa_ops() - dst_ops == 2 and dst.pool()["claimed"] == 2, (dst.vdpa_ops() - dst_ops, dst.pool()))
@@ -151,6 +167,7 @@ def main():
             t.check(f"destination {op} exits 0", r.returncode == 0, r.stderr)
         t.check("prepare/start/started after migrate change no device", dst.vdpa_ops() == ops_before,
                 dst.vdpa_ops() - ops_before)
+        t.check("prepare confirmed the claims", all("tentative" not in dst.port(dom_uuid, i) for i in range(2)))
         t.check("the source keeps its ports and devices during the migration",
                 [src.port(dom_uuid, i)["devices"]["vdpa"]["path"] for i in range(2)] == src_paths)
 
@@ -185,6 +202,62 @@ def main():
         after = src.port(uuid2, 0)
         t.check("failed migration: the source port is untouched",
                 after is not None and after["devices"] == before["devices"], (before, after))
+
+        # Issue 22: a migration aborted before QEMU starts on the destination:
+        # libvirt sends it no stopped/release. Its claims expire after the TTL,
+        # a kill -9 of the destination's daemon meanwhile included.
+        name3 = name + "-c"
+        uuid3 = str(uuid.uuid4())
+        nics3 = [("52:54:00:6d:02:01", "10.77.2.1/32")]
+        xml3 = domain_xml(name3, uuid3, [(m, a, "/dev/null") for m, a in nics3])
+        for op in ("prepare", "start", "started"):
+            src.hook(hook_bin, name3, op, "begin", xml3)
+        before = src.port(uuid3, 0)
+        ready = dst.pool()["ready"]
+        r = dst.hook(hook_bin, name3, "migrate", "begin", xml3)
+        t.check("aborted migration: migrate exits 0", r.returncode == 0, r.stderr)
+        claimed = dst.port(uuid3, 0)
+        t.check("aborted migration: the destination holds a tentative port with a pool device",
+                claimed is not None and "tentative" in claimed and dst.pool()["ready"] == ready - 1,
+                (claimed, dst.pool()))
+        dst.daemon.stop(signal.SIGKILL)
+        dst.daemon.start()
+        kept = dst.port(uuid3, 0)
+        t.check("the claim and its expiry survive a kill -9 of the daemon",
+                kept is not None and 0 < kept.get("tentative", {}).get("expires_in_s", 0) <= TTL_MS / 1000, kept)
+        deadline = time.time() + TTL_MS / 1000 + 10
+        while time.time() < deadline and dst.port(uuid3, 0) is not None:
+            time.sleep(0.1)
+        t.check("aborted migration: the destination's port is gone after the TTL", dst.port(uuid3, 0) is None)
+        t.check("aborted migration: its device is back in the pool", dst.wait_pool(ready), (ready, dst.pool()))
+        st = dst.status()
+        t.check("aborted migration: counted, its VF free",
+                st["ports_tentative"]["expired"] == 1 and st["ports_tentative"]["held"] == 0
+                and st["vfs"]["assigned"] == 2, (st["ports_tentative"], st["vfs"]))
+        t.check("aborted migration: the confirmed domain is untouched", all(dst.port(dom_uuid, i) for i in range(2)))
+        after = src.port(uuid3, 0)
+        t.check("aborted migration: the source port is untouched",
+                after is not None and after["devices"] == before["devices"], (before, after))
+
+        # Issue 22: a hook that timed out against a stalled daemon leaves no
+        # ghost port when the daemon resumes: its requests carried a deadline.
+        name4 = name + "-d"
+        uuid4 = str(uuid.uuid4())
+        xml4 = domain_xml(name4, uuid4, [("52:54:00:6d:03:01", "10.77.3.1/32", "/dev/null")])
+        quick_cfg = f"{dst.world.dir}/hook-quick.json"
+        with open(quick_cfg, "w") as f:
+            json.dump({"socket": dst.cfg["socket"], "timeout_ms": 500}, f)
+        dst.daemon.proc.send_signal(signal.SIGSTOP)
+        try:
+            r = dst.hook(hook_bin, name4, "prepare", "begin", xml4, config=quick_cfg)
+        finally:
+            dst.daemon.proc.send_signal(signal.SIGCONT)
+        t.check("stalled daemon: prepare fails on its time bound", r.returncode == 1 and "nicoffloadd" in r.stderr,
+                (r.returncode, r.stderr))
+        time.sleep(0.5)  # the daemon resumes and reads the queued requests
+        t.check("stalled daemon: no ghost port once it resumes", dst.port(uuid4, 0) is None, dst.port(uuid4, 0))
+        log = open(f"{dst.world.dir}/daemon.log").read()
+        t.check("stalled daemon: the late request was refused for its deadline", "deadline_ms" in log, log[-1500:])
 
         # Restarting the destination (a daemon upgrade mid-life) adopts all.
         dst.daemon.stop()

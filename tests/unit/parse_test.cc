@@ -238,6 +238,44 @@ TEST(ParseIntent, VdpaPoolAndItsErrors) {
   }
 }
 
+// Issue 22: how long a tentative port (the hook's migrate) lives, and the
+// expiry a port carries through the state file.
+TEST(ParseIntent, TentativeTtlAndThePortsExpiry) {
+  json host = exampleHost(Example::kRouted);
+  auto h = model::parseHostConfig(host);
+  ASSERT_TRUE(h) << h.error().describe();
+  EXPECT_EQ(h->tentative_ttl_ms, 300000u) << "default: 5 minutes";
+  host["daemon"] = {{"tentative_ttl_ms", 2000}};
+  h = model::parseHostConfig(host);
+  ASSERT_TRUE(h) << h.error().describe();
+  EXPECT_EQ(h->tentative_ttl_ms, 2000u);
+  for (const auto& [value, code] : std::vector<std::pair<json, ErrorCode>>{
+           {999, ErrorCode::kInvalidValue},
+           {86400001, ErrorCode::kInvalidValue},
+           {"2000", ErrorCode::kWrongType}}) {
+    host["daemon"]["tentative_ttl_ms"] = value;
+    auto r = model::parseHostConfig(host);
+    ASSERT_FALSE(r) << value;
+    EXPECT_EQ(r.error().field, "daemon.tentative_ttl_ms") << r.error().describe();
+    EXPECT_EQ(r.error().code, code) << r.error().describe();
+  }
+  json port = {{"vm", "00000000-0000-4000-8000-000000000001"}, {"nic", 0},
+               {"mac", "52:54:00:00:00:01"}, {"addresses", {"10.0.1.1/32"}}};
+  auto plain = model::parsePort(port, "port");
+  ASSERT_TRUE(plain) << plain.error().describe();
+  EXPECT_FALSE(plain->tentative_until_ms);
+  EXPECT_FALSE(model::toJson(*plain).contains("tentative_until_ms"));
+  port["tentative_until_ms"] = 1796474818337;
+  auto claimed = model::parsePort(port, "port");
+  ASSERT_TRUE(claimed) << claimed.error().describe();
+  EXPECT_EQ(claimed->tentative_until_ms, 1796474818337);
+  EXPECT_EQ(model::toJson(*claimed)["tentative_until_ms"], 1796474818337);
+  port["tentative_until_ms"] = -1;
+  auto bad = model::parsePort(port, "port");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().field, "port.tentative_until_ms");
+}
+
 TEST(ParseIntent, RoutedExampleValuesAndDefaults) {
   const Intent intent = test::exampleIntent(Example::kRouted);
   const auto& h = intent.host;
@@ -806,6 +844,7 @@ TEST(ErrorCatalogue, EveryCodeHasAnEntry) {
   EXPECT_EQ(errorInfo(ErrorCode::kExhausted).name, "exhausted");
   EXPECT_EQ(errorInfo(ErrorCode::kExhausted).title, "Resource exhausted");
   EXPECT_EQ(errorInfo(ErrorCode::kTableFull).description.find("VF"), std::string_view::npos);
+  EXPECT_EQ(errorInfo(ErrorCode::kDeadlineExceeded).name, "deadline-exceeded");
   // Every name maps back to its code: the daemon and its clients exchange names.
   for (std::size_t c = 0; c < kErrorCodeCount; ++c) {
     const auto code = static_cast<ErrorCode>(c);

@@ -32,10 +32,11 @@ enum class ErrorCode : unsigned char {
   kInternal,          // an invariant broke: a bug in nicoffload
   kPermissionDenied,  // the caller may not do this (control socket peer check)
   kExhausted,         // a pool has nothing left to hand out: no free VF on the PF
+  kDeadlineExceeded,  // the request's deadline (deadline_ms) passed before it was handled
 };
 // Codes are appended, never renumbered: counters are indexed by code, and
 // the daemon and its clients exchange the catalogue names.
-inline constexpr std::size_t kErrorCodeCount = 14;
+inline constexpr std::size_t kErrorCodeCount = 15;
 
 // One entry of the error catalogue (FRR zebra_errors.c style).
 struct ErrorInfo {

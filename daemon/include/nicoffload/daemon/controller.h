@@ -52,6 +52,13 @@ struct ControllerOptions {
   std::chrono::milliseconds retry_min{100};             // first retry after a failure
   std::chrono::milliseconds retry_max{30000};           // backoff ceiling
   std::function<SteadyClock::time_point()> now = [] { return SteadyClock::now(); };
+  // The wall clock, read once at start: a tentative port's expiry is kept
+  // (and persisted) as wall time, Port::tentative_until_ms, so that it holds
+  // across a restart; while the daemon runs, time goes by `now` from there,
+  // so a step of the wall clock neither expires nor prolongs a claim.
+  std::function<std::chrono::system_clock::time_point()> wall_now = [] {
+    return std::chrono::system_clock::now();
+  };
   // Full passes (periodic, retries) run their heavy part on a worker thread
   // and check the device in slices of slice_budget per loop turn, so that
   // requests never wait behind them; off = each runs at once (tests).
@@ -155,6 +162,7 @@ class Controller {
     std::uint64_t vdpa_pool_claims = 0;   // ports given a ready pool device
     std::uint64_t vdpa_pool_misses = 0;   // ports whose device was created on demand (pool on)
     std::uint64_t vdpa_pool_refills = 0;  // pool devices made ahead
+    std::uint64_t tentative_expired = 0;  // tentative ports removed unconfirmed (claims.cc)
   };
   const Counters& counters() const { return counters_; }
 
@@ -350,6 +358,24 @@ class Controller {
   std::string portLinkPath(const model::PortKey& key) const;
   void updatePortLink(const model::PortKey& key, const vdpa::VdpaDevice& d);
   void removePortLink(const model::PortKey& key);
+
+  // --- tentative ports (claims.cc) ---
+  // A port.add with "tentative" (the libvirt hook's `migrate`) claims a port
+  // until daemon.tentative_ttl_ms from now; a port.add without it confirms.
+  // libvirt skips stopped/release when an incoming migration fails before
+  // QEMU starts, so an unconfirmed claim is removed by tick() (issue 22).
+  // The claims' clock: wall time at start plus steady time since, in ms.
+  std::int64_t claimClockMs() const;
+  // A tentative port expires at `until_ms` (claim clock): tick() looks then.
+  void noteClaim(std::int64_t until_ms);
+  // Removes every tentative port past its expiry (as port.remove does:
+  // rules, kernel objects, VF, vDPA device back to the pool), logged and
+  // counted; schedules the next look.
+  void expireClaims();
+  std::size_t tentativeCount() const;
+  nlohmann::json claimJson(const model::Port& port) const;  // port.get's "tentative"
+  std::int64_t wall_base_ms_ = 0;  // options_.wall_now() at started_, ms since the epoch
+  SteadyClock::time_point next_claim_ = SteadyClock::time_point::max();
 
   SteadyClock::time_point started_;
   SteadyClock::time_point next_full_;

@@ -4,10 +4,17 @@
 // are pipelined on one connection. Each reply line is read by
 // parseDaemonReply() (daemon_replies.h), the pure entry point the fuzz target
 // calls.
+//
+// Every request is sent with "deadline_ms" (the control API's, README.md):
+// the run's deadline less a margin for the reply (a quarter of the budget,
+// at most kReplyMargin), as CLOCK_MONOTONIC milliseconds. nicoffloadd
+// refuses a request it comes to after that instead of applying it when the
+// hook has long given up (a stalled daemon that resumes: issue 22).
 #pragma once
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "nicoffload/hooks/daemon_client.h"
@@ -35,6 +42,12 @@ class SocketDaemonClient : public DaemonClient {
   // The longest reply line accepted (bytes): port.list of a whole host is
   // well below (500 ports at about 1 KiB each).
   static constexpr std::size_t kMaxReplyBytes = 16u << 20;
+  // Kept between the requests' deadline_ms and the hook's own deadline, so
+  // that a request admitted just in time is persisted, applied and answered
+  // before the hook stops reading.
+  static constexpr std::chrono::milliseconds kReplyMargin{250};
+  // The "deadline_ms" each request carries (CLOCK_MONOTONIC milliseconds).
+  std::int64_t requestDeadlineMs() const;
 
  private:
   Status connect();
@@ -43,6 +56,7 @@ class SocketDaemonClient : public DaemonClient {
 
   std::string socket_path_;
   std::chrono::steady_clock::time_point deadline_;
+  std::chrono::steady_clock::time_point request_deadline_;  // deadline_ less the reply margin
   int fd_ = -1;
   std::string buffer_;
   bool down_ = false;

@@ -117,6 +117,11 @@ struct HostConfig {
   // The state journal's size that triggers a snapshot (compaction).
   std::uint64_t journal_compact_bytes = 64ull << 20;
   std::uint32_t max_request_bytes = 16 << 20;     // control API request size limit (a 100 k remote.sync is ~6 MiB)
+  // How long a tentative port (port.add "tentative": the hook's `migrate`)
+  // lives unconfirmed before nicoffloadd removes it: libvirt skips
+  // stopped/release when an incoming migration fails before QEMU starts.
+  // Milliseconds, 1 s .. 1 day.
+  std::uint32_t tentative_ttl_ms = 300000;
   // Where the simulated NIC keeps its rules, like a device keeps them while
   // the controller restarts (tmpfs: gone at reboot, as on real hardware).
   std::string sim_device_dir = "/run/nicoffload/simnic";
@@ -142,6 +147,12 @@ struct Port {
   std::optional<std::uint16_t> vf;       // VF index on the uplink PF
   std::string representor;               // representor netdev; empty = "pf0vf<vf>"
   std::optional<VdpaKind> vdpa;          // vDPA flavour; unset = host default
+  // Set while the port is a tentative claim (a port.add with "tentative":
+  // the libvirt hook's `migrate`): when it passes unconfirmed (no port.add
+  // without "tentative" came), nicoffloadd removes the port. Milliseconds
+  // since the Unix epoch (CLOCK_REALTIME), so that it means the same after
+  // a restart or a reboot; set by nicoffloadd only, never by a request.
+  std::optional<std::int64_t> tentative_until_ms;
 
   // The representor netdev name used by the software path.
   std::string representorName() const {
