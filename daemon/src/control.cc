@@ -415,10 +415,28 @@ Status Server::watchFd(int fd) {
   return Status::success();
 }
 
+void Server::discountOwnTurn() {
+  if (!turn_started_) return;
+  const auto own = Clock::now() - *turn_started_;
+  turn_started_.reset();
+  // A turn of a few ms is the normal cost of serving; only long ones (a
+  // large batch, a slice of bulk work, a full pass's repair) are worth the walk.
+  if (own < std::chrono::milliseconds(1)) return;
+  for (auto& [id, c] : conns_) {
+    if (c.partial_since != Clock::time_point{}) c.partial_since += own;
+    if (c.output_since != Clock::time_point{}) c.output_since += own;
+    c.last_activity += own;
+  }
+}
+
 std::vector<Request> Server::poll(int timeout_ms) {
   std::vector<Request> out;
   epoll_event events[64];
+  // The bytes a client sent while the daemon was busy are still unread: the
+  // time they waited is the daemon's, not the client's.
+  discountOwnTurn();
   const int n = ::epoll_wait(epoll_fd_, events, 64, expire(timeout_ms));
+  turn_started_ = Clock::now();
   for (int i = 0; i < n; ++i) {
     const std::uint64_t id = events[i].data.u64;
     if (id == kListenTag) {

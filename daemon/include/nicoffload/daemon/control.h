@@ -17,7 +17,10 @@
 // Slow clients: a connection holding part of a request longer than
 // Options::partial_request_timeout gets an error reply and is closed, so
 // that slow or stuck clients cannot hold every connection slot; an idle one
-// (nothing pending) is closed after Options::idle_timeout.
+// (nothing pending) is closed after Options::idle_timeout. These clocks
+// count only the time the server was waiting for the client: the time
+// between poll() returning and the next poll() (the daemon's own turn, when
+// nothing is read or sent) is not the client's fault and is not counted.
 #pragma once
 
 #include <sys/types.h>
@@ -137,6 +140,9 @@ class Server {
   void closeIfDone(std::uint64_t id);
   // Expires slow and idle connections; returns the time until the next expiry.
   int expire(int timeout_ms);
+  // Moves every connection's clocks forward by the daemon's own turn since
+  // the last poll() returned (see the header comment).
+  void discountOwnTurn();
   void watch(std::uint64_t id);  // epoll interest from the connection's state
 
   Options options_;
@@ -144,6 +150,7 @@ class Server {
   int epoll_fd_ = -1;
   std::uint64_t next_id_ = 1;
   std::unordered_map<std::uint64_t, Connection> conns_;
+  std::optional<Clock::time_point> turn_started_;  // when poll() last returned
   ServerCounters counters_;
 };
 
