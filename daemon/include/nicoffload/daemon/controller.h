@@ -25,6 +25,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "nicoffload/common/error.h"
@@ -211,6 +212,26 @@ class Controller {
   Result<nlohmann::json> admitRemoteAdd(const nlohmann::json& request);
   Result<nlohmann::json> admitRemoteRemove(const nlohmann::json& request);
   Result<nlohmann::json> admitRemoteSync(const nlohmann::json& request);
+  // admitRemoteSync in steps, so that bulk.cc can spread a large one over
+  // several loop turns: the request's fields; the listed remotes from
+  // `next` to `end` (a refusal: the caller rolls back); the origin's remotes
+  // the list does not hold (listGone, then removeGone in slices); the result.
+  struct SyncAdmission {
+    std::string origin;
+    const nlohmann::json* list = nullptr;  // the request's "remotes"
+    std::size_t next = 0;                  // the next listed remote to admit
+    struct Counts {
+      std::size_t added = 0, updated = 0, unchanged = 0, removed = 0;
+    } counts;
+    std::unordered_set<Ipv4Addr> listed;
+    std::vector<Ipv4Addr> gone;  // listGone(): to remove
+    std::size_t gone_next = 0;
+  };
+  Result<SyncAdmission> beginRemoteSync(const nlohmann::json& request);
+  Status admitSyncedRemotes(SyncAdmission& sync, std::size_t end);
+  void listGone(SyncAdmission& sync);
+  void removeGone(SyncAdmission& sync, std::size_t end);
+  nlohmann::json finishRemoteSync(SyncAdmission& sync);
   Result<nlohmann::json> admitBatch(const nlohmann::json& request);
   Status checkRemoteReplacing(const model::RemoteEndpoint& remote);
   model::Port* findPort(const model::PortKey& key);
