@@ -459,15 +459,22 @@ std::vector<Request> Server::poll(int timeout_ms) {
 }
 
 void Server::reply(std::uint64_t connection, const nlohmann::json& response) {
+  if (!conns_.count(connection)) return;
+  replyText(connection, serialiseReply(response));
+}
+
+void Server::replyText(std::uint64_t connection, std::string line) {
   auto it = conns_.find(connection);
   if (it == conns_.end()) return;
   auto& c = it->second;
   const auto owed = std::find(c.queued.begin(), c.queued.end(), std::nullopt);
   if (owed == c.queued.end()) {  // nothing owed (a caller's mistake): sent as it comes
-    sendNow(connection, response, false);
+    if (c.out.empty()) c.output_since = Clock::now();
+    c.out += line;
+    flush(connection);
     return;
   }
-  *owed = serialiseReply(response);
+  *owed = std::move(line);
   // Everything now complete at the head of the queue goes out, in order.
   if (c.out.empty() && c.queued.front()) c.output_since = Clock::now();
   while (!c.queued.empty() && c.queued.front()) {

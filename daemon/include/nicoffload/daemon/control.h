@@ -107,6 +107,9 @@ class Server {
   // the order of its requests, and go out in that order (dropped if the
   // connection has gone). Never throws: see serialiseReply().
   void reply(std::uint64_t connection, const nlohmann::json& response);
+  // The same with the reply serialised already: one line with its '\n'
+  // (a large read built in slices: Controller::stepBulk()).
+  void replyText(std::uint64_t connection, std::string line);
 
   const ServerCounters& counters() const { return counters_; }
   const std::string& path() const { return options_.socket_path; }

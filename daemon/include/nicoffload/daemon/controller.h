@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <set>
@@ -64,6 +65,14 @@ struct ControllerOptions {
   // Every full_compute_every-th pass plans and reads back in full anyway
   // (0: every pass does).
   unsigned full_compute_every = 10;
+  // Bulk requests: a remote.sync listing more than bulk_threshold remotes,
+  // and a `rules` read of more than bulk_threshold rules (unpaginated, or a
+  // page that large), are served in slices of slice_budget per loop turn
+  // (stepBulk()), other requests in between; 0: every request at once.
+  std::size_t bulk_threshold = 4096;
+  // At most this many items (remotes, rules) per slice as well (0: the time
+  // budget only); tests use it to make the interleaving deterministic.
+  std::size_t bulk_items_per_slice = 0;
 };
 
 struct Backends {
@@ -98,7 +107,30 @@ class Controller {
   // throws: an exception while handling a request (a bug) is answered with
   // kInternal naming the op, counted (Counters::internal_errors), and the
   // rest of the batch is answered as usual.
-  std::vector<nlohmann::json> handle(const std::vector<control::Request>& batch);
+  //
+  // A null reply: the request is not answered yet; its reply comes from
+  // stepBulk(). That is a bulk request (ControllerOptions::bulk_threshold),
+  // and a request held back behind one: every later request of the same
+  // connection (replies go out in request order), and, while a bulk
+  // remote.sync is in flight, every mutation of remotes (remote.add,
+  // remote.remove, remote.sync, batch) and `reconcile`. Port requests and
+  // reads are never held behind another connection's bulk request.
+  std::vector<nlohmann::json> handle(std::vector<control::Request> batch);
+
+  // A reply handle() left null, now ready: give them to the server in this
+  // order. `text` is the serialised line (a large read, built in slices),
+  // else `body` is the reply.
+  struct LateReply {
+    std::uint64_t connection = 0;
+    nlohmann::json body;
+    std::string text;
+  };
+  // Bulk work in flight, or requests held back behind it: call stepBulk()
+  // every loop turn (untilNextTick() is 0 meanwhile).
+  bool bulkPending() const;
+  // Runs one slice (about slice_budget) of the bulk request in flight, then
+  // the requests held back once nothing holds them any more. Never throws.
+  std::vector<LateReply> stepBulk();
 
   // Runs what is due: retries, the periodic full pass.
   void tick();
@@ -162,6 +194,28 @@ class Controller {
  private:
   Controller(model::HostConfig host, model::HwProfile profile, Backends backends, StateStore store,
              ControllerOptions options);
+
+  // handle() for requests nothing holds back: one reply each.
+  std::vector<nlohmann::json> handleNow(const std::vector<control::Request>& batch);
+  // --- bulk requests (bulk.cc) ---
+  struct BulkJob;
+  std::unique_ptr<BulkJob> bulk_;         // the one in flight
+  std::deque<control::Request> held_;     // held back behind it, in arrival order
+  std::vector<LateReply> late_;           // ready before stepBulk() was called (a refused read)
+  enum class Route : std::uint8_t { kNow, kHold, kBulk };
+  // Where `request` goes; `waiting`: the connections with a request held or
+  // in flight (updated).
+  Route route(const control::Request& request, std::unordered_set<std::uint64_t>& waiting) const;
+  bool isBulk(const nlohmann::json& request) const;
+  // Sorts `batch` (moved from): bulk requests start (or wait), held ones
+  // wait; the rest is answered now, into `replies` at their positions.
+  void dispatch(std::vector<control::Request>& batch, std::vector<nlohmann::json>& replies);
+  void startBulk(control::Request request);
+  // One slice of the job; true when it is over (its reply in `out`).
+  bool stepSync(BulkJob& job, SteadyClock::time_point deadline, std::vector<LateReply>& out);
+  bool stepRules(BulkJob& job, SteadyClock::time_point deadline, std::vector<LateReply>& out);
+  bool sliceOver(const BulkJob& job, SteadyClock::time_point deadline) const;
+  bool bulkChangesIntent() const;  // the job in flight is a remote.sync
 
   // handle() without its exception boundary; fills `replies` as it goes.
   void handleBatch(const std::vector<control::Request>& batch,
