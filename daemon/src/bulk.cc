@@ -3,8 +3,8 @@
 // pass or a large read").
 //
 // A bulk request is a remote.sync listing more than
-// ControllerOptions::bulk_threshold remotes, or a `rules` read of more than
-// that many rules. handle() does not answer it: it becomes the job in flight,
+// ControllerOptions::bulk_threshold remotes (or whose origin holds more), or
+// a `rules` read of more than that many rules. handle() does not answer it: it becomes the job in flight,
 // and stepBulk(), once per loop turn, runs a slice of it (slice_budget), so
 // that the loop serves every other client between two slices.
 //
@@ -15,12 +15,13 @@
 //      admitSyncedRemotes), then the origin's unlisted remotes are removed.
 //      A refusal anywhere rolls back every slice (the job's own undo log) and
 //      is the reply: nothing of the sync was persisted or programmed.
-//   2. commit: the whole sync is one journal record, written on a worker
-//      while the first apply slice programs the devices; a failed write
-//      rolls the sync back (as for any batch) and is the reply.
-//   3. apply: the changed remotes are reconciled in slices (plan and apply
-//      that slice's rules and kernel objects). The reply comes after the last.
-// Meanwhile the intent holds the sync partly admitted (1) or wholly (2, 3):
+//   2. apply: the changed remotes are persisted (a journal record per slice,
+//      written on a worker while the slice's rules and kernel objects are
+//      programmed) and reconciled in slices. The reply comes after the last.
+//      A crash meanwhile leaves the slices persisted so far (the client got
+//      no reply; a retry of the sync, idempotent, converges); a failed state
+//      write keeps the slices before it, puts the rest back, and is the reply.
+// Meanwhile the intent holds the sync partly admitted (1) or wholly (2):
 // reads show it as it stands, and a port.add is checked against it (an
 // address the sync gave a remote is refused as at any time). So that the
 // sync's undo log stays valid and nothing decides against a half-admitted
@@ -77,7 +78,17 @@ bool Controller::isBulk(const json& request) const {
   if (!op) return false;
   if (*op == "remote.sync") {
     const auto it = request.find("remotes");
-    return it != request.end() && it->is_array() && it->size() > options_.bulk_threshold;
+    if (it == request.end() || !it->is_array()) return false;
+    if (it->size() > options_.bulk_threshold) return true;
+    // A short list may still remove many: the origin's remotes it omits
+    // (a sync to empty of 100 k). Counted up to the threshold only.
+    const auto origin = request.find("origin");
+    if (origin == request.end() || !origin->is_string()) return false;
+    const auto& name = origin->get_ref<const std::string&>();
+    std::size_t held = 0;
+    for (const auto& r : intent_.remotes)
+      if (r.origin == name && ++held > options_.bulk_threshold) return true;
+    return false;
   }
   if (*op == "rules") {
     // A page up to the threshold is answered at once; so is a small table.
@@ -195,7 +206,6 @@ std::vector<Controller::LateReply> Controller::stepBulk() {
           rollback({});
           std::swap(undo_, bulk_->undo);
         }
-        if (bulk_->saving) bulk_->saving->wait();
         requestFullPass();
       }
     }
@@ -300,9 +310,8 @@ bool Controller::stepSync(BulkJob& job, SteadyClock::time_point deadline,
     }
     job.result = finishRemoteSync(sync);
     if (undo_.empty()) return reply(control::okReply(std::move(job.result)));  // nothing changed
-    // Commit: admitted as a whole. The journal record is written on a
-    // worker while the first slice below programs the devices; the reply
-    // waits for both (handleBatch does the same for a batch).
+    // Admitted as a whole: from here on it is persisted and applied in
+    // slices, and answered after the last.
     for (const auto& m : mutations_) spdlog::info("{}", m);
     job.to_apply.reserve(touched_remotes_.size());
     for (const auto& [address, before] : touched_remotes_) job.to_apply.push_back(address);
@@ -310,10 +319,9 @@ bool Controller::stepSync(BulkJob& job, SteadyClock::time_point deadline,
   }
 
   // Apply: the touched remotes, a slice at a time, through the incremental
-  // pass (reconcileTouched plans and applies exactly what it is given).
-  if (!job.saving && job.applied == 0)
-    job.saving = std::async(std::launch::async,
-                            [this, &journal = job.journal] { return store_.append(journal); });
+  // pass (reconcileTouched plans and applies exactly what it is given), each
+  // slice's journal record written on a worker meanwhile (a record of the
+  // whole sync would hold the loop for its write: 100 k remotes, 0.2-0.8 s).
   std::size_t done = 0;
   while (job.applied < job.to_apply.size()) {
     // When plan() couples owners a slice plans the whole intent anyway: one.
@@ -322,46 +330,62 @@ bool Controller::stepSync(BulkJob& job, SteadyClock::time_point deadline,
                                                 per_slice - done});
     std::unordered_map<Ipv4Addr, std::optional<model::RemoteEndpoint>> part;
     part.reserve(n);
+    std::vector<Mutation> record;
+    record.reserve(n);
     for (std::size_t k = job.applied; k < job.applied + n; ++k) {
-      auto node = job.touched_remotes.extract(job.to_apply[k]);
-      part.insert(std::move(node));
+      const Ipv4Addr address = job.to_apply[k];
+      const auto* now = findRemote(address);
+      record.push_back(now ? Mutation::remotePut(*now) : Mutation::remoteRemove(address));
+      part.insert(job.touched_remotes.extract(address));
     }
+    auto saving = std::async(std::launch::async,
+                             [this, &record] { return store_.append(record); });
     TouchedPorts no_ports;
     std::swap(touched_ports_, no_ports);
     std::swap(touched_remotes_, part);
     std::optional<PassResult> pass;
+    std::exception_ptr error;
     try {
       pass = reconcileTouched();
     } catch (...) {
-      std::swap(touched_ports_, no_ports);
-      std::swap(touched_remotes_, part);
-      throw;
+      error = std::current_exception();
     }
     std::swap(touched_ports_, no_ports);
     std::swap(touched_remotes_, part);
-    for (auto& node_owner : part) job.touched_remotes.insert(std::move(node_owner));
+    for (auto& entry : part) job.touched_remotes.insert(std::move(entry));
+    const Status st = saving.get();
+    if (error) std::rethrow_exception(error);
+    if (!st) {
+      // The slices before this one are persisted and applied; this one and
+      // the rest go back to what they were (the devices follow at the next
+      // full pass). The client is told, and a retry of the sync converges.
+      ++counters_.state_save_failures;
+      const std::size_t persisted = job.applied;
+      beginInternalBatch();
+      for (std::size_t k = job.applied; k < job.to_apply.size(); ++k) {
+        const auto& before = job.touched_remotes.at(job.to_apply[k]);
+        if (before) {
+          putRemote(*before);
+        } else {
+          eraseRemote(job.to_apply[k]);
+        }
+      }
+      beginInternalBatch();
+      requestFullPass();
+      Error e = st.error();
+      e.message += "; remote.sync: " + std::to_string(persisted) + " of its " +
+                   std::to_string(job.to_apply.size()) +
+                   " changes were persisted and applied, the rest not; retry the sync";
+      spdlog::error("state: {}", e.describe());
+      return reply(control::errorReply(e));
+    }
+    ++counters_.state_saves;
     job.failures += pass->failures;
     job.applied += n;
     done += n;
-    if (job.saving) break;  // the first slice: the record's write is waited for below
     if (done >= per_slice || sliceOver(job, deadline)) break;
   }
-  if (job.saving) {
-    Status st = job.saving->get();
-    job.saving.reset();
-    if (!st) {
-      ++counters_.state_save_failures;
-      spdlog::error("state: {}; the remote.sync is refused and its device changes undone",
-                    st.error().describe());
-      std::swap(undo_, job.undo);
-      rollback({});
-      std::swap(undo_, job.undo);
-      requestFullPass();
-      return reply(control::errorReply(st.error()));
-    }
-    ++counters_.state_saves;
-    if (store_.compactionDue()) compactState();
-  }
+  if (store_.compactionDue()) compactState();
   if (job.applied < job.to_apply.size()) return false;
   scheduleRetry(job.failures > 0);
   // A removed remote whose address the kernel routes comes back as learned.

@@ -217,7 +217,7 @@ void Server::flush(std::uint64_t id) {
   if (it == conns_.end()) return;
   auto& c = it->second;
   while (!c.out.empty()) {
-    const ssize_t n = ::send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL);
+    const ssize_t n = ::send(c.fd, c.out.data() + c.out_sent, c.out.size() - c.out_sent, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -227,7 +227,16 @@ void Server::flush(std::uint64_t id) {
       drop(id);
       return;
     }
-    c.out.erase(0, static_cast<std::size_t>(n));
+    // What is sent is dropped from the front only now and then: erasing
+    // each time would move a reply of 100 MB once per send (quadratic).
+    c.out_sent += static_cast<std::size_t>(n);
+    if (c.out_sent == c.out.size()) {
+      c.out.clear();
+      c.out_sent = 0;
+    } else if (c.out_sent >= (1u << 20) && c.out_sent >= c.out.size() / 2) {
+      c.out.erase(0, c.out_sent);
+      c.out_sent = 0;
+    }
     c.output_since = c.last_activity = Clock::now();
   }
   watch(id);

@@ -106,7 +106,7 @@ struct Controller::BulkJob {
 
   // --- a remote.sync: admitted in slices (the intent changes in place, with
   // the job's own undo log, swapped with the controller's while a slice
-  // runs), then committed (one journal record), then applied in slices.
+  // runs), then persisted and applied in slices (a journal record each).
   enum class Phase : std::uint8_t { kAdmit, kRemoveGone, kApply };
   Phase phase = Phase::kAdmit;
   std::optional<SyncAdmission> sync;
@@ -118,7 +118,6 @@ struct Controller::BulkJob {
   std::unordered_map<Ipv4Addr, std::optional<model::RemoteEndpoint>> touched_remotes;
   std::vector<Ipv4Addr> to_apply;  // touched_remotes' keys, reconciled in slices
   std::size_t applied = 0;
-  std::optional<std::future<Status>> saving;  // the journal record, written on a worker
   std::size_t failures = 0;
 
   // --- an unpaginated (or very large) `rules` read: the intent's owners as

@@ -121,6 +121,7 @@ class Server {
     uid_t uid = 0;
     std::string in;
     std::string out;
+    std::size_t out_sent = 0;  // bytes at the front of `out` already sent
     bool closing = false;      // close once `out` is written
     bool peer_closed = false;  // end of input seen: close once nothing is owed
     // Replies in request order: nullopt for a request handed out by poll()
