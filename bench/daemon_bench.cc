@@ -19,7 +19,11 @@
 //   6. the worst latency of a small request (port.get every 1 ms) while a
 //      full pass runs (SIGHUP);
 //   7. the daemon's CPU over an idle window (one reconcile interval);
-//   8. RSS and heap per rule.
+//   8. RSS and heap per rule;
+//   9. (right after the load, before 3) the latency of a port.add and of a
+//      status read, each on its own connection, while one bulk request is in
+//      flight: a remote.sync of R remotes, an unpaginated `rules`, a sync to
+//      empty; and the bulk request's own time (--bulk-only: the load and 9).
 // Each figure is printed against its goal (PASS / MISS). The exit status is
 // 0 whatever the figures; non-zero when the daemon fails, a request is
 // refused unexpectedly or a count is wrong.
@@ -86,6 +90,7 @@ struct Options {
   bool skip_sim = false;
   int samples = 200;
   bool quick = false;
+  bool bulk_only = false;  // load, then [9] only
   double max_load_seconds = 300;
   double max_op_seconds = 60;  // per op kind and phase: fewer samples when slower
   // One whole reconcile interval: the periodic full pass is most of an idle
@@ -550,6 +555,92 @@ Pipelined pipeline(const std::string& socket, const std::vector<std::string>& re
   return out;
 }
 
+// Small requests while one bulk request is in flight (issue 22): a prober
+// sends port.add / port.remove of a spare port on its own connection, another
+// a status read on its own, each every `gap_ms`, from before the bulk request
+// is sent until its reply has come; only the probes sent while the bulk
+// request was unanswered count. Returns the bulk request's own time (s) and
+// its reply line's size.
+struct DuringBulk {
+  Latencies port_add, status;
+  double bulk_s = 0;
+  std::size_t reply_bytes = 0;
+  json result;
+};
+DuringBulk measureDuringBulk(const std::string& socket, const std::string& bulk_line,
+                             const Options& o, int spare_port, int gap_ms = 5) {
+  DuringBulk out;
+  std::atomic<bool> in_flight{false}, stop{false};
+  std::string probe_error;
+  std::mutex mu;
+  auto prober = [&](auto&& one) {
+    return std::thread([&, one] {
+      try {
+        while (!stop.load()) {
+          const bool counted = in_flight.load();
+          one(counted);
+          std::this_thread::sleep_for(std::chrono::milliseconds(gap_ms));
+        }
+      } catch (const std::exception& e) {
+        std::lock_guard lock(mu);
+        probe_error = e.what();
+      }
+    });
+  };
+  Conn ports = Conn::connect(socket), reads = Conn::connect(socket);
+  bool added = false;
+  std::thread t_port = prober([&](bool counted) {
+    const auto t0 = Clock::now();
+    if (!added) {
+      ports.ok({{"op", "port.add"}, {"brief", true}, {"port", portJson(spare_port, o.addresses)}});
+      if (counted) out.port_add.ms.push_back(msSince(t0));
+    } else {
+      ports.ok({{"op", "port.remove"}, {"vm", portKey(spare_port)["vm"]}, {"nic", 0}});
+    }
+    added = !added;
+  });
+  std::thread t_status = prober([&](bool counted) {
+    const auto t0 = Clock::now();
+    reads.ok({{"op", "status"}});
+    if (counted) out.status.ms.push_back(msSince(t0));
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  Conn bulk = Conn::connect(socket);
+  const auto t0 = Clock::now();
+  in_flight = true;
+  bulk.send(bulk_line);
+  const std::string line = bulk.readLine();
+  in_flight = false;
+  out.bulk_s = secondsSince(t0);
+  out.reply_bytes = line.size() + 1;
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  stop = true;
+  t_port.join();
+  t_status.join();
+  if (!probe_error.empty()) fail("probe during a bulk request: " + probe_error);
+  if (added) ports.ok({{"op", "port.remove"}, {"vm", portKey(spare_port)["vm"]}, {"nic", 0}});
+  const json reply = json::parse(line);
+  if (!reply.value("ok", false)) fail("bulk request refused: " + line.substr(0, 600));
+  out.result = reply["result"];
+  return out;
+}
+
+void printDuringBulk(const std::string& what, const DuringBulk& b) {
+  info(what + ": its own time, send -> reply", b.bulk_s, "s",
+       std::to_string(b.reply_bytes) + " bytes of reply");
+  auto row = [&](const char* name, const Latencies& l) {
+    std::printf("    %-12s n=%-4zu p50 %9.3f ms   p99 %9.3f ms   max %9.3f ms\n", name,
+                l.ms.size(), l.pct(50), l.pct(99), l.max());
+  };
+  row("port.add", b.port_add);
+  row("status", b.status);
+  if (!b.port_add.ms.empty()) {
+    goal("port.add during it, p99", b.port_add.pct(99), 50, "ms");
+    goal("port.add during it, max", b.port_add.max(), 50, "ms");
+  }
+  if (!b.status.ms.empty()) goal("status during it, p99", b.status.pct(99), 50, "ms");
+}
+
 struct Variant {
   std::string name;  // "sim" or "kernel"
   bool kernel = false;
@@ -729,10 +820,13 @@ int runVariant(const Options& o, const Variant& v) {
   const int spare_port = o.ports;
   const int spare_remote = o.remotes;
 
-  std::printf("\n[1] single ops, empty daemon (sequential request -> reply, at the client)\n");
-  const SingleOps empty = measureSingleOps(s.socket, o, u, spare_port, spare_remote);
-  printSingleOps(empty);
-  checkCounts(s.socket, 0, 0, "after the single ops on the empty daemon");
+  SingleOps empty;
+  if (!o.bulk_only) {
+    std::printf("\n[1] single ops, empty daemon (sequential request -> reply, at the client)\n");
+    empty = measureSingleOps(s.socket, o, u, spare_port, spare_remote);
+    printSingleOps(empty);
+    checkCounts(s.socket, 0, 0, "after the single ops on the empty daemon");
+  }
 
   std::printf("\n[2] load\n");
   {
@@ -797,6 +891,33 @@ int runVariant(const Options& o, const Variant& v) {
              std::to_string(secondsSince(t0)) + " s");
   }
   checkCounts(s.socket, o.ports, o.remotes, "at full load");
+
+  std::printf("\n[9] small requests while a bulk request is in flight (port.add/remove and status "
+              "on their own connections, one every 5 ms)\n");
+  {
+    std::string req = R"({"op":"remote.sync","origin":"bulk","remotes":[)";
+    for (int r = 0; r < o.remotes; ++r) {
+      if (r) req += ',';
+      req += remoteJson(u, 1, r).dump();
+    }
+    req += "]}\n";
+    const auto sync = measureDuringBulk(s.socket, req, o, spare_port + 1);
+    if (sync.result.value("added", -1) != o.remotes) fail("remote.sync (bulk): " + sync.result.dump());
+    printDuringBulk("(a) remote.sync of " + std::to_string(o.remotes) + " remotes, fresh origin", sync);
+    checkCounts(s.socket, o.ports, 2 * o.remotes, "after the bulk remote.sync");
+    const auto rules = measureDuringBulk(s.socket, R"({"op":"rules"})" "\n", o, spare_port + 1);
+    if (!rules.result.is_array()) fail("rules: not a list");
+    printDuringBulk("(b) rules, unpaginated (" + std::to_string(rules.result.size()) + " rules)", rules);
+    const auto empty = measureDuringBulk(
+        s.socket, R"({"op":"remote.sync","origin":"bulk","remotes":[]})" "\n", o, spare_port + 1);
+    if (empty.result.value("removed", -1) != o.remotes) fail("remote.sync to empty: " + empty.result.dump());
+    printDuringBulk("(c) remote.sync to empty, " + std::to_string(o.remotes) + " removed", empty);
+    checkCounts(s.socket, o.ports, o.remotes, "after emptying the bulk origin");
+  }
+  if (o.bulk_only) {
+    d.stop();
+    return 0;
+  }
 
   std::printf("\n[3] single ops at %d remotes\n", o.remotes);
   const SingleOps full = measureSingleOps(s.socket, o, u, spare_port, spare_remote);
@@ -1050,6 +1171,8 @@ int main(int argc, char** argv) {
                "also run with the kernel software path in a network namespace (root)");
   app.add_flag("--skip-sim", o.skip_sim, "with --kernel: run only the kernel-path variant");
   app.add_option("--samples", o.samples, "samples of each single op")->capture_default_str();
+  app.add_flag("--bulk-only", o.bulk_only,
+               "load, then only [9] (small requests while a bulk request is in flight)");
   app.add_flag("--quick", o.quick, "smoke scale: 8 ports, 2000 remotes, 20 samples, 2 s idle");
   app.add_option("--max-load-seconds", o.max_load_seconds,
                  "stop the pipelined load after this long; the rest goes in by the state file")

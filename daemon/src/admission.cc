@@ -351,35 +351,54 @@ Result<json> Controller::admitRemoteRemove(const json& request) {
 // silence), a local VM's address, an address the underlay uses. A learned
 // route's address is taken over (the origin wins over the kernel; the
 // learned route comes back when the origin lets go).
+// In three steps, so that a large sync can be admitted over several loop
+// turns (bulk.cc): its fields, its remotes (in slices), its removals.
 Result<json> Controller::admitRemoteSync(const json& request) {
+  auto sync = beginRemoteSync(request);
+  if (!sync) return sync.error();
+  const Marks mark = marks();
+  if (auto s = admitSyncedRemotes(*sync, sync->list->size()); !s) {
+    rollback(mark);
+    return s.error();
+  }
+  listGone(*sync);
+  removeGone(*sync, sync->gone.size());
+  return finishRemoteSync(*sync);
+}
+
+Result<Controller::SyncAdmission> Controller::beginRemoteSync(const json& request) {
   if (auto s = onlyKeys(request, {"origin", "remotes"}); !s) return s.error();
   auto origin = requiredString(request, "origin", "the name of the set, e.g. \"bgp-ctl\"");
   if (!origin) return origin.error();
   if (auto s = model::checkOriginName(*origin, "origin"); !s) return s.error();
   const auto remotes = requiredArray(request, "remotes", "the origin's whole set; [] removes it");
   if (!remotes) return remotes.error();
-  const json* list = *remotes;
-  std::size_t added = 0, updated = 0, unchanged = 0, removed = 0, taken_over = 0;
-  json conflicts = json::array();
-  std::size_t conflict_count = 0;
-  constexpr std::size_t kConflictsListed = 100;  // the reply lists the first ones, counts all
+  SyncAdmission sync;
+  sync.origin = std::move(origin).value();
+  sync.list = *remotes;
+  sync.listed.reserve(sync.list->size());
+  return sync;
+}
+
+// Admits the listed remotes [sync.next, end); a refusal leaves the caller to
+// roll back to its mark.
+Status Controller::admitSyncedRemotes(SyncAdmission& sync, std::size_t end) {
+  const json* list = sync.list;
+  const std::string* origin = &sync.origin;
+  auto& [added, updated, unchanged, removed_later] = sync.counts;
+  auto& listed = sync.listed;
+  auto& taken_over = sync.taken_over;
   const auto conflict = [&](const std::string& path, Ipv4Addr address, const std::string& why,
                             const std::string& held_by) {
-    ++conflict_count;
-    if (conflicts.size() < kConflictsListed) {
+    ++sync.conflict_count;
+    if (sync.conflicts.size() < SyncAdmission::kConflictsListed) {
       json c{{"field", path + ".address"}, {"address", address.str()}, {"reason", why}};
       if (!held_by.empty()) c["held_by"] = held_by;
-      conflicts.push_back(std::move(c));
+      sync.conflicts.push_back(std::move(c));
     }
   };
-  std::unordered_set<Ipv4Addr> listed;
-  listed.reserve(list->size());
-  const Marks mark = marks();
-  auto refuse = [&](Error e) {
-    rollback(mark);
-    return e;
-  };
-  for (std::size_t i = 0; i < list->size(); ++i) {
+  auto refuse = [](Error e) { return e; };  // the caller rolls back
+  for (std::size_t i = sync.next; i < end; ++i, sync.next = i) {
     const std::string path = "remotes[" + std::to_string(i) + "]";
     auto r = model::parseRemote((*list)[i], path);
     if (!r) return refuse(r.error());
@@ -421,11 +440,28 @@ Result<json> Controller::admitRemoteSync(const json& request) {
     ++(existing ? updated : added);
     putRemote(std::move(r).value());
   }
-  std::vector<Ipv4Addr> gone;
+  return Status::success();
+}
+
+void Controller::listGone(SyncAdmission& sync) {
+  const std::string* origin = &sync.origin;
+  const auto& listed = sync.listed;
+  std::vector<Ipv4Addr>& gone = sync.gone;
   for (const auto& r : intent_.remotes)
     if (r.origin == *origin && !listed.count(r.address)) gone.push_back(r.address);
-  for (const auto a : gone) eraseRemote(a);
-  removed = gone.size();
+}
+
+void Controller::removeGone(SyncAdmission& sync, std::size_t end) {
+  for (; sync.gone_next < end; ++sync.gone_next) eraseRemote(sync.gone[sync.gone_next]);
+}
+
+json Controller::finishRemoteSync(SyncAdmission& sync) {
+  const std::string* origin = &sync.origin;
+  auto& [added, updated, unchanged, removed] = sync.counts;
+  const auto taken_over = sync.taken_over;
+  const auto conflict_count = sync.conflict_count;
+  json& conflicts = sync.conflicts;
+  removed = sync.gone.size();
   if (added || updated || removed)
     mutations_.push_back("remote sync " + *origin + ": " + std::to_string(added) + " added, " +
                          std::to_string(updated) + " updated (" + std::to_string(taken_over) +

@@ -217,7 +217,7 @@ void Server::flush(std::uint64_t id) {
   if (it == conns_.end()) return;
   auto& c = it->second;
   while (!c.out.empty()) {
-    const ssize_t n = ::send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL);
+    const ssize_t n = ::send(c.fd, c.out.data() + c.out_sent, c.out.size() - c.out_sent, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -227,7 +227,16 @@ void Server::flush(std::uint64_t id) {
       drop(id);
       return;
     }
-    c.out.erase(0, static_cast<std::size_t>(n));
+    // What is sent is dropped from the front only now and then: erasing
+    // each time would move a reply of 100 MB once per send (quadratic).
+    c.out_sent += static_cast<std::size_t>(n);
+    if (c.out_sent == c.out.size()) {
+      c.out.clear();
+      c.out_sent = 0;
+    } else if (c.out_sent >= (1u << 20) && c.out_sent >= c.out.size() / 2) {
+      c.out.erase(0, c.out_sent);
+      c.out_sent = 0;
+    }
     c.output_since = c.last_activity = Clock::now();
   }
   watch(id);
@@ -415,10 +424,28 @@ Status Server::watchFd(int fd) {
   return Status::success();
 }
 
+void Server::discountOwnTurn() {
+  if (!turn_started_) return;
+  const auto own = Clock::now() - *turn_started_;
+  turn_started_.reset();
+  // A turn of a few ms is the normal cost of serving; only long ones (a
+  // large batch, a slice of bulk work, a full pass's repair) are worth the walk.
+  if (own < std::chrono::milliseconds(1)) return;
+  for (auto& [id, c] : conns_) {
+    if (c.partial_since != Clock::time_point{}) c.partial_since += own;
+    if (c.output_since != Clock::time_point{}) c.output_since += own;
+    c.last_activity += own;
+  }
+}
+
 std::vector<Request> Server::poll(int timeout_ms) {
   std::vector<Request> out;
   epoll_event events[64];
+  // The bytes a client sent while the daemon was busy are still unread: the
+  // time they waited is the daemon's, not the client's.
+  discountOwnTurn();
   const int n = ::epoll_wait(epoll_fd_, events, 64, expire(timeout_ms));
+  turn_started_ = Clock::now();
   for (int i = 0; i < n; ++i) {
     const std::uint64_t id = events[i].data.u64;
     if (id == kListenTag) {
@@ -441,15 +468,22 @@ std::vector<Request> Server::poll(int timeout_ms) {
 }
 
 void Server::reply(std::uint64_t connection, const nlohmann::json& response) {
+  if (!conns_.count(connection)) return;
+  replyText(connection, serialiseReply(response));
+}
+
+void Server::replyText(std::uint64_t connection, std::string line) {
   auto it = conns_.find(connection);
   if (it == conns_.end()) return;
   auto& c = it->second;
   const auto owed = std::find(c.queued.begin(), c.queued.end(), std::nullopt);
   if (owed == c.queued.end()) {  // nothing owed (a caller's mistake): sent as it comes
-    sendNow(connection, response, false);
+    if (c.out.empty()) c.output_since = Clock::now();
+    c.out += line;
+    flush(connection);
     return;
   }
-  *owed = serialiseReply(response);
+  *owed = std::move(line);
   // Everything now complete at the head of the queue goes out, in order.
   if (c.out.empty() && c.queued.front()) c.output_since = Clock::now();
   while (!c.queued.empty() && c.queued.front()) {

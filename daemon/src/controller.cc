@@ -145,7 +145,7 @@ void Controller::compactState() {
   store_.compactInBackground(std::move(s));
 }
 
-std::vector<json> Controller::handle(const std::vector<control::Request>& batch) {
+std::vector<json> Controller::handleNow(const std::vector<control::Request>& batch) {
   // The request boundary: whatever throws below (a bug, a library, a
   // backend) becomes an internal error reply for each request it left
   // unanswered; the daemon carries on.
@@ -338,6 +338,9 @@ void Controller::handleBatch(const std::vector<control::Request>& batch,
 Controller::~Controller() { full_pass_.reset(); }  // before the backends its worker uses
 
 void Controller::tick() {
+  // A bulk remote.sync changes the intent over several turns: a full pass
+  // neither starts nor takes its copy of the intent meanwhile (bulk.cc).
+  if (bulk_ && bulkChangesIntent()) return;
   const auto now = options_.now();
   if (now >= next_claim_) expireClaims();
   // The warm vDPA pool refills between requests, a few devices per turn.
@@ -358,6 +361,7 @@ void Controller::tick() {
 }
 
 std::chrono::milliseconds Controller::untilNextTick() const {
+  if (bulkPending()) return std::chrono::milliseconds(0);  // its next slice
   if (full_pass_) return std::chrono::milliseconds(1);  // its next slice, or its worker's result
   if (poolWantsWork()) return std::chrono::milliseconds(0);
   const auto now = options_.now();

@@ -294,11 +294,25 @@ int run(int argc, char** argv) {
     const auto wait = std::min<long long>(ctl.untilNextTick().count(), 1000);
     auto requests = srv.poll(static_cast<int>(wait));
     if (!requests.empty()) {
-      const auto replies = ctl.handle(requests);
-      for (std::size_t i = 0; i < requests.size(); ++i)
-        srv.reply(requests[i].connection, replies[i]);
+      std::vector<std::uint64_t> connections;
+      connections.reserve(requests.size());
+      for (const auto& r : requests) connections.push_back(r.connection);
+      const auto replies = ctl.handle(std::move(requests));
+      for (std::size_t i = 0; i < connections.size(); ++i)
+        if (!replies[i].is_null()) srv.reply(connections[i], replies[i]);  // null: later
     }
-    ctl.pollRoutes();
+    // A slice of a bulk request (a large remote.sync or rules read), then
+    // what waited behind it: other clients are served between two slices.
+    if (ctl.bulkPending())
+      for (auto& late : ctl.stepBulk()) {
+        if (late.text.empty()) {
+          srv.reply(late.connection, late.body);
+        } else {
+          srv.replyText(late.connection, std::move(late.text));
+        }
+      }
+    // Learned routes wait while a bulk remote.sync changes the intent (bulk.cc).
+    if (!ctl.bulkPending()) ctl.pollRoutes();
     ctl.tick();
     if (metrics) metrics->publish(ctl.metricsText(&srv.counters()));
   }

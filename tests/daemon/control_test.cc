@@ -327,6 +327,83 @@ TEST(ControlSocket, PartialRequestsTimeOutAndFreeTheirSlots) {
   EXPECT_GE(s.server().counters().timed_out, 20u);
 }
 
+// Issue 22: a client that pipelines requests while the daemon is busy (a
+// large batch, a slice of bulk work) is not cut off for bytes the daemon
+// did not read: the partial-request clock counts only the time the server
+// was waiting for the client.
+TEST(ControlSocket, TheDaemonsOwnBusyTurnDoesNotCountAgainstAPartialRequest) {
+  const auto path = tempSocket();
+  Server::Options o{path};
+  o.partial_request_timeout = std::chrono::milliseconds(200);
+  auto opened = Server::open(o);
+  ASSERT_TRUE(opened.ok());
+  auto& server = **opened;
+  const int fd = connectTo(path);
+  ASSERT_GE(fd, 0);
+  sendAll(fd, R"({"op":"echo","n":1})" "\n" R"({"op":"ec)");
+  std::vector<Request> got;
+  for (int i = 0; i < 100 && got.empty(); ++i) got = server.poll(20);
+  ASSERT_EQ(got.size(), 1u);
+  // The daemon's turn: longer than the timeout, and the client sends the
+  // rest of its line meanwhile.
+  sendAll(fd, R"(ho","n":2})" "\n");
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  server.reply(got[0].connection, okReply(got[0].body));
+  std::vector<Request> second;
+  for (int i = 0; i < 50 && second.empty(); ++i) second = server.poll(20);
+  ASSERT_EQ(second.size(), 1u) << "the connection was closed as a slow client";
+  EXPECT_EQ(second[0].body["n"], 2);
+  server.reply(second[0].connection, okReply(second[0].body));
+  for (int i = 0; i < 5; ++i) server.poll(10);
+  ::shutdown(fd, SHUT_WR);
+  std::string text;
+  for (int i = 0; i < 20 && replyLines(text).size() < 2; ++i) {
+    server.poll(10);
+    char buf[4096];
+    const ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0) text.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  const auto replies = replyLines(text);
+  ASSERT_EQ(replies.size(), 2u) << text;
+  EXPECT_TRUE(replies[1]["ok"]) << text;
+  EXPECT_EQ(server.counters().timed_out, 0u);
+}
+
+// The same for a large reply the client reads as fast as it can: the time
+// the daemon spent on other work between two writes is not the reader's.
+TEST(ControlSocket, ALargeReplyIsNotCutOffBecauseTheDaemonWasBusy) {
+  const auto path = tempSocket();
+  Server::Options o{path};
+  o.partial_request_timeout = std::chrono::milliseconds(200);
+  auto opened = Server::open(o);
+  ASSERT_TRUE(opened.ok());
+  auto& server = **opened;
+  const int fd = connectTo(path);
+  ASSERT_GE(fd, 0);
+  sendAll(fd, "{\"op\":\"big\"}\n");
+  std::vector<Request> got;
+  for (int i = 0; i < 100 && got.empty(); ++i) got = server.poll(20);
+  ASSERT_EQ(got.size(), 1u);
+  std::atomic<std::size_t> received{0};
+  std::thread reader([&] {
+    char buf[65536];
+    ssize_t n;
+    while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) {
+      received += static_cast<std::size_t>(n);
+      if (buf[n - 1] == '\n') break;
+    }
+  });
+  const std::string payload(8 << 20, 'x');  // far more than a socket buffer holds
+  server.reply(got[0].connection, okReply({{"payload", payload}}));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // busy with other work
+  for (int i = 0; i < 200 && received < payload.size(); ++i) server.poll(10);
+  reader.join();
+  ::close(fd);
+  EXPECT_GT(received.load(), payload.size()) << "the reply was cut off";
+  EXPECT_EQ(server.counters().timed_out, 0u);
+}
+
 TEST(ControlSocket, IdleConnectionsAreClosedAfterTheIdleTimeout) {
   const auto path = tempSocket();
   Server::Options o{path};

@@ -170,6 +170,7 @@ struct Fixture {
   std::unique_ptr<Controller> ctl;
   bool background_full_pass = false;  // tick() runs a due full pass at once
   bool in_memory_flow = false;        // the simulated NIC keeps no files (RLIMIT_FSIZE tests)
+  ControllerOptions defaults;         // bulk_threshold, bulk_items_per_slice as given here
 
   Fixture() {
     auto h =
@@ -216,6 +217,8 @@ struct Fixture {
     o.now = [this] { return now; };
     o.wall_now = [this] { return wall; };
     o.background_full_pass = background_full_pass;
+    o.bulk_threshold = defaults.bulk_threshold;
+    o.bulk_items_per_slice = defaults.bulk_items_per_slice;
     auto c = Controller::start(host, profile, std::move(b), StateStore(host.state_dir), o);
     ASSERT_TRUE(c.ok()) << c.error().describe();
     ctl = std::move(c).value();
@@ -1810,6 +1813,151 @@ TEST(ControllerClaims, TheFieldsAreValidatedAndTheExpiryIsNotARequestField) {
   r = f.call({{"op", "port.remove"}, {"vm", Fixture::port(1)["vm"]}, {"nic", 0}, {"tentative", true}});
   EXPECT_EQ(r["error"]["code"], "unknown-field") << r.dump();
   EXPECT_TRUE(f.ctl->intent().ports.empty());
+}
+
+}  // namespace
+}  // namespace nicoffload::offload
+
+namespace nicoffload::offload {
+namespace {
+
+// Issue 22: a bulk request is served in slices; what other clients send
+// meanwhile is answered between two slices, not after it.
+struct BulkFixture : Fixture {
+  BulkFixture() {
+    defaults.bulk_threshold = 16;
+    defaults.bulk_items_per_slice = 8;  // a sync of 100: more than 10 slices
+  }
+  static json remotes(int n, int bad_at = -1) {
+    json list = json::array();
+    for (int i = 1; i <= n; ++i)
+      list.push_back({{"address", i - 1 == bad_at ? std::string("10.0.1.1/32")  // port 1's
+                                                  : "10.70." + std::to_string(i / 250) + "." +
+                                                        std::to_string(i % 250 + 1) + "/32"}});
+    return list;
+  }
+  // Steps the bulk work until nothing is pending; the late replies in order.
+  std::vector<Controller::LateReply> drain(std::size_t& steps) {
+    std::vector<Controller::LateReply> all;
+    for (steps = 0; ctl->bulkPending() && steps < 10000; ++steps)
+      for (auto& r : ctl->stepBulk()) all.push_back(std::move(r));
+    return all;
+  }
+};
+
+json request(const std::string& op, json fields = json::object()) {
+  fields["op"] = op;
+  return fields;
+}
+
+TEST(ControllerBulk, APortAddSentAfterAHugeSyncIsAnsweredBeforeTheSyncsReply) {
+  BulkFixture f;
+  f.start();
+  const std::size_t rules_before = f.ctl->applier().size();
+  std::vector<control::Request> batch{
+      {1, request("remote.sync", {{"origin", "bgp-ctl"}, {"remotes", BulkFixture::remotes(100)}}), 0},
+      {2, request("port.add", {{"port", Fixture::port(1)}}), 0},
+      {3, request("status"), 0},
+      {4, request("remote.add", {{"remote", {{"address", "10.71.0.1/32"}}}}), 0},
+      {4, request("status"), 0},  // behind its own connection's held request
+  };
+  auto replies = f.ctl->handle(batch);
+  ASSERT_EQ(replies.size(), 5u);
+  EXPECT_TRUE(replies[0].is_null());  // the sync: in flight
+  ASSERT_TRUE(replies[1]["ok"]) << replies[1].dump();
+  EXPECT_EQ(replies[1]["result"]["changed"], true);
+  ASSERT_TRUE(replies[2]["ok"]) << replies[2].dump();
+  EXPECT_EQ(replies[2]["result"]["ports"], 1);
+  EXPECT_TRUE(replies[3].is_null());  // a remote mutation waits for the sync
+  EXPECT_TRUE(replies[4].is_null());  // and so does what its connection sent after it
+  EXPECT_TRUE(f.ctl->bulkPending());
+
+  // One slice, then a second port.add from another client: answered at
+  // once, while the sync is still in flight.
+  auto first = f.ctl->stepBulk();
+  EXPECT_TRUE(first.empty());
+  auto more = f.ctl->handle({{5, request("port.add", {{"port", Fixture::port(2)}}), 0}});
+  ASSERT_TRUE(more[0]["ok"]) << more[0].dump();
+  EXPECT_TRUE(f.ctl->bulkPending());
+
+  std::size_t steps = 0;
+  const auto late = f.drain(steps);
+  EXPECT_GT(steps, 10u);  // sliced, not done in one go
+  ASSERT_EQ(late.size(), 3u);
+  EXPECT_EQ(late[0].connection, 1u);  // the sync, then what waited behind it, in order
+  ASSERT_TRUE(late[0].body["ok"]) << late[0].body.dump();
+  EXPECT_EQ(late[0].body["result"]["added"], 100);
+  EXPECT_EQ(late[1].connection, 4u);
+  EXPECT_TRUE(late[1].body["ok"]) << late[1].body.dump();
+  EXPECT_EQ(late[2].connection, 4u);
+  EXPECT_EQ(late[2].body["result"]["remotes"], 101);
+  // Every remote and both ports are on the device, as a sync at once leaves them.
+  EXPECT_EQ(f.ctl->intent().remotes.size(), 101u);
+  const auto page = f.call(request("rules", {{"offset", 0}, {"limit", 1}}));
+  EXPECT_EQ(page["result"]["total"], f.ctl->applier().size());
+  EXPECT_GT(f.ctl->applier().size(), rules_before + 101);
+}
+
+TEST(ControllerBulk, ARefusedHugeSyncLeavesNothingAndPortsServedMeanwhileStay) {
+  BulkFixture f;
+  f.start();
+  ASSERT_TRUE(f.call(request("port.add", {{"port", Fixture::port(1)}}))["ok"]);
+  const std::size_t rules_before = f.ctl->applier().size();
+  // The 90th remote is port 1's address: refused, after 89 were admitted.
+  auto replies = f.ctl->handle(
+      {{1, request("remote.sync", {{"origin", "bgp-ctl"}, {"remotes", BulkFixture::remotes(100, 89)}}), 0}});
+  EXPECT_TRUE(replies[0].is_null());
+  for (int i = 0; i < 3; ++i) f.ctl->stepBulk();
+  auto port = f.ctl->handle({{2, request("port.add", {{"port", Fixture::port(2)}}), 0}});
+  ASSERT_TRUE(port[0]["ok"]) << port[0].dump();
+  std::size_t steps = 0;
+  const auto late = f.drain(steps);
+  ASSERT_EQ(late.size(), 1u);
+  EXPECT_FALSE(late[0].body["ok"]);
+  EXPECT_EQ(late[0].body["error"]["field"], "remotes[89].address") << late[0].body.dump();
+  EXPECT_EQ(f.ctl->intent().remotes.size(), 0u);  // all or nothing
+  EXPECT_EQ(f.ctl->intent().ports.size(), 2u);
+  EXPECT_GT(f.ctl->applier().size(), rules_before);  // port 2's rules, none of the sync's
+  const auto page = f.call(request("rules", {{"offset", 0}, {"limit", 1}}));
+  EXPECT_EQ(page["result"]["total"], f.ctl->applier().size());
+  // Nothing of it was persisted either: a restart finds the two ports only.
+  f.ctl.reset();
+  f.start();
+  EXPECT_EQ(f.ctl->intent().remotes.size(), 0u);
+  EXPECT_EQ(f.ctl->intent().ports.size(), 2u);
+}
+
+TEST(ControllerBulk, AHugeRulesReadIsBuiltInSlicesWhileAPortAddIsServed) {
+  BulkFixture f;
+  f.start();
+  ASSERT_TRUE(f.call(request("port.add", {{"port", Fixture::port(1)}}))["ok"]);
+  json list = BulkFixture::remotes(60);
+  std::size_t steps = 0;
+  ASSERT_TRUE(f.ctl->handle({{1, request("remote.sync", {{"origin", "x"}, {"remotes", list}}), 0}})[0]
+                  .is_null());
+  f.drain(steps);
+  // The listing as it stands, page by page (pages up to the threshold are not bulk).
+  std::vector<json> expected;
+  for (json next = 0; !next.is_null();) {
+    auto page = f.call(request("rules", {{"offset", next}, {"limit", 16}}));
+    ASSERT_TRUE(page["ok"]) << page.dump();
+    for (auto& r : page["result"]["rules"]) expected.push_back(r["id"]);
+    next = page["result"]["next"];
+  }
+  auto replies = f.ctl->handle({{1, request("rules"), 0},
+                                {2, request("port.add", {{"port", Fixture::port(2)}}), 0}});
+  EXPECT_TRUE(replies[0].is_null());
+  ASSERT_TRUE(replies[1]["ok"]) << replies[1].dump();
+  const auto late = f.drain(steps);
+  EXPECT_GT(steps, 5u);
+  ASSERT_EQ(late.size(), 1u);
+  ASSERT_FALSE(late[0].text.empty());
+  EXPECT_EQ(late[0].text.back(), '\n');
+  const json reply = json::parse(late[0].text);
+  ASSERT_TRUE(reply["ok"]);
+  // The rules as they were when the read arrived: port 2 came after it.
+  ASSERT_EQ(reply["result"].size(), expected.size());
+  for (std::size_t i = 0; i < expected.size(); ++i) EXPECT_EQ(reply["result"][i]["id"], expected[i]);
 }
 
 }  // namespace

@@ -3,7 +3,8 @@
 (issue 11): every bad line gets one clear JSON error reply and the daemon
 lives; a client that half-closes gets its replies; an empty line is
 answered; 300 clients holding partial requests are timed out and a normal
-client is served after them. Needs root.
+client is served after them; a port.add sent during a large remote.sync is
+answered before the sync (issue 22). Needs root.
 
 usage: daemon_input_test.py NICOFFLOADD SOURCE_DIR"""
 
@@ -120,6 +121,44 @@ def main():
         r = c.call({"op": "port.remove", "vm": port(2)["vm"], "nic": 0})
         t.check("port 2 removed again", r["ok"] and r["result"]["removed"], r)
         alive("half-close")
+
+        # Issue 22: a large remote.sync is served in slices; a port.add (the
+        # libvirt hook's prepare) sent on another connection right after it
+        # is answered before the sync's reply, not after it.
+        n = 20000
+        sync = {"op": "remote.sync", "origin": "bulk",
+                "remotes": [{"address": f"10.{200 + i // 65536}.{(i // 256) % 256}.{i % 256 + 0}/32"}
+                            for i in range(1, n + 1) if i % 256 != 0]}
+        bulk = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        bulk.settimeout(60)
+        bulk.connect(sock)
+        bulk.sendall((json.dumps(sync) + "\n").encode())
+        r = c.call({"op": "port.add", "brief": True, "port": port(3, "rep3")}, timeout=30)
+        t.check("port.add during a large remote.sync: ok", r["ok"], r)
+        bulk.setblocking(False)
+        try:
+            early = bulk.recv(65536)
+        except BlockingIOError:
+            early = b""
+        t.check("port.add during a large remote.sync: answered before the sync", early == b"",
+                early[:200])
+        bulk.setblocking(True)
+        buf = early
+        while b"\n" not in buf:
+            chunk = bulk.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        bulk.close()
+        r = json.loads(buf.split(b"\n")[0]) if buf else None
+        t.check("the large remote.sync: ok, all of it", r and r["ok"] and r["result"]["added"] == len(sync["remotes"]),
+                str(r)[:300])
+        r = c.call({"op": "remote.sync", "origin": "bulk", "remotes": []}, timeout=60)
+        t.check("the large remote.sync emptied again", r["ok"] and r["result"]["removed"] == len(sync["remotes"]),
+                str(r)[:300])
+        r = c.call({"op": "port.remove", "vm": port(3)["vm"], "nic": 0})
+        t.check("port 3 removed again", r["ok"] and r["result"]["removed"], r)
+        alive("large remote.sync")
 
         # 300 slow clients, each holding a partial request: they fill every
         # slot, then are timed out; a normal client is served after them.

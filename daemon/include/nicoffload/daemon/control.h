@@ -17,7 +17,10 @@
 // Slow clients: a connection holding part of a request longer than
 // Options::partial_request_timeout gets an error reply and is closed, so
 // that slow or stuck clients cannot hold every connection slot; an idle one
-// (nothing pending) is closed after Options::idle_timeout.
+// (nothing pending) is closed after Options::idle_timeout. These clocks
+// count only the time the server was waiting for the client: the time
+// between poll() returning and the next poll() (the daemon's own turn, when
+// nothing is read or sent) is not the client's fault and is not counted.
 #pragma once
 
 #include <sys/types.h>
@@ -104,6 +107,9 @@ class Server {
   // the order of its requests, and go out in that order (dropped if the
   // connection has gone). Never throws: see serialiseReply().
   void reply(std::uint64_t connection, const nlohmann::json& response);
+  // The same with the reply serialised already: one line with its '\n'
+  // (a large read built in slices: Controller::stepBulk()).
+  void replyText(std::uint64_t connection, std::string line);
 
   const ServerCounters& counters() const { return counters_; }
   const std::string& path() const { return options_.socket_path; }
@@ -115,6 +121,7 @@ class Server {
     uid_t uid = 0;
     std::string in;
     std::string out;
+    std::size_t out_sent = 0;  // bytes at the front of `out` already sent
     bool closing = false;      // close once `out` is written
     bool peer_closed = false;  // end of input seen: close once nothing is owed
     // Replies in request order: nullopt for a request handed out by poll()
@@ -137,6 +144,9 @@ class Server {
   void closeIfDone(std::uint64_t id);
   // Expires slow and idle connections; returns the time until the next expiry.
   int expire(int timeout_ms);
+  // Moves every connection's clocks forward by the daemon's own turn since
+  // the last poll() returned (see the header comment).
+  void discountOwnTurn();
   void watch(std::uint64_t id);  // epoll interest from the connection's state
 
   Options options_;
@@ -144,6 +154,7 @@ class Server {
   int epoll_fd_ = -1;
   std::uint64_t next_id_ = 1;
   std::unordered_map<std::uint64_t, Connection> conns_;
+  std::optional<Clock::time_point> turn_started_;  // when poll() last returned
   ServerCounters counters_;
 };
 

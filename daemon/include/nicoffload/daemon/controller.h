@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <set>
@@ -25,6 +26,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "nicoffload/common/error.h"
@@ -70,6 +72,14 @@ struct ControllerOptions {
   // Every full_compute_every-th pass plans and reads back in full anyway
   // (0: every pass does).
   unsigned full_compute_every = 10;
+  // Bulk requests: a remote.sync listing more than bulk_threshold remotes,
+  // and a `rules` read of more than bulk_threshold rules (unpaginated, or a
+  // page that large), are served in slices of slice_budget per loop turn
+  // (stepBulk()), other requests in between; 0: every request at once.
+  std::size_t bulk_threshold = 4096;
+  // At most this many items (remotes, rules) per slice as well (0: the time
+  // budget only); tests use it to make the interleaving deterministic.
+  std::size_t bulk_items_per_slice = 0;
 };
 
 struct Backends {
@@ -104,7 +114,30 @@ class Controller {
   // throws: an exception while handling a request (a bug) is answered with
   // kInternal naming the op, counted (Counters::internal_errors), and the
   // rest of the batch is answered as usual.
-  std::vector<nlohmann::json> handle(const std::vector<control::Request>& batch);
+  //
+  // A null reply: the request is not answered yet; its reply comes from
+  // stepBulk(). That is a bulk request (ControllerOptions::bulk_threshold),
+  // and a request held back behind one: every later request of the same
+  // connection (replies go out in request order), and, while a bulk
+  // remote.sync is in flight, every mutation of remotes (remote.add,
+  // remote.remove, remote.sync, batch) and `reconcile`. Port requests and
+  // reads are never held behind another connection's bulk request.
+  std::vector<nlohmann::json> handle(std::vector<control::Request> batch);
+
+  // A reply handle() left null, now ready: give them to the server in this
+  // order. `text` is the serialised line (a large read, built in slices),
+  // else `body` is the reply.
+  struct LateReply {
+    std::uint64_t connection = 0;
+    nlohmann::json body;
+    std::string text;
+  };
+  // Bulk work in flight, or requests held back behind it: call stepBulk()
+  // every loop turn (untilNextTick() is 0 meanwhile).
+  bool bulkPending() const;
+  // Runs one slice (about slice_budget) of the bulk request in flight, then
+  // the requests held back once nothing holds them any more. Never throws.
+  std::vector<LateReply> stepBulk();
 
   // Runs what is due: retries, the periodic full pass.
   void tick();
@@ -170,6 +203,28 @@ class Controller {
   Controller(model::HostConfig host, model::HwProfile profile, Backends backends, StateStore store,
              ControllerOptions options);
 
+  // handle() for requests nothing holds back: one reply each.
+  std::vector<nlohmann::json> handleNow(const std::vector<control::Request>& batch);
+  // --- bulk requests (bulk.cc) ---
+  struct BulkJob;
+  std::unique_ptr<BulkJob> bulk_;         // the one in flight
+  std::deque<control::Request> held_;     // held back behind it, in arrival order
+  std::vector<LateReply> late_;           // ready before stepBulk() was called (a refused read)
+  enum class Route : std::uint8_t { kNow, kHold, kBulk };
+  // Where `request` goes; `waiting`: the connections with a request held or
+  // in flight (updated).
+  Route route(const control::Request& request, std::unordered_set<std::uint64_t>& waiting) const;
+  bool isBulk(const nlohmann::json& request) const;
+  // Sorts `batch` (moved from): bulk requests start (or wait), held ones
+  // wait; the rest is answered now, into `replies` at their positions.
+  void dispatch(std::vector<control::Request>& batch, std::vector<nlohmann::json>& replies);
+  void startBulk(control::Request request);
+  // One slice of the job; true when it is over (its reply in `out`).
+  bool stepSync(BulkJob& job, SteadyClock::time_point deadline, std::vector<LateReply>& out);
+  bool stepRules(BulkJob& job, SteadyClock::time_point deadline, std::vector<LateReply>& out);
+  bool sliceOver(const BulkJob& job, SteadyClock::time_point deadline) const;
+  bool bulkChangesIntent() const;  // the job in flight is a remote.sync
+
   // handle() without its exception boundary; fills `replies` as it goes.
   void handleBatch(const std::vector<control::Request>& batch,
                    std::vector<nlohmann::json>& replies);
@@ -219,6 +274,32 @@ class Controller {
   Result<nlohmann::json> admitRemoteAdd(const nlohmann::json& request);
   Result<nlohmann::json> admitRemoteRemove(const nlohmann::json& request);
   Result<nlohmann::json> admitRemoteSync(const nlohmann::json& request);
+  // admitRemoteSync in steps, so that bulk.cc can spread a large one over
+  // several loop turns: the request's fields; the listed remotes from
+  // `next` to `end` (a refusal: the caller rolls back); the origin's remotes
+  // the list does not hold (listGone, then removeGone in slices); the result.
+  struct SyncAdmission {
+    std::string origin;
+    const nlohmann::json* list = nullptr;  // the request's "remotes"
+    std::size_t next = 0;                  // the next listed remote to admit
+    struct Counts {
+      std::size_t added = 0, updated = 0, unchanged = 0, removed = 0;
+    } counts;
+    std::size_t taken_over = 0;  // of `updated`: addresses a learned route held
+    // Entries not applied (held by another origin, a VM's, the underlay's):
+    // the first kConflictsListed, all counted.
+    nlohmann::json conflicts = nlohmann::json::array();
+    std::size_t conflict_count = 0;
+    static constexpr std::size_t kConflictsListed = 100;
+    std::unordered_set<Ipv4Addr> listed;
+    std::vector<Ipv4Addr> gone;  // listGone(): to remove
+    std::size_t gone_next = 0;
+  };
+  Result<SyncAdmission> beginRemoteSync(const nlohmann::json& request);
+  Status admitSyncedRemotes(SyncAdmission& sync, std::size_t end);
+  void listGone(SyncAdmission& sync);
+  void removeGone(SyncAdmission& sync, std::size_t end);
+  nlohmann::json finishRemoteSync(SyncAdmission& sync);
   Result<nlohmann::json> admitBatch(const nlohmann::json& request);
   // learned: a route from the kernel (its next hops may be remotes'
   // addresses: the underlay wins).

@@ -1,0 +1,483 @@
+// Controller: bulk requests served in slices, so that no request waits behind
+// one (issue 22, DESIGN.md: "no request waits more than 50 ms behind a full
+// pass or a large read").
+//
+// A bulk request is a remote.sync listing more than
+// ControllerOptions::bulk_threshold remotes (or whose origin holds more), or
+// a `rules` read of more than that many rules. handle() does not answer it: it becomes the job in flight,
+// and stepBulk(), once per loop turn, runs a slice of it (slice_budget), so
+// that the loop serves every other client between two slices.
+//
+// remote.sync keeps its meaning: all or nothing, and the reply only once all
+// of it is done.
+//   1. admit: the listed remotes are checked and put into the intent in
+//      slices, exactly as admitRemoteSync does at once (the same code:
+//      admitSyncedRemotes), then the origin's unlisted remotes are removed.
+//      A refusal anywhere rolls back every slice (the job's own undo log) and
+//      is the reply: nothing of the sync was persisted or programmed.
+//   2. apply: the changed remotes are persisted (a journal record per slice,
+//      written on a worker while the slice's rules and kernel objects are
+//      programmed) and reconciled in slices. The reply comes after the last.
+//      A crash meanwhile leaves the slices persisted so far (the client got
+//      no reply; a retry of the sync, idempotent, converges); a failed state
+//      write keeps the slices before it, puts the rest back, and is the reply.
+// Meanwhile the intent holds the sync partly admitted (1) or wholly (2):
+// reads show it as it stands, and a port.add is checked against it (an
+// address the sync gave a remote is refused as at any time). So that the
+// sync's undo log stays valid and nothing decides against a half-admitted
+// sync, these wait until it is over (held, in arrival order): every mutation
+// of remotes (remote.add, remote.remove, remote.sync, batch), `reconcile`, a
+// full pass (not started, not stepped: tick()) and the learned routes (the
+// daemon's loop does not poll them). Port requests and reads are not held.
+//
+// A `rules` read works on the owners (ports, remotes) as they were when it
+// arrived (a copy), joined slice by slice with the device's placements as
+// they are then; the reply's text is built in slices as well.
+//
+// One bulk request runs at a time; a second waits (held) for the first. Every
+// later request of a connection with a request held or in flight waits too:
+// replies go out in request order.
+#include <malloc.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <future>
+
+#include "controller_types.h"
+#include "nicoffload/daemon/controller.h"
+#include "nicoffload/flowrules/render.h"
+#include "request_fields.h"
+
+namespace nicoffload::offload {
+
+namespace {
+
+const std::string* opOf(const json& body) {
+  const auto it = body.is_object() ? body.find("op") : body.end();
+  if (it == body.end() || !it->is_string()) return nullptr;
+  return &it->get_ref<const std::string&>();
+}
+
+// Checked every this many items: a clock read per remote would cost more
+// than the remote.
+constexpr std::size_t kItemsPerClockRead = 256;
+
+}  // namespace
+
+bool Controller::bulkPending() const {
+  return bulk_ != nullptr || !held_.empty() || !late_.empty();
+}
+
+bool Controller::bulkChangesIntent() const {
+  return bulk_ && bulk_->kind == BulkJob::Kind::kSync;
+}
+
+bool Controller::isBulk(const json& request) const {
+  if (options_.bulk_threshold == 0) return false;
+  const std::string* op = opOf(request);
+  if (!op) return false;
+  if (*op == "remote.sync") {
+    const auto it = request.find("remotes");
+    if (it == request.end() || !it->is_array()) return false;
+    if (it->size() > options_.bulk_threshold) return true;
+    // A short list may still remove many: the origin's remotes it omits
+    // (a sync to empty of 100 k). Counted up to the threshold only.
+    const auto origin = request.find("origin");
+    if (origin == request.end() || !origin->is_string()) return false;
+    const auto& name = origin->get_ref<const std::string&>();
+    std::size_t held = 0;
+    for (const auto& r : intent_.remotes)
+      if (r.origin == name && ++held > options_.bulk_threshold) return true;
+    return false;
+  }
+  if (*op == "rules") {
+    // A page up to the threshold is answered at once; so is a small table.
+    const auto limit = request.find("limit");
+    if (limit != request.end() && limit->is_number_integer() && limit->get<std::int64_t>() >= 0 &&
+        limit->get<std::uint64_t>() <= options_.bulk_threshold)
+      return false;
+    if (limit == request.end() && request.contains("offset")) return false;  // a page of 1000
+    return intent_.remotes.size() + intent_.ports.size() > options_.bulk_threshold / 8 &&
+           plannedRuleCount() > options_.bulk_threshold;
+  }
+  return false;
+}
+
+Controller::Route Controller::route(const control::Request& request,
+                                    std::unordered_set<std::uint64_t>& waiting) const {
+  auto hold = [&] {
+    waiting.insert(request.connection);
+    return Route::kHold;
+  };
+  if (waiting.count(request.connection)) return hold();
+  if (isBulk(request.body)) {
+    if (bulk_) return hold();
+    waiting.insert(request.connection);
+    return Route::kBulk;
+  }
+  if (bulkChangesIntent()) {
+    const std::string* op = opOf(request.body);
+    if (op && (*op == "remote.add" || *op == "remote.remove" || *op == "remote.sync" ||
+               *op == "batch" || *op == "reconcile"))
+      return hold();
+  }
+  return Route::kNow;
+}
+
+void Controller::dispatch(std::vector<control::Request>& batch, std::vector<json>& replies) {
+  std::unordered_set<std::uint64_t> waiting;
+  if (bulk_) waiting.insert(bulk_->request.connection);
+  for (const auto& r : held_) waiting.insert(r.connection);
+  std::vector<control::Request> now;
+  std::vector<std::size_t> positions;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    switch (route(batch[i], waiting)) {
+      case Route::kNow:
+        now.push_back(std::move(batch[i]));
+        positions.push_back(i);
+        break;
+      case Route::kHold:
+        held_.push_back(std::move(batch[i]));
+        break;
+      case Route::kBulk:
+        startBulk(std::move(batch[i]));
+        break;
+    }
+  }
+  if (now.empty()) return;
+  auto answered = handleNow(now);
+  for (std::size_t k = 0; k < positions.size(); ++k) replies[positions[k]] = std::move(answered[k]);
+}
+
+std::vector<json> Controller::handle(std::vector<control::Request> batch) {
+  if (!bulkPending() && options_.bulk_threshold == 0) return handleNow(batch);
+  std::vector<json> replies(batch.size());
+  try {
+    bool plain = !bulkPending();
+    for (std::size_t i = 0; plain && i < batch.size(); ++i) plain = !isBulk(batch[i].body);
+    if (plain) return handleNow(batch);
+    dispatch(batch, replies);
+  } catch (...) {
+    // Sorting threw (a bug): what was not answered or taken is answered as an
+    // internal error, so that no request is left without its reply.
+    const std::string what = describeCurrentException();
+    for (std::size_t i = 0; i < batch.size(); ++i)
+      if (replies[i].is_null() && !batch[i].body.is_null())
+        replies[i] = internalErrorReply(batch[i].body, what);
+  }
+  return replies;
+}
+
+void Controller::startBulk(control::Request request) {
+  bulk_ = std::make_unique<BulkJob>();
+  bulk_->request = std::move(request);
+  bulk_->started = SteadyClock::now();
+  bulk_->kind = *opOf(bulk_->request.body) == "rules" ? BulkJob::Kind::kRules : BulkJob::Kind::kSync;
+  // A read lists the rules as they are when it arrives: its copy of the
+  // owners is taken now, before the requests after it in this batch.
+  if (bulk_->kind == BulkJob::Kind::kRules &&
+      stepRules(*bulk_, SteadyClock::time_point::max(), late_))
+    bulk_.reset();  // refused (a bad field): the reply is in late_
+}
+
+bool Controller::sliceOver(const BulkJob& job, SteadyClock::time_point deadline) const {
+  (void)job;
+  return SteadyClock::now() >= deadline;
+}
+
+std::vector<Controller::LateReply> Controller::stepBulk() {
+  std::vector<LateReply> out = std::move(late_);
+  late_.clear();
+  const auto deadline = SteadyClock::now() + options_.slice_budget;
+  if (bulk_) {
+    bool over = true;
+    try {
+      over = bulk_->kind == BulkJob::Kind::kSync ? stepSync(*bulk_, deadline, out)
+                                                 : stepRules(*bulk_, deadline, out);
+    } catch (...) {
+      out.push_back({bulk_->request.connection,
+                     internalErrorReply(bulk_->request.body, describeCurrentException()),
+                     {}});
+      if (bulk_->kind == BulkJob::Kind::kSync) {
+        // Whatever the sync left half-done: its undo log puts the intent
+        // back if it was not committed; the devices are checked again.
+        if (bulk_->phase != BulkJob::Phase::kApply) {
+          std::swap(undo_, bulk_->undo);
+          rollback({});
+          std::swap(undo_, bulk_->undo);
+        }
+        requestFullPass();
+      }
+    }
+    if (over) {
+      if (bulk_->kind == BulkJob::Kind::kSync)
+        spdlog::info("remote.sync of {} remotes served in slices over {} ms",
+                     bulk_->sync ? bulk_->sync->list->size() : 0,
+                     std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() -
+                                                                           bulk_->started)
+                         .count());
+      const bool large = bulk_->kind == BulkJob::Kind::kSync;
+      bulk_.reset();
+      // The parsed request and the job's logs were megabytes: give them back.
+      if (large) ::malloc_trim(0);
+    }
+  }
+  if (!bulk_ && !held_.empty()) {
+    // What waited behind it, in arrival order: answered now, or the next
+    // bulk request and what waits behind that.
+    std::vector<control::Request> batch(std::make_move_iterator(held_.begin()),
+                                        std::make_move_iterator(held_.end()));
+    held_.clear();
+    std::vector<json> replies(batch.size());
+    std::vector<std::uint64_t> connections;
+    connections.reserve(batch.size());
+    for (const auto& r : batch) connections.push_back(r.connection);
+    try {
+      dispatch(batch, replies);
+    } catch (...) {
+      const std::string what = describeCurrentException();
+      for (std::size_t i = 0; i < batch.size(); ++i)
+        if (replies[i].is_null() && !batch[i].body.is_null())
+          replies[i] = internalErrorReply(batch[i].body, what);
+    }
+    for (std::size_t i = 0; i < batch.size(); ++i)
+      if (!replies[i].is_null()) out.push_back({connections[i], std::move(replies[i]), {}});
+  }
+  return out;
+}
+
+// --- remote.sync ---
+
+bool Controller::stepSync(BulkJob& job, SteadyClock::time_point deadline,
+                          std::vector<LateReply>& out) {
+  const std::size_t per_slice =
+      options_.bulk_items_per_slice ? options_.bulk_items_per_slice : SIZE_MAX;
+  const std::size_t chunk = std::min(per_slice, kItemsPerClockRead);
+  auto reply = [&](json body) {
+    out.push_back({job.request.connection, std::move(body), {}});
+    return true;
+  };
+  // The job's admission state stands in for the controller's while it runs.
+  struct Swap {
+    Controller& c;
+    BulkJob& j;
+    void swap() {
+      std::swap(c.undo_, j.undo);
+      std::swap(c.mutations_, j.mutations);
+      std::swap(c.journal_, j.journal);
+      std::swap(c.touched_ports_, j.touched_ports);
+      std::swap(c.touched_remotes_, j.touched_remotes);
+    }
+    Swap(Controller& c_, BulkJob& j_) : c(c_), j(j_) { swap(); }
+    ~Swap() { swap(); }
+  };
+
+  if (job.phase == BulkJob::Phase::kAdmit || job.phase == BulkJob::Phase::kRemoveGone) {
+    Swap swapped(*this, job);
+    if (!job.sync) {
+      auto begun = beginRemoteSync(job.request.body);
+      if (!begun) {
+        ++counters_.requests_refused;
+        spdlog::warn("refused remote.sync: {}", begun.error().describe());
+        return reply(control::errorReply(begun.error()));
+      }
+      job.sync = std::move(begun).value();
+    }
+    auto& sync = *job.sync;
+    std::size_t done = 0;
+    while (job.phase == BulkJob::Phase::kAdmit && sync.next < sync.list->size()) {
+      const std::size_t end = std::min(sync.list->size(), sync.next + std::min(chunk, per_slice - done));
+      const std::size_t from = sync.next;
+      if (auto s = admitSyncedRemotes(sync, end); !s) {
+        rollback({});  // every slice of the sync: nothing of it was persisted or applied
+        ++counters_.requests_refused;
+        spdlog::warn("refused remote.sync: {}", s.error().describe());
+        return reply(control::errorReply(s.error()));
+      }
+      done += end - from;
+      if (done >= per_slice || sliceOver(job, deadline)) return false;
+    }
+    if (job.phase == BulkJob::Phase::kAdmit) {
+      listGone(sync);
+      job.phase = BulkJob::Phase::kRemoveGone;
+    }
+    while (sync.gone_next < sync.gone.size()) {
+      const std::size_t from = sync.gone_next;
+      removeGone(sync, std::min(sync.gone.size(), from + std::min(chunk, per_slice - done)));
+      done += sync.gone_next - from;
+      if (sync.gone_next < sync.gone.size() && (done >= per_slice || sliceOver(job, deadline)))
+        return false;
+    }
+    job.result = finishRemoteSync(sync);
+    if (undo_.empty()) return reply(control::okReply(std::move(job.result)));  // nothing changed
+    // Admitted as a whole: from here on it is persisted and applied in
+    // slices, and answered after the last.
+    for (const auto& m : mutations_) spdlog::info("{}", m);
+    job.to_apply.reserve(touched_remotes_.size());
+    for (const auto& [address, before] : touched_remotes_) job.to_apply.push_back(address);
+    job.phase = BulkJob::Phase::kApply;
+  }
+
+  // Apply: the touched remotes, a slice at a time, through the incremental
+  // pass (reconcileTouched plans and applies exactly what it is given), each
+  // slice's journal record written on a worker meanwhile (a record of the
+  // whole sync would hold the loop for its write: 100 k remotes, 0.2-0.8 s).
+  std::size_t done = 0;
+  while (job.applied < job.to_apply.size()) {
+    // When plan() couples owners a slice plans the whole intent anyway: one.
+    const std::size_t n = coupled() ? job.to_apply.size() - job.applied
+                                    : std::min({job.to_apply.size() - job.applied, chunk * 4,
+                                                per_slice - done});
+    std::unordered_map<Ipv4Addr, std::optional<model::RemoteEndpoint>> part;
+    part.reserve(n);
+    std::vector<Mutation> record;
+    record.reserve(n);
+    for (std::size_t k = job.applied; k < job.applied + n; ++k) {
+      const Ipv4Addr address = job.to_apply[k];
+      const auto* now = findRemote(address);
+      record.push_back(now ? Mutation::remotePut(*now) : Mutation::remoteRemove(address));
+      part.insert(job.touched_remotes.extract(address));
+    }
+    auto saving = std::async(std::launch::async,
+                             [this, &record] { return store_.append(record); });
+    TouchedPorts no_ports;
+    std::swap(touched_ports_, no_ports);
+    std::swap(touched_remotes_, part);
+    std::optional<PassResult> pass;
+    std::exception_ptr error;
+    try {
+      pass = reconcileTouched();
+    } catch (...) {
+      error = std::current_exception();
+    }
+    std::swap(touched_ports_, no_ports);
+    std::swap(touched_remotes_, part);
+    for (auto& entry : part) job.touched_remotes.insert(std::move(entry));
+    const Status st = saving.get();
+    if (error) std::rethrow_exception(error);
+    if (!st) {
+      // The slices before this one are persisted and applied; this one and
+      // the rest go back to what they were (the devices follow at the next
+      // full pass). The client is told, and a retry of the sync converges.
+      ++counters_.state_save_failures;
+      const std::size_t persisted = job.applied;
+      beginInternalBatch();
+      for (std::size_t k = job.applied; k < job.to_apply.size(); ++k) {
+        const auto& before = job.touched_remotes.at(job.to_apply[k]);
+        if (before) {
+          putRemote(*before);
+        } else {
+          eraseRemote(job.to_apply[k]);
+        }
+      }
+      beginInternalBatch();
+      requestFullPass();
+      Error e = st.error();
+      e.message += "; remote.sync: " + std::to_string(persisted) + " of its " +
+                   std::to_string(job.to_apply.size()) +
+                   " changes were persisted and applied, the rest not; retry the sync";
+      spdlog::error("state: {}", e.describe());
+      return reply(control::errorReply(e));
+    }
+    ++counters_.state_saves;
+    job.failures += pass->failures;
+    job.applied += n;
+    done += n;
+    if (done >= per_slice || sliceOver(job, deadline)) break;
+  }
+  if (store_.compactionDue()) compactState();
+  if (job.applied < job.to_apply.size()) return false;
+  scheduleRetry(job.failures > 0);
+  // A removed remote whose address the kernel routes comes back as learned.
+  std::swap(touched_remotes_, job.touched_remotes);
+  reinstateLearned();
+  std::swap(touched_remotes_, job.touched_remotes);
+  return reply(control::okReply(std::move(job.result)));
+}
+
+// --- rules ---
+
+bool Controller::stepRules(BulkJob& job, SteadyClock::time_point deadline,
+                           std::vector<LateReply>& out) {
+  const std::size_t per_slice =
+      options_.bulk_items_per_slice ? options_.bulk_items_per_slice : SIZE_MAX;
+  if (job.suffix.empty()) {
+    const json& req = job.request.body;
+    Error error;
+    auto fail = [&](Error e) {
+      out.push_back({job.request.connection, control::errorReply(e), {}});
+      return true;
+    };
+    if (auto s = onlyKeys(req, {"testpmd", "offset", "limit"}); !s) return fail(s.error());
+    const auto testpmd = optionalBool(req, "testpmd", false);
+    if (!testpmd) return fail(testpmd.error());
+    auto page = pageOf(req);
+    if (!page) return fail(page.error());
+    job.testpmd = *testpmd;
+    // The owners as they stand now: later changes do not move the listing.
+    job.ports = intent_.ports;
+    job.host_rules = planner_->hostRules(portVnis());
+    job.remotes = intent_.remotes;
+    job.skip = page->offset;
+    job.left = page->limit;
+    if (page->paged) {
+      const std::size_t total = plannedRuleCount();
+      const std::size_t count =
+          total > page->offset ? std::min(page->limit, total - page->offset) : 0;
+      const std::size_t next = page->offset + count;
+      job.text = std::string(R"({"ok":true,"result":{"next":)") +
+                 (next < total ? std::to_string(next) : "null") + R"(,"rules":[)";
+      job.suffix = R"(],"total":)" + std::to_string(total) + "}}\n";
+    } else {
+      job.text = R"({"ok":true,"result":[)";
+      job.suffix = "]}\n";
+    }
+    return false;  // the copy was this turn's work
+  }
+  const auto numbering = flowrules::PortNumbering::fromHost(host_);
+  std::size_t done = 0;
+  auto give = [&](const flowrules::FlowRule& planned) {
+    if (job.skip > 0) {
+      --job.skip;
+      return;
+    }
+    if (job.left == 0) return;
+    --job.left;
+    const auto* a = applier_->find(planned.id);
+    const auto r = a ? a->effective(planned) : planned;
+    json j = flowrules::toJson(r, profile_);
+    if (a) j["reason"] = flowrules::describeApplied(*a, profile_);
+    if (job.testpmd) j["testpmd"] = flowrules::renderTestpmd(r, numbering);
+    if (job.given++) job.text += ',';
+    job.text += j.dump(-1, ' ', false, json::error_handler_t::replace);
+    ++done;
+  };
+  const std::size_t n_ports = job.ports.size();
+  const std::size_t n_owners = n_ports + 1 + job.remotes.size();
+  while (job.owner < n_owners && job.left > 0) {
+    const std::size_t o = job.owner++;
+    if (o < n_ports) {
+      if (auto rules = planner_->portRules(job.ports[o]))
+        for (const auto& r : *rules) give(r);
+    } else if (o == n_ports) {
+      for (const auto& r : job.host_rules) give(r);
+    } else {
+      // Whole pages of remotes skipped at once (one rule each).
+      const std::size_t i = o - n_ports - 1;
+      if (job.skip > 0) {
+        const std::size_t jump = std::min(job.skip, job.remotes.size() - i);
+        job.skip -= jump;
+        job.owner = o + jump;
+        continue;
+      }
+      give(planner_->remoteRule(job.remotes[i]));
+    }
+    if (done >= per_slice) return false;
+    if (done % 64 == 0 && sliceOver(job, deadline)) return false;
+  }
+  job.text += job.suffix;
+  out.push_back({job.request.connection, {}, std::move(job.text)});
+  return true;
+}
+
+}  // namespace nicoffload::offload
