@@ -189,6 +189,7 @@ def burst_kernel(fleet, n):
     got = hw_rules(fleet, 2) - base
     st = Client(fleet.daemons[2].socket).call({"op": "status"})["result"]["routes"]
     peak = rss_peak_kb(fleet.daemons[2].proc.pid)
+    resync = resync_cost(fleet, n)
     # and away again
     with open(path, "w") as f:
         for i in range(n):
@@ -199,7 +200,50 @@ def burst_kernel(fleet, n):
         time.sleep(0.02)
     t_del = time.time() - t1
     os.remove(path)
-    return t_ip, t_all, got, peak, st, t_del
+    return t_ip, t_all, got, peak, st, t_del, resync
+
+
+def resync_cost(fleet, n):
+    """With n learned routes in hv2: what comparing them with a fresh dump
+    costs (issue 22). A full pass (SIGHUP) dumps on a worker thread; a
+    client sending port.list meanwhile, one after the other, measures the
+    wait. Then the reconcile op, which dumps inline before it answers."""
+    d = fleet.daemons[2]
+    c = Client(d.socket)
+    before = c.call({"op": "status"})["result"]["routes"]["resyncs"]
+    lat, stop = [], threading.Event()
+
+    def probe():
+        pc = Client(d.socket)
+        while not stop.is_set():
+            t = time.time()
+            pc.call({"op": "port.list"})
+            lat.append(time.time() - t)
+
+    th = threading.Thread(target=probe)
+    th.start()
+    time.sleep(0.5)
+    d.proc.send_signal(signal.SIGHUP)
+    st = None
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        st = c.call({"op": "status"})["result"]["routes"]
+        if st["resyncs"] > before and "full pass" in (st["last_resync"] or {}).get("reason", ""):
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)
+    stop.set()
+    th.join()
+    bg = st["last_resync"] if st else {}
+    t0 = time.time()
+    c.call({"op": "reconcile"}, timeout=120)
+    t_reconcile = time.time() - t0
+    inline = c.call({"op": "status"})["result"]["routes"]["last_resync"]
+    return {"routes": n, "bg_dump_ms": bg.get("dump_ms"), "bg_merge_ms": bg.get("merge_ms"),
+            "probe_n": len(lat), "probe_p50": pct(lat, 50) if lat else 0,
+            "probe_p99": pct(lat, 99) if lat else 0, "probe_max": max(lat) if lat else 0,
+            "reconcile_s": t_reconcile, "inline_dump_ms": inline.get("dump_ms"),
+            "inline_merge_ms": inline.get("merge_ms")}
 
 
 def burst_frr(fleet, n):
@@ -289,12 +333,18 @@ def main():
                   f"p99 {ms(pct(beyond, 99))}  (goal p99 <= 200 ms)")
 
         if "burst" in parts:
-            t_ip, t_all, got, peak, st, t_del = burst_kernel(fleet, a.routes)
+            t_ip, t_all, got, peak, st, t_del, rs = burst_kernel(fleet, a.routes)
             print(f"burst via ip -batch ({a.routes} routes, protocol bgp, hv2): ip -batch {t_ip:.2f} s "
                   f"({a.routes / t_ip:,.0f} routes/s); every rule in the device after {t_all:.2f} s "
                   f"({got / t_all:,.0f} routes/s mirrored, {got} rules); overruns {st['overruns']}, "
                   f"resyncs {st['resyncs']}; withdrawal of all: {t_del:.2f} s; daemon peak RSS "
                   f"{peak / 1024:.0f} MiB  (goal >= 100 000 routes/s)")
+            print(f"resync of {rs['routes']} learned routes (issue 22): full pass (SIGHUP), dump on "
+                  f"a worker {rs['bg_dump_ms']:.0f} ms, merge on the loop {rs['bg_merge_ms']:.1f} ms; "
+                  f"port.list meanwhile ({rs['probe_n']} calls): p50 {ms(rs['probe_p50'])}, p99 "
+                  f"{ms(rs['probe_p99'])}, max {ms(rs['probe_max'])}  (goal: no wait > 50 ms); "
+                  f"reconcile op (inline dump {rs['inline_dump_ms']:.0f} ms, merge "
+                  f"{rs['inline_merge_ms']:.1f} ms): {rs['reconcile_s']:.2f} s")
         if "frr" in parts:
             t_all, kernel_done, got = burst_frr(fleet, a.routes)
             kd = f"{kernel_done:.1f} s" if kernel_done else "n/a"

@@ -1903,9 +1903,12 @@ TEST(ControllerBulk, ARefusedHugeSyncLeavesNothingAndPortsServedMeanwhileStay) {
   f.start();
   ASSERT_TRUE(f.call(request("port.add", {{"port", Fixture::port(1)}}))["ok"]);
   const std::size_t rules_before = f.ctl->applier().size();
-  // The 90th remote is port 1's address: refused, after 89 were admitted.
-  auto replies = f.ctl->handle(
-      {{1, request("remote.sync", {{"origin", "bgp-ctl"}, {"remotes", BulkFixture::remotes(100, 89)}}), 0}});
+  // The 90th remote is malformed: refused, after 89 were admitted. (An
+  // overlap, such as port 1's address, is a per-entry conflict instead.)
+  json list = BulkFixture::remotes(100);
+  list[89]["address"] = "10.99.0.300/32";
+  auto replies =
+      f.ctl->handle({{1, request("remote.sync", {{"origin", "bgp-ctl"}, {"remotes", list}}), 0}});
   EXPECT_TRUE(replies[0].is_null());
   for (int i = 0; i < 3; ++i) f.ctl->stepBulk();
   auto port = f.ctl->handle({{2, request("port.add", {{"port", Fixture::port(2)}}), 0}});
