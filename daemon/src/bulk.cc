@@ -432,6 +432,12 @@ bool Controller::stepRules(BulkJob& job, SteadyClock::time_point deadline,
       job.text = R"({"ok":true,"result":[)";
       job.suffix = "]}\n";
     }
+    // Room for the whole reply at once (about 620 bytes a rule, testpmd
+    // lines about as many again): growing a 100 MB string by doubling copies
+    // tens of MB inside one slice. Reserved, not touched: the pages are
+    // faulted in slice by slice as the text is written.
+    const std::size_t rules = std::min(page->limit, plannedRuleCount());
+    job.text.reserve(job.text.size() + rules * (job.testpmd ? 2048 : 1024) + job.suffix.size());
     return false;  // the copy was this turn's work
   }
   const auto numbering = flowrules::PortNumbering::fromHost(host_);
