@@ -8,7 +8,8 @@
 // and stepBulk(), once per loop turn, runs a slice of it (slice_budget), so
 // that the loop serves every other client between two slices.
 //
-// remote.sync keeps its meaning: all or nothing, and the reply only once all
+// remote.sync keeps its meaning (malformed input refuses the whole sync,
+// overlaps are per-entry conflicts: admission.cc), and the reply only once all
 // of it is done.
 //   1. admit: the listed remotes are checked and put into the intent in
 //      slices, exactly as admitRemoteSync does at once (the same code:
