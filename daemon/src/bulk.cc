@@ -152,11 +152,20 @@ void Controller::dispatch(std::vector<control::Request>& batch, std::vector<json
 
 std::vector<json> Controller::handle(std::vector<control::Request> batch) {
   if (!bulkPending() && options_.bulk_threshold == 0) return handleNow(batch);
-  std::vector<json> replies(batch.size());
+  bool plain = !bulkPending();
   try {
-    bool plain = !bulkPending();
     for (std::size_t i = 0; plain && i < batch.size(); ++i) plain = !isBulk(batch[i].body);
-    if (plain) return handleNow(batch);
+  } catch (...) {
+    plain = false;  // a bug: dispatch() meets it again, and it is answered there
+  }
+  if (plain) return handleNow(batch);
+  std::vector<json> replies(batch.size());
+  dispatchOrAnswer(batch, replies);
+  return replies;
+}
+
+void Controller::dispatchOrAnswer(std::vector<control::Request>& batch, std::vector<json>& replies) {
+  try {
     dispatch(batch, replies);
   } catch (...) {
     // Sorting threw (a bug): what was not answered or taken is answered as an
@@ -166,7 +175,6 @@ std::vector<json> Controller::handle(std::vector<control::Request> batch) {
       if (replies[i].is_null() && !batch[i].body.is_null())
         replies[i] = internalErrorReply(batch[i].body, what);
   }
-  return replies;
 }
 
 void Controller::startBulk(control::Request request) {
@@ -233,14 +241,7 @@ std::vector<Controller::LateReply> Controller::stepBulk() {
     std::vector<std::uint64_t> connections;
     connections.reserve(batch.size());
     for (const auto& r : batch) connections.push_back(r.connection);
-    try {
-      dispatch(batch, replies);
-    } catch (...) {
-      const std::string what = describeCurrentException();
-      for (std::size_t i = 0; i < batch.size(); ++i)
-        if (replies[i].is_null() && !batch[i].body.is_null())
-          replies[i] = internalErrorReply(batch[i].body, what);
-    }
+    dispatchOrAnswer(batch, replies);
     for (std::size_t i = 0; i < batch.size(); ++i)
       if (!replies[i].is_null()) out.push_back({connections[i], std::move(replies[i]), {}});
   }

@@ -29,13 +29,9 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from nfo_testlib import Checks, run  # noqa: E402
+from nfo_testlib import ONE_PORT_DOMAIN_XML, Checks, run  # noqa: E402
 
-NS = "http://nicoffload.org/xmlns/ports/1"
-XML = ("<domain type='qemu'><name>d</name><uuid>6f1e2d3c-4b5a-4978-8a6b-5c4d3e2f1a0b</uuid>"
-       f"<metadata><nfo:ports xmlns:nfo='{NS}'><nfo:port mac='52:54:00:aa:00:01'>"
-       "<nfo:address>10.0.0.1</nfo:address></nfo:port></nfo:ports></metadata>"
-       "<devices><interface type='ethernet'><mac address='52:54:00:aa:00:01'/></interface></devices></domain>")
+XML = ONE_PORT_DOMAIN_XML
 ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}  # libvirt runs hooks with an almost empty environment
 
 # Run in the private PID namespace (argv: installer, hook, hooks dir, fake

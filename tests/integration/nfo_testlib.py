@@ -164,3 +164,12 @@ def tear_down(t, daemon, world, log_tail=3000):
         if t.failed:
             print(open(daemon.log).read()[-log_tail:])
     world.close()
+
+
+# A one-port domain as libvirt hands it to the qemu hook on stdin.
+PORTS_NS = "http://nicoffload.org/xmlns/ports/1"
+ONE_PORT_DOMAIN_XML = (
+    "<domain type='qemu'><name>d</name><uuid>6f1e2d3c-4b5a-4978-8a6b-5c4d3e2f1a0b</uuid>"
+    f"<metadata><nfo:ports xmlns:nfo='{PORTS_NS}'><nfo:port mac='52:54:00:aa:00:01'>"
+    "<nfo:address>10.0.0.1</nfo:address></nfo:port></nfo:ports></metadata>"
+    "<devices><interface type='ethernet'><mac address='52:54:00:aa:00:01'/></interface></devices></domain>")

@@ -218,6 +218,9 @@ class Controller {
   // Sorts `batch` (moved from): bulk requests start (or wait), held ones
   // wait; the rest is answered now, into `replies` at their positions.
   void dispatch(std::vector<control::Request>& batch, std::vector<nlohmann::json>& replies);
+  // dispatch(), and every request it neither answered nor took answered as
+  // an internal error when it threw (a bug): none is left without a reply.
+  void dispatchOrAnswer(std::vector<control::Request>& batch, std::vector<nlohmann::json>& replies);
   void startBulk(control::Request request);
   // One slice of the job; true when it is over (its reply in `out`).
   bool stepSync(BulkJob& job, SteadyClock::time_point deadline, std::vector<LateReply>& out);
