@@ -206,6 +206,14 @@ def sim_rules(simnic, device_dir):
     return len(json.loads(out)["rules"])
 
 
+def file_size(path):
+    """0 for a file gone since it was listed (the journal's .tmp, renamed)."""
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:
+        return 0
+
+
 def start_fill(hwtest, profile, device_dir, tmp, name, extra=()):
     js = os.path.join(tmp, name + ".json")
     p = subprocess.Popen([hwtest, "--profile", profile, "--sim-device-dir", device_dir, "--case",
@@ -216,7 +224,7 @@ def start_fill(hwtest, profile, device_dir, tmp, name, extra=()):
     deadline = time.time() + 60
     while time.time() < deadline and p.poll() is None:
         time.sleep(0.01)
-        size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(device_dir) for f in fs) \
+        size = sum(file_size(os.path.join(d, f)) for d, _, fs in os.walk(device_dir) for f in fs) \
             if os.path.isdir(device_dir) else 0
         if size > 64 * 1024:
             return p, js
