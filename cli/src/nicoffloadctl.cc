@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <thread>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -590,6 +591,134 @@ Result<nlohmann::json> remoteAddRequest(const nlohmann::json& doc, const std::st
   return nlohmann::json{{"op", "batch"}, {"ops", std::move(ops)}};
 }
 
+// The packet options of `trace` and `sim send`: each a field of the
+// daemon's packet spec (simnic/trace.h).
+const std::vector<std::pair<const char*, const char*>> kPacketOptions = {
+    {"in", "where the packet enters: uplink, a port <vm uuid>/<nic>, its representor or vf<N> (required)"},
+    {"src-mac", "source MAC (default: the port's MAC; from the uplink, the next hop's)"},
+    {"dst-mac", "destination MAC (default: the gateway MAC; from the uplink, the uplink's)"},
+    {"ethertype", "ipv4 (default), arp, or an EtherType number such as 0x86dd"},
+    {"src-ip", "IPv4 source (default: the port's first address)"},
+    {"dst-ip", "IPv4 destination (required for IPv4)"},
+    {"proto", "udp (default), tcp or icmp"},
+    {"src-port", "UDP/TCP source port (default 40000)"},
+    {"dst-port", "UDP/TCP destination port (default 5001 UDP, 80 TCP)"},
+    {"ttl", "IPv4 TTL (default 64)"},
+    {"payload", "payload bytes (default 64)"},
+    {"arp-op", "ARP operation: request (default) or reply"},
+    {"spa", "ARP sender protocol address (default: the port's first address)"},
+    {"tpa", "ARP target protocol address (required for ARP; implies --ethertype arp)"},
+    {"vni", "VXLAN: the VNI; the fields above then describe the inner packet"},
+    {"outer-src-ip", "VXLAN: the sending VTEP (required for VXLAN)"},
+    {"outer-dst-ip", "VXLAN: the receiving VTEP (default: this host's)"},
+    {"outer-src-mac", "VXLAN: outer source MAC"},
+    {"outer-dst-mac", "VXLAN: outer destination MAC (default: the uplink's)"},
+    {"vxlan-port", "VXLAN: outer UDP destination port (default: the host's)"}};
+
+// --- traffic: `top` and `sim send` ---
+
+struct TopArgs {
+  double interval_s = 2.0;
+  int count = 0;      // samples to print; 0 = until interrupted
+  bool once = false;  // one sample of the totals, no rates
+  std::string vm;
+};
+
+// One port's figures as `traffic` gives them; null traffic (not read yet) = zeros.
+struct TopRow {
+  std::string vm;
+  unsigned nic = 0;
+  std::uint64_t v[7]{};  // rx hw pkts, rx sw pkts, tx hw pkts, tx sw pkts, drops, rx bytes, tx hw bytes
+};
+
+std::vector<TopRow> topRows(const nlohmann::json& reply) {
+  std::vector<TopRow> rows;
+  for (const auto& p : reply.at("ports")) {
+    TopRow row;
+    row.vm = p.at("vm").get<std::string>();
+    row.nic = p.at("nic").get<unsigned>();
+    const auto& t = p.at("traffic");
+    if (!t.is_null()) {
+      static const char* const paths[7] = {"/rx/hw/packets", "/rx/sw/packets", "/tx/hw/packets",
+                                           "/tx/sw/packets", "/tx_dropped/packets", "/rx/bytes",
+                                           "/tx/hw/bytes"};
+      for (int i = 0; i < 7; ++i) row.v[i] = t.at(nlohmann::json::json_pointer(paths[i])).get<std::uint64_t>();
+    }
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+std::string human(double v) {
+  char buf[32];
+  const char* unit[] = {"", "k", "M", "G", "T"};
+  int u = 0;
+  while (v >= 1000 && u < 4) {
+    v /= 1000;
+    ++u;
+  }
+  std::snprintf(buf, sizeof buf, u ? "%.1f%s" : "%.0f%s", v, unit[u]);
+  return buf;
+}
+
+// nicoffloadctl top: the ports' traffic from the hardware counters and the
+// representors, refreshed every interval (each sample asks nicoffloadd to
+// read the counters then: `traffic` with "refresh"). Rates are the change
+// between two samples over the time between them.
+int runTop(const DaemonOptions& daemon, const TopArgs& a) {
+  nlohmann::json req = {{"op", "traffic"}, {"refresh", true}};
+  if (!a.vm.empty()) req["vm"] = a.vm;
+  const bool tty = ::isatty(STDOUT_FILENO) == 1 && !a.once && !daemon.json;
+  std::map<std::pair<std::string, unsigned>, TopRow> previous;
+  auto previous_at = std::chrono::steady_clock::now();
+  for (int sample = 0; a.count == 0 || sample < (a.once ? 1 : a.count + 1); ++sample) {
+    int rc = kExitOk;
+    auto r = callDaemon(daemon, req, rc);
+    if (!r) return rc;
+    const auto now = std::chrono::steady_clock::now();
+    if (daemon.json) {
+      std::cout << r->dump() << "\n" << std::flush;
+    } else {
+      const auto rows = topRows(*r);
+      const double dt = std::chrono::duration<double>(now - previous_at).count();
+      const bool rates = !a.once && sample > 0 && dt > 0;
+      if (tty) std::printf("\033[H\033[2J");
+      if (!a.once && sample == 0 && a.count != 0) {  // the first sample only sets the baseline
+        for (const auto& row : rows) previous[{row.vm, row.nic}] = row;
+        previous_at = now;
+        std::this_thread::sleep_for(std::chrono::duration<double>(a.interval_s));
+        continue;
+      }
+      const auto& sweep = (*r)["sweep"];
+      std::printf("nicoffload top: %zu ports; %s; counters read in %.2f ms (loop thread)%s\n", rows.size(),
+                  rates ? ("rates over " + human(dt) + " s").c_str() : "totals since the daemon followed each port",
+                  sweep.value("last_busy_ms", 0.0),
+                  sweep.value("last_error", std::string()).empty() ? "" : "; some reads failed (see status)");
+      std::printf("%-36s %4s %10s %10s %10s %10s %10s %10s %10s\n", "VM", "NIC", rates ? "RX pps hw" : "RX pkt hw",
+                  rates ? "RX pps sw" : "RX pkt sw", rates ? "RX bit/s" : "RX bytes", rates ? "TX pps hw" : "TX pkt hw",
+                  rates ? "TX pps sw" : "TX pkt sw", rates ? "TXbit/s hw" : "TX byte hw", rates ? "drop/s" : "dropped");
+      for (const auto& row : rows) {
+        double v[7];
+        const auto it = previous.find({row.vm, row.nic});
+        for (int i = 0; i < 7; ++i) {
+          const std::uint64_t before = rates && it != previous.end() && it->second.v[i] <= row.v[i] ? it->second.v[i] : 0;
+          v[i] = rates ? static_cast<double>(row.v[i] - before) / dt : static_cast<double>(row.v[i]);
+        }
+        const double bit = rates ? 8 : 1;
+        std::printf("%-36s %4u %10s %10s %10s %10s %10s %10s %10s\n", row.vm.c_str(), row.nic, human(v[0]).c_str(),
+                    human(v[1]).c_str(), human(v[5] * bit).c_str(), human(v[2]).c_str(), human(v[3]).c_str(),
+                    human(v[6] * bit).c_str(), human(v[4]).c_str());
+        previous[{row.vm, row.nic}] = row;
+      }
+      std::fflush(stdout);
+    }
+    previous_at = now;
+    if (a.once || (a.count != 0 && sample >= a.count)) break;
+    std::this_thread::sleep_for(std::chrono::duration<double>(a.interval_s));
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 int run(int argc, char** argv) {
@@ -773,30 +902,39 @@ int run(int argc, char** argv) {
       "to a representor, through the kernel software path (route lookup in the software path's "
       "namespace, proxy ARP, neighbour, VXLAN FDB); read-only, asks nicoffloadd");
   addDaemonOptions(trace_cmd);
-  for (const auto& [key, help] : std::initializer_list<std::pair<const char*, const char*>>{
-           {"in", "where the packet enters: uplink, a port <vm uuid>/<nic>, its representor or vf<N> (required)"},
-           {"src-mac", "source MAC (default: the port's MAC; from the uplink, the next hop's)"},
-           {"dst-mac", "destination MAC (default: the gateway MAC; from the uplink, the uplink's)"},
-           {"ethertype", "ipv4 (default), arp, or an EtherType number such as 0x86dd"},
-           {"src-ip", "IPv4 source (default: the port's first address)"},
-           {"dst-ip", "IPv4 destination (required for IPv4)"},
-           {"proto", "udp (default), tcp or icmp"},
-           {"src-port", "UDP/TCP source port (default 40000)"},
-           {"dst-port", "UDP/TCP destination port (default 5001 UDP, 80 TCP)"},
-           {"ttl", "IPv4 TTL (default 64)"},
-           {"payload", "payload bytes (default 64)"},
-           {"arp-op", "ARP operation: request (default) or reply"},
-           {"spa", "ARP sender protocol address (default: the port's first address)"},
-           {"tpa", "ARP target protocol address (required for ARP; implies --ethertype arp)"},
-           {"vni", "VXLAN: the VNI; the fields above then describe the inner packet"},
-           {"outer-src-ip", "VXLAN: the sending VTEP (required for VXLAN)"},
-           {"outer-dst-ip", "VXLAN: the receiving VTEP (default: this host's)"},
-           {"outer-src-mac", "VXLAN: outer source MAC"},
-           {"outer-dst-mac", "VXLAN: outer destination MAC (default: the uplink's)"},
-           {"vxlan-port", "VXLAN: outer UDP destination port (default: the host's)"}}) {
+  for (const auto& [key, help] : kPacketOptions) {
     std::string field = key;
     std::replace(field.begin(), field.end(), '-', '_');
     trace_cmd->add_option(std::string("--") + key, trace_fields[field], help);
+  }
+  TopArgs top_args;
+  auto* top_cmd = app.add_subcommand(
+      "top",
+      "live per-port traffic (VM NICs): packets and bytes the hardware rules counted (hw) and the "
+      "representors carried (sw), as rates between two samples; each sample has nicoffloadd read "
+      "the counters then");
+  addDaemonOptions(top_cmd);
+  top_cmd->add_option("--interval", top_args.interval_s, "seconds between samples (default 2)")
+      ->check(CLI::Range(0.1, 3600.0));
+  top_cmd->add_option("--count", top_args.count, "print this many samples of rates, then stop (default: until interrupted)")
+      ->check(CLI::Range(1, 1000000));
+  top_cmd->add_flag("--once", top_args.once, "print the totals once and stop");
+  top_cmd->add_option("--vm", top_args.vm, "only this VM's ports");
+  std::map<std::string, std::string> send_fields;
+  int send_count = 1;
+  auto* sim_cmd = app.add_subcommand("sim", "the simulated NIC (backends.flow = sim)");
+  sim_cmd->require_subcommand(1);
+  auto* sim_send_cmd = sim_cmd->add_subcommand(
+      "send",
+      "send packets into the simulated NIC as if they came from the wire or a VM: they go through "
+      "the rules it holds, whose counters count them (the same packet options as trace)");
+  addDaemonOptions(sim_send_cmd);
+  sim_send_cmd->add_option("--count", send_count, "how many copies (1..100000, default 1)")
+      ->check(CLI::Range(1, 100000));
+  for (const auto& [key, help] : kPacketOptions) {
+    std::string field = key;
+    std::replace(field.begin(), field.end(), '-', '_');
+    sim_send_cmd->add_option(std::string("--") + key, send_fields[field], help);
   }
   explain_cmd->add_option("--socket", daemon.socket, "ask nicoffloadd (the default when --host/--ports are not given)");
   // NIC management (read-only here; the daemon changes the NIC).
@@ -1022,6 +1160,22 @@ int run(int argc, char** argv) {
     auto r = callDaemon(daemon, {{"op", *counters_cmd ? "counters" : "reconcile"}}, rc);
     if (!r) return rc;
     return printReply(*r, [&] { std::cout << r->dump(2) << "\n"; });
+  }
+  if (*top_cmd) return runTop(daemon, top_args);
+  if (*sim_send_cmd) {
+    nlohmann::json packet = nlohmann::json::object();
+    for (const auto& [field, value] : send_fields) {
+      std::string key = field;
+      std::replace(key.begin(), key.end(), '_', '-');
+      if (sim_send_cmd->get_option("--" + key)->count() > 0) packet[field] = value;
+    }
+    auto r = callDaemon(daemon, {{"op", "sim.send"}, {"packet", packet}, {"count", send_count}}, rc);
+    if (!r) return rc;
+    return printReply(*r, [&] {
+      std::printf("sent %s packet(s) from %s: %s (%s rules matched%s)\n", (*r)["sent"].dump().c_str(),
+                  (*r)["in"].get<std::string>().c_str(), (*r)["delivery"].get<std::string>().c_str(),
+                  (*r)["rules_matched"].dump().c_str(), (*r)["miss"].get<bool>() ? ", a miss" : "");
+    });
   }
   if (*trace_cmd) {
     nlohmann::json packet = nlohmann::json::object();

@@ -38,6 +38,7 @@ Controller::Controller(model::HostConfig host, model::HwProfile profile, Backend
                       options_.wall_now().time_since_epoch())
                       .count();
   next_full_ = started_ + options_.reconcile_interval;
+  next_traffic_ = started_ + std::chrono::milliseconds(host_.traffic_interval_ms);
 }
 
 Result<std::unique_ptr<Controller>> Controller::start(model::HostConfig host,
@@ -343,6 +344,7 @@ void Controller::tick() {
   if (bulk_ && bulkChangesIntent()) return;
   const auto now = options_.now();
   if (now >= next_claim_) expireClaims();
+  stepTraffic(now);
   // The warm vDPA pool refills between requests, a few devices per turn.
   if (!full_pass_ && poolWantsWork()) refillPool(kPoolCreatesPerTick);
   if (!full_pass_) {
@@ -364,8 +366,9 @@ std::chrono::milliseconds Controller::untilNextTick() const {
   if (bulkPending()) return std::chrono::milliseconds(0);  // its next slice
   if (full_pass_) return std::chrono::milliseconds(1);  // its next slice, or its worker's result
   if (poolWantsWork()) return std::chrono::milliseconds(0);
+  if (traffic_sweep_) return std::chrono::milliseconds(1);  // its next slice, or its worker's dump
   const auto now = options_.now();
-  const auto next = std::min({next_full_, next_retry_, next_claim_});
+  const auto next = std::min({next_full_, next_retry_, next_claim_, nextTrafficWork()});
   if (next <= now) return std::chrono::milliseconds(0);
   return std::chrono::duration_cast<std::chrono::milliseconds>(next - now);
 }
@@ -486,7 +489,7 @@ std::string Controller::metricsText(const control::ServerCounters* server) const
           static_cast<double>(server->timed_out));
   }
   learnedMetrics(m);
-  return m.render();
+  return m.render() + traffic_metrics_;
 }
 
 }  // namespace nicoffload::offload

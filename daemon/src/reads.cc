@@ -220,7 +220,9 @@ json Controller::read(const json& req, Error& error) {
     const auto* p = findPort(*key);
     if (!p)
       return fail(requestError(ErrorCode::kNotFound, "port", key->str(), "no port " + key->str()));
-    return portJson(*p);
+    json out = portJson(*p);
+    out["traffic"] = portTrafficJson(*p);  // null until the first sweep read it
+    return out;
   }
   if (op == "port.list") {
     // Optional "vm": only that domain's ports (the hook's release path).
@@ -365,6 +367,8 @@ json Controller::read(const json& req, Error& error) {
               {"internal_errors", counters_.internal_errors}}}};
   }
   if (op == "trace") return traceRead(req, error);
+  if (op == "traffic") return trafficRead(req, error);
+  if (op == "sim.send") return simSend(req, error);
   if (op == "reconcile") {
     if (auto s = onlyKeys(req, {}); !s) return fail(s.error());
     return reconcileAll();
@@ -373,7 +377,8 @@ json Controller::read(const json& req, Error& error) {
       ErrorCode::kInvalidValue, "op", op,
       "unknown op '" + op +
           "' (ops: status, port.add, port.remove, port.get, port.list, remote.add, remote.remove, "
-          "remote.sync, remote.list, batch, rules, explain, trace, counters, reconcile)"));
+          "remote.sync, remote.list, batch, rules, explain, trace, counters, traffic, sim.send, "
+          "reconcile)"));
 }
 
 }  // namespace nicoffload::offload

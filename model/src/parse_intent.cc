@@ -449,6 +449,15 @@ Result<HostConfig> parseHostConfig(const json& doc) {
                   "how long a tentative port lives unconfirmed, 1 s .. 1 day") &&
         d.member("tentative_ttl_ms", false))
       host.tentative_ttl_ms = static_cast<std::uint32_t>(n);
+    if (d.integer("traffic_interval_ms", 0, 86400000, n, false,
+                  "how often the per-port traffic counters are read, 0 (never) or 100 ms .. 1 day") &&
+        d.member("traffic_interval_ms", false)) {
+      if (n > 0 && n < 100)
+        d.fail(ErrorCode::kInvalidValue, "traffic_interval_ms", (*obj)["traffic_interval_ms"],
+               std::to_string(n) + " ms is too often: 0 (never) or at least 100 ms");
+      else
+        host.traffic_interval_ms = static_cast<std::uint32_t>(n);
+    }
     if (d.string("sim_device_dir", host.sim_device_dir, false) &&
         (host.sim_device_dir.empty() || host.sim_device_dir[0] != '/'))
       d.fail(ErrorCode::kInvalidValue, "sim_device_dir", (*obj)["sim_device_dir"], "must be an absolute path");

@@ -41,6 +41,7 @@
 #include <netlink/route/rtnl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cstddef>
@@ -376,6 +377,9 @@ class KernelSoftwarePath final : public SoftwarePath {
   SwApplyReport remove(const SoftwarePathState& objects) override;
   Result<SoftwarePathState> readBack(const SoftwarePathState& desired,
                                      const ReadBackScope& scope) override;
+  Result<std::unordered_map<std::string, flowrules::LinkTraffic>> linkTraffic() override;
+
+  void setStatsSocket(std::unique_ptr<detail::DumpSocket> sock) { stats_sock_ = std::move(sock); }
 
  private:
   // One report line per object.
@@ -440,6 +444,10 @@ class KernelSoftwarePath final : public SoftwarePath {
   // the constant options_.
   std::mutex dump_mu_;
   std::unique_ptr<detail::DumpSocket> dump_sock_;
+  // linkTraffic(): the same, apart again, so that a counter sweep never
+  // waits behind a read-back of 100 000 routes.
+  std::mutex stats_mu_;
+  std::unique_ptr<detail::DumpSocket> stats_sock_;
 };
 
 rtnl_link* KernelSoftwarePath::linkByName(const std::string& name) {
@@ -909,6 +917,33 @@ SwApplyReport KernelSoftwarePath::remove(const SoftwarePathState& o) {
   return report;
 }
 
+Result<std::unordered_map<std::string, flowrules::LinkTraffic>> KernelSoftwarePath::linkTraffic() {
+  std::lock_guard lock(stats_mu_);
+  std::unordered_map<std::string, flowrules::LinkTraffic> out;
+  ifinfomsg ifi{};
+  ifi.ifi_family = AF_UNSPEC;
+  auto req = dumpRequest(RTM_GETLINK, ifi);
+  if (!req) return makeError(ErrorCode::kInternal, "links", "", "cannot build the link dump request");
+  const int err = stats_sock_->dump(
+      req.get(),
+      [&](const nlmsghdr* h) {
+        if (h->nlmsg_type != RTM_NEWLINK || h->nlmsg_len < NLMSG_LENGTH(sizeof(ifinfomsg))) return;
+        std::array<nlattr*, IFLA_MAX + 1> tb{};
+        if (!parseAttrs(h, sizeof(ifinfomsg), tb) || !tb[IFLA_IFNAME] || !tb[IFLA_STATS64]) return;
+        rtnl_link_stats64 st{};
+        // Older kernels send a shorter struct: what is there counts.
+        std::memcpy(&st, nla_data(tb[IFLA_STATS64]),
+                    std::min<std::size_t>(sizeof st, static_cast<std::size_t>(nla_len(tb[IFLA_STATS64]))));
+        std::string name(static_cast<const char*>(nla_data(tb[IFLA_IFNAME])),
+                         strnlen(static_cast<const char*>(nla_data(tb[IFLA_IFNAME])),
+                                 nla_len(tb[IFLA_IFNAME])));
+        out[std::move(name)] = {st.rx_packets, st.rx_bytes, st.tx_packets, st.tx_bytes};
+      },
+      [&] { out.clear(); });
+  if (err) return dumpError("link counters", err);
+  return out;
+}
+
 Result<SoftwarePathState> KernelSoftwarePath::readBack(const SoftwarePathState& desired,
                                                        const ReadBackScope& scope) {
   // Its own socket, under its own lock: never sock_ or the link lookups, which
@@ -1150,6 +1185,9 @@ Result<std::unique_ptr<SoftwarePath>> openKernelSoftwarePath(const KernelSoftwar
   auto path = std::unique_ptr<KernelSoftwarePath>(new KernelSoftwarePath(
       std::move(sock), std::move(check).value(), std::move(dump).value(), options, window));
   path->setLookupSocket(std::move(lookup));
+  auto stats = detail::DumpSocket::open();
+  if (!stats) return stats.error();
+  path->setStatsSocket(std::move(stats).value());
   // Change notifications of the namespace (links, addresses, neighbours and
   // FDB entries, IPv4 routes): an idle full pass reads the kernel back only
   // when something arrived. Without them every pass reads back.

@@ -33,6 +33,7 @@
 #include "nicoffload/flowrules/flow_backend.h"
 #include "nicoffload/flowrules/hw_apply.h"
 #include "nicoffload/flowrules/planner.h"
+#include "nicoffload/flowrules/port_traffic.h"
 #include "nicoffload/model/hw_profile.h"
 #include "nicoffload/model/intent.h"
 #include "nicoffload/model/parse.h"
@@ -460,6 +461,40 @@ class Controller {
   nlohmann::json claimJson(const model::Port& port) const;  // port.get's "tentative"
   std::int64_t wall_base_ms_ = 0;  // options_.wall_now() at started_, ms since the epoch
   SteadyClock::time_point next_claim_ = SteadyClock::time_point::max();
+
+  // --- per-port traffic counters (traffic.cc) ---
+  // A sweep reads every port's hardware rule counters in slices of the
+  // loop turn, and the representors' netdev counters on a worker; the book
+  // keeps totals that only grow.
+  struct TrafficSweep;
+  std::unique_ptr<TrafficSweep> traffic_sweep_;  // the one in flight
+  flowrules::PortTrafficBook traffic_;
+  struct TrafficStats {
+    std::uint64_t sweeps = 0;
+    std::uint64_t rule_reads = 0;
+    std::uint64_t read_failures = 0;   // counter reads the device refused
+    std::uint64_t link_failures = 0;   // representor counter dumps that failed
+    std::size_t last_ports = 0;
+    std::size_t last_rule_reads = 0;
+    double last_busy_ms = 0;           // loop-thread time of the last sweep
+    double last_wall_ms = 0;           // from its start to its end
+    SteadyClock::time_point last_at;
+    std::string last_error;
+    std::string logged_error;          // logged once until it changes
+  } traffic_stats_;
+  std::string traffic_metrics_;  // /metrics text of the last sweep
+  SteadyClock::time_point next_traffic_;
+  void startTrafficSweep();
+  bool stepTrafficSweep(bool inline_all);  // true when the sweep is over
+  void runTrafficSweepNow();
+  void stepTraffic(SteadyClock::time_point now);  // tick()'s share
+  SteadyClock::time_point nextTrafficWork() const;
+  void renderTrafficMetrics();
+  std::int64_t trafficAgeMs() const;  // -1: never read
+  nlohmann::json portTrafficJson(const model::Port& port) const;  // null: not read yet
+  nlohmann::json trafficStatusJson() const;
+  nlohmann::json trafficRead(const nlohmann::json& request, Error& error);
+  nlohmann::json simSend(const nlohmann::json& request, Error& error);
 
   SteadyClock::time_point started_;
   SteadyClock::time_point next_full_;

@@ -122,6 +122,10 @@ struct HostConfig {
   // stopped/release when an incoming migration fails before QEMU starts.
   // Milliseconds, 1 s .. 1 day.
   std::uint32_t tentative_ttl_ms = 300000;
+  // How often nicoffloadd reads the per-port traffic counters (the hardware
+  // rules' COUNT and the representors' netdev counters); 0 = never (the
+  // `traffic` op with "refresh" still reads them). Milliseconds, 100 .. 1 day.
+  std::uint32_t traffic_interval_ms = 10000;
   // Where the simulated NIC keeps its rules, like a device keeps them while
   // the controller restarts (tmpfs: gone at reboot, as on real hardware).
   std::string sim_device_dir = "/run/nicoffload/simnic";

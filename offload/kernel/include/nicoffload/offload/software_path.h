@@ -7,10 +7,12 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "nicoffload/common/error.h"
 #include "nicoffload/flowrules/diff.h"
+#include "nicoffload/flowrules/port_traffic.h"
 #include "nicoffload/flowrules/sw_objects.h"
 
 namespace nicoffload::offload {
@@ -80,6 +82,18 @@ class SoftwarePath {
   // one, ENOBUFS, counts as a change); sysctls send none, which is why
   // every Nth pass computes in full anyway (ControllerOptions).
   virtual bool changedSinceLastAsked() { return true; }
+
+  // Every netdev's packet and byte counters in the path's namespace, by
+  // name (rtnl_link_stats64: rx is what the netdev received, as the kernel
+  // sees it). The per-port traffic figures take each representor's from
+  // here. Safe to call from another thread while apply(), remove() or
+  // readBack() run (the kernel path: a socket and a lock of its own).
+  //   Errors: kIo (the dump failed), kUnsupported (this path keeps none:
+  //   the default).
+  virtual Result<std::unordered_map<std::string, flowrules::LinkTraffic>> linkTraffic() {
+    return makeError(ErrorCode::kUnsupported, "software_path", "",
+                     "this software path keeps no netdev counters");
+  }
 };
 
 // A diff split into what to apply (added and changed objects) and what to

@@ -1,0 +1,294 @@
+// Controller: per-port traffic counters (issue 23, part 3). Every
+// daemon.traffic_interval_ms a sweep reads the COUNT of each port's hardware
+// rules (the flow backend: rte_flow_query, the sim's own counters) in slices
+// of the loop turn, while a worker dumps the representors' netdev counters
+// (SoftwarePath::linkTraffic, a socket of its own); then PortTrafficBook
+// turns the readings into totals that only grow. `port.get` and the
+// `traffic` op show them, /metrics exports them. And `sim.send`: packets
+// through the simulated NIC, so that its counters move without a wire.
+#include <chrono>
+#include <future>
+
+#include "controller_types.h"
+#include "nicoffload/simnic/sim_eswitch.h"
+#include "nicoffload/simnic/trace.h"
+#include "request_fields.h"
+
+namespace nicoffload::offload {
+
+void Controller::startTrafficSweep() {
+  auto sweep = std::make_unique<TrafficSweep>();
+  sweep->started = SteadyClock::now();
+  sweep->ports.reserve(intent_.ports.size());
+  for (const auto& p : intent_.ports) sweep->ports.push_back(p.key);
+  sweep->read.reserve(sweep->ports.size());
+  if (SoftwarePath* path = backends_.software_path.get())
+    sweep->links = std::async(std::launch::async, [path] { return path->linkTraffic(); });
+  traffic_sweep_ = std::move(sweep);
+}
+
+bool Controller::stepTrafficSweep(bool inline_all) {
+  auto& sweep = *traffic_sweep_;
+  const auto begin = SteadyClock::now();
+  const auto deadline = begin + options_.slice_budget;
+  while (sweep.next < sweep.ports.size()) {
+    const model::Port* port = findPort(sweep.ports[sweep.next++]);
+    if (!port) continue;  // removed meanwhile
+    TrafficSweep::Pending p;
+    p.owner = flowrules::portOwner(port->key);
+    p.key = port->key;
+    p.representor = port->representorName();
+    if (auto planned = planner_->portRules(*port)) {
+      for (const auto& r : *planned) {
+        const auto role = flowrules::trafficRole(r);
+        if (!role) continue;
+        const auto* applied = applier_->find(r.id);
+        if (!applied || applied->placement != flowrules::Placement::kHw) continue;
+        ++sweep.rule_reads;
+        auto c = applier_->query(r.id);
+        if (!c) {
+          // Gone from the device: the next full pass reinstalls it. Any
+          // other refusal is counted and shown.
+          if (c.error().code == ErrorCode::kNotFound) continue;
+          if (sweep.failures++ == 0) sweep.first_failure = c.error().describe();
+          continue;
+        }
+        p.reading.rules.push_back({r.id, *role, *c});
+      }
+    }
+    sweep.read.push_back(std::move(p));
+    if (!inline_all && SteadyClock::now() >= deadline) break;
+  }
+  sweep.busy += SteadyClock::now() - begin;
+  if (sweep.next < sweep.ports.size()) return false;
+
+  std::optional<LinkTrafficMap> links;
+  std::string links_error;
+  if (sweep.links.valid()) {
+    if (!inline_all && sweep.links.wait_for(std::chrono::seconds(0)) != std::future_status::ready)
+      return false;
+    auto got = sweep.links.get();
+    if (got) {
+      links = std::move(got).value();
+    } else {
+      links_error = got.error().describe();
+    }
+  }
+  const auto merge_begin = SteadyClock::now();
+  for (auto& p : sweep.read) {
+    if (!findPort(p.key)) continue;  // removed while the sweep ran
+    if (links)
+      if (auto it = links->find(p.representor); it != links->end()) p.reading.representor = it->second;
+    traffic_.record(p.owner, p.reading);
+  }
+  std::vector<flowrules::OwnerId> owners;
+  owners.reserve(intent_.ports.size());
+  for (const auto& port : intent_.ports) owners.push_back(flowrules::portOwner(port.key));
+  traffic_.retainOnly(owners);
+
+  auto& st = traffic_stats_;
+  ++st.sweeps;
+  st.rule_reads += sweep.rule_reads;
+  st.read_failures += sweep.failures;
+  st.last_rule_reads = sweep.rule_reads;
+  st.last_ports = sweep.read.size();
+  st.last_busy_ms =
+      std::chrono::duration<double, std::milli>(sweep.busy + (SteadyClock::now() - merge_begin)).count();
+  st.last_wall_ms = std::chrono::duration<double, std::milli>(SteadyClock::now() - sweep.started).count();
+  st.last_at = options_.now();
+  st.last_error = sweep.failures ? std::to_string(sweep.failures) + " counter reads failed; the first: " +
+                                       sweep.first_failure
+                                 : std::string();
+  if (!links_error.empty()) {
+    ++st.link_failures;
+    if (st.last_error.empty()) st.last_error = "representor counters: " + links_error;
+  }
+  if (!st.last_error.empty() && st.last_error != st.logged_error)
+    spdlog::warn("traffic counters: {}", st.last_error);
+  st.logged_error = st.last_error;
+  renderTrafficMetrics();
+  traffic_sweep_.reset();
+  return true;
+}
+
+void Controller::runTrafficSweepNow() {
+  if (!traffic_sweep_) startTrafficSweep();
+  stepTrafficSweep(true);
+}
+
+void Controller::stepTraffic(SteadyClock::time_point now) {
+  if (!traffic_sweep_) {
+    if (host_.traffic_interval_ms == 0 || now < next_traffic_) return;
+    next_traffic_ = now + std::chrono::milliseconds(host_.traffic_interval_ms);
+    startTrafficSweep();
+  }
+  stepTrafficSweep(false);
+}
+
+SteadyClock::time_point Controller::nextTrafficWork() const {
+  if (traffic_sweep_) return SteadyClock::time_point::min();
+  if (host_.traffic_interval_ms == 0) return SteadyClock::time_point::max();
+  return next_traffic_;
+}
+
+namespace {
+
+json countJson(const flowrules::TrafficCount& c) { return {{"packets", c.packets}, {"bytes", c.bytes}}; }
+
+}  // namespace
+
+json Controller::portTrafficJson(const model::Port& port) const {
+  const auto* t = traffic_.find(flowrules::portOwner(port.key));
+  if (!t) return nullptr;  // not read yet
+  return {{"rx", {{"packets", t->rx().packets},
+                  {"bytes", t->rx().bytes},
+                  {"hw", countJson(t->rx_hw)},
+                  {"sw", countJson(t->rx_sw)}}},
+          {"tx", {{"hw", countJson(t->tx_hw)}, {"sw", countJson(t->tx_sw)}}},
+          {"tx_dropped", countJson(t->tx_dropped)},
+          {"hw_rules_read", t->rules_read},
+          {"representor_read", t->representor_read},
+          {"age_ms", trafficAgeMs()}};
+}
+
+std::int64_t Controller::trafficAgeMs() const {
+  if (traffic_stats_.sweeps == 0) return -1;
+  return std::chrono::duration_cast<std::chrono::milliseconds>(options_.now() -
+                                                               traffic_stats_.last_at)
+      .count();
+}
+
+json Controller::trafficStatusJson() const {
+  const auto& st = traffic_stats_;
+  return {{"interval_ms", host_.traffic_interval_ms},
+          {"sweeps", st.sweeps},
+          {"age_ms", trafficAgeMs()},
+          {"last_ports", st.last_ports},
+          {"last_rule_reads", st.last_rule_reads},
+          {"last_busy_ms", st.last_busy_ms},
+          {"last_wall_ms", st.last_wall_ms},
+          {"rule_reads", st.rule_reads},
+          {"read_failures", st.read_failures},
+          {"representor_failures", st.link_failures},
+          {"last_error", st.last_error}};
+}
+
+// The `traffic` op: every port's figures (or one VM's), from the last sweep;
+// "refresh": true runs a sweep first, at once.
+json Controller::trafficRead(const json& req, Error& error) {
+  auto fail = [&](Error e) {
+    error = std::move(e);
+    return json();
+  };
+  if (auto s = onlyKeys(req, {"refresh", "vm"}); !s) return fail(s.error());
+  auto refresh = optionalBool(req, "refresh", false);
+  if (!refresh) return fail(refresh.error());
+  std::optional<std::string> vm;
+  if (req.contains("vm")) {
+    auto v = requiredString(req, "vm", "a domain UUID");
+    if (!v) return fail(v.error());
+    vm = std::move(v).value();
+    std::transform(vm->begin(), vm->end(), vm->begin(), [](unsigned char c) { return std::tolower(c); });
+  }
+  if (*refresh) runTrafficSweepNow();
+  json ports = json::array();
+  for (const auto& p : intent_.ports) {
+    if (vm && p.key.vm != *vm) continue;
+    ports.push_back({{"vm", p.key.vm}, {"nic", p.key.nic}, {"traffic", portTrafficJson(p)}});
+  }
+  return {{"ports", std::move(ports)}, {"sweep", trafficStatusJson()}};
+}
+
+// The `sim.send` op: `count` copies of a packet (the trace op's packet spec)
+// into the simulated NIC, which counts them on the rules they match, as the
+// device would. Only with backends.flow = sim: a real NIC takes its packets
+// from the wire and the VMs. The packets go through at once, on the loop
+// thread (about a microsecond each): hence the cap of 100 000.
+json Controller::simSend(const json& req, Error& error) {
+  auto fail = [&](Error e) {
+    error = std::move(e);
+    return json();
+  };
+  if (auto s = onlyKeys(req, {"packet", "count"}); !s) return fail(s.error());
+  // The one place the daemon looks behind its FlowBackend seam: sending
+  // packets is what only the simulated NIC can be asked to do.
+  auto* sim = dynamic_cast<simnic::SimEswitch*>(&applier_->backend());
+  if (!sim)
+    return fail(requestError(ErrorCode::kUnsupported, "op", "sim.send",
+                             "sim.send needs the simulated NIC (backends.flow = sim); this host runs " +
+                                 applier_->backend().capabilities().backend));
+  std::uint64_t count = 1;
+  if (const auto it = req.find("count"); it != req.end()) {
+    if (!it->is_number_integer())
+      return fail(requestError(ErrorCode::kWrongType, "count", echoOf(*it), "must be an integer 1..100000"));
+    count = it->is_number_unsigned() ? it->get<std::uint64_t>() : 0;  // negative: 0, refused
+    if (count == 0 || count > 100000)
+      return fail(requestError(ErrorCode::kInvalidValue, "count", echoOf(*it), "must be 1..100000"));
+  }
+  const auto it = req.find("packet");
+  if (it == req.end())
+    return fail(requestError(ErrorCode::kMissingField, "packet", "",
+                             "required field is missing (the packet spec: in, dst_ip, ...)"));
+  auto input = simnic::parseTraceSpec(*it, intent_);
+  if (!input) {
+    Error e = input.error();
+    e.field = "packet." + e.field;
+    return fail(std::move(e));
+  }
+  std::optional<simnic::Delivery> last;
+  for (std::uint64_t i = 0; i < count; ++i) {
+    auto d = sim->evaluate(input->packet, input->ingress);
+    if (!d) return fail(d.error());
+    last = std::move(d).value();
+  }
+  return {{"sent", count}, {"in", input->in}, {"delivery", last->str()},
+          {"miss", last->miss}, {"rules_matched", last->path.size()}};
+}
+
+void Controller::renderTrafficMetrics() {
+  MetricsRegistry m;
+  m.describe("nicoffload_port_rx_packets_total", "counter",
+             "Packets delivered to a VM NIC: by hardware rules (path=hw) or by the kernel through "
+             "the representor (path=sw).");
+  m.describe("nicoffload_port_rx_bytes_total", "counter", "Bytes of nicoffload_port_rx_packets_total.");
+  m.describe("nicoffload_port_tx_packets_total", "counter",
+             "Packets from a VM NIC: taken in by its hardware anti-spoofing rules (path=hw), or "
+             "reaching the kernel through the representor (path=sw; ARP, and what missed in "
+             "hardware: such a packet is in both).");
+  m.describe("nicoffload_port_tx_bytes_total", "counter", "Bytes of nicoffload_port_tx_packets_total.");
+  m.describe("nicoffload_port_tx_dropped_packets_total", "counter",
+             "Packets from a VM NIC dropped by its hardware anti-spoofing rules (spoofed source "
+             "address or MAC).");
+  m.describe("nicoffload_port_tx_dropped_bytes_total", "counter",
+             "Bytes of nicoffload_port_tx_dropped_packets_total.");
+  for (const auto& p : intent_.ports) {
+    const auto* t = traffic_.find(flowrules::portOwner(p.key));
+    if (!t) continue;
+    const std::string id = "vm=\"" + p.key.vm + "\",nic=\"" + std::to_string(p.key.nic) + "\"";
+    const std::string hw = id + ",path=\"hw\"", sw = id + ",path=\"sw\"";
+    m.set("nicoffload_port_rx_packets_total", hw, static_cast<double>(t->rx_hw.packets));
+    m.set("nicoffload_port_rx_packets_total", sw, static_cast<double>(t->rx_sw.packets));
+    m.set("nicoffload_port_rx_bytes_total", hw, static_cast<double>(t->rx_hw.bytes));
+    m.set("nicoffload_port_rx_bytes_total", sw, static_cast<double>(t->rx_sw.bytes));
+    m.set("nicoffload_port_tx_packets_total", hw, static_cast<double>(t->tx_hw.packets));
+    m.set("nicoffload_port_tx_packets_total", sw, static_cast<double>(t->tx_sw.packets));
+    m.set("nicoffload_port_tx_bytes_total", hw, static_cast<double>(t->tx_hw.bytes));
+    m.set("nicoffload_port_tx_bytes_total", sw, static_cast<double>(t->tx_sw.bytes));
+    m.set("nicoffload_port_tx_dropped_packets_total", id, static_cast<double>(t->tx_dropped.packets));
+    m.set("nicoffload_port_tx_dropped_bytes_total", id, static_cast<double>(t->tx_dropped.bytes));
+  }
+  const auto& st = traffic_stats_;
+  m.describe("nicoffload_traffic_sweeps_total", "counter", "Reads of every port's traffic counters.");
+  m.set("nicoffload_traffic_sweeps_total", "", static_cast<double>(st.sweeps));
+  m.describe("nicoffload_traffic_read_failures_total", "counter",
+             "Hardware counter reads the device refused, and representor counter dumps that failed.");
+  m.set("nicoffload_traffic_read_failures_total", "kind=\"rule\"", static_cast<double>(st.read_failures));
+  m.set("nicoffload_traffic_read_failures_total", "kind=\"representors\"",
+        static_cast<double>(st.link_failures));
+  m.describe("nicoffload_traffic_sweep_busy_seconds", "gauge",
+             "Loop-thread time the last sweep of the traffic counters took.");
+  m.set("nicoffload_traffic_sweep_busy_seconds", "", st.last_busy_ms / 1000.0);
+  traffic_metrics_ = m.render();
+}
+
+}  // namespace nicoffload::offload
