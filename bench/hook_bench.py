@@ -17,7 +17,7 @@ with no pool (every device created on demand), each with its own reference
 rows. The daemon's own share per new port comes from its debug timings:
 the time of every batch that added or confirmed ports (admission, state
 write, reconcile with the device work, replies), over the ports added.
-Goals (DESIGN.md): hook p99 <= floor p99 + 10 ms with the pool warm, and a
+Goals (docs/design.md): hook p99 <= floor p99 + 10 ms with the pool warm, and a
 daemon share <= 0.1 ms per new port when the pool has a device.
 
 usage: hook_bench.py NICOFFLOADD NICOFFLOAD_HOOK SOURCE_DIR [ROUNDS] [--no-virsh] [--pool-only]"""

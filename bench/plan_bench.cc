@@ -5,7 +5,7 @@
 //   incremental: one port changes (its MAC flips), with ~105 k rules
 //                installed: planPortRules + RuleIndex::diffOwner -> time
 //
-// Targets (DESIGN.md): >= 2 000 000 rules/s for plan + diff; a one-port
+// Targets (docs/design.md): >= 2 000 000 rules/s for plan + diff; a one-port
 // change re-plans and diffs in <= 1 ms with 100 k rules installed.
 #include <algorithm>
 #include <chrono>

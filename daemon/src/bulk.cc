@@ -1,5 +1,5 @@
 // Controller: bulk requests served in slices, so that no request waits behind
-// one (issue 22, DESIGN.md: "no request waits more than 50 ms behind a full
+// one (issue 22, docs/design.md: "no request waits more than 50 ms behind a full
 // pass or a large read").
 //
 // A bulk request is a remote.sync listing more than

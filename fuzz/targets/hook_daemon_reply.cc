@@ -2,7 +2,7 @@
 // answers the hook's requests with the input's bytes; the hook runs one
 // operation (chosen by the first byte) for a domain with two ports over its
 // real socket client. Besides crashes, a broken promise is a finding:
-// stopped, release, reconnect and attach never exit non-zero (DESIGN.md,
+// stopped, release, reconnect and attach never exit non-zero (docs/design.md,
 // "Reliability rules").
 #include <sys/socket.h>
 #include <sys/un.h>

@@ -4,7 +4,8 @@
 // their refusals place each rule in sw with the device's own message.
 //
 // What only a ConnectX NIC can show (rules accepted in the eswitch, counters
-// that count, representor discovery through devargs) is listed in README.md.
+// that count, representor discovery through devargs) is listed in
+// docs/operator-guide.md, "What only a ConnectX NIC can validate".
 #include <gtest/gtest.h>
 #include <rte_dev.h>
 #include <rte_ethdev.h>

@@ -11,7 +11,8 @@ On this machine every device creation must fail with DPDK's own refusal
 (rte_dev_probe of "<VF>,class=vdpa"): the warm pool says it is empty, each
 port is reported degraded naming the VF and the probe, no vhost-user socket
 is left behind, and the daemon keeps serving and stops cleanly. What needs an
-mlx5 VF (the probe succeeding, QEMU connecting) is in README.md, "NIC and vDPA management".
+mlx5 VF (the probe succeeding, QEMU connecting) is in docs/operator-guide.md,
+"NIC and vDPA management".
 Needs root.
 
 usage: daemon_vdpa_dpdk_test.py NICOFFLOADD SOURCE_DIR"""

@@ -1,7 +1,7 @@
 // The control API: JSON messages over a unix stream socket, one request or
 // reply per line ('\n'-terminated). Requests: {"op": "<name>", ...}; replies:
 // {"ok": true, "result": ...} or {"ok": false, "error": {"code", "title",
-// "field", "value", "message", "suggestion"}}. Ops: README.md, "Control API".
+// "field", "value", "message", "suggestion"}}. Ops: docs/control-api.md.
 //
 // The server is root-only: the socket file is mode 0600 and every peer's
 // credentials (SO_PEERCRED) are checked. A request larger than the limit, a

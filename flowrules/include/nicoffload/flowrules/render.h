@@ -38,7 +38,7 @@ std::vector<std::string> renderTestpmd(const FlowRule& rule, const PortNumbering
 std::vector<std::string> renderTestpmdForPaste(const FlowRule& rule, const PortNumbering& ports,
                                                const model::HwProfile& profile);
 
-// JSON forms (stable field names; documented in README.md).
+// JSON forms (stable field names; a rule's is documented in docs/control-api.md, "rules").
 nlohmann::json toJson(const FlowRule& rule, const model::HwProfile& profile);
 nlohmann::json toJson(const SoftwarePathState& sw);
 nlohmann::json toJson(const DesiredState& state, const model::HwProfile& profile,

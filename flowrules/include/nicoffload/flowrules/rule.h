@@ -142,7 +142,7 @@ struct FlowAttr {
   bool operator==(const FlowAttr&) const = default;
 };
 
-// The rule classes of DESIGN.md.
+// The rule classes of docs/design.md ("What the planner emits").
 enum class RuleClass : std::uint8_t {
   kLocalDelivery,
   kRoutedEgress,

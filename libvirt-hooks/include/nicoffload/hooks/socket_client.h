@@ -5,7 +5,7 @@
 // parseDaemonReply() (daemon_replies.h), the pure entry point the fuzz target
 // calls.
 //
-// Every request is sent with "deadline_ms" (the control API's, README.md):
+// Every request is sent with "deadline_ms" (the control API's, docs/control-api.md):
 // the run's deadline less a margin for the reply (a quarter of the budget,
 // at most kReplyMargin), as CLOCK_MONOTONIC milliseconds. nicoffloadd
 // refuses a request it comes to after that instead of applying it when the

@@ -2,7 +2,7 @@
 //
 // Every error names the field as a JSON path ("ports[2].addresses[0]") and
 // the offending value. Unknown keys are refused, so a typo never passes
-// silently. Schemas: README.md (host, ports) and hw-profiles/README.md.
+// silently. Schemas: docs/config.md (host, ports) and hw-profiles/README.md.
 #pragma once
 
 #include <cstdint>

@@ -122,7 +122,7 @@ struct TraceContext {
 
 // The trace of `input` through `rules` (any order: sorted here by id, the
 // tie-break order of a priority tie, which the planner never emits) and
-// then the kernel. The reply of the "trace" op; its shape is in README.md.
+// then the kernel. The reply of the "trace" op; its shape is in docs/control-api.md.
 // Errors: kInternal when the rules jump in a loop.
 Result<nlohmann::json> tracePacket(const TraceInput& input, const std::vector<TraceRule>& rules,
                                    const TraceContext& context);
