@@ -1076,6 +1076,12 @@ int run(int argc, char** argv) {
         for (const auto& f : st["software_path_failures"])
           std::printf("  kernel object failing: %s: %s\n", f["object"].get<std::string>().c_str(),
                       f["error"]["message"].get<std::string>().c_str());
+        if (const auto t = st.value("traffic", nlohmann::json()); t.is_object())
+          std::printf("  traffic: rx %s packets (hw %s, sw %s); tx hw %s, sw %s; dropped %s (%s ms ago)\n",
+                      t["rx"]["packets"].dump().c_str(), t["rx"]["hw"]["packets"].dump().c_str(),
+                      t["rx"]["sw"]["packets"].dump().c_str(), t["tx"]["hw"]["packets"].dump().c_str(),
+                      t["tx"]["sw"]["packets"].dump().c_str(), t["tx_dropped"]["packets"].dump().c_str(),
+                      t["age_ms"].dump().c_str());
       }
     });
   }

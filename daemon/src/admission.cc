@@ -174,20 +174,6 @@ void Controller::rollback(const Marks& to) {
   journal_.resize(std::min(journal_.size(), to.journal));
 }
 
-Result<json> Controller::admit(const json& request) {
-  const std::string& op = request["op"].get_ref<const std::string&>();
-  // Now, not when it arrived: a request that waited past its deadline is
-  // refused whole (a batch's ops each too).
-  if (auto s = checkDeadline(request, options_.now()); !s) return s.error();
-  if (op == "port.add") return admitPortAdd(request);
-  if (op == "port.remove") return admitPortRemove(request);
-  if (op == "remote.add") return admitRemoteAdd(request);
-  if (op == "remote.remove") return admitRemoteRemove(request);
-  if (op == "remote.sync") return admitRemoteSync(request);
-  if (op == "batch") return admitBatch(request);
-  return makeError(ErrorCode::kInternal, "op", op, "not a mutation");
-}
-
 Result<json> Controller::admitPortAdd(const json& request) {
   if (auto s = onlyKeys(request, {"port", "brief", "tentative"}); !s) return s.error();
   // brief: the reply's status carries the rule counts, not every rule (what
@@ -494,15 +480,12 @@ Result<json> Controller::admitBatch(const json& request) {
     const json& op = (*ops)[i];
     const std::string path = "ops[" + std::to_string(i) + "]";
     const auto name = op.is_object() ? op.find("op") : op.end();
-    static const std::set<std::string> kAllowed = {"port.add", "port.remove", "remote.add",
-                                                   "remote.remove", "remote.sync"};
-    if (name == op.end() || !name->is_string() ||
-        !kAllowed.count(name->get_ref<const std::string&>())) {
+    const Op* spec = findOp(op);
+    if (!spec || !spec->in_batch) {
       rollback(mark);
       return requestError(ErrorCode::kInvalidValue, path + ".op",
                           name != op.end() ? echoOf(*name) : "",
-                          "each op of a batch is a mutation: port.add, port.remove, remote.add, "
-                          "remote.remove or remote.sync");
+                          "each op of a batch is a mutation: " + opNames(true));
     }
     auto r = admit(op);
     if (!r) {

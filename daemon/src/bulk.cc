@@ -117,10 +117,8 @@ Controller::Route Controller::route(const control::Request& request,
     return Route::kBulk;
   }
   if (bulkChangesIntent()) {
-    const std::string* op = opOf(request.body);
-    if (op && (*op == "remote.add" || *op == "remote.remove" || *op == "remote.sync" ||
-               *op == "batch" || *op == "reconcile"))
-      return hold();
+    const Op* op = findOp(request.body);
+    if (op && op->waits_for_sync) return hold();
   }
   return Route::kNow;
 }

@@ -166,23 +166,14 @@ std::vector<json> Controller::handleNow(const std::vector<control::Request>& bat
   return replies;
 }
 
-bool Controller::isMutation(const json& request) {
-  const auto op = request.is_object() ? request.find("op") : request.end();
-  if (op == request.end() || !op->is_string()) return false;
-  const auto& name = op->get_ref<const std::string&>();
-  return name == "port.add" || name == "port.remove" || name == "remote.add" ||
-         name == "remote.remove" || name == "remote.sync" || name == "batch";
-}
-
 void Controller::answerReads(const std::vector<control::Request>& batch,
                              std::vector<json>& replies) {
   for (std::size_t i = 0; i < batch.size(); ++i) {
     if (!replies[i].is_null()) continue;
     try {
-      Error error;
-      json result = read(batch[i].body, error);
-      replies[i] =
-          result.is_null() ? control::errorReply(error) : control::okReply(std::move(result));
+      auto result = read(batch[i].body);
+      replies[i] = result ? control::okReply(std::move(result).value())
+                          : control::errorReply(result.error());
     } catch (...) {
       replies[i] = internalErrorReply(batch[i].body, describeCurrentException());
     }

@@ -151,8 +151,7 @@ struct Controller::TrafficSweep {
   std::size_t next = 0;
   struct Pending {
     flowrules::OwnerId owner = 0;
-    model::PortKey key;
-    std::string representor;
+    std::size_t port = 0;  // in `ports`
     flowrules::PortTrafficReading reading;
   };
   std::vector<Pending> read;

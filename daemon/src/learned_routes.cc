@@ -462,27 +462,17 @@ namespace nicoffload::offload {
 
 // remote.list {"refused": true[, "offset", "limit"]}: every learned route
 // not followed, by address, with the reason; paged like remote.list.
-json Controller::refusedRoutesJson(const json& req, Error& error) const {
-  if (auto s = onlyKeys(req, {"refused", "offset", "limit"}); !s) {
-    error = s.error();
-    return nullptr;
-  }
+Result<json> Controller::refusedRoutes(const json& req) const {
+  if (auto s = onlyKeys(req, {"refused", "offset", "limit"}); !s) return s.error();
   const auto refused = optionalBool(req, "refused", false);
-  if (!refused) {
-    error = refused.error();
-    return nullptr;
-  }
+  if (!refused) return refused.error();
   if (!*refused) {
-    error = requestError(ErrorCode::kInvalidValue, "refused", "false",
-                         "refused: true lists the learned routes not followed; the remotes "
-                         "themselves are remote.list without the key");
-    return nullptr;
+    return requestError(ErrorCode::kInvalidValue, "refused", "false",
+                        "refused: true lists the learned routes not followed; the remotes "
+                        "themselves are remote.list without the key");
   }
   auto page = pageOf(req);
-  if (!page) {
-    error = page.error();
-    return nullptr;
-  }
+  if (!page) return page.error();
   std::vector<Ipv4Addr> addresses;
   if (learned_) {
     addresses.reserve(learned_->refused.size());
@@ -504,9 +494,9 @@ json Controller::refusedRoutesJson(const json& req, Error& error) const {
   }
   if (!page->paged) return list;
   const std::size_t next = page->offset + list.size();
-  return {{"refused", std::move(list)},
-          {"next", next < addresses.size() ? json(next) : json()},
-          {"total", addresses.size()}};
+  return json{{"refused", std::move(list)},
+              {"next", next < addresses.size() ? json(next) : json()},
+              {"total", addresses.size()}};
 }
 
 }  // namespace nicoffload::offload

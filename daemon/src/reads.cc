@@ -202,183 +202,187 @@ json Controller::statusJson() const {
             {"last_compaction_ms", store_.stats().last_compaction_ms}}}};
 }
 
-json Controller::read(const json& req, Error& error) {
-  const std::string op = req["op"].get<std::string>();
-  auto fail = [&](Error e) {
-    error = std::move(e);
-    return json();
+// Read ops (ops.cc has the table): each answers from memory, or runs what
+// it names at once (reconcile, a traffic refresh).
+// The "status" op.
+Result<json> Controller::readStatus(const json& req) {
+  auto fail = [](Error e) { return e; };
+  if (auto s = onlyKeys(req, {}); !s) return fail(s.error());
+  return statusJson();
+}
+
+// The "port.get" op.
+Result<json> Controller::readPortGet(const json& req) {
+  auto fail = [](Error e) { return e; };
+  if (auto s = onlyKeys(req, {"vm", "nic"}); !s) return fail(s.error());
+  auto key = portKeyOf(req);
+  if (!key) return fail(key.error());
+  const auto* p = findPort(*key);
+  if (!p)
+    return fail(requestError(ErrorCode::kNotFound, "port", key->str(), "no port " + key->str()));
+  json out = portJson(*p);
+  out["traffic"] = portTrafficJson(*p);  // null until the first sweep read it
+  return out;
+}
+
+// The "port.list" op.
+Result<json> Controller::readPortList(const json& req) {
+  auto fail = [](Error e) { return e; };
+  // Optional "vm": only that domain's ports (the hook's release path).
+  if (auto s = onlyKeys(req, {"vm"}); !s) return fail(s.error());
+  std::optional<std::string> vm;
+  if (req.contains("vm")) {
+    auto uuid = requiredString(req, "vm", "a domain UUID");
+    if (!uuid) return fail(uuid.error());
+    vm = std::move(uuid).value();
+  }
+  json out = json::array();
+  for (const auto& p : intent_.ports)
+    if (!vm || p.key.vm == *vm) out.push_back(portJson(p, false));
+  return out;
+}
+
+// The "remote.list" op.
+Result<json> Controller::readRemoteList(const json& req) {
+  auto fail = [](Error e) { return e; };
+  if (req.contains("refused")) return refusedRoutes(req);  // learned routes not followed
+  if (auto s = onlyKeys(req, {"offset", "limit", "origin"}); !s) return fail(s.error());
+  auto page = pageOf(req);
+  if (!page) return fail(page.error());
+  std::optional<std::string> origin;
+  if (req.contains("origin")) {
+    auto o = requiredString(req, "origin", "an origin name");
+    if (!o) return fail(o.error());
+    origin = std::move(o).value();
+  }
+  // With an origin, "offset" and "total" count that origin's remotes: the
+  // scan goes past the page to count them (no per-origin index is kept).
+  json list = json::array();
+  auto push = [&](const model::RemoteEndpoint& r) {
+    json j = model::toJson(r);
+    j["origin"] = r.origin;
+    list.push_back(std::move(j));
   };
-  if (auto s = checkDeadline(req, options_.now()); !s) return fail(s.error());
-  if (op == "status") {
-    if (auto s = onlyKeys(req, {}); !s) return fail(s.error());
-    return statusJson();
-  }
-  if (op == "port.get") {
-    if (auto s = onlyKeys(req, {"vm", "nic"}); !s) return fail(s.error());
-    auto key = portKeyOf(req);
-    if (!key) return fail(key.error());
-    const auto* p = findPort(*key);
-    if (!p)
-      return fail(requestError(ErrorCode::kNotFound, "port", key->str(), "no port " + key->str()));
-    json out = portJson(*p);
-    out["traffic"] = portTrafficJson(*p);  // null until the first sweep read it
-    return out;
-  }
-  if (op == "port.list") {
-    // Optional "vm": only that domain's ports (the hook's release path).
-    if (auto s = onlyKeys(req, {"vm"}); !s) return fail(s.error());
-    std::optional<std::string> vm;
-    if (req.contains("vm")) {
-      auto uuid = requiredString(req, "vm", "a domain UUID");
-      if (!uuid) return fail(uuid.error());
-      vm = std::move(uuid).value();
+  std::size_t total = 0;
+  if (!origin) {
+    total = intent_.remotes.size();
+    for (std::size_t i = page->offset; i < total && list.size() < page->limit; ++i)
+      push(intent_.remotes[i]);
+  } else {
+    for (const auto& r : intent_.remotes) {
+      if (r.origin != *origin) continue;
+      if (total++ >= page->offset && list.size() < page->limit) push(r);
     }
-    json out = json::array();
-    for (const auto& p : intent_.ports)
-      if (!vm || p.key.vm == *vm) out.push_back(portJson(p, false));
-    return out;
   }
-  if (op == "remote.list" && req.contains("refused")) {  // learned routes not followed
-    json out = refusedRoutesJson(req, error);
-    if (out.is_null()) return json();
-    return out;
+  if (!page->paged) return list;
+  const std::size_t next = page->offset + list.size();  // before `list` is moved below
+  return json{{"remotes", std::move(list)},
+          {"next", next < total ? json(next) : json()},
+          {"total", total}};
+}
+
+// The "rules" op.
+Result<json> Controller::readRules(const json& req) {
+  auto fail = [](Error e) { return e; };
+  if (auto s = onlyKeys(req, {"testpmd", "offset", "limit"}); !s) return fail(s.error());
+  const auto testpmd = optionalBool(req, "testpmd", false);
+  if (!testpmd) return fail(testpmd.error());
+  auto page = pageOf(req);
+  if (!page) return fail(page.error());
+  const auto ports = flowrules::PortNumbering::fromHost(host_);
+  json list = json::array();
+  for (const auto& planned : plannedRules(page->offset, page->limit)) {
+    const auto* a = applier_->find(planned.id);
+    const auto r = a ? a->effective(planned) : planned;
+    json j = flowrules::toJson(r, profile_);
+    if (a) j["reason"] = flowrules::describeApplied(*a, profile_);
+    if (*testpmd) j["testpmd"] = flowrules::renderTestpmd(r, ports);
+    list.push_back(std::move(j));
   }
-  if (op == "remote.list") {
-    if (auto s = onlyKeys(req, {"offset", "limit", "origin"}); !s) return fail(s.error());
-    auto page = pageOf(req);
-    if (!page) return fail(page.error());
-    std::optional<std::string> origin;
-    if (req.contains("origin")) {
-      auto o = requiredString(req, "origin", "an origin name");
-      if (!o) return fail(o.error());
-      origin = std::move(o).value();
-    }
-    // With an origin, "offset" and "total" count that origin's remotes: the
-    // scan goes past the page to count them (no per-origin index is kept).
-    json list = json::array();
-    auto push = [&](const model::RemoteEndpoint& r) {
-      json j = model::toJson(r);
-      j["origin"] = r.origin;
-      list.push_back(std::move(j));
-    };
-    std::size_t total = 0;
-    if (!origin) {
-      total = intent_.remotes.size();
-      for (std::size_t i = page->offset; i < total && list.size() < page->limit; ++i)
-        push(intent_.remotes[i]);
-    } else {
-      for (const auto& r : intent_.remotes) {
-        if (r.origin != *origin) continue;
-        if (total++ >= page->offset && list.size() < page->limit) push(r);
-      }
-    }
-    if (!page->paged) return list;
-    const std::size_t next = page->offset + list.size();  // before `list` is moved below
-    return {{"remotes", std::move(list)},
-            {"next", next < total ? json(next) : json()},
-            {"total", total}};
-  }
-  if (op == "rules") {
-    if (auto s = onlyKeys(req, {"testpmd", "offset", "limit"}); !s) return fail(s.error());
-    const auto testpmd = optionalBool(req, "testpmd", false);
-    if (!testpmd) return fail(testpmd.error());
-    auto page = pageOf(req);
-    if (!page) return fail(page.error());
-    const auto ports = flowrules::PortNumbering::fromHost(host_);
-    json list = json::array();
-    for (const auto& planned : plannedRules(page->offset, page->limit)) {
-      const auto* a = applier_->find(planned.id);
-      const auto r = a ? a->effective(planned) : planned;
-      json j = flowrules::toJson(r, profile_);
-      if (a) j["reason"] = flowrules::describeApplied(*a, profile_);
-      if (*testpmd) j["testpmd"] = flowrules::renderTestpmd(r, ports);
-      list.push_back(std::move(j));
-    }
-    if (!page->paged) return list;
-    const std::size_t total = plannedRuleCount();
-    const std::size_t next = page->offset + list.size();
-    return {
-        {"rules", std::move(list)}, {"next", next < total ? json(next) : json()}, {"total", total}};
-  }
-  if (op == "explain") {
-    if (auto s = onlyKeys(req, {"rule"}); !s) return fail(s.error());
-    auto rule = requiredString(req, "rule", "a rule id");
-    if (!rule) return fail(rule.error());
-    const std::string text = std::move(rule).value();
-    auto id = flowrules::parseRuleId(text);
-    if (!id)
-      return fail(
-          requestError(ErrorCode::kInvalidValue, "rule", text, "'" + text + "' is not a rule id"));
-    const auto* a = applier_->find(*id);
-    if (!a) return fail(requestError(ErrorCode::kNotFound, "rule", text, "no rule " + text));
-    const auto planned = plannedRule(*id);
-    if (!planned) return fail(requestError(ErrorCode::kNotFound, "rule", text, "no rule " + text));
-    const auto eff = a->effective(*planned);
-    json out{{"rule", flowrules::toJson(eff, profile_)},
-             {"explanation", flowrules::explainRule(eff, profile_)},
-             {"reason", flowrules::describeApplied(*a, profile_)},
-             {"testpmd", flowrules::renderTestpmd(eff, flowrules::PortNumbering::fromHost(host_))}};
-    // A remote's egress rule: where its route came from and which next hop.
-    if (eff.cls == flowrules::RuleClass::kRoutedEgress && eff.pattern.size() > 1)
-      if (const auto* ip = std::get_if<flowrules::Ipv4Item>(&eff.pattern[1]))
-        if (json route = learnedExplain(ip->dst); !route.is_null()) out["route"] = std::move(route);
-    return out;
-  }
-  if (op == "counters") {
-    if (auto s = onlyKeys(req, {}); !s) return fail(s.error());
-    const auto& c = applier_->counters();
-    json by_reason = json::object();
-    for (std::size_t i = 1; i < c.sw_by_reason.size(); ++i)
-      by_reason[flowrules::reasonCodeName(i)] = c.sw_by_reason[i];
-    return {{"flow",
-             {{"backend", applier_->backend().capabilities().backend},
-              {"rules_hw", c.hw},
-              {"rules_sw", c.sw},
-              {"sw_by_reason", by_reason},
-              {"validations", c.validations},
-              {"creations", c.creations},
-              {"destructions", c.destructions},
-              {"refusals", c.refusals},
-              {"destroy_failures", c.destroy_failures}}},
-            {"software_path",
-             {{"operations", counters_.sw_ops},
-              {"failures", counters_.sw_failures},
-              {"objects_failed_now", sw_failures_.size()}}},
-            {"nic",
-             {{"managed", backends_.nic != nullptr},
-              {"operations", counters_.nic_ops},
-              {"failures", counters_.nic_failures},
-              {"vf_macs_set", vf_macs_.size()}}},
-            {"vdpa",
-             {{"backend", backends_.vdpa ? model::toString(backends_.vdpa->kind()) : "none"},
-              {"operations", counters_.vdpa_ops},
-              {"failures", counters_.vdpa_failures},
-              {"devices", vdpa_devices_.size()},
-              {"pool", poolJson()}}},
-            {"controller",
-             {{"reconcile_passes", counters_.reconcile_passes},
-              {"full_passes", counters_.full_passes},
-              {"quiet_full_passes", counters_.quiet_passes},
-              {"retries", counters_.retries},
-              {"state_saves", counters_.state_saves},
-              {"state_save_failures", counters_.state_save_failures},
-              {"requests_refused", counters_.requests_refused},
-              {"tentative_ports_expired", counters_.tentative_expired},
-              {"internal_errors", counters_.internal_errors}}}};
-  }
-  if (op == "trace") return traceRead(req, error);
-  if (op == "traffic") return trafficRead(req, error);
-  if (op == "sim.send") return simSend(req, error);
-  if (op == "reconcile") {
-    if (auto s = onlyKeys(req, {}); !s) return fail(s.error());
-    return reconcileAll();
-  }
-  return fail(requestError(
-      ErrorCode::kInvalidValue, "op", op,
-      "unknown op '" + op +
-          "' (ops: status, port.add, port.remove, port.get, port.list, remote.add, remote.remove, "
-          "remote.sync, remote.list, batch, rules, explain, trace, counters, traffic, sim.send, "
-          "reconcile)"));
+  if (!page->paged) return list;
+  const std::size_t total = plannedRuleCount();
+  const std::size_t next = page->offset + list.size();
+  return json{
+      {"rules", std::move(list)}, {"next", next < total ? json(next) : json()}, {"total", total}};
+}
+
+// The "explain" op.
+Result<json> Controller::readExplain(const json& req) {
+  auto fail = [](Error e) { return e; };
+  if (auto s = onlyKeys(req, {"rule"}); !s) return fail(s.error());
+  auto rule = requiredString(req, "rule", "a rule id");
+  if (!rule) return fail(rule.error());
+  const std::string text = std::move(rule).value();
+  auto id = flowrules::parseRuleId(text);
+  if (!id)
+    return fail(
+        requestError(ErrorCode::kInvalidValue, "rule", text, "'" + text + "' is not a rule id"));
+  const auto* a = applier_->find(*id);
+  if (!a) return fail(requestError(ErrorCode::kNotFound, "rule", text, "no rule " + text));
+  const auto planned = plannedRule(*id);
+  if (!planned) return fail(requestError(ErrorCode::kNotFound, "rule", text, "no rule " + text));
+  const auto eff = a->effective(*planned);
+  json out{{"rule", flowrules::toJson(eff, profile_)},
+           {"explanation", flowrules::explainRule(eff, profile_)},
+           {"reason", flowrules::describeApplied(*a, profile_)},
+           {"testpmd", flowrules::renderTestpmd(eff, flowrules::PortNumbering::fromHost(host_))}};
+  // A remote's egress rule: where its route came from and which next hop.
+  if (eff.cls == flowrules::RuleClass::kRoutedEgress && eff.pattern.size() > 1)
+    if (const auto* ip = std::get_if<flowrules::Ipv4Item>(&eff.pattern[1]))
+      if (json route = learnedExplain(ip->dst); !route.is_null()) out["route"] = std::move(route);
+  return out;
+}
+
+// The "counters" op.
+Result<json> Controller::readCounters(const json& req) {
+  auto fail = [](Error e) { return e; };
+  if (auto s = onlyKeys(req, {}); !s) return fail(s.error());
+  const auto& c = applier_->counters();
+  json by_reason = json::object();
+  for (std::size_t i = 1; i < c.sw_by_reason.size(); ++i)
+    by_reason[flowrules::reasonCodeName(i)] = c.sw_by_reason[i];
+  return json{{"flow",
+           {{"backend", applier_->backend().capabilities().backend},
+            {"rules_hw", c.hw},
+            {"rules_sw", c.sw},
+            {"sw_by_reason", by_reason},
+            {"validations", c.validations},
+            {"creations", c.creations},
+            {"destructions", c.destructions},
+            {"refusals", c.refusals},
+            {"destroy_failures", c.destroy_failures}}},
+          {"software_path",
+           {{"operations", counters_.sw_ops},
+            {"failures", counters_.sw_failures},
+            {"objects_failed_now", sw_failures_.size()}}},
+          {"nic",
+           {{"managed", backends_.nic != nullptr},
+            {"operations", counters_.nic_ops},
+            {"failures", counters_.nic_failures},
+            {"vf_macs_set", vf_macs_.size()}}},
+          {"vdpa",
+           {{"backend", backends_.vdpa ? model::toString(backends_.vdpa->kind()) : "none"},
+            {"operations", counters_.vdpa_ops},
+            {"failures", counters_.vdpa_failures},
+            {"devices", vdpa_devices_.size()},
+            {"pool", poolJson()}}},
+          {"controller",
+           {{"reconcile_passes", counters_.reconcile_passes},
+            {"full_passes", counters_.full_passes},
+            {"quiet_full_passes", counters_.quiet_passes},
+            {"retries", counters_.retries},
+            {"state_saves", counters_.state_saves},
+            {"state_save_failures", counters_.state_save_failures},
+            {"requests_refused", counters_.requests_refused},
+            {"tentative_ports_expired", counters_.tentative_expired},
+            {"internal_errors", counters_.internal_errors}}}};
+}
+
+// The "reconcile" op.
+Result<json> Controller::runReconcile(const json& req) {
+  auto fail = [](Error e) { return e; };
+  if (auto s = onlyKeys(req, {}); !s) return fail(s.error());
+  return reconcileAll();
 }
 
 }  // namespace nicoffload::offload

@@ -11,11 +11,8 @@
 
 namespace nicoffload::offload {
 
-json Controller::traceRead(const json& req, Error& error) const {
-  auto fail = [&](Error e) {
-    error = std::move(e);
-    return json();
-  };
+Result<json> Controller::readTrace(const json& req) const {
+  auto fail = [](Error e) { return e; };
   if (auto s = onlyKeys(req, {"packet"}); !s) return fail(s.error());
   const auto it = req.find("packet");
   if (it == req.end())
@@ -66,7 +63,7 @@ json Controller::traceRead(const json& req, Error& error) const {
     ctx.kernel_unavailable = view.error().describe();
   }
   auto trace = simnic::tracePacket(*input, rules, ctx);
-  if (!trace) return fail(trace.error());
+  if (!trace) return trace.error();
   return std::move(trace).value();
 }
 

@@ -161,6 +161,13 @@ struct Context {
   }
 };
 
+// COUNT, where the profile says the device has it (the per-port traffic
+// figures read it): without, the rule goes to hardware uncounted rather than
+// to software for want of a counter.
+void addCount(const Context& ctx, FlowRule& r) {
+  if (ctx.profile.action(ActionType::kCount).supported) r.actions.push_back(CountAction{});
+}
+
 // Rules owned by one port, in emission order; capability placement and
 // anti-spoofing coupling applied.
 void emitPortRules(const Context& ctx, const Port& port, std::vector<FlowRule>& out) {
@@ -173,7 +180,7 @@ void emitPortRules(const Context& ctx, const Port& port, std::vector<FlowRule>& 
     r.pattern.push_back(PortItem{vf});
     r.pattern.push_back(ethMatch(EthItem::kSrc | EthItem::kType, port.mac, kEtherTypeArp));
     r.actions.push_back(PortRepresentorAction{vf});
-    r.actions.push_back(CountAction{});
+    addCount(ctx, r);
     out.push_back(r);
   }
   for (const auto a : port.addresses) {  // anti-spoofing allow: right MAC and source -> FIB
@@ -185,7 +192,7 @@ void emitPortRules(const Context& ctx, const Port& port, std::vector<FlowRule>& 
     ip.src = a;
     r.pattern.push_back(ip);
     r.actions.push_back(JumpAction{kFibGroup});
-    r.actions.push_back(CountAction{});
+    addCount(ctx, r);
     out.push_back(r);
   }
   for (const auto& [sub, type] : {std::pair{kSubDropIpv4, kEtherTypeIpv4}, std::pair{kSubDropArp, kEtherTypeArp}}) {
@@ -194,7 +201,7 @@ void emitPortRules(const Context& ctx, const Port& port, std::vector<FlowRule>& 
     r.pattern.push_back(PortItem{vf});
     r.pattern.push_back(ethMatch(EthItem::kType, MacAddr{}, type));
     r.actions.push_back(DropAction{});
-    r.actions.push_back(CountAction{});
+    addCount(ctx, r);
     out.push_back(r);
   }
   for (const auto a : port.addresses) {  // local delivery in the FIB
@@ -208,7 +215,7 @@ void emitPortRules(const Context& ctx, const Port& port, std::vector<FlowRule>& 
     r.actions.push_back(SetMacDstAction{port.mac});
     r.actions.push_back(DecTtlAction{});
     r.actions.push_back(RepresentedPortAction{vf});
-    r.actions.push_back(CountAction{});
+    addCount(ctx, r);
     out.push_back(r);
   }
   for (std::size_t i = first; i < out.size(); ++i) placeByCapability(out[i], ctx.profile);
@@ -246,7 +253,7 @@ RemoteTemplate remoteTemplate(const Context& ctx) {
     r.encap = encap;
   }
   r.actions.push_back(RepresentedPortAction{PortRef::uplink()});
-  r.actions.push_back(CountAction{});
+  addCount(ctx, r);
   t.capability = capabilityReason(r, ctx.profile);
   return t;
 }
@@ -295,7 +302,7 @@ FlowRule uplinkEntryRule(const Context& ctx) {
   r.pattern.push_back(PortItem{PortRef::uplink()});
   r.pattern.push_back(ethMatch(EthItem::kType, MacAddr{}, kEtherTypeIpv4));
   r.actions.push_back(JumpAction{kFibGroup});
-  r.actions.push_back(CountAction{});
+  addCount(ctx, r);
   placeByCapability(r, ctx.profile);
   return r;
 }
@@ -315,7 +322,7 @@ FlowRule decapRule(const Context& ctx, std::uint32_t vni) {
   r.pattern.push_back(VxlanItem{vni});
   r.actions.push_back(VxlanDecapAction{});
   r.actions.push_back(JumpAction{kFibGroup});
-  r.actions.push_back(CountAction{});
+  addCount(ctx, r);
   placeByCapability(r, ctx.profile);
   return r;
 }

@@ -32,6 +32,7 @@ bool toVf(const FlowRule& r) {
 }  // namespace
 
 std::optional<TrafficRole> trafficRole(const FlowRule& rule) {
+  if (!hasAction<CountAction>(rule)) return std::nullopt;  // nothing to read (a device without COUNT)
   switch (rule.cls) {
     case RuleClass::kLocalDelivery:
       if (toVf(rule)) return TrafficRole::kRx;
@@ -47,16 +48,14 @@ std::optional<TrafficRole> trafficRole(const FlowRule& rule) {
 
 void PortTrafficBook::record(OwnerId port, const PortTrafficReading& reading) {
   PortState& p = ports_[port];
-  std::unordered_set<RuleId> seen;
-  seen.reserve(reading.rules.size());
+  const std::uint64_t epoch = ++p.epoch;
   for (const auto& r : reading.rules) {
-    seen.insert(r.id);
-    auto [it, fresh] = p.rules.try_emplace(r.id, RuleState{r.role, {}});
+    auto [it, fresh] = p.rules.try_emplace(r.id, RuleState{r.role, {}, epoch});
     RuleState& s = it->second;
+    s.seen = epoch;
     if (!fresh && s.role != r.role) {  // the same id in another role: a new rule
-      auto& g = p.gone[static_cast<std::size_t>(s.role)];
-      g += TrafficCount{s.last.hits, s.last.bytes};
-      s = RuleState{r.role, {}};
+      p.gone[static_cast<std::size_t>(s.role)] += TrafficCount{s.last.hits, s.last.bytes};
+      s = RuleState{r.role, {}, epoch};
     }
     auto& g = p.gone[static_cast<std::size_t>(r.role)];
     if (r.counters.hits < s.last.hits || r.counters.bytes < s.last.bytes) {
@@ -65,14 +64,16 @@ void PortTrafficBook::record(OwnerId port, const PortTrafficReading& reading) {
     }
     s.last = r.counters;
   }
-  for (auto it = p.rules.begin(); it != p.rules.end();) {
-    if (seen.count(it->first)) {
-      ++it;
-      continue;
+  if (p.rules.size() != reading.rules.size()) {
+    for (auto it = p.rules.begin(); it != p.rules.end();) {
+      if (it->second.seen == epoch) {
+        ++it;
+        continue;
+      }
+      auto& g = p.gone[static_cast<std::size_t>(it->second.role)];
+      g += TrafficCount{it->second.last.hits, it->second.last.bytes};
+      it = p.rules.erase(it);
     }
-    auto& g = p.gone[static_cast<std::size_t>(it->second.role)];
-    g += TrafficCount{it->second.last.hits, it->second.last.bytes};
-    it = p.rules.erase(it);
   }
   if (reading.representor) {
     const LinkTraffic& now = *reading.representor;

@@ -181,6 +181,9 @@ struct Fixture {
     host.sim_device_dir = dir + "/simnic";
     host.socket_path = dir + "/ctl.sock";  // the vDPA links go beside it
     host.vdpa_backend = model::VdpaKind::kNone;
+    // No periodic traffic sweep: the tests of the loop's timing count on
+    // knowing what is due; the traffic tests turn it on.
+    host.traffic_interval_ms = 0;
     auto p = model::loadHwProfile(std::string(NICOFFLOAD_SOURCE_DIR) + "/hw-profiles/sim.json");
     EXPECT_TRUE(p.ok());
     profile = *p;
@@ -232,6 +235,7 @@ struct Fixture {
     host.sim_device_dir = dir + "/simnic";
     host.socket_path = dir + "/ctl.sock";
     host.vdpa_backend = model::VdpaKind::kNone;
+    host.traffic_interval_ms = 0;
   }
 
   json call(json req) {
@@ -1702,6 +1706,69 @@ TEST(ControllerDeadline, EveryOpTakesTheFieldAndItIsValidated) {
 // Issue 22: the ports of an incoming migration that libvirt abandons before
 // QEMU starts (no stopped/release ever comes) must not leak: the hook's
 // migrate claims them tentatively, and an unconfirmed claim expires.
+// Per-port traffic (traffic.cc): a sweep falls due every
+// daemon.traffic_interval_ms, reads the hardware counters of each port's
+// rules, and the figures show in port.get and the traffic op; a removed
+// port's figures go.
+TEST(ControllerTraffic, SweepsAtItsIntervalAndShowsEachPortsCounters) {
+  Fixture f;
+  f.host.traffic_interval_ms = 1000;
+  f.start();
+  ASSERT_TRUE(f.call({{"op", "port.add"}, {"port", Fixture::port(1)}})["ok"]);
+  ASSERT_TRUE(f.call({{"op", "port.add"}, {"port", Fixture::port(2)}})["ok"]);
+  const std::string vm1 = Fixture::port(1)["vm"], vm2 = Fixture::port(2)["vm"];
+  auto r = f.call({{"op", "port.get"}, {"vm", vm2}, {"nic", 0}});
+  EXPECT_TRUE(r["result"]["traffic"].is_null()) << "not read before the first sweep";
+  r = f.call({{"op", "sim.send"}, {"packet", {{"in", vm1 + "/0"}, {"dst_ip", "10.0.2.1"}}}, {"count", 5}});
+  ASSERT_TRUE(r["ok"]) << r.dump();
+  EXPECT_LE(f.ctl->untilNextTick(), milliseconds(1000));
+
+  f.advance(milliseconds(1000));
+  f.ctl->tick();
+  r = f.call({{"op", "port.get"}, {"vm", vm2}, {"nic", 0}});
+  ASSERT_TRUE(r["result"]["traffic"].is_object()) << r.dump(1);
+  EXPECT_EQ(r["result"]["traffic"]["rx"]["hw"]["packets"], 5);
+  EXPECT_EQ(r["result"]["traffic"]["representor_read"], false) << "the test's path keeps no netdevs";
+  auto t = f.call({{"op", "traffic"}})["result"];
+  EXPECT_EQ(t["sweep"]["sweeps"], 1);
+  EXPECT_EQ(t["sweep"]["last_error"], "") << "a path without netdev counters is no failure";
+  EXPECT_EQ(t["sweep"]["representor_failures"], 0);
+  EXPECT_EQ(t["ports"].size(), 2u);
+  EXPECT_EQ(t["ports"][0]["traffic"]["tx"]["hw"]["packets"], 5);
+  EXPECT_GT(f.ctl->untilNextTick(), milliseconds(900)) << "the next sweep, a second later";
+  EXPECT_NE(f.ctl->metricsText(nullptr).find(
+                "nicoffload_port_rx_packets_total{vm=\"" + vm2 + "\",nic=\"0\",path=\"hw\"} 5"),
+            std::string::npos);
+
+  // Half an interval: no sweep; the figures stay as read.
+  f.call({{"op", "sim.send"}, {"packet", {{"in", vm1 + "/0"}, {"dst_ip", "10.0.2.1"}}}, {"count", 2}});
+  f.advance(milliseconds(500));
+  f.ctl->tick();
+  EXPECT_EQ(f.call({{"op", "traffic"}})["result"]["sweep"]["sweeps"], 1);
+  // "refresh" reads now.
+  t = f.call({{"op", "traffic"}, {"refresh", true}, {"vm", vm2}})["result"];
+  EXPECT_EQ(t["sweep"]["sweeps"], 2);
+  ASSERT_EQ(t["ports"].size(), 1u);
+  EXPECT_EQ(t["ports"][0]["traffic"]["rx"]["hw"]["packets"], 7);
+
+  ASSERT_TRUE(f.call({{"op", "port.remove"}, {"vm", vm2}, {"nic", 0}})["ok"]);
+  f.advance(milliseconds(1000));
+  f.ctl->tick();
+  EXPECT_EQ(f.ctl->metricsText(nullptr).find(vm2), std::string::npos) << "its series went with it";
+}
+
+TEST(ControllerTraffic, OffMeansNoSweepButRefreshStillReads) {
+  Fixture f;  // traffic_interval_ms = 0
+  f.start();
+  ASSERT_TRUE(f.call({{"op", "port.add"}, {"port", Fixture::port(1)}})["ok"]);
+  f.advance(milliseconds(3600 * 1000));
+  f.ctl->tick();
+  EXPECT_EQ(f.call({{"op", "traffic"}})["result"]["sweep"]["sweeps"], 0);
+  const auto t = f.call({{"op", "traffic"}, {"refresh", true}})["result"];
+  EXPECT_EQ(t["sweep"]["sweeps"], 1);
+  EXPECT_EQ(t["ports"][0]["traffic"]["hw_rules_read"], 4) << "allow, two drops, delivery";
+}
+
 TEST(ControllerClaims, AnUnconfirmedTentativePortExpiresAndGivesEverythingBack) {
   Fixture f;
   f.host.tentative_ttl_ms = 10000;

@@ -335,6 +335,9 @@ def main():
                 got == expected(1, gone, NEW_TOR_MAC), str(got))
 
         # Flush the BGP routes on hv2; zebra reinstalls them; same rules.
+        # hv1's flap just above reached hv2 through BGP too (a withdrawal and
+        # an announcement): wait until hv2 has the routes back first.
+        converge(fleet, 2, expected(2, gone), 60)
         before = fleet.device_egress(2)
         # `ip route flush proto bgp` itself fails with EINVAL on routes through
         # nexthop objects (iproute2 6.1 sends the dumped RTA_NH_ID back with the

@@ -597,6 +597,33 @@ TEST(Planner, GroupsBeyondMaxGroupsHoldNothing) {
   checkCouplingInvariants(intent, one_group, st);
 }
 
+// A device without COUNT: the rules go to hardware uncounted, not to
+// software for want of a counter (the traffic figures then come from the
+// representors alone).
+TEST(Planner, ProfileWithoutCount) {
+  HwProfile no_count = test::loadProfile("sim");
+  no_count.name = "no-count";
+  no_count.actions[static_cast<std::size_t>(ActionType::kCount)].supported = false;
+  Intent vxlan = capacityIntent();
+  Intent routed;
+  routed.host = test::makeHost(UnderlayMode::kRouted);
+  routed.ports = {test::makePort(0, {"10.0.0.1"}), test::makePort(1, {"10.0.1.1", "10.0.1.2"})};
+  routed.remotes = {test::routedRemote("10.20.0.1")};
+  for (const Intent* intent : {&vxlan, &routed}) {
+    SCOPED_TRACE(model::toString(intent->host.underlay));
+    const DesiredState counted = test::planOrThrow(*intent, test::loadProfile("sim"));
+    const DesiredState st = test::planOrThrow(*intent, no_count);
+    ASSERT_EQ(st.rules.size(), counted.rules.size());
+    for (std::size_t i = 0; i < st.rules.size(); ++i) {
+      SCOPED_TRACE(flowrules::explainRule(st.rules[i], no_count));
+      EXPECT_FALSE(hasAction(st.rules[i], ActionType::kCount));
+      EXPECT_TRUE(hasAction(counted.rules[i], ActionType::kCount));
+      EXPECT_EQ(st.rules[i].placement, counted.rules[i].placement);
+      EXPECT_EQ(st.rules[i].id, counted.rules[i].id) << "the same rule, counted or not";
+    }
+  }
+}
+
 TEST(Planner, ProfileWithoutDecTtl) {
   HwProfile no_ttl = test::loadProfile("sim");
   no_ttl.name = "no-dec-ttl";

@@ -58,6 +58,17 @@ TEST(TrafficRole, EachPortRuleOfThePlannerHasTheExpectedRole) {
   }
 }
 
+TEST(TrafficRole, NoCountActionNoRole) {
+  model::Intent intent;
+  intent.host = test::makeHost(model::UnderlayMode::kRouted);
+  intent.ports.push_back(test::makePort(0, {"10.0.0.1"}));
+  auto profile = test::loadProfile("sim");
+  profile.actions[static_cast<std::size_t>(model::ActionType::kCount)].supported = false;
+  const auto plan = test::planOrThrow(intent, profile);
+  ASSERT_FALSE(plan.rules.empty());
+  for (const auto& r : plan.rules) EXPECT_FALSE(flowrules::trafficRole(r)) << flowrules::formatRuleId(r.cls, r.id);
+}
+
 PortTrafficReading reading(std::initializer_list<std::tuple<flowrules::RuleId, TrafficRole, std::uint64_t>> rules,
                            std::optional<LinkTraffic> rep = std::nullopt) {
   PortTrafficReading r;

@@ -21,6 +21,8 @@
 #include <functional>
 #include <map>
 #include <set>
+#include <span>
+#include <string_view>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -317,9 +319,35 @@ class Controller {
   const model::Port* findPort(const model::PortKey& key) const;
   const model::RemoteEndpoint* findRemote(Ipv4Addr address) const;
 
-  nlohmann::json read(const nlohmann::json& request, Error& error);
+  // --- the ops: one table (ops.cc) ---
+  enum class OpKind : std::uint8_t { kRead, kMutation };
+  struct Op {
+    std::string_view name;
+    OpKind kind = OpKind::kRead;
+    bool in_batch = false;        // may be one of a `batch`'s ops
+    bool waits_for_sync = false;  // held while a bulk remote.sync changes the intent (bulk.cc)
+    Result<nlohmann::json> (Controller::*handler)(const nlohmann::json& request) = nullptr;
+  };
+  static std::span<const Op> ops();
+  // The op a request names; null when it names none (or no string "op").
+  static const Op* findOp(const nlohmann::json& request);
+  // "status, port.add, ...": every op, or those a batch may hold.
+  static std::string opNames(bool batch_only = false);
+  // A read op, answered: its deadline checked, then its handler. An unknown
+  // op is kInvalidValue on "op", listing the ops.
+  Result<nlohmann::json> read(const nlohmann::json& request);
+  // The read ops' handlers (reads.cc, trace.cc, traffic.cc).
+  Result<nlohmann::json> readStatus(const nlohmann::json& request);
+  Result<nlohmann::json> readPortGet(const nlohmann::json& request);
+  Result<nlohmann::json> readPortList(const nlohmann::json& request);
+  Result<nlohmann::json> readRemoteList(const nlohmann::json& request);
+  Result<nlohmann::json> readRules(const nlohmann::json& request);
+  Result<nlohmann::json> readExplain(const nlohmann::json& request);
+  Result<nlohmann::json> readCounters(const nlohmann::json& request);
+  Result<nlohmann::json> runReconcile(const nlohmann::json& request);
+  Result<nlohmann::json> readTraceOp(const nlohmann::json& request);
   // The "trace" op (trace.cc): read-only.
-  nlohmann::json traceRead(const nlohmann::json& request, Error& error) const;
+  Result<nlohmann::json> readTrace(const nlohmann::json& request) const;
 
   // --- learned routes (learned_routes.cc) ---
   struct Learned;
@@ -335,7 +363,7 @@ class Controller {
   void learnedMetrics(MetricsRegistry& m) const;
   nlohmann::json learnedExplain(Ipv4Addr address) const;  // null: not a learned route
   // remote.list {"refused": true}: the learned routes not followed, with why.
-  nlohmann::json refusedRoutesJson(const nlohmann::json& request, Error& error) const;
+  Result<nlohmann::json> refusedRoutes(const nlohmann::json& request) const;
   // The port's status; `rule_list` adds every rule with its placement and
   // reason (port.get, port.add replies), else only the counts (port.list).
   nlohmann::json portJson(const model::Port& port, bool rule_list = true) const;
@@ -483,9 +511,11 @@ class Controller {
     std::string logged_error;          // logged once until it changes
   } traffic_stats_;
   std::string traffic_metrics_;  // /metrics text of the last sweep
+  static constexpr std::chrono::milliseconds kTrafficSlice{2};  // loop time per turn of a sweep
   SteadyClock::time_point next_traffic_;
   void startTrafficSweep();
   bool stepTrafficSweep(bool inline_all);  // true when the sweep is over
+  const model::Port* sweptPort(const TrafficSweep& sweep, std::size_t index) const;
   void runTrafficSweepNow();
   void stepTraffic(SteadyClock::time_point now);  // tick()'s share
   SteadyClock::time_point nextTrafficWork() const;
@@ -493,8 +523,8 @@ class Controller {
   std::int64_t trafficAgeMs() const;  // -1: never read
   nlohmann::json portTrafficJson(const model::Port& port) const;  // null: not read yet
   nlohmann::json trafficStatusJson() const;
-  nlohmann::json trafficRead(const nlohmann::json& request, Error& error);
-  nlohmann::json simSend(const nlohmann::json& request, Error& error);
+  Result<nlohmann::json> readTraffic(const nlohmann::json& request);
+  Result<nlohmann::json> simSend(const nlohmann::json& request);
 
   SteadyClock::time_point started_;
   SteadyClock::time_point next_full_;

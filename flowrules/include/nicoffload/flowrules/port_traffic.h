@@ -41,8 +41,9 @@ inline constexpr std::size_t kTrafficRoleCount = 3;
 const char* toString(TrafficRole role);  // "rx", "tx", "tx_dropped"
 
 // The role of a port's rule (as portRules() emits it); nullopt for rules
-// whose counter says nothing of the port's own traffic (the ARP trap) and
-// for rules of other owners' classes.
+// whose counter says nothing of the port's own traffic (the ARP trap), for
+// rules of other owners' classes, and for rules without a COUNT action (the
+// profile's device has none).
 std::optional<TrafficRole> trafficRole(const FlowRule& rule);
 
 // A representor netdev's counters (rtnl_link_stats64), as the kernel keeps
@@ -111,6 +112,7 @@ class PortTrafficBook {
   struct RuleState {
     TrafficRole role = TrafficRole::kRx;
     FlowCounters last;
+    std::uint64_t seen = 0;  // the port's epoch of the last reading that had it
   };
   struct PortState {
     PortTraffic totals;
@@ -118,6 +120,7 @@ class PortTrafficBook {
     std::array<TrafficCount, kTrafficRoleCount> gone{};  // from rules that left or reset
     std::optional<LinkTraffic> link_last;
     LinkTraffic link_gone;                               // from representor resets
+    std::uint64_t epoch = 0;                             // readings recorded
   };
   static void recompute(PortState& p);
   std::unordered_map<OwnerId, PortState> ports_;
