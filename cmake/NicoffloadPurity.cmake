@@ -13,7 +13,7 @@
 # on a forbidden include or symbol. The lists, and why file I/O stays
 # allowed, are in that script.
 set(NICOFFLOAD_PURE_ALLOWED
-    nicoffload_common nicoffload_model nicoffload_vdpa_model nicoffload_flowrules
+    nicoffload_common nicoffload_model nicoffload_flowrules
     nicoffload_simnic nicoffload_devx_caps nlohmann_json::nlohmann_json)
 
 function(_nicoffload_collect_links target out)

@@ -37,7 +37,7 @@
 #include "nicoffload/offload/flow_backends.h"
 #include "nicoffload/offload/sysfs_nic_backend.h"
 #include "nicoffload/simnic/trace.h"
-#include "nicoffload/vdpa/vdpa_device.h"
+#include "nicoffload/model/vdpa_device.h"
 
 namespace {
 

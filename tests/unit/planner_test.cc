@@ -10,7 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "nicoffload/flowrules/planner.h"
-#include "nicoffload/vdpa/vdpa_device.h"
+#include "nicoffload/model/vdpa_device.h"
 #include "test_support.h"
 
 namespace nicoffload {

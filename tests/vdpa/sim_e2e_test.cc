@@ -10,7 +10,7 @@
 #include "../unit/test_support.h"
 #include "nicoffload/offload/sim_pf.h"
 #include "nicoffload/vdpa/sim_vdpa_backend.h"
-#include "nicoffload/vdpa/vf_pool.h"
+#include "nicoffload/model/vf_pool.h"
 
 namespace nicoffload::vdpa {
 namespace {

@@ -1,6 +1,6 @@
 // The VF pool: assignment, stability, explicit VFs, exhaustion, release,
 // sync against the port set, and the state-file JSON.
-#include "nicoffload/vdpa/vf_pool.h"
+#include "nicoffload/model/vf_pool.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

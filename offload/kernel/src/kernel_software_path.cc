@@ -59,6 +59,7 @@
 
 #include "netlink_batch.h"
 #include "netlink_dump.h"
+#include "rtnl_socket.h"
 #include "nicoffload/offload/netns.h"
 #include "nicoffload/offload/software_path.h"
 
@@ -1191,10 +1192,12 @@ Result<std::unique_ptr<SoftwarePath>> openKernelSoftwarePath(const KernelSoftwar
   // Change notifications of the namespace (links, addresses, neighbours and
   // FDB entries, IPv4 routes): an idle full pass reads the kernel back only
   // when something arrived. Without them every pass reads back.
-  const int watch = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE);
-  sockaddr_nl groups{};
-  groups.nl_family = AF_NETLINK;
-  groups.nl_groups = RTMGRP_LINK | RTMGRP_NEIGH | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE;
+  detail::RtnlSocketOptions wo;
+  wo.nonblocking = true;
+  wo.receive_buffer_bytes = 4 << 20;  // bursts of what counts (ours); an overflow is a change anyway
+  wo.groups = {RTNLGRP_LINK, RTNLGRP_NEIGH, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV4_ROUTE};
+  auto opened_watch = detail::openRtnlSocket(wo);
+  const int watch = opened_watch ? *opened_watch : -1;  // none: changedSinceLastAsked() always says yes
   if (watch >= 0) {
     // The kernel's own neighbour entries churn (NOARP ones on the VXLAN
     // devices are made and expired in thousands): dropped in the kernel by a
@@ -1218,15 +1221,8 @@ Result<std::unique_ptr<SoftwarePath>> openKernelSoftwarePath(const KernelSoftwar
       const sock_fprog prog{static_cast<unsigned short>(std::size(code)), code};
       (void)::setsockopt(watch, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog);
     }
-    // Room for bursts of what counts (ours); an overflow is a change anyway.
-    const int bytes = 4 << 20;
-    if (::setsockopt(watch, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes) != 0)
-      (void)::setsockopt(watch, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
-  }
-  if (watch >= 0 && ::bind(watch, reinterpret_cast<const sockaddr*>(&groups), sizeof groups) == 0)
     path->setWatchSocket(watch);
-  else if (watch >= 0)
-    ::close(watch);  // changedSinceLastAsked() then always says yes
+  }
   return std::unique_ptr<SoftwarePath>(std::move(path));
 }
 

@@ -16,6 +16,7 @@
 #include <functional>
 
 #include "netlink_dump.h"
+#include "rtnl_socket.h"
 #include "nicoffload/offload/netns.h"
 
 namespace nicoffload::offload {
@@ -280,12 +281,11 @@ Result<std::unique_ptr<simnic::KernelView>> openKernelTraceView(const std::strin
   // Sockets opened inside the namespace stay bound to it.
   NetnsGuard ns(netns);
   if (!ns.ok()) return ns.error();
-  const int fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-  if (fd < 0)
-    return makeError(ErrorCode::kIo, "netlink", "",
-                     std::string("cannot open a rtnetlink socket: ") + std::strerror(errno));
-  timeval tv{2, 0};  // a lookup never waits long: the kernel answers at once
-  (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  detail::RtnlSocketOptions o;
+  o.receive_timeout = std::chrono::seconds(2);  // a lookup never waits long: the kernel answers at once
+  auto opened = detail::openRtnlSocket(o);
+  if (!opened) return opened.error();
+  const int fd = *opened;
   auto dumps = detail::DumpSocket::open();
   if (!dumps) {
     ::close(fd);

@@ -1,5 +1,7 @@
 #include "netlink_dump.h"
 
+#include "rtnl_socket.h"
+
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -18,28 +20,15 @@ constexpr int kMaxRuns = 4;
 }  // namespace
 
 Result<std::unique_ptr<DumpSocket>> DumpSocket::open() {
-  const int fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-  if (fd < 0)
-    return makeError(ErrorCode::kIo, "netlink", "",
-                     std::string("cannot open a rtnetlink socket: ") + std::strerror(errno));
-  sockaddr_nl local{};
-  local.nl_family = AF_NETLINK;  // nl_pid 0: the kernel picks the port id
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0) {
-    const int err = errno;
-    ::close(fd);
-    return makeError(ErrorCode::kIo, "netlink", "",
-                     std::string("cannot bind a rtnetlink socket: ") + std::strerror(err));
-  }
-  int one = 1;
+  RtnlSocketOptions o;
   // Kernels before 4.20 lack strict checking: they ignore the filters, and
   // the caller filters again in any case.
-  (void)setsockopt(fd, SOL_NETLINK, NETLINK_GET_STRICT_CHK, &one, sizeof one);
-  (void)setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof one);
-  // Room for several dump messages queued while the previous one is parsed.
-  int bytes = 1 << 20;
-  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes) != 0)
-    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
-  return std::unique_ptr<DumpSocket>(new DumpSocket(fd));
+  o.strict_check = true;
+  o.extended_ack = true;
+  o.receive_buffer_bytes = 1 << 20;  // several dump messages queued while one is parsed
+  auto fd = openRtnlSocket(o);
+  if (!fd) return fd.error();
+  return std::unique_ptr<DumpSocket>(new DumpSocket(*fd));
 }
 
 DumpSocket::~DumpSocket() { ::close(fd_); }

@@ -18,6 +18,7 @@
 #include <cstring>
 
 #include "netlink_dump.h"
+#include "rtnl_socket.h"
 #include "nicoffload/offload/netns.h"
 
 namespace nicoffload::offload {
@@ -137,24 +138,14 @@ Result<std::unique_ptr<RouteWatcher>> RouteWatcher::open(RouteWatcherOptions opt
                            (w->options_.netns.empty() ? "" : " in namespace " + w->options_.netns) +
                            ": routes through it cannot be followed");
     w->uplink_index_ = static_cast<int>(index);
-    w->fd_ = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE);
-    if (w->fd_ < 0)
-      return makeError(ErrorCode::kIo, "netlink", "",
-                       std::string("cannot open a rtnetlink socket: ") + std::strerror(errno));
+    detail::RtnlSocketOptions o;
+    o.nonblocking = true;
+    o.receive_buffer_bytes = w->options_.receive_buffer_bytes;
+    o.groups = {RTNLGRP_IPV4_ROUTE, RTNLGRP_NEIGH, RTNLGRP_LINK, RTNLGRP_NEXTHOP, RTNLGRP_IPV4_IFADDR};
+    auto fd = detail::openRtnlSocket(o);
+    if (!fd) return fd.error();
+    w->fd_ = *fd;
   }
-  int bytes = w->options_.receive_buffer_bytes;
-  if (setsockopt(w->fd_, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes) != 0)
-    (void)setsockopt(w->fd_, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
-  sockaddr_nl local{};
-  local.nl_family = AF_NETLINK;
-  if (::bind(w->fd_, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0)
-    return makeError(ErrorCode::kIo, "netlink", "",
-                     std::string("cannot bind a rtnetlink socket: ") + std::strerror(errno));
-  for (int group : {RTNLGRP_IPV4_ROUTE, RTNLGRP_NEIGH, RTNLGRP_LINK, RTNLGRP_NEXTHOP,
-                    RTNLGRP_IPV4_IFADDR})
-    if (setsockopt(w->fd_, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof group) != 0)
-      return makeError(ErrorCode::kIo, "netlink", std::to_string(group),
-                       std::string("cannot join rtnetlink group: ") + std::strerror(errno));
   w->wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   w->epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
   if (w->wake_fd_ < 0 || w->epoll_fd_ < 0)

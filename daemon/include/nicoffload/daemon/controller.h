@@ -46,7 +46,7 @@
 #include "nicoffload/offload/software_path.h"
 #include "nicoffload/daemon/state_store.h"
 #include "nicoffload/vdpa/vdpa_backend.h"
-#include "nicoffload/vdpa/vf_pool.h"
+#include "nicoffload/model/vf_pool.h"
 
 namespace nicoffload::offload {
 

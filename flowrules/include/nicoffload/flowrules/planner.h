@@ -25,7 +25,7 @@
 #include "nicoffload/flowrules/sw_objects.h"
 #include "nicoffload/model/hw_profile.h"
 #include "nicoffload/model/intent.h"
-#include "nicoffload/vdpa/vdpa_device.h"
+#include "nicoffload/model/vdpa_device.h"
 
 namespace nicoffload::flowrules {
 

@@ -17,7 +17,7 @@
 #include "nicoffload/common/error.h"
 #include "nicoffload/common/net_types.h"
 #include "nicoffload/model/intent.h"
-#include "nicoffload/vdpa/vdpa_device.h"
+#include "nicoffload/model/vdpa_device.h"
 
 namespace nicoffload::vdpa {
 

@@ -1,4 +1,4 @@
-#include "nicoffload/vdpa/vdpa_device.h"
+#include "nicoffload/model/vdpa_device.h"
 
 #include <cstdio>
 

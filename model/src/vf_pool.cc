@@ -1,4 +1,4 @@
-#include "nicoffload/vdpa/vf_pool.h"
+#include "nicoffload/model/vf_pool.h"
 
 #include <nlohmann/json.hpp>
 #include <set>

@@ -1,5 +1,7 @@
-// Desired vDPA devices and VF assignments as data (pure). The kernel / DPDK /
-// sim VdpaBackend implementations that create them come with their own issue.
+// Desired vDPA devices and VF assignments as data (pure): part of the model,
+// so that the planner emits them without reaching into vdpa/ (namespace
+// nicoffload::vdpa kept). The VdpaBackend implementations that create them
+// (kernel, DPDK, sim) are in vdpa/.
 #pragma once
 
 #include <cstdint>
