@@ -294,11 +294,263 @@ const char* toString(NicBackendKind kind) {
   return kind == NicBackendKind::kSim ? "sim" : "sysfs";
 }
 
+namespace {
+
+// One reader per section of host.json; each fails `r` with the first
+// error it meets, naming the field.
+// host.json "uplink".
+void readUplinkSection(const json& section, HostConfig& host, ObjectReader& r) {
+  std::int64_t n = 0;
+  const json* obj = &section;
+  ObjectReader u(*obj, "uplink");
+  if (u.string("pci", host.uplink_pci, true) && !validPci(host.uplink_pci))
+    u.fail(ErrorCode::kInvalidValue, "pci", host.uplink_pci,
+           "'" + host.uplink_pci + "' is not a PCI address (expected DDDD:BB:DD.F, e.g. 0000:03:00.0)");
+  if (u.string("netdev", host.uplink_netdev, false) && !host.uplink_netdev.empty() &&
+      !validIfName(host.uplink_netdev))
+    u.fail(ErrorCode::kInvalidValue, "netdev", host.uplink_netdev,
+           "'" + host.uplink_netdev + "' is not a valid interface name (1-15 printable ASCII characters, no '/', ':' or spaces)");
+  u.mac("mac", host.uplink_mac, true);
+  if (u.integer("vf_count", 0, 65535, n, true, "SR-IOV VFs to create")) host.vf_count = static_cast<std::uint16_t>(n);
+  u.finish();
+  if (!u.ok()) r.fail(u.error());
+}
+
+// host.json "gateway".
+void readGatewaySection(const json& section, HostConfig& host, ObjectReader& r) {
+  std::optional<Ipv4Addr> ip;
+  const json* obj = &section;
+  ObjectReader g(*obj, "gateway");
+  if (g.ipv4("ipv4", ip, true) && ip) {
+    host.gateway_ipv4 = *ip;
+    if (ip->isUnspecified() || ip->isMulticast() || ip->isBroadcast())
+      g.fail(ErrorCode::kInvalidValue, "ipv4", (*obj)["ipv4"], "must be a unicast address");
+  }
+  if (g.mac("mac", host.gateway_mac, true) &&
+      (host.gateway_mac.isZero() || host.gateway_mac.isMulticast()))
+    g.fail(ErrorCode::kInvalidValue, "mac", (*obj)["mac"], "must be a non-zero unicast MAC");
+  g.finish();
+  if (!g.ok()) r.fail(g.error());
+}
+
+// host.json "underlay".
+void readUnderlaySection(const json& section, HostConfig& host, ObjectReader& r) {
+  std::int64_t n = 0;
+  std::optional<Ipv4Addr> ip;
+  const json* obj = &section;
+  ObjectReader u(*obj, "underlay");
+  if (!u.member("mode", false) && u.ok())
+    u.fail(makeError(ErrorCode::kMissingField, u.field("mode"), "",
+                     "required field is missing (routed or vxlan)"));
+  readEnum(u, "mode", host.underlay,
+           {{"routed", UnderlayMode::kRouted}, {"vxlan", UnderlayMode::kVxlan}});
+  const json* hops = nullptr;
+  if (u.array("next_hops", hops, false) && hops) readNextHops(u, *hops, host);
+  ip.reset();
+  if (u.ipv4("default_next_hop", ip, false) && ip) host.default_next_hop = ip;
+  ip.reset();
+  if (u.ipv4("vtep", ip, host.underlay == UnderlayMode::kVxlan) && ip) {
+    host.vtep_ipv4 = ip;
+    if (ip->isUnspecified() || ip->isMulticast() || ip->isBroadcast() || ip->isLoopback())
+      u.fail(ErrorCode::kInvalidValue, "vtep", (*obj)["vtep"], "must be a unicast, non-loopback address");
+  }
+  if (u.ok() && host.vtep_ipv4 && *host.vtep_ipv4 == host.gateway_ipv4)
+    u.fail(makeError(ErrorCode::kConflict, u.field("vtep"), host.vtep_ipv4->str(),
+                     host.vtep_ipv4->str() +
+                         " is the gateway address (gateway.ipv4) that every VM uses; "
+                         "the VTEP must be an underlay address of this host"));
+  for (std::size_t i = 0; i < host.next_hops.size() && u.ok(); ++i) {
+    const auto hop = host.next_hops[i].ipv4;
+    const auto field = detail::indexPath(u.field("next_hops"), i) + ".ipv4";
+    if (hop == host.gateway_ipv4)
+      u.fail(makeError(ErrorCode::kConflict, field, hop.str(),
+                       hop.str() + " is the gateway address (gateway.ipv4) that every VM uses"));
+    else if (host.vtep_ipv4 && hop == *host.vtep_ipv4)
+      u.fail(
+          makeError(ErrorCode::kConflict, field, hop.str(),
+                    hop.str() + " is this host's VTEP address (underlay.vtep), not a neighbour"));
+  }
+  if (u.ok() && host.default_next_hop && *host.default_next_hop == host.gateway_ipv4)
+    u.fail(makeError(ErrorCode::kConflict, u.field("default_next_hop"),
+                     host.default_next_hop->str(),
+                     host.default_next_hop->str() +
+                         " is the gateway address (gateway.ipv4) that every VM uses"));
+  if (u.integer("vxlan_udp_port", 1, 65535, n, false, "UDP destination port of VXLAN, IANA 4789"))
+    if (u.member("vxlan_udp_port", false)) host.vxlan_udp_port = static_cast<std::uint16_t>(n);
+  if (u.integer("default_vni", 0, kMaxVni, n, false, "a VNI is 24 bits") &&
+      u.member("default_vni", false))
+    host.default_vni = static_cast<std::uint32_t>(n);
+  u.finish();
+  if (!u.ok()) r.fail(u.error());
+}
+
+// host.json "kernel".
+void readKernelSection(const json& section, HostConfig& host, ObjectReader& r) {
+  std::int64_t n = 0;
+  const json* obj = &section;
+  ObjectReader k(*obj, "kernel");
+  if (k.integer("route_protocol", 5, 255, n, false, "0-4 are the kernel's own") &&
+      k.member("route_protocol", false)) {
+    // FRR's zebra maps these protocol numbers to its own daemons and would
+    // not treat our routes as "kernel" routes for `redistribute kernel`.
+    if (n == 11 || n == 42 || (n >= 186 && n <= 198))
+      k.fail(ErrorCode::kInvalidValue, "route_protocol", (*obj)["route_protocol"],
+             std::to_string(n) + " is used by FRR for its own routes (11, 42, 186-198); "
+             "`redistribute kernel` would not see ours: pick another, e.g. 240");
+    else
+      host.route_protocol = static_cast<std::uint8_t>(n);
+  }
+  if (k.integer("route_table", 1, 0xFFFFFFFFLL, n, false) && k.member("route_table", false)) {
+    if (n == 255 || n == 0)
+      k.fail(ErrorCode::kInvalidValue, "route_table", (*obj)["route_table"],
+             "tables 0 (unspec) and 255 (local) are not for host routes");
+    else
+      host.route_table = static_cast<std::uint32_t>(n);
+  }
+  bool learn = false;
+  if (k.boolean("learn_routes", learn, false)) host.learn_routes = learn;
+  const json* protos = nullptr;
+  if (k.array("learn_protocols", protos, false) && protos) readLearnProtocols(k, *protos, host);
+  if (const json* lp = k.member("learn_prefixes", false)) readLearnPrefixes(k, *lp, host);
+  if (k.string("netns", host.kernel_netns, false) && !host.kernel_netns.empty() &&
+      (host.kernel_netns.find('/') != std::string::npos || host.kernel_netns == "." ||
+       host.kernel_netns == ".." || host.kernel_netns.size() > 64))
+    k.fail(ErrorCode::kInvalidValue, "netns", (*obj)["netns"],
+           "'" + host.kernel_netns + "' is not a namespace name (a file name under /run/netns)");
+  k.finish();
+  if (!k.ok()) r.fail(k.error());
+}
+
+// host.json "daemon".
+void readDaemonSection(const json& section, HostConfig& host, ObjectReader& r) {
+  std::int64_t n = 0;
+  const json* obj = &section;
+  ObjectReader d(*obj, "daemon");
+  if (d.string("metrics_listen", host.metrics_listen, false) && !host.metrics_listen.empty()) {
+    const auto colon = host.metrics_listen.rfind(':');
+    const std::string hostpart = colon == std::string::npos ? "" : host.metrics_listen.substr(0, colon);
+    const std::string portpart = colon == std::string::npos ? "" : host.metrics_listen.substr(colon + 1);
+    const bool port_ok = !portpart.empty() && portpart.size() <= 5 &&
+                         std::all_of(portpart.begin(), portpart.end(), ::isdigit) && std::stoi(portpart) > 0 &&
+                         std::stoi(portpart) < 65536;
+    if ((hostpart != "127.0.0.1" && hostpart != "localhost" && hostpart != "[::1]") || !port_ok)
+      d.fail(ErrorCode::kInvalidValue, "metrics_listen", (*obj)["metrics_listen"],
+             "'" + host.metrics_listen + "' must be 127.0.0.1:PORT or [::1]:PORT (metrics stay on loopback), or \"\" to turn them off");
+  }
+  if (d.integer("journal_compact_bytes", 4096, std::int64_t{1} << 40, n, false,
+                "state journal size that triggers a snapshot") &&
+      d.member("journal_compact_bytes", false))
+    host.journal_compact_bytes = static_cast<std::uint64_t>(n);
+  if (d.integer("reconcile_interval_ms", 100, 86400000, n, false, "periodic full pass") &&
+      d.member("reconcile_interval_ms", false))
+    host.reconcile_interval_ms = static_cast<std::uint32_t>(n);
+  if (d.integer("max_request_bytes", 4096, 64 << 20, n, false, "control API request size limit") &&
+      d.member("max_request_bytes", false))
+    host.max_request_bytes = static_cast<std::uint32_t>(n);
+  if (d.integer("tentative_ttl_ms", 1000, 86400000, n, false,
+                "how long a tentative port lives unconfirmed, 1 s .. 1 day") &&
+      d.member("tentative_ttl_ms", false))
+    host.tentative_ttl_ms = static_cast<std::uint32_t>(n);
+  if (d.integer("traffic_interval_ms", 0, 86400000, n, false,
+                "how often the per-port traffic counters are read, 0 (never) or 100 ms .. 1 day") &&
+      d.member("traffic_interval_ms", false)) {
+    if (n > 0 && n < 100)
+      d.fail(ErrorCode::kInvalidValue, "traffic_interval_ms", (*obj)["traffic_interval_ms"],
+             std::to_string(n) + " ms is too often: 0 (never) or at least 100 ms");
+    else
+      host.traffic_interval_ms = static_cast<std::uint32_t>(n);
+  }
+  if (d.string("sim_device_dir", host.sim_device_dir, false) &&
+      (host.sim_device_dir.empty() || host.sim_device_dir[0] != '/'))
+    d.fail(ErrorCode::kInvalidValue, "sim_device_dir", (*obj)["sim_device_dir"], "must be an absolute path");
+  d.finish();
+  if (!d.ok()) r.fail(d.error());
+}
+
+// host.json "backends".
+void readBackendsSection(const json& section, HostConfig& host, ObjectReader& r) {
+  const json* obj = &section;
+  ObjectReader b(*obj, "backends");
+  readEnum(b, "flow", host.flow_backend,
+           {{"sim", FlowBackendKind::kSim}, {"dpdk", FlowBackendKind::kDpdk}});
+  readEnum(b, "software_path", host.software_path,
+           {{"kernel", SoftwarePathKind::kKernel}, {"none", SoftwarePathKind::kNone}});
+  readEnum(b, "vdpa", host.vdpa_backend,
+           {{"none", VdpaKind::kNone}, {"kernel", VdpaKind::kKernel}, {"dpdk", VdpaKind::kDpdk},
+            {"sim", VdpaKind::kSim}});
+  readEnum(b, "nic", host.nic_backend,
+           {{"sim", NicBackendKind::kSim}, {"sysfs", NicBackendKind::kSysfs}});
+  b.finish();
+  if (!b.ok()) r.fail(b.error());
+}
+
+// host.json "vdpa".
+void readVdpaSection(const json& section, HostConfig& host, ObjectReader& r) {
+  std::int64_t n = 0;
+  const json* obj = &section;
+  ObjectReader v(*obj, "vdpa");
+  const json* pool = nullptr;
+  if (v.object("pool", pool, false) && pool) {
+    ObjectReader p(*pool, "vdpa.pool");
+    if (p.integer("size", 0, 4096, n, false, "vDPA devices made ahead on free VFs") &&
+        p.member("size", false))
+      host.vdpa_pool_size = static_cast<std::uint16_t>(n);
+    if (p.integer("low_water", 0, 4096, n, false, "refill below this many ready devices") &&
+        p.member("low_water", false))
+      host.vdpa_pool_low_water = static_cast<std::uint16_t>(n);
+    else if (!p.member("low_water", false))
+      host.vdpa_pool_low_water = static_cast<std::uint16_t>((host.vdpa_pool_size + 1) / 2);
+    if (p.integer("mtu", 68, 65535, n, false, "MTU of the pool's devices") && p.member("mtu", false))
+      host.vdpa_pool_mtu = static_cast<std::uint16_t>(n);
+    if (p.ok() && host.vdpa_pool_low_water > host.vdpa_pool_size)
+      p.fail(ErrorCode::kInvalidValue, "low_water", (*pool)["low_water"],
+             "low_water " + std::to_string(host.vdpa_pool_low_water) + " is above the pool size " +
+                 std::to_string(host.vdpa_pool_size));
+    p.finish();
+    if (!p.ok()) v.fail(p.error());
+  }
+  if (v.ok() && v.member("link_dir", false) && v.string("link_dir", host.vdpa_link_dir, false) &&
+      (host.vdpa_link_dir.size() < 2 || host.vdpa_link_dir[0] != '/' ||
+       host.vdpa_link_dir.size() > 80))
+    v.fail(ErrorCode::kInvalidValue, "link_dir", (*obj)["link_dir"],
+           "must be an absolute directory path of at most 80 bytes (a unix socket path is "
+           "at most 107)");
+  v.finish();
+  if (!v.ok()) r.fail(v.error());
+  if (r.ok() && host.vdpa_pool_size > host.vf_count)
+    r.fail(makeError(ErrorCode::kInvalidValue, "vdpa.pool.size",
+                     std::to_string(host.vdpa_pool_size),
+                     "a pool of " + std::to_string(host.vdpa_pool_size) +
+                         " vDPA devices needs as many free VFs, but uplink.vf_count is " +
+                         std::to_string(host.vf_count)));
+  if (r.ok() && host.vdpa_pool_size > 0 && host.vdpa_backend == VdpaKind::kNone)
+    r.fail(makeError(ErrorCode::kConflict, "vdpa.pool.size", std::to_string(host.vdpa_pool_size),
+                     "a vDPA pool needs a vDPA backend, but backends.vdpa is none"));
+}
+
+// host.json "dpdk".
+void readDpdkSection(const json& section, HostConfig& host, ObjectReader& r) {
+  std::int64_t n = 0;
+  const json* obj = &section;
+  ObjectReader d(*obj, "dpdk");
+  if (d.integer("uplink_port_id", 0, 65534, n, false) && d.member("uplink_port_id", false))
+    host.uplink_port_id = static_cast<std::uint16_t>(n);
+  if (d.integer("first_representor_port_id", 0, 65534, n, false) &&
+      d.member("first_representor_port_id", false))
+    host.first_representor_port_id = static_cast<std::uint16_t>(n);
+  const json* args = nullptr;
+  if (d.array("eal_args", args, false) && args) readEalArgs(d, *args, host);
+  if (d.string("pf_devargs", host.dpdk_pf_devargs, false) && d.member("pf_devargs", false))
+    checkPfDevargs(d, (*obj)["pf_devargs"], host);
+  d.finish();
+  if (!d.ok()) r.fail(d.error());
+}
+
+}  // namespace
+
 Result<HostConfig> parseHostConfig(const json& doc) {
   HostConfig host;
   ObjectReader r(doc, "");
-  std::int64_t n = 0;
-  std::optional<Ipv4Addr> ip;
   const json* obj = nullptr;
 
   r.string("name", host.name, true);
@@ -312,229 +564,16 @@ Result<HostConfig> parseHostConfig(const json& doc) {
   if (r.ok() && (host.state_dir.empty() || host.state_dir[0] != '/'))
     r.fail(ErrorCode::kInvalidValue, "state_dir", host.state_dir, "must be an absolute path");
 
-  if (r.object("uplink", obj, true) && obj) {
-    ObjectReader u(*obj, "uplink");
-    if (u.string("pci", host.uplink_pci, true) && !validPci(host.uplink_pci))
-      u.fail(ErrorCode::kInvalidValue, "pci", host.uplink_pci,
-             "'" + host.uplink_pci + "' is not a PCI address (expected DDDD:BB:DD.F, e.g. 0000:03:00.0)");
-    if (u.string("netdev", host.uplink_netdev, false) && !host.uplink_netdev.empty() &&
-        !validIfName(host.uplink_netdev))
-      u.fail(ErrorCode::kInvalidValue, "netdev", host.uplink_netdev,
-             "'" + host.uplink_netdev + "' is not a valid interface name (1-15 printable ASCII characters, no '/', ':' or spaces)");
-    u.mac("mac", host.uplink_mac, true);
-    if (u.integer("vf_count", 0, 65535, n, true, "SR-IOV VFs to create")) host.vf_count = static_cast<std::uint16_t>(n);
-    u.finish();
-    if (!u.ok()) r.fail(u.error());
-  }
-
-  if (r.ok() && r.object("gateway", obj, true) && obj) {
-    ObjectReader g(*obj, "gateway");
-    if (g.ipv4("ipv4", ip, true) && ip) {
-      host.gateway_ipv4 = *ip;
-      if (ip->isUnspecified() || ip->isMulticast() || ip->isBroadcast())
-        g.fail(ErrorCode::kInvalidValue, "ipv4", (*obj)["ipv4"], "must be a unicast address");
-    }
-    if (g.mac("mac", host.gateway_mac, true) &&
-        (host.gateway_mac.isZero() || host.gateway_mac.isMulticast()))
-      g.fail(ErrorCode::kInvalidValue, "mac", (*obj)["mac"], "must be a non-zero unicast MAC");
-    g.finish();
-    if (!g.ok()) r.fail(g.error());
-  }
-
-  if (r.ok() && r.object("underlay", obj, true) && obj) {
-    ObjectReader u(*obj, "underlay");
-    if (!u.member("mode", false) && u.ok())
-      u.fail(makeError(ErrorCode::kMissingField, u.field("mode"), "",
-                       "required field is missing (routed or vxlan)"));
-    readEnum(u, "mode", host.underlay,
-             {{"routed", UnderlayMode::kRouted}, {"vxlan", UnderlayMode::kVxlan}});
-    const json* hops = nullptr;
-    if (u.array("next_hops", hops, false) && hops) readNextHops(u, *hops, host);
-    ip.reset();
-    if (u.ipv4("default_next_hop", ip, false) && ip) host.default_next_hop = ip;
-    ip.reset();
-    if (u.ipv4("vtep", ip, host.underlay == UnderlayMode::kVxlan) && ip) {
-      host.vtep_ipv4 = ip;
-      if (ip->isUnspecified() || ip->isMulticast() || ip->isBroadcast() || ip->isLoopback())
-        u.fail(ErrorCode::kInvalidValue, "vtep", (*obj)["vtep"], "must be a unicast, non-loopback address");
-    }
-    if (u.ok() && host.vtep_ipv4 && *host.vtep_ipv4 == host.gateway_ipv4)
-      u.fail(makeError(ErrorCode::kConflict, u.field("vtep"), host.vtep_ipv4->str(),
-                       host.vtep_ipv4->str() +
-                           " is the gateway address (gateway.ipv4) that every VM uses; "
-                           "the VTEP must be an underlay address of this host"));
-    for (std::size_t i = 0; i < host.next_hops.size() && u.ok(); ++i) {
-      const auto hop = host.next_hops[i].ipv4;
-      const auto field = detail::indexPath(u.field("next_hops"), i) + ".ipv4";
-      if (hop == host.gateway_ipv4)
-        u.fail(makeError(ErrorCode::kConflict, field, hop.str(),
-                         hop.str() + " is the gateway address (gateway.ipv4) that every VM uses"));
-      else if (host.vtep_ipv4 && hop == *host.vtep_ipv4)
-        u.fail(
-            makeError(ErrorCode::kConflict, field, hop.str(),
-                      hop.str() + " is this host's VTEP address (underlay.vtep), not a neighbour"));
-    }
-    if (u.ok() && host.default_next_hop && *host.default_next_hop == host.gateway_ipv4)
-      u.fail(makeError(ErrorCode::kConflict, u.field("default_next_hop"),
-                       host.default_next_hop->str(),
-                       host.default_next_hop->str() +
-                           " is the gateway address (gateway.ipv4) that every VM uses"));
-    if (u.integer("vxlan_udp_port", 1, 65535, n, false, "UDP destination port of VXLAN, IANA 4789"))
-      if (u.member("vxlan_udp_port", false)) host.vxlan_udp_port = static_cast<std::uint16_t>(n);
-    if (u.integer("default_vni", 0, kMaxVni, n, false, "a VNI is 24 bits") &&
-        u.member("default_vni", false))
-      host.default_vni = static_cast<std::uint32_t>(n);
-    u.finish();
-    if (!u.ok()) r.fail(u.error());
-  }
-
-  if (r.ok() && r.object("kernel", obj, false) && obj) {
-    ObjectReader k(*obj, "kernel");
-    if (k.integer("route_protocol", 5, 255, n, false, "0-4 are the kernel's own") &&
-        k.member("route_protocol", false)) {
-      // FRR's zebra maps these protocol numbers to its own daemons and would
-      // not treat our routes as "kernel" routes for `redistribute kernel`.
-      if (n == 11 || n == 42 || (n >= 186 && n <= 198))
-        k.fail(ErrorCode::kInvalidValue, "route_protocol", (*obj)["route_protocol"],
-               std::to_string(n) + " is used by FRR for its own routes (11, 42, 186-198); "
-               "`redistribute kernel` would not see ours: pick another, e.g. 240");
-      else
-        host.route_protocol = static_cast<std::uint8_t>(n);
-    }
-    if (k.integer("route_table", 1, 0xFFFFFFFFLL, n, false) && k.member("route_table", false)) {
-      if (n == 255 || n == 0)
-        k.fail(ErrorCode::kInvalidValue, "route_table", (*obj)["route_table"],
-               "tables 0 (unspec) and 255 (local) are not for host routes");
-      else
-        host.route_table = static_cast<std::uint32_t>(n);
-    }
-    bool learn = false;
-    if (k.boolean("learn_routes", learn, false)) host.learn_routes = learn;
-    const json* protos = nullptr;
-    if (k.array("learn_protocols", protos, false) && protos) readLearnProtocols(k, *protos, host);
-    if (const json* lp = k.member("learn_prefixes", false)) readLearnPrefixes(k, *lp, host);
-    if (k.string("netns", host.kernel_netns, false) && !host.kernel_netns.empty() &&
-        (host.kernel_netns.find('/') != std::string::npos || host.kernel_netns == "." ||
-         host.kernel_netns == ".." || host.kernel_netns.size() > 64))
-      k.fail(ErrorCode::kInvalidValue, "netns", (*obj)["netns"],
-             "'" + host.kernel_netns + "' is not a namespace name (a file name under /run/netns)");
-    k.finish();
-    if (!k.ok()) r.fail(k.error());
-  }
-
-  if (r.ok() && r.object("daemon", obj, false) && obj) {
-    ObjectReader d(*obj, "daemon");
-    if (d.string("metrics_listen", host.metrics_listen, false) && !host.metrics_listen.empty()) {
-      const auto colon = host.metrics_listen.rfind(':');
-      const std::string hostpart = colon == std::string::npos ? "" : host.metrics_listen.substr(0, colon);
-      const std::string portpart = colon == std::string::npos ? "" : host.metrics_listen.substr(colon + 1);
-      const bool port_ok = !portpart.empty() && portpart.size() <= 5 &&
-                           std::all_of(portpart.begin(), portpart.end(), ::isdigit) && std::stoi(portpart) > 0 &&
-                           std::stoi(portpart) < 65536;
-      if ((hostpart != "127.0.0.1" && hostpart != "localhost" && hostpart != "[::1]") || !port_ok)
-        d.fail(ErrorCode::kInvalidValue, "metrics_listen", (*obj)["metrics_listen"],
-               "'" + host.metrics_listen + "' must be 127.0.0.1:PORT or [::1]:PORT (metrics stay on loopback), or \"\" to turn them off");
-    }
-    if (d.integer("journal_compact_bytes", 4096, std::int64_t{1} << 40, n, false,
-                  "state journal size that triggers a snapshot") &&
-        d.member("journal_compact_bytes", false))
-      host.journal_compact_bytes = static_cast<std::uint64_t>(n);
-    if (d.integer("reconcile_interval_ms", 100, 86400000, n, false, "periodic full pass") &&
-        d.member("reconcile_interval_ms", false))
-      host.reconcile_interval_ms = static_cast<std::uint32_t>(n);
-    if (d.integer("max_request_bytes", 4096, 64 << 20, n, false, "control API request size limit") &&
-        d.member("max_request_bytes", false))
-      host.max_request_bytes = static_cast<std::uint32_t>(n);
-    if (d.integer("tentative_ttl_ms", 1000, 86400000, n, false,
-                  "how long a tentative port lives unconfirmed, 1 s .. 1 day") &&
-        d.member("tentative_ttl_ms", false))
-      host.tentative_ttl_ms = static_cast<std::uint32_t>(n);
-    if (d.integer("traffic_interval_ms", 0, 86400000, n, false,
-                  "how often the per-port traffic counters are read, 0 (never) or 100 ms .. 1 day") &&
-        d.member("traffic_interval_ms", false)) {
-      if (n > 0 && n < 100)
-        d.fail(ErrorCode::kInvalidValue, "traffic_interval_ms", (*obj)["traffic_interval_ms"],
-               std::to_string(n) + " ms is too often: 0 (never) or at least 100 ms");
-      else
-        host.traffic_interval_ms = static_cast<std::uint32_t>(n);
-    }
-    if (d.string("sim_device_dir", host.sim_device_dir, false) &&
-        (host.sim_device_dir.empty() || host.sim_device_dir[0] != '/'))
-      d.fail(ErrorCode::kInvalidValue, "sim_device_dir", (*obj)["sim_device_dir"], "must be an absolute path");
-    d.finish();
-    if (!d.ok()) r.fail(d.error());
-  }
-
-  if (r.ok() && r.object("backends", obj, false) && obj) {
-    ObjectReader b(*obj, "backends");
-    readEnum(b, "flow", host.flow_backend,
-             {{"sim", FlowBackendKind::kSim}, {"dpdk", FlowBackendKind::kDpdk}});
-    readEnum(b, "software_path", host.software_path,
-             {{"kernel", SoftwarePathKind::kKernel}, {"none", SoftwarePathKind::kNone}});
-    readEnum(b, "vdpa", host.vdpa_backend,
-             {{"none", VdpaKind::kNone}, {"kernel", VdpaKind::kKernel}, {"dpdk", VdpaKind::kDpdk},
-              {"sim", VdpaKind::kSim}});
-    readEnum(b, "nic", host.nic_backend,
-             {{"sim", NicBackendKind::kSim}, {"sysfs", NicBackendKind::kSysfs}});
-    b.finish();
-    if (!b.ok()) r.fail(b.error());
-  }
-
-  if (r.ok() && r.object("vdpa", obj, false) && obj) {
-    ObjectReader v(*obj, "vdpa");
-    const json* pool = nullptr;
-    if (v.object("pool", pool, false) && pool) {
-      ObjectReader p(*pool, "vdpa.pool");
-      if (p.integer("size", 0, 4096, n, false, "vDPA devices made ahead on free VFs") &&
-          p.member("size", false))
-        host.vdpa_pool_size = static_cast<std::uint16_t>(n);
-      if (p.integer("low_water", 0, 4096, n, false, "refill below this many ready devices") &&
-          p.member("low_water", false))
-        host.vdpa_pool_low_water = static_cast<std::uint16_t>(n);
-      else if (!p.member("low_water", false))
-        host.vdpa_pool_low_water = static_cast<std::uint16_t>((host.vdpa_pool_size + 1) / 2);
-      if (p.integer("mtu", 68, 65535, n, false, "MTU of the pool's devices") && p.member("mtu", false))
-        host.vdpa_pool_mtu = static_cast<std::uint16_t>(n);
-      if (p.ok() && host.vdpa_pool_low_water > host.vdpa_pool_size)
-        p.fail(ErrorCode::kInvalidValue, "low_water", (*pool)["low_water"],
-               "low_water " + std::to_string(host.vdpa_pool_low_water) + " is above the pool size " +
-                   std::to_string(host.vdpa_pool_size));
-      p.finish();
-      if (!p.ok()) v.fail(p.error());
-    }
-    if (v.ok() && v.member("link_dir", false) && v.string("link_dir", host.vdpa_link_dir, false) &&
-        (host.vdpa_link_dir.size() < 2 || host.vdpa_link_dir[0] != '/' ||
-         host.vdpa_link_dir.size() > 80))
-      v.fail(ErrorCode::kInvalidValue, "link_dir", (*obj)["link_dir"],
-             "must be an absolute directory path of at most 80 bytes (a unix socket path is "
-             "at most 107)");
-    v.finish();
-    if (!v.ok()) r.fail(v.error());
-    if (r.ok() && host.vdpa_pool_size > host.vf_count)
-      r.fail(makeError(ErrorCode::kInvalidValue, "vdpa.pool.size",
-                       std::to_string(host.vdpa_pool_size),
-                       "a pool of " + std::to_string(host.vdpa_pool_size) +
-                           " vDPA devices needs as many free VFs, but uplink.vf_count is " +
-                           std::to_string(host.vf_count)));
-    if (r.ok() && host.vdpa_pool_size > 0 && host.vdpa_backend == VdpaKind::kNone)
-      r.fail(makeError(ErrorCode::kConflict, "vdpa.pool.size", std::to_string(host.vdpa_pool_size),
-                       "a vDPA pool needs a vDPA backend, but backends.vdpa is none"));
-  }
-
-  if (r.ok() && r.object("dpdk", obj, false) && obj) {
-    ObjectReader d(*obj, "dpdk");
-    if (d.integer("uplink_port_id", 0, 65534, n, false) && d.member("uplink_port_id", false))
-      host.uplink_port_id = static_cast<std::uint16_t>(n);
-    if (d.integer("first_representor_port_id", 0, 65534, n, false) &&
-        d.member("first_representor_port_id", false))
-      host.first_representor_port_id = static_cast<std::uint16_t>(n);
-    const json* args = nullptr;
-    if (d.array("eal_args", args, false) && args) readEalArgs(d, *args, host);
-    if (d.string("pf_devargs", host.dpdk_pf_devargs, false) && d.member("pf_devargs", false))
-      checkPfDevargs(d, (*obj)["pf_devargs"], host);
-    d.finish();
-    if (!d.ok()) r.fail(d.error());
-  }
+  // The sections in this order: later ones check against earlier ones
+  // (the VTEP against the gateway, learn_routes against the underlay).
+  if (r.object("uplink", obj, true) && obj) readUplinkSection(*obj, host, r);
+  if (r.ok() && r.object("gateway", obj, true) && obj) readGatewaySection(*obj, host, r);
+  if (r.ok() && r.object("underlay", obj, true) && obj) readUnderlaySection(*obj, host, r);
+  if (r.ok() && r.object("kernel", obj, false) && obj) readKernelSection(*obj, host, r);
+  if (r.ok() && r.object("daemon", obj, false) && obj) readDaemonSection(*obj, host, r);
+  if (r.ok() && r.object("backends", obj, false) && obj) readBackendsSection(*obj, host, r);
+  if (r.ok() && r.object("vdpa", obj, false) && obj) readVdpaSection(*obj, host, r);
+  if (r.ok() && r.object("dpdk", obj, false) && obj) readDpdkSection(*obj, host, r);
 
   if (r.ok() && host.learn_routes) {
     const auto refuse = [&](const std::string& why) {

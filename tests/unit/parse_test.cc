@@ -238,6 +238,32 @@ TEST(ParseIntent, VdpaPoolAndItsErrors) {
   }
 }
 
+// Issue 23: how often the per-port traffic counters are read; 0 = never.
+TEST(ParseIntent, TrafficInterval) {
+  json host = exampleHost(Example::kRouted);
+  auto h = model::parseHostConfig(host);
+  ASSERT_TRUE(h) << h.error().describe();
+  EXPECT_EQ(h->traffic_interval_ms, 10000u) << "default: 10 s";
+  for (const int ok : {0, 100, 86400000}) {
+    host["daemon"] = {{"traffic_interval_ms", ok}};
+    h = model::parseHostConfig(host);
+    ASSERT_TRUE(h) << ok << ": " << h.error().describe();
+    EXPECT_EQ(h->traffic_interval_ms, static_cast<std::uint32_t>(ok));
+  }
+  for (const auto& [value, code] : std::vector<std::pair<json, ErrorCode>>{
+           {1, ErrorCode::kInvalidValue},
+           {99, ErrorCode::kInvalidValue},
+           {-1, ErrorCode::kInvalidValue},
+           {86400001, ErrorCode::kInvalidValue},
+           {"100", ErrorCode::kWrongType}}) {
+    host["daemon"] = {{"traffic_interval_ms", value}};
+    auto r = model::parseHostConfig(host);
+    ASSERT_FALSE(r) << value;
+    EXPECT_EQ(r.error().field, "daemon.traffic_interval_ms") << r.error().describe();
+    EXPECT_EQ(r.error().code, code) << r.error().describe();
+  }
+}
+
 // Issue 22: how long a tentative port (the hook's migrate) lives, and the
 // expiry a port carries through the state file.
 TEST(ParseIntent, TentativeTtlAndThePortsExpiry) {
