@@ -45,8 +45,7 @@ struct Controller::FullPassComputed {
   std::vector<flowrules::RuleDependency> dependencies;
   std::optional<SwChanges> sw;  // null: no software path, or the read-back failed
   std::optional<Error> read_back_error;
-  std::map<std::uint32_t, std::uint32_t> hw_placeable_by_group;
-  std::size_t sw_delivery_rules = 0;
+  flowrules::CouplingCounts coupling;
   std::size_t sw_objects = 0;
   std::size_t rules = 0;
 };

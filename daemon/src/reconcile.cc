@@ -75,19 +75,12 @@ Controller::FullPassComputed Controller::computeFullPass(
     const model::Intent& intent, const model::HwProfile& profile,
     const std::vector<flowrules::HwApplier::HeldRule>& held, SoftwarePath* path,
     ReadBackScope scope) {
-  using Code = flowrules::PlacementReason::Code;
   FullPassComputed out;
   flowrules::DesiredState plan;
   out.planned = flowrules::planInto(intent, profile, {.skip_validation = true}, plan);
   if (!out.planned) return out;
   out.rules = plan.rules.size();
-  for (const auto& r : plan.rules) {
-    if (r.placement == flowrules::Placement::kHw || r.reason.code == Code::kTableFull)
-      ++out.hw_placeable_by_group[r.attr.group];
-    else if (r.cls == flowrules::RuleClass::kLocalDelivery &&
-             r.attr.group == flowrules::kFibGroup && r.reason.code != Code::kFollows)
-      ++out.sw_delivery_rules;
-  }
+  out.coupling.recount(plan.rules);
   out.sw_objects = plan.sw.size();
   std::unordered_map<flowrules::RuleId, const flowrules::HwApplier::HeldRule*> by_id;
   by_id.reserve(held.size());
@@ -300,8 +293,7 @@ Controller::PassResult Controller::repairFullPass(FullPassComputed computed) {
   applier_->fullPassDone();
   noteFlowReport(hw, result);
   if (quiet) {
-    hw_placeable_by_group_ = std::move(computed.hw_placeable_by_group);
-    sw_delivery_rules_ = computed.sw_delivery_rules;
+    coupling_ = std::move(computed.coupling);
     sw_objects_ = computed.sw_objects;
   }
 
@@ -383,27 +375,7 @@ std::uint64_t vtepKey(std::uint32_t vni, Ipv4Addr vtep) {
 
 }  // namespace
 
-bool Controller::coupled() const {
-  for (const auto& [group, n] : hw_placeable_by_group_) {
-    const std::uint32_t cap = group >= profile_.max_groups ? 0 : profile_.groupCapacity(group);
-    if (n > cap) return true;
-  }
-  return host_.underlay == model::UnderlayMode::kVxlan && sw_delivery_rules_ > 0;
-}
-
-void Controller::recount(const flowrules::DesiredState& plan) {
-  using Code = flowrules::PlacementReason::Code;
-  hw_placeable_by_group_.clear();
-  sw_delivery_rules_ = 0;
-  for (const auto& r : plan.rules) {
-    if (r.placement == flowrules::Placement::kHw || r.reason.code == Code::kTableFull)
-      ++hw_placeable_by_group_[r.attr.group];
-    else if (r.cls == flowrules::RuleClass::kLocalDelivery &&
-             r.attr.group == flowrules::kFibGroup && r.reason.code != Code::kFollows)
-      ++sw_delivery_rules_;
-  }
-  sw_objects_ = plan.sw.size();
-}
+bool Controller::coupled() const { return coupling_.coupled(profile_, host_.underlay); }
 
 // Plans the owners the batch touched, before and after, and drives each
 // backend with the difference only. What plan() derives from many owners is
@@ -415,7 +387,6 @@ Controller::PassResult Controller::reconcileTouched() {
   ++generation_;  // something changed: the next full pass plans in full (stepFullPass)
   using flowrules::FlowRule;
   using flowrules::Placement;
-  using Code = flowrules::PlacementReason::Code;
   const bool was_coupled = coupled();
   const bool vxlan = host_.underlay == model::UnderlayMode::kVxlan;
   std::vector<FlowRule> upsert;
@@ -423,15 +394,7 @@ Controller::PassResult Controller::reconcileTouched() {
   std::vector<flowrules::RuleDependency> deps;
   flowrules::SoftwarePathState sw_old, sw_new;  // kernel objects of the touched owners
 
-  auto count = [&](const FlowRule& r, int sign) {
-    const auto add = [sign](auto& n) { n = sign > 0 ? n + 1 : n - 1; };
-    if (r.placement == Placement::kHw) {
-      add(hw_placeable_by_group_[r.attr.group]);
-    } else if (r.cls == flowrules::RuleClass::kLocalDelivery &&
-               r.attr.group == flowrules::kFibGroup && r.reason.code != Code::kFollows) {
-      add(sw_delivery_rules_);
-    }
-  };
+  auto count = [&](const FlowRule& r, int sign) { sign > 0 ? coupling_.add(r) : coupling_.remove(r); };
   auto change = [&](std::vector<FlowRule> old_rules, std::vector<FlowRule> new_rules) {
     for (const auto& r : old_rules) count(r, -1);
     for (const auto& r : new_rules) count(r, +1);
@@ -540,7 +503,7 @@ Controller::PassResult Controller::reconcileTouched() {
 
   if (was_coupled || coupled()) {
     spdlog::info("a hardware table is at its capacity{}: planning the whole intent",
-                 vxlan && sw_delivery_rules_ ? " or a delivery rule is in software" : "");
+                 vxlan && coupling_.deliveryInSoftware() ? " or a delivery rule is in software" : "");
     return reconcile(false);
   }
 

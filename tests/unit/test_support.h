@@ -136,7 +136,7 @@ inline model::Port makePort(int n, std::vector<std::string_view> addresses,
   char vm[40];
   std::snprintf(vm, sizeof vm, "00000000-0000-4000-8000-%012d", n);
   p.key = {vm, 0};
-  char m[18];
+  char m[32];
   std::snprintf(m, sizeof m, "52:54:00:00:00:%02x", n + 1);
   p.mac = mac(m);
   for (auto a : addresses) p.addresses.push_back(ip(a));

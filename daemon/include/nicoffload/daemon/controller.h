@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "nicoffload/common/error.h"
+#include "nicoffload/flowrules/coupling.h"
 #include "nicoffload/flowrules/flow_backend.h"
 #include "nicoffload/flowrules/hw_apply.h"
 #include "nicoffload/flowrules/planner.h"
@@ -408,9 +409,7 @@ class Controller {
   // Plans and applies only what this batch touched (touched_ports_,
   // touched_remotes_); the whole intent when plan() would couple owners.
   PassResult reconcileTouched();
-  // The counts reconcileTouched() keeps to know whether plan() couples
-  // owners, recomputed from a whole plan.
-  void recount(const flowrules::DesiredState& plan);
+  // Whether plan() couples owners now (coupling_).
   bool coupled() const;
   void scheduleRetry(bool failed);
   std::size_t driveKernel(const SwChanges& changes, PassResult& result);
@@ -433,8 +432,7 @@ class Controller {
   std::map<model::PortKey, std::optional<model::Port>> touched_ports_;  // state before the batch
   std::unordered_map<Ipv4Addr, std::optional<model::RemoteEndpoint>> touched_remotes_;
   // Kept per change, so that a batch is planned in O(change):
-  std::map<std::uint32_t, std::uint32_t> hw_placeable_by_group_;  // rules plan() would put in hw
-  std::size_t sw_delivery_rules_ = 0;  // local delivery rules placed sw by capability
+  flowrules::CouplingCounts coupling_;  // when plan() couples owners (flowrules/coupling.h)
   std::map<std::uint32_t, std::uint32_t> port_vni_refs_;       // VXLAN: ports per VNI
   std::map<std::uint32_t, std::uint32_t> vni_refs_;            // VXLAN: ports + remotes per VNI
   std::unordered_map<std::uint64_t, std::uint32_t> vtep_refs_;  // VXLAN: remotes per (VNI, VTEP)
