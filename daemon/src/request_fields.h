@@ -18,6 +18,7 @@
 
 #include "nicoffload/daemon/controller.h"
 #include "nicoffload/flowrules/render.h"
+#include "nicoffload/simnic/trace.h"
 
 namespace nicoffload::offload {
 namespace {
@@ -183,6 +184,22 @@ inline Result<model::PortKey> portKeyOf(const json& request) {
   std::transform(key.vm.begin(), key.vm.end(), key.vm.begin(),
                  [](unsigned char c) { return std::tolower(c); });
   return key;
+}
+
+// The "packet" of a `trace` or `sim.send` (simnic/trace.h's spec); its
+// errors name packet.<field>.
+inline Result<simnic::TraceInput> packetSpecOf(const json& request, const model::Intent& intent) {
+  const auto it = request.find("packet");
+  if (it == request.end())
+    return requestError(ErrorCode::kMissingField, "packet", "",
+                        "required field is missing (the packet spec: in, dst_ip, ...)");
+  auto input = simnic::parseTraceSpec(*it, intent);
+  if (!input) {
+    Error e = input.error();
+    e.field = "packet." + e.field;
+    return e;
+  }
+  return input;
 }
 
 inline std::string ruleId(const flowrules::FlowRule& r) {

@@ -14,16 +14,8 @@ namespace nicoffload::offload {
 Result<json> Controller::readTrace(const json& req) const {
   auto fail = [](Error e) { return e; };
   if (auto s = onlyKeys(req, {"packet"}); !s) return fail(s.error());
-  const auto it = req.find("packet");
-  if (it == req.end())
-    return fail(requestError(ErrorCode::kMissingField, "packet", "",
-                             "required field is missing (the packet spec: in, dst_ip, ...)"));
-  auto input = simnic::parseTraceSpec(*it, intent_);
-  if (!input) {
-    Error e = input.error();
-    e.field = "packet." + e.field;
-    return fail(std::move(e));
-  }
+  auto input = packetSpecOf(req, intent_);
+  if (!input) return input.error();
 
   // The rules the applier holds, each with the placement in effect: a rule
   // the device refused or that follows one in software is sw here, so the

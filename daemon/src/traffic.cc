@@ -237,16 +237,8 @@ Result<json> Controller::simSend(const json& req) {
     if (count == 0 || count > 100000)
       return fail(requestError(ErrorCode::kInvalidValue, "count", echoOf(*it), "must be 1..100000"));
   }
-  const auto it = req.find("packet");
-  if (it == req.end())
-    return fail(requestError(ErrorCode::kMissingField, "packet", "",
-                             "required field is missing (the packet spec: in, dst_ip, ...)"));
-  auto input = simnic::parseTraceSpec(*it, intent_);
-  if (!input) {
-    Error e = input.error();
-    e.field = "packet." + e.field;
-    return fail(std::move(e));
-  }
+  auto input = packetSpecOf(req, intent_);
+  if (!input) return input.error();
   std::optional<simnic::Delivery> last;
   for (std::uint64_t i = 0; i < count; ++i) {
     auto d = sim->evaluate(input->packet, input->ingress);
