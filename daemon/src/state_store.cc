@@ -1,13 +1,11 @@
 #include "nicoffload/daemon/state_store.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -22,6 +20,7 @@
 #include <unordered_map>
 
 #include "nicoffload/common/file_read.h"
+#include "nicoffload/common/journal.h"
 #include "nicoffload/model/parse.h"
 
 namespace nicoffload::offload {
@@ -31,121 +30,10 @@ using nlohmann::json;
 
 constexpr int kVersion = 1;
 constexpr std::string_view kSegmentPrefix = "journal.";
+constexpr std::string_view kSnapshotName = "intent.json";
 
 Error ioError(const std::string& what, const std::string& path, int err) {
   return makeError(ErrorCode::kIo, path, "", what + ": " + std::strerror(err));
-}
-
-Status makeDirs(const std::string& dir) {
-  std::string partial;
-  for (std::size_t pos = 0; pos != std::string::npos;) {
-    pos = dir.find('/', pos + 1);
-    partial = dir.substr(0, pos);
-    if (partial.empty()) continue;
-    if (::mkdir(partial.c_str(), 0700) != 0 && errno != EEXIST)
-      return ioError("cannot create directory", partial, errno);
-  }
-  return Status::success();
-}
-
-Status fsyncDir(const std::string& dir) {
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) return ioError("cannot open directory", dir, errno);
-  const int rc = ::fsync(dfd);
-  const int err = errno;
-  ::close(dfd);
-  if (rc != 0) return ioError("cannot fsync directory", dir, err);
-  return Status::success();
-}
-
-// Writes all of [data, data + size) at `offset`; errno on failure.
-int writeAllAt(int fd, const char* data, std::size_t size, off_t offset) {
-  std::size_t done = 0;
-  while (done < size) {
-    const ssize_t n = ::pwrite(fd, data + done, size - done, offset + static_cast<off_t>(done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    if (n == 0) return EIO;
-    done += static_cast<std::size_t>(n);
-  }
-  return 0;
-}
-
-// CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320), the one zlib's
-// crc32() computes; table-driven, one byte at a time.
-constexpr std::array<std::uint32_t, 256> makeCrcTable() {
-  std::array<std::uint32_t, 256> t{};
-  for (std::uint32_t i = 0; i < 256; ++i) {
-    std::uint32_t c = i;
-    for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-    t[i] = c;
-  }
-  return t;
-}
-constexpr auto kCrcTable = makeCrcTable();
-
-std::uint32_t crc32(std::string_view data) {
-  std::uint32_t c = 0xFFFFFFFFu;
-  for (unsigned char b : data) c = kCrcTable[(c ^ b) & 0xFF] ^ (c >> 8);
-  return c ^ 0xFFFFFFFFu;
-}
-
-std::string segmentName(std::uint64_t seq) {
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "journal.%016" PRIu64, seq);
-  return buf;
-}
-
-// The seq of a segment file name ("journal.<digits>"), or nullopt.
-std::optional<std::uint64_t> segmentSeq(std::string_view name) {
-  if (name.substr(0, kSegmentPrefix.size()) != kSegmentPrefix) return std::nullopt;
-  name.remove_prefix(kSegmentPrefix.size());
-  if (name.empty() || name.size() > 19) return std::nullopt;
-  std::uint64_t v = 0;
-  for (char c : name) {
-    if (c < '0' || c > '9') return std::nullopt;
-    v = v * 10 + static_cast<std::uint64_t>(c - '0');
-  }
-  return v;
-}
-
-// The segments in `dir`, by increasing seq (none when `dir` does not exist).
-Result<std::vector<std::uint64_t>> listSegments(const std::string& dir) {
-  std::vector<std::uint64_t> out;
-  DIR* d = ::opendir(dir.c_str());
-  if (!d) {
-    if (errno == ENOENT) return out;
-    return ioError("cannot list directory", dir, errno);
-  }
-  while (const dirent* e = ::readdir(d))
-    if (auto seq = segmentSeq(e->d_name)) out.push_back(*seq);
-  ::closedir(d);
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-// Deletes the segments older than `seq` (already in a snapshot). Best
-// effort: one left behind is deleted by the next load().
-void deleteSegmentsBelow(const std::string& dir, std::uint64_t seq) {
-  auto segs = listSegments(dir);
-  if (!segs) {
-    spdlog::warn("state: {}", segs.error().describe());
-    return;
-  }
-  for (auto s : *segs) {
-    if (s >= seq) break;
-    const std::string p = dir + "/" + segmentName(s);
-    if (::unlink(p.c_str()) != 0 && errno != ENOENT)
-      spdlog::warn("state: cannot delete {} (already in the snapshot): {}", p,
-                   std::strerror(errno));
-  }
-}
-
-// A state file (snapshot, journal segment): a regular file, bounded.
-Result<std::string> readFile(const std::string& path) {
-  return readRegularFile(path, kMaxStateFileBytes);
 }
 
 json encode(const Mutation& m) {
@@ -216,12 +104,10 @@ std::string snapshotText(const PersistedState& state, std::uint64_t journal_seq)
 // The snapshot being written, renamed over intent.json once it is whole.
 std::string snapshotTmpPath(const std::string& dir) { return dir + "/intent.json.tmp"; }
 
-// Atomically replaces dir/intent.json: tmp file, fsync, rename, fsync dir.
-// A failed attempt removes its tmp file: on a full disk, a partial snapshot
-// left behind would keep the disk full (and grow with the state).
+// Atomically replaces dir/intent.json (writeFileAtomically: tmp file, fsync,
+// rename, fsync dir; a failed attempt removes its tmp file).
 Status writeSnapshot(const std::string& dir, const PersistedState& state,
                      std::uint64_t journal_seq) {
-  if (auto s = makeDirs(dir); !s) return s;
   std::string text;
   try {
     text = snapshotText(state, journal_seq);
@@ -229,29 +115,11 @@ Status writeSnapshot(const std::string& dir, const PersistedState& state,
     return makeError(ErrorCode::kInternal, dir + "/intent.json", "",
                      std::string("cannot serialise the state: ") + e.what());
   }
-  const std::string path = dir + "/intent.json";
-  const std::string tmp = snapshotTmpPath(dir);
-  auto failed = [&](const std::string& what, const std::string& where, int err) {
-    if (::unlink(tmp.c_str()) != 0 && errno != ENOENT)
-      spdlog::warn("state: cannot remove {} after a failed snapshot: {}", tmp,
-                   std::strerror(errno));
-    return ioError(what, where, err);
-  };
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return failed("cannot create", tmp, errno);
-  if (const int err = writeAllAt(fd, text.data(), text.size(), 0); err != 0) {
-    ::close(fd);
-    return failed("cannot write", tmp, err);
-  }
-  if (::fsync(fd) != 0) {
-    const int err = errno;
-    ::close(fd);
-    return failed("cannot fsync", tmp, err);
-  }
-  if (::close(fd) != 0) return failed("cannot close", tmp, errno);
-  if (::rename(tmp.c_str(), path.c_str()) != 0)
-    return failed("cannot rename into place", path, errno);
-  return fsyncDir(dir);
+  return writeFileAtomically(dir, std::string(kSnapshotName), text);
+}
+
+void logWarnings(const std::vector<std::string>& warnings) {
+  for (const auto& w : warnings) spdlog::warn("state: {}", w);
 }
 
 // Replays mutations onto a state in O(1) each: keys map to slots; a removed
@@ -320,75 +188,6 @@ class Replayer {
   std::unordered_map<Ipv4Addr, std::size_t> remote_at_;
 };
 
-// One record of a segment, starting at `off`.
-struct RecordView {
-  enum class Kind : std::uint8_t { kOk, kIncomplete, kCorrupt } kind = Kind::kOk;
-  std::string_view payload;
-  std::size_t end = 0;  // offset after the record (kOk)
-  std::string why;      // kCorrupt
-};
-
-RecordView readRecord(std::string_view data, std::size_t off) {
-  RecordView r;
-  auto corrupt = [&](std::string why) {
-    r.kind = RecordView::Kind::kCorrupt;
-    r.why = std::move(why);
-    return r;
-  };
-  auto incomplete = [&] {
-    r.kind = RecordView::Kind::kIncomplete;
-    return r;
-  };
-  std::size_t p = off;
-  std::uint64_t len = 0;
-  int digits = 0;
-  while (p < data.size() && data[p] >= '0' && data[p] <= '9' && digits < 12) {
-    len = len * 10 + static_cast<std::uint64_t>(data[p] - '0');
-    ++p;
-    ++digits;
-  }
-  if (p == data.size()) return incomplete();
-  if (digits == 0 || data[p] != ' ') return corrupt("no payload length at the start of the record");
-  ++p;
-  std::uint32_t crc = 0;
-  for (int i = 0; i < 8; ++i, ++p) {
-    if (p == data.size()) return incomplete();
-    const char c = data[p];
-    std::uint32_t v = 0;
-    if (c >= '0' && c <= '9') {
-      v = static_cast<std::uint32_t>(c - '0');
-    } else if (c >= 'a' && c <= 'f') {
-      v = static_cast<std::uint32_t>(c - 'a' + 10);
-    } else {
-      return corrupt("no CRC-32 after the payload length");
-    }
-    crc = crc << 4 | v;
-  }
-  if (p == data.size()) return incomplete();
-  if (data[p] != ' ') return corrupt("no space after the CRC-32");
-  ++p;
-  if (data.size() - p < len + 1) return incomplete();
-  r.payload = data.substr(p, len);
-  if (data[p + len] != '\n') return corrupt("the record does not end where its length says");
-  if (crc32(r.payload) != crc) return corrupt("CRC-32 mismatch");
-  r.end = p + len + 1;
-  return r;
-}
-
-Error corruptJournal(const std::string& path, std::size_t off, std::size_t size,
-                     const std::string& why) {
-  return makeError(
-      ErrorCode::kInvalidValue, path + ": byte " + std::to_string(off), "",
-      "journal record at byte " + std::to_string(off) + " of " + path + " (" +
-          std::to_string(size) + " bytes) is corrupt (" + why +
-          ") and is not the torn tail of a crash: the changes recorded from there on cannot be "
-          "trusted, so the state is not loaded. Stop the daemon and keep a copy of the "
-          "directory; then restore it from a backup, or accept losing those changes with "
-          "'truncate -s " +
-          std::to_string(off) + " " + path +
-          "' and by moving any later journal segment aside, and restart");
-}
-
 }  // namespace
 
 Mutation Mutation::portPut(model::Port p) {
@@ -448,13 +247,10 @@ struct StateStore::Impl {
   std::string dir;
   StateStoreOptions options;
 
-  // The loop's thread only.
-  bool opened = false;             // load() or save() ran: the fields below are valid
-  bool broken = false;             // a failed append could not be cut back
-  std::uint64_t current_seq = 1;   // the segment append() writes to
-  bool current_exists = false;     // its file exists (created lazily)
-  std::uint64_t current_size = 0;  // its valid bytes
-  int fd = -1;                     // open on it, or -1
+  // The loop's thread only (the compaction thread calls only
+  // writeSnapshot() and journal.deleteSegmentsBelow(), which touch the
+  // snapshot and segments older than the current one).
+  Journal journal;
   std::thread compactor;
 
   std::atomic<bool> compacting{false};
@@ -465,63 +261,18 @@ struct StateStore::Impl {
   std::uint64_t journal_mutations = 0;
   std::uint64_t snapshot_objects = 0;
 
-  std::string segmentPath(std::uint64_t seq) const { return dir + "/" + segmentName(seq); }
-
-  void closeSegment() {
-    if (fd >= 0) ::close(fd);
-    fd = -1;
-  }
-
-  // Opens the current segment for writing, creating it (and making its
-  // directory entry durable) when it does not exist yet.
-  Status openSegment() {
-    if (fd >= 0) return Status::success();
-    if (auto s = makeDirs(dir); !s) return s;
-    const std::string p = segmentPath(current_seq);
-    fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) return ioError("cannot open journal segment", p, errno);
-    if (!current_exists) {
-      if (auto s = fsyncDir(dir); !s) {
-        closeSegment();
-        return s;
-      }
-      current_exists = true;
-    }
-    return Status::success();
-  }
-
-  // Starts a new segment after the current one when the current one holds
-  // records; the seq the next snapshot must name.
-  Result<std::uint64_t> rotate() {
-    if (broken) {
-      // Cut the failed append off first: a segment that is not the last
-      // must end with a whole record, or load() refuses it.
-      const std::string p = segmentPath(current_seq);
-      if (fd < 0) return ioError("cannot cut back a failed append before rotating", p, EBADF);
-      if (::ftruncate(fd, static_cast<off_t>(current_size)) != 0 || ::fdatasync(fd) != 0)
-        return ioError("cannot cut back a failed append before rotating", p, errno);
-      broken = false;
-    }
-    if (!current_exists || current_size == 0) return current_seq;
-    closeSegment();
-    ++current_seq;
-    current_exists = false;
-    current_size = 0;
-    if (auto s = openSegment(); !s) return s.error();
-    return current_seq;
-  }
+  Impl(std::string d, StateStoreOptions o)
+      : dir(d),
+        options(o),
+        journal(Journal::Options{d, std::string(kSegmentPrefix), std::string(kSnapshotName)}) {}
 };
 
 StateStore::StateStore(std::string dir, StateStoreOptions options)
-    : impl_(std::make_unique<Impl>()) {
-  impl_->dir = std::move(dir);
-  impl_->options = options;
-}
+    : impl_(std::make_unique<Impl>(std::move(dir), options)) {}
 
 StateStore::~StateStore() {
   if (!impl_) return;
   waitForCompaction();
-  impl_->closeSegment();
 }
 
 StateStore::StateStore(StateStore&&) noexcept = default;
@@ -530,7 +281,6 @@ StateStore& StateStore::operator=(StateStore&& other) noexcept {
   if (this != &other) {
     if (impl_) {
       waitForCompaction();
-      impl_->closeSegment();
     }
     impl_ = std::move(other.impl_);
   }
@@ -539,14 +289,14 @@ StateStore& StateStore::operator=(StateStore&& other) noexcept {
 
 const std::string& StateStore::dir() const { return impl_->dir; }
 std::string StateStore::path() const { return impl_->dir + "/intent.json"; }
-std::string StateStore::segmentPath(std::uint64_t seq) const { return impl_->segmentPath(seq); }
+std::string StateStore::segmentPath(std::uint64_t seq) const {
+  return impl_->journal.segmentPath(seq);
+}
 
 Result<PersistedState> StateStore::load() {
   Impl& im = *impl_;
   waitForCompaction();
-  im.closeSegment();
-  im.opened = false;
-  im.broken = false;
+  im.journal.close();
 
   // A snapshot a crash interrupted: never part of the state (load() reads
   // intent.json only), and on a full disk the space it holds is what the
@@ -594,126 +344,61 @@ Result<PersistedState> StateStore::load() {
     return ioError("cannot access", snap, errno);
   }
 
-  auto segs = listSegments(im.dir);
-  if (!segs) return segs.error();
-
   if (old_format) {
     // Written before the journal existed: the whole state. Any segment here
     // is older than it; name the next one in a rewritten snapshot, or the
     // next start could not tell new segments from old ones.
+    auto segs = im.journal.listSegments();
+    if (!segs) return segs.error();
     snapshot_seq = segs->empty() ? 1 : segs->back() + 1;
     if (auto s = writeSnapshot(im.dir, base, snapshot_seq); !s) return s.error();
-    deleteSegmentsBelow(im.dir, snapshot_seq);
+    logWarnings(im.journal.deleteSegmentsBelow(snapshot_seq));
     spdlog::info(
         "state: {} had no journal_seq (written before the journal): rewritten with "
         "journal_seq {}",
         snap, snapshot_seq);
-    segs->clear();
-  }
-
-  std::vector<std::uint64_t> live;
-  std::size_t stale = 0;
-  for (auto s : *segs) {
-    if (s < snapshot_seq) {
-      ++stale;
-    } else {
-      live.push_back(s);
-    }
-  }
-  if (stale > 0) {
-    // A crash between the snapshot's rename and the deletion of the
-    // segments it includes.
-    spdlog::info("state: deleting {} journal segment(s) already in the snapshot", stale);
-    deleteSegmentsBelow(im.dir, snapshot_seq);
-  }
-  for (std::size_t i = 0; i < live.size(); ++i) {
-    if (live[i] != snapshot_seq + i) {
-      const std::string missing = im.segmentPath(snapshot_seq + i);
-      return makeError(
-          ErrorCode::kInvalidValue, missing, "",
-          "journal segment is missing (the snapshot " + snap + " names journal_seq " +
-              std::to_string(snapshot_seq) + ", and " + im.segmentPath(live[i]) +
-              " exists): replaying without it would lose changes, so the state is not loaded. "
-              "Restore the directory from a backup, or accept losing the changes from there on "
-              "by moving " +
-              im.segmentPath(live[i]) + " and later segments aside, and restart");
-    }
   }
 
   const std::uint64_t snapshot_objects = base.ports.size() + base.remotes.size();
   Replayer replayer(std::move(base));
   std::uint64_t replayed = 0;
-  std::uint64_t torn = 0;
-  std::uint64_t journal_bytes = 0;
-  std::uint64_t last_size = 0;
-  for (std::size_t i = 0; i < live.size(); ++i) {
-    const bool last = i + 1 == live.size();
-    const std::string p = im.segmentPath(live[i]);
-    auto data = readFile(p);
-    if (!data) return data.error();
-    const std::string_view text = *data;
-    std::size_t off = 0;
-    while (off < text.size()) {
-      RecordView rec = readRecord(text, off);
-      if (rec.kind != RecordView::Kind::kOk) {
-        // A crash mid-append leaves a prefix of the last record of the last
-        // segment, which holds no newline (the JSON payload has none); a
-        // power loss may leave garbage without one, or the final line
-        // garbled. Anything followed by another line is not a torn tail
-        // (e.g. a corrupt length that points past the end of the file).
-        const std::size_t nl = text.find('\n', off);
-        const bool at_tail = nl == std::string_view::npos || nl + 1 == text.size();
-        if (!last || !at_tail)
-          return corruptJournal(p, off, text.size(),
-                                rec.kind == RecordView::Kind::kIncomplete
-                                    ? "cut short, in a segment that is not the last"
-                                    : rec.why);
-        spdlog::warn(
-            "state: {}: ignoring a torn record at byte {} ({} bytes; a crash during an "
-            "append that was never acknowledged); cutting it off",
-            p, off, text.size() - off);
-        const int fd = ::open(p.c_str(), O_WRONLY | O_CLOEXEC);
-        if (fd < 0) return ioError("cannot open to cut off a torn record", p, errno);
-        if (::ftruncate(fd, static_cast<off_t>(off)) != 0 || ::fdatasync(fd) != 0) {
-          const int err = errno;
-          ::close(fd);
-          return ioError("cannot cut off a torn record", p, err);
-        }
-        ::close(fd);
-        ++torn;
-        break;
-      }
-      auto doc = json::parse(rec.payload.begin(), rec.payload.end(), nullptr, false);
-      if (doc.is_discarded() || !doc.is_array())
-        return corruptJournal(p, off, text.size(),
-                              "its CRC-32 matches but its payload is not a JSON array");
-      for (std::size_t k = 0; k < doc.size(); ++k) {
-        auto m = decode(doc[k], "[" + std::to_string(k) + "]");
-        if (!m) return corruptJournal(p, off, text.size(), m.error().describe());
-        replayer.apply(std::move(*m));
-        ++replayed;
-      }
-      off = rec.end;
+  auto replay = im.journal.replay(snapshot_seq, [&](std::string_view payload) -> Status {
+    auto doc = json::parse(payload.begin(), payload.end(), nullptr, false);
+    if (doc.is_discarded() || !doc.is_array())
+      return makeError(ErrorCode::kInvalidValue, "", "",
+                       "its CRC-32 matches but its payload is not a JSON array");
+    for (std::size_t k = 0; k < doc.size(); ++k) {
+      auto m = decode(doc[k], "[" + std::to_string(k) + "]");
+      if (!m) return makeError(ErrorCode::kInvalidValue, "", "", m.error().describe());
+      replayer.apply(std::move(*m));
+      ++replayed;
     }
-    journal_bytes += off;
-    if (last) last_size = off;
-  }
+    return Status::success();
+  });
+  if (!replay) return replay.error();
+  if (replay->stale_deleted > 0)
+    // A crash between the snapshot's rename and the deletion of the
+    // segments it includes.
+    spdlog::info("state: deleted {} journal segment(s) already in the snapshot",
+                 replay->stale_deleted);
+  logWarnings(replay->warnings);
+  if (replay->torn)
+    spdlog::warn(
+        "state: {}: ignoring a torn record at byte {} ({} bytes; a crash during an "
+        "append that was never acknowledged); cutting it off",
+        replay->torn_path, replay->torn_offset, replay->torn_bytes);
 
-  im.current_seq = live.empty() ? snapshot_seq : live.back();
-  im.current_exists = !live.empty();
-  im.current_size = last_size;
-  im.opened = true;
   {
     std::lock_guard<std::mutex> lock(im.mu);
-    im.stats.journal_bytes = journal_bytes;
+    im.stats.journal_bytes = replay->bytes;
     im.stats.replayed_records = replayed;
     im.journal_mutations = replayed;
     im.snapshot_objects = snapshot_objects;
-    im.stats.torn_records_ignored += torn;
+    im.stats.torn_records_ignored += replay->torn ? 1 : 0;
   }
-  if (!live.empty())
+  if (replay->segments > 0)
     spdlog::info("state: replayed {} journal change(s) from {} segment(s) after {}", replayed,
-                 live.size(), snap);
+                 replay->segments, snap);
   return std::move(replayer).finish();
 }
 
@@ -724,56 +409,39 @@ Status StateStore::append(std::span<const Mutation> batch) {
     ++im.stats.append_failures;
     return e;
   };
-  if (!im.opened) {
+  if (!im.journal.ready()) {
     if (auto l = load(); !l) return fail(l.error());
   }
-  const std::string p = im.segmentPath(im.current_seq);
-  if (im.broken)
+  const std::string p = im.journal.segmentPath(im.journal.currentSeq());
+  if (im.journal.broken())
     return fail(makeError(ErrorCode::kIo, p, "",
                           "an earlier append failed and could not be cut back: the journal's "
                           "tail is unknown; restart the daemon (the next start cuts it off)"));
   if (batch.empty()) return Status::success();
 
-  std::string line;
+  std::string text;
   try {
     // The payload is a JSON array; each element is dumped as it is encoded,
     // so a 100 k batch never holds a tree of 100 k objects.
-    std::string text = "[";
+    text = "[";
     for (std::size_t i = 0; i < batch.size(); ++i) {
       if (i) text += ',';
       text += encode(batch[i]).dump();
     }
     text += ']';
-    char head[32];
-    std::snprintf(head, sizeof head, "%zu %08" PRIx32 " ", text.size(), crc32(text));
-    line.reserve(std::strlen(head) + text.size() + 1);
-    line.append(head).append(text).push_back('\n');
   } catch (const std::exception& e) {  // nlohmann: invalid UTF-8 in a field
     return fail(makeError(ErrorCode::kInternal, p, "",
                           std::string("cannot serialise the batch: ") + e.what()));
   }
 
-  if (auto s = im.openSegment(); !s) return fail(s.error());
-  const off_t before = static_cast<off_t>(im.current_size);
-  int err = writeAllAt(im.fd, line.data(), line.size(), before);
-  const char* step = "cannot write to journal segment";
-  if (err == 0 && ::fdatasync(im.fd) != 0) {
-    err = errno;
-    step = "cannot fdatasync journal segment";
+  const std::uint64_t before = im.journal.currentBytes();
+  if (auto s = im.journal.append(text); !s) {
+    if (im.journal.broken()) spdlog::error("state: {}", s.error().describe());
+    return fail(s.error());
   }
-  if (err != 0) {
-    // Nothing of the batch may count: cut it off, so that a later append
-    // does not follow it and a restart does not replay it.
-    if (::ftruncate(im.fd, before) != 0 || ::fdatasync(im.fd) != 0) {
-      im.broken = true;
-      spdlog::error("state: {}: cannot cut back a failed append to {} bytes: {}", p,
-                    static_cast<long long>(before), std::strerror(errno));
-    }
-    return fail(ioError(step, p, err));
-  }
-  im.current_size += line.size();
+  const std::uint64_t written = im.journal.currentBytes() - before;
   std::lock_guard<std::mutex> lock(im.mu);
-  im.stats.journal_bytes += line.size();
+  im.stats.journal_bytes += written;
   ++im.stats.appends;
   im.stats.records += batch.size();
   im.journal_mutations += batch.size();
@@ -820,10 +488,10 @@ void StateStore::compactInBackground(PersistedState state) {
     std::lock_guard<std::mutex> lock(im.mu);
     ++im.stats.compaction_failures;
   };
-  if (!im.opened) {
+  if (!im.journal.ready()) {
     if (auto l = load(); !l) return failed(l.error());
   }
-  auto seq = im.rotate();
+  auto seq = im.journal.rotate();
   if (!seq) return failed(seq.error());
   std::uint64_t covered = 0;            // every byte so far is in segments < *seq
   std::uint64_t covered_mutations = 0;  // ... and every mutation
@@ -837,7 +505,7 @@ void StateStore::compactInBackground(PersistedState state) {
                               covered_mutations] {
     const auto t0 = std::chrono::steady_clock::now();
     Status s = writeSnapshot(im.dir, state, seq);
-    if (s) deleteSegmentsBelow(im.dir, seq);
+    if (s) logWarnings(im.journal.deleteSegmentsBelow(seq));
     const double ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     {
@@ -868,29 +536,20 @@ void StateStore::compactInBackground(PersistedState state) {
 Status StateStore::save(const PersistedState& state) {
   Impl& im = *impl_;
   waitForCompaction();
-  std::uint64_t seq = im.current_seq;
-  bool rotate = false;
-  if (im.opened) {
-    rotate = im.current_exists && (im.current_size > 0 || im.broken);
-    if (rotate) seq = im.current_seq + 1;
+  std::uint64_t seq = 0;
+  if (im.journal.ready()) {
+    seq = im.journal.nextSnapshotSeq();
   } else {
     // Never loaded (tools): whatever segments exist are older than `state`.
-    auto segs = listSegments(im.dir);
+    auto segs = im.journal.listSegments();
     if (!segs) return segs.error();
     seq = segs->empty() ? 1 : segs->back() + 1;
   }
   if (auto s = writeSnapshot(im.dir, state, seq); !s) return s;
-  if (rotate || !im.opened) {
-    im.closeSegment();
-    im.current_seq = seq;
-    im.current_exists = false;
-    im.current_size = 0;
-    im.broken = false;
-  }
-  im.opened = true;
-  deleteSegmentsBelow(im.dir, seq);
+  if (!im.journal.ready() || seq != im.journal.currentSeq()) im.journal.restartAt(seq);
+  logWarnings(im.journal.deleteSegmentsBelow(seq));
   std::lock_guard<std::mutex> lock(im.mu);
-  im.stats.journal_bytes = im.current_size;
+  im.stats.journal_bytes = im.journal.currentBytes();
   im.journal_mutations = 0;
   im.snapshot_objects = state.ports.size() + state.remotes.size();
   return Status::success();
