@@ -160,8 +160,9 @@ Status makeDirs(const std::string& dir) {
   return Status::success();
 }
 
-Status writeFileAtomically(const std::string& dir, const std::string& name,
-                           std::string_view bytes) {
+Status writeFileAtomically(const std::string& dir, const std::string& name, std::string_view bytes,
+                           Durability durability) {
+  const bool sync = durability == Durability::kPowerLoss;
   if (auto s = makeDirs(dir); !s) return s;
   const std::string path = dir + "/" + name;
   const std::string tmp = path + ".tmp";
@@ -178,7 +179,7 @@ Status writeFileAtomically(const std::string& dir, const std::string& name,
     ::close(fd);
     return failed("cannot write", tmp, err);
   }
-  if (::fsync(fd) != 0) {
+  if (sync && ::fsync(fd) != 0) {
     const int err = errno;
     ::close(fd);
     return failed("cannot fsync", tmp, err);
@@ -186,7 +187,7 @@ Status writeFileAtomically(const std::string& dir, const std::string& name,
   if (::close(fd) != 0) return failed("cannot close", tmp, errno);
   if (::rename(tmp.c_str(), path.c_str()) != 0)
     return failed("cannot rename into place", path, errno);
-  return fsyncDir(dir);
+  return sync ? fsyncDir(dir) : Status::success();
 }
 
 std::string frameRecord(std::string_view payload) {
@@ -337,7 +338,7 @@ Result<Journal::Replay> Journal::replay(
                                     : rec.why);
         const int fd = ::open(p.c_str(), O_WRONLY | O_CLOEXEC);
         if (fd < 0) return ioError("cannot open to cut off a torn record", p, errno);
-        if (::ftruncate(fd, static_cast<off_t>(off)) != 0 || ::fdatasync(fd) != 0) {
+        if (::ftruncate(fd, static_cast<off_t>(off)) != 0 || (sync() && ::fdatasync(fd) != 0)) {
           const int err = errno;
           ::close(fd);
           return ioError("cannot cut off a torn record", p, err);
@@ -385,7 +386,7 @@ Status Journal::openSegment() {
   if (!current_exists_) {
     // The new segment's directory entry must be durable before a record in
     // it is acknowledged.
-    if (auto s = fsyncDir(options_.dir); !s) {
+    if (auto s = sync() ? fsyncDir(options_.dir) : Status::success(); !s) {
       close();
       return s;
     }
@@ -408,7 +409,7 @@ Status Journal::append(std::string_view payload) {
   const off_t before = static_cast<off_t>(current_size_);
   int err = writeAllAt(fd_, line.data(), line.size(), before);
   const char* step = "cannot write to journal segment";
-  if (err == 0 && ::fdatasync(fd_) != 0) {
+  if (err == 0 && sync() && ::fdatasync(fd_) != 0) {
     err = errno;
     step = "cannot fdatasync journal segment";
   }
@@ -416,7 +417,7 @@ Status Journal::append(std::string_view payload) {
     // Nothing of the record may count: cut it off, so that a later append
     // does not follow it and a restart does not replay it.
     Error e = ioError(step, p, err);
-    if (::ftruncate(fd_, before) != 0 || ::fdatasync(fd_) != 0) {
+    if (::ftruncate(fd_, before) != 0 || (sync() && ::fdatasync(fd_) != 0)) {
       broken_ = true;
       e.message += std::string("; cannot cut it back to ") + std::to_string(before) +
                    " bytes either: " + std::strerror(errno);
@@ -433,7 +434,8 @@ Result<std::uint64_t> Journal::rotate() {
     // end with a whole record, or replay() refuses it.
     const std::string p = segmentPath(current_seq_);
     if (fd_ < 0) return ioError("cannot cut back a failed append before rotating", p, EBADF);
-    if (::ftruncate(fd_, static_cast<off_t>(current_size_)) != 0 || ::fdatasync(fd_) != 0)
+    if (::ftruncate(fd_, static_cast<off_t>(current_size_)) != 0 ||
+        (sync() && ::fdatasync(fd_) != 0))
       return ioError("cannot cut back a failed append before rotating", p, errno);
     broken_ = false;
   }

@@ -7,7 +7,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 
@@ -37,6 +39,23 @@ std::string readFile(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+// The journal segments (nicoffload-sim/state.journal.<seq>), by seq.
+std::vector<std::string> journalSegments(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(dir + "/nicoffload-sim"))
+    if (e.path().filename().string().rfind("state.journal.", 0) == 0)
+      out.push_back(e.path().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// All of the journal, segment after segment.
+std::string journalText(const std::string& dir) {
+  std::string all;
+  for (const auto& p : journalSegments(dir)) all += readFile(p);
+  return all;
 }
 
 TEST(SimPf, StartsInLegacyWithoutVfs) {
@@ -252,18 +271,17 @@ TEST(SimPf, StateSurvivesAReopen) {
   EXPECT_FALSE(r->changed);
 }
 
-// Each operation appends one line to state.journal; state.json (the
-// snapshot) is rewritten only at open and when the journal grows long.
+// Each operation appends one record (a line) to the journal; state.json
+// (the snapshot) is rewritten only at open and when the journal grows long.
 TEST(SimPf, OperationsAreJournalledAndReplayed) {
   TempDir dir("nfo-sim");
   const std::string snap = dir.path() + "/nicoffload-sim/state.json";
-  const std::string journal = dir.path() + "/nicoffload-sim/state.journal";
   {
     auto sim = openSim(dir.path());
     auto nic = sim->makeBackend();
     ASSERT_TRUE(nic->ensureSwitchdev(4).ok());
     const std::string snapshot_before = readFile(snap);
-    const std::string journal_before = readFile(journal);
+    const std::string journal_before = journalText(dir.path());
     ASSERT_TRUE(nic->setVfMac(1, *MacAddr::parse("52:54:00:00:00:11")).ok());
     ASSERT_TRUE(sim->vdpaDevNew({"vdpa1", sim->vdpaMgmtDevs().at(1),
                                  *MacAddr::parse("52:54:00:00:00:11"), 1500, 1})
@@ -273,7 +291,7 @@ TEST(SimPf, OperationsAreJournalledAndReplayed) {
                     .ok());
     ASSERT_TRUE(sim->vdpaDevDel("vdpa3").ok());
     EXPECT_EQ(readFile(snap), snapshot_before) << "no snapshot per operation";
-    const std::string j = readFile(journal);
+    const std::string j = journalText(dir.path());
     ASSERT_EQ(j.substr(0, journal_before.size()), journal_before) << "appended, never rewritten";
     const std::string added = j.substr(journal_before.size());
     EXPECT_EQ(std::count(added.begin(), added.end(), '\n'), 4) << added;
@@ -289,24 +307,26 @@ TEST(SimPf, OperationsAreJournalledAndReplayed) {
   ASSERT_EQ(devs.size(), 1u);
   EXPECT_EQ(devs[0].name, "vdpa1");
   EXPECT_EQ(devs[0].mgmt_dev, sim->vdpaMgmtDevs().at(1));
-  EXPECT_EQ(readFile(journal), "")
+  EXPECT_EQ(journalText(dir.path()), "")
       << "the replayed journal was compacted into the snapshot at open";
 }
 
-// A controller killed in the middle of an append leaves a cut last line: the
-// operation never happened, the ones before it did.
-TEST(SimPf, ACutJournalLineIsIgnored) {
+// A controller killed in the middle of an append leaves a cut last record:
+// the operation never happened, the ones before it did.
+TEST(SimPf, ACutJournalRecordIsIgnored) {
   TempDir dir("nfo-sim");
-  const std::string journal = dir.path() + "/nicoffload-sim/state.journal";
+  std::string last_segment;
   {
     auto sim = openSim(dir.path());
     auto nic = sim->makeBackend();
     ASSERT_TRUE(nic->ensureSwitchdev(2).ok());
     ASSERT_TRUE(nic->setVfMac(0, *MacAddr::parse("52:54:00:00:00:a0")).ok());
+    ASSERT_FALSE(journalSegments(dir.path()).empty());
+    last_segment = journalSegments(dir.path()).back();
   }
   {
-    std::ofstream out(journal, std::ios::app);
-    out << "{\"gen\":999,\"vfs\":{\"0\":{\"driver\":\"mlx5_core\",\"mac\":\"52:54";
+    std::ofstream out(last_segment, std::ios::app);
+    out << "63 12345678 {\"vfs\":{\"0\":{\"driver\":\"mlx5_core\",\"mac\":\"52:54";
   }
   auto sim = openSim(dir.path());
   auto st = sim->makeBackend()->status();
@@ -315,18 +335,18 @@ TEST(SimPf, ACutJournalLineIsIgnored) {
   EXPECT_EQ(st->vfs[0].mac, MacAddr::parse("52:54:00:00:00:a0"));
 }
 
-// Killed between writing a snapshot and emptying the journal: the journal's
-// lines are older than the snapshot and are skipped.
-TEST(SimPf, JournalLinesOlderThanTheSnapshotAreSkipped) {
+// Killed between writing a snapshot and deleting the older segments: those
+// segments are older than the snapshot's journal_seq and are skipped.
+TEST(SimPf, JournalSegmentsOlderThanTheSnapshotAreSkipped) {
   TempDir dir("nfo-sim");
-  const std::string journal = dir.path() + "/nicoffload-sim/state.journal";
-  std::string stale;
+  std::string stale, stale_path;
   {
     auto sim = openSim(dir.path());
     auto nic = sim->makeBackend();
     ASSERT_TRUE(nic->ensureSwitchdev(2).ok());
     ASSERT_TRUE(nic->setVfMac(0, *MacAddr::parse("52:54:00:00:00:01")).ok());
-    stale = readFile(journal);
+    stale_path = journalSegments(dir.path()).back();
+    stale = readFile(stale_path);
   }
   {
     auto sim = openSim(dir.path());  // snapshot now holds MAC :01; journal empty
@@ -337,25 +357,62 @@ TEST(SimPf, JournalLinesOlderThanTheSnapshotAreSkipped) {
     auto sim = openSim(dir.path());  // snapshot: :02
   }
   {
-    std::ofstream out(journal, std::ios::trunc);
-    out << stale;  // lines that set :01, with generations the snapshot has passed
+    std::ofstream out(stale_path, std::ios::trunc);
+    out << stale;  // a record that sets :01, in a segment the snapshot has passed
   }
   auto sim = openSim(dir.path());
   auto st = sim->makeBackend()->status();
   ASSERT_TRUE(st.ok());
   EXPECT_EQ(st->vfs[0].mac, MacAddr::parse("52:54:00:00:00:02"));
+  EXPECT_FALSE(std::filesystem::exists(stale_path)) << "deleted at open";
+}
+
+// A directory of the nicoffload before segmented journals (state.json with
+// a generation, one state.journal of JSON lines) is read, then moved to the
+// new files.
+TEST(SimPf, AnOldSingleFileJournalIsReadAndMigrated) {
+  TempDir dir("nfo-sim");
+  {
+    auto sim = openSim(dir.path());
+    ASSERT_TRUE(sim->makeBackend()->ensureSwitchdev(2).ok());
+  }
+  openSim(dir.path());  // the snapshot now holds the 2 VFs
+  const std::string snap = dir.path() + "/nicoffload-sim/state.json";
+  auto doc = nlohmann::json::parse(readFile(snap));
+  doc.erase("journal_seq");
+  doc["generation"] = 5;
+  std::ofstream(snap, std::ios::trunc) << doc.dump(1) << "\n";
+  auto vf = doc["vfs"][0];
+  vf["mac"] = "52:54:00:00:00:0b";
+  const std::string old_journal = dir.path() + "/nicoffload-sim/state.journal";
+  {
+    std::ofstream out(old_journal, std::ios::trunc);
+    nlohmann::json older = {{"gen", 4}, {"vfs", {{"0", vf}}}};
+    vf["mac"] = "52:54:00:00:00:0c";
+    nlohmann::json newer = {{"gen", 6}, {"vfs", {{"0", vf}}}};
+    out << older.dump() << "\n" << newer.dump() << "\n{\"gen\":7,\"vfs";  // cut last line
+  }
+  {
+    auto sim = openSim(dir.path());
+    auto st = sim->makeBackend()->status();
+    ASSERT_TRUE(st.ok());
+    EXPECT_EQ(st->vfs[0].mac, MacAddr::parse("52:54:00:00:00:0c"));
+  }
+  EXPECT_FALSE(std::filesystem::exists(old_journal));
+  EXPECT_TRUE(nlohmann::json::parse(readFile(snap)).contains("journal_seq"));
+  auto sim = openSim(dir.path());
+  EXPECT_EQ(sim->makeBackend()->status()->vfs[0].mac, MacAddr::parse("52:54:00:00:00:0c"));
 }
 
 TEST(SimPf, ALongJournalIsCompacted) {
   TempDir dir("nfo-sim");
-  const std::string journal = dir.path() + "/nicoffload-sim/state.journal";
   auto sim = openSim(dir.path());
   auto nic = sim->makeBackend();
   ASSERT_TRUE(nic->ensureSwitchdev(2).ok());
   for (int i = 0; i < 5000; ++i)
     ASSERT_TRUE(
         nic->setVfMac(1, *MacAddr::parse(i % 2 ? "52:54:00:00:00:01" : "52:54:00:00:00:02")).ok());
-  const std::string j = readFile(journal);
+  const std::string j = journalText(dir.path());
   EXPECT_LT(std::count(j.begin(), j.end(), '\n'), 4096);
   auto again = openSim(dir.path());
   auto st = again->makeBackend()->status();
@@ -374,7 +431,8 @@ TEST(SimPf, RandomOperationsReplayToTheLiveState) {
     std::ostringstream out;
     auto st = sim.makeBackend()->status();
     if (!st) throw std::runtime_error(st.error().describe());
-    for (const auto& vf : st->vfs) out << vf.index << ' ' << vf.driver << ' ' << (vf.mac ? vf.mac->str() : "-") << ';';
+    for (const auto& vf : st->vfs)
+      out << vf.index << ' ' << vf.driver << ' ' << (vf.mac ? vf.mac->str() : "-") << ';';
     for (const auto& d : sim.vdpaDevs())
       out << d.name << '@' << d.mgmt_dev << ' ' << d.mac.str() << ' ' << d.mtu << ';';
     return out.str();
@@ -398,8 +456,8 @@ TEST(SimPf, RandomOperationsReplayToTheLiveState) {
             ASSERT_TRUE(nic->setVfMac(vf, mac).ok());
             break;
           case 1:  // refused when the VF has one: the refusal changes nothing
-            (void)sim->vdpaDevNew({name, sim->vdpaMgmtDevs().at(vf), mac,
-                                   static_cast<std::uint16_t>(1500 + vf), 1});
+            (void)sim->vdpaDevNew(
+                {name, sim->vdpaMgmtDevs().at(vf), mac, static_cast<std::uint16_t>(1500 + vf), 1});
             break;
           default:
             (void)sim->vdpaDevDel(name);

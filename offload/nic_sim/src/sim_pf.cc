@@ -15,9 +15,10 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <unordered_map>
 #include <string_view>
+#include <unordered_map>
 
+#include "nicoffload/common/journal.h"
 #include "nicoffload/common/stable_hash.h"
 #include "nicoffload/offload/sysfs_nic_backend.h"
 
@@ -174,18 +175,21 @@ constexpr std::size_t kJournalCompactAfter = 4096;
 // The simulated kernel. Every public operation locks; the tree on disk and
 // the persisted state are updated before the operation returns.
 //
-// Persistence: state.json is a snapshot (with its generation); state.journal
-// holds one line per operation since, each with the next generation and the
-// new values of what the operation changed (one O_APPEND write, so a killed
-// controller leaves whole lines; a cut last line is ignored). Opening replays
-// the lines newer than the snapshot. An operation costs a line, not a rewrite
-// of every VF.
+// Persistence (common/journal.h, Durability::kProcessCrash: like a real
+// device, the sim loses its state with the host, not with the controller):
+// state.json is a snapshot naming the first journal segment it does not
+// hold (journal_seq); the segments state.journal.<seq> hold one record per
+// operation since, with the new values of what the operation changed (a
+// record cut short by a killed controller is cut off on open). Opening
+// replays the segments after the snapshot. An operation costs a record, not
+// a rewrite of every VF.
 class SimKernel {
  public:
-  ~SimKernel() {
-    if (journal_fd_ >= 0) ::close(journal_fd_);
-  }
-  explicit SimKernel(SimPfOptions opt) : opt_(std::move(opt)), fs_(opt_.dir) {
+  explicit SimKernel(SimPfOptions opt)
+      : opt_(std::move(opt)),
+        fs_(opt_.dir),
+        journal_(Journal::Options{stateDir().string(), "state.journal.", "state.json", 0,
+                                  Durability::kProcessCrash}) {
     pfn_ = *sysfs::pciFunction(opt_.pf_pci);
     for (unsigned i = 0; i < opt_.profile.max_vfs; ++i) {
       vf_addresses_.push_back(vfAddress(opt_.pf_pci, i));
@@ -282,8 +286,7 @@ class SimKernel {
     for (std::size_t i = 0; i < vfs_.size(); ++i)
       if (!vfs_[i].driver.empty())
         return kernelError(EBUSY, what,
-                           "VF " + std::to_string(i) + " (" +
-                               vfAddr(i) + ") is bound to " +
+                           "VF " + std::to_string(i) + " (" + vfAddr(i) + ") is bound to " +
                                vfs_[i].driver +
                                "; unbind the VFs before changing the eswitch mode");
     mode_ = mode;
@@ -327,8 +330,7 @@ class SimKernel {
     std::vector<std::string> out;
     if (!hasVdpa()) return out;
     for (std::size_t i = 0; i < vfs_.size(); ++i)
-      if (vfs_[i].driver == kNicDriver)
-        out.push_back(vfAddr(i));
+      if (vfs_[i].driver == kNicDriver) out.push_back(vfAddr(i));
     return out;
   }
 
@@ -400,8 +402,11 @@ class SimKernel {
   // --- paths
   std::string pciDir(const std::string& pci) const { return "devices/pci0000:00/" + pci; }
   fs::path abs(const std::string& rel) const { return fs::path(opt_.dir) / rel; }
+  fs::path stateDir() const { return abs("nicoffload-sim"); }
   fs::path statePath() const { return abs("nicoffload-sim/state.json"); }
-  fs::path journalPath() const { return abs("nicoffload-sim/state.journal"); }
+  // The single journal file of nicoffload before common/journal.h: read
+  // once (load()), then deleted by the snapshot that follows.
+  fs::path oldJournalPath() const { return abs("nicoffload-sim/state.journal"); }
   std::string repName(std::size_t vf) const {
     return "pf" + std::to_string(pfn_) + "vf" + std::to_string(vf);
   }
@@ -449,7 +454,8 @@ class SimKernel {
     std::string now(content.size() + 1, '\0');
     const ssize_t n = ::read(fd, now.data(), now.size());
     ::close(fd);
-    return n == static_cast<ssize_t>(content.size()) && now.compare(0, content.size(), content) == 0;
+    return n == static_cast<ssize_t>(content.size()) &&
+           now.compare(0, content.size(), content) == 0;
   }
   void link(const std::string& rel, const std::string& target) {
     ensureDir(abs(rel).parent_path());
@@ -563,8 +569,7 @@ class SimKernel {
   }
 
   std::string vdpaDir(const SimVdpa& v) const {
-    return pciDir(vfAddr(v.vf)) + "/mlx5_core.vnet." + std::to_string(v.vf) + "/" +
-           v.dev.name;
+    return pciDir(vfAddr(v.vf)) + "/mlx5_core.vnet." + std::to_string(v.vf) + "/" + v.dev.name;
   }
 
   void renderVdpa(const std::string& name) {
@@ -834,19 +839,14 @@ class SimKernel {
   // Persists the state; the tree was updated by the operation itself.
   Status commit() {
     if (io_error_.empty()) {
-      if (force_snapshot_ || journal_fd_ < 0 || journal_records_ >= kJournalCompactAfter) {
+      if (force_snapshot_ || !journal_.ready() || journal_records_ >= kJournalCompactAfter) {
         snapshot();
       } else {
-        nlohmann::json r = delta();
+        const nlohmann::json r = delta();
         if (!r.empty()) {
-          r["gen"] = generation_ + 1;
-          const std::string line = r.dump() + '\n';
-          // One write(): O_APPEND keeps the line whole if the controller dies.
-          const ssize_t n = ::write(journal_fd_, line.data(), line.size());
-          if (n != static_cast<ssize_t>(line.size())) {
-            io_error_ = "cannot append to " + journalPath().string() + ": " + std::strerror(errno);
+          if (auto s = journal_.append(r.dump()); !s) {
+            io_error_ = s.error().describe();
           } else {
-            ++generation_;
             ++journal_records_;
             persisted();
           }
@@ -863,44 +863,38 @@ class SimKernel {
     return Status::success();
   }
 
-  // state.json (atomically, by rename), then an empty journal.
+  // state.json (atomically, by rename) naming a new journal segment, then
+  // the older segments go.
   void snapshot() {
+    // Never loaded (a new directory): any segment here is older.
+    std::uint64_t seq = 1;
+    if (journal_.ready())
+      seq = journal_.nextSnapshotSeq();
+    else if (auto segs = journal_.listSegments(); segs && !segs->empty())
+      seq = segs->back() + 1;
     nlohmann::json vfs = nlohmann::json::array();
     for (const auto& v : vfs_) vfs.push_back(vfJson(v));
     nlohmann::json vdpa = nlohmann::json::array();
     for (const auto& [name, v] : vdpa_) vdpa.push_back(vdpaJson(name, v));
     const nlohmann::json doc = {
         {"pf", opt_.pf_pci},
-        {"generation", generation_},
+        {"journal_seq", seq},
         {"eswitch_mode", mode_ == EswitchMode::kSwitchdev ? "switchdev" : "legacy"},
         {"autoprobe", autoprobe_},
         {"vfs", std::move(vfs)},
         {"vdpa", std::move(vdpa)}};
+    if (auto s = writeFileAtomically(stateDir().string(), "state.json", doc.dump(1) + "\n",
+                                     Durability::kProcessCrash);
+        !s) {
+      io_error_ = s.error().describe();
+      return;
+    }
+    journal_.restartAt(seq);
+    // Segments that survive a kill here are older than journal_seq: the
+    // next open deletes them without replaying them.
+    (void)journal_.deleteSegmentsBelow(seq);  // best effort: the next open retries
     std::error_code ec;
-    fs::create_directories(statePath().parent_path(), ec);
-    const fs::path tmp = statePath().string() + ".tmp";
-    {
-      std::ofstream out(tmp, std::ios::trunc);
-      out << doc.dump(1) << '\n';
-      if (!out) {
-        io_error_ = "cannot write " + tmp.string();
-        return;
-      }
-    }
-    fs::rename(tmp, statePath(), ec);
-    if (ec) {
-      io_error_ = "cannot replace " + statePath().string() + ": " + ec.message();
-      return;
-    }
-    // Lines of the old journal that survive a kill here carry generations
-    // the snapshot already holds: load() skips them.
-    if (journal_fd_ >= 0) ::close(journal_fd_);
-    journal_fd_ =
-        ::open(journalPath().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
-    if (journal_fd_ < 0) {
-      io_error_ = "cannot open " + journalPath().string() + ": " + std::strerror(errno);
-      return;
-    }
+    fs::remove(oldJournalPath(), ec);
     journal_records_ = 0;
     force_snapshot_ = false;
     persisted_ = current();
@@ -911,6 +905,8 @@ class SimKernel {
 
   Status load() {
     SimState st;
+    std::uint64_t journal_seq = 0;
+    std::optional<std::uint64_t> old_generation;  // state.json of before journal_seq
     try {
       std::ifstream in(statePath());
       const auto doc = nlohmann::json::parse(in);
@@ -919,7 +915,10 @@ class SimKernel {
                          doc.at("pf").get<std::string>(),
                          "the sim NIC in " + opt_.dir + " is PF " +
                              doc.at("pf").get<std::string>() + ", not " + opt_.pf_pci);
-      generation_ = doc.value("generation", std::uint64_t{0});
+      if (doc.contains("journal_seq"))
+        journal_seq = doc.at("journal_seq").get<std::uint64_t>();
+      else
+        old_generation = doc.value("generation", std::uint64_t{0});
       st.mode = doc.at("eswitch_mode").get<std::string>() == "switchdev" ? EswitchMode::kSwitchdev
                                                                          : EswitchMode::kLegacy;
       st.autoprobe = doc.at("autoprobe").get<bool>();
@@ -932,22 +931,42 @@ class SimKernel {
       return makeError(ErrorCode::kIo, statePath().string(), "",
                        std::string("the sim NIC state cannot be read: ") + e.what());
     }
-    std::ifstream journal(journalPath());
-    std::string line;
-    while (std::getline(journal, line)) {
-      const auto r = nlohmann::json::parse(line, nullptr, false);
+    if (old_generation) {
+      // Written before the journal had segments: its journal is the single
+      // file of JSON lines, each with a generation; the lines newer than the
+      // snapshot are replayed, up to one cut short by a kill. The snapshot
+      // init() writes next moves the state to the new files.
+      std::ifstream old(oldJournalPath());
+      std::string line;
+      while (std::getline(old, line)) {
+        const auto r = nlohmann::json::parse(line, nullptr, false);
+        if (r.is_discarded() || !r.is_object()) break;                      // cut short by a kill
+        if (r.value("gen", std::uint64_t{0}) <= *old_generation) continue;  // in the snapshot
+        try {
+          applyRecord(r, st, opt_.pf_pci);
+        } catch (const std::exception& e) {
+          return makeError(ErrorCode::kIo, oldJournalPath().string(), "",
+                           std::string("the sim NIC journal cannot be replayed: ") + e.what());
+        }
+      }
+      // Any segment here is older than this snapshot.
+      journal_seq = 1;
+      if (auto segs = journal_.listSegments(); segs && !segs->empty())
+        journal_seq = segs->back() + 1;
+    }
+    auto replayed = journal_.replay(journal_seq, [&](std::string_view payload) -> Status {
+      const auto r = nlohmann::json::parse(payload, nullptr, false);
       if (r.is_discarded() || !r.is_object())
-        break;  // cut short by a kill: the rest never happened
-      const auto gen = r.value("gen", std::uint64_t{0});
-      if (gen <= generation_) continue;  // already in the snapshot
+        return makeError(ErrorCode::kInvalidValue, "", "", "not a JSON object");
       try {
         applyRecord(r, st, opt_.pf_pci);
       } catch (const std::exception& e) {
-        return makeError(ErrorCode::kIo, journalPath().string(), "",
+        return makeError(ErrorCode::kInvalidValue, "", "",
                          std::string("the sim NIC journal cannot be replayed: ") + e.what());
       }
-      generation_ = gen;
-    }
+      return Status::success();
+    });
+    if (!replayed) return replayed.error();
     mode_ = st.mode;
     autoprobe_ = st.autoprobe;
     vfs_ = std::move(st.vfs);
@@ -968,13 +987,12 @@ class SimKernel {
   std::unordered_map<std::string, std::size_t> vf_by_address_;  // the reverse
   std::map<std::string, std::pair<int, std::string>> faults_;
   std::string io_error_;
-  std::set<std::string> dirs_;  // ensureDir()
-  SimState persisted_;          // what state.json + state.journal hold
-  bool dirty_all_ = false;      // since the last record: the VF count changed
-  std::set<std::size_t> dirty_vfs_;     // ... these VFs may have changed
-  std::set<std::string> dirty_vdpa_;    // ... these vDPA devices may have changed
-  std::uint64_t generation_ = 0;
-  int journal_fd_ = -1;
+  std::set<std::string> dirs_;        // ensureDir()
+  SimState persisted_;                // what state.json + state.journal hold
+  bool dirty_all_ = false;            // since the last record: the VF count changed
+  std::set<std::size_t> dirty_vfs_;   // ... these VFs may have changed
+  std::set<std::string> dirty_vdpa_;  // ... these vDPA devices may have changed
+  Journal journal_;                   // state.journal.<seq>, after state.json
   std::size_t journal_records_ = 0;
   bool force_snapshot_ = true;
 };

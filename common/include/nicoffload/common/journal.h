@@ -43,12 +43,24 @@ std::uint32_t crc32(std::string_view data);
 // Errors: kIo naming the directory that cannot be created and the OS error.
 Status makeDirs(const std::string& dir);
 
+// How much a write survives.
+enum class Durability : std::uint8_t {
+  // Survives a power loss: fdatasync per append, fsync of a snapshot and of
+  // the directory after a rename or a new segment (the daemon's intent).
+  kPowerLoss,
+  // Survives a kill of the process only (no fsync): for simulated devices,
+  // which lose their state with the host like real ones.
+  kProcessCrash,
+};
+
 // Atomically replaces dir/name with `bytes`: dir/name.tmp, fsync, rename,
-// fsync of the directory. A failed attempt removes its tmp file (on a full
-// disk, a partial snapshot left behind would keep the disk full).
+// fsync of the directory (the fsyncs with Durability::kPowerLoss only). A
+// failed attempt removes its tmp file (on a full disk, a partial snapshot
+// left behind would keep the disk full). Creates `dir` when missing.
 // Errors: kIo naming the failing step, the path and the OS error; the
 // previous dir/name is then untouched.
-Status writeFileAtomically(const std::string& dir, const std::string& name, std::string_view bytes);
+Status writeFileAtomically(const std::string& dir, const std::string& name, std::string_view bytes,
+                           Durability durability = Durability::kPowerLoss);
 
 // The frame of one record: "<len> <crc32 8 hex> <payload>\n".
 std::string frameRecord(std::string_view payload);
@@ -60,6 +72,7 @@ class Journal {
     std::string segment_prefix = "journal.";
     std::string snapshot_name;            // for messages: what names the first seq
     std::uint64_t max_segment_bytes = 0;  // read bound; 0 = kMaxStateFileBytes
+    Durability durability = Durability::kPowerLoss;
   };
 
   // What replay() found.
@@ -105,9 +118,9 @@ class Journal {
   // naming seq and deleted the older segments).
   void restartAt(std::uint64_t seq);
 
-  // Appends `payload` as one record: one write, one fdatasync. Success means
-  // it survives a crash. Errors: kIo naming the segment and the failing step;
-  // the segment is then cut back to its previous size, and if that fails too,
+  // Appends `payload` as one record: one write and (kPowerLoss) one
+  // fdatasync. Success means it survives a crash of that kind. Errors: kIo naming the segment and
+  // the failing step; the segment is then cut back to its previous size, and if that fails too,
   // every later append is refused (kIo) until rotate(), restartAt() or
   // replay() (the tail is unknown). kInvalidValue: a payload with '\n'.
   Status append(std::string_view payload);
@@ -138,6 +151,7 @@ class Journal {
 
  private:
   Status openSegment();
+  bool sync() const { return options_.durability == Durability::kPowerLoss; }
 
   Options options_;
   bool ready_ = false;              // replay() or restartAt() ran
