@@ -276,10 +276,14 @@ std::vector<std::string> Journal::deleteSegmentsBelow(std::uint64_t seq) const {
 }
 
 Result<Journal::Replay> Journal::replay(
-    std::uint64_t first_seq, const std::function<Status(std::string_view payload)>& on_record) {
-  close();
-  ready_ = false;
-  broken_ = false;
+    std::uint64_t first_seq, const std::function<Status(std::string_view payload)>& on_record,
+    Access access) {
+  const bool writable = access == Access::kReadWrite;
+  if (writable) {
+    close();
+    ready_ = false;
+    broken_ = false;
+  }
   Replay out;
   auto segs = listSegments();
   if (!segs) return segs.error();
@@ -292,7 +296,7 @@ Result<Journal::Replay> Journal::replay(
       live.push_back(s);
     }
   }
-  if (out.stale_deleted > 0) {
+  if (out.stale_deleted > 0 && writable) {
     // A crash between the snapshot's rename and the deletion of the
     // segments it includes.
     auto w = deleteSegmentsBelow(first_seq);
@@ -336,6 +340,11 @@ Result<Journal::Replay> Journal::replay(
                                 rec.kind == RecordView::Kind::kIncomplete
                                     ? "cut short, in a segment that is not the last"
                                     : rec.why);
+        out.torn = true;
+        out.torn_path = p;
+        out.torn_offset = off;
+        out.torn_bytes = text.size() - off;
+        if (!writable) break;
         const int fd = ::open(p.c_str(), O_WRONLY | O_CLOEXEC);
         if (fd < 0) return ioError("cannot open to cut off a torn record", p, errno);
         if (::ftruncate(fd, static_cast<off_t>(off)) != 0 || (sync() && ::fdatasync(fd) != 0)) {
@@ -344,10 +353,6 @@ Result<Journal::Replay> Journal::replay(
           return ioError("cannot cut off a torn record", p, err);
         }
         ::close(fd);
-        out.torn = true;
-        out.torn_path = p;
-        out.torn_offset = off;
-        out.torn_bytes = text.size() - off;
         break;
       }
       if (auto s = on_record(rec.payload); !s) {
@@ -361,6 +366,7 @@ Result<Journal::Replay> Journal::replay(
     if (last) last_size = off;
   }
   out.segments = live.size();
+  if (!writable) return out;
   current_seq_ = live.empty() ? first_seq : live.back();
   current_exists_ = !live.empty();
   current_size_ = last_size;

@@ -5,12 +5,14 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <type_traits>
 
 #include <algorithm>
 
 #include "nicoffload/common/file_read.h"
+#include "nicoffload/common/journal.h"
 
 namespace nicoffload::simnic {
 namespace {
@@ -394,18 +396,29 @@ Result<Delivery> SimEswitch::evaluate(const Packet& packet, PortRef ingress) {
 
 // --- device persistence ---
 //
-// The journal: a header (magic, the byte size of a FlowRule, so that a
-// journal of another build is refused rather than misread), then records of
-// {type, handle, sequence, rule bytes for creates}. Appended on every change;
-// replayed on open, then compacted to the live rules. A record cut short by a
-// kill -9 is dropped on replay (the operation it records never returned).
-// No fsync: like a real device, the sim loses its rules with the host, not
-// with the controller.
+// Through common/journal.h (Durability::kProcessCrash: like a real device,
+// the sim loses its rules with the host, not with the controller). Files in
+// the device directory:
+//   rules.journal         the snapshot: a header line
+//                           NFOSIM02 <sizeof(FlowRule)> <journal_seq>
+//                         (a snapshot of another build, whose rules have
+//                         another layout, is refused rather than misread),
+//                         then one create record per live rule, in creation
+//                         order. Rewritten atomically (tmp + rename).
+//   rules.journal.<seq>   journal segments from journal_seq on: one record
+//                         per create, destroy or flush.
+// A record is the hex of {type, handle, sequence} and, for a create, of the
+// rule's bytes. Replayed on open; compacted (a new snapshot) when it holds
+// more dead records than live rules. A record cut short by a kill -9 is cut
+// off on replay (the operation it records never returned).
 namespace nicoffload::simnic {
 namespace {
 
 static_assert(std::is_trivially_copyable_v<FlowRule>, "the journal stores rules as bytes");
-constexpr char kJournalMagic[8] = {'N', 'F', 'O', 'S', 'I', 'M', '0', '1'};
+constexpr std::string_view kSnapshotMagic = "NFOSIM02";
+// The binary journal of nicoffload before common/journal.h started so.
+constexpr std::string_view kOldJournalMagic = "NFOSIM01";
+constexpr const char* kSnapshotName = "rules.journal";
 
 struct JournalRecord {
   std::uint8_t type;
@@ -414,33 +427,165 @@ struct JournalRecord {
   std::uint64_t sequence;
 };
 
-bool writeAll(int fd, const void* data, std::size_t len) {
-  const auto* p = static_cast<const char*>(data);
-  while (len > 0) {
-    const ssize_t n = ::write(fd, p, len);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
+// The hex of {type, handle, sequence} (+ the rule's bytes for a create).
+std::string encodeRecord(std::uint8_t type, FlowHandle handle, const InstalledFlow* flow) {
+  JournalRecord rec{};
+  rec.type = type;
+  rec.handle = handle;
+  rec.sequence = flow ? flow->sequence : 0;
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(2 * (sizeof rec + (flow ? sizeof(FlowRule) : 0)));
+  auto put = [&](const void* data, std::size_t size) {
+    const auto* b = static_cast<const unsigned char*>(data);
+    for (std::size_t i = 0; i < size; ++i) {
+      out.push_back(kHex[b[i] >> 4]);
+      out.push_back(kHex[b[i] & 0xF]);
     }
-    p += n;
-    len -= static_cast<std::size_t>(n);
+  };
+  put(&rec, sizeof rec);
+  if (flow) put(&flow->rule, sizeof(FlowRule));
+  return out;
+}
+
+// Decodes a record into `rec` (and `rule` for a create); false when it is
+// not one of this build's records.
+bool decodeRecord(std::string_view hex, JournalRecord& rec, FlowRule& rule) {
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  auto get = [&](void* data, std::size_t size, std::size_t at) {
+    auto* b = static_cast<unsigned char*>(data);
+    for (std::size_t i = 0; i < size; ++i) {
+      const int hi = nibble(hex[2 * (at + i)]), lo = nibble(hex[2 * (at + i) + 1]);
+      if (hi < 0 || lo < 0) return false;
+      b[i] = static_cast<unsigned char>(hi << 4 | lo);
+    }
+    return true;
+  };
+  if (hex.size() < 2 * sizeof rec || !get(&rec, sizeof rec, 0)) return false;
+  const std::size_t want = sizeof rec + (rec.type == kJournalCreate ? sizeof(FlowRule) : 0);
+  if (hex.size() != 2 * want) return false;
+  return rec.type != kJournalCreate || get(&rule, sizeof(FlowRule), sizeof rec);
+}
+
+// Applies one record to `flows` (handle -> rule); counts records that no
+// longer describe a live rule in `dead`. Creates come in handle order, so
+// each lands at the end of the map.
+bool applyRecord(std::string_view hex, std::map<FlowHandle, InstalledFlow>& flows,
+                 std::uint64_t& dead) {
+  JournalRecord rec{};
+  FlowRule rule{};
+  if (!decodeRecord(hex, rec, rule)) return false;
+  if (rec.type == kJournalCreate) {
+    auto it = flows.emplace_hint(flows.end(), rec.handle, InstalledFlow{});
+    it->second.handle = rec.handle;
+    it->second.sequence = rec.sequence;
+    it->second.rule = rule;
+  } else if (rec.type == kJournalDestroy) {
+    if (flows.erase(rec.handle)) ++dead;  // its create record is dead
+    ++dead;
+  } else if (rec.type == kJournalFlush) {
+    dead += flows.size() + 1;  // their creates and the flush
+    flows.clear();
+  } else {
+    return false;
   }
   return true;
+}
+
+Journal::Options journalOptions(const std::string& device_dir) {
+  return Journal::Options{device_dir, std::string(kSnapshotName) + ".", kSnapshotName, 0,
+                          Durability::kProcessCrash};
+}
+
+Error anotherBuild(const std::string& path, const std::string& what) {
+  return makeError(ErrorCode::kInvalidValue, "sim_device_dir", path,
+                   "the simulated NIC's journal " + path + " is " + what +
+                       "; remove it and the files " + path +
+                       ".* (the sim's rules are then gone, as after a device reset)");
+}
+
+// What a replay of the device found.
+struct Replayed {
+  bool snapshot = false;   // rules.journal exists and is not empty
+  std::uint64_t dead = 0;  // records that no longer describe a live rule
+  std::optional<Journal::Replay> journal;
+};
+
+// Replays the snapshot and the journal of `device_dir` into `flows`.
+Result<Replayed> replayDevice(Journal& journal, std::map<FlowHandle, InstalledFlow>& flows,
+                              Journal::Access access) {
+  Replayed out;
+  const std::string path = journal.options().dir + "/" + kSnapshotName;
+  std::uint64_t journal_seq = 1;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 || errno != ENOENT) {
+    // A regular file, bounded: the directory is named by a user
+    // (--sim-device-dir, nicoffload-simnic dump), and a device or FIFO there
+    // must not hang or fill us.
+    auto read = readRegularFile(path, kMaxStateFileBytes, "sim_device_dir");
+    if (!read) return read.error();
+    const std::string_view data = *read;
+    if (!data.empty()) {
+      out.snapshot = true;
+      if (data.substr(0, kOldJournalMagic.size()) == kOldJournalMagic)
+        return anotherBuild(path, "of an older nicoffload (a binary journal, NFOSIM01)");
+      const std::size_t nl = data.find('\n');
+      unsigned long long rule_size = 0, seq = 0;
+      char magic[16] = {};
+      if (nl == std::string_view::npos ||
+          std::sscanf(std::string(data.substr(0, nl)).c_str(), "%15s %llu %llu", magic, &rule_size,
+                      &seq) != 3 ||
+          kSnapshotMagic != magic || seq < 1)
+        return anotherBuild(path, "not a simulated NIC's snapshot (no NFOSIM02 header)");
+      if (rule_size != sizeof(FlowRule))
+        return anotherBuild(path, "of another nicoffload build (its rules are " +
+                                      std::to_string(rule_size) + " bytes, this build's " +
+                                      std::to_string(sizeof(FlowRule)) + ")");
+      journal_seq = seq;
+      std::uint64_t ignored = 0;
+      for (std::size_t pos = nl + 1; pos < data.size();) {
+        std::size_t end = data.find('\n', pos);
+        if (end == std::string_view::npos) end = data.size();
+        if (!applyRecord(data.substr(pos, end - pos), flows, ignored))
+          return makeError(ErrorCode::kInvalidValue, "sim_device_dir", path,
+                           "the simulated NIC's snapshot " + path + " is corrupt at byte " +
+                               std::to_string(pos) + "; remove it and the files " + path +
+                               ".* (a device reset)");
+        pos = end + 1;
+      }
+    }
+  }
+  auto replayed = journal.replay(
+      journal_seq,
+      [&](std::string_view payload) -> Status {
+        if (!applyRecord(payload, flows, out.dead))
+          return makeError(ErrorCode::kInvalidValue, "", "",
+                           "not a rule record of this nicoffload build");
+        return Status::success();
+      },
+      access);
+  if (!replayed) {
+    Error e = replayed.error();
+    e.value = e.field;
+    e.field = "sim_device_dir";
+    return e;
+  }
+  out.journal = *replayed;
+  return out;
 }
 
 }  // namespace
 
 void SimEswitch::journal(std::uint8_t type, const InstalledFlow* flow, FlowHandle handle) {
-  if (journal_fd_ < 0) return;
-  std::vector<char> buf(sizeof(JournalRecord) + (flow ? sizeof(FlowRule) : 0));
-  JournalRecord rec{};
-  rec.type = type;
-  rec.handle = handle;
-  rec.sequence = flow ? flow->sequence : 0;
-  std::memcpy(buf.data(), &rec, sizeof rec);
-  if (flow) std::memcpy(buf.data() + sizeof rec, &flow->rule, sizeof(FlowRule));
-  // One write() per record: O_APPEND keeps records whole between processes.
-  (void)writeAll(journal_fd_, buf.data(), buf.size());
+  if (!journal_) return;
+  // The rule is already in (or out of) the table; like a device, the sim
+  // keeps going when its backing store fails (the next open starts from
+  // what was written).
+  (void)journal_->append(encodeRecord(type, handle, flow));
   ++journal_records_;
 }
 
@@ -448,106 +593,46 @@ std::vector<flowrules::HeldRule> SimEswitch::installed() const {
   std::vector<const InstalledFlow*> order;
   order.reserve(flows_.size());
   for (const auto& [h, f] : flows_) order.push_back(&f);
-  std::sort(order.begin(), order.end(), [](const auto* a, const auto* b) { return a->sequence < b->sequence; });
+  std::sort(order.begin(), order.end(),
+            [](const auto* a, const auto* b) { return a->sequence < b->sequence; });
   std::vector<flowrules::HeldRule> out;
   out.reserve(order.size());
   for (const auto* f : order) out.push_back({f->handle, f->rule});
   return out;
 }
 
-SimEswitch::~SimEswitch() {
-  if (journal_fd_ >= 0) ::close(journal_fd_);
-}
-
-namespace {
-
-// What a replay of the journal found.
-struct Replayed {
-  bool exists = false;     // the file exists
-  std::size_t size = 0;    // its size in bytes
-  std::size_t end = 0;     // the end of the last whole record (0: no valid header)
-  std::uint64_t dead = 0;  // records that no longer describe a live rule
-};
-
-// Replays `path` into `flows` (handle -> rule). Creates come in handle order,
-// so each lands at the end of the map.
-Result<Replayed> replayJournal(const std::string& path, std::map<FlowHandle, InstalledFlow>& flows) {
-  Replayed out;
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) return out;
-  // A regular file, bounded: the directory is named by a user (--sim-device-dir,
-  // nicoffload-simnic dump), and a device or FIFO there must not hang or fill us.
-  auto read = readRegularFile(path, kMaxStateFileBytes, "sim_device_dir");
-  if (!read) return read.error();
-  out.exists = true;
-  const std::string& data = *read;
-  out.size = data.size();
-  const std::size_t header = sizeof kJournalMagic + sizeof(std::uint32_t);
-  if (data.size() < header) return out;
-  std::uint32_t rule_size = 0;
-  std::memcpy(&rule_size, data.data() + sizeof kJournalMagic, sizeof rule_size);
-  if (std::memcmp(data.data(), kJournalMagic, sizeof kJournalMagic) != 0 || rule_size != sizeof(FlowRule))
-    return makeError(ErrorCode::kInvalidValue, "sim_device_dir", path,
-                     "the simulated NIC's journal is of another nicoffload build; remove " + path +
-                         " (the sim's rules are then gone, as after a device reset)");
-  std::size_t pos = header;
-  while (pos + sizeof(JournalRecord) <= data.size()) {
-    JournalRecord rec;
-    std::memcpy(&rec, data.data() + pos, sizeof rec);
-    if (rec.type == kJournalCreate) {
-      if (pos + sizeof rec + sizeof(FlowRule) > data.size()) break;  // cut short
-      auto it = flows.emplace_hint(flows.end(), rec.handle, InstalledFlow{});
-      it->second.handle = rec.handle;
-      it->second.sequence = rec.sequence;
-      std::memcpy(&it->second.rule, data.data() + pos + sizeof rec, sizeof(FlowRule));
-      pos += sizeof rec + sizeof(FlowRule);
-    } else if (rec.type == kJournalDestroy) {
-      if (flows.erase(rec.handle)) ++out.dead;  // its create record is dead
-      ++out.dead;
-      pos += sizeof rec;
-    } else if (rec.type == kJournalFlush) {
-      out.dead += flows.size() + 1;  // their creates and the flush
-      flows.clear();
-      pos += sizeof rec;
-    } else {
-      break;
-    }
-  }
-  out.end = pos;
-  return out;
-}
-
-}  // namespace
+SimEswitch::~SimEswitch() = default;
 
 Result<std::vector<InstalledFlow>> SimEswitch::readDevice(const std::string& device_dir) {
   std::map<FlowHandle, InstalledFlow> flows;
-  auto replayed = replayJournal(device_dir + "/rules.journal", flows);
+  Journal journal(journalOptions(device_dir));
+  auto replayed = replayDevice(journal, flows, Journal::Access::kReadOnly);
   if (!replayed) return replayed.error();
   std::vector<InstalledFlow> out;
   out.reserve(flows.size());
   for (auto& [h, f] : flows) out.push_back(std::move(f));
-  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.sequence < b.sequence; });
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.sequence < b.sequence; });
   return out;
 }
 
-Result<std::unique_ptr<SimEswitch>> SimEswitch::open(model::HwProfile profile, std::uint16_t vf_count,
-                                             const std::string& device_dir) {
+Result<std::unique_ptr<SimEswitch>> SimEswitch::open(model::HwProfile profile,
+                                                     std::uint16_t vf_count,
+                                                     const std::string& device_dir) {
   auto nic = create(std::move(profile), vf_count);
   if (!nic) return nic.error();
   auto& n = **nic;
-  auto ioError = [&](const std::string& what, const std::string& path) {
-    return makeError(ErrorCode::kIo, "sim_device_dir", path, what + " " + path + ": " + std::strerror(errno));
+  auto inDeviceDir = [](Error e) {
+    if (e.field != "sim_device_dir") {
+      e.value = e.field;
+      e.field = "sim_device_dir";
+    }
+    return e;
   };
-  // Create the directory chain (root-only).
-  for (std::size_t pos = 1; pos != std::string::npos;) {
-    pos = device_dir.find('/', pos + 1);
-    const std::string part = device_dir.substr(0, pos);
-    if (::mkdir(part.c_str(), 0700) != 0 && errno != EEXIST) return ioError("cannot create", part);
-  }
-  n.journal_path_ = device_dir + "/rules.journal";
+  if (auto s = makeDirs(device_dir); !s) return inDeviceDir(s.error());
+  n.journal_ = std::make_unique<Journal>(journalOptions(device_dir));
 
-  // Replay.
-  auto replayed = replayJournal(n.journal_path_, n.flows_);
+  auto replayed = replayDevice(*n.journal_, n.flows_, Journal::Access::kReadWrite);
   if (!replayed) return replayed.error();
   for (const auto& [h, f] : n.flows_) {
     n.by_group_[f.rule.attr.group].insert(h);
@@ -556,42 +641,27 @@ Result<std::unique_ptr<SimEswitch>> SimEswitch::open(model::HwProfile profile, s
   }
 
   // A journal mostly of live rules is kept as it is (a record cut short by a
-  // kill is cut off), so a restart reads the device without rewriting it;
-  // one with as many dead records as live ones is compacted to the live rules.
-  const bool compact = replayed->end == 0 || replayed->dead > n.flows_.size() + 1024;
+  // kill was cut off by the replay), so a restart reads the device without
+  // rewriting it; one with as many dead records as live ones is compacted to
+  // the live rules.
+  const bool compact = !replayed->snapshot || replayed->dead > n.flows_.size() + 1024;
   if (!compact) {
-    if (replayed->end < replayed->size && ::truncate(n.journal_path_.c_str(), static_cast<off_t>(replayed->end)) != 0)
-      return ioError("cannot cut off the torn tail of", n.journal_path_);
     n.journal_records_ = n.flows_.size() + replayed->dead;
-  } else {
-    const std::string tmp = n.journal_path_ + ".tmp";
-    const int wfd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (wfd < 0) return ioError("cannot write", tmp);
-    const std::uint32_t rule_size = sizeof(FlowRule);
-    std::vector<char> out(kJournalMagic, kJournalMagic + sizeof kJournalMagic);
-    out.insert(out.end(), reinterpret_cast<const char*>(&rule_size),
-               reinterpret_cast<const char*>(&rule_size) + sizeof rule_size);
-    out.reserve(out.size() + n.flows_.size() * (sizeof(JournalRecord) + sizeof(FlowRule)));
-    std::vector<const InstalledFlow*> order;
-    order.reserve(n.flows_.size());
-    for (const auto& [h, f] : n.flows_) order.push_back(&f);
-    std::sort(order.begin(), order.end(), [](const auto* a, const auto* b) { return a->sequence < b->sequence; });
-    for (const InstalledFlow* f : order) {
-      JournalRecord rec{};
-      rec.type = kJournalCreate;
-      rec.handle = f->handle;
-      rec.sequence = f->sequence;
-      out.insert(out.end(), reinterpret_cast<const char*>(&rec), reinterpret_cast<const char*>(&rec) + sizeof rec);
-      out.insert(out.end(), reinterpret_cast<const char*>(&f->rule),
-                 reinterpret_cast<const char*>(&f->rule) + sizeof(FlowRule));
-    }
-    const bool written = writeAll(wfd, out.data(), out.size());
-    ::close(wfd);
-    if (!written || ::rename(tmp.c_str(), n.journal_path_.c_str()) != 0) return ioError("cannot write", n.journal_path_);
-    n.journal_records_ = n.flows_.size();
+    return nic;
   }
-  n.journal_fd_ = ::open(n.journal_path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-  if (n.journal_fd_ < 0) return ioError("cannot open", n.journal_path_);
+  const std::uint64_t seq = n.journal_->nextSnapshotSeq();
+  std::string text = std::string(kSnapshotMagic) + " " + std::to_string(sizeof(FlowRule)) + " " +
+                     std::to_string(seq) + "\n";
+  for (const auto& held : n.installed()) {
+    const InstalledFlow* f = n.find(held.handle);
+    text += encodeRecord(kJournalCreate, f->handle, f);
+    text += '\n';
+  }
+  if (auto s = writeFileAtomically(device_dir, kSnapshotName, text, Durability::kProcessCrash); !s)
+    return inDeviceDir(s.error());
+  n.journal_->restartAt(seq);
+  (void)n.journal_->deleteSegmentsBelow(seq);  // best effort: the next open retries
+  n.journal_records_ = n.flows_.size();
   return nic;
 }
 

@@ -383,13 +383,25 @@ TEST(SimProfile, DestroyQueryFlushAndUnknownHandles) {
 // and compacts a journal with more dead records than live rules.
 TEST(SimProfile, ThePersistentDeviceReopensWithItsRules) {
   test::TempDir dir("nfo-simdev");
-  const std::string journal = dir.path() + "/rules.journal";
   auto handles = [](const SimEswitch& n) {
     std::vector<std::pair<FlowHandle, std::uint32_t>> out;
     for (const auto& f : n.flows()) out.emplace_back(f.handle, f.rule.actions.size());
     return out;
   };
-  auto fileSize = [&] { return std::filesystem::file_size(journal); };
+  // The snapshot (rules.journal) and the segments (rules.journal.<seq>).
+  auto files = [&] {
+    std::vector<std::string> out;
+    for (const auto& e : std::filesystem::directory_iterator(dir.path()))
+      if (e.path().filename().string().rfind("rules.journal", 0) == 0)
+        out.push_back(e.path().string());
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  auto fileSize = [&] {
+    std::uintmax_t total = 0;
+    for (const auto& f : files()) total += std::filesystem::file_size(f);
+    return total;
+  };
   std::vector<std::pair<FlowHandle, std::uint32_t>> held;
   {
     auto nic = test::unwrap(SimEswitch::open(test::loadProfile("sim"), kVfs, dir.path()), "open");
@@ -411,7 +423,8 @@ TEST(SimProfile, ThePersistentDeviceReopensWithItsRules) {
     held = handles(*nic);
   }
   {
-    std::ofstream(journal, std::ios::binary | std::ios::app) << std::string(40, '\x01');
+    ASSERT_GT(files().size(), 1u) << "a segment after the snapshot";
+    std::ofstream(files().back(), std::ios::binary | std::ios::app) << std::string(40, '\x01');
   }
   {
     auto nic = test::unwrap(SimEswitch::open(test::loadProfile("sim"), kVfs, dir.path()), "torn");

@@ -111,8 +111,13 @@ class Journal {
   // the path), kInvalidValue (a corrupt record that is not the torn tail, a
   // missing segment: names the file, the offset and what the operator can
   // do). On error the journal is not ready for append().
+  // With Access::kReadOnly (a reader beside a running writer) nothing is
+  // deleted or cut off (a torn tail is still reported and skipped) and the
+  // journal is not prepared for append().
+  enum class Access : std::uint8_t { kReadWrite, kReadOnly };
   Result<Replay> replay(std::uint64_t first_seq,
-                        const std::function<Status(std::string_view payload)>& on_record);
+                        const std::function<Status(std::string_view payload)>& on_record,
+                        Access access = Access::kReadWrite);
 
   // Starts a journal at `seq` without replaying (the caller wrote a snapshot
   // naming seq and deleted the older segments).

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "nicoffload/common/error.h"
+#include "nicoffload/common/journal.h"
 #include "nicoffload/flowrules/flow_backend.h"
 #include "nicoffload/flowrules/rule.h"
 #include "nicoffload/model/hw_profile.h"
@@ -139,8 +140,7 @@ class SimEswitch final : public flowrules::FlowBackend {
   FlowHandle next_handle_ = 1;
   std::uint64_t next_sequence_ = 0;
 
-  int journal_fd_ = -1;          // device persistence; -1 = in memory only
-  std::string journal_path_;
+  std::unique_ptr<Journal> journal_;  // device persistence; null = in memory only
   std::uint64_t journal_records_ = 0;
 
   std::uint64_t operations_ = 0;
