@@ -48,14 +48,26 @@ def ms(x):
 
 
 def journal(fleet, h):
-    return os.path.join(fleet.dir, f"hv{h}", "simnic", "0000:03:00.0", "rules.journal")
+    """The simulated device's directory: its snapshot (rules.journal) and
+    journal segments (rules.journal.<seq>)."""
+    return os.path.join(fleet.dir, f"hv{h}", "simnic", "0000:03:00.0")
 
 
 def size(path):
+    """Bytes of the device's snapshot and journal segments: a created rule
+    grows the last segment."""
     try:
-        return os.stat(path).st_size
+        names = os.listdir(path)
     except OSError:
         return 0
+    total = 0
+    for n in names:
+        if n.startswith("rules.journal"):
+            try:
+                total += os.stat(os.path.join(path, n)).st_size
+            except OSError:
+                pass
+    return total
 
 
 def wait_growth(path, base, timeout=10.0):

@@ -444,6 +444,31 @@ TEST(SimProfile, ThePersistentDeviceReopensWithItsRules) {
             held);
 }
 
+// A device directory of another build or of the binary journal before
+// common/journal.h is refused with an error naming the file, never misread.
+TEST(SimProfile, ADeviceFileOfAnotherFormatIsRefusedNamingIt) {
+  const struct {
+    const char* name;
+    std::string bytes;
+  } cases[] = {
+      {"old binary journal", std::string("NFOSIM01\x10\x02\0\0", 12)},
+      {"another rule size", "NFOSIM02 7 1\n"},
+      {"not a snapshot", "hello\n"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    test::TempDir dir("nfo-simdev");
+    const std::string file = dir.path() + "/rules.journal";
+    std::ofstream(file, std::ios::binary) << c.bytes;
+    for (int reader = 0; reader < 2; ++reader) {
+      Error e = reader ? SimEswitch::readDevice(dir.path()).error()
+                       : SimEswitch::open(test::loadProfile("sim"), kVfs, dir.path()).error();
+      EXPECT_EQ(e.code, ErrorCode::kInvalidValue);
+      EXPECT_NE(e.message.find(file), std::string::npos) << e.message;
+    }
+  }
+}
+
 // The planner places rules from the profile; the sim enforces the same
 // profile: every rule planned hw is accepted, every rule planned sw for a
 // capability reason is refused as unsupported, for every shipped profile and

@@ -20,6 +20,10 @@
 //   intent.json.tmp    a snapshot being written; never read. A failed snapshot
 //                      removes it, and load() removes one a crash left.
 //
+// The segments, their framing, the torn-tail and missing-segment handling and
+// the atomic snapshot write are common/journal.h's (Journal,
+// writeFileAtomically, Durability::kPowerLoss); this store owns the payloads.
+//
 // Start (load) = snapshot + replay of segments S, S+1, ... in order. Every
 // step keeps a kill -9 at any moment recoverable to exactly the acknowledged
 // changes:
