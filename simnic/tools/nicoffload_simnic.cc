@@ -44,8 +44,9 @@ bool isDirectory(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-// A device directory holds the journal the simulated NIC keeps (SimEswitch::open
-// writes it at once, empty or not). An empty list for a directory without it
+// A device directory holds the snapshot the simulated NIC keeps, rules.journal
+// (SimEswitch::open writes it at once, empty or not; its journal segments are
+// rules.journal.<seq>). An empty list for a directory without it
 // would read as "the NIC holds no rules" when no NIC is there at all.
 int fail(const std::string& field, const std::string& message) {
   std::fprintf(stderr, "nicoffload-simnic: error: %s: %s\n", printable(field).c_str(),

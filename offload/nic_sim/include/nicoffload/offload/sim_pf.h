@@ -21,9 +21,11 @@
 //    to virtio_vdpa; binding it to vhost_vdpa (driver_override) creates
 //    vhost-vdpa-N with the lowest free N.
 // The state survives a restart of the controller: it is kept in
-// <dir>/nicoffload-sim/ (state.json, a snapshot, and state.journal, a line
-// per operation since), and SimPf::open() on the same directory picks it up,
-// as real hardware keeps its state when the daemon restarts.
+// <dir>/nicoffload-sim/ (state.json, a snapshot, and the journal segments
+// state.journal.<seq>, a record per operation since; common/journal.h), and
+// SimPf::open() on the same directory picks it up, as real hardware keeps
+// its state when the daemon restarts. A state.json + state.journal of an
+// older nicoffload is read and rewritten in the new form.
 //
 // Fault injection: failNext(op, errno) makes the next such operation fail as
 // the kernel would.
