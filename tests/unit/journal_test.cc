@@ -250,6 +250,45 @@ TEST(Journal, SegmentsOlderThanTheSnapshotAreDeletedOnReplay) {
   EXPECT_FALSE(std::filesystem::exists(j.segmentPath(1)));
 }
 
+// A reader beside a running writer (Access::kReadOnly) changes nothing: a
+// torn tail is reported and skipped but stays, a stale segment stays, and
+// the journal is not ready for append().
+TEST(Journal, ReadOnlyReplayTouchesNothing) {
+  TempDir d;
+  Journal w(options(d.path));
+  const std::string seg2 = frameRecord("b") + "7 0000";
+  writeAll(w.segmentPath(1), frameRecord("old"));
+  writeAll(w.segmentPath(2), seg2);
+  Journal r(options(d.path));
+  std::vector<std::string> got;
+  auto rep = r.replay(
+      2,
+      [&](std::string_view p) {
+        got.emplace_back(p);
+        return Status::success();
+      },
+      Journal::Access::kReadOnly);
+  ASSERT_TRUE(rep.ok()) << rep.error().describe();
+  EXPECT_EQ(got, std::vector<std::string>{"b"});
+  EXPECT_TRUE(rep->torn);
+  EXPECT_EQ(readAll(w.segmentPath(2)), seg2);
+  EXPECT_TRUE(std::filesystem::exists(w.segmentPath(1)));
+  EXPECT_FALSE(r.ready());
+}
+
+// Durability::kProcessCrash writes the same files (only the fsyncs differ).
+TEST(Journal, ProcessCrashDurabilityWritesTheSameFiles) {
+  TempDir d;
+  auto o = options(d.path);
+  o.durability = Durability::kProcessCrash;
+  Journal j(o);
+  ASSERT_TRUE(replayAll(j, 1).ok());
+  ASSERT_TRUE(j.append("x").ok());
+  EXPECT_EQ(readAll(j.segmentPath(1)), frameRecord("x"));
+  ASSERT_TRUE(writeFileAtomically(d.path, "snap.json", "s", Durability::kProcessCrash).ok());
+  EXPECT_EQ(readAll(d.path + "/snap.json"), "s");
+}
+
 // Another program's file in the segment's place (no record framing) is
 // refused with an error naming the file, not misread.
 TEST(Journal, AForeignHeaderIsRefused) {
