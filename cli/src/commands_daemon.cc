@@ -105,7 +105,7 @@ const std::vector<std::pair<const char*, const char*>> kPacketOptions = {
     {"outer-dst-mac", "VXLAN: outer destination MAC (default: the uplink's)"},
     {"vxlan-port", "VXLAN: outer UDP destination port (default: the host's)"}};
 
-// --- traffic: `top` and `sim send` ---
+// --- top: what a sample shows ---
 
 struct TopArgs {
   double interval_s = 2.0;
