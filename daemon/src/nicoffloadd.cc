@@ -23,15 +23,16 @@
 #include <cstdio>
 #include <exception>
 #include <future>
+#include <optional>
 #include <string>
 
-#include "nicoffload/model/parse.h"
-#include "nicoffload/model/profile_dirs.h"
 #include "nicoffload/daemon/control.h"
 #include "nicoffload/daemon/controller.h"
-#include "nicoffload/offload/flow_backends.h"
 #include "nicoffload/daemon/instance_lock.h"
 #include "nicoffload/daemon/metrics.h"
+#include "nicoffload/model/parse.h"
+#include "nicoffload/model/profile_dirs.h"
+#include "nicoffload/offload/flow_backends.h"
 #include "nicoffload/offload/sim_pf.h"
 #include "nicoffload/offload/software_path.h"
 #include "nicoffload/offload/sysfs_nic_backend.h"
@@ -53,150 +54,181 @@ std::string vdpaRuntimeDir(const nicoffload::model::HostConfig& host) {
 }
 
 std::string defaultProfileDir() {
-  return nicoffload::model::defaultProfileDir(NICOFFLOAD_PROFILE_INSTALL_DIR, NICOFFLOAD_PROFILE_SOURCE_DIR);
+  return nicoffload::model::defaultProfileDir(NICOFFLOAD_PROFILE_INSTALL_DIR,
+                                              NICOFFLOAD_PROFILE_SOURCE_DIR);
 }
 
-int run(int argc, char** argv) {
-  using namespace nicoffload;
-  CLI::App app{"nicoffloadd: the nicoffload SmartNIC / vDPA offload controller daemon"};
-  app.set_version_flag("--version", std::string("nicoffloadd ") + NICOFFLOAD_VERSION);
+using namespace nicoffload;
+
+struct DaemonArgs {
   std::string config = "/etc/nicoffload/host.json";
   std::string profile_dir;
   std::string log_level = "info";
   bool check_only = false;
-  app.add_option("-c,--config", config, "host config (JSON)")
+};
+
+// The command line into `args`; an exit status when the process stops here
+// (--help, --version, a usage error: CLI11 has printed what it has to).
+std::optional<int> parseOptions(int argc, char** argv, DaemonArgs& args) {
+  CLI::App app{"nicoffloadd: the nicoffload SmartNIC / vDPA offload controller daemon"};
+  app.set_version_flag("--version", std::string("nicoffloadd ") + NICOFFLOAD_VERSION);
+  app.add_option("-c,--config", args.config, "host config (JSON)")
       ->check(CLI::ExistingFile)
       ->capture_default_str();
-  app.add_option("--profile-dir", profile_dir,
+  app.add_option("--profile-dir", args.profile_dir,
                  "directory of named hardware profiles (default: $NICOFFLOAD_PROFILE_DIR, else " +
                      std::string(NICOFFLOAD_PROFILE_INSTALL_DIR) + ")");
-  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+  app.add_option("--log-level", args.log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();
-  app.add_flag("--check", check_only,
+  app.add_flag("--check", args.check_only,
                "load the config, the profile and the state, print them, and exit");
   app.footer(
       "Signals: SIGTERM/SIGINT stop (installed state stays and is adopted at the next start);\n"
-      "SIGHUP starts a full pass (in the background). Exit status: 0 stopped cleanly; 1 cannot start (the\n"
+      "SIGHUP starts a full pass (in the background). Exit status: 0 stopped cleanly; 1 cannot "
+      "start (the\n"
       "log line says why; among the reasons: another nicoffloadd holds the device or the state\n"
       "directory, its pid named) or stopped on an unexpected error (logged; socket removed).");
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return std::nullopt;
+}
 
+// Logs go to stderr (journald), one line per state change.
+void setUpLogging(const std::string& log_level) {
   auto logger = spdlog::stderr_logger_mt("nicoffloadd");
   logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(log_level));
   spdlog::flush_on(spdlog::level::info);
+}
 
-  auto fatal = [](const Error& e) {
-    spdlog::critical("cannot start: {}", e.describe());
-    return 1;
-  };
+int fatal(const Error& e) {
+  spdlog::critical("cannot start: {}", e.describe());
+  return 1;
+}
 
-  auto host = model::loadHostConfig(config);
-  if (!host) return fatal(host.error());
-  auto profile = model::loadHostProfile(host->hw_profile, config,
-                                       profile_dir.empty() ? defaultProfileDir() : profile_dir);
-  if (!profile) return fatal(profile.error());
+struct LoadedConfig {
+  model::HostConfig host;
+  model::HwProfile profile;
+};
+
+// The host config and its hardware profile, checked against each other.
+Result<LoadedConfig> loadConfig(const DaemonArgs& args) {
+  auto host = model::loadHostConfig(args.config);
+  if (!host) return host.error();
+  auto profile =
+      model::loadHostProfile(host->hw_profile, args.config,
+                             args.profile_dir.empty() ? defaultProfileDir() : args.profile_dir);
+  if (!profile) return profile.error();
   // A config the profile cannot carry (vf_count above max_vfs, vDPA the NIC
   // lacks) is refused here, --check included, not at the first plan.
   if (auto fits = model::checkHostForProfile(*host, *profile); !fits) {
     Error e = fits.error();
-    e.field = config + ": " + e.field;
-    return fatal(e);
+    e.field = args.config + ": " + e.field;
+    return e;
   }
   spdlog::info("host {}: profile {} ({}), underlay {}, flow backend {}, software path {}",
                host->name, profile->name, profile->model, model::toString(host->underlay),
                model::toString(host->flow_backend), model::toString(host->software_path));
+  return LoadedConfig{std::move(host).value(), std::move(profile).value()};
+}
 
-  offload::StateStore store(host->state_dir, {.compact_journal_bytes = host->journal_compact_bytes});
-  if (check_only) {
-    auto state = store.load();
-    if (!state) return fatal(state.error());
-    std::printf("config %s ok; profile %s; state %s: %zu ports, %zu remotes\n", config.c_str(),
-                profile->name.c_str(), store.path().c_str(), state->ports.size(),
-                state->remotes.size());
-    return 0;
+// --check: the state loads too; one line says what was read.
+int checkOnly(const DaemonArgs& args, const LoadedConfig& cfg, offload::StateStore& store) {
+  auto state = store.load();
+  if (!state) return fatal(state.error());
+  std::printf("config %s ok; profile %s; state %s: %zu ports, %zu remotes\n", args.config.c_str(),
+              cfg.profile.name.c_str(), store.path().c_str(), state->ports.size(),
+              state->remotes.size());
+  return 0;
+}
+
+// One daemon per host, decided before any backend is opened: a second
+// instance must not adopt (and so rewrite) the first one's device.
+Result<std::vector<offload::InstanceLock>> takeInstanceLocks(const model::HostConfig& host) {
+  auto locks = offload::acquireInstanceLocks(host);
+  if (!locks) return locks.error();
+  if (auto alone = offload::control::ensureNoDaemonListens(host.socket_path); !alone)
+    return alone.error();
+  for (const auto& lock : *locks) spdlog::info("holding {}", lock.path());
+  return locks;
+}
+
+// Milliseconds since the backends started opening (the start-up log lines).
+class StartTimer {
+ public:
+  double ms() const {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_)
+        .count();
   }
 
-  // One daemon per host, decided before any backend is opened: a second
-  // instance must not adopt (and so rewrite) the first one's device.
-  auto locks = offload::acquireInstanceLocks(*host);
-  if (!locks) return fatal(locks.error());
-  if (auto alone = offload::control::ensureNoDaemonListens(host->socket_path); !alone)
-    return fatal(alone.error());
-  for (const auto& lock : *locks) spdlog::info("holding {}", lock.path());
+ private:
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+};
 
-  // A restart at fleet scale spends most of its time reading: the state
-  // (snapshot + journal), the flow device and the simulated PF. The three
-  // are independent, so the state and the simulated PF load on their own
-  // threads while the flow backend opens here. (A future's destructor waits
-  // for it: an early return below does not leave a thread behind.)
-  using StartClock = std::chrono::steady_clock;
-  const auto t_open = StartClock::now();
-  auto msSinceOpen = [&] {
-    return std::chrono::duration<double, std::milli>(StartClock::now() - t_open).count();
-  };
-  auto loading = std::async(std::launch::async, [&store, &msSinceOpen] {
-    auto state = store.load();
-    spdlog::debug("start: state read in {:.0f} ms", msSinceOpen());
-    return state;
-  });
-  std::future<Result<std::unique_ptr<offload::SimPf>>> sim_pf_opening;
-  if (host->nic_backend == model::NicBackendKind::kSim)
-    sim_pf_opening = std::async(std::launch::async, [&] {
-      auto sn = offload::SimPf::open({host->sim_device_dir + "/nic-" + host->uplink_pci, *profile,
-                                      host->uplink_pci,
-                                      host->uplink_netdev.empty() ? "simpf0" : host->uplink_netdev});
-      spdlog::debug("start: simulated PF opened in {:.0f} ms", msSinceOpen());
-      return sn;
-    });
-
-  // The flow backend (and, for DPDK, the EAL, which must outlive it: it is
-  // declared first, so it is destroyed last).
-  auto flow = offload::openFlowBackend(*host, *profile, {.persistent_sim = true});
-  if (!flow) return fatal(flow.error());
-  spdlog::debug("start: flow backend opened in {:.0f} ms", msSinceOpen());
-  std::unique_ptr<dpdk::Eal> eal = std::move(flow->eal);
-  for (const auto& note : flow->notes) spdlog::info("flow backend: {}", note);
+// The backends and what they lean on.
+struct OpenedBackends {
+  // The EAL of DPDK (flow or vDPA) outlives the backends that use it: it is
+  // declared first, so it is destroyed last.
+  std::unique_ptr<dpdk::Eal> eal;
+  // The simulated NIC keeps a /sys-shaped tree next to the simulated flow
+  // table; its nic and vdpa backends refer to it.
+  std::unique_ptr<offload::SimPf> sim_nic;
   offload::Backends backends;
+};
+
+using SimPfOpening = std::future<Result<std::unique_ptr<offload::SimPf>>>;
+
+// The flow backend, the software path, NIC management (SR-IOV, eswitch, VF
+// settings), vDPA devices and the route watcher. The simulated PF, opened on
+// its own thread (`sim_pf_opening`), is waited for here.
+Result<OpenedBackends> openBackends(const model::HostConfig& host, const model::HwProfile& profile,
+                                    SimPfOpening& sim_pf_opening, const StartTimer& timer) {
+  OpenedBackends opened;
+  auto flow = offload::openFlowBackend(host, profile, {.persistent_sim = true});
+  if (!flow) return flow.error();
+  spdlog::debug("start: flow backend opened in {:.0f} ms", timer.ms());
+  opened.eal = std::move(flow->eal);
+  for (const auto& note : flow->notes) spdlog::info("flow backend: {}", note);
+  auto& backends = opened.backends;
   backends.flow = std::move(flow->backend);
-  if (host->software_path == model::SoftwarePathKind::kKernel) {
-    auto sw = offload::openKernelSoftwarePath({.netns = host->kernel_netns});
-    if (!sw) return fatal(sw.error());
+  if (host.software_path == model::SoftwarePathKind::kKernel) {
+    auto sw = offload::openKernelSoftwarePath({.netns = host.kernel_netns});
+    if (!sw) return sw.error();
     backends.software_path = std::move(sw).value();
     spdlog::info("software path: kernel{}",
-                 host->kernel_netns.empty() ? "" : " in namespace " + host->kernel_netns);
+                 host.kernel_netns.empty() ? "" : " in namespace " + host.kernel_netns);
   }
 
-  // NIC management (SR-IOV, eswitch, VF settings) and vDPA devices. The
-  // simulated NIC keeps a /sys-shaped tree next to the simulated flow table.
-  std::unique_ptr<offload::SimPf> sim_nic;
-  if (host->nic_backend == model::NicBackendKind::kSim) {
+  if (host.nic_backend == model::NicBackendKind::kSim) {
     auto sn = sim_pf_opening.get();
-    if (!sn) return fatal(sn.error());
-    sim_nic = std::move(sn).value();
-    backends.nic = sim_nic->makeBackend();
+    if (!sn) return sn.error();
+    opened.sim_nic = std::move(sn).value();
+    backends.nic = opened.sim_nic->makeBackend();
   } else {
     offload::SysfsNicOptions no;
-    no.pf_pci = host->uplink_pci;
-    no.pf_netdev = host->uplink_netdev;
-    no.profile = *profile;
+    no.pf_pci = host.uplink_pci;
+    no.pf_netdev = host.uplink_netdev;
+    no.profile = profile;
     backends.nic = offload::makeSysfsNicBackend(no);
   }
-  switch (host->vdpa_backend) {
+  switch (host.vdpa_backend) {
     case model::VdpaKind::kNone:
       break;
     case model::VdpaKind::kSim:
-      if (!sim_nic)
-        return fatal(makeError(ErrorCode::kConflict, "backends.vdpa", "sim",
-                               "vDPA 'sim' needs backends.nic 'sim'"));
-      backends.vdpa = vdpa::makeSimVdpaBackend(*sim_nic);
+      if (!opened.sim_nic)
+        return makeError(ErrorCode::kConflict, "backends.vdpa", "sim",
+                         "vDPA 'sim' needs backends.nic 'sim'");
+      backends.vdpa = vdpa::makeSimVdpaBackend(*opened.sim_nic);
       break;
     case model::VdpaKind::kKernel: {
       vdpa::KernelVdpaOptions vo;
-      vo.pf_pci = host->uplink_pci;
-      vo.profile = *profile;
+      vo.pf_pci = host.uplink_pci;
+      vo.profile = profile;
       backends.vdpa = vdpa::makeKernelVdpaBackend(vo);
       break;
     }
@@ -204,73 +236,75 @@ int run(int argc, char** argv) {
       // vhost-user sockets served by this process, each attached to its VF's
       // mlx5 vDPA device, in the EAL of the DPDK flow backend when there is
       // one (an EAL starts once per process), else in one started here.
-      if (!eal) {
-        auto started = dpdk::Eal::start(dpdk::ealArguments(*host, "nicoffload"));
+      if (!opened.eal) {
+        auto started = dpdk::Eal::start(dpdk::ealArguments(host, "nicoffload"));
         if (!started) {
           Error e = started.error();
           e.message = "backends.vdpa dpdk: starting the DPDK EAL (dpdk.eal_args): " + e.message;
-          return fatal(e);
+          return e;
         }
-        eal = std::move(started).value();
+        opened.eal = std::move(started).value();
         spdlog::info("vdpa: DPDK EAL started for the vhost-user backend");
       }
       vdpa::DpdkVdpaOptions vo;
-      vo.pf_pci = host->uplink_pci;
-      vo.runtime_dir = vdpaRuntimeDir(*host);
-      vo.profile = *profile;
-      if (sim_nic) vo.sysfs_root = sim_nic->root();  // the VFs' addresses are the sim's
+      vo.pf_pci = host.uplink_pci;
+      vo.runtime_dir = vdpaRuntimeDir(host);
+      vo.profile = profile;
+      if (opened.sim_nic)
+        vo.sysfs_root = opened.sim_nic->root();  // the VFs' addresses are the sim's
       backends.vdpa = std::make_unique<vdpa::DpdkVdpaBackend>(vo);
       break;
     }
   }
-  spdlog::info("nic backend {}, vdpa backend {}", model::toString(host->nic_backend),
-               model::toString(host->vdpa_backend));
+  spdlog::info("nic backend {}, vdpa backend {}", model::toString(host.nic_backend),
+               model::toString(host.vdpa_backend));
 
-  if (host->learn_routes) {
+  if (host.learn_routes) {
     offload::RouteWatcherOptions ro;
-    ro.netns = host->kernel_netns;
-    ro.uplink = host->uplink_netdev;
-    ro.table = host->route_table;
-    ro.own_protocol = host->route_protocol;
-    ro.protocols = host->learn_protocols;
+    ro.netns = host.kernel_netns;
+    ro.uplink = host.uplink_netdev;
+    ro.table = host.route_table;
+    ro.own_protocol = host.route_protocol;
+    ro.protocols = host.learn_protocols;
     auto watcher = offload::RouteWatcher::open(ro);
-    if (!watcher) return fatal(watcher.error());
+    if (!watcher) return watcher.error();
     backends.routes = std::move(watcher).value();
     spdlog::info("routes: learning /32 routes of table {} through {} from the kernel{}",
-                 host->route_table, host->uplink_netdev,
-                 host->kernel_netns.empty() ? "" : " in namespace " + host->kernel_netns);
+                 host.route_table, host.uplink_netdev,
+                 host.kernel_netns.empty() ? "" : " in namespace " + host.kernel_netns);
   }
+  return opened;
+}
 
-  offload::ControllerOptions options;
-  options.reconcile_interval = std::chrono::milliseconds(host->reconcile_interval_ms);
-  auto loaded = loading.get();
-  if (!loaded) return fatal(loaded.error());
-  auto controller = offload::Controller::start(*host, *profile, std::move(backends),
-                                               std::move(store), options, std::move(*loaded));
-  if (!controller) return fatal(controller.error());
-
+// The control API on a root-only unix socket, which also wakes the loop for
+// the controller's route watcher.
+Result<std::unique_ptr<offload::control::Server>> openControlServer(
+    const model::HostConfig& host, offload::Controller& controller) {
   offload::control::Server::Options sopts;
-  sopts.socket_path = host->socket_path;
-  sopts.max_request_bytes = host->max_request_bytes;
+  sopts.socket_path = host.socket_path;
+  sopts.max_request_bytes = host.max_request_bytes;
   sopts.allowed_uids = {0};
   if (::geteuid() != 0) sopts.allowed_uids.push_back(::geteuid());
   auto server = offload::control::Server::open(sopts);
-  if (!server) return fatal(server.error());
-  if (const int fd = (*controller)->routeWatcherFd(); fd >= 0)
-    if (auto s = (*server)->watchFd(fd); !s) return fatal(s.error());
+  if (!server) return server.error();
+  if (const int fd = controller.routeWatcherFd(); fd >= 0)
+    if (auto s = (*server)->watchFd(fd); !s) return s.error();
+  return server;
+}
 
-  std::unique_ptr<offload::MetricsServer> metrics;
-  if (!host->metrics_listen.empty()) {
-    const auto colon = host->metrics_listen.rfind(':');
-    std::string mhost = host->metrics_listen.substr(0, colon);
-    if (mhost == "[::1]") mhost = "::1";
-    auto m =
-        offload::MetricsServer::start(mhost, std::stoi(host->metrics_listen.substr(colon + 1)));
-    if (!m) return fatal(m.error());
-    metrics = std::move(m).value();
-    spdlog::info("metrics on http://{}/metrics", host->metrics_listen);
-  }
+// The Prometheus endpoint on loopback; null when metrics_listen is empty.
+Result<std::unique_ptr<offload::MetricsServer>> startMetrics(const model::HostConfig& host) {
+  if (host.metrics_listen.empty()) return std::unique_ptr<offload::MetricsServer>();
+  const auto colon = host.metrics_listen.rfind(':');
+  std::string mhost = host.metrics_listen.substr(0, colon);
+  if (mhost == "[::1]") mhost = "::1";
+  auto m = offload::MetricsServer::start(mhost, std::stoi(host.metrics_listen.substr(colon + 1)));
+  if (!m) return m.error();
+  spdlog::info("metrics on http://{}/metrics", host.metrics_listen);
+  return m;
+}
 
+void installSignalHandlers() {
   struct sigaction sa {};
   sa.sa_handler = onSignal;
   sigemptyset(&sa.sa_mask);
@@ -278,11 +312,12 @@ int run(int argc, char** argv) {
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGHUP, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);
+}
 
-  spdlog::info("ready: control socket {} ({:.0f} ms after taking the locks)", host->socket_path,
-               msSinceOpen());
-  auto& ctl = **controller;
-  auto& srv = **server;
+// The loop, until SIGTERM or SIGINT: requests, bulk slices, learned routes,
+// the controller's tick, metrics.
+void serve(offload::Controller& ctl, offload::control::Server& srv,
+           offload::MetricsServer* metrics) {
   if (metrics) metrics->publish(ctl.metricsText(&srv.counters()));
   while (true) {
     const int sig = g_signal.exchange(0);
@@ -316,6 +351,65 @@ int run(int argc, char** argv) {
     ctl.tick();
     if (metrics) metrics->publish(ctl.metricsText(&srv.counters()));
   }
+}
+
+int run(int argc, char** argv) {
+  DaemonArgs args;
+  if (auto exit_status = parseOptions(argc, argv, args)) return *exit_status;
+  setUpLogging(args.log_level);
+
+  auto loaded_config = loadConfig(args);
+  if (!loaded_config) return fatal(loaded_config.error());
+  const model::HostConfig& host = loaded_config->host;
+  const model::HwProfile& profile = loaded_config->profile;
+
+  offload::StateStore store(host.state_dir, {.compact_journal_bytes = host.journal_compact_bytes});
+  if (args.check_only) return checkOnly(args, *loaded_config, store);
+
+  auto locks = takeInstanceLocks(host);
+  if (!locks) return fatal(locks.error());
+
+  // A restart at fleet scale spends most of its time reading: the state
+  // (snapshot + journal), the flow device and the simulated PF. The three
+  // are independent, so the state and the simulated PF load on their own
+  // threads while the flow backend opens here. (A future's destructor waits
+  // for it: an early return below does not leave a thread behind.)
+  const StartTimer timer;
+  auto loading = std::async(std::launch::async, [&store, &timer] {
+    auto state = store.load();
+    spdlog::debug("start: state read in {:.0f} ms", timer.ms());
+    return state;
+  });
+  SimPfOpening sim_pf_opening;
+  if (host.nic_backend == model::NicBackendKind::kSim)
+    sim_pf_opening = std::async(std::launch::async, [&] {
+      auto sn = offload::SimPf::open({host.sim_device_dir + "/nic-" + host.uplink_pci, profile,
+                                      host.uplink_pci,
+                                      host.uplink_netdev.empty() ? "simpf0" : host.uplink_netdev});
+      spdlog::debug("start: simulated PF opened in {:.0f} ms", timer.ms());
+      return sn;
+    });
+
+  auto opened = openBackends(host, profile, sim_pf_opening, timer);
+  if (!opened) return fatal(opened.error());
+
+  offload::ControllerOptions options;
+  options.reconcile_interval = std::chrono::milliseconds(host.reconcile_interval_ms);
+  auto loaded_state = loading.get();
+  if (!loaded_state) return fatal(loaded_state.error());
+  auto controller = offload::Controller::start(host, profile, std::move(opened->backends),
+                                               std::move(store), options, std::move(*loaded_state));
+  if (!controller) return fatal(controller.error());
+
+  auto server = openControlServer(host, **controller);
+  if (!server) return fatal(server.error());
+  auto metrics = startMetrics(host);
+  if (!metrics) return fatal(metrics.error());
+
+  installSignalHandlers();
+  spdlog::info("ready: control socket {} ({:.0f} ms after taking the locks)", host.socket_path,
+               timer.ms());
+  serve(**controller, **server, metrics->get());
   spdlog::info("stopping; installed state stays in place and is adopted at the next start");
   return 0;
 }
