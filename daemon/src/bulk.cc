@@ -380,14 +380,14 @@ bool Controller::stepSync(BulkJob& job, SteadyClock::time_point deadline,
       return reply(control::errorReply(e));
     }
     ++counters_.state_saves;
-    job.failures += pass->failures;
+    // Each slice's failures are in failures_ (or the pass entry) now.
+    scheduleRetry(*pass, false);
     job.applied += n;
     done += n;
     if (done >= per_slice || sliceOver(job, deadline)) break;
   }
   if (store_.compactionDue()) compactState();
   if (job.applied < job.to_apply.size()) return false;
-  scheduleRetry(job.failures > 0);
   // A removed remote whose address the kernel routes comes back as learned.
   std::swap(touched_remotes_, job.touched_remotes);
   reinstateLearned();

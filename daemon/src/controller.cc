@@ -29,7 +29,8 @@ Controller::Controller(model::HostConfig host, model::HwProfile profile, Backend
       backends_(std::move(backends)),
       store_(std::move(store)),
       options_(std::move(options)),
-      vf_pool_(host_.uplink_pci, host_.vf_count) {
+      vf_pool_(host_.uplink_pci, host_.vf_count),
+      failures_(options_.retry_min, options_.retry_max) {
   applier_ = std::make_unique<flowrules::HwApplier>(std::move(backends_.flow));
   planner_ = std::make_unique<flowrules::OwnerPlanner>(host_, profile_);
   intent_.host = host_;
@@ -123,7 +124,7 @@ Result<std::unique_ptr<Controller>> Controller::start(model::HostConfig host,
                  adopted.adopted, adopted.destroyed);
   // Just adopted from the device: no need to ask it again rule by rule.
   const auto pass = c->reconcile(false);
-  c->scheduleRetry(pass.failures > 0);
+  c->scheduleRetry(pass, true);
   // A fresh pool fills to its size; one adopted from a run before follows
   // the low-water rule, so that a restart with nothing changed makes no
   // device operation.
@@ -189,7 +190,9 @@ json Controller::internalErrorReply(const json& request, const std::string& what
   spdlog::error("internal error in {}: {}", name.empty() ? "a request" : printable(name),
                 e.message);
   // Whatever it interrupted (a pass half-way, say): check every backend again soon.
-  scheduleRetry(true);
+  PassResult interrupted;
+  interrupted.unowned(e);
+  scheduleRetry(interrupted, false);
   return control::errorReply(e);
 }
 
@@ -295,7 +298,7 @@ void Controller::handleBatch(const std::vector<control::Request>& batch,
       if (store_.compactionDue()) compactState();
     }
     if (reconcile_error) std::rethrow_exception(reconcile_error);
-    if (pass) scheduleRetry(pass->failures > 0);
+    if (pass) scheduleRetry(*pass, false);
   }
   undo_.clear();
   // A large batch (a remote.sync of 100 k) leaves megabytes of parsed
@@ -342,15 +345,14 @@ void Controller::tick() {
     if (now >= next_full_) {
       next_full_ = now + options_.reconcile_interval;
       startFullPass(true);
-    } else if (now >= next_retry_) {
+    } else if (now >= failures_.nextRetry()) {
       ++counters_.retries;
-      next_retry_ = SteadyClock::time_point::max();
       startFullPass(true);
     } else {
       return;
     }
   }
-  if (auto pass = stepFullPass(!options_.background_full_pass)) scheduleRetry(pass->failures > 0);
+  if (auto pass = stepFullPass(!options_.background_full_pass)) scheduleRetry(*pass, true);
 }
 
 std::chrono::milliseconds Controller::untilNextTick() const {
@@ -359,7 +361,7 @@ std::chrono::milliseconds Controller::untilNextTick() const {
   if (poolWantsWork()) return std::chrono::milliseconds(0);
   if (traffic_sweep_) return std::chrono::milliseconds(1);  // its next slice, or its worker's dump
   const auto now = options_.now();
-  const auto next = std::min({next_full_, next_retry_, next_claim_, nextTrafficWork()});
+  const auto next = std::min({next_full_, failures_.nextRetry(), next_claim_, nextTrafficWork()});
   if (next <= now) return std::chrono::milliseconds(0);
   return std::chrono::duration_cast<std::chrono::milliseconds>(next - now);
 }
@@ -399,7 +401,14 @@ std::string Controller::metricsText(const control::ServerCounters* server) const
   m.set("nicoffload_software_path_failures_total", "", static_cast<double>(counters_.sw_failures));
   m.describe("nicoffload_software_path_objects_failed", "gauge",
              "Kernel objects failing now (retried).");
-  m.set("nicoffload_software_path_objects_failed", "", static_cast<double>(sw_failures_.size()));
+  m.set("nicoffload_software_path_objects_failed", "",
+        static_cast<double>(failures_.count(FailureBook::Kind::kKernel)));
+  m.describe("nicoffload_failing_objects", "gauge",
+             "Objects whose last attempt failed, by kind (each retried with its own backoff).");
+  for (const auto kind : {FailureBook::Kind::kKernel, FailureBook::Kind::kDevice,
+                          FailureBook::Kind::kPool, FailureBook::Kind::kPass})
+    m.set("nicoffload_failing_objects", "kind=\"" + std::string(toString(kind)) + "\"",
+          static_cast<double>(failures_.count(kind)));
   m.describe("nicoffload_device_operations_total", "counter",
              "NIC (VF settings) and vDPA operations.");
   m.set("nicoffload_device_operations_total", "backend=\"nic\"",

@@ -98,7 +98,10 @@ struct Controller::FullPass {
   std::unordered_set<Ipv4Addr> addresses;
   std::unordered_set<std::string> devices;
   bool derived = false;  // a VNI or a remote VTEP appeared or vanished
+  // Failures of those batches no object owns: carried into the pass's
+  // result, so that their retry is kept.
   std::size_t batch_failures = 0;
+  std::optional<Error> batch_error;
   bool copied = false;  // the worker's copy was taken: record what batches touch
   SteadyClock::time_point started;
   std::uint64_t generation = 0;  // the controller's generation_ when the pass started
@@ -126,7 +129,6 @@ struct Controller::BulkJob {
   std::unordered_map<Ipv4Addr, std::optional<model::RemoteEndpoint>> touched_remotes;
   std::vector<Ipv4Addr> to_apply;  // touched_remotes' keys, reconciled in slices
   std::size_t applied = 0;
-  std::size_t failures = 0;
 
   // --- an unpaginated (or very large) `rules` read: the intent's owners as
   // they were when it arrived, rendered in slices into the reply's text.

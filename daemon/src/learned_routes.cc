@@ -283,7 +283,7 @@ void Controller::applyRouteEvents(const RouteEvents& events, bool reconcile_now)
   journal_.clear();  // never persisted: the kernel is the source
   if (!touched_remotes_.empty() && reconcile_now) {
     const auto pass = reconcileTouched();
-    scheduleRetry(pass.failures > 0);
+    scheduleRetry(pass, false);
   }
   previous_planner_.reset();
   undo_.clear();
@@ -308,7 +308,7 @@ void Controller::reinstateLearned() {
   journal_.clear();
   if (!touched_remotes_.empty()) {
     const auto pass = reconcileTouched();
-    scheduleRetry(pass.failures > 0);
+    scheduleRetry(pass, false);
   }
   undo_.clear();
 }

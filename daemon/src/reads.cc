@@ -37,16 +37,7 @@ json Controller::portJson(const model::Port& port, bool rule_list) const {
                                           : flowrules::describeReason(r.reason, profile_)}});
     }
   }
-  json sw_objects = json::array();
-  std::size_t sw_failed = 0;
-  const std::string rep = port.representorName();
-  for (const auto& [object, error] : sw_failures_) {
-    if (object.find(" " + rep) == std::string::npos &&
-        object.find("/" + rep + "/") == std::string::npos)
-      continue;
-    ++sw_failed;
-    sw_objects.push_back({{"object", object}, {"error", control::errorJson(error)}});
-  }
+  json sw_objects = portFailuresJson(port);
   json devices = json::object();
   const vdpa::VdpaDevice* dev = port.vf ? deviceOnVf(*port.vf) : nullptr;
   if (dev && vdpa::effectiveKind(host_, port) != model::VdpaKind::kNone)
@@ -55,15 +46,7 @@ json Controller::portJson(const model::Port& port, bool rule_list) const {
         {"path", dev->vhost_vdpa_path.empty() ? dev->socket_path : dev->vhost_vdpa_path},
         {"kind", dev->vhost_vdpa_path.empty() ? "vhostuser" : "vdpa"},
         {"link", portLinkPath(port.key)}};
-  const std::string vf_text = port.vf ? std::to_string(*port.vf) : std::string();
-  for (const auto& what : {port.vf ? "vdpa vf " + vf_text : std::string(),
-                           port.vf ? "vf " + vf_text : std::string()}) {
-    if (auto it = device_failures_.find(what); !what.empty() && it != device_failures_.end()) {
-      ++sw_failed;
-      sw_objects.push_back({{"object", what}, {"error", control::errorJson(it->second)}});
-    }
-  }
-  const bool degraded = sw_failed > 0;
+  const bool degraded = !sw_objects.empty();
   json out = {{"port", model::toJson(port)},
               {"state", degraded ? "degraded" : "installed"},
               {"devices", devices},
@@ -74,6 +57,31 @@ json Controller::portJson(const model::Port& port, bool rule_list) const {
                                   : json{{"hw", hw}, {"sw", sw}, {"device_refusals", errors}}},
               {"software_path_failures", sw_objects}};
   if (port.tentative_until_ms) out["tentative"] = claimJson(port);
+  return out;
+}
+
+// The kernel objects that name the port's representor ("... dev rep3 ...",
+// "sysctl net/ipv4/conf/rep3/..."), its VF and its vDPA device.
+json Controller::portFailuresJson(const model::Port& port) const {
+  json out = json::array();
+  const auto now = options_.now();
+  const std::string rep = port.representorName();
+  for (const auto& [object, entry] : failures_.entries()) {
+    if (entry.kind != FailureBook::Kind::kKernel) continue;
+    const bool names_rep = object.find("/" + rep + "/") != std::string::npos ||
+                           [&] {
+                             const auto at = object.find(" " + rep);
+                             if (at == std::string::npos) return false;
+                             const auto end = at + 1 + rep.size();
+                             return end == object.size() || object[end] == ' ';
+                           }();
+    if (names_rep) out.push_back(FailureBook::toJson(object, entry, now));
+  }
+  if (port.vf) {
+    const std::string vf = std::to_string(*port.vf);
+    for (const auto& object : {"vdpa vf " + vf, "vf " + vf})
+      if (const auto* entry = failures_.find(object)) out.push_back(FailureBook::toJson(object, *entry, now));
+  }
   return out;
 }
 
@@ -188,7 +196,9 @@ json Controller::statusJson() const {
             {"free", vf_pool_.freeCount()}}},
           {"vdpa_pool", poolJson()},
           {"rules", {{"hw", c.hw}, {"sw", c.sw}, {"refused", c.refused()}}},
-          {"software_path", {{"objects", sw_objects_}, {"failed", sw_failures_.size()}}},
+          {"software_path",
+           {{"objects", sw_objects_}, {"failed", failures_.count(FailureBook::Kind::kKernel)}}},
+          {"failures", failures_.summaryJson(options_.now(), kFailuresListed)},
           {"last_pass", last_pass_summary_},
           {"routes", learnedStatusJson()},
           {"full_pass_running", full_pass_ != nullptr},
@@ -354,7 +364,7 @@ Result<json> Controller::readCounters(const json& req) {
           {"software_path",
            {{"operations", counters_.sw_ops},
             {"failures", counters_.sw_failures},
-            {"objects_failed_now", sw_failures_.size()}}},
+            {"objects_failed_now", failures_.count(FailureBook::Kind::kKernel)}}},
           {"nic",
            {{"managed", backends_.nic != nullptr},
             {"operations", counters_.nic_ops},

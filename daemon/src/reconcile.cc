@@ -54,8 +54,9 @@ std::size_t Controller::driveKernel(const SwChanges& changes, PassResult& result
     for (const auto& f : r->failures) {
       ++counters_.sw_failures;
       ++result.failures;
+      ++result.owned;
       ++failed;
-      sw_failures_[f.object] = f.error;
+      failures_.failed(FailureBook::Kind::kKernel, f.object, f.error, options_.now());
       spdlog::error("software path: {}: {}", f.object, f.error.message);
     }
   return failed;
@@ -63,7 +64,7 @@ std::size_t Controller::driveKernel(const SwChanges& changes, PassResult& result
 
 void Controller::noteFlowReport(const flowrules::HwApplyReport& hw, PassResult& result) {
   for (const auto& e : hw.failures) {
-    ++result.failures;
+    result.unowned(e);
     spdlog::error("flow: {}", e.describe());
   }
   if (hw.created || hw.destroyed || hw.refused)
@@ -174,6 +175,7 @@ std::optional<Controller::PassResult> Controller::stepFullPass(bool inline_all) 
     quiet_in_a_row_ = 0;
     pass.phase = FullPass::Phase::kCompute;
     pass.copied = true;
+    failures_.beginSweep(FailureBook::Kind::kKernel);
     SoftwarePath* path = backends_.software_path.get();
     const ReadBackScope scope{host_.route_table, host_.route_protocol};
     if (inline_all || !options_.background_full_pass) {
@@ -215,7 +217,7 @@ std::optional<Controller::PassResult> Controller::stepFullPass(bool inline_all) 
 // repair leaves it alone.
 void Controller::noteTouchedDuringFullPass(const flowrules::SoftwarePathState& sw_old,
                                            const flowrules::SoftwarePathState& sw_new, bool derived,
-                                           std::size_t failures) {
+                                           const PassResult& result) {
   if (!full_pass_ || !full_pass_->copied) return;
   auto& pass = *full_pass_;
   for (const auto& [key, before] : touched_ports_) {
@@ -234,7 +236,8 @@ void Controller::noteTouchedDuringFullPass(const flowrules::SoftwarePathState& s
   for (const auto* s : {&sw_old, &sw_new})
     for (const auto& r : s->routes) pass.addresses.insert(r.dst.addr);
   pass.derived = pass.derived || derived;
-  pass.batch_failures += failures;
+  pass.batch_failures += result.failures - result.owned;
+  if (!pass.batch_error && result.unowned_error) pass.batch_error = result.unowned_error;
 }
 
 Controller::PassResult Controller::quietFullPass() {
@@ -266,7 +269,7 @@ Controller::PassResult Controller::repairFullPass(FullPassComputed computed) {
   if (!computed.planned) {
     // The intent was admitted piece by piece; a plan error here is a bug.
     spdlog::error("plan failed: {}", computed.planned.error().describe());
-    result.failures = 1;
+    result.unowned(computed.planned.error());
     last_pass_summary_ = "plan failed: " + computed.planned.error().describe();
     return result;
   }
@@ -298,7 +301,7 @@ Controller::PassResult Controller::repairFullPass(FullPassComputed computed) {
   }
 
   if (computed.read_back_error) {
-    ++result.failures;
+    result.unowned(*computed.read_back_error);
     spdlog::error("software path read-back: {}", computed.read_back_error->describe());
   } else if (computed.sw && backends_.software_path) {
     auto skipDev = [&](std::string_view dev) {
@@ -316,14 +319,18 @@ Controller::PassResult Controller::repairFullPass(FullPassComputed computed) {
     };
     keep(computed.sw->apply);
     keep(computed.sw->remove);
-    sw_failures_.clear();
     const std::size_t changes = computed.sw->apply.size() + computed.sw->remove.size();
     if (changes) {
       const auto failed = driveKernel(*computed.sw, result);
       spdlog::info("software path: {} objects repaired ({} failed)", changes, failed);
     }
+    // The read-back covered every kernel object: what did not fail again
+    // since the pass took its copy is in place.
+    if (const auto gone = failures_.endSweep(FailureBook::Kind::kKernel))
+      spdlog::info("software path: {} objects that had failed are in place now", gone);
   }
   result.failures += pass.batch_failures;  // keep their retry
+  if (!result.unowned_error && pass.batch_error) result.unowned_error = pass.batch_error;
   reconcileDevices(result, nullptr);
   // Clean: nothing to repair, nothing failed, no batch meanwhile. The next
   // pass may then skip its plan (stepFullPass).
@@ -337,7 +344,7 @@ Controller::PassResult Controller::repairFullPass(FullPassComputed computed) {
   const auto& c = applier_->counters();
   last_pass_summary_ = "full pass: rules hw " + std::to_string(c.hw) + ", sw " +
                        std::to_string(c.sw) + "; kernel objects " + std::to_string(sw_objects_) +
-                       ", failed " + std::to_string(sw_failures_.size()) + "; took " +
+                       ", failed " + std::to_string(failures_.count(FailureBook::Kind::kKernel)) + "; took " +
                        std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
                                           SteadyClock::now() - pass.started)
                                           .count()) +
@@ -524,11 +531,11 @@ Controller::PassResult Controller::reconcileTouched() {
     }
   }
   reconcileDevices(result, &touched_ports_);
-  noteTouchedDuringFullPass(sw_old, sw_new, derived, result.failures);
+  noteTouchedDuringFullPass(sw_old, sw_new, derived, result);
   const auto& c = applier_->counters();
   last_pass_summary_ = "incremental pass: rules hw " + std::to_string(c.hw) + ", sw " +
                        std::to_string(c.sw) + "; kernel objects " + std::to_string(sw_objects_) +
-                       ", failed " + std::to_string(sw_failures_.size());
+                       ", failed " + std::to_string(failures_.count(FailureBook::Kind::kKernel));
   return result;
 }
 
@@ -548,23 +555,23 @@ void Controller::reconcileDevices(PassResult& result, const TouchedPorts* touche
       want_vfs[*now->vf] = now->mac;
       if (auto spec = flowrules::planVdpaDevice(host_, *now)) want_devices[spec->name] = *spec;
     }
-    for (const auto vf : vf_scope) {
-      device_failures_.erase("vf " + std::to_string(vf));
-      device_failures_.erase("vdpa vf " + std::to_string(vf));
-    }
   } else {
     flowrules::DesiredState devices;
     flowrules::planDevices(intent_, devices);
     for (const auto& v : devices.vfs) want_vfs[v.vf] = v.mac;
     for (auto& d : devices.vdpa_devices) want_devices[d.name] = std::move(d);
-    device_failures_.clear();
     pool_failed_vfs_.clear();  // a full pass tries them again
+    failures_.beginSweep(FailureBook::Kind::kPool);
+    failures_.endSweep(FailureBook::Kind::kPool);  // and forgets why they failed
   }
   pool_stalled_ = false;  // VFs may have freed up: the pool may refill
+  // The VFs and devices looked at: what does not fail again is in place.
+  failures_.beginSweep(FailureBook::Kind::kDevice);
   const FailFn failed = [&](const std::string& what, const Error& e, std::uint64_t& counter) {
     ++counter;
     ++result.failures;
-    device_failures_[what] = e;
+    ++result.owned;
+    failures_.failed(FailureBook::Kind::kDevice, what, e, options_.now());
     spdlog::error("{}: {}", what, e.describe());
   };
   if (backends_.nic) {
@@ -598,6 +605,17 @@ void Controller::reconcileDevices(PassResult& result, const TouchedPorts* touche
     }
   }
   if (backends_.vdpa) reconcileVdpa(want_devices, touched ? &vf_scope : nullptr, failed);
+  if (!touched) {
+    failures_.endSweep(FailureBook::Kind::kDevice);
+    return;
+  }
+  std::set<std::string> looked_at;
+  for (const auto vf : vf_scope) {
+    looked_at.insert("vf " + std::to_string(vf));
+    looked_at.insert("vdpa vf " + std::to_string(vf));
+  }
+  failures_.endSweep(FailureBook::Kind::kDevice,
+                     [&](const std::string& object) { return looked_at.count(object) > 0; });
 }
 
 bool Controller::poolEnabled() const {
@@ -823,11 +841,13 @@ void Controller::refillPool(std::size_t max_creates) {
     if (!dev) {
       ++counters_.vdpa_failures;
       pool_failed_vfs_.insert(vf);  // not retried before the next full pass
-      device_failures_["vdpa vf " + std::to_string(vf)] = dev.error();
+      failures_.failed(FailureBook::Kind::kPool, "vdpa vf " + std::to_string(vf), dev.error(),
+                       options_.now());
       spdlog::error("vdpa pool: making {} on vf {}: {}", spec.name, vf, dev.error().describe());
       continue;
     }
     ++counters_.vdpa_pool_refills;
+    failures_.cleared("vdpa vf " + std::to_string(vf));
     holdDevice(std::move(dev).value());
     pool_vfs_.insert(vf);
   }
@@ -902,19 +922,25 @@ void Controller::removePortLink(const model::PortKey& key) {
   (void)::unlink(portLinkPath(key).c_str());
 }
 
-void Controller::scheduleRetry(bool failed) {
-  if (!failed) {
-    consecutive_failures_ = 0;
-    backoff_ = std::chrono::milliseconds(0);
-    next_retry_ = SteadyClock::time_point::max();
-    return;
+void Controller::scheduleRetry(const PassResult& pass, bool full) {
+  const auto now = options_.now();
+  const std::string pass_object(FailureBook::kPassObject);
+  if (pass.failures > pass.owned) {
+    failures_.failed(FailureBook::Kind::kPass, pass_object,
+                     pass.unowned_error.value_or(makeError(ErrorCode::kInternal, "", "",
+                                                           "a pass failed")),
+                     now);
+  } else if (full) {
+    failures_.cleared(pass_object);  // a full pass tried everything again
   }
-  ++consecutive_failures_;
-  backoff_ =
-      backoff_.count() == 0 ? options_.retry_min : std::min(backoff_ * 2, options_.retry_max);
-  next_retry_ = options_.now() + backoff_;
-  spdlog::warn("reconcile left failures; retry #{} in {} ms", consecutive_failures_,
-               backoff_.count());
+  if (full) failures_.postponeDue(now);
+  if (pass.failures == 0) return;
+  const auto next = failures_.nextRetry();
+  spdlog::warn("reconcile left {} failures; {} objects failing; next retry in {} ms",
+               pass.failures, failures_.size(),
+               next == SteadyClock::time_point::max()
+                   ? -1
+                   : std::chrono::duration_cast<std::chrono::milliseconds>(next - now).count());
 }
 
 void Controller::requestFullPass() {
@@ -933,7 +959,7 @@ json Controller::reconcileAll() {
     }
   }
   const auto pass = reconcile(true);
-  scheduleRetry(pass.failures > 0);
+  scheduleRetry(pass, true);
   next_full_ = options_.now() + options_.reconcile_interval;
   return {{"failures", pass.failures}, {"summary", last_pass_summary_}};
 }

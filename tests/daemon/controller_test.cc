@@ -326,6 +326,60 @@ TEST(Controller, KernelFailureRetriesWithExponentialBackoff) {
   EXPECT_TRUE(f.sw->hasRoute("10.0.3.1/32", "rep3"));
 }
 
+// A backoff per object: a port whose kernel objects have failed for a while
+// does not delay the retry of one that failed a moment ago; port.get and
+// status show each object's attempts and retry time.
+TEST(Controller, EachFailingObjectKeepsItsOwnBackoff) {
+  Fixture f;
+  f.start();
+  f.sw->failNext("rep3", 1000);  // port 3's 7 objects fail on every attempt
+  ASSERT_TRUE(f.call({{"op", "port.add"}, {"port", Fixture::port(3)}})["ok"]);
+  for (const auto step : {100, 200, 400}) {
+    ASSERT_EQ(f.ctl->untilNextTick(), milliseconds(step));
+    f.now += milliseconds(step);
+    f.ctl->tick();
+  }
+  EXPECT_EQ(f.ctl->untilNextTick(), milliseconds(800)) << "port 3's objects: at the ceiling";
+  f.sw->failNext("rep4", 7);  // port 4's objects fail once
+  auto r = f.call({{"op", "port.add"}, {"port", Fixture::port(4)}});
+  ASSERT_TRUE(r["ok"]) << r.dump();
+  EXPECT_EQ(r["result"]["status"]["state"], "degraded");
+  EXPECT_EQ(f.ctl->untilNextTick(), milliseconds(100))
+      << "a fresh failure is retried after retry_min, whatever port 3 waits for";
+  auto g3 = f.call({{"op", "port.get"}, {"vm", Fixture::port(3)["vm"]}, {"nic", 0}});
+  const auto& failing3 = g3["result"]["software_path_failures"];
+  ASSERT_EQ(failing3.size(), 7u) << g3.dump(1);
+  for (const auto& o : failing3) {
+    EXPECT_EQ(o["attempts"], 4) << o.dump();
+    EXPECT_EQ(o["retry_in_ms"], 800) << o.dump();
+    EXPECT_EQ(o["failing_for_ms"], 700) << o.dump();
+    EXPECT_NE(o["object"].get<std::string>().find("rep3"), std::string::npos) << o.dump();
+  }
+  auto g4 = f.call({{"op", "port.get"}, {"vm", Fixture::port(4)["vm"]}, {"nic", 0}});
+  ASSERT_EQ(g4["result"]["software_path_failures"].size(), 7u) << g4.dump(1);
+  EXPECT_EQ(g4["result"]["software_path_failures"][0]["attempts"], 1);
+  EXPECT_EQ(g4["result"]["software_path_failures"][0]["retry_in_ms"], 100);
+  auto st = f.call({{"op", "status"}});
+  EXPECT_EQ(st["result"]["failures"]["objects"], 14) << st["result"]["failures"].dump(1);
+  EXPECT_EQ(st["result"]["failures"]["kernel"], 14);
+  EXPECT_EQ(st["result"]["failures"]["next_retry_in_ms"], 100);
+  EXPECT_EQ(st["result"]["failures"]["oldest"][0]["object"].get<std::string>().find("rep3") !=
+                std::string::npos,
+            true)
+      << "the longest failing first";
+  // The retry pass tries every failed object; the kernel takes them all now.
+  f.now += milliseconds(100);
+  f.ctl->tick();
+  for (const int i : {3, 4}) {
+    auto g = f.call({{"op", "port.get"}, {"vm", Fixture::port(i)["vm"]}, {"nic", 0}});
+    EXPECT_EQ(g["result"]["state"], "installed") << g.dump(1);
+  }
+  st = f.call({{"op", "status"}});
+  EXPECT_EQ(st["result"]["failures"]["objects"], 0) << st.dump(1);
+  EXPECT_TRUE(st["result"]["failures"]["next_retry_in_ms"].is_null());
+  EXPECT_EQ(f.ctl->untilNextTick(), milliseconds(60000 - 800)) << "only the periodic pass is due";
+}
+
 TEST(Controller, DeleteOfWhatIsGoneSucceeds) {
   Fixture f;
   f.start();

@@ -11,8 +11,9 @@
 // holds. Hardware rules go through HwApplier (validate before create;
 // refusals placed in software with the device's reason; safe order). The
 // kernel software path is diffed against what was last read back. Failures
-// are retried with exponential backoff; a periodic full pass re-reads every
-// backend, reinstalls what vanished and removes what nobody asked for.
+// are kept per object (FailureBook), each retried with its own exponential
+// backoff; a periodic full pass re-reads every backend, reinstalls what
+// vanished and removes what nobody asked for.
 #pragma once
 
 #include <chrono>
@@ -41,6 +42,7 @@
 #include "nicoffload/model/intent.h"
 #include "nicoffload/model/parse.h"
 #include "nicoffload/daemon/control.h"
+#include "nicoffload/daemon/failure_book.h"
 #include "nicoffload/daemon/metrics.h"
 #include "nicoffload/offload/nic_backend.h"
 #include "nicoffload/offload/route_watcher.h"
@@ -381,7 +383,12 @@ class Controller {
   // Plans the intent and drives every backend; full = re-read the kernel first.
   struct PassResult {
     std::size_t failures = 0;
-    std::vector<std::string> messages;
+    std::size_t owned = 0;               // of `failures`: kept in failures_ under their object
+    std::optional<Error> unowned_error;  // the first failure no object owns
+    void unowned(const Error& e) {
+      ++failures;
+      if (!unowned_error) unowned_error = e;
+    }
   };
   // A full pass, inline; verify: check first that the device still holds
   // every hardware rule.
@@ -397,7 +404,7 @@ class Controller {
   PassResult repairFullPass(FullPassComputed computed);
   void noteTouchedDuringFullPass(const flowrules::SoftwarePathState& sw_old,
                                  const flowrules::SoftwarePathState& sw_new, bool derived,
-                                 std::size_t failures);
+                                 const PassResult& result);
   std::unique_ptr<FullPass> full_pass_;
   PassResult quietFullPass();
   // Bumped by every batch that changed the intent; a full pass that found
@@ -411,7 +418,11 @@ class Controller {
   PassResult reconcileTouched();
   // Whether plan() couples owners now (coupling_).
   bool coupled() const;
-  void scheduleRetry(bool failed);
+  // After a pass (full: a full pass, which tried every failed object):
+  // failures no object owns go to FailureBook::kPassObject (a full pass
+  // without any clears it), and the next retry pass is due at the
+  // earliest object's retry time.
+  void scheduleRetry(const PassResult& pass, bool full);
   std::size_t driveKernel(const SwChanges& changes, PassResult& result);
   void noteFlowReport(const flowrules::HwApplyReport& hw, PassResult& result);
   void compactState();  // a snapshot of the intent, written in the background
@@ -438,10 +449,8 @@ class Controller {
   std::unordered_map<std::uint64_t, std::uint32_t> vtep_refs_;  // VXLAN: remotes per (VNI, VTEP)
   std::size_t sw_objects_ = 0;                                  // kernel objects desired
   vdpa::VfPool vf_pool_;  // which port holds which VF; persisted with the intent
-  std::map<std::string, Error> sw_failures_;  // object -> last error (kernel path)
   std::map<std::uint16_t, MacAddr> vf_macs_;  // VF MACs the NIC holds (set by us or read back)
   std::map<std::string, vdpa::VdpaDevice> vdpa_devices_;  // by device name, as created / read back
-  std::map<std::string, Error> device_failures_;          // "vf 3" / "vdpa nfo..." -> last error
   using TouchedPorts = std::map<model::PortKey, std::optional<model::Port>>;
   void reconcileDevices(PassResult& result, const TouchedPorts* touched);
   using FailFn = std::function<void(const std::string&, const Error&, std::uint64_t&)>;
@@ -526,9 +535,13 @@ class Controller {
 
   SteadyClock::time_point started_;
   SteadyClock::time_point next_full_;
-  SteadyClock::time_point next_retry_ = SteadyClock::time_point::max();
-  std::chrono::milliseconds backoff_{0};
-  std::size_t consecutive_failures_ = 0;
+  // Every object that failed, with its error, attempts and retry time: the
+  // kernel path's objects, VFs, vDPA devices (failure_book.h).
+  FailureBook failures_;
+  static constexpr std::size_t kFailuresListed = 20;  // status: the oldest failures shown
+  // The failures of `port` (its representor's kernel objects, its VF and
+  // vDPA device), as port.get lists them.
+  nlohmann::json portFailuresJson(const model::Port& port) const;
   std::string last_pass_summary_;
   Counters counters_;
 };
