@@ -199,10 +199,7 @@ Result<json> Controller::admitPortAdd(const json& request) {
   const auto held = vf_pool_.vfOf(port.key);
   // A port whose device the pool can give (its vDPA kind, the pool's MTU,
   // one queue pair) takes a VF that has a ready device.
-  const bool pool_fits = poolEnabled() && !pool_vfs_.empty() &&
-                         vdpa::effectiveKind(host_, port) == backends_.vdpa->kind() &&
-                         port.mtu == host_.vdpa_pool_mtu && port.queues == 1;
-  auto vf = vf_pool_.assign(port.key, port.vf, pool_fits ? &pool_vfs_ : nullptr);
+  auto vf = vf_pool_.assign(port.key, port.vf, vdpa_.readyFor(port));
   if (!vf) {
     Error e = vf.error();
     e.field = "port.vf";

@@ -30,7 +30,8 @@ Controller::Controller(model::HostConfig host, model::HwProfile profile, Backend
       store_(std::move(store)),
       options_(std::move(options)),
       vf_pool_(host_.uplink_pci, host_.vf_count),
-      failures_(options_.retry_min, options_.retry_max) {
+      failures_(options_.retry_min, options_.retry_max),
+      vdpa_(host_, backends_.vdpa.get(), failures_, [this] { return options_.now(); }) {
   applier_ = std::make_unique<flowrules::HwApplier>(std::move(backends_.flow));
   planner_ = std::make_unique<flowrules::OwnerPlanner>(host_, profile_);
   intent_.host = host_;
@@ -114,7 +115,7 @@ Result<std::unique_ptr<Controller>> Controller::start(model::HostConfig host,
   if (c->backends_.vdpa) {
     if (auto held = c->backends_.vdpa->list())
       for (auto& d : *held)
-        if (d.name.rfind("nfo", 0) == 0) c->holdDevice(d);
+        if (d.name.rfind("nfo", 0) == 0) c->vdpa_.adopt(d);
   }
   // What the devices already hold (a restart): adopt it, so that nothing is
   // installed twice and nothing unchanged is touched.
@@ -128,7 +129,7 @@ Result<std::unique_ptr<Controller>> Controller::start(model::HostConfig host,
   // A fresh pool fills to its size; one adopted from a run before follows
   // the low-water rule, so that a restart with nothing changed makes no
   // device operation.
-  c->pool_fill_at_start_ = c->pool_vfs_.empty();
+  c->vdpa_.startDone();
   // Tentative ports held across the restart: the first tick() looks at them.
   if (c->tentativeCount() > 0) c->next_claim_ = c->started_;
   return c;
@@ -330,6 +331,17 @@ void Controller::handleBatch(const std::vector<control::Request>& batch,
         Micros(SteadyClock::now() - (changed ? t_persisted : t_admitted)).count());
 }
 
+Controller::Counters Controller::counters() const {
+  Counters c = counters_;
+  const auto& v = vdpa_.counters();
+  c.vdpa_ops = v.ops;
+  c.vdpa_failures = v.failures;
+  c.vdpa_pool_claims = v.pool_claims;
+  c.vdpa_pool_misses = v.pool_misses;
+  c.vdpa_pool_refills = v.pool_refills;
+  return c;
+}
+
 Controller::~Controller() { full_pass_.reset(); }  // before the backends its worker uses
 
 void Controller::tick() {
@@ -340,7 +352,7 @@ void Controller::tick() {
   if (now >= next_claim_) expireClaims();
   stepTraffic(now);
   // The warm vDPA pool refills between requests, a few devices per turn.
-  if (!full_pass_ && poolWantsWork()) refillPool(kPoolCreatesPerTick);
+  if (!full_pass_ && vdpa_.wantsWork()) vdpa_.refill(kPoolCreatesPerTick, vf_pool_);
   if (!full_pass_) {
     if (now >= next_full_) {
       next_full_ = now + options_.reconcile_interval;
@@ -358,7 +370,7 @@ void Controller::tick() {
 std::chrono::milliseconds Controller::untilNextTick() const {
   if (bulkPending()) return std::chrono::milliseconds(0);  // its next slice
   if (full_pass_) return std::chrono::milliseconds(1);  // its next slice, or its worker's result
-  if (poolWantsWork()) return std::chrono::milliseconds(0);
+  if (vdpa_.wantsWork()) return std::chrono::milliseconds(0);
   if (traffic_sweep_) return std::chrono::milliseconds(1);  // its next slice, or its worker's dump
   const auto now = options_.now();
   const auto next = std::min({next_full_, failures_.nextRetry(), next_claim_, nextTrafficWork()});
@@ -414,28 +426,28 @@ std::string Controller::metricsText(const control::ServerCounters* server) const
   m.set("nicoffload_device_operations_total", "backend=\"nic\"",
         static_cast<double>(counters_.nic_ops));
   m.set("nicoffload_device_operations_total", "backend=\"vdpa\"",
-        static_cast<double>(counters_.vdpa_ops));
+        static_cast<double>(vdpa_.counters().ops));
   m.describe("nicoffload_device_failures_total", "counter", "NIC and vDPA operations that failed.");
   m.set("nicoffload_device_failures_total", "backend=\"nic\"",
         static_cast<double>(counters_.nic_failures));
   m.set("nicoffload_device_failures_total", "backend=\"vdpa\"",
-        static_cast<double>(counters_.vdpa_failures));
+        static_cast<double>(vdpa_.counters().failures));
   m.describe("nicoffload_vdpa_devices", "gauge", "vDPA devices held (ports' and the pool's).");
-  m.set("nicoffload_vdpa_devices", "", static_cast<double>(vdpa_devices_.size()));
+  m.set("nicoffload_vdpa_devices", "", static_cast<double>(vdpa_.size()));
   m.describe("nicoffload_vdpa_pool_ready", "gauge",
              "vDPA devices of the warm pool ready for a port (vdpa.pool).");
-  m.set("nicoffload_vdpa_pool_ready", "", static_cast<double>(pool_vfs_.size()));
+  m.set("nicoffload_vdpa_pool_ready", "", static_cast<double>(vdpa_.ready()));
   m.describe("nicoffload_vdpa_pool_size", "gauge", "The warm pool's configured size (0: off).");
-  m.set("nicoffload_vdpa_pool_size", "", poolEnabled() ? host_.vdpa_pool_size : 0.0);
+  m.set("nicoffload_vdpa_pool_size", "", vdpa_.poolEnabled() ? host_.vdpa_pool_size : 0.0);
   m.describe("nicoffload_vdpa_port_devices_total", "counter",
              "Ports given a vDPA device: from the pool, or created on demand while the pool was on.");
   m.set("nicoffload_vdpa_port_devices_total", "source=\"pool\"",
-        static_cast<double>(counters_.vdpa_pool_claims));
+        static_cast<double>(vdpa_.counters().pool_claims));
   m.set("nicoffload_vdpa_port_devices_total", "source=\"on_demand\"",
-        static_cast<double>(counters_.vdpa_pool_misses));
+        static_cast<double>(vdpa_.counters().pool_misses));
   m.describe("nicoffload_vdpa_pool_refills_total", "counter", "Pool devices made ahead.");
   m.set("nicoffload_vdpa_pool_refills_total", "",
-        static_cast<double>(counters_.vdpa_pool_refills));
+        static_cast<double>(vdpa_.counters().pool_refills));
   m.describe("nicoffload_ports_tentative", "gauge",
              "Ports held as tentative claims (the hook's migrate), not confirmed yet.");
   m.set("nicoffload_ports_tentative", "", static_cast<double>(tentativeCount()));

@@ -39,13 +39,13 @@ json Controller::portJson(const model::Port& port, bool rule_list) const {
   }
   json sw_objects = portFailuresJson(port);
   json devices = json::object();
-  const vdpa::VdpaDevice* dev = port.vf ? deviceOnVf(*port.vf) : nullptr;
+  const vdpa::VdpaDevice* dev = port.vf ? vdpa_.onVf(*port.vf) : nullptr;
   if (dev && vdpa::effectiveKind(host_, port) != model::VdpaKind::kNone)
     devices["vdpa"] = {
         {"name", dev->name},
         {"path", dev->vhost_vdpa_path.empty() ? dev->socket_path : dev->vhost_vdpa_path},
         {"kind", dev->vhost_vdpa_path.empty() ? "vhostuser" : "vdpa"},
-        {"link", portLinkPath(port.key)}};
+        {"link", vdpa_.linkPath(port.key)}};
   const bool degraded = !sw_objects.empty();
   json out = {{"port", model::toJson(port)},
               {"state", degraded ? "degraded" : "installed"},
@@ -194,7 +194,7 @@ json Controller::statusJson() const {
            {{"pf", vf_pool_.pfPci()},
             {"assigned", vf_pool_.assignedCount()},
             {"free", vf_pool_.freeCount()}}},
-          {"vdpa_pool", poolJson()},
+          {"vdpa_pool", vdpa_.poolJson()},
           {"rules", {{"hw", c.hw}, {"sw", c.sw}, {"refused", c.refused()}}},
           {"software_path",
            {{"objects", sw_objects_}, {"failed", failures_.count(FailureBook::Kind::kKernel)}}},
@@ -372,10 +372,10 @@ Result<json> Controller::readCounters(const json& req) {
             {"vf_macs_set", vf_macs_.size()}}},
           {"vdpa",
            {{"backend", backends_.vdpa ? model::toString(backends_.vdpa->kind()) : "none"},
-            {"operations", counters_.vdpa_ops},
-            {"failures", counters_.vdpa_failures},
-            {"devices", vdpa_devices_.size()},
-            {"pool", poolJson()}}},
+            {"operations", vdpa_.counters().ops},
+            {"failures", vdpa_.counters().failures},
+            {"devices", vdpa_.size()},
+            {"pool", vdpa_.poolJson()}}},
           {"controller",
            {{"reconcile_passes", counters_.reconcile_passes},
             {"full_passes", counters_.full_passes},
@@ -393,37 +393,6 @@ Result<json> Controller::runReconcile(const json& req) {
   auto fail = [](Error e) { return e; };
   if (auto s = onlyKeys(req, {}); !s) return fail(s.error());
   return reconcileAll();
-}
-
-}  // namespace nicoffload::offload
-
-namespace nicoffload::offload {
-
-// status.vdpa_pool: what the warm pool holds and what it did.
-nlohmann::json Controller::poolJson() const {
-  std::string state;
-  if (host_.vdpa_pool_size == 0 || !backends_.vdpa) {
-    state = "off";
-  } else if (pool_cannot_set_mac_) {
-    state = "unsupported";  // the backend cannot re-MAC a device: created on demand
-  } else if (poolWantsWork()) {
-    state = pool_vfs_.empty() ? "empty, refilling" : "refilling";
-  } else if (pool_vfs_.empty()) {
-    state = "empty";  // ports get devices created on demand
-  } else {
-    state = "ready";
-  }
-  nlohmann::json vfs = nlohmann::json::array();
-  for (const auto vf : pool_vfs_) vfs.push_back(vf);
-  return {{"size", host_.vdpa_pool_size},
-          {"low_water", host_.vdpa_pool_low_water},
-          {"mtu", host_.vdpa_pool_mtu},
-          {"ready", pool_vfs_.size()},
-          {"state", state},
-          {"vfs", std::move(vfs)},
-          {"claimed", counters_.vdpa_pool_claims},
-          {"created_on_demand", counters_.vdpa_pool_misses},
-          {"made_ahead", counters_.vdpa_pool_refills}};
 }
 
 }  // namespace nicoffload::offload

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <future>
 #include <csignal>
 #include <sys/resource.h>
 
@@ -67,6 +68,7 @@ class MemorySoftwarePath final : public SoftwarePath {
                                                 const ReadBackScope&) override {
     if (throw_on_read_back_.exchange(false))
       throw std::out_of_range("injected: readBack threw");
+    if (read_back_gate.valid()) read_back_gate.wait();
     const std::lock_guard lock(mutex_);
     ++read_backs;
     return held_;
@@ -79,6 +81,9 @@ class MemorySoftwarePath final : public SoftwarePath {
     return changed_.exchange(false);
   }
   std::atomic<bool> reports_changes = false;
+  // While valid, readBack() waits for it: a full pass's worker held half-way,
+  // so that a test knows the pass is in flight. Set it before the pass starts.
+  std::shared_future<void> read_back_gate;
   std::atomic<int> read_backs = 0;
   // Someone else removes every route; `notified`: the kernel says so (a
   // route), or not (what sysctls do).
@@ -1192,6 +1197,18 @@ TEST(Controller, BackgroundFullPassRepairsWithoutUndoingBatchesServedMeanwhile) 
   ASSERT_TRUE(f.call({{"op", "remote.sync"}, {"origin", "x"}, {"remotes", list}})["ok"]);
   // Damage to repair: the device lost its rules.
   ASSERT_TRUE(f.nic->flush().ok());
+  // The pass's worker waits at its read-back until the batches below are in
+  // (however fast this machine, the pass is in flight meanwhile).
+  std::promise<void> gate;
+  f.sw->read_back_gate = gate.get_future().share();
+  struct Release {
+    std::promise<void>& gate;
+    bool done = false;
+    void operator()() {
+      if (!std::exchange(done, true)) gate.set_value();
+    }
+    ~Release() { (*this)(); }
+  } release{gate};
   f.now += milliseconds(60001);
   f.ctl->tick();
   ASSERT_TRUE(f.ctl->fullPassRunning());
@@ -1202,6 +1219,7 @@ TEST(Controller, BackgroundFullPassRepairsWithoutUndoingBatchesServedMeanwhile) 
   fewer.erase(2);  // 10.70.0.3 leaves its origin's set (remote.remove cannot touch it)
   ASSERT_TRUE(f.call({{"op", "remote.sync"}, {"origin", "x"}, {"remotes", fewer}})["ok"]);
   ASSERT_TRUE(f.call({{"op", "remote.add"}, {"remote", {{"address", "10.70.1.1/32"}}}})["ok"]);
+  release();
   for (int turn = 0; f.ctl->fullPassRunning(); ++turn) {
     ASSERT_LT(turn, 100000) << "the pass must end";
     f.ctl->tick();

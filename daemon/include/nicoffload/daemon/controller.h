@@ -43,6 +43,7 @@
 #include "nicoffload/model/parse.h"
 #include "nicoffload/daemon/control.h"
 #include "nicoffload/daemon/failure_book.h"
+#include "nicoffload/daemon/vdpa_devices.h"
 #include "nicoffload/daemon/metrics.h"
 #include "nicoffload/offload/nic_backend.h"
 #include "nicoffload/offload/route_watcher.h"
@@ -196,14 +197,14 @@ class Controller {
     std::uint64_t internal_errors = 0;  // exceptions caught at the request boundary
     std::uint64_t nic_ops = 0;
     std::uint64_t nic_failures = 0;
-    std::uint64_t vdpa_ops = 0;
+    std::uint64_t vdpa_ops = 0;           // these five: VdpaDevices::Counters
     std::uint64_t vdpa_failures = 0;
     std::uint64_t vdpa_pool_claims = 0;   // ports given a ready pool device
     std::uint64_t vdpa_pool_misses = 0;   // ports whose device was created on demand (pool on)
     std::uint64_t vdpa_pool_refills = 0;  // pool devices made ahead
     std::uint64_t tentative_expired = 0;  // tentative ports removed unconfirmed (claims.cc)
   };
-  const Counters& counters() const { return counters_; }
+  Counters counters() const;
 
  private:
   Controller(model::HostConfig host, model::HwProfile profile, Backends backends, StateStore store,
@@ -450,34 +451,9 @@ class Controller {
   std::size_t sw_objects_ = 0;                                  // kernel objects desired
   vdpa::VfPool vf_pool_;  // which port holds which VF; persisted with the intent
   std::map<std::uint16_t, MacAddr> vf_macs_;  // VF MACs the NIC holds (set by us or read back)
-  std::map<std::string, vdpa::VdpaDevice> vdpa_devices_;  // by device name, as created / read back
   using TouchedPorts = std::map<model::PortKey, std::optional<model::Port>>;
   void reconcileDevices(PassResult& result, const TouchedPorts* touched);
-  using FailFn = std::function<void(const std::string&, const Error&, std::uint64_t&)>;
-  void reconcileVdpa(const std::map<std::string, vdpa::VdpaDeviceSpec>& want,
-                     const std::set<std::uint16_t>* scope, const FailFn& failed);
-
-  // --- vDPA devices by VF, and the warm pool (vdpa.pool) ---
-  std::map<std::uint16_t, std::string> vdpa_by_vf_;  // VF -> the device on it (vdpa_devices_)
-  std::set<std::uint16_t> pool_vfs_;         // free VFs whose device is ready for a port
-  std::set<std::uint16_t> pool_failed_vfs_;  // pool creation failed: skipped until a full pass
-  bool pool_cannot_set_mac_ = false;         // the backend cannot change a MAC: no pool
-  bool pool_refilling_ = false;
-  bool pool_fill_at_start_ = true;  // an empty pool at start fills to size, whatever low_water says
-  bool pool_short_logged_ = false;
-  bool pool_stalled_ = false;  // nothing could be made: wait for a change
-  void holdDevice(vdpa::VdpaDevice d);
-  void dropDevice(const std::string& name);
-  const vdpa::VdpaDevice* deviceOnVf(std::uint16_t vf) const;
-  bool poolEnabled() const;
-  bool poolFits(const vdpa::VdpaDevice& d) const;
-  bool poolWantsWork() const;
-  void refillPool(std::size_t max_creates);
-  nlohmann::json poolJson() const;
-  std::string vdpaLinkDir() const;
-  std::string portLinkPath(const model::PortKey& key) const;
-  void updatePortLink(const model::PortKey& key, const vdpa::VdpaDevice& d);
-  void removePortLink(const model::PortKey& key);
+  using FailFn = VdpaDevices::FailFn;
 
   // --- tentative ports (claims.cc) ---
   // A port.add with "tentative" (the libvirt hook's `migrate`) claims a port
@@ -539,6 +515,8 @@ class Controller {
   // kernel path's objects, VFs, vDPA devices (failure_book.h).
   FailureBook failures_;
   static constexpr std::size_t kFailuresListed = 20;  // status: the oldest failures shown
+  // The vDPA devices (ports' and the warm pool's) and the ports' links.
+  VdpaDevices vdpa_;
   // The failures of `port` (its representor's kernel objects, its VF and
   // vDPA device), as port.get lists them.
   nlohmann::json portFailuresJson(const model::Port& port) const;
