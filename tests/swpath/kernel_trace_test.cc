@@ -15,7 +15,7 @@
 namespace nicoffload::offload {
 namespace {
 
-using simnic::KernelRoute;
+using trace::KernelRoute;
 
 Ipv4Addr ip(const char* s) { return *Ipv4Addr::parse(s); }
 
@@ -45,7 +45,7 @@ class KernelTraceTest : public ::testing::Test {
     return test::TestNetns::sh("ip netns exec " + ns_->name() + " sysctl -qw " + setting);
   }
   std::unique_ptr<test::TestNetns> ns_;
-  std::unique_ptr<simnic::KernelView> view_;
+  std::unique_ptr<trace::KernelView> view_;
 };
 
 TEST(KernelTraceView, NamespaceThatDoesNotExistIsNotFound) {

@@ -1,4 +1,4 @@
-// nicoffloadctl trace, its pure part (simnic/trace.h):
+// nicoffloadctl trace, its pure part (trace/trace.h):
 //  - golden traces, one per rule class, on the example hosts, compared with
 //    tests/golden/trace/<name>.json (the kernel part from a model of the
 //    kernel the planner programs, see SoftwarePathKernel below);
@@ -8,9 +8,9 @@
 //  - packet spec validation: each error names its field and value.
 //
 // To regenerate the goldens after an intended change:
-//   NICOFFLOAD_UPDATE_GOLDEN=1 ./nicoffload_simnic_tests --gtest_filter='TraceGolden*'
+//   NICOFFLOAD_UPDATE_GOLDEN=1 ./nicoffload_trace_tests --gtest_filter='TraceGolden*'
 // then read the diff of tests/golden/trace/ before committing it.
-#include "nicoffload/simnic/trace.h"
+#include "nicoffload/trace/trace.h"
 
 #include <gtest/gtest.h>
 
@@ -25,14 +25,14 @@ namespace nicoffload::test {
 namespace {
 
 using nlohmann::json;
-using simnic::KernelRoute;
+using trace::KernelRoute;
 
 // The kernel as the planner programs it (its SoftwarePathState), answering
 // the trace's questions the way Linux does for those objects: local
 // addresses, /32 routes, strict reverse-path filtering where rp_filter is 1,
 // proxy_arp per device, permanent neighbours, VXLAN FDB entries. The real
 // kernel is asked in tests/integration/trace_test.py.
-class SoftwarePathKernel final : public simnic::KernelView {
+class SoftwarePathKernel final : public trace::KernelView {
  public:
   SoftwarePathKernel(const model::Intent& intent, const flowrules::SoftwarePathState& sw)
       : host_(intent.host), sw_(sw) {}
@@ -70,12 +70,12 @@ class SoftwarePathKernel final : public simnic::KernelView {
   Result<bool> proxyArp(const std::string& dev) const override {
     return sysctl("ipv4/conf/" + dev + "/proxy_arp") == "1";
   }
-  Result<std::optional<simnic::KernelNeighbour>> neighbour(const std::string& dev,
-                                                           Ipv4Addr ip) const override {
+  Result<std::optional<trace::KernelNeighbour>> neighbour(const std::string& dev,
+                                                          Ipv4Addr ip) const override {
     for (const auto& n : sw_.neighbours)
       if (n.dev == dev && n.ip == ip)
-        return std::optional(simnic::KernelNeighbour{n.mac, "permanent"});
-    return std::optional<simnic::KernelNeighbour>();
+        return std::optional(trace::KernelNeighbour{n.mac, "permanent"});
+    return std::optional<trace::KernelNeighbour>();
   }
   Result<std::vector<Ipv4Addr>> fdb(const std::string& dev, MacAddr m) const override {
     std::vector<Ipv4Addr> out;
@@ -108,8 +108,8 @@ class SoftwarePathKernel final : public simnic::KernelView {
 };
 
 // The rules as the daemon holds them: planned, with the placement in effect.
-std::vector<simnic::TraceRule> heldRules(const SimHost& h) {
-  std::vector<simnic::TraceRule> out;
+std::vector<trace::TraceRule> heldRules(const SimHost& h) {
+  std::vector<trace::TraceRule> out;
   for (const auto& r : h.plan.rules) {
     const auto* a = h.applier->find(r.id);
     if (!a) continue;
@@ -118,14 +118,14 @@ std::vector<simnic::TraceRule> heldRules(const SimHost& h) {
   return out;
 }
 
-json traceOf(SimHost& h, const json& spec, const simnic::KernelView* kernel = nullptr) {
-  auto input = unwrap(simnic::parseTraceSpec(spec, h.intent), "spec " + spec.dump());
-  simnic::TraceContext ctx;
+json traceOf(SimHost& h, const json& spec, const trace::KernelView* kernel = nullptr) {
+  auto input = unwrap(trace::parseTraceSpec(spec, h.intent), "spec " + spec.dump());
+  trace::TraceContext ctx;
   ctx.intent = &h.intent;
   ctx.backend = "sim";
   ctx.max_jumps = h.profile.max_groups;
   ctx.kernel = kernel;
-  return unwrap(simnic::tracePacket(input, heldRules(h), ctx), "trace");
+  return unwrap(trace::tracePacket(input, heldRules(h), ctx), "trace");
 }
 
 std::unique_ptr<SimHost> cx5Host() {
@@ -179,7 +179,7 @@ TEST(TraceGolden, EachRuleClassOnTheExampleHosts) {
     json actual = traceOf(*h, json::parse(c.spec), &kernel);
     // Nothing in a trace is volatile (rule ids are stable, handles are not
     // shown); the text lines are part of the golden file too.
-    json doc{{"spec", json::parse(c.spec)}, {"trace", actual}, {"text", simnic::traceText(actual)}};
+    json doc{{"spec", json::parse(c.spec)}, {"trace", actual}, {"text", trace::traceText(actual)}};
     const std::string path = sourcePath(std::string("tests/golden/trace/") + c.name + ".json");
     if (updating()) {
       std::ofstream(path) << doc.dump(2) << "\n";
@@ -339,11 +339,11 @@ TEST(TraceDifferential, VerdictEqualsTheSimulatedNicOnGeneratedPackets) {
     for (const auto& r : held) sw_rules += r.rule.placement == flowrules::Placement::kSw;
     for (const auto& [spec, text] : generatedSpecs(h->intent, rng, 1500)) {
       SCOPED_TRACE(text);
-      auto input = unwrap(simnic::parseTraceSpec(spec, h->intent), "spec");
-      simnic::TraceContext ctx;
+      auto input = unwrap(trace::parseTraceSpec(spec, h->intent), "spec");
+      trace::TraceContext ctx;
       ctx.intent = &h->intent;
       ctx.max_jumps = h->profile.max_groups;
-      const json t = unwrap(simnic::tracePacket(input, held, ctx), "trace");
+      const json t = unwrap(trace::tracePacket(input, held, ctx), "trace");
       const auto d = h->send(input.packet, input.ingress);
       const json& v = t["hardware"]["verdict"];
       const char* kind = d.kind == simnic::Delivery::Kind::kPort          ? "port"
@@ -422,7 +422,7 @@ TEST(TraceSpec, ErrorsNameTheFieldAndTheValue) {
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.spec);
-    auto r = simnic::parseTraceSpec(json::parse(c.spec), intent);
+    auto r = trace::parseTraceSpec(json::parse(c.spec), intent);
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error().code, c.code) << r.error().describe();
     EXPECT_EQ(r.error().field, c.field);
@@ -436,7 +436,7 @@ TEST(TraceSpec, IngressByKeyRepresentorOrVfAndDefaultsFromThePort) {
   for (const char* in : {"6f1c2a9e-3b41-4f0a-9c5e-2d7b8a1e0001/1",
                          "6F1C2A9E-3B41-4F0A-9C5E-2D7B8A1E0001/1", "pf0vf1", "vf1"}) {
     SCOPED_TRACE(in);
-    auto t = unwrap(simnic::parseTraceSpec({{"in", in}, {"dst_ip", "10.10.1.1"}}, intent), "spec");
+    auto t = unwrap(trace::parseTraceSpec({{"in", in}, {"dst_ip", "10.10.1.1"}}, intent), "spec");
     EXPECT_EQ(t.ingress, PortRef::vfPort(1));
     EXPECT_EQ(t.representor, "pf0vf1");
     ASSERT_TRUE(t.port);
@@ -445,19 +445,18 @@ TEST(TraceSpec, IngressByKeyRepresentorOrVfAndDefaultsFromThePort) {
               "eth 52:54:00:00:01:02>ee:ee:ee:ee:ee:ee 0x0800 | ipv4 10.10.1.2>10.10.1.1 ttl 64 | "
               "udp 40000>5001 | 64 B");
   }
-  auto up = unwrap(simnic::parseTraceSpec({{"in", "uplink0"},
-                                           {"src_ip", "10.20.1.1"},
-                                           {"dst_ip", "10.10.1.1"},
-                                           {"proto", "tcp"},
-                                           {"dst_port", "0x16"}},
-                                          intent),
+  auto up = unwrap(trace::parseTraceSpec({{"in", "uplink0"},
+                                          {"src_ip", "10.20.1.1"},
+                                          {"dst_ip", "10.10.1.1"},
+                                          {"proto", "tcp"},
+                                          {"dst_port", "0x16"}},
+                                         intent),
                    "spec");
   EXPECT_EQ(up.ingress, PortRef::uplink());
   EXPECT_EQ(simnic::describe(up.packet),
             "eth 0c:42:a1:ff:ff:fe>0c:42:a1:00:00:01 0x0800 | ipv4 10.20.1.1>10.10.1.1 ttl 64 | "
             "tcp 40000>22 | 64 B");
-  auto arp =
-      unwrap(simnic::parseTraceSpec({{"in", "vf0"}, {"tpa", "169.254.1.1"}}, intent), "spec");
+  auto arp = unwrap(trace::parseTraceSpec({{"in", "vf0"}, {"tpa", "169.254.1.1"}}, intent), "spec");
   EXPECT_EQ(
       simnic::describe(arp.packet),
       "eth 52:54:00:00:01:01>ff:ff:ff:ff:ff:ff 0x0806 | arp who-has 169.254.1.1 tell 10.10.1.1 "

@@ -1,6 +1,6 @@
 // Packet trace (`nicoffloadctl trace`): where one packet goes on this host,
 // step by step. First through the flow rules the device holds, group by
-// group, with the evaluator of the simulated NIC (evaluator.h) run on the
+// group, with the evaluator of the simulated NIC (simnic/evaluator.h) run on the
 // rule IR with the placement in effect, whatever the backend; then, where the
 // hardware hands the packet to a representor (a miss, a rule placed in
 // software, the ARP trap), through the kernel software path: a route lookup
@@ -22,7 +22,7 @@
 #include "nicoffload/simnic/evaluator.h"
 #include "nicoffload/simnic/packet.h"
 
-namespace nicoffload::simnic {
+namespace nicoffload::trace {
 
 // The packet spec's fields (JSON keys of the "trace" op's "packet" object and,
 // with '-' for '_', the CLI's options). Only `in` and the destination
@@ -42,10 +42,10 @@ inline constexpr const char* kTraceSpecKeys[] = {
 // A packet spec resolved against the intent.
 struct TraceInput {
   std::string in;                      // as given
-  PortRef ingress;                     // the switch port it enters from
+  simnic::PortRef ingress;             // the switch port it enters from
   std::optional<model::PortKey> port;  // the VM port, for a VF
   std::string representor;             // the netdev the kernel sees it on ("" = none known)
-  Packet packet;
+  simnic::Packet packet;
 };
 
 // Parses and validates a packet spec. Errors (field = the spec key, value =
@@ -130,4 +130,4 @@ Result<nlohmann::json> tracePacket(const TraceInput& input, const std::vector<Tr
 // The trace as text lines for a terminal (nicoffloadctl trace without --json).
 std::vector<std::string> traceText(const nlohmann::json& trace);
 
-}  // namespace nicoffload::simnic
+}  // namespace nicoffload::trace

@@ -1,4 +1,4 @@
-#include "nicoffload/simnic/trace.h"
+#include "nicoffload/trace/trace.h"
 
 #include <algorithm>
 #include <cctype>
@@ -8,7 +8,25 @@
 
 #include "nicoffload/flowrules/sw_objects.h"
 
-namespace nicoffload::simnic {
+namespace nicoffload::trace {
+
+// The simulated NIC's packet model and evaluator, used here as a library.
+using simnic::ArpHeader;
+using simnic::CandidateRule;
+using simnic::Delivery;
+using simnic::EthHeader;
+using simnic::evaluateRules;
+using simnic::Ipv4Header;
+using simnic::kEtherTypeArp;
+using simnic::kEtherTypeIpv4;
+using simnic::Packet;
+using simnic::PacketBuilder;
+using simnic::PortRef;
+using simnic::RuleList;
+using simnic::UdpHeader;
+using simnic::vxlanEncapsulated;
+using simnic::VxlanHeader;
+
 namespace {
 
 using nlohmann::json;
@@ -749,4 +767,4 @@ std::vector<std::string> traceText(const json& t) {
   return out;
 }
 
-}  // namespace nicoffload::simnic
+}  // namespace nicoffload::trace
