@@ -19,7 +19,7 @@
 #include <random>
 
 #include "nicoffload/flowrules/hw_apply.h"
-#include "sim_support.h"
+#include "support/sim_support.h"
 
 namespace nicoffload::test {
 namespace {
