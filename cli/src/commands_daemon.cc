@@ -21,7 +21,7 @@
 #include "nicoffload/common/file_read.h"
 #include "nicoffload/model/json_input.h"
 #include "nicoffload/model/parse.h"
-#include "nicoffload/simnic/trace.h"
+#include "nicoffload/trace/trace.h"
 
 namespace nicoffload::cli {
 namespace {
@@ -80,7 +80,7 @@ Result<nlohmann::json> remoteAddRequest(const nlohmann::json& doc, const std::st
 }
 
 // The packet options of `trace` and `sim send`: each a field of the
-// daemon's packet spec (simnic/trace.h).
+// daemon's packet spec (trace/trace.h).
 const std::vector<std::pair<const char*, const char*>> kPacketOptions = {
     {"in",
      "where the packet enters: uplink, a port <vm uuid>/<nic>, its representor or vf<N> "
@@ -647,7 +647,7 @@ int runTrace(const CLI::App& cmd, const TraceArgs& a) {
   auto r = callDaemon(a.daemon, {{"op", "trace"}, {"packet", packetSpec(cmd, a.fields)}}, rc);
   if (!r) return rc;
   return printReply(a.daemon, *r, [&] {
-    for (const auto& line : simnic::traceText(*r)) std::printf("%s\n", line.c_str());
+    for (const auto& line : trace::traceText(*r)) std::printf("%s\n", line.c_str());
   });
 }
 

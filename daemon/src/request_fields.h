@@ -18,7 +18,7 @@
 
 #include "nicoffload/daemon/controller.h"
 #include "nicoffload/flowrules/render.h"
-#include "nicoffload/simnic/trace.h"
+#include "nicoffload/trace/trace.h"
 
 namespace nicoffload::offload {
 namespace {
@@ -186,14 +186,14 @@ inline Result<model::PortKey> portKeyOf(const json& request) {
   return key;
 }
 
-// The "packet" of a `trace` or `sim.send` (simnic/trace.h's spec); its
+// The "packet" of a `trace` or `sim.send` (trace/trace.h's spec); its
 // errors name packet.<field>.
-inline Result<simnic::TraceInput> packetSpecOf(const json& request, const model::Intent& intent) {
+inline Result<trace::TraceInput> packetSpecOf(const json& request, const model::Intent& intent) {
   const auto it = request.find("packet");
   if (it == request.end())
     return requestError(ErrorCode::kMissingField, "packet", "",
                         "required field is missing (the packet spec: in, dst_ip, ...)");
-  auto input = simnic::parseTraceSpec(*it, intent);
+  auto input = trace::parseTraceSpec(*it, intent);
   if (!input) {
     Error e = input.error();
     e.field = "packet." + e.field;

@@ -2,7 +2,7 @@
 // the rules the device holds (the planned rules with the placement in effect,
 // evaluated on the IR whatever the backend), then through the kernel
 // software path in its namespace. Read-only: nothing installed changes.
-#include "nicoffload/simnic/trace.h"
+#include "nicoffload/trace/trace.h"
 
 #include <set>
 
@@ -33,7 +33,7 @@ Result<json> Controller::readTrace(const json& req) const {
     if (const auto* ip = std::get_if<simnic::Ipv4Header>(&h)) addresses.insert({ip->src, ip->dst});
   for (const Ipv4Addr a : addresses)
     if (const auto* remote = findRemote(a)) planned.push_back(planner_->remoteRule(*remote));
-  std::vector<simnic::TraceRule> rules;
+  std::vector<trace::TraceRule> rules;
   rules.reserve(planned.size());
   for (const auto& r : planned) {
     const auto* a = applier_->find(r.id);
@@ -41,11 +41,11 @@ Result<json> Controller::readTrace(const json& req) const {
     rules.push_back({a->effective(r), flowrules::describeApplied(*a, profile_), a->handle});
   }
 
-  simnic::TraceContext ctx;
+  trace::TraceContext ctx;
   ctx.intent = &intent_;
   ctx.backend = applier_->backend().capabilities().backend;
   ctx.max_jumps = profile_.max_groups;
-  std::unique_ptr<simnic::KernelView> kernel;
+  std::unique_ptr<trace::KernelView> kernel;
   if (!backends_.software_path) {
     ctx.kernel_unavailable = "backends.software_path is none";
   } else if (auto view = openKernelTraceView(host_.kernel_netns)) {
@@ -54,7 +54,7 @@ Result<json> Controller::readTrace(const json& req) const {
   } else {
     ctx.kernel_unavailable = view.error().describe();
   }
-  auto trace = simnic::tracePacket(*input, rules, ctx);
+  auto trace = nicoffload::trace::tracePacket(*input, rules, ctx);
   if (!trace) return trace.error();
   return std::move(trace).value();
 }

@@ -12,7 +12,7 @@
 
 #include "controller_types.h"
 #include "nicoffload/simnic/sim_eswitch.h"
-#include "nicoffload/simnic/trace.h"
+#include "nicoffload/trace/trace.h"
 #include "request_fields.h"
 
 namespace nicoffload::offload {

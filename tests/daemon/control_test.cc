@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "nicoffload/daemon/metrics.h"
-#include "temp_dirs.h"
+#include "support/temp_dirs.h"
 
 namespace nicoffload::offload::control {
 namespace {

@@ -23,7 +23,7 @@
 #include "nicoffload/offload/sim_pf.h"
 #include "nicoffload/simnic/sim_eswitch.h"
 #include "nicoffload/vdpa/sim_vdpa_backend.h"
-#include "temp_dirs.h"
+#include "support/temp_dirs.h"
 
 namespace nicoffload::offload {
 namespace {

@@ -11,7 +11,7 @@
 #include <sstream>
 #include <string>
 
-#include "temp_dirs.h"
+#include "support/temp_dirs.h"
 
 namespace nicoffload::offload {
 namespace {

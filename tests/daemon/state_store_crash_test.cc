@@ -16,7 +16,7 @@
 
 #include "nicoffload/daemon/state_store.h"
 #include "state_fixtures.h"
-#include "temp_dirs.h"
+#include "support/temp_dirs.h"
 
 namespace nicoffload::offload {
 namespace {

@@ -17,7 +17,7 @@
 
 #include "nicoffload/model/parse.h"
 #include "state_fixtures.h"
-#include "temp_dirs.h"
+#include "support/temp_dirs.h"
 
 namespace nicoffload::offload {
 namespace {

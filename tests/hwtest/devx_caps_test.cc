@@ -7,7 +7,7 @@
 #include <random>
 
 #include "nicoffload/devx/caps.h"
-#include "test_support.h"
+#include "support/test_support.h"
 
 namespace nicoffload::devx {
 namespace {

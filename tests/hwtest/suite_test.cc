@@ -17,7 +17,7 @@
 #include "nicoffload/hwtest/busy.h"
 #include "nicoffload/offload/sim_pf.h"
 #include "nicoffload/simnic/sim_eswitch.h"
-#include "test_support.h"
+#include "support/test_support.h"
 
 namespace nicoffload::hwtest {
 namespace {

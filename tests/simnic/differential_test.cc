@@ -18,8 +18,8 @@
 
 #include "nicoffload/flowrules/planner.h"
 #include "nicoffload/simnic/sim_eswitch.h"
-#include "sim_support.h"
 #include "software_model.h"
+#include "support/sim_support.h"
 
 namespace nicoffload::test {
 namespace {

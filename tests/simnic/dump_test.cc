@@ -12,7 +12,7 @@
 
 #include "nicoffload/flowrules/planner.h"
 #include "nicoffload/flowrules/render.h"
-#include "sim_support.h"
+#include "support/sim_support.h"
 
 namespace nicoffload::simnic {
 namespace {

@@ -6,7 +6,7 @@
 
 #include "nicoffload/flowrules/planner.h"
 #include "nicoffload/simnic/sim_eswitch.h"
-#include "sim_support.h"
+#include "support/sim_support.h"
 
 namespace nicoffload::simnic {
 namespace {

@@ -11,7 +11,7 @@
 
 #include "nicoffload/flowrules/planner.h"
 #include "nicoffload/simnic/sim_eswitch.h"
-#include "sim_support.h"
+#include "support/sim_support.h"
 
 namespace nicoffload::flowrules {
 namespace {

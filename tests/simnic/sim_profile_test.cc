@@ -11,8 +11,8 @@
 #include "nicoffload/flowrules/hw_apply.h"
 #include "nicoffload/flowrules/planner.h"
 #include "nicoffload/simnic/sim_eswitch.h"
-#include "../support/fake_sysfs.h"
-#include "sim_support.h"
+#include "support/fake_sysfs.h"
+#include "support/sim_support.h"
 
 namespace nicoffload::simnic {
 namespace {

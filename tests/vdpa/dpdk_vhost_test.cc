@@ -16,9 +16,9 @@
 #include <cstring>
 #include <filesystem>
 
-#include "../support/fake_sysfs.h"
-#include "../unit/test_support.h"
 #include "nicoffload/vdpa/dpdk_vdpa_backend.h"
+#include "support/fake_sysfs.h"
+#include "support/test_support.h"
 
 namespace nicoffload::vdpa {
 namespace {

@@ -7,10 +7,10 @@
 
 #include <map>
 
-#include "../support/fake_sysfs.h"
-#include "../support/logging_sysfs.h"
-#include "../unit/test_support.h"
 #include "nicoffload/vdpa/kernel_vdpa_backend.h"
+#include "support/fake_sysfs.h"
+#include "support/logging_sysfs.h"
+#include "support/test_support.h"
 
 namespace nicoffload::vdpa {
 namespace {

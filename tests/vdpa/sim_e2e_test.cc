@@ -6,11 +6,11 @@
 #include <filesystem>
 #include <pugixml.hpp>
 
-#include "../support/fake_sysfs.h"
-#include "../unit/test_support.h"
+#include "nicoffload/model/vf_pool.h"
 #include "nicoffload/offload/sim_pf.h"
 #include "nicoffload/vdpa/sim_vdpa_backend.h"
-#include "nicoffload/model/vf_pool.h"
+#include "support/fake_sysfs.h"
+#include "support/test_support.h"
 
 namespace nicoffload::vdpa {
 namespace {

@@ -10,9 +10,9 @@
 #include <cstring>
 #include <set>
 
-#include "../support/fake_sysfs.h"
-#include "../support/genl_probe.h"
 #include "nicoffload/vdpa/vdpa_netlink_msg.h"
+#include "support/fake_sysfs.h"
+#include "support/genl_probe.h"
 
 namespace nicoffload::vdpa {
 namespace {

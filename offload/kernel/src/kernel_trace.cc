@@ -22,8 +22,8 @@
 namespace nicoffload::offload {
 namespace {
 
-using simnic::KernelNeighbour;
-using simnic::KernelRoute;
+using trace::KernelNeighbour;
+using trace::KernelRoute;
 
 using detail::ipv4Of;
 using detail::macOf;
@@ -64,7 +64,7 @@ Error nlError(int err, const std::string& what) {
   return makeError(ErrorCode::kIo, "netlink", what, what + ": " + std::strerror(err));
 }
 
-class KernelTraceView final : public simnic::KernelView {
+class KernelTraceView final : public trace::KernelView {
  public:
   KernelTraceView(std::string netns, int fd, std::unique_ptr<detail::DumpSocket> dumps)
       : netns_(std::move(netns)), fd_(fd), dumps_(std::move(dumps)) {}
@@ -277,7 +277,7 @@ class KernelTraceView final : public simnic::KernelView {
 
 }  // namespace
 
-Result<std::unique_ptr<simnic::KernelView>> openKernelTraceView(const std::string& netns) {
+Result<std::unique_ptr<trace::KernelView>> openKernelTraceView(const std::string& netns) {
   // Sockets opened inside the namespace stay bound to it.
   NetnsGuard ns(netns);
   if (!ns.ok()) return ns.error();
@@ -291,7 +291,7 @@ Result<std::unique_ptr<simnic::KernelView>> openKernelTraceView(const std::strin
     ::close(fd);
     return dumps.error();
   }
-  return std::unique_ptr<simnic::KernelView>(
+  return std::unique_ptr<trace::KernelView>(
       new KernelTraceView(netns, fd, std::move(dumps).value()));
 }
 

@@ -9,13 +9,13 @@
 #include <string>
 
 #include "nicoffload/common/error.h"
-#include "nicoffload/simnic/trace.h"
+#include "nicoffload/trace/trace.h"
 
 namespace nicoffload::offload {
 
 // A KernelView over rtnetlink in namespace `netns` (a name under /run/netns;
 // empty = the caller's own). Errors: kNotFound when the namespace does not
 // exist, kIo when the netlink socket cannot be opened.
-Result<std::unique_ptr<simnic::KernelView>> openKernelTraceView(const std::string& netns);
+Result<std::unique_ptr<trace::KernelView>> openKernelTraceView(const std::string& netns);
 
 }  // namespace nicoffload::offload
