@@ -10,9 +10,9 @@
 #include <map>
 #include <set>
 
-#include "nicoffload/model/vdpa_device.h"
 #include "nicoffload/flowrules/planner.h"
-#include "temp_dirs.h"
+#include "nicoffload/model/vdpa_device.h"
+#include "support/temp_dirs.h"
 
 namespace nicoffload::offload {
 namespace {
