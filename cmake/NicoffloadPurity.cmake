@@ -14,7 +14,8 @@
 # allowed, are in that script.
 set(NICOFFLOAD_PURE_ALLOWED
     nicoffload_common nicoffload_model nicoffload_flowrules
-    nicoffload_simnic nicoffload_trace nicoffload_devx_caps nlohmann_json::nlohmann_json)
+    nicoffload_simnic nicoffload_trace nicoffload_devx_caps nlohmann_json::nlohmann_json
+    nicoffload_zlib)
 
 function(_nicoffload_collect_links target out)
   get_target_property(libs ${target} LINK_LIBRARIES)

@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include <algorithm>
+#include <array>
 
 #include "nicoffload/common/file_read.h"
 #include "nicoffload/common/journal.h"
@@ -434,13 +435,14 @@ std::string encodeRecord(std::uint8_t type, FlowHandle handle, const InstalledFl
   rec.handle = handle;
   rec.sequence = flow ? flow->sequence : 0;
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(2 * (sizeof rec + (flow ? sizeof(FlowRule) : 0)));
+  // Sized once and written in place: this runs for every rule created.
+  std::string out(2 * (sizeof rec + (flow ? sizeof(FlowRule) : 0)), '\0');
+  char* at = out.data();
   auto put = [&](const void* data, std::size_t size) {
     const auto* b = static_cast<const unsigned char*>(data);
     for (std::size_t i = 0; i < size; ++i) {
-      out.push_back(kHex[b[i] >> 4]);
-      out.push_back(kHex[b[i] & 0xF]);
+      *at++ = kHex[b[i] >> 4];
+      *at++ = kHex[b[i] & 0xF];
     }
   };
   put(&rec, sizeof rec);
@@ -451,11 +453,16 @@ std::string encodeRecord(std::uint8_t type, FlowHandle handle, const InstalledFl
 // Decodes a record into `rec` (and `rule` for a create); false when it is
 // not one of this build's records.
 bool decodeRecord(std::string_view hex, JournalRecord& rec, FlowRule& rule) {
-  auto nibble = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-  };
+  // A table: a restart decodes every rule of the device.
+  static constexpr auto kNibble = [] {
+    std::array<std::int8_t, 256> t{};
+    for (auto& v : t) v = -1;
+    for (int c = '0'; c <= '9'; ++c) t[static_cast<std::size_t>(c)] = static_cast<std::int8_t>(c - '0');
+    for (int c = 'a'; c <= 'f'; ++c)
+      t[static_cast<std::size_t>(c)] = static_cast<std::int8_t>(c - 'a' + 10);
+    return t;
+  }();
+  auto nibble = [](char c) -> int { return kNibble[static_cast<unsigned char>(c)]; };
   auto get = [&](void* data, std::size_t size, std::size_t at) {
     auto* b = static_cast<unsigned char*>(data);
     for (std::size_t i = 0; i < size; ++i) {
@@ -640,12 +647,23 @@ Result<std::unique_ptr<SimEswitch>> SimEswitch::open(model::HwProfile profile,
     n.next_sequence_ = std::max(n.next_sequence_, f.sequence + 1);
   }
 
-  // A journal mostly of live rules is kept as it is (a record cut short by a
-  // kill was cut off by the replay), so a restart reads the device without
-  // rewriting it; one with as many dead records as live ones is compacted to
-  // the live rules.
-  const bool compact = !replayed->snapshot || replayed->dead > n.flows_.size() + 1024;
+  // A journal mostly of live rules is kept as it is, with or without a
+  // snapshot before it (a record cut short by a kill was cut off by the
+  // replay), so a restart reads the device without rewriting it; one with
+  // as many dead records as live ones is compacted to the live rules.
+  const bool compact = replayed->dead > n.flows_.size() + 1024;
   if (!compact) {
+    if (!replayed->snapshot) {
+      // A first open, or a device whose rules are all in its journal: a
+      // snapshot of no rule that names the journal from seq 1 (what the
+      // replay read) marks the directory as a simulated NIC's, and the
+      // rules are not rewritten.
+      const std::string header = std::string(kSnapshotMagic) + " " +
+                                 std::to_string(sizeof(FlowRule)) + " 1\n";
+      if (auto s = writeFileAtomically(device_dir, kSnapshotName, header, Durability::kProcessCrash);
+          !s)
+        return inDeviceDir(s.error());
+    }
     n.journal_records_ = n.flows_.size() + replayed->dead;
     return nic;
   }
