@@ -401,22 +401,22 @@ Result<Delivery> SimEswitch::evaluate(const Packet& packet, PortRef ingress) {
 // the sim loses its rules with the host, not with the controller). Files in
 // the device directory:
 //   rules.journal         the snapshot: a header line
-//                           NFOSIM02 <sizeof(FlowRule)> <journal_seq>
+//                           NFOSIM03 <sizeof(FlowRule)> <journal_seq>
 //                         (a snapshot of another build, whose rules have
 //                         another layout, is refused rather than misread),
 //                         then one create record per live rule, in creation
 //                         order. Rewritten atomically (tmp + rename).
 //   rules.journal.<seq>   journal segments from journal_seq on: one record
 //                         per create, destroy or flush.
-// A record is the hex of {type, handle, sequence} and, for a create, of the
-// rule's bytes. Replayed on open; compacted (a new snapshot) when it holds
+// A record is {type, handle, sequence} and, for a create, the rule's bytes,
+// with newlines escaped (encodeRecord()). Replayed on open; compacted (a new snapshot) when it holds
 // more dead records than live rules. A record cut short by a kill -9 is cut
 // off on replay (the operation it records never returned).
 namespace nicoffload::simnic {
 namespace {
 
 static_assert(std::is_trivially_copyable_v<FlowRule>, "the journal stores rules as bytes");
-constexpr std::string_view kSnapshotMagic = "NFOSIM02";
+constexpr std::string_view kSnapshotMagic = "NFOSIM03";
 // The binary journal of nicoffload before common/journal.h started so.
 constexpr std::string_view kOldJournalMagic = "NFOSIM01";
 constexpr const char* kSnapshotName = "rules.journal";
@@ -428,21 +428,31 @@ struct JournalRecord {
   std::uint64_t sequence;
 };
 
-// The hex of {type, handle, sequence} (+ the rule's bytes for a create).
+// The bytes of {type, handle, sequence} (+ the rule's bytes for a create),
+// escaped so that a record holds no newline (the journal's framing): '\n'
+// is written kEscape 'n', kEscape itself kEscape 'e'. Close to the rule's
+// own size (most bytes pass as they are): a restart reads every record.
+constexpr char kEscape = '\x1b';
+
 std::string encodeRecord(std::uint8_t type, FlowHandle handle, const InstalledFlow* flow) {
   JournalRecord rec{};
   rec.type = type;
   rec.handle = handle;
   rec.sequence = flow ? flow->sequence : 0;
-  static constexpr char kHex[] = "0123456789abcdef";
-  // Sized once and written in place: this runs for every rule created.
-  std::string out(2 * (sizeof rec + (flow ? sizeof(FlowRule) : 0)), '\0');
-  char* at = out.data();
+  std::string out;
+  out.reserve(sizeof rec + (flow ? sizeof(FlowRule) : 0) + 16);
   auto put = [&](const void* data, std::size_t size) {
-    const auto* b = static_cast<const unsigned char*>(data);
+    const auto* b = static_cast<const char*>(data);
     for (std::size_t i = 0; i < size; ++i) {
-      *at++ = kHex[b[i] >> 4];
-      *at++ = kHex[b[i] & 0xF];
+      if (b[i] == '\n') {
+        out.push_back(kEscape);
+        out.push_back('n');
+      } else if (b[i] == kEscape) {
+        out.push_back(kEscape);
+        out.push_back('e');
+      } else {
+        out.push_back(b[i]);
+      }
     }
   };
   put(&rec, sizeof rec);
@@ -452,40 +462,37 @@ std::string encodeRecord(std::uint8_t type, FlowHandle handle, const InstalledFl
 
 // Decodes a record into `rec` (and `rule` for a create); false when it is
 // not one of this build's records.
-bool decodeRecord(std::string_view hex, JournalRecord& rec, FlowRule& rule) {
-  // A table: a restart decodes every rule of the device.
-  static constexpr auto kNibble = [] {
-    std::array<std::int8_t, 256> t{};
-    for (auto& v : t) v = -1;
-    for (int c = '0'; c <= '9'; ++c) t[static_cast<std::size_t>(c)] = static_cast<std::int8_t>(c - '0');
-    for (int c = 'a'; c <= 'f'; ++c)
-      t[static_cast<std::size_t>(c)] = static_cast<std::int8_t>(c - 'a' + 10);
-    return t;
-  }();
-  auto nibble = [](char c) -> int { return kNibble[static_cast<unsigned char>(c)]; };
-  auto get = [&](void* data, std::size_t size, std::size_t at) {
-    auto* b = static_cast<unsigned char*>(data);
-    for (std::size_t i = 0; i < size; ++i) {
-      const int hi = nibble(hex[2 * (at + i)]), lo = nibble(hex[2 * (at + i) + 1]);
-      if (hi < 0 || lo < 0) return false;
-      b[i] = static_cast<unsigned char>(hi << 4 | lo);
+bool decodeRecord(std::string_view data, JournalRecord& rec, FlowRule& rule) {
+  unsigned char bytes[sizeof(JournalRecord) + sizeof(FlowRule)];
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < data.size(); ++i) {
+    if (n == sizeof bytes) return false;
+    char c = data[i];
+    if (c == kEscape) {
+      if (++i == data.size()) return false;
+      if (data[i] == 'n')
+        c = '\n';
+      else if (data[i] != 'e')
+        return false;
     }
-    return true;
-  };
-  if (hex.size() < 2 * sizeof rec || !get(&rec, sizeof rec, 0)) return false;
+    bytes[n++] = static_cast<unsigned char>(c);
+  }
+  if (n < sizeof rec) return false;
+  std::memcpy(&rec, bytes, sizeof rec);
   const std::size_t want = sizeof rec + (rec.type == kJournalCreate ? sizeof(FlowRule) : 0);
-  if (hex.size() != 2 * want) return false;
-  return rec.type != kJournalCreate || get(&rule, sizeof(FlowRule), sizeof rec);
+  if (n != want) return false;
+  if (rec.type == kJournalCreate) std::memcpy(&rule, bytes + sizeof rec, sizeof(FlowRule));
+  return true;
 }
 
 // Applies one record to `flows` (handle -> rule); counts records that no
 // longer describe a live rule in `dead`. Creates come in handle order, so
 // each lands at the end of the map.
-bool applyRecord(std::string_view hex, std::map<FlowHandle, InstalledFlow>& flows,
+bool applyRecord(std::string_view data, std::map<FlowHandle, InstalledFlow>& flows,
                  std::uint64_t& dead) {
   JournalRecord rec{};
   FlowRule rule{};
-  if (!decodeRecord(hex, rec, rule)) return false;
+  if (!decodeRecord(data, rec, rule)) return false;
   if (rec.type == kJournalCreate) {
     auto it = flows.emplace_hint(flows.end(), rec.handle, InstalledFlow{});
     it->second.handle = rec.handle;
@@ -547,7 +554,7 @@ Result<Replayed> replayDevice(Journal& journal, std::map<FlowHandle, InstalledFl
           std::sscanf(std::string(data.substr(0, nl)).c_str(), "%15s %llu %llu", magic, &rule_size,
                       &seq) != 3 ||
           kSnapshotMagic != magic || seq < 1)
-        return anotherBuild(path, "not a simulated NIC's snapshot (no NFOSIM02 header)");
+        return anotherBuild(path, "not a simulated NIC's snapshot (no NFOSIM03 header)");
       if (rule_size != sizeof(FlowRule))
         return anotherBuild(path, "of another nicoffload build (its rules are " +
                                       std::to_string(rule_size) + " bytes, this build's " +

@@ -452,7 +452,7 @@ TEST(SimProfile, ADeviceFileOfAnotherFormatIsRefusedNamingIt) {
     std::string bytes;
   } cases[] = {
       {"old binary journal", std::string("NFOSIM01\x10\x02\0\0", 12)},
-      {"another rule size", "NFOSIM02 7 1\n"},
+      {"another rule size", "NFOSIM03 7 1\n"},
       {"not a snapshot", "hello\n"},
   };
   for (const auto& c : cases) {
