@@ -13,9 +13,9 @@
 # on a forbidden include or symbol. The lists, and why file I/O stays
 # allowed, are in that script.
 set(NICOFFLOAD_PURE_ALLOWED
-    nicoffload_common nicoffload_model nicoffload_flowrules
+    nicoffload_common nicoffload_journal nicoffload_model nicoffload_flowrules
     nicoffload_simnic nicoffload_trace nicoffload_devx_caps nlohmann_json::nlohmann_json
-    nicoffload_zlib)
+    ZLIB::ZLIB)
 
 function(_nicoffload_collect_links target out)
   get_target_property(libs ${target} LINK_LIBRARIES)
