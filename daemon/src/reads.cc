@@ -60,6 +60,22 @@ json Controller::portJson(const model::Port& port, bool rule_list) const {
   return out;
 }
 
+namespace {
+
+// Whether a kernel object's description names `dev`: "... dev rep3 ..." or
+// "sysctl net/ipv4/conf/rep3/..." (never rep30 for rep3).
+bool namesDevice(const std::string& object, const std::string& dev) {
+  if (object.find("/" + dev + "/") != std::string::npos) return true;
+  for (auto at = object.find(" " + dev); at != std::string::npos;
+       at = object.find(" " + dev, at + 1)) {
+    const auto end = at + 1 + dev.size();
+    if (end == object.size() || object[end] == ' ') return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 // The kernel objects that name the port's representor ("... dev rep3 ...",
 // "sysctl net/ipv4/conf/rep3/..."), its VF and its vDPA device.
 json Controller::portFailuresJson(const model::Port& port) const {
@@ -68,14 +84,7 @@ json Controller::portFailuresJson(const model::Port& port) const {
   const std::string rep = port.representorName();
   for (const auto& [object, entry] : failures_.entries()) {
     if (entry.kind != FailureBook::Kind::kKernel) continue;
-    const bool names_rep = object.find("/" + rep + "/") != std::string::npos ||
-                           [&] {
-                             const auto at = object.find(" " + rep);
-                             if (at == std::string::npos) return false;
-                             const auto end = at + 1 + rep.size();
-                             return end == object.size() || object[end] == ' ';
-                           }();
-    if (names_rep) out.push_back(FailureBook::toJson(object, entry, now));
+    if (namesDevice(object, rep)) out.push_back(FailureBook::toJson(object, entry, now));
   }
   if (port.vf) {
     const std::string vf = std::to_string(*port.vf);
