@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <random>
 
+#include <arpa/inet.h>
+
 #include "nicoffload/common/net_types.h"
 
 namespace nicoffload {
@@ -82,6 +84,103 @@ TEST(Ipv4Prefix, ParsesLengths) {
   EXPECT_FALSE(Ipv4Prefix::parse("10.0.0.0/"));
   EXPECT_FALSE(Ipv4Prefix::parse("10.0.0.0/3x"));
   EXPECT_EQ(Ipv4Prefix::parse("10.0.0.7/32")->str(), "10.0.0.7/32");
+}
+
+TEST(Ipv6Addr, ParsesRfc4291FormsAndPrintsRfc5952) {
+  struct Case { const char* text; bool ok; const char* canonical; };
+  const Case cases[] = {
+      {"2001:db8::5", true, "2001:db8::5"},
+      {"2001:DB8:0:0:0:0:0:5", true, "2001:db8::5"},
+      {"2001:db8:0:0:1:0:0:1", true, "2001:db8::1:0:0:1"},  // first of equal zero runs
+      {"::", true, "::"},
+      {"::1", true, "::1"},
+      {"fe80::1", true, "fe80::1"},
+      {"::ffff:192.0.2.1", true, "::ffff:192.0.2.1"},
+      {"2001:db8::5/128", false, ""},
+      {"fe80::1%eth0", false, ""},
+      {"[2001:db8::5]", false, ""},
+      {"2001:db8:::5", false, ""},
+      {"10.0.0.1", false, ""},
+      {" 2001:db8::5", false, ""},
+      {"", false, ""},
+      {"2001:0db8:0000:0000:0000:0000:0000:0005:1", false, ""},
+  };
+  for (const auto& c : cases) {
+    auto ip = Ipv6Addr::parse(c.text);
+    EXPECT_EQ(ip.has_value(), c.ok) << c.text;
+    if (ip && c.ok) {
+      EXPECT_EQ(ip->str(), c.canonical) << c.text;
+    }
+  }
+  // Longer than any address: refused before inet_pton sees it.
+  EXPECT_FALSE(Ipv6Addr::parse(std::string(200, '1')));
+}
+
+// The hand-written parser and printer agree with glibc's inet_pton/inet_ntop
+// (RFC 5952 output) on random addresses with zero runs of every length.
+TEST(Ipv6Addr, AgreesWithInetPtonAndNtop) {
+  std::mt19937 rng(7);
+  for (int n = 0; n < 20000; ++n) {
+    Ipv6Addr a;
+    for (std::size_t k = 0; k < 8; ++k) {
+      const bool zero = rng() % 3 == 0;
+      const auto v = zero ? 0u : (rng() % 4 == 0 ? rng() % 16 : rng() & 0xFFFF);
+      a.bytes[2 * k] = static_cast<std::uint8_t>(v >> 8);
+      a.bytes[2 * k + 1] = static_cast<std::uint8_t>(v & 0xFF);
+    }
+    char buf[INET6_ADDRSTRLEN] = {};
+    ASSERT_NE(inet_ntop(AF_INET6, a.bytes.data(), buf, sizeof(buf)), nullptr);
+    // glibc prints the deprecated IPv4-compatible ::a.b.c.d form (::/96 but
+    // :: and ::1); RFC 5952 §5 keeps mixed notation to v4-mapped: only the
+    // parse must agree there.
+    bool compatible = true;
+    for (std::size_t k = 0; k < 12; ++k) compatible = compatible && a.bytes[k] == 0;
+    if (!compatible) {
+      ASSERT_EQ(a.str(), buf);
+    }
+    auto back = Ipv6Addr::parse(buf);
+    ASSERT_TRUE(back) << buf;
+    ASSERT_EQ(*back, a) << buf;
+  }
+  for (const char* text : {"1:2:3:4:5:6:7::", "::2:3:4:5:6:7:8", "1::8", "1:2:3:4:5:6:1.2.3.4",
+                           "::1.2.3.4", "1:2:3:4:5:6:7:8:9", ":1:2:3:4:5:6:7", "1:2:3:4:5:6:7:",
+                           "1::2::3", "12345::", "::ffff:1.2.3", "g::1", "1:2:3:4:5:6:7:1.2.3.4"}) {
+    unsigned char raw[16];
+    const bool ok = inet_pton(AF_INET6, text, raw) == 1;
+    EXPECT_EQ(Ipv6Addr::parse(text).has_value(), ok) << text;
+  }
+}
+
+TEST(Ipv6Addr, Classifies) {
+  EXPECT_TRUE(Ipv6Addr::parse("::")->isUnspecified());
+  EXPECT_TRUE(Ipv6Addr::parse("::1")->isLoopback());
+  EXPECT_FALSE(Ipv6Addr::parse("::2")->isLoopback());
+  EXPECT_TRUE(Ipv6Addr::parse("ff02::1:ff00:1")->isMulticast());
+  EXPECT_TRUE(Ipv6Addr::parse("fe80::1")->isLinkLocal());
+  EXPECT_TRUE(Ipv6Addr::parse("febf::1")->isLinkLocal());
+  EXPECT_FALSE(Ipv6Addr::parse("fec0::1")->isLinkLocal());
+  EXPECT_TRUE(Ipv6Addr::parse("::ffff:10.0.0.1")->isV4Mapped());
+  EXPECT_FALSE(Ipv6Addr::parse("2001:db8::5")->isV4Mapped());
+  EXPECT_LT(*Ipv6Addr::parse("2001:db8::5"), *Ipv6Addr::parse("2001:db8::6"));
+  EXPECT_LT(*Ipv6Addr::parse("2001:db8::ffff"), *Ipv6Addr::parse("2001:db8:0:1::"));
+  EXPECT_NE(std::hash<Ipv6Addr>{}(*Ipv6Addr::parse("2001:db8::5")),
+            std::hash<Ipv6Addr>{}(*Ipv6Addr::parse("2001:db8::6")));
+}
+
+TEST(Ipv6Prefix, ParsesLengthsAndContains) {
+  EXPECT_EQ(Ipv6Prefix::parse("2001:db8::5")->len, 128);
+  EXPECT_EQ(Ipv6Prefix::parse("2001:db8::/32")->len, 32);
+  EXPECT_FALSE(Ipv6Prefix::parse("2001:db8::/129"));
+  EXPECT_FALSE(Ipv6Prefix::parse("2001:db8::/"));
+  EXPECT_FALSE(Ipv6Prefix::parse("10.0.0.0/8"));
+  EXPECT_EQ(Ipv6Prefix::parse("2001:db8::/32")->str(), "2001:db8::/32");
+  const auto link_local = *Ipv6Prefix::parse("fe80::/10");
+  EXPECT_TRUE(link_local.contains(*Ipv6Addr::parse("fe80::1")));
+  EXPECT_TRUE(link_local.contains(*Ipv6Addr::parse("febf:ffff::1")));
+  EXPECT_FALSE(link_local.contains(*Ipv6Addr::parse("fec0::1")));
+  EXPECT_TRUE(Ipv6Prefix::parse("::/0")->contains(*Ipv6Addr::parse("2001:db8::5")));
+  EXPECT_TRUE(Ipv6Prefix::parse("2001:db8::5/128")->contains(*Ipv6Addr::parse("2001:db8::5")));
+  EXPECT_FALSE(Ipv6Prefix::parse("2001:db8::5/128")->contains(*Ipv6Addr::parse("2001:db8::4")));
 }
 
 }  // namespace

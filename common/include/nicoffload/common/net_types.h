@@ -1,4 +1,4 @@
-// Value types for link-layer and IPv4 addresses, with strict parsers.
+// Value types for link-layer, IPv4 and IPv6 addresses, with strict parsers.
 #pragma once
 
 #include <array>
@@ -61,6 +61,37 @@ struct Ipv4Prefix {
   auto operator<=>(const Ipv4Prefix&) const = default;
 };
 
+// IPv6 address (RFC 4291) in network byte order, so it orders numerically.
+struct Ipv6Addr {
+  std::array<std::uint8_t, 16> bytes{};
+
+  // Parses the text forms of RFC 4291 §2.2 ("2001:db8::5", "::1",
+  // "::ffff:192.0.2.1"), as inet_pton(AF_INET6) does; no zone ("%eth0"), no
+  // brackets. Returns nullopt on anything else.
+  static std::optional<Ipv6Addr> parse(std::string_view text);
+
+  std::string str() const;  // RFC 5952 canonical text ("2001:db8::5")
+  bool isUnspecified() const;                                        // ::
+  bool isLoopback() const;                                           // ::1
+  bool isMulticast() const { return bytes[0] == 0xFF; }              // ff00::/8
+  bool isLinkLocal() const { return bytes[0] == 0xFE && (bytes[1] & 0xC0) == 0x80; }  // fe80::/10
+  bool isV4Mapped() const;                                           // ::ffff:0:0/96
+
+  auto operator<=>(const Ipv6Addr&) const = default;
+};
+
+// "addr/len" (len 0..128); a bare address parses with length 128.
+struct Ipv6Prefix {
+  Ipv6Addr addr;
+  std::uint8_t len = 128;
+
+  static std::optional<Ipv6Prefix> parse(std::string_view text);
+  std::string str() const;
+  // Whether `a` lies in the prefix (its first `len` bits equal addr's).
+  bool contains(const Ipv6Addr& a) const;
+  auto operator<=>(const Ipv6Prefix&) const = default;
+};
+
 }  // namespace nicoffload
 
 template <>
@@ -76,5 +107,15 @@ struct std::hash<nicoffload::MacAddr> {
     std::uint64_t v = 0;
     for (auto b : m.bytes) v = (v << 8) | b;
     return std::hash<std::uint64_t>{}(v);
+  }
+};
+
+template <>
+struct std::hash<nicoffload::Ipv6Addr> {
+  std::size_t operator()(const nicoffload::Ipv6Addr& a) const noexcept {
+    std::uint64_t hi = 0, lo = 0;
+    for (int i = 0; i < 8; ++i) hi = (hi << 8) | a.bytes[static_cast<std::size_t>(i)];
+    for (int i = 8; i < 16; ++i) lo = (lo << 8) | a.bytes[static_cast<std::size_t>(i)];
+    return std::hash<std::uint64_t>{}(hi ^ (lo * 0x9e3779b97f4a7c15ULL));
   }
 };
