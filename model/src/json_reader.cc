@@ -164,6 +164,21 @@ bool ObjectReader::ipv4(std::string_view key, std::optional<Ipv4Addr>& out, bool
   return true;
 }
 
+bool ObjectReader::ipv6(std::string_view key, std::optional<Ipv6Addr>& out, bool required) {
+  const json* v = member(key, required);
+  if (!v) return ok();
+  if (!v->is_string())
+    return fail(ErrorCode::kWrongType, key, *v,
+                std::string("must be an IPv6 address string, got ") + typeName(*v));
+  const auto text = v->get<std::string>();
+  auto parsed = Ipv6Addr::parse(text);
+  if (!parsed)
+    return fail(ErrorCode::kInvalidValue, key, *v,
+                "'" + text + "' is not an IPv6 address (expected RFC 4291 text, e.g. fe80::1)");
+  out = *parsed;
+  return true;
+}
+
 bool ObjectReader::object(std::string_view key, const json*& out, bool required) {
   out = member(key, required);
   if (!out) return ok();

@@ -67,7 +67,33 @@ std::optional<std::string> unusableHostAddress(Ipv4Addr a) {
   return std::nullopt;
 }
 
+std::optional<std::string> unusableHostAddress(const Ipv6Addr& a) {
+  if (a.isUnspecified()) return ":: is not a host address";
+  if (a.isLoopback()) return "::1 is the loopback address, not a VM address";
+  if (a.isMulticast()) return "a multicast address (ff00::/8) cannot be a host address";
+  if (a.isLinkLocal())
+    return "a link-local address (fe80::/10) is never routed; give the VM's global or unique-local /128";
+  if (a.isV4Mapped()) return "a v4-mapped address (::ffff:0:0/96): give the IPv4 address itself";
+  return std::nullopt;
+}
+
 namespace {
+
+// Parses "2001:db8::5" or "2001:db8::5/128" into a host address.
+bool readHostAddress6(ObjectReader& r, const std::string& text, const std::string& path, Ipv6Addr& out) {
+  auto prefix = Ipv6Prefix::parse(text);
+  if (!prefix)
+    return r.fail(makeError(ErrorCode::kInvalidValue, path, text,
+                            "'" + text + "' is not an IPv6 address or prefix (expected e.g. 2001:db8::5/128)"));
+  if (prefix->len != 128)
+    return r.fail(makeError(ErrorCode::kInvalidValue, path, text,
+                            "'" + text + "' is not a /128 host prefix: every VM address is a /128 host "
+                            "route (use " + prefix->addr.str() + "/128)"));
+  if (auto why = unusableHostAddress(prefix->addr))
+    return r.fail(makeError(ErrorCode::kInvalidValue, path, text, *why));
+  out = prefix->addr;
+  return true;
+}
 
 // Parses "a.b.c.d" or "a.b.c.d/32" into a host address; other prefix lengths
 // are refused.
@@ -325,6 +351,14 @@ void readGatewaySection(const json& section, HostConfig& host, ObjectReader& r) 
     host.gateway_ipv4 = *ip;
     if (ip->isUnspecified() || ip->isMulticast() || ip->isBroadcast())
       g.fail(ErrorCode::kInvalidValue, "ipv4", (*obj)["ipv4"], "must be a unicast address");
+  }
+  std::optional<Ipv6Addr> ip6;
+  if (g.ipv6("ipv6", ip6, false) && ip6) {
+    host.gateway_ipv6 = *ip6;
+    if (!ip6->isLinkLocal() || ip6->isMulticast())
+      g.fail(ErrorCode::kInvalidValue, "ipv6", (*obj)["ipv6"],
+             "must be a link-local unicast address (fe80::/10, e.g. fe80::1): every VM reaches "
+             "its gateway on its own link");
   }
   if (g.mac("mac", host.gateway_mac, true) &&
       (host.gateway_mac.isZero() || host.gateway_mac.isMulticast()))
@@ -617,11 +651,22 @@ Result<Port> parsePort(const json& doc, const std::string& path) {
   const json* addrs = nullptr;
   if (r.array("addresses", addrs, true) && addrs) {
     if (addrs->empty())
-      r.fail(ErrorCode::kInvalidValue, "addresses", *addrs, "must list at least one /32 address");
+      r.fail(ErrorCode::kInvalidValue, "addresses", *addrs,
+             "must list at least one address (an IPv4 /32 or an IPv6 /128)");
     const std::string base = r.field("addresses");
     for (std::size_t i = 0; i < addrs->size() && r.ok(); ++i) {
+      const json& v = (*addrs)[i];
+      if (v.is_string() && v.get_ref<const std::string&>().find(':') != std::string::npos) {
+        Ipv6Addr a6;
+        if (!readHostAddress6(r, v.get<std::string>(), detail::indexPath(base, i), a6)) break;
+        if (std::find(port.addresses6.begin(), port.addresses6.end(), a6) != port.addresses6.end())
+          r.fail(makeError(ErrorCode::kDuplicate, detail::indexPath(base, i), a6.str(),
+                           a6.str() + " is listed twice"));
+        port.addresses6.push_back(a6);
+        continue;
+      }
       Ipv4Addr a;
-      if (!readHostAddress(r, (*addrs)[i], detail::indexPath(base, i), a)) break;
+      if (!readHostAddress(r, v, detail::indexPath(base, i), a)) break;
       for (const auto& other : port.addresses)
         if (other == a)
           r.fail(makeError(ErrorCode::kDuplicate, detail::indexPath(base, i), a.str(),
@@ -738,6 +783,11 @@ Status checkPortAgainstHost(const HostConfig& host, const UnderlayAddresses& und
       return makeError(ErrorCode::kConflict, path + ".addresses[" + std::to_string(i) + "]",
                        a.str(), a.str() + " is " + use->describe());
   }
+  if (!port.addresses6.empty() && !host.gateway_ipv6)
+    return makeError(ErrorCode::kConflict, path + ".addresses", port.addresses6.front().str(),
+                     port.addresses6.front().str() +
+                         " is an IPv6 address, but IPv6 is off on this host: set gateway.ipv6 "
+                         "(e.g. fe80::1) in the host config to turn it on");
   if (port.mac == host.gateway_mac)
     return makeError(ErrorCode::kConflict, path + ".mac", port.mac.str(),
                      "the port MAC equals the gateway MAC (gateway.mac)");
@@ -752,6 +802,7 @@ Status checkPortAgainstHost(const HostConfig& host, const UnderlayAddresses& und
 
 struct PortIndex {
   std::unordered_map<Ipv4Addr, const Port*> by_ip;
+  std::unordered_map<Ipv6Addr, const Port*> by_ip6;
   std::unordered_map<MacAddr, const Port*> by_mac;
   std::unordered_map<std::uint16_t, const Port*> by_vf;
   std::unordered_map<std::string, const Port*> by_rep;
@@ -765,6 +816,12 @@ struct PortIndex {
                          port.addresses[i].str(),
                          port.addresses[i].str() + " is already the address of port " +
                              it->second->key.str());
+    }
+    for (const auto& a : port.addresses6) {
+      auto [it, fresh] = by_ip6.emplace(a, &port);
+      if (!fresh)
+        return makeError(ErrorCode::kDuplicate, path + ".addresses", a.str(),
+                         a.str() + " is already the address of port " + it->second->key.str());
     }
     if (auto [it, fresh] = by_mac.emplace(port.mac, &port); !fresh)
       return makeError(ErrorCode::kDuplicate, path + ".mac", port.mac.str(),
@@ -1049,6 +1106,10 @@ Status IntentIndex::checkPort(const Port& port) const {
       return makeError(ErrorCode::kConflict, field, a.str(),
                        a.str() + " is routed to a remote hypervisor");
   }
+  for (const auto& a : port.addresses6)
+    if (const PortKey* other = taken(by_ip6_, a))
+      return makeError(ErrorCode::kDuplicate, "port.addresses", a.str(),
+                       a.str() + " is already the address of port " + other->str());
   if (const PortKey* other = taken(by_mac_, port.mac))
     return makeError(ErrorCode::kDuplicate, "port.mac", port.mac.str(),
                      port.mac.str() + " is already the MAC of port " + other->str());
@@ -1069,6 +1130,7 @@ void IntentIndex::removePort(const PortKey& key) {
   if (it == ports_.end()) return;
   const Port& old = it->second;
   for (const auto a : old.addresses) by_ip_.erase(a);
+  for (const auto& a : old.addresses6) by_ip6_.erase(a);
   by_mac_.erase(old.mac);
   if (old.vf) by_vf_.erase(*old.vf);
   by_rep_.erase(old.representorName());
@@ -1078,6 +1140,7 @@ void IntentIndex::removePort(const PortKey& key) {
 void IntentIndex::upsertPort(const Port& port) {
   removePort(port.key);
   for (const auto a : port.addresses) by_ip_[a] = port.key;
+  for (const auto& a : port.addresses6) by_ip6_[a] = port.key;
   by_mac_[port.mac] = port.key;
   if (port.vf) by_vf_[*port.vf] = port.key;
   if (auto rep = port.representorName(); !rep.empty()) by_rep_[rep] = port.key;

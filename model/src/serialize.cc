@@ -11,6 +11,7 @@ nlohmann::json toJson(const Port& port) {
   j["mac"] = port.mac.str();
   j["addresses"] = nlohmann::json::array();
   for (const auto a : port.addresses) j["addresses"].push_back(a.str() + "/32");
+  for (const auto& a : port.addresses6) j["addresses"].push_back(a.str() + "/128");
   j["mtu"] = port.mtu;
   j["queues"] = port.queues;
   if (port.vni) j["vni"] = *port.vni;

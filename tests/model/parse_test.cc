@@ -344,6 +344,86 @@ TEST(ParseIntent, AddressForms) {
   }
 }
 
+TEST(ParseIntent, Ipv6AddressFormsAndErrors) {
+  auto port = [](json addresses) {
+    json doc = {{"vm", "6f1c2a9e-3b41-4f0a-9c5e-2d7b8a1e0001"}, {"nic", 0},
+                {"mac", "52:54:00:00:01:01"}, {"addresses", std::move(addresses)}, {"vf", 0}};
+    return model::parsePort(doc, "ports[0]");
+  };
+  // Both families in one list, in any order; a bare address is a /128.
+  auto p = port({"2001:DB8::5", "10.10.1.1", "2001:db8::6/128"});
+  ASSERT_TRUE(p.ok()) << p.error().describe();
+  EXPECT_EQ(p->addresses.size(), 1u);
+  ASSERT_EQ(p->addresses6.size(), 2u);
+  EXPECT_EQ(p->addresses6[0].str(), "2001:db8::5");
+  // The JSON form (state file, port.get) gives the same port back.
+  auto again = model::parsePort(model::toJson(*p), "port");
+  ASSERT_TRUE(again.ok()) << again.error().describe();
+  EXPECT_EQ(again->addresses6, p->addresses6);
+  EXPECT_EQ(model::toJson(*p)["addresses"], json({"10.10.1.1/32", "2001:db8::5/128", "2001:db8::6/128"}));
+  // An IPv6-only port.
+  EXPECT_TRUE(port({"fd00:10::1"}).ok());
+
+  struct Bad { json address; ErrorCode code; const char* needle; };
+  const Bad bads[] = {
+      {"2001:db8::/64", ErrorCode::kInvalidValue, "/128 host prefix"},
+      {"fe80::5", ErrorCode::kInvalidValue, "link-local"},
+      {"ff02::1", ErrorCode::kInvalidValue, "multicast"},
+      {"::1", ErrorCode::kInvalidValue, "loopback"},
+      {"::", ErrorCode::kInvalidValue, "not a host address"},
+      {"::ffff:10.0.0.1", ErrorCode::kInvalidValue, "v4-mapped"},
+      {"2001:db8::zz", ErrorCode::kInvalidValue, "not an IPv6 address"},
+  };
+  for (const auto& b : bads) {
+    auto r = port({"10.10.1.1", b.address});
+    ASSERT_FALSE(r.ok()) << b.address;
+    EXPECT_EQ(r.error().code, b.code) << b.address;
+    EXPECT_EQ(r.error().field, "ports[0].addresses[1]") << b.address;
+    EXPECT_EQ(r.error().value, b.address.get<std::string>());
+    EXPECT_NE(r.error().message.find(b.needle), std::string::npos) << r.error().message;
+  }
+  auto twice = port({"2001:db8::5", "2001:db8:0::5"});
+  ASSERT_FALSE(twice.ok());
+  EXPECT_EQ(twice.error().code, ErrorCode::kDuplicate);
+  EXPECT_EQ(twice.error().field, "ports[0].addresses[1]");
+}
+
+TEST(ParseIntent, GatewayIpv6TurnsIpv6On) {
+  json host = exampleHost(Example::kRouted);
+  json ports = examplePorts(Example::kRouted);
+  host["gateway"].erase("ipv6");
+  ports["ports"][0]["addresses"].push_back("2001:db8:1::1");
+  // Off: the port's IPv6 address is refused, naming the setting.
+  auto off = parseAndValidate(host, ports);
+  ASSERT_NE(off.stage, Stage::kNone);
+  EXPECT_EQ(off.error.code, ErrorCode::kConflict);
+  EXPECT_EQ(off.error.field, "ports[0].addresses");
+  EXPECT_EQ(off.error.value, "2001:db8:1::1");
+  EXPECT_NE(off.error.message.find("gateway.ipv6"), std::string::npos) << off.error.message;
+  // On.
+  host["gateway"]["ipv6"] = "fe80::1";
+  auto on = parseAndValidate(host, ports);
+  EXPECT_EQ(on.stage, Stage::kNone) << on.error.describe();
+  auto parsed = model::parseHostConfig(host);
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_EQ(parsed->gateway_ipv6->str(), "fe80::1");
+  // Only a link-local unicast gateway.
+  for (const char* bad : {"2001:db8::1", "ff02::1", "fe80::1%eth0", "169.254.1.1"}) {
+    host["gateway"]["ipv6"] = bad;
+    auto r = model::parseHostConfig(host);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.error().field, "gateway.ipv6") << bad;
+    EXPECT_EQ(r.error().value, bad);
+  }
+  // The same /128 on two ports.
+  host["gateway"]["ipv6"] = "fe80::1";
+  ports["ports"][1]["addresses"].push_back("2001:db8:1::1");
+  auto dup = parseAndValidate(host, ports);
+  ASSERT_NE(dup.stage, Stage::kNone);
+  EXPECT_EQ(dup.error.code, ErrorCode::kDuplicate);
+  EXPECT_EQ(dup.error.value, "2001:db8:1::1");
+}
+
 TEST(ParseIntent, UuidIsLowerCased) {
   json doc = {{"vm", "6F1C2A9E-3B41-4F0A-9C5E-2D7B8A1E0001"}, {"nic", 3},
               {"mac", "52:54:00:00:01:01"}, {"addresses", {"10.0.0.1"}}};

@@ -38,6 +38,12 @@ struct HostConfig {
 
   Ipv4Addr gateway_ipv4;             // gateway address every VM uses (e.g. 169.254.1.1)
   MacAddr gateway_mac;               // MAC the VMs see for the gateway
+  // gateway.ipv6: the IPv6 gateway every VM uses, a link-local address
+  // (fe80::1 by convention) answered on every representor with gateway_mac.
+  // Unset: IPv6 is off on this host, and a port with an IPv6 address is
+  // refused (the kernel path would need IPv6 forwarding, which also stops
+  // the host from taking router advertisements on its own links).
+  std::optional<Ipv6Addr> gateway_ipv6;
 
   UnderlayMode underlay = UnderlayMode::kRouted;
   MacAddr uplink_mac;                // source MAC of packets sent to the underlay
@@ -145,6 +151,7 @@ struct Port {
   PortKey key;
   MacAddr mac;                           // the guest's MAC
   std::vector<Ipv4Addr> addresses;       // each a /32 host route
+  std::vector<Ipv6Addr> addresses6;      // each a /128 host route (host gateway_ipv6 set)
   std::uint16_t mtu = 1500;              // bytes, L3 MTU of the guest NIC
   std::uint16_t queues = 1;              // virtqueue pairs
   std::optional<std::uint32_t> vni;      // VXLAN network identifier (24 bits)

@@ -131,6 +131,7 @@ class IntentIndex {
   HostConfig host_;
   std::map<PortKey, Port> ports_;
   std::unordered_map<Ipv4Addr, PortKey> by_ip_;
+  std::unordered_map<Ipv6Addr, PortKey> by_ip6_;
   std::unordered_map<MacAddr, PortKey> by_mac_;
   std::unordered_map<std::uint16_t, PortKey> by_vf_;
   std::unordered_map<std::string, PortKey> by_rep_;
@@ -145,6 +146,9 @@ Status checkOriginName(const std::string& origin, const std::string& field);
 // Why `a` cannot be a VM or remote host address (0.0.0.0, multicast,
 // broadcast, loopback), or nullopt when it can.
 std::optional<std::string> unusableHostAddress(Ipv4Addr a);
+// The same for IPv6: ::, ::1, multicast, link-local (fe80::/10: the VM's own
+// link, never routed) and v4-mapped (::ffff:a.b.c.d: give the IPv4 address).
+std::optional<std::string> unusableHostAddress(const Ipv6Addr& a);
 
 // The JSON forms parsePort / parseRemote read (for the state file and the
 // control API): toJson then parse gives the same object back.
