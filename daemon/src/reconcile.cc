@@ -26,7 +26,7 @@ namespace {
 
 // The netdev a sysctl path names: "ipv4/conf/<dev>/x", "ipv4/neigh/<dev>/x".
 std::string_view sysctlDevice(std::string_view path) {
-  for (std::string_view prefix : {"ipv4/conf/", "ipv4/neigh/"}) {
+  for (std::string_view prefix : {"ipv4/conf/", "ipv4/neigh/", "ipv6/conf/", "ipv6/neigh/"}) {
     if (path.substr(0, prefix.size()) != prefix) continue;
     const auto rest = path.substr(prefix.size());
     return rest.substr(0, rest.find('/'));
@@ -316,6 +316,8 @@ Controller::PassResult Controller::repairFullPass(FullPassComputed computed) {
       erase(s.links, [&](const auto& x) { return skipDev(x.dev); });
       erase(s.vxlan_devices, [&](const auto&) { return pass.derived; });
       erase(s.fdb, [&](const auto&) { return pass.derived; });
+      erase(s.routes6, [&](const auto& r) { return skipDev(r.dev); });
+      erase(s.neighbours6, [&](const auto& n) { return skipDev(n.dev); });
     };
     keep(computed.sw->apply);
     keep(computed.sw->remove);
@@ -374,6 +376,8 @@ void sortState(flowrules::SoftwarePathState& s) {
   sortKind(s.fdb);
   sortKind(s.neighbours);
   sortKind(s.routes);
+  sortKind(s.neighbours6);
+  sortKind(s.routes6);
 }
 
 std::uint64_t vtepKey(std::uint32_t vni, Ipv4Addr vtep) {

@@ -86,6 +86,8 @@ SoftwarePathDiff diff(const SoftwarePathState& desired, const SoftwarePathState&
   d.fdb = diffObjects<FdbEntry>(desired.fdb, installed.fdb);
   d.neighbours = diffObjects<NeighbourEntry>(desired.neighbours, installed.neighbours);
   d.routes = diffObjects<RouteEntry>(desired.routes, installed.routes);
+  d.neighbours6 = diffObjects<Neighbour6Entry>(desired.neighbours6, installed.neighbours6);
+  d.routes6 = diffObjects<Route6Entry>(desired.routes6, installed.routes6);
   return d;
 }
 

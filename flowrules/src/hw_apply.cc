@@ -35,6 +35,11 @@ std::uint16_t matchedEtherType(const FlowRule& r) {
   return 0;
 }
 
+bool isIpv6(const FlowRule& r) {
+  return std::any_of(r.pattern.begin(), r.pattern.end(),
+                     [](const FlowItem& i) { return std::holds_alternative<Ipv6Item>(i); });
+}
+
 bool isAllow(const FlowRule& r) {
   return r.cls == RuleClass::kAntiSpoofing &&
          std::any_of(r.actions.begin(), r.actions.end(),
@@ -82,8 +87,11 @@ void appendPortDependencies(const Rules& own, std::vector<RuleDependency>& deps)
     if (!isDrop(*drop)) continue;
     const std::uint16_t type = matchedEtherType(*drop);
     for (const FlowRule* leader : own) {
-      const bool leads = type == kEtherTypeArp ? leader->cls == RuleClass::kArpTrap
-                                               : isAllow(*leader) && type == kEtherTypeIpv4;
+      bool leads = false;
+      if (type == kEtherTypeArp) leads = leader->cls == RuleClass::kArpTrap;
+      if (type == kEtherTypeIpv4) leads = isAllow(*leader) && !isIpv6(*leader);
+      if (type == kEtherTypeIpv6)
+        leads = (isAllow(*leader) || leader->cls == RuleClass::kNdTrap) && isIpv6(*leader);
       if (leads) deps.push_back({drop->id, leader->id, std::nullopt});
     }
   }

@@ -30,7 +30,23 @@ enum Sub : std::uint8_t {
   kSubEgress = 6,
   kSubDecap = 7,
   kSubUplinkEntry = 8,
+  kSubNdTrapMulticast = 9,   // IPv6 (gateway.ipv6 set), below
+  kSubNdTrapLinkLocal = 10,
+  kSubAllow6 = 11,
+  kSubDropIpv6 = 12,
+  kSubDeliver6 = 13,
+  kSubUplinkEntry6 = 14,
 };
+
+// The `extra` of a rule per IPv6 address: a stable 32-bit digest (two
+// addresses of one port share it with a chance of 1 in 2^32; plan() refuses
+// a plan with two equal ids rather than install one rule for both).
+std::uint32_t addressKey(const Ipv6Addr& a) {
+  return static_cast<std::uint32_t>(StableHasher().bytes(a.bytes.data(), a.bytes.size()).finish());
+}
+
+const Ipv6Prefix kLinkLocalMulticast{*Ipv6Addr::parse("ff02::"), 16};  // RFC 4291 §2.7: scope 2
+const Ipv6Prefix kLinkLocalUnicast{*Ipv6Addr::parse("fe80::"), 10};
 
 // The owner id is already a stable 64-bit hash; for one owner, distinct
 // (class, sub, extra) give distinct inputs, and the splitmix64 finaliser is a
@@ -127,22 +143,38 @@ void follow(FlowRule& r, const FlowRule& leader) {
   r.reason.rule = leader.id;
 }
 
+bool isIpv6Rule(const FlowRule& r) {
+  for (const auto& item : r.pattern) {
+    if (std::holds_alternative<Ipv6Item>(item)) return true;
+    if (const auto* e = std::get_if<EthItem>(&item); e && (e->fields & EthItem::kType))
+      return e->ether_type == kEtherTypeIpv6;
+  }
+  return false;
+}
+
 // A drop must not stay in hardware when the allow/trap rule it backs went to
 // software: the hardware drop would then catch the legitimate traffic first.
+// The IPv4 drop follows the IPv4 allow rules, the ARP drop the ARP trap, the
+// IPv6 drop the IPv6 allow rules and the ND traps.
 void coupleAntiSpoofing(std::span<FlowRule> port_rules) {
   const FlowRule* sw_allow = nullptr;
+  const FlowRule* sw_allow6 = nullptr;
   const FlowRule* sw_trap = nullptr;
   for (const auto& r : port_rules) {
     if (r.placement != Placement::kSw) continue;
     if (r.cls == RuleClass::kArpTrap) sw_trap = &r;
-    if (r.cls == RuleClass::kAntiSpoofing && r.attr.priority == 0 && !sw_allow) sw_allow = &r;
+    const bool v6 = isIpv6Rule(r);
+    if ((r.cls == RuleClass::kNdTrap || (r.cls == RuleClass::kAntiSpoofing && r.attr.priority == 0)) &&
+        v6 && !sw_allow6)
+      sw_allow6 = &r;
+    if (r.cls == RuleClass::kAntiSpoofing && r.attr.priority == 0 && !v6 && !sw_allow) sw_allow = &r;
   }
   for (auto& r : port_rules) {
     if (r.cls != RuleClass::kAntiSpoofing || r.attr.priority == 0) continue;
-    const bool is_arp_drop = r.pattern.size() > 1 &&
-                             std::get<EthItem>(r.pattern[1]).ether_type == kEtherTypeArp;
-    if (is_arp_drop && sw_trap) follow(r, *sw_trap);
-    if (!is_arp_drop && sw_allow) follow(r, *sw_allow);
+    const auto type = std::get<EthItem>(r.pattern[1]).ether_type;
+    if (type == kEtherTypeArp && sw_trap) follow(r, *sw_trap);
+    if (type == kEtherTypeIpv4 && sw_allow) follow(r, *sw_allow);
+    if (type == kEtherTypeIpv6 && sw_allow6) follow(r, *sw_allow6);
   }
 }
 
@@ -166,6 +198,56 @@ struct Context {
 // to software for want of a counter.
 void addCount(const Context& ctx, FlowRule& r) {
   if (ctx.profile.action(ActionType::kCount).supported) r.actions.push_back(CountAction{});
+}
+
+// IPv6 rules of one port, on a host with IPv6 on (gateway.ipv6). In group 0:
+// link-scoped traffic from the VM (neighbour discovery to ff02::/16 and to
+// the gateway's fe80::/10) to the kernel, which answers for the gateway
+// (proxy NDP) and never routes a link-local destination; the VM's /128
+// sources to the FIB; every other IPv6 packet dropped. In the FIB: delivery
+// to each /128. A port without IPv6 addresses gets the drop alone.
+void emitPortRules6(const Context& ctx, const Port& port, OwnerId owner, PortRef vf,
+                    std::vector<FlowRule>& out) {
+  if (!port.addresses6.empty()) {
+    for (const auto& [sub, scope] : {std::pair{kSubNdTrapMulticast, kLinkLocalMulticast},
+                                     std::pair{kSubNdTrapLinkLocal, kLinkLocalUnicast}}) {
+      auto r = makeRule(RuleClass::kNdTrap, owner, sub, 0, kRootGroup, 0);
+      r.pattern.push_back(PortItem{vf});
+      r.pattern.push_back(ethMatch(EthItem::kSrc | EthItem::kType, port.mac, kEtherTypeIpv6));
+      r.pattern.push_back(Ipv6Item{Ipv6Item::Field::kDst, scope.len, scope.addr});
+      r.actions.push_back(PortRepresentorAction{vf});
+      addCount(ctx, r);
+      out.push_back(r);
+    }
+  }
+  for (const auto& a : port.addresses6) {  // anti-spoofing allow: right MAC and source -> FIB
+    auto r = makeRule(RuleClass::kAntiSpoofing, owner, kSubAllow6, addressKey(a), kRootGroup, 0);
+    r.pattern.push_back(PortItem{vf});
+    r.pattern.push_back(ethMatch(EthItem::kSrc | EthItem::kType, port.mac, kEtherTypeIpv6));
+    r.pattern.push_back(Ipv6Item{Ipv6Item::Field::kSrc, 128, a});
+    r.actions.push_back(JumpAction{kFibGroup});
+    addCount(ctx, r);
+    out.push_back(r);
+  }
+  {
+    auto r = makeRule(RuleClass::kAntiSpoofing, owner, kSubDropIpv6, 0, kRootGroup, 1);
+    r.pattern.push_back(PortItem{vf});
+    r.pattern.push_back(ethMatch(EthItem::kType, MacAddr{}, kEtherTypeIpv6));
+    r.actions.push_back(DropAction{});
+    addCount(ctx, r);
+    out.push_back(r);
+  }
+  for (const auto& a : port.addresses6) {  // local delivery in the FIB
+    auto r = makeRule(RuleClass::kLocalDelivery, owner, kSubDeliver6, addressKey(a), kFibGroup, 0);
+    r.pattern.push_back(EthItem{});
+    r.pattern.push_back(Ipv6Item{Ipv6Item::Field::kDst, 128, a});
+    r.actions.push_back(SetMacSrcAction{ctx.host.gateway_mac});
+    r.actions.push_back(SetMacDstAction{port.mac});
+    r.actions.push_back(DecTtlAction{});  // the hop limit (rte_flow DEC_TTL covers both)
+    r.actions.push_back(RepresentedPortAction{vf});
+    addCount(ctx, r);
+    out.push_back(r);
+  }
 }
 
 // Rules owned by one port, in emission order; capability placement and
@@ -218,6 +300,7 @@ void emitPortRules(const Context& ctx, const Port& port, std::vector<FlowRule>& 
     addCount(ctx, r);
     out.push_back(r);
   }
+  if (ctx.host.gateway_ipv6) emitPortRules6(ctx, port, owner, vf, out);
   for (std::size_t i = first; i < out.size(); ++i) placeByCapability(out[i], ctx.profile);
   coupleAntiSpoofing(std::span<FlowRule>(out).subspan(first));
 }
@@ -297,10 +380,11 @@ void emitRemoteRule(const Context& ctx, const RemoteTemplate& tmpl, const Remote
   r.placement = r.reason.code == PlacementReason::Code::kNone ? Placement::kHw : Placement::kSw;
 }
 
-FlowRule uplinkEntryRule(const Context& ctx) {
-  auto r = makeRule(RuleClass::kLocalDelivery, hostOwner(), kSubUplinkEntry, 0, kRootGroup, 1);
+FlowRule uplinkEntryRule(const Context& ctx, bool ipv6 = false) {
+  auto r = makeRule(RuleClass::kLocalDelivery, hostOwner(), ipv6 ? kSubUplinkEntry6 : kSubUplinkEntry,
+                    0, kRootGroup, 1);
   r.pattern.push_back(PortItem{PortRef::uplink()});
-  r.pattern.push_back(ethMatch(EthItem::kType, MacAddr{}, kEtherTypeIpv4));
+  r.pattern.push_back(ethMatch(EthItem::kType, MacAddr{}, ipv6 ? kEtherTypeIpv6 : kEtherTypeIpv4));
   r.actions.push_back(JumpAction{kFibGroup});
   addCount(ctx, r);
   placeByCapability(r, ctx.profile);
@@ -332,6 +416,7 @@ int rank(RuleClass c) {
     case RuleClass::kLocalDelivery:
     case RuleClass::kVxlanIngress: return 0;
     case RuleClass::kArpTrap:
+    case RuleClass::kNdTrap:
     case RuleClass::kAntiSpoofing: return 1;
     default: return 2;
   }
@@ -455,6 +540,9 @@ void emitHostObjects(const HostConfig& host, SoftwarePathState& sw) {
   // The gateway address is local, so the kernel answers ARP for it on every
   // representor (arp_ignore=0); proxy_arp answers for everything it routes.
   sw.addresses.push_back({"lo", Ipv4Prefix{host.gateway_ipv4, 32}, host_owner});
+  // IPv6 on: forwarding for every device (it also stops the host from
+  // taking router advertisements: docs/config.md, gateway.ipv6).
+  if (host.gateway_ipv6) sw.sysctls.push_back({"ipv6/conf/all/forwarding", "1", host_owner});
 }
 
 void emitPortObjects(const HostConfig& host, const Port& port, SoftwarePathState& sw) {
@@ -470,6 +558,17 @@ void emitPortObjects(const HostConfig& host, const Port& port, SoftwarePathState
     sw.routes.push_back({Ipv4Prefix{a, 32}, rep, std::nullopt, false, host.route_table,
                          host.route_protocol, owner});
     sw.neighbours.push_back({rep, a, port.mac, owner});
+  }
+  // IPv6: the gateway's link-local address answered by proxy NDP on the
+  // representor (no delay), a /128 route and a permanent neighbour per
+  // address. Nothing for a port without IPv6 addresses.
+  if (!host.gateway_ipv6 || port.addresses6.empty()) return;
+  sw.sysctls.push_back({"ipv6/conf/" + rep + "/proxy_ndp", "1", owner});
+  sw.sysctls.push_back({"ipv6/neigh/" + rep + "/proxy_delay", "0", owner});
+  sw.neighbours6.push_back({rep, *host.gateway_ipv6, MacAddr{}, true, owner});
+  for (const auto& a : port.addresses6) {
+    sw.routes6.push_back({Ipv6Prefix{a, 128}, rep, host.route_table, host.route_protocol, owner});
+    sw.neighbours6.push_back({rep, a, port.mac, false, owner});
   }
 }
 
@@ -626,12 +725,14 @@ Status planIntoUnchecked(const model::Intent& intent, const HwProfile& profile,
   out.sw.fdb.clear();
   out.sw.neighbours.clear();
   out.sw.routes.clear();
+  out.sw.neighbours6.clear();
+  out.sw.routes6.clear();
   out.vdpa_devices.clear();
   out.vfs.clear();
   out.counts = {};
   auto& rules = out.rules;
   std::size_t estimate = intent.remotes.size() + 2;
-  for (const auto& p : intent.ports) estimate += 3 + 2 * p.addresses.size();
+  for (const auto& p : intent.ports) estimate += 4 + 2 * p.addresses.size() + 2 * p.addresses6.size();
   rules.reserve(estimate);
 
   std::map<std::uint32_t, std::vector<std::size_t>> delivery_by_vni;  // VNI -> delivery rule idx
@@ -653,6 +754,7 @@ Status planIntoUnchecked(const model::Intent& intent, const HwProfile& profile,
   std::map<std::uint32_t, std::size_t> decap_idx;
   if (intent.host.underlay == UnderlayMode::kRouted) {
     rules.push_back(uplinkEntryRule(ctx));
+    if (intent.host.gateway_ipv6) rules.push_back(uplinkEntryRule(ctx, true));
   } else {
     for (const auto& [vni, list] : delivery_by_vni) {
       decap_idx[vni] = rules.size();
@@ -708,6 +810,8 @@ Status planIntoUnchecked(const model::Intent& intent, const HwProfile& profile,
     sortByKey(out.sw.fdb);
     sortByKey(out.sw.neighbours);
     sortRoutes(out.sw.routes);
+    sortByKey(out.sw.neighbours6);
+    sortByKey(out.sw.routes6);
   }
 
   planDevices(intent, out);
@@ -787,6 +891,7 @@ std::vector<FlowRule> OwnerPlanner::hostRules(std::span<const std::uint32_t> por
   std::vector<FlowRule> out;
   if (impl_->host.underlay == UnderlayMode::kRouted) {
     out.push_back(uplinkEntryRule());
+    if (impl_->host.gateway_ipv6) out.push_back(flowrules::uplinkEntryRule(impl_->ctx, true));
   } else {
     for (const auto vni : port_vnis) out.push_back(decapRule(vni));
   }
@@ -866,6 +971,10 @@ std::string explainRule(const FlowRule& rule, const HwProfile& profile) {
                     std::to_string(rule.attr.group) + ", priority " +
                     std::to_string(rule.attr.priority) + ", placed " + toString(rule.placement) +
                     ": " + describeReason(rule.reason, profile);
+  if (rule.cls == RuleClass::kNdTrap)
+    out += ". Neighbour discovery is answered in software (proxy NDP for the gateway); this rule "
+           "steers the VM's link-scoped IPv6 (ff02::/16, fe80::/10), which is never routed, to the "
+           "representor";
   if (rule.cls == RuleClass::kArpTrap)
     out += ". ARP replies are always made in software: no NIC rewrites ARP in hardware; this rule "
            "only steers ARP to the representor, matching the ethertype alone";

@@ -36,6 +36,14 @@ struct ItemText {
     if (i.fields & Ipv4Item::kDst) s += " dst is " + i.dst.str();
     return s;
   }
+  // testpmd: "dst is X" for a host, "dst spec X dst prefix N" under a mask.
+  std::string operator()(const Ipv6Item& i) const {
+    std::string s = "ipv6";
+    if (i.field == Ipv6Item::Field::kNone) return s;
+    const char* f = i.field == Ipv6Item::Field::kSrc ? "src" : "dst";
+    if (i.len == 128) return s + " " + f + " is " + i.addr.str();
+    return s + " " + f + " spec " + i.addr.str() + " " + f + " prefix " + std::to_string(i.len);
+  }
   std::string operator()(const UdpItem& i) const {
     std::string s = "udp";
     if (i.fields & UdpItem::kDst) s += " dst is " + std::to_string(i.dst_port);
@@ -80,6 +88,13 @@ struct ItemJson {
     if (i.fields & Ipv4Item::kSrc) spec["src"] = i.src.str();
     if (i.fields & Ipv4Item::kDst) spec["dst"] = i.dst.str();
     return {{"type", "ipv4"}, {"spec", spec}};
+  }
+  json operator()(const Ipv6Item& i) const {
+    json spec = json::object();
+    if (i.field != Ipv6Item::Field::kNone)
+      spec[i.field == Ipv6Item::Field::kSrc ? "src" : "dst"] =
+          i.len == 128 ? i.addr.str() : Ipv6Prefix{i.addr, i.len}.str();
+    return {{"type", "ipv6"}, {"spec", spec}};
   }
   json operator()(const UdpItem& i) const {
     json spec = json::object();
@@ -210,6 +225,18 @@ void visitSoftwarePathJson(const SoftwarePathState& sw, Section&& section, Eleme
     if (r.onlink) route["onlink"] = true;
     element(std::move(route));
   }
+  // IPv6 sections only on a host with IPv6 objects (gateway.ipv6 set).
+  if (!sw.neighbours6.empty()) {
+    section("neighbours6");
+    for (const auto& n : sw.neighbours6)
+      element(n.proxy ? json{{"dev", n.dev}, {"ip", n.ip.str()}, {"proxy", true}}
+                      : json{{"dev", n.dev}, {"ip", n.ip.str()}, {"mac", n.mac.str()}, {"state", "permanent"}});
+  }
+  if (!sw.routes6.empty()) {
+    section("routes6");
+    for (const auto& r : sw.routes6)
+      element(json{{"dst", r.dst.str()}, {"dev", r.dev}, {"table", r.table}, {"protocol", r.protocol}});
+  }
 }
 
 json countsJson(const DesiredState& state) {
@@ -339,6 +366,12 @@ std::vector<std::string> describeSoftwarePath(const SoftwarePathState& sw) {
     s += " table " + std::to_string(r.table) + " proto " + std::to_string(r.protocol);
     out.push_back(std::move(s));
   }
+  for (const auto& n : sw.neighbours6)
+    out.push_back(n.proxy ? "neigh6 proxy " + n.ip.str() + " dev " + n.dev
+                          : "neigh6 " + n.ip.str() + " lladdr " + n.mac.str() + " dev " + n.dev + " permanent");
+  for (const auto& r : sw.routes6)
+    out.push_back("route6 " + r.dst.str() + " dev " + r.dev + " table " + std::to_string(r.table) +
+                  " proto " + std::to_string(r.protocol));
   return out;
 }
 

@@ -8,7 +8,8 @@ namespace nicoffload::flowrules {
 
 ItemType itemType(const FlowItem& item) {
   static constexpr ItemType kTypes[] = {ItemType::kRepresentedPort, ItemType::kEth, ItemType::kIpv4,
-                                        ItemType::kUdp, ItemType::kVxlan};
+                                        ItemType::kUdp, ItemType::kVxlan, ItemType::kIpv6};
+  static_assert(std::variant_size_v<FlowItem> == std::size(kTypes));
   return kTypes[item.index()];
 }
 
@@ -36,6 +37,8 @@ const char* toString(RuleClass c) {
       return "arp-trap";
     case RuleClass::kAntiSpoofing:
       return "anti-spoofing";
+    case RuleClass::kNdTrap:
+      return "nd-trap";
   }
   return "?";
 }
@@ -54,6 +57,8 @@ const char* idPrefix(RuleClass c) {
       return "arp";
     case RuleClass::kAntiSpoofing:
       return "as";
+    case RuleClass::kNdTrap:
+      return "nd";
   }
   return "?";
 }
@@ -84,7 +89,8 @@ std::optional<RuleId> parseRuleId(std::string_view text) {
     const auto prefix = text.substr(0, dash);
     bool known = false;
     for (auto c : {RuleClass::kLocalDelivery, RuleClass::kRoutedEgress, RuleClass::kVxlanEgress,
-                   RuleClass::kVxlanIngress, RuleClass::kArpTrap, RuleClass::kAntiSpoofing})
+                   RuleClass::kVxlanIngress, RuleClass::kArpTrap, RuleClass::kAntiSpoofing,
+                   RuleClass::kNdTrap})
       known = known || prefix == idPrefix(c);
     if (!known) return std::nullopt;
     text = text.substr(dash + 1);
@@ -135,6 +141,14 @@ struct ItemDigest {
   void operator()(const Ipv4Item& i) const {
     d.add(i.fields);
     d.add((static_cast<std::uint64_t>(i.src.value) << 32) | i.dst.value);
+  }
+  void operator()(const Ipv6Item& i) const {
+    d.add((static_cast<std::uint64_t>(i.field) << 8) | i.len);
+    std::uint64_t hi = 0, lo = 0;
+    for (std::size_t k = 0; k < 8; ++k) hi = (hi << 8) | i.addr.bytes[k];
+    for (std::size_t k = 8; k < 16; ++k) lo = (lo << 8) | i.addr.bytes[k];
+    d.add(hi);
+    d.add(lo);
   }
   void operator()(const UdpItem& i) const {
     d.add((static_cast<std::uint64_t>(i.fields) << 16) | i.dst_port);

@@ -200,7 +200,7 @@ Status readPorts(pugi::xml_node domain, Domain& out) {
       }
       if (addresses.empty())
         return makeError(ErrorCode::kMissingField, path + ".address", "",
-                         "the port lists no <nfo:address> (at least one /32)");
+                         "the port lists no <nfo:address> (at least one IPv4 /32 or IPv6 /128)");
       doc["addresses"] = std::move(addresses);
 
       auto port = model::parsePort(doc, path);
@@ -356,6 +356,8 @@ std::string metadataXmlFor(const std::vector<model::Port>& ports) {
     if (p.vdpa) n.append_attribute("vdpa") = model::toString(*p.vdpa);
     for (const auto& a : p.addresses)
       n.append_child("nfo:address").text() = (a.str() + "/32").c_str();
+    for (const auto& a : p.addresses6)
+      n.append_child("nfo:address").text() = (a.str() + "/128").c_str();
   }
   return render(doc);
 }

@@ -14,7 +14,7 @@ using detail::ObjectReader;
 using nlohmann::json;
 
 constexpr std::array<std::string_view, kItemTypeCount> kItemNames{
-    "represented_port", "eth", "ipv4", "udp", "vxlan", "arp_eth_ipv4"};
+    "represented_port", "eth", "ipv4", "udp", "vxlan", "arp_eth_ipv4", "ipv6"};
 constexpr std::array<std::string_view, kActionTypeCount> kActionNames{
     "set_mac_src", "set_mac_dst", "dec_ttl",     "represented_port", "port_representor",
     "vxlan_encap", "vxlan_decap", "jump",        "count",            "drop"};

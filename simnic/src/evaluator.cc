@@ -29,6 +29,13 @@ bool itemMatchesHeader(const fr::FlowItem& item, const Header& h) {
     if ((i->fields & fr::Ipv4Item::kDst) && ih->dst != i->dst) return false;
     return true;
   }
+  if (const auto* i = std::get_if<fr::Ipv6Item>(&item)) {
+    const auto* ih = std::get_if<Ipv6Header>(&h);
+    if (!ih) return false;
+    if (i->field == fr::Ipv6Item::Field::kSrc) return i->matches(ih->src);
+    if (i->field == fr::Ipv6Item::Field::kDst) return i->matches(ih->dst);
+    return true;
+  }
   if (const auto* u = std::get_if<fr::UdpItem>(&item)) {
     const auto* uh = std::get_if<UdpHeader>(&h);
     if (!uh) return false;
@@ -47,6 +54,8 @@ bool headerOfItem(const fr::FlowItem& item, const Header& h) {
       return headerIs<EthHeader>(h);
     case ItemType::kIpv4:
       return headerIs<Ipv4Header>(h);
+    case ItemType::kIpv6:
+      return headerIs<Ipv6Header>(h);
     case ItemType::kUdp:
       return headerIs<UdpHeader>(h);
     case ItemType::kVxlan:
@@ -56,10 +65,18 @@ bool headerOfItem(const fr::FlowItem& item, const Header& h) {
   }
 }
 
+// The TTL or hop limit of the outermost IP header (rte_flow DEC_TTL).
 void decTtl(Packet& p) {
-  if (auto* ip = p.first<Ipv4Header>()) {
-    if (ip->ttl > 0) --ip->ttl;
-    ip->checksum = ipv4HeaderChecksum(*ip);
+  for (auto& h : p.headers) {
+    if (auto* ip = std::get_if<Ipv4Header>(&h)) {
+      if (ip->ttl > 0) --ip->ttl;
+      ip->checksum = ipv4HeaderChecksum(*ip);
+      return;
+    }
+    if (auto* ip6 = std::get_if<Ipv6Header>(&h)) {
+      if (ip6->hop_limit > 0) --ip6->hop_limit;
+      return;
+    }
   }
 }
 

@@ -44,6 +44,12 @@ void fixOuterHeaders(Packet& p, std::size_t count) {
       if (auto* eth = std::get_if<EthHeader>(&p.headers[i]); eth && eth->ether_type == 0 && next) {
         if (std::holds_alternative<Ipv4Header>(*next)) eth->ether_type = kEtherTypeIpv4;
         if (std::holds_alternative<ArpHeader>(*next)) eth->ether_type = kEtherTypeArp;
+        if (std::holds_alternative<Ipv6Header>(*next)) eth->ether_type = kEtherTypeIpv6;
+      } else if (auto* ip6 = std::get_if<Ipv6Header>(&p.headers[i])) {
+        if (next && std::holds_alternative<UdpHeader>(*next)) ip6->next_header = kIpProtoUdp;
+        if (next && std::holds_alternative<TcpHeader>(*next)) ip6->next_header = kIpProtoTcp;
+        if (next && std::holds_alternative<Icmp6Header>(*next)) ip6->next_header = kIpProtoIcmpv6;
+        ip6->payload_length = static_cast<std::uint16_t>(rest);
       } else if (auto* ip = std::get_if<Ipv4Header>(&p.headers[i])) {
         if (next && std::holds_alternative<UdpHeader>(*next)) ip->protocol = kIpProtoUdp;
         if (next && std::holds_alternative<TcpHeader>(*next)) ip->protocol = kIpProtoTcp;
@@ -69,6 +75,18 @@ struct HeaderText {
   std::string operator()(const Ipv4Header& h) const {
     return "ipv4 " + h.src.str() + ">" + h.dst.str() + " ttl " + std::to_string(h.ttl) +
            (ipv4ChecksumOk(h) ? "" : " BAD-CHECKSUM");
+  }
+  std::string operator()(const Ipv6Header& h) const {
+    return "ipv6 " + h.src.str() + ">" + h.dst.str() + " hlim " + std::to_string(h.hop_limit);
+  }
+  std::string operator()(const Icmp6Header& h) const {
+    switch (h.type) {
+      case Icmp6Header::kEchoRequest: return "icmp6 echo-request";
+      case Icmp6Header::kEchoReply: return "icmp6 echo-reply";
+      case Icmp6Header::kNeighbourSolicitation: return "icmp6 neighbour-solicitation";
+      case Icmp6Header::kNeighbourAdvertisement: return "icmp6 neighbour-advertisement";
+      default: return "icmp6 type " + std::to_string(h.type) + " code " + std::to_string(h.code);
+    }
   }
   std::string operator()(const UdpHeader& h) const {
     return "udp " + std::to_string(h.src_port) + ">" + std::to_string(h.dst_port);
@@ -109,6 +127,20 @@ PacketBuilder& PacketBuilder::ipv4(Ipv4Addr src, Ipv4Addr dst, std::uint8_t ttl)
   ip.dst = dst;
   ip.ttl = ttl;
   p_.headers.emplace_back(ip);
+  return *this;
+}
+
+PacketBuilder& PacketBuilder::ipv6(const Ipv6Addr& src, const Ipv6Addr& dst, std::uint8_t hop_limit) {
+  Ipv6Header ip;
+  ip.src = src;
+  ip.dst = dst;
+  ip.hop_limit = hop_limit;
+  p_.headers.emplace_back(ip);
+  return *this;
+}
+
+PacketBuilder& PacketBuilder::icmp6(std::uint8_t type, std::uint8_t code) {
+  p_.headers.emplace_back(Icmp6Header{type, code});
   return *this;
 }
 

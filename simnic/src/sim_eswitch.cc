@@ -121,7 +121,7 @@ Status SimEswitch::check(const FlowRule& r) const {
   // Pattern: supported items, stacked in protocol order.
   std::optional<ItemType> prev;
   std::optional<std::uint16_t> udp_dst;
-  bool has_eth = false, has_ipv4 = false, has_vxlan = false, has_port = false;
+  bool has_eth = false, has_ip = false, has_vxlan = false, has_port = false;
   for (std::size_t i = 0; i < r.pattern.size(); ++i) {
     const auto& item = r.pattern[i];
     const ItemType t = fr::itemType(item);
@@ -141,6 +141,7 @@ Status SimEswitch::check(const FlowRule& r) const {
       std::optional<ItemType> after;
     } kStack[] = {{ItemType::kEth, ItemType::kVxlan},
                   {ItemType::kIpv4, ItemType::kEth},
+                  {ItemType::kIpv6, ItemType::kEth},
                   {ItemType::kUdp, ItemType::kIpv4},
                   {ItemType::kVxlan, ItemType::kUdp}};
     for (const auto& s : kStack)
@@ -150,7 +151,7 @@ Status SimEswitch::check(const FlowRule& r) const {
                              std::string(model::itemName(*prev)) + " in a pattern");
     prev = t;
     has_eth = has_eth || t == ItemType::kEth;
-    has_ipv4 = has_ipv4 || t == ItemType::kIpv4;
+    has_ip = has_ip || t == ItemType::kIpv4 || t == ItemType::kIpv6;
     if (const auto* udp = std::get_if<fr::UdpItem>(&item))
       udp_dst = (udp->fields & fr::UdpItem::kDst) ? std::optional(udp->dst_port) : std::nullopt;
     if (t == ItemType::kVxlan) {
@@ -186,7 +187,7 @@ Status SimEswitch::check(const FlowRule& r) const {
         if (!has_eth) return actionError(ErrorCode::kInvalidValue, r, i, "no L2 item in pattern");
         break;
       case ActionType::kDecTtl:
-        if (!has_ipv4)
+        if (!has_ip)
           return actionError(ErrorCode::kInvalidValue, r, i, "no IP protocol in pattern");
         break;
       case ActionType::kRepresentedPort:

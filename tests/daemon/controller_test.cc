@@ -49,6 +49,8 @@ class MemorySoftwarePath final : public SoftwarePath {
     upsert(o.fdb, held_.fdb, r);
     upsert(o.neighbours, held_.neighbours, r);
     upsert(o.routes, held_.routes, r);
+    upsert(o.neighbours6, held_.neighbours6, r);
+    upsert(o.routes6, held_.routes6, r);
     return r;
   }
   SwApplyReport remove(const flowrules::SoftwarePathState& o) override {
@@ -62,6 +64,8 @@ class MemorySoftwarePath final : public SoftwarePath {
     erase(o.fdb, held_.fdb, r);
     erase(o.neighbours, held_.neighbours, r);
     erase(o.routes, held_.routes, r);
+    erase(o.neighbours6, held_.neighbours6, r);
+    erase(o.routes6, held_.routes6, r);
     return r;
   }
   Result<flowrules::SoftwarePathState> readBack(const flowrules::SoftwarePathState&,
@@ -119,6 +123,12 @@ class MemorySoftwarePath final : public SoftwarePath {
     return "address " + x.prefix.str() + " dev " + x.dev;
   }
   static std::string describe(const flowrules::VxlanDevice& x) { return "vxlan device " + x.name; }
+  static std::string describe(const flowrules::Neighbour6Entry& x) {
+    return std::string(x.proxy ? "neigh6 proxy " : "neigh6 ") + x.ip.str() + " dev " + x.dev;
+  }
+  static std::string describe(const flowrules::Route6Entry& x) {
+    return "route6 " + x.dst.str() + " dev " + x.dev;
+  }
   static std::string describe(const flowrules::FdbEntry& x) {
     return "fdb " + x.mac.str() + " dev " + x.dev;
   }
@@ -289,6 +299,41 @@ TEST(Controller, PortAddInstallsRulesOnTheDeviceInSafeOrder) {
   EXPECT_LT(seq["local-delivery/0"], seq["anti-spoofing/0"]);
   EXPECT_LT(seq["anti-spoofing/0"], seq["anti-spoofing/1"]);
   EXPECT_TRUE(f.sw->hasRoute("10.0.1.1/32", "rep1"));
+}
+
+TEST(Controller, AnIpv6PortGetsItsRulesAndKernelObjectsAndIsRefusedWithIpv6Off) {
+  Fixture f;
+  f.start();
+  json v6 = Fixture::port(1);
+  v6["addresses"].push_back("2001:db8:1::1");
+  auto off = f.call({{"op", "port.add"}, {"port", v6}});
+  ASSERT_FALSE(off["ok"]) << off.dump();
+  EXPECT_EQ(off["error"]["field"], "port.addresses");
+  EXPECT_EQ(off["error"]["value"], "2001:db8:1::1");
+  EXPECT_NE(off["error"]["message"].get<std::string>().find("gateway.ipv6"), std::string::npos);
+  EXPECT_TRUE(f.ctl->intent().ports.empty()) << "nothing admitted";
+
+  Fixture g;
+  g.host.gateway_ipv6 = *Ipv6Addr::parse("fe80::1");
+  g.start();
+  const auto before = g.nic->size();
+  auto r = g.call({{"op", "port.add"}, {"port", v6}});
+  ASSERT_TRUE(r["ok"]) << r.dump();
+  EXPECT_EQ(r["result"]["status"]["state"], "installed");
+  EXPECT_EQ(g.nic->size(), before + 5u + 5u) << "IPv4's five; 2 ND traps, allow, drop, delivery";
+  const auto& held = g.sw->held();
+  ASSERT_EQ(held.routes6.size(), 1u);
+  EXPECT_EQ(held.routes6[0].dst.str(), "2001:db8:1::1/128");
+  EXPECT_EQ(held.routes6[0].dev, "rep1");
+  ASSERT_EQ(held.neighbours6.size(), 2u) << "the VM's neighbour and the gateway's proxy entry";
+  auto got = g.call({{"op", "port.get"}, {"vm", v6["vm"]}, {"nic", 0}});
+  ASSERT_TRUE(got["ok"]) << got.dump();
+  EXPECT_EQ(got["result"]["port"]["addresses"], json({"10.0.1.1/32", "2001:db8:1::1/128"}));
+  // Removing the port removes its IPv6 objects too.
+  ASSERT_TRUE(g.call({{"op", "port.remove"}, {"vm", v6["vm"]}, {"nic", 0}})["ok"]);
+  EXPECT_TRUE(g.sw->held().routes6.empty());
+  EXPECT_TRUE(g.sw->held().neighbours6.empty());
+  EXPECT_EQ(g.nic->size(), before);
 }
 
 TEST(Controller, FailingCreateLeavesTheRuleOutOfHardwareAndARetrySucceedsLater) {
@@ -896,13 +941,20 @@ void expectMatchesWholePlan(const Fixture& f, const std::string& when) {
   EXPECT_EQ(sw.neighbours, plan->sw.neighbours);
   EXPECT_EQ(sw.routes.size(), plan->sw.routes.size());
   EXPECT_TRUE(sw.routes == plan->sw.routes);
+  EXPECT_EQ(sw.neighbours6, plan->sw.neighbours6);
+  EXPECT_EQ(sw.routes6, plan->sw.routes6);
 }
 
 class IncrementalPlanning : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(IncrementalPlanning, RandomBatchesLeaveExactlyWhatAWholePlanAsks) {
   Fixture f;
-  f.useHostFile(GetParam());
+  // "<host file>+ipv6": the same with gateway.ipv6 set, ports with /128s too.
+  std::string file = GetParam();
+  const bool ipv6 = file.size() > 5 && file.substr(file.size() - 5) == "+ipv6";
+  if (ipv6) file.resize(file.size() - 5);
+  f.useHostFile(file);
+  if (ipv6) f.host.gateway_ipv6 = *Ipv6Addr::parse("fe80::1");
   f.start();
   const bool vxlan = f.host.underlay == model::UnderlayMode::kVxlan;
   std::mt19937 rng(12345);
@@ -923,6 +975,9 @@ TEST_P(IncrementalPlanning, RandomBatchesLeaveExactlyWhatAWholePlanAsks) {
     json addresses = json::array();
     for (int a = 0, n = 1 + pick(3); a < n; ++a)
       addresses.push_back("10.0." + std::to_string(i) + "." + std::to_string(1 + pick(5)) + "/32");
+    if (ipv6)
+      for (int a = 0, n = pick(3); a < n; ++a)
+        addresses.push_back("2001:db8:" + std::to_string(i) + "::" + std::to_string(1 + pick(5)));
     p["addresses"] = addresses;
     if (vxlan && pick(2)) p["vni"] = 100 + pick(3);
     return p;
@@ -964,7 +1019,8 @@ TEST_P(IncrementalPlanning, RandomBatchesLeaveExactlyWhatAWholePlanAsks) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Underlays, IncrementalPlanning,
-                         ::testing::Values("host-routed.json", "host.json"));
+                         ::testing::Values("host-routed.json", "host.json", "host-routed.json+ipv6",
+                                           "host.json+ipv6"));
 
 // A table at its capacity couples owners (plan() cuts by class rank): the
 // batch is planned as a whole, and the result is still exactly plan()'s.

@@ -98,6 +98,88 @@ Intent scenarioIntent(Scenario s, const HwProfile& profile) {
   return intent;
 }
 
+// IPv6 (gateway.ipv6 set): per port with /128s two ND traps, an allow and a
+// delivery per /128, and an IPv6 drop; a port without /128s the drop alone;
+// the routed uplink an IPv6 entry. With IPv6 off, no rule matches IPv6.
+TEST(Planner, Ipv6RulesPerPortAndHost) {
+  Intent intent = test::exampleIntent(Example::kRouted);
+  const HwProfile profile = test::loadProfile("connectx-6dx");
+  test::dropVdpa(intent);
+  const auto off = test::planOrThrow(intent, profile);
+  for (const auto& r : off.rules)
+    for (const auto& item : r.pattern)
+      EXPECT_FALSE(std::holds_alternative<flowrules::Ipv6Item>(item)) << flowrules::explainRule(r, profile);
+
+  intent.host.gateway_ipv6 = *Ipv6Addr::parse("fe80::1");
+  intent.ports[0].addresses6 = {*Ipv6Addr::parse("2001:db8:1::10"), *Ipv6Addr::parse("2001:db8:1::11")};
+  const auto on = test::planOrThrow(intent, profile);
+  EXPECT_EQ(on.rules.size(), off.rules.size() + 2 + 2 + 1 + 2 + 1 + 1)
+      << "port 0: 2 traps, 2 allows, a drop, 2 deliveries; port 1: a drop; the uplink's entry";
+  const auto count = [&](const model::Port& port) {
+    std::map<RuleClass, std::size_t> n;
+    for (const auto* r : ownedBy(on, flowrules::portOwner(port.key))) ++n[r->cls];
+    return n;
+  };
+  const std::size_t v4 = intent.ports[0].addresses.size();
+  EXPECT_EQ(count(intent.ports[0]), (std::map<RuleClass, std::size_t>{{RuleClass::kArpTrap, 1},
+                                                                     {RuleClass::kNdTrap, 2},
+                                                                     {RuleClass::kAntiSpoofing, 2 + v4 + 2 + 1},
+                                                                     {RuleClass::kLocalDelivery, v4 + 2}}));
+  const std::size_t v4b = intent.ports[1].addresses.size();
+  EXPECT_EQ(count(intent.ports[1]), (std::map<RuleClass, std::size_t>{{RuleClass::kArpTrap, 1},
+                                                                     {RuleClass::kAntiSpoofing, 2 + v4b + 1},
+                                                                     {RuleClass::kLocalDelivery, v4b}}));
+  EXPECT_EQ(ownedBy(on, flowrules::hostOwner()).size(), 2u) << "IPv4 and IPv6 uplink entries";
+  // Everything in hardware on ConnectX-6 Dx; each IPv6 rule matches one address.
+  EXPECT_EQ(on.counts.sw, off.counts.sw) << "the IPv6 rules all in hardware";
+  for (const auto& r : on.rules) {
+    std::size_t v6 = 0;
+    for (const auto& item : r.pattern) v6 += std::holds_alternative<flowrules::Ipv6Item>(item);
+    EXPECT_LE(v6, 1u);
+    if (r.cls == RuleClass::kNdTrap) {
+      EXPECT_EQ(r.attr.group, flowrules::kRootGroup);
+      EXPECT_TRUE(hasAction(r, ActionType::kPortRepresentor));
+    }
+  }
+  // Ids are the same on a re-plan, distinct, and parse back with the "nd-" prefix.
+  EXPECT_EQ(test::planOrThrow(intent, profile).rules.size(), on.rules.size());
+  for (std::size_t i = 0; i < on.rules.size(); ++i) {
+    EXPECT_EQ(test::planOrThrow(intent, profile).rules[i].id, on.rules[i].id);
+    const auto text = flowrules::formatRuleId(on.rules[i].cls, on.rules[i].id);
+    EXPECT_EQ(flowrules::parseRuleId(text), on.rules[i].id) << text;
+  }
+}
+
+// A device without the ipv6 item: the allow rules and ND traps go to
+// software, and the IPv6 drop follows them there (a hardware drop would
+// catch the VM's traffic first); IPv4 stays in hardware.
+TEST(Planner, Ipv6DropFollowsItsLeadersToSoftware) {
+  Intent intent = test::exampleIntent(Example::kRouted);
+  HwProfile profile = test::loadProfile("sim");
+  profile.items[static_cast<std::size_t>(model::ItemType::kIpv6)].supported = false;
+  intent.host.gateway_ipv6 = *Ipv6Addr::parse("fe80::1");
+  intent.ports[0].addresses6 = {*Ipv6Addr::parse("2001:db8:1::10")};
+  const auto st = test::planOrThrow(intent, profile);
+  const auto mine = ownedBy(st, flowrules::portOwner(intent.ports[0].key));
+  std::size_t follows = 0, unsupported = 0, hw = 0;
+  for (const auto* r : mine) {
+    if (r->placement == Placement::kHw) ++hw;
+    if (r->reason.code == Code::kItemUnsupported) ++unsupported;
+    if (r->reason.code == Code::kFollows) {
+      ++follows;
+      const auto* leader = findRule(st, r->reason.rule);
+      ASSERT_NE(leader, nullptr);
+      EXPECT_TRUE(leader->cls == RuleClass::kNdTrap || leader->cls == RuleClass::kAntiSpoofing);
+    }
+  }
+  EXPECT_EQ(unsupported, 4u) << "2 ND traps, 1 allow, 1 delivery";
+  EXPECT_EQ(follows, 1u) << "the IPv6 drop";
+  EXPECT_EQ(hw, mine.size() - 5) << "ARP trap, IPv4 allows, drops and deliveries stay in hardware";
+  // The port without /128s: its IPv6 drop leads nothing, stays in hardware.
+  for (const auto* r : ownedBy(st, flowrules::portOwner(intent.ports[1].key)))
+    EXPECT_EQ(r->placement, Placement::kHw) << flowrules::explainRule(*r, profile);
+}
+
 TEST(Planner, EveryRuleClassWithTheExpectedCount) {
   // vxlan example: ports with 1, 2, 1, 1 addresses, 3 remotes, VNIs 100 and 200.
   //   arp-trap 4; anti-spoofing 4*2 + 5; local-delivery 5; vxlan-egress 3; vxlan-ingress 2.
@@ -715,6 +797,7 @@ TEST(Planner, RuleShapes) {
       EXPECT_EQ(r.encap.has_value(), hasAction(r, ActionType::kVxlanEncap));
       switch (r.cls) {
         case RuleClass::kArpTrap:
+        case RuleClass::kNdTrap:
           EXPECT_EQ(r.attr.group, 0u);
           EXPECT_TRUE(hasAction(r, ActionType::kPortRepresentor));
           break;

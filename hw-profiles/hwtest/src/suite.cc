@@ -193,6 +193,18 @@ std::optional<fr::FlowRule> itemRule(const model::HwProfile& p, ItemType t, std:
     case ItemType::kVxlan:
       vxlanPattern(p, r);
       break;
+    case ItemType::kIpv6: {
+      // As the ND traps use it: the destination under a prefix (ff02::/16),
+      // one address per rule.
+      if (itemOk(p, ItemType::kRepresentedPort))
+        r.pattern.push_back(fr::PortItem{fr::PortRef::vfPort(0)});
+      fr::EthItem eth;
+      eth.fields = fr::EthItem::kType;
+      eth.ether_type = fr::kEtherTypeIpv6;
+      r.pattern.push_back(eth);
+      r.pattern.push_back(fr::Ipv6Item{fr::Ipv6Item::Field::kDst, 16, *Ipv6Addr::parse("ff02::")});
+      break;
+    }
     case ItemType::kArpEthIpv4:
       why =
           "the rule IR has no arp_eth_ipv4 item: the planner traps ARP by ethertype 0x0806 (class "

@@ -21,6 +21,7 @@ struct RteFlowRule::Storage {
   std::deque<rte_flow_item_ethdev> ethdev_items;
   std::deque<rte_flow_item_eth> eth;
   std::deque<rte_flow_item_ipv4> ipv4;
+  std::deque<rte_flow_item_ipv6> ipv6;
   std::deque<rte_flow_item_udp> udp;
   std::deque<rte_flow_item_vxlan> vxlan;
   std::deque<rte_flow_action_set_mac> set_mac;
@@ -154,6 +155,19 @@ Result<RteFlowRule> translate(const fr::FlowRule& rule, const SwitchPorts& ports
         mask.hdr.dst_addr = 0xffffffff;
       }
       s.items.push_back(item(RTE_FLOW_ITEM_TYPE_IPV4, s.keep(s.ipv4, spec), s.keep(s.ipv4, mask)));
+    } else if (const auto* ip6 = std::get_if<fr::Ipv6Item>(&it)) {
+      // One address under its prefix: the mask's first `len` bits set.
+      rte_flow_item_ipv6 spec{}, mask{};
+      if (ip6->field != fr::Ipv6Item::Field::kNone) {
+        std::uint8_t* value = ip6->field == fr::Ipv6Item::Field::kSrc ? spec.hdr.src_addr : spec.hdr.dst_addr;
+        std::uint8_t* bits = ip6->field == fr::Ipv6Item::Field::kSrc ? mask.hdr.src_addr : mask.hdr.dst_addr;
+        for (std::size_t k = 0; k < 16; ++k) {
+          const int left = static_cast<int>(ip6->len) - static_cast<int>(8 * k);
+          bits[k] = left >= 8 ? 0xff : left <= 0 ? 0 : static_cast<std::uint8_t>(0xff << (8 - left));
+          value[k] = ip6->addr.bytes[k] & bits[k];
+        }
+      }
+      s.items.push_back(item(RTE_FLOW_ITEM_TYPE_IPV6, s.keep(s.ipv6, spec), s.keep(s.ipv6, mask)));
     } else if (const auto* u = std::get_if<fr::UdpItem>(&it)) {
       rte_flow_item_udp spec{}, mask{};
       if (u->fields & fr::UdpItem::kDst) {

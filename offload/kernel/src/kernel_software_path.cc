@@ -11,6 +11,11 @@
 //   NeighbourEntry  RTM_NEWNEIGH AF_INET, NUD_PERMANENT
 //   RouteEntry      RTM_NEWROUTE with NLM_F_EXCL first; a /32 that exists is replaced
 //                   only when it carries our protocol, else reported as a conflict
+//   Neighbour6Entry RTM_NEWNEIGH AF_INET6, NUD_PERMANENT; a proxy entry with NTF_PROXY
+//   Route6Entry     RTM_NEWROUTE AF_INET6, as RouteEntry (a /128 on a representor)
+//   SysctlSetting   ipv6/conf/<dev>/* and ipv6/neigh/<dev>/*: /proc/sys/net/<path>
+//                   (the kernel takes no IPv6 devconf over netlink), restored from
+//                   ipv6/{conf,neigh}/default on removal
 // No `ip`, `bridge` or `sysctl` command is ever run.
 //
 // Read-back (and apply's check of routes already present) does not use
@@ -91,6 +96,11 @@ AddrPtr ipv4Addr(Ipv4Addr a, int prefix_len = 32) {
   nl_addr_set_prefixlen(addr.get(), prefix_len);
   return addr;
 }
+AddrPtr ipv6Addr(const Ipv6Addr& a, int prefix_len = 128) {
+  AddrPtr addr(nl_addr_build(AF_INET6, a.bytes.data(), a.bytes.size()));
+  nl_addr_set_prefixlen(addr.get(), prefix_len);
+  return addr;
+}
 AddrPtr macAddr(const MacAddr& m) { return AddrPtr(nl_addr_build(AF_LLC, m.bytes.data(), 6)); }
 
 // IPv4 bytes of an address. Length decides, not family: libnl labels the
@@ -139,15 +149,23 @@ std::string describe(const RouteEntry& r) {
   return s + " table " + std::to_string(r.table);
 }
 std::string describe(const NeighbourEntry& n) { return "neigh " + n.ip.str() + " dev " + n.dev; }
+std::string describe(const Neighbour6Entry& n) {
+  return std::string(n.proxy ? "neigh6 proxy " : "neigh6 ") + n.ip.str() + " dev " + n.dev;
+}
+std::string describe(const Route6Entry& r) {
+  return "route6 " + r.dst.str() + " dev " + r.dev + " table " + std::to_string(r.table);
+}
 std::string describe(const FdbEntry& f) { return "fdb " + f.mac.str() + " dev " + f.dev + " dst " + f.dst.str(); }
 std::string describe(const AddressEntry& a) { return "address " + a.prefix.str() + " dev " + a.dev; }
 std::string describe(const VxlanDevice& v) { return "vxlan device " + v.name; }
 std::string describe(const LinkSetting& l) { return "link " + l.dev; }
 std::string describe(const SysctlSetting& s) { return "sysctl net/" + s.path; }
 
-// A sysctl path we set over netlink: ipv4/conf/<dev>/<key> or ipv4/neigh/<dev>/proxy_delay.
+// A sysctl path we set over netlink: ipv4/conf/<dev>/<key> or
+// ipv4/neigh/<dev>/proxy_delay; or a device's IPv6 setting, through /proc
+// (kDevProc); or a global one (kProc).
 struct DevSysctl {
-  enum class Kind { kDevconf, kProxyDelay, kProc } kind = Kind::kProc;
+  enum class Kind { kDevconf, kProxyDelay, kDevProc, kProc } kind = Kind::kProc;
   std::string dev;
   int devconf_id = 0;  // IPV4_DEVCONF_*
   std::string key;
@@ -175,9 +193,20 @@ DevSysctl classify(const std::string& path) {
   } else if (split("ipv4/neigh/") && d.key == "proxy_delay") {
     d.kind = DevSysctl::Kind::kProxyDelay;
     return d;
+  } else if ((split("ipv6/conf/") || split("ipv6/neigh/")) && d.key.find('/') == std::string::npos) {
+    d.kind = DevSysctl::Kind::kDevProc;
+    return d;
   }
   d = DevSysctl{};
   return d;
+}
+
+// Where a device's IPv6 setting goes back to on removal: the namespace's
+// default for new devices ("lo" carries the neighbour defaults in a
+// namespace other than the first, which has no neigh/default).
+std::vector<std::string> ipv6Defaults(const std::string& path, const DevSysctl& d) {
+  const std::string table = path.rfind("ipv6/conf/", 0) == 0 ? "ipv6/conf/" : "ipv6/neigh/";
+  return {table + "default/" + d.key, table + "lo/" + d.key};
 }
 
 bool safeSysctlPath(const std::string& path) {
@@ -204,6 +233,7 @@ struct LinkInfo {
 };
 
 using detail::ipv4Of;
+using detail::ipv6Of;
 using detail::macOf;
 using detail::parseAttrs;
 template <std::size_t N>
@@ -307,6 +337,44 @@ int dumpRoutes(detail::DumpSocket& sock, std::uint32_t table, std::uint8_t proto
   if (!req || nla_put_u32(req.get(), RTA_TABLE, table) < 0) return ENOMEM;
   return sock.dump(req.get(), [&](const nlmsghdr* h) {
     auto r = parseRoute(h);
+    if (r && r->table == table && (protocol == 0 || r->protocol == protocol)) each(*r);
+  }, restart);
+}
+
+// One IPv6 route of a dump: a single next hop's device (the /128s we make
+// have no gateway).
+struct Route6Msg {
+  std::uint32_t table = 0;
+  std::uint8_t protocol = 0;
+  Ipv6Prefix dst;
+  int oif = 0;
+};
+
+std::optional<Route6Msg> parseRoute6(const nlmsghdr* h) {
+  if (h->nlmsg_type != RTM_NEWROUTE || h->nlmsg_len < NLMSG_LENGTH(sizeof(rtmsg))) return std::nullopt;
+  const auto* m = static_cast<const rtmsg*>(nlmsg_data(h));
+  if (m->rtm_family != AF_INET6) return std::nullopt;
+  std::array<nlattr*, RTA_MAX + 1> tb{};
+  if (!parseAttrs(h, sizeof(rtmsg), tb)) return std::nullopt;
+  Route6Msg r;
+  r.table = tb[RTA_TABLE] ? nla_get_u32(tb[RTA_TABLE]) : m->rtm_table;
+  r.protocol = m->rtm_protocol;
+  r.dst = {ipv6Of(tb[RTA_DST]), m->rtm_dst_len};
+  if (tb[RTA_OIF]) r.oif = static_cast<int>(nla_get_u32(tb[RTA_OIF]));
+  return r;
+}
+
+// dumpRoutes for IPv6.
+int dumpRoutes6(detail::DumpSocket& sock, std::uint32_t table, std::uint8_t protocol,
+                const std::function<void(const Route6Msg&)>& each, const std::function<void()>& restart) {
+  rtmsg rtm{};
+  rtm.rtm_family = AF_INET6;
+  rtm.rtm_table = static_cast<unsigned char>(table < 256 ? table : static_cast<std::uint32_t>(RT_TABLE_UNSPEC));
+  rtm.rtm_protocol = protocol;
+  auto req = dumpRequest(RTM_GETROUTE, rtm);
+  if (!req || nla_put_u32(req.get(), RTA_TABLE, table) < 0) return ENOMEM;
+  return sock.dump(req.get(), [&](const nlmsghdr* h) {
+    auto r = parseRoute6(h);
     if (r && r->table == table && (protocol == 0 || r->protocol == protocol)) each(*r);
   }, restart);
 }
@@ -426,6 +494,7 @@ class KernelSoftwarePath final : public SoftwarePath {
   void applyLinks(const std::vector<LinkSetting>& links, Reporter& rep);
   void applySysctls(const std::vector<SysctlSetting>& sysctls, Reporter& rep, bool restore);
   void applyRoutes(const std::vector<RouteEntry>& routes, Reporter& rep);
+  void applyRoutes6(const std::vector<Route6Entry>& routes, Reporter& rep);
 
   Result<std::string> readProc(const std::string& path);
   // readProc for a caller already in the namespace (a NetnsGuard of its own).
@@ -542,6 +611,34 @@ Result<MsgPtr> neighRequest(bool add, int family, int ifindex, Ipv4Addr ip, cons
   }
   if (err < 0) return makeError(ErrorCode::kInternal, what, "", nl_geterror(err));
   if (family == AF_BRIDGE) forceBridgeFamily(msg);
+  return MsgPtr(msg);
+}
+
+// An IPv6 neighbour (NUD_PERMANENT, replacing) or a proxy entry (NTF_PROXY),
+// added or deleted.
+Result<MsgPtr> neigh6Request(bool add, int ifindex, const Neighbour6Entry& e) {
+  NeighPtr n(rtnl_neigh_alloc());
+  auto dst = ipv6Addr(e.ip);
+  if (rtnl_neigh_set_dst(n.get(), dst.get()) < 0)
+    return makeError(ErrorCode::kInternal, describe(e), "", "libnl refused the destination");
+  rtnl_neigh_set_family(n.get(), AF_INET6);
+  rtnl_neigh_set_ifindex(n.get(), ifindex);
+  AddrPtr ll;
+  if (e.proxy) {
+    rtnl_neigh_set_flags(n.get(), NTF_PROXY);
+  } else if (add) {
+    ll = macAddr(e.mac);
+    rtnl_neigh_set_lladdr(n.get(), ll.get());
+  }
+  nl_msg* msg = nullptr;
+  int err = 0;
+  if (add) {
+    rtnl_neigh_set_state(n.get(), NUD_PERMANENT);
+    err = rtnl_neigh_build_add_request(n.get(), NLM_F_CREATE | NLM_F_REPLACE, &msg);
+  } else {
+    err = rtnl_neigh_build_delete_request(n.get(), 0, &msg);
+  }
+  if (err < 0) return makeError(ErrorCode::kInternal, describe(e), "", nl_geterror(err));
   return MsgPtr(msg);
 }
 
@@ -681,6 +778,20 @@ void KernelSoftwarePath::applySysctls(const std::vector<SysctlSetting>& sysctls,
         rep.ok();
         continue;
       }
+      if (d.kind == DevSysctl::Kind::kDevProc) {
+        Result<std::string> def = makeError(ErrorCode::kNotFound, describe(s), "", "no default");
+        for (const auto& from : ipv6Defaults(s.path, d))
+          if ((def = readProc(from))) break;
+        if (!def) {
+          rep.fail(describe(s), def.error());
+          continue;
+        }
+        if (auto st = writeProc(s.path, *def); st)
+          rep.ok();
+        else
+          rep.fail(describe(s), st.error());
+        continue;
+      }
       // Back to the namespace's default for new devices. Namespaces other
       // than the first have no neigh/default: "lo" carries the default there.
       auto def = readProc(d.kind == DevSysctl::Kind::kDevconf ? "ipv4/conf/default/" + d.key
@@ -693,7 +804,7 @@ void KernelSoftwarePath::applySysctls(const std::vector<SysctlSetting>& sysctls,
       value = *def;
       if (d.kind == DevSysctl::Kind::kProxyDelay) value = std::to_string(std::stoll(value) * 10);  // ticks -> ms
     }
-    if (d.kind == DevSysctl::Kind::kProc) {
+    if (d.kind == DevSysctl::Kind::kProc || d.kind == DevSysctl::Kind::kDevProc) {
       if (auto st = writeProc(s.path, value); st)
         rep.ok();
       else
@@ -826,6 +937,80 @@ void KernelSoftwarePath::applyRoutes(const std::vector<RouteEntry>& routes, Repo
   runBatch<RouteEntry>(replace, rep, build(NLM_F_CREATE | NLM_F_REPLACE));
 }
 
+Result<MsgPtr> buildRoute6(const Route6Entry& r, int ifindex, int flags, bool del) {
+  RoutePtr route(rtnl_route_alloc());
+  rtnl_route_set_family(route.get(), AF_INET6);
+  rtnl_route_set_table(route.get(), r.table);
+  rtnl_route_set_protocol(route.get(), r.protocol);
+  auto dst = ipv6Addr(r.dst.addr, r.dst.len);
+  rtnl_route_set_dst(route.get(), dst.get());
+  rtnl_route_set_type(route.get(), RTN_UNICAST);
+  if (!del) {
+    rtnl_route_set_scope(route.get(), RT_SCOPE_UNIVERSE);
+    rtnl_nexthop* nh = rtnl_route_nh_alloc();
+    rtnl_route_nh_set_ifindex(nh, ifindex);
+    rtnl_route_add_nexthop(route.get(), nh);  // route owns nh now
+  } else {
+    rtnl_route_set_scope(route.get(), RT_SCOPE_NOWHERE);  // wildcard for deletion
+  }
+  nl_msg* msg = nullptr;
+  const int err = del ? rtnl_route_build_del_request(route.get(), flags, &msg)
+                      : rtnl_route_build_add_request(route.get(), flags, &msg);
+  if (err < 0) return makeError(ErrorCode::kInternal, describe(r), "", nl_geterror(err));
+  return MsgPtr(msg);
+}
+
+// applyRoutes for IPv6: a /128 already in the table is replaced when it is
+// ours (our protocol), refused as a conflict when it is someone else's.
+void KernelSoftwarePath::applyRoutes6(const std::vector<Route6Entry>& routes, Reporter& rep) {
+  auto build = [&](int flags) {
+    return [this, flags](const Route6Entry& r) -> Result<MsgPtr> {
+      const int idx = ifindex(r.dev);
+      if (idx <= 0) return unknownDevice(r.dev);
+      return buildRoute6(r, idx, flags, false);
+    };
+  };
+  std::vector<std::size_t> exists;
+  runBatch<Route6Entry>(routes, rep, build(NLM_F_CREATE | NLM_F_EXCL), {}, &exists);
+  if (exists.empty()) return;
+  std::map<std::pair<std::uint32_t, Ipv6Prefix>, std::pair<int, std::string>> present;
+  std::set<std::pair<std::uint32_t, Ipv6Prefix>> asked;
+  std::set<std::uint32_t> tables;
+  for (auto i : exists) {
+    asked.insert({routes[i].table, routes[i].dst});
+    tables.insert(routes[i].table);
+  }
+  for (const auto table : tables) {
+    const int err = dumpRoutes6(*check_sock_, table, 0, [&](const Route6Msg& m) {
+      if (!asked.count({m.table, m.dst})) return;
+      std::string text = "proto " + std::to_string(m.protocol);
+      if (m.oif)
+        if (const auto name = linkName(m.oif); !name.empty()) text = "dev " + name + " " + text;
+      present[{m.table, m.dst}] = {m.protocol, text};
+    }, [&] { present.clear(); });
+    if (err && err != ENOENT) {
+      for (auto i : exists)
+        rep.fail(describe(routes[i]), makeError(ErrorCode::kIo, describe(routes[i]), "",
+                                                std::string("cannot dump routes: ") + std::strerror(err)));
+      return;
+    }
+  }
+  std::vector<Route6Entry> replace;
+  for (auto i : exists) {
+    const auto& r = routes[i];
+    auto it = present.find({r.table, r.dst});
+    if (it != present.end() && it->second.first != r.protocol) {
+      rep.fail(describe(r), makeError(ErrorCode::kConflict, describe(r), r.dst.str(),
+                                      r.dst.str() + " is already routed (" + it->second.second +
+                                          ") by someone else in table " + std::to_string(r.table) +
+                                          "; nicoffload does not replace routes it did not make"));
+      continue;
+    }
+    replace.push_back(r);
+  }
+  runBatch<Route6Entry>(replace, rep, build(NLM_F_CREATE | NLM_F_REPLACE));
+}
+
 SwApplyReport KernelSoftwarePath::apply(const SoftwarePathState& o) {
   SwApplyReport report;
   Reporter rep{report};
@@ -859,7 +1044,13 @@ SwApplyReport KernelSoftwarePath::apply(const SoftwarePathState& o) {
     if (idx <= 0) return unknownDevice(e.dev);
     return neighRequest(true, AF_INET, idx, e.ip, &e.mac, describe(e));
   });
+  runBatch<Neighbour6Entry>(o.neighbours6, rep, [&](const Neighbour6Entry& e) -> Result<MsgPtr> {
+    const int idx = ifindex(e.dev);
+    if (idx <= 0) return unknownDevice(e.dev);
+    return neigh6Request(true, idx, e);
+  });
   applyRoutes(o.routes, rep);
+  applyRoutes6(o.routes6, rep);
   return report;
 }
 
@@ -871,9 +1062,17 @@ SwApplyReport KernelSoftwarePath::remove(const SoftwarePathState& o) {
     return report;
   }
   // Reverse dependency order. Whatever is gone already counts as removed.
+  runBatch<Route6Entry>(o.routes6, rep, [&](const Route6Entry& r) -> Result<MsgPtr> {
+    return buildRoute6(r, 0, 0, true);
+  }, {ESRCH, ENOENT, ENODEV});
   runBatch<RouteEntry>(o.routes, rep, [&](const RouteEntry& r) -> Result<MsgPtr> {
     return buildRoute(r, 0, 0, true);
   }, {ESRCH, ENOENT, ENODEV});
+  runBatch<Neighbour6Entry>(o.neighbours6, rep, [&](const Neighbour6Entry& e) -> Result<MsgPtr> {
+    const int idx = ifindex(e.dev);
+    if (idx <= 0) return MsgPtr();  // the device is gone, and its entries with it
+    return neigh6Request(false, idx, e);
+  }, {ENOENT, ENODEV});
   auto neighMsg = [&](int family, const std::string& dev, Ipv4Addr ip, const MacAddr* mac,
                       const std::string& what) -> Result<MsgPtr> {
     const int idx = ifindex(dev);
@@ -1010,6 +1209,34 @@ Result<SoftwarePathState> KernelSoftwarePath::readBack(const SoftwarePathState& 
     for (const int idx : route_devs) devices.insert(nameOf(idx));
   }
 
+  // IPv6: our /128s, the same way; the devices that carry them, those the
+  // plan gives IPv6 objects and settings, have their IPv6 settings and
+  // neighbours read.
+  std::set<std::string> devices6;
+  for (const auto& n : desired.neighbours6) devices6.insert(n.dev);
+  for (const auto& s : desired.sysctls)
+    if (auto d = classify(s.path); d.kind == DevSysctl::Kind::kDevProc) devices6.insert(d.dev);
+  {
+    std::unordered_set<int> route_devs;
+    const int err = dumpRoutes6(sock, scope.route_table, scope.route_protocol, [&](const Route6Msg& m) {
+      Route6Entry r;
+      r.dst = m.dst;
+      r.table = m.table;
+      r.protocol = m.protocol;
+      if (m.oif) {
+        r.dev = nameOf(m.oif);
+        route_devs.insert(m.oif);
+      }
+      out.routes6.push_back(std::move(r));
+    }, [&] {
+      out.routes6.clear();
+      route_devs.clear();
+    });
+    if (err && err != ENOENT && err != EAFNOSUPPORT) return dumpError("IPv6 routes", err);
+    for (const int idx : route_devs) devices6.insert(nameOf(idx));
+  }
+  for (const auto& dev : devices6) devices.insert(dev);
+
   // VXLAN devices: ours by name.
   std::set<std::string> vxlan_names;
   const std::size_t prefix_len = std::strlen(kVxlanDevicePrefix);
@@ -1052,6 +1279,19 @@ Result<SoftwarePathState> KernelSoftwarePath::readBack(const SoftwarePathState& 
     for (const auto& s : desired.sysctls)
       if (classify(s.path).kind == DevSysctl::Kind::kProc)
         if (auto v = readProcHere(s.path)) out.sysctls.push_back({s.path, *v, 0});
+    // The IPv6 settings nicoffload makes, on the devices with IPv6 objects
+    // (settings of a device that has none are not read, so not undone).
+    std::set<std::string> v6_paths;
+    for (const auto& dev : devices6) {
+      if (!by_name.count(dev)) continue;
+      v6_paths.insert("ipv6/conf/" + dev + "/proxy_ndp");
+      v6_paths.insert("ipv6/neigh/" + dev + "/proxy_delay");
+    }
+    for (const auto& s : desired.sysctls)
+      if (auto d = classify(s.path); d.kind == DevSysctl::Kind::kDevProc && by_name.count(d.dev))
+        v6_paths.insert(s.path);
+    for (const auto& path : v6_paths)
+      if (auto v = readProcHere(path)) out.sysctls.push_back({path, *v, 0});
   }
 
   // Addresses: only those the plan names (an operator's own /32s are not ours).
@@ -1094,6 +1334,32 @@ Result<SoftwarePathState> KernelSoftwarePath::readBack(const SoftwarePathState& 
         }, [&] { out.neighbours.clear(); }))
       return dumpError("neighbours", err);
   }
+  // IPv6 neighbours: permanent ones and proxy entries (a dump of their own,
+  // NTF_PROXY) on the devices of interest.
+  if (!devices6.empty()) {
+    for (const bool proxy : {false, true}) {
+      ndmsg ndm{};
+      ndm.ndm_family = AF_INET6;
+      if (proxy) ndm.ndm_flags = NTF_PROXY;
+      auto req = dumpRequest(RTM_GETNEIGH, ndm);
+      if (!req) return makeError(ErrorCode::kInternal, "neighbours6", "", "cannot build the neighbour dump request");
+      std::vector<Neighbour6Entry> got;
+      if (int err = sock.dump(req.get(), [&](const nlmsghdr* h) {
+            if (h->nlmsg_type != RTM_NEWNEIGH || h->nlmsg_len < NLMSG_LENGTH(sizeof(ndmsg))) return;
+            const auto* m = static_cast<const ndmsg*>(nlmsg_data(h));
+            if (m->ndm_family != AF_INET6) return;
+            const bool is_proxy = (m->ndm_flags & NTF_PROXY) != 0;
+            if (is_proxy != proxy || (!proxy && !(m->ndm_state & NUD_PERMANENT))) return;
+            const std::string dev = nameOf(m->ndm_ifindex);
+            if (!devices.count(dev)) return;
+            std::array<nlattr*, NDA_MAX + 1> tb{};
+            if (!parseAttrs(h, sizeof(ndmsg), tb) || !tb[NDA_DST]) return;
+            got.push_back({dev, ipv6Of(tb[NDA_DST]), proxy ? MacAddr{} : macOf(tb[NDA_LLADDR]), proxy, 0});
+          }, [&] { got.clear(); }))
+        return dumpError("IPv6 neighbours", err);
+      out.neighbours6.insert(out.neighbours6.end(), got.begin(), got.end());
+    }
+  }
   if (!vxlan_names.empty()) {
     ndmsg ndm{};
     ndm.ndm_family = AF_BRIDGE;  // bridge FDB entries only come with a per-family dump
@@ -1124,6 +1390,8 @@ Result<SoftwarePathState> KernelSoftwarePath::readBack(const SoftwarePathState& 
   sortByKey(out.fdb);
   sortByKey(out.neighbours);
   sortByKey(out.routes);
+  sortByKey(out.neighbours6);
+  sortByKey(out.routes6);
   return out;
 }
 
@@ -1142,6 +1410,8 @@ SwChanges splitDiff(const flowrules::SoftwarePathDiff& d) {
   take(c.apply.fdb, d.fdb);
   take(c.apply.neighbours, d.neighbours);
   take(c.apply.routes, d.routes);
+  take(c.apply.neighbours6, d.neighbours6);
+  take(c.apply.routes6, d.routes6);
   c.remove.sysctls = d.sysctls.remove;
   c.remove.links = d.links.remove;
   c.remove.addresses = d.addresses.remove;
@@ -1149,6 +1419,8 @@ SwChanges splitDiff(const flowrules::SoftwarePathDiff& d) {
   c.remove.fdb = d.fdb.remove;
   c.remove.neighbours = d.neighbours.remove;
   c.remove.routes = d.routes.remove;
+  c.remove.neighbours6 = d.neighbours6.remove;
+  c.remove.routes6 = d.routes6.remove;
   return c;
 }
 

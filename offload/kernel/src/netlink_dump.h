@@ -87,6 +87,11 @@ inline Ipv4Addr ipv4Of(const nlattr* a) {
   if (a && nla_len(a) == 4) std::memcpy(&be, nla_data(a), 4);
   return Ipv4Addr{ntohl(be)};
 }
+inline Ipv6Addr ipv6Of(const nlattr* a) {
+  Ipv6Addr out;
+  if (a && nla_len(a) == 16) std::memcpy(out.bytes.data(), nla_data(a), 16);
+  return out;
+}
 inline MacAddr macOf(const nlattr* a) {
   MacAddr m;
   if (a && nla_len(a) == 6) std::memcpy(m.bytes.data(), nla_data(a), 6);

@@ -88,6 +88,22 @@ void expectItem(const rte_flow_item& got, const FlowItem& want, const SwitchPort
       EXPECT_EQ(rte_be_to_cpu_32(spec->hdr.dst_addr), i->dst.value);
     }
     EXPECT_EQ(mask->hdr.time_to_live, 0) << "only the addresses are matched";
+  } else if (const auto* i6 = std::get_if<Ipv6Item>(&want)) {
+    ASSERT_EQ(got.type, RTE_FLOW_ITEM_TYPE_IPV6);
+    const auto* spec = static_cast<const rte_flow_item_ipv6*>(got.spec);
+    const auto* mask = static_cast<const rte_flow_item_ipv6*>(got.mask);
+    const bool src = i6->field == Ipv6Item::Field::kSrc;
+    const std::uint8_t* value = src ? spec->hdr.src_addr : spec->hdr.dst_addr;
+    const std::uint8_t* bits = src ? mask->hdr.src_addr : mask->hdr.dst_addr;
+    const std::uint8_t* other = src ? mask->hdr.dst_addr : mask->hdr.src_addr;
+    EXPECT_TRUE(allZero(other, 16)) << "one address per rule";
+    int ones = 0;
+    for (std::size_t k = 0; k < 16; ++k) {
+      ones += __builtin_popcount(bits[k]);
+      EXPECT_EQ(value[k], i6->addr.bytes[k] & bits[k]);
+    }
+    EXPECT_EQ(ones, i6->len);
+    EXPECT_EQ(mask->hdr.hop_limits, 0) << "only the address is matched";
   } else if (const auto* u = std::get_if<UdpItem>(&want)) {
     ASSERT_EQ(got.type, RTE_FLOW_ITEM_TYPE_UDP);
     const auto* spec = static_cast<const rte_flow_item_udp*>(got.spec);
@@ -203,6 +219,30 @@ TEST(Translate, EveryRuleClassOfBothExamples) {
   }
   EXPECT_EQ(seen.size(), 6u)
       << "local delivery, routed and VXLAN egress, VXLAN ingress, ARP, anti-spoofing";
+}
+
+TEST(Translate, Ipv6RulesOfAPortAndTheUplink) {
+  auto intent = test::exampleIntent(test::Example::kRouted);
+  intent.host.gateway_ipv6 = *Ipv6Addr::parse("fe80::1");
+  intent.ports[0].addresses6.push_back(*Ipv6Addr::parse("2001:db8:1::10"));
+  const auto plan = test::planOrThrow(intent, test::loadProfile("sim"));
+  const auto ports = testPorts();
+  std::set<RuleClass> v6_classes;
+  std::size_t v6_items = 0;
+  for (const auto& r : plan.rules) {
+    auto t = translate(r, ports);
+    ASSERT_TRUE(t.ok()) << t.error().describe();
+    expectTranslation(r, *t, ports);
+    for (const auto& item : r.pattern)
+      if (std::holds_alternative<Ipv6Item>(item)) {
+        ++v6_items;
+        v6_classes.insert(r.cls);
+      }
+  }
+  // Two ND traps (ff02::/16, fe80::/10), an allow and a delivery rule.
+  EXPECT_EQ(v6_items, 4u);
+  EXPECT_EQ(v6_classes, (std::set<RuleClass>{RuleClass::kNdTrap, RuleClass::kAntiSpoofing,
+                                             RuleClass::kLocalDelivery}));
 }
 
 TEST(Translate, ByteOrderOfAKnownRule) {

@@ -82,10 +82,12 @@ struct SoftwarePathDiff {
   ObjectDiff<FdbEntry> fdb;
   ObjectDiff<NeighbourEntry> neighbours;
   ObjectDiff<RouteEntry> routes;
+  ObjectDiff<Neighbour6Entry> neighbours6;
+  ObjectDiff<Route6Entry> routes6;
   bool empty() const { return size() == 0; }
   std::size_t size() const {
     return sysctls.size() + links.size() + addresses.size() + vxlan_devices.size() + fdb.size() +
-           neighbours.size() + routes.size();
+           neighbours.size() + routes.size() + neighbours6.size() + routes6.size();
   }
 };
 

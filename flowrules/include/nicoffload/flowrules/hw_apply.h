@@ -232,7 +232,7 @@ class HwApplier {
   std::unordered_map<RuleId, AppliedRule> installed_;
   std::unordered_map<RuleId, std::vector<RuleDependency>> leaders_;  // by follower
   std::unordered_set<RuleId> class_followers_;  // followers of a whole class (decap rules)
-  std::array<std::unordered_set<RuleId>, 6> sw_by_class_;  // rules in effect sw, per RuleClass
+  std::array<std::unordered_set<RuleId>, kRuleClassCount> sw_by_class_;  // rules in effect sw, per RuleClass
   HwApplyCounters counters_;
   bool room_freed_ =
       false;  // a rule left the device since the last pass: retry kTableFull refusals

@@ -4,10 +4,12 @@
 //
 // Table layout (transfer domain):
 //   group 0 (root)  per VF:  ARP trap (prio 0), anti-spoofing allow -> jump 1
-//                            (prio 0, one per address), anti-spoofing drops (prio 1)
-//                   uplink:  routed: IPv4 -> jump 1; vxlan: decap per VNI -> jump 1
-//   group 1 (FIB)   IPv4 dst /32: local delivery (to VF) or egress (to uplink,
-//                   rewritten or VXLAN-encapsulated)
+//                            (prio 0, one per address), anti-spoofing drops (prio 1);
+//                            IPv6 (gateway.ipv6 set): ND traps (link-scoped
+//                            destinations, prio 0), allow per /128, IPv6 drop
+//                   uplink:  routed: IPv4 (and IPv6) -> jump 1; vxlan: decap per VNI -> jump 1
+//   group 1 (FIB)   IPv4 dst /32, IPv6 dst /128: local delivery (to VF) or
+//                   egress (to uplink, rewritten or VXLAN-encapsulated)
 // A packet that misses goes to the representor of the port it came from,
 // where the kernel (software path) handles it.
 #pragma once
@@ -33,6 +35,7 @@ inline constexpr std::uint32_t kRootGroup = 0;
 inline constexpr std::uint32_t kFibGroup = 1;
 inline constexpr std::uint16_t kEtherTypeIpv4 = 0x0800;
 inline constexpr std::uint16_t kEtherTypeArp = 0x0806;
+inline constexpr std::uint16_t kEtherTypeIpv6 = 0x86DD;
 
 // Owner ids: which piece of intent a rule or object belongs to.
 OwnerId portOwner(const model::PortKey& key);

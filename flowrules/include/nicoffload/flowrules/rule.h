@@ -87,6 +87,22 @@ struct Ipv4Item {           // IPV4 (RFC 791)
   Ipv4Addr src, dst;
   bool operator==(const Ipv4Item&) const = default;
 };
+// IPV6 (RFC 8200): one address, the source or the destination, under a
+// prefix length (128 = the host; 10 = fe80::/10). One per rule: ConnectX-6
+// Dx and 7 match the IPv6 source or the destination in one rule, not both
+// (profile items.ipv6), and no rule of the planner needs both: anti-spoofing
+// (group 0) matches sources, the FIB (group 1) destinations.
+struct Ipv6Item {
+  enum class Field : std::uint8_t { kNone, kSrc, kDst };
+  Field field = Field::kNone;  // kNone: any IPv6 packet
+  std::uint8_t len = 128;
+  Ipv6Addr addr;
+  bool operator==(const Ipv6Item&) const = default;
+  // Whether `a` matches (for kSrc, `a` is the packet's source).
+  bool matches(const Ipv6Addr& a) const {
+    return field == Field::kNone || Ipv6Prefix{addr, len}.contains(a);
+  }
+};
 struct UdpItem {            // UDP (RFC 768)
   static constexpr std::uint8_t kDst = 1;
   std::uint8_t fields = 0;
@@ -98,7 +114,7 @@ struct VxlanItem {          // VXLAN (RFC 7348)
   bool operator==(const VxlanItem&) const = default;
 };
 
-using FlowItem = std::variant<PortItem, EthItem, Ipv4Item, UdpItem, VxlanItem>;
+using FlowItem = std::variant<PortItem, EthItem, Ipv4Item, UdpItem, VxlanItem, Ipv6Item>;
 ItemType itemType(const FlowItem& item);
 
 // --- actions ---
@@ -150,9 +166,11 @@ enum class RuleClass : std::uint8_t {
   kVxlanIngress,
   kArpTrap,
   kAntiSpoofing,
+  kNdTrap,  // IPv6 neighbour discovery (and link-scoped traffic) to the kernel
 };
+inline constexpr std::size_t kRuleClassCount = 7;
 const char* toString(RuleClass c);
-const char* idPrefix(RuleClass c);  // "ld", "re", "ve", "vi", "arp", "as"
+const char* idPrefix(RuleClass c);  // "ld", "re", "ve", "vi", "arp", "as", "nd"
 
 enum class Placement : std::uint8_t { kHw, kSw };
 const char* toString(Placement p);

@@ -75,6 +75,35 @@ struct NeighbourEntry {
   bool operator==(const NeighbourEntry& o) const { return state() == o.state(); }
 };
 
+// An IPv6 route (RTM_NEWROUTE AF_INET6): a VM's /128 on its representor.
+struct Route6Entry {
+  Ipv6Prefix dst;                 // a /128
+  std::string dev;
+  std::uint32_t table = 254;
+  std::uint8_t protocol = 0;
+  OwnerId owner = 0;
+  auto key() const { return std::tie(table, dst); }
+  auto state() const { return std::tie(dst, dev, table, protocol); }
+  // Same object in the same state; `owner` is bookkeeping the kernel does not hold.
+  bool operator==(const Route6Entry& o) const { return state() == o.state(); }
+};
+
+// An IPv6 neighbour (RTM_NEWNEIGH AF_INET6): a VM's /128 and its MAC,
+// NUD_PERMANENT; or, with `proxy`, a proxy entry (NTF_PROXY, no MAC): the
+// kernel answers neighbour solicitations for `ip` on `dev` with the device's
+// MAC (ipv6/conf/<dev>/proxy_ndp): the gateway's fe80::1 on a representor.
+struct Neighbour6Entry {
+  std::string dev;
+  Ipv6Addr ip;
+  MacAddr mac;         // zero for a proxy entry
+  bool proxy = false;
+  OwnerId owner = 0;
+  auto key() const { return std::tie(dev, proxy, ip); }
+  auto state() const { return std::tie(dev, proxy, ip, mac); }
+  // Same object in the same state; `owner` is bookkeeping the kernel does not hold.
+  bool operator==(const Neighbour6Entry& o) const { return state() == o.state(); }
+};
+
 // A VXLAN netdev (one per VNI), learning off.
 struct VxlanDevice {
   std::string name;           // vxlanDeviceName(vni): "nfo-vx<vni>"
@@ -112,10 +141,12 @@ struct SoftwarePathState {
   std::vector<FdbEntry> fdb;
   std::vector<NeighbourEntry> neighbours;
   std::vector<RouteEntry> routes;
+  std::vector<Neighbour6Entry> neighbours6;  // IPv6 (gateway.ipv6 set)
+  std::vector<Route6Entry> routes6;
 
   std::size_t size() const {
     return sysctls.size() + links.size() + addresses.size() + vxlan_devices.size() + fdb.size() +
-           neighbours.size() + routes.size();
+           neighbours.size() + routes.size() + neighbours6.size() + routes6.size();
   }
 };
 

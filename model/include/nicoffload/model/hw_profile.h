@@ -21,8 +21,9 @@ enum class ItemType : std::uint8_t {
   kUdp,              // RTE_FLOW_ITEM_TYPE_UDP
   kVxlan,            // RTE_FLOW_ITEM_TYPE_VXLAN
   kArpEthIpv4,       // RTE_FLOW_ITEM_TYPE_ARP_ETH_IPV4 (ARP fields beyond the ethertype)
+  kIpv6,             // RTE_FLOW_ITEM_TYPE_IPV6 (one address per rule: source or destination)
 };
-inline constexpr std::size_t kItemTypeCount = 6;
+inline constexpr std::size_t kItemTypeCount = 7;
 
 // rte_flow actions the rule IR uses.
 enum class ActionType : std::uint8_t {

@@ -1,6 +1,6 @@
 // A small packet model for the simulated NIC: a stack of protocol headers as
 // structs (outermost first) and a payload length. Enough for what the rule IR
-// matches and rewrites: Ethernet, IPv4, UDP, VXLAN and ARP. Values are in
+// matches and rewrites: Ethernet, IPv4, IPv6, UDP, VXLAN, ARP and ICMP(v6). Values are in
 // host byte order; sizes are the on-wire sizes of the headers.
 #pragma once
 
@@ -20,6 +20,7 @@ inline constexpr std::uint16_t kEtherTypeIpv6 = 0x86DD;
 inline constexpr std::uint8_t kIpProtoIcmp = 1;  // IANA protocol numbers
 inline constexpr std::uint8_t kIpProtoTcp = 6;
 inline constexpr std::uint8_t kIpProtoUdp = 17;
+inline constexpr std::uint8_t kIpProtoIcmpv6 = 58;
 inline constexpr std::uint16_t kVxlanPort = 4789;  // IANA, RFC 7348 §5
 
 // Ethernet II (IEEE 802.3), 14 bytes, no VLAN tag.
@@ -44,6 +45,31 @@ struct Ipv4Header {
   Ipv4Addr src;
   Ipv4Addr dst;
   bool operator==(const Ipv4Header&) const = default;
+};
+
+// IPv6 (RFC 8200), the 40-byte fixed header, no extension headers.
+struct Ipv6Header {
+  static constexpr std::size_t kSize = 40;
+  std::uint8_t traffic_class = 0;
+  std::uint32_t flow_label = 0;     // 20 bits
+  std::uint16_t payload_length = 0; // bytes after this header
+  std::uint8_t next_header = 0;     // IANA protocol number (17 UDP, 58 ICMPv6)
+  std::uint8_t hop_limit = 64;
+  Ipv6Addr src;
+  Ipv6Addr dst;
+  bool operator==(const Ipv6Header&) const = default;
+};
+
+// ICMPv6 (RFC 4443): an echo request or reply (8 bytes), or a neighbour
+// solicitation / advertisement (RFC 4861 §4.3-4.4: 24 bytes with the target)
+// counted as 8 header bytes and 16 bytes of payload.
+struct Icmp6Header {
+  static constexpr std::size_t kSize = 8;
+  static constexpr std::uint8_t kEchoRequest = 128, kEchoReply = 129;
+  static constexpr std::uint8_t kNeighbourSolicitation = 135, kNeighbourAdvertisement = 136;
+  std::uint8_t type = kEchoRequest;
+  std::uint8_t code = 0;
+  bool operator==(const Icmp6Header&) const = default;
 };
 
 // UDP (RFC 768), 8 bytes.
@@ -95,8 +121,8 @@ struct ArpHeader {
   bool operator==(const ArpHeader&) const = default;
 };
 
-using Header =
-    std::variant<EthHeader, Ipv4Header, UdpHeader, VxlanHeader, ArpHeader, TcpHeader, IcmpHeader>;
+using Header = std::variant<EthHeader, Ipv4Header, UdpHeader, VxlanHeader, ArpHeader, TcpHeader,
+                            IcmpHeader, Ipv6Header, Icmp6Header>;
 
 std::size_t headerSize(const Header& h);
 
@@ -153,6 +179,8 @@ class PacketBuilder {
   PacketBuilder& eth(MacAddr src, MacAddr dst,
                      std::uint16_t ether_type = 0);  // 0 = from the next header
   PacketBuilder& ipv4(Ipv4Addr src, Ipv4Addr dst, std::uint8_t ttl = 64);
+  PacketBuilder& ipv6(const Ipv6Addr& src, const Ipv6Addr& dst, std::uint8_t hop_limit = 64);
+  PacketBuilder& icmp6(std::uint8_t type = Icmp6Header::kEchoRequest, std::uint8_t code = 0);
   PacketBuilder& udp(std::uint16_t src_port, std::uint16_t dst_port);
   PacketBuilder& tcp(std::uint16_t src_port, std::uint16_t dst_port);
   PacketBuilder& icmp(std::uint8_t type = IcmpHeader::kEchoRequest, std::uint8_t code = 0);

@@ -9,6 +9,7 @@
 //   EthItem               ETH               src/dst/type as matched (mask ff.. per field);
 //                                           no field: spec = mask = NULL (any Ethernet)
 //   Ipv4Item              IPV4              src/dst (network order, mask /32)
+//   Ipv6Item              IPV6              src or dst (mask: the item's prefix length)
 //   UdpItem               UDP               dst port (network order)
 //   VxlanItem             VXLAN             VNI (24 bits, mask 0xffffff)
 //   SetMacSrc/DstAction   SET_MAC_SRC/DST   conf.mac_addr
