@@ -31,6 +31,7 @@
 #include "nicoffload/model/parse.h"
 #include "nicoffload/offload/netns.h"
 #include "nicoffload/offload/nl_channel.h"
+#include "nicoffload/offload/nl_socket.h"
 
 extern char** environ;
 
@@ -548,22 +549,18 @@ class SystemHostProbe final : public HostProbe {
   Result<std::vector<std::uint32_t>> ipv4RuleTables(const std::string& netns) override {
     offload::NetnsGuard guard(netns);
     if (!guard.ok()) return guard.error();
-    nl_sock* sock = nl_socket_alloc();
-    if (!sock) return makeError(ErrorCode::kIo, "ip rule", "", "cannot allocate a netlink socket");
+    auto sock = offload::nl::openSocket(NETLINK_ROUTE);
+    if (!sock)
+      return makeError(ErrorCode::kIo, "ip rule", "", "FIB rule dump failed: " + sock.error().message);
     std::vector<std::uint32_t> tables;
     nl_cache* cache = nullptr;
-    int err = nl_connect(sock, NETLINK_ROUTE);
-    if (err >= 0) err = rtnl_rule_alloc_cache(sock, AF_INET, &cache);
-    if (err < 0) {
-      nl_socket_free(sock);
+    if (const int err = rtnl_rule_alloc_cache(sock->get(), AF_INET, &cache); err < 0)
       return makeError(ErrorCode::kIo, "ip rule", "",
                        std::string("FIB rule dump failed: ") + nl_geterror(err));
-    }
     for (nl_object* o = nl_cache_get_first(cache); o; o = nl_cache_get_next(o)) {
       tables.push_back(rtnl_rule_get_table(reinterpret_cast<rtnl_rule*>(o)));
     }
     nl_cache_free(cache);
-    nl_socket_free(sock);
     return tables;
   }
 };

@@ -327,6 +327,7 @@ Result<FlowCounters> SimEswitch::query(FlowHandle handle) {
 
 Status SimEswitch::flush() {
   if (auto s = tick(); !s) return s;
+  dead_records_ += flows_.size() + 1;  // their creates and the flush
   flows_.clear();
   by_group_.clear();
   journal(kJournalFlush, nullptr, flowrules::kNoHandle);
@@ -410,9 +411,14 @@ Result<Delivery> SimEswitch::evaluate(const Packet& packet, PortRef ingress) {
 //   rules.journal.<seq>   journal segments from journal_seq on: one record
 //                         per create, destroy or flush.
 // A record is {type, handle, sequence} and, for a create, the rule's bytes,
-// with newlines escaped (encodeRecord()). Replayed on open; compacted (a new snapshot) when it holds
-// more dead records than live rules. A record cut short by a kill -9 is cut
-// off on replay (the operation it records never returned).
+// with newlines escaped (encodeRecord()). Replayed on open, never rewritten
+// there (a restart's path to ready is the replay only); compacted (a new
+// snapshot) on a thread of its own once it holds more dead records than live
+// rules + PersistOptions::dead_records_allowed, started by the operation that
+// finds it so. A record cut short by a kill -9 is cut off on replay (the
+// operation it records never returned); a kill mid-compaction leaves the
+// previous snapshot and every segment (before the rename) or the new
+// snapshot and segments it covers, which the next replay deletes (after).
 namespace nicoffload::simnic {
 namespace {
 
@@ -523,6 +529,18 @@ Error anotherBuild(const std::string& path, const std::string& what) {
                        ".* (the sim's rules are then gone, as after a device reset)");
 }
 
+// A snapshot naming journal segment `seq` and holding `flows` (creation
+// order).
+std::string snapshotText(std::uint64_t seq, const std::vector<InstalledFlow>& flows) {
+  std::string text = std::string(kSnapshotMagic) + " " + std::to_string(sizeof(FlowRule)) + " " +
+                     std::to_string(seq) + "\n";
+  for (const auto& f : flows) {
+    text += encodeRecord(kJournalCreate, f.handle, &f);
+    text += '\n';
+  }
+  return text;
+}
+
 // What a replay of the device found.
 struct Replayed {
   bool snapshot = false;   // rules.journal exists and is not empty
@@ -601,7 +619,58 @@ void SimEswitch::journal(std::uint8_t type, const InstalledFlow* flow, FlowHandl
   // keeps going when its backing store fails (the next open starts from
   // what was written).
   (void)journal_->append(encodeRecord(type, handle, flow));
-  ++journal_records_;
+  if (type == kJournalDestroy) dead_records_ += 2;  // the rule's create and this record
+  // A flush's records were counted before it by the caller (flush()).
+  maybeCompact();
+}
+
+void SimEswitch::maybeCompact() {
+  if (compacting()) return;
+  if (compactor_.joinable()) waitForCompaction();
+  if (dead_records_ <= flows_.size() + persist_.dead_records_allowed || dead_records_ < compact_floor_)
+    return;
+  startCompaction();
+}
+
+void SimEswitch::startCompaction() {
+  // Every record so far is in a segment below `seq`: the snapshot of the
+  // rules as they are now covers them.
+  auto seq = journal_->rotate();
+  if (!seq) {
+    ++compaction_failures_;
+    compact_floor_ = dead_records_ + flows_.size() + persist_.dead_records_allowed;
+    return;
+  }
+  std::vector<InstalledFlow> live;
+  live.reserve(flows_.size());
+  for (const auto& [h, f] : flows_) live.push_back(f);
+  std::sort(live.begin(), live.end(),
+            [](const auto& a, const auto& b) { return a.sequence < b.sequence; });
+  compaction_dead_ = dead_records_;
+  compaction_ok_ = false;
+  compacting_.store(true, std::memory_order_release);
+  compactor_ = std::thread([this, live = std::move(live), seq = *seq] {
+    const std::string& dir = journal_->options().dir;
+    const auto s =
+        writeFileAtomically(dir, kSnapshotName, snapshotText(seq, live), Durability::kProcessCrash);
+    if (s) (void)journal_->deleteSegmentsBelow(seq);  // best effort: the next open retries
+    compaction_ok_ = s.ok();
+    compacting_.store(false, std::memory_order_release);
+  });
+}
+
+void SimEswitch::waitForCompaction() {
+  if (!compactor_.joinable()) return;
+  compactor_.join();
+  if (compaction_ok_) {
+    // The snapshot holds live rules only: the dead records it replaced are
+    // gone (those of rules destroyed meanwhile were counted again).
+    dead_records_ -= std::min(dead_records_, compaction_dead_);
+    ++compactions_;
+  } else {
+    ++compaction_failures_;
+    compact_floor_ = dead_records_ + flows_.size() + persist_.dead_records_allowed;
+  }
 }
 
 std::vector<flowrules::HeldRule> SimEswitch::installed() const {
@@ -616,7 +685,9 @@ std::vector<flowrules::HeldRule> SimEswitch::installed() const {
   return out;
 }
 
-SimEswitch::~SimEswitch() = default;
+SimEswitch::~SimEswitch() {
+  if (compactor_.joinable()) compactor_.join();
+}
 
 Result<std::vector<InstalledFlow>> SimEswitch::readDevice(const std::string& device_dir) {
   std::map<FlowHandle, InstalledFlow> flows;
@@ -634,6 +705,13 @@ Result<std::vector<InstalledFlow>> SimEswitch::readDevice(const std::string& dev
 Result<std::unique_ptr<SimEswitch>> SimEswitch::open(model::HwProfile profile,
                                                      std::uint16_t vf_count,
                                                      const std::string& device_dir) {
+  return open(std::move(profile), vf_count, device_dir, PersistOptions{});
+}
+
+Result<std::unique_ptr<SimEswitch>> SimEswitch::open(model::HwProfile profile,
+                                                     std::uint16_t vf_count,
+                                                     const std::string& device_dir,
+                                                     PersistOptions options) {
   auto nic = create(std::move(profile), vf_count);
   if (!nic) return nic.error();
   auto& n = **nic;
@@ -646,6 +724,7 @@ Result<std::unique_ptr<SimEswitch>> SimEswitch::open(model::HwProfile profile,
   };
   if (auto s = makeDirs(device_dir); !s) return inDeviceDir(s.error());
   n.journal_ = std::make_unique<Journal>(journalOptions(device_dir));
+  n.persist_ = options;
 
   auto replayed = replayDevice(*n.journal_, n.flows_, Journal::Access::kReadWrite);
   if (!replayed) return replayed.error();
@@ -654,40 +733,21 @@ Result<std::unique_ptr<SimEswitch>> SimEswitch::open(model::HwProfile profile,
     n.next_handle_ = std::max(n.next_handle_, h + 1);
     n.next_sequence_ = std::max(n.next_sequence_, f.sequence + 1);
   }
-
-  // A journal mostly of live rules is kept as it is, with or without a
-  // snapshot before it (a record cut short by a kill was cut off by the
-  // replay), so a restart reads the device without rewriting it; one with
-  // as many dead records as live ones is compacted to the live rules.
-  const bool compact = replayed->dead > n.flows_.size() + 1024;
-  if (!compact) {
-    if (!replayed->snapshot) {
-      // A first open, or a device whose rules are all in its journal: a
-      // snapshot of no rule that names the journal from seq 1 (what the
-      // replay read) marks the directory as a simulated NIC's, and the
-      // rules are not rewritten.
-      const std::string header = std::string(kSnapshotMagic) + " " +
-                                 std::to_string(sizeof(FlowRule)) + " 1\n";
-      if (auto s = writeFileAtomically(device_dir, kSnapshotName, header, Durability::kProcessCrash);
-          !s)
-        return inDeviceDir(s.error());
-    }
-    n.journal_records_ = n.flows_.size() + replayed->dead;
-    return nic;
+  // The journal is kept as it is, with or without a snapshot before it (a
+  // record cut short by a kill was cut off by the replay): a journal with
+  // more dead records than its threshold is compacted by the next operation
+  // (maybeCompact()), not here, where it would delay the restart.
+  n.dead_records_ = replayed->dead;
+  if (!replayed->snapshot) {
+    // A first open, or a device whose rules are all in its journal: a
+    // snapshot of no rule that names the journal from seq 1 (what the
+    // replay read) marks the directory as a simulated NIC's, and the rules
+    // are not rewritten.
+    const std::string header =
+        std::string(kSnapshotMagic) + " " + std::to_string(sizeof(FlowRule)) + " 1\n";
+    if (auto s = writeFileAtomically(device_dir, kSnapshotName, header, Durability::kProcessCrash); !s)
+      return inDeviceDir(s.error());
   }
-  const std::uint64_t seq = n.journal_->nextSnapshotSeq();
-  std::string text = std::string(kSnapshotMagic) + " " + std::to_string(sizeof(FlowRule)) + " " +
-                     std::to_string(seq) + "\n";
-  for (const auto& held : n.installed()) {
-    const InstalledFlow* f = n.find(held.handle);
-    text += encodeRecord(kJournalCreate, f->handle, f);
-    text += '\n';
-  }
-  if (auto s = writeFileAtomically(device_dir, kSnapshotName, text, Durability::kProcessCrash); !s)
-    return inDeviceDir(s.error());
-  n.journal_->restartAt(seq);
-  (void)n.journal_->deleteSegmentsBelow(seq);  // best effort: the next open retries
-  n.journal_records_ = n.flows_.size();
   return nic;
 }
 

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <optional>
 
 #include "nicoffload/flowrules/hw_apply.h"
@@ -22,6 +23,11 @@ using test::ip;
 using test::mac;
 
 constexpr std::uint16_t kVfs = 8;
+
+std::string readAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
 
 FlowRule baseRule(std::uint32_t group, std::uint32_t priority = 0) {
   FlowRule r;
@@ -380,7 +386,8 @@ TEST(SimProfile, DestroyQueryFlushAndUnknownHandles) {
 // The device persists its rules in a journal: a reopen holds exactly what
 // the device held, keeps a journal of mostly live rules as it is (a restart
 // reads the device without rewriting it), cuts off a record torn by a kill,
-// and compacts a journal with more dead records than live rules.
+// and opens a journal with more dead records than live rules without
+// rewriting it either: the next operation compacts it, on a thread.
 TEST(SimProfile, ThePersistentDeviceReopensWithItsRules) {
   test::TempDir dir("nfo-simdev");
   auto handles = [](const SimEswitch& n) {
@@ -427,7 +434,11 @@ TEST(SimProfile, ThePersistentDeviceReopensWithItsRules) {
     std::ofstream(files().back(), std::ios::binary | std::ios::app) << std::string(40, '\x01');
   }
   {
-    auto nic = test::unwrap(SimEswitch::open(test::loadProfile("sim"), kVfs, dir.path()), "torn");
+    // A device that never compacted (a threshold never reached): the debt a
+    // controller killed before its compaction leaves behind.
+    SimEswitch::PersistOptions never;
+    never.dead_records_allowed = 1'000'000;
+    auto nic = test::unwrap(SimEswitch::open(test::loadProfile("sim"), kVfs, dir.path(), never), "torn");
     EXPECT_EQ(handles(*nic), held) << "the torn record never happened";
     ASSERT_TRUE(nic->destroy(held.back().first).ok());
     held.pop_back();
@@ -435,13 +446,74 @@ TEST(SimProfile, ThePersistentDeviceReopensWithItsRules) {
       const FlowHandle h = test::unwrap(nic->create(drop()), "create");
       ASSERT_TRUE(nic->destroy(h).ok());
     }
+    EXPECT_EQ(nic->compactions(), 0u);
   }
   const auto grown = fileSize();
-  auto nic = test::unwrap(SimEswitch::open(test::loadProfile("sim"), kVfs, dir.path()), "compact");
+  const auto grown_files = files();
+  const auto snapshot = readAll(dir.path() + "/rules.journal");
+  auto nic = test::unwrap(SimEswitch::open(test::loadProfile("sim"), kVfs, dir.path()), "reopen");
   EXPECT_EQ(handles(*nic), held);
-  EXPECT_LT(fileSize(), grown / 4) << "6000 dead records: compacted to the 450 live rules";
+  // The open read the 6000 dead records and rewrote nothing.
+  EXPECT_FALSE(nic->compacting());
+  EXPECT_EQ(nic->compactions(), 0u);
+  EXPECT_EQ(files(), grown_files);
+  EXPECT_EQ(fileSize(), grown);
+  EXPECT_EQ(readAll(dir.path() + "/rules.journal"), snapshot);
+  // The next operation compacts, on a thread, while the device goes on.
+  const FlowHandle late = test::unwrap(nic->create(drop()), "create");
+  held.emplace_back(late, 1);
+  const FlowHandle gone = test::unwrap(nic->create(drop()), "create during the compaction");
+  ASSERT_TRUE(nic->destroy(gone).ok());
+  nic->waitForCompaction();
+  EXPECT_EQ(nic->compactions(), 1u);
+  EXPECT_EQ(nic->compactionFailures(), 0u);
+  EXPECT_LT(fileSize(), grown / 4) << "6000 dead records: compacted to the 451 live rules";
+  EXPECT_NE(readAll(dir.path() + "/rules.journal"), snapshot);
+  for (const auto& f : grown_files) {
+    if (f != dir.path() + "/rules.journal") {
+      EXPECT_FALSE(std::filesystem::exists(f)) << f << ": in the new snapshot, deleted";
+    }
+  }
+  nic.reset();
   EXPECT_EQ(handles(*test::unwrap(SimEswitch::open(test::loadProfile("sim"), kVfs, dir.path()), "again")),
             held);
+}
+
+// Past its threshold while it runs, the device compacts without being
+// reopened, as often as the dead records pile up, and every operation made
+// during a compaction survives a reopen.
+TEST(SimProfile, ThePersistentDeviceCompactsWhileItRuns) {
+  test::TempDir dir("nfo-simdev");
+  std::vector<FlowHandle> held;
+  std::uint64_t compactions = 0;
+  {
+    auto nic = test::unwrap(SimEswitch::open(test::loadProfile("sim"), kVfs, dir.path()), "open");
+    for (int i = 0; i < 200; ++i) held.push_back(test::unwrap(nic->create(drop()), "create"));
+    for (int i = 0; i < 5000; ++i) {
+      const FlowHandle h = test::unwrap(nic->create(drop()), "create");
+      if (i % 10 == 0)
+        held.push_back(h);
+      else
+        ASSERT_TRUE(nic->destroy(h).ok());
+    }
+    nic->waitForCompaction();
+    compactions = nic->compactions();
+    EXPECT_GE(compactions, 1u) << "9000 dead records, 1024 allowed beyond the live rules";
+    // And again, once as many have piled up since.
+    for (int i = 0; i < 3000; ++i) {
+      const FlowHandle h = test::unwrap(nic->create(drop()), "create");
+      ASSERT_TRUE(nic->destroy(h).ok());
+    }
+    nic->waitForCompaction();
+    EXPECT_GT(nic->compactions(), compactions);
+    EXPECT_EQ(nic->compactionFailures(), 0u);
+    EXPECT_EQ(nic->size(), held.size());
+  }
+  auto nic = test::unwrap(SimEswitch::open(test::loadProfile("sim"), kVfs, dir.path()), "reopen");
+  std::vector<FlowHandle> got;
+  for (const auto& f : nic->flows()) got.push_back(f.handle);
+  EXPECT_EQ(got, held);
+  EXPECT_GT(test::unwrap(nic->create(drop()), "create"), held.back()) << "handles go on growing";
 }
 
 // A device directory of another build or of the binary journal before

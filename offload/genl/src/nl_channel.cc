@@ -18,10 +18,6 @@
 
 namespace nicoffload::offload::nl {
 
-#ifndef SOL_NETLINK
-#define SOL_NETLINK 270
-#endif
-
 void MsgDeleter::operator()(nl_msg* msg) const {
   if (msg) nlmsg_free(msg);
 }
@@ -34,38 +30,23 @@ MsgPtr newGenlMsg(int family, std::uint8_t cmd, std::uint8_t version) {
   return msg;
 }
 
-Channel::Channel(nl_sock* sock) : sock_(sock) {}
-Channel::Channel(Channel&& other) noexcept
-    : sock_(std::exchange(other.sock_, nullptr)), seq_(other.seq_) {}
-Channel& Channel::operator=(Channel&& other) noexcept {
-  if (this != &other) {
-    if (sock_) nl_socket_free(sock_);
-    sock_ = std::exchange(other.sock_, nullptr);
-    seq_ = other.seq_;
-  }
-  return *this;
-}
-Channel::~Channel() {
-  if (sock_) nl_socket_free(sock_);
-}
+Channel::Channel(SockPtr sock) : sock_(std::move(sock)) {}
+Channel::Channel(Channel&& other) noexcept = default;
+Channel& Channel::operator=(Channel&& other) noexcept = default;
+Channel::~Channel() = default;
 
 Result<Channel> Channel::open(int protocol) {
-  nl_sock* sock = nl_socket_alloc();
-  if (!sock) return makeError(ErrorCode::kIo, "netlink", "", "cannot allocate a netlink socket");
-  Channel ch(sock);
-  if (const int err = nl_connect(sock, protocol); err < 0)
-    return makeError(ErrorCode::kIo, "netlink", std::to_string(protocol),
-                     std::string("cannot open a netlink socket: ") + nl_geterror(err));
-  nl_socket_enable_msg_peek(sock);
-  const int fd = nl_socket_get_fd(sock);
-  int one = 1;
-  (void)setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof one);
-  (void)setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof one);
-  return ch;
+  SocketOptions options;
+  options.extended_ack = true;
+  options.capped_ack = true;
+  options.msg_peek = true;
+  auto sock = openSocket(protocol, options);
+  if (!sock) return sock.error();
+  return Channel(std::move(sock).value());
 }
 
 Result<int> Channel::resolveFamily(const std::string& name, const std::string& hint) {
-  const int id = genl_ctrl_resolve(sock_, name.c_str());
+  const int id = genl_ctrl_resolve(sock_.get(), name.c_str());
   if (id >= 0) return id;
   if (id == -NLE_OBJ_NOTFOUND || id == -NLE_NOATTR || id == -NLE_INVAL)
     return makeError(ErrorCode::kUnsupported, "genl family", name,
@@ -108,12 +89,12 @@ Status Channel::transact(nl_msg* msg, bool dump, const std::function<void(nlmsgh
   req->nlmsg_flags |= NLM_F_REQUEST | (dump ? NLM_F_DUMP : NLM_F_ACK);
   req->nlmsg_seq = ++seq_;
   req->nlmsg_pid = 0;
-  if (nl_sendto(sock_, req, req->nlmsg_len) < 0)
+  if (nl_sendto(sock_.get(), req, req->nlmsg_len) < 0)
     return makeError(ErrorCode::kIo, what, "", what + ": cannot send the netlink request");
   for (;;) {
     sockaddr_nl peer{};
     unsigned char* data = nullptr;
-    const int n = nl_recv(sock_, &peer, &data, nullptr);
+    const int n = nl_recv(sock_.get(), &peer, &data, nullptr);
     if (n <= 0) {
       std::free(data);
       return makeError(ErrorCode::kIo, what, "",

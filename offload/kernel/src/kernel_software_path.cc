@@ -66,6 +66,7 @@
 #include "netlink_dump.h"
 #include "rtnl_socket.h"
 #include "nicoffload/offload/netns.h"
+#include "nicoffload/offload/nl_socket.h"
 #include "nicoffload/offload/software_path.h"
 
 namespace nicoffload::offload {
@@ -81,7 +82,7 @@ struct Deleter {
     if (p) F(p);
   }
 };
-using SockPtr = std::unique_ptr<nl_sock, Deleter<nl_sock, nl_socket_free>>;
+using SockPtr = nl::SockPtr;
 using CachePtr = std::unique_ptr<nl_cache, Deleter<nl_cache, nl_cache_free>>;
 using MsgPtr = std::unique_ptr<nl_msg, Deleter<nl_msg, nlmsg_free>>;
 using AddrPtr = std::unique_ptr<nl_addr, Deleter<nl_addr, nl_addr_put>>;
@@ -1440,24 +1441,25 @@ Result<ConvergeReport> converge(SoftwarePath& path, const SoftwarePathState& des
 Result<std::unique_ptr<SoftwarePath>> openKernelSoftwarePath(const KernelSoftwarePathOptions& options) {
   NetnsGuard ns(options.netns);
   if (!ns.ok()) return ns.error();
-  SockPtr sock(nl_socket_alloc());
-  if (!sock) return makeError(ErrorCode::kIo, "netlink", "", "cannot allocate a netlink socket");
-  if (int err = nl_connect(sock.get(), NETLINK_ROUTE); err < 0)
-    return makeError(ErrorCode::kIo, "netlink", "", std::string("cannot open rtnetlink: ") + nl_geterror(err));
-  const std::size_t window = detail::configureSocket(sock.get(), options.window);
+  // Batched changes: extended and capped ACKs, and room for a window of them.
+  nl::SocketOptions batch_options;
+  batch_options.extended_ack = true;
+  batch_options.capped_ack = true;
+  batch_options.receive_buffer_bytes = detail::ackBufferBytes(options.window);
+  auto sock = nl::openSocket(NETLINK_ROUTE, batch_options);
+  if (!sock) return sock.error();
+  const std::size_t window = detail::ackWindow(sock->get(), options.window);
   // Dump sockets, opened here so that they live in the namespace: one for
   // apply, one of read-back's own.
   auto check = detail::DumpSocket::open();
   if (!check) return check.error();
   auto dump = detail::DumpSocket::open();
   if (!dump) return dump.error();
-  SockPtr lookup(nl_socket_alloc());
-  if (!lookup) return makeError(ErrorCode::kIo, "netlink", "", "cannot allocate a netlink socket");
-  if (int err = nl_connect(lookup.get(), NETLINK_ROUTE); err < 0)
-    return makeError(ErrorCode::kIo, "netlink", "", std::string("cannot open rtnetlink: ") + nl_geterror(err));
+  auto lookup = nl::openSocket(NETLINK_ROUTE);  // no options: lookups outside any batch
+  if (!lookup) return lookup.error();
   auto path = std::unique_ptr<KernelSoftwarePath>(new KernelSoftwarePath(
-      std::move(sock), std::move(check).value(), std::move(dump).value(), options, window));
-  path->setLookupSocket(std::move(lookup));
+      std::move(sock).value(), std::move(check).value(), std::move(dump).value(), options, window));
+  path->setLookupSocket(std::move(lookup).value());
   auto stats = detail::DumpSocket::open();
   if (!stats) return stats.error();
   path->setStatsSocket(std::move(stats).value());

@@ -10,21 +10,13 @@
 
 namespace nicoffload::offload::detail {
 namespace {
-// SOL_NETLINK options (linux/netlink.h) older libc headers may lack.
-#ifndef SOL_NETLINK
-#define SOL_NETLINK 270
-#endif
 constexpr std::size_t kAckTruesize = 1024;  // bytes of receive buffer one ACK costs, rounded up
 }  // namespace
 
-std::size_t configureSocket(nl_sock* sock, std::size_t wanted_window) {
+std::size_t ackBufferBytes(std::size_t window) { return window * kAckTruesize; }
+
+std::size_t ackWindow(nl_sock* sock, std::size_t wanted_window) {
   const int fd = nl_socket_get_fd(sock);
-  int one = 1;
-  (void)setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof one);
-  (void)setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof one);
-  int bytes = static_cast<int>(wanted_window * kAckTruesize);
-  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes) != 0)
-    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
   int got = 0;
   socklen_t len = sizeof got;
   if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &len) != 0 || got <= 0) return 64;

@@ -23,8 +23,9 @@ struct NetlinkOutcome {
 
 class NetlinkBatch {
  public:
-  // `sock` must have NETLINK_EXT_ACK and NETLINK_CAP_ACK set (see
-  // configureSocket) and a receive buffer large enough for `window` ACKs.
+  // `sock` must have NETLINK_EXT_ACK and NETLINK_CAP_ACK set and a receive
+  // buffer large enough for `window` ACKs (nl::openSocket() with
+  // ackBufferBytes(), then ackWindow()).
   NetlinkBatch(nl_sock* sock, std::size_t batch_messages, std::size_t window);
 
   // Queues a request (its bytes are copied; the caller frees msg). `tag`
@@ -54,9 +55,12 @@ class NetlinkBatch {
   bool broken_ = false;
 };
 
-// Sets the options NetlinkBatch relies on: extended ACKs, capped ACKs, and a
-// large receive buffer (SO_RCVBUFFORCE as root, else SO_RCVBUF). Returns the
-// window the buffer allows.
-std::size_t configureSocket(nl_sock* sock, std::size_t wanted_window);
+// The receive buffer, in bytes, that `window` ACKs in flight need: what to
+// ask nl::openSocket() for (with extended and capped ACKs).
+std::size_t ackBufferBytes(std::size_t window);
+
+// The window the socket's receive buffer allows: at most `wanted_window`, at
+// least 16 (64 when the buffer size cannot be read).
+std::size_t ackWindow(nl_sock* sock, std::size_t wanted_window);
 
 }  // namespace nicoffload::offload::detail

@@ -26,12 +26,14 @@
 //     source port, as in switchdev (the kernel software path takes it).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "nicoffload/common/error.h"
@@ -66,12 +68,28 @@ class SimEswitch final : public flowrules::FlowBackend {
   // switchdev eswitch mode (transfer rules need it).
   static Result<std::unique_ptr<SimEswitch>> create(model::HwProfile profile, std::uint16_t vf_count);
 
+  // How a persistent device keeps its journal short.
+  struct PersistOptions {
+    // A compaction (a new snapshot of the live rules, the older segments
+    // deleted) starts when the snapshot and journal hold more than this many
+    // dead records (creates of destroyed rules, destroys, flushes) beyond the
+    // number of live rules: a journal mostly of live rules is not rewritten.
+    std::uint64_t dead_records_allowed = 1024;
+  };
+
   // A NIC whose rules persist in `device_dir` (a journal, replayed here), so
   // they survive a restart of the controller the way a real device's do.
+  // The open only reads (and, for a new directory, writes a snapshot header
+  // naming the journal): a journal past its compaction threshold is
+  // compacted on a thread of its own, started by the next create, destroy
+  // or flush, off the controller's path to ready.
   // Errors: those of create(); kIo when the directory or journal cannot be
   // read or written; kInvalidValue for a journal of another build.
   static Result<std::unique_ptr<SimEswitch>> open(model::HwProfile profile, std::uint16_t vf_count,
                                               const std::string& device_dir);
+  static Result<std::unique_ptr<SimEswitch>> open(model::HwProfile profile, std::uint16_t vf_count,
+                                              const std::string& device_dir, PersistOptions options);
+  // Waits for a running compaction.
   ~SimEswitch() override;
 
   // What the device in `device_dir` holds, read without touching it (the
@@ -118,6 +136,14 @@ class SimEswitch final : public flowrules::FlowBackend {
   std::vector<InstalledFlow> flows() const;  // in creation order
   const InstalledFlow* find(FlowHandle handle) const;
   std::uint64_t operations() const { return operations_; }
+  // Device persistence: compactions completed (and failed: the journal then
+  // keeps every record, and the next try waits for as many dead records
+  // again), and whether one is running.
+  std::uint64_t compactions() const { return compactions_; }
+  std::uint64_t compactionFailures() const { return compaction_failures_; }
+  bool compacting() const { return compacting_.load(std::memory_order_acquire); }
+  // Waits for the running compaction, if any, and counts its outcome.
+  void waitForCompaction();
   std::uint16_t vfCount() const { return vf_count_; }
   const model::HwProfile& profile() const { return profile_; }
 
@@ -140,8 +166,25 @@ class SimEswitch final : public flowrules::FlowBackend {
   FlowHandle next_handle_ = 1;
   std::uint64_t next_sequence_ = 0;
 
+  void maybeCompact();
+  void startCompaction();
+
   std::unique_ptr<Journal> journal_;  // device persistence; null = in memory only
-  std::uint64_t journal_records_ = 0;
+  PersistOptions persist_;
+  // Records in the snapshot and journal that no longer describe a live rule.
+  std::uint64_t dead_records_ = 0;
+  // No compaction starts before dead_records_ passes this (after a failure).
+  std::uint64_t compact_floor_ = 0;
+  // The compaction thread: it writes a snapshot of the live rules as they
+  // were at the journal's rotate() and deletes the older segments (the only
+  // files journal.h lets a second thread touch); this thread keeps
+  // appending to the new segment meanwhile.
+  std::thread compactor_;
+  std::atomic<bool> compacting_{false};
+  bool compaction_ok_ = false;            // written by the thread before compacting_ drops
+  std::uint64_t compaction_dead_ = 0;     // the dead records it removes
+  std::uint64_t compactions_ = 0;
+  std::uint64_t compaction_failures_ = 0;
 
   std::uint64_t operations_ = 0;
   std::optional<std::uint64_t> fail_at_;  // operation number that fails

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "nicoffload/common/error.h"
+#include "nicoffload/offload/nl_socket.h"
 
 struct nl_msg;
 struct nl_sock;
@@ -32,7 +33,8 @@ MsgPtr newGenlMsg(int family, std::uint8_t cmd, std::uint8_t version);
 class Channel {
  public:
   // Opens and connects a netlink socket of `protocol` (NETLINK_GENERIC,
-  // NETLINK_ROUTE) with extended ACKs. Errors: kIo.
+  // NETLINK_ROUTE) with extended and capped ACKs (openSocket()). Errors: kIo,
+  // as openSocket().
   static Result<Channel> open(int protocol);
 
   Channel(Channel&&) noexcept;
@@ -53,8 +55,8 @@ class Channel {
                   const std::string& what);
 
  private:
-  explicit Channel(nl_sock* sock);
-  nl_sock* sock_ = nullptr;
+  explicit Channel(SockPtr sock);
+  SockPtr sock_;
   unsigned seq_ = 0;
 };
 
