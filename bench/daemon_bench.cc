@@ -83,6 +83,7 @@ struct Options {
   std::string profile_dir;
   int ports = 500;
   int addresses = 4;
+  int addresses6 = 0;  // IPv6 /128s per port (gateway.ipv6 set when > 0)
   int remotes = 100000;
   int vteps = 200;
   std::string underlay = "vxlan";
@@ -111,7 +112,8 @@ std::string ipv4(std::uint32_t v) {
 
 // Ports: VM uuids 00000000-0000-4000-8000-<i>, MAC 02:00:<i>, addresses in
 // 10.0.0.0/9 (10.0.0.0 + 8 i + a + 1: never .0 or .255).
-json portJson(int i, int addresses) {
+// IPv6 ones (--addresses6) in 2001:db8::/32: 2001:db8:<i>::<a + 1>.
+json portJson(int i, int addresses, int addresses6) {
   char uuid[40], mac[20];
   std::snprintf(uuid, sizeof uuid, "00000000-0000-4000-8000-%012x", i);
   const unsigned m = static_cast<unsigned>(i) + 1;
@@ -122,6 +124,12 @@ json portJson(int i, int addresses) {
     addrs.push_back(ipv4(0x0A000000u + (static_cast<std::uint32_t>(i) << 3) +
                          static_cast<std::uint32_t>(a) + 1) +
                     "/32");
+  for (int a = 0; a < addresses6; ++a) {
+    char v6[48];
+    std::snprintf(v6, sizeof v6, "2001:db8:%x:%x::%x/128", (static_cast<unsigned>(i) >> 16) & 0xffff,
+                  static_cast<unsigned>(i) & 0xffff, static_cast<unsigned>(a) + 1);
+    addrs.push_back(v6);
+  }
   return {{"vm", uuid}, {"nic", 0}, {"mac", mac}, {"addresses", addrs}};
 }
 json portKey(int i) {
@@ -469,7 +477,7 @@ SingleOps measureSingleOps(const std::string& socket, const Options& o, const Un
   const auto t_ports = Clock::now();
   for (int s = 0; s < o.samples; ++s) {
     const int i = first_spare_port + (s % 8);
-    timed({{"op", "port.add"}, {"port", portJson(i, o.addresses)}}, out.port_add);
+    timed({{"op", "port.add"}, {"port", portJson(i, o.addresses, o.addresses6)}}, out.port_add);
     timed({{"op", "port.remove"}, {"vm", portKey(i)["vm"]}, {"nic", 0}}, out.port_remove);
     if (secondsSince(t_ports) > 2 * o.max_op_seconds) break;
   }
@@ -592,7 +600,7 @@ DuringBulk measureDuringBulk(const std::string& socket, const std::string& bulk_
   std::thread t_port = prober([&](bool counted) {
     const auto t0 = Clock::now();
     if (!added) {
-      ports.ok({{"op", "port.add"}, {"brief", true}, {"port", portJson(spare_port, o.addresses)}});
+      ports.ok({{"op", "port.add"}, {"brief", true}, {"port", portJson(spare_port, o.addresses, o.addresses6)}});
       if (counted) out.port_add.ms.push_back(msSince(t0));
     } else {
       ports.ok({{"op", "port.remove"}, {"vm", portKey(spare_port)["vm"]}, {"nic", 0}});
@@ -678,7 +686,9 @@ std::string writeHost(const Options& o, const Underlay& u, const Variant& v, Set
         {"netdev", "uplink0"},
         {"mac", "0c:42:a1:00:00:01"},
         {"vf_count", o.ports + 8}}},
-      {"gateway", {{"ipv4", "169.254.1.1"}, {"mac", "ee:ee:ee:ee:ee:ee"}}},
+      {"gateway", o.addresses6 > 0
+                      ? json{{"ipv4", "169.254.1.1"}, {"ipv6", "fe80::1"}, {"mac", "ee:ee:ee:ee:ee:ee"}}
+                      : json{{"ipv4", "169.254.1.1"}, {"mac", "ee:ee:ee:ee:ee:ee"}}},
       {"underlay", underlay},
       {"backends",
        {{"flow", "sim"}, {"software_path", v.kernel ? "kernel" : "none"}, {"vdpa", "sim"},
@@ -797,9 +807,9 @@ int runVariant(const Options& o, const Variant& v) {
   writeHost(o, u, v, s);
   Daemon d(o.daemon, s.config, s.profile_dir, s.log, o.log_level);
 
-  std::printf("\n=== variant %s: %d ports x %d addresses, %d remotes (%s, %d %s), sim flow/NIC/vDPA, "
+  std::printf("\n=== variant %s: %d ports x %d addresses + %d IPv6, %d remotes (%s, %d %s), sim flow/NIC/vDPA, "
               "software path %s%s ===\n",
-              v.name.c_str(), o.ports, o.addresses, o.remotes, o.underlay.c_str(), o.vteps,
+              v.name.c_str(), o.ports, o.addresses, o.addresses6, o.remotes, o.underlay.c_str(), o.vteps,
               u.vxlan ? "VTEPs" : "next hops", v.kernel ? "kernel in netns " : "none",
               v.kernel ? s.netns.c_str() : "");
   {
@@ -832,7 +842,7 @@ int runVariant(const Options& o, const Variant& v) {
   {
     std::vector<std::string> reqs;
     for (int i = 0; i < o.ports; ++i)
-      reqs.push_back(json{{"op", "port.add"}, {"port", portJson(i, o.addresses)}}.dump() + "\n");
+      reqs.push_back(json{{"op", "port.add"}, {"port", portJson(i, o.addresses, o.addresses6)}}.dump() + "\n");
     const auto p = pipeline(s.socket, reqs, 1e9, [](std::size_t) {});
     info("port.add x " + std::to_string(o.ports) + " pipelined", p.seconds, "s",
          std::to_string(static_cast<int>(p.answered / p.seconds)) + " req/s");
@@ -1160,7 +1170,8 @@ int main(int argc, char** argv) {
       ->required()
       ->check(CLI::ExistingDirectory);
   app.add_option("--ports", o.ports, "ports (VMs' NICs)")->capture_default_str();
-  app.add_option("--addresses", o.addresses, "addresses per port")->capture_default_str();
+  app.add_option("--addresses", o.addresses, "IPv4 addresses per port")->capture_default_str();
+  app.add_option("--addresses6", o.addresses6, "IPv6 /128s per port (0: IPv6 off)")->capture_default_str();
   app.add_option("--remotes", o.remotes, "remote endpoints")->capture_default_str();
   app.add_option("--vteps", o.vteps, "remote VTEPs (vxlan) or next hops (routed)")
       ->capture_default_str();
@@ -1203,10 +1214,10 @@ int main(int argc, char** argv) {
     o.samples = 20;
     o.idle_seconds = 2;
   }
-  if (o.ports < 1 || o.addresses < 1 || o.addresses > 7 || o.remotes < 1 || o.vteps < 1 ||
-      o.vteps > 60000 || o.remotes > 4000000 || o.samples < 1) {
-    std::fprintf(stderr, "out of range: ports >= 1, addresses 1..7, remotes 1..4000000, vteps "
-                         "1..60000, samples >= 1\n");
+  if (o.ports < 1 || o.addresses < 1 || o.addresses > 7 || o.addresses6 < 0 || o.addresses6 > 7 ||
+      o.remotes < 1 || o.vteps < 1 || o.vteps > 60000 || o.remotes > 4000000 || o.samples < 1) {
+    std::fprintf(stderr, "out of range: ports >= 1, addresses 1..7, addresses6 0..7, remotes "
+                         "1..4000000, vteps 1..60000, samples >= 1\n");
     return 2;
   }
   ::signal(SIGPIPE, SIG_IGN);

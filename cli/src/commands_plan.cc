@@ -193,6 +193,7 @@ int runApply(const Planned& p, const std::string& netns, bool json_out) {
   countDiff(changes, "routes", d.routes);
   if (!d.neighbours6.empty()) countDiff(changes, "neighbours6", d.neighbours6);
   if (!d.routes6.empty()) countDiff(changes, "routes6", d.routes6);
+  if (!d.rules6.empty()) countDiff(changes, "rules6", d.rules6);
   j["changes"] = changes;
   j["failures"] = failuresJson(report->applied);
   for (auto& f : failuresJson(report->removed)) j["failures"].push_back(f);
@@ -206,13 +207,13 @@ int runApply(const Planned& p, const std::string& netns, bool json_out) {
         d.size(),
         d.sysctls.add.size() + d.links.add.size() + d.addresses.add.size() +
             d.vxlan_devices.add.size() + d.fdb.add.size() + d.neighbours.add.size() +
-            d.routes.add.size() + d.neighbours6.add.size() + d.routes6.add.size(),
+            d.routes.add.size() + d.neighbours6.add.size() + d.routes6.add.size() + d.rules6.add.size(),
         d.sysctls.modify.size() + d.links.modify.size() + d.addresses.modify.size() +
             d.vxlan_devices.modify.size() + d.fdb.modify.size() + d.neighbours.modify.size() +
-            d.routes.modify.size() + d.neighbours6.modify.size() + d.routes6.modify.size(),
+            d.routes.modify.size() + d.neighbours6.modify.size() + d.routes6.modify.size() + d.rules6.modify.size(),
         d.sysctls.remove.size() + d.links.remove.size() + d.addresses.remove.size() +
             d.vxlan_devices.remove.size() + d.fdb.remove.size() + d.neighbours.remove.size() +
-            d.routes.remove.size() + d.neighbours6.remove.size() + d.routes6.remove.size());
+            d.routes.remove.size() + d.neighbours6.remove.size() + d.routes6.remove.size() + d.rules6.remove.size());
     for (const auto* r : {&report->applied, &report->removed})
       for (const auto& f : r->failures)
         std::fprintf(stderr, "nicoffloadctl: failed: %s: %s\n", f.object.c_str(),

@@ -318,6 +318,7 @@ Controller::PassResult Controller::repairFullPass(FullPassComputed computed) {
       erase(s.fdb, [&](const auto&) { return pass.derived; });
       erase(s.routes6, [&](const auto& r) { return skipDev(r.dev); });
       erase(s.neighbours6, [&](const auto& n) { return skipDev(n.dev); });
+      erase(s.rules6, [&](const auto& r) { return skipDev(r.iif); });
     };
     keep(computed.sw->apply);
     keep(computed.sw->remove);
@@ -378,6 +379,7 @@ void sortState(flowrules::SoftwarePathState& s) {
   sortKind(s.routes);
   sortKind(s.neighbours6);
   sortKind(s.routes6);
+  sortKind(s.rules6);
 }
 
 std::uint64_t vtepKey(std::uint32_t vni, Ipv4Addr vtep) {

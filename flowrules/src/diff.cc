@@ -88,6 +88,7 @@ SoftwarePathDiff diff(const SoftwarePathState& desired, const SoftwarePathState&
   d.routes = diffObjects<RouteEntry>(desired.routes, installed.routes);
   d.neighbours6 = diffObjects<Neighbour6Entry>(desired.neighbours6, installed.neighbours6);
   d.routes6 = diffObjects<Route6Entry>(desired.routes6, installed.routes6);
+  d.rules6 = diffObjects<Rule6Entry>(desired.rules6, installed.rules6);
   return d;
 }
 

@@ -569,7 +569,15 @@ void emitPortObjects(const HostConfig& host, const Port& port, SoftwarePathState
   for (const auto& a : port.addresses6) {
     sw.routes6.push_back({Ipv6Prefix{a, 128}, rep, host.route_table, host.route_protocol, owner});
     sw.neighbours6.push_back({rep, a, port.mac, false, owner});
+    sw.rules6.push_back({rep, kRule6AllowPriority, Ipv6Prefix{a, 128}, std::nullopt, false,
+                         host.route_table, host.route_protocol, owner});
   }
+  // The source check: link-scoped destinations (unicast neighbour discovery
+  // to the gateway) go on, anything else not from the VM's /128s is dropped.
+  sw.rules6.push_back({rep, kRule6AllowPriority, std::nullopt, kLinkLocalUnicast, false,
+                       host.route_table, host.route_protocol, owner});
+  sw.rules6.push_back({rep, kRule6BlackholePriority, std::nullopt, std::nullopt, true, 0,
+                       host.route_protocol, owner});
 }
 
 std::uint32_t remoteVni(const HostConfig& host, const RemoteEndpoint& r) {
@@ -727,6 +735,7 @@ Status planIntoUnchecked(const model::Intent& intent, const HwProfile& profile,
   out.sw.routes.clear();
   out.sw.neighbours6.clear();
   out.sw.routes6.clear();
+  out.sw.rules6.clear();
   out.vdpa_devices.clear();
   out.vfs.clear();
   out.counts = {};
@@ -812,6 +821,7 @@ Status planIntoUnchecked(const model::Intent& intent, const HwProfile& profile,
     sortRoutes(out.sw.routes);
     sortByKey(out.sw.neighbours6);
     sortByKey(out.sw.routes6);
+    sortByKey(out.sw.rules6);
   }
 
   planDevices(intent, out);

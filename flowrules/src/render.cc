@@ -237,6 +237,19 @@ void visitSoftwarePathJson(const SoftwarePathState& sw, Section&& section, Eleme
     for (const auto& r : sw.routes6)
       element(json{{"dst", r.dst.str()}, {"dev", r.dev}, {"table", r.table}, {"protocol", r.protocol}});
   }
+  if (!sw.rules6.empty()) {
+    section("rules6");
+    for (const auto& r : sw.rules6) {
+      json rule = {{"iif", r.iif}, {"priority", r.priority}, {"protocol", r.protocol}};
+      if (r.src) rule["from"] = r.src->str();
+      if (r.dst) rule["to"] = r.dst->str();
+      if (r.blackhole)
+        rule["action"] = "blackhole";
+      else
+        rule["table"] = r.table;
+      element(std::move(rule));
+    }
+  }
 }
 
 json countsJson(const DesiredState& state) {
@@ -346,6 +359,14 @@ void writeJson(std::ostream& out, const DesiredState& state, const model::HwProf
   out << "\n}\n";
 }
 
+std::string describeRule6(const Rule6Entry& r) {
+  std::string s = "rule6 pref " + std::to_string(r.priority) + " iif " + r.iif;
+  if (r.src) s += " from " + r.src->str();
+  if (r.dst) s += " to " + r.dst->str();
+  s += r.blackhole ? " blackhole" : " lookup " + std::to_string(r.table);
+  return s + " proto " + std::to_string(r.protocol);
+}
+
 std::vector<std::string> describeSoftwarePath(const SoftwarePathState& sw) {
   std::vector<std::string> out;
   for (const auto& s : sw.sysctls) out.push_back("sysctl net/" + s.path + " = " + s.value);
@@ -372,6 +393,7 @@ std::vector<std::string> describeSoftwarePath(const SoftwarePathState& sw) {
   for (const auto& r : sw.routes6)
     out.push_back("route6 " + r.dst.str() + " dev " + r.dev + " table " + std::to_string(r.table) +
                   " proto " + std::to_string(r.protocol));
+  for (const auto& r : sw.rules6) out.push_back(describeRule6(r));
   return out;
 }
 

@@ -51,6 +51,7 @@ class MemorySoftwarePath final : public SoftwarePath {
     upsert(o.routes, held_.routes, r);
     upsert(o.neighbours6, held_.neighbours6, r);
     upsert(o.routes6, held_.routes6, r);
+    upsert(o.rules6, held_.rules6, r);
     return r;
   }
   SwApplyReport remove(const flowrules::SoftwarePathState& o) override {
@@ -66,6 +67,7 @@ class MemorySoftwarePath final : public SoftwarePath {
     erase(o.routes, held_.routes, r);
     erase(o.neighbours6, held_.neighbours6, r);
     erase(o.routes6, held_.routes6, r);
+    erase(o.rules6, held_.rules6, r);
     return r;
   }
   Result<flowrules::SoftwarePathState> readBack(const flowrules::SoftwarePathState&,
@@ -126,6 +128,7 @@ class MemorySoftwarePath final : public SoftwarePath {
   static std::string describe(const flowrules::Neighbour6Entry& x) {
     return std::string(x.proxy ? "neigh6 proxy " : "neigh6 ") + x.ip.str() + " dev " + x.dev;
   }
+  static std::string describe(const flowrules::Rule6Entry& x) { return flowrules::describeRule6(x); }
   static std::string describe(const flowrules::Route6Entry& x) {
     return "route6 " + x.dst.str() + " dev " + x.dev;
   }
@@ -943,6 +946,7 @@ void expectMatchesWholePlan(const Fixture& f, const std::string& when) {
   EXPECT_TRUE(sw.routes == plan->sw.routes);
   EXPECT_EQ(sw.neighbours6, plan->sw.neighbours6);
   EXPECT_EQ(sw.routes6, plan->sw.routes6);
+  EXPECT_EQ(sw.rules6, plan->sw.rules6);
 }
 
 class IncrementalPlanning : public ::testing::TestWithParam<const char*> {};

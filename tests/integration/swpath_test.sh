@@ -221,6 +221,12 @@ run_ipv6() {
   check "ipv6: IPv4 still flows" reach vm11 10.2.1.1
   check "ipv6: vm11 resolved fe80::1 to the gateway MAC (proxy NDP)" bash -c \
     "ip -n $T-vm11 -6 neigh show fe80::1 | grep -q 'lladdr ee:ee:ee:ee:ee:ee'"
+  # The kernel path's IPv6 source check (IPv6 has no rp_filter): a source
+  # the port does not own is dropped, its own passes.
+  in_ns vm11 ip -6 addr add 2001:db8:1:9::9/128 dev eth0 nodad
+  check_not "ipv6: spoofed source from vm11 must be dropped" in_ns vm11 ping -6 -c 1 -W 1 -I 2001:db8:1:9::9 2001:db8:2:1::1
+  check "ipv6: vm11's own source still passes" in_ns vm11 ping -6 -c 1 -W 2 -I 2001:db8:1:1::1 2001:db8:2:1::1
+  in_ns vm11 ip -6 addr del 2001:db8:1:9::9/128 dev eth0
   check "ipv6: hv1 holds vm12's /128 on rep12 with our protocol" bash -c \
     "ip -n $T-hv1 -6 route show 2001:db8:1:2::1 proto 240 | grep -q 'dev rep12'"
   local out; out=$(apply 1 "$work/host1-v6.json" "$work/p1-v6.json" --json)
@@ -248,6 +254,7 @@ assert not j['failures'], j['failures']" "$out"
   check "ipv6: remove hv2" "$ctl" remove --sw-only --netns "$T-hv2" --host "$work/host2-v6.json" --ports "$work/p2-v6.json" --profile-dir "$root/hw-profiles"
   check_not "ipv6: no /128 of ours left on hv1" bash -c "ip -n $T-hv1 -6 route show proto 240 | grep -q ."
   check_not "ipv6: no proxy entry left on hv1" bash -c "ip -n $T-hv1 -6 neigh show proxy | grep -q ."
+  check_not "ipv6: no source-check rule left on hv1" bash -c "ip -n $T-hv1 -6 rule show | grep -q 'proto 240'"
   check_not "ipv6: after removal vm11 -> vm21 stops" reach6 vm11 2001:db8:2:1::1
 }
 

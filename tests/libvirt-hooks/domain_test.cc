@@ -134,6 +134,13 @@ TEST(DomainXml, BadMetadataIsRefusedNamingTheField) {
        ErrorCode::kInvalidValue, "nfo:port[0].address[0]", ""},
       {"address not IPv4", port("mac='52:54:00:aa:00:04'", "<nfo:address>10.0.0.300</nfo:address>"),
        ErrorCode::kInvalidValue, "nfo:port[0].address[0]", ""},
+      {"IPv6 address not /128",
+       port("mac='52:54:00:aa:00:04'",
+            "<nfo:address>10.0.0.4</nfo:address><nfo:address>2001:db8::/64</nfo:address>"),
+       ErrorCode::kInvalidValue, "nfo:port[0].address[1]", "/128"},
+      {"IPv6 link-local address",
+       port("mac='52:54:00:aa:00:04'", "<nfo:address>fe80::5054:ff:feaa:4</nfo:address>"),
+       ErrorCode::kInvalidValue, "nfo:port[0].address[0]", "link-local"},
       {"no address", port("mac='52:54:00:aa:00:04'", ""), ErrorCode::kMissingField,
        "nfo:port[0].address", ""},
       {"no mac", port("vni='1'"), ErrorCode::kMissingField, "nfo:port[0].mac", ""},
@@ -291,6 +298,7 @@ TEST(DomainXml, GeneratedSnippetsParseBackToThePort) {
   p.key = {kUuid, 0};
   p.mac = *MacAddr::parse("52:54:00:12:34:56");
   p.addresses = {*Ipv4Addr::parse("10.1.2.3")};
+  p.addresses6 = {*Ipv6Addr::parse("2001:db8:1::3")};
   p.vni = 4000;
   p.vf = 2;
   p.mtu = 9000;
@@ -300,6 +308,7 @@ TEST(DomainXml, GeneratedSnippetsParseBackToThePort) {
   const std::string meta = metadataXmlFor({p});
   EXPECT_NE(meta.find("xmlns:nfo='http://nicoffload.org/xmlns/ports/1'"), std::string::npos)
       << meta;
+  EXPECT_NE(meta.find("<nfo:address>2001:db8:1::3/128</nfo:address>"), std::string::npos) << meta;
   const std::string dom = "<domain type='qemu'><name>g</name><uuid>" + std::string(kUuid) +
                           "</uuid>" + meta + "<devices>" + *iface + "</devices></domain>";
   auto d = parseDomainXml(dom);

@@ -13,6 +13,8 @@
 //                   only when it carries our protocol, else reported as a conflict
 //   Neighbour6Entry RTM_NEWNEIGH AF_INET6, NUD_PERMANENT; a proxy entry with NTF_PROXY
 //   Route6Entry     RTM_NEWROUTE AF_INET6, as RouteEntry (a /128 on a representor)
+//   Rule6Entry      RTM_NEWRULE AF_INET6 with our protocol, NLM_F_EXCL (an equal rule
+//                   exists: done)
 //   SysctlSetting   ipv6/conf/<dev>/* and ipv6/neigh/<dev>/*: /proc/sys/net/<path>
 //                   (the kernel takes no IPv6 devconf over netlink), restored from
 //                   ipv6/{conf,neigh}/default on removal
@@ -25,6 +27,7 @@
 // into the objects. readBack() has its own socket and lock, and may run on
 // another thread than apply() and remove() (software_path.h).
 #include <fcntl.h>
+#include <linux/fib_rules.h>
 #include <linux/if_link.h>
 #include <linux/ip.h>
 #include <linux/neighbour.h>
@@ -44,6 +47,7 @@
 #include <netlink/route/nexthop.h>
 #include <netlink/route/route.h>
 #include <netlink/route/rtnl.h>
+#include <netlink/route/rule.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -88,6 +92,7 @@ using MsgPtr = std::unique_ptr<nl_msg, Deleter<nl_msg, nlmsg_free>>;
 using AddrPtr = std::unique_ptr<nl_addr, Deleter<nl_addr, nl_addr_put>>;
 using LinkPtr = std::unique_ptr<rtnl_link, Deleter<rtnl_link, rtnl_link_put>>;
 using RoutePtr = std::unique_ptr<rtnl_route, Deleter<rtnl_route, rtnl_route_put>>;
+using RulePtr = std::unique_ptr<rtnl_rule, Deleter<rtnl_rule, rtnl_rule_put>>;
 using NeighPtr = std::unique_ptr<rtnl_neigh, Deleter<rtnl_neigh, rtnl_neigh_put>>;
 using IfAddrPtr = std::unique_ptr<rtnl_addr, Deleter<rtnl_addr, rtnl_addr_put>>;
 
@@ -153,6 +158,7 @@ std::string describe(const NeighbourEntry& n) { return "neigh " + n.ip.str() + "
 std::string describe(const Neighbour6Entry& n) {
   return std::string(n.proxy ? "neigh6 proxy " : "neigh6 ") + n.ip.str() + " dev " + n.dev;
 }
+std::string describe(const Rule6Entry& r) { return describeRule6(r); }
 std::string describe(const Route6Entry& r) {
   return "route6 " + r.dst.str() + " dev " + r.dev + " table " + std::to_string(r.table);
 }
@@ -643,6 +649,32 @@ Result<MsgPtr> neigh6Request(bool add, int ifindex, const Neighbour6Entry& e) {
   return MsgPtr(msg);
 }
 
+// An IPv6 FIB rule (the source check), added or deleted.
+Result<MsgPtr> rule6Request(bool add, const Rule6Entry& r) {
+  RulePtr rule(rtnl_rule_alloc());
+  rtnl_rule_set_family(rule.get(), AF_INET6);
+  rtnl_rule_set_prio(rule.get(), r.priority);
+  if (rtnl_rule_set_iif(rule.get(), r.iif.c_str()) < 0)
+    return makeError(ErrorCode::kInvalidValue, describe(r), r.iif, "libnl refused the interface name");
+  AddrPtr src, dst;
+  if (r.src) {
+    src = ipv6Addr(r.src->addr, r.src->len);
+    rtnl_rule_set_src(rule.get(), src.get());
+  }
+  if (r.dst) {
+    dst = ipv6Addr(r.dst->addr, r.dst->len);
+    rtnl_rule_set_dst(rule.get(), dst.get());
+  }
+  rtnl_rule_set_action(rule.get(), r.blackhole ? FR_ACT_BLACKHOLE : FR_ACT_TO_TBL);
+  if (!r.blackhole) rtnl_rule_set_table(rule.get(), r.table);
+  rtnl_rule_set_protocol(rule.get(), r.protocol);
+  nl_msg* msg = nullptr;
+  const int err = add ? rtnl_rule_build_add_request(rule.get(), NLM_F_CREATE | NLM_F_EXCL, &msg)
+                      : rtnl_rule_build_delete_request(rule.get(), 0, &msg);
+  if (err < 0) return makeError(ErrorCode::kInternal, describe(r), "", nl_geterror(err));
+  return MsgPtr(msg);
+}
+
 // RTM_DELLINK of a device by name.
 Result<MsgPtr> linkDeleteRequest(const std::string& name) {
   LinkPtr link(rtnl_link_alloc());
@@ -1052,6 +1084,8 @@ SwApplyReport KernelSoftwarePath::apply(const SoftwarePathState& o) {
   });
   applyRoutes(o.routes, rep);
   applyRoutes6(o.routes6, rep);
+  runBatch<Rule6Entry>(o.rules6, rep, [&](const Rule6Entry& r) { return rule6Request(true, r); },
+                       {EEXIST});
   return report;
 }
 
@@ -1063,6 +1097,8 @@ SwApplyReport KernelSoftwarePath::remove(const SoftwarePathState& o) {
     return report;
   }
   // Reverse dependency order. Whatever is gone already counts as removed.
+  runBatch<Rule6Entry>(o.rules6, rep, [&](const Rule6Entry& r) { return rule6Request(false, r); },
+                       {ENOENT, ESRCH});
   runBatch<Route6Entry>(o.routes6, rep, [&](const Route6Entry& r) -> Result<MsgPtr> {
     return buildRoute6(r, 0, 0, true);
   }, {ESRCH, ENOENT, ENODEV});
@@ -1236,6 +1272,35 @@ Result<SoftwarePathState> KernelSoftwarePath::readBack(const SoftwarePathState& 
     if (err && err != ENOENT && err != EAFNOSUPPORT) return dumpError("IPv6 routes", err);
     for (const int idx : route_devs) devices6.insert(nameOf(idx));
   }
+  // IPv6 source-check rules: ours by protocol.
+  {
+    fib_rule_hdr frh{};
+    frh.family = AF_INET6;
+    auto req = dumpRequest(RTM_GETRULE, frh);
+    if (!req) return makeError(ErrorCode::kInternal, "rules6", "", "cannot build the rule dump request");
+    if (int err = sock.dump(req.get(), [&](const nlmsghdr* h) {
+          if (h->nlmsg_type != RTM_NEWRULE || h->nlmsg_len < NLMSG_LENGTH(sizeof(fib_rule_hdr))) return;
+          const auto* m = static_cast<const fib_rule_hdr*>(nlmsg_data(h));
+          if (m->family != AF_INET6) return;
+          std::array<nlattr*, FRA_MAX + 1> tb{};
+          if (!parseAttrs(h, sizeof(fib_rule_hdr), tb)) return;
+          if (!tb[FRA_PROTOCOL] || nla_get_u8(tb[FRA_PROTOCOL]) != scope.route_protocol) return;
+          Rule6Entry r;
+          r.protocol = scope.route_protocol;
+          if (tb[FRA_IIFNAME])
+            r.iif.assign(static_cast<const char*>(nla_data(tb[FRA_IIFNAME])),
+                         strnlen(static_cast<const char*>(nla_data(tb[FRA_IIFNAME])),
+                                 static_cast<std::size_t>(nla_len(tb[FRA_IIFNAME]))));
+          r.priority = tb[FRA_PRIORITY] ? nla_get_u32(tb[FRA_PRIORITY]) : 0;
+          if (m->src_len || tb[FRA_SRC]) r.src = Ipv6Prefix{ipv6Of(tb[FRA_SRC]), m->src_len};
+          if (m->dst_len || tb[FRA_DST]) r.dst = Ipv6Prefix{ipv6Of(tb[FRA_DST]), m->dst_len};
+          r.blackhole = m->action == FR_ACT_BLACKHOLE;
+          if (!r.blackhole) r.table = tb[FRA_TABLE] ? nla_get_u32(tb[FRA_TABLE]) : m->table;
+          if (!r.iif.empty()) devices6.insert(r.iif);
+          out.rules6.push_back(std::move(r));
+        }, [&] { out.rules6.clear(); }))
+      return dumpError("IPv6 rules", err);
+  }
   for (const auto& dev : devices6) devices.insert(dev);
 
   // VXLAN devices: ours by name.
@@ -1393,6 +1458,7 @@ Result<SoftwarePathState> KernelSoftwarePath::readBack(const SoftwarePathState& 
   sortByKey(out.routes);
   sortByKey(out.neighbours6);
   sortByKey(out.routes6);
+  sortByKey(out.rules6);
   return out;
 }
 
@@ -1413,6 +1479,7 @@ SwChanges splitDiff(const flowrules::SoftwarePathDiff& d) {
   take(c.apply.routes, d.routes);
   take(c.apply.neighbours6, d.neighbours6);
   take(c.apply.routes6, d.routes6);
+  take(c.apply.rules6, d.rules6);
   c.remove.sysctls = d.sysctls.remove;
   c.remove.links = d.links.remove;
   c.remove.addresses = d.addresses.remove;
@@ -1422,6 +1489,7 @@ SwChanges splitDiff(const flowrules::SoftwarePathDiff& d) {
   c.remove.routes = d.routes.remove;
   c.remove.neighbours6 = d.neighbours6.remove;
   c.remove.routes6 = d.routes6.remove;
+  c.remove.rules6 = d.rules6.remove;
   return c;
 }
 

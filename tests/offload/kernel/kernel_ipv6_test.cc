@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <string>
 
 #include "nicoffload/flowrules/diff.h"
@@ -39,6 +40,12 @@ SoftwarePathState vmObjects() {
   s.neighbours6 = {{"d0", ip6("2001:db8:1::10"), test::mac("52:54:00:00:01:01"), false, 0},
                    {"d0", ip6("fe80::1"), MacAddr{}, true, 0}};
   s.routes6 = {{Ipv6Prefix{ip6("2001:db8:1::10"), 128}, "d0", kTable, kProto, 0}};
+  s.rules6 = {
+      {"d0", flowrules::kRule6AllowPriority, std::nullopt, Ipv6Prefix{ip6("fe80::"), 10}, false, kTable, kProto, 0},
+      {"d0", flowrules::kRule6AllowPriority, Ipv6Prefix{ip6("2001:db8:1::10"), 128}, std::nullopt, false, kTable,
+       kProto, 0},
+      {"d0", flowrules::kRule6BlackholePriority, std::nullopt, std::nullopt, true, 0, kProto, 0}};
+  std::sort(s.rules6.begin(), s.rules6.end(), [](const auto& a, const auto& b) { return a.key() < b.key(); });
   return s;
 }
 
@@ -71,19 +78,23 @@ TEST_F(KernelIpv6Test, AppliesReadsBackConvergesAndRemoves) {
   ASSERT_TRUE(rb) << rb.error().describe();
   EXPECT_EQ(rb->routes6, want.routes6);
   EXPECT_EQ(rb->neighbours6, want.neighbours6);
+  EXPECT_EQ(rb->rules6, want.rules6);
   const auto d = flowrules::diff(want, *rb);
-  EXPECT_TRUE(d.routes6.empty() && d.neighbours6.empty());
+  EXPECT_TRUE(d.routes6.empty() && d.neighbours6.empty() && d.rules6.empty());
   // (The IPv4 settings of d0 are read back too: this plan leaves them out.)
   EXPECT_TRUE(d.sysctls.add.empty() && d.sysctls.modify.empty())
       << d.sysctls.add.size() << " added, " << d.sysctls.modify.size() << " changed";
   // Applying again changes nothing and succeeds (idempotent).
   EXPECT_TRUE(path_->apply(want).ok());
 
-  // Someone else's route to another /128, in our table: never read as ours.
+  // Someone else's route to another /128, in our table, and someone else's
+  // rule: never read as ours.
   ASSERT_TRUE(ns_->run("-6 route add 2001:db8:1::99/128 dev d0 proto static"));
+  ASSERT_TRUE(ns_->run("-6 rule add iif d0 from 2001:db8:1::99 lookup main pref 20000"));
   rb = path_->readBack(want, {kTable, kProto});
   ASSERT_TRUE(rb);
   EXPECT_EQ(rb->routes6, want.routes6);
+  EXPECT_EQ(rb->rules6, want.rules6);
 
   // Removal: routes, neighbours and the proxy entry gone, the settings back
   // to the namespace's defaults.
@@ -93,6 +104,8 @@ TEST_F(KernelIpv6Test, AppliesReadsBackConvergesAndRemoves) {
   ASSERT_TRUE(rb);
   EXPECT_TRUE(rb->routes6.empty());
   EXPECT_TRUE(rb->neighbours6.empty());
+  EXPECT_TRUE(rb->rules6.empty());
+  EXPECT_TRUE(ns_->run("-6 rule show pref 20000 | grep -q 2001:db8:1::99")) << "the operator's rule stays";
   for (const auto& s : rb->sysctls) {
     if (s.path == "ipv6/conf/d0/proxy_ndp") {
       EXPECT_EQ(s.value, "0");
@@ -162,6 +175,14 @@ TEST_F(KernelIpv6Test, PingBetweenAVmAndTheHostThroughThePlannedObjects) {
   EXPECT_TRUE(test::TestNetns::sh("ip netns exec " + ns_->name() +
                                   " ping -6 -c 2 -i 0.2 -W 2 -I 2001:db8:ff::1 2001:db8:1::10"))
       << "host -> VM";
+  // The source check: the VM with an address that is not its own gets
+  // nowhere; its own still passes.
+  ASSERT_TRUE(vm.run("-6 addr add 2001:db8:1::66/128 dev d1 nodad"));
+  EXPECT_FALSE(test::TestNetns::sh("ip netns exec " + vm.name() +
+                                   " ping -6 -c 1 -W 1 -I 2001:db8:1::66 2001:db8:ff::1"))
+      << "a spoofed source must be dropped";
+  EXPECT_TRUE(test::TestNetns::sh("ip netns exec " + vm.name() +
+                                  " ping -6 -c 1 -W 2 -I 2001:db8:1::10 2001:db8:ff::1"));
   // The VM learned the gateway from the proxy: its MAC is d0's.
   EXPECT_TRUE(test::TestNetns::sh("ip -n " + vm.name() + " -6 neigh show fe80::1 dev d1 | grep -q lladdr"));
 }

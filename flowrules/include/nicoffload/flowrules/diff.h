@@ -84,10 +84,11 @@ struct SoftwarePathDiff {
   ObjectDiff<RouteEntry> routes;
   ObjectDiff<Neighbour6Entry> neighbours6;
   ObjectDiff<Route6Entry> routes6;
+  ObjectDiff<Rule6Entry> rules6;
   bool empty() const { return size() == 0; }
   std::size_t size() const {
     return sysctls.size() + links.size() + addresses.size() + vxlan_devices.size() + fdb.size() +
-           neighbours.size() + routes.size() + neighbours6.size() + routes6.size();
+           neighbours.size() + routes.size() + neighbours6.size() + routes6.size() + rules6.size();
   }
 };
 

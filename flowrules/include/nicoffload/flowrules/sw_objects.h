@@ -104,6 +104,32 @@ struct Neighbour6Entry {
   bool operator==(const Neighbour6Entry& o) const { return state() == o.state(); }
 };
 
+// An IPv6 source check on a representor (RTM_NEWRULE AF_INET6), what strict
+// rp_filter does for IPv4 (IPv6 has none): a packet in from `iif` from one
+// of the VM's /128s (`src`), or to a link-scoped destination (`dst`
+// fe80::/10: neighbour discovery with the gateway's proxy), goes on to
+// `table`; any other is dropped (`blackhole`, neither src nor dst). The
+// kernel's local table (priority 0) comes first, so multicast neighbour
+// discovery is never caught. Ours by `protocol`, like our routes.
+struct Rule6Entry {
+  std::string iif;
+  std::uint32_t priority = 0;
+  std::optional<Ipv6Prefix> src;
+  std::optional<Ipv6Prefix> dst;
+  bool blackhole = false;
+  std::uint32_t table = 0;         // the table to look up; 0 for a blackhole
+  std::uint8_t protocol = 0;
+  OwnerId owner = 0;
+  auto key() const { return std::tie(iif, priority, src, dst, blackhole); }
+  auto state() const { return std::tie(iif, priority, src, dst, blackhole, table, protocol); }
+  // Same object in the same state; `owner` is bookkeeping the kernel does not hold.
+  bool operator==(const Rule6Entry& o) const { return state() == o.state(); }
+};
+// The priorities of the source-check rules: after the local table (0),
+// before main (32766); an operator's own rules are left alone.
+inline constexpr std::uint32_t kRule6AllowPriority = 20000;
+inline constexpr std::uint32_t kRule6BlackholePriority = 20001;
+
 // A VXLAN netdev (one per VNI), learning off.
 struct VxlanDevice {
   std::string name;           // vxlanDeviceName(vni): "nfo-vx<vni>"
@@ -143,10 +169,11 @@ struct SoftwarePathState {
   std::vector<RouteEntry> routes;
   std::vector<Neighbour6Entry> neighbours6;  // IPv6 (gateway.ipv6 set)
   std::vector<Route6Entry> routes6;
+  std::vector<Rule6Entry> rules6;
 
   std::size_t size() const {
     return sysctls.size() + links.size() + addresses.size() + vxlan_devices.size() + fdb.size() +
-           neighbours.size() + routes.size() + neighbours6.size() + routes6.size();
+           neighbours.size() + routes.size() + neighbours6.size() + routes6.size() + rules6.size();
   }
 };
 
@@ -155,6 +182,8 @@ struct SoftwarePathState {
 // touch a VXLAN device an operator made.
 inline constexpr const char* kVxlanDevicePrefix = "nfo-vx";
 std::string vxlanDeviceName(std::uint32_t vni);
+// "rule6 pref 20000 iif rep3 from 2001:db8::5/128 lookup 254 proto 240"
+std::string describeRule6(const Rule6Entry& r);
 
 // The router MAC of a VTEP in the VXLAN underlay: 02:00 + the four octets of
 // the VTEP address (locally administered, unicast). Every hypervisor derives
