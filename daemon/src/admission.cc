@@ -16,7 +16,7 @@
 #include "nicoffload/flowrules/render.h"
 #include "request_fields.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 
 model::Port* Controller::findPort(const model::PortKey& key) {
   for (auto& p : intent_.ports)
@@ -498,4 +498,4 @@ Result<json> Controller::admitBatch(const json& request) {
   return json{{"results", std::move(results)}};
 }
 
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

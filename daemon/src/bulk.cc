@@ -49,7 +49,7 @@
 #include "nicoffload/flowrules/render.h"
 #include "request_fields.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 
 namespace {
 
@@ -486,4 +486,4 @@ bool Controller::stepRules(BulkJob& job, SteadyClock::time_point deadline,
   return true;
 }
 
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

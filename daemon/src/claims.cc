@@ -16,7 +16,7 @@
 #include "nicoffload/daemon/controller.h"
 #include "request_fields.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 
 std::int64_t Controller::claimClockMs() const {
   return wall_base_ms_ +
@@ -80,4 +80,4 @@ void Controller::expireClaims() {
                                                                   std::chrono::milliseconds(1000)));
 }
 
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

@@ -20,7 +20,7 @@
 #include "nicoffload/flowrules/render.h"
 #include "request_fields.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 
 Controller::Controller(model::HostConfig host, model::HwProfile profile, Backends backends,
                        StateStore store, ControllerOptions options)
@@ -504,4 +504,4 @@ std::string Controller::metricsText(const control::ServerCounters* server) const
   return m.render() + traffic_metrics_;
 }
 
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

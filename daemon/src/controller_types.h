@@ -18,7 +18,7 @@
 
 #include "nicoffload/daemon/controller.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 
 // --- the full pass: the safety net ---
 //
@@ -43,7 +43,7 @@ struct Controller::FullPassComputed {
   std::vector<flowrules::FlowRule> upsert;
   std::vector<flowrules::HwApplier::HeldRule> remove;
   std::vector<flowrules::RuleDependency> dependencies;
-  std::optional<SwChanges> sw;  // null: no software path, or the read-back failed
+  std::optional<offload::SwChanges> sw;  // null: no software path, or the read-back failed
   std::optional<Error> read_back_error;
   flowrules::CouplingCounts coupling;
   std::size_t sw_objects = 0;
@@ -53,7 +53,7 @@ struct Controller::FullPassComputed {
 // Routes and next hops learned from the kernel (learned_routes.cc).
 struct Controller::Learned {
   std::vector<model::UnderlayNextHop> static_hops;  // underlay.next_hops: overrides
-  std::unordered_map<Ipv4Addr, LearnedRoute> routes;  // as the kernel holds them
+  std::unordered_map<Ipv4Addr, offload::LearnedRoute> routes;  // as the kernel holds them
   std::unordered_map<Ipv4Addr, MacAddr> neighbours;   // resolved uplink neighbours
   std::unordered_map<Ipv4Addr, std::string> refused;  // learned, not followed: why
   // The uplink's addresses (the subnets it is on), from the watcher.
@@ -80,7 +80,7 @@ struct Controller::Learned {
   // The MAC of an underlay next hop: the static override, else the kernel's.
   std::optional<MacAddr> macOf(Ipv4Addr hop) const;
   // The next hop a route's remote goes through (ECMP: see learned_routes.cc).
-  Ipv4Addr choose(const LearnedRoute& route) const;
+  Ipv4Addr choose(const offload::LearnedRoute& route) const;
   void noteEvents(SteadyClock::time_point now, std::size_t n);
   double eventsPerSecond(SteadyClock::time_point now) const;
 };
@@ -164,4 +164,4 @@ struct Controller::TrafficSweep {
   std::string first_failure;
 };
 
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

@@ -35,7 +35,7 @@
 #include "nicoffload/daemon/controller.h"
 #include "request_fields.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 namespace {
 
 // Deterministic spread of destinations over next hops (Knuth's multiplicative
@@ -77,7 +77,7 @@ std::optional<MacAddr> Controller::Learned::macOf(Ipv4Addr hop) const {
   return std::nullopt;
 }
 
-Ipv4Addr Controller::Learned::choose(const LearnedRoute& route) const {
+Ipv4Addr Controller::Learned::choose(const offload::LearnedRoute& route) const {
   std::vector<Ipv4Addr> resolved;
   for (const auto hop : route.next_hops)
     if (macOf(hop)) resolved.push_back(hop);
@@ -138,7 +138,7 @@ void Controller::applyLearned(Ipv4Addr address) {
     auto [it, first] = l.refused.try_emplace(address);
     if (first || it->second != why)
       spdlog::warn("learned route {} ({}) not followed: {}", address.str(),
-                   routeProtocolName(route->second.protocol), why);
+                   offload::routeProtocolName(route->second.protocol), why);
     it->second = std::move(why);
     if (current) eraseRemote(address);
   };
@@ -156,7 +156,7 @@ void Controller::applyLearned(Ipv4Addr address) {
   r.address = address;
   r.next_hop = l.choose(route->second);
   r.origin = std::string(model::RemoteEndpoint::kKernelOriginPrefix) +
-             routeProtocolName(route->second.protocol);
+             offload::routeProtocolName(route->second.protocol);
   if (current && current->next_hop == r.next_hop && current->origin == r.origin) return;
   if (auto checked = checkRemoteReplacing(r, true); !checked) {
     // An address of a local port, the gateway, an underlay neighbour: the
@@ -167,7 +167,7 @@ void Controller::applyLearned(Ipv4Addr address) {
   putRemote(std::move(r));
 }
 
-void Controller::applyRouteEvents(const RouteEvents& events, bool reconcile_now) {
+void Controller::applyRouteEvents(const offload::RouteEvents& events, bool reconcile_now) {
   if (!learned_) return;
   auto& l = *learned_;
   const auto now = options_.now();
@@ -234,7 +234,7 @@ void Controller::applyRouteEvents(const RouteEvents& events, bool reconcile_now)
   // Next hops counted over every route: an address that becomes (or stops
   // being) one is checked again, wherever it is in the events.
   std::unordered_set<Ipv4Addr> released;  // no longer a next hop: checked last
-  const auto countHops = [&](const LearnedRoute& r, int delta) {
+  const auto countHops = [&](const offload::LearnedRoute& r, int delta) {
     for (const auto hop : r.next_hops) {
       auto& n = l.hop_refs[hop];
       if (delta > 0 && n++ == 0) recheck.insert(hop);
@@ -351,7 +351,7 @@ json Controller::learnedStatusJson(bool fresh) const {
     if (!mac) unresolved.push_back(hop.str());
   }
   const auto now = options_.now();
-  const auto& wc = backends_.routes ? backends_.routes->counters() : RouteWatcherCounters{};
+  const auto& wc = backends_.routes ? backends_.routes->counters() : offload::RouteWatcherCounters{};
   json last = nullptr;
   if (l.resyncs)
     last = {{"reason", l.last_resync_reason},
@@ -433,7 +433,7 @@ json Controller::learnedExplain(Ipv4Addr address) const {
     hops.push_back({{"address", hop.str()}, {"mac", mac ? json(mac->str()) : json(nullptr)}});
   }
   const auto* current = findRemote(address);
-  json out{{"protocol", routeProtocolName(route.protocol)},
+  json out{{"protocol", offload::routeProtocolName(route.protocol)},
            {"metric", route.metric},
            {"next_hops", hops}};
   if (current && !current->learned()) {
@@ -456,9 +456,9 @@ json Controller::learnedExplain(Ipv4Addr address) const {
   return out;
 }
 
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 
 // remote.list {"refused": true[, "offset", "limit"]}: every learned route
 // not followed, by address, with the reason; paged like remote.list.
@@ -485,7 +485,7 @@ Result<json> Controller::refusedRoutes(const json& req) const {
     json entry{{"address", a.str() + "/32"}, {"reason", learned_->refused.at(a)}};
     if (auto it = learned_->routes.find(a); it != learned_->routes.end()) {
       entry["origin"] = std::string(model::RemoteEndpoint::kKernelOriginPrefix) +
-                        routeProtocolName(it->second.protocol);
+                        offload::routeProtocolName(it->second.protocol);
       json hops = json::array();
       for (const auto hop : it->second.next_hops) hops.push_back(hop.str());
       entry["next_hops"] = std::move(hops);
@@ -499,4 +499,4 @@ Result<json> Controller::refusedRoutes(const json& req) const {
               {"total", addresses.size()}};
 }
 
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

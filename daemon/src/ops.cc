@@ -6,7 +6,7 @@
 #include "controller_types.h"
 #include "request_fields.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 
 std::span<const Controller::Op> Controller::ops() {
   using K = OpKind;
@@ -83,4 +83,4 @@ Result<json> Controller::read(const json& request) {
 // A `trace` through the table (readTrace is const; the table's handlers are not).
 Result<json> Controller::readTraceOp(const json& request) { return readTrace(request); }
 
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

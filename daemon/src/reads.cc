@@ -16,7 +16,7 @@
 #include "nicoffload/flowrules/render.h"
 #include "request_fields.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 
 json Controller::portJson(const model::Port& port, bool rule_list) const {
   // The port's rules re-planned (cheap: a handful, with the planner's
@@ -404,4 +404,4 @@ Result<json> Controller::runReconcile(const json& req) {
   return reconcileAll();
 }
 
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

@@ -20,7 +20,7 @@
 #include "nicoffload/flowrules/render.h"
 #include "request_fields.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 
 namespace {
 
@@ -43,7 +43,7 @@ bool isVxlanDevice(std::string_view dev) {
 
 // Removes, then applies, kernel objects; each failure is counted, kept for
 // the port's status and logged. Returns how many failed.
-std::size_t Controller::driveKernel(const SwChanges& changes, PassResult& result) {
+std::size_t Controller::driveKernel(const offload::SwChanges& changes, PassResult& result) {
   auto& path = *backends_.software_path;
   const auto removed = path.remove(changes.remove);
   const auto applied = path.apply(changes.apply);
@@ -74,8 +74,8 @@ void Controller::noteFlowReport(const flowrules::HwApplyReport& hw, PassResult& 
 
 Controller::FullPassComputed Controller::computeFullPass(
     const model::Intent& intent, const model::HwProfile& profile,
-    const std::vector<flowrules::HwApplier::HeldRule>& held, SoftwarePath* path,
-    ReadBackScope scope) {
+    const std::vector<flowrules::HwApplier::HeldRule>& held, offload::SoftwarePath* path,
+    offload::ReadBackScope scope) {
   FullPassComputed out;
   flowrules::DesiredState plan;
   out.planned = flowrules::planInto(intent, profile, {.skip_validation = true}, plan);
@@ -108,7 +108,7 @@ Controller::FullPassComputed Controller::computeFullPass(
   if (path) {
     auto rb = path->readBack(plan.sw, scope);
     if (rb) {
-      out.sw = splitDiff(flowrules::diff(plan.sw, *rb));
+      out.sw = offload::splitDiff(flowrules::diff(plan.sw, *rb));
     } else {
       out.read_back_error = rb.error();
     }
@@ -154,7 +154,7 @@ std::optional<Controller::PassResult> Controller::stepFullPass(bool inline_all) 
     // Nothing changed since the last clean pass: its plan and read-back
     // would find what it found. (The software path is asked every time, so
     // that what it reports covers the span since the previous pass.)
-    SoftwarePath* sw = backends_.software_path.get();
+    offload::SoftwarePath* sw = backends_.software_path.get();
     const bool sw_changed = !sw || sw->changedSinceLastAsked();
     const char* why = pass.force                          ? "asked for"
                       : !pass.verify                      ? "the first after adoption"
@@ -176,8 +176,8 @@ std::optional<Controller::PassResult> Controller::stepFullPass(bool inline_all) 
     pass.phase = FullPass::Phase::kCompute;
     pass.copied = true;
     failures_.beginSweep(FailureBook::Kind::kKernel);
-    SoftwarePath* path = backends_.software_path.get();
-    const ReadBackScope scope{host_.route_table, host_.route_protocol};
+    offload::SoftwarePath* path = backends_.software_path.get();
+    const offload::ReadBackScope scope{host_.route_table, host_.route_protocol};
     if (inline_all || !options_.background_full_pass) {
       std::promise<FullPassComputed> done;
       try {
@@ -526,7 +526,7 @@ Controller::PassResult Controller::reconcileTouched() {
     sw_objects_ -= std::min(sw_objects_, sw_old.size());
     const auto d = flowrules::diff(sw_new, sw_old);
     if (!d.empty()) {
-      const auto failed = driveKernel(splitDiff(d), result);
+      const auto failed = driveKernel(offload::splitDiff(d), result);
       spdlog::info("software path: {} objects changed ({} failed)", d.size(), failed);
     }
   }
@@ -664,4 +664,4 @@ json Controller::reconcileAll() {
   return {{"failures", pass.failures}, {"summary", last_pass_summary_}};
 }
 
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

@@ -20,7 +20,7 @@
 #include "nicoffload/flowrules/render.h"
 #include "nicoffload/trace/trace.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 namespace {
 
 using nlohmann::json;
@@ -210,4 +210,4 @@ inline std::string ruleId(const flowrules::FlowRule& r) {
 constexpr std::size_t kLargeBatch = 1000;
 
 }  // namespace
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

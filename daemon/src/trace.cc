@@ -9,7 +9,7 @@
 #include "nicoffload/offload/kernel_trace.h"
 #include "request_fields.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 
 Result<json> Controller::readTrace(const json& req) const {
   auto fail = [](Error e) { return e; };
@@ -48,7 +48,7 @@ Result<json> Controller::readTrace(const json& req) const {
   std::unique_ptr<trace::KernelView> kernel;
   if (!backends_.software_path) {
     ctx.kernel_unavailable = "backends.software_path is none";
-  } else if (auto view = openKernelTraceView(host_.kernel_netns)) {
+  } else if (auto view = offload::openKernelTraceView(host_.kernel_netns)) {
     kernel = std::move(view).value();
     ctx.kernel = kernel.get();
   } else {
@@ -59,4 +59,4 @@ Result<json> Controller::readTrace(const json& req) const {
   return std::move(trace).value();
 }
 
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

@@ -15,7 +15,7 @@
 #include "nicoffload/trace/trace.h"
 #include "request_fields.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 
 void Controller::startTrafficSweep() {
   auto sweep = std::make_unique<TrafficSweep>();
@@ -23,7 +23,7 @@ void Controller::startTrafficSweep() {
   sweep->ports.reserve(intent_.ports.size());
   for (const auto& p : intent_.ports) sweep->ports.push_back(p.key);
   sweep->read.reserve(sweep->ports.size());
-  if (SoftwarePath* path = backends_.software_path.get())
+  if (offload::SoftwarePath* path = backends_.software_path.get())
     sweep->links = std::async(std::launch::async, [path] { return path->linkTraffic(); });
   traffic_sweep_ = std::move(sweep);
 }
@@ -325,4 +325,4 @@ void Controller::renderTrafficMetrics() {
   traffic_metrics_ = std::move(out) + m.render();
 }
 
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

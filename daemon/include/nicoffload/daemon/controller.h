@@ -52,7 +52,7 @@
 #include "nicoffload/vdpa/vdpa_backend.h"
 #include "nicoffload/model/vf_pool.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 
 using SteadyClock = std::chrono::steady_clock;
 
@@ -91,13 +91,13 @@ struct ControllerOptions {
 
 struct Backends {
   std::unique_ptr<flowrules::FlowBackend> flow;  // sim or dpdk; required
-  std::unique_ptr<SoftwarePath>
+  std::unique_ptr<offload::SoftwarePath>
       software_path;                        // kernel, or null when backends.software_path is none
-  std::unique_ptr<NicBackend> nic;          // SR-IOV, eswitch, VF settings; null = not managed
+  std::unique_ptr<offload::NicBackend> nic;          // SR-IOV, eswitch, VF settings; null = not managed
   std::unique_ptr<vdpa::VdpaBackend> vdpa;  // vDPA devices; null = none
   // kernel.learn_routes: the kernel's routes and the uplink's neighbours
   // (learned_routes.cc); null = off.
-  std::unique_ptr<RouteWatcher> routes;
+  std::unique_ptr<offload::RouteWatcher> routes;
 };
 
 // Status of one port, as the API shows it.
@@ -171,7 +171,7 @@ class Controller {
   // Applies route and neighbour changes: learned remotes (origin
   // "kernel:<protocol>", never persisted) and next-hop MACs; reconcile_now
   // false only on start, before the first pass.
-  void applyRouteEvents(const RouteEvents& events, bool reconcile_now = true);
+  void applyRouteEvents(const offload::RouteEvents& events, bool reconcile_now = true);
   static constexpr std::size_t kRouteMessagesPerTurn = 1u << 17;
   // Pool devices made per tick(): a request arriving meanwhile waits behind
   // at most this many creations.
@@ -399,7 +399,7 @@ class Controller {
   static FullPassComputed computeFullPass(const model::Intent& intent,
                                           const model::HwProfile& profile,
                                           const std::vector<flowrules::HwApplier::HeldRule>& held,
-                                          SoftwarePath* path, ReadBackScope scope);
+                                          offload::SoftwarePath* path, offload::ReadBackScope scope);
   void startFullPass(bool verify);
   std::optional<PassResult> stepFullPass(bool inline_all);
   PassResult repairFullPass(FullPassComputed computed);
@@ -424,7 +424,7 @@ class Controller {
   // without any clears it), and the next retry pass is due at the
   // earliest object's retry time.
   void scheduleRetry(const PassResult& pass, bool full);
-  std::size_t driveKernel(const SwChanges& changes, PassResult& result);
+  std::size_t driveKernel(const offload::SwChanges& changes, PassResult& result);
   void noteFlowReport(const flowrules::HwApplyReport& hw, PassResult& result);
   void compactState();  // a snapshot of the intent, written in the background
 
@@ -524,4 +524,4 @@ class Controller {
   Counters counters_;
 };
 
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon
