@@ -75,15 +75,9 @@ Result<std::unique_ptr<Controller>> Controller::start(model::HostConfig host,
     c->applyRouteEvents(*first, false);
   }
   if (c->host_.underlay == model::UnderlayMode::kVxlan) {
-    for (const auto& p : c->intent_.ports) {
-      ++c->port_vni_refs_[c->planner_->vniOf(p)];
-      ++c->vni_refs_[c->planner_->vniOf(p)];
-    }
-    for (const auto& r : c->intent_.remotes) {
-      const auto vni = c->planner_->vniOf(r);
-      ++c->vni_refs_[vni];
-      ++c->vtep_refs_[(std::uint64_t{vni} << 32) | r.vtep->value];
-    }
+    for (const auto& p : c->intent_.ports) c->derived_refs_.addPort(c->planner_->vniOf(p));
+    for (const auto& r : c->intent_.remotes)
+      c->derived_refs_.addRemote(c->planner_->vniOf(r), *r.vtep);
   }
   // The ports carry their VFs; the pool is rebuilt from them (the copy in
   // the state file is for operators and tools).

@@ -94,11 +94,7 @@ json Controller::portFailuresJson(const model::Port& port) const {
   return out;
 }
 
-std::vector<std::uint32_t> Controller::portVnis() const {
-  std::vector<std::uint32_t> out;
-  for (const auto& [vni, n] : port_vni_refs_) out.push_back(vni);
-  return out;
-}
+std::vector<std::uint32_t> Controller::portVnis() const { return derived_refs_.portVnis(); }
 
 std::size_t Controller::plannedRuleCount() const {
   std::size_t n = planner_->hostRules(portVnis()).size() + intent_.remotes.size();

@@ -376,137 +376,32 @@ void sortState(flowrules::SoftwarePathState& s) {
   sortKind(s.routes);
 }
 
-std::uint64_t vtepKey(std::uint32_t vni, Ipv4Addr vtep) {
-  return (std::uint64_t{vni} << 32) | vtep.value;
-}
-
 }  // namespace
 
 bool Controller::coupled() const { return coupling_.coupled(profile_, host_.underlay); }
 
 // Plans the owners the batch touched, before and after, and drives each
-// backend with the difference only. What plan() derives from many owners is
-// kept as counts: the VNIs local ports use (decap rules), the VNIs in use
-// and the remote VTEPs (VXLAN devices, FDB entries), the rules each table
-// would hold. When plan() would couple owners (a table over its capacity,
+// backend with the difference only (flowrules::planTouched: what plan()
+// derives from many owners is kept as counts in derived_refs_ and
+// coupling_). When plan() would couple owners (a table over its capacity,
 // a delivery rule in software with VXLAN) the whole intent is planned.
 Controller::PassResult Controller::reconcileTouched() {
   ++generation_;  // something changed: the next full pass plans in full (stepFullPass)
-  using flowrules::FlowRule;
-  using flowrules::Placement;
   const bool was_coupled = coupled();
   const bool vxlan = host_.underlay == model::UnderlayMode::kVxlan;
-  std::vector<FlowRule> upsert;
-  std::vector<flowrules::RuleId> remove;
-  std::vector<flowrules::RuleDependency> deps;
-  flowrules::SoftwarePathState sw_old, sw_new;  // kernel objects of the touched owners
-
-  auto count = [&](const FlowRule& r, int sign) { sign > 0 ? coupling_.add(r) : coupling_.remove(r); };
-  auto change = [&](std::vector<FlowRule> old_rules, std::vector<FlowRule> new_rules) {
-    for (const auto& r : old_rules) count(r, -1);
-    for (const auto& r : new_rules) count(r, +1);
-    for (const auto& r : old_rules)
-      if (std::none_of(new_rules.begin(), new_rules.end(),
-                       [&](const FlowRule& n) { return n.id == r.id; }))
-        remove.push_back(r.id);
-    for (auto& r : new_rules) upsert.push_back(std::move(r));
-  };
-  std::map<std::uint32_t, int> port_vni_delta, vni_delta;
-  std::unordered_map<std::uint64_t, int> vtep_delta;
-
-  for (const auto& [key, before] : touched_ports_) {
-    const model::Port* now = findPort(key);
-    std::vector<FlowRule> old_rules, new_rules;
-    if (before) {
-      if (auto r = planner_->portRules(*before)) old_rules = std::move(r).value();
-      planner_->portObjects(*before, sw_old);
-      if (vxlan) {
-        --port_vni_delta[planner_->vniOf(*before)];
-        --vni_delta[planner_->vniOf(*before)];
-      }
-    }
-    if (now) {
-      auto r = planner_->portRules(*now);
-      if (!r)
-        throw std::runtime_error("planning admitted port " + key.str() + ": " +
-                                 r.error().describe());
-      new_rules = std::move(r).value();
-      for (auto& d : flowrules::portRuleDependencies(new_rules)) deps.push_back(d);
-      planner_->portObjects(*now, sw_new);
-      if (vxlan) {
-        ++port_vni_delta[planner_->vniOf(*now)];
-        ++vni_delta[planner_->vniOf(*now)];
-      }
-    }
-    change(std::move(old_rules), std::move(new_rules));
-  }
-  for (const auto& [address, before] : touched_remotes_) {
-    const model::RemoteEndpoint* now = findRemote(address);
-    std::vector<FlowRule> old_rules, new_rules;
-    if (before) {
-      // A next hop's MAC changed: the rule as it was planned before.
-      old_rules.push_back((previous_planner_ ? *previous_planner_ : *planner_).remoteRule(*before));
-      planner_->remoteObjects(*before, sw_old);
-      if (vxlan) {
-        --vni_delta[planner_->vniOf(*before)];
-        --vtep_delta[vtepKey(planner_->vniOf(*before), *before->vtep)];
-      }
-    }
-    if (now) {
-      new_rules.push_back(planner_->remoteRule(*now));
-      planner_->remoteObjects(*now, sw_new);
-      if (vxlan) {
-        ++vni_delta[planner_->vniOf(*now)];
-        ++vtep_delta[vtepKey(planner_->vniOf(*now), *now->vtep)];
-      }
-    }
-    change(std::move(old_rules), std::move(new_rules));
-  }
-  // What appears or disappears with the first or last user of a VNI / VTEP.
-  bool derived = false;  // a VNI or a remote VTEP appeared or vanished
-  auto refs = [&derived](auto& map, auto key, int delta, auto&& appear, auto&& vanish) {
-    if (delta == 0) return;
-    const std::int64_t before = map.count(key) ? map[key] : 0;
-    const std::int64_t after = before + delta;
-    if (after <= 0) {
-      map.erase(key);
-    } else {
-      map[key] = static_cast<std::uint32_t>(after);
-    }
-    if (before == 0 && after > 0) {
-      derived = true;
-      appear();
-    }
-    if (before > 0 && after <= 0) {
-      derived = true;
-      vanish();
-    }
-  };
-  for (const auto& [vni, delta] : port_vni_delta)
-    refs(
-        port_vni_refs_, vni, delta,
-        [&, vni = vni] {
-          auto r = planner_->decapRule(vni);
-          count(r, +1);
-          deps.push_back(flowrules::decapDependency(r));
-          upsert.push_back(std::move(r));
-        },
-        [&, vni = vni] {
-          auto r = planner_->decapRule(vni);
-          count(r, -1);
-          remove.push_back(r.id);
-        });
-  for (const auto& [vni, delta] : vni_delta)
-    refs(
-        vni_refs_, vni, delta, [&, vni = vni] { planner_->vniObjects(vni, sw_new); },
-        [&, vni = vni] { planner_->vniObjects(vni, sw_old); });
-  for (const auto& [key, delta] : vtep_delta) {
-    const auto vni = static_cast<std::uint32_t>(key >> 32);
-    const Ipv4Addr vtep{static_cast<std::uint32_t>(key)};
-    refs(
-        vtep_refs_, key, delta, [&] { planner_->vtepObjects(vni, vtep, sw_new); },
-        [&] { planner_->vtepObjects(vni, vtep, sw_old); });
-  }
+  std::vector<flowrules::Touched<model::Port>> ports;
+  ports.reserve(touched_ports_.size());
+  for (const auto& [key, before] : touched_ports_)
+    ports.push_back({before ? &*before : nullptr, findPort(key)});
+  std::vector<flowrules::Touched<model::RemoteEndpoint>> remotes;
+  remotes.reserve(touched_remotes_.size());
+  for (const auto& [address, before] : touched_remotes_)
+    remotes.push_back({before ? &*before : nullptr, findRemote(address)});
+  // A next hop's MAC changed: the remotes' rules as they were planned before.
+  auto planned = flowrules::planTouched(*planner_, previous_planner_ ? *previous_planner_ : *planner_,
+                                        ports, remotes, coupling_, derived_refs_);
+  if (!planned) throw std::runtime_error(planned.error().describe());
+  auto& [upsert, remove, deps, sw_old, sw_new, derived] = *planned;
 
   if (was_coupled || coupled()) {
     spdlog::info("a hardware table is at its capacity{}: planning the whole intent",

@@ -36,6 +36,7 @@
 #include "nicoffload/flowrules/coupling.h"
 #include "nicoffload/flowrules/flow_backend.h"
 #include "nicoffload/flowrules/hw_apply.h"
+#include "nicoffload/flowrules/incremental.h"
 #include "nicoffload/flowrules/planner.h"
 #include "nicoffload/flowrules/port_traffic.h"
 #include "nicoffload/model/hw_profile.h"
@@ -445,9 +446,7 @@ class Controller {
   std::unordered_map<Ipv4Addr, std::optional<model::RemoteEndpoint>> touched_remotes_;
   // Kept per change, so that a batch is planned in O(change):
   flowrules::CouplingCounts coupling_;  // when plan() couples owners (flowrules/coupling.h)
-  std::map<std::uint32_t, std::uint32_t> port_vni_refs_;       // VXLAN: ports per VNI
-  std::map<std::uint32_t, std::uint32_t> vni_refs_;            // VXLAN: ports + remotes per VNI
-  std::unordered_map<std::uint64_t, std::uint32_t> vtep_refs_;  // VXLAN: remotes per (VNI, VTEP)
+  flowrules::DerivedRefs derived_refs_;  // VXLAN: users of each VNI and remote VTEP
   std::size_t sw_objects_ = 0;                                  // kernel objects desired
   vdpa::VfPool vf_pool_;  // which port holds which VF; persisted with the intent
   std::map<std::uint16_t, MacAddr> vf_macs_;  // VF MACs the NIC holds (set by us or read back)
