@@ -31,7 +31,7 @@ void Controller::noteClaim(std::int64_t until_ms) {
 
 std::size_t Controller::tentativeCount() const {
   return static_cast<std::size_t>(std::count_if(
-      intent_.ports.begin(), intent_.ports.end(),
+      admission_.intent().ports.begin(), admission_.intent().ports.end(),
       [](const model::Port& p) { return p.tentative_until_ms.has_value(); }));
 }
 
@@ -47,7 +47,7 @@ void Controller::expireClaims() {
   // Removed the way a port.remove is (admission, journal, reconcile: rules,
   // kernel objects, the VF scrubbed, the vDPA device back to the pool).
   std::vector<control::Request> batch;
-  for (const auto& p : intent_.ports) {
+  for (const auto& p : admission_.intent().ports) {
     if (!p.tentative_until_ms) continue;
     if (*p.tentative_until_ms > now_ms) {
       noteClaim(*p.tentative_until_ms);

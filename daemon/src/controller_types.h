@@ -120,13 +120,9 @@ struct Controller::BulkJob {
   // runs), then persisted and applied in slices (a journal record each).
   enum class Phase : std::uint8_t { kAdmit, kRemoveGone, kApply };
   Phase phase = Phase::kAdmit;
-  std::optional<SyncAdmission> sync;
+  std::optional<Admission::SyncAdmission> sync;
   nlohmann::json result;
-  std::vector<Undo> undo;
-  std::vector<std::string> mutations;
-  std::vector<Mutation> journal;
-  TouchedPorts touched_ports;  // stays empty: a sync touches remotes only
-  std::unordered_map<Ipv4Addr, std::optional<model::RemoteEndpoint>> touched_remotes;
+  Admission::Log log;  // its touched ports stay empty: a sync touches remotes only
   std::vector<Ipv4Addr> to_apply;  // touched_remotes' keys, reconciled in slices
   std::size_t applied = 0;
 

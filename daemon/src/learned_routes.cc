@@ -113,11 +113,7 @@ void Controller::pollRoutes() {
 }
 
 void Controller::beginInternalBatch() {
-  undo_.clear();
-  mutations_.clear();
-  journal_.clear();
-  touched_ports_.clear();
-  touched_remotes_.clear();
+  admission_.beginBatch();
 }
 
 // The learned route of `address` (or its absence) into the intent.
@@ -127,7 +123,7 @@ void Controller::applyLearned(Ipv4Addr address) {
   const auto route = l.routes.find(address);
   if (route == l.routes.end() || route->second.next_hops.empty()) {
     l.refused.erase(address);
-    if (current && current->learned()) eraseRemote(address);
+    if (current && current->learned()) admission_.eraseRemote(address);
     return;
   }
   if (current && !current->learned()) {  // remote.add / remote.sync win
@@ -140,7 +136,7 @@ void Controller::applyLearned(Ipv4Addr address) {
       spdlog::warn("learned route {} ({}) not followed: {}", address.str(),
                    offload::routeProtocolName(route->second.protocol), why);
     it->second = std::move(why);
-    if (current) eraseRemote(address);
+    if (current) admission_.eraseRemote(address);
   };
   // The checks remote.add applies, the operator's filter, then the underlay.
   if (auto why = model::unusableHostAddress(address)) return refuse(*why);
@@ -158,13 +154,13 @@ void Controller::applyLearned(Ipv4Addr address) {
   r.origin = std::string(model::RemoteEndpoint::kKernelOriginPrefix) +
              offload::routeProtocolName(route->second.protocol);
   if (current && current->next_hop == r.next_hop && current->origin == r.origin) return;
-  if (auto checked = checkRemoteReplacing(r, true); !checked) {
+  if (auto checked = admission_.checkRemoteReplacing(r, true); !checked) {
     // An address of a local port, the gateway, an underlay neighbour: the
     // route stays in the kernel, not in hardware.
     return refuse(checked.error().message);
   }
   l.refused.erase(address);
-  putRemote(std::move(r));
+  admission_.putRemote(std::move(r));
 }
 
 void Controller::applyRouteEvents(const offload::RouteEvents& events, bool reconcile_now) {
@@ -215,15 +211,15 @@ void Controller::applyRouteEvents(const offload::RouteEvents& events, bool recon
     std::sort(hops.begin(), hops.end(),
               [](const auto& a, const auto& b) { return a.ipv4 < b.ipv4; });
     host_.next_hops = hops;
-    intent_.host.next_hops = std::move(hops);
+    admission_.setNextHops(std::move(hops));
     previous_planner_ = std::move(planner_);
     planner_ = std::make_unique<flowrules::OwnerPlanner>(host_, profile_);
     // Exactly the remotes through a moved hop are re-planned, and every
     // ECMP route that lists one chooses again.
-    for (const auto& r : intent_.remotes) {
+    for (const auto& r : admission_.intent().remotes) {
       const Ipv4Addr via = r.next_hop ? *r.next_hop
                                       : host_.default_next_hop.value_or(Ipv4Addr{});
-      if (moved.count(via)) touchRemote(r.address);
+      if (moved.count(via)) admission_.touchRemote(r.address);
     }
     for (const auto& [a, route] : l.routes)
       if (route.next_hops.size() > 1 &&
@@ -280,13 +276,13 @@ void Controller::applyRouteEvents(const offload::RouteEvents& events, bool recon
   }
   for (const auto a : later) applyLearned(a);
   for (const auto a : last) applyLearned(a);
-  journal_.clear();  // never persisted: the kernel is the source
-  if (!touched_remotes_.empty() && reconcile_now) {
+  admission_.log().journal.clear();  // never persisted: the kernel is the source
+  if (!admission_.log().remotes.empty() && reconcile_now) {
     const auto pass = reconcileTouched();
     scheduleRetry(pass, false);
   }
   previous_planner_.reset();
-  undo_.clear();
+  admission_.log().undo.clear();
   if (events.routes.size() + moved.size() > 0)
     spdlog::info("routes: {} route changes, {} next hops moved; {} remotes learned",
                  events.routes.size(), moved.size(), l.routes.size());
@@ -297,7 +293,7 @@ void Controller::applyRouteEvents(const offload::RouteEvents& events, bool recon
 void Controller::reinstateLearned() {
   if (!learned_ || learned_->routes.empty()) return;
   std::vector<Ipv4Addr> back;
-  for (const auto& [address, before] : touched_remotes_) {
+  for (const auto& [address, before] : admission_.log().remotes) {
     if (!learned_->routes.count(address)) continue;
     const auto* now = findRemote(address);
     if (!now) back.push_back(address);
@@ -305,12 +301,12 @@ void Controller::reinstateLearned() {
   if (back.empty()) return;
   beginInternalBatch();
   for (const auto a : back) applyLearned(a);
-  journal_.clear();
-  if (!touched_remotes_.empty()) {
+  admission_.log().journal.clear();
+  if (!admission_.log().remotes.empty()) {
     const auto pass = reconcileTouched();
     scheduleRetry(pass, false);
   }
-  undo_.clear();
+  admission_.log().undo.clear();
 }
 
 json Controller::learnedStatusJson(bool fresh) const {
@@ -322,7 +318,7 @@ json Controller::learnedStatusJson(bool fresh) const {
   std::map<std::string, std::size_t> by_origin;
   std::map<Ipv4Addr, std::size_t> hop_use;  // remotes per next hop
   std::size_t learned = 0;
-  for (const auto& r : intent_.remotes) {
+  for (const auto& r : admission_.intent().remotes) {
     if (r.learned()) {
       ++learned;
       ++by_origin[r.origin.substr(std::char_traits<char>::length(

@@ -97,8 +97,8 @@ json Controller::portFailuresJson(const model::Port& port) const {
 std::vector<std::uint32_t> Controller::portVnis() const { return derived_refs_.portVnis(); }
 
 std::size_t Controller::plannedRuleCount() const {
-  std::size_t n = planner_->hostRules(portVnis()).size() + intent_.remotes.size();
-  for (const auto& p : intent_.ports)
+  std::size_t n = planner_->hostRules(portVnis()).size() + admission_.intent().remotes.size();
+  for (const auto& p : admission_.intent().ports)
     if (auto r = planner_->portRules(p)) n += r->size();
   return n;
 }
@@ -116,7 +116,7 @@ std::vector<flowrules::FlowRule> Controller::plannedRules(std::size_t offset,
       out.push_back(std::move(r));
     }
   };
-  for (const auto& p : intent_.ports) {
+  for (const auto& p : admission_.intent().ports) {
     if (out.size() >= limit) return out;
     if (auto r = planner_->portRules(p)) {
       if (offset >= r->size()) {
@@ -128,9 +128,9 @@ std::vector<flowrules::FlowRule> Controller::plannedRules(std::size_t offset,
   }
   auto host = planner_->hostRules(portVnis());
   take(host);
-  if (offset >= intent_.remotes.size()) return out;
-  for (std::size_t i = offset; i < intent_.remotes.size() && out.size() < limit; ++i)
-    out.push_back(planner_->remoteRule(intent_.remotes[i]));
+  if (offset >= admission_.intent().remotes.size()) return out;
+  for (std::size_t i = offset; i < admission_.intent().remotes.size() && out.size() < limit; ++i)
+    out.push_back(planner_->remoteRule(admission_.intent().remotes[i]));
   return out;
 }
 
@@ -138,14 +138,14 @@ std::optional<flowrules::FlowRule> Controller::plannedRule(flowrules::RuleId id)
   const auto* applied = applier_->find(id);
   if (!applied) return std::nullopt;
   const auto owner = applied->rule.owner;
-  for (const auto& p : intent_.ports)
+  for (const auto& p : admission_.intent().ports)
     if (flowrules::portOwner(p.key) == owner)
       if (auto rules = planner_->portRules(p))
         for (auto& r : *rules)
           if (r.id == id) return std::move(r);
   for (auto& r : planner_->hostRules(portVnis()))
     if (r.id == id) return std::move(r);
-  for (const auto& remote : intent_.remotes)
+  for (const auto& remote : admission_.intent().remotes)
     if (flowrules::remoteOwner(remote.address) == owner) {
       auto r = planner_->remoteRule(remote);
       if (r.id == id) return r;
@@ -180,7 +180,7 @@ json Controller::statusJson() const {
   const auto uptime =
       std::chrono::duration_cast<std::chrono::seconds>(options_.now() - started_).count();
   std::size_t degraded = 0;
-  for (const auto& p : intent_.ports)
+  for (const auto& p : admission_.intent().ports)
     if (portJson(p, false)["state"] == "degraded") ++degraded;
   return {{"host", host_.name},
           {"profile", profile_.name},
@@ -188,17 +188,17 @@ json Controller::statusJson() const {
           {"backends",
            {{"flow", applier_->backend().capabilities().backend},
             {"software_path", backends_.software_path ? "kernel" : "none"}}},
-          {"ports", intent_.ports.size()},
+          {"ports", admission_.intent().ports.size()},
           {"ports_degraded", degraded},
           {"ports_tentative",
            {{"held", tentativeCount()},
             {"ttl_s", host_.tentative_ttl_ms / 1000.0},
             {"expired", counters_.tentative_expired}}},
-          {"remotes", intent_.remotes.size()},
+          {"remotes", admission_.intent().remotes.size()},
           {"vfs",
-           {{"pf", vf_pool_.pfPci()},
-            {"assigned", vf_pool_.assignedCount()},
-            {"free", vf_pool_.freeCount()}}},
+           {{"pf", admission_.vfPool().pfPci()},
+            {"assigned", admission_.vfPool().assignedCount()},
+            {"free", admission_.vfPool().freeCount()}}},
           {"vdpa_pool", vdpa_.poolJson()},
           {"rules", {{"hw", c.hw}, {"sw", c.sw}, {"refused", c.refused()}}},
           {"software_path",
@@ -252,7 +252,7 @@ Result<json> Controller::readPortList(const json& req) {
     vm = std::move(uuid).value();
   }
   json out = json::array();
-  for (const auto& p : intent_.ports)
+  for (const auto& p : admission_.intent().ports)
     if (!vm || p.key.vm == *vm) out.push_back(portJson(p, false));
   return out;
 }
@@ -280,11 +280,11 @@ Result<json> Controller::readRemoteList(const json& req) {
   };
   std::size_t total = 0;
   if (!origin) {
-    total = intent_.remotes.size();
+    total = admission_.intent().remotes.size();
     for (std::size_t i = page->offset; i < total && list.size() < page->limit; ++i)
-      push(intent_.remotes[i]);
+      push(admission_.intent().remotes[i]);
   } else {
-    for (const auto& r : intent_.remotes) {
+    for (const auto& r : admission_.intent().remotes) {
       if (r.origin != *origin) continue;
       if (total++ >= page->offset && list.size() < page->limit) push(r);
     }

@@ -181,13 +181,13 @@ std::optional<Controller::PassResult> Controller::stepFullPass(bool inline_all) 
     if (inline_all || !options_.background_full_pass) {
       std::promise<FullPassComputed> done;
       try {
-        done.set_value(computeFullPass(intent_, profile_, applier_->heldRules(), path, scope));
+        done.set_value(computeFullPass(admission_.intent(), profile_, applier_->heldRules(), path, scope));
       } catch (...) {
         done.set_exception(std::current_exception());  // rethrown below, as a worker's would be
       }
       pass.computed = done.get_future();
     } else {
-      pass.computed = std::async(std::launch::async, [intent = intent_, profile = profile_,
+      pass.computed = std::async(std::launch::async, [intent = admission_.intent(), profile = profile_,
                                                       held = applier_->heldRules(), path, scope] {
         auto computed = computeFullPass(intent, profile, held, path, scope);
             // The whole plan and the read-back were transient: give their
@@ -220,7 +220,7 @@ void Controller::noteTouchedDuringFullPass(const flowrules::SoftwarePathState& s
                                            const PassResult& result) {
   if (!full_pass_ || !full_pass_->copied) return;
   auto& pass = *full_pass_;
-  for (const auto& [key, before] : touched_ports_) {
+  for (const auto& [key, before] : admission_.log().ports) {
     pass.owners.insert(flowrules::portOwner(key));
     for (const model::Port* p :
          {before ? &*before : nullptr, static_cast<const model::Port*>(findPort(key))}) {
@@ -229,7 +229,7 @@ void Controller::noteTouchedDuringFullPass(const flowrules::SoftwarePathState& s
       pass.devices.insert(p->representorName());
     }
   }
-  for (const auto& [address, before] : touched_remotes_) {
+  for (const auto& [address, before] : admission_.log().remotes) {
     pass.owners.insert(flowrules::remoteOwner(address));
     pass.addresses.insert(address);
   }
@@ -390,12 +390,12 @@ Controller::PassResult Controller::reconcileTouched() {
   const bool was_coupled = coupled();
   const bool vxlan = host_.underlay == model::UnderlayMode::kVxlan;
   std::vector<flowrules::Touched<model::Port>> ports;
-  ports.reserve(touched_ports_.size());
-  for (const auto& [key, before] : touched_ports_)
+  ports.reserve(admission_.log().ports.size());
+  for (const auto& [key, before] : admission_.log().ports)
     ports.push_back({before ? &*before : nullptr, findPort(key)});
   std::vector<flowrules::Touched<model::RemoteEndpoint>> remotes;
-  remotes.reserve(touched_remotes_.size());
-  for (const auto& [address, before] : touched_remotes_)
+  remotes.reserve(admission_.log().remotes.size());
+  for (const auto& [address, before] : admission_.log().remotes)
     remotes.push_back({before ? &*before : nullptr, findRemote(address)});
   // A next hop's MAC changed: the remotes' rules as they were planned before.
   auto planned = flowrules::planTouched(*planner_, previous_planner_ ? *previous_planner_ : *planner_,
@@ -425,7 +425,7 @@ Controller::PassResult Controller::reconcileTouched() {
       spdlog::info("software path: {} objects changed ({} failed)", d.size(), failed);
     }
   }
-  reconcileDevices(result, &touched_ports_);
+  reconcileDevices(result, &admission_.log().ports);
   noteTouchedDuringFullPass(sw_old, sw_new, derived, result);
   const auto& c = applier_->counters();
   last_pass_summary_ = "incremental pass: rules hw " + std::to_string(c.hw) + ", sw " +
@@ -452,7 +452,7 @@ void Controller::reconcileDevices(PassResult& result, const TouchedPorts* touche
     }
   } else {
     flowrules::DesiredState devices;
-    flowrules::planDevices(intent_, devices);
+    flowrules::planDevices(admission_.intent(), devices);
     for (const auto& v : devices.vfs) want_vfs[v.vf] = v.mac;
     for (auto& d : devices.vdpa_devices) want_devices[d.name] = std::move(d);
     vdpa_.fullPassBegins();
@@ -498,7 +498,7 @@ void Controller::reconcileDevices(PassResult& result, const TouchedPorts* touche
     }
   }
   if (backends_.vdpa) {
-    vdpa_.reconcile(want_devices, touched ? &vf_scope : nullptr, vf_pool_, failed);
+    vdpa_.reconcile(want_devices, touched ? &vf_scope : nullptr, admission_.vfPool(), failed);
     // Links of ports that are gone (in scope) go with them.
     if (touched)
       for (const auto& [key, before] : *touched)

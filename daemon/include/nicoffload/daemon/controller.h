@@ -42,6 +42,7 @@
 #include "nicoffload/model/hw_profile.h"
 #include "nicoffload/model/intent.h"
 #include "nicoffload/model/parse.h"
+#include "nicoffload/daemon/admission.h"
 #include "nicoffload/daemon/control.h"
 #include "nicoffload/daemon/failure_book.h"
 #include "nicoffload/daemon/vdpa_devices.h"
@@ -178,7 +179,7 @@ class Controller {
   // at most this many creations.
   static constexpr std::size_t kPoolCreatesPerTick = 2;
 
-  const model::Intent& intent() const { return intent_; }
+  const model::Intent& intent() const { return admission_.intent(); }
   const flowrules::HwApplier& applier() const { return *applier_; }
   std::string metricsText(const control::ServerCounters* server) const;
 
@@ -249,80 +250,19 @@ class Controller {
   // The message of the exception being handled (call inside a catch).
   static std::string describeCurrentException();
 
-  // --- admission: in place, with an undo log ---
-  // Every change to the intent, its index and the VF pool goes through the
-  // four primitives below, which log how to undo it; a refused request (or a
-  // batch op, or a failed persist) rolls the log back to its mark.
-  struct Undo {
-    enum class Kind : std::uint8_t { kPortPut, kPortErase, kRemotePut, kRemoteErase };
-    Kind kind = Kind::kPortPut;
-    std::optional<model::Port> port;              // the port before (put), the erased port
-    model::PortKey key;                           // kPortPut
-    std::size_t position = 0;                     // kPortErase, kRemoteErase: where it stood
-    std::optional<model::RemoteEndpoint> remote;  // the remote before (put), the erased remote
-    Ipv4Addr address;                             // kRemotePut
-  };
-  struct Marks {
-    std::size_t undo = 0;
-    std::size_t mutations = 0;
-    std::size_t journal = 0;
-  };
-  Marks marks() const { return {undo_.size(), mutations_.size(), journal_.size()}; }
-  void rollback(const Marks& to);
-  void putPort(model::Port port);
-  void erasePort(const model::PortKey& key);
-  void putRemote(model::RemoteEndpoint remote);
-  void eraseRemote(Ipv4Addr address);
-  // Records the state of a port / remote before this batch first touched it.
-  void touchPort(const model::PortKey& key);
-  void touchRemote(Ipv4Addr address);
-
-  // Admission of one mutation request against the intent as it stands;
-  // changes it on success (and only then: a refusal leaves it as it was).
+  // Admission of one mutation request (ops.cc: the op's handler, its
+  // deadline checked first); a `batch` of them, all or nothing.
   Result<nlohmann::json> admit(const nlohmann::json& request);
-  Result<nlohmann::json> admitPortAdd(const nlohmann::json& request);
-  Result<nlohmann::json> admitPortRemove(const nlohmann::json& request);
-  Result<nlohmann::json> admitRemoteAdd(const nlohmann::json& request);
-  Result<nlohmann::json> admitRemoteRemove(const nlohmann::json& request);
-  Result<nlohmann::json> admitRemoteSync(const nlohmann::json& request);
-  // admitRemoteSync in steps, so that bulk.cc can spread a large one over
-  // several loop turns: the request's fields; the listed remotes from
-  // `next` to `end` (a refusal: the caller rolls back); the origin's remotes
-  // the list does not hold (listGone, then removeGone in slices); the result.
-  struct SyncAdmission {
-    std::string origin;
-    const nlohmann::json* list = nullptr;  // the request's "remotes"
-    std::size_t next = 0;                  // the next listed remote to admit
-    struct Counts {
-      std::size_t added = 0, updated = 0, unchanged = 0, removed = 0;
-    } counts;
-    std::size_t taken_over = 0;  // of `updated`: addresses a learned route held
-    // Entries not applied (held by another origin, a VM's, the underlay's):
-    // the first kConflictsListed, all counted.
-    nlohmann::json conflicts = nlohmann::json::array();
-    std::size_t conflict_count = 0;
-    static constexpr std::size_t kConflictsListed = 100;
-    std::unordered_set<Ipv4Addr> listed;
-    std::vector<Ipv4Addr> gone;  // listGone(): to remove
-    std::size_t gone_next = 0;
-  };
-  Result<SyncAdmission> beginRemoteSync(const nlohmann::json& request);
-  Status admitSyncedRemotes(SyncAdmission& sync, std::size_t end);
-  void listGone(SyncAdmission& sync);
-  void removeGone(SyncAdmission& sync, std::size_t end);
-  nlohmann::json finishRemoteSync(SyncAdmission& sync);
   Result<nlohmann::json> admitBatch(const nlohmann::json& request);
-  // learned: a route from the kernel (its next hops may be remotes'
-  // addresses: the underlay wins).
-  Status checkRemoteReplacing(const model::RemoteEndpoint& remote, bool learned = false);
+  const model::Port* findPort(const model::PortKey& key) const { return admission_.findPort(key); }
+  const model::RemoteEndpoint* findRemote(Ipv4Addr address) const {
+    return admission_.findRemote(address);
+  }
   // Why a remote of any origin may not take `address`: an address the
   // underlay uses as the kernel shows it (learned next hops, uplink
   // neighbours, the uplink's subnets); empty when it may. Cheap: called per
   // remote of a sync.
   std::string learnedUnderlayUse(Ipv4Addr address) const;
-  model::Port* findPort(const model::PortKey& key);
-  const model::Port* findPort(const model::PortKey& key) const;
-  const model::RemoteEndpoint* findRemote(Ipv4Addr address) const;
 
   // --- the ops: one table (ops.cc) ---
   enum class OpKind : std::uint8_t { kRead, kMutation };
@@ -331,7 +271,7 @@ class Controller {
     OpKind kind = OpKind::kRead;
     bool in_batch = false;        // may be one of a `batch`'s ops
     bool waits_for_sync = false;  // held while a bulk remote.sync changes the intent (bulk.cc)
-    Result<nlohmann::json> (Controller::*handler)(const nlohmann::json& request) = nullptr;
+    Result<nlohmann::json> (*handler)(Controller& c, const nlohmann::json& request) = nullptr;
   };
   static std::span<const Op> ops();
   // The op a request names; null when it names none (or no string "op").
@@ -350,7 +290,6 @@ class Controller {
   Result<nlohmann::json> readExplain(const nlohmann::json& request);
   Result<nlohmann::json> readCounters(const nlohmann::json& request);
   Result<nlohmann::json> runReconcile(const nlohmann::json& request);
-  Result<nlohmann::json> readTraceOp(const nlohmann::json& request);
   // The "trace" op (trace.cc): read-only.
   Result<nlohmann::json> readTrace(const nlohmann::json& request) const;
 
@@ -436,21 +375,16 @@ class Controller {
   StateStore store_;
   ControllerOptions options_;
 
-  model::Intent intent_;
-  std::unique_ptr<model::IntentIndex> index_;
   std::unique_ptr<flowrules::OwnerPlanner> planner_;
-  std::vector<Undo> undo_;                      // of the batch being admitted
-  std::vector<std::string> mutations_;          // admitted changes of the batch, for the log
-  std::vector<Mutation> journal_;               // the same, as the state store records them
-  std::map<model::PortKey, std::optional<model::Port>> touched_ports_;  // state before the batch
-  std::unordered_map<Ipv4Addr, std::optional<model::RemoteEndpoint>> touched_remotes_;
+  // The intent, its index and the VF pool, with the batch's undo log and
+  // touched owners (admission.h).
+  Admission admission_;
   // Kept per change, so that a batch is planned in O(change):
   flowrules::CouplingCounts coupling_;  // when plan() couples owners (flowrules/coupling.h)
   flowrules::DerivedRefs derived_refs_;  // VXLAN: users of each VNI and remote VTEP
   std::size_t sw_objects_ = 0;                                  // kernel objects desired
-  vdpa::VfPool vf_pool_;  // which port holds which VF; persisted with the intent
   std::map<std::uint16_t, MacAddr> vf_macs_;  // VF MACs the NIC holds (set by us or read back)
-  using TouchedPorts = std::map<model::PortKey, std::optional<model::Port>>;
+  using TouchedPorts = Admission::TouchedPorts;
   void reconcileDevices(PassResult& result, const TouchedPorts* touched);
   using FailFn = VdpaDevices::FailFn;
 
