@@ -354,7 +354,7 @@ bool Controller::stepSync(BulkJob& job, SteadyClock::time_point deadline,
       // full pass). The client is told, and a retry of the sync converges.
       ++counters_.state_save_failures;
       const std::size_t persisted = job.applied;
-      beginInternalBatch();
+      admission_.beginBatch();
       for (std::size_t k = job.applied; k < job.to_apply.size(); ++k) {
         const auto& before = job.log.remotes.at(job.to_apply[k]);
         if (before) {
@@ -363,7 +363,7 @@ bool Controller::stepSync(BulkJob& job, SteadyClock::time_point deadline,
           admission_.eraseRemote(job.to_apply[k]);
         }
       }
-      beginInternalBatch();
+      admission_.beginBatch();
       requestFullPass();
       Error e = st.error();
       e.message += "; remote.sync: " + std::to_string(persisted) + " of its " +

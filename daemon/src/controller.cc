@@ -72,8 +72,7 @@ Result<std::unique_ptr<Controller>> Controller::start(model::HostConfig host,
     return e;
   }
   if (c->host_.learn_routes || c->backends_.routes) {
-    c->learned_ = std::make_unique<Learned>();
-    c->learned_->static_hops = c->host_.next_hops;
+    c->learned_ = std::make_unique<LearnedRoutes>(c->host_, c->options_.now);
   }
   if (c->backends_.routes) {
     // The kernel's routes before the first pass: what the device holds for
@@ -491,8 +490,73 @@ std::string Controller::metricsText(const control::ServerCounters* server) const
     m.set("nicoffload_control_requests_total", "outcome=\"timed_out\"",
           static_cast<double>(server->timed_out));
   }
-  learnedMetrics(m);
+  if (learned_) learned_->metrics(m, admission_, watcherCounters());
   return m.render() + traffic_metrics_;
+}
+
+// --- routes learned from the kernel: the route watcher's events into the
+// intent (LearnedRoutes), then reconciled like a batch ---
+
+std::string Controller::learnedUnderlayUse(Ipv4Addr address) const {
+  return learned_ ? learned_->underlayUse(address) : std::string();
+}
+
+offload::RouteWatcherCounters Controller::watcherCounters() const {
+  return backends_.routes ? backends_.routes->counters() : offload::RouteWatcherCounters{};
+}
+
+int Controller::routeWatcherFd() const {
+  return backends_.routes ? backends_.routes->fd() : -1;
+}
+
+void Controller::pollRoutes() {
+  if (!backends_.routes) return;
+  auto ev = backends_.routes->poll(kRouteMessagesPerTurn);
+  if (!ev) {
+    spdlog::warn("route watcher: {}", ev.error().describe());
+    return;
+  }
+  applyRouteEvents(*ev);
+}
+
+void Controller::applyRouteEvents(const offload::RouteEvents& events, bool reconcile_now) {
+  if (!learned_) return;
+  learned_->count(events);
+  if (events.empty()) return;
+  admission_.beginBatch();
+  const auto applied =
+      learned_->apply(events, admission_, [this](std::vector<model::UnderlayNextHop> hops) {
+        // The planner writes next-hop MACs from the host's next_hops.
+        host_.next_hops = hops;
+        admission_.setNextHops(std::move(hops));
+        previous_planner_ = std::move(planner_);
+        planner_ = std::make_unique<flowrules::OwnerPlanner>(host_, profile_);
+      });
+  finishInternalBatch(reconcile_now);
+  if (applied.route_changes + applied.hops_moved > 0)
+    spdlog::info("routes: {} route changes, {} next hops moved; {} remotes learned",
+                 applied.route_changes, applied.hops_moved, learned_->size());
+}
+
+void Controller::finishInternalBatch(bool reconcile_now) {
+  admission_.log().journal.clear();  // never persisted: the kernel is the source
+  if (!admission_.log().remotes.empty() && reconcile_now) {
+    const auto pass = reconcileTouched();
+    scheduleRetry(pass, false);
+  }
+  previous_planner_.reset();
+  admission_.log().undo.clear();
+}
+
+void Controller::reinstateLearned() {
+  if (!learned_ || learned_->empty()) return;
+  std::vector<Ipv4Addr> back;
+  for (const auto& [address, before] : admission_.log().remotes)
+    if (learned_->routed(address) && !findRemote(address)) back.push_back(address);
+  if (back.empty()) return;
+  admission_.beginBatch();
+  learned_->reinstate(back, admission_);
+  finishInternalBatch(true);
 }
 
 }  // namespace nicoffload::daemon

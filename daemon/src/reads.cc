@@ -205,7 +205,8 @@ json Controller::statusJson() const {
            {{"objects", sw_objects_}, {"failed", failures_.count(FailureBook::Kind::kKernel)}}},
           {"failures", failures_.summaryJson(options_.now(), kFailuresListed)},
           {"last_pass", last_pass_summary_},
-          {"routes", learnedStatusJson()},
+          {"routes", learned_ ? learned_->statusJson(admission_, watcherCounters())
+                              : json{{"enabled", false}}},
           {"full_pass_running", full_pass_ != nullptr},
           {"memory", memoryJson()},
           {"uptime_s", uptime},
@@ -260,7 +261,10 @@ Result<json> Controller::readPortList(const json& req) {
 // The "remote.list" op.
 Result<json> Controller::readRemoteList(const json& req) {
   auto fail = [](Error e) { return e; };
-  if (req.contains("refused")) return refusedRoutes(req);  // learned routes not followed
+  if (req.contains("refused")) {  // learned routes not followed (none without a watcher)
+    if (learned_) return learned_->refusedList(req);
+    return LearnedRoutes(host_, options_.now).refusedList(req);
+  }
   if (auto s = onlyKeys(req, {"offset", "limit", "origin"}); !s) return fail(s.error());
   auto page = pageOf(req);
   if (!page) return fail(page.error());
@@ -344,7 +348,8 @@ Result<json> Controller::readExplain(const json& req) {
   // A remote's egress rule: where its route came from and which next hop.
   if (eff.cls == flowrules::RuleClass::kRoutedEgress && eff.pattern.size() > 1)
     if (const auto* ip = std::get_if<flowrules::Ipv4Item>(&eff.pattern[1]))
-      if (json route = learnedExplain(ip->dst); !route.is_null()) out["route"] = std::move(route);
+      if (json route = learned_ ? learned_->explain(ip->dst, findRemote(ip->dst)) : json();
+          !route.is_null()) out["route"] = std::move(route);
   return out;
 }
 

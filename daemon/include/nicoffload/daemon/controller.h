@@ -45,6 +45,7 @@
 #include "nicoffload/daemon/admission.h"
 #include "nicoffload/daemon/control.h"
 #include "nicoffload/daemon/failure_book.h"
+#include "nicoffload/daemon/learned_routes.h"
 #include "nicoffload/daemon/vdpa_devices.h"
 #include "nicoffload/daemon/metrics.h"
 #include "nicoffload/offload/nic_backend.h"
@@ -293,21 +294,17 @@ class Controller {
   // The "trace" op (trace.cc): read-only.
   Result<nlohmann::json> readTrace(const nlohmann::json& request) const;
 
-  // --- learned routes (learned_routes.cc) ---
-  struct Learned;
-  std::unique_ptr<Learned> learned_;  // null: no route watcher
+  // --- routes learned from the kernel (learned_routes.h); null: no route watcher ---
+  std::unique_ptr<LearnedRoutes> learned_;
   // The planner before a next hop's MAC changed, for the rules as they were.
   std::unique_ptr<flowrules::OwnerPlanner> previous_planner_;
-  void beginInternalBatch();
-  void applyLearned(Ipv4Addr address);
+  // What a batch of route events (or reinstated routes) changed: never
+  // journaled, reconciled unless `reconcile_now` is false (start).
+  void finishInternalBatch(bool reconcile_now);
+  // After a batch of requests: a learned route that a removed remote of
+  // another origin had hidden comes back.
   void reinstateLearned();
-  // fresh = false (metrics, published every loop turn): at most 1 s old,
-  // so that a loop turn does not walk 100 000 remotes.
-  nlohmann::json learnedStatusJson(bool fresh = true) const;
-  void learnedMetrics(MetricsRegistry& m) const;
-  nlohmann::json learnedExplain(Ipv4Addr address) const;  // null: not a learned route
-  // remote.list {"refused": true}: the learned routes not followed, with why.
-  Result<nlohmann::json> refusedRoutes(const nlohmann::json& request) const;
+  offload::RouteWatcherCounters watcherCounters() const;
   // The port's status; `rule_list` adds every rule with its placement and
   // reason (port.get, port.add replies), else only the counts (port.list).
   nlohmann::json portJson(const model::Port& port, bool rule_list = true) const;
