@@ -1,5 +1,5 @@
-// Controller: the request fields and the helpers its files share (controller.cc,
-// admission.cc, reconcile.cc, reads.cc): echoes, field readers, pages, keys.
+// The request fields and the helpers the daemon's parts share (Controller,
+// Admission, LearnedRoutes): echoes, field readers, pages, keys.
 // Private to the daemon; inline, in an anonymous namespace, as they were when
 // they all lived in controller.cc.
 #pragma once

@@ -164,7 +164,7 @@ class Controller {
   Controller(const Controller&) = delete;
   Controller& operator=(const Controller&) = delete;
 
-  // --- routes learned from the kernel (learned_routes.cc) ---
+  // --- routes learned from the kernel (LearnedRoutes: learned_routes.h) ---
   // The route watcher's descriptor (-1 without one): when it is readable,
   // call pollRoutes().
   int routeWatcherFd() const;
@@ -351,8 +351,8 @@ class Controller {
   std::optional<std::uint64_t> clean_generation_;
   unsigned quiet_in_a_row_ = 0;
   bool force_full_compute_ = false;  // requestFullPass(), reconcile(): the next pass in full
-  // Plans and applies only what this batch touched (touched_ports_,
-  // touched_remotes_); the whole intent when plan() would couple owners.
+  // Plans and applies only what this batch touched (Admission's log:
+  // flowrules::planTouched); the whole intent when plan() would couple owners.
   PassResult reconcileTouched();
   // Whether plan() couples owners now (coupling_).
   bool coupled() const;
