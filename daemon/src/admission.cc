@@ -52,6 +52,14 @@ const model::RemoteEndpoint* Admission::findRemote(Ipv4Addr address) const {
   return pos ? &intent_.remotes[*pos] : nullptr;
 }
 
+void Admission::beginBatch() {
+  log_.undo.clear();
+  log_.mutations.clear();
+  log_.journal.clear();
+  log_.ports.clear();
+  log_.remotes.clear();
+}
+
 void Admission::touchPort(const model::PortKey& key) {
   if (log_.ports.count(key)) return;
   const auto* p = findPort(key);

@@ -102,8 +102,9 @@ class Admission {
   // --- the batch's log ---
   Log& log() { return log_; }
   const Log& log() const { return log_; }
-  // A new batch: the log emptied (what it held was persisted or undone).
-  void beginBatch() { log_ = Log{}; }
+  // A new batch: the log emptied (what it held was persisted or undone);
+  // its buffers are kept for the next batch.
+  void beginBatch();
   Marks marks() const { return {log_.undo.size(), log_.mutations.size(), log_.journal.size()}; }
   // Undoes every change logged after `to`, newest first.
   void rollback(const Marks& to);
