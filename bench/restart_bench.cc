@@ -49,8 +49,8 @@ model::HostConfig host(const std::string& dir) {
 }
 
 // 48 ports x 4 addresses (11 rules each) + remotes up to `rules`.
-offload::PersistedState intent(std::size_t rules) {
-  offload::PersistedState s;
+daemon::PersistedState intent(std::size_t rules) {
+  daemon::PersistedState s;
   for (int p = 0; p < 48; ++p) {
     model::Port port;
     char uuid[40];
@@ -84,15 +84,15 @@ Run run(std::size_t rules, const model::HwProfile& profile) {
   char tmpl[] = "/tmp/nfo-restart-XXXXXX";
   const std::string dir = mkdtemp(tmpl);
   auto h = host(dir);
-  (void)offload::StateStore(h.state_dir).save(intent(rules));
+  (void)daemon::StateStore(h.state_dir).save(intent(rules));
 
   {  // First start: installs everything.
     auto nic = simnic::SimEswitch::open(profile, h.vf_count, h.sim_device_dir);
     if (!nic) std::abort();
-    offload::Backends b;
+    daemon::Backends b;
     b.flow = std::move(nic).value();
     const auto t0 = Clock::now();
-    auto c = offload::Controller::start(h, profile, std::move(b), offload::StateStore(h.state_dir));
+    auto c = daemon::Controller::start(h, profile, std::move(b), daemon::StateStore(h.state_dir));
     out.first_start_s = std::chrono::duration<double>(Clock::now() - t0).count();
     if (!c) {
       std::fprintf(stderr, "start failed: %s\n", c.error().describe().c_str());
@@ -108,10 +108,10 @@ Run run(std::size_t rules, const model::HwProfile& profile) {
   auto* sim = nic->get();
   const auto ops_before = sim->operations();
   const std::size_t heap_before = heapBytes();
-  offload::Backends b;
+  daemon::Backends b;
   b.flow = std::move(nic).value();
   const auto t0 = Clock::now();
-  auto c = offload::Controller::start(h, profile, std::move(b), offload::StateStore(h.state_dir));
+  auto c = daemon::Controller::start(h, profile, std::move(b), daemon::StateStore(h.state_dir));
   out.restart_s = std::chrono::duration<double>(Clock::now() - t0).count();
   if (!c) std::abort();
   const std::size_t heap_after = heapBytes();

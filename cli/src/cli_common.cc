@@ -49,8 +49,8 @@ std::string socketPath(const DaemonOptions& d) {
 }
 
 // Connects to nicoffloadd; on failure says why and sets the exit status.
-std::unique_ptr<offload::control::Client> connectDaemon(const DaemonOptions& d, int& rc) {
-  auto client = offload::control::Client::connect(socketPath(d), d.timeout_ms);
+std::unique_ptr<daemon::control::Client> connectDaemon(const DaemonOptions& d, int& rc) {
+  auto client = daemon::control::Client::connect(socketPath(d), d.timeout_ms);
   if (!client) {
     std::fprintf(stderr, "nicoffloadctl: %s\n",
                  printable(client.error().message, kMaxErrorLineBytes).c_str());

@@ -1,4 +1,4 @@
-// Controller: admission: the intent changed in place, undone when a request is refused.
+// Admission: the intent changed in place, undone when a request is refused (admission.h).
 #include <malloc.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -11,54 +11,79 @@
 #include <stdexcept>
 #include <unordered_set>
 
-#include "controller_types.h"
-#include "nicoffload/daemon/controller.h"
-#include "nicoffload/flowrules/render.h"
+#include "nicoffload/daemon/admission.h"
 #include "request_fields.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 
-model::Port* Controller::findPort(const model::PortKey& key) {
+Admission::Admission(model::HostConfig host, Seams seams)
+    : host_(std::move(host)),
+      seams_(std::move(seams)),
+      vf_pool_(host_.uplink_pci, host_.vf_count) {
+  intent_.host = host_;
+  index_ = std::make_unique<model::IntentIndex>(intent_);
+}
+
+Status Admission::load(std::vector<model::Port> ports, std::vector<model::RemoteEndpoint> remotes) {
+  intent_.ports = std::move(ports);
+  intent_.remotes = std::move(remotes);
+  if (auto s = model::validateIntent(intent_); !s) return s.error();
+  index_ = std::make_unique<model::IntentIndex>(intent_);
+  // The ports carry their VFs; the pool is rebuilt from them (the copy in
+  // the state file is for operators and tools).
+  if (auto synced = vf_pool_.sync(intent_.ports); !synced) return synced.error();
+  return Status::success();
+}
+
+model::Port* Admission::mutablePort(const model::PortKey& key) {
   for (auto& p : intent_.ports)
     if (p.key == key) return &p;
   return nullptr;
 }
 
-const model::Port* Controller::findPort(const model::PortKey& key) const {
+const model::Port* Admission::findPort(const model::PortKey& key) const {
   for (const auto& p : intent_.ports)
     if (p.key == key) return &p;
   return nullptr;
 }
 
-const model::RemoteEndpoint* Controller::findRemote(Ipv4Addr address) const {
+const model::RemoteEndpoint* Admission::findRemote(Ipv4Addr address) const {
   const auto pos = index_->findRemote(address);
   return pos ? &intent_.remotes[*pos] : nullptr;
 }
 
-void Controller::touchPort(const model::PortKey& key) {
-  if (touched_ports_.count(key)) return;
-  const auto* p = findPort(key);
-  touched_ports_.emplace(key, p ? std::optional<model::Port>(*p) : std::nullopt);
+void Admission::beginBatch() {
+  log_.undo.clear();
+  log_.mutations.clear();
+  log_.journal.clear();
+  log_.ports.clear();
+  log_.remotes.clear();
 }
 
-void Controller::touchRemote(Ipv4Addr address) {
-  if (touched_remotes_.count(address)) return;
+void Admission::touchPort(const model::PortKey& key) {
+  if (log_.ports.count(key)) return;
+  const auto* p = findPort(key);
+  log_.ports.emplace(key, p ? std::optional<model::Port>(*p) : std::nullopt);
+}
+
+void Admission::touchRemote(Ipv4Addr address) {
+  if (log_.remotes.count(address)) return;
   const auto* r = findRemote(address);
-  touched_remotes_.emplace(address, r ? std::optional<model::RemoteEndpoint>(*r) : std::nullopt);
+  log_.remotes.emplace(address, r ? std::optional<model::RemoteEndpoint>(*r) : std::nullopt);
 }
 
 // The primitives: each logs its undo first. The VF pool follows the ports
 // (a port's VF is in Port::vf), so undoing a port undoes its VF too.
-void Controller::putPort(model::Port port) {
+void Admission::putPort(model::Port port) {
   touchPort(port.key);
-  model::Port* existing = findPort(port.key);
+  model::Port* existing = mutablePort(port.key);
   Undo u;
   u.kind = Undo::Kind::kPortPut;
   u.key = port.key;
   if (existing) u.port = *existing;
-  undo_.push_back(std::move(u));
+  log_.undo.push_back(std::move(u));
   index_->upsertPort(port);
-  journal_.push_back(Mutation::portPut(port));
+  log_.journal.push_back(Mutation::portPut(port));
   if (existing) {
     *existing = std::move(port);
   } else {
@@ -66,7 +91,7 @@ void Controller::putPort(model::Port port) {
   }
 }
 
-void Controller::erasePort(const model::PortKey& key) {
+void Admission::erasePort(const model::PortKey& key) {
   auto it = std::find_if(intent_.ports.begin(), intent_.ports.end(),
                          [&](const auto& p) { return p.key == key; });
   if (it == intent_.ports.end()) return;
@@ -75,14 +100,14 @@ void Controller::erasePort(const model::PortKey& key) {
   u.kind = Undo::Kind::kPortErase;
   u.port = *it;
   u.position = static_cast<std::size_t>(it - intent_.ports.begin());
-  undo_.push_back(std::move(u));
+  log_.undo.push_back(std::move(u));
   index_->removePort(key);
   vf_pool_.release(key);
   intent_.ports.erase(it);
-  journal_.push_back(Mutation::portRemove(key));
+  log_.journal.push_back(Mutation::portRemove(key));
 }
 
-void Controller::putRemote(model::RemoteEndpoint remote) {
+void Admission::putRemote(model::RemoteEndpoint remote) {
   touchRemote(remote.address);
   Undo u;
   u.kind = Undo::Kind::kRemotePut;
@@ -97,13 +122,13 @@ void Controller::putRemote(model::RemoteEndpoint remote) {
     index_->addRemote(remote, intent_.remotes.size());
     intent_.remotes.push_back(std::move(remote));
   }
-  journal_.push_back(Mutation::remotePut(intent_.remotes[*index_->findRemote(u.address)]));
-  undo_.push_back(std::move(u));
+  log_.journal.push_back(Mutation::remotePut(intent_.remotes[*index_->findRemote(u.address)]));
+  log_.undo.push_back(std::move(u));
 }
 
 // Removal swaps the last remote into the hole: O(1), the order of the list
 // is not part of the intent.
-void Controller::eraseRemote(Ipv4Addr address) {
+void Admission::eraseRemote(Ipv4Addr address) {
   const auto pos = index_->findRemote(address);
   if (!pos) return;
   touchRemote(address);
@@ -111,27 +136,27 @@ void Controller::eraseRemote(Ipv4Addr address) {
   u.kind = Undo::Kind::kRemoteErase;
   u.position = *pos;
   u.remote = intent_.remotes[*pos];
-  undo_.push_back(std::move(u));
+  log_.undo.push_back(std::move(u));
   index_->removeRemote(intent_.remotes[*pos]);
   if (*pos + 1 != intent_.remotes.size()) {
     intent_.remotes[*pos] = std::move(intent_.remotes.back());
     index_->moveRemote(intent_.remotes[*pos].address, *pos);
   }
   intent_.remotes.pop_back();
-  journal_.push_back(Mutation::remoteRemove(address));
+  log_.journal.push_back(Mutation::remoteRemove(address));
 }
 
-void Controller::rollback(const Marks& to) {
-  while (undo_.size() > to.undo) {
-    Undo u = std::move(undo_.back());
-    undo_.pop_back();
+void Admission::rollback(const Marks& to) {
+  while (log_.undo.size() > to.undo) {
+    Undo u = std::move(log_.undo.back());
+    log_.undo.pop_back();
     switch (u.kind) {
       case Undo::Kind::kPortPut: {
         vf_pool_.release(u.key);
         if (u.port) {
           index_->upsertPort(*u.port);
           if (u.port->vf) (void)vf_pool_.assign(u.key, u.port->vf);
-          *findPort(u.key) = std::move(*u.port);
+          *mutablePort(u.key) = std::move(*u.port);
         } else {
           index_->removePort(u.key);
           intent_.ports.pop_back();  // it was appended: the undo runs in reverse order
@@ -170,11 +195,11 @@ void Controller::rollback(const Marks& to) {
       }
     }
   }
-  mutations_.resize(std::min(mutations_.size(), to.mutations));
-  journal_.resize(std::min(journal_.size(), to.journal));
+  log_.mutations.resize(std::min(log_.mutations.size(), to.mutations));
+  log_.journal.resize(std::min(log_.journal.size(), to.journal));
 }
 
-Result<json> Controller::admitPortAdd(const json& request) {
+Result<json> Admission::portAdd(const json& request) {
   if (auto s = onlyKeys(request, {"port", "brief", "tentative"}); !s) return s.error();
   // brief: the reply's status carries the rule counts, not every rule (what
   // the libvirt hook asks for: it reads the VF, representor and device).
@@ -199,7 +224,7 @@ Result<json> Controller::admitPortAdd(const json& request) {
   const auto held = vf_pool_.vfOf(port.key);
   // A port whose device the pool can give (its vDPA kind, the pool's MTU,
   // one queue pair) takes a VF that has a ready device.
-  auto vf = vf_pool_.assign(port.key, port.vf, vdpa_.readyFor(port));
+  auto vf = vf_pool_.assign(port.key, port.vf, seams_.pool_ready(port));
   if (!vf) {
     Error e = vf.error();
     e.field = "port.vf";
@@ -214,7 +239,7 @@ Result<json> Controller::admitPortAdd(const json& request) {
   // it; a port.add without "tentative" confirms the port (clears it). A
   // confirmed port stays confirmed: a running VM's port never expires.
   if (*tentative && (!existing || existing->tentative_until_ms))
-    port.tentative_until_ms = claimClockMs() + static_cast<std::int64_t>(host_.tentative_ttl_ms);
+    port.tentative_until_ms = seams_.claim_clock_ms() + static_cast<std::int64_t>(host_.tentative_ttl_ms);
   const auto claim = port.tentative_until_ms;
   json port_json = model::toJson(port);
   // Unchanged (a hook's confirm at start, a repeated call): nothing to
@@ -228,29 +253,29 @@ Result<json> Controller::admitPortAdd(const json& request) {
     give_back();
     return s.error();
   }
-  if (auto rules = planner_->portRules(port); !rules) {
+  if (auto plans = seams_.port_plans(port); !plans) {
     give_back();
-    return rules.error();
+    return plans.error();
   }
-  mutations_.push_back(
+  note(
       (existing ? "port update " : "port add ") + port.key.str() + " mac " + port.mac.str() +
       " vf " + std::to_string(*port.vf) +
       (claim ? " (tentative for " + std::to_string(host_.tentative_ttl_ms / 1000) + " s)"
              : existing && existing->tentative_until_ms ? " (confirmed)" : ""));
   putPort(std::move(port));
-  if (claim) noteClaim(*claim);
+  if (claim) seams_.note_claim(*claim);
   json out{{"port", std::move(port_json)}, {"changed", true}};
   if (*brief) out["brief"] = true;
   return out;
 }
 
-Result<json> Controller::admitPortRemove(const json& request) {
+Result<json> Admission::portRemove(const json& request) {
   if (auto s = onlyKeys(request, {"vm", "nic"}); !s) return s.error();
   auto key = portKeyOf(request);
   if (!key) return key.error();
   const model::Port* p = findPort(*key);
   if (!p) return json{{"removed", false}, {"port", key->str()}};  // idempotent
-  mutations_.push_back("port remove " + key->str() +
+  note("port remove " + key->str() +
                        (p->vf ? " (VF " + std::to_string(*p->vf) + " released)" : ""));
   erasePort(*key);
   return json{{"removed", true}, {"port", key->str()}};
@@ -258,7 +283,7 @@ Result<json> Controller::admitPortRemove(const json& request) {
 
 // IntentIndex::checkRemote against everything but the version `remote`
 // replaces (the index is left as it was).
-Status Controller::checkRemoteReplacing(const model::RemoteEndpoint& remote, bool learned) {
+Status Admission::checkRemoteReplacing(const model::RemoteEndpoint& remote, bool learned) {
   const auto pos = index_->findRemote(remote.address);
   if (!pos) return index_->checkRemote(remote, learned);
   const model::RemoteEndpoint& existing = intent_.remotes[*pos];
@@ -268,7 +293,7 @@ Status Controller::checkRemoteReplacing(const model::RemoteEndpoint& remote, boo
   return checked;
 }
 
-Result<json> Controller::admitRemoteAdd(const json& request) {
+Result<json> Admission::remoteAdd(const json& request) {
   if (auto s = onlyKeys(request, {"remote"}); !s) return s.error();
   if (!request.contains("remote"))
     return requestError(ErrorCode::kMissingField, "remote", "", "required field is missing");
@@ -290,18 +315,18 @@ Result<json> Controller::admitRemoteAdd(const json& request) {
     return requestError(ErrorCode::kConflict, "remote.address", r->address.str(),
                         r->address.str() + " is held by origin '" + existing->origin +
                             "'; a sync of that origin without it releases it");
-  if (auto use = learnedUnderlayUse(r->address); !use.empty())
+  if (auto use = seams_.underlay_use(r->address); !use.empty())
     return requestError(ErrorCode::kConflict, "remote.address", r->address.str(),
                         r->address.str() + " is " + use + ", never a remote /32");
   if (auto checked = checkRemoteReplacing(*r); !checked) return checked.error();
-  mutations_.push_back("remote add " + r->address.str());
+  note("remote add " + r->address.str());
   json out{{"remote", model::toJson(*r)}, {"changed", true}};
   if (existing && existing->learned()) out["replaces"] = existing->origin;
   putRemote(std::move(r).value());
   return out;
 }
 
-Result<json> Controller::admitRemoteRemove(const json& request) {
+Result<json> Admission::remoteRemove(const json& request) {
   if (auto s = onlyKeys(request, {"address"}); !s) return s.error();
   auto address = requiredString(request, "address", "the remote's IPv4 /32");
   if (!address) return address.error();
@@ -320,7 +345,7 @@ Result<json> Controller::admitRemoteRemove(const json& request) {
                             existing->origin +
                             "); withdraw it in the routing daemon, or add a remote of your own "
                             "that wins over it");
-  mutations_.push_back("remote remove " + p->addr.str());
+  note("remote remove " + p->addr.str());
   eraseRemote(p->addr);
   return json{{"removed", true}};
 }
@@ -336,7 +361,7 @@ Result<json> Controller::admitRemoteRemove(const json& request) {
 // learned route comes back when the origin lets go).
 // In three steps, so that a large sync can be admitted over several loop
 // turns (bulk.cc): its fields, its remotes (in slices), its removals.
-Result<json> Controller::admitRemoteSync(const json& request) {
+Result<json> Admission::remoteSync(const json& request) {
   auto sync = beginRemoteSync(request);
   if (!sync) return sync.error();
   const Marks mark = marks();
@@ -349,7 +374,7 @@ Result<json> Controller::admitRemoteSync(const json& request) {
   return finishRemoteSync(*sync);
 }
 
-Result<Controller::SyncAdmission> Controller::beginRemoteSync(const json& request) {
+Result<Admission::SyncAdmission> Admission::beginRemoteSync(const json& request) const {
   if (auto s = onlyKeys(request, {"origin", "remotes"}); !s) return s.error();
   auto origin = requiredString(request, "origin", "the name of the set, e.g. \"bgp-ctl\"");
   if (!origin) return origin.error();
@@ -365,7 +390,7 @@ Result<Controller::SyncAdmission> Controller::beginRemoteSync(const json& reques
 
 // Admits the listed remotes [sync.next, end); a refusal leaves the caller to
 // roll back to its mark.
-Status Controller::admitSyncedRemotes(SyncAdmission& sync, std::size_t end) {
+Status Admission::admitSyncedRemotes(SyncAdmission& sync, std::size_t end) {
   const json* list = sync.list;
   const std::string* origin = &sync.origin;
   auto& [added, updated, unchanged, removed_later] = sync.counts;
@@ -405,7 +430,7 @@ Status Controller::admitSyncedRemotes(SyncAdmission& sync, std::size_t end) {
       ++unchanged;
       continue;
     }
-    if (auto use = learnedUnderlayUse(r->address); !use.empty()) {
+    if (auto use = seams_.underlay_use(r->address); !use.empty()) {
       conflict(path, r->address, r->address.str() + " is " + use + ", never a remote /32", "");
       continue;
     }
@@ -426,7 +451,7 @@ Status Controller::admitSyncedRemotes(SyncAdmission& sync, std::size_t end) {
   return Status::success();
 }
 
-void Controller::listGone(SyncAdmission& sync) {
+void Admission::listGone(SyncAdmission& sync) const {
   const std::string* origin = &sync.origin;
   const auto& listed = sync.listed;
   std::vector<Ipv4Addr>& gone = sync.gone;
@@ -434,11 +459,11 @@ void Controller::listGone(SyncAdmission& sync) {
     if (r.origin == *origin && !listed.count(r.address)) gone.push_back(r.address);
 }
 
-void Controller::removeGone(SyncAdmission& sync, std::size_t end) {
+void Admission::removeGone(SyncAdmission& sync, std::size_t end) {
   for (; sync.gone_next < end; ++sync.gone_next) eraseRemote(sync.gone[sync.gone_next]);
 }
 
-json Controller::finishRemoteSync(SyncAdmission& sync) {
+json Admission::finishRemoteSync(SyncAdmission& sync) {
   const std::string* origin = &sync.origin;
   auto& [added, updated, unchanged, removed] = sync.counts;
   const auto taken_over = sync.taken_over;
@@ -446,7 +471,7 @@ json Controller::finishRemoteSync(SyncAdmission& sync) {
   json& conflicts = sync.conflicts;
   removed = sync.gone.size();
   if (added || updated || removed)
-    mutations_.push_back("remote sync " + *origin + ": " + std::to_string(added) + " added, " +
+    note("remote sync " + *origin + ": " + std::to_string(added) + " added, " +
                          std::to_string(updated) + " updated (" + std::to_string(taken_over) +
                          " from the kernel), " + std::to_string(removed) + " removed, " +
                          std::to_string(conflict_count) + " in conflict");
@@ -464,38 +489,4 @@ json Controller::finishRemoteSync(SyncAdmission& sync) {
               {"changed", added + updated + removed > 0}};
 }
 
-// Several mutations in one request, all or nothing: the first refusal
-// undoes the ones before it and names its position.
-Result<json> Controller::admitBatch(const json& request) {
-  if (auto s = onlyKeys(request, {"ops"}); !s) return s.error();
-  const auto found = requiredArray(request, "ops", "mutation requests");
-  if (!found) return found.error();
-  const json* ops = *found;
-  const Marks mark = marks();
-  json results = json::array();
-  for (std::size_t i = 0; i < ops->size(); ++i) {
-    const json& op = (*ops)[i];
-    const std::string path = "ops[" + std::to_string(i) + "]";
-    const auto name = op.is_object() ? op.find("op") : op.end();
-    const Op* spec = findOp(op);
-    if (!spec || !spec->in_batch) {
-      rollback(mark);
-      return requestError(ErrorCode::kInvalidValue, path + ".op",
-                          name != op.end() ? echoOf(*name) : "",
-                          "each op of a batch is a mutation: " + opNames(true));
-    }
-    auto r = admit(op);
-    if (!r) {
-      rollback(mark);
-      Error e = r.error();
-      e.field = path + "." + e.field;
-      e.message = path + " (" + name->get<std::string>() + "): " + e.message +
-                  "; nothing of the batch was applied";
-      return e;
-    }
-    results.push_back(std::move(r).value());
-  }
-  return json{{"results", std::move(results)}};
-}
-
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

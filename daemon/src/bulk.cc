@@ -49,7 +49,7 @@
 #include "nicoffload/flowrules/render.h"
 #include "request_fields.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 
 namespace {
 
@@ -87,7 +87,7 @@ bool Controller::isBulk(const json& request) const {
     if (origin == request.end() || !origin->is_string()) return false;
     const auto& name = origin->get_ref<const std::string&>();
     std::size_t held = 0;
-    for (const auto& r : intent_.remotes)
+    for (const auto& r : admission_.intent().remotes)
       if (r.origin == name && ++held > options_.bulk_threshold) return true;
     return false;
   }
@@ -98,7 +98,7 @@ bool Controller::isBulk(const json& request) const {
         limit->get<std::uint64_t>() <= options_.bulk_threshold)
       return false;
     if (limit == request.end() && request.contains("offset")) return false;  // a page of 1000
-    return intent_.remotes.size() + intent_.ports.size() > options_.bulk_threshold / 8 &&
+    return admission_.intent().remotes.size() + admission_.intent().ports.size() > options_.bulk_threshold / 8 &&
            plannedRuleCount() > options_.bulk_threshold;
   }
   return false;
@@ -209,9 +209,9 @@ std::vector<Controller::LateReply> Controller::stepBulk() {
         // Whatever the sync left half-done: its undo log puts the intent
         // back if it was not committed; the devices are checked again.
         if (bulk_->phase != BulkJob::Phase::kApply) {
-          std::swap(undo_, bulk_->undo);
-          rollback({});
-          std::swap(undo_, bulk_->undo);
+          std::swap(admission_.log(), bulk_->log);
+          admission_.rollback({});
+          std::swap(admission_.log(), bulk_->log);
         }
         requestFullPass();
       }
@@ -257,25 +257,18 @@ bool Controller::stepSync(BulkJob& job, SteadyClock::time_point deadline,
     out.push_back({job.request.connection, std::move(body), {}});
     return true;
   };
-  // The job's admission state stands in for the controller's while it runs.
+  // The job's admission log stands in for the controller's while it runs.
   struct Swap {
-    Controller& c;
+    Admission& a;
     BulkJob& j;
-    void swap() {
-      std::swap(c.undo_, j.undo);
-      std::swap(c.mutations_, j.mutations);
-      std::swap(c.journal_, j.journal);
-      std::swap(c.touched_ports_, j.touched_ports);
-      std::swap(c.touched_remotes_, j.touched_remotes);
-    }
-    Swap(Controller& c_, BulkJob& j_) : c(c_), j(j_) { swap(); }
-    ~Swap() { swap(); }
+    Swap(Admission& a_, BulkJob& j_) : a(a_), j(j_) { std::swap(a.log(), j.log); }
+    ~Swap() { std::swap(a.log(), j.log); }
   };
 
   if (job.phase == BulkJob::Phase::kAdmit || job.phase == BulkJob::Phase::kRemoveGone) {
-    Swap swapped(*this, job);
+    Swap swapped(admission_, job);
     if (!job.sync) {
-      auto begun = beginRemoteSync(job.request.body);
+      auto begun = admission_.beginRemoteSync(job.request.body);
       if (!begun) {
         ++counters_.requests_refused;
         spdlog::warn("refused remote.sync: {}", begun.error().describe());
@@ -288,8 +281,8 @@ bool Controller::stepSync(BulkJob& job, SteadyClock::time_point deadline,
     while (job.phase == BulkJob::Phase::kAdmit && sync.next < sync.list->size()) {
       const std::size_t end = std::min(sync.list->size(), sync.next + std::min(chunk, per_slice - done));
       const std::size_t from = sync.next;
-      if (auto s = admitSyncedRemotes(sync, end); !s) {
-        rollback({});  // every slice of the sync: nothing of it was persisted or applied
+      if (auto s = admission_.admitSyncedRemotes(sync, end); !s) {
+        admission_.rollback({});  // every slice of the sync: nothing of it was persisted or applied
         ++counters_.requests_refused;
         spdlog::warn("refused remote.sync: {}", s.error().describe());
         return reply(control::errorReply(s.error()));
@@ -298,23 +291,23 @@ bool Controller::stepSync(BulkJob& job, SteadyClock::time_point deadline,
       if (done >= per_slice || sliceOver(job, deadline)) return false;
     }
     if (job.phase == BulkJob::Phase::kAdmit) {
-      listGone(sync);
+      admission_.listGone(sync);
       job.phase = BulkJob::Phase::kRemoveGone;
     }
     while (sync.gone_next < sync.gone.size()) {
       const std::size_t from = sync.gone_next;
-      removeGone(sync, std::min(sync.gone.size(), from + std::min(chunk, per_slice - done)));
+      admission_.removeGone(sync, std::min(sync.gone.size(), from + std::min(chunk, per_slice - done)));
       done += sync.gone_next - from;
       if (sync.gone_next < sync.gone.size() && (done >= per_slice || sliceOver(job, deadline)))
         return false;
     }
-    job.result = finishRemoteSync(sync);
-    if (undo_.empty()) return reply(control::okReply(std::move(job.result)));  // nothing changed
+    job.result = admission_.finishRemoteSync(sync);
+    if (admission_.log().undo.empty()) return reply(control::okReply(std::move(job.result)));  // nothing changed
     // Admitted as a whole: from here on it is persisted and applied in
     // slices, and answered after the last.
-    for (const auto& m : mutations_) spdlog::info("{}", m);
-    job.to_apply.reserve(touched_remotes_.size());
-    for (const auto& [address, before] : touched_remotes_) job.to_apply.push_back(address);
+    for (const auto& m : admission_.log().mutations) spdlog::info("{}", m);
+    job.to_apply.reserve(admission_.log().remotes.size());
+    for (const auto& [address, before] : admission_.log().remotes) job.to_apply.push_back(address);
     job.phase = BulkJob::Phase::kApply;
   }
 
@@ -336,13 +329,13 @@ bool Controller::stepSync(BulkJob& job, SteadyClock::time_point deadline,
       const Ipv4Addr address = job.to_apply[k];
       const auto* now = findRemote(address);
       record.push_back(now ? Mutation::remotePut(*now) : Mutation::remoteRemove(address));
-      part.insert(job.touched_remotes.extract(address));
+      part.insert(job.log.remotes.extract(address));
     }
     auto saving = std::async(std::launch::async,
                              [this, &record] { return store_.append(record); });
     TouchedPorts no_ports;
-    std::swap(touched_ports_, no_ports);
-    std::swap(touched_remotes_, part);
+    std::swap(admission_.log().ports, no_ports);
+    std::swap(admission_.log().remotes, part);
     std::optional<PassResult> pass;
     std::exception_ptr error;
     try {
@@ -350,9 +343,9 @@ bool Controller::stepSync(BulkJob& job, SteadyClock::time_point deadline,
     } catch (...) {
       error = std::current_exception();
     }
-    std::swap(touched_ports_, no_ports);
-    std::swap(touched_remotes_, part);
-    for (auto& entry : part) job.touched_remotes.insert(std::move(entry));
+    std::swap(admission_.log().ports, no_ports);
+    std::swap(admission_.log().remotes, part);
+    for (auto& entry : part) job.log.remotes.insert(std::move(entry));
     const Status st = saving.get();
     if (error) std::rethrow_exception(error);
     if (!st) {
@@ -361,16 +354,16 @@ bool Controller::stepSync(BulkJob& job, SteadyClock::time_point deadline,
       // full pass). The client is told, and a retry of the sync converges.
       ++counters_.state_save_failures;
       const std::size_t persisted = job.applied;
-      beginInternalBatch();
+      admission_.beginBatch();
       for (std::size_t k = job.applied; k < job.to_apply.size(); ++k) {
-        const auto& before = job.touched_remotes.at(job.to_apply[k]);
+        const auto& before = job.log.remotes.at(job.to_apply[k]);
         if (before) {
-          putRemote(*before);
+          admission_.putRemote(*before);
         } else {
-          eraseRemote(job.to_apply[k]);
+          admission_.eraseRemote(job.to_apply[k]);
         }
       }
-      beginInternalBatch();
+      admission_.beginBatch();
       requestFullPass();
       Error e = st.error();
       e.message += "; remote.sync: " + std::to_string(persisted) + " of its " +
@@ -389,9 +382,9 @@ bool Controller::stepSync(BulkJob& job, SteadyClock::time_point deadline,
   if (store_.compactionDue()) compactState();
   if (job.applied < job.to_apply.size()) return false;
   // A removed remote whose address the kernel routes comes back as learned.
-  std::swap(touched_remotes_, job.touched_remotes);
+  std::swap(admission_.log().remotes, job.log.remotes);
   reinstateLearned();
-  std::swap(touched_remotes_, job.touched_remotes);
+  std::swap(admission_.log().remotes, job.log.remotes);
   return reply(control::okReply(std::move(job.result)));
 }
 
@@ -415,9 +408,9 @@ bool Controller::stepRules(BulkJob& job, SteadyClock::time_point deadline,
     if (!page) return fail(page.error());
     job.testpmd = *testpmd;
     // The owners as they stand now: later changes do not move the listing.
-    job.ports = intent_.ports;
+    job.ports = admission_.intent().ports;
     job.host_rules = planner_->hostRules(portVnis());
-    job.remotes = intent_.remotes;
+    job.remotes = admission_.intent().remotes;
     job.skip = page->offset;
     job.left = page->limit;
     if (page->paged) {
@@ -486,4 +479,4 @@ bool Controller::stepRules(BulkJob& job, SteadyClock::time_point deadline,
   return true;
 }
 
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

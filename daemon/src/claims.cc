@@ -16,7 +16,7 @@
 #include "nicoffload/daemon/controller.h"
 #include "request_fields.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 
 std::int64_t Controller::claimClockMs() const {
   return wall_base_ms_ +
@@ -31,7 +31,7 @@ void Controller::noteClaim(std::int64_t until_ms) {
 
 std::size_t Controller::tentativeCount() const {
   return static_cast<std::size_t>(std::count_if(
-      intent_.ports.begin(), intent_.ports.end(),
+      admission_.intent().ports.begin(), admission_.intent().ports.end(),
       [](const model::Port& p) { return p.tentative_until_ms.has_value(); }));
 }
 
@@ -47,7 +47,7 @@ void Controller::expireClaims() {
   // Removed the way a port.remove is (admission, journal, reconcile: rules,
   // kernel objects, the VF scrubbed, the vDPA device back to the pool).
   std::vector<control::Request> batch;
-  for (const auto& p : intent_.ports) {
+  for (const auto& p : admission_.intent().ports) {
     if (!p.tentative_until_ms) continue;
     if (*p.tentative_until_ms > now_ms) {
       noteClaim(*p.tentative_until_ms);
@@ -80,4 +80,4 @@ void Controller::expireClaims() {
                                                                   std::chrono::milliseconds(1000)));
 }
 
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

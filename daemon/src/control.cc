@@ -17,7 +17,7 @@
 #include "nicoffload/common/text.h"
 #include "nicoffload/model/json_input.h"
 
-namespace nicoffload::offload::control {
+namespace nicoffload::daemon::control {
 namespace {
 
 constexpr std::uint64_t kListenTag = 0;
@@ -577,4 +577,4 @@ Result<nlohmann::json> Client::call(const nlohmann::json& request, int timeout_m
   }
 }
 
-}  // namespace nicoffload::offload::control
+}  // namespace nicoffload::daemon::control

@@ -20,7 +20,7 @@
 #include "nicoffload/flowrules/render.h"
 #include "request_fields.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 
 Controller::Controller(model::HostConfig host, model::HwProfile profile, Backends backends,
                        StateStore store, ControllerOptions options)
@@ -29,12 +29,21 @@ Controller::Controller(model::HostConfig host, model::HwProfile profile, Backend
       backends_(std::move(backends)),
       store_(std::move(store)),
       options_(std::move(options)),
-      vf_pool_(host_.uplink_pci, host_.vf_count),
+      admission_(host_, Admission::Seams{
+                            .port_plans =
+                                [this](const model::Port& port) -> Status {
+                                  if (auto r = planner_->portRules(port); !r) return r.error();
+                                  return Status::success();
+                                },
+                            .pool_ready = [this](const model::Port& port) { return vdpa_.readyFor(port); },
+                            .claim_clock_ms = [this] { return claimClockMs(); },
+                            .note_claim = [this](std::int64_t until_ms) { noteClaim(until_ms); },
+                            .underlay_use = [this](Ipv4Addr a) { return learnedUnderlayUse(a); },
+                        }),
       failures_(options_.retry_min, options_.retry_max),
       vdpa_(host_, backends_.vdpa.get(), failures_, [this] { return options_.now(); }) {
   applier_ = std::make_unique<flowrules::HwApplier>(std::move(backends_.flow));
   planner_ = std::make_unique<flowrules::OwnerPlanner>(host_, profile_);
-  intent_.host = host_;
   started_ = options_.now();
   wall_base_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
                       options_.wall_now().time_since_epoch())
@@ -55,17 +64,15 @@ Result<std::unique_ptr<Controller>> Controller::start(model::HostConfig host,
   Result<PersistedState> state =
       preloaded ? Result<PersistedState>(std::move(*preloaded)) : c->store_.load();
   if (!state) return state.error();
-  c->intent_.ports = std::move(state->ports);
-  c->intent_.remotes = std::move(state->remotes);
-  if (auto s = model::validateIntent(c->intent_); !s) {
+  // Validated, indexed, the VF pool rebuilt from the ports' VFs (the copy
+  // in the state file is for operators and tools).
+  if (auto s = c->admission_.load(std::move(state->ports), std::move(state->remotes)); !s) {
     Error e = s.error();
     e.field = c->store_.path() + ": " + e.field;
     return e;
   }
-  c->index_ = std::make_unique<model::IntentIndex>(c->intent_);
   if (c->host_.learn_routes || c->backends_.routes) {
-    c->learned_ = std::make_unique<Learned>();
-    c->learned_->static_hops = c->host_.next_hops;
+    c->learned_ = std::make_unique<LearnedRoutes>(c->host_, c->options_.now);
   }
   if (c->backends_.routes) {
     // The kernel's routes before the first pass: what the device holds for
@@ -75,27 +82,14 @@ Result<std::unique_ptr<Controller>> Controller::start(model::HostConfig host,
     c->applyRouteEvents(*first, false);
   }
   if (c->host_.underlay == model::UnderlayMode::kVxlan) {
-    for (const auto& p : c->intent_.ports) {
-      ++c->port_vni_refs_[c->planner_->vniOf(p)];
-      ++c->vni_refs_[c->planner_->vniOf(p)];
-    }
-    for (const auto& r : c->intent_.remotes) {
-      const auto vni = c->planner_->vniOf(r);
-      ++c->vni_refs_[vni];
-      ++c->vtep_refs_[(std::uint64_t{vni} << 32) | r.vtep->value];
-    }
-  }
-  // The ports carry their VFs; the pool is rebuilt from them (the copy in
-  // the state file is for operators and tools).
-  if (auto synced = c->vf_pool_.sync(c->intent_.ports); !synced) {
-    Error e = synced.error();
-    e.field = c->store_.path() + ": " + e.field;
-    return e;
+    for (const auto& p : c->admission_.intent().ports) c->derived_refs_.addPort(c->planner_->vniOf(p));
+    for (const auto& r : c->admission_.intent().remotes)
+      c->derived_refs_.addRemote(c->planner_->vniOf(r), *r.vtep);
   }
   const auto loaded = c->store_.stats();
   spdlog::info(
       "state loaded from {}: {} ports, {} remotes ({} changes replayed from the journal{})",
-      c->store_.path(), c->intent_.ports.size(), c->intent_.remotes.size(), loaded.replayed_records,
+      c->store_.path(), c->admission_.intent().ports.size(), c->admission_.intent().remotes.size(), loaded.replayed_records,
       loaded.torn_records_ignored ? ", a torn last record ignored" : "");
   if (c->store_.compactionDue()) c->compactState();
   // The NIC: switchdev with the configured VFs (idempotent: a PF already so
@@ -140,11 +134,11 @@ Result<std::unique_ptr<Controller>> Controller::start(model::HostConfig host,
 // background once the journal has grown enough.
 void Controller::compactState() {
   PersistedState s;
-  s.ports = intent_.ports;
-  s.remotes.reserve(intent_.remotes.size());
-  for (const auto& r : intent_.remotes)
+  s.ports = admission_.intent().ports;
+  s.remotes.reserve(admission_.intent().remotes.size());
+  for (const auto& r : admission_.intent().remotes)
     if (!r.learned()) s.remotes.push_back(r);  // the kernel is their source
-  s.extra["vf_pool"] = vf_pool_.toJson();
+  s.extra["vf_pool"] = admission_.vfPool().toJson();
   store_.compactInBackground(std::move(s));
 }
 
@@ -212,11 +206,7 @@ void Controller::handleBatch(const std::vector<control::Request>& batch,
   using Micros = std::chrono::duration<double, std::micro>;
   const auto t_start = SteadyClock::now();
   auto t_persisted = t_start, t_reconciled = t_start;
-  undo_.clear();
-  mutations_.clear();
-  journal_.clear();
-  touched_ports_.clear();
-  touched_remotes_.clear();
+  admission_.beginBatch();
 
   // Admission, in place: each request is admitted against the intent as the
   // ones before it left it; a refused one (or one whose admission threw)
@@ -235,17 +225,17 @@ void Controller::handleBatch(const std::vector<control::Request>& batch,
     }
     if (!isMutation(req)) continue;  // reads are answered after the mutations of this batch
     const std::string& op = op_it->get_ref<const std::string&>();
-    const Marks mark = marks();
+    const Admission::Marks mark = admission_.marks();
     Result<json> result = json();
     try {
       result = admit(req);
     } catch (...) {
-      rollback(mark);
+      admission_.rollback(mark);
       replies[i] = internalErrorReply(req, describeCurrentException());
       continue;
     }
     if (!result) {
-      rollback(mark);
+      admission_.rollback(mark);
       ++refused;
       spdlog::warn("refused {}: {}", op, result.error().describe());
       replies[i] = control::errorReply(result.error());
@@ -257,7 +247,7 @@ void Controller::handleBatch(const std::vector<control::Request>& batch,
 
   counters_.requests_refused += refused;
   const auto t_admitted = SteadyClock::now();
-  const bool changed = !undo_.empty();
+  const bool changed = !admission_.log().undo.empty();
   if (changed) {
     // The batch's journal record is written and fdatasync'ed on a worker
     // while this thread programs the devices: the wait for the disk (most of
@@ -266,9 +256,9 @@ void Controller::handleBatch(const std::vector<control::Request>& batch,
     // not durable. If the write fails, the intent is rolled back and a full
     // pass at once removes what the devices got for it (as after a crash
     // between the two, where the restart's full pass does it).
-    // Reconciling touches neither store_ nor journal_.
-    auto saving = std::async(std::launch::async, [this] { return store_.append(journal_); });
-    for (const auto& c : mutations_) spdlog::info("{}", c);
+    // Reconciling touches neither store_ nor admission_.log().journal.
+    auto saving = std::async(std::launch::async, [this] { return store_.append(admission_.log().journal); });
+    for (const auto& c : admission_.log().mutations) spdlog::info("{}", c);
     std::optional<PassResult> pass;
     std::exception_ptr reconcile_error;
     try {
@@ -281,7 +271,7 @@ void Controller::handleBatch(const std::vector<control::Request>& batch,
     try {
       st = saving.get();
     } catch (...) {
-      rollback({});  // nothing acknowledged: the intent stays as it was
+      admission_.rollback({});  // nothing acknowledged: the intent stays as it was
       requestFullPass();
       throw;
     }
@@ -290,7 +280,7 @@ void Controller::handleBatch(const std::vector<control::Request>& batch,
       ++counters_.state_save_failures;
       spdlog::error("state: {}; the batch is refused and its device changes undone",
                     st.error().describe());
-      rollback({});
+      admission_.rollback({});
       requestFullPass();
       for (auto i : accepted) replies[i] = control::errorReply(st.error());
       accepted.clear();
@@ -301,11 +291,11 @@ void Controller::handleBatch(const std::vector<control::Request>& batch,
     if (reconcile_error) std::rethrow_exception(reconcile_error);
     if (pass) scheduleRetry(*pass, false);
   }
-  undo_.clear();
+  admission_.log().undo.clear();
   // A large batch (a remote.sync of 100 k) leaves megabytes of parsed
   // requests and plans freed: give them back to the system, so that the
   // process's size follows what it holds.
-  if (journal_.size() >= kLargeBatch) ::malloc_trim(0);
+  if (admission_.log().journal.size() >= kLargeBatch) ::malloc_trim(0);
   for (std::size_t k = 0; k < accepted.size(); ++k) {
     json result = std::move(accepted_results[k]);
     if (result.contains("port") && result["port"].is_object()) {
@@ -323,7 +313,7 @@ void Controller::handleBatch(const std::vector<control::Request>& batch,
     spdlog::debug(
         "batch of {} requests ({} changes): admit {:.0f} us, persist {:.0f} us, reconcile {:.0f} "
         "us, replies {:.0f} us",
-        batch.size(), mutations_.size(), Micros(t_admitted - t_start).count(),
+        batch.size(), admission_.log().mutations.size(), Micros(t_admitted - t_start).count(),
         // persist: the wait for the state write beyond the device work it
         // overlaps; reconcile: the device work.
         changed ? Micros(t_persisted - t_reconciled).count() : 0.0,
@@ -352,7 +342,7 @@ void Controller::tick() {
   if (now >= next_claim_) expireClaims();
   stepTraffic(now);
   // The warm vDPA pool refills between requests, a few devices per turn.
-  if (!full_pass_ && vdpa_.wantsWork()) vdpa_.refill(kPoolCreatesPerTick, vf_pool_);
+  if (!full_pass_ && vdpa_.wantsWork()) vdpa_.refill(kPoolCreatesPerTick, admission_.vfPool());
   if (!full_pass_) {
     if (now >= next_full_) {
       next_full_ = now + options_.reconcile_interval;
@@ -382,9 +372,9 @@ std::string Controller::metricsText(const control::ServerCounters* server) const
   MetricsRegistry m;
   const auto& c = applier_->counters();
   m.describe("nicoffload_ports", "gauge", "Ports (VM NICs) in the intent.");
-  m.set("nicoffload_ports", "", static_cast<double>(intent_.ports.size()));
+  m.set("nicoffload_ports", "", static_cast<double>(admission_.intent().ports.size()));
   m.describe("nicoffload_remotes", "gauge", "Remote endpoints in the intent.");
-  m.set("nicoffload_remotes", "", static_cast<double>(intent_.remotes.size()));
+  m.set("nicoffload_remotes", "", static_cast<double>(admission_.intent().remotes.size()));
   m.describe("nicoffload_rules", "gauge", "Flow rules in effect by placement.");
   m.set("nicoffload_rules", "placement=\"hw\"", static_cast<double>(c.hw));
   m.set("nicoffload_rules", "placement=\"sw\"", static_cast<double>(c.sw));
@@ -500,8 +490,73 @@ std::string Controller::metricsText(const control::ServerCounters* server) const
     m.set("nicoffload_control_requests_total", "outcome=\"timed_out\"",
           static_cast<double>(server->timed_out));
   }
-  learnedMetrics(m);
+  if (learned_) learned_->metrics(m, admission_, watcherCounters());
   return m.render() + traffic_metrics_;
 }
 
-}  // namespace nicoffload::offload
+// --- routes learned from the kernel: the route watcher's events into the
+// intent (LearnedRoutes), then reconciled like a batch ---
+
+std::string Controller::learnedUnderlayUse(Ipv4Addr address) const {
+  return learned_ ? learned_->underlayUse(address) : std::string();
+}
+
+offload::RouteWatcherCounters Controller::watcherCounters() const {
+  return backends_.routes ? backends_.routes->counters() : offload::RouteWatcherCounters{};
+}
+
+int Controller::routeWatcherFd() const {
+  return backends_.routes ? backends_.routes->fd() : -1;
+}
+
+void Controller::pollRoutes() {
+  if (!backends_.routes) return;
+  auto ev = backends_.routes->poll(kRouteMessagesPerTurn);
+  if (!ev) {
+    spdlog::warn("route watcher: {}", ev.error().describe());
+    return;
+  }
+  applyRouteEvents(*ev);
+}
+
+void Controller::applyRouteEvents(const offload::RouteEvents& events, bool reconcile_now) {
+  if (!learned_) return;
+  learned_->count(events);
+  if (events.empty()) return;
+  admission_.beginBatch();
+  const auto applied =
+      learned_->apply(events, admission_, [this](std::vector<model::UnderlayNextHop> hops) {
+        // The planner writes next-hop MACs from the host's next_hops.
+        host_.next_hops = hops;
+        admission_.setNextHops(std::move(hops));
+        previous_planner_ = std::move(planner_);
+        planner_ = std::make_unique<flowrules::OwnerPlanner>(host_, profile_);
+      });
+  finishInternalBatch(reconcile_now);
+  if (applied.route_changes + applied.hops_moved > 0)
+    spdlog::info("routes: {} route changes, {} next hops moved; {} remotes learned",
+                 applied.route_changes, applied.hops_moved, learned_->size());
+}
+
+void Controller::finishInternalBatch(bool reconcile_now) {
+  admission_.log().journal.clear();  // never persisted: the kernel is the source
+  if (!admission_.log().remotes.empty() && reconcile_now) {
+    const auto pass = reconcileTouched();
+    scheduleRetry(pass, false);
+  }
+  previous_planner_.reset();
+  admission_.log().undo.clear();
+}
+
+void Controller::reinstateLearned() {
+  if (!learned_ || learned_->empty()) return;
+  std::vector<Ipv4Addr> back;
+  for (const auto& [address, before] : admission_.log().remotes)
+    if (learned_->routed(address) && !findRemote(address)) back.push_back(address);
+  if (back.empty()) return;
+  admission_.beginBatch();
+  learned_->reinstate(back, admission_);
+  finishInternalBatch(true);
+}
+
+}  // namespace nicoffload::daemon

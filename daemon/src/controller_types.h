@@ -18,7 +18,7 @@
 
 #include "nicoffload/daemon/controller.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 
 // --- the full pass: the safety net ---
 //
@@ -43,46 +43,11 @@ struct Controller::FullPassComputed {
   std::vector<flowrules::FlowRule> upsert;
   std::vector<flowrules::HwApplier::HeldRule> remove;
   std::vector<flowrules::RuleDependency> dependencies;
-  std::optional<SwChanges> sw;  // null: no software path, or the read-back failed
+  std::optional<offload::SwChanges> sw;  // null: no software path, or the read-back failed
   std::optional<Error> read_back_error;
   flowrules::CouplingCounts coupling;
   std::size_t sw_objects = 0;
   std::size_t rules = 0;
-};
-
-// Routes and next hops learned from the kernel (learned_routes.cc).
-struct Controller::Learned {
-  std::vector<model::UnderlayNextHop> static_hops;  // underlay.next_hops: overrides
-  std::unordered_map<Ipv4Addr, LearnedRoute> routes;  // as the kernel holds them
-  std::unordered_map<Ipv4Addr, MacAddr> neighbours;   // resolved uplink neighbours
-  std::unordered_map<Ipv4Addr, std::string> refused;  // learned, not followed: why
-  // The uplink's addresses (the subnets it is on), from the watcher.
-  std::vector<Ipv4Prefix> uplink_prefixes;
-  // Every next hop of every learned route (ECMP: all of them, not only the
-  // chosen one), with the number of routes listing it: the underlay's
-  // addresses, never remotes themselves, whatever the order they arrived in.
-  std::unordered_map<Ipv4Addr, std::uint32_t> hop_refs;
-  std::uint64_t route_events = 0;
-  std::uint64_t neighbour_events = 0;
-  std::uint64_t resyncs = 0;
-  std::string last_resync_reason;
-  SteadyClock::time_point last_resync{};
-  std::chrono::system_clock::time_point last_resync_wall{};
-  static constexpr std::chrono::seconds kRateWindow{10};
-  std::deque<std::pair<SteadyClock::time_point, std::size_t>> window;  // events per poll
-  // learnedStatusJson(false): the last one computed, and when.
-  mutable nlohmann::json status_cache;
-  mutable SteadyClock::time_point status_cached_at{};
-
-  // Why `a` is an address of the underlay (a next hop, a neighbour on the
-  // uplink, the uplink's own address or subnet), or empty.
-  std::string underlayUse(Ipv4Addr a, const model::HostConfig& host) const;
-  // The MAC of an underlay next hop: the static override, else the kernel's.
-  std::optional<MacAddr> macOf(Ipv4Addr hop) const;
-  // The next hop a route's remote goes through (ECMP: see learned_routes.cc).
-  Ipv4Addr choose(const LearnedRoute& route) const;
-  void noteEvents(SteadyClock::time_point now, std::size_t n);
-  double eventsPerSecond(SteadyClock::time_point now) const;
 };
 
 struct Controller::FullPass {
@@ -120,13 +85,9 @@ struct Controller::BulkJob {
   // runs), then persisted and applied in slices (a journal record each).
   enum class Phase : std::uint8_t { kAdmit, kRemoveGone, kApply };
   Phase phase = Phase::kAdmit;
-  std::optional<SyncAdmission> sync;
+  std::optional<Admission::SyncAdmission> sync;
   nlohmann::json result;
-  std::vector<Undo> undo;
-  std::vector<std::string> mutations;
-  std::vector<Mutation> journal;
-  TouchedPorts touched_ports;  // stays empty: a sync touches remotes only
-  std::unordered_map<Ipv4Addr, std::optional<model::RemoteEndpoint>> touched_remotes;
+  Admission::Log log;  // its touched ports stay empty: a sync touches remotes only
   std::vector<Ipv4Addr> to_apply;  // touched_remotes' keys, reconciled in slices
   std::size_t applied = 0;
 
@@ -164,4 +125,4 @@ struct Controller::TrafficSweep {
   std::string first_failure;
 };
 
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

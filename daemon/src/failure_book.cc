@@ -5,7 +5,7 @@
 
 #include "nicoffload/daemon/control.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 
 using json = nlohmann::json;
 using std::chrono::milliseconds;
@@ -128,4 +128,4 @@ json FailureBook::summaryJson(Clock::time_point now, std::size_t listed) const {
           {"oldest", list}};
 }
 
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

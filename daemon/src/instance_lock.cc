@@ -9,7 +9,7 @@
 #include <cstring>
 #include <string>
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 namespace {
 
 Error ioError(const InstanceLockPath& lock, const std::string& what, int err) {
@@ -121,4 +121,4 @@ Result<std::vector<InstanceLock>> acquireInstanceLocks(const model::HostConfig& 
   return held;
 }
 
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

@@ -4,7 +4,7 @@
 
 #include <cstdio>
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 
 void MetricsRegistry::set(const std::string& name, const std::string& labels, double value) {
   families_[name].samples[labels] = value;
@@ -70,4 +70,4 @@ void MetricsServer::publish(std::string text) {
   impl_->text = std::move(text);
 }
 
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

@@ -138,7 +138,7 @@ Result<LoadedConfig> loadConfig(const DaemonArgs& args) {
 }
 
 // --check: the state loads too; one line says what was read.
-int checkOnly(const DaemonArgs& args, const LoadedConfig& cfg, offload::StateStore& store) {
+int checkOnly(const DaemonArgs& args, const LoadedConfig& cfg, daemon::StateStore& store) {
   auto state = store.load();
   if (!state) return fatal(state.error());
   std::printf("config %s ok; profile %s; state %s: %zu ports, %zu remotes\n", args.config.c_str(),
@@ -149,10 +149,10 @@ int checkOnly(const DaemonArgs& args, const LoadedConfig& cfg, offload::StateSto
 
 // One daemon per host, decided before any backend is opened: a second
 // instance must not adopt (and so rewrite) the first one's device.
-Result<std::vector<offload::InstanceLock>> takeInstanceLocks(const model::HostConfig& host) {
-  auto locks = offload::acquireInstanceLocks(host);
+Result<std::vector<daemon::InstanceLock>> takeInstanceLocks(const model::HostConfig& host) {
+  auto locks = daemon::acquireInstanceLocks(host);
   if (!locks) return locks.error();
-  if (auto alone = offload::control::ensureNoDaemonListens(host.socket_path); !alone)
+  if (auto alone = daemon::control::ensureNoDaemonListens(host.socket_path); !alone)
     return alone.error();
   for (const auto& lock : *locks) spdlog::info("holding {}", lock.path());
   return locks;
@@ -178,7 +178,7 @@ struct OpenedBackends {
   // The simulated NIC keeps a /sys-shaped tree next to the simulated flow
   // table; its nic and vdpa backends refer to it.
   std::unique_ptr<offload::SimPf> sim_nic;
-  offload::Backends backends;
+  daemon::Backends backends;
 };
 
 using SimPfOpening = std::future<Result<std::unique_ptr<offload::SimPf>>>;
@@ -278,14 +278,14 @@ Result<OpenedBackends> openBackends(const model::HostConfig& host, const model::
 
 // The control API on a root-only unix socket, which also wakes the loop for
 // the controller's route watcher.
-Result<std::unique_ptr<offload::control::Server>> openControlServer(
-    const model::HostConfig& host, offload::Controller& controller) {
-  offload::control::Server::Options sopts;
+Result<std::unique_ptr<daemon::control::Server>> openControlServer(
+    const model::HostConfig& host, daemon::Controller& controller) {
+  daemon::control::Server::Options sopts;
   sopts.socket_path = host.socket_path;
   sopts.max_request_bytes = host.max_request_bytes;
   sopts.allowed_uids = {0};
   if (::geteuid() != 0) sopts.allowed_uids.push_back(::geteuid());
-  auto server = offload::control::Server::open(sopts);
+  auto server = daemon::control::Server::open(sopts);
   if (!server) return server.error();
   if (const int fd = controller.routeWatcherFd(); fd >= 0)
     if (auto s = (*server)->watchFd(fd); !s) return s.error();
@@ -293,12 +293,12 @@ Result<std::unique_ptr<offload::control::Server>> openControlServer(
 }
 
 // The Prometheus endpoint on loopback; null when metrics_listen is empty.
-Result<std::unique_ptr<offload::MetricsServer>> startMetrics(const model::HostConfig& host) {
-  if (host.metrics_listen.empty()) return std::unique_ptr<offload::MetricsServer>();
+Result<std::unique_ptr<daemon::MetricsServer>> startMetrics(const model::HostConfig& host) {
+  if (host.metrics_listen.empty()) return std::unique_ptr<daemon::MetricsServer>();
   const auto colon = host.metrics_listen.rfind(':');
   std::string mhost = host.metrics_listen.substr(0, colon);
   if (mhost == "[::1]") mhost = "::1";
-  auto m = offload::MetricsServer::start(mhost, std::stoi(host.metrics_listen.substr(colon + 1)));
+  auto m = daemon::MetricsServer::start(mhost, std::stoi(host.metrics_listen.substr(colon + 1)));
   if (!m) return m.error();
   spdlog::info("metrics on http://{}/metrics", host.metrics_listen);
   return m;
@@ -316,8 +316,8 @@ void installSignalHandlers() {
 
 // The loop, until SIGTERM or SIGINT: requests, bulk slices, learned routes,
 // the controller's tick, metrics.
-void serve(offload::Controller& ctl, offload::control::Server& srv,
-           offload::MetricsServer* metrics) {
+void serve(daemon::Controller& ctl, daemon::control::Server& srv,
+           daemon::MetricsServer* metrics) {
   if (metrics) metrics->publish(ctl.metricsText(&srv.counters()));
   while (true) {
     const int sig = g_signal.exchange(0);
@@ -363,7 +363,7 @@ int run(int argc, char** argv) {
   const model::HostConfig& host = loaded_config->host;
   const model::HwProfile& profile = loaded_config->profile;
 
-  offload::StateStore store(host.state_dir, {.compact_journal_bytes = host.journal_compact_bytes});
+  daemon::StateStore store(host.state_dir, {.compact_journal_bytes = host.journal_compact_bytes});
   if (args.check_only) return checkOnly(args, *loaded_config, store);
 
   auto locks = takeInstanceLocks(host);
@@ -393,11 +393,11 @@ int run(int argc, char** argv) {
   auto opened = openBackends(host, profile, sim_pf_opening, timer);
   if (!opened) return fatal(opened.error());
 
-  offload::ControllerOptions options;
+  daemon::ControllerOptions options;
   options.reconcile_interval = std::chrono::milliseconds(host.reconcile_interval_ms);
   auto loaded_state = loading.get();
   if (!loaded_state) return fatal(loaded_state.error());
-  auto controller = offload::Controller::start(host, profile, std::move(opened->backends),
+  auto controller = daemon::Controller::start(host, profile, std::move(opened->backends),
                                                std::move(store), options, std::move(*loaded_state));
   if (!controller) return fatal(controller.error());
 

@@ -6,29 +6,30 @@
 #include "controller_types.h"
 #include "request_fields.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 
 std::span<const Controller::Op> Controller::ops() {
   using K = OpKind;
+  // A handler is the part that serves the op; `c` is the controller.
   static const Op kOps[] = {
       // name            kind          batch  waits  handler
-      {"status",         K::kRead,     false, false, &Controller::readStatus},
-      {"port.add",       K::kMutation, true,  false, &Controller::admitPortAdd},
-      {"port.remove",    K::kMutation, true,  false, &Controller::admitPortRemove},
-      {"port.get",       K::kRead,     false, false, &Controller::readPortGet},
-      {"port.list",      K::kRead,     false, false, &Controller::readPortList},
-      {"remote.add",     K::kMutation, true,  true,  &Controller::admitRemoteAdd},
-      {"remote.remove",  K::kMutation, true,  true,  &Controller::admitRemoteRemove},
-      {"remote.sync",    K::kMutation, true,  true,  &Controller::admitRemoteSync},
-      {"remote.list",    K::kRead,     false, false, &Controller::readRemoteList},
-      {"batch",          K::kMutation, false, true,  &Controller::admitBatch},
-      {"rules",          K::kRead,     false, false, &Controller::readRules},
-      {"explain",        K::kRead,     false, false, &Controller::readExplain},
-      {"trace",          K::kRead,     false, false, &Controller::readTraceOp},
-      {"counters",       K::kRead,     false, false, &Controller::readCounters},
-      {"traffic",        K::kRead,     false, false, &Controller::readTraffic},
-      {"sim.send",       K::kRead,     false, false, &Controller::simSend},
-      {"reconcile",      K::kRead,     false, true,  &Controller::runReconcile},
+      {"status",         K::kRead,     false, false, [](Controller& c, const json& r) { return c.readStatus(r); }},
+      {"port.add",       K::kMutation, true,  false, [](Controller& c, const json& r) { return c.admission_.portAdd(r); }},
+      {"port.remove",    K::kMutation, true,  false, [](Controller& c, const json& r) { return c.admission_.portRemove(r); }},
+      {"port.get",       K::kRead,     false, false, [](Controller& c, const json& r) { return c.readPortGet(r); }},
+      {"port.list",      K::kRead,     false, false, [](Controller& c, const json& r) { return c.readPortList(r); }},
+      {"remote.add",     K::kMutation, true,  true,  [](Controller& c, const json& r) { return c.admission_.remoteAdd(r); }},
+      {"remote.remove",  K::kMutation, true,  true,  [](Controller& c, const json& r) { return c.admission_.remoteRemove(r); }},
+      {"remote.sync",    K::kMutation, true,  true,  [](Controller& c, const json& r) { return c.admission_.remoteSync(r); }},
+      {"remote.list",    K::kRead,     false, false, [](Controller& c, const json& r) { return c.readRemoteList(r); }},
+      {"batch",          K::kMutation, false, true,  [](Controller& c, const json& r) { return c.admitBatch(r); }},
+      {"rules",          K::kRead,     false, false, [](Controller& c, const json& r) { return c.readRules(r); }},
+      {"explain",        K::kRead,     false, false, [](Controller& c, const json& r) { return c.readExplain(r); }},
+      {"trace",          K::kRead,     false, false, [](Controller& c, const json& r) { return c.readTrace(r); }},
+      {"counters",       K::kRead,     false, false, [](Controller& c, const json& r) { return c.readCounters(r); }},
+      {"traffic",        K::kRead,     false, false, [](Controller& c, const json& r) { return c.readTraffic(r); }},
+      {"sim.send",       K::kRead,     false, false, [](Controller& c, const json& r) { return c.simSend(r); }},
+      {"reconcile",      K::kRead,     false, true,  [](Controller& c, const json& r) { return c.runReconcile(r); }},
   };
   return kOps;
 }
@@ -64,7 +65,7 @@ Result<json> Controller::admit(const json& request) {
   const Op* op = findOp(request);
   if (!op || op->kind != OpKind::kMutation)
     return makeError(ErrorCode::kInternal, "op", request.value("op", std::string()), "not a mutation");
-  return (this->*op->handler)(request);
+  return op->handler(*this, request);
 }
 
 Result<json> Controller::read(const json& request) {
@@ -77,10 +78,41 @@ Result<json> Controller::read(const json& request) {
   }
   if (op->kind != OpKind::kRead)
     return makeError(ErrorCode::kInternal, "op", std::string(op->name), "not a read");
-  return (this->*op->handler)(request);
+  return op->handler(*this, request);
 }
 
-// A `trace` through the table (readTrace is const; the table's handlers are not).
-Result<json> Controller::readTraceOp(const json& request) { return readTrace(request); }
+// Several mutations in one request, all or nothing: the first refusal
+// undoes the ones before it and names its position.
+Result<json> Controller::admitBatch(const json& request) {
+  if (auto s = onlyKeys(request, {"ops"}); !s) return s.error();
+  const auto found = requiredArray(request, "ops", "mutation requests");
+  if (!found) return found.error();
+  const json* ops = *found;
+  const Admission::Marks mark = admission_.marks();
+  json results = json::array();
+  for (std::size_t i = 0; i < ops->size(); ++i) {
+    const json& op = (*ops)[i];
+    const std::string path = "ops[" + std::to_string(i) + "]";
+    const auto name = op.is_object() ? op.find("op") : op.end();
+    const Op* spec = findOp(op);
+    if (!spec || !spec->in_batch) {
+      admission_.rollback(mark);
+      return requestError(ErrorCode::kInvalidValue, path + ".op",
+                          name != op.end() ? echoOf(*name) : "",
+                          "each op of a batch is a mutation: " + opNames(true));
+    }
+    auto r = admit(op);
+    if (!r) {
+      admission_.rollback(mark);
+      Error e = r.error();
+      e.field = path + "." + e.field;
+      e.message = path + " (" + name->get<std::string>() + "): " + e.message +
+                  "; nothing of the batch was applied";
+      return e;
+    }
+    results.push_back(std::move(r).value());
+  }
+  return json{{"results", std::move(results)}};
+}
 
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

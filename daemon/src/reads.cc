@@ -16,7 +16,7 @@
 #include "nicoffload/flowrules/render.h"
 #include "request_fields.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 
 json Controller::portJson(const model::Port& port, bool rule_list) const {
   // The port's rules re-planned (cheap: a handful, with the planner's
@@ -94,15 +94,11 @@ json Controller::portFailuresJson(const model::Port& port) const {
   return out;
 }
 
-std::vector<std::uint32_t> Controller::portVnis() const {
-  std::vector<std::uint32_t> out;
-  for (const auto& [vni, n] : port_vni_refs_) out.push_back(vni);
-  return out;
-}
+std::vector<std::uint32_t> Controller::portVnis() const { return derived_refs_.portVnis(); }
 
 std::size_t Controller::plannedRuleCount() const {
-  std::size_t n = planner_->hostRules(portVnis()).size() + intent_.remotes.size();
-  for (const auto& p : intent_.ports)
+  std::size_t n = planner_->hostRules(portVnis()).size() + admission_.intent().remotes.size();
+  for (const auto& p : admission_.intent().ports)
     if (auto r = planner_->portRules(p)) n += r->size();
   return n;
 }
@@ -120,7 +116,7 @@ std::vector<flowrules::FlowRule> Controller::plannedRules(std::size_t offset,
       out.push_back(std::move(r));
     }
   };
-  for (const auto& p : intent_.ports) {
+  for (const auto& p : admission_.intent().ports) {
     if (out.size() >= limit) return out;
     if (auto r = planner_->portRules(p)) {
       if (offset >= r->size()) {
@@ -132,9 +128,9 @@ std::vector<flowrules::FlowRule> Controller::plannedRules(std::size_t offset,
   }
   auto host = planner_->hostRules(portVnis());
   take(host);
-  if (offset >= intent_.remotes.size()) return out;
-  for (std::size_t i = offset; i < intent_.remotes.size() && out.size() < limit; ++i)
-    out.push_back(planner_->remoteRule(intent_.remotes[i]));
+  if (offset >= admission_.intent().remotes.size()) return out;
+  for (std::size_t i = offset; i < admission_.intent().remotes.size() && out.size() < limit; ++i)
+    out.push_back(planner_->remoteRule(admission_.intent().remotes[i]));
   return out;
 }
 
@@ -142,14 +138,14 @@ std::optional<flowrules::FlowRule> Controller::plannedRule(flowrules::RuleId id)
   const auto* applied = applier_->find(id);
   if (!applied) return std::nullopt;
   const auto owner = applied->rule.owner;
-  for (const auto& p : intent_.ports)
+  for (const auto& p : admission_.intent().ports)
     if (flowrules::portOwner(p.key) == owner)
       if (auto rules = planner_->portRules(p))
         for (auto& r : *rules)
           if (r.id == id) return std::move(r);
   for (auto& r : planner_->hostRules(portVnis()))
     if (r.id == id) return std::move(r);
-  for (const auto& remote : intent_.remotes)
+  for (const auto& remote : admission_.intent().remotes)
     if (flowrules::remoteOwner(remote.address) == owner) {
       auto r = planner_->remoteRule(remote);
       if (r.id == id) return r;
@@ -184,7 +180,7 @@ json Controller::statusJson() const {
   const auto uptime =
       std::chrono::duration_cast<std::chrono::seconds>(options_.now() - started_).count();
   std::size_t degraded = 0;
-  for (const auto& p : intent_.ports)
+  for (const auto& p : admission_.intent().ports)
     if (portJson(p, false)["state"] == "degraded") ++degraded;
   return {{"host", host_.name},
           {"profile", profile_.name},
@@ -192,24 +188,25 @@ json Controller::statusJson() const {
           {"backends",
            {{"flow", applier_->backend().capabilities().backend},
             {"software_path", backends_.software_path ? "kernel" : "none"}}},
-          {"ports", intent_.ports.size()},
+          {"ports", admission_.intent().ports.size()},
           {"ports_degraded", degraded},
           {"ports_tentative",
            {{"held", tentativeCount()},
             {"ttl_s", host_.tentative_ttl_ms / 1000.0},
             {"expired", counters_.tentative_expired}}},
-          {"remotes", intent_.remotes.size()},
+          {"remotes", admission_.intent().remotes.size()},
           {"vfs",
-           {{"pf", vf_pool_.pfPci()},
-            {"assigned", vf_pool_.assignedCount()},
-            {"free", vf_pool_.freeCount()}}},
+           {{"pf", admission_.vfPool().pfPci()},
+            {"assigned", admission_.vfPool().assignedCount()},
+            {"free", admission_.vfPool().freeCount()}}},
           {"vdpa_pool", vdpa_.poolJson()},
           {"rules", {{"hw", c.hw}, {"sw", c.sw}, {"refused", c.refused()}}},
           {"software_path",
            {{"objects", sw_objects_}, {"failed", failures_.count(FailureBook::Kind::kKernel)}}},
           {"failures", failures_.summaryJson(options_.now(), kFailuresListed)},
           {"last_pass", last_pass_summary_},
-          {"routes", learnedStatusJson()},
+          {"routes", learned_ ? learned_->statusJson(admission_, watcherCounters())
+                              : json{{"enabled", false}}},
           {"full_pass_running", full_pass_ != nullptr},
           {"memory", memoryJson()},
           {"uptime_s", uptime},
@@ -256,7 +253,7 @@ Result<json> Controller::readPortList(const json& req) {
     vm = std::move(uuid).value();
   }
   json out = json::array();
-  for (const auto& p : intent_.ports)
+  for (const auto& p : admission_.intent().ports)
     if (!vm || p.key.vm == *vm) out.push_back(portJson(p, false));
   return out;
 }
@@ -264,7 +261,10 @@ Result<json> Controller::readPortList(const json& req) {
 // The "remote.list" op.
 Result<json> Controller::readRemoteList(const json& req) {
   auto fail = [](Error e) { return e; };
-  if (req.contains("refused")) return refusedRoutes(req);  // learned routes not followed
+  if (req.contains("refused")) {  // learned routes not followed (none without a watcher)
+    if (learned_) return learned_->refusedList(req);
+    return LearnedRoutes(host_, options_.now).refusedList(req);
+  }
   if (auto s = onlyKeys(req, {"offset", "limit", "origin"}); !s) return fail(s.error());
   auto page = pageOf(req);
   if (!page) return fail(page.error());
@@ -284,11 +284,11 @@ Result<json> Controller::readRemoteList(const json& req) {
   };
   std::size_t total = 0;
   if (!origin) {
-    total = intent_.remotes.size();
+    total = admission_.intent().remotes.size();
     for (std::size_t i = page->offset; i < total && list.size() < page->limit; ++i)
-      push(intent_.remotes[i]);
+      push(admission_.intent().remotes[i]);
   } else {
-    for (const auto& r : intent_.remotes) {
+    for (const auto& r : admission_.intent().remotes) {
       if (r.origin != *origin) continue;
       if (total++ >= page->offset && list.size() < page->limit) push(r);
     }
@@ -348,7 +348,8 @@ Result<json> Controller::readExplain(const json& req) {
   // A remote's egress rule: where its route came from and which next hop.
   if (eff.cls == flowrules::RuleClass::kRoutedEgress && eff.pattern.size() > 1)
     if (const auto* ip = std::get_if<flowrules::Ipv4Item>(&eff.pattern[1]))
-      if (json route = learnedExplain(ip->dst); !route.is_null()) out["route"] = std::move(route);
+      if (json route = learned_ ? learned_->explain(ip->dst, findRemote(ip->dst)) : json();
+          !route.is_null()) out["route"] = std::move(route);
   return out;
 }
 
@@ -404,4 +405,4 @@ Result<json> Controller::runReconcile(const json& req) {
   return reconcileAll();
 }
 
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

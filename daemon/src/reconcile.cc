@@ -20,7 +20,7 @@
 #include "nicoffload/flowrules/render.h"
 #include "request_fields.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 
 namespace {
 
@@ -43,7 +43,7 @@ bool isVxlanDevice(std::string_view dev) {
 
 // Removes, then applies, kernel objects; each failure is counted, kept for
 // the port's status and logged. Returns how many failed.
-std::size_t Controller::driveKernel(const SwChanges& changes, PassResult& result) {
+std::size_t Controller::driveKernel(const offload::SwChanges& changes, PassResult& result) {
   auto& path = *backends_.software_path;
   const auto removed = path.remove(changes.remove);
   const auto applied = path.apply(changes.apply);
@@ -74,8 +74,8 @@ void Controller::noteFlowReport(const flowrules::HwApplyReport& hw, PassResult& 
 
 Controller::FullPassComputed Controller::computeFullPass(
     const model::Intent& intent, const model::HwProfile& profile,
-    const std::vector<flowrules::HwApplier::HeldRule>& held, SoftwarePath* path,
-    ReadBackScope scope) {
+    const std::vector<flowrules::HwApplier::HeldRule>& held, offload::SoftwarePath* path,
+    offload::ReadBackScope scope) {
   FullPassComputed out;
   flowrules::DesiredState plan;
   out.planned = flowrules::planInto(intent, profile, {.skip_validation = true}, plan);
@@ -108,7 +108,7 @@ Controller::FullPassComputed Controller::computeFullPass(
   if (path) {
     auto rb = path->readBack(plan.sw, scope);
     if (rb) {
-      out.sw = splitDiff(flowrules::diff(plan.sw, *rb));
+      out.sw = offload::splitDiff(flowrules::diff(plan.sw, *rb));
     } else {
       out.read_back_error = rb.error();
     }
@@ -154,7 +154,7 @@ std::optional<Controller::PassResult> Controller::stepFullPass(bool inline_all) 
     // Nothing changed since the last clean pass: its plan and read-back
     // would find what it found. (The software path is asked every time, so
     // that what it reports covers the span since the previous pass.)
-    SoftwarePath* sw = backends_.software_path.get();
+    offload::SoftwarePath* sw = backends_.software_path.get();
     const bool sw_changed = !sw || sw->changedSinceLastAsked();
     const char* why = pass.force                          ? "asked for"
                       : !pass.verify                      ? "the first after adoption"
@@ -176,18 +176,18 @@ std::optional<Controller::PassResult> Controller::stepFullPass(bool inline_all) 
     pass.phase = FullPass::Phase::kCompute;
     pass.copied = true;
     failures_.beginSweep(FailureBook::Kind::kKernel);
-    SoftwarePath* path = backends_.software_path.get();
-    const ReadBackScope scope{host_.route_table, host_.route_protocol};
+    offload::SoftwarePath* path = backends_.software_path.get();
+    const offload::ReadBackScope scope{host_.route_table, host_.route_protocol};
     if (inline_all || !options_.background_full_pass) {
       std::promise<FullPassComputed> done;
       try {
-        done.set_value(computeFullPass(intent_, profile_, applier_->heldRules(), path, scope));
+        done.set_value(computeFullPass(admission_.intent(), profile_, applier_->heldRules(), path, scope));
       } catch (...) {
         done.set_exception(std::current_exception());  // rethrown below, as a worker's would be
       }
       pass.computed = done.get_future();
     } else {
-      pass.computed = std::async(std::launch::async, [intent = intent_, profile = profile_,
+      pass.computed = std::async(std::launch::async, [intent = admission_.intent(), profile = profile_,
                                                       held = applier_->heldRules(), path, scope] {
         auto computed = computeFullPass(intent, profile, held, path, scope);
             // The whole plan and the read-back were transient: give their
@@ -220,7 +220,7 @@ void Controller::noteTouchedDuringFullPass(const flowrules::SoftwarePathState& s
                                            const PassResult& result) {
   if (!full_pass_ || !full_pass_->copied) return;
   auto& pass = *full_pass_;
-  for (const auto& [key, before] : touched_ports_) {
+  for (const auto& [key, before] : admission_.log().ports) {
     pass.owners.insert(flowrules::portOwner(key));
     for (const model::Port* p :
          {before ? &*before : nullptr, static_cast<const model::Port*>(findPort(key))}) {
@@ -229,7 +229,7 @@ void Controller::noteTouchedDuringFullPass(const flowrules::SoftwarePathState& s
       pass.devices.insert(p->representorName());
     }
   }
-  for (const auto& [address, before] : touched_remotes_) {
+  for (const auto& [address, before] : admission_.log().remotes) {
     pass.owners.insert(flowrules::remoteOwner(address));
     pass.addresses.insert(address);
   }
@@ -382,137 +382,32 @@ void sortState(flowrules::SoftwarePathState& s) {
   sortKind(s.rules6);
 }
 
-std::uint64_t vtepKey(std::uint32_t vni, Ipv4Addr vtep) {
-  return (std::uint64_t{vni} << 32) | vtep.value;
-}
-
 }  // namespace
 
 bool Controller::coupled() const { return coupling_.coupled(profile_, host_.underlay); }
 
 // Plans the owners the batch touched, before and after, and drives each
-// backend with the difference only. What plan() derives from many owners is
-// kept as counts: the VNIs local ports use (decap rules), the VNIs in use
-// and the remote VTEPs (VXLAN devices, FDB entries), the rules each table
-// would hold. When plan() would couple owners (a table over its capacity,
+// backend with the difference only (flowrules::planTouched: what plan()
+// derives from many owners is kept as counts in derived_refs_ and
+// coupling_). When plan() would couple owners (a table over its capacity,
 // a delivery rule in software with VXLAN) the whole intent is planned.
 Controller::PassResult Controller::reconcileTouched() {
   ++generation_;  // something changed: the next full pass plans in full (stepFullPass)
-  using flowrules::FlowRule;
-  using flowrules::Placement;
   const bool was_coupled = coupled();
   const bool vxlan = host_.underlay == model::UnderlayMode::kVxlan;
-  std::vector<FlowRule> upsert;
-  std::vector<flowrules::RuleId> remove;
-  std::vector<flowrules::RuleDependency> deps;
-  flowrules::SoftwarePathState sw_old, sw_new;  // kernel objects of the touched owners
-
-  auto count = [&](const FlowRule& r, int sign) { sign > 0 ? coupling_.add(r) : coupling_.remove(r); };
-  auto change = [&](std::vector<FlowRule> old_rules, std::vector<FlowRule> new_rules) {
-    for (const auto& r : old_rules) count(r, -1);
-    for (const auto& r : new_rules) count(r, +1);
-    for (const auto& r : old_rules)
-      if (std::none_of(new_rules.begin(), new_rules.end(),
-                       [&](const FlowRule& n) { return n.id == r.id; }))
-        remove.push_back(r.id);
-    for (auto& r : new_rules) upsert.push_back(std::move(r));
-  };
-  std::map<std::uint32_t, int> port_vni_delta, vni_delta;
-  std::unordered_map<std::uint64_t, int> vtep_delta;
-
-  for (const auto& [key, before] : touched_ports_) {
-    const model::Port* now = findPort(key);
-    std::vector<FlowRule> old_rules, new_rules;
-    if (before) {
-      if (auto r = planner_->portRules(*before)) old_rules = std::move(r).value();
-      planner_->portObjects(*before, sw_old);
-      if (vxlan) {
-        --port_vni_delta[planner_->vniOf(*before)];
-        --vni_delta[planner_->vniOf(*before)];
-      }
-    }
-    if (now) {
-      auto r = planner_->portRules(*now);
-      if (!r)
-        throw std::runtime_error("planning admitted port " + key.str() + ": " +
-                                 r.error().describe());
-      new_rules = std::move(r).value();
-      for (auto& d : flowrules::portRuleDependencies(new_rules)) deps.push_back(d);
-      planner_->portObjects(*now, sw_new);
-      if (vxlan) {
-        ++port_vni_delta[planner_->vniOf(*now)];
-        ++vni_delta[planner_->vniOf(*now)];
-      }
-    }
-    change(std::move(old_rules), std::move(new_rules));
-  }
-  for (const auto& [address, before] : touched_remotes_) {
-    const model::RemoteEndpoint* now = findRemote(address);
-    std::vector<FlowRule> old_rules, new_rules;
-    if (before) {
-      // A next hop's MAC changed: the rule as it was planned before.
-      old_rules.push_back((previous_planner_ ? *previous_planner_ : *planner_).remoteRule(*before));
-      planner_->remoteObjects(*before, sw_old);
-      if (vxlan) {
-        --vni_delta[planner_->vniOf(*before)];
-        --vtep_delta[vtepKey(planner_->vniOf(*before), *before->vtep)];
-      }
-    }
-    if (now) {
-      new_rules.push_back(planner_->remoteRule(*now));
-      planner_->remoteObjects(*now, sw_new);
-      if (vxlan) {
-        ++vni_delta[planner_->vniOf(*now)];
-        ++vtep_delta[vtepKey(planner_->vniOf(*now), *now->vtep)];
-      }
-    }
-    change(std::move(old_rules), std::move(new_rules));
-  }
-  // What appears or disappears with the first or last user of a VNI / VTEP.
-  bool derived = false;  // a VNI or a remote VTEP appeared or vanished
-  auto refs = [&derived](auto& map, auto key, int delta, auto&& appear, auto&& vanish) {
-    if (delta == 0) return;
-    const std::int64_t before = map.count(key) ? map[key] : 0;
-    const std::int64_t after = before + delta;
-    if (after <= 0) {
-      map.erase(key);
-    } else {
-      map[key] = static_cast<std::uint32_t>(after);
-    }
-    if (before == 0 && after > 0) {
-      derived = true;
-      appear();
-    }
-    if (before > 0 && after <= 0) {
-      derived = true;
-      vanish();
-    }
-  };
-  for (const auto& [vni, delta] : port_vni_delta)
-    refs(
-        port_vni_refs_, vni, delta,
-        [&, vni = vni] {
-          auto r = planner_->decapRule(vni);
-          count(r, +1);
-          deps.push_back(flowrules::decapDependency(r));
-          upsert.push_back(std::move(r));
-        },
-        [&, vni = vni] {
-          auto r = planner_->decapRule(vni);
-          count(r, -1);
-          remove.push_back(r.id);
-        });
-  for (const auto& [vni, delta] : vni_delta)
-    refs(
-        vni_refs_, vni, delta, [&, vni = vni] { planner_->vniObjects(vni, sw_new); },
-        [&, vni = vni] { planner_->vniObjects(vni, sw_old); });
-  for (const auto& [key, delta] : vtep_delta) {
-    const auto vni = static_cast<std::uint32_t>(key >> 32);
-    const Ipv4Addr vtep{static_cast<std::uint32_t>(key)};
-    refs(
-        vtep_refs_, key, delta, [&] { planner_->vtepObjects(vni, vtep, sw_new); },
-        [&] { planner_->vtepObjects(vni, vtep, sw_old); });
-  }
+  std::vector<flowrules::Touched<model::Port>> ports;
+  ports.reserve(admission_.log().ports.size());
+  for (const auto& [key, before] : admission_.log().ports)
+    ports.push_back({before ? &*before : nullptr, findPort(key)});
+  std::vector<flowrules::Touched<model::RemoteEndpoint>> remotes;
+  remotes.reserve(admission_.log().remotes.size());
+  for (const auto& [address, before] : admission_.log().remotes)
+    remotes.push_back({before ? &*before : nullptr, findRemote(address)});
+  // A next hop's MAC changed: the remotes' rules as they were planned before.
+  auto planned = flowrules::planTouched(*planner_, previous_planner_ ? *previous_planner_ : *planner_,
+                                        ports, remotes, coupling_, derived_refs_);
+  if (!planned) throw std::runtime_error(planned.error().describe());
+  auto& [upsert, remove, deps, sw_old, sw_new, derived] = *planned;
 
   if (was_coupled || coupled()) {
     spdlog::info("a hardware table is at its capacity{}: planning the whole intent",
@@ -532,11 +427,11 @@ Controller::PassResult Controller::reconcileTouched() {
     sw_objects_ -= std::min(sw_objects_, sw_old.size());
     const auto d = flowrules::diff(sw_new, sw_old);
     if (!d.empty()) {
-      const auto failed = driveKernel(splitDiff(d), result);
+      const auto failed = driveKernel(offload::splitDiff(d), result);
       spdlog::info("software path: {} objects changed ({} failed)", d.size(), failed);
     }
   }
-  reconcileDevices(result, &touched_ports_);
+  reconcileDevices(result, &admission_.log().ports);
   noteTouchedDuringFullPass(sw_old, sw_new, derived, result);
   const auto& c = applier_->counters();
   last_pass_summary_ = "incremental pass: rules hw " + std::to_string(c.hw) + ", sw " +
@@ -563,7 +458,7 @@ void Controller::reconcileDevices(PassResult& result, const TouchedPorts* touche
     }
   } else {
     flowrules::DesiredState devices;
-    flowrules::planDevices(intent_, devices);
+    flowrules::planDevices(admission_.intent(), devices);
     for (const auto& v : devices.vfs) want_vfs[v.vf] = v.mac;
     for (auto& d : devices.vdpa_devices) want_devices[d.name] = std::move(d);
     vdpa_.fullPassBegins();
@@ -609,7 +504,7 @@ void Controller::reconcileDevices(PassResult& result, const TouchedPorts* touche
     }
   }
   if (backends_.vdpa) {
-    vdpa_.reconcile(want_devices, touched ? &vf_scope : nullptr, vf_pool_, failed);
+    vdpa_.reconcile(want_devices, touched ? &vf_scope : nullptr, admission_.vfPool(), failed);
     // Links of ports that are gone (in scope) go with them.
     if (touched)
       for (const auto& [key, before] : *touched)
@@ -670,4 +565,4 @@ json Controller::reconcileAll() {
   return {{"failures", pass.failures}, {"summary", last_pass_summary_}};
 }
 
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

@@ -1,5 +1,5 @@
-// Controller: the request fields and the helpers its files share (controller.cc,
-// admission.cc, reconcile.cc, reads.cc): echoes, field readers, pages, keys.
+// The request fields and the helpers the daemon's parts share (Controller,
+// Admission, LearnedRoutes): echoes, field readers, pages, keys.
 // Private to the daemon; inline, in an anonymous namespace, as they were when
 // they all lived in controller.cc.
 #pragma once
@@ -20,7 +20,7 @@
 #include "nicoffload/flowrules/render.h"
 #include "nicoffload/trace/trace.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 namespace {
 
 using nlohmann::json;
@@ -210,4 +210,4 @@ inline std::string ruleId(const flowrules::FlowRule& r) {
 constexpr std::size_t kLargeBatch = 1000;
 
 }  // namespace
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

@@ -23,7 +23,7 @@
 #include "nicoffload/common/journal.h"
 #include "nicoffload/model/parse.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 namespace {
 
 using nlohmann::json;
@@ -560,4 +560,4 @@ StateStore::Stats StateStore::stats() const {
   return impl_->stats;
 }
 
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

@@ -9,12 +9,12 @@
 #include "nicoffload/offload/kernel_trace.h"
 #include "request_fields.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 
 Result<json> Controller::readTrace(const json& req) const {
   auto fail = [](Error e) { return e; };
   if (auto s = onlyKeys(req, {"packet"}); !s) return fail(s.error());
-  auto input = packetSpecOf(req, intent_);
+  auto input = packetSpecOf(req, admission_.intent());
   if (!input) return input.error();
 
   // The rules the applier holds, each with the placement in effect: a rule
@@ -25,7 +25,7 @@ Result<json> Controller::readTrace(const json& req) const {
   // rewrites an address, so the others cannot match, and a trace stays
   // O(ports) at 100 k remotes instead of re-planning every remote.
   std::vector<flowrules::FlowRule> planned;
-  for (const auto& p : intent_.ports)
+  for (const auto& p : admission_.intent().ports)
     if (auto r = planner_->portRules(p)) planned.insert(planned.end(), r->begin(), r->end());
   for (auto& r : planner_->hostRules(portVnis())) planned.push_back(std::move(r));
   std::set<Ipv4Addr> addresses;
@@ -42,13 +42,13 @@ Result<json> Controller::readTrace(const json& req) const {
   }
 
   trace::TraceContext ctx;
-  ctx.intent = &intent_;
+  ctx.intent = &admission_.intent();
   ctx.backend = applier_->backend().capabilities().backend;
   ctx.max_jumps = profile_.max_groups;
   std::unique_ptr<trace::KernelView> kernel;
   if (!backends_.software_path) {
     ctx.kernel_unavailable = "backends.software_path is none";
-  } else if (auto view = openKernelTraceView(host_.kernel_netns)) {
+  } else if (auto view = offload::openKernelTraceView(host_.kernel_netns)) {
     kernel = std::move(view).value();
     ctx.kernel = kernel.get();
   } else {
@@ -59,4 +59,4 @@ Result<json> Controller::readTrace(const json& req) const {
   return std::move(trace).value();
 }
 
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

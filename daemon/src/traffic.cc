@@ -15,15 +15,15 @@
 #include "nicoffload/trace/trace.h"
 #include "request_fields.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 
 void Controller::startTrafficSweep() {
   auto sweep = std::make_unique<TrafficSweep>();
   sweep->started = SteadyClock::now();
-  sweep->ports.reserve(intent_.ports.size());
-  for (const auto& p : intent_.ports) sweep->ports.push_back(p.key);
+  sweep->ports.reserve(admission_.intent().ports.size());
+  for (const auto& p : admission_.intent().ports) sweep->ports.push_back(p.key);
   sweep->read.reserve(sweep->ports.size());
-  if (SoftwarePath* path = backends_.software_path.get())
+  if (offload::SoftwarePath* path = backends_.software_path.get())
     sweep->links = std::async(std::launch::async, [path] { return path->linkTraffic(); });
   traffic_sweep_ = std::move(sweep);
 }
@@ -32,7 +32,7 @@ void Controller::startTrafficSweep() {
 // changed meanwhile (findPort is a walk of every port).
 const model::Port* Controller::sweptPort(const TrafficSweep& sweep, std::size_t index) const {
   const model::PortKey& key = sweep.ports[index];
-  if (index < intent_.ports.size() && intent_.ports[index].key == key) return &intent_.ports[index];
+  if (index < admission_.intent().ports.size() && admission_.intent().ports[index].key == key) return &admission_.intent().ports[index];
   return findPort(key);
 }
 
@@ -96,8 +96,8 @@ bool Controller::stepTrafficSweep(bool inline_all) {
     traffic_.record(p.owner, p.reading);
   }
   std::vector<flowrules::OwnerId> owners;
-  owners.reserve(intent_.ports.size());
-  for (const auto& port : intent_.ports) owners.push_back(flowrules::portOwner(port.key));
+  owners.reserve(admission_.intent().ports.size());
+  for (const auto& port : admission_.intent().ports) owners.push_back(flowrules::portOwner(port.key));
   traffic_.retainOnly(owners);
 
   auto& st = traffic_stats_;
@@ -206,7 +206,7 @@ Result<json> Controller::readTraffic(const json& req) {
   }
   if (*refresh) runTrafficSweepNow();
   json ports = json::array();
-  for (const auto& p : intent_.ports) {
+  for (const auto& p : admission_.intent().ports) {
     if (vm && p.key.vm != *vm) continue;
     ports.push_back({{"vm", p.key.vm}, {"nic", p.key.nic}, {"traffic", portTrafficJson(p)}});
   }
@@ -237,7 +237,7 @@ Result<json> Controller::simSend(const json& req) {
     if (count == 0 || count > 100000)
       return fail(requestError(ErrorCode::kInvalidValue, "count", echoOf(*it), "must be 1..100000"));
   }
-  auto input = packetSpecOf(req, intent_);
+  auto input = packetSpecOf(req, admission_.intent());
   if (!input) return input.error();
   std::optional<simnic::Delivery> last;
   for (std::uint64_t i = 0; i < count; ++i) {
@@ -282,8 +282,8 @@ void Controller::renderTrafficMetrics() {
        false, [](const T& t) { return t.tx_dropped.bytes; }, nullptr},
   };
   std::vector<std::pair<std::string, const T*>> ports;  // labels, figures
-  ports.reserve(intent_.ports.size());
-  for (const auto& p : intent_.ports)
+  ports.reserve(admission_.intent().ports.size());
+  for (const auto& p : admission_.intent().ports)
     if (const auto* t = traffic_.find(flowrules::portOwner(p.key)))
       ports.emplace_back("vm=\"" + p.key.vm + "\",nic=\"" + std::to_string(p.key.nic) + "\"", t);
   std::string out;
@@ -325,4 +325,4 @@ void Controller::renderTrafficMetrics() {
   traffic_metrics_ = std::move(out) + m.render();
 }
 
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

@@ -9,7 +9,7 @@
 #include <filesystem>
 #include <vector>
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 
 VdpaDevices::VdpaDevices(const model::HostConfig& host, vdpa::VdpaBackend* backend,
                          FailureBook& failures,
@@ -356,4 +356,4 @@ nlohmann::json VdpaDevices::poolJson() const {
           {"made_ahead", counters_.pool_refills}};
 }
 
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

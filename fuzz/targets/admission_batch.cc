@@ -11,7 +11,7 @@
 using namespace nicoffload;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  std::vector<offload::control::Request> batch;
+  std::vector<daemon::control::Request> batch;
   std::string_view text = fuzz::asText(data, size);
   while (!text.empty()) {
     const auto nl = text.find('\n');

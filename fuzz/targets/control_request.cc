@@ -17,12 +17,12 @@ using namespace nicoffload;
 
 namespace {
 
-offload::control::Server& server() {
-  static std::unique_ptr<offload::control::Server> srv = [] {
-    offload::control::Server::Options o;
+daemon::control::Server& server() {
+  static std::unique_ptr<daemon::control::Server> srv = [] {
+    daemon::control::Server::Options o;
     o.socket_path = fuzz::scratchDir() + "/control.sock";
     o.allowed_uids = {::getuid()};
-    auto s = offload::control::Server::open(o);
+    auto s = daemon::control::Server::open(o);
     if (!s) std::abort();
     return std::move(s).value();
   }();

@@ -19,7 +19,7 @@ namespace nicoffload::fuzz {
 
 struct SimDaemon {
   std::unique_ptr<offload::SimPf> nic_mgmt;  // outlives the controller's backends
-  std::unique_ptr<offload::Controller> controller;
+  std::unique_ptr<daemon::Controller> controller;
 };
 
 inline SimDaemon startSimDaemon() {
@@ -46,13 +46,13 @@ inline SimDaemon startSimDaemon() {
   d.nic_mgmt = std::move(m).value();
   auto flow = simnic::SimEswitch::open(profile, host.vf_count, host.sim_device_dir);
   if (!flow) std::abort();
-  offload::Backends b;
+  daemon::Backends b;
   b.flow = std::move(flow).value();
   b.nic = d.nic_mgmt->makeBackend();
   b.vdpa = vdpa::makeSimVdpaBackend(*d.nic_mgmt);
-  offload::ControllerOptions o;
-  o.now = [] { return offload::SteadyClock::time_point{}; };
-  auto c = offload::Controller::start(host, profile, std::move(b), offload::StateStore(host.state_dir), o);
+  daemon::ControllerOptions o;
+  o.now = [] { return daemon::SteadyClock::time_point{}; };
+  auto c = daemon::Controller::start(host, profile, std::move(b), daemon::StateStore(host.state_dir), o);
   if (!c) std::abort();
   d.controller = std::move(c).value();
   return d;
@@ -62,7 +62,7 @@ inline SimDaemon startSimDaemon() {
 // directories, a first full pass), so it serves kInputsPerDaemon inputs in a
 // row and is then started afresh; the first input of a process always meets
 // a fresh one, which is how a saved reproducer runs.
-inline offload::Controller& daemonForNextInput() {
+inline daemon::Controller& daemonForNextInput() {
   constexpr int kInputsPerDaemon = 64;
   static SimDaemon daemon;
   static int served = 0;

@@ -18,7 +18,7 @@
 #include "nicoffload/daemon/metrics.h"
 #include "support/temp_dirs.h"
 
-namespace nicoffload::offload::control {
+namespace nicoffload::daemon::control {
 namespace {
 
 std::string tempSocket() { return testing::makeTempDir("nfo-ctl") + "/ctl.sock"; }
@@ -517,4 +517,4 @@ TEST(Metrics, RendersPrometheusTextAndServesItOnLoopback) {
 }
 
 }  // namespace
-}  // namespace nicoffload::offload::control
+}  // namespace nicoffload::daemon::control

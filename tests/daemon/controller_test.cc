@@ -25,7 +25,7 @@
 #include "nicoffload/vdpa/sim_vdpa_backend.h"
 #include "support/temp_dirs.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 namespace {
 
 using nlohmann::json;
@@ -34,14 +34,14 @@ using std::chrono::milliseconds;
 // A software path held in memory, a first-class SoftwarePath: each kind of
 // object kept by key; failures on command (the next N objects whose
 // description contains a word fail, as the kernel would refuse them).
-class MemorySoftwarePath final : public SoftwarePath {
+class MemorySoftwarePath final : public offload::SoftwarePath {
  public:
   // Thread-safe as the kernel path is: a full pass reads back from its worker.
-  SwApplyReport apply(const flowrules::SoftwarePathState& o) override {
+  offload::SwApplyReport apply(const flowrules::SoftwarePathState& o) override {
     if (throw_on_apply_.exchange(false)) throw std::runtime_error("injected: apply threw");
     const std::lock_guard lock(mutex_);
     changed_ = true;  // the kernel notifies our own changes too
-    SwApplyReport r;
+    offload::SwApplyReport r;
     upsert(o.sysctls, held_.sysctls, r);
     upsert(o.links, held_.links, r);
     upsert(o.addresses, held_.addresses, r);
@@ -54,10 +54,10 @@ class MemorySoftwarePath final : public SoftwarePath {
     upsert(o.rules6, held_.rules6, r);
     return r;
   }
-  SwApplyReport remove(const flowrules::SoftwarePathState& o) override {
+  offload::SwApplyReport remove(const flowrules::SoftwarePathState& o) override {
     const std::lock_guard lock(mutex_);
     changed_ = true;
-    SwApplyReport r;  // removing what is gone succeeds
+    offload::SwApplyReport r;  // removing what is gone succeeds
     erase(o.sysctls, held_.sysctls, r);
     erase(o.links, held_.links, r);
     erase(o.addresses, held_.addresses, r);
@@ -71,7 +71,7 @@ class MemorySoftwarePath final : public SoftwarePath {
     return r;
   }
   Result<flowrules::SoftwarePathState> readBack(const flowrules::SoftwarePathState&,
-                                                const ReadBackScope&) override {
+                                                const offload::ReadBackScope&) override {
     if (throw_on_read_back_.exchange(false))
       throw std::out_of_range("injected: readBack threw");
     if (read_back_gate.valid()) read_back_gate.wait();
@@ -137,7 +137,7 @@ class MemorySoftwarePath final : public SoftwarePath {
   }
 
   template <class T>
-  void upsert(const std::vector<T>& in, std::vector<T>& held, SwApplyReport& r) {
+  void upsert(const std::vector<T>& in, std::vector<T>& held, offload::SwApplyReport& r) {
     for (const auto& x : in) {
       const auto what = describe(x);
       if (!fail_word_.empty() && fail_left_ > 0 && what.find(fail_word_) != std::string::npos) {
@@ -158,7 +158,7 @@ class MemorySoftwarePath final : public SoftwarePath {
     }
   }
   template <class T>
-  void erase(const std::vector<T>& in, std::vector<T>& held, SwApplyReport& r) {
+  void erase(const std::vector<T>& in, std::vector<T>& held, offload::SwApplyReport& r) {
     for (const auto& x : in) {
       held.erase(
           std::remove_if(held.begin(), held.end(), [&](const T& h) { return h.key() == x.key(); }),
@@ -698,7 +698,7 @@ TEST(ControllerVdpaPool, PortsClaimWarmDevicesAndGiveThemBack) {
   f.host.vdpa_pool_low_water = 1;
   f.start(true, true);
   auto names = [&] {
-    std::map<std::string, SimVdpaDevice> out;
+    std::map<std::string, offload::SimVdpaDevice> out;
     for (const auto& d : f.nic_mgmt->vdpaDevs()) out[d.name] = d;
     return out;
   };
@@ -1369,9 +1369,9 @@ TEST(ControllerOrigins, RemoteAddAndRemoveNeverTouchAnotherOriginsRemotes) {
 // --- routes learned from the kernel (issue 13), events injected as the
 // RouteWatcher reports them ---
 
-LearnedRoute learnedRoute(const char* address, std::vector<const char*> hops,
+offload::LearnedRoute learnedRoute(const char* address, std::vector<const char*> hops,
                           std::uint8_t protocol = 186) {
-  LearnedRoute r;
+  offload::LearnedRoute r;
   r.address = *Ipv4Addr::parse(address);
   r.protocol = protocol;
   for (const auto* h : hops) r.next_hops.push_back(*Ipv4Addr::parse(h));
@@ -1379,14 +1379,14 @@ LearnedRoute learnedRoute(const char* address, std::vector<const char*> hops,
   return r;
 }
 
-RouteEvents routeEvent(const char* address, std::optional<LearnedRoute> route) {
-  RouteEvents ev;
+offload::RouteEvents routeEvent(const char* address, std::optional<offload::LearnedRoute> route) {
+  offload::RouteEvents ev;
   ev.routes.emplace_back(*Ipv4Addr::parse(address), std::move(route));
   return ev;
 }
 
-RouteEvents neighEvent(const char* address, const char* mac) {
-  RouteEvents ev;
+offload::RouteEvents neighEvent(const char* address, const char* mac) {
+  offload::RouteEvents ev;
   ev.neighbours.emplace_back(*Ipv4Addr::parse(address),
                              mac ? MacAddr::parse(mac) : std::optional<MacAddr>());
   return ev;
@@ -1468,7 +1468,7 @@ TEST(ControllerLearned, AMacChangeRewritesOnlyTheRulesThroughThatHop) {
   Fixture f;
   learningHost(f);
   f.start();
-  RouteEvents ev;
+  offload::RouteEvents ev;
   ev.neighbours.emplace_back(*Ipv4Addr::parse("192.0.2.1"), MacAddr::parse("02:00:00:00:00:01"));
   ev.neighbours.emplace_back(*Ipv4Addr::parse("192.0.2.2"), MacAddr::parse("02:00:00:00:00:02"));
   for (int i = 1; i <= 20; ++i) {
@@ -1497,7 +1497,7 @@ TEST(ControllerLearned, EcmpChoiceIsDeterministicExplainedAndFollowsTheLossOfAHo
   Fixture f;
   learningHost(f);
   f.start();
-  RouteEvents ev;
+  offload::RouteEvents ev;
   ev.neighbours.emplace_back(*Ipv4Addr::parse("192.0.2.1"), MacAddr::parse("02:00:00:00:00:01"));
   ev.neighbours.emplace_back(*Ipv4Addr::parse("192.0.2.2"), MacAddr::parse("02:00:00:00:00:02"));
   std::map<std::string, int> per_hop;
@@ -1537,7 +1537,7 @@ TEST(ControllerLearned, EcmpChoiceIsDeterministicExplainedAndFollowsTheLossOfAHo
     EXPECT_EQ(dstMac(*on), "02:00:00:00:00:02");
   }
   // The routing daemon drops 192.0.2.2 from the routes: they follow.
-  RouteEvents loss;
+  offload::RouteEvents loss;
   for (int i = 1; i <= 40; ++i) {
     const std::string a = "10.8.2." + std::to_string(i);
     loss.routes.emplace_back(*Ipv4Addr::parse(a), learnedRoute(a.c_str(), {"192.0.2.1"}));
@@ -1631,7 +1631,7 @@ TEST(ControllerLearned, UnusableAndUplinkAddressesAreRefusedAndListedWithTheirRe
   Fixture f;
   learningHost(f);
   f.start();
-  RouteEvents ev;
+  offload::RouteEvents ev;
   ev.uplink_prefixes = std::vector<Ipv4Prefix>{*Ipv4Prefix::parse("192.0.2.10/24")};
   ev.neighbours.emplace_back(*Ipv4Addr::parse("192.0.2.1"), MacAddr::parse("02:00:00:00:00:01"));
   for (const char* a : {"224.1.1.1", "255.255.255.255", "0.0.0.0", "127.0.0.2", "192.0.2.10",
@@ -1663,7 +1663,7 @@ TEST(ControllerLearned, UnusableAndUplinkAddressesAreRefusedAndListedWithTheirRe
   EXPECT_EQ(page["result"]["next"], 2);
   EXPECT_EQ(f.call({{"op", "status"}})["result"]["routes"]["refused"], 6);
   // The uplink leaves the subnet: 192.0.2.77 is a remote again.
-  RouteEvents moved;
+  offload::RouteEvents moved;
   moved.uplink_prefixes = std::vector<Ipv4Prefix>{*Ipv4Prefix::parse("198.51.100.10/24")};
   f.ctl->applyRouteEvents(moved);
   list = f.call({{"op", "remote.list"}})["result"];
@@ -1685,7 +1685,7 @@ TEST(ControllerLearned, PrefixFilterAndTheUnderlayWinWhateverTheOrder) {
     // 10.9.0.254 is a router's /32, learned through the switch; then routes
     // through it (a second tier).
     const auto router = routeEvent("10.9.0.254", learnedRoute("10.9.0.254", {"192.0.2.1"}));
-    RouteEvents through;
+    offload::RouteEvents through;
     for (int i = 1; i <= 5; ++i) {
       const std::string a = "10.9.1." + std::to_string(i);
       through.routes.emplace_back(*Ipv4Addr::parse(a), learnedRoute(a.c_str(), {"10.9.0.254"}));
@@ -1708,7 +1708,7 @@ TEST(ControllerLearned, PrefixFilterAndTheUnderlayWinWhateverTheOrder) {
               std::string::npos)
         << why.dump();
     // Filtered: a switch loopback, an address outside the allow list.
-    RouteEvents filtered;
+    offload::RouteEvents filtered;
     filtered.routes.emplace_back(*Ipv4Addr::parse("10.255.0.1"),
                                  learnedRoute("10.255.0.1", {"192.0.2.1"}));
     filtered.routes.emplace_back(*Ipv4Addr::parse("172.16.0.1"),
@@ -1726,7 +1726,7 @@ TEST(ControllerLearned, PrefixFilterAndTheUnderlayWinWhateverTheOrder) {
     EXPECT_FALSE(r["ok"]) << r.dump();
     EXPECT_EQ(r["error"]["field"], "remote.address");
     // The routes through it go: the router's /32 is a remote again.
-    RouteEvents gone;
+    offload::RouteEvents gone;
     for (int i = 1; i <= 5; ++i)
       gone.routes.emplace_back(*Ipv4Addr::parse("10.9.1." + std::to_string(i)), std::nullopt);
     f.ctl->applyRouteEvents(gone);
@@ -1736,9 +1736,9 @@ TEST(ControllerLearned, PrefixFilterAndTheUnderlayWinWhateverTheOrder) {
 }
 
 }  // namespace
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 namespace {
 
 // Issue 22: a request whose client gave up (the hook's timeout) while it
@@ -2015,9 +2015,9 @@ TEST(ControllerClaims, TheFieldsAreValidatedAndTheExpiryIsNotARequestField) {
 }
 
 }  // namespace
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 namespace {
 
 // Issue 22: a bulk request is served in slices; what other clients send
@@ -2163,4 +2163,4 @@ TEST(ControllerBulk, AHugeRulesReadIsBuiltInSlicesWhileAPortAddIsServed) {
 }
 
 }  // namespace
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

@@ -4,7 +4,7 @@
 
 #include <gtest/gtest.h>
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 namespace {
 
 using std::chrono::milliseconds;
@@ -138,4 +138,4 @@ TEST_F(BookTest, JsonNamesTheObjectItsErrorAttemptsAndTimes) {
 }
 
 }  // namespace
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

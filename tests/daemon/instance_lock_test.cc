@@ -13,7 +13,7 @@
 
 #include "support/temp_dirs.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 namespace {
 
 std::string contents(const std::string& path) {
@@ -112,4 +112,4 @@ TEST(InstanceLock, AllOrNothing) {
 }
 
 }  // namespace
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

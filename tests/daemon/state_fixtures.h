@@ -10,7 +10,7 @@
 #include "nicoffload/model/parse.h"
 #include "nicoffload/daemon/state_store.h"
 
-namespace nicoffload::offload::state_fixtures {
+namespace nicoffload::daemon::state_fixtures {
 
 // A valid port; `i` < 65536 picks the VM, MAC, address and VF; `mtu` varies
 // the content so that a put of the same key is a visible replacement.
@@ -51,4 +51,4 @@ inline nlohmann::json dump(const PersistedState& s) {
   return j;
 }
 
-}  // namespace nicoffload::offload::state_fixtures
+}  // namespace nicoffload::daemon::state_fixtures

@@ -18,7 +18,7 @@
 #include "state_fixtures.h"
 #include "support/temp_dirs.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 namespace {
 
 using state_fixtures::dump;
@@ -180,4 +180,4 @@ TEST(StateStoreCrash, KillNineAtRandomMomentsLosesNoAcknowledgedBatch) {
 }
 
 }  // namespace
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

@@ -19,7 +19,7 @@
 #include "state_fixtures.h"
 #include "support/temp_dirs.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 namespace {
 
 std::string tempDir() { return testing::makeTempDir("nfo-state"); }
@@ -704,4 +704,4 @@ TEST(StateStoreJournal, StartRemovesATemporaryFileACrashLeft) {
 }
 
 }  // namespace
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

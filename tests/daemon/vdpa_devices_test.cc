@@ -14,7 +14,7 @@
 #include "nicoffload/model/vdpa_device.h"
 #include "support/temp_dirs.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 namespace {
 
 using std::chrono::milliseconds;
@@ -163,4 +163,4 @@ TEST_F(VdpaDevicesTest, WithoutABackendThePoolIsOff) {
 }
 
 }  // namespace
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

@@ -30,7 +30,7 @@ namespace {
 
 using nlohmann::json;
 using namespace std::chrono_literals;
-namespace control = offload::control;
+namespace control = daemon::control;
 using testing::FullListener;
 using testing::RawServer;
 using testing::tempSocket;

@@ -37,7 +37,7 @@
 
 #include "nicoffload/common/error.h"
 
-namespace nicoffload::offload::control {
+namespace nicoffload::daemon::control {
 
 inline constexpr std::size_t kDefaultMaxRequestBytes = 16 << 20;  // 16 MiB: a remote.sync of 100 k remotes
 
@@ -179,4 +179,4 @@ class Client {
   std::string buffer_;
 };
 
-}  // namespace nicoffload::offload::control
+}  // namespace nicoffload::daemon::control

@@ -36,13 +36,16 @@
 #include "nicoffload/flowrules/coupling.h"
 #include "nicoffload/flowrules/flow_backend.h"
 #include "nicoffload/flowrules/hw_apply.h"
+#include "nicoffload/flowrules/incremental.h"
 #include "nicoffload/flowrules/planner.h"
 #include "nicoffload/flowrules/port_traffic.h"
 #include "nicoffload/model/hw_profile.h"
 #include "nicoffload/model/intent.h"
 #include "nicoffload/model/parse.h"
+#include "nicoffload/daemon/admission.h"
 #include "nicoffload/daemon/control.h"
 #include "nicoffload/daemon/failure_book.h"
+#include "nicoffload/daemon/learned_routes.h"
 #include "nicoffload/daemon/vdpa_devices.h"
 #include "nicoffload/daemon/metrics.h"
 #include "nicoffload/offload/nic_backend.h"
@@ -52,7 +55,7 @@
 #include "nicoffload/vdpa/vdpa_backend.h"
 #include "nicoffload/model/vf_pool.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 
 using SteadyClock = std::chrono::steady_clock;
 
@@ -91,13 +94,13 @@ struct ControllerOptions {
 
 struct Backends {
   std::unique_ptr<flowrules::FlowBackend> flow;  // sim or dpdk; required
-  std::unique_ptr<SoftwarePath>
+  std::unique_ptr<offload::SoftwarePath>
       software_path;                        // kernel, or null when backends.software_path is none
-  std::unique_ptr<NicBackend> nic;          // SR-IOV, eswitch, VF settings; null = not managed
+  std::unique_ptr<offload::NicBackend> nic;          // SR-IOV, eswitch, VF settings; null = not managed
   std::unique_ptr<vdpa::VdpaBackend> vdpa;  // vDPA devices; null = none
   // kernel.learn_routes: the kernel's routes and the uplink's neighbours
   // (learned_routes.cc); null = off.
-  std::unique_ptr<RouteWatcher> routes;
+  std::unique_ptr<offload::RouteWatcher> routes;
 };
 
 // Status of one port, as the API shows it.
@@ -161,7 +164,7 @@ class Controller {
   Controller(const Controller&) = delete;
   Controller& operator=(const Controller&) = delete;
 
-  // --- routes learned from the kernel (learned_routes.cc) ---
+  // --- routes learned from the kernel (LearnedRoutes: learned_routes.h) ---
   // The route watcher's descriptor (-1 without one): when it is readable,
   // call pollRoutes().
   int routeWatcherFd() const;
@@ -171,13 +174,13 @@ class Controller {
   // Applies route and neighbour changes: learned remotes (origin
   // "kernel:<protocol>", never persisted) and next-hop MACs; reconcile_now
   // false only on start, before the first pass.
-  void applyRouteEvents(const RouteEvents& events, bool reconcile_now = true);
+  void applyRouteEvents(const offload::RouteEvents& events, bool reconcile_now = true);
   static constexpr std::size_t kRouteMessagesPerTurn = 1u << 17;
   // Pool devices made per tick(): a request arriving meanwhile waits behind
   // at most this many creations.
   static constexpr std::size_t kPoolCreatesPerTick = 2;
 
-  const model::Intent& intent() const { return intent_; }
+  const model::Intent& intent() const { return admission_.intent(); }
   const flowrules::HwApplier& applier() const { return *applier_; }
   std::string metricsText(const control::ServerCounters* server) const;
 
@@ -248,80 +251,19 @@ class Controller {
   // The message of the exception being handled (call inside a catch).
   static std::string describeCurrentException();
 
-  // --- admission: in place, with an undo log ---
-  // Every change to the intent, its index and the VF pool goes through the
-  // four primitives below, which log how to undo it; a refused request (or a
-  // batch op, or a failed persist) rolls the log back to its mark.
-  struct Undo {
-    enum class Kind : std::uint8_t { kPortPut, kPortErase, kRemotePut, kRemoteErase };
-    Kind kind = Kind::kPortPut;
-    std::optional<model::Port> port;              // the port before (put), the erased port
-    model::PortKey key;                           // kPortPut
-    std::size_t position = 0;                     // kPortErase, kRemoteErase: where it stood
-    std::optional<model::RemoteEndpoint> remote;  // the remote before (put), the erased remote
-    Ipv4Addr address;                             // kRemotePut
-  };
-  struct Marks {
-    std::size_t undo = 0;
-    std::size_t mutations = 0;
-    std::size_t journal = 0;
-  };
-  Marks marks() const { return {undo_.size(), mutations_.size(), journal_.size()}; }
-  void rollback(const Marks& to);
-  void putPort(model::Port port);
-  void erasePort(const model::PortKey& key);
-  void putRemote(model::RemoteEndpoint remote);
-  void eraseRemote(Ipv4Addr address);
-  // Records the state of a port / remote before this batch first touched it.
-  void touchPort(const model::PortKey& key);
-  void touchRemote(Ipv4Addr address);
-
-  // Admission of one mutation request against the intent as it stands;
-  // changes it on success (and only then: a refusal leaves it as it was).
+  // Admission of one mutation request (ops.cc: the op's handler, its
+  // deadline checked first); a `batch` of them, all or nothing.
   Result<nlohmann::json> admit(const nlohmann::json& request);
-  Result<nlohmann::json> admitPortAdd(const nlohmann::json& request);
-  Result<nlohmann::json> admitPortRemove(const nlohmann::json& request);
-  Result<nlohmann::json> admitRemoteAdd(const nlohmann::json& request);
-  Result<nlohmann::json> admitRemoteRemove(const nlohmann::json& request);
-  Result<nlohmann::json> admitRemoteSync(const nlohmann::json& request);
-  // admitRemoteSync in steps, so that bulk.cc can spread a large one over
-  // several loop turns: the request's fields; the listed remotes from
-  // `next` to `end` (a refusal: the caller rolls back); the origin's remotes
-  // the list does not hold (listGone, then removeGone in slices); the result.
-  struct SyncAdmission {
-    std::string origin;
-    const nlohmann::json* list = nullptr;  // the request's "remotes"
-    std::size_t next = 0;                  // the next listed remote to admit
-    struct Counts {
-      std::size_t added = 0, updated = 0, unchanged = 0, removed = 0;
-    } counts;
-    std::size_t taken_over = 0;  // of `updated`: addresses a learned route held
-    // Entries not applied (held by another origin, a VM's, the underlay's):
-    // the first kConflictsListed, all counted.
-    nlohmann::json conflicts = nlohmann::json::array();
-    std::size_t conflict_count = 0;
-    static constexpr std::size_t kConflictsListed = 100;
-    std::unordered_set<Ipv4Addr> listed;
-    std::vector<Ipv4Addr> gone;  // listGone(): to remove
-    std::size_t gone_next = 0;
-  };
-  Result<SyncAdmission> beginRemoteSync(const nlohmann::json& request);
-  Status admitSyncedRemotes(SyncAdmission& sync, std::size_t end);
-  void listGone(SyncAdmission& sync);
-  void removeGone(SyncAdmission& sync, std::size_t end);
-  nlohmann::json finishRemoteSync(SyncAdmission& sync);
   Result<nlohmann::json> admitBatch(const nlohmann::json& request);
-  // learned: a route from the kernel (its next hops may be remotes'
-  // addresses: the underlay wins).
-  Status checkRemoteReplacing(const model::RemoteEndpoint& remote, bool learned = false);
+  const model::Port* findPort(const model::PortKey& key) const { return admission_.findPort(key); }
+  const model::RemoteEndpoint* findRemote(Ipv4Addr address) const {
+    return admission_.findRemote(address);
+  }
   // Why a remote of any origin may not take `address`: an address the
   // underlay uses as the kernel shows it (learned next hops, uplink
   // neighbours, the uplink's subnets); empty when it may. Cheap: called per
   // remote of a sync.
   std::string learnedUnderlayUse(Ipv4Addr address) const;
-  model::Port* findPort(const model::PortKey& key);
-  const model::Port* findPort(const model::PortKey& key) const;
-  const model::RemoteEndpoint* findRemote(Ipv4Addr address) const;
 
   // --- the ops: one table (ops.cc) ---
   enum class OpKind : std::uint8_t { kRead, kMutation };
@@ -330,7 +272,7 @@ class Controller {
     OpKind kind = OpKind::kRead;
     bool in_batch = false;        // may be one of a `batch`'s ops
     bool waits_for_sync = false;  // held while a bulk remote.sync changes the intent (bulk.cc)
-    Result<nlohmann::json> (Controller::*handler)(const nlohmann::json& request) = nullptr;
+    Result<nlohmann::json> (*handler)(Controller& c, const nlohmann::json& request) = nullptr;
   };
   static std::span<const Op> ops();
   // The op a request names; null when it names none (or no string "op").
@@ -349,25 +291,20 @@ class Controller {
   Result<nlohmann::json> readExplain(const nlohmann::json& request);
   Result<nlohmann::json> readCounters(const nlohmann::json& request);
   Result<nlohmann::json> runReconcile(const nlohmann::json& request);
-  Result<nlohmann::json> readTraceOp(const nlohmann::json& request);
   // The "trace" op (trace.cc): read-only.
   Result<nlohmann::json> readTrace(const nlohmann::json& request) const;
 
-  // --- learned routes (learned_routes.cc) ---
-  struct Learned;
-  std::unique_ptr<Learned> learned_;  // null: no route watcher
+  // --- routes learned from the kernel (learned_routes.h); null: no route watcher ---
+  std::unique_ptr<LearnedRoutes> learned_;
   // The planner before a next hop's MAC changed, for the rules as they were.
   std::unique_ptr<flowrules::OwnerPlanner> previous_planner_;
-  void beginInternalBatch();
-  void applyLearned(Ipv4Addr address);
+  // What a batch of route events (or reinstated routes) changed: never
+  // journaled, reconciled unless `reconcile_now` is false (start).
+  void finishInternalBatch(bool reconcile_now);
+  // After a batch of requests: a learned route that a removed remote of
+  // another origin had hidden comes back.
   void reinstateLearned();
-  // fresh = false (metrics, published every loop turn): at most 1 s old,
-  // so that a loop turn does not walk 100 000 remotes.
-  nlohmann::json learnedStatusJson(bool fresh = true) const;
-  void learnedMetrics(MetricsRegistry& m) const;
-  nlohmann::json learnedExplain(Ipv4Addr address) const;  // null: not a learned route
-  // remote.list {"refused": true}: the learned routes not followed, with why.
-  Result<nlohmann::json> refusedRoutes(const nlohmann::json& request) const;
+  offload::RouteWatcherCounters watcherCounters() const;
   // The port's status; `rule_list` adds every rule with its placement and
   // reason (port.get, port.add replies), else only the counts (port.list).
   nlohmann::json portJson(const model::Port& port, bool rule_list = true) const;
@@ -399,7 +336,7 @@ class Controller {
   static FullPassComputed computeFullPass(const model::Intent& intent,
                                           const model::HwProfile& profile,
                                           const std::vector<flowrules::HwApplier::HeldRule>& held,
-                                          SoftwarePath* path, ReadBackScope scope);
+                                          offload::SoftwarePath* path, offload::ReadBackScope scope);
   void startFullPass(bool verify);
   std::optional<PassResult> stepFullPass(bool inline_all);
   PassResult repairFullPass(FullPassComputed computed);
@@ -414,8 +351,8 @@ class Controller {
   std::optional<std::uint64_t> clean_generation_;
   unsigned quiet_in_a_row_ = 0;
   bool force_full_compute_ = false;  // requestFullPass(), reconcile(): the next pass in full
-  // Plans and applies only what this batch touched (touched_ports_,
-  // touched_remotes_); the whole intent when plan() would couple owners.
+  // Plans and applies only what this batch touched (Admission's log:
+  // flowrules::planTouched); the whole intent when plan() would couple owners.
   PassResult reconcileTouched();
   // Whether plan() couples owners now (coupling_).
   bool coupled() const;
@@ -424,7 +361,7 @@ class Controller {
   // without any clears it), and the next retry pass is due at the
   // earliest object's retry time.
   void scheduleRetry(const PassResult& pass, bool full);
-  std::size_t driveKernel(const SwChanges& changes, PassResult& result);
+  std::size_t driveKernel(const offload::SwChanges& changes, PassResult& result);
   void noteFlowReport(const flowrules::HwApplyReport& hw, PassResult& result);
   void compactState();  // a snapshot of the intent, written in the background
 
@@ -435,23 +372,16 @@ class Controller {
   StateStore store_;
   ControllerOptions options_;
 
-  model::Intent intent_;
-  std::unique_ptr<model::IntentIndex> index_;
   std::unique_ptr<flowrules::OwnerPlanner> planner_;
-  std::vector<Undo> undo_;                      // of the batch being admitted
-  std::vector<std::string> mutations_;          // admitted changes of the batch, for the log
-  std::vector<Mutation> journal_;               // the same, as the state store records them
-  std::map<model::PortKey, std::optional<model::Port>> touched_ports_;  // state before the batch
-  std::unordered_map<Ipv4Addr, std::optional<model::RemoteEndpoint>> touched_remotes_;
+  // The intent, its index and the VF pool, with the batch's undo log and
+  // touched owners (admission.h).
+  Admission admission_;
   // Kept per change, so that a batch is planned in O(change):
   flowrules::CouplingCounts coupling_;  // when plan() couples owners (flowrules/coupling.h)
-  std::map<std::uint32_t, std::uint32_t> port_vni_refs_;       // VXLAN: ports per VNI
-  std::map<std::uint32_t, std::uint32_t> vni_refs_;            // VXLAN: ports + remotes per VNI
-  std::unordered_map<std::uint64_t, std::uint32_t> vtep_refs_;  // VXLAN: remotes per (VNI, VTEP)
+  flowrules::DerivedRefs derived_refs_;  // VXLAN: users of each VNI and remote VTEP
   std::size_t sw_objects_ = 0;                                  // kernel objects desired
-  vdpa::VfPool vf_pool_;  // which port holds which VF; persisted with the intent
   std::map<std::uint16_t, MacAddr> vf_macs_;  // VF MACs the NIC holds (set by us or read back)
-  using TouchedPorts = std::map<model::PortKey, std::optional<model::Port>>;
+  using TouchedPorts = Admission::TouchedPorts;
   void reconcileDevices(PassResult& result, const TouchedPorts* touched);
   using FailFn = VdpaDevices::FailFn;
 
@@ -524,4 +454,4 @@ class Controller {
   Counters counters_;
 };
 
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

@@ -32,7 +32,7 @@
 
 #include "nicoffload/common/error.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 
 class FailureBook {
  public:
@@ -102,4 +102,4 @@ class FailureBook {
 
 std::string_view toString(FailureBook::Kind kind);
 
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

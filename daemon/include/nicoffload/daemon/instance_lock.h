@@ -16,7 +16,7 @@
 #include "nicoffload/common/error.h"
 #include "nicoffload/model/intent.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 
 // One lock file a daemon must hold, and what it protects (for messages).
 struct InstanceLockPath {
@@ -65,4 +65,4 @@ class InstanceLock {
 // is returned and the locks already taken are released.
 Result<std::vector<InstanceLock>> acquireInstanceLocks(const model::HostConfig& host);
 
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

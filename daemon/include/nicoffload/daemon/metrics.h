@@ -12,7 +12,7 @@
 
 #include "nicoffload/common/error.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 
 class MetricsRegistry {
  public:
@@ -46,4 +46,4 @@ class MetricsServer {
   int port_ = 0;
 };
 
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

@@ -55,7 +55,7 @@
 #include "nicoffload/common/error.h"
 #include "nicoffload/model/intent.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 
 struct PersistedState {
   std::vector<model::Port> ports;
@@ -176,4 +176,4 @@ class StateStore {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon

@@ -22,7 +22,7 @@
 #include "nicoffload/model/vf_pool.h"
 #include "nicoffload/vdpa/vdpa_backend.h"
 
-namespace nicoffload::offload {
+namespace nicoffload::daemon {
 
 class VdpaDevices {
  public:
@@ -104,4 +104,4 @@ class VdpaDevices {
   bool stalled_ = false;  // nothing could be made: wait for a change
 };
 
-}  // namespace nicoffload::offload
+}  // namespace nicoffload::daemon
