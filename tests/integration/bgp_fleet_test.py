@@ -33,6 +33,12 @@ TOR_MAC = "02:00:00:00:fe:01"
 NEW_TOR_MAC = "02:00:00:00:fe:99"
 # hypervisor index -> its VMs (i, address); hv1 has two, one is removed later
 VMS = {1: [(1, "10.0.1.1"), (2, "10.0.1.2")], 2: [(3, "10.0.2.1")], 3: [(4, "10.0.3.1")]}
+# issue 23: each VM also has an IPv6 /128, announced in the ipv6 unicast
+# family of the same sessions and carried by the kernel path
+
+
+def vm6(h, i):
+    return f"2001:db8:{h}::{i}"
 
 
 def ns_name(tag):
@@ -58,6 +64,7 @@ class Fleet:
     def build(self):
         self.add_ns(self.tor)
         run("ip", "netns", "exec", self.tor, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        run("ip", "netns", "exec", self.tor, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
         for h in VMS:
             hv = ns_name(f"hv{h}")
             self.add_ns(hv)
@@ -66,14 +73,16 @@ class Fleet:
                 "netns", hv)
             run("ip", "-n", self.tor, "link", "set", tor_if, "address", TOR_MAC)
             run("ip", "-n", self.tor, "addr", "add", f"192.168.{h}.254/24", "dev", tor_if)
+            run("ip", "-n", self.tor, "addr", "add", f"2001:db8:ff:{h}::fe/64", "dev", tor_if, "nodad")
             run("ip", "-n", self.tor, "link", "set", tor_if, "up")
             run("ip", "-n", hv, "link", "set", "uplink0", "address", f"0c:42:a1:00:0{h}:01")
             run("ip", "-n", hv, "addr", "add", f"192.168.{h}.1/24", "dev", "uplink0")
+            run("ip", "-n", hv, "addr", "add", f"2001:db8:ff:{h}::1/64", "dev", "uplink0", "nodad")
             run("ip", "-n", hv, "link", "set", "uplink0", "up")
             for i, addr in VMS[h]:
-                self.add_vm(hv, i, addr)
+                self.add_vm(hv, i, addr, vm6(h, i))
 
-    def add_vm(self, hv, i, addr):
+    def add_vm(self, hv, i, addr, addr6):
         vm = f"{hv}-vm{i}"
         self.add_ns(vm)
         run("ip", "-n", hv, "link", "add", f"rep{i}", "type", "veth", "peer", "name", "eth0", "netns", vm)
@@ -83,6 +92,8 @@ class Fleet:
         run("ip", "-n", vm, "link", "set", "eth0", "up")
         run("ip", "-n", vm, "route", "add", "169.254.1.1", "dev", "eth0")
         run("ip", "-n", vm, "route", "add", "default", "via", "169.254.1.1", "dev", "eth0")
+        run("ip", "-n", vm, "-6", "addr", "add", f"{addr6}/128", "dev", "eth0", "nodad")
+        run("ip", "-n", vm, "-6", "route", "add", "default", "via", "fe80::1", "dev", "eth0", "onlink")
 
     # --- FRR, per namespace, never through systemd ---
     def frr_conf(self, name, template, subst):
@@ -151,7 +162,7 @@ class Fleet:
             "name": f"hv{h}", "hw_profile": "sim",
             "uplink": {"pci": "0000:03:00.0", "netdev": "uplink0", "mac": f"0c:42:a1:00:0{h}:01",
                        "vf_count": 8},
-            "gateway": {"ipv4": "169.254.1.1", "mac": "ee:ee:ee:ee:ee:ee"},
+            "gateway": {"ipv4": "169.254.1.1", "ipv6": "fe80::1", "mac": "ee:ee:ee:ee:ee:ee"},
             "underlay": {"mode": "routed"},
             "kernel": {"netns": hv, "learn_routes": True, "learn_protocols": ["bgp"]},
             "backends": {"flow": "sim", "software_path": "kernel", "vdpa": "none"},
@@ -168,7 +179,7 @@ class Fleet:
         for i, addr in VMS[h]:
             r = self.call(h, {"op": "port.add", "port": {
                 "vm": f"00000000-0000-4000-8000-{i:012d}", "nic": 0,
-                "mac": f"52:54:00:00:00:{i:02x}", "addresses": [f"{addr}/32"],
+                "mac": f"52:54:00:00:00:{i:02x}", "addresses": [f"{addr}/32", f"{vm6(h, i)}/128"],
                 "representor": f"rep{i}"}})
             if not r.get("ok"):
                 raise RuntimeError(f"port.add on hv{h}: {r}")
@@ -288,6 +299,31 @@ def main():
                             continue
                         p = run("ip", "netns", "exec", src_ns, "ping", "-c1", "-W2", addr, check=False)
                         t.check(f"vm{i} (hv{h}) pings {addr}", p.returncode == 0, p.stdout[-200:])
+
+        # IPv6: every hypervisor learned the others' /128s over BGP (zebra
+        # installs them), and every VM pings every other over IPv6 through
+        # the kernel path: proxy NDP for fe80::1, the /128 routes.
+        for h in VMS:
+            want6 = {vm6(hh, j) for hh, lst in VMS.items() if hh != h for j, _ in lst}
+
+            def learned6(h=h):
+                out = run("ip", "-n", ns_name(f"hv{h}"), "-6", "route", "show", "proto", "bgp",
+                          check=False).stdout
+                return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+            got6 = wait_for(lambda: want6 <= learned6(), 60) and learned6()
+            t.check(f"hv{h}: the other hypervisors' /128s installed by zebra (proto bgp)",
+                    want6 <= (got6 or set()), f"{got6} lacks {want6}")
+        for h, lst in VMS.items():
+            for i, _ in lst:
+                src_ns = f"{ns_name(f'hv{h}')}-vm{i}"
+                for hh, other in VMS.items():
+                    for j, _ in other:
+                        if j == i:
+                            continue
+                        p = run("ip", "netns", "exec", src_ns, "ping", "-6", "-c1", "-W2", vm6(hh, j),
+                                check=False)
+                        t.check(f"vm{i} (hv{h}) pings {vm6(hh, j)}", p.returncode == 0, p.stdout[-200:])
 
         # A VM removed on hv1: the others lose exactly its rule.
         r = fleet.call(1, {"op": "port.remove", "vm": "00000000-0000-4000-8000-000000000002", "nic": 0})
