@@ -502,6 +502,9 @@ class KernelSoftwarePath final : public SoftwarePath {
   void applySysctls(const std::vector<SysctlSetting>& sysctls, Reporter& rep, bool restore);
   void applyRoutes(const std::vector<RouteEntry>& routes, Reporter& rep);
   void applyRoutes6(const std::vector<Route6Entry>& routes, Reporter& rep);
+  template <class Entry, class Dump>
+  void applyRouteKind(const std::vector<Entry>& routes, Reporter& rep,
+                      const std::function<Result<MsgPtr>(const Entry&, int)>& build, const Dump& dump);
 
   Result<std::string> readProc(const std::string& path);
   // readProc for a caller already in the namespace (a NetnsGuard of its own).
@@ -915,60 +918,6 @@ Result<MsgPtr> buildRoute(const RouteEntry& r, int ifindex, int flags, bool del)
   return MsgPtr(msg);
 }
 
-void KernelSoftwarePath::applyRoutes(const std::vector<RouteEntry>& routes, Reporter& rep) {
-  auto build = [&](int flags) {
-    return [this, flags](const RouteEntry& r) -> Result<MsgPtr> {
-      int idx = 0;
-      if (!r.dev.empty() && (idx = ifindex(r.dev)) <= 0) return unknownDevice(r.dev);
-      return buildRoute(r, idx, flags, false);
-    };
-  };
-  std::vector<std::size_t> exists;
-  runBatch<RouteEntry>(routes, rep, build(NLM_F_CREATE | NLM_F_EXCL), {}, &exists);
-  if (exists.empty()) return;
-
-  // The /32 is already in the table. Ours (same protocol): replace it.
-  // Someone else's: refuse, never take over a route we did not make. The
-  // tables concerned are dumped on apply's own dump socket, the routes
-  // parsed as they come (no libnl cache: issue 12), only those asked kept.
-  std::map<std::pair<std::uint32_t, Ipv4Prefix>, std::pair<int, std::string>> present;  // -> protocol, text
-  std::set<std::pair<std::uint32_t, Ipv4Prefix>> asked;
-  std::set<std::uint32_t> tables;
-  for (auto i : exists) {
-    asked.insert({routes[i].table, routes[i].dst});
-    tables.insert(routes[i].table);
-  }
-  for (const auto table : tables) {
-    const int err = dumpRoutes(*check_sock_, table, 0, [&](const RouteMsg& m) {
-      if (!asked.count({m.table, m.dst})) return;
-      std::string text = "proto " + std::to_string(m.protocol);
-      if (m.oif)
-        if (const auto name = linkName(m.oif); !name.empty()) text = "dev " + name + " " + text;
-      if (m.via) text = "via " + m.via->str() + " " + text;
-      present[{m.table, m.dst}] = {m.protocol, text};
-    }, [&] { present.clear(); });
-    if (err && err != ENOENT) {
-      for (auto i : exists)
-        rep.fail(describe(routes[i]), makeError(ErrorCode::kIo, describe(routes[i]), "",
-                                                std::string("cannot dump routes: ") + std::strerror(err)));
-      return;
-    }
-  }
-  std::vector<RouteEntry> replace;
-  for (auto i : exists) {
-    const auto& r = routes[i];
-    auto it = present.find({r.table, r.dst});
-    if (it != present.end() && it->second.first != r.protocol) {
-      rep.fail(describe(r), makeError(ErrorCode::kConflict, describe(r), r.dst.str(),
-                                      r.dst.str() + " is already routed (" + it->second.second +
-                                          ") by someone else in table " + std::to_string(r.table) +
-                                          "; nicoffload does not replace routes it did not make"));
-      continue;
-    }
-    replace.push_back(r);
-  }
-  runBatch<RouteEntry>(replace, rep, build(NLM_F_CREATE | NLM_F_REPLACE));
-}
 
 Result<MsgPtr> buildRoute6(const Route6Entry& r, int ifindex, int flags, bool del) {
   RoutePtr route(rtnl_route_alloc());
@@ -993,34 +942,39 @@ Result<MsgPtr> buildRoute6(const Route6Entry& r, int ifindex, int flags, bool de
   return MsgPtr(msg);
 }
 
-// applyRoutes for IPv6: a /128 already in the table is replaced when it is
-// ours (our protocol), refused as a conflict when it is someone else's.
-void KernelSoftwarePath::applyRoutes6(const std::vector<Route6Entry>& routes, Reporter& rep) {
-  auto build = [&](int flags) {
-    return [this, flags](const Route6Entry& r) -> Result<MsgPtr> {
-      const int idx = ifindex(r.dev);
-      if (idx <= 0) return unknownDevice(r.dev);
-      return buildRoute6(r, idx, flags, false);
-    };
+// Routes of either family, created with NLM_F_EXCL. A route already in the
+// table (EEXIST) is replaced when it is ours (same protocol) and refused as
+// a conflict when it is someone else's: nicoffload never takes over a route
+// it did not make. The tables concerned are dumped on apply's own dump
+// socket, the routes parsed as they come (no libnl cache: issue 12), only
+// those asked kept. `dump(table, on_route, restart)` lists one table,
+// calling on_route(table, dst, protocol, "dev X proto N" text) per route.
+template <class Entry, class Dump>
+void KernelSoftwarePath::applyRouteKind(const std::vector<Entry>& routes, Reporter& rep,
+                                        const std::function<Result<MsgPtr>(const Entry&, int)>& build,
+                                        const Dump& dump) {
+  auto with = [&](int flags) {
+    return std::function<Result<MsgPtr>(const Entry&)>(
+        [&build, flags](const Entry& r) { return build(r, flags); });
   };
   std::vector<std::size_t> exists;
-  runBatch<Route6Entry>(routes, rep, build(NLM_F_CREATE | NLM_F_EXCL), {}, &exists);
+  runBatch<Entry>(routes, rep, with(NLM_F_CREATE | NLM_F_EXCL), {}, &exists);
   if (exists.empty()) return;
-  std::map<std::pair<std::uint32_t, Ipv6Prefix>, std::pair<int, std::string>> present;
-  std::set<std::pair<std::uint32_t, Ipv6Prefix>> asked;
+  using Key = std::pair<std::uint32_t, std::decay_t<decltype(routes[0].dst)>>;
+  std::map<Key, std::pair<int, std::string>> present;  // -> protocol, text
+  std::set<Key> asked;
   std::set<std::uint32_t> tables;
   for (auto i : exists) {
     asked.insert({routes[i].table, routes[i].dst});
     tables.insert(routes[i].table);
   }
   for (const auto table : tables) {
-    const int err = dumpRoutes6(*check_sock_, table, 0, [&](const Route6Msg& m) {
-      if (!asked.count({m.table, m.dst})) return;
-      std::string text = "proto " + std::to_string(m.protocol);
-      if (m.oif)
-        if (const auto name = linkName(m.oif); !name.empty()) text = "dev " + name + " " + text;
-      present[{m.table, m.dst}] = {m.protocol, text};
-    }, [&] { present.clear(); });
+    const int err = dump(
+        table,
+        [&](std::uint32_t t, const auto& dst, int protocol, std::string text) {
+          if (asked.count({t, dst})) present[{t, dst}] = {protocol, std::move(text)};
+        },
+        [&] { present.clear(); });
     if (err && err != ENOENT) {
       for (auto i : exists)
         rep.fail(describe(routes[i]), makeError(ErrorCode::kIo, describe(routes[i]), "",
@@ -1028,7 +982,7 @@ void KernelSoftwarePath::applyRoutes6(const std::vector<Route6Entry>& routes, Re
       return;
     }
   }
-  std::vector<Route6Entry> replace;
+  std::vector<Entry> replace;
   for (auto i : exists) {
     const auto& r = routes[i];
     auto it = present.find({r.table, r.dst});
@@ -1041,7 +995,44 @@ void KernelSoftwarePath::applyRoutes6(const std::vector<Route6Entry>& routes, Re
     }
     replace.push_back(r);
   }
-  runBatch<Route6Entry>(replace, rep, build(NLM_F_CREATE | NLM_F_REPLACE));
+  runBatch<Entry>(replace, rep, with(NLM_F_CREATE | NLM_F_REPLACE));
+}
+
+void KernelSoftwarePath::applyRoutes(const std::vector<RouteEntry>& routes, Reporter& rep) {
+  applyRouteKind<RouteEntry>(
+      routes, rep,
+      [this](const RouteEntry& r, int flags) -> Result<MsgPtr> {
+        int idx = 0;
+        if (!r.dev.empty() && (idx = ifindex(r.dev)) <= 0) return unknownDevice(r.dev);
+        return buildRoute(r, idx, flags, false);
+      },
+      [this](std::uint32_t table, const auto& on_route, const std::function<void()>& restart) {
+        return dumpRoutes(*check_sock_, table, 0, [&](const RouteMsg& m) {
+          std::string text = "proto " + std::to_string(m.protocol);
+          if (m.oif)
+            if (const auto name = linkName(m.oif); !name.empty()) text = "dev " + name + " " + text;
+          if (m.via) text = "via " + m.via->str() + " " + text;
+          on_route(m.table, m.dst, m.protocol, std::move(text));
+        }, restart);
+      });
+}
+
+void KernelSoftwarePath::applyRoutes6(const std::vector<Route6Entry>& routes, Reporter& rep) {
+  applyRouteKind<Route6Entry>(
+      routes, rep,
+      [this](const Route6Entry& r, int flags) -> Result<MsgPtr> {
+        const int idx = ifindex(r.dev);
+        if (idx <= 0) return unknownDevice(r.dev);
+        return buildRoute6(r, idx, flags, false);
+      },
+      [this](std::uint32_t table, const auto& on_route, const std::function<void()>& restart) {
+        return dumpRoutes6(*check_sock_, table, 0, [&](const Route6Msg& m) {
+          std::string text = "proto " + std::to_string(m.protocol);
+          if (m.oif)
+            if (const auto name = linkName(m.oif); !name.empty()) text = "dev " + name + " " + text;
+          on_route(m.table, m.dst, m.protocol, std::move(text));
+        }, restart);
+      });
 }
 
 SwApplyReport KernelSoftwarePath::apply(const SoftwarePathState& o) {
