@@ -331,21 +331,29 @@ std::optional<RouteMsg> parseRoute(const nlmsghdr* h) {
   return r;
 }
 
-// Dumps the IPv4 routes of `table` (and of `protocol`, unless 0), filtered
-// by the kernel where it can (strict checking) and here in any case.
-// Returns 0, or a positive errno; ENOENT when the table does not exist.
-int dumpRoutes(detail::DumpSocket& sock, std::uint32_t table, std::uint8_t protocol,
-               const std::function<void(const RouteMsg&)>& each, const std::function<void()>& restart) {
+// Dumps the routes of `family` in `table` (and of `protocol`, unless 0),
+// filtered by the kernel where it can (strict checking) and here in any
+// case, each parsed by `parse`. Returns 0, or a positive errno; ENOENT when
+// the table does not exist.
+template <class Msg>
+int dumpRouteTable(detail::DumpSocket& sock, int family, std::uint32_t table, std::uint8_t protocol,
+                   std::optional<Msg> (*parse)(const nlmsghdr*),
+                   const std::function<void(const Msg&)>& each, const std::function<void()>& restart) {
   rtmsg rtm{};
-  rtm.rtm_family = AF_INET;
+  rtm.rtm_family = static_cast<unsigned char>(family);
   rtm.rtm_table = static_cast<unsigned char>(table < 256 ? table : static_cast<std::uint32_t>(RT_TABLE_UNSPEC));
   rtm.rtm_protocol = protocol;
   auto req = dumpRequest(RTM_GETROUTE, rtm);
   if (!req || nla_put_u32(req.get(), RTA_TABLE, table) < 0) return ENOMEM;
   return sock.dump(req.get(), [&](const nlmsghdr* h) {
-    auto r = parseRoute(h);
+    auto r = parse(h);
     if (r && r->table == table && (protocol == 0 || r->protocol == protocol)) each(*r);
   }, restart);
+}
+
+int dumpRoutes(detail::DumpSocket& sock, std::uint32_t table, std::uint8_t protocol,
+               const std::function<void(const RouteMsg&)>& each, const std::function<void()>& restart) {
+  return dumpRouteTable<RouteMsg>(sock, AF_INET, table, protocol, &parseRoute, each, restart);
 }
 
 // One IPv6 route of a dump: a single next hop's device (the /128s we make
@@ -371,19 +379,9 @@ std::optional<Route6Msg> parseRoute6(const nlmsghdr* h) {
   return r;
 }
 
-// dumpRoutes for IPv6.
 int dumpRoutes6(detail::DumpSocket& sock, std::uint32_t table, std::uint8_t protocol,
                 const std::function<void(const Route6Msg&)>& each, const std::function<void()>& restart) {
-  rtmsg rtm{};
-  rtm.rtm_family = AF_INET6;
-  rtm.rtm_table = static_cast<unsigned char>(table < 256 ? table : static_cast<std::uint32_t>(RT_TABLE_UNSPEC));
-  rtm.rtm_protocol = protocol;
-  auto req = dumpRequest(RTM_GETROUTE, rtm);
-  if (!req || nla_put_u32(req.get(), RTA_TABLE, table) < 0) return ENOMEM;
-  return sock.dump(req.get(), [&](const nlmsghdr* h) {
-    auto r = parseRoute6(h);
-    if (r && r->table == table && (protocol == 0 || r->protocol == protocol)) each(*r);
-  }, restart);
+  return dumpRouteTable<Route6Msg>(sock, AF_INET6, table, protocol, &parseRoute6, each, restart);
 }
 
 Error dumpError(const char* what, int err) {
