@@ -252,9 +252,11 @@ int runSuiteCommand(const Options& o) {
     }
     devices.flow = sim.get();
     // The simulated PF (SR-IOV, switchdev, vDPA) in a directory of its own,
-    // removed at the end.
-    char tmpl[] = "/tmp/nicoffload-hwtest-XXXXXX";
-    if (const char* d = ::mkdtemp(tmpl)) {
+    // removed at the end. Under $TMPDIR when it is set, else /tmp.
+    const char* tmpdir = std::getenv("TMPDIR");
+    std::string tmpl = std::string(tmpdir != nullptr && *tmpdir != '\0' ? tmpdir : "/tmp") +
+                       "/nicoffload-hwtest-XXXXXX";
+    if (const char* d = ::mkdtemp(tmpl.data())) {
       sim_pf_dir = d;
       offload::SimPfOptions po;
       po.dir = sim_pf_dir;
