@@ -258,4 +258,37 @@ bool Ipv6Prefix::contains(const Ipv6Addr& a) const {
   return true;
 }
 
+IpAddr::IpAddr(Ipv4Addr a) {
+  v6_.bytes[10] = 0xFF;
+  v6_.bytes[11] = 0xFF;
+  for (std::size_t i = 0; i < 4; ++i)
+    v6_.bytes[12 + i] = static_cast<std::uint8_t>(a.value >> (24 - 8 * i));
+}
+
+std::optional<IpAddr> IpAddr::parse(std::string_view text) {
+  if (text.find(':') == std::string_view::npos) {
+    if (auto v4 = Ipv4Addr::parse(text)) return IpAddr(*v4);
+    return std::nullopt;
+  }
+  if (auto v6 = Ipv6Addr::parse(text)) return IpAddr(*v6);
+  return std::nullopt;
+}
+
+std::optional<IpAddr> IpAddr::parseHost(std::string_view text) {
+  const auto slash = text.find('/');
+  auto a = parse(text.substr(0, slash));
+  if (!a || slash == std::string_view::npos) return a;
+  if (text.substr(slash + 1) != std::to_string(a->hostLength())) return std::nullopt;
+  return a;
+}
+
+Ipv4Addr IpAddr::v4() const {
+  if (!isV4()) return {};
+  std::uint32_t v = 0;
+  for (std::size_t i = 12; i < 16; ++i) v = (v << 8) | v6_.bytes[i];
+  return Ipv4Addr{v};
+}
+
+std::string IpAddr::str() const { return isV4() ? v4().str() : v6_.str(); }
+
 }  // namespace nicoffload

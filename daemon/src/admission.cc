@@ -47,7 +47,7 @@ const model::Port* Admission::findPort(const model::PortKey& key) const {
   return nullptr;
 }
 
-const model::RemoteEndpoint* Admission::findRemote(Ipv4Addr address) const {
+const model::RemoteEndpoint* Admission::findRemote(const IpAddr& address) const {
   const auto pos = index_->findRemote(address);
   return pos ? &intent_.remotes[*pos] : nullptr;
 }
@@ -66,7 +66,7 @@ void Admission::touchPort(const model::PortKey& key) {
   log_.ports.emplace(key, p ? std::optional<model::Port>(*p) : std::nullopt);
 }
 
-void Admission::touchRemote(Ipv4Addr address) {
+void Admission::touchRemote(const IpAddr& address) {
   if (log_.remotes.count(address)) return;
   const auto* r = findRemote(address);
   log_.remotes.emplace(address, r ? std::optional<model::RemoteEndpoint>(*r) : std::nullopt);
@@ -128,7 +128,7 @@ void Admission::putRemote(model::RemoteEndpoint remote) {
 
 // Removal swaps the last remote into the hole: O(1), the order of the list
 // is not part of the intent.
-void Admission::eraseRemote(Ipv4Addr address) {
+void Admission::eraseRemote(const IpAddr& address) {
   const auto pos = index_->findRemote(address);
   if (!pos) return;
   touchRemote(address);
@@ -317,7 +317,7 @@ Result<json> Admission::remoteAdd(const json& request) {
                             "'; a sync of that origin without it releases it");
   if (auto use = seams_.underlay_use(r->address); !use.empty())
     return requestError(ErrorCode::kConflict, "remote.address", r->address.str(),
-                        r->address.str() + " is " + use + ", never a remote /32");
+                        r->address.str() + " is " + use + ", never a remote host address");
   if (auto checked = checkRemoteReplacing(*r); !checked) return checked.error();
   note("remote add " + r->address.str());
   json out{{"remote", model::toJson(*r)}, {"changed", true}};
@@ -328,25 +328,26 @@ Result<json> Admission::remoteAdd(const json& request) {
 
 Result<json> Admission::remoteRemove(const json& request) {
   if (auto s = onlyKeys(request, {"address"}); !s) return s.error();
-  auto address = requiredString(request, "address", "the remote's IPv4 /32");
+  auto address = requiredString(request, "address", "the remote's IPv4 /32 or IPv6 /128");
   if (!address) return address.error();
-  auto p = Ipv4Prefix::parse(*address);
-  if (!p || p->len != 32)
-    return requestError(ErrorCode::kInvalidValue, "address", *address, "must be an IPv4 /32");
-  const model::RemoteEndpoint* existing = findRemote(p->addr);
+  const auto a = IpAddr::parseHost(*address);
+  if (!a)
+    return requestError(ErrorCode::kInvalidValue, "address", *address,
+                        "must be an IPv4 /32 or an IPv6 /128 (e.g. 192.0.2.5 or 2001:db8::5)");
+  const model::RemoteEndpoint* existing = findRemote(*a);
   if (!existing) return json{{"removed", false}};
   if (!existing->learned() && existing->origin != model::RemoteEndpoint::kDefaultRemoteOrigin)
-    return requestError(ErrorCode::kConflict, "address", p->addr.str(),
-                        p->addr.str() + " is held by origin '" + existing->origin +
+    return requestError(ErrorCode::kConflict, "address", a->str(),
+                        a->str() + " is held by origin '" + existing->origin +
                             "' (remote.sync); a sync of that origin without it removes it");
   if (existing->learned())
-    return requestError(ErrorCode::kConflict, "address", p->addr.str(),
-                        p->addr.str() + " was learned from the kernel's routing table (origin " +
+    return requestError(ErrorCode::kConflict, "address", a->str(),
+                        a->str() + " was learned from the kernel's routing table (origin " +
                             existing->origin +
                             "); withdraw it in the routing daemon, or add a remote of your own "
                             "that wins over it");
-  note("remote remove " + p->addr.str());
-  eraseRemote(p->addr);
+  note("remote remove " + a->str());
+  eraseRemote(*a);
   return json{{"removed", true}};
 }
 
@@ -396,7 +397,7 @@ Status Admission::admitSyncedRemotes(SyncAdmission& sync, std::size_t end) {
   auto& [added, updated, unchanged, removed_later] = sync.counts;
   auto& listed = sync.listed;
   auto& taken_over = sync.taken_over;
-  const auto conflict = [&](const std::string& path, Ipv4Addr address, const std::string& why,
+  const auto conflict = [&](const std::string& path, const IpAddr& address, const std::string& why,
                             const std::string& held_by) {
     ++sync.conflict_count;
     if (sync.conflicts.size() < SyncAdmission::kConflictsListed) {
@@ -454,7 +455,7 @@ Status Admission::admitSyncedRemotes(SyncAdmission& sync, std::size_t end) {
 void Admission::listGone(SyncAdmission& sync) const {
   const std::string* origin = &sync.origin;
   const auto& listed = sync.listed;
-  std::vector<Ipv4Addr>& gone = sync.gone;
+  std::vector<IpAddr>& gone = sync.gone;
   for (const auto& r : intent_.remotes)
     if (r.origin == *origin && !listed.count(r.address)) gone.push_back(r.address);
 }

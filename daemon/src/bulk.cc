@@ -321,12 +321,12 @@ bool Controller::stepSync(BulkJob& job, SteadyClock::time_point deadline,
     const std::size_t n = coupled() ? job.to_apply.size() - job.applied
                                     : std::min({job.to_apply.size() - job.applied, chunk * 4,
                                                 per_slice - done});
-    std::unordered_map<Ipv4Addr, std::optional<model::RemoteEndpoint>> part;
+    std::unordered_map<IpAddr, std::optional<model::RemoteEndpoint>> part;
     part.reserve(n);
     std::vector<Mutation> record;
     record.reserve(n);
     for (std::size_t k = job.applied; k < job.applied + n; ++k) {
-      const Ipv4Addr address = job.to_apply[k];
+      const IpAddr address = job.to_apply[k];
       const auto* now = findRemote(address);
       record.push_back(now ? Mutation::remotePut(*now) : Mutation::remoteRemove(address));
       part.insert(job.log.remotes.extract(address));

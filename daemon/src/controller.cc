@@ -38,7 +38,7 @@ Controller::Controller(model::HostConfig host, model::HwProfile profile, Backend
                             .pool_ready = [this](const model::Port& port) { return vdpa_.readyFor(port); },
                             .claim_clock_ms = [this] { return claimClockMs(); },
                             .note_claim = [this](std::int64_t until_ms) { noteClaim(until_ms); },
-                            .underlay_use = [this](Ipv4Addr a) { return learnedUnderlayUse(a); },
+                            .underlay_use = [this](const IpAddr& a) { return learnedUnderlayUse(a); },
                         }),
       failures_(options_.retry_min, options_.retry_max),
       vdpa_(host_, backends_.vdpa.get(), failures_, [this] { return options_.now(); }) {
@@ -497,7 +497,7 @@ std::string Controller::metricsText(const control::ServerCounters* server) const
 // --- routes learned from the kernel: the route watcher's events into the
 // intent (LearnedRoutes), then reconciled like a batch ---
 
-std::string Controller::learnedUnderlayUse(Ipv4Addr address) const {
+std::string Controller::learnedUnderlayUse(const IpAddr& address) const {
   return learned_ ? learned_->underlayUse(address) : std::string();
 }
 
@@ -550,7 +550,7 @@ void Controller::finishInternalBatch(bool reconcile_now) {
 
 void Controller::reinstateLearned() {
   if (!learned_ || learned_->empty()) return;
-  std::vector<Ipv4Addr> back;
+  std::vector<IpAddr> back;
   for (const auto& [address, before] : admission_.log().remotes)
     if (learned_->routed(address) && !findRemote(address)) back.push_back(address);
   if (back.empty()) return;

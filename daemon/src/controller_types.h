@@ -60,7 +60,7 @@ struct Controller::FullPass {
   std::future<FullPassComputed> computed;
   // Touched by batches since the worker's copy was taken.
   std::unordered_set<flowrules::OwnerId> owners;
-  std::unordered_set<Ipv4Addr> addresses;
+  std::unordered_set<IpAddr> addresses;
   std::unordered_set<std::string> devices;
   bool derived = false;  // a VNI or a remote VTEP appeared or vanished
   // Failures of those batches no object owns: carried into the pass's
@@ -88,7 +88,7 @@ struct Controller::BulkJob {
   std::optional<Admission::SyncAdmission> sync;
   nlohmann::json result;
   Admission::Log log;  // its touched ports stay empty: a sync touches remotes only
-  std::vector<Ipv4Addr> to_apply;  // touched_remotes' keys, reconciled in slices
+  std::vector<IpAddr> to_apply;  // touched_remotes' keys, reconciled in slices
   std::size_t applied = 0;
 
   // --- an unpaginated (or very large) `rules` read: the intent's owners as

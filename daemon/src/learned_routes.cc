@@ -16,8 +16,9 @@ namespace {
 
 // Deterministic spread of destinations over next hops (Knuth's multiplicative
 // hash of the address).
-std::size_t spread(Ipv4Addr address, std::size_t n) {
-  const std::uint64_t h = std::uint64_t{address.value} * 2654435761u;
+std::size_t spread(const IpAddr& address, std::size_t n) {
+  const std::uint64_t key = address.isV4() ? address.v4().value : std::hash<IpAddr>{}(address);
+  const std::uint64_t h = key * 2654435761u;
   return static_cast<std::size_t>((h >> 16) % n);
 }
 
@@ -26,34 +27,36 @@ std::size_t spread(Ipv4Addr address, std::size_t n) {
 LearnedRoutes::LearnedRoutes(const model::HostConfig& host, std::function<Clock::time_point()> now)
     : host_(host), now_(std::move(now)), static_hops_(host.next_hops) {}
 
-std::string LearnedRoutes::underlayUse(Ipv4Addr a) const {
+std::string LearnedRoutes::underlayUse(const IpAddr& a) const {
   if (auto it = hop_refs_.find(a); it != hop_refs_.end())
     return "a next hop of " + std::to_string(it->second) +
            (it->second == 1 ? " learned route" : " learned routes") + " (the underlay)";
   for (const auto& s : static_hops_)
-    if (s.ipv4 == a) return "an underlay next hop (underlay.next_hops)";
+    if (s.address == a) return "an underlay next hop (underlay.next_hops)";
   if (host_.default_next_hop && *host_.default_next_hop == a)
     return "the underlay's default next hop (underlay.default_next_hop)";
   for (const auto& p : uplink_prefixes_) {
-    if (p.addr == a) return "this host's own address on the uplink (" + p.str() + ")";
-    if (p.len < 32 && p.contains(a))
-      return "on the uplink's subnet " + Ipv4Prefix{Ipv4Addr{a.value & ~(~std::uint32_t{0} >> p.len)}, p.len}.str() +
+    if (!a.isV4()) break;  // the uplink's IPv4 subnets
+    if (p.addr == a.v4()) return "this host's own address on the uplink (" + p.str() + ")";
+    if (p.len < 32 && p.contains(a.v4()))
+      return "on the uplink's subnet " +
+             Ipv4Prefix{Ipv4Addr{a.v4().value & ~(~std::uint32_t{0} >> p.len)}, p.len}.str() +
              " (the underlay)";
   }
   if (neighbours_.count(a)) return "a neighbour on the uplink (the underlay)";
   return {};
 }
 
-std::optional<MacAddr> LearnedRoutes::macOf(Ipv4Addr hop) const {
+std::optional<MacAddr> LearnedRoutes::macOf(const IpAddr& hop) const {
   for (const auto& s : static_hops_)
-    if (s.ipv4 == hop) return s.mac;
+    if (s.address == hop) return s.mac;
   if (auto it = neighbours_.find(hop); it != neighbours_.end()) return it->second;
   return std::nullopt;
 }
 
-Ipv4Addr LearnedRoutes::choose(const offload::LearnedRoute& route) const {
-  std::vector<Ipv4Addr> resolved;
-  for (const auto hop : route.next_hops)
+IpAddr LearnedRoutes::choose(const offload::LearnedRoute& route) const {
+  std::vector<IpAddr> resolved;
+  for (const auto& hop : route.next_hops)
     if (macOf(hop)) resolved.push_back(hop);
   const auto& pool = resolved.empty() ? route.next_hops : resolved;
   return pool[spread(route.address, pool.size())];
@@ -73,7 +76,7 @@ double LearnedRoutes::eventsPerSecond(Clock::time_point now) const {
 }
 
 // The learned route of `address` (or its absence) into the intent.
-void LearnedRoutes::follow(Ipv4Addr address, Admission& admission) {
+void LearnedRoutes::follow(const IpAddr& address, Admission& admission) {
   const model::RemoteEndpoint* current = admission.findRemote(address);
   const auto route = routes_.find(address);
   if (route == routes_.end() || route->second.next_hops.empty()) {
@@ -94,15 +97,22 @@ void LearnedRoutes::follow(Ipv4Addr address, Admission& admission) {
     if (current) admission.eraseRemote(address);
   };
   // The checks remote.add applies, the operator's filter, then the underlay.
-  if (auto why = model::unusableHostAddress(address)) return refuse(*why);
-  for (const auto& p : host_.learn_deny)
-    if (p.contains(address)) return refuse("excluded by kernel.learn_prefixes.deny " + p.str());
-  if (!host_.learn_allow.empty() &&
-      std::none_of(host_.learn_allow.begin(), host_.learn_allow.end(),
-                   [&](const Ipv4Prefix& p) { return p.contains(address); }))
-    return refuse("not in kernel.learn_prefixes.allow");
+  if (auto why = address.isV4() ? model::unusableHostAddress(address.v4())
+                                 : model::unusableHostAddress(address.v6()))
+    return refuse(*why);
+  if (address.isV4()) {
+    for (const auto& p : host_.learn_deny)
+      if (p.contains(address.v4())) return refuse("excluded by kernel.learn_prefixes.deny " + p.str());
+    if (!host_.learn_allow.empty() &&
+        std::none_of(host_.learn_allow.begin(), host_.learn_allow.end(),
+                     [&](const Ipv4Prefix& p) { return p.contains(address.v4()); }))
+      return refuse("not in kernel.learn_prefixes.allow");
+  } else if (!host_.learn_allow.empty()) {
+    // The filter lists IPv4 prefixes: an allow list admits no /128.
+    return refuse("not in kernel.learn_prefixes.allow (which lists IPv4 prefixes only)");
+  }
   if (auto use = underlayUse(address); !use.empty())
-    return refuse(address.str() + " is " + use + ", never a remote /32");
+    return refuse(address.str() + " is " + use + ", never a remote host address");
   model::RemoteEndpoint r;
   r.address = address;
   r.next_hop = choose(route->second);
@@ -135,10 +145,10 @@ void LearnedRoutes::count(const offload::RouteEvents& events) {
 
 LearnedRoutes::Applied LearnedRoutes::apply(const offload::RouteEvents& events, Admission& admission,
                                             const NextHopsChanged& next_hops_changed) {
-  std::unordered_set<Ipv4Addr> recheck;
+  std::unordered_set<IpAddr> recheck;
 
   // Next hops first: the routes below choose among the resolved ones.
-  std::unordered_set<Ipv4Addr> moved;  // hops whose effective MAC changed
+  std::unordered_set<IpAddr> moved;  // hops whose effective MAC changed
   for (const auto& [hop, mac] : events.neighbours) {
     const auto before = macOf(hop);
     if (mac) {
@@ -159,29 +169,28 @@ LearnedRoutes::Applied LearnedRoutes::apply(const offload::RouteEvents& events, 
     // ones (overrides) and the kernel's.
     std::vector<model::UnderlayNextHop> hops = static_hops_;
     for (const auto& [address, mac] : neighbours_) {
-      const Ipv4Addr ip = address;  // a structured binding is not captured before C++20
-      if (std::none_of(hops.begin(), hops.end(), [&](const auto& s) { return s.ipv4 == ip; }))
+      const IpAddr ip = address;  // a structured binding is not captured before C++20
+      if (std::none_of(hops.begin(), hops.end(), [&](const auto& s) { return s.address == ip; }))
         hops.push_back({ip, mac});
     }
     std::sort(hops.begin(), hops.end(),
-              [](const auto& a, const auto& b) { return a.ipv4 < b.ipv4; });
+              [](const auto& a, const auto& b) { return a.address < b.address; });
     next_hops_changed(std::move(hops));
     // Exactly the remotes through a moved hop are re-planned, and every
     // ECMP route that lists one chooses again.
     for (const auto& r : admission.intent().remotes) {
-      const Ipv4Addr via = r.next_hop ? *r.next_hop
-                                      : host_.default_next_hop.value_or(Ipv4Addr{});
+      const IpAddr via = r.next_hop ? *r.next_hop : IpAddr(host_.default_next_hop.value_or(Ipv4Addr{}));
       if (moved.count(via)) admission.touchRemote(r.address);
     }
     for (const auto& [a, route] : routes_)
       if (route.next_hops.size() > 1 &&
           std::any_of(route.next_hops.begin(), route.next_hops.end(),
-                      [&](Ipv4Addr h) { return moved.count(h) > 0; }))
+                      [&](const IpAddr& h) { return moved.count(h) > 0; }))
         recheck.insert(a);
   }
   // Next hops counted over every route: an address that becomes (or stops
   // being) one is checked again, wherever it is in the events.
-  std::unordered_set<Ipv4Addr> released;  // no longer a next hop: checked last
+  std::unordered_set<IpAddr> released;  // no longer a next hop: checked last
   const auto countHops = [&](const offload::LearnedRoute& r, int delta) {
     for (const auto hop : r.next_hops) {
       auto& n = hop_refs_[hop];
@@ -215,7 +224,7 @@ LearnedRoutes::Applied LearnedRoutes::apply(const offload::RouteEvents& events, 
   // routes through them are gone or moved. So the result does not depend on
   // the order of arrival.
   for (const auto& [hop, n] : hop_refs_) released.erase(hop);  // counted again since
-  std::vector<Ipv4Addr> later, last;
+  std::vector<IpAddr> later, last;
   later.reserve(recheck.size());
   for (const auto a : recheck) {
     if (!underlayUse(a).empty()) {
@@ -231,7 +240,7 @@ LearnedRoutes::Applied LearnedRoutes::apply(const offload::RouteEvents& events, 
   return {events.routes.size(), moved.size()};
 }
 
-void LearnedRoutes::reinstate(const std::vector<Ipv4Addr>& addresses, Admission& admission) {
+void LearnedRoutes::reinstate(const std::vector<IpAddr>& addresses, Admission& admission) {
   for (const auto a : addresses) follow(a, admission);
 }
 
@@ -241,7 +250,7 @@ json LearnedRoutes::statusJson(const Admission& admission, const offload::RouteW
       now_() - status_cached_at_ < std::chrono::seconds(1))
     return status_cache_;
   std::map<std::string, std::size_t> by_origin;
-  std::map<Ipv4Addr, std::size_t> hop_use;  // remotes per next hop
+  std::map<IpAddr, std::size_t> hop_use;  // remotes per next hop
   std::size_t learned = 0;
   for (const auto& r : admission.intent().remotes) {
     if (r.learned()) {
@@ -261,10 +270,10 @@ json LearnedRoutes::statusJson(const Admission& admission, const offload::RouteW
   for (const auto& [p, n] : by_origin) protocols[p] = n;
   json hops = json::array(), unresolved = json::array();
   for (const auto& [address, n] : hop_use) {
-    const Ipv4Addr hop = address;  // a structured binding is not captured before C++20
+    const IpAddr hop = address;  // a structured binding is not captured before C++20
     const auto mac = macOf(hop);
     const bool fixed = std::any_of(static_hops_.begin(), static_hops_.end(),
-                                   [&](const auto& s) { return s.ipv4 == hop; });
+                                   [&](const auto& s) { return s.address == hop; });
     hops.push_back({{"address", hop.str()},
                     {"mac", mac ? json(mac->str()) : json(nullptr)},
                     {"source", mac ? (fixed ? "static" : "kernel") : "unresolved"},
@@ -341,7 +350,7 @@ void LearnedRoutes::metrics(MetricsRegistry& m, const Admission& admission,
   }
 }
 
-json LearnedRoutes::explain(Ipv4Addr address, const model::RemoteEndpoint* current) const {
+json LearnedRoutes::explain(const IpAddr& address, const model::RemoteEndpoint* current) const {
   const auto it = routes_.find(address);
   if (it == routes_.end()) return nullptr;
   const auto& route = it->second;
@@ -386,14 +395,14 @@ Result<json> LearnedRoutes::refusedList(const json& req) const {
   }
   auto page = pageOf(req);
   if (!page) return page.error();
-  std::vector<Ipv4Addr> addresses;
+  std::vector<IpAddr> addresses;
   addresses.reserve(refused_.size());
   for (const auto& [a, _] : refused_) addresses.push_back(a);
   std::sort(addresses.begin(), addresses.end());
   json list = json::array();
   for (std::size_t i = page->offset; i < addresses.size() && list.size() < page->limit; ++i) {
     const auto a = addresses[i];
-    json entry{{"address", a.str() + "/32"}, {"reason", refused_.at(a)}};
+    json entry{{"address", a.str() + "/" + std::to_string(a.hostLength())}, {"reason", refused_.at(a)}};
     if (auto it = routes_.find(a); it != routes_.end()) {
       entry["origin"] = std::string(model::RemoteEndpoint::kKernelOriginPrefix) +
                         offload::routeProtocolName(it->second.protocol);

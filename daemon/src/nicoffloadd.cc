@@ -266,11 +266,12 @@ Result<OpenedBackends> openBackends(const model::HostConfig& host, const model::
     ro.table = host.route_table;
     ro.own_protocol = host.route_protocol;
     ro.protocols = host.learn_protocols;
+    ro.ipv6 = host.gateway_ipv6.has_value();
     auto watcher = offload::RouteWatcher::open(ro);
     if (!watcher) return watcher.error();
     backends.routes = std::move(watcher).value();
-    spdlog::info("routes: learning /32 routes of table {} through {} from the kernel{}",
-                 host.route_table, host.uplink_netdev,
+    spdlog::info("routes: learning {} routes of table {} through {} from the kernel{}",
+                 ro.ipv6 ? "/32 and /128" : "/32", host.route_table, host.uplink_netdev,
                  host.kernel_netns.empty() ? "" : " in namespace " + host.kernel_netns);
   }
   return opened;

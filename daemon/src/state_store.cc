@@ -79,10 +79,10 @@ Result<Mutation> decode(const json& j, const std::string& path) {
     return Mutation::remotePut(std::move(*r));
   }
   if (op == "remote.remove") {
-    std::optional<Ipv4Addr> a;
+    std::optional<IpAddr> a;
     if (j.contains("address") && j["address"].is_string())
-      a = Ipv4Addr::parse(j["address"].get_ref<const std::string&>());
-    if (!a) return bad(".address", "missing or not an IPv4 address");
+      a = IpAddr::parse(j["address"].get_ref<const std::string&>());
+    if (!a) return bad(".address", "missing or not an IP address");
     return Mutation::remoteRemove(*a);
   }
   return bad(".op", "unknown journal operation '" + op + "'");
@@ -185,7 +185,7 @@ class Replayer {
   std::vector<std::optional<model::Port>> ports_;
   std::map<model::PortKey, std::size_t> port_at_;
   std::vector<std::optional<model::RemoteEndpoint>> remotes_;
-  std::unordered_map<Ipv4Addr, std::size_t> remote_at_;
+  std::unordered_map<IpAddr, std::size_t> remote_at_;
 };
 
 }  // namespace
@@ -208,7 +208,7 @@ Mutation Mutation::remotePut(model::RemoteEndpoint r) {
   m.remote = std::move(r);
   return m;
 }
-Mutation Mutation::remoteRemove(Ipv4Addr a) {
+Mutation Mutation::remoteRemove(const IpAddr& a) {
   Mutation m;
   m.kind = Kind::kRemoteRemove;
   m.address = a;

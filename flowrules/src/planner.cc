@@ -181,12 +181,12 @@ void coupleAntiSpoofing(std::span<FlowRule> port_rules) {
 struct Context {
   const HostConfig& host;
   const HwProfile& profile;
-  std::unordered_map<Ipv4Addr, MacAddr> next_hop_mac;
+  std::unordered_map<IpAddr, MacAddr> next_hop_mac;
 
   Context(const HostConfig& h, const HwProfile& p) : host(h), profile(p) {
-    for (const auto& nh : h.next_hops) next_hop_mac.emplace(nh.ipv4, nh.mac);
+    for (const auto& nh : h.next_hops) next_hop_mac.emplace(nh.address, nh.mac);
   }
-  std::optional<MacAddr> macOf(Ipv4Addr nh) const {
+  std::optional<MacAddr> macOf(const IpAddr& nh) const {
     auto it = next_hop_mac.find(nh);
     if (it == next_hop_mac.end()) return std::nullopt;
     return it->second;
@@ -311,8 +311,14 @@ struct RemoteTemplate {
   FlowRule rule;
   PlacementReason capability;
 };
+// One per family: an IPv6 remote's rule matches its /128 (ipv6 item).
+struct RemoteTemplates {
+  RemoteTemplate v4;
+  RemoteTemplate v6;
+  const RemoteTemplate& of(const IpAddr& a) const { return a.isV4() ? v4 : v6; }
+};
 
-RemoteTemplate remoteTemplate(const Context& ctx) {
+RemoteTemplate remoteTemplate(const Context& ctx, bool ipv6) {
   const auto& host = ctx.host;
   const bool vxlan = host.underlay == UnderlayMode::kVxlan;
   RemoteTemplate t;
@@ -321,9 +327,13 @@ RemoteTemplate remoteTemplate(const Context& ctx) {
   r.attr.group = kFibGroup;
   r.attr.transfer = true;
   r.pattern.push_back(EthItem{});
-  Ipv4Item ip;
-  ip.fields = Ipv4Item::kDst;
-  r.pattern.push_back(ip);
+  if (ipv6) {
+    r.pattern.push_back(Ipv6Item{Ipv6Item::Field::kDst, 128, {}});
+  } else {
+    Ipv4Item ip;
+    ip.fields = Ipv4Item::kDst;
+    r.pattern.push_back(ip);
+  }
   r.actions.push_back(SetMacSrcAction{vxlan ? routerMacForVtep(*host.vtep_ipv4) : host.uplink_mac});
   r.actions.push_back(SetMacDstAction{});
   r.actions.push_back(DecTtlAction{});
@@ -341,17 +351,25 @@ RemoteTemplate remoteTemplate(const Context& ctx) {
   return t;
 }
 
-void emitRemoteRule(const Context& ctx, const RemoteTemplate& tmpl, const RemoteEndpoint& remote,
+RemoteTemplates remoteTemplates(const Context& ctx) {
+  return {remoteTemplate(ctx, false), remoteTemplate(ctx, true)};
+}
+
+void emitRemoteRule(const Context& ctx, const RemoteTemplates& templates, const RemoteEndpoint& remote,
                     OwnerId owner, std::vector<FlowRule>& out) {
   const auto& host = ctx.host;
   const bool vxlan = host.underlay == UnderlayMode::kVxlan;
+  const RemoteTemplate& tmpl = templates.of(remote.address);
   FlowRule& r = out.emplace_back(tmpl.rule);
   r.owner = owner;
   r.id = makeId(r.cls, owner, kSubEgress, 0);
-  r.pattern.at<Ipv4Item>(1).dst = remote.address;
+  if (remote.address.isV4())
+    r.pattern.at<Ipv4Item>(1).dst = remote.address.v4();
+  else
+    r.pattern.at<Ipv6Item>(1).addr = remote.address.v6();
 
   // The underlay neighbour the packet goes to, and its MAC if configured.
-  Ipv4Addr hop;
+  IpAddr hop;
   std::optional<MacAddr> hop_mac;
   if (vxlan) {
     hop = *remote.vtep;
@@ -567,7 +585,8 @@ void emitPortObjects(const HostConfig& host, const Port& port, SoftwarePathState
   sw.sysctls.push_back({"ipv6/neigh/" + rep + "/proxy_delay", "0", owner});
   sw.neighbours6.push_back({rep, *host.gateway_ipv6, MacAddr{}, true, owner});
   for (const auto& a : port.addresses6) {
-    sw.routes6.push_back({Ipv6Prefix{a, 128}, rep, host.route_table, host.route_protocol, owner});
+    sw.routes6.push_back(
+        {Ipv6Prefix{a, 128}, rep, host.route_table, host.route_protocol, owner, std::nullopt, false});
     sw.neighbours6.push_back({rep, a, port.mac, false, owner});
     sw.rules6.push_back({rep, kRule6AllowPriority, Ipv6Prefix{a, 128}, std::nullopt, false,
                          host.route_table, host.route_protocol, owner});
@@ -591,13 +610,29 @@ void emitRemoteObjects(const HostConfig& host, const RemoteEndpoint& r, OwnerId 
   // A remote learned from the kernel's routing table has its route there
   // already (the routing daemon's): a route of ours would shadow or fight it.
   if (r.learned()) return;
+  if (!r.address.isV4()) {
+    // A /128: the kernel takes only an IPv6 gateway, so on VXLAN the VTEP
+    // stands behind a link-local one (vtepGateway6) that a neighbour entry
+    // of the VTEP's (emitVtepObjects) resolves to its router MAC.
+    Route6Entry route{Ipv6Prefix{r.address.v6(), 128}, host.uplink_netdev, host.route_table,
+                      host.route_protocol, owner, std::nullopt, false};
+    if (host.underlay == UnderlayMode::kRouted) {
+      route.via = r.next_hop->v6();  // checkRemote: an IPv6 remote names its IPv6 next hop
+    } else {
+      route.dev = vxlanDeviceName(remoteVni(host, r));
+      route.via = vtepGateway6(*r.vtep);
+      route.onlink = true;
+    }
+    sw.routes6.push_back(std::move(route));
+    return;
+  }
   if (host.underlay == UnderlayMode::kRouted) {
-    const Ipv4Addr via = r.next_hop ? *r.next_hop : *host.default_next_hop;
-    sw.routes.push_back({Ipv4Prefix{r.address, 32}, host.uplink_netdev, via, false,
+    const Ipv4Addr via = r.next_hop ? r.next_hop->v4() : *host.default_next_hop;
+    sw.routes.push_back({Ipv4Prefix{r.address.v4(), 32}, host.uplink_netdev, via, false,
                          host.route_table, host.route_protocol, owner});
     return;
   }
-  sw.routes.push_back({Ipv4Prefix{r.address, 32}, vxlanDeviceName(remoteVni(host, r)), *r.vtep,
+  sw.routes.push_back({Ipv4Prefix{r.address.v4(), 32}, vxlanDeviceName(remoteVni(host, r)), *r.vtep,
                        true, host.route_table, host.route_protocol, owner});
 }
 
@@ -614,11 +649,15 @@ void emitVniObjects(const HostConfig& host, std::uint32_t vni, SoftwarePathState
 }
 
 // Per remote VTEP (and VNI): a neighbour + FDB entry for its router MAC.
-void emitVtepObjects(std::uint32_t vni, Ipv4Addr vtep, SoftwarePathState& sw) {
+// With IPv6 on, also the neighbour of the VTEP's IPv6 gateway
+// (vtepGateway6), which /128 routes through that VTEP name.
+void emitVtepObjects(const HostConfig& host, std::uint32_t vni, Ipv4Addr vtep, SoftwarePathState& sw) {
   const std::string dev = vxlanDeviceName(vni);
   const OwnerId owner = StableHasher().str("vtep").u32(vni).u32(vtep.value).finish();
   sw.fdb.push_back({dev, routerMacForVtep(vtep), vtep, owner});
   sw.neighbours.push_back({dev, vtep, routerMacForVtep(vtep), owner});
+  if (host.gateway_ipv6)
+    sw.neighbours6.push_back({dev, vtepGateway6(vtep), routerMacForVtep(vtep), false, owner});
 }
 
 void emitSoftwarePath(const model::Intent& intent, const std::vector<OwnerId>& remote_owners,
@@ -649,7 +688,7 @@ void emitSoftwarePath(const model::Intent& intent, const std::vector<OwnerId>& r
   for (const auto k : vtep_keys)
     vteps.emplace(static_cast<std::uint32_t>(k >> 32), Ipv4Addr{static_cast<std::uint32_t>(k)});
   for (const auto vni : vnis) emitVniObjects(host, vni, sw);
-  for (const auto& [vni, vtep] : vteps) emitVtepObjects(vni, vtep, sw);
+  for (const auto& [vni, vtep] : vteps) emitVtepObjects(host, vni, vtep, sw);
 }
 
 Status checkHostAgainstProfile(const HostConfig& host, const HwProfile& profile) {
@@ -676,14 +715,26 @@ Status checkPortForPlan(const HostConfig& host, const HwProfile& profile, const 
 
 }  // namespace
 
+Ipv6Addr vtepGateway6(Ipv4Addr vtep) {
+  Ipv6Addr a;
+  a.bytes[0] = 0xFE;
+  a.bytes[1] = 0x80;
+  for (std::size_t i = 0; i < 4; ++i) a.bytes[12 + i] = static_cast<std::uint8_t>(vtep.value >> (24 - 8 * i));
+  return a;
+}
+
 std::string vxlanDeviceName(std::uint32_t vni) { return std::string(kVxlanDevicePrefix) + std::to_string(vni); }
 
 OwnerId portOwner(const model::PortKey& key) {
   return StableHasher().str("port").str(key.vm).u16(key.nic).finish();
 }
-OwnerId remoteOwner(Ipv4Addr address) {
+OwnerId remoteOwner(const IpAddr& address) {
+  // An IPv4 remote's owner is what it was before IPv6 (rule ids on a NIC
+  // and in journals stay valid across the upgrade).
   static const StableHasher kSeed = StableHasher().str("remote");  // same value, prefix hashed once
-  return StableHasher(kSeed).u32(address.value).finish();
+  static const StableHasher kSeed6 = StableHasher().str("remote6");
+  if (address.isV4()) return StableHasher(kSeed).u32(address.v4().value).finish();
+  return StableHasher(kSeed6).bytes(address.v6().bytes.data(), address.v6().bytes.size()).finish();
 }
 OwnerId vniOwner(std::uint32_t vni) { return StableHasher().str("vni").u32(vni).finish(); }
 OwnerId hostOwner() { return StableHasher().str("host").finish(); }
@@ -757,9 +808,9 @@ Status planIntoUnchecked(const model::Intent& intent, const HwProfile& profile,
   std::vector<OwnerId> remote_owners;
   remote_owners.reserve(intent.remotes.size());
   for (const auto& remote : intent.remotes) remote_owners.push_back(remoteOwner(remote.address));
-  const RemoteTemplate remote_template = remoteTemplate(ctx);
+  const RemoteTemplates remote_templates = remoteTemplates(ctx);
   for (std::size_t i = 0; i < intent.remotes.size(); ++i)
-    emitRemoteRule(ctx, remote_template, intent.remotes[i], remote_owners[i], rules);
+    emitRemoteRule(ctx, remote_templates, intent.remotes[i], remote_owners[i], rules);
   std::map<std::uint32_t, std::size_t> decap_idx;
   if (intent.host.underlay == UnderlayMode::kRouted) {
     rules.push_back(uplinkEntryRule(ctx));
@@ -864,10 +915,10 @@ struct OwnerPlanner::Impl {
   HostConfig host;
   HwProfile profile;
   Context ctx;
-  RemoteTemplate remote_template;
+  RemoteTemplates remote_templates;
   Impl(HostConfig h, HwProfile p)
       : host(std::move(h)), profile(std::move(p)), ctx(host, profile),
-        remote_template(remoteTemplate(ctx)) {}
+        remote_templates(remoteTemplates(ctx)) {}
 };
 
 OwnerPlanner::OwnerPlanner(HostConfig host, HwProfile profile)
@@ -888,7 +939,7 @@ Result<std::vector<FlowRule>> OwnerPlanner::portRules(const Port& port) const {
 
 FlowRule OwnerPlanner::remoteRule(const RemoteEndpoint& remote) const {
   std::vector<FlowRule> out;
-  emitRemoteRule(impl_->ctx, impl_->remote_template, remote, remoteOwner(remote.address), out);
+  emitRemoteRule(impl_->ctx, impl_->remote_templates, remote, remoteOwner(remote.address), out);
   return std::move(out.front());
 }
 
@@ -924,7 +975,7 @@ void OwnerPlanner::vniObjects(std::uint32_t vni, SoftwarePathState& out) const {
   emitVniObjects(impl_->host, vni, out);
 }
 void OwnerPlanner::vtepObjects(std::uint32_t vni, Ipv4Addr vtep, SoftwarePathState& out) const {
-  emitVtepObjects(vni, vtep, out);
+  emitVtepObjects(impl_->host, vni, vtep, out);
 }
 
 std::string describeReason(const PlacementReason& reason, const HwProfile& p) {

@@ -234,8 +234,12 @@ void visitSoftwarePathJson(const SoftwarePathState& sw, Section&& section, Eleme
   }
   if (!sw.routes6.empty()) {
     section("routes6");
-    for (const auto& r : sw.routes6)
-      element(json{{"dst", r.dst.str()}, {"dev", r.dev}, {"table", r.table}, {"protocol", r.protocol}});
+    for (const auto& r : sw.routes6) {
+      json j{{"dst", r.dst.str()}, {"dev", r.dev}, {"table", r.table}, {"protocol", r.protocol}};
+      if (r.via) j["via"] = r.via->str();
+      if (r.onlink) j["onlink"] = true;
+      element(std::move(j));
+    }
   }
   if (!sw.rules6.empty()) {
     section("rules6");
@@ -391,8 +395,9 @@ std::vector<std::string> describeSoftwarePath(const SoftwarePathState& sw) {
     out.push_back(n.proxy ? "neigh6 proxy " + n.ip.str() + " dev " + n.dev
                           : "neigh6 " + n.ip.str() + " lladdr " + n.mac.str() + " dev " + n.dev + " permanent");
   for (const auto& r : sw.routes6)
-    out.push_back("route6 " + r.dst.str() + " dev " + r.dev + " table " + std::to_string(r.table) +
-                  " proto " + std::to_string(r.protocol));
+    out.push_back("route6 " + r.dst.str() + (r.via ? " via " + r.via->str() : "") + " dev " + r.dev +
+                  (r.onlink ? " onlink" : "") + " table " + std::to_string(r.table) + " proto " +
+                  std::to_string(r.protocol));
   for (const auto& r : sw.rules6) out.push_back(describeRule6(r));
   return out;
 }

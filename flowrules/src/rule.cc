@@ -183,7 +183,8 @@ std::uint64_t contentHash(const FlowRule& r) {
         (static_cast<std::uint64_t>(why.on_action) << 32) |
         (static_cast<std::uint64_t>(why.detail) << 16) | why.port);
   d.add((static_cast<std::uint64_t>(why.group) << 32) | why.capacity);
-  d.add(why.address.value);
+  // IPv4 as before (digests stay what they were); IPv6 by its hash.
+  d.add(why.address.isV4() ? why.address.v4().value : std::hash<IpAddr>{}(why.address));
   d.add(why.rule);
   d.add(r.pattern.size());
   for (const auto& item : r.pattern) {

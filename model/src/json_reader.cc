@@ -179,6 +179,21 @@ bool ObjectReader::ipv6(std::string_view key, std::optional<Ipv6Addr>& out, bool
   return true;
 }
 
+bool ObjectReader::ip(std::string_view key, std::optional<IpAddr>& out, bool required) {
+  const json* v = member(key, required);
+  if (!v) return ok();
+  if (!v->is_string())
+    return fail(ErrorCode::kWrongType, key, *v,
+                std::string("must be an IPv4 or IPv6 address string, got ") + typeName(*v));
+  const auto text = v->get<std::string>();
+  auto parsed = IpAddr::parse(text);
+  if (!parsed)
+    return fail(ErrorCode::kInvalidValue, key, *v,
+                "'" + text + "' is not an IP address (expected a.b.c.d or RFC 4291 text, e.g. fe80::1)");
+  out = *parsed;
+  return true;
+}
+
 bool ObjectReader::object(std::string_view key, const json*& out, bool required) {
   out = member(key, required);
   if (!out) return ok();

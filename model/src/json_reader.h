@@ -49,6 +49,7 @@ class ObjectReader {
   bool mac(std::string_view key, MacAddr& out, bool required);
   bool ipv4(std::string_view key, std::optional<Ipv4Addr>& out, bool required);
   bool ipv6(std::string_view key, std::optional<Ipv6Addr>& out, bool required);
+  bool ip(std::string_view key, std::optional<IpAddr>& out, bool required);  // either family
   bool object(std::string_view key, const json*& out, bool required);
   bool array(std::string_view key, const json*& out, bool required);
 

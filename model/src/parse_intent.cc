@@ -58,6 +58,23 @@ std::string lower(std::string s) {
 
 }  // namespace
 
+namespace {
+std::optional<IpAddr> widen(const std::optional<Ipv4Addr>& a) {
+  return a ? std::optional<IpAddr>(*a) : std::nullopt;
+}
+
+// The local entry for `a` in the index of its family, or null.
+template <class V4Map, class V6Map>
+const typename V4Map::mapped_type* findLocal(const V4Map& v4, const V6Map& v6, const IpAddr& a) {
+  if (a.isV4()) {
+    auto it = v4.find(a.v4());
+    return it == v4.end() ? nullptr : &it->second;
+  }
+  auto it = v6.find(a.v6());
+  return it == v6.end() ? nullptr : &it->second;
+}
+}  // namespace
+
 // A VM or remote address must be a usable unicast host address.
 std::optional<std::string> unusableHostAddress(Ipv4Addr a) {
   if (a.isUnspecified()) return "0.0.0.0 is not a host address";
@@ -224,17 +241,26 @@ bool readNextHops(ObjectReader& r, const json& arr, HostConfig& host) {
   for (std::size_t i = 0; i < arr.size(); ++i) {
     ObjectReader nh(arr[i], detail::indexPath(base, i));
     std::optional<Ipv4Addr> ip;
+    std::optional<Ipv6Addr> ip6;
     UnderlayNextHop hop;
-    nh.ipv4("ipv4", ip, true) && nh.mac("mac", hop.mac, true) && nh.finish();
+    const char* key = nh.member("ipv6", false) ? "ipv6" : "ipv4";
+    if (nh.member("ipv6", false) && nh.member("ipv4", false))
+      return r.fail(makeError(ErrorCode::kConflict, nh.field("ipv6"), "",
+                              "a next hop is one address: give ipv4 or ipv6, not both"));
+    (key[3] == '6' ? nh.ipv6("ipv6", ip6, true) : nh.ipv4("ipv4", ip, true)) &&
+        nh.mac("mac", hop.mac, true) && nh.finish();
     if (!nh.ok()) return r.fail(nh.error());
-    hop.ipv4 = *ip;
+    if (ip6 && (ip6->isMulticast() || ip6->isUnspecified() || ip6->isLoopback() || ip6->isV4Mapped()))
+      return r.fail(makeError(ErrorCode::kInvalidValue, nh.field("ipv6"), ip6->str(),
+                              "a next hop is a unicast IPv6 address (a link-local fe80:: one is usual)"));
+    hop.address = ip6 ? IpAddr(*ip6) : IpAddr(*ip);
     if (hop.mac.isZero() || hop.mac.isMulticast())
       return r.fail(makeError(ErrorCode::kInvalidValue, nh.field("mac"), hop.mac.str(),
                               "a next hop MAC must be a non-zero unicast MAC"));
     for (const auto& other : host.next_hops)
-      if (other.ipv4 == hop.ipv4)
-        return r.fail(makeError(ErrorCode::kDuplicate, nh.field("ipv4"), hop.ipv4.str(),
-                                "next hop " + hop.ipv4.str() + " is listed twice"));
+      if (other.address == hop.address)
+        return r.fail(makeError(ErrorCode::kDuplicate, nh.field(key), hop.address.str(),
+                                "next hop " + hop.address.str() + " is listed twice"));
     host.next_hops.push_back(hop);
   }
   return true;
@@ -394,8 +420,9 @@ void readUnderlaySection(const json& section, HostConfig& host, ObjectReader& r)
                          " is the gateway address (gateway.ipv4) that every VM uses; "
                          "the VTEP must be an underlay address of this host"));
   for (std::size_t i = 0; i < host.next_hops.size() && u.ok(); ++i) {
-    const auto hop = host.next_hops[i].ipv4;
-    const auto field = detail::indexPath(u.field("next_hops"), i) + ".ipv4";
+    const auto hop = host.next_hops[i].address;
+    const auto field =
+        detail::indexPath(u.field("next_hops"), i) + (hop.isV4() ? ".ipv4" : ".ipv6");
     if (hop == host.gateway_ipv4)
       u.fail(makeError(ErrorCode::kConflict, field, hop.str(),
                        hop.str() + " is the gateway address (gateway.ipv4) that every VM uses"));
@@ -718,8 +745,16 @@ Result<RemoteEndpoint> parseRemote(const json& doc, const std::string& path) {
   RemoteEndpoint remote;
   ObjectReader r(doc, path);
   std::int64_t n = 0;
-  if (const json* a = r.member("address", true)) readHostAddress(r, *a, r.field("address"), remote.address);
-  r.ipv4("next_hop", remote.next_hop, false);
+  if (const json* a = r.member("address", true)) {
+    if (a->is_string() && a->get_ref<const std::string&>().find(':') != std::string::npos) {
+      Ipv6Addr a6;
+      if (readHostAddress6(r, a->get<std::string>(), r.field("address"), a6)) remote.address = a6;
+    } else {
+      Ipv4Addr a4;
+      if (readHostAddress(r, *a, r.field("address"), a4)) remote.address = a4;
+    }
+  }
+  r.ip("next_hop", remote.next_hop, false);
   r.ipv4("vtep", remote.vtep, false);
   if (r.integer("vni", 0, kMaxVni, n, false, "a VNI is 24 bits") && r.member("vni", false))
     remote.vni = static_cast<std::uint32_t>(n);
@@ -851,7 +886,7 @@ Status checkRemoteUnderlay(const HostConfig& host, const UnderlayAddresses& unde
   if (const UnderlayUse* use = underlay.find(r.address))
     return makeError(ErrorCode::kConflict, path + ".address", r.address.str(),
                      "the remote address " + r.address.str() + " is " + use->describe());
-  for (const auto& [hop, name] : {std::pair{r.next_hop, "next_hop"}, std::pair{r.vtep, "vtep"}}) {
+  for (const auto& [hop, name] : {std::pair{r.next_hop, "next_hop"}, std::pair{widen(r.vtep), "vtep"}}) {
     if (!hop) continue;
     if (*hop == host.gateway_ipv4)
       return makeError(ErrorCode::kConflict, path + "." + name, hop->str(),
@@ -868,7 +903,7 @@ Status checkRemoteUnderlay(const HostConfig& host, const UnderlayAddresses& unde
 Status checkRemote(const HostConfig& host, const RemoteEndpoint& r, std::size_t index) {
   // Fast path first: the common valid remote costs no string building.
   const bool routed = host.underlay == UnderlayMode::kRouted;
-  if (r.address != host.gateway_ipv4 &&
+  if (r.address != host.gateway_ipv4 && r.address.isV4() && (!r.next_hop || r.next_hop->isV4()) &&
       (routed ? (!r.vtep && !r.vni && (r.next_hop || host.default_next_hop))
               : (!r.next_hop && r.vtep && (!host.vtep_ipv4 || *r.vtep != *host.vtep_ipv4) &&
                  (r.vni || host.default_vni))))
@@ -882,6 +917,19 @@ Status checkRemote(const HostConfig& host, const RemoteEndpoint& r, std::size_t 
     if (!r.next_hop && !host.default_next_hop)
       return makeError(ErrorCode::kMissingField, path + ".next_hop", "",
                        "no next_hop and no underlay.default_next_hop to reach " + r.address.str());
+    if (!r.next_hop && !r.address.isV4())
+      return makeError(ErrorCode::kMissingField, path + ".next_hop", "",
+                       "an IPv6 remote (" + r.address.str() +
+                           ") names its IPv6 next hop: the kernel routes a /128 only through an "
+                           "IPv6 gateway, and underlay.default_next_hop is IPv4");
+    if (r.next_hop && r.next_hop->isV4() != r.address.isV4() && !r.learned())
+      return makeError(ErrorCode::kConflict, path + ".next_hop", r.next_hop->str(),
+                       std::string("the next hop of an ") + (r.address.isV4() ? "IPv4" : "IPv6") +
+                           " remote is an " + (r.address.isV4() ? "IPv4" : "IPv6") + " address");
+    if (r.next_hop && !r.next_hop->isV4() &&
+        (r.next_hop->v6().isMulticast() || r.next_hop->v6().isUnspecified() || r.next_hop->v6().isLoopback()))
+      return makeError(ErrorCode::kInvalidValue, path + ".next_hop", r.next_hop->str(),
+                       "a next hop is a unicast address (a link-local fe80:: one is usual)");
   } else {
     if (r.next_hop)
       return makeError(ErrorCode::kConflict, path + ".next_hop", r.next_hop->str(),
@@ -899,6 +947,10 @@ Status checkRemote(const HostConfig& host, const RemoteEndpoint& r, std::size_t 
   if (r.address == host.gateway_ipv4)
     return makeError(ErrorCode::kConflict, path + ".address", r.address.str(),
                      "the remote address is the gateway address");
+  if (!r.address.isV4() && !host.gateway_ipv6)
+    return makeError(ErrorCode::kConflict, path + ".address", r.address.str(),
+                     "IPv6 is off on this host (gateway.ipv6 is not set): its VMs send no IPv6, so a "
+                     "/128 remote would never be used");
   return Status::success();
 }
 
@@ -919,7 +971,7 @@ std::string UnderlayUse::describe() const {
     case Kind::kRemoteNextHop: {
       const bool vtep = kind == Kind::kRemoteVtep;
       std::string out = vtep ? "the VTEP of " : "the underlay next hop of ";
-      out += remote.value == 0 ? "other remote endpoints" : "remote " + remote.str();
+      out += remote == IpAddr{} ? "other remote endpoints" : "remote " + remote.str();
       if (index != kNoIndex) out += " (remotes[" + i + (vtep ? "].vtep)" : "].next_hop)");
       return out;
     }
@@ -932,7 +984,7 @@ UnderlayAddresses::UnderlayAddresses(const HostConfig& host) {
   uses_.emplace(host.gateway_ipv4, UnderlayUse{Kind::kGateway, 0, {}});
   if (host.vtep_ipv4) uses_.emplace(*host.vtep_ipv4, UnderlayUse{Kind::kHostVtep, 0, {}});
   for (std::size_t i = 0; i < host.next_hops.size(); ++i)
-    uses_.emplace(host.next_hops[i].ipv4,
+    uses_.emplace(host.next_hops[i].address,
                   UnderlayUse{Kind::kNextHop, static_cast<std::uint32_t>(i), {}});
   if (host.default_next_hop)
     uses_.emplace(*host.default_next_hop, UnderlayUse{Kind::kDefaultNextHop, 0, {}});
@@ -953,7 +1005,7 @@ void UnderlayAddresses::addRemote(const RemoteEndpoint& remote, std::size_t inde
 }
 
 void UnderlayAddresses::removeRemote(const RemoteEndpoint& remote) {
-  for (const auto& hop : {remote.vtep, remote.next_hop}) {
+  for (const auto& hop : {widen(remote.vtep), remote.next_hop}) {
     if (!hop) continue;
     auto ref = remote_refs_.find(*hop);
     if (ref == remote_refs_.end()) continue;
@@ -964,7 +1016,7 @@ void UnderlayAddresses::removeRemote(const RemoteEndpoint& remote) {
       remote_refs_.erase(ref);
       if (remote_use) uses_.erase(use);
     } else if (remote_use && use->second.remote == remote.address) {
-      use->second.remote = Ipv4Addr{};  // still used, by remotes not recorded here
+      use->second.remote = IpAddr{};  // still used, by remotes not recorded here
       use->second.index = UnderlayUse::kNoIndex;
     }
   }
@@ -975,7 +1027,7 @@ namespace {
 // Whether checkRemoteUnderlay() has anything to say about `r` (no strings built).
 bool touchesUnderlay(const HostConfig& host, const UnderlayAddresses& underlay,
                      const RemoteEndpoint& r) {
-  const auto hits = [&](const std::optional<Ipv4Addr>& a) {
+  const auto hits = [&](const auto& a) {
     return a && (*a == host.gateway_ipv4 || (host.vtep_ipv4 && *a == *host.vtep_ipv4));
   };
   return underlay.find(r.address) || hits(r.next_hop) || hits(r.vtep);
@@ -1005,14 +1057,14 @@ Status validateIntent(const Intent& intent) {
   // allocation per remote: there may be 100 k+ of them).
   std::size_t slots = 16;
   while (slots < intent.remotes.size() * 2) slots <<= 1;
-  std::vector<std::pair<std::uint32_t, std::uint32_t>> seen(slots, {0, 0});  // (addr, index+1)
-  auto firstIndexOf = [&](Ipv4Addr a, std::size_t i) -> std::optional<std::size_t> {
-    std::size_t h = (a.value * 0x9E3779B1u) & (slots - 1);
+  std::vector<std::pair<IpAddr, std::uint32_t>> seen(slots, {IpAddr{}, 0});  // (addr, index+1)
+  auto firstIndexOf = [&](const IpAddr& a, std::size_t i) -> std::optional<std::size_t> {
+    std::size_t h = (std::hash<IpAddr>{}(a) * 0x9E3779B97F4A7C15ULL >> 20) & (slots - 1);
     while (seen[h].second != 0) {
-      if (seen[h].first == a.value) return seen[h].second - 1;
+      if (seen[h].first == a) return seen[h].second - 1;
       h = (h + 1) & (slots - 1);
     }
-    seen[h] = {a.value, static_cast<std::uint32_t>(i + 1)};
+    seen[h] = {a, static_cast<std::uint32_t>(i + 1)};
     return std::nullopt;
   };
   for (std::size_t i = 0; i < intent.remotes.size(); ++i) {
@@ -1021,9 +1073,9 @@ Status validateIntent(const Intent& intent) {
     const auto path = [i] { return "remotes[" + std::to_string(i) + "]"; };
     if (touchesUnderlay(intent.host, underlay, r))
       if (auto s = checkRemoteUnderlay(intent.host, underlay, r, path()); !s) return s;
-    if (auto it = index.by_ip.find(r.address); it != index.by_ip.end())
+    if (const Port* const* local = findLocal(index.by_ip, index.by_ip6, r.address))
       return makeError(ErrorCode::kConflict, path() + ".address", r.address.str(),
-                       r.address.str() + " is a local VM address (port " + it->second->key.str() + ")");
+                       r.address.str() + " is a local VM address (port " + (*local)->key.str() + ")");
     if (auto first = firstIndexOf(r.address, i))
       return makeError(ErrorCode::kDuplicate, path() + ".address", r.address.str(),
                        r.address.str() + " is listed twice (also remotes[" +
@@ -1052,17 +1104,17 @@ Status IntentIndex::checkRemote(const RemoteEndpoint& remote, bool hops_may_be_r
     if (e.field.rfind("remotes[0]", 0) == 0) e.field = "remote" + e.field.substr(10);
     return e;
   }
-  if (auto it = by_ip_.find(remote.address); it != by_ip_.end())
+  if (const PortKey* local = findLocal(by_ip_, by_ip6_, remote.address))
     return makeError(ErrorCode::kConflict, "remote.address", remote.address.str(),
-                     remote.address.str() + " is a local VM address (port " + it->second.str() + ")");
+                     remote.address.str() + " is a local VM address (port " + local->str() + ")");
   if (touchesUnderlay(host_, underlay_, remote))
     if (auto s = checkRemoteUnderlay(host_, underlay_, remote, "remote"); !s) return s;
   for (const auto& [hop, name] :
-       {std::pair{remote.next_hop, "next_hop"}, std::pair{remote.vtep, "vtep"}}) {
+       {std::pair{remote.next_hop, "next_hop"}, std::pair{widen(remote.vtep), "vtep"}}) {
     if (!hop) continue;
-    if (auto it = by_ip_.find(*hop); it != by_ip_.end())
+    if (const PortKey* local = findLocal(by_ip_, by_ip6_, *hop))
       return makeError(ErrorCode::kConflict, std::string("remote.") + name, hop->str(),
-                       hop->str() + " is a local VM address (port " + it->second.str() + ")");
+                       hop->str() + " is a local VM address (port " + local->str() + ")");
     if (*hop != remote.address && !hops_may_be_remotes && remotes_.count(*hop))
       return makeError(ErrorCode::kConflict, std::string("remote.") + name, hop->str(),
                        hop->str() + " is the address of another remote endpoint");
@@ -1079,12 +1131,12 @@ void IntentIndex::removeRemote(const RemoteEndpoint& remote) {
   if (remotes_.erase(remote.address)) underlay_.removeRemote(remote);
 }
 
-void IntentIndex::moveRemote(Ipv4Addr address, std::size_t position) {
+void IntentIndex::moveRemote(const IpAddr& address, std::size_t position) {
   if (auto it = remotes_.find(address); it != remotes_.end())
     it->second = static_cast<std::uint32_t>(position);
 }
 
-std::optional<std::size_t> IntentIndex::findRemote(Ipv4Addr address) const {
+std::optional<std::size_t> IntentIndex::findRemote(const IpAddr& address) const {
   auto it = remotes_.find(address);
   if (it == remotes_.end()) return std::nullopt;
   return it->second;

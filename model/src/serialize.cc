@@ -24,7 +24,7 @@ nlohmann::json toJson(const Port& port) {
 
 nlohmann::json toJson(const RemoteEndpoint& remote) {
   nlohmann::json j;
-  j["address"] = remote.address.str() + "/32";
+  j["address"] = remote.address.str() + "/" + std::to_string(remote.address.hostLength());
   if (remote.next_hop) j["next_hop"] = remote.next_hop->str();
   if (remote.vtep) j["vtep"] = remote.vtep->str();
   if (remote.vni) j["vni"] = *remote.vni;

@@ -183,5 +183,38 @@ TEST(Ipv6Prefix, ParsesLengthsAndContains) {
   EXPECT_FALSE(Ipv6Prefix::parse("2001:db8::5/128")->contains(*Ipv6Addr::parse("2001:db8::4")));
 }
 
+TEST(IpAddr, HoldsEitherFamilyAsOneValue) {
+  const IpAddr v4 = *Ipv4Addr::parse("192.0.2.1");
+  EXPECT_TRUE(v4.isV4());
+  EXPECT_EQ(v4.v4(), *Ipv4Addr::parse("192.0.2.1"));
+  EXPECT_EQ(v4.str(), "192.0.2.1");
+  EXPECT_EQ(v4.hostLength(), 32);
+  EXPECT_EQ(IpAddr::parse("192.0.2.1"), v4);
+  EXPECT_EQ(IpAddr::parse("::ffff:192.0.2.1"), v4);  // the same address
+  EXPECT_TRUE(IpAddr().isV4());
+  EXPECT_EQ(IpAddr().v4(), Ipv4Addr{});
+
+  const auto v6 = IpAddr::parse("2001:db8::5");
+  ASSERT_TRUE(v6);
+  EXPECT_FALSE(v6->isV4());
+  EXPECT_EQ(v6->v6(), *Ipv6Addr::parse("2001:db8::5"));
+  EXPECT_EQ(v6->v4(), Ipv4Addr{});
+  EXPECT_EQ(v6->str(), "2001:db8::5");
+  EXPECT_EQ(v6->hostLength(), 128);
+  EXPECT_NE(*v6, v4);
+  EXPECT_NE(std::hash<IpAddr>{}(*v6), std::hash<IpAddr>{}(v4));
+
+  for (const char* bad : {"", "1.2.3", "1.2.3.4.5", "2001:db8::5::1", "2001:db8::5/128", "fe80::1%eth0"})
+    EXPECT_FALSE(IpAddr::parse(bad)) << bad;
+  EXPECT_EQ(IpAddr::parseHost("192.0.2.1/32"), v4);
+  EXPECT_EQ(IpAddr::parseHost("192.0.2.1"), v4);
+  EXPECT_EQ(IpAddr::parseHost("2001:db8::5/128"), v6);
+  for (const char* bad : {"192.0.2.1/24", "192.0.2.1/128", "2001:db8::5/32", "2001:db8::5/", "x/32"})
+    EXPECT_FALSE(IpAddr::parseHost(bad)) << bad;
+  // IPv4 orders numerically among IPv4, and before every global IPv6.
+  EXPECT_LT(IpAddr(*Ipv4Addr::parse("10.0.0.2")), IpAddr(*Ipv4Addr::parse("10.0.0.10")));
+  EXPECT_LT(v4, *v6);
+}
+
 }  // namespace
 }  // namespace nicoffload

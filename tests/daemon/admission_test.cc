@@ -61,7 +61,7 @@ struct Fixture {
                               .claim_clock_ms = [this] { return clock_ms; },
                               .note_claim = [this](std::int64_t until) { claims.push_back(until); },
                               .underlay_use =
-                                  [this](Ipv4Addr a) {
+                                  [this](const IpAddr& a) {
                                     return underlay.count(a.str()) ? std::string("the underlay's")
                                                                    : std::string();
                                   },

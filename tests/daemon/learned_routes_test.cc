@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 #include <vector>
 
@@ -32,22 +33,25 @@ model::HostConfig host() {
 
 offload::LearnedRoute route(const char* address, std::vector<const char*> hops) {
   offload::LearnedRoute r;
-  r.address = ip(address);
+  r.address = *IpAddr::parse(address);
   r.protocol = 186;  // bgp
-  for (auto h : hops) r.next_hops.push_back(ip(h));
+  for (auto h : hops) r.next_hops.push_back(*IpAddr::parse(h));
   return r;
 }
 
 struct Fixture {
-  LearnedRoutes learned{host(), [] { return std::chrono::steady_clock::time_point{}; }};
-  Admission admission{host(), Admission::Seams{
+  Fixture() = default;
+  explicit Fixture(model::HostConfig h) : cfg(std::move(h)) {}
+  model::HostConfig cfg = host();
+  LearnedRoutes learned{cfg, [] { return std::chrono::steady_clock::time_point{}; }};
+  Admission admission{cfg, Admission::Seams{
                                   .port_plans = [](const model::Port&) { return Status::success(); },
                                   .pool_ready = [](const model::Port&) -> const std::set<std::uint16_t>* {
                                     return nullptr;
                                   },
                                   .claim_clock_ms = [] { return std::int64_t{0}; },
                                   .note_claim = [](std::int64_t) {},
-                                  .underlay_use = [this](Ipv4Addr a) { return learned.underlayUse(a); },
+                                  .underlay_use = [this](const IpAddr& a) { return learned.underlayUse(a); },
                               }};
   std::vector<std::vector<model::UnderlayNextHop>> hop_changes;
 
@@ -80,6 +84,50 @@ TEST(LearnedRoutes, ARouteBecomesARemoteOfItsProtocolsOrigin) {
   f.apply(gone);
   EXPECT_EQ(f.remote("10.20.0.1"), nullptr);
   EXPECT_TRUE(f.learned.empty());
+}
+
+// IPv6 (gateway.ipv6 set): a /128 through a link-local next hop becomes a
+// remote, the next hop's MAC comes from the uplink's IPv6 neighbours; an
+// IPv4 route through an IPv6 next hop (RFC 5549) is followed too. A
+// link-local /128 is refused, and so is any /128 on a host without IPv6.
+TEST(LearnedRoutes, Ipv6RoutesAndIpv6NextHops) {
+  const auto a = [](const char* t) { return *IpAddr::parse(t); };
+  model::HostConfig h = host();
+  h.gateway_ipv6 = *Ipv6Addr::parse("fe80::1");
+  Fixture f(h);
+  offload::RouteEvents ev;
+  ev.neighbours.push_back({a("fe80::2"), MacAddr::parse("0c:42:a1:00:00:62")});
+  ev.routes.push_back({a("2001:db8:9::5"), route("2001:db8:9::5", {"fe80::2"})});
+  ev.routes.push_back({a("10.20.0.9"), route("10.20.0.9", {"fe80::2"})});
+  ev.routes.push_back({a("fe80::99"), route("fe80::99", {"fe80::2"})});
+  f.apply(ev);
+  const auto* v6 = f.admission.findRemote(a("2001:db8:9::5"));
+  ASSERT_NE(v6, nullptr);
+  EXPECT_EQ(v6->origin, "kernel:bgp");
+  EXPECT_EQ(v6->next_hop, a("fe80::2"));
+  const auto* rfc5549 = f.admission.findRemote(a("10.20.0.9"));
+  ASSERT_NE(rfc5549, nullptr);
+  EXPECT_EQ(rfc5549->next_hop, a("fe80::2"));
+  EXPECT_EQ(f.admission.findRemote(a("fe80::99")), nullptr);
+  auto refused = f.learned.refusedList({{"refused", true}});
+  ASSERT_TRUE(refused);
+  EXPECT_NE(refused->dump().find("fe80::99/128"), std::string::npos) << refused->dump();
+  // The planner learns the next hop's MAC.
+  ASSERT_FALSE(f.hop_changes.empty());
+  const auto& hops = f.hop_changes.back();
+  EXPECT_TRUE(std::any_of(hops.begin(), hops.end(), [&](const auto& hop) {
+    return hop.address == a("fe80::2") && hop.mac == *MacAddr::parse("0c:42:a1:00:00:62");
+  }));
+  EXPECT_NE(f.learned.underlayUse(a("fe80::2")), "") << "a next hop is the underlay's";
+
+  Fixture off;  // no gateway.ipv6
+  offload::RouteEvents ev4;
+  ev4.routes.push_back({a("2001:db8:9::5"), route("2001:db8:9::5", {"fe80::2"})});
+  off.apply(ev4);
+  EXPECT_EQ(off.admission.findRemote(a("2001:db8:9::5")), nullptr);
+  auto why = off.learned.refusedList({{"refused", true}});
+  ASSERT_TRUE(why);
+  EXPECT_NE(why->dump().find("gateway.ipv6"), std::string::npos) << why->dump();
 }
 
 TEST(LearnedRoutes, AnotherOriginWinsAndTheRouteComesBackWhenItLetsGo) {

@@ -171,7 +171,7 @@ TEST(PlanTouched, DeltaOnThePlanBeforeGivesThePlanAfter) {
     }
     const auto ports = touched(b.before.ports, b.after.ports, [](const auto& p) { return p.key; });
     const auto remotes =
-        touched(b.before.remotes, b.after.remotes, [](const auto& r) { return r.address.value; });
+        touched(b.before.remotes, b.after.remotes, [](const auto& r) { return r.address; });
     auto plan = test::unwrap(
         flowrules::planTouched(planner, planner, ports, remotes, coupling, refs), "planTouched");
     EXPECT_EQ(plan.derived, b.derived);

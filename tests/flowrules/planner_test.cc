@@ -150,6 +150,101 @@ TEST(Planner, Ipv6RulesPerPortAndHost) {
   }
 }
 
+// An IPv6 remote: one egress rule matching its /128 (the ipv6 item), the
+// next hop's MAC from an IPv6 next hop; its kernel route through that
+// gateway. On VXLAN: encap to the VTEP, and the kernel route through the
+// VTEP's link-local stand-in, which a neighbour entry resolves.
+TEST(Planner, Ipv6RemoteRoutedAndVxlan) {
+  const HwProfile profile = test::loadProfile("connectx-6dx");
+  const auto v6 = [](const char* t) { return *Ipv6Addr::parse(t); };
+  const MacAddr tor6 = test::mac("0c:42:a1:00:00:66");
+  {
+    Intent intent = test::exampleIntent(Example::kRouted);
+    test::dropVdpa(intent);
+    intent.host.gateway_ipv6 = v6("fe80::1");
+    intent.host.next_hops.push_back({IpAddr(v6("fe80::6")), tor6});
+    model::RemoteEndpoint r;
+    r.address = v6("2001:db8:9::5");
+    r.next_hop = IpAddr(v6("fe80::6"));
+    intent.remotes.push_back(r);
+    model::RemoteEndpoint unresolved = r;
+    unresolved.address = v6("2001:db8:9::6");
+    unresolved.next_hop = IpAddr(v6("fe80::7"));  // no MAC known
+    intent.remotes.push_back(unresolved);
+    const auto st = test::planOrThrow(intent, profile);
+    const auto mine = ownedBy(st, flowrules::remoteOwner(r.address));
+    ASSERT_EQ(mine.size(), 1u);
+    const FlowRule& rule = *mine[0];
+    EXPECT_EQ(rule.cls, RuleClass::kRoutedEgress);
+    EXPECT_EQ(rule.placement, Placement::kHw) << flowrules::explainRule(rule, profile);
+    const auto& item = std::get<flowrules::Ipv6Item>(rule.pattern[1]);
+    EXPECT_EQ(item.field, flowrules::Ipv6Item::Field::kDst);
+    EXPECT_EQ(item.len, 128);
+    EXPECT_EQ(item.addr, r.address.v6());
+    for (const auto& a : rule.actions) {
+      if (const auto* d = std::get_if<flowrules::SetMacDstAction>(&a)) {
+        EXPECT_EQ(d->mac, tor6);
+      }
+    }
+    EXPECT_TRUE(hasAction(rule, ActionType::kDecTtl));
+    // An IPv4 remote's owner is what it always was; an IPv6 one differs.
+    EXPECT_NE(flowrules::remoteOwner(r.address), flowrules::remoteOwner(IpAddr(Ipv4Addr{0x20010db8})));
+
+    const auto other = ownedBy(st, flowrules::remoteOwner(unresolved.address));
+    ASSERT_EQ(other.size(), 1u);
+    EXPECT_EQ(other[0]->placement, Placement::kSw);
+    EXPECT_EQ(other[0]->reason.code, Code::kNextHopUnresolved);
+    EXPECT_EQ(other[0]->reason.address, IpAddr(v6("fe80::7")));
+    EXPECT_NE(flowrules::explainRule(*other[0], profile).find("fe80::7"), std::string::npos);
+
+    std::vector<flowrules::Route6Entry> routes;
+    for (const auto& route : st.sw.routes6)
+      if (route.owner == flowrules::remoteOwner(r.address)) routes.push_back(route);
+    ASSERT_EQ(routes.size(), 1u);
+    EXPECT_EQ(routes[0].dst, (Ipv6Prefix{r.address.v6(), 128}));
+    EXPECT_EQ(routes[0].via, v6("fe80::6"));
+    EXPECT_EQ(routes[0].dev, intent.host.uplink_netdev);
+    EXPECT_FALSE(routes[0].onlink);
+  }
+  {
+    Intent intent = test::exampleIntent(Example::kVxlan);
+    test::dropVdpa(intent);
+    intent.host.gateway_ipv6 = v6("fe80::1");
+    model::RemoteEndpoint r;
+    r.address = v6("2001:db8:9::5");
+    r.vtep = *Ipv4Addr::parse("10.99.0.2");
+    r.vni = 4242;
+    intent.remotes.push_back(r);
+    const auto st = test::planOrThrow(intent, profile);
+    const auto mine = ownedBy(st, flowrules::remoteOwner(r.address));
+    ASSERT_EQ(mine.size(), 1u);
+    EXPECT_EQ(mine[0]->cls, RuleClass::kVxlanEgress);
+    EXPECT_EQ(std::get<flowrules::Ipv6Item>(mine[0]->pattern[1]).addr, r.address.v6());
+    ASSERT_TRUE(mine[0]->encap);
+    EXPECT_EQ(mine[0]->encap->ipv4_dst, *r.vtep);
+    EXPECT_EQ(mine[0]->encap->vni, 4242u);
+    const auto gw = flowrules::vtepGateway6(*r.vtep);
+    EXPECT_EQ(gw.str(), "fe80::a63:2");
+    std::size_t routes = 0, neighbours = 0;
+    for (const auto& route : st.sw.routes6)
+      if (route.owner == flowrules::remoteOwner(r.address)) {
+        ++routes;
+        EXPECT_EQ(route.via, gw);
+        EXPECT_TRUE(route.onlink);
+        EXPECT_EQ(route.dev, flowrules::vxlanDeviceName(4242));
+      }
+    for (const auto& n : st.sw.neighbours6)
+      if (n.ip == gw) {
+        ++neighbours;
+        EXPECT_EQ(n.dev, flowrules::vxlanDeviceName(4242));
+        EXPECT_EQ(n.mac, flowrules::routerMacForVtep(*r.vtep));
+        EXPECT_FALSE(n.proxy);
+      }
+    EXPECT_EQ(routes, 1u);
+    EXPECT_EQ(neighbours, 1u);
+  }
+}
+
 // A device without the ipv6 item: the allow rules and ND traps go to
 // software, and the IPv6 drop follows them there (a hardware drop would
 // catch the VM's traffic first); IPv4 stays in hardware.
@@ -980,7 +1075,7 @@ TEST(Planner, SoftwarePathVxlan) {
     });
     ASSERT_EQ(routes.size(), 1u);
     const auto& r = routes[0];
-    EXPECT_EQ(r.dst, (Ipv4Prefix{remote.address, 32}));
+    EXPECT_EQ(r.dst, (Ipv4Prefix{remote.address.v4(), 32}));
     EXPECT_EQ(r.via, remote.vtep);
     EXPECT_TRUE(r.onlink);
     EXPECT_EQ(r.dev, flowrules::vxlanDeviceName(remote.vni.value_or(100)));

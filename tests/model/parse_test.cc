@@ -321,6 +321,48 @@ TEST(ParseIntent, RoutedExampleValuesAndDefaults) {
   EXPECT_EQ(intent.ports[0].representorName(), "pf0vf0");  // derived from the VF
 }
 
+// An IPv6 remote on a routed host with IPv6 on: through its IPv6 next hop,
+// whose MAC a static next hop gives; written back as a /128.
+TEST(ParseIntent, Ipv6RemoteThroughAnIpv6NextHop) {
+  json host = test::readJson("examples/host-routed.json");
+  host["gateway"]["ipv6"] = "fe80::1";
+  host["underlay"]["next_hops"].push_back({{"ipv6", "FE80::6"}, {"mac", "0c:42:a1:00:00:66"}});
+  json ports = test::readJson("examples/ports-routed.json");
+  ports["remotes"].push_back({{"address", "2001:db8:9::5/128"}, {"next_hop", "fe80::6"}});
+  const Intent intent = test::intentFrom(host, ports);
+  ASSERT_TRUE(model::validateIntent(intent).ok());
+  ASSERT_EQ(intent.host.next_hops.size(), 2u);
+  EXPECT_EQ(intent.host.next_hops[1].address, *IpAddr::parse("fe80::6"));
+  const auto& r = intent.remotes.back();
+  EXPECT_FALSE(r.address.isV4());
+  EXPECT_EQ(r.address.str(), "2001:db8:9::5");
+  EXPECT_EQ(model::toJson(r)["address"], "2001:db8:9::5/128");
+  EXPECT_EQ(model::toJson(r)["next_hop"], "fe80::6");
+  auto again = model::parseRemote(model::toJson(r));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->address, r.address);
+  EXPECT_EQ(again->next_hop, r.next_hop);
+  // The same /128 twice, and a /128 that a local VM holds.
+  const auto validate = [&](const json& ports_doc) {
+    Intent i;
+    i.host = intent.host;
+    EXPECT_TRUE(model::parsePortsFile(ports_doc, i).ok());
+    return model::validateIntent(i);
+  };
+  json twice = ports;
+  twice["remotes"].push_back({{"address", "2001:db8:9::5"}, {"next_hop", "fe80::6"}});
+  auto dup = validate(twice);
+  ASSERT_FALSE(dup.ok());
+  EXPECT_EQ(dup.error().code, ErrorCode::kDuplicate);
+  EXPECT_EQ(dup.error().field, "remotes[3].address");
+  json local = ports;
+  local["ports"][0]["addresses"].push_back("2001:db8:9::5/128");
+  auto taken = validate(local);
+  ASSERT_FALSE(taken.ok());
+  EXPECT_EQ(taken.error().code, ErrorCode::kConflict);
+  EXPECT_NE(taken.error().message.find("local VM address"), std::string::npos) << taken.error().message;
+}
+
 TEST(ParseIntent, LoadHostConfigReadsTheExampleFiles) {
   for (const char* f : {"examples/host.json", "examples/host-routed.json"}) {
     auto host = model::loadHostConfig(test::sourcePath(f));
@@ -595,6 +637,30 @@ const std::vector<BadInput>& badInputs() {
        Stage::kValidate, E::kMissingField, "ports[0].vni", "default_vni"},
       {"VNI on a routed host", R, false, set("/ports/1/vni", 100), Stage::kValidate, E::kConflict,
        "ports[1].vni", "100"},
+      // IPv6 remotes (issue 23)
+      {"IPv6 remote on a host without IPv6", R, false,
+       set("/remotes/1", {{"address", "2001:db8:9::5/128"}, {"next_hop", "fe80::6"}}), Stage::kValidate,
+       E::kConflict, "remotes[1].address", "gateway.ipv6"},
+      {"IPv6 remote without its IPv6 next hop", R, false, set("/remotes/0/address", "2001:db8:9::5"),
+       Stage::kValidate, E::kMissingField, "remotes[0].next_hop", "IPv6 next hop"},
+      {"IPv6 remote through an IPv4 next hop", R, false, set("/remotes/1/address", "2001:db8:9::5"),
+       Stage::kValidate, E::kConflict, "remotes[1].next_hop", "192.0.2.253"},
+      {"IPv4 remote through an IPv6 next hop", R, false, set("/remotes/1/next_hop", "fe80::6"),
+       Stage::kValidate, E::kConflict, "remotes[1].next_hop", "fe80::6"},
+      {"multicast IPv6 next hop", R, false,
+       set("/remotes/1", {{"address", "2001:db8:9::5"}, {"next_hop", "ff02::1"}}), Stage::kValidate,
+       E::kInvalidValue, "remotes[1].next_hop", "ff02::1"},
+      {"remote next hop not an address", R, false, set("/remotes/1/next_hop", "fe80::6::1"),
+       Stage::kPorts, E::kInvalidValue, "remotes[1].next_hop", "fe80::6::1"},
+      {"link-local IPv6 remote", R, false, set("/remotes/0/address", "fe80::5"), Stage::kPorts,
+       E::kInvalidValue, "remotes[0].address", "fe80::5"},
+      {"IPv6 remote not a /128", R, false, set("/remotes/0/address", "2001:db8:9::/64"), Stage::kPorts,
+       E::kInvalidValue, "remotes[0].address", "2001:db8:9::/64"},
+      {"next hop with both families", R, true, set("/underlay/next_hops/0/ipv6", "fe80::6"), Stage::kHost,
+       E::kConflict, "underlay.next_hops[0].ipv6", "not both"},
+      {"multicast IPv6 underlay next hop", R, true,
+       set("/underlay/next_hops/0", {{"ipv6", "ff02::2"}, {"mac", "0c:42:a1:ff:ff:fe"}}), Stage::kHost,
+       E::kInvalidValue, "underlay.next_hops[0].ipv6", "ff02::2"},
       {"vtep remote on a routed host", R, false, set("/remotes/0/vtep", "192.0.2.2"),
        Stage::kValidate, E::kConflict, "remotes[0].vtep", "192.0.2.2"},
       {"next_hop remote on a vxlan host", V, false, set("/remotes/0/next_hop", "192.0.2.254"),

@@ -48,7 +48,8 @@ std::vector<Probe> probes(const model::Intent& intent) {
   std::vector<Ipv4Addr> dsts;
   for (const auto& p : intent.ports)
     dsts.insert(dsts.end(), p.addresses.begin(), p.addresses.end());
-  for (const auto& r : intent.remotes) dsts.push_back(r.address);
+  for (const auto& r : intent.remotes)
+    if (r.address.isV4()) dsts.push_back(r.address.v4());
   std::vector<Ipv4Addr> inner_dsts = dsts;  // local and remote VMs
   inner_dsts.push_back(ip("198.51.100.7"));
   dsts.push_back(host.gateway_ipv4);

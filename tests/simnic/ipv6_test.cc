@@ -132,6 +132,71 @@ TEST_F(Ipv6Host, FromTheUplinkToAVmAndToAnUnknownAddress) {
   EXPECT_EQ(miss.port, PortRef::uplink());
 }
 
+// A remote /128 (issue 23): routed, out of the uplink to the IPv6 next
+// hop's MAC, hop limit decremented, in hardware.
+TEST_F(Ipv6Host, ToARemoteThroughItsIpv6NextHop) {
+  auto intent = host->intent;
+  const MacAddr tor = test::mac("0c:42:a1:00:00:66");
+  intent.host.next_hops.push_back({IpAddr(ip6("fe80::6")), tor});
+  model::RemoteEndpoint r;
+  r.address = ip6("2001:db8:9::5");
+  r.next_hop = IpAddr(ip6("fe80::6"));
+  intent.remotes.push_back(r);
+  auto h = test::SimHost::start(intent, test::loadProfile("sim"));
+  ASSERT_EQ(h->report.refused, 0u);
+  const auto p = PacketBuilder()
+                     .eth(port(0).mac, intent.host.gateway_mac)
+                     .ipv6(ip6("2001:db8:1::10"), ip6("2001:db8:9::5"), 64)
+                     .icmp6()
+                     .payload(56)
+                     .build();
+  const auto d = h->send(p, vfOf(0));
+  SCOPED_TRACE(d.str() + ": " + describe(d.packet));
+  ASSERT_EQ(d.kind, Kind::kPort);
+  EXPECT_EQ(d.port, PortRef::uplink());
+  EXPECT_FALSE(d.miss);
+  EXPECT_EQ(d.packet.at<EthHeader>(0)->dst, tor);
+  EXPECT_EQ(d.packet.at<EthHeader>(0)->src, intent.host.uplink_mac);
+  EXPECT_EQ(d.packet.at<Ipv6Header>(1)->hop_limit, 63);
+  EXPECT_EQ(d.packet.at<Ipv6Header>(1)->dst, ip6("2001:db8:9::5"));
+}
+
+// On VXLAN, the same remote is encapsulated to its VTEP: IPv6 inside an
+// IPv4 underlay.
+TEST(Ipv6Vxlan, ToARemoteBehindAVtep) {
+  auto intent = test::exampleIntent(test::Example::kVxlan);
+  intent.host.gateway_ipv6 = ip6("fe80::1");
+  intent.ports[0].addresses6 = {ip6("2001:db8:1::10")};
+  model::RemoteEndpoint r;
+  r.address = ip6("2001:db8:9::5");
+  r.vtep = test::ip("10.99.0.2");
+  r.vni = 4242;
+  intent.remotes.push_back(r);
+  auto h = test::SimHost::start(intent, test::loadProfile("sim"));
+  ASSERT_EQ(h->report.refused, 0u);
+  const auto& port = intent.ports[0];
+  const auto p = PacketBuilder()
+                     .eth(port.mac, intent.host.gateway_mac)
+                     .ipv6(ip6("2001:db8:1::10"), ip6("2001:db8:9::5"), 64)
+                     .udp(40000, 5001)
+                     .build();
+  const auto d = h->send(p, PortRef::vfPort(*port.vf));
+  SCOPED_TRACE(d.str() + ": " + describe(d.packet));
+  ASSERT_EQ(d.kind, Kind::kPort);
+  EXPECT_EQ(d.port, PortRef::uplink());
+  EXPECT_FALSE(d.miss);
+  const auto* outer = d.packet.at<Ipv4Header>(1);
+  ASSERT_NE(outer, nullptr);
+  EXPECT_EQ(outer->dst, test::ip("10.99.0.2"));
+  EXPECT_EQ(outer->src, *intent.host.vtep_ipv4);
+  ASSERT_NE(d.packet.at<VxlanHeader>(3), nullptr);
+  EXPECT_EQ(d.packet.at<VxlanHeader>(3)->vni, 4242u);
+  EXPECT_EQ(d.packet.at<EthHeader>(4)->dst, flowrules::routerMacForVtep(test::ip("10.99.0.2")));
+  ASSERT_NE(d.packet.at<Ipv6Header>(5), nullptr);
+  EXPECT_EQ(d.packet.at<Ipv6Header>(5)->hop_limit, 63);
+  EXPECT_EQ(d.packet.at<Ipv6Header>(5)->dst, ip6("2001:db8:9::5"));
+}
+
 // IPv4 is unchanged by IPv6 being on: the same example traffic still flows.
 TEST_F(Ipv6Host, Ipv4StillFlows) {
   const auto& from = port(0);

@@ -279,7 +279,7 @@ Result<TraceInput> parseTraceSpec(const json& spec, const model::Intent& intent)
   MacAddr wire_src = MacAddr::parse("02:00:00:00:00:01").value();
   if (host.default_next_hop)
     for (const auto& h : host.next_hops)
-      if (h.ipv4 == *host.default_next_hop) wire_src = h.mac;
+      if (h.address == *host.default_next_hop) wire_src = h.mac;
   const bool from_wire = t.ingress.kind == PortRef::Kind::kUplink;
   MacAddr l2_src = from_wire ? wire_src : (port ? port->mac : MacAddr{});
   MacAddr l2_dst = from_wire ? host.uplink_mac : host.gateway_mac;

@@ -160,7 +160,8 @@ std::string describe(const Neighbour6Entry& n) {
 }
 std::string describe(const Rule6Entry& r) { return describeRule6(r); }
 std::string describe(const Route6Entry& r) {
-  return "route6 " + r.dst.str() + " dev " + r.dev + " table " + std::to_string(r.table);
+  return "route6 " + r.dst.str() + (r.via ? " via " + r.via->str() : "") + " dev " + r.dev +
+         " table " + std::to_string(r.table);
 }
 std::string describe(const FdbEntry& f) { return "fdb " + f.mac.str() + " dev " + f.dev + " dst " + f.dst.str(); }
 std::string describe(const AddressEntry& a) { return "address " + a.prefix.str() + " dev " + a.dev; }
@@ -356,13 +357,14 @@ int dumpRoutes(detail::DumpSocket& sock, std::uint32_t table, std::uint8_t proto
   return dumpRouteTable<RouteMsg>(sock, AF_INET, table, protocol, &parseRoute, each, restart);
 }
 
-// One IPv6 route of a dump: a single next hop's device (the /128s we make
-// have no gateway).
+// One IPv6 route of a dump: a single next hop (the /128s we make have one).
 struct Route6Msg {
   std::uint32_t table = 0;
   std::uint8_t protocol = 0;
   Ipv6Prefix dst;
   int oif = 0;
+  std::optional<Ipv6Addr> via;
+  bool onlink = false;  // RTNH_F_ONLINK
 };
 
 std::optional<Route6Msg> parseRoute6(const nlmsghdr* h) {
@@ -376,6 +378,8 @@ std::optional<Route6Msg> parseRoute6(const nlmsghdr* h) {
   r.protocol = m->rtm_protocol;
   r.dst = {ipv6Of(tb[RTA_DST]), m->rtm_dst_len};
   if (tb[RTA_OIF]) r.oif = static_cast<int>(nla_get_u32(tb[RTA_OIF]));
+  if (tb[RTA_GATEWAY] && nla_len(tb[RTA_GATEWAY]) == 16) r.via = ipv6Of(tb[RTA_GATEWAY]);
+  r.onlink = (m->rtm_flags & RTNH_F_ONLINK) != 0;
   return r;
 }
 
@@ -929,6 +933,12 @@ Result<MsgPtr> buildRoute6(const Route6Entry& r, int ifindex, int flags, bool de
     rtnl_route_set_scope(route.get(), RT_SCOPE_UNIVERSE);
     rtnl_nexthop* nh = rtnl_route_nh_alloc();
     rtnl_route_nh_set_ifindex(nh, ifindex);
+    AddrPtr gw;
+    if (r.via) {
+      gw = ipv6Addr(*r.via, 128);
+      rtnl_route_nh_set_gateway(nh, gw.get());
+    }
+    if (r.onlink) rtnl_route_nh_set_flags(nh, RTNH_F_ONLINK);
     rtnl_route_add_nexthop(route.get(), nh);  // route owns nh now
   } else {
     rtnl_route_set_scope(route.get(), RT_SCOPE_NOWHERE);  // wildcard for deletion
@@ -1249,9 +1259,11 @@ Result<SoftwarePathState> KernelSoftwarePath::readBack(const SoftwarePathState& 
       r.dst = m.dst;
       r.table = m.table;
       r.protocol = m.protocol;
+      r.via = m.via;
+      r.onlink = m.onlink;
       if (m.oif) {
         r.dev = nameOf(m.oif);
-        route_devs.insert(m.oif);
+        if (!r.via) route_devs.insert(m.oif);  // a device carrying a VM /128 is ours
       }
       out.routes6.push_back(std::move(r));
     }, [&] {

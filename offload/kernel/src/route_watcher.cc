@@ -39,6 +39,36 @@ Ipv4Addr addrOf(const rtattr* a) {
   return Ipv4Addr{ntohl(be)};
 }
 
+// An address attribute of `family` (RTA_DST, RTA_GATEWAY, NDA_DST).
+std::optional<IpAddr> ipOf(const rtattr* a, int family) {
+  if (family == AF_INET && RTA_PAYLOAD(a) >= 4) return IpAddr(addrOf(a));
+  if (family == AF_INET6 && RTA_PAYLOAD(a) >= 16) {
+    Ipv6Addr v6;
+    std::memcpy(v6.bytes.data(), RTA_DATA(a), 16);
+    return IpAddr(v6);
+  }
+  return std::nullopt;
+}
+
+// RTA_VIA (struct rtvia): a gateway of either family, as an IPv4 route
+// through an IPv6 link-local next hop has (RFC 5549, BGP unnumbered).
+std::optional<IpAddr> viaOf(const rtattr* a) {
+  if (RTA_PAYLOAD(a) < sizeof(rtvia)) return std::nullopt;
+  const auto* via = static_cast<const rtvia*>(RTA_DATA(a));
+  const std::size_t len = RTA_PAYLOAD(a) - sizeof(rtvia);
+  if (via->rtvia_family == AF_INET && len >= 4) {
+    std::uint32_t be = 0;
+    std::memcpy(&be, via->rtvia_addr, 4);
+    return IpAddr(Ipv4Addr{ntohl(be)});
+  }
+  if (via->rtvia_family == AF_INET6 && len >= 16) {
+    Ipv6Addr v6;
+    std::memcpy(v6.bytes.data(), via->rtvia_addr, 16);
+    return IpAddr(v6);
+  }
+  return std::nullopt;
+}
+
 std::uint32_t u32Of(const rtattr* a) {
   std::uint32_t v = 0;
   std::memcpy(&v, RTA_DATA(a), sizeof v);
@@ -47,31 +77,35 @@ std::uint32_t u32Of(const rtattr* a) {
 
 // A route message taken apart: what the watcher needs of it.
 struct ParsedRoute {
-  bool relevant = false;  // IPv4 /32 unicast in the table
-  Ipv4Addr address;
+  bool relevant = false;  // an IPv4 /32 (or, with ipv6, an IPv6 /128) unicast in the table
+  IpAddr address;
   std::uint8_t protocol = 0;
   std::uint32_t metric = 0;
-  std::vector<Ipv4Addr> next_hops;  // on the uplink, with a gateway, alive
+  std::vector<IpAddr> next_hops;  // on the uplink, with a gateway, alive
 };
 
-ParsedRoute parseRoute(const nlmsghdr* h, std::uint32_t table, int uplink) {
+ParsedRoute parseRoute(const nlmsghdr* h, std::uint32_t table, int uplink, bool ipv6) {
   ParsedRoute out;
   if (h->nlmsg_len < NLMSG_LENGTH(sizeof(rtmsg))) return out;
   const auto* rtm = static_cast<const rtmsg*>(NLMSG_DATA(h));
-  if (rtm->rtm_family != AF_INET || rtm->rtm_dst_len != 32) return out;
+  const int family = rtm->rtm_family;
+  if (!(family == AF_INET && rtm->rtm_dst_len == 32) &&
+      !(ipv6 && family == AF_INET6 && rtm->rtm_dst_len == 128))
+    return out;
   std::uint32_t rt_table = rtm->rtm_table;
-  std::optional<Ipv4Addr> dst;
+  std::optional<IpAddr> dst;
   int oif = 0;
-  std::optional<Ipv4Addr> gateway;
+  std::optional<IpAddr> gateway;
   const rtattr* multipath = nullptr;
   int len = static_cast<int>(RTM_PAYLOAD(h));
   for (const rtattr* a = RTM_RTA(rtm); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
     const auto payload = RTA_PAYLOAD(a);
     switch (a->rta_type) {
       case RTA_TABLE: if (payload >= 4) rt_table = u32Of(a); break;
-      case RTA_DST: if (payload >= 4) dst = addrOf(a); break;
+      case RTA_DST: dst = ipOf(a, family); break;
       case RTA_OIF: if (payload >= 4) oif = static_cast<int>(u32Of(a)); break;
-      case RTA_GATEWAY: if (payload >= 4) gateway = addrOf(a); break;
+      case RTA_GATEWAY: gateway = ipOf(a, family); break;
+      case RTA_VIA: gateway = viaOf(a); break;
       case RTA_PRIORITY: if (payload >= 4) out.metric = u32Of(a); break;
       case RTA_MULTIPATH: multipath = a; break;
       default: break;
@@ -88,8 +122,12 @@ ParsedRoute parseRoute(const nlmsghdr* h, std::uint32_t table, int uplink) {
          left -= NLMSG_ALIGN(nh->rtnh_len), nh = RTNH_NEXT(nh)) {
       if (nh->rtnh_ifindex != uplink || (nh->rtnh_flags & dead)) continue;
       int alen = static_cast<int>(nh->rtnh_len) - static_cast<int>(sizeof(rtnexthop));
-      for (const rtattr* a = RTNH_DATA(nh); RTA_OK(a, alen); a = RTA_NEXT(a, alen))
-        if (a->rta_type == RTA_GATEWAY && RTA_PAYLOAD(a) >= 4) out.next_hops.push_back(addrOf(a));
+      for (const rtattr* a = RTNH_DATA(nh); RTA_OK(a, alen); a = RTA_NEXT(a, alen)) {
+        std::optional<IpAddr> hop;
+        if (a->rta_type == RTA_GATEWAY) hop = ipOf(a, family);
+        if (a->rta_type == RTA_VIA) hop = viaOf(a);
+        if (hop) out.next_hops.push_back(*hop);
+      }
     }
   } else if (oif == uplink && gateway && !(rtm->rtm_flags & dead)) {
     out.next_hops.push_back(*gateway);
@@ -142,6 +180,7 @@ Result<std::unique_ptr<RouteWatcher>> RouteWatcher::open(RouteWatcherOptions opt
     o.nonblocking = true;
     o.receive_buffer_bytes = w->options_.receive_buffer_bytes;
     o.groups = {RTNLGRP_IPV4_ROUTE, RTNLGRP_NEIGH, RTNLGRP_LINK, RTNLGRP_NEXTHOP, RTNLGRP_IPV4_IFADDR};
+    if (w->options_.ipv6) o.groups.push_back(RTNLGRP_IPV6_ROUTE);
     auto fd = detail::openRtnlSocket(o);
     if (!fd) return fd.error();
     w->fd_ = *fd;
@@ -194,7 +233,7 @@ bool countsProtocol(const RouteWatcherOptions& o, std::uint8_t protocol) {
 // What one message changed in a Tables.
 struct Change {
   enum class Kind : std::uint8_t { kNone, kRoute, kNeigh, kPrefixes } kind = Kind::kNone;
-  Ipv4Addr key;
+  IpAddr key;
 };
 
 // Applies a route, neighbour or address message to `t` (the live set or a
@@ -215,7 +254,7 @@ Change applyTo(RouteWatcher::Tables& t, const nlmsghdr* h, const RouteWatcherOpt
   switch (h->nlmsg_type) {
     case RTM_NEWROUTE:
     case RTM_DELROUTE: {
-      const ParsedRoute r = parseRoute(h, o.table, t.uplink_index);
+      const ParsedRoute r = parseRoute(h, o.table, t.uplink_index, o.ipv6);
       if (!r.relevant) {
         ++t.ignored_routes;
         return {};
@@ -249,16 +288,16 @@ Change applyTo(RouteWatcher::Tables& t, const nlmsghdr* h, const RouteWatcherOpt
     case RTM_DELNEIGH: {
       if (h->nlmsg_len < NLMSG_LENGTH(sizeof(ndmsg))) return {};
       const auto* nd = static_cast<const ndmsg*>(NLMSG_DATA(h));
-      if (nd->ndm_family != AF_INET || nd->ndm_ifindex != t.uplink_index ||
-          (nd->ndm_flags & NTF_PROXY))
+      if (!(nd->ndm_family == AF_INET || (o.ipv6 && nd->ndm_family == AF_INET6)) ||
+          nd->ndm_ifindex != t.uplink_index || (nd->ndm_flags & NTF_PROXY))
         return {};
-      std::optional<Ipv4Addr> dst;
+      std::optional<IpAddr> dst;
       std::optional<MacAddr> mac;
       int len = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof(ndmsg)));
       for (auto* a = reinterpret_cast<const rtattr*>(reinterpret_cast<const char*>(nd) +
                                                      NLMSG_ALIGN(sizeof(ndmsg)));
            RTA_OK(a, len); a = RTA_NEXT(a, len)) {
-        if (a->rta_type == NDA_DST && RTA_PAYLOAD(a) >= 4) dst = addrOf(a);
+        if (a->rta_type == NDA_DST) dst = ipOf(a, nd->ndm_family);
         if (a->rta_type == NDA_LLADDR && RTA_PAYLOAD(a) == 6) {
           MacAddr m;
           std::memcpy(m.bytes.data(), RTA_DATA(a), 6);
@@ -429,17 +468,27 @@ Result<RouteWatcher::Tables> RouteWatcher::dumpTables(const RouteWatcherOptions&
     if (type == RTM_NEWROUTE || type == RTM_NEWNEIGH || type == RTM_NEWADDR)
       (void)applyTo(t, h, options);
   };
-  rtmsg rtm{};
-  rtm.rtm_family = AF_INET;
-  rtm.rtm_table = static_cast<unsigned char>(options.table < 256 ? options.table : RT_TABLE_UNSPEC);
-  auto req = dumpRequest(RTM_GETROUTE, rtm);
-  if (!req || nla_put_u32(req.get(), RTA_TABLE, options.table) < 0)
-    return makeError(ErrorCode::kIo, "netlink", "", "cannot build a route dump request");
-  if (const int err = sock->dump(req.get(), each, [&] { t.candidates.clear(); }))
-    return makeError(ErrorCode::kIo, "netlink", "",
-                     std::string("cannot dump the routing table: ") + std::strerror(err));
+  for (const int family : {AF_INET, AF_INET6}) {
+    if (family == AF_INET6 && !options.ipv6) continue;
+    rtmsg rtm{};
+    rtm.rtm_family = static_cast<unsigned char>(family);
+    rtm.rtm_table = static_cast<unsigned char>(options.table < 256 ? options.table : RT_TABLE_UNSPEC);
+    auto req = dumpRequest(RTM_GETROUTE, rtm);
+    if (!req || nla_put_u32(req.get(), RTA_TABLE, options.table) < 0)
+      return makeError(ErrorCode::kIo, "netlink", "", "cannot build a route dump request");
+    // A dump run again drops what its family's previous run gathered.
+    const auto restart = [&] {
+      std::erase_if(t.candidates, [&](const auto& c) { return c.first.isV4() == (family == AF_INET); });
+    };
+    if (const int err = sock->dump(req.get(), each, restart);
+        err && !(family == AF_INET6 && err == EAFNOSUPPORT))
+      return makeError(ErrorCode::kIo, "netlink", "",
+                       std::string(family == AF_INET ? "cannot dump the routing table: "
+                                                     : "cannot dump the IPv6 routing table: ") +
+                           std::strerror(err));
+  }
   ndmsg ndm{};
-  ndm.ndm_family = AF_INET;
+  ndm.ndm_family = options.ipv6 ? AF_UNSPEC : AF_INET;
   // Strict checking wants ndm_ifindex 0 and the filter as NDA_IFINDEX
   // (net/core/neighbour.c neigh_valid_dump_req); applyTo filters too.
   auto nreq = dumpRequest(RTM_GETNEIGH, ndm);

@@ -39,7 +39,7 @@ SoftwarePathState vmObjects() {
   s.sysctls = {{"ipv6/conf/d0/proxy_ndp", "1", 0}, {"ipv6/neigh/d0/proxy_delay", "0", 0}};
   s.neighbours6 = {{"d0", ip6("2001:db8:1::10"), test::mac("52:54:00:00:01:01"), false, 0},
                    {"d0", ip6("fe80::1"), MacAddr{}, true, 0}};
-  s.routes6 = {{Ipv6Prefix{ip6("2001:db8:1::10"), 128}, "d0", kTable, kProto, 0}};
+  s.routes6 = {{Ipv6Prefix{ip6("2001:db8:1::10"), 128}, "d0", kTable, kProto, 0, std::nullopt, false}};
   s.rules6 = {
       {"d0", flowrules::kRule6AllowPriority, std::nullopt, Ipv6Prefix{ip6("fe80::"), 10}, false, kTable, kProto, 0},
       {"d0", flowrules::kRule6AllowPriority, Ipv6Prefix{ip6("2001:db8:1::10"), 128}, std::nullopt, false, kTable,
@@ -113,6 +113,39 @@ TEST_F(KernelIpv6Test, AppliesReadsBackConvergesAndRemoves) {
   }
   // Removing what is gone succeeds.
   EXPECT_TRUE(path_->remove(want).ok());
+}
+
+// A remote's /128 (issue 23): through an IPv6 gateway on the uplink, and,
+// as on VXLAN, through a link-local stand-in, onlink, which a permanent
+// neighbour resolves. Applied, read back equal, removed.
+TEST_F(KernelIpv6Test, RemoteRoutesThroughAnIpv6Gateway) {
+  SoftwarePathState want;
+  want.routes6 = {
+      {Ipv6Prefix{ip6("2001:db8:9::5"), 128}, "d0", kTable, kProto, 0, ip6("fe80::2"), false},
+      {Ipv6Prefix{ip6("2001:db8:9::6"), 128}, "d0", kTable, kProto, 0, flowrules::vtepGateway6(test::ip("10.99.0.2")),
+       true}};
+  want.neighbours6 = {{"d0", flowrules::vtepGateway6(test::ip("10.99.0.2")), test::mac("02:00:0a:63:00:02"), false, 0}};
+  const auto applied = path_->apply(want);
+  ASSERT_TRUE(applied.ok()) << firstFailure(applied);
+  auto rb = path_->readBack(want, {kTable, kProto});
+  ASSERT_TRUE(rb) << rb.error().describe();
+  EXPECT_EQ(rb->routes6, want.routes6);
+  EXPECT_EQ(rb->neighbours6, want.neighbours6);
+  EXPECT_TRUE(ns_->run("-6 route show 2001:db8:9::5 | grep -q 'via fe80::2 dev d0'"));
+  EXPECT_TRUE(ns_->run("-6 route show 2001:db8:9::6 | grep -q 'via fe80::a63:2 dev d0'"));
+  // A changed gateway is a change the diff sees, and apply makes.
+  auto moved = want;
+  moved.routes6[0].via = ip6("fe80::3");
+  EXPECT_FALSE(flowrules::diff(moved, *rb).routes6.empty());
+  ASSERT_TRUE(path_->apply(moved).ok());
+  rb = path_->readBack(moved, {kTable, kProto});
+  ASSERT_TRUE(rb);
+  EXPECT_EQ(rb->routes6, moved.routes6);
+  ASSERT_TRUE(path_->remove(moved).ok());
+  rb = path_->readBack(moved, {kTable, kProto});
+  ASSERT_TRUE(rb);
+  EXPECT_TRUE(rb->routes6.empty());
+  EXPECT_TRUE(rb->neighbours6.empty());
 }
 
 TEST_F(KernelIpv6Test, AnotherOwnersRouteIsAConflictNotReplaced) {

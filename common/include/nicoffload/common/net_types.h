@@ -92,6 +92,35 @@ struct Ipv6Prefix {
   auto operator<=>(const Ipv6Prefix&) const = default;
 };
 
+// An IPv4 or an IPv6 address in one value: a remote's /32 or /128, a next
+// hop. IPv4 is held as v4-mapped (::ffff:a.b.c.d, RFC 4291 §2.5.5.2), so
+// that both families order, hash and compare as one 16-byte value; an IPv4
+// address converts implicitly, so IPv4-only code reads as before.
+class IpAddr {
+ public:
+  IpAddr() : IpAddr(Ipv4Addr{}) {}  // 0.0.0.0
+  IpAddr(Ipv4Addr a);               // NOLINT(google-explicit-constructor): widening
+  IpAddr(const Ipv6Addr& a) : v6_(a) {}  // NOLINT(google-explicit-constructor): widening
+
+  // A dotted quad is IPv4; anything else is parsed as IPv6 text. A
+  // v4-mapped IPv6 text ("::ffff:192.0.2.1") reads as that IPv4 address.
+  static std::optional<IpAddr> parse(std::string_view text);
+  // A host route's text: an address, or an address with its host length
+  // ("192.0.2.5/32", "2001:db8::5/128"); any other length is refused.
+  static std::optional<IpAddr> parseHost(std::string_view text);
+
+  bool isV4() const { return v6_.isV4Mapped(); }
+  Ipv4Addr v4() const;  // the IPv4 address; 0.0.0.0 when !isV4()
+  const Ipv6Addr& v6() const { return v6_; }  // as stored (v4-mapped for IPv4)
+  std::uint8_t hostLength() const { return isV4() ? 32 : 128; }  // a host route's length
+
+  std::string str() const;  // dotted quad or RFC 5952
+  auto operator<=>(const IpAddr&) const = default;
+
+ private:
+  Ipv6Addr v6_;
+};
+
 }  // namespace nicoffload
 
 template <>
@@ -117,5 +146,12 @@ struct std::hash<nicoffload::Ipv6Addr> {
     for (int i = 0; i < 8; ++i) hi = (hi << 8) | a.bytes[static_cast<std::size_t>(i)];
     for (int i = 8; i < 16; ++i) lo = (lo << 8) | a.bytes[static_cast<std::size_t>(i)];
     return std::hash<std::uint64_t>{}(hi ^ (lo * 0x9e3779b97f4a7c15ULL));
+  }
+};
+
+template <>
+struct std::hash<nicoffload::IpAddr> {
+  std::size_t operator()(const nicoffload::IpAddr& a) const noexcept {
+    return std::hash<nicoffload::Ipv6Addr>{}(a.v6());
   }
 };

@@ -40,7 +40,7 @@ class Admission {
   // A port's or a remote's state before the batch first touched it (null:
   // it did not exist).
   using TouchedPorts = std::map<model::PortKey, std::optional<model::Port>>;
-  using TouchedRemotes = std::unordered_map<Ipv4Addr, std::optional<model::RemoteEndpoint>>;
+  using TouchedRemotes = std::unordered_map<IpAddr, std::optional<model::RemoteEndpoint>>;
 
   struct Undo {
     enum class Kind : std::uint8_t { kPortPut, kPortErase, kRemotePut, kRemoteErase };
@@ -49,7 +49,7 @@ class Admission {
     model::PortKey key;                           // kPortPut
     std::size_t position = 0;                     // kPortErase, kRemoteErase: where it stood
     std::optional<model::RemoteEndpoint> remote;  // the remote before (put), the erased remote
-    Ipv4Addr address;                             // kRemotePut
+    IpAddr address;                               // kRemotePut
   };
   // What a batch changed: its undo log, its lines for the daemon's log, its
   // journal records and the owners it touched. A bulk remote.sync keeps a
@@ -81,7 +81,7 @@ class Admission {
     std::function<void(std::int64_t until_ms)> note_claim;
     // Why an address is the underlay's as the kernel shows it (learned next
     // hops, uplink neighbours and subnets); empty when a remote may take it.
-    std::function<std::string(Ipv4Addr)> underlay_use;
+    std::function<std::string(const IpAddr&)> underlay_use;
   };
 
   Admission(model::HostConfig host, Seams seams);
@@ -97,7 +97,7 @@ class Admission {
   const model::Intent& intent() const { return intent_; }
   const vdpa::VfPool& vfPool() const { return vf_pool_; }
   const model::Port* findPort(const model::PortKey& key) const;
-  const model::RemoteEndpoint* findRemote(Ipv4Addr address) const;
+  const model::RemoteEndpoint* findRemote(const IpAddr& address) const;
 
   // --- the batch's log ---
   Log& log() { return log_; }
@@ -117,10 +117,10 @@ class Admission {
   void putRemote(model::RemoteEndpoint remote);
   // O(1): the last remote moves into the hole (the list's order is not part
   // of the intent).
-  void eraseRemote(Ipv4Addr address);
+  void eraseRemote(const IpAddr& address);
   // Records the state of a port / remote before this batch first touched it.
   void touchPort(const model::PortKey& key);
-  void touchRemote(Ipv4Addr address);
+  void touchRemote(const IpAddr& address);
 
   // --- the mutation requests (the control API's fields: docs/control-api.md) ---
   // Each changes the intent on success only. Errors: the request's fields
@@ -151,8 +151,8 @@ class Admission {
     nlohmann::json conflicts = nlohmann::json::array();
     std::size_t conflict_count = 0;
     static constexpr std::size_t kConflictsListed = 100;
-    std::unordered_set<Ipv4Addr> listed;
-    std::vector<Ipv4Addr> gone;  // listGone(): to remove
+    std::unordered_set<IpAddr> listed;
+    std::vector<IpAddr> gone;  // listGone(): to remove
     std::size_t gone_next = 0;
   };
   Result<SyncAdmission> beginRemoteSync(const nlohmann::json& request) const;

@@ -256,14 +256,14 @@ class Controller {
   Result<nlohmann::json> admit(const nlohmann::json& request);
   Result<nlohmann::json> admitBatch(const nlohmann::json& request);
   const model::Port* findPort(const model::PortKey& key) const { return admission_.findPort(key); }
-  const model::RemoteEndpoint* findRemote(Ipv4Addr address) const {
+  const model::RemoteEndpoint* findRemote(const IpAddr& address) const {
     return admission_.findRemote(address);
   }
   // Why a remote of any origin may not take `address`: an address the
   // underlay uses as the kernel shows it (learned next hops, uplink
   // neighbours, the uplink's subnets); empty when it may. Cheap: called per
   // remote of a sync.
-  std::string learnedUnderlayUse(Ipv4Addr address) const;
+  std::string learnedUnderlayUse(const IpAddr& address) const;
 
   // --- the ops: one table (ops.cc) ---
   enum class OpKind : std::uint8_t { kRead, kMutation };

@@ -71,14 +71,14 @@ class LearnedRoutes {
                 const NextHopsChanged& next_hops_changed);
   // The learned routes of `addresses`, which a remote of another origin hid
   // and which no remote holds now (a batch removed it): followed again.
-  void reinstate(const std::vector<Ipv4Addr>& addresses, Admission& admission);
+  void reinstate(const std::vector<IpAddr>& addresses, Admission& admission);
   bool empty() const { return routes_.empty(); }
   std::size_t size() const { return routes_.size(); }
-  bool routed(Ipv4Addr address) const { return routes_.count(address) > 0; }
+  bool routed(const IpAddr& address) const { return routes_.count(address) > 0; }
 
   // Why `a` is an address of the underlay (a next hop, a neighbour on the
   // uplink, the uplink's own address or subnet), or empty.
-  std::string underlayUse(Ipv4Addr a) const;
+  std::string underlayUse(const IpAddr& a) const;
 
   // status.routes; fresh = false (metrics, published every loop turn): at
   // most 1 s old, so that a loop turn does not walk 100 000 remotes.
@@ -88,33 +88,33 @@ class LearnedRoutes {
                const offload::RouteWatcherCounters& watcher) const;
   // explain of an address: the kernel's route and whether it is followed;
   // null: not a learned route.
-  nlohmann::json explain(Ipv4Addr address, const model::RemoteEndpoint* current) const;
+  nlohmann::json explain(const IpAddr& address, const model::RemoteEndpoint* current) const;
   // remote.list {"refused": true[, "offset", "limit"]}: the learned routes
   // not followed, with why. Errors: the request's fields.
   Result<nlohmann::json> refusedList(const nlohmann::json& request) const;
 
  private:
   // The learned route of `address` (or its absence) into the intent.
-  void follow(Ipv4Addr address, Admission& admission);
+  void follow(const IpAddr& address, Admission& admission);
   // The MAC of an underlay next hop: the static override, else the kernel's.
-  std::optional<MacAddr> macOf(Ipv4Addr hop) const;
+  std::optional<MacAddr> macOf(const IpAddr& hop) const;
   // The next hop a route's remote goes through (ECMP: see above).
-  Ipv4Addr choose(const offload::LearnedRoute& route) const;
+  IpAddr choose(const offload::LearnedRoute& route) const;
   void noteEvents(Clock::time_point now, std::size_t n);
   double eventsPerSecond(Clock::time_point now) const;
 
   model::HostConfig host_;
   std::function<Clock::time_point()> now_;
   std::vector<model::UnderlayNextHop> static_hops_;  // underlay.next_hops: overrides
-  std::unordered_map<Ipv4Addr, offload::LearnedRoute> routes_;  // as the kernel holds them
-  std::unordered_map<Ipv4Addr, MacAddr> neighbours_;  // resolved uplink neighbours
-  std::unordered_map<Ipv4Addr, std::string> refused_;  // learned, not followed: why
+  std::unordered_map<IpAddr, offload::LearnedRoute> routes_;  // as the kernel holds them
+  std::unordered_map<IpAddr, MacAddr> neighbours_;  // resolved uplink neighbours
+  std::unordered_map<IpAddr, std::string> refused_;  // learned, not followed: why
   // The uplink's addresses (the subnets it is on), from the watcher.
   std::vector<Ipv4Prefix> uplink_prefixes_;
   // Every next hop of every learned route (ECMP: all of them, not only the
   // chosen one), with the number of routes listing it: the underlay's
   // addresses, never remotes themselves, whatever the order they arrived in.
-  std::unordered_map<Ipv4Addr, std::uint32_t> hop_refs_;
+  std::unordered_map<IpAddr, std::uint32_t> hop_refs_;
   std::uint64_t route_events_ = 0;
   std::uint64_t neighbour_events_ = 0;
   std::uint64_t resyncs_ = 0;

@@ -77,12 +77,12 @@ struct Mutation {
   model::Port port;              // kPortPut (the whole port as admitted)
   model::PortKey key;            // kPortRemove
   model::RemoteEndpoint remote;  // kRemotePut
-  Ipv4Addr address;              // kRemoteRemove
+  IpAddr address;                // kRemoteRemove
 
   static Mutation portPut(model::Port p);
   static Mutation portRemove(model::PortKey k);
   static Mutation remotePut(model::RemoteEndpoint r);
-  static Mutation remoteRemove(Ipv4Addr a);
+  static Mutation remoteRemove(const IpAddr& a);
 };
 
 // Applies `m` to `state` with the replay rules above (linear search: for

@@ -39,7 +39,7 @@ inline constexpr std::uint16_t kEtherTypeIpv6 = 0x86DD;
 
 // Owner ids: which piece of intent a rule or object belongs to.
 OwnerId portOwner(const model::PortKey& key);
-OwnerId remoteOwner(Ipv4Addr address);
+OwnerId remoteOwner(const IpAddr& address);
 OwnerId vniOwner(std::uint32_t vni);
 OwnerId hostOwner();
 

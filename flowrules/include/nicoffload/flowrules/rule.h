@@ -194,7 +194,7 @@ struct PlacementReason {
   std::uint16_t port = 0;
   std::uint32_t group = 0;
   std::uint32_t capacity = 0;
-  Ipv4Addr address;
+  IpAddr address;
   std::uint64_t rule = 0;
   bool operator==(const PlacementReason&) const = default;
 };

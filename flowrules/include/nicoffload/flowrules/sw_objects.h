@@ -82,8 +82,12 @@ struct Route6Entry {
   std::uint32_t table = 254;
   std::uint8_t protocol = 0;
   OwnerId owner = 0;
+  // A remote's /128: its IPv6 gateway on `dev` (the kernel takes no IPv4
+  // gateway for an IPv6 route); empty for a VM's /128 on its representor.
+  std::optional<Ipv6Addr> via;
+  bool onlink = false;            // RTNH_F_ONLINK
   auto key() const { return std::tie(table, dst); }
-  auto state() const { return std::tie(dst, dev, table, protocol); }
+  auto state() const { return std::tie(dst, dev, via, onlink, table, protocol); }
   // Same object in the same state; `owner` is bookkeeping the kernel does not hold.
   bool operator==(const Route6Entry& o) const { return state() == o.state(); }
 };
@@ -182,6 +186,11 @@ struct SoftwarePathState {
 // touch a VXLAN device an operator made.
 inline constexpr const char* kVxlanDevicePrefix = "nfo-vx";
 std::string vxlanDeviceName(std::uint32_t vni);
+// The link-local IPv6 gateway that stands for a remote VTEP on its VXLAN
+// device (fe80::<the VTEP's 32 bits>): the kernel routes a /128 only
+// through an IPv6 gateway, and a permanent neighbour entry resolves this one
+// to the VTEP's router MAC.
+Ipv6Addr vtepGateway6(Ipv4Addr vtep);
 // "rule6 pref 20000 iif rep3 from 2001:db8::5/128 lookup 254 proto 240"
 std::string describeRule6(const Rule6Entry& r);
 

@@ -25,7 +25,7 @@ enum class NicBackendKind : std::uint8_t { kSim, kSysfs };
 // An underlay neighbour whose MAC the hardware rules may write as the
 // destination MAC of routed (or encapsulated) packets.
 struct UnderlayNextHop {
-  Ipv4Addr ipv4;
+  IpAddr address;  // host.json "ipv4" or "ipv6" (an IPv6 remote's next hop)
   MacAddr mac;
 };
 
@@ -174,8 +174,11 @@ struct Port {
 
 // Another hypervisor's VM address, learned from FRR's kernel routes or config.
 struct RemoteEndpoint {
-  Ipv4Addr address;                      // the remote VM's /32
-  std::optional<Ipv4Addr> next_hop;      // routed underlay: underlay next hop
+  IpAddr address;                        // the remote VM's /32 or /128
+  // Routed underlay: the underlay next hop. Of the address's family when
+  // given through the API (the kernel routes a /128 only through an IPv6
+  // gateway); a learned route may name either (RFC 5549).
+  std::optional<IpAddr> next_hop;
   std::optional<Ipv4Addr> vtep;          // VXLAN underlay: remote VTEP
   std::optional<std::uint32_t> vni;      // VXLAN underlay: VNI
   // Who declared it: "api" (remote.add, the default) or the origin a

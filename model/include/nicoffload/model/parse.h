@@ -54,7 +54,7 @@ struct UnderlayUse {
   static constexpr std::uint32_t kNoIndex = UINT32_MAX;  // a remote outside any file (the daemon)
   Kind kind = Kind::kGateway;
   std::uint32_t index = 0;  // into next_hops or remotes
-  Ipv4Addr remote;          // the remote's /32, for kRemoteVtep and kRemoteNextHop
+  IpAddr remote;            // the remote's address, for kRemoteVtep and kRemoteNextHop
 
   // "the underlay next hop underlay.next_hops[0]", "the VTEP of remote
   // 10.20.1.1 (remotes[2].vtep)".
@@ -72,14 +72,14 @@ class UnderlayAddresses {
   // Forgets one remote's VTEP and next hop (each counted per remote).
   void removeRemote(const RemoteEndpoint& remote);
   // The first use of `address`, or nullptr when the underlay does not use it.
-  const UnderlayUse* find(Ipv4Addr address) const {
+  const UnderlayUse* find(const IpAddr& address) const {
     auto it = uses_.find(address);
     return it == uses_.end() ? nullptr : &it->second;
   }
 
  private:
-  std::unordered_map<Ipv4Addr, UnderlayUse> uses_;
-  std::unordered_map<Ipv4Addr, std::uint32_t> remote_refs_;  // remotes using the address
+  std::unordered_map<IpAddr, UnderlayUse> uses_;
+  std::unordered_map<IpAddr, std::uint32_t> remote_refs_;  // remotes using the address
 };
 
 // Cross-object checks of a whole intent: duplicate IP/MAC/VF/port key across
@@ -119,9 +119,9 @@ class IntentIndex {
   // Forgets a recorded remote (its VTEP and next hop uses included).
   void removeRemote(const RemoteEndpoint& remote);
   // The remote at `address` changed position (a removal moved it).
-  void moveRemote(Ipv4Addr address, std::size_t position);
+  void moveRemote(const IpAddr& address, std::size_t position);
   // The position of the remote with this address, if recorded.
-  std::optional<std::size_t> findRemote(Ipv4Addr address) const;
+  std::optional<std::size_t> findRemote(const IpAddr& address) const;
   std::size_t remoteCount() const { return remotes_.size(); }
   // Records `port` (replacing the version with the same key). Call after checkPort.
   void upsertPort(const Port& port);
@@ -135,7 +135,7 @@ class IntentIndex {
   std::unordered_map<MacAddr, PortKey> by_mac_;
   std::unordered_map<std::uint16_t, PortKey> by_vf_;
   std::unordered_map<std::string, PortKey> by_rep_;
-  std::unordered_map<Ipv4Addr, std::uint32_t> remotes_;  // address -> position
+  std::unordered_map<IpAddr, std::uint32_t> remotes_;  // address -> position
   UnderlayAddresses underlay_;
 };
 

@@ -23,18 +23,21 @@
 // NETLINK_NO_ENOBUFS is not set, on purpose: an overrun must be known.
 //
 // What counts as a learned route (everything else is ignored, counted):
-//   - IPv4, destination length 32, type unicast, in the configured table;
+//   - IPv4, destination length 32 (with `ipv6`, also IPv6 length 128; then
+//     the subscription adds RTNLGRP_IPV6_ROUTE), type unicast, in the
+//     configured table;
 //   - rtm_protocol in the configured set (default: any but the kernel's own
 //     0-2 and ours, which never counts: we do not learn back what we install);
-//   - at least one next hop on the uplink with a gateway (RTA_GATEWAY or
-//     RTA_MULTIPATH; dead and linkdown next hops are left out). Routes
+//   - at least one next hop on the uplink with a gateway (RTA_GATEWAY,
+//     RTA_VIA of either family, or RTA_MULTIPATH; dead and linkdown next
+//     hops are left out). Routes
 //     through nexthop objects (RTA_NH_ID) are read through the kernel's
 //     compatibility attributes (sysctl net.ipv4.nexthop_compat_mode = 1,
 //     the default).
 // Several routes to one /32 in the table (different metrics): the lowest
 // metric wins, as in the kernel's FIB.
 //
-// Neighbours: IPv4 entries on the uplink; an entry with a link-layer
+// Neighbours: IPv4 (with `ipv6`, also IPv6) entries on the uplink; an entry with a link-layer
 // address in a usable state (REACHABLE, STALE, DELAY, PROBE, PERMANENT,
 // NOARP) is resolved; INCOMPLETE, FAILED, a deleted entry or none is not.
 //
@@ -60,10 +63,12 @@ namespace nicoffload::offload {
 
 // One learned route, as the kernel holds it.
 struct LearnedRoute {
-  Ipv4Addr address;                 // the remote /32
+  IpAddr address;                   // the remote /32 or /128
   std::uint8_t protocol = 0;        // rtm_protocol (186 = bgp, rtnetlink.h RTPROT_BGP)
   std::uint32_t metric = 0;         // RTA_PRIORITY
-  std::vector<Ipv4Addr> next_hops;  // gateways on the uplink, sorted, unique (ECMP: several)
+  // Gateways on the uplink, sorted, unique (ECMP: several). Either family:
+  // an IPv4 route may go through an IPv6 link-local one (RTA_VIA, RFC 5549).
+  std::vector<IpAddr> next_hops;
   bool operator==(const LearnedRoute&) const = default;
 };
 
@@ -76,6 +81,9 @@ struct RouteWatcherOptions {
   std::uint32_t table = 254;            // routing table (254 = main)
   std::uint8_t own_protocol = 240;      // our rtm_protocol: never learned
   std::vector<std::uint8_t> protocols;  // empty = any but 0-2 and own_protocol
+  // Also IPv6: /128 routes (RTNLGRP_IPV6_ROUTE) and the uplink's IPv6
+  // neighbours (a host with gateway.ipv6 set).
+  bool ipv6 = false;
   // SO_RCVBUF(FORCE) of the subscription. A burst larger than this (about
   // 1 KiB per notification, skb overhead included) overruns it; the watcher
   // then resynchronises from a dump. Tests shrink it to provoke an overrun.
@@ -85,8 +93,8 @@ struct RouteWatcherOptions {
 // What changed since the previous poll(), coalesced per key: the state
 // now, not every step (a route added and withdrawn in between is absent).
 struct RouteEvents {
-  std::vector<std::pair<Ipv4Addr, std::optional<LearnedRoute>>> routes;  // nullopt: withdrawn
-  std::vector<std::pair<Ipv4Addr, std::optional<MacAddr>>> neighbours;   // nullopt: unresolved
+  std::vector<std::pair<IpAddr, std::optional<LearnedRoute>>> routes;  // nullopt: withdrawn
+  std::vector<std::pair<IpAddr, std::optional<MacAddr>>> neighbours;   // nullopt: unresolved
   // The uplink's IPv4 addresses with their prefix lengths (the subnets it
   // is on), sorted; set when they changed (and always after the start dump).
   std::optional<std::vector<Ipv4Prefix>> uplink_prefixes;
@@ -148,8 +156,8 @@ class RouteWatcher {
   bool resyncRunning() const { return worker_.valid(); }
 
   // The learned routes and resolved neighbours as last reported by poll().
-  const std::unordered_map<Ipv4Addr, LearnedRoute>& routes() const { return reported_routes_; }
-  const std::unordered_map<Ipv4Addr, MacAddr>& neighbours() const { return reported_neigh_; }
+  const std::unordered_map<IpAddr, LearnedRoute>& routes() const { return reported_routes_; }
+  const std::unordered_map<IpAddr, MacAddr>& neighbours() const { return reported_neigh_; }
   const std::vector<Ipv4Prefix>& uplinkPrefixes() const { return reported_prefixes_; }
   const RouteWatcherCounters& counters() const { return counters_; }
   const RouteWatcherOptions& options() const { return options_; }
@@ -165,12 +173,12 @@ class RouteWatcher {
   struct Candidate {
     std::uint32_t metric = 0;
     std::uint8_t protocol = 0;
-    std::vector<Ipv4Addr> next_hops;
+    std::vector<IpAddr> next_hops;
     bool operator==(const Candidate&) const = default;
   };
   struct Tables {
-    std::unordered_map<Ipv4Addr, std::vector<Candidate>> candidates;  // one per metric
-    std::unordered_map<Ipv4Addr, MacAddr> neigh;
+    std::unordered_map<IpAddr, std::vector<Candidate>> candidates;  // one per metric
+    std::unordered_map<IpAddr, MacAddr> neigh;
     std::vector<Ipv4Prefix> prefixes;  // the uplink's addresses, sorted
     int uplink_index = 0;
     std::optional<unsigned> uplink_flags;  // IFF_UP | IFF_RUNNING | IFF_LOWER_UP, from the link dump
@@ -209,16 +217,16 @@ class RouteWatcher {
   std::thread worker_thread_;
   std::string worker_reason_;
   double worker_dump_ms_ = 0;  // written by the worker before get() returns
-  std::unordered_set<Ipv4Addr> touched_routes_;
-  std::unordered_set<Ipv4Addr> touched_neigh_;
+  std::unordered_set<IpAddr> touched_routes_;
+  std::unordered_set<IpAddr> touched_neigh_;
   bool touched_prefixes_ = false;
   Tables live_;
   // Keys changed since the last report, and the state last reported.
-  std::unordered_set<Ipv4Addr> dirty_routes_;
-  std::unordered_set<Ipv4Addr> dirty_neigh_;
+  std::unordered_set<IpAddr> dirty_routes_;
+  std::unordered_set<IpAddr> dirty_neigh_;
   bool dirty_prefixes_ = false;
-  std::unordered_map<Ipv4Addr, LearnedRoute> reported_routes_;
-  std::unordered_map<Ipv4Addr, MacAddr> reported_neigh_;
+  std::unordered_map<IpAddr, LearnedRoute> reported_routes_;
+  std::unordered_map<IpAddr, MacAddr> reported_neigh_;
   std::vector<Ipv4Prefix> reported_prefixes_;
   RouteWatcherCounters counters_;
 };
