@@ -191,76 +191,99 @@ assert got==want, got" "$work/rb1.json"
 }
 
 # IPv6 (issue 23): gateway.ipv6 on both hypervisors, each VM with an IPv4 /32
-# and an IPv6 /128 and a default route via fe80::1. Remote /128s are not in
-# the model yet: each hypervisor gets a static route to the other's VM /128s
-# over the underlay (what a routing daemon would install), and the kernel
-# path carries the traffic.
+# and an IPv6 /128 and a default route via fe80::1; each hypervisor has the
+# other's VM /128s as remotes: routed, through the other's IPv6 address on the
+# underlay; VXLAN, through its VTEP (the kernel path routes the /128 through
+# the VTEP's link-local stand-in, fe80::<VTEP>, onlink, resolved by a
+# permanent neighbour to the VTEP's router MAC).
+remote6() {  # vm, mode, hv of the vm
+  local a="2001:db8:${1:2:1}:${1:3:1}::1/128"
+  if [ "$2" = routed ]; then printf '{ "address": "%s", "next_hop": "2001:db8:ff::%s" }' "$a" "$3"
+  else printf '{ "address": "%s", "vtep": "192.0.2.%s", "vni": 100 }' "$a" "$3"; fi
+}
 run_ipv6() {
-  echo "--- ipv6 (routed underlay) ---"
+  local mode=$1
+  echo "--- ipv6 ($mode underlay) ---"
   for h in 1 2; do
     ip -n "$T-hv$h" -6 addr add "2001:db8:ff::$h/64" dev uplink0 nodad
     sed 's|"gateway": { "ipv4": "169.254.1.1", |"gateway": { "ipv4": "169.254.1.1", "ipv6": "fe80::1", |' \
-      "$work/host$h-routed.json" > "$work/host$h-v6.json"
+      "$work/host$h-$mode.json" > "$work/host$h-v6.json"
   done
-  ip -n "$T-hv1" -6 route add 2001:db8:2::/48 via 2001:db8:ff::2 dev uplink0
-  ip -n "$T-hv2" -6 route add 2001:db8:1::/48 via 2001:db8:ff::1 dev uplink0
   for vm in vm11 vm12 vm21 vm22; do
     local h=${vm:2:1} v=${vm:3:1}
     ip -n "$T-$vm" -6 addr add "2001:db8:$h:$v::1/128" dev eth0 nodad
     ip -n "$T-$vm" -6 route add default via fe80::1 dev eth0 onlink
   done
   v6port() { port "$1" "$2" "[\"${VM_IP[$1]}/32\", \"2001:db8:${1:2:1}:${1:3:1}::1/128\"]"; }
-  ports "$work/p1-v6.json" "$(v6port vm11 0)" "$(v6port vm12 1)" -- "$(remote vm21 routed 2)" "$(remote vm22 routed 2)"
-  ports "$work/p2-v6.json" "$(v6port vm21 0)" "$(v6port vm22 1)" -- "$(remote vm11 routed 1)" "$(remote vm12 routed 1)"
-  check "ipv6: apply hv1" apply 1 "$work/host1-v6.json" "$work/p1-v6.json"
-  check "ipv6: apply hv2" apply 2 "$work/host2-v6.json" "$work/p2-v6.json"
+  ports "$work/p1-v6.json" "$(v6port vm11 0)" "$(v6port vm12 1)" -- "$(remote vm21 "$mode" 2)" "$(remote vm22 "$mode" 2)" \
+    "$(remote6 vm21 "$mode" 2)" "$(remote6 vm22 "$mode" 2)"
+  ports "$work/p2-v6.json" "$(v6port vm21 0)" "$(v6port vm22 1)" -- "$(remote vm11 "$mode" 1)" "$(remote vm12 "$mode" 1)" \
+    "$(remote6 vm11 "$mode" 1)" "$(remote6 vm12 "$mode" 1)"
+  check "ipv6/$mode: apply hv1" apply 1 "$work/host1-v6.json" "$work/p1-v6.json"
+  check "ipv6/$mode: apply hv2" apply 2 "$work/host2-v6.json" "$work/p2-v6.json"
   reach6() { in_ns "$1" ping -6 -c 1 -W 2 "$2"; }
-  check "ipv6: vm11 -> vm12 (same hypervisor)" reach6 vm11 2001:db8:1:2::1
-  check "ipv6: vm11 -> vm21 (across)" reach6 vm11 2001:db8:2:1::1
-  check "ipv6: vm22 -> vm12 (across)" reach6 vm22 2001:db8:1:2::1
-  check "ipv6: IPv4 still flows" reach vm11 10.2.1.1
-  check "ipv6: vm11 resolved fe80::1 to the gateway MAC (proxy NDP)" bash -c \
+  check "ipv6/$mode: vm11 -> vm12 (same hypervisor)" reach6 vm11 2001:db8:1:2::1
+  check "ipv6/$mode: vm11 -> vm21 (across)" reach6 vm11 2001:db8:2:1::1
+  check "ipv6/$mode: vm22 -> vm12 (across)" reach6 vm22 2001:db8:1:2::1
+  check "ipv6/$mode: IPv4 still flows" reach vm11 10.2.1.1
+  check "ipv6/$mode: vm11 resolved fe80::1 to the gateway MAC (proxy NDP)" bash -c \
     "ip -n $T-vm11 -6 neigh show fe80::1 | grep -q 'lladdr ee:ee:ee:ee:ee:ee'"
   # The kernel path's IPv6 source check (IPv6 has no rp_filter): a source
   # the port does not own is dropped, its own passes.
   in_ns vm11 ip -6 addr add 2001:db8:1:9::9/128 dev eth0 nodad
-  check_not "ipv6: spoofed source from vm11 must be dropped" in_ns vm11 ping -6 -c 1 -W 1 -I 2001:db8:1:9::9 2001:db8:2:1::1
-  check "ipv6: vm11's own source still passes" in_ns vm11 ping -6 -c 1 -W 2 -I 2001:db8:1:1::1 2001:db8:2:1::1
+  check_not "ipv6/$mode: spoofed source from vm11 must be dropped" in_ns vm11 ping -6 -c 1 -W 1 -I 2001:db8:1:9::9 2001:db8:2:1::1
+  check "ipv6/$mode: vm11's own source still passes" in_ns vm11 ping -6 -c 1 -W 2 -I 2001:db8:1:1::1 2001:db8:2:1::1
   in_ns vm11 ip -6 addr del 2001:db8:1:9::9/128 dev eth0
-  check "ipv6: hv1 holds vm12's /128 on rep12 with our protocol" bash -c \
+  check "ipv6/$mode: hv1 holds vm12's /128 on rep12 with our protocol" bash -c \
     "ip -n $T-hv1 -6 route show 2001:db8:1:2::1 proto 240 | grep -q 'dev rep12'"
+  if [ "$mode" = routed ]; then
+    check "ipv6/routed: hv1 routes vm21's /128 through hv2's IPv6 address" bash -c \
+      "ip -n $T-hv1 -6 route show 2001:db8:2:1::1 proto 240 | grep -q 'via 2001:db8:ff::2 dev uplink0'"
+  else
+    check "ipv6/vxlan: hv1 routes vm21's /128 through hv2's VTEP stand-in, onlink" bash -c \
+      "ip -n $T-hv1 -6 route show 2001:db8:2:1::1 proto 240 | grep -q 'via fe80::c000:202 dev nfo-vx100.*onlink'"
+    check "ipv6/vxlan: ... which resolves to hv2's router MAC" bash -c \
+      "ip -n $T-hv1 -6 neigh show fe80::c000:202 dev nfo-vx100 | grep -q 'lladdr 02:00:c0:00:02:02 PERMANENT'"
+  fi
   local out; out=$(apply 1 "$work/host1-v6.json" "$work/p1-v6.json" --json)
-  check "ipv6: second apply changes nothing" python3 -c "
+  check "ipv6/$mode: second apply changes nothing" python3 -c "
 import json,sys; j=json.loads(sys.argv[1])
 assert all(v['add']==0 and v['modify']==0 and v['remove']==0 for v in j['changes'].values()), j['changes']
 assert not j['failures'], j['failures']" "$out"
   # vm12 without its IPv6 address: its /128, neighbour, proxy entry and
   # proxy_ndp go; IPv4 to it keeps working.
-  ports "$work/p1-v6less.json" "$(v6port vm11 0)" "$(port vm12 1)" -- "$(remote vm21 routed 2)" "$(remote vm22 routed 2)"
-  check "ipv6: apply with vm12 IPv4 only" apply 1 "$work/host1-v6.json" "$work/p1-v6less.json"
-  check_not "ipv6: vm12's /128 is gone" bash -c "ip -n $T-hv1 -6 route show 2001:db8:1:2::1 | grep -q ."
-  check_not "ipv6: vm12's proxy entry is gone" bash -c "ip -n $T-hv1 -6 neigh show proxy dev rep12 | grep -q ."
-  check "ipv6: rep12's proxy_ndp is back to the default" bash -c \
+  ports "$work/p1-v6less.json" "$(v6port vm11 0)" "$(port vm12 1)" -- "$(remote vm21 "$mode" 2)" "$(remote vm22 "$mode" 2)" \
+    "$(remote6 vm21 "$mode" 2)" "$(remote6 vm22 "$mode" 2)"
+  check "ipv6/$mode: apply with vm12 IPv4 only" apply 1 "$work/host1-v6.json" "$work/p1-v6less.json"
+  check_not "ipv6/$mode: vm12's /128 is gone" bash -c "ip -n $T-hv1 -6 route show 2001:db8:1:2::1 | grep -q ."
+  check_not "ipv6/$mode: vm12's proxy entry is gone" bash -c "ip -n $T-hv1 -6 neigh show proxy dev rep12 | grep -q ."
+  check "ipv6/$mode: rep12's proxy_ndp is back to the default" bash -c \
     "[ \"\$(ip netns exec $T-hv1 cat /proc/sys/net/ipv6/conf/rep12/proxy_ndp)\" = 0 ]"
-  check_not "ipv6: vm11 -> vm12 stops" reach6 vm11 2001:db8:1:2::1
-  check "ipv6: vm11 -> vm12 over IPv4 still works" reach vm11 10.1.2.1
-  check "ipv6: vm11 -> vm21 keeps working" reach6 vm11 2001:db8:2:1::1
+  check_not "ipv6/$mode: vm11 -> vm12 stops" reach6 vm11 2001:db8:1:2::1
+  check "ipv6/$mode: vm11 -> vm12 over IPv4 still works" reach vm11 10.1.2.1
+  check "ipv6/$mode: vm11 -> vm21 keeps working" reach6 vm11 2001:db8:2:1::1
   # An IPv6 address on a host without gateway.ipv6 is refused, naming the key.
   local err rc
-  err=$(apply 1 "$work/host1-routed.json" "$work/p1-v6.json" 2>&1 >/dev/null); rc=$?
-  check "ipv6: refused without gateway.ipv6 (exit 2)" test "$rc" -eq 2
-  check "ipv6: ... naming gateway.ipv6" grep -q "gateway.ipv6" <<<"$err"
-  check "ipv6: remove hv1" "$ctl" remove --sw-only --netns "$T-hv1" --host "$work/host1-v6.json" --ports "$work/p1-v6.json" --profile-dir "$root/hw-profiles"
-  check "ipv6: remove hv2" "$ctl" remove --sw-only --netns "$T-hv2" --host "$work/host2-v6.json" --ports "$work/p2-v6.json" --profile-dir "$root/hw-profiles"
-  check_not "ipv6: no /128 of ours left on hv1" bash -c "ip -n $T-hv1 -6 route show proto 240 | grep -q ."
-  check_not "ipv6: no proxy entry left on hv1" bash -c "ip -n $T-hv1 -6 neigh show proxy | grep -q ."
-  check_not "ipv6: no source-check rule left on hv1" bash -c "ip -n $T-hv1 -6 rule show | grep -q 'proto 240'"
-  check_not "ipv6: after removal vm11 -> vm21 stops" reach6 vm11 2001:db8:2:1::1
+  err=$(apply 1 "$work/host1-$mode.json" "$work/p1-v6.json" 2>&1 >/dev/null); rc=$?
+  check "ipv6/$mode: refused without gateway.ipv6 (exit 2)" test "$rc" -eq 2
+  check "ipv6/$mode: ... naming gateway.ipv6" grep -q "gateway.ipv6" <<<"$err"
+  check "ipv6/$mode: remove hv1" "$ctl" remove --sw-only --netns "$T-hv1" --host "$work/host1-v6.json" --ports "$work/p1-v6.json" --profile-dir "$root/hw-profiles"
+  check "ipv6/$mode: remove hv2" "$ctl" remove --sw-only --netns "$T-hv2" --host "$work/host2-v6.json" --ports "$work/p2-v6.json" --profile-dir "$root/hw-profiles"
+  check_not "ipv6/$mode: no /128 of ours left on hv1" bash -c "ip -n $T-hv1 -6 route show proto 240 | grep -q ."
+  check_not "ipv6/$mode: no proxy entry left on hv1" bash -c "ip -n $T-hv1 -6 neigh show proxy | grep -q ."
+  check_not "ipv6/$mode: no source-check rule left on hv1" bash -c "ip -n $T-hv1 -6 rule show | grep -q 'proto 240'"
+  check_not "ipv6/$mode: after removal vm11 -> vm21 stops" reach6 vm11 2001:db8:2:1::1
+  for h in 1 2; do ip -n "$T-hv$h" -6 addr del "2001:db8:ff::$h/64" dev uplink0; done
+  for vm in vm11 vm12 vm21 vm22; do
+    ip -n "$T-$vm" -6 route del default via fe80::1 dev eth0
+    ip -n "$T-$vm" -6 addr del "2001:db8:${vm:2:1}:${vm:3:1}::1/128" dev eth0
+  done
 }
 
 run_underlay routed
 run_underlay vxlan
-run_ipv6
+run_ipv6 routed
+run_ipv6 vxlan
 
 # Errors before any kernel work.
 err=$("$ctl" apply --sw-only --netns "$T-nonexistent" --host "$work/host1-routed.json" --ports "$work/p1-routed.json" --profile-dir "$root/hw-profiles" 2>&1); rc=$?

@@ -1348,9 +1348,12 @@ Result<SoftwarePathState> KernelSoftwarePath::readBack(const SoftwarePathState& 
         if (auto v = readProcHere(s.path)) out.sysctls.push_back({s.path, *v, 0});
     // The IPv6 settings nicoffload makes, on the devices with IPv6 objects
     // (settings of a device that has none are not read, so not undone).
+    // Representors only: a VXLAN device of ours holds IPv6 neighbours (the
+    // VTEPs' stand-ins) but never these settings.
     std::set<std::string> v6_paths;
     for (const auto& dev : devices6) {
-      if (!by_name.count(dev)) continue;
+      if (!by_name.count(dev) || dev.compare(0, std::strlen(kVxlanDevicePrefix), kVxlanDevicePrefix) == 0)
+        continue;
       v6_paths.insert("ipv6/conf/" + dev + "/proxy_ndp");
       v6_paths.insert("ipv6/neigh/" + dev + "/proxy_delay");
     }
