@@ -85,6 +85,7 @@ struct Options {
   int addresses = 4;
   int addresses6 = 0;  // IPv6 /128s per port (gateway.ipv6 set when > 0)
   int remotes = 100000;
+  bool remotes6 = false;  // the remotes are IPv6 /128s
   int vteps = 200;
   std::string underlay = "vxlan";
   bool kernel = false;
@@ -145,20 +146,39 @@ std::uint32_t hopAddress(int v) { return 0xC6120000u + static_cast<std::uint32_t
 struct Underlay {
   bool vxlan = true;
   int hops = 200;
+  bool v6 = false;  // the remotes are IPv6 /128s (--remotes6)
 };
+
+// A routed IPv6 remote's next hop: fe80::c612:<v + 1> (the kernel routes a
+// /128 only through an IPv6 gateway).
+std::string hopAddress6(int v) {
+  char text[40];
+  std::snprintf(text, sizeof text, "fe80::c612:%x", static_cast<unsigned>(v) + 1);
+  return text;
+}
 
 // Remote `r` of a family: family 0 = the loaded set in 10.128.0.0/9, family 1 =
 // the remote.sync origin in 100.64.0.0/10. `variant` changes its VTEP (or next
 // hop) to make an update.
+// With --remotes6 the same remotes are /128s: fd00:a8::<r + 1> and
+// fd00:64::<r + 1>.
 json remoteJson(const Underlay& u, int family, int r, int variant = 0) {
   const std::uint32_t base = family == 0 ? 0x0A800000u : 0x64400000u;
   const int hop = (r + variant) % u.hops;
-  json j{{"address", ipv4(base + static_cast<std::uint32_t>(r) + 1) + "/32"}};
+  json j;
+  if (u.v6) {
+    const auto n = static_cast<std::uint32_t>(r) + 1;
+    char text[48];
+    std::snprintf(text, sizeof text, "fd00:%s::%x:%x/128", family == 0 ? "a8" : "64", n >> 16, n & 0xffff);
+    j["address"] = text;
+  } else {
+    j["address"] = ipv4(base + static_cast<std::uint32_t>(r) + 1) + "/32";
+  }
   if (u.vxlan) {
     j["vtep"] = ipv4(hopAddress(hop));
     j["vni"] = 100 + (r % 64);
   } else {
-    j["next_hop"] = ipv4(hopAddress(hop));
+    j["next_hop"] = u.v6 ? hopAddress6(hop) : ipv4(hopAddress(hop));
   }
   return j;
 }
@@ -674,7 +694,10 @@ std::string writeHost(const Options& o, const Underlay& u, const Variant& v, Set
     for (int h = 0; h < u.hops; ++h) {
       char mac[20];
       std::snprintf(mac, sizeof mac, "0c:42:a1:fe:%02x:%02x", (h >> 8) & 255, h & 255);
-      next_hops.push_back({{"ipv4", ipv4(hopAddress(h))}, {"mac", mac}});
+      if (u.v6)
+        next_hops.push_back({{"ipv6", hopAddress6(h)}, {"mac", mac}});
+      else
+        next_hops.push_back({{"ipv4", ipv4(hopAddress(h))}, {"mac", mac}});
     }
     underlay = {{"mode", "routed"}, {"default_next_hop", "192.0.2.254"}, {"next_hops", next_hops}};
   }
@@ -686,7 +709,7 @@ std::string writeHost(const Options& o, const Underlay& u, const Variant& v, Set
         {"netdev", "uplink0"},
         {"mac", "0c:42:a1:00:00:01"},
         {"vf_count", o.ports + 8}}},
-      {"gateway", o.addresses6 > 0
+      {"gateway", o.addresses6 > 0 || u.v6
                       ? json{{"ipv4", "169.254.1.1"}, {"ipv6", "fe80::1"}, {"mac", "ee:ee:ee:ee:ee:ee"}}
                       : json{{"ipv4", "169.254.1.1"}, {"mac", "ee:ee:ee:ee:ee:ee"}}},
       {"underlay", underlay},
@@ -778,7 +801,7 @@ std::string tailOf(const std::string& path, std::size_t lines) {
 }
 
 int runVariant(const Options& o, const Variant& v) {
-  Underlay u{o.underlay == "vxlan", o.vteps};
+  Underlay u{o.underlay == "vxlan", o.vteps, o.remotes6};
   Setup s;
   std::string tmpl = o.tmp_dir + "/nfo-dbench-XXXXXX";
   if (!::mkdtemp(tmpl.data())) fail("mkdtemp in " + o.tmp_dir + " failed");
@@ -807,9 +830,10 @@ int runVariant(const Options& o, const Variant& v) {
   writeHost(o, u, v, s);
   Daemon d(o.daemon, s.config, s.profile_dir, s.log, o.log_level);
 
-  std::printf("\n=== variant %s: %d ports x %d addresses + %d IPv6, %d remotes (%s, %d %s), sim flow/NIC/vDPA, "
+  std::printf("\n=== variant %s: %d ports x %d addresses + %d IPv6, %d %s remotes (%s, %d %s), sim flow/NIC/vDPA, "
               "software path %s%s ===\n",
-              v.name.c_str(), o.ports, o.addresses, o.addresses6, o.remotes, o.underlay.c_str(), o.vteps,
+              v.name.c_str(), o.ports, o.addresses, o.addresses6, o.remotes, o.remotes6 ? "/128" : "/32",
+              o.underlay.c_str(), o.vteps,
               u.vxlan ? "VTEPs" : "next hops", v.kernel ? "kernel in netns " : "none",
               v.kernel ? s.netns.c_str() : "");
   {
@@ -1173,6 +1197,9 @@ int main(int argc, char** argv) {
   app.add_option("--addresses", o.addresses, "IPv4 addresses per port")->capture_default_str();
   app.add_option("--addresses6", o.addresses6, "IPv6 /128s per port (0: IPv6 off)")->capture_default_str();
   app.add_option("--remotes", o.remotes, "remote endpoints")->capture_default_str();
+  app.add_flag("--remotes6", o.remotes6,
+               "the remotes are IPv6 /128s (routed: through IPv6 next hops; vxlan: IPv4 VTEPs); "
+               "turns IPv6 on");
   app.add_option("--vteps", o.vteps, "remote VTEPs (vxlan) or next hops (routed)")
       ->capture_default_str();
   app.add_option("--underlay", o.underlay, "vxlan or routed")

@@ -87,13 +87,13 @@ const std::vector<std::pair<const char*, const char*>> kPacketOptions = {
      "(required)"},
     {"src-mac", "source MAC (default: the port's MAC; from the uplink, the next hop's)"},
     {"dst-mac", "destination MAC (default: the gateway MAC; from the uplink, the uplink's)"},
-    {"ethertype", "ipv4 (default), arp, or an EtherType number such as 0x86dd"},
-    {"src-ip", "IPv4 source (default: the port's first address)"},
-    {"dst-ip", "IPv4 destination (required for IPv4)"},
-    {"proto", "udp (default), tcp or icmp"},
+    {"ethertype", "ipv4 (default; ipv6 when an address given is IPv6), ipv6, arp, or an EtherType number"},
+    {"src-ip", "IPv4 or IPv6 source (default: the port's first address of the packet's family)"},
+    {"dst-ip", "IPv4 or IPv6 destination (required for IP)"},
+    {"proto", "udp (default), tcp or icmp (ICMPv6 in IPv6)"},
     {"src-port", "UDP/TCP source port (default 40000)"},
     {"dst-port", "UDP/TCP destination port (default 5001 UDP, 80 TCP)"},
-    {"ttl", "IPv4 TTL (default 64)"},
+    {"ttl", "IPv4 TTL or IPv6 hop limit (default 64)"},
     {"payload", "payload bytes (default 64)"},
     {"arp-op", "ARP operation: request (default) or reply"},
     {"spa", "ARP sender protocol address (default: the port's first address)"},
@@ -320,7 +320,7 @@ void addPortAddCommand(CLI::App& port_cmd, Commands& commands) {
   cmd->add_option("--vm", a->vm, "VM (libvirt domain) UUID");
   cmd->add_option("--nic", a->nic, "NIC index in the domain");
   cmd->add_option("--mac", a->mac, "guest MAC");
-  cmd->add_option("--address", a->addresses, "a /32 of the VM (repeat for more)");
+  cmd->add_option("--address", a->addresses, "a /32 or /128 of the VM (repeat for more)");
   cmd->add_option("--vni", a->vni, "VXLAN VNI (vxlan underlay)");
   cmd->add_option("--vf", a->vf, "VF index (default: the lowest free VF)");
   cmd->add_option("--representor", a->representor, "representor netdev (default pf0vf<vf>)");
@@ -443,8 +443,8 @@ void addRemoteAddCommand(CLI::App& remote_cmd, Commands& commands) {
       "{\"remotes\": [...]}, added all or nothing in one batch), or --address; the other options\n"
       "only go with the latter.");
   addDaemonOptions(cmd, a->daemon);
-  cmd->add_option("--address", a->address, "the remote VM's /32");
-  cmd->add_option("--next-hop", a->next_hop, "underlay next hop (routed underlay)");
+  cmd->add_option("--address", a->address, "the remote VM's /32 or /128");
+  cmd->add_option("--next-hop", a->next_hop, "underlay next hop (routed underlay; an IPv6 one for a /128)");
   cmd->add_option("--vtep", a->vtep, "remote VTEP (vxlan underlay)");
   cmd->add_option("--vni", a->vni, "VNI (vxlan underlay)");
   cmd->add_option("--origin", a->origin,
@@ -468,7 +468,7 @@ void addRemoteDelCommand(CLI::App& remote_cmd, Commands& commands) {
   auto a = std::make_shared<RemoteDelArgs>();
   auto* cmd = remote_cmd.add_subcommand("del", "remove a remote endpoint");
   addDaemonOptions(cmd, a->daemon);
-  cmd->add_option("--address", a->address, "the remote /32")->required();
+  cmd->add_option("--address", a->address, "the remote /32 or /128")->required();
   commands.push_back(
       {cmd, [a] {
          return printRemoteReply(a->daemon, {{"op", "remote.remove"}, {"address", a->address}});
@@ -553,7 +553,7 @@ void addRemoteSyncCommand(CLI::App& remote_cmd, Commands& commands) {
 
 void addRemoteCommands(CLI::App& app, Commands& commands) {
   auto* remote_cmd =
-      app.add_subcommand("remote", "manage remote endpoints (other hypervisors' VM /32s)");
+      app.add_subcommand("remote", "manage remote endpoints (other hypervisors' VM /32s and /128s)");
   remote_cmd->require_subcommand(1);
   addRemoteAddCommand(*remote_cmd, commands);
   addRemoteDelCommand(*remote_cmd, commands);

@@ -346,10 +346,13 @@ Result<json> Controller::readExplain(const json& req) {
            {"reason", flowrules::describeApplied(*a, profile_)},
            {"testpmd", flowrules::renderTestpmd(eff, flowrules::PortNumbering::fromHost(host_))}};
   // A remote's egress rule: where its route came from and which next hop.
-  if (eff.cls == flowrules::RuleClass::kRoutedEgress && eff.pattern.size() > 1)
-    if (const auto* ip = std::get_if<flowrules::Ipv4Item>(&eff.pattern[1]))
-      if (json route = learned_ ? learned_->explain(ip->dst, findRemote(ip->dst)) : json();
-          !route.is_null()) out["route"] = std::move(route);
+  if (eff.cls == flowrules::RuleClass::kRoutedEgress && eff.pattern.size() > 1 && learned_) {
+    std::optional<IpAddr> dst;
+    if (const auto* ip = std::get_if<flowrules::Ipv4Item>(&eff.pattern[1])) dst = ip->dst;
+    if (const auto* ip6 = std::get_if<flowrules::Ipv6Item>(&eff.pattern[1])) dst = ip6->addr;
+    if (dst)
+      if (json route = learned_->explain(*dst, findRemote(*dst)); !route.is_null()) out["route"] = std::move(route);
+  }
   return out;
 }
 

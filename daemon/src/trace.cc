@@ -28,10 +28,12 @@ Result<json> Controller::readTrace(const json& req) const {
   for (const auto& p : admission_.intent().ports)
     if (auto r = planner_->portRules(p)) planned.insert(planned.end(), r->begin(), r->end());
   for (auto& r : planner_->hostRules(portVnis())) planned.push_back(std::move(r));
-  std::set<Ipv4Addr> addresses;
-  for (const auto& h : input->packet.headers)
+  std::set<IpAddr> addresses;
+  for (const auto& h : input->packet.headers) {
     if (const auto* ip = std::get_if<simnic::Ipv4Header>(&h)) addresses.insert({ip->src, ip->dst});
-  for (const Ipv4Addr a : addresses)
+    if (const auto* ip6 = std::get_if<simnic::Ipv6Header>(&h)) addresses.insert({ip6->src, ip6->dst});
+  }
+  for (const IpAddr& a : addresses)
     if (const auto* remote = findRemote(a)) planned.push_back(planner_->remoteRule(*remote));
   std::vector<trace::TraceRule> rules;
   rules.reserve(planned.size());

@@ -80,6 +80,18 @@ class SpecReader {
     return std::optional<Ipv4Addr>(*a);
   }
 
+  // An IPv4 or an IPv6 address (a packet's source or destination).
+  Result<std::optional<IpAddr>> anyIp(const char* key) const {
+    auto s = str(key);
+    if (!s) return s.error();
+    if (!*s) return std::optional<IpAddr>();
+    auto a = IpAddr::parse(**s);
+    if (!a)
+      return specError(ErrorCode::kInvalidValue, key, **s,
+                       "'" + **s + "' is not an IP address (a.b.c.d, or IPv6 text such as 2001:db8::5)");
+    return std::optional<IpAddr>(*a);
+  }
+
   // An integer in [lo, hi]; a decimal or 0x-hex string is accepted too (the
   // CLI passes what the operator typed).
   Result<std::optional<std::uint64_t>> number(const char* key, std::uint64_t lo, std::uint64_t hi,
@@ -228,8 +240,8 @@ Result<TraceInput> parseTraceSpec(const json& spec, const model::Intent& intent)
 
   TRY_ASSIGN(src_mac, r.mac("src_mac"));
   TRY_ASSIGN(dst_mac, r.mac("dst_mac"));
-  TRY_ASSIGN(src_ip, r.ip("src_ip"));
-  TRY_ASSIGN(dst_ip, r.ip("dst_ip"));
+  TRY_ASSIGN(src_ip, r.anyIp("src_ip"));
+  TRY_ASSIGN(dst_ip, r.anyIp("dst_ip"));
   TRY_ASSIGN(spa, r.ip("spa"));
   TRY_ASSIGN(tpa, r.ip("tpa"));
   TRY_ASSIGN(proto, r.str("proto"));
@@ -237,7 +249,7 @@ Result<TraceInput> parseTraceSpec(const json& spec, const model::Intent& intent)
   TRY_ASSIGN(arp_op, r.str("arp_op"));
   TRY_ASSIGN(src_port, r.number("src_port", 0, 65535, "a UDP/TCP port"));
   TRY_ASSIGN(dst_port, r.number("dst_port", 0, 65535, "a UDP/TCP port"));
-  TRY_ASSIGN(ttl, r.number("ttl", 0, 255, "IPv4 time to live"));
+  TRY_ASSIGN(ttl, r.number("ttl", 0, 255, "IPv4 time to live, or IPv6 hop limit"));
   TRY_ASSIGN(payload, r.number("payload", 0, 65000, "payload bytes"));
   TRY_ASSIGN(vni, r.number("vni", 0, 0xFFFFFF, "a 24-bit VXLAN network identifier, RFC 7348"));
   TRY_ASSIGN(vxlan_port, r.number("vxlan_port", 1, 65535, "the outer UDP destination port"));
@@ -246,18 +258,34 @@ Result<TraceInput> parseTraceSpec(const json& spec, const model::Intent& intent)
   TRY_ASSIGN(outer_src_mac, r.mac("outer_src_mac"));
   TRY_ASSIGN(outer_dst_mac, r.mac("outer_dst_mac"));
 
-  // The ethertype: named, numeric, or from the fields given.
-  std::uint16_t ethertype = (tpa || spa || arp_op) ? kEtherTypeArp : kEtherTypeIpv4;
+  // The ethertype: named, numeric, or from the fields given (an IPv6
+  // source or destination makes an IPv6 packet).
+  const bool v6_given = (src_ip && !src_ip->isV4()) || (dst_ip && !dst_ip->isV4());
+  std::uint16_t ethertype = (tpa || spa || arp_op) ? kEtherTypeArp
+                            : v6_given             ? simnic::kEtherTypeIpv6
+                                                   : kEtherTypeIpv4;
   if (ethertype_text) {
     if (*ethertype_text == "ipv4") {
       ethertype = kEtherTypeIpv4;
+    } else if (*ethertype_text == "ipv6") {
+      ethertype = simnic::kEtherTypeIpv6;
     } else if (*ethertype_text == "arp") {
       ethertype = kEtherTypeArp;
     } else {
-      TRY_ASSIGN(n, r.number("ethertype", 0x600, 0xFFFF, "ipv4, arp or an EtherType number"));
+      TRY_ASSIGN(n, r.number("ethertype", 0x600, 0xFFFF, "ipv4, ipv6, arp or an EtherType number"));
       ethertype = static_cast<std::uint16_t>(*n);
     }
   }
+  const bool ip_packet = ethertype == kEtherTypeIpv4 || ethertype == simnic::kEtherTypeIpv6;
+  const bool v6 = ethertype == simnic::kEtherTypeIpv6;
+  for (const auto& [a, key] : {std::pair{src_ip, "src_ip"}, std::pair{dst_ip, "dst_ip"}})
+    if (a && ip_packet && a->isV4() == v6)
+      return specError(ErrorCode::kConflict, key, a->str(),
+                       std::string(key) + " " + a->str() + " is not an " + (v6 ? "IPv6" : "IPv4") +
+                           " address, as the packet is");
+  if (ethertype == kEtherTypeArp && ((src_ip && !src_ip->isV4()) || (dst_ip && !dst_ip->isV4())))
+    return specError(ErrorCode::kConflict, src_ip && !src_ip->isV4() ? "src_ip" : "dst_ip", "",
+                     "an ARP packet carries IPv4 addresses");
   const bool vxlan =
       vni || outer_src_ip || outer_dst_ip || outer_src_mac || outer_dst_mac || vxlan_port;
   if (ethertype != kEtherTypeArp && (tpa || spa || arp_op))
@@ -266,13 +294,13 @@ Result<TraceInput> parseTraceSpec(const json& spec, const model::Intent& intent)
                      : spa ? "spa"
                            : "arp_op",
                      "", "ARP fields need ethertype arp");
-  if (ethertype != kEtherTypeIpv4 && (proto || src_port || dst_port || ttl))
+  if (!ip_packet && (proto || src_port || dst_port || ttl))
     return specError(ErrorCode::kConflict,
                      proto      ? "proto"
                      : src_port ? "src_port"
                      : dst_port ? "dst_port"
                                 : "ttl",
-                     "", "IPv4 fields need ethertype ipv4");
+                     "", "IP fields need ethertype ipv4 or ipv6");
 
   // Layer 2 defaults: a VM sends from its MAC to the gateway's; the wire
   // brings packets from the underlay next hop to the uplink's MAC.
@@ -306,7 +334,7 @@ Result<TraceInput> parseTraceSpec(const json& spec, const model::Intent& intent)
     if (spa) {
       sender = *spa;
     } else if (src_ip) {
-      sender = *src_ip;
+      sender = src_ip->v4();
     } else if (port && !port->addresses.empty()) {
       sender = port->addresses.front();
     } else {
@@ -318,19 +346,22 @@ Result<TraceInput> parseTraceSpec(const json& spec, const model::Intent& intent)
     b.eth(l2_src, dst_mac ? *dst_mac : (op == ArpHeader::kRequest ? broadcast : l2_dst),
           kEtherTypeArp)
         .arp(op, l2_src, sender, op == ArpHeader::kRequest ? MacAddr{} : l2_dst, *tpa);
-  } else if (ethertype == kEtherTypeIpv4) {
+  } else if (ip_packet) {
+    const char* family = v6 ? "IPv6" : "IPv4";
     if (!dst_ip)
-      return specError(ErrorCode::kMissingField, "dst_ip", "", "required: the IPv4 destination");
-    Ipv4Addr source;
-    if (src_ip) {
-      source = *src_ip;
-    } else if (port && !port->addresses.empty()) {
-      source = port->addresses.front();
-    } else {
+      return specError(ErrorCode::kMissingField, "dst_ip", "", std::string("required: the ") + family + " destination");
+    std::optional<IpAddr> source = src_ip;
+    if (!source && port && !v6 && !port->addresses.empty()) source = IpAddr(port->addresses.front());
+    if (!source && port && v6 && !port->addresses6.empty()) source = IpAddr(port->addresses6.front());
+    if (!source)
       return specError(ErrorCode::kMissingField, "src_ip", "",
-                       "required: the IPv4 source (no port address to default to)");
+                       std::string("required: the ") + family + " source (no port address to default to)");
+    const auto hops = static_cast<std::uint8_t>(ttl.value_or(64));
+    if (v6) {
+      b.eth(l2_src, l2_dst, simnic::kEtherTypeIpv6).ipv6(source->v6(), dst_ip->v6(), hops);
+    } else {
+      b.eth(l2_src, l2_dst).ipv4(source->v4(), dst_ip->v4(), hops);
     }
-    b.eth(l2_src, l2_dst).ipv4(source, *dst_ip, static_cast<std::uint8_t>(ttl.value_or(64)));
     const std::string p = proto.value_or("udp");
     if (p == "udp") {
       b.udp(static_cast<std::uint16_t>(src_port.value_or(40000)),
@@ -342,7 +373,11 @@ Result<TraceInput> parseTraceSpec(const json& spec, const model::Intent& intent)
       if (src_port || dst_port)
         return specError(ErrorCode::kConflict, src_port ? "src_port" : "dst_port", "",
                          "ICMP has no ports");
-      b.icmp();
+      if (v6) {
+        b.icmp6();
+      } else {
+        b.icmp();
+      }
     } else {
       return specError(ErrorCode::kInvalidValue, "proto", p,
                        "'" + p + "' is not a protocol trace knows (udp, tcp, icmp)");
@@ -705,8 +740,12 @@ Result<json> tracePacket(const TraceInput& input, const std::vector<TraceRule>& 
       walk.arp(*d.packet.at<ArpHeader>(1), dev);
     } else if (d.packet.at<EthHeader>(0) && d.packet.at<Ipv4Header>(1)) {
       walk.ipv4(d.packet, dev, 0);
+    } else if (d.packet.at<EthHeader>(0) && d.packet.at<simnic::Ipv6Header>(1)) {
+      walk.finish("unknown",
+                  "not looked up: the kernel's IPv6 forwarding is not traced (the kernel path "
+                  "routes it by its /128 routes; `ip -6 route get` shows which)");
     } else {
-      walk.finish("dropped", "the software path forwards IPv4 and answers ARP only: not forwarded");
+      walk.finish("dropped", "the software path forwards IP and answers ARP only: not forwarded");
     }
     kernel["steps"] = std::move(walk.steps);
     kernel["verdict"] = std::move(walk.verdict);
