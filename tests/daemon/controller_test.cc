@@ -339,6 +339,68 @@ TEST(Controller, AnIpv6PortGetsItsRulesAndKernelObjectsAndIsRefusedWithIpv6Off) 
   EXPECT_EQ(g.nic->size(), before);
 }
 
+// A remote /128 (issue 23) through the daemon: refused with IPv6 off or
+// without its IPv6 next hop, naming the field; admitted, it gets a hardware
+// egress rule (its next hop's MAC from underlay.next_hops) and a kernel
+// route through that gateway; it survives a restart (journal), without
+// device churn; remote.remove takes it away.
+TEST(Controller, AnIpv6RemoteGetsItsRuleAndRouteAndSurvivesARestart) {
+  const json remote6{{"address", "2001:db8:9::5/128"}, {"next_hop", "fe80::6"}};
+  Fixture f;
+  f.start();
+  auto off = f.call({{"op", "remote.add"}, {"remote", remote6}});
+  ASSERT_FALSE(off["ok"]) << off.dump();
+  EXPECT_EQ(off["error"]["field"], "remote.address");
+  EXPECT_NE(off["error"]["message"].get<std::string>().find("gateway.ipv6"), std::string::npos);
+
+  Fixture g;
+  g.host.gateway_ipv6 = *Ipv6Addr::parse("fe80::1");
+  g.host.next_hops.push_back({IpAddr(*Ipv6Addr::parse("fe80::6")), *MacAddr::parse("0c:42:a1:00:00:66")});
+  g.start();
+  auto no_hop = g.call({{"op", "remote.add"}, {"remote", {{"address", "2001:db8:9::5"}}}});
+  ASSERT_FALSE(no_hop["ok"]) << no_hop.dump();
+  EXPECT_EQ(no_hop["error"]["code"], "missing-field");
+  EXPECT_EQ(no_hop["error"]["field"], "remote.next_hop");
+  const auto before = g.nic->size();
+  auto r = g.call({{"op", "remote.add"}, {"remote", remote6}});
+  ASSERT_TRUE(r["ok"]) << r.dump();
+  EXPECT_EQ(r["result"]["remote"], remote6);
+  EXPECT_EQ(g.nic->size(), before + 1) << "one egress rule";
+  const auto owner = flowrules::remoteOwner(*IpAddr::parse("2001:db8:9::5"));
+  std::size_t hw = 0;
+  for (const auto& fl : g.nic->flows()) {
+    if (fl.rule.owner != owner) continue;
+    ++hw;
+    EXPECT_EQ(fl.rule.cls, flowrules::RuleClass::kRoutedEgress);
+  }
+  EXPECT_EQ(hw, 1u);
+  const auto& held = g.sw->held();
+  ASSERT_EQ(held.routes6.size(), 1u);
+  EXPECT_EQ(held.routes6[0].dst.str(), "2001:db8:9::5/128");
+  EXPECT_EQ(held.routes6[0].via, *Ipv6Addr::parse("fe80::6"));
+  EXPECT_EQ(held.routes6[0].dev, g.host.uplink_netdev);
+  auto list = g.call({{"op", "remote.list"}});
+  ASSERT_TRUE(list["ok"]) << list.dump();
+  EXPECT_NE(list["result"].dump().find("2001:db8:9::5/128"), std::string::npos) << list.dump();
+
+  const auto held_rules = g.nic->size();
+  g.ctl.reset();
+  g.start();
+  EXPECT_EQ(g.ctl->intent().remotes.size(), 1u);
+  EXPECT_EQ(g.ctl->intent().remotes[0].address, *IpAddr::parse("2001:db8:9::5"));
+  EXPECT_EQ(g.ctl->applier().counters().creations, 0u);
+  EXPECT_EQ(g.nic->size(), held_rules);
+
+  auto gone = g.call({{"op", "remote.remove"}, {"address", "2001:db8:9::5"}});
+  ASSERT_TRUE(gone["ok"]) << gone.dump();
+  EXPECT_EQ(gone["result"]["removed"], true);
+  EXPECT_EQ(g.nic->size(), before);
+  EXPECT_TRUE(g.sw->held().routes6.empty());
+  auto bad = g.call({{"op", "remote.remove"}, {"address", "2001:db8:9::5/64"}});
+  ASSERT_FALSE(bad["ok"]);
+  EXPECT_EQ(bad["error"]["field"], "address");
+}
+
 TEST(Controller, FailingCreateLeavesTheRuleOutOfHardwareAndARetrySucceedsLater) {
   Fixture f;
   f.start();
