@@ -40,16 +40,24 @@ Controller::Controller(model::HostConfig host, model::HwProfile profile, Backend
                             .note_claim = [this](std::int64_t until_ms) { noteClaim(until_ms); },
                             .underlay_use = [this](Ipv4Addr a) { return learnedUnderlayUse(a); },
                         }),
+      started_(options_.now()),
       failures_(options_.retry_min, options_.retry_max),
-      vdpa_(host_, backends_.vdpa.get(), failures_, [this] { return options_.now(); }) {
+      vdpa_(host_, backends_.vdpa.get(), failures_, [this] { return options_.now(); }),
+      traffic_(host_, admission_.intent(), backends_.software_path.get(),
+               TrafficSweep::Seams{
+                   .port_rules = [this](const model::Port& port) { return planner_->portRules(port); },
+                   .query = [this](flowrules::RuleId id) { return applier_->query(id); },
+                   .now = [this] { return options_.now(); },
+               },
+               TrafficSweep::Options{.slice_budget = options_.slice_budget,
+                                     .background = options_.background_full_pass},
+               started_) {
   applier_ = std::make_unique<flowrules::HwApplier>(std::move(backends_.flow));
   planner_ = std::make_unique<flowrules::OwnerPlanner>(host_, profile_);
-  started_ = options_.now();
   wall_base_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
                       options_.wall_now().time_since_epoch())
                       .count();
   next_full_ = started_ + options_.reconcile_interval;
-  next_traffic_ = started_ + std::chrono::milliseconds(host_.traffic_interval_ms);
 }
 
 Result<std::unique_ptr<Controller>> Controller::start(model::HostConfig host,
@@ -340,7 +348,7 @@ void Controller::tick() {
   if (bulk_ && bulkChangesIntent()) return;
   const auto now = options_.now();
   if (now >= next_claim_) expireClaims();
-  stepTraffic(now);
+  traffic_.step(now);
   // The warm vDPA pool refills between requests, a few devices per turn.
   if (!full_pass_ && vdpa_.wantsWork()) vdpa_.refill(kPoolCreatesPerTick, admission_.vfPool());
   if (!full_pass_) {
@@ -361,9 +369,9 @@ std::chrono::milliseconds Controller::untilNextTick() const {
   if (bulkPending()) return std::chrono::milliseconds(0);  // its next slice
   if (full_pass_) return std::chrono::milliseconds(1);  // its next slice, or its worker's result
   if (vdpa_.wantsWork()) return std::chrono::milliseconds(0);
-  if (traffic_sweep_) return std::chrono::milliseconds(1);  // its next slice, or its worker's dump
+  if (traffic_.inFlight()) return std::chrono::milliseconds(1);  // its next slice, or its worker's dump
   const auto now = options_.now();
-  const auto next = std::min({next_full_, failures_.nextRetry(), next_claim_, nextTrafficWork()});
+  const auto next = std::min({next_full_, failures_.nextRetry(), next_claim_, traffic_.nextWork()});
   if (next <= now) return std::chrono::milliseconds(0);
   return std::chrono::duration_cast<std::chrono::milliseconds>(next - now);
 }
@@ -491,7 +499,7 @@ std::string Controller::metricsText(const control::ServerCounters* server) const
           static_cast<double>(server->timed_out));
   }
   if (learned_) learned_->metrics(m, admission_, watcherCounters());
-  return m.render() + traffic_metrics_;
+  return m.render() + traffic_.metricsText();
 }
 
 // --- routes learned from the kernel: the route watcher's events into the

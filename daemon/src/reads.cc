@@ -237,7 +237,7 @@ Result<json> Controller::readPortGet(const json& req) {
   if (!p)
     return fail(requestError(ErrorCode::kNotFound, "port", key->str(), "no port " + key->str()));
   json out = portJson(*p);
-  out["traffic"] = portTrafficJson(*p);  // null until the first sweep read it
+  out["traffic"] = traffic_.portJson(*p);  // null until the first sweep read it
   return out;
 }
 

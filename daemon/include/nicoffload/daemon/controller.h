@@ -14,6 +14,13 @@
 // are kept per object (FailureBook), each retried with its own exponential
 // backoff; a periodic full pass re-reads every backend, reinstalls what
 // vanished and removes what nobody asked for.
+//
+// The controller coordinates parts that each have one job (each its own
+// header): Admission (the intent and its undo log), LearnedRoutes (remotes
+// from the kernel's routes), FailureBook (failures and their backoff),
+// VdpaDevices (vDPA devices and the warm pool), TrafficSweep (per-port
+// traffic counters). It keeps the request flow (batches, bulk requests, the
+// op table: ops.cc), the passes, the reads and the timer.
 #pragma once
 
 #include <chrono>
@@ -46,6 +53,7 @@
 #include "nicoffload/daemon/control.h"
 #include "nicoffload/daemon/failure_book.h"
 #include "nicoffload/daemon/learned_routes.h"
+#include "nicoffload/daemon/traffic_sweep.h"
 #include "nicoffload/daemon/vdpa_devices.h"
 #include "nicoffload/daemon/metrics.h"
 #include "nicoffload/offload/nic_backend.h"
@@ -403,39 +411,7 @@ class Controller {
   std::int64_t wall_base_ms_ = 0;  // options_.wall_now() at started_, ms since the epoch
   SteadyClock::time_point next_claim_ = SteadyClock::time_point::max();
 
-  // --- per-port traffic counters (traffic.cc) ---
-  // A sweep reads every port's hardware rule counters in slices of the
-  // loop turn, and the representors' netdev counters on a worker; the book
-  // keeps totals that only grow.
-  struct TrafficSweep;
-  std::unique_ptr<TrafficSweep> traffic_sweep_;  // the one in flight
-  flowrules::PortTrafficBook traffic_;
-  struct TrafficStats {
-    std::uint64_t sweeps = 0;
-    std::uint64_t rule_reads = 0;
-    std::uint64_t read_failures = 0;   // counter reads the device refused
-    std::uint64_t link_failures = 0;   // representor counter dumps that failed
-    std::size_t last_ports = 0;
-    std::size_t last_rule_reads = 0;
-    double last_busy_ms = 0;           // loop-thread time of the last sweep
-    double last_wall_ms = 0;           // from its start to its end
-    SteadyClock::time_point last_at;
-    std::string last_error;
-    std::string logged_error;          // logged once until it changes
-  } traffic_stats_;
-  std::string traffic_metrics_;  // /metrics text of the last sweep
-  static constexpr std::chrono::milliseconds kTrafficSlice{2};  // loop time per turn of a sweep
-  SteadyClock::time_point next_traffic_;
-  void startTrafficSweep();
-  bool stepTrafficSweep(bool inline_all);  // true when the sweep is over
-  const model::Port* sweptPort(const TrafficSweep& sweep, std::size_t index) const;
-  void runTrafficSweepNow();
-  void stepTraffic(SteadyClock::time_point now);  // tick()'s share
-  SteadyClock::time_point nextTrafficWork() const;
-  void renderTrafficMetrics();
-  std::int64_t trafficAgeMs() const;  // -1: never read
-  nlohmann::json portTrafficJson(const model::Port& port) const;  // null: not read yet
-  nlohmann::json trafficStatusJson() const;
+  // --- per-port traffic counters (traffic_sweep.h; the ops: traffic.cc) ---
   Result<nlohmann::json> readTraffic(const nlohmann::json& request);
   Result<nlohmann::json> simSend(const nlohmann::json& request);
 
@@ -447,6 +423,9 @@ class Controller {
   static constexpr std::size_t kFailuresListed = 20;  // status: the oldest failures shown
   // The vDPA devices (ports' and the warm pool's) and the ports' links.
   VdpaDevices vdpa_;
+  // Every port's traffic counters, read in sweeps (a sweep's worker uses
+  // backends_.software_path: declared after backends_, so gone before it).
+  TrafficSweep traffic_;
   // The failures of `port` (its representor's kernel objects, its VF and
   // vDPA device), as port.get lists them.
   nlohmann::json portFailuresJson(const model::Port& port) const;
