@@ -36,8 +36,8 @@ Controller::Controller(model::HostConfig host, model::HwProfile profile, Backend
                                   return Status::success();
                                 },
                             .pool_ready = [this](const model::Port& port) { return vdpa_.readyFor(port); },
-                            .claim_clock_ms = [this] { return claimClockMs(); },
-                            .note_claim = [this](std::int64_t until_ms) { noteClaim(until_ms); },
+                            .claim_clock_ms = [this] { return claims_.clockMs(); },
+                            .note_claim = [this](std::int64_t until_ms) { claims_.note(until_ms); },
                             .underlay_use = [this](Ipv4Addr a) { return learnedUnderlayUse(a); },
                         }),
       started_(options_.now()),
@@ -51,12 +51,12 @@ Controller::Controller(model::HostConfig host, model::HwProfile profile, Backend
                },
                TrafficSweep::Options{.slice_budget = options_.slice_budget,
                                      .background = options_.background_full_pass},
-               started_) {
+               started_),
+      claims_(admission_.intent(), [this] { return options_.now(); }, options_.wall_now, started_,
+              options_.retry_min,
+              [this](std::vector<control::Request> batch) { return handle(std::move(batch)); }) {
   applier_ = std::make_unique<flowrules::HwApplier>(std::move(backends_.flow));
   planner_ = std::make_unique<flowrules::OwnerPlanner>(host_, profile_);
-  wall_base_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      options_.wall_now().time_since_epoch())
-                      .count();
   next_full_ = started_ + options_.reconcile_interval;
 }
 
@@ -133,7 +133,7 @@ Result<std::unique_ptr<Controller>> Controller::start(model::HostConfig host,
   // device operation.
   c->vdpa_.startDone();
   // Tentative ports held across the restart: the first tick() looks at them.
-  if (c->tentativeCount() > 0) c->next_claim_ = c->started_;
+  c->claims_.startDone();
   return c;
 }
 
@@ -337,6 +337,7 @@ Controller::Counters Controller::counters() const {
   c.vdpa_pool_claims = v.pool_claims;
   c.vdpa_pool_misses = v.pool_misses;
   c.vdpa_pool_refills = v.pool_refills;
+  c.tentative_expired = claims_.expired();
   return c;
 }
 
@@ -347,7 +348,7 @@ void Controller::tick() {
   // neither starts nor takes its copy of the intent meanwhile (bulk.cc).
   if (bulk_ && bulkChangesIntent()) return;
   const auto now = options_.now();
-  if (now >= next_claim_) expireClaims();
+  if (now >= claims_.next()) claims_.expire();
   traffic_.step(now);
   // The warm vDPA pool refills between requests, a few devices per turn.
   if (!full_pass_ && vdpa_.wantsWork()) vdpa_.refill(kPoolCreatesPerTick, admission_.vfPool());
@@ -371,7 +372,7 @@ std::chrono::milliseconds Controller::untilNextTick() const {
   if (vdpa_.wantsWork()) return std::chrono::milliseconds(0);
   if (traffic_.inFlight()) return std::chrono::milliseconds(1);  // its next slice, or its worker's dump
   const auto now = options_.now();
-  const auto next = std::min({next_full_, failures_.nextRetry(), next_claim_, traffic_.nextWork()});
+  const auto next = std::min({next_full_, failures_.nextRetry(), claims_.next(), traffic_.nextWork()});
   if (next <= now) return std::chrono::milliseconds(0);
   return std::chrono::duration_cast<std::chrono::milliseconds>(next - now);
 }
@@ -448,11 +449,11 @@ std::string Controller::metricsText(const control::ServerCounters* server) const
         static_cast<double>(vdpa_.counters().pool_refills));
   m.describe("nicoffload_ports_tentative", "gauge",
              "Ports held as tentative claims (the hook's migrate), not confirmed yet.");
-  m.set("nicoffload_ports_tentative", "", static_cast<double>(tentativeCount()));
+  m.set("nicoffload_ports_tentative", "", static_cast<double>(claims_.tentativeCount()));
   m.describe("nicoffload_tentative_ports_expired_total", "counter",
              "Tentative ports removed because nothing confirmed them in daemon.tentative_ttl_ms.");
   m.set("nicoffload_tentative_ports_expired_total", "",
-        static_cast<double>(counters_.tentative_expired));
+        static_cast<double>(claims_.expired()));
   m.describe("nicoffload_reconcile_passes_total", "counter", "Reconcile passes by kind.");
   m.set("nicoffload_reconcile_passes_total", "kind=\"any\"",
         static_cast<double>(counters_.reconcile_passes));

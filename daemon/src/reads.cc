@@ -56,7 +56,7 @@ json Controller::portJson(const model::Port& port, bool rule_list) const {
                                          {"list", rules}}
                                   : json{{"hw", hw}, {"sw", sw}, {"device_refusals", errors}}},
               {"software_path_failures", sw_objects}};
-  if (port.tentative_until_ms) out["tentative"] = claimJson(port);
+  if (port.tentative_until_ms) out["tentative"] = claims_.claimJson(port);
   return out;
 }
 
@@ -191,9 +191,9 @@ json Controller::statusJson() const {
           {"ports", admission_.intent().ports.size()},
           {"ports_degraded", degraded},
           {"ports_tentative",
-           {{"held", tentativeCount()},
+           {{"held", claims_.tentativeCount()},
             {"ttl_s", host_.tentative_ttl_ms / 1000.0},
-            {"expired", counters_.tentative_expired}}},
+            {"expired", claims_.expired()}}},
           {"remotes", admission_.intent().remotes.size()},
           {"vfs",
            {{"pf", admission_.vfPool().pfPci()},
@@ -394,7 +394,7 @@ Result<json> Controller::readCounters(const json& req) {
             {"state_saves", counters_.state_saves},
             {"state_save_failures", counters_.state_save_failures},
             {"requests_refused", counters_.requests_refused},
-            {"tentative_ports_expired", counters_.tentative_expired},
+            {"tentative_ports_expired", claims_.expired()},
             {"internal_errors", counters_.internal_errors}}}};
 }
 

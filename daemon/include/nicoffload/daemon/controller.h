@@ -19,7 +19,7 @@
 // header): Admission (the intent and its undo log), LearnedRoutes (remotes
 // from the kernel's routes), FailureBook (failures and their backoff),
 // VdpaDevices (vDPA devices and the warm pool), TrafficSweep (per-port
-// traffic counters). It keeps the request flow (batches, bulk requests, the
+// traffic counters), Claims (tentative ports). It keeps the request flow (batches, bulk requests, the
 // op table: ops.cc), the passes, the reads and the timer.
 #pragma once
 
@@ -50,6 +50,7 @@
 #include "nicoffload/model/intent.h"
 #include "nicoffload/model/parse.h"
 #include "nicoffload/daemon/admission.h"
+#include "nicoffload/daemon/claims.h"
 #include "nicoffload/daemon/control.h"
 #include "nicoffload/daemon/failure_book.h"
 #include "nicoffload/daemon/learned_routes.h"
@@ -213,7 +214,7 @@ class Controller {
     std::uint64_t vdpa_pool_claims = 0;   // ports given a ready pool device
     std::uint64_t vdpa_pool_misses = 0;   // ports whose device was created on demand (pool on)
     std::uint64_t vdpa_pool_refills = 0;  // pool devices made ahead
-    std::uint64_t tentative_expired = 0;  // tentative ports removed unconfirmed (claims.cc)
+    std::uint64_t tentative_expired = 0;  // tentative ports removed unconfirmed: Claims::expired()
   };
   Counters counters() const;
 
@@ -393,24 +394,6 @@ class Controller {
   void reconcileDevices(PassResult& result, const TouchedPorts* touched);
   using FailFn = VdpaDevices::FailFn;
 
-  // --- tentative ports (claims.cc) ---
-  // A port.add with "tentative" (the libvirt hook's `migrate`) claims a port
-  // until daemon.tentative_ttl_ms from now; a port.add without it confirms.
-  // libvirt skips stopped/release when an incoming migration fails before
-  // QEMU starts, so an unconfirmed claim is removed by tick() (issue 22).
-  // The claims' clock: wall time at start plus steady time since, in ms.
-  std::int64_t claimClockMs() const;
-  // A tentative port expires at `until_ms` (claim clock): tick() looks then.
-  void noteClaim(std::int64_t until_ms);
-  // Removes every tentative port past its expiry (as port.remove does:
-  // rules, kernel objects, VF, vDPA device back to the pool), logged and
-  // counted; schedules the next look.
-  void expireClaims();
-  std::size_t tentativeCount() const;
-  nlohmann::json claimJson(const model::Port& port) const;  // port.get's "tentative"
-  std::int64_t wall_base_ms_ = 0;  // options_.wall_now() at started_, ms since the epoch
-  SteadyClock::time_point next_claim_ = SteadyClock::time_point::max();
-
   // --- per-port traffic counters (traffic_sweep.h; the ops: traffic.cc) ---
   Result<nlohmann::json> readTraffic(const nlohmann::json& request);
   Result<nlohmann::json> simSend(const nlohmann::json& request);
@@ -426,6 +409,8 @@ class Controller {
   // Every port's traffic counters, read in sweeps (a sweep's worker uses
   // backends_.software_path: declared after backends_, so gone before it).
   TrafficSweep traffic_;
+  // Tentative ports (the hook's migrate) and when they expire.
+  Claims claims_;
   // The failures of `port` (its representor's kernel objects, its VF and
   // vDPA device), as port.get lists them.
   nlohmann::json portFailuresJson(const model::Port& port) const;
