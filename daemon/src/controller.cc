@@ -1,5 +1,5 @@
 // Controller: start-up, requests and batches (handle/handleBatch), the timer (tick) and metrics.
-// Admission, reconciliation and the read ops: admission.cc, reconcile.cc, reads.cc; the helpers
+// Admission, reconciliation and the read ops: admission.cc, reconcile.cc, queries.cc; the helpers
 // they share: request_fields.h.
 #include "nicoffload/daemon/controller.h"
 
@@ -54,7 +54,32 @@ Controller::Controller(model::HostConfig host, model::HwProfile profile, Backend
                started_),
       claims_(admission_.intent(), [this] { return options_.now(); }, options_.wall_now, started_,
               options_.retry_min,
-              [this](std::vector<control::Request> batch) { return handle(std::move(batch)); }) {
+              [this](std::vector<control::Request> batch) { return handle(std::move(batch)); }),
+      queries_(Queries::Sources{
+          .host = host_,
+          .profile = profile_,
+          .admission = admission_,
+          .failures = failures_,
+          .vdpa = vdpa_,
+          .claims = claims_,
+          .traffic = traffic_,
+          .store = store_,
+          .derived_refs = derived_refs_,
+          .planner = planner_,
+          .applier = applier_,
+          .learned = learned_,
+          .software_path = backends_.software_path.get(),
+          .nic = backends_.nic.get(),
+          .vdpa_backend = backends_.vdpa.get(),
+          .routes = backends_.routes.get(),
+          .counters = counters_,
+          .vf_macs = vf_macs_,
+          .sw_objects = sw_objects_,
+          .last_pass_summary = last_pass_summary_,
+          .full_pass_running = [this] { return full_pass_ != nullptr; },
+          .now = [this] { return options_.now(); },
+          .started = started_,
+      }) {
   applier_ = std::make_unique<flowrules::HwApplier>(std::move(backends_.flow));
   planner_ = std::make_unique<flowrules::OwnerPlanner>(host_, profile_);
   next_full_ = started_ + options_.reconcile_interval;
@@ -311,7 +336,7 @@ void Controller::handleBatch(const std::vector<control::Request>& batch,
       if (key)
         if (const auto* p = findPort(*key)) {
           const bool brief = result.contains("brief") && result["brief"] == true;
-          result["status"] = portJson(*p, !brief);
+          result["status"] = queries_.portJson(*p, !brief);
         }
     }
     replies[accepted[k]] = control::okReply(std::move(result));
@@ -499,7 +524,7 @@ std::string Controller::metricsText(const control::ServerCounters* server) const
     m.set("nicoffload_control_requests_total", "outcome=\"timed_out\"",
           static_cast<double>(server->timed_out));
   }
-  if (learned_) learned_->metrics(m, admission_, watcherCounters());
+  if (learned_) learned_->metrics(m, admission_, queries_.watcherCounters());
   return m.render() + traffic_.metricsText();
 }
 
@@ -508,10 +533,6 @@ std::string Controller::metricsText(const control::ServerCounters* server) const
 
 std::string Controller::learnedUnderlayUse(Ipv4Addr address) const {
   return learned_ ? learned_->underlayUse(address) : std::string();
-}
-
-offload::RouteWatcherCounters Controller::watcherCounters() const {
-  return backends_.routes ? backends_.routes->counters() : offload::RouteWatcherCounters{};
 }
 
 int Controller::routeWatcherFd() const {

@@ -19,8 +19,9 @@
 // header): Admission (the intent and its undo log), LearnedRoutes (remotes
 // from the kernel's routes), FailureBook (failures and their backoff),
 // VdpaDevices (vDPA devices and the warm pool), TrafficSweep (per-port
-// traffic counters), Claims (tentative ports). It keeps the request flow (batches, bulk requests, the
-// op table: ops.cc), the passes, the reads and the timer.
+// traffic counters), Claims (tentative ports), Queries (the read ops). It
+// keeps the request flow (batches, bulk requests, the op table: ops.cc), the
+// passes and the timer.
 #pragma once
 
 #include <chrono>
@@ -51,9 +52,11 @@
 #include "nicoffload/model/parse.h"
 #include "nicoffload/daemon/admission.h"
 #include "nicoffload/daemon/claims.h"
+#include "nicoffload/daemon/controller_counters.h"
 #include "nicoffload/daemon/control.h"
 #include "nicoffload/daemon/failure_book.h"
 #include "nicoffload/daemon/learned_routes.h"
+#include "nicoffload/daemon/queries.h"
 #include "nicoffload/daemon/traffic_sweep.h"
 #include "nicoffload/daemon/vdpa_devices.h"
 #include "nicoffload/daemon/metrics.h"
@@ -193,29 +196,8 @@ class Controller {
   const flowrules::HwApplier& applier() const { return *applier_; }
   std::string metricsText(const control::ServerCounters* server) const;
 
-  // Counters (also exported as metrics).
-  struct Counters {
-    std::uint64_t reconcile_passes = 0;
-    std::uint64_t full_passes = 0;
-    std::uint64_t quiet_passes = 0;  // full passes that found nothing changed: device verified only
-    std::uint64_t retries = 0;
-    std::uint64_t sw_ops = 0;
-    std::uint64_t sw_failures = 0;
-    std::uint64_t state_saves = 0;
-    std::uint64_t state_save_failures = 0;
-    std::uint64_t ports_added = 0;
-    std::uint64_t ports_removed = 0;
-    std::uint64_t requests_refused = 0;
-    std::uint64_t internal_errors = 0;  // exceptions caught at the request boundary
-    std::uint64_t nic_ops = 0;
-    std::uint64_t nic_failures = 0;
-    std::uint64_t vdpa_ops = 0;           // these five: VdpaDevices::Counters
-    std::uint64_t vdpa_failures = 0;
-    std::uint64_t vdpa_pool_claims = 0;   // ports given a ready pool device
-    std::uint64_t vdpa_pool_misses = 0;   // ports whose device was created on demand (pool on)
-    std::uint64_t vdpa_pool_refills = 0;  // pool devices made ahead
-    std::uint64_t tentative_expired = 0;  // tentative ports removed unconfirmed: Claims::expired()
-  };
+  // Counters (also exported as metrics): controller_counters.h.
+  using Counters = ControllerCounters;
   Counters counters() const;
 
  private:
@@ -291,17 +273,9 @@ class Controller {
   // A read op, answered: its deadline checked, then its handler. An unknown
   // op is kInvalidValue on "op", listing the ops.
   Result<nlohmann::json> read(const nlohmann::json& request);
-  // The read ops' handlers (reads.cc, trace.cc, traffic.cc).
-  Result<nlohmann::json> readStatus(const nlohmann::json& request);
-  Result<nlohmann::json> readPortGet(const nlohmann::json& request);
-  Result<nlohmann::json> readPortList(const nlohmann::json& request);
-  Result<nlohmann::json> readRemoteList(const nlohmann::json& request);
-  Result<nlohmann::json> readRules(const nlohmann::json& request);
-  Result<nlohmann::json> readExplain(const nlohmann::json& request);
-  Result<nlohmann::json> readCounters(const nlohmann::json& request);
+  // The read ops that run work first (the others: Queries, queries.h):
+  // "reconcile" (reconcile.cc), and traffic's "refresh" (traffic.cc).
   Result<nlohmann::json> runReconcile(const nlohmann::json& request);
-  // The "trace" op (trace.cc): read-only.
-  Result<nlohmann::json> readTrace(const nlohmann::json& request) const;
 
   // --- routes learned from the kernel (learned_routes.h); null: no route watcher ---
   std::unique_ptr<LearnedRoutes> learned_;
@@ -313,19 +287,6 @@ class Controller {
   // After a batch of requests: a learned route that a removed remote of
   // another origin had hidden comes back.
   void reinstateLearned();
-  offload::RouteWatcherCounters watcherCounters() const;
-  // The port's status; `rule_list` adds every rule with its placement and
-  // reason (port.get, port.add replies), else only the counts (port.list).
-  nlohmann::json portJson(const model::Port& port, bool rule_list = true) const;
-  // The rules as planned, in a stable order (ports in intent order, the
-  // host's rules, remotes in intent order), `offset` first, at most `limit`;
-  // re-planned on demand from the owners (the applier keeps summaries only).
-  std::vector<flowrules::FlowRule> plannedRules(std::size_t offset, std::size_t limit) const;
-  std::size_t plannedRuleCount() const;
-  // The planned rule with this id, found through its owner.
-  std::optional<flowrules::FlowRule> plannedRule(flowrules::RuleId id) const;
-  std::vector<std::uint32_t> portVnis() const;  // VNIs local ports use (VXLAN), sorted
-  nlohmann::json statusJson() const;
 
   // Plans the intent and drives every backend; full = re-read the kernel first.
   struct PassResult {
@@ -403,7 +364,6 @@ class Controller {
   // Every object that failed, with its error, attempts and retry time: the
   // kernel path's objects, VFs, vDPA devices (failure_book.h).
   FailureBook failures_;
-  static constexpr std::size_t kFailuresListed = 20;  // status: the oldest failures shown
   // The vDPA devices (ports' and the warm pool's) and the ports' links.
   VdpaDevices vdpa_;
   // Every port's traffic counters, read in sweeps (a sweep's worker uses
@@ -411,11 +371,10 @@ class Controller {
   TrafficSweep traffic_;
   // Tentative ports (the hook's migrate) and when they expire.
   Claims claims_;
-  // The failures of `port` (its representor's kernel objects, its VF and
-  // vDPA device), as port.get lists them.
-  nlohmann::json portFailuresJson(const model::Port& port) const;
   std::string last_pass_summary_;
   Counters counters_;
+  // The read ops, over all of the above (const access): declared last.
+  Queries queries_;
 };
 
 }  // namespace nicoffload::daemon
