@@ -205,7 +205,7 @@ Result<json> Admission::portAdd(const json& request) {
   // the libvirt hook asks for: it reads the VF, representor and device).
   auto brief = optionalBool(request, "brief", false);
   if (!brief) return brief.error();
-  // tentative: a claim that expires (claims.cc) unless confirmed.
+  // tentative: a claim that expires (Claims: claims.h) unless confirmed.
   auto tentative = optionalBool(request, "tentative", false);
   if (!tentative) return tentative.error();
   if (!request.contains("port"))

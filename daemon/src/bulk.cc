@@ -99,7 +99,7 @@ bool Controller::isBulk(const json& request) const {
       return false;
     if (limit == request.end() && request.contains("offset")) return false;  // a page of 1000
     return admission_.intent().remotes.size() + admission_.intent().ports.size() > options_.bulk_threshold / 8 &&
-           plannedRuleCount() > options_.bulk_threshold;
+           queries_.plannedRuleCount() > options_.bulk_threshold;
   }
   return false;
 }
@@ -409,12 +409,12 @@ bool Controller::stepRules(BulkJob& job, SteadyClock::time_point deadline,
     job.testpmd = *testpmd;
     // The owners as they stand now: later changes do not move the listing.
     job.ports = admission_.intent().ports;
-    job.host_rules = planner_->hostRules(portVnis());
+    job.host_rules = planner_->hostRules(queries_.portVnis());
     job.remotes = admission_.intent().remotes;
     job.skip = page->offset;
     job.left = page->limit;
     if (page->paged) {
-      const std::size_t total = plannedRuleCount();
+      const std::size_t total = queries_.plannedRuleCount();
       const std::size_t count =
           total > page->offset ? std::min(page->limit, total - page->offset) : 0;
       const std::size_t next = page->offset + count;
@@ -429,7 +429,7 @@ bool Controller::stepRules(BulkJob& job, SteadyClock::time_point deadline,
     // lines about as many again): growing a 100 MB string by doubling copies
     // tens of MB inside one slice. Reserved, not touched: the pages are
     // faulted in slice by slice as the text is written.
-    const std::size_t rules = std::min(page->limit, plannedRuleCount());
+    const std::size_t rules = std::min(page->limit, queries_.plannedRuleCount());
     job.text.reserve(job.text.size() + rules * (job.testpmd ? 2048 : 1024) + job.suffix.size());
     return false;  // the copy was this turn's work
   }

@@ -1,5 +1,5 @@
 // Controller: start-up, requests and batches (handle/handleBatch), the timer (tick) and metrics.
-// Admission, reconciliation and the read ops: admission.cc, reconcile.cc, reads.cc; the helpers
+// Admission, reconciliation and the read ops: admission.cc, reconcile.cc, queries.cc; the helpers
 // they share: request_fields.h.
 #include "nicoffload/daemon/controller.h"
 
@@ -36,20 +36,53 @@ Controller::Controller(model::HostConfig host, model::HwProfile profile, Backend
                                   return Status::success();
                                 },
                             .pool_ready = [this](const model::Port& port) { return vdpa_.readyFor(port); },
-                            .claim_clock_ms = [this] { return claimClockMs(); },
-                            .note_claim = [this](std::int64_t until_ms) { noteClaim(until_ms); },
+                            .claim_clock_ms = [this] { return claims_.clockMs(); },
+                            .note_claim = [this](std::int64_t until_ms) { claims_.note(until_ms); },
                             .underlay_use = [this](const IpAddr& a) { return learnedUnderlayUse(a); },
                         }),
+      started_(options_.now()),
       failures_(options_.retry_min, options_.retry_max),
-      vdpa_(host_, backends_.vdpa.get(), failures_, [this] { return options_.now(); }) {
+      vdpa_(host_, backends_.vdpa.get(), failures_, [this] { return options_.now(); }),
+      traffic_(host_, admission_.intent(), backends_.software_path.get(),
+               TrafficSweep::Seams{
+                   .port_rules = [this](const model::Port& port) { return planner_->portRules(port); },
+                   .query = [this](flowrules::RuleId id) { return applier_->query(id); },
+                   .now = [this] { return options_.now(); },
+               },
+               TrafficSweep::Options{.slice_budget = options_.slice_budget,
+                                     .background = options_.background_full_pass},
+               started_),
+      claims_(admission_.intent(), [this] { return options_.now(); }, options_.wall_now, started_,
+              options_.retry_min,
+              [this](std::vector<control::Request> batch) { return handle(std::move(batch)); }),
+      queries_(Queries::Sources{
+          .host = host_,
+          .profile = profile_,
+          .admission = admission_,
+          .failures = failures_,
+          .vdpa = vdpa_,
+          .claims = claims_,
+          .traffic = traffic_,
+          .store = store_,
+          .derived_refs = derived_refs_,
+          .planner = planner_,
+          .applier = applier_,
+          .learned = learned_,
+          .software_path = backends_.software_path.get(),
+          .nic = backends_.nic.get(),
+          .vdpa_backend = backends_.vdpa.get(),
+          .routes = backends_.routes.get(),
+          .counters = counters_,
+          .vf_macs = vf_macs_,
+          .sw_objects = sw_objects_,
+          .last_pass_summary = last_pass_summary_,
+          .full_pass_running = [this] { return full_pass_ != nullptr; },
+          .now = [this] { return options_.now(); },
+          .started = started_,
+      }) {
   applier_ = std::make_unique<flowrules::HwApplier>(std::move(backends_.flow));
   planner_ = std::make_unique<flowrules::OwnerPlanner>(host_, profile_);
-  started_ = options_.now();
-  wall_base_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      options_.wall_now().time_since_epoch())
-                      .count();
   next_full_ = started_ + options_.reconcile_interval;
-  next_traffic_ = started_ + std::chrono::milliseconds(host_.traffic_interval_ms);
 }
 
 Result<std::unique_ptr<Controller>> Controller::start(model::HostConfig host,
@@ -125,7 +158,7 @@ Result<std::unique_ptr<Controller>> Controller::start(model::HostConfig host,
   // device operation.
   c->vdpa_.startDone();
   // Tentative ports held across the restart: the first tick() looks at them.
-  if (c->tentativeCount() > 0) c->next_claim_ = c->started_;
+  c->claims_.startDone();
   return c;
 }
 
@@ -303,7 +336,7 @@ void Controller::handleBatch(const std::vector<control::Request>& batch,
       if (key)
         if (const auto* p = findPort(*key)) {
           const bool brief = result.contains("brief") && result["brief"] == true;
-          result["status"] = portJson(*p, !brief);
+          result["status"] = queries_.portJson(*p, !brief);
         }
     }
     replies[accepted[k]] = control::okReply(std::move(result));
@@ -329,6 +362,7 @@ Controller::Counters Controller::counters() const {
   c.vdpa_pool_claims = v.pool_claims;
   c.vdpa_pool_misses = v.pool_misses;
   c.vdpa_pool_refills = v.pool_refills;
+  c.tentative_expired = claims_.expired();
   return c;
 }
 
@@ -339,8 +373,8 @@ void Controller::tick() {
   // neither starts nor takes its copy of the intent meanwhile (bulk.cc).
   if (bulk_ && bulkChangesIntent()) return;
   const auto now = options_.now();
-  if (now >= next_claim_) expireClaims();
-  stepTraffic(now);
+  if (now >= claims_.next()) claims_.expire();
+  traffic_.step(now);
   // The warm vDPA pool refills between requests, a few devices per turn.
   if (!full_pass_ && vdpa_.wantsWork()) vdpa_.refill(kPoolCreatesPerTick, admission_.vfPool());
   if (!full_pass_) {
@@ -361,9 +395,9 @@ std::chrono::milliseconds Controller::untilNextTick() const {
   if (bulkPending()) return std::chrono::milliseconds(0);  // its next slice
   if (full_pass_) return std::chrono::milliseconds(1);  // its next slice, or its worker's result
   if (vdpa_.wantsWork()) return std::chrono::milliseconds(0);
-  if (traffic_sweep_) return std::chrono::milliseconds(1);  // its next slice, or its worker's dump
+  if (traffic_.inFlight()) return std::chrono::milliseconds(1);  // its next slice, or its worker's dump
   const auto now = options_.now();
-  const auto next = std::min({next_full_, failures_.nextRetry(), next_claim_, nextTrafficWork()});
+  const auto next = std::min({next_full_, failures_.nextRetry(), claims_.next(), traffic_.nextWork()});
   if (next <= now) return std::chrono::milliseconds(0);
   return std::chrono::duration_cast<std::chrono::milliseconds>(next - now);
 }
@@ -440,11 +474,11 @@ std::string Controller::metricsText(const control::ServerCounters* server) const
         static_cast<double>(vdpa_.counters().pool_refills));
   m.describe("nicoffload_ports_tentative", "gauge",
              "Ports held as tentative claims (the hook's migrate), not confirmed yet.");
-  m.set("nicoffload_ports_tentative", "", static_cast<double>(tentativeCount()));
+  m.set("nicoffload_ports_tentative", "", static_cast<double>(claims_.tentativeCount()));
   m.describe("nicoffload_tentative_ports_expired_total", "counter",
              "Tentative ports removed because nothing confirmed them in daemon.tentative_ttl_ms.");
   m.set("nicoffload_tentative_ports_expired_total", "",
-        static_cast<double>(counters_.tentative_expired));
+        static_cast<double>(claims_.expired()));
   m.describe("nicoffload_reconcile_passes_total", "counter", "Reconcile passes by kind.");
   m.set("nicoffload_reconcile_passes_total", "kind=\"any\"",
         static_cast<double>(counters_.reconcile_passes));
@@ -490,8 +524,8 @@ std::string Controller::metricsText(const control::ServerCounters* server) const
     m.set("nicoffload_control_requests_total", "outcome=\"timed_out\"",
           static_cast<double>(server->timed_out));
   }
-  if (learned_) learned_->metrics(m, admission_, watcherCounters());
-  return m.render() + traffic_metrics_;
+  if (learned_) learned_->metrics(m, admission_, queries_.watcherCounters());
+  return m.render() + traffic_.metricsText();
 }
 
 // --- routes learned from the kernel: the route watcher's events into the
@@ -499,10 +533,6 @@ std::string Controller::metricsText(const control::ServerCounters* server) const
 
 std::string Controller::learnedUnderlayUse(const IpAddr& address) const {
   return learned_ ? learned_->underlayUse(address) : std::string();
-}
-
-offload::RouteWatcherCounters Controller::watcherCounters() const {
-  return backends_.routes ? backends_.routes->counters() : offload::RouteWatcherCounters{};
 }
 
 int Controller::routeWatcherFd() const {

@@ -105,24 +105,4 @@ struct Controller::BulkJob {
   std::string suffix;  // what closes it
 };
 
-// --- a sweep of the per-port traffic counters (traffic.cc) ---
-using LinkTrafficMap = std::unordered_map<std::string, flowrules::LinkTraffic>;
-
-struct Controller::TrafficSweep {
-  std::vector<model::PortKey> ports;  // as they were when it started
-  std::size_t next = 0;
-  struct Pending {
-    flowrules::OwnerId owner = 0;
-    std::size_t port = 0;  // in `ports`
-    flowrules::PortTrafficReading reading;
-  };
-  std::vector<Pending> read;
-  std::future<Result<LinkTrafficMap>> links;  // invalid: no software path
-  SteadyClock::time_point started;
-  std::chrono::nanoseconds busy{0};  // loop-thread time spent on it
-  std::size_t rule_reads = 0;
-  std::size_t failures = 0;
-  std::string first_failure;
-};
-
 }  // namespace nicoffload::daemon

@@ -565,4 +565,11 @@ json Controller::reconcileAll() {
   return {{"failures", pass.failures}, {"summary", last_pass_summary_}};
 }
 
+// The "reconcile" op.
+Result<json> Controller::runReconcile(const json& req) {
+  auto fail = [](Error e) { return e; };
+  if (auto s = onlyKeys(req, {}); !s) return fail(s.error());
+  return reconcileAll();
+}
+
 }  // namespace nicoffload::daemon

@@ -1,4 +1,4 @@
-// Controller: the "trace" op. Where one packet goes on this host: through
+// Queries: the "trace" op. Where one packet goes on this host: through
 // the rules the device holds (the planned rules with the placement in effect,
 // evaluated on the IR whatever the backend), then through the kernel
 // software path in its namespace. Read-only: nothing installed changes.
@@ -11,7 +11,7 @@
 
 namespace nicoffload::daemon {
 
-Result<json> Controller::readTrace(const json& req) const {
+Result<json> Queries::readTrace(const json& req) const {
   auto fail = [](Error e) { return e; };
   if (auto s = onlyKeys(req, {"packet"}); !s) return fail(s.error());
   auto input = packetSpecOf(req, admission_.intent());
@@ -48,7 +48,7 @@ Result<json> Controller::readTrace(const json& req) const {
   ctx.backend = applier_->backend().capabilities().backend;
   ctx.max_jumps = profile_.max_groups;
   std::unique_ptr<trace::KernelView> kernel;
-  if (!backends_.software_path) {
+  if (!software_path_) {
     ctx.kernel_unavailable = "backends.software_path is none";
   } else if (auto view = offload::openKernelTraceView(host_.kernel_netns)) {
     kernel = std::move(view).value();

@@ -76,7 +76,7 @@ class Admission {
     // when none does.
     std::function<const std::set<std::uint16_t>*(const model::Port&)> pool_ready;
     // The claims' clock (wall time at start + steady time since, ms) and the
-    // expiry of a new tentative claim (claims.cc).
+    // expiry of a new tentative claim (Claims: claims.h).
     std::function<std::int64_t()> claim_clock_ms;
     std::function<void(std::int64_t until_ms)> note_claim;
     // Why an address is the underlay's as the kernel shows it (learned next

@@ -14,6 +14,14 @@
 // are kept per object (FailureBook), each retried with its own exponential
 // backoff; a periodic full pass re-reads every backend, reinstalls what
 // vanished and removes what nobody asked for.
+//
+// The controller coordinates parts that each have one job (each its own
+// header): Admission (the intent and its undo log), LearnedRoutes (remotes
+// from the kernel's routes), FailureBook (failures and their backoff),
+// VdpaDevices (vDPA devices and the warm pool), TrafficSweep (per-port
+// traffic counters), Claims (tentative ports), Queries (the read ops). It
+// keeps the request flow (batches, bulk requests, the op table: ops.cc), the
+// passes and the timer.
 #pragma once
 
 #include <chrono>
@@ -43,9 +51,13 @@
 #include "nicoffload/model/intent.h"
 #include "nicoffload/model/parse.h"
 #include "nicoffload/daemon/admission.h"
+#include "nicoffload/daemon/claims.h"
+#include "nicoffload/daemon/controller_counters.h"
 #include "nicoffload/daemon/control.h"
 #include "nicoffload/daemon/failure_book.h"
 #include "nicoffload/daemon/learned_routes.h"
+#include "nicoffload/daemon/queries.h"
+#include "nicoffload/daemon/traffic_sweep.h"
 #include "nicoffload/daemon/vdpa_devices.h"
 #include "nicoffload/daemon/metrics.h"
 #include "nicoffload/offload/nic_backend.h"
@@ -184,29 +196,8 @@ class Controller {
   const flowrules::HwApplier& applier() const { return *applier_; }
   std::string metricsText(const control::ServerCounters* server) const;
 
-  // Counters (also exported as metrics).
-  struct Counters {
-    std::uint64_t reconcile_passes = 0;
-    std::uint64_t full_passes = 0;
-    std::uint64_t quiet_passes = 0;  // full passes that found nothing changed: device verified only
-    std::uint64_t retries = 0;
-    std::uint64_t sw_ops = 0;
-    std::uint64_t sw_failures = 0;
-    std::uint64_t state_saves = 0;
-    std::uint64_t state_save_failures = 0;
-    std::uint64_t ports_added = 0;
-    std::uint64_t ports_removed = 0;
-    std::uint64_t requests_refused = 0;
-    std::uint64_t internal_errors = 0;  // exceptions caught at the request boundary
-    std::uint64_t nic_ops = 0;
-    std::uint64_t nic_failures = 0;
-    std::uint64_t vdpa_ops = 0;           // these five: VdpaDevices::Counters
-    std::uint64_t vdpa_failures = 0;
-    std::uint64_t vdpa_pool_claims = 0;   // ports given a ready pool device
-    std::uint64_t vdpa_pool_misses = 0;   // ports whose device was created on demand (pool on)
-    std::uint64_t vdpa_pool_refills = 0;  // pool devices made ahead
-    std::uint64_t tentative_expired = 0;  // tentative ports removed unconfirmed (claims.cc)
-  };
+  // Counters (also exported as metrics): controller_counters.h.
+  using Counters = ControllerCounters;
   Counters counters() const;
 
  private:
@@ -282,17 +273,9 @@ class Controller {
   // A read op, answered: its deadline checked, then its handler. An unknown
   // op is kInvalidValue on "op", listing the ops.
   Result<nlohmann::json> read(const nlohmann::json& request);
-  // The read ops' handlers (reads.cc, trace.cc, traffic.cc).
-  Result<nlohmann::json> readStatus(const nlohmann::json& request);
-  Result<nlohmann::json> readPortGet(const nlohmann::json& request);
-  Result<nlohmann::json> readPortList(const nlohmann::json& request);
-  Result<nlohmann::json> readRemoteList(const nlohmann::json& request);
-  Result<nlohmann::json> readRules(const nlohmann::json& request);
-  Result<nlohmann::json> readExplain(const nlohmann::json& request);
-  Result<nlohmann::json> readCounters(const nlohmann::json& request);
+  // The read ops that run work first (the others: Queries, queries.h):
+  // "reconcile" (reconcile.cc), and traffic's "refresh" (traffic.cc).
   Result<nlohmann::json> runReconcile(const nlohmann::json& request);
-  // The "trace" op (trace.cc): read-only.
-  Result<nlohmann::json> readTrace(const nlohmann::json& request) const;
 
   // --- routes learned from the kernel (learned_routes.h); null: no route watcher ---
   std::unique_ptr<LearnedRoutes> learned_;
@@ -304,19 +287,6 @@ class Controller {
   // After a batch of requests: a learned route that a removed remote of
   // another origin had hidden comes back.
   void reinstateLearned();
-  offload::RouteWatcherCounters watcherCounters() const;
-  // The port's status; `rule_list` adds every rule with its placement and
-  // reason (port.get, port.add replies), else only the counts (port.list).
-  nlohmann::json portJson(const model::Port& port, bool rule_list = true) const;
-  // The rules as planned, in a stable order (ports in intent order, the
-  // host's rules, remotes in intent order), `offset` first, at most `limit`;
-  // re-planned on demand from the owners (the applier keeps summaries only).
-  std::vector<flowrules::FlowRule> plannedRules(std::size_t offset, std::size_t limit) const;
-  std::size_t plannedRuleCount() const;
-  // The planned rule with this id, found through its owner.
-  std::optional<flowrules::FlowRule> plannedRule(flowrules::RuleId id) const;
-  std::vector<std::uint32_t> portVnis() const;  // VNIs local ports use (VXLAN), sorted
-  nlohmann::json statusJson() const;
 
   // Plans the intent and drives every backend; full = re-read the kernel first.
   struct PassResult {
@@ -385,57 +355,7 @@ class Controller {
   void reconcileDevices(PassResult& result, const TouchedPorts* touched);
   using FailFn = VdpaDevices::FailFn;
 
-  // --- tentative ports (claims.cc) ---
-  // A port.add with "tentative" (the libvirt hook's `migrate`) claims a port
-  // until daemon.tentative_ttl_ms from now; a port.add without it confirms.
-  // libvirt skips stopped/release when an incoming migration fails before
-  // QEMU starts, so an unconfirmed claim is removed by tick() (issue 22).
-  // The claims' clock: wall time at start plus steady time since, in ms.
-  std::int64_t claimClockMs() const;
-  // A tentative port expires at `until_ms` (claim clock): tick() looks then.
-  void noteClaim(std::int64_t until_ms);
-  // Removes every tentative port past its expiry (as port.remove does:
-  // rules, kernel objects, VF, vDPA device back to the pool), logged and
-  // counted; schedules the next look.
-  void expireClaims();
-  std::size_t tentativeCount() const;
-  nlohmann::json claimJson(const model::Port& port) const;  // port.get's "tentative"
-  std::int64_t wall_base_ms_ = 0;  // options_.wall_now() at started_, ms since the epoch
-  SteadyClock::time_point next_claim_ = SteadyClock::time_point::max();
-
-  // --- per-port traffic counters (traffic.cc) ---
-  // A sweep reads every port's hardware rule counters in slices of the
-  // loop turn, and the representors' netdev counters on a worker; the book
-  // keeps totals that only grow.
-  struct TrafficSweep;
-  std::unique_ptr<TrafficSweep> traffic_sweep_;  // the one in flight
-  flowrules::PortTrafficBook traffic_;
-  struct TrafficStats {
-    std::uint64_t sweeps = 0;
-    std::uint64_t rule_reads = 0;
-    std::uint64_t read_failures = 0;   // counter reads the device refused
-    std::uint64_t link_failures = 0;   // representor counter dumps that failed
-    std::size_t last_ports = 0;
-    std::size_t last_rule_reads = 0;
-    double last_busy_ms = 0;           // loop-thread time of the last sweep
-    double last_wall_ms = 0;           // from its start to its end
-    SteadyClock::time_point last_at;
-    std::string last_error;
-    std::string logged_error;          // logged once until it changes
-  } traffic_stats_;
-  std::string traffic_metrics_;  // /metrics text of the last sweep
-  static constexpr std::chrono::milliseconds kTrafficSlice{2};  // loop time per turn of a sweep
-  SteadyClock::time_point next_traffic_;
-  void startTrafficSweep();
-  bool stepTrafficSweep(bool inline_all);  // true when the sweep is over
-  const model::Port* sweptPort(const TrafficSweep& sweep, std::size_t index) const;
-  void runTrafficSweepNow();
-  void stepTraffic(SteadyClock::time_point now);  // tick()'s share
-  SteadyClock::time_point nextTrafficWork() const;
-  void renderTrafficMetrics();
-  std::int64_t trafficAgeMs() const;  // -1: never read
-  nlohmann::json portTrafficJson(const model::Port& port) const;  // null: not read yet
-  nlohmann::json trafficStatusJson() const;
+  // --- per-port traffic counters (traffic_sweep.h; the ops: traffic.cc) ---
   Result<nlohmann::json> readTraffic(const nlohmann::json& request);
   Result<nlohmann::json> simSend(const nlohmann::json& request);
 
@@ -444,14 +364,17 @@ class Controller {
   // Every object that failed, with its error, attempts and retry time: the
   // kernel path's objects, VFs, vDPA devices (failure_book.h).
   FailureBook failures_;
-  static constexpr std::size_t kFailuresListed = 20;  // status: the oldest failures shown
   // The vDPA devices (ports' and the warm pool's) and the ports' links.
   VdpaDevices vdpa_;
-  // The failures of `port` (its representor's kernel objects, its VF and
-  // vDPA device), as port.get lists them.
-  nlohmann::json portFailuresJson(const model::Port& port) const;
+  // Every port's traffic counters, read in sweeps (a sweep's worker uses
+  // backends_.software_path: declared after backends_, so gone before it).
+  TrafficSweep traffic_;
+  // Tentative ports (the hook's migrate) and when they expire.
+  Claims claims_;
   std::string last_pass_summary_;
   Counters counters_;
+  // The read ops, over all of the above (const access): declared last.
+  Queries queries_;
 };
 
 }  // namespace nicoffload::daemon

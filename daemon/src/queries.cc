@@ -1,4 +1,4 @@
-// Controller: the read ops: status, ports, planned rules, memory.
+// Queries: the read ops (queries.h): status, ports, planned rules, memory.
 #include <malloc.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -12,13 +12,42 @@
 #include <unordered_set>
 
 #include "controller_types.h"
-#include "nicoffload/daemon/controller.h"
+#include "nicoffload/daemon/queries.h"
 #include "nicoffload/flowrules/render.h"
 #include "request_fields.h"
 
 namespace nicoffload::daemon {
 
-json Controller::portJson(const model::Port& port, bool rule_list) const {
+Queries::Queries(Sources s)
+    : host_(s.host),
+      profile_(s.profile),
+      admission_(s.admission),
+      failures_(s.failures),
+      vdpa_(s.vdpa),
+      claims_(s.claims),
+      traffic_(s.traffic),
+      store_(s.store),
+      derived_refs_(s.derived_refs),
+      planner_(s.planner),
+      applier_(s.applier),
+      learned_(s.learned),
+      software_path_(s.software_path),
+      nic_(s.nic),
+      vdpa_backend_(s.vdpa_backend),
+      routes_(s.routes),
+      counters_(s.counters),
+      vf_macs_(s.vf_macs),
+      sw_objects_(s.sw_objects),
+      last_pass_summary_(s.last_pass_summary),
+      full_pass_running_(std::move(s.full_pass_running)),
+      now_(std::move(s.now)),
+      started_(s.started) {}
+
+offload::RouteWatcherCounters Queries::watcherCounters() const {
+  return routes_ ? routes_->counters() : offload::RouteWatcherCounters{};
+}
+
+json Queries::portJson(const model::Port& port, bool rule_list) const {
   // The port's rules re-planned (cheap: a handful, with the planner's
   // context built once), joined with the device.
   json rules = json::array();
@@ -56,7 +85,7 @@ json Controller::portJson(const model::Port& port, bool rule_list) const {
                                          {"list", rules}}
                                   : json{{"hw", hw}, {"sw", sw}, {"device_refusals", errors}}},
               {"software_path_failures", sw_objects}};
-  if (port.tentative_until_ms) out["tentative"] = claimJson(port);
+  if (port.tentative_until_ms) out["tentative"] = claims_.claimJson(port);
   return out;
 }
 
@@ -78,9 +107,9 @@ bool namesDevice(const std::string& object, const std::string& dev) {
 
 // The kernel objects that name the port's representor ("... dev rep3 ...",
 // "sysctl net/ipv4/conf/rep3/..."), its VF and its vDPA device.
-json Controller::portFailuresJson(const model::Port& port) const {
+json Queries::portFailuresJson(const model::Port& port) const {
   json out = json::array();
-  const auto now = options_.now();
+  const auto now = now_();
   const std::string rep = port.representorName();
   for (const auto& [object, entry] : failures_.entries()) {
     if (entry.kind != FailureBook::Kind::kKernel) continue;
@@ -94,16 +123,16 @@ json Controller::portFailuresJson(const model::Port& port) const {
   return out;
 }
 
-std::vector<std::uint32_t> Controller::portVnis() const { return derived_refs_.portVnis(); }
+std::vector<std::uint32_t> Queries::portVnis() const { return derived_refs_.portVnis(); }
 
-std::size_t Controller::plannedRuleCount() const {
+std::size_t Queries::plannedRuleCount() const {
   std::size_t n = planner_->hostRules(portVnis()).size() + admission_.intent().remotes.size();
   for (const auto& p : admission_.intent().ports)
     if (auto r = planner_->portRules(p)) n += r->size();
   return n;
 }
 
-std::vector<flowrules::FlowRule> Controller::plannedRules(std::size_t offset,
+std::vector<flowrules::FlowRule> Queries::plannedRules(std::size_t offset,
                                                           std::size_t limit) const {
   std::vector<flowrules::FlowRule> out;
   auto take = [&](std::vector<flowrules::FlowRule>& rules) {
@@ -134,7 +163,7 @@ std::vector<flowrules::FlowRule> Controller::plannedRules(std::size_t offset,
   return out;
 }
 
-std::optional<flowrules::FlowRule> Controller::plannedRule(flowrules::RuleId id) const {
+std::optional<flowrules::FlowRule> Queries::plannedRule(flowrules::RuleId id) const {
   const auto* applied = applier_->find(id);
   if (!applied) return std::nullopt;
   const auto owner = applied->rule.owner;
@@ -175,10 +204,10 @@ json memoryJson() {
 
 }  // namespace
 
-json Controller::statusJson() const {
+json Queries::statusJson() const {
   const auto& c = applier_->counters();
   const auto uptime =
-      std::chrono::duration_cast<std::chrono::seconds>(options_.now() - started_).count();
+      std::chrono::duration_cast<std::chrono::seconds>(now_() - started_).count();
   std::size_t degraded = 0;
   for (const auto& p : admission_.intent().ports)
     if (portJson(p, false)["state"] == "degraded") ++degraded;
@@ -187,13 +216,13 @@ json Controller::statusJson() const {
           {"underlay", model::toString(host_.underlay)},
           {"backends",
            {{"flow", applier_->backend().capabilities().backend},
-            {"software_path", backends_.software_path ? "kernel" : "none"}}},
+            {"software_path", software_path_ ? "kernel" : "none"}}},
           {"ports", admission_.intent().ports.size()},
           {"ports_degraded", degraded},
           {"ports_tentative",
-           {{"held", tentativeCount()},
+           {{"held", claims_.tentativeCount()},
             {"ttl_s", host_.tentative_ttl_ms / 1000.0},
-            {"expired", counters_.tentative_expired}}},
+            {"expired", claims_.expired()}}},
           {"remotes", admission_.intent().remotes.size()},
           {"vfs",
            {{"pf", admission_.vfPool().pfPci()},
@@ -203,11 +232,11 @@ json Controller::statusJson() const {
           {"rules", {{"hw", c.hw}, {"sw", c.sw}, {"refused", c.refused()}}},
           {"software_path",
            {{"objects", sw_objects_}, {"failed", failures_.count(FailureBook::Kind::kKernel)}}},
-          {"failures", failures_.summaryJson(options_.now(), kFailuresListed)},
+          {"failures", failures_.summaryJson(now_(), kFailuresListed)},
           {"last_pass", last_pass_summary_},
           {"routes", learned_ ? learned_->statusJson(admission_, watcherCounters())
                               : json{{"enabled", false}}},
-          {"full_pass_running", full_pass_ != nullptr},
+          {"full_pass_running", full_pass_running_()},
           {"memory", memoryJson()},
           {"uptime_s", uptime},
           {"state_file", store_.path()},
@@ -218,17 +247,16 @@ json Controller::statusJson() const {
             {"last_compaction_ms", store_.stats().last_compaction_ms}}}};
 }
 
-// Read ops (ops.cc has the table): each answers from memory, or runs what
-// it names at once (reconcile, a traffic refresh).
+// Read ops (ops.cc has the table): each answers from memory.
 // The "status" op.
-Result<json> Controller::readStatus(const json& req) {
+Result<json> Queries::readStatus(const json& req) const {
   auto fail = [](Error e) { return e; };
   if (auto s = onlyKeys(req, {}); !s) return fail(s.error());
   return statusJson();
 }
 
 // The "port.get" op.
-Result<json> Controller::readPortGet(const json& req) {
+Result<json> Queries::readPortGet(const json& req) const {
   auto fail = [](Error e) { return e; };
   if (auto s = onlyKeys(req, {"vm", "nic"}); !s) return fail(s.error());
   auto key = portKeyOf(req);
@@ -237,12 +265,12 @@ Result<json> Controller::readPortGet(const json& req) {
   if (!p)
     return fail(requestError(ErrorCode::kNotFound, "port", key->str(), "no port " + key->str()));
   json out = portJson(*p);
-  out["traffic"] = portTrafficJson(*p);  // null until the first sweep read it
+  out["traffic"] = traffic_.portJson(*p);  // null until the first sweep read it
   return out;
 }
 
 // The "port.list" op.
-Result<json> Controller::readPortList(const json& req) {
+Result<json> Queries::readPortList(const json& req) const {
   auto fail = [](Error e) { return e; };
   // Optional "vm": only that domain's ports (the hook's release path).
   if (auto s = onlyKeys(req, {"vm"}); !s) return fail(s.error());
@@ -259,11 +287,11 @@ Result<json> Controller::readPortList(const json& req) {
 }
 
 // The "remote.list" op.
-Result<json> Controller::readRemoteList(const json& req) {
+Result<json> Queries::readRemoteList(const json& req) const {
   auto fail = [](Error e) { return e; };
   if (req.contains("refused")) {  // learned routes not followed (none without a watcher)
     if (learned_) return learned_->refusedList(req);
-    return LearnedRoutes(host_, options_.now).refusedList(req);
+    return LearnedRoutes(host_, now_).refusedList(req);
   }
   if (auto s = onlyKeys(req, {"offset", "limit", "origin"}); !s) return fail(s.error());
   auto page = pageOf(req);
@@ -301,7 +329,7 @@ Result<json> Controller::readRemoteList(const json& req) {
 }
 
 // The "rules" op.
-Result<json> Controller::readRules(const json& req) {
+Result<json> Queries::readRules(const json& req) const {
   auto fail = [](Error e) { return e; };
   if (auto s = onlyKeys(req, {"testpmd", "offset", "limit"}); !s) return fail(s.error());
   const auto testpmd = optionalBool(req, "testpmd", false);
@@ -326,7 +354,7 @@ Result<json> Controller::readRules(const json& req) {
 }
 
 // The "explain" op.
-Result<json> Controller::readExplain(const json& req) {
+Result<json> Queries::readExplain(const json& req) const {
   auto fail = [](Error e) { return e; };
   if (auto s = onlyKeys(req, {"rule"}); !s) return fail(s.error());
   auto rule = requiredString(req, "rule", "a rule id");
@@ -357,7 +385,7 @@ Result<json> Controller::readExplain(const json& req) {
 }
 
 // The "counters" op.
-Result<json> Controller::readCounters(const json& req) {
+Result<json> Queries::readCounters(const json& req) const {
   auto fail = [](Error e) { return e; };
   if (auto s = onlyKeys(req, {}); !s) return fail(s.error());
   const auto& c = applier_->counters();
@@ -379,12 +407,12 @@ Result<json> Controller::readCounters(const json& req) {
             {"failures", counters_.sw_failures},
             {"objects_failed_now", failures_.count(FailureBook::Kind::kKernel)}}},
           {"nic",
-           {{"managed", backends_.nic != nullptr},
+           {{"managed", nic_ != nullptr},
             {"operations", counters_.nic_ops},
             {"failures", counters_.nic_failures},
             {"vf_macs_set", vf_macs_.size()}}},
           {"vdpa",
-           {{"backend", backends_.vdpa ? model::toString(backends_.vdpa->kind()) : "none"},
+           {{"backend", vdpa_backend_ ? model::toString(vdpa_backend_->kind()) : "none"},
             {"operations", vdpa_.counters().ops},
             {"failures", vdpa_.counters().failures},
             {"devices", vdpa_.size()},
@@ -397,15 +425,8 @@ Result<json> Controller::readCounters(const json& req) {
             {"state_saves", counters_.state_saves},
             {"state_save_failures", counters_.state_save_failures},
             {"requests_refused", counters_.requests_refused},
-            {"tentative_ports_expired", counters_.tentative_expired},
+            {"tentative_ports_expired", claims_.expired()},
             {"internal_errors", counters_.internal_errors}}}};
-}
-
-// The "reconcile" op.
-Result<json> Controller::runReconcile(const json& req) {
-  auto fail = [](Error e) { return e; };
-  if (auto s = onlyKeys(req, {}); !s) return fail(s.error());
-  return reconcileAll();
 }
 
 }  // namespace nicoffload::daemon
