@@ -243,12 +243,14 @@ bool readNextHops(ObjectReader& r, const json& arr, HostConfig& host) {
     std::optional<Ipv4Addr> ip;
     std::optional<Ipv6Addr> ip6;
     UnderlayNextHop hop;
-    const char* key = nh.member("ipv6", false) ? "ipv6" : "ipv4";
-    if (nh.member("ipv6", false) && nh.member("ipv4", false))
+    // One address per next hop: "ipv4" or "ipv6" (an IPv6 remote's).
+    const bool v6 = nh.member("ipv6", false) != nullptr;
+    const char* key = v6 ? "ipv6" : "ipv4";
+    if (v6 && nh.member("ipv4", false))
       return r.fail(makeError(ErrorCode::kConflict, nh.field("ipv6"), "",
                               "a next hop is one address: give ipv4 or ipv6, not both"));
-    (key[3] == '6' ? nh.ipv6("ipv6", ip6, true) : nh.ipv4("ipv4", ip, true)) &&
-        nh.mac("mac", hop.mac, true) && nh.finish();
+    (v6 ? nh.ipv6("ipv6", ip6, true) : nh.ipv4("ipv4", ip, true)) && nh.mac("mac", hop.mac, true) &&
+        nh.finish();
     if (!nh.ok()) return r.fail(nh.error());
     if (ip6 && (ip6->isMulticast() || ip6->isUnspecified() || ip6->isLoopback() || ip6->isV4Mapped()))
       return r.fail(makeError(ErrorCode::kInvalidValue, nh.field("ipv6"), ip6->str(),

@@ -1,8 +1,10 @@
 // LearnedRoutes: the remotes and next-hop MACs learned from the kernel
 // (kernel.learn_routes, issue 13).
 //
-// The RouteWatcher reports the /32 routes a routing daemon installed and the
-// uplink's neighbours. apply() turns them into remote endpoints of origin
+// The RouteWatcher reports the /32 routes (and, with gateway.ipv6, the /128
+// routes) a routing daemon installed and the uplink's neighbours; a next hop
+// may be of either family (an IPv4 route through an IPv6 link-local one,
+// RFC 5549). apply() turns them into remote endpoints of origin
 // "kernel:<protocol>" and next-hop MACs, through Admission's primitives (the
 // same undo log and touched owners as a batch of requests); the caller then
 // reconciles what they touched, and never journals them: the kernel is
