@@ -82,6 +82,7 @@ struct ParsedRoute {
   std::uint8_t protocol = 0;
   std::uint32_t metric = 0;
   std::vector<IpAddr> next_hops;  // on the uplink, with a gateway, alive
+  bool ipv6 = false;
 };
 
 ParsedRoute parseRoute(const nlmsghdr* h, std::uint32_t table, int uplink, bool ipv6) {
@@ -114,6 +115,7 @@ ParsedRoute parseRoute(const nlmsghdr* h, std::uint32_t table, int uplink, bool 
   if (rt_table != table || !dst || rtm->rtm_type != RTN_UNICAST) return out;
   out.relevant = true;
   out.address = *dst;
+  out.ipv6 = family == AF_INET6;
   out.protocol = rtm->rtm_protocol;
   const unsigned dead = RTNH_F_DEAD | RTNH_F_LINKDOWN;
   if (multipath) {
@@ -272,6 +274,15 @@ Change applyTo(RouteWatcher::Tables& t, const nlmsghdr* h, const RouteWatcherOpt
         } else {
           list.push_back(std::move(c));
         }
+      } else if (it != list.end() && r.ipv6 && h->nlmsg_type == RTM_DELROUTE && !r.next_hops.empty() &&
+                 std::any_of(it->next_hops.begin(), it->next_hops.end(), [&](const IpAddr& hop) {
+                   return std::find(r.next_hops.begin(), r.next_hops.end(), hop) == r.next_hops.end();
+                 })) {
+        // IPv6 multipath is a set of sibling routes: deleting one notifies
+        // that sibling alone, and the others stay.
+        std::erase_if(it->next_hops, [&](const IpAddr& hop) {
+          return std::find(r.next_hops.begin(), r.next_hops.end(), hop) != r.next_hops.end();
+        });
       } else if (it != list.end()) {
         // Withdrawn, or replaced by a route that does not count (another
         // protocol, no next hop on the uplink): the kernel's route at that

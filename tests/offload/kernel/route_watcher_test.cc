@@ -152,6 +152,20 @@ TEST_F(RouteWatcherTest, FollowsIpv6RoutesAndNeighboursWhenAsked) {
   auto again = watcher_->resyncNow("test");
   ASSERT_TRUE(again) << again.error().describe();
   EXPECT_EQ(watcher_->routes().size(), 2u);
+
+  // IPv6 ECMP: appending a sibling notifies the whole set; deleting one
+  // notifies that sibling alone, and the other stays followed.
+  ASSERT_TRUE(ns_->run("-6 route add 2001:db8:9::7/128 via fe80::2 dev up0 proto bgp"));
+  ASSERT_TRUE(ns_->run("-6 route append 2001:db8:9::7/128 via fe80::3 dev up0 proto bgp"));
+  drain();
+  EXPECT_EQ(watcher_->routes().at(A("2001:db8:9::7")).next_hops, (std::vector<IpAddr>{A("fe80::2"), A("fe80::3")}));
+  ASSERT_TRUE(ns_->run("-6 route del 2001:db8:9::7/128 via fe80::2 dev up0 proto bgp"));
+  drain();
+  ASSERT_TRUE(watcher_->routes().count(A("2001:db8:9::7")));
+  EXPECT_EQ(watcher_->routes().at(A("2001:db8:9::7")).next_hops, std::vector<IpAddr>{A("fe80::3")});
+  ASSERT_TRUE(ns_->run("-6 route del 2001:db8:9::7/128 via fe80::3 dev up0 proto bgp"));
+  drain();
+  EXPECT_FALSE(watcher_->routes().count(A("2001:db8:9::7")));
 }
 
 TEST_F(RouteWatcherTest, FollowsAddChangeAndWithdraw) {
