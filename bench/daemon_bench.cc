@@ -169,7 +169,8 @@ json remoteJson(const Underlay& u, int family, int r, int variant = 0) {
   if (u.v6) {
     const auto n = static_cast<std::uint32_t>(r) + 1;
     char text[48];
-    std::snprintf(text, sizeof text, "fd00:%s::%x:%x/128", family == 0 ? "a8" : "64", n >> 16, n & 0xffff);
+    std::snprintf(text, sizeof text, "fd00:%s::%x:%x/128", family == 0 ? "a8" : "64", n >> 16,
+                  n & 0xffff);
     j["address"] = text;
   } else {
     j["address"] = ipv4(base + static_cast<std::uint32_t>(r) + 1) + "/32";
@@ -701,28 +702,30 @@ std::string writeHost(const Options& o, const Underlay& u, const Variant& v, Set
     }
     underlay = {{"mode", "routed"}, {"default_next_hop", "192.0.2.254"}, {"next_hops", next_hops}};
   }
-  json host{
-      {"name", "bench"},
-      {"hw_profile", "sim"},
-      {"uplink",
-       {{"pci", "0000:03:00.0"},
-        {"netdev", "uplink0"},
-        {"mac", "0c:42:a1:00:00:01"},
-        {"vf_count", o.ports + 8}}},
-      {"gateway", o.addresses6 > 0 || u.v6
-                      ? json{{"ipv4", "169.254.1.1"}, {"ipv6", "fe80::1"}, {"mac", "ee:ee:ee:ee:ee:ee"}}
-                      : json{{"ipv4", "169.254.1.1"}, {"mac", "ee:ee:ee:ee:ee:ee"}}},
-      {"underlay", underlay},
-      {"backends",
-       {{"flow", "sim"}, {"software_path", v.kernel ? "kernel" : "none"}, {"vdpa", "sim"},
-        {"nic", "sim"}}},
-      {"daemon",
-       {{"metrics_listen", ""},
-        {"reconcile_interval_ms", o.reconcile_interval_ms},
-        {"sim_device_dir", s.dir + "/simnic"},
-        {"max_request_bytes", 64 << 20}}},
-      {"socket", s.socket},
-      {"state_dir", s.state_dir}};
+  json host{{"name", "bench"},
+            {"hw_profile", "sim"},
+            {"uplink",
+             {{"pci", "0000:03:00.0"},
+              {"netdev", "uplink0"},
+              {"mac", "0c:42:a1:00:00:01"},
+              {"vf_count", o.ports + 8}}},
+            {"gateway",
+             o.addresses6 > 0 || u.v6
+                 ? json{{"ipv4", "169.254.1.1"}, {"ipv6", "fe80::1"}, {"mac", "ee:ee:ee:ee:ee:ee"}}
+                 : json{{"ipv4", "169.254.1.1"}, {"mac", "ee:ee:ee:ee:ee:ee"}}},
+            {"underlay", underlay},
+            {"backends",
+             {{"flow", "sim"},
+              {"software_path", v.kernel ? "kernel" : "none"},
+              {"vdpa", "sim"},
+              {"nic", "sim"}}},
+            {"daemon",
+             {{"metrics_listen", ""},
+              {"reconcile_interval_ms", o.reconcile_interval_ms},
+              {"sim_device_dir", s.dir + "/simnic"},
+              {"max_request_bytes", 64 << 20}}},
+            {"socket", s.socket},
+            {"state_dir", s.state_dir}};
   if (v.kernel) host["kernel"] = {{"netns", s.netns}};
   std::ofstream(s.config) << host.dump(2) << "\n";
   return s.config;
@@ -830,12 +833,13 @@ int runVariant(const Options& o, const Variant& v) {
   writeHost(o, u, v, s);
   Daemon d(o.daemon, s.config, s.profile_dir, s.log, o.log_level);
 
-  std::printf("\n=== variant %s: %d ports x %d addresses + %d IPv6, %d %s remotes (%s, %d %s), sim flow/NIC/vDPA, "
-              "software path %s%s ===\n",
-              v.name.c_str(), o.ports, o.addresses, o.addresses6, o.remotes, o.remotes6 ? "/128" : "/32",
-              o.underlay.c_str(), o.vteps,
-              u.vxlan ? "VTEPs" : "next hops", v.kernel ? "kernel in netns " : "none",
-              v.kernel ? s.netns.c_str() : "");
+  std::printf(
+      "\n=== variant %s: %d ports x %d addresses + %d IPv6, %d %s remotes (%s, %d %s), sim "
+      "flow/NIC/vDPA, "
+      "software path %s%s ===\n",
+      v.name.c_str(), o.ports, o.addresses, o.addresses6, o.remotes, o.remotes6 ? "/128" : "/32",
+      o.underlay.c_str(), o.vteps, u.vxlan ? "VTEPs" : "next hops",
+      v.kernel ? "kernel in netns " : "none", v.kernel ? s.netns.c_str() : "");
   {
     std::ifstream la("/proc/loadavg");
     std::string l1, l5;

@@ -87,7 +87,8 @@ const std::vector<std::pair<const char*, const char*>> kPacketOptions = {
      "(required)"},
     {"src-mac", "source MAC (default: the port's MAC; from the uplink, the next hop's)"},
     {"dst-mac", "destination MAC (default: the gateway MAC; from the uplink, the uplink's)"},
-    {"ethertype", "ipv4 (default; ipv6 when an address given is IPv6), ipv6, arp, or an EtherType number"},
+    {"ethertype",
+     "ipv4 (default; ipv6 when an address given is IPv6), ipv6, arp, or an EtherType number"},
     {"src-ip", "IPv4 or IPv6 source (default: the port's first address of the packet's family)"},
     {"dst-ip", "IPv4 or IPv6 destination (required for IP)"},
     {"proto", "udp (default), tcp or icmp (ICMPv6 in IPv6)"},
@@ -444,7 +445,8 @@ void addRemoteAddCommand(CLI::App& remote_cmd, Commands& commands) {
       "only go with the latter.");
   addDaemonOptions(cmd, a->daemon);
   cmd->add_option("--address", a->address, "the remote VM's /32 or /128");
-  cmd->add_option("--next-hop", a->next_hop, "underlay next hop (routed underlay; an IPv6 one for a /128)");
+  cmd->add_option("--next-hop", a->next_hop,
+                  "underlay next hop (routed underlay; an IPv6 one for a /128)");
   cmd->add_option("--vtep", a->vtep, "remote VTEP (vxlan underlay)");
   cmd->add_option("--vni", a->vni, "VNI (vxlan underlay)");
   cmd->add_option("--origin", a->origin,
@@ -552,8 +554,8 @@ void addRemoteSyncCommand(CLI::App& remote_cmd, Commands& commands) {
 }
 
 void addRemoteCommands(CLI::App& app, Commands& commands) {
-  auto* remote_cmd =
-      app.add_subcommand("remote", "manage remote endpoints (other hypervisors' VM /32s and /128s)");
+  auto* remote_cmd = app.add_subcommand(
+      "remote", "manage remote endpoints (other hypervisors' VM /32s and /128s)");
   remote_cmd->require_subcommand(1);
   addRemoteAddCommand(*remote_cmd, commands);
   addRemoteDelCommand(*remote_cmd, commands);

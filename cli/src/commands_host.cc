@@ -122,7 +122,8 @@ void addDomainXmlCommand(CLI::App& app, Commands& commands) {
   cmd->add_option("--vm", a->vm, "the domain's UUID")->required();
   cmd->add_option("--nic", a->nic, "position of the interface among the domain's interfaces");
   cmd->add_option("--mac", a->mac, "guest MAC")->required();
-  cmd->add_option("--address", a->addresses, "a /32 or /128 of the VM (repeat for more)")->required();
+  cmd->add_option("--address", a->addresses, "a /32 or /128 of the VM (repeat for more)")
+      ->required();
   cmd->add_option("--vni", a->vni, "VXLAN VNI");
   cmd->add_option("--vf", a->vf, "VF index");
   cmd->add_option("--representor", a->representor, "representor netdev");

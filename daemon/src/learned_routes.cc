@@ -98,11 +98,12 @@ void LearnedRoutes::follow(const IpAddr& address, Admission& admission) {
   };
   // The checks remote.add applies, the operator's filter, then the underlay.
   if (auto why = address.isV4() ? model::unusableHostAddress(address.v4())
-                                 : model::unusableHostAddress(address.v6()))
+                                : model::unusableHostAddress(address.v6()))
     return refuse(*why);
   if (address.isV4()) {
     for (const auto& p : host_.learn_deny)
-      if (p.contains(address.v4())) return refuse("excluded by kernel.learn_prefixes.deny " + p.str());
+      if (p.contains(address.v4()))
+        return refuse("excluded by kernel.learn_prefixes.deny " + p.str());
     if (!host_.learn_allow.empty() &&
         std::none_of(host_.learn_allow.begin(), host_.learn_allow.end(),
                      [&](const Ipv4Prefix& p) { return p.contains(address.v4()); }))
@@ -179,7 +180,8 @@ LearnedRoutes::Applied LearnedRoutes::apply(const offload::RouteEvents& events, 
     // Exactly the remotes through a moved hop are re-planned, and every
     // ECMP route that lists one chooses again.
     for (const auto& r : admission.intent().remotes) {
-      const IpAddr via = r.next_hop ? *r.next_hop : IpAddr(host_.default_next_hop.value_or(Ipv4Addr{}));
+      const IpAddr via =
+          r.next_hop ? *r.next_hop : IpAddr(host_.default_next_hop.value_or(Ipv4Addr{}));
       if (moved.count(via)) admission.touchRemote(r.address);
     }
     for (const auto& [a, route] : routes_)
@@ -402,7 +404,8 @@ Result<json> LearnedRoutes::refusedList(const json& req) const {
   json list = json::array();
   for (std::size_t i = page->offset; i < addresses.size() && list.size() < page->limit; ++i) {
     const auto a = addresses[i];
-    json entry{{"address", a.str() + "/" + std::to_string(a.hostLength())}, {"reason", refused_.at(a)}};
+    json entry{{"address", a.str() + "/" + std::to_string(a.hostLength())},
+               {"reason", refused_.at(a)}};
     if (auto it = routes_.find(a); it != routes_.end()) {
       entry["origin"] = std::string(model::RemoteEndpoint::kKernelOriginPrefix) +
                         offload::routeProtocolName(it->second.protocol);

@@ -31,7 +31,8 @@ Result<json> Queries::readTrace(const json& req) const {
   std::set<IpAddr> addresses;
   for (const auto& h : input->packet.headers) {
     if (const auto* ip = std::get_if<simnic::Ipv4Header>(&h)) addresses.insert({ip->src, ip->dst});
-    if (const auto* ip6 = std::get_if<simnic::Ipv6Header>(&h)) addresses.insert({ip6->src, ip6->dst});
+    if (const auto* ip6 = std::get_if<simnic::Ipv6Header>(&h))
+      addresses.insert({ip6->src, ip6->dst});
   }
   for (const IpAddr& a : addresses)
     if (const auto* remote = findRemote(a)) planned.push_back(planner_->remoteRule(*remote));

@@ -355,8 +355,8 @@ RemoteTemplates remoteTemplates(const Context& ctx) {
   return {remoteTemplate(ctx, false), remoteTemplate(ctx, true)};
 }
 
-void emitRemoteRule(const Context& ctx, const RemoteTemplates& templates, const RemoteEndpoint& remote,
-                    OwnerId owner, std::vector<FlowRule>& out) {
+void emitRemoteRule(const Context& ctx, const RemoteTemplates& templates,
+                    const RemoteEndpoint& remote, OwnerId owner, std::vector<FlowRule>& out) {
   const auto& host = ctx.host;
   const bool vxlan = host.underlay == UnderlayMode::kVxlan;
   const RemoteTemplate& tmpl = templates.of(remote.address);
@@ -585,8 +585,8 @@ void emitPortObjects(const HostConfig& host, const Port& port, SoftwarePathState
   sw.sysctls.push_back({"ipv6/neigh/" + rep + "/proxy_delay", "0", owner});
   sw.neighbours6.push_back({rep, *host.gateway_ipv6, MacAddr{}, true, owner});
   for (const auto& a : port.addresses6) {
-    sw.routes6.push_back(
-        {Ipv6Prefix{a, 128}, rep, host.route_table, host.route_protocol, owner, std::nullopt, false});
+    sw.routes6.push_back({Ipv6Prefix{a, 128}, rep, host.route_table, host.route_protocol, owner,
+                          std::nullopt, false});
     sw.neighbours6.push_back({rep, a, port.mac, false, owner});
     sw.rules6.push_back({rep, kRule6AllowPriority, Ipv6Prefix{a, 128}, std::nullopt, false,
                          host.route_table, host.route_protocol, owner});
@@ -614,8 +614,13 @@ void emitRemoteObjects(const HostConfig& host, const RemoteEndpoint& r, OwnerId 
     // A /128: the kernel takes only an IPv6 gateway, so on VXLAN the VTEP
     // stands behind a link-local one (vtepGateway6) that a neighbour entry
     // of the VTEP's (emitVtepObjects) resolves to its router MAC.
-    Route6Entry route{Ipv6Prefix{r.address.v6(), 128}, host.uplink_netdev, host.route_table,
-                      host.route_protocol, owner, std::nullopt, false};
+    Route6Entry route{Ipv6Prefix{r.address.v6(), 128},
+                      host.uplink_netdev,
+                      host.route_table,
+                      host.route_protocol,
+                      owner,
+                      std::nullopt,
+                      false};
     if (host.underlay == UnderlayMode::kRouted) {
       route.via = r.next_hop->v6();  // checkRemote: an IPv6 remote names its IPv6 next hop
     } else {
@@ -651,7 +656,8 @@ void emitVniObjects(const HostConfig& host, std::uint32_t vni, SoftwarePathState
 // Per remote VTEP (and VNI): a neighbour + FDB entry for its router MAC.
 // With IPv6 on, also the neighbour of the VTEP's IPv6 gateway
 // (vtepGateway6), which /128 routes through that VTEP name.
-void emitVtepObjects(const HostConfig& host, std::uint32_t vni, Ipv4Addr vtep, SoftwarePathState& sw) {
+void emitVtepObjects(const HostConfig& host, std::uint32_t vni, Ipv4Addr vtep,
+                     SoftwarePathState& sw) {
   const std::string dev = vxlanDeviceName(vni);
   const OwnerId owner = StableHasher().str("vtep").u32(vni).u32(vtep.value).finish();
   sw.fdb.push_back({dev, routerMacForVtep(vtep), vtep, owner});
@@ -719,7 +725,8 @@ Ipv6Addr vtepGateway6(Ipv4Addr vtep) {
   Ipv6Addr a;
   a.bytes[0] = 0xFE;
   a.bytes[1] = 0x80;
-  for (std::size_t i = 0; i < 4; ++i) a.bytes[12 + i] = static_cast<std::uint8_t>(vtep.value >> (24 - 8 * i));
+  for (std::size_t i = 0; i < 4; ++i)
+    a.bytes[12 + i] = static_cast<std::uint8_t>(vtep.value >> (24 - 8 * i));
   return a;
 }
 
@@ -917,7 +924,9 @@ struct OwnerPlanner::Impl {
   Context ctx;
   RemoteTemplates remote_templates;
   Impl(HostConfig h, HwProfile p)
-      : host(std::move(h)), profile(std::move(p)), ctx(host, profile),
+      : host(std::move(h)),
+        profile(std::move(p)),
+        ctx(host, profile),
         remote_templates(remoteTemplates(ctx)) {}
 };
 

@@ -395,9 +395,9 @@ std::vector<std::string> describeSoftwarePath(const SoftwarePathState& sw) {
     out.push_back(n.proxy ? "neigh6 proxy " + n.ip.str() + " dev " + n.dev
                           : "neigh6 " + n.ip.str() + " lladdr " + n.mac.str() + " dev " + n.dev + " permanent");
   for (const auto& r : sw.routes6)
-    out.push_back("route6 " + r.dst.str() + (r.via ? " via " + r.via->str() : "") + " dev " + r.dev +
-                  (r.onlink ? " onlink" : "") + " table " + std::to_string(r.table) + " proto " +
-                  std::to_string(r.protocol));
+    out.push_back("route6 " + r.dst.str() + (r.via ? " via " + r.via->str() : "") + " dev " +
+                  r.dev + (r.onlink ? " onlink" : "") + " table " + std::to_string(r.table) +
+                  " proto " + std::to_string(r.protocol));
   for (const auto& r : sw.rules6) out.push_back(describeRule6(r));
   return out;
 }

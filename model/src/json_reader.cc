@@ -188,8 +188,9 @@ bool ObjectReader::ip(std::string_view key, std::optional<IpAddr>& out, bool req
   const auto text = v->get<std::string>();
   auto parsed = IpAddr::parse(text);
   if (!parsed)
-    return fail(ErrorCode::kInvalidValue, key, *v,
-                "'" + text + "' is not an IP address (expected a.b.c.d or RFC 4291 text, e.g. fe80::1)");
+    return fail(
+        ErrorCode::kInvalidValue, key, *v,
+        "'" + text + "' is not an IP address (expected a.b.c.d or RFC 4291 text, e.g. fe80::1)");
   out = *parsed;
   return true;
 }

@@ -252,9 +252,11 @@ bool readNextHops(ObjectReader& r, const json& arr, HostConfig& host) {
     (v6 ? nh.ipv6("ipv6", ip6, true) : nh.ipv4("ipv4", ip, true)) && nh.mac("mac", hop.mac, true) &&
         nh.finish();
     if (!nh.ok()) return r.fail(nh.error());
-    if (ip6 && (ip6->isMulticast() || ip6->isUnspecified() || ip6->isLoopback() || ip6->isV4Mapped()))
-      return r.fail(makeError(ErrorCode::kInvalidValue, nh.field("ipv6"), ip6->str(),
-                              "a next hop is a unicast IPv6 address (a link-local fe80:: one is usual)"));
+    if (ip6 &&
+        (ip6->isMulticast() || ip6->isUnspecified() || ip6->isLoopback() || ip6->isV4Mapped()))
+      return r.fail(
+          makeError(ErrorCode::kInvalidValue, nh.field("ipv6"), ip6->str(),
+                    "a next hop is a unicast IPv6 address (a link-local fe80:: one is usual)"));
     hop.address = ip6 ? IpAddr(*ip6) : IpAddr(*ip);
     if (hop.mac.isZero() || hop.mac.isMulticast())
       return r.fail(makeError(ErrorCode::kInvalidValue, nh.field("mac"), hop.mac.str(),
@@ -888,7 +890,8 @@ Status checkRemoteUnderlay(const HostConfig& host, const UnderlayAddresses& unde
   if (const UnderlayUse* use = underlay.find(r.address))
     return makeError(ErrorCode::kConflict, path + ".address", r.address.str(),
                      "the remote address " + r.address.str() + " is " + use->describe());
-  for (const auto& [hop, name] : {std::pair{r.next_hop, "next_hop"}, std::pair{widen(r.vtep), "vtep"}}) {
+  for (const auto& [hop, name] :
+       {std::pair{r.next_hop, "next_hop"}, std::pair{widen(r.vtep), "vtep"}}) {
     if (!hop) continue;
     if (*hop == host.gateway_ipv4)
       return makeError(ErrorCode::kConflict, path + "." + name, hop->str(),
@@ -929,7 +932,8 @@ Status checkRemote(const HostConfig& host, const RemoteEndpoint& r, std::size_t 
                        std::string("the next hop of an ") + (r.address.isV4() ? "IPv4" : "IPv6") +
                            " remote is an " + (r.address.isV4() ? "IPv4" : "IPv6") + " address");
     if (r.next_hop && !r.next_hop->isV4() &&
-        (r.next_hop->v6().isMulticast() || r.next_hop->v6().isUnspecified() || r.next_hop->v6().isLoopback()))
+        (r.next_hop->v6().isMulticast() || r.next_hop->v6().isUnspecified() ||
+         r.next_hop->v6().isLoopback()))
       return makeError(ErrorCode::kInvalidValue, path + ".next_hop", r.next_hop->str(),
                        "a next hop is a unicast address (a link-local fe80:: one is usual)");
   } else {
@@ -950,9 +954,10 @@ Status checkRemote(const HostConfig& host, const RemoteEndpoint& r, std::size_t 
     return makeError(ErrorCode::kConflict, path + ".address", r.address.str(),
                      "the remote address is the gateway address");
   if (!r.address.isV4() && !host.gateway_ipv6)
-    return makeError(ErrorCode::kConflict, path + ".address", r.address.str(),
-                     "IPv6 is off on this host (gateway.ipv6 is not set): its VMs send no IPv6, so a "
-                     "/128 remote would never be used");
+    return makeError(
+        ErrorCode::kConflict, path + ".address", r.address.str(),
+        "IPv6 is off on this host (gateway.ipv6 is not set): its VMs send no IPv6, so a "
+        "/128 remote would never be used");
   return Status::success();
 }
 
@@ -1061,7 +1066,7 @@ Status validateIntent(const Intent& intent) {
   while (slots < intent.remotes.size() * 2) slots <<= 1;
   std::vector<std::pair<IpAddr, std::uint32_t>> seen(slots, {IpAddr{}, 0});  // (addr, index+1)
   auto firstIndexOf = [&](const IpAddr& a, std::size_t i) -> std::optional<std::size_t> {
-    std::size_t h = (std::hash<IpAddr>{}(a) * 0x9E3779B97F4A7C15ULL >> 20) & (slots - 1);
+    std::size_t h = (std::hash<IpAddr>{}(a)*0x9E3779B97F4A7C15ULL >> 20) & (slots - 1);
     while (seen[h].second != 0) {
       if (seen[h].first == a) return seen[h].second - 1;
       h = (h + 1) & (slots - 1);
@@ -1076,8 +1081,9 @@ Status validateIntent(const Intent& intent) {
     if (touchesUnderlay(intent.host, underlay, r))
       if (auto s = checkRemoteUnderlay(intent.host, underlay, r, path()); !s) return s;
     if (const Port* const* local = findLocal(index.by_ip, index.by_ip6, r.address))
-      return makeError(ErrorCode::kConflict, path() + ".address", r.address.str(),
-                       r.address.str() + " is a local VM address (port " + (*local)->key.str() + ")");
+      return makeError(
+          ErrorCode::kConflict, path() + ".address", r.address.str(),
+          r.address.str() + " is a local VM address (port " + (*local)->key.str() + ")");
     if (auto first = firstIndexOf(r.address, i))
       return makeError(ErrorCode::kDuplicate, path() + ".address", r.address.str(),
                        r.address.str() + " is listed twice (also remotes[" +

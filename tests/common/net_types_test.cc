@@ -204,12 +204,14 @@ TEST(IpAddr, HoldsEitherFamilyAsOneValue) {
   EXPECT_NE(*v6, v4);
   EXPECT_NE(std::hash<IpAddr>{}(*v6), std::hash<IpAddr>{}(v4));
 
-  for (const char* bad : {"", "1.2.3", "1.2.3.4.5", "2001:db8::5::1", "2001:db8::5/128", "fe80::1%eth0"})
+  for (const char* bad :
+       {"", "1.2.3", "1.2.3.4.5", "2001:db8::5::1", "2001:db8::5/128", "fe80::1%eth0"})
     EXPECT_FALSE(IpAddr::parse(bad)) << bad;
   EXPECT_EQ(IpAddr::parseHost("192.0.2.1/32"), v4);
   EXPECT_EQ(IpAddr::parseHost("192.0.2.1"), v4);
   EXPECT_EQ(IpAddr::parseHost("2001:db8::5/128"), v6);
-  for (const char* bad : {"192.0.2.1/24", "192.0.2.1/128", "2001:db8::5/32", "2001:db8::5/", "x/32"})
+  for (const char* bad :
+       {"192.0.2.1/24", "192.0.2.1/128", "2001:db8::5/32", "2001:db8::5/", "x/32"})
     EXPECT_FALSE(IpAddr::parseHost(bad)) << bad;
   // IPv4 orders numerically among IPv4, and before every global IPv6.
   EXPECT_LT(IpAddr(*Ipv4Addr::parse("10.0.0.2")), IpAddr(*Ipv4Addr::parse("10.0.0.10")));

@@ -55,9 +55,8 @@ struct Fixture {
   Fixture()
       : admission(host(), Admission::Seams{
                               .port_plans = [this](const model::Port&) { return plans; },
-                              .pool_ready = [](const model::Port&) -> const std::set<std::uint16_t>* {
-                                return nullptr;
-                              },
+                              .pool_ready = [](const model::Port&)
+                                  -> const std::set<std::uint16_t>* { return nullptr; },
                               .claim_clock_ms = [this] { return clock_ms; },
                               .note_claim = [this](std::int64_t until) { claims.push_back(until); },
                               .underlay_use =

@@ -355,7 +355,8 @@ TEST(Controller, AnIpv6RemoteGetsItsRuleAndRouteAndSurvivesARestart) {
 
   Fixture g;
   g.host.gateway_ipv6 = *Ipv6Addr::parse("fe80::1");
-  g.host.next_hops.push_back({IpAddr(*Ipv6Addr::parse("fe80::6")), *MacAddr::parse("0c:42:a1:00:00:66")});
+  g.host.next_hops.push_back(
+      {IpAddr(*Ipv6Addr::parse("fe80::6")), *MacAddr::parse("0c:42:a1:00:00:66")});
   g.start();
   auto no_hop = g.call({{"op", "remote.add"}, {"remote", {{"address", "2001:db8:9::5"}}}});
   ASSERT_FALSE(no_hop["ok"]) << no_hop.dump();

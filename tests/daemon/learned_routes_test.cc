@@ -44,15 +44,16 @@ struct Fixture {
   explicit Fixture(model::HostConfig h) : cfg(std::move(h)) {}
   model::HostConfig cfg = host();
   LearnedRoutes learned{cfg, [] { return std::chrono::steady_clock::time_point{}; }};
-  Admission admission{cfg, Admission::Seams{
-                                  .port_plans = [](const model::Port&) { return Status::success(); },
-                                  .pool_ready = [](const model::Port&) -> const std::set<std::uint16_t>* {
-                                    return nullptr;
-                                  },
-                                  .claim_clock_ms = [] { return std::int64_t{0}; },
-                                  .note_claim = [](std::int64_t) {},
-                                  .underlay_use = [this](const IpAddr& a) { return learned.underlayUse(a); },
-                              }};
+  Admission admission{
+      cfg, Admission::Seams{
+               .port_plans = [](const model::Port&) { return Status::success(); },
+               .pool_ready = [](const model::Port&) -> const std::set<std::uint16_t>* {
+                 return nullptr;
+               },
+               .claim_clock_ms = [] { return std::int64_t{0}; },
+               .note_claim = [](std::int64_t) {},
+               .underlay_use = [this](const IpAddr& a) { return learned.underlayUse(a); },
+           }};
   std::vector<std::vector<model::UnderlayNextHop>> hop_changes;
 
   LearnedRoutes::Applied apply(offload::RouteEvents ev) {

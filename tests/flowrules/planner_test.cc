@@ -188,7 +188,8 @@ TEST(Planner, Ipv6RemoteRoutedAndVxlan) {
     }
     EXPECT_TRUE(hasAction(rule, ActionType::kDecTtl));
     // An IPv4 remote's owner is what it always was; an IPv6 one differs.
-    EXPECT_NE(flowrules::remoteOwner(r.address), flowrules::remoteOwner(IpAddr(Ipv4Addr{0x20010db8})));
+    EXPECT_NE(flowrules::remoteOwner(r.address),
+              flowrules::remoteOwner(IpAddr(Ipv4Addr{0x20010db8})));
 
     const auto other = ownedBy(st, flowrules::remoteOwner(unresolved.address));
     ASSERT_EQ(other.size(), 1u);

@@ -360,7 +360,8 @@ TEST(ParseIntent, Ipv6RemoteThroughAnIpv6NextHop) {
   auto taken = validate(local);
   ASSERT_FALSE(taken.ok());
   EXPECT_EQ(taken.error().code, ErrorCode::kConflict);
-  EXPECT_NE(taken.error().message.find("local VM address"), std::string::npos) << taken.error().message;
+  EXPECT_NE(taken.error().message.find("local VM address"), std::string::npos)
+      << taken.error().message;
 }
 
 TEST(ParseIntent, LoadHostConfigReadsTheExampleFiles) {
@@ -613,8 +614,8 @@ const std::vector<BadInput>& badInputs() {
       {"route_protocol 4 (kernel)", V, true, set("/kernel/route_protocol", 4), Stage::kHost,
        E::kInvalidValue, "kernel.route_protocol", "4"},
       // Routes learned from the kernel (issue 13)
-      {"learn_routes in a vxlan underlay", V, true, set("/kernel/learn_routes", true),
-       Stage::kHost, E::kConflict, "kernel.learn_routes", "true"},
+      {"learn_routes in a vxlan underlay", V, true, set("/kernel/learn_routes", true), Stage::kHost,
+       E::kConflict, "kernel.learn_routes", "true"},
       {"learn_protocols names ours", R, true, set("/kernel/learn_protocols", json::array({240})),
        Stage::kHost, E::kConflict, "kernel.learn_protocols[0]", "240"},
       {"learn_protocols: the kernel's own", R, true,
@@ -639,10 +640,11 @@ const std::vector<BadInput>& badInputs() {
        "ports[1].vni", "100"},
       // IPv6 remotes (issue 23)
       {"IPv6 remote on a host without IPv6", R, false,
-       set("/remotes/1", {{"address", "2001:db8:9::5/128"}, {"next_hop", "fe80::6"}}), Stage::kValidate,
-       E::kConflict, "remotes[1].address", "gateway.ipv6"},
-      {"IPv6 remote without its IPv6 next hop", R, false, set("/remotes/0/address", "2001:db8:9::5"),
-       Stage::kValidate, E::kMissingField, "remotes[0].next_hop", "IPv6 next hop"},
+       set("/remotes/1", {{"address", "2001:db8:9::5/128"}, {"next_hop", "fe80::6"}}),
+       Stage::kValidate, E::kConflict, "remotes[1].address", "gateway.ipv6"},
+      {"IPv6 remote without its IPv6 next hop", R, false,
+       set("/remotes/0/address", "2001:db8:9::5"), Stage::kValidate, E::kMissingField,
+       "remotes[0].next_hop", "IPv6 next hop"},
       {"IPv6 remote through an IPv4 next hop", R, false, set("/remotes/1/address", "2001:db8:9::5"),
        Stage::kValidate, E::kConflict, "remotes[1].next_hop", "192.0.2.253"},
       {"IPv4 remote through an IPv6 next hop", R, false, set("/remotes/1/next_hop", "fe80::6"),
@@ -654,13 +656,13 @@ const std::vector<BadInput>& badInputs() {
        Stage::kPorts, E::kInvalidValue, "remotes[1].next_hop", "fe80::6::1"},
       {"link-local IPv6 remote", R, false, set("/remotes/0/address", "fe80::5"), Stage::kPorts,
        E::kInvalidValue, "remotes[0].address", "fe80::5"},
-      {"IPv6 remote not a /128", R, false, set("/remotes/0/address", "2001:db8:9::/64"), Stage::kPorts,
-       E::kInvalidValue, "remotes[0].address", "2001:db8:9::/64"},
-      {"next hop with both families", R, true, set("/underlay/next_hops/0/ipv6", "fe80::6"), Stage::kHost,
-       E::kConflict, "underlay.next_hops[0].ipv6", "not both"},
+      {"IPv6 remote not a /128", R, false, set("/remotes/0/address", "2001:db8:9::/64"),
+       Stage::kPorts, E::kInvalidValue, "remotes[0].address", "2001:db8:9::/64"},
+      {"next hop with both families", R, true, set("/underlay/next_hops/0/ipv6", "fe80::6"),
+       Stage::kHost, E::kConflict, "underlay.next_hops[0].ipv6", "not both"},
       {"multicast IPv6 underlay next hop", R, true,
-       set("/underlay/next_hops/0", {{"ipv6", "ff02::2"}, {"mac", "0c:42:a1:ff:ff:fe"}}), Stage::kHost,
-       E::kInvalidValue, "underlay.next_hops[0].ipv6", "ff02::2"},
+       set("/underlay/next_hops/0", {{"ipv6", "ff02::2"}, {"mac", "0c:42:a1:ff:ff:fe"}}),
+       Stage::kHost, E::kInvalidValue, "underlay.next_hops[0].ipv6", "ff02::2"},
       {"vtep remote on a routed host", R, false, set("/remotes/0/vtep", "192.0.2.2"),
        Stage::kValidate, E::kConflict, "remotes[0].vtep", "192.0.2.2"},
       {"next_hop remote on a vxlan host", V, false, set("/remotes/0/next_hop", "192.0.2.254"),

@@ -64,7 +64,8 @@ class SoftwarePathModel {
       if (r.table == host_.route_table && r.dst.len == 32) routes_[r.dst.addr] = &r;
     for (const auto& v : sw.vxlan_devices) vni_dev_[v.vni] = v.name;
     for (const auto& v : sw.vxlan_devices) dev_vni_[v.name] = v.vni;
-    for (const auto& nh : host_.next_hops) if (nh.address.isV4()) next_hop_mac_[nh.address.v4()] = nh.mac;
+    for (const auto& nh : host_.next_hops)
+      if (nh.address.isV4()) next_hop_mac_[nh.address.v4()] = nh.mac;
   }
 
   Destination handle(const simnic::Packet& p, flowrules::PortRef ingress) const {

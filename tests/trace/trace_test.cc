@@ -400,11 +400,14 @@ TEST(TraceIpv6, ThroughTheHardwareAndToTheKernel) {
   auto h = SimHost::start(intent, loadProfile("sim"));
   const SoftwarePathKernel k(h->intent, h->plan.sw);
 
-  auto spec = unwrap(trace::parseTraceSpec({{"in", "vf0"}, {"dst_ip", "2001:db8:1::20"}, {"proto", "icmp"}},
-                                           h->intent),
-                     "spec");
-  EXPECT_EQ(simnic::describe(spec.packet).rfind("eth 52:54:00:00:01:01>ee:ee:ee:ee:ee:ee 0x86dd | ipv6 "
-                                                "2001:db8:1::10>2001:db8:1::20", 0),
+  auto spec =
+      unwrap(trace::parseTraceSpec({{"in", "vf0"}, {"dst_ip", "2001:db8:1::20"}, {"proto", "icmp"}},
+                                   h->intent),
+             "spec");
+  EXPECT_EQ(simnic::describe(spec.packet)
+                .rfind("eth 52:54:00:00:01:01>ee:ee:ee:ee:ee:ee 0x86dd | ipv6 "
+                       "2001:db8:1::10>2001:db8:1::20",
+                       0),
             0u)
       << simnic::describe(spec.packet);
 
@@ -424,9 +427,12 @@ TEST(TraceIpv6, ThroughTheHardwareAndToTheKernel) {
 
   // (From the VM's link-local address: from its /128 the allow rule, at the
   // same priority, may match first; both end at the representor.)
-  auto nd = traceOf(
-      *h, {{"in", "vf0"}, {"src_ip", "fe80::5054:ff:fe00:101"}, {"dst_ip", "ff02::1:ff00:1"}, {"proto", "icmp"}},
-      &k);
+  auto nd = traceOf(*h,
+                    {{"in", "vf0"},
+                     {"src_ip", "fe80::5054:ff:fe00:101"},
+                     {"dst_ip", "ff02::1:ff00:1"},
+                     {"proto", "icmp"}},
+                    &k);
   EXPECT_EQ(nd["hardware"]["steps"][0]["class"], "nd-trap") << nd.dump(1);
   EXPECT_EQ(nd["kernel"]["verdict"]["kind"], "unknown");
   EXPECT_NE(nd["kernel"]["verdict"]["text"].get<std::string>().find("IPv6"), std::string::npos);
@@ -436,8 +442,12 @@ TEST(TraceIpv6, ThroughTheHardwareAndToTheKernel) {
     ErrorCode code;
     const char* field;
   } bad[] = {
-      {{{"in", "vf0"}, {"src_ip", "10.10.1.1"}, {"dst_ip", "2001:db8:1::20"}}, ErrorCode::kConflict, "src_ip"},
-      {{{"in", "vf0"}, {"ethertype", "ipv4"}, {"dst_ip", "2001:db8:1::20"}}, ErrorCode::kConflict, "dst_ip"},
+      {{{"in", "vf0"}, {"src_ip", "10.10.1.1"}, {"dst_ip", "2001:db8:1::20"}},
+       ErrorCode::kConflict,
+       "src_ip"},
+      {{{"in", "vf0"}, {"ethertype", "ipv4"}, {"dst_ip", "2001:db8:1::20"}},
+       ErrorCode::kConflict,
+       "dst_ip"},
       {{{"in", "vf0"}, {"dst_ip", "2001:db8::1::2"}}, ErrorCode::kInvalidValue, "dst_ip"},
       {{{"in", "vf2"}, {"dst_ip", "2001:db8:1::20"}}, ErrorCode::kMissingField, "src_ip"},
   };

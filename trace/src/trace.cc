@@ -87,8 +87,9 @@ class SpecReader {
     if (!*s) return std::optional<IpAddr>();
     auto a = IpAddr::parse(**s);
     if (!a)
-      return specError(ErrorCode::kInvalidValue, key, **s,
-                       "'" + **s + "' is not an IP address (a.b.c.d, or IPv6 text such as 2001:db8::5)");
+      return specError(
+          ErrorCode::kInvalidValue, key, **s,
+          "'" + **s + "' is not an IP address (a.b.c.d, or IPv6 text such as 2001:db8::5)");
     return std::optional<IpAddr>(*a);
   }
 
@@ -349,13 +350,17 @@ Result<TraceInput> parseTraceSpec(const json& spec, const model::Intent& intent)
   } else if (ip_packet) {
     const char* family = v6 ? "IPv6" : "IPv4";
     if (!dst_ip)
-      return specError(ErrorCode::kMissingField, "dst_ip", "", std::string("required: the ") + family + " destination");
+      return specError(ErrorCode::kMissingField, "dst_ip", "",
+                       std::string("required: the ") + family + " destination");
     std::optional<IpAddr> source = src_ip;
-    if (!source && port && !v6 && !port->addresses.empty()) source = IpAddr(port->addresses.front());
-    if (!source && port && v6 && !port->addresses6.empty()) source = IpAddr(port->addresses6.front());
+    if (!source && port && !v6 && !port->addresses.empty())
+      source = IpAddr(port->addresses.front());
+    if (!source && port && v6 && !port->addresses6.empty())
+      source = IpAddr(port->addresses6.front());
     if (!source)
-      return specError(ErrorCode::kMissingField, "src_ip", "",
-                       std::string("required: the ") + family + " source (no port address to default to)");
+      return specError(
+          ErrorCode::kMissingField, "src_ip", "",
+          std::string("required: the ") + family + " source (no port address to default to)");
     const auto hops = static_cast<std::uint8_t>(ttl.value_or(64));
     if (v6) {
       b.eth(l2_src, l2_dst, simnic::kEtherTypeIpv6).ipv6(source->v6(), dst_ip->v6(), hops);

@@ -1352,7 +1352,8 @@ Result<SoftwarePathState> KernelSoftwarePath::readBack(const SoftwarePathState& 
     // VTEPs' stand-ins) but never these settings.
     std::set<std::string> v6_paths;
     for (const auto& dev : devices6) {
-      if (!by_name.count(dev) || dev.compare(0, std::strlen(kVxlanDevicePrefix), kVxlanDevicePrefix) == 0)
+      if (!by_name.count(dev) ||
+          dev.compare(0, std::strlen(kVxlanDevicePrefix), kVxlanDevicePrefix) == 0)
         continue;
       v6_paths.insert("ipv6/conf/" + dev + "/proxy_ndp");
       v6_paths.insert("ipv6/neigh/" + dev + "/proxy_delay");

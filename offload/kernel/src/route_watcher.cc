@@ -103,10 +103,16 @@ ParsedRoute parseRoute(const nlmsghdr* h, std::uint32_t table, int uplink, bool 
     const auto payload = RTA_PAYLOAD(a);
     switch (a->rta_type) {
       case RTA_TABLE: if (payload >= 4) rt_table = u32Of(a); break;
-      case RTA_DST: dst = ipOf(a, family); break;
+      case RTA_DST:
+        dst = ipOf(a, family);
+        break;
       case RTA_OIF: if (payload >= 4) oif = static_cast<int>(u32Of(a)); break;
-      case RTA_GATEWAY: gateway = ipOf(a, family); break;
-      case RTA_VIA: gateway = viaOf(a); break;
+      case RTA_GATEWAY:
+        gateway = ipOf(a, family);
+        break;
+      case RTA_VIA:
+        gateway = viaOf(a);
+        break;
       case RTA_PRIORITY: if (payload >= 4) out.metric = u32Of(a); break;
       case RTA_MULTIPATH: multipath = a; break;
       default: break;
@@ -274,9 +280,11 @@ Change applyTo(RouteWatcher::Tables& t, const nlmsghdr* h, const RouteWatcherOpt
         } else {
           list.push_back(std::move(c));
         }
-      } else if (it != list.end() && r.ipv6 && h->nlmsg_type == RTM_DELROUTE && !r.next_hops.empty() &&
+      } else if (it != list.end() && r.ipv6 && h->nlmsg_type == RTM_DELROUTE &&
+                 !r.next_hops.empty() &&
                  std::any_of(it->next_hops.begin(), it->next_hops.end(), [&](const IpAddr& hop) {
-                   return std::find(r.next_hops.begin(), r.next_hops.end(), hop) == r.next_hops.end();
+                   return std::find(r.next_hops.begin(), r.next_hops.end(), hop) ==
+                          r.next_hops.end();
                  })) {
         // IPv6 multipath is a set of sibling routes: deleting one notifies
         // that sibling alone, and the others stay.
@@ -483,13 +491,15 @@ Result<RouteWatcher::Tables> RouteWatcher::dumpTables(const RouteWatcherOptions&
     if (family == AF_INET6 && !options.ipv6) continue;
     rtmsg rtm{};
     rtm.rtm_family = static_cast<unsigned char>(family);
-    rtm.rtm_table = static_cast<unsigned char>(options.table < 256 ? options.table : RT_TABLE_UNSPEC);
+    rtm.rtm_table =
+        static_cast<unsigned char>(options.table < 256 ? options.table : RT_TABLE_UNSPEC);
     auto req = dumpRequest(RTM_GETROUTE, rtm);
     if (!req || nla_put_u32(req.get(), RTA_TABLE, options.table) < 0)
       return makeError(ErrorCode::kIo, "netlink", "", "cannot build a route dump request");
     // A dump run again drops what its family's previous run gathered.
     const auto restart = [&] {
-      std::erase_if(t.candidates, [&](const auto& c) { return c.first.isV4() == (family == AF_INET); });
+      std::erase_if(t.candidates,
+                    [&](const auto& c) { return c.first.isV4() == (family == AF_INET); });
     };
     if (const int err = sock->dump(req.get(), each, restart);
         err && !(family == AF_INET6 && err == EAFNOSUPPORT))

@@ -39,7 +39,8 @@ SoftwarePathState vmObjects() {
   s.sysctls = {{"ipv6/conf/d0/proxy_ndp", "1", 0}, {"ipv6/neigh/d0/proxy_delay", "0", 0}};
   s.neighbours6 = {{"d0", ip6("2001:db8:1::10"), test::mac("52:54:00:00:01:01"), false, 0},
                    {"d0", ip6("fe80::1"), MacAddr{}, true, 0}};
-  s.routes6 = {{Ipv6Prefix{ip6("2001:db8:1::10"), 128}, "d0", kTable, kProto, 0, std::nullopt, false}};
+  s.routes6 = {
+      {Ipv6Prefix{ip6("2001:db8:1::10"), 128}, "d0", kTable, kProto, 0, std::nullopt, false}};
   s.rules6 = {
       {"d0", flowrules::kRule6AllowPriority, std::nullopt, Ipv6Prefix{ip6("fe80::"), 10}, false, kTable, kProto, 0},
       {"d0", flowrules::kRule6AllowPriority, Ipv6Prefix{ip6("2001:db8:1::10"), 128}, std::nullopt, false, kTable,
@@ -122,9 +123,10 @@ TEST_F(KernelIpv6Test, RemoteRoutesThroughAnIpv6Gateway) {
   SoftwarePathState want;
   want.routes6 = {
       {Ipv6Prefix{ip6("2001:db8:9::5"), 128}, "d0", kTable, kProto, 0, ip6("fe80::2"), false},
-      {Ipv6Prefix{ip6("2001:db8:9::6"), 128}, "d0", kTable, kProto, 0, flowrules::vtepGateway6(test::ip("10.99.0.2")),
-       true}};
-  want.neighbours6 = {{"d0", flowrules::vtepGateway6(test::ip("10.99.0.2")), test::mac("02:00:0a:63:00:02"), false, 0}};
+      {Ipv6Prefix{ip6("2001:db8:9::6"), 128}, "d0", kTable, kProto, 0,
+       flowrules::vtepGateway6(test::ip("10.99.0.2")), true}};
+  want.neighbours6 = {{"d0", flowrules::vtepGateway6(test::ip("10.99.0.2")),
+                       test::mac("02:00:0a:63:00:02"), false, 0}};
   const auto applied = path_->apply(want);
   ASSERT_TRUE(applied.ok()) << firstFailure(applied);
   auto rb = path_->readBack(want, {kTable, kProto});

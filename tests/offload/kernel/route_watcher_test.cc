@@ -137,7 +137,8 @@ TEST_F(RouteWatcherTest, FollowsIpv6RoutesAndNeighboursWhenAsked) {
   ASSERT_TRUE(ns_->run("-6 route add 2001:db8:77::/64 via fe80::2 dev up0 proto bgp"));
   ASSERT_TRUE(ns_->run("-6 route add 2001:db8:9::6/128 via fe80::3 dev up0 proto bgp"));
   ev = drain();
-  EXPECT_EQ(watcher_->routes().at(A("2001:db8:9::5")).next_hops, std::vector<IpAddr>{A("2001:db8:ff::2")});
+  EXPECT_EQ(watcher_->routes().at(A("2001:db8:9::5")).next_hops,
+            std::vector<IpAddr>{A("2001:db8:ff::2")});
   EXPECT_TRUE(watcher_->routes().count(A("2001:db8:9::6")));
   EXPECT_EQ(watcher_->routes().size(), 3u) << "two /128s and the /32";
   ASSERT_TRUE(ns_->run("-6 route del 2001:db8:9::6/128 proto bgp"));
@@ -158,7 +159,8 @@ TEST_F(RouteWatcherTest, FollowsIpv6RoutesAndNeighboursWhenAsked) {
   ASSERT_TRUE(ns_->run("-6 route add 2001:db8:9::7/128 via fe80::2 dev up0 proto bgp"));
   ASSERT_TRUE(ns_->run("-6 route append 2001:db8:9::7/128 via fe80::3 dev up0 proto bgp"));
   drain();
-  EXPECT_EQ(watcher_->routes().at(A("2001:db8:9::7")).next_hops, (std::vector<IpAddr>{A("fe80::2"), A("fe80::3")}));
+  EXPECT_EQ(watcher_->routes().at(A("2001:db8:9::7")).next_hops,
+            (std::vector<IpAddr>{A("fe80::2"), A("fe80::3")}));
   ASSERT_TRUE(ns_->run("-6 route del 2001:db8:9::7/128 via fe80::2 dev up0 proto bgp"));
   drain();
   ASSERT_TRUE(watcher_->routes().count(A("2001:db8:9::7")));
@@ -181,8 +183,7 @@ TEST_F(RouteWatcherTest, FollowsAddChangeAndWithdraw) {
   ev = drain();
   ASSERT_EQ(ev.routes.size(), 1u);
   EXPECT_EQ(ev.routes[0].second->next_hops, std::vector<IpAddr>{A("192.168.0.3")});
-  EXPECT_EQ(watcher_->routes().at(A("10.1.0.1")).next_hops,
-            std::vector<IpAddr>{A("192.168.0.3")});
+  EXPECT_EQ(watcher_->routes().at(A("10.1.0.1")).next_hops, std::vector<IpAddr>{A("192.168.0.3")});
 
   ASSERT_TRUE(ns_->run("route del 10.1.0.1/32 proto bgp"));
   ev = drain();

@@ -98,8 +98,8 @@ struct Ipv6Prefix {
 // address converts implicitly, so IPv4-only code reads as before.
 class IpAddr {
  public:
-  IpAddr() : IpAddr(Ipv4Addr{}) {}  // 0.0.0.0
-  IpAddr(Ipv4Addr a);               // NOLINT(google-explicit-constructor): widening
+  IpAddr() : IpAddr(Ipv4Addr{}) {}       // 0.0.0.0
+  IpAddr(Ipv4Addr a);                    // NOLINT(google-explicit-constructor): widening
   IpAddr(const Ipv6Addr& a) : v6_(a) {}  // NOLINT(google-explicit-constructor): widening
 
   // A dotted quad is IPv4; anything else is parsed as IPv6 text. A
@@ -110,7 +110,7 @@ class IpAddr {
   static std::optional<IpAddr> parseHost(std::string_view text);
 
   bool isV4() const { return v6_.isV4Mapped(); }
-  Ipv4Addr v4() const;  // the IPv4 address; 0.0.0.0 when !isV4()
+  Ipv4Addr v4() const;                        // the IPv4 address; 0.0.0.0 when !isV4()
   const Ipv6Addr& v6() const { return v6_; }  // as stored (v4-mapped for IPv4)
   std::uint8_t hostLength() const { return isV4() ? 32 : 128; }  // a host route's length
 

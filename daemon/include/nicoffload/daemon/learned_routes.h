@@ -109,8 +109,8 @@ class LearnedRoutes {
   std::function<Clock::time_point()> now_;
   std::vector<model::UnderlayNextHop> static_hops_;  // underlay.next_hops: overrides
   std::unordered_map<IpAddr, offload::LearnedRoute> routes_;  // as the kernel holds them
-  std::unordered_map<IpAddr, MacAddr> neighbours_;  // resolved uplink neighbours
-  std::unordered_map<IpAddr, std::string> refused_;  // learned, not followed: why
+  std::unordered_map<IpAddr, MacAddr> neighbours_;            // resolved uplink neighbours
+  std::unordered_map<IpAddr, std::string> refused_;           // learned, not followed: why
   // The uplink's addresses (the subnets it is on), from the watcher.
   std::vector<Ipv4Prefix> uplink_prefixes_;
   // Every next hop of every learned route (ECMP: all of them, not only the

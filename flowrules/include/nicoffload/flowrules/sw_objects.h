@@ -85,7 +85,7 @@ struct Route6Entry {
   // A remote's /128: its IPv6 gateway on `dev` (the kernel takes no IPv4
   // gateway for an IPv6 route); empty for a VM's /128 on its representor.
   std::optional<Ipv6Addr> via;
-  bool onlink = false;            // RTNH_F_ONLINK
+  bool onlink = false;  // RTNH_F_ONLINK
   auto key() const { return std::tie(table, dst); }
   auto state() const { return std::tie(dst, dev, via, onlink, table, protocol); }
   // Same object in the same state; `owner` is bookkeeping the kernel does not hold.

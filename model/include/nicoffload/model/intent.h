@@ -174,7 +174,7 @@ struct Port {
 
 // Another hypervisor's VM address, learned from FRR's kernel routes or config.
 struct RemoteEndpoint {
-  IpAddr address;                        // the remote VM's /32 or /128
+  IpAddr address;  // the remote VM's /32 or /128
   // Routed underlay: the underlay next hop. Of the address's family when
   // given through the API (the kernel routes a /128 only through an IPv6
   // gateway); a learned route may name either (RFC 5549).

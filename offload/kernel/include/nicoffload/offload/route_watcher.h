@@ -10,8 +10,8 @@
 //   - whenever the kernel may have changed routes without a RTM_DELROUTE:
 //     the uplink's state changed (down, carrier lost, re-created), a nexthop
 //     object was replaced or went (`ip nexthop del` flushes the routes using
-//     it; a new object changes no route), an address left the uplink; the kernel removes or marks such routes
-//     without notifying them (net/ipv4/fib_semantics.c fib_sync_down_dev);
+//     it; a new object changes no route), an address left the uplink; the kernel removes or marks
+//     such routes without notifying them (net/ipv4/fib_semantics.c fib_sync_down_dev);
 //   - whenever the subscription overran (recvmsg ENOBUFS: the kernel dropped
 //     notifications);
 //   - when the owner asks (requestResync(): the daemon's periodic full pass
