@@ -318,7 +318,7 @@ bool Controller::stepSync(BulkJob& job, SteadyClock::time_point deadline,
   std::size_t done = 0;
   while (job.applied < job.to_apply.size()) {
     // When plan() couples owners a slice plans the whole intent anyway: one.
-    const std::size_t n = coupled() ? job.to_apply.size() - job.applied
+    const std::size_t n = reconciler_.coupled() ? job.to_apply.size() - job.applied
                                     : std::min({job.to_apply.size() - job.applied, chunk * 4,
                                                 per_slice - done});
     std::unordered_map<IpAddr, std::optional<model::RemoteEndpoint>> part;
@@ -339,7 +339,7 @@ bool Controller::stepSync(BulkJob& job, SteadyClock::time_point deadline,
     std::optional<PassResult> pass;
     std::exception_ptr error;
     try {
-      pass = reconcileTouched();
+      pass = reconciler_.reconcileTouched();
     } catch (...) {
       error = std::current_exception();
     }
@@ -374,7 +374,7 @@ bool Controller::stepSync(BulkJob& job, SteadyClock::time_point deadline,
     }
     ++counters_.state_saves;
     // Each slice's failures are in failures_ (or the pass entry) now.
-    scheduleRetry(*pass, false);
+    reconciler_.scheduleRetry(*pass, false);
     job.applied += n;
     done += n;
     if (done >= per_slice || sliceOver(job, deadline)) break;
@@ -409,7 +409,7 @@ bool Controller::stepRules(BulkJob& job, SteadyClock::time_point deadline,
     job.testpmd = *testpmd;
     // The owners as they stand now: later changes do not move the listing.
     job.ports = admission_.intent().ports;
-    job.host_rules = planner_->hostRules(queries_.portVnis());
+    job.host_rules = reconciler_.planner()->hostRules(queries_.portVnis());
     job.remotes = admission_.intent().remotes;
     job.skip = page->offset;
     job.left = page->limit;
@@ -442,7 +442,7 @@ bool Controller::stepRules(BulkJob& job, SteadyClock::time_point deadline,
     }
     if (job.left == 0) return;
     --job.left;
-    const auto* a = applier_->find(planned.id);
+    const auto* a = reconciler_.applier().find(planned.id);
     const auto r = a ? a->effective(planned) : planned;
     json j = flowrules::toJson(r, profile_);
     if (a) j["reason"] = flowrules::describeApplied(*a, profile_);
@@ -456,7 +456,7 @@ bool Controller::stepRules(BulkJob& job, SteadyClock::time_point deadline,
   while (job.owner < n_owners && job.left > 0) {
     const std::size_t o = job.owner++;
     if (o < n_ports) {
-      if (auto rules = planner_->portRules(job.ports[o]))
+      if (auto rules = reconciler_.planner()->portRules(job.ports[o]))
         for (const auto& r : *rules) give(r);
     } else if (o == n_ports) {
       for (const auto& r : job.host_rules) give(r);
@@ -469,7 +469,7 @@ bool Controller::stepRules(BulkJob& job, SteadyClock::time_point deadline,
         job.owner = o + jump;
         continue;
       }
-      give(planner_->remoteRule(job.remotes[i]));
+      give(reconciler_.planner()->remoteRule(job.remotes[i]));
     }
     if (done >= per_slice) return false;
     if (done % 64 == 0 && sliceOver(job, deadline)) return false;

@@ -1,5 +1,5 @@
 // Controller: start-up, requests and batches (handle/handleBatch), the timer (tick) and metrics.
-// Admission, reconciliation and the read ops: admission.cc, reconcile.cc, queries.cc; the helpers
+// Admission, reconciliation and the read ops: admission.cc, reconciler.cc, queries.cc; the helpers
 // they share: request_fields.h.
 #include "nicoffload/daemon/controller.h"
 
@@ -32,7 +32,7 @@ Controller::Controller(model::HostConfig host, model::HwProfile profile, Backend
       admission_(host_, Admission::Seams{
                             .port_plans =
                                 [this](const model::Port& port) -> Status {
-                                  if (auto r = planner_->portRules(port); !r) return r.error();
+                                  if (auto r = reconciler_.planner()->portRules(port); !r) return r.error();
                                   return Status::success();
                                 },
                             .pool_ready = [this](const model::Port& port) { return vdpa_.readyFor(port); },
@@ -43,10 +43,25 @@ Controller::Controller(model::HostConfig host, model::HwProfile profile, Backend
       started_(options_.now()),
       failures_(options_.retry_min, options_.retry_max),
       vdpa_(host_, backends_.vdpa.get(), failures_, [this] { return options_.now(); }),
+      reconciler_(host_, profile_, admission_, failures_, vdpa_, std::move(backends_.flow),
+                  Reconciler::Backends{
+                      .software_path = backends_.software_path.get(),
+                      .nic = backends_.nic.get(),
+                      .vdpa = backends_.vdpa != nullptr,
+                      .routes = backends_.routes.get(),
+                  },
+                  Reconciler::Options{
+                      .reconcile_interval = options_.reconcile_interval,
+                      .background = options_.background_full_pass,
+                      .slice_budget = options_.slice_budget,
+                      .full_compute_every = options_.full_compute_every,
+                      .now = [this] { return options_.now(); },
+                  },
+                  counters_, started_),
       traffic_(host_, admission_.intent(), backends_.software_path.get(),
                TrafficSweep::Seams{
-                   .port_rules = [this](const model::Port& port) { return planner_->portRules(port); },
-                   .query = [this](flowrules::RuleId id) { return applier_->query(id); },
+                   .port_rules = [this](const model::Port& port) { return reconciler_.planner()->portRules(port); },
+                   .query = [this](flowrules::RuleId id) { return reconciler_.applier().query(id); },
                    .now = [this] { return options_.now(); },
                },
                TrafficSweep::Options{.slice_budget = options_.slice_budget,
@@ -64,26 +79,22 @@ Controller::Controller(model::HostConfig host, model::HwProfile profile, Backend
           .claims = claims_,
           .traffic = traffic_,
           .store = store_,
-          .derived_refs = derived_refs_,
-          .planner = planner_,
-          .applier = applier_,
+          .derived_refs = reconciler_.derivedRefs(),
+          .planner = reconciler_.planner(),
+          .applier = reconciler_.applierPtr(),
           .learned = learned_,
           .software_path = backends_.software_path.get(),
           .nic = backends_.nic.get(),
           .vdpa_backend = backends_.vdpa.get(),
           .routes = backends_.routes.get(),
           .counters = counters_,
-          .vf_macs = vf_macs_,
-          .sw_objects = sw_objects_,
-          .last_pass_summary = last_pass_summary_,
-          .full_pass_running = [this] { return full_pass_ != nullptr; },
+          .vf_macs = reconciler_.vfMacs(),
+          .sw_objects = reconciler_.swObjects(),
+          .last_pass_summary = reconciler_.lastPassSummary(),
+          .full_pass_running = [this] { return reconciler_.fullPassRunning(); },
           .now = [this] { return options_.now(); },
           .started = started_,
-      }) {
-  applier_ = std::make_unique<flowrules::HwApplier>(std::move(backends_.flow));
-  planner_ = std::make_unique<flowrules::OwnerPlanner>(host_, profile_);
-  next_full_ = started_ + options_.reconcile_interval;
-}
+      }) {}
 
 Result<std::unique_ptr<Controller>> Controller::start(model::HostConfig host,
                                                       model::HwProfile profile, Backends backends,
@@ -114,11 +125,7 @@ Result<std::unique_ptr<Controller>> Controller::start(model::HostConfig host,
     if (!first) return first.error();
     c->applyRouteEvents(*first, false);
   }
-  if (c->host_.underlay == model::UnderlayMode::kVxlan) {
-    for (const auto& p : c->admission_.intent().ports) c->derived_refs_.addPort(c->planner_->vniOf(p));
-    for (const auto& r : c->admission_.intent().remotes)
-      c->derived_refs_.addRemote(c->planner_->vniOf(r), *r.vtep);
-  }
+  c->reconciler_.countDerived();
   const auto loaded = c->store_.stats();
   spdlog::info(
       "state loaded from {}: {} ports, {} remotes ({} changes replayed from the journal{})",
@@ -137,7 +144,7 @@ Result<std::unique_ptr<Controller>> Controller::start(model::HostConfig host,
     for (const auto& step : sw->steps) spdlog::info("nic: {}", step);
     if (auto st = c->backends_.nic->status())
       for (const auto& vf : st->vfs)
-        if (vf.mac && !vf.mac->isZero()) c->vf_macs_[vf.index] = *vf.mac;
+        if (vf.mac && !vf.mac->isZero()) c->reconciler_.adoptVfMac(vf.index, *vf.mac);
   }
   if (c->backends_.vdpa) {
     if (auto held = c->backends_.vdpa->list())
@@ -146,13 +153,13 @@ Result<std::unique_ptr<Controller>> Controller::start(model::HostConfig host,
   }
   // What the devices already hold (a restart): adopt it, so that nothing is
   // installed twice and nothing unchanged is touched.
-  const auto adopted = c->applier_->adoptInstalled();
+  const auto adopted = c->reconciler_.applier().adoptInstalled();
   if (adopted.adopted || adopted.destroyed)
     spdlog::info("flow backend: adopted {} rules the device already held, removed {} stale ones",
                  adopted.adopted, adopted.destroyed);
   // Just adopted from the device: no need to ask it again rule by rule.
-  const auto pass = c->reconcile(false);
-  c->scheduleRetry(pass, true);
+  const auto pass = c->reconciler_.reconcile(false);
+  c->reconciler_.scheduleRetry(pass, true);
   // A fresh pool fills to its size; one adopted from a run before follows
   // the low-water rule, so that a restart with nothing changed makes no
   // device operation.
@@ -220,7 +227,7 @@ json Controller::internalErrorReply(const json& request, const std::string& what
   // Whatever it interrupted (a pass half-way, say): check every backend again soon.
   PassResult interrupted;
   interrupted.unowned(e);
-  scheduleRetry(interrupted, false);
+  reconciler_.scheduleRetry(interrupted, false);
   return control::errorReply(e);
 }
 
@@ -295,7 +302,7 @@ void Controller::handleBatch(const std::vector<control::Request>& batch,
     std::optional<PassResult> pass;
     std::exception_ptr reconcile_error;
     try {
-      pass = reconcileTouched();
+      pass = reconciler_.reconcileTouched();
     } catch (...) {
       reconcile_error = std::current_exception();
     }
@@ -322,7 +329,7 @@ void Controller::handleBatch(const std::vector<control::Request>& batch,
       if (store_.compactionDue()) compactState();
     }
     if (reconcile_error) std::rethrow_exception(reconcile_error);
-    if (pass) scheduleRetry(*pass, false);
+    if (pass) reconciler_.scheduleRetry(*pass, false);
   }
   admission_.log().undo.clear();
   // A large batch (a remote.sync of 100 k) leaves megabytes of parsed
@@ -366,7 +373,7 @@ Controller::Counters Controller::counters() const {
   return c;
 }
 
-Controller::~Controller() { full_pass_.reset(); }  // before the backends its worker uses
+Controller::~Controller() = default;  // the Reconciler waits for its full pass's worker
 
 void Controller::tick() {
   // A bulk remote.sync changes the intent over several turns: a full pass
@@ -376,35 +383,25 @@ void Controller::tick() {
   if (now >= claims_.next()) claims_.expire();
   traffic_.step(now);
   // The warm vDPA pool refills between requests, a few devices per turn.
-  if (!full_pass_ && vdpa_.wantsWork()) vdpa_.refill(kPoolCreatesPerTick, admission_.vfPool());
-  if (!full_pass_) {
-    if (now >= next_full_) {
-      next_full_ = now + options_.reconcile_interval;
-      startFullPass(true);
-    } else if (now >= failures_.nextRetry()) {
-      ++counters_.retries;
-      startFullPass(true);
-    } else {
-      return;
-    }
-  }
-  if (auto pass = stepFullPass(!options_.background_full_pass)) scheduleRetry(*pass, true);
+  if (!reconciler_.fullPassRunning() && vdpa_.wantsWork())
+    vdpa_.refill(kPoolCreatesPerTick, admission_.vfPool());
+  reconciler_.step(now);
 }
 
 std::chrono::milliseconds Controller::untilNextTick() const {
   if (bulkPending()) return std::chrono::milliseconds(0);  // its next slice
-  if (full_pass_) return std::chrono::milliseconds(1);  // its next slice, or its worker's result
+  if (reconciler_.fullPassRunning()) return std::chrono::milliseconds(1);  // its next slice, or its worker's result
   if (vdpa_.wantsWork()) return std::chrono::milliseconds(0);
   if (traffic_.inFlight()) return std::chrono::milliseconds(1);  // its next slice, or its worker's dump
   const auto now = options_.now();
-  const auto next = std::min({next_full_, failures_.nextRetry(), claims_.next(), traffic_.nextWork()});
+  const auto next = std::min({reconciler_.nextPass(), claims_.next(), traffic_.nextWork()});
   if (next <= now) return std::chrono::milliseconds(0);
   return std::chrono::duration_cast<std::chrono::milliseconds>(next - now);
 }
 
 std::string Controller::metricsText(const control::ServerCounters* server) const {
   MetricsRegistry m;
-  const auto& c = applier_->counters();
+  const auto& c = reconciler_.applier().counters();
   m.describe("nicoffload_ports", "gauge", "Ports (VM NICs) in the intent.");
   m.set("nicoffload_ports", "", static_cast<double>(admission_.intent().ports.size()));
   m.describe("nicoffload_remotes", "gauge", "Remote endpoints in the intent.");
@@ -416,7 +413,7 @@ std::string Controller::metricsText(const control::ServerCounters* server) const
   for (std::size_t i = 1; i < c.sw_by_reason.size(); ++i)
     m.set("nicoffload_rules_sw", std::string("reason=\"") + flowrules::reasonCodeName(i) + "\"",
           static_cast<double>(c.sw_by_reason[i]));
-  const std::string be = "backend=\"" + applier_->backend().capabilities().backend + "\"";
+  const std::string be = "backend=\"" + reconciler_.applierPtr()->backend().capabilities().backend + "\"";
   m.describe("nicoffload_flow_operations_total", "counter", "Flow backend operations.");
   m.set("nicoffload_flow_operations_total", be + ",op=\"validate\"",
         static_cast<double>(c.validations));
@@ -559,8 +556,7 @@ void Controller::applyRouteEvents(const offload::RouteEvents& events, bool recon
         // The planner writes next-hop MACs from the host's next_hops.
         host_.next_hops = hops;
         admission_.setNextHops(std::move(hops));
-        previous_planner_ = std::move(planner_);
-        planner_ = std::make_unique<flowrules::OwnerPlanner>(host_, profile_);
+        reconciler_.replacePlanner();
       });
   finishInternalBatch(reconcile_now);
   if (applied.route_changes + applied.hops_moved > 0)
@@ -571,10 +567,10 @@ void Controller::applyRouteEvents(const offload::RouteEvents& events, bool recon
 void Controller::finishInternalBatch(bool reconcile_now) {
   admission_.log().journal.clear();  // never persisted: the kernel is the source
   if (!admission_.log().remotes.empty() && reconcile_now) {
-    const auto pass = reconcileTouched();
-    scheduleRetry(pass, false);
+    const auto pass = reconciler_.reconcileTouched();
+    reconciler_.scheduleRetry(pass, false);
   }
-  previous_planner_.reset();
+  reconciler_.forgetPreviousPlanner();
   admission_.log().undo.clear();
 }
 
@@ -587,6 +583,32 @@ void Controller::reinstateLearned() {
   admission_.beginBatch();
   learned_->reinstate(back, admission_);
   finishInternalBatch(true);
+}
+
+// --- full passes asked for ---
+
+void Controller::requestFullPass() { reconciler_.requestFullPass(); }
+
+bool Controller::fullPassRunning() const { return reconciler_.fullPassRunning(); }
+
+json Controller::reconcileAll() {
+  // Asked for by an operator: the learned routes are compared with a fresh
+  // dump first, inline, so that the answer covers them.
+  if (backends_.routes) {
+    if (auto ev = backends_.routes->resyncNow("reconcile")) {
+      applyRouteEvents(*ev);
+    } else {
+      spdlog::warn("reconcile: the routing table could not be read: {}", ev.error().describe());
+    }
+  }
+  return reconciler_.reconcileAll();
+}
+
+// The "reconcile" op.
+Result<json> Controller::runReconcile(const json& req) {
+  auto fail = [](Error e) { return e; };
+  if (auto s = onlyKeys(req, {}); !s) return fail(s.error());
+  return reconcileAll();
 }
 
 }  // namespace nicoffload::daemon

@@ -44,11 +44,11 @@ Result<json> Controller::simSend(const json& req) {
   if (auto s = onlyKeys(req, {"packet", "count"}); !s) return fail(s.error());
   // The one place the daemon looks behind its FlowBackend seam: sending
   // packets is what only the simulated NIC can be asked to do.
-  auto* sim = dynamic_cast<simnic::SimEswitch*>(&applier_->backend());
+  auto* sim = dynamic_cast<simnic::SimEswitch*>(&reconciler_.applier().backend());
   if (!sim)
     return fail(requestError(ErrorCode::kUnsupported, "op", "sim.send",
                              "sim.send needs the simulated NIC (backends.flow = sim); this host runs " +
-                                 applier_->backend().capabilities().backend));
+                                 reconciler_.applier().backend().capabilities().backend));
   std::uint64_t count = 1;
   if (const auto it = req.find("count"); it != req.end()) {
     if (!it->is_number_integer())

@@ -7,21 +7,15 @@
 // only after it is on disk and the backends were driven. Reads are answered
 // from memory.
 //
-// Reconciliation: the planner's desired state against what each backend
-// holds. Hardware rules go through HwApplier (validate before create;
-// refusals placed in software with the device's reason; safe order). The
-// kernel software path is diffed against what was last read back. Failures
-// are kept per object (FailureBook), each retried with its own exponential
-// backoff; a periodic full pass re-reads every backend, reinstalls what
-// vanished and removes what nobody asked for.
-//
 // The controller coordinates parts that each have one job (each its own
-// header): Admission (the intent and its undo log), LearnedRoutes (remotes
-// from the kernel's routes), FailureBook (failures and their backoff),
-// VdpaDevices (vDPA devices and the warm pool), TrafficSweep (per-port
-// traffic counters), Claims (tentative ports), Queries (the read ops). It
-// keeps the request flow (batches, bulk requests, the op table: ops.cc), the
-// passes and the timer.
+// header): Admission (the intent and its undo log), Reconciler (the plan
+// against every backend: the touched pass after a batch, the full pass in
+// the background, the retries), LearnedRoutes (remotes from the kernel's
+// routes), FailureBook (failures and their backoff), VdpaDevices (vDPA
+// devices and the warm pool), TrafficSweep (per-port traffic counters),
+// Claims (tentative ports), Queries (the read ops). It keeps the request
+// flow (batches, bulk requests, the op table: ops.cc), start-up, the state
+// store and the timer.
 #pragma once
 
 #include <chrono>
@@ -41,10 +35,8 @@
 #include <vector>
 
 #include "nicoffload/common/error.h"
-#include "nicoffload/flowrules/coupling.h"
 #include "nicoffload/flowrules/flow_backend.h"
 #include "nicoffload/flowrules/hw_apply.h"
-#include "nicoffload/flowrules/incremental.h"
 #include "nicoffload/flowrules/planner.h"
 #include "nicoffload/flowrules/port_traffic.h"
 #include "nicoffload/model/hw_profile.h"
@@ -57,6 +49,7 @@
 #include "nicoffload/daemon/failure_book.h"
 #include "nicoffload/daemon/learned_routes.h"
 #include "nicoffload/daemon/queries.h"
+#include "nicoffload/daemon/reconciler.h"
 #include "nicoffload/daemon/traffic_sweep.h"
 #include "nicoffload/daemon/vdpa_devices.h"
 #include "nicoffload/daemon/metrics.h"
@@ -193,7 +186,7 @@ class Controller {
   static constexpr std::size_t kPoolCreatesPerTick = 2;
 
   const model::Intent& intent() const { return admission_.intent(); }
-  const flowrules::HwApplier& applier() const { return *applier_; }
+  const flowrules::HwApplier& applier() const { return reconciler_.applier(); }
   std::string metricsText(const control::ServerCounters* server) const;
 
   // Counters (also exported as metrics): controller_counters.h.
@@ -274,13 +267,12 @@ class Controller {
   // op is kInvalidValue on "op", listing the ops.
   Result<nlohmann::json> read(const nlohmann::json& request);
   // The read ops that run work first (the others: Queries, queries.h):
-  // "reconcile" (reconcile.cc), and traffic's "refresh" (traffic.cc).
+  // "reconcile" (controller.cc: the learned routes, then the Reconciler's
+  // full pass), and traffic's "refresh" (traffic.cc).
   Result<nlohmann::json> runReconcile(const nlohmann::json& request);
 
   // --- routes learned from the kernel (learned_routes.h); null: no route watcher ---
   std::unique_ptr<LearnedRoutes> learned_;
-  // The planner before a next hop's MAC changed, for the rules as they were.
-  std::unique_ptr<flowrules::OwnerPlanner> previous_planner_;
   // What a batch of route events (or reinstated routes) changed: never
   // journaled, reconciled unless `reconcile_now` is false (start).
   void finishInternalBatch(bool reconcile_now);
@@ -288,91 +280,38 @@ class Controller {
   // another origin had hidden comes back.
   void reinstateLearned();
 
-  // Plans the intent and drives every backend; full = re-read the kernel first.
-  struct PassResult {
-    std::size_t failures = 0;
-    std::size_t owned = 0;               // of `failures`: kept in failures_ under their object
-    std::optional<Error> unowned_error;  // the first failure no object owns
-    void unowned(const Error& e) {
-      ++failures;
-      if (!unowned_error) unowned_error = e;
-    }
-  };
-  // A full pass, inline; verify: check first that the device still holds
-  // every hardware rule.
-  PassResult reconcile(bool verify);
-  struct FullPassComputed;
-  struct FullPass;
-  static FullPassComputed computeFullPass(const model::Intent& intent,
-                                          const model::HwProfile& profile,
-                                          const std::vector<flowrules::HwApplier::HeldRule>& held,
-                                          offload::SoftwarePath* path, offload::ReadBackScope scope);
-  void startFullPass(bool verify);
-  std::optional<PassResult> stepFullPass(bool inline_all);
-  PassResult repairFullPass(FullPassComputed computed);
-  void noteTouchedDuringFullPass(const flowrules::SoftwarePathState& sw_old,
-                                 const flowrules::SoftwarePathState& sw_new, bool derived,
-                                 const PassResult& result);
-  std::unique_ptr<FullPass> full_pass_;
-  PassResult quietFullPass();
-  // Bumped by every batch that changed the intent; a full pass that found
-  // nothing to repair records the generation it saw (clean_generation_).
-  std::uint64_t generation_ = 0;
-  std::optional<std::uint64_t> clean_generation_;
-  unsigned quiet_in_a_row_ = 0;
-  bool force_full_compute_ = false;  // requestFullPass(), reconcile(): the next pass in full
-  // Plans and applies only what this batch touched (Admission's log:
-  // flowrules::planTouched); the whole intent when plan() would couple owners.
-  PassResult reconcileTouched();
-  // Whether plan() couples owners now (coupling_).
-  bool coupled() const;
-  // After a pass (full: a full pass, which tried every failed object):
-  // failures no object owns go to FailureBook::kPassObject (a full pass
-  // without any clears it), and the next retry pass is due at the
-  // earliest object's retry time.
-  void scheduleRetry(const PassResult& pass, bool full);
-  std::size_t driveKernel(const offload::SwChanges& changes, PassResult& result);
-  void noteFlowReport(const flowrules::HwApplyReport& hw, PassResult& result);
+  using PassResult = Reconciler::PassResult;
   void compactState();  // a snapshot of the intent, written in the background
 
   model::HostConfig host_;
   model::HwProfile profile_;
   Backends backends_;
-  std::unique_ptr<flowrules::HwApplier> applier_;
   StateStore store_;
   ControllerOptions options_;
 
-  std::unique_ptr<flowrules::OwnerPlanner> planner_;
   // The intent, its index and the VF pool, with the batch's undo log and
   // touched owners (admission.h).
   Admission admission_;
-  // Kept per change, so that a batch is planned in O(change):
-  flowrules::CouplingCounts coupling_;  // when plan() couples owners (flowrules/coupling.h)
-  flowrules::DerivedRefs derived_refs_;  // VXLAN: users of each VNI and remote VTEP
-  std::size_t sw_objects_ = 0;                                  // kernel objects desired
-  std::map<std::uint16_t, MacAddr> vf_macs_;  // VF MACs the NIC holds (set by us or read back)
   using TouchedPorts = Admission::TouchedPorts;
-  void reconcileDevices(PassResult& result, const TouchedPorts* touched);
-  using FailFn = VdpaDevices::FailFn;
 
   // --- per-port traffic counters (traffic_sweep.h; the ops: traffic.cc) ---
   Result<nlohmann::json> readTraffic(const nlohmann::json& request);
   Result<nlohmann::json> simSend(const nlohmann::json& request);
 
   SteadyClock::time_point started_;
-  SteadyClock::time_point next_full_;
+  Counters counters_;  // the passes' counters are kept by reconciler_
   // Every object that failed, with its error, attempts and retry time: the
   // kernel path's objects, VFs, vDPA devices (failure_book.h).
   FailureBook failures_;
   // The vDPA devices (ports' and the warm pool's) and the ports' links.
   VdpaDevices vdpa_;
+  // The planner, the applier and the passes (reconciler.h).
+  Reconciler reconciler_;
   // Every port's traffic counters, read in sweeps (a sweep's worker uses
   // backends_.software_path: declared after backends_, so gone before it).
   TrafficSweep traffic_;
   // Tentative ports (the hook's migrate) and when they expire.
   Claims claims_;
-  std::string last_pass_summary_;
-  Counters counters_;
   // The read ops, over all of the above (const access): declared last.
   Queries queries_;
 };

@@ -7,7 +7,7 @@
 // so that a batch learns which of them appear (first user) or vanish (last
 // user) in O(change). planTouched() re-plans the touched owners before and
 // after, and returns the rules to upsert and remove and the kernel objects
-// before and after; the daemon applies them (daemon/src/reconcile.cc).
+// before and after; the daemon applies them (daemon/src/reconciler.cc).
 //
 // Pure: no I/O. Whether plan() couples owners (so that a batch must plan the
 // whole intent) is CouplingCounts' question (coupling.h); planTouched()

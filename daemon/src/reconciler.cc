@@ -1,26 +1,126 @@
-// Controller: reconciliation: the incremental pass over what a batch touched, and the full pass,
-// the safety net.
+// Reconciler (reconciler.h): the touched pass over what a batch changed, the
+// full pass, the safety net, and the retries.
+#include "nicoffload/daemon/reconciler.h"
+
 #include <malloc.h>
 #include <spdlog/spdlog.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
-#include <filesystem>
 #include <future>
 #include <optional>
 #include <set>
+#include <span>
 #include <stdexcept>
+#include <unordered_map>
 #include <unordered_set>
 
-#include "controller_types.h"
-#include "nicoffload/daemon/controller.h"
 #include "nicoffload/flowrules/render.h"
-#include "request_fields.h"
 
 namespace nicoffload::daemon {
+
+using nlohmann::json;
+
+// --- the full pass: the safety net ---
+//
+// Re-reads every backend and repairs whatever differs from a whole plan of
+// the intent: rules that vanished from the device, refusals worth retrying,
+// kernel objects someone changed. It must not stall requests at fleet scale
+// (100 k rules), so it runs in three phases:
+//   1. verify: the device is asked about each hardware rule, in slices of
+//      Options::slice_budget per loop turn (the backend is not
+//      thread-safe);
+//   2. compute: on a worker thread, against a copy of the intent and of the
+//      applier's digests: the whole plan, the kernel read back (its own
+//      netlink socket), and both diffs;
+//   3. repair (loop thread): what the worker found, minus what a batch
+//      touched meanwhile (those owners were planned and applied by the
+//      batch itself, from newer intent).
+// With Options::background off (tests, start, the "reconcile" op, a table
+// at its capacity) the same phases run at once, in order.
+
+struct Reconciler::FullPassComputed {
+  Status planned = Status::success();
+  std::vector<flowrules::FlowRule> upsert;
+  std::vector<flowrules::HwApplier::HeldRule> remove;
+  std::vector<flowrules::RuleDependency> dependencies;
+  std::optional<offload::SwChanges> sw;  // null: no software path, or the read-back failed
+  std::optional<Error> read_back_error;
+  flowrules::CouplingCounts coupling;
+  std::size_t sw_objects = 0;
+  std::size_t rules = 0;
+};
+
+struct Reconciler::FullPass {
+  enum class Phase : std::uint8_t { kVerify, kCompute, kRepair };
+  Phase phase = Phase::kVerify;
+  bool verify = true;
+  std::vector<flowrules::RuleId> to_verify;
+  std::size_t cursor = 0;
+  std::size_t vanished = 0;
+  std::future<FullPassComputed> computed;
+  // Touched by batches since the worker's copy was taken.
+  std::unordered_set<flowrules::OwnerId> owners;
+  std::unordered_set<IpAddr> addresses;
+  std::unordered_set<std::string> devices;
+  bool derived = false;  // a VNI or a remote VTEP appeared or vanished
+  // Failures of those batches no object owns: carried into the pass's
+  // result, so that their retry is kept.
+  std::size_t batch_failures = 0;
+  std::optional<Error> batch_error;
+  bool copied = false;  // the worker's copy was taken: record what batches touch
+  Clock::time_point started;
+  std::uint64_t generation = 0;  // the reconciler's generation_ when the pass started
+  bool force = false;            // SIGHUP, the reconcile op: never a quiet pass
+};
+
+Reconciler::Reconciler(const model::HostConfig& host, const model::HwProfile& profile,
+                       Admission& admission, FailureBook& failures, VdpaDevices& vdpa,
+                       std::unique_ptr<flowrules::FlowBackend> flow, Backends backends,
+                       Options options, ControllerCounters& counters, Clock::time_point start)
+    : host_(host),
+      profile_(profile),
+      admission_(admission),
+      failures_(failures),
+      vdpa_(vdpa),
+      backends_(backends),
+      options_(std::move(options)),
+      counters_(counters),
+      applier_(std::make_unique<flowrules::HwApplier>(std::move(flow))),
+      planner_(std::make_unique<flowrules::OwnerPlanner>(host_, profile_)),
+      next_full_(start + options_.reconcile_interval) {}
+
+Reconciler::~Reconciler() { full_pass_.reset(); }  // before the backends its worker uses
+
+void Reconciler::countDerived() {
+  if (host_.underlay != model::UnderlayMode::kVxlan) return;
+  for (const auto& p : admission_.intent().ports) derived_refs_.addPort(planner_->vniOf(p));
+  for (const auto& r : admission_.intent().remotes)
+    derived_refs_.addRemote(planner_->vniOf(r), *r.vtep);
+}
+
+void Reconciler::replacePlanner() {
+  previous_planner_ = std::move(planner_);
+  planner_ = std::make_unique<flowrules::OwnerPlanner>(host_, profile_);
+}
+
+void Reconciler::step(Clock::time_point now) {
+  if (!full_pass_) {
+    if (now >= next_full_) {
+      next_full_ = now + options_.reconcile_interval;
+      startFullPass(true);
+    } else if (now >= failures_.nextRetry()) {
+      ++counters_.retries;
+      startFullPass(true);
+    } else {
+      return;
+    }
+  }
+  if (auto pass = stepFullPass(!options_.background)) scheduleRetry(*pass, true);
+}
+
+Reconciler::Clock::time_point Reconciler::nextPass() const {
+  return std::min(next_full_, failures_.nextRetry());
+}
 
 namespace {
 
@@ -43,7 +143,7 @@ bool isVxlanDevice(std::string_view dev) {
 
 // Removes, then applies, kernel objects; each failure is counted, kept for
 // the port's status and logged. Returns how many failed.
-std::size_t Controller::driveKernel(const offload::SwChanges& changes, PassResult& result) {
+std::size_t Reconciler::driveKernel(const offload::SwChanges& changes, PassResult& result) {
   auto& path = *backends_.software_path;
   const auto removed = path.remove(changes.remove);
   const auto applied = path.apply(changes.apply);
@@ -62,7 +162,7 @@ std::size_t Controller::driveKernel(const offload::SwChanges& changes, PassResul
   return failed;
 }
 
-void Controller::noteFlowReport(const flowrules::HwApplyReport& hw, PassResult& result) {
+void Reconciler::noteFlowReport(const flowrules::HwApplyReport& hw, PassResult& result) {
   for (const auto& e : hw.failures) {
     result.unowned(e);
     spdlog::error("flow: {}", e.describe());
@@ -72,7 +172,7 @@ void Controller::noteFlowReport(const flowrules::HwApplyReport& hw, PassResult& 
                  hw.destroyed, hw.refused);
 }
 
-Controller::FullPassComputed Controller::computeFullPass(
+Reconciler::FullPassComputed Reconciler::computeFullPass(
     const model::Intent& intent, const model::HwProfile& profile,
     const std::vector<flowrules::HwApplier::HeldRule>& held, offload::SoftwarePath* path,
     offload::ReadBackScope scope) {
@@ -116,13 +216,11 @@ Controller::FullPassComputed Controller::computeFullPass(
   return out;
 }
 
-bool Controller::fullPassRunning() const { return full_pass_ != nullptr; }
-
-void Controller::startFullPass(bool verify) {
+void Reconciler::startFullPass(bool verify) {
   if (full_pass_) return;
   full_pass_ = std::make_unique<FullPass>();
   full_pass_->verify = verify;
-  full_pass_->started = SteadyClock::now();
+  full_pass_->started = Clock::now();
   full_pass_->generation = generation_;
   full_pass_->force = force_full_compute_;
   force_full_compute_ = false;
@@ -136,9 +234,9 @@ void Controller::startFullPass(bool verify) {
 
 // Runs the pass until it is done (inline) or its slice of this loop turn is
 // used up (background). Returns the pass's result once it is over.
-std::optional<Controller::PassResult> Controller::stepFullPass(bool inline_all) {
+std::optional<Reconciler::PassResult> Reconciler::stepFullPass(bool inline_all) {
   auto& pass = *full_pass_;
-  const auto deadline = SteadyClock::now() + options_.slice_budget;
+  const auto deadline = Clock::now() + options_.slice_budget;
   if (pass.phase == FullPass::Phase::kVerify) {
     constexpr std::size_t kChunk = 256;
     while (pass.cursor < pass.to_verify.size()) {
@@ -146,7 +244,7 @@ std::optional<Controller::PassResult> Controller::stepFullPass(bool inline_all) 
       pass.vanished += applier_->verifyInstalled(
           std::span<const flowrules::RuleId>(pass.to_verify).subspan(pass.cursor, n));
       pass.cursor += n;
-      if (!inline_all && SteadyClock::now() >= deadline) return std::nullopt;
+      if (!inline_all && Clock::now() >= deadline) return std::nullopt;
     }
     std::vector<flowrules::RuleId>().swap(pass.to_verify);
     if (pass.vanished)
@@ -154,7 +252,7 @@ std::optional<Controller::PassResult> Controller::stepFullPass(bool inline_all) 
     // Nothing changed since the last clean pass: its plan and read-back
     // would find what it found. (The software path is asked every time, so
     // that what it reports covers the span since the previous pass.)
-    offload::SoftwarePath* sw = backends_.software_path.get();
+    offload::SoftwarePath* sw = backends_.software_path;
     const bool sw_changed = !sw || sw->changedSinceLastAsked();
     const char* why = pass.force                          ? "asked for"
                       : !pass.verify                      ? "the first after adoption"
@@ -176,9 +274,9 @@ std::optional<Controller::PassResult> Controller::stepFullPass(bool inline_all) 
     pass.phase = FullPass::Phase::kCompute;
     pass.copied = true;
     failures_.beginSweep(FailureBook::Kind::kKernel);
-    offload::SoftwarePath* path = backends_.software_path.get();
+    offload::SoftwarePath* path = backends_.software_path;
     const offload::ReadBackScope scope{host_.route_table, host_.route_protocol};
-    if (inline_all || !options_.background_full_pass) {
+    if (inline_all || !options_.background) {
       std::promise<FullPassComputed> done;
       try {
         done.set_value(computeFullPass(admission_.intent(), profile_, applier_->heldRules(), path, scope));
@@ -215,7 +313,7 @@ std::optional<Controller::PassResult> Controller::stepFullPass(bool inline_all) 
 
 // Records what a batch touched while a full pass's copy is out, so that the
 // repair leaves it alone.
-void Controller::noteTouchedDuringFullPass(const flowrules::SoftwarePathState& sw_old,
+void Reconciler::noteTouchedDuringFullPass(const flowrules::SoftwarePathState& sw_old,
                                            const flowrules::SoftwarePathState& sw_new, bool derived,
                                            const PassResult& result) {
   if (!full_pass_ || !full_pass_->copied) return;
@@ -240,7 +338,7 @@ void Controller::noteTouchedDuringFullPass(const flowrules::SoftwarePathState& s
   if (!pass.batch_error && result.unowned_error) pass.batch_error = result.unowned_error;
 }
 
-Controller::PassResult Controller::quietFullPass() {
+Reconciler::PassResult Reconciler::quietFullPass() {
   PassResult result;
   ++counters_.reconcile_passes;
   ++counters_.full_passes;
@@ -252,7 +350,7 @@ Controller::PassResult Controller::quietFullPass() {
       "full pass: nothing changed since the last one (device verified: rules hw " +
       std::to_string(c.hw) + ", sw " + std::to_string(c.sw) + "); took " +
       std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                         SteadyClock::now() - full_pass_->started)
+                         Clock::now() - full_pass_->started)
                          .count()) +
       " ms";
   if (result.failures == 0)
@@ -262,7 +360,7 @@ Controller::PassResult Controller::quietFullPass() {
   return result;
 }
 
-Controller::PassResult Controller::repairFullPass(FullPassComputed computed) {
+Reconciler::PassResult Reconciler::repairFullPass(FullPassComputed computed) {
   PassResult result;
   ++counters_.reconcile_passes;
   ++counters_.full_passes;
@@ -349,13 +447,13 @@ Controller::PassResult Controller::repairFullPass(FullPassComputed computed) {
                        std::to_string(c.sw) + "; kernel objects " + std::to_string(sw_objects_) +
                        ", failed " + std::to_string(failures_.count(FailureBook::Kind::kKernel)) + "; took " +
                        std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                          SteadyClock::now() - pass.started)
+                                          Clock::now() - pass.started)
                                           .count()) +
                        " ms";
   return result;
 }
 
-Controller::PassResult Controller::reconcile(bool verify) {
+Reconciler::PassResult Reconciler::reconcile(bool verify) {
   full_pass_.reset();  // a pass in flight is replaced (its worker is waited for)
   force_full_compute_ = true;
   startFullPass(verify);
@@ -384,14 +482,14 @@ void sortState(flowrules::SoftwarePathState& s) {
 
 }  // namespace
 
-bool Controller::coupled() const { return coupling_.coupled(profile_, host_.underlay); }
+bool Reconciler::coupled() const { return coupling_.coupled(profile_, host_.underlay); }
 
 // Plans the owners the batch touched, before and after, and drives each
 // backend with the difference only (flowrules::planTouched: what plan()
 // derives from many owners is kept as counts in derived_refs_ and
 // coupling_). When plan() would couple owners (a table over its capacity,
 // a delivery rule in software with VXLAN) the whole intent is planned.
-Controller::PassResult Controller::reconcileTouched() {
+Reconciler::PassResult Reconciler::reconcileTouched() {
   ++generation_;  // something changed: the next full pass plans in full (stepFullPass)
   const bool was_coupled = coupled();
   const bool vxlan = host_.underlay == model::UnderlayMode::kVxlan;
@@ -443,7 +541,7 @@ Controller::PassResult Controller::reconcileTouched() {
 // VF settings and vDPA devices against what the NIC and the vDPA backend
 // hold: all of them (a full pass), or, with `touched` ports, only the VFs
 // and devices those ports held or hold (a batch: O(change)).
-void Controller::reconcileDevices(PassResult& result, const TouchedPorts* touched) {
+void Reconciler::reconcileDevices(PassResult& result, const TouchedPorts* touched) {
   std::map<std::uint16_t, MacAddr> want_vfs;
   std::map<std::string, vdpa::VdpaDeviceSpec> want_devices;
   std::set<std::uint16_t> vf_scope;    // with `touched`: the VFs looked at
@@ -523,7 +621,7 @@ void Controller::reconcileDevices(PassResult& result, const TouchedPorts* touche
                      [&](const std::string& object) { return looked_at.count(object) > 0; });
 }
 
-void Controller::scheduleRetry(const PassResult& pass, bool full) {
+void Reconciler::scheduleRetry(const PassResult& pass, bool full) {
   const auto now = options_.now();
   const std::string pass_object(FailureBook::kPassObject);
   if (pass.failures > pass.owned) {
@@ -539,37 +637,21 @@ void Controller::scheduleRetry(const PassResult& pass, bool full) {
   const auto next = failures_.nextRetry();
   spdlog::warn("reconcile left {} failures; {} objects failing; next retry in {} ms",
                pass.failures, failures_.size(),
-               next == SteadyClock::time_point::max()
+               next == Clock::time_point::max()
                    ? -1
                    : std::chrono::duration_cast<std::chrono::milliseconds>(next - now).count());
 }
 
-void Controller::requestFullPass() {
+void Reconciler::requestFullPass() {
   next_full_ = options_.now();
   force_full_compute_ = true;  // asked for: plan and read back in full
 }
 
-json Controller::reconcileAll() {
-  // Asked for by an operator: the learned routes are compared with a fresh
-  // dump first, inline, so that the answer covers them.
-  if (backends_.routes) {
-    if (auto ev = backends_.routes->resyncNow("reconcile")) {
-      applyRouteEvents(*ev);
-    } else {
-      spdlog::warn("reconcile: the routing table could not be read: {}", ev.error().describe());
-    }
-  }
+json Reconciler::reconcileAll() {
   const auto pass = reconcile(true);
   scheduleRetry(pass, true);
   next_full_ = options_.now() + options_.reconcile_interval;
   return {{"failures", pass.failures}, {"summary", last_pass_summary_}};
-}
-
-// The "reconcile" op.
-Result<json> Controller::runReconcile(const json& req) {
-  auto fail = [](Error e) { return e; };
-  if (auto s = onlyKeys(req, {}); !s) return fail(s.error());
-  return reconcileAll();
 }
 
 }  // namespace nicoffload::daemon
