@@ -98,7 +98,8 @@ bool Controller::isBulk(const json& request) const {
         limit->get<std::uint64_t>() <= options_.bulk_threshold)
       return false;
     if (limit == request.end() && request.contains("offset")) return false;  // a page of 1000
-    return admission_.intent().remotes.size() + admission_.intent().ports.size() > options_.bulk_threshold / 8 &&
+    return admission_.intent().remotes.size() + admission_.intent().ports.size() >
+               options_.bulk_threshold / 8 &&
            queries_.plannedRuleCount() > options_.bulk_threshold;
   }
   return false;
@@ -318,9 +319,10 @@ bool Controller::stepSync(BulkJob& job, SteadyClock::time_point deadline,
   std::size_t done = 0;
   while (job.applied < job.to_apply.size()) {
     // When plan() couples owners a slice plans the whole intent anyway: one.
-    const std::size_t n = reconciler_.coupled() ? job.to_apply.size() - job.applied
-                                    : std::min({job.to_apply.size() - job.applied, chunk * 4,
-                                                per_slice - done});
+    const std::size_t n =
+        reconciler_.coupled()
+            ? job.to_apply.size() - job.applied
+            : std::min({job.to_apply.size() - job.applied, chunk * 4, per_slice - done});
     std::unordered_map<IpAddr, std::optional<model::RemoteEndpoint>> part;
     part.reserve(n);
     std::vector<Mutation> record;

@@ -29,17 +29,17 @@ Controller::Controller(model::HostConfig host, model::HwProfile profile, Backend
       backends_(std::move(backends)),
       store_(std::move(store)),
       options_(std::move(options)),
-      admission_(host_, Admission::Seams{
-                            .port_plans =
-                                [this](const model::Port& port) -> Status {
-                                  if (auto r = reconciler_.planner()->portRules(port); !r) return r.error();
-                                  return Status::success();
-                                },
-                            .pool_ready = [this](const model::Port& port) { return vdpa_.readyFor(port); },
-                            .claim_clock_ms = [this] { return claims_.clockMs(); },
-                            .note_claim = [this](std::int64_t until_ms) { claims_.note(until_ms); },
-                            .underlay_use = [this](const IpAddr& a) { return learnedUnderlayUse(a); },
-                        }),
+      admission_(host_,
+                 Admission::Seams{
+                     .port_plans = [this](const model::Port& port) -> Status {
+                       if (auto r = reconciler_.planner()->portRules(port); !r) return r.error();
+                       return Status::success();
+                     },
+                     .pool_ready = [this](const model::Port& port) { return vdpa_.readyFor(port); },
+                     .claim_clock_ms = [this] { return claims_.clockMs(); },
+                     .note_claim = [this](std::int64_t until_ms) { claims_.note(until_ms); },
+                     .underlay_use = [this](const IpAddr& a) { return learnedUnderlayUse(a); },
+                 }),
       started_(options_.now()),
       failures_(options_.retry_min, options_.retry_max),
       vdpa_(host_, backends_.vdpa.get(), failures_, [this] { return options_.now(); }),
@@ -58,18 +58,23 @@ Controller::Controller(model::HostConfig host, model::HwProfile profile, Backend
                       .now = [this] { return options_.now(); },
                   },
                   counters_, started_),
-      traffic_(host_, admission_.intent(), backends_.software_path.get(),
-               TrafficSweep::Seams{
-                   .port_rules = [this](const model::Port& port) { return reconciler_.planner()->portRules(port); },
-                   .query = [this](flowrules::RuleId id) { return reconciler_.applier().query(id); },
-                   .now = [this] { return options_.now(); },
-               },
-               TrafficSweep::Options{.slice_budget = options_.slice_budget,
-                                     .background = options_.background_full_pass},
-               started_),
-      claims_(admission_.intent(), [this] { return options_.now(); }, options_.wall_now, started_,
-              options_.retry_min,
-              [this](std::vector<control::Request> batch) { return handle(std::move(batch)); }),
+      traffic_(
+          host_, admission_.intent(), backends_.software_path.get(),
+          TrafficSweep::Seams{
+              .port_rules =
+                  [this](const model::Port& port) {
+                    return reconciler_.planner()->portRules(port);
+                  },
+              .query = [this](flowrules::RuleId id) { return reconciler_.applier().query(id); },
+              .now = [this] { return options_.now(); },
+          },
+          TrafficSweep::Options{.slice_budget = options_.slice_budget,
+                                .background = options_.background_full_pass},
+          started_),
+      claims_(
+          admission_.intent(), [this] { return options_.now(); }, options_.wall_now, started_,
+          options_.retry_min,
+          [this](std::vector<control::Request> batch) { return handle(std::move(batch)); }),
       queries_(Queries::Sources{
           .host = host_,
           .profile = profile_,
@@ -390,9 +395,11 @@ void Controller::tick() {
 
 std::chrono::milliseconds Controller::untilNextTick() const {
   if (bulkPending()) return std::chrono::milliseconds(0);  // its next slice
-  if (reconciler_.fullPassRunning()) return std::chrono::milliseconds(1);  // its next slice, or its worker's result
+  if (reconciler_.fullPassRunning())
+    return std::chrono::milliseconds(1);  // its next slice, or its worker's result
   if (vdpa_.wantsWork()) return std::chrono::milliseconds(0);
-  if (traffic_.inFlight()) return std::chrono::milliseconds(1);  // its next slice, or its worker's dump
+  if (traffic_.inFlight())
+    return std::chrono::milliseconds(1);  // its next slice, or its worker's dump
   const auto now = options_.now();
   const auto next = std::min({reconciler_.nextPass(), claims_.next(), traffic_.nextWork()});
   if (next <= now) return std::chrono::milliseconds(0);
@@ -413,7 +420,8 @@ std::string Controller::metricsText(const control::ServerCounters* server) const
   for (std::size_t i = 1; i < c.sw_by_reason.size(); ++i)
     m.set("nicoffload_rules_sw", std::string("reason=\"") + flowrules::reasonCodeName(i) + "\"",
           static_cast<double>(c.sw_by_reason[i]));
-  const std::string be = "backend=\"" + reconciler_.applierPtr()->backend().capabilities().backend + "\"";
+  const std::string be =
+      "backend=\"" + reconciler_.applierPtr()->backend().capabilities().backend + "\"";
   m.describe("nicoffload_flow_operations_total", "counter", "Flow backend operations.");
   m.set("nicoffload_flow_operations_total", be + ",op=\"validate\"",
         static_cast<double>(c.validations));
@@ -474,8 +482,7 @@ std::string Controller::metricsText(const control::ServerCounters* server) const
   m.set("nicoffload_ports_tentative", "", static_cast<double>(claims_.tentativeCount()));
   m.describe("nicoffload_tentative_ports_expired_total", "counter",
              "Tentative ports removed because nothing confirmed them in daemon.tentative_ttl_ms.");
-  m.set("nicoffload_tentative_ports_expired_total", "",
-        static_cast<double>(claims_.expired()));
+  m.set("nicoffload_tentative_ports_expired_total", "", static_cast<double>(claims_.expired()));
   m.describe("nicoffload_reconcile_passes_total", "counter", "Reconcile passes by kind.");
   m.set("nicoffload_reconcile_passes_total", "kind=\"any\"",
         static_cast<double>(counters_.reconcile_passes));

@@ -1,4 +1,6 @@
 // Queries: the read ops (queries.h): status, ports, planned rules, memory.
+#include "nicoffload/daemon/queries.h"
+
 #include <malloc.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -12,7 +14,6 @@
 #include <unordered_set>
 
 #include "controller_types.h"
-#include "nicoffload/daemon/queries.h"
 #include "nicoffload/flowrules/render.h"
 #include "request_fields.h"
 
@@ -76,15 +77,14 @@ json Queries::portJson(const model::Port& port, bool rule_list) const {
         {"kind", dev->vhost_vdpa_path.empty() ? "vhostuser" : "vdpa"},
         {"link", vdpa_.linkPath(port.key)}};
   const bool degraded = !sw_objects.empty();
-  json out = {{"port", model::toJson(port)},
-              {"state", degraded ? "degraded" : "installed"},
-              {"devices", devices},
-              {"rules", rule_list ? json{{"hw", hw},
-                                         {"sw", sw},
-                                         {"device_refusals", errors},
-                                         {"list", rules}}
-                                  : json{{"hw", hw}, {"sw", sw}, {"device_refusals", errors}}},
-              {"software_path_failures", sw_objects}};
+  json out = {
+      {"port", model::toJson(port)},
+      {"state", degraded ? "degraded" : "installed"},
+      {"devices", devices},
+      {"rules", rule_list
+                    ? json{{"hw", hw}, {"sw", sw}, {"device_refusals", errors}, {"list", rules}}
+                    : json{{"hw", hw}, {"sw", sw}, {"device_refusals", errors}}},
+      {"software_path_failures", sw_objects}};
   if (port.tentative_until_ms) out["tentative"] = claims_.claimJson(port);
   return out;
 }
@@ -118,7 +118,8 @@ json Queries::portFailuresJson(const model::Port& port) const {
   if (port.vf) {
     const std::string vf = std::to_string(*port.vf);
     for (const auto& object : {"vdpa vf " + vf, "vf " + vf})
-      if (const auto* entry = failures_.find(object)) out.push_back(FailureBook::toJson(object, *entry, now));
+      if (const auto* entry = failures_.find(object))
+        out.push_back(FailureBook::toJson(object, *entry, now));
   }
   return out;
 }
@@ -133,7 +134,7 @@ std::size_t Queries::plannedRuleCount() const {
 }
 
 std::vector<flowrules::FlowRule> Queries::plannedRules(std::size_t offset,
-                                                          std::size_t limit) const {
+                                                       std::size_t limit) const {
   std::vector<flowrules::FlowRule> out;
   auto take = [&](std::vector<flowrules::FlowRule>& rules) {
     for (auto& r : rules) {
@@ -206,8 +207,7 @@ json memoryJson() {
 
 json Queries::statusJson() const {
   const auto& c = applier_->counters();
-  const auto uptime =
-      std::chrono::duration_cast<std::chrono::seconds>(now_() - started_).count();
+  const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(now_() - started_).count();
   std::size_t degraded = 0;
   for (const auto& p : admission_.intent().ports)
     if (portJson(p, false)["state"] == "degraded") ++degraded;
@@ -323,9 +323,8 @@ Result<json> Queries::readRemoteList(const json& req) const {
   }
   if (!page->paged) return list;
   const std::size_t next = page->offset + list.size();  // before `list` is moved below
-  return json{{"remotes", std::move(list)},
-          {"next", next < total ? json(next) : json()},
-          {"total", total}};
+  return json{
+      {"remotes", std::move(list)}, {"next", next < total ? json(next) : json()}, {"total", total}};
 }
 
 // The "rules" op.
@@ -379,7 +378,8 @@ Result<json> Queries::readExplain(const json& req) const {
     if (const auto* ip = std::get_if<flowrules::Ipv4Item>(&eff.pattern[1])) dst = ip->dst;
     if (const auto* ip6 = std::get_if<flowrules::Ipv6Item>(&eff.pattern[1])) dst = ip6->addr;
     if (dst)
-      if (json route = learned_->explain(*dst, findRemote(*dst)); !route.is_null()) out["route"] = std::move(route);
+      if (json route = learned_->explain(*dst, findRemote(*dst)); !route.is_null())
+        out["route"] = std::move(route);
   }
   return out;
 }
@@ -393,40 +393,40 @@ Result<json> Queries::readCounters(const json& req) const {
   for (std::size_t i = 1; i < c.sw_by_reason.size(); ++i)
     by_reason[flowrules::reasonCodeName(i)] = c.sw_by_reason[i];
   return json{{"flow",
-           {{"backend", applier_->backend().capabilities().backend},
-            {"rules_hw", c.hw},
-            {"rules_sw", c.sw},
-            {"sw_by_reason", by_reason},
-            {"validations", c.validations},
-            {"creations", c.creations},
-            {"destructions", c.destructions},
-            {"refusals", c.refusals},
-            {"destroy_failures", c.destroy_failures}}},
-          {"software_path",
-           {{"operations", counters_.sw_ops},
-            {"failures", counters_.sw_failures},
-            {"objects_failed_now", failures_.count(FailureBook::Kind::kKernel)}}},
-          {"nic",
-           {{"managed", nic_ != nullptr},
-            {"operations", counters_.nic_ops},
-            {"failures", counters_.nic_failures},
-            {"vf_macs_set", vf_macs_.size()}}},
-          {"vdpa",
-           {{"backend", vdpa_backend_ ? model::toString(vdpa_backend_->kind()) : "none"},
-            {"operations", vdpa_.counters().ops},
-            {"failures", vdpa_.counters().failures},
-            {"devices", vdpa_.size()},
-            {"pool", vdpa_.poolJson()}}},
-          {"controller",
-           {{"reconcile_passes", counters_.reconcile_passes},
-            {"full_passes", counters_.full_passes},
-            {"quiet_full_passes", counters_.quiet_passes},
-            {"retries", counters_.retries},
-            {"state_saves", counters_.state_saves},
-            {"state_save_failures", counters_.state_save_failures},
-            {"requests_refused", counters_.requests_refused},
-            {"tentative_ports_expired", claims_.expired()},
-            {"internal_errors", counters_.internal_errors}}}};
+               {{"backend", applier_->backend().capabilities().backend},
+                {"rules_hw", c.hw},
+                {"rules_sw", c.sw},
+                {"sw_by_reason", by_reason},
+                {"validations", c.validations},
+                {"creations", c.creations},
+                {"destructions", c.destructions},
+                {"refusals", c.refusals},
+                {"destroy_failures", c.destroy_failures}}},
+              {"software_path",
+               {{"operations", counters_.sw_ops},
+                {"failures", counters_.sw_failures},
+                {"objects_failed_now", failures_.count(FailureBook::Kind::kKernel)}}},
+              {"nic",
+               {{"managed", nic_ != nullptr},
+                {"operations", counters_.nic_ops},
+                {"failures", counters_.nic_failures},
+                {"vf_macs_set", vf_macs_.size()}}},
+              {"vdpa",
+               {{"backend", vdpa_backend_ ? model::toString(vdpa_backend_->kind()) : "none"},
+                {"operations", vdpa_.counters().ops},
+                {"failures", vdpa_.counters().failures},
+                {"devices", vdpa_.size()},
+                {"pool", vdpa_.poolJson()}}},
+              {"controller",
+               {{"reconcile_passes", counters_.reconcile_passes},
+                {"full_passes", counters_.full_passes},
+                {"quiet_full_passes", counters_.quiet_passes},
+                {"retries", counters_.retries},
+                {"state_saves", counters_.state_saves},
+                {"state_save_failures", counters_.state_save_failures},
+                {"requests_refused", counters_.requests_refused},
+                {"tentative_ports_expired", claims_.expired()},
+                {"internal_errors", counters_.internal_errors}}}};
 }
 
 }  // namespace nicoffload::daemon

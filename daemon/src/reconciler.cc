@@ -254,12 +254,12 @@ std::optional<Reconciler::PassResult> Reconciler::stepFullPass(bool inline_all) 
     // that what it reports covers the span since the previous pass.)
     offload::SoftwarePath* sw = backends_.software_path;
     const bool sw_changed = !sw || sw->changedSinceLastAsked();
-    const char* why = pass.force                          ? "asked for"
-                      : !pass.verify                      ? "the first after adoption"
-                      : pass.vanished                     ? "rules vanished from the device"
-                      : clean_generation_ != generation_  ? "no clean pass since the last change"
-                      : pass.generation != generation_    ? "a batch during the pass"
-                      : sw && sw_changed                  ? "the software path changed"
+    const char* why = pass.force                         ? "asked for"
+                      : !pass.verify                     ? "the first after adoption"
+                      : pass.vanished                    ? "rules vanished from the device"
+                      : clean_generation_ != generation_ ? "no clean pass since the last change"
+                      : pass.generation != generation_   ? "a batch during the pass"
+                      : sw && sw_changed                 ? "the software path changed"
                       : quiet_in_a_row_ + 1 >= options_.full_compute_every
                           ? "every Nth pass computes in full"
                           : nullptr;
@@ -279,20 +279,22 @@ std::optional<Reconciler::PassResult> Reconciler::stepFullPass(bool inline_all) 
     if (inline_all || !options_.background) {
       std::promise<FullPassComputed> done;
       try {
-        done.set_value(computeFullPass(admission_.intent(), profile_, applier_->heldRules(), path, scope));
+        done.set_value(
+            computeFullPass(admission_.intent(), profile_, applier_->heldRules(), path, scope));
       } catch (...) {
         done.set_exception(std::current_exception());  // rethrown below, as a worker's would be
       }
       pass.computed = done.get_future();
     } else {
-      pass.computed = std::async(std::launch::async, [intent = admission_.intent(), profile = profile_,
-                                                      held = applier_->heldRules(), path, scope] {
-        auto computed = computeFullPass(intent, profile, held, path, scope);
+      pass.computed =
+          std::async(std::launch::async, [intent = admission_.intent(), profile = profile_,
+                                          held = applier_->heldRules(), path, scope] {
+            auto computed = computeFullPass(intent, profile, held, path, scope);
             // The whole plan and the read-back were transient: give their
             // pages back here, off the loop's thread.
             ::malloc_trim(0);
             return computed;
-      });
+          });
     }
   }
   if (pass.phase == FullPass::Phase::kCompute) {
@@ -346,13 +348,12 @@ Reconciler::PassResult Reconciler::quietFullPass() {
   applier_->fullPassDone();
   reconcileDevices(result, nullptr);
   const auto& c = applier_->counters();
-  last_pass_summary_ =
-      "full pass: nothing changed since the last one (device verified: rules hw " +
-      std::to_string(c.hw) + ", sw " + std::to_string(c.sw) + "); took " +
-      std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                         Clock::now() - full_pass_->started)
-                         .count()) +
-      " ms";
+  last_pass_summary_ = "full pass: nothing changed since the last one (device verified: rules hw " +
+                       std::to_string(c.hw) + ", sw " + std::to_string(c.sw) + "); took " +
+                       std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          Clock::now() - full_pass_->started)
+                                          .count()) +
+                       " ms";
   if (result.failures == 0)
     clean_generation_ = generation_;
   else
@@ -435,21 +436,23 @@ Reconciler::PassResult Reconciler::repairFullPass(FullPassComputed computed) {
   reconcileDevices(result, nullptr);
   // Clean: nothing to repair, nothing failed, no batch meanwhile. The next
   // pass may then skip its plan (stepFullPass).
-  const bool sw_clean = !computed.read_back_error &&
-                        (!computed.sw || (computed.sw->apply.size() + computed.sw->remove.size()) == 0);
+  const bool sw_clean =
+      !computed.read_back_error &&
+      (!computed.sw || (computed.sw->apply.size() + computed.sw->remove.size()) == 0);
   if (quiet && result.failures == 0 && computed.upsert.empty() && computed.remove.empty() &&
       sw_clean && pass.vanished == 0 && pass.generation == generation_)
     clean_generation_ = pass.generation;
   else
     clean_generation_.reset();
   const auto& c = applier_->counters();
-  last_pass_summary_ = "full pass: rules hw " + std::to_string(c.hw) + ", sw " +
-                       std::to_string(c.sw) + "; kernel objects " + std::to_string(sw_objects_) +
-                       ", failed " + std::to_string(failures_.count(FailureBook::Kind::kKernel)) + "; took " +
-                       std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                          Clock::now() - pass.started)
-                                          .count()) +
-                       " ms";
+  last_pass_summary_ =
+      "full pass: rules hw " + std::to_string(c.hw) + ", sw " + std::to_string(c.sw) +
+      "; kernel objects " + std::to_string(sw_objects_) + ", failed " +
+      std::to_string(failures_.count(FailureBook::Kind::kKernel)) + "; took " +
+      std::to_string(
+          std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - pass.started)
+              .count()) +
+      " ms";
   return result;
 }
 
@@ -502,14 +505,16 @@ Reconciler::PassResult Reconciler::reconcileTouched() {
   for (const auto& [address, before] : admission_.log().remotes)
     remotes.push_back({before ? &*before : nullptr, findRemote(address)});
   // A next hop's MAC changed: the remotes' rules as they were planned before.
-  auto planned = flowrules::planTouched(*planner_, previous_planner_ ? *previous_planner_ : *planner_,
-                                        ports, remotes, coupling_, derived_refs_);
+  auto planned =
+      flowrules::planTouched(*planner_, previous_planner_ ? *previous_planner_ : *planner_, ports,
+                             remotes, coupling_, derived_refs_);
   if (!planned) throw std::runtime_error(planned.error().describe());
   auto& [upsert, remove, deps, sw_old, sw_new, derived] = *planned;
 
   if (was_coupled || coupled()) {
-    spdlog::info("a hardware table is at its capacity{}: planning the whole intent",
-                 vxlan && coupling_.deliveryInSoftware() ? " or a delivery rule is in software" : "");
+    spdlog::info(
+        "a hardware table is at its capacity{}: planning the whole intent",
+        vxlan && coupling_.deliveryInSoftware() ? " or a delivery rule is in software" : "");
     return reconcile(false);
   }
 
@@ -544,7 +549,7 @@ Reconciler::PassResult Reconciler::reconcileTouched() {
 void Reconciler::reconcileDevices(PassResult& result, const TouchedPorts* touched) {
   std::map<std::uint16_t, MacAddr> want_vfs;
   std::map<std::string, vdpa::VdpaDeviceSpec> want_devices;
-  std::set<std::uint16_t> vf_scope;    // with `touched`: the VFs looked at
+  std::set<std::uint16_t> vf_scope;  // with `touched`: the VFs looked at
   if (touched) {
     for (const auto& [key, before] : *touched) {
       if (before && before->vf) vf_scope.insert(*before->vf);
@@ -625,18 +630,17 @@ void Reconciler::scheduleRetry(const PassResult& pass, bool full) {
   const auto now = options_.now();
   const std::string pass_object(FailureBook::kPassObject);
   if (pass.failures > pass.owned) {
-    failures_.failed(FailureBook::Kind::kPass, pass_object,
-                     pass.unowned_error.value_or(makeError(ErrorCode::kInternal, "", "",
-                                                           "a pass failed")),
-                     now);
+    failures_.failed(
+        FailureBook::Kind::kPass, pass_object,
+        pass.unowned_error.value_or(makeError(ErrorCode::kInternal, "", "", "a pass failed")), now);
   } else if (full) {
     failures_.cleared(pass_object);  // a full pass tried everything again
   }
   if (full) failures_.postponeDue(now);
   if (pass.failures == 0) return;
   const auto next = failures_.nextRetry();
-  spdlog::warn("reconcile left {} failures; {} objects failing; next retry in {} ms",
-               pass.failures, failures_.size(),
+  spdlog::warn("reconcile left {} failures; {} objects failing; next retry in {} ms", pass.failures,
+               failures_.size(),
                next == Clock::time_point::max()
                    ? -1
                    : std::chrono::duration_cast<std::chrono::milliseconds>(next - now).count());

@@ -116,7 +116,8 @@ bool TrafficSweep::stepSweep(bool inline_all) {
     auto got = sweep.links.get();
     if (got) {
       links = std::move(got).value();
-    } else if (got.error().code != ErrorCode::kUnsupported) {  // unsupported: a path without netdevs
+    } else if (got.error().code !=
+               ErrorCode::kUnsupported) {  // unsupported: a path without netdevs
       links_error = got.error().describe();
     }
   }
@@ -144,8 +145,8 @@ bool TrafficSweep::stepSweep(bool inline_all) {
       std::chrono::duration<double, std::milli>(sweep.busy + (Clock::now() - merge_begin)).count();
   st.last_wall_ms = std::chrono::duration<double, std::milli>(Clock::now() - sweep.started).count();
   st.last_at = seams_.now();
-  st.last_error = sweep.failures ? std::to_string(sweep.failures) + " counter reads failed; the first: " +
-                                       sweep.first_failure
+  st.last_error = sweep.failures ? std::to_string(sweep.failures) +
+                                       " counter reads failed; the first: " + sweep.first_failure
                                  : std::string();
   if (!links_error.empty()) {
     ++st.link_failures;
@@ -184,17 +185,20 @@ TrafficSweep::Clock::time_point TrafficSweep::nextWork() const {
 
 namespace {
 
-json countJson(const flowrules::TrafficCount& c) { return {{"packets", c.packets}, {"bytes", c.bytes}}; }
+json countJson(const flowrules::TrafficCount& c) {
+  return {{"packets", c.packets}, {"bytes", c.bytes}};
+}
 
 }  // namespace
 
 json TrafficSweep::portJson(const model::Port& port) const {
   const auto* t = book_.find(flowrules::portOwner(port.key));
   if (!t) return nullptr;  // not read yet
-  return {{"rx", {{"packets", t->rx().packets},
-                  {"bytes", t->rx().bytes},
-                  {"hw", countJson(t->rx_hw)},
-                  {"sw", countJson(t->rx_sw)}}},
+  return {{"rx",
+           {{"packets", t->rx().packets},
+            {"bytes", t->rx().bytes},
+            {"hw", countJson(t->rx_hw)},
+            {"sw", countJson(t->rx_sw)}}},
           {"tx", {{"hw", countJson(t->tx_hw)}, {"sw", countJson(t->tx_sw)}}},
           {"tx_dropped", countJson(t->tx_dropped)},
           {"hw_rules_read", t->rules_read},
@@ -204,7 +208,8 @@ json TrafficSweep::portJson(const model::Port& port) const {
 
 std::int64_t TrafficSweep::ageMs() const {
   if (stats_.sweeps == 0) return -1;
-  return std::chrono::duration_cast<std::chrono::milliseconds>(seams_.now() - stats_.last_at).count();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(seams_.now() - stats_.last_at)
+      .count();
 }
 
 json TrafficSweep::statusJson() const {
@@ -237,22 +242,25 @@ void TrafficSweep::renderMetrics() {
       {"nicoffload_port_rx_packets_total",
        "Packets delivered to a VM NIC: by hardware rules (path=hw) or by the kernel through the "
        "representor (path=sw).",
-       true, [](const T& t) { return t.rx_hw.packets; }, [](const T& t) { return t.rx_sw.packets; }},
+       true, [](const T& t) { return t.rx_hw.packets; },
+       [](const T& t) { return t.rx_sw.packets; }},
       {"nicoffload_port_rx_bytes_total", "Bytes of nicoffload_port_rx_packets_total.", true,
        [](const T& t) { return t.rx_hw.bytes; }, [](const T& t) { return t.rx_sw.bytes; }},
       {"nicoffload_port_tx_packets_total",
        "Packets from a VM NIC: taken in by its hardware anti-spoofing rules (path=hw), or reaching "
        "the kernel through the representor (path=sw; ARP, and what missed in hardware: such a "
        "packet is in both).",
-       true, [](const T& t) { return t.tx_hw.packets; }, [](const T& t) { return t.tx_sw.packets; }},
+       true, [](const T& t) { return t.tx_hw.packets; },
+       [](const T& t) { return t.tx_sw.packets; }},
       {"nicoffload_port_tx_bytes_total", "Bytes of nicoffload_port_tx_packets_total.", true,
        [](const T& t) { return t.tx_hw.bytes; }, [](const T& t) { return t.tx_sw.bytes; }},
       {"nicoffload_port_tx_dropped_packets_total",
        "Packets from a VM NIC dropped by its hardware anti-spoofing rules (spoofed source address "
        "or MAC).",
        false, [](const T& t) { return t.tx_dropped.packets; }, nullptr},
-      {"nicoffload_port_tx_dropped_bytes_total", "Bytes of nicoffload_port_tx_dropped_packets_total.",
-       false, [](const T& t) { return t.tx_dropped.bytes; }, nullptr},
+      {"nicoffload_port_tx_dropped_bytes_total",
+       "Bytes of nicoffload_port_tx_dropped_packets_total.", false,
+       [](const T& t) { return t.tx_dropped.bytes; }, nullptr},
   };
   std::vector<std::pair<std::string, const T*>> ports;  // labels, figures
   ports.reserve(intent_.ports.size());
@@ -285,11 +293,14 @@ void TrafficSweep::renderMetrics() {
   }
   const auto& st = stats_;
   MetricsRegistry m;
-  m.describe("nicoffload_traffic_sweeps_total", "counter", "Reads of every port's traffic counters.");
+  m.describe("nicoffload_traffic_sweeps_total", "counter",
+             "Reads of every port's traffic counters.");
   m.set("nicoffload_traffic_sweeps_total", "", static_cast<double>(st.sweeps));
-  m.describe("nicoffload_traffic_read_failures_total", "counter",
-             "Hardware counter reads the device refused, and representor counter dumps that failed.");
-  m.set("nicoffload_traffic_read_failures_total", "kind=\"rule\"", static_cast<double>(st.read_failures));
+  m.describe(
+      "nicoffload_traffic_read_failures_total", "counter",
+      "Hardware counter reads the device refused, and representor counter dumps that failed.");
+  m.set("nicoffload_traffic_read_failures_total", "kind=\"rule\"",
+        static_cast<double>(st.read_failures));
   m.set("nicoffload_traffic_read_failures_total", "kind=\"representors\"",
         static_cast<double>(st.link_failures));
   m.describe("nicoffload_traffic_sweep_busy_seconds", "gauge",

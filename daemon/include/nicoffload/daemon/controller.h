@@ -23,18 +23,30 @@
 #include <deque>
 #include <functional>
 #include <map>
-#include <set>
-#include <span>
-#include <string_view>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
+#include <span>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
 #include "nicoffload/common/error.h"
+#include "nicoffload/daemon/admission.h"
+#include "nicoffload/daemon/claims.h"
+#include "nicoffload/daemon/control.h"
+#include "nicoffload/daemon/controller_counters.h"
+#include "nicoffload/daemon/failure_book.h"
+#include "nicoffload/daemon/learned_routes.h"
+#include "nicoffload/daemon/metrics.h"
+#include "nicoffload/daemon/queries.h"
+#include "nicoffload/daemon/reconciler.h"
+#include "nicoffload/daemon/state_store.h"
+#include "nicoffload/daemon/traffic_sweep.h"
+#include "nicoffload/daemon/vdpa_devices.h"
 #include "nicoffload/flowrules/flow_backend.h"
 #include "nicoffload/flowrules/hw_apply.h"
 #include "nicoffload/flowrules/planner.h"
@@ -42,23 +54,11 @@
 #include "nicoffload/model/hw_profile.h"
 #include "nicoffload/model/intent.h"
 #include "nicoffload/model/parse.h"
-#include "nicoffload/daemon/admission.h"
-#include "nicoffload/daemon/claims.h"
-#include "nicoffload/daemon/controller_counters.h"
-#include "nicoffload/daemon/control.h"
-#include "nicoffload/daemon/failure_book.h"
-#include "nicoffload/daemon/learned_routes.h"
-#include "nicoffload/daemon/queries.h"
-#include "nicoffload/daemon/reconciler.h"
-#include "nicoffload/daemon/traffic_sweep.h"
-#include "nicoffload/daemon/vdpa_devices.h"
-#include "nicoffload/daemon/metrics.h"
+#include "nicoffload/model/vf_pool.h"
 #include "nicoffload/offload/nic_backend.h"
 #include "nicoffload/offload/route_watcher.h"
 #include "nicoffload/offload/software_path.h"
-#include "nicoffload/daemon/state_store.h"
 #include "nicoffload/vdpa/vdpa_backend.h"
-#include "nicoffload/model/vf_pool.h"
 
 namespace nicoffload::daemon {
 
