@@ -12,6 +12,7 @@
 #include <set>
 #include <string>
 
+#include "port_json.h"
 #include "nicoffload/model/parse.h"
 #include "nicoffload/simnic/sim_eswitch.h"
 #include "support/temp_dirs.h"
@@ -23,13 +24,7 @@ using nlohmann::json;
 using std::chrono::milliseconds;
 using Clock = Queries::Clock;
 
-json port(int i) {
-  return {{"vm", "00000000-0000-4000-8000-00000000000" + std::to_string(i)},
-          {"nic", 0},
-          {"mac", "52:54:00:00:00:0" + std::to_string(i)},
-          {"addresses", {"10.0." + std::to_string(i) + ".1/32"}},
-          {"representor", "rep" + std::to_string(i)}};
-}
+json port(int i) { return test_support::portJson(i); }
 
 // A request as the server hands it over: with its "op".
 json request(const char* op, json fields) {

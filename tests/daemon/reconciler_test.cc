@@ -13,6 +13,7 @@
 #include <string>
 
 #include "memory_software_path.h"
+#include "port_json.h"
 #include "nicoffload/model/parse.h"
 #include "nicoffload/simnic/sim_eswitch.h"
 
@@ -24,13 +25,7 @@ using std::chrono::milliseconds;
 using test_support::MemorySoftwarePath;
 using Clock = Reconciler::Clock;
 
-json port(int i) {
-  return {{"vm", "00000000-0000-4000-8000-00000000000" + std::to_string(i)},
-          {"nic", 0},
-          {"mac", "52:54:00:00:00:0" + std::to_string(i)},
-          {"addresses", {"10.0." + std::to_string(i) + ".1/32"}},
-          {"representor", "rep" + std::to_string(i)}};
-}
+json port(int i) { return test_support::portJson(i); }
 
 model::PortKey keyOf(int i) { return {port(i)["vm"].get<std::string>(), 0}; }
 
