@@ -47,6 +47,12 @@ std::string LearnedRoutes::underlayUse(const IpAddr& a) const {
   return {};
 }
 
+std::uint8_t LearnedRoutes::uplinkOf(const IpAddr& hop) const {
+  for (const auto& s : static_hops_)
+    if (s.address == hop) return s.uplink;
+  return uplink2_refs_.count(hop) ? 1 : 0;
+}
+
 std::optional<MacAddr> LearnedRoutes::macOf(const IpAddr& hop) const {
   for (const auto& s : static_hops_)
     if (s.address == hop) return s.mac;
@@ -165,25 +171,28 @@ LearnedRoutes::Applied LearnedRoutes::apply(const offload::RouteEvents& events, 
                    after ? "MAC " + after->str() : std::string("unresolved"));
     }
   }
-  if (!moved.empty()) {
-    // The planner writes next-hop MACs from the host's next_hops: the static
-    // ones (overrides) and the kernel's.
+  // The planner writes next-hop MACs (and uplinks) from the host's
+  // next_hops: the static ones (overrides) and the kernel's.
+  const auto publish = [&](const std::unordered_set<IpAddr>& changed) {
     std::vector<model::UnderlayNextHop> hops = static_hops_;
     for (const auto& [address, mac] : neighbours_) {
       const IpAddr ip = address;  // a structured binding is not captured before C++20
       if (std::none_of(hops.begin(), hops.end(), [&](const auto& s) { return s.address == ip; }))
-        hops.push_back({ip, mac});
+        hops.push_back({ip, mac, static_cast<std::uint8_t>(uplink2_refs_.count(ip) ? 1 : 0)});
     }
     std::sort(hops.begin(), hops.end(),
               [](const auto& a, const auto& b) { return a.address < b.address; });
     next_hops_changed(std::move(hops));
-    // Exactly the remotes through a moved hop are re-planned, and every
-    // ECMP route that lists one chooses again.
+    // Exactly the remotes through a changed hop are re-planned.
     for (const auto& r : admission.intent().remotes) {
       const IpAddr via =
           r.next_hop ? *r.next_hop : IpAddr(host_.default_next_hop.value_or(Ipv4Addr{}));
-      if (moved.count(via)) admission.touchRemote(r.address);
+      if (changed.count(via)) admission.touchRemote(r.address);
     }
+  };
+  if (!moved.empty()) {
+    publish(moved);
+    // Every ECMP route that lists a moved hop chooses again.
     for (const auto& [a, route] : routes_)
       if (route.next_hops.size() > 1 &&
           std::any_of(route.next_hops.begin(), route.next_hops.end(),
@@ -193,7 +202,15 @@ LearnedRoutes::Applied LearnedRoutes::apply(const offload::RouteEvents& events, 
   // Next hops counted over every route: an address that becomes (or stops
   // being) one is checked again, wherever it is in the events.
   std::unordered_set<IpAddr> released;  // no longer a next hop: checked last
+  // Hops listed on the second uplink, and whether they were before.
+  std::unordered_map<IpAddr, bool> was_on_uplink2;
   const auto countHops = [&](const offload::LearnedRoute& r, int delta) {
+    for (const auto hop : r.on_uplink2) {
+      was_on_uplink2.try_emplace(hop, uplink2_refs_.count(hop) > 0);
+      auto& n = uplink2_refs_[hop];
+      n = delta > 0 ? n + 1 : n - 1;
+      if (n == 0) uplink2_refs_.erase(hop);
+    }
     for (const auto hop : r.next_hops) {
       auto& n = hop_refs_[hop];
       if (delta > 0 && n++ == 0) recheck.insert(hop);
@@ -214,6 +231,12 @@ LearnedRoutes::Applied LearnedRoutes::apply(const offload::RouteEvents& events, 
     }
     recheck.insert(address);
   }
+  // A hop's uplink is where the routes list it: one that moved between the
+  // uplinks is published again (its rules leave through the other).
+  std::unordered_set<IpAddr> rehomed;
+  for (const auto& [hop, was] : was_on_uplink2)
+    if (was != (uplink2_refs_.count(hop) > 0)) rehomed.insert(hop);
+  if (!rehomed.empty()) publish(rehomed);
   if (events.uplink_prefixes && *events.uplink_prefixes != uplink_prefixes_) {
     uplink_prefixes_ = *events.uplink_prefixes;
     std::string list;
@@ -271,17 +294,25 @@ json LearnedRoutes::statusJson(const Admission& admission, const offload::RouteW
   json protocols = json::object();
   for (const auto& [p, n] : by_origin) protocols[p] = n;
   json hops = json::array(), unresolved = json::array();
+  std::vector<std::size_t> per_uplink(host_.uplinkCount(), 0);
   for (const auto& [address, n] : hop_use) {
     const IpAddr hop = address;  // a structured binding is not captured before C++20
     const auto mac = macOf(hop);
     const bool fixed = std::any_of(static_hops_.begin(), static_hops_.end(),
                                    [&](const auto& s) { return s.address == hop; });
+    const std::size_t uplink = std::min<std::size_t>(uplinkOf(hop), per_uplink.size() - 1);
+    per_uplink[uplink] += n;
     hops.push_back({{"address", hop.str()},
                     {"mac", mac ? json(mac->str()) : json(nullptr)},
                     {"source", mac ? (fixed ? "static" : "kernel") : "unresolved"},
+                    {"uplink", host_.uplinkNetdev(uplink)},
                     {"remotes", n}});
     if (!mac) unresolved.push_back(hop.str());
   }
+  // Remotes per uplink (by their chosen next hop's): where the egress goes.
+  json uplinks = json::array();
+  for (std::size_t i = 0; i < per_uplink.size(); ++i)
+    uplinks.push_back({{"netdev", host_.uplinkNetdev(i)}, {"remotes", per_uplink[i]}});
   const auto now = now_();
   json last = nullptr;
   if (resyncs_)
@@ -295,19 +326,20 @@ json LearnedRoutes::statusJson(const Admission& admission, const offload::RouteW
                               last_resync_wall_.time_since_epoch())
                               .count()}};
   json out{{"enabled", true},
-          {"learned", learned},
-          {"by_protocol", protocols},
-          {"routes_in_kernel", routes_.size()},
-          {"shadowed", shadowed},
-          {"refused", refused_.size()},
-          {"next_hops", hops},
-          {"unresolved_next_hops", unresolved},
-          {"last_resync", last},
-          {"resyncs", resyncs_},
-          {"overruns", wc.overruns},
-          {"route_events", route_events_},
-          {"neighbour_events", neighbour_events_},
-          {"events_per_second", eventsPerSecond(now)}};
+           {"learned", learned},
+           {"by_protocol", protocols},
+           {"routes_in_kernel", routes_.size()},
+           {"shadowed", shadowed},
+           {"refused", refused_.size()},
+           {"next_hops", hops},
+           {"uplinks", uplinks},
+           {"unresolved_next_hops", unresolved},
+           {"last_resync", last},
+           {"resyncs", resyncs_},
+           {"overruns", wc.overruns},
+           {"route_events", route_events_},
+           {"neighbour_events", neighbour_events_},
+           {"events_per_second", eventsPerSecond(now)}};
   status_cache_ = out;
   status_cached_at_ = now;
   return out;

@@ -263,6 +263,7 @@ Result<OpenedBackends> openBackends(const model::HostConfig& host, const model::
     offload::RouteWatcherOptions ro;
     ro.netns = host.kernel_netns;
     ro.uplink = host.uplink_netdev;
+    if (host.uplink2) ro.uplink2 = host.uplink2->netdev;
     ro.table = host.route_table;
     ro.own_protocol = host.route_protocol;
     ro.protocols = host.learn_protocols;
@@ -271,7 +272,8 @@ Result<OpenedBackends> openBackends(const model::HostConfig& host, const model::
     if (!watcher) return watcher.error();
     backends.routes = std::move(watcher).value();
     spdlog::info("routes: learning {} routes of table {} through {} from the kernel{}",
-                 ro.ipv6 ? "/32 and /128" : "/32", host.route_table, host.uplink_netdev,
+                 ro.ipv6 ? "/32 and /128" : "/32", host.route_table,
+                 host.uplink_netdev + (host.uplink2 ? " and " + host.uplink2->netdev : ""),
                  host.kernel_netns.empty() ? "" : " in namespace " + host.kernel_netns);
   }
   return opened;

@@ -181,15 +181,24 @@ void coupleAntiSpoofing(std::span<FlowRule> port_rules) {
 struct Context {
   const HostConfig& host;
   const HwProfile& profile;
-  std::unordered_map<IpAddr, MacAddr> next_hop_mac;
+  struct Hop {
+    MacAddr mac;
+    std::uint8_t uplink = 0;
+  };
+  std::unordered_map<IpAddr, Hop> next_hop;
 
   Context(const HostConfig& h, const HwProfile& p) : host(h), profile(p) {
-    for (const auto& nh : h.next_hops) next_hop_mac.emplace(nh.address, nh.mac);
+    for (const auto& nh : h.next_hops) next_hop.emplace(nh.address, Hop{nh.mac, nh.uplink});
   }
   std::optional<MacAddr> macOf(const IpAddr& nh) const {
-    auto it = next_hop_mac.find(nh);
-    if (it == next_hop_mac.end()) return std::nullopt;
-    return it->second;
+    auto it = next_hop.find(nh);
+    if (it == next_hop.end()) return std::nullopt;
+    return it->second.mac;
+  }
+  // The uplink a next hop is on (0 when unknown: a hop without a MAC).
+  std::uint8_t uplinkOf(const IpAddr& nh) const {
+    auto it = next_hop.find(nh);
+    return it == next_hop.end() || it->second.uplink >= host.uplinkCount() ? 0 : it->second.uplink;
   }
 };
 
@@ -389,24 +398,45 @@ void emitRemoteRule(const Context& ctx, const RemoteTemplates& templates,
     hop_mac = ctx.macOf(hop);
     r.actions.at<SetMacDstAction>(1).mac = hop_mac.value_or(MacAddr{});
   }
+  // Two uplinks: out of the one the next hop is on, from its MAC.
+  const std::uint8_t uplink = vxlan ? 0 : ctx.uplinkOf(hop);
+  if (uplink != 0) {
+    r.actions.at<SetMacSrcAction>(0).mac = host.uplinkMac(uplink);
+    r.actions.at<RepresentedPortAction>(3).port = PortRef::uplink(uplink);  // routed: 4th
+  }
   if (tmpl.capability.code != PlacementReason::Code::kNone) {
     r.reason = tmpl.capability;
   } else if (!hop_mac) {
     r.reason.code = PlacementReason::Code::kNextHopUnresolved;
     r.reason.address = hop;
+  } else if (uplink != 0 && !ctx.profile.multiport_eswitch) {
+    r.reason.code = PlacementReason::Code::kUplinkOtherEswitch;
+    r.reason.detail = uplink;
+    r.reason.address = hop;
   }
   r.placement = r.reason.code == PlacementReason::Code::kNone ? Placement::kHw : Placement::kSw;
 }
 
-FlowRule uplinkEntryRule(const Context& ctx, bool ipv6 = false) {
-  auto r = makeRule(RuleClass::kLocalDelivery, hostOwner(), ipv6 ? kSubUplinkEntry6 : kSubUplinkEntry,
-                    0, kRootGroup, 1);
-  r.pattern.push_back(PortItem{PortRef::uplink()});
+FlowRule uplinkEntryRule(const Context& ctx, bool ipv6 = false, std::uint8_t uplink = 0) {
+  auto r = makeRule(RuleClass::kLocalDelivery, hostOwner(),
+                    ipv6 ? kSubUplinkEntry6 : kSubUplinkEntry, uplink, kRootGroup, 1);
+  r.pattern.push_back(PortItem{PortRef::uplink(uplink)});
   r.pattern.push_back(ethMatch(EthItem::kType, MacAddr{}, ipv6 ? kEtherTypeIpv6 : kEtherTypeIpv4));
   r.actions.push_back(JumpAction{kFibGroup});
   addCount(ctx, r);
   placeByCapability(r, ctx.profile);
   return r;
+}
+
+// The routed uplinks' entry rules: the first uplink's, and the second's
+// where one eswitch spans both PFs (else the second PF's eswitch is not
+// ours: its packets reach the VMs through the kernel).
+void appendUplinkEntryRules(const Context& ctx, std::vector<FlowRule>& out) {
+  const std::uint8_t uplinks = ctx.host.uplink2 && ctx.profile.multiport_eswitch ? 2 : 1;
+  for (std::uint8_t u = 0; u < uplinks; ++u) {
+    out.push_back(uplinkEntryRule(ctx, false, u));
+    if (ctx.host.gateway_ipv6) out.push_back(uplinkEntryRule(ctx, true, u));
+  }
 }
 
 FlowRule decapRule(const Context& ctx, std::uint32_t vni) {
@@ -603,8 +633,16 @@ std::uint32_t remoteVni(const HostConfig& host, const RemoteEndpoint& r) {
   return r.vni ? *r.vni : host.default_vni.value_or(0);
 }
 
-// The route of one remote /32: via its next hop on the uplink (routed), or
-// via its VTEP, onlink, on the VXLAN device of its VNI.
+// The netdev of the uplink next hop `hop` is on (underlay.next_hops[].uplink;
+// a hop not listed is on the first). Next hops are few (the ToRs).
+const std::string& hopDevice(const HostConfig& host, const IpAddr& hop) {
+  for (const auto& nh : host.next_hops)
+    if (nh.address == hop && nh.uplink < host.uplinkCount()) return host.uplinkNetdev(nh.uplink);
+  return host.uplink_netdev;
+}
+
+// The route of one remote /32: via its next hop on the uplink it is on
+// (routed), or via its VTEP, onlink, on the VXLAN device of its VNI.
 void emitRemoteObjects(const HostConfig& host, const RemoteEndpoint& r, OwnerId owner,
                        SoftwarePathState& sw) {
   // A remote learned from the kernel's routing table has its route there
@@ -623,6 +661,7 @@ void emitRemoteObjects(const HostConfig& host, const RemoteEndpoint& r, OwnerId 
                       false};
     if (host.underlay == UnderlayMode::kRouted) {
       route.via = r.next_hop->v6();  // checkRemote: an IPv6 remote names its IPv6 next hop
+      route.dev = hopDevice(host, *r.next_hop);
     } else {
       route.dev = vxlanDeviceName(remoteVni(host, r));
       route.via = vtepGateway6(*r.vtep);
@@ -633,7 +672,7 @@ void emitRemoteObjects(const HostConfig& host, const RemoteEndpoint& r, OwnerId 
   }
   if (host.underlay == UnderlayMode::kRouted) {
     const Ipv4Addr via = r.next_hop ? r.next_hop->v4() : *host.default_next_hop;
-    sw.routes.push_back({Ipv4Prefix{r.address.v4(), 32}, host.uplink_netdev, via, false,
+    sw.routes.push_back({Ipv4Prefix{r.address.v4(), 32}, hopDevice(host, via), via, false,
                          host.route_table, host.route_protocol, owner});
     return;
   }
@@ -820,8 +859,7 @@ Status planIntoUnchecked(const model::Intent& intent, const HwProfile& profile,
     emitRemoteRule(ctx, remote_templates, intent.remotes[i], remote_owners[i], rules);
   std::map<std::uint32_t, std::size_t> decap_idx;
   if (intent.host.underlay == UnderlayMode::kRouted) {
-    rules.push_back(uplinkEntryRule(ctx));
-    if (intent.host.gateway_ipv6) rules.push_back(uplinkEntryRule(ctx, true));
+    appendUplinkEntryRules(ctx, rules);
   } else {
     for (const auto& [vni, list] : delivery_by_vni) {
       decap_idx[vni] = rules.size();
@@ -960,8 +998,7 @@ FlowRule OwnerPlanner::uplinkEntryRule() const { return flowrules::uplinkEntryRu
 std::vector<FlowRule> OwnerPlanner::hostRules(std::span<const std::uint32_t> port_vnis) const {
   std::vector<FlowRule> out;
   if (impl_->host.underlay == UnderlayMode::kRouted) {
-    out.push_back(uplinkEntryRule());
-    if (impl_->host.gateway_ipv6) out.push_back(flowrules::uplinkEntryRule(impl_->ctx, true));
+    appendUplinkEntryRules(impl_->ctx, out);
   } else {
     for (const auto vni : port_vnis) out.push_back(decapRule(vni));
   }
@@ -1026,6 +1063,13 @@ std::string describeReason(const PlacementReason& reason, const HwProfile& p) {
         std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(reason.rule));
         return std::string(buf);
       }() + ", which is in software: keeping this one in hardware would shadow or strand it";
+    case Code::kUplinkOtherEswitch:
+      return "next hop " + reason.address.str() + " is on uplink " + std::to_string(reason.detail) +
+             ", a PF with an eswitch of its own: profile " + p.name +
+             " has no multiport eswitch, so a VF's rule cannot send out of it (" +
+             (p.multiport_source.empty() ? std::string("no eswitch.multiport claim")
+                                         : p.multiport_source) +
+             "); the kernel path routes it";
     case Code::kDeviceRefused:  // detail = the ErrorCode of the refusal (HwApplier)
       return "the device refused the rule at install time (" +
              std::string(reason.detail <= static_cast<std::uint8_t>(ErrorCode::kInternal)

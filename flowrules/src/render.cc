@@ -71,7 +71,9 @@ struct ActionText {
 };
 
 json portJson(const PortRef& p) {
-  return p.kind == PortRef::Kind::kUplink ? json{{"port", "uplink"}} : json{{"port", "vf"}, {"vf", p.vf}};
+  if (p.kind == PortRef::Kind::kVf) return json{{"port", "vf"}, {"vf", p.vf}};
+  if (p.uplink_index == 0) return json{{"port", "uplink"}};
+  return json{{"port", "uplink"}, {"uplink", p.uplink_index}};
 }
 
 struct ItemJson {

@@ -73,7 +73,8 @@ const char* reasonCodeName(std::size_t code) {
                                                                     "next-hop-unresolved",
                                                                     "table-full",
                                                                     "follows",
-                                                                    "device-refused"};
+                                                                    "device-refused",
+                                                                    "uplink-other-eswitch"};
   return code < kPlacementReasonCodeCount ? kNames[code] : "unknown";
 }
 

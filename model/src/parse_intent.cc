@@ -249,8 +249,14 @@ bool readNextHops(ObjectReader& r, const json& arr, HostConfig& host) {
     if (v6 && nh.member("ipv4", false))
       return r.fail(makeError(ErrorCode::kConflict, nh.field("ipv6"), "",
                               "a next hop is one address: give ipv4 or ipv6, not both"));
+    std::int64_t uplink = 0;
     (v6 ? nh.ipv6("ipv6", ip6, true) : nh.ipv4("ipv4", ip, true)) && nh.mac("mac", hop.mac, true) &&
-        nh.finish();
+        nh.integer("uplink", 0, 1, uplink, false, "index into uplinks: 0 or 1") && nh.finish();
+    if (nh.ok() && uplink >= static_cast<std::int64_t>(host.uplinkCount()))
+      nh.fail(makeError(ErrorCode::kConflict, nh.field("uplink"), std::to_string(uplink),
+                        "names uplinks[" + std::to_string(uplink) +
+                            "], but this host has one uplink (give uplinks with two entries)"));
+    hop.uplink = static_cast<std::uint8_t>(uplink);
     if (!nh.ok()) return r.fail(nh.error());
     if (ip6 &&
         (ip6->isMulticast() || ip6->isUnspecified() || ip6->isLoopback() || ip6->isV4Mapped()))
@@ -355,10 +361,11 @@ namespace {
 // One reader per section of host.json; each fails `r` with the first
 // error it meets, naming the field.
 // host.json "uplink".
-void readUplinkSection(const json& section, HostConfig& host, ObjectReader& r) {
+void readUplinkSection(const json& section, HostConfig& host, ObjectReader& r,
+                       const std::string& path = "uplink") {
   std::int64_t n = 0;
   const json* obj = &section;
-  ObjectReader u(*obj, "uplink");
+  ObjectReader u(*obj, path);
   if (u.string("pci", host.uplink_pci, true) && !validPci(host.uplink_pci))
     u.fail(ErrorCode::kInvalidValue, "pci", host.uplink_pci,
            "'" + host.uplink_pci + "' is not a PCI address (expected DDDD:BB:DD.F, e.g. 0000:03:00.0)");
@@ -370,6 +377,56 @@ void readUplinkSection(const json& section, HostConfig& host, ObjectReader& r) {
   if (u.integer("vf_count", 0, 65535, n, true, "SR-IOV VFs to create")) host.vf_count = static_cast<std::uint16_t>(n);
   u.finish();
   if (!u.ok()) r.fail(u.error());
+}
+
+// Not a port id (dpdk.*_port_id are 0..65534): "not given".
+constexpr std::uint16_t kPortIdUnset = 65535;
+
+// host.json "uplinks"[1]: the second uplink of a dual-homed host.
+void readSecondUplink(const json& section, HostConfig& host, ObjectReader& r,
+                      const std::string& path) {
+  SecondUplink up;
+  ObjectReader u(section, path);
+  if (u.string("pci", up.pci, true) && !validPci(up.pci))
+    u.fail(ErrorCode::kInvalidValue, "pci", section["pci"],
+           "'" + up.pci + "' is not a PCI address (expected DDDD:BB:DD.F, e.g. 0000:03:00.1)");
+  if (u.ok() && lower(up.pci) == lower(host.uplink_pci))
+    u.fail(makeError(ErrorCode::kConflict, u.field("pci"), up.pci,
+                     "is the first uplink's PF too: two uplinks are two PFs"));
+  if (u.string("netdev", up.netdev, true) && !validIfName(up.netdev))
+    u.fail(ErrorCode::kInvalidValue, "netdev", section["netdev"],
+           "'" + up.netdev +
+               "' is not a valid interface name (1-15 printable ASCII characters, no '/', ':' or "
+               "spaces)");
+  if (u.ok() && up.netdev == host.uplink_netdev)
+    u.fail(makeError(ErrorCode::kConflict, u.field("netdev"), up.netdev,
+                     "is the first uplink's netdev too: two uplinks are two netdevs"));
+  u.mac("mac", up.mac, true);
+  if (u.ok() && (up.mac.isZero() || up.mac.isMulticast()))
+    u.fail(ErrorCode::kInvalidValue, "mac", section["mac"], "must be a non-zero unicast MAC");
+  if (u.ok() && u.member("vf_count", false))
+    u.fail(makeError(ErrorCode::kConflict, u.field("vf_count"),
+                     detail::shortValue(section["vf_count"]),
+                     "the VMs' VFs are made on the first uplink (uplinks[0].vf_count) only"));
+  u.finish();
+  if (!u.ok()) return void(r.fail(u.error()));
+  up.port_id = kPortIdUnset;  // dpdk.uplink2_port_id, or the default (parseHostConfig)
+  host.uplink2 = std::move(up);
+}
+
+// host.json "uplinks": one or two PFs (issue 23), instead of "uplink".
+void readUplinks(const json& arr, HostConfig& host, ObjectReader& r) {
+  if (arr.empty() || arr.size() > 2)
+    return void(r.fail(ErrorCode::kInvalidValue, "uplinks", arr,
+                       "lists " + std::to_string(arr.size()) +
+                           " uplinks: give one or two (a dual-homed host's two PFs)"));
+  readUplinkSection(arr[0], host, r, "uplinks[0]");
+  if (r.ok() && arr.size() == 2) {
+    if (host.uplink_netdev.empty())
+      return void(r.fail(makeError(ErrorCode::kMissingField, "uplinks[0].netdev", "",
+                                   "two uplinks need both netdevs: routes go out of either")));
+    readSecondUplink(arr[1], host, r, "uplinks[1]");
+  }
 }
 
 // host.json "gateway".
@@ -603,6 +660,13 @@ void readDpdkSection(const json& section, HostConfig& host, ObjectReader& r) {
   if (d.integer("first_representor_port_id", 0, 65534, n, false) &&
       d.member("first_representor_port_id", false))
     host.first_representor_port_id = static_cast<std::uint16_t>(n);
+  if (d.integer("uplink2_port_id", 0, 65534, n, false) && d.member("uplink2_port_id", false)) {
+    if (!host.uplink2)
+      d.fail(makeError(ErrorCode::kConflict, d.field("uplink2_port_id"), std::to_string(n),
+                       "numbers the second uplink's port, but uplinks lists one uplink"));
+    else
+      host.uplink2->port_id = static_cast<std::uint16_t>(n);
+  }
   const json* args = nullptr;
   if (d.array("eal_args", args, false) && args) readEalArgs(d, *args, host);
   if (d.string("pf_devargs", host.dpdk_pf_devargs, false) && d.member("pf_devargs", false))
@@ -631,7 +695,15 @@ Result<HostConfig> parseHostConfig(const json& doc) {
 
   // The sections in this order: later ones check against earlier ones
   // (the VTEP against the gateway, learn_routes against the underlay).
-  if (r.object("uplink", obj, true) && obj) readUplinkSection(*obj, host, r);
+  if (r.member("uplinks", false)) {
+    if (r.member("uplink", false))
+      r.fail(makeError(ErrorCode::kConflict, "uplinks", "",
+                       "give uplink (one PF) or uplinks (one or two), not both"));
+    else if (r.array("uplinks", obj, true) && obj)
+      readUplinks(*obj, host, r);
+  } else if (r.object("uplink", obj, true) && obj) {
+    readUplinkSection(*obj, host, r);
+  }
   if (r.ok() && r.object("gateway", obj, true) && obj) readGatewaySection(*obj, host, r);
   if (r.ok() && r.object("underlay", obj, true) && obj) readUnderlaySection(*obj, host, r);
   if (r.ok() && r.object("kernel", obj, false) && obj) readKernelSection(*obj, host, r);
@@ -651,6 +723,14 @@ Result<HostConfig> parseHostConfig(const json& doc) {
     else if (host.uplink_netdev.empty())
       refuse("learned routes go through the uplink: uplink.netdev is required");
   }
+  // testpmd numbers a second "-a PF1" after the first PF and its representors.
+  if (host.uplink2 && host.uplink2->port_id == kPortIdUnset)
+    host.uplink2->port_id = static_cast<std::uint16_t>(
+        std::min<unsigned>(65534, host.first_representor_port_id + host.vf_count));
+  if (r.ok() && host.uplink2 && host.underlay != UnderlayMode::kRouted)
+    r.fail(makeError(ErrorCode::kConflict, "uplinks", "2 uplinks",
+                     "two uplinks need a routed underlay (underlay.mode routed): VXLAN goes "
+                     "out of the first uplink only"));
   if (r.ok() && !host.learn_routes && (!host.learn_allow.empty() || !host.learn_deny.empty())) {
     r.fail(makeError(ErrorCode::kConflict, "kernel.learn_prefixes", "",
                      "filters learned routes, but kernel.learn_routes is off: set it to true, or "

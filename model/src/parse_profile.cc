@@ -151,6 +151,12 @@ Result<HwProfile> parseHwProfile(const json& doc, const std::string& name) {
       }
     }
     if (e.string("source", p.eswitch_source, true)) checkSource(e, "source", p.eswitch_source, p.sources);
+    // multiport: one eswitch spans both PFs of the card, so that a transfer
+    // rule may send a VF's packet out of the other PF's uplink. Optional
+    // (false); when given, multiport_source says where the claim rests.
+    if (e.boolean("multiport", p.multiport_eswitch, false) && e.member("multiport", false) &&
+        e.string("multiport_source", p.multiport_source, true))
+      checkSource(e, "multiport_source", p.multiport_source, p.sources);
     e.finish();
     if (!e.ok()) r.fail(e.error());
   }

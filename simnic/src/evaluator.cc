@@ -116,7 +116,7 @@ std::string actionText(const fr::FlowAction& action, const FlowRule& rule) {
 std::string Delivery::str() const {
   switch (kind) {
     case Kind::kPort:
-      return port.kind == PortRef::Kind::kUplink ? "out of the uplink (wire)"
+      return port.kind == PortRef::Kind::kUplink ? "out of the " + port.str() + " (wire)"
                                                  : "out of " + port.str();
     case Kind::kRepresentor:
       return "to the representor of " + port.str() + (miss ? " (miss)" : "");

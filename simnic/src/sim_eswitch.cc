@@ -94,6 +94,15 @@ void SimEswitch::clearFaults() {
 
 Status SimEswitch::checkPort(const FlowRule& rule, PortRef port, bool is_item,
                          std::size_t index) const {
+  if (port.kind == PortRef::Kind::kUplink && port.uplink_index > 0 &&
+      (port.uplink_index > 1 || !profile_.multiport_eswitch)) {
+    std::string msg =
+        port.str() + " is not on this eswitch: " +
+        (port.uplink_index > 1 ? std::string("the NIC has two uplinks")
+                               : "profile " + profile_.name + " has no multiport eswitch");
+    return is_item ? itemError(ErrorCode::kUnsupported, rule, index, msg)
+                   : actionError(ErrorCode::kUnsupported, rule, index, msg);
+  }
   if (port.kind == PortRef::Kind::kVf && port.vf >= vf_count_) {
     std::string msg =
         port.str() + " does not exist: the NIC has " + std::to_string(vf_count_) + " VFs";

@@ -7,7 +7,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <set>
+#include <string>
 #include <vector>
 
 namespace nicoffload::daemon {
@@ -199,6 +201,85 @@ TEST(LearnedRoutes, ANextHopsNewMacReplansExactlyTheRemotesThroughIt) {
   EXPECT_EQ(status["learned"], 2);
   EXPECT_EQ(status["route_events"], 2);
   EXPECT_EQ(status["neighbour_events"], 2);
+}
+
+// Two uplinks (issue 23): a route over both ToRs spreads its remotes by
+// destination (the same choice every time); the hops the route lists on the
+// second uplink are published with uplink 1, and a hop that comes to the
+// second uplink later is published again, re-planning exactly its remotes.
+// One uplink's next hop withdrawn (its link or session lost): every remote
+// through it moves to the other, and status counts remotes per uplink.
+TEST(LearnedRoutes, TwoUplinksSpreadByDestinationAndFailOver) {
+  model::HostConfig h = host();
+  h.uplink2 =
+      model::SecondUplink{"0000:03:00.1", "uplink1", *MacAddr::parse("0c:42:a1:00:00:02"), 9};
+  Fixture f(h);
+  offload::RouteEvents ev;
+  ev.neighbours.push_back({ip("192.0.2.254"), MacAddr::parse("0c:42:a1:ff:ff:fe")});
+  ev.neighbours.push_back({ip("198.51.100.1"), MacAddr::parse("0c:42:a1:ff:ff:01")});
+  const auto both = [](const char* a) {
+    auto r = route(a, {"192.0.2.254", "198.51.100.1"});
+    r.on_uplink2 = {*IpAddr::parse("198.51.100.1")};
+    return r;
+  };
+  std::vector<std::string> addresses;
+  for (int i = 1; i <= 64; ++i) addresses.push_back("10.30.0." + std::to_string(i));
+  for (const auto& a : addresses) ev.routes.push_back({ip(a.c_str()), both(a.c_str())});
+  f.apply(ev);
+  ASSERT_FALSE(f.hop_changes.empty());
+  for (const auto& hop : f.hop_changes.back())
+    EXPECT_EQ(hop.uplink, hop.address == IpAddr(ip("198.51.100.1")) ? 1 : 0) << hop.address.str();
+  std::map<std::string, IpAddr> chosen;
+  std::size_t on_second = 0;
+  for (const auto& a : addresses) {
+    ASSERT_NE(f.remote(a.c_str()), nullptr) << a;
+    chosen[a] = *f.remote(a.c_str())->next_hop;
+    if (chosen[a] == IpAddr(ip("198.51.100.1"))) ++on_second;
+  }
+  EXPECT_GT(on_second, 16u) << "both uplinks carry remotes";
+  EXPECT_LT(on_second, 48u) << "both uplinks carry remotes";
+  json status = f.learned.statusJson(f.admission, {});
+  ASSERT_EQ(status["uplinks"].size(), 2u) << status.dump();
+  EXPECT_EQ(status["uplinks"][1]["netdev"], "uplink1");
+  EXPECT_EQ(status["uplinks"][1]["remotes"], on_second);
+  EXPECT_EQ(status["uplinks"][0]["remotes"], addresses.size() - on_second);
+
+  // The same routes again, in another order: the same choices.
+  Fixture g(h);
+  offload::RouteEvents reversed = ev;
+  std::reverse(reversed.routes.begin(), reversed.routes.end());
+  g.apply(reversed);
+  for (const auto& a : addresses) EXPECT_EQ(*g.remote(a.c_str())->next_hop, chosen[a]) << a;
+
+  // The second uplink lost (the watcher drops its hops): every remote
+  // through it moves to the first, the others stay untouched.
+  offload::RouteEvents lost;
+  for (const auto& a : addresses)
+    lost.routes.push_back({ip(a.c_str()), route(a.c_str(), {"192.0.2.254"})});
+  f.apply(lost);
+  for (const auto& a : addresses)
+    EXPECT_EQ(*f.remote(a.c_str())->next_hop, IpAddr(ip("192.0.2.254"))) << a;
+  EXPECT_EQ(f.admission.log().remotes.size(), on_second) << "exactly the remotes that moved";
+  status = f.learned.statusJson(f.admission, {});
+  EXPECT_EQ(status["uplinks"][1]["remotes"], 0);
+
+  // A hop first seen on the first uplink, later listed on the second: it is
+  // published again with uplink 1, and its remotes are re-planned.
+  Fixture k(h);
+  offload::RouteEvents one;
+  one.neighbours.push_back({ip("198.51.100.9"), MacAddr::parse("0c:42:a1:ff:ff:09")});
+  one.routes.push_back({ip("10.31.0.1"), route("10.31.0.1", {"198.51.100.9"})});
+  k.apply(one);
+  ASSERT_EQ(k.hop_changes.size(), 1u);
+  EXPECT_EQ(k.hop_changes.back()[0].uplink, 0);
+  offload::RouteEvents rehomed;
+  auto r = route("10.31.0.1", {"198.51.100.9"});
+  r.on_uplink2 = {*IpAddr::parse("198.51.100.9")};
+  rehomed.routes.push_back({ip("10.31.0.1"), r});
+  k.apply(rehomed);
+  ASSERT_EQ(k.hop_changes.size(), 2u);
+  EXPECT_EQ(k.hop_changes.back()[0].uplink, 1);
+  EXPECT_EQ(k.admission.log().remotes.count(ip("10.31.0.1")), 1u);
 }
 
 }  // namespace

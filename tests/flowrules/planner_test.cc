@@ -1086,6 +1086,83 @@ TEST(Planner, SoftwarePathVxlan) {
   EXPECT_EQ(sw.routes.size(), 3u + 3u);
 }
 
+// Two uplinks (issue 23): a remote whose next hop is on the second uplink
+// leaves through it, from its MAC, in hardware where one eswitch spans both
+// PFs (sim) and in the kernel where each PF has its own (ConnectX-6 Dx);
+// its kernel route goes out of the second uplink's netdev. The second
+// uplink gets entry rules only where its eswitch is the VFs'.
+TEST(Planner, TwoUplinksEgressByTheNextHopsUplink) {
+  Intent intent;
+  intent.host = test::makeHost(UnderlayMode::kRouted);
+  intent.host.uplink2 =
+      model::SecondUplink{"0000:03:00.1", "uplink1", test::mac("0c:42:a1:00:00:02"), 9};
+  intent.host.next_hops.push_back({test::ip("198.51.100.1"), test::mac("0c:42:a1:ff:ff:01"), 1});
+  intent.ports = {test::makePort(0, {"10.0.0.1"})};
+  intent.remotes = {test::routedRemote("10.20.0.1"),                   // first uplink
+                    test::routedRemote("10.20.0.2", "198.51.100.1")};  // second uplink
+  const auto egress = [](const DesiredState& st, const char* dst) {
+    for (const auto& r : st.rules)
+      if (r.cls == RuleClass::kRoutedEgress && ipv4Dst(r) == test::ip(dst)) return r;
+    ADD_FAILURE() << "no egress rule for " << dst;
+    return FlowRule{};
+  };
+  const auto port = [](const FlowRule& r) {
+    for (const auto& a : r.actions)
+      if (const auto* p = std::get_if<flowrules::RepresentedPortAction>(&a)) return p->port;
+    return flowrules::PortRef::vfPort(999);
+  };
+  const auto entries = [](const DesiredState& st) {
+    std::set<std::string> out;
+    for (const auto& r : st.rules)
+      for (const auto& item : r.pattern)
+        if (const auto* p = std::get_if<flowrules::PortItem>(&item);
+            p && p->port.kind == flowrules::PortRef::Kind::kUplink)
+          out.insert(p->port.str());
+    return out;
+  };
+
+  const HwProfile sim = test::loadProfile("sim");
+  const DesiredState st = test::planOrThrow(intent, sim);
+  const FlowRule first = egress(st, "10.20.0.1"), second = egress(st, "10.20.0.2");
+  EXPECT_EQ(port(first), flowrules::PortRef::uplink(0));
+  EXPECT_EQ(std::get<flowrules::SetMacSrcAction>(first.actions[0]).mac, intent.host.uplink_mac);
+  EXPECT_EQ(second.placement, Placement::kHw);
+  EXPECT_EQ(port(second), flowrules::PortRef::uplink(1));
+  EXPECT_EQ(port(second).str(), "uplink1");
+  EXPECT_EQ(std::get<flowrules::SetMacSrcAction>(second.actions[0]).mac,
+            test::mac("0c:42:a1:00:00:02"));
+  EXPECT_EQ(std::get<flowrules::SetMacDstAction>(second.actions[1]).mac,
+            test::mac("0c:42:a1:ff:ff:01"));
+  EXPECT_EQ(entries(st), (std::set<std::string>{"uplink", "uplink1"}));
+  // The rule id does not depend on the uplink: a failover replaces it in place.
+  Intent moved = intent;
+  moved.host.next_hops.back().uplink = 0;
+  const FlowRule back = egress(test::planOrThrow(moved, sim), "10.20.0.2");
+  EXPECT_EQ(back.id, second.id);
+  EXPECT_EQ(port(back), flowrules::PortRef::uplink(0));
+  const auto routes = select(st.sw.routes, [&](const auto& r) {
+    return r.owner == flowrules::remoteOwner(test::ip("10.20.0.2"));
+  });
+  ASSERT_EQ(routes.size(), 1u);
+  EXPECT_EQ(routes[0].dev, "uplink1");
+  EXPECT_EQ(routes[0].via, std::optional<Ipv4Addr>(test::ip("198.51.100.1")));
+
+  const HwProfile dx = test::loadProfile("connectx-6dx");
+  const DesiredState st_dx = test::planOrThrow(intent, dx);
+  EXPECT_EQ(egress(st_dx, "10.20.0.1").placement, Placement::kHw);
+  const FlowRule other = egress(st_dx, "10.20.0.2");
+  EXPECT_EQ(other.placement, Placement::kSw);
+  EXPECT_EQ(other.reason.code, Code::kUplinkOtherEswitch);
+  EXPECT_EQ(other.reason.detail, 1);
+  EXPECT_EQ(std::string(flowrules::reasonCodeName(static_cast<std::size_t>(other.reason.code))),
+            "uplink-other-eswitch");
+  const auto why = flowrules::describeReason(other.reason, dx);
+  EXPECT_NE(why.find("198.51.100.1"), std::string::npos) << why;
+  EXPECT_NE(why.find("multiport"), std::string::npos) << why;
+  EXPECT_NE(why.find("dedicated E-Switch"), std::string::npos) << why;
+  EXPECT_EQ(entries(st_dx), (std::set<std::string>{"uplink"}));
+}
+
 TEST(Planner, SoftwarePathRouted) {
   const HwProfile sim = test::loadProfile("sim");
   const Intent intent = softwarePathIntent(UnderlayMode::kRouted);

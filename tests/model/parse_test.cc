@@ -364,6 +364,107 @@ TEST(ParseIntent, Ipv6RemoteThroughAnIpv6NextHop) {
       << taken.error().message;
 }
 
+// A dual-homed host (issue 23): "uplinks" lists two PFs; a next hop names
+// the uplink it is on; the second PF's port id defaults after the first's
+// representors. Each misuse is refused naming its field.
+TEST(ParseIntent, TwoUplinksAndTheirErrors) {
+  json host = test::readJson("examples/host-routed.json");
+  const json first = host["uplink"];
+  host.erase("uplink");
+  host["uplinks"] = json::array(
+      {first, {{"pci", "0000:03:00.1"}, {"netdev", "uplink1"}, {"mac", "0c:42:a1:00:00:02"}}});
+  host["underlay"]["next_hops"].push_back(
+      {{"ipv4", "198.51.100.1"}, {"mac", "0c:42:a1:ff:ff:fd"}, {"uplink", 1}});
+  auto ok = model::parseHostConfig(host);
+  ASSERT_TRUE(ok.ok()) << ok.error().describe();
+  EXPECT_EQ(ok->uplinkCount(), 2u);
+  EXPECT_EQ(ok->uplink_netdev, "uplink0");
+  EXPECT_EQ(ok->vf_count, 8);
+  ASSERT_TRUE(ok->uplink2);
+  EXPECT_EQ(ok->uplink2->netdev, "uplink1");
+  EXPECT_EQ(ok->uplinkNetdev(1), "uplink1");
+  EXPECT_EQ(ok->uplinkMac(1).str(), "0c:42:a1:00:00:02");
+  EXPECT_EQ(ok->uplink2->port_id, 1 + 8);  // testpmd: PF0, vf0..vf7, then PF1
+  ASSERT_EQ(ok->next_hops.size(), 2u);
+  EXPECT_EQ(ok->next_hops[0].uplink, 0);
+  EXPECT_EQ(ok->next_hops[1].uplink, 1);
+  // One entry in "uplinks" is a single-homed host, as "uplink" is.
+  json one = host;
+  one["uplinks"].erase(1);
+  one["underlay"]["next_hops"].erase(1);
+  auto single = model::parseHostConfig(one);
+  ASSERT_TRUE(single.ok()) << single.error().describe();
+  EXPECT_FALSE(single->uplink2);
+  json explicit_port = host;
+  explicit_port["dpdk"] = {{"uplink2_port_id", 40}};
+  auto with_port = model::parseHostConfig(explicit_port);
+  ASSERT_TRUE(with_port.ok()) << with_port.error().describe();
+  EXPECT_EQ(with_port->uplink2->port_id, 40);
+
+  struct Bad {
+    const char* name;
+    std::function<void(json&)> mutate;
+    ErrorCode code;
+    const char* field;
+    const char* needle;
+  };
+  const std::vector<Bad> bad = {
+      {"uplink and uplinks", [&](json& h) { h["uplink"] = first; }, ErrorCode::kConflict, "uplinks",
+       "not both"},
+      {"three uplinks", [](json& h) { h["uplinks"].push_back(h["uplinks"][1]); },
+       ErrorCode::kInvalidValue, "uplinks", "one or two"},
+      {"no uplinks", [](json& h) { h["uplinks"] = json::array(); }, ErrorCode::kInvalidValue,
+       "uplinks", "one or two"},
+      {"second without netdev", [](json& h) { h["uplinks"][1].erase("netdev"); },
+       ErrorCode::kMissingField, "uplinks[1].netdev", "missing"},
+      {"first without netdev", [](json& h) { h["uplinks"][0].erase("netdev"); },
+       ErrorCode::kMissingField, "uplinks[0].netdev", "both netdevs"},
+      {"same PF twice", [](json& h) { h["uplinks"][1]["pci"] = "0000:03:00.0"; },
+       ErrorCode::kConflict, "uplinks[1].pci", "two PFs"},
+      {"same netdev twice", [](json& h) { h["uplinks"][1]["netdev"] = "uplink0"; },
+       ErrorCode::kConflict, "uplinks[1].netdev", "two netdevs"},
+      {"bad second MAC", [](json& h) { h["uplinks"][1]["mac"] = "01:00:5e:00:00:01"; },
+       ErrorCode::kInvalidValue, "uplinks[1].mac", "unicast"},
+      {"VFs on the second", [](json& h) { h["uplinks"][1]["vf_count"] = 4; }, ErrorCode::kConflict,
+       "uplinks[1].vf_count", "first uplink"},
+      {"bad first PCI", [](json& h) { h["uplinks"][0]["pci"] = "03:00.0"; },
+       ErrorCode::kInvalidValue, "uplinks[0].pci", "03:00.0"},
+      {"next hop on uplink 2", [](json& h) { h["underlay"]["next_hops"][1]["uplink"] = 2; },
+       ErrorCode::kInvalidValue, "underlay.next_hops[1].uplink", "0 or 1"},
+      {"next hop on a missing uplink",
+       [](json& h) {
+         h["uplink"] = h["uplinks"][0];
+         h.erase("uplinks");
+       },
+       ErrorCode::kConflict, "underlay.next_hops[1].uplink", "one uplink"},
+      {"two uplinks with VXLAN",
+       [](json& h) {
+         h["underlay"]["mode"] = "vxlan";
+         h["underlay"]["vtep"] = "192.0.2.1";
+         h["underlay"]["default_vni"] = 100;
+       },
+       ErrorCode::kConflict, "uplinks", "routed"},
+      {"uplink2 port without a second uplink",
+       [](json& h) {
+         h["uplinks"].erase(1);
+         h["underlay"]["next_hops"].erase(1);
+         h["dpdk"] = {{"uplink2_port_id", 3}};
+       },
+       ErrorCode::kConflict, "dpdk.uplink2_port_id", "one uplink"},
+  };
+  for (const auto& c : bad) {
+    SCOPED_TRACE(c.name);
+    json h = host;
+    c.mutate(h);
+    auto out = model::parseHostConfig(h);
+    ASSERT_FALSE(out.ok());
+    EXPECT_EQ(out.error().code, c.code) << out.error().describe();
+    EXPECT_EQ(out.error().field, c.field) << out.error().describe();
+    EXPECT_NE((out.error().value + " | " + out.error().message).find(c.needle), std::string::npos)
+        << out.error().describe();
+  }
+}
+
 TEST(ParseIntent, LoadHostConfigReadsTheExampleFiles) {
   for (const char* f : {"examples/host.json", "examples/host-routed.json"}) {
     auto host = model::loadHostConfig(test::sourcePath(f));

@@ -114,6 +114,28 @@ TEST(HwProfiles, SteeringAndVdpaPerModel) {
   }
 }
 
+// Two uplinks (issue 23): only the simulated NIC claims one eswitch over
+// both PFs; every mlx5 profile says, with its source, that each PF has its
+// own, so that a remote through the second uplink takes the kernel path.
+TEST(HwProfiles, MultiportEswitchClaims) {
+  EXPECT_TRUE(test::loadProfile("sim").multiport_eswitch);
+  for (const char* name :
+       {"connectx-5", "connectx-6lx", "connectx-6dx", "connectx-7", "bluefield-2", "bluefield-3"}) {
+    SCOPED_TRACE(name);
+    const HwProfile p = test::loadProfile(name);
+    EXPECT_FALSE(p.multiport_eswitch);
+    EXPECT_NE(p.multiport_source.find("dedicated E-Switch"), std::string::npos)
+        << p.multiport_source;
+  }
+  // Absent: no multiport eswitch.
+  json doc = test::profileJson("sim");
+  doc["eswitch"].erase("multiport");
+  doc["eswitch"].erase("multiport_source");
+  auto p = model::parseHwProfile(doc, "sim");
+  ASSERT_TRUE(p.ok()) << p.error().describe();
+  EXPECT_FALSE(p->multiport_eswitch);
+}
+
 TEST(HwProfiles, NamesRoundTrip) {
   for (std::size_t i = 0; i < model::kItemTypeCount; ++i) {
     const auto t = static_cast<ItemType>(i);
@@ -156,7 +178,9 @@ const std::vector<BadProfile>& badProfiles() {
        },
        "connectx-6dx", E::kUnknownField, "items.geneve", "geneve"},
       {"unknown action", "sim",
-       [](json& d) { d["actions"]["meter"] = {{"supported", false}, {"source", "nicoffload: x"}}; },
+       [](json& d) {
+         d["actions"]["meter"] = {{"supported", false}, {"source", "nicoffload: x"}};
+       },
        "sim", E::kUnknownField, "actions.meter", "meter"},
       {"source names an unknown key", "connectx-5",
        [](json& d) { d["items"]["eth"]["source"] = "dpdk-guide: eth = Y"; }, "connectx-5",
@@ -168,8 +192,8 @@ const std::vector<BadProfile>& badProfiles() {
        [](json& d) { d["sriov"]["source"] = "nvidia-fw-rn: "; }, "connectx-5", E::kInvalidValue,
        "sriov.source", "nvidia-fw-rn: "},
       {"udp_dst_ports on udp item", "connectx-5",
-       [](json& d) { d["items"]["udp"]["udp_dst_ports"] = {4789}; }, "connectx-5",
-       E::kUnknownField, "items.udp.udp_dst_ports", "vxlan"},
+       [](json& d) { d["items"]["udp"]["udp_dst_ports"] = {4789}; }, "connectx-5", E::kUnknownField,
+       "items.udp.udp_dst_ports", "vxlan"},
       {"udp_dst_ports on jump", "connectx-5",
        [](json& d) { d["actions"]["jump"]["udp_dst_ports"] = {4789}; }, "connectx-5",
        E::kUnknownField, "actions.jump.udp_dst_ports", "4789"},
@@ -180,8 +204,10 @@ const std::vector<BadProfile>& badProfiles() {
        [](json& d) { d["actions"]["vxlan_encap"]["udp_dst_ports"] = json::array(); }, "connectx-5",
        E::kInvalidValue, "actions.vxlan_encap.udp_dst_ports", "omit the field"},
       {"udp port 0", "connectx-5",
-       [](json& d) { d["actions"]["vxlan_decap"]["udp_dst_ports"] = {4789, 0}; }, "connectx-5",
-       E::kInvalidValue, "actions.vxlan_decap.udp_dst_ports[1]", "0"},
+       [](json& d) {
+         d["actions"]["vxlan_decap"]["udp_dst_ports"] = {4789, 0};
+       },
+       "connectx-5", E::kInvalidValue, "actions.vxlan_decap.udp_dst_ports[1]", "0"},
       {"supported as a string", "connectx-7",
        [](json& d) { d["items"]["ipv4"]["supported"] = "yes"; }, "connectx-7", E::kWrongType,
        "items.ipv4.supported", "yes"},
@@ -200,12 +226,14 @@ const std::vector<BadProfile>& badProfiles() {
        [](json& d) { d["eswitch"]["modes"] = {"legacy"}; }, "connectx-6dx", E::kConflict, "vdpa",
        "switchdev"},
       {"unknown eswitch mode", "connectx-6dx",
-       [](json& d) { d["eswitch"]["modes"] = {"legacy", "switch-dev"}; }, "connectx-6dx",
-       E::kInvalidValue, "eswitch.modes[1]", "switch-dev"},
+       [](json& d) {
+         d["eswitch"]["modes"] = {"legacy", "switch-dev"};
+       },
+       "connectx-6dx", E::kInvalidValue, "eswitch.modes[1]", "switch-dev"},
       {"no eswitch mode", "connectx-6dx", [](json& d) { d["eswitch"]["modes"] = json::array(); },
        "connectx-6dx", E::kInvalidValue, "eswitch.modes", "at least one"},
-      {"name does not match the file", "connectx-6dx", [](json&) {}, "connectx-6lx",
-       E::kConflict, "name", "connectx-6lx.json"},
+      {"name does not match the file", "connectx-6dx", [](json&) {}, "connectx-6lx", E::kConflict,
+       "name", "connectx-6lx.json"},
       {"schema_version 2", "bluefield-3", [](json& d) { d["schema_version"] = 2; }, "bluefield-3",
        E::kUnsupported, "schema_version", "2"},
       {"schema_version missing", "bluefield-3", [](json& d) { d.erase("schema_version"); },
@@ -226,6 +254,11 @@ const std::vector<BadProfile>& badProfiles() {
        "sim", E::kConflict, "tables.root_table_rules", "0"},
       {"max_vfs beyond 16 bits", "sim", [](json& d) { d["sriov"]["max_vfs"] = 65536; }, "sim",
        E::kInvalidValue, "sriov.max_vfs", "65536"},
+      {"multiport without its source", "sim",
+       [](json& d) { d["eswitch"].erase("multiport_source"); }, "sim", E::kMissingField,
+       "eswitch.multiport_source", "missing"},
+      {"multiport not a boolean", "sim", [](json& d) { d["eswitch"]["multiport"] = "yes"; }, "sim",
+       E::kWrongType, "eswitch.multiport", "true or false"},
   };
   return kCases;
 }

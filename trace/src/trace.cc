@@ -437,7 +437,10 @@ json ruleRef(const CandidateRule& c, const std::map<fr::RuleId, const TraceRule*
 }
 
 std::string deviceOf(const TraceInput& input, PortRef port, const model::Intent& intent) {
-  if (port.kind == PortRef::Kind::kUplink) return intent.host.uplink_netdev;
+  if (port.kind == PortRef::Kind::kUplink)
+    return port.uplink_index < intent.host.uplinkCount()
+               ? intent.host.uplinkNetdev(port.uplink_index)
+               : port.str();
   if (port == input.ingress) return input.representor;
   if (const auto* p = portByVf(intent, port.vf)) return p->representorName();
   return "pf0vf" + std::to_string(port.vf);
@@ -711,7 +714,7 @@ Result<json> tracePacket(const TraceInput& input, const std::vector<TraceRule>& 
     leaves = "dropped in hardware";
   } else if (d.kind == Delivery::Kind::kPort) {
     leaves = d.port.kind == PortRef::Kind::kUplink
-                 ? "out of the uplink (wire), in hardware"
+                 ? "out of the " + d.port.str() + " (wire), in hardware"
                  : "out of " + d.port.str() + " to its VM, in hardware";
     if (d.port.kind == PortRef::Kind::kVf)
       if (const auto* p = portByVf(intent, d.port.vf)) leaves += " (port " + p->key.str() + ")";

@@ -73,7 +73,14 @@ RteFlowRule::Cause RteFlowRule::locate(const void* cause) const {
 }
 
 Result<std::uint16_t> SwitchPorts::portOf(const fr::PortRef& p) const {
-  if (p.kind == fr::PortRef::Kind::kUplink) return uplink;
+  if (p.kind == fr::PortRef::Kind::kUplink && p.uplink_index == 0) return uplink;
+  if (p.kind == fr::PortRef::Kind::kUplink) {
+    if (p.uplink_index == 1 && uplink2) return *uplink2;
+    return makeError(ErrorCode::kNotFound, p.str(), p.str(),
+                     p.str() +
+                         " has no port on this eswitch (the DPDK backend drives the first "
+                         "PF's eswitch only)");
+  }
   if (p.vf < vf.size() && vf[p.vf]) return *vf[p.vf];
   return makeError(
       ErrorCode::kNotFound, p.str(), p.str(),

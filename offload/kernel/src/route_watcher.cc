@@ -81,11 +81,12 @@ struct ParsedRoute {
   IpAddr address;
   std::uint8_t protocol = 0;
   std::uint32_t metric = 0;
-  std::vector<IpAddr> next_hops;  // on the uplink, with a gateway, alive
+  std::vector<IpAddr> next_hops;   // on an uplink, with a gateway, alive
+  std::vector<IpAddr> on_uplink2;  // those on the second uplink
   bool ipv6 = false;
 };
 
-ParsedRoute parseRoute(const nlmsghdr* h, std::uint32_t table, int uplink, bool ipv6) {
+ParsedRoute parseRoute(const nlmsghdr* h, std::uint32_t table, int uplink, int uplink2, bool ipv6) {
   ParsedRoute out;
   if (h->nlmsg_len < NLMSG_LENGTH(sizeof(rtmsg))) return out;
   const auto* rtm = static_cast<const rtmsg*>(NLMSG_DATA(h));
@@ -128,18 +129,25 @@ ParsedRoute parseRoute(const nlmsghdr* h, std::uint32_t table, int uplink, bool 
     int left = static_cast<int>(RTA_PAYLOAD(multipath));
     for (auto* nh = static_cast<const rtnexthop*>(RTA_DATA(multipath)); RTNH_OK(nh, left);
          left -= NLMSG_ALIGN(nh->rtnh_len), nh = RTNH_NEXT(nh)) {
-      if (nh->rtnh_ifindex != uplink || (nh->rtnh_flags & dead)) continue;
+      const bool second = uplink2 != 0 && nh->rtnh_ifindex == uplink2;
+      if ((nh->rtnh_ifindex != uplink && !second) || (nh->rtnh_flags & dead)) continue;
       int alen = static_cast<int>(nh->rtnh_len) - static_cast<int>(sizeof(rtnexthop));
       for (const rtattr* a = RTNH_DATA(nh); RTA_OK(a, alen); a = RTA_NEXT(a, alen)) {
         std::optional<IpAddr> hop;
         if (a->rta_type == RTA_GATEWAY) hop = ipOf(a, family);
         if (a->rta_type == RTA_VIA) hop = viaOf(a);
         if (hop) out.next_hops.push_back(*hop);
+        if (hop && second) out.on_uplink2.push_back(*hop);
       }
     }
-  } else if (oif == uplink && gateway && !(rtm->rtm_flags & dead)) {
+  } else if ((oif == uplink || (uplink2 != 0 && oif == uplink2)) && gateway &&
+             !(rtm->rtm_flags & dead)) {
     out.next_hops.push_back(*gateway);
+    if (oif == uplink2) out.on_uplink2.push_back(*gateway);
   }
+  std::sort(out.on_uplink2.begin(), out.on_uplink2.end());
+  out.on_uplink2.erase(std::unique(out.on_uplink2.begin(), out.on_uplink2.end()),
+                       out.on_uplink2.end());
   std::sort(out.next_hops.begin(), out.next_hops.end());
   out.next_hops.erase(std::unique(out.next_hops.begin(), out.next_hops.end()),
                       out.next_hops.end());
@@ -184,6 +192,16 @@ Result<std::unique_ptr<RouteWatcher>> RouteWatcher::open(RouteWatcherOptions opt
                            (w->options_.netns.empty() ? "" : " in namespace " + w->options_.netns) +
                            ": routes through it cannot be followed");
     w->uplink_index_ = static_cast<int>(index);
+    if (!w->options_.uplink2.empty()) {
+      const unsigned index2 = if_nametoindex(w->options_.uplink2.c_str());
+      if (index2 == 0)
+        return makeError(
+            ErrorCode::kNotFound, "uplinks[1].netdev", w->options_.uplink2,
+            "no netdev '" + w->options_.uplink2 + "'" +
+                (w->options_.netns.empty() ? "" : " in namespace " + w->options_.netns) +
+                ": routes through it cannot be followed");
+      w->uplink2_index_ = static_cast<int>(index2);
+    }
     detail::RtnlSocketOptions o;
     o.nonblocking = true;
     o.receive_buffer_bytes = w->options_.receive_buffer_bytes;
@@ -262,7 +280,7 @@ Change applyTo(RouteWatcher::Tables& t, const nlmsghdr* h, const RouteWatcherOpt
   switch (h->nlmsg_type) {
     case RTM_NEWROUTE:
     case RTM_DELROUTE: {
-      const ParsedRoute r = parseRoute(h, o.table, t.uplink_index, o.ipv6);
+      const ParsedRoute r = parseRoute(h, o.table, t.uplink_index, t.uplink2_index, o.ipv6);
       if (!r.relevant) {
         ++t.ignored_routes;
         return {};
@@ -274,7 +292,7 @@ Change applyTo(RouteWatcher::Tables& t, const nlmsghdr* h, const RouteWatcherOpt
           h->nlmsg_type == RTM_NEWROUTE && countsProtocol(o, r.protocol) && !r.next_hops.empty();
       if (!learn) ++t.ignored_routes;
       if (learn) {
-        RouteWatcher::Candidate c{r.metric, r.protocol, r.next_hops};
+        RouteWatcher::Candidate c{r.metric, r.protocol, r.next_hops, r.on_uplink2};
         if (it != list.end()) {
           *it = std::move(c);
         } else {
@@ -288,9 +306,11 @@ Change applyTo(RouteWatcher::Tables& t, const nlmsghdr* h, const RouteWatcherOpt
                  })) {
         // IPv6 multipath is a set of sibling routes: deleting one notifies
         // that sibling alone, and the others stay.
-        std::erase_if(it->next_hops, [&](const IpAddr& hop) {
+        const auto gone = [&](const IpAddr& hop) {
           return std::find(r.next_hops.begin(), r.next_hops.end(), hop) != r.next_hops.end();
-        });
+        };
+        std::erase_if(it->next_hops, gone);
+        std::erase_if(it->on_uplink2, gone);
       } else if (it != list.end()) {
         // Withdrawn, or replaced by a route that does not count (another
         // protocol, no next hop on the uplink): the kernel's route at that
@@ -308,7 +328,9 @@ Change applyTo(RouteWatcher::Tables& t, const nlmsghdr* h, const RouteWatcherOpt
       if (h->nlmsg_len < NLMSG_LENGTH(sizeof(ndmsg))) return {};
       const auto* nd = static_cast<const ndmsg*>(NLMSG_DATA(h));
       if (!(nd->ndm_family == AF_INET || (o.ipv6 && nd->ndm_family == AF_INET6)) ||
-          nd->ndm_ifindex != t.uplink_index || (nd->ndm_flags & NTF_PROXY))
+          (nd->ndm_ifindex != t.uplink_index &&
+           (t.uplink2_index == 0 || nd->ndm_ifindex != t.uplink2_index)) ||
+          (nd->ndm_flags & NTF_PROXY))
         return {};
       std::optional<IpAddr> dst;
       std::optional<MacAddr> mac;
@@ -339,7 +361,9 @@ Change applyTo(RouteWatcher::Tables& t, const nlmsghdr* h, const RouteWatcherOpt
     case RTM_DELADDR: {
       if (h->nlmsg_len < NLMSG_LENGTH(sizeof(ifaddrmsg))) return {};
       const auto* ifa = static_cast<const ifaddrmsg*>(NLMSG_DATA(h));
-      if (ifa->ifa_family != AF_INET || static_cast<int>(ifa->ifa_index) != t.uplink_index)
+      const int index = static_cast<int>(ifa->ifa_index);
+      if (ifa->ifa_family != AF_INET ||
+          (index != t.uplink_index && (t.uplink2_index == 0 || index != t.uplink2_index)))
         return {};
       std::optional<Ipv4Addr> local, address;
       int len = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof(ifaddrmsg)));
@@ -388,10 +412,12 @@ void RouteWatcher::applyMessage(const void* bytes) {
       ++counters_.address_messages;
       // An address gone from the uplink takes its routes along, silently.
       if (h->nlmsg_type == RTM_DELADDR && h->nlmsg_len >= NLMSG_LENGTH(sizeof(ifaddrmsg)) &&
-          static_cast<int>(static_cast<const ifaddrmsg*>(NLMSG_DATA(h))->ifa_index) ==
-              uplink_index_ &&
-          static_cast<const ifaddrmsg*>(NLMSG_DATA(h))->ifa_family == AF_INET)
-        requestResync("an address left " + options_.uplink);
+          static_cast<const ifaddrmsg*>(NLMSG_DATA(h))->ifa_family == AF_INET) {
+        const int index = static_cast<int>(static_cast<const ifaddrmsg*>(NLMSG_DATA(h))->ifa_index);
+        if (index == uplink_index_) requestResync("an address left " + options_.uplink);
+        if (uplink2_index_ != 0 && index == uplink2_index_)
+          requestResync("an address left " + options_.uplink2);
+      }
       break;
     case RTM_NEWLINK:
     case RTM_DELLINK: {
@@ -406,24 +432,35 @@ void RouteWatcher::applyMessage(const void* bytes) {
         if (a->rta_type == IFLA_IFNAME && RTA_PAYLOAD(a) > 0)
           name.assign(static_cast<const char*>(RTA_DATA(a)),
                       strnlen(static_cast<const char*>(RTA_DATA(a)), RTA_PAYLOAD(a)));
-      const bool ours = ifi->ifi_index == uplink_index_ || name == options_.uplink;
-      if (!ours) return;
+      // Either uplink: 1 the first, 2 the second.
+      int which = 0;
+      if (ifi->ifi_index == uplink_index_ || name == options_.uplink) which = 1;
+      if (!options_.uplink2.empty() &&
+          ((uplink2_index_ != 0 && ifi->ifi_index == uplink2_index_) || name == options_.uplink2))
+        which = 2;
+      if (which == 0) return;
+      const std::string& uplink_name = which == 1 ? options_.uplink : options_.uplink2;
+      int& index = which == 1 ? uplink_index_ : uplink2_index_;
+      std::optional<unsigned>& held = which == 1 ? uplink_flags_ : uplink2_flags_;
       if (h->nlmsg_type == RTM_DELLINK) {
-        uplink_flags_.reset();
-        requestResync("uplink " + options_.uplink + " deleted");
+        held.reset();
+        dropUplinkHops(which);
+        requestResync("uplink " + uplink_name + " deleted");
         return;
       }
       const unsigned flags = ifi->ifi_flags & (IFF_UP | IFF_RUNNING | kIffLowerUp);
-      if (ifi->ifi_index != uplink_index_) {
-        requestResync("uplink " + options_.uplink + " re-created");
-      } else if (uplink_flags_ != flags) {
+      const bool up = (flags & IFF_UP) && (flags & kIffLowerUp);
+      if (ifi->ifi_index != index) {
+        requestResync("uplink " + uplink_name + " re-created");
+      } else if (held != flags) {
         // Down or carrier lost: the kernel flushes or marks the routes
         // through it without a notification; up again: they may be back.
-        requestResync("uplink " + options_.uplink + ((flags & IFF_UP) && (flags & kIffLowerUp)
-                                                         ? " up"
-                                                         : " down"));
+        // Down: its next hops leave the routes now (failover), the dump
+        // confirms.
+        if (!up) dropUplinkHops(which);
+        requestResync("uplink " + uplink_name + (up ? " up" : " down"));
       }
-      uplink_flags_ = flags;
+      held = flags;
       return;
     }
     case RTM_NEWNEXTHOP:
@@ -478,6 +515,8 @@ Result<RouteWatcher::Tables> RouteWatcher::dumpTables(const RouteWatcherOptions&
     // The uplink may have been re-created (a new ifindex).
     if (const unsigned index = if_nametoindex(options.uplink.c_str()))
       t.uplink_index = static_cast<int>(index);
+    if (!options.uplink2.empty())
+      t.uplink2_index = static_cast<int>(if_nametoindex(options.uplink2.c_str()));
     auto s = detail::DumpSocket::open();
     if (!s) return s.error();
     sock = std::move(s).value();
@@ -513,7 +552,9 @@ Result<RouteWatcher::Tables> RouteWatcher::dumpTables(const RouteWatcherOptions&
   // Strict checking wants ndm_ifindex 0 and the filter as NDA_IFINDEX
   // (net/core/neighbour.c neigh_valid_dump_req); applyTo filters too.
   auto nreq = dumpRequest(RTM_GETNEIGH, ndm);
-  if (nreq && nla_put_u32(nreq.get(), NDA_IFINDEX, static_cast<std::uint32_t>(t.uplink_index)) < 0)
+  // Two uplinks: every device's (applyTo keeps the uplinks').
+  if (nreq && t.uplink2_index == 0 &&
+      nla_put_u32(nreq.get(), NDA_IFINDEX, static_cast<std::uint32_t>(t.uplink_index)) < 0)
     nreq.reset();
   if (!nreq) return makeError(ErrorCode::kIo, "netlink", "", "cannot build a neighbour dump request");
   if (const int err = sock->dump(nreq.get(), each, [&] { t.neigh.clear(); }))
@@ -544,13 +585,17 @@ Result<RouteWatcher::Tables> RouteWatcher::dumpTables(const RouteWatcherOptions&
     const auto* m = static_cast<const ifinfomsg*>(NLMSG_DATA(h));
     if (m->ifi_index == t.uplink_index)
       t.uplink_flags = m->ifi_flags & (IFF_UP | IFF_RUNNING | kIffLowerUp);
+    if (t.uplink2_index != 0 && m->ifi_index == t.uplink2_index)
+      t.uplink2_flags = m->ifi_flags & (IFF_UP | IFF_RUNNING | kIffLowerUp);
   };
   if (const int err = sock->dump(lreq.get(), link))
     return makeError(ErrorCode::kIo, "netlink", "",
                      std::string("cannot dump the links: ") + std::strerror(err));
   ifaddrmsg ifa{};
   ifa.ifa_family = AF_INET;
-  ifa.ifa_index = static_cast<std::uint32_t>(t.uplink_index);  // strict checking filters on it
+  // Strict checking filters on it; two uplinks: every device's (applyTo
+  // keeps the uplinks').
+  ifa.ifa_index = t.uplink2_index == 0 ? static_cast<std::uint32_t>(t.uplink_index) : 0;
   auto areq = dumpRequest(RTM_GETADDR, ifa);
   if (!areq) return makeError(ErrorCode::kIo, "netlink", "", "cannot build an address dump request");
   if (const int err = sock->dump(areq.get(), each, [&] { t.prefixes.clear(); }))
@@ -599,15 +644,47 @@ void RouteWatcher::merge(Tables dumped) {
   }
   uplink_index_ = dumped.uplink_index;
   uplink_flags_ = dumped.uplink_flags;
+  uplink2_index_ = dumped.uplink2_index;
+  uplink2_flags_ = dumped.uplink2_flags;
   // Objects made or deleted meanwhile were notified after the dump began:
   // the union errs towards "known" (a replace then resyncs, a new object
   // that is in fact unknown would only cost one more dump).
   live_.nexthop_ids.insert(dumped.nexthop_ids.begin(), dumped.nexthop_ids.end());
   live_.uplink_index = uplink_index_;
+  live_.uplink2_index = uplink2_index_;
   counters_.ignored_routes += dumped.ignored_routes;
   touched_routes_.clear();
   touched_neigh_.clear();
   touched_prefixes_ = false;
+}
+
+void RouteWatcher::dropUplinkHops(int which) {
+  std::size_t routes = 0;
+  for (auto it = live_.candidates.begin(); it != live_.candidates.end();) {
+    bool changed = false;
+    for (auto c = it->second.begin(); c != it->second.end();) {
+      const auto before = c->next_hops.size();
+      if (which == 2) {
+        std::erase_if(c->next_hops, [&](const IpAddr& hop) {
+          return std::binary_search(c->on_uplink2.begin(), c->on_uplink2.end(), hop);
+        });
+        c->on_uplink2.clear();
+      } else {
+        std::erase_if(c->next_hops, [&](const IpAddr& hop) {
+          return !std::binary_search(c->on_uplink2.begin(), c->on_uplink2.end(), hop);
+        });
+      }
+      changed = changed || c->next_hops.size() != before;
+      c = c->next_hops.empty() ? it->second.erase(c) : std::next(c);
+    }
+    if (changed) {
+      ++routes;
+      dirty_routes_.insert(it->first);
+      if (worker_.valid()) touched_routes_.insert(it->first);
+    }
+    it = it->second.empty() ? live_.candidates.erase(it) : std::next(it);
+  }
+  counters_.uplink_down_routes += routes;
 }
 
 void RouteWatcher::wake() {
@@ -701,7 +778,7 @@ void RouteWatcher::collect(RouteEvents& out) {
       const auto best = std::min_element(
           it->second.begin(), it->second.end(),
           [](const Candidate& x, const Candidate& y) { return x.metric < y.metric; });
-      now = LearnedRoute{a, best->protocol, best->metric, best->next_hops};
+      now = LearnedRoute{a, best->protocol, best->metric, best->next_hops, best->on_uplink2};
     }
     auto rep = reported_routes_.find(a);
     if (now) {

@@ -272,6 +272,52 @@ TEST_F(RouteWatcherTest, EcmpNextHopsAndTheLossOfOne) {
   EXPECT_EQ(ev.routes[0].second->next_hops, std::vector<IpAddr>{A("192.168.0.3")});
 }
 
+// Two uplinks (issue 23): up0 and other0. An ECMP route over both lists
+// both next hops, and says which is on the second; neighbours on either
+// count. The second uplink's carrier lost: its next hop leaves the route in
+// the very poll that reads the link change (failover), before the resync's
+// dump confirms it; the carrier back, the dump brings it back.
+TEST_F(RouteWatcherTest, TwoUplinksEcmpAndFailoverWhenOneGoesDown) {
+  RouteWatcherOptions o;
+  o.uplink2 = "other0";
+  ASSERT_NO_FATAL_FAILURE(open(o));
+  drain();
+  ASSERT_TRUE(
+      ns_->run("route add 10.7.0.1/32 proto bgp nexthop via 192.168.0.2 dev up0 "
+               "nexthop via 192.168.5.2 dev other0"));
+  ASSERT_TRUE(ns_->run("route add 10.7.0.2/32 via 192.168.5.2 dev other0 proto bgp"));
+  ASSERT_TRUE(ns_->run("neigh add 192.168.5.2 lladdr 02:00:00:00:05:02 dev other0 nud permanent"));
+  auto ev = drain();
+  ASSERT_EQ(watcher_->routes().size(), 2u);
+  const auto& both = watcher_->routes().at(A("10.7.0.1"));
+  EXPECT_EQ(both.next_hops, (std::vector<IpAddr>{A("192.168.0.2"), A("192.168.5.2")}));
+  EXPECT_EQ(both.on_uplink2, std::vector<IpAddr>{A("192.168.5.2")});
+  EXPECT_TRUE(both.onUplink2(A("192.168.5.2")));
+  EXPECT_FALSE(both.onUplink2(A("192.168.0.2")));
+  EXPECT_EQ(watcher_->routes().at(A("10.7.0.2")).on_uplink2, std::vector<IpAddr>{A("192.168.5.2")});
+  EXPECT_EQ(watcher_->neighbours().count(A("192.168.5.2")), 1u);
+
+  ASSERT_TRUE(ns_->run("link set other0p down"));
+  auto first = watcher_->poll(1000);
+  ASSERT_TRUE(first) << first.error().describe();
+  std::map<IpAddr, std::optional<LearnedRoute>> changed(first->routes.begin(), first->routes.end());
+  ASSERT_EQ(changed.count(A("10.7.0.1")), 1u) << "not in the first poll after the link change";
+  ASSERT_TRUE(changed[A("10.7.0.1")]);
+  EXPECT_EQ(changed[A("10.7.0.1")]->next_hops, std::vector<IpAddr>{A("192.168.0.2")});
+  EXPECT_TRUE(changed[A("10.7.0.1")]->on_uplink2.empty());
+  ASSERT_EQ(changed.count(A("10.7.0.2")), 1u);
+  EXPECT_FALSE(changed[A("10.7.0.2")]) << "its only next hop was on the uplink that went down";
+  EXPECT_EQ(watcher_->counters().uplink_down_routes, 2u);
+  drain();  // the resync confirms: nothing more changes
+  EXPECT_EQ(watcher_->routes().size(), 1u);
+  EXPECT_EQ(watcher_->routes().at(A("10.7.0.1")).next_hops, std::vector<IpAddr>{A("192.168.0.2")});
+
+  ASSERT_TRUE(ns_->run("link set other0p up"));
+  drain();
+  ASSERT_EQ(watcher_->routes().size(), 2u) << "the carrier back, both routes count again";
+  EXPECT_EQ(watcher_->routes().at(A("10.7.0.1")).on_uplink2, std::vector<IpAddr>{A("192.168.5.2")});
+}
+
 TEST_F(RouteWatcherTest, NeighbourMacsOnTheUplink) {
   ASSERT_NO_FATAL_FAILURE(open());
   drain();

@@ -78,6 +78,11 @@ class LearnedRoutes {
   std::size_t size() const { return routes_.size(); }
   bool routed(const IpAddr& address) const { return routes_.count(address) > 0; }
 
+  // The uplink a next hop is on (0 the first, 1 the second): the static
+  // next hop's underlay.next_hops[].uplink, else where the kernel's routes
+  // list it.
+  std::uint8_t uplinkOf(const IpAddr& hop) const;
+
   // Why `a` is an address of the underlay (a next hop, a neighbour on the
   // uplink, the uplink's own address or subnet), or empty.
   std::string underlayUse(const IpAddr& a) const;
@@ -117,6 +122,9 @@ class LearnedRoutes {
   // chosen one), with the number of routes listing it: the underlay's
   // addresses, never remotes themselves, whatever the order they arrived in.
   std::unordered_map<IpAddr, std::uint32_t> hop_refs_;
+  // Of those, the ones the routes list on the second uplink, with their
+  // count: the planner sends their remotes out of it.
+  std::unordered_map<IpAddr, std::uint32_t> uplink2_refs_;
   std::uint64_t route_events_ = 0;
   std::uint64_t neighbour_events_ = 0;
   std::uint64_t resyncs_ = 0;

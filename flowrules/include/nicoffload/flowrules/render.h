@@ -16,12 +16,14 @@ namespace nicoffload::flowrules {
 struct PortNumbering {
   std::uint16_t uplink = 0;            // also the transfer proxy port the rules are created on
   std::uint16_t first_representor = 1;
+  std::uint16_t uplink2 = 0;  // the second uplink's PF (dpdk.uplink2_port_id)
   std::uint16_t of(const PortRef& p) const {
-    return p.kind == PortRef::Kind::kUplink ? uplink
-                                            : static_cast<std::uint16_t>(first_representor + p.vf);
+    if (p.kind == PortRef::Kind::kUplink) return p.uplink_index == 0 ? uplink : uplink2;
+    return static_cast<std::uint16_t>(first_representor + p.vf);
   }
   static PortNumbering fromHost(const model::HostConfig& host) {
-    return {host.uplink_port_id, host.first_representor_port_id};
+    return {host.uplink_port_id, host.first_representor_port_id,
+            host.uplink2 ? host.uplink2->port_id : std::uint16_t{0}};
   }
 };
 

@@ -57,17 +57,26 @@ class InlineVec {
   std::uint8_t size_ = 0;
 };
 
-// A port of the embedded switch: the uplink (PF / wire side) or a VF.
+// A port of the embedded switch: an uplink (PF / wire side) or a VF.
 struct PortRef {
   enum class Kind : std::uint8_t { kUplink, kVf };
   Kind kind = Kind::kUplink;
+  // Which uplink, for kUplink: 0 the first (the VFs' PF), 1 the second PF
+  // of a dual-homed host (model::HostConfig::uplink2). Fills what was
+  // padding: sizeof(PortRef) stays 4.
+  std::uint8_t uplink_index = 0;
   std::uint16_t vf = 0;  // VF index; only for kVf
 
-  static PortRef uplink() { return {Kind::kUplink, 0}; }
-  static PortRef vfPort(std::uint16_t index) { return {Kind::kVf, index}; }
-  std::string str() const { return kind == Kind::kUplink ? "uplink" : "vf" + std::to_string(vf); }
+  static PortRef uplink(std::uint8_t index = 0) { return {Kind::kUplink, index, 0}; }
+  static PortRef vfPort(std::uint16_t index) { return {Kind::kVf, 0, index}; }
+  // "uplink", "uplink1", "vf3".
+  std::string str() const {
+    if (kind == Kind::kVf) return "vf" + std::to_string(vf);
+    return uplink_index == 0 ? "uplink" : "uplink" + std::to_string(uplink_index);
+  }
   bool operator==(const PortRef&) const = default;
 };
+static_assert(sizeof(PortRef) == 4);
 
 // --- pattern items (each field is matched exactly when its bit is set) ---
 struct PortItem {           // REPRESENTED_PORT: packet entered the switch from this port
@@ -182,11 +191,15 @@ struct PlacementReason {
     kNone,                // placed hw: the profile supports every item and action
     kItemUnsupported,     // detail = ItemType
     kActionUnsupported,   // detail = ActionType
-    kUdpPortUnsupported,  // detail = ItemType/ActionType carrying it (see on_action), port = requested
+    kUdpPortUnsupported,  // detail = ItemType/ActionType carrying it (see on_action), port =
+                          // requested
     kNextHopUnresolved,   // no MAC known for the underlay next hop `address`
     kTableFull,           // group `group` holds at most `capacity` rules
     kFollows,             // must follow rule `rule` (placed sw) or it would shadow/strand it
     kDeviceRefused,       // the device refused it at apply time (message kept by the backend)
+    // Its next hop is on uplink `detail` (> 0), a PF whose eswitch is not the
+    // VFs' (the profile has no multiport eswitch): the kernel sends it.
+    kUplinkOtherEswitch,
   };
   Code code = Code::kNone;
   bool on_action = false;       // for kUdpPortUnsupported: detail is an ActionType
@@ -198,7 +211,7 @@ struct PlacementReason {
   std::uint64_t rule = 0;
   bool operator==(const PlacementReason&) const = default;
 };
-inline constexpr std::size_t kPlacementReasonCodeCount = 8;
+inline constexpr std::size_t kPlacementReasonCodeCount = 9;
 // The stable name of a reason code ("next-hop-unresolved"): JSON keys,
 // metric labels and CLI counts use it. Index: PlacementReason::Code.
 const char* reasonCodeName(std::size_t code);

@@ -66,6 +66,12 @@ struct HwProfile {
 
   std::vector<EswitchMode> eswitch_modes;
   std::string eswitch_source;
+  // One eswitch over both PFs (issue 23, two uplinks): a VF's egress rule
+  // may send out of the second PF. Without it, each PF has its own eswitch
+  // and switch domain, and a remote whose next hop is on the second uplink
+  // takes the kernel path (reason uplink-other-eswitch).
+  bool multiport_eswitch = false;
+  std::string multiport_source;
 
   std::uint16_t max_vfs = 0;  // per PF (SR-IOV TotalVFs)
   std::string max_vfs_source;

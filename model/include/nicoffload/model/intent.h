@@ -27,12 +27,36 @@ enum class NicBackendKind : std::uint8_t { kSim, kSysfs };
 struct UnderlayNextHop {
   IpAddr address;  // host.json "ipv4" or "ipv6" (an IPv6 remote's next hop)
   MacAddr mac;
+  // The uplink the neighbour is on: an index into HostConfig's uplinks (0:
+  // the first, the one with the VFs; 1: HostConfig::uplink2).
+  std::uint8_t uplink = 0;
+};
+
+// The second uplink PF of a dual-homed host (host.json uplinks[1], issue
+// 23): a second link to a second top-of-rack switch, no bonding, ECMP by
+// the routing daemon. It has no VFs of nicoffload's: the VMs' VFs are on
+// the first uplink's PF. Routed underlay only.
+struct SecondUplink {
+  std::string pci;     // its PF, "0000:03:00.1"
+  std::string netdev;  // its kernel netdev; required (routes and the route watcher use it)
+  MacAddr mac;         // source MAC of packets sent out of it
+  // DPDK ethdev port id of this PF (rendering, and the DPDK backend's
+  // rules when the profile has a multiport eswitch).
+  std::uint16_t port_id = 0;
 };
 
 struct HostConfig {
   std::string name;                  // hypervisor name, for logs and ids
   std::string uplink_pci;            // PCI address of the uplink PF, "0000:03:00.0"
   std::string uplink_netdev;         // kernel netdev of the uplink (software path); may be empty
+  // host.json uplinks[1]: a second uplink; unset on a single-homed host.
+  std::optional<SecondUplink> uplink2;
+  std::size_t uplinkCount() const { return uplink2 ? 2 : 1; }
+  // Uplink `i`'s netdev and MAC (0: the first; 1: uplink2, which must be set).
+  const std::string& uplinkNetdev(std::size_t i) const {
+    return i == 0 ? uplink_netdev : uplink2->netdev;
+  }
+  const MacAddr& uplinkMac(std::size_t i) const { return i == 0 ? uplink_mac : uplink2->mac; }
   std::uint16_t vf_count = 0;        // SR-IOV VFs to create on the PF
   std::string hw_profile = "sim";    // profile name in hw-profiles/, a path, or "auto"
 

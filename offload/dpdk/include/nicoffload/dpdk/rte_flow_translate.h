@@ -45,6 +45,9 @@ struct SwitchPorts {
   std::uint16_t proxy = 0;                       // the transfer proxy: flow rules are created on it
   std::uint16_t uplink = 0;                      // the PF port (its REPRESENTED_PORT is the wire)
   std::vector<std::optional<std::uint16_t>> vf;  // vf[n]: port of VF n's representor
+  // The second uplink's PF port, where one eswitch spans both PFs (a
+  // multiport eswitch); unset: rules to it are refused (kNotFound).
+  std::optional<std::uint16_t> uplink2;
 
   // The ethdev port of a switch port. Errors: kNotFound for a VF without a
   // representor port.

@@ -44,13 +44,14 @@
 // Not thread-safe: one thread polls (the daemon's loop).
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <future>
-#include <thread>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -69,7 +70,13 @@ struct LearnedRoute {
   // Gateways on the uplink, sorted, unique (ECMP: several). Either family:
   // an IPv4 route may go through an IPv6 link-local one (RTA_VIA, RFC 5549).
   std::vector<IpAddr> next_hops;
+  // Those of next_hops on the second uplink (RouteWatcherOptions::uplink2),
+  // sorted; empty on a single-homed host.
+  std::vector<IpAddr> on_uplink2;
   bool operator==(const LearnedRoute&) const = default;
+  bool onUplink2(const IpAddr& hop) const {
+    return std::binary_search(on_uplink2.begin(), on_uplink2.end(), hop);
+  }
 };
 
 // "bgp", "ospf", ... for the protocols routing daemons use, else the number.
@@ -78,6 +85,11 @@ std::string routeProtocolName(std::uint8_t protocol);
 struct RouteWatcherOptions {
   std::string netns;                    // /run/netns name; empty = the caller's namespace
   std::string uplink;                   // the uplink netdev (required)
+  // A second uplink's netdev (a dual-homed host), or empty. Its next hops,
+  // neighbours and addresses count as the first's; LearnedRoute::on_uplink2
+  // says which hops are on it. When either uplink goes down, its next hops
+  // leave every route at once (before the resync's dump confirms it).
+  std::string uplink2;
   std::uint32_t table = 254;            // routing table (254 = main)
   std::uint8_t own_protocol = 240;      // our rtm_protocol: never learned
   std::vector<std::uint8_t> protocols;  // empty = any but 0-2 and own_protocol
@@ -114,6 +126,9 @@ struct RouteWatcherCounters {
   std::uint64_t overruns = 0;        // recvmsg ENOBUFS
   std::uint64_t resyncs = 0;         // full dumps (start included)
   std::uint64_t resync_failures = 0;
+  // Routes that lost next hops at once because their uplink went down
+  // (failover ahead of the resync's dump).
+  std::uint64_t uplink_down_routes = 0;
   // The last resync's cost: the dump (a worker thread's, but for open() and
   // resyncNow()) and its merge into the live set (the caller's thread).
   double last_dump_ms = 0;
@@ -174,6 +189,7 @@ class RouteWatcher {
     std::uint32_t metric = 0;
     std::uint8_t protocol = 0;
     std::vector<IpAddr> next_hops;
+    std::vector<IpAddr> on_uplink2;  // sorted subset of next_hops
     bool operator==(const Candidate&) const = default;
   };
   struct Tables {
@@ -182,6 +198,8 @@ class RouteWatcher {
     std::vector<Ipv4Prefix> prefixes;  // the uplink's addresses, sorted
     int uplink_index = 0;
     std::optional<unsigned> uplink_flags;  // IFF_UP | IFF_RUNNING | IFF_LOWER_UP, from the link dump
+    int uplink2_index = 0;                 // 0: no second uplink
+    std::optional<unsigned> uplink2_flags;
     std::unordered_set<std::uint32_t> nexthop_ids;  // nexthop objects (NHA_ID) known
     std::uint64_t ignored_routes = 0;
   };
@@ -209,6 +227,11 @@ class RouteWatcher {
   int epoll_fd_ = -1;  // both, for the owner
   int uplink_index_ = 0;
   std::optional<unsigned> uplink_flags_;  // IFF_UP | IFF_RUNNING | IFF_LOWER_UP as last seen
+  int uplink2_index_ = 0;
+  std::optional<unsigned> uplink2_flags_;
+  // An uplink (1: the first, 2: the second) went down: its next hops leave
+  // every route now, ahead of the resync.
+  void dropUplinkHops(int which);
   std::vector<char> buffer_;
   std::optional<std::string> resync_reason_;
   // The background dump, its reason, and the keys notifications changed
