@@ -288,12 +288,13 @@ def main():
         fleet.vtysh(hv1, "configure terminal", "router bgp 65001", f"no neighbor {tor1_ip} shutdown")
         back = fleet_lib.wait_for(lambda: spread_ok(fleet.egress(1), remotes, 1), 90)
         t.check("session back: the remotes spread again", back, json.dumps(fleet.egress(1)))
+        time.sleep(2)  # traffic after the last change too
         sent, recv = pinger.stop()
         pinger = None
         # A link cut loses what was in flight on it; the rest flows through
         # the other uplink. At 20 per second, a loss of 2 s is 40 packets.
         t.check(f"the ping kept flowing through both cuts ({recv} of {sent} answered)",
-                sent > 100 and sent - recv <= 40, f"{recv}/{sent}")
+                sent >= 60 and sent - recv <= 40 and recv * 2 > sent, f"{recv}/{sent}")
 
         # 3. Without a multiport eswitch (ConnectX-6 Dx): the remotes through
         #    uplink1 take the kernel path, and say why.
@@ -323,6 +324,14 @@ def main():
             pinger.stop()
         if t.failed:
             for h in fleet.daemons:
+                ns = ns_name(f"hv{h}")
+                print(f"--- hv{h} kernel routes (proto bgp) ---")
+                print(run("ip", "-n", ns, "route", "show", "proto", "bgp", check=False).stdout)
+                print(f"--- hv{h} neighbours ---")
+                print(run("ip", "-n", ns, "neigh", "show", check=False).stdout)
+                print(f"--- hv{h} BGP sessions ---")
+                print(fleet.vtysh(ns, "show bgp summary", "show ip bgp", "show ip route",
+                                  "show ip nht", "show nexthop-group rib").stdout)
                 log = os.path.join(fleet.dir, f"hv{h}", "daemon.log")
                 if os.path.exists(log):
                     print(f"--- hv{h} daemon log (end) ---")
