@@ -1,5 +1,6 @@
-// Controller: start-up, requests and batches (handle/handleBatch), the timer (tick) and metrics.
-// Admission, reconciliation and the read ops: admission.cc, reconciler.cc, queries.cc; the helpers
+// Controller: start-up, requests and batches (handle/handleBatch), the timer (tick).
+// Admission, reconciliation, the read ops, bulk requests and the metrics: admission.cc,
+// reconciler.cc, queries.cc, bulk.cc, controller_metrics.cc; the op table: ops.cc; the helpers
 // they share: request_fields.h.
 #include "nicoffload/daemon/controller.h"
 
@@ -8,16 +9,16 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <limits>
 #include <cstdio>
 #include <future>
+#include <limits>
 #include <optional>
 #include <set>
 #include <stdexcept>
 #include <unordered_set>
 
-#include "controller_types.h"
-#include "nicoffload/flowrules/render.h"
+#include "nicoffload/daemon/controller_metrics.h"
+#include "ops.h"
 #include "request_fields.h"
 
 namespace nicoffload::daemon {
@@ -38,7 +39,11 @@ Controller::Controller(model::HostConfig host, model::HwProfile profile, Backend
                      .pool_ready = [this](const model::Port& port) { return vdpa_.readyFor(port); },
                      .claim_clock_ms = [this] { return claims_.clockMs(); },
                      .note_claim = [this](std::int64_t until_ms) { claims_.note(until_ms); },
-                     .underlay_use = [this](const IpAddr& a) { return learnedUnderlayUse(a); },
+                     // Why a remote may not take an address: the underlay uses it.
+                     .underlay_use =
+                         [this](const IpAddr& a) {
+                           return learned_ ? learned_->underlayUse(a) : std::string();
+                         },
                  }),
       started_(options_.now()),
       failures_(options_.retry_min, options_.retry_max),
@@ -99,7 +104,41 @@ Controller::Controller(model::HostConfig host, model::HwProfile profile, Backend
           .full_pass_running = [this] { return reconciler_.fullPassRunning(); },
           .now = [this] { return options_.now(); },
           .started = started_,
-      }) {}
+      }),
+      bulk_(
+          BulkRequests::Parts{.host = host_,
+                              .profile = profile_,
+                              .admission = admission_,
+                              .reconciler = reconciler_,
+                              .store = store_,
+                              .counters = counters_},
+          BulkRequests::Seams{
+              .answer_now = [this](const std::vector<control::Request>& b) { return handleNow(b); },
+              .waits_for_sync =
+                  [](const json& request) {
+                    const Op* op = findOp(request);
+                    return op && op->waits_for_sync;
+                  },
+              .internal_error =
+                  [this](const json& request, const std::string& what) {
+                    return internalErrorReply(request, what);
+                  },
+              .planned_rules = [this] { return queries_.plannedRuleCount(); },
+              .port_vnis = [this] { return queries_.portVnis(); },
+              .compact_state = [this] { compactState(); },
+              .reinstate_learned = [this] { reinstateLearned(); },
+          },
+          BulkRequests::Options{.threshold = options_.bulk_threshold,
+                                .items_per_slice = options_.bulk_items_per_slice,
+                                .slice_budget = options_.slice_budget}) {}
+
+std::vector<json> Controller::handle(std::vector<control::Request> batch) {
+  return bulk_.handle(std::move(batch));
+}
+
+bool Controller::bulkPending() const { return bulk_.pending(); }
+
+std::vector<Controller::LateReply> Controller::stepBulk() { return bulk_.step(); }
 
 Result<std::unique_ptr<Controller>> Controller::start(model::HostConfig host,
                                                       model::HwProfile profile, Backends backends,
@@ -230,20 +269,10 @@ json Controller::internalErrorReply(const json& request, const std::string& what
   spdlog::error("internal error in {}: {}", name.empty() ? "a request" : printable(name),
                 e.message);
   // Whatever it interrupted (a pass half-way, say): check every backend again soon.
-  PassResult interrupted;
+  Reconciler::PassResult interrupted;
   interrupted.unowned(e);
   reconciler_.scheduleRetry(interrupted, false);
   return control::errorReply(e);
-}
-
-std::string Controller::describeCurrentException() {
-  try {
-    throw;
-  } catch (const std::exception& e) {
-    return e.what();
-  } catch (...) {
-    return "an exception of unknown type";
-  }
 }
 
 void Controller::handleBatch(const std::vector<control::Request>& batch,
@@ -304,7 +333,7 @@ void Controller::handleBatch(const std::vector<control::Request>& batch,
     // Reconciling touches neither store_ nor admission_.log().journal.
     auto saving = std::async(std::launch::async, [this] { return store_.append(admission_.log().journal); });
     for (const auto& c : admission_.log().mutations) spdlog::info("{}", c);
-    std::optional<PassResult> pass;
+    std::optional<Reconciler::PassResult> pass;
     std::exception_ptr reconcile_error;
     try {
       pass = reconciler_.reconcileTouched();
@@ -346,7 +375,7 @@ void Controller::handleBatch(const std::vector<control::Request>& batch,
     if (result.contains("port") && result["port"].is_object()) {
       auto key = portKeyOf(result["port"]);
       if (key)
-        if (const auto* p = findPort(*key)) {
+        if (const auto* p = admission_.findPort(*key)) {
           const bool brief = result.contains("brief") && result["brief"] == true;
           result["status"] = queries_.portJson(*p, !brief);
         }
@@ -383,7 +412,7 @@ Controller::~Controller() = default;  // the Reconciler waits for its full pass'
 void Controller::tick() {
   // A bulk remote.sync changes the intent over several turns: a full pass
   // neither starts nor takes its copy of the intent meanwhile (bulk.cc).
-  if (bulk_ && bulkChangesIntent()) return;
+  if (bulk_.changesIntent()) return;
   const auto now = options_.now();
   if (now >= claims_.next()) claims_.expire();
   traffic_.step(now);
@@ -407,137 +436,25 @@ std::chrono::milliseconds Controller::untilNextTick() const {
 }
 
 std::string Controller::metricsText(const control::ServerCounters* server) const {
-  MetricsRegistry m;
-  const auto& c = reconciler_.applier().counters();
-  m.describe("nicoffload_ports", "gauge", "Ports (VM NICs) in the intent.");
-  m.set("nicoffload_ports", "", static_cast<double>(admission_.intent().ports.size()));
-  m.describe("nicoffload_remotes", "gauge", "Remote endpoints in the intent.");
-  m.set("nicoffload_remotes", "", static_cast<double>(admission_.intent().remotes.size()));
-  m.describe("nicoffload_rules", "gauge", "Flow rules in effect by placement.");
-  m.set("nicoffload_rules", "placement=\"hw\"", static_cast<double>(c.hw));
-  m.set("nicoffload_rules", "placement=\"sw\"", static_cast<double>(c.sw));
-  m.describe("nicoffload_rules_sw", "gauge", "Flow rules in the software path by reason.");
-  for (std::size_t i = 1; i < c.sw_by_reason.size(); ++i)
-    m.set("nicoffload_rules_sw", std::string("reason=\"") + flowrules::reasonCodeName(i) + "\"",
-          static_cast<double>(c.sw_by_reason[i]));
-  const std::string be =
-      "backend=\"" + reconciler_.applierPtr()->backend().capabilities().backend + "\"";
-  m.describe("nicoffload_flow_operations_total", "counter", "Flow backend operations.");
-  m.set("nicoffload_flow_operations_total", be + ",op=\"validate\"",
-        static_cast<double>(c.validations));
-  m.set("nicoffload_flow_operations_total", be + ",op=\"create\"",
-        static_cast<double>(c.creations));
-  m.set("nicoffload_flow_operations_total", be + ",op=\"destroy\"",
-        static_cast<double>(c.destructions));
-  m.describe("nicoffload_flow_failures_total", "counter", "Flow backend refusals and failures.");
-  m.set("nicoffload_flow_failures_total", be + ",kind=\"refused\"",
-        static_cast<double>(c.refusals));
-  m.set("nicoffload_flow_failures_total", be + ",kind=\"destroy\"",
-        static_cast<double>(c.destroy_failures));
-  m.describe("nicoffload_software_path_operations_total", "counter",
-             "Kernel objects programmed or removed.");
-  m.set("nicoffload_software_path_operations_total", "", static_cast<double>(counters_.sw_ops));
-  m.describe("nicoffload_software_path_failures_total", "counter",
-             "Kernel objects the kernel refused.");
-  m.set("nicoffload_software_path_failures_total", "", static_cast<double>(counters_.sw_failures));
-  m.describe("nicoffload_software_path_objects_failed", "gauge",
-             "Kernel objects failing now (retried).");
-  m.set("nicoffload_software_path_objects_failed", "",
-        static_cast<double>(failures_.count(FailureBook::Kind::kKernel)));
-  m.describe("nicoffload_failing_objects", "gauge",
-             "Objects whose last attempt failed, by kind (each retried with its own backoff).");
-  for (const auto kind : {FailureBook::Kind::kKernel, FailureBook::Kind::kDevice,
-                          FailureBook::Kind::kPool, FailureBook::Kind::kPass})
-    m.set("nicoffload_failing_objects", "kind=\"" + std::string(toString(kind)) + "\"",
-          static_cast<double>(failures_.count(kind)));
-  m.describe("nicoffload_device_operations_total", "counter",
-             "NIC (VF settings) and vDPA operations.");
-  m.set("nicoffload_device_operations_total", "backend=\"nic\"",
-        static_cast<double>(counters_.nic_ops));
-  m.set("nicoffload_device_operations_total", "backend=\"vdpa\"",
-        static_cast<double>(vdpa_.counters().ops));
-  m.describe("nicoffload_device_failures_total", "counter", "NIC and vDPA operations that failed.");
-  m.set("nicoffload_device_failures_total", "backend=\"nic\"",
-        static_cast<double>(counters_.nic_failures));
-  m.set("nicoffload_device_failures_total", "backend=\"vdpa\"",
-        static_cast<double>(vdpa_.counters().failures));
-  m.describe("nicoffload_vdpa_devices", "gauge", "vDPA devices held (ports' and the pool's).");
-  m.set("nicoffload_vdpa_devices", "", static_cast<double>(vdpa_.size()));
-  m.describe("nicoffload_vdpa_pool_ready", "gauge",
-             "vDPA devices of the warm pool ready for a port (vdpa.pool).");
-  m.set("nicoffload_vdpa_pool_ready", "", static_cast<double>(vdpa_.ready()));
-  m.describe("nicoffload_vdpa_pool_size", "gauge", "The warm pool's configured size (0: off).");
-  m.set("nicoffload_vdpa_pool_size", "", vdpa_.poolEnabled() ? host_.vdpa_pool_size : 0.0);
-  m.describe("nicoffload_vdpa_port_devices_total", "counter",
-             "Ports given a vDPA device: from the pool, or created on demand while the pool was on.");
-  m.set("nicoffload_vdpa_port_devices_total", "source=\"pool\"",
-        static_cast<double>(vdpa_.counters().pool_claims));
-  m.set("nicoffload_vdpa_port_devices_total", "source=\"on_demand\"",
-        static_cast<double>(vdpa_.counters().pool_misses));
-  m.describe("nicoffload_vdpa_pool_refills_total", "counter", "Pool devices made ahead.");
-  m.set("nicoffload_vdpa_pool_refills_total", "",
-        static_cast<double>(vdpa_.counters().pool_refills));
-  m.describe("nicoffload_ports_tentative", "gauge",
-             "Ports held as tentative claims (the hook's migrate), not confirmed yet.");
-  m.set("nicoffload_ports_tentative", "", static_cast<double>(claims_.tentativeCount()));
-  m.describe("nicoffload_tentative_ports_expired_total", "counter",
-             "Tentative ports removed because nothing confirmed them in daemon.tentative_ttl_ms.");
-  m.set("nicoffload_tentative_ports_expired_total", "", static_cast<double>(claims_.expired()));
-  m.describe("nicoffload_reconcile_passes_total", "counter", "Reconcile passes by kind.");
-  m.set("nicoffload_reconcile_passes_total", "kind=\"any\"",
-        static_cast<double>(counters_.reconcile_passes));
-  m.set("nicoffload_reconcile_passes_total", "kind=\"full\"",
-        static_cast<double>(counters_.full_passes));
-  m.set("nicoffload_reconcile_passes_total", "kind=\"full_quiet\"",
-        static_cast<double>(counters_.quiet_passes));
-  m.describe("nicoffload_retries_total", "counter", "Reconcile retries after failures.");
-  m.set("nicoffload_retries_total", "", static_cast<double>(counters_.retries));
-  m.describe("nicoffload_state_saves_total", "counter",
-             "Batches appended to the state journal (one fdatasync each), by result.");
-  m.set("nicoffload_state_saves_total", "result=\"ok\"",
-        static_cast<double>(counters_.state_saves));
-  m.set("nicoffload_state_saves_total", "result=\"failed\"",
-        static_cast<double>(counters_.state_save_failures));
-  const auto journal = store_.stats();
-  m.describe("nicoffload_state_journal_bytes", "gauge",
-             "Bytes of journal since the last snapshot of the state.");
-  m.set("nicoffload_state_journal_bytes", "", static_cast<double>(journal.journal_bytes));
-  m.describe("nicoffload_state_compactions_total", "counter",
-             "Snapshots of the state written in the background, by result.");
-  m.set("nicoffload_state_compactions_total", "result=\"ok\"",
-        static_cast<double>(journal.compactions));
-  m.set("nicoffload_state_compactions_total", "result=\"failed\"",
-        static_cast<double>(journal.compaction_failures));
-  m.describe("nicoffload_internal_errors_total", "counter",
-             "Requests answered with an internal error (an exception caught at the request "
-             "boundary: a bug).");
-  m.set("nicoffload_internal_errors_total", "", static_cast<double>(counters_.internal_errors));
-  if (server) {
-    m.describe("nicoffload_control_requests_total", "counter",
-               "Control socket requests by outcome.");
-    m.set("nicoffload_control_requests_total", "outcome=\"served\"",
-          static_cast<double>(server->requests));
-    m.set("nicoffload_control_requests_total", "outcome=\"malformed\"",
-          static_cast<double>(server->malformed));
-    m.set("nicoffload_control_requests_total", "outcome=\"oversized\"",
-          static_cast<double>(server->oversized));
-    m.set("nicoffload_control_requests_total", "outcome=\"peer_refused\"",
-          static_cast<double>(server->refused_peers));
-    m.set("nicoffload_control_requests_total", "outcome=\"refused\"",
-          static_cast<double>(counters_.requests_refused));
-    m.set("nicoffload_control_requests_total", "outcome=\"timed_out\"",
-          static_cast<double>(server->timed_out));
-  }
-  if (learned_) learned_->metrics(m, admission_, queries_.watcherCounters());
-  return m.render() + traffic_.metricsText();
+  return controllerMetricsText({
+      .host = host_,
+      .admission = admission_,
+      .applier = reconciler_.applier(),
+      .flow_backend = reconciler_.applierPtr()->backend().capabilities().backend,
+      .failures = failures_,
+      .vdpa = vdpa_,
+      .claims = claims_,
+      .store = store_,
+      .traffic = traffic_,
+      .counters = counters_,
+      .learned = learned_.get(),
+      .watcher = learned_ ? queries_.watcherCounters() : offload::RouteWatcherCounters{},
+      .server = server,
+  });
 }
 
 // --- routes learned from the kernel: the route watcher's events into the
 // intent (LearnedRoutes), then reconciled like a batch ---
-
-std::string Controller::learnedUnderlayUse(const IpAddr& address) const {
-  return learned_ ? learned_->underlayUse(address) : std::string();
-}
 
 int Controller::routeWatcherFd() const {
   return backends_.routes ? backends_.routes->fd() : -1;
@@ -585,7 +502,7 @@ void Controller::reinstateLearned() {
   if (!learned_ || learned_->empty()) return;
   std::vector<IpAddr> back;
   for (const auto& [address, before] : admission_.log().remotes)
-    if (learned_->routed(address) && !findRemote(address)) back.push_back(address);
+    if (learned_->routed(address) && !admission_.findRemote(address)) back.push_back(address);
   if (back.empty()) return;
   admission_.beginBatch();
   learned_->reinstate(back, admission_);
@@ -609,13 +526,6 @@ json Controller::reconcileAll() {
     }
   }
   return reconciler_.reconcileAll();
-}
-
-// The "reconcile" op.
-Result<json> Controller::runReconcile(const json& req) {
-  auto fail = [](Error e) { return e; };
-  if (auto s = onlyKeys(req, {}); !s) return fail(s.error());
-  return reconcileAll();
 }
 
 }  // namespace nicoffload::daemon

@@ -1,14 +1,18 @@
-// Controller: the control API's ops, in one table. Each op's name, whether
-// it reads or changes the intent, whether it may be one of a `batch`'s ops,
-// whether it waits behind a bulk remote.sync (bulk.cc), and its handler.
-// Dispatch, admission, batches, the bulk router and the unknown-op error
-// all read this table; nothing else spells an op's name.
-#include "controller_types.h"
+// The control API's ops, in one table (ops.h), and the Controller's calls
+// that run them: admit (a mutation), read, a `batch` of mutations.
+#include "ops.h"
+
+#include "nicoffload/daemon/controller.h"
 #include "request_fields.h"
 
 namespace nicoffload::daemon {
 
-std::span<const Controller::Op> Controller::ops() {
+// The table's handlers reach the controller's parts: a friend of Controller.
+struct OpTable {
+  static std::span<const Op> ops();
+};
+
+std::span<const Op> OpTable::ops() {
   using K = OpKind;
   // A handler is the part that serves the op; `c` is the controller.
   static const Op kOps[] = {
@@ -42,16 +46,26 @@ std::span<const Controller::Op> Controller::ops() {
       {"counters", K::kRead, false, false,
        [](Controller& c, const json& r) { return c.queries_.readCounters(r); }},
       {"traffic", K::kRead, false, false,
-       [](Controller& c, const json& r) { return c.readTraffic(r); }},
+       [](Controller& c, const json& r) {
+         return readTraffic(c.traffic_, c.admission_.intent(), r);
+       }},
       {"sim.send", K::kRead, false, false,
-       [](Controller& c, const json& r) { return c.simSend(r); }},
+       [](Controller& c, const json& r) {
+         return simSend(c.reconciler_.applier(), c.admission_.intent(), r);
+       }},
       {"reconcile", K::kRead, false, true,
-       [](Controller& c, const json& r) { return c.runReconcile(r); }},
+       [](Controller& c, const json& r) -> Result<json> {
+         // A full pass now (Controller::reconcileAll), answered when it is over.
+         if (auto s = onlyKeys(r, {}); !s) return s.error();
+         return c.reconcileAll();
+       }},
   };
   return kOps;
 }
 
-const Controller::Op* Controller::findOp(const json& request) {
+std::span<const Op> ops() { return OpTable::ops(); }
+
+const Op* findOp(const json& request) {
   const auto it = request.is_object() ? request.find("op") : request.end();
   if (it == request.end() || !it->is_string()) return nullptr;
   const auto& name = it->get_ref<const std::string&>();
@@ -60,7 +74,7 @@ const Controller::Op* Controller::findOp(const json& request) {
   return nullptr;
 }
 
-std::string Controller::opNames(bool batch_only) {
+std::string opNames(bool batch_only) {
   std::string out;
   for (const auto& op : ops()) {
     if (batch_only && !op.in_batch) continue;
@@ -70,7 +84,7 @@ std::string Controller::opNames(bool batch_only) {
   return out;
 }
 
-bool Controller::isMutation(const json& request) {
+bool isMutation(const json& request) {
   const Op* op = findOp(request);
   return op && op->kind == OpKind::kMutation;
 }

@@ -13,7 +13,6 @@
 #include <stdexcept>
 #include <unordered_set>
 
-#include "controller_types.h"
 #include "nicoffload/flowrules/render.h"
 #include "request_fields.h"
 

@@ -25,6 +25,17 @@ namespace {
 
 using nlohmann::json;
 
+// The message of the exception being handled (call inside a catch).
+inline std::string describeCurrentException() {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "an exception of unknown type";
+  }
+}
+
 inline Error requestError(ErrorCode code, const std::string& field, const std::string& value,
                           std::string msg) {
   return makeError(code, field, value, std::move(msg));

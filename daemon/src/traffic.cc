@@ -1,19 +1,19 @@
-// Controller: the ops of the per-port traffic counters (issue 23, part 3).
+// The ops of the per-port traffic counters (issue 23, part 3; ops.h).
 // `traffic` shows what the TrafficSweep part (traffic_sweep.h) last read;
 // `sim.send` sends packets through the simulated NIC, so that its counters
 // move without a wire.
 #include <chrono>
 
-#include "controller_types.h"
 #include "nicoffload/simnic/sim_eswitch.h"
 #include "nicoffload/trace/trace.h"
+#include "ops.h"
 #include "request_fields.h"
 
 namespace nicoffload::daemon {
 
 // The `traffic` op: every port's figures (or one VM's), from the last sweep;
 // "refresh": true runs a sweep first, at once.
-Result<json> Controller::readTraffic(const json& req) {
+Result<json> readTraffic(TrafficSweep& traffic, const model::Intent& intent, const json& req) {
   auto fail = [](Error e) { return e; };
   if (auto s = onlyKeys(req, {"refresh", "vm"}); !s) return fail(s.error());
   auto refresh = optionalBool(req, "refresh", false);
@@ -25,13 +25,13 @@ Result<json> Controller::readTraffic(const json& req) {
     vm = std::move(v).value();
     std::transform(vm->begin(), vm->end(), vm->begin(), [](unsigned char c) { return std::tolower(c); });
   }
-  if (*refresh) traffic_.runNow();
+  if (*refresh) traffic.runNow();
   json ports = json::array();
-  for (const auto& p : admission_.intent().ports) {
+  for (const auto& p : intent.ports) {
     if (vm && p.key.vm != *vm) continue;
-    ports.push_back({{"vm", p.key.vm}, {"nic", p.key.nic}, {"traffic", traffic_.portJson(p)}});
+    ports.push_back({{"vm", p.key.vm}, {"nic", p.key.nic}, {"traffic", traffic.portJson(p)}});
   }
-  return json{{"ports", std::move(ports)}, {"sweep", traffic_.statusJson()}};
+  return json{{"ports", std::move(ports)}, {"sweep", traffic.statusJson()}};
 }
 
 // The `sim.send` op: `count` copies of a packet (the trace op's packet spec)
@@ -39,16 +39,17 @@ Result<json> Controller::readTraffic(const json& req) {
 // device would. Only with backends.flow = sim: a real NIC takes its packets
 // from the wire and the VMs. The packets go through at once, on the loop
 // thread (about a microsecond each): hence the cap of 100 000.
-Result<json> Controller::simSend(const json& req) {
+Result<json> simSend(flowrules::HwApplier& applier, const model::Intent& intent, const json& req) {
   auto fail = [](Error e) { return e; };
   if (auto s = onlyKeys(req, {"packet", "count"}); !s) return fail(s.error());
   // The one place the daemon looks behind its FlowBackend seam: sending
   // packets is what only the simulated NIC can be asked to do.
-  auto* sim = dynamic_cast<simnic::SimEswitch*>(&reconciler_.applier().backend());
+  auto* sim = dynamic_cast<simnic::SimEswitch*>(&applier.backend());
   if (!sim)
-    return fail(requestError(ErrorCode::kUnsupported, "op", "sim.send",
-                             "sim.send needs the simulated NIC (backends.flow = sim); this host runs " +
-                                 reconciler_.applier().backend().capabilities().backend));
+    return fail(
+        requestError(ErrorCode::kUnsupported, "op", "sim.send",
+                     "sim.send needs the simulated NIC (backends.flow = sim); this host runs " +
+                         applier.backend().capabilities().backend));
   std::uint64_t count = 1;
   if (const auto it = req.find("count"); it != req.end()) {
     if (!it->is_number_integer())
@@ -58,7 +59,7 @@ Result<json> Controller::simSend(const json& req) {
     if (count == 0 || count > 100000)
       return fail(requestError(ErrorCode::kInvalidValue, "count", echoOf(*it), "must be 1..100000"));
   }
-  auto input = packetSpecOf(req, admission_.intent());
+  auto input = packetSpecOf(req, intent);
   if (!input) return input.error();
   std::optional<simnic::Delivery> last;
   for (std::uint64_t i = 0; i < count; ++i) {
