@@ -38,9 +38,10 @@ class SoftwarePathKernel final : public trace::KernelView {
       : host_(intent.host), sw_(sw) {}
   std::string where() const override { return "model of the planned software path"; }
 
-  Result<KernelRoute> routeInput(Ipv4Addr dst, Ipv4Addr src,
-                                 const std::string& iif) const override {
+  Result<KernelRoute> routeInput(IpAddr dst6, IpAddr src6, const std::string& iif) const override {
     KernelRoute r;
+    if (!dst6.isV4()) return routeInput6(dst6.v6(), src6.v6(), iif);
+    const Ipv4Addr dst = dst6.v4(), src = src6.v4();
     if (sysctl("ipv4/conf/" + iif + "/rp_filter") == "1") {
       const auto* back = route(src);
       if (!back || back->dev != iif) {
@@ -71,9 +72,12 @@ class SoftwarePathKernel final : public trace::KernelView {
     return sysctl("ipv4/conf/" + dev + "/proxy_arp") == "1";
   }
   Result<std::optional<trace::KernelNeighbour>> neighbour(const std::string& dev,
-                                                          Ipv4Addr ip) const override {
+                                                          IpAddr ip) const override {
     for (const auto& n : sw_.neighbours)
-      if (n.dev == dev && n.ip == ip)
+      if (ip.isV4() && n.dev == dev && n.ip == ip.v4())
+        return std::optional(trace::KernelNeighbour{n.mac, "permanent"});
+    for (const auto& n : sw_.neighbours6)
+      if (!ip.isV4() && !n.proxy && n.dev == dev && n.ip == ip.v6())
         return std::optional(trace::KernelNeighbour{n.mac, "permanent"});
     return std::optional<trace::KernelNeighbour>();
   }
@@ -93,6 +97,32 @@ class SoftwarePathKernel final : public trace::KernelView {
   }
 
  private:
+  // IPv6: no reverse-path filter; the source-check rules of the input
+  // device in priority order, then the /128 routes (table main).
+  KernelRoute routeInput6(const Ipv6Addr& dst, const Ipv6Addr& src, const std::string& iif) const {
+    KernelRoute r;
+    std::vector<const flowrules::Rule6Entry*> rules;
+    for (const auto& rule : sw_.rules6)
+      if (rule.iif == iif) rules.push_back(&rule);
+    std::sort(rules.begin(), rules.end(),
+              [](const auto* a, const auto* b) { return a->priority < b->priority; });
+    for (const auto* rule : rules) {
+      if (rule->blackhole) {
+        r.error = EINVAL;  // what the kernel answers for a blackhole rule
+        return r;
+      }
+      if ((rule->src && rule->src->contains(src)) || (rule->dst && rule->dst->contains(dst))) break;
+    }
+    for (const auto& route : sw_.routes6)
+      if (route.dst.addr == dst) {
+        r.type = KernelRoute::Type::kUnicast;
+        r.dev = route.dev;
+        if (route.via) r.gateway = IpAddr(*route.via);
+        return r;
+      }
+    r.error = ENETUNREACH;
+    return r;
+  }
   const flowrules::RouteEntry* route(Ipv4Addr a) const {
     for (const auto& r : sw_.routes)
       if (r.dst.addr == a) return &r;
@@ -425,6 +455,32 @@ TEST(TraceIpv6, ThroughTheHardwareAndToTheKernel) {
   EXPECT_NE(packet.find("ipv4 192.0.2.1>192.0.2.2"), std::string::npos) << packet;
   EXPECT_NE(packet.find("2001:db8:1::10>2001:db8:9::5"), std::string::npos) << packet;
 
+  // The kernel's part: the /128 routes, the neighbours, the hop limit.
+  auto nowhere = traceOf(*h, {{"in", "vf0"}, {"dst_ip", "2001:db8:5::5"}}, &k);
+  EXPECT_EQ(nowhere["hardware"]["verdict"]["kind"], "representor") << nowhere.dump(1);
+  EXPECT_EQ(nowhere["kernel"]["in_dev"], "pf0vf0");
+  EXPECT_EQ(nowhere["kernel"]["verdict"]["kind"], "no-route") << nowhere["kernel"].dump(1);
+  ASSERT_EQ(nowhere["kernel"]["steps"].size(), 1u);
+  EXPECT_EQ(nowhere["kernel"]["steps"][0]["dst"], "2001:db8:5::5");
+
+  const json from_uplink{
+      {"in", "uplink"}, {"src_ip", "2001:db8:9::5"}, {"dst_ip", "2001:db8:1::10"}};
+  auto in = traceOf(*h, from_uplink, &k);
+  EXPECT_EQ(in["kernel"]["in_dev"], "uplink0") << in.dump(1);
+  EXPECT_EQ(in["kernel"]["verdict"]["kind"], "kernel-route") << in["kernel"].dump(1);
+  EXPECT_EQ(in["kernel"]["verdict"]["dev"], "pf0vf0");
+  ASSERT_EQ(in["kernel"]["steps"].size(), 2u);
+  EXPECT_EQ(in["kernel"]["steps"][1]["step"], "neighbour");
+  EXPECT_EQ(in["kernel"]["steps"][1]["ip"], "2001:db8:1::10");
+  EXPECT_EQ(in["kernel"]["steps"][1]["mac"], "52:54:00:00:01:01");
+
+  json last_hop = from_uplink;
+  last_hop["ttl"] = 1;
+  auto expired = traceOf(*h, last_hop, &k);
+  EXPECT_EQ(expired["kernel"]["verdict"]["kind"], "dropped") << expired["kernel"].dump(1);
+  EXPECT_NE(expired["kernel"]["verdict"]["text"].get<std::string>().find("hop limit 1"),
+            std::string::npos);
+
   // (From the VM's link-local address: from its /128 the allow rule, at the
   // same priority, may match first; both end at the representor.)
   auto nd = traceOf(*h,
@@ -434,8 +490,9 @@ TEST(TraceIpv6, ThroughTheHardwareAndToTheKernel) {
                      {"proto", "icmp"}},
                     &k);
   EXPECT_EQ(nd["hardware"]["steps"][0]["class"], "nd-trap") << nd.dump(1);
-  EXPECT_EQ(nd["kernel"]["verdict"]["kind"], "unknown");
-  EXPECT_NE(nd["kernel"]["verdict"]["text"].get<std::string>().find("IPv6"), std::string::npos);
+  EXPECT_EQ(nd["kernel"]["verdict"]["kind"], "local") << nd.dump(1);
+  EXPECT_NE(nd["kernel"]["verdict"]["text"].get<std::string>().find("multicast"),
+            std::string::npos);
 
   const struct {
     json spec;

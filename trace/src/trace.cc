@@ -568,7 +568,7 @@ struct KernelWalk {
       const auto* udp = p.at<UdpHeader>(2);
       const auto* vx = p.at<VxlanHeader>(3);
       if (udp && vx && udp->dst_port == intent.host.vxlan_udp_port && depth == 0 &&
-          p.at<EthHeader>(4) && p.at<Ipv4Header>(5)) {
+          p.at<EthHeader>(4) && (p.at<Ipv4Header>(5) || p.at<simnic::Ipv6Header>(5))) {
         const std::string dev = fr::vxlanDeviceName(vx->vni);
         auto mac = k.linkMac(dev);
         if (!mac) {
@@ -585,7 +585,11 @@ struct KernelWalk {
         inner.headers.erase(inner.headers.begin(), inner.headers.begin() + 4);
         step(
             {{"step", "vxlan-decap"}, {"vni", vx->vni}, {"dev", dev}, {"packet", describe(inner)}});
-        ipv4(inner, dev, depth + 1);
+        if (inner.at<Ipv4Header>(1)) {
+          ipv4(inner, dev, depth + 1);
+        } else {
+          ipv6(inner, dev);
+        }
         return;
       }
       finish("local", "delivered to the host itself: " + ip->dst.str() + " is a local address");
@@ -601,13 +605,76 @@ struct KernelWalk {
                             " expires on forwarding (ICMP time exceeded)");
       return;
     }
-    const Ipv4Addr hop = route->gateway ? *route->gateway : ip->dst;
-    auto neigh = k.neighbour(route->dev, hop);
+    forward(*route, ip->dst);
+  }
+
+  // IPv6 forwarding of `p` (outermost Ethernet + IPv6) received on iif:
+  // the same lookups as IPv4 (RTM_GETROUTE with the input device, the
+  // neighbour table), by the /128 routes the kernel path installs.
+  void ipv6(const Packet& p, const std::string& iif) {
+    const auto* ip = p.at<simnic::Ipv6Header>(1);
+    const IpAddr dst(ip->dst), src(ip->src);
+    if (ip->dst.bytes[0] == 0xff) {
+      step({{"step", "multicast"}, {"in_dev", iif}, {"dst", dst.str()}});
+      finish("local", "received by the host itself: " + dst.str() +
+                          " is a multicast address (neighbour discovery: the gateway's proxy "
+                          "NDP entry on " +
+                          iif + " answers; not forwarded)");
+      return;
+    }
+    auto route = k.routeInput(dst, src, iif);
+    if (!route) {
+      failed(route.error(), "the route to " + dst.str());
+      return;
+    }
+    step({{"step", "route"},
+          {"in_dev", iif},
+          {"dst", dst.str()},
+          {"src", src.str()},
+          {"route", routeJson(*route)}});
+    if (route->error == EINVAL) {
+      // IPv6 has no reverse-path filter: the kernel path's source check is
+      // a blackhole rule after the rule that lets the VM's /128s on; a
+      // source it allows whose destination has no route falls through to it
+      // as well.
+      finish("dropped", "dropped by the kernel: a blackhole rule on " + iif +
+                            " (its source check: " + src.str() +
+                            " is not one of the VM's /128s, or no route to " + dst.str() +
+                            " matched first)");
+      return;
+    }
+    if (route->error) {
+      finish("no-route", "dropped by the kernel: " + errnoText(route->error));
+      return;
+    }
+    if (route->type == KernelRoute::Type::kLocal) {
+      finish("local", "delivered to the host itself: " + dst.str() + " is a local address");
+      return;
+    }
+    if (route->type != KernelRoute::Type::kUnicast) {
+      finish("dropped",
+             std::string("dropped by the kernel: the route is ") + toString(route->type));
+      return;
+    }
+    if (ip->hop_limit <= 1) {
+      finish("dropped", "dropped by the kernel: hop limit " + std::to_string(ip->hop_limit) +
+                            " expires on forwarding (ICMPv6 time exceeded)");
+      return;
+    }
+    forward(*route, dst);
+  }
+
+  // The last hop of a forwarded packet: the neighbour the route leads to
+  // (the gateway, or `dst` itself when directly connected) and, on a VXLAN
+  // device, the remote VTEP its FDB holds for that neighbour's MAC.
+  void forward(const KernelRoute& route, IpAddr dst) {
+    const IpAddr hop = route.gateway ? *route.gateway : dst;
+    auto neigh = k.neighbour(route.dev, hop);
     if (!neigh) {
       failed(neigh.error(), "the neighbour " + hop.str());
       return;
     }
-    json ns{{"step", "neighbour"}, {"dev", route->dev}, {"ip", hop.str()}};
+    json ns{{"step", "neighbour"}, {"dev", route.dev}, {"ip", hop.str()}};
     if (*neigh) {
       ns["mac"] = (*neigh)->mac.str();
       ns["state"] = (*neigh)->state;
@@ -615,38 +682,38 @@ struct KernelWalk {
       ns["mac"] = nullptr;
     }
     step(ns);
-    json extra{{"dev", route->dev}};
-    if (route->gateway) extra["via"] = route->gateway->str();
-    const bool is_vxlan = route->dev.rfind(fr::kVxlanDevicePrefix, 0) == 0;
+    json extra{{"dev", route.dev}};
+    if (route.gateway) extra["via"] = route.gateway->str();
+    const bool is_vxlan = route.dev.rfind(fr::kVxlanDevicePrefix, 0) == 0;
     if (is_vxlan && *neigh) {
-      auto remotes = k.fdb(route->dev, (*neigh)->mac);
+      auto remotes = k.fdb(route.dev, (*neigh)->mac);
       if (!remotes) {
-        failed(remotes.error(), "the FDB of " + route->dev);
+        failed(remotes.error(), "the FDB of " + route.dev);
         return;
       }
       json vteps = json::array();
       for (const auto& v : *remotes) vteps.push_back(v.str());
       step({{"step", "fdb"},
-            {"dev", route->dev},
+            {"dev", route.dev},
             {"mac", (*neigh)->mac.str()},
             {"remote_vteps", vteps}});
       if (remotes->empty()) {
-        finish("dropped", "dropped: the FDB of " + route->dev + " has no remote VTEP for " +
+        finish("dropped", "dropped: the FDB of " + route.dev + " has no remote VTEP for " +
                               (*neigh)->mac.str());
         return;
       }
       extra["remote_vtep"] = remotes->front().str();
       finish("kernel-route",
-             "kernel route via dev " + route->dev + ": VXLAN-encapsulated to VTEP " +
+             "kernel route via dev " + route.dev + ": VXLAN-encapsulated to VTEP " +
                  remotes->front().str() + " (" + (*neigh)->mac.str() + ")",
              extra);
       return;
     }
-    std::string text = "kernel route via dev " + route->dev;
-    if (route->gateway) text += " via " + route->gateway->str();
+    std::string text = "kernel route via dev " + route.dev;
+    if (route.gateway) text += " via " + route.gateway->str();
     text += *neigh ? " to " + (*neigh)->mac.str()
-                   : " (no neighbour entry for " + hop.str() +
-                         ": the kernel resolves it with ARP first)";
+                   : " (no neighbour entry for " + hop.str() + ": the kernel resolves it with " +
+                         (hop.isV4() ? "ARP" : "neighbour discovery") + " first)";
     finish("kernel-route", text, extra);
   }
 };
@@ -749,9 +816,7 @@ Result<json> tracePacket(const TraceInput& input, const std::vector<TraceRule>& 
     } else if (d.packet.at<EthHeader>(0) && d.packet.at<Ipv4Header>(1)) {
       walk.ipv4(d.packet, dev, 0);
     } else if (d.packet.at<EthHeader>(0) && d.packet.at<simnic::Ipv6Header>(1)) {
-      walk.finish("unknown",
-                  "not looked up: the kernel's IPv6 forwarding is not traced (the kernel path "
-                  "routes it by its /128 routes; `ip -6 route get` shows which)");
+      walk.ipv6(d.packet, dev);
     } else {
       walk.finish("dropped", "the software path forwards IP and answers ARP only: not forwarded");
     }

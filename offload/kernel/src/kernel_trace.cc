@@ -26,6 +26,7 @@ using trace::KernelNeighbour;
 using trace::KernelRoute;
 
 using detail::ipv4Of;
+using detail::ipv6Of;
 using detail::macOf;
 using detail::parseAttrs;
 
@@ -74,20 +75,29 @@ class KernelTraceView final : public trace::KernelView {
     return netns_.empty() ? "the daemon's network namespace" : "network namespace " + netns_;
   }
 
-  Result<KernelRoute> routeInput(Ipv4Addr dst, Ipv4Addr src,
-                                 const std::string& iif) const override {
+  Result<KernelRoute> routeInput(IpAddr dst, IpAddr src, const std::string& iif) const override {
+    if (dst.isV4() != src.isV4())
+      return makeError(ErrorCode::kInvalidValue, "route", dst.str(),
+                       "the source " + src.str() + " and the destination " + dst.str() +
+                           " are of different families");
     auto index = ifindex(iif);
     if (!index) return index.error();
+    const bool v4 = dst.isV4();
     rtmsg rtm{};
-    rtm.rtm_family = AF_INET;
-    rtm.rtm_dst_len = 32;
-    rtm.rtm_src_len = 32;
+    rtm.rtm_family = v4 ? AF_INET : AF_INET6;
+    rtm.rtm_dst_len = dst.hostLength();
+    rtm.rtm_src_len = src.hostLength();
     detail::DumpRequestPtr msg(nlmsg_alloc_simple(RTM_GETROUTE, NLM_F_REQUEST));
     if (!msg || nlmsg_append(msg.get(), &rtm, sizeof rtm, NLMSG_ALIGNTO) < 0)
       return makeError(ErrorCode::kInternal, "route", dst.str(), "cannot build RTM_GETROUTE");
-    const std::uint32_t d = htonl(dst.value), s = htonl(src.value);
-    nla_put(msg.get(), RTA_DST, 4, &d);
-    nla_put(msg.get(), RTA_SRC, 4, &s);
+    if (v4) {
+      const std::uint32_t d = htonl(dst.v4().value), s = htonl(src.v4().value);
+      nla_put(msg.get(), RTA_DST, 4, &d);
+      nla_put(msg.get(), RTA_SRC, 4, &s);
+    } else {
+      nla_put(msg.get(), RTA_DST, 16, dst.v6().bytes.data());
+      nla_put(msg.get(), RTA_SRC, 16, src.v6().bytes.data());
+    }
     nla_put_u32(msg.get(), RTA_IIF, static_cast<std::uint32_t>(*index));
     KernelRoute route;
     int oif = 0;
@@ -98,7 +108,11 @@ class KernelTraceView final : public trace::KernelView {
       if (!parseAttrs(h, sizeof(rtmsg), tb)) return;
       route.type = routeType(m->rtm_type);
       if (tb[RTA_OIF]) oif = static_cast<int>(nla_get_u32(tb[RTA_OIF]));
-      if (tb[RTA_GATEWAY]) route.gateway = ipv4Of(tb[RTA_GATEWAY]);
+      if (tb[RTA_GATEWAY])
+        route.gateway = v4 ? IpAddr(ipv4Of(tb[RTA_GATEWAY])) : IpAddr(ipv6Of(tb[RTA_GATEWAY]));
+      if (tb[RTA_VIA])  // an IPv4 route via an IPv6 next hop (RFC 5549)
+        route.gateway =
+            detail::viaAddr(nla_data(tb[RTA_VIA]), static_cast<std::size_t>(nla_len(tb[RTA_VIA])));
     });
     if (err) {
       // The kernel refused the lookup (no route, reverse-path filter...):
@@ -132,11 +146,13 @@ class KernelTraceView final : public trace::KernelView {
   }
 
   Result<std::optional<KernelNeighbour>> neighbour(const std::string& dev,
-                                                   Ipv4Addr ip) const override {
+                                                   IpAddr ip) const override {
     auto index = ifindex(dev);
     if (!index) return index.error();
+    const int family = ip.isV4() ? AF_INET : AF_INET6;
     ndmsg ndm{};
-    ndm.ndm_family = AF_INET;  // no ifindex in the header: strict checking refuses it (filtered below)
+    ndm.ndm_family =
+        family;  // no ifindex in the header: strict checking refuses it (filtered below)
     auto req = detail::dumpRequest(RTM_GETNEIGH, ndm);
     if (!req)
       return makeError(ErrorCode::kInternal, "neighbour", ip.str(), "cannot build RTM_GETNEIGH");
@@ -144,9 +160,12 @@ class KernelTraceView final : public trace::KernelView {
     const int err = dumps_->dump(req.get(), [&](const nlmsghdr* h) {
       if (h->nlmsg_type != RTM_NEWNEIGH || h->nlmsg_len < NLMSG_LENGTH(sizeof(ndmsg))) return;
       const auto* m = static_cast<const ndmsg*>(nlmsg_data(h));
-      if (m->ndm_ifindex != *index || m->ndm_family != AF_INET) return;
+      if (m->ndm_ifindex != *index || m->ndm_family != family) return;
       std::array<nlattr*, NDA_MAX + 1> tb{};
-      if (!parseAttrs(h, sizeof(ndmsg), tb) || !tb[NDA_DST] || ipv4Of(tb[NDA_DST]) != ip) return;
+      if (!parseAttrs(h, sizeof(ndmsg), tb) || !tb[NDA_DST]) return;
+      const IpAddr dst =
+          family == AF_INET ? IpAddr(ipv4Of(tb[NDA_DST])) : IpAddr(ipv6Of(tb[NDA_DST]));
+      if (dst != ip) return;
       if (!tb[NDA_LLADDR] || (m->ndm_state & (NUD_INCOMPLETE | NUD_FAILED))) return;
       found = KernelNeighbour{macOf(tb[NDA_LLADDR]), neighbourState(m->ndm_state)};
     });

@@ -7,10 +7,12 @@
 
 #include <arpa/inet.h>
 #include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <netlink/attr.h>
 #include <netlink/msg.h>
 #include <netlink/netlink.h>
 #include <netlink/socket.h>
+#include <sys/socket.h>
 
 #include <array>
 #include <cstddef>
@@ -18,6 +20,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "nicoffload/common/error.h"
@@ -91,6 +94,24 @@ inline Ipv6Addr ipv6Of(const nlattr* a) {
   Ipv6Addr out;
   if (a && nla_len(a) == 16) std::memcpy(out.bytes.data(), nla_data(a), 16);
   return out;
+}
+// RTA_VIA's payload (struct rtvia): a gateway of either family, as an IPv4
+// route through an IPv6 link-local next hop has (RFC 5549, BGP unnumbered).
+inline std::optional<IpAddr> viaAddr(const void* payload, std::size_t len) {
+  if (len < sizeof(rtvia)) return std::nullopt;
+  const auto* via = static_cast<const rtvia*>(payload);
+  const std::size_t alen = len - sizeof(rtvia);
+  if (via->rtvia_family == AF_INET && alen >= 4) {
+    std::uint32_t be = 0;
+    std::memcpy(&be, via->rtvia_addr, 4);
+    return IpAddr(Ipv4Addr{ntohl(be)});
+  }
+  if (via->rtvia_family == AF_INET6 && alen >= 16) {
+    Ipv6Addr v6;
+    std::memcpy(v6.bytes.data(), via->rtvia_addr, 16);
+    return IpAddr(v6);
+  }
+  return std::nullopt;
 }
 inline MacAddr macOf(const nlattr* a) {
   MacAddr m;

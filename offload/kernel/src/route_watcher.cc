@@ -50,23 +50,8 @@ std::optional<IpAddr> ipOf(const rtattr* a, int family) {
   return std::nullopt;
 }
 
-// RTA_VIA (struct rtvia): a gateway of either family, as an IPv4 route
-// through an IPv6 link-local next hop has (RFC 5549, BGP unnumbered).
 std::optional<IpAddr> viaOf(const rtattr* a) {
-  if (RTA_PAYLOAD(a) < sizeof(rtvia)) return std::nullopt;
-  const auto* via = static_cast<const rtvia*>(RTA_DATA(a));
-  const std::size_t len = RTA_PAYLOAD(a) - sizeof(rtvia);
-  if (via->rtvia_family == AF_INET && len >= 4) {
-    std::uint32_t be = 0;
-    std::memcpy(&be, via->rtvia_addr, 4);
-    return IpAddr(Ipv4Addr{ntohl(be)});
-  }
-  if (via->rtvia_family == AF_INET6 && len >= 16) {
-    Ipv6Addr v6;
-    std::memcpy(v6.bytes.data(), via->rtvia_addr, 16);
-    return IpAddr(v6);
-  }
-  return std::nullopt;
+  return detail::viaAddr(RTA_DATA(a), RTA_PAYLOAD(a));
 }
 
 std::uint32_t u32Of(const rtattr* a) {

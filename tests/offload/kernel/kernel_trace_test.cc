@@ -18,6 +18,7 @@ namespace {
 using trace::KernelRoute;
 
 Ipv4Addr ip(const char* s) { return *Ipv4Addr::parse(s); }
+IpAddr ip6(const char* s) { return *IpAddr::parse(s); }
 
 class KernelTraceTest : public ::testing::Test {
  protected:
@@ -40,6 +41,9 @@ class KernelTraceTest : public ::testing::Test {
     auto v = openKernelTraceView(ns_->name());
     ASSERT_TRUE(v) << v.error().describe();
     view_ = std::move(v).value();
+  }
+  bool ipCmd(const std::string& args) const {
+    return test::TestNetns::sh("ip -n " + ns_->name() + " " + args);
   }
   bool sysctl(const std::string& setting) const {
     return test::TestNetns::sh("ip netns exec " + ns_->name() + " sysctl -qw " + setting);
@@ -132,6 +136,75 @@ TEST_F(KernelTraceTest, ProxyArpNeighboursFdbAndLinks) {
   auto gone = view_->linkMac("nosuch0");
   ASSERT_TRUE(gone);
   EXPECT_FALSE(*gone);
+}
+
+// IPv6 as the kernel path programs it: a VM's /128 on its representor, a
+// remote's /128 through an IPv6 gateway, the source check as policy rules
+// (the VM's /128 on to main, anything else from the representor into a
+// blackhole), and an IPv4 /32 through an IPv6 next hop (RFC 5549).
+TEST_F(KernelTraceTest, Ipv6RoutesSourceCheckAndNeighbours) {
+  ASSERT_TRUE(sysctl("net.ipv6.conf.all.forwarding=1"));
+  ASSERT_TRUE(ipCmd("-6 addr add 2001:db8:1::1/64 dev d0 nodad"));
+  ASSERT_TRUE(ipCmd("-6 route add 2001:db8:9::9/128 dev d1"));
+  ASSERT_TRUE(ipCmd("-6 route add 2001:db8:7::7/128 via fe80::77 dev d1"));
+  ASSERT_TRUE(ipCmd("-6 neigh add fe80::77 lladdr 52:54:00:00:00:77 dev d1 nud permanent"));
+  ASSERT_TRUE(ipCmd("route add 10.7.7.7/32 via inet6 fe80::77 dev d1"));
+
+  auto direct = view_->routeInput(ip6("2001:db8:9::9"), ip6("2001:db8:1::2"), "d0");
+  ASSERT_TRUE(direct) << direct.error().describe();
+  EXPECT_EQ(direct->error, 0);
+  EXPECT_EQ(direct->type, KernelRoute::Type::kUnicast);
+  EXPECT_EQ(direct->dev, "d1");
+  EXPECT_FALSE(direct->gateway);
+
+  auto via = view_->routeInput(ip6("2001:db8:7::7"), ip6("2001:db8:1::2"), "d0");
+  ASSERT_TRUE(via) << via.error().describe();
+  EXPECT_EQ(via->dev, "d1");
+  ASSERT_TRUE(via->gateway);
+  EXPECT_EQ(via->gateway->str(), "fe80::77");
+
+  auto local = view_->routeInput(ip6("2001:db8:1::1"), ip6("2001:db8:1::2"), "d0");
+  ASSERT_TRUE(local);
+  EXPECT_EQ(local->type, KernelRoute::Type::kLocal);
+
+  auto none = view_->routeInput(ip6("2001:db8:5::5"), ip6("2001:db8:1::2"), "d0");
+  ASSERT_TRUE(none);
+  EXPECT_NE(none->error, 0);
+
+  auto rfc5549 = view_->routeInput(ip("10.7.7.7"), ip("10.1.0.2"), "d0");
+  ASSERT_TRUE(rfc5549) << rfc5549.error().describe();
+  EXPECT_EQ(rfc5549->dev, "d1");
+  ASSERT_TRUE(rfc5549->gateway);
+  EXPECT_EQ(rfc5549->gateway->str(), "fe80::77");
+
+  // The source check: from the VM's /128 on, from anything else dropped.
+  ASSERT_TRUE(ipCmd("-6 rule add iif d0 from 2001:db8:1::2/128 lookup main priority 20000"));
+  ASSERT_TRUE(ipCmd("-6 rule add iif d0 blackhole priority 20001"));
+  auto allowed = view_->routeInput(ip6("2001:db8:9::9"), ip6("2001:db8:1::2"), "d0");
+  ASSERT_TRUE(allowed);
+  EXPECT_EQ(allowed->error, 0);
+  EXPECT_EQ(allowed->dev, "d1");
+  auto spoofed = view_->routeInput(ip6("2001:db8:9::9"), ip6("2001:db8:1::3"), "d0");
+  ASSERT_TRUE(spoofed);
+  EXPECT_TRUE(spoofed->error != 0 || spoofed->type == KernelRoute::Type::kBlackhole)
+      << spoofed->error;
+
+  auto mixed = view_->routeInput(ip6("2001:db8:9::9"), ip("10.1.0.2"), "d0");
+  ASSERT_FALSE(mixed);
+  EXPECT_EQ(mixed.error().code, ErrorCode::kInvalidValue);
+
+  auto n = view_->neighbour("d1", ip6("fe80::77"));
+  ASSERT_TRUE(n) << n.error().describe();
+  ASSERT_TRUE(*n);
+  EXPECT_EQ((*n)->mac.str(), "52:54:00:00:00:77");
+  EXPECT_EQ((*n)->state, "permanent");
+  auto none6 = view_->neighbour("d1", ip6("fe80::78"));
+  ASSERT_TRUE(none6);
+  EXPECT_FALSE(*none6);
+  // Families are kept apart: an IPv4 lookup does not see the IPv6 entry.
+  auto v4 = view_->neighbour("d1", ip("10.9.9.9"));
+  ASSERT_TRUE(v4 && *v4);
+  EXPECT_EQ((*v4)->mac.str(), "52:54:00:00:00:09");
 }
 
 }  // namespace

@@ -80,7 +80,7 @@ struct KernelRoute {
   };
   Type type = Type::kOther;
   std::string dev;                  // output device (kUnicast)
-  std::optional<Ipv4Addr> gateway;  // RTA_GATEWAY; empty: directly connected
+  std::optional<IpAddr> gateway;    // RTA_GATEWAY or RTA_VIA; empty: directly connected
   int error = 0;                    // errno the kernel answered instead of a route (0: a route)
 };
 const char* toString(KernelRoute::Type type);
@@ -95,17 +95,17 @@ class KernelView {
   virtual ~KernelView() = default;
   // Where the lookups run ("network namespace hv1").
   virtual std::string where() const = 0;
-  // The route for a packet dst<-src received on `iif` (RTA_IIF). Errors:
-  // kNotFound when `iif` does not exist; kIo for netlink failures. The
-  // kernel refusing the lookup is not an error: KernelRoute::error.
-  virtual Result<KernelRoute> routeInput(Ipv4Addr dst, Ipv4Addr src,
-                                         const std::string& iif) const = 0;
+  // The route for a packet dst<-src received on `iif` (RTA_IIF), IPv4 or
+  // IPv6 (dst and src of one family). Errors: kNotFound when `iif` does not
+  // exist; kIo for netlink failures. The kernel refusing the lookup is not
+  // an error: KernelRoute::error.
+  virtual Result<KernelRoute> routeInput(IpAddr dst, IpAddr src, const std::string& iif) const = 0;
   // Whether proxy ARP is on for `dev`: net.ipv4.conf.all or .<dev>.proxy_arp
   // (the kernel ORs them, IN_DEV_PROXY_ARP). Errors: kNotFound, kIo.
   virtual Result<bool> proxyArp(const std::string& dev) const = 0;
-  // The neighbour entry of `ip` on `dev`; nullopt when there is none.
+  // The neighbour entry of `ip` (ARP or NDP) on `dev`; nullopt when there is none.
   virtual Result<std::optional<KernelNeighbour>> neighbour(const std::string& dev,
-                                                           Ipv4Addr ip) const = 0;
+                                                           IpAddr ip) const = 0;
   // The remote VTEPs the FDB of VXLAN device `dev` holds for `mac`.
   virtual Result<std::vector<Ipv4Addr>> fdb(const std::string& dev, MacAddr mac) const = 0;
   // The MAC of `dev`; nullopt when there is no such device.
