@@ -50,13 +50,18 @@ std::vector<InstanceLockPath> instanceLockPaths(const model::HostConfig& host) {
                         host.nic_backend != model::NicBackendKind::kSim ||
                         host.vdpa_backend == model::VdpaKind::kKernel ||
                         host.vdpa_backend == model::VdpaKind::kDpdk;
+  // Every PF the host drives: the first (its VFs) and a dual-homed host's
+  // second, whose egress rules and routes are this daemon's alone too.
+  std::vector<std::string> pfs{host.uplink_pci};
+  if (host.uplink2) pfs.push_back(host.uplink2->pci);
   std::vector<InstanceLockPath> out;
-  if (simulated)
-    out.push_back({host.sim_device_dir + "/nic-" + host.uplink_pci + ".lock",
-                   "simulated device " + host.uplink_pci + " in " + host.sim_device_dir});
-  if (hardware)
-    out.push_back({std::string(kDeviceLockDir) + "/" + host.uplink_pci + ".lock",
-                   "device " + host.uplink_pci});
+  for (const auto& pci : pfs) {
+    if (simulated)
+      out.push_back({host.sim_device_dir + "/nic-" + pci + ".lock",
+                     "simulated device " + pci + " in " + host.sim_device_dir});
+    if (hardware)
+      out.push_back({std::string(kDeviceLockDir) + "/" + pci + ".lock", "device " + pci});
+  }
   out.push_back({host.state_dir + "/lock", "state directory " + host.state_dir});
   return out;
 }

@@ -85,6 +85,38 @@ TEST(InstanceLock, PathsCoverTheDeviceAndTheStateDirectory) {
   ASSERT_EQ(paths.size(), 2u);
   EXPECT_EQ(paths[0].path, "/run/nicoffload/0000:03:00.0.lock");
   EXPECT_EQ(paths[1].path, "/var/lib/nfo-a/lock");
+  // A dual-homed host: both PFs, then the state directory.
+  host.uplink2 = model::SecondUplink{};
+  host.uplink2->pci = "0000:03:00.1";
+  paths = instanceLockPaths(host);
+  ASSERT_EQ(paths.size(), 3u);
+  EXPECT_EQ(paths[0].path, "/run/nicoffload/0000:03:00.0.lock");
+  EXPECT_EQ(paths[1].path, "/run/nicoffload/0000:03:00.1.lock");
+  EXPECT_EQ(paths[2].path, "/var/lib/nfo-a/lock");
+}
+
+// Two daemons sharing a second PF: the one that comes second is refused on
+// it, even though its first PF is another.
+TEST(InstanceLock, TheSecondUplinkIsLockedToo) {
+  const std::string dir = testing::makeTempDir("nfo-lock2");
+  model::HostConfig a;
+  a.uplink_pci = "0000:03:00.0";
+  a.uplink2 = model::SecondUplink{};
+  a.uplink2->pci = "0000:03:00.1";
+  a.sim_device_dir = dir + "/simnic";
+  a.state_dir = dir + "/state-a";
+  auto first = acquireInstanceLocks(a);
+  ASSERT_TRUE(first.ok()) << first.error().describe();
+  model::HostConfig b;
+  b.uplink_pci = "0000:03:00.1";
+  b.sim_device_dir = dir + "/simnic";
+  b.state_dir = dir + "/state-b";
+  auto second = acquireInstanceLocks(b);
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(second.error().describe().find("0000:03:00.1"), std::string::npos)
+      << second.error().describe();
+  first.value().clear();
+  EXPECT_TRUE(acquireInstanceLocks(b).ok()) << "free again once the first lets go";
 }
 
 TEST(InstanceLock, AllOrNothing) {
