@@ -33,6 +33,7 @@
 #include "nicoffload/model/parse.h"
 #include "nicoffload/model/profile_dirs.h"
 #include "nicoffload/offload/flow_backends.h"
+#include "nicoffload/offload/router_advertiser.h"
 #include "nicoffload/offload/sim_pf.h"
 #include "nicoffload/offload/software_path.h"
 #include "nicoffload/offload/sysfs_nic_backend.h"
@@ -307,6 +308,29 @@ Result<std::unique_ptr<daemon::MetricsServer>> startMetrics(const model::HostCon
   return m;
 }
 
+// IPv6 router advertisements on the representors (gateway.ipv6 with the
+// kernel software path, unless gateway.router_advertisements.enabled is
+// false); null when off.
+Result<std::unique_ptr<offload::RouterAdvertiser>> startRouterAdvertisements(
+    const model::HostConfig& host) {
+  const auto& ra = host.router_advertisements;
+  if (!host.gateway_ipv6 || host.software_path != model::SoftwarePathKind::kKernel || !ra.enabled)
+    return std::unique_ptr<offload::RouterAdvertiser>();
+  offload::RouterAdvertiserOptions o;
+  o.netns = host.kernel_netns;
+  o.gateway = *host.gateway_ipv6;
+  o.gateway_mac = host.gateway_mac;
+  o.interval = std::chrono::seconds(ra.interval_s);
+  o.router_lifetime = std::chrono::seconds(ra.lifetime_s);
+  auto started = offload::RouterAdvertiser::start(o);
+  if (!started) return started.error();
+  spdlog::info(
+      "router advertisements: {} as the default router on every representor of a port "
+      "with IPv6 addresses, every {} s, lifetime {} s",
+      host.gateway_ipv6->str(), ra.interval_s, ra.lifetime_s);
+  return started;
+}
+
 void installSignalHandlers() {
   struct sigaction sa {};
   sa.sa_handler = onSignal;
@@ -408,11 +432,18 @@ int run(int argc, char** argv) {
   if (!server) return fatal(server.error());
   auto metrics = startMetrics(host);
   if (!metrics) return fatal(metrics.error());
+  auto advertiser = startRouterAdvertisements(host);
+  if (!advertiser) return fatal(advertiser.error());
 
   installSignalHandlers();
   spdlog::info("ready: control socket {} ({:.0f} ms after taking the locks)", host.socket_path,
                timer.ms());
   serve(**controller, **server, metrics->get());
+  if (*advertiser) {
+    const auto c = (*advertiser)->counters();
+    spdlog::info("router advertisements: {} sent, {} solicitations answered or rate-limited",
+                 c.sent, c.solicited);
+  }
   spdlog::info("stopping; installed state stays in place and is adopted at the next start");
   return 0;
 }

@@ -450,6 +450,23 @@ void readGatewaySection(const json& section, HostConfig& host, ObjectReader& r) 
   if (g.mac("mac", host.gateway_mac, true) &&
       (host.gateway_mac.isZero() || host.gateway_mac.isMulticast()))
     g.fail(ErrorCode::kInvalidValue, "mac", (*obj)["mac"], "must be a non-zero unicast MAC");
+  const json* ra_obj = nullptr;
+  if (g.object("router_advertisements", ra_obj, false) && ra_obj) {
+    auto& ra = host.router_advertisements;
+    ObjectReader a(*ra_obj, "gateway.router_advertisements");
+    a.boolean("enabled", ra.enabled, false);
+    std::int64_t n = ra.interval_s;  // an absent key leaves the default
+    if (a.integer("interval_s", 4, 1800, n, false)) ra.interval_s = static_cast<std::uint16_t>(n);
+    n = ra.lifetime_s;
+    if (a.integer("lifetime_s", 0, 9000, n, false)) ra.lifetime_s = static_cast<std::uint16_t>(n);
+    if (a.ok() && ra.lifetime_s != 0 && ra.lifetime_s < ra.interval_s)
+      a.fail(ErrorCode::kInvalidValue, "lifetime_s", json(ra.lifetime_s),
+             "is shorter than interval_s (" + std::to_string(ra.interval_s) +
+                 "): the VMs would lose their default route between two advertisements; make it "
+                 "0 (advertise no default route) or at least the interval");
+    a.finish();
+    if (!a.ok()) g.fail(a.error());
+  }
   g.finish();
   if (!g.ok()) r.fail(g.error());
 }

@@ -93,7 +93,8 @@ class Fleet:
         run("ip", "-n", vm, "route", "add", "169.254.1.1", "dev", "eth0")
         run("ip", "-n", vm, "route", "add", "default", "via", "169.254.1.1", "dev", "eth0")
         run("ip", "-n", vm, "-6", "addr", "add", f"{addr6}/128", "dev", "eth0", "nodad")
-        run("ip", "-n", vm, "-6", "route", "add", "default", "via", "fe80::1", "dev", "eth0", "onlink")
+        # No IPv6 default route: the VM takes it from the gateway's router
+        # advertisements, as a guest does (checked below).
 
     # --- FRR, per namespace, never through systemd ---
     def frr_conf(self, name, template, subst):
@@ -319,6 +320,16 @@ def main():
             got6 = wait_for(lambda: want6 <= learned6(), 60) and learned6()
             t.check(f"hv{h}: the other hypervisors' /128s installed by zebra (proto bgp)",
                     want6 <= (got6 or set()), f"{got6} lacks {want6}")
+        for h, lst in VMS.items():
+            for i, _ in lst:
+                vm = f"{ns_name(f'hv{h}')}-vm{i}"
+
+                def ra_route(vm=vm):
+                    return run("ip", "-n", vm, "-6", "route", "show", "default", check=False).stdout
+                wait_for(lambda: "via fe80::1" in ra_route(), 15)
+                t.check(f"vm{i} (hv{h}): its IPv6 default route via fe80::1 from the router "
+                        "advertisement nicoffloadd sends on its representor",
+                        "via fe80::1 dev eth0 proto ra" in ra_route(), ra_route())
         for h, lst in VMS.items():
             for i, _ in lst:
                 src_ns = f"{ns_name(f'hv{h}')}-vm{i}"

@@ -568,6 +568,47 @@ TEST(ParseIntent, GatewayIpv6TurnsIpv6On) {
   EXPECT_EQ(dup.error.value, "2001:db8:1::1");
 }
 
+TEST(ParseIntent, RouterAdvertisementsDefaultsAndErrors) {
+  json host = exampleHost(Example::kRouted);
+  auto defaults = model::parseHostConfig(host);
+  ASSERT_TRUE(defaults.ok()) << defaults.error().describe();
+  EXPECT_TRUE(defaults->router_advertisements.enabled);
+  EXPECT_EQ(defaults->router_advertisements.interval_s, 200);
+  EXPECT_EQ(defaults->router_advertisements.lifetime_s, 1800);
+  host["gateway"]["router_advertisements"] = {
+      {"enabled", false}, {"interval_s", 30}, {"lifetime_s", 90}};
+  auto set = model::parseHostConfig(host);
+  ASSERT_TRUE(set.ok()) << set.error().describe();
+  EXPECT_FALSE(set->router_advertisements.enabled);
+  EXPECT_EQ(set->router_advertisements.interval_s, 30);
+  EXPECT_EQ(set->router_advertisements.lifetime_s, 90);
+  host["gateway"]["router_advertisements"] = {{"lifetime_s", 0}};  // no default route
+  ASSERT_TRUE(model::parseHostConfig(host).ok());
+  const struct {
+    json ra;
+    const char* field;
+    const char* value;
+  } bad[] = {
+      {{{"interval_s", 3}}, "gateway.router_advertisements.interval_s", "3"},
+      {{{"interval_s", 1801}}, "gateway.router_advertisements.interval_s", "1801"},
+      {{{"lifetime_s", 9001}}, "gateway.router_advertisements.lifetime_s", "9001"},
+      {{{"interval_s", 600}, {"lifetime_s", 300}},
+       "gateway.router_advertisements.lifetime_s",
+       "300"},
+      {{{"enabled", "yes"}}, "gateway.router_advertisements.enabled", "yes"},
+      {{{"interval", 30}}, "gateway.router_advertisements.interval", ""},
+      {json("on"), "gateway.router_advertisements", "on"},
+  };
+  for (const auto& c : bad) {
+    SCOPED_TRACE(c.ra.dump());
+    host["gateway"]["router_advertisements"] = c.ra;
+    auto r = model::parseHostConfig(host);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().field, c.field) << r.error().describe();
+    EXPECT_NE(r.error().value.find(c.value), std::string::npos) << r.error().describe();
+  }
+}
+
 TEST(ParseIntent, UuidIsLowerCased) {
   json doc = {{"vm", "6F1C2A9E-3B41-4F0A-9C5E-2D7B8A1E0001"}, {"nic", 3},
               {"mac", "52:54:00:00:01:01"}, {"addresses", {"10.0.0.1"}}};

@@ -68,6 +68,14 @@ struct HostConfig {
   // refused (the kernel path would need IPv6 forwarding, which also stops
   // the host from taking router advertisements on its own links).
   std::optional<Ipv6Addr> gateway_ipv6;
+  // gateway.router_advertisements: with gateway_ipv6 and the kernel software
+  // path, nicoffloadd advertises the gateway as the VMs' default router on
+  // every representor that answers for it (offload/router_advertiser.h).
+  struct RouterAdvertisements {
+    bool enabled = true;
+    std::uint16_t interval_s = 200;   // unsolicited, per representor (4..1800)
+    std::uint16_t lifetime_s = 1800;  // router lifetime (0, or interval..9000)
+  } router_advertisements;
 
   UnderlayMode underlay = UnderlayMode::kRouted;
   MacAddr uplink_mac;                // source MAC of packets sent to the underlay
