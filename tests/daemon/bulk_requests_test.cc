@@ -14,10 +14,8 @@
 #include <stdexcept>
 #include <string>
 
-#include "memory_software_path.h"
-#include "nicoffload/model/parse.h"
-#include "nicoffload/simnic/sim_eswitch.h"
 #include "port_json.h"
+#include "reconciler_parts.h"
 #include "support/temp_dirs.h"
 
 namespace nicoffload::daemon {
@@ -25,7 +23,6 @@ namespace {
 
 using nlohmann::json;
 using std::chrono::milliseconds;
-using test_support::MemorySoftwarePath;
 using Clock = Reconciler::Clock;
 
 json request(const std::string& op, json fields = json::object()) {
@@ -47,18 +44,7 @@ json sync(int n, int bad_at = -1) {
   return request("remote.sync", {{"origin", "bgp-ctl"}, {"remotes", remotes(n, bad_at)}});
 }
 
-struct Fixture {
-  std::string dir = testing::makeTempDir("nfo-bulk");
-  model::HostConfig host;
-  model::HwProfile profile;
-  Clock::time_point now{std::chrono::hours(1)};
-  simnic::SimEswitch* nic = nullptr;  // owned by the reconciler's applier
-  MemorySoftwarePath sw;
-  ControllerCounters counters;
-  std::unique_ptr<Admission> admission;
-  std::unique_ptr<FailureBook> failures;
-  std::unique_ptr<VdpaDevices> vdpa;
-  std::unique_ptr<Reconciler> reconciler;
+struct Fixture : test_support::ReconcilerParts {
   std::unique_ptr<StateStore> store;
   std::unique_ptr<BulkRequests> bulk;
 
@@ -69,46 +55,10 @@ struct Fixture {
   int reinstates = 0;
   bool waits_for_sync_throws = false;
 
-  explicit Fixture(std::size_t threshold = 16, std::size_t items_per_slice = 8) {
-    auto h =
-        model::loadHostConfig(std::string(NICOFFLOAD_SOURCE_DIR) + "/examples/host-routed.json");
-    EXPECT_TRUE(h.ok());
-    host = *h;
-    host.state_dir = dir + "/state";
-    host.vdpa_backend = model::VdpaKind::kNone;
-    auto p = model::loadHwProfile(std::string(NICOFFLOAD_SOURCE_DIR) + "/hw-profiles/sim.json");
-    EXPECT_TRUE(p.ok());
-    profile = *p;
-    failures = std::make_unique<FailureBook>(milliseconds(100), milliseconds(800));
-    vdpa = std::make_unique<VdpaDevices>(host, nullptr, *failures, [this] { return now; });
-    admission = std::make_unique<Admission>(
-        host, Admission::Seams{
-                  .port_plans = [this](const model::Port& p) -> Status {
-                    if (auto r = reconciler->planner()->portRules(p); !r) return r.error();
-                    return Status::success();
-                  },
-                  .pool_ready = [](const model::Port&) -> const std::set<std::uint16_t>* {
-                    return nullptr;
-                  },
-                  .claim_clock_ms = [] { return std::int64_t{0}; },
-                  .note_claim = [](std::int64_t) {},
-                  .underlay_use = [](const IpAddr&) { return std::string(); },
-              });
-    auto n = simnic::SimEswitch::create(profile, host.vf_count);
-    EXPECT_TRUE(n.ok());
-    nic = n->get();
-    reconciler = std::make_unique<Reconciler>(
-        host, profile, *admission, *failures, *vdpa, std::move(n).value(),
-        Reconciler::Backends{.software_path = &sw},
-        Reconciler::Options{.reconcile_interval = milliseconds(60000),
-                            .background = false,
-                            .slice_budget = milliseconds(10),
-                            .full_compute_every = 10,
-                            .now = [this] { return now; }},
-        counters, now);
-    const auto first = reconciler->reconcile(false);
-    EXPECT_EQ(first.failures, 0u);
-    reconciler->scheduleRetry(first, true);
+  explicit Fixture(std::size_t threshold = 16, std::size_t items_per_slice = 8)
+      : ReconcilerParts([](model::HostConfig& h) {
+          h.state_dir = testing::makeTempDir("nfo-bulk") + "/state";
+        }) {
     store = std::make_unique<StateStore>(host.state_dir);
     bulk = std::make_unique<BulkRequests>(
         BulkRequests::Parts{.host = host,

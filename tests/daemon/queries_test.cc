@@ -13,9 +13,7 @@
 #include <string>
 
 #include "port_json.h"
-#include "nicoffload/model/parse.h"
-#include "nicoffload/simnic/sim_eswitch.h"
-#include "support/temp_dirs.h"
+#include "read_parts.h"
 
 namespace nicoffload::daemon {
 namespace {
@@ -32,74 +30,17 @@ json request(const char* op, json fields) {
   return fields;
 }
 
-struct Fixture {
-  std::string dir = testing::makeTempDir("nfo-queries");
-  model::HostConfig host;
-  model::HwProfile profile;
-  Clock::time_point now{std::chrono::hours(1)};
-  Clock::time_point started = now;
-  std::unique_ptr<flowrules::OwnerPlanner> planner;
-  std::unique_ptr<flowrules::HwApplier> applier;
+struct Fixture : test_support::ReadParts {
   std::unique_ptr<LearnedRoutes> learned;  // off
-  std::unique_ptr<Admission> admission;
-  std::unique_ptr<FailureBook> failures;
-  std::unique_ptr<VdpaDevices> vdpa;
-  std::unique_ptr<Claims> claims;
-  std::unique_ptr<TrafficSweep> traffic;
-  std::unique_ptr<StateStore> store;
   flowrules::DerivedRefs derived_refs;
   // What the controller's passes keep.
-  ControllerCounters counters;
   std::map<std::uint16_t, MacAddr> vf_macs;
   std::size_t sw_objects = 0;
   std::string last_pass_summary = "full pass: nothing to do";
   bool full_pass_running = false;
   std::unique_ptr<Queries> queries;
 
-  Fixture() {
-    auto h =
-        model::loadHostConfig(std::string(NICOFFLOAD_SOURCE_DIR) + "/examples/host-routed.json");
-    EXPECT_TRUE(h.ok());
-    host = *h;
-    host.state_dir = dir + "/state";
-    host.vdpa_backend = model::VdpaKind::kNone;
-    host.traffic_interval_ms = 0;
-    auto p = model::loadHwProfile(std::string(NICOFFLOAD_SOURCE_DIR) + "/hw-profiles/sim.json");
-    EXPECT_TRUE(p.ok());
-    profile = *p;
-    planner = std::make_unique<flowrules::OwnerPlanner>(host, profile);
-    auto nic = simnic::SimEswitch::create(profile, host.vf_count);
-    EXPECT_TRUE(nic.ok());
-    applier = std::make_unique<flowrules::HwApplier>(std::move(nic).value());
-    failures = std::make_unique<FailureBook>(milliseconds(100), milliseconds(800));
-    vdpa = std::make_unique<VdpaDevices>(host, nullptr, *failures, [this] { return now; });
-    admission = std::make_unique<Admission>(
-        host, Admission::Seams{
-                  .port_plans = [this](const model::Port& p) -> Status {
-                    if (auto r = planner->portRules(p); !r) return r.error();
-                    return Status::success();
-                  },
-                  .pool_ready = [](const model::Port&) -> const std::set<std::uint16_t>* {
-                    return nullptr;
-                  },
-                  .claim_clock_ms = [this] { return claims->clockMs(); },
-                  .note_claim = [this](std::int64_t until) { claims->note(until); },
-                  .underlay_use = [](const IpAddr&) { return std::string(); },
-              });
-    claims = std::make_unique<Claims>(
-        admission->intent(), [this] { return now; },
-        [] { return std::chrono::system_clock::time_point{std::chrono::hours(24 * 365 * 56)}; },
-        started, milliseconds(100),
-        [](std::vector<control::Request>) { return std::vector<json>(); });
-    traffic = std::make_unique<TrafficSweep>(
-        host, admission->intent(), nullptr,
-        TrafficSweep::Seams{
-            .port_rules = [this](const model::Port& p) { return planner->portRules(p); },
-            .query = [this](flowrules::RuleId id) { return applier->query(id); },
-            .now = [this] { return now; },
-        },
-        TrafficSweep::Options{.slice_budget = milliseconds(10), .background = false}, started);
-    store = std::make_unique<StateStore>(host.state_dir);
+  Fixture() : ReadParts("nfo-queries") {
     queries = std::make_unique<Queries>(Queries::Sources{
         .host = host,
         .profile = profile,

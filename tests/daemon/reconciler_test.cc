@@ -12,77 +12,21 @@
 #include <set>
 #include <string>
 
-#include "memory_software_path.h"
 #include "port_json.h"
-#include "nicoffload/model/parse.h"
-#include "nicoffload/simnic/sim_eswitch.h"
+#include "reconciler_parts.h"
 
 namespace nicoffload::daemon {
 namespace {
 
 using nlohmann::json;
 using std::chrono::milliseconds;
-using test_support::MemorySoftwarePath;
 using Clock = Reconciler::Clock;
 
 json port(int i) { return test_support::portJson(i); }
 
 model::PortKey keyOf(int i) { return {port(i)["vm"].get<std::string>(), 0}; }
 
-struct Fixture {
-  model::HostConfig host;
-  model::HwProfile profile;
-  Clock::time_point now{std::chrono::hours(1)};
-  simnic::SimEswitch* nic = nullptr;  // owned by the reconciler's applier
-  MemorySoftwarePath sw;
-  ControllerCounters counters;
-  std::unique_ptr<Admission> admission;
-  std::unique_ptr<FailureBook> failures;
-  std::unique_ptr<VdpaDevices> vdpa;
-  std::unique_ptr<Reconciler> reconciler;
-
-  Fixture() {
-    auto h =
-        model::loadHostConfig(std::string(NICOFFLOAD_SOURCE_DIR) + "/examples/host-routed.json");
-    EXPECT_TRUE(h.ok());
-    host = *h;
-    host.vdpa_backend = model::VdpaKind::kNone;
-    auto p = model::loadHwProfile(std::string(NICOFFLOAD_SOURCE_DIR) + "/hw-profiles/sim.json");
-    EXPECT_TRUE(p.ok());
-    profile = *p;
-    failures = std::make_unique<FailureBook>(milliseconds(100), milliseconds(800));
-    vdpa = std::make_unique<VdpaDevices>(host, nullptr, *failures, [this] { return now; });
-    admission = std::make_unique<Admission>(
-        host, Admission::Seams{
-                  .port_plans = [this](const model::Port& p) -> Status {
-                    if (auto r = reconciler->planner()->portRules(p); !r) return r.error();
-                    return Status::success();
-                  },
-                  .pool_ready = [](const model::Port&) -> const std::set<std::uint16_t>* {
-                    return nullptr;
-                  },
-                  .claim_clock_ms = [] { return std::int64_t{0}; },
-                  .note_claim = [](std::int64_t) {},
-                  .underlay_use = [](const IpAddr&) { return std::string(); },
-              });
-    auto n = simnic::SimEswitch::create(profile, host.vf_count);
-    EXPECT_TRUE(n.ok());
-    nic = n->get();
-    reconciler = std::make_unique<Reconciler>(
-        host, profile, *admission, *failures, *vdpa, std::move(n).value(),
-        Reconciler::Backends{.software_path = &sw},
-        Reconciler::Options{.reconcile_interval = milliseconds(60000),
-                            .background = false,
-                            .slice_budget = milliseconds(10),
-                            .full_compute_every = 10,
-                            .now = [this] { return now; }},
-        counters, now);
-    // As at start: the host's own rules and objects in place.
-    const auto first = reconciler->reconcile(false);
-    EXPECT_EQ(first.failures, 0u);
-    reconciler->scheduleRetry(first, true);
-  }
-
+struct Fixture : test_support::ReconcilerParts {
   // One batch as the controller runs it: admitted, then the touched pass.
   Reconciler::PassResult batch(const std::function<void()>& admit) {
     admission->beginBatch();
