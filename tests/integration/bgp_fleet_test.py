@@ -223,6 +223,29 @@ class Fleet:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def print_failure_state(fleet, namespaces):
+    """What a failed run leaves to read: per hypervisor (`namespaces`: h ->
+    its namespace), the kernel's BGP routes and neighbours, what FRR holds
+    (sessions, BGP table, RIB, next-hop tracking, nexthop groups) and the
+    end of the daemon's log."""
+    for h, ns in namespaces.items():
+        print(f"--- hv{h} kernel routes (proto bgp) ---")
+        print(run("ip", "-n", ns, "route", "show", "proto", "bgp", check=False).stdout)
+        print(f"--- hv{h} neighbours ---")
+        print(run("ip", "-n", ns, "neigh", "show", check=False).stdout)
+        print(f"--- hv{h} FRR ---")
+        vty = os.path.join(fleet.dir, f"{ns}.vty")
+        args = ["ip", "netns", "exec", ns, "vtysh", "--vty_socket", vty]
+        for c in ("show bgp summary", "show ip bgp", "show ip route", "show ip nht",
+                  "show nexthop-group rib"):
+            args += ["-c", c]
+        print(run(*args, check=False).stdout)
+        log = os.path.join(fleet.dir, f"hv{h}", "daemon.log")
+        if os.path.exists(log):
+            print(f"--- hv{h} daemon log (end) ---")
+            print(open(log).read()[-2500:])
+
+
 def wait_for(cond, timeout):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -462,11 +485,7 @@ def main():
         t.check("no exception", False, repr(e))
     finally:
         if t.failed:
-            for h in fleet.daemons:
-                log = os.path.join(fleet.dir, f"hv{h}", "daemon.log")
-                if os.path.exists(log):
-                    print(f"--- hv{h} daemon log (end) ---")
-                    print(open(log).read()[-2500:])
+            print_failure_state(fleet, {h: ns_name(f"hv{h}") for h in fleet.daemons})
         fleet.close()
     return t.finish()
 

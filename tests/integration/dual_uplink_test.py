@@ -323,19 +323,7 @@ def main():
         if pinger:
             pinger.stop()
         if t.failed:
-            for h in fleet.daemons:
-                ns = ns_name(f"hv{h}")
-                print(f"--- hv{h} kernel routes (proto bgp) ---")
-                print(run("ip", "-n", ns, "route", "show", "proto", "bgp", check=False).stdout)
-                print(f"--- hv{h} neighbours ---")
-                print(run("ip", "-n", ns, "neigh", "show", check=False).stdout)
-                print(f"--- hv{h} BGP sessions ---")
-                print(fleet.vtysh(ns, "show bgp summary", "show ip bgp", "show ip route",
-                                  "show ip nht", "show nexthop-group rib").stdout)
-                log = os.path.join(fleet.dir, f"hv{h}", "daemon.log")
-                if os.path.exists(log):
-                    print(f"--- hv{h} daemon log (end) ---")
-                    print(open(log).read()[-2500:])
+            fleet_lib.print_failure_state(fleet, {h: ns_name(f"hv{h}") for h in fleet.daemons})
         fleet.close()
     return t.finish()
 
