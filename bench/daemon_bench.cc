@@ -147,7 +147,16 @@ struct Underlay {
   bool vxlan = true;
   int hops = 200;
   bool v6 = false;  // the remotes are IPv6 /128s (--remotes6)
+  bool vtep6 = false;  // VXLAN over an IPv6 underlay (--underlay vxlan6)
 };
+
+// A remote VTEP of the IPv6 underlay: 2001:db8:ff::1:<v> (distinct last 32
+// bits, as router MACs need; this host's is 2001:db8:ff::1).
+std::string vtepAddress6(int v) {
+  char text[40];
+  std::snprintf(text, sizeof text, "2001:db8:ff::1:%x", v);
+  return text;
+}
 
 // A routed IPv6 remote's next hop: fe80::c612:<v + 1> (the kernel routes a
 // /128 only through an IPv6 gateway).
@@ -176,7 +185,7 @@ json remoteJson(const Underlay& u, int family, int r, int variant = 0) {
     j["address"] = ipv4(base + static_cast<std::uint32_t>(r) + 1) + "/32";
   }
   if (u.vxlan) {
-    j["vtep"] = ipv4(hopAddress(hop));
+    j["vtep"] = u.vtep6 ? vtepAddress6(hop) : ipv4(hopAddress(hop));
     j["vni"] = 100 + (r % 64);
   } else {
     j["next_hop"] = u.v6 ? hopAddress6(hop) : ipv4(hopAddress(hop));
@@ -682,7 +691,15 @@ struct Setup {
 std::string writeHost(const Options& o, const Underlay& u, const Variant& v, Setup& s) {
   json next_hops = json::array();
   json underlay;
-  if (u.vxlan) {
+  if (u.vxlan && u.vtep6) {
+    underlay = {
+        {"mode", "vxlan"},
+        {"vtep", "2001:db8:ff::1"},
+        {"vxlan_udp_port", 4789},
+        {"default_vni", 100},
+        {"default_next_hop", "2001:db8:ff::fe"},
+        {"next_hops", json::array({{{"ipv6", "2001:db8:ff::fe"}, {"mac", "0c:42:a1:ff:ff:fe"}}})}};
+  } else if (u.vxlan) {
     underlay = {{"mode", "vxlan"},
                 {"vtep", "192.0.2.1"},
                 {"vxlan_udp_port", 4789},
@@ -804,7 +821,7 @@ std::string tailOf(const std::string& path, std::size_t lines) {
 }
 
 int runVariant(const Options& o, const Variant& v) {
-  Underlay u{o.underlay == "vxlan", o.vteps, o.remotes6};
+  Underlay u{o.underlay != "routed", o.vteps, o.remotes6, o.underlay == "vxlan6"};
   Setup s;
   std::string tmpl = o.tmp_dir + "/nfo-dbench-XXXXXX";
   if (!::mkdtemp(tmpl.data())) fail("mkdtemp in " + o.tmp_dir + " failed");
@@ -1206,8 +1223,9 @@ int main(int argc, char** argv) {
                "turns IPv6 on");
   app.add_option("--vteps", o.vteps, "remote VTEPs (vxlan) or next hops (routed)")
       ->capture_default_str();
-  app.add_option("--underlay", o.underlay, "vxlan or routed")
-      ->check(CLI::IsMember({"vxlan", "routed"}))
+  app.add_option("--underlay", o.underlay,
+                 "vxlan, vxlan6 (VXLAN over an IPv6 underlay: IPv6 VTEPs) or routed")
+      ->check(CLI::IsMember({"vxlan", "vxlan6", "routed"}))
       ->capture_default_str();
   app.add_flag("--kernel", o.kernel,
                "also run with the kernel software path in a network namespace (root)");

@@ -38,7 +38,7 @@ model::Intent makeIntent(model::UnderlayMode mode, int ports, int addrs_per_port
   h.default_next_hop = *Ipv4Addr::parse("192.0.2.254");
   h.next_hops.push_back({*h.default_next_hop, *MacAddr::parse("0c:42:a1:ff:ff:fe")});
   if (mode == model::UnderlayMode::kVxlan) {
-    h.vtep_ipv4 = *Ipv4Addr::parse("192.0.2.1");
+    h.vtep = *Ipv4Addr::parse("192.0.2.1");
     h.default_vni = 100;
   }
   h.vdpa_backend = model::VdpaKind::kSim;

@@ -100,7 +100,7 @@ const std::vector<std::pair<const char*, const char*>> kPacketOptions = {
     {"spa", "ARP sender protocol address (default: the port's first address)"},
     {"tpa", "ARP target protocol address (required for ARP; implies --ethertype arp)"},
     {"vni", "VXLAN: the VNI; the fields above then describe the inner packet"},
-    {"outer-src-ip", "VXLAN: the sending VTEP (required for VXLAN)"},
+    {"outer-src-ip", "VXLAN: the sending VTEP, IPv4 or IPv6 like this host's (required for VXLAN)"},
     {"outer-dst-ip", "VXLAN: the receiving VTEP (default: this host's)"},
     {"outer-src-mac", "VXLAN: outer source MAC"},
     {"outer-dst-mac", "VXLAN: outer destination MAC (default: the uplink's)"},

@@ -185,8 +185,7 @@ LearnedRoutes::Applied LearnedRoutes::apply(const offload::RouteEvents& events, 
     next_hops_changed(std::move(hops));
     // Exactly the remotes through a changed hop are re-planned.
     for (const auto& r : admission.intent().remotes) {
-      const IpAddr via =
-          r.next_hop ? *r.next_hop : IpAddr(host_.default_next_hop.value_or(Ipv4Addr{}));
+      const IpAddr via = r.next_hop ? *r.next_hop : host_.default_next_hop.value_or(IpAddr{});
       if (changed.count(via)) admission.touchRemote(r.address);
     }
   };

@@ -9,7 +9,7 @@ void DerivedRefs::addPort(std::uint32_t vni) {
   ++vnis_[vni];
 }
 
-void DerivedRefs::addRemote(std::uint32_t vni, Ipv4Addr vtep) {
+void DerivedRefs::addRemote(std::uint32_t vni, const IpAddr& vtep) {
   ++vnis_[vni];
   ++vteps_[VtepKey{vni, vtep}];
 }

@@ -112,6 +112,14 @@ PlacementReason capabilityReason(const FlowRule& r, const HwProfile& p) {
       reason.detail = static_cast<std::uint8_t>(t);
       return reason;
     }
+    const bool outer6 = (t == ActionType::kVxlanEncap && r.encap && r.encap->ipv6()) ||
+                        (t == ActionType::kVxlanDecap && r.pattern.size() > 2 &&
+                         std::holds_alternative<Ipv6Item>(r.pattern[2]));
+    if (outer6 && !p.action(t).ipv6_underlay) {
+      reason.code = PlacementReason::Code::kIpv6UnderlayUnsupported;
+      reason.detail = static_cast<std::uint8_t>(t);
+      return reason;
+    }
     std::optional<std::uint16_t> port;
     if (t == ActionType::kVxlanEncap && r.encap) port = r.encap->udp_dst;
     if (t == ActionType::kVxlanDecap) port = udp_dst;
@@ -343,14 +351,14 @@ RemoteTemplate remoteTemplate(const Context& ctx, bool ipv6) {
     ip.fields = Ipv4Item::kDst;
     r.pattern.push_back(ip);
   }
-  r.actions.push_back(SetMacSrcAction{vxlan ? routerMacForVtep(*host.vtep_ipv4) : host.uplink_mac});
+  r.actions.push_back(SetMacSrcAction{vxlan ? routerMacForVtep(*host.vtep) : host.uplink_mac});
   r.actions.push_back(SetMacDstAction{});
   r.actions.push_back(DecTtlAction{});
   if (vxlan) {
     r.actions.push_back(VxlanEncapAction{});
     VxlanEncap encap;
     encap.eth_src = host.uplink_mac;
-    encap.ipv4_src = *host.vtep_ipv4;
+    encap.src = *host.vtep;
     encap.udp_dst = host.vxlan_udp_port;
     r.encap = encap;
   }
@@ -390,7 +398,7 @@ void emitRemoteRule(const Context& ctx, const RemoteTemplates& templates,
     r.actions.at<SetMacDstAction>(1).mac = routerMacForVtep(*remote.vtep);
     auto& encap = *r.encap;
     encap.eth_dst = hop_mac.value_or(MacAddr{});
-    encap.ipv4_dst = *remote.vtep;
+    encap.dst = *remote.vtep;
     encap.udp_src = static_cast<std::uint16_t>(49152 + (owner >> 7) % 16384);  // stable, per destination
     encap.vni = remote.vni ? *remote.vni : *host.default_vni;
   } else {
@@ -443,10 +451,15 @@ FlowRule decapRule(const Context& ctx, std::uint32_t vni) {
   auto r = makeRule(RuleClass::kVxlanIngress, vniOwner(vni), kSubDecap, 0, kRootGroup, 0);
   r.pattern.push_back(PortItem{PortRef::uplink()});
   r.pattern.push_back(EthItem{});
-  Ipv4Item ip;
-  ip.fields = Ipv4Item::kDst;
-  ip.dst = *ctx.host.vtep_ipv4;
-  r.pattern.push_back(ip);
+  const IpAddr& vtep = *ctx.host.vtep;
+  if (vtep.isV4()) {
+    Ipv4Item ip;
+    ip.fields = Ipv4Item::kDst;
+    ip.dst = vtep.v4();
+    r.pattern.push_back(ip);
+  } else {
+    r.pattern.push_back(Ipv6Item{Ipv6Item::Field::kDst, 128, vtep.v6()});
+  }
   UdpItem udp;
   udp.fields = UdpItem::kDst;
   udp.dst_port = ctx.host.vxlan_udp_port;
@@ -671,39 +684,54 @@ void emitRemoteObjects(const HostConfig& host, const RemoteEndpoint& r, OwnerId 
     return;
   }
   if (host.underlay == UnderlayMode::kRouted) {
-    const Ipv4Addr via = r.next_hop ? r.next_hop->v4() : *host.default_next_hop;
+    const Ipv4Addr via = r.next_hop ? r.next_hop->v4() : host.default_next_hop->v4();
     sw.routes.push_back({Ipv4Prefix{r.address.v4(), 32}, hopDevice(host, via), via, false,
                          host.route_table, host.route_protocol, owner});
     return;
   }
-  sw.routes.push_back({Ipv4Prefix{r.address.v4(), 32}, vxlanDeviceName(remoteVni(host, r)), *r.vtep,
-                       true, host.route_table, host.route_protocol, owner});
+  // Behind an IPv4 VTEP: via the VTEP itself, onlink. Behind an IPv6 one:
+  // via its link-local stand-in (an IPv6 gateway, RTA_VIA), which needs no
+  // onlink.
+  const bool vtep4 = r.vtep->isV4();
+  sw.routes.push_back({Ipv4Prefix{r.address.v4(), 32}, vxlanDeviceName(remoteVni(host, r)),
+                       vtep4 ? *r.vtep : IpAddr(vtepGateway6(*r.vtep)), vtep4, host.route_table,
+                       host.route_protocol, owner});
 }
 
 void emitVniObjects(const HostConfig& host, std::uint32_t vni, SoftwarePathState& sw) {
   VxlanDevice dev;
   dev.name = vxlanDeviceName(vni);
   dev.vni = vni;
-  dev.local = *host.vtep_ipv4;
+  dev.local = *host.vtep;
   dev.dst_port = host.vxlan_udp_port;
-  dev.mac = routerMacForVtep(*host.vtep_ipv4);
+  dev.mac = routerMacForVtep(*host.vtep);
   dev.underlay_dev = host.uplink_netdev;
   dev.owner = vniOwner(vni);
   sw.vxlan_devices.push_back(dev);
 }
 
-// Per remote VTEP (and VNI): a neighbour + FDB entry for its router MAC.
-// With IPv6 on, also the neighbour of the VTEP's IPv6 gateway
-// (vtepGateway6), which /128 routes through that VTEP name.
-void emitVtepObjects(const HostConfig& host, std::uint32_t vni, Ipv4Addr vtep,
+// Per remote VTEP (and VNI): an FDB entry for its router MAC, and the
+// neighbour the routes through it name: an IPv4 VTEP itself; with IPv6 on,
+// or behind an IPv6 VTEP, its link-local stand-in (vtepGateway6).
+void emitVtepObjects(const HostConfig& host, std::uint32_t vni, const IpAddr& vtep,
                      SoftwarePathState& sw) {
   const std::string dev = vxlanDeviceName(vni);
-  const OwnerId owner = StableHasher().str("vtep").u32(vni).u32(vtep.value).finish();
-  sw.fdb.push_back({dev, routerMacForVtep(vtep), vtep, owner});
-  sw.neighbours.push_back({dev, vtep, routerMacForVtep(vtep), owner});
-  if (host.gateway_ipv6)
-    sw.neighbours6.push_back({dev, vtepGateway6(vtep), routerMacForVtep(vtep), false, owner});
+  // An IPv4 VTEP's owner is what it was before IPv6 VTEPs.
+  const OwnerId owner = vtep.isV4()
+                            ? StableHasher().str("vtep").u32(vni).u32(vtep.v4().value).finish()
+                            : StableHasher().str("vtep6").u32(vni).str(vtep.str()).finish();
+  const MacAddr mac = routerMacForVtep(vtep);
+  sw.fdb.push_back({dev, mac, vtep, owner});
+  if (vtep.isV4()) sw.neighbours.push_back({dev, vtep.v4(), mac, owner});
+  if (host.gateway_ipv6 || !vtep.isV4())
+    sw.neighbours6.push_back({dev, vtepGateway6(vtep), mac, false, owner});
 }
+
+struct VniVtepHash {
+  std::size_t operator()(const std::pair<std::uint32_t, IpAddr>& k) const noexcept {
+    return std::hash<IpAddr>{}(k.second) * 31 + k.first;
+  }
+};
 
 void emitSoftwarePath(const model::Intent& intent, const std::vector<OwnerId>& remote_owners,
                       SoftwarePathState& sw) {
@@ -723,15 +751,14 @@ void emitSoftwarePath(const model::Intent& intent, const std::vector<OwnerId>& r
   // and neighbour per (VNI, remote VTEP).
   std::set<std::uint32_t> vnis;
   for (const auto& port : intent.ports) vnis.insert(portVni(host, port));
-  std::unordered_set<std::uint64_t> vtep_keys;  // (vni << 32) | vtep
+  // (vni, vtep), hashed first: 100 k remotes share a few hundred.
+  std::unordered_set<std::pair<std::uint32_t, IpAddr>, VniVtepHash> vtep_keys;
   for (const auto& r : intent.remotes) {
     const std::uint32_t vni = remoteVni(host, r);
     vnis.insert(vni);
-    vtep_keys.insert((std::uint64_t{vni} << 32) | r.vtep->value);
+    vtep_keys.emplace(vni, *r.vtep);
   }
-  std::set<std::pair<std::uint32_t, Ipv4Addr>> vteps;
-  for (const auto k : vtep_keys)
-    vteps.emplace(static_cast<std::uint32_t>(k >> 32), Ipv4Addr{static_cast<std::uint32_t>(k)});
+  std::set<std::pair<std::uint32_t, IpAddr>> vteps(vtep_keys.begin(), vtep_keys.end());
   for (const auto vni : vnis) emitVniObjects(host, vni, sw);
   for (const auto& [vni, vtep] : vteps) emitVtepObjects(host, vni, vtep, sw);
 }
@@ -760,12 +787,12 @@ Status checkPortForPlan(const HostConfig& host, const HwProfile& profile, const 
 
 }  // namespace
 
-Ipv6Addr vtepGateway6(Ipv4Addr vtep) {
+Ipv6Addr vtepGateway6(const IpAddr& vtep) {
   Ipv6Addr a;
   a.bytes[0] = 0xFE;
   a.bytes[1] = 0x80;
-  for (std::size_t i = 0; i < 4; ++i)
-    a.bytes[12 + i] = static_cast<std::uint8_t>(vtep.value >> (24 - 8 * i));
+  for (std::size_t i = 12; i < 16; ++i)
+    a.bytes[i] = vtep.v6().bytes[i];  // v4-mapped: the IPv4 address
   return a;
 }
 
@@ -1020,7 +1047,8 @@ void OwnerPlanner::remoteObjects(const RemoteEndpoint& remote, SoftwarePathState
 void OwnerPlanner::vniObjects(std::uint32_t vni, SoftwarePathState& out) const {
   emitVniObjects(impl_->host, vni, out);
 }
-void OwnerPlanner::vtepObjects(std::uint32_t vni, Ipv4Addr vtep, SoftwarePathState& out) const {
+void OwnerPlanner::vtepObjects(std::uint32_t vni, const IpAddr& vtep,
+                               SoftwarePathState& out) const {
   emitVtepObjects(impl_->host, vni, vtep, out);
 }
 
@@ -1070,6 +1098,15 @@ std::string describeReason(const PlacementReason& reason, const HwProfile& p) {
              (p.multiport_source.empty() ? std::string("no eswitch.multiport claim")
                                          : p.multiport_source) +
              "); the kernel path routes it";
+    case Code::kIpv6UnderlayUnsupported: {
+      const auto t = static_cast<ActionType>(reason.detail);
+      const auto& cap = p.action(t);
+      return "the VXLAN underlay is IPv6 (underlay.vtep) and profile " + p.name +
+             " does not claim " + std::string(model::actionName(t)) + " with IPv6 outer headers (" +
+             (cap.ipv6_underlay_source.empty() ? std::string("no ipv6_underlay claim")
+                                               : cap.ipv6_underlay_source) +
+             "); the kernel path carries it";
+    }
     case Code::kDeviceRefused:  // detail = the ErrorCode of the refusal (HwApplier)
       return "the device refused the rule at install time (" +
              std::string(reason.detail <= static_cast<std::uint8_t>(ErrorCode::kInternal)

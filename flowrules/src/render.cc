@@ -124,9 +124,13 @@ struct ActionJson {
   json operator()(const VxlanEncapAction&) const {
     const auto& e = *rule.encap;
     return {{"type", "vxlan_encap"},
-            {"eth_src", e.eth_src.str()}, {"eth_dst", e.eth_dst.str()},
-            {"ipv4_src", e.ipv4_src.str()}, {"ipv4_dst", e.ipv4_dst.str()},
-            {"udp_src", e.udp_src}, {"udp_dst", e.udp_dst}, {"vni", e.vni}};
+            {"eth_src", e.eth_src.str()},
+            {"eth_dst", e.eth_dst.str()},
+            {e.ipv6() ? "ipv6_src" : "ipv4_src", e.src.str()},
+            {e.ipv6() ? "ipv6_dst" : "ipv4_dst", e.dst.str()},
+            {"udp_src", e.udp_src},
+            {"udp_dst", e.udp_dst},
+            {"vni", e.vni}};
   }
   json operator()(const VxlanDecapAction&) const { return {{"type", "vxlan_decap"}}; }
   json operator()(const JumpAction& a) const { return {{"type", "jump"}, {"group", a.group}}; }
@@ -142,11 +146,12 @@ std::vector<std::string> renderTestpmd(const FlowRule& rule, const PortNumbering
     const auto& e = *rule.encap;
     // vxlan-tos-ttl: the outer TTL the backends write (kVxlanEncapTtl), not
     // testpmd's own default, so that the pasted rule is the installed one.
-    lines.push_back("set vxlan-tos-ttl ip-version ipv4 vni " + std::to_string(e.vni) + " udp-src " +
-                    std::to_string(e.udp_src) + " udp-dst " + std::to_string(e.udp_dst) +
-                    " ip-tos 0 ip-ttl " + std::to_string(kVxlanEncapTtl) +
-                    " ip-src " + e.ipv4_src.str() + " ip-dst " + e.ipv4_dst.str() + " eth-src " +
-                    e.eth_src.str() + " eth-dst " + e.eth_dst.str());
+    // Over IPv6, ip-tos is the traffic class and ip-ttl the hop limit.
+    lines.push_back(std::string("set vxlan-tos-ttl ip-version ") + (e.ipv6() ? "ipv6" : "ipv4") +
+                    " vni " + std::to_string(e.vni) + " udp-src " + std::to_string(e.udp_src) +
+                    " udp-dst " + std::to_string(e.udp_dst) + " ip-tos 0 ip-ttl " +
+                    std::to_string(kVxlanEncapTtl) + " ip-src " + e.src.str() + " ip-dst " +
+                    e.dst.str() + " eth-src " + e.eth_src.str() + " eth-dst " + e.eth_dst.str());
   }
   std::string s = "flow create " + std::to_string(ports.uplink);
   if (rule.attr.group) s += " group " + std::to_string(rule.attr.group);

@@ -74,7 +74,8 @@ const char* reasonCodeName(std::size_t code) {
                                                                     "table-full",
                                                                     "follows",
                                                                     "device-refused",
-                                                                    "uplink-other-eswitch"};
+                                                                    "uplink-other-eswitch",
+                                                                    "ipv6-underlay-unsupported"};
   return code < kPlacementReasonCodeCount ? kNames[code] : "unknown";
 }
 
@@ -201,7 +202,8 @@ std::uint64_t contentHash(const FlowRule& r) {
     const auto& e = *r.encap;
     d.mac(e.eth_src);
     d.mac(e.eth_dst);
-    d.add((static_cast<std::uint64_t>(e.ipv4_src.value) << 32) | e.ipv4_dst.value);
+    d.add(std::hash<IpAddr>{}(e.src));
+    d.add(std::hash<IpAddr>{}(e.dst));
     d.add((static_cast<std::uint64_t>(e.udp_src) << 48) |
           (static_cast<std::uint64_t>(e.udp_dst) << 32) | e.vni);
   } else {
@@ -210,14 +212,11 @@ std::uint64_t contentHash(const FlowRule& r) {
   return d.h;
 }
 
-MacAddr routerMacForVtep(Ipv4Addr vtep) {
+MacAddr routerMacForVtep(const IpAddr& vtep) {
+  // IpAddr keeps IPv4 v4-mapped: bytes 12..15 are the IPv4 address.
+  const auto& b = vtep.v6().bytes;
   MacAddr m;
-  m.bytes = {0x02,
-             0x00,
-             static_cast<std::uint8_t>(vtep.value >> 24),
-             static_cast<std::uint8_t>(vtep.value >> 16),
-             static_cast<std::uint8_t>(vtep.value >> 8),
-             static_cast<std::uint8_t>(vtep.value)};
+  m.bytes = {0x02, 0x00, b[12], b[13], b[14], b[15]};
   return m;
 }
 

@@ -59,8 +59,17 @@ std::string lower(std::string s) {
 }  // namespace
 
 namespace {
-std::optional<IpAddr> widen(const std::optional<Ipv4Addr>& a) {
-  return a ? std::optional<IpAddr>(*a) : std::nullopt;
+// "02:00:c0:00:02:02": the router MAC of `vtep` (flowrules::routerMacForVtep).
+std::string routerMacText(const IpAddr& vtep) {
+  const std::uint32_t k = routerMacKey(vtep);
+  MacAddr m;
+  m.bytes = {0x02,
+             0x00,
+             static_cast<std::uint8_t>(k >> 24),
+             static_cast<std::uint8_t>(k >> 16),
+             static_cast<std::uint8_t>(k >> 8),
+             static_cast<std::uint8_t>(k)};
+  return m.str();
 }
 
 // The local entry for `a` in the index of its family, or null.
@@ -484,19 +493,40 @@ void readUnderlaySection(const json& section, HostConfig& host, ObjectReader& r)
            {{"routed", UnderlayMode::kRouted}, {"vxlan", UnderlayMode::kVxlan}});
   const json* hops = nullptr;
   if (u.array("next_hops", hops, false) && hops) readNextHops(u, *hops, host);
-  ip.reset();
-  if (u.ipv4("default_next_hop", ip, false) && ip) host.default_next_hop = ip;
-  ip.reset();
-  if (u.ipv4("vtep", ip, host.underlay == UnderlayMode::kVxlan) && ip) {
-    host.vtep_ipv4 = ip;
-    if (ip->isUnspecified() || ip->isMulticast() || ip->isBroadcast() || ip->isLoopback())
-      u.fail(ErrorCode::kInvalidValue, "vtep", (*obj)["vtep"], "must be a unicast, non-loopback address");
+  std::optional<IpAddr> any;
+  if (u.ip("default_next_hop", any, false) && any) host.default_next_hop = any;
+  any.reset();
+  if (u.ip("vtep", any, host.underlay == UnderlayMode::kVxlan) && any) {
+    host.vtep = any;
+    const bool bad = any->isV4() ? (any->v4().isUnspecified() || any->v4().isMulticast() ||
+                                    any->v4().isBroadcast() || any->v4().isLoopback())
+                                 : (any->v6().isUnspecified() || any->v6().isMulticast() ||
+                                    any->v6().isLoopback() || any->v6().isLinkLocal());
+    if (bad)
+      u.fail(ErrorCode::kInvalidValue, "vtep", (*obj)["vtep"],
+             any->isV4() ? "must be a unicast, non-loopback address"
+                         : "must be a unicast, non-loopback, routable address (not link-local: "
+                           "the remote VTEPs reach it across the underlay)");
   }
-  if (u.ok() && host.vtep_ipv4 && *host.vtep_ipv4 == host.gateway_ipv4)
-    u.fail(makeError(ErrorCode::kConflict, u.field("vtep"), host.vtep_ipv4->str(),
-                     host.vtep_ipv4->str() +
+  if (u.ok() && host.vtep && *host.vtep == host.gateway_ipv4)
+    u.fail(makeError(ErrorCode::kConflict, u.field("vtep"), host.vtep->str(),
+                     host.vtep->str() +
                          " is the gateway address (gateway.ipv4) that every VM uses; "
                          "the VTEP must be an underlay address of this host"));
+  // The default next hop: an IPv4 router (routed: the remote /32s' gateway);
+  // VXLAN, the underlay router towards the remote VTEPs, of their family.
+  if (u.ok() && host.default_next_hop) {
+    const IpAddr& hop = *host.default_next_hop;
+    if (host.underlay == UnderlayMode::kRouted && !hop.isV4())
+      u.fail(makeError(ErrorCode::kInvalidValue, u.field("default_next_hop"), hop.str(),
+                       "in a routed underlay the default next hop is an IPv4 address (IPv6 "
+                       "remotes name their own next_hop)"));
+    else if (host.vtep && hop.isV4() != host.vtep->isV4())
+      u.fail(makeError(ErrorCode::kConflict, u.field("default_next_hop"), hop.str(),
+                       std::string("the VTEP (underlay.vtep) is an ") +
+                           (host.vtep->isV4() ? "IPv4" : "IPv6") +
+                           " address, so the default next hop towards the remote VTEPs is too"));
+  }
   for (std::size_t i = 0; i < host.next_hops.size() && u.ok(); ++i) {
     const auto hop = host.next_hops[i].address;
     const auto field =
@@ -504,7 +534,7 @@ void readUnderlaySection(const json& section, HostConfig& host, ObjectReader& r)
     if (hop == host.gateway_ipv4)
       u.fail(makeError(ErrorCode::kConflict, field, hop.str(),
                        hop.str() + " is the gateway address (gateway.ipv4) that every VM uses"));
-    else if (host.vtep_ipv4 && hop == *host.vtep_ipv4)
+    else if (host.vtep && hop == *host.vtep)
       u.fail(
           makeError(ErrorCode::kConflict, field, hop.str(),
                     hop.str() + " is this host's VTEP address (underlay.vtep), not a neighbour"));
@@ -856,7 +886,7 @@ Result<RemoteEndpoint> parseRemote(const json& doc, const std::string& path) {
     }
   }
   r.ip("next_hop", remote.next_hop, false);
-  r.ipv4("vtep", remote.vtep, false);
+  r.ip("vtep", remote.vtep, false);
   if (r.integer("vni", 0, kMaxVni, n, false, "a VNI is 24 bits") && r.member("vni", false))
     remote.vni = static_cast<std::uint32_t>(n);
   if (r.string("origin", remote.origin, false))
@@ -987,19 +1017,34 @@ Status checkRemoteUnderlay(const HostConfig& host, const UnderlayAddresses& unde
   if (const UnderlayUse* use = underlay.find(r.address))
     return makeError(ErrorCode::kConflict, path + ".address", r.address.str(),
                      "the remote address " + r.address.str() + " is " + use->describe());
-  for (const auto& [hop, name] :
-       {std::pair{r.next_hop, "next_hop"}, std::pair{widen(r.vtep), "vtep"}}) {
+  for (const auto& [hop, name] : {std::pair{r.next_hop, "next_hop"}, std::pair{r.vtep, "vtep"}}) {
     if (!hop) continue;
     if (*hop == host.gateway_ipv4)
       return makeError(ErrorCode::kConflict, path + "." + name, hop->str(),
                        hop->str() + " is the gateway address (gateway.ipv4) that every VM uses");
-    if (host.vtep_ipv4 && *hop == *host.vtep_ipv4)
+    if (host.vtep && *hop == *host.vtep)
       return makeError(
           ErrorCode::kConflict, path + "." + name, hop->str(),
           std::string(std::strcmp(name, "vtep") == 0 ? "the remote VTEP" : "the next hop") +
               " is this host's own VTEP (underlay.vtep)");
   }
+  if (r.vtep && !r.vtep->isV4())
+    if (const IpAddr* other = underlay.routerMacTakenBy(*r.vtep))
+      return makeError(ErrorCode::kConflict, path + ".vtep", r.vtep->str(),
+                       "the VTEP " + r.vtep->str() + " ends in the same 32 bits as " +
+                           (host.vtep && *other == *host.vtep ? "this host's VTEP " : "VTEP ") +
+                           other->str() + ": both would have router MAC " + routerMacText(*r.vtep) +
+                           " (02:00 + the last 32 bits of the VTEP); IPv6 VTEPs must differ in "
+                           "their last 32 bits");
   return Status::success();
+}
+
+// An IPv6 VTEP the underlay can route to (IPv4 VTEPs are checked as
+// addresses elsewhere, as before IPv6).
+bool routableVtep(const IpAddr& vtep) {
+  if (vtep.isV4()) return true;
+  const Ipv6Addr& a = vtep.v6();
+  return !(a.isMulticast() || a.isUnspecified() || a.isLoopback() || a.isLinkLocal());
 }
 
 Status checkRemote(const HostConfig& host, const RemoteEndpoint& r, std::size_t index) {
@@ -1007,7 +1052,8 @@ Status checkRemote(const HostConfig& host, const RemoteEndpoint& r, std::size_t 
   const bool routed = host.underlay == UnderlayMode::kRouted;
   if (r.address != host.gateway_ipv4 && r.address.isV4() && (!r.next_hop || r.next_hop->isV4()) &&
       (routed ? (!r.vtep && !r.vni && (r.next_hop || host.default_next_hop))
-              : (!r.next_hop && r.vtep && (!host.vtep_ipv4 || *r.vtep != *host.vtep_ipv4) &&
+              : (!r.next_hop && r.vtep && (!host.vtep || *r.vtep != *host.vtep) &&
+                 (!host.vtep || r.vtep->isV4() == host.vtep->isV4()) && routableVtep(*r.vtep) &&
                  (r.vni || host.default_vni))))
     return Status::success();
   const std::string path = "remotes[" + std::to_string(index) + "]";
@@ -1040,9 +1086,18 @@ Status checkRemote(const HostConfig& host, const RemoteEndpoint& r, std::size_t 
     if (!r.vtep)
       return makeError(ErrorCode::kMissingField, path + ".vtep", "",
                        "the underlay is vxlan and the remote names no VTEP");
-    if (host.vtep_ipv4 && *r.vtep == *host.vtep_ipv4)
+    if (host.vtep && *r.vtep == *host.vtep)
       return makeError(ErrorCode::kConflict, path + ".vtep", r.vtep->str(),
                        "the remote VTEP is this host's own VTEP (underlay.vtep)");
+    if (host.vtep && r.vtep->isV4() != host.vtep->isV4())
+      return makeError(ErrorCode::kConflict, path + ".vtep", r.vtep->str(),
+                       std::string("this host's VTEP (underlay.vtep ") + host.vtep->str() +
+                           ") is " + (host.vtep->isV4() ? "IPv4" : "IPv6") +
+                           ", and a VXLAN device reaches VTEPs of its own family only");
+    if (!routableVtep(*r.vtep))
+      return makeError(ErrorCode::kInvalidValue, path + ".vtep", r.vtep->str(),
+                       "a VTEP is a routable unicast address (not link-local, multicast or "
+                       "loopback)");
     if (!r.vni && !host.default_vni)
       return makeError(ErrorCode::kMissingField, path + ".vni", "",
                        "the remote names no VNI and underlay.default_vni is not set");
@@ -1086,7 +1141,10 @@ std::string UnderlayUse::describe() const {
 UnderlayAddresses::UnderlayAddresses(const HostConfig& host) {
   using Kind = UnderlayUse::Kind;
   uses_.emplace(host.gateway_ipv4, UnderlayUse{Kind::kGateway, 0, {}});
-  if (host.vtep_ipv4) uses_.emplace(*host.vtep_ipv4, UnderlayUse{Kind::kHostVtep, 0, {}});
+  if (host.vtep) {
+    uses_.emplace(*host.vtep, UnderlayUse{Kind::kHostVtep, 0, {}});
+    if (!host.vtep->isV4()) router_macs_.emplace(routerMacKey(*host.vtep), *host.vtep);
+  }
   for (std::size_t i = 0; i < host.next_hops.size(); ++i)
     uses_.emplace(host.next_hops[i].address,
                   UnderlayUse{Kind::kNextHop, static_cast<std::uint32_t>(i), {}});
@@ -1101,6 +1159,7 @@ void UnderlayAddresses::addRemote(const RemoteEndpoint& remote, std::size_t inde
   if (remote.vtep) {
     ++remote_refs_[*remote.vtep];
     uses_.emplace(*remote.vtep, UnderlayUse{Kind::kRemoteVtep, i, remote.address});
+    if (!remote.vtep->isV4()) router_macs_.emplace(routerMacKey(*remote.vtep), *remote.vtep);
   }
   if (remote.next_hop) {
     ++remote_refs_[*remote.next_hop];
@@ -1109,7 +1168,7 @@ void UnderlayAddresses::addRemote(const RemoteEndpoint& remote, std::size_t inde
 }
 
 void UnderlayAddresses::removeRemote(const RemoteEndpoint& remote) {
-  for (const auto& hop : {widen(remote.vtep), remote.next_hop}) {
+  for (const auto& hop : {remote.vtep, remote.next_hop}) {
     if (!hop) continue;
     auto ref = remote_refs_.find(*hop);
     if (ref == remote_refs_.end()) continue;
@@ -1119,6 +1178,10 @@ void UnderlayAddresses::removeRemote(const RemoteEndpoint& remote) {
     if (--ref->second == 0) {
       remote_refs_.erase(ref);
       if (remote_use) uses_.erase(use);
+      if (!hop->isV4()) {
+        auto mac = router_macs_.find(routerMacKey(*hop));
+        if (mac != router_macs_.end() && mac->second == *hop) router_macs_.erase(mac);
+      }
     } else if (remote_use && use->second.remote == remote.address) {
       use->second.remote = IpAddr{};  // still used, by remotes not recorded here
       use->second.index = UnderlayUse::kNoIndex;
@@ -1132,9 +1195,10 @@ namespace {
 bool touchesUnderlay(const HostConfig& host, const UnderlayAddresses& underlay,
                      const RemoteEndpoint& r) {
   const auto hits = [&](const auto& a) {
-    return a && (*a == host.gateway_ipv4 || (host.vtep_ipv4 && *a == *host.vtep_ipv4));
+    return a && (*a == host.gateway_ipv4 || (host.vtep && *a == *host.vtep));
   };
-  return underlay.find(r.address) || hits(r.next_hop) || hits(r.vtep);
+  return underlay.find(r.address) || hits(r.next_hop) || hits(r.vtep) ||
+         (r.vtep && !r.vtep->isV4() && underlay.routerMacTakenBy(*r.vtep));
 }
 
 }  // namespace
@@ -1215,7 +1279,7 @@ Status IntentIndex::checkRemote(const RemoteEndpoint& remote, bool hops_may_be_r
   if (touchesUnderlay(host_, underlay_, remote))
     if (auto s = checkRemoteUnderlay(host_, underlay_, remote, "remote"); !s) return s;
   for (const auto& [hop, name] :
-       {std::pair{remote.next_hop, "next_hop"}, std::pair{widen(remote.vtep), "vtep"}}) {
+       {std::pair{remote.next_hop, "next_hop"}, std::pair{remote.vtep, "vtep"}}) {
     if (!hop) continue;
     if (const PortKey* local = findLocal(by_ip_, by_ip6_, *hop))
       return makeError(ErrorCode::kConflict, std::string("remote.") + name, hop->str(),

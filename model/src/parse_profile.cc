@@ -72,6 +72,24 @@ bool readCapability(ObjectReader& parent, std::string_view name, bool udp_ports_
       }
     }
   }
+  const json* v6 = nullptr;
+  if (r.object("ipv6_underlay", v6, false) && v6) {
+    if (!udp_ports_allowed || name == "vxlan") {
+      r.fail(ErrorCode::kUnknownField, "ipv6_underlay", *v6,
+             "only vxlan_encap and vxlan_decap carry ipv6_underlay");
+    } else {
+      ObjectReader u(*v6, r.field("ipv6_underlay"));
+      u.boolean("supported", cap.ipv6_underlay, true);
+      if (u.string("source", cap.ipv6_underlay_source, true))
+        checkSource(u, "source", cap.ipv6_underlay_source, sources);
+      u.finish();
+      if (!u.ok())
+        r.fail(u.error());
+      else if (cap.ipv6_underlay && !cap.supported)
+        r.fail(ErrorCode::kConflict, "ipv6_underlay", *v6,
+               "an unsupported action cannot be supported over an IPv6 underlay; set supported");
+    }
+  }
   r.finish();
   if (!r.ok()) return parent.fail(r.error());
   return true;

@@ -81,16 +81,18 @@ void decTtl(Packet& p) {
 }
 
 void vxlanDecap(Packet& p) {
-  if (p.at<EthHeader>(0) && p.at<Ipv4Header>(1) && p.at<UdpHeader>(2) && p.at<VxlanHeader>(3))
-    p.headers.erase(p.headers.begin(), p.headers.begin() + 4);
+  if (isVxlanEncapsulated(p)) p.headers.erase(p.headers.begin(), p.headers.begin() + 4);
 }
 
 void vxlanEncap(Packet& p, const fr::VxlanEncap& e) {
-  Packet outer = vxlanEncapsulated(p, e.eth_src, e.eth_dst, e.ipv4_src, e.ipv4_dst, e.vni,
-                                   e.udp_src, e.udp_dst);
-  auto* ip = outer.at<Ipv4Header>(1);
-  ip->ttl = fr::kVxlanEncapTtl;
-  ip->checksum = ipv4HeaderChecksum(*ip);
+  Packet outer =
+      vxlanEncapsulated(p, e.eth_src, e.eth_dst, e.src, e.dst, e.vni, e.udp_src, e.udp_dst);
+  if (auto* ip = outer.at<Ipv4Header>(1)) {
+    ip->ttl = fr::kVxlanEncapTtl;
+    ip->checksum = ipv4HeaderChecksum(*ip);
+  } else if (auto* ip6 = outer.at<Ipv6Header>(1)) {
+    ip6->hop_limit = fr::kVxlanEncapTtl;
+  }
   p = std::move(outer);
 }
 
@@ -106,7 +108,7 @@ std::string actionText(const fr::FlowAction& action, const FlowRule& rule) {
   if (const auto* a = std::get_if<fr::JumpAction>(&action))
     return name + " group " + std::to_string(a->group);
   if (std::holds_alternative<fr::VxlanEncapAction>(action) && rule.encap)
-    return name + " " + rule.encap->ipv4_src.str() + ">" + rule.encap->ipv4_dst.str() + " udp " +
+    return name + " " + rule.encap->src.str() + ">" + rule.encap->dst.str() + " udp " +
            std::to_string(rule.encap->udp_dst) + " vni " + std::to_string(rule.encap->vni);
   return name;
 }

@@ -209,14 +209,22 @@ Packet arpRequest(MacAddr sha, Ipv4Addr spa, Ipv4Addr tpa) {
 }
 
 Packet vxlanEncapsulated(const Packet& inner, MacAddr outer_src, MacAddr outer_dst,
-                         Ipv4Addr vtep_src, Ipv4Addr vtep_dst, std::uint32_t vni,
+                         const IpAddr& vtep_src, const IpAddr& vtep_dst, std::uint32_t vni,
                          std::uint16_t udp_src, std::uint16_t udp_dst) {
   Packet p;
-  p.headers.emplace_back(EthHeader{outer_dst, outer_src, kEtherTypeIpv4});
-  Ipv4Header ip;
-  ip.src = vtep_src;
-  ip.dst = vtep_dst;
-  p.headers.emplace_back(ip);
+  if (vtep_src.isV4()) {
+    p.headers.emplace_back(EthHeader{outer_dst, outer_src, kEtherTypeIpv4});
+    Ipv4Header ip;
+    ip.src = vtep_src.v4();
+    ip.dst = vtep_dst.v4();
+    p.headers.emplace_back(ip);
+  } else {
+    p.headers.emplace_back(EthHeader{outer_dst, outer_src, kEtherTypeIpv6});
+    Ipv6Header ip;
+    ip.src = vtep_src.v6();
+    ip.dst = vtep_dst.v6();
+    p.headers.emplace_back(ip);
+  }
   UdpHeader udp;
   udp.src_port = udp_src;
   udp.dst_port = udp_dst;
@@ -228,6 +236,11 @@ Packet vxlanEncapsulated(const Packet& inner, MacAddr outer_src, MacAddr outer_d
   p.payload_bytes = inner.payload_bytes;
   fixOuterHeaders(p, 4);
   return p;
+}
+
+bool isVxlanEncapsulated(const Packet& p) {
+  return p.at<EthHeader>(0) && (p.at<Ipv4Header>(1) || p.at<Ipv6Header>(1)) && p.at<UdpHeader>(2) &&
+         p.at<VxlanHeader>(3);
 }
 
 }  // namespace nicoffload::simnic

@@ -131,6 +131,7 @@ Status SimEswitch::check(const FlowRule& r) const {
   std::optional<ItemType> prev;
   std::optional<std::uint16_t> udp_dst;
   bool has_eth = false, has_ip = false, has_vxlan = false, has_port = false;
+  bool outer_ipv6 = false;  // UDP after IPv6: VXLAN over an IPv6 underlay
   for (std::size_t i = 0; i < r.pattern.size(); ++i) {
     const auto& item = r.pattern[i];
     const ItemType t = fr::itemType(item);
@@ -147,17 +148,18 @@ Status SimEswitch::check(const FlowRule& r) const {
     }
     static constexpr struct {
       ItemType item;
-      std::optional<ItemType> after;
-    } kStack[] = {{ItemType::kEth, ItemType::kVxlan},
-                  {ItemType::kIpv4, ItemType::kEth},
-                  {ItemType::kIpv6, ItemType::kEth},
-                  {ItemType::kUdp, ItemType::kIpv4},
-                  {ItemType::kVxlan, ItemType::kUdp}};
+      ItemType after, or_after;  // the items it may follow
+    } kStack[] = {{ItemType::kEth, ItemType::kVxlan, ItemType::kVxlan},
+                  {ItemType::kIpv4, ItemType::kEth, ItemType::kEth},
+                  {ItemType::kIpv6, ItemType::kEth, ItemType::kEth},
+                  {ItemType::kUdp, ItemType::kIpv4, ItemType::kIpv6},
+                  {ItemType::kVxlan, ItemType::kUdp, ItemType::kUdp}};
     for (const auto& s : kStack)
-      if (s.item == t && prev && *prev != *s.after)
+      if (s.item == t && prev && *prev != s.after && *prev != s.or_after)
         return itemError(ErrorCode::kInvalidValue, r, i,
                          std::string(model::itemName(t)) + " cannot follow " +
                              std::string(model::itemName(*prev)) + " in a pattern");
+    if (t == ItemType::kUdp && prev == ItemType::kIpv6) outer_ipv6 = true;
     prev = t;
     has_eth = has_eth || t == ItemType::kEth;
     has_ip = has_ip || t == ItemType::kIpv4 || t == ItemType::kIpv6;
@@ -221,6 +223,13 @@ Status SimEswitch::check(const FlowRule& r) const {
                                  std::to_string(r.encap->udp_dst) + " (" + cap.source + ")");
         if (r.encap->vni > 0xFFFFFF)
           return actionError(ErrorCode::kInvalidValue, r, i, "a VNI has 24 bits");
+        if (r.encap->ipv6() && !cap.ipv6_underlay)
+          return actionError(
+              ErrorCode::kUnsupported, r, i,
+              p.name + " does not encapsulate VXLAN in IPv6 (no ipv6_underlay claim)");
+        if (r.encap->src.isV4() != r.encap->dst.isV4())
+          return actionError(ErrorCode::kInvalidValue, r, i,
+                             "the outer source and destination are of two IP versions");
         break;
       }
       case ActionType::kVxlanDecap: {
@@ -234,6 +243,10 @@ Status SimEswitch::check(const FlowRule& r) const {
                              p.name + " decapsulates VXLAN only on UDP port " +
                                  portList(cap.udp_dst_ports) + ", not " + std::to_string(port) +
                                  " (" + cap.source + ")");
+        if (outer_ipv6 && !cap.ipv6_underlay)
+          return actionError(
+              ErrorCode::kUnsupported, r, i,
+              p.name + " does not decapsulate VXLAN from IPv6 (no ipv6_underlay claim)");
         break;
       }
       case ActionType::kJump: {

@@ -1,5 +1,9 @@
 // The planner: intent + hardware profile -> rules (placed hw/sw with a
 // reason), software-path objects and vDPA devices.
+#include "nicoffload/flowrules/planner.h"
+
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <iterator>
 #include <map>
@@ -7,9 +11,7 @@
 #include <set>
 #include <tuple>
 
-#include <gtest/gtest.h>
-
-#include "nicoffload/flowrules/planner.h"
+#include "nicoffload/flowrules/render.h"
 #include "nicoffload/model/vdpa_device.h"
 #include "support/test_support.h"
 
@@ -222,7 +224,7 @@ TEST(Planner, Ipv6RemoteRoutedAndVxlan) {
     EXPECT_EQ(mine[0]->cls, RuleClass::kVxlanEgress);
     EXPECT_EQ(std::get<flowrules::Ipv6Item>(mine[0]->pattern[1]).addr, r.address.v6());
     ASSERT_TRUE(mine[0]->encap);
-    EXPECT_EQ(mine[0]->encap->ipv4_dst, *r.vtep);
+    EXPECT_EQ(mine[0]->encap->dst, *r.vtep);
     EXPECT_EQ(mine[0]->encap->vni, 4242u);
     const auto gw = flowrules::vtepGateway6(*r.vtep);
     EXPECT_EQ(gw.str(), "fe80::a63:2");
@@ -614,11 +616,11 @@ TEST(Planner, VxlanEncapNextHop) {
     if (r.cls != RuleClass::kVxlanEgress) continue;
     ASSERT_TRUE(r.encap);
     EXPECT_EQ(r.placement, Placement::kHw);
-    EXPECT_EQ(r.encap->eth_dst, r.encap->ipv4_dst == test::ip("192.0.2.3")
+    EXPECT_EQ(r.encap->eth_dst, r.encap->dst == test::ip("192.0.2.3")
                                     ? test::mac("0c:42:a1:00:00:03")
                                     : test::mac("0c:42:a1:ff:ff:fe"));
     EXPECT_EQ(r.encap->eth_src, intent.host.uplink_mac);
-    EXPECT_EQ(r.encap->ipv4_src, test::ip("192.0.2.1"));
+    EXPECT_EQ(r.encap->src, test::ip("192.0.2.1"));
     EXPECT_EQ(r.encap->vni, 100u);
     EXPECT_EQ(r.encap->udp_dst, 4789);
     EXPECT_GE(r.encap->udp_src, 49152);
@@ -1086,6 +1088,111 @@ TEST(Planner, SoftwarePathVxlan) {
   EXPECT_EQ(sw.routes.size(), 3u + 3u);
 }
 
+// VXLAN over an IPv6 underlay (issue 23): the hardware rules carry IPv6
+// outer headers (encapsulation to the remote VTEP from ours; the decap rule
+// matches our VTEP as the outer IPv6 destination), and the kernel path gets
+// VXLAN devices with an IPv6 local address, FDB entries to IPv6 VTEPs, and
+// the remote /32s routed through each VTEP's link-local stand-in (an IPv6
+// gateway of an IPv4 route), which a permanent neighbour resolves to the
+// VTEP's router MAC.
+TEST(Planner, VxlanOverAnIpv6Underlay) {
+  const HwProfile sim = test::loadProfile("sim");
+  Intent intent = softwarePathIntent(UnderlayMode::kVxlan);
+  auto& host = intent.host;
+  const auto v6 = [](const char* t) { return *Ipv6Addr::parse(t); };
+  host.vtep = v6("2001:db8:ff::1");
+  host.next_hops = {{v6("2001:db8:ff::fe"), test::mac("0c:42:a1:ff:ff:fd"), 0}};
+  host.default_next_hop = v6("2001:db8:ff::fe");
+  intent.remotes[0].vtep = v6("2001:db8:ff::a:2");
+  intent.remotes[1].vtep = v6("2001:db8:ff::a:2");
+  intent.remotes[2].vtep = v6("2001:db8:ff::b:3");
+  ASSERT_TRUE(model::validateIntent(intent)) << model::validateIntent(intent).error().describe();
+  const auto plan = test::planOrThrow(intent, sim);
+
+  std::size_t egress = 0, decap = 0;
+  for (const auto& r : plan.rules) {
+    SCOPED_TRACE(flowrules::explainRule(r, sim));
+    if (r.cls == RuleClass::kVxlanEgress) {
+      ++egress;
+      EXPECT_EQ(r.placement, Placement::kHw);
+      ASSERT_TRUE(r.encap);
+      EXPECT_TRUE(r.encap->ipv6());
+      EXPECT_EQ(r.encap->src, IpAddr(v6("2001:db8:ff::1")));
+      EXPECT_EQ(r.encap->eth_dst, test::mac("0c:42:a1:ff:ff:fd")) << "the IPv6 default next hop";
+      const auto* remote = &intent.remotes[0];
+      for (const auto& x : intent.remotes)
+        if (r.owner == flowrules::remoteOwner(x.address)) remote = &x;
+      EXPECT_EQ(r.encap->dst, *remote->vtep);
+      EXPECT_EQ(std::get<flowrules::SetMacSrcAction>(r.actions[0]).mac,
+                test::mac("02:00:00:00:00:01"));
+      EXPECT_EQ(std::get<flowrules::SetMacDstAction>(r.actions[1]).mac,
+                flowrules::routerMacForVtep(*remote->vtep));
+    }
+    if (r.cls == RuleClass::kVxlanIngress) {
+      ++decap;
+      EXPECT_EQ(r.placement, Placement::kHw);
+      ASSERT_GE(r.pattern.size(), 3u);
+      const auto* outer = std::get_if<flowrules::Ipv6Item>(&r.pattern[2]);
+      ASSERT_NE(outer, nullptr) << "the outer destination is IPv6";
+      EXPECT_EQ(outer->field, flowrules::Ipv6Item::Field::kDst);
+      EXPECT_EQ(outer->addr, v6("2001:db8:ff::1"));
+      EXPECT_EQ(outer->len, 128);
+    }
+  }
+  EXPECT_EQ(egress, 3u);
+  EXPECT_EQ(decap, 2u);
+
+  const auto& sw = plan.sw;
+  ASSERT_EQ(sw.vxlan_devices.size(), 3u);
+  for (const auto& d : sw.vxlan_devices) {
+    EXPECT_EQ(d.local, IpAddr(v6("2001:db8:ff::1")));
+    EXPECT_EQ(d.mac, test::mac("02:00:00:00:00:01"));
+  }
+  std::vector<std::pair<std::string, std::string>> fdb;
+  for (const auto& f : sw.fdb) fdb.emplace_back(f.dev + " " + f.mac.str(), f.dst.str());
+  const std::vector<std::pair<std::string, std::string>> want_fdb = {
+      {"nfo-vx100 02:00:00:0a:00:02", "2001:db8:ff::a:2"},
+      {"nfo-vx300 02:00:00:0b:00:03", "2001:db8:ff::b:3"}};
+  EXPECT_EQ(fdb, want_fdb);
+  // No IPv4 neighbour for an IPv6 VTEP; the stand-in's IPv6 neighbour.
+  for (const auto& n : sw.neighbours) EXPECT_NE(n.dev.rfind("nfo-vx", 0), 0u) << n.dev;
+  std::vector<std::string> stand_ins;
+  for (const auto& n : sw.neighbours6)
+    stand_ins.push_back(n.dev + " " + n.ip.str() + " " + n.mac.str());
+  EXPECT_EQ(stand_ins, (std::vector<std::string>{"nfo-vx100 fe80::a:2 02:00:00:0a:00:02",
+                                                 "nfo-vx300 fe80::b:3 02:00:00:0b:00:03"}));
+  for (const auto& remote : intent.remotes) {
+    const auto routes = select(sw.routes, [&](const auto& r) {
+      return r.owner == flowrules::remoteOwner(remote.address);
+    });
+    ASSERT_EQ(routes.size(), 1u);
+    ASSERT_TRUE(routes[0].via);
+    EXPECT_EQ(*routes[0].via, IpAddr(flowrules::vtepGateway6(*remote.vtep)));
+    EXPECT_FALSE(routes[0].via->isV4()) << "an IPv6 gateway (RTA_VIA)";
+    EXPECT_FALSE(routes[0].onlink) << "a link-local gateway needs no onlink";
+    EXPECT_EQ(routes[0].dev, flowrules::vxlanDeviceName(remote.vni.value_or(100)));
+  }
+
+  // Rendered for testpmd with IPv6 outer headers.
+  for (const auto& r : plan.rules) {
+    if (r.cls != RuleClass::kVxlanEgress) continue;
+    const auto lines = flowrules::renderTestpmd(r, flowrules::PortNumbering{});
+    ASSERT_EQ(lines.size(), 2u);
+    EXPECT_NE(lines[0].find("set vxlan-tos-ttl ip-version ipv6 "), std::string::npos) << lines[0];
+    EXPECT_NE(lines[0].find(" ip-src 2001:db8:ff::1 "), std::string::npos) << lines[0];
+    const auto j = flowrules::toJson(r, sim);
+    bool found = false;
+    for (const auto& a : j["actions"])
+      if (a["type"] == "vxlan_encap") {
+        found = true;
+        EXPECT_EQ(a["ipv6_dst"], r.encap->dst.str());
+        EXPECT_EQ(a["ipv6_src"], "2001:db8:ff::1");
+      }
+    EXPECT_TRUE(found) << j.dump();
+    break;
+  }
+}
+
 // Two uplinks (issue 23): a remote whose next hop is on the second uplink
 // leaves through it, from its MAC, in hardware where one eswitch spans both
 // PFs (sim) and in the kernel where each PF has its own (ConnectX-6 Dx);
@@ -1201,6 +1308,11 @@ TEST(Planner, RouterMacForVtep) {
   EXPECT_EQ(flowrules::routerMacForVtep(test::ip("192.0.2.1")).str(), "02:00:c0:00:02:01");
   EXPECT_EQ(flowrules::routerMacForVtep(test::ip("10.255.0.7")).str(), "02:00:0a:ff:00:07");
   EXPECT_FALSE(flowrules::routerMacForVtep(test::ip("255.1.1.1")).isMulticast());
+  // IPv6: the last 32 bits.
+  EXPECT_EQ(flowrules::routerMacForVtep(*Ipv6Addr::parse("2001:db8:ff::c0a8:1")).str(),
+            "02:00:c0:a8:00:01");
+  EXPECT_EQ(flowrules::vtepGateway6(*Ipv6Addr::parse("2001:db8:ff::c0a8:1")).str(), "fe80::c0a8:1");
+  EXPECT_EQ(flowrules::vtepGateway6(test::ip("192.0.2.2")).str(), "fe80::c000:202");
 }
 
 }  // namespace

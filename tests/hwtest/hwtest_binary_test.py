@@ -109,6 +109,7 @@ def misconfigured(hwtest, src, tmp):
     json.dump(doc, open(tested, "w"))
     real = json.loads(json.dumps(doc))
     real["actions"]["vxlan_encap"]["supported"] = False      # a capability removed
+    real["actions"]["vxlan_encap"]["ipv6_underlay"]["supported"] = False  # ... and with it IPv6 outer
     real["tables"]["root_table_rules"] = 300                 # a table shrunk
     device = os.path.join(tmp, "device", "sim.json")  # a profile's name is its file's stem
     os.makedirs(os.path.dirname(device))
@@ -121,7 +122,8 @@ def misconfigured(hwtest, src, tmp):
     if rc != EXIT_DISAGREE:
         fail("mis-configured: exit %d, expected %d\n%s" % (rc, EXIT_DISAGREE, out))
     got = {c["name"]: c["result"] for c in report["cases"] if c["result"] in ("fail", "finding")}
-    expected = {n: "fail" for n in ("action/vxlan_encap", "action/dec_ttl", "table/group0-fill",
+    expected = {n: "fail" for n in ("action/vxlan_encap", "action/vxlan_encap-ipv6",
+                                    "action/dec_ttl", "table/group0-fill",
                                     "class/local-delivery", "class/routed-egress", "class/vxlan-egress",
                                     "rate/local-delivery", "rate/routed-egress", "rate/vxlan-egress")}
     if got != expected:
@@ -133,6 +135,7 @@ def misconfigured(hwtest, src, tmp):
         fail("fill: %s" % cases["table/group0-fill"])
     fixed = json.load(open(corrected))
     if (fixed["actions"]["vxlan_encap"]["supported"] or fixed["actions"]["dec_ttl"]["supported"]
+            or fixed["actions"]["vxlan_encap"]["ipv6_underlay"]["supported"]
             or fixed["tables"]["root_table_rules"] != 300):
         fail("corrected profile: %s %s" % (fixed["actions"], fixed["tables"]))
     if not fixed["actions"]["dec_ttl"]["source"].startswith("nicoffload-hwtest: "):

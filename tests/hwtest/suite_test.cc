@@ -178,14 +178,15 @@ TEST(HwtestSuite, MisconfiguredSimReportsExactlyTheMismatches) {
   sim.eswitch->failActionOnCreate(model::ActionType::kDecTtl);
 
   const auto report = runSuite(tested, sim.devices, quick());
-  // Exactly these: the two actions, the root table, and the planner's rule
-  // classes (and their rates) that use vxlan_encap or dec_ttl.
+  // Exactly these: the two actions (vxlan_encap with IPv4 and IPv6 outer
+  // headers), the root table, and the planner's rule classes (and their
+  // rates) that use vxlan_encap or dec_ttl.
   const std::map<std::string, Outcome> expected = {
-      {"action/vxlan_encap", Outcome::kFail},  {"action/dec_ttl", Outcome::kFail},
-      {"table/group0-fill", Outcome::kFail},   {"class/local-delivery", Outcome::kFail},
-      {"class/routed-egress", Outcome::kFail}, {"class/vxlan-egress", Outcome::kFail},
-      {"rate/local-delivery", Outcome::kFail}, {"rate/routed-egress", Outcome::kFail},
-      {"rate/vxlan-egress", Outcome::kFail},
+      {"action/vxlan_encap", Outcome::kFail},      {"action/dec_ttl", Outcome::kFail},
+      {"action/vxlan_encap-ipv6", Outcome::kFail}, {"table/group0-fill", Outcome::kFail},
+      {"class/local-delivery", Outcome::kFail},    {"class/routed-egress", Outcome::kFail},
+      {"class/vxlan-egress", Outcome::kFail},      {"rate/local-delivery", Outcome::kFail},
+      {"rate/routed-egress", Outcome::kFail},      {"rate/vxlan-egress", Outcome::kFail},
   };
   EXPECT_EQ(notPassed(report), expected);
   EXPECT_EQ(exitCode(report), kExitDisagree);

@@ -280,10 +280,91 @@ assert not j['failures'], j['failures']" "$out"
   done
 }
 
+# VXLAN over an IPv6 underlay (issue 23): the VTEPs are the hypervisors'
+# IPv6 addresses on the underlay; each VM has an IPv4 /32 and an IPv6 /128,
+# and both cross in VXLAN over IPv6. The kernel path routes a remote /32
+# through the VTEP's link-local stand-in (an IPv6 gateway of an IPv4 route),
+# resolved by a permanent neighbour to the VTEP's router MAC (02:00 + the
+# VTEP's last 32 bits), whose FDB entry names the IPv6 VTEP.
+run_vxlan6() {
+  echo "--- vxlan over an ipv6 underlay ---"
+  for h in 1 2; do
+    ip -n "$T-hv$h" -6 addr add "2001:db8:ff::$h/64" dev uplink0 nodad
+    cat > "$work/host$h-vx6.json" <<EOF
+{ "name": "hv$h", "hw_profile": "sim",
+  "uplink": { "pci": "0000:03:00.0", "netdev": "uplink0", "mac": "0c:42:a1:00:00:0$h", "vf_count": 8 },
+  "gateway": { "ipv4": "169.254.1.1", "ipv6": "fe80::1", "mac": "ee:ee:ee:ee:ee:ee" },
+  "underlay": { "mode": "vxlan", "vtep": "2001:db8:ff::$h", "default_vni": 100 },
+  "backends": { "vdpa": "none" } }
+EOF
+  done
+  for vm in vm11 vm12 vm21 vm22; do
+    local h=${vm:2:1} v=${vm:3:1}
+    ip -n "$T-$vm" -6 addr add "2001:db8:$h:$v::1/128" dev eth0 nodad
+    ip -n "$T-$vm" -6 route add default via fe80::1 dev eth0 onlink
+  done
+  v6port() { port "$1" "$2" "[\"${VM_IP[$1]}/32\", \"2001:db8:${1:2:1}:${1:3:1}::1/128\"]"; }
+  rem6() {  # vm, hv of the vm: its /32 and its /128 behind that hv's IPv6 VTEP
+    printf '{ "address": "%s/32", "vtep": "2001:db8:ff::%s", "vni": 100 }, ' "${VM_IP[$1]}" "$2"
+    printf '{ "address": "2001:db8:%s:%s::1/128", "vtep": "2001:db8:ff::%s", "vni": 100 }' "${1:2:1}" "${1:3:1}" "$2"
+  }
+  ports "$work/p1-vx6.json" "$(v6port vm11 0)" "$(v6port vm12 1)" -- "$(rem6 vm21 2)" "$(rem6 vm22 2)"
+  ports "$work/p2-vx6.json" "$(v6port vm21 0)" "$(v6port vm22 1)" -- "$(rem6 vm11 1)" "$(rem6 vm12 1)"
+  check "vxlan6: apply hv1" apply 1 "$work/host1-vx6.json" "$work/p1-vx6.json"
+  check "vxlan6: apply hv2" apply 2 "$work/host2-vx6.json" "$work/p2-vx6.json"
+  check "vxlan6: vm11 -> vm21 over IPv4 (across, VXLAN over IPv6)" reach vm11 10.2.1.1
+  check "vxlan6: vm22 -> vm12 over IPv4 (across)" reach vm22 10.1.2.1
+  check "vxlan6: vm11 -> vm21 over IPv6 (across)" in_ns vm11 ping -6 -c 1 -W 2 2001:db8:2:1::1
+  check "vxlan6: vm11 -> vm12 (same hypervisor)" reach vm11 10.1.2.1
+  check "vxlan6: nfo-vx100 has the IPv6 local VTEP and takes zero UDP checksums" bash -c \
+    "ip -d -n $T-hv1 link show nfo-vx100 | grep -q 'vxlan id 100 local 2001:db8:ff::1.*dstport 4789.*nolearning.*udp6zerocsumrx'"
+  check "vxlan6: ... its MAC is the router MAC of ::1" bash -c \
+    "ip -n $T-hv1 link show nfo-vx100 | grep -q 'link/ether 02:00:00:00:00:01'"
+  check "vxlan6: FDB entry for hv2's router MAC to its IPv6 VTEP" bash -c \
+    "ip netns exec $T-hv1 bridge fdb show dev nfo-vx100 | grep -q '02:00:00:00:00:02 dst 2001:db8:ff::2'"
+  check "vxlan6: vm21's /32 goes through hv2's VTEP stand-in (an IPv6 gateway)" bash -c \
+    "ip -n $T-hv1 route show 10.2.1.1 proto 240 | grep -q 'via inet6 fe80::2 dev nfo-vx100'"
+  check "vxlan6: ... which resolves to hv2's router MAC" bash -c \
+    "ip -n $T-hv1 -6 neigh show fe80::2 dev nfo-vx100 | grep -q 'lladdr 02:00:00:00:00:02 PERMANENT'"
+  check "vxlan6: the VXLAN packets crossed the underlay in UDP over IPv6" bash -c \
+    "ip netns exec $T-hv2 awk '\$1==\"Udp6InDatagrams\" && \$2>0 {f=1} END {exit !f}' /proc/net/snmp6"
+  "$ctl" readback --netns "$T-hv1" --host "$work/host1-vx6.json" --ports "$work/p1-vx6.json" --profile-dir "$root/hw-profiles" > "$work/rb6a.json"
+  local out; out=$(apply 1 "$work/host1-vx6.json" "$work/p1-vx6.json" --json)
+  check "vxlan6: second apply changes nothing (read-back of the IPv6 VTEP, FDB and RTA_VIA routes)" python3 -c "
+import json,sys; j=json.loads(sys.argv[1])
+assert all(v['add']==0 and v['modify']==0 and v['remove']==0 for v in j['changes'].values()), j['changes']
+assert not j['failures'], j['failures']" "$out"
+  "$ctl" readback --netns "$T-hv1" --host "$work/host1-vx6.json" --ports "$work/p1-vx6.json" --profile-dir "$root/hw-profiles" > "$work/rb6b.json"
+  check "vxlan6: read-back identical after the second apply" cmp -s "$work/rb6a.json" "$work/rb6b.json"
+  check "vxlan6: read-back holds the IPv6 VTEP and the IPv6 gateways" python3 -c "
+import json,sys; j=json.load(open(sys.argv[1]))
+assert any(d['local']=='2001:db8:ff::1' for d in j['vxlan_devices']), j['vxlan_devices']
+assert any(f['dst']=='2001:db8:ff::2' for f in j['fdb']), j['fdb']
+assert any(r['dst']=='10.2.1.1/32' and r.get('via')=='fe80::2' for r in j['routes']), j['routes']" "$work/rb6a.json"
+  # An IPv4 remote VTEP on an IPv6 underlay is refused, naming the field.
+  ports "$work/p1-vx6bad.json" "$(v6port vm11 0)" -- "$(remote vm21 vxlan 2)"
+  local err rc
+  err=$(apply 1 "$work/host1-vx6.json" "$work/p1-vx6bad.json" 2>&1 >/dev/null); rc=$?
+  check "vxlan6: an IPv4 remote VTEP is refused (exit 2)" test "$rc" -eq 2
+  check "vxlan6: ... naming remotes[0].vtep" grep -q "remotes\[0\].vtep" <<<"$err"
+  check "vxlan6: ... and nothing installed is lost" reach vm11 10.2.1.1
+  check "vxlan6: remove hv1" "$ctl" remove --sw-only --netns "$T-hv1" --host "$work/host1-vx6.json" --ports "$work/p1-vx6.json" --profile-dir "$root/hw-profiles"
+  check "vxlan6: remove hv2" "$ctl" remove --sw-only --netns "$T-hv2" --host "$work/host2-vx6.json" --ports "$work/p2-vx6.json" --profile-dir "$root/hw-profiles"
+  check_not "vxlan6: no nfo-vx device left on hv1" bash -c "ip -n $T-hv1 link show | grep -q nfo-vx"
+  check_not "vxlan6: no route of ours left on hv1" bash -c "ip -n $T-hv1 route show proto 240 | grep -q ."
+  check_not "vxlan6: after removal vm11 -> vm21 stops" reach vm11 10.2.1.1
+  for h in 1 2; do ip -n "$T-hv$h" -6 addr del "2001:db8:ff::$h/64" dev uplink0; done
+  for vm in vm11 vm12 vm21 vm22; do
+    ip -n "$T-$vm" -6 route del default via fe80::1 dev eth0
+    ip -n "$T-$vm" -6 addr del "2001:db8:${vm:2:1}:${vm:3:1}::1/128" dev eth0
+  done
+}
+
 run_underlay routed
 run_underlay vxlan
 run_ipv6 routed
 run_ipv6 vxlan
+run_vxlan6
 
 # Errors before any kernel work.
 err=$("$ctl" apply --sw-only --netns "$T-nonexistent" --host "$work/host1-routed.json" --ports "$work/p1-routed.json" --profile-dir "$root/hw-profiles" 2>&1); rc=$?

@@ -92,8 +92,8 @@ TEST(ParseIntent, VxlanExampleValues) {
   EXPECT_EQ(h.vf_count, 8);
   EXPECT_EQ(h.gateway_ipv4.str(), "169.254.1.1");
   EXPECT_EQ(h.underlay, model::UnderlayMode::kVxlan);
-  ASSERT_TRUE(h.vtep_ipv4);
-  EXPECT_EQ(h.vtep_ipv4->str(), "192.0.2.1");
+  ASSERT_TRUE(h.vtep);
+  EXPECT_EQ(h.vtep->str(), "192.0.2.1");
   EXPECT_EQ(h.vxlan_udp_port, 4789);
   EXPECT_EQ(h.default_vni, std::optional<std::uint32_t>(100));
   ASSERT_EQ(h.next_hops.size(), 1u);
@@ -306,7 +306,7 @@ TEST(ParseIntent, RoutedExampleValuesAndDefaults) {
   const Intent intent = test::exampleIntent(Example::kRouted);
   const auto& h = intent.host;
   EXPECT_EQ(h.underlay, model::UnderlayMode::kRouted);
-  EXPECT_FALSE(h.vtep_ipv4);
+  EXPECT_FALSE(h.vtep);
   EXPECT_EQ(h.default_next_hop, std::optional<Ipv4Addr>(test::ip("192.0.2.254")));
   // Absent sections take their defaults.
   EXPECT_EQ(h.route_protocol, 240);
@@ -362,6 +362,125 @@ TEST(ParseIntent, Ipv6RemoteThroughAnIpv6NextHop) {
   EXPECT_EQ(taken.error().code, ErrorCode::kConflict);
   EXPECT_NE(taken.error().message.find("local VM address"), std::string::npos)
       << taken.error().message;
+}
+
+// VXLAN over an IPv6 underlay (issue 23): underlay.vtep, the remotes'
+// VTEPs and the default next hop are IPv6. Each misuse is refused naming its
+// field: a link-local VTEP, VTEPs of two families, a default next hop of the
+// other family, two IPv6 VTEPs with the same last 32 bits (their router
+// MACs would be equal), one of them this host's.
+TEST(ParseIntent, Ipv6VtepsAndTheirErrors) {
+  json host = exampleHost(Example::kVxlan);
+  host["underlay"]["vtep"] = "2001:db8:ff::1";
+  host["underlay"]["default_next_hop"] = "2001:db8:ff::fe";
+  host["underlay"]["next_hops"] =
+      json::array({{{"ipv6", "2001:db8:ff::fe"}, {"mac", "0c:42:a1:ff:ff:fe"}}});
+  json ports = examplePorts(Example::kVxlan);
+  ports["remotes"] =
+      json::array({{{"address", "10.20.1.1/32"}, {"vtep", "2001:db8:ff::2"}, {"vni", 100}},
+                   {{"address", "10.20.1.2/32"}, {"vtep", "2001:db8:ff::2"}, {"vni", 100}},
+                   {{"address", "10.20.2.1/32"}, {"vtep", "2001:db8:ff::3"}, {"vni", 200}}});
+  const auto ok = parseAndValidate(host, ports);
+  ASSERT_EQ(ok.stage, Stage::kNone) << ok.error.describe();
+  const Intent intent = test::intentFrom(host, ports);
+  ASSERT_TRUE(intent.host.vtep);
+  EXPECT_EQ(intent.host.vtep->str(), "2001:db8:ff::1");
+  EXPECT_EQ(intent.host.default_next_hop->str(), "2001:db8:ff::fe");
+  EXPECT_EQ(intent.remotes[0].vtep->str(), "2001:db8:ff::2");
+  EXPECT_EQ(model::toJson(intent.remotes[0])["vtep"], "2001:db8:ff::2");
+  EXPECT_EQ(model::routerMacKey(*intent.host.vtep), 1u);
+
+  struct Case {
+    const char* what;
+    Mutation host, ports;
+    Stage stage;
+    const char* field;
+    ErrorCode code;
+    const char* says;
+  };
+  const Case cases[] = {
+      {"link-local VTEP",
+       [](json& h) { h["underlay"]["vtep"] = "fe80::1:1"; },
+       {},
+       Stage::kHost,
+       "underlay.vtep",
+       ErrorCode::kInvalidValue,
+       "not link-local"},
+      {"multicast VTEP",
+       [](json& h) { h["underlay"]["vtep"] = "ff05::1"; },
+       {},
+       Stage::kHost,
+       "underlay.vtep",
+       ErrorCode::kInvalidValue,
+       "unicast"},
+      {"default next hop of the other family",
+       [](json& h) { h["underlay"]["default_next_hop"] = "192.0.2.254"; },
+       {},
+       Stage::kHost,
+       "underlay.default_next_hop",
+       ErrorCode::kConflict,
+       "IPv6 address"},
+      {"an IPv4 remote VTEP",
+       {},
+       [](json& p) { p["remotes"][1]["vtep"] = "192.0.2.2"; },
+       Stage::kValidate,
+       "remotes[1].vtep",
+       ErrorCode::kConflict,
+       "of its own family"},
+      {"a link-local remote VTEP",
+       {},
+       [](json& p) { p["remotes"][1]["vtep"] = "fe80::2"; },
+       Stage::kValidate,
+       "remotes[1].vtep",
+       ErrorCode::kInvalidValue,
+       "not link-local"},
+      {"two VTEPs with the same last 32 bits",
+       {},
+       [](json& p) { p["remotes"][2]["vtep"] = "2001:db8:77::2"; },
+       Stage::kValidate,
+       "remotes[2].vtep",
+       ErrorCode::kConflict,
+       "router MAC 02:00:00:00:00:02"},
+      {"a VTEP with this host's last 32 bits",
+       {},
+       [](json& p) { p["remotes"][0]["vtep"] = "2001:db8:77::1"; },
+       Stage::kValidate,
+       "remotes[0].vtep",
+       ErrorCode::kConflict,
+       "this host's VTEP 2001:db8:ff::1"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.what);
+    json h = host, p = ports;
+    if (c.host) c.host(h);
+    if (c.ports) c.ports(p);
+    const auto out = parseAndValidate(h, p);
+    EXPECT_EQ(out.stage, c.stage) << out.error.describe();
+    EXPECT_EQ(out.error.field, c.field);
+    EXPECT_EQ(out.error.code, c.code);
+    EXPECT_NE(out.error.message.find(c.says), std::string::npos) << out.error.message;
+  }
+
+  // A routed underlay keeps an IPv4 default next hop.
+  json routed = exampleHost(Example::kRouted);
+  routed["underlay"]["default_next_hop"] = "2001:db8:ff::fe";
+  const auto refused = parseAndValidate(routed, examplePorts(Example::kRouted));
+  EXPECT_EQ(refused.stage, Stage::kHost);
+  EXPECT_EQ(refused.error.field, "underlay.default_next_hop");
+
+  // One remote at a time (the daemon's admission): the same MAC clash.
+  model::IntentIndex index(intent);
+  model::RemoteEndpoint clash;
+  clash.address = *IpAddr::parse("10.20.9.9");
+  clash.vtep = *IpAddr::parse("2001:db8:99::3");
+  clash.vni = 100;
+  const auto s = index.checkRemote(clash, false);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().field, "remote.vtep");
+  EXPECT_NE(s.error().message.find("2001:db8:ff::3"), std::string::npos) << s.error().message;
+  // Once the VTEP it clashed with is gone, it is accepted.
+  index.removeRemote(intent.remotes[2]);
+  EXPECT_TRUE(index.checkRemote(clash, false).ok());
 }
 
 // A dual-homed host (issue 23): "uplinks" lists two PFs; a next hop names

@@ -114,6 +114,21 @@ TEST(HwProfiles, SteeringAndVdpaPerModel) {
   }
 }
 
+// VXLAN over an IPv6 underlay (issue 23): every shipped profile claims
+// vxlan_encap and vxlan_decap with IPv6 outer headers, each with a source.
+TEST(HwProfiles, Ipv6UnderlayClaims) {
+  for (const char* name : {"sim", "connectx-5", "connectx-6lx", "connectx-6dx", "connectx-7",
+                           "bluefield-2", "bluefield-3"}) {
+    SCOPED_TRACE(name);
+    const HwProfile p = test::loadProfile(name);
+    for (const auto t : {ActionType::kVxlanEncap, ActionType::kVxlanDecap}) {
+      EXPECT_TRUE(p.action(t).ipv6_underlay);
+      EXPECT_FALSE(p.action(t).ipv6_underlay_source.empty());
+    }
+    EXPECT_FALSE(p.action(ActionType::kJump).ipv6_underlay);
+  }
+}
+
 // Two uplinks (issue 23): only the simulated NIC claims one eswitch over
 // both PFs; every mlx5 profile says, with its source, that each PF has its
 // own, so that a remote through the second uplink takes the kernel path.
@@ -208,6 +223,17 @@ const std::vector<BadProfile>& badProfiles() {
          d["actions"]["vxlan_decap"]["udp_dst_ports"] = {4789, 0};
        },
        "connectx-5", E::kInvalidValue, "actions.vxlan_decap.udp_dst_ports[1]", "0"},
+      {"ipv6_underlay on jump", "connectx-5",
+       [](json& d) {
+         d["actions"]["jump"]["ipv6_underlay"] = {{"supported", true}, {"source", "dpdk-mlx5: x"}};
+       },
+       "connectx-5", E::kUnknownField, "actions.jump.ipv6_underlay", "vxlan_encap and vxlan_decap"},
+      {"ipv6_underlay on an unsupported vxlan_encap", "sim",
+       [](json& d) { d["actions"]["vxlan_encap"]["supported"] = false; }, "sim", E::kConflict,
+       "actions.vxlan_encap.ipv6_underlay", "unsupported"},
+      {"ipv6_underlay without its source", "connectx-6dx",
+       [](json& d) { d["actions"]["vxlan_decap"]["ipv6_underlay"].erase("source"); },
+       "connectx-6dx", E::kMissingField, "actions.vxlan_decap.ipv6_underlay.source", ""},
       {"supported as a string", "connectx-7",
        [](json& d) { d["items"]["ipv4"]["supported"] = "yes"; }, "connectx-7", E::kWrongType,
        "items.ipv4.supported", "yes"},

@@ -93,12 +93,12 @@ std::vector<Probe> probes(const model::Intent& intent) {
     for (const auto& r : intent.remotes) vnis.insert(r.vni ? *r.vni : *host.default_vni);
     vnis.insert(999);
     for (const auto vni : vnis)
-      for (const auto vtep : {*host.vtep_ipv4, ip("192.0.2.77")})
+      for (const IpAddr vtep : {*host.vtep, IpAddr(ip("192.0.2.77"))})
         for (const std::uint16_t udp : {std::uint16_t{4789}, std::uint16_t{8472}})
           for (const auto dst : inner_dsts) {
-            const Packet inner = simnic::udpPacket(flowrules::routerMacForVtep(ip("192.0.2.9")),
-                                                   flowrules::routerMacForVtep(*host.vtep_ipv4),
-                                                   ip("10.20.1.1"), dst);
+            const Packet inner =
+                simnic::udpPacket(flowrules::routerMacForVtep(ip("192.0.2.9")),
+                                  flowrules::routerMacForVtep(*host.vtep), ip("10.20.1.1"), dst);
             out.push_back({"wire vxlan vni " + std::to_string(vni) + " to " + vtep.str() + ":" +
                                std::to_string(udp) + " >" + dst.str(),
                            simnic::vxlanEncapsulated(inner, router, host.uplink_mac,

@@ -40,7 +40,7 @@ class TwoHypervisors : public testing::Test {
     EXPECT_EQ(out.port, PortRef::uplink());
     const auto* outer = out.packet.at<Ipv4Header>(1);
     if (!outer) throw std::runtime_error("not an encapsulated packet: " + describe(out.packet));
-    SimHost& to = outer->dst == *hv1->intent.host.vtep_ipv4 ? *hv1 : *hv2;
+    SimHost& to = outer->dst == *hv1->intent.host.vtep ? *hv1 : *hv2;
     return to.send(out.packet, PortRef::uplink());
   }
 

@@ -188,7 +188,7 @@ TEST(Ipv6Vxlan, ToARemoteBehindAVtep) {
   const auto* outer = d.packet.at<Ipv4Header>(1);
   ASSERT_NE(outer, nullptr);
   EXPECT_EQ(outer->dst, test::ip("10.99.0.2"));
-  EXPECT_EQ(outer->src, *intent.host.vtep_ipv4);
+  EXPECT_EQ(outer->src, *intent.host.vtep);
   ASSERT_NE(d.packet.at<VxlanHeader>(3), nullptr);
   EXPECT_EQ(d.packet.at<VxlanHeader>(3)->vni, 4242u);
   EXPECT_EQ(d.packet.at<EthHeader>(4)->dst, flowrules::routerMacForVtep(test::ip("10.99.0.2")));

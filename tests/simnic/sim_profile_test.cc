@@ -95,8 +95,8 @@ FlowRule encap(std::uint16_t port) {
   VxlanEncap e;
   e.eth_src = mac("0c:42:a1:00:00:01");
   e.eth_dst = mac("0c:42:a1:ff:ff:fe");
-  e.ipv4_src = ip("192.0.2.1");
-  e.ipv4_dst = ip("192.0.2.2");
+  e.src = ip("192.0.2.1");
+  e.dst = ip("192.0.2.2");
   e.udp_src = 50000;
   e.udp_dst = port;
   e.vni = 100;

@@ -94,10 +94,11 @@ class SoftwarePathModel {
     }
     d.kind = Destination::Kind::kUplink;
     if (auto vni = dev_vni_.find(r.dev); vni != dev_vni_.end()) {
-      d.vtep = r.via;
+      if (r.via) d.vtep = r.via->v4();  // the examples' VTEPs are IPv4
       d.vni = vni->second;
     } else if (r.via) {
-      if (auto m = next_hop_mac_.find(*r.via); m != next_hop_mac_.end()) d.next_hop_mac = m->second;
+      if (auto m = next_hop_mac_.find(r.via->v4()); m != next_hop_mac_.end())
+        d.next_hop_mac = m->second;
     }
     return d;
   }
@@ -142,8 +143,8 @@ class SoftwarePathModel {
     const auto* udp = p.at<simnic::UdpHeader>(2);
     const auto* vx = p.at<simnic::VxlanHeader>(3);
     const auto* inner = p.at<simnic::Ipv4Header>(5);
-    if (ip->dst != *host_.vtep_ipv4 || !udp || udp->dst_port != host_.vxlan_udp_port || !vx ||
-        !inner || !vni_dev_.count(vx->vni))
+    if (ip->dst != *host_.vtep || !udp || udp->dst_port != host_.vxlan_udp_port || !vx || !inner ||
+        !vni_dev_.count(vx->vni))
       return kernel(uplink);
     auto d = route(inner->dst);
     return d ? *d : kernel(uplink);

@@ -121,7 +121,7 @@ inline model::HostConfig makeHost(model::UnderlayMode mode) {
   h.next_hops.push_back({ip("192.0.2.254"), mac("0c:42:a1:ff:ff:fe")});
   h.default_next_hop = ip("192.0.2.254");
   if (mode == model::UnderlayMode::kVxlan) {
-    h.vtep_ipv4 = ip("192.0.2.1");
+    h.vtep = ip("192.0.2.1");
     h.default_vni = 100;
   }
   h.vdpa_backend = model::VdpaKind::kNone;

@@ -54,7 +54,7 @@ class SoftwarePathKernel final : public trace::KernelView {
         r.type = KernelRoute::Type::kLocal;
         return r;
       }
-    if (host_.vtep_ipv4 && *host_.vtep_ipv4 == dst) {
+    if (host_.vtep && *host_.vtep == dst) {
       r.type = KernelRoute::Type::kLocal;
       return r;
     }
@@ -81,8 +81,8 @@ class SoftwarePathKernel final : public trace::KernelView {
         return std::optional(trace::KernelNeighbour{n.mac, "permanent"});
     return std::optional<trace::KernelNeighbour>();
   }
-  Result<std::vector<Ipv4Addr>> fdb(const std::string& dev, MacAddr m) const override {
-    std::vector<Ipv4Addr> out;
+  Result<std::vector<IpAddr>> fdb(const std::string& dev, MacAddr m) const override {
+    std::vector<IpAddr> out;
     for (const auto& f : sw_.fdb)
       if (f.dev == dev && f.mac == m) out.push_back(f.dst);
     return out;
@@ -101,6 +101,10 @@ class SoftwarePathKernel final : public trace::KernelView {
   // device in priority order, then the /128 routes (table main).
   KernelRoute routeInput6(const Ipv6Addr& dst, const Ipv6Addr& src, const std::string& iif) const {
     KernelRoute r;
+    if (host_.vtep && *host_.vtep == IpAddr(dst)) {  // an IPv6 VTEP is a local address
+      r.type = KernelRoute::Type::kLocal;
+      return r;
+    }
     std::vector<const flowrules::Rule6Entry*> rules;
     for (const auto& rule : sw_.rules6)
       if (rule.iif == iif) rules.push_back(&rule);
@@ -287,6 +291,62 @@ TEST(TraceGolden, VerdictsSayWhatEachClassDoes) {
   // Without a kernel view, the kernel part says why it was not looked at.
   auto none = traceOf(*cx5, {{"in", kVm1}, {"dst_ip", "10.20.1.1"}});
   EXPECT_EQ(none["kernel"]["verdict"]["kind"], "unknown");
+}
+
+// VXLAN over an IPv6 underlay (issue 23): in hardware, the egress packet
+// leaves in IPv6 and a packet from the IPv6 underlay is decapsulated; on a
+// profile without the ipv6_underlay claim, the kernel's walk shows the same:
+// the route through the VTEP's stand-in to the FDB's IPv6 VTEP out, and the
+// VXLAN device decapsulating in.
+TEST(TraceIpv6Underlay, HardwareAndKernelBothWays) {
+  auto intent = hv1Intent();
+  const auto v6 = [](const char* t) { return *Ipv6Addr::parse(t); };
+  intent.host.vtep = v6("2001:db8:ff::1");
+  intent.host.next_hops = {{v6("2001:db8:ff::fe"), test::mac("0c:42:a1:ff:ff:fd"), 0}};
+  intent.host.default_next_hop = v6("2001:db8:ff::fe");
+  for (auto& r : intent.remotes)
+    r.vtep = r.vtep->v4() == test::ip("192.0.2.2") ? v6("2001:db8:ff::2") : v6("2001:db8:ff::3");
+  const json in_spec = {{"in", "uplink"},
+                        {"outer_src_ip", "2001:db8:ff::2"},
+                        {"vni", 100},
+                        {"src_ip", "10.20.1.1"},
+                        {"dst_ip", "10.10.1.1"}};
+
+  auto hw = SimHost::start(intent, loadProfile("sim"));
+  const SoftwarePathKernel k(hw->intent, hw->plan.sw);
+  auto egress = traceOf(*hw, {{"in", kVm1}, {"dst_ip", "10.20.1.1"}}, &k);
+  EXPECT_EQ(egress["hardware"]["verdict"]["port"], "uplink");
+  EXPECT_NE(
+      egress["hardware"]["packet"].get<std::string>().find("ipv6 2001:db8:ff::1>2001:db8:ff::2"),
+      std::string::npos)
+      << egress["hardware"]["packet"];
+  auto ingress = traceOf(*hw, in_spec, &k);
+  EXPECT_EQ(ingress["hardware"]["steps"][0]["class"], "vxlan-ingress");
+  EXPECT_EQ(ingress["hardware"]["verdict"]["port"], "vf0");
+
+  auto profile = loadProfile("sim");
+  profile.actions[static_cast<std::size_t>(model::ActionType::kVxlanEncap)].ipv6_underlay = false;
+  profile.actions[static_cast<std::size_t>(model::ActionType::kVxlanDecap)].ipv6_underlay = false;
+  auto sw = SimHost::start(intent, profile);
+  const SoftwarePathKernel ks(sw->intent, sw->plan.sw);
+  auto out = traceOf(*sw, {{"in", kVm1}, {"dst_ip", "10.20.1.1"}}, &ks);
+  EXPECT_EQ(out["kernel"]["verdict"]["kind"], "kernel-route") << out.dump(2);
+  EXPECT_EQ(out["kernel"]["verdict"]["dev"], "nfo-vx100");
+  EXPECT_EQ(out["kernel"]["verdict"]["via"], "fe80::2");
+  EXPECT_EQ(out["kernel"]["verdict"]["remote_vtep"], "2001:db8:ff::2");
+  auto in = traceOf(*sw, in_spec, &ks);
+  bool decapped = false;
+  for (const auto& step : in["kernel"]["steps"])
+    if (step["step"] == "vxlan-decap") decapped = step["dev"] == "nfo-vx100";
+  EXPECT_TRUE(decapped) << in.dump(2);
+  EXPECT_EQ(in["kernel"]["verdict"]["dev"], "pf0vf0") << in.dump(2);
+
+  // The outer addresses are of one family.
+  json mixed = in_spec;
+  mixed["outer_src_ip"] = "192.0.2.2";
+  auto bad = trace::parseTraceSpec(mixed, sw->intent);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().field, "outer_src_ip");
 }
 
 // --- differential: trace's verdict == SimEswitch::evaluate's ---

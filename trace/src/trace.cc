@@ -254,8 +254,8 @@ Result<TraceInput> parseTraceSpec(const json& spec, const model::Intent& intent)
   TRY_ASSIGN(payload, r.number("payload", 0, 65000, "payload bytes"));
   TRY_ASSIGN(vni, r.number("vni", 0, 0xFFFFFF, "a 24-bit VXLAN network identifier, RFC 7348"));
   TRY_ASSIGN(vxlan_port, r.number("vxlan_port", 1, 65535, "the outer UDP destination port"));
-  TRY_ASSIGN(outer_src_ip, r.ip("outer_src_ip"));
-  TRY_ASSIGN(outer_dst_ip, r.ip("outer_dst_ip"));
+  TRY_ASSIGN(outer_src_ip, r.anyIp("outer_src_ip"));
+  TRY_ASSIGN(outer_dst_ip, r.anyIp("outer_dst_ip"));
   TRY_ASSIGN(outer_src_mac, r.mac("outer_src_mac"));
   TRY_ASSIGN(outer_dst_mac, r.mac("outer_dst_mac"));
 
@@ -312,8 +312,8 @@ Result<TraceInput> parseTraceSpec(const json& spec, const model::Intent& intent)
   const bool from_wire = t.ingress.kind == PortRef::Kind::kUplink;
   MacAddr l2_src = from_wire ? wire_src : (port ? port->mac : MacAddr{});
   MacAddr l2_dst = from_wire ? host.uplink_mac : host.gateway_mac;
-  if (vxlan && host.vtep_ipv4) {  // the inner frame between the VTEPs' router MACs
-    l2_dst = fr::routerMacForVtep(*host.vtep_ipv4);
+  if (vxlan && host.vtep) {  // the inner frame between the VTEPs' router MACs
+    l2_dst = fr::routerMacForVtep(*host.vtep);
     if (outer_src_ip) l2_src = fr::routerMacForVtep(*outer_src_ip);
   }
   if (src_mac) l2_src = *src_mac;
@@ -397,16 +397,20 @@ Result<TraceInput> parseTraceSpec(const json& spec, const model::Intent& intent)
     if (!outer_src_ip)
       return specError(ErrorCode::kMissingField, "outer_src_ip", "",
                        "required for a VXLAN packet: the remote VTEP that sent it");
-    Ipv4Addr outer_dst;
+    IpAddr outer_dst;
     if (outer_dst_ip) {
       outer_dst = *outer_dst_ip;
-    } else if (host.vtep_ipv4) {
-      outer_dst = *host.vtep_ipv4;
+    } else if (host.vtep) {
+      outer_dst = *host.vtep;
     } else {
       return specError(ErrorCode::kMissingField, "outer_dst_ip", "",
                        "required: this host has no VTEP (underlay " +
                            std::string(model::toString(host.underlay)) + ")");
     }
+    if (outer_src_ip->isV4() != outer_dst.isV4())
+      return specError(
+          ErrorCode::kConflict, "outer_src_ip", outer_src_ip->str(),
+          "the outer source and destination (" + outer_dst.str() + ") are VTEPs of one family");
     std::uint32_t v = 0;
     if (vni) {
       v = static_cast<std::uint32_t>(*vni);
@@ -564,34 +568,7 @@ struct KernelWalk {
       return;
     }
     if (route->type == KernelRoute::Type::kLocal) {
-      // VXLAN to this host's VTEP: the VXLAN device of the VNI decapsulates.
-      const auto* udp = p.at<UdpHeader>(2);
-      const auto* vx = p.at<VxlanHeader>(3);
-      if (udp && vx && udp->dst_port == intent.host.vxlan_udp_port && depth == 0 &&
-          p.at<EthHeader>(4) && (p.at<Ipv4Header>(5) || p.at<simnic::Ipv6Header>(5))) {
-        const std::string dev = fr::vxlanDeviceName(vx->vni);
-        auto mac = k.linkMac(dev);
-        if (!mac) {
-          failed(mac.error(), "device " + dev);
-          return;
-        }
-        if (!*mac) {
-          step({{"step", "vxlan-decap"}, {"vni", vx->vni}, {"dev", nullptr}});
-          finish("dropped",
-                 "dropped: no VXLAN device for VNI " + std::to_string(vx->vni) + " (" + dev + ")");
-          return;
-        }
-        Packet inner = p;
-        inner.headers.erase(inner.headers.begin(), inner.headers.begin() + 4);
-        step(
-            {{"step", "vxlan-decap"}, {"vni", vx->vni}, {"dev", dev}, {"packet", describe(inner)}});
-        if (inner.at<Ipv4Header>(1)) {
-          ipv4(inner, dev, depth + 1);
-        } else {
-          ipv6(inner, dev);
-        }
-        return;
-      }
+      if (vxlanDecap(p, depth)) return;
       finish("local", "delivered to the host itself: " + ip->dst.str() + " is a local address");
       return;
     }
@@ -611,7 +588,39 @@ struct KernelWalk {
   // IPv6 forwarding of `p` (outermost Ethernet + IPv6) received on iif:
   // the same lookups as IPv4 (RTM_GETROUTE with the input device, the
   // neighbour table), by the /128 routes the kernel path installs.
-  void ipv6(const Packet& p, const std::string& iif) {
+  // VXLAN to this host's VTEP (the route to the outer destination is
+  // local): the VXLAN device of the VNI decapsulates, and the inner packet
+  // is forwarded from it. False when `p` is not VXLAN (or is already inner).
+  bool vxlanDecap(const Packet& p, int depth) {
+    const auto* udp = p.at<UdpHeader>(2);
+    const auto* vx = p.at<VxlanHeader>(3);
+    if (!(udp && vx && udp->dst_port == intent.host.vxlan_udp_port && depth == 0 &&
+          p.at<EthHeader>(4) && (p.at<Ipv4Header>(5) || p.at<simnic::Ipv6Header>(5))))
+      return false;
+    const std::string dev = fr::vxlanDeviceName(vx->vni);
+    auto mac = k.linkMac(dev);
+    if (!mac) {
+      failed(mac.error(), "device " + dev);
+      return true;
+    }
+    if (!*mac) {
+      step({{"step", "vxlan-decap"}, {"vni", vx->vni}, {"dev", nullptr}});
+      finish("dropped",
+             "dropped: no VXLAN device for VNI " + std::to_string(vx->vni) + " (" + dev + ")");
+      return true;
+    }
+    Packet inner = p;
+    inner.headers.erase(inner.headers.begin(), inner.headers.begin() + 4);
+    step({{"step", "vxlan-decap"}, {"vni", vx->vni}, {"dev", dev}, {"packet", describe(inner)}});
+    if (inner.at<Ipv4Header>(1)) {
+      ipv4(inner, dev, depth + 1);
+    } else {
+      ipv6(inner, dev, depth + 1);
+    }
+    return true;
+  }
+
+  void ipv6(const Packet& p, const std::string& iif, int depth = 0) {
     const auto* ip = p.at<simnic::Ipv6Header>(1);
     const IpAddr dst(ip->dst), src(ip->src);
     if (ip->dst.bytes[0] == 0xff) {
@@ -648,6 +657,7 @@ struct KernelWalk {
       return;
     }
     if (route->type == KernelRoute::Type::kLocal) {
+      if (vxlanDecap(p, depth)) return;
       finish("local", "delivered to the host itself: " + dst.str() + " is a local address");
       return;
     }

@@ -37,6 +37,9 @@ const MacAddr kUplinkMac = *MacAddr::parse("0c:42:a1:00:00:01");
 const Ipv4Addr kVmAddr = *Ipv4Addr::parse("192.0.2.10");
 const Ipv4Addr kLocalVtep = *Ipv4Addr::parse("198.51.100.1");
 const Ipv4Addr kRemoteVtep = *Ipv4Addr::parse("198.51.100.2");
+// RFC 3849 documentation prefix: the VTEPs of an IPv6 underlay.
+const Ipv6Addr kLocalVtep6 = *Ipv6Addr::parse("2001:db8:100::1");
+const Ipv6Addr kRemoteVtep6 = *Ipv6Addr::parse("2001:db8:100::2");
 constexpr std::uint16_t kVxlanPort = 4789;  // RFC 7348 §5 (IANA)
 
 // Rule ids the suite gives its own rules: "hwtest" in the top bytes, so
@@ -154,8 +157,8 @@ fr::VxlanEncap encapDefinition(const model::HwProfile& p) {
   fr::VxlanEncap e;
   e.eth_src = kUplinkMac;
   e.eth_dst = kNextHopMac;
-  e.ipv4_src = kLocalVtep;
-  e.ipv4_dst = kRemoteVtep;
+  e.src = kLocalVtep;
+  e.dst = kRemoteVtep;
   e.udp_src = 49152;
   e.udp_dst = firstPort(p.action(ActionType::kVxlanEncap));
   e.vni = 100;
@@ -891,6 +894,38 @@ void Runner::vdpaCase(CaseReport& c) {
                       : "profile too pessimistic: a vDPA device was created";
 }
 
+// The rule of actionRule() for vxlan_encap / vxlan_decap with IPv6 outer
+// headers (VXLAN over an IPv6 underlay: the profile's ipv6_underlay claim).
+std::optional<fr::FlowRule> ipv6UnderlayRule(const model::HwProfile& p, ActionType t,
+                                             std::string& why) {
+  auto r = actionRule(p, t, why);
+  if (!r) return r;
+  if (t == ActionType::kVxlanEncap) {
+    r->encap->src = kLocalVtep6;
+    r->encap->dst = kRemoteVtep6;
+    return r;
+  }
+  if (!itemOk(p, ItemType::kIpv6)) {
+    why = "the profile cannot match item ipv6, which the decapsulation rule's outer header needs";
+    return std::nullopt;
+  }
+  fr::FlowRule d = baseRule(0x300 + static_cast<unsigned>(t));
+  for (const auto& item : r->pattern) {
+    if (auto* eth = std::get_if<fr::EthItem>(&item)) {
+      fr::EthItem e6 = *eth;
+      e6.ether_type = fr::kEtherTypeIpv6;
+      d.pattern.push_back(e6);
+    } else if (std::holds_alternative<fr::Ipv4Item>(item)) {
+      d.pattern.push_back(fr::Ipv6Item{fr::Ipv6Item::Field::kDst, 128, kLocalVtep6});
+    } else {
+      d.pattern.push_back(item);
+    }
+  }
+  for (const auto& a : r->actions) d.actions.push_back(a);
+  d.attr = r->attr;
+  return d;
+}
+
 std::vector<Case> Runner::cases() {
   std::vector<Case> out;
   for (std::size_t i = 0; i < model::kItemTypeCount; ++i) {
@@ -912,6 +947,14 @@ std::vector<Case> Runner::cases() {
                      capabilityCase(c, r, why, p_.action(t).supported,
                                     "/actions/" + name + "/supported",
                                     "/actions/" + name + "/source");
+                   }});
+    if (t != ActionType::kVxlanEncap && t != ActionType::kVxlanDecap) continue;
+    out.push_back({"action/" + name + "-ipv6", [this, t, name](CaseReport& c) {
+                     std::string why;
+                     auto r = ipv6UnderlayRule(p_, t, why);
+                     capabilityCase(c, r, why, p_.action(t).ipv6_underlay,
+                                    "/actions/" + name + "/ipv6_underlay/supported",
+                                    "/actions/" + name + "/ipv6_underlay/source");
                    }});
   }
   auto classes = plannedClasses(p_);

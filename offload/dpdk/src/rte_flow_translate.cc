@@ -29,7 +29,7 @@ struct RteFlowRule::Storage {
   std::deque<rte_flow_action_jump> jump;
   std::deque<rte_flow_action_count> count;
   std::deque<rte_flow_action_vxlan_encap> encap;
-  std::deque<std::array<rte_flow_item, 5>> encap_definitions;  // ETH IPV4 UDP VXLAN END
+  std::deque<std::array<rte_flow_item, 5>> encap_definitions;  // ETH IPV4|IPV6 UDP VXLAN END
   std::optional<std::size_t> count_index;
 
   template <class T>
@@ -228,20 +228,39 @@ Result<RteFlowRule> translate(const fr::FlowRule& rule, const SwitchPorts& ports
       rte_flow_item_eth eth{}, eth_mask{};
       copyMac(eth.hdr.src_addr, e.eth_src);
       copyMac(eth.hdr.dst_addr, e.eth_dst);
-      eth.hdr.ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+      eth.hdr.ether_type = rte_cpu_to_be_16(e.ipv6() ? RTE_ETHER_TYPE_IPV6 : RTE_ETHER_TYPE_IPV4);
       std::memcpy(eth_mask.hdr.src_addr.addr_bytes, kFf, 6);
       std::memcpy(eth_mask.hdr.dst_addr.addr_bytes, kFf, 6);
       eth_mask.hdr.ether_type = 0xffff;
-      rte_flow_item_ipv4 ip{}, ip_mask{};
-      ip.hdr.version_ihl = RTE_IPV4_VHL_DEF;
-      ip.hdr.time_to_live = fr::kVxlanEncapTtl;
-      ip.hdr.next_proto_id = IPPROTO_UDP;
-      ip.hdr.src_addr = rte_cpu_to_be_32(e.ipv4_src.value);
-      ip.hdr.dst_addr = rte_cpu_to_be_32(e.ipv4_dst.value);
-      ip_mask.hdr.src_addr = 0xffffffff;
-      ip_mask.hdr.dst_addr = 0xffffffff;
-      ip_mask.hdr.time_to_live = 0xff;
-      ip_mask.hdr.next_proto_id = 0xff;
+      auto& def = s.encap_definitions.emplace_back();
+      if (!e.ipv6()) {
+        rte_flow_item_ipv4 ip{}, ip_mask{};
+        ip.hdr.version_ihl = RTE_IPV4_VHL_DEF;
+        ip.hdr.time_to_live = fr::kVxlanEncapTtl;
+        ip.hdr.next_proto_id = IPPROTO_UDP;
+        ip.hdr.src_addr = rte_cpu_to_be_32(e.src.v4().value);
+        ip.hdr.dst_addr = rte_cpu_to_be_32(e.dst.v4().value);
+        ip_mask.hdr.src_addr = 0xffffffff;
+        ip_mask.hdr.dst_addr = 0xffffffff;
+        ip_mask.hdr.time_to_live = 0xff;
+        ip_mask.hdr.next_proto_id = 0xff;
+        def[1] = item(RTE_FLOW_ITEM_TYPE_IPV4, s.keep(s.ipv4, ip), s.keep(s.ipv4, ip_mask));
+      } else {
+        // As testpmd's "set vxlan-tos-ttl ip-version ipv6" builds it: version
+        // 6, traffic class 0, the hop limit kVxlanEncapTtl. mlx5 leaves the
+        // outer UDP checksum zero (flow_dv_zero_encap_udp_csum).
+        rte_flow_item_ipv6 ip{}, ip_mask{};
+        ip.hdr.vtc_flow = rte_cpu_to_be_32(6u << 28);
+        ip.hdr.proto = IPPROTO_UDP;
+        ip.hdr.hop_limits = fr::kVxlanEncapTtl;
+        std::memcpy(ip.hdr.src_addr, e.src.v6().bytes.data(), 16);
+        std::memcpy(ip.hdr.dst_addr, e.dst.v6().bytes.data(), 16);
+        std::memset(ip_mask.hdr.src_addr, 0xff, 16);
+        std::memset(ip_mask.hdr.dst_addr, 0xff, 16);
+        ip_mask.hdr.proto = 0xff;
+        ip_mask.hdr.hop_limits = 0xff;
+        def[1] = item(RTE_FLOW_ITEM_TYPE_IPV6, s.keep(s.ipv6, ip), s.keep(s.ipv6, ip_mask));
+      }
       rte_flow_item_udp udp{}, udp_mask{};
       udp.hdr.src_port = rte_cpu_to_be_16(e.udp_src);
       udp.hdr.dst_port = rte_cpu_to_be_16(e.udp_dst);
@@ -251,9 +270,7 @@ Result<RteFlowRule> translate(const fr::FlowRule& rule, const SwitchPorts& ports
       vx.hdr.vx_flags = rte_cpu_to_be_32(0x08000000);  // I flag
       vx.hdr.vx_vni = rte_cpu_to_be_32(e.vni << 8);
       vx_mask.hdr.vx_vni = rte_cpu_to_be_32(0xffffff00);
-      auto& def = s.encap_definitions.emplace_back();
       def[0] = item(RTE_FLOW_ITEM_TYPE_ETH, s.keep(s.eth, eth), s.keep(s.eth, eth_mask));
-      def[1] = item(RTE_FLOW_ITEM_TYPE_IPV4, s.keep(s.ipv4, ip), s.keep(s.ipv4, ip_mask));
       def[2] = item(RTE_FLOW_ITEM_TYPE_UDP, s.keep(s.udp, udp), s.keep(s.udp, udp_mask));
       def[3] = item(RTE_FLOW_ITEM_TYPE_VXLAN, s.keep(s.vxlan, vx), s.keep(s.vxlan, vx_mask));
       def[4] = item(RTE_FLOW_ITEM_TYPE_END, nullptr, nullptr);

@@ -117,6 +117,16 @@ Ipv4Addr fromNl(const nl_addr* a) {
     std::memcpy(&be, nl_addr_get_binary_addr(a), 4);
   return Ipv4Addr{ntohl(be)};
 }
+// Either family, by length (4: IPv4, 16: IPv6); 0.0.0.0 for anything else.
+IpAddr ipFromNl(const nl_addr* a) {
+  if (a && nl_addr_get_len(a) == 16) {
+    Ipv6Addr v6;
+    std::memcpy(v6.bytes.data(), nl_addr_get_binary_addr(a), 16);
+    return v6;
+  }
+  return fromNl(a);
+}
+AddrPtr ipAddr(const IpAddr& a) { return a.isV4() ? ipv4Addr(a.v4()) : ipv6Addr(a.v6()); }
 MacAddr macFromNl(const nl_addr* a) {
   MacAddr m;
   if (a && nl_addr_get_len(a) == 6) std::memcpy(m.bytes.data(), nl_addr_get_binary_addr(a), 6);
@@ -235,7 +245,7 @@ struct LinkInfo {
   MacAddr mac;
   std::string kind;  // IFLA_INFO_KIND: "vxlan", "veth", ...
   std::optional<std::uint32_t> vxlan_id, vxlan_link;
-  std::optional<Ipv4Addr> vxlan_local;
+  std::optional<IpAddr> vxlan_local;        // IFLA_VXLAN_LOCAL or IFLA_VXLAN_LOCAL6
   std::optional<std::uint16_t> vxlan_port;  // host order
   std::vector<std::uint32_t> inet_conf;     // IFLA_INET_CONF: [IPV4_DEVCONF_* - 1]
 };
@@ -270,6 +280,8 @@ std::optional<std::pair<int, LinkInfo>> parseLink(const nlmsghdr* h) {
         if (vx[IFLA_VXLAN_ID]) l.vxlan_id = nla_get_u32(vx[IFLA_VXLAN_ID]);
         if (vx[IFLA_VXLAN_LINK]) l.vxlan_link = nla_get_u32(vx[IFLA_VXLAN_LINK]);
         if (vx[IFLA_VXLAN_LOCAL]) l.vxlan_local = ipv4Of(vx[IFLA_VXLAN_LOCAL]);
+        if (vx[IFLA_VXLAN_LOCAL6] && nla_len(vx[IFLA_VXLAN_LOCAL6]) == 16)
+          l.vxlan_local = ipv6Of(vx[IFLA_VXLAN_LOCAL6]);
         if (vx[IFLA_VXLAN_PORT]) l.vxlan_port = ntohs(nla_get_u16(vx[IFLA_VXLAN_PORT]));
       }
     }
@@ -299,7 +311,7 @@ struct RouteMsg {
   std::uint8_t protocol = 0;
   Ipv4Prefix dst;
   int oif = 0;
-  std::optional<Ipv4Addr> via;
+  std::optional<IpAddr> via;  // RTA_GATEWAY, or RTA_VIA (an IPv6 gateway)
   bool onlink = false;  // RTNH_F_ONLINK
 };
 
@@ -314,20 +326,26 @@ std::optional<RouteMsg> parseRoute(const nlmsghdr* h) {
   r.protocol = m->rtm_protocol;
   r.dst = {ipv4Of(tb[RTA_DST]), m->rtm_dst_len};
   const nlattr* gw = nullptr;
+  const nlattr* via = nullptr;
   unsigned nh_flags = m->rtm_flags;
   if (tb[RTA_MULTIPATH] && nla_len(tb[RTA_MULTIPATH]) >= static_cast<int>(sizeof(rtnexthop))) {
     const auto* nh = static_cast<const rtnexthop*>(nla_data(tb[RTA_MULTIPATH]));
     r.oif = nh->rtnh_ifindex;
     nh_flags = nh->rtnh_flags;
     const int attrs_len = std::min<int>(nh->rtnh_len, nla_len(tb[RTA_MULTIPATH])) - static_cast<int>(RTNH_LENGTH(0));
-    if (attrs_len > 0)
-      gw = nla_find(reinterpret_cast<const nlattr*>(reinterpret_cast<const char*>(nh) + RTNH_LENGTH(0)),
-                    attrs_len, RTA_GATEWAY);
+    if (attrs_len > 0) {
+      const auto* attrs =
+          reinterpret_cast<const nlattr*>(reinterpret_cast<const char*>(nh) + RTNH_LENGTH(0));
+      gw = nla_find(attrs, attrs_len, RTA_GATEWAY);
+      via = nla_find(attrs, attrs_len, RTA_VIA);
+    }
   } else {
     if (tb[RTA_OIF]) r.oif = static_cast<int>(nla_get_u32(tb[RTA_OIF]));
     gw = tb[RTA_GATEWAY];
+    via = tb[RTA_VIA];
   }
   if (gw && nla_len(gw) == 4) r.via = ipv4Of(gw);
+  if (!r.via && via) r.via = detail::viaAddr(nla_data(via), static_cast<std::size_t>(nla_len(via)));
   r.onlink = (nh_flags & RTNH_F_ONLINK) != 0;
   return r;
 }
@@ -589,7 +607,8 @@ void KernelSoftwarePath::runBatch(const std::vector<T>& objects, Reporter& rep,
 }
 
 // libnl 3.7 takes a neighbour message's family from its destination address;
-// an FDB entry of a VXLAN device must go out as AF_BRIDGE with an IPv4 NDA_DST.
+// an FDB entry of a VXLAN device must go out as AF_BRIDGE with an IPv4 (or
+// IPv6) NDA_DST.
 void forceBridgeFamily(nl_msg* msg) {
   auto* ndm = static_cast<ndmsg*>(nlmsg_data(nlmsg_hdr(msg)));
   ndm->ndm_family = AF_BRIDGE;
@@ -598,11 +617,11 @@ void forceBridgeFamily(nl_msg* msg) {
 // An RTM_NEWNEIGH (add, NUD_PERMANENT, replacing) or RTM_DELNEIGH request:
 // an IPv4 neighbour (AF_INET: ip -> mac) or a VXLAN FDB entry (AF_BRIDGE,
 // NTF_SELF: mac -> remote VTEP ip). `mac` may be null for an AF_INET delete.
-Result<MsgPtr> neighRequest(bool add, int family, int ifindex, Ipv4Addr ip, const MacAddr* mac,
+Result<MsgPtr> neighRequest(bool add, int family, int ifindex, const IpAddr& ip, const MacAddr* mac,
                             const std::string& what) {
   NeighPtr n(rtnl_neigh_alloc());
-  // The IPv4 destination first: libnl refuses it once the family is AF_BRIDGE.
-  auto dst = ipv4Addr(ip);
+  // The destination first: libnl refuses it once the family is AF_BRIDGE.
+  auto dst = ipAddr(ip);
   if (rtnl_neigh_set_dst(n.get(), dst.get()) < 0)
     return makeError(ErrorCode::kInternal, what, "", "libnl refused the destination");
   rtnl_neigh_set_family(n.get(), family);
@@ -707,7 +726,8 @@ void KernelSoftwarePath::applyVxlan(const std::vector<VxlanDevice>& devs, Report
     const bool is_vxlan = type && std::strcmp(type, "vxlan") == 0;
     if (!is_vxlan || rtnl_link_vxlan_get_id(link.get(), &vni) < 0 || vni != d.vni ||
         rtnl_link_vxlan_get_port(link.get(), &port) < 0 || port != d.dst_port ||
-        rtnl_link_vxlan_get_local(link.get(), &local) < 0 || fromNl(local) != d.local)
+        rtnl_link_vxlan_get_local(link.get(), &local) < 0 || ipFromNl(local) != d.local ||
+        (!d.local.isV4() && rtnl_link_vxlan_get_udp_zero_csum6_rx(link.get()) != 1))
       stale.push_back(d);
     if (local) nl_addr_put(local);
   }
@@ -724,8 +744,10 @@ void KernelSoftwarePath::applyVxlan(const std::vector<VxlanDevice>& devs, Report
     LinkPtr link(rtnl_link_vxlan_alloc());
     rtnl_link_set_name(link.get(), d.name.c_str());
     rtnl_link_vxlan_set_id(link.get(), d.vni);
-    auto local = ipv4Addr(d.local);
+    auto local = ipAddr(d.local);  // libnl: IFLA_VXLAN_LOCAL or IFLA_VXLAN_LOCAL6
     rtnl_link_vxlan_set_local(link.get(), local.get());
+    // Over IPv6: take the hardware's zero-checksum encapsulation (sw_objects.h).
+    if (!d.local.isV4()) rtnl_link_vxlan_set_udp_zero_csum6_rx(link.get(), 1);
     rtnl_link_vxlan_set_port(link.get(), d.dst_port);
     rtnl_link_vxlan_set_learning(link.get(), 0);
     auto mac = macAddr(d.mac);
@@ -904,9 +926,12 @@ Result<MsgPtr> buildRoute(const RouteEntry& r, int ifindex, int flags, bool del)
     rtnl_nexthop* nh = rtnl_route_nh_alloc();
     if (ifindex > 0) rtnl_route_nh_set_ifindex(nh, ifindex);
     AddrPtr gw;
-    if (r.via) {
-      gw = ipv4Addr(*r.via);
+    if (r.via && r.via->isV4()) {
+      gw = ipv4Addr(r.via->v4());
       rtnl_route_nh_set_gateway(nh, gw.get());
+    } else if (r.via) {  // RTA_VIA: an IPv6 gateway of an IPv4 route (RFC 5549)
+      gw = ipv6Addr(r.via->v6());
+      rtnl_route_nh_set_via(nh, gw.get());
     }
     if (r.onlink) rtnl_route_nh_set_flags(nh, RTNH_F_ONLINK);
     rtnl_route_add_nexthop(route.get(), nh);  // route owns nh now
@@ -1109,7 +1134,7 @@ SwApplyReport KernelSoftwarePath::remove(const SoftwarePathState& o) {
     if (idx <= 0) return MsgPtr();  // the device is gone, and its entries with it
     return neigh6Request(false, idx, e);
   }, {ENOENT, ENODEV});
-  auto neighMsg = [&](int family, const std::string& dev, Ipv4Addr ip, const MacAddr* mac,
+  auto neighMsg = [&](int family, const std::string& dev, const IpAddr& ip, const MacAddr* mac,
                       const std::string& what) -> Result<MsgPtr> {
     const int idx = ifindex(dev);
     if (idx <= 0) return MsgPtr();  // the device is gone, and its entries with it
@@ -1436,18 +1461,26 @@ Result<SoftwarePathState> KernelSoftwarePath::readBack(const SoftwarePathState& 
     ndm.ndm_family = AF_BRIDGE;  // bridge FDB entries only come with a per-family dump
     auto req = dumpRequest(RTM_GETNEIGH, ndm);
     if (!req) return makeError(ErrorCode::kInternal, "fdb", "", "cannot build the FDB dump request");
-    if (int err = sock.dump(req.get(), [&](const nlmsghdr* h) {
-          if (h->nlmsg_type != RTM_NEWNEIGH || h->nlmsg_len < NLMSG_LENGTH(sizeof(ndmsg))) return;
-          const auto* m = static_cast<const ndmsg*>(nlmsg_data(h));
-          if (m->ndm_family != AF_BRIDGE) return;
-          const std::string dev = nameOf(m->ndm_ifindex);
-          if (!vxlan_names.count(dev)) return;
-          std::array<nlattr*, NDA_MAX + 1> tb{};
-          if (!parseAttrs(h, sizeof(ndmsg), tb) || !tb[NDA_DST] || nla_len(tb[NDA_DST]) != 4) return;
-          const Ipv4Addr dst = ipv4Of(tb[NDA_DST]);
-          const MacAddr mac = macOf(tb[NDA_LLADDR]);
-          if (!dst.isUnspecified() && !mac.isZero()) out.fdb.push_back({dev, mac, dst, 0});
-        }, [&] { out.fdb.clear(); }))
+    if (int err = sock.dump(
+            req.get(),
+            [&](const nlmsghdr* h) {
+              if (h->nlmsg_type != RTM_NEWNEIGH || h->nlmsg_len < NLMSG_LENGTH(sizeof(ndmsg)))
+                return;
+              const auto* m = static_cast<const ndmsg*>(nlmsg_data(h));
+              if (m->ndm_family != AF_BRIDGE) return;
+              const std::string dev = nameOf(m->ndm_ifindex);
+              if (!vxlan_names.count(dev)) return;
+              std::array<nlattr*, NDA_MAX + 1> tb{};
+              if (!parseAttrs(h, sizeof(ndmsg), tb) || !tb[NDA_DST]) return;
+              const int len = nla_len(tb[NDA_DST]);
+              if (len != 4 && len != 16) return;
+              const IpAddr dst =
+                  len == 4 ? IpAddr(ipv4Of(tb[NDA_DST])) : IpAddr(ipv6Of(tb[NDA_DST]));
+              const MacAddr mac = macOf(tb[NDA_LLADDR]);
+              if (dst != IpAddr{} && !dst.v6().isUnspecified() && !mac.isZero())
+                out.fdb.push_back({dev, mac, dst, 0});
+            },
+            [&] { out.fdb.clear(); }))
       return dumpError("fdb", err);
   }
 

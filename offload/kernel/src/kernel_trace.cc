@@ -173,14 +173,14 @@ class KernelTraceView final : public trace::KernelView {
     return found;
   }
 
-  Result<std::vector<Ipv4Addr>> fdb(const std::string& dev, MacAddr mac) const override {
+  Result<std::vector<IpAddr>> fdb(const std::string& dev, MacAddr mac) const override {
     auto index = ifindex(dev);
     if (!index) return index.error();
     ndmsg ndm{};
     ndm.ndm_family = AF_BRIDGE;  // filtered below, like the neighbours
     auto req = detail::dumpRequest(RTM_GETNEIGH, ndm);
     if (!req) return makeError(ErrorCode::kInternal, "fdb", dev, "cannot build the FDB dump");
-    std::vector<Ipv4Addr> out;
+    std::vector<IpAddr> out;
     const int err = dumps_->dump(
         req.get(),
         [&](const nlmsghdr* h) {
@@ -189,7 +189,11 @@ class KernelTraceView final : public trace::KernelView {
           if (m->ndm_ifindex != *index || m->ndm_family != AF_BRIDGE) return;
           std::array<nlattr*, NDA_MAX + 1> tb{};
           if (!parseAttrs(h, sizeof(ndmsg), tb) || !tb[NDA_LLADDR] || !tb[NDA_DST]) return;
-          if (macOf(tb[NDA_LLADDR]) == mac) out.push_back(ipv4Of(tb[NDA_DST]));
+          if (macOf(tb[NDA_LLADDR]) != mac) return;
+          if (nla_len(tb[NDA_DST]) == 4)
+            out.push_back(ipv4Of(tb[NDA_DST]));
+          else if (nla_len(tb[NDA_DST]) == 16)
+            out.push_back(ipv6Of(tb[NDA_DST]));
         },
         [&] { out.clear(); });
     if (err) return nlError(err, "FDB dump of " + dev);

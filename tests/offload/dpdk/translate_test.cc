@@ -156,14 +156,28 @@ void expectAction(const rte_flow_action& got, const FlowAction& want, const Flow
     const auto* eth = static_cast<const rte_flow_item_eth*>(def[0].spec);
     EXPECT_TRUE(macIs(eth->hdr.src_addr, e.eth_src));
     EXPECT_TRUE(macIs(eth->hdr.dst_addr, e.eth_dst));
-    EXPECT_EQ(rte_be_to_cpu_16(eth->hdr.ether_type), 0x0800);
-    ASSERT_EQ(def[1].type, RTE_FLOW_ITEM_TYPE_IPV4);
-    const auto* ip4 = static_cast<const rte_flow_item_ipv4*>(def[1].spec);
-    EXPECT_EQ(ip4->hdr.version_ihl, 0x45);
-    EXPECT_EQ(ip4->hdr.time_to_live, kVxlanEncapTtl);
-    EXPECT_EQ(ip4->hdr.next_proto_id, IPPROTO_UDP);
-    EXPECT_EQ(rte_be_to_cpu_32(ip4->hdr.src_addr), e.ipv4_src.value);
-    EXPECT_EQ(rte_be_to_cpu_32(ip4->hdr.dst_addr), e.ipv4_dst.value);
+    if (!e.ipv6()) {
+      EXPECT_EQ(rte_be_to_cpu_16(eth->hdr.ether_type), 0x0800);
+      ASSERT_EQ(def[1].type, RTE_FLOW_ITEM_TYPE_IPV4);
+      const auto* ip4 = static_cast<const rte_flow_item_ipv4*>(def[1].spec);
+      EXPECT_EQ(ip4->hdr.version_ihl, 0x45);
+      EXPECT_EQ(ip4->hdr.time_to_live, kVxlanEncapTtl);
+      EXPECT_EQ(ip4->hdr.next_proto_id, IPPROTO_UDP);
+      EXPECT_EQ(rte_be_to_cpu_32(ip4->hdr.src_addr), e.src.v4().value);
+      EXPECT_EQ(rte_be_to_cpu_32(ip4->hdr.dst_addr), e.dst.v4().value);
+    } else {
+      EXPECT_EQ(rte_be_to_cpu_16(eth->hdr.ether_type), 0x86DD);
+      ASSERT_EQ(def[1].type, RTE_FLOW_ITEM_TYPE_IPV6);
+      const auto* ip6 = static_cast<const rte_flow_item_ipv6*>(def[1].spec);
+      const auto* mask6 = static_cast<const rte_flow_item_ipv6*>(def[1].mask);
+      EXPECT_EQ(rte_be_to_cpu_32(ip6->hdr.vtc_flow) >> 28, 6u) << "version 6";
+      EXPECT_EQ(ip6->hdr.hop_limits, kVxlanEncapTtl);
+      EXPECT_EQ(ip6->hdr.proto, IPPROTO_UDP);
+      EXPECT_EQ(std::memcmp(ip6->hdr.src_addr, e.src.v6().bytes.data(), 16), 0);
+      EXPECT_EQ(std::memcmp(ip6->hdr.dst_addr, e.dst.v6().bytes.data(), 16), 0);
+      EXPECT_EQ(mask6->hdr.dst_addr[15], 0xff);
+      EXPECT_EQ(mask6->hdr.proto, 0xff);
+    }
     ASSERT_EQ(def[2].type, RTE_FLOW_ITEM_TYPE_UDP);
     const auto* udp = static_cast<const rte_flow_item_udp*>(def[2].spec);
     EXPECT_EQ(rte_be_to_cpu_16(udp->hdr.src_port), e.udp_src);
@@ -243,6 +257,38 @@ TEST(Translate, Ipv6RulesOfAPortAndTheUplink) {
   EXPECT_EQ(v6_items, 4u);
   EXPECT_EQ(v6_classes, (std::set<RuleClass>{RuleClass::kNdTrap, RuleClass::kAntiSpoofing,
                                              RuleClass::kLocalDelivery}));
+}
+
+// VXLAN over an IPv6 underlay (issue 23): the encapsulation's definition is
+// ETH / IPV6 / UDP / VXLAN / END, and the decap rule matches the outer IPv6
+// destination.
+TEST(Translate, VxlanOverAnIpv6Underlay) {
+  auto intent = test::exampleIntent(test::Example::kVxlan);
+  intent.host.vtep = *Ipv6Addr::parse("2001:db8:ff::1");
+  intent.host.next_hops = {
+      {*Ipv6Addr::parse("2001:db8:ff::fe"), test::mac("0c:42:a1:ff:ff:fd"), 0}};
+  intent.host.default_next_hop = *Ipv6Addr::parse("2001:db8:ff::fe");
+  for (auto& r : intent.remotes)
+    r.vtep = r.vtep->v4() == test::ip("192.0.2.2") ? *Ipv6Addr::parse("2001:db8:ff::2")
+                                                   : *Ipv6Addr::parse("2001:db8:ff::3");
+  const auto plan = test::planOrThrow(intent, test::loadProfile("sim"));
+  const auto ports = testPorts();
+  std::size_t encaps = 0, decaps = 0;
+  for (const auto& r : plan.rules) {
+    auto t = translate(r, ports);
+    ASSERT_TRUE(t.ok()) << t.error().describe();
+    expectTranslation(r, *t, ports);
+    if (r.encap) {
+      ++encaps;
+      EXPECT_TRUE(r.encap->ipv6());
+    }
+    if (r.cls == RuleClass::kVxlanIngress) {
+      ++decaps;
+      EXPECT_EQ(t->pattern()[2].type, RTE_FLOW_ITEM_TYPE_IPV6);
+    }
+  }
+  EXPECT_EQ(encaps, intent.remotes.size());
+  EXPECT_GT(decaps, 0u);
 }
 
 TEST(Translate, ByteOrderOfAKnownRule) {

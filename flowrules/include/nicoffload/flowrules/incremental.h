@@ -35,12 +35,8 @@ namespace nicoffload::flowrules {
 // neighbour on that VNI's device.
 struct VtepKey {
   std::uint32_t vni = 0;
-  Ipv4Addr vtep;
-  auto operator<=>(const VtepKey& o) const {
-    if (auto c = vni <=> o.vni; c != 0) return c;
-    return vtep.value <=> o.vtep.value;
-  }
-  bool operator==(const VtepKey& o) const { return vni == o.vni && vtep.value == o.vtep.value; }
+  IpAddr vtep;
+  auto operator<=>(const VtepKey& o) const = default;
 };
 
 // The users a batch added (+1) or removed (-1), per derived object.
@@ -53,7 +49,7 @@ struct DerivedDelta {
     port_vnis[vni] += sign;
     vnis[vni] += sign;
   }
-  void remote(std::uint32_t vni, Ipv4Addr vtep, int sign) {
+  void remote(std::uint32_t vni, const IpAddr& vtep, int sign) {
     vnis[vni] += sign;
     vteps[VtepKey{vni, vtep}] += sign;
   }
@@ -75,7 +71,7 @@ class DerivedRefs {
  public:
   // A user counted at start (a whole intent).
   void addPort(std::uint32_t vni);
-  void addRemote(std::uint32_t vni, Ipv4Addr vtep);
+  void addRemote(std::uint32_t vni, const IpAddr& vtep);
   // Applies a batch's delta; what appeared or vanished. A count never goes
   // below zero (a user removed twice is a caller's bug, counted as gone).
   DerivedChanges apply(const DerivedDelta& delta);

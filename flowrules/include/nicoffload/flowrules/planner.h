@@ -125,7 +125,7 @@ class OwnerPlanner {
   void portObjects(const model::Port& port, SoftwarePathState& out) const;
   void remoteObjects(const model::RemoteEndpoint& remote, SoftwarePathState& out) const;
   void vniObjects(std::uint32_t vni, SoftwarePathState& out) const;  // the VXLAN device
-  void vtepObjects(std::uint32_t vni, Ipv4Addr vtep,
+  void vtepObjects(std::uint32_t vni, const IpAddr& vtep,
                    SoftwarePathState& out) const;  // FDB entry + neighbour of a remote VTEP
 
   const model::HostConfig& host() const;

@@ -147,12 +147,14 @@ using FlowAction =
                  CountAction, DropAction>;
 ActionType actionType(const FlowAction& action);
 
-// Outer headers of a VXLAN encapsulation (RFC 7348 §5).
+// Outer headers of a VXLAN encapsulation (RFC 7348 §5): Ethernet, IPv4 or
+// IPv6 (both VTEPs of one family: underlay.vtep's), UDP, VXLAN.
 struct VxlanEncap {
   MacAddr eth_src;            // this host's uplink MAC
   MacAddr eth_dst;            // underlay next hop towards the remote VTEP
-  Ipv4Addr ipv4_src;          // local VTEP
-  Ipv4Addr ipv4_dst;          // remote VTEP
+  IpAddr src;                 // local VTEP
+  IpAddr dst;                 // remote VTEP
+  bool ipv6() const { return !src.isV4(); }
   std::uint16_t udp_src = 0;  // fixed per destination, for ECMP entropy (49152..65535)
   std::uint16_t udp_dst = 4789;
   std::uint32_t vni = 0;      // 24 bits
@@ -200,6 +202,9 @@ struct PlacementReason {
     // Its next hop is on uplink `detail` (> 0), a PF whose eswitch is not the
     // VFs' (the profile has no multiport eswitch): the kernel sends it.
     kUplinkOtherEswitch,
+    // VXLAN over an IPv6 underlay: the profile does not claim action
+    // `detail` (vxlan_encap / vxlan_decap) with IPv6 outer headers.
+    kIpv6UnderlayUnsupported,
   };
   Code code = Code::kNone;
   bool on_action = false;       // for kUdpPortUnsupported: detail is an ActionType
@@ -211,7 +216,7 @@ struct PlacementReason {
   std::uint64_t rule = 0;
   bool operator==(const PlacementReason&) const = default;
 };
-inline constexpr std::size_t kPlacementReasonCodeCount = 9;
+inline constexpr std::size_t kPlacementReasonCodeCount = 10;
 // The stable name of a reason code ("next-hop-unresolved"): JSON keys,
 // metric labels and CLI counts use it. Index: PlacementReason::Code.
 const char* reasonCodeName(std::size_t code);

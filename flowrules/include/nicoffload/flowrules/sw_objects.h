@@ -52,7 +52,10 @@ struct AddressEntry {
 struct RouteEntry {
   Ipv4Prefix dst;                 // always a /32 here
   std::string dev;                // output device; may be empty for routed remotes
-  std::optional<Ipv4Addr> via;    // gateway; empty = directly connected (scope link)
+  // Gateway; empty = directly connected (scope link). An IPv6 gateway
+  // (RTA_VIA, RFC 5549) for a remote behind an IPv6 VTEP: its link-local
+  // stand-in on the VXLAN device (vtepGateway6).
+  std::optional<IpAddr> via;
   bool onlink = false;            // RTNH_F_ONLINK: gateway reachable on dev without a subnet
   std::uint32_t table = 254;
   std::uint8_t protocol = 0;      // rtm_protocol, so FRR can `redistribute kernel`
@@ -134,11 +137,14 @@ struct Rule6Entry {
 inline constexpr std::uint32_t kRule6AllowPriority = 20000;
 inline constexpr std::uint32_t kRule6BlackholePriority = 20001;
 
-// A VXLAN netdev (one per VNI), learning off.
+// A VXLAN netdev (one per VNI), learning off. Over an IPv6 underlay it
+// takes UDP packets with a zero checksum (udp6zerocsumrx): the hardware's
+// encapsulation leaves it zero (DPDK mlx5 flow_dv_zero_encap_udp_csum), as
+// RFC 6935 allows for tunnels; its own packets carry a checksum.
 struct VxlanDevice {
   std::string name;           // vxlanDeviceName(vni): "nfo-vx<vni>"
   std::uint32_t vni = 0;
-  Ipv4Addr local;             // local VTEP
+  IpAddr local;  // local VTEP, IPv4 or IPv6
   std::uint16_t dst_port = 4789;
   MacAddr mac;                // router MAC derived from the local VTEP
   std::string underlay_dev;   // optional lower device (the uplink)
@@ -153,7 +159,7 @@ struct VxlanDevice {
 struct FdbEntry {
   std::string dev;
   MacAddr mac;
-  Ipv4Addr dst;               // remote VTEP
+  IpAddr dst;  // remote VTEP (the device's family)
   OwnerId owner = 0;
   auto key() const { return std::tie(dev, mac, dst); }
   auto state() const { return std::tie(dev, mac, dst); }
@@ -187,16 +193,19 @@ struct SoftwarePathState {
 inline constexpr const char* kVxlanDevicePrefix = "nfo-vx";
 std::string vxlanDeviceName(std::uint32_t vni);
 // The link-local IPv6 gateway that stands for a remote VTEP on its VXLAN
-// device (fe80::<the VTEP's 32 bits>): the kernel routes a /128 only
+// device (fe80::<the VTEP's last 32 bits>): the kernel routes a /128 only
 // through an IPv6 gateway, and a permanent neighbour entry resolves this one
-// to the VTEP's router MAC.
-Ipv6Addr vtepGateway6(Ipv4Addr vtep);
+// to the VTEP's router MAC. Behind an IPv6 VTEP the remote /32s go through
+// it too (an IPv4 route with an IPv6 gateway, RTA_VIA).
+Ipv6Addr vtepGateway6(const IpAddr& vtep);
 // "rule6 pref 20000 iif rep3 from 2001:db8::5/128 lookup 254 proto 240"
 std::string describeRule6(const Rule6Entry& r);
 
-// The router MAC of a VTEP in the VXLAN underlay: 02:00 + the four octets of
-// the VTEP address (locally administered, unicast). Every hypervisor derives
-// its peers' MACs the same way, so no control protocol is needed for them.
-MacAddr routerMacForVtep(Ipv4Addr vtep);
+// The router MAC of a VTEP in the VXLAN underlay: 02:00 + the last four
+// octets of the VTEP address (all of an IPv4 one; locally administered,
+// unicast). Every hypervisor derives its peers' MACs the same way, so no
+// control protocol is needed for them. IPv6 VTEPs must therefore differ in
+// their last 32 bits; the model refuses two that do not (routerMacKey).
+MacAddr routerMacForVtep(const IpAddr& vtep);
 
 }  // namespace nicoffload::flowrules

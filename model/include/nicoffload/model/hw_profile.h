@@ -54,6 +54,11 @@ struct Capability {
   // Only for items/actions that carry a UDP destination port (vxlan item,
   // vxlan_encap, vxlan_decap): the ports the device handles. Empty = any.
   std::vector<std::uint16_t> udp_dst_ports;
+  // Only for vxlan_encap and vxlan_decap ("ipv6_underlay": {"supported",
+  // "source"}): the action works with IPv6 outer headers (VXLAN over an IPv6
+  // underlay). Absent = not claimed: such rules take the kernel path.
+  bool ipv6_underlay = false;
+  std::string ipv6_underlay_source;
   std::string source;  // "<source-key>: <section / quote>", key from HwProfile::sources
   std::string note;    // optional operator-facing remark
 };

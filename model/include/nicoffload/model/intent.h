@@ -80,8 +80,13 @@ struct HostConfig {
   UnderlayMode underlay = UnderlayMode::kRouted;
   MacAddr uplink_mac;                // source MAC of packets sent to the underlay
   std::vector<UnderlayNextHop> next_hops;      // known underlay neighbours
-  std::optional<Ipv4Addr> default_next_hop;    // next hop for remotes that name none
-  std::optional<Ipv4Addr> vtep_ipv4;           // local VTEP (VXLAN underlay)
+  // Next hop for remotes that name none: routed, an IPv4 address; VXLAN,
+  // the underlay router towards the remote VTEPs, of the VTEP's family.
+  std::optional<IpAddr> default_next_hop;
+  // underlay.vtep: the local VTEP (VXLAN underlay), IPv4 or IPv6 (VXLAN over
+  // an IPv6 underlay, where the profile allows it). Every remote VTEP is of
+  // the same family: a Linux VXLAN device has one.
+  std::optional<IpAddr> vtep;
   std::uint16_t vxlan_udp_port = 4789;         // IANA VXLAN port (RFC 7348 §5)
   std::optional<std::uint32_t> default_vni;    // VNI for ports that name none (24 bits)
 
@@ -211,7 +216,7 @@ struct RemoteEndpoint {
   // given through the API (the kernel routes a /128 only through an IPv6
   // gateway); a learned route may name either (RFC 5549).
   std::optional<IpAddr> next_hop;
-  std::optional<Ipv4Addr> vtep;          // VXLAN underlay: remote VTEP
+  std::optional<IpAddr> vtep;            // VXLAN underlay: remote VTEP (underlay.vtep's family)
   std::optional<std::uint32_t> vni;      // VXLAN underlay: VNI
   // Who declared it: "api" (remote.add, the default) or the origin a
   // remote.sync names (an external controller's set, replaced as a whole).
@@ -230,6 +235,15 @@ struct Intent {
   std::vector<Port> ports;
   std::vector<RemoteEndpoint> remotes;
 };
+
+// The part of a VTEP's address its router MAC is made of
+// (flowrules::routerMacForVtep: 02:00 + these 32 bits): the last four bytes
+// (all of an IPv4 address). Two IPv6 VTEPs with the same key are refused.
+inline std::uint32_t routerMacKey(const IpAddr& vtep) {
+  const auto& b = vtep.v6().bytes;
+  return (std::uint32_t{b[12]} << 24) | (std::uint32_t{b[13]} << 16) | (std::uint32_t{b[14]} << 8) |
+         b[15];
+}
 
 const char* toString(UnderlayMode mode);
 const char* toString(VdpaKind kind);

@@ -76,10 +76,18 @@ class UnderlayAddresses {
     auto it = uses_.find(address);
     return it == uses_.end() ? nullptr : &it->second;
   }
+  // Another IPv6 VTEP (this host's or a remote's) whose router MAC equals
+  // `vtep`'s (the same last 32 bits), or nullptr.
+  const IpAddr* routerMacTakenBy(const IpAddr& vtep) const {
+    auto it = router_macs_.find(routerMacKey(vtep));
+    return it == router_macs_.end() || it->second == vtep ? nullptr : &it->second;
+  }
 
  private:
   std::unordered_map<IpAddr, UnderlayUse> uses_;
   std::unordered_map<IpAddr, std::uint32_t> remote_refs_;  // remotes using the address
+  // IPv6 VTEPs by router MAC key: the first VTEP seen with each.
+  std::unordered_map<std::uint32_t, IpAddr> router_macs_;
 };
 
 // Cross-object checks of a whole intent: duplicate IP/MAC/VF/port key across

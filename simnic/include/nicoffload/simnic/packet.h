@@ -198,9 +198,13 @@ Packet udpPacket(MacAddr src_mac, MacAddr dst_mac, Ipv4Addr src, Ipv4Addr dst,
                  std::uint32_t payload = 64, std::uint8_t ttl = 64);
 // A broadcast ARP request "who has tpa? tell spa".
 Packet arpRequest(MacAddr sha, Ipv4Addr spa, Ipv4Addr tpa);
-// `inner` inside outer Ethernet/IPv4/UDP/VXLAN headers (RFC 7348 §5).
+// `inner` inside outer Ethernet/IPv4/UDP/VXLAN headers (RFC 7348 §5), or
+// Ethernet/IPv6/UDP/VXLAN when the VTEPs are IPv6 (both of one family). The
+// UDP checksum stays zero, as a ConnectX's encapsulation leaves it.
 Packet vxlanEncapsulated(const Packet& inner, MacAddr outer_src, MacAddr outer_dst,
-                         Ipv4Addr vtep_src, Ipv4Addr vtep_dst, std::uint32_t vni,
+                         const IpAddr& vtep_src, const IpAddr& vtep_dst, std::uint32_t vni,
                          std::uint16_t udp_src = 49152, std::uint16_t udp_dst = kVxlanPort);
+// Whether headers[0..4) are an outer Ethernet/IP(v4 or v6)/UDP/VXLAN stack.
+bool isVxlanEncapsulated(const Packet& p);
 
 }  // namespace nicoffload::simnic

@@ -107,7 +107,7 @@ class KernelView {
   virtual Result<std::optional<KernelNeighbour>> neighbour(const std::string& dev,
                                                            IpAddr ip) const = 0;
   // The remote VTEPs the FDB of VXLAN device `dev` holds for `mac`.
-  virtual Result<std::vector<Ipv4Addr>> fdb(const std::string& dev, MacAddr mac) const = 0;
+  virtual Result<std::vector<IpAddr>> fdb(const std::string& dev, MacAddr mac) const = 0;
   // The MAC of `dev`; nullopt when there is no such device.
   virtual Result<std::optional<MacAddr>> linkMac(const std::string& dev) const = 0;
 };
