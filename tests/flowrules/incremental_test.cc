@@ -115,6 +115,21 @@ model::Intent intentOf(UnderlayMode mode, std::vector<model::Port> ports,
   return i;
 }
 
+// `i` over an IPv6 underlay: this host's VTEP 2001:db8:ff::1, each remote's
+// 192.0.2.x VTEP as 2001:db8:ff::x, the underlay router as the next hop.
+model::Intent overIpv6(model::Intent i) {
+  const auto v6 = [](const IpAddr& v4) {
+    Ipv6Addr a = *Ipv6Addr::parse("2001:db8:ff::");
+    a.bytes[15] = static_cast<std::uint8_t>(v4.v4().value & 0xff);
+    return a;
+  };
+  i.host.vtep = *Ipv6Addr::parse("2001:db8:ff::1");
+  i.host.next_hops = {{*Ipv6Addr::parse("2001:db8:ff::fe"), test::mac("0c:42:a1:ff:ff:fd"), 0}};
+  i.host.default_next_hop = *Ipv6Addr::parse("2001:db8:ff::fe");
+  for (auto& r : i.remotes) r.vtep = v6(*r.vtep);
+  return i;
+}
+
 std::set<flowrules::RuleId> ids(const std::vector<flowrules::FlowRule>& rules) {
   std::set<flowrules::RuleId> out;
   for (const auto& r : rules) out.insert(r.id);
@@ -142,7 +157,8 @@ TEST(PlanTouched, DeltaOnThePlanBeforeGivesThePlanAfter) {
              v2 = test::vxlanRemote("10.20.0.2", "192.0.2.3", 200);
   const auto R = UnderlayMode::kRouted, V = UnderlayMode::kVxlan;
   const std::vector<Batch> batches = {
-      {"routed: a port added", R, intentOf(R, {}, {r1}), intentOf(R, {makePort(0, {"10.0.0.1"})}, {r1}), false},
+      {"routed: a port added", R, intentOf(R, {}, {r1}),
+       intentOf(R, {makePort(0, {"10.0.0.1"})}, {r1}), false},
       {"routed: a port's address added", R, intentOf(R, {makePort(0, {"10.0.0.1"})}, {}),
        intentOf(R, {makePort(0, {"10.0.0.1", "10.0.0.2"})}, {}), false},
       {"routed: a port removed, a remote added", R, intentOf(R, {makePort(0, {"10.0.0.1"})}, {r1}),
@@ -151,10 +167,17 @@ TEST(PlanTouched, DeltaOnThePlanBeforeGivesThePlanAfter) {
        intentOf(V, {makePort(0, {"10.0.0.1"}, 100)}, {v1}), true},
       {"vxlan: a second port of VNI 100", V, intentOf(V, {makePort(0, {"10.0.0.1"}, 100)}, {v1}),
        intentOf(V, {makePort(0, {"10.0.0.1"}, 100), makePort(1, {"10.0.1.1"}, 100)}, {v1}), false},
-      {"vxlan: a remote behind a new VTEP in a new VNI", V, intentOf(V, {makePort(0, {"10.0.0.1"}, 100)}, {v1}),
+      {"vxlan: a remote behind a new VTEP in a new VNI", V,
+       intentOf(V, {makePort(0, {"10.0.0.1"}, 100)}, {v1}),
        intentOf(V, {makePort(0, {"10.0.0.1"}, 100)}, {v1, v2}), true},
       {"vxlan: everything goes", V, intentOf(V, {makePort(0, {"10.0.0.1"}, 100)}, {v1, v2}),
        intentOf(V, {}, {}), true},
+      {"vxlan over IPv6: a remote behind a new VTEP in a new VNI", V,
+       overIpv6(intentOf(V, {makePort(0, {"10.0.0.1"}, 100)}, {v1})),
+       overIpv6(intentOf(V, {makePort(0, {"10.0.0.1"}, 100)}, {v1, v2})), true},
+      {"vxlan over IPv6: everything goes", V,
+       overIpv6(intentOf(V, {makePort(0, {"10.0.0.1"}, 100)}, {v1, v2})),
+       overIpv6(intentOf(V, {}, {})), true},
   };
   const auto profile = test::loadProfile("sim");
   for (const auto& b : batches) {

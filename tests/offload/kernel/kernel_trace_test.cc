@@ -142,6 +142,33 @@ TEST_F(KernelTraceTest, ProxyArpNeighboursFdbAndLinks) {
 // remote's /128 through an IPv6 gateway, the source check as policy rules
 // (the VM's /128 on to main, anything else from the representor into a
 // blackhole), and an IPv4 /32 through an IPv6 next hop (RFC 5549).
+// VXLAN over an IPv6 underlay (issue 23): the FDB of a device with an IPv6
+// local VTEP names IPv6 VTEPs (NDA_DST of 16 bytes).
+TEST_F(KernelTraceTest, FdbOfAnIpv6VxlanDevice) {
+  ASSERT_TRUE(ipCmd("-6 addr add 2001:db8:ff::1/64 dev d0 nodad"));
+  ASSERT_TRUE(
+      ipCmd("link add nfo-vx200 type vxlan id 200 local 2001:db8:ff::1 dstport 4789 "
+            "nolearning udp6zerocsumrx"));
+  ASSERT_TRUE(ipCmd("link set nfo-vx200 up"));
+  ASSERT_TRUE(test::TestNetns::sh("ip netns exec " + ns_->name() +
+                                  " bridge fdb append 02:00:00:00:00:02 dev nfo-vx200 dst "
+                                  "2001:db8:ff::2"));
+  auto fdb = view_->fdb("nfo-vx200", *MacAddr::parse("02:00:00:00:00:02"));
+  ASSERT_TRUE(fdb) << fdb.error().describe();
+  ASSERT_EQ(fdb->size(), 1u);
+  EXPECT_EQ((*fdb)[0].str(), "2001:db8:ff::2");
+  // The IPv4 device's entry is still read as IPv4.
+  auto v4 = view_->fdb("nfo-vx100", *MacAddr::parse("02:00:c0:00:02:02"));
+  ASSERT_TRUE(v4);
+  ASSERT_EQ(v4->size(), 1u);
+  EXPECT_EQ((*v4)[0].str(), "192.0.2.2");
+  // This host's IPv6 VTEP is local: where a VXLAN packet from the underlay
+  // is decapsulated.
+  auto local = view_->routeInput(ip6("2001:db8:ff::1"), ip6("2001:db8:ff::2"), "d0");
+  ASSERT_TRUE(local) << local.error().describe();
+  EXPECT_EQ(local->type, KernelRoute::Type::kLocal);
+}
+
 TEST_F(KernelTraceTest, Ipv6RoutesSourceCheckAndNeighbours) {
   ASSERT_TRUE(sysctl("net.ipv6.conf.all.forwarding=1"));
   ASSERT_TRUE(ipCmd("-6 addr add 2001:db8:1::1/64 dev d0 nodad"));
