@@ -483,7 +483,6 @@ void readGatewaySection(const json& section, HostConfig& host, ObjectReader& r) 
 // host.json "underlay".
 void readUnderlaySection(const json& section, HostConfig& host, ObjectReader& r) {
   std::int64_t n = 0;
-  std::optional<Ipv4Addr> ip;
   const json* obj = &section;
   ObjectReader u(*obj, "underlay");
   if (!u.member("mode", false) && u.ok())
