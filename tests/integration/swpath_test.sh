@@ -94,6 +94,15 @@ apply() {  # hv, host file, ports file [, extra args]
   "$ctl" apply --sw-only --netns "$T-hv$h" --host "$hostf" --ports "$portsf" --profile-dir "$root/hw-profiles" "$@"
 }
 
+# Applying a plan again changes nothing and fails nothing (hv, host, ports).
+unchanged_on_reapply() {
+  local out; out=$(apply "$@" --json) || return 1
+  python3 -c "
+import json,sys; j=json.loads(sys.argv[1])
+assert all(v['add']==0 and v['modify']==0 and v['remove']==0 for v in j['changes'].values()), j['changes']
+assert not j['failures'], j['failures']" "$out"
+}
+
 run_underlay() {
   local mode=$1
   echo "--- $mode underlay ---"
@@ -125,11 +134,7 @@ run_underlay() {
 
   # Applying the same plan twice changes nothing; read-back shows the same objects.
   "$ctl" readback --netns "$T-hv1" --host "$work/host1-$mode.json" --ports "$work/p1-$mode.json" --profile-dir "$root/hw-profiles" > "$work/rb1.json"
-  local out; out=$(apply 1 "$work/host1-$mode.json" "$work/p1-$mode.json" --json)
-  check "$mode: second apply changes nothing" python3 -c "
-import json,sys; j=json.loads(sys.argv[1])
-assert all(v['add']==0 and v['modify']==0 and v['remove']==0 for v in j['changes'].values()), j['changes']
-assert not j['failures'], j['failures']" "$out"
+  check "$mode: second apply changes nothing" unchanged_on_reapply 1 "$work/host1-$mode.json" "$work/p1-$mode.json"
   "$ctl" readback --netns "$T-hv1" --host "$work/host1-$mode.json" --ports "$work/p1-$mode.json" --profile-dir "$root/hw-profiles" > "$work/rb2.json"
   check "$mode: read-back identical after the second apply" cmp -s "$work/rb1.json" "$work/rb2.json"
   check "$mode: read-back holds the routes with our protocol" python3 -c "
@@ -245,11 +250,7 @@ run_ipv6() {
     check "ipv6/vxlan: ... which resolves to hv2's router MAC" bash -c \
       "ip -n $T-hv1 -6 neigh show fe80::c000:202 dev nfo-vx100 | grep -q 'lladdr 02:00:c0:00:02:02 PERMANENT'"
   fi
-  local out; out=$(apply 1 "$work/host1-v6.json" "$work/p1-v6.json" --json)
-  check "ipv6/$mode: second apply changes nothing" python3 -c "
-import json,sys; j=json.loads(sys.argv[1])
-assert all(v['add']==0 and v['modify']==0 and v['remove']==0 for v in j['changes'].values()), j['changes']
-assert not j['failures'], j['failures']" "$out"
+  check "ipv6/$mode: second apply changes nothing" unchanged_on_reapply 1 "$work/host1-v6.json" "$work/p1-v6.json"
   # vm12 without its IPv6 address: its /128, neighbour, proxy entry and
   # proxy_ndp go; IPv4 to it keeps working.
   ports "$work/p1-v6less.json" "$(v6port vm11 0)" "$(port vm12 1)" -- "$(remote vm21 "$mode" 2)" "$(remote vm22 "$mode" 2)" \
@@ -329,11 +330,7 @@ EOF
   check "vxlan6: the VXLAN packets crossed the underlay in UDP over IPv6" bash -c \
     "ip netns exec $T-hv2 awk '\$1==\"Udp6InDatagrams\" && \$2>0 {f=1} END {exit !f}' /proc/net/snmp6"
   "$ctl" readback --netns "$T-hv1" --host "$work/host1-vx6.json" --ports "$work/p1-vx6.json" --profile-dir "$root/hw-profiles" > "$work/rb6a.json"
-  local out; out=$(apply 1 "$work/host1-vx6.json" "$work/p1-vx6.json" --json)
-  check "vxlan6: second apply changes nothing (read-back of the IPv6 VTEP, FDB and RTA_VIA routes)" python3 -c "
-import json,sys; j=json.loads(sys.argv[1])
-assert all(v['add']==0 and v['modify']==0 and v['remove']==0 for v in j['changes'].values()), j['changes']
-assert not j['failures'], j['failures']" "$out"
+  check "vxlan6: second apply changes nothing (read-back of the IPv6 VTEP, FDB and RTA_VIA routes)" unchanged_on_reapply 1 "$work/host1-vx6.json" "$work/p1-vx6.json"
   "$ctl" readback --netns "$T-hv1" --host "$work/host1-vx6.json" --ports "$work/p1-vx6.json" --profile-dir "$root/hw-profiles" > "$work/rb6b.json"
   check "vxlan6: read-back identical after the second apply" cmp -s "$work/rb6a.json" "$work/rb6b.json"
   check "vxlan6: read-back holds the IPv6 VTEP and the IPv6 gateways" python3 -c "
