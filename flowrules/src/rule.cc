@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "nicoffload/flowrules/sw_objects.h"
+#include "nicoffload/model/intent.h"
 
 namespace nicoffload::flowrules {
 
@@ -212,12 +213,6 @@ std::uint64_t contentHash(const FlowRule& r) {
   return d.h;
 }
 
-MacAddr routerMacForVtep(const IpAddr& vtep) {
-  // IpAddr keeps IPv4 v4-mapped: bytes 12..15 are the IPv4 address.
-  const auto& b = vtep.v6().bytes;
-  MacAddr m;
-  m.bytes = {0x02, 0x00, b[12], b[13], b[14], b[15]};
-  return m;
-}
+MacAddr routerMacForVtep(const IpAddr& vtep) { return model::routerMac(vtep); }
 
 }  // namespace nicoffload::flowrules

@@ -59,18 +59,6 @@ std::string lower(std::string s) {
 }  // namespace
 
 namespace {
-// "02:00:c0:00:02:02": the router MAC of `vtep` (flowrules::routerMacForVtep).
-std::string routerMacText(const IpAddr& vtep) {
-  const std::uint32_t k = routerMacKey(vtep);
-  MacAddr m;
-  m.bytes = {0x02,
-             0x00,
-             static_cast<std::uint8_t>(k >> 24),
-             static_cast<std::uint8_t>(k >> 16),
-             static_cast<std::uint8_t>(k >> 8),
-             static_cast<std::uint8_t>(k)};
-  return m.str();
-}
 
 // The local entry for `a` in the index of its family, or null.
 template <class V4Map, class V6Map>
@@ -1032,7 +1020,8 @@ Status checkRemoteUnderlay(const HostConfig& host, const UnderlayAddresses& unde
       return makeError(ErrorCode::kConflict, path + ".vtep", r.vtep->str(),
                        "the VTEP " + r.vtep->str() + " ends in the same 32 bits as " +
                            (host.vtep && *other == *host.vtep ? "this host's VTEP " : "VTEP ") +
-                           other->str() + ": both would have router MAC " + routerMacText(*r.vtep) +
+                           other->str() + ": both would have router MAC " +
+                           routerMac(*r.vtep).str() +
                            " (02:00 + the last 32 bits of the VTEP); IPv6 VTEPs must differ in "
                            "their last 32 bits");
   return Status::success();

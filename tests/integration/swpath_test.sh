@@ -94,6 +94,23 @@ apply() {  # hv, host file, ports file [, extra args]
   "$ctl" apply --sw-only --netns "$T-hv$h" --host "$hostf" --ports "$portsf" --profile-dir "$root/hw-profiles" "$@"
 }
 
+# Every VM's IPv6: "add" gives vmHV its /128 2001:db8:H:V::1 and a default
+# route via the gateway fe80::1; "del" takes both away.
+vms_ipv6() {
+  local vm
+  for vm in vm11 vm12 vm21 vm22; do
+    if [ "$1" = add ]; then
+      ip -n "$T-$vm" -6 addr add "2001:db8:${vm:2:1}:${vm:3:1}::1/128" dev eth0 nodad
+      ip -n "$T-$vm" -6 route add default via fe80::1 dev eth0 onlink
+    else
+      ip -n "$T-$vm" -6 route del default via fe80::1 dev eth0
+      ip -n "$T-$vm" -6 addr del "2001:db8:${vm:2:1}:${vm:3:1}::1/128" dev eth0
+    fi
+  done
+}
+# A port of VM with its IPv4 /32 and its IPv6 /128 (vm, vf).
+v6port() { port "$1" "$2" "[\"${VM_IP[$1]}/32\", \"2001:db8:${1:2:1}:${1:3:1}::1/128\"]"; }
+
 # Applying a plan again changes nothing and fails nothing (hv, host, ports).
 unchanged_on_reapply() {
   local out; out=$(apply "$@" --json) || return 1
@@ -214,12 +231,7 @@ run_ipv6() {
     sed 's|"gateway": { "ipv4": "169.254.1.1", |"gateway": { "ipv4": "169.254.1.1", "ipv6": "fe80::1", |' \
       "$work/host$h-$mode.json" > "$work/host$h-v6.json"
   done
-  for vm in vm11 vm12 vm21 vm22; do
-    local h=${vm:2:1} v=${vm:3:1}
-    ip -n "$T-$vm" -6 addr add "2001:db8:$h:$v::1/128" dev eth0 nodad
-    ip -n "$T-$vm" -6 route add default via fe80::1 dev eth0 onlink
-  done
-  v6port() { port "$1" "$2" "[\"${VM_IP[$1]}/32\", \"2001:db8:${1:2:1}:${1:3:1}::1/128\"]"; }
+  vms_ipv6 add
   ports "$work/p1-v6.json" "$(v6port vm11 0)" "$(v6port vm12 1)" -- "$(remote vm21 "$mode" 2)" "$(remote vm22 "$mode" 2)" \
     "$(remote6 vm21 "$mode" 2)" "$(remote6 vm22 "$mode" 2)"
   ports "$work/p2-v6.json" "$(v6port vm21 0)" "$(v6port vm22 1)" -- "$(remote vm11 "$mode" 1)" "$(remote vm12 "$mode" 1)" \
@@ -275,10 +287,7 @@ run_ipv6() {
   check_not "ipv6/$mode: no source-check rule left on hv1" bash -c "ip -n $T-hv1 -6 rule show | grep -q 'proto 240'"
   check_not "ipv6/$mode: after removal vm11 -> vm21 stops" reach6 vm11 2001:db8:2:1::1
   for h in 1 2; do ip -n "$T-hv$h" -6 addr del "2001:db8:ff::$h/64" dev uplink0; done
-  for vm in vm11 vm12 vm21 vm22; do
-    ip -n "$T-$vm" -6 route del default via fe80::1 dev eth0
-    ip -n "$T-$vm" -6 addr del "2001:db8:${vm:2:1}:${vm:3:1}::1/128" dev eth0
-  done
+  vms_ipv6 del
 }
 
 # VXLAN over an IPv6 underlay (issue 23): the VTEPs are the hypervisors'
@@ -299,12 +308,7 @@ run_vxlan6() {
   "backends": { "vdpa": "none" } }
 EOF
   done
-  for vm in vm11 vm12 vm21 vm22; do
-    local h=${vm:2:1} v=${vm:3:1}
-    ip -n "$T-$vm" -6 addr add "2001:db8:$h:$v::1/128" dev eth0 nodad
-    ip -n "$T-$vm" -6 route add default via fe80::1 dev eth0 onlink
-  done
-  v6port() { port "$1" "$2" "[\"${VM_IP[$1]}/32\", \"2001:db8:${1:2:1}:${1:3:1}::1/128\"]"; }
+  vms_ipv6 add
   rem6() {  # vm, hv of the vm: its /32 and its /128 behind that hv's IPv6 VTEP
     printf '{ "address": "%s/32", "vtep": "2001:db8:ff::%s", "vni": 100 }, ' "${VM_IP[$1]}" "$2"
     printf '{ "address": "2001:db8:%s:%s::1/128", "vtep": "2001:db8:ff::%s", "vni": 100 }' "${1:2:1}" "${1:3:1}" "$2"
@@ -351,10 +355,7 @@ assert any(r['dst']=='10.2.1.1/32' and r.get('via')=='fe80::2' for r in j['route
   check_not "vxlan6: no route of ours left on hv1" bash -c "ip -n $T-hv1 route show proto 240 | grep -q ."
   check_not "vxlan6: after removal vm11 -> vm21 stops" reach vm11 10.2.1.1
   for h in 1 2; do ip -n "$T-hv$h" -6 addr del "2001:db8:ff::$h/64" dev uplink0; done
-  for vm in vm11 vm12 vm21 vm22; do
-    ip -n "$T-$vm" -6 route del default via fe80::1 dev eth0
-    ip -n "$T-$vm" -6 addr del "2001:db8:${vm:2:1}:${vm:3:1}::1/128" dev eth0
-  done
+  vms_ipv6 del
 }
 
 run_underlay routed

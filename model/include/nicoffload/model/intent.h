@@ -244,6 +244,13 @@ inline std::uint32_t routerMacKey(const IpAddr& vtep) {
   return (std::uint32_t{b[12]} << 24) | (std::uint32_t{b[13]} << 16) | (std::uint32_t{b[14]} << 8) |
          b[15];
 }
+// The router MAC itself: 02:00 + routerMacKey (locally administered, unicast).
+inline MacAddr routerMac(const IpAddr& vtep) {
+  const auto& b = vtep.v6().bytes;  // v4-mapped for IPv4: bytes 12..15 are the address
+  MacAddr m;
+  m.bytes = {0x02, 0x00, b[12], b[13], b[14], b[15]};
+  return m;
+}
 
 const char* toString(UnderlayMode mode);
 const char* toString(VdpaKind kind);
